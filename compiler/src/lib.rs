@@ -1,1 +1,18 @@
-//! Compiler.
+//! The `ivr` compiler: checks flows against the configuration (`ivr.toml`: data catalog,
+//! queues, calendars, routes) and the prompt catalogs, reports every problem with its place,
+//! and compiles each flow into an executable [`program::Program`] for the call engine.
+//!
+//! Data flows one way: [`config`] and [`catalog`] are read, flows are parsed by `ivr-dsl`,
+//! [`lower`] resolves and types them into programs, [`analysis`] runs the graph-wide checks,
+//! and [`project`] ties a run together. [`graph`] renders a program for people.
+
+pub mod analysis;
+pub mod catalog;
+pub mod config;
+pub mod graph;
+pub mod lower;
+pub mod program;
+pub mod project;
+pub mod suggest;
+
+pub use project::{CheckOptions, Checked, LoadError, check, compile_flow, load_config};

@@ -4,7 +4,7 @@
 //! The tree says what was written, not whether it makes sense: names are not resolved and
 //! defaults are not filled in (an absent clause is `None`). The compiler does both.
 
-use crate::span::{Span, Spanned};
+pub use crate::span::{Span, Spanned};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -72,7 +72,7 @@ impl Node {
 }
 
 /// The seven kinds of node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
     /// Actions in order, then a transition.

@@ -1,0 +1,133 @@
+//! Prompt catalogs: `prompts/<language>/prompts.toml`, one per language, mapping prompt ids to
+//! their text and audio file.
+
+use indexmap::IndexMap;
+use ivr_dsl::{Diagnostic, FileId, SourceMap, Span};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    text: String,
+    file: Option<String>,
+}
+
+/// One prompt of a catalog.
+#[derive(Debug, Clone)]
+pub struct PromptEntry {
+    /// What the prompt says (shown by simulations and transcripts).
+    pub text: String,
+    /// The audio file (the `file` key, else `<id>.wav`), relative paths resolved.
+    pub file: PathBuf,
+    /// Whether the audio file exists.
+    pub has_audio: bool,
+    /// Where the entry is written in `prompts.toml`.
+    pub span: Span,
+}
+
+/// The prompts of one language.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// The language tag (the folder name), e.g. `zh-CN`.
+    pub language: String,
+    /// The folder.
+    pub dir: PathBuf,
+    /// The `prompts.toml` in the run's source map.
+    pub file: FileId,
+    /// Prompts by id, in file order.
+    pub entries: IndexMap<String, PromptEntry>,
+}
+
+/// Every language's catalog.
+#[derive(Debug, Clone, Default)]
+pub struct Catalogs {
+    /// Catalogs by language tag.
+    pub languages: IndexMap<String, Catalog>,
+}
+
+impl Catalogs {
+    /// Reads every `<language>/prompts.toml` below `dir`. A missing folder gives no catalogs;
+    /// broken files are reported and the rest still load.
+    pub fn load(dir: &Path, sources: &mut SourceMap) -> (Catalogs, Vec<Diagnostic>) {
+        let mut catalogs = Catalogs::default();
+        let mut diags = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return (catalogs, diags);
+        };
+        let mut langs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("prompts.toml").is_file())
+            .collect();
+        langs.sort();
+        for lang_dir in langs {
+            let Some(language) = lang_dir.file_name().and_then(|n| n.to_str()).map(String::from)
+            else {
+                continue;
+            };
+            let path = lang_dir.join("prompts.toml");
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    let file = sources.add(&path, "");
+                    diags.push(Diagnostic::error(
+                        "catalog",
+                        file,
+                        Span::default(),
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                    continue;
+                }
+            };
+            let file = sources.add(&path, text.clone());
+            let (catalog, d) = Catalog::parse(file, &language, &lang_dir, &text);
+            diags.extend(d);
+            catalogs.languages.insert(language, catalog);
+        }
+        (catalogs, diags)
+    }
+}
+
+impl Catalog {
+    /// Parses the text of one `prompts.toml` in folder `dir`.
+    pub fn parse(file: FileId, language: &str, dir: &Path, text: &str) -> (Catalog, Vec<Diagnostic>) {
+        let mut catalog = Catalog {
+            language: language.to_string(),
+            dir: dir.to_path_buf(),
+            file,
+            entries: IndexMap::new(),
+        };
+        let raw: IndexMap<String, Spanned<RawEntry>> = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                let span = e.span().map(|r| Span::new(r.start, r.end)).unwrap_or_default();
+                let d = Diagnostic::error(
+                    "catalog",
+                    file,
+                    span,
+                    format!("prompt catalog: {}", e.message().trim()),
+                )
+                .with_hint("each line is `id = { text = \"...\" }` or `id = { text = \"...\", file = \"x.wav\" }`");
+                return (catalog, vec![d]);
+            }
+        };
+        for (id, entry) in raw {
+            let r = entry.span();
+            let span = Span::new(r.start, r.end);
+            let entry = entry.into_inner();
+            let file_path = dir.join(entry.file.unwrap_or_else(|| format!("{id}.wav")));
+            let has_audio = file_path.is_file();
+            catalog.entries.insert(
+                id,
+                PromptEntry {
+                    text: entry.text,
+                    file: file_path,
+                    has_audio,
+                    span,
+                },
+            );
+        }
+        (catalog, Vec::new())
+    }
+}

@@ -1,0 +1,757 @@
+//! `ivr.toml`: the deployment configuration (paths, server, database, data catalog, queues,
+//! agents, calendars, routes), read with spans so that mistakes point at their line.
+
+use indexmap::IndexMap;
+use ivr_dsl::{Diagnostic, FileId, Span};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The configuration as written, before validation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    paths: RawPaths,
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    database: DatabaseConfig,
+    #[serde(default)]
+    queries: IndexMap<String, Spanned<RawQuery>>,
+    #[serde(default)]
+    queues: IndexMap<String, Spanned<QueueConfig>>,
+    #[serde(default)]
+    agents: IndexMap<String, Spanned<AgentConfig>>,
+    #[serde(default)]
+    calendars: IndexMap<String, Spanned<IndexMap<String, Spanned<String>>>>,
+    #[serde(default)]
+    routes: IndexMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    flows: Option<String>,
+    prompts: Option<String>,
+    recordings: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    #[serde(default)]
+    args: Vec<String>,
+    sql: Option<Spanned<String>>,
+    transaction: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    fields: IndexMap<String, Spanned<String>>,
+    #[serde(default)]
+    hash: Vec<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+/// `[server]`: addresses and limits of `ivr serve`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// SIP address, UDP and TCP.
+    pub sip: String,
+    /// HTTP address (WebRTC pages, status, metrics).
+    pub http: String,
+    /// RTP port range `LOW-HIGH`.
+    pub rtp_ports: String,
+    /// Most concurrent calls.
+    pub max_calls: u32,
+    /// SIP digest realm for agents.
+    pub realm: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            sip: "0.0.0.0:5060".into(),
+            http: "127.0.0.1:8080".into(),
+            rtp_ports: "20000-29999".into(),
+            max_calls: 5000,
+            realm: "ivr".into(),
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` (embedded default) or `postgres://...`.
+    pub url: String,
+    /// Key for the HMAC of `hash` arguments (service passwords); the `IVR_SECRET`
+    /// environment variable overrides it.
+    pub secret: Option<String>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://ivr-data/ivr.db".into(),
+            secret: None,
+        }
+    }
+}
+
+/// `[queues.NAME]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Skills every agent of this queue needs.
+    #[serde(default)]
+    pub skills: Vec<String>,
+}
+
+/// `[agents.ID]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Skills the agent has.
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// MD5(id:realm:password), hex.
+    #[serde(default)]
+    pub ha1: String,
+}
+
+/// The type of a query result field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// An exact decimal number.
+    Number,
+    /// An amount of money (exact decimal).
+    Money,
+    /// Text.
+    Text,
+    /// `true` / `false`.
+    Bool,
+    /// A calendar date.
+    Date,
+    /// A time of day.
+    Time,
+}
+
+impl FieldType {
+    /// All types with their names, as written in `fields`.
+    pub const ALL: [(&'static str, FieldType); 6] = [
+        ("number", FieldType::Number),
+        ("money", FieldType::Money),
+        ("text", FieldType::Text),
+        ("bool", FieldType::Bool),
+        ("date", FieldType::Date),
+        ("time", FieldType::Time),
+    ];
+
+    /// The name as written in `fields`.
+    pub fn name(self) -> &'static str {
+        FieldType::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// A named query of the data catalog.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryDef {
+    /// Argument names, bound as `$1`, `$2`, ... in order.
+    pub args: Vec<String>,
+    /// The statements: one for a read (`sql`), several for a `transaction`.
+    pub statements: Vec<String>,
+    /// True when written as `transaction` (all or nothing).
+    pub transaction: bool,
+    /// Result fields and their types, in order.
+    pub fields: IndexMap<String, FieldType>,
+    /// Arguments the platform hashes (HMAC-SHA256, hex) before binding.
+    pub hash: Vec<String>,
+    /// Default timeout for this query in milliseconds, if configured.
+    pub timeout_ms: Option<u64>,
+    /// Where the query is declared in `ivr.toml`.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// Opening hours: per weekday, and per date (holidays override weekdays).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Calendar {
+    /// Monday = 0 .. Sunday = 6: open intervals in minutes from midnight `[from, to)`.
+    pub weekly: [Vec<(u16, u16)>; 7],
+    /// Date ranges (inclusive, `(year, month, day)`) with their intervals; empty means closed.
+    pub dates: Vec<DateRule>,
+    /// Where the calendar is declared.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// A date-specific rule of a calendar: `"2026-10-01..2026-10-07" = "closed"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DateRule {
+    /// First day, `(year, month, day)`.
+    pub from: (i32, u32, u32),
+    /// Last day, inclusive.
+    pub to: (i32, u32, u32),
+    /// Open intervals in minutes from midnight; empty means closed all day.
+    pub open: Vec<(u16, u16)>,
+}
+
+impl Calendar {
+    /// Whether the calendar is open at a local date and time.
+    /// `weekday` is 0 for Monday .. 6 for Sunday; `minute` counts from midnight.
+    pub fn is_open(&self, date: (i32, u32, u32), weekday: usize, minute: u16) -> bool {
+        let intervals = self
+            .dates
+            .iter()
+            .rev()
+            .find(|r| r.from <= date && date <= r.to)
+            .map(|r| &r.open)
+            .unwrap_or(&self.weekly[weekday.min(6)]);
+        intervals.iter().any(|&(a, b)| a <= minute && minute < b)
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// The folder the file is in; paths are relative to it.
+    pub base: PathBuf,
+    /// The flows folder.
+    pub flows_dir: PathBuf,
+    /// The prompts folder (`<language>/prompts.toml` below it).
+    pub prompts_dir: PathBuf,
+    /// Where recordings go.
+    pub recordings_dir: PathBuf,
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[database]`
+    pub database: DatabaseConfig,
+    /// `[queries.*]`
+    pub queries: IndexMap<String, QueryDef>,
+    /// `[queues.*]`
+    pub queues: IndexMap<String, QueueConfig>,
+    /// `[agents.*]`
+    pub agents: IndexMap<String, AgentConfig>,
+    /// `[calendars.*]`
+    pub calendars: IndexMap<String, Calendar>,
+    /// `[routes]`: dialled number (or `default`) to flow name.
+    pub routes: IndexMap<String, String>,
+    /// Spans of route values, for diagnostics about unknown flows.
+    #[serde(skip)]
+    pub route_spans: IndexMap<String, Span>,
+    /// The file id of `ivr.toml` in the run's source map (when read from a file).
+    #[serde(skip)]
+    pub file: Option<FileId>,
+}
+
+impl Config {
+    /// The configuration used when there is no `ivr.toml`: every path relative to `base`.
+    pub fn defaults(base: &Path) -> Config {
+        Config {
+            base: base.to_path_buf(),
+            flows_dir: base.join("flows"),
+            prompts_dir: base.join("prompts"),
+            recordings_dir: base.join("ivr-data/recordings"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            queries: IndexMap::new(),
+            queues: IndexMap::new(),
+            agents: IndexMap::new(),
+            calendars: IndexMap::new(),
+            routes: IndexMap::new(),
+            route_spans: IndexMap::new(),
+            file: None,
+        }
+    }
+
+    /// Parses and validates the text of an `ivr.toml` located in `base`. Problems come back as
+    /// diagnostics in `file`; the configuration is returned with whatever was valid.
+    pub fn parse(file: FileId, base: &Path, text: &str) -> (Config, Vec<Diagnostic>) {
+        let mut diags = Vec::new();
+        let mut config = Config::defaults(base);
+        config.file = Some(file);
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e
+                    .span()
+                    .map(|r| Span::new(r.start, r.end.max(r.start)))
+                    .unwrap_or_default();
+                let message = e.message().trim().to_string();
+                diags.push(
+                    Diagnostic::error("config", file, span, format!("ivr.toml: {message}"))
+                        .with_opt_hint(config_hint(&message)),
+                );
+                return (config, diags);
+            }
+        };
+        if let Some(p) = raw.paths.flows {
+            config.flows_dir = base.join(p);
+        }
+        if let Some(p) = raw.paths.prompts {
+            config.prompts_dir = base.join(p);
+        }
+        if let Some(p) = raw.paths.recordings {
+            config.recordings_dir = base.join(p);
+        }
+        config.server = raw.server;
+        config.database = raw.database;
+        for (name, q) in raw.queries {
+            if let Some(def) = validate_query(file, &name, q, &mut diags) {
+                config.queries.insert(name, def);
+            }
+        }
+        config.queues = raw
+            .queues
+            .into_iter()
+            .map(|(k, v)| (k, v.into_inner()))
+            .collect();
+        for (id, agent) in raw.agents {
+            let span = span_of(&agent);
+            let agent = agent.into_inner();
+            if !(agent.ha1.len() == 32 && agent.ha1.chars().all(|c| c.is_ascii_hexdigit())) {
+                diags.push(
+                    Diagnostic::error(
+                        "config",
+                        file,
+                        span,
+                        format!("agent `{id}` needs `ha1`: 32 hex digits of MD5(id:realm:password)"),
+                    )
+                    .with_hint(format!("`ivr agent-password {id}` prints it")),
+                );
+            }
+            config.agents.insert(id, agent);
+        }
+        for (name, entries) in raw.calendars {
+            let span = span_of(&entries);
+            let mut cal = Calendar {
+                span,
+                ..Calendar::default()
+            };
+            for (days, hours) in entries.into_inner() {
+                let hours_span = span_of(&hours);
+                let open = match parse_intervals(hours.get_ref()) {
+                    Ok(open) => open,
+                    Err(msg) => {
+                        diags.push(
+                            Diagnostic::error("config", file, hours_span, msg)
+                                .with_hint("write hours as \"08:00-20:00\", several separated by commas, or \"closed\""),
+                        );
+                        continue;
+                    }
+                };
+                match parse_days(&days) {
+                    Ok(DaySpec::Weekdays(list)) => {
+                        for d in list {
+                            cal.weekly[d] = open.clone();
+                        }
+                    }
+                    Ok(DaySpec::Dates(from, to)) => cal.dates.push(DateRule { from, to, open }),
+                    Err(msg) => diags.push(
+                        Diagnostic::error("config", file, hours_span, msg).with_hint(
+                            "name days as \"mon-fri\", \"sat\", \"mon,wed\" or dates as \"2026-10-01\" or \"2026-10-01..2026-10-07\"",
+                        ),
+                    ),
+                }
+            }
+            config.calendars.insert(name, cal);
+        }
+        for (number, flow) in raw.routes {
+            config.route_spans.insert(number.clone(), span_of(&flow));
+            config.routes.insert(number, flow.into_inner());
+        }
+        (config, diags)
+    }
+}
+
+fn config_hint(message: &str) -> Option<String> {
+    if message.contains("unknown field") {
+        Some("see the Configuration section of docs/language.md for the keys each section takes".into())
+    } else {
+        None
+    }
+}
+
+fn span_of<T>(s: &Spanned<T>) -> Span {
+    let r = s.span();
+    Span::new(r.start, r.end)
+}
+
+fn validate_query(
+    file: FileId,
+    name: &str,
+    q: Spanned<RawQuery>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<QueryDef> {
+    let span = span_of(&q);
+    let q = q.into_inner();
+    let mut ok = true;
+    let (statements, transaction, stmt_span) = match (q.sql, q.transaction) {
+        (Some(sql), None) => {
+            let s = span_of(&sql);
+            (vec![sql.into_inner()], false, s)
+        }
+        (None, Some(tx)) => {
+            let s = span_of(&tx);
+            (tx.into_inner(), true, s)
+        }
+        (Some(sql), Some(_)) => {
+            diags.push(Diagnostic::error(
+                "config",
+                file,
+                span_of(&sql),
+                format!("query `{name}` has both `sql` and `transaction`; give one"),
+            ));
+            return None;
+        }
+        (None, None) => {
+            diags.push(
+                Diagnostic::error(
+                    "config",
+                    file,
+                    span,
+                    format!("query `{name}` has neither `sql` nor `transaction`"),
+                )
+                .with_hint("`sql = \"SELECT ...\"` for a read, `transaction = [\"...\", \"...\"]` for changes"),
+            );
+            return None;
+        }
+    };
+    if statements.is_empty() || statements.iter().any(|s| s.trim().is_empty()) {
+        diags.push(Diagnostic::error(
+            "config",
+            file,
+            stmt_span,
+            format!("query `{name}` has an empty statement"),
+        ));
+        ok = false;
+    }
+    let mut fields = IndexMap::new();
+    for (field, ty) in q.fields {
+        match FieldType::ALL.iter().find(|(n, _)| *n == ty.get_ref()) {
+            Some((_, t)) => {
+                fields.insert(field, *t);
+            }
+            None => {
+                let names: Vec<&str> = FieldType::ALL.iter().map(|(n, _)| *n).collect();
+                diags.push(
+                    Diagnostic::error(
+                        "config",
+                        file,
+                        span_of(&ty),
+                        format!("field `{field}` of query `{name}` has an unknown type `{}`", ty.get_ref()),
+                    )
+                    .with_hint(format!("the types are {}", names.join(", "))),
+                );
+                ok = false;
+            }
+        }
+    }
+    for h in &q.hash {
+        if !q.args.contains(h.get_ref()) {
+            diags.push(Diagnostic::error(
+                "config",
+                file,
+                span_of(h),
+                format!("query `{name}` hashes `{}`, which is not one of its `args`", h.get_ref()),
+            ));
+            ok = false;
+        }
+    }
+    // Positional parameters must exist; `$name` must name a field of the query.
+    for stmt in &statements {
+        for param in parameters(stmt) {
+            match param {
+                Param::Index(i) if i == 0 || i > q.args.len() => {
+                    diags.push(
+                        Diagnostic::error(
+                            "config",
+                            file,
+                            stmt_span,
+                            format!(
+                                "query `{name}` uses `${i}` but has {} argument{}",
+                                q.args.len(),
+                                if q.args.len() == 1 { "" } else { "s" }
+                            ),
+                        )
+                        .with_hint("`$1` is the first name in `args`"),
+                    );
+                    ok = false;
+                }
+                Param::Name(n) if !transaction => {
+                    diags.push(Diagnostic::error(
+                        "config",
+                        file,
+                        stmt_span,
+                        format!("query `{name}` uses `${n}`: named values only exist between the statements of a `transaction`"),
+                    ));
+                    ok = false;
+                }
+                Param::Name(n) if !fields.contains_key(&n) => {
+                    diags.push(
+                        Diagnostic::error(
+                            "config",
+                            file,
+                            stmt_span,
+                            format!("query `{name}` uses `${n}`, which is not one of its `fields`"),
+                        )
+                        .with_hint("`$name` refers to a field returned by an earlier statement"),
+                    );
+                    ok = false;
+                }
+                _ => {}
+            }
+        }
+    }
+    let timeout_ms = match q.timeout {
+        None => None,
+        Some(t) => match parse_duration_text(t.get_ref()) {
+            Some(ms) if ms > 0 => Some(ms),
+            _ => {
+                diags.push(Diagnostic::error(
+                    "config",
+                    file,
+                    span_of(&t),
+                    format!("query `{name}` has a bad timeout `{}`; write e.g. \"2s\" or \"500ms\"", t.get_ref()),
+                ));
+                ok = false;
+                None
+            }
+        },
+    };
+    ok.then(|| QueryDef {
+        args: q.args,
+        statements,
+        transaction,
+        fields,
+        hash: q.hash.into_iter().map(|h| h.into_inner()).collect(),
+        timeout_ms,
+        span,
+    })
+}
+
+/// A `$` parameter in SQL text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    /// `$1`
+    Index(usize),
+    /// `$value`
+    Name(String),
+}
+
+/// The `$` parameters of a statement, skipping quoted SQL strings and identifiers.
+pub fn parameters(sql: &str) -> Vec<Param> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = sql.chars().collect();
+    let mut i = 0;
+    let mut quote: Option<char> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '\'' || c == '"' {
+            quote = Some(c);
+            i += 1;
+            continue;
+        }
+        if c == '$' {
+            let start = i + 1;
+            let mut j = start;
+            while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '_') {
+                j += 1;
+            }
+            let word: String = chars[start..j].iter().collect();
+            if !word.is_empty() {
+                if let Ok(n) = word.parse::<usize>() {
+                    out.push(Param::Index(n));
+                } else if !word.starts_with(|c: char| c.is_ascii_digit()) {
+                    out.push(Param::Name(word));
+                }
+            }
+            i = j.max(i + 1);
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h` into milliseconds.
+pub fn parse_duration_text(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = digits.parse().ok()?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+enum DaySpec {
+    Weekdays(Vec<usize>),
+    Dates((i32, u32, u32), (i32, u32, u32)),
+}
+
+const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn parse_days(text: &str) -> Result<DaySpec, String> {
+    let t = text.trim().to_ascii_lowercase();
+    if t.starts_with(|c: char| c.is_ascii_digit()) {
+        let (a, b) = t.split_once("..").unwrap_or((&t, &t));
+        let from = parse_date(a).ok_or_else(|| format!("`{text}` is not a date like 2026-10-01"))?;
+        let to = parse_date(b).ok_or_else(|| format!("`{text}` is not a date like 2026-10-01"))?;
+        if to < from {
+            return Err(format!("the dates `{text}` run backwards"));
+        }
+        return Ok(DaySpec::Dates(from, to));
+    }
+    let day = |s: &str| {
+        DAY_NAMES
+            .iter()
+            .position(|d| *d == s.trim())
+            .ok_or_else(|| format!("`{}` is not a day (mon, tue, wed, thu, fri, sat, sun)", s.trim()))
+    };
+    let mut out = Vec::new();
+    for part in t.split(',') {
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b) = (day(a)?, day(b)?);
+            let mut d = a;
+            loop {
+                out.push(d);
+                if d == b {
+                    break;
+                }
+                d = (d + 1) % 7;
+            }
+        } else {
+            out.push(day(part)?);
+        }
+    }
+    Ok(DaySpec::Weekdays(out))
+}
+
+fn parse_date(s: &str) -> Option<(i32, u32, u32)> {
+    let mut it = s.trim().split('-');
+    let y = it.next()?.parse().ok()?;
+    let m: u32 = it.next()?.parse().ok()?;
+    let d: u32 = it.next()?.parse().ok()?;
+    (it.next().is_none() && (1..=12).contains(&m) && (1..=31).contains(&d)).then_some((y, m, d))
+}
+
+fn parse_intervals(text: &str) -> Result<Vec<(u16, u16)>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("closed") {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for part in t.split(',') {
+        let (a, b) = part
+            .split_once('-')
+            .ok_or_else(|| format!("`{}` is not a range of hours like 08:00-20:00", part.trim()))?;
+        let (a, b) = (parse_hhmm(a), parse_hhmm(b));
+        match (a, b) {
+            (Some(a), Some(b)) if a < b => out.push((a, b)),
+            (Some(_), Some(_)) => {
+                return Err(format!("the hours `{}` end before they start", part.trim()));
+            }
+            _ => return Err(format!("`{}` is not a range of hours like 08:00-20:00", part.trim())),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_hhmm(s: &str) -> Option<u16> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Config, Vec<Diagnostic>) {
+        Config::parse(FileId(0), Path::new("/x"), text)
+    }
+
+    #[test]
+    fn spec_example_parses() {
+        let (c, d) = parse(
+            r#"
+[paths]
+flows = "flows"
+[queries.customer_by_phone]
+args   = ["phone"]
+sql    = "SELECT id, name, vip, balance FROM customers WHERE phone = $1"
+fields = { id = "number", name = "text", vip = "bool", balance = "money" }
+[queries.redeem_card]
+args        = ["phone", "pin"]
+transaction = [
+  "UPDATE cards SET used_by = $1, used_at = CURRENT_TIMESTAMP WHERE pin = $2 AND used_at IS NULL RETURNING value",
+  "UPDATE customers SET balance = balance + $value WHERE phone = $1 RETURNING balance",
+]
+fields = { value = "money", balance = "money" }
+[queues.general]
+skills = ["billing", "mandarin"]
+[agents.2001]
+name   = "王芳"
+skills = ["billing", "mandarin"]
+ha1    = "4f1c0000000000000000000000000000"
+[calendars.agents]
+"mon-fri" = "08:00-20:00"
+"sat-sun" = "09:00-18:00"
+"2026-10-01..2026-10-03" = "closed"
+[routes]
+"10010"   = "hotline"
+default   = "hotline"
+"#,
+        );
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.flows_dir, Path::new("/x/flows"));
+        assert!(c.queries["redeem_card"].transaction);
+        assert_eq!(c.queries["customer_by_phone"].fields["balance"], FieldType::Money);
+        let cal = &c.calendars["agents"];
+        assert!(cal.is_open((2026, 11, 23), 0, 10 * 60));
+        assert!(!cal.is_open((2026, 11, 23), 0, 20 * 60));
+        assert!(cal.is_open((2026, 11, 29), 6, 9 * 60));
+        assert!(!cal.is_open((2026, 10, 2), 4, 10 * 60));
+        assert_eq!(c.routes["default"], "hotline");
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_their_place() {
+        let text = "[queries.q]\nargs = [\"a\"]\nsql = \"SELECT x FROM t WHERE a = $2\"\nfields = { x = \"nummber\" }\n";
+        let (_, d) = parse(text);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().any(|d| d.message.contains("unknown type `nummber`")));
+        assert!(d.iter().any(|d| d.message.contains("uses `$2` but has 1 argument")));
+        let (_, d) = parse("[querys.x]\n");
+        assert_eq!(d.len(), 1);
+        assert!(d[0].message.contains("unknown field"), "{}", d[0].message);
+    }
+
+    #[test]
+    fn parameters_skip_strings() {
+        assert_eq!(
+            parameters("SELECT '$1' || $2, $value FROM t"),
+            vec![Param::Index(2), Param::Name("value".into())]
+        );
+    }
+}

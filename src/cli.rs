@@ -1,0 +1,182 @@
+//! Command-line parsing and the commands that only need the compiler: `check`, `compile` and
+//! `graph`.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ivr_compiler::graph::{GraphFormat, render};
+use ivr_compiler::{CheckOptions, Checked, check, compile_flow};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Open-source IVR platform: declarative call flows, checked before they go live.
+#[derive(Debug, Parser)]
+#[command(name = "ivr", version, about, long_about = None)]
+struct Cli {
+    /// The configuration file (default: ./ivr.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and check flows against the configuration and prompt catalogs.
+    Check {
+        /// Flow files or folders (default: the configured flows folder).
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DiagFormat::Human)]
+        format: DiagFormat,
+    },
+    /// Compile a flow into the executable program the call engine runs.
+    Compile {
+        /// The flow's name (or its .flow file).
+        flow: String,
+        /// What to print.
+        #[arg(long, value_enum, default_value_t = Emit::Json)]
+        emit: Emit,
+    },
+    /// Draw a flow as a graph (Graphviz dot or Mermaid).
+    Graph {
+        /// The flow's name (or its .flow file).
+        flow: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphArg::Dot)]
+        format: GraphArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DiagFormat {
+    /// Source lines with carets, for people.
+    Human,
+    /// One JSON array of diagnostics, for editors and CI.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Emit {
+    /// The program as JSON.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphArg {
+    /// Graphviz dot (`dot -Tsvg`).
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { paths, format } => cmd_check(cli.config, paths, format),
+        Command::Compile { flow, emit } => cmd_compile(cli.config, &flow, emit),
+        Command::Graph { flow, format } => cmd_graph(cli.config, &flow, format),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("ivr: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn color_for(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn print_human(checked: &Checked, to_stderr: bool) {
+    if checked.diagnostics.is_empty() {
+        return;
+    }
+    if to_stderr {
+        let text = checked
+            .sources
+            .render(&checked.diagnostics, color_for(std::io::stderr().is_terminal()));
+        eprint!("{text}");
+    } else {
+        let text = checked
+            .sources
+            .render(&checked.diagnostics, color_for(std::io::stdout().is_terminal()));
+        print!("{text}");
+    }
+}
+
+fn summary(checked: &Checked) -> String {
+    let (e, w) = (checked.error_count(), checked.warning_count());
+    let n = checked.flows.len();
+    format!(
+        "checked {n} flow{}: {e} error{}, {w} warning{}",
+        if n == 1 { "" } else { "s" },
+        if e == 1 { "" } else { "s" },
+        if w == 1 { "" } else { "s" }
+    )
+}
+
+fn cmd_check(config: Option<PathBuf>, paths: Vec<PathBuf>, format: DiagFormat) -> Result<ExitCode, String> {
+    let checked = check(&CheckOptions { config, paths }).map_err(|e| e.to_string())?;
+    match format {
+        DiagFormat::Human => {
+            print_human(&checked, false);
+            println!("{}", summary(&checked));
+        }
+        DiagFormat::Json => {
+            let json = checked.sources.to_json(&checked.diagnostics);
+            println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(if checked.error_count() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Compiles one flow; on errors prints them to stderr and returns `None`.
+fn compiled(config: Option<PathBuf>, flow: &str) -> Result<Option<(Checked, String)>, String> {
+    let (checked, name) = compile_flow(config.as_deref(), flow).map_err(|e| e.to_string())?;
+    if checked.error_count() > 0 {
+        print_human(&checked, true);
+        eprintln!("{}", summary(&checked));
+        return Ok(None);
+    }
+    Ok(Some((checked, name)))
+}
+
+fn cmd_compile(config: Option<PathBuf>, flow: &str, emit: Emit) -> Result<ExitCode, String> {
+    let Some((checked, name)) = compiled(config, flow)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let program = checked
+        .programs
+        .get(&name)
+        .ok_or_else(|| format!("flow `{name}` was not compiled"))?;
+    match emit {
+        Emit::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(program).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_graph(config: Option<PathBuf>, flow: &str, format: GraphArg) -> Result<ExitCode, String> {
+    let Some((checked, name)) = compiled(config, flow)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let program = checked
+        .programs
+        .get(&name)
+        .ok_or_else(|| format!("flow `{name}` was not compiled"))?;
+    let format = match format {
+        GraphArg::Dot => GraphFormat::Dot,
+        GraphArg::Mermaid => GraphFormat::Mermaid,
+    };
+    print!("{}", render(program, format));
+    Ok(ExitCode::SUCCESS)
+}
