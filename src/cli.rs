@@ -95,14 +95,16 @@ fn print_human(checked: &Checked, to_stderr: bool) {
         return;
     }
     if to_stderr {
-        let text = checked
-            .sources
-            .render(&checked.diagnostics, color_for(std::io::stderr().is_terminal()));
+        let text = checked.sources.render(
+            &checked.diagnostics,
+            color_for(std::io::stderr().is_terminal()),
+        );
         eprint!("{text}");
     } else {
-        let text = checked
-            .sources
-            .render(&checked.diagnostics, color_for(std::io::stdout().is_terminal()));
+        let text = checked.sources.render(
+            &checked.diagnostics,
+            color_for(std::io::stdout().is_terminal()),
+        );
         print!("{text}");
     }
 }
@@ -118,7 +120,11 @@ fn summary(checked: &Checked) -> String {
     )
 }
 
-fn cmd_check(config: Option<PathBuf>, paths: Vec<PathBuf>, format: DiagFormat) -> Result<ExitCode, String> {
+fn cmd_check(
+    config: Option<PathBuf>,
+    paths: Vec<PathBuf>,
+    format: DiagFormat,
+) -> Result<ExitCode, String> {
     let checked = check(&CheckOptions { config, paths }).map_err(|e| e.to_string())?;
     match format {
         DiagFormat::Human => {
@@ -127,7 +133,10 @@ fn cmd_check(config: Option<PathBuf>, paths: Vec<PathBuf>, format: DiagFormat) -
         }
         DiagFormat::Json => {
             let json = checked.sources.to_json(&checked.diagnostics);
-            println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?
+            );
         }
     }
     Ok(if checked.error_count() > 0 {

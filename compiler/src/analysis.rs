@@ -22,7 +22,9 @@ impl VarSet {
         }
     }
     fn contains(&self, v: VarId) -> bool {
-        self.0.get(v as usize / 64).is_some_and(|w| w & (1 << (v % 64)) != 0)
+        self.0
+            .get(v as usize / 64)
+            .is_some_and(|w| w & (1 << (v % 64)) != 0)
     }
     /// Intersects in place; true when something changed.
     fn meet(&mut self, other: &VarSet) -> bool {
@@ -56,7 +58,9 @@ pub fn reachable(program: &Program, roots: &[NodeId]) -> Vec<bool> {
     let mut seen = vec![false; program.nodes.len()];
     let mut stack: Vec<NodeId> = roots.to_vec();
     while let Some(n) = stack.pop() {
-        let Some(s) = seen.get_mut(n as usize) else { continue };
+        let Some(s) = seen.get_mut(n as usize) else {
+            continue;
+        };
         if *s {
             continue;
         }
@@ -87,7 +91,11 @@ fn file_of(program: &Program, files: &[FileId], id: NodeId) -> FileId {
 /// could never leave them. Tarjan's strongly connected components over that subgraph.
 fn endless_loops(program: &Program, files: &[FileId], diags: &mut Vec<Diagnostic>) {
     let n = program.nodes.len();
-    let passive: Vec<bool> = program.nodes.iter().map(|x| !x.body.waits_for_caller()).collect();
+    let passive: Vec<bool> = program
+        .nodes
+        .iter()
+        .map(|x| !x.body.waits_for_caller())
+        .collect();
     let succ: Vec<Vec<NodeId>> = (0..n as NodeId)
         .map(|i| {
             if passive[i as usize] {
@@ -216,7 +224,10 @@ fn tarjan(succ: &[Vec<NodeId>]) -> Vec<Vec<NodeId>> {
 }
 
 fn name_span(program: &Program, id: NodeId) -> Span {
-    program.nodes.get(id as usize).map_or(Span::default(), |n| n.name_span)
+    program
+        .nodes
+        .get(id as usize)
+        .map_or(Span::default(), |n| n.name_span)
 }
 
 /// What a node assigns on each way out, for the data-flow analysis.
@@ -369,7 +380,12 @@ fn unassigned_reads(program: &Program, files: &[FileId], diags: &mut Vec<Diagnos
                 }
             }
             Body::Transfer(t) => {
-                for e in t.priority.iter().chain(t.priority_guard.iter()).chain(t.attach.iter().map(|(_, e)| e)) {
+                for e in t
+                    .priority
+                    .iter()
+                    .chain(t.priority_guard.iter())
+                    .chain(t.attach.iter().map(|(_, e)| e))
+                {
                     check(e, input, diags);
                 }
             }
@@ -414,7 +430,10 @@ fn menus_without_help(program: &Program, files: &[FileId], diags: &mut Vec<Diagn
                 "no-help",
                 file_of(program, files, i as NodeId),
                 name_span(program, i as NodeId),
-                format!("menu `{}` offers no way to an agent and no way to hear it again", node.name),
+                format!(
+                    "menu `{}` offers no way to an agent and no way to hear it again",
+                    node.name
+                ),
             )
             .with_hint("add e.g. `key 0 -> agent` or `key * -> repeat`"),
         );

@@ -62,7 +62,10 @@ impl Catalogs {
             .collect();
         langs.sort();
         for lang_dir in langs {
-            let Some(language) = lang_dir.file_name().and_then(|n| n.to_str()).map(String::from)
+            let Some(language) = lang_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(String::from)
             else {
                 continue;
             };
@@ -91,7 +94,12 @@ impl Catalogs {
 
 impl Catalog {
     /// Parses the text of one `prompts.toml` in folder `dir`.
-    pub fn parse(file: FileId, language: &str, dir: &Path, text: &str) -> (Catalog, Vec<Diagnostic>) {
+    pub fn parse(
+        file: FileId,
+        language: &str,
+        dir: &Path,
+        text: &str,
+    ) -> (Catalog, Vec<Diagnostic>) {
         let mut catalog = Catalog {
             language: language.to_string(),
             dir: dir.to_path_buf(),
@@ -101,7 +109,10 @@ impl Catalog {
         let raw: IndexMap<String, Spanned<RawEntry>> = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
-                let span = e.span().map(|r| Span::new(r.start, r.end)).unwrap_or_default();
+                let span = e
+                    .span()
+                    .map(|r| Span::new(r.start, r.end))
+                    .unwrap_or_default();
                 let d = Diagnostic::error(
                     "catalog",
                     file,

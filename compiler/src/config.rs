@@ -323,7 +323,9 @@ impl Config {
                         "config",
                         file,
                         span,
-                        format!("agent `{id}` needs `ha1`: 32 hex digits of MD5(id:realm:password)"),
+                        format!(
+                            "agent `{id}` needs `ha1`: 32 hex digits of MD5(id:realm:password)"
+                        ),
                     )
                     .with_hint(format!("`ivr agent-password {id}` prints it")),
                 );
@@ -374,7 +376,10 @@ impl Config {
 
 fn config_hint(message: &str) -> Option<String> {
     if message.contains("unknown field") {
-        Some("see the Configuration section of docs/language.md for the keys each section takes".into())
+        Some(
+            "see the Configuration section of docs/language.md for the keys each section takes"
+                .into(),
+        )
     } else {
         None
     }
@@ -447,7 +452,10 @@ fn validate_query(
                         "config",
                         file,
                         span_of(&ty),
-                        format!("field `{field}` of query `{name}` has an unknown type `{}`", ty.get_ref()),
+                        format!(
+                            "field `{field}` of query `{name}` has an unknown type `{}`",
+                            ty.get_ref()
+                        ),
                     )
                     .with_hint(format!("the types are {}", names.join(", "))),
                 );
@@ -461,7 +469,10 @@ fn validate_query(
                 "config",
                 file,
                 span_of(h),
-                format!("query `{name}` hashes `{}`, which is not one of its `args`", h.get_ref()),
+                format!(
+                    "query `{name}` hashes `{}`, which is not one of its `args`",
+                    h.get_ref()
+                ),
             ));
             ok = false;
         }
@@ -520,7 +531,10 @@ fn validate_query(
                     "config",
                     file,
                     span_of(&t),
-                    format!("query `{name}` has a bad timeout `{}`; write e.g. \"2s\" or \"500ms\"", t.get_ref()),
+                    format!(
+                        "query `{name}` has a bad timeout `{}`; write e.g. \"2s\" or \"500ms\"",
+                        t.get_ref()
+                    ),
                 ));
                 ok = false;
                 None
@@ -615,7 +629,8 @@ fn parse_days(text: &str) -> Result<DaySpec, String> {
     let t = text.trim().to_ascii_lowercase();
     if t.starts_with(|c: char| c.is_ascii_digit()) {
         let (a, b) = t.split_once("..").unwrap_or((&t, &t));
-        let from = parse_date(a).ok_or_else(|| format!("`{text}` is not a date like 2026-10-01"))?;
+        let from =
+            parse_date(a).ok_or_else(|| format!("`{text}` is not a date like 2026-10-01"))?;
         let to = parse_date(b).ok_or_else(|| format!("`{text}` is not a date like 2026-10-01"))?;
         if to < from {
             return Err(format!("the dates `{text}` run backwards"));
@@ -626,7 +641,12 @@ fn parse_days(text: &str) -> Result<DaySpec, String> {
         DAY_NAMES
             .iter()
             .position(|d| *d == s.trim())
-            .ok_or_else(|| format!("`{}` is not a day (mon, tue, wed, thu, fri, sat, sun)", s.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is not a day (mon, tue, wed, thu, fri, sat, sun)",
+                    s.trim()
+                )
+            })
     };
     let mut out = Vec::new();
     for part in t.split(',') {
@@ -671,7 +691,12 @@ fn parse_intervals(text: &str) -> Result<Vec<(u16, u16)>, String> {
             (Some(_), Some(_)) => {
                 return Err(format!("the hours `{}` end before they start", part.trim()));
             }
-            _ => return Err(format!("`{}` is not a range of hours like 08:00-20:00", part.trim())),
+            _ => {
+                return Err(format!(
+                    "`{}` is not a range of hours like 08:00-20:00",
+                    part.trim()
+                ));
+            }
         }
     }
     Ok(out)
@@ -726,7 +751,10 @@ default   = "hotline"
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(c.flows_dir, Path::new("/x/flows"));
         assert!(c.queries["redeem_card"].transaction);
-        assert_eq!(c.queries["customer_by_phone"].fields["balance"], FieldType::Money);
+        assert_eq!(
+            c.queries["customer_by_phone"].fields["balance"],
+            FieldType::Money
+        );
         let cal = &c.calendars["agents"];
         assert!(cal.is_open((2026, 11, 23), 0, 10 * 60));
         assert!(!cal.is_open((2026, 11, 23), 0, 20 * 60));
@@ -740,8 +768,14 @@ default   = "hotline"
         let text = "[queries.q]\nargs = [\"a\"]\nsql = \"SELECT x FROM t WHERE a = $2\"\nfields = { x = \"nummber\" }\n";
         let (_, d) = parse(text);
         assert_eq!(d.len(), 2, "{d:?}");
-        assert!(d.iter().any(|d| d.message.contains("unknown type `nummber`")));
-        assert!(d.iter().any(|d| d.message.contains("uses `$2` but has 1 argument")));
+        assert!(
+            d.iter()
+                .any(|d| d.message.contains("unknown type `nummber`"))
+        );
+        assert!(
+            d.iter()
+                .any(|d| d.message.contains("uses `$2` but has 1 argument"))
+        );
         let (_, d) = parse("[querys.x]\n");
         assert_eq!(d.len(), 1);
         assert!(d[0].message.contains("unknown field"), "{}", d[0].message);

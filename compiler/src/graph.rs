@@ -126,7 +126,12 @@ fn mermaid(program: &Program) -> String {
                 Jump::Back => "back".to_string(),
                 Jump::Hangup => "hangup".to_string(),
             };
-            let _ = writeln!(s, "  {} -->|\"{}\"| {to}", mermaid_id(i), mermaid_label(&label));
+            let _ = writeln!(
+                s,
+                "  {} -->|\"{}\"| {to}",
+                mermaid_id(i),
+                mermaid_label(&label)
+            );
         }
     }
     s

@@ -15,4 +15,7 @@ pub mod program;
 pub mod project;
 pub mod suggest;
 
-pub use project::{CheckOptions, Checked, LoadError, check, compile_flow, load_config};
+pub use project::{
+    CheckOptions, Checked, FlowSource, LoadError, check, compile_flow, finish, load_config,
+    parse_source,
+};

@@ -6,7 +6,9 @@ use crate::catalog::Catalogs;
 use crate::config::{Config, FieldType};
 use crate::program::{self as p, Builtin, Edge, Expr, ExprKind, Jump, Literal, Type};
 use crate::suggest::did_you_mean;
-use ivr_dsl::ast::{self, BinaryOp, NodeBody, NodeKind, SayKind, StatementKind, TargetKind, UnaryOp};
+use ivr_dsl::ast::{
+    self, BinaryOp, NodeBody, NodeKind, SayKind, StatementKind, TargetKind, UnaryOp,
+};
 use ivr_dsl::{Diagnostic, FileId, Span};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -49,7 +51,12 @@ pub struct Unit<'a> {
 
 /// Compiles `main` with every flow it imports (found in `flows` by name). Diagnostics go to
 /// `diags`; the program is returned even when there were errors, for graphs and debugging.
-pub fn compile(env: &Env, main: Unit, flows: &HashMap<String, Unit>, diags: &mut Vec<Diagnostic>) -> p::Program {
+pub fn compile(
+    env: &Env,
+    main: Unit,
+    flows: &HashMap<String, Unit>,
+    diags: &mut Vec<Diagnostic>,
+) -> p::Program {
     let mut units = vec![main];
     // Transitive imports, each once, in the order first met.
     let mut i = 0;
@@ -79,8 +86,12 @@ pub fn compile(env: &Env, main: Unit, flows: &HashMap<String, Unit>, diags: &mut
                         format!("there is no flow `{}` to import", imp.name),
                     )
                     .with_opt_hint(
-                        did_you_mean(&imp.name, flows.keys().map(String::as_str))
-                            .or_else(|| Some(format!("imports are looked up as `{}.flow` in the flows folder", imp.name))),
+                        did_you_mean(&imp.name, flows.keys().map(String::as_str)).or_else(|| {
+                            Some(format!(
+                                "imports are looked up as `{}.flow` in the flows folder",
+                                imp.name
+                            ))
+                        }),
                     ),
                 ),
             }
@@ -208,7 +219,9 @@ pub fn compile(env: &Env, main: Unit, flows: &HashMap<String, Unit>, diags: &mut
                         h.name.span,
                         format!("flow `{}` does not say its `entry` node", h.name.name),
                     )
-                    .with_hint("add `entry NODE` to the flow header: the node every call starts at"),
+                    .with_hint(
+                        "add `entry NODE` to the flow header: the node every call starts at",
+                    ),
                 );
                 0
             }
@@ -304,7 +317,13 @@ impl Lowerer<'_, '_> {
 
     fn check_language(&mut self, file: FileId, lang: &str, span: Span) {
         if !self.env.catalogs.languages.contains_key(lang) {
-            let known: Vec<&str> = self.env.catalogs.languages.keys().map(String::as_str).collect();
+            let known: Vec<&str> = self
+                .env
+                .catalogs
+                .languages
+                .keys()
+                .map(String::as_str)
+                .collect();
             let hint = did_you_mean(lang, known.iter().copied()).unwrap_or_else(|| {
                 if known.is_empty() {
                     format!(
@@ -385,9 +404,14 @@ impl Lowerer<'_, '_> {
             self.err(
                 "builtin-variable",
                 name.span,
-                format!("`{}` is a built-in variable and cannot be assigned", name.name),
+                format!(
+                    "`{}` is a built-in variable and cannot be assigned",
+                    name.name
+                ),
             )
-            .hint = Some(format!("`{b}` is set by the platform for every call; choose another name"));
+            .hint = Some(format!(
+                "`{b}` is set by the platform for every call; choose another name"
+            ));
             return;
         }
         match self.var_ix.get(&name.name) {
@@ -396,18 +420,24 @@ impl Lowerer<'_, '_> {
                 v.masked |= masked;
                 if v.ty == Type::Unknown {
                     v.ty = ty;
-                } else if ty != Type::Unknown && v.ty != ty && !(v.ty.is_numeric() && ty.is_numeric()) {
+                } else if ty != Type::Unknown
+                    && v.ty != ty
+                    && !(v.ty.is_numeric() && ty.is_numeric())
+                {
                     let (old, new) = (v.ty.describe(), ty.describe());
                     self.err(
                         "type-mismatch",
                         name.span,
                         format!("`{}` is {old} elsewhere but {new} here", name.name),
                     )
-                    .hint = Some("a variable keeps one type for the whole call; use another name".into());
+                    .hint = Some(
+                        "a variable keeps one type for the whole call; use another name".into(),
+                    );
                 }
             }
             None => {
-                self.var_ix.insert(name.name.clone(), self.vars.len() as p::VarId);
+                self.var_ix
+                    .insert(name.name.clone(), self.vars.len() as p::VarId);
                 self.vars.push(p::VarInfo {
                     name: name.name.clone(),
                     ty,
@@ -445,8 +475,12 @@ impl Lowerer<'_, '_> {
                 Some(&id) => Jump::Node(id),
                 None => {
                     let hint = self.node_hint(name);
-                    self.err("unknown-target", t.span, format!("there is no node `{name}`"))
-                        .hint = hint;
+                    self.err(
+                        "unknown-target",
+                        t.span,
+                        format!("there is no node `{name}`"),
+                    )
+                    .hint = hint;
                     Jump::Hangup
                 }
             },
@@ -456,7 +490,9 @@ impl Lowerer<'_, '_> {
                     self.err(
                         "unknown-import",
                         t.span,
-                        format!("`{flow}.{node}` names flow `{flow}`, which this flow does not import"),
+                        format!(
+                            "`{flow}.{node}` names flow `{flow}`, which this flow does not import"
+                        ),
                     )
                     .hint = Some(format!("add `import {flow}` near the top of the file"));
                     Jump::Hangup
@@ -489,7 +525,10 @@ impl Lowerer<'_, '_> {
                     self.err(
                         "bad-target",
                         t.span,
-                        format!("`repeat` replays a menu, input or survey; a {} has nothing to repeat", from.keyword()),
+                        format!(
+                            "`repeat` replays a menu, input or survey; a {} has nothing to repeat",
+                            from.keyword()
+                        ),
                     )
                     .hint = Some("name the node to go to instead".into());
                 }
@@ -575,7 +614,10 @@ impl Lowerer<'_, '_> {
                         "unknown-prompt",
                         file,
                         span,
-                        format!("there is no prompt `{id}` in the {} catalog", missing.join(" and ")),
+                        format!(
+                            "there is no prompt `{id}` in the {} catalog",
+                            missing.join(" and ")
+                        ),
                     )
                     .with_hint(hint),
                 );
@@ -603,7 +645,11 @@ impl Lowerer<'_, '_> {
         self.err(
             "missing-clause",
             node.name.span,
-            format!("{} `{}` has no `{clause}`", node.kind().keyword(), node.name.name),
+            format!(
+                "{} `{}` has no `{clause}`",
+                node.kind().keyword(),
+                node.name.name
+            ),
         )
         .hint = Some(what.to_string());
     }
@@ -698,7 +744,10 @@ impl Lowerer<'_, '_> {
                 node.name.span,
                 format!("step `{}` has no way out", node.name.name),
             )
-            .hint = Some("a step never falls through to the next node: end it with `goto NODE` or `hangup`".into());
+            .hint = Some(
+                "a step never falls through to the next node: end it with `goto NODE` or `hangup`"
+                    .into(),
+            );
             ops.push(p::Op::Hangup {
                 span: node.name.span,
             });
@@ -728,8 +777,12 @@ impl Lowerer<'_, '_> {
         let (count, target) = match attempts {
             Some(a) => {
                 if a.count.node == 0 {
-                    self.err("out-of-range", a.count.span, "`attempts 0` gives the caller no chance at all")
-                        .hint = Some("give at least 1 attempt (3 is usual)".into());
+                    self.err(
+                        "out-of-range",
+                        a.count.span,
+                        "`attempts 0` gives the caller no chance at all",
+                    )
+                    .hint = Some("give at least 1 attempt (3 is usual)".into());
                 }
                 let target = match &a.target {
                     Some(t) => self.target(t, kind),
@@ -745,7 +798,10 @@ impl Lowerer<'_, '_> {
                                     a.count.node
                                 ),
                             )
-                            .hint = Some(format!("say where they go: `attempts {} -> agent`", a.count.node));
+                            .hint = Some(format!(
+                                "say where they go: `attempts {} -> agent`",
+                                a.count.node
+                            ));
                         }
                         Edge {
                             jump: Jump::Hangup,
@@ -795,7 +851,11 @@ impl Lowerer<'_, '_> {
 
     fn menu(&mut self, node: &ast::Node, m: &ast::Menu) -> p::Menu {
         if m.prompt.is_none() {
-            self.missing(node, "prompt", "add `prompt ID`: the choices the caller hears");
+            self.missing(
+                node,
+                "prompt",
+                "add `prompt ID`: the choices the caller hears",
+            );
         }
         let collect = self.collect(
             node,
@@ -808,7 +868,11 @@ impl Lowerer<'_, '_> {
             m.barge_in.as_ref(),
         );
         if m.keys.is_empty() {
-            self.missing(node, "key", "add `key 1 -> NODE` lines: the choices of the menu");
+            self.missing(
+                node,
+                "key",
+                "add `key 1 -> NODE` lines: the choices of the menu",
+            );
         }
         let mut keys = Vec::new();
         let mut seen: Vec<(char, Span)> = Vec::new();
@@ -827,13 +891,19 @@ impl Lowerer<'_, '_> {
                     span: first,
                     message: "first used here".into(),
                 });
-                d.hint = Some("each key may lead to one place; combine the guards into one condition".into());
+                d.hint = Some(
+                    "each key may lead to one place; combine the guards into one condition".into(),
+                );
                 continue;
             }
             seen.push((c, k.key.span));
             let target = self.target(&k.target, NodeKind::Menu);
             let guard = k.guard.as_ref().map(|g| self.condition(g, "a key guard"));
-            keys.push(p::MenuKey { key: c, target, guard });
+            keys.push(p::MenuKey {
+                key: c,
+                target,
+                guard,
+            });
         }
         p::Menu { collect, keys }
     }
@@ -841,15 +911,19 @@ impl Lowerer<'_, '_> {
     fn key(&mut self, k: &ast::KeyLit) -> Option<char> {
         let key = k.key();
         if key.is_none() {
-            self.err("bad-key", k.span, format!("`{}` is not a key", k.text)).hint =
-                Some("a key is one of 0-9, * or # (one key per line)".into());
+            self.err("bad-key", k.span, format!("`{}` is not a key", k.text))
+                .hint = Some("a key is one of 0-9, * or # (one key per line)".into());
         }
         key
     }
 
     fn input(&mut self, node: &ast::Node, i: &ast::Input) -> p::Input {
         if i.prompt.is_none() {
-            self.missing(node, "prompt", "add `prompt ID`: what the caller should enter");
+            self.missing(
+                node,
+                "prompt",
+                "add `prompt ID`: what the caller should enter",
+            );
         }
         let collect = self.collect(
             node,
@@ -863,13 +937,17 @@ impl Lowerer<'_, '_> {
         );
         let (min, max) = match &i.digits {
             None => {
-                self.missing(node, "digits", "add `digits 6` (exactly six) or `digits 6..18` (a range)");
+                self.missing(
+                    node,
+                    "digits",
+                    "add `digits 6` (exactly six) or `digits 6..18` (a range)",
+                );
                 (1, MAX_DIGITS)
             }
             Some(d) => {
                 if d.min == 0 || d.max == 0 {
-                    self.err("out-of-range", d.span, "`digits` must be at least 1").hint =
-                        Some("an input collects one digit or more".into());
+                    self.err("out-of-range", d.span, "`digits` must be at least 1")
+                        .hint = Some("an input collects one digit or more".into());
                 } else if d.min > d.max {
                     self.err(
                         "out-of-range",
@@ -881,7 +959,10 @@ impl Lowerer<'_, '_> {
                     self.err(
                         "out-of-range",
                         d.span,
-                        format!("an input collects at most {MAX_DIGITS} digits, not {}", d.max),
+                        format!(
+                            "an input collects at most {MAX_DIGITS} digits, not {}",
+                            d.max
+                        ),
                     );
                 }
                 (d.min.max(1), d.max.clamp(1, MAX_DIGITS))
@@ -892,13 +973,21 @@ impl Lowerer<'_, '_> {
             && t.is_ascii_digit()
             && let Some(span) = i.terminator.as_ref().map(|t| t.span)
         {
-            self.err("bad-key", span, format!("the terminator `{t}` is a digit, so it could never be entered as one"))
-                .hint = Some("use `#` or `*`".into());
+            self.err(
+                "bad-key",
+                span,
+                format!("the terminator `{t}` is a digit, so it could never be entered as one"),
+            )
+            .hint = Some("use `#` or `*`".into());
         }
         let into = match &i.into {
             Some(v) => self.var_ix.get(&v.name).copied(),
             None => {
-                self.missing(node, "into", "add `into NAME`: the variable that receives the digits");
+                self.missing(
+                    node,
+                    "into",
+                    "add `into NAME`: the variable that receives the digits",
+                );
                 None
             }
         };
@@ -925,14 +1014,22 @@ impl Lowerer<'_, '_> {
         let mut into = None;
         let mut query_timeout = None;
         match &lk.query {
-            None => self.missing(node, "query", "add `query NAME(ARGS) into VAR`: a query of the data catalog in ivr.toml"),
+            None => self.missing(
+                node,
+                "query",
+                "add `query NAME(ARGS) into VAR`: a query of the data catalog in ivr.toml",
+            ),
             Some(q) => {
                 query_name = q.name.name.clone();
                 args = q.args.iter().map(|a| self.expr(a)).collect();
                 for a in &args {
                     if matches!(a.ty, Type::Row(_)) {
-                        self.err("type-mismatch", a.span, "a whole row cannot be passed to a query")
-                            .hint = Some("pass one of its fields, e.g. `customer.id`".into());
+                        self.err(
+                            "type-mismatch",
+                            a.span,
+                            "a whole row cannot be passed to a query",
+                        )
+                        .hint = Some("pass one of its fields, e.g. `customer.id`".into());
                     }
                 }
                 match self.env.config.queries.get(&q.name.name) {
@@ -941,7 +1038,9 @@ impl Lowerer<'_, '_> {
                             &q.name.name,
                             self.env.config.queries.keys().map(String::as_str),
                         )
-                        .unwrap_or_else(|| "queries are declared as [queries.NAME] in ivr.toml".into());
+                        .unwrap_or_else(|| {
+                            "queries are declared as [queries.NAME] in ivr.toml".into()
+                        });
                         self.err(
                             "unknown-query",
                             q.name.span,
@@ -967,7 +1066,10 @@ impl Lowerer<'_, '_> {
                         }
                     }
                 }
-                into = q.into.as_ref().and_then(|v| self.var_ix.get(&v.name).copied());
+                into = q
+                    .into
+                    .as_ref()
+                    .and_then(|v| self.var_ix.get(&v.name).copied());
             }
         }
         if let Some(t) = &lk.timeout {
@@ -1013,17 +1115,30 @@ impl Lowerer<'_, '_> {
         let mut skills: Vec<String> = Vec::new();
         let destination = match &t.destination {
             None => {
-                self.missing(node, "queue", "add `queue NAME` (an ACD queue of ivr.toml) or `to \"sip:...\"`");
+                self.missing(
+                    node,
+                    "queue",
+                    "add `queue NAME` (an ACD queue of ivr.toml) or `to \"sip:...\"`",
+                );
                 p::Destination::Queue(String::new())
             }
             Some(ast::Destination::Queue { name }) => {
                 match self.env.config.queues.get(&name.name) {
                     Some(q) => skills.extend(q.skills.iter().cloned()),
                     None => {
-                        let hint = did_you_mean(&name.name, self.env.config.queues.keys().map(String::as_str))
-                            .unwrap_or_else(|| "queues are declared as [queues.NAME] in ivr.toml".into());
-                        self.err("unknown-queue", name.span, format!("there is no queue `{}`", name.name))
-                            .hint = Some(hint);
+                        let hint = did_you_mean(
+                            &name.name,
+                            self.env.config.queues.keys().map(String::as_str),
+                        )
+                        .unwrap_or_else(|| {
+                            "queues are declared as [queues.NAME] in ivr.toml".into()
+                        });
+                        self.err(
+                            "unknown-queue",
+                            name.span,
+                            format!("there is no queue `{}`", name.name),
+                        )
+                        .hint = Some(hint);
                     }
                 }
                 p::Destination::Queue(name.name.clone())
@@ -1035,8 +1150,14 @@ impl Lowerer<'_, '_> {
                     || u.starts_with("tel:")
                     || (!u.is_empty() && u.chars().all(|c| c.is_ascii_digit() || c == '+'));
                 if !ok {
-                    self.err("bad-uri", uri.span, format!("`{u}` is not a number or SIP address"))
-                        .hint = Some("write e.g. `to \"sip:95500@pbx.example.com\"` or `to \"95500\"`".into());
+                    self.err(
+                        "bad-uri",
+                        uri.span,
+                        format!("`{u}` is not a number or SIP address"),
+                    )
+                    .hint = Some(
+                        "write e.g. `to \"sip:95500@pbx.example.com\"` or `to \"95500\"`".into(),
+                    );
                 }
                 p::Destination::To(u.to_string())
             }
@@ -1075,17 +1196,30 @@ impl Lowerer<'_, '_> {
                 (label, self.expr(a))
             })
             .collect();
-        let music = t.music.as_ref().map(|m| self.prompt_list(m)).unwrap_or_default();
+        let music = t
+            .music
+            .as_ref()
+            .map(|m| self.prompt_list(m))
+            .unwrap_or_default();
         if let Some(a) = &t.announce {
             self.positive(a, "announce position every");
         }
         let max_wait = t.max_wait.as_ref().map(|mw| {
             self.positive(&mw.duration, "max_wait");
-            (mw.duration.node.millis, self.target(&mw.target, NodeKind::Transfer))
+            (
+                mw.duration.node.millis,
+                self.target(&mw.target, NodeKind::Transfer),
+            )
         });
-        let no_agents = t.no_agents.as_ref().map(|x| self.target(x, NodeKind::Transfer));
+        let no_agents = t
+            .no_agents
+            .as_ref()
+            .map(|x| self.target(x, NodeKind::Transfer));
         let after = t.after.as_ref().map(|x| self.target(x, NodeKind::Transfer));
-        if matches!(destination, p::Destination::Queue(_)) && max_wait.is_none() && no_agents.is_none() {
+        if matches!(destination, p::Destination::Queue(_))
+            && max_wait.is_none()
+            && no_agents.is_none()
+        {
             self.warn(
                 "endless-wait",
                 node.name.span,
@@ -1165,7 +1299,10 @@ impl Lowerer<'_, '_> {
                         self.err(
                             "out-of-range",
                             min.span.to(max.span),
-                            format!("`scale {}..{}` cannot be answered with one key", min.node, max.node),
+                            format!(
+                                "`scale {}..{}` cannot be answered with one key",
+                                min.node, max.node
+                            ),
                         )
                         .hint = Some("a scale runs within 0..9, e.g. `scale 1..5`".into());
                     }
@@ -1179,7 +1316,11 @@ impl Lowerer<'_, '_> {
                     for (k, label) in choices {
                         let Some(c) = self.key(k) else { continue };
                         if out.iter().any(|(x, _)| *x == c) {
-                            self.err("duplicate-key", k.span, format!("key `{c}` is used twice in question `{}`", q.name.name));
+                            self.err(
+                                "duplicate-key",
+                                k.span,
+                                format!("key `{c}` is used twice in question `{}`", q.name.name),
+                            );
                             continue;
                         }
                         out.push((c, label.node.clone()));
@@ -1196,7 +1337,11 @@ impl Lowerer<'_, '_> {
         let save = match &s.save {
             Some(t) => t.name.clone(),
             None => {
-                self.missing(node, "save", "add `save TABLE`: where the answers are stored (e.g. `save surveys`)");
+                self.missing(
+                    node,
+                    "save",
+                    "add `save TABLE`: where the answers are stored (e.g. `save surveys`)",
+                );
                 String::new()
             }
         };
@@ -1215,12 +1360,20 @@ impl Lowerer<'_, '_> {
         if let Some(s) = &r.silence {
             self.positive(s, "silence");
         }
-        let prompts = r.prompt.as_ref().map(|v| self.prompt_list(v)).unwrap_or_default();
+        let prompts = r
+            .prompt
+            .as_ref()
+            .map(|v| self.prompt_list(v))
+            .unwrap_or_default();
         let terminator = r.terminator.as_ref().and_then(|t| self.key(t));
         let save = match &r.save {
             Some(t) => t.name.clone(),
             None => {
-                self.missing(node, "save", "add `save TABLE`: where recordings are listed (e.g. `save messages`)");
+                self.missing(
+                    node,
+                    "save",
+                    "add `save TABLE`: where recordings are listed (e.g. `save messages`)",
+                );
                 String::new()
             }
         };
@@ -1231,7 +1384,10 @@ impl Lowerer<'_, '_> {
         p::Record {
             prompts,
             beep: r.beep.is_some(),
-            max_ms: r.max.as_ref().map_or(DEFAULT_RECORD_MAX_MS, |m| m.node.millis),
+            max_ms: r
+                .max
+                .as_ref()
+                .map_or(DEFAULT_RECORD_MAX_MS, |m| m.node.millis),
             silence_ms: r.silence.as_ref().map(|s| s.node.millis),
             terminator,
             save,
@@ -1241,8 +1397,12 @@ impl Lowerer<'_, '_> {
 
     fn positive(&mut self, d: &ast::Spanned<ast::Duration>, what: &str) {
         if d.node.millis == 0 {
-            self.err("out-of-range", d.span, format!("a zero `{what}` cannot be right"))
-                .hint = Some("give a duration above zero, e.g. `5s` or `500ms`".into());
+            self.err(
+                "out-of-range",
+                d.span,
+                format!("a zero `{what}` cannot be right"),
+            )
+            .hint = Some("give a duration above zero, e.g. `5s` or `500ms`".into());
         }
     }
 
@@ -1255,7 +1415,10 @@ impl Lowerer<'_, '_> {
             self.err(
                 "type-mismatch",
                 e.span,
-                format!("{what} needs a condition (true or false), but this is {}", e.ty.describe()),
+                format!(
+                    "{what} needs a condition (true or false), but this is {}",
+                    e.ty.describe()
+                ),
             )
             .hint = Some("compare it, e.g. `x == 1`".into());
         }
@@ -1284,7 +1447,11 @@ impl Lowerer<'_, '_> {
             self.err(
                 "type-mismatch",
                 value.span,
-                format!("`say {}` needs {wants}, but this is {}", kind.keyword(), value.ty.describe()),
+                format!(
+                    "`say {}` needs {wants}, but this is {}",
+                    kind.keyword(),
+                    value.ty.describe()
+                ),
             )
             .hint = hint;
         }
@@ -1292,10 +1459,30 @@ impl Lowerer<'_, '_> {
 
     fn expr(&mut self, e: &ast::Expr) -> Expr {
         let (kind, ty) = match &e.kind {
-            ast::ExprKind::Str(s) => (ExprKind::Lit { value: Literal::Text(s.clone()) }, Type::Text),
-            ast::ExprKind::Number(n) => (ExprKind::Lit { value: Literal::Number(*n) }, Type::Number),
-            ast::ExprKind::Bool(b) => (ExprKind::Lit { value: Literal::Bool(*b) }, Type::Bool),
-            ast::ExprKind::Duration(d) => (ExprKind::Lit { value: Literal::Duration(d.millis) }, Type::Duration),
+            ast::ExprKind::Str(s) => (
+                ExprKind::Lit {
+                    value: Literal::Text(s.clone()),
+                },
+                Type::Text,
+            ),
+            ast::ExprKind::Number(n) => (
+                ExprKind::Lit {
+                    value: Literal::Number(*n),
+                },
+                Type::Number,
+            ),
+            ast::ExprKind::Bool(b) => (
+                ExprKind::Lit {
+                    value: Literal::Bool(*b),
+                },
+                Type::Bool,
+            ),
+            ast::ExprKind::Duration(d) => (
+                ExprKind::Lit {
+                    value: Literal::Duration(d.millis),
+                },
+                Type::Duration,
+            ),
             ast::ExprKind::Path(parts) => return self.path(parts, e.span),
             ast::ExprKind::Call { name, args } => return self.call(name, args, e.span),
             ast::ExprKind::Unary { op, operand } => {
@@ -1306,7 +1493,10 @@ impl Lowerer<'_, '_> {
                             self.err(
                                 "type-mismatch",
                                 operand.span,
-                                format!("`not` needs true/false, but this is {}", operand.ty.describe()),
+                                format!(
+                                    "`not` needs true/false, but this is {}",
+                                    operand.ty.describe()
+                                ),
                             );
                         }
                         Type::Bool
@@ -1316,7 +1506,10 @@ impl Lowerer<'_, '_> {
                             self.err(
                                 "type-mismatch",
                                 operand.span,
-                                format!("`-` needs a number, but this is {}", operand.ty.describe()),
+                                format!(
+                                    "`-` needs a number, but this is {}",
+                                    operand.ty.describe()
+                                ),
                             );
                             Type::Unknown
                         } else {
@@ -1324,16 +1517,33 @@ impl Lowerer<'_, '_> {
                         }
                     }
                 };
-                (ExprKind::Unary { op: *op, operand: Box::new(operand) }, ty)
+                (
+                    ExprKind::Unary {
+                        op: *op,
+                        operand: Box::new(operand),
+                    },
+                    ty,
+                )
             }
             ast::ExprKind::Binary { op, lhs, rhs } => {
                 let lhs = self.expr(lhs);
                 let rhs = self.expr(rhs);
                 let ty = self.binary_type(*op, &lhs, &rhs, e.span);
-                (ExprKind::Binary { op: *op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, ty)
+                (
+                    ExprKind::Binary {
+                        op: *op,
+                        lhs: Box::new(lhs),
+                        rhs: Box::new(rhs),
+                    },
+                    ty,
+                )
             }
         };
-        Expr { kind, ty, span: e.span }
+        Expr {
+            kind,
+            ty,
+            span: e.span,
+        }
     }
 
     fn binary_type(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr, span: Span) -> Type {
@@ -1346,13 +1556,22 @@ impl Lowerer<'_, '_> {
                         self.err(
                             "type-mismatch",
                             side.span,
-                            format!("`{}` needs true/false on both sides, but this is {}", op.symbol(), side.ty.describe()),
+                            format!(
+                                "`{}` needs true/false on both sides, but this is {}",
+                                op.symbol(),
+                                side.ty.describe()
+                            ),
                         );
                     }
                 }
                 Type::Bool
             }
-            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+            BinaryOp::Eq
+            | BinaryOp::Ne
+            | BinaryOp::Lt
+            | BinaryOp::Le
+            | BinaryOp::Gt
+            | BinaryOp::Ge => {
                 let ordering = !matches!(op, BinaryOp::Eq | BinaryOp::Ne);
                 let comparable = unknown
                     || (lt.is_numeric() && rt.is_numeric())
@@ -1374,7 +1593,11 @@ impl Lowerer<'_, '_> {
                     )
                     .hint = hint;
                 } else if ordering && (*lt == Type::Bool || *rt == Type::Bool) {
-                    self.err("type-mismatch", span, format!("`{}` does not apply to true/false", op.symbol()));
+                    self.err(
+                        "type-mismatch",
+                        span,
+                        format!("`{}` does not apply to true/false", op.symbol()),
+                    );
                 }
                 Type::Bool
             }
@@ -1388,14 +1611,21 @@ impl Lowerer<'_, '_> {
                     } else {
                         Type::Number
                     }
-                } else if *lt == Type::Duration && *rt == Type::Duration && matches!(op, BinaryOp::Add | BinaryOp::Sub) {
+                } else if *lt == Type::Duration
+                    && *rt == Type::Duration
+                    && matches!(op, BinaryOp::Add | BinaryOp::Sub)
+                {
                     Type::Duration
                 } else {
                     let bad = if lt.is_numeric() { rhs } else { lhs };
                     self.err(
                         "type-mismatch",
                         bad.span,
-                        format!("`{}` needs numbers, but this is {}", op.symbol(), bad.ty.describe()),
+                        format!(
+                            "`{}` needs numbers, but this is {}",
+                            op.symbol(),
+                            bad.ty.describe()
+                        ),
                     );
                     Type::Unknown
                 }
@@ -1404,21 +1634,54 @@ impl Lowerer<'_, '_> {
     }
 
     fn path(&mut self, parts: &[ast::Ident], span: Span) -> Expr {
-        let joined: String = parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(".");
+        let joined: String = parts
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(".");
         if let Some((_, b)) = Builtin::ALL.iter().find(|(p, _)| *p == joined) {
-            return Expr { kind: ExprKind::Builtin { builtin: *b }, ty: Type::Text, span };
+            return Expr {
+                kind: ExprKind::Builtin { builtin: *b },
+                ty: Type::Text,
+                span,
+            };
         }
-        let unknown = Expr { kind: ExprKind::Lit { value: Literal::Bool(false) }, ty: Type::Unknown, span };
-        let Some(head) = parts.first() else { return unknown };
+        let unknown = Expr {
+            kind: ExprKind::Lit {
+                value: Literal::Bool(false),
+            },
+            ty: Type::Unknown,
+            span,
+        };
+        let Some(head) = parts.first() else {
+            return unknown;
+        };
         if matches!(head.name.as_str(), "call" | "flow") {
             let fields: Vec<&str> = Builtin::ALL
                 .iter()
-                .filter_map(|(p, _)| p.strip_prefix(head.name.as_str()).and_then(|r| r.strip_prefix('.')))
+                .filter_map(|(p, _)| {
+                    p.strip_prefix(head.name.as_str())
+                        .and_then(|r| r.strip_prefix('.'))
+                })
                 .collect();
             let field = parts.get(1).map_or("", |f| f.name.as_str());
-            let hint = did_you_mean(field, fields.iter().copied())
-                .unwrap_or_else(|| format!("`{}` has {}", head.name, fields.iter().map(|f| format!("`{}.{f}`", head.name)).collect::<Vec<_>>().join(", ")));
-            self.err("unknown-field", span, format!("`{joined}` is not a built-in variable")).hint = Some(hint);
+            let hint = did_you_mean(field, fields.iter().copied()).unwrap_or_else(|| {
+                format!(
+                    "`{}` has {}",
+                    head.name,
+                    fields
+                        .iter()
+                        .map(|f| format!("`{}.{f}`", head.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+            self.err(
+                "unknown-field",
+                span,
+                format!("`{joined}` is not a built-in variable"),
+            )
+            .hint = Some(hint);
             return unknown;
         }
         let Some(&var) = self.var_ix.get(&head.name) else {
@@ -1431,32 +1694,56 @@ impl Lowerer<'_, '_> {
             let hint = did_you_mean(&head.name, candidates.iter().map(String::as_str)).unwrap_or_else(|| {
                 "variables are assigned by `set NAME = ...`, an input's `into` or a lookup's `into`".into()
             });
-            self.err("unknown-variable", head.span, format!("`{}` is never assigned", head.name)).hint = Some(hint);
+            self.err(
+                "unknown-variable",
+                head.span,
+                format!("`{}` is never assigned", head.name),
+            )
+            .hint = Some(hint);
             return unknown;
         };
         let var_ty = self.vars[var as usize].ty.clone();
         match parts {
-            [_] => Expr { kind: ExprKind::Var { var }, ty: var_ty, span },
+            [_] => Expr {
+                kind: ExprKind::Var { var },
+                ty: var_ty,
+                span,
+            },
             [_, field] => match &var_ty {
                 Type::Row(query) => {
-                    let Some(def) = self.env.config.queries.get(query) else { return unknown };
+                    let Some(def) = self.env.config.queries.get(query) else {
+                        return unknown;
+                    };
                     match def.fields.get_full(&field.name) {
                         Some((index, _, ty)) => Expr {
-                            kind: ExprKind::Field { var, index: index as u32, name: field.name.clone() },
+                            kind: ExprKind::Field {
+                                var,
+                                index: index as u32,
+                                name: field.name.clone(),
+                            },
                             ty: field_type(*ty),
                             span,
                         },
                         None => {
-                            let hint = did_you_mean(&field.name, def.fields.keys().map(String::as_str)).unwrap_or_else(|| {
-                                format!(
-                                    "query `{query}` returns {}",
-                                    def.fields.keys().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
-                                )
-                            });
+                            let hint =
+                                did_you_mean(&field.name, def.fields.keys().map(String::as_str))
+                                    .unwrap_or_else(|| {
+                                        format!(
+                                            "query `{query}` returns {}",
+                                            def.fields
+                                                .keys()
+                                                .map(|f| format!("`{f}`"))
+                                                .collect::<Vec<_>>()
+                                                .join(", ")
+                                        )
+                                    });
                             self.err(
                                 "unknown-field",
                                 field.span,
-                                format!("`{}` has no field `{}`: query `{query}` does not return it", head.name, field.name),
+                                format!(
+                                    "`{}` has no field `{}`: query `{query}` does not return it",
+                                    head.name, field.name
+                                ),
                             )
                             .hint = Some(hint);
                             unknown
@@ -1468,26 +1755,45 @@ impl Lowerer<'_, '_> {
                     self.err(
                         "unknown-field",
                         field.span,
-                        format!("`{}` is {}, which has no fields", head.name, other.describe()),
+                        format!(
+                            "`{}` is {}, which has no fields",
+                            head.name,
+                            other.describe()
+                        ),
                     );
                     unknown
                 }
             },
             _ => {
-                self.err("unknown-field", span, format!("`{joined}` goes too deep: a row has fields, fields have none"));
+                self.err(
+                    "unknown-field",
+                    span,
+                    format!("`{joined}` goes too deep: a row has fields, fields have none"),
+                );
                 unknown
             }
         }
     }
 
     fn call(&mut self, name: &ast::Ident, args: &[ast::Expr], span: Span) -> Expr {
-        let unknown = Expr { kind: ExprKind::Lit { value: Literal::Bool(false) }, ty: Type::Unknown, span };
+        let unknown = Expr {
+            kind: ExprKind::Lit {
+                value: Literal::Bool(false),
+            },
+            ty: Type::Unknown,
+            span,
+        };
         let arity = |l: &mut Self, n: usize| {
             if args.len() != n {
                 l.err(
                     "function-arguments",
                     span,
-                    format!("`{}` takes {n} argument{}, not {}", name.name, if n == 1 { "" } else { "s" }, args.len()),
+                    format!(
+                        "`{}` takes {n} argument{}, not {}",
+                        name.name,
+                        if n == 1 { "" } else { "s" },
+                        args.len()
+                    ),
                 );
                 false
             } else {
@@ -1501,37 +1807,79 @@ impl Lowerer<'_, '_> {
                 }
                 let arg = self.expr(&args[0]);
                 if !matches!(arg.ty, Type::Text | Type::Number | Type::Unknown) {
-                    self.err("type-mismatch", arg.span, format!("`len` counts the characters of text, but this is {}", arg.ty.describe()));
+                    self.err(
+                        "type-mismatch",
+                        arg.span,
+                        format!(
+                            "`len` counts the characters of text, but this is {}",
+                            arg.ty.describe()
+                        ),
+                    );
                 }
-                Expr { kind: ExprKind::Len { arg: Box::new(arg) }, ty: Type::Number, span }
+                Expr {
+                    kind: ExprKind::Len { arg: Box::new(arg) },
+                    ty: Type::Number,
+                    span,
+                }
             }
             "now" => {
                 if !arity(self, 0) {
                     return unknown;
                 }
-                Expr { kind: ExprKind::Now, ty: Type::DateTime, span }
+                Expr {
+                    kind: ExprKind::Now,
+                    ty: Type::DateTime,
+                    span,
+                }
             }
             "in_hours" => {
                 if !arity(self, 1) {
                     return unknown;
                 }
                 let ast::ExprKind::Path(parts) = &args[0].kind else {
-                    self.err("bad-argument", args[0].span, "`in_hours` takes the name of a calendar")
-                        .hint = Some("e.g. `in_hours(agents)`, with [calendars.agents] in ivr.toml".into());
+                    self.err(
+                        "bad-argument",
+                        args[0].span,
+                        "`in_hours` takes the name of a calendar",
+                    )
+                    .hint =
+                        Some("e.g. `in_hours(agents)`, with [calendars.agents] in ivr.toml".into());
                     return unknown;
                 };
-                let cal = parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(".");
+                let cal = parts
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".");
                 if !self.env.config.calendars.contains_key(&cal) {
-                    let hint = did_you_mean(&cal, self.env.config.calendars.keys().map(String::as_str))
-                        .unwrap_or_else(|| "calendars are declared as [calendars.NAME] in ivr.toml".into());
-                    self.err("unknown-calendar", args[0].span, format!("there is no calendar `{cal}`")).hint = Some(hint);
+                    let hint =
+                        did_you_mean(&cal, self.env.config.calendars.keys().map(String::as_str))
+                            .unwrap_or_else(|| {
+                                "calendars are declared as [calendars.NAME] in ivr.toml".into()
+                            });
+                    self.err(
+                        "unknown-calendar",
+                        args[0].span,
+                        format!("there is no calendar `{cal}`"),
+                    )
+                    .hint = Some(hint);
                 }
-                Expr { kind: ExprKind::InHours { calendar: cal }, ty: Type::Bool, span }
+                Expr {
+                    kind: ExprKind::InHours { calendar: cal },
+                    ty: Type::Bool,
+                    span,
+                }
             }
             other => {
-                let hint = did_you_mean(other, ["len", "in_hours", "now"])
-                    .unwrap_or_else(|| "the functions are `len(x)`, `in_hours(CALENDAR)` and `now()`".into());
-                self.err("unknown-function", name.span, format!("there is no function `{other}`")).hint = Some(hint);
+                let hint = did_you_mean(other, ["len", "in_hours", "now"]).unwrap_or_else(|| {
+                    "the functions are `len(x)`, `in_hours(CALENDAR)` and `now()`".into()
+                });
+                self.err(
+                    "unknown-function",
+                    name.span,
+                    format!("there is no function `{other}`"),
+                )
+                .hint = Some(hint);
                 for a in args {
                     self.expr(a);
                 }

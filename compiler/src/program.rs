@@ -42,7 +42,10 @@ pub struct Program {
 impl Program {
     /// The node with this name, if any.
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
-        self.nodes.iter().position(|n| n.name == name).map(|i| i as NodeId)
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .map(|i| i as NodeId)
     }
 
     /// The prompt id text of an interned prompt.
@@ -52,7 +55,10 @@ impl Program {
 
     /// The variable with this name, if any.
     pub fn var_id(&self, name: &str) -> Option<VarId> {
-        self.vars.iter().position(|v| v.name == name).map(|i| i as VarId)
+        self.vars
+            .iter()
+            .position(|v| v.name == name)
+            .map(|i| i as VarId)
     }
 }
 

@@ -96,13 +96,19 @@ impl Checked {
             .filter(|f| f.name == flow)
             .map(|f| f.file)
             .collect();
-        self.diagnostics.iter().filter(|d| files.contains(&d.file)).collect()
+        self.diagnostics
+            .iter()
+            .filter(|d| files.contains(&d.file))
+            .collect()
     }
 }
 
 /// Reads the configuration: `path` when given (it must exist), else `./ivr.toml` when present,
 /// else the built-in defaults relative to the current folder.
-pub fn load_config(path: Option<&Path>, sources: &mut SourceMap) -> Result<(Config, Vec<Diagnostic>), LoadError> {
+pub fn load_config(
+    path: Option<&Path>,
+    sources: &mut SourceMap,
+) -> Result<(Config, Vec<Diagnostic>), LoadError> {
     let (path, required) = match path {
         Some(p) => (p.to_path_buf(), true),
         None => (PathBuf::from("ivr.toml"), false),
@@ -116,7 +122,9 @@ pub fn load_config(path: Option<&Path>, sources: &mut SourceMap) -> Result<(Conf
             let file = sources.add(&path, text.clone());
             Ok(Config::parse(file, &base, &text))
         }
-        Err(e) if required || e.kind() != std::io::ErrorKind::NotFound => Err(LoadError::Config { path, source: e }),
+        Err(e) if required || e.kind() != std::io::ErrorKind::NotFound => {
+            Err(LoadError::Config { path, source: e })
+        }
         Err(_) => Ok((Config::defaults(Path::new(".")), Vec::new())),
     }
 }
@@ -165,13 +173,25 @@ pub fn check(options: &CheckOptions) -> Result<Checked, LoadError> {
     // folder, until every import is loaded or known missing.
     let mut i = 0;
     while i < flows.len() {
-        let dir = flows[i].path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let imports: Vec<String> = flows[i].ast.imports.iter().map(|x| x.name.clone()).collect();
+        let dir = flows[i]
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let imports: Vec<String> = flows[i]
+            .ast
+            .imports
+            .iter()
+            .map(|x| x.name.clone())
+            .collect();
         for name in imports {
             if flows.iter().any(|f| f.name == name) {
                 continue;
             }
-            let candidates = [dir.join(format!("{name}.flow")), config.flows_dir.join(format!("{name}.flow"))];
+            let candidates = [
+                dir.join(format!("{name}.flow")),
+                config.flows_dir.join(format!("{name}.flow")),
+            ];
             if let Some(path) = candidates.iter().find(|p| p.is_file()) {
                 flows.push(read_flow(path, false, &mut sources, &mut diags)?);
             }
@@ -179,6 +199,18 @@ pub fn check(options: &CheckOptions) -> Result<Checked, LoadError> {
         i += 1;
     }
 
+    Ok(finish(sources, config, catalogs, flows, diags))
+}
+
+/// Checks flows already read into `sources` (the in-memory core of [`check`], also used by
+/// benchmarks and fuzzing): names, compilation, graph checks, routes.
+pub fn finish(
+    sources: SourceMap,
+    config: Config,
+    catalogs: Catalogs,
+    flows: Vec<FlowSource>,
+    mut diags: Vec<Diagnostic>,
+) -> Checked {
     // Flow names: unique, and equal to the file name.
     let mut by_name: HashMap<String, usize> = HashMap::new();
     for (ix, f) in flows.iter().enumerate() {
@@ -201,7 +233,10 @@ pub fn check(options: &CheckOptions) -> Result<Checked, LoadError> {
                 Diagnostic::error(
                     "duplicate-flow",
                     f.file,
-                    f.ast.header.as_ref().map_or(Span::default(), |h| h.name.span),
+                    f.ast
+                        .header
+                        .as_ref()
+                        .map_or(Span::default(), |h| h.name.span),
                     format!("two files define flow `{}`", f.name),
                 )
                 .with_related(flows[first].file, Span::default(), "the other one"),
@@ -241,7 +276,12 @@ pub fn check(options: &CheckOptions) -> Result<Checked, LoadError> {
         let unit_files: Vec<FileId> = program
             .files
             .iter()
-            .map(|p| flows.iter().find(|f| path_str(&f.path) == p).map_or(unit.file, |f| f.file))
+            .map(|p| {
+                flows
+                    .iter()
+                    .find(|f| path_str(&f.path) == p)
+                    .map_or(unit.file, |f| f.file)
+            })
             .collect();
         analyse(&program, &unit_files, &mut diags);
         programs.insert(name.clone(), program);
@@ -274,14 +314,14 @@ pub fn check(options: &CheckOptions) -> Result<Checked, LoadError> {
     let mut seen = HashSet::new();
     diags.retain(|d| seen.insert((d.file, d.span, d.code, d.message.clone())));
     diags.sort_by_key(|d| (d.file, d.span.start, d.span.end));
-    Ok(Checked {
+    Checked {
         sources,
         config,
         catalogs,
         flows,
         programs,
         diagnostics: diags,
-    })
+    }
 }
 
 fn path_str(p: &Path) -> &str {
@@ -289,28 +329,54 @@ fn path_str(p: &Path) -> &str {
 }
 
 /// Reads and parses one flow file.
-fn read_flow(path: &Path, requested: bool, sources: &mut SourceMap, diags: &mut Vec<Diagnostic>) -> Result<FlowSource, LoadError> {
+fn read_flow(
+    path: &Path,
+    requested: bool,
+    sources: &mut SourceMap,
+    diags: &mut Vec<Diagnostic>,
+) -> Result<FlowSource, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    Ok(parse_source(path, text, requested, sources, diags))
+}
+
+/// Adds a flow's text to `sources` and parses it; syntax errors go to `diags`.
+pub fn parse_source(
+    path: &Path,
+    text: String,
+    requested: bool,
+    sources: &mut SourceMap,
+    diags: &mut Vec<Diagnostic>,
+) -> FlowSource {
     let file = sources.add(path, text);
     let parsed = parse_flow(file, sources.source(file));
     diags.extend(parsed.diagnostics);
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("flow").to_string();
-    let name = parsed.flow.header.as_ref().map_or(stem, |h| h.name.name.clone());
-    Ok(FlowSource {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("flow")
+        .to_string();
+    let name = parsed
+        .flow
+        .header
+        .as_ref()
+        .map_or(stem, |h| h.name.name.clone());
+    FlowSource {
         file,
         path: path.to_path_buf(),
         name,
         ast: parsed.flow,
         requested,
-    })
+    }
 }
 
 /// Every `*.flow` below `dir`.
 pub fn collect_flow_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -332,7 +398,12 @@ fn flow_names_in(dir: &Path) -> Vec<String> {
 
 /// Warns about nodes that no path reaches: from the flow's entry, or, for a flow others
 /// import, from the places where they jump into it.
-fn unreachable_nodes(programs: &IndexMap<String, Program>, flows: &[FlowSource], by_name: &HashMap<String, usize>, diags: &mut Vec<Diagnostic>) {
+fn unreachable_nodes(
+    programs: &IndexMap<String, Program>,
+    flows: &[FlowSource],
+    by_name: &HashMap<String, usize>,
+    diags: &mut Vec<Diagnostic>,
+) {
     // Nodes of each flow that importers reach: "flow.node" names in reachable parts of others.
     let mut used_from_outside: HashMap<&str, HashSet<&str>> = HashMap::new();
     for program in programs.values() {
@@ -347,7 +418,9 @@ fn unreachable_nodes(programs: &IndexMap<String, Program>, flows: &[FlowSource],
         }
     }
     for (name, program) in programs {
-        let Some(&ix) = by_name.get(name) else { continue };
+        let Some(&ix) = by_name.get(name) else {
+            continue;
+        };
         let outside = used_from_outside.get(name.as_str());
         let mut roots: Vec<NodeId> = vec![program.entry];
         for (i, node) in program.nodes.iter().enumerate() {
@@ -383,7 +456,10 @@ pub fn compile_flow(config: Option<&Path>, flow: &str) -> Result<(Checked, Strin
     } else {
         let mut files = Vec::new();
         collect_flow_files(&cfg.flows_dir, &mut files);
-        match files.iter().find(|p| p.file_stem().and_then(|s| s.to_str()) == Some(flow)) {
+        match files
+            .iter()
+            .find(|p| p.file_stem().and_then(|s| s.to_str()) == Some(flow))
+        {
             Some(p) => p.clone(),
             None => {
                 let names: Vec<String> = files

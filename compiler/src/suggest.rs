@@ -57,8 +57,14 @@ mod tests {
     #[test]
     fn finds_typos() {
         assert_eq!(edit_distance("blance", "balance"), 1);
-        assert_eq!(nearest("blance", ["id", "name", "balance"]), Some("balance"));
-        assert_eq!(nearest("main_mneu", ["main_menu", "agent"]), Some("main_menu"));
+        assert_eq!(
+            nearest("blance", ["id", "name", "balance"]),
+            Some("balance")
+        );
+        assert_eq!(
+            nearest("main_mneu", ["main_menu", "agent"]),
+            Some("main_menu")
+        );
         assert_eq!(nearest("xyz", ["main_menu", "agent"]), None);
         assert_eq!(nearest("Agent", ["agent"]), Some("agent"));
     }

@@ -684,9 +684,9 @@ impl BinaryOp {
 /// Words that cannot be used as names. Clause words (`prompt`, `timeout`, `language`, ...) are
 /// only keywords where a clause is expected, so `language` stays usable as a variable.
 pub const KEYWORDS: &[&str] = &[
-    "flow", "import", "step", "menu", "input", "lookup",
-    "transfer", "survey", "record", "play", "say", "set", "pause", "if", "goto", "hangup",
-    "repeat", "back", "main", "true", "false", "and", "or", "not",
+    "flow", "import", "step", "menu", "input", "lookup", "transfer", "survey", "record", "play",
+    "say", "set", "pause", "if", "goto", "hangup", "repeat", "back", "main", "true", "false",
+    "and", "or", "not",
 ];
 
 /// True when `word` is reserved.

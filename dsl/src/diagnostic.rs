@@ -175,7 +175,9 @@ impl SourceMap {
                 term::emit(&mut w, &config, &files, &cd)
             };
             if let Err(e) = result {
-                out.extend_from_slice(format!("{}: {}\n", self.path(d.file).display(), e).as_bytes());
+                out.extend_from_slice(
+                    format!("{}: {}\n", self.path(d.file).display(), e).as_bytes(),
+                );
             }
         }
         String::from_utf8_lossy(&out).into_owned()
@@ -225,7 +227,8 @@ fn to_codespan(d: &Diagnostic) -> cr::Diagnostic<usize> {
     };
     let mut labels = vec![cr::Label::primary(d.file.0 as usize, d.span.range())];
     for r in &d.related {
-        labels.push(cr::Label::secondary(r.file.0 as usize, r.span.range()).with_message(&r.message));
+        labels
+            .push(cr::Label::secondary(r.file.0 as usize, r.span.range()).with_message(&r.message));
     }
     let mut notes = Vec::new();
     if let Some(h) = &d.hint {

@@ -11,6 +11,7 @@
 pub mod ast;
 pub mod diagnostic;
 mod parser;
+pub mod scenario_ast;
 pub mod span;
 
 pub use diagnostic::{Diagnostic, FileId, Related, Severity, SourceMap};

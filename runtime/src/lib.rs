@@ -1,0 +1,8 @@
+//! The runtime of `ivr`: the call engine (a sans-IO state machine per call that every channel
+//! drives), spoken values, and the simulator with its virtual clock.
+
+pub mod engine;
+pub mod say;
+pub mod sim;
+pub mod speak;
+pub mod value;

@@ -1,0 +1,116 @@
+//! Prompt texts and durations for simulations: the duration of a prompt's audio file when it
+//! has one, else an estimate from its text.
+
+use crate::say::{self, Language};
+use ivr_compiler::catalog::Catalogs;
+use ivr_compiler::program::{Program, PromptId};
+use std::path::Path;
+
+/// Milliseconds per character when a prompt has no audio: Chinese is read at about four
+/// characters a second, English at about fifteen.
+const MS_PER_CJK_CHAR: u64 = 250;
+const MS_PER_LATIN_CHAR: u64 = 65;
+const MIN_PROMPT_MS: u64 = 300;
+
+/// Texts and durations of a program's prompts in each of its languages.
+#[derive(Debug, Clone)]
+pub struct PromptBook {
+    languages: Vec<Language>,
+    /// `[language][prompt]` -> (text, duration in ms).
+    prompts: Vec<Vec<(String, u64)>>,
+}
+
+impl PromptBook {
+    /// Looks up every prompt of `program` in the catalogs (missing ones get their id as text).
+    pub fn new(program: &Program, catalogs: &Catalogs) -> PromptBook {
+        let mut prompts = Vec::new();
+        let mut languages = Vec::new();
+        for lang in &program.languages {
+            languages.push(Language::from_tag(lang));
+            let catalog = catalogs.languages.get(lang);
+            let row = program
+                .prompts
+                .iter()
+                .map(|id| match catalog.and_then(|c| c.entries.get(id)) {
+                    Some(entry) => {
+                        let ms = if entry.has_audio {
+                            audio_duration_ms(&entry.file)
+                        } else {
+                            None
+                        };
+                        (
+                            entry.text.clone(),
+                            ms.unwrap_or_else(|| estimate_ms(&entry.text)),
+                        )
+                    }
+                    None => (format!("[{id}]"), estimate_ms(id)),
+                })
+                .collect();
+            prompts.push(row);
+        }
+        PromptBook { languages, prompts }
+    }
+
+    /// The say rules of language index `lang`.
+    pub fn language(&self, lang: u8) -> Language {
+        self.languages
+            .get(lang as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Text and duration of a prompt in a language.
+    pub fn prompt(&self, lang: u8, id: PromptId) -> (&str, u64) {
+        self.prompts
+            .get(lang as usize)
+            .and_then(|row| row.get(id as usize))
+            .map_or(("", MIN_PROMPT_MS), |(t, d)| (t.as_str(), *d))
+    }
+}
+
+/// How long a text takes to say, estimated from its characters.
+pub fn estimate_ms(text: &str) -> u64 {
+    let ms: u64 = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| {
+            if c.is_ascii() {
+                MS_PER_LATIN_CHAR
+            } else {
+                MS_PER_CJK_CHAR
+            }
+        })
+        .sum();
+    ms.max(MIN_PROMPT_MS)
+}
+
+/// How long a spoken value takes, from the number of its fragments.
+pub fn say_ms(lang: Language, ids: &[&str]) -> u64 {
+    estimate_ms(&say::text(lang, ids))
+}
+
+/// The duration of a WAV file from its header, or `None` when it is not a readable WAV.
+pub fn audio_duration_ms(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut pos = 12;
+    let mut byte_rate = None;
+    while pos + 8 <= bytes.len() {
+        let id = &bytes[pos..pos + 4];
+        let size = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().ok()?) as usize;
+        let body = pos + 8;
+        if id == b"fmt " && body + 12 <= bytes.len() {
+            byte_rate = Some(u32::from_le_bytes(
+                bytes[body + 8..body + 12].try_into().ok()?,
+            ));
+        } else if id == b"data" {
+            let rate = u64::from(byte_rate.filter(|r| *r > 0)?);
+            let len = size.min(bytes.len().saturating_sub(body)) as u64;
+            return Some(len * 1000 / rate);
+        }
+        pos = body.checked_add(size + (size & 1))?;
+    }
+    None
+}

@@ -1,0 +1,87 @@
+//! The transcript: what a flow does that the caller or the outside world observes.
+
+use crate::value::Value;
+use ivr_compiler::program::Destination;
+use ivr_dsl::ast::SayKind;
+use std::fmt;
+
+/// One observable thing a flow did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// A prompt started playing.
+    Play {
+        /// The prompt id.
+        prompt: String,
+        /// Its text in the language it played in.
+        text: String,
+    },
+    /// A value started being spoken.
+    Say {
+        /// How.
+        kind: SayKind,
+        /// The value.
+        value: Value,
+        /// What the caller hears, as text.
+        text: String,
+    },
+    /// "You are number N in line".
+    Announce {
+        /// The position.
+        position: u32,
+    },
+    /// The caller was handed to a queue or number.
+    Transfer {
+        /// Where.
+        destination: Destination,
+        /// With what priority.
+        priority: i64,
+    },
+    /// Recording started.
+    Record {
+        /// The record node.
+        node: String,
+        /// Its `save` table.
+        table: String,
+    },
+    /// Data was stored (survey answers, a recording's row).
+    Saved {
+        /// The table.
+        table: String,
+        /// Field names and values.
+        fields: Vec<(String, Value)>,
+    },
+    /// The flow hung up.
+    Hangup,
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Entry::Play { prompt, .. } => write!(f, "play {prompt}"),
+            Entry::Say { kind, value, .. } => write!(f, "say {} {value}", kind.keyword()),
+            Entry::Announce { position } => write!(f, "announce position {position}"),
+            Entry::Transfer {
+                destination,
+                priority,
+            } => match destination {
+                Destination::Queue(q) => write!(f, "transfer queue {q} priority {priority}"),
+                Destination::To(uri) => write!(f, "transfer to \"{uri}\""),
+            },
+            Entry::Record { node, .. } => write!(f, "record {node}"),
+            Entry::Saved { table, fields } => {
+                write!(f, "saved {table} {{ ")?;
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    match v {
+                        Value::Text(t) => write!(f, "{k}: \"{t}\"")?,
+                        other => write!(f, "{k}: {other}")?,
+                    }
+                }
+                f.write_str(" }")
+            }
+            Entry::Hangup => f.write_str("hangup"),
+        }
+    }
+}
