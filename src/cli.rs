@@ -37,6 +37,31 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Emit::Json)]
         emit: Emit,
     },
+    /// An interactive call in the terminal on a virtual clock.
+    Simulate {
+        /// The flow's name.
+        flow: String,
+        /// The calling number.
+        #[arg(long, default_value = "13800000001")]
+        caller: String,
+        /// The dialled number (default: the flow's route).
+        #[arg(long)]
+        called: Option<String>,
+        /// Run these inputs instead of reading the terminal, e.g. "1 wait:6s 0".
+        #[arg(long)]
+        script: Option<String>,
+    },
+    /// Run scenario files and report `N passed, N failed`.
+    Test {
+        /// Scenario files or folders (default: every *.scenario below the flows folder).
+        paths: Vec<PathBuf>,
+        /// List per flow the nodes, menu keys and lookup outcomes no scenario reached.
+        #[arg(long)]
+        coverage: bool,
+        /// Also write a JUnit XML report.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
     /// Draw a flow as a graph (Graphviz dot or Mermaid).
     Graph {
         /// The flow's name (or its .flow file).
@@ -76,6 +101,28 @@ pub fn run() -> ExitCode {
         Command::Check { paths, format } => cmd_check(cli.config, paths, format),
         Command::Compile { flow, emit } => cmd_compile(cli.config, &flow, emit),
         Command::Graph { flow, format } => cmd_graph(cli.config, &flow, format),
+        Command::Simulate {
+            flow,
+            caller,
+            called,
+            script,
+        } => crate::simulate::run(crate::simulate::SimulateOptions {
+            config: cli.config,
+            flow,
+            caller,
+            called,
+            script,
+        }),
+        Command::Test {
+            paths,
+            coverage,
+            junit,
+        } => crate::test_cmd::run(crate::test_cmd::TestOptions {
+            config: cli.config,
+            paths,
+            coverage,
+            junit,
+        }),
     };
     match result {
         Ok(code) => code,

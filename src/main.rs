@@ -1,6 +1,9 @@
 //! `ivr`: the command-line program of the IVR platform.
 
 mod cli;
+mod load;
+mod simulate;
+mod test_cmd;
 
 use std::process::ExitCode;
 

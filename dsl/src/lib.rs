@@ -11,9 +11,11 @@
 pub mod ast;
 pub mod diagnostic;
 mod parser;
+mod scenario_parser;
 pub mod scenario_ast;
 pub mod span;
 
 pub use diagnostic::{Diagnostic, FileId, Related, Severity, SourceMap};
 pub use parser::{Parsed, parse_flow};
+pub use scenario_parser::{ParsedScenarios, parse_scenarios};
 pub use span::{Span, Spanned};

@@ -85,7 +85,7 @@ impl fmt::Display for Value {
             Value::Null => f.write_str("null"),
             Value::Text(s) => f.write_str(s),
             Value::Number(d) => write!(f, "{}", d.normalize()),
-            Value::Money(d) => write!(f, "{}", d.round_dp(2)),
+            Value::Money(d) => write!(f, "{:.2}", d.round_dp(2)),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Duration(ms) => {
                 if ms % 1000 == 0 {

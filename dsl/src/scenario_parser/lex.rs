@@ -63,11 +63,18 @@ pub(super) struct Token<'a> {
     pub span: Span,
 }
 
+/// A comment: where it stands and whether it starts with `#` (rather than `//`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Comment {
+    pub span: Span,
+    pub hash: bool,
+}
+
 /// One physical line cut into tokens.
 #[derive(Debug, Clone)]
 struct PhysLine<'a> {
     tokens: Vec<Token<'a>>,
-    comment: Option<Span>,
+    comment: Option<Comment>,
 }
 
 /// One or more physical lines read as one: a line whose `{` is not closed continues on the
@@ -77,7 +84,7 @@ pub(super) struct LogicalLine<'a> {
     /// The tokens, comments left out.
     pub tokens: Vec<Token<'a>>,
     /// The comments of the line, in order.
-    pub comments: Vec<Span>,
+    pub comments: Vec<Comment>,
     /// From the first token to the last (empty lines have no logical line).
     pub span: Span,
 }
@@ -117,7 +124,10 @@ fn lex_line(text: &str, offset: usize) -> PhysLine<'_> {
                 let s = pair.as_span();
                 let span = Span::new(offset + s.start(), offset + s.end());
                 if pair.as_rule() == Rule::comment {
-                    line.comment = Some(span);
+                    line.comment = Some(Comment {
+                        span,
+                        hash: s.as_str().starts_with('#'),
+                    });
                 } else if let Some(kind) = kind_of(pair.as_rule()) {
                     line.tokens.push(Token {
                         kind,
@@ -183,7 +193,7 @@ pub(super) fn logical_lines(source: &str) -> Vec<LogicalLine<'_>> {
             continue;
         }
         let mut tokens = first.tokens.clone();
-        let mut comments: Vec<Span> = first.comment.into_iter().collect();
+        let mut comments: Vec<Comment> = first.comment.into_iter().collect();
         let mut depth = brace_depth(&tokens);
         while depth > 0 {
             // the next line with tokens, comment-only and blank lines skipped

@@ -79,7 +79,6 @@ struct Digits {
     len: u8,
 }
 
-
 impl Digits {
     fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")

@@ -68,6 +68,8 @@ struct Queued {
     item: Item,
     seq: u32,
     ms: u64,
+    /// The node that queued it.
+    node: NodeId,
 }
 
 /// Internal timer ids used by the simulator itself (above the engine's).
@@ -85,6 +87,10 @@ pub struct Simulation {
     events: VecDeque<Event>,
     out: Vec<Command>,
     transcript: Vec<Entry>,
+    /// The node each transcript entry happened in.
+    entry_nodes: Vec<NodeId>,
+    /// The node last entered, as the commands being applied say.
+    node: NodeId,
     /// Every node entered and how it was left, in order.
     pub visits: Vec<(NodeId, Option<Exit>)>,
     transfer_active: bool,
@@ -113,6 +119,8 @@ impl Simulation {
             events: VecDeque::new(),
             out: Vec::new(),
             transcript: Vec::new(),
+            entry_nodes: Vec::new(),
+            node: 0,
             visits: Vec::new(),
             transfer_active: false,
             recording: None,
@@ -133,6 +141,16 @@ impl Simulation {
     /// Everything observed so far.
     pub fn transcript(&self) -> &[Entry] {
         &self.transcript
+    }
+
+    /// The node each transcript entry happened in, in step with [`Simulation::transcript`].
+    pub fn entry_nodes(&self) -> &[NodeId] {
+        &self.entry_nodes
+    }
+
+    fn record(&mut self, entry: Entry) {
+        self.transcript.push(entry);
+        self.entry_nodes.push(self.node);
     }
 
     /// Whether a transfer is in progress (queued, ringing or connected).
@@ -247,7 +265,10 @@ impl Simulation {
 
     fn apply(&mut self, c: &Command) {
         match c {
-            Command::Enter { node } => self.visits.push((*node, None)),
+            Command::Enter { node } => {
+                self.node = *node;
+                self.visits.push((*node, None));
+            }
             Command::Leave { node, by } => {
                 if let Some(v) = self
                     .visits
@@ -323,7 +344,7 @@ impl Simulation {
             Command::Transfer { node, priority, .. } => {
                 let flow = Arc::clone(self.call.flow());
                 if let Body::Transfer(t) = &flow.program.nodes[*node as usize].body {
-                    self.transcript.push(Entry::Transfer {
+                    self.record(Entry::Transfer {
                         destination: t.destination.clone(),
                         priority: *priority,
                     });
@@ -334,7 +355,7 @@ impl Simulation {
             Command::StartRecording { node } => {
                 let flow = Arc::clone(self.call.flow());
                 if let Body::Record(r) = &flow.program.nodes[*node as usize].body {
-                    self.transcript.push(Entry::Record {
+                    self.record(Entry::Record {
                         node: flow.program.nodes[*node as usize].name.clone(),
                         table: r.save.clone(),
                     });
@@ -360,14 +381,14 @@ impl Simulation {
                         .zip(answers)
                         .map(|(q, a)| (q.name.clone(), a.clone()))
                         .collect();
-                    self.transcript.push(Entry::Saved {
+                    self.record(Entry::Saved {
                         table: s.save.clone(),
                         fields,
                     });
                 }
             }
             Command::Hangup => {
-                self.transcript.push(Entry::Hangup);
+                self.record(Entry::Hangup);
                 self.finish_recording_on_end();
             }
             Command::End { .. } => {
@@ -400,7 +421,7 @@ impl Simulation {
     fn save_recording(&mut self, node: NodeId, length_ms: u64) {
         let flow = Arc::clone(self.call.flow());
         if let Some(Body::Record(r)) = flow.program.nodes.get(node as usize).map(|n| &n.body) {
-            self.transcript.push(Entry::Saved {
+            self.record(Entry::Saved {
                 table: r.save.clone(),
                 fields: vec![
                     (
@@ -421,6 +442,7 @@ impl Simulation {
             item,
             seq,
             ms: ms.max(1),
+            node: self.node,
         });
         if self.playing.is_none() {
             self.start_next_item();
@@ -431,10 +453,11 @@ impl Simulation {
         let Some(q) = self.queue.pop_front() else {
             return;
         };
+        let current = std::mem::replace(&mut self.node, q.node);
         match &q.item {
             Item::Play { prompt, language } => {
                 let flow = self.call.flow();
-                self.transcript.push(Entry::Play {
+                self.record(Entry::Play {
                     prompt: flow.program.prompt(*prompt).to_string(),
                     text: self.book.prompt(*language, *prompt).0.to_string(),
                 });
@@ -446,17 +469,18 @@ impl Simulation {
             } => {
                 let lang = self.book.language(*language);
                 let masked_text = speak::text(lang, *kind, value);
-                self.transcript.push(Entry::Say {
+                self.record(Entry::Say {
                     kind: *kind,
                     value: value.clone(),
                     text: masked_text,
                 });
             }
-            Item::Announce { position } => self.transcript.push(Entry::Announce {
+            Item::Announce { position } => self.record(Entry::Announce {
                 position: *position,
             }),
             Item::Silence | Item::Beep => {}
         }
+        self.node = current;
         let end = self.now + q.ms as i64;
         self.playing = Some((q, end));
     }

@@ -1,0 +1,255 @@
+//! `ivr simulate`: an interactive call in the terminal on the virtual clock. Prompts print as
+//! text with the node they play in; the user types keys, `wait 6s`, `hangup` or
+//! `agent answers|busy|hangs_up|none`.
+
+use crate::load::load;
+use ivr_compiler::config::QueryDef;
+use ivr_runtime::engine::{CallInfo, Channel, Millis, QueryResult, TransferUpdate};
+use ivr_runtime::sim::scenario::{DEFAULT_START, millis_of};
+use ivr_runtime::sim::{DataSource, Entry, Simulation};
+use ivr_runtime::value::Value;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// How much virtual time the simulator lets pass by itself while prompts play.
+const SETTLE_LIMIT_MS: Millis = 120_000;
+
+/// Options of `ivr simulate`.
+pub struct SimulateOptions {
+    /// `--config`
+    pub config: Option<PathBuf>,
+    /// The flow.
+    pub flow: String,
+    /// `--caller`
+    pub caller: String,
+    /// `--called`
+    pub called: Option<String>,
+    /// `--script "1 wait:6s 0"`
+    pub script: Option<String>,
+}
+
+/// Until a database is connected, queries answer `error` (the flow's error path) with a note.
+struct NoDatabase;
+
+impl DataSource for NoDatabase {
+    fn query(
+        &mut self,
+        name: &str,
+        _def: &QueryDef,
+        _args: &[Value],
+    ) -> Result<QueryResult, String> {
+        println!("(no database is connected: query `{name}` answers as an error)");
+        Ok(QueryResult::Error("no database".into()))
+    }
+}
+
+struct Printer {
+    shown: usize,
+    dim: &'static str,
+    bold: &'static str,
+    reset: &'static str,
+}
+
+impl Printer {
+    fn show(&mut self, sim: &Simulation) {
+        let flow = Arc::clone(sim.call().flow());
+        for (i, e) in sim.transcript().iter().enumerate().skip(self.shown) {
+            let node = sim
+                .entry_nodes()
+                .get(i)
+                .and_then(|n| flow.program.nodes.get(*n as usize))
+                .map_or("?", |n| n.name.as_str());
+            let (d, b, r) = (self.dim, self.bold, self.reset);
+            match e {
+                Entry::Play { prompt, text } => println!("{d}[{node}] {prompt}{r}  {b}{text}{r}"),
+                Entry::Say { kind, value, text } => {
+                    println!(
+                        "{d}[{node}] say {} {value}{r}  {b}{text}{r}",
+                        kind.keyword()
+                    )
+                }
+                other => println!("{d}[{node}]{r} {b}{other}{r}"),
+            }
+        }
+        self.shown = sim.transcript().len();
+    }
+}
+
+/// Lets prompts play (virtual time passes) until the flow waits for the caller: the next event
+/// would be a timer, or nothing is left, or the call ended.
+fn settle(sim: &mut Simulation) {
+    let limit = sim.now() + SETTLE_LIMIT_MS;
+    while sim.next_is_playback() && sim.next_event_time().is_some_and(|t| t <= limit) {
+        if !sim.step() {
+            break;
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Option<Millis> {
+    ivr_compiler::config::parse_duration_text(text).map(|ms| ms as Millis)
+}
+
+/// Applies one command; `Err` for input that means nothing.
+fn apply(sim: &mut Simulation, input: &str) -> Result<(), String> {
+    let input = input.trim();
+    let mut words = input.split([' ', ':']).filter(|w| !w.is_empty());
+    match words.next() {
+        None => Ok(()),
+        Some("wait") => {
+            let d = words
+                .next()
+                .and_then(parse_duration)
+                .ok_or("write `wait 6s`")?;
+            let until = sim.now() + d;
+            sim.advance_to(until);
+            Ok(())
+        }
+        Some("hangup") => {
+            sim.hangup();
+            Ok(())
+        }
+        Some("agent") => {
+            let update = match words.next() {
+                Some("answers") => TransferUpdate::Answered {
+                    agent: Some("sim-agent".into()),
+                },
+                Some("busy") => TransferUpdate::Busy,
+                Some("hangs_up") => TransferUpdate::AgentHungUp,
+                Some("none") => TransferUpdate::NoAgents,
+                _ => {
+                    return Err(
+                        "write `agent answers`, `agent busy`, `agent hangs_up` or `agent none`"
+                            .into(),
+                    );
+                }
+            };
+            if !sim.transfer_active() {
+                return Err("no transfer is in progress".into());
+            }
+            sim.transfer(update);
+            Ok(())
+        }
+        Some(keys)
+            if keys
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '*' || c == '#') =>
+        {
+            for k in keys.chars() {
+                sim.press(k);
+            }
+            Ok(())
+        }
+        Some(other) => Err(format!(
+            "`{other}`: type keys (1, 123#, *), `wait 6s`, `hangup`, `agent answers|busy|hangs_up|none` or `quit`"
+        )),
+    }
+}
+
+/// Runs the command.
+pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
+    let (_checked, flows) = load(opts.config)?;
+    let sim_flow = flows.get(&opts.flow).ok_or_else(|| {
+        format!(
+            "there is no flow `{}`; the flows are {}",
+            opts.flow,
+            flows.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let start = millis_of(&DEFAULT_START).unwrap_or(0);
+    let info = CallInfo {
+        id: "sim-1".into(),
+        caller: opts.caller.clone(),
+        called: opts
+            .called
+            .clone()
+            .unwrap_or_else(|| sim_flow.called.clone()),
+        channel: Channel::Sim,
+    };
+    let data = NoDatabase;
+    let mut sim = Simulation::new(
+        Arc::clone(&sim_flow.flow),
+        info,
+        start,
+        Arc::clone(&sim_flow.book),
+        Box::new(data),
+    );
+    let tty = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut p = Printer {
+        shown: 0,
+        dim: if tty { "\x1b[2m" } else { "" },
+        bold: if tty { "\x1b[1m" } else { "" },
+        reset: if tty { "\x1b[0m" } else { "" },
+    };
+    let program = &sim_flow.flow.program;
+    println!(
+        "{}call to {} (version {}) from {} at 2026-11-23 10:00 (virtual time){}",
+        p.dim,
+        program.name,
+        program.version,
+        if opts.caller.is_empty() {
+            "an anonymous caller"
+        } else {
+            &opts.caller
+        },
+        p.reset
+    );
+    sim.start();
+    settle(&mut sim);
+    p.show(&sim);
+
+    let script: Option<Vec<String>> = opts
+        .script
+        .map(|s| s.split_whitespace().map(String::from).collect());
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let mut step = 0usize;
+    while !sim.call().is_ended() {
+        let input = match &script {
+            Some(words) => match words.get(step) {
+                Some(w) => {
+                    step += 1;
+                    println!("> {w}");
+                    w.clone()
+                }
+                None => break,
+            },
+            None => {
+                print!("> ");
+                let _ = std::io::stdout().flush();
+                match lines.next() {
+                    Some(Ok(l)) => l,
+                    _ => break,
+                }
+            }
+        };
+        if matches!(input.trim(), "quit" | "exit") {
+            break;
+        }
+        if let Err(msg) = apply(&mut sim, &input) {
+            println!("{msg}");
+            if script.is_some() {
+                return Ok(ExitCode::from(2));
+            }
+            continue;
+        }
+        if let Some(err) = &sim.error {
+            println!("{err}");
+            break;
+        }
+        settle(&mut sim);
+        p.show(&sim);
+    }
+    match sim.call().outcome() {
+        Some(o) => println!("{}call ended: {}{}", p.bold, o.as_str(), p.reset),
+        None => println!(
+            "{}call still at node {} (not ended){}",
+            p.dim,
+            program.nodes[sim.call().node() as usize].name,
+            p.reset
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,221 @@
+//! `ivr test`: runs scenario files against the flows and reports `N passed, N failed`, with
+//! optional coverage and a JUnit report.
+
+use crate::load::load;
+use indexmap::IndexMap;
+use ivr_dsl::{SourceMap, parse_scenarios};
+use ivr_runtime::sim::NoData;
+use ivr_runtime::sim::coverage::FlowCoverage;
+use ivr_runtime::sim::scenario::{self, ScenarioResult};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Options of `ivr test`.
+pub struct TestOptions {
+    /// `--config`
+    pub config: Option<PathBuf>,
+    /// Scenario files or folders; empty: every `*.scenario` below the flows folder.
+    pub paths: Vec<PathBuf>,
+    /// `--coverage`
+    pub coverage: bool,
+    /// `--junit FILE`
+    pub junit: Option<PathBuf>,
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else if p.extension().is_some_and(|x| x == "scenario") {
+            out.push(p);
+        }
+    }
+}
+
+struct FileResult {
+    path: String,
+    results: Vec<ScenarioResult>,
+    /// Syntax errors, rendered.
+    errors: Vec<String>,
+    seconds: f64,
+}
+
+/// Runs the command.
+pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
+    let (checked, flows) = load(opts.config.clone())?;
+    let roots = if opts.paths.is_empty() {
+        vec![checked.config.flows_dir.clone()]
+    } else {
+        opts.paths.clone()
+    };
+    let mut files = Vec::new();
+    for root in &roots {
+        if root.is_dir() {
+            collect(root, &mut files);
+        } else if root.is_file() {
+            files.push(root.clone());
+        } else {
+            return Err(format!("{}: no such file or folder", root.display()));
+        }
+    }
+    files.sort();
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let (green, red, dim, reset) = if color {
+        ("\x1b[32m", "\x1b[31m", "\x1b[2m", "\x1b[0m")
+    } else {
+        ("", "", "", "")
+    };
+
+    let mut coverage: IndexMap<String, FlowCoverage> = IndexMap::new();
+    let mut file_results = Vec::new();
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for path in &files {
+        let started = Instant::now();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut sources = SourceMap::new();
+        let file = sources.add(path, text.clone());
+        let parsed = parse_scenarios(file, &text);
+        let shown = path.display().to_string();
+        let mut fr = FileResult {
+            path: shown.clone(),
+            results: Vec::new(),
+            errors: Vec::new(),
+            seconds: 0.0,
+        };
+        let errors: Vec<_> = parsed
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
+        if !errors.is_empty() {
+            let rendered = sources.render(&errors, color);
+            print!("{rendered}");
+            println!("{red}FAIL{reset} {shown}: {} syntax error(s)", errors.len());
+            failed += errors.len();
+            fr.errors.push(rendered);
+        }
+        for s in &parsed.file.scenarios {
+            let result = scenario::run(s, &shown, &text, &flows, Box::new(NoData));
+            if let Some(sim_flow) = flows.get(&result.flow) {
+                coverage
+                    .entry(result.flow.clone())
+                    .or_insert_with(|| FlowCoverage::new(&sim_flow.flow.program))
+                    .record(&result.visits);
+            }
+            match &result.failure {
+                None => {
+                    passed += 1;
+                    println!(
+                        "{green}ok{reset}   {shown}:{} {dim}{}{reset}",
+                        result.line, result.name
+                    );
+                }
+                Some(msg) => {
+                    failed += 1;
+                    println!("{red}FAIL{reset} {shown}:{} {}", result.line, result.name);
+                    for line in msg.lines() {
+                        println!("     {line}");
+                    }
+                }
+            }
+            fr.results.push(result);
+        }
+        fr.seconds = started.elapsed().as_secs_f64();
+        file_results.push(fr);
+    }
+
+    if opts.coverage {
+        println!();
+        println!("coverage (nodes, menu keys, lookup outcomes reached by some scenario):");
+        for (name, sim_flow) in &flows {
+            match coverage.get(name) {
+                Some(c) => print!("{}", c.report(&sim_flow.flow.program)),
+                None => {
+                    let imported = flows.values().any(|f| {
+                        f.flow.program.files.len() > 1
+                            && f.flow
+                                .program
+                                .nodes
+                                .iter()
+                                .any(|n| n.name.starts_with(&format!("{name}.")))
+                    });
+                    if !imported {
+                        println!("{name}: no scenario runs this flow");
+                    }
+                }
+            }
+        }
+    }
+    if let Some(path) = &opts.junit {
+        std::fs::write(path, junit(&file_results))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A JUnit XML report: one test suite per scenario file, one test case per scenario.
+fn junit(files: &[FileResult]) -> String {
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    for f in files {
+        let failures = f.results.iter().filter(|r| !r.passed()).count() + f.errors.len();
+        let _ = writeln!(
+            s,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">",
+            xml_escape(&f.path),
+            f.results.len() + f.errors.len(),
+            f.seconds
+        );
+        for e in &f.errors {
+            let _ = writeln!(
+                s,
+                "    <testcase name=\"syntax\" classname=\"{}\"><failure message=\"syntax error\">{}</failure></testcase>",
+                xml_escape(&f.path),
+                xml_escape(e)
+            );
+        }
+        for r in &f.results {
+            let _ = write!(
+                s,
+                "    <testcase name=\"{}\" classname=\"{}:{}\"",
+                xml_escape(&r.name),
+                xml_escape(&f.path),
+                r.line
+            );
+            match &r.failure {
+                None => s.push_str("/>\n"),
+                Some(msg) => {
+                    let first = msg.lines().nth(1).unwrap_or("failed");
+                    let _ = writeln!(
+                        s,
+                        "><failure message=\"{}\">{}</failure></testcase>",
+                        xml_escape(first),
+                        xml_escape(msg)
+                    );
+                }
+            }
+        }
+        s.push_str("  </testsuite>\n");
+    }
+    s.push_str("</testsuites>\n");
+    s
+}
