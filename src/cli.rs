@@ -62,6 +62,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
     },
+    /// IVR node traffic, outcomes, service level and survey results from the call records.
+    Report {
+        /// Only calls that started on or after this day (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only calls of this flow.
+        #[arg(long, value_name = "NAME")]
+        flow: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportArg::Table)]
+        format: ReportArg,
+    },
     /// Draw a flow as a graph (Graphviz dot or Mermaid).
     Graph {
         /// The flow's name (or its .flow file).
@@ -83,6 +95,16 @@ enum DiagFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Emit {
     /// The program as JSON.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportArg {
+    /// Plain-text tables.
+    Table,
+    /// One CSV table: section,flow,node,queue,agent,question,metric,value.
+    Csv,
+    /// JSON.
     Json,
 }
 
@@ -112,6 +134,20 @@ pub fn run() -> ExitCode {
             caller,
             called,
             script,
+        }),
+        Command::Report {
+            since,
+            flow,
+            format,
+        } => crate::report_cmd::run(crate::report_cmd::ReportCmd {
+            config: cli.config,
+            since,
+            flow,
+            format: match format {
+                ReportArg::Table => crate::report_cmd::ReportFormat::Table,
+                ReportArg::Csv => crate::report_cmd::ReportFormat::Csv,
+                ReportArg::Json => crate::report_cmd::ReportFormat::Json,
+            },
         }),
         Command::Test {
             paths,

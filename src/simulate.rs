@@ -3,14 +3,16 @@
 //! `agent answers|busy|hangs_up|none`.
 
 use crate::load::load;
-use ivr_compiler::config::QueryDef;
-use ivr_runtime::engine::{CallInfo, Channel, Millis, QueryResult, TransferUpdate};
+use ivr_runtime::data::records::{CallRecorder, RecordWriter, WriterOptions};
+use ivr_runtime::data::source::{DbSource, runtime};
+use ivr_runtime::engine::{CallInfo, Channel, Millis, TransferUpdate};
 use ivr_runtime::sim::scenario::{DEFAULT_START, millis_of};
-use ivr_runtime::sim::{DataSource, Entry, Simulation};
-use ivr_runtime::value::Value;
+use ivr_runtime::sim::{Entry, Simulation};
+use std::cell::RefCell;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// How much virtual time the simulator lets pass by itself while prompts play.
@@ -28,21 +30,6 @@ pub struct SimulateOptions {
     pub called: Option<String>,
     /// `--script "1 wait:6s 0"`
     pub script: Option<String>,
-}
-
-/// Until a database is connected, queries answer `error` (the flow's error path) with a note.
-struct NoDatabase;
-
-impl DataSource for NoDatabase {
-    fn query(
-        &mut self,
-        name: &str,
-        _def: &QueryDef,
-        _args: &[Value],
-    ) -> Result<QueryResult, String> {
-        println!("(no database is connected: query `{name}` answers as an error)");
-        Ok(QueryResult::Error("no database".into()))
-    }
 }
 
 struct Printer {
@@ -148,9 +135,17 @@ fn apply(sim: &mut Simulation, input: &str) -> Result<(), String> {
     }
 }
 
+/// A call id unique to this run: `sim-<unix ms>-<process id>`.
+fn call_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("sim-{ms}-{}", std::process::id())
+}
+
 /// Runs the command.
 pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
-    let (_checked, flows) = load(opts.config)?;
+    let (checked, flows) = load(opts.config)?;
     let sim_flow = flows.get(&opts.flow).ok_or_else(|| {
         format!(
             "there is no flow `{}`; the flows are {}",
@@ -160,7 +155,7 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
     })?;
     let start = millis_of(&DEFAULT_START).unwrap_or(0);
     let info = CallInfo {
-        id: "sim-1".into(),
+        id: call_id(),
         caller: opts.caller.clone(),
         called: opts
             .called
@@ -168,14 +163,27 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
             .unwrap_or_else(|| sim_flow.called.clone()),
         channel: Channel::Sim,
     };
-    let data = NoDatabase;
+    // The configured database answers the queries (the embedded demo database is created and
+    // filled on first run) and keeps the call's records for `ivr report`.
+    let rt = runtime().map_err(|e| e.to_string())?;
+    let db = rt
+        .block_on(ivr_runtime::data::open_configured(&checked.config))
+        .map_err(|e| e.to_string())?;
+    let writer = RecordWriter::start(db.pool().clone(), WriterOptions::default(), rt.handle());
+    let recorder = Rc::new(RefCell::new(CallRecorder::new(
+        writer.clone(),
+        Arc::clone(&sim_flow.flow),
+        &info,
+        start,
+    )));
     let mut sim = Simulation::new(
         Arc::clone(&sim_flow.flow),
-        info,
+        info.clone(),
         start,
         Arc::clone(&sim_flow.book),
-        Box::new(data),
+        Box::new(DbSource::new(Arc::clone(&rt), db)),
     );
+    sim.set_observer(Box::new(Rc::clone(&recorder)));
     let tty = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut p = Printer {
         shown: 0,
@@ -242,8 +250,22 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
         settle(&mut sim);
         p.show(&sim);
     }
+    recorder.borrow_mut().finish(sim.now());
+    let stats = rt.block_on(writer.shutdown());
+    let recorded = if stats.failed > 0 || stats.rejected > 0 {
+        format!("call {}: its records could not all be written", info.id)
+    } else {
+        format!("recorded as call {}", info.id)
+    };
     match sim.call().outcome() {
-        Some(o) => println!("{}call ended: {}{}", p.bold, o.as_str(), p.reset),
+        Some(o) => println!(
+            "{}call ended: {}{} {}({recorded}){}",
+            p.bold,
+            o.as_str(),
+            p.reset,
+            p.dim,
+            p.reset
+        ),
         None => println!(
             "{}call still at node {} (not ended){}",
             p.dim,

@@ -4,7 +4,7 @@
 use crate::load::load;
 use indexmap::IndexMap;
 use ivr_dsl::{SourceMap, parse_scenarios};
-use ivr_runtime::sim::NoData;
+use ivr_runtime::data::source::ScenarioData;
 use ivr_runtime::sim::coverage::FlowCoverage;
 use ivr_runtime::sim::scenario::{self, ScenarioResult};
 use std::fmt::Write as _;
@@ -66,6 +66,9 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
         }
     }
     files.sort();
+    // Queries without a mock run against the configured database: with the embedded default,
+    // a fresh demo database per scenario (repeatable runs), else the configured one as it is.
+    let data = ScenarioData::new(&checked.config).map_err(|e| e.to_string())?;
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let (green, red, dim, reset) = if color {
         ("\x1b[32m", "\x1b[31m", "\x1b[2m", "\x1b[0m")
@@ -103,7 +106,7 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
             fr.errors.push(rendered);
         }
         for s in &parsed.file.scenarios {
-            let result = scenario::run(s, &shown, &text, &flows, Box::new(NoData));
+            let result = scenario::run(s, &shown, &text, &flows, data.for_scenario());
             if let Some(sim_flow) = flows.get(&result.flow) {
                 coverage
                     .entry(result.flow.clone())

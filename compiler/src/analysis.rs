@@ -115,6 +115,9 @@ fn endless_loops(program: &Program, files: &[FileId], diags: &mut Vec<Diagnostic
         }
         let mut members = scc.clone();
         members.sort_unstable();
+        if can_leave(program, &members) {
+            continue;
+        }
         let first = members[0];
         let path = cycle_path(&succ, first, &members)
             .iter()
@@ -128,7 +131,7 @@ fn endless_loops(program: &Program, files: &[FileId], diags: &mut Vec<Diagnostic
             name_span(program, first),
             format!("these nodes loop forever without waiting for the caller: {path}"),
         )
-        .with_hint("put a menu or input in the loop, or leave it through a node that ends or transfers the call");
+        .with_hint("put a menu or input in the loop, or leave it by a condition the loop changes (a retry counter: `set tries = tries + 1`, `if tries >= 3 -> NODE`)");
         for m in members.iter().skip(1) {
             d.related.push(Related {
                 file: file_of(program, files, *m),
@@ -138,6 +141,62 @@ fn endless_loops(program: &Program, files: &[FileId], diags: &mut Vec<Diagnostic
         }
         diags.push(d);
     }
+}
+
+/// Whether a loop of steps and lookups can end by itself: some step in it has a way out of the
+/// loop and decides between its ways with a condition that the loop changes (a retry counter
+/// set in the loop, a row a lookup in the loop reads again, the clock). Otherwise every round
+/// takes the same way and the loop never ends (a lookup's `error` way out is no plan for that).
+fn can_leave(program: &Program, members: &[NodeId]) -> bool {
+    let nv = program.vars.len();
+    let mut changed = VarSet::empty(nv);
+    for &m in members {
+        match &program.nodes[m as usize].body {
+            Body::Step { ops } => {
+                for op in ops {
+                    if let Op::Set { var, .. } = op {
+                        changed.insert(*var);
+                    }
+                }
+            }
+            Body::Lookup(l) => {
+                if let Some(v) = l.into {
+                    changed.insert(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    let leaves = |e: &Edge| match e.jump {
+        Jump::Node(t) => !members.contains(&t),
+        Jump::Main => !members.contains(&program.entry),
+        Jump::Repeat => false,
+        Jump::Back | Jump::Hangup => true,
+    };
+    let varies = |e: &Expr| {
+        let mut v = false;
+        e.walk(&mut |x| match &x.kind {
+            ExprKind::Var { var } | ExprKind::Field { var, .. } => v |= changed.contains(*var),
+            ExprKind::Now | ExprKind::InHours { .. } => v = true,
+            _ => {}
+        });
+        v
+    };
+    members.iter().any(|&m| {
+        let Body::Step { ops } = &program.nodes[m as usize].body else {
+            return false;
+        };
+        let exits = ops.iter().any(|op| match op {
+            Op::If { target, .. } | Op::Goto { target } => leaves(target),
+            Op::Hangup { .. } => true,
+            _ => false,
+        });
+        let decides = ops.iter().any(|op| match op {
+            Op::If { condition, .. } => varies(condition),
+            _ => false,
+        });
+        exits && decides
+    })
 }
 
 /// One cycle through `start` within `members`, as node ids ending back at `start`.
@@ -312,6 +371,20 @@ fn unassigned_reads(program: &Program, files: &[FileId], diags: &mut Vec<Diagnos
             }
         }
     }
+    // How each variable is assigned, to explain the paths that miss it.
+    let mut by_lookup = VarSet::empty(nv);
+    let mut by_input = VarSet::empty(nv);
+    for node in &program.nodes {
+        match &node.body {
+            Body::Lookup(l) => {
+                if let Some(v) = l.into {
+                    by_lookup.insert(v);
+                }
+            }
+            Body::Input(i) => by_input.insert(i.into),
+            _ => {}
+        }
+    }
     // Second pass: check every read against the set in force where it happens.
     let mut reported: Vec<(VarId, Span)> = Vec::new();
     for (i, node) in program.nodes.iter().enumerate() {
@@ -330,6 +403,13 @@ fn unassigned_reads(program: &Program, files: &[FileId], diags: &mut Vec<Diagnos
                 }
                 reported.push((var, x.span));
                 let name = &program.vars[var as usize].name;
+                let why = if by_lookup.contains(var) {
+                    " (a lookup assigns its `into` only on its `found` path)"
+                } else if by_input.contains(var) {
+                    " (an input assigns its `into` only on its `next` path, not when the attempts run out)"
+                } else {
+                    ""
+                };
                 diags.push(
                     Diagnostic::error(
                         "unassigned-variable",
@@ -338,7 +418,7 @@ fn unassigned_reads(program: &Program, files: &[FileId], diags: &mut Vec<Diagnos
                         format!("`{name}` may be read here before it is assigned"),
                     )
                     .with_hint(format!(
-                        "on some path to node `{}`, no `set`, `into` or lookup `into` assigns `{name}` (a lookup assigns its `into` only on the `found` path)",
+                        "on some path to node `{}`, nothing assigns `{name}` before this{why}",
                         node.name
                     )),
                 );
@@ -414,13 +494,23 @@ fn menus_without_help(program: &Program, files: &[FileId], diags: &mut Vec<Diagn
             }
         }
     }
+    // Menus that lead to an agent, with the nodes they reach: `back` returns to one of them.
+    let agent_menus: Vec<(usize, Vec<bool>)> = program
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(j, x)| matches!(x.body, Body::Menu(_)) && leads_to_agent[*j])
+        .map(|(j, _)| (j, reachable(program, &succ[j])))
+        .collect();
     for (i, node) in program.nodes.iter().enumerate() {
         let Body::Menu(m) = &node.body else { continue };
         let helps = |e: &Edge| match e.jump {
             Jump::Repeat => true,
             Jump::Node(t) => leads_to_agent[t as usize],
             Jump::Main => leads_to_agent[program.entry as usize],
-            _ => false,
+            // The previous menu: some menu before this one that leads to an agent.
+            Jump::Back => agent_menus.iter().any(|(j, seen)| *j != i && seen[i]),
+            Jump::Hangup => false,
         };
         if m.keys.iter().any(|k| helps(&k.target)) || helps(&m.collect.attempts_target) {
             continue;

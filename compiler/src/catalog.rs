@@ -3,16 +3,11 @@
 
 use indexmap::IndexMap;
 use ivr_dsl::{Diagnostic, FileId, SourceMap, Span};
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEntry {
-    text: String,
-    file: Option<String>,
-}
+const ENTRY_HINT: &str =
+    "each line is `id = { text = \"...\" }` or `id = { text = \"...\", file = \"x.wav\" }`";
 
 /// One prompt of a catalog.
 #[derive(Debug, Clone)]
@@ -106,39 +101,93 @@ impl Catalog {
             file,
             entries: IndexMap::new(),
         };
-        let raw: IndexMap<String, Spanned<RawEntry>> = match toml::from_str(text) {
+        // Entries are read one by one, so that one broken entry does not hide the others.
+        let raw: IndexMap<String, Spanned<toml::Value>> = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
                 let span = e
                     .span()
                     .map(|r| Span::new(r.start, r.end))
                     .unwrap_or_default();
-                let d = Diagnostic::error(
-                    "catalog",
-                    file,
-                    span,
-                    format!("prompt catalog: {}", e.message().trim()),
-                )
-                .with_hint("each line is `id = { text = \"...\" }` or `id = { text = \"...\", file = \"x.wav\" }`");
+                let d = Diagnostic::error("catalog", file, span, e.message().trim().to_string())
+                    .with_hint(ENTRY_HINT);
                 return (catalog, vec![d]);
             }
         };
+        let mut diags = Vec::new();
         for (id, entry) in raw {
             let r = entry.span();
             let span = Span::new(r.start, r.end);
-            let entry = entry.into_inner();
-            let file_path = dir.join(entry.file.unwrap_or_else(|| format!("{id}.wav")));
+            let (text, audio) = match entry.into_inner() {
+                // `id = "text"` is short for `id = { text = "text" }`.
+                toml::Value::String(t) => (t, None),
+                toml::Value::Table(t) => {
+                    let mut bad = None;
+                    for key in t.keys() {
+                        if key != "text" && key != "file" {
+                            bad = Some(format!("prompt `{id}` has an unknown key `{key}`"));
+                        }
+                    }
+                    let text = match t.get("text") {
+                        Some(toml::Value::String(s)) => Some(s.clone()),
+                        _ => None,
+                    };
+                    let audio = match t.get("file") {
+                        Some(toml::Value::String(s)) => Some(s.clone()),
+                        None => None,
+                        Some(_) => {
+                            bad = Some(format!("the `file` of prompt `{id}` must be a string"));
+                            None
+                        }
+                    };
+                    let text = match (text, bad) {
+                        (Some(text), None) => text,
+                        (None, None) => {
+                            diags.push(
+                                Diagnostic::error(
+                                    "catalog",
+                                    file,
+                                    span,
+                                    format!("prompt `{id}` has no `text`"),
+                                )
+                                .with_hint(ENTRY_HINT),
+                            );
+                            continue;
+                        }
+                        (_, Some(msg)) => {
+                            diags.push(
+                                Diagnostic::error("catalog", file, span, msg).with_hint(ENTRY_HINT),
+                            );
+                            continue;
+                        }
+                    };
+                    (text, audio)
+                }
+                _ => {
+                    diags.push(
+                        Diagnostic::error(
+                            "catalog",
+                            file,
+                            span,
+                            format!("prompt `{id}` is not a text or a table"),
+                        )
+                        .with_hint(ENTRY_HINT),
+                    );
+                    continue;
+                }
+            };
+            let file_path = dir.join(audio.unwrap_or_else(|| format!("{id}.wav")));
             let has_audio = file_path.is_file();
             catalog.entries.insert(
                 id,
                 PromptEntry {
-                    text: entry.text,
+                    text,
                     file: file_path,
                     has_audio,
                     span,
                 },
             );
         }
-        (catalog, Vec::new())
+        (catalog, diags)
     }
 }

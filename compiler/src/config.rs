@@ -9,7 +9,6 @@ use toml::Spanned;
 
 /// The configuration as written, before validation.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
     paths: RawPaths,
@@ -30,7 +29,6 @@ struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawPaths {
     flows: Option<String>,
     prompts: Option<String>,
@@ -38,7 +36,6 @@ struct RawPaths {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawQuery {
     #[serde(default)]
     args: Vec<String>,
@@ -53,7 +50,7 @@ struct RawQuery {
 
 /// `[server]`: addresses and limits of `ivr serve`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ServerConfig {
     /// SIP address, UDP and TCP.
     pub sip: String,
@@ -81,7 +78,7 @@ impl Default for ServerConfig {
 
 /// `[database]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DatabaseConfig {
     /// `sqlite://...` (embedded default) or `postgres://...`.
     pub url: String,
@@ -101,7 +98,6 @@ impl Default for DatabaseConfig {
 
 /// `[queues.NAME]`
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// Skills every agent of this queue needs.
     #[serde(default)]
@@ -110,7 +106,6 @@ pub struct QueueConfig {
 
 /// `[agents.ID]`
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// Display name.
     #[serde(default)]
@@ -278,21 +273,35 @@ impl Config {
         let mut diags = Vec::new();
         let mut config = Config::defaults(base);
         config.file = Some(file);
-        let raw: RawConfig = match toml::from_str(text) {
-            Ok(raw) => raw,
+        let syntax_error = |e: toml::de::Error| {
+            let span = e
+                .span()
+                .map(|r| Span::new(r.start, r.end.max(r.start)))
+                .unwrap_or_default();
+            let message = e.message().trim().to_string();
+            Diagnostic::error("config", file, span, message.clone())
+                .with_opt_hint(config_hint(&message))
+        };
+        let de = match toml::Deserializer::parse(text) {
+            Ok(de) => de,
             Err(e) => {
-                let span = e
-                    .span()
-                    .map(|r| Span::new(r.start, r.end.max(r.start)))
-                    .unwrap_or_default();
-                let message = e.message().trim().to_string();
-                diags.push(
-                    Diagnostic::error("config", file, span, format!("ivr.toml: {message}"))
-                        .with_opt_hint(config_hint(&message)),
-                );
+                diags.push(syntax_error(e));
                 return (config, diags);
             }
         };
+        // Unknown keys are reported one by one; everything else in the file still applies.
+        let mut unknown: Vec<String> = Vec::new();
+        let raw: RawConfig =
+            match serde_ignored::deserialize(de, |path| unknown.push(path.to_string())) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    diags.push(syntax_error(e));
+                    return (config, diags);
+                }
+            };
+        for path in unknown {
+            diags.push(unknown_key(file, text, &path));
+        }
         if let Some(p) = raw.paths.flows {
             config.flows_dir = base.join(p);
         }
@@ -350,6 +359,17 @@ impl Config {
                         continue;
                     }
                 };
+                // The key's place: its first quoted occurrence at or after the calendar.
+                let days_span = text
+                    .get(span.start as usize..)
+                    .and_then(|rest| rest.find(&format!("\"{days}\"")))
+                    .map(|i| {
+                        Span::new(
+                            span.start as usize + i,
+                            span.start as usize + i + days.len() + 2,
+                        )
+                    })
+                    .unwrap_or(hours_span);
                 match parse_days(&days) {
                     Ok(DaySpec::Weekdays(list)) => {
                         for d in list {
@@ -358,7 +378,7 @@ impl Config {
                     }
                     Ok(DaySpec::Dates(from, to)) => cal.dates.push(DateRule { from, to, open }),
                     Err(msg) => diags.push(
-                        Diagnostic::error("config", file, hours_span, msg).with_hint(
+                        Diagnostic::error("config", file, days_span, msg).with_hint(
                             "name days as \"mon-fri\", \"sat\", \"mon,wed\" or dates as \"2026-10-01\" or \"2026-10-01..2026-10-07\"",
                         ),
                     ),
@@ -372,6 +392,84 @@ impl Config {
         }
         (config, diags)
     }
+}
+
+/// The keys each section takes, for "did you mean" on unknown keys.
+const KNOWN_KEYS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "paths",
+            "server",
+            "database",
+            "queries",
+            "queues",
+            "agents",
+            "calendars",
+            "routes",
+        ],
+    ),
+    ("paths", &["flows", "prompts", "recordings"]),
+    (
+        "server",
+        &["sip", "http", "rtp_ports", "max_calls", "realm"],
+    ),
+    ("database", &["url", "secret"]),
+    (
+        "queries",
+        &["args", "sql", "transaction", "fields", "hash", "timeout"],
+    ),
+    ("queues", &["skills"]),
+    ("agents", &["name", "skills", "ha1"]),
+];
+
+/// An error for a key the configuration does not know, at its first occurrence.
+fn unknown_key(file: FileId, text: &str, path: &str) -> Diagnostic {
+    let parts: Vec<&str> = path.split('.').filter(|p| !p.starts_with("$__")).collect();
+    let path = parts.join(".");
+    let path = path.as_str();
+    let key = parts.last().copied().unwrap_or(path);
+    let section = parts
+        .first()
+        .copied()
+        .filter(|_| parts.len() > 1)
+        .unwrap_or("");
+    let span = find_key(text, key).unwrap_or_default();
+    let hint = KNOWN_KEYS
+        .iter()
+        .find(|(s, _)| *s == section)
+        .and_then(|(_, keys)| crate::suggest::did_you_mean(key, keys.iter().copied()))
+        .unwrap_or_else(|| {
+            "see the Configuration section of docs/language.md for the keys each section takes"
+                .into()
+        });
+    Diagnostic::error(
+        "config",
+        file,
+        span,
+        format!("unknown key `{key}` (in `{path}`): it is ignored"),
+    )
+    .with_hint(hint)
+}
+
+/// Where `key` is first written as a key (at a line start or after `[`, `.` or `{`/`,`).
+fn find_key(text: &str, key: &str) -> Option<Span> {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = text[from..].find(key).map(|i| i + from) {
+        let before = text[..i].chars().rev().find(|c| *c != ' ' && *c != '\t');
+        let after = text[i + key.len()..]
+            .chars()
+            .find(|c| *c != ' ' && *c != '\t');
+        let quoted = i > 0 && bytes[i - 1] == b'"';
+        let starts = matches!(before, None | Some('\n' | '[' | '.' | '{' | ',' | '"')) || quoted;
+        let ends = matches!(after, Some('=' | '.' | ']' | '"'));
+        if starts && ends {
+            return Some(Span::new(i, i + key.len()));
+        }
+        from = i + key.len();
+    }
+    None
 }
 
 fn config_hint(message: &str) -> Option<String> {
@@ -672,7 +770,14 @@ fn parse_date(s: &str) -> Option<(i32, u32, u32)> {
     let y = it.next()?.parse().ok()?;
     let m: u32 = it.next()?.parse().ok()?;
     let d: u32 = it.next()?.parse().ok()?;
-    (it.next().is_none() && (1..=12).contains(&m) && (1..=31).contains(&d)).then_some((y, m, d))
+    let days_in_month = match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    (it.next().is_none() && (1..=12).contains(&m) && (1..=days_in_month).contains(&d))
+        .then_some((y, m, d))
 }
 
 fn parse_intervals(text: &str) -> Result<Vec<(u16, u16)>, String> {
@@ -778,7 +883,12 @@ default   = "hotline"
         );
         let (_, d) = parse("[querys.x]\n");
         assert_eq!(d.len(), 1);
-        assert!(d[0].message.contains("unknown field"), "{}", d[0].message);
+        assert!(
+            d[0].message.contains("unknown key `querys`"),
+            "{}",
+            d[0].message
+        );
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `queries`?"));
     }
 
     #[test]

@@ -64,12 +64,15 @@ pub fn compile(
         let unit = units[i];
         for imp in &unit.ast.imports {
             if imp.name == unit.name {
-                diags.push(Diagnostic::error(
-                    "unknown-import",
-                    unit.file,
-                    imp.span,
-                    format!("flow `{}` imports itself", imp.name),
-                ));
+                diags.push(
+                    Diagnostic::error(
+                        "unknown-import",
+                        unit.file,
+                        imp.span,
+                        format!("flow `{}` imports itself", imp.name),
+                    )
+                    .with_hint("remove this line: a flow's own nodes are named without a prefix"),
+                );
                 continue;
             }
             match flows.get(&imp.name) {
@@ -86,7 +89,14 @@ pub fn compile(
                         format!("there is no flow `{}` to import", imp.name),
                     )
                     .with_opt_hint(
-                        did_you_mean(&imp.name, flows.keys().map(String::as_str)).or_else(|| {
+                        did_you_mean(
+                            &imp.name,
+                            importable_flows(env.config, unit.path, flows)
+                                .iter()
+                                .map(String::as_str)
+                                .filter(|n| *n != unit.name),
+                        )
+                        .or_else(|| {
                             Some(format!(
                                 "imports are looked up as `{}.flow` in the flows folder",
                                 imp.name
@@ -120,7 +130,9 @@ pub fn compile(
             lang.node.clone()
         }
         None => {
-            if let Some(h) = &main.ast.header {
+            if let Some(h) = &main.ast.header
+                && !has_syntax_error(l.diags, main.file, h.span)
+            {
                 l.diags.push(
                     Diagnostic::error(
                         "missing-clause",
@@ -196,11 +208,17 @@ pub fn compile(
     l.unit_index = 0;
     let entry = match main.ast.header.as_ref() {
         None => {
+            // Point at the first node (or the start of an empty file).
+            let at = main
+                .ast
+                .nodes
+                .first()
+                .map_or(Span::new(0, 0), |n| n.keyword_span);
             l.diags.push(
                 Diagnostic::error(
                     "missing-header",
                     main.file,
-                    Span::new(0, 0),
+                    at,
                     "this file has no flow header",
                 )
                 .with_hint(format!(
@@ -212,23 +230,34 @@ pub fn compile(
         }
         Some(h) => match &h.entry {
             None => {
-                l.diags.push(
-                    Diagnostic::error(
-                        "missing-clause",
-                        main.file,
-                        h.name.span,
-                        format!("flow `{}` does not say its `entry` node", h.name.name),
-                    )
-                    .with_hint(
-                        "add `entry NODE` to the flow header: the node every call starts at",
-                    ),
-                );
+                if !has_syntax_error(l.diags, main.file, h.span) {
+                    l.diags.push(
+                        Diagnostic::error(
+                            "missing-clause",
+                            main.file,
+                            h.name.span,
+                            format!("flow `{}` does not say its `entry` node", h.name.name),
+                        )
+                        .with_hint(
+                            "add `entry NODE` to the flow header: the node every call starts at",
+                        ),
+                    );
+                }
                 0
             }
             Some(e) => match l.node_ix.get(&(0, e.name.clone())) {
                 Some(id) => *id,
+                None if named_on_broken_line(l.diags, main.file, main.source, &e.name) => 0,
                 None => {
-                    let hint = l.node_hint(&e.name);
+                    // Only nodes can be the entry (not `main`, `hangup`, ...).
+                    let nearest = crate::suggest::nearest(
+                        &e.name,
+                        l.node_ix
+                            .keys()
+                            .filter(|(u, _)| *u == 0)
+                            .map(|(_, n)| n.as_str()),
+                    )
+                    .map(String::from);
                     l.diags.push(
                         Diagnostic::error(
                             "unknown-target",
@@ -236,9 +265,12 @@ pub fn compile(
                             e.span,
                             format!("the entry node `{}` does not exist", e.name),
                         )
-                        .with_opt_hint(hint),
+                        .with_opt_hint(nearest.as_ref().map(|n| format!("did you mean `{n}`?"))),
                     );
-                    0
+                    // Go on from the suggested node, else from the first one.
+                    nearest
+                        .and_then(|n| l.node_ix.get(&(0, n)).copied())
+                        .unwrap_or(0)
                 }
             },
         },
@@ -273,6 +305,69 @@ pub fn compile(
         vars: l.vars,
         files: units.iter().map(|u| u.path.to_string()).collect(),
     }
+}
+
+/// Whether `file` has a syntax error within `span`: then a clause there may have been written
+/// but not understood, and "it has no X" would be a second, misleading report of one mistake.
+fn has_syntax_error(diags: &[Diagnostic], file: FileId, span: Span) -> bool {
+    diags.iter().any(|d| {
+        d.file == file
+            && matches!(d.code, "syntax" | "reserved-name")
+            && span.start <= d.span.start
+            && d.span.start <= span.end
+    })
+}
+
+/// Whether `name` is written on a line of `file` that has a syntax error: a node named there
+/// may be "missing" or "unreached" only because that line was not understood.
+pub(crate) fn named_on_broken_line(
+    diags: &[Diagnostic],
+    file: FileId,
+    source: &str,
+    name: &str,
+) -> bool {
+    diags.iter().any(|d| {
+        if d.file != file || !matches!(d.code, "syntax" | "reserved-name") {
+            return false;
+        }
+        let at = (d.span.start as usize).min(source.len());
+        let start = source[..at].rfind('\n').map_or(0, |i| i + 1);
+        let end = source[at..].find('\n').map_or(source.len(), |i| at + i);
+        source[start..end]
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|w| w == name)
+    })
+}
+
+/// The names of the flows an `import` can find: those already read, and the `*.flow` files
+/// beside the importing file and in the flows folder (where imports are looked up).
+fn importable_flows(config: &Config, importer: &str, flows: &HashMap<String, Unit>) -> Vec<String> {
+    let mut names: Vec<String> = flows.keys().cloned().collect();
+    let beside = std::path::Path::new(importer)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    for dir in [beside, config.flows_dir.clone()] {
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::PathBuf::from(".")
+        } else {
+            dir
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "flow")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+                && !names.iter().any(|n| n == stem)
+            {
+                names.push(stem.to_string());
+            }
+        }
+    }
+    names.sort();
+    names
 }
 
 fn step_statements(node: &ast::Node) -> &[ast::Statement] {
@@ -313,6 +408,11 @@ impl Lowerer<'_, '_> {
         let d = Diagnostic::warning(code, self.file(), span, msg);
         self.diags.push(d);
         self.diags.last_mut().expect("just pushed")
+    }
+
+    /// Whether the node has a syntax error inside: its "has no X" reports are left out.
+    fn broken(&self, node: &ast::Node) -> bool {
+        has_syntax_error(self.diags, self.file(), node.span)
     }
 
     fn check_language(&mut self, file: FileId, lang: &str, span: Span) {
@@ -409,9 +509,19 @@ impl Lowerer<'_, '_> {
                     name.name
                 ),
             )
-            .hint = Some(format!(
-                "`{b}` is set by the platform for every call; choose another name"
-            ));
+            .hint = Some(if b.contains('.') {
+                let fields: Vec<String> = Builtin::ALL
+                    .iter()
+                    .filter(|(p, _)| p.split('.').next() == Some(name.name.as_str()))
+                    .map(|(p, _)| format!("`{p}`"))
+                    .collect();
+                format!(
+                    "{} are set by the platform for every call; choose another name",
+                    fields.join(" and ")
+                )
+            } else {
+                format!("`{b}` is set by the platform for every call; choose another name")
+            });
             return;
         }
         match self.var_ix.get(&name.name) {
@@ -459,6 +569,12 @@ impl Lowerer<'_, '_> {
     // Names
 
     fn node_hint(&self, name: &str) -> Option<String> {
+        self.nearest_target(name)
+            .map(|n| format!("did you mean `{n}`?"))
+    }
+
+    /// The node of the current flow (or built-in target) nearest to a misspelt name.
+    fn nearest_target(&self, name: &str) -> Option<&str> {
         let ui = self.unit_index;
         let names = self
             .node_ix
@@ -466,7 +582,7 @@ impl Lowerer<'_, '_> {
             .filter(|(u, _)| *u == ui)
             .map(|(_, n)| n.as_str())
             .chain(["repeat", "back", "main", "hangup"]);
-        did_you_mean(name, names)
+        crate::suggest::nearest(name, names)
     }
 
     fn target(&mut self, t: &ast::Target, from: NodeKind) -> Edge {
@@ -474,6 +590,14 @@ impl Lowerer<'_, '_> {
             TargetKind::Node(name) => match self.node_ix.get(&(self.unit_index, name.clone())) {
                 Some(&id) => Jump::Node(id),
                 None => {
+                    let unit = self.units[self.unit_index];
+                    if named_on_broken_line(self.diags, unit.file, unit.source, name) {
+                        // The node is written on a line that did not parse.
+                        return Edge {
+                            jump: Jump::Hangup,
+                            span: t.span,
+                        };
+                    }
                     let hint = self.node_hint(name);
                     self.err(
                         "unknown-target",
@@ -481,7 +605,18 @@ impl Lowerer<'_, '_> {
                         format!("there is no node `{name}`"),
                     )
                     .hint = hint;
-                    Jump::Hangup
+                    // Go on as if the suggested name had been written, so that the graph
+                    // checks do not add consequences of the typo (a node "no path reaches").
+                    match self.nearest_target(name) {
+                        Some("repeat") => Jump::Repeat,
+                        Some("back") => Jump::Back,
+                        Some("main") => Jump::Main,
+                        Some("hangup") | None => Jump::Hangup,
+                        Some(n) => self
+                            .node_ix
+                            .get(&(self.unit_index, n.to_string()))
+                            .map_or(Jump::Hangup, |&id| Jump::Node(id)),
+                    }
                 }
             },
             TargetKind::Imported { flow, node } => {
@@ -505,14 +640,19 @@ impl Lowerer<'_, '_> {
                                 .keys()
                                 .filter(|(u, _)| *u == ui)
                                 .map(|(_, n)| n.as_str());
-                            let hint = did_you_mean(node, names);
+                            let nearest = crate::suggest::nearest(node, names).map(String::from);
                             self.err(
                                 "unknown-target",
                                 t.span,
                                 format!("flow `{flow}` has no node `{node}`"),
                             )
-                            .hint = hint;
-                            Jump::Hangup
+                            .hint = nearest
+                                .as_ref()
+                                .map(|n| format!("did you mean `{flow}.{n}`?"));
+                            // As for local targets: go on with the suggested node.
+                            nearest
+                                .and_then(|n| self.node_ix.get(&(ui, n)).copied())
+                                .map_or(Jump::Hangup, Jump::Node)
                         }
                     }
                 } else {
@@ -604,7 +744,15 @@ impl Lowerer<'_, '_> {
                         "add `{id} = {{ text = \"...\" }}` to {}",
                         missing
                             .iter()
-                            .map(|l| format!("prompts/{l}/prompts.toml"))
+                            .map(|l| {
+                                self.env
+                                    .config
+                                    .prompts_dir
+                                    .join(l)
+                                    .join("prompts.toml")
+                                    .display()
+                                    .to_string()
+                            })
                             .collect::<Vec<_>>()
                             .join(" and ")
                     )
@@ -615,8 +763,9 @@ impl Lowerer<'_, '_> {
                         file,
                         span,
                         format!(
-                            "there is no prompt `{id}` in the {} catalog",
-                            missing.join(" and ")
+                            "there is no prompt `{id}` in the {} catalog{}",
+                            missing.join(" and "),
+                            if missing.len() > 1 { "s" } else { "" }
                         ),
                     )
                     .with_hint(hint),
@@ -642,6 +791,9 @@ impl Lowerer<'_, '_> {
     }
 
     fn missing(&mut self, node: &ast::Node, clause: &str, what: &str) {
+        if self.broken(node) {
+            return;
+        }
         self.err(
             "missing-clause",
             node.name.span,
@@ -655,16 +807,18 @@ impl Lowerer<'_, '_> {
     }
 
     fn no_way_out(&mut self, node: &ast::Node, clause: &str) -> Edge {
-        self.err(
-            "no-transition",
-            node.name.span,
-            format!(
-                "{} `{}` has no way out: it needs `{clause}`",
-                node.kind().keyword(),
-                node.name.name
-            ),
-        )
-        .hint = Some(format!("add `{clause}` with the node to go to next"));
+        if !self.broken(node) {
+            self.err(
+                "no-transition",
+                node.name.span,
+                format!(
+                    "{} `{}` has no way out: it needs `{clause}`",
+                    node.kind().keyword(),
+                    node.name.name
+                ),
+            )
+            .hint = Some(format!("add `{clause}` with the node to go to next"));
+        }
         Edge {
             jump: Jump::Hangup,
             span: node.name.span,
@@ -705,7 +859,10 @@ impl Lowerer<'_, '_> {
                 StatementKind::Set { name, value } => {
                     let value = self.expr(value);
                     match self.var_ix.get(&name.name) {
-                        Some(&var) => p::Op::Set { var, value },
+                        Some(&var) => {
+                            self.check_set_type(name, var, &value);
+                            p::Op::Set { var, value }
+                        }
                         None => continue, // a built-in: reported when declaring
                     }
                 }
@@ -739,15 +896,17 @@ impl Lowerer<'_, '_> {
             ops.push(op);
         }
         if ended.is_none() {
-            self.err(
-                "no-transition",
-                node.name.span,
-                format!("step `{}` has no way out", node.name.name),
-            )
-            .hint = Some(
-                "a step never falls through to the next node: end it with `goto NODE` or `hangup`"
-                    .into(),
-            );
+            if !self.broken(node) {
+                self.err(
+                    "no-transition",
+                    node.name.span,
+                    format!("step `{}` has no way out", node.name.name),
+                )
+                .hint = Some(
+                    "a step never falls through to the next node: end it with `goto NODE` or `hangup`"
+                        .into(),
+                );
+            }
             ops.push(p::Op::Hangup {
                 span: node.name.span,
             });
@@ -787,7 +946,7 @@ impl Lowerer<'_, '_> {
                 let target = match &a.target {
                     Some(t) => self.target(t, kind),
                     None => {
-                        if kind != NodeKind::Survey {
+                        if kind != NodeKind::Survey && !self.broken(node) {
                             self.warn(
                                 "default-attempts",
                                 a.span,
@@ -812,7 +971,7 @@ impl Lowerer<'_, '_> {
                 (a.count.node, target)
             }
             None => {
-                if matches!(kind, NodeKind::Menu | NodeKind::Input) {
+                if matches!(kind, NodeKind::Menu | NodeKind::Input) && !self.broken(node) {
                     self.warn(
                         "default-attempts",
                         node.name.span,
@@ -1086,12 +1245,14 @@ impl Lowerer<'_, '_> {
         let error = match &lk.error {
             Some(t) => Some(self.target(t, NodeKind::Lookup)),
             None => {
-                self.warn(
-                    "no-error-path",
-                    node.name.span,
-                    format!("lookup `{}` has no `error` path: if the query fails, the call ends as failed", node.name.name),
-                )
-                .hint = Some("add `error -> NODE`, e.g. a step that apologises and offers an agent".into());
+                if !self.broken(node) {
+                    self.warn(
+                        "no-error-path",
+                        node.name.span,
+                        format!("lookup `{}` has no `error` path: if the query fails, the call ends as failed", node.name.name),
+                    )
+                    .hint = Some("add `error -> NODE`, e.g. a step that apologises and offers an agent".into());
+                }
                 None
             }
         };
@@ -1219,6 +1380,7 @@ impl Lowerer<'_, '_> {
         if matches!(destination, p::Destination::Queue(_))
             && max_wait.is_none()
             && no_agents.is_none()
+            && !self.broken(node)
         {
             self.warn(
                 "endless-wait",
@@ -1259,9 +1421,17 @@ impl Lowerer<'_, '_> {
             s.no_match.as_ref(),
             s.barge_in.as_ref(),
         );
-        if s.attempts.as_ref().is_none_or(|a| a.target.is_none()) {
-            collect.attempts_target = next;
+        // A survey never leaves after failed attempts: the question is stored as not answered
+        // and the survey goes on (the engine ignores an `attempts` target).
+        if let Some(t) = s.attempts.as_ref().and_then(|a| a.target.as_ref()) {
+            self.err(
+                "bad-target",
+                t.span,
+                "a survey does not leave after failed attempts: the question is stored as not answered and the survey goes on",
+            )
+            .hint = Some("remove the target: `attempts 2`".into());
         }
+        collect.attempts_target = next;
         if s.questions.is_empty() {
             self.missing(node, "question", "add `question NAME PROMPT scale 1..5`");
         }
@@ -1271,17 +1441,19 @@ impl Lowerer<'_, '_> {
             if let Some((_, first)) = seen.iter().find(|(n, _)| *n == q.name.name) {
                 let first = *first;
                 let file = self.file();
-                self.err(
+                let d = self.err(
                     "duplicate-question",
                     q.name.span,
                     format!("survey `{}` asks `{}` twice", node.name.name, q.name.name),
-                )
-                .related
-                .push(ivr_dsl::Related {
+                );
+                d.related.push(ivr_dsl::Related {
                     file,
                     span: first,
                     message: "first asked here".into(),
                 });
+                d.hint = Some(
+                    "answers are stored by question name: give each question its own name".into(),
+                );
                 continue;
             }
             seen.push((&q.name.name, q.name.span));
@@ -1313,17 +1485,26 @@ impl Lowerer<'_, '_> {
                 }
                 ast::Answers::Choices { choices } => {
                     let mut out: Vec<(char, String)> = Vec::new();
+                    let mut spans: Vec<Span> = Vec::new();
                     for (k, label) in choices {
                         let Some(c) = self.key(k) else { continue };
-                        if out.iter().any(|(x, _)| *x == c) {
-                            self.err(
+                        if let Some(i) = out.iter().position(|(x, _)| *x == c) {
+                            let (file, first) = (self.file(), spans[i]);
+                            let d = self.err(
                                 "duplicate-key",
                                 k.span,
                                 format!("key `{c}` is used twice in question `{}`", q.name.name),
                             );
+                            d.related.push(ivr_dsl::Related {
+                                file,
+                                span: first,
+                                message: "first used here".into(),
+                            });
+                            d.hint = Some("each key stands for one answer; use another key".into());
                             continue;
                         }
                         out.push((c, label.node.clone()));
+                        spans.push(k.span);
                     }
                     p::Answers::Choices { choices: out }
                 }
@@ -1423,6 +1604,26 @@ impl Lowerer<'_, '_> {
             .hint = Some("compare it, e.g. `x == 1`".into());
         }
         e
+    }
+
+    /// A variable keeps the type it was declared with (its first `into` or `set`): a `set`
+    /// of a value of another type is a mistake.
+    fn check_set_type(&mut self, name: &ast::Ident, var: p::VarId, value: &Expr) {
+        let var_ty = &self.vars[var as usize].ty;
+        if *var_ty == Type::Unknown
+            || value.ty == Type::Unknown
+            || *var_ty == value.ty
+            || (var_ty.is_numeric() && value.ty.is_numeric())
+        {
+            return;
+        }
+        let (old, new) = (var_ty.describe(), value.ty.describe());
+        self.err(
+            "type-mismatch",
+            value.span,
+            format!("`{}` holds {old} elsewhere, but this is {new}", name.name),
+        )
+        .hint = Some("a variable keeps one type for the whole call; use another name".into());
     }
 
     fn check_say(&mut self, kind: SayKind, value: &Expr) {
@@ -1576,14 +1777,36 @@ impl Lowerer<'_, '_> {
                 let comparable = unknown
                     || (lt.is_numeric() && rt.is_numeric())
                     || (lt == rt && !matches!(lt, Type::Row(_)))
-                    || (matches!(lt, Type::Date | Type::Time | Type::DateTime)
-                        && matches!(rt, Type::Date | Type::Time | Type::DateTime));
+                    || matches!(
+                        (lt, rt),
+                        (Type::DateTime, Type::Date | Type::Time)
+                            | (Type::Date | Type::Time, Type::DateTime)
+                    );
                 if !comparable {
                     let hint = match (lt, rt) {
-                        (Type::Text, t) | (t, Type::Text) if t.is_numeric() => Some(
-                            "text and numbers never compare equal: quote the number (\"1\") or compare with a number field".to_string(),
-                        ),
-                        (Type::Row(_), _) | (_, Type::Row(_)) => Some("compare one of its fields, e.g. `customer.id`".to_string()),
+                        (Type::Text, t) | (t, Type::Text) if t.is_numeric() => {
+                            let (text, num) = if *lt == Type::Text {
+                                (lhs, rhs)
+                            } else {
+                                (rhs, lhs)
+                            };
+                            Some(match (&text.kind, &num.kind) {
+                                // `balance > "100"`: the quotes are the mistake.
+                                (ExprKind::Lit { value: Literal::Text(t) }, _)
+                                    if t.trim().parse::<rust_decimal::Decimal>().is_ok() =>
+                                {
+                                    format!("write the number without quotes: `{}`", t.trim())
+                                }
+                                // `caller == 10086`: the number should be text.
+                                (_, ExprKind::Lit { value: Literal::Number(n) }) => format!(
+                                    "text and numbers never compare equal: quote the number, `\"{n}\"`"
+                                ),
+                                _ => "text and numbers never compare equal: compare text with quoted text, numbers with numbers".to_string(),
+                            })
+                        }
+                        (Type::Row(_), _) | (_, Type::Row(_)) => {
+                            Some("compare one of its fields, e.g. `customer.id`".to_string())
+                        }
                         _ => None,
                     };
                     self.err(
@@ -1656,6 +1879,20 @@ impl Lowerer<'_, '_> {
         let Some(head) = parts.first() else {
             return unknown;
         };
+        if matches!(head.name.as_str(), "caller" | "called" | "language")
+            && let Some(field) = parts.get(1)
+        {
+            self.err(
+                "unknown-field",
+                field.span,
+                format!("`{}` is text, which has no fields", head.name),
+            )
+            .hint = Some(format!(
+                "`{}` is a built-in variable; use it whole, e.g. `len({})`",
+                head.name, head.name
+            ));
+            return unknown;
+        }
         if matches!(head.name.as_str(), "call" | "flow") {
             let fields: Vec<&str> = Builtin::ALL
                 .iter()
@@ -1665,17 +1902,19 @@ impl Lowerer<'_, '_> {
                 })
                 .collect();
             let field = parts.get(1).map_or("", |f| f.name.as_str());
-            let hint = did_you_mean(field, fields.iter().copied()).unwrap_or_else(|| {
-                format!(
-                    "`{}` has {}",
-                    head.name,
-                    fields
-                        .iter()
-                        .map(|f| format!("`{}.{f}`", head.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            });
+            let hint = crate::suggest::nearest(field, fields.iter().copied())
+                .map(|f| format!("did you mean `{}.{f}`?", head.name))
+                .unwrap_or_else(|| {
+                    format!(
+                        "`{}` has {}",
+                        head.name,
+                        fields
+                            .iter()
+                            .map(|f| format!("`{}.{f}`", head.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
             self.err(
                 "unknown-field",
                 span,

@@ -4,7 +4,7 @@
 use crate::analysis::{analyse, reachable};
 use crate::catalog::Catalogs;
 use crate::config::Config;
-use crate::lower::{Env, Unit, compile};
+use crate::lower::{Env, Unit, compile, named_on_broken_line};
 use crate::program::{NodeId, Program};
 use crate::suggest::did_you_mean;
 use indexmap::IndexMap;
@@ -239,7 +239,15 @@ pub fn finish(
                         .map_or(Span::default(), |h| h.name.span),
                     format!("two files define flow `{}`", f.name),
                 )
-                .with_related(flows[first].file, Span::default(), "the other one"),
+                .with_related(
+                    flows[first].file,
+                    flows[first]
+                        .ast
+                        .header
+                        .as_ref()
+                        .map_or(Span::default(), |h| h.name.span),
+                    "the other one",
+                ),
             );
         } else {
             by_name.insert(f.name.clone(), ix);
@@ -287,7 +295,7 @@ pub fn finish(
         programs.insert(name.clone(), program);
     }
 
-    unreachable_nodes(&programs, &flows, &by_name, &mut diags);
+    unreachable_nodes(&programs, &flows, &by_name, &sources, &mut diags);
 
     // Routes name flows of the flows folder.
     if let Some(cfg_file) = config.file {
@@ -313,6 +321,17 @@ pub fn finish(
 
     let mut seen = HashSet::new();
     diags.retain(|d| seen.insert((d.file, d.span, d.code, d.message.clone())));
+    // A flow imported by others is compiled with each of them, in the languages of each: a
+    // prompt missing in several catalogs is reported once, naming all of them (the longest
+    // message of those at the same place).
+    let mut longest: HashMap<(FileId, Span), usize> = HashMap::new();
+    for d in diags.iter().filter(|d| d.code == "unknown-prompt") {
+        let n = longest.entry((d.file, d.span)).or_default();
+        *n = (*n).max(d.message.len());
+    }
+    diags.retain(|d| {
+        d.code != "unknown-prompt" || longest.get(&(d.file, d.span)) == Some(&d.message.len())
+    });
     diags.sort_by_key(|d| (d.file, d.span.start, d.span.end));
     Checked {
         sources,
@@ -402,6 +421,7 @@ fn unreachable_nodes(
     programs: &IndexMap<String, Program>,
     flows: &[FlowSource],
     by_name: &HashMap<String, usize>,
+    sources: &SourceMap,
     diags: &mut Vec<Diagnostic>,
 ) {
     // Nodes of each flow that importers reach: "flow.node" names in reachable parts of others.
@@ -430,7 +450,17 @@ fn unreachable_nodes(
         }
         let seen = reachable(program, &roots);
         for (i, node) in program.nodes.iter().enumerate() {
-            if node.file == 0 && !seen[i] {
+            // A node named on a line that did not parse (`key 1 bye`) is not reported: the
+            // syntax error is the problem.
+            if node.file == 0
+                && !seen[i]
+                && !named_on_broken_line(
+                    diags,
+                    flows[ix].file,
+                    sources.source(flows[ix].file),
+                    &node.name,
+                )
+            {
                 diags.push(
                     Diagnostic::warning(
                         "unreachable-node",

@@ -1,16 +1,25 @@
 //! "Did you mean ...?": the nearest existing name to a misspelt one.
 
-/// Edit distance (insertions, deletions, substitutions) between two strings, by characters.
+/// Edit distance (insertions, deletions, substitutions, and transpositions of two adjacent
+/// characters, as in `agnet` for `agent`) between two strings, by characters.
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    // Three rows: two back (for transpositions), one back, current.
+    let mut prev2: Vec<usize> = vec![0; b.len() + 1];
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
+    for i in 0..a.len() {
         cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        for j in 0..b.len() {
+            let cost = usize::from(a[i] != b[j]);
+            let mut d = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            if i > 0 && j > 0 && a[i] == b[j - 1] && a[i - 1] == b[j] {
+                d = d.min(prev2[j - 1] + 1);
+            }
+            cur[j + 1] = d;
         }
+        std::mem::swap(&mut prev2, &mut prev);
         std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
@@ -67,5 +76,10 @@ mod tests {
         );
         assert_eq!(nearest("xyz", ["main_menu", "agent"]), None);
         assert_eq!(nearest("Agent", ["agent"]), Some("agent"));
+        // A swap of two neighbouring letters is one edit.
+        assert_eq!(edit_distance("agnet", "agent"), 1);
+        assert_eq!(nearest("agnet", ["agent", "goodbye"]), Some("agent"));
+        assert_eq!(edit_distance("ab", "ba"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

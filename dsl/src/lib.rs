@@ -11,8 +11,8 @@
 pub mod ast;
 pub mod diagnostic;
 mod parser;
-mod scenario_parser;
 pub mod scenario_ast;
+mod scenario_parser;
 pub mod span;
 
 pub use diagnostic::{Diagnostic, FileId, Related, Severity, SourceMap};

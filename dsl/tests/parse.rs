@@ -1080,3 +1080,19 @@ fn mutated_files_never_panic() {
         }
     }
 }
+
+#[test]
+fn pound_key_in_survey_choices_is_a_key_not_a_comment() {
+    let flow = clean(&with_header(
+        "survey rate {\n    question q p choices 1 = \"yes\", # = \"no\",\n        * = \"skip\"  # a real comment\n    save surveys\n    next n\n}\n",
+    ));
+    let NodeBody::Survey(s) = body(&flow, "rate") else {
+        panic!("not a survey");
+    };
+    let ivr_dsl::ast::Answers::Choices { choices } = &s.questions[0].answers else {
+        panic!("not choices");
+    };
+    let keys: Vec<&str> = choices.iter().map(|(k, _)| k.text.as_str()).collect();
+    assert_eq!(keys, ["1", "#", "*"]);
+    assert!(s.save.is_some());
+}

@@ -83,7 +83,7 @@ fn text(s: &str) -> Literal {
 }
 
 /// The text a span covers.
-fn at<'a>(src: &'a str, span: ivr_dsl::Span) -> &'a str {
+fn at(src: &str, span: ivr_dsl::Span) -> &str {
     &src[span.range()]
 }
 
@@ -113,9 +113,15 @@ fn spec_example_parses() {
         s.name.node,
         "VIP customer hears the bill, then reaches an agent"
     );
-    assert_eq!(at(SPEC_EXAMPLE, s.name.span), "\"VIP customer hears the bill, then reaches an agent\"");
+    assert_eq!(
+        at(SPEC_EXAMPLE, s.name.span),
+        "\"VIP customer hears the bill, then reaches an agent\""
+    );
     assert_eq!(s.flow.as_ref().map(|f| f.node.as_str()), Some("hotline"));
-    assert_eq!(s.caller.as_ref().map(|c| c.node.as_str()), Some("13800000001"));
+    assert_eq!(
+        s.caller.as_ref().map(|c| c.node.as_str()),
+        Some("13800000001")
+    );
     assert_eq!(s.called, None);
     let when = s.at.as_ref().expect("at");
     assert_eq!(
@@ -139,7 +145,10 @@ fn spec_example_parses() {
     let MockResult::Found { fields } = &mock.result else {
         panic!("expected found, got {:?}", mock.result);
     };
-    let fields: Vec<(&str, &Literal)> = fields.iter().map(|(n, v)| (n.node.as_str(), &v.node)).collect();
+    let fields: Vec<(&str, &Literal)> = fields
+        .iter()
+        .map(|(n, v)| (n.node.as_str(), &v.node))
+        .collect();
     assert_eq!(
         fields,
         vec![
@@ -202,8 +211,14 @@ fn spec_example_parses() {
             expectation: E::Saved {
                 table: sp("surveys"),
                 fields: vec![
-                    (sp("overall"), ivr_dsl::Spanned::new(Literal::Number(dec("5")), Default::default())),
-                    (sp("solved"), ivr_dsl::Spanned::new(text("yes"), Default::default())),
+                    (
+                        sp("overall"),
+                        ivr_dsl::Spanned::new(Literal::Number(dec("5")), Default::default()),
+                    ),
+                    (
+                        sp("solved"),
+                        ivr_dsl::Spanned::new(text("yes"), Default::default()),
+                    ),
                 ],
             },
         },
@@ -246,15 +261,21 @@ fn blank_fields(
 fn blank(kind: &StepKind) -> StepKind {
     use Expectation as E;
     match kind {
-        StepKind::Press { keys } => StepKind::Press { keys: sp(&keys.node) },
+        StepKind::Press { keys } => StepKind::Press {
+            keys: sp(&keys.node),
+        },
         StepKind::Expect { expectation } => StepKind::Expect {
             expectation: match expectation {
-                E::Play { prompt } => E::Play { prompt: sp(&prompt.node) },
+                E::Play { prompt } => E::Play {
+                    prompt: sp(&prompt.node),
+                },
                 E::Say { kind, value } => E::Say {
                     kind: sp(&kind.node),
                     value: blank_lit(value),
                 },
-                E::Node { name } => E::Node { name: sp(&name.node) },
+                E::Node { name } => E::Node {
+                    name: sp(&name.node),
+                },
                 E::Var { path, value } => E::Var {
                     path: sp(&path.node),
                     value: blank_lit(value),
@@ -266,7 +287,9 @@ fn blank(kind: &StepKind) -> StepKind {
                         .map(|p| ivr_dsl::Spanned::new(p.node, Default::default())),
                 },
                 E::TransferTo { uri } => E::TransferTo { uri: sp(&uri.node) },
-                E::Record { name } => E::Record { name: sp(&name.node) },
+                E::Record { name } => E::Record {
+                    name: sp(&name.node),
+                },
                 E::Saved { table, fields } => E::Saved {
                     table: sp(&table.node),
                     fields: blank_fields(fields),
@@ -306,20 +329,32 @@ flow other
     assert_eq!(names, ["first", "second", "third"]);
     assert_eq!(scenarios[0].steps.len(), 1);
     let second = &scenarios[1];
-    assert_eq!(second.caller.as_ref().map(|c| c.node.as_str()), Some("13800000002"));
-    assert_eq!(second.called.as_ref().map(|c| c.node.as_str()), Some("10010"));
-    assert_eq!(second.flow.as_ref().map(|c| c.node.as_str()), Some("hotline"));
+    assert_eq!(
+        second.caller.as_ref().map(|c| c.node.as_str()),
+        Some("13800000002")
+    );
+    assert_eq!(
+        second.called.as_ref().map(|c| c.node.as_str()),
+        Some("10010")
+    );
+    assert_eq!(
+        second.flow.as_ref().map(|c| c.node.as_str()),
+        Some("hotline")
+    );
     assert_eq!(second.mocks.len(), 1);
     assert_eq!(second.mocks[0].result, MockResult::Missing);
     assert_eq!(second.steps.len(), 2);
     assert_eq!(second.steps[1].kind, StepKind::Hangup);
-    assert_eq!(at(src, second.span), "scenario \"second\"\ncaller 13800000002\ncalled \"10010\"\nflow   hotline          # headers in any order\npress 1\nmock q -> missing        # a mock among the steps\nhangup");
+    assert_eq!(
+        at(src, second.span),
+        "scenario \"second\"\ncaller 13800000002\ncalled \"10010\"\nflow   hotline          # headers in any order\npress 1\nmock q -> missing        # a mock among the steps\nhangup"
+    );
     assert!(scenarios[2].steps.is_empty());
 }
 
 #[test]
 fn the_brief_example_lines() {
-    let src = r#"scenario "all forms"
+    let src = r##"scenario "all forms"
 flow    hotline
 caller  "13800000001"
 called  "10010"                       # our extension: the dialled number
@@ -339,7 +374,7 @@ agent  busy
 agent  hangs_up
 agent  none
 ...
-"#;
+"##;
     let s = parse_ok(src).remove(0);
     assert_eq!(s.at.map(|a| a.node.second), Some(30));
     assert_eq!(s.mocks.len(), 3);
@@ -382,7 +417,12 @@ fn every_expectation_form() {
         _ => unreachable!(),
     };
     let lit = |l: Literal| ivr_dsl::Spanned::new(l, Default::default());
-    assert_eq!(b("expect play welcome"), E::Play { prompt: sp("welcome") });
+    assert_eq!(
+        b("expect play welcome"),
+        E::Play {
+            prompt: sp("welcome")
+        }
+    );
     assert_eq!(
         b("expect say money 58.30"),
         E::Say {
@@ -425,8 +465,18 @@ fn every_expectation_form() {
             value: lit(text("10:30"))
         }
     );
-    assert_eq!(b("expect node satisfaction"), E::Node { name: sp("satisfaction") });
-    assert_eq!(b("expect node common.goodbye"), E::Node { name: sp("common.goodbye") });
+    assert_eq!(
+        b("expect node satisfaction"),
+        E::Node {
+            name: sp("satisfaction")
+        }
+    );
+    assert_eq!(
+        b("expect node common.goodbye"),
+        E::Node {
+            name: sp("common.goodbye")
+        }
+    );
     assert_eq!(
         b("expect var customer.vip == true"),
         E::Var {
@@ -475,7 +525,12 @@ fn every_expectation_form() {
             uri: sp("sip:95500@pbx")
         }
     );
-    assert_eq!(b("expect record leave_message"), E::Record { name: sp("leave_message") });
+    assert_eq!(
+        b("expect record leave_message"),
+        E::Record {
+            name: sp("leave_message")
+        }
+    );
     assert_eq!(
         b("expect saved surveys { overall: 5, solved: \"yes\" }"),
         E::Saved {
@@ -486,9 +541,20 @@ fn every_expectation_form() {
             ]
         }
     );
-    assert_eq!(b("expect saved empty {}"), E::Saved { table: sp("empty"), fields: vec![] });
+    assert_eq!(
+        b("expect saved empty {}"),
+        E::Saved {
+            table: sp("empty"),
+            fields: vec![]
+        }
+    );
     assert_eq!(b("expect hangup"), E::Hangup);
-    assert_eq!(b("expect outcome transferred"), E::Outcome { outcome: sp("transferred") });
+    assert_eq!(
+        b("expect outcome transferred"),
+        E::Outcome {
+            outcome: sp("transferred")
+        }
+    );
 }
 
 #[test]
@@ -572,7 +638,10 @@ fn at_without_time_is_midnight_and_dates_are_checked() {
     let s = parse_ok("scenario \"d\"\nflow f\nat 2028-02-29\n").remove(0);
     assert_eq!(s.at.map(|a| (a.node.day, a.node.hour)), Some((29, 0)));
     let (d, line, covered) = one_error("at 2026-02-29 10:00");
-    assert_eq!((d.code, line, covered.as_str()), ("bad-value", 3, "2026-02-29"));
+    assert_eq!(
+        (d.code, line, covered.as_str()),
+        ("bad-value", 3, "2026-02-29")
+    );
     let (d, line, covered) = one_error("at 2026-11-23 24:00");
     assert_eq!((d.code, line, covered.as_str()), ("bad-value", 3, "24:00"));
 }
@@ -598,14 +667,20 @@ fn error_unknown_line_suggests() {
     assert_eq!(d.hint.as_deref(), Some("did you mean `expect`?"));
 
     let (d, _, _) = one_error("play welcome");
-    assert_eq!(d.hint.as_deref(), Some("`play` is an expectation: write `expect play ...`"));
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("`play` is an expectation: write `expect play ...`")
+    );
 }
 
 #[test]
 fn error_bad_mock_answer() {
     let (d, line, covered) = one_error("mock q -> fund { id: 1 }");
     assert_eq!((d.code, line, covered.as_str()), ("syntax", 3, "fund"));
-    assert_eq!(d.message, "expected `found`, `missing` or `error` after `->`, found `fund`");
+    assert_eq!(
+        d.message,
+        "expected `found`, `missing` or `error` after `->`, found `fund`"
+    );
     assert_eq!(d.hint.as_deref(), Some("did you mean `found`?"));
 
     let (d, _, _) = one_error("mock q ->");
@@ -623,7 +698,11 @@ fn error_press_without_keys_and_hash_comment() {
     let (d, line, covered) = one_error("press #");
     assert_eq!((d.code, line, covered.as_str()), ("syntax", 3, "press"));
     assert_eq!(d.message, "`press` needs keys such as `1` or \"123#\"");
-    assert!(d.hint.as_deref().unwrap_or("").contains("press \"#\""), "{:?}", d.hint);
+    assert!(
+        d.hint.as_deref().unwrap_or("").contains("press \"#\""),
+        "{:?}",
+        d.hint
+    );
 
     let (d, _, _) = one_error("press");
     assert_eq!(d.message, "`press` needs keys such as `1` or \"123#\"");
@@ -632,7 +711,10 @@ fn error_press_without_keys_and_hash_comment() {
     // a `#` glued to bare keys would silently be dropped
     let (d, line, covered) = one_error("press 123#");
     assert_eq!((line, covered.as_str()), (3, "#"));
-    assert_eq!(d.hint.as_deref(), Some("write the keys in quotes: `press \"123#\"`"));
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("write the keys in quotes: `press \"123#\"`")
+    );
 }
 
 #[test]
@@ -645,7 +727,10 @@ fn error_bad_key_points_at_the_key() {
     let (d, _, covered) = one_error("press \"1 2\"");
     assert_eq!((d.code, covered.as_str()), ("bad-key", " "));
     let (d, _, _) = one_error("press 1 2");
-    assert_eq!(d.message, "keys with spaces between them are written in quotes");
+    assert_eq!(
+        d.message,
+        "keys with spaces between them are written in quotes"
+    );
     assert_eq!(d.hint.as_deref(), Some("e.g. `press \"12\"`"));
 }
 
@@ -669,9 +754,19 @@ fn error_lines_before_the_first_scenario() {
     let parsed = parse(src);
     assert_eq!(parsed.diagnostics.len(), 1, "{:#?}", parsed.diagnostics);
     let d = &parsed.diagnostics[0];
-    assert_eq!(d.message, "this line stands before the first `scenario` line");
+    assert_eq!(
+        d.message,
+        "this line stands before the first `scenario` line"
+    );
     assert_eq!(line_col(src, d.span.start as usize).0, 2);
     assert_eq!(parsed.file.scenarios.len(), 1);
+
+    let parsed = parse("Scenario \"s\"\nflow f\n");
+    assert_eq!(parsed.diagnostics.len(), 1);
+    assert_eq!(
+        parsed.diagnostics[0].hint.as_deref(),
+        Some("did you mean `scenario`? (`Scenario` is not a keyword)")
+    );
 }
 
 #[test]
@@ -680,7 +775,10 @@ fn error_wait_without_unit() {
     assert_eq!((d.code, line, covered.as_str()), ("syntax", 3, "6"));
     assert_eq!(d.message, "`6` has no unit");
     let (d, _, _) = one_error("wait");
-    assert_eq!(d.message, "expected a duration after `wait`, found the end of the line");
+    assert_eq!(
+        d.message,
+        "expected a duration after `wait`, found the end of the line"
+    );
 }
 
 #[test]
@@ -722,7 +820,10 @@ fn error_unknown_say_kind_and_agent_action() {
 fn error_trailing_tokens_and_text_without_quotes() {
     let (d, _, covered) = one_error("expect hangup now");
     assert_eq!(covered, "now");
-    assert_eq!(d.message, "unexpected `now` after the end of this `expect` line");
+    assert_eq!(
+        d.message,
+        "unexpected `now` after the end of this `expect` line"
+    );
 
     let (d, _, covered) = one_error("expect var name == 张三");
     assert_eq!(covered, "张三");
@@ -733,7 +834,10 @@ fn error_trailing_tokens_and_text_without_quotes() {
 #[test]
 fn error_duplicate_header() {
     let (d, line, covered) = one_error("caller \"1\"\ncaller \"2\"");
-    assert_eq!((d.code, line, covered.as_str()), ("duplicate-clause", 4, "\"2\""));
+    assert_eq!(
+        (d.code, line, covered.as_str()),
+        ("duplicate-clause", 4, "\"2\"")
+    );
     assert_eq!(d.related.len(), 1);
 }
 
@@ -771,8 +875,18 @@ press 1
         .map(|d| line_col(src, d.span.start as usize).0)
         .collect();
     // line 12's scenario has an unquoted title and no `flow`: two problems on that line
-    assert_eq!(lines, vec![3, 4, 5, 6, 7, 8, 9, 10, 12, 12], "{:#?}", parsed.diagnostics);
-    assert!(parsed.diagnostics.iter().all(|d| d.severity == Severity::Error));
+    assert_eq!(
+        lines,
+        vec![3, 4, 5, 6, 7, 8, 9, 10, 12, 12],
+        "{:#?}",
+        parsed.diagnostics
+    );
+    assert!(
+        parsed
+            .diagnostics
+            .iter()
+            .all(|d| d.severity == Severity::Error)
+    );
     let s = &parsed.file.scenarios;
     assert_eq!(s.len(), 2);
     // the good line in between was kept
@@ -798,10 +912,26 @@ fn empty_and_comment_only_files_have_no_scenarios() {
 #[test]
 fn never_panics_on_odd_input() {
     let samples = [
-        "\"", "scenario", "scenario \"", "scenario \"\\", "mock", "mock ->", "{", "}", "...",
-        "scenario \"x\"\n{\n}\n", "scenario \"x\"\nmock q -> found {\n", "scenario \"x\"\nmock q -> found { a: }",
-        "scenario \"x\"\npress \"\\\"", "scenario \"x\"\nat 9999-99-99 99:99:99", "scenario \"x\"\nwait 99999999999999999999999999999999h",
-        "scenario \"x\"\nexpect say money 99999999999999999999999999999999999", "\u{0}\u{FFFF}\r\r\n", "scenario \"x\"\nexpect var a.b.c.d.e. == ", "scenario \"x\"\n中文 中文", "scenario \"x\"\npress ０",
+        "\"",
+        "scenario",
+        "scenario \"",
+        "scenario \"\\",
+        "mock",
+        "mock ->",
+        "{",
+        "}",
+        "...",
+        "scenario \"x\"\n{\n}\n",
+        "scenario \"x\"\nmock q -> found {\n",
+        "scenario \"x\"\nmock q -> found { a: }",
+        "scenario \"x\"\npress \"\\\"",
+        "scenario \"x\"\nat 9999-99-99 99:99:99",
+        "scenario \"x\"\nwait 99999999999999999999999999999999h",
+        "scenario \"x\"\nexpect say money 99999999999999999999999999999999999",
+        "\u{0}\u{FFFF}\r\r\n",
+        "scenario \"x\"\nexpect var a.b.c.d.e. == ",
+        "scenario \"x\"\n中文 中文",
+        "scenario \"x\"\npress ０",
     ];
     for s in samples {
         let _ = parse(s);

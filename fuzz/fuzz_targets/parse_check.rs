@@ -9,6 +9,7 @@ use ivr_compiler::{finish, parse_source};
 use ivr_dsl::SourceMap;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// A folder that does not exist: no audio files, no flows on disk.
 const BASE: &str = "/nonexistent/ivr-fuzz";
@@ -65,24 +66,38 @@ fn catalog_text(lang: &str) -> String {
         .collect()
 }
 
+/// The configuration and catalogs, read once; every run checks against a copy.
+fn fixture() -> &'static (SourceMap, Config, Catalogs) {
+    static FIXTURE: OnceLock<(SourceMap, Config, Catalogs)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let base = Path::new(BASE);
+        let mut sources = SourceMap::new();
+        let cfg_file = sources.add(base.join("ivr.toml"), CONFIG);
+        let (config, diags) = Config::parse(cfg_file, base, CONFIG);
+        assert!(
+            diags.is_empty(),
+            "the fixed configuration is broken: {diags:?}"
+        );
+        let mut catalogs = Catalogs::default();
+        for lang in ["zh-CN", "en-US"] {
+            let dir = config.prompts_dir.join(lang);
+            let text = catalog_text(lang);
+            let file = sources.add(dir.join("prompts.toml"), text.clone());
+            let (catalog, d) = Catalog::parse(file, lang, &dir, &text);
+            assert!(d.is_empty(), "the fixed catalog is broken: {d:?}");
+            catalogs.languages.insert(lang.to_string(), catalog);
+        }
+        (sources, config, catalogs)
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let base = Path::new(BASE);
-    let mut sources = SourceMap::new();
-    let cfg_file = sources.add(&base.join("ivr.toml"), CONFIG);
-    let (config, mut diags) = Config::parse(cfg_file, base, CONFIG);
-    assert!(diags.is_empty(), "the fixed configuration is broken: {diags:?}");
-    let mut catalogs = Catalogs::default();
-    for lang in ["zh-CN", "en-US"] {
-        let dir = config.prompts_dir.join(lang);
-        let cat_text = catalog_text(lang);
-        let file = sources.add(&dir.join("prompts.toml"), cat_text.clone());
-        let (catalog, d) = Catalog::parse(file, lang, &dir, &cat_text);
-        assert!(d.is_empty(), "the fixed catalog is broken: {d:?}");
-        catalogs.languages.insert(lang.to_string(), catalog);
-    }
+    let (sources, config, catalogs) = fixture();
+    let (mut sources, config, catalogs) = (sources.clone(), config.clone(), catalogs.clone());
+    let mut diags = Vec::new();
     let flow = parse_source(
         &config.flows_dir.join("fuzz.flow"),
         text.to_string(),
@@ -94,7 +109,8 @@ fuzz_target!(|data: &[u8]| {
     // Every place a diagnostic names lies inside its file, on character boundaries (rendering
     // slices the text by it), and the diagnostics render as `ivr check` prints them.
     for d in &checked.diagnostics {
-        let places = std::iter::once((d.file, d.span)).chain(d.related.iter().map(|r| (r.file, r.span)));
+        let places =
+            std::iter::once((d.file, d.span)).chain(d.related.iter().map(|r| (r.file, r.span)));
         for (file, span) in places {
             let src = checked.sources.source(file);
             let (start, end) = (span.start as usize, span.end as usize);

@@ -221,7 +221,8 @@ fn describe(
         } else {
             format!("`{tok_text}` is a keyword and cannot be used as a name")
         };
-        return Diagnostic::error(RESERVED_NAME, file, span, message);
+        return Diagnostic::error(RESERVED_NAME, file, span, message)
+            .with_hint(format!("choose another name, such as `{tok_text}_1`"));
     }
 
     let what = if wanted.is_empty() {

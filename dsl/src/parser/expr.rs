@@ -136,7 +136,9 @@ impl Builder<'_> {
                 Ok(n) => bare(ExprKind::Number(n)),
                 Err(message) => {
                     self.error(NUMBER_TOO_LARGE, span, message);
-                    None
+                    // Keep the statement (as the largest number) so that the checker does not
+                    // add "never assigned" for what it sets.
+                    bare(ExprKind::Number(rust_decimal::Decimal::MAX))
                 }
             },
             Rule::duration => {

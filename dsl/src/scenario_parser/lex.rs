@@ -242,7 +242,9 @@ mod tests {
     fn tokens() {
         use Tk::*;
         assert_eq!(
-            kinds(r#"at 2026-11-23 10:00:30 x.y -3 5s 500ms 58.30 "a\"b" -> == ... { } , : * 12ab ?"#),
+            kinds(
+                r#"at 2026-11-23 10:00:30 x.y -3 5s 500ms 58.30 "a\"b" -> == ... { } , : * 12ab ?"#
+            ),
             vec![
                 (Path, "at"),
                 (Date, "2026-11-23"),
@@ -270,10 +272,16 @@ mod tests {
     #[test]
     fn comments_and_open_strings() {
         use Tk::*;
-        assert_eq!(kinds("press 1 # x \"y"), vec![(Path, "press"), (Number, "1")]);
+        assert_eq!(
+            kinds("press 1 # x \"y"),
+            vec![(Path, "press"), (Number, "1")]
+        );
         assert_eq!(kinds("a // b"), vec![(Path, "a")]);
         assert_eq!(kinds("a \"b # c"), vec![(Path, "a"), (OpenStr, "\"b # c")]);
-        assert_eq!(kinds("x->found"), vec![(Path, "x"), (Arrow, "->"), (Path, "found")]);
+        assert_eq!(
+            kinds("x->found"),
+            vec![(Path, "x"), (Arrow, "->"), (Path, "found")]
+        );
     }
 
     #[test]

@@ -224,6 +224,28 @@ impl Call {
             .any(|v| v.masked && v.name == name)
     }
 
+    /// Memory the call holds: its fixed part (the struct, its facts and bookkeeping) and its
+    /// variables, in bytes.
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        let fixed = std::mem::size_of::<Call>()
+            + self.info.id.capacity()
+            + self.info.caller.capacity()
+            + self.info.called.capacity()
+            + self.menus.capacity() * std::mem::size_of::<NodeId>()
+            + self.answers.capacity() * std::mem::size_of::<Value>();
+        let vars = self.vars.capacity() * std::mem::size_of::<Value>()
+            + self
+                .vars
+                .iter()
+                .map(|v| match v {
+                    Value::Text(t) => t.capacity(),
+                    Value::Row(r) => r.len() * std::mem::size_of::<Value>(),
+                    _ => 0,
+                })
+                .sum::<usize>();
+        (fixed, vars)
+    }
+
     /// How the call ended, once it has.
     pub fn outcome(&self) -> Option<Outcome> {
         self.outcome
@@ -518,6 +540,7 @@ impl Call {
                         cx.out.push(Command::Say {
                             kind: *kind,
                             value: v,
+                            masked: reads_masked(value, &self.flow),
                             language: self.language,
                             seq,
                         });
@@ -815,10 +838,9 @@ impl Call {
             return;
         };
         let n = u32::from(self.digits.len);
-        if n == 0 {
-            return self.failed_attempt(true, cx);
-        }
-        if n < i.min_digits {
+        // Only the terminator ends an input without digits: the caller pressed a key, so it
+        // is a no-match (too few digits), not a no-input.
+        if n < i.min_digits.max(1) {
             return self.failed_attempt(false, cx);
         }
         let value = Value::Text(self.digits.as_str().to_string());
@@ -992,6 +1014,9 @@ impl Call {
             (Phase::Waiting, TransferUpdate::Answered { .. }) => {
                 self.cancel_all_timers(cx);
                 self.stop_playback(cx);
+                // Keys pressed on hold were meant for the queue, not for whatever follows the
+                // conversation (an `after` survey).
+                self.typeahead.clear();
                 self.transferred = true;
                 self.failed = false;
                 self.phase = Phase::Connected;

@@ -268,6 +268,8 @@ pub enum Command {
         kind: SayKind,
         /// The value.
         value: Value,
+        /// The value comes from masked digits: never to be logged or shown in a transcript.
+        masked: bool,
         /// Index into the program's `languages`.
         language: u8,
         /// Playback sequence number.
@@ -395,12 +397,20 @@ impl fmt::Debug for Command {
             Command::Say {
                 kind,
                 value,
+                masked,
                 language,
                 seq,
-            } => write!(
-                f,
-                "Say {{ {kind:?}, {value:?}, language: {language}, seq: {seq} }}"
-            ),
+            } => {
+                let value = if *masked {
+                    "***".to_string()
+                } else {
+                    format!("{value:?}")
+                };
+                write!(
+                    f,
+                    "Say {{ {kind:?}, {value}, language: {language}, seq: {seq} }}"
+                )
+            }
             Command::Silence { millis, seq } => write!(f, "Silence {{ {millis}ms, seq: {seq} }}"),
             Command::Beep { seq } => write!(f, "Beep {{ seq: {seq} }}"),
             Command::Announce {
@@ -429,5 +439,42 @@ impl fmt::Debug for Command {
             Command::Hangup => f.write_str("Hangup"),
             Command::End { outcome } => write!(f, "End({outcome:?})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_values_never_print() {
+        let q = Command::RunQuery {
+            id: 1,
+            node: 2,
+            args: vec![
+                Value::Text("13800000001".into()),
+                Value::Text("123456".into()),
+            ],
+            masked: 0b10,
+        };
+        let shown = format!("{q:?}");
+        assert!(shown.contains("13800000001"), "{shown}");
+        assert!(!shown.contains("123456\""), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+        let s = Command::Say {
+            kind: SayKind::Digits,
+            value: Value::Text("987654".into()),
+            masked: true,
+            language: 0,
+            seq: 1,
+        };
+        assert!(!format!("{s:?}").contains("987654"));
+    }
+
+    #[test]
+    fn exits_have_labels() {
+        assert_eq!(Exit::Key('5').label(), "key 5");
+        assert_eq!(Exit::Found.label(), "found");
+        assert_eq!(Exit::CallerHangup.label(), "caller_hangup");
     }
 }

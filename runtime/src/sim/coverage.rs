@@ -23,11 +23,17 @@ pub struct FlowCoverage {
 }
 
 impl FlowCoverage {
-    /// Every node, menu key and lookup outcome of `program`, none reached yet.
+    /// Every node, menu key and lookup outcome of `program`, none reached yet. Nodes of an
+    /// imported flow count only when the flow can reach them: the entry of `common`, say, is
+    /// reached by calls routed to `common` itself, never through a flow that imports it.
     pub fn new(program: &Program) -> FlowCoverage {
         let mut targets = Vec::new();
+        let reachable = ivr_compiler::analysis::reachable(program, &[program.entry]);
         for (i, node) in program.nodes.iter().enumerate() {
             let id = i as NodeId;
+            if node.file != 0 && !reachable.get(i).copied().unwrap_or(true) {
+                continue;
+            }
             targets.push((Target::Node(id), false));
             match &node.body {
                 Body::Menu(m) => {

@@ -26,6 +26,37 @@ pub trait DataSource {
     /// Runs query `name` (declared as `def`) with `args`; `Err` means it could not be run at
     /// all (no mock and no database), which fails a scenario with that message.
     fn query(&mut self, name: &str, def: &QueryDef, args: &[Value]) -> Result<QueryResult, String>;
+
+    /// Like [`DataSource::query`], bounded by the lookup's timeout (the node's, else the
+    /// query's, else the default) where the source can time out (a database).
+    fn query_timed(
+        &mut self,
+        name: &str,
+        def: &QueryDef,
+        args: &[Value],
+        _timeout_ms: Option<u64>,
+    ) -> Result<QueryResult, String> {
+        self.query(name, def, args)
+    }
+}
+
+/// Watches a simulated call: every event fed to the engine and every command it answers with,
+/// with the virtual time (call records are written this way).
+pub trait Observer {
+    /// An event, before the engine handles it.
+    fn event(&mut self, event: &Event, now: Millis);
+    /// A command of the engine.
+    fn command(&mut self, command: &Command, now: Millis);
+}
+
+impl<T: Observer> Observer for std::rc::Rc<std::cell::RefCell<T>> {
+    fn event(&mut self, event: &Event, now: Millis) {
+        self.borrow_mut().event(event, now);
+    }
+
+    fn command(&mut self, command: &Command, now: Millis) {
+        self.borrow_mut().command(command, now);
+    }
 }
 
 /// A data source that has nothing: every query is reported as unanswerable.
@@ -54,6 +85,7 @@ enum Item {
     Say {
         kind: SayKind,
         value: Value,
+        masked: bool,
         language: u8,
     },
     Silence,
@@ -97,6 +129,7 @@ pub struct Simulation {
     recording: Option<(NodeId, Millis)>,
     /// Why the simulation could not go on (an unanswerable query), if it could not.
     pub error: Option<String>,
+    observer: Option<Box<dyn Observer>>,
 }
 
 impl Simulation {
@@ -125,7 +158,13 @@ impl Simulation {
             transfer_active: false,
             recording: None,
             error: None,
+            observer: None,
         }
+    }
+
+    /// Shows every event and command of the call to `observer` from now on.
+    pub fn set_observer(&mut self, observer: Box<dyn Observer>) {
+        self.observer = Some(observer);
     }
 
     /// The call being simulated.
@@ -254,9 +293,15 @@ impl Simulation {
                 break;
             }
             self.out.clear();
+            if let Some(o) = &mut self.observer {
+                o.event(&ev, self.now);
+            }
             self.call.handle(ev, self.now, &mut self.out);
             let commands = std::mem::take(&mut self.out);
             for c in &commands {
+                if let Some(o) = &mut self.observer {
+                    o.command(c, self.now);
+                }
                 self.apply(c);
             }
             self.out = commands;
@@ -297,6 +342,7 @@ impl Simulation {
             Command::Say {
                 kind,
                 value,
+                masked,
                 language,
                 seq,
             } => {
@@ -306,6 +352,7 @@ impl Simulation {
                     Item::Say {
                         kind: *kind,
                         value: value.clone(),
+                        masked: *masked,
                         language: *language,
                     },
                     *seq,
@@ -333,7 +380,9 @@ impl Simulation {
                     return;
                 };
                 let result = match flow.queries.get(&l.query) {
-                    Some(def) => self.data.query(&l.query, def, args),
+                    Some(def) => self
+                        .data
+                        .query_timed(&l.query, def, args, Some(l.timeout_ms)),
                     None => Err(format!("query `{}` is not in the data catalog", l.query)),
                 };
                 match result {
@@ -465,14 +514,20 @@ impl Simulation {
             Item::Say {
                 kind,
                 value,
+                masked,
                 language,
             } => {
-                let lang = self.book.language(*language);
-                let masked_text = speak::text(lang, *kind, value);
+                // Masked digits never reach a transcript.
+                let (value, text) = if *masked {
+                    (Value::Text("***".into()), "***".to_string())
+                } else {
+                    let lang = self.book.language(*language);
+                    (value.clone(), speak::text(lang, *kind, value))
+                };
                 self.record(Entry::Say {
                     kind: *kind,
-                    value: value.clone(),
-                    text: masked_text,
+                    value,
+                    text,
                 });
             }
             Item::Announce { position } => self.record(Entry::Announce {

@@ -76,8 +76,18 @@ struct Mocks {
 
 impl DataSource for Mocks {
     fn query(&mut self, name: &str, def: &QueryDef, args: &[Value]) -> Result<QueryResult, String> {
+        self.query_timed(name, def, args, None)
+    }
+
+    fn query_timed(
+        &mut self,
+        name: &str,
+        def: &QueryDef,
+        args: &[Value],
+        timeout_ms: Option<u64>,
+    ) -> Result<QueryResult, String> {
         match self.mocks.get(name) {
-            None => self.fallback.query(name, def, args),
+            None => self.fallback.query_timed(name, def, args, timeout_ms),
             Some(MockResult::Missing) => Ok(QueryResult::Missing),
             Some(MockResult::Error) => Ok(QueryResult::Error("mocked error".into())),
             Some(MockResult::Found { fields }) => {
@@ -182,7 +192,10 @@ fn entry_matches(e: &Expectation, entry: &Entry) -> bool {
             Entry::Say {
                 kind: k, value: v, ..
             },
-        ) => SayKind::from_keyword(&kind.node) == Some(*k) && literal_matches(&value.node, v),
+        ) => {
+            SayKind::from_keyword(&kind.node) == Some(*k)
+                && literal_matches(&value.node, &super::transcript::spoken(*k, v))
+        }
         (
             Expectation::TransferQueue { queue, priority },
             Entry::Transfer {

@@ -58,7 +58,9 @@ impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Entry::Play { prompt, .. } => write!(f, "play {prompt}"),
-            Entry::Say { kind, value, .. } => write!(f, "say {} {value}", kind.keyword()),
+            Entry::Say { kind, value, .. } => {
+                write!(f, "say {} {}", kind.keyword(), spoken(*kind, value))
+            }
             Entry::Announce { position } => write!(f, "announce position {position}"),
             Entry::Transfer {
                 destination,
@@ -83,5 +85,15 @@ impl fmt::Display for Entry {
             }
             Entry::Hangup => f.write_str("hangup"),
         }
+    }
+}
+
+/// The value a `say` speaks: `say date` of a date and time (`now()`) speaks its date, `say time`
+/// its time of day; everything else as it is.
+pub fn spoken(kind: SayKind, value: &Value) -> Value {
+    match (kind, value) {
+        (SayKind::Date, Value::DateTime(t)) => Value::Date(t.date()),
+        (SayKind::Time, Value::DateTime(t)) => Value::Time(t.time()),
+        (_, v) => v.clone(),
     }
 }

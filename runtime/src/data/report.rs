@@ -1,0 +1,664 @@
+//! `ivr report`: figures from the call records: how calls ended (self-service, transfer,
+//! abandon and failure rates), IVR node traffic (entries, exits by key and outcome, hang-ups
+//! there), service level (share of queued calls answered by an agent within 20 s, against the
+//! operator's target of 85%), and survey averages per queue and agent.
+
+use super::DataError;
+use super::connect::Pool;
+use super::query::fetch_rows;
+use crate::value::Value;
+use chrono::NaiveDate;
+use rust_decimal::prelude::ToPrimitive;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The service-level threshold: answered within this many milliseconds.
+pub const SERVICE_LEVEL_MS: i64 = 20_000;
+/// The operator's target share of queued calls answered within [`SERVICE_LEVEL_MS`].
+pub const SERVICE_LEVEL_TARGET: f64 = 0.85;
+
+/// What to report on.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    /// Calls that started on or after this day.
+    pub since: Option<NaiveDate>,
+    /// Calls of this flow only.
+    pub flow: Option<String>,
+}
+
+/// How calls ended.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Outcomes {
+    /// Calls recorded.
+    pub calls: u64,
+    /// Calls that ended (with an outcome).
+    pub ended: u64,
+    /// Ended by self-service.
+    pub self_service: u64,
+    /// Transferred to an agent who answered.
+    pub transferred: u64,
+    /// The caller hung up waiting in a queue.
+    pub abandoned: u64,
+    /// Ended after a failed lookup or an unhandled fault.
+    pub failed: u64,
+    /// `self_service / ended`.
+    pub self_service_rate: Option<f64>,
+    /// `transferred / ended`.
+    pub transfer_rate: Option<f64>,
+    /// `abandoned / ended`.
+    pub abandon_rate: Option<f64>,
+    /// `failed / ended`.
+    pub failure_rate: Option<f64>,
+}
+
+/// Traffic of one IVR node.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct NodeTraffic {
+    /// The flow.
+    pub flow: String,
+    /// The node.
+    pub node: String,
+    /// Times entered.
+    pub entries: u64,
+    /// Times left, by how (`key 1`, `found`, `next`, ...; caller hang-ups are counted apart).
+    pub exits: BTreeMap<String, u64>,
+    /// Callers who hung up in this node.
+    pub hangups: u64,
+}
+
+/// Service level of one queue (or of all: `queue` is `None`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ServiceLevel {
+    /// The queue; `None` for every queue together.
+    pub queue: Option<String>,
+    /// Calls put in the queue.
+    pub queued: u64,
+    /// Answered by an agent.
+    pub answered: u64,
+    /// Answered by an agent within 20 s of entering the queue.
+    pub answered_within: u64,
+    /// `answered_within / queued`.
+    pub level: Option<f64>,
+    /// Whether `level` meets [`SERVICE_LEVEL_TARGET`].
+    pub meets_target: Option<bool>,
+}
+
+/// Survey answers of one question, for one queue and agent.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SurveyFigure {
+    /// The queue (`None`: the call was not queued, or every queue together).
+    pub queue: Option<String>,
+    /// The agent (`None`: no agent, or every agent together).
+    pub agent: Option<String>,
+    /// The question.
+    pub question: String,
+    /// Times asked.
+    pub asked: u64,
+    /// Times answered.
+    pub answered: u64,
+    /// Answers that are numbers (scale questions).
+    pub scored: u64,
+    /// Their average.
+    pub average: Option<f64>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Report {
+    /// `--since`, as `YYYY-MM-DD`.
+    pub since: Option<String>,
+    /// `--flow`.
+    pub flow: Option<String>,
+    /// How calls ended.
+    pub outcomes: Outcomes,
+    /// Per node, by flow and most entered first.
+    pub nodes: Vec<NodeTraffic>,
+    /// Per queue, then every queue together (last).
+    pub service_level: Vec<ServiceLevel>,
+    /// The threshold in seconds.
+    pub service_level_seconds: i64,
+    /// The target share.
+    pub service_level_target: f64,
+    /// Per queue, agent and question; then per queue (agent `None`) and per agent (queue
+    /// `None`).
+    pub surveys: Vec<SurveyFigure>,
+}
+
+fn int(v: &Value) -> u64 {
+    v.as_decimal().and_then(|d| d.to_u64()).unwrap_or(0)
+}
+
+fn float(v: &Value) -> Option<f64> {
+    v.as_decimal().and_then(|d| d.to_f64())
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn ratio(a: u64, b: u64) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// `WHERE` conditions on a time column and `flow`, with their arguments.
+fn filter(opts: &ReportOptions, time_col: &str, extra: &[&str]) -> (String, Vec<Value>) {
+    let mut cond: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let mut args = Vec::new();
+    if let Some(d) = opts.since {
+        args.push(Value::DateTime(d.and_time(chrono::NaiveTime::MIN)));
+        cond.push(format!("{time_col} >= ${}", args.len()));
+    }
+    if let Some(f) = &opts.flow {
+        args.push(Value::Text(f.clone()));
+        cond.push(format!("flow = ${}", args.len()));
+    }
+    if cond.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!(" WHERE {}", cond.join(" AND ")), args)
+    }
+}
+
+/// Builds the report from the records in `pool`.
+pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataError> {
+    let mut report = Report {
+        since: opts.since.map(|d| d.format("%Y-%m-%d").to_string()),
+        flow: opts.flow.clone(),
+        service_level_seconds: SERVICE_LEVEL_MS / 1000,
+        service_level_target: SERVICE_LEVEL_TARGET,
+        ..Report::default()
+    };
+
+    // Outcomes.
+    let (w, args) = filter(opts, "started_at", &[]);
+    let rows = fetch_rows(
+        pool,
+        &format!("SELECT outcome, COUNT(*) AS n FROM calls{w} GROUP BY outcome"),
+        &args,
+    )
+    .await?;
+    let o = &mut report.outcomes;
+    for r in &rows {
+        let n = int(&r[1]);
+        o.calls += n;
+        match text(&r[0]).as_deref() {
+            Some("self_service") => o.self_service += n,
+            Some("transferred") => o.transferred += n,
+            Some("abandoned") => o.abandoned += n,
+            Some("failed") => o.failed += n,
+            _ => continue,
+        }
+        o.ended += n;
+    }
+    o.self_service_rate = ratio(o.self_service, o.ended);
+    o.transfer_rate = ratio(o.transferred, o.ended);
+    o.abandon_rate = ratio(o.abandoned, o.ended);
+    o.failure_rate = ratio(o.failed, o.ended);
+
+    // Node traffic.
+    let (w, args) = filter(opts, "entered_at", &[]);
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT flow, node, exit, COUNT(*) AS n FROM node_visits{w} GROUP BY flow, node, exit"
+        ),
+        &args,
+    )
+    .await?;
+    let mut nodes: BTreeMap<(String, String), NodeTraffic> = BTreeMap::new();
+    for r in &rows {
+        let (flow, node) = (
+            text(&r[0]).unwrap_or_default(),
+            text(&r[1]).unwrap_or_default(),
+        );
+        let n = int(&r[3]);
+        let t = nodes
+            .entry((flow.clone(), node.clone()))
+            .or_insert_with(|| NodeTraffic {
+                flow,
+                node,
+                ..NodeTraffic::default()
+            });
+        t.entries += n;
+        match text(&r[2]) {
+            Some(e) if e == "caller_hangup" => t.hangups += n,
+            Some(e) => *t.exits.entry(e).or_default() += n,
+            None => {}
+        }
+    }
+    report.nodes = nodes.into_values().collect();
+    report.nodes.sort_by(|a, b| {
+        a.flow
+            .cmp(&b.flow)
+            .then(b.entries.cmp(&a.entries))
+            .then(a.node.cmp(&b.node))
+    });
+
+    // Service level.
+    let (w, args) = filter(opts, "started_at", &["queued_at IS NOT NULL"]);
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT queue, COUNT(*) AS queued, \
+             SUM(CASE WHEN agent_answered_at IS NOT NULL THEN 1 ELSE 0 END) AS answered, \
+             SUM(CASE WHEN agent_answered_at IS NOT NULL AND wait_ms <= {SERVICE_LEVEL_MS} THEN 1 ELSE 0 END) AS within \
+             FROM calls{w} GROUP BY queue ORDER BY queue"
+        ),
+        &args,
+    )
+    .await?;
+    let mut all = ServiceLevel::default();
+    for r in &rows {
+        let mut s = ServiceLevel {
+            queue: text(&r[0]),
+            queued: int(&r[1]),
+            answered: int(&r[2]),
+            answered_within: int(&r[3]),
+            ..ServiceLevel::default()
+        };
+        all.queued += s.queued;
+        all.answered += s.answered;
+        all.answered_within += s.answered_within;
+        s.level = ratio(s.answered_within, s.queued);
+        s.meets_target = s.level.map(|l| l >= SERVICE_LEVEL_TARGET);
+        report.service_level.push(s);
+    }
+    all.level = ratio(all.answered_within, all.queued);
+    all.meets_target = all.level.map(|l| l >= SERVICE_LEVEL_TARGET);
+    report.service_level.push(all);
+
+    // Surveys.
+    let (w, args) = filter(opts, "saved_at", &[]);
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT queue, agent, question, COUNT(*) AS asked, COUNT(answer) AS answered, \
+             COUNT(score) AS scored, SUM(score) AS total \
+             FROM survey_answers{w} GROUP BY queue, agent, question ORDER BY queue, agent, question"
+        ),
+        &args,
+    )
+    .await?;
+    // (figure, sum of scores)
+    let mut per_queue: BTreeMap<(Option<String>, String), (SurveyFigure, f64)> = BTreeMap::new();
+    let mut per_agent: BTreeMap<(Option<String>, String), (SurveyFigure, f64)> = BTreeMap::new();
+    for r in &rows {
+        let (queue, agent, question) = (text(&r[0]), text(&r[1]), text(&r[2]).unwrap_or_default());
+        let (asked, answered, scored) = (int(&r[3]), int(&r[4]), int(&r[5]));
+        let total = float(&r[6]).unwrap_or(0.0);
+        let fig = SurveyFigure {
+            queue: queue.clone(),
+            agent: agent.clone(),
+            question: question.clone(),
+            asked,
+            answered,
+            scored,
+            average: (scored > 0).then(|| total / scored as f64),
+        };
+        report.surveys.push(fig);
+        for (map, key, q, a) in [
+            (&mut per_queue, queue.clone(), queue.clone(), None),
+            (&mut per_agent, agent.clone(), None, agent.clone()),
+        ] {
+            let e = map.entry((key, question.clone())).or_insert_with(|| {
+                (
+                    SurveyFigure {
+                        queue: q,
+                        agent: a,
+                        question: question.clone(),
+                        ..SurveyFigure::default()
+                    },
+                    0.0,
+                )
+            });
+            e.0.asked += asked;
+            e.0.answered += answered;
+            e.0.scored += scored;
+            e.1 += total;
+        }
+    }
+    for (_, (mut fig, total)) in per_queue.into_iter().chain(per_agent) {
+        fig.average = (fig.scored > 0).then(|| total / fig.scored as f64);
+        report.surveys.push(fig);
+    }
+    Ok(report)
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0))
+}
+
+fn avg(a: Option<f64>) -> String {
+    a.map_or_else(|| "-".to_string(), |a| format!("{a:.2}"))
+}
+
+fn or_all(s: &Option<String>, all: &str) -> String {
+    s.clone().unwrap_or_else(|| all.to_string())
+}
+
+/// Pads `s` to `w` columns (Chinese characters count as two).
+fn pad(s: &str, w: usize) -> String {
+    let width: usize = s
+        .chars()
+        .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
+        .sum();
+    format!("{s}{}", " ".repeat(w.saturating_sub(width)))
+}
+
+fn table(rows: &[Vec<String>], right: &[bool]) -> String {
+    let cols = rows.first().map_or(0, Vec::len);
+    let width = |s: &String| -> usize {
+        s.chars()
+            .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
+            .sum()
+    };
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, width))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::from("  ");
+        for (i, cell) in r.iter().enumerate() {
+            let w = widths[i];
+            if right.get(i).copied().unwrap_or(false) {
+                line.push_str(&" ".repeat(w.saturating_sub(width(cell))));
+                line.push_str(cell);
+            } else {
+                line.push_str(&pad(cell, w));
+            }
+            line.push_str("  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+impl Report {
+    /// Plain-text tables, for people.
+    pub fn to_table(&self) -> String {
+        let mut s = String::new();
+        let scope = match (&self.flow, &self.since) {
+            (Some(f), Some(d)) => format!("flow {f}, since {d}"),
+            (Some(f), None) => format!("flow {f}"),
+            (None, Some(d)) => format!("every flow, since {d}"),
+            (None, None) => "every flow, all records".to_string(),
+        };
+        let o = &self.outcomes;
+        let _ = writeln!(
+            s,
+            "IVR report: {scope}: {} call(s), {} ended\n",
+            o.calls, o.ended
+        );
+
+        s.push_str("Outcomes\n");
+        let mut rows = vec![vec!["outcome".into(), "calls".into(), "rate".into()]];
+        for (name, n, r) in [
+            ("self_service", o.self_service, o.self_service_rate),
+            ("transferred", o.transferred, o.transfer_rate),
+            ("abandoned", o.abandoned, o.abandon_rate),
+            ("failed", o.failed, o.failure_rate),
+        ] {
+            rows.push(vec![name.into(), n.to_string(), pct(r)]);
+        }
+        s.push_str(&table(&rows, &[false, true, true]));
+
+        let _ = writeln!(
+            s,
+            "\nService level (queued calls answered by an agent within {} s; target {:.0}%)",
+            self.service_level_seconds,
+            self.service_level_target * 100.0
+        );
+        let mut rows = vec![vec![
+            "queue".into(),
+            "queued".into(),
+            "answered".into(),
+            format!("within {} s", self.service_level_seconds),
+            "level".into(),
+            "target".into(),
+        ]];
+        for l in &self.service_level {
+            rows.push(vec![
+                or_all(&l.queue, "(all queues)"),
+                l.queued.to_string(),
+                l.answered.to_string(),
+                l.answered_within.to_string(),
+                pct(l.level),
+                match l.meets_target {
+                    Some(true) => "met".into(),
+                    Some(false) => "BELOW".into(),
+                    None => "-".into(),
+                },
+            ]);
+        }
+        s.push_str(&table(&rows, &[false, true, true, true, true, false]));
+
+        s.push_str("\nIVR node traffic\n");
+        let mut rows = vec![vec![
+            "flow".into(),
+            "node".into(),
+            "entries".into(),
+            "hang-ups".into(),
+            "exits".into(),
+        ]];
+        for n in &self.nodes {
+            let exits: Vec<String> = n.exits.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            rows.push(vec![
+                n.flow.clone(),
+                n.node.clone(),
+                n.entries.to_string(),
+                n.hangups.to_string(),
+                exits.join(", "),
+            ]);
+        }
+        s.push_str(&table(&rows, &[false, false, true, true, false]));
+
+        s.push_str("\nSurveys (average of numeric answers)\n");
+        let mut rows = vec![vec![
+            "queue".into(),
+            "agent".into(),
+            "question".into(),
+            "asked".into(),
+            "answered".into(),
+            "average".into(),
+        ]];
+        for f in &self.surveys {
+            rows.push(vec![
+                or_all(&f.queue, "(all)"),
+                or_all(&f.agent, "(all)"),
+                f.question.clone(),
+                f.asked.to_string(),
+                f.answered.to_string(),
+                avg(f.average),
+            ]);
+        }
+        s.push_str(&table(&rows, &[false, false, false, true, true, true]));
+        s
+    }
+
+    /// One CSV table: `section,flow,node,queue,agent,question,metric,value`.
+    pub fn to_csv(&self) -> String {
+        fn q(s: &str) -> String {
+            if s.contains([',', '"', '\n']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        }
+        let mut s = String::from("section,flow,node,queue,agent,question,metric,value\n");
+        let mut row = |section: &str,
+                       flow: &str,
+                       node: &str,
+                       queue: &str,
+                       agent: &str,
+                       question: &str,
+                       metric: &str,
+                       value: String| {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{}",
+                q(section),
+                q(flow),
+                q(node),
+                q(queue),
+                q(agent),
+                q(question),
+                q(metric),
+                q(&value)
+            );
+        };
+        let rate = |r: Option<f64>| r.map_or_else(String::new, |r| format!("{r:.4}"));
+        let o = &self.outcomes;
+        row("outcomes", "", "", "", "", "", "calls", o.calls.to_string());
+        row("outcomes", "", "", "", "", "", "ended", o.ended.to_string());
+        for (name, n, r) in [
+            ("self_service", o.self_service, o.self_service_rate),
+            ("transferred", o.transferred, o.transfer_rate),
+            ("abandoned", o.abandoned, o.abandon_rate),
+            ("failed", o.failed, o.failure_rate),
+        ] {
+            row("outcomes", "", "", "", "", "", name, n.to_string());
+            row(
+                "outcomes",
+                "",
+                "",
+                "",
+                "",
+                "",
+                &format!("{name}_rate"),
+                rate(r),
+            );
+        }
+        for l in &self.service_level {
+            let queue = or_all(&l.queue, "*");
+            row(
+                "service_level",
+                "",
+                "",
+                &queue,
+                "",
+                "",
+                "queued",
+                l.queued.to_string(),
+            );
+            row(
+                "service_level",
+                "",
+                "",
+                &queue,
+                "",
+                "",
+                "answered",
+                l.answered.to_string(),
+            );
+            row(
+                "service_level",
+                "",
+                "",
+                &queue,
+                "",
+                "",
+                "answered_within",
+                l.answered_within.to_string(),
+            );
+            row(
+                "service_level",
+                "",
+                "",
+                &queue,
+                "",
+                "",
+                "level",
+                rate(l.level),
+            );
+        }
+        for n in &self.nodes {
+            row(
+                "nodes",
+                &n.flow,
+                &n.node,
+                "",
+                "",
+                "",
+                "entries",
+                n.entries.to_string(),
+            );
+            row(
+                "nodes",
+                &n.flow,
+                &n.node,
+                "",
+                "",
+                "",
+                "hangups",
+                n.hangups.to_string(),
+            );
+            for (k, v) in &n.exits {
+                row(
+                    "nodes",
+                    &n.flow,
+                    &n.node,
+                    "",
+                    "",
+                    "",
+                    &format!("exit {k}"),
+                    v.to_string(),
+                );
+            }
+        }
+        for f in &self.surveys {
+            let (queue, agent) = (or_all(&f.queue, "*"), or_all(&f.agent, "*"));
+            row(
+                "surveys",
+                "",
+                "",
+                &queue,
+                &agent,
+                &f.question,
+                "asked",
+                f.asked.to_string(),
+            );
+            row(
+                "surveys",
+                "",
+                "",
+                &queue,
+                &agent,
+                &f.question,
+                "answered",
+                f.answered.to_string(),
+            );
+            row(
+                "surveys",
+                "",
+                "",
+                &queue,
+                &agent,
+                &f.question,
+                "average",
+                f.average.map_or_else(String::new, |a| format!("{a:.4}")),
+            );
+        }
+        s
+    }
+
+    /// JSON, as serialised.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+/// Reads a `--since` date: `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("`{text}` is not a date: write YYYY-MM-DD, e.g. 2026-11-01"))
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this and nothing else).
+# Installs what the tests need when it is missing (Debian packages; run as root), then runs
+# formatting and lint checks, every Rust test (unit, data-driven corpus, scenarios, CLI), and
+# the reference flows through `ivr check` and `ivr test --coverage`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkg() { # need_pkg COMMAND PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing $2"
+        if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    else
+        echo "warning: $1 ($2) is missing and cannot be installed here; tests that need it are skipped" >&2
+    fi
+}
+need_pkg dot graphviz
+# PostgreSQL for the data-layer tests: a throwaway server on 127.0.0.1 (installed when missing),
+# its URL in IVR_TEST_POSTGRES_URL, stopped when this script exits.
+source scripts/postgres.sh
+start_postgres
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
+echo "== ivr check (reference flows and examples)"
+cargo run -q -- check
+cargo run -q -- --config examples/ivr.toml check
+echo "== ivr test (reference scenarios)"
+cargo run -q -- test --coverage

@@ -1,0 +1,193 @@
+//! The `ivr` command line as users run it: exit statuses, output formats, graphs, compile
+//! output and simulation.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn ivr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ivr")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A scratch folder with a flow file, checked against the repository's ivr.toml and prompts.
+fn scratch_flow(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{name}.flow"));
+    std::fs::write(&path, text).expect("write flow");
+    path
+}
+
+#[test]
+fn reference_flows_check_clean() {
+    let o = ivr(&["check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).trim_end().ends_with("0 errors, 0 warnings"),
+        "{}",
+        stdout(&o)
+    );
+    let o = ivr(&["--config", "examples/ivr.toml", "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).trim_end().ends_with("0 errors, 0 warnings"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+const BROKEN: &str = "flow broken {\n    language zh-CN\n    entry start\n}\n\nstep start {\n    play welcom\n    goto main_mneu\n}\n\nmenu main_menu {\n    prompt main_menu\n    attempts 3 -> start\n    key 1 -> start\n    key 1 -> start\n    key * -> repeat\n}\n";
+
+#[test]
+fn errors_are_reported_all_at_once_with_place_and_hint() {
+    let path = scratch_flow("broken", BROKEN);
+    let o = ivr(&["check", path.to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("error[unknown-prompt]: there is no prompt `welcom` in the zh-CN catalog"),
+        "{out}"
+    );
+    assert!(out.contains("broken.flow:7:10"), "{out}");
+    assert!(out.contains("did you mean `welcome`?"), "{out}");
+    assert!(
+        out.contains("error[unknown-target]: there is no node `main_mneu`"),
+        "{out}"
+    );
+    assert!(out.contains("did you mean `main_menu`?"), "{out}");
+    assert!(out.contains("error[duplicate-key]"), "{out}");
+    assert!(out.contains("3 errors"), "{out}");
+}
+
+#[test]
+fn json_diagnostics_for_editors() {
+    let path = scratch_flow(
+        "broken_json",
+        &BROKEN.replace("flow broken", "flow broken_json"),
+    );
+    let o = ivr(&[
+        "check",
+        "--format",
+        "json",
+        path.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
+    let items = v.as_array().expect("an array");
+    assert_eq!(items.len(), 3, "{v}");
+    let first = &items[0];
+    assert_eq!(first["line"], 7);
+    assert_eq!(first["column"], 10);
+    assert_eq!(first["severity"], "error");
+    assert_eq!(first["code"], "unknown-prompt");
+    assert!(
+        first["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("welcome"))
+    );
+}
+
+#[test]
+fn warnings_alone_exit_zero() {
+    let text = "flow lonely {\n    language zh-CN\n    entry start\n}\n\nstep start {\n    play welcome\n    hangup\n}\n\nstep orphan {\n    hangup\n}\n";
+    let path = scratch_flow("lonely", text);
+    let o = ivr(&["check", path.to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("warning[unreachable-node]: no path reaches step `orphan`"));
+    assert!(stdout(&o).contains("0 errors, 1 warning"));
+}
+
+#[test]
+fn compile_emits_the_program_as_json() {
+    let o = ivr(&["compile", "hotline", "--emit", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let program: ivr_compiler::program::Program =
+        serde_json::from_str(&stdout(&o)).expect("a program");
+    assert_eq!(program.name, "hotline");
+    assert_eq!(program.version.len(), 16);
+    assert!(program.nodes.len() > 40);
+    assert!(program.nodes.iter().any(|n| n.name == "common.goodbye"));
+    assert_eq!(
+        program.languages,
+        vec!["zh-CN".to_string(), "en-US".to_string()]
+    );
+    // The same source always gives the same version.
+    let again = ivr(&["compile", "hotline"]);
+    assert_eq!(stdout(&o), stdout(&again));
+}
+
+#[test]
+fn graphs_render() {
+    let o = ivr(&["graph", "hotline", "--format", "dot"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dot = stdout(&o);
+    assert!(dot.starts_with("digraph \"hotline\""));
+    assert!(dot.contains("label=\"key 1\""));
+    assert!(dot.contains("label=\"found\""));
+    let o = ivr(&["graph", "hotline", "--format", "mermaid"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).starts_with("flowchart LR"));
+    // Graphviz renders it (the test command installs graphviz).
+    if let Ok(mut child) = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(dot.as_bytes())
+            .expect("write dot");
+        let svg = child.wait_with_output().expect("dot ran");
+        assert!(
+            svg.status.success(),
+            "{}",
+            String::from_utf8_lossy(&svg.stderr)
+        );
+        assert!(String::from_utf8_lossy(&svg.stdout).contains("<svg"));
+    }
+}
+
+#[test]
+fn unknown_flow_is_a_clear_error() {
+    let o = ivr(&["graph", "hotlin"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("there is no flow `hotlin`; did you mean `hotline`?"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn simulate_runs_a_script() {
+    // A number that is not in the demo database: the caller is served as a guest.
+    let o = ivr(&[
+        "simulate",
+        "hotline",
+        "--caller",
+        "13900000000",
+        "--script",
+        "*",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("[guest] welcome"), "{out}");
+    assert!(out.contains("欢迎致电客户服务热线"), "{out}");
+    // `*` repeats the guest menu.
+    assert_eq!(out.matches("[guest_menu] guest_menu").count(), 2, "{out}");
+}
