@@ -87,6 +87,8 @@ pub enum Literal {
     Bool(bool),
     /// `5s`
     Duration(u64),
+    /// `null`: no value (an unanswered survey question, a missing field).
+    Null,
 }
 
 /// One line of a scenario after its header lines.

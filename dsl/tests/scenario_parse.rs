@@ -952,3 +952,14 @@ fn scenario_step_spans_are_whole_lines() {
     let ScenarioStep { span, .. } = &s.steps[0];
     assert_eq!(at(src, *span), "expect   saved t { a: 1 }");
 }
+
+#[test]
+fn null_is_a_value() {
+    let Expectation::Saved { fields, .. } =
+        expectation("expect saved surveys { overall: null, solved: \"no\" }")
+    else {
+        panic!("not saved");
+    };
+    assert_eq!(fields[0].1.node, Literal::Null);
+    assert_eq!(fields[1].1.node, text("no"));
+}

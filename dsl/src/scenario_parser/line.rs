@@ -403,6 +403,7 @@ impl<'a> Cursor<'_, 'a> {
             }
             Tk::Path if t.text == "true" => Literal::Bool(true),
             Tk::Path if t.text == "false" => Literal::Bool(false),
+            Tk::Path if t.text == "null" => Literal::Null,
             Tk::Path => {
                 return Err(self
                     .err(t.span, format!("expected a value, found `{}`", t.text))

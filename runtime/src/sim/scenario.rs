@@ -126,6 +126,7 @@ fn convert(lit: &Literal, ty: FieldType) -> Value {
         (_, Literal::Number(d)) => Value::Number(*d),
         (_, Literal::Bool(b)) => Value::Bool(*b),
         (_, Literal::Duration(ms)) => Value::Duration(*ms),
+        (_, Literal::Null) => Value::Null,
     }
 }
 
@@ -145,6 +146,7 @@ pub fn literal_matches(lit: &Literal, value: &Value) -> bool {
             },
         },
         Literal::Duration(ms) => *value == Value::Duration(*ms),
+        Literal::Null => *value == Value::Null,
     }
 }
 
@@ -154,6 +156,7 @@ fn lit_text(l: &Literal) -> String {
         Literal::Number(d) => d.to_string(),
         Literal::Bool(b) => b.to_string(),
         Literal::Duration(ms) => format!("{ms}ms"),
+        Literal::Null => "null".into(),
     }
 }
 
