@@ -97,7 +97,7 @@ fn flow_text(nodes: usize) -> String {
         let found = if i % 2 == 0 {
             "    set vip     = customer.vip\n    set name    = customer.name\n    set balance = customer.balance\n    if customer.balance < 10 -> b{i}_input\n".to_string()
         } else {
-            "    set balance = bill.amount\n    if bill.paid == false and bill.amount > 0 -> b{i}_confirm\n".to_string()
+            "    set balance = bill.amount\n    if bill.paid == false and bill.amount > 0 -> b{i}_agent\n".to_string()
         }
         .replace("{i}", &i.to_string());
         let language = if i % 50 == 49 {

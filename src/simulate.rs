@@ -64,11 +64,15 @@ impl Printer {
     }
 }
 
-/// Lets prompts play (virtual time passes) until the flow waits for the caller: the next event
-/// would be a timer, or nothing is left, or the call ended.
+/// Lets prompts play (virtual time passes) until the flow waits for the caller or an agent: the
+/// next event would be a timer, or nothing is left, or the call ended, or the caller is on hold
+/// (hold music would loop; `wait` or an agent action moves on from there).
 fn settle(sim: &mut Simulation) {
     let limit = sim.now() + SETTLE_LIMIT_MS;
-    while sim.next_is_playback() && sim.next_event_time().is_some_and(|t| t <= limit) {
+    while sim.next_is_playback()
+        && !sim.transfer_active()
+        && sim.next_event_time().is_some_and(|t| t <= limit)
+    {
         if !sim.step() {
             break;
         }

@@ -476,40 +476,54 @@ fn unassigned_reads(program: &Program, files: &[FileId], diags: &mut Vec<Diagnos
 
 /// A menu should let the caller reach an agent (a path to a transfer node) or hear it again.
 fn menus_without_help(program: &Program, files: &[FileId], diags: &mut Vec<Diagnostic>) {
-    // Nodes from which some transfer node can be reached.
+    // Nodes from which some transfer node can be reached: found backwards from the transfers,
+    // in time linear in the size of the graph.
     let n = program.nodes.len();
+    let succ: Vec<Vec<NodeId>> = (0..n as NodeId).map(|i| successors(program, i)).collect();
+    let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, targets) in succ.iter().enumerate() {
+        for &t in targets {
+            preds[t as usize].push(i);
+        }
+    }
     let mut leads_to_agent: Vec<bool> = program
         .nodes
         .iter()
         .map(|x| matches!(x.body, Body::Transfer(_)))
         .collect();
-    let succ: Vec<Vec<NodeId>> = (0..n as NodeId).map(|i| successors(program, i)).collect();
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for i in 0..n {
-            if !leads_to_agent[i] && succ[i].iter().any(|s| leads_to_agent[*s as usize]) {
-                leads_to_agent[i] = true;
-                changed = true;
+    let mut work: Vec<usize> = (0..n).filter(|&i| leads_to_agent[i]).collect();
+    while let Some(t) = work.pop() {
+        for &p in &preds[t] {
+            if !leads_to_agent[p] {
+                leads_to_agent[p] = true;
+                work.push(p);
             }
         }
     }
-    // Menus that lead to an agent, with the nodes they reach: `back` returns to one of them.
-    let agent_menus: Vec<(usize, Vec<bool>)> = program
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(j, x)| matches!(x.body, Body::Menu(_)) && leads_to_agent[*j])
-        .map(|(j, _)| (j, reachable(program, &succ[j])))
-        .collect();
+    // Nodes that a menu leading to an agent reaches (in one step or more): from them, `back`
+    // returns to such a menu.
+    let after_agent_menu = {
+        let roots: Vec<NodeId> = program
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, x)| matches!(x.body, Body::Menu(_)) && leads_to_agent[*j])
+            .flat_map(|(j, _)| succ[j].iter().copied())
+            .collect();
+        reachable(program, &roots)
+    };
     for (i, node) in program.nodes.iter().enumerate() {
         let Body::Menu(m) = &node.body else { continue };
+        if leads_to_agent[i] {
+            // Through one of its keys or its attempts target.
+            continue;
+        }
         let helps = |e: &Edge| match e.jump {
             Jump::Repeat => true,
             Jump::Node(t) => leads_to_agent[t as usize],
             Jump::Main => leads_to_agent[program.entry as usize],
-            // The previous menu: some menu before this one that leads to an agent.
-            Jump::Back => agent_menus.iter().any(|(j, seen)| *j != i && seen[i]),
+            // The previous menu: some other menu before this one that leads to an agent.
+            Jump::Back => after_agent_menu[i],
             Jump::Hangup => false,
         };
         if m.keys.iter().any(|k| helps(&k.target)) || helps(&m.collect.attempts_target) {

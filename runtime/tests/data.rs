@@ -147,7 +147,10 @@ async fn sqlite_db(name: &str) -> (Database, PathBuf) {
 /// A fresh PostgreSQL database with the demo data, or `None` (with a note) without a server.
 async fn pg_db(name: &str) -> Option<(Database, PgScratch)> {
     let Ok(url) = std::env::var("IVR_TEST_POSTGRES_URL") else {
-        eprintln!(
+        // Written past the test harness's capture, so the skip is seen.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "note: IVR_TEST_POSTGRES_URL is not set; PostgreSQL test `{name}` skipped (scripts/test.sh sets it)"
         );
         return None;
