@@ -6,7 +6,9 @@
 #
 # PROMPTS_DIR defaults to the folder this script is in. For each PROMPTS_DIR/<language>/prompts.toml
 # it writes, beside the catalog, one 8 kHz mono 16-bit WAV file per entry: the entry's `file`,
-# or <id>.wav. Files that already exist are kept (they may be studio recordings) unless
+# or <id>.wav. The built-in spoken-value fragments, PROMPTS_DIR/_builtin/<language>/prompts.toml
+# (generated from runtime/src/say), are rendered the same way as 8 kHz mu-law WAV files, which
+# the ivr binary embeds. Files that already exist are kept (they may be studio recordings) unless
 # --force is given. Entries whose `file` is not a .wav are never rendered: those are studio
 # recordings in another format.
 #
@@ -19,7 +21,7 @@ dir=""
 for arg in "$@"; do
     case "$arg" in
         --force) force=1 ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option: $arg" >&2; exit 2 ;;
         *) dir="$arg" ;;
     esac
@@ -62,10 +64,13 @@ rendered=0
 kept=0
 skipped=0
 shopt -s nullglob
-for catalog in "$dir"/*/prompts.toml; do
+for catalog in "$dir"/*/prompts.toml "$dir"/_builtin/*/prompts.toml; do
     langdir="$(dirname "$catalog")"
     lang="$(basename "$langdir")"
     voice="$(voice_for "$lang")"
+    # Built-in fragments are embedded in the binary: mu-law keeps them at 8 KB a second.
+    encoding=(-b 16 -e signed-integer)
+    case "$langdir" in */_builtin/*) encoding=(-b 8 -e u-law) ;; esac
     # One line per entry: id <TAB> file <TAB> text (text with newlines flattened).
     python3 - "$catalog" > "$tmp/entries" <<'PY'
 import sys, tomllib
@@ -92,7 +97,7 @@ PY
         printf '%s\n' "$text" > "$tmp/text.txt"
         espeak-ng -v "$voice" -s 210 -w "$tmp/raw.wav" -f "$tmp/text.txt"
         # Trim leading and trailing silence, normalise to -3 dBFS, then 8 kHz mono 16-bit.
-        sox -q "$tmp/raw.wav" -b 16 -e signed-integer "$out" \
+        sox -q "$tmp/raw.wav" "${encoding[@]}" "$out" \
             silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse \
             gain -n -3 rate 8000 channels 1
         echo "  $lang/$file"

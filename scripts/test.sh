@@ -17,6 +17,9 @@ need_pkg() { # need_pkg COMMAND PACKAGE
     fi
 }
 need_pkg dot graphviz
+# Audio fixtures of runtime/tests/audio.rs: OGG/Vorbis and FLAC with sox, MP3 with lame.
+need_pkg sox sox
+need_pkg lame lame
 # PostgreSQL for the data-layer tests: a throwaway server on 127.0.0.1 (installed when missing),
 # its URL in IVR_TEST_POSTGRES_URL, stopped when this script exits.
 source scripts/postgres.sh

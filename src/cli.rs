@@ -74,6 +74,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ReportArg::Table)]
         format: ReportArg,
     },
+    /// Every prompt with its duration, missing files and prompts no flow uses; `render`
+    /// writes what a caller hears.
+    Prompts {
+        /// Only this language (for `render`: the language to speak).
+        #[arg(long, global = true, value_name = "TAG")]
+        language: Option<String>,
+        #[command(subcommand)]
+        action: Option<PromptsAction>,
+    },
     /// Draw a flow as a graph (Graphviz dot or Mermaid).
     Graph {
         /// The flow's name (or its .flow file).
@@ -81,6 +90,19 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = GraphArg::Dot)]
         format: GraphArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PromptsAction {
+    /// Write what a caller hears (8 kHz mono WAV, decoded from the G.711 frames).
+    Render {
+        /// A prompt id, or a spoken value: "money 58.30", "digits 10086", "number 105",
+        /// "date 2026-11-23", "time 10:30".
+        what: String,
+        /// The WAV file to write.
+        #[arg(short, long, value_name = "FILE.wav")]
+        output: PathBuf,
     },
 }
 
@@ -123,6 +145,13 @@ pub fn run() -> ExitCode {
         Command::Check { paths, format } => cmd_check(cli.config, paths, format),
         Command::Compile { flow, emit } => cmd_compile(cli.config, &flow, emit),
         Command::Graph { flow, format } => cmd_graph(cli.config, &flow, format),
+        Command::Prompts { language, action } => {
+            crate::prompts_cmd::run(crate::prompts_cmd::PromptsOptions {
+                config: cli.config,
+                language,
+                render: action.map(|PromptsAction::Render { what, output }| (what, output)),
+            })
+        }
         Command::Simulate {
             flow,
             caller,

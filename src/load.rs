@@ -3,6 +3,7 @@
 
 use indexmap::IndexMap;
 use ivr_compiler::{CheckOptions, Checked, check};
+use ivr_runtime::audio::{ProblemKind, PromptStore};
 use ivr_runtime::engine::Flow;
 use ivr_runtime::sim::PromptBook;
 use ivr_runtime::sim::scenario::SimFlow;
@@ -25,6 +26,14 @@ pub fn load(config: Option<PathBuf>) -> Result<(Checked, IndexMap<String, SimFlo
             checked.error_count()
         ));
     }
+    // Prompt durations come from the decoded audio; files that exist but cannot be decoded are
+    // worth a warning (missing ones were reported by the check).
+    let (store, report) = PromptStore::load(&checked.catalogs);
+    for problem in &report.problems {
+        if matches!(problem.kind, ProblemKind::Unreadable(_)) {
+            eprintln!("warning: {problem}");
+        }
+    }
     let mut flows = IndexMap::new();
     for (name, program) in &checked.programs {
         let called = checked
@@ -34,7 +43,7 @@ pub fn load(config: Option<PathBuf>) -> Result<(Checked, IndexMap<String, SimFlo
             .find(|(number, flow)| *flow == name && number.as_str() != "default")
             .map(|(number, _)| number.clone())
             .unwrap_or_default();
-        let book = Arc::new(PromptBook::new(program, &checked.catalogs));
+        let book = Arc::new(PromptBook::with_store(program, &checked.catalogs, &store));
         let flow = Arc::new(Flow::new(program.clone(), &checked.config));
         flows.insert(name.clone(), SimFlow { flow, book, called });
     }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod load;
+mod prompts_cmd;
 mod report_cmd;
 mod simulate;
 mod test_cmd;

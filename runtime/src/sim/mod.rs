@@ -323,6 +323,18 @@ impl Simulation {
                 {
                     v.1 = Some(*by);
                 }
+                // Leaving a transfer node ends the transfer (the agent hung up, max_wait, ...).
+                if matches!(
+                    self.call
+                        .flow()
+                        .program
+                        .nodes
+                        .get(*node as usize)
+                        .map(|n| &n.body),
+                    Some(Body::Transfer(_))
+                ) {
+                    self.transfer_active = false;
+                }
             }
             Command::Play {
                 prompt,
@@ -347,7 +359,9 @@ impl Simulation {
                 seq,
             } => {
                 let lang = self.book.language(*language);
-                let ms = prompts::say_ms(lang, &speak::fragments(lang, *kind, value));
+                let ms = self
+                    .book
+                    .say_ms(*language, &speak::fragments(lang, *kind, value));
                 self.enqueue(
                     Item::Say {
                         kind: *kind,

@@ -1,9 +1,11 @@
-//! Prompt texts and durations for simulations: the duration of a prompt's audio file when it
-//! has one, else an estimate from its text.
+//! Prompt texts and durations for simulations: the duration of a prompt's decoded audio (from
+//! the [`PromptStore`], any format) when it has one, else an estimate from its text.
 
+use crate::audio::PromptStore;
 use crate::say::{self, Language};
 use ivr_compiler::catalog::Catalogs;
 use ivr_compiler::program::{Program, PromptId};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Milliseconds per character when a prompt has no audio: Chinese is read at about four
@@ -18,6 +20,9 @@ pub struct PromptBook {
     languages: Vec<Language>,
     /// `[language][prompt]` -> (text, duration in ms).
     prompts: Vec<Vec<(String, u64)>>,
+    /// `[language]`: spoken-value fragment id -> duration in ms, from a prompt store (empty
+    /// when the book was made without one: fragments are then estimated from their text).
+    fragments: Vec<HashMap<&'static str, u64>>,
 }
 
 impl PromptBook {
@@ -48,7 +53,70 @@ impl PromptBook {
                 .collect();
             prompts.push(row);
         }
-        PromptBook { languages, prompts }
+        let fragments = vec![HashMap::new(); languages.len()];
+        PromptBook {
+            languages,
+            prompts,
+            fragments,
+        }
+    }
+
+    /// Like [`PromptBook::new`], with the durations of the decoded audio in `store` (prompts
+    /// and spoken-value fragments, built-in or replaced by the catalog). A prompt without
+    /// audio gets its text's estimate.
+    pub fn with_store(program: &Program, catalogs: &Catalogs, store: &PromptStore) -> PromptBook {
+        let mut languages = Vec::new();
+        let mut prompts = Vec::new();
+        let mut fragments = Vec::new();
+        for tag in &program.languages {
+            let rules = Language::from_tag(tag);
+            languages.push(rules);
+            let catalog = catalogs.languages.get(tag);
+            let row = program
+                .prompts
+                .iter()
+                .map(|id| {
+                    let text = match catalog.and_then(|c| c.entries.get(id)) {
+                        Some(entry) => entry.text.clone(),
+                        None => format!("[{id}]"),
+                    };
+                    let ms = store
+                        .get(tag, id)
+                        .map(|p| p.duration_ms())
+                        .unwrap_or_else(|| estimate_ms(&text));
+                    (text, ms)
+                })
+                .collect();
+            prompts.push(row);
+            fragments.push(
+                say::builtin_fragments(rules)
+                    .iter()
+                    .filter_map(|&(id, _)| store.get(tag, id).map(|p| (id, p.duration_ms())))
+                    .collect(),
+            );
+        }
+        PromptBook {
+            languages,
+            prompts,
+            fragments,
+        }
+    }
+
+    /// How long a spoken value takes in language index `lang`: the sum of its fragments'
+    /// audio, or the estimate from their text for fragments without audio.
+    pub fn say_ms(&self, lang: u8, ids: &[&str]) -> u64 {
+        let rules = self.language(lang);
+        match self.fragments.get(lang as usize) {
+            Some(known) if !known.is_empty() => ids
+                .iter()
+                .map(|id| match known.get(id) {
+                    Some(ms) => *ms,
+                    None => estimate_ms(say::builtin_text(rules, id).unwrap_or(id)),
+                })
+                .sum::<u64>()
+                .max(MIN_PROMPT_MS),
+            _ => say_ms(rules, ids),
+        }
     }
 
     /// The say rules of language index `lang`.
