@@ -3,7 +3,9 @@
 
 pub mod audio;
 pub mod data;
+pub mod deploy;
 pub mod engine;
+pub mod live;
 pub mod say;
 pub mod sim;
 pub mod speak;

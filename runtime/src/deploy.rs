@@ -1,0 +1,218 @@
+//! A deployment: everything `ivr serve` runs at one moment — the checked flows, the prompt
+//! store and the configuration — with a version (a content hash). Calls take the deployment
+//! that is live when they start and keep it until they end; a reload builds a new one off the
+//! hot path (see [`crate::live`]).
+
+use crate::audio::{ProblemKind, PromptStore};
+use crate::engine::Flow;
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use ivr_compiler::config::Config;
+use ivr_compiler::program::Program;
+use ivr_compiler::{CheckOptions, check};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A checked, loaded deployment.
+#[derive(Debug)]
+pub struct Deployment {
+    /// Content hash of the configuration, catalogs, flows and prompt audio (16 hex digits).
+    pub version: String,
+    /// When it was built.
+    pub loaded_at: DateTime<Utc>,
+    /// The configuration.
+    pub config: Config,
+    /// Runnable flows by name.
+    pub flows: IndexMap<String, Arc<Flow>>,
+    /// Every prompt's audio, shared by every call.
+    pub prompts: Arc<PromptStore>,
+    /// Warnings of the check (rendered like `ivr check`), for logs.
+    pub warnings: String,
+}
+
+/// Why a deployment could not be built: the diagnostics, rendered as `ivr check` prints them
+/// and as JSON.
+#[derive(Debug, Clone)]
+pub struct LoadFailure {
+    /// Diagnostics as `ivr check` prints them (no colour).
+    pub rendered: String,
+    /// Diagnostics as `ivr check --format json` prints them.
+    pub json: serde_json::Value,
+    /// Number of errors.
+    pub errors: usize,
+}
+
+impl std::fmt::Display for LoadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{} error(s)", self.rendered, self.errors)
+    }
+}
+
+impl Deployment {
+    /// Checks and loads everything `config` (or `./ivr.toml`) names. Decoded audio of files
+    /// that did not change since `previous` is reused. Fails on any check error, and when a
+    /// flow's prompt has no playable audio in a language the flow speaks (naming each one).
+    pub fn load(
+        config: Option<&Path>,
+        previous: Option<&Deployment>,
+    ) -> Result<Deployment, LoadFailure> {
+        let checked = check(&CheckOptions {
+            config: config.map(Path::to_path_buf),
+            paths: Vec::new(),
+        })
+        .map_err(|e| LoadFailure {
+            rendered: format!("{e}\n"),
+            json: serde_json::json!([{ "severity": "error", "code": "load", "message": e.to_string() }]),
+            errors: 1,
+        })?;
+        if checked.error_count() > 0 {
+            let errors: Vec<_> = checked
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .cloned()
+                .collect();
+            return Err(LoadFailure {
+                rendered: checked.sources.render(&errors, false),
+                json: checked.sources.to_json(&errors),
+                errors: errors.len(),
+            });
+        }
+        let (store, report) = match previous {
+            Some(p) => p.prompts.reload(&checked.catalogs),
+            None => PromptStore::load(&checked.catalogs),
+        };
+        // Prompts a flow plays must have audio in each language it speaks.
+        let mut missing = Vec::new();
+        for program in checked.programs.values() {
+            for lang in &program.languages {
+                for id in &program.prompts {
+                    if store.get(lang, id).is_none() {
+                        let why = report
+                            .problems
+                            .iter()
+                            .find(|p| p.language == *lang && p.id == *id)
+                            .map_or_else(
+                                || "not in the catalog".to_string(),
+                                |p| match &p.kind {
+                                    ProblemKind::Missing => {
+                                        format!("{} does not exist", p.path.display())
+                                    }
+                                    ProblemKind::Unreadable(r) => {
+                                        format!("{}: {r}", p.path.display())
+                                    }
+                                },
+                            );
+                        missing.push(format!(
+                            "flow `{}`: prompt `{id}` ({lang}) has no audio: {why}",
+                            program.name
+                        ));
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let json = serde_json::Value::Array(
+                missing
+                    .iter()
+                    .map(|m| serde_json::json!({ "severity": "error", "code": "missing-audio", "message": m }))
+                    .collect(),
+            );
+            return Err(LoadFailure {
+                rendered: missing
+                    .iter()
+                    .map(|m| format!("error[missing-audio]: {m}\n"))
+                    .collect(),
+                json,
+                errors: missing.len(),
+            });
+        }
+        let warnings = checked.sources.render(&checked.diagnostics, false);
+        let version = content_version(&checked.sources, &checked.catalogs, &checked.programs);
+        let flows = checked
+            .programs
+            .iter()
+            .map(|(name, program)| {
+                (
+                    name.clone(),
+                    Arc::new(Flow::new(program.clone(), &checked.config)),
+                )
+            })
+            .collect();
+        Ok(Deployment {
+            version,
+            loaded_at: Utc::now(),
+            config: checked.config,
+            flows,
+            prompts: Arc::new(store),
+            warnings,
+        })
+    }
+
+    /// The flow a call to `called` runs: the route of that number, else the `default` route.
+    pub fn flow_for(&self, called: &str) -> Option<(&str, &Arc<Flow>)> {
+        let name = self
+            .config
+            .routes
+            .get(called)
+            .or_else(|| self.config.routes.get("default"))?;
+        self.flows.get_key_value(name).map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The flow a route names (`POST /calls/ROUTE`): the route key, else a flow name.
+    pub fn flow_for_route(&self, route: &str) -> Option<(&str, &Arc<Flow>)> {
+        match self.config.routes.get(route) {
+            Some(name) => self.flows.get_key_value(name).map(|(k, v)| (k.as_str(), v)),
+            None => self
+                .flows
+                .get_key_value(route)
+                .map(|(k, v)| (k.as_str(), v)),
+        }
+    }
+}
+
+/// A hash of every source read (configuration, catalogs, flows), every audio file's size and
+/// modification time, and every program's version.
+fn content_version(
+    sources: &ivr_dsl::SourceMap,
+    catalogs: &ivr_compiler::catalog::Catalogs,
+    programs: &IndexMap<String, Program>,
+) -> String {
+    let mut h = Sha256::new();
+    let mut files: Vec<(&Path, &str)> = sources.iter().map(|(_, p, s)| (p, s)).collect();
+    files.sort();
+    for (path, text) in files {
+        h.update(path.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
+    let mut audio: Vec<&PathBuf> = catalogs
+        .languages
+        .values()
+        .flat_map(|c| c.entries.values().map(|e| &e.file))
+        .collect();
+    audio.sort();
+    audio.dedup();
+    for path in audio {
+        h.update(path.to_string_lossy().as_bytes());
+        if let Ok(meta) = std::fs::metadata(path) {
+            h.update(meta.len().to_le_bytes());
+            if let Ok(t) = meta.modified()
+                && let Ok(d) = t.duration_since(std::time::UNIX_EPOCH)
+            {
+                h.update(d.as_nanos().to_le_bytes());
+            }
+        }
+    }
+    for (name, p) in programs {
+        h.update(name.as_bytes());
+        h.update(p.version.as_bytes());
+    }
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

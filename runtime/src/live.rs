@@ -1,0 +1,203 @@
+//! The live deployment and hot reload: the deployment new calls get, swapped atomically when
+//! an edit checks clean; broken edits are reported and never go live. A watcher on the flows
+//! folder, the prompt folders and `ivr.toml` reloads after editors have finished saving
+//! (debounced, so temp-file-and-rename saves and branch checkouts give one reload).
+
+use crate::deploy::{Deployment, LoadFailure};
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use notify::{RecursiveMode, Watcher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the files must stay quiet before a reload starts.
+pub const QUIET: Duration = Duration::from_millis(100);
+/// The longest a stream of changes may delay a reload.
+pub const MAX_DELAY: Duration = Duration::from_millis(1_000);
+
+/// What a reload did.
+#[derive(Debug, Clone)]
+pub enum ReloadOutcome {
+    /// A new version went live.
+    Swapped {
+        /// The new version.
+        version: String,
+    },
+    /// Nothing that matters changed; the live version stays.
+    Unchanged,
+    /// The edit is broken; the live version stays.
+    Failed(LoadFailure),
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    at: DateTime<Utc>,
+    outcome: ReloadOutcome,
+}
+
+/// The deployment that new calls get, and the history of reloads.
+pub struct Live {
+    config: Option<PathBuf>,
+    current: ArcSwap<Deployment>,
+    last: Mutex<Option<Attempt>>,
+    /// Serialises reloads (watcher, SIGHUP, tests).
+    reloading: Mutex<()>,
+    swapped: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Live {
+    /// Loads the first deployment; fails when it does not check clean.
+    pub fn start(config: Option<PathBuf>) -> Result<Arc<Live>, LoadFailure> {
+        let first = Deployment::load(config.as_deref(), None)?;
+        Ok(Arc::new(Live {
+            config,
+            current: ArcSwap::from_pointee(first),
+            last: Mutex::new(None),
+            reloading: Mutex::new(()),
+            swapped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }))
+    }
+
+    /// The live deployment (a call keeps this `Arc` until it ends).
+    pub fn current(&self) -> Arc<Deployment> {
+        self.current.load_full()
+    }
+
+    /// Number of reloads that went live and that failed.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.swapped.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Builds a deployment from the files as they are now and swaps it in when it checks clean
+    /// and differs from the live one.
+    pub fn reload(&self) -> ReloadOutcome {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let live = self.current();
+        let outcome = match Deployment::load(self.config.as_deref(), Some(&live)) {
+            Ok(d) if d.version == live.version => ReloadOutcome::Unchanged,
+            Ok(d) => {
+                let version = d.version.clone();
+                self.current.store(Arc::new(d));
+                self.swapped.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%version, "reload: new version live");
+                ReloadOutcome::Swapped { version }
+            }
+            Err(failure) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    live = %live.version,
+                    errors = failure.errors,
+                    "reload failed; the live version stays\n{}",
+                    failure.rendered
+                );
+                ReloadOutcome::Failed(failure)
+            }
+        };
+        if !matches!(outcome, ReloadOutcome::Unchanged) {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            *last = Some(Attempt {
+                at: Utc::now(),
+                outcome: outcome.clone(),
+            });
+        }
+        outcome
+    }
+
+    /// `GET /status`: the live version, when it went live, and the last reload attempt with
+    /// its diagnostics.
+    pub fn status(&self) -> serde_json::Value {
+        let live = self.current();
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let last = last.map(|a| match a.outcome {
+            ReloadOutcome::Swapped { version } => serde_json::json!({
+                "at": a.at.to_rfc3339(), "ok": true, "version": version, "diagnostics": [],
+            }),
+            ReloadOutcome::Failed(f) => serde_json::json!({
+                "at": a.at.to_rfc3339(), "ok": false, "errors": f.errors,
+                "diagnostics": f.json, "rendered": f.rendered,
+            }),
+            ReloadOutcome::Unchanged => serde_json::Value::Null,
+        });
+        let (swapped, failed) = self.counts();
+        serde_json::json!({
+            "version": live.version,
+            "live_since": live.loaded_at.to_rfc3339(),
+            "flows": live.flows.iter().map(|(n, f)| serde_json::json!({
+                "name": n, "version": f.program.version,
+            })).collect::<Vec<_>>(),
+            "last_reload": last,
+            "reloads": { "ok": swapped, "failed": failed },
+        })
+    }
+
+    /// Watches the flows folder, the prompts folder and the configuration file, and reloads
+    /// after changes settle. The watch lasts as long as the returned guard.
+    pub fn watch(self: &Arc<Self>) -> Result<WatchGuard, notify::Error> {
+        let live = self.current();
+        let config_file = self
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("ivr.toml"));
+        let config_dir = config_file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let ignored = |p: &Path| {
+            p.components().any(|c| {
+                let c = c.as_os_str().to_string_lossy();
+                c == "target" || c == ".git" || c == "ivr-data"
+            })
+        };
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                if let Ok(ev) = res
+                    && !ev.kind.is_access()
+                    && ev.paths.iter().any(|p| !ignored(p))
+                {
+                    let _ = tx.send(());
+                }
+            })?;
+        watcher.watch(&config_dir, RecursiveMode::NonRecursive)?;
+        for dir in [&live.config.flows_dir, &live.config.prompts_dir] {
+            if dir.is_dir() {
+                watcher.watch(dir, RecursiveMode::Recursive)?;
+            }
+        }
+        let me = Arc::clone(self);
+        let thread = std::thread::Builder::new()
+            .name("ivr-reload".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    // Debounce: wait until the files are quiet, but not forever.
+                    let started = Instant::now();
+                    while started.elapsed() < MAX_DELAY {
+                        match rx.recv_timeout(QUIET) {
+                            Ok(()) => continue,
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                        }
+                    }
+                    me.reload();
+                }
+            })
+            .map_err(|e| notify::Error::generic(&e.to_string()))?;
+        Ok(WatchGuard {
+            _watcher: Box::new(watcher),
+            _thread: thread,
+        })
+    }
+}
+
+/// Keeps a watch running; dropping it stops watching.
+pub struct WatchGuard {
+    _watcher: Box<dyn notify::Watcher + Send>,
+    _thread: std::thread::JoinHandle<()>,
+}

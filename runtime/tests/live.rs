@@ -1,0 +1,97 @@
+//! Hot reload: valid edits go live, broken edits never do, and calls keep the deployment they
+//! started with.
+
+use ivr_runtime::live::{Live, ReloadOutcome};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A copy of the reference deployment (ivr.toml, flows, prompts) in a fresh folder.
+fn copy_reference(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!("ivr-live-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&root.join("flows"), &dir.join("flows"));
+    copy_dir(&root.join("prompts"), &dir.join("prompts"));
+    std::fs::copy(root.join("ivr.toml"), dir.join("ivr.toml")).expect("copy ivr.toml");
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).expect("read");
+    assert!(text.contains(from), "{from} not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).expect("write");
+}
+
+#[test]
+fn valid_edits_go_live_and_broken_ones_never_do() {
+    let dir = copy_reference("reload");
+    let live = Live::start(Some(dir.join("ivr.toml"))).expect("reference deployment loads");
+    let first = live.current();
+    assert!(matches!(live.reload(), ReloadOutcome::Unchanged));
+
+    // A valid edit: a new version, and a call that started before keeps the old one.
+    let hotline = dir.join("flows/hotline.flow");
+    edit(&hotline, "timeout  5s", "timeout  6s");
+    let ReloadOutcome::Swapped { version } = live.reload() else {
+        panic!("a valid edit should go live");
+    };
+    assert_ne!(version, first.version);
+    assert_eq!(live.current().version, version);
+    assert_ne!(
+        first.flows["hotline"].program.version,
+        live.current().flows["hotline"].program.version
+    );
+
+    // A broken edit: diagnostics, and the live version stays.
+    edit(&hotline, "goto identify", "goto identfy");
+    let ReloadOutcome::Failed(f) = live.reload() else {
+        panic!("a broken edit must not go live");
+    };
+    assert!(
+        f.rendered.contains("there is no node `identfy`"),
+        "{}",
+        f.rendered
+    );
+    assert_eq!(live.current().version, version);
+    let status = live.status();
+    assert_eq!(status["version"], version.as_str());
+    assert_eq!(status["last_reload"]["ok"], false);
+    assert_eq!(
+        status["last_reload"]["diagnostics"][0]["code"],
+        "unknown-target"
+    );
+    assert_eq!(status["reloads"]["failed"], 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_watcher_reloads_after_an_editor_saves() {
+    let dir = copy_reference("watch");
+    let live = Live::start(Some(dir.join("ivr.toml"))).expect("loads");
+    let before = live.current().version.clone();
+    let _guard = live.watch().expect("watch");
+    // An editor's save: write a temporary file, then rename it over the flow.
+    let hotline = dir.join("flows/hotline.flow");
+    let text = std::fs::read_to_string(&hotline).expect("read");
+    let tmp = dir.join("flows/.hotline.flow.swp");
+    std::fs::write(&tmp, text.replacen("timeout  5s", "timeout  7s", 1)).expect("write tmp");
+    std::fs::rename(&tmp, &hotline).expect("rename");
+    let started = Instant::now();
+    while live.current().version == before && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_ne!(live.current().version, before, "the watcher did not reload");
+    let _ = std::fs::remove_dir_all(&dir);
+}
