@@ -35,7 +35,7 @@ pub(crate) struct Builder<'d> {
 pub(crate) fn true_end(pair: &Pair<'_, Rule>) -> usize {
     let mut current = pair.clone();
     loop {
-        match current.clone().into_inner().last() {
+        match current.clone().into_inner().next_back() {
             Some(last) => current = last,
             None => return current.as_span().end(),
         }

@@ -68,7 +68,12 @@ impl Builder<'_> {
     /// Builds a `clause` pair. Returns `None` when a part could not be represented (already
     /// reported).
     pub fn clause(&mut self, pair: &Pair<'_, Rule>) -> Option<Clause> {
-        let inner = pair.clone().into_inner().next()?;
+        // The union `clause` wraps the clause; a clause parsed by its own rule comes bare.
+        let inner = if pair.as_rule() == Rule::clause {
+            pair.clone().into_inner().next()?
+        } else {
+            pair.clone()
+        };
         let span = self.full_span(&inner);
         let keyword = inner.clone().into_inner().next()?;
         let word_span = self.span(&keyword);

@@ -379,7 +379,22 @@ impl<'s> Driver<'s> {
                 start: pos,
                 block: Some((place, desc)),
             };
-            match self.parse_at(Rule::clause, pos, &ctx) {
+            // The clause's first word picks its rule, so pest does not try every clause in
+            // turn; anything unusual goes through the whole union, whose errors say the most.
+            let specific = tok
+                .and_then(|t| clause_rule(t.text(src), src, t.end))
+                .and_then(|rule| FlowParser::parse(rule, line_window(src, pos)).ok())
+                .and_then(|mut pairs| pairs.next())
+                .filter(|pair| {
+                    let end = pos + true_end(pair);
+                    // Accept only a clause that ends its line (else the union decides).
+                    scan::skip_trivia_on_line(src, end) >= scan::line_end(src, pos)
+                });
+            let parsed = match specific {
+                Some(pair) => Ok(pair),
+                None => self.parse_at(Rule::clause, pos, &ctx),
+            };
+            match parsed {
                 Ok(pair) => {
                     let end = pos + true_end(&pair);
                     if let Some(clause) = self.builder(pos).clause(&pair) {
@@ -404,6 +419,67 @@ impl<'s> Driver<'s> {
             }
         }
     }
+}
+
+/// The line that starts at `pos`, without its line break.
+fn line_window(src: &str, pos: usize) -> &str {
+    src.get(pos..scan::line_end(src, pos)).unwrap_or("")
+}
+
+/// The clause rule a first word introduces, when it introduces exactly one.
+fn clause_rule(word: &str, src: &str, after: usize) -> Option<Rule> {
+    Some(match word {
+        "title" => Rule::title_clause,
+        "language" => Rule::language_clause,
+        "entry" => Rule::entry_clause,
+        "play" => Rule::play_stmt,
+        "say" => Rule::say_stmt,
+        "set" => {
+            let next = scan::skip_trivia(src, after);
+            match scan::token_at(src, next) {
+                Some(t) if t.text(src) == "language" => Rule::set_language_stmt,
+                _ => Rule::set_stmt,
+            }
+        }
+        "pause" => Rule::pause_stmt,
+        "if" => Rule::if_stmt,
+        "goto" => Rule::goto_stmt,
+        "hangup" => Rule::hangup_stmt,
+        "prompt" => Rule::prompt_clause,
+        "timeout" => Rule::timeout_clause,
+        "inter_digit" => Rule::inter_digit_clause,
+        "attempts" => Rule::attempts_clause,
+        "no_input" => Rule::no_input_clause,
+        "no_match" => Rule::no_match_clause,
+        "barge_in" => Rule::barge_in_clause,
+        "key" => Rule::key_clause,
+        "digits" => Rule::digits_clause,
+        "terminator" => Rule::terminator_clause,
+        "mask" => Rule::mask_clause,
+        "valid" => Rule::valid_clause,
+        "into" => Rule::into_clause,
+        "next" => Rule::next_clause,
+        "query" => Rule::query_clause,
+        "found" => Rule::found_clause,
+        "missing" => Rule::missing_clause,
+        "error" => Rule::error_clause,
+        "queue" => Rule::queue_clause,
+        "to" => Rule::to_clause,
+        "skills" => Rule::skills_clause,
+        "priority" => Rule::priority_clause,
+        "attach" => Rule::attach_clause,
+        "music" => Rule::music_clause,
+        "announce" => Rule::announce_clause,
+        "max_wait" => Rule::max_wait_clause,
+        "no_agents" => Rule::no_agents_clause,
+        "after" => Rule::after_clause,
+        "question" => Rule::question_clause,
+        "save" => Rule::save_clause,
+        "beep" => Rule::beep_clause,
+        "max" => Rule::max_clause,
+        "silence" => Rule::silence_clause,
+        _ => return None,
+    })
 }
 
 fn node_kind(word: &str) -> Option<NodeKind> {

@@ -71,6 +71,19 @@ pub(crate) fn lines_end(src: &str, pos: usize, lines: usize) -> usize {
     end.min(src.len())
 }
 
+/// Skips spaces and a trailing comment from `pos`, without crossing the line break.
+pub(crate) fn skip_trivia_on_line(src: &str, mut pos: usize) -> usize {
+    let bytes = src.as_bytes();
+    loop {
+        match bytes.get(pos) {
+            Some(b' ' | b'\t' | b'\r') => pos += 1,
+            Some(b'#') => return line_end(src, pos),
+            Some(b'/') if bytes.get(pos + 1) == Some(&b'/') => return line_end(src, pos),
+            _ => return pos,
+        }
+    }
+}
+
 /// Skips whitespace and comments from `pos`.
 pub(crate) fn skip_trivia(src: &str, mut pos: usize) -> usize {
     let bytes = src.as_bytes();
