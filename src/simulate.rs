@@ -254,6 +254,11 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
         settle(&mut sim);
         p.show(&sim);
     }
+    // Leaving the simulator (end of script, `quit`, end of input) is the caller hanging up.
+    if !sim.call().is_ended() && sim.error.is_none() {
+        println!("{}(the caller hangs up){}", p.dim, p.reset);
+        sim.hangup();
+    }
     recorder.borrow_mut().finish(sim.now());
     let stats = rt.block_on(writer.shutdown());
     let recorded = if stats.failed > 0 || stats.rejected > 0 {
