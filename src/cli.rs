@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ivr_compiler::graph::{GraphFormat, render};
+use ivr_compiler::program::Program;
 use ivr_compiler::{CheckOptions, Checked, check, compile_flow};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -269,14 +270,23 @@ fn compiled(config: Option<PathBuf>, flow: &str) -> Result<Option<(Checked, Stri
     Ok(Some((checked, name)))
 }
 
+/// The compiled program of one flow; on errors prints them and returns `None`.
+fn compiled_program(config: Option<PathBuf>, flow: &str) -> Result<Option<Program>, String> {
+    let Some((mut checked, name)) = compiled(config, flow)? else {
+        return Ok(None);
+    };
+    checked
+        .programs
+        .swap_remove(&name)
+        .map(Some)
+        .ok_or_else(|| format!("flow `{name}` was not compiled"))
+}
+
 fn cmd_compile(config: Option<PathBuf>, flow: &str, emit: Emit) -> Result<ExitCode, String> {
-    let Some((checked, name)) = compiled(config, flow)? else {
+    let Some(program) = compiled_program(config, flow)? else {
         return Ok(ExitCode::FAILURE);
     };
-    let program = checked
-        .programs
-        .get(&name)
-        .ok_or_else(|| format!("flow `{name}` was not compiled"))?;
+    let program = &program;
     match emit {
         Emit::Json => println!(
             "{}",
@@ -287,13 +297,10 @@ fn cmd_compile(config: Option<PathBuf>, flow: &str, emit: Emit) -> Result<ExitCo
 }
 
 fn cmd_graph(config: Option<PathBuf>, flow: &str, format: GraphArg) -> Result<ExitCode, String> {
-    let Some((checked, name)) = compiled(config, flow)? else {
+    let Some(program) = compiled_program(config, flow)? else {
         return Ok(ExitCode::FAILURE);
     };
-    let program = checked
-        .programs
-        .get(&name)
-        .ok_or_else(|| format!("flow `{name}` was not compiled"))?;
+    let program = &program;
     let format = match format {
         GraphArg::Dot => GraphFormat::Dot,
         GraphArg::Mermaid => GraphFormat::Mermaid,

@@ -44,14 +44,7 @@ impl Rendered {
 pub fn parse_spoken(what: &str) -> Option<Result<(SayKind, Value), String>> {
     let (kind, rest) = what.trim().split_once(char::is_whitespace)?;
     let rest = rest.trim();
-    let kind = match kind {
-        "money" => SayKind::Money,
-        "number" => SayKind::Number,
-        "digits" => SayKind::Digits,
-        "date" => SayKind::Date,
-        "time" => SayKind::Time,
-        _ => return None,
-    };
+    let kind = SayKind::from_keyword(kind)?;
     let value = match kind {
         SayKind::Money => Decimal::from_str(rest)
             .map(Value::Money)
