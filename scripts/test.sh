@@ -20,6 +20,10 @@ need_pkg dot graphviz
 # Audio fixtures of runtime/tests/audio.rs: OGG/Vorbis and FLAC with sox, MP3 with lame.
 need_pkg sox sox
 need_pkg lame lame
+# SIP callers of tests/serve.rs (`ivr serve` end to end): SIPp with the scenarios of tests/sipp/.
+need_pkg sipp sip-tester
+# A real softphone, driven headless by tests/serve.rs.
+need_pkg baresip baresip
 # PostgreSQL for the data-layer tests: a throwaway server on 127.0.0.1 (installed when missing),
 # its URL in IVR_TEST_POSTGRES_URL, stopped when this script exits.
 source scripts/postgres.sh

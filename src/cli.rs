@@ -84,6 +84,34 @@ enum Command {
         #[command(subcommand)]
         action: Option<PromptsAction>,
     },
+    /// Run the platform: answer SIP calls (UDP and TCP) and run the configured flows,
+    /// reloading them when their files change.
+    Serve {
+        /// SIP address for UDP and TCP (default: `[server] sip`, 0.0.0.0:5060).
+        #[arg(long, value_name = "ADDR")]
+        sip: Option<String>,
+        /// HTTP address (accepted; the HTTP interface comes in a later release).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        /// Do not reload when flows, prompts or ivr.toml change (SIGHUP still reloads).
+        #[arg(long)]
+        no_watch: bool,
+        /// Ring (180 Ringing) this long before answering, e.g. 2s.
+        #[arg(long, value_name = "DURATION", default_value = "0s")]
+        answer_after: String,
+        /// How long current calls may finish after SIGINT/SIGTERM before they are ended.
+        #[arg(long, value_name = "DURATION", default_value = "30s")]
+        drain: String,
+        /// End a call after this long without RTP from the caller.
+        #[arg(long, value_name = "DURATION", default_value = "30s")]
+        rtp_timeout: String,
+        /// Most concurrent calls (default: `[server] max_calls`); 503 beyond.
+        #[arg(long, value_name = "N")]
+        max_calls: Option<u32>,
+        /// Pacer threads sending RTP (default: one per core, at most 4).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        pacer_threads: usize,
+    },
     /// Draw a flow as a graph (Graphviz dot or Mermaid).
     Graph {
         /// The flow's name (or its .flow file).
@@ -178,6 +206,26 @@ pub fn run() -> ExitCode {
                 ReportArg::Csv => crate::report_cmd::ReportFormat::Csv,
                 ReportArg::Json => crate::report_cmd::ReportFormat::Json,
             },
+        }),
+        Command::Serve {
+            sip,
+            http,
+            no_watch,
+            answer_after,
+            drain,
+            rtp_timeout,
+            max_calls,
+            pacer_threads,
+        } => crate::serve_cmd::run(crate::serve_cmd::ServeArgs {
+            config: cli.config,
+            sip,
+            http,
+            watch: !no_watch,
+            answer_after,
+            drain,
+            rtp_timeout,
+            max_calls,
+            pacer_threads,
         }),
         Command::Test {
             paths,

@@ -4,6 +4,7 @@ mod cli;
 mod load;
 mod prompts_cmd;
 mod report_cmd;
+mod serve_cmd;
 mod simulate;
 mod test_cmd;
 

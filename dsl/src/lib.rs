@@ -16,6 +16,8 @@ mod scenario_parser;
 pub mod span;
 
 pub use diagnostic::{Diagnostic, FileId, Related, Severity, SourceMap};
+#[doc(hidden)]
+pub use parser::parse_flow_slow;
 pub use parser::{Parsed, parse_flow};
 pub use scenario_parser::{ParsedScenarios, parse_scenarios};
 pub use span::{Span, Spanned};

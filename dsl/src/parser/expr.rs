@@ -53,10 +53,23 @@ fn is_operator(rule: Rule) -> bool {
 }
 
 /// One element of the flat list.
-enum Item<'i> {
+pub(crate) enum Item<'i> {
     Prefix(UnaryOp, Span),
     Infix(BinaryOp),
     Primary(Pair<'i, Rule>),
+    /// A primary read by the fast path (`fast`); taken when the climb reaches it.
+    Fast(Option<FastPrimary>),
+}
+
+/// A primary read by the fast path, built when the climb reaches it (as a pair would be), so
+/// that diagnostics come in the same order.
+pub(crate) enum FastPrimary {
+    /// A literal or a path, already complete.
+    Leaf(Expr),
+    /// `( EXPR )`: the flat list inside, and the span of the parentheses.
+    Paren(Vec<Item<'static>>, Span),
+    /// `f(a, b)`: the name, each argument's flat list, and the span up to the `)`.
+    Call(Ident, Vec<Vec<Item<'static>>>, Span),
 }
 
 /// An expression being built, and whether it was written in parentheses.
@@ -105,12 +118,42 @@ impl Builder<'_> {
                 items.push(Item::Infix(op));
             }
         }
+        self.climb(items)
+    }
+
+    /// Applies precedence to a flat list of operands and operators.
+    pub(crate) fn climb(&mut self, items: Vec<Item<'_>>) -> Option<Expr> {
         let mut climb = Climb {
             items,
             next: 0,
             builder: self,
         };
         climb.binary(0).map(|b| b.expr)
+    }
+
+    /// Builds a primary read by the fast path.
+    fn fast_primary(&mut self, primary: FastPrimary) -> Option<Built> {
+        Some(match primary {
+            FastPrimary::Leaf(expr) => Built { expr, paren: false },
+            FastPrimary::Paren(items, span) => {
+                let mut expr = self.climb(items)?;
+                expr.span = span;
+                Built { expr, paren: true }
+            }
+            FastPrimary::Call(name, args, span) => {
+                let args = args
+                    .into_iter()
+                    .map(|items| self.climb(items))
+                    .collect::<Option<Vec<_>>>()?;
+                Built {
+                    expr: Expr {
+                        kind: ExprKind::Call { name, args },
+                        span,
+                    },
+                    paren: false,
+                }
+            }
+        })
     }
 
     /// `f(a, b)` argument list: every `expr` child of the pair.
@@ -222,7 +265,7 @@ impl Climb<'_, '_, '_> {
     }
 
     fn unary(&mut self) -> Option<Built> {
-        let item = self.items.get(self.next)?;
+        let item = self.items.get_mut(self.next)?;
         self.next += 1;
         match item {
             Item::Prefix(UnaryOp::Not, op_span) => {
@@ -247,6 +290,10 @@ impl Climb<'_, '_, '_> {
             Item::Primary(pair) => {
                 let pair = pair.clone();
                 self.builder.primary(&pair)
+            }
+            Item::Fast(primary) => {
+                let primary = primary.take()?;
+                self.builder.fast_primary(primary)
             }
             Item::Infix(_) => None,
         }

@@ -6,11 +6,17 @@
 //! error the parser resumes at the next line of the block (or at the next top-level item when
 //! a head is broken), so each broken line gives one error and everything else still lands in
 //! the tree.
+//!
+//! Before pest, each node head and clause is offered to a hand-written fast path (`fast`),
+//! which reads the common well-formed shapes directly and builds exactly what pest would;
+//! everything else (and every error) goes through pest. `parse_flow_slow` skips the fast
+//! path, so that tests can compare the two.
 
 mod build;
 mod clauses;
 mod errors;
 mod expr;
+mod fast;
 mod grammar;
 mod literals;
 mod nodes;
@@ -44,6 +50,17 @@ pub struct Parsed {
 /// Never panics. Diagnostics use the codes `syntax`, `reserved-name`, `misplaced-clause`,
 /// `duplicate-clause` and `number-too-large`, and come sorted by position.
 pub fn parse_flow(file: FileId, source: &str) -> Parsed {
+    parse(file, source, true)
+}
+
+/// [`parse_flow`] without the hand-written fast path (`parser/fast.rs`): every clause and
+/// node head goes through pest. The result is the same; tests compare the two.
+#[doc(hidden)]
+pub fn parse_flow_slow(file: FileId, source: &str) -> Parsed {
+    parse(file, source, false)
+}
+
+fn parse(file: FileId, source: &str, fast: bool) -> Parsed {
     let mut diags = Vec::new();
     let (text, too_deep) = scan::limit_nesting(source, MAX_NESTING);
     for at in too_deep {
@@ -56,6 +73,7 @@ pub fn parse_flow(file: FileId, source: &str) -> Parsed {
     }
     let mut driver = Driver {
         file,
+        fast,
         src: &text,
         diags,
         flow: FlowFile {
@@ -78,6 +96,8 @@ pub fn parse_flow(file: FileId, source: &str) -> Parsed {
 /// The state of one parse.
 struct Driver<'s> {
     file: FileId,
+    /// Whether to try the hand-written fast path (`fast`) before pest.
+    fast: bool,
     src: &'s str,
     diags: Vec<Diagnostic>,
     flow: FlowFile,
@@ -275,19 +295,18 @@ impl<'s> Driver<'s> {
 
     /// `KIND NAME { ... }`
     fn node(&mut self, pos: usize, kind: NodeKind) -> usize {
-        let ctx = Context {
-            start: pos,
-            block: None,
+        let kw_end = pos + kind.keyword().len();
+        let fast = match self.fast {
+            true => fast::node_head(self.file, self.src, pos, kw_end, &mut self.diags),
+            false => None,
         };
-        let head = match self.parse_at(Rule::node_head, pos, &ctx) {
-            Ok(head) => head,
-            Err(at) => return self.broken_head(at, Place::Node(kind), kind.keyword()),
+        let (name, open, keyword_span) = match fast {
+            Some(head) => head,
+            None => match self.node_head(pos, kind) {
+                Ok(head) => head,
+                Err(next) => return next,
+            },
         };
-        let Some((name, open)) = self.head_parts(&head, pos, "a node") else {
-            return scan::skip_item(self.src, pos);
-        };
-        let keyword_span =
-            child(&head, Rule::node_kw).map_or(Span::new(pos, pos), |k| self.builder(pos).span(&k));
         let desc = format!("{} `{}`", kind.keyword(), name.name);
         let block = self.block(open.end as usize, Place::Node(kind), &desc, open);
         let mut sorter = Sorter::new(self.file, Place::Node(kind), desc, &mut self.diags);
@@ -299,6 +318,24 @@ impl<'s> Driver<'s> {
             span: Span::new(pos, block.last),
         });
         block.end
+    }
+
+    /// `KIND NAME {` through pest: the name, the `{` and the keyword, or where to resume.
+    fn node_head(&mut self, pos: usize, kind: NodeKind) -> Result<(Ident, Span, Span), usize> {
+        let ctx = Context {
+            start: pos,
+            block: None,
+        };
+        let head = match self.parse_at(Rule::node_head, pos, &ctx) {
+            Ok(head) => head,
+            Err(at) => return Err(self.broken_head(at, Place::Node(kind), kind.keyword())),
+        };
+        let Some((name, open)) = self.head_parts(&head, pos, "a node") else {
+            return Err(scan::skip_item(self.src, pos));
+        };
+        let keyword_span =
+            child(&head, Rule::node_kw).map_or(Span::new(pos, pos), |k| self.builder(pos).span(&k));
+        Ok((name, open, keyword_span))
     }
 
     /// The name and the `{` of a parsed head.
@@ -374,6 +411,15 @@ impl<'s> Driver<'s> {
                         last,
                     };
                 }
+            }
+            // The hand-written fast path first; pest for anything it does not take.
+            if let Some(t) = tok.filter(|_| self.fast)
+                && let Some((clause, end)) =
+                    fast::clause(self.file, src, pos, t.end, &mut self.diags)
+            {
+                clauses.push(clause);
+                pos = end;
+                continue;
             }
             let ctx = Context {
                 start: pos,

@@ -138,6 +138,22 @@ pub(crate) struct Sorter<'d> {
     diags: &'d mut Vec<Diagnostic>,
 }
 
+/// What `Sorter::first` and `Sorter::set` need of a clause once its value is moved out.
+#[derive(Clone, Copy)]
+struct At {
+    word: &'static str,
+    span: Span,
+}
+
+impl At {
+    fn of(clause: &Clause) -> At {
+        At {
+            word: clause.word,
+            span: clause.span,
+        }
+    }
+}
+
 impl<'d> Sorter<'d> {
     /// A sorter for one block.
     pub fn new(file: FileId, place: Place, desc: String, diags: &'d mut Vec<Diagnostic>) -> Self {
@@ -173,7 +189,7 @@ impl<'d> Sorter<'d> {
     }
 
     /// True the first time `slot` is filled; reports the second time.
-    fn first(&mut self, slot: &'static str, clause: &Clause) -> bool {
+    fn first(&mut self, slot: &'static str, clause: &At) -> bool {
         if let Some((_, first)) = self.firsts.iter().find(|(s, _)| *s == slot) {
             let first = *first;
             let message = if slot == "destination" {
@@ -195,7 +211,7 @@ impl<'d> Sorter<'d> {
         true
     }
 
-    fn set<T>(&mut self, field: &mut Option<T>, value: T, clause: &Clause) {
+    fn set<T>(&mut self, field: &mut Option<T>, value: T, clause: &At) {
         if self.first(clause.word, clause) {
             *field = Some(value);
         }
@@ -214,10 +230,11 @@ impl<'d> Sorter<'d> {
             if !self.belongs(&c) {
                 continue;
             }
-            match &c.kind {
-                ClauseKind::Title(t) => self.set(&mut header.title, t.clone(), &c),
-                ClauseKind::Language(l) => self.set(&mut header.language, l.clone(), &c),
-                ClauseKind::Entry(e) => self.set(&mut header.entry, e.clone(), &c),
+            let at = At::of(&c);
+            match c.kind {
+                ClauseKind::Title(t) => self.set(&mut header.title, t, &at),
+                ClauseKind::Language(l) => self.set(&mut header.language, l, &at),
+                ClauseKind::Entry(e) => self.set(&mut header.entry, e, &at),
                 _ => {}
             }
         }
@@ -251,15 +268,16 @@ impl<'d> Sorter<'d> {
     fn menu(&mut self, clauses: Vec<Clause>) -> Menu {
         let mut m = Menu::default();
         for c in clauses {
-            match &c.kind {
-                ClauseKind::Prompt(v) => self.set(&mut m.prompt, v.clone(), &c),
-                ClauseKind::Timeout(v) => self.set(&mut m.timeout, v.clone(), &c),
-                ClauseKind::InterDigit(v) => self.set(&mut m.inter_digit, v.clone(), &c),
-                ClauseKind::Attempts(v) => self.set(&mut m.attempts, v.clone(), &c),
-                ClauseKind::NoInput(v) => self.set(&mut m.no_input, v.clone(), &c),
-                ClauseKind::NoMatch(v) => self.set(&mut m.no_match, v.clone(), &c),
-                ClauseKind::BargeIn(v) => self.set(&mut m.barge_in, v.clone(), &c),
-                ClauseKind::Key(k) => m.keys.push(k.clone()),
+            let at = At::of(&c);
+            match c.kind {
+                ClauseKind::Prompt(v) => self.set(&mut m.prompt, v, &at),
+                ClauseKind::Timeout(v) => self.set(&mut m.timeout, v, &at),
+                ClauseKind::InterDigit(v) => self.set(&mut m.inter_digit, v, &at),
+                ClauseKind::Attempts(v) => self.set(&mut m.attempts, v, &at),
+                ClauseKind::NoInput(v) => self.set(&mut m.no_input, v, &at),
+                ClauseKind::NoMatch(v) => self.set(&mut m.no_match, v, &at),
+                ClauseKind::BargeIn(v) => self.set(&mut m.barge_in, v, &at),
+                ClauseKind::Key(k) => m.keys.push(k),
                 _ => {}
             }
         }
@@ -269,20 +287,21 @@ impl<'d> Sorter<'d> {
     fn input(&mut self, clauses: Vec<Clause>) -> Input {
         let mut i = Input::default();
         for c in clauses {
-            match &c.kind {
-                ClauseKind::Prompt(v) => self.set(&mut i.prompt, v.clone(), &c),
-                ClauseKind::Digits(v) => self.set(&mut i.digits, v.clone(), &c),
-                ClauseKind::Terminator(v) => self.set(&mut i.terminator, v.clone(), &c),
-                ClauseKind::Timeout(v) => self.set(&mut i.timeout, v.clone(), &c),
-                ClauseKind::InterDigit(v) => self.set(&mut i.inter_digit, v.clone(), &c),
-                ClauseKind::Attempts(v) => self.set(&mut i.attempts, v.clone(), &c),
-                ClauseKind::Mask => self.set(&mut i.mask, c.span, &c),
-                ClauseKind::NoInput(v) => self.set(&mut i.no_input, v.clone(), &c),
-                ClauseKind::NoMatch(v) => self.set(&mut i.no_match, v.clone(), &c),
-                ClauseKind::BargeIn(v) => self.set(&mut i.barge_in, v.clone(), &c),
-                ClauseKind::Valid(v) => self.set(&mut i.valid, v.clone(), &c),
-                ClauseKind::Into(v) => self.set(&mut i.into, v.clone(), &c),
-                ClauseKind::Next(v) => self.set(&mut i.next, v.clone(), &c),
+            let at = At::of(&c);
+            match c.kind {
+                ClauseKind::Prompt(v) => self.set(&mut i.prompt, v, &at),
+                ClauseKind::Digits(v) => self.set(&mut i.digits, v, &at),
+                ClauseKind::Terminator(v) => self.set(&mut i.terminator, v, &at),
+                ClauseKind::Timeout(v) => self.set(&mut i.timeout, v, &at),
+                ClauseKind::InterDigit(v) => self.set(&mut i.inter_digit, v, &at),
+                ClauseKind::Attempts(v) => self.set(&mut i.attempts, v, &at),
+                ClauseKind::Mask => self.set(&mut i.mask, at.span, &at),
+                ClauseKind::NoInput(v) => self.set(&mut i.no_input, v, &at),
+                ClauseKind::NoMatch(v) => self.set(&mut i.no_match, v, &at),
+                ClauseKind::BargeIn(v) => self.set(&mut i.barge_in, v, &at),
+                ClauseKind::Valid(v) => self.set(&mut i.valid, v, &at),
+                ClauseKind::Into(v) => self.set(&mut i.into, v, &at),
+                ClauseKind::Next(v) => self.set(&mut i.next, v, &at),
                 _ => {}
             }
         }
@@ -292,12 +311,13 @@ impl<'d> Sorter<'d> {
     fn lookup(&mut self, clauses: Vec<Clause>) -> Lookup {
         let mut l = Lookup::default();
         for c in clauses {
-            match &c.kind {
-                ClauseKind::Query(v) => self.set(&mut l.query, v.clone(), &c),
-                ClauseKind::Timeout(v) => self.set(&mut l.timeout, v.clone(), &c),
-                ClauseKind::Found(v) => self.set(&mut l.found, v.clone(), &c),
-                ClauseKind::Missing(v) => self.set(&mut l.missing, v.clone(), &c),
-                ClauseKind::Error(v) => self.set(&mut l.error, v.clone(), &c),
+            let at = At::of(&c);
+            match c.kind {
+                ClauseKind::Query(v) => self.set(&mut l.query, v, &at),
+                ClauseKind::Timeout(v) => self.set(&mut l.timeout, v, &at),
+                ClauseKind::Found(v) => self.set(&mut l.found, v, &at),
+                ClauseKind::Missing(v) => self.set(&mut l.missing, v, &at),
+                ClauseKind::Error(v) => self.set(&mut l.error, v, &at),
                 _ => {}
             }
         }
@@ -307,18 +327,19 @@ impl<'d> Sorter<'d> {
     fn transfer(&mut self, clauses: Vec<Clause>) -> Transfer {
         let mut t = Transfer::default();
         for c in clauses {
-            match &c.kind {
-                ClauseKind::Destination(v) if self.first("destination", &c) => {
-                    t.destination = Some(v.clone())
+            let at = At::of(&c);
+            match c.kind {
+                ClauseKind::Destination(v) if self.first("destination", &at) => {
+                    t.destination = Some(v)
                 }
-                ClauseKind::Skills(v) if self.first("skills", &c) => t.skills = v.clone(),
-                ClauseKind::Priority(v) => self.set(&mut t.priority, v.clone(), &c),
-                ClauseKind::Attach(v) if self.first("attach", &c) => t.attach = v.clone(),
-                ClauseKind::Music(v) => self.set(&mut t.music, v.clone(), &c),
-                ClauseKind::Announce(v) => self.set(&mut t.announce, v.clone(), &c),
-                ClauseKind::MaxWait(v) => self.set(&mut t.max_wait, v.clone(), &c),
-                ClauseKind::NoAgents(v) => self.set(&mut t.no_agents, v.clone(), &c),
-                ClauseKind::After(v) => self.set(&mut t.after, v.clone(), &c),
+                ClauseKind::Skills(v) if self.first("skills", &at) => t.skills = v,
+                ClauseKind::Priority(v) => self.set(&mut t.priority, v, &at),
+                ClauseKind::Attach(v) if self.first("attach", &at) => t.attach = v,
+                ClauseKind::Music(v) => self.set(&mut t.music, v, &at),
+                ClauseKind::Announce(v) => self.set(&mut t.announce, v, &at),
+                ClauseKind::MaxWait(v) => self.set(&mut t.max_wait, v, &at),
+                ClauseKind::NoAgents(v) => self.set(&mut t.no_agents, v, &at),
+                ClauseKind::After(v) => self.set(&mut t.after, v, &at),
                 _ => {}
             }
         }
@@ -328,16 +349,17 @@ impl<'d> Sorter<'d> {
     fn survey(&mut self, clauses: Vec<Clause>) -> Survey {
         let mut s = Survey::default();
         for c in clauses {
-            match &c.kind {
-                ClauseKind::Question(q) => s.questions.push(q.clone()),
-                ClauseKind::Timeout(v) => self.set(&mut s.timeout, v.clone(), &c),
-                ClauseKind::InterDigit(v) => self.set(&mut s.inter_digit, v.clone(), &c),
-                ClauseKind::Attempts(v) => self.set(&mut s.attempts, v.clone(), &c),
-                ClauseKind::NoInput(v) => self.set(&mut s.no_input, v.clone(), &c),
-                ClauseKind::NoMatch(v) => self.set(&mut s.no_match, v.clone(), &c),
-                ClauseKind::BargeIn(v) => self.set(&mut s.barge_in, v.clone(), &c),
-                ClauseKind::Save(v) => self.set(&mut s.save, v.clone(), &c),
-                ClauseKind::Next(v) => self.set(&mut s.next, v.clone(), &c),
+            let at = At::of(&c);
+            match c.kind {
+                ClauseKind::Question(q) => s.questions.push(q),
+                ClauseKind::Timeout(v) => self.set(&mut s.timeout, v, &at),
+                ClauseKind::InterDigit(v) => self.set(&mut s.inter_digit, v, &at),
+                ClauseKind::Attempts(v) => self.set(&mut s.attempts, v, &at),
+                ClauseKind::NoInput(v) => self.set(&mut s.no_input, v, &at),
+                ClauseKind::NoMatch(v) => self.set(&mut s.no_match, v, &at),
+                ClauseKind::BargeIn(v) => self.set(&mut s.barge_in, v, &at),
+                ClauseKind::Save(v) => self.set(&mut s.save, v, &at),
+                ClauseKind::Next(v) => self.set(&mut s.next, v, &at),
                 _ => {}
             }
         }
@@ -347,14 +369,15 @@ impl<'d> Sorter<'d> {
     fn record(&mut self, clauses: Vec<Clause>) -> Record {
         let mut r = Record::default();
         for c in clauses {
-            match &c.kind {
-                ClauseKind::Prompt(v) => self.set(&mut r.prompt, v.clone(), &c),
-                ClauseKind::Beep => self.set(&mut r.beep, c.span, &c),
-                ClauseKind::Max(v) => self.set(&mut r.max, v.clone(), &c),
-                ClauseKind::Silence(v) => self.set(&mut r.silence, v.clone(), &c),
-                ClauseKind::Terminator(v) => self.set(&mut r.terminator, v.clone(), &c),
-                ClauseKind::Save(v) => self.set(&mut r.save, v.clone(), &c),
-                ClauseKind::Next(v) => self.set(&mut r.next, v.clone(), &c),
+            let at = At::of(&c);
+            match c.kind {
+                ClauseKind::Prompt(v) => self.set(&mut r.prompt, v, &at),
+                ClauseKind::Beep => self.set(&mut r.beep, at.span, &at),
+                ClauseKind::Max(v) => self.set(&mut r.max, v, &at),
+                ClauseKind::Silence(v) => self.set(&mut r.silence, v, &at),
+                ClauseKind::Terminator(v) => self.set(&mut r.terminator, v, &at),
+                ClauseKind::Save(v) => self.set(&mut r.save, v, &at),
+                ClauseKind::Next(v) => self.set(&mut r.next, v, &at),
                 _ => {}
             }
         }

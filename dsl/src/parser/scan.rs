@@ -147,12 +147,24 @@ pub(crate) fn token_at(src: &str, pos: usize) -> Option<Token> {
         return tok(TokKind::Number, end);
     }
     if is_word_char(first) {
-        let len: usize = rest
-            .chars()
-            .take_while(|&c| is_word_char(c))
-            .map(char::len_utf8)
-            .sum();
-        return tok(TokKind::Word, pos + len);
+        // ASCII first (the common case), then any other word characters.
+        let mut end = pos;
+        while bytes
+            .get(end)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
+            end += 1;
+        }
+        if bytes.get(end).is_some_and(|b| !b.is_ascii()) {
+            end += src
+                .get(end..)
+                .unwrap_or("")
+                .chars()
+                .take_while(|&c| is_word_char(c))
+                .map(char::len_utf8)
+                .sum::<usize>();
+        }
+        return tok(TokKind::Word, end);
     }
     for two in ["->", "==", "!=", "<=", ">=", ".."] {
         if rest.starts_with(two) {
@@ -271,7 +283,16 @@ pub(crate) fn limit_nesting(src: &str, max: usize) -> (Cow<'_, str>, Vec<usize>)
     let mut reported = Vec::new();
     let mut stack: Vec<bool> = Vec::new();
     let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
+    // Only these bytes matter; the others are skipped in one go.
+    let matters = |b: &u8| matches!(b, b'"' | b'#' | b'/' | b'{' | b'}' | b'(' | b')');
+    while let Some(skip) = bytes
+        .get(i..)
+        .and_then(|rest| rest.iter().position(matters))
+    {
+        i += skip;
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
         match b {
             b'"' => {
                 i = token_at(src, i).map_or(i + 1, |t| t.end.max(i + 1));

@@ -64,6 +64,19 @@ impl Playback {
         self.remaining_frames() == 0
     }
 
+    /// Whether [`Playback::next_frame`] has another frame (cheap: looks at the first prompts
+    /// only).
+    pub fn has_more(&self) -> bool {
+        let mut it = self.queue.iter();
+        match it.next() {
+            None => false,
+            Some(front) => {
+                self.frame < front.audio.frames(self.law).len()
+                    || it.any(|p| !p.audio.frames(self.law).is_empty())
+            }
+        }
+    }
+
     /// How many frames are left to send.
     pub fn remaining_frames(&self) -> usize {
         self.queue

@@ -504,6 +504,8 @@ pub struct CallRecorder {
     answered_at: Option<Millis>,
     in_transfer: bool,
     done: bool,
+    /// The audio file of the recording in progress (set by drivers that keep audio).
+    file: Option<String>,
 }
 
 impl CallRecorder {
@@ -538,7 +540,14 @@ impl CallRecorder {
             answered_at: None,
             in_transfer: false,
             done: false,
+            file: None,
         }
+    }
+
+    /// Names the audio file of the recording in progress; its `recordings` row (written when
+    /// the recording ends) carries it. Drivers without audio (the simulator) leave it unset.
+    pub fn set_recording_file(&mut self, file: Option<String>) {
+        self.file = file;
     }
 
     fn node_name(&self, node: NodeId) -> String {
@@ -576,7 +585,7 @@ impl CallRecorder {
             node: self.node_name(node),
             save_table: save,
             caller: self.call.caller.clone(),
-            file: None,
+            file: self.file.take(),
             length_ms: i64::try_from(length_ms).unwrap_or(i64::MAX),
             recorded_at: timestamp(started),
         }));

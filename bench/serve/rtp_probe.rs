@@ -1,0 +1,191 @@
+//! The callers' media side of the `ivr serve` benchmark (bench/serve/run.sh): one UDP socket
+//! that every SIPp call of the run names in its SDP. It tells the channels apart by SSRC and
+//! measures, per channel, the gap between consecutive packets as they arrive; with `--dtmf`,
+//! it presses `1` (RFC 4733) once on each channel after it has played for a second and
+//! measures how long until the channel's audio changes (the flow's next prompt: the
+//! benchmark's waiting prompt is digital silence, the one after the key is a tone).
+//!
+//! Arrival times are the kernel's receive timestamps (SO_TIMESTAMPNS), so the probe's own
+//! scheduling does not blur the gaps it measures.
+//!
+//! Usage: rtp_probe PORT SECONDS [--dtmf] — prints one JSON object.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Receives one datagram with its kernel timestamp (as an `Instant` on our clock).
+fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr, Instant)> {
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u8; 64];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&raw mut addr).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    // SAFETY: every pointer in `msg` points at a live local of the right size.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &raw mut msg, 0) };
+    if n < 0 {
+        return None;
+    }
+    let now_sys = SystemTime::now();
+    let now = Instant::now();
+    let mut at = now;
+    // SAFETY: walking the control messages the kernel wrote into `control`.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                let stamp = UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+                if let Ok(ago) = now_sys.duration_since(stamp) {
+                    at = now - ago;
+                }
+            }
+            c = libc::CMSG_NXTHDR(&raw const msg, c);
+        }
+    }
+    let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
+    let from = SocketAddr::new(ip.into(), u16::from_be(addr.sin_port));
+    Some((n as usize, from, at))
+}
+
+struct Chan {
+    last: Instant,
+    first: Instant,
+    from: SocketAddr,
+    packets: u64,
+    key_sent: Option<Instant>,
+    latency: Option<Duration>,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let port: u16 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(7078);
+    let secs: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let dtmf = args.iter().any(|a| a == "--dtmf");
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .expect("socket");
+    let _ = sock.set_recv_buffer_size(64 << 20);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    sock.bind(&addr.into()).expect("bind");
+    let sock: UdpSocket = sock.into();
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid int option on our socket.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
+    }
+    sock.set_read_timeout(Some(Duration::from_millis(5)))
+        .expect("timeout");
+    let start = Instant::now();
+    let mut chans: HashMap<u32, Chan> = HashMap::new();
+    // Gaps in microseconds, between consecutive packets of one channel within a talkspurt.
+    let mut gaps: Vec<u32> = Vec::with_capacity(1 << 22);
+    let mut buf = [0u8; 2048];
+    let mut packets = 0u64;
+    let mut seq = 1u16;
+    while start.elapsed() < Duration::from_secs(secs) {
+        let Some((n, from, now)) = recv_stamped(&sock, &mut buf) else {
+            continue;
+        };
+        if n < 12 {
+            continue;
+        }
+        packets += 1;
+        let marker = buf[1] & 0x80 != 0;
+        let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        let payload = &buf[12..n];
+        let c = chans.entry(ssrc).or_insert(Chan {
+            last: now,
+            first: now,
+            from,
+            packets: 0,
+            key_sent: None,
+            latency: None,
+        });
+        if c.packets > 0 && !marker {
+            gaps.push((now - c.last).as_micros().min(u128::from(u32::MAX)) as u32);
+        }
+        c.packets += 1;
+        c.last = now;
+        c.from = from;
+        if dtmf {
+            if let Some(sent) = c.key_sent {
+                if c.latency.is_none() && payload.iter().any(|&b| b != 0xff) {
+                    c.latency = Some(now - sent);
+                }
+            } else if now - c.first > Duration::from_secs(1) {
+                // Key 1: three packets and an end packet, one timestamp (start and end of
+                // the event in one burst: the detector acts on the first).
+                for (i, end) in [(0u16, false), (1, true)] {
+                    let mut p = [0u8; 16];
+                    p[0] = 0x80;
+                    p[1] = if i == 0 { 0x80 | 101 } else { 101 };
+                    p[2..4].copy_from_slice(&seq.to_be_bytes());
+                    p[4..8].copy_from_slice(&1234u32.to_be_bytes());
+                    p[8..12].copy_from_slice(&(ssrc ^ 0x5555).to_be_bytes());
+                    p[12] = 1;
+                    p[13] = if end { 0x80 | 10 } else { 10 };
+                    p[14..16].copy_from_slice(&160u16.to_be_bytes());
+                    seq = seq.wrapping_add(1);
+                    let _ = sock.send_to(&p, from);
+                }
+                c.key_sent = Some(Instant::now());
+            }
+        }
+    }
+    gaps.sort_unstable();
+    let over40 = gaps.iter().filter(|&&g| g > 40_000).count();
+    let outside = gaps
+        .iter()
+        .filter(|&&g| !(18_000..=22_000).contains(&g))
+        .count();
+    let mut lat: Vec<u32> = chans
+        .values()
+        .filter_map(|c| c.latency.map(|d| d.as_micros() as u32))
+        .collect();
+    lat.sort_unstable();
+    println!(
+        "{{\"channels\": {}, \"packets\": {}, \"gaps\": {}, \"gap_us\": {{\"p50\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}}, \
+         \"gaps_outside_18_22ms\": {}, \"gaps_over_40ms\": {}, \"dtmf_channels\": {}, \
+         \"dtmf_to_audio_us\": {{\"p50\": {}, \"p99\": {}, \"max\": {}}}}}",
+        chans.len(),
+        packets,
+        gaps.len(),
+        percentile(&gaps, 0.5),
+        percentile(&gaps, 0.99),
+        percentile(&gaps, 0.999),
+        gaps.last().copied().unwrap_or(0),
+        outside,
+        over40,
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0),
+    );
+}

@@ -1,0 +1,595 @@
+//! One call's driver: a tokio task that feeds the engine's [`Call`] with events — the answer,
+//! keys (RFC 4733 on its RTP socket, SIP INFO from the core), the end of playback (from the
+//! pacer), its timers, query answers, the end of a recording, the caller's BYE — and carries
+//! out the engine's commands: prompts go to the pacer's queue, queries to the data layer,
+//! recordings to WAV files, records to the [`CallRecorder`], the flow's hang-up to the core
+//! (which sends the BYE). It does what the simulator models, with real time and real audio.
+
+use crate::audio::{Audio, FRAME_SAMPLES, Law, Prompt, PromptSource};
+use crate::data::Database;
+use crate::data::records::{CallRecorder, RecordWriter};
+use crate::deploy::Deployment;
+use crate::engine::{Call, CallInfo, Command, Event, Flow, Millis, QueryResult, TransferUpdate};
+use crate::media::dtmf::EventDetector;
+use crate::media::pacer::{ChannelHandle, ChannelSpec, MediaEvent, Pacer};
+use crate::media::ports::RtpPort;
+use crate::media::rtp;
+use crate::media::sdp::Negotiated;
+use crate::say::{self, Language};
+use crate::sip::message::random_u64;
+use crate::sip::ua::{CoreMsg, DialogEvent};
+use crate::speak;
+use ivr_compiler::program::{Body, NodeId};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Mean absolute amplitude above which a frame of the caller's audio counts as voice.
+const VOICE_LEVEL: u32 = 300;
+
+/// Everything a call starts with.
+pub struct Setup {
+    /// Facts of the call.
+    pub info: CallInfo,
+    /// The flow it runs.
+    pub flow: Arc<Flow>,
+    /// The deployment it started on (kept until it ends).
+    pub deployment: Arc<Deployment>,
+    /// Its RTP port.
+    pub port: RtpPort,
+    /// The media parameters of the answer.
+    pub negotiated: Negotiated,
+    /// Dialog events from the core.
+    pub events: mpsc::UnboundedReceiver<DialogEvent>,
+    /// The core.
+    pub core: mpsc::UnboundedSender<CoreMsg>,
+    /// Our To-tag (the dialog's key in the core).
+    pub tag: String,
+    /// The pacer.
+    pub pacer: Pacer,
+    /// The database for lookups.
+    pub db: Option<Database>,
+    /// Where records go.
+    pub writer: Option<RecordWriter>,
+    /// The call ends after this long without RTP from the caller.
+    pub rtp_timeout: Duration,
+    /// Where `record` nodes write their WAV files.
+    pub recordings_dir: PathBuf,
+    /// Calls still running (for shutdown).
+    pub running: Arc<AtomicUsize>,
+}
+
+/// Local wall-clock milliseconds (the engine's "now"): the system clock plus the machine's
+/// UTC offset, taken when the call starts.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    offset_ms: i64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let offset = chrono::Local::now().offset().local_minus_utc();
+        Clock {
+            offset_ms: i64::from(offset) * 1000,
+        }
+    }
+
+    fn now(&self) -> Millis {
+        let utc = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        utc + self.offset_ms
+    }
+}
+
+/// One 20 ms frame of silence, shared by every `pause`.
+fn silence() -> &'static Arc<Prompt> {
+    static S: OnceLock<Arc<Prompt>> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Prompt {
+            id: "_silence".into(),
+            text: String::new(),
+            audio: Arc::new(Audio::from_pcm(&[0; FRAME_SAMPLES])),
+            source: PromptSource::Builtin,
+        })
+    })
+}
+
+struct Recording {
+    node: NodeId,
+    save: String,
+    started: Instant,
+    max: Duration,
+    silence: Option<Duration>,
+    last_voice: Instant,
+    pcm: Vec<i16>,
+}
+
+enum Internal {
+    QueryDone { id: u32, result: QueryResult },
+}
+
+struct Driver {
+    call: Call,
+    clock: Clock,
+    deployment: Arc<Deployment>,
+    channel: ChannelHandle,
+    recorder: Option<CallRecorder>,
+    db: Option<Database>,
+    internal: mpsc::UnboundedSender<Internal>,
+    out: Vec<Command>,
+    pending: VecDeque<Event>,
+    timers: Vec<(u32, Instant)>,
+    law: Law,
+    pt: u8,
+    event_pt: Option<u8>,
+    detector: EventDetector,
+    /// Where the caller wants our audio (none: on hold).
+    remote: Option<SocketAddr>,
+    /// Where the caller's RTP last came from.
+    latched: Option<SocketAddr>,
+    /// The caller sends no audio (hold): no RTP timeout.
+    quiet_hold: bool,
+    last_rtp: Instant,
+    recording: Option<Recording>,
+    recordings_dir: PathBuf,
+    /// The flow hung up (we send the BYE).
+    hangup_by_flow: bool,
+}
+
+impl Driver {
+    fn lang(&self, index: u8) -> &str {
+        self.call
+            .flow()
+            .program
+            .languages
+            .get(index as usize)
+            .map_or("zh-CN", String::as_str)
+    }
+
+    fn feed(&mut self, event: Event) {
+        self.pending.push_back(event);
+        while let Some(ev) = self.pending.pop_front() {
+            if self.call.is_ended() {
+                self.pending.clear();
+                break;
+            }
+            let now = self.clock.now();
+            if let Some(r) = &mut self.recorder {
+                r.event(&ev, now);
+            }
+            self.out.clear();
+            self.call.handle(ev, now, &mut self.out);
+            let commands = std::mem::take(&mut self.out);
+            for c in &commands {
+                if matches!(c, Command::End { .. }) {
+                    // A recording still running ends with the call: its file first.
+                    self.finish_recording(false);
+                }
+                if let Some(r) = &mut self.recorder {
+                    r.command(c, now);
+                }
+                self.apply(c, now);
+            }
+            self.out = commands;
+        }
+    }
+
+    fn apply(&mut self, c: &Command, now: Millis) {
+        match c {
+            Command::Enter { .. } | Command::Leave { .. } | Command::SaveSurvey { .. } => {}
+            Command::Play {
+                prompt,
+                language,
+                seq,
+            } => {
+                let flow = Arc::clone(self.call.flow());
+                let id = flow.program.prompt(*prompt);
+                let tag = self.lang(*language);
+                let p = self.deployment.prompts.get(tag, id).cloned();
+                if p.is_none() {
+                    tracing::warn!(prompt = id, language = tag, "prompt without audio");
+                }
+                self.channel.push(p.into_iter().collect(), *seq);
+            }
+            Command::Say {
+                kind,
+                value,
+                language,
+                seq,
+                ..
+            } => {
+                let tag = self.lang(*language).to_string();
+                let ids = speak::fragments(Language::from_tag(&tag), *kind, value);
+                let prompts = self
+                    .deployment
+                    .prompts
+                    .fragments(&tag, &ids)
+                    .unwrap_or_else(|missing| {
+                        tracing::warn!(fragment = %missing, language = %tag, "spoken value without audio");
+                        Vec::new()
+                    });
+                self.channel.push(prompts, *seq);
+            }
+            Command::Silence { millis, seq } => {
+                let n = millis.div_ceil(crate::audio::FRAME_MS) as usize;
+                self.channel.push(vec![Arc::clone(silence()); n], *seq);
+            }
+            Command::Beep { seq } => {
+                let tag = self.call.language().to_string();
+                let p = self.deployment.prompts.get(&tag, "_beep").cloned();
+                self.channel.push(p.into_iter().collect(), *seq);
+            }
+            Command::Announce {
+                position,
+                language,
+                seq,
+            } => {
+                let tag = self.lang(*language).to_string();
+                let ids = say::queue_position(Language::from_tag(&tag), u64::from(*position));
+                let prompts = self
+                    .deployment
+                    .prompts
+                    .fragments(&tag, &ids)
+                    .unwrap_or_default();
+                self.channel.push(prompts, *seq);
+            }
+            Command::StopPlayback => self.channel.stop(),
+            Command::StartTimer { id, at } => {
+                let wait = Duration::from_millis((*at - now).max(0) as u64);
+                self.timers.retain(|(i, _)| i != id);
+                self.timers.push((*id, Instant::now() + wait));
+            }
+            Command::CancelTimer { id } => self.timers.retain(|(i, _)| i != id),
+            Command::RunQuery { id, node, args, .. } => self.run_query(*id, *node, args),
+            Command::Transfer { .. } => {
+                // No agents or outbound legs yet: the flow takes its no-agents path.
+                self.pending
+                    .push_back(Event::Transfer(TransferUpdate::NoAgents));
+            }
+            Command::CancelTransfer => {}
+            Command::StartRecording { node } => {
+                let flow = Arc::clone(self.call.flow());
+                if let Some(Body::Record(r)) =
+                    flow.program.nodes.get(*node as usize).map(|n| &n.body)
+                {
+                    let now = Instant::now();
+                    self.recording = Some(Recording {
+                        node: *node,
+                        save: r.save.clone(),
+                        started: now,
+                        max: Duration::from_millis(r.max_ms),
+                        silence: r.silence_ms.map(Duration::from_millis),
+                        last_voice: now,
+                        pcm: Vec::new(),
+                    });
+                }
+            }
+            Command::StopRecording => self.finish_recording(true),
+            Command::Hangup => self.hangup_by_flow = true,
+            Command::End { outcome } => {
+                tracing::info!(outcome = outcome.as_str(), "call ended");
+            }
+        }
+    }
+
+    fn run_query(&mut self, id: u32, node: NodeId, args: &[crate::value::Value]) {
+        let flow = Arc::clone(self.call.flow());
+        let Some(Body::Lookup(l)) = flow.program.nodes.get(node as usize).map(|n| &n.body) else {
+            return;
+        };
+        let tx = self.internal.clone();
+        let Some(db) = self.db.clone() else {
+            let _ = tx.send(Internal::QueryDone {
+                id,
+                result: QueryResult::Error("no database".into()),
+            });
+            return;
+        };
+        let name = l.query.clone();
+        let timeout = Duration::from_millis(l.timeout_ms);
+        let args = args.to_vec();
+        tokio::spawn(async move {
+            let result = db.run(&name, &args, Some(timeout)).await;
+            if let QueryResult::Error(e) = &result {
+                tracing::warn!(query = %name, error = %e, "lookup failed");
+            }
+            let _ = tx.send(Internal::QueryDone { id, result });
+        });
+    }
+
+    /// Ends the recording in progress: its WAV file is written in the background and named in
+    /// the call record; `report` feeds the engine `RecordingDone` (not when the call ends).
+    fn finish_recording(&mut self, report: bool) {
+        let Some(r) = self.recording.take() else {
+            return;
+        };
+        let length_ms = r.started.elapsed().as_millis() as u64;
+        let safe: String = self
+            .call
+            .info()
+            .id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(80)
+            .collect();
+        let node = self
+            .call
+            .flow()
+            .program
+            .nodes
+            .get(r.node as usize)
+            .map_or("record", |n| n.name.as_str())
+            .replace('.', "_");
+        let dir = self.recordings_dir.join(&r.save);
+        let path = dir.join(format!("{safe}-{node}-{}.wav", random_u64() % 1_000_000));
+        if let Some(rec) = &mut self.recorder {
+            rec.set_recording_file(Some(path.display().to_string()));
+        }
+        let pcm = r.pcm;
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = std::fs::create_dir_all(&dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| crate::audio::write_wav(&path, &pcm))
+            {
+                tracing::error!(error = %e, "recording not saved");
+            }
+        });
+        if report {
+            self.pending.push_back(Event::RecordingDone { length_ms });
+        }
+    }
+
+    /// The next time something is due: an engine timer, the recording's end, the RTP timeout.
+    fn deadline(&self, rtp_timeout: Duration) -> Instant {
+        let mut next = self.last_rtp + rtp_timeout;
+        if self.quiet_hold {
+            next = Instant::now() + Duration::from_secs(3600);
+        }
+        for (_, t) in &self.timers {
+            next = next.min(*t);
+        }
+        if let Some(r) = &self.recording {
+            next = next.min(r.started + r.max);
+            if let Some(s) = r.silence {
+                next = next.min(r.last_voice + s);
+            }
+        }
+        next
+    }
+
+    /// Runs what is due; false when the caller's media timed out.
+    fn on_deadline(&mut self, rtp_timeout: Duration) -> bool {
+        let now = Instant::now();
+        if let Some(r) = &self.recording {
+            let silent = r.silence.is_some_and(|s| now >= r.last_voice + s);
+            if now >= r.started + r.max || silent {
+                self.finish_recording(true);
+                self.feed_pending();
+            }
+        }
+        while let Some(i) = self.timers.iter().position(|(_, t)| *t <= now) {
+            let (id, _) = self.timers.remove(i);
+            self.feed(Event::Timer { id });
+        }
+        self.quiet_hold || now < self.last_rtp + rtp_timeout
+    }
+
+    fn feed_pending(&mut self) {
+        if let Some(ev) = self.pending.pop_front() {
+            self.feed(ev);
+        }
+    }
+
+    fn on_rtp(&mut self, data: &[u8], from: SocketAddr) {
+        let Some(p) = rtp::parse(data) else {
+            return;
+        };
+        self.last_rtp = Instant::now();
+        // Symmetric RTP: answer where the caller's packets come from.
+        if self.latched != Some(from) {
+            self.latched = Some(from);
+            if self.remote.is_some() {
+                self.remote = Some(from);
+                self.channel.set_remote(Some(from));
+            }
+        }
+        if Some(p.header.payload_type) == self.event_pt {
+            if let Some(k) = self.detector.feed(p.header.timestamp, p.payload) {
+                self.feed(Event::Key(k));
+            }
+            return;
+        }
+        if p.header.payload_type == self.pt
+            && let Some(r) = &mut self.recording
+        {
+            let mut level: u32 = 0;
+            for &b in p.payload {
+                let s = self.law.decode(b);
+                level += u32::from(s.unsigned_abs());
+                r.pcm.push(s);
+            }
+            if !p.payload.is_empty() && level / p.payload.len() as u32 > VOICE_LEVEL {
+                r.last_voice = Instant::now();
+            }
+        }
+    }
+
+    fn on_media(&mut self, n: Negotiated) {
+        self.remote = if n.direction.remote_receives() {
+            n.remote
+        } else {
+            None
+        };
+        self.channel.set_remote(self.remote);
+        self.quiet_hold = !n.direction.remote_sends() || n.remote.is_none();
+        self.latched = None;
+        self.last_rtp = Instant::now();
+        self.event_pt = n.event_pt;
+        tracing::info!(
+            sending = self.remote.is_some(),
+            receiving = !self.quiet_hold,
+            "media updated"
+        );
+    }
+}
+
+/// Runs one call until it ends.
+pub async fn run(setup: Setup) {
+    let Setup {
+        info,
+        flow,
+        deployment,
+        mut port,
+        negotiated: n,
+        mut events,
+        core,
+        tag,
+        pacer,
+        db,
+        writer,
+        rtp_timeout,
+        recordings_dir,
+        running,
+    } = setup;
+    let started = Instant::now();
+    let ended_tag = tag.clone();
+    let sockets = port.take_socket().and_then(|s| {
+        let send = s.try_clone().ok()?;
+        s.set_nonblocking(true).ok()?;
+        let recv = tokio::net::UdpSocket::from_std(s).ok()?;
+        Some((send, recv))
+    });
+    let Some((send_sock, sock)) = sockets else {
+        tracing::error!("no RTP socket");
+        let _ = core.send(CoreMsg::Ended {
+            tag: ended_tag,
+            bye: true,
+        });
+        running.fetch_sub(1, Ordering::Relaxed);
+        return;
+    };
+    let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+    let remote = if n.direction.remote_receives() {
+        n.remote
+    } else {
+        None
+    };
+    let channel = pacer.add(ChannelSpec {
+        socket: send_sock,
+        remote,
+        law: n.law,
+        payload_type: n.pt,
+        ssrc: random_u64() as u32,
+        seq: random_u64() as u16,
+        timestamp: random_u64() as u32,
+        events: media_tx,
+    });
+    let clock = Clock::new();
+    let recorder = writer.map(|w| CallRecorder::new(w, Arc::clone(&flow), &info, clock.now()));
+    let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
+    tracing::info!(
+        caller = %info.caller,
+        called = %info.called,
+        flow = %flow.program.name,
+        codec = ?n.law,
+        "call answered"
+    );
+    let mut d = Driver {
+        call: Call::new(flow, info),
+        clock,
+        deployment,
+        channel,
+        recorder,
+        db,
+        internal: internal_tx,
+        out: Vec::with_capacity(16),
+        pending: VecDeque::new(),
+        timers: Vec::new(),
+        law: n.law,
+        pt: n.pt,
+        event_pt: n.event_pt,
+        detector: EventDetector::new(),
+        remote,
+        latched: None,
+        quiet_hold: !n.direction.remote_sends() || n.remote.is_none(),
+        last_rtp: Instant::now(),
+        recording: None,
+        recordings_dir,
+        hangup_by_flow: false,
+    };
+    d.feed(Event::Start);
+    let mut buf = [0u8; 1500];
+    // Why the loop ended: the caller hung up (no BYE from us), or we end it (BYE).
+    let mut send_bye = true;
+    let sleep = tokio::time::sleep_until(d.deadline(rtp_timeout).into());
+    tokio::pin!(sleep);
+    while !d.call.is_ended() {
+        sleep.as_mut().reset(d.deadline(rtp_timeout).into());
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(DialogEvent::Key(k)) => d.feed(Event::Key(k)),
+                Some(DialogEvent::Media(n)) => d.on_media(n),
+                Some(DialogEvent::Bye) | None => {
+                    send_bye = false;
+                    d.finish_recording(false);
+                    d.feed(Event::Hangup);
+                    break;
+                }
+                Some(DialogEvent::Terminate) => {
+                    d.finish_recording(false);
+                    d.feed(Event::Hangup);
+                    break;
+                }
+            },
+            m = media_rx.recv() => {
+                if let Some(MediaEvent::PlaybackDone { seq }) = m {
+                    d.feed(Event::PlaybackDone { seq });
+                }
+            }
+            m = internal_rx.recv() => {
+                if let Some(Internal::QueryDone { id, result }) = m {
+                    d.feed(Event::QueryDone { id, result });
+                }
+            }
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((len, from)) = r {
+                    d.on_rtp(&buf[..len], from);
+                }
+            }
+            () = &mut sleep => {
+                if !d.on_deadline(rtp_timeout) {
+                    tracing::info!("no RTP for {} s: ending the call", rtp_timeout.as_secs());
+                    d.finish_recording(false);
+                    d.feed(Event::Hangup);
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(r) = &mut d.recorder {
+        r.finish(d.clock.now());
+    }
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f32(),
+        by_flow = d.hangup_by_flow,
+        "call over"
+    );
+    drop(d);
+    drop(port);
+    let _ = core.send(CoreMsg::Ended {
+        tag: ended_tag,
+        bye: send_bye,
+    });
+    running.fetch_sub(1, Ordering::Relaxed);
+}

@@ -1,0 +1,327 @@
+//! `ivr serve`: the SIP/RTP runtime. Wires the live deployment (hot reload), the data layer
+//! and its record writer, the pacer, the RTP port pool, the SIP transports and the user-agent
+//! core, admits calls (route, SDP answer, port) and runs each one as a [`call`] task.
+//! SIGHUP reloads; SIGINT/SIGTERM stop taking calls and let the current ones finish until the
+//! drain deadline, then end them (BYE) and write every record before exiting.
+
+pub mod call;
+
+use crate::data::records::{RecordWriter, WriterOptions};
+use crate::data::{self, Database};
+use crate::engine::{CallInfo, Channel};
+use crate::live::Live;
+use crate::media::pacer::Pacer;
+use crate::media::ports::{PortPool, parse_range};
+use crate::media::sdp;
+use crate::sip::message::{self, random_u64};
+use crate::sip::transaction::Timers;
+use crate::sip::transport;
+use crate::sip::ua::{Admitted, Calls, Core, CoreMsg, CoreOptions, NewCall};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// Options of `ivr serve` (the command line over `[server]`).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// `--config`
+    pub config: Option<PathBuf>,
+    /// `--sip ADDR` (else `[server] sip`).
+    pub sip: Option<String>,
+    /// `--http ADDR` (accepted; HTTP is served by a later release).
+    pub http: Option<String>,
+    /// Reload when files change (`--no-watch` turns it off).
+    pub watch: bool,
+    /// Ring this long before answering (`--answer-after`).
+    pub answer_after: Duration,
+    /// How long current calls may go on after a shutdown signal (`--drain`).
+    pub drain: Duration,
+    /// End a call after this long without RTP from the caller.
+    pub rtp_timeout: Duration,
+    /// Pacer threads (0: one per core).
+    pub pacer_threads: usize,
+    /// Override `[server] max_calls`.
+    pub max_calls: Option<u32>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            config: None,
+            sip: None,
+            http: None,
+            watch: true,
+            answer_after: Duration::ZERO,
+            drain: Duration::from_secs(30),
+            rtp_timeout: Duration::from_secs(30),
+            pacer_threads: 0,
+            max_calls: None,
+        }
+    }
+}
+
+struct App {
+    live: Arc<Live>,
+    db: Option<Database>,
+    writer: Option<RecordWriter>,
+    pacer: Pacer,
+    ports: Arc<PortPool>,
+    core: mpsc::UnboundedSender<CoreMsg>,
+    rtp_timeout: Duration,
+    running: Arc<AtomicUsize>,
+}
+
+impl Calls for App {
+    fn admit(&mut self, c: NewCall<'_>) -> Result<Admitted, u16> {
+        let deployment = self.live.current();
+        let uri = c.request.uri.to_string();
+        let called = match message::user_of(&uri) {
+            "" => message::user_of(message::uri_of(
+                message::value(&c.request.headers, "To").unwrap_or_default(),
+            ))
+            .to_string(),
+            u => u.to_string(),
+        };
+        let Some((_, flow)) = deployment.flow_for(&called) else {
+            tracing::info!(%called, "no route");
+            return Err(404);
+        };
+        let flow = Arc::clone(flow);
+        let n = sdp::negotiate(c.offer).map_err(|_| 488u16)?;
+        let Some(port) = self.ports.allocate() else {
+            tracing::warn!("no free RTP port");
+            return Err(503);
+        };
+        let caller = message::user_of(message::uri_of(
+            message::value(&c.request.headers, "From").unwrap_or_default(),
+        ));
+        let caller = if caller.is_empty() {
+            "anonymous".to_string()
+        } else {
+            caller.chars().take(64).collect()
+        };
+        let info = CallInfo {
+            id: c.facts.call_id.chars().take(128).collect(),
+            caller,
+            called,
+            channel: Channel::Sip,
+        };
+        let answer = sdp::answer(c.offer, &n, c.local_ip, port.port(), random_u64() >> 1, 1);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let span = tracing::info_span!("call", id = %info.id);
+        let port_no = port.port();
+        let setup = call::Setup {
+            info,
+            flow,
+            deployment: Arc::clone(&deployment),
+            port,
+            negotiated: n,
+            events: events_rx,
+            core: self.core.clone(),
+            tag: c.tag.to_string(),
+            pacer: self.pacer.clone(),
+            db: self.db.clone(),
+            writer: self.writer.clone(),
+            rtp_timeout: self.rtp_timeout,
+            recordings_dir: deployment.config.recordings_dir.clone(),
+            running: Arc::clone(&self.running),
+        };
+        let running = Arc::clone(&self.running);
+        Ok(Admitted {
+            answer,
+            negotiated: n,
+            port: port_no,
+            events: events_tx,
+            start: Box::new(move || {
+                running.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(call::run(setup).instrument(span));
+            }),
+        })
+    }
+}
+
+/// Runs `ivr serve` until a shutdown signal; `Err` with a message when it cannot start.
+pub fn run(opts: ServeOptions) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ivr")
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(serve(opts))
+}
+
+async fn serve(opts: ServeOptions) -> Result<(), String> {
+    let live = Live::start(opts.config.clone()).map_err(|f| f.to_string())?;
+    let _watch = if opts.watch {
+        match live.watch() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(error = %e, "not watching files for changes");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let deployment = live.current();
+    if !deployment.warnings.trim().is_empty() {
+        tracing::debug!("{}", deployment.warnings);
+    }
+    let server = deployment.config.server.clone();
+    let sip_text = opts.sip.clone().unwrap_or(server.sip.clone());
+    let sip_addr: SocketAddr = sip_text
+        .parse()
+        .map_err(|_| format!("the SIP address `{sip_text}` is not IP:PORT"))?;
+    let (lo, hi) = parse_range(&server.rtp_ports)?;
+    let max_calls = opts.max_calls.unwrap_or(server.max_calls) as usize;
+
+    let db = match data::open_configured(&deployment.config).await {
+        Ok(db) => Some(db),
+        Err(e) => {
+            tracing::error!(error = %e, "no database: lookups fail and calls are not recorded");
+            eprintln!("ivr serve: no database ({e}); lookups fail and calls are not recorded");
+            None
+        }
+    };
+    let writer = db.as_ref().map(|d| {
+        RecordWriter::start(
+            d.pool().clone(),
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        )
+    });
+    let threads = if opts.pacer_threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    } else {
+        opts.pacer_threads
+    };
+    let pacer = Pacer::start(threads).map_err(|e| format!("cannot start the pacer: {e}"))?;
+    let ports = PortPool::new(sip_addr.ip(), lo, hi);
+    let (in_tx, in_rx) = mpsc::channel(65_536);
+    let bound = transport::start(sip_addr, in_tx)
+        .await
+        .map_err(|e| format!("cannot listen on {sip_addr}: {e}"))?;
+    let (core_tx, core_rx) = mpsc::unbounded_channel();
+    let running = Arc::new(AtomicUsize::new(0));
+    let app = App {
+        live: Arc::clone(&live),
+        db,
+        writer: writer.clone(),
+        pacer: pacer.clone(),
+        ports: Arc::clone(&ports),
+        core: core_tx.clone(),
+        rtp_timeout: opts.rtp_timeout,
+        running: Arc::clone(&running),
+    };
+    let core = Core::new(
+        app,
+        bound.sender.clone(),
+        CoreOptions {
+            timers: Timers::default(),
+            max_calls,
+            answer_after: opts.answer_after,
+            local: bound.udp_addr,
+        },
+    );
+    let stats = core.stats();
+    tokio::spawn(core.run(in_rx, core_rx));
+    let routes: Vec<String> = deployment
+        .config
+        .routes
+        .iter()
+        .map(|(k, v)| format!("{k} → {v}"))
+        .collect();
+    println!(
+        "ivr serve: SIP on udp:{} and tcp:{}, RTP ports {lo}-{hi}, at most {max_calls} calls; \
+         version {}; routes: {}",
+        bound.udp_addr,
+        bound.tcp_addr,
+        deployment.version,
+        if routes.is_empty() {
+            "none".to_string()
+        } else {
+            routes.join(", ")
+        }
+    );
+    if let Some(http) = &opts.http {
+        tracing::info!(%http, "--http accepted; the HTTP interface is not served yet");
+    }
+
+    wait_for_shutdown(&live).await;
+    println!(
+        "ivr serve: stopping; {} call(s) may finish within {} s",
+        stats.active.load(Ordering::Relaxed),
+        opts.drain.as_secs()
+    );
+    let _ = core_tx.send(CoreMsg::Drain);
+    let deadline = Instant::now() + opts.drain;
+    while Instant::now() < deadline
+        && (stats.active.load(Ordering::Relaxed) > 0 || running.load(Ordering::Relaxed) > 0)
+    {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = second_signal() => break,
+        }
+    }
+    let _ = core_tx.send(CoreMsg::TerminateAll);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until && running.load(Ordering::Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Give the BYEs a moment on the wire.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    if let Some(w) = writer {
+        let s = w.shutdown().await;
+        println!(
+            "ivr serve: stopped; {} call(s) answered, {} record(s) written",
+            stats.answered.load(Ordering::Relaxed),
+            s.written
+        );
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_shutdown(live: &Arc<Live>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let live = Arc::clone(live);
+                let outcome = tokio::task::spawn_blocking(move || live.reload()).await;
+                let said = match outcome {
+                    Ok(crate::live::ReloadOutcome::Swapped { version }) => format!("version {version} live"),
+                    Ok(crate::live::ReloadOutcome::Unchanged) => "nothing changed".into(),
+                    Ok(crate::live::ReloadOutcome::Failed(f)) => {
+                        format!("failed with {} error(s); the live version stays", f.errors)
+                    }
+                    Err(e) => format!("failed: {e}"),
+                };
+                println!("ivr serve: reload on SIGHUP: {said}");
+            }
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_shutdown(_live: &Arc<Live>) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn second_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

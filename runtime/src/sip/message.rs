@@ -1,0 +1,533 @@
+//! Message helpers on rsip: parsing that never panics, the facts the transaction and dialog
+//! layers key on ([`Facts`]), responses built from requests (Via with `received`/`rport`,
+//! To-tag, Content-Length), and a fallback 400/501 for requests rsip cannot read.
+//!
+//! rsip keeps headers as text and parses them on demand; the helpers here read the few
+//! parameters we need (tags, branch, rport) straight from that text, and understand the
+//! compact header names (`v`, `i`, `f`, `t`, `l`, `c`, `m`) that rsip leaves as `Other`.
+
+use rsip::headers::UntypedHeader;
+use rsip::{Header, Headers, Request, SipMessage};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The largest SIP message we read (bigger ones are dropped; on TCP the connection closes).
+pub const MAX_MESSAGE: usize = 16 * 1024;
+
+/// The methods we answer, for `Allow`.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+
+/// Our `Server`/`User-Agent`.
+pub const AGENT: &str = concat!("ivr/", env!("CARGO_PKG_VERSION"));
+
+/// Parses a message; rsip errors and panics alike become `Err`.
+pub fn parse(data: &[u8]) -> Result<SipMessage, String> {
+    if data.len() > MAX_MESSAGE {
+        return Err("message too large".into());
+    }
+    match std::panic::catch_unwind(|| SipMessage::try_from(data)) {
+        Ok(Ok(m)) => Ok(m),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("unparseable message".into()),
+    }
+}
+
+/// A fresh random number (tags, branches, SSRCs, session ids).
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(nanos);
+    h.finish()
+}
+
+/// A new tag for From/To.
+pub fn new_tag() -> String {
+    format!("{:016x}", random_u64())
+}
+
+/// A new RFC 3261 branch.
+pub fn new_branch() -> String {
+    format!("z9hG4bK{:016x}", random_u64())
+}
+
+fn is(name: &str, long: &str, compact: &str) -> bool {
+    name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(compact)
+}
+
+/// The value of every header called `long` (or its compact form), in order.
+pub fn values<'a>(headers: &'a Headers, long: &str) -> impl Iterator<Item = &'a str> {
+    let compact = match long {
+        "Via" => "v",
+        "Call-ID" => "i",
+        "From" => "f",
+        "To" => "t",
+        "Content-Length" => "l",
+        "Content-Type" => "c",
+        "Contact" => "m",
+        "Supported" => "k",
+        _ => "\0",
+    };
+    let long = long.to_string();
+    headers.iter().filter_map(move |h| {
+        let (name, value) = match h {
+            Header::Via(v) => ("Via", v.value()),
+            Header::CallId(v) => ("Call-ID", v.value()),
+            Header::From(v) => ("From", v.value()),
+            Header::To(v) => ("To", v.value()),
+            Header::CSeq(v) => ("CSeq", v.value()),
+            Header::ContentLength(v) => ("Content-Length", v.value()),
+            Header::ContentType(v) => ("Content-Type", v.value()),
+            Header::Contact(v) => ("Contact", v.value()),
+            Header::MaxForwards(v) => ("Max-Forwards", v.value()),
+            Header::RecordRoute(v) => ("Record-Route", v.value()),
+            Header::Supported(v) => ("Supported", v.value()),
+            Header::Other(n, v) => (n.as_str(), v.as_str()),
+            _ => return None,
+        };
+        (is(name, &long, compact)).then_some(value)
+    })
+}
+
+/// The first value of a header.
+pub fn value<'a>(headers: &'a Headers, long: &str) -> Option<&'a str> {
+    values(headers, long).next()
+}
+
+/// A `;name=value` parameter of a header value; for name-addr values (`"A" <sip:a@b>;tag=x`)
+/// only the parameters after the `>` count. `Some("")` for a parameter without a value.
+pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    let params = match value.rfind('>') {
+        Some(i) => &value[i + 1..],
+        None => value.split_once(';').map_or("", |(_, p)| p),
+    };
+    params.split(';').find_map(|p| {
+        let p = p.trim();
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The first element of a possibly comma-separated header value (the top Via).
+pub fn first_element(value: &str) -> &str {
+    value.split(',').next().unwrap_or(value).trim()
+}
+
+/// The URI of a name-addr or addr-spec (`"A" <sip:a@b>;tag=x` → `sip:a@b`).
+pub fn uri_of(value: &str) -> &str {
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => &value[a + 1..b],
+        _ => value.split(';').next().unwrap_or(value).trim(),
+    }
+}
+
+/// The user part of a SIP URI (`sip:10010@host;x` → `10010`), empty when there is none.
+pub fn user_of(uri: &str) -> &str {
+    let rest = uri
+        .trim()
+        .strip_prefix("sips:")
+        .or_else(|| uri.trim().strip_prefix("sip:"))
+        .or_else(|| uri.trim().strip_prefix("tel:"))
+        .unwrap_or(uri);
+    match rest.split_once('@') {
+        Some((user, _)) => user
+            .split(';')
+            .next()
+            .unwrap_or(user)
+            .split(':')
+            .next()
+            .unwrap_or(user),
+        None if uri.trim().starts_with("tel:") => rest.split(';').next().unwrap_or(rest),
+        None => "",
+    }
+}
+
+/// What the layers above key on, read once per message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// Call-ID.
+    pub call_id: String,
+    /// CSeq number.
+    pub cseq: u32,
+    /// CSeq method.
+    pub cseq_method: String,
+    /// From tag.
+    pub from_tag: Option<String>,
+    /// To tag.
+    pub to_tag: Option<String>,
+    /// The top Via's branch.
+    pub branch: Option<String>,
+    /// The top Via's transport (`UDP`, `TCP`).
+    pub via_transport: String,
+    /// Max-Forwards, when present.
+    pub max_forwards: Option<u32>,
+}
+
+/// Reads the mandatory headers; `Err` names what is missing or broken.
+pub fn facts(headers: &Headers) -> Result<Facts, String> {
+    let call_id = value(headers, "Call-ID")
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or("no Call-ID")?;
+    let cseq = value(headers, "CSeq").ok_or("no CSeq")?;
+    let mut cs = cseq.split_whitespace();
+    let num: u32 = cs
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or("bad CSeq number")?;
+    let cseq_method = cs.next().ok_or("no CSeq method")?.to_ascii_uppercase();
+    let from = value(headers, "From").ok_or("no From")?;
+    let to = value(headers, "To").ok_or("no To")?;
+    let via = first_element(value(headers, "Via").ok_or("no Via")?);
+    let via_transport = via
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.rsplit('/').next())
+        .unwrap_or("UDP")
+        .to_ascii_uppercase();
+    let max_forwards = match value(headers, "Max-Forwards") {
+        Some(v) => Some(v.trim().parse().map_err(|_| "bad Max-Forwards")?),
+        None => None,
+    };
+    let tag = |v: &str| param(v, "tag").filter(|t| !t.is_empty()).map(String::from);
+    Ok(Facts {
+        call_id: call_id.to_string(),
+        cseq: num,
+        cseq_method,
+        from_tag: tag(from),
+        to_tag: tag(to),
+        branch: param(via, "branch").map(String::from),
+        via_transport,
+        max_forwards,
+    })
+}
+
+/// The reason phrase of a status code we send.
+pub fn reason(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        415 => "Unsupported Media Type",
+        481 => "Call/Transaction Does Not Exist",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        513 => "Message Too Large",
+        _ => "Unknown",
+    }
+}
+
+/// The top Via as we return it: `rport` filled in and `received` added (RFC 3581, RFC 3261
+/// 18.2.1).
+fn answered_via(via: &str, source: SocketAddr) -> String {
+    let top = first_element(via);
+    let rest = via[via.find(top).map_or(via.len(), |i| i + top.len())..]
+        .trim_start_matches(',')
+        .trim();
+    let mut out = String::with_capacity(top.len() + 40);
+    let mut has_received = false;
+    for (i, part) in top.split(';').enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        let p = part.trim();
+        if i > 0 && p.eq_ignore_ascii_case("rport") {
+            let _ = write!(out, "rport={}", source.port());
+        } else {
+            if i > 0 && p.to_ascii_lowercase().starts_with("received=") {
+                has_received = true;
+            }
+            out.push_str(p);
+        }
+    }
+    if !has_received {
+        let _ = write!(out, ";received={}", source.ip());
+    }
+    if !rest.is_empty() {
+        out.push_str(", ");
+        out.push_str(rest);
+    }
+    out
+}
+
+/// Where a response over UDP goes (RFC 3261 18.2.2, RFC 3581): the source address when the
+/// top Via asks for `rport`, else the source IP and the Via's port (5060 by default).
+pub fn response_target(req_headers: &Headers, source: SocketAddr) -> SocketAddr {
+    let Some(via) = value(req_headers, "Via").map(first_element) else {
+        return source;
+    };
+    if param(via, "rport").is_some() {
+        return source;
+    }
+    let sent_by = via
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default();
+    let port = sent_by
+        .rsplit_once(':')
+        .filter(|(h, _)| !h.ends_with(']') || sent_by.starts_with('['))
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or(5060);
+    SocketAddr::new(source.ip(), port)
+}
+
+/// Extra parts of a response.
+#[derive(Debug, Default, Clone)]
+pub struct Extra<'a> {
+    /// The To tag to add when the request's To has none (not for 100).
+    pub to_tag: Option<&'a str>,
+    /// Our Contact URI (dialog-creating responses).
+    pub contact: Option<&'a str>,
+    /// Headers as `Name: value` lines.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Content type and body.
+    pub body: Option<(&'a str, &'a [u8])>,
+}
+
+/// A response to `req`, received from `source`, built with rsip.
+pub fn response(req: &Request, source: SocketAddr, code: u16, extra: &Extra<'_>) -> Vec<u8> {
+    let mut headers = Headers::default();
+    let mut first_via = true;
+    for h in req.headers.iter() {
+        match h {
+            Header::Via(v) => {
+                if first_via {
+                    headers.push(Header::Via(rsip::headers::Via::new(answered_via(
+                        v.value(),
+                        source,
+                    ))));
+                    first_via = false;
+                } else {
+                    headers.push(h.clone());
+                }
+            }
+            Header::Other(n, v) if n.eq_ignore_ascii_case("v") => {
+                let v = if first_via {
+                    first_via = false;
+                    answered_via(v, source)
+                } else {
+                    v.clone()
+                };
+                headers.push(Header::Via(rsip::headers::Via::new(v)));
+            }
+            _ => {}
+        }
+    }
+    if let Some(v) = value(&req.headers, "From") {
+        headers.push(Header::From(rsip::headers::From::new(v)));
+    }
+    if let Some(v) = value(&req.headers, "To") {
+        let to = match extra.to_tag {
+            Some(tag) if code != 100 && param(v, "tag").is_none() => format!("{v};tag={tag}"),
+            _ => v.to_string(),
+        };
+        headers.push(Header::To(rsip::headers::To::new(to)));
+    }
+    if let Some(v) = value(&req.headers, "Call-ID") {
+        headers.push(Header::CallId(rsip::headers::CallId::new(v)));
+    }
+    if let Some(v) = value(&req.headers, "CSeq") {
+        headers.push(Header::CSeq(rsip::headers::CSeq::new(v)));
+    }
+    if let Some(c) = extra.contact {
+        headers.push(Header::Contact(rsip::headers::Contact::new(format!(
+            "<{c}>"
+        ))));
+    }
+    for (n, v) in extra.headers {
+        headers.push(Header::Other((*n).to_string(), (*v).to_string()));
+    }
+    headers.push(Header::Server(rsip::headers::Server::new(AGENT)));
+    let body = match extra.body {
+        Some((ctype, body)) => {
+            headers.push(Header::ContentType(rsip::headers::ContentType::new(ctype)));
+            body.to_vec()
+        }
+        None => Vec::new(),
+    };
+    headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
+        body.len().to_string(),
+    )));
+    let status = match rsip::StatusCode::from(code) {
+        rsip::StatusCode::Other(c, _) => rsip::StatusCode::Other(c, reason(c).into()),
+        known => known,
+    };
+    let resp = rsip::Response {
+        status_code: status,
+        version: rsip::Version::V2,
+        headers,
+        body,
+    };
+    resp.to_string().into_bytes()
+}
+
+/// For a request rsip could not read (or whose method it does not know): a `code` response
+/// built from its raw Via, From, To, Call-ID and CSeq lines, if it has them. Never for ACK,
+/// never for responses.
+pub fn raw_error_response(data: &[u8], code: u16) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(data.get(..data.len().min(MAX_MESSAGE))?).ok()?;
+    let mut lines = text.split("\r\n").flat_map(|l| l.split('\n'));
+    let first = lines.next()?.trim();
+    let mut parts = first.split_whitespace();
+    let method = parts.next()?;
+    let _uri = parts.next()?;
+    if parts.next()? != "SIP/2.0" || method.eq_ignore_ascii_case("ACK") {
+        return None;
+    }
+    let mut out = format!("SIP/2.0 {code} {}\r\n", reason(code));
+    let mut have = (false, false, false);
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, v)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        let keep = if is(name, "Via", "v") {
+            have.0 = true;
+            true
+        } else if is(name, "Call-ID", "i") {
+            have.1 = true;
+            true
+        } else if name.eq_ignore_ascii_case("CSeq") {
+            have.2 = true;
+            true
+        } else {
+            is(name, "From", "f") || is(name, "To", "t")
+        };
+        if keep && !line.contains('\r') && v.len() < 1024 {
+            let _ = write!(out, "{name}: {}\r\n", v.trim());
+        }
+    }
+    if !(have.0 && have.1 && have.2) {
+        return None;
+    }
+    if code == 405 || code == 501 {
+        let _ = write!(out, "Allow: {ALLOW}\r\n");
+    }
+    let _ = write!(out, "Server: {AGENT}\r\nContent-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}
+
+/// The method token of a request's first line, if it looks like one.
+pub fn raw_method(data: &[u8]) -> Option<&str> {
+    let end = data.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let line = std::str::from_utf8(&data[..end]).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?;
+    parts.next()?;
+    (parts.next()? == "SIP/2.0"
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)))
+    .then_some(method)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:10010@127.0.0.1:5060 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK-1;rport\r\n\
+        Via: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK-0\r\n\
+        Max-Forwards: 70\r\n\
+        From: \"Alice\" <sip:13800000001@10.0.0.5>;tag=abc\r\n\
+        To: <sip:10010@127.0.0.1>\r\n\
+        Call-ID: 1-2@10.0.0.5\r\n\
+        CSeq: 1 INVITE\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn facts_and_response() {
+        let SipMessage::Request(req) = parse(INVITE.as_bytes()).expect("parse") else {
+            panic!("request");
+        };
+        let f = facts(&req.headers).expect("facts");
+        assert_eq!(f.call_id, "1-2@10.0.0.5");
+        assert_eq!(f.cseq, 1);
+        assert_eq!(f.cseq_method, "INVITE");
+        assert_eq!(f.from_tag.as_deref(), Some("abc"));
+        assert_eq!(f.to_tag, None);
+        assert_eq!(f.branch.as_deref(), Some("z9hG4bK-1"));
+        assert_eq!(f.max_forwards, Some(70));
+        let src: SocketAddr = "192.168.1.2:40000".parse().expect("addr");
+        assert_eq!(response_target(&req.headers, src), src);
+        let r = response(
+            &req,
+            src,
+            180,
+            &Extra {
+                to_tag: Some("t1"),
+                ..Extra::default()
+            },
+        );
+        let r = String::from_utf8(r).expect("utf8");
+        assert!(r.starts_with("SIP/2.0 180 Ringing\r\n"), "{r}");
+        assert!(
+            r.contains("Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK-1;rport=40000;received=192.168.1.2\r\n"),
+            "{r}"
+        );
+        assert!(
+            r.contains("Via: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK-0\r\n"),
+            "{r}"
+        );
+        assert!(r.contains("To: <sip:10010@127.0.0.1>;tag=t1\r\n"), "{r}");
+        assert!(r.contains("Content-Length: 0\r\n\r\n"), "{r}");
+        assert_eq!(
+            user_of(uri_of(value(&req.headers, "From").expect("from"))),
+            "13800000001"
+        );
+    }
+
+    #[test]
+    fn via_without_rport() {
+        let text = INVITE.replace(";rport", "");
+        let SipMessage::Request(req) = parse(text.as_bytes()).expect("parse") else {
+            panic!("request");
+        };
+        let src: SocketAddr = "192.168.1.2:40000".parse().expect("addr");
+        assert_eq!(
+            response_target(&req.headers, src),
+            "192.168.1.2:5070".parse::<SocketAddr>().expect("addr")
+        );
+    }
+
+    #[test]
+    fn broken_requests_get_raw_answers() {
+        let unknown = INVITE.replacen("INVITE sip", "FROBNICATE sip", 1);
+        assert!(parse(unknown.as_bytes()).is_err());
+        assert_eq!(raw_method(unknown.as_bytes()), Some("FROBNICATE"));
+        let r = String::from_utf8(raw_error_response(unknown.as_bytes(), 501).expect("501"))
+            .expect("utf8");
+        assert!(r.starts_with("SIP/2.0 501 Not Implemented\r\n"), "{r}");
+        assert!(r.contains("Call-ID: 1-2@10.0.0.5\r\n"), "{r}");
+        assert!(raw_error_response(b"garbage", 400).is_none());
+        assert!(parse(&[0xff; 100]).is_err());
+    }
+
+    #[test]
+    fn uris() {
+        assert_eq!(user_of("sip:10010@1.2.3.4;user=phone"), "10010");
+        assert_eq!(user_of("sip:1.2.3.4"), "");
+        assert_eq!(user_of("tel:+8610010"), "+8610010");
+        assert_eq!(uri_of("\"A\" <sip:a@b>;tag=x"), "sip:a@b");
+        assert_eq!(param("<sip:a@b;tag=no>;tag=yes", "tag"), Some("yes"));
+    }
+}

@@ -1,0 +1,891 @@
+//! The user-agent core: one tokio task that owns every transaction and dialog, answers what
+//! SIP itself decides (retransmissions, CANCEL, OPTIONS, 481, 405/501, Max-Forwards, limits)
+//! and maps dialogs to calls through the [`Calls`] trait, which the serve layer implements
+//! (route, SDP answer, RTP port, the call's task).
+//!
+//! One task and no locks: the transports parse messages on their own tasks and queue them
+//! here; calls send [`CoreMsg`]s back. Timers are data ([`ServerTx::deadline`],
+//! [`ClientTx::deadline`]) kept in a heap; the task sleeps until the earliest.
+//!
+//! Dialogs are keyed by our To-tag, which we make unique. In-dialog requests go to the address
+//! the INVITE came from over the same transport (connection), which is right for callers
+//! behind NAT and for proxies alike.
+
+use super::dialog::Dialog;
+use super::message::{self, ALLOW, Extra, Facts};
+use super::transaction::{ClientTx, Poll, ServerTx, State, Timers};
+use super::transport::{Inbound, Peer, Proto, Sender};
+use crate::media::dtmf;
+use crate::media::sdp::{self, Negotiated};
+use rsip::headers::UntypedHeader;
+use rsip::{Method, Request, Response, SipMessage};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// What the core tells a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialogEvent {
+    /// The caller hung up (BYE, already answered).
+    Bye,
+    /// A key from SIP INFO.
+    Key(char),
+    /// New media parameters (re-INVITE: hold, resume, another address).
+    Media(Negotiated),
+    /// End the call now (shutdown deadline, no ACK); we send the BYE.
+    Terminate,
+}
+
+/// What calls (and the server) tell the core.
+#[derive(Debug)]
+pub enum CoreMsg {
+    /// The call of dialog `tag` is over; `bye` when we must send a BYE (the flow hung up,
+    /// no media, shutdown).
+    Ended {
+        /// Our To-tag.
+        tag: String,
+        /// Send a BYE.
+        bye: bool,
+    },
+    /// Stop taking calls (503 for new INVITEs).
+    Drain,
+    /// End every call now.
+    TerminateAll,
+}
+
+/// A call the serve layer agreed to take.
+pub struct Admitted {
+    /// The SDP answer.
+    pub answer: String,
+    /// What was negotiated.
+    pub negotiated: Negotiated,
+    /// Our RTP port (for answers to re-INVITEs).
+    pub port: u16,
+    /// Where the call hears about its dialog.
+    pub events: mpsc::UnboundedSender<DialogEvent>,
+    /// Starts the call; run once the 200 OK is on its way. Dropping it (CANCEL) releases
+    /// everything the call held.
+    pub start: Box<dyn FnOnce() + Send>,
+}
+
+/// A new INVITE as the serve layer sees it.
+#[derive(Debug)]
+pub struct NewCall<'a> {
+    /// The request.
+    pub request: &'a Request,
+    /// Its facts.
+    pub facts: &'a Facts,
+    /// Where it came from.
+    pub peer: Peer,
+    /// Our address as the caller reaches it (for SDP).
+    pub local_ip: IpAddr,
+    /// Our To-tag.
+    pub tag: &'a str,
+    /// The SDP offer.
+    pub offer: &'a sdp::Session,
+}
+
+/// The serve layer's side of the core.
+pub trait Calls: Send + 'static {
+    /// Takes a new call or refuses it with a status code (404 no route, 488, 503, ...).
+    fn admit(&mut self, call: NewCall<'_>) -> Result<Admitted, u16>;
+}
+
+/// Settings of the core.
+#[derive(Debug, Clone)]
+pub struct CoreOptions {
+    /// Protocol timers.
+    pub timers: Timers,
+    /// Most calls at once (503 beyond).
+    pub max_calls: usize,
+    /// Ring this long (180 Ringing) before answering.
+    pub answer_after: Duration,
+    /// The address we listen on (its IP, when specified, goes into SDP and Contact).
+    pub local: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TxKey {
+    branch: String,
+    method: Method,
+}
+
+impl std::hash::Hash for TxKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.branch.hash(state);
+        method_code(self.method).hash(state);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Server(String, u8),
+    Client(String),
+    Answer(String),
+}
+
+enum Phase {
+    Ringing {
+        admitted: Option<Admitted>,
+        answer: Vec<u8>,
+    },
+    Answered {
+        events: mpsc::UnboundedSender<DialogEvent>,
+    },
+    Ending,
+}
+
+struct Entry {
+    dialog: Dialog,
+    peer: Peer,
+    invite: TxKey,
+    phase: Phase,
+    port: u16,
+    local_ip: IpAddr,
+    sdp_version: u64,
+    session_id: u64,
+}
+
+/// The core's counters, shared with the server.
+#[derive(Debug, Default)]
+pub struct CoreStats {
+    /// Dialogs now (ringing or answered).
+    pub active: AtomicUsize,
+    /// Calls answered since start.
+    pub answered: AtomicUsize,
+    /// INVITEs refused (any 4xx/5xx).
+    pub refused: AtomicUsize,
+}
+
+/// The user-agent core.
+pub struct Core<C: Calls> {
+    calls: C,
+    sender: Sender,
+    opts: CoreOptions,
+    server: HashMap<TxKey, (ServerTx, Peer)>,
+    client: HashMap<String, (ClientTx, Peer)>,
+    dialogs: HashMap<String, Entry>,
+    heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    draining: bool,
+    local_ips: HashMap<IpAddr, IpAddr>,
+    stats: Arc<CoreStats>,
+}
+
+fn method_code(m: Method) -> u8 {
+    match m {
+        Method::Invite => 0,
+        Method::Cancel => 1,
+        Method::Bye => 2,
+        Method::Options => 3,
+        Method::Info => 4,
+        _ => 9,
+    }
+}
+
+fn method_of(code: u8) -> Method {
+    match code {
+        0 => Method::Invite,
+        1 => Method::Cancel,
+        2 => Method::Bye,
+        3 => Method::Options,
+        4 => Method::Info,
+        _ => Method::Message,
+    }
+}
+
+impl<C: Calls> Core<C> {
+    /// A core sending on `sender`.
+    pub fn new(calls: C, sender: Sender, opts: CoreOptions) -> Core<C> {
+        Core {
+            calls,
+            sender,
+            opts,
+            server: HashMap::new(),
+            client: HashMap::new(),
+            dialogs: HashMap::new(),
+            heap: BinaryHeap::new(),
+            draining: false,
+            local_ips: HashMap::new(),
+            stats: Arc::new(CoreStats::default()),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<CoreStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Runs until both queues close.
+    pub async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut msgs: mpsc::UnboundedReceiver<CoreMsg>,
+    ) {
+        let far = Duration::from_secs(3600);
+        loop {
+            let next = self
+                .heap
+                .peek()
+                .map(|Reverse((t, _))| *t)
+                .unwrap_or_else(|| Instant::now() + far);
+            tokio::select! {
+                m = inbound.recv() => match m {
+                    Some(m) => {
+                        self.on_message(m, Instant::now());
+                        // Take whatever else is waiting before looking at timers again.
+                        for _ in 0..64 {
+                            match inbound.try_recv() {
+                                Ok(m) => self.on_message(m, Instant::now()),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => return,
+                },
+                m = msgs.recv() => match m {
+                    Some(m) => self.on_core_msg(m, Instant::now()),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(next.into()) => self.on_timers(Instant::now()),
+            }
+        }
+    }
+
+    fn send(&self, peer: &Peer, data: Arc<[u8]>) {
+        self.sender.send(peer, data);
+    }
+
+    fn arm(&mut self, at: Option<Instant>, key: TimerKey) {
+        if let Some(at) = at {
+            self.heap.push(Reverse((at, key)));
+        }
+    }
+
+    fn local_ip(&mut self, peer: IpAddr) -> IpAddr {
+        if !self.opts.local.ip().is_unspecified() {
+            return self.opts.local.ip();
+        }
+        if let Some(ip) = self.local_ips.get(&peer) {
+            return *ip;
+        }
+        let ip = std::net::UdpSocket::bind(SocketAddr::new(
+            if peer.is_ipv4() {
+                IpAddr::from([0, 0, 0, 0])
+            } else {
+                IpAddr::from([0u16; 8])
+            },
+            0,
+        ))
+        .and_then(|s| {
+            s.connect(SocketAddr::new(peer, 9))?;
+            s.local_addr()
+        })
+        .map_or(peer, |a| a.ip());
+        if self.local_ips.len() > 10_000 {
+            self.local_ips.clear();
+        }
+        self.local_ips.insert(peer, ip);
+        ip
+    }
+
+    fn contact(&self, ip: IpAddr, proto: Proto) -> String {
+        let host = match ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        match proto {
+            Proto::Udp => format!("sip:ivr@{host}:{}", self.opts.local.port()),
+            Proto::Tcp => format!("sip:ivr@{host}:{};transport=tcp", self.opts.local.port()),
+        }
+    }
+
+    /// Sends a response on a server transaction (creating it when needed).
+    fn respond(
+        &mut self,
+        req: &Request,
+        peer: Peer,
+        key: &TxKey,
+        code: u16,
+        extra: &Extra<'_>,
+        now: Instant,
+    ) {
+        let bytes: Arc<[u8]> = Arc::from(message::response(req, peer.addr, code, extra));
+        let target = match peer.proto {
+            Proto::Udp => Peer {
+                addr: message::response_target(&req.headers, peer.addr),
+                ..peer
+            },
+            Proto::Tcp => peer,
+        };
+        let invite = key.method == Method::Invite;
+        let (tx, _) = self.server.entry(key.clone()).or_insert_with(|| {
+            (
+                ServerTx::new(invite, peer.proto.reliable(), self.opts.timers),
+                target,
+            )
+        });
+        tx.respond(code, Arc::clone(&bytes), now);
+        let deadline = tx.deadline();
+        self.send(&target, bytes);
+        self.arm(
+            deadline,
+            TimerKey::Server(key.branch.clone(), method_code(key.method)),
+        );
+    }
+
+    /// A stateless answer (no transaction kept): for requests we refuse outright.
+    fn answer(&mut self, req: &Request, peer: Peer, key: &TxKey, code: u16, now: Instant) {
+        let allow = [("Allow", ALLOW)];
+        let extra = Extra {
+            to_tag: Some("ivr-refused"),
+            headers: if code == 405 || code == 501 {
+                &allow
+            } else {
+                &[]
+            },
+            ..Extra::default()
+        };
+        self.respond(req, peer, key, code, &extra, now);
+    }
+
+    fn on_message(&mut self, m: Inbound, now: Instant) {
+        match m.msg {
+            SipMessage::Request(req) => self.on_request(req, m.peer, now),
+            SipMessage::Response(resp) => self.on_response(&resp),
+        }
+    }
+
+    fn on_response(&mut self, resp: &Response) {
+        let Ok(f) = message::facts(&resp.headers) else {
+            return;
+        };
+        let Some(branch) = f.branch else { return };
+        if let Some((tx, _)) = self.client.get_mut(&branch)
+            && tx.response(resp.status_code.code())
+        {
+            self.client.remove(&branch);
+        }
+    }
+
+    fn on_request(&mut self, req: Request, peer: Peer, now: Instant) {
+        let f = match message::facts(&req.headers) {
+            Ok(f) => f,
+            Err(why) => {
+                tracing::debug!(peer = %peer.addr, %why, "bad request");
+                if req.method != Method::Ack {
+                    let key = TxKey {
+                        branch: message::new_branch(),
+                        method: req.method,
+                    };
+                    self.answer(&req, peer, &key, 400, now);
+                }
+                return;
+            }
+        };
+        let branch = f
+            .branch
+            .clone()
+            .filter(|b| b.starts_with("z9hG4bK"))
+            .unwrap_or_else(|| {
+                format!(
+                    "{}|{}|{}|{}",
+                    f.call_id,
+                    f.cseq,
+                    f.from_tag.as_deref().unwrap_or_default(),
+                    f.branch.as_deref().unwrap_or_default()
+                )
+            });
+        // ACK matches the INVITE's transaction (non-2xx) or the dialog (2xx).
+        if req.method == Method::Ack {
+            self.on_ack(&req, &f, &branch, now);
+            return;
+        }
+        let key = TxKey {
+            branch,
+            method: req.method,
+        };
+        // A retransmitted request: answer again with the last response.
+        if let Some((tx, target)) = self.server.get(&key) {
+            if let Some(last) = tx.last_response() {
+                let (last, target) = (Arc::clone(last), *target);
+                self.send(&target, last);
+            }
+            return;
+        }
+        if let Some(mf) = f.max_forwards
+            && mf == 0
+            && req.method != Method::Options
+        {
+            self.answer(&req, peer, &key, 483, now);
+            return;
+        }
+        match req.method {
+            Method::Invite if f.to_tag.is_none() => self.on_invite(&req, &f, peer, key, now),
+            Method::Invite => self.on_reinvite(&req, &f, peer, key, now),
+            Method::Cancel => self.on_cancel(&req, peer, key, now),
+            Method::Bye => self.on_bye(&req, &f, peer, key, now),
+            Method::Options => {
+                let headers = [
+                    ("Allow", ALLOW),
+                    (
+                        "Accept",
+                        "application/sdp, application/dtmf-relay, application/dtmf",
+                    ),
+                ];
+                let extra = Extra {
+                    to_tag: Some("ivr-options"),
+                    headers: &headers,
+                    ..Extra::default()
+                };
+                self.respond(&req, peer, &key, 200, &extra, now);
+            }
+            Method::Info => self.on_info(&req, &f, peer, key, now),
+            Method::Register
+            | Method::Subscribe
+            | Method::Notify
+            | Method::Message
+            | Method::Refer
+            | Method::Publish
+            | Method::PRack
+            | Method::Update => self.answer(&req, peer, &key, 405, now),
+            Method::Ack => {}
+        }
+    }
+
+    fn on_invite(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Instant) {
+        let refuse = |core: &mut Self, code: u16| {
+            core.stats.refused.fetch_add(1, Ordering::Relaxed);
+            let retry = [("Retry-After", "5")];
+            let extra = Extra {
+                to_tag: Some(&message::new_tag()),
+                headers: if code == 503 { &retry } else { &[] },
+                ..Extra::default()
+            };
+            // `Extra` borrows a temporary tag; build it inside.
+            let extra = Extra {
+                to_tag: extra.to_tag,
+                ..extra
+            };
+            core.respond(req, peer, &key, code, &extra, now);
+        };
+        if self.draining || self.dialogs.len() >= self.opts.max_calls {
+            refuse(self, 503);
+            return;
+        }
+        let is_sdp = message::value(&req.headers, "Content-Type")
+            .is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/sdp"));
+        let offer = match std::str::from_utf8(&req.body)
+            .ok()
+            .filter(|_| is_sdp)
+            .map(sdp::parse)
+        {
+            Some(Ok(o)) => o,
+            // No offer (we do not make offers in the 200) or a broken one.
+            _ => {
+                refuse(self, 488);
+                return;
+            }
+        };
+        let tag = message::new_tag();
+        let local_ip = self.local_ip(peer.addr.ip());
+        let trying = Extra::default();
+        self.respond(req, peer, &key, 100, &trying, now);
+        let admitted = match self.calls.admit(NewCall {
+            request: req,
+            facts: f,
+            peer,
+            local_ip,
+            tag: &tag,
+            offer: &offer,
+        }) {
+            Ok(a) => a,
+            Err(code) => {
+                refuse(self, code);
+                return;
+            }
+        };
+        let dialog = Dialog::from_invite(req, f, &tag);
+        let contact = self.contact(local_ip, peer.proto);
+        let answer = message::response(
+            req,
+            peer.addr,
+            200,
+            &Extra {
+                to_tag: Some(&tag),
+                contact: Some(&contact),
+                headers: &[("Allow", ALLOW), ("Supported", "")],
+                body: Some(("application/sdp", admitted.answer.as_bytes())),
+            },
+        );
+        let session_id = message::random_u64() >> 1;
+        let port = admitted.port;
+        self.dialogs.insert(
+            tag.clone(),
+            Entry {
+                dialog,
+                peer,
+                invite: key.clone(),
+                phase: Phase::Ringing {
+                    admitted: Some(admitted),
+                    answer,
+                },
+                port,
+                local_ip,
+                sdp_version: 1,
+                session_id,
+            },
+        );
+        self.stats
+            .active
+            .store(self.dialogs.len(), Ordering::Relaxed);
+        if self.opts.answer_after.is_zero() {
+            self.answer_call(&tag, now);
+        } else {
+            let ringing = Extra {
+                to_tag: Some(&tag),
+                ..Extra::default()
+            };
+            self.respond(req, peer, &key, 180, &ringing, now);
+            self.arm(
+                Some(now + self.opts.answer_after),
+                TimerKey::Answer(tag.clone()),
+            );
+        }
+    }
+
+    /// Sends the 200 OK of a ringing call and starts it.
+    fn answer_call(&mut self, tag: &str, now: Instant) {
+        let Some(e) = self.dialogs.get_mut(tag) else {
+            return;
+        };
+        let Phase::Ringing { admitted, answer } = &mut e.phase else {
+            return;
+        };
+        let Some(admitted) = admitted.take() else {
+            return;
+        };
+        let bytes: Arc<[u8]> = Arc::from(std::mem::take(answer));
+        let events = admitted.events.clone();
+        e.phase = Phase::Answered { events };
+        let key = e.invite.clone();
+        let peer = e.peer;
+        if let Some((tx, target)) = self.server.get_mut(&key) {
+            tx.respond(200, Arc::clone(&bytes), now);
+            let (deadline, target) = (tx.deadline(), *target);
+            self.send(&target, bytes);
+            self.arm(
+                deadline,
+                TimerKey::Server(key.branch.clone(), method_code(key.method)),
+            );
+        } else {
+            self.send(&peer, bytes);
+        }
+        self.stats.answered.fetch_add(1, Ordering::Relaxed);
+        (admitted.start)();
+    }
+
+    fn on_reinvite(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Instant) {
+        let tag = f.to_tag.clone().unwrap_or_default();
+        let Some(e) = self.dialogs.get_mut(&tag).filter(|e| e.dialog.matches(f)) else {
+            self.answer(req, peer, &key, 481, now);
+            return;
+        };
+        if f.cseq <= e.dialog.remote_cseq {
+            self.answer(req, peer, &key, 500, now);
+            return;
+        }
+        e.dialog.remote_cseq = f.cseq;
+        let offer = std::str::from_utf8(&req.body)
+            .ok()
+            .filter(|b| !b.trim().is_empty())
+            .map(sdp::parse);
+        let Some(Ok(offer)) = offer else {
+            self.answer(req, peer, &key, 488, now);
+            return;
+        };
+        let Ok(n) = sdp::negotiate(&offer) else {
+            self.answer(req, peer, &key, 488, now);
+            return;
+        };
+        e.sdp_version += 1;
+        let body = sdp::answer(&offer, &n, e.local_ip, e.port, e.session_id, e.sdp_version);
+        if let Phase::Answered { events } = &e.phase {
+            let _ = events.send(DialogEvent::Media(n));
+        }
+        let (local_ip, tag) = (e.local_ip, e.dialog.local_tag.clone());
+        let contact = self.contact(local_ip, peer.proto);
+        self.respond(
+            req,
+            peer,
+            &key,
+            200,
+            &Extra {
+                to_tag: Some(&tag),
+                contact: Some(&contact),
+                headers: &[("Allow", ALLOW)],
+                body: Some(("application/sdp", body.as_bytes())),
+            },
+            now,
+        );
+    }
+
+    fn on_ack(&mut self, req: &Request, f: &Facts, branch: &str, now: Instant) {
+        let key = TxKey {
+            branch: branch.to_string(),
+            method: Method::Invite,
+        };
+        if let Some((tx, _)) = self.server.get_mut(&key)
+            && tx.state() == State::Completed
+        {
+            tx.ack(now);
+            let d = tx.deadline();
+            self.arm(d, TimerKey::Server(key.branch, 0));
+            return;
+        }
+        // The ACK of a 2xx: a new transaction, matched by the dialog.
+        let tag = f.to_tag.clone().unwrap_or_default();
+        if let Some(e) = self.dialogs.get(&tag).filter(|e| e.dialog.matches(f)) {
+            let key = e.invite.clone();
+            if let Some((tx, _)) = self.server.get_mut(&key) {
+                tx.ack(now);
+                let d = tx.deadline();
+                self.arm(d, TimerKey::Server(key.branch, 0));
+            }
+        }
+        let _ = req;
+    }
+
+    fn on_cancel(&mut self, req: &Request, peer: Peer, key: TxKey, now: Instant) {
+        let invite = TxKey {
+            branch: key.branch.clone(),
+            method: Method::Invite,
+        };
+        let Some((tx, _)) = self.server.get(&invite) else {
+            self.answer(req, peer, &key, 481, now);
+            return;
+        };
+        let pending = tx.state() == State::Proceeding;
+        self.respond(req, peer, &key, 200, &Extra::default(), now);
+        if !pending {
+            return;
+        }
+        // Find the ringing dialog of that INVITE and end it with 487.
+        let tag = self
+            .dialogs
+            .iter()
+            .find(|(_, e)| e.invite == invite)
+            .map(|(t, _)| t.clone());
+        if let Some(tag) = tag
+            && let Some(e) = self.dialogs.remove(&tag)
+        {
+            self.stats
+                .active
+                .store(self.dialogs.len(), Ordering::Relaxed);
+            // Rebuild the 487 from the INVITE's own headers: the CANCEL shares them except
+            // CSeq's method, which must say INVITE.
+            let mut inv = req.clone();
+            inv.method = Method::Invite;
+            for h in inv.headers.iter_mut() {
+                if let rsip::Header::CSeq(c) = h {
+                    *c = rsip::headers::CSeq::new(format!("{} INVITE", e.dialog.remote_cseq));
+                }
+            }
+            let extra = Extra {
+                to_tag: Some(&tag),
+                ..Extra::default()
+            };
+            self.respond(&inv, e.peer, &invite, 487, &extra, now);
+            tracing::info!(call = %e.dialog.call_id, "cancelled before the answer");
+            // Dropping the entry drops the admitted call: its port and channel go back.
+        }
+    }
+
+    fn on_bye(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Instant) {
+        let tag = f.to_tag.clone().unwrap_or_default();
+        let found = self.dialogs.get(&tag).is_some_and(|e| e.dialog.matches(f));
+        if !found {
+            self.answer(req, peer, &key, 481, now);
+            return;
+        }
+        self.respond(req, peer, &key, 200, &Extra::default(), now);
+        if let Some(e) = self.dialogs.remove(&tag) {
+            self.stats
+                .active
+                .store(self.dialogs.len(), Ordering::Relaxed);
+            if let Phase::Answered { events } = &e.phase {
+                let _ = events.send(DialogEvent::Bye);
+            }
+        }
+    }
+
+    fn on_info(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Instant) {
+        let tag = f.to_tag.clone().unwrap_or_default();
+        let Some(e) = self.dialogs.get(&tag).filter(|e| e.dialog.matches(f)) else {
+            self.answer(req, peer, &key, 481, now);
+            return;
+        };
+        let ctype = message::value(&req.headers, "Content-Type").unwrap_or_default();
+        let body = String::from_utf8_lossy(&req.body);
+        if let Some(k) = dtmf::key_of_info(ctype, &body)
+            && let Phase::Answered { events } = &e.phase
+        {
+            let _ = events.send(DialogEvent::Key(k));
+        }
+        self.respond(req, peer, &key, 200, &Extra::default(), now);
+    }
+
+    fn send_bye(&mut self, mut e: Entry, now: Instant) {
+        let via = format!(
+            "SIP/2.0/{} {}:{}",
+            e.peer.proto.as_str(),
+            match e.local_ip {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                IpAddr::V4(v4) => v4.to_string(),
+            },
+            self.opts.local.port()
+        );
+        let branch = message::new_branch();
+        let bytes: Arc<[u8]> = Arc::from(e.dialog.request(Method::Bye, &via, &branch));
+        let tx = ClientTx::new(
+            Arc::clone(&bytes),
+            e.peer.proto.reliable(),
+            self.opts.timers,
+            now,
+        );
+        let d = tx.deadline();
+        self.client.insert(branch.clone(), (tx, e.peer));
+        self.send(&e.peer, bytes);
+        self.arm(d, TimerKey::Client(branch));
+    }
+
+    fn on_core_msg(&mut self, m: CoreMsg, now: Instant) {
+        match m {
+            CoreMsg::Ended { tag, bye } => {
+                if let Some(e) = self.dialogs.remove(&tag) {
+                    self.stats
+                        .active
+                        .store(self.dialogs.len(), Ordering::Relaxed);
+                    if bye {
+                        self.send_bye(e, now);
+                    }
+                }
+            }
+            CoreMsg::Drain => self.draining = true,
+            CoreMsg::TerminateAll => {
+                self.draining = true;
+                let tags: Vec<String> = self.dialogs.keys().cloned().collect();
+                for tag in tags {
+                    self.terminate(&tag);
+                }
+            }
+        }
+    }
+
+    /// Ends an answered call from our side: the call feeds the engine a hang-up and reports
+    /// back with `Ended { bye: true }`.
+    fn terminate(&mut self, tag: &str) {
+        let ringing = match self.dialogs.get_mut(tag) {
+            Some(e) => match &e.phase {
+                Phase::Answered { events } => {
+                    let _ = events.send(DialogEvent::Terminate);
+                    e.phase = Phase::Ending;
+                    false
+                }
+                Phase::Ringing { .. } => true,
+                Phase::Ending => false,
+            },
+            None => false,
+        };
+        if ringing {
+            self.dialogs.remove(tag);
+            self.stats
+                .active
+                .store(self.dialogs.len(), Ordering::Relaxed);
+        }
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.heap.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, key))) = self.heap.pop() else {
+                break;
+            };
+            match key {
+                TimerKey::Answer(tag) => self.answer_call(&tag, now),
+                TimerKey::Client(branch) => {
+                    let Some((tx, peer)) = self.client.get_mut(&branch) else {
+                        continue;
+                    };
+                    if tx.deadline().is_some_and(|d| d > now) {
+                        continue;
+                    }
+                    match tx.poll(now) {
+                        Poll::Retransmit(b) => {
+                            let (d, peer) = (tx.deadline(), *peer);
+                            self.send(&peer, b);
+                            self.arm(d, TimerKey::Client(branch));
+                        }
+                        Poll::Idle => {
+                            let d = tx.deadline();
+                            self.arm(d, TimerKey::Client(branch));
+                        }
+                        Poll::TimedOut | Poll::Terminated => {
+                            self.client.remove(&branch);
+                        }
+                    }
+                }
+                TimerKey::Server(branch, m) => {
+                    let key = TxKey {
+                        branch,
+                        method: method_of(m),
+                    };
+                    let Some((tx, target)) = self.server.get_mut(&key) else {
+                        continue;
+                    };
+                    if tx.deadline().is_none_or(|d| d > now) {
+                        continue;
+                    }
+                    match tx.poll(now) {
+                        Poll::Retransmit(b) => {
+                            let (d, target) = (tx.deadline(), *target);
+                            self.send(&target, b);
+                            self.arm(d, TimerKey::Server(key.branch, m));
+                        }
+                        Poll::Idle => {
+                            let d = tx.deadline();
+                            self.arm(d, TimerKey::Server(key.branch, m));
+                        }
+                        Poll::Terminated => {
+                            self.server.remove(&key);
+                        }
+                        Poll::TimedOut => {
+                            self.server.remove(&key);
+                            if key.method == Method::Invite {
+                                self.no_ack(&key);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A 2xx was never acknowledged: end the call and send a BYE (RFC 3261 13.3.1.4).
+    fn no_ack(&mut self, invite: &TxKey) {
+        let tag = self
+            .dialogs
+            .iter()
+            .find(|(_, e)| e.invite == *invite && matches!(e.phase, Phase::Answered { .. }))
+            .map(|(t, _)| t.clone());
+        if let Some(tag) = tag {
+            tracing::warn!(tag = %tag, "no ACK for the 200 OK; ending the call");
+            self.terminate(&tag);
+        }
+    }
+}

@@ -1,0 +1,1108 @@
+//! End-to-end tests of `ivr serve` with real peers: SIPp (Debian package sip-tester) places
+//! the calls with the scenarios of tests/sipp/, and a small RTP endpoint here stands in for
+//! the caller's media: it records every packet it receives (so the test can check that the
+//! caller heard the right prompts, in order, frame for frame, as paced G.711) and sends RFC
+//! 4733 keys and voice back. Call records are read from the deployment's SQLite database.
+//!
+//! Every server listens on 127.0.0.1 only, every run is bounded (`-m`, `-timeout`), and the
+//! tests skip themselves (with a message) when `sipp` is not installed.
+
+use ivr_runtime::audio::{FRAME_SAMPLES, Frame, Law};
+use ivr_runtime::deploy::Deployment;
+use ivr_runtime::media::{dtmf, rtp};
+use std::fs;
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CALLER: &str = "13800000001";
+
+fn have_sipp() -> bool {
+    Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+macro_rules! need_sipp {
+    () => {
+        if !have_sipp() {
+            eprintln!("sipp (Debian package sip-tester) is not installed: test skipped");
+            return;
+        }
+    };
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A range of RTP ports of its own for each server of this run.
+fn rtp_range(ports: u16) -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let i = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = 30_000 + (std::process::id() % 40) as u16 * 500 + i * 40;
+    (base, base + ports - 1)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ivr-serve-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn tone(hz: f32, ms: usize) -> Vec<i16> {
+    (0..ms * 8)
+        .map(|i| {
+            let t = i as f32 / 8000.0;
+            (8000.0 * (2.0 * std::f32::consts::PI * hz * t).sin()) as i16
+        })
+        .collect()
+}
+
+const TEST_FLOW: &str = r##"
+flow t {
+    title    "serve test"
+    language zh-CN
+    entry    hello
+}
+
+step hello {
+    play hello
+    goto choose
+}
+
+menu choose {
+    prompt   options
+    timeout  3s
+    attempts 2 -> bye
+    key 1 -> one
+    key 2 -> two
+    key 3 -> rec
+    key 4 -> who
+}
+
+step one {
+    play one
+    goto choose
+}
+
+step two {
+    play two
+    hangup
+}
+
+record rec {
+    beep
+    max        4s
+    silence    1s
+    terminator "#"
+    save       messages
+    next       bye
+}
+
+lookup who {
+    query   customer_by_phone(caller) into c
+    timeout 2s
+    found   -> known
+    missing -> bye
+    error   -> bye
+}
+
+step known {
+    say money c.balance
+    goto bye
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
+
+/// Prompt lengths of the test deployment (ms) and tones that tell them apart.
+const PROMPTS: [(&str, f32, usize); 5] = [
+    ("hello", 400.0, 400),
+    ("options", 600.0, 600),
+    ("one", 800.0, 400),
+    ("two", 1000.0, 300),
+    ("bye", 1200.0, 300),
+];
+
+/// A deployment of the test flow in a temporary folder: prompts made here, the demo database.
+fn test_deployment(name: &str, rtp: (u16, u16)) -> PathBuf {
+    let dir = temp_dir(name);
+    fs::create_dir_all(dir.join("flows")).expect("flows");
+    fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
+    fs::write(dir.join("flows/t.flow"), TEST_FLOW).expect("flow");
+    let mut catalog = String::new();
+    for (id, hz, ms) in PROMPTS {
+        ivr_runtime::audio::write_wav(&dir.join(format!("prompts/zh-CN/{id}.wav")), &tone(hz, ms))
+            .expect("wav");
+        catalog.push_str(&format!("{id} = {{ text = \"{id}\" }}\n"));
+    }
+    fs::write(dir.join("prompts/zh-CN/prompts.toml"), catalog).expect("catalog");
+    fs::write(
+        dir.join("ivr.toml"),
+        format!(
+            r#"[paths]
+flows      = "flows"
+prompts    = "prompts"
+recordings = "recordings"
+
+[server]
+rtp_ports = "{}-{}"
+max_calls = 100
+
+[database]
+url = "sqlite://ivr-data/ivr.db"
+
+[queries.customer_by_phone]
+args   = ["phone"]
+sql    = "SELECT id, name, vip, balance FROM customers WHERE phone = $1"
+fields = {{ id = "number", name = "text", vip = "bool", balance = "money" }}
+
+[routes]
+default = "t"
+"#,
+            rtp.0, rtp.1
+        ),
+    )
+    .expect("config");
+    dir.join("ivr.toml")
+}
+
+/// The reference deployment (ivr.toml, flows/, prompts/ of the repository) with its own
+/// demo database, recordings folder and RTP ports.
+fn reference_deployment(name: &str, rtp: (u16, u16)) -> PathBuf {
+    let dir = temp_dir(name);
+    let text = fs::read_to_string(repo().join("ivr.toml")).expect("ivr.toml");
+    let mut out = String::new();
+    for line in text.lines() {
+        let key = line.split('=').next().unwrap_or_default().trim();
+        let line = match key {
+            "flows" => format!("flows = {:?}", repo().join("flows").display().to_string()),
+            "prompts" => format!(
+                "prompts = {:?}",
+                repo().join("prompts").display().to_string()
+            ),
+            "recordings" => "recordings = \"recordings\"".to_string(),
+            "rtp_ports" => format!("rtp_ports = \"{}-{}\"", rtp.0, rtp.1),
+            _ => line.to_string(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    fs::write(dir.join("ivr.toml"), out).expect("config");
+    dir.join("ivr.toml")
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Server {
+    fn start(config: &Path, extra: &[&str]) -> Server {
+        let dir = config.parent().expect("dir");
+        for _ in 0..20 {
+            let port = {
+                let u = UdpSocket::bind("127.0.0.1:0").expect("udp");
+                u.local_addr().expect("addr").port()
+            };
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+            let out = dir.join(format!("serve-{port}.out"));
+            let err = dir.join(format!("serve-{port}.err"));
+            let child = Command::new(env!("CARGO_BIN_EXE_ivr"))
+                .arg("--config")
+                .arg(config)
+                .args(["serve", "--sip", &addr.to_string(), "--no-watch"])
+                .args(extra)
+                .env("IVR_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(&out).expect("out"))
+                .stderr(fs::File::create(&err).expect("err"))
+                .spawn()
+                .expect("ivr serve");
+            let mut s = Server {
+                child,
+                addr,
+                out,
+                err,
+            };
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(60) {
+                if fs::read_to_string(&s.out)
+                    .unwrap_or_default()
+                    .contains("ivr serve: SIP on")
+                {
+                    return s;
+                }
+                if let Ok(Some(_)) = s.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let log = s.log();
+            if !log.contains("cannot listen") {
+                panic!("ivr serve did not start:\n{log}");
+            }
+        }
+        panic!("no free SIP port");
+    }
+
+    fn log(&self) -> String {
+        format!(
+            "{}{}",
+            fs::read_to_string(&self.out).unwrap_or_default(),
+            fs::read_to_string(&self.err).unwrap_or_default()
+        )
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM and wait (bounded); the exit status.
+    fn stop(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.running() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs SIPp once (bounded); whether it succeeded, and what it said.
+fn sipp(dir: &Path, server: SocketAddr, scenario: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("sipp")
+        .current_dir(dir)
+        .arg("-sf")
+        .arg(repo().join("tests/sipp").join(scenario))
+        .args(["-s", "100"])
+        .arg(server.to_string())
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        .args(["-nostdin", "-timeout", "25", "-timeout_error", "-trace_err"])
+        .args(["-key", "caller", CALLER])
+        .args(args)
+        .output()
+        .expect("sipp");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.ends_with("_errors.log") {
+                text.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    let tail: String = text
+        .lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    (out.status.success(), tail)
+}
+
+#[derive(Debug, Clone)]
+struct Pkt {
+    at: Instant,
+    seq: u16,
+    ts: u32,
+    marker: bool,
+    payload: Vec<u8>,
+}
+
+/// Something the caller's media endpoint does at a time after the first packet it receives.
+#[derive(Debug, Clone)]
+enum Act {
+    /// An RFC 4733 key: 3 packets, then the end packet 3 times, one timestamp.
+    Key(char),
+    /// 20 ms PCMU frames of a tone for this long.
+    Voice(u64),
+}
+
+/// The caller's RTP endpoint: receives (and keeps) every packet until stopped; acts at the
+/// given times, sending to where the packets come from (symmetric RTP).
+struct Endpoint {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    got: Arc<Mutex<Vec<Pkt>>>,
+    sent_keys: Arc<Mutex<Vec<Instant>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Endpoint {
+    fn start(acts: Vec<(u64, Act)>) -> Endpoint {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("rtp");
+        sock.set_read_timeout(Some(Duration::from_millis(5)))
+            .expect("timeout");
+        let port = sock.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sent_keys = Arc::new(Mutex::new(Vec::new()));
+        let (s2, g2, k2) = (Arc::clone(&stop), Arc::clone(&got), Arc::clone(&sent_keys));
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut first: Option<Instant> = None;
+            let mut peer: Option<SocketAddr> = None;
+            let mut acts = acts;
+            let mut seq: u16 = 1000;
+            let mut ts: u32 = 50_000;
+            // Outgoing packets due: (when, bytes).
+            let mut due: Vec<(Instant, Vec<u8>)> = Vec::new();
+            while !s2.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    let now = Instant::now();
+                    if let Some(p) = rtp::parse(&buf[..n]) {
+                        first.get_or_insert(now);
+                        peer = Some(from);
+                        g2.lock().expect("lock").push(Pkt {
+                            at: now,
+                            seq: p.header.seq,
+                            ts: p.header.timestamp,
+                            marker: p.header.marker,
+                            payload: p.payload.to_vec(),
+                        });
+                    }
+                }
+                let now = Instant::now();
+                if let Some(t0) = first {
+                    acts.retain(|(at_ms, act)| {
+                        if now < t0 + Duration::from_millis(*at_ms) {
+                            return true;
+                        }
+                        match act {
+                            Act::Key(k) => {
+                                let ev = dtmf::event_of_key(*k).expect("key");
+                                ts = ts.wrapping_add(8000);
+                                for i in 0..6u16 {
+                                    let end = i >= 3;
+                                    let mut pkt = vec![0u8; rtp::HEADER_LEN];
+                                    let mut head = [0u8; rtp::HEADER_LEN];
+                                    rtp::Header {
+                                        payload_type: 101,
+                                        marker: i == 0,
+                                        seq,
+                                        timestamp: ts,
+                                        ssrc: 7,
+                                    }
+                                    .write(&mut head);
+                                    seq = seq.wrapping_add(1);
+                                    pkt.copy_from_slice(&head);
+                                    pkt.extend_from_slice(&dtmf::event_payload(
+                                        ev,
+                                        end,
+                                        160 * (i.min(3) + 1),
+                                    ));
+                                    due.push((
+                                        now + Duration::from_millis(u64::from(i.min(3)) * 20),
+                                        pkt,
+                                    ));
+                                }
+                                k2.lock().expect("lock").push(now);
+                            }
+                            Act::Voice(ms) => {
+                                let pcm = tone(300.0, *ms as usize);
+                                for (i, chunk) in pcm.chunks(FRAME_SAMPLES).enumerate() {
+                                    ts = ts.wrapping_add(160);
+                                    let mut head = [0u8; rtp::HEADER_LEN];
+                                    rtp::Header {
+                                        payload_type: 0,
+                                        marker: i == 0,
+                                        seq,
+                                        timestamp: ts,
+                                        ssrc: 7,
+                                    }
+                                    .write(&mut head);
+                                    seq = seq.wrapping_add(1);
+                                    let mut pkt = head.to_vec();
+                                    pkt.extend(chunk.iter().map(|&s| Law::Ulaw.encode(s)));
+                                    due.push((now + Duration::from_millis(i as u64 * 20), pkt));
+                                }
+                            }
+                        }
+                        false
+                    });
+                }
+                if let Some(to) = peer {
+                    due.retain(|(at, pkt)| {
+                        if now >= *at {
+                            let _ = sock.send_to(pkt, to);
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                }
+            }
+        });
+        Endpoint {
+            port,
+            stop,
+            got,
+            sent_keys,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (Vec<Pkt>, Vec<Instant>) {
+        std::thread::sleep(Duration::from_millis(100));
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let got = self.got.lock().expect("lock").clone();
+        let keys = self.sent_keys.lock().expect("lock").clone();
+        (got, keys)
+    }
+}
+
+/// Received packets split where the marker bit starts a talkspurt.
+fn talkspurts(pkts: &[Pkt]) -> Vec<Vec<Pkt>> {
+    let mut out: Vec<Vec<Pkt>> = Vec::new();
+    for p in pkts {
+        if p.marker || out.is_empty() {
+            out.push(Vec::new());
+        }
+        if let Some(last) = out.last_mut() {
+            last.push(p.clone());
+        }
+    }
+    out
+}
+
+fn frames(d: &Deployment, id: &str) -> Vec<Frame> {
+    d.prompts
+        .get("zh-CN", id)
+        .unwrap_or_else(|| panic!("prompt {id}"))
+        .frames(Law::Ulaw)
+        .to_vec()
+}
+
+fn payloads(spurt: &[Pkt]) -> Vec<Vec<u8>> {
+    spurt.iter().map(|p| p.payload.clone()).collect()
+}
+
+fn concat(parts: &[Vec<Frame>]) -> Vec<Vec<u8>> {
+    parts.iter().flatten().map(|f| f.to_vec()).collect()
+}
+
+/// Sequence numbers go up by one per packet; timestamps by 160 per packet within a talkspurt
+/// and by whole frames of elapsed time across pauses; packets are paced at 20 ms.
+fn check_rtp_stream(pkts: &[Pkt]) {
+    for w in pkts.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "sequence numbers");
+        let dts = w[1].ts.wrapping_sub(w[0].ts);
+        assert!(dts % 160 == 0 && dts >= 160, "timestamp step {dts}");
+        if !w[1].marker {
+            assert_eq!(dts, 160, "timestamps within a talkspurt");
+            let gap = w[1].at - w[0].at;
+            assert!(gap < Duration::from_millis(120), "packet gap {gap:?}");
+        }
+    }
+    for s in talkspurts(pkts) {
+        if s.len() > 10 {
+            let span = s[s.len() - 1].at - s[0].at;
+            let expected = Duration::from_millis(20 * (s.len() as u64 - 1));
+            let diff = span.as_millis().abs_diff(expected.as_millis());
+            assert!(
+                diff < 100,
+                "a talkspurt of {} packets took {span:?}",
+                s.len()
+            );
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+        .block_on(f)
+}
+
+type Visit = (String, Option<String>);
+/// call_id, flow, outcome, channel, caller.
+type CallRow = (String, String, Option<String>, String, String);
+
+/// The call rows (call_id, flow, outcome, channel, caller) and the node visits of the last
+/// call, once `calls` has `n` rows (waits for the batching writer).
+fn records(config: &Path, n: usize) -> (Vec<CallRow>, Vec<Visit>) {
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let calls: Vec<CallRow> = sqlx::query_as(
+                "SELECT call_id, flow, outcome, channel, caller FROM calls ORDER BY id",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("calls");
+            if calls.len() >= n || started.elapsed() > Duration::from_secs(8) {
+                let last = calls.last().map(|c| c.0.clone()).unwrap_or_default();
+                let visits: Vec<Visit> = sqlx::query_as(
+                    "SELECT node, exit FROM node_visits WHERE call_id = ? ORDER BY seq",
+                )
+                .bind(last)
+                .fetch_all(&pool)
+                .await
+                .expect("visits");
+                return (calls, visits);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+fn visit(node: &str, exit: &str) -> Visit {
+    (node.to_string(), Some(exit.to_string()))
+}
+
+#[test]
+fn keys_by_sip_info_and_the_flow_hangs_up() {
+    need_sipp!();
+    let config = test_deployment("info", rtp_range(20));
+    let d = Deployment::load(Some(&config), None).expect("deployment");
+    let server = Server::start(&config, &[]);
+    let media = Endpoint::start(Vec::new());
+    let port = media.port.to_string();
+    let (ok, out) = sipp(
+        config.parent().expect("dir"),
+        server.addr,
+        "keys_info.xml",
+        &["-m", "1", "-key", "rtpport", &port],
+    );
+    let (pkts, _) = media.finish();
+    assert!(ok, "sipp failed:\n{out}\n{}", server.log());
+    // What the caller heard: welcome and menu, then (key 1) one and the menu again, then
+    // (key 2) two before the flow hung up: three talkspurts, frame for frame.
+    let spurts = talkspurts(&pkts);
+    assert_eq!(
+        spurts.len(),
+        3,
+        "talkspurts: {:?}",
+        spurts.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        payloads(&spurts[0]),
+        concat(&[frames(&d, "hello"), frames(&d, "options")])
+    );
+    assert_eq!(
+        payloads(&spurts[1]),
+        concat(&[frames(&d, "one"), frames(&d, "options")])
+    );
+    assert_eq!(payloads(&spurts[2]), concat(&[frames(&d, "two")]));
+    check_rtp_stream(&pkts);
+    let (calls, visits) = records(&config, 1);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].1, "t");
+    assert_eq!(calls[0].2.as_deref(), Some("self_service"));
+    assert_eq!(calls[0].3, "sip");
+    assert_eq!(calls[0].4, CALLER);
+    let nodes: Vec<Visit> = visits.into_iter().collect();
+    assert_eq!(
+        nodes,
+        vec![
+            visit("hello", "goto"),
+            visit("choose", "key 1"),
+            visit("one", "goto"),
+            visit("choose", "key 2"),
+            visit("two", "hangup"),
+        ]
+    );
+}
+
+#[test]
+fn rfc4733_key_barges_in_and_the_caller_hangs_up() {
+    need_sipp!();
+    let config = test_deployment("barge", rtp_range(20));
+    let d = Deployment::load(Some(&config), None).expect("deployment");
+    let server = Server::start(&config, &[]);
+    // Key 1 while the menu prompt plays (hello 400 ms, menu from 400 ms to 1000 ms).
+    let media = Endpoint::start(vec![(700, Act::Key('1'))]);
+    let port = media.port.to_string();
+    let (ok, out) = sipp(
+        config.parent().expect("dir"),
+        server.addr,
+        "call_bye.xml",
+        &["-m", "1", "-d", "2500", "-key", "rtpport", &port],
+    );
+    let (pkts, keys) = media.finish();
+    assert!(ok, "sipp failed:\n{out}\n{}", server.log());
+    check_rtp_stream(&pkts);
+    let heard = payloads(&pkts);
+    let (hello, menu, one) = (
+        frames(&d, "hello"),
+        frames(&d, "options"),
+        frames(&d, "one"),
+    );
+    assert_eq!(
+        heard[..hello.len()],
+        concat(std::slice::from_ref(&hello))[..]
+    );
+    // The menu was cut by the key; `one` follows at once, then the menu from its start.
+    let cut = heard[hello.len()..]
+        .iter()
+        .position(|f| f[..] == one[0][..])
+        .expect("`one` was played");
+    assert!(
+        cut > 3 && cut < menu.len() - 3,
+        "menu frames before the key: {cut}"
+    );
+    assert_eq!(
+        heard[hello.len()..hello.len() + cut],
+        concat(std::slice::from_ref(&menu))[..cut]
+    );
+    let rest = &heard[hello.len() + cut..];
+    assert_eq!(
+        rest,
+        &concat(&[one.clone(), menu.clone()])[..],
+        "one key, one `one`"
+    );
+    // DTMF to audio: the first frame of `one` arrived soon after the key was sent.
+    let first_one = pkts[hello.len() + cut].at;
+    let latency = first_one.saturating_duration_since(keys[0]);
+    assert!(
+        latency < Duration::from_millis(80),
+        "key to audio {latency:?}"
+    );
+    let (calls, visits) = records(&config, 1);
+    assert_eq!(calls[0].2.as_deref(), Some("self_service"));
+    assert_eq!(
+        visits,
+        vec![
+            visit("hello", "goto"),
+            visit("choose", "key 1"),
+            visit("one", "goto"),
+            visit("choose", "caller_hangup"),
+        ]
+    );
+}
+
+#[test]
+fn cancel_before_the_answer_releases_everything() {
+    need_sipp!();
+    // One RTP port only: the second call works only if the cancelled one gave it back.
+    let (lo, _) = rtp_range(2);
+    let config = test_deployment("cancel", (lo, lo + 1));
+    let server = Server::start(&config, &["--answer-after", "1s"]);
+    let dir = config.parent().expect("dir");
+    let (ok, out) = sipp(
+        dir,
+        server.addr,
+        "cancel.xml",
+        &["-m", "1", "-key", "rtpport", "9"],
+    );
+    assert!(ok, "cancel failed:\n{out}\n{}", server.log());
+    let (ok, out) = sipp(
+        dir,
+        server.addr,
+        "call_bye.xml",
+        &["-m", "1", "-d", "300", "-key", "rtpport", "9"],
+    );
+    assert!(ok, "call after the cancel failed:\n{out}\n{}", server.log());
+    let (calls, _) = records(&config, 1);
+    assert_eq!(calls.len(), 1, "only the answered call has a record");
+}
+
+#[test]
+fn protocol_answers_and_a_flood_of_malformed_messages() {
+    need_sipp!();
+    let config = test_deployment("malformed", rtp_range(20));
+    let mut server = Server::start(&config, &[]);
+    let dir = config.parent().expect("dir");
+    let (ok, out) = sipp(
+        dir,
+        server.addr,
+        "misc.xml",
+        &["-m", "1", "-key", "rtpport", "9"],
+    );
+    assert!(ok, "misc failed:\n{out}\n{}", server.log());
+    let (ok, out) = sipp(
+        dir,
+        server.addr,
+        "malformed.xml",
+        &[
+            "-m", "300", "-r", "300", "-l", "100", "-key", "rtpport", "9",
+        ],
+    );
+    assert!(ok, "malformed flood failed:\n{out}\n{}", server.log());
+    // Raw junk: garbage, truncated requests, absurd headers, oversized datagrams.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let junk: Vec<Vec<u8>> = vec![
+        b"\x00\x01\x02garbage".to_vec(),
+        b"INVITE sip:x SIP/2.0\r\n".to_vec(),
+        b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKa\r\nCall-ID: a\r\nCSeq: 1 INVITE\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nContent-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n".to_vec(),
+        b"SIP/2.0 200 OK\r\n\r\n".to_vec(),
+        b"OPTIONS sip:x SIP/2.0\r\nVia: \r\nCSeq: 99999999999999999999 OPTIONS\r\n\r\n".to_vec(),
+        vec![b'A'; 60_000],
+        b"BYE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKb\r\nCall-ID: \xff\xfe\r\nCSeq: 1 BYE\r\n\r\n".to_vec(),
+        b"ACK sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKc\r\nCall-ID: c\r\nCSeq: 1 ACK\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\n\r\n".to_vec(),
+    ];
+    for round in 0..200 {
+        for j in &junk {
+            let _ = sock.send_to(j, server.addr);
+        }
+        if round % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // Over TCP: junk, then an oversized message (the connection is closed).
+    if let Ok(mut t) = TcpStream::connect(server.addr) {
+        let _ = t.write_all(b"\r\n\r\nNOT SIP AT ALL\r\n\r\n");
+        let _ = t.write_all(&vec![b'x'; 40_000]);
+        let _ = t.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = Vec::new();
+        let _ = t.read_to_end(&mut buf);
+    }
+    assert!(server.running(), "ivr serve died:\n{}", server.log());
+    // Still answering: OPTIONS over TCP, then a call.
+    let mut t = TcpStream::connect(server.addr).expect("tcp");
+    t.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let opt = format!(
+        "OPTIONS sip:100@{a} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bKopt\r\n\
+         From: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:100@{a}>\r\nCall-ID: opt-1\r\nCSeq: 1 OPTIONS\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        a = server.addr
+    );
+    t.write_all(opt.as_bytes()).expect("send");
+    let mut line = String::new();
+    std::io::BufReader::new(&t)
+        .read_line(&mut line)
+        .expect("answer");
+    assert_eq!(line.trim(), "SIP/2.0 200 OK");
+    let (ok, out) = sipp(
+        dir,
+        server.addr,
+        "call_bye.xml",
+        &["-m", "1", "-d", "200", "-key", "rtpport", "9"],
+    );
+    assert!(
+        ok,
+        "a call after the flood failed:\n{out}\n{}",
+        server.log()
+    );
+    assert!(server.running());
+}
+
+#[test]
+fn recording_writes_the_callers_audio() {
+    need_sipp!();
+    let config = test_deployment("record", rtp_range(20));
+    let server = Server::start(&config, &[]);
+    // Key 3 once the menu waits (after 1 s); speak 600 ms after the beep; 1 s of silence ends
+    // the recording; the flow says goodbye and hangs up.
+    let media = Endpoint::start(vec![(1100, Act::Key('3')), (1700, Act::Voice(600))]);
+    let port = media.port.to_string();
+    let (ok, out) = sipp(
+        config.parent().expect("dir"),
+        server.addr,
+        "flow_hangs_up.xml",
+        &["-m", "1", "-key", "rtpport", &port],
+    );
+    let _ = media.finish();
+    assert!(ok, "sipp failed:\n{out}\n{}", server.log());
+    let (_, visits) = records(&config, 1);
+    assert_eq!(
+        visits,
+        vec![
+            visit("hello", "goto"),
+            visit("choose", "key 3"),
+            visit("rec", "next"),
+            visit("bye", "hangup"),
+        ]
+    );
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    let rows: Vec<(String, String, Option<String>, i64)> = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        sqlx::query_as("SELECT node, save_table, file, length_ms FROM recordings")
+            .fetch_all(&pool)
+            .await
+            .expect("recordings")
+    });
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (node, save, file, length) = &rows[0];
+    assert_eq!((node.as_str(), save.as_str()), ("rec", "messages"));
+    assert!((900..=4000).contains(length), "length {length}");
+    let file = PathBuf::from(file.clone().expect("file"));
+    assert!(file.starts_with(config.parent().expect("dir").join("recordings/messages")));
+    let mut wav = Vec::new();
+    fs::File::open(&file)
+        .expect("wav")
+        .read_to_end(&mut wav)
+        .expect("read");
+    // 600 ms of voice at 8 kHz, 16 bits (and whatever silence followed).
+    assert!(wav.len() > 44 + 9_000, "wav of {} bytes", wav.len());
+}
+
+#[test]
+fn lookups_and_hold_on_the_reference_hotline() {
+    need_sipp!();
+    let config = reference_deployment("hotline", rtp_range(20));
+    let server = Server::start(&config, &[]);
+    let dir = config.parent().expect("dir");
+    let (ok, out) = sipp(
+        dir,
+        server.addr,
+        "hold.xml",
+        &["-m", "1", "-key", "rtpport", "9"],
+    );
+    assert!(ok, "hold failed:\n{out}\n{}", server.log());
+    let (calls, visits) = records(&config, 1);
+    assert_eq!(calls[0].1, "hotline");
+    assert_eq!(calls[0].2.as_deref(), Some("self_service"));
+    let exits: Vec<&str> = visits
+        .iter()
+        .map(|(n, e)| if e.is_some() { n.as_str() } else { "" })
+        .collect();
+    assert!(
+        visits.starts_with(&[visit("start", "goto"), visit("identify", "found")]),
+        "{visits:?}"
+    );
+    assert!(exits.contains(&"known_caller"), "{visits:?}");
+    assert_eq!(
+        visits.last().and_then(|v| v.1.as_deref()),
+        Some("caller_hangup")
+    );
+}
+
+/// SIPp's pcap play sends through a raw socket; on loopback here its datagrams (UDP source
+/// port 0, the checksum of the capture) never reach a UDP socket, so this runs only on
+/// request (`cargo test --test serve -- --ignored`), e.g. between two hosts. RFC 4733 keys are
+/// covered by the tests above with the endpoint of this file.
+#[test]
+#[ignore = "SIPp pcap play does not deliver on loopback"]
+fn rfc4733_from_a_sipp_pcap_on_the_reference_hotline() {
+    need_sipp!();
+    let pcap = Path::new("/usr/share/sip-tester/dtmf_2833_3.pcap");
+    if !pcap.exists() {
+        eprintln!("{} is missing: test skipped", pcap.display());
+        return;
+    }
+    let config = reference_deployment("pcap", rtp_range(20));
+    let server = Server::start(&config, &[]);
+    let dir = config.parent().expect("dir");
+    fs::copy(pcap, dir.join("dtmf.pcap")).expect("pcap");
+    let (ok, out) = sipp(
+        dir,
+        server.addr,
+        "pcap_dtmf.xml",
+        &["-m", "1", "-d", "2500", "-key", "rtpport", "6000"],
+    );
+    assert!(ok, "sipp failed:\n{out}\n{}", server.log());
+    let (_, visits) = records(&config, 1);
+    assert!(
+        visits.contains(&visit("main_menu", "key 3")),
+        "key 3 from the pcap: {visits:?}"
+    );
+}
+
+#[test]
+fn limits_refuse_with_503_and_488() {
+    need_sipp!();
+    let config = test_deployment("limits", rtp_range(20));
+    let server = Server::start(&config, &["--max-calls", "1"]);
+    let dir = config.parent().expect("dir").to_path_buf();
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "no_codec.xml",
+        &["-m", "1", "-key", "rtpport", "9"],
+    );
+    assert!(ok, "488 expected:\n{out}\n{}", server.log());
+    let addr = server.addr;
+    let d2 = dir.join("long");
+    fs::create_dir_all(&d2).expect("dir");
+    let long = std::thread::spawn(move || {
+        sipp(
+            &d2,
+            addr,
+            "call_bye.xml",
+            &["-m", "1", "-d", "2500", "-key", "rtpport", "9"],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "busy.xml",
+        &["-m", "1", "-key", "rtpport", "9"],
+    );
+    assert!(ok, "503 expected:\n{out}\n{}", server.log());
+    let (ok, out) = long.join().expect("thread");
+    assert!(ok, "the admitted call failed:\n{out}\n{}", server.log());
+}
+
+#[test]
+fn tcp_calls_and_graceful_shutdown() {
+    need_sipp!();
+    let config = test_deployment("shutdown", rtp_range(20));
+    let mut server = Server::start(&config, &["--drain", "1s"]);
+    let dir = config.parent().expect("dir").to_path_buf();
+    // A call over TCP steered by INFO keys.
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "keys_info.xml",
+        &["-t", "t1", "-m", "1", "-key", "rtpport", "9"],
+    );
+    assert!(ok, "tcp call failed:\n{out}\n{}", server.log());
+    // A call in progress when the server is told to stop: after the drain time ivr ends it
+    // with a BYE, writes its record and exits cleanly.
+    let addr = server.addr;
+    let d2 = dir.join("drain");
+    fs::create_dir_all(&d2).expect("dir");
+    let call = std::thread::spawn(move || {
+        sipp(
+            &d2,
+            addr,
+            "flow_hangs_up.xml",
+            &["-m", "1", "-key", "rtpport", "9"],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let status = server.stop(Duration::from_secs(15));
+    let (ok, out) = call.join().expect("thread");
+    assert!(
+        ok,
+        "the call was not ended with a BYE:\n{out}\n{}",
+        server.log()
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit: {status:?}\n{}",
+        server.log()
+    );
+    let (calls, visits) = records(&config, 2);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(
+        visits.last().and_then(|v| v.1.as_deref()),
+        Some("caller_hangup")
+    );
+}
+
+/// A real softphone, headless: baresip (Debian package) dials the test flow with a WAV file
+/// as its microphone and dumps what it hears (sndfile); it hangs up when it quits.
+#[test]
+fn a_baresip_softphone_hears_the_flow() {
+    if Command::new("baresip")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("baresip is not installed: test skipped");
+        return;
+    }
+    let config = test_deployment("baresip", rtp_range(20));
+    let server = Server::start(&config, &[]);
+    let dir = config.parent().expect("dir").join("baresip");
+    fs::create_dir_all(&dir).expect("dir");
+    ivr_runtime::audio::write_wav(&dir.join("mic.wav"), &tone(300.0, 6000)).expect("mic");
+    // baresip also binds TLS on the next port: take a free pair.
+    let port = (0..50)
+        .map(|i| 41_000 + (std::process::id() % 500) as u16 * 20 + i * 2)
+        .find(|p| {
+            UdpSocket::bind(("127.0.0.1", *p)).is_ok()
+                && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
+        })
+        .expect("free port");
+    fs::write(
+        dir.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\naudio_player aubridge,x\n\
+             audio_source aufile,{mic}\naudio_alert aubridge,y\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+             module aubridge.so\nmodule sndfile.so\nmodule_app account.so\nmodule_app menu.so\n\
+             snd_path {dump}\n",
+            mic = dir.join("mic.wav").display(),
+            dump = dir.display()
+        ),
+    )
+    .expect("config");
+    fs::write(
+        dir.join("accounts"),
+        format!("<sip:{CALLER}@127.0.0.1>;regint=0;audio_codecs=PCMU\n"),
+    )
+    .expect("accounts");
+    let out = Command::new("timeout")
+        .args(["20", "baresip", "-f"])
+        .arg(&dir)
+        .args(["-e", &format!("/dial sip:100@{}", server.addr), "-t", "4"])
+        .output()
+        .expect("baresip");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains("Call established"),
+        "baresip:\n{said}\n{}",
+        server.log()
+    );
+    let (calls, visits) = records(&config, 1);
+    assert_eq!(calls[0].4, CALLER);
+    assert_eq!(visits.first(), Some(&visit("hello", "goto")), "{visits:?}");
+    assert_eq!(
+        visits.last().and_then(|v| v.1.as_deref()),
+        Some("caller_hangup")
+    );
+    // What baresip decoded: the prompts (tones), not silence.
+    let dump = fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .expect("baresip's dump of what it heard");
+    let mut r = hound::WavReader::open(&dump).expect("wav");
+    let rate = r.spec().sample_rate as usize;
+    let samples: Vec<i16> = r.samples::<i16>().map_while(Result::ok).collect();
+    // ivr sends audio only while something plays (hello and the menu prompt: 1 s), then
+    // waits for a key in silence; baresip's dump holds what arrived.
+    assert!(
+        samples.len() >= rate * 8 / 10,
+        "{} samples at {rate} Hz",
+        samples.len()
+    );
+    let loud = samples.iter().filter(|s| s.unsigned_abs() > 1000).count();
+    assert!(
+        loud > rate / 2,
+        "the prompts were heard: {loud} loud samples"
+    );
+}
