@@ -736,8 +736,64 @@ fn cancel_before_the_answer_releases_everything() {
         &["-m", "1", "-d", "300", "-key", "rtpport", "9"],
     );
     assert!(ok, "call after the cancel failed:\n{out}\n{}", server.log());
-    let (calls, _) = records(&config, 1);
-    assert_eq!(calls.len(), 1, "only the answered call has a record");
+    // Every call leaves its record: the cancelled one too (abandoned, never answered, no
+    // node visits), then the answered one.
+    let (calls, _) = records(&config, 2);
+    assert_eq!(calls.len(), 2, "a record for each call: {calls:?}");
+    assert_eq!(calls[0].1, "t");
+    assert_eq!(calls[0].2.as_deref(), Some("abandoned"));
+    assert_eq!(calls[0].3, "sip");
+    assert_eq!(calls[0].4, CALLER);
+    assert_eq!(calls[1].2.as_deref(), Some("self_service"));
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    let (called, answered, ended, visits): (String, Option<String>, Option<String>, i64) =
+        block_on(async {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .expect("db");
+            sqlx::query_as(
+                "SELECT called, CAST(answered_at AS TEXT), CAST(ended_at AS TEXT), \
+                 (SELECT COUNT(*) FROM node_visits v WHERE v.call_id = c.call_id) \
+                 FROM calls c WHERE c.call_id = ?",
+            )
+            .bind(&calls[0].0)
+            .fetch_one(&pool)
+            .await
+            .expect("cancelled call")
+        });
+    assert!(!called.is_empty(), "called number");
+    assert_eq!(answered, None, "never answered");
+    assert!(ended.is_some(), "ended");
+    assert_eq!(visits, 0, "no node visits");
+}
+
+#[test]
+fn late_offer_is_answered_with_our_offer_and_the_ack_answers() {
+    need_sipp!();
+    let config = test_deployment("late", rtp_range(20));
+    let server = Server::start(&config, &[]);
+    let media = Endpoint::start(Vec::new());
+    let port = media.port.to_string();
+    // The scenario checks the 200 OK's SDP offer (PCMU, PCMA, telephone-event) and answers it
+    // in the ACK, with `media` as where the caller's audio goes.
+    let (ok, out) = sipp(
+        config.parent().expect("dir"),
+        server.addr,
+        "uac_late_offer.xml",
+        &["-m", "1", "-d", "1500", "-key", "rtpport", &port],
+    );
+    let (pkts, _) = media.finish();
+    assert!(ok, "late offer failed:\n{out}\n{}", server.log());
+    // Media started with the ACK's answer: the caller heard the flow, in PCMU.
+    assert!(!pkts.is_empty(), "no RTP after the ACK:\n{}", server.log());
+    check_rtp_stream(&pkts);
+    let (calls, visits) = records(&config, 1);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].1, "t");
+    assert_eq!(calls[0].2.as_deref(), Some("self_service"));
+    assert_eq!(calls[0].3, "sip");
+    assert_eq!(calls[0].4, CALLER);
+    assert!(!visits.is_empty(), "the flow ran");
 }
 
 #[test]

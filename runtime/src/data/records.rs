@@ -688,6 +688,13 @@ impl CallRecorder {
         }
     }
 
+    /// Writes the row of a call that ended before its flow started (cancelled while ringing,
+    /// no ACK for the answer, no common codec in the ACK): no answer time, no node visits.
+    pub fn unserved(mut self, outcome: &str, now: Millis) {
+        self.call.outcome = Some(outcome.to_string());
+        self.finish(now);
+    }
+
     /// Writes the call row (once): at the end of the call, or when a driver gives up on a call
     /// that never ended (the outcome stays empty). Nodes still open are written unleft.
     pub fn finish(&mut self, now: Millis) {

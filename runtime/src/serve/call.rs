@@ -86,6 +86,12 @@ impl Clock {
     }
 }
 
+/// The engine's "now" (local wall-clock milliseconds) outside a call's task: for records of
+/// calls that never started.
+pub fn local_now() -> Millis {
+    Clock::new().now()
+}
+
 /// One 20 ms frame of silence, shared by every `pause`.
 fn silence() -> &'static Arc<Prompt> {
     static S: OnceLock<Arc<Prompt>> = OnceLock::new();

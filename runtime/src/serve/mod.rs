@@ -6,7 +6,7 @@
 
 pub mod call;
 
-use crate::data::records::{RecordWriter, WriterOptions};
+use crate::data::records::{CallRecorder, RecordWriter, WriterOptions};
 use crate::data::{self, Database};
 use crate::engine::{CallInfo, Channel};
 use crate::live::Live;
@@ -91,7 +91,11 @@ impl Calls for App {
             return Err(404);
         };
         let flow = Arc::clone(flow);
-        let n = sdp::negotiate(c.offer).map_err(|_| 488u16)?;
+        // No offer in the INVITE (late offer): we offer in the 200 and the ACK answers.
+        let n = match c.offer {
+            Some(o) => Some(sdp::negotiate(o).map_err(|_| 488u16)?),
+            None => None,
+        };
         let Some(port) = self.ports.allocate() else {
             tracing::warn!("no free RTP port");
             return Err(503);
@@ -110,16 +114,38 @@ impl Calls for App {
             called,
             channel: Channel::Sip,
         };
-        let answer = sdp::answer(c.offer, &n, c.local_ip, port.port(), random_u64() >> 1, 1);
+        let session_id = random_u64() >> 1;
+        let answer = match (c.offer, &n) {
+            (Some(o), Some(n)) => sdp::answer(o, n, c.local_ip, port.port(), session_id, 1),
+            _ => sdp::offer(c.local_ip, port.port(), session_id, 1),
+        };
+        // The record of a call that ends before its flow starts (CANCEL, no ACK, ...).
+        let unserved = {
+            let (writer, flow, info) = (self.writer.clone(), Arc::clone(&flow), info.clone());
+            let arrived = call::local_now();
+            move |outcome: &'static str| {
+                if let Some(w) = writer {
+                    CallRecorder::new(w, flow, &info, arrived).unserved(outcome, call::local_now());
+                }
+            }
+        };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let span = tracing::info_span!("call", id = %info.id);
         let port_no = port.port();
-        let setup = call::Setup {
+        let mut setup = call::Setup {
             info,
             flow,
             deployment: Arc::clone(&deployment),
             port,
-            negotiated: n,
+            // Replaced by the ACK's answer for a late offer.
+            negotiated: n.unwrap_or(sdp::Negotiated {
+                index: 0,
+                law: crate::audio::Law::Ulaw,
+                pt: 0,
+                event_pt: Some(sdp::DEFAULT_EVENT_PT),
+                remote: None,
+                direction: sdp::Direction::SendRecv,
+            }),
             events: events_rx,
             core: self.core.clone(),
             tag: c.tag.to_string(),
@@ -136,10 +162,12 @@ impl Calls for App {
             negotiated: n,
             port: port_no,
             events: events_tx,
-            start: Box::new(move || {
+            start: Box::new(move |n| {
+                setup.negotiated = n;
                 running.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(call::run(setup).instrument(span));
             }),
+            unserved: Box::new(unserved),
         })
     }
 }

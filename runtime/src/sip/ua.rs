@@ -59,17 +59,27 @@ pub enum CoreMsg {
 
 /// A call the serve layer agreed to take.
 pub struct Admitted {
-    /// The SDP answer.
+    /// The SDP of the 200 OK: our answer, or our offer when the INVITE had none.
     pub answer: String,
-    /// What was negotiated.
-    pub negotiated: Negotiated,
+    /// What was negotiated (none: late offer, the ACK carries the caller's answer).
+    pub negotiated: Option<Negotiated>,
     /// Our RTP port (for answers to re-INVITEs).
     pub port: u16,
     /// Where the call hears about its dialog.
     pub events: mpsc::UnboundedSender<DialogEvent>,
-    /// Starts the call; run once the 200 OK is on its way. Dropping it (CANCEL) releases
-    /// everything the call held.
-    pub start: Box<dyn FnOnce() + Send>,
+    /// Starts the call with the media parameters; run once the 200 OK is on its way (late
+    /// offer: once the ACK's answer is negotiated). Dropping it (CANCEL) releases everything
+    /// the call held.
+    pub start: Box<dyn FnOnce(Negotiated) + Send>,
+    /// Writes the record of a call that ends before it starts, with its outcome (`abandoned`:
+    /// CANCEL or BYE before the ACK; `failed`: no ACK, no common codec, shutdown).
+    pub unserved: Box<dyn FnOnce(&'static str) + Send>,
+}
+
+/// A late-offer call answered and waiting for the ACK's SDP answer to start.
+struct AwaitingAck {
+    start: Box<dyn FnOnce(Negotiated) + Send>,
+    unserved: Box<dyn FnOnce(&'static str) + Send>,
 }
 
 /// A new INVITE as the serve layer sees it.
@@ -85,8 +95,8 @@ pub struct NewCall<'a> {
     pub local_ip: IpAddr,
     /// Our To-tag.
     pub tag: &'a str,
-    /// The SDP offer.
-    pub offer: &'a sdp::Session,
+    /// The SDP offer (none: late offer, we make it in the 200 OK).
+    pub offer: Option<&'a sdp::Session>,
 }
 
 /// The serve layer's side of the core.
@@ -148,6 +158,8 @@ struct Entry {
     local_ip: IpAddr,
     sdp_version: u64,
     session_id: u64,
+    /// Late offer: answered, the call starts at the ACK.
+    awaiting_ack: Option<AwaitingAck>,
 }
 
 /// The core's counters, shared with the server.
@@ -478,13 +490,16 @@ impl<C: Calls> Core<C> {
         }
         let is_sdp = message::value(&req.headers, "Content-Type")
             .is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("application/sdp"));
+        // No body: a late offer (RFC 3261 13.2.1), we offer in the 200 and the ACK answers.
+        let late = req.body.iter().all(u8::is_ascii_whitespace);
         let offer = match std::str::from_utf8(&req.body)
             .ok()
-            .filter(|_| is_sdp)
+            .filter(|_| is_sdp && !late)
             .map(sdp::parse)
         {
-            Some(Ok(o)) => o,
-            // No offer (we do not make offers in the 200) or a broken one.
+            Some(Ok(o)) => Some(o),
+            None if late => None,
+            // A broken offer or not SDP.
             _ => {
                 refuse(self, 488);
                 return;
@@ -500,7 +515,7 @@ impl<C: Calls> Core<C> {
             peer,
             local_ip,
             tag: &tag,
-            offer: &offer,
+            offer: offer.as_ref(),
         }) {
             Ok(a) => a,
             Err(code) => {
@@ -537,6 +552,7 @@ impl<C: Calls> Core<C> {
                 local_ip,
                 sdp_version: 1,
                 session_id,
+                awaiting_ack: None,
             },
         );
         self.stats
@@ -585,7 +601,17 @@ impl<C: Calls> Core<C> {
             self.send(&peer, bytes);
         }
         self.stats.answered.fetch_add(1, Ordering::Relaxed);
-        (admitted.start)();
+        match admitted.negotiated {
+            Some(n) => (admitted.start)(n),
+            None => {
+                if let Some(e) = self.dialogs.get_mut(tag) {
+                    e.awaiting_ack = Some(AwaitingAck {
+                        start: admitted.start,
+                        unserved: admitted.unserved,
+                    });
+                }
+            }
+        }
     }
 
     fn on_reinvite(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Instant) {
@@ -648,15 +674,36 @@ impl<C: Calls> Core<C> {
         }
         // The ACK of a 2xx: a new transaction, matched by the dialog.
         let tag = f.to_tag.clone().unwrap_or_default();
-        if let Some(e) = self.dialogs.get(&tag).filter(|e| e.dialog.matches(f)) {
-            let key = e.invite.clone();
-            if let Some((tx, _)) = self.server.get_mut(&key) {
-                tx.ack(now);
-                let d = tx.deadline();
-                self.arm(d, TimerKey::Server(key.branch, 0));
+        let Some(e) = self.dialogs.get_mut(&tag).filter(|e| e.dialog.matches(f)) else {
+            return;
+        };
+        let key = e.invite.clone();
+        let late = e.awaiting_ack.take();
+        if let Some((tx, _)) = self.server.get_mut(&key) {
+            tx.ack(now);
+            let d = tx.deadline();
+            self.arm(d, TimerKey::Server(key.branch, 0));
+        }
+        // Late offer: the ACK carries the caller's answer; the call starts with it.
+        let Some(late) = late else { return };
+        let n = std::str::from_utf8(&req.body)
+            .ok()
+            .filter(|b| !b.trim().is_empty())
+            .and_then(|b| sdp::parse(b).ok())
+            .and_then(|a| sdp::negotiate(&a).ok());
+        match n {
+            Some(n) => (late.start)(n),
+            None => {
+                tracing::info!(call = %f.call_id, "no usable SDP answer in the ACK; ending the call");
+                if let Some(e) = self.dialogs.remove(&tag) {
+                    self.stats
+                        .active
+                        .store(self.dialogs.len(), Ordering::Relaxed);
+                    self.send_bye(e, now);
+                }
+                (late.unserved)("failed");
             }
         }
-        let _ = req;
     }
 
     fn on_cancel(&mut self, req: &Request, peer: Peer, key: TxKey, now: Instant) {
@@ -700,7 +747,14 @@ impl<C: Calls> Core<C> {
             };
             self.respond(&inv, e.peer, &invite, 487, &extra, now);
             tracing::info!(call = %e.dialog.call_id, "cancelled before the answer");
-            // Dropping the entry drops the admitted call: its port and channel go back.
+            // Dropping the entry drops the admitted call: its port and channel go back. The
+            // caller gave up: the call's record says so.
+            if let Phase::Ringing {
+                admitted: Some(a), ..
+            } = e.phase
+            {
+                (a.unserved)("abandoned");
+            }
         }
     }
 
@@ -716,7 +770,10 @@ impl<C: Calls> Core<C> {
             self.stats
                 .active
                 .store(self.dialogs.len(), Ordering::Relaxed);
-            if let Phase::Answered { events } = &e.phase {
+            if let Some(late) = e.awaiting_ack {
+                // Hung up before the ACK: the call never started.
+                (late.unserved)("abandoned");
+            } else if let Phase::Answered { events } = &e.phase {
                 let _ = events.send(DialogEvent::Bye);
             }
         }
@@ -779,7 +836,7 @@ impl<C: Calls> Core<C> {
                 self.draining = true;
                 let tags: Vec<String> = self.dialogs.keys().cloned().collect();
                 for tag in tags {
-                    self.terminate(&tag);
+                    self.terminate(&tag, now);
                 }
             }
         }
@@ -787,7 +844,23 @@ impl<C: Calls> Core<C> {
 
     /// Ends an answered call from our side: the call feeds the engine a hang-up and reports
     /// back with `Ended { bye: true }`.
-    fn terminate(&mut self, tag: &str) {
+    fn terminate(&mut self, tag: &str, now: Instant) {
+        // A late offer still waiting for its ACK: the call never started; we send the BYE.
+        if self
+            .dialogs
+            .get(tag)
+            .is_some_and(|e| e.awaiting_ack.is_some())
+            && let Some(mut e) = self.dialogs.remove(tag)
+        {
+            self.stats
+                .active
+                .store(self.dialogs.len(), Ordering::Relaxed);
+            if let Some(late) = e.awaiting_ack.take() {
+                (late.unserved)("failed");
+            }
+            self.send_bye(e, now);
+            return;
+        }
         let ringing = match self.dialogs.get_mut(tag) {
             Some(e) => match &e.phase {
                 Phase::Answered { events } => {
@@ -801,7 +874,15 @@ impl<C: Calls> Core<C> {
             None => false,
         };
         if ringing {
-            self.dialogs.remove(tag);
+            if let Some(Entry {
+                phase: Phase::Ringing {
+                    admitted: Some(a), ..
+                },
+                ..
+            }) = self.dialogs.remove(tag)
+            {
+                (a.unserved)("failed");
+            }
             self.stats
                 .active
                 .store(self.dialogs.len(), Ordering::Relaxed);
@@ -867,7 +948,7 @@ impl<C: Calls> Core<C> {
                         Poll::TimedOut => {
                             self.server.remove(&key);
                             if key.method == Method::Invite {
-                                self.no_ack(&key);
+                                self.no_ack(&key, now);
                             }
                         }
                     }
@@ -877,7 +958,7 @@ impl<C: Calls> Core<C> {
     }
 
     /// A 2xx was never acknowledged: end the call and send a BYE (RFC 3261 13.3.1.4).
-    fn no_ack(&mut self, invite: &TxKey) {
+    fn no_ack(&mut self, invite: &TxKey, now: Instant) {
         let tag = self
             .dialogs
             .iter()
@@ -885,7 +966,7 @@ impl<C: Calls> Core<C> {
             .map(|(t, _)| t.clone());
         if let Some(tag) = tag {
             tracing::warn!(tag = %tag, "no ACK for the 200 OK; ending the call");
-            self.terminate(&tag);
+            self.terminate(&tag, now);
         }
     }
 }
