@@ -90,7 +90,8 @@ enum Command {
         /// SIP address for UDP and TCP (default: `[server] sip`, 0.0.0.0:5060).
         #[arg(long, value_name = "ADDR")]
         sip: Option<String>,
-        /// HTTP address (accepted; the HTTP interface comes in a later release).
+        /// HTTP address of `GET /status` and `GET /metrics` (default: `[server] http`,
+        /// 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
         /// Do not reload when flows, prompts or ivr.toml change (SIGHUP still reloads).

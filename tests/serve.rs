@@ -212,7 +212,14 @@ struct Server {
 }
 
 impl Server {
+    /// Starts `ivr serve` without the file watcher (SIGHUP still reloads).
     fn start(config: &Path, extra: &[&str]) -> Server {
+        Server::launch(config, false, extra)
+    }
+
+    /// Starts `ivr serve`, watching the files when `watch`; HTTP on a free port of its own
+    /// unless `extra` names `--http`.
+    fn launch(config: &Path, watch: bool, extra: &[&str]) -> Server {
         let dir = config.parent().expect("dir");
         for _ in 0..20 {
             let port = {
@@ -225,7 +232,13 @@ impl Server {
             let child = Command::new(env!("CARGO_BIN_EXE_ivr"))
                 .arg("--config")
                 .arg(config)
-                .args(["serve", "--sip", &addr.to_string(), "--no-watch"])
+                .args(["serve", "--sip", &addr.to_string()])
+                .args(if watch { &[][..] } else { &["--no-watch"][..] })
+                .args(if extra.contains(&"--http") {
+                    &[][..]
+                } else {
+                    &["--http", "127.0.0.1:0"][..]
+                })
                 .args(extra)
                 .env("IVR_LOG", "info")
                 .stdin(Stdio::null())
@@ -258,6 +271,17 @@ impl Server {
             }
         }
         panic!("no free SIP port");
+    }
+
+    /// Where `GET /status` and `GET /metrics` are served.
+    fn http(&self) -> SocketAddr {
+        let out = fs::read_to_string(&self.out).unwrap_or_default();
+        let at = out.find("HTTP on ").expect("HTTP address") + "HTTP on ".len();
+        out[at..]
+            .split(';')
+            .next()
+            .and_then(|a| a.trim().parse().ok())
+            .expect("HTTP address")
     }
 
     fn log(&self) -> String {
@@ -1160,5 +1184,438 @@ fn a_baresip_softphone_hears_the_flow() {
     assert!(
         loud > rate / 2,
         "the prompts were heard: {loud} loud samples"
+    );
+}
+
+/// A plain HTTP/1.1 GET (bounded): the status code, the content type and the body.
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let kind = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (code, kind, body.to_string())
+}
+
+fn status(addr: SocketAddr) -> serde_json::Value {
+    let (code, kind, body) = http_get(addr, "/status");
+    assert_eq!(code, 200, "{body}");
+    assert!(kind.starts_with("application/json"), "{kind}");
+    serde_json::from_str(&body).expect("status JSON")
+}
+
+/// Polls `GET /status` until `done` holds (at most `within`); the status and how long it took.
+fn status_until(
+    addr: SocketAddr,
+    within: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Option<(serde_json::Value, Duration)> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        let s = status(addr);
+        if done(&s) {
+            return Some((s, started.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+fn failed_reloads(s: &serde_json::Value) -> u64 {
+    s["reloads"]["failed"].as_u64().expect("reloads.failed")
+}
+
+#[test]
+fn http_status_and_metrics_follow_valid_and_broken_edits() {
+    let config = test_deployment("http", rtp_range(10));
+    let server = Server::launch(&config, true, &[]);
+    let http = server.http();
+    let flow = config.parent().expect("dir").join("flows/t.flow");
+    let first = Deployment::load(Some(&config), None).expect("deployment");
+    let s = status(http);
+    assert_eq!(s["version"], first.version.as_str(), "{s}");
+    assert!(s["live_since"].is_string(), "{s}");
+    assert!(s["last_reload"].is_null(), "{s}");
+
+    // A broken edit: reported over HTTP with `ivr check`'s diagnostics; the version stays.
+    fs::write(&flow, TEST_FLOW.replace("goto bye", "goto nowhere")).expect("edit");
+    let (s, _) = status_until(http, Duration::from_secs(10), |s| failed_reloads(s) == 1)
+        .unwrap_or_else(|| panic!("no failed reload\n{}", server.log()));
+    assert_eq!(s["version"], first.version.as_str(), "{s}");
+    assert_eq!(s["last_reload"]["ok"], false, "{s}");
+    assert_eq!(
+        s["last_reload"]["diagnostics"][0]["code"], "unknown-target",
+        "{s}"
+    );
+    assert!(
+        server
+            .log()
+            .contains("error[unknown-target]: there is no node `nowhere`"),
+        "the log does not show the diagnostic like `ivr check`:\n{}",
+        server.log()
+    );
+    let (code, kind, metrics) = http_get(http, "/metrics");
+    assert_eq!(code, 200);
+    assert!(kind.starts_with("text/plain"), "{kind}");
+    for line in [
+        "ivr_calls_in_progress 0".to_string(),
+        "ivr_reloads_total{result=\"ok\"} 0".to_string(),
+        "ivr_reloads_total{result=\"failed\"} 1".to_string(),
+        format!("ivr_live_version_info{{version=\"{}\"}} 1", first.version),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
+
+    // A valid edit goes live.
+    fs::write(
+        &flow,
+        TEST_FLOW.replace("\"serve test\"", "\"serve test 2\""),
+    )
+    .expect("edit");
+    let (s, _) = status_until(http, Duration::from_secs(10), |s| {
+        s["version"] != first.version.as_str()
+    })
+    .unwrap_or_else(|| panic!("the valid edit did not go live\n{}", server.log()));
+    assert_eq!(s["last_reload"]["ok"], true, "{s}");
+    assert_eq!(s["last_reload"]["version"], s["version"], "{s}");
+    assert_eq!(s["reloads"]["ok"], 1, "{s}");
+    let (_, _, metrics) = http_get(http, "/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "ivr_live_version_info{{version=\"{}\"}} 1",
+            s["version"].as_str().expect("version")
+        )),
+        "{metrics}"
+    );
+}
+
+/// The flow of the reload test at edit `i`: hello, then a node named after the edit (so each
+/// call's path shows the version it ran), then bye; 1.3 s of prompts. Broken: a `goto` to a
+/// node that does not exist.
+fn edit_flow(i: usize, broken: bool) -> String {
+    format!(
+        r#"
+flow t {{
+    title    "edit {i}"
+    language zh-CN
+    entry    hello
+}}
+
+step hello {{
+    play hello
+    goto mid{i}
+}}
+
+step mid{i} {{
+    play options
+    goto {next}
+}}
+
+step bye {{
+    play bye
+    hangup
+}}
+"#,
+        next = if broken { "nowhere" } else { "bye" }
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// 20 edits in a row (valid and broken) under a steady SIPp load: new calls follow each valid
+/// edit, calls in progress keep their version and path, broken edits never serve a call, no
+/// call fails. Also prints the reload latency and the RTP timing of calls during the edits.
+#[test]
+fn twenty_edits_under_load() {
+    need_sipp!();
+    const CALLS: usize = 150;
+    const EDITS: usize = 20;
+    let config = test_deployment("reload-load", rtp_range(40));
+    let dir = config.parent().expect("dir").to_path_buf();
+    let flow = dir.join("flows/t.flow");
+    fs::write(&flow, edit_flow(0, false)).expect("flow");
+    let server = Server::launch(&config, true, &[]);
+    let http = server.http();
+    // flow version → edit number of every version that went live.
+    let mut versions = std::collections::HashMap::new();
+    let s = status(http);
+    let flow_version = |s: &serde_json::Value| {
+        s["flows"][0]["version"]
+            .as_str()
+            .expect("flow version")
+            .to_string()
+    };
+    versions.insert(flow_version(&s), 0usize);
+
+    // The steady load: 8 calls/s, 1.3 s each.
+    let addr = server.addr;
+    let load_dir = dir.join("load");
+    fs::create_dir_all(&load_dir).expect("dir");
+    let load = std::thread::spawn(move || {
+        let m = CALLS.to_string();
+        sipp(
+            &load_dir,
+            addr,
+            "flow_hangs_up.xml",
+            &[
+                "-r", "8", "-l", "40", "-m", &m, "-timeout", "60", "-key", "rtpport", "9",
+            ],
+        )
+    });
+    // Calls that listen to their RTP one after another, before and during the edits.
+    let editing = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = {
+        let (editing, stop) = (Arc::clone(&editing), Arc::clone(&stop));
+        let probe_dir = dir.join("probe");
+        fs::create_dir_all(&probe_dir).expect("dir");
+        std::thread::spawn(move || {
+            let mut out: Vec<(bool, Vec<Pkt>, bool, String)> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let during = editing.load(Ordering::Relaxed);
+                let media = Endpoint::start(Vec::new());
+                let port = media.port.to_string();
+                let (ok, text) = sipp(
+                    &probe_dir,
+                    addr,
+                    "flow_hangs_up.xml",
+                    &["-m", "1", "-key", "rtpport", &port],
+                );
+                let (pkts, _) = media.finish();
+                out.push((during, pkts, ok, text));
+            }
+            out
+        })
+    };
+
+    std::thread::sleep(Duration::from_secs(2));
+    editing.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let mut valid = 0;
+    for i in 1..=EDITS {
+        let broken = i % 3 == 0;
+        let before = status(http);
+        let at = Instant::now();
+        fs::write(&flow, edit_flow(i, broken)).expect("edit");
+        if broken {
+            let failed = failed_reloads(&before);
+            let (s, _) = status_until(http, Duration::from_secs(5), |s| failed_reloads(s) > failed)
+                .unwrap_or_else(|| panic!("edit {i}: no failed reload\n{}", server.log()));
+            assert_eq!(s["version"], before["version"], "edit {i}: {s}");
+            assert_eq!(s["last_reload"]["ok"], false, "edit {i}: {s}");
+        } else {
+            let (s, took) = status_until(http, Duration::from_secs(5), |s| {
+                s["version"] != before["version"]
+            })
+            .unwrap_or_else(|| panic!("edit {i} did not go live\n{}", server.log()));
+            latencies.push(took);
+            valid += 1;
+            versions.insert(flow_version(&s), i);
+        }
+        let next = at + Duration::from_millis(600);
+        if let Some(rest) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(rest);
+        }
+    }
+    editing.store(false, Ordering::Relaxed);
+    let (ok, out) = load.join().expect("load");
+    stop.store(true, Ordering::Relaxed);
+    let probes = probe.join().expect("probe");
+    assert!(ok, "a call of the load failed:\n{out}\n{}", server.log());
+    assert_eq!(versions.len(), valid + 1, "{versions:?}");
+
+    // Every call's record: a version that went live, the path of that version, in the order
+    // the versions went live; no call ran a broken edit.
+    let db = dir.join("ivr-data/ivr.db");
+    let total = CALLS + probes.len();
+    let (calls, visits) = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let calls: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
+                "SELECT call_id, flow_version, outcome, started_at FROM calls ORDER BY started_at",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("calls");
+            if calls.len() >= total || started.elapsed() > Duration::from_secs(10) {
+                let visits: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT call_id, flow_version, node FROM node_visits ORDER BY call_id, seq",
+                )
+                .fetch_all(&pool)
+                .await
+                .expect("visits");
+                return (calls, visits);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert_eq!(calls.len(), total, "call records");
+    let mut paths: std::collections::HashMap<&str, Vec<(&str, &str)>> =
+        std::collections::HashMap::new();
+    for (id, v, node) in &visits {
+        paths.entry(id).or_default().push((v, node));
+    }
+    let mut last = 0;
+    let mut served = std::collections::BTreeSet::new();
+    let mut order: Vec<(String, usize)> = Vec::new();
+    for (id, v, outcome, started_at) in &calls {
+        let Some(&edit) = versions.get(v) else {
+            panic!("call {id} ran version {v}, which never went live");
+        };
+        assert_eq!(outcome.as_deref(), Some("self_service"), "call {id}");
+        let mid = format!("mid{edit}");
+        let path: Vec<(&str, &str)> = paths.get(id.as_str()).cloned().unwrap_or_default();
+        assert_eq!(
+            path,
+            vec![
+                (v.as_str(), "hello"),
+                (v.as_str(), mid.as_str()),
+                (v.as_str(), "bye")
+            ],
+            "call {id} (edit {edit})"
+        );
+        order.push((started_at.clone(), edit));
+        served.insert(edit);
+    }
+    // Calls arriving in the same millisecond may be recorded in either order.
+    order.sort();
+    for (_, edit) in &order {
+        assert!(*edit >= last, "versions out of order: {order:?}");
+        last = *edit;
+    }
+    let live: std::collections::BTreeSet<usize> = versions.values().copied().collect();
+    assert_eq!(served, live, "versions that served calls");
+
+    latencies.sort();
+    let mut gaps_during = Vec::new();
+    let mut gaps_before = Vec::new(); // before and after
+    for (during, pkts, ok, text) in &probes {
+        assert!(ok, "a probe call failed:\n{text}");
+        check_rtp_stream(pkts);
+        let gaps = pkts
+            .windows(2)
+            .filter(|w| !w[1].marker)
+            .map(|w| w[1].at - w[0].at);
+        if *during {
+            gaps_during.extend(gaps);
+        } else {
+            gaps_before.extend(gaps);
+        }
+    }
+    gaps_during.sort();
+    gaps_before.sort();
+    eprintln!(
+        "reload latency under load ({} valid edits, write → /status shows it): p50 {}, p99 {}, max {}",
+        latencies.len(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies[latencies.len() - 1]),
+    );
+    for (name, g) in [
+        ("outside the edits", &gaps_before),
+        ("during the edits", &gaps_during),
+    ] {
+        if !g.is_empty() {
+            eprintln!(
+                "RTP inter-packet gaps of calls in progress {name} ({} gaps): p50 {}, p99 {}, max {}",
+                g.len(),
+                ms(percentile(g, 0.5)),
+                ms(percentile(g, 0.99)),
+                ms(g[g.len() - 1]),
+            );
+        }
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("dir");
+    for e in fs::read_dir(from).expect("read dir").flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            copy_tree(&path, &to.join(e.file_name()));
+        } else {
+            fs::copy(&path, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// The reload latency on the reference set (a copy of flows/ and prompts/): an edit of
+/// flows/hotline.flow is written, then `GET /status` is polled every 5 ms until the new
+/// version is live (the next call admitted gets it). Prints p50/p99 over 40 edits; record the
+/// figures in docs/performance.md. Run it in release:
+/// `cargo test --release --test serve -- --ignored reload_latency --nocapture`.
+#[test]
+#[ignore = "a measurement; run it in release (see docs/performance.md)"]
+fn reload_latency_on_the_reference_set() {
+    const EDITS: usize = 40;
+    let dir = temp_dir("latency");
+    copy_tree(&repo().join("flows"), &dir.join("flows"));
+    copy_tree(&repo().join("prompts"), &dir.join("prompts"));
+    let rtp = rtp_range(10);
+    let text = fs::read_to_string(repo().join("ivr.toml")).expect("ivr.toml");
+    let mut out = String::new();
+    for line in text.lines() {
+        let key = line.split('=').next().unwrap_or_default().trim();
+        out.push_str(&match key {
+            "rtp_ports" => format!("rtp_ports = \"{}-{}\"", rtp.0, rtp.1),
+            _ => line.to_string(),
+        });
+        out.push('\n');
+    }
+    let config = dir.join("ivr.toml");
+    fs::write(&config, out).expect("config");
+    let server = Server::launch(&config, true, &[]);
+    let http = server.http();
+    let hotline = dir.join("flows/hotline.flow");
+    let original = fs::read_to_string(&hotline).expect("hotline.flow");
+    let mut latencies = Vec::new();
+    for i in 0..EDITS {
+        let before = status(http);
+        std::thread::sleep(Duration::from_millis(200));
+        let at = Instant::now();
+        fs::write(&hotline, format!("{original}\n# edit {i}\n")).expect("edit");
+        let (_, _) = status_until(http, Duration::from_secs(10), |s| {
+            s["version"] != before["version"]
+        })
+        .unwrap_or_else(|| panic!("edit {i} did not go live\n{}", server.log()));
+        latencies.push(at.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "reload latency on the reference set ({EDITS} edits, write → new version live): \
+         p50 {}, p99 {}, min {}, max {}",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies[0]),
+        ms(latencies[EDITS - 1]),
     );
 }

@@ -150,17 +150,27 @@ impl Live {
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let ignored = |p: &Path| {
-            p.components().any(|c| {
+        // What matters: the configuration file and anything under the flows or prompt folders
+        // (not logs, recordings or the database that may live beside `ivr.toml`).
+        let config_name = config_file.file_name().map(|n| n.to_os_string());
+        let folders: Vec<PathBuf> = [&live.config.flows_dir, &live.config.prompts_dir]
+            .into_iter()
+            .flat_map(|d| [d.clone(), d.canonicalize().unwrap_or_else(|_| d.clone())])
+            .collect();
+        let relevant = move |p: &Path| {
+            let ignored = p.components().any(|c| {
                 let c = c.as_os_str().to_string_lossy();
                 c == "target" || c == ".git" || c == "ivr-data"
-            })
+            });
+            !ignored
+                && (folders.iter().any(|f| p.starts_with(f))
+                    || (config_name.is_some() && p.file_name() == config_name.as_deref()))
         };
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 if let Ok(ev) = res
                     && !ev.kind.is_access()
-                    && ev.paths.iter().any(|p| !ignored(p))
+                    && ev.paths.iter().any(|p| relevant(p))
                 {
                     let _ = tx.send(());
                 }

@@ -5,6 +5,7 @@
 //! drain deadline, then end them (BYE) and write every record before exiting.
 
 pub mod call;
+pub mod http;
 
 use crate::data::records::{CallRecorder, RecordWriter, WriterOptions};
 use crate::data::{self, Database};
@@ -32,7 +33,7 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     /// `--sip ADDR` (else `[server] sip`).
     pub sip: Option<String>,
-    /// `--http ADDR` (accepted; HTTP is served by a later release).
+    /// `--http ADDR` (else `[server] http`): `GET /status` and `GET /metrics`.
     pub http: Option<String>,
     /// Reload when files change (`--no-watch` turns it off).
     pub watch: bool,
@@ -257,6 +258,39 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     );
     let stats = core.stats();
     tokio::spawn(core.run(in_rx, core_rx));
+    // The HTTP interface: an explicit `--http` must bind; `[server] http` only warns.
+    let http_text = opts.http.clone().unwrap_or(server.http.clone());
+    let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
+    let http_addr = match tokio::net::TcpListener::bind(&http_text).await {
+        Ok(listener) => {
+            let addr = listener.local_addr().ok();
+            let app = http::router(http::HttpState {
+                live: Arc::clone(&live),
+                stats: Arc::clone(&stats),
+                running: Arc::clone(&running),
+            });
+            let mut stopped = http_stopped;
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::warn!(error = %e, "the HTTP interface stopped");
+                }
+            });
+            addr
+        }
+        Err(e) if opts.http.is_some() => {
+            return Err(format!("cannot serve HTTP on {http_text}: {e}"));
+        }
+        Err(e) => {
+            tracing::warn!(http = %http_text, error = %e, "no HTTP interface");
+            None
+        }
+    };
     let routes: Vec<String> = deployment
         .config
         .routes
@@ -265,9 +299,10 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         .collect();
     println!(
         "ivr serve: SIP on udp:{} and tcp:{}, RTP ports {lo}-{hi}, at most {max_calls} calls; \
-         version {}; routes: {}",
+         HTTP on {}; version {}; routes: {}",
         bound.udp_addr,
         bound.tcp_addr,
+        http_addr.map_or_else(|| "none".to_string(), |a| a.to_string()),
         deployment.version,
         if routes.is_empty() {
             "none".to_string()
@@ -275,9 +310,6 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
             routes.join(", ")
         }
     );
-    if let Some(http) = &opts.http {
-        tracing::info!(%http, "--http accepted; the HTTP interface is not served yet");
-    }
 
     wait_for_shutdown(&live).await;
     println!(
@@ -296,6 +328,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         }
     }
     let _ = core_tx.send(CoreMsg::TerminateAll);
+    let _ = stop_http.send(true);
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until && running.load(Ordering::Relaxed) > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1,0 +1,76 @@
+//! The HTTP interface of `ivr serve` (`[server] http`, `--http`): `GET /status`, the live
+//! version and the last reload attempt with its diagnostics (JSON), and `GET /metrics`, a few
+//! counters in the Prometheus text format.
+
+use crate::live::Live;
+use crate::sip::ua::CoreStats;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The live deployment and the reload history.
+    pub live: Arc<Live>,
+    /// Counters of the user-agent core.
+    pub stats: Arc<CoreStats>,
+    /// Calls whose flow is running.
+    pub running: Arc<AtomicUsize>,
+}
+
+/// The routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn status(State(s): State<HttpState>) -> impl IntoResponse {
+    axum::Json(s.live.status())
+}
+
+async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    let mut out = String::new();
+    let (ok, failed) = s.live.counts();
+    let version = s.live.current().version.clone();
+    let _ = write!(
+        out,
+        "# HELP ivr_calls_in_progress Calls whose flow is running.\n\
+         # TYPE ivr_calls_in_progress gauge\n\
+         ivr_calls_in_progress {}\n\
+         # HELP ivr_dialogs_active SIP dialogs now (ringing or answered).\n\
+         # TYPE ivr_dialogs_active gauge\n\
+         ivr_dialogs_active {}\n\
+         # HELP ivr_calls_answered_total Calls answered since start.\n\
+         # TYPE ivr_calls_answered_total counter\n\
+         ivr_calls_answered_total {}\n\
+         # HELP ivr_calls_refused_total INVITEs refused (4xx/5xx) since start.\n\
+         # TYPE ivr_calls_refused_total counter\n\
+         ivr_calls_refused_total {}\n\
+         # HELP ivr_reloads_total Reloads since start, by result.\n\
+         # TYPE ivr_reloads_total counter\n\
+         ivr_reloads_total{{result=\"ok\"}} {ok}\n\
+         ivr_reloads_total{{result=\"failed\"}} {failed}\n\
+         # HELP ivr_live_version_info The live deployment version.\n\
+         # TYPE ivr_live_version_info gauge\n\
+         ivr_live_version_info{{version=\"{version}\"}} 1\n",
+        s.running.load(Ordering::Relaxed),
+        s.stats.active.load(Ordering::Relaxed),
+        s.stats.answered.load(Ordering::Relaxed),
+        s.stats.refused.load(Ordering::Relaxed),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
