@@ -113,6 +113,13 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 0)]
         pacer_threads: usize,
     },
+    /// Print the `ha1` of an agent's password for `[agents.ID]`: MD5(ID:realm:password).
+    /// The password is asked twice without echo on a terminal, else read as one line of
+    /// standard input.
+    AgentPassword {
+        /// The agent id (the user of sip:ID@host, as in `[agents.ID]`).
+        id: String,
+    },
     /// Draw a flow as a graph (Graphviz dot or Mermaid).
     Graph {
         /// The flow's name (or its .flow file).
@@ -175,6 +182,12 @@ pub fn run() -> ExitCode {
         Command::Check { paths, format } => cmd_check(cli.config, paths, format),
         Command::Compile { flow, emit } => cmd_compile(cli.config, &flow, emit),
         Command::Graph { flow, format } => cmd_graph(cli.config, &flow, format),
+        Command::AgentPassword { id } => {
+            crate::agent_password_cmd::run(crate::agent_password_cmd::AgentPasswordOptions {
+                config: cli.config,
+                agent: id,
+            })
+        }
         Command::Prompts { language, action } => {
             crate::prompts_cmd::run(crate::prompts_cmd::PromptsOptions {
                 config: cli.config,

@@ -1,5 +1,6 @@
 //! `ivr`: the command-line program of the IVR platform.
 
+mod agent_password_cmd;
 mod cli;
 mod load;
 mod prompts_cmd;

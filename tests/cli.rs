@@ -191,3 +191,75 @@ fn simulate_runs_a_script() {
     // `*` repeats the guest menu.
     assert_eq!(out.matches("[guest_menu] guest_menu").count(), 2, "{out}");
 }
+
+/// `ivr agent-password` with the password piped on standard input.
+fn agent_password(dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ivr");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write password");
+    child.wait_with_output().expect("ivr ran")
+}
+
+#[test]
+fn agent_password_prints_ha1() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-agentpw", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // No ivr.toml: the realm is `ivr`. MD5("2001:ivr:s3cret").
+    let o = agent_password(&dir, &["agent-password", "2001"], "s3cret\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "016bfbde6c079217f6cbb7af1e80adcf\n");
+    // The realm of `[server] realm`, even while the agent has no ha1 yet (this is how it gets
+    // one). The RFC 2617 example: MD5("Mufasa:testrealm@host.com:Circle Of Life").
+    let config = dir.join("ivr.toml");
+    std::fs::write(
+        &config,
+        "[server]\nrealm = \"testrealm@host.com\"\n\n[agents.Mufasa]\nname = \"Mufasa\"\n",
+    )
+    .expect("config");
+    let path = config.to_str().unwrap_or_default();
+    let o = agent_password(
+        &dir,
+        &["agent-password", "Mufasa", "--config", path],
+        "Circle Of Life\r\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "939e7578ed9e3c518a452acee763bce9\n");
+    // Without a trailing newline, from ./ivr.toml.
+    let o = agent_password(&dir, &["agent-password", "Mufasa"], "Circle Of Life");
+    assert_eq!(stdout(&o), "939e7578ed9e3c518a452acee763bce9\n");
+    // An empty password is refused with a clear message, and nothing goes to stdout.
+    for input in ["\n", ""] {
+        let o = agent_password(&dir, &["agent-password", "2001"], input);
+        assert_eq!(o.status.code(), Some(2), "{input:?}");
+        assert!(stdout(&o).is_empty());
+        assert!(stderr(&o).contains("the password is empty"), "{}", stderr(&o));
+    }
+    // A configuration with other errors: the realm cannot be trusted.
+    std::fs::write(&config, "[server]\nrealm = 5\n").expect("config");
+    let o = agent_password(&dir, &["agent-password", "2001"], "s3cret\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty());
+    assert!(
+        stderr(&o).contains("fix the configuration first"),
+        "{}",
+        stderr(&o)
+    );
+    let o = agent_password(&dir, &["agent-password", "a:b"], "s3cret\n");
+    assert_eq!(o.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

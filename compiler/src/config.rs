@@ -19,7 +19,7 @@ struct RawConfig {
     #[serde(default)]
     queries: IndexMap<String, Spanned<RawQuery>>,
     #[serde(default)]
-    queues: IndexMap<String, Spanned<QueueConfig>>,
+    queues: IndexMap<String, Spanned<RawQueue>>,
     #[serde(default)]
     agents: IndexMap<String, Spanned<AgentConfig>>,
     #[serde(default)]
@@ -46,6 +46,14 @@ struct RawQuery {
     #[serde(default)]
     hash: Vec<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawQueue {
+    #[serde(default)]
+    skills: Vec<String>,
+    ring_timeout: Option<Spanned<String>>,
+    wrap_up: Option<Spanned<String>>,
 }
 
 /// `[server]`: addresses and limits of `ivr serve`.
@@ -102,6 +110,35 @@ pub struct QueueConfig {
     /// Skills every agent of this queue needs.
     #[serde(default)]
     pub skills: Vec<String>,
+    /// `ring_timeout`: how long an agent's phone rings with a call of this queue before the
+    /// call is offered to the next agent, in milliseconds (more than 0); `None` for the ACD's
+    /// default ([`QueueConfig::DEFAULT_RING_TIMEOUT_MS`]).
+    #[serde(default)]
+    pub ring_timeout_ms: Option<u64>,
+    /// `wrap_up`: how long an agent stays in wrap-up after a call of this queue before taking
+    /// the next one, in milliseconds (0 for none); `None` for the ACD's default
+    /// ([`QueueConfig::DEFAULT_WRAP_UP_MS`]).
+    #[serde(default)]
+    pub wrap_up_ms: Option<u64>,
+}
+
+impl QueueConfig {
+    /// `ring_timeout` when the queue does not set it: 15 seconds.
+    pub const DEFAULT_RING_TIMEOUT_MS: u64 = 15_000;
+    /// `wrap_up` when the queue does not set it: 10 seconds.
+    pub const DEFAULT_WRAP_UP_MS: u64 = 10_000;
+    /// Longest `ring_timeout` or `wrap_up` accepted: one hour.
+    pub const MAX_DURATION_MS: u64 = 3_600_000;
+
+    /// The ring timeout in effect, in milliseconds.
+    pub fn ring_timeout(&self) -> u64 {
+        self.ring_timeout_ms.unwrap_or(Self::DEFAULT_RING_TIMEOUT_MS)
+    }
+
+    /// The wrap-up time in effect, in milliseconds.
+    pub fn wrap_up(&self) -> u64 {
+        self.wrap_up_ms.unwrap_or(Self::DEFAULT_WRAP_UP_MS)
+    }
 }
 
 /// `[agents.ID]`
@@ -318,11 +355,10 @@ impl Config {
                 config.queries.insert(name, def);
             }
         }
-        config.queues = raw
-            .queues
-            .into_iter()
-            .map(|(k, v)| (k, v.into_inner()))
-            .collect();
+        for (name, q) in raw.queues {
+            let q = validate_queue(file, &name, q.into_inner(), &mut diags);
+            config.queues.insert(name, q);
+        }
         for (id, agent) in raw.agents {
             let span = span_of(&agent);
             let agent = agent.into_inner();
@@ -419,7 +455,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
         "queries",
         &["args", "sql", "transaction", "fields", "hash", "timeout"],
     ),
-    ("queues", &["skills"]),
+    ("queues", &["skills", "ring_timeout", "wrap_up"]),
     ("agents", &["name", "skills", "ha1"]),
 ];
 
@@ -648,6 +684,47 @@ fn validate_query(
         timeout_ms,
         span,
     })
+}
+
+/// A validated `[queues.NAME]`: a bad `ring_timeout` or `wrap_up` is reported and the default
+/// applies, so the queue itself still exists for the flows that name it.
+fn validate_queue(
+    file: FileId,
+    name: &str,
+    q: RawQueue,
+    diags: &mut Vec<Diagnostic>,
+) -> QueueConfig {
+    let mut duration = |key: &str, value: Option<Spanned<String>>, zero_ok: bool| {
+        let value = value?;
+        let text = value.get_ref();
+        let problem = match parse_duration_text(text) {
+            None => format!("queue `{name}` has a bad {key} `{text}`; write e.g. \"15s\" or \"500ms\""),
+            Some(0) if !zero_ok => {
+                format!("queue `{name}` has a {key} of 0: an agent's phone must ring for some time")
+            }
+            Some(ms) if ms > QueueConfig::MAX_DURATION_MS => {
+                format!("queue `{name}` has a {key} of `{text}`, more than an hour")
+            }
+            Some(ms) => return Some(ms),
+        };
+        let default = if key == "ring_timeout" {
+            QueueConfig::DEFAULT_RING_TIMEOUT_MS
+        } else {
+            QueueConfig::DEFAULT_WRAP_UP_MS
+        };
+        diags.push(
+            Diagnostic::error("config", file, span_of(&value), problem).with_hint(format!(
+                "durations are a whole number with ms, s, m or h; without `{key}` the queue uses {}s",
+                default / 1000
+            )),
+        );
+        None
+    };
+    QueueConfig {
+        ring_timeout_ms: duration("ring_timeout", q.ring_timeout, false),
+        wrap_up_ms: duration("wrap_up", q.wrap_up, true),
+        skills: q.skills,
+    }
 }
 
 /// A `$` parameter in SQL text.
@@ -897,5 +974,65 @@ default   = "hotline"
             parameters("SELECT '$1' || $2, $value FROM t"),
             vec![Param::Index(2), Param::Name("value".into())]
         );
+    }
+
+    #[test]
+    fn queue_timings_parse_with_defaults() {
+        let (c, d) = parse(
+            "[queues.general]\nskills = [\"mandarin\"]\n\n[queues.vip]\nring_timeout = \"20s\"\nwrap_up = \"0s\"\n\n[queues.fast]\nring_timeout = \"1500ms\"\nwrap_up = \"2m\"\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let general = &c.queues["general"];
+        assert_eq!(general.ring_timeout_ms, None);
+        assert_eq!(general.wrap_up_ms, None);
+        assert_eq!(general.ring_timeout(), 15_000);
+        assert_eq!(general.wrap_up(), 10_000);
+        assert_eq!(c.queues["vip"].ring_timeout(), 20_000);
+        assert_eq!(c.queues["vip"].wrap_up_ms, Some(0));
+        assert_eq!(c.queues["vip"].wrap_up(), 0);
+        assert_eq!(c.queues["fast"].ring_timeout(), 1_500);
+        assert_eq!(c.queues["fast"].wrap_up(), 120_000);
+    }
+
+    #[test]
+    fn bad_queue_timings_are_reported_at_their_value() {
+        let text = "[queues.general]\nring_timeout = \"15\"\nwrap_up = \"ten seconds\"\n\n[queues.vip]\nring_timeout = \"0s\"\nwrap_up = \"2h\"\n";
+        let (c, d) = parse(text);
+        assert_eq!(d.len(), 4, "{d:?}");
+        let at = |d: &Diagnostic| &text[d.span.start as usize..d.span.end as usize];
+        assert!(
+            d[0].message
+                .contains("queue `general` has a bad ring_timeout `15`; write e.g. \"15s\""),
+            "{}",
+            d[0].message
+        );
+        assert_eq!(at(&d[0]), "\"15\"");
+        assert!(
+            d[0].hint.as_deref().unwrap_or("").contains("uses 15s"),
+            "{:?}",
+            d[0].hint
+        );
+        assert!(d[1].message.contains("bad wrap_up `ten seconds`"));
+        assert_eq!(at(&d[1]), "\"ten seconds\"");
+        assert!(d[1].hint.as_deref().unwrap_or("").contains("uses 10s"));
+        assert!(d[2].message.contains("ring_timeout of 0"), "{}", d[2].message);
+        assert_eq!(at(&d[2]), "\"0s\"");
+        assert!(d[3].message.contains("more than an hour"), "{}", d[3].message);
+        // The queues still exist, with the defaults.
+        assert_eq!(c.queues["general"].ring_timeout(), 15_000);
+        assert_eq!(c.queues["general"].wrap_up(), 10_000);
+        assert_eq!(c.queues["vip"].ring_timeout(), 15_000);
+        assert_eq!(c.queues["vip"].wrap_up(), 10_000);
+    }
+
+    #[test]
+    fn misspelt_queue_keys_get_a_suggestion() {
+        let (_, d) = parse("[queues.general]\nring_timout = \"15s\"\nwrapup = \"5s\"\n");
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `ring_timeout`?"));
+        assert_eq!(d[1].hint.as_deref(), Some("did you mean `wrap_up`?"));
+        // A number where a duration is expected is a type error of the file.
+        let (_, d) = parse("[queues.general]\nring_timeout = 15\n");
+        assert_eq!(d.len(), 1, "{d:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! The runtime of `ivr`: the call engine (a sans-IO state machine per call that every channel
 //! drives), spoken values, and the simulator with its virtual clock.
 
+pub mod acd;
 pub mod audio;
 pub mod data;
 pub mod deploy;

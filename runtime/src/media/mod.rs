@@ -1,8 +1,10 @@
 //! Media of `ivr serve`: SDP offer/answer ([`sdp`]), RTP headers ([`rtp`]), DTMF keys from
 //! RFC 4733 telephone-events and SIP INFO ([`dtmf`]), RTP ports from the configured range
-//! ([`ports`]), and the shared [`pacer`] that sends every channel's prompts as 20 ms RTP
-//! packets from a few threads.
+//! ([`ports`]), the shared [`pacer`] that sends every channel's prompts as 20 ms RTP
+//! packets from a few threads, and the [`bridge`] that relays a transfer's RTP between the
+//! caller and the agent.
 
+pub mod bridge;
 pub mod dtmf;
 pub mod pacer;
 pub mod ports;

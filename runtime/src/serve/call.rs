@@ -4,22 +4,32 @@
 //! out the engine's commands: prompts go to the pacer's queue, queries to the data layer,
 //! recordings to WAV files, records to the [`CallRecorder`], the flow's hang-up to the core
 //! (which sends the BYE). It does what the simulator models, with real time and real audio.
+//!
+//! Transfers: a queue transfer goes to the ACD task ([`super::agents`]), which offers the call
+//! to an agent; `transfer to` dials the number itself. Either way the call places a leg
+//! through the core ([`CoreMsg::Dial`], with the screen pop as `X-IVR-*` headers) from an RTP
+//! port of its own, and once the callee answers relays RTP both ways ([`crate::media::bridge`])
+//! while the pacer stays quiet; when the callee hangs up the flow goes on (`after`).
 
 use crate::audio::{Audio, FRAME_SAMPLES, Law, Prompt, PromptSource};
 use crate::data::Database;
 use crate::data::records::{CallRecorder, RecordWriter};
 use crate::deploy::Deployment;
 use crate::engine::{Call, CallInfo, Command, Event, Flow, Millis, QueryResult, TransferUpdate};
+use crate::acd::{CallKey, Decline};
+use crate::media::bridge::{self, Side};
 use crate::media::dtmf::EventDetector;
 use crate::media::pacer::{ChannelHandle, ChannelSpec, MediaEvent, Pacer};
-use crate::media::ports::RtpPort;
+use crate::media::ports::{PortPool, RtpPort};
 use crate::media::rtp;
 use crate::media::sdp::Negotiated;
 use crate::say::{self, Language};
 use crate::sip::message::random_u64;
-use crate::sip::ua::{CoreMsg, DialogEvent};
+use crate::serve::agents::{AcdHandle, AcdMsg, QueueEvent, ScreenPop};
+use crate::sip::transport::{Peer, Proto};
+use crate::sip::ua::{CoreMsg, Dial, DialogEvent, LegEvent};
 use crate::speak;
-use ivr_compiler::program::{Body, NodeId};
+use ivr_compiler::program::{Body, Destination, NodeId};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +71,12 @@ pub struct Setup {
     pub recordings_dir: PathBuf,
     /// Calls still running (for shutdown).
     pub running: Arc<AtomicUsize>,
+    /// The ACD (queue transfers).
+    pub acd: Option<AcdHandle>,
+    /// RTP ports, for the legs of transfers.
+    pub ports: Arc<PortPool>,
+    /// Where the caller's INVITE came from (`transfer to` a bare number goes back there).
+    pub peer: Peer,
 }
 
 /// Local wall-clock milliseconds (the engine's "now"): the system clock plus the machine's
@@ -117,7 +133,29 @@ struct Recording {
 
 enum Internal {
     QueryDone { id: u32, result: QueryResult },
+    /// The address of a `transfer to` target was looked up.
+    Resolved { target: String, peer: Option<Peer> },
 }
+
+/// A transfer in progress.
+struct Transfer {
+    /// The key the ACD knows the call by (queue transfers).
+    key: Option<CallKey>,
+    /// The agent (queue) or number (`to`) answered: the conversation is on.
+    connected: bool,
+}
+
+/// A call we placed for a transfer, and the media bridge once it answers.
+struct Leg {
+    tag: String,
+    agent: Option<String>,
+    _port: RtpPort,
+    remote: Option<SocketAddr>,
+    side: Option<Side>,
+}
+
+/// Most nodes kept in the screen pop's path.
+const PATH_LEN: usize = 24;
 
 struct Driver {
     call: Call,
@@ -145,6 +183,21 @@ struct Driver {
     recordings_dir: PathBuf,
     /// The flow hung up (we send the BYE).
     hangup_by_flow: bool,
+    core: mpsc::UnboundedSender<CoreMsg>,
+    acd: Option<AcdHandle>,
+    ports: Arc<PortPool>,
+    /// Where the caller's INVITE came from.
+    peer: Peer,
+    /// The ACD answers here.
+    queue_tx: mpsc::UnboundedSender<QueueEvent>,
+    transfer: Option<Transfer>,
+    leg: Option<Leg>,
+    leg_events: Option<mpsc::UnboundedReceiver<LegEvent>>,
+    leg_sock: Option<tokio::net::UdpSocket>,
+    /// The nodes the call went through (the last [`PATH_LEN`]), for the screen pop.
+    path: VecDeque<NodeId>,
+    /// The screen pop of the transfer in progress.
+    last_pop: Option<ScreenPop>,
 }
 
 impl Driver {
@@ -187,7 +240,13 @@ impl Driver {
 
     fn apply(&mut self, c: &Command, now: Millis) {
         match c {
-            Command::Enter { .. } | Command::Leave { .. } | Command::SaveSurvey { .. } => {}
+            Command::Enter { node } => {
+                if self.path.len() == PATH_LEN {
+                    self.path.pop_front();
+                }
+                self.path.push_back(*node);
+            }
+            Command::Leave { .. } | Command::SaveSurvey { .. } => {}
             Command::Play {
                 prompt,
                 language,
@@ -252,12 +311,12 @@ impl Driver {
             }
             Command::CancelTimer { id } => self.timers.retain(|(i, _)| i != id),
             Command::RunQuery { id, node, args, .. } => self.run_query(*id, *node, args),
-            Command::Transfer { .. } => {
-                // No agents or outbound legs yet: the flow takes its no-agents path.
-                self.pending
-                    .push_back(Event::Transfer(TransferUpdate::NoAgents));
-            }
-            Command::CancelTransfer => {}
+            Command::Transfer {
+                node,
+                priority,
+                attach,
+            } => self.start_transfer(*node, *priority, attach),
+            Command::CancelTransfer => self.end_transfer(),
             Command::StartRecording { node } => {
                 let flow = Arc::clone(self.call.flow());
                 if let Some(Body::Record(r)) =
@@ -280,6 +339,326 @@ impl Driver {
             Command::End { outcome } => {
                 tracing::info!(outcome = outcome.as_str(), "call ended");
             }
+        }
+    }
+
+    /// The screen pop of the transfer node `node` with its attached values.
+    fn screen_pop(&self, node: NodeId, priority: i64, attach: &[crate::value::Value]) -> ScreenPop {
+        let flow = self.call.flow();
+        let info = self.call.info();
+        let (queue, labels) = match flow.program.nodes.get(node as usize).map(|n| &n.body) {
+            Some(Body::Transfer(t)) => (
+                match &t.destination {
+                    Destination::Queue(q) => q.clone(),
+                    Destination::To(_) => String::new(),
+                },
+                t.attach.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>(),
+            ),
+            _ => (String::new(), Vec::new()),
+        };
+        ScreenPop {
+            call_id: info.id.clone(),
+            caller: info.caller.clone(),
+            called: info.called.clone(),
+            flow: flow.program.name.clone(),
+            queue,
+            priority,
+            data: labels
+                .into_iter()
+                .zip(attach)
+                .map(|(l, v)| (l, v.to_string()))
+                .collect(),
+            path: self
+                .path
+                .iter()
+                .filter_map(|n| flow.program.nodes.get(*n as usize).map(|n| n.name.clone()))
+                .collect(),
+        }
+    }
+
+    fn start_transfer(&mut self, node: NodeId, priority: i64, attach: &[crate::value::Value]) {
+        let flow = Arc::clone(self.call.flow());
+        let Some(Body::Transfer(t)) = flow.program.nodes.get(node as usize).map(|n| &n.body)
+        else {
+            return;
+        };
+        let pop = self.screen_pop(node, priority, attach);
+        self.last_pop = Some(pop.clone());
+        match &t.destination {
+            Destination::Queue(queue) => {
+                let Some(acd) = self.acd.clone() else {
+                    self.pending
+                        .push_back(Event::Transfer(TransferUpdate::NoAgents));
+                    return;
+                };
+                let key = random_u64();
+                tracing::info!(queue = %queue, priority, "waiting for an agent");
+                self.transfer = Some(Transfer {
+                    key: Some(key),
+                    connected: false,
+                });
+                let _ = acd.send(AcdMsg::Enqueue {
+                    call: key,
+                    queue: queue.clone(),
+                    skills: t.skills.clone(),
+                    priority,
+                    pop: Box::new(pop),
+                    to: self.queue_tx.clone(),
+                });
+            }
+            Destination::To(target) => {
+                self.transfer = Some(Transfer {
+                    key: None,
+                    connected: false,
+                });
+                let target = if target.contains(':') {
+                    target.clone()
+                } else {
+                    // A bare number goes back to whoever sent us the call (the PBX or trunk).
+                    let host = match self.peer.addr {
+                        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+                        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+                    };
+                    format!("sip:{target}@{host}")
+                };
+                let tx = self.internal.clone();
+                let proto = self.peer.proto;
+                tokio::spawn(async move {
+                    let peer = resolve(&target, proto).await;
+                    let _ = tx.send(Internal::Resolved { target, peer });
+                });
+            }
+        }
+    }
+
+    /// Places the leg of a transfer: to `target` at `peer`, for `agent` (queue transfers).
+    fn dial(&mut self, target: &str, peer: Peer, agent: Option<String>) {
+        self.hang_up_leg();
+        let Some(mut port) = self.ports.allocate() else {
+            tracing::warn!("no free RTP port for the transfer");
+            self.leg_failed(503);
+            return;
+        };
+        let sock = port.take_socket().and_then(|s| {
+            s.set_nonblocking(true).ok()?;
+            tokio::net::UdpSocket::from_std(s).ok()
+        });
+        let Some(sock) = sock else {
+            self.leg_failed(503);
+            return;
+        };
+        let headers = self
+            .last_pop
+            .as_ref()
+            .map(ScreenPop::headers)
+            .unwrap_or_default();
+        let tag = crate::sip::message::new_tag();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tracing::info!(target, agent = agent.as_deref().unwrap_or("-"), "calling");
+        let _ = self.core.send(CoreMsg::Dial(Box::new(Dial {
+            tag: tag.clone(),
+            target: target.to_string(),
+            peer,
+            from_user: self.call.info().caller.clone(),
+            headers,
+            port: port.port(),
+            events: tx,
+        })));
+        self.leg = Some(Leg {
+            tag,
+            agent,
+            _port: port,
+            remote: None,
+            side: None,
+        });
+        self.leg_events = Some(rx);
+        self.leg_sock = Some(sock);
+    }
+
+    /// The leg could not be placed or was refused with `code`.
+    fn leg_failed(&mut self, code: u16) {
+        self.drop_leg();
+        let Some(t) = &self.transfer else { return };
+        match (t.key, &self.acd) {
+            (Some(key), Some(acd)) => {
+                let why = match code {
+                    486 | 600 | 603 => Decline::Busy,
+                    408 | 480 | 487 => Decline::NoAnswer,
+                    _ => Decline::Failed,
+                };
+                let _ = acd.send(AcdMsg::Declined(key, why));
+            }
+            _ => {
+                let update = if matches!(code, 486 | 600 | 603) {
+                    TransferUpdate::Busy
+                } else {
+                    TransferUpdate::NoAgents
+                };
+                self.transfer = None;
+                self.pending.push_back(Event::Transfer(update));
+                self.feed_pending();
+            }
+        }
+    }
+
+    fn drop_leg(&mut self) {
+        self.leg = None;
+        self.leg_events = None;
+        self.leg_sock = None;
+        // The pacer speaks to the caller again.
+        self.channel.set_remote(self.remote);
+    }
+
+    /// Hangs up the leg, if any (CANCEL or BYE through the core).
+    fn hang_up_leg(&mut self) {
+        if let Some(l) = &self.leg {
+            let _ = self.core.send(CoreMsg::EndLeg { tag: l.tag.clone() });
+        }
+        self.drop_leg();
+    }
+
+    /// The transfer is over on our side (max_wait, the caller hung up, the call ends).
+    fn end_transfer(&mut self) {
+        if let Some(t) = self.transfer.take()
+            && let (Some(key), Some(acd)) = (t.key, &self.acd)
+        {
+            let msg = if t.connected {
+                AcdMsg::ConversationOver(key)
+            } else {
+                AcdMsg::Leave(key)
+            };
+            let _ = acd.send(msg);
+        }
+        self.hang_up_leg();
+    }
+
+    fn on_queue_event(&mut self, ev: QueueEvent) {
+        if self.transfer.is_none() {
+            return;
+        }
+        match ev {
+            QueueEvent::Offer {
+                agent,
+                contact,
+                conn,
+            } => {
+                let peer = Peer {
+                    addr: contact.addr,
+                    proto: if contact.tcp { Proto::Tcp } else { Proto::Udp },
+                    conn,
+                };
+                tracing::info!(agent = %agent, "offered to an agent");
+                self.dial(&contact.uri, peer, Some(agent));
+            }
+            QueueEvent::Cancel { agent } => {
+                tracing::info!(agent = %agent, "no answer in time; trying another agent");
+                self.hang_up_leg();
+            }
+            QueueEvent::Position(n) => self.feed(Event::Transfer(TransferUpdate::Position(n))),
+            QueueEvent::NoAgents => {
+                self.transfer = None;
+                self.hang_up_leg();
+                self.feed(Event::Transfer(TransferUpdate::NoAgents));
+            }
+        }
+    }
+
+    fn on_leg_event(&mut self, ev: LegEvent) {
+        match ev {
+            LegEvent::Ringing => tracing::debug!("the callee's phone rings"),
+            LegEvent::Answered(n) | LegEvent::Media(n) => {
+                let answered = matches!(self.leg.as_ref(), Some(l) if l.side.is_none());
+                if let Some(l) = &mut self.leg {
+                    l.remote = if n.direction.remote_receives() {
+                        n.remote
+                    } else {
+                        None
+                    };
+                    l.side = Some(Side {
+                        law: n.law,
+                        pt: n.pt,
+                        event_pt: n.event_pt,
+                    });
+                }
+                if !answered {
+                    return;
+                }
+                let agent = self.leg.as_ref().and_then(|l| l.agent.clone());
+                tracing::info!(agent = agent.as_deref().unwrap_or("-"), "connected");
+                if let Some(t) = &mut self.transfer {
+                    t.connected = true;
+                    if let (Some(key), Some(acd)) = (t.key, &self.acd) {
+                        let _ = acd.send(AcdMsg::Answered(key));
+                    }
+                }
+                // The bridge carries the audio now: the pacer stays quiet.
+                self.channel.stop();
+                self.channel.set_remote(None);
+                self.feed(Event::Transfer(TransferUpdate::Answered { agent }));
+            }
+            LegEvent::Failed(code) => {
+                tracing::info!(code, "the transfer's call failed");
+                self.leg_failed(code);
+            }
+            LegEvent::Bye => {
+                tracing::info!("the agent hung up");
+                self.drop_leg();
+                if let Some(t) = self.transfer.take()
+                    && let (Some(key), Some(acd)) = (t.key, &self.acd)
+                {
+                    let _ = acd.send(AcdMsg::ConversationOver(key));
+                }
+                self.feed(Event::Transfer(TransferUpdate::AgentHungUp));
+            }
+        }
+    }
+
+    /// Whether the caller and the callee are connected (RTP relayed both ways).
+    fn bridged(&self) -> bool {
+        self.leg.as_ref().is_some_and(|l| l.side.is_some())
+    }
+
+    /// Relays a packet of the caller's to the callee.
+    fn relay_to_leg(&mut self, data: &[u8], out: &mut [u8]) {
+        self.last_rtp = Instant::now();
+        let (Some(l), Some(sock)) = (&self.leg, &self.leg_sock) else {
+            return;
+        };
+        let (Some(to), Some(remote)) = (l.side, l.remote) else {
+            return;
+        };
+        let from = Side {
+            law: self.law,
+            pt: self.pt,
+            event_pt: self.event_pt,
+        };
+        if let Some(n) = bridge::relay(data, from, to, out) {
+            let _ = sock.try_send_to(&out[..n], remote);
+        }
+    }
+
+    /// Relays a packet of the callee's to the caller (over the caller's socket).
+    fn relay_to_caller(
+        &mut self,
+        data: &[u8],
+        from_addr: SocketAddr,
+        caller_sock: &tokio::net::UdpSocket,
+        out: &mut [u8],
+    ) {
+        let Some(l) = &mut self.leg else { return };
+        let Some(from) = l.side else { return };
+        // Symmetric RTP on the callee's side too.
+        if l.remote.is_some() && l.remote != Some(from_addr) {
+            l.remote = Some(from_addr);
+        }
+        let Some(remote) = self.remote else { return };
+        let to = Side {
+            law: self.law,
+            pt: self.pt,
+            event_pt: self.event_pt,
+        };
+        if let Some(n) = bridge::relay(data, from, to, out) {
+            let _ = caller_sock.try_send_to(&out[..n], remote);
         }
     }
 
@@ -450,6 +829,61 @@ impl Driver {
     }
 }
 
+/// The address a `transfer to` URI is sent to: its host and port (5060 by default), looked up
+/// when it is a name.
+async fn resolve(target: &str, default: Proto) -> Option<Peer> {
+    let uri = rsip::Uri::try_from(target).ok()?;
+    let proto = match uri
+        .params
+        .iter()
+        .find_map(|p| match p {
+            rsip::Param::Transport(t) => Some(t.to_string().to_ascii_lowercase()),
+            _ => None,
+        })
+        .as_deref()
+    {
+        Some("tcp") => Proto::Tcp,
+        Some("udp") => Proto::Udp,
+        _ => default,
+    };
+    let host = uri.host_with_port.host.to_string();
+    let port = uri.host_with_port.port.map_or(5060, |p| *p.value());
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let addr = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()?
+            .next()?,
+    };
+    // Over TCP only a connection the callee opened could carry it: place it over UDP.
+    let _ = proto;
+    Some(Peer {
+        addr,
+        proto: Proto::Udp,
+        conn: 0,
+    })
+}
+
+/// Waits for the next event of the leg, if there is one.
+async fn leg_event(rx: &mut Option<mpsc::UnboundedReceiver<LegEvent>>) -> Option<LegEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the next packet on the leg's socket, if there is one.
+async fn leg_packet(
+    sock: &Option<tokio::net::UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match sock {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs one call until it ends.
 pub async fn run(setup: Setup) {
     let Setup {
@@ -467,6 +901,9 @@ pub async fn run(setup: Setup) {
         rtp_timeout,
         recordings_dir,
         running,
+        acd,
+        ports,
+        peer,
     } = setup;
     let started = Instant::now();
     let ended_tag = tag.clone();
@@ -504,6 +941,7 @@ pub async fn run(setup: Setup) {
     let clock = Clock::new();
     let recorder = writer.map(|w| CallRecorder::new(w, Arc::clone(&flow), &info, clock.now()));
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
+    let (queue_tx, mut queue_rx) = mpsc::unbounded_channel();
     tracing::info!(
         caller = %info.caller,
         called = %info.called,
@@ -533,9 +971,22 @@ pub async fn run(setup: Setup) {
         recording: None,
         recordings_dir,
         hangup_by_flow: false,
+        core: core.clone(),
+        acd,
+        ports,
+        peer,
+        queue_tx,
+        transfer: None,
+        leg: None,
+        leg_events: None,
+        leg_sock: None,
+        path: VecDeque::with_capacity(PATH_LEN),
+        last_pop: None,
     };
     d.feed(Event::Start);
     let mut buf = [0u8; 1500];
+    let mut leg_buf = [0u8; 1500];
+    let mut out_buf = [0u8; 1500];
     // Why the loop ended: the caller hung up (no BYE from us), or we end it (BYE).
     let mut send_bye = true;
     let sleep = tokio::time::sleep_until(d.deadline(rtp_timeout).into());
@@ -563,14 +1014,40 @@ pub async fn run(setup: Setup) {
                     d.feed(Event::PlaybackDone { seq });
                 }
             }
-            m = internal_rx.recv() => {
-                if let Some(Internal::QueryDone { id, result }) = m {
-                    d.feed(Event::QueryDone { id, result });
+            m = internal_rx.recv() => match m {
+                Some(Internal::QueryDone { id, result }) => d.feed(Event::QueryDone { id, result }),
+                Some(Internal::Resolved { target, peer }) => match peer {
+                    Some(peer) if d.transfer.is_some() => d.dial(&target, peer, None),
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!(target = %target, "cannot find where to send the call");
+                        d.leg_failed(404);
+                    }
+                },
+                None => {}
+            },
+            m = queue_rx.recv() => {
+                if let Some(ev) = m {
+                    d.on_queue_event(ev);
+                }
+            }
+            ev = leg_event(&mut d.leg_events) => match ev {
+                Some(ev) => d.on_leg_event(ev),
+                // The core forgot the leg without a word: treat it as a failure.
+                None => d.leg_failed(500),
+            },
+            r = leg_packet(&d.leg_sock, &mut leg_buf) => {
+                if let Ok((len, from)) = r {
+                    d.relay_to_caller(&leg_buf[..len], from, &sock, &mut out_buf);
                 }
             }
             r = sock.recv_from(&mut buf) => {
                 if let Ok((len, from)) = r {
-                    d.on_rtp(&buf[..len], from);
+                    if d.bridged() {
+                        d.relay_to_leg(&buf[..len], &mut out_buf);
+                    } else {
+                        d.on_rtp(&buf[..len], from);
+                    }
                 }
             }
             () = &mut sleep => {
@@ -583,6 +1060,8 @@ pub async fn run(setup: Setup) {
             }
         }
     }
+    // A queue place or a leg still open: give them up.
+    d.end_transfer();
     if let Some(r) = &mut d.recorder {
         r.finish(d.clock.now());
     }

@@ -4,6 +4,7 @@
 //! SIGHUP reloads; SIGINT/SIGTERM stop taking calls and let the current ones finish until the
 //! drain deadline, then end them (BYE) and write every record before exiting.
 
+pub mod agents;
 pub mod call;
 pub mod http;
 
@@ -16,6 +17,7 @@ use crate::media::ports::{PortPool, parse_range};
 use crate::media::sdp;
 use crate::sip::message::{self, random_u64};
 use crate::sip::transaction::Timers;
+use crate::sip::registrar::Registrar;
 use crate::sip::transport;
 use crate::sip::ua::{Admitted, Calls, Core, CoreMsg, CoreOptions, NewCall};
 use std::net::SocketAddr;
@@ -74,6 +76,7 @@ struct App {
     core: mpsc::UnboundedSender<CoreMsg>,
     rtp_timeout: Duration,
     running: Arc<AtomicUsize>,
+    acd: agents::AcdHandle,
 }
 
 impl Calls for App {
@@ -156,6 +159,9 @@ impl Calls for App {
             rtp_timeout: self.rtp_timeout,
             recordings_dir: deployment.config.recordings_dir.clone(),
             running: Arc::clone(&self.running),
+            acd: Some(self.acd.clone()),
+            ports: Arc::clone(&self.ports),
+            peer: c.peer,
         };
         let running = Arc::clone(&self.running);
         Ok(Admitted {
@@ -236,6 +242,27 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {sip_addr}: {e}"))?;
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let running = Arc::new(AtomicUsize::new(0));
+    let acd = agents::start(&deployment.config);
+    // A new version going live brings its agents and queues to the ACD.
+    {
+        let (live, acd) = (Arc::clone(&live), acd.clone());
+        let mut version = deployment.version.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let d = live.current();
+                if d.version != version {
+                    version = d.version.clone();
+                    if acd
+                        .send(agents::AcdMsg::Reconfigure(Arc::new(d.config.clone())))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+    }
     let app = App {
         live: Arc::clone(&live),
         db,
@@ -245,7 +272,26 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         core: core_tx.clone(),
         rtp_timeout: opts.rtp_timeout,
         running: Arc::clone(&running),
+        acd: acd.clone(),
     };
+    // Agents' registrations go to the ACD.
+    let (reg_tx, mut reg_rx) = mpsc::unbounded_channel::<crate::sip::registrar::Registration>();
+    {
+        let acd = acd.clone();
+        tokio::spawn(async move {
+            while let Some(r) = reg_rx.recv().await {
+                let msg = agents::AcdMsg::Registration {
+                    contact: agents::contact_of(&r),
+                    conn: r.peer.conn,
+                    agent: r.agent,
+                    expires: r.expires,
+                };
+                if acd.send(msg).is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let core = Core::new(
         app,
         bound.sender.clone(),
@@ -254,8 +300,13 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
             max_calls,
             answer_after: opts.answer_after,
             local: bound.udp_addr,
+            registrations: Some(reg_tx),
         },
-    );
+    )
+    .with_registrar(Registrar::new(
+        server.realm.clone(),
+        agent_credentials(&deployment.config),
+    ));
     let stats = core.stats();
     tokio::spawn(core.run(in_rx, core_rx));
     // The HTTP interface: an explicit `--http` must bind; `[server] http` only warns.
@@ -385,4 +436,17 @@ async fn wait_for_shutdown(_live: &Arc<Live>) {
 
 async fn second_signal() {
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The registrar's credentials from a configuration: `[agents.ID] ha1` by agent id (agents
+/// without a valid `ha1` are left out; `ivr check` reports them).
+pub fn agent_credentials(
+    config: &ivr_compiler::config::Config,
+) -> std::collections::HashMap<String, String> {
+    config
+        .agents
+        .iter()
+        .filter(|(_, a)| a.ha1.len() == 32 && a.ha1.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(|(id, a)| (id.clone(), a.ha1.to_ascii_lowercase()))
+        .collect()
 }

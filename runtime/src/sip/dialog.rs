@@ -1,6 +1,6 @@
-//! Dialogs (RFC 3261 12): the state an INVITE creates on our side as UAS — Call-ID, both
-//! tags, the peer's Contact and route set, both CSeq counters — and the in-dialog requests we
-//! send (BYE).
+//! Dialogs (RFC 3261 12): the state an INVITE creates — as UAS for callers, as UAC for the
+//! legs we place to agents — Call-ID, both tags, the peer's Contact and route set, both CSeq
+//! counters — and the in-dialog requests we send (BYE, the ACK of a 2xx).
 
 use super::message::{self, AGENT, Facts};
 use rsip::headers::UntypedHeader;
@@ -65,9 +65,54 @@ impl Dialog {
             && facts.from_tag.as_deref().unwrap_or_default() == self.remote_tag
     }
 
+    /// The dialog a 2xx to our INVITE created (RFC 3261 12.1.2): we are the UAC; `local` is
+    /// our From (with its tag), the route set is the 2xx's Record-Route in reverse.
+    pub fn from_uac_response(
+        call_id: &str,
+        local: &str,
+        local_tag: &str,
+        cseq: u32,
+        resp: &rsip::Response,
+    ) -> Dialog {
+        let h = &resp.headers;
+        let remote = message::value(h, "To").unwrap_or_default().to_string();
+        let remote_tag = message::param(&remote, "tag").unwrap_or_default().to_string();
+        let remote_target = message::value(h, "Contact")
+            .map(message::first_element)
+            .map(message::uri_of)
+            .filter(|u| !u.is_empty())
+            .map_or_else(|| message::uri_of(&remote).to_string(), String::from);
+        let mut route_set: Vec<String> = message::values(h, "Record-Route")
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        route_set.reverse();
+        Dialog {
+            call_id: call_id.to_string(),
+            local_tag: local_tag.to_string(),
+            remote_tag,
+            local: local.to_string(),
+            remote,
+            remote_target,
+            route_set,
+            local_cseq: cseq,
+            remote_cseq: 0,
+        }
+    }
+
     /// An in-dialog request of ours (`BYE`): `via` is our sent-by (`SIP/2.0/UDP host:port`).
     pub fn request(&mut self, method: rsip::Method, via: &str, branch: &str) -> Vec<u8> {
         self.local_cseq += 1;
+        self.build(method, self.local_cseq, via, branch)
+    }
+
+    /// The ACK of a 2xx to our INVITE: a request of its own with the INVITE's CSeq number.
+    pub fn ack(&self, via: &str, branch: &str) -> Vec<u8> {
+        self.build(rsip::Method::Ack, self.local_cseq, via, branch)
+    }
+
+    fn build(&self, method: rsip::Method, cseq: u32, via: &str, branch: &str) -> Vec<u8> {
         let mut headers = Headers::default();
         headers.push(Header::Via(rsip::headers::Via::new(format!(
             "{via};branch={branch};rport"
@@ -84,8 +129,7 @@ impl Dialog {
             self.call_id.clone(),
         )));
         headers.push(Header::CSeq(rsip::headers::CSeq::new(format!(
-            "{} {method}",
-            self.local_cseq
+            "{cseq} {method}"
         ))));
         for r in &self.route_set {
             headers.push(Header::Route(rsip::headers::Route::new(r.clone())));

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const MAX_MESSAGE: usize = 16 * 1024;
 
 /// The methods we answer, for `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 
 /// Our `Server`/`User-Agent`.
 pub const AGENT: &str = concat!("ivr/", env!("CARGO_PKG_VERSION"));
@@ -87,6 +87,8 @@ pub fn values<'a>(headers: &'a Headers, long: &str) -> impl Iterator<Item = &'a 
             Header::MaxForwards(v) => ("Max-Forwards", v.value()),
             Header::RecordRoute(v) => ("Record-Route", v.value()),
             Header::Supported(v) => ("Supported", v.value()),
+            Header::Expires(v) => ("Expires", v.value()),
+            Header::Authorization(v) => ("Authorization", v.value()),
             Header::Other(n, v) => (n.as_str(), v.as_str()),
             _ => return None,
         };

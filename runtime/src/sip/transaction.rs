@@ -257,6 +257,81 @@ impl ClientTx {
     }
 }
 
+/// An INVITE client transaction (17.1.1, for calls we place to agents and numbers): the
+/// INVITE is retransmitted on timer A (T1, doubling) until any response; without one by
+/// timer B (64·T1) the callee is unreachable. After a provisional response it waits for the
+/// final one up to timer C (three minutes), then gives up ([`Poll::TimedOut`]: send a CANCEL).
+#[derive(Debug, Clone)]
+pub struct InviteClientTx {
+    request: Arc<[u8]>,
+    interval: Duration,
+    next_send: Option<Instant>,
+    end: Instant,
+    proceeding: bool,
+    done: bool,
+}
+
+/// Timer C: how long we let a callee ring (after a provisional response) at most.
+pub const TIMER_C: Duration = Duration::from_secs(180);
+
+impl InviteClientTx {
+    /// An INVITE just sent at `now`.
+    pub fn new(request: Arc<[u8]>, reliable: bool, timers: Timers, now: Instant) -> InviteClientTx {
+        InviteClientTx {
+            request,
+            interval: timers.t1,
+            next_send: (!reliable).then(|| now + timers.t1),
+            end: now + timers.t64(),
+            proceeding: false,
+            done: false,
+        }
+    }
+
+    /// A response arrived at `now`; true when it is final.
+    pub fn response(&mut self, code: u16, now: Instant) -> bool {
+        self.next_send = None;
+        if code >= 200 {
+            self.done = true;
+        } else if !self.proceeding {
+            self.proceeding = true;
+            self.end = now + TIMER_C;
+        }
+        self.done
+    }
+
+    /// Whether a provisional response came (a CANCEL may be sent).
+    pub fn proceeding(&self) -> bool {
+        self.proceeding
+    }
+
+    /// When the transaction next needs [`InviteClientTx::poll`].
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.done {
+            return None;
+        }
+        Some(self.next_send.map_or(self.end, |n| n.min(self.end)))
+    }
+
+    /// Runs the timers that are due.
+    pub fn poll(&mut self, now: Instant) -> Poll {
+        if self.done {
+            return Poll::Terminated;
+        }
+        if now >= self.end {
+            self.done = true;
+            return Poll::TimedOut;
+        }
+        if let Some(at) = self.next_send
+            && now >= at
+        {
+            self.interval *= 2;
+            self.next_send = Some(now + self.interval);
+            return Poll::Retransmit(Arc::clone(&self.request));
+        }
+        Poll::Idle
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +412,34 @@ mod tests {
         assert_eq!(tx.poll(now + t.t64()), Poll::TimedOut);
         let mut tx = ClientTx::new(bytes("BYE"), false, t, now);
         assert!(tx.response(200));
+        assert_eq!(tx.deadline(), None);
+    }
+
+    #[test]
+    fn invite_is_retransmitted_until_a_provisional_then_waits_for_timer_c() {
+        let t = Timers::default();
+        let now = Instant::now();
+        let mut tx = InviteClientTx::new(bytes("INVITE"), false, t, now);
+        assert_eq!(tx.deadline(), Some(now + t.t1));
+        assert!(matches!(tx.poll(now + t.t1), Poll::Retransmit(_)));
+        // Timer A doubles without the T2 cap of non-INVITE requests.
+        assert_eq!(tx.deadline(), Some(now + t.t1 * 3));
+        assert!(!tx.response(180, now + t.t1 * 2));
+        assert!(tx.proceeding());
+        let ringing_since = now + t.t1 * 2;
+        assert_eq!(tx.deadline(), Some(ringing_since + TIMER_C));
+        assert_eq!(tx.poll(ringing_since + TIMER_C), Poll::TimedOut);
+    }
+
+    #[test]
+    fn an_invite_without_any_answer_times_out_on_timer_b() {
+        let t = Timers::default();
+        let now = Instant::now();
+        let mut tx = InviteClientTx::new(bytes("INVITE"), true, t, now);
+        assert_eq!(tx.deadline(), Some(now + t.t64()));
+        assert_eq!(tx.poll(now + t.t64()), Poll::TimedOut);
+        let mut tx = InviteClientTx::new(bytes("INVITE"), true, t, now);
+        assert!(tx.response(486, now));
         assert_eq!(tx.deadline(), None);
     }
 }

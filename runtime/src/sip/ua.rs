@@ -13,7 +13,10 @@
 
 use super::dialog::Dialog;
 use super::message::{self, ALLOW, Extra, Facts};
-use super::transaction::{ClientTx, Poll, ServerTx, State, Timers};
+use super::registrar::Registrar;
+pub use super::registrar::Registration;
+use super::outbound::{InviteParts, OutgoingInvite};
+use super::transaction::{ClientTx, InviteClientTx, Poll, ServerTx, State, Timers};
 use super::transport::{Inbound, Peer, Proto, Sender};
 use crate::media::dtmf;
 use crate::media::sdp::{self, Negotiated};
@@ -40,9 +43,51 @@ pub enum DialogEvent {
     Terminate,
 }
 
+/// What the core tells a call about a leg it placed ([`CoreMsg::Dial`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegEvent {
+    /// The callee's phone rings (180/183).
+    Ringing,
+    /// The callee answered with these media parameters (the ACK is sent).
+    Answered(Negotiated),
+    /// The call could not be placed or was refused: the final status (408 when nothing
+    /// answered, 488 when the answer had no usable SDP).
+    Failed(u16),
+    /// The callee changed the media (re-INVITE: hold, resume).
+    Media(Negotiated),
+    /// The callee hung up.
+    Bye,
+}
+
+/// A call to place as the UAC: to an agent's phone or a `transfer to` number.
+#[derive(Debug)]
+pub struct Dial {
+    /// Our From tag, unique: the leg's key (and its dialog's).
+    pub tag: String,
+    /// The Request-URI.
+    pub target: String,
+    /// Where to send it.
+    pub peer: Peer,
+    /// The user part of our From (the caller's number).
+    pub from_user: String,
+    /// Extra headers (the `X-IVR-*` screen pop).
+    pub headers: Vec<(String, String)>,
+    /// Our RTP port for the leg (goes into the SDP offer).
+    pub port: u16,
+    /// Where the leg's events go.
+    pub events: mpsc::UnboundedSender<LegEvent>,
+}
+
 /// What calls (and the server) tell the core.
 #[derive(Debug)]
 pub enum CoreMsg {
+    /// Place a call ([`LegEvent`]s follow).
+    Dial(Box<Dial>),
+    /// End a leg: CANCEL while it rings (once it has answered anything), BYE once answered.
+    EndLeg {
+        /// The leg's tag.
+        tag: String,
+    },
     /// The call of dialog `tag` is over; `bye` when we must send a BYE (the flow hung up,
     /// no media, shutdown).
     Ended {
@@ -55,6 +100,13 @@ pub enum CoreMsg {
     Drain,
     /// End every call now.
     TerminateAll,
+    /// New credentials for the registrar (hot reload of `[server] realm` and `[agents.*]`).
+    Credentials {
+        /// The digest realm.
+        realm: String,
+        /// Agent id → ha1 (32 hex digits).
+        credentials: HashMap<String, String>,
+    },
 }
 
 /// A call the serve layer agreed to take.
@@ -116,6 +168,8 @@ pub struct CoreOptions {
     pub answer_after: Duration,
     /// The address we listen on (its IP, when specified, goes into SDP and Contact).
     pub local: SocketAddr,
+    /// Where agents' binding changes go (REGISTER); none: nobody listens.
+    pub registrations: Option<mpsc::UnboundedSender<Registration>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +190,9 @@ enum TimerKey {
     Server(String, u8),
     Client(String),
     Answer(String),
+    Leg(String),
+    /// A held REGISTER response (by branch) is due.
+    Register(String),
 }
 
 enum Phase {
@@ -162,6 +219,37 @@ struct Entry {
     awaiting_ack: Option<AwaitingAck>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegState {
+    /// INVITE sent, no final response.
+    Calling,
+    /// 2xx received and acknowledged.
+    Answered,
+    /// A final error came (kept a while to acknowledge its retransmissions).
+    Done,
+}
+
+/// A call we placed.
+struct Leg {
+    invite: OutgoingInvite,
+    tx: InviteClientTx,
+    peer: Peer,
+    local_ip: IpAddr,
+    port: u16,
+    session_id: u64,
+    sdp_version: u64,
+    events: mpsc::UnboundedSender<LegEvent>,
+    state: LegState,
+    /// The call no longer wants the leg (CANCEL once provisional, BYE if it answers).
+    cancel: bool,
+    cancel_sent: bool,
+    dialog: Option<Dialog>,
+    /// The ACK we sent for the final response, sent again for its retransmissions.
+    ack: Option<Arc<[u8]>>,
+    /// The callee's re-INVITE waiting for its ACK.
+    reinvite: Option<TxKey>,
+}
+
 /// The core's counters, shared with the server.
 #[derive(Debug, Default)]
 pub struct CoreStats {
@@ -181,11 +269,29 @@ pub struct Core<C: Calls> {
     server: HashMap<TxKey, (ServerTx, Peer)>,
     client: HashMap<String, (ClientTx, Peer)>,
     dialogs: HashMap<String, Entry>,
+    legs: HashMap<String, Leg>,
+    /// INVITE branch → leg tag.
+    leg_branches: HashMap<String, String>,
     heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     draining: bool,
     local_ips: HashMap<IpAddr, IpAddr>,
     stats: Arc<CoreStats>,
+    /// Agents' REGISTERs.
+    registrar: Registrar,
+    /// REGISTER responses held back (repeated failures), by branch.
+    held: HashMap<String, HeldReply>,
 }
+
+/// A REGISTER response waiting for its time.
+struct HeldReply {
+    key: TxKey,
+    code: u16,
+    bytes: Arc<[u8]>,
+    registration: Option<Registration>,
+}
+
+/// Most REGISTER responses held back at once; REGISTERs beyond are dropped.
+const MAX_HELD: usize = 10_000;
 
 fn method_code(m: Method) -> u8 {
     match m {
@@ -194,6 +300,7 @@ fn method_code(m: Method) -> u8 {
         Method::Bye => 2,
         Method::Options => 3,
         Method::Info => 4,
+        Method::Register => 5,
         _ => 9,
     }
 }
@@ -205,6 +312,7 @@ fn method_of(code: u8) -> Method {
         2 => Method::Bye,
         3 => Method::Options,
         4 => Method::Info,
+        5 => Method::Register,
         _ => Method::Message,
     }
 }
@@ -219,11 +327,21 @@ impl<C: Calls> Core<C> {
             server: HashMap::new(),
             client: HashMap::new(),
             dialogs: HashMap::new(),
+            legs: HashMap::new(),
+            leg_branches: HashMap::new(),
             heap: BinaryHeap::new(),
             draining: false,
             local_ips: HashMap::new(),
             stats: Arc::new(CoreStats::default()),
+            registrar: Registrar::new("ivr", HashMap::new()),
+            held: HashMap::new(),
         }
+    }
+
+    /// The registrar of agents' REGISTERs (the default one knows no agent).
+    pub fn with_registrar(mut self, registrar: Registrar) -> Core<C> {
+        self.registrar = registrar;
+        self
     }
 
     /// The counters.
@@ -367,15 +485,27 @@ impl<C: Calls> Core<C> {
     fn on_message(&mut self, m: Inbound, now: Instant) {
         match m.msg {
             SipMessage::Request(req) => self.on_request(req, m.peer, now),
-            SipMessage::Response(resp) => self.on_response(&resp),
+            SipMessage::Response(resp) => self.on_response(&resp, now),
         }
     }
 
-    fn on_response(&mut self, resp: &Response) {
+    fn on_response(&mut self, resp: &Response, now: Instant) {
         let Ok(f) = message::facts(&resp.headers) else {
             return;
         };
         let Some(branch) = f.branch else { return };
+        if f.cseq_method == "INVITE" {
+            if let Some(tag) = self.leg_branches.get(&branch).cloned() {
+                self.on_leg_response(&tag, resp, now);
+            }
+            return;
+        }
+        // A CANCEL shares its INVITE's branch.
+        let branch = if f.cseq_method == "CANCEL" {
+            format!("{branch}|CANCEL")
+        } else {
+            branch
+        };
         if let Some((tx, _)) = self.client.get_mut(&branch)
             && tx.response(resp.status_code.code())
         {
@@ -456,8 +586,8 @@ impl<C: Calls> Core<C> {
                 self.respond(&req, peer, &key, 200, &extra, now);
             }
             Method::Info => self.on_info(&req, &f, peer, key, now),
-            Method::Register
-            | Method::Subscribe
+            Method::Register => self.on_register(&req, peer, key, now),
+            Method::Subscribe
             | Method::Notify
             | Method::Message
             | Method::Refer
@@ -465,6 +595,60 @@ impl<C: Calls> Core<C> {
             | Method::PRack
             | Method::Update => self.answer(&req, peer, &key, 405, now),
             Method::Ack => {}
+        }
+    }
+
+    /// REGISTER: the registrar decides. Its answer may have to wait (repeated failures from
+    /// that address); meanwhile the transaction, without a response yet, absorbs
+    /// retransmissions.
+    fn on_register(&mut self, req: &Request, peer: Peer, key: TxKey, now: Instant) {
+        if self.held.len() >= MAX_HELD {
+            tracing::debug!(peer = %peer.addr, "too many REGISTER answers held back; dropped");
+            return;
+        }
+        let reply = self.registrar.handle(req, peer.addr.ip(), now);
+        let held = HeldReply {
+            key,
+            code: reply.code,
+            bytes: Arc::from(reply.response(req, peer.addr)),
+            registration: reply.binding.map(|b| Registration {
+                agent: b.agent,
+                contact: b.contact,
+                peer,
+                expires: b.expires,
+            }),
+        };
+        let target = match peer.proto {
+            Proto::Udp => Peer {
+                addr: message::response_target(&req.headers, peer.addr),
+                ..peer
+            },
+            Proto::Tcp => peer,
+        };
+        let tx = ServerTx::new(false, peer.proto.reliable(), self.opts.timers);
+        self.server.insert(held.key.clone(), (tx, target));
+        if reply.delay.is_zero() {
+            self.send_held(held, now);
+        } else {
+            let branch = held.key.branch.clone();
+            self.held.insert(branch.clone(), held);
+            self.arm(Some(now + reply.delay), TimerKey::Register(branch));
+        }
+    }
+
+    /// Sends a REGISTER response on its transaction and reports the binding change.
+    fn send_held(&mut self, held: HeldReply, now: Instant) {
+        if let Some((tx, target)) = self.server.get_mut(&held.key) {
+            tx.respond(held.code, Arc::clone(&held.bytes), now);
+            let (deadline, target) = (tx.deadline(), *target);
+            self.send(&target, held.bytes);
+            self.arm(
+                deadline,
+                TimerKey::Server(held.key.branch, method_code(held.key.method)),
+            );
+        }
+        if let (Some(r), Some(out)) = (held.registration, &self.opts.registrations) {
+            let _ = out.send(r);
         }
     }
 
@@ -616,6 +800,10 @@ impl<C: Calls> Core<C> {
 
     fn on_reinvite(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Instant) {
         let tag = f.to_tag.clone().unwrap_or_default();
+        if !self.dialogs.contains_key(&tag) && self.legs.contains_key(&tag) {
+            self.on_leg_reinvite(&tag, req, f, peer, key, now);
+            return;
+        }
         let Some(e) = self.dialogs.get_mut(&tag).filter(|e| e.dialog.matches(f)) else {
             self.answer(req, peer, &key, 481, now);
             return;
@@ -674,6 +862,18 @@ impl<C: Calls> Core<C> {
         }
         // The ACK of a 2xx: a new transaction, matched by the dialog.
         let tag = f.to_tag.clone().unwrap_or_default();
+        if let Some(l) = self.legs.get_mut(&tag)
+            && l.dialog.as_ref().is_some_and(|d| d.matches(f))
+        {
+            if let Some(key) = l.reinvite.take()
+                && let Some((tx, _)) = self.server.get_mut(&key)
+            {
+                tx.ack(now);
+                let d = tx.deadline();
+                self.arm(d, TimerKey::Server(key.branch, 0));
+            }
+            return;
+        }
         let Some(e) = self.dialogs.get_mut(&tag).filter(|e| e.dialog.matches(f)) else {
             return;
         };
@@ -762,7 +962,18 @@ impl<C: Calls> Core<C> {
         let tag = f.to_tag.clone().unwrap_or_default();
         let found = self.dialogs.get(&tag).is_some_and(|e| e.dialog.matches(f));
         if !found {
-            self.answer(req, peer, &key, 481, now);
+            let leg = self
+                .legs
+                .get(&tag)
+                .is_some_and(|l| l.dialog.as_ref().is_some_and(|d| d.matches(f)));
+            if leg {
+                self.respond(req, peer, &key, 200, &Extra::default(), now);
+                if let Some(l) = self.remove_leg(&tag) {
+                    let _ = l.events.send(LegEvent::Bye);
+                }
+            } else {
+                self.answer(req, peer, &key, 481, now);
+            }
             return;
         }
         self.respond(req, peer, &key, 200, &Extra::default(), now);
@@ -782,7 +993,12 @@ impl<C: Calls> Core<C> {
     fn on_info(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Instant) {
         let tag = f.to_tag.clone().unwrap_or_default();
         let Some(e) = self.dialogs.get(&tag).filter(|e| e.dialog.matches(f)) else {
-            self.answer(req, peer, &key, 481, now);
+            let leg = self
+                .legs
+                .get(&tag)
+                .is_some_and(|l| l.dialog.as_ref().is_some_and(|d| d.matches(f)));
+            let code = if leg { 200 } else { 481 };
+            self.answer(req, peer, &key, code, now);
             return;
         };
         let ctype = message::value(&req.headers, "Content-Type").unwrap_or_default();
@@ -796,27 +1012,328 @@ impl<C: Calls> Core<C> {
     }
 
     fn send_bye(&mut self, mut e: Entry, now: Instant) {
-        let via = format!(
+        self.send_dialog_bye(&mut e.dialog, e.peer, e.local_ip, now);
+    }
+
+    /// Our sent-by for Via: `SIP/2.0/UDP host:port`.
+    fn sent_by(&self, proto: Proto, ip: IpAddr) -> String {
+        format!(
             "SIP/2.0/{} {}:{}",
-            e.peer.proto.as_str(),
-            match e.local_ip {
+            proto.as_str(),
+            match ip {
                 IpAddr::V6(v6) => format!("[{v6}]"),
                 IpAddr::V4(v4) => v4.to_string(),
             },
             self.opts.local.port()
-        );
+        )
+    }
+
+    fn send_dialog_bye(&mut self, dialog: &mut Dialog, peer: Peer, local_ip: IpAddr, now: Instant) {
+        let via = self.sent_by(peer.proto, local_ip);
         let branch = message::new_branch();
-        let bytes: Arc<[u8]> = Arc::from(e.dialog.request(Method::Bye, &via, &branch));
+        let bytes: Arc<[u8]> = Arc::from(dialog.request(Method::Bye, &via, &branch));
         let tx = ClientTx::new(
             Arc::clone(&bytes),
-            e.peer.proto.reliable(),
+            peer.proto.reliable(),
             self.opts.timers,
             now,
         );
         let d = tx.deadline();
-        self.client.insert(branch.clone(), (tx, e.peer));
-        self.send(&e.peer, bytes);
+        self.client.insert(branch.clone(), (tx, peer));
+        self.send(&peer, bytes);
         self.arm(d, TimerKey::Client(branch));
+    }
+
+    /// Places a call ([`CoreMsg::Dial`]).
+    fn dial(&mut self, d: Dial, now: Instant) {
+        let local_ip = self.local_ip(d.peer.addr.ip());
+        let sent_by = self.sent_by(d.peer.proto, local_ip);
+        let contact = self.contact(local_ip, d.peer.proto);
+        let host = match local_ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        let from_user: String = d
+            .from_user
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "+-_.*#".contains(*c))
+            .take(64)
+            .collect();
+        let from_user = if from_user.is_empty() {
+            "anonymous".to_string()
+        } else {
+            from_user
+        };
+        let from = format!("<sip:{from_user}@{host}>");
+        let session_id = message::random_u64() >> 1;
+        let offer = sdp::offer(local_ip, d.port, session_id, 1);
+        let call_id = format!("{}-{}", message::new_tag(), message::new_tag());
+        let built = OutgoingInvite::build(&InviteParts {
+            target: &d.target,
+            sent_by: &sent_by,
+            from: &from,
+            tag: &d.tag,
+            call_id: &call_id,
+            contact: &contact,
+            headers: &d.headers,
+            sdp: &offer,
+        });
+        let (invite, bytes) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(target = %d.target, error = %e, "cannot place the call");
+                let _ = d.events.send(LegEvent::Failed(400));
+                return;
+            }
+        };
+        let bytes: Arc<[u8]> = Arc::from(bytes);
+        let tx = InviteClientTx::new(
+            Arc::clone(&bytes),
+            d.peer.proto.reliable(),
+            self.opts.timers,
+            now,
+        );
+        let deadline = tx.deadline();
+        self.leg_branches
+            .insert(invite.branch.clone(), d.tag.clone());
+        self.legs.insert(
+            d.tag.clone(),
+            Leg {
+                invite,
+                tx,
+                peer: d.peer,
+                local_ip,
+                port: d.port,
+                session_id,
+                sdp_version: 1,
+                events: d.events,
+                state: LegState::Calling,
+                cancel: false,
+                cancel_sent: false,
+                dialog: None,
+                ack: None,
+                reinvite: None,
+            },
+        );
+        self.send(&d.peer, bytes);
+        self.arm(deadline, TimerKey::Leg(d.tag));
+    }
+
+    fn remove_leg(&mut self, tag: &str) -> Option<Leg> {
+        let l = self.legs.remove(tag)?;
+        self.leg_branches.remove(&l.invite.branch);
+        Some(l)
+    }
+
+    fn send_cancel(&mut self, tag: &str, now: Instant) {
+        let Some(l) = self.legs.get_mut(tag) else {
+            return;
+        };
+        if l.cancel_sent {
+            return;
+        }
+        l.cancel_sent = true;
+        let bytes: Arc<[u8]> = Arc::from(l.invite.cancel());
+        let peer = l.peer;
+        let key = format!("{}|CANCEL", l.invite.branch);
+        let tx = ClientTx::new(
+            Arc::clone(&bytes),
+            peer.proto.reliable(),
+            self.opts.timers,
+            now,
+        );
+        let d = tx.deadline();
+        self.client.insert(key.clone(), (tx, peer));
+        self.send(&peer, bytes);
+        self.arm(d, TimerKey::Client(key));
+    }
+
+    /// Ends a leg the call no longer wants ([`CoreMsg::EndLeg`]).
+    fn end_leg(&mut self, tag: &str, now: Instant) {
+        let Some(l) = self.legs.get_mut(tag) else {
+            return;
+        };
+        match l.state {
+            LegState::Calling => {
+                l.cancel = true;
+                // A CANCEL only once the callee answered something (RFC 3261 9.1).
+                if l.tx.proceeding() {
+                    self.send_cancel(tag, now);
+                }
+            }
+            LegState::Answered => {
+                if let Some(mut l) = self.remove_leg(tag)
+                    && let Some(d) = l.dialog.as_mut()
+                {
+                    self.send_dialog_bye(d, l.peer, l.local_ip, now);
+                }
+            }
+            LegState::Done => {}
+        }
+    }
+
+    fn on_leg_response(&mut self, tag: &str, resp: &Response, now: Instant) {
+        let code = resp.status_code.code();
+        let Some(l) = self.legs.get_mut(tag) else {
+            return;
+        };
+        if l.state != LegState::Calling {
+            // A retransmitted final response: our ACK got lost.
+            if code >= 200
+                && let Some(a) = l.ack.clone()
+            {
+                let peer = l.peer;
+                self.send(&peer, a);
+            }
+            return;
+        }
+        if !l.tx.response(code, now) {
+            let (cancel, deadline) = (l.cancel, l.tx.deadline());
+            if cancel {
+                self.send_cancel(tag, now);
+            } else if code >= 180 {
+                let _ = l.events.send(LegEvent::Ringing);
+            }
+            self.arm(deadline, TimerKey::Leg(tag.to_string()));
+            return;
+        }
+        if code >= 300 {
+            let to = message::value(&resp.headers, "To").unwrap_or_default();
+            let ack: Arc<[u8]> = Arc::from(l.invite.ack_error(to));
+            l.ack = Some(Arc::clone(&ack));
+            l.state = LegState::Done;
+            let _ = l.events.send(LegEvent::Failed(code));
+            let (peer, linger) = (
+                l.peer,
+                if l.peer.proto.reliable() {
+                    Duration::ZERO
+                } else {
+                    self.opts.timers.t64()
+                },
+            );
+            self.send(&peer, ack);
+            self.arm(Some(now + linger), TimerKey::Leg(tag.to_string()));
+            return;
+        }
+        // 2xx: the dialog; ACK it (even when we are about to hang up).
+        let from = l.invite.from.clone();
+        let mut dialog =
+            Dialog::from_uac_response(&l.invite.call_id, &from, tag, l.invite.cseq, resp);
+        let (peer, local_ip, cancel) = (l.peer, l.local_ip, l.cancel);
+        let via = self.sent_by(peer.proto, local_ip);
+        let ack: Arc<[u8]> = Arc::from(dialog.ack(&via, &message::new_branch()));
+        self.send(&peer, Arc::clone(&ack));
+        let n = std::str::from_utf8(&resp.body)
+            .ok()
+            .filter(|b| !b.trim().is_empty())
+            .and_then(|b| sdp::parse(b).ok())
+            .and_then(|a| sdp::negotiate(&a).ok());
+        if cancel || n.is_none() {
+            // Answered too late, or with nothing we can send: hang up at once.
+            self.send_dialog_bye(&mut dialog, peer, local_ip, now);
+            if let Some(l) = self.remove_leg(tag)
+                && !cancel
+            {
+                tracing::info!(tag, "the callee answered without usable SDP");
+                let _ = l.events.send(LegEvent::Failed(488));
+            }
+            return;
+        }
+        if let (Some(l), Some(n)) = (self.legs.get_mut(tag), n) {
+            l.ack = Some(ack);
+            l.dialog = Some(dialog);
+            l.state = LegState::Answered;
+            let _ = l.events.send(LegEvent::Answered(n));
+        }
+    }
+
+    /// The callee of a leg re-INVITEs (hold, resume): answer from the leg's port.
+    fn on_leg_reinvite(
+        &mut self,
+        tag: &str,
+        req: &Request,
+        f: &Facts,
+        peer: Peer,
+        key: TxKey,
+        now: Instant,
+    ) {
+        let Some(l) = self
+            .legs
+            .get_mut(tag)
+            .filter(|l| l.dialog.as_ref().is_some_and(|d| d.matches(f)))
+        else {
+            self.answer(req, peer, &key, 481, now);
+            return;
+        };
+        let offer = std::str::from_utf8(&req.body)
+            .ok()
+            .filter(|b| !b.trim().is_empty())
+            .and_then(|b| sdp::parse(b).ok());
+        let Some((offer, n)) = offer.and_then(|o| sdp::negotiate(&o).ok().map(|n| (o, n))) else {
+            self.answer(req, peer, &key, 488, now);
+            return;
+        };
+        l.sdp_version += 1;
+        let body = sdp::answer(&offer, &n, l.local_ip, l.port, l.session_id, l.sdp_version);
+        let _ = l.events.send(LegEvent::Media(n));
+        l.reinvite = Some(key.clone());
+        let local_ip = l.local_ip;
+        let contact = self.contact(local_ip, peer.proto);
+        self.respond(
+            req,
+            peer,
+            &key,
+            200,
+            &Extra {
+                to_tag: Some(tag),
+                contact: Some(&contact),
+                headers: &[("Allow", ALLOW)],
+                body: Some(("application/sdp", body.as_bytes())),
+            },
+            now,
+        );
+    }
+
+    fn on_leg_timer(&mut self, tag: &str, now: Instant) {
+        let Some(l) = self.legs.get_mut(tag) else {
+            return;
+        };
+        if l.state == LegState::Done {
+            self.remove_leg(tag);
+            return;
+        }
+        if l.state != LegState::Calling || l.tx.deadline().is_none_or(|d| d > now) {
+            return;
+        }
+        match l.tx.poll(now) {
+            Poll::Retransmit(b) => {
+                let (d, peer) = (l.tx.deadline(), l.peer);
+                self.send(&peer, b);
+                self.arm(d, TimerKey::Leg(tag.to_string()));
+            }
+            Poll::Idle => {
+                let d = l.tx.deadline();
+                self.arm(d, TimerKey::Leg(tag.to_string()));
+            }
+            Poll::TimedOut | Poll::Terminated => {
+                if l.tx.proceeding() {
+                    // Rang for timer C: give up with a CANCEL; its 487 ends the leg.
+                    let _ = l.events.send(LegEvent::Failed(408));
+                    l.cancel = true;
+                    self.send_cancel(tag, now);
+                    self.arm(
+                        Some(now + self.opts.timers.t64()),
+                        TimerKey::Leg(tag.to_string()),
+                    );
+                    if let Some(l) = self.legs.get_mut(tag) {
+                        l.state = LegState::Done;
+                    }
+                } else if let Some(l) = self.remove_leg(tag) {
+                    tracing::info!(target = %l.invite.uri, "no answer to the INVITE");
+                    let _ = l.events.send(LegEvent::Failed(408));
+                }
+            }
+        }
     }
 
     fn on_core_msg(&mut self, m: CoreMsg, now: Instant) {
@@ -829,6 +1346,13 @@ impl<C: Calls> Core<C> {
                     if bye {
                         self.send_bye(e, now);
                     }
+                }
+            }
+            CoreMsg::Dial(d) => self.dial(*d, now),
+            CoreMsg::EndLeg { tag } => self.end_leg(&tag, now),
+            CoreMsg::Credentials { realm, credentials } => {
+                for agent in self.registrar.set_credentials(realm, credentials) {
+                    tracing::info!(agent, "no longer configured: its registration is dropped");
                 }
             }
             CoreMsg::Drain => self.draining = true,
@@ -899,6 +1423,12 @@ impl<C: Calls> Core<C> {
             };
             match key {
                 TimerKey::Answer(tag) => self.answer_call(&tag, now),
+                TimerKey::Register(branch) => {
+                    if let Some(held) = self.held.remove(&branch) {
+                        self.send_held(held, now);
+                    }
+                }
+                TimerKey::Leg(tag) => self.on_leg_timer(&tag, now),
                 TimerKey::Client(branch) => {
                     let Some((tx, peer)) = self.client.get_mut(&branch) else {
                         continue;

@@ -1,0 +1,83 @@
+//! `ivr agent-password ID`: prints the `ha1` of an agent's password for `[agents.ID]`:
+//! MD5(ID:realm:password) in 32 lowercase hex digits, with the realm of `[server] realm`.
+//!
+//! On a terminal the password is asked twice without echo; otherwise (scripts) one line is
+//! read from standard input. The password itself is never printed nor stored.
+
+use ivr_compiler::project::load_config;
+use ivr_dsl::SourceMap;
+use ivr_runtime::sip::registrar::ha1;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options of `ivr agent-password`.
+pub struct AgentPasswordOptions {
+    /// `--config`
+    pub config: Option<PathBuf>,
+    /// The agent id.
+    pub agent: String,
+}
+
+/// The realm of the configuration. Errors about agents' `ha1` do not matter here (this
+/// command is how they get one); any other error does, since the realm could be wrong.
+fn realm(path: Option<PathBuf>) -> Result<String, String> {
+    let mut sources = SourceMap::new();
+    let (config, diags) = load_config(path.as_deref(), &mut sources).map_err(|e| e.to_string())?;
+    let errors: Vec<_> = diags
+        .into_iter()
+        .filter(|d| d.is_error() && !d.message.contains("needs `ha1`"))
+        .collect();
+    if !errors.is_empty() {
+        eprint!("{}", sources.render(&errors, false));
+        return Err("fix the configuration first (`ivr check`)".into());
+    }
+    Ok(config.server.realm)
+}
+
+/// Reads the password: twice without echo on a terminal, else one line of standard input.
+fn read_password(agent: &str) -> Result<String, String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for agent {agent}: "))
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        if first.is_empty() {
+            return Ok(first);
+        }
+        let again = rpassword::prompt_password("Again: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        if again != first {
+            return Err("the two passwords differ; nothing printed".into());
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        Ok(line.strip_suffix('\r').unwrap_or(line).to_string())
+    }
+}
+
+/// Runs the command.
+pub fn run(opts: AgentPasswordOptions) -> Result<ExitCode, String> {
+    let agent = opts.agent.trim();
+    if agent.is_empty() || agent.contains(':') || agent.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "`{}` is not an agent id: the user part of sip:ID@host, as in [agents.ID]",
+            opts.agent
+        ));
+    }
+    let realm = realm(opts.config)?;
+    let password = read_password(agent)?;
+    if password.is_empty() {
+        return Err("the password is empty; an agent needs a password to register".into());
+    }
+    let hash = ha1(agent, &realm, &password);
+    println!("{hash}");
+    if std::io::stdin().is_terminal() {
+        eprintln!("put it in ivr.toml:\n\n[agents.{agent}]\nha1 = \"{hash}\"   # realm \"{realm}\"");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,380 @@
+//! Transfers and queues end to end, with real peers: SIPp plays the agents' phones (a REGISTER
+//! with digest authentication, then a UAS that answers or lets it ring) and the callers; `ivr
+//! serve` queues the callers, offers them to agents, bridges the media, and records what
+//! happened in its SQLite database. Every peer is on 127.0.0.1 and every run is bounded.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const VIP: &str = "13900000009";
+
+fn acd_flow(external: u16) -> String {
+    format!(
+        r##"
+flow q {{
+    title    "queue test"
+    language zh-CN
+    entry    hello
+}}
+
+step hello {{
+    play hello
+    goto queue
+}}
+
+transfer queue {{
+    queue     general
+    priority  10 if caller == "{VIP}"
+    attach    caller, call.channel
+    music     hold
+    max_wait  20s -> sorry
+    no_agents -> sorry
+    after     -> rate
+}}
+
+survey rate {{
+    question overall rate_q scale 1..5
+    timeout  6s
+    attempts 1
+    save     surveys
+    next     bye
+}}
+
+step sorry {{
+    play sorry
+    hangup
+}}
+
+step bye {{
+    play bye
+    hangup
+}}
+"##
+    ) + &format!(
+        r##"
+flow x {{
+    title    "external transfer"
+    language zh-CN
+    entry    out
+}}
+
+transfer out {{
+    to        "sip:95500@127.0.0.1:{external}"
+    music     hold
+    no_agents -> sorry
+    after     -> bye
+}}
+
+step sorry {{
+    play sorry
+    hangup
+}}
+
+step bye {{
+    play bye
+    hangup
+}}
+"##
+    )
+}
+
+/// A deployment with the queue flow (`q`, the default route) and the external transfer
+/// (`x`, dialled as 95500) in a temporary folder.
+fn deployment(name: &str, external: u16) -> PathBuf {
+    let dir = temp_dir(name);
+    fs::create_dir_all(dir.join("flows")).expect("flows");
+    fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
+    let text = acd_flow(external);
+    let at = text.find("\nflow x").expect("second flow");
+    fs::write(dir.join("flows/q.flow"), &text[..at]).expect("flow q");
+    fs::write(dir.join("flows/x.flow"), &text[at..]).expect("flow x");
+    let mut catalog = String::new();
+    for (id, hz, ms) in [
+        ("hello", 400.0, 300),
+        ("hold", 500.0, 400),
+        ("rate_q", 600.0, 500),
+        ("sorry", 700.0, 300),
+        ("bye", 800.0, 300),
+    ] {
+        ivr_runtime::audio::write_wav(&dir.join(format!("prompts/zh-CN/{id}.wav")), &tone(hz, ms))
+            .expect("wav");
+        catalog.push_str(&format!("{id} = {{ text = \"{id}\" }}\n"));
+    }
+    fs::write(dir.join("prompts/zh-CN/prompts.toml"), catalog).expect("catalog");
+    let rtp = rtp_range(40);
+    fs::write(
+        dir.join("ivr.toml"),
+        format!(
+            r#"[paths]
+flows      = "flows"
+prompts    = "prompts"
+recordings = "recordings"
+
+[server]
+rtp_ports = "{}-{}"
+max_calls = 100
+realm     = "ivr"
+
+[database]
+url = "sqlite://ivr-data/ivr.db"
+
+[queues.general]
+skills       = ["mandarin"]
+ring_timeout = "2s"
+wrap_up      = "1s"
+
+[agents.2001]
+name   = "王芳"
+skills = ["mandarin"]
+ha1    = "c77c65cb80b98f26c9ce22ff8c3ae0ca"   # pw2001
+
+[agents.2002]
+name   = "李强"
+skills = ["mandarin"]
+ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
+
+[routes]
+"95500" = "x"
+default = "q"
+"#,
+            rtp.0, rtp.1
+        ),
+    )
+    .expect("config");
+    dir.join("ivr.toml")
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("port")
+        .port()
+}
+
+/// A SIPp running in the background (an agent's phone, a caller), killed when dropped.
+struct Peer {
+    child: Child,
+    name: String,
+    dir: PathBuf,
+}
+
+impl Peer {
+    /// SIPp with `scenario` against `server`; `-p port` when `port` is given (a UAS).
+    fn spawn(dir: &Path, server: SocketAddr, scenario: &str, args: &[&str]) -> Peer {
+        let name = format!("{}-{}", scenario.trim_end_matches(".xml"), free_udp_port());
+        let work = dir.join(&name);
+        fs::create_dir_all(&work).expect("peer dir");
+        let child = Command::new("sipp")
+            .current_dir(&work)
+            .arg("-sf")
+            .arg(repo().join("tests/sipp").join(scenario))
+            .arg(server.to_string())
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-mp", &free_udp_port().to_string()])
+            .args(["-nostdin", "-timeout", "40", "-timeout_error"])
+            .args(["-trace_err", "-trace_msg"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp");
+        Peer {
+            child,
+            name,
+            dir: work,
+        }
+    }
+
+    /// Waits (bounded) for SIPp to end; whether all its calls succeeded.
+    fn wait(&mut self, within: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    /// The messages SIPp traced.
+    fn messages(&self) -> String {
+        let mut text = String::new();
+        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.ends_with("_messages.log") || n.ends_with("_errors.log") {
+                text.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        text
+    }
+
+    fn report(&self) -> String {
+        let m = self.messages();
+        let tail: Vec<&str> = m.lines().rev().take(60).collect();
+        format!(
+            "--- {} ---\n{}",
+            self.name,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An agent's phone: a UAS on a port of its own running `scenario` for `calls` calls, and
+/// its registration (which must succeed).
+fn agent(
+    dir: &Path,
+    server: &Server,
+    id: &str,
+    password: &str,
+    scenario: &str,
+    calls: u32,
+) -> Peer {
+    let port = free_udp_port();
+    let phone = Peer::spawn(
+        dir,
+        server.addr,
+        scenario,
+        &["-p", &port.to_string(), "-m", &calls.to_string()],
+    );
+    let (ok, out) = sipp(
+        dir,
+        server.addr,
+        "agent_register.xml",
+        &[
+            "-m",
+            "1",
+            "-key",
+            "agent",
+            id,
+            "-key",
+            "contactport",
+            &port.to_string(),
+            "-au",
+            id,
+            "-ap",
+            password,
+        ],
+    );
+    assert!(ok, "agent {id} could not register:\n{out}\n{}", server.log());
+    phone
+}
+
+/// A caller (SIPp UAC) in the background.
+fn caller(dir: &Path, server: &Server, number: &str, scenario: &str, extra: &[&str]) -> Peer {
+    let mut args = vec!["-m", "1", "-key", "caller", number, "-s", "10010"];
+    args.extend_from_slice(extra);
+    Peer::spawn(dir, server.addr, scenario, &args)
+}
+
+/// call_id, outcome, queue, agent, caller.
+type Row = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// The call rows once there are `n` (waits for the batching writer).
+fn calls(config: &Path, n: usize) -> Vec<Row> {
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let rows: Vec<Row> = sqlx::query_as(
+                "SELECT call_id, outcome, queue, agent, caller FROM calls ORDER BY id",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            if rows.len() >= n || started.elapsed() > Duration::from_secs(10) {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// (question, answer, agent, queue) of the saved survey answers.
+fn surveys(config: &Path) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        sqlx::query_as("SELECT question, answer, agent, queue FROM survey_answers ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default()
+    })
+}
+
+#[test]
+fn a_caller_reaches_an_agent_who_sees_the_screen_pop_then_rates_the_call() {
+    need_sipp!();
+    let config = deployment("answer", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let mut phone = agent(&dir, &server, "2001", "pw2001", "agent_answers.xml", 1);
+    let mut call = caller(&dir, &server, CALLER, "caller_rates.xml", &["-key", "score", "4"]);
+    let call_ok = call.wait(Duration::from_secs(30));
+    let phone_ok = phone.wait(Duration::from_secs(10));
+    assert!(
+        call_ok && phone_ok,
+        "caller {call_ok}, agent {phone_ok}\n{}\n{}\n{}",
+        call.report(),
+        phone.report(),
+        server.log()
+    );
+    // The screen pop travelled in the INVITE to the agent.
+    let invite = phone.messages();
+    for h in [
+        format!("X-IVR-Caller: {CALLER}"),
+        "X-IVR-Called: 10010".to_string(),
+        "X-IVR-Flow: q".to_string(),
+        "X-IVR-Queue: general".to_string(),
+        "X-IVR-Call-Channel: sip".to_string(),
+        "X-IVR-Path: hello,queue".to_string(),
+    ] {
+        assert!(invite.contains(&h), "no `{h}` in the agent's INVITE:\n{invite}");
+    }
+    let rows = calls(&config, 1);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (_, outcome, queue, agent, number) = &rows[0];
+    assert_eq!(outcome.as_deref(), Some("transferred"));
+    assert_eq!(queue.as_deref(), Some("general"));
+    assert_eq!(agent.as_deref(), Some("2001"));
+    assert_eq!(number, CALLER);
+    // The survey after the agent hung up, saved with the agent and the queue.
+    let s = surveys(&config);
+    assert_eq!(
+        s,
+        vec![(
+            "overall".to_string(),
+            Some("4".to_string()),
+            Some("2001".to_string()),
+            Some("general".to_string())
+        )],
+        "{}",
+        server.log()
+    );
+}
