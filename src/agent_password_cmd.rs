@@ -77,7 +77,9 @@ pub fn run(opts: AgentPasswordOptions) -> Result<ExitCode, String> {
     let hash = ha1(agent, &realm, &password);
     println!("{hash}");
     if std::io::stdin().is_terminal() {
-        eprintln!("put it in ivr.toml:\n\n[agents.{agent}]\nha1 = \"{hash}\"   # realm \"{realm}\"");
+        eprintln!(
+            "put it in ivr.toml:\n\n[agents.{agent}]\nha1 = \"{hash}\"   # realm \"{realm}\""
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -84,6 +84,29 @@ step bye {{
     )
 }
 
+/// Callers of 10086 need an agent who speaks English.
+const ENGLISH_FLOW: &str = r##"
+flow e {
+    title    "english line"
+    language zh-CN
+    entry    queue
+}
+
+transfer queue {
+    queue     general
+    skills    "english"
+    music     hold
+    max_wait  20s -> bye
+    no_agents -> bye
+    after     -> bye
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
+
 /// A deployment with the queue flow (`q`, the default route) and the external transfer
 /// (`x`, dialled as 95500) in a temporary folder.
 fn deployment(name: &str, external: u16) -> PathBuf {
@@ -94,6 +117,7 @@ fn deployment(name: &str, external: u16) -> PathBuf {
     let at = text.find("\nflow x").expect("second flow");
     fs::write(dir.join("flows/q.flow"), &text[..at]).expect("flow q");
     fs::write(dir.join("flows/x.flow"), &text[at..]).expect("flow x");
+    fs::write(dir.join("flows/e.flow"), ENGLISH_FLOW).expect("flow e");
     let mut catalog = String::new();
     for (id, hz, ms) in [
         ("hello", 400.0, 300),
@@ -136,11 +160,12 @@ ha1    = "c77c65cb80b98f26c9ce22ff8c3ae0ca"   # pw2001
 
 [agents.2002]
 name   = "李强"
-skills = ["mandarin"]
+skills = ["mandarin", "english"]
 ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
 
 [routes]
 "95500" = "x"
+"10086" = "e"
 default = "q"
 "#,
             rtp.0, rtp.1
@@ -271,7 +296,11 @@ fn agent(
             password,
         ],
     );
-    assert!(ok, "agent {id} could not register:\n{out}\n{}", server.log());
+    assert!(
+        ok,
+        "agent {id} could not register:\n{out}\n{}",
+        server.log()
+    );
     phone
 }
 
@@ -335,7 +364,13 @@ fn a_caller_reaches_an_agent_who_sees_the_screen_pop_then_rates_the_call() {
     let dir = config.parent().expect("dir").to_path_buf();
     let server = Server::start(&config, &[]);
     let mut phone = agent(&dir, &server, "2001", "pw2001", "agent_answers.xml", 1);
-    let mut call = caller(&dir, &server, CALLER, "caller_rates.xml", &["-key", "score", "4"]);
+    let mut call = caller(
+        &dir,
+        &server,
+        CALLER,
+        "caller_rates.xml",
+        &["-key", "score", "4"],
+    );
     let call_ok = call.wait(Duration::from_secs(30));
     let phone_ok = phone.wait(Duration::from_secs(10));
     assert!(
@@ -355,7 +390,10 @@ fn a_caller_reaches_an_agent_who_sees_the_screen_pop_then_rates_the_call() {
         "X-IVR-Call-Channel: sip".to_string(),
         "X-IVR-Path: hello,queue".to_string(),
     ] {
-        assert!(invite.contains(&h), "no `{h}` in the agent's INVITE:\n{invite}");
+        assert!(
+            invite.contains(&h),
+            "no `{h}` in the agent's INVITE:\n{invite}"
+        );
     }
     let rows = calls(&config, 1);
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -377,4 +415,256 @@ fn a_caller_reaches_an_agent_who_sees_the_screen_pop_then_rates_the_call() {
         "{}",
         server.log()
     );
+}
+
+/// The node visits (node, exit) of a call.
+fn visits(config: &Path, call_id: &str) -> Vec<(String, Option<String>)> {
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        sqlx::query_as("SELECT node, exit FROM node_visits WHERE call_id = ? ORDER BY seq")
+            .bind(call_id)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default()
+    })
+}
+
+/// The callers (X-IVR-Caller) of the INVITEs an agent's phone received, in order.
+fn offered_callers(phone: &Peer) -> Vec<String> {
+    phone
+        .messages()
+        .lines()
+        .filter_map(|l| l.strip_prefix("X-IVR-Caller: "))
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn a_vip_who_came_later_is_served_before_the_callers_waiting_ahead() {
+    need_sipp!();
+    let config = deployment("vip", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // One agent. The first caller gets it at once; while they talk (1.5 s) and the agent wraps
+    // up (1 s), a second caller and then a VIP wait. The VIP is offered the agent next.
+    let mut phone = agent(&dir, &server, "2001", "pw2001", "agent_answers.xml", 3);
+    let mut first = caller(
+        &dir,
+        &server,
+        CALLER,
+        "caller_rates.xml",
+        &["-key", "score", "3"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut second = caller(
+        &dir,
+        &server,
+        "13800000002",
+        "caller_rates.xml",
+        &["-key", "score", "4"],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut vip = caller(
+        &dir,
+        &server,
+        VIP,
+        "caller_rates.xml",
+        &["-key", "score", "5"],
+    );
+    let ok: Vec<bool> = [&mut first, &mut second, &mut vip]
+        .into_iter()
+        .map(|c| c.wait(Duration::from_secs(45)))
+        .collect();
+    let p = phone.wait(Duration::from_secs(10));
+    assert!(
+        ok.iter().all(|o| *o) && p,
+        "callers {ok:?}, agent {p}\n{}\n{}\n{}\n{}\n{}",
+        first.report(),
+        second.report(),
+        vip.report(),
+        phone.report(),
+        server.log()
+    );
+    assert_eq!(
+        offered_callers(&phone),
+        vec![
+            CALLER.to_string(),
+            VIP.to_string(),
+            "13800000002".to_string()
+        ]
+    );
+    let rows = calls(&config, 3);
+    assert!(
+        rows.iter()
+            .all(|r| r.1.as_deref() == Some("transferred") && r.3.as_deref() == Some("2001")),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn ring_timeout_moves_the_call_to_the_next_agent() {
+    need_sipp!();
+    let config = deployment("ring", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // 2001 has been idle longest: it rings first, for the queue's 2 s, then 2002 answers.
+    let mut silent = agent(&dir, &server, "2001", "pw2001", "agent_no_answer.xml", 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut phone = agent(&dir, &server, "2002", "pw2002", "agent_answers.xml", 1);
+    let started = Instant::now();
+    let mut call = caller(
+        &dir,
+        &server,
+        CALLER,
+        "caller_rates.xml",
+        &["-key", "score", "2"],
+    );
+    let ok = call.wait(Duration::from_secs(30));
+    let (s, p) = (
+        silent.wait(Duration::from_secs(5)),
+        phone.wait(Duration::from_secs(5)),
+    );
+    assert!(
+        ok && s && p,
+        "caller {ok}, ringing agent {s}, answering agent {p}\n{}\n{}\n{}\n{}",
+        call.report(),
+        silent.report(),
+        phone.report(),
+        server.log()
+    );
+    assert!(
+        silent.messages().contains("CANCEL sip:2001@"),
+        "{}",
+        silent.report()
+    );
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
+    assert_eq!(rows[0].3.as_deref(), Some("2002"), "{rows:?}");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+#[test]
+fn a_caller_who_hangs_up_while_waiting_is_abandoned_and_the_phone_stops_ringing() {
+    need_sipp!();
+    let config = deployment("abandon", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let mut silent = agent(&dir, &server, "2001", "pw2001", "agent_no_answer.xml", 1);
+    let rtp = free_udp_port().to_string();
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "call_bye.xml",
+        &["-m", "1", "-d", "1200", "-key", "rtpport", &rtp],
+    );
+    assert!(ok, "{out}\n{}", server.log());
+    assert!(
+        silent.wait(Duration::from_secs(5)),
+        "the agent's phone was not cancelled:\n{}\n{}",
+        silent.report(),
+        server.log()
+    );
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].1.as_deref(), Some("abandoned"), "{rows:?}");
+    assert_eq!(rows[0].2.as_deref(), Some("general"), "{rows:?}");
+    assert_eq!(rows[0].3, None, "{rows:?}");
+}
+
+#[test]
+fn with_no_agent_logged_in_the_flow_takes_its_no_agents_path() {
+    need_sipp!();
+    let config = deployment("none", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let rtp = free_udp_port().to_string();
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "flow_hangs_up.xml",
+        &["-m", "1", "-key", "rtpport", &rtp],
+    );
+    assert!(ok, "{out}\n{}", server.log());
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].1.as_deref(), Some("self_service"), "{rows:?}");
+    let v = visits(&config, &rows[0].0);
+    assert!(
+        v.contains(&("queue".to_string(), Some("no_agents".to_string()))),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_blind_transfer_to_an_external_number_bridges_and_comes_back() {
+    need_sipp!();
+    let external = free_udp_port();
+    let config = deployment("external", external);
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let mut far = Peer::spawn(
+        &dir,
+        server.addr,
+        "agent_answers.xml",
+        &["-p", &external.to_string(), "-m", "1"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let rtp = free_udp_port().to_string();
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "flow_hangs_up.xml",
+        &["-m", "1", "-s", "95500", "-key", "rtpport", &rtp],
+    );
+    let far_ok = far.wait(Duration::from_secs(5));
+    assert!(ok && far_ok, "{out}\n{}\n{}", far.report(), server.log());
+    assert!(
+        far.messages().contains("INVITE sip:95500@127.0.0.1"),
+        "{}",
+        far.report()
+    );
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
+    let v = visits(&config, &rows[0].0);
+    assert_eq!(
+        v,
+        vec![
+            ("out".to_string(), Some("after".to_string())),
+            ("bye".to_string(), Some("hangup".to_string()))
+        ]
+    );
+}
+
+#[test]
+fn a_call_that_needs_a_skill_goes_to_the_agent_who_has_it() {
+    need_sipp!();
+    let config = deployment("skills", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // 2001 has been idle longest but speaks no English; 2002 does.
+    let mut other = agent(&dir, &server, "2001", "pw2001", "agent_answers.xml", 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut phone = agent(&dir, &server, "2002", "pw2002", "agent_answers.xml", 1);
+    let rtp = free_udp_port().to_string();
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "flow_hangs_up.xml",
+        &["-m", "1", "-s", "10086", "-key", "rtpport", &rtp],
+    );
+    assert!(
+        ok && phone.wait(Duration::from_secs(5)),
+        "{out}\n{}\n{}",
+        phone.report(),
+        server.log()
+    );
+    assert!(
+        !other.messages().contains("INVITE sip:"),
+        "{}",
+        other.report()
+    );
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
+    assert_eq!(rows[0].3.as_deref(), Some("2002"), "{rows:?}");
 }

@@ -228,7 +228,10 @@ fn an_agent_registers_with_digest_authentication() {
         &[],
     );
     assert!(ok, "wrong password:\n{out}\n{}", server.log());
-    assert!(took < Duration::from_secs(1), "one failure is not slowed down: {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "one failure is not slowed down: {took:?}"
+    );
     // The scenario that expects 200 fails when the password is wrong: the test can fail.
     let (ok, _, _) = phone(
         dir,
@@ -244,7 +247,10 @@ fn an_agent_registers_with_digest_authentication() {
         log.contains("REGISTER refused") && log.contains("2001"),
         "failures are logged with the agent:\n{log}"
     );
-    assert!(!log.contains("response="), "the digest is never logged:\n{log}");
+    assert!(
+        !log.contains("response="),
+        "the digest is never logged:\n{log}"
+    );
 }
 
 #[test]

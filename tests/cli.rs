@@ -247,7 +247,11 @@ fn agent_password_prints_ha1() {
         let o = agent_password(&dir, &["agent-password", "2001"], input);
         assert_eq!(o.status.code(), Some(2), "{input:?}");
         assert!(stdout(&o).is_empty());
-        assert!(stderr(&o).contains("the password is empty"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("the password is empty"),
+            "{}",
+            stderr(&o)
+        );
     }
     // A configuration with other errors: the realm cannot be trusted.
     std::fs::write(&config, "[server]\nrealm = 5\n").expect("config");

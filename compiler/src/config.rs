@@ -132,7 +132,8 @@ impl QueueConfig {
 
     /// The ring timeout in effect, in milliseconds.
     pub fn ring_timeout(&self) -> u64 {
-        self.ring_timeout_ms.unwrap_or(Self::DEFAULT_RING_TIMEOUT_MS)
+        self.ring_timeout_ms
+            .unwrap_or(Self::DEFAULT_RING_TIMEOUT_MS)
     }
 
     /// The wrap-up time in effect, in milliseconds.
@@ -698,7 +699,9 @@ fn validate_queue(
         let value = value?;
         let text = value.get_ref();
         let problem = match parse_duration_text(text) {
-            None => format!("queue `{name}` has a bad {key} `{text}`; write e.g. \"15s\" or \"500ms\""),
+            None => {
+                format!("queue `{name}` has a bad {key} `{text}`; write e.g. \"15s\" or \"500ms\"")
+            }
             Some(0) if !zero_ok => {
                 format!("queue `{name}` has a {key} of 0: an agent's phone must ring for some time")
             }
@@ -1015,9 +1018,17 @@ default   = "hotline"
         assert!(d[1].message.contains("bad wrap_up `ten seconds`"));
         assert_eq!(at(&d[1]), "\"ten seconds\"");
         assert!(d[1].hint.as_deref().unwrap_or("").contains("uses 10s"));
-        assert!(d[2].message.contains("ring_timeout of 0"), "{}", d[2].message);
+        assert!(
+            d[2].message.contains("ring_timeout of 0"),
+            "{}",
+            d[2].message
+        );
         assert_eq!(at(&d[2]), "\"0s\"");
-        assert!(d[3].message.contains("more than an hour"), "{}", d[3].message);
+        assert!(
+            d[3].message.contains("more than an hour"),
+            "{}",
+            d[3].message
+        );
         // The queues still exist, with the defaults.
         assert_eq!(c.queues["general"].ring_timeout(), 15_000);
         assert_eq!(c.queues["general"].wrap_up(), 10_000);

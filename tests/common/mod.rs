@@ -60,7 +60,6 @@ pub fn tone(hz: f32, ms: usize) -> Vec<i16> {
         .collect()
 }
 
-
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
@@ -222,4 +221,3 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .expect("rt")
         .block_on(f)
 }
-

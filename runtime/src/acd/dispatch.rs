@@ -115,44 +115,31 @@ impl Acd {
     }
 
     /// Offers an available agent the best waiting call it qualifies for, across all queues:
-    /// highest priority, then longest waiting. A call it already tried is skipped unless every
-    /// qualifying logged-in agent has tried it (then its tried set starts over).
+    /// highest priority, then longest waiting. Calls it already tried are skipped (a tried set
+    /// that covers every qualifying logged-in agent never waits: [`Acd::dispatch_call`] and
+    /// [`Acd::recheck_retrying`] clear it as soon as it does).
     pub(super) fn pick_call(&mut self, a: usize, now: Millis, out: &mut Vec<AcdOut>) {
         if self.agents[a].state != AgentState::Available {
             return;
         }
-        let mut best: Option<(OrderKey, bool)> = None;
+        let mut best: Option<OrderKey> = None;
         for &c in &self.agents[a].classes {
-            for &entry in &self.classes[c].waiting {
-                if best.is_some_and(|(b, _)| entry >= b) {
-                    break;
-                }
-                let Some(call) = self.calls.get(&entry.2) else {
-                    continue;
-                };
-                if call.state != CallState::Waiting {
-                    continue;
-                }
-                if !call.tried.contains(&a) {
-                    best = Some((entry, false));
-                    break;
-                }
-                if self.tried_everyone(entry.2) {
-                    best = Some((entry, true));
-                    break;
-                }
+            let found = self.classes[c]
+                .waiting
+                .iter()
+                .take_while(|&&entry| best.is_none_or(|b| entry < b))
+                .find(|&&(_, _, key)| {
+                    self.calls.get(&key).is_some_and(|call| {
+                        call.state == CallState::Waiting && !call.tried.contains(&a)
+                    })
+                });
+            if let Some(&entry) = found {
+                best = Some(entry);
             }
         }
-        let Some(((_, _, call), clear)) = best else {
-            return;
-        };
-        if clear {
-            self.retrying.remove(&call);
-            if let Some(c) = self.calls.get_mut(&call) {
-                c.tried.clear();
-            }
+        if let Some((_, _, call)) = best {
+            self.offer(call, a, now, out);
         }
-        self.offer(call, a, now, out);
     }
 
     /// Whether every qualifying logged-in agent has tried `call`.
@@ -174,7 +161,12 @@ impl Acd {
 
     /// Calls of these classes that nobody logged in can take any more leave their queues
     /// with [`AcdOut::NoAgents`].
-    pub(super) fn sweep_no_agents(&mut self, classes: &[usize], now: Millis, out: &mut Vec<AcdOut>) {
+    pub(super) fn sweep_no_agents(
+        &mut self,
+        classes: &[usize],
+        now: Millis,
+        out: &mut Vec<AcdOut>,
+    ) {
         for &c in classes {
             if self.classes[c].logged_in > 0 || self.classes[c].waiting.is_empty() {
                 continue;

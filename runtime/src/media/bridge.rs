@@ -23,7 +23,9 @@ pub struct Side {
 /// payload type for, packets that are not RTP or do not fit).
 pub fn relay(data: &[u8], from: Side, to: Side, out: &mut [u8]) -> Option<usize> {
     let p = rtp::parse(data)?;
-    let header_len = data.len().checked_sub(p.payload.len() + padding_len(data))?;
+    let header_len = data
+        .len()
+        .checked_sub(p.payload.len() + padding_len(data))?;
     let len = header_len + p.payload.len();
     if len > out.len() || header_len < rtp::HEADER_LEN {
         return None;
@@ -110,7 +112,10 @@ mod tests {
         assert_eq!(p.header.ssrc, 99);
         for (&a, &s) in p.payload.iter().zip(&samples) {
             let back = Law::Alaw.decode(a);
-            assert!((i32::from(back) - i32::from(s)).abs() < 600, "{back} vs {s}");
+            assert!(
+                (i32::from(back) - i32::from(s)).abs() < 600,
+                "{back} vs {s}"
+            );
         }
     }
 

@@ -206,11 +206,9 @@ async fn run(mut acd: Acd, mut rx: mpsc::UnboundedReceiver<AcdMsg>) {
     let mut out: Vec<AcdOut> = Vec::with_capacity(64);
     loop {
         let now = local_now();
-        let wait = acd
-            .poll_timeout()
-            .map_or(Duration::from_secs(3600), |at| {
-                Duration::from_millis((at - now).max(0) as u64)
-            });
+        let wait = acd.poll_timeout().map_or(Duration::from_secs(3600), |at| {
+            Duration::from_millis((at - now).max(0) as u64)
+        });
         let msg = tokio::select! {
             m = rx.recv() => match m {
                 Some(m) => Some(m),
@@ -230,13 +228,7 @@ async fn run(mut acd: Acd, mut rx: mpsc::UnboundedReceiver<AcdMsg>) {
     }
 }
 
-fn on_msg(
-    acd: &mut Acd,
-    book: &mut Book,
-    m: AcdMsg,
-    now: Millis,
-    out: &mut Vec<AcdOut>,
-) {
+fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<AcdOut>) {
     match m {
         AcdMsg::Enqueue {
             call,

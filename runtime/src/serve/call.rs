@@ -11,12 +11,12 @@
 //! port of its own, and once the callee answers relays RTP both ways ([`crate::media::bridge`])
 //! while the pacer stays quiet; when the callee hangs up the flow goes on (`after`).
 
+use crate::acd::{CallKey, Decline};
 use crate::audio::{Audio, FRAME_SAMPLES, Law, Prompt, PromptSource};
 use crate::data::Database;
 use crate::data::records::{CallRecorder, RecordWriter};
 use crate::deploy::Deployment;
 use crate::engine::{Call, CallInfo, Command, Event, Flow, Millis, QueryResult, TransferUpdate};
-use crate::acd::{CallKey, Decline};
 use crate::media::bridge::{self, Side};
 use crate::media::dtmf::EventDetector;
 use crate::media::pacer::{ChannelHandle, ChannelSpec, MediaEvent, Pacer};
@@ -24,8 +24,8 @@ use crate::media::ports::{PortPool, RtpPort};
 use crate::media::rtp;
 use crate::media::sdp::Negotiated;
 use crate::say::{self, Language};
-use crate::sip::message::random_u64;
 use crate::serve::agents::{AcdHandle, AcdMsg, QueueEvent, ScreenPop};
+use crate::sip::message::random_u64;
 use crate::sip::transport::{Peer, Proto};
 use crate::sip::ua::{CoreMsg, Dial, DialogEvent, LegEvent};
 use crate::speak;
@@ -132,9 +132,15 @@ struct Recording {
 }
 
 enum Internal {
-    QueryDone { id: u32, result: QueryResult },
+    QueryDone {
+        id: u32,
+        result: QueryResult,
+    },
     /// The address of a `transfer to` target was looked up.
-    Resolved { target: String, peer: Option<Peer> },
+    Resolved {
+        target: String,
+        peer: Option<Peer>,
+    },
 }
 
 /// A transfer in progress.
@@ -378,8 +384,7 @@ impl Driver {
 
     fn start_transfer(&mut self, node: NodeId, priority: i64, attach: &[crate::value::Value]) {
         let flow = Arc::clone(self.call.flow());
-        let Some(Body::Transfer(t)) = flow.program.nodes.get(node as usize).map(|n| &n.body)
-        else {
+        let Some(Body::Transfer(t)) = flow.program.nodes.get(node as usize).map(|n| &n.body) else {
             return;
         };
         let pop = self.screen_pop(node, priority, attach);
@@ -848,7 +853,10 @@ async fn resolve(target: &str, default: Proto) -> Option<Peer> {
     };
     let host = uri.host_with_port.host.to_string();
     let port = uri.host_with_port.port.map_or(5060, |p| *p.value());
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let addr = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port),
         Err(_) => tokio::net::lookup_host((host.as_str(), port))

@@ -76,7 +76,9 @@ impl Dialog {
     ) -> Dialog {
         let h = &resp.headers;
         let remote = message::value(h, "To").unwrap_or_default().to_string();
-        let remote_tag = message::param(&remote, "tag").unwrap_or_default().to_string();
+        let remote_tag = message::param(&remote, "tag")
+            .unwrap_or_default()
+            .to_string();
         let remote_target = message::value(h, "Contact")
             .map(message::first_element)
             .map(message::uri_of)

@@ -7,8 +7,8 @@
 
 pub mod dialog;
 pub mod message;
-pub mod registrar;
 pub mod outbound;
+pub mod registrar;
 pub mod transaction;
 pub mod transport;
 pub mod ua;

@@ -191,13 +191,22 @@ mod tests {
     fn invite_cancel_and_ack_share_the_transaction() {
         let headers = vec![
             ("X-IVR-Caller".to_string(), "13800000001".to_string()),
-            ("X-IVR-Customer-Name".to_string(), "王芳\r\nEvil: 1".to_string()),
+            (
+                "X-IVR-Customer-Name".to_string(),
+                "王芳\r\nEvil: 1".to_string(),
+            ),
         ];
         let (inv, bytes) = OutgoingInvite::build(&parts(&headers)).expect("invite");
         let text = String::from_utf8(bytes.clone()).expect("utf8");
-        assert!(text.starts_with("INVITE sip:2001@127.0.0.1:5091 SIP/2.0\r\n"), "{text}");
+        assert!(
+            text.starts_with("INVITE sip:2001@127.0.0.1:5091 SIP/2.0\r\n"),
+            "{text}"
+        );
         assert!(text.contains("X-IVR-Caller: 13800000001\r\n"), "{text}");
-        assert!(text.contains("X-IVR-Customer-Name: 王芳  Evil: 1\r\n"), "{text}");
+        assert!(
+            text.contains("X-IVR-Customer-Name: 王芳  Evil: 1\r\n"),
+            "{text}"
+        );
         assert!(!text.contains("\r\nEvil"), "{text}");
         assert!(text.contains("CSeq: 1 INVITE\r\n"), "{text}");
         let SipMessage::Request(req) = message::parse(&bytes).expect("parse") else {
@@ -205,10 +214,17 @@ mod tests {
         };
         assert_eq!(req.body, b"v=0\r\n");
         let cancel = String::from_utf8(inv.cancel()).expect("utf8");
-        assert!(cancel.starts_with("CANCEL sip:2001@127.0.0.1:5091 SIP/2.0\r\n"), "{cancel}");
-        assert!(cancel.contains(&format!("branch={}", inv.branch)), "{cancel}");
+        assert!(
+            cancel.starts_with("CANCEL sip:2001@127.0.0.1:5091 SIP/2.0\r\n"),
+            "{cancel}"
+        );
+        assert!(
+            cancel.contains(&format!("branch={}", inv.branch)),
+            "{cancel}"
+        );
         assert!(cancel.contains("CSeq: 1 CANCEL\r\n"), "{cancel}");
-        let ack = String::from_utf8(inv.ack_error("<sip:2001@127.0.0.1:5091>;tag=x")).expect("utf8");
+        let ack =
+            String::from_utf8(inv.ack_error("<sip:2001@127.0.0.1:5091>;tag=x")).expect("utf8");
         assert!(ack.contains("CSeq: 1 ACK\r\n"), "{ack}");
         assert!(ack.contains(";tag=x\r\n"), "{ack}");
         assert!(message::parse(ack.as_bytes()).is_ok());

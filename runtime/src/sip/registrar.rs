@@ -170,7 +170,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
     (0..text.len())
@@ -568,7 +568,10 @@ impl Registrar {
             }
         } else if let Some(first) = contacts.first() {
             if contacts.len() > 1 {
-                tracing::debug!(agent, "REGISTER with several Contacts: the first one counts");
+                tracing::debug!(
+                    agent,
+                    "REGISTER with several Contacts: the first one counts"
+                );
             }
             let uri = message::uri_of(first).trim();
             let scheme = uri.split(':').next().unwrap_or_default();
@@ -645,8 +648,7 @@ impl Registrar {
     fn strike(&mut self, key: IpAddr, now: Instant) -> u32 {
         if let Some(s) = self.strikes.get_mut(&key) {
             // Below the threshold, only failures within one window add up.
-            if s.failures < FREE_FAILURES
-                && now.saturating_duration_since(s.since) > FAILURE_WINDOW
+            if s.failures < FREE_FAILURES && now.saturating_duration_since(s.since) > FAILURE_WINDOW
             {
                 s.failures = 0;
                 s.since = now;
@@ -706,7 +708,10 @@ mod tests {
 
     fn registrar() -> Registrar {
         let mut creds = HashMap::new();
-        creds.insert(AGENT.to_string(), ha1(AGENT, REALM, PASSWORD).to_uppercase());
+        creds.insert(
+            AGENT.to_string(),
+            ha1(AGENT, REALM, PASSWORD).to_uppercase(),
+        );
         Registrar::new(REALM, creds)
     }
 
@@ -859,7 +864,11 @@ mod tests {
             ip(),
             now,
         );
-        assert_eq!((wrong.code, wrong.binding.clone()), (403, None), "{wrong:?}");
+        assert_eq!(
+            (wrong.code, wrong.binding.clone()),
+            (403, None),
+            "{wrong:?}"
+        );
         assert!(wrong.headers.is_empty());
         let unknown = r.handle(
             &register("2999", &authorization("2999", PASSWORD, &nonce)),
@@ -961,7 +970,10 @@ mod tests {
         let cases = [
             ("Contact: <sip:2001@10.0.0.5>;expires=30\r\n", 60),
             ("Contact: <sip:2001@10.0.0.5>;expires=7200\r\n", 3600),
-            ("Contact: <sip:2001@10.0.0.5>;expires=600\r\nExpires: 120\r\n", 600),
+            (
+                "Contact: <sip:2001@10.0.0.5>;expires=600\r\nExpires: 120\r\n",
+                600,
+            ),
             ("Contact: <sip:2001@10.0.0.5>\r\nExpires: 120\r\n", 120),
             ("Contact: <sip:2001@10.0.0.5>\r\nExpires: 5\r\n", 60),
             ("Contact: <sip:2001@10.0.0.5>\r\n", 3600),
@@ -1055,7 +1067,10 @@ mod tests {
         }
         assert_eq!(delays, [0, 0, 0, 1, 2, 4, 8, 16, 16]);
         // Every REGISTER from there is held back, challenges included; other addresses not.
-        assert_eq!(r.handle(&register(AGENT, ""), ip(), now).delay.as_secs(), 16);
+        assert_eq!(
+            r.handle(&register(AGENT, ""), ip(), now).delay.as_secs(),
+            16
+        );
         let elsewhere: IpAddr = "10.0.0.6".parse().expect("ip");
         assert_eq!(
             r.handle(&register(AGENT, ""), elsewhere, now).delay,

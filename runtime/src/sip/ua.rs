@@ -13,9 +13,9 @@
 
 use super::dialog::Dialog;
 use super::message::{self, ALLOW, Extra, Facts};
+use super::outbound::{InviteParts, OutgoingInvite};
 use super::registrar::Registrar;
 pub use super::registrar::Registration;
-use super::outbound::{InviteParts, OutgoingInvite};
 use super::transaction::{ClientTx, InviteClientTx, Poll, ServerTx, State, Timers};
 use super::transport::{Inbound, Peer, Proto, Sender};
 use crate::media::dtmf;
