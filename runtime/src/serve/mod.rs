@@ -243,9 +243,10 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let running = Arc::new(AtomicUsize::new(0));
     let acd = agents::start(&deployment.config);
-    // A new version going live brings its agents and queues to the ACD.
+    // A new version going live brings its agents and queues to the ACD, and the agents'
+    // credentials to the registrar.
     {
-        let (live, acd) = (Arc::clone(&live), acd.clone());
+        let (live, acd, core) = (Arc::clone(&live), acd.clone(), core_tx.clone());
         let mut version = deployment.version.clone();
         tokio::spawn(async move {
             loop {
@@ -253,6 +254,10 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
                 let d = live.current();
                 if d.version != version {
                     version = d.version.clone();
+                    let _ = core.send(CoreMsg::Credentials {
+                        realm: d.config.server.realm.clone(),
+                        credentials: agent_credentials(&d.config),
+                    });
                     if acd
                         .send(agents::AcdMsg::Reconfigure(Arc::new(d.config.clone())))
                         .is_err()
