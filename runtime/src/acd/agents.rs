@@ -231,7 +231,13 @@ impl Acd {
 
     /// An agent is free again after an offer or a wrap-up: away if it asked to be, else
     /// available and offered the best waiting call. `keep_place` as in [`Acd::make_available`].
-    pub(super) fn agent_free(&mut self, a: usize, now: Millis, keep_place: bool, out: &mut Vec<AcdOut>) {
+    pub(super) fn agent_free(
+        &mut self,
+        a: usize,
+        now: Millis,
+        keep_place: bool,
+        out: &mut Vec<AcdOut>,
+    ) {
         self.agents[a].call = None;
         if !self.agents[a].counted {
             self.agents[a].contact = None;

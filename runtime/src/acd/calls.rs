@@ -25,7 +25,11 @@ impl Acd {
         if self.calls.contains_key(&call) {
             self.leave(call, now, out);
         }
-        let Some(&q) = self.queue_ids.get(queue).filter(|&&q| self.queues[q].configured) else {
+        let Some(&q) = self
+            .queue_ids
+            .get(queue)
+            .filter(|&&q| self.queues[q].configured)
+        else {
             out.push(AcdOut::NoAgents { call });
             return;
         };
@@ -53,13 +57,7 @@ impl Acd {
         let key = entry.order_key(call);
         let position = self.queues[q].insert(key, now);
         self.classes[class].waiting.insert(key);
-        self.calls.insert(
-            call,
-            QueuedCall {
-                position,
-                ..entry
-            },
-        );
+        self.calls.insert(call, QueuedCall { position, ..entry });
         out.push(AcdOut::Position { call, position });
         if self.queues[q].any_behind(Reverse(priority)) {
             self.positions_changed(q, now);
@@ -169,7 +167,13 @@ impl Acd {
     }
 
     /// An offer of `call` to agent `a` ended without an answer (declined or rang out).
-    pub(super) fn offer_failed(&mut self, call: CallKey, a: usize, now: Millis, out: &mut Vec<AcdOut>) {
+    pub(super) fn offer_failed(
+        &mut self,
+        call: CallKey,
+        a: usize,
+        now: Millis,
+        out: &mut Vec<AcdOut>,
+    ) {
         if !self.requeue_ringing(call) {
             return;
         }

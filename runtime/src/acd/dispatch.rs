@@ -129,9 +129,9 @@ impl Acd {
                 .iter()
                 .take_while(|&&entry| best.is_none_or(|b| entry < b))
                 .find(|&&(_, _, key)| {
-                    self.calls
-                        .get(&key)
-                        .is_some_and(|call| call.state == CallState::Waiting && !call.tried.contains(&a))
+                    self.calls.get(&key).is_some_and(|call| {
+                        call.state == CallState::Waiting && !call.tried.contains(&a)
+                    })
                 });
             if let Some(&entry) = found {
                 best = Some(entry);
@@ -161,7 +161,12 @@ impl Acd {
 
     /// Calls of these classes that nobody logged in can take any more leave their queues
     /// with [`AcdOut::NoAgents`].
-    pub(super) fn sweep_no_agents(&mut self, classes: &[usize], now: Millis, out: &mut Vec<AcdOut>) {
+    pub(super) fn sweep_no_agents(
+        &mut self,
+        classes: &[usize],
+        now: Millis,
+        out: &mut Vec<AcdOut>,
+    ) {
         for &c in classes {
             if self.classes[c].logged_in > 0 || self.classes[c].waiting.is_empty() {
                 continue;

@@ -35,9 +35,9 @@ mod queue;
 mod reload;
 mod skills;
 mod status;
-mod timers;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 pub use agents::AgentState;
 pub use status::{AcdStatus, AgentStatus, QueueStatus};

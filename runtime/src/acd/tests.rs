@@ -205,7 +205,10 @@ fn check_invariants(acd: &Acd) {
         let qualifying: Vec<usize> = (0..acd.agents.len())
             .filter(|&a| acd.agents[a].configured && class.mask.is_subset(&acd.agents[a].mask))
             .collect();
-        let logged_in = qualifying.iter().filter(|&&a| acd.agents[a].counted).count();
+        let logged_in = qualifying
+            .iter()
+            .filter(|&&a| acd.agents[a].counted)
+            .count();
         assert_eq!(class.logged_in as usize, logged_in, "class {ci} logged in");
         let available: Vec<usize> = qualifying
             .iter()
@@ -222,7 +225,10 @@ fn check_invariants(acd: &Acd) {
                 call.state,
                 CallState::Waiting | CallState::Resting { .. }
             ));
-            assert!(class.logged_in > 0, "call {key} waits with nobody logged in");
+            assert!(
+                class.logged_in > 0,
+                "call {key} waits with nobody logged in"
+            );
             if call.state == CallState::Waiting {
                 for &a in &available {
                     assert!(
@@ -246,7 +252,11 @@ fn check_invariants(acd: &Acd) {
             agent.id
         );
         if agent.state == AgentState::Available || agent.state == AgentState::Away {
-            assert!(agent.counted, "agent {} {:?} not logged in", agent.id, agent.state);
+            assert!(
+                agent.counted,
+                "agent {} {:?} not logged in",
+                agent.id, agent.state
+            );
         }
         match agent.state {
             AgentState::Ringing => {
@@ -268,7 +278,9 @@ fn check_invariants(acd: &Acd) {
     }
     for (&key, call) in &acd.calls {
         let in_queue = acd.queues[call.queue].order.contains(&call.order_key(key));
-        let in_class = acd.classes[call.class].waiting.contains(&call.order_key(key));
+        let in_class = acd.classes[call.class]
+            .waiting
+            .contains(&call.order_key(key));
         match call.state {
             CallState::Waiting => assert!(in_queue && in_class),
             CallState::Resting { until } => {
@@ -340,14 +352,26 @@ fn the_agent_idle_longest_gets_the_call() {
     t.now += S;
     t.register("c");
     t.now += S;
-    assert_eq!(t.enqueue(1, "general", &[], 0), vec![pos(1, 1), offer(1, "b")]);
+    assert_eq!(
+        t.enqueue(1, "general", &[], 0),
+        vec![pos(1, 1), offer(1, "b")]
+    );
     // A call ringing an agent is still in line (it comes back if the agent does not answer).
-    assert_eq!(t.enqueue(2, "general", &[], 0), vec![pos(2, 2), offer(2, "a")]);
+    assert_eq!(
+        t.enqueue(2, "general", &[], 0),
+        vec![pos(2, 2), offer(2, "a")]
+    );
     t.answered(1);
     t.now += S;
     t.over(1); // b is available again now: behind c
-    assert_eq!(t.enqueue(3, "general", &[], 0), vec![pos(3, 2), offer(3, "c")]);
-    assert_eq!(t.enqueue(4, "general", &[], 0), vec![pos(4, 3), offer(4, "b")]);
+    assert_eq!(
+        t.enqueue(3, "general", &[], 0),
+        vec![pos(3, 2), offer(3, "c")]
+    );
+    assert_eq!(
+        t.enqueue(4, "general", &[], 0),
+        vec![pos(4, 3), offer(4, "b")]
+    );
     assert_eq!(t.status("b").since, t.now);
 }
 
@@ -384,7 +408,10 @@ fn calls_go_only_to_agents_with_every_skill() {
         t.enqueue(4, "general", &["english", "mandarin"], 0),
         vec![AcdOut::NoAgents { call: 4 }]
     );
-    assert_eq!(offers(&t.enqueue(5, "general", &[], 0)), vec![(5, "plain".into())]);
+    assert_eq!(
+        offers(&t.enqueue(5, "general", &[], 0)),
+        vec![(5, "plain".into())]
+    );
 }
 
 #[test]
@@ -419,13 +446,19 @@ fn an_agent_that_becomes_available_takes_the_best_call_it_qualifies_for() {
 #[test]
 fn a_ring_timeout_cancels_and_offers_the_next_agent() {
     let mut t = T::new(
-        &[("general", &[], Some(5_000), None), ("slow", &[], None, None)],
+        &[
+            ("general", &[], Some(5_000), None),
+            ("slow", &[], None, None),
+        ],
         &[("a", &[]), ("b", &[])],
     );
     t.register("a");
     t.now += S;
     t.register("b");
-    assert_eq!(offers(&t.enqueue(1, "general", &[], 0)), vec![(1, "a".into())]);
+    assert_eq!(
+        offers(&t.enqueue(1, "general", &[], 0)),
+        vec![(1, "a".into())]
+    );
     assert_eq!(t.acd.agent_of(1), Some("a"));
     assert_eq!(t.acd.poll_timeout(), Some(t.now + 5_000));
     assert_eq!(t.advance(4_999), vec![]);
@@ -467,7 +500,10 @@ fn a_call_is_not_offered_again_to_an_agent_who_tried_it_until_everyone_has() {
     t.over(9);
     t.now += S;
     t.over(8); // a and b available again, a first
-    assert_eq!(offers(&t.enqueue(1, "general", &[], 0)), vec![(1, "a".into())]);
+    assert_eq!(
+        offers(&t.enqueue(1, "general", &[], 0)),
+        vec![(1, "a".into())]
+    );
     // a is busy: the call goes to b.
     assert_eq!(t.declined(1, Decline::Busy), vec![offer(1, "b")]);
     // b fails: a was tried, c (not tried) is on a call: the call waits; a and b stay
@@ -476,7 +512,10 @@ fn a_call_is_not_offered_again_to_an_agent_who_tried_it_until_everyone_has() {
     assert_eq!(t.state("a"), AgentState::Available);
     assert_eq!(t.state("b"), AgentState::Available);
     // They still take other calls.
-    assert_eq!(offers(&t.enqueue(2, "general", &[], 0)), vec![(2, "a".into())]);
+    assert_eq!(
+        offers(&t.enqueue(2, "general", &[], 0)),
+        vec![(2, "a".into())]
+    );
     t.declined(2, Decline::NoAnswer); // back to b... who is free: ring b
     assert_eq!(t.acd.agent_of(2), Some("b"));
     t.leave(2);
@@ -498,7 +537,10 @@ fn a_call_is_not_offered_again_to_an_agent_who_tried_it_until_everyone_has() {
 fn a_lone_agent_that_fails_at_once_is_not_rung_in_a_loop() {
     let mut t = T::new(&[("general", &[], None, None)], &[("a", &[])]);
     t.register("a");
-    assert_eq!(offers(&t.enqueue(1, "general", &[], 0)), vec![(1, "a".into())]);
+    assert_eq!(
+        offers(&t.enqueue(1, "general", &[], 0)),
+        vec![(1, "a".into())]
+    );
     assert_eq!(t.declined(1, Decline::Busy), vec![]);
     assert_eq!(t.advance(RETRY_PAUSE_MS - 1), vec![]);
     assert_eq!(t.advance(1), vec![offer(1, "a")]);
@@ -532,7 +574,10 @@ fn a_declined_call_keeps_its_place_in_line() {
 #[test]
 fn wrap_up_follows_a_conversation() {
     let mut t = T::new(
-        &[("general", &[], None, None), ("short", &[], None, Some(3_000))],
+        &[
+            ("general", &[], None, None),
+            ("short", &[], None, Some(3_000)),
+        ],
         &[("a", &[])],
     );
     t.register("a");
@@ -559,7 +604,10 @@ fn wrap_up_follows_a_conversation() {
 
 #[test]
 fn away_agents_take_no_calls_but_count_as_logged_in() {
-    let mut t = T::new(&[("general", &[], None, Some(2_000))], &[("a", &[]), ("b", &[])]);
+    let mut t = T::new(
+        &[("general", &[], None, Some(2_000))],
+        &[("a", &[]), ("b", &[])],
+    );
     let mut out = Vec::new();
     assert_eq!(
         t.acd.set_away("a", true, t.now, &mut out),
@@ -594,10 +642,14 @@ fn away_agents_take_no_calls_but_count_as_logged_in() {
 
 #[test]
 fn registration_refreshes_and_expires() {
-    let mut t = T::new(&[("general", &[], None, Some(0))], &[("a", &[]), ("b", &[])]);
+    let mut t = T::new(
+        &[("general", &[], None, Some(0))],
+        &[("a", &[]), ("b", &[])],
+    );
     let mut out = Vec::new();
     assert_eq!(
-        t.acd.register("nobody", contact("x"), t.now + S, t.now, &mut out),
+        t.acd
+            .register("nobody", contact("x"), t.now + S, t.now, &mut out),
         Err(AcdError::UnknownAgent("nobody".into()))
     );
     let t0 = t.now;
@@ -616,7 +668,10 @@ fn registration_refreshes_and_expires() {
     t.register_until("a", t.now + 10 * S);
     t.now += S;
     t.register("b");
-    assert_eq!(offers(&t.enqueue(1, "general", &[], 0)), vec![(1, "a".into())]);
+    assert_eq!(
+        offers(&t.enqueue(1, "general", &[], 0)),
+        vec![(1, "a".into())]
+    );
     let out = t.advance(9 * S);
     assert_eq!(out, vec![cancel(1, "a"), offer(1, "b")]);
     assert_eq!(t.state("a"), AgentState::Offline);
@@ -640,11 +695,20 @@ fn registration_refreshes_and_expires() {
 #[test]
 fn no_agents_when_nobody_who_could_take_the_call_is_logged_in() {
     let mut t = T::new(
-        &[("general", &[], None, Some(0)), ("billing", &["billing"], None, Some(0))],
+        &[
+            ("general", &[], None, Some(0)),
+            ("billing", &["billing"], None, Some(0)),
+        ],
         &[("a", &["billing"]), ("b", &[])],
     );
-    assert_eq!(t.enqueue(1, "general", &[], 0), vec![AcdOut::NoAgents { call: 1 }]);
-    assert_eq!(t.enqueue(2, "nowhere", &[], 0), vec![AcdOut::NoAgents { call: 2 }]);
+    assert_eq!(
+        t.enqueue(1, "general", &[], 0),
+        vec![AcdOut::NoAgents { call: 1 }]
+    );
+    assert_eq!(
+        t.enqueue(2, "nowhere", &[], 0),
+        vec![AcdOut::NoAgents { call: 2 }]
+    );
     assert_eq!(t.queue("general").no_agents, 1);
     t.register("a");
     t.register("b");
@@ -688,20 +752,32 @@ fn the_last_qualifying_agent_leaving_ends_only_its_calls() {
 
 #[test]
 fn a_caller_leaving_while_ringing_cancels_the_offer() {
-    let mut t = T::new(&[("general", &[], None, Some(0))], &[("a", &[]), ("b", &[])]);
+    let mut t = T::new(
+        &[("general", &[], None, Some(0))],
+        &[("a", &[]), ("b", &[])],
+    );
     t.register("a");
     t.now += S;
     t.register("b");
     t.now += S;
-    assert_eq!(offers(&t.enqueue(1, "general", &[], 0)), vec![(1, "a".into())]);
+    assert_eq!(
+        offers(&t.enqueue(1, "general", &[], 0)),
+        vec![(1, "a".into())]
+    );
     assert_eq!(t.leave(1), vec![cancel(1, "a")]);
     assert!(!t.acd.contains(1));
     assert_eq!(t.acd.agent_of(1), None);
-    assert_eq!(t.acd.poll_timeout().map(|at| at > t.now + 10 * S), Some(true));
+    assert_eq!(
+        t.acd.poll_timeout().map(|at| at > t.now + 10 * S),
+        Some(true)
+    );
     assert_eq!(t.queue("general").abandoned, 1);
     // The agent is free and keeps its place: it was not its doing.
     assert_eq!(t.state("a"), AgentState::Available);
-    assert_eq!(offers(&t.enqueue(2, "general", &[], 0)), vec![(2, "a".into())]);
+    assert_eq!(
+        offers(&t.enqueue(2, "general", &[], 0)),
+        vec![(2, "a".into())]
+    );
     // A late answer for the cancelled offer is ignored.
     assert_eq!(t.answered(1), vec![]);
     // Leaving while waiting: the agent that comes free later does not get it.
@@ -714,7 +790,10 @@ fn a_caller_leaving_while_ringing_cancels_the_offer() {
 
 #[test]
 fn a_late_answer_after_a_ring_timeout_is_not_taken_for_the_next_agent() {
-    let mut t = T::new(&[("general", &[], None, Some(0))], &[("a", &[]), ("b", &[])]);
+    let mut t = T::new(
+        &[("general", &[], None, Some(0))],
+        &[("a", &[]), ("b", &[])],
+    );
     t.register("a");
     t.now += S;
     t.register("b");
@@ -749,13 +828,20 @@ fn reconfigure_keeps_states_and_waiting_calls() {
     // New configuration: d removed (its ringing offer is cancelled and the call goes to the
     // next agent), c added, a learns english, the queue rings for 5 s.
     let next = config(
-        &[("general", &[], Some(5_000), Some(0)), ("vip", &[], None, None)],
+        &[
+            ("general", &[], Some(5_000), Some(0)),
+            ("vip", &[], None, None),
+        ],
         &[("a", &["english"]), ("b", &["english"]), ("c", &[])],
     );
     let mut out = Vec::new();
     t.acd.reconfigure(&next, t.now, &mut out);
     check_invariants(&t.acd);
-    assert_eq!(out, vec![cancel(2, "d")], "call 2 waits: a is on a call, b ringing");
+    assert_eq!(
+        out,
+        vec![cancel(2, "d")],
+        "call 2 waits: a is on a call, b ringing"
+    );
     assert_eq!(t.state("a"), AgentState::OnCall);
     assert_eq!(t.state("b"), AgentState::Ringing);
     assert_eq!(t.state("c"), AgentState::Offline);
@@ -764,14 +850,52 @@ fn reconfigure_keeps_states_and_waiting_calls() {
     assert_eq!(t.queue("vip").offered, 0);
     // c logs in and takes call 2 with the new ring timeout.
     assert_eq!(offers(&t.register("c")), vec![(2, "c".into())]);
-    assert!(matches!(t.acd.calls[&2].state, CallState::Ringing { until, .. } if until == t.now + 5_000));
+    assert!(
+        matches!(t.acd.calls[&2].state, CallState::Ringing { until, .. } if until == t.now + 5_000)
+    );
     // a, now with english, takes call 6 after its call.
     assert_eq!(offers(&t.over(1)), vec![(6, "a".into())]);
     let mut out = Vec::new();
     assert_eq!(
-        t.acd.register("d", contact("d"), t.now + S, t.now, &mut out),
+        t.acd
+            .register("d", contact("d"), t.now + S, t.now, &mut out),
         Err(AcdError::UnknownAgent("d".into()))
     );
+}
+
+#[test]
+fn reconfigure_gives_waiting_calls_to_agents_who_now_qualify() {
+    let agents: &[(&str, &[&str])] = &[("a", &[]), ("b", &["billing", "english"])];
+    let mut t = T::new(&[("billing", &["billing"], None, Some(0))], agents);
+    t.register("a");
+    t.register("b");
+    t.away("b", true);
+    t.enqueue(1, "billing", &[], 0);
+    t.enqueue(2, "billing", &["english"], 0); // waits for b, away
+    assert_eq!(t.state("a"), AgentState::Available);
+    // The queue no longer needs billing: a takes the first call at once.
+    let mut out = Vec::new();
+    t.acd.reconfigure(
+        &config(&[("billing", &[], None, Some(0))], agents),
+        t.now,
+        &mut out,
+    );
+    check_invariants(&t.acd);
+    assert_eq!(offers(&out), vec![(1, "a".into())]);
+    assert!(t.acd.contains(2));
+    // b loses english: nobody logged in can take call 2 any more.
+    let mut out = Vec::new();
+    t.acd.reconfigure(
+        &config(
+            &[("billing", &[], None, Some(0))],
+            &[("a", &[]), ("b", &["billing"])],
+        ),
+        t.now,
+        &mut out,
+    );
+    check_invariants(&t.acd);
+    assert_eq!(out, vec![AcdOut::NoAgents { call: 2 }]);
+    assert_eq!(t.acd.agent_of(1), Some("a"));
 }
 
 #[test]
@@ -788,13 +912,19 @@ fn reconfigure_removing_an_agent_on_a_call_lets_it_finish() {
     t.enqueue(2, "old", &[], 0);
     // a and the queue `old` leave the configuration; b stays, so call 2 keeps waiting.
     let mut out = Vec::new();
-    t.acd
-        .reconfigure(&config(&[("general", &[], None, Some(0))], &[("b", &[])]), t.now, &mut out);
+    t.acd.reconfigure(
+        &config(&[("general", &[], None, Some(0))], &[("b", &[])]),
+        t.now,
+        &mut out,
+    );
     check_invariants(&t.acd);
     assert_eq!(out, vec![]);
     assert_eq!(t.acd.agent_of(1), Some("a"));
     assert_eq!(t.queue("old").waiting, 1);
-    assert_eq!(t.enqueue(3, "old", &[], 0), vec![AcdOut::NoAgents { call: 3 }]);
+    assert_eq!(
+        t.enqueue(3, "old", &[], 0),
+        vec![AcdOut::NoAgents { call: 3 }]
+    );
     assert_eq!(t.over(1), vec![]);
     assert!(t.acd.status(t.now).agents.iter().all(|a| a.id != "a"));
     assert_eq!(offers(&t.away("b", false)), vec![(2, "b".into())]);
@@ -847,7 +977,10 @@ fn positions_are_sent_at_enqueue_then_coalesced() {
     t.answered(50);
     t.now += 500;
     let out = t.advance(0);
-    assert!(!out.iter().any(|o| matches!(o, AcdOut::Position { call: 6000, .. })));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, AcdOut::Position { call: 6000, .. }))
+    );
     assert_eq!(out.len(), 949, "{:?}", &out[..3]);
     let out = t.advance(500);
     assert_eq!(out, vec![pos(6000, 950)]);
@@ -898,7 +1031,10 @@ fn status_reports_agents_and_queues() {
     t.answered(1);
     t.leave(2);
     let q = t.queue("general");
-    assert_eq!((q.waiting, q.answered, q.abandoned, q.longest_wait_ms), (0, 1, 1, 0));
+    assert_eq!(
+        (q.waiting, q.answered, q.abandoned, q.longest_wait_ms),
+        (0, 1, 1, 0)
+    );
     assert_eq!(t.state("a"), AgentState::OnCall);
 }
 
@@ -923,7 +1059,14 @@ fn random_operations_keep_every_index_consistent() {
     let skills = ["billing", "mandarin", "english", "tv"];
     let agent_ids: Vec<String> = (0..12).map(|i| format!("{}", 2000 + i)).collect();
     let agent_skills: Vec<Vec<&str>> = (0..12)
-        .map(|i| skills.iter().enumerate().filter(|(j, _)| (i >> j) & 1 == 1 || *j == 1).map(|(_, s)| *s).collect())
+        .map(|i| {
+            skills
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| (i >> j) & 1 == 1 || *j == 1)
+                .map(|(_, s)| *s)
+                .collect()
+        })
         .collect();
     let make = |n: usize| {
         let agents: Vec<(&str, &[&str])> = (0..n)
@@ -957,7 +1100,13 @@ fn random_operations_keep_every_index_consistent() {
             let mut out = Vec::new();
             match rng.below(14) {
                 0 | 1 => {
-                    let _ = t.acd.register(&agent, contact(&agent), t.now + rng.below(120_000) as i64, t.now, &mut out);
+                    let _ = t.acd.register(
+                        &agent,
+                        contact(&agent),
+                        t.now + rng.below(120_000) as i64,
+                        t.now,
+                        &mut out,
+                    );
                 }
                 2 => t.acd.unregister(&agent, t.now, &mut out),
                 3 => {
@@ -970,7 +1119,14 @@ fn random_operations_keep_every_index_consistent() {
                         .filter(|_| rng.below(4) == 0)
                         .map(|s| s.to_string())
                         .collect();
-                    t.acd.enqueue(next_call, queue, &node, rng.below(3) as i64 * 5, t.now, &mut out);
+                    t.acd.enqueue(
+                        next_call,
+                        queue,
+                        &node,
+                        rng.below(3) as i64 * 5,
+                        t.now,
+                        &mut out,
+                    );
                     next_call += 1;
                 }
                 7 => t.acd.leave(call, t.now, &mut out),
@@ -982,7 +1138,8 @@ fn random_operations_keep_every_index_consistent() {
                 }
                 _ => {
                     if rng.below(10) == 0 {
-                        t.acd.reconfigure(&make(6 + rng.below(7) as usize), t.now, &mut out);
+                        t.acd
+                            .reconfigure(&make(6 + rng.below(7) as usize), t.now, &mut out);
                     }
                 }
             }

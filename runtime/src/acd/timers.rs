@@ -49,9 +49,10 @@ impl Acd {
                     }
                 }
                 Timer::Rest(call) => {
-                    let resting = self.calls.get_mut(&call).filter(
-                        |c| matches!(c.state, CallState::Resting { until } if until == at),
-                    );
+                    let resting = self
+                        .calls
+                        .get_mut(&call)
+                        .filter(|c| matches!(c.state, CallState::Resting { until } if until == at));
                     if let Some(c) = resting {
                         c.state = CallState::Waiting;
                         self.dispatch_call(call, now, out);

@@ -1,6 +1,7 @@
 //! Call records: what a [`CallRecorder`] learns from the engine's events and commands (the
-//! call, each node visit and how it was left, survey answers, recordings), written to the
-//! platform's tables by a [`RecordWriter`] in batches.
+//! call, each node visit and how it was left, survey answers, recordings), and the ACD's queue
+//! events ([`QueueEventRow`]: queued, offered, answered, ...), written to the platform's
+//! tables by a [`RecordWriter`] in batches.
 //!
 //! The writer never blocks a call: [`RecordWriter::send`] only puts the record in a bounded
 //! queue (a full queue refuses it and counts it in [`WriterStats::rejected`]). A task writes
@@ -130,6 +131,68 @@ pub struct RecordingRow {
     pub recorded_at: NaiveDateTime,
 }
 
+/// One row of `queue_events`: something the ACD did with a call in a queue. A queued call
+/// ends in exactly one of `answered`, `abandoned` or `left`; each `offered` ends in exactly
+/// one of `answered`, `declined`, `ring_timeout`, or an `abandoned` / `left` naming the agent
+/// that was ringing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueEventRow {
+    /// When it happened.
+    pub at: NaiveDateTime,
+    /// The queue.
+    pub queue: String,
+    /// The call id (as in `calls`).
+    pub call_id: String,
+    /// What happened (see [`QueueEventKind`]).
+    pub event: QueueEventKind,
+    /// The agent offered the call (`offered`, `answered`, `declined`, `ring_timeout`; on
+    /// `abandoned` and `left` the agent whose phone was ringing, if any).
+    pub agent: Option<String>,
+    /// Time since the call was queued (none for `no_agents`: it never was).
+    pub wait_ms: Option<i64>,
+    /// More: the reason of `declined` (`busy`, `no_answer`, `failed`, `agent_offline`) and of
+    /// `left` (`max_wait`, `no_agents`).
+    pub detail: Option<String>,
+}
+
+/// What a queue event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueEventKind {
+    /// The call entered the queue.
+    Queued,
+    /// An agent's phone rings for it.
+    Offered,
+    /// The agent answered.
+    Answered,
+    /// The offer failed: busy, no answer from the phone, failed, or the agent went offline.
+    Declined,
+    /// The agent let it ring for the queue's `ring_timeout`.
+    RingTimeout,
+    /// The caller hung up while waiting.
+    Abandoned,
+    /// The call left the queue without an agent: `max_wait` passed, or nobody who could take
+    /// it is logged in any more.
+    Left,
+    /// Refused when it arrived: nobody who could take it is logged in (never queued).
+    NoAgents,
+}
+
+impl QueueEventKind {
+    /// The name stored in `queue_events.event`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueEventKind::Queued => "queued",
+            QueueEventKind::Offered => "offered",
+            QueueEventKind::Answered => "answered",
+            QueueEventKind::Declined => "declined",
+            QueueEventKind::RingTimeout => "ring_timeout",
+            QueueEventKind::Abandoned => "abandoned",
+            QueueEventKind::Left => "left",
+            QueueEventKind::NoAgents => "no_agents",
+        }
+    }
+}
+
 /// A record to write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -141,6 +204,8 @@ pub enum Record {
     Survey(SurveyRow),
     /// A recording.
     Recording(RecordingRow),
+    /// A queue event of the ACD.
+    QueueEvent(QueueEventRow),
 }
 
 /// The engine's time as a timestamp.
@@ -469,6 +534,28 @@ macro_rules! insert_batch {
             });
             b.build().execute(&mut *$tx).await?;
         }
+        let events: Vec<&QueueEventRow> = $buf
+            .iter()
+            .filter_map(|r| match r {
+                Record::QueueEvent(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let mut b = QueryBuilder::<$db>::new(
+                "INSERT INTO queue_events (at, queue, call_id, event, agent, wait_ms, detail) ",
+            );
+            b.push_values(chunk, |mut row, e| {
+                row.push_bind(e.at)
+                    .push_bind(e.queue.clone())
+                    .push_bind(e.call_id.clone())
+                    .push_bind(e.event.as_str())
+                    .push_bind(e.agent.clone())
+                    .push_bind(e.wait_ms)
+                    .push_bind(e.detail.clone());
+            });
+            b.build().execute(&mut *$tx).await?;
+        }
     }};
 }
 
@@ -724,5 +811,183 @@ impl Observer for CallRecorder {
 
     fn command(&mut self, command: &Command, now: Millis) {
         CallRecorder::command(self, command, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::connect::{self, Target};
+    use crate::data::query::fetch_rows;
+
+    fn event(i: i64, event: QueueEventKind, agent: Option<&str>, detail: Option<&str>) -> Record {
+        Record::QueueEvent(QueueEventRow {
+            at: timestamp(1_795_000_000_000 + i * 1_000),
+            queue: "general".into(),
+            call_id: format!("call-{}", i / 10),
+            event,
+            agent: agent.map(String::from),
+            wait_ms: (event != QueueEventKind::NoAgents).then_some(i * 1_000),
+            detail: detail.map(String::from),
+        })
+    }
+
+    /// Queue events go through the writer like the other records, in one transaction with
+    /// them, and read back column for column.
+    async fn check_queue_events(pool: &Pool) {
+        let writer = RecordWriter::start(
+            pool.clone(),
+            WriterOptions {
+                capacity: 100,
+                max_batch: 10,
+                max_delay: Duration::from_millis(5),
+            },
+            &tokio::runtime::Handle::current(),
+        );
+        use QueueEventKind::*;
+        let sent = [
+            event(0, Queued, None, None),
+            event(1, Offered, Some("2001"), None),
+            event(2, Declined, Some("2001"), Some("busy")),
+            event(3, Offered, Some("2002"), None),
+            event(4, RingTimeout, Some("2002"), None),
+            event(5, Offered, Some("2001"), None),
+            event(6, Answered, Some("2001"), None),
+            event(10, Queued, None, None),
+            event(11, Offered, Some("2002"), None),
+            event(12, Abandoned, Some("2002"), None),
+            event(20, Queued, None, None),
+            event(21, Left, None, Some("max_wait")),
+            event(30, NoAgents, None, None),
+        ];
+        for r in &sent {
+            assert!(writer.send(r.clone()));
+        }
+        let stats = writer.shutdown().await;
+        assert_eq!((stats.accepted, stats.written), (13, 13));
+        assert_eq!((stats.rejected, stats.failed), (0, 0));
+        let rows = fetch_rows(
+            pool,
+            "SELECT at, queue, call_id, event, agent, wait_ms, detail FROM queue_events ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("read back");
+        assert_eq!(rows.len(), sent.len());
+        for (row, sent) in rows.iter().zip(&sent) {
+            let Record::QueueEvent(e) = sent else {
+                unreachable!()
+            };
+            let text = |v: &Value| match v {
+                Value::Null => None,
+                v => Some(v.to_string()),
+            };
+            // SQLite keeps text, PostgreSQL a TIMESTAMP: compare to the second.
+            let at = text(&row[0]).unwrap_or_default().replace('T', " ");
+            let want = e.at.format("%Y-%m-%d %H:%M:%S").to_string();
+            assert!(at.starts_with(&want), "{at} is not {want}");
+            assert_eq!(text(&row[1]).as_deref(), Some("general"));
+            assert_eq!(text(&row[2]), Some(e.call_id.clone()));
+            assert_eq!(text(&row[3]).as_deref(), Some(e.event.as_str()));
+            assert_eq!(text(&row[4]), e.agent);
+            assert_eq!(
+                row[5].as_decimal().and_then(|d| d.to_i64()),
+                e.wait_ms,
+                "{row:?}"
+            );
+            assert_eq!(text(&row[6]), e.detail);
+        }
+    }
+
+    #[tokio::test]
+    async fn queue_events_are_written_in_batches_sqlite() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        check_queue_events(&pool).await;
+    }
+
+    #[tokio::test]
+    async fn queue_events_are_written_in_batches_postgres() {
+        let Ok(admin) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: IVR_TEST_POSTGRES_URL is not set; PostgreSQL test of queue events skipped"
+            );
+            return;
+        };
+        let name = format!("ivr_test_queue_events_{}", std::process::id());
+        let (prefix, _) = admin.rsplit_once('/').expect("a database url");
+        let server = sqlx::PgPool::connect(&admin).await.expect("connect");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(&sql)
+                .execute(&server)
+                .await
+                .expect("scratch db");
+        }
+        let pool = connect::open(&Target::Postgres(format!("{prefix}/{name}")), 4)
+            .await
+            .expect("open");
+        check_queue_events(&pool).await;
+        pool.close().await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&server)
+            .await;
+        server.close().await;
+    }
+
+    /// A full queue refuses queue events (counted), never waits.
+    #[tokio::test]
+    async fn a_full_queue_refuses_queue_events() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool.clone(),
+            WriterOptions {
+                capacity: 2,
+                max_batch: 10,
+                max_delay: Duration::from_millis(5),
+            },
+            &tokio::runtime::Handle::current(),
+        );
+        // The writer task cannot run before this test awaits (one thread): the queue fills.
+        let taken: Vec<bool> = (0..5)
+            .map(|i| writer.send(event(i, QueueEventKind::Queued, None, None)))
+            .collect();
+        assert_eq!(taken, [true, true, false, false, false]);
+        let stats = writer.shutdown().await;
+        assert_eq!((stats.accepted, stats.rejected, stats.written), (2, 3, 2));
+    }
+
+    #[test]
+    fn queue_event_names() {
+        use QueueEventKind::*;
+        let names: Vec<&str> = [
+            Queued,
+            Offered,
+            Answered,
+            Declined,
+            RingTimeout,
+            Abandoned,
+            Left,
+            NoAgents,
+        ]
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "queued",
+                "offered",
+                "answered",
+                "declined",
+                "ring_timeout",
+                "abandoned",
+                "left",
+                "no_agents"
+            ]
+        );
     }
 }

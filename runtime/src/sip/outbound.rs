@@ -50,8 +50,14 @@ pub struct InviteParts<'a> {
 impl OutgoingInvite {
     /// Builds the INVITE; `Err` when the target is not a SIP URI.
     pub fn build(p: &InviteParts<'_>) -> Result<(OutgoingInvite, Vec<u8>), String> {
+        let lower = p.target.to_ascii_lowercase();
         let uri = rsip::Uri::try_from(p.target)
-            .map_err(|_| format!("`{}` is not a SIP URI", p.target))?;
+            .ok()
+            .filter(|_| {
+                (lower.starts_with("sip:") || lower.starts_with("sips:"))
+                    && !p.target.contains(char::is_whitespace)
+            })
+            .ok_or_else(|| format!("`{}` is not a SIP URI", p.target))?;
         let branch = message::new_branch();
         let via = format!("{};branch={branch};rport", p.sent_by);
         let from = format!("{};tag={}", p.from, p.tag);

@@ -301,7 +301,14 @@ fn method_code(m: Method) -> u8 {
         Method::Options => 3,
         Method::Info => 4,
         Method::Register => 5,
-        _ => 9,
+        Method::Subscribe => 6,
+        Method::Notify => 7,
+        Method::Refer => 8,
+        Method::Publish => 10,
+        Method::PRack => 11,
+        Method::Update => 12,
+        Method::Ack => 13,
+        Method::Message => 9,
     }
 }
 
@@ -313,7 +320,26 @@ fn method_of(code: u8) -> Method {
         3 => Method::Options,
         4 => Method::Info,
         5 => Method::Register,
+        6 => Method::Subscribe,
+        7 => Method::Notify,
+        8 => Method::Refer,
+        10 => Method::Publish,
+        11 => Method::PRack,
+        12 => Method::Update,
+        13 => Method::Ack,
         _ => Method::Message,
+    }
+}
+
+#[cfg(test)]
+mod method_codes {
+    use super::*;
+
+    #[test]
+    fn every_method_comes_back_from_its_code() {
+        for m in Method::all() {
+            assert_eq!(method_of(method_code(m)), m);
+        }
     }
 }
 
