@@ -24,6 +24,16 @@ need_pkg lame lame
 need_pkg sipp sip-tester
 # A real softphone, driven headless by tests/serve.rs.
 need_pkg baresip baresip
+# The phone page in a real browser (tests/browser.rs): headless Chromium driven by
+# playwright-core (npm, installed into tests/browser/node_modules when missing; not committed).
+need_pkg chromium chromium
+need_pkg node nodejs
+need_pkg npm npm
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/browser/node_modules/playwright-core ]; then
+    echo "== installing playwright-core (tests/browser)"
+    (cd tests/browser && npm install --no-save --no-audit --no-fund playwright-core >/dev/null) \
+        || echo "warning: playwright-core could not be installed; the browser test is skipped" >&2
+fi
 # PostgreSQL for the data-layer tests: a throwaway server on 127.0.0.1 (installed when missing),
 # its URL in IVR_TEST_POSTGRES_URL, stopped when this script exits.
 source scripts/postgres.sh

@@ -343,8 +343,11 @@ fn calls(config: &Path, n: usize) -> Vec<Row> {
     })
 }
 
-/// (question, answer, agent, queue) of the saved survey answers.
-fn surveys(config: &Path) -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+/// question, answer, agent, queue.
+type Answer = (String, Option<String>, Option<String>, Option<String>);
+
+/// The saved survey answers.
+fn surveys(config: &Path) -> Vec<Answer> {
     let db = config.parent().expect("dir").join("ivr-data/ivr.db");
     block_on(async {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
@@ -643,7 +646,7 @@ fn a_call_that_needs_a_skill_goes_to_the_agent_who_has_it() {
     let dir = config.parent().expect("dir").to_path_buf();
     let server = Server::start(&config, &[]);
     // 2001 has been idle longest but speaks no English; 2002 does.
-    let mut other = agent(&dir, &server, "2001", "pw2001", "agent_answers.xml", 1);
+    let other = agent(&dir, &server, "2001", "pw2001", "agent_answers.xml", 1);
     std::thread::sleep(Duration::from_millis(200));
     let mut phone = agent(&dir, &server, "2002", "pw2002", "agent_answers.xml", 1);
     let rtp = free_udp_port().to_string();
@@ -667,4 +670,104 @@ fn a_call_that_needs_a_skill_goes_to_the_agent_who_has_it() {
     let rows = calls(&config, 1);
     assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
     assert_eq!(rows[0].3.as_deref(), Some("2002"), "{rows:?}");
+}
+
+#[test]
+fn the_conversation_is_relayed_both_ways_transcoded_with_dtmf_passed() {
+    need_sipp!();
+    let config = deployment("relay", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // The agent's phone speaks PCMA from SSRC 42 once it hears the caller; the caller speaks
+    // PCMU and presses 5 while they talk.
+    let agent_media = Endpoint::with(
+        ivr_runtime::audio::Law::Alaw,
+        8,
+        42,
+        vec![(100, Act::Voice(600))],
+    );
+    let port = free_udp_port();
+    let mut phone = Peer::spawn(
+        &dir,
+        server.addr,
+        "agent_talks.xml",
+        &[
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-key",
+            "agentrtp",
+            &agent_media.port.to_string(),
+        ],
+    );
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "agent_register.xml",
+        &[
+            "-m",
+            "1",
+            "-key",
+            "agent",
+            "2001",
+            "-key",
+            "contactport",
+            &port.to_string(),
+            "-au",
+            "2001",
+            "-ap",
+            "pw2001",
+        ],
+    );
+    assert!(ok, "{out}");
+    let caller_media = Endpoint::start(vec![(1500, Act::Voice(600)), (2400, Act::Key('5'))]);
+    let rtp = caller_media.port.to_string();
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "call_bye.xml",
+        &["-m", "1", "-d", "5000", "-key", "rtpport", &rtp],
+    );
+    let phone_ok = phone.wait(Duration::from_secs(10));
+    let (heard_by_agent, _) = agent_media.finish();
+    let (heard_by_caller, _) = caller_media.finish();
+    assert!(
+        ok && phone_ok,
+        "{out}\n{}\n{}",
+        phone.report(),
+        server.log()
+    );
+    // The agent heard the caller's voice as PCMA (payload type 8), a 300 Hz tone, not silence.
+    let voice: Vec<&Pkt> = heard_by_agent.iter().filter(|p| p.pt == 8).collect();
+    assert!(voice.len() >= 25, "{} PCMA packets", voice.len());
+    let loud = voice
+        .iter()
+        .filter(|p| {
+            p.payload
+                .iter()
+                .map(|&b| i32::from(ivr_runtime::audio::Law::Alaw.decode(b)).abs())
+                .max()
+                .unwrap_or(0)
+                > 4000
+        })
+        .count();
+    assert!(loud >= 25, "{loud} loud PCMA packets");
+    // The caller's key reached the agent as telephone-event 101, key 5.
+    let events: Vec<&Pkt> = heard_by_agent.iter().filter(|p| p.pt == 101).collect();
+    assert!(
+        events.iter().any(|p| p.payload.first() == Some(&5)),
+        "{} event packets",
+        events.len()
+    );
+    // The caller heard the agent (SSRC 42) in PCMU (payload type 0).
+    let from_agent: Vec<&Pkt> = heard_by_caller.iter().filter(|p| p.ssrc == 42).collect();
+    assert!(
+        from_agent.len() >= 25,
+        "{} packets from the agent",
+        from_agent.len()
+    );
+    assert!(from_agent.iter().all(|p| p.pt == 0));
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
 }

@@ -212,3 +212,420 @@ fn report_from_simulated_calls() {
 
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Queue events of the ACD, written through the RecordWriter as `ivr serve` writes them.
+
+use ivr_runtime::data::connect::{self, Pool, Target};
+use ivr_runtime::data::records::{
+    CallRow, QueueEventKind, QueueEventRow, Record, RecordWriter, WriterOptions,
+};
+use ivr_runtime::data::report::{self, ReportOptions};
+
+/// 2026-11-24 10:00:00 on the records' clock; the `vip` call is on 2026-11-20.
+const DAY: i64 = 1_795_514_400_000;
+const EARLIER: i64 = DAY - 4 * 86_400_000;
+
+/// Each call of the fixture: id, queue, flow, start, and its events (offset from entering the
+/// queue in ms, event, agent, detail).
+type Fixture = (
+    &'static str,
+    &'static str,
+    &'static str,
+    i64,
+    &'static [(
+        i64,
+        QueueEventKind,
+        Option<&'static str>,
+        Option<&'static str>,
+    )],
+);
+
+fn fixture() -> Vec<Fixture> {
+    use QueueEventKind::*;
+    vec![
+        // Answered by the first agent rung after 5 s.
+        (
+            "g1",
+            "general",
+            "hotline",
+            DAY,
+            &[
+                (0, Queued, None, None),
+                (0, Offered, Some("2001"), None),
+                (5_000, Answered, Some("2001"), None),
+            ],
+        ),
+        // 2001 lets it ring out; 2002 answers at 18 s.
+        (
+            "g2",
+            "general",
+            "hotline",
+            DAY + 60_000,
+            &[
+                (0, Queued, None, None),
+                (0, Offered, Some("2001"), None),
+                (15_000, RingTimeout, Some("2001"), None),
+                (15_000, Offered, Some("2002"), None),
+                (18_000, Answered, Some("2002"), None),
+            ],
+        ),
+        // Busy, ring timeout, then answered at 30 s: outside the service level.
+        (
+            "g3",
+            "general",
+            "hotline",
+            DAY + 120_000,
+            &[
+                (0, Queued, None, None),
+                (0, Offered, Some("2002"), None),
+                (1_000, Declined, Some("2002"), Some("busy")),
+                (1_000, Offered, Some("2001"), None),
+                (16_000, RingTimeout, Some("2001"), None),
+                (17_000, Offered, Some("2002"), None),
+                (30_000, Answered, Some("2002"), None),
+            ],
+        ),
+        // The caller hangs up while 2001 rings.
+        (
+            "g4",
+            "general",
+            "hotline",
+            DAY + 180_000,
+            &[
+                (0, Queued, None, None),
+                (0, Offered, Some("2001"), None),
+                (8_000, Abandoned, Some("2001"), None),
+            ],
+        ),
+        // max_wait.
+        (
+            "g5",
+            "general",
+            "hotline",
+            DAY + 240_000,
+            &[
+                (0, Queued, None, None),
+                (60_000, Left, None, Some("max_wait")),
+            ],
+        ),
+        // Nobody logged in.
+        (
+            "g6",
+            "general",
+            "hotline",
+            DAY + 400_000,
+            &[(0, NoAgents, None, None)],
+        ),
+        // Another flow, another queue, another day.
+        (
+            "v1",
+            "vip",
+            "vip_line",
+            EARLIER,
+            &[
+                (0, Queued, None, None),
+                (0, Offered, Some("2002"), None),
+                (3_000, Answered, Some("2002"), None),
+            ],
+        ),
+    ]
+}
+
+/// Writes the fixture through a RecordWriter: the queue events, and each call's record as
+/// the call's recorder would (queue, queued at, agent answered at, wait).
+async fn write_fixture(pool: &Pool) {
+    let writer = RecordWriter::start(
+        pool.clone(),
+        WriterOptions::default(),
+        &tokio::runtime::Handle::current(),
+    );
+    let ts = ivr_runtime::data::records::timestamp;
+    for (id, queue, flow, start, events) in fixture() {
+        let queued_at = start + 10_000;
+        let mut answer = None;
+        for &(offset, event, agent, detail) in events {
+            if event == QueueEventKind::Answered {
+                answer = Some((offset, agent));
+            }
+            assert!(writer.send(Record::QueueEvent(QueueEventRow {
+                at: ts(queued_at + offset),
+                queue: queue.into(),
+                call_id: id.into(),
+                event,
+                agent: agent.map(String::from),
+                wait_ms: (event != QueueEventKind::NoAgents).then_some(offset),
+                detail: detail.map(String::from),
+            })));
+        }
+        let end = queued_at + events.last().map_or(0, |e| e.0);
+        assert!(
+            writer.send(Record::Call(CallRow {
+                call_id: id.into(),
+                caller: "13800000001".into(),
+                called: "10010".into(),
+                flow: flow.into(),
+                flow_version: "v1".into(),
+                channel: "sip".into(),
+                started_at: ts(start),
+                answered_at: Some(ts(start)),
+                ended_at: Some(ts(end + 60_000)),
+                outcome: Some(
+                    match (answer, events.last().map(|e| e.1)) {
+                        (Some(_), _) => "transferred",
+                        (None, Some(QueueEventKind::Abandoned)) => "abandoned",
+                        _ => "self_service",
+                    }
+                    .into(),
+                ),
+                queue: Some(queue.into()),
+                agent: answer.and_then(|(_, a)| a.map(String::from)),
+                queued_at: Some(ts(queued_at)),
+                agent_answered_at: answer.map(|(o, _)| ts(queued_at + o)),
+                wait_ms: Some(answer.map_or(end - queued_at, |(o, _)| o)),
+            }))
+        );
+    }
+    let stats = writer.shutdown().await;
+    assert_eq!((stats.rejected, stats.failed), (0, 0), "{stats:?}");
+}
+
+fn close(a: &serde_json::Value, b: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
+}
+
+/// The figures of the fixture, all records (both queues, both days).
+fn check_queue_figures(r: &serde_json::Value) {
+    let queues = r["queues"].as_array().expect("queues");
+    assert_eq!(queues.len(), 3, "general, vip, all: {r:#}");
+    let general = &queues[0];
+    assert_eq!(general["queue"], "general");
+    assert_eq!(general["queued"], 5, "{general:#}");
+    assert_eq!(general["answered"], 3);
+    assert_eq!(general["abandoned"], 1);
+    assert_eq!(general["left"], 1);
+    assert_eq!(general["no_agents"], 1);
+    assert_eq!(general["answered_within"], 2);
+    assert!(close(&general["level"], 0.4), "{general:#}");
+    assert_eq!(general["meets_target"], false);
+    assert!(close(&general["average_wait_ms"], 53_000.0 / 3.0));
+    assert_eq!(general["p90_wait_ms"], 30_000);
+    assert_eq!(general["offers"], 7);
+    assert!(
+        close(&general["offers_per_answer"], 2.0),
+        "6 offers to the 3 answered calls"
+    );
+    assert_eq!(general["declined"], 1);
+    assert_eq!(general["ring_timeouts"], 2);
+    let vip = &queues[1];
+    assert_eq!(vip["queue"], "vip");
+    assert_eq!(
+        (vip["queued"].clone(), vip["answered"].clone()),
+        (1.into(), 1.into())
+    );
+    assert!(close(&vip["level"], 1.0));
+    assert_eq!(vip["meets_target"], true);
+    assert_eq!(vip["p90_wait_ms"], 3_000);
+    assert!(close(&vip["offers_per_answer"], 1.0));
+    let all = &queues[2];
+    assert_eq!(all["queue"], serde_json::Value::Null);
+    assert_eq!(all["queued"], 6);
+    assert_eq!(all["answered"], 4);
+    assert_eq!(all["answered_within"], 3);
+    assert!(close(&all["level"], 0.5));
+    assert!(close(&all["average_wait_ms"], 14_000.0));
+    assert_eq!(all["p90_wait_ms"], 30_000);
+    assert!(close(&all["offers_per_answer"], 1.75));
+    let agents = r["agents"].as_array().expect("agents");
+    let agent = |id: &str| {
+        agents
+            .iter()
+            .find(|a| a["agent"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no agent {id}: {r:#}"))
+    };
+    let a = agent("2001");
+    assert_eq!(
+        (
+            &a["offers"],
+            &a["answered"],
+            &a["declined"],
+            &a["ring_timeouts"]
+        ),
+        (&4.into(), &1.into(), &0.into(), &2.into()),
+        "{a:#}"
+    );
+    let b = agent("2002");
+    assert_eq!(
+        (
+            &b["offers"],
+            &b["answered"],
+            &b["declined"],
+            &b["ring_timeouts"]
+        ),
+        (&4.into(), &3.into(), &1.into(), &0.into()),
+        "{b:#}"
+    );
+    // The call records' service level, per queue too (the no-agents call was put in the
+    // queue by its flow, so it counts there).
+    let sl = r["service_level"].as_array().expect("service level");
+    let general = sl
+        .iter()
+        .find(|s| s["queue"] == "general")
+        .expect("general");
+    assert_eq!(
+        (
+            &general["queued"],
+            &general["answered"],
+            &general["answered_within"]
+        ),
+        (&6.into(), &3.into(), &2.into()),
+        "{general:#}"
+    );
+}
+
+#[test]
+fn report_of_queue_events() {
+    let (dir, config) = deployment("queues");
+    let rt = ivr_runtime::data::source::runtime().expect("runtime");
+    rt.block_on(async {
+        let pool = connect::open(&Target::SqliteFile(dir.join("ivr-data/ivr.db")), 4)
+            .await
+            .expect("open");
+        write_fixture(&pool).await;
+        pool.close().await;
+    });
+
+    // JSON
+    let o = ivr(&config, &["report", "--format", "json"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    check_queue_figures(&r);
+
+    // CSV
+    let o = ivr(&config, &["report", "--format", "csv"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let csv = String::from_utf8_lossy(&o.stdout).into_owned();
+    for line in [
+        "queues,,,general,,,queued,5",
+        "queues,,,general,,,answered,3",
+        "queues,,,general,,,abandoned,1",
+        "queues,,,general,,,answered_within,2",
+        "queues,,,general,,,level,0.4000",
+        "queues,,,general,,,average_wait_ms,17666.6667",
+        "queues,,,general,,,p90_wait_ms,30000",
+        "queues,,,general,,,offers_per_answer,2.0000",
+        "queues,,,vip,,,level,1.0000",
+        "queues,,,*,,,queued,6",
+        "queues,,,*,,,offers_per_answer,1.7500",
+        "agents,,,,2001,,ring_timeouts,2",
+        "agents,,,,2002,,declined,1",
+        "agents,,,,2002,,answered,3",
+    ] {
+        assert!(csv.contains(&format!("\n{line}\n")), "{line}: {csv}");
+    }
+
+    // Table
+    let o = ivr(&config, &["report"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let row = |first: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(first))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("no row {first}: {table}"))
+    };
+    assert!(table.contains("Queues (ACD events"), "{table}");
+    assert_eq!(
+        row("general"),
+        "general 6 3 2 33.3% BELOW",
+        "the call records' service level"
+    );
+    let queues = &table[table.find("Queues (ACD events").expect("queues")..];
+    let qrow = |first: &str| {
+        queues
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(first))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("no row {first}: {table}"))
+    };
+    assert_eq!(
+        qrow("general"),
+        "general 5 3 1 1 1 2 40.0% BELOW 17.7 s 30.0 s 2.00"
+    );
+    assert_eq!(qrow("vip"), "vip 1 1 0 0 0 1 100.0% met 3.0 s 3.0 s 1.00");
+    assert_eq!(qrow("2001"), "2001 4 1 0 2");
+    assert_eq!(qrow("2002"), "2002 4 3 1 0");
+
+    // --since leaves out the vip call (an earlier day), --flow keeps one flow's calls.
+    for args in [&["--since", "2026-11-22"][..], &["--flow", "hotline"][..]] {
+        let mut a = vec!["report", "--format", "json"];
+        a.extend_from_slice(args);
+        let o = ivr(&config, &a);
+        assert!(o.status.success(), "{}", out(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        let queues = r["queues"].as_array().expect("queues");
+        assert_eq!(queues.len(), 2, "{args:?}: {r:#}");
+        assert_eq!(queues[0]["queue"], "general");
+        assert_eq!(queues[1]["queued"], 5);
+        assert_eq!(queues[1]["answered"], 3);
+    }
+    let o = ivr(
+        &config,
+        &["report", "--flow", "vip_line", "--format", "json"],
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["queues"][0]["queue"], "vip", "{r:#}");
+    assert_eq!(r["agents"].as_array().map(Vec::len), Some(1), "{r:#}");
+
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The same figures on PostgreSQL (`IVR_TEST_POSTGRES_URL`; scripts/test.sh sets it).
+#[test]
+fn report_of_queue_events_postgres() {
+    let Ok(admin) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: IVR_TEST_POSTGRES_URL is not set; PostgreSQL report test skipped"
+        );
+        return;
+    };
+    let rt = ivr_runtime::data::source::runtime().expect("runtime");
+    rt.block_on(async {
+        let name = format!("ivr_test_report_{}", std::process::id());
+        let (prefix, _) = admin.rsplit_once('/').expect("a database url");
+        let server = sqlx::PgPool::connect(&admin).await.expect("connect");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(&sql)
+                .execute(&server)
+                .await
+                .expect("scratch db");
+        }
+        let pool = connect::open(&Target::Postgres(format!("{prefix}/{name}")), 4)
+            .await
+            .expect("open");
+        write_fixture(&pool).await;
+        let all = report::build(&pool, &ReportOptions::default())
+            .await
+            .expect("report");
+        check_queue_figures(&serde_json::from_str(&all.to_json()).expect("json"));
+        let since = ReportOptions {
+            since: Some(report::parse_date("2026-11-22").expect("date")),
+            flow: Some("hotline".into()),
+        };
+        let r = report::build(&pool, &since).await.expect("report");
+        assert_eq!(r.queues.len(), 2);
+        assert_eq!((r.queues[1].queued, r.queues[1].answered), (5, 3));
+        pool.close().await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&server)
+            .await;
+        server.close().await;
+    });
+}

@@ -14,3 +14,4 @@ pub mod sim;
 pub mod sip;
 pub mod speak;
 pub mod value;
+pub mod webrtc;

@@ -3,11 +3,14 @@
 
 #![allow(dead_code)]
 
+use ivr_runtime::audio::{FRAME_SAMPLES, Law};
+use ivr_runtime::media::{dtmf, rtp};
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The calling number of SIPp's calls.
@@ -220,4 +223,168 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .expect("rt")
         .block_on(f)
+}
+
+#[derive(Debug, Clone)]
+pub struct Pkt {
+    pub at: Instant,
+    pub seq: u16,
+    pub ts: u32,
+    pub marker: bool,
+    pub pt: u8,
+    pub ssrc: u32,
+    pub payload: Vec<u8>,
+}
+
+/// Something the caller's media endpoint does at a time after the first packet it receives.
+#[derive(Debug, Clone)]
+pub enum Act {
+    /// An RFC 4733 key: 3 packets, then the end packet 3 times, one timestamp.
+    Key(char),
+    /// 20 ms PCMU frames of a tone for this long.
+    Voice(u64),
+}
+
+/// The caller's RTP endpoint: receives (and keeps) every packet until stopped; acts at the
+/// given times, sending to where the packets come from (symmetric RTP).
+pub struct Endpoint {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    got: Arc<Mutex<Vec<Pkt>>>,
+    sent_keys: Arc<Mutex<Vec<Instant>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Endpoint {
+    /// A caller's endpoint: PCMU (payload type 0), SSRC 7.
+    pub fn start(acts: Vec<(u64, Act)>) -> Endpoint {
+        Endpoint::with(Law::Ulaw, 0, 7, acts)
+    }
+
+    /// An endpoint sending voice in `law` as payload type `pt` from SSRC `ssrc`.
+    pub fn with(law: Law, pt: u8, ssrc: u32, acts: Vec<(u64, Act)>) -> Endpoint {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("rtp");
+        sock.set_read_timeout(Some(Duration::from_millis(5)))
+            .expect("timeout");
+        let port = sock.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sent_keys = Arc::new(Mutex::new(Vec::new()));
+        let (s2, g2, k2) = (Arc::clone(&stop), Arc::clone(&got), Arc::clone(&sent_keys));
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut first: Option<Instant> = None;
+            let mut peer: Option<SocketAddr> = None;
+            let mut acts = acts;
+            let mut seq: u16 = 1000;
+            let mut ts: u32 = 50_000;
+            // Outgoing packets due: (when, bytes).
+            let mut due: Vec<(Instant, Vec<u8>)> = Vec::new();
+            while !s2.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    let now = Instant::now();
+                    if let Some(p) = rtp::parse(&buf[..n]) {
+                        first.get_or_insert(now);
+                        peer = Some(from);
+                        g2.lock().expect("lock").push(Pkt {
+                            at: now,
+                            seq: p.header.seq,
+                            ts: p.header.timestamp,
+                            marker: p.header.marker,
+                            pt: p.header.payload_type,
+                            ssrc: p.header.ssrc,
+                            payload: p.payload.to_vec(),
+                        });
+                    }
+                }
+                let now = Instant::now();
+                if let Some(t0) = first {
+                    acts.retain(|(at_ms, act)| {
+                        if now < t0 + Duration::from_millis(*at_ms) {
+                            return true;
+                        }
+                        match act {
+                            Act::Key(k) => {
+                                let ev = dtmf::event_of_key(*k).expect("key");
+                                ts = ts.wrapping_add(8000);
+                                for i in 0..6u16 {
+                                    let end = i >= 3;
+                                    let mut pkt = vec![0u8; rtp::HEADER_LEN];
+                                    let mut head = [0u8; rtp::HEADER_LEN];
+                                    rtp::Header {
+                                        payload_type: 101,
+                                        marker: i == 0,
+                                        seq,
+                                        timestamp: ts,
+                                        ssrc,
+                                    }
+                                    .write(&mut head);
+                                    seq = seq.wrapping_add(1);
+                                    pkt.copy_from_slice(&head);
+                                    pkt.extend_from_slice(&dtmf::event_payload(
+                                        ev,
+                                        end,
+                                        160 * (i.min(3) + 1),
+                                    ));
+                                    due.push((
+                                        now + Duration::from_millis(u64::from(i.min(3)) * 20),
+                                        pkt,
+                                    ));
+                                }
+                                k2.lock().expect("lock").push(now);
+                            }
+                            Act::Voice(ms) => {
+                                let pcm = tone(300.0, *ms as usize);
+                                for (i, chunk) in pcm.chunks(FRAME_SAMPLES).enumerate() {
+                                    ts = ts.wrapping_add(160);
+                                    let mut head = [0u8; rtp::HEADER_LEN];
+                                    rtp::Header {
+                                        payload_type: pt,
+                                        marker: i == 0,
+                                        seq,
+                                        timestamp: ts,
+                                        ssrc,
+                                    }
+                                    .write(&mut head);
+                                    seq = seq.wrapping_add(1);
+                                    let mut pkt = head.to_vec();
+                                    pkt.extend(chunk.iter().map(|&s| law.encode(s)));
+                                    due.push((now + Duration::from_millis(i as u64 * 20), pkt));
+                                }
+                            }
+                        }
+                        false
+                    });
+                }
+                if let Some(to) = peer {
+                    due.retain(|(at, pkt)| {
+                        if now >= *at {
+                            let _ = sock.send_to(pkt, to);
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                }
+            }
+        });
+        Endpoint {
+            port,
+            stop,
+            got,
+            sent_keys,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn finish(mut self) -> (Vec<Pkt>, Vec<Instant>) {
+        std::thread::sleep(Duration::from_millis(100));
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let got = self.got.lock().expect("lock").clone();
+        let keys = self.sent_keys.lock().expect("lock").clone();
+        (got, keys)
+    }
 }

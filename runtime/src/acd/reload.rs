@@ -67,15 +67,15 @@ impl Acd {
                 self.timers.remove(&(at, Timer::WrapUp(a)));
             }
             let state = self.agents[a].state;
-            if state == AgentState::Ringing {
-                if let Some(call) = self.agents[a].call.take() {
-                    out.push(AcdOut::Cancel {
-                        call,
-                        agent: self.agents[a].id.clone(),
-                    });
-                    self.requeue_ringing(call);
-                    cancelled.push(call);
-                }
+            if state == AgentState::Ringing
+                && let Some(call) = self.agents[a].call.take()
+            {
+                out.push(AcdOut::Cancel {
+                    call,
+                    agent: self.agents[a].id.clone(),
+                });
+                self.requeue_ringing(call);
+                cancelled.push(call);
             }
             self.leave_available(a);
             let agent = &mut self.agents[a];

@@ -882,10 +882,14 @@ mod tests {
                 Value::Null => None,
                 v => Some(v.to_string()),
             };
-            // SQLite keeps text, PostgreSQL a TIMESTAMP: compare to the second.
-            let at = text(&row[0]).unwrap_or_default().replace('T', " ");
-            let want = e.at.format("%Y-%m-%d %H:%M:%S").to_string();
-            assert!(at.starts_with(&want), "{at} is not {want}");
+            // PostgreSQL gives the TIMESTAMP back, SQLite its text.
+            match &row[0] {
+                Value::DateTime(at) => assert_eq!(*at, e.at),
+                other => assert_eq!(
+                    other.to_string(),
+                    e.at.format("%Y-%m-%d %H:%M:%S").to_string()
+                ),
+            }
             assert_eq!(text(&row[1]).as_deref(), Some("general"));
             assert_eq!(text(&row[2]), Some(e.call_id.clone()));
             assert_eq!(text(&row[3]).as_deref(), Some(e.event.as_str()));

@@ -1,7 +1,10 @@
 //! `ivr report`: figures from the call records: how calls ended (self-service, transfer,
 //! abandon and failure rates), IVR node traffic (entries, exits by key and outcome, hang-ups
 //! there), service level (share of queued calls answered by an agent within 20 s, against the
-//! operator's target of 85%), and survey averages per queue and agent.
+//! operator's target of 85%), survey averages per queue and agent, and from the ACD's queue
+//! events per queue: calls queued, answered, abandoned, left, service level, average and 90th
+//! percentile wait to answer, offers per answered call; per agent: offers, answers, declines
+//! and ring timeouts.
 
 use super::DataError;
 use super::connect::Pool;
@@ -84,6 +87,59 @@ pub struct ServiceLevel {
     pub meets_target: Option<bool>,
 }
 
+/// One queue from the ACD's queue events (`queue_events`), or every queue together (`queue`
+/// is `None`). Each entry into a queue counts, so a call queued twice counts twice.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct QueueFigures {
+    /// The queue; `None` for every queue together.
+    pub queue: Option<String>,
+    /// Calls taken into the queue.
+    pub queued: u64,
+    /// Answered by an agent.
+    pub answered: u64,
+    /// The caller hung up waiting.
+    pub abandoned: u64,
+    /// Left without an agent: `max_wait` passed, or nobody who could take them was logged in
+    /// any more.
+    pub left: u64,
+    /// Refused on arrival: nobody who could take them was logged in (not counted in `queued`).
+    pub no_agents: u64,
+    /// Answered within [`SERVICE_LEVEL_MS`] of entering the queue.
+    pub answered_within: u64,
+    /// Service level: `answered_within / queued`.
+    pub level: Option<f64>,
+    /// Whether `level` meets [`SERVICE_LEVEL_TARGET`].
+    pub meets_target: Option<bool>,
+    /// Average wait of answered calls, from entering the queue to the agent's answer (ms).
+    pub average_wait_ms: Option<f64>,
+    /// 90th percentile of that wait (nearest rank), ms.
+    pub p90_wait_ms: Option<i64>,
+    /// Offers made (agents' phones rung), for every call.
+    pub offers: u64,
+    /// Offers made to the calls that were answered, per answered call (1.0: the first agent
+    /// rung always answered).
+    pub offers_per_answer: Option<f64>,
+    /// Offers declined (busy, no answer from the phone, failed, agent went offline).
+    pub declined: u64,
+    /// Offers that rang for the queue's `ring_timeout` unanswered.
+    pub ring_timeouts: u64,
+}
+
+/// One agent's offers from the ACD's queue events, across queues.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AgentFigures {
+    /// The agent's id.
+    pub agent: String,
+    /// Calls offered (its phone rang).
+    pub offers: u64,
+    /// Offers it answered.
+    pub answered: u64,
+    /// Offers declined (busy, no answer from the phone, failed, went offline).
+    pub declined: u64,
+    /// Offers it let ring for the queue's `ring_timeout`.
+    pub ring_timeouts: u64,
+}
+
 /// Survey answers of one question, for one queue and agent.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct SurveyFigure {
@@ -120,6 +176,11 @@ pub struct Report {
     pub service_level_seconds: i64,
     /// The target share.
     pub service_level_target: f64,
+    /// From the ACD's queue events: per queue, then every queue together (last). Empty when
+    /// there are none (simulated calls have no ACD).
+    pub queues: Vec<QueueFigures>,
+    /// From the ACD's queue events: per agent.
+    pub agents: Vec<AgentFigures>,
     /// Per queue, agent and question; then per queue (agent `None`) and per agent (queue
     /// `None`).
     pub surveys: Vec<SurveyFigure>,
@@ -161,6 +222,187 @@ fn filter(opts: &ReportOptions, time_col: &str, extra: &[&str]) -> (String, Vec<
     } else {
         (format!(" WHERE {}", cond.join(" AND ")), args)
     }
+}
+
+/// `WHERE` conditions on `queue_events` (aliased `alias`): `--since` on the event's time,
+/// `--flow` through the call's record.
+fn event_filter(opts: &ReportOptions, alias: &str, extra: &[&str]) -> (String, Vec<Value>) {
+    let mut cond: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let mut args = Vec::new();
+    if let Some(d) = opts.since {
+        args.push(Value::DateTime(d.and_time(chrono::NaiveTime::MIN)));
+        cond.push(format!("{alias}.at >= ${}", args.len()));
+    }
+    if let Some(f) = &opts.flow {
+        args.push(Value::Text(f.clone()));
+        cond.push(format!(
+            "{alias}.call_id IN (SELECT call_id FROM calls WHERE flow = ${})",
+            args.len()
+        ));
+    }
+    if cond.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!(" WHERE {}", cond.join(" AND ")), args)
+    }
+}
+
+/// The nearest-rank percentile `p` (0..=100) of sorted values.
+fn percentile(sorted: &[i64], p: u64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (sorted.len() as u64 * p).div_ceil(100).max(1) as usize;
+    sorted.get(rank - 1).copied()
+}
+
+/// Per queue (then all) and per agent figures from `queue_events`.
+async fn queue_figures(
+    pool: &Pool,
+    opts: &ReportOptions,
+) -> Result<(Vec<QueueFigures>, Vec<AgentFigures>), DataError> {
+    let mut queues: BTreeMap<String, QueueFigures> = BTreeMap::new();
+    let mut all = QueueFigures::default();
+
+    // Counts per queue and event.
+    let (w, args) = event_filter(opts, "e", &[]);
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT e.queue, e.event, COUNT(*) AS n, \
+             SUM(CASE WHEN e.wait_ms <= {SERVICE_LEVEL_MS} THEN 1 ELSE 0 END) AS within \
+             FROM queue_events e{w} GROUP BY e.queue, e.event"
+        ),
+        &args,
+    )
+    .await?;
+    for r in &rows {
+        let queue = text(&r[0]).unwrap_or_default();
+        let (n, within) = (int(&r[2]), int(&r[3]));
+        let q = queues.entry(queue.clone()).or_insert_with(|| QueueFigures {
+            queue: Some(queue),
+            ..QueueFigures::default()
+        });
+        for f in [&mut *q, &mut all] {
+            match text(&r[1]).as_deref() {
+                Some("queued") => f.queued += n,
+                Some("offered") => f.offers += n,
+                Some("answered") => {
+                    f.answered += n;
+                    f.answered_within += within;
+                }
+                Some("declined") => f.declined += n,
+                Some("ring_timeout") => f.ring_timeouts += n,
+                Some("abandoned") => f.abandoned += n,
+                Some("left") => f.left += n,
+                Some("no_agents") => f.no_agents += n,
+                _ => {}
+            }
+        }
+    }
+
+    // Waits to answer: average and 90th percentile.
+    let (w, args) = event_filter(
+        opts,
+        "e",
+        &["e.event = 'answered'", "e.wait_ms IS NOT NULL"],
+    );
+    let rows = fetch_rows(
+        pool,
+        &format!("SELECT e.queue, e.wait_ms FROM queue_events e{w}"),
+        &args,
+    )
+    .await?;
+    let mut waits: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut all_waits = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let wait = r[1].as_decimal().and_then(|d| d.to_i64()).unwrap_or(0);
+        waits
+            .entry(text(&r[0]).unwrap_or_default())
+            .or_default()
+            .push(wait);
+        all_waits.push(wait);
+    }
+
+    // Offers made to the calls that were answered.
+    let (w, args) = event_filter(
+        opts,
+        "o",
+        &[
+            "o.event = 'offered'",
+            "EXISTS (SELECT 1 FROM queue_events a WHERE a.event = 'answered' \
+             AND a.call_id = o.call_id AND a.queue = o.queue)",
+        ],
+    );
+    let rows = fetch_rows(
+        pool,
+        &format!("SELECT o.queue, COUNT(*) AS n FROM queue_events o{w} GROUP BY o.queue"),
+        &args,
+    )
+    .await?;
+    let mut answered_offers: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &rows {
+        answered_offers.insert(text(&r[0]).unwrap_or_default(), int(&r[1]));
+    }
+
+    let finish = |f: &mut QueueFigures, waits: &mut Vec<i64>, offers: u64| {
+        f.level = ratio(f.answered_within, f.queued);
+        f.meets_target = f.level.map(|l| l >= SERVICE_LEVEL_TARGET);
+        waits.sort_unstable();
+        f.average_wait_ms =
+            (!waits.is_empty()).then(|| waits.iter().sum::<i64>() as f64 / waits.len() as f64);
+        f.p90_wait_ms = percentile(waits, 90);
+        f.offers_per_answer = ratio(offers, f.answered);
+    };
+    let mut out = Vec::with_capacity(queues.len() + 1);
+    for (name, mut f) in queues {
+        let mut w = waits.remove(&name).unwrap_or_default();
+        finish(
+            &mut f,
+            &mut w,
+            answered_offers.get(&name).copied().unwrap_or(0),
+        );
+        out.push(f);
+    }
+    if !out.is_empty() {
+        finish(&mut all, &mut all_waits, answered_offers.values().sum());
+        out.push(all);
+    }
+
+    // Per agent.
+    let (w, args) = event_filter(
+        opts,
+        "e",
+        &[
+            "e.agent IS NOT NULL",
+            "e.event IN ('offered', 'answered', 'declined', 'ring_timeout')",
+        ],
+    );
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT e.agent, e.event, COUNT(*) AS n FROM queue_events e{w} GROUP BY e.agent, e.event"
+        ),
+        &args,
+    )
+    .await?;
+    let mut agents: BTreeMap<String, AgentFigures> = BTreeMap::new();
+    for r in &rows {
+        let agent = text(&r[0]).unwrap_or_default();
+        let n = int(&r[2]);
+        let a = agents.entry(agent.clone()).or_insert_with(|| AgentFigures {
+            agent,
+            ..AgentFigures::default()
+        });
+        match text(&r[1]).as_deref() {
+            Some("offered") => a.offers += n,
+            Some("answered") => a.answered += n,
+            Some("declined") => a.declined += n,
+            Some("ring_timeout") => a.ring_timeouts += n,
+            _ => {}
+        }
+    }
+    Ok((out, agents.into_values().collect()))
 }
 
 /// Builds the report from the records in `pool`.
@@ -271,6 +513,9 @@ pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataErro
     all.meets_target = all.level.map(|l| l >= SERVICE_LEVEL_TARGET);
     report.service_level.push(all);
 
+    // Queues and agents, from the ACD's events.
+    (report.queues, report.agents) = queue_figures(pool, opts).await?;
+
     // Surveys.
     let (w, args) = filter(opts, "saved_at", &[]);
     let rows = fetch_rows(
@@ -334,6 +579,19 @@ fn pct(r: Option<f64>) -> String {
 
 fn avg(a: Option<f64>) -> String {
     a.map_or_else(|| "-".to_string(), |a| format!("{a:.2}"))
+}
+
+/// Milliseconds as seconds with one decimal.
+fn secs(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "-".to_string(), |ms| format!("{:.1} s", ms / 1000.0))
+}
+
+fn target(meets: Option<bool>) -> String {
+    match meets {
+        Some(true) => "met".into(),
+        Some(false) => "BELOW".into(),
+        None => "-".into(),
+    }
 }
 
 fn or_all(s: &Option<String>, all: &str) -> String {
@@ -433,14 +691,72 @@ impl Report {
                 l.answered.to_string(),
                 l.answered_within.to_string(),
                 pct(l.level),
-                match l.meets_target {
-                    Some(true) => "met".into(),
-                    Some(false) => "BELOW".into(),
-                    None => "-".into(),
-                },
+                target(l.meets_target),
             ]);
         }
         s.push_str(&table(&rows, &[false, true, true, true, true, false]));
+
+        let _ = writeln!(
+            s,
+            "\nQueues (ACD events; service level: answered within {} s of entering the queue / queued)",
+            self.service_level_seconds
+        );
+        if self.queues.is_empty() {
+            s.push_str("  no queue events (calls served by `ivr serve` record them)\n");
+        } else {
+            let mut rows = vec![vec![
+                "queue".into(),
+                "queued".into(),
+                "answered".into(),
+                "abandoned".into(),
+                "left".into(),
+                "no agents".into(),
+                format!("within {} s", self.service_level_seconds),
+                "level".into(),
+                "target".into(),
+                "avg wait".into(),
+                "p90 wait".into(),
+                "offers/answer".into(),
+            ]];
+            for q in &self.queues {
+                rows.push(vec![
+                    or_all(&q.queue, "(all queues)"),
+                    q.queued.to_string(),
+                    q.answered.to_string(),
+                    q.abandoned.to_string(),
+                    q.left.to_string(),
+                    q.no_agents.to_string(),
+                    q.answered_within.to_string(),
+                    pct(q.level),
+                    target(q.meets_target),
+                    secs(q.average_wait_ms),
+                    secs(q.p90_wait_ms.map(|w| w as f64)),
+                    avg(q.offers_per_answer),
+                ]);
+            }
+            let right = [
+                false, true, true, true, true, true, true, true, false, true, true, true,
+            ];
+            s.push_str(&table(&rows, &right));
+            s.push_str("\nAgents (offers from queues)\n");
+            let mut rows = vec![vec![
+                "agent".into(),
+                "offers".into(),
+                "answered".into(),
+                "declined".into(),
+                "ring timeouts".into(),
+            ]];
+            for a in &self.agents {
+                rows.push(vec![
+                    a.agent.clone(),
+                    a.offers.to_string(),
+                    a.answered.to_string(),
+                    a.declined.to_string(),
+                    a.ring_timeouts.to_string(),
+                ]);
+            }
+            s.push_str(&table(&rows, &[false, true, true, true, true]));
+        }
 
         s.push_str("\nIVR node traffic\n");
         let mut rows = vec![vec![
@@ -580,6 +896,49 @@ impl Report {
                 "level",
                 rate(l.level),
             );
+        }
+        let num = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.4}"));
+        for f in &self.queues {
+            let queue = or_all(&f.queue, "*");
+            for (metric, value) in [
+                ("queued", f.queued.to_string()),
+                ("answered", f.answered.to_string()),
+                ("abandoned", f.abandoned.to_string()),
+                ("left", f.left.to_string()),
+                ("no_agents", f.no_agents.to_string()),
+                ("answered_within", f.answered_within.to_string()),
+                ("level", rate(f.level)),
+                ("average_wait_ms", num(f.average_wait_ms)),
+                (
+                    "p90_wait_ms",
+                    f.p90_wait_ms.map_or_else(String::new, |w| w.to_string()),
+                ),
+                ("offers", f.offers.to_string()),
+                ("offers_per_answer", num(f.offers_per_answer)),
+                ("declined", f.declined.to_string()),
+                ("ring_timeouts", f.ring_timeouts.to_string()),
+            ] {
+                row("queues", "", "", &queue, "", "", metric, value);
+            }
+        }
+        for a in &self.agents {
+            for (metric, value) in [
+                ("offers", a.offers),
+                ("answered", a.answered),
+                ("declined", a.declined),
+                ("ring_timeouts", a.ring_timeouts),
+            ] {
+                row(
+                    "agents",
+                    "",
+                    "",
+                    "",
+                    &a.agent,
+                    "",
+                    metric,
+                    value.to_string(),
+                );
+            }
         }
         for n in &self.nodes {
             row(

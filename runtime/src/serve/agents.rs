@@ -1,9 +1,12 @@
 //! The ACD task of `ivr serve`: one tokio task that owns the sans-IO [`Acd`], takes agent
 //! registrations from the SIP core and queue operations from calls, runs its timers (ring
 //! timeouts, wrap-up, expiry, position updates), and hands each output to the call it is
-//! for. It also keeps the screen pop of every call in a queue, for the agent page.
+//! for. It also keeps the screen pop of every call in a queue, for the agent page, and records
+//! the queue events (queued, offered, answered, declined, ring timeout, abandoned, left, no
+//! agents) through the [`RecordWriter`] into `queue_events`.
 
-use crate::acd::{Acd, AcdOut, AcdStatus, CallKey, Contact, Decline};
+use crate::acd::{Acd, AcdOut, AcdStatus, AgentState, CallKey, Contact, Decline};
+use crate::data::records::{QueueEventKind, QueueEventRow, Record, RecordWriter, timestamp};
 use crate::engine::Millis;
 use crate::serve::call::local_now;
 use ivr_compiler::config::Config;
@@ -86,6 +89,15 @@ impl ScreenPop {
     }
 }
 
+/// Why a caller left its queue before an agent answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// The caller hung up (or the call ended otherwise): recorded as `abandoned`.
+    Hangup,
+    /// The transfer's `max_wait` passed: recorded as `left`.
+    MaxWait,
+}
+
 /// What calls and the server tell the ACD task.
 #[derive(Debug)]
 pub enum AcdMsg {
@@ -105,7 +117,7 @@ pub enum AcdMsg {
         to: mpsc::UnboundedSender<QueueEvent>,
     },
     /// The caller left the queue (hung up, `max_wait`).
-    Leave(CallKey),
+    Leave(CallKey, LeaveReason),
     /// The offered agent answered.
     Answered(CallKey),
     /// The offer failed.
@@ -180,17 +192,28 @@ pub fn contact_of(r: &crate::sip::registrar::Registration) -> Contact {
 /// The handle calls use.
 pub type AcdHandle = mpsc::UnboundedSender<AcdMsg>;
 
-/// Starts the ACD task for a configuration.
-pub fn start(config: &Config) -> AcdHandle {
+/// Starts the ACD task for a configuration; its queue events go to `writer` (none: not
+/// recorded).
+pub fn start(config: &Config, writer: Option<RecordWriter>) -> AcdHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let acd = Acd::new(config);
-    tokio::spawn(run(acd, rx));
+    tokio::spawn(run(acd, rx, writer));
     tx
 }
 
 struct Waiting {
     to: mpsc::UnboundedSender<QueueEvent>,
     pop: ScreenPop,
+    /// The queue it was put in.
+    queue: String,
+    /// When.
+    queued_at: Millis,
+    /// Taken into the queue (not refused with `no_agents` at once).
+    queued: bool,
+    /// The agent whose phone rings for it.
+    ringing: Option<String>,
+    /// An agent answered.
+    answered: bool,
 }
 
 /// The task's state beside the [`Acd`].
@@ -199,10 +222,44 @@ struct Book {
     calls: HashMap<CallKey, Waiting>,
     /// Agent id → the TCP connection of its registration.
     conns: HashMap<String, u64>,
+    /// Where queue events go.
+    writer: Option<RecordWriter>,
 }
 
-async fn run(mut acd: Acd, mut rx: mpsc::UnboundedReceiver<AcdMsg>) {
-    let mut book = Book::default();
+/// Sends one queue event of the call `w` to the writer (never waits; a full queue refuses it).
+fn record(
+    writer: Option<&RecordWriter>,
+    w: &Waiting,
+    now: Millis,
+    event: QueueEventKind,
+    agent: Option<String>,
+    detail: Option<&str>,
+) {
+    let Some(writer) = writer else { return };
+    writer.send(Record::QueueEvent(QueueEventRow {
+        at: timestamp(now),
+        queue: w.queue.clone(),
+        call_id: w.pop.call_id.clone(),
+        event,
+        agent,
+        wait_ms: (event != QueueEventKind::NoAgents).then(|| (now - w.queued_at).max(0)),
+        detail: detail.map(str::to_string),
+    }));
+}
+
+fn decline_name(why: Decline) -> &'static str {
+    match why {
+        Decline::Busy => "busy",
+        Decline::NoAnswer => "no_answer",
+        Decline::Failed => "failed",
+    }
+}
+
+async fn run(mut acd: Acd, mut rx: mpsc::UnboundedReceiver<AcdMsg>, writer: Option<RecordWriter>) {
+    let mut book = Book {
+        writer,
+        ..Book::default()
+    };
     let mut out: Vec<AcdOut> = Vec::with_capacity(64);
     loop {
         let now = local_now();
@@ -216,15 +273,20 @@ async fn run(mut acd: Acd, mut rx: mpsc::UnboundedReceiver<AcdMsg>) {
             },
             () = tokio::time::sleep(wait) => None,
         };
-        let now = local_now();
-        out.clear();
-        match msg {
-            None => acd.handle_timeout(now, &mut out),
-            Some(m) => on_msg(&mut acd, &mut book, m, now, &mut out),
-        }
-        for o in out.drain(..) {
-            dispatch(&mut book, o);
-        }
+        step(&mut acd, &mut book, msg, local_now(), &mut out);
+    }
+}
+
+/// One turn of the task: a message (none: timers are due) and what the ACD says to it.
+fn step(acd: &mut Acd, book: &mut Book, msg: Option<AcdMsg>, now: Millis, out: &mut Vec<AcdOut>) {
+    out.clear();
+    let timers = msg.is_none();
+    match msg {
+        None => acd.handle_timeout(now, out),
+        Some(m) => on_msg(acd, book, m, now, out),
+    }
+    for o in out.drain(..) {
+        dispatch(acd, book, o, now, timers);
     }
 }
 
@@ -238,17 +300,83 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             pop,
             to,
         } => {
-            book.calls.insert(call, Waiting { to, pop: *pop });
+            let waiting = Waiting {
+                to,
+                pop: *pop,
+                queue: queue.clone(),
+                queued_at: now,
+                queued: false,
+                ringing: None,
+                answered: false,
+            };
+            book.calls.insert(call, waiting);
+            let from = out.len();
             acd.enqueue(call, &queue, &skills, priority, now, out);
+            let refused = out[from..]
+                .iter()
+                .any(|o| matches!(o, AcdOut::NoAgents { call: c } if *c == call));
+            // Recorded before the offer the same turn may bring; a refused call only gets its
+            // `no_agents` (from `dispatch`).
+            if !refused && let Some(w) = book.calls.get_mut(&call) {
+                w.queued = true;
+                record(
+                    book.writer.as_ref(),
+                    w,
+                    now,
+                    QueueEventKind::Queued,
+                    None,
+                    None,
+                );
+            }
         }
-        AcdMsg::Leave(call) => {
-            book.calls.remove(&call);
+        AcdMsg::Leave(call, why) => {
+            if let Some(w) = book.calls.remove(&call)
+                && w.queued
+                && !w.answered
+            {
+                let (event, detail) = match why {
+                    LeaveReason::Hangup => (QueueEventKind::Abandoned, None),
+                    LeaveReason::MaxWait => (QueueEventKind::Left, Some("max_wait")),
+                };
+                record(
+                    book.writer.as_ref(),
+                    &w,
+                    now,
+                    event,
+                    w.ringing.clone(),
+                    detail,
+                );
+            }
             acd.leave(call, now, out);
         }
-        AcdMsg::Answered(call) => acd.answered(call, now, out),
-        AcdMsg::Declined(call, why) => acd.declined(call, why, now, out),
+        AcdMsg::Answered(call) => {
+            if let Some(w) = book.calls.get_mut(&call)
+                && let Some(agent) = w.ringing.take()
+            {
+                w.answered = true;
+                let kind = QueueEventKind::Answered;
+                record(book.writer.as_ref(), w, now, kind, Some(agent), None);
+            }
+            acd.answered(call, now, out);
+        }
+        AcdMsg::Declined(call, why) => {
+            if let Some(w) = book.calls.get_mut(&call)
+                && let Some(agent) = w.ringing.take()
+            {
+                let (kind, detail) = (QueueEventKind::Declined, Some(decline_name(why)));
+                record(book.writer.as_ref(), w, now, kind, Some(agent), detail);
+            }
+            acd.declined(call, why, now, out);
+        }
         AcdMsg::ConversationOver(call) => {
-            book.calls.remove(&call);
+            // Over before an agent answered: the ACD takes it as the caller leaving.
+            if let Some(w) = book.calls.remove(&call)
+                && w.queued
+                && !w.answered
+            {
+                let kind = QueueEventKind::Abandoned;
+                record(book.writer.as_ref(), &w, now, kind, w.ringing.clone(), None);
+            }
             acd.conversation_over(call, now, out);
         }
         AcdMsg::Registration {
@@ -290,7 +418,11 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
     }
 }
 
-fn dispatch(book: &mut Book, o: AcdOut) {
+/// Hands one output of the ACD to its call and records it. `timers`: the output comes from
+/// [`Acd::handle_timeout`] (a cancelled offer there is a ring timeout, unless the agent's
+/// registration expired).
+fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
+    let writer = book.writer.as_ref();
     let calls = &mut book.calls;
     let (call, ev) = match o {
         AcdOut::Offer {
@@ -299,6 +431,11 @@ fn dispatch(book: &mut Book, o: AcdOut) {
             contact,
         } => {
             let conn = book.conns.get(&agent).copied().unwrap_or(0);
+            if let Some(w) = calls.get_mut(&call) {
+                w.ringing = Some(agent.clone());
+                let kind = QueueEventKind::Offered;
+                record(writer, w, now, kind, Some(agent.clone()), None);
+            }
             (
                 call,
                 QueueEvent::Offer {
@@ -308,10 +445,36 @@ fn dispatch(book: &mut Book, o: AcdOut) {
                 },
             )
         }
-        AcdOut::Cancel { call, agent } => (call, QueueEvent::Cancel { agent }),
+        AcdOut::Cancel { call, agent } => {
+            // A caller who left is recorded by `Leave` (its entry is gone by now).
+            if let Some(w) = calls.get_mut(&call)
+                && w.ringing.as_deref() == Some(agent.as_str())
+            {
+                w.ringing = None;
+                let offline = || {
+                    acd.status(now)
+                        .agents
+                        .iter()
+                        .any(|a| a.id == agent && a.state == AgentState::Offline)
+                };
+                let (kind, detail) = if timers && !offline() {
+                    (QueueEventKind::RingTimeout, None)
+                } else {
+                    (QueueEventKind::Declined, Some("agent_offline"))
+                };
+                record(writer, w, now, kind, Some(agent.clone()), detail);
+            }
+            (call, QueueEvent::Cancel { agent })
+        }
         AcdOut::Position { call, position } => (call, QueueEvent::Position(position)),
         AcdOut::NoAgents { call } => {
             if let Some(w) = calls.remove(&call) {
+                if w.queued {
+                    let kind = QueueEventKind::Left;
+                    record(writer, &w, now, kind, w.ringing.clone(), Some("no_agents"));
+                } else {
+                    record(writer, &w, now, QueueEventKind::NoAgents, None, None);
+                }
                 let _ = w.to.send(QueueEvent::NoAgents);
             }
             return;
@@ -325,6 +488,183 @@ fn dispatch(book: &mut Book, o: AcdOut) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::connect::{self, Target};
+    use crate::data::records::WriterOptions;
+    use ivr_compiler::config::{AgentConfig, QueueConfig};
+
+    const T0: Millis = 1_795_000_000_000;
+    const S: Millis = 1_000;
+
+    /// The ACD task's turns, driven by hand: every message at its time, timers when due.
+    struct Task {
+        acd: Acd,
+        book: Book,
+        out: Vec<AcdOut>,
+        to: mpsc::UnboundedSender<QueueEvent>,
+        _rx: mpsc::UnboundedReceiver<QueueEvent>,
+    }
+
+    impl Task {
+        fn new(writer: RecordWriter) -> Task {
+            let mut c = Config::defaults(std::path::Path::new("/x"));
+            c.queues.insert(
+                "general".into(),
+                QueueConfig {
+                    skills: Vec::new(),
+                    ring_timeout_ms: Some(15_000),
+                    wrap_up_ms: Some(0),
+                },
+            );
+            for id in ["2001", "2002"] {
+                c.agents.insert(
+                    id.into(),
+                    AgentConfig {
+                        name: id.into(),
+                        skills: Vec::new(),
+                        ha1: String::new(),
+                    },
+                );
+            }
+            let (to, rx) = mpsc::unbounded_channel();
+            Task {
+                acd: Acd::new(&c),
+                book: Book {
+                    writer: Some(writer),
+                    ..Book::default()
+                },
+                out: Vec::new(),
+                to,
+                _rx: rx,
+            }
+        }
+
+        /// Timers due at `at`, then `msg` at `at`.
+        fn at(&mut self, at: Millis, msg: AcdMsg) {
+            self.timers(at);
+            step(
+                &mut self.acd,
+                &mut self.book,
+                Some(msg),
+                T0 + at,
+                &mut self.out,
+            );
+        }
+
+        fn timers(&mut self, at: Millis) {
+            while self.acd.poll_timeout().is_some_and(|t| t <= T0 + at) {
+                let due = self.acd.poll_timeout().unwrap_or(T0 + at);
+                step(&mut self.acd, &mut self.book, None, due, &mut self.out);
+            }
+        }
+
+        fn register(&mut self, at: Millis, agent: &str, expires: Duration) {
+            let contact = Contact {
+                uri: format!("sip:{agent}@10.0.0.1:5060"),
+                addr: "10.0.0.1:5060".parse().expect("address"),
+                tcp: false,
+            };
+            let msg = AcdMsg::Registration {
+                agent: agent.into(),
+                contact,
+                conn: 0,
+                expires,
+            };
+            self.at(at, msg);
+        }
+
+        fn enqueue(&mut self, at: Millis, call: CallKey, id: &str) {
+            let pop = ScreenPop {
+                call_id: id.into(),
+                queue: "general".into(),
+                ..ScreenPop::default()
+            };
+            let msg = AcdMsg::Enqueue {
+                call,
+                queue: "general".into(),
+                skills: Vec::new(),
+                priority: 0,
+                pop: Box::new(pop),
+                to: self.to.clone(),
+            };
+            self.at(at, msg);
+        }
+    }
+
+    /// Every offer and how it ended, every call and how it left the queue, as rows of
+    /// `queue_events`.
+    #[tokio::test]
+    async fn the_acd_task_records_queue_events() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool.clone(),
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        let mut t = Task::new(writer.clone());
+        let hour = Duration::from_secs(3600);
+        t.register(0, "2001", hour);
+        t.register(0, "2002", hour);
+        // A: 2001 is busy, 2002 lets it ring out, 2001 answers after a pause.
+        t.enqueue(0, 1, "A");
+        t.at(2 * S, AcdMsg::Declined(1, Decline::Busy));
+        t.at(25 * S, AcdMsg::Answered(1));
+        // B: the caller hangs up while 2002 rings.
+        t.enqueue(26 * S, 2, "B");
+        t.at(30 * S, AcdMsg::Leave(2, LeaveReason::Hangup));
+        // C: 2002's registration expires while it rings; then max_wait.
+        t.register(30_500, "2002", Duration::from_millis(3_500));
+        t.enqueue(31 * S, 3, "C");
+        t.timers(34 * S);
+        t.at(40 * S, AcdMsg::Leave(3, LeaveReason::MaxWait));
+        // D waits for 2001 (on a call), who logs out: no agents any more.
+        t.enqueue(42 * S, 4, "D");
+        t.register(43 * S, "2001", Duration::ZERO);
+        // E finds nobody logged in.
+        t.enqueue(44 * S, 5, "E");
+        t.at(45 * S, AcdMsg::ConversationOver(1));
+        let stats = writer.shutdown().await;
+        assert_eq!((stats.rejected, stats.failed), (0, 0));
+
+        let rows = crate::data::query::fetch_rows(
+            &pool,
+            "SELECT call_id, event, agent, wait_ms, detail FROM queue_events ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("rows");
+        let got: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| match v {
+                        crate::value::Value::Null => "-".to_string(),
+                        v => v.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let want = [
+            "A queued - 0 -",
+            "A offered 2001 0 -",
+            "A declined 2001 2000 busy",
+            "A offered 2002 2000 -",
+            "A ring_timeout 2002 17000 -",
+            "A offered 2001 18000 -",
+            "A answered 2001 25000 -",
+            "B queued - 0 -",
+            "B offered 2002 0 -",
+            "B abandoned 2002 4000 -",
+            "C queued - 0 -",
+            "C offered 2002 0 -",
+            "C declined 2002 3000 agent_offline",
+            "C left - 9000 max_wait",
+            "D queued - 0 -",
+            "D left - 1000 no_agents",
+            "E no_agents - - -",
+        ];
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn the_screen_pop_goes_into_headers() {

@@ -75,8 +75,28 @@ pub struct Setup {
     pub acd: Option<AcdHandle>,
     /// RTP ports, for the legs of transfers.
     pub ports: Arc<PortPool>,
-    /// Where the caller's INVITE came from (`transfer to` a bare number goes back there).
-    pub peer: Peer,
+    /// Where the caller's INVITE came from (`transfer to` a bare number goes back there);
+    /// none for a browser's call.
+    pub peer: Option<Peer>,
+    /// Where the call's transcript goes (the phone page's calls), if anywhere.
+    pub notes: Option<mpsc::UnboundedSender<Note>>,
+}
+
+/// A line of a call's live transcript (the phone page): what the caller hears and does.
+/// Masked digits are never in it: a key pressed in a masked input is [`Note::MaskedKey`],
+/// and a value spoken from masked digits is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// The call entered a node.
+    Node(String),
+    /// A prompt started to be queued: its catalog text (or a spoken value, a queue position).
+    Prompt(String),
+    /// A key.
+    Key(char),
+    /// A key of a masked input.
+    MaskedKey,
+    /// The call ended with this outcome.
+    End(&'static str),
 }
 
 /// Local wall-clock milliseconds (the engine's "now"): the system clock plus the machine's
@@ -192,8 +212,12 @@ struct Driver {
     core: mpsc::UnboundedSender<CoreMsg>,
     acd: Option<AcdHandle>,
     ports: Arc<PortPool>,
-    /// Where the caller's INVITE came from.
-    peer: Peer,
+    /// Where the caller's INVITE came from (none: a browser).
+    peer: Option<Peer>,
+    /// The live transcript.
+    notes: Option<mpsc::UnboundedSender<Note>>,
+    /// The current node is an input with `mask`: its keys are not shown.
+    masked_input: bool,
     /// The ACD answers here.
     queue_tx: mpsc::UnboundedSender<QueueEvent>,
     transfer: Option<Transfer>,
@@ -216,7 +240,24 @@ impl Driver {
             .map_or("zh-CN", String::as_str)
     }
 
+    /// Adds a line to the live transcript, if anyone follows it.
+    fn note(&self, note: impl FnOnce() -> Note) {
+        if let Some(n) = &self.notes {
+            let _ = n.send(note());
+        }
+    }
+
     fn feed(&mut self, event: Event) {
+        if let Event::Key(k) = event {
+            let masked = self.masked_input;
+            self.note(|| {
+                if masked {
+                    Note::MaskedKey
+                } else {
+                    Note::Key(k)
+                }
+            });
+        }
         self.pending.push_back(event);
         while let Some(ev) = self.pending.pop_front() {
             if self.call.is_ended() {
@@ -251,6 +292,12 @@ impl Driver {
                     self.path.pop_front();
                 }
                 self.path.push_back(*node);
+                let flow = Arc::clone(self.call.flow());
+                let n = flow.program.nodes.get(*node as usize);
+                self.masked_input = matches!(n.map(|n| &n.body), Some(Body::Input(i)) if i.mask);
+                if let Some(n) = n {
+                    self.note(|| Note::Node(n.name.clone()));
+                }
             }
             Command::Leave { .. } | Command::SaveSurvey { .. } => {}
             Command::Play {
@@ -265,6 +312,9 @@ impl Driver {
                 if p.is_none() {
                     tracing::warn!(prompt = id, language = tag, "prompt without audio");
                 }
+                if let Some(p) = &p {
+                    self.note(|| Note::Prompt(p.text.clone()));
+                }
                 self.channel.push(p.into_iter().collect(), *seq);
             }
             Command::Say {
@@ -272,8 +322,11 @@ impl Driver {
                 value,
                 language,
                 seq,
-                ..
+                masked,
             } => {
+                if !masked {
+                    self.note(|| Note::Prompt(value.to_string()));
+                }
                 let tag = self.lang(*language).to_string();
                 let ids = speak::fragments(Language::from_tag(&tag), *kind, value);
                 let prompts = self
@@ -301,6 +354,7 @@ impl Driver {
                 seq,
             } => {
                 let tag = self.lang(*language).to_string();
+                self.note(|| Note::Prompt(format!("#{position}")));
                 let ids = say::queue_position(Language::from_tag(&tag), u64::from(*position));
                 let prompts = self
                     .deployment
@@ -322,7 +376,7 @@ impl Driver {
                 priority,
                 attach,
             } => self.start_transfer(*node, *priority, attach),
-            Command::CancelTransfer => self.end_transfer(),
+            Command::CancelTransfer => self.end_transfer(super::agents::LeaveReason::MaxWait),
             Command::StartRecording { node } => {
                 let flow = Arc::clone(self.call.flow());
                 if let Some(Body::Record(r)) =
@@ -344,6 +398,7 @@ impl Driver {
             Command::Hangup => self.hangup_by_flow = true,
             Command::End { outcome } => {
                 tracing::info!(outcome = outcome.as_str(), "call ended");
+                self.note(|| Note::End(outcome.as_str()));
             }
         }
     }
@@ -419,15 +474,23 @@ impl Driver {
                 let target = if target.contains(':') {
                     target.clone()
                 } else {
-                    // A bare number goes back to whoever sent us the call (the PBX or trunk).
-                    let host = match self.peer.addr {
+                    // A bare number goes back to whoever sent us the call (the PBX or trunk);
+                    // a browser's call has no such place.
+                    let Some(peer) = self.peer else {
+                        tracing::info!(target = %target, "a bare number cannot be dialled from a browser");
+                        self.transfer = None;
+                        self.pending
+                            .push_back(Event::Transfer(TransferUpdate::NoAgents));
+                        return;
+                    };
+                    let host = match peer.addr {
                         SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
                         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
                     };
                     format!("sip:{target}@{host}")
                 };
                 let tx = self.internal.clone();
-                let proto = self.peer.proto;
+                let proto = self.peer.map_or(Proto::Udp, |p| p.proto);
                 tokio::spawn(async move {
                     let peer = resolve(&target, proto).await;
                     let _ = tx.send(Internal::Resolved { target, peer });
@@ -523,14 +586,14 @@ impl Driver {
     }
 
     /// The transfer is over on our side (max_wait, the caller hung up, the call ends).
-    fn end_transfer(&mut self) {
+    fn end_transfer(&mut self, why: super::agents::LeaveReason) {
         if let Some(t) = self.transfer.take()
             && let (Some(key), Some(acd)) = (t.key, &self.acd)
         {
             let msg = if t.connected {
                 AcdMsg::ConversationOver(key)
             } else {
-                AcdMsg::Leave(key)
+                AcdMsg::Leave(key, why)
             };
             let _ = acd.send(msg);
         }
@@ -912,6 +975,7 @@ pub async fn run(setup: Setup) {
         acd,
         ports,
         peer,
+        notes,
     } = setup;
     let started = Instant::now();
     let ended_tag = tag.clone();
@@ -983,6 +1047,8 @@ pub async fn run(setup: Setup) {
         acd,
         ports,
         peer,
+        notes,
+        masked_input: false,
         queue_tx,
         transfer: None,
         leg: None,
@@ -1069,7 +1135,7 @@ pub async fn run(setup: Setup) {
         }
     }
     // A queue place or a leg still open: give them up.
-    d.end_transfer();
+    d.end_transfer(super::agents::LeaveReason::Hangup);
     if let Some(r) = &mut d.recorder {
         r.finish(d.clock.now());
     }

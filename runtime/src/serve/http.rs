@@ -1,6 +1,7 @@
 //! The HTTP interface of `ivr serve` (`[server] http`, `--http`): `GET /status`, the live
 //! version and the last reload attempt with its diagnostics (JSON), and `GET /metrics`, a few
-//! counters in the Prometheus text format.
+//! counters in the Prometheus text format. Calls from the browser (the phone page, `POST
+//! /calls/ROUTE`, ...) are [`super::browser`]'s routes, merged in here.
 
 use crate::live::Live;
 use crate::sip::ua::CoreStats;
@@ -22,14 +23,21 @@ pub struct HttpState {
     pub stats: Arc<CoreStats>,
     /// Calls whose flow is running.
     pub running: Arc<AtomicUsize>,
+    /// Calls from the browser.
+    pub browser: Option<Arc<super::browser::Browser>>,
 }
 
 /// The routes.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let browser = state.browser.clone();
+    let r = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    match browser {
+        Some(b) => r.merge(super::browser::router(b)),
+        None => r,
+    }
 }
 
 async fn status(State(s): State<HttpState>) -> impl IntoResponse {
@@ -60,11 +68,15 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
          ivr_reloads_total{{result=\"failed\"}} {failed}\n\
          # HELP ivr_live_version_info The live deployment version.\n\
          # TYPE ivr_live_version_info gauge\n\
-         ivr_live_version_info{{version=\"{version}\"}} 1\n",
+         ivr_live_version_info{{version=\"{version}\"}} 1\n\
+         # HELP ivr_webrtc_calls_active Calls from the browser now (connecting or running).\n\
+         # TYPE ivr_webrtc_calls_active gauge\n\
+         ivr_webrtc_calls_active {}\n",
         s.running.load(Ordering::Relaxed),
         s.stats.active.load(Ordering::Relaxed),
         s.stats.answered.load(Ordering::Relaxed),
         s.stats.refused.load(Ordering::Relaxed),
+        s.browser.as_ref().map_or(0, |b| b.active()),
     );
     (
         [(

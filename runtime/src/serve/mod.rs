@@ -5,6 +5,7 @@
 //! drain deadline, then end them (BYE) and write every record before exiting.
 
 pub mod agents;
+pub mod browser;
 pub mod call;
 pub mod http;
 
@@ -161,7 +162,8 @@ impl Calls for App {
             running: Arc::clone(&self.running),
             acd: Some(self.acd.clone()),
             ports: Arc::clone(&self.ports),
-            peer: c.peer,
+            peer: Some(c.peer),
+            notes: None,
         };
         let running = Arc::clone(&self.running);
         Ok(Admitted {
@@ -242,7 +244,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {sip_addr}: {e}"))?;
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let running = Arc::new(AtomicUsize::new(0));
-    let acd = agents::start(&deployment.config);
+    let acd = agents::start(&deployment.config, writer.clone());
     // A new version going live brings its agents and queues to the ACD, and the agents'
     // credentials to the registrar.
     {
@@ -270,7 +272,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     }
     let app = App {
         live: Arc::clone(&live),
-        db,
+        db: db.clone(),
         writer: writer.clone(),
         pacer: pacer.clone(),
         ports: Arc::clone(&ports),
@@ -314,6 +316,19 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     ));
     let stats = core.stats();
     tokio::spawn(core.run(in_rx, core_rx));
+    let browser = browser::Browser::new(browser::BrowserParts {
+        live: Arc::clone(&live),
+        db: db.clone(),
+        writer: writer.clone(),
+        pacer: pacer.clone(),
+        ports: Arc::clone(&ports),
+        core: core_tx.clone(),
+        stats: Arc::clone(&stats),
+        rtp_timeout: opts.rtp_timeout,
+        running: Arc::clone(&running),
+        acd: acd.clone(),
+        max_calls,
+    });
     // The HTTP interface: an explicit `--http` must bind; `[server] http` only warns.
     let http_text = opts.http.clone().unwrap_or(server.http.clone());
     let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
@@ -324,6 +339,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
                 live: Arc::clone(&live),
                 stats: Arc::clone(&stats),
                 running: Arc::clone(&running),
+                browser: Some(Arc::clone(&browser)),
             });
             let mut stopped = http_stopped;
             tokio::spawn(async move {
@@ -374,6 +390,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         opts.drain.as_secs()
     );
     let _ = core_tx.send(CoreMsg::Drain);
+    browser.drain();
     let deadline = Instant::now() + opts.drain;
     while Instant::now() < deadline
         && (stats.active.load(Ordering::Relaxed) > 0 || running.load(Ordering::Relaxed) > 0)
@@ -384,6 +401,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         }
     }
     let _ = core_tx.send(CoreMsg::TerminateAll);
+    browser.terminate_all();
     let _ = stop_http.send(true);
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until && running.load(Ordering::Relaxed) > 0 {

@@ -331,18 +331,6 @@ fn method_of(code: u8) -> Method {
     }
 }
 
-#[cfg(test)]
-mod method_codes {
-    use super::*;
-
-    #[test]
-    fn every_method_comes_back_from_its_code() {
-        for m in Method::all() {
-            assert_eq!(method_of(method_code(m)), m);
-        }
-    }
-}
-
 impl<C: Calls> Core<C> {
     /// A core sending on `sender`.
     pub fn new(calls: C, sender: Sender, opts: CoreOptions) -> Core<C> {
@@ -1523,6 +1511,18 @@ impl<C: Calls> Core<C> {
         if let Some(tag) = tag {
             tracing::warn!(tag = %tag, "no ACK for the 200 OK; ending the call");
             self.terminate(&tag, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod method_codes {
+    use super::*;
+
+    #[test]
+    fn every_method_comes_back_from_its_code() {
+        for m in Method::all() {
+            assert_eq!(method_of(method_code(m)), m);
         }
     }
 }

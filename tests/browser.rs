@@ -1,0 +1,645 @@
+//! Calls from the browser, end to end: `ivr serve` on loopback ports answers WebRTC offers
+//! (`POST /calls/ROUTE`), runs the flow, streams the transcript (`GET /calls/ID/events`) and
+//! records the call with `channel = 'webrtc'`.
+//!
+//! - a WebRTC client written with the `webrtc` crate hears the prompts as PCMU and presses a
+//!   key as telephone-event (always runs);
+//! - the phone page in headless Chromium (tests/browser/phone.mjs with playwright-core) places
+//!   a call, sees the first prompt's text, presses a key on the dial pad and sees the flow
+//!   move on. It is skipped, with a message, when node, chromium or playwright-core is missing
+//!   (scripts/test.sh installs them).
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::*;
+
+const FLOW: &str = r##"
+flow t {
+    title    "browser test"
+    language zh-CN
+    entry    hello
+}
+
+step hello {
+    play hello
+    goto choose
+}
+
+menu choose {
+    prompt   options
+    timeout  10s
+    attempts 3 -> bye
+    key 1 -> one
+    key 2 -> bye
+}
+
+step one {
+    play one
+    goto choose
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
+
+/// Prompt id, text, tone, length (ms).
+const PROMPTS: [(&str, &str, f32, usize); 4] = [
+    ("hello", "Hello from the test flow", 440.0, 600),
+    ("options", "Press 1 or 2", 660.0, 600),
+    ("one", "You pressed one", 880.0, 400),
+    ("bye", "Goodbye", 1000.0, 300),
+];
+
+fn deployment(name: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    fs::create_dir_all(dir.join("flows")).expect("flows");
+    fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
+    fs::write(dir.join("flows/t.flow"), FLOW).expect("flow");
+    let mut catalog = String::new();
+    for (id, text, hz, ms) in PROMPTS {
+        ivr_runtime::audio::write_wav(&dir.join(format!("prompts/zh-CN/{id}.wav")), &tone(hz, ms))
+            .expect("wav");
+        catalog.push_str(&format!("{id} = {{ text = \"{text}\" }}\n"));
+    }
+    fs::write(dir.join("prompts/zh-CN/prompts.toml"), catalog).expect("catalog");
+    let rtp = rtp_range(20);
+    fs::write(
+        dir.join("ivr.toml"),
+        format!(
+            r#"[paths]
+flows      = "flows"
+prompts    = "prompts"
+recordings = "recordings"
+
+[server]
+rtp_ports = "{}-{}"
+max_calls = 100
+
+[database]
+url = "sqlite://ivr-data/ivr.db"
+
+[routes]
+"100" = "t"
+"#,
+            rtp.0, rtp.1
+        ),
+    )
+    .expect("config");
+    dir.join("ivr.toml")
+}
+
+/// One HTTP/1.1 request (bounded): the status, the headers (lower-case names), the body.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let mut lines = head.lines();
+    let code = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (code, headers, body.to_string())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Reads the call's transcript (server-sent events) until a line contains `until` (or the
+/// call ends, or 15 s pass): the JSON lines read.
+fn transcript_until(addr: SocketAddr, location: &str, until: &str) -> Vec<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {location}/events HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .expect("request");
+    let mut lines = Vec::new();
+    let started = Instant::now();
+    for line in BufReader::new(s).lines() {
+        let Ok(line) = line else { break };
+        if let Some(data) = line.strip_prefix("data:") {
+            let data = data.trim().to_string();
+            let done = data.contains(until) || data.contains("\"type\":\"end\"");
+            lines.push(data);
+            if done {
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            break;
+        }
+    }
+    lines
+}
+
+/// channel, caller, outcome of the calls recorded (waits for `n` rows, at most 10 s).
+fn calls(config: &Path, n: usize) -> Vec<(String, String, Option<String>)> {
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let rows: Vec<(String, String, Option<String>)> =
+                sqlx::query_as("SELECT channel, caller, outcome FROM calls ORDER BY id")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_default();
+            if rows.len() >= n || started.elapsed() > Duration::from_secs(10) {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+mod client {
+    //! A WebRTC caller with the `webrtc` crate: PCMU and telephone-event, one audio track.
+
+    use ivr_runtime::media::dtmf;
+    use rtc::media_stream::MediaStreamTrack;
+    use rtc::rtp;
+    use rtc::rtp_transceiver::rtp_sender::{
+        RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+        RtpCodecKind,
+    };
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use tokio::sync::{mpsc, watch};
+    use webrtc::media_stream::track_local::TrackLocal;
+    use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+    use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+    use webrtc::peer_connection::{
+        MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+        RTCConfigurationBuilder, RTCIceGatheringState, RTCSessionDescription, Registry,
+        register_default_interceptors,
+    };
+
+    struct Handler {
+        gathered: watch::Sender<bool>,
+        tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
+    }
+
+    #[async_trait::async_trait]
+    impl PeerConnectionEventHandler for Handler {
+        async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+            if state == RTCIceGatheringState::Complete {
+                let _ = self.gathered.send(true);
+            }
+        }
+
+        async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+            let _ = self.tracks.send(track);
+        }
+    }
+
+    fn codec(mime: &str, fmtp: &str) -> RTCRtpCodec {
+        RTCRtpCodec {
+            mime_type: mime.to_string(),
+            clock_rate: 8000,
+            channels: 0,
+            sdp_fmtp_line: fmtp.to_string(),
+            rtcp_feedback: vec![],
+        }
+    }
+
+    pub struct Caller {
+        pub pc: Arc<dyn PeerConnection>,
+        track: Arc<TrackLocalStaticRTP>,
+        ssrc: u32,
+        seq: u16,
+        tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+        /// Payloads of the PCMU packets received.
+        pub heard: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl Caller {
+        /// A peer connection with its offer made and ICE gathered: (caller, offer SDP).
+        pub async fn offer() -> (Caller, String) {
+            let mut m = MediaEngine::default();
+            m.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: codec("audio/PCMU", ""),
+                    payload_type: 0,
+                },
+                RtpCodecKind::Audio,
+            )
+            .expect("PCMU");
+            m.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: codec("audio/telephone-event", "0-15"),
+                    payload_type: 101,
+                },
+                RtpCodecKind::Audio,
+            )
+            .expect("telephone-event");
+            let registry = register_default_interceptors(Registry::new(), &mut m).expect("reg");
+            let (gathered_tx, mut gathered) = watch::channel(false);
+            let (tracks_tx, tracks) = mpsc::unbounded_channel();
+            let pc = PeerConnectionBuilder::new()
+                .with_configuration(RTCConfigurationBuilder::new().build())
+                .with_media_engine(m)
+                .with_interceptor_registry(registry)
+                .with_handler(Arc::new(Handler {
+                    gathered: gathered_tx,
+                    tracks: tracks_tx,
+                }))
+                .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+                .build()
+                .await
+                .expect("peer connection");
+            let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+            let ssrc = 0x1234_5678;
+            let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                "caller".into(),
+                "caller-audio".into(),
+                "caller".into(),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    active: true,
+                    codec: codec("audio/PCMU", ""),
+                    ..Default::default()
+                }],
+            )));
+            pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+                .await
+                .expect("track");
+            // A track's transceiver offers the track's codec alone: offer keys too.
+            let codecs = vec![
+                RTCRtpCodecParameters {
+                    rtp_codec: codec("audio/PCMU", ""),
+                    payload_type: 0,
+                },
+                RTCRtpCodecParameters {
+                    rtp_codec: codec("audio/telephone-event", "0-15"),
+                    payload_type: 101,
+                },
+            ];
+            for t in pc.get_transceivers().await {
+                t.set_codec_preferences(codecs.clone())
+                    .await
+                    .expect("codec preferences");
+            }
+            let offer = pc.create_offer(None).await.expect("offer");
+            pc.set_local_description(offer).await.expect("local");
+            let _ = tokio::time::timeout(Duration::from_secs(5), gathered.wait_for(|g| *g)).await;
+            let sdp = pc.local_description().await.expect("description").sdp;
+            (
+                Caller {
+                    pc,
+                    track,
+                    ssrc,
+                    seq: 1,
+                    tracks,
+                    heard: Arc::new(Mutex::new(Vec::new())),
+                },
+                sdp,
+            )
+        }
+
+        /// Takes the answer and keeps every PCMU payload that comes.
+        pub async fn answered(&mut self, answer: String) {
+            let answer = RTCSessionDescription::answer(answer).expect("answer");
+            self.pc
+                .set_remote_description(answer)
+                .await
+                .expect("remote");
+            let track = tokio::time::timeout(Duration::from_secs(15), self.tracks.recv())
+                .await
+                .expect("a track from the server in time")
+                .expect("a track");
+            let heard = Arc::clone(&self.heard);
+            tokio::spawn(async move {
+                while let Some(ev) = track.poll().await {
+                    if let TrackRemoteEvent::OnRtpPacket(p) = ev
+                        && p.header.payload_type == 0
+                        && let Ok(mut h) = heard.lock()
+                    {
+                        h.push(p.payload.to_vec());
+                    }
+                }
+            });
+        }
+
+        /// Sends 20 ms of μ-law silence (so the server hears from us).
+        pub async fn silence(&mut self, ts: u32) {
+            let p = self.packet(0, ts, false, vec![0xff; 160]);
+            let _ = self.track.write_rtp(p).await;
+        }
+
+        /// Presses `key`: three packets of the event, then its end three times.
+        pub async fn key(&mut self, key: char, ts: u32) {
+            let event = dtmf::event_of_key(key).expect("a key");
+            for i in 0..6u16 {
+                let end = i >= 3;
+                let payload = dtmf::event_payload(event, end, 160 * (i.min(3) + 1)).to_vec();
+                let p = self.packet(101, ts, i == 0, payload);
+                let _ = self.track.write_rtp(p).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        fn packet(&mut self, pt: u8, ts: u32, marker: bool, payload: Vec<u8>) -> rtp::Packet {
+            self.seq = self.seq.wrapping_add(1);
+            rtp::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    marker,
+                    payload_type: pt,
+                    sequence_number: self.seq,
+                    timestamp: ts,
+                    ssrc: self.ssrc,
+                    ..Default::default()
+                },
+                payload: payload.into(),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_webrtc_client_hears_the_prompts_and_its_key_moves_the_flow() {
+    let config = deployment("webrtc-client");
+    let server = Server::start(&config, &["--max-calls", "1"]);
+    let http_addr = server.http();
+
+    // What the page calls, and the refusals.
+    let (code, _, body) = http(http_addr, "GET", "/routes", &[], "");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"route\":\"t\"") && body.contains("\"route\":\"100\""),
+        "{body}"
+    );
+    let (code, headers, body) = http(http_addr, "GET", "/", &[], "");
+    assert_eq!(code, 200);
+    assert!(header(&headers, "content-type").is_some_and(|c| c.starts_with("text/html")));
+    assert!(body.contains("insertDTMF"), "the phone page");
+    let sdp = [("Content-Type", "application/sdp")];
+    let (code, _, _) = http(
+        http_addr,
+        "POST",
+        "/calls/t",
+        &[("Content-Type", "text/plain")],
+        "v=0\r\n",
+    );
+    assert_eq!(code, 415);
+    let (code, _, _) = http(http_addr, "POST", "/calls/t", &sdp, "hello");
+    assert_eq!(code, 400);
+    let (code, _, body) = http(
+        http_addr,
+        "POST",
+        "/calls/t",
+        &sdp,
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 8\r\na=rtpmap:8 PCMA/8000\r\n",
+    );
+    assert_eq!(code, 400, "no PCMU: {body}");
+    let (code, _, _) = http(http_addr, "POST", "/calls/nowhere", &sdp, "v=0\r\n");
+    assert_eq!(code, 404);
+    let (code, _, _) = http(http_addr, "DELETE", "/calls/webrtc-0", &[], "");
+    assert_eq!(code, 404);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (location, heard, transcript) = rt.block_on(async {
+        let (mut caller, offer) = client::Caller::offer().await;
+        let (code, headers, answer) = tokio::task::spawn_blocking(move || {
+            http(
+                http_addr,
+                "POST",
+                "/calls/100",
+                &[("Content-Type", "application/sdp"), ("X-Caller", "13900000009")],
+                &offer,
+            )
+        })
+        .await
+        .expect("POST");
+        assert_eq!(code, 201, "{answer}");
+        assert_eq!(header(&headers, "content-type"), Some("application/sdp"));
+        let location = header(&headers, "location").expect("Location").to_string();
+        assert!(location.starts_with("/calls/webrtc-"), "{location}");
+        assert!(answer.contains("PCMU/8000"), "{answer}");
+        assert!(answer.contains("telephone-event/8000"), "{answer}");
+        assert!(answer.contains("a=candidate:"), "ICE gathered before answering:\n{answer}");
+        caller.answered(answer).await;
+
+        // max_calls is 1: the next call is refused while this one runs.
+        let (code, _, _) = tokio::task::spawn_blocking(move || {
+            http(http_addr, "POST", "/calls/t", &[("Content-Type", "application/sdp")], "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n")
+        })
+        .await
+        .expect("POST");
+        assert_eq!(code, 503);
+        let (_, _, metrics) =
+            tokio::task::spawn_blocking(move || http(http_addr, "GET", "/metrics", &[], ""))
+                .await
+                .expect("metrics");
+        assert!(metrics.contains("ivr_webrtc_calls_active 1\n"), "{metrics}");
+
+        // Hear the first prompt (600 ms: 30 frames), talking silence meanwhile.
+        let started = Instant::now();
+        let mut ts = 0u32;
+        while caller.heard.lock().map_or(0, |h| h.len()) < 30
+            && started.elapsed() < Duration::from_secs(15)
+        {
+            caller.silence(ts).await;
+            ts = ts.wrapping_add(160);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        caller.key('1', ts.wrapping_add(1600)).await;
+        let loc = location.clone();
+        let transcript =
+            tokio::task::spawn_blocking(move || transcript_until(http_addr, &loc, "You pressed one"))
+                .await
+                .expect("transcript");
+        let loc = location.clone();
+        let (code, _, _) =
+            tokio::task::spawn_blocking(move || http(http_addr, "DELETE", &loc, &[], ""))
+                .await
+                .expect("DELETE");
+        assert_eq!(code, 204);
+        let heard = caller.heard.lock().map(|h| h.clone()).unwrap_or_default();
+        let _ = caller.pc.close().await;
+        (location, heard, transcript)
+    });
+    assert!(heard.len() >= 30, "{} packets heard", heard.len());
+    assert!(heard.iter().all(|p| p.len() == 160), "20 ms PCMU frames");
+    let loud = heard
+        .iter()
+        .flatten()
+        .filter(|&&b| ivr_runtime::audio::Law::Ulaw.decode(b).unsigned_abs() > 4000)
+        .count();
+    assert!(
+        loud > 1000,
+        "the prompt's tone was heard: {loud} loud samples"
+    );
+    let text = transcript.join("\n");
+    assert!(
+        text.contains("\"text\":\"Hello from the test flow\""),
+        "{text}"
+    );
+    assert!(text.contains("\"key\":\"1\""), "{text}");
+    assert!(text.contains("\"text\":\"You pressed one\""), "{text}");
+    let rows = calls(&config, 1);
+    assert_eq!(rows.len(), 1, "{rows:?}\n{}", server.log());
+    assert_eq!(rows[0].0, "webrtc");
+    assert_eq!(rows[0].1, "13900000009");
+    assert!(rows[0].2.is_some(), "an outcome: {rows:?}");
+    assert!(server.log().contains(&location["/calls/".len()..]));
+}
+
+/// The command that runs `name --version`, if it does.
+fn runs(name: &str) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn the_phone_page_calls_from_headless_chromium() {
+    let dir = repo().join("tests/browser");
+    if !runs("node") {
+        eprintln!("node is not installed: test skipped");
+        return;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .flat_map(|c| std::env::split_paths(&path).map(move |d| d.join(c)))
+        .find(|c| c.is_file() && runs(&c.to_string_lossy()))
+    else {
+        eprintln!("chromium is not installed: test skipped");
+        return;
+    };
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        eprintln!(
+            "playwright-core is not installed (cd tests/browser && npm install --no-save \
+             playwright-core): test skipped"
+        );
+        return;
+    }
+    let config = deployment("webrtc-chromium");
+    let server = Server::start(&config, &[]);
+    let url = format!("http://{}/", server.http());
+    let out_path = config.parent().expect("dir").join("phone.out");
+    let err_path = config.parent().expect("dir").join("phone.err");
+    let mut child = Command::new("node")
+        .current_dir(&dir)
+        .arg("phone.mjs")
+        .args([
+            &url,
+            "t",
+            "Hello from the test flow",
+            "1",
+            "You pressed one",
+        ])
+        .env("CHROMIUM", chromium)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("out"))
+        .stderr(fs::File::create(&err_path).expect("err"))
+        .spawn()
+        .expect("node");
+    let started = Instant::now();
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = fs::read_to_string(&out_path).unwrap_or_default();
+    let err = fs::read_to_string(&err_path).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "phone.mjs failed ({status:?}):\n{out}\n{err}\n{}",
+        server.log()
+    );
+    let result: serde_json::Value = serde_json::from_str(out.trim()).expect("phone.mjs JSON");
+    let lines: Vec<String> = result["transcript"]
+        .as_array()
+        .expect("transcript")
+        .iter()
+        .filter_map(|l| l.as_str().map(str::to_string))
+        .collect();
+    let first = lines
+        .iter()
+        .position(|l| l == "prompt: Hello from the test flow")
+        .expect("the first prompt");
+    let key = lines
+        .iter()
+        .position(|l| l == "key: key 1")
+        .expect("the key");
+    let next = lines
+        .iter()
+        .position(|l| l == "prompt: You pressed one")
+        .expect("the next prompt");
+    assert!(first < key && key < next, "{lines:?}");
+    assert!(lines.iter().any(|l| l == "node: → one"), "{lines:?}");
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("end: call ended: ")),
+        "{lines:?}"
+    );
+    assert!(
+        result["packets"].as_u64().unwrap_or(0) > 10,
+        "the browser received audio: {result}"
+    );
+    let rows = calls(&config, 1);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "webrtc");
+    assert_eq!(rows[0].1, "webrtc");
+}
