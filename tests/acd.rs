@@ -771,3 +771,85 @@ fn the_conversation_is_relayed_both_ways_transcoded_with_dtmf_passed() {
     let rows = calls(&config, 1);
     assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
 }
+
+/// The state of agent `id` in `GET /agents`.
+fn agent_state(server: &Server, id: &str) -> String {
+    let (code, _, body) = http_get(server.http(), "/agents");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    v["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == id))
+        .and_then(|x| x["state"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn an_agent_who_is_away_gets_no_calls_until_available_again() {
+    need_sipp!();
+    let config = deployment("away", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let http = server.http();
+    assert_eq!(agent_state(&server, "2001"), "offline");
+    let mut phone = agent(&dir, &server, "2001", "pw2001", "agent_answers.xml", 1);
+    assert_eq!(agent_state(&server, "2001"), "available");
+    // Only the agent's own password may change its state.
+    let wrong = [("Authorization", "Basic MjAwMTp3cm9uZw==")];
+    let (code, _, _) = http_request(http, "POST", "/agents/2001/state", &wrong, "away");
+    assert_eq!(code, 401);
+    let (code, _, _) = http_request(http, "POST", "/agents/2001/state", &[], "away");
+    assert_eq!(code, 401);
+    let right = [("Authorization", "Basic MjAwMTpwdzIwMDE=")];
+    let (code, _, body) = http_request(http, "POST", "/agents/2001/state", &right, "away");
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(agent_state(&server, "2001"), "away");
+    let (code, _, body) = http_request(http, "POST", "/agents/2001/state", &right, "lunch");
+    assert_eq!(code, 400, "{body}");
+    // A caller waits while the only agent is away ...
+    let mut call = caller(
+        &dir,
+        &server,
+        CALLER,
+        "caller_rates.xml",
+        &["-key", "score", "5"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, _, body) = http_get(http, "/agents");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let general = v["queues"]
+        .as_array()
+        .and_then(|q| q.iter().find(|x| x["name"] == "general"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(general["waiting"], 1, "{body}");
+    assert!(
+        !body.contains(CALLER),
+        "no caller data without a password: {body}"
+    );
+    // ... and is offered as soon as the agent is back; the agent sees the screen pop.
+    let (code, _, body) = http_request(
+        http,
+        "POST",
+        "/agents/2001/state",
+        &right,
+        r#"{"state": "available"}"#,
+    );
+    assert_eq!(code, 204, "{body}");
+    std::thread::sleep(Duration::from_millis(150));
+    let (code, _, body) = http_request(http, "GET", "/agents/2001", &right, "");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(CALLER), "screen pop: {body}");
+    let ok = call.wait(Duration::from_secs(30));
+    let p = phone.wait(Duration::from_secs(5));
+    assert!(
+        ok && p,
+        "{}\n{}\n{}",
+        call.report(),
+        phone.report(),
+        server.log()
+    );
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].3.as_deref(), Some("2001"), "{rows:?}");
+}

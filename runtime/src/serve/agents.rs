@@ -143,6 +143,8 @@ pub enum AcdMsg {
         agent: String,
         /// Away (true) or available (false).
         away: bool,
+        /// Whether the ACD took it (an agent who is not logged in cannot be set).
+        reply: Option<oneshot::Sender<Result<(), crate::acd::AcdError>>>,
     },
     /// The ACD's state and the screen pops of calls with agents.
     Status(oneshot::Sender<AcdSnapshot>),
@@ -399,9 +401,14 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             }
         }
         AcdMsg::Reconfigure(config) => acd.reconfigure(&config, now, out),
-        AcdMsg::Away { agent, away } => {
-            if let Err(e) = acd.set_away(&agent, away, now, out) {
-                tracing::info!(agent = %agent, error = %e, "away refused");
+        AcdMsg::Away { agent, away, reply } => {
+            let r = acd.set_away(&agent, away, now, out);
+            match &r {
+                Ok(()) => tracing::info!(agent = %agent, away, "agent state set"),
+                Err(e) => tracing::info!(agent = %agent, error = %e, "away refused"),
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(r);
             }
         }
         AcdMsg::Status(reply) => {

@@ -25,15 +25,22 @@ pub struct HttpState {
     pub running: Arc<AtomicUsize>,
     /// Calls from the browser.
     pub browser: Option<Arc<super::browser::Browser>>,
+    /// Agents and queues (`/agents`).
+    pub agents: Option<super::agent_api::AgentApi>,
 }
 
 /// The routes.
 pub fn router(state: HttpState) -> Router {
     let browser = state.browser.clone();
+    let agents = state.agents.clone();
     let r = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .with_state(state);
+    let r = match agents {
+        Some(a) => r.merge(super::agent_api::router(a)),
+        None => r,
+    };
     match browser {
         Some(b) => r.merge(super::browser::router(b)),
         None => r,

@@ -4,6 +4,7 @@
 //! SIGHUP reloads; SIGINT/SIGTERM stop taking calls and let the current ones finish until the
 //! drain deadline, then end them (BYE) and write every record before exiting.
 
+pub mod agent_api;
 pub mod agents;
 pub mod browser;
 pub mod call;
@@ -340,6 +341,10 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
                 stats: Arc::clone(&stats),
                 running: Arc::clone(&running),
                 browser: Some(Arc::clone(&browser)),
+                agents: Some(agent_api::AgentApi {
+                    acd: acd.clone(),
+                    live: Arc::clone(&live),
+                }),
             });
             let mut stopped = http_stopped;
             tokio::spawn(async move {

@@ -1,0 +1,150 @@
+//! Agents over HTTP: the state of the queues and agents for the dashboard, and for each agent
+//! (authenticated with its own password, checked against `[agents.ID] ha1`) its state, the
+//! screen pop of the call it is offered or talking to, and setting itself away or available.
+//!
+//! - `GET /agents`: agents (id, name, skills, state, since, calls answered) and queues
+//!   (waiting, longest wait, counts), as JSON; no caller data.
+//! - `GET /agents/ID`: that agent's state and current screen pop (HTTP Basic: ID and password).
+//! - `POST /agents/ID/state` with `away` or `available` (text, or JSON `{"state": "away"}`).
+
+use super::agents::{AcdHandle, AcdMsg, AcdSnapshot};
+use crate::live::Live;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// What the agent routes read.
+#[derive(Clone)]
+pub struct AgentApi {
+    /// The ACD task.
+    pub acd: AcdHandle,
+    /// The live configuration (realm, agents' `ha1`).
+    pub live: Arc<Live>,
+}
+
+/// The routes.
+pub fn router(api: AgentApi) -> Router {
+    Router::new()
+        .route("/agents", get(all))
+        .route("/agents/{id}", get(one))
+        .route("/agents/{id}/state", post(set_state))
+        .with_state(api)
+}
+
+async fn snapshot(acd: &AcdHandle) -> Option<AcdSnapshot> {
+    let (tx, rx) = oneshot::channel();
+    acd.send(AcdMsg::Status(tx)).ok()?;
+    rx.await.ok()
+}
+
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "the ACD is not running\n").into_response()
+}
+
+async fn all(State(api): State<AgentApi>) -> Response {
+    match snapshot(&api.acd).await {
+        Some(s) => axum::Json(s.status).into_response(),
+        None => unavailable(),
+    }
+}
+
+/// Whether the request carries agent `id`'s password (HTTP Basic).
+fn authorized(api: &AgentApi, id: &str, headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    let Some(decoded) = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        return false;
+    };
+    let Some((user, password)) = decoded.split_once(':') else {
+        return false;
+    };
+    let deployment = api.live.current();
+    let config = &deployment.config;
+    let Some(agent) = config.agents.get(id) else {
+        return false;
+    };
+    let ha1 = crate::sip::registrar::ha1(id, &config.server.realm, password);
+    user == id && constant_time_eq(ha1.as_bytes(), agent.ha1.to_ascii_lowercase().as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn challenge() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"ivr agents\"")],
+        "the agent's id and password are needed\n",
+    )
+        .into_response()
+}
+
+async fn one(State(api): State<AgentApi>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if !authorized(&api, &id, &headers) {
+        return challenge();
+    }
+    let Some(s) = snapshot(&api.acd).await else {
+        return unavailable();
+    };
+    let me = s.status.agents.iter().find(|a| a.id == id).cloned();
+    axum::Json(serde_json::json!({
+        "agent": me,
+        "screen_pop": s.screen_pops.get(&id),
+    }))
+    .into_response()
+}
+
+async fn set_state(
+    State(api): State<AgentApi>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if !authorized(&api, &id, &headers) {
+        return challenge();
+    }
+    let wanted = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(String::from))
+        .unwrap_or_else(|| body.trim().to_string());
+    let away = match wanted.as_str() {
+        "away" => true,
+        "available" => false,
+        other => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("the state is `away` or `available`, not `{other}`\n"),
+            )
+                .into_response();
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    let msg = AcdMsg::Away {
+        agent: id,
+        away,
+        reply: Some(tx),
+    };
+    if api.acd.send(msg).is_err() {
+        return unavailable();
+    }
+    match rx.await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+        Err(_) => unavailable(),
+    }
+}
