@@ -12,6 +12,10 @@
 //!   another caller is queued (5 operations), with `handle_timeout` whenever a timer is due
 //!   (coalesced position updates). Throughput in operations per second.
 //!
+//! - `positions/walk_1000_callers`: the head of a queue of 1,000 callers leaves; the time of
+//!   the `handle_timeout` a second later that sends the 999 new positions (the coalesced
+//!   update, at most one per queue per second).
+//!
 //! Between timed steps the state is put back to 200 busy agents and 1,000 waiting callers
 //! (offers answered, callers replaced), untimed where the step measures latency. Before
 //! criterion, each latency is also sampled one operation at a time (p50, p99, max).
@@ -131,7 +135,13 @@ impl Centre {
                 tcp: false,
             };
             c.acd
-                .register(&id, contact, c.now + 86_400_000, c.now, &mut c.out)
+                .register(
+                    &id,
+                    contact,
+                    c.now + 100 * 365 * 86_400_000,
+                    c.now,
+                    &mut c.out,
+                )
                 .expect("agent");
         }
         // Every agent takes a call, then 1,000 more callers wait.
@@ -278,18 +288,67 @@ fn operation_mix(c: &mut Centre) -> Duration {
     took
 }
 
+/// One queue of 1,000 callers (its one agent away): the head leaves, a caller joins at the
+/// end, and a second later the coalesced walk tells the 999 who moved up their new place.
+struct Line {
+    acd: Acd,
+    now: Millis,
+    head: CallKey,
+    next: CallKey,
+    out: Vec<AcdOut>,
+}
+
+impl Line {
+    fn new() -> Line {
+        let mut acd = Acd::new(&config(0));
+        let mut out = Vec::new();
+        let now = 1_700_000_000_000;
+        let contact = Contact {
+            uri: "sip:2000@10.0.0.1:5060".into(),
+            addr: "10.0.0.1:5060".parse().expect("address"),
+            tcp: false,
+        };
+        acd.register("2000", contact, now + 100 * 365 * 86_400_000, now, &mut out)
+            .expect("agent");
+        acd.set_away("2000", true, now, &mut out).expect("away");
+        for call in 1..=WAITING as CallKey {
+            acd.enqueue(call, "general", &[], 0, now, &mut out);
+        }
+        Line {
+            acd,
+            now,
+            head: 1,
+            next: WAITING as CallKey + 1,
+            out,
+        }
+    }
+}
+
+/// The walk after the head of a 1,000-caller queue left; returns its time.
+fn walk(l: &mut Line) -> Duration {
+    l.acd.leave(l.head, l.now, &mut l.out);
+    l.head += 1;
+    l.acd.enqueue(l.next, "general", &[], 0, l.now, &mut l.out);
+    l.next += 1;
+    l.now += 1_000;
+    l.out.clear();
+    let start = Instant::now();
+    l.acd.handle_timeout(l.now, &mut l.out);
+    let took = start.elapsed();
+    assert!(l.out.len() >= WAITING - 1, "{} positions", l.out.len());
+    took
+}
+
 /// Samples one operation at a time and prints p50, p99 and max.
-fn sample(name: &str, c: &mut Centre, n: usize, step: fn(&mut Centre) -> Duration) {
+fn sample<C>(name: &str, c: &mut C, n: usize, step: fn(&mut C) -> Duration) {
     let mut times: Vec<Duration> = (0..n).map(|_| step(c)).collect();
     times.sort_unstable();
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     println!(
-        "{name}: {n} samples, p50 {:.2} µs, p99 {:.2} µs, max {:.2} µs ({} waiting, {} connected)",
+        "{name}: {n} samples, p50 {:.2} µs, p99 {:.2} µs, max {:.2} µs",
         at(0.5).as_secs_f64() * 1e6,
         at(0.99).as_secs_f64() * 1e6,
         at(1.0).as_secs_f64() * 1e6,
-        c.waiting.len(),
-        c.connected.len(),
     );
 }
 
@@ -315,6 +374,12 @@ fn bench(cr: &mut Criterion) {
         100_000,
         operation_mix,
     );
+    for c in [&no_wrap, &wrap, &mix] {
+        assert_eq!(c.waiting.len(), WAITING);
+        assert_eq!(c.acd.status(c.now).agents.len(), AGENTS);
+    }
+    let mut line = Line::new();
+    sample("position walk, 1,000 callers", &mut line, 2_000, walk);
 
     let mut g = cr.benchmark_group("available_to_offer");
     g.bench_function("conversation_over", |b| {
@@ -322,6 +387,12 @@ fn bench(cr: &mut Criterion) {
     });
     g.bench_function("wrap_up_end", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| end_wrap_up(&mut wrap)).sum())
+    });
+    g.finish();
+
+    let mut g = cr.benchmark_group("positions");
+    g.bench_function("walk_1000_callers", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| walk(&mut line)).sum())
     });
     g.finish();
 

@@ -180,7 +180,9 @@ impl Acd {
     }
 
     /// Walks queue `q` in order and sends the positions that changed, except to calls told
-    /// less than [`POSITION_INTERVAL_MS`] ago (they are walked again when that has passed).
+    /// less than [`POSITION_INTERVAL_MS`] ago: they are told at a later walk, which comes
+    /// when that has passed but never sooner than [`POSITION_INTERVAL_MS`] after this one (a
+    /// queue is walked at most once per interval, however callers arrive).
     pub(super) fn send_positions(&mut self, q: usize, now: Millis, out: &mut Vec<AcdOut>) {
         if let Some(due) = self.queues[q].positions_due.take() {
             self.timers.remove(&(due, Timer::Positions(q)));
@@ -209,6 +211,7 @@ impl Acd {
         let queue = &mut self.queues[q];
         queue.last_walk = Some(now);
         if let Some(due) = again {
+            let due = due.max(now.saturating_add(POSITION_INTERVAL_MS));
             queue.positions_due = Some(due);
             self.timers.insert((due, Timer::Positions(q)));
         }

@@ -982,8 +982,25 @@ fn positions_are_sent_at_enqueue_then_coalesced() {
             .any(|o| matches!(o, AcdOut::Position { call: 6000, .. }))
     );
     assert_eq!(out.len(), 949, "{:?}", &out[..3]);
-    let out = t.advance(500);
-    assert_eq!(out, vec![pos(6000, 950)]);
+    // It is told at the queue's next walk, a second after this one (not at every arrival's
+    // own deadline: a queue is walked at most once a second).
+    assert_eq!(t.acd.poll_timeout(), Some(t.now + S));
+    assert_eq!(t.advance(S - 1), vec![]);
+    assert_eq!(t.advance(1), vec![pos(6000, 950)]);
+    // Arrivals every 100 ms, each going ahead of the others: walks stay a second apart.
+    let mut walks = Vec::new();
+    for (i, call) in (7000..7030).enumerate() {
+        t.enqueue(call, "general", &[], 1 + i as i64);
+        for _ in 0..10 {
+            t.advance(10);
+            let walk = t.acd.queues[0].last_walk.expect("walked");
+            if walks.last() != Some(&walk) {
+                walks.push(walk);
+            }
+        }
+    }
+    assert!(walks.len() >= 3, "{walks:?}");
+    assert!(walks.windows(2).all(|w| w[1] - w[0] >= S), "{walks:?}");
 }
 
 #[test]

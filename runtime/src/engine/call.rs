@@ -166,6 +166,12 @@ impl Call {
         self.node
     }
 
+    /// How many keys are held as type-ahead (pressed while nothing collected, for the next
+    /// node that collects). A driver showing keys uses it to tell which node took a key.
+    pub fn typeahead_len(&self) -> usize {
+        self.typeahead.len as usize
+    }
+
     /// The current prompt language tag.
     pub fn language(&self) -> &str {
         self.flow

@@ -361,7 +361,8 @@ async fn hang_up(State(b): State<Arc<Browser>>, Path(id): Path<String>) -> Respo
         .ok()
         .and_then(|c| c.get(&id).map(|e| e.control.send(Control::Hangup)));
     match found {
-        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        // RFC 9725: 200 OK to a DELETE of the session.
+        Some(_) => StatusCode::OK.into_response(),
         None => text(StatusCode::NOT_FOUND, format!("no call `{id}`")),
     }
 }

@@ -218,6 +218,9 @@ struct Driver {
     notes: Option<mpsc::UnboundedSender<Note>>,
     /// The current node is an input with `mask`: its keys are not shown.
     masked_input: bool,
+    /// Keys held by the engine as type-ahead, not yet shown: which node takes them decides
+    /// whether they may be (a masked input's keys never are).
+    held_keys: VecDeque<char>,
     /// The ACD answers here.
     queue_tx: mpsc::UnboundedSender<QueueEvent>,
     transfer: Option<Transfer>,
@@ -247,17 +250,53 @@ impl Driver {
         }
     }
 
-    fn feed(&mut self, event: Event) {
-        if let Event::Key(k) = event {
-            let masked = self.masked_input;
-            self.note(|| {
-                if masked {
-                    Note::MaskedKey
-                } else {
-                    Note::Key(k)
-                }
-            });
+    /// Shows a key in the transcript once it is known which node takes it: at once when the
+    /// node it was pressed in took it, later when it was held as type-ahead (as masked when a
+    /// masked input was entered by the time it was taken).
+    fn note_keys(&mut self, key: Option<char>, held_before: usize, commands: &[Command]) {
+        if self.notes.is_none() {
+            return;
         }
+        let held = self.call.typeahead_len();
+        if let Some(k) = key {
+            if held > held_before {
+                self.held_keys.push_back(k);
+            } else {
+                let masked = self.masked_input;
+                self.note(|| {
+                    if masked {
+                        Note::MaskedKey
+                    } else {
+                        Note::Key(k)
+                    }
+                });
+            }
+        }
+        if self.held_keys.len() > held {
+            // Taken by a node entered now: masked when any of them is a masked input.
+            let flow = Arc::clone(self.call.flow());
+            let masked = self.masked_input
+                || commands.iter().any(|c| {
+                    matches!(c, Command::Enter { node } if matches!(
+                        flow.program.nodes.get(*node as usize).map(|n| &n.body),
+                        Some(Body::Input(i)) if i.mask
+                    ))
+                });
+            while self.held_keys.len() > held {
+                if let Some(k) = self.held_keys.pop_front() {
+                    self.note(|| {
+                        if masked {
+                            Note::MaskedKey
+                        } else {
+                            Note::Key(k)
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn feed(&mut self, event: Event) {
         self.pending.push_back(event);
         while let Some(ev) = self.pending.pop_front() {
             if self.call.is_ended() {
@@ -268,9 +307,15 @@ impl Driver {
             if let Some(r) = &mut self.recorder {
                 r.event(&ev, now);
             }
+            let key = match ev {
+                Event::Key(k) => Some(k),
+                _ => None,
+            };
+            let held_before = self.call.typeahead_len();
             self.out.clear();
             self.call.handle(ev, now, &mut self.out);
             let commands = std::mem::take(&mut self.out);
+            self.note_keys(key, held_before, &commands);
             for c in &commands {
                 if matches!(c, Command::End { .. }) {
                     // A recording still running ends with the call: its file first.
@@ -1049,6 +1094,7 @@ pub async fn run(setup: Setup) {
         peer,
         notes,
         masked_input: false,
+        held_keys: VecDeque::new(),
         queue_tx,
         transfer: None,
         leg: None,

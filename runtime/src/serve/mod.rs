@@ -391,7 +391,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     wait_for_shutdown(&live).await;
     println!(
         "ivr serve: stopping; {} call(s) may finish within {} s",
-        stats.active.load(Ordering::Relaxed),
+        stats.active.load(Ordering::Relaxed) + browser.active(),
         opts.drain.as_secs()
     );
     let _ = core_tx.send(CoreMsg::Drain);

@@ -376,6 +376,40 @@ impl Relay {
     }
 }
 
+/// One continuous RTP stream towards the browser out of the streams the call sends (the
+/// pacer's, a transfer's callee's through the bridge, each with its own SSRC, sequence numbers
+/// and timestamps): our own sequence numbers (SRTP refuses a sequence number far behind the
+/// last one as a replay), and timestamps that go on from the last one when the source changes
+/// (with the marker bit: a new talkspurt).
+#[derive(Debug, Default)]
+struct Renumber {
+    /// The source's SSRC, and what to add to its timestamps.
+    source: Option<(u32, u32)>,
+    seq: u16,
+    last_ts: u32,
+}
+
+impl Renumber {
+    fn apply(&mut self, h: &mut rtp::header::Header) {
+        let offset = match self.source {
+            Some((ssrc, offset)) if ssrc == h.ssrc => offset,
+            _ => {
+                let offset = self
+                    .last_ts
+                    .wrapping_add(crate::audio::FRAME_SAMPLES as u32)
+                    .wrapping_sub(h.timestamp);
+                self.source = Some((h.ssrc, offset));
+                h.marker = true;
+                offset
+            }
+        };
+        self.seq = self.seq.wrapping_add(1);
+        h.sequence_number = self.seq;
+        h.timestamp = h.timestamp.wrapping_add(offset);
+        self.last_ts = h.timestamp;
+    }
+}
+
 /// What the HTTP side asks of a running browser call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -408,6 +442,7 @@ pub async fn relay(
     tokio::pin!(stop);
     let mut buf = [0u8; 1500];
     let mut out = BytesMut::zeroed(1500);
+    let mut to_browser = Renumber::default();
     loop {
         tokio::select! {
             () = &mut stop => return RelayEnd::CallOver,
@@ -425,6 +460,7 @@ pub async fn relay(
                     },
                     _ => continue,
                 };
+                to_browser.apply(&mut p.header);
                 p.header.ssrc = session.ssrc;
                 p.header.extension = false;
                 p.header.extensions.clear();
@@ -490,6 +526,31 @@ mod tests {
         assert!(o.contains("a=fmtp:126 0-15\r\n"), "{o}");
         assert_eq!(event_pt_of(&o), Some(126));
         assert!(check_offer(&o).is_ok());
+    }
+
+    #[test]
+    fn streams_towards_the_browser_are_renumbered_into_one() {
+        let mut r = Renumber::default();
+        let mut h = |ssrc: u32, seq: u16, ts: u32| {
+            let mut x = rtp::header::Header {
+                ssrc,
+                sequence_number: seq,
+                timestamp: ts,
+                ..Default::default()
+            };
+            r.apply(&mut x);
+            (x.sequence_number, x.timestamp, x.marker)
+        };
+        let (s1, t1, m1) = h(7, 30_000, 1_000);
+        let (s2, t2, m2) = h(7, 30_001, 1_160);
+        assert!(m1 && !m2);
+        assert_eq!((s2, t2), (s1.wrapping_add(1), t1 + 160));
+        // The bridge's stream: far behind in sequence numbers, elsewhere in time.
+        let (s3, t3, m3) = h(42, 5, 9);
+        assert!(m3);
+        assert_eq!((s3, t3), (s2.wrapping_add(1), t2 + 160));
+        let (s4, t4, _) = h(42, 6, 169);
+        assert_eq!((s4, t4), (s3.wrapping_add(1), t3 + 160));
     }
 
     #[test]
