@@ -292,11 +292,12 @@ async fn place(
         })
         .filter(|c: &String| !c.is_empty())
         .unwrap_or_else(|| "webrtc".to_string());
-    b.active.fetch_add(1, Ordering::Relaxed);
+    // Counts from here until the call is over, however it ends (even when the client goes
+    // away while we answer and this handler is dropped).
+    let slot = Slot::take(&b);
     let session = match Session::answer(offer).await {
         Ok(s) => s,
         Err(e) => {
-            b.active.fetch_sub(1, Ordering::Relaxed);
             tracing::info!(error = %e, "browser offer refused");
             return match e {
                 OfferError::Bad(m) => text(StatusCode::BAD_REQUEST, m),
@@ -305,7 +306,6 @@ async fn place(
         }
     };
     let Some(port) = b.ports.allocate() else {
-        b.active.fetch_sub(1, Ordering::Relaxed);
         session.close().await;
         tracing::warn!("no free RTP port");
         return text(StatusCode::SERVICE_UNAVAILABLE, "no free RTP port");
@@ -332,6 +332,7 @@ async fn place(
     let span = tracing::info_span!("call", id = %id);
     tracing::info!(parent: &span, caller = %info.caller, route = %info.called, "browser call");
     let run = Run {
+        _slot: slot,
         b: Arc::clone(&b),
         session,
         port,
@@ -402,8 +403,25 @@ async fn events(State(b): State<Arc<Browser>>, Path(id): Path<String>) -> Respon
         .into_response()
 }
 
+/// A browser call counted in [`Browser::active`] until dropped.
+struct Slot(Arc<Browser>);
+
+impl Slot {
+    fn take(b: &Arc<Browser>) -> Slot {
+        b.active.fetch_add(1, Ordering::Relaxed);
+        Slot(Arc::clone(b))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One browser call from its answer to its end.
 struct Run {
+    _slot: Slot,
     b: Arc<Browser>,
     session: Session,
     port: crate::media::ports::RtpPort,
@@ -417,6 +435,7 @@ struct Run {
 impl Run {
     async fn go(self) {
         let Run {
+            _slot,
             b,
             mut session,
             port,
@@ -517,9 +536,8 @@ impl Run {
 }
 
 impl Browser {
-    /// A call is over: it no longer counts; its transcript stays readable for a while.
+    /// A call is over: its transcript stays readable for a while.
     fn over(self: &Arc<Self>, id: &str) {
-        self.active.fetch_sub(1, Ordering::Relaxed);
         let (b, id) = (Arc::clone(self), id.to_string());
         tokio::spawn(async move {
             tokio::time::sleep(LINGER).await;
