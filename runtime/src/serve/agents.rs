@@ -37,6 +37,8 @@ pub enum QueueEvent {
     Position(u32),
     /// Nobody who could take the call is logged in.
     NoAgents,
+    /// The ACD took the agent's answer: connect the call.
+    Connected,
 }
 
 /// The call data an agent sees (screen pop), as JSON for the agent page and as `X-IVR-*`
@@ -119,7 +121,13 @@ pub enum AcdMsg {
     /// The caller left the queue (hung up, `max_wait`).
     Leave(CallKey, LeaveReason),
     /// The offered agent answered.
-    Answered(CallKey),
+    Answered {
+        /// The call.
+        call: CallKey,
+        /// The agent whose phone answered (a late answer, after the ACD moved on, is not
+        /// taken: the call hears `Cancel` for that agent).
+        agent: String,
+    },
     /// The offer failed.
     Declined(CallKey, Decline),
     /// The conversation is over (either side hung up).
@@ -351,7 +359,11 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             }
             acd.leave(call, now, out);
         }
-        AcdMsg::Answered(call) => {
+        AcdMsg::Answered { call, agent } => {
+            if acd.agent_of(call) != Some(agent.as_str()) {
+                tracing::info!(agent = %agent, "answered after the offer moved on: not taken");
+                return;
+            }
             if let Some(w) = book.calls.get_mut(&call)
                 && let Some(agent) = w.ringing.take()
             {
@@ -360,6 +372,9 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 record(book.writer.as_ref(), w, now, kind, Some(agent), None);
             }
             acd.answered(call, now, out);
+            if let Some(w) = book.calls.get(&call) {
+                let _ = w.to.send(QueueEvent::Connected);
+            }
         }
         AcdMsg::Declined(call, why) => {
             if let Some(w) = book.calls.get_mut(&call)
@@ -508,7 +523,7 @@ mod tests {
         book: Book,
         out: Vec<AcdOut>,
         to: mpsc::UnboundedSender<QueueEvent>,
-        _rx: mpsc::UnboundedReceiver<QueueEvent>,
+        rx: mpsc::UnboundedReceiver<QueueEvent>,
     }
 
     impl Task {
@@ -541,7 +556,7 @@ mod tests {
                 },
                 out: Vec::new(),
                 to,
-                _rx: rx,
+                rx,
             }
         }
 
@@ -614,7 +629,13 @@ mod tests {
         // A: 2001 is busy, 2002 lets it ring out, 2001 answers after a pause.
         t.enqueue(0, 1, "A");
         t.at(2 * S, AcdMsg::Declined(1, Decline::Busy));
-        t.at(25 * S, AcdMsg::Answered(1));
+        t.at(
+            25 * S,
+            AcdMsg::Answered {
+                call: 1,
+                agent: "2001".into(),
+            },
+        );
         // B: the caller hangs up while 2002 rings.
         t.enqueue(26 * S, 2, "B");
         t.at(30 * S, AcdMsg::Leave(2, LeaveReason::Hangup));
@@ -671,6 +692,51 @@ mod tests {
             "E no_agents - - -",
         ];
         assert_eq!(got, want);
+    }
+
+    /// What the calls heard so far.
+    fn heard(t: &mut Task) -> Vec<QueueEvent> {
+        std::iter::from_fn(|| t.rx.try_recv().ok()).collect()
+    }
+
+    /// A phone that answers after the ACD gave up on it does not get the call: only the
+    /// agent the call is offered to now is connected.
+    #[tokio::test]
+    async fn a_late_answer_is_not_taken() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool.clone(),
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        let mut t = Task::new(writer);
+        let hour = Duration::from_secs(3600);
+        t.register(0, "2001", hour);
+        t.register(0, "2002", hour);
+        t.enqueue(0, 1, "A");
+        t.timers(15 * S);
+        let offers: Vec<String> = heard(&mut t)
+            .into_iter()
+            .filter_map(|e| match e {
+                QueueEvent::Offer { agent, .. } => Some(agent),
+                QueueEvent::Cancel { agent } => Some(format!("cancel {agent}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offers, ["2001", "cancel 2001", "2002"]);
+        let late = AcdMsg::Answered {
+            call: 1,
+            agent: "2001".into(),
+        };
+        t.at(15 * S + 10, late);
+        assert!(!heard(&mut t).contains(&QueueEvent::Connected));
+        assert_eq!(t.acd.agent_of(1), Some("2002"));
+        let answer = AcdMsg::Answered {
+            call: 1,
+            agent: "2002".into(),
+        };
+        t.at(15 * S + 20, answer);
+        assert!(heard(&mut t).contains(&QueueEvent::Connected));
     }
 
     #[test]

@@ -178,6 +178,8 @@ struct Leg {
     _port: RtpPort,
     remote: Option<SocketAddr>,
     side: Option<Side>,
+    /// The conversation is on (for a queue, once the ACD took the answer).
+    connected: bool,
 }
 
 /// Most nodes kept in the screen pop's path.
@@ -583,6 +585,7 @@ impl Driver {
             _port: port,
             remote: None,
             side: None,
+            connected: false,
         });
         self.leg_events = Some(rx);
         self.leg_sock = Some(sock);
@@ -664,9 +667,13 @@ impl Driver {
                 self.dial(&contact.uri, peer, Some(agent));
             }
             QueueEvent::Cancel { agent } => {
-                tracing::info!(agent = %agent, "no answer in time; trying another agent");
-                self.hang_up_leg();
+                // Only for the leg it was offered on (a newer offer may be ringing already).
+                if self.leg.as_ref().and_then(|l| l.agent.as_deref()) == Some(agent.as_str()) {
+                    tracing::info!(agent = %agent, "no answer in time; trying another agent");
+                    self.hang_up_leg();
+                }
             }
+            QueueEvent::Connected => self.connect(),
             QueueEvent::Position(n) => self.feed(Event::Transfer(TransferUpdate::Position(n))),
             QueueEvent::NoAgents => {
                 self.transfer = None;
@@ -697,17 +704,13 @@ impl Driver {
                     return;
                 }
                 let agent = self.leg.as_ref().and_then(|l| l.agent.clone());
-                tracing::info!(agent = agent.as_deref().unwrap_or("-"), "connected");
-                if let Some(t) = &mut self.transfer {
-                    t.connected = true;
-                    if let (Some(key), Some(acd)) = (t.key, &self.acd) {
-                        let _ = acd.send(AcdMsg::Answered(key));
+                match (self.transfer.as_ref().and_then(|t| t.key), &self.acd, agent) {
+                    // The ACD decides whether the answer counts (it may have moved on).
+                    (Some(call), Some(acd), Some(agent)) => {
+                        let _ = acd.send(AcdMsg::Answered { call, agent });
                     }
+                    _ => self.connect(),
                 }
-                // The bridge carries the audio now: the pacer stays quiet.
-                self.channel.stop();
-                self.channel.set_remote(None);
-                self.feed(Event::Transfer(TransferUpdate::Answered { agent }));
             }
             LegEvent::Failed(code) => {
                 tracing::info!(code, "the transfer's call failed");
@@ -726,9 +729,27 @@ impl Driver {
         }
     }
 
+    /// The callee answered and the answer counts: bridge the media, tell the flow.
+    fn connect(&mut self) {
+        let Some(l) = &mut self.leg else { return };
+        if l.side.is_none() || l.connected {
+            return;
+        }
+        l.connected = true;
+        let agent = l.agent.clone();
+        tracing::info!(agent = agent.as_deref().unwrap_or("-"), "connected");
+        if let Some(t) = &mut self.transfer {
+            t.connected = true;
+        }
+        // The bridge carries the audio now: the pacer stays quiet.
+        self.channel.stop();
+        self.channel.set_remote(None);
+        self.feed(Event::Transfer(TransferUpdate::Answered { agent }));
+    }
+
     /// Whether the caller and the callee are connected (RTP relayed both ways).
     fn bridged(&self) -> bool {
-        self.leg.as_ref().is_some_and(|l| l.side.is_some())
+        self.leg.as_ref().is_some_and(|l| l.connected)
     }
 
     /// Relays a packet of the caller's to the callee.
@@ -759,7 +780,9 @@ impl Driver {
         out: &mut [u8],
     ) {
         let Some(l) = &mut self.leg else { return };
-        let Some(from) = l.side else { return };
+        let (Some(from), true) = (l.side, l.connected) else {
+            return;
+        };
         // Symmetric RTP on the callee's side too.
         if l.remote.is_some() && l.remote != Some(from_addr) {
             l.remote = Some(from_addr);
