@@ -7,7 +7,12 @@
 //! - the phone page in headless Chromium (tests/browser/phone.mjs with playwright-core) places
 //!   a call, sees the first prompt's text, presses a key on the dial pad and sees the flow
 //!   move on. It is skipped, with a message, when node, chromium or playwright-core is missing
-//!   (scripts/test.sh installs them).
+//!   (scripts/test.sh installs them);
+//! - the agent console (`/agent`): its WebSocket rings with the screen pop and hears the caller
+//!   go, a second console or a SIP phone takes the agent over (always runs; the SIP part needs
+//!   SIPp); in headless Chromium (tests/browser/agent.mjs) an agent logs in (a wrong password
+//!   is refused), answers a WebRTC caller and hangs up, and talks with a SIPp caller until the
+//!   caller hangs up, audio going both ways.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -895,4 +900,677 @@ fn the_phone_page_calls_from_headless_chromium() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].0, "webrtc");
     assert_eq!(rows[0].1, "webrtc");
+}
+
+const CONSOLE_FLOW: &str = r##"
+flow q {
+    title    "agent console test"
+    language zh-CN
+    entry    hello
+}
+
+step hello {
+    play hello
+    goto queue
+}
+
+transfer queue {
+    queue     general
+    music     hold
+    attach    caller, call.channel
+    max_wait  40s -> bye
+    no_agents -> bye
+    after     -> bye
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
+
+/// A deployment whose flow `q` queues callers for agent 2001 (password `pw2001`).
+fn console_deployment(name: &str) -> PathBuf {
+    let config = deployment(name);
+    let work = config.parent().expect("dir").to_path_buf();
+    fs::remove_file(work.join("flows/t.flow")).expect("t");
+    fs::write(work.join("flows/q.flow"), CONSOLE_FLOW).expect("flow");
+    let mut catalog = String::new();
+    for (id, hz) in [("hello", 700.0), ("hold", 900.0), ("bye", 1100.0)] {
+        ivr_runtime::audio::write_wav(
+            &work.join(format!("prompts/zh-CN/{id}.wav")),
+            &tone(hz, 300),
+        )
+        .expect("wav");
+        catalog.push_str(&format!("{id} = {{ text = \"{id}\" }}\n"));
+    }
+    fs::write(work.join("prompts/zh-CN/prompts.toml"), catalog).expect("catalog");
+    let text = fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "[routes]\n\"100\" = \"t\"\n",
+        "[queues.general]\nring_timeout = \"20s\"\nwrap_up = \"30s\"\n\n[agents.2001]\n\
+         name = \"A\"\nha1  = \"c77c65cb80b98f26c9ce22ff8c3ae0ca\"\n\n[routes]\n\"100\" = \"q\"\n",
+    );
+    fs::write(&config, text).expect("config");
+    config
+}
+
+/// Chromium, when it and playwright-core are installed (else a message: the test is skipped).
+fn chromium_and_playwright() -> Option<PathBuf> {
+    if !runs("node") {
+        eprintln!("node is not installed: test skipped");
+        return None;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .flat_map(|c| std::env::split_paths(&path).map(move |d| d.join(c)))
+        .find(|c| c.is_file() && runs(&c.to_string_lossy()))
+    else {
+        eprintln!("chromium is not installed: test skipped");
+        return None;
+    };
+    if !repo()
+        .join("tests/browser/node_modules/playwright-core")
+        .is_dir()
+    {
+        eprintln!(
+            "playwright-core is not installed (cd tests/browser && npm install --no-save \
+             playwright-core): test skipped"
+        );
+        return None;
+    }
+    Some(chromium)
+}
+
+/// tests/browser/agent.mjs in the background: agent 2001 takes the call of `caller` in the
+/// console at `url`, and `who` hangs up.
+fn console_page(
+    chromium: &Path,
+    url: &str,
+    caller: &str,
+    who: &str,
+    out: &Path,
+    err: &Path,
+) -> std::process::Child {
+    Command::new("node")
+        .current_dir(repo().join("tests/browser"))
+        .arg("agent.mjs")
+        .args([url, "2001", "pw2001", caller, who])
+        .env("CHROMIUM", chromium)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(out).expect("out"))
+        .stderr(fs::File::create(err).expect("err"))
+        .spawn()
+        .expect("node")
+}
+
+/// Waits (bounded) for `child` to end: its status (none: killed).
+fn wait_child(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if started.elapsed() > within {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the console has logged agent 2001 in (it is available).
+fn wait_for_console(server: &Server, child: &mut std::process::Child, out: &Path, err: &Path) {
+    let started = Instant::now();
+    while agent_state(server.http(), "2001") != "available" {
+        if started.elapsed() > Duration::from_secs(40) || child.try_wait().ok().flatten().is_some()
+        {
+            let status = wait_child(child, Duration::from_secs(1));
+            panic!(
+                "the console did not log in ({status:?}):\n{}\n{}\n{}",
+                fs::read_to_string(out).unwrap_or_default(),
+                fs::read_to_string(err).unwrap_or_default(),
+                server.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The last JSON line agent.mjs printed, once it succeeded.
+fn console_result(
+    status: Option<std::process::ExitStatus>,
+    out: &Path,
+    err: &Path,
+    server: &Server,
+) -> serde_json::Value {
+    let text = fs::read_to_string(out).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "agent.mjs failed ({status:?}):\n{text}\n{}\n{}",
+        fs::read_to_string(err).unwrap_or_default(),
+        server.log()
+    );
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("agent.mjs JSON")
+}
+
+/// The state of agent `id` in `GET /agents`.
+fn agent_state(http_addr: SocketAddr, id: &str) -> String {
+    let (code, _, body) = http(http_addr, "GET", "/agents", &[], "");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    v["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == id))
+        .and_then(|x| x["state"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn an_agent_takes_a_queued_call_in_the_console_in_headless_chromium() {
+    let Some(chromium) = chromium_and_playwright() else {
+        return;
+    };
+    let config = console_deployment("agent-console");
+    let work = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let http_addr = server.http();
+
+    // The API side: the page is served, a wrong password gets no token, the socket wants one.
+    let (code, _, body) = http(http_addr, "GET", "/agent", &[], "");
+    assert_eq!(code, 200);
+    assert!(body.contains("Agent console"), "{body}");
+    // HTTP Basic of 2001:nope and 2001:pw2001.
+    let basic = |pw: &str| match pw {
+        "nope" => "Basic MjAwMTpub3Bl".to_string(),
+        _ => "Basic MjAwMTpwdzIwMDE=".to_string(),
+    };
+    let (code, _, _) = http(
+        http_addr,
+        "POST",
+        "/agent/login",
+        &[("Authorization", &basic("nope"))],
+        "",
+    );
+    assert_eq!(code, 401);
+    let (code, _, body) = http(
+        http_addr,
+        "POST",
+        "/agent/login",
+        &[("Authorization", &basic("pw2001"))],
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"token\""), "{body}");
+    let (code, _, _) = http(
+        http_addr,
+        "GET",
+        "/agent/ws?token=0123",
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        "",
+    );
+    assert_eq!(code, 401);
+    assert_eq!(agent_state(http_addr, "2001"), "offline");
+
+    let url = format!("http://{http_addr}/agent");
+    let out_path = work.join("agent.out");
+    let err_path = work.join("agent.err");
+    let mut child = console_page(
+        &chromium,
+        &url,
+        "13800000007",
+        "agent",
+        &out_path,
+        &err_path,
+    );
+    wait_for_console(&server, &mut child, &out_path, &err_path);
+
+    // A caller (a WebRTC client) goes into the queue and talks (a 1 kHz tone) until the
+    // console has answered, talked and hung up.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (status, heard, transcript) = rt.block_on(async {
+        let (mut caller, offer) = client::Caller::offer().await;
+        let (code, headers, answer) = tokio::task::spawn_blocking(move || {
+            http(
+                http_addr,
+                "POST",
+                "/calls/q",
+                &[
+                    ("Content-Type", "application/sdp"),
+                    ("X-Caller", "13800000007"),
+                ],
+                &offer,
+            )
+        })
+        .await
+        .expect("POST");
+        assert_eq!(code, 201, "{answer}");
+        let location = header(&headers, "location").expect("Location").to_string();
+        caller.answered(answer).await;
+        let voice: Vec<u8> = tone(1000.0, 20)
+            .iter()
+            .map(|&x| ivr_runtime::audio::Law::Ulaw.encode(x))
+            .collect();
+        let mut ts = 0u32;
+        let started = Instant::now();
+        let status = loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                break Some(s);
+            }
+            if started.elapsed() > Duration::from_secs(80) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            caller.frame(ts, voice.clone()).await;
+            ts = ts.wrapping_add(160);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let loc = location.clone();
+        let transcript =
+            tokio::task::spawn_blocking(move || transcript_until(http_addr, &loc, "\"end\""))
+                .await
+                .expect("transcript");
+        let heard = caller.heard.lock().map(|h| h.clone()).unwrap_or_default();
+        let _ = caller.pc.close().await;
+        (status, heard, transcript)
+    });
+    let result = console_result(status, &out_path, &err_path, &server);
+    let pop = &result["pop"];
+    assert_eq!(pop["caller"], "13800000007", "{result}");
+    assert_eq!(pop["queue"], "general", "{result}");
+    assert!(
+        pop["data"].as_str().is_some_and(|d| d.contains("webrtc")),
+        "the attached channel: {result}"
+    );
+    assert!(
+        pop["path"].as_str().is_some_and(|p| p.contains("hello")),
+        "the path: {result}"
+    );
+    assert!(
+        result["packets"].as_i64().unwrap_or(0) > 25,
+        "the console heard the caller: {result}"
+    );
+    assert_eq!(result["ended"], "Ended (you hung up)", "{result}");
+    let text = transcript.join("\n");
+    assert!(
+        text.contains("\"text\":\"bye\""),
+        "the flow went on after the agent: {text}\n{}",
+        server.log()
+    );
+    // The caller heard the agent's side: after the hold music, the console's microphone
+    // (Chromium's fake device) through the bridge, not only the prompts' tones.
+    let prompt_tones = |p: &Vec<u8>| {
+        let c = crossings(p, ivr_runtime::audio::Law::Ulaw);
+        (26..=30).contains(&c) || (34..=38).contains(&c) || (42..=46).contains(&c)
+    };
+    let from_agent = heard.iter().filter(|p| !prompt_tones(p)).count();
+    assert!(
+        from_agent >= 50,
+        "{from_agent} frames of the agent's side at the caller ({} in all)",
+        heard.len()
+    );
+    let rows = calls(&config, 1);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let db = work.join("ivr-data/ivr.db");
+    let (agent, outcome): (Option<String>, Option<String>) = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        sqlx::query_as("SELECT agent, outcome FROM calls")
+            .fetch_one(&pool)
+            .await
+            .expect("row")
+    });
+    assert_eq!(agent.as_deref(), Some("2001"), "{outcome:?}");
+    // The console closed with the browser: the agent is offline again.
+    let started = Instant::now();
+    while agent_state(http_addr, "2001") != "offline" && started.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(agent_state(http_addr, "2001"), "offline");
+}
+
+mod console {
+    //! The agent console's WebSocket, as the page uses it.
+
+    use futures_util::{SinkExt, StreamExt};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use tokio_tungstenite::tungstenite::Message;
+
+    pub type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    /// Opens the console's socket with `token`: the socket, or the HTTP status refusing it.
+    pub async fn open(addr: SocketAddr, token: &str) -> Result<Socket, u16> {
+        match tokio_tungstenite::connect_async(format!("ws://{addr}/agent/ws?token={token}")).await
+        {
+            Ok((ws, _)) => Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    pub async fn send(ws: &mut Socket, v: serde_json::Value) {
+        ws.send(Message::Text(v.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next event that `keep` takes (others are skipped), within 15 s; none when the
+    /// socket closes first.
+    pub async fn next(
+        ws: &mut Socket,
+        keep: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let wait = async {
+            while let Some(m) = ws.next().await {
+                match m {
+                    Ok(Message::Text(t)) => {
+                        let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json");
+                        if keep(&v) {
+                            return Some(v);
+                        }
+                    }
+                    Ok(Message::Close(_)) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+            None
+        };
+        tokio::time::timeout(Duration::from_secs(15), wait)
+            .await
+            .expect("an event in time")
+    }
+
+    pub fn is(kind: &'static str) -> impl Fn(&serde_json::Value) -> bool {
+        move |v| v["type"] == kind
+    }
+
+    pub fn state(s: &'static str) -> impl Fn(&serde_json::Value) -> bool {
+        move |v| v["type"] == "state" && v["state"] == s
+    }
+}
+
+/// A token for agent 2001.
+fn console_login(http_addr: SocketAddr) -> String {
+    let (code, _, body) = http(
+        http_addr,
+        "POST",
+        "/agent/login",
+        &[("Authorization", "Basic MjAwMTpwdzIwMDE=")],
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["agent"], "2001");
+    assert_eq!(v["name"], "A");
+    v["token"].as_str().expect("token").to_string()
+}
+
+#[test]
+fn the_console_socket_rings_with_the_screen_pop_and_hears_the_caller_go() {
+    use console::{is, next, open, send, state};
+    let config = console_deployment("agent-console-socket");
+    let work = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let (http_addr, sip_addr) = (server.http(), server.addr);
+    let (code, _, _) = http(
+        http_addr,
+        "POST",
+        "/agent/login",
+        &[("Authorization", "Basic MjAwMTpub3Bl")],
+        "",
+    );
+    assert_eq!(code, 401, "a wrong password");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async move {
+        let blocking = |f: Box<dyn FnOnce() -> String + Send>| async move {
+            tokio::task::spawn_blocking(f).await.expect("blocking")
+        };
+        let token = blocking(Box::new(move || console_login(http_addr))).await;
+        assert_eq!(open(http_addr, "00").await.err(), Some(401));
+        let mut ws = open(http_addr, &token).await.expect("the console's socket");
+        next(&mut ws, state("available")).await.expect("available");
+        // Away and back.
+        send(
+            &mut ws,
+            serde_json::json!({"type": "state", "state": "away"}),
+        )
+        .await;
+        next(&mut ws, state("away")).await.expect("away");
+        send(
+            &mut ws,
+            serde_json::json!({"type": "state", "state": "available"}),
+        )
+        .await;
+        next(&mut ws, state("available"))
+            .await
+            .expect("available again");
+        send(
+            &mut ws,
+            serde_json::json!({"type": "state", "state": "lunch"}),
+        )
+        .await;
+        next(&mut ws, is("error")).await.expect("an error");
+
+        // A caller is queued: the console rings with the screen pop.
+        let (mut caller, offer) = client::Caller::offer().await;
+        let (code, headers, answer) = tokio::task::spawn_blocking(move || {
+            http(
+                http_addr,
+                "POST",
+                "/calls/q",
+                &[
+                    ("Content-Type", "application/sdp"),
+                    ("X-Caller", "13800000008"),
+                ],
+                &offer,
+            )
+        })
+        .await
+        .expect("POST");
+        assert_eq!(code, 201, "{answer}");
+        let location = header(&headers, "location").expect("Location").to_string();
+        caller.answered(answer).await;
+        let offer = next(&mut ws, is("offer")).await.expect("an offer");
+        let pop = &offer["pop"];
+        assert_eq!(pop["caller"], "13800000008", "{offer}");
+        assert_eq!(pop["queue"], "general", "{offer}");
+        assert_eq!(pop["flow"], "q", "{offer}");
+        assert!(
+            pop["data"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|x| x[0] == "call.channel" && x[1] == "webrtc")),
+            "{offer}"
+        );
+        assert!(
+            pop["path"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|n| n == "hello")),
+            "{offer}"
+        );
+        next(&mut ws, state("ringing")).await.expect("ringing");
+        // The caller hangs up while it rings: the offer is withdrawn.
+        let loc = location.clone();
+        let (code, _, _) =
+            tokio::task::spawn_blocking(move || http(http_addr, "DELETE", &loc, &[], ""))
+                .await
+                .expect("DELETE");
+        assert_eq!(code, 200);
+        next(&mut ws, is("cancelled")).await.expect("cancelled");
+        next(&mut ws, state("available"))
+            .await
+            .expect("available after");
+        let _ = caller.pc.close().await;
+
+        // Another console of the agent takes over; closing it logs the agent out.
+        let token2 = blocking(Box::new(move || console_login(http_addr))).await;
+        let mut ws2 = open(http_addr, &token2).await.expect("a second console");
+        next(&mut ws, is("replaced")).await.expect("replaced");
+        assert!(
+            next(&mut ws, |_| true).await.is_none(),
+            "the first one closes"
+        );
+        next(&mut ws2, state("available")).await.expect("available");
+        // Logging out forgets the token.
+        send(&mut ws2, serde_json::json!({"type": "logout"})).await;
+        assert!(next(&mut ws2, |_| false).await.is_none(), "closed");
+        assert_eq!(open(http_addr, &token2).await.err(), Some(401));
+        let started = Instant::now();
+        let mut s = String::new();
+        while started.elapsed() < Duration::from_secs(5) {
+            s = blocking(Box::new(move || agent_state(http_addr, "2001"))).await;
+            if s == "offline" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(s, "offline");
+
+        // A SIP phone of the agent that registers takes over from the console.
+        if !have_sipp() {
+            eprintln!("sipp is not installed: the SIP takeover is not tested");
+            return;
+        }
+        let token3 = blocking(Box::new(move || console_login(http_addr))).await;
+        let mut ws3 = open(http_addr, &token3).await.expect("a third console");
+        next(&mut ws3, state("available")).await.expect("available");
+        let (dir, sip) = (work.clone(), sip_addr);
+        let (ok, out) = tokio::task::spawn_blocking(move || {
+            let contact = std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .expect("port")
+                .port()
+                .to_string();
+            sipp(
+                &dir,
+                sip,
+                "agent_register.xml",
+                &[
+                    "-m",
+                    "1",
+                    "-key",
+                    "agent",
+                    "2001",
+                    "-key",
+                    "contactport",
+                    &contact,
+                    "-au",
+                    "2001",
+                    "-ap",
+                    "pw2001",
+                ],
+            )
+        })
+        .await
+        .expect("sipp");
+        assert!(ok, "the phone could not register:\n{out}");
+        next(&mut ws3, is("replaced"))
+            .await
+            .expect("replaced by the phone");
+        assert!(
+            next(&mut ws3, |_| true).await.is_none(),
+            "the console closes"
+        );
+        let s = blocking(Box::new(move || agent_state(http_addr, "2001"))).await;
+        assert_eq!(s, "available", "the phone's registration stays");
+    });
+}
+
+#[test]
+fn a_sip_caller_talks_with_the_console_until_the_caller_hangs_up() {
+    if !have_sipp() {
+        eprintln!("sipp (Debian package sip-tester) is not installed: test skipped");
+        return;
+    }
+    let Some(chromium) = chromium_and_playwright() else {
+        return;
+    };
+    let config = console_deployment("agent-console-sip");
+    let work = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let url = format!("http://{}/agent", server.http());
+    let (out_path, err_path) = (work.join("agent.out"), work.join("agent.err"));
+    let mut child = console_page(&chromium, &url, CALLER, "caller", &out_path, &err_path);
+    wait_for_console(&server, &mut child, &out_path, &err_path);
+    // The caller (SIPp, PCMU from an RTP endpoint of the test) talks all along and hangs up
+    // after 9 s.
+    let caller_media = Endpoint::start(vec![(100, Act::Voice(15_000))]);
+    let rtp = caller_media.port.to_string();
+    let (ok, out) = sipp(
+        &work,
+        server.addr,
+        "call_bye.xml",
+        &["-m", "1", "-d", "9000", "-key", "rtpport", &rtp],
+    );
+    let status = wait_child(&mut child, Duration::from_secs(30));
+    let (heard, _) = caller_media.finish();
+    assert!(ok, "the caller's call failed:\n{out}\n{}", server.log());
+    let result = console_result(status, &out_path, &err_path, &server);
+    assert_eq!(result["pop"]["caller"], CALLER, "{result}");
+    assert_eq!(result["ended"], "Ended (the caller hung up)", "{result}");
+    assert!(
+        result["packets"].as_i64().unwrap_or(0) > 100,
+        "the console heard the caller: {result}"
+    );
+    // The caller heard the prompts (one stream) and then the agent (another, the browser's).
+    let first = heard.first().map(|p| p.ssrc);
+    let from_agent = heard.iter().filter(|p| Some(p.ssrc) != first).count();
+    assert!(
+        from_agent >= 100,
+        "{from_agent} packets from the agent of {}",
+        heard.len()
+    );
+    assert!(heard.iter().all(|p| p.pt == 0 || p.pt == 101));
+    let db = work.join("ivr-data/ivr.db");
+    let (agent, outcome): (Option<String>, Option<String>) = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let row: Option<(Option<String>, Option<String>)> =
+                sqlx::query_as("SELECT agent, outcome FROM calls")
+                    .fetch_optional(&pool)
+                    .await
+                    .ok()
+                    .flatten();
+            if let Some(r) = row {
+                return r;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no call record"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert_eq!(agent.as_deref(), Some("2001"));
+    assert_eq!(outcome.as_deref(), Some("transferred"));
 }

@@ -1230,3 +1230,46 @@ fn reload_latency_on_the_reference_set() {
         ms(latencies[EDITS - 1]),
     );
 }
+
+#[test]
+fn a_codec_change_by_re_invite_switches_the_prompts_to_pcma() {
+    need_sipp!();
+    let config = test_deployment("reinvite", rtp_range(20));
+    let d = Deployment::load(Some(&config), None).expect("deployment");
+    let server = Server::start(&config, &[]);
+    let media = Endpoint::start(Vec::new());
+    let port = media.port.to_string();
+    let (ok, out) = sipp(
+        config.parent().expect("dir"),
+        server.addr,
+        "reinvite_pcma.xml",
+        &["-m", "1", "-key", "rtpport", &port],
+    );
+    let (pkts, _) = media.finish();
+    assert!(ok, "sipp failed:\n{out}\n{}", server.log());
+    let first_pcma = pkts
+        .iter()
+        .position(|p| p.pt == 8)
+        .unwrap_or_else(|| panic!("no PCMA after the re-INVITE:\n{}", server.log()));
+    assert!(first_pcma >= 20, "PCMA from packet {first_pcma}");
+    assert!(pkts[..first_pcma].iter().all(|p| p.pt == 0));
+    assert!(pkts[first_pcma..].iter().all(|p| p.pt == 8));
+    // What follows is still the flow's audio, now in A-law frame for frame.
+    let alaw: Vec<Vec<u8>> = ["hello", "options"]
+        .iter()
+        .flat_map(|id| {
+            d.prompts
+                .get("zh-CN", id)
+                .map(|p| p.frames(Law::Alaw).to_vec())
+                .unwrap_or_default()
+        })
+        .map(|f| f.to_vec())
+        .collect();
+    let after = &pkts[first_pcma..];
+    assert!(after.len() >= 5, "{} PCMA packets", after.len());
+    assert!(
+        after.iter().all(|p| alaw.contains(&p.payload)),
+        "a PCMA packet that is no frame of the prompts"
+    );
+    check_rtp_stream(&pkts);
+}

@@ -53,6 +53,12 @@ impl Playback {
             .and_then(|p| p.audio.frames(self.law).get(i))
     }
 
+    /// Speaks `law` from the next frame on (the caller changed codec with a re-INVITE); the
+    /// position in the current prompt is kept.
+    pub fn set_law(&mut self, law: Law) {
+        self.law = law;
+    }
+
     /// Stops at once (barge-in, hang-up).
     pub fn clear(&mut self) {
         self.queue.clear();

@@ -33,6 +33,12 @@ use std::time::{Duration, Instant};
 /// The tick.
 pub const TICK: Duration = Duration::from_millis(FRAME_MS);
 
+/// A frame sent later than this after its slot counts in [`PacerStats::late_packets`].
+pub const LATE_FRAME: Duration = Duration::from_millis(5);
+
+/// Within a tick the clock is read again after this many channels.
+pub const LATE_CHECK_EVERY: usize = 32;
+
 /// What the pacer tells a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaEvent {
@@ -75,6 +81,8 @@ pub enum Cmd {
     Stop(u64),
     /// Send to another address (re-INVITE, symmetric RTP), or nowhere (hold).
     Remote(u64, Option<SocketAddr>),
+    /// Another codec (re-INVITE): its law and payload type.
+    Codec(u64, Law, u8),
     /// The channel is gone.
     Remove(u64),
 }
@@ -90,6 +98,9 @@ pub struct PacerStats {
     pub ticks: AtomicU64,
     /// Ticks that started more than 2 ms late.
     pub late_ticks: AtomicU64,
+    /// Frames sent more than [`LATE_FRAME`] after their slot on the 20 ms grid (the clock is
+    /// read once every [`LATE_CHECK_EVERY`] channels of a tick, not per packet).
+    pub late_packets: AtomicU64,
     /// The latest a tick started (µs).
     pub max_late_us: AtomicU64,
     /// The longest a tick took (µs).
@@ -168,6 +179,11 @@ impl ChannelHandle {
     pub fn set_remote(&self, remote: Option<SocketAddr>) {
         let _ = self.tx.send(Cmd::Remote(self.id, remote));
     }
+
+    /// Speaks `law` as payload type `pt` from the next tick on.
+    pub fn set_codec(&self, law: Law, pt: u8) {
+        let _ = self.tx.send(Cmd::Codec(self.id, law, pt));
+    }
 }
 
 impl Drop for ChannelHandle {
@@ -226,6 +242,12 @@ fn apply(cmd: Cmd, slab: &mut Slab<Channel>, ids: &mut HashMap<u64, usize>, stat
                 c.remote = remote.map(SockAddr::from);
             }
         }
+        Cmd::Codec(id, law, pt) => {
+            if let Some(c) = ids.get(&id).and_then(|k| slab.get_mut(*k)) {
+                c.playback.set_law(law);
+                c.payload_type = pt;
+            }
+        }
         Cmd::Remove(id) => {
             if let Some(k) = ids.remove(&id) {
                 slab.remove(k);
@@ -260,6 +282,8 @@ fn run(rx: mpsc::Receiver<Cmd>, stats: Arc<PacerStats>) {
     let mut ids: HashMap<u64, usize> = HashMap::new();
     let start = Instant::now();
     let mut tick: u64 = 0;
+    // The slot of the tick running: its deadline on the grid.
+    let mut slot = start;
     loop {
         // Commands first: a barge-in's stop and the next prompt land on this tick.
         loop {
@@ -270,8 +294,20 @@ fn run(rx: mpsc::Receiver<Cmd>, stats: Arc<PacerStats>) {
             }
         }
         let began = Instant::now();
-        for (_, c) in slab.iter_mut() {
-            send_one(c, &stats);
+        // Frames sent late: the clock is looked at every LATE_CHECK_EVERY channels.
+        let late_after = slot + LATE_FRAME;
+        let mut late = began > late_after;
+        let mut late_sent: u64 = 0;
+        for (i, (_, c)) in slab.iter_mut().enumerate() {
+            if i % LATE_CHECK_EVERY == LATE_CHECK_EVERY - 1 && !late {
+                late = Instant::now() > late_after;
+            }
+            if send_one(c, &stats) && late {
+                late_sent += 1;
+            }
+        }
+        if late_sent > 0 {
+            stats.late_packets.fetch_add(late_sent, Ordering::Relaxed);
         }
         let took = began.elapsed().as_micros() as u64;
         stats.max_tick_us.fetch_max(took, Ordering::Relaxed);
@@ -288,6 +324,7 @@ fn run(rx: mpsc::Receiver<Cmd>, stats: Arc<PacerStats>) {
         if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
+        slot = deadline;
         let late = Instant::now().saturating_duration_since(deadline);
         let late_us = late.as_micros() as u64;
         if late_us > 2_000 {
@@ -297,7 +334,8 @@ fn run(rx: mpsc::Receiver<Cmd>, stats: Arc<PacerStats>) {
     }
 }
 
-fn send_one(c: &mut Channel, stats: &PacerStats) {
+/// Sends the channel's next frame, if any; whether a packet went out.
+fn send_one(c: &mut Channel, stats: &PacerStats) -> bool {
     let ts = c.timestamp;
     c.timestamp = c.timestamp.wrapping_add(FRAME_SAMPLES as u32);
     let Some(frame) = c.playback.next_frame() else {
@@ -305,13 +343,13 @@ fn send_one(c: &mut Channel, stats: &PacerStats) {
         if let Some(seq) = c.pending.take() {
             let _ = c.events.send(MediaEvent::PlaybackDone { seq });
         }
-        return;
+        return false;
     };
     let Some(remote) = &c.remote else {
         // On hold: the prompt goes on (the flow's timing does not change), unheard.
         c.talking = false;
         report_if_drained(c);
-        return;
+        return false;
     };
     let mut head = [0u8; HEADER_LEN];
     Header {
@@ -325,15 +363,18 @@ fn send_one(c: &mut Channel, stats: &PacerStats) {
     c.seq = c.seq.wrapping_add(1);
     c.talking = true;
     let bufs = [IoSlice::new(&head), IoSlice::new(frame)];
-    match SockRef::from(&c.socket).send_to_vectored(&bufs, remote) {
+    let sent = match SockRef::from(&c.socket).send_to_vectored(&bufs, remote) {
         Ok(_) => {
             stats.packets.fetch_add(1, Ordering::Relaxed);
+            true
         }
         Err(_) => {
             stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            false
         }
-    }
+    };
     report_if_drained(c);
+    sent
 }
 
 /// Reports the end of the queue as soon as its last frame is out, so that the prompt the

@@ -53,6 +53,27 @@ async fn all(State(api): State<AgentApi>) -> Response {
     }
 }
 
+impl AgentApi {
+    /// Whether the request carries agent `id`'s password (HTTP Basic).
+    pub fn authorized(&self, id: &str, headers: &HeaderMap) -> bool {
+        authorized(self, id, headers)
+    }
+}
+
+/// The user name of the request's HTTP Basic credentials.
+pub fn basic_user(headers: &HeaderMap) -> Option<String> {
+    let value = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(u, _)| u.to_string())
+}
+
 /// Whether the request carries agent `id`'s password (HTTP Basic).
 fn authorized(api: &AgentApi, id: &str, headers: &HeaderMap) -> bool {
     let Some(value) = headers

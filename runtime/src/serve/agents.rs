@@ -9,6 +9,7 @@ use crate::acd::{Acd, AcdOut, AcdStatus, AgentState, CallKey, Contact, Decline};
 use crate::data::records::{QueueEventKind, QueueEventRow, Record, RecordWriter, timestamp};
 use crate::engine::Millis;
 use crate::serve::call::local_now;
+use crate::serve::queue_day::Finish;
 use ivr_compiler::config::Config;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -166,6 +167,8 @@ pub struct AcdSnapshot {
     pub status: AcdStatus,
     /// The screen pop of each call offered to or talking with an agent, by agent id.
     pub screen_pops: HashMap<String, ScreenPop>,
+    /// Today's figures by queue (service level), for the dashboard.
+    pub today: std::collections::BTreeMap<String, super::queue_day::QueueDay>,
 }
 
 /// Where calls to a registered agent go: over UDP to the host and port of its Contact (the
@@ -234,6 +237,8 @@ struct Book {
     conns: HashMap<String, u64>,
     /// Where queue events go.
     writer: Option<RecordWriter>,
+    /// Today's figures by queue.
+    today: super::queue_day::Today,
 }
 
 /// Sends one queue event of the call `w` to the writer (never waits; a full queue refuses it).
@@ -329,6 +334,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             // `no_agents` (from `dispatch`).
             if !refused && let Some(w) = book.calls.get_mut(&call) {
                 w.queued = true;
+                book.today.queued(&w.queue, now);
                 record(
                     book.writer.as_ref(),
                     w,
@@ -344,10 +350,11 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 && w.queued
                 && !w.answered
             {
-                let (event, detail) = match why {
-                    LeaveReason::Hangup => (QueueEventKind::Abandoned, None),
-                    LeaveReason::MaxWait => (QueueEventKind::Left, Some("max_wait")),
+                let (event, detail, finish) = match why {
+                    LeaveReason::Hangup => (QueueEventKind::Abandoned, None, Finish::Abandoned),
+                    LeaveReason::MaxWait => (QueueEventKind::Left, Some("max_wait"), Finish::Left),
                 };
+                book.today.finished(&w.queue, finish, now);
                 record(
                     book.writer.as_ref(),
                     &w,
@@ -368,6 +375,8 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 && let Some(agent) = w.ringing.take()
             {
                 w.answered = true;
+                let wait = (now - w.queued_at).max(0);
+                book.today.finished(&w.queue, Finish::Answered(wait), now);
                 let kind = QueueEventKind::Answered;
                 record(book.writer.as_ref(), w, now, kind, Some(agent), None);
             }
@@ -392,6 +401,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 && !w.answered
             {
                 let kind = QueueEventKind::Abandoned;
+                book.today.finished(&w.queue, Finish::Abandoned, now);
                 record(book.writer.as_ref(), &w, now, kind, w.ringing.clone(), None);
             }
             acd.conversation_over(call, now, out);
@@ -435,6 +445,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             let _ = reply.send(AcdSnapshot {
                 status: acd.status(now),
                 screen_pops,
+                today: book.today.snapshot(now),
             });
         }
     }
@@ -445,6 +456,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
 /// registration expired).
 fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
     let writer = book.writer.as_ref();
+    let today = &mut book.today;
     let calls = &mut book.calls;
     let (call, ev) = match o {
         AcdOut::Offer {
@@ -492,6 +504,7 @@ fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
         AcdOut::NoAgents { call } => {
             if let Some(w) = calls.remove(&call) {
                 if w.queued {
+                    today.finished(&w.queue, Finish::Left, now);
                     let kind = QueueEventKind::Left;
                     record(writer, &w, now, kind, w.ringing.clone(), Some("no_agents"));
                 } else {
@@ -737,6 +750,35 @@ mod tests {
         };
         t.at(15 * S + 20, answer);
         assert!(heard(&mut t).contains(&QueueEvent::Connected));
+    }
+
+    /// Today's figures of a queue: one call answered within 20 s, one abandoned: a service
+    /// level of 50 %.
+    #[tokio::test]
+    async fn the_acd_task_counts_today_for_the_service_level() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool,
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        let mut t = Task::new(writer);
+        t.register(0, "2001", Duration::from_secs(3600));
+        t.enqueue(0, 1, "A");
+        let answer = AcdMsg::Answered {
+            call: 1,
+            agent: "2001".into(),
+        };
+        t.at(5 * S, answer);
+        t.enqueue(6 * S, 2, "B");
+        t.at(30 * S, AcdMsg::Leave(2, LeaveReason::Hangup));
+        let (tx, mut rx) = oneshot::channel();
+        t.at(31 * S, AcdMsg::Status(tx));
+        let snapshot = rx.try_recv().expect("status");
+        let g = &snapshot.today["general"];
+        assert_eq!((g.queued, g.answered, g.answered_in_time), (2, 1, 1));
+        assert_eq!((g.abandoned, g.left), (1, 0));
+        assert_eq!(g.service_level, Some(0.5));
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct Browser {
     pub acd: AcdHandle,
     /// `max_calls`.
     pub max_calls: usize,
+    /// Agents' browser consoles (a browser caller's queue transfer may ring one).
+    pub consoles: Option<Arc<super::agent_hub::AgentHub>>,
+    /// The registry of calls in progress.
+    pub live_calls: Arc<super::live_calls::LiveCalls>,
     /// Browser calls admitted and not yet over.
     active: AtomicUsize,
     draining: AtomicBool,
@@ -106,6 +110,10 @@ pub struct BrowserParts {
     pub acd: AcdHandle,
     /// See [`Browser`].
     pub max_calls: usize,
+    /// See [`Browser`].
+    pub consoles: Option<Arc<super::agent_hub::AgentHub>>,
+    /// See [`Browser`].
+    pub live_calls: Arc<super::live_calls::LiveCalls>,
 }
 
 impl Browser {
@@ -123,6 +131,8 @@ impl Browser {
             running: p.running,
             acd: p.acd,
             max_calls: p.max_calls,
+            consoles: p.consoles,
+            live_calls: p.live_calls,
             active: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             calls: Mutex::new(HashMap::new()),
@@ -514,6 +524,8 @@ impl Run {
             ports: Arc::clone(&b.ports),
             peer: None,
             notes: Some(notes_tx),
+            consoles: b.consoles.clone(),
+            live_calls: Arc::clone(&b.live_calls),
         };
         b.running.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(call::run(setup).in_current_span());

@@ -24,6 +24,7 @@ use crate::media::ports::{PortPool, RtpPort};
 use crate::media::rtp;
 use crate::media::sdp::Negotiated;
 use crate::say::{self, Language};
+use crate::serve::agent_hub::{self, AgentHub, BrowserLeg};
 use crate::serve::agents::{AcdHandle, AcdMsg, QueueEvent, ScreenPop};
 use crate::sip::message::random_u64;
 use crate::sip::transport::{Peer, Proto};
@@ -80,6 +81,10 @@ pub struct Setup {
     pub peer: Option<Peer>,
     /// Where the call's transcript goes (the phone page's calls), if anywhere.
     pub notes: Option<mpsc::UnboundedSender<Note>>,
+    /// Agents' browser consoles (legs to `webrtc:ID` contacts go there).
+    pub consoles: Option<Arc<AgentHub>>,
+    /// The registry of calls in progress (dashboard, `/metrics`).
+    pub live_calls: Arc<super::live_calls::LiveCalls>,
 }
 
 /// A line of a call's live transcript (the phone page): what the caller hears and does.
@@ -180,6 +185,8 @@ struct Leg {
     side: Option<Side>,
     /// The conversation is on (for a queue, once the ACD took the answer).
     connected: bool,
+    /// Placed on an agent's browser console, not through the core.
+    console: bool,
 }
 
 /// Most nodes kept in the screen pop's path.
@@ -233,6 +240,10 @@ struct Driver {
     path: VecDeque<NodeId>,
     /// The screen pop of the transfer in progress.
     last_pop: Option<ScreenPop>,
+    /// Agents' browser consoles.
+    consoles: Option<Arc<AgentHub>>,
+    /// The registry of calls in progress and this call's key in it.
+    live_calls: (Arc<super::live_calls::LiveCalls>, u64),
 }
 
 impl Driver {
@@ -339,6 +350,7 @@ impl Driver {
                     self.path.pop_front();
                 }
                 self.path.push_back(*node);
+                self.live_calls.0.enter(self.live_calls.1, *node);
                 let flow = Arc::clone(self.call.flow());
                 let n = flow.program.nodes.get(*node as usize);
                 self.masked_input = matches!(n.map(|n| &n.body), Some(Body::Input(i)) if i.mask);
@@ -570,15 +582,31 @@ impl Driver {
         let tag = crate::sip::message::new_tag();
         let (tx, rx) = mpsc::unbounded_channel();
         tracing::info!(target, agent = agent.as_deref().unwrap_or("-"), "calling");
-        let _ = self.core.send(CoreMsg::Dial(Box::new(Dial {
-            tag: tag.clone(),
-            target: target.to_string(),
-            peer,
-            from_user: self.call.info().caller.clone(),
-            headers,
-            port: port.port(),
-            events: tx,
-        })));
+        let console = agent_hub::agent_of(target).is_some();
+        if console {
+            match (&self.consoles, sock.local_addr()) {
+                (Some(hub), Ok(rtp)) => hub.offer(BrowserLeg {
+                    tag: tag.clone(),
+                    agent: agent.clone().unwrap_or_default(),
+                    pop: self.last_pop.clone().unwrap_or_default(),
+                    rtp,
+                    events: tx,
+                }),
+                _ => {
+                    let _ = tx.send(LegEvent::Failed(480));
+                }
+            }
+        } else {
+            let _ = self.core.send(CoreMsg::Dial(Box::new(Dial {
+                tag: tag.clone(),
+                target: target.to_string(),
+                peer,
+                from_user: self.call.info().caller.clone(),
+                headers,
+                port: port.port(),
+                events: tx,
+            })));
+        }
         self.leg = Some(Leg {
             tag,
             agent,
@@ -586,6 +614,7 @@ impl Driver {
             remote: None,
             side: None,
             connected: false,
+            console,
         });
         self.leg_events = Some(rx);
         self.leg_sock = Some(sock);
@@ -628,7 +657,12 @@ impl Driver {
     /// Hangs up the leg, if any (CANCEL or BYE through the core).
     fn hang_up_leg(&mut self) {
         if let Some(l) = &self.leg {
-            let _ = self.core.send(CoreMsg::EndLeg { tag: l.tag.clone() });
+            match &self.consoles {
+                Some(hub) if l.console => hub.end_leg(&l.tag),
+                _ => {
+                    let _ = self.core.send(CoreMsg::EndLeg { tag: l.tag.clone() });
+                }
+            }
         }
         self.drop_leg();
     }
@@ -957,6 +991,12 @@ impl Driver {
         self.latched = None;
         self.last_rtp = Instant::now();
         self.event_pt = n.event_pt;
+        if (n.law, n.pt) != (self.law, self.pt) {
+            // The caller changed codec: prompts (and keys' detector) follow.
+            self.law = n.law;
+            self.pt = n.pt;
+            self.channel.set_codec(n.law, n.pt);
+        }
         tracing::info!(
             sending = self.remote.is_some(),
             receiving = !self.quiet_hold,
@@ -1044,6 +1084,8 @@ pub async fn run(setup: Setup) {
         ports,
         peer,
         notes,
+        live_calls,
+        consoles,
     } = setup;
     let started = Instant::now();
     let ended_tag = tag.clone();
@@ -1089,6 +1131,7 @@ pub async fn run(setup: Setup) {
         codec = ?n.law,
         "call answered"
     );
+    let live_key = live_calls.start(info.channel, &flow);
     let mut d = Driver {
         call: Call::new(flow, info),
         clock,
@@ -1125,6 +1168,8 @@ pub async fn run(setup: Setup) {
         leg_sock: None,
         path: VecDeque::with_capacity(PATH_LEN),
         last_pop: None,
+        consoles,
+        live_calls: (Arc::clone(&live_calls), live_key),
     };
     d.feed(Event::Start);
     let mut buf = [0u8; 1500];
@@ -1213,6 +1258,7 @@ pub async fn run(setup: Setup) {
         by_flow = d.hangup_by_flow,
         "call over"
     );
+    live_calls.end(live_key, d.call.outcome());
     drop(d);
     drop(port);
     let _ = core.send(CoreMsg::Ended {

@@ -1,7 +1,8 @@
 //! The HTTP interface of `ivr serve` (`[server] http`, `--http`): `GET /status`, the live
 //! version and the last reload attempt with its diagnostics (JSON), and `GET /metrics`, a few
-//! counters in the Prometheus text format. Calls from the browser (the phone page, `POST
-//! /calls/ROUTE`, ...) are [`super::browser`]'s routes, merged in here.
+//! counters in the Prometheus text format (with the series of [`super::dashboard`]). Calls
+//! from the browser (the phone page, `POST /calls/ROUTE`, ...) are [`super::browser`]'s
+//! routes, and the dashboard's (`/dashboard`) its own; both are merged in here.
 
 use crate::live::Live;
 use crate::sip::ua::CoreStats;
@@ -27,18 +28,25 @@ pub struct HttpState {
     pub browser: Option<Arc<super::browser::Browser>>,
     /// Agents and queues (`/agents`).
     pub agents: Option<super::agent_api::AgentApi>,
+    /// The dashboard (`/dashboard`) and the series of `/metrics` it shares.
+    pub dashboard: Option<Arc<super::dashboard::Dashboard>>,
 }
 
 /// The routes.
 pub fn router(state: HttpState) -> Router {
     let browser = state.browser.clone();
     let agents = state.agents.clone();
+    let dashboard = state.dashboard.clone();
     let r = Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .with_state(state);
     let r = match agents {
         Some(a) => r.merge(super::agent_api::router(a)),
+        None => r,
+    };
+    let r = match dashboard {
+        Some(d) => r.merge(super::dashboard::router(d)),
         None => r,
     };
     match browser {
@@ -57,10 +65,17 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     let version = s.live.current().version.clone();
     let _ = write!(
         out,
-        "# HELP ivr_calls_in_progress Calls whose flow is running.\n\
+        "# HELP ivr_calls_in_progress Calls whose flow is running: the total (no labels), and by flow and node.\n\
          # TYPE ivr_calls_in_progress gauge\n\
-         ivr_calls_in_progress {}\n\
-         # HELP ivr_dialogs_active SIP dialogs now (ringing or answered).\n\
+         ivr_calls_in_progress {}\n",
+        s.running.load(Ordering::Relaxed),
+    );
+    if let Some(d) = &s.dashboard {
+        d.metrics_calls_by_node(&mut out);
+    }
+    let _ = write!(
+        out,
+        "# HELP ivr_dialogs_active SIP dialogs now (ringing or answered).\n\
          # TYPE ivr_dialogs_active gauge\n\
          ivr_dialogs_active {}\n\
          # HELP ivr_calls_answered_total Calls answered since start.\n\
@@ -79,12 +94,14 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
          # HELP ivr_webrtc_calls_active Calls from the browser now (connecting or running).\n\
          # TYPE ivr_webrtc_calls_active gauge\n\
          ivr_webrtc_calls_active {}\n",
-        s.running.load(Ordering::Relaxed),
         s.stats.active.load(Ordering::Relaxed),
         s.stats.answered.load(Ordering::Relaxed),
         s.stats.refused.load(Ordering::Relaxed),
         s.browser.as_ref().map_or(0, |b| b.active()),
     );
+    if let Some(d) = &s.dashboard {
+        d.metrics(&mut out).await;
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -5,10 +5,15 @@
 //! drain deadline, then end them (BYE) and write every record before exiting.
 
 pub mod agent_api;
+pub mod agent_console;
+pub mod agent_hub;
 pub mod agents;
 pub mod browser;
 pub mod call;
+pub mod dashboard;
 pub mod http;
+pub mod live_calls;
+pub mod queue_day;
 
 use crate::data::records::{CallRecorder, RecordWriter, WriterOptions};
 use crate::data::{self, Database};
@@ -79,6 +84,8 @@ struct App {
     rtp_timeout: Duration,
     running: Arc<AtomicUsize>,
     acd: agents::AcdHandle,
+    live_calls: Arc<live_calls::LiveCalls>,
+    consoles: Arc<agent_hub::AgentHub>,
 }
 
 impl Calls for App {
@@ -165,6 +172,8 @@ impl Calls for App {
             ports: Arc::clone(&self.ports),
             peer: Some(c.peer),
             notes: None,
+            consoles: Some(Arc::clone(&self.consoles)),
+            live_calls: Arc::clone(&self.live_calls),
         };
         let running = Arc::clone(&self.running);
         Ok(Admitted {
@@ -246,6 +255,9 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let running = Arc::new(AtomicUsize::new(0));
     let acd = agents::start(&deployment.config, writer.clone());
+    // Agents' browser consoles (`/agent`).
+    let consoles = agent_hub::AgentHub::new(acd.clone());
+    let live_calls = live_calls::LiveCalls::new();
     // A new version going live brings its agents and queues to the ACD, and the agents'
     // credentials to the registrar.
     {
@@ -281,13 +293,20 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         rtp_timeout: opts.rtp_timeout,
         running: Arc::clone(&running),
         acd: acd.clone(),
+        live_calls: Arc::clone(&live_calls),
+        consoles: Arc::clone(&consoles),
     };
     // Agents' registrations go to the ACD.
     let (reg_tx, mut reg_rx) = mpsc::unbounded_channel::<crate::sip::registrar::Registration>();
     {
-        let acd = acd.clone();
+        let (acd, consoles) = (acd.clone(), Arc::clone(&consoles));
         tokio::spawn(async move {
             while let Some(r) = reg_rx.recv().await {
+                // A phone takes the agent over from its console; its unregistration leaves
+                // a console's binding alone.
+                if !consoles.sip_registration(&r.agent, !r.expires.is_zero()) {
+                    continue;
+                }
                 let msg = agents::AcdMsg::Registration {
                     contact: agents::contact_of(&r),
                     conn: r.peer.conn,
@@ -329,6 +348,8 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         running: Arc::clone(&running),
         acd: acd.clone(),
         max_calls,
+        live_calls: Arc::clone(&live_calls),
+        consoles: Some(Arc::clone(&consoles)),
     });
     // The HTTP interface: an explicit `--http` must bind; `[server] http` only warns.
     let http_text = opts.http.clone().unwrap_or(server.http.clone());
@@ -345,7 +366,21 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
                     acd: acd.clone(),
                     live: Arc::clone(&live),
                 }),
+                dashboard: Some(Arc::new(dashboard::Dashboard {
+                    live: Arc::clone(&live),
+                    acd: acd.clone(),
+                    calls: Arc::clone(&live_calls),
+                    pacer: Arc::clone(pacer.stats()),
+                })),
             });
+            // The agent console (`/agent`).
+            let app = app.merge(agent_console::router(agent_console::Console::new(
+                agent_api::AgentApi {
+                    acd: acd.clone(),
+                    live: Arc::clone(&live),
+                },
+                Arc::clone(&consoles),
+            )));
             let mut stopped = http_stopped;
             tokio::spawn(async move {
                 let shutdown = async move {

@@ -1,0 +1,277 @@
+//! The agent console on the HTTP interface of `ivr serve`: agents take queued calls in the
+//! browser, with WebRTC audio.
+//!
+//! - `GET /agent`: the page (`agent.html`, shipped in the binary);
+//! - `POST /agent/login` with HTTP Basic (the agent's id and password, checked against
+//!   `[agents.ID] ha1` like `GET /agents/ID`): `{"token", "agent", "name"}`, or 401; the token
+//!   is random, held in memory, and lapses after [`IDLE`] without a connected console;
+//! - `GET /agent/ws?token=...`: the console's WebSocket. While it is open the agent is
+//!   registered in the ACD ([`super::agent_hub`]); the server sends JSON events (`state`,
+//!   `offer` with the screen pop, `answer` with SDP, `connected`, `cancelled`, `ended`,
+//!   `replaced`, `error`) and takes `state` (`available` / `away`), `answer` (the page's SDP
+//!   offer) and `hangup` (decline, or end the conversation).
+
+use super::agent_api::{self, AgentApi};
+use super::agent_hub::{AgentHub, FromPage, REGISTRATION, ToPage};
+use super::agents::{AcdMsg, AcdSnapshot};
+use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+/// The console page.
+const AGENT_PAGE: &str = include_str!("agent.html");
+/// How long a login token lasts without a connected console.
+pub const IDLE: Duration = Duration::from_secs(15 * 60);
+/// How often the agents' states are looked up in the ACD (and pushed to consoles whose agent's
+/// state changed).
+const STATE_EVERY: Duration = Duration::from_millis(500);
+/// How often the server pings a console.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// Most sessions held (older ones go first).
+const MAX_SESSIONS: usize = 10_000;
+/// Largest message taken from a page (an SDP offer is a few kB).
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// What the console routes need.
+pub struct Console {
+    api: AgentApi,
+    hub: Arc<AgentHub>,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+struct Session {
+    agent: String,
+    /// Last login or console seen; none while a console is connected.
+    idle_since: Option<Instant>,
+}
+
+impl Console {
+    /// The console of a server: agents checked and the ACD reached through `api`, calls
+    /// through `hub`.
+    pub fn new(api: AgentApi, hub: Arc<AgentHub>) -> Arc<Console> {
+        let c = Arc::new(Console {
+            api,
+            hub,
+            sessions: Mutex::new(HashMap::new()),
+        });
+        // One look at the ACD for every console: each hears its agent's state when it changes.
+        let weak = Arc::downgrade(&c);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STATE_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(c) = weak.upgrade() else { return };
+                if !c.hub.any() {
+                    continue;
+                }
+                let Some(s) = snapshot(&c).await else { return };
+                c.hub
+                    .states(s.status.agents.iter().map(|a| (a.id.as_str(), a.state)));
+            }
+        });
+        c
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The agent of a live token; marks it in use.
+    fn take(&self, token: &str) -> Option<String> {
+        let mut s = self.sessions();
+        let now = Instant::now();
+        s.retain(|_, x| x.idle_since.is_none_or(|t| now.duration_since(t) < IDLE));
+        let x = s.get_mut(token)?;
+        x.idle_since = None;
+        Some(x.agent.clone())
+    }
+
+    fn release(&self, token: &str) {
+        if let Some(x) = self.sessions().get_mut(token) {
+            x.idle_since = Some(Instant::now());
+        }
+    }
+}
+
+/// The console's routes.
+pub fn router(c: Arc<Console>) -> Router {
+    Router::new()
+        .route("/agent", get(page))
+        .route("/agent/login", post(login))
+        .route("/agent/ws", get(socket))
+        .with_state(c)
+}
+
+async fn page() -> impl IntoResponse {
+    Html(AGENT_PAGE)
+}
+
+fn token() -> Option<String> {
+    let mut b = [0u8; 24];
+    getrandom::fill(&mut b).ok()?;
+    Some(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// `POST /agent/login`.
+async fn login(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let Some(id) = agent_api::basic_user(&headers).filter(|id| c.api.authorized(id, &headers))
+    else {
+        tracing::info!("agent console login refused");
+        return (StatusCode::UNAUTHORIZED, "wrong agent id or password\n").into_response();
+    };
+    let Some(token) = token() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness\n").into_response();
+    };
+    let name = c
+        .api
+        .live
+        .current()
+        .config
+        .agents
+        .get(&id)
+        .map(|a| a.name.clone())
+        .unwrap_or_default();
+    {
+        let mut s = c.sessions();
+        if s.len() >= MAX_SESSIONS {
+            let oldest = s
+                .iter()
+                .filter_map(|(k, x)| x.idle_since.map(|t| (t, k.clone())))
+                .min()
+                .map(|(_, k)| k);
+            if let Some(k) = oldest {
+                s.remove(&k);
+            }
+        }
+        s.insert(
+            token.clone(),
+            Session {
+                agent: id.clone(),
+                idle_since: Some(Instant::now()),
+            },
+        );
+    }
+    tracing::info!(agent = %id, "agent console login");
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::json!({"token": token, "agent": id, "name": name})),
+    )
+        .into_response()
+}
+
+/// `GET /agent/ws?token=...`.
+async fn socket(
+    State(c): State<Arc<Console>>,
+    RawQuery(q): RawQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // The token is hex: nothing to decode.
+    let token = q
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|p| p.strip_prefix("token="))
+        .unwrap_or_default()
+        .to_string();
+    let Some(agent) = c.take(&token) else {
+        return (StatusCode::UNAUTHORIZED, "log in first\n").into_response();
+    };
+    // A removed agent cannot come back with an old token.
+    if !c.api.live.current().config.agents.contains_key(&agent) {
+        c.release(&token);
+        return (StatusCode::UNAUTHORIZED, "no such agent\n").into_response();
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            c.release(&token);
+            return e.into_response();
+        }
+    };
+    ws.max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |s| {
+            let span = tracing::info_span!("console", agent = %agent);
+            async move {
+                run(&c, &agent, &token, s).await;
+                c.release(&token);
+            }
+            .instrument(span)
+        })
+        .into_response()
+}
+
+async fn snapshot(c: &Console) -> Option<AcdSnapshot> {
+    let (tx, rx) = oneshot::channel();
+    c.api.acd.send(AcdMsg::Status(tx)).ok()?;
+    rx.await.ok()
+}
+
+async fn send(ws: &mut WebSocket, msg: &ToPage) -> bool {
+    match serde_json::to_string(msg) {
+        Ok(text) => ws.send(Message::Text(text.into())).await.is_ok(),
+        Err(_) => true,
+    }
+}
+
+/// One console's socket, from its opening to its end.
+async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
+    let mut attached = c.hub.attach(agent);
+    let conn = attached.conn;
+    let mut refresh = tokio::time::interval(REGISTRATION / 2);
+    refresh.tick().await;
+    // Keeps idle proxies from closing the socket, and finds a peer that went away.
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            m = ws.recv() => match m {
+                Some(Ok(Message::Text(t))) => match serde_json::from_str::<FromPage>(t.as_str()) {
+                    Ok(FromPage::Logout) => {
+                        tracing::info!("agent console logout");
+                        c.sessions().remove(token);
+                        break;
+                    }
+                    Ok(msg) => c.hub.from_page(agent, conn, msg),
+                    Err(e) => {
+                        let message = format!("not understood: {e}");
+                        if !send(&mut ws, &ToPage::Error { message }).await {
+                            break;
+                        }
+                    }
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            m = attached.rx.recv() => match m {
+                Some(msg) => {
+                    let last = msg == ToPage::Replaced;
+                    if !send(&mut ws, &msg).await || last {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = ping.tick() => {
+                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+            _ = refresh.tick() => {
+                if !c.hub.refresh(agent, conn) {
+                    break;
+                }
+            }
+        }
+    }
+    c.hub.detach(agent, conn);
+    let _ = ws.send(Message::Close(None)).await;
+}
