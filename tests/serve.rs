@@ -1273,3 +1273,22 @@ fn a_codec_change_by_re_invite_switches_the_prompts_to_pcma() {
     );
     check_rtp_stream(&pkts);
 }
+
+#[test]
+fn a_late_offer_whose_ack_has_no_usable_answer_is_ended_with_a_bye() {
+    need_sipp!();
+    let config = test_deployment("late-bad", rtp_range(20));
+    let server = Server::start(&config, &[]);
+    let (ok, out) = sipp(
+        config.parent().expect("dir"),
+        server.addr,
+        "late_offer_bad_ack.xml",
+        &["-m", "1"],
+    );
+    assert!(ok, "no BYE after an unusable ACK:\n{out}\n{}", server.log());
+    // The call never started its flow; its record says so.
+    let (calls, visits) = records(&config, 1);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].2.as_deref(), Some("failed"));
+    assert!(visits.is_empty(), "{visits:?}");
+}

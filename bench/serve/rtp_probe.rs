@@ -6,7 +6,13 @@
 //! benchmark's waiting prompt is digital silence, the one after the key is a tone).
 //!
 //! Arrival times are the kernel's receive timestamps (SO_TIMESTAMPNS), so the probe's own
-//! scheduling does not blur the gaps it measures.
+//! scheduling does not blur the gaps it measures. A gap is only measured between packets with
+//! consecutive RTP sequence numbers: a packet lost on the way (in this machine's loopback,
+//! when the probe's socket buffer overflows) would otherwise count as a 40 ms gap of the
+//! sender's. Losses are reported apart: `lost` (sequence numbers never seen) and
+//! `rcvbuf_errors` (the kernel's count of datagrams dropped for a full receive buffer, from
+//! /proc/net/snmp, during the run). `gap_us_all` keeps the old figure over every pair of
+//! packets received in a row, losses included.
 //!
 //! Usage: rtp_probe PORT SECONDS [--dtmf] — prints one JSON object.
 
@@ -59,6 +65,7 @@ fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr, 
 
 struct Chan {
     last: Instant,
+    last_seq: u16,
     first: Instant,
     from: SocketAddr,
     packets: u64,
@@ -106,6 +113,9 @@ fn main() {
     let mut chans: HashMap<u32, Chan> = HashMap::new();
     // Gaps in microseconds, between consecutive packets of one channel within a talkspurt.
     let mut gaps: Vec<u32> = Vec::with_capacity(1 << 22);
+    let mut all_gaps: Vec<u32> = Vec::with_capacity(1 << 22);
+    let mut lost = 0u64;
+    let rcvbuf_before = rcvbuf_errors();
     let mut buf = [0u8; 2048];
     let mut packets = 0u64;
     let mut seq = 1u16;
@@ -118,10 +128,12 @@ fn main() {
         }
         packets += 1;
         let marker = buf[1] & 0x80 != 0;
+        let rtp_seq = u16::from_be_bytes([buf[2], buf[3]]);
         let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
         let payload = &buf[12..n];
         let c = chans.entry(ssrc).or_insert(Chan {
             last: now,
+            last_seq: rtp_seq.wrapping_sub(1),
             first: now,
             from,
             packets: 0,
@@ -129,10 +141,18 @@ fn main() {
             latency: None,
         });
         if c.packets > 0 && !marker {
-            gaps.push((now - c.last).as_micros().min(u128::from(u32::MAX)) as u32);
+            let gap = (now - c.last).as_micros().min(u128::from(u32::MAX)) as u32;
+            all_gaps.push(gap);
+            let step = rtp_seq.wrapping_sub(c.last_seq);
+            if step == 1 {
+                gaps.push(gap);
+            } else if step > 1 && step < 1000 {
+                lost += u64::from(step - 1);
+            }
         }
         c.packets += 1;
         c.last = now;
+        c.last_seq = rtp_seq;
         c.from = from;
         if dtmf {
             if let Some(sent) = c.key_sent {
@@ -160,6 +180,8 @@ fn main() {
         }
     }
     gaps.sort_unstable();
+    all_gaps.sort_unstable();
+    let rcvbuf = rcvbuf_errors().saturating_sub(rcvbuf_before);
     let over40 = gaps.iter().filter(|&&g| g > 40_000).count();
     let outside = gaps
         .iter()
@@ -173,7 +195,8 @@ fn main() {
     println!(
         "{{\"channels\": {}, \"packets\": {}, \"gaps\": {}, \"gap_us\": {{\"p50\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}}, \
          \"gaps_outside_18_22ms\": {}, \"gaps_over_40ms\": {}, \"dtmf_channels\": {}, \
-         \"dtmf_to_audio_us\": {{\"p50\": {}, \"p99\": {}, \"max\": {}}}}}",
+         \"dtmf_to_audio_us\": {{\"p50\": {}, \"p99\": {}, \"max\": {}}}, \"lost\": {}, \"rcvbuf_errors\": {}, \
+         \"gap_us_all\": {{\"p99\": {}, \"over_40ms\": {}}}}}",
         chans.len(),
         packets,
         gaps.len(),
@@ -187,5 +210,24 @@ fn main() {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or(0),
+        lost,
+        rcvbuf,
+        percentile(&all_gaps, 0.99),
+        all_gaps.iter().filter(|&&g| g > 40_000).count(),
     );
+}
+
+/// The kernel's count of UDP datagrams dropped for a full receive buffer (all sockets).
+fn rcvbuf_errors() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }

@@ -137,6 +137,8 @@ channels)
     N=${2:-2000}; SECS=${3:-20}
     BASE=$(rss)
     echo "== channels: $N concurrent calls playing for $SECS s (RSS before: $BASE KiB)"
+    # Let the probe have the 64 MiB receive buffer it asks for (as root; else the default).
+    sysctl -qw net.core.rmem_max=67108864 2>/dev/null || true
     "$PROBE" $PROBE_PORT $((SECS + 10)) --dtmf > probe.json &
     PROBE_PID=$!
     # Open the channels at 500/s, hold each for SECS s.

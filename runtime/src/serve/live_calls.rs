@@ -5,8 +5,9 @@
 //!
 //! The driver touches the registry once when the call starts, once per node change and once at
 //! the end (a short lock, no allocation but the entry's own); nothing per RTP packet. Readers
-//! take the same lock for a snapshot. Each change bumps a [`watch`] generation, so the
-//! dashboard's WebSockets can push at once.
+//! take the same lock only to count calls by flow version and node (names are looked up after
+//! it). Each change bumps a [`watch`] generation, so the dashboard's WebSockets can push at
+//! once.
 
 use crate::engine::{Channel, Flow, Outcome};
 use ivr_compiler::program::NodeId;
@@ -201,20 +202,20 @@ impl LiveCalls {
     pub fn snapshot(&self) -> CallsSnapshot {
         let now = Instant::now();
         let second = now.duration_since(self.epoch).as_secs();
+        // Under the lock only counting, by flow version and node id (no names, no strings);
+        // calls on the same node of different versions of a flow are merged after it.
         let inner = self.lock();
         let mut by_channel: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut by_node: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        let mut groups: HashMap<(usize, Option<NodeId>), (Arc<Flow>, u64, Instant)> =
+            HashMap::new();
         for e in inner.calls.values() {
             *by_channel.entry(e.channel.as_str()).or_default() += 1;
-            let node = e
-                .node
-                .and_then(|n| e.flow.program.nodes.get(n as usize))
-                .map_or("-", |n| n.name.as_str());
-            let slot = by_node
-                .entry((e.flow.program.name.clone(), node.to_string()))
-                .or_default();
-            slot.0 += 1;
-            slot.1 = slot.1.max(now.duration_since(e.since).as_millis() as u64);
+            let key = (Arc::as_ptr(&e.flow) as usize, e.node);
+            let g = groups
+                .entry(key)
+                .or_insert_with(|| (Arc::clone(&e.flow), 0, e.since));
+            g.1 += 1;
+            g.2 = g.2.min(e.since);
         }
         // The last RATE_WINDOW_S whole seconds (not the one running now).
         let recent: u64 = inner
@@ -225,6 +226,17 @@ impl LiveCalls {
             .sum();
         let in_progress = inner.calls.len() as u64;
         drop(inner);
+        let mut by_node: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for ((_, node), (flow, calls, since)) in groups {
+            let name = node
+                .and_then(|n| flow.program.nodes.get(n as usize))
+                .map_or("-", |n| n.name.as_str());
+            let slot = by_node
+                .entry((flow.program.name.clone(), name.to_string()))
+                .or_default();
+            slot.0 += calls;
+            slot.1 = slot.1.max(now.duration_since(since).as_millis() as u64);
+        }
         let ended = self.ended();
         CallsSnapshot {
             in_progress,
