@@ -153,7 +153,7 @@ fn metrics_and_state_show_calls_by_flow_and_node_queues_agents_and_late_frames()
 
     let sipp = call_in_thread(&server, dir);
     let (metrics, seen) = get_until(&server, "/metrics", Duration::from_secs(10), |m| {
-        has_line(m, "ivr_calls_in_progress{flow=\"t\",node=\"choose\"} 1")
+        has_line(m, "ivr_calls_in_node{flow=\"t\",node=\"choose\"} 1")
     });
     assert!(
         seen,
@@ -165,17 +165,11 @@ fn metrics_and_state_show_calls_by_flow_and_node_queues_agents_and_late_frames()
     // The family's samples stay together, after its HELP and TYPE.
     let family: Vec<&str> = metrics
         .lines()
-        .skip_while(|l| !l.starts_with("# TYPE ivr_calls_in_progress "))
+        .skip_while(|l| !l.starts_with("# TYPE ivr_calls_in_node "))
         .skip(1)
         .take_while(|l| !l.starts_with('#'))
         .collect();
-    assert_eq!(
-        family,
-        [
-            "ivr_calls_in_progress 1",
-            "ivr_calls_in_progress{flow=\"t\",node=\"choose\"} 1"
-        ]
-    );
+    assert_eq!(family, ["ivr_calls_in_node{flow=\"t\",node=\"choose\"} 1"]);
 
     let (code, kind, body) = http_get(server.http(), "/dashboard/state");
     assert_eq!(code, 200);
@@ -208,7 +202,7 @@ fn metrics_and_state_show_calls_by_flow_and_node_queues_agents_and_late_frames()
     });
     assert!(ended, "the call did not end:\n{metrics}");
     assert!(
-        !metrics.contains("ivr_calls_in_progress{"),
+        !metrics.contains("ivr_calls_in_node{"),
         "a node still counts the call:\n{metrics}"
     );
     let (_, _, body) = http_get(server.http(), "/dashboard/state");

@@ -159,13 +159,13 @@ impl Dashboard {
         })
     }
 
-    /// The samples of `ivr_calls_in_progress` by flow and node (written right after the
-    /// family's total, so that the family stays together).
+    /// The samples of `ivr_calls_in_node` (calls in progress by flow and node), after the
+    /// family's HELP and TYPE lines.
     pub fn metrics_calls_by_node(&self, out: &mut String) {
         for n in self.calls.snapshot().by_node {
             let _ = writeln!(
                 out,
-                "ivr_calls_in_progress{{flow=\"{}\",node=\"{}\"}} {}",
+                "ivr_calls_in_node{{flow=\"{}\",node=\"{}\"}} {}",
                 label(&n.flow),
                 label(&n.node),
                 n.calls

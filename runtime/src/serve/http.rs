@@ -65,9 +65,11 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     let version = s.live.current().version.clone();
     let _ = write!(
         out,
-        "# HELP ivr_calls_in_progress Calls whose flow is running: the total (no labels), and by flow and node.\n\
+        "# HELP ivr_calls_in_progress Calls whose flow is running.\n\
          # TYPE ivr_calls_in_progress gauge\n\
-         ivr_calls_in_progress {}\n",
+         ivr_calls_in_progress {}\n\
+         # HELP ivr_calls_in_node Calls in progress by flow and the node they are in.\n\
+         # TYPE ivr_calls_in_node gauge\n",
         s.running.load(Ordering::Relaxed),
     );
     if let Some(d) = &s.dashboard {

@@ -45,6 +45,9 @@ struct Entry {
     since: Instant,
 }
 
+/// Calls of one flow version in one node: the flow, how many, since when the oldest.
+type Group = (Arc<Flow>, u64, Instant);
+
 struct Inner {
     calls: HashMap<u64, Entry>,
     /// Calls started per second: (second since `epoch`, count), the last [`RATE_WINDOW_S`] + 1.
@@ -206,8 +209,7 @@ impl LiveCalls {
         // calls on the same node of different versions of a flow are merged after it.
         let inner = self.lock();
         let mut by_channel: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut groups: HashMap<(usize, Option<NodeId>), (Arc<Flow>, u64, Instant)> =
-            HashMap::new();
+        let mut groups: HashMap<(usize, Option<NodeId>), Group> = HashMap::new();
         for e in inner.calls.values() {
             *by_channel.entry(e.channel.as_str()).or_default() += 1;
             let key = (Arc::as_ptr(&e.flow) as usize, e.node);
@@ -300,11 +302,24 @@ mod tests {
         let mut want = vec![("hotline", name(0), 1), ("hotline", name(1), 1)];
         want.sort();
         assert_eq!(nodes, want);
+        // A call on the same node of another version of the flow counts with them.
+        let newer = Arc::new(Flow {
+            program: f.program.clone(),
+            calendars: f.calendars.clone(),
+            queries: f.queries.clone(),
+        });
+        let c = reg.start(Channel::Sip, &newer);
+        reg.enter(c, 1);
+        let s = reg.snapshot();
+        assert_eq!(s.by_node.len(), 2, "{s:?}");
+        assert_eq!(s.by_node.iter().map(|n| n.calls).sum::<u64>(), 3);
+        reg.end(c, Some(Outcome::Transferred));
         reg.end(a, Some(Outcome::SelfService));
         reg.end(a, Some(Outcome::SelfService));
         reg.end(b, None);
         let s = reg.snapshot();
-        assert_eq!((s.in_progress, s.started), (0, 2));
+        assert_eq!((s.in_progress, s.started), (0, 3));
+        assert_eq!(s.ended.get("transferred"), Some(&1));
         assert_eq!(s.ended.get("self_service"), Some(&1));
         assert_eq!(s.ended.get("failed"), Some(&1));
         assert!(s.by_node.is_empty());
