@@ -203,10 +203,21 @@ struct Channel {
     seq: u16,
     timestamp: u32,
     talking: bool,
+    /// The tick its last frame went out on (each channel sends at most once a tick).
+    last_tick: u64,
     events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
 }
 
-fn apply(cmd: Cmd, slab: &mut Slab<Channel>, ids: &mut HashMap<u64, usize>, stats: &PacerStats) {
+/// Applies a command; channels whose audio starts anew (a barge-in's stop, a prompt queued
+/// while silent) are added to `first`: they go first in the tick, so a key's next prompt does
+/// not wait behind thousands of other channels' sends.
+fn apply(
+    cmd: Cmd,
+    slab: &mut Slab<Channel>,
+    ids: &mut HashMap<u64, usize>,
+    stats: &PacerStats,
+    first: &mut Vec<usize>,
+) {
     match cmd {
         Cmd::Add(id, spec) => {
             let spec = *spec;
@@ -220,21 +231,30 @@ fn apply(cmd: Cmd, slab: &mut Slab<Channel>, ids: &mut HashMap<u64, usize>, stat
                 seq: spec.seq,
                 timestamp: spec.timestamp,
                 talking: false,
+                last_tick: u64::MAX,
                 events: spec.events,
             });
             ids.insert(id, key);
             stats.channels.fetch_add(1, Ordering::Relaxed);
         }
         Cmd::Push(id, prompts, seq) => {
-            if let Some(c) = ids.get(&id).and_then(|k| slab.get_mut(*k)) {
+            if let Some(&k) = ids.get(&id)
+                && let Some(c) = slab.get_mut(k)
+            {
                 c.playback.extend(prompts);
                 c.pending = Some(seq);
+                if !c.talking {
+                    first.push(k);
+                }
             }
         }
         Cmd::Stop(id) => {
-            if let Some(c) = ids.get(&id).and_then(|k| slab.get_mut(*k)) {
+            if let Some(&k) = ids.get(&id)
+                && let Some(c) = slab.get_mut(k)
+            {
                 c.playback.clear();
                 c.pending = None;
+                first.push(k);
             }
         }
         Cmd::Remote(id, remote) => {
@@ -282,13 +302,15 @@ fn run(rx: mpsc::Receiver<Cmd>, stats: Arc<PacerStats>) {
     let mut ids: HashMap<u64, usize> = HashMap::new();
     let start = Instant::now();
     let mut tick: u64 = 0;
+    // Channels to serve before the others this tick (kept, not reallocated, between ticks).
+    let mut first: Vec<usize> = Vec::with_capacity(256);
     // The slot of the tick running: its deadline on the grid.
     let mut slot = start;
     loop {
         // Commands first: a barge-in's stop and the next prompt land on this tick.
         loop {
             match rx.try_recv() {
-                Ok(cmd) => apply(cmd, &mut slab, &mut ids, &stats),
+                Ok(cmd) => apply(cmd, &mut slab, &mut ids, &stats, &mut first),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => return,
             }
@@ -298,10 +320,24 @@ fn run(rx: mpsc::Receiver<Cmd>, stats: Arc<PacerStats>) {
         let late_after = slot + LATE_FRAME;
         let mut late = began > late_after;
         let mut late_sent: u64 = 0;
+        for k in first.drain(..) {
+            if let Some(c) = slab.get_mut(k)
+                && c.last_tick != tick
+            {
+                c.last_tick = tick;
+                if send_one(c, &stats) && late {
+                    late_sent += 1;
+                }
+            }
+        }
         for (i, (_, c)) in slab.iter_mut().enumerate() {
             if i % LATE_CHECK_EVERY == LATE_CHECK_EVERY - 1 && !late {
                 late = Instant::now() > late_after;
             }
+            if c.last_tick == tick {
+                continue;
+            }
+            c.last_tick = tick;
             if send_one(c, &stats) && late {
                 late_sent += 1;
             }
@@ -454,5 +490,64 @@ mod tests {
         };
         assert_eq!(done, MediaEvent::PlaybackDone { seq: 7 });
         drop(ch);
+    }
+
+    #[test]
+    fn a_channel_whose_audio_starts_anew_goes_first_in_its_tick() {
+        let pacer = Pacer::start(1).expect("pacer");
+        let rx_sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        rx_sock
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let to = rx_sock.local_addr().expect("addr");
+        let channel = |ssrc: u32| {
+            let (etx, erx) = tokio::sync::mpsc::unbounded_channel();
+            let ch = pacer.add(ChannelSpec {
+                socket: UdpSocket::bind("127.0.0.1:0").expect("bind"),
+                remote: Some(to),
+                law: Law::Ulaw,
+                payload_type: 0,
+                ssrc,
+                seq: 1,
+                timestamp: 0,
+                events: etx,
+            });
+            (ch, erx)
+        };
+        // Channels 1..=20 talk; they come before channel 99 in the pacer's order.
+        let talking: Vec<_> = (1..=20).map(channel).collect();
+        for (ch, _) in &talking {
+            ch.push(vec![prompt(200, 1000)], 1);
+        }
+        let (late, _events) = channel(99);
+        let mut buf = [0u8; 400];
+        for _ in 0..40 {
+            rx_sock.recv(&mut buf).expect("packet");
+        }
+        late.push(vec![prompt(5, -1000)], 2);
+        // Packets of one tick arrive together, ticks 20 ms apart: in the tick that starts
+        // channel 99's prompt, its packet comes first.
+        let mut ticks: Vec<Vec<u32>> = Vec::new();
+        let mut last = Instant::now();
+        let mut seen = 0;
+        while seen < 80 {
+            let n = rx_sock.recv(&mut buf).expect("packet");
+            let now = Instant::now();
+            let ssrc = rtp::parse(&buf[..n]).expect("rtp").header.ssrc;
+            if ticks.is_empty() || now - last > Duration::from_millis(5) {
+                ticks.push(Vec::new());
+            }
+            last = now;
+            if let Some(t) = ticks.last_mut() {
+                t.push(ssrc);
+            }
+            seen += 1;
+        }
+        let tick = ticks
+            .iter()
+            .find(|t| t.contains(&99))
+            .expect("channel 99 sent");
+        assert_eq!(tick.first(), Some(&99), "{ticks:?}");
+        drop(talking);
     }
 }
