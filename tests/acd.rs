@@ -118,19 +118,16 @@ fn deployment(name: &str, external: u16) -> PathBuf {
     fs::write(dir.join("flows/q.flow"), &text[..at]).expect("flow q");
     fs::write(dir.join("flows/x.flow"), &text[at..]).expect("flow x");
     fs::write(dir.join("flows/e.flow"), ENGLISH_FLOW).expect("flow e");
-    let mut catalog = String::new();
-    for (id, hz, ms) in [
-        ("hello", 400.0, 300),
-        ("hold", 500.0, 400),
-        ("rate_q", 600.0, 500),
-        ("sorry", 700.0, 300),
-        ("bye", 800.0, 300),
-    ] {
-        ivr_runtime::audio::write_wav(&dir.join(format!("prompts/zh-CN/{id}.wav")), &tone(hz, ms))
-            .expect("wav");
-        catalog.push_str(&format!("{id} = {{ text = \"{id}\" }}\n"));
-    }
-    fs::write(dir.join("prompts/zh-CN/prompts.toml"), catalog).expect("catalog");
+    write_prompts(
+        &dir,
+        &[
+            ("hello", "hello", 400.0, 300),
+            ("hold", "hold", 500.0, 400),
+            ("rate_q", "rate_q", 600.0, 500),
+            ("sorry", "sorry", 700.0, 300),
+            ("bye", "bye", 800.0, 300),
+        ],
+    );
     let rtp = rtp_range(40);
     fs::write(
         dir.join("ivr.toml"),

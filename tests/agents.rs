@@ -6,37 +6,18 @@
 //! Every server listens on 127.0.0.1 only, every run is bounded (`-m`, `-timeout`), and the
 //! tests skip themselves (with a message) when `sipp` is not installed.
 
+mod common;
+
+use common::{Server, have_sipp, repo};
 use std::fs;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const AGENT: &str = "2001";
 const PASSWORD: &str = "a-long-Passw0rd";
 const REALM: &str = "callcenter.test";
-
-fn have_sipp() -> bool {
-    Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-macro_rules! need_sipp {
-    () => {
-        if !have_sipp() {
-            eprintln!("sipp (Debian package sip-tester) is not installed: test skipped");
-            return;
-        }
-    };
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The agent's ha1, computed here rather than by the code under test.
 fn ha1(agent: &str, realm: &str, password: &str) -> String {
@@ -90,78 +71,6 @@ fn deployment(name: &str) -> PathBuf {
     dir.join("ivr.toml")
 }
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl Server {
-    fn start(config: &Path) -> Server {
-        let dir = config.parent().expect("dir");
-        for _ in 0..20 {
-            let port = {
-                let u = UdpSocket::bind("127.0.0.1:0").expect("udp");
-                u.local_addr().expect("addr").port()
-            };
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-            let out = dir.join(format!("serve-{port}.out"));
-            let err = dir.join(format!("serve-{port}.err"));
-            let child = Command::new(env!("CARGO_BIN_EXE_ivr"))
-                .arg("--config")
-                .arg(config)
-                .args(["serve", "--sip", &addr.to_string(), "--no-watch"])
-                .args(["--http", "127.0.0.1:0"])
-                .env("IVR_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(fs::File::create(&out).expect("out"))
-                .stderr(fs::File::create(&err).expect("err"))
-                .spawn()
-                .expect("ivr serve");
-            let mut s = Server {
-                child,
-                addr,
-                out,
-                err,
-            };
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(60) {
-                if fs::read_to_string(&s.out)
-                    .unwrap_or_default()
-                    .contains("ivr serve: SIP on")
-                {
-                    return s;
-                }
-                if let Ok(Some(_)) = s.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let log = s.log();
-            if !log.contains("cannot listen") {
-                panic!("ivr serve did not start:\n{log}");
-            }
-        }
-        panic!("no free SIP port");
-    }
-
-    fn log(&self) -> String {
-        format!(
-            "{}{}",
-            fs::read_to_string(&self.out).unwrap_or_default(),
-            fs::read_to_string(&self.err).unwrap_or_default()
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs one SIPp phone (bounded) as agent `agent` with `password`; whether the scenario
 /// passed, what SIPp said, and how long it took.
 fn phone(
@@ -206,7 +115,7 @@ fn an_agent_registers_with_digest_authentication() {
     need_sipp!();
     let config = deployment("ok");
     let dir = config.parent().expect("dir");
-    let server = Server::start(&config);
+    let server = Server::start(&config, &[]);
     for transport in ["u1", "t1"] {
         let (ok, out, _) = phone(
             dir,
@@ -258,7 +167,7 @@ fn repeated_failures_from_one_address_are_slowed_down() {
     need_sipp!();
     let config = deployment("slow");
     let dir = config.parent().expect("dir");
-    let server = Server::start(&config);
+    let server = Server::start(&config, &[]);
     // Five failed attempts in a row from 127.0.0.1: wrong passwords and an unknown agent
     // (both 403, not told apart). Each attempt is two REGISTERs (challenge, answer); after
     // three failures both are held back 1 s, after four 2 s.

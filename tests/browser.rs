@@ -76,18 +76,19 @@ const PROMPTS: [(&str, &str, f32, usize); 5] = [
     ("enter_pin", "Enter your PIN", 1200.0, 300),
 ];
 
+/// The prompts of the transfer tests: tones apart from the agent's 300 Hz voice.
+const AGENT_TEST_PROMPTS: [(&str, &str, f32, usize); 3] = [
+    ("hello", "hello", 700.0, 300),
+    ("hold", "hold", 900.0, 300),
+    ("bye", "bye", 1100.0, 300),
+];
+
 fn deployment(name: &str) -> PathBuf {
     let dir = temp_dir(name);
     fs::create_dir_all(dir.join("flows")).expect("flows");
     fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
     fs::write(dir.join("flows/t.flow"), FLOW).expect("flow");
-    let mut catalog = String::new();
-    for (id, text, hz, ms) in PROMPTS {
-        ivr_runtime::audio::write_wav(&dir.join(format!("prompts/zh-CN/{id}.wav")), &tone(hz, ms))
-            .expect("wav");
-        catalog.push_str(&format!("{id} = {{ text = \"{text}\" }}\n"));
-    }
-    fs::write(dir.join("prompts/zh-CN/prompts.toml"), catalog).expect("catalog");
+    write_prompts(&dir, &PROMPTS);
     let rtp = rtp_range(20);
     fs::write(
         dir.join("ivr.toml"),
@@ -623,14 +624,8 @@ fn a_browser_call_is_bridged_to_a_sip_agent() {
     let dir = config.parent().expect("dir").to_path_buf();
     fs::remove_file(dir.join("flows/t.flow")).expect("t");
     fs::write(dir.join("flows/q.flow"), QUEUE_FLOW).expect("flow");
-    let mut catalog = String::new();
     // Tones apart from the agent's 300 Hz voice.
-    for (id, hz) in [("hello", 700.0), ("hold", 900.0), ("bye", 1100.0)] {
-        ivr_runtime::audio::write_wav(&dir.join(format!("prompts/zh-CN/{id}.wav")), &tone(hz, 300))
-            .expect("wav");
-        catalog.push_str(&format!("{id} = {{ text = \"{id}\" }}\n"));
-    }
-    fs::write(dir.join("prompts/zh-CN/prompts.toml"), catalog).expect("catalog");
+    write_prompts(&dir, &AGENT_TEST_PROMPTS);
     let text = fs::read_to_string(&config).expect("config");
     let text = text.replace(
         "[routes]\n\"100\" = \"t\"\n",
@@ -935,16 +930,7 @@ fn console_deployment(name: &str) -> PathBuf {
     let work = config.parent().expect("dir").to_path_buf();
     fs::remove_file(work.join("flows/t.flow")).expect("t");
     fs::write(work.join("flows/q.flow"), CONSOLE_FLOW).expect("flow");
-    let mut catalog = String::new();
-    for (id, hz) in [("hello", 700.0), ("hold", 900.0), ("bye", 1100.0)] {
-        ivr_runtime::audio::write_wav(
-            &work.join(format!("prompts/zh-CN/{id}.wav")),
-            &tone(hz, 300),
-        )
-        .expect("wav");
-        catalog.push_str(&format!("{id} = {{ text = \"{id}\" }}\n"));
-    }
-    fs::write(work.join("prompts/zh-CN/prompts.toml"), catalog).expect("catalog");
+    write_prompts(&work, &AGENT_TEST_PROMPTS);
     let text = fs::read_to_string(&config).expect("config");
     let text = text.replace(
         "[routes]\n\"100\" = \"t\"\n",

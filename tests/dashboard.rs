@@ -48,13 +48,14 @@ fn deployment(name: &str) -> PathBuf {
     fs::create_dir_all(dir.join("flows")).expect("flows");
     fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
     fs::write(dir.join("flows/t.flow"), FLOW).expect("flow");
-    let mut catalog = String::new();
-    for (id, hz) in [("hello", 440.0), ("options", 660.0), ("bye", 880.0)] {
-        ivr_runtime::audio::write_wav(&dir.join(format!("prompts/zh-CN/{id}.wav")), &tone(hz, 300))
-            .expect("wav");
-        catalog.push_str(&format!("{id} = {{ text = \"{id}\" }}\n"));
-    }
-    fs::write(dir.join("prompts/zh-CN/prompts.toml"), catalog).expect("catalog");
+    write_prompts(
+        &dir,
+        &[
+            ("hello", "hello", 440.0, 300),
+            ("options", "options", 660.0, 300),
+            ("bye", "bye", 880.0, 300),
+        ],
+    );
     let rtp = rtp_range(20);
     fs::write(
         dir.join("ivr.toml"),

@@ -435,3 +435,17 @@ pub fn http_request(
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     http_request(addr, "GET", path, &[], "")
 }
+
+/// Writes a zh-CN prompt catalog under `dir/prompts/zh-CN/`: each prompt a tone of `hz` for
+/// `ms` milliseconds (so the tests can tell prompts apart by ear), its text the given one.
+pub fn write_prompts(dir: &Path, prompts: &[(&str, &str, f32, usize)]) {
+    let folder = dir.join("prompts/zh-CN");
+    fs::create_dir_all(&folder).expect("prompts folder");
+    let mut catalog = String::new();
+    for (id, text, hz, ms) in prompts {
+        ivr_runtime::audio::write_wav(&folder.join(format!("{id}.wav")), &tone(*hz, *ms))
+            .expect("wav");
+        catalog.push_str(&format!("{id} = {{ text = \"{text}\" }}\n"));
+    }
+    fs::write(folder.join("prompts.toml"), catalog).expect("catalog");
+}
