@@ -6,6 +6,7 @@ pub mod audio;
 pub mod data;
 pub mod deploy;
 pub mod engine;
+pub mod limiter;
 pub mod live;
 pub mod media;
 pub mod say;

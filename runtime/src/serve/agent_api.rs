@@ -6,16 +6,23 @@
 //!   (waiting, longest wait, counts), as JSON; no caller data.
 //! - `GET /agents/ID`: that agent's state and current screen pop (HTTP Basic: ID and password).
 //! - `POST /agents/ID/state` with `away` or `available` (text, or JSON `{"state": "away"}`).
+//!
+//! Wrong passwords are slowed down per address as the SIP registrar does it
+//! ([`crate::limiter`]): after 3 failures every further attempt from there waits 1 s, 2 s, …
+//! up to 16 s before it is answered.
 
 use super::agents::{AcdHandle, AcdMsg, AcdSnapshot};
+use crate::limiter::FailureLimiter;
 use crate::live::Live;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// What the agent routes read.
@@ -25,6 +32,8 @@ pub struct AgentApi {
     pub acd: AcdHandle,
     /// The live configuration (realm, agents' `ha1`).
     pub live: Arc<Live>,
+    /// Failed logins per address.
+    pub limiter: Arc<Mutex<FailureLimiter>>,
 }
 
 /// The routes.
@@ -54,14 +63,63 @@ async fn all(State(api): State<AgentApi>) -> Response {
 }
 
 impl AgentApi {
+    /// The agents' API over `live`, with no failures counted yet.
+    pub fn new(acd: AcdHandle, live: Arc<Live>) -> AgentApi {
+        AgentApi {
+            acd,
+            live,
+            limiter: Arc::new(Mutex::new(FailureLimiter::new())),
+        }
+    }
+
+    /// Whether the request from `peer` carries agent `id`'s password (HTTP Basic); answers
+    /// only after the delay the address's failures earned, and counts a failure.
+    pub async fn authorized(&self, id: &str, headers: &HeaderMap, peer: SocketAddr) -> bool {
+        let delay = self.limiter(|l| l.seen(peer.ip(), Instant::now()));
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let ok = self.password_matches(id, headers);
+        self.limiter(|l| {
+            if ok {
+                l.forget(peer.ip());
+            } else {
+                let failures = l.strike(peer.ip(), Instant::now());
+                tracing::info!(agent = %id, addr = %peer.ip(), failures, "agent login refused");
+            }
+        });
+        ok
+    }
+
+    fn limiter<T>(&self, f: impl FnOnce(&mut FailureLimiter) -> T) -> T {
+        let mut l = self
+            .limiter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut l)
+    }
+
     /// Whether the request carries agent `id`'s password (HTTP Basic).
-    pub fn authorized(&self, id: &str, headers: &HeaderMap) -> bool {
-        authorized(self, id, headers)
+    fn password_matches(&self, id: &str, headers: &HeaderMap) -> bool {
+        let Some((user, password)) = basic_credentials(headers) else {
+            return false;
+        };
+        let deployment = self.live.current();
+        let config = &deployment.config;
+        let Some(agent) = config.agents.get(id) else {
+            return false;
+        };
+        let ha1 = crate::sip::registrar::ha1(id, &config.server.realm, &password);
+        user == id
+            && crate::sip::registrar::ct_eq(
+                ha1.as_bytes(),
+                agent.ha1.to_ascii_lowercase().as_bytes(),
+            )
     }
 }
 
-/// The user name of the request's HTTP Basic credentials.
-pub fn basic_user(headers: &HeaderMap) -> Option<String> {
+/// The user name and password of the request's HTTP Basic credentials.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers
         .get(header::AUTHORIZATION)?
         .to_str()
@@ -71,39 +129,13 @@ pub fn basic_user(headers: &HeaderMap) -> Option<String> {
         .decode(value.trim())
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    text.split_once(':').map(|(u, _)| u.to_string())
+    text.split_once(':')
+        .map(|(u, p)| (u.to_string(), p.to_string()))
 }
 
-/// Whether the request carries agent `id`'s password (HTTP Basic).
-fn authorized(api: &AgentApi, id: &str, headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-    else {
-        return false;
-    };
-    let Some(decoded) = base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-    else {
-        return false;
-    };
-    let Some((user, password)) = decoded.split_once(':') else {
-        return false;
-    };
-    let deployment = api.live.current();
-    let config = &deployment.config;
-    let Some(agent) = config.agents.get(id) else {
-        return false;
-    };
-    let ha1 = crate::sip::registrar::ha1(id, &config.server.realm, password);
-    user == id && constant_time_eq(ha1.as_bytes(), agent.ha1.to_ascii_lowercase().as_bytes())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The user name of the request's HTTP Basic credentials.
+pub fn basic_user(headers: &HeaderMap) -> Option<String> {
+    basic_credentials(headers).map(|(u, _)| u)
 }
 
 fn challenge() -> Response {
@@ -115,8 +147,13 @@ fn challenge() -> Response {
         .into_response()
 }
 
-async fn one(State(api): State<AgentApi>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if !authorized(&api, &id, &headers) {
+async fn one(
+    State(api): State<AgentApi>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !api.authorized(&id, &headers, peer).await {
         return challenge();
     }
     let Some(s) = snapshot(&api.acd).await else {
@@ -132,11 +169,12 @@ async fn one(State(api): State<AgentApi>, Path(id): Path<String>, headers: Heade
 
 async fn set_state(
     State(api): State<AgentApi>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if !authorized(&api, &id, &headers) {
+    if !api.authorized(&id, &headers, peer).await {
         return challenge();
     }
     let wanted = serde_json::from_str::<serde_json::Value>(&body)

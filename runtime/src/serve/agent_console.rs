@@ -17,11 +17,12 @@ use super::agents::{AcdMsg, AcdSnapshot};
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -122,12 +123,16 @@ fn token() -> Option<String> {
 }
 
 /// `POST /agent/login`.
-async fn login(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Some(id) = agent_api::basic_user(&headers).filter(|id| c.api.authorized(id, &headers))
-    else {
+async fn login(
+    State(c): State<Arc<Console>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let id = agent_api::basic_user(&headers).unwrap_or_default();
+    if !c.api.authorized(&id, &headers, peer).await {
         tracing::info!("agent console login refused");
         return (StatusCode::UNAUTHORIZED, "wrong agent id or password\n").into_response();
-    };
+    }
     let Some(token) = token() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness\n").into_response();
     };

@@ -357,15 +357,13 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     let http_addr = match tokio::net::TcpListener::bind(&http_text).await {
         Ok(listener) => {
             let addr = listener.local_addr().ok();
+            let agent_api = agent_api::AgentApi::new(acd.clone(), Arc::clone(&live));
             let app = http::router(http::HttpState {
                 live: Arc::clone(&live),
                 stats: Arc::clone(&stats),
                 running: Arc::clone(&running),
                 browser: Some(Arc::clone(&browser)),
-                agents: Some(agent_api::AgentApi {
-                    acd: acd.clone(),
-                    live: Arc::clone(&live),
-                }),
+                agents: Some(agent_api.clone()),
                 dashboard: Some(Arc::new(dashboard::Dashboard {
                     live: Arc::clone(&live),
                     acd: acd.clone(),
@@ -375,10 +373,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
             });
             // The agent console (`/agent`).
             let app = app.merge(agent_console::router(agent_console::Console::new(
-                agent_api::AgentApi {
-                    acd: acd.clone(),
-                    live: Arc::clone(&live),
-                },
+                agent_api.clone(),
                 Arc::clone(&consoles),
             )));
             let mut stopped = http_stopped;
@@ -386,6 +381,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(shutdown)
                     .await

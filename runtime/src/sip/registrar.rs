@@ -19,13 +19,17 @@
 
 use super::message::{self, Extra};
 use super::transport::Peer;
+use crate::limiter::FailureLimiter;
+pub use crate::limiter::{
+    FAILURE_WINDOW, FIRST_DELAY, FORGET_AFTER, FREE_FAILURES, MAX_ADDRESSES, MAX_DELAY,
+};
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use rsip::Request;
 use sha2::Sha256;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// A nonce is stale this long after it was made.
@@ -36,19 +40,6 @@ pub const DEFAULT_EXPIRES: u32 = 3600;
 pub const MIN_EXPIRES: u32 = 60;
 /// Longest granted registration (longer requests are lowered to it).
 pub const MAX_EXPIRES: u32 = 3600;
-/// Failures from one address before its REGISTERs are slowed down.
-pub const FREE_FAILURES: u32 = 3;
-/// Failures count towards slowing down when they come within this window of each other.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// The first delay and the longest one.
-pub const FIRST_DELAY: Duration = Duration::from_secs(1);
-/// The longest delay.
-pub const MAX_DELAY: Duration = Duration::from_secs(16);
-/// An address quiet this long is forgotten.
-pub const FORGET_AFTER: Duration = Duration::from_secs(5 * 60);
-/// Most addresses remembered at once.
-pub const MAX_ADDRESSES: usize = 10_000;
-
 /// The To-tag of our REGISTER responses.
 const TO_TAG: &str = "ivr-reg";
 
@@ -115,15 +106,6 @@ struct Bound {
     until: Instant,
 }
 
-/// Failures from one address.
-#[derive(Debug, Clone, Copy)]
-struct Strikes {
-    failures: u32,
-    /// When the failures being counted began.
-    since: Instant,
-    last_seen: Instant,
-}
-
 /// The registrar: credentials, bindings, and failures per address.
 pub struct Registrar {
     realm: String,
@@ -133,9 +115,8 @@ pub struct Registrar {
     /// Nonce timestamps count milliseconds from the first request seen.
     origin: Option<Instant>,
     bindings: HashMap<String, Bound>,
-    strikes: HashMap<IpAddr, Strikes>,
-    /// `(last_seen, address)` of every entry of `strikes`, oldest first.
-    by_age: BTreeSet<(Instant, IpAddr)>,
+    /// Failures per address.
+    limiter: FailureLimiter,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -144,7 +125,7 @@ impl std::fmt::Debug for Registrar {
             .field("realm", &self.realm)
             .field("agents", &self.credentials.len())
             .field("bindings", &self.bindings.len())
-            .field("addresses", &self.strikes.len())
+            .field("addresses", &self.limiter.remembered())
             .finish_non_exhaustive()
     }
 }
@@ -185,7 +166,7 @@ pub fn ha1(agent: &str, realm: &str, password: &str) -> String {
 }
 
 /// Equality that takes the same time wherever the first difference is.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -293,20 +274,6 @@ fn split_list(value: &str) -> Vec<&str> {
     out
 }
 
-/// The address failures are counted under: IPv6 addresses by their /64.
-fn strike_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
-
 /// How a request came out.
 enum Outcome {
     /// Answered; not a failure (challenges, 200, a stale nonce).
@@ -330,8 +297,7 @@ impl Registrar {
             secret,
             origin: None,
             bindings: HashMap::new(),
-            strikes: HashMap::new(),
-            by_age: BTreeSet::new(),
+            limiter: FailureLimiter::new(),
         };
         r.set_credentials(realm, credentials);
         r
@@ -376,8 +342,7 @@ impl Registrar {
 
     /// Answers a REGISTER received from `source` at `now`.
     pub fn handle(&mut self, req: &Request, source: IpAddr, now: Instant) -> RegisterReply {
-        let key = strike_key(source);
-        let delay = self.seen(key, now);
+        let delay = self.limiter.seen(source, now);
         if req.method != rsip::Method::Register {
             return RegisterReply {
                 code: 405,
@@ -392,7 +357,7 @@ impl Registrar {
         match self.decide(req, &agent, now) {
             Outcome::Fine(code, headers, binding) => {
                 if code == 200 {
-                    self.forget(key);
+                    self.limiter.forget(source);
                 }
                 RegisterReply {
                     code,
@@ -402,7 +367,7 @@ impl Registrar {
                 }
             }
             Outcome::Failed(code, why) => {
-                let failures = self.strike(key, now);
+                let failures = self.limiter.strike(source, now);
                 if failures == FREE_FAILURES {
                     tracing::warn!(agent = %agent, addr = %source, why, failures,
                         "REGISTER refused; further REGISTERs from this address are slowed down");
@@ -625,75 +590,10 @@ impl Registrar {
         Outcome::Fine(200, headers, change)
     }
 
-    /// Notes a request from `key`; the delay its answer gets.
-    fn seen(&mut self, key: IpAddr, now: Instant) -> Duration {
-        // Forget the quiet ones first (oldest first, so this stops at the first recent one).
-        while let Some(&(at, ip)) = self.by_age.first() {
-            if now.saturating_duration_since(at) < FORGET_AFTER {
-                break;
-            }
-            self.by_age.remove(&(at, ip));
-            self.strikes.remove(&ip);
-        }
-        let Some(s) = self.strikes.get_mut(&key) else {
-            return Duration::ZERO;
-        };
-        self.by_age.remove(&(s.last_seen, key));
-        s.last_seen = now;
-        self.by_age.insert((now, key));
-        delay_after(s.failures)
-    }
-
-    /// Counts a failure of `key`; the failures counted so far.
-    fn strike(&mut self, key: IpAddr, now: Instant) -> u32 {
-        if let Some(s) = self.strikes.get_mut(&key) {
-            // Below the threshold, only failures within one window add up.
-            if s.failures < FREE_FAILURES && now.saturating_duration_since(s.since) > FAILURE_WINDOW
-            {
-                s.failures = 0;
-                s.since = now;
-            }
-            s.failures = s.failures.saturating_add(1);
-            return s.failures;
-        }
-        while self.strikes.len() >= MAX_ADDRESSES {
-            let Some((at, ip)) = self.by_age.pop_first() else {
-                break;
-            };
-            let _ = at;
-            self.strikes.remove(&ip);
-        }
-        self.strikes.insert(
-            key,
-            Strikes {
-                failures: 1,
-                since: now,
-                last_seen: now,
-            },
-        );
-        self.by_age.insert((now, key));
-        1
-    }
-
-    fn forget(&mut self, key: IpAddr) {
-        if let Some(s) = self.strikes.remove(&key) {
-            self.by_age.remove(&(s.last_seen, key));
-        }
-    }
-
     /// Addresses remembered now (for tests and metrics).
     pub fn remembered(&self) -> usize {
-        self.strikes.len()
+        self.limiter.remembered()
     }
-}
-
-/// The delay of a request from an address with `failures` counted.
-fn delay_after(failures: u32) -> Duration {
-    if failures < FREE_FAILURES {
-        return Duration::ZERO;
-    }
-    let doublings = (failures - FREE_FAILURES).min(8);
-    (FIRST_DELAY * 2u32.pow(doublings)).min(MAX_DELAY)
 }
 
 #[cfg(test)]
