@@ -84,10 +84,17 @@ impl Live {
             Ok(d) if d.version == live.version => ReloadOutcome::Unchanged,
             Ok(d) => {
                 let version = d.version.clone();
+                // The swap and its record together: `status()` sees both or neither.
+                let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
                 self.current.store(Arc::new(d));
                 self.swapped.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%version, "reload: new version live");
-                ReloadOutcome::Swapped { version }
+                let outcome = ReloadOutcome::Swapped { version };
+                *last = Some(Attempt {
+                    at: Utc::now(),
+                    outcome: outcome.clone(),
+                });
+                return outcome;
             }
             Err(failure) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -113,8 +120,9 @@ impl Live {
     /// `GET /status`: the live version, when it went live, and the last reload attempt with
     /// its diagnostics.
     pub fn status(&self) -> serde_json::Value {
-        let live = self.current();
+        // The record first, then the live version: a reload swaps both under this lock.
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let live = self.current();
         let last = last.map(|a| match a.outcome {
             ReloadOutcome::Swapped { version } => serde_json::json!({
                 "at": a.at.to_rfc3339(), "ok": true, "version": version, "diagnostics": [],
