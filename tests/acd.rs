@@ -107,6 +107,39 @@ step bye {
 }
 "##;
 
+/// Callers of 10088 key a PIN (masked) before they wait; the flow attaches it.
+const PIN_FLOW: &str = r##"
+flow p {
+    title    "pin line"
+    language zh-CN
+    entry    pin
+}
+
+input pin {
+    prompt   hello
+    digits   4
+    timeout  5s
+    attempts 1 -> bye
+    mask
+    into     card_pin
+    next     queue
+}
+
+transfer queue {
+    queue     general
+    attach    caller, card_pin
+    music     hold
+    max_wait  20s -> bye
+    no_agents -> bye
+    after     -> bye
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
+
 /// A deployment with the queue flow (`q`, the default route) and the external transfer
 /// (`x`, dialled as 95500) in a temporary folder.
 fn deployment(name: &str, external: u16) -> PathBuf {
@@ -118,6 +151,7 @@ fn deployment(name: &str, external: u16) -> PathBuf {
     fs::write(dir.join("flows/q.flow"), &text[..at]).expect("flow q");
     fs::write(dir.join("flows/x.flow"), &text[at..]).expect("flow x");
     fs::write(dir.join("flows/e.flow"), ENGLISH_FLOW).expect("flow e");
+    fs::write(dir.join("flows/p.flow"), PIN_FLOW).expect("flow p");
     write_prompts(
         &dir,
         &[
@@ -163,6 +197,7 @@ ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
 [routes]
 "95500" = "x"
 "10086" = "e"
+"10088" = "p"
 default = "q"
 "#,
             rtp.0, rtp.1
@@ -882,4 +917,30 @@ fn wrong_agent_passwords_over_http_are_slowed_down() {
     // The console's login counts the same way.
     let (code, _, _) = http_request(http, "POST", "/agent/login", &right, "");
     assert_eq!(code, 200);
+}
+
+#[test]
+fn masked_digits_never_reach_the_screen_pop() {
+    need_sipp!();
+    let config = deployment("masked", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let mut phone = agent(&dir, &server, "2001", "pw2001", "agent_answers.xml", 1);
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "pin_then_wait.xml",
+        &["-m", "1", "-s", "10088"],
+    );
+    let p = phone.wait(Duration::from_secs(5));
+    assert!(ok && p, "{out}\n{}\n{}", phone.report(), server.log());
+    let invite = phone.messages();
+    assert!(invite.contains("X-IVR-Card-Pin: ***"), "{invite}");
+    assert!(
+        !invite.contains("1234"),
+        "the PIN reached the agent:\n{invite}"
+    );
+    assert!(!server.log().contains("1234"), "the PIN reached the log");
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
 }

@@ -1070,7 +1070,7 @@ struct Cx<'a> {
 }
 
 /// Whether an expression reads a masked variable.
-fn reads_masked(e: &Expr, flow: &Flow) -> bool {
+pub(crate) fn reads_masked(e: &Expr, flow: &Flow) -> bool {
     let mut masked = false;
     e.walk(&mut |x| {
         if let ExprKind::Var { var } | ExprKind::Field { var, .. } = x.kind

@@ -17,6 +17,7 @@ mod call;
 mod eval;
 
 pub use call::Call;
+pub(crate) use call::reads_masked;
 
 use crate::value::Value;
 use indexmap::IndexMap;

@@ -20,7 +20,10 @@ impl Driver {
                     Destination::Queue(q) => q.clone(),
                     Destination::To(_) => String::new(),
                 },
-                t.attach.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>(),
+                t.attach
+                    .iter()
+                    .map(|(l, e)| (l.clone(), crate::engine::reads_masked(e, flow)))
+                    .collect::<Vec<_>>(),
             ),
             _ => (String::new(), Vec::new()),
         };
@@ -31,10 +34,11 @@ impl Driver {
             flow: flow.program.name.clone(),
             queue,
             priority,
+            // Masked input (a PIN, a card number) never leaves in a screen pop.
             data: labels
                 .into_iter()
                 .zip(attach)
-                .map(|(l, v)| (l, v.to_string()))
+                .map(|((l, masked), v)| (l, if masked { "***".into() } else { v.to_string() }))
                 .collect(),
             path: self
                 .path
