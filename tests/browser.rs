@@ -15,7 +15,7 @@
 //!   caller hangs up, audio going both ways.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -115,48 +115,29 @@ url = "sqlite://ivr-data/ivr.db"
     dir.join("ivr.toml")
 }
 
-/// One HTTP/1.1 request (bounded): the status, the headers (lower-case names), the body.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(15)))
-        .expect("timeout");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).expect("request");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
-    let mut lines = head.lines();
-    let code = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (code, headers, body.to_string())
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+/// Places a WebRTC call to `route` (as `caller` when given): the client, once answered, and
+/// the call's Location.
+async fn place_call(
+    http_addr: SocketAddr,
+    route: &str,
+    caller: Option<&str>,
+) -> (client::Caller, String) {
+    let (mut client, offer) = client::Caller::offer().await;
+    let path = format!("/calls/{route}");
+    let x_caller = caller.map(String::from);
+    let (code, headers, answer) = tokio::task::spawn_blocking(move || {
+        let mut h = vec![("Content-Type", "application/sdp")];
+        if let Some(x) = &x_caller {
+            h.push(("X-Caller", x.as_str()));
+        }
+        http(http_addr, "POST", &path, &h, &offer)
+    })
+    .await
+    .expect("POST");
+    assert_eq!(code, 201, "{answer}");
+    let location = header(&headers, "location").expect("Location").to_string();
+    client.answered(answer).await;
+    (client, location)
 }
 
 /// Reads the call's transcript (server-sent events) until a line contains `until` (or the
@@ -697,21 +678,7 @@ fn a_browser_call_is_bridged_to_a_sip_agent() {
         .build()
         .expect("rt");
     let (heard, transcript) = rt.block_on(async {
-        let (mut caller, offer) = client::Caller::offer().await;
-        let (code, headers, answer) = tokio::task::spawn_blocking(move || {
-            http(
-                http_addr,
-                "POST",
-                "/calls/q",
-                &[("Content-Type", "application/sdp")],
-                &offer,
-            )
-        })
-        .await
-        .expect("POST");
-        assert_eq!(code, 201, "{answer}");
-        let location = header(&headers, "location").expect("Location").to_string();
-        caller.answered(answer).await;
+        let (mut caller, location) = place_call(http_addr, "q", None).await;
         // Talk (a 1 kHz tone) for 6 s: the agent answers, talks, hangs up, the flow says bye.
         let voice: Vec<u8> = tone(1000.0, 20)
             .iter()
@@ -1133,24 +1100,7 @@ fn an_agent_takes_a_queued_call_in_the_console_in_headless_chromium() {
         .build()
         .expect("rt");
     let (status, heard, transcript) = rt.block_on(async {
-        let (mut caller, offer) = client::Caller::offer().await;
-        let (code, headers, answer) = tokio::task::spawn_blocking(move || {
-            http(
-                http_addr,
-                "POST",
-                "/calls/q",
-                &[
-                    ("Content-Type", "application/sdp"),
-                    ("X-Caller", "13800000007"),
-                ],
-                &offer,
-            )
-        })
-        .await
-        .expect("POST");
-        assert_eq!(code, 201, "{answer}");
-        let location = header(&headers, "location").expect("Location").to_string();
-        caller.answered(answer).await;
+        let (mut caller, location) = place_call(http_addr, "q", Some("13800000007")).await;
         let voice: Vec<u8> = tone(1000.0, 20)
             .iter()
             .map(|&x| ivr_runtime::audio::Law::Ulaw.encode(x))
@@ -1366,24 +1316,7 @@ fn the_console_socket_rings_with_the_screen_pop_and_hears_the_caller_go() {
         next(&mut ws, is("error")).await.expect("an error");
 
         // A caller is queued: the console rings with the screen pop.
-        let (mut caller, offer) = client::Caller::offer().await;
-        let (code, headers, answer) = tokio::task::spawn_blocking(move || {
-            http(
-                http_addr,
-                "POST",
-                "/calls/q",
-                &[
-                    ("Content-Type", "application/sdp"),
-                    ("X-Caller", "13800000008"),
-                ],
-                &offer,
-            )
-        })
-        .await
-        .expect("POST");
-        assert_eq!(code, 201, "{answer}");
-        let location = header(&headers, "location").expect("Location").to_string();
-        caller.answered(answer).await;
+        let (caller, location) = place_call(http_addr, "q", Some("13800000008")).await;
         let offer = next(&mut ws, is("offer")).await.expect("an offer");
         let pop = &offer["pop"];
         assert_eq!(pop["caller"], "13800000008", "{offer}");

@@ -389,18 +389,19 @@ impl Endpoint {
     }
 }
 
-/// An HTTP/1.1 request (bounded in time): the status code, the content type and the body.
-pub fn http_request(
+/// An HTTP/1.1 request (bounded in time): the status code, the headers (lower-case names)
+/// and the body.
+pub fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> (u16, String, String) {
+) -> (u16, Vec<(String, String)>, String) {
     use std::io::{Read, Write};
     let mut s =
         std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
+    s.set_read_timeout(Some(Duration::from_secs(15)))
         .expect("timeout");
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -415,20 +416,40 @@ pub fn http_request(
     let mut text = String::new();
     s.read_to_string(&mut text).expect("response");
     let (head, body) = text.split_once("\r\n\r\n").expect("a response");
-    let code = head
-        .split_whitespace()
-        .nth(1)
+    let mut lines = head.lines();
+    let code = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
         .expect("status code");
-    let kind = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    (code, kind, body.to_string())
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (code, headers, body.to_string())
+}
+
+/// The value of header `name` (lower case) of a response of [`http`].
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// An HTTP/1.1 request (bounded in time): the status code, the content type and the body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let (code, headers, body) = http(addr, method, path, headers, body);
+    let kind = header(&headers, "content-type")
+        .unwrap_or_default()
+        .to_string();
+    (code, kind, body)
 }
 
 /// `GET path`: the status code, the content type and the body.
