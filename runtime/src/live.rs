@@ -46,6 +46,8 @@ pub struct Live {
     reloading: Mutex<()>,
     swapped: AtomicU64,
     failed: AtomicU64,
+    /// Ticks once per version that goes live (for those that follow the configuration).
+    swaps: tokio::sync::watch::Sender<u64>,
 }
 
 impl Live {
@@ -59,12 +61,19 @@ impl Live {
             reloading: Mutex::new(()),
             swapped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            swaps: tokio::sync::watch::Sender::new(0),
         }))
     }
 
     /// The live deployment (a call keeps this `Arc` until it ends).
     pub fn current(&self) -> Arc<Deployment> {
         self.current.load_full()
+    }
+
+    /// Changes each time a new version goes live: wait on it with `changed()`, then read
+    /// [`Live::current`].
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.swaps.subscribe()
     }
 
     /// Number of reloads that went live and that failed.
@@ -94,6 +103,8 @@ impl Live {
                     at: Utc::now(),
                     outcome: outcome.clone(),
                 });
+                drop(last);
+                self.swaps.send_modify(|n| *n += 1);
                 return outcome;
             }
             Err(failure) => {

@@ -39,7 +39,9 @@ fn valid_edits_go_live_and_broken_ones_never_do() {
     let dir = copy_reference("reload");
     let live = Live::start(Some(dir.join("ivr.toml"))).expect("reference deployment loads");
     let first = live.current();
+    let mut swaps = live.subscribe();
     assert!(matches!(live.reload(), ReloadOutcome::Unchanged));
+    assert!(!swaps.has_changed().expect("open"), "nothing went live");
 
     // A valid edit: a new version, and a call that started before keeps the old one.
     let hotline = dir.join("flows/hotline.flow");
@@ -49,6 +51,9 @@ fn valid_edits_go_live_and_broken_ones_never_do() {
     };
     assert_ne!(version, first.version);
     assert_eq!(live.current().version, version);
+    // Those who follow the configuration (the ACD, the registrar) hear of it.
+    assert!(swaps.has_changed().expect("open"));
+    swaps.borrow_and_update();
     assert_ne!(
         first.flows["hotline"].program.version,
         live.current().flows["hotline"].program.version
@@ -65,6 +70,10 @@ fn valid_edits_go_live_and_broken_ones_never_do() {
         f.rendered
     );
     assert_eq!(live.current().version, version);
+    assert!(
+        !swaps.has_changed().expect("open"),
+        "a broken edit is no new version"
+    );
     let status = live.status();
     assert_eq!(status["version"], version.as_str());
     assert_eq!(status["last_reload"]["ok"], false);

@@ -262,23 +262,19 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     // credentials to the registrar.
     {
         let (live, acd, core) = (Arc::clone(&live), acd.clone(), core_tx.clone());
-        let mut version = deployment.version.clone();
+        let mut swaps = live.subscribe();
         tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            while swaps.changed().await.is_ok() {
                 let d = live.current();
-                if d.version != version {
-                    version = d.version.clone();
-                    let _ = core.send(CoreMsg::Credentials {
-                        realm: d.config.server.realm.clone(),
-                        credentials: agent_credentials(&d.config),
-                    });
-                    if acd
-                        .send(agents::AcdMsg::Reconfigure(Arc::new(d.config.clone())))
-                        .is_err()
-                    {
-                        return;
-                    }
+                let _ = core.send(CoreMsg::Credentials {
+                    realm: d.config.server.realm.clone(),
+                    credentials: agent_credentials(&d.config),
+                });
+                if acd
+                    .send(agents::AcdMsg::Reconfigure(Arc::new(d.config.clone())))
+                    .is_err()
+                {
+                    return;
                 }
             }
         });
