@@ -8,7 +8,6 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,15 +36,23 @@ struct Attempt {
     outcome: ReloadOutcome,
 }
 
+/// What `status()` reports of past reloads.
+#[derive(Debug, Default)]
+struct History {
+    last: Option<Attempt>,
+    swapped: u64,
+    failed: u64,
+}
+
 /// The deployment that new calls get, and the history of reloads.
 pub struct Live {
     config: Option<PathBuf>,
     current: ArcSwap<Deployment>,
-    last: Mutex<Option<Attempt>>,
+    /// The last attempt and the counts, changed together with the swap: `status()` sees a
+    /// reload whole or not at all.
+    history: Mutex<History>,
     /// Serialises reloads (watcher, SIGHUP, tests).
     reloading: Mutex<()>,
-    swapped: AtomicU64,
-    failed: AtomicU64,
     /// Ticks once per version that goes live (for those that follow the configuration).
     swaps: tokio::sync::watch::Sender<u64>,
 }
@@ -57,10 +64,8 @@ impl Live {
         Ok(Arc::new(Live {
             config,
             current: ArcSwap::from_pointee(first),
-            last: Mutex::new(None),
+            history: Mutex::new(History::default()),
             reloading: Mutex::new(()),
-            swapped: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
             swaps: tokio::sync::watch::Sender::new(0),
         }))
     }
@@ -78,10 +83,12 @@ impl Live {
 
     /// Number of reloads that went live and that failed.
     pub fn counts(&self) -> (u64, u64) {
-        (
-            self.swapped.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
+        let h = self.history();
+        (h.swapped, h.failed)
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Builds a deployment from the files as they are now and swaps it in when it checks clean
@@ -94,21 +101,20 @@ impl Live {
             Ok(d) => {
                 let version = d.version.clone();
                 // The swap and its record together: `status()` sees both or neither.
-                let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+                let mut history = self.history();
                 self.current.store(Arc::new(d));
-                self.swapped.fetch_add(1, Ordering::Relaxed);
+                history.swapped += 1;
                 tracing::info!(%version, "reload: new version live");
                 let outcome = ReloadOutcome::Swapped { version };
-                *last = Some(Attempt {
+                history.last = Some(Attempt {
                     at: Utc::now(),
                     outcome: outcome.clone(),
                 });
-                drop(last);
+                drop(history);
                 self.swaps.send_modify(|n| *n += 1);
                 return outcome;
             }
             Err(failure) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     live = %live.version,
                     errors = failure.errors,
@@ -118,9 +124,10 @@ impl Live {
                 ReloadOutcome::Failed(failure)
             }
         };
-        if !matches!(outcome, ReloadOutcome::Unchanged) {
-            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-            *last = Some(Attempt {
+        if let ReloadOutcome::Failed(_) = outcome {
+            let mut history = self.history();
+            history.failed += 1;
+            history.last = Some(Attempt {
                 at: Utc::now(),
                 outcome: outcome.clone(),
             });
@@ -132,8 +139,10 @@ impl Live {
     /// its diagnostics.
     pub fn status(&self) -> serde_json::Value {
         // The record first, then the live version: a reload swaps both under this lock.
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let history = self.history();
+        let (last, swapped, failed) = (history.last.clone(), history.swapped, history.failed);
         let live = self.current();
+        drop(history);
         let last = last.map(|a| match a.outcome {
             ReloadOutcome::Swapped { version } => serde_json::json!({
                 "at": a.at.to_rfc3339(), "ok": true, "version": version, "diagnostics": [],
@@ -144,7 +153,6 @@ impl Live {
             }),
             ReloadOutcome::Unchanged => serde_json::Value::Null,
         });
-        let (swapped, failed) = self.counts();
         serde_json::json!({
             "version": live.version,
             "live_since": live.loaded_at.to_rfc3339(),
