@@ -485,6 +485,16 @@ fn a_webrtc_client_hears_the_prompts_and_its_key_moves_the_flow() {
                 .await
                 .expect("metrics");
         assert!(metrics.contains("ivr_webrtc_calls_active 1\n"), "{metrics}");
+        // So is a SIP call: the limit counts both channels.
+        if have_sipp() {
+            let (dir, sip) = (config.parent().expect("dir").to_path_buf(), server.addr);
+            let (ok, out) = tokio::task::spawn_blocking(move || {
+                sipp(&dir, sip, "busy.xml", &["-m", "1", "-key", "rtpport", "9"])
+            })
+            .await
+            .expect("sipp");
+            assert!(ok, "503 expected for a SIP call beside the browser's:\n{out}");
+        }
 
         // Hear the first prompt (600 ms: 30 frames), talking silence meanwhile.
         let started = Instant::now();

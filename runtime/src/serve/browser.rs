@@ -75,8 +75,8 @@ pub struct Browser {
     pub consoles: Option<Arc<super::agent_hub::AgentHub>>,
     /// The registry of calls in progress.
     pub live_calls: Arc<super::live_calls::LiveCalls>,
-    /// Browser calls admitted and not yet over.
-    active: AtomicUsize,
+    /// Browser calls admitted and not yet over (the SIP core counts them against `max_calls`).
+    active: Arc<AtomicUsize>,
     draining: AtomicBool,
     calls: Mutex<HashMap<String, Entry>>,
 }
@@ -110,6 +110,8 @@ pub struct BrowserParts {
     pub acd: AcdHandle,
     /// See [`Browser`].
     pub max_calls: usize,
+    /// Browser calls in progress: shared with the SIP core, which counts them too.
+    pub active: Arc<AtomicUsize>,
     /// See [`Browser`].
     pub consoles: Option<Arc<super::agent_hub::AgentHub>>,
     /// See [`Browser`].
@@ -133,7 +135,7 @@ impl Browser {
             max_calls: p.max_calls,
             consoles: p.consoles,
             live_calls: p.live_calls,
-            active: AtomicUsize::new(0),
+            active: p.active,
             draining: AtomicBool::new(false),
             calls: Mutex::new(HashMap::new()),
         })

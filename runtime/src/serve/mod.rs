@@ -315,12 +315,15 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
             }
         });
     }
+    // Browser calls count against `max_calls` in the SIP core, and SIP calls in the browser's.
+    let browser_calls = Arc::new(AtomicUsize::new(0));
     let core = Core::new(
         app,
         bound.sender.clone(),
         CoreOptions {
             timers: Timers::default(),
             max_calls,
+            elsewhere: Arc::clone(&browser_calls),
             answer_after: opts.answer_after,
             local: bound.udp_addr,
             registrations: Some(reg_tx),
@@ -344,6 +347,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         running: Arc::clone(&running),
         acd: acd.clone(),
         max_calls,
+        active: browser_calls,
         live_calls: Arc::clone(&live_calls),
         consoles: Some(Arc::clone(&consoles)),
     });

@@ -162,8 +162,10 @@ pub trait Calls: Send + 'static {
 pub struct CoreOptions {
     /// Protocol timers.
     pub timers: Timers,
-    /// Most calls at once (503 beyond).
+    /// Most calls at once (503 beyond), counting `elsewhere`'s too.
     pub max_calls: usize,
+    /// Calls in progress on other channels (the browser's), which count against `max_calls`.
+    pub elsewhere: Arc<AtomicUsize>,
     /// Ring this long (180 Ringing) before answering.
     pub answer_after: Duration,
     /// The address we listen on (its IP, when specified, goes into SDP and Contact).
@@ -682,7 +684,8 @@ impl<C: Calls> Core<C> {
             };
             core.respond(req, peer, &key, code, &extra, now);
         };
-        if self.draining || self.dialogs.len() >= self.opts.max_calls {
+        let elsewhere = self.opts.elsewhere.load(Ordering::Relaxed);
+        if self.draining || self.dialogs.len() + elsewhere >= self.opts.max_calls {
             refuse(self, 503);
             return;
         }
