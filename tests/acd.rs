@@ -671,6 +671,116 @@ fn a_blind_transfer_to_an_external_number_bridges_and_comes_back() {
     );
 }
 
+/// Flow `name`: a transfer to `sip:NUMBER@127.0.0.1:PORT;transport=tcp`.
+fn tcp_transfer_flow(name: &str, number: &str, port: u16) -> String {
+    format!(
+        r##"
+flow {name} {{
+    title    "external transfer over TCP"
+    language zh-CN
+    entry    out
+}}
+
+transfer out {{
+    to        "sip:{number}@127.0.0.1:{port};transport=tcp"
+    music     hold
+    no_agents -> sorry
+    after     -> bye
+}}
+
+step sorry {{
+    play sorry
+    hangup
+}}
+
+step bye {{
+    play bye
+    hangup
+}}
+"##
+    )
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+#[test]
+fn a_transfer_to_a_tcp_uri_opens_a_connection_and_a_refused_one_fails_over() {
+    need_sipp!();
+    let config = deployment("external-tcp", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    // 95501: a port where nothing listens over TCP; 95502: a SIPp phone listening on TCP.
+    let (closed, external) = (free_tcp_port(), free_tcp_port());
+    for (name, number, port) in [("xt", "95501", closed), ("xu", "95502", external)] {
+        let flow = tcp_transfer_flow(name, number, port);
+        fs::write(dir.join(format!("flows/{name}.flow")), flow).expect("flow");
+    }
+    let text = fs::read_to_string(&config).expect("config");
+    let routes = "[routes]\n\"95501\" = \"xt\"\n\"95502\" = \"xu\"\n";
+    fs::write(&config, text.replace("[routes]\n", routes)).expect("config");
+    let server = Server::start(&config, &[]);
+
+    // Refused: the leg fails at once (503) and the flow takes its failure path.
+    let rtp = free_udp_port().to_string();
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "flow_hangs_up.xml",
+        &["-m", "1", "-s", "95501", "-key", "rtpport", &rtp],
+    );
+    assert!(ok, "{out}\n{}", server.log());
+    let rows = calls(&config, 1);
+    let v = visits(&config, &rows[0].0);
+    assert_eq!(
+        v.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["out", "sorry"],
+        "{v:?}\n{}",
+        server.log()
+    );
+
+    // Accepted: the INVITE goes over a connection we open, the far end's BYE comes back on
+    // it, and the caller returns to the flow.
+    let mut far = Peer::spawn(
+        &dir,
+        server.addr,
+        "agent_answers.xml",
+        &["-t", "t1", "-p", &external.to_string(), "-m", "1"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let rtp = free_udp_port().to_string();
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "flow_hangs_up.xml",
+        &["-m", "1", "-s", "95502", "-key", "rtpport", &rtp],
+    );
+    let far_ok = far.wait(Duration::from_secs(5));
+    assert!(ok && far_ok, "{out}\n{}\n{}", far.report(), server.log());
+    let messages = far.messages();
+    assert!(
+        messages.contains("INVITE sip:95502@127.0.0.1") && messages.contains("SIP/2.0/TCP"),
+        "{}",
+        far.report()
+    );
+    let rows = calls(&config, 2);
+    let last = rows
+        .iter()
+        .find(|r| r.1.as_deref() == Some("transferred"))
+        .unwrap_or_else(|| panic!("no transferred call: {rows:?}"));
+    let v = visits(&config, &last.0);
+    assert_eq!(
+        v,
+        vec![
+            ("out".to_string(), Some("after".to_string())),
+            ("bye".to_string(), Some("hangup".to_string()))
+        ]
+    );
+}
+
 #[test]
 fn a_call_that_needs_a_skill_goes_to_the_agent_who_has_it() {
     need_sipp!();

@@ -75,6 +75,8 @@ pub struct Browser {
     pub consoles: Option<Arc<super::agent_hub::AgentHub>>,
     /// The registry of calls in progress.
     pub live_calls: Arc<super::live_calls::LiveCalls>,
+    /// The SIP transport (a transfer to a `transport=tcp` URI connects there).
+    pub sip: Option<crate::sip::transport::Sender>,
     /// Browser calls admitted and not yet over (the SIP core counts them against `max_calls`).
     active: Arc<AtomicUsize>,
     draining: AtomicBool,
@@ -116,6 +118,8 @@ pub struct BrowserParts {
     pub consoles: Option<Arc<super::agent_hub::AgentHub>>,
     /// See [`Browser`].
     pub live_calls: Arc<super::live_calls::LiveCalls>,
+    /// See [`Browser`].
+    pub sip: Option<crate::sip::transport::Sender>,
 }
 
 impl Browser {
@@ -135,6 +139,7 @@ impl Browser {
             max_calls: p.max_calls,
             consoles: p.consoles,
             live_calls: p.live_calls,
+            sip: p.sip,
             active: p.active,
             draining: AtomicBool::new(false),
             calls: Mutex::new(HashMap::new()),
@@ -528,6 +533,7 @@ impl Run {
             notes: Some(notes_tx),
             consoles: b.consoles.clone(),
             live_calls: Arc::clone(&b.live_calls),
+            sip: b.sip.clone(),
         };
         b.running.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(call::run(setup).in_current_span());

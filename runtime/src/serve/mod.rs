@@ -86,6 +86,8 @@ struct App {
     acd: agents::AcdHandle,
     live_calls: Arc<live_calls::LiveCalls>,
     consoles: Arc<agent_hub::AgentHub>,
+    /// The SIP transport (TCP transfers open their connections there).
+    sip: crate::sip::transport::Sender,
 }
 
 impl Calls for App {
@@ -174,6 +176,7 @@ impl Calls for App {
             notes: None,
             consoles: Some(Arc::clone(&self.consoles)),
             live_calls: Arc::clone(&self.live_calls),
+            sip: Some(self.sip.clone()),
         };
         let running = Arc::clone(&self.running);
         Ok(Admitted {
@@ -291,6 +294,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         acd: acd.clone(),
         live_calls: Arc::clone(&live_calls),
         consoles: Arc::clone(&consoles),
+        sip: bound.sender.clone(),
     };
     // Agents' registrations go to the ACD.
     let (reg_tx, mut reg_rx) = mpsc::unbounded_channel::<crate::sip::registrar::Registration>();
@@ -350,6 +354,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         active: browser_calls,
         live_calls: Arc::clone(&live_calls),
         consoles: Some(Arc::clone(&consoles)),
+        sip: Some(bound.sender.clone()),
     });
     // The HTTP interface: an explicit `--http` must bind; `[server] http` only warns.
     let http_text = opts.http.clone().unwrap_or(server.http.clone());

@@ -4,6 +4,10 @@
 //! method) when it has enough headers for a response, and dropped otherwise. Oversized
 //! messages are dropped (and close a TCP connection). Sending never waits: a full socket or
 //! connection queue drops the message, and SIP's retransmissions take it from there.
+//!
+//! Connections we open ourselves ([`Sender::connect`], a transfer to a `transport=tcp` URI)
+//! read and write like accepted ones; they close when their [`TcpLink`] is dropped (after a
+//! linger for the last transaction) or when the other side closes them.
 
 use super::message::{self, MAX_MESSAGE};
 use rsip::SipMessage;
@@ -75,12 +79,32 @@ pub struct TransportStats {
 /// The writers of open TCP connections, by connection id.
 type Connections = Arc<Mutex<HashMap<u64, mpsc::Sender<Arc<[u8]>>>>>;
 
+/// How long a connection we opened stays open after its [`TcpLink`] is dropped: the last
+/// transaction on it (a BYE and its 200) completes within timer F (64 T1).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(32);
+
+/// How long [`Sender::connect`] waits for the other side to accept.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// Sends SIP messages on the listening sockets; cheap to clone.
 #[derive(Clone)]
 pub struct Sender {
     udp: Arc<UdpSocket>,
     tcp: Connections,
     stats: Arc<TransportStats>,
+    /// Where the messages read on connections we open go.
+    inbound: mpsc::Sender<Inbound>,
+    /// Ids of TCP connections, accepted or opened.
+    next_conn: Arc<AtomicU64>,
+}
+
+/// A TCP connection we opened: its peer, for the core's messages. The connection closes
+/// [`LINGER`] after this is dropped (at once if the other side closes it first).
+#[derive(Debug)]
+pub struct TcpLink {
+    /// Where messages for the connection go ([`Proto::Tcp`] and its id).
+    pub peer: Peer,
+    _close: tokio::sync::oneshot::Sender<()>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -112,6 +136,35 @@ impl Sender {
     /// The counters.
     pub fn stats(&self) -> &Arc<TransportStats> {
         &self.stats
+    }
+
+    /// Opens a TCP connection to `addr` for calls we place; what arrives on it reaches the
+    /// core like everything else. Fails when nobody accepts within a few seconds.
+    pub async fn connect(&self, addr: SocketAddr) -> std::io::Result<TcpLink> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (close, closed) = tokio::sync::oneshot::channel();
+        let peer = Peer {
+            proto: Proto::Tcp,
+            addr,
+            conn,
+        };
+        // Registered before this returns, so the first message finds it.
+        let writer = register(self, conn, stream.peer_addr().unwrap_or(addr));
+        let (inbound, sender) = (self.inbound.clone(), self.clone());
+        tokio::spawn(async move {
+            let linger = async {
+                let _ = closed.await;
+                tokio::time::sleep(LINGER).await;
+            };
+            tcp_conn(stream, addr, conn, writer, inbound, sender, linger).await;
+        });
+        Ok(TcpLink {
+            peer,
+            _close: close,
+        })
     }
 }
 
@@ -149,6 +202,8 @@ pub async fn start(addr: SocketAddr, inbound: mpsc::Sender<Inbound>) -> std::io:
         udp: Arc::clone(&udp),
         tcp: Arc::new(Mutex::new(HashMap::new())),
         stats: Arc::clone(&stats),
+        inbound: inbound.clone(),
+        next_conn: Arc::new(AtomicU64::new(1)),
     };
     tokio::spawn(udp_loop(udp, inbound.clone(), Arc::clone(&stats)));
     tokio::spawn(tcp_accept(tcp, inbound, sender.clone()));
@@ -217,7 +272,6 @@ async fn udp_loop(udp: Arc<UdpSocket>, inbound: mpsc::Sender<Inbound>, stats: Ar
 }
 
 async fn tcp_accept(listener: TcpListener, inbound: mpsc::Sender<Inbound>, sender: Sender) {
-    let next = AtomicU64::new(1);
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -227,13 +281,16 @@ async fn tcp_accept(listener: TcpListener, inbound: mpsc::Sender<Inbound>, sende
                 continue;
             }
         };
-        let conn = next.fetch_add(1, Ordering::Relaxed);
+        let conn = sender.next_conn.fetch_add(1, Ordering::Relaxed);
+        let writer = register(&sender, conn, addr);
         tokio::spawn(tcp_conn(
             stream,
             addr,
             conn,
+            writer,
             inbound.clone(),
             sender.clone(),
+            std::future::pending(),
         ));
     }
 }
@@ -265,19 +322,35 @@ fn frame(buf: &[u8]) -> Result<Option<usize>, ()> {
     Ok((buf.len() >= end).then_some(end))
 }
 
+/// A new connection's queue of messages to write, entered in the sender's map.
+fn register(sender: &Sender, conn: u64, addr: SocketAddr) -> Writer {
+    let (tx, rx) = mpsc::channel::<Arc<[u8]>>(256);
+    if let Ok(mut m) = sender.tcp.lock() {
+        m.insert(conn, tx.clone());
+    }
+    tracing::debug!(conn, peer = %addr, "tcp connection");
+    Writer { tx, rx }
+}
+
+/// The two ends of a connection's write queue.
+struct Writer {
+    tx: mpsc::Sender<Arc<[u8]>>,
+    rx: mpsc::Receiver<Arc<[u8]>>,
+}
+
+/// Reads and writes one connection until either side closes it or `close` completes.
 async fn tcp_conn(
     stream: TcpStream,
     addr: SocketAddr,
     conn: u64,
+    writer: Writer,
     inbound: mpsc::Sender<Inbound>,
     sender: Sender,
+    close: impl std::future::Future<Output = ()>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(256);
-    if let Ok(mut m) = sender.tcp.lock() {
-        m.insert(conn, tx.clone());
-    }
+    let Writer { tx, mut rx } = writer;
     let writer = tokio::spawn(async move {
         while let Some(data) = rx.recv().await {
             if wr.write_all(&data).await.is_err() {
@@ -292,10 +365,14 @@ async fn tcp_conn(
     };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
+    tokio::pin!(close);
     'read: loop {
-        let n = match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = tokio::select! {
+            r = rd.read(&mut chunk) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            () = &mut close => break,
         };
         buf.extend_from_slice(&chunk[..n]);
         loop {

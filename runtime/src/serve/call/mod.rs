@@ -29,7 +29,7 @@ use crate::say::{self, Language};
 use crate::serve::agent_hub::{self, AgentHub, BrowserLeg};
 use crate::serve::agents::{AcdHandle, AcdMsg, QueueEvent, ScreenPop};
 use crate::sip::message::random_u64;
-use crate::sip::transport::{Peer, Proto};
+use crate::sip::transport::{Peer, Proto, TcpLink};
 use crate::sip::ua::{CoreMsg, Dial, DialogEvent, LegEvent};
 use crate::speak;
 use ivr_compiler::program::{Body, Destination, NodeId};
@@ -88,6 +88,8 @@ pub struct Setup {
     pub consoles: Option<Arc<AgentHub>>,
     /// The registry of calls in progress (dashboard, `/metrics`).
     pub live_calls: Arc<super::live_calls::LiveCalls>,
+    /// The SIP transport (a transfer to a `transport=tcp` URI opens its connection there).
+    pub sip: Option<crate::sip::transport::Sender>,
 }
 
 /// A line of a call's live transcript (the phone page): what the caller hears and does.
@@ -164,10 +166,11 @@ enum Internal {
         id: u32,
         result: QueryResult,
     },
-    /// The address of a `transfer to` target was looked up.
+    /// The address of a `transfer to` target was looked up (and, over TCP, connected to);
+    /// `Err` holds the status the leg fails with (404 not found, 503 not reachable).
     Resolved {
         target: String,
-        peer: Option<Peer>,
+        peer: Result<(Peer, Option<TcpLink>), u16>,
     },
 }
 
@@ -190,6 +193,8 @@ struct Leg {
     connected: bool,
     /// Placed on an agent's browser console, not through the core.
     console: bool,
+    /// The TCP connection opened for the leg, closed after it ends.
+    _link: Option<TcpLink>,
 }
 
 /// Most nodes kept in the screen pop's path.
@@ -247,6 +252,8 @@ struct Driver {
     consoles: Option<Arc<AgentHub>>,
     /// The registry of calls in progress and this call's key in it.
     live_calls: (Arc<super::live_calls::LiveCalls>, u64),
+    /// The SIP transport, for the connections of TCP transfers.
+    sip: Option<crate::sip::transport::Sender>,
 }
 
 impl Driver {
@@ -661,6 +668,7 @@ pub async fn run(setup: Setup) {
         notes,
         live_calls,
         consoles,
+        sip,
     } = setup;
     let started = Instant::now();
     let ended_tag = tag.clone();
@@ -745,6 +753,7 @@ pub async fn run(setup: Setup) {
         last_pop: None,
         consoles,
         live_calls: (Arc::clone(&live_calls), live_key),
+        sip,
     };
     d.feed(Event::Start);
     let mut buf = [0u8; 1500];
@@ -780,11 +789,11 @@ pub async fn run(setup: Setup) {
             m = internal_rx.recv() => match m {
                 Some(Internal::QueryDone { id, result }) => d.feed(Event::QueryDone { id, result }),
                 Some(Internal::Resolved { target, peer }) => match peer {
-                    Some(peer) if d.transfer.is_some() => d.dial(&target, peer, None),
-                    Some(_) => {}
-                    None => {
-                        tracing::warn!(target = %target, "cannot find where to send the call");
-                        d.leg_failed(404);
+                    Ok((peer, link)) if d.transfer.is_some() => d.dial(&target, peer, None, link),
+                    Ok(_) => {}
+                    Err(code) => {
+                        tracing::warn!(target = %target, code, "cannot reach where to send the call");
+                        d.leg_failed(code);
                     }
                 },
                 None => {}

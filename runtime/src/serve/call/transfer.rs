@@ -87,11 +87,11 @@ impl Driver {
                     key: None,
                     connected: false,
                 });
-                let target = if target.contains(':') {
-                    target.clone()
-                } else {
-                    // A bare number goes back to whoever sent us the call (the PBX or trunk);
-                    // a browser's call has no such place.
+                let tx = self.internal.clone();
+                if !target.contains(':') {
+                    // A bare number goes back to whoever sent us the call (the PBX or trunk),
+                    // on the same transport (over TCP, the same connection); a browser's call
+                    // has no such place.
                     let Some(peer) = self.peer else {
                         tracing::info!(target = %target, "a bare number cannot be dialled from a browser");
                         self.transfer = None;
@@ -103,12 +103,21 @@ impl Driver {
                         SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
                         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
                     };
-                    format!("sip:{target}@{host}")
-                };
-                let tx = self.internal.clone();
-                let proto = self.peer.map_or(Proto::Udp, |p| p.proto);
+                    let transport = if peer.proto == Proto::Tcp {
+                        ";transport=tcp"
+                    } else {
+                        ""
+                    };
+                    let target = format!("sip:{target}@{host}{transport}");
+                    let _ = tx.send(Internal::Resolved {
+                        target,
+                        peer: Ok((peer, None)),
+                    });
+                    return;
+                }
+                let (target, sip) = (target.clone(), self.sip.clone());
                 tokio::spawn(async move {
-                    let peer = resolve(&target, proto).await;
+                    let peer = resolve(&target, sip.as_ref()).await;
                     let _ = tx.send(Internal::Resolved { target, peer });
                 });
             }
@@ -116,7 +125,14 @@ impl Driver {
     }
 
     /// Places the leg of a transfer: to `target` at `peer`, for `agent` (queue transfers).
-    pub(super) fn dial(&mut self, target: &str, peer: Peer, agent: Option<String>) {
+    /// `link` is the TCP connection opened for it, kept until the leg ends.
+    pub(super) fn dial(
+        &mut self,
+        target: &str,
+        peer: Peer,
+        agent: Option<String>,
+        link: Option<TcpLink>,
+    ) {
         self.hang_up_leg();
         let Some(mut port) = self.ports.allocate() else {
             tracing::warn!("no free RTP port for the transfer");
@@ -172,6 +188,7 @@ impl Driver {
             side: None,
             connected: false,
             console,
+            _link: link,
         });
         self.leg_events = Some(rx);
         self.leg_sock = Some(sock);
@@ -255,7 +272,7 @@ impl Driver {
                     conn,
                 };
                 tracing::info!(agent = %agent, "offered to an agent");
-                self.dial(&contact.uri, peer, Some(agent));
+                self.dial(&contact.uri, peer, Some(agent), None);
             }
             QueueEvent::Cancel { agent } => {
                 // Only for the leg it was offered on (a newer offer may be ringing already).
@@ -390,10 +407,15 @@ impl Driver {
     }
 }
 
-/// The address a `transfer to` URI is sent to: its host and port (5060 by default), looked up
-/// when it is a name.
-pub(super) async fn resolve(target: &str, default: Proto) -> Option<Peer> {
-    let uri = rsip::Uri::try_from(target).ok()?;
+/// Where a `transfer to` URI is sent: its host and port (5060 by default), looked up when it
+/// is a name, over UDP, or over a new TCP connection for `;transport=tcp` (RFC 3263's
+/// NAPTR/SRV steps are not taken: name the port). `Err`: the status the leg fails with, 404
+/// when the host is not found, 503 when it does not accept the connection (RFC 3261 8.1.3.1).
+pub(super) async fn resolve(
+    target: &str,
+    sip: Option<&crate::sip::transport::Sender>,
+) -> Result<(Peer, Option<TcpLink>), u16> {
+    let uri = rsip::Uri::try_from(target).map_err(|_| 404u16)?;
     let proto = match uri
         .params
         .iter()
@@ -404,8 +426,7 @@ pub(super) async fn resolve(target: &str, default: Proto) -> Option<Peer> {
         .as_deref()
     {
         Some("tcp") => Proto::Tcp,
-        Some("udp") => Proto::Udp,
-        _ => default,
+        _ => Proto::Udp,
     };
     let host = uri.host_with_port.host.to_string();
     let port = uri.host_with_port.port.map_or(5060, |p| *p.value());
@@ -417,16 +438,28 @@ pub(super) async fn resolve(target: &str, default: Proto) -> Option<Peer> {
         Ok(ip) => SocketAddr::new(ip, port),
         Err(_) => tokio::net::lookup_host((host.as_str(), port))
             .await
-            .ok()?
-            .next()?,
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or(404u16)?,
     };
-    // Over TCP only a connection the callee opened could carry it: place it over UDP.
-    let _ = proto;
-    Some(Peer {
-        addr,
-        proto: Proto::Udp,
-        conn: 0,
-    })
+    match (proto, sip) {
+        (Proto::Tcp, Some(sip)) => match sip.connect(addr).await {
+            Ok(link) => Ok((link.peer, Some(link))),
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot connect over TCP");
+                Err(503)
+            }
+        },
+        (Proto::Tcp, None) => Err(503),
+        (Proto::Udp, _) => Ok((
+            Peer {
+                addr,
+                proto: Proto::Udp,
+                conn: 0,
+            },
+            None,
+        )),
+    }
 }
 
 /// Waits for the next event of the leg, if there is one.
