@@ -333,6 +333,10 @@ fn agent(
         "agent {id} could not register:\n{out}\n{}",
         server.log()
     );
+    // The 200 OK goes out before the ACD hears of the binding.
+    wait_until("the registration reaches the ACD", || {
+        agent_state(server, id) != "offline"
+    });
     phone
 }
 
@@ -493,7 +497,9 @@ fn a_vip_who_came_later_is_served_before_the_callers_waiting_ahead() {
         "caller_rates.xml",
         &["-key", "score", "3"],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the first caller reaches the agent", || {
+        agent_state(&server, "2001") != "available"
+    });
     let mut second = caller(
         &dir,
         &server,
@@ -501,7 +507,7 @@ fn a_vip_who_came_later_is_served_before_the_callers_waiting_ahead() {
         "caller_rates.xml",
         &["-key", "score", "4"],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the second caller waits", || waiting(&server) == 1);
     let mut vip = caller(
         &dir,
         &server,
@@ -863,7 +869,9 @@ fn the_conversation_is_relayed_both_ways_transcoded_with_dtmf_passed() {
         ],
     );
     assert!(ok, "{out}");
-    let caller_media = Endpoint::start(vec![(1500, Act::Voice(600)), (2400, Act::Key('5'))]);
+    // The bridge is up about 0.7 s in (hello, then 300 ms of ringing); the agent hangs up 3 s
+    // after answering: the caller talks from 2.0 to 3.2 s and keys at 3.3 s.
+    let caller_media = Endpoint::start(vec![(2000, Act::Voice(1200)), (3300, Act::Key('5'))]);
     let rtp = caller_media.port.to_string();
     let (ok, out) = sipp(
         &dir,
@@ -914,6 +922,29 @@ fn the_conversation_is_relayed_both_ways_transcoded_with_dtmf_passed() {
     assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
 }
 
+/// Callers waiting in queue `general` (`GET /agents`).
+fn waiting(server: &Server) -> u64 {
+    let (_, _, body) = http_get(server.http(), "/agents");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["queues"]
+        .as_array()
+        .and_then(|q| q.iter().find(|x| x["name"] == "general"))
+        .and_then(|g| g["waiting"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Polls `done` until it holds (10 s at most, else the test fails naming `what`).
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: not in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// The state of agent `id` in `GET /agents`.
 fn agent_state(server: &Server, id: &str) -> String {
     let (code, _, body) = http_get(server.http(), "/agents");
@@ -957,7 +988,7 @@ fn an_agent_who_is_away_gets_no_calls_until_available_again() {
         "caller_rates.xml",
         &["-key", "score", "5"],
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until("the caller waits", || waiting(&server) == 1);
     let (_, _, body) = http_get(http, "/agents");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     let general = v["queues"]
@@ -1012,7 +1043,7 @@ fn wrong_agent_passwords_over_http_are_slowed_down() {
     for _ in 0..3 {
         let (code, took) = timed(&wrong);
         assert_eq!(code, 401);
-        assert!(took < Duration::from_millis(500), "{took:?}");
+        assert!(took < Duration::from_millis(800), "{took:?}");
     }
     let (code, took) = timed(&wrong);
     assert_eq!(code, 401);
@@ -1023,7 +1054,7 @@ fn wrong_agent_passwords_over_http_are_slowed_down() {
     assert!(took >= Duration::from_millis(1900), "{took:?}");
     let (code, took) = timed(&right);
     assert_eq!(code, 200);
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_millis(800), "{took:?}");
     // The console's login counts the same way.
     let (code, _, _) = http_request(http, "POST", "/agent/login", &right, "");
     assert_eq!(code, 200);
@@ -1046,11 +1077,14 @@ fn masked_digits_never_reach_the_screen_pop() {
     assert!(ok && p, "{out}\n{}\n{}", phone.report(), server.log());
     let invite = phone.messages();
     assert!(invite.contains("X-IVR-Card-Pin: ***"), "{invite}");
-    assert!(
-        !invite.contains("1234"),
-        "the PIN reached the agent:\n{invite}"
-    );
-    assert!(!server.log().contains("1234"), "the PIN reached the log");
+    // The PIN as a word of its own: random numbers (SDP ids, ports, timestamps) may hold
+    // the digits 1234 inside longer ones.
+    let has_pin = |text: &str| {
+        text.split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| w == "1234")
+    };
+    assert!(!has_pin(&invite), "the PIN reached the agent:\n{invite}");
+    assert!(!has_pin(&server.log()), "the PIN reached the log");
     let rows = calls(&config, 1);
     assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
 }

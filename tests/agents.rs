@@ -138,7 +138,7 @@ fn an_agent_registers_with_digest_authentication() {
     );
     assert!(ok, "wrong password:\n{out}\n{}", server.log());
     assert!(
-        took < Duration::from_secs(1),
+        took < Duration::from_millis(1500),
         "one failure is not slowed down: {took:?}"
     );
     // The scenario that expects 200 fails when the password is wrong: the test can fail.
@@ -193,7 +193,7 @@ fn repeated_failures_from_one_address_are_slowed_down() {
     }
     let ms: Vec<u128> = took.iter().map(Duration::as_millis).collect();
     for t in &ms[..3] {
-        assert!(*t < 1_000, "the first three are answered at once: {ms:?}");
+        assert!(*t < 1_500, "the first three are answered at once: {ms:?}");
     }
     assert!(
         (1_900..4_000).contains(&ms[3]),

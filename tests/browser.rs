@@ -987,10 +987,13 @@ fn wait_child(
     }
 }
 
-/// Waits until the console has logged agent 2001 in (it is available).
+/// Waits until the console has logged agent 2001 in: the ACD has it available and the page
+/// shows it (agent.mjs prints `{"ready":true}`), so a call placed now rings a page that saw
+/// "available" first.
 fn wait_for_console(server: &Server, child: &mut std::process::Child, out: &Path, err: &Path) {
     let started = Instant::now();
-    while agent_state(server.http(), "2001") != "available" {
+    let ready = || fs::read_to_string(out).is_ok_and(|t| t.contains("\"ready\":true"));
+    while agent_state(server.http(), "2001") != "available" || !ready() {
         if started.elapsed() > Duration::from_secs(40) || child.try_wait().ok().flatten().is_some()
         {
             let status = wait_child(child, Duration::from_secs(1));

@@ -357,11 +357,13 @@ fn rfc4733_key_barges_in_and_the_caller_hangs_up() {
         &concat(&[one.clone(), menu.clone()])[..],
         "one key, one `one`"
     );
-    // DTMF to audio: the first frame of `one` arrived soon after the key was sent.
+    // DTMF to audio: the first frame of `one` arrived soon after the key was sent (the next
+    // tick on a quiet machine; the bound leaves room for a busy 2-core CI, and is far below
+    // the rest of the menu prompt it cut).
     let first_one = pkts[hello.len() + cut].at;
     let latency = first_one.saturating_duration_since(keys[0]);
     assert!(
-        latency < Duration::from_millis(80),
+        latency < Duration::from_millis(150),
         "key to audio {latency:?}"
     );
     let (calls, visits) = records(&config, 1);
@@ -545,9 +547,9 @@ fn recording_writes_the_callers_audio() {
     need_sipp!();
     let config = test_deployment("record", rtp_range(20));
     let server = Server::start(&config, &[]);
-    // Key 3 once the menu waits (after 1 s); speak 600 ms after the beep; 1 s of silence ends
-    // the recording; the flow says goodbye and hangs up.
-    let media = Endpoint::start(vec![(1100, Act::Key('3')), (1700, Act::Voice(600))]);
+    // Key 3 once the menu waits (after 1 s); speak 1 s, starting half a second after the
+    // 400 ms beep; 1 s of silence ends the recording; the flow says goodbye and hangs up.
+    let media = Endpoint::start(vec![(1100, Act::Key('3')), (2000, Act::Voice(1000))]);
     let port = media.port.to_string();
     let (ok, out) = sipp(
         config.parent().expect("dir"),
@@ -588,8 +590,8 @@ fn recording_writes_the_callers_audio() {
         .expect("wav")
         .read_to_end(&mut wav)
         .expect("read");
-    // 600 ms of voice at 8 kHz, 16 bits (and whatever silence followed).
-    assert!(wav.len() > 44 + 9_000, "wav of {} bytes", wav.len());
+    // 1 s of voice at 8 kHz, 16 bits is 16,000 bytes: at least 600 ms of it is there.
+    assert!(wav.len() > 44 + 9_600, "wav of {} bytes", wav.len());
 }
 
 #[test]
@@ -678,7 +680,7 @@ fn limits_refuse_with_503_and_488() {
             &["-m", "1", "-d", "2500", "-key", "rtpport", "9"],
         )
     });
-    std::thread::sleep(Duration::from_millis(1000));
+    server.wait_calls_in_progress(1);
     let (ok, out) = sipp(
         &dir,
         server.addr,
@@ -717,7 +719,7 @@ fn tcp_calls_and_graceful_shutdown() {
             &["-m", "1", "-key", "rtpport", "9"],
         )
     });
-    std::thread::sleep(Duration::from_millis(800));
+    server.wait_calls_in_progress(1);
     let status = server.stop(Duration::from_secs(15));
     let (ok, out) = call.join().expect("thread");
     assert!(

@@ -40,11 +40,14 @@ pub fn repo() -> PathBuf {
 }
 
 /// A range of RTP ports of its own for each server of this run.
+/// A range of `ports` (at most 40) RTP ports of its own for a test: below Linux's ephemeral
+/// ports (32768 and up), so that no socket the system picks (SIPp's, a test's) falls inside.
+/// Each test process has 1,000 ports of its own (25 ranges, reused in turn).
 pub fn rtp_range(ports: u16) -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let i = NEXT.fetch_add(1, Ordering::Relaxed);
-    let base = 30_000 + (std::process::id() % 40) as u16 * 500 + i * 40;
-    (base, base + ports - 1)
+    let i = NEXT.fetch_add(1, Ordering::Relaxed) % 25;
+    let base = 10_000 + (std::process::id() % 22) as u16 * 1_000 + i * 40;
+    (base, base + ports.min(40) - 1)
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -133,6 +136,24 @@ impl Server {
     }
 
     /// Where `GET /status` and `GET /metrics` are served.
+    /// Waits (10 s at most, else panics) until `n` calls are in progress (`GET /metrics`).
+    pub fn wait_calls_in_progress(&self, n: usize) {
+        let started = Instant::now();
+        let line = format!("ivr_calls_in_progress {n}");
+        loop {
+            let (_, _, metrics) = http_get(self.http(), "/metrics");
+            if metrics.lines().any(|l| l == line) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "not {n} calls in progress in 10 s:\n{metrics}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     pub fn http(&self) -> SocketAddr {
         let out = fs::read_to_string(&self.out).unwrap_or_default();
         let at = out.find("HTTP on ").expect("HTTP address") + "HTTP on ".len();

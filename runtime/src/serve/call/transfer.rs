@@ -243,6 +243,9 @@ impl Driver {
 
     /// The transfer is over on our side (max_wait, the caller hung up, the call ends).
     pub(super) fn end_transfer(&mut self, why: crate::serve::agents::LeaveReason) {
+        // The leg first: a console hears its offer withdrawn before the ACD frees its agent
+        // (and its page hears "available").
+        self.hang_up_leg();
         if let Some(t) = self.transfer.take()
             && let (Some(key), Some(acd)) = (t.key, &self.acd)
         {
@@ -253,7 +256,6 @@ impl Driver {
             };
             let _ = acd.send(msg);
         }
-        self.hang_up_leg();
     }
 
     pub(super) fn on_queue_event(&mut self, ev: QueueEvent) {
