@@ -56,16 +56,22 @@ step bye {{
     hangup
 }}
 "##
-    ) + &format!(
+    ) + &external_flow("x", &format!("sip:95500@127.0.0.1:{external}"))
+}
+
+/// Flow `name`: a transfer to `target` (a SIP URI), `sorry` when it cannot be reached, `bye`
+/// when the far end hangs up first.
+fn external_flow(name: &str, target: &str) -> String {
+    format!(
         r##"
-flow x {{
+flow {name} {{
     title    "external transfer"
     language zh-CN
     entry    out
 }}
 
 transfer out {{
-    to        "sip:95500@127.0.0.1:{external}"
+    to        "{target}"
     music     hold
     no_agents -> sorry
     after     -> bye
@@ -677,36 +683,6 @@ fn a_blind_transfer_to_an_external_number_bridges_and_comes_back() {
     );
 }
 
-/// Flow `name`: a transfer to `sip:NUMBER@127.0.0.1:PORT;transport=tcp`.
-fn tcp_transfer_flow(name: &str, number: &str, port: u16) -> String {
-    format!(
-        r##"
-flow {name} {{
-    title    "external transfer over TCP"
-    language zh-CN
-    entry    out
-}}
-
-transfer out {{
-    to        "sip:{number}@127.0.0.1:{port};transport=tcp"
-    music     hold
-    no_agents -> sorry
-    after     -> bye
-}}
-
-step sorry {{
-    play sorry
-    hangup
-}}
-
-step bye {{
-    play bye
-    hangup
-}}
-"##
-    )
-}
-
 fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -722,7 +698,10 @@ fn a_transfer_to_a_tcp_uri_opens_a_connection_and_a_refused_one_fails_over() {
     // 95501: a port where nothing listens over TCP; 95502: a SIPp phone listening on TCP.
     let (closed, external) = (free_tcp_port(), free_tcp_port());
     for (name, number, port) in [("xt", "95501", closed), ("xu", "95502", external)] {
-        let flow = tcp_transfer_flow(name, number, port);
+        let flow = external_flow(
+            name,
+            &format!("sip:{number}@127.0.0.1:{port};transport=tcp"),
+        );
         fs::write(dir.join(format!("flows/{name}.flow")), flow).expect("flow");
     }
     let text = fs::read_to_string(&config).expect("config");
