@@ -4,10 +4,15 @@
 //! - An agent is `[agents.ID]` of `ivr.toml`; its phone registers the AOR `sip:ID@<ivr host>`
 //!   and answers the challenge with the digest username `ID` and its password, of which we only
 //!   know `ha1` = MD5(ID:realm:password).
-//! - Nonces are stateless: a timestamp and an HMAC-SHA-256 of it under a random secret of this
-//!   registrar. A nonce older than 5 minutes is stale: a correct answer with it gets a new
+//! - Nonces are stateless: a timestamp, a random salt and an HMAC-SHA-256 of both under a
+//!   random secret of this registrar. A nonce older than 5 minutes is stale: a correct answer with it gets a new
 //!   challenge with `stale=true`; a wrong answer gets 403, as do unknown agents (the two are
 //!   not told apart, and the comparison takes the same time).
+//! - Replays are refused: with `qop=auth` each use of a nonce must carry a higher `nc` than
+//!   the last one accepted, and without qop a nonce serves one REGISTER. A replayed answer
+//!   (a captured Authorization sent again, to bind another Contact) gets a new challenge with
+//!   `stale=true`, which a real phone answers at once. The nonces in use are remembered until
+//!   they are stale.
 //! - Repeated failures are slowed down per source address (IPv6: per /64): after 3 within
 //!   60 s, every further REGISTER from there is answered only after a delay that doubles with
 //!   each further failure, from 1 s up to 16 s; a success clears it; an address quiet for 5
@@ -34,6 +39,9 @@ use std::time::{Duration, Instant};
 
 /// A nonce is stale this long after it was made.
 pub const NONCE_LIFETIME: Duration = Duration::from_secs(5 * 60);
+/// The nonces in use are pruned of stale ones once they are this many (or twice as many as
+/// after the last pruning).
+const PRUNE_USED_AT: usize = 1024;
 /// Granted registration lifetimes: the default and the bounds.
 pub const DEFAULT_EXPIRES: u32 = 3600;
 /// Shortest granted registration (shorter requests are raised to it).
@@ -117,6 +125,10 @@ pub struct Registrar {
     bindings: HashMap<String, Bound>,
     /// Failures per address.
     limiter: FailureLimiter,
+    /// Nonces answered correctly → the highest `nc` accepted (0: used without qop).
+    used: HashMap<String, u32>,
+    /// Stale entries of `used` are dropped when it grows past this.
+    prune_at: usize,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -298,6 +310,8 @@ impl Registrar {
             origin: None,
             bindings: HashMap::new(),
             limiter: FailureLimiter::new(),
+            used: HashMap::new(),
+            prune_at: PRUNE_USED_AT,
         };
         r.set_credentials(realm, credentials);
         r
@@ -389,29 +403,34 @@ impl Registrar {
         u64::try_from(now.saturating_duration_since(origin).as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn mac(&self, ts: u64) -> Hmac<Sha256> {
+    fn mac(&self, ts: u64, salt: u64) -> Hmac<Sha256> {
         // Any key length is accepted by HMAC.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(&ts.to_be_bytes());
+        mac.update(&salt.to_be_bytes());
         mac.update(self.realm.as_bytes());
         mac
     }
 
+    /// A new nonce: its time, a random salt (two challenges in one millisecond differ), and
+    /// their HMAC.
     fn nonce(&mut self, now: Instant) -> String {
         let ts = self.millis(now);
-        let tag = self.mac(ts).finalize().into_bytes();
-        format!("{ts:016x}{}", hex(&tag[..16]))
+        let salt = message::random_u64();
+        let tag = self.mac(ts, salt).finalize().into_bytes();
+        format!("{ts:016x}{salt:016x}{}", hex(&tag[..16]))
     }
 
     /// Whether a nonce is ours and still fresh: `None` when it is not ours at all.
     fn nonce_fresh(&mut self, nonce: &str, now: Instant) -> Option<bool> {
-        if nonce.len() != 48 {
+        if nonce.len() != 64 {
             return None;
         }
         let ts = u64::from_str_radix(nonce.get(..16)?, 16).ok()?;
-        let tag = unhex(nonce.get(16..)?)?;
-        self.mac(ts).verify_truncated_left(&tag).ok()?;
+        let salt = u64::from_str_radix(nonce.get(16..32)?, 16).ok()?;
+        let tag = unhex(nonce.get(32..)?)?;
+        self.mac(ts, salt).verify_truncated_left(&tag).ok()?;
         let age = self.millis(now).checked_sub(ts)?;
         Some(u128::from(age) <= NONCE_LIFETIME.as_millis())
     }
@@ -472,13 +491,16 @@ impl Registrar {
                 dummy.as_str()
             }
         };
-        let expected = match field("qop") {
-            None => md5_hex(&[ha1, nonce, &a2]),
+        let (expected, count) = match field("qop") {
+            None => (md5_hex(&[ha1, nonce, &a2]), 0),
             Some(q) if q.eq_ignore_ascii_case("auth") => {
                 let (Some(nc), Some(cnonce)) = (field("nc"), field("cnonce")) else {
                     return Outcome::Failed(400, "qop=auth without nc or cnonce");
                 };
-                md5_hex(&[ha1, nonce, nc, cnonce, q, &a2])
+                let Some(count) = u32::from_str_radix(nc, 16).ok().filter(|n| *n > 0) else {
+                    return Outcome::Failed(400, "nc is not a count");
+                };
+                (md5_hex(&[ha1, nonce, nc, cnonce, q, &a2]), count)
             }
             Some(_) => return Outcome::Failed(400, "unsupported qop"),
         };
@@ -503,7 +525,34 @@ impl Registrar {
         if self.nonce_fresh(nonce, now) != Some(true) {
             return self.challenge(true, now);
         }
+        // The right answer once more (a replay): ask again, without counting a failure.
+        if !self.first_use(nonce, count, now) {
+            tracing::info!(
+                agent,
+                "REGISTER with a nonce count already used: challenged again"
+            );
+            return self.challenge(true, now);
+        }
         self.bind(req, agent, now)
+    }
+
+    /// Records the use of `nonce` with `count` (0: without qop); false when that count, or a
+    /// higher one, was used already (without qop: when the nonce was used at all).
+    fn first_use(&mut self, nonce: &str, count: u32, now: Instant) -> bool {
+        match self.used.get_mut(nonce) {
+            Some(last) if count <= *last || count == 0 => return false,
+            Some(last) => *last = count,
+            None => {
+                self.used.insert(nonce.to_string(), count);
+            }
+        }
+        if self.used.len() >= self.prune_at {
+            let mut used = std::mem::take(&mut self.used);
+            used.retain(|n, _| self.nonce_fresh(n, now) == Some(true));
+            self.used = used;
+            self.prune_at = (self.used.len() * 2).max(PRUNE_USED_AT);
+        }
+        true
     }
 
     /// Applies the Contacts of an authenticated REGISTER.
@@ -656,16 +705,72 @@ mod tests {
         p["nonce"].clone()
     }
 
-    /// The Authorization a phone would send (qop=auth).
+    /// The Authorization a phone would send (qop=auth) on its first use of `nonce`.
     fn authorization(user: &str, password: &str, nonce: &str) -> String {
+        authorization_nc(user, password, nonce, 1)
+    }
+
+    /// The Authorization a phone would send (qop=auth) on its `nc`th use of `nonce`.
+    fn authorization_nc(user: &str, password: &str, nonce: &str, nc: u32) -> String {
         let h1 = ha1(user, REALM, password);
         let h2 = md5_hex(&["REGISTER", URI]);
-        let response = md5_hex(&[&h1, nonce, "00000001", "0a4f113b", "auth", &h2]);
+        let nc = format!("{nc:08x}");
+        let response = md5_hex(&[&h1, nonce, &nc, "0a4f113b", "auth", &h2]);
         format!(
             "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", \
              uri=\"{URI}\", response=\"{response}\", algorithm=MD5, cnonce=\"0a4f113b\", \
-             qop=auth, nc=00000001\r\n"
+             qop=auth, nc={nc}\r\n"
         )
+    }
+
+    #[test]
+    fn a_replayed_answer_is_challenged_again() {
+        let mut r = registrar();
+        let now = Instant::now();
+        let nonce = challenge_nonce(&r.handle(&register(AGENT, ""), ip(), now));
+        let phone = "Contact: <sip:2001@10.0.0.5:5070>\r\n";
+        let first = format!("{phone}{}", authorization(AGENT, PASSWORD, &nonce));
+        assert_eq!(r.handle(&register(AGENT, &first), ip(), now).code, 200);
+        // The same answer from someone who captured it, to bind another Contact.
+        let thief = "Contact: <sip:2001@203.0.113.9:5060>\r\n";
+        let replay = format!("{thief}{}", authorization(AGENT, PASSWORD, &nonce));
+        let later = now + Duration::from_secs(1);
+        let refused = r.handle(&register(AGENT, &replay), ip(), later);
+        assert_eq!(refused.binding, None, "{refused:?}");
+        assert!(
+            header(&refused, "WWW-Authenticate").is_some_and(|w| w.ends_with("stale=true")),
+            "{refused:?}"
+        );
+        // The phone's next REGISTER counts on: accepted, as is a later one; an older count is not.
+        let second = format!("{phone}{}", authorization_nc(AGENT, PASSWORD, &nonce, 2));
+        assert_eq!(r.handle(&register(AGENT, &second), ip(), later).code, 200);
+        let fifth = format!("{phone}{}", authorization_nc(AGENT, PASSWORD, &nonce, 5));
+        assert_eq!(r.handle(&register(AGENT, &fifth), ip(), later).code, 200);
+        let third = format!("{thief}{}", authorization_nc(AGENT, PASSWORD, &nonce, 3));
+        assert_eq!(r.handle(&register(AGENT, &third), ip(), later).code, 401);
+        // A replay is no failure: the address is not slowed down.
+        assert_eq!(
+            r.handle(&register(AGENT, &replay), ip(), later).delay,
+            Duration::ZERO
+        );
+        // Without qop a nonce serves once.
+        let fresh = challenge_nonce(&r.handle(&register(AGENT, ""), ip(), later));
+        let h1 = ha1(AGENT, REALM, PASSWORD);
+        let response = md5_hex(&[&h1, &fresh, &md5_hex(&["REGISTER", URI])]);
+        let legacy = format!(
+            "{phone}Authorization: Digest username=\"{AGENT}\", realm=\"{REALM}\", \
+             nonce=\"{fresh}\", uri=\"{URI}\", response=\"{response}\"\r\n"
+        );
+        assert_eq!(r.handle(&register(AGENT, &legacy), ip(), later).code, 200);
+        assert_eq!(r.handle(&register(AGENT, &legacy), ip(), later).code, 401);
+        // The nonces in use are forgotten once stale (and a stale one is challenged anyway).
+        for i in 0..PRUNE_USED_AT {
+            r.used.insert(format!("old-{i}"), 1);
+        }
+        let next = challenge_nonce(&r.handle(&register(AGENT, ""), ip(), later));
+        let ok = format!("{phone}{}", authorization(AGENT, PASSWORD, &next));
+        assert_eq!(r.handle(&register(AGENT, &ok), ip(), later).code, 200);
+        assert!(r.used.len() <= 3, "{} nonces remembered", r.used.len());
     }
 
     #[test]
@@ -733,6 +838,8 @@ mod tests {
         );
         assert!(bytes.contains("To: <sip:2001@127.0.0.1>;tag="), "{bytes}");
         // Without qop (RFC 2069 style) works too, and a query lists the binding.
+        let nonce =
+            challenge_nonce(&r.handle(&register(AGENT, ""), ip(), now + Duration::from_secs(11)));
         let h1 = ha1(AGENT, REALM, PASSWORD);
         let response = md5_hex(&[&h1, &nonce, &md5_hex(&["REGISTER", URI])]);
         let legacy = format!(
