@@ -32,9 +32,11 @@ use tracing::Instrument;
 const AGENT_PAGE: &str = include_str!("agent.html");
 /// How long a login token lasts without a connected console.
 pub const IDLE: Duration = Duration::from_secs(15 * 60);
-/// How often the agents' states are looked up in the ACD (and pushed to consoles whose agent's
-/// state changed).
-const STATE_EVERY: Duration = Duration::from_millis(500);
+/// The agents' states are looked up in the ACD when it says something changed (and pushed to
+/// consoles whose agent's state changed), at most this often ...
+const STATE_AT_MOST: Duration = Duration::from_millis(50);
+/// ... and at least this often.
+const STATE_AT_LEAST: Duration = Duration::from_secs(5);
 /// How often the server pings a console.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Most sessions held (older ones go first).
@@ -57,19 +59,29 @@ struct Session {
 
 impl Console {
     /// The console of a server: agents checked and the ACD reached through `api`, calls
-    /// through `hub`.
-    pub fn new(api: AgentApi, hub: Arc<AgentHub>) -> Arc<Console> {
+    /// through `hub`; `changes` ticks when the ACD's agents may have changed.
+    pub fn new(
+        api: AgentApi,
+        hub: Arc<AgentHub>,
+        mut changes: super::agents::AcdChanges,
+    ) -> Arc<Console> {
         let c = Arc::new(Console {
             api,
             hub,
             sessions: Mutex::new(HashMap::new()),
         });
-        // One look at the ACD for every console: each hears its agent's state when it changes.
+        // One look at the ACD for every console after each change: each hears its agent's
+        // state when it changes.
         let weak = Arc::downgrade(&c);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(STATE_EVERY);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    () = tokio::time::sleep(STATE_AT_LEAST) => {}
+                }
+                // Changes while the ACD is asked are looked at next time.
+                changes.mark_unchanged();
+                tokio::time::sleep(STATE_AT_MOST).await;
                 let Some(c) = weak.upgrade() else { return };
                 if !c.hub.any() {
                     continue;

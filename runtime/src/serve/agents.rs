@@ -205,13 +205,19 @@ pub fn contact_of(r: &crate::sip::registrar::Registration) -> Contact {
 /// The handle calls use.
 pub type AcdHandle = mpsc::UnboundedSender<AcdMsg>;
 
+/// Changes after every turn of the ACD task that may have changed an agent's or a queue's
+/// state (all but status requests): who shows them (consoles, the dashboard) waits on it, then
+/// asks for a [`AcdMsg::Status`].
+pub type AcdChanges = tokio::sync::watch::Receiver<u64>;
+
 /// Starts the ACD task for a configuration; its queue events go to `writer` (none: not
 /// recorded).
-pub fn start(config: &Config, writer: Option<RecordWriter>) -> AcdHandle {
+pub fn start(config: &Config, writer: Option<RecordWriter>) -> (AcdHandle, AcdChanges) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let (changes, changes_rx) = tokio::sync::watch::channel(0);
     let acd = Acd::new(config);
-    tokio::spawn(run(acd, rx, writer));
-    tx
+    tokio::spawn(run(acd, rx, writer, changes));
+    (tx, changes_rx)
 }
 
 struct Waiting {
@@ -270,7 +276,12 @@ fn decline_name(why: Decline) -> &'static str {
     }
 }
 
-async fn run(mut acd: Acd, mut rx: mpsc::UnboundedReceiver<AcdMsg>, writer: Option<RecordWriter>) {
+async fn run(
+    mut acd: Acd,
+    mut rx: mpsc::UnboundedReceiver<AcdMsg>,
+    writer: Option<RecordWriter>,
+    changes: tokio::sync::watch::Sender<u64>,
+) {
     let mut book = Book {
         writer,
         ..Book::default()
@@ -288,7 +299,11 @@ async fn run(mut acd: Acd, mut rx: mpsc::UnboundedReceiver<AcdMsg>, writer: Opti
             },
             () = tokio::time::sleep(wait) => None,
         };
+        let looked_at = matches!(msg, Some(AcdMsg::Status(_)));
         step(&mut acd, &mut book, msg, local_now(), &mut out);
+        if !looked_at {
+            changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 }
 
@@ -779,6 +794,66 @@ mod tests {
         assert_eq!((g.queued, g.answered, g.answered_in_time), (2, 1, 1));
         assert_eq!((g.abandoned, g.left), (1, 0));
         assert_eq!(g.service_level, Some(0.5));
+    }
+
+    /// Who shows agents' states hears of each change, and not of its own status requests
+    /// (which would make it ask again and again).
+    #[tokio::test]
+    async fn the_task_tells_of_changes_but_not_of_status_requests() {
+        let mut c = Config::defaults(std::path::Path::new("/x"));
+        c.agents.insert(
+            "2001".into(),
+            AgentConfig {
+                name: "A".into(),
+                skills: Vec::new(),
+                ha1: String::new(),
+            },
+        );
+        let (acd, mut changes) = start(&c, None);
+        let within = Duration::from_secs(5);
+        let status = |acd: &AcdHandle| {
+            let (tx, rx) = oneshot::channel();
+            let _ = acd.send(AcdMsg::Status(tx));
+            rx
+        };
+        // Status requests, answered: no change (the task bumps after a turn, so the first's
+        // bump, were there one, is done once the second is answered).
+        let _ = status(&acd).await.expect("status");
+        let _ = status(&acd).await.expect("status");
+        let snapshot = status(&acd).await.expect("status");
+        assert!(
+            snapshot
+                .status
+                .agents
+                .iter()
+                .all(|a| a.id != "2001" || a.state == crate::acd::AgentState::Offline)
+        );
+        assert!(!changes.has_changed().expect("task"));
+        // A registration: a change, and the agent is available.
+        let _ = acd.send(AcdMsg::Registration {
+            agent: "2001".into(),
+            contact: Contact {
+                uri: "sip:2001@10.0.0.1:5060".into(),
+                addr: "10.0.0.1:5060".parse().expect("address"),
+                tcp: false,
+            },
+            conn: 0,
+            expires: Duration::from_secs(3600),
+        });
+        tokio::time::timeout(within, changes.changed())
+            .await
+            .expect("a change in time")
+            .expect("task");
+        let _ = status(&acd).await.expect("status");
+        let snapshot = status(&acd).await.expect("status");
+        assert!(
+            snapshot
+                .status
+                .agents
+                .iter()
+                .any(|a| a.id == "2001" && a.state == crate::acd::AgentState::Available)
+        );
+        assert!(!changes.has_changed().expect("task"));
     }
 
     #[test]

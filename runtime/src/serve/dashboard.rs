@@ -4,7 +4,8 @@
 //! - `GET /dashboard`: the page (`dashboard.html`, shipped in the binary; no build step);
 //! - `GET /dashboard/state`: what the page shows, as JSON (for scripts);
 //! - `GET /dashboard/ws`: a WebSocket that pushes the same JSON once a second and whenever a
-//!   call starts, moves to another node or ends (at most every [`MIN_PUSH`]).
+//!   call starts, moves to another node or ends, and when an agent or a queue changes (at
+//!   most every [`MIN_PUSH`]).
 //!
 //! The state: calls in progress by flow and node and by channel, calls started, ended by
 //! outcome and per second ([`LiveCalls`]); each queue's waiting calls, longest wait, today's
@@ -71,6 +72,8 @@ pub struct Dashboard {
     pub calls: Arc<LiveCalls>,
     /// The pacer's counters.
     pub pacer: Arc<PacerStats>,
+    /// Ticks when agents or queues may have changed.
+    pub acd_changes: super::agents::AcdChanges,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -280,12 +283,14 @@ async fn ws(State(d): State<Arc<Dashboard>>, up: WebSocketUpgrade) -> Response {
 /// goes away.
 async fn push(d: Arc<Dashboard>, mut socket: WebSocket) {
     let mut changes = d.calls.subscribe();
+    let mut acd_changes = d.acd_changes.clone();
     let mut tick = tokio::time::interval(PUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();
     loop {
         // Seen before the state is read: a change while it is read is pushed next.
         changes.mark_unchanged();
+        acd_changes.mark_unchanged();
         let text = d.state().await.to_string();
         if socket.send(Message::Text(text.into())).await.is_err() {
             return;
@@ -294,6 +299,12 @@ async fn push(d: Arc<Dashboard>, mut socket: WebSocket) {
         tokio::select! {
             _ = tick.tick() => {}
             r = changes.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                tokio::time::sleep_until(sent + MIN_PUSH).await;
+            }
+            r = acd_changes.changed() => {
                 if r.is_err() {
                     return;
                 }

@@ -257,7 +257,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {sip_addr}: {e}"))?;
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let running = Arc::new(AtomicUsize::new(0));
-    let acd = agents::start(&deployment.config, writer.clone());
+    let (acd, acd_changes) = agents::start(&deployment.config, writer.clone());
     // Agents' browser consoles (`/agent`).
     let consoles = agent_hub::AgentHub::new(acd.clone());
     let live_calls = live_calls::LiveCalls::new();
@@ -374,12 +374,14 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
                     acd: acd.clone(),
                     calls: Arc::clone(&live_calls),
                     pacer: Arc::clone(pacer.stats()),
+                    acd_changes: acd_changes.clone(),
                 })),
             });
             // The agent console (`/agent`).
             let app = app.merge(agent_console::router(agent_console::Console::new(
                 agent_api.clone(),
                 Arc::clone(&consoles),
+                acd_changes,
             )));
             let mut stopped = http_stopped;
             tokio::spawn(async move {
