@@ -172,20 +172,7 @@ fn deployment(name: &str, external: u16) -> PathBuf {
     fs::write(
         dir.join("ivr.toml"),
         format!(
-            r#"[paths]
-flows      = "flows"
-prompts    = "prompts"
-recordings = "recordings"
-
-[server]
-rtp_ports = "{}-{}"
-max_calls = 100
-realm     = "ivr"
-
-[database]
-url = "sqlite://ivr-data/ivr.db"
-
-[queues.general]
+            r#"{}[queues.general]
 skills       = ["mandarin"]
 ring_timeout = "2s"
 wrap_up      = "1s"
@@ -206,7 +193,7 @@ ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
 "10088" = "p"
 default = "q"
 "#,
-            rtp.0, rtp.1
+            config_head(rtp)
         ),
     )
     .expect("config");

@@ -93,22 +93,10 @@ fn deployment(name: &str) -> PathBuf {
     fs::write(
         dir.join("ivr.toml"),
         format!(
-            r#"[paths]
-flows      = "flows"
-prompts    = "prompts"
-recordings = "recordings"
-
-[server]
-rtp_ports = "{}-{}"
-max_calls = 100
-
-[database]
-url = "sqlite://ivr-data/ivr.db"
-
-[routes]
+            r#"{}[routes]
 "100" = "t"
 "#,
-            rtp.0, rtp.1
+            config_head(rtp)
         ),
     )
     .expect("config");

@@ -60,16 +60,7 @@ fn deployment(name: &str) -> PathBuf {
     fs::write(
         dir.join("ivr.toml"),
         format!(
-            r#"[paths]
-flows      = "flows"
-prompts    = "prompts"
-recordings = "recordings"
-
-[server]
-rtp_ports = "{}-{}"
-max_calls = 100
-
-[queues.general]
+            r#"{}[queues.general]
 skills = []
 
 [agents.2001]
@@ -79,7 +70,7 @@ ha1  = "bf715e98225da5507a0ec09b14207408"
 [routes]
 default = "t"
 "#,
-            rtp.0, rtp.1
+            config_head(rtp)
         ),
     )
     .expect("config");

@@ -107,19 +107,7 @@ fn test_deployment(name: &str, rtp: (u16, u16)) -> PathBuf {
     fs::write(
         dir.join("ivr.toml"),
         format!(
-            r#"[paths]
-flows      = "flows"
-prompts    = "prompts"
-recordings = "recordings"
-
-[server]
-rtp_ports = "{}-{}"
-max_calls = 100
-
-[database]
-url = "sqlite://ivr-data/ivr.db"
-
-[queries.customer_by_phone]
+            r#"{}[queries.customer_by_phone]
 args   = ["phone"]
 sql    = "SELECT id, name, vip, balance FROM customers WHERE phone = $1"
 fields = {{ id = "number", name = "text", vip = "bool", balance = "money" }}
@@ -127,7 +115,7 @@ fields = {{ id = "number", name = "text", vip = "bool", balance = "money" }}
 [routes]
 default = "t"
 "#,
-            rtp.0, rtp.1
+            config_head(rtp)
         ),
     )
     .expect("config");

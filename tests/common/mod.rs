@@ -40,6 +40,27 @@ pub fn repo() -> PathBuf {
 }
 
 /// A range of RTP ports of its own for each server of this run.
+/// The head of a test deployment's `ivr.toml`: folders, the server with the RTP ports `rtp`
+/// and room for 100 calls, the embedded SQLite database.
+pub fn config_head(rtp: (u16, u16)) -> String {
+    format!(
+        r#"[paths]
+flows      = "flows"
+prompts    = "prompts"
+recordings = "recordings"
+
+[server]
+rtp_ports = "{}-{}"
+max_calls = 100
+
+[database]
+url = "sqlite://ivr-data/ivr.db"
+
+"#,
+        rtp.0, rtp.1
+    )
+}
+
 /// A range of `ports` (at most 40) RTP ports of its own for a test: below Linux's ephemeral
 /// ports (32768 and up), so that no socket the system picks (SIPp's, a test's) falls inside.
 /// Each test process has 1,000 ports of its own (25 ranges, reused in turn).
