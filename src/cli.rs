@@ -71,6 +71,10 @@ enum Command {
         /// Only calls of this flow.
         #[arg(long, value_name = "NAME")]
         flow: Option<String>,
+        /// Only calls that ran this version of their flow (its content hash, or the start
+        /// of it, as the report's versions list it).
+        #[arg(long, value_name = "HASH")]
+        flow_version: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportArg::Table)]
         format: ReportArg,
@@ -210,11 +214,13 @@ pub fn run() -> ExitCode {
         Command::Report {
             since,
             flow,
+            flow_version,
             format,
         } => crate::report_cmd::run(crate::report_cmd::ReportCmd {
             config: cli.config,
             since,
             flow,
+            flow_version,
             format: match format {
                 ReportArg::Table => crate::report_cmd::ReportFormat::Table,
                 ReportArg::Csv => crate::report_cmd::ReportFormat::Csv,

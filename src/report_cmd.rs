@@ -27,6 +27,8 @@ pub struct ReportCmd {
     pub since: Option<String>,
     /// `--flow NAME`
     pub flow: Option<String>,
+    /// `--flow-version HASH`
+    pub flow_version: Option<String>,
     /// `--format`
     pub format: ReportFormat,
 }
@@ -49,11 +51,20 @@ pub fn run(cmd: ReportCmd) -> Result<ExitCode, String> {
         Some(s) => Some(report::parse_date(s)?),
         None => None,
     };
+    if let Some(v) = &cmd.flow_version
+        && (v.is_empty() || !v.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(format!(
+            "--flow-version `{v}` is not a version: the hexadecimal hash (or the start of it) \
+             that the report's versions list shows"
+        ));
+    }
     let config = config(cmd.config)?;
     let rt = ivr_runtime::data::source::runtime().map_err(|e| e.to_string())?;
     let opts = ReportOptions {
         since,
         flow: cmd.flow,
+        flow_version: cmd.flow_version.map(|v| v.to_ascii_lowercase()),
     };
     let report = rt
         .block_on(async {

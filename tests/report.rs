@@ -395,7 +395,36 @@ fn close(a: &serde_json::Value, b: f64) -> bool {
 }
 
 /// The figures of the fixture, all records (both queues, both days).
+/// Every flow of the fixture ran version `v1`: one entry each, with its calls, the first and
+/// the last call's start (the same form on both engines).
+fn check_versions(r: &serde_json::Value) {
+    let versions = r["versions"].as_array().expect("versions");
+    let mut flows: Vec<&str> = fixture().iter().map(|f| f.2).collect();
+    flows.sort_unstable();
+    flows.dedup();
+    assert_eq!(versions.len(), flows.len(), "{versions:#?}");
+    for flow in flows {
+        let v = versions
+            .iter()
+            .find(|v| v["flow"] == flow)
+            .unwrap_or_else(|| panic!("no version of {flow}: {versions:#?}"));
+        assert_eq!(v["version"], "v1");
+        let calls = fixture().iter().filter(|f| f.2 == flow).count();
+        assert_eq!(v["calls"].as_u64(), Some(calls as u64), "{v}");
+        let (first, last) = (
+            v["first_call"].as_str().expect("first"),
+            v["last_call"].as_str().expect("last"),
+        );
+        assert_eq!((first.len(), last.len()), (19, 19), "{v}");
+        assert!(first.starts_with("2026-") && first <= last, "{v}");
+        if calls > 1 {
+            assert!(first < last, "{v}");
+        }
+    }
+}
+
 fn check_queue_figures(r: &serde_json::Value) {
+    check_versions(r);
     let queues = r["queues"].as_array().expect("queues");
     assert_eq!(queues.len(), 3, "general, vip, all: {r:#}");
     let general = &queues[0];
@@ -618,6 +647,7 @@ fn report_of_queue_events_postgres() {
         let since = ReportOptions {
             since: Some(report::parse_date("2026-11-22").expect("date")),
             flow: Some("hotline".into()),
+            flow_version: Some("v".into()),
         };
         let r = report::build(&pool, &since).await.expect("report");
         assert_eq!(r.queues.len(), 2);
@@ -628,4 +658,108 @@ fn report_of_queue_events_postgres() {
             .await;
         server.close().await;
     });
+}
+
+/// The version `ivr compile` gives the hotline of `config` now.
+fn hotline_version(config: &Path) -> String {
+    let o = ivr(config, &["compile", "hotline"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let program: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    program["version"].as_str().expect("version").to_string()
+}
+
+#[test]
+fn report_compares_the_versions_of_a_flow() {
+    let (dir, config) = deployment("versions");
+    // A flows folder of its own, so that the hotline can be edited.
+    let flows = dir.join("flows");
+    std::fs::create_dir_all(&flows).expect("flows");
+    for name in ["hotline.flow", "common.flow"] {
+        std::fs::copy(root().join("flows").join(name), flows.join(name)).expect("copy");
+    }
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace(&root().join("flows").display().to_string(), "flows");
+    std::fs::write(&config, text).expect("config");
+    let simulate = |caller: &str, script: &str| {
+        let o = ivr(
+            &config,
+            &[
+                "simulate", "hotline", "--caller", caller, "--script", script,
+            ],
+        );
+        assert!(o.status.success(), "{}", out(&o));
+    };
+    // Before the change: one self-service call, one caller who gives up in the queue.
+    let before = hotline_version(&config);
+    simulate("13800000001", "1 123456 # hangup");
+    simulate("13800000002", "0 hangup");
+    // The analyst gives callers more time in the main menu: a new version.
+    let flow = flows.join("hotline.flow");
+    let source = std::fs::read_to_string(&flow).expect("flow");
+    let edited = source.replacen(
+        "menu main_menu {\n    prompt   main_menu\n    timeout  5s",
+        "menu main_menu {\n    prompt   main_menu\n    timeout  6s",
+        1,
+    );
+    assert_ne!(edited, source, "the edit applies");
+    std::fs::write(&flow, edited).expect("edit");
+    let after = hotline_version(&config);
+    assert_ne!(before, after);
+    simulate("13800000001", "1 123456 # hangup");
+
+    let o = ivr(&config, &["report", "--format", "json"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let version = |v: &str| {
+        r["versions"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| x["flow"] == "hotline" && x["version"] == v)
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no version {v}: {r:#}"))
+    };
+    let (old, new) = (version(&before), version(&after));
+    assert_eq!(
+        (old["calls"].as_u64(), new["calls"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(old["self_service_rate"].as_f64(), Some(0.5), "{old}");
+    assert_eq!(old["abandon_rate"].as_f64(), Some(0.5), "{old}");
+    assert_eq!(new["self_service_rate"].as_f64(), Some(1.0), "{new}");
+    assert!(old["first_call"].is_string() && new["last_call"].is_string());
+
+    // One version alone (by the start of its hash): its calls and its node traffic.
+    let o = ivr(
+        &config,
+        &["report", "--format", "json", "--flow-version", &before[..8]],
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["outcomes"]["calls"], 2, "{r:#}");
+    assert_eq!(r["outcomes"]["abandoned"], 1);
+    assert_eq!(r["versions"].as_array().map(Vec::len), Some(1));
+    let entries = r["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|x| x["node"] == "identify"))
+        .map(|x| x["entries"].clone());
+    assert_eq!(entries, Some(serde_json::json!(2)), "{r:#}");
+    // The table and the CSV show the versions too.
+    let o = ivr(&config, &["report", "--flow-version", &after]);
+    let table = out(&o);
+    assert!(
+        table.contains("version ") && table.contains(&after) && !table.contains(&before),
+        "{table}"
+    );
+    let o = ivr(&config, &["report", "--format", "csv"]);
+    let csv = out(&o);
+    assert!(
+        csv.contains(&format!("versions,hotline,{before},,,,calls,2")),
+        "{csv}"
+    );
+    // Something that is no version is refused with a clear message.
+    let o = ivr(&config, &["report", "--flow-version", "v2; DROP"]);
+    assert!(!o.status.success());
+    assert!(out(&o).contains("is not a version"), "{}", out(&o));
 }

@@ -28,6 +28,26 @@ pub struct ReportOptions {
     pub since: Option<NaiveDate>,
     /// Calls of this flow only.
     pub flow: Option<String>,
+    /// Calls that ran this version of their flow only (its content hash, as `ivr compile`
+    /// and `GET /status` show it, or the start of it).
+    pub flow_version: Option<String>,
+}
+
+/// The calls that ran one version of a flow: when it served its first and last call, and how
+/// its calls ended (to compare a flow before and after a change).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct VersionFigures {
+    /// The flow.
+    pub flow: String,
+    /// Its version (content hash).
+    pub version: String,
+    /// When the first call of this version started (`YYYY-MM-DD HH:MM:SS`).
+    pub first_call: Option<String>,
+    /// When the last one started.
+    pub last_call: Option<String>,
+    /// How its calls ended.
+    #[serde(flatten)]
+    pub outcomes: Outcomes,
 }
 
 /// How calls ended.
@@ -166,8 +186,12 @@ pub struct Report {
     pub since: Option<String>,
     /// `--flow`.
     pub flow: Option<String>,
+    /// `--flow-version`.
+    pub flow_version: Option<String>,
     /// How calls ended.
     pub outcomes: Outcomes,
+    /// Per flow and version, the oldest version first.
+    pub versions: Vec<VersionFigures>,
     /// Per node, by flow and most entered first.
     pub nodes: Vec<NodeTraffic>,
     /// Per queue, then every queue together (last).
@@ -205,6 +229,39 @@ fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
+/// A time read back from either engine, as `YYYY-MM-DD HH:MM:SS` (SQLite keeps that text).
+fn when(v: &Value) -> Option<String> {
+    match v {
+        Value::DateTime(t) => Some(t.format("%Y-%m-%d %H:%M:%S").to_string()),
+        Value::Text(t) => Some(t.chars().take(19).collect()),
+        _ => None,
+    }
+}
+
+impl Outcomes {
+    /// Counts `n` calls that ended with `outcome` (none: still in progress, or no record of
+    /// the end).
+    fn add(&mut self, outcome: Option<&str>, n: u64) {
+        self.calls += n;
+        match outcome {
+            Some("self_service") => self.self_service += n,
+            Some("transferred") => self.transferred += n,
+            Some("abandoned") => self.abandoned += n,
+            Some("failed") => self.failed += n,
+            _ => return,
+        }
+        self.ended += n;
+    }
+
+    /// Fills in the rates from the counts.
+    fn rates(&mut self) {
+        self.self_service_rate = ratio(self.self_service, self.ended);
+        self.transfer_rate = ratio(self.transferred, self.ended);
+        self.abandon_rate = ratio(self.abandoned, self.ended);
+        self.failure_rate = ratio(self.failed, self.ended);
+    }
+}
+
 /// `WHERE` conditions on a time column and `flow`, with their arguments.
 fn filter(opts: &ReportOptions, time_col: &str, extra: &[&str]) -> (String, Vec<Value>) {
     let mut cond: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -216,6 +273,10 @@ fn filter(opts: &ReportOptions, time_col: &str, extra: &[&str]) -> (String, Vec<
     if let Some(f) = &opts.flow {
         args.push(Value::Text(f.clone()));
         cond.push(format!("flow = ${}", args.len()));
+    }
+    if let Some(v) = &opts.flow_version {
+        args.push(Value::Text(format!("{v}%")));
+        cond.push(format!("flow_version LIKE ${}", args.len()));
     }
     if cond.is_empty() {
         (String::new(), args)
@@ -237,6 +298,13 @@ fn event_filter(opts: &ReportOptions, alias: &str, extra: &[&str]) -> (String, V
         args.push(Value::Text(f.clone()));
         cond.push(format!(
             "{alias}.call_id IN (SELECT call_id FROM calls WHERE flow = ${})",
+            args.len()
+        ));
+    }
+    if let Some(v) = &opts.flow_version {
+        args.push(Value::Text(format!("{v}%")));
+        cond.push(format!(
+            "{alias}.call_id IN (SELECT call_id FROM calls WHERE flow_version LIKE ${})",
             args.len()
         ));
     }
@@ -410,6 +478,7 @@ pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataErro
     let mut report = Report {
         since: opts.since.map(|d| d.format("%Y-%m-%d").to_string()),
         flow: opts.flow.clone(),
+        flow_version: opts.flow_version.clone(),
         service_level_seconds: SERVICE_LEVEL_MS / 1000,
         service_level_target: SERVICE_LEVEL_TARGET,
         ..Report::default()
@@ -423,23 +492,50 @@ pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataErro
         &args,
     )
     .await?;
-    let o = &mut report.outcomes;
     for r in &rows {
-        let n = int(&r[1]);
-        o.calls += n;
-        match text(&r[0]).as_deref() {
-            Some("self_service") => o.self_service += n,
-            Some("transferred") => o.transferred += n,
-            Some("abandoned") => o.abandoned += n,
-            Some("failed") => o.failed += n,
-            _ => continue,
-        }
-        o.ended += n;
+        report.outcomes.add(text(&r[0]).as_deref(), int(&r[1]));
     }
-    o.self_service_rate = ratio(o.self_service, o.ended);
-    o.transfer_rate = ratio(o.transferred, o.ended);
-    o.abandon_rate = ratio(o.abandoned, o.ended);
-    o.failure_rate = ratio(o.failed, o.ended);
+    report.outcomes.rates();
+
+    // Versions.
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT flow, flow_version, outcome, COUNT(*) AS n, MIN(started_at) AS first, \
+             MAX(started_at) AS last FROM calls{w} GROUP BY flow, flow_version, outcome"
+        ),
+        &args,
+    )
+    .await?;
+    let mut versions: BTreeMap<(String, String), VersionFigures> = BTreeMap::new();
+    for r in &rows {
+        let (flow, version) = (
+            text(&r[0]).unwrap_or_default(),
+            text(&r[1]).unwrap_or_default(),
+        );
+        let v = versions
+            .entry((flow.clone(), version.clone()))
+            .or_insert_with(|| VersionFigures {
+                flow,
+                version,
+                ..VersionFigures::default()
+            });
+        v.outcomes.add(text(&r[2]).as_deref(), int(&r[3]));
+        let (first, last) = (when(&r[4]), when(&r[5]));
+        if v.first_call.is_none() || first < v.first_call {
+            v.first_call = first;
+        }
+        if last > v.last_call {
+            v.last_call = last;
+        }
+    }
+    report.versions = versions.into_values().collect();
+    for v in &mut report.versions {
+        v.outcomes.rates();
+    }
+    report
+        .versions
+        .sort_by(|a, b| (&a.flow, &a.first_call).cmp(&(&b.flow, &b.first_call)));
 
     // Node traffic.
     let (w, args) = filter(opts, "entered_at", &[]);
@@ -645,12 +741,15 @@ impl Report {
     /// Plain-text tables, for people.
     pub fn to_table(&self) -> String {
         let mut s = String::new();
-        let scope = match (&self.flow, &self.since) {
+        let mut scope = match (&self.flow, &self.since) {
             (Some(f), Some(d)) => format!("flow {f}, since {d}"),
             (Some(f), None) => format!("flow {f}"),
             (None, Some(d)) => format!("every flow, since {d}"),
             (None, None) => "every flow, all records".to_string(),
         };
+        if let Some(v) = &self.flow_version {
+            let _ = write!(scope, ", version {v}");
+        }
         let o = &self.outcomes;
         let _ = writeln!(
             s,
@@ -669,6 +768,35 @@ impl Report {
             rows.push(vec![name.into(), n.to_string(), pct(r)]);
         }
         s.push_str(&table(&rows, &[false, true, true]));
+
+        s.push_str("\nVersions (the oldest first per flow)\n");
+        let mut rows = vec![vec![
+            "flow".into(),
+            "version".into(),
+            "first call".into(),
+            "last call".into(),
+            "calls".into(),
+            "self_service".into(),
+            "transferred".into(),
+            "abandoned".into(),
+            "failed".into(),
+        ]];
+        for v in &self.versions {
+            let o = &v.outcomes;
+            rows.push(vec![
+                v.flow.clone(),
+                v.version.clone(),
+                v.first_call.clone().unwrap_or_default(),
+                v.last_call.clone().unwrap_or_default(),
+                o.calls.to_string(),
+                pct(o.self_service_rate),
+                pct(o.transfer_rate),
+                pct(o.abandon_rate),
+                pct(o.failure_rate),
+            ]);
+        }
+        let right = [false, false, false, false, true, true, true, true, true];
+        s.push_str(&table(&rows, &right));
 
         let _ = writeln!(
             s,
@@ -853,6 +981,42 @@ impl Report {
                 &format!("{name}_rate"),
                 rate(r),
             );
+        }
+        for v in &self.versions {
+            let o = &v.outcomes;
+            let (flow, version) = (v.flow.as_str(), v.version.as_str());
+            let first = v.first_call.clone().unwrap_or_default();
+            let last = v.last_call.clone().unwrap_or_default();
+            row("versions", flow, version, "", "", "", "first_call", first);
+            row("versions", flow, version, "", "", "", "last_call", last);
+            row(
+                "versions",
+                flow,
+                version,
+                "",
+                "",
+                "",
+                "calls",
+                o.calls.to_string(),
+            );
+            row(
+                "versions",
+                flow,
+                version,
+                "",
+                "",
+                "",
+                "ended",
+                o.ended.to_string(),
+            );
+            for (name, r) in [
+                ("self_service_rate", o.self_service_rate),
+                ("transfer_rate", o.transfer_rate),
+                ("abandon_rate", o.abandon_rate),
+                ("failure_rate", o.failure_rate),
+            ] {
+                row("versions", flow, version, "", "", "", name, rate(r));
+            }
         }
         for l in &self.service_level {
             let queue = or_all(&l.queue, "*");
