@@ -19,15 +19,12 @@ pub struct AgentPasswordOptions {
     pub agent: String,
 }
 
-/// The realm of the configuration. Errors about agents' `ha1` do not matter here (this
-/// command is how they get one); any other error does, since the realm could be wrong.
+/// The realm of the configuration. Any error matters, since the realm could be wrong (an
+/// agent without a valid `ha1` is only a warning: this command is how it gets one).
 fn realm(path: Option<PathBuf>) -> Result<String, String> {
     let mut sources = SourceMap::new();
     let (config, diags) = load_config(path.as_deref(), &mut sources).map_err(|e| e.to_string())?;
-    let errors: Vec<_> = diags
-        .into_iter()
-        .filter(|d| d.is_error() && !d.message.contains("needs `ha1`"))
-        .collect();
+    let errors: Vec<_> = diags.into_iter().filter(|d| d.is_error()).collect();
     if !errors.is_empty() {
         eprint!("{}", sources.render(&errors, false));
         return Err("fix the configuration first (`ivr check`)".into());

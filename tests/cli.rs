@@ -267,3 +267,52 @@ fn agent_password_prints_ha1() {
     assert_eq!(o.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The configuration example of the spec, word for word (tests/fixtures/spec_ivr.toml), with
+/// a hotline flow: it checks (the placeholder `ha1 = "4f1c..."` is a warning, that agent just
+/// cannot log in) and its scenario runs.
+#[test]
+fn the_spec_configuration_example_checks_and_runs() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-spec-config", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).expect("flows");
+    std::fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
+    let spec = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec_ivr.toml"),
+    )
+    .expect("fixture");
+    std::fs::write(dir.join("ivr.toml"), spec).expect("config");
+    std::fs::write(
+        dir.join("prompts/zh-CN/prompts.toml"),
+        "welcome = { text = \"欢迎致电客户服务热线。\" }\n",
+    )
+    .expect("catalog");
+    std::fs::write(
+        dir.join("flows/hotline.flow"),
+        "flow hotline {\n    language zh-CN\n    entry welcome\n}\n\n\
+         step welcome {\n    play welcome\n    hangup\n}\n",
+    )
+    .expect("flow");
+    std::fs::write(
+        dir.join("flows/hotline.scenario"),
+        "scenario \"welcome\"\nflow hotline\nexpect play welcome\nexpect hangup\n\
+         expect outcome self_service\n",
+    )
+    .expect("scenario");
+    let config = dir.join("ivr.toml");
+    let config = config.to_str().unwrap_or_default();
+    let o = ivr(&["--config", config, "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("warning[config]: agent `2001` has an `ha1` of 7 characters"),
+        "{}",
+        stdout(&o)
+    );
+    let o = ivr(&["--config", config, "test"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).trim_end().ends_with("1 passed, 0 failed"),
+        "{}",
+        stdout(&o)
+    );
+}

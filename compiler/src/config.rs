@@ -363,14 +363,22 @@ impl Config {
         for (id, agent) in raw.agents {
             let span = span_of(&agent);
             let agent = agent.into_inner();
+            // A warning, not an error: flows do not depend on it (the spec's own example
+            // writes `ha1 = "4f1c..."`); such an agent just cannot log in.
             if !(agent.ha1.len() == 32 && agent.ha1.chars().all(|c| c.is_ascii_hexdigit())) {
+                let what = if agent.ha1.is_empty() {
+                    "has no `ha1`".to_string()
+                } else {
+                    format!("has an `ha1` of {} characters", agent.ha1.chars().count())
+                };
                 diags.push(
-                    Diagnostic::error(
+                    Diagnostic::warning(
                         "config",
                         file,
                         span,
                         format!(
-                            "agent `{id}` needs `ha1`: 32 hex digits of MD5(id:realm:password)"
+                            "agent `{id}` {what}, not 32 hex digits of MD5(id:realm:password): \
+                             it cannot log in until it has one"
                         ),
                     )
                     .with_hint(format!("`ivr agent-password {id}` prints it")),
@@ -484,7 +492,7 @@ fn unknown_key(file: FileId, text: &str, path: &str) -> Diagnostic {
         "config",
         file,
         span,
-        format!("unknown key `{key}` (in `{path}`): it is ignored"),
+        format!("unknown key `{key}` (in `{path}`)"),
     )
     .with_hint(hint)
 }
