@@ -845,6 +845,45 @@ fn failed_reloads(s: &serde_json::Value) -> u64 {
     s["reloads"]["failed"].as_u64().expect("reloads.failed")
 }
 
+/// A call that keys 4 (the lookup of the caller) and hears the flow out: how `who` was left.
+fn lookup_exit(config: &Path, server: &Server, n: usize) -> Option<String> {
+    let media = Endpoint::start(vec![(1100, Act::Key('4'))]);
+    let port = media.port.to_string();
+    let (ok, out) = sipp(
+        config.parent().expect("dir"),
+        server.addr,
+        "flow_hangs_up.xml",
+        &["-m", "1", "-key", "rtpport", &port],
+    );
+    let _ = media.finish();
+    assert!(ok, "sipp failed:\n{out}\n{}", server.log());
+    let (_, visits) = records(config, n);
+    visits
+        .into_iter()
+        .find(|(node, _)| node == "who")
+        .and_then(|(_, exit)| exit)
+}
+
+#[test]
+fn an_edited_query_serves_the_calls_after_the_reload() {
+    need_sipp!();
+    let config = test_deployment("query-reload", rtp_range(20));
+    let server = Server::launch(&config, true, &[]);
+    let http = server.http();
+    assert_eq!(lookup_exit(&config, &server, 1).as_deref(), Some("found"));
+    // The analyst narrows the query in ivr.toml: the next call runs the new SQL.
+    let before = status(http);
+    let text = fs::read_to_string(&config).expect("config");
+    let edited = text.replace("WHERE phone = $1", "WHERE phone = $1 AND vip = 2");
+    assert_ne!(edited, text);
+    fs::write(&config, edited).expect("edit");
+    status_until(http, Duration::from_secs(10), |s| {
+        s["version"] != before["version"]
+    })
+    .unwrap_or_else(|| panic!("the edit did not go live\n{}", server.log()));
+    assert_eq!(lookup_exit(&config, &server, 2).as_deref(), Some("missing"));
+}
+
 #[test]
 fn http_status_and_metrics_follow_valid_and_broken_edits() {
     let config = test_deployment("http", rtp_range(10));

@@ -732,6 +732,15 @@ impl Database {
         })
     }
 
+    /// The same database (pool and secret) with another data catalog: a new version of
+    /// `ivr.toml` that went live.
+    pub fn with_catalog(
+        &self,
+        queries: &IndexMap<String, QueryDef>,
+    ) -> Result<Database, DataError> {
+        Database::new(self.pool.clone(), queries, self.secret.clone())
+    }
+
     /// The pool.
     pub fn pool(&self) -> &Pool {
         &self.pool

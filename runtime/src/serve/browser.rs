@@ -13,7 +13,6 @@
 
 use super::call::{self, Note};
 use crate::audio::Law;
-use crate::data::Database;
 use crate::data::records::{CallRecorder, RecordWriter};
 use crate::engine::{CallInfo, Channel};
 use crate::live::Live;
@@ -51,8 +50,8 @@ const MAX_LINES: usize = 2000;
 pub struct Browser {
     /// The live deployment.
     pub live: Arc<Live>,
-    /// The database for lookups.
-    pub db: Option<Database>,
+    /// The database for lookups, with each deployment's catalog.
+    pub catalogs: Arc<super::catalog::Catalogs>,
     /// Where records go.
     pub writer: Option<RecordWriter>,
     /// The pacer.
@@ -93,7 +92,7 @@ pub struct BrowserParts {
     /// See [`Browser`].
     pub live: Arc<Live>,
     /// See [`Browser`].
-    pub db: Option<Database>,
+    pub catalogs: Arc<super::catalog::Catalogs>,
     /// See [`Browser`].
     pub writer: Option<RecordWriter>,
     /// See [`Browser`].
@@ -127,7 +126,7 @@ impl Browser {
     pub fn new(p: BrowserParts) -> Arc<Browser> {
         Arc::new(Browser {
             live: p.live,
-            db: p.db,
+            catalogs: p.catalogs,
             writer: p.writer,
             pacer: p.pacer,
             ports: p.ports,
@@ -505,6 +504,7 @@ impl Run {
                 }
             });
         }
+        let db = b.catalogs.for_deployment(&deployment);
         let setup = call::Setup {
             info,
             flow,
@@ -523,7 +523,7 @@ impl Run {
             core: b.core.clone(),
             tag: id.clone(),
             pacer: b.pacer.clone(),
-            db: b.db.clone(),
+            db,
             writer: b.writer.clone(),
             rtp_timeout: b.rtp_timeout,
             running: Arc::clone(&b.running),

@@ -10,13 +10,14 @@ pub mod agent_hub;
 pub mod agents;
 pub mod browser;
 pub mod call;
+pub mod catalog;
 pub mod dashboard;
 pub mod http;
 pub mod live_calls;
 pub mod queue_day;
 
+use crate::data;
 use crate::data::records::{CallRecorder, RecordWriter, WriterOptions};
-use crate::data::{self, Database};
 use crate::engine::{CallInfo, Channel};
 use crate::live::Live;
 use crate::media::pacer::Pacer;
@@ -76,7 +77,8 @@ impl Default for ServeOptions {
 
 struct App {
     live: Arc<Live>,
-    db: Option<Database>,
+    /// The database with each deployment's catalog.
+    catalogs: Arc<catalog::Catalogs>,
     writer: Option<RecordWriter>,
     pacer: Pacer,
     ports: Arc<PortPool>,
@@ -165,7 +167,7 @@ impl Calls for App {
             core: self.core.clone(),
             tag: c.tag.to_string(),
             pacer: self.pacer.clone(),
-            db: self.db.clone(),
+            db: self.catalogs.for_deployment(&deployment),
             writer: self.writer.clone(),
             rtp_timeout: self.rtp_timeout,
             recordings_dir: deployment.config.recordings_dir.clone(),
@@ -282,9 +284,10 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
             }
         });
     }
+    let catalogs = Arc::new(catalog::Catalogs::new(db.clone()));
     let app = App {
         live: Arc::clone(&live),
-        db: db.clone(),
+        catalogs: Arc::clone(&catalogs),
         writer: writer.clone(),
         pacer: pacer.clone(),
         ports: Arc::clone(&ports),
@@ -341,7 +344,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     tokio::spawn(core.run(in_rx, core_rx));
     let browser = browser::Browser::new(browser::BrowserParts {
         live: Arc::clone(&live),
-        db: db.clone(),
+        catalogs,
         writer: writer.clone(),
         pacer: pacer.clone(),
         ports: Arc::clone(&ports),
