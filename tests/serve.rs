@@ -946,6 +946,39 @@ fn http_status_and_metrics_follow_valid_and_broken_edits() {
         )),
         "{metrics}"
     );
+
+    // Broken again, then undone: the last attempt is the clean one, and nothing new went live.
+    let live = s["version"].clone();
+    let good = fs::read_to_string(&flow).expect("flow");
+    fs::write(&flow, good.replace("goto bye", "goto nowhere")).expect("edit");
+    status_until(http, Duration::from_secs(10), |s| failed_reloads(s) == 2)
+        .unwrap_or_else(|| panic!("no failed reload\n{}", server.log()));
+    fs::write(&flow, &good).expect("undo");
+    let (s, _) = status_until(http, Duration::from_secs(10), |s| {
+        s["last_reload"]["ok"] == true
+    })
+    .unwrap_or_else(|| panic!("the undone edit is not shown\n{}", server.log()));
+    assert_eq!(s["version"], live, "{s}");
+    assert_eq!(s["last_reload"]["unchanged"], true, "{s}");
+    assert_eq!(s["reloads"]["ok"], 1, "{s}");
+
+    // A version with a warning goes live with it in the diagnostics (as `ivr check` has it).
+    fs::write(
+        &flow,
+        format!("{good}\nstep orphan {{\n    play bye\n    hangup\n}}\n"),
+    )
+    .expect("edit");
+    let (s, _) = status_until(http, Duration::from_secs(10), |s| s["version"] != live)
+        .unwrap_or_else(|| panic!("the edit with a warning did not go live\n{}", server.log()));
+    let diagnostics = s["last_reload"]["diagnostics"]
+        .as_array()
+        .expect("diagnostics");
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d["code"] == "unreachable-node" && d["severity"] == "warning"),
+        "{s}"
+    );
 }
 
 /// The flow of the reload test at edit `i`: hello, then a node named after the edit (so each

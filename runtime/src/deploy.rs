@@ -29,6 +29,8 @@ pub struct Deployment {
     pub prompts: Arc<PromptStore>,
     /// Warnings of the check (rendered like `ivr check`), for logs.
     pub warnings: String,
+    /// The same warnings as `ivr check --format json` gives them (`GET /status`).
+    pub warnings_json: serde_json::Value,
 }
 
 /// Why a deployment could not be built: the diagnostics, rendered as `ivr check` prints them
@@ -129,6 +131,7 @@ impl Deployment {
             });
         }
         let warnings = checked.sources.render(&checked.diagnostics, false);
+        let warnings_json = checked.sources.to_json(&checked.diagnostics);
         let version = content_version(&checked.sources, &checked.catalogs, &checked.programs);
         let flows = checked
             .programs
@@ -147,6 +150,7 @@ impl Deployment {
             flows,
             prompts: Arc::new(store),
             warnings,
+            warnings_json,
         })
     }
 

@@ -34,6 +34,8 @@ pub enum ReloadOutcome {
 struct Attempt {
     at: DateTime<Utc>,
     outcome: ReloadOutcome,
+    /// The warnings of a deployment that checked clean (JSON, as `ivr check` gives them).
+    warnings: serde_json::Value,
 }
 
 /// What `status()` reports of past reloads.
@@ -97,9 +99,19 @@ impl Live {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let live = self.current();
         let outcome = match Deployment::load(self.config.as_deref(), Some(&live)) {
-            Ok(d) if d.version == live.version => ReloadOutcome::Unchanged,
+            Ok(d) if d.version == live.version => {
+                // Recorded too: after a broken edit is undone, the last attempt is this one.
+                let mut history = self.history();
+                history.last = Some(Attempt {
+                    at: Utc::now(),
+                    outcome: ReloadOutcome::Unchanged,
+                    warnings: d.warnings_json.clone(),
+                });
+                return ReloadOutcome::Unchanged;
+            }
             Ok(d) => {
                 let version = d.version.clone();
+                let warnings = d.warnings_json.clone();
                 // The swap and its record together: `status()` sees both or neither.
                 let mut history = self.history();
                 self.current.store(Arc::new(d));
@@ -109,6 +121,7 @@ impl Live {
                 history.last = Some(Attempt {
                     at: Utc::now(),
                     outcome: outcome.clone(),
+                    warnings,
                 });
                 drop(history);
                 self.swaps.send_modify(|n| *n += 1);
@@ -130,6 +143,7 @@ impl Live {
             history.last = Some(Attempt {
                 at: Utc::now(),
                 outcome: outcome.clone(),
+                warnings: serde_json::json!([]),
             });
         }
         outcome
@@ -145,13 +159,18 @@ impl Live {
         drop(history);
         let last = last.map(|a| match a.outcome {
             ReloadOutcome::Swapped { version } => serde_json::json!({
-                "at": a.at.to_rfc3339(), "ok": true, "version": version, "diagnostics": [],
+                "at": a.at.to_rfc3339(), "ok": true, "version": version,
+                "diagnostics": a.warnings,
+            }),
+            // The files check clean and are what is live already (an edit undone, a touch).
+            ReloadOutcome::Unchanged => serde_json::json!({
+                "at": a.at.to_rfc3339(), "ok": true, "version": live.version,
+                "unchanged": true, "diagnostics": a.warnings,
             }),
             ReloadOutcome::Failed(f) => serde_json::json!({
                 "at": a.at.to_rfc3339(), "ok": false, "errors": f.errors,
                 "diagnostics": f.json, "rendered": f.rendered,
             }),
-            ReloadOutcome::Unchanged => serde_json::Value::Null,
         });
         serde_json::json!({
             "version": live.version,
