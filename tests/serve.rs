@@ -845,6 +845,27 @@ fn failed_reloads(s: &serde_json::Value) -> u64 {
     s["reloads"]["failed"].as_u64().expect("reloads.failed")
 }
 
+#[test]
+fn a_withheld_number_is_the_empty_caller() {
+    need_sipp!();
+    let config = test_deployment("anonymous", rtp_range(20));
+    let server = Server::start(&config, &[]);
+    // RFC 3323's anonymous From, and an ordinary number after it.
+    for (from, want) in [("anonymous", ""), ("13700000007", "13700000007")] {
+        let (ok, out) = sipp(
+            config.parent().expect("dir"),
+            server.addr,
+            "flow_hangs_up.xml",
+            &["-m", "1", "-key", "rtpport", "9", "-key", "caller", from],
+        );
+        assert!(ok, "sipp failed:\n{out}\n{}", server.log());
+        let n = if want.is_empty() { 1 } else { 2 };
+        let (calls, _) = records(&config, n);
+        let last = calls.last().expect("a call");
+        assert_eq!(last.4, want, "{calls:?}");
+    }
+}
+
 /// A call that keys 4 (the lookup of the caller) and hears the flow out: how `who` was left.
 fn lookup_exit(config: &Path, server: &Server, n: usize) -> Option<String> {
     let media = Endpoint::start(vec![(1100, Act::Key('4'))]);

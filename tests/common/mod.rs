@@ -232,7 +232,12 @@ pub fn sipp(dir: &Path, server: SocketAddr, scenario: &str, args: &[&str]) -> (b
         .arg(server.to_string())
         .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
         .args(["-nostdin", "-timeout", "25", "-timeout_error", "-trace_err"])
-        .args(["-key", "caller", CALLER])
+        // The test's own `-key caller` when it gives one (SIPp keeps the first).
+        .args(
+            ["-key", "caller", CALLER]
+                .into_iter()
+                .filter(|_| !args.windows(2).any(|w| w == ["-key", "caller"])),
+        )
         .args(args)
         .output()
         .expect("sipp");

@@ -117,11 +117,15 @@ impl Calls for App {
             tracing::warn!("no free RTP port");
             return Err(503);
         };
-        let caller = message::user_of(message::uri_of(
-            message::value(&c.request.headers, "From").unwrap_or_default(),
-        ));
-        let caller = if caller.is_empty() {
-            "anonymous".to_string()
+        let from_uri =
+            message::uri_of(message::value(&c.request.headers, "From").unwrap_or_default());
+        let caller = message::user_of(from_uri);
+        // A withheld number (RFC 3323: `anonymous@anonymous.invalid`, or no user part) is the
+        // empty caller the flows test with `caller == ""`.
+        let withheld = caller.eq_ignore_ascii_case("anonymous")
+            || from_uri.to_ascii_lowercase().contains("@anonymous.invalid");
+        let caller: String = if withheld {
+            String::new()
         } else {
             caller.chars().take(64).collect()
         };
