@@ -7,24 +7,69 @@ use ivr_runtime::audio::{ProblemKind, PromptStore};
 use ivr_runtime::engine::Flow;
 use ivr_runtime::sim::PromptBook;
 use ivr_runtime::sim::scenario::SimFlow;
+use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Checks every flow of the configured flows folder; on errors prints them and fails.
-pub fn load(config: Option<PathBuf>) -> Result<(Checked, IndexMap<String, SimFlow>), String> {
+/// The flows that can run and those that cannot: a flow with an error in its own file or in
+/// a flow it imports is left out (named, for the scenarios that ask for it). `None` when an
+/// error is outside the flows (the configuration, a catalog): then nothing can be trusted.
+fn broken_flows(checked: &Checked) -> Option<HashSet<String>> {
+    let paths = |file| checked.sources.path(file).display().to_string();
+    let flow_files: HashSet<String> = checked.flows.iter().map(|f| paths(f.file)).collect();
+    let mut error_files = HashSet::new();
+    for d in checked.diagnostics.iter().filter(|d| d.is_error()) {
+        let path = paths(d.file);
+        if !flow_files.contains(&path) {
+            return None;
+        }
+        error_files.insert(path);
+    }
+    let mut broken: HashSet<String> = checked
+        .flows
+        .iter()
+        .filter(|f| error_files.contains(&paths(f.file)))
+        .map(|f| f.name.clone())
+        .collect();
+    for (name, program) in &checked.programs {
+        if program.files.iter().any(|f| error_files.contains(f)) {
+            broken.insert(name.clone());
+        }
+    }
+    Some(broken)
+}
+
+/// Checks every flow of the configured flows folder. Errors are printed; flows with errors
+/// are left out of what runs (their names come back), and errors outside the flows fail.
+pub fn load(
+    config: Option<PathBuf>,
+) -> Result<(Checked, IndexMap<String, SimFlow>, HashSet<String>), String> {
     let checked = check(&CheckOptions {
         config,
         paths: Vec::new(),
     })
     .map_err(|e| e.to_string())?;
+    let mut broken = HashSet::new();
     if checked.error_count() > 0 {
         let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         eprint!("{}", checked.sources.render(&checked.diagnostics, color));
-        return Err(format!(
-            "the flows have {} error(s); fix them first (`ivr check`)",
-            checked.error_count()
-        ));
+        match broken_flows(&checked) {
+            Some(b) if !b.is_empty() => broken = b,
+            _ => {
+                return Err(format!(
+                    "the configuration has {} error(s); fix them first (`ivr check`)",
+                    checked.error_count()
+                ));
+            }
+        }
+        let mut names: Vec<&str> = broken.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        eprintln!(
+            "ivr: {} error(s) in flow(s) {}: they do not run (`ivr check`)",
+            checked.error_count(),
+            names.join(", ")
+        );
     }
     // Prompt durations come from the decoded audio; files that exist but cannot be decoded are
     // worth a warning (missing ones were reported by the check).
@@ -36,6 +81,9 @@ pub fn load(config: Option<PathBuf>) -> Result<(Checked, IndexMap<String, SimFlo
     }
     let mut flows = IndexMap::new();
     for (name, program) in &checked.programs {
+        if broken.contains(name) {
+            continue;
+        }
         let called = checked
             .config
             .routes
@@ -47,5 +95,5 @@ pub fn load(config: Option<PathBuf>) -> Result<(Checked, IndexMap<String, SimFlo
         let flow = Arc::new(Flow::new(program.clone(), &checked.config));
         flows.insert(name.clone(), SimFlow { flow, book, called });
     }
-    Ok((checked, flows))
+    Ok((checked, flows, broken))
 }

@@ -149,7 +149,13 @@ fn call_id() -> String {
 
 /// Runs the command.
 pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
-    let (checked, flows) = load(opts.config)?;
+    let (checked, flows, broken) = load(opts.config)?;
+    if broken.contains(&opts.flow) {
+        return Err(format!(
+            "the flow `{}` has errors (shown above); fix them first (`ivr check`)",
+            opts.flow
+        ));
+    }
     let sim_flow = flows.get(&opts.flow).ok_or_else(|| {
         format!(
             "there is no flow `{}`; the flows are {}",

@@ -49,7 +49,7 @@ struct FileResult {
 
 /// Runs the command.
 pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
-    let (checked, flows) = load(opts.config.clone())?;
+    let (checked, flows, broken) = load(opts.config.clone())?;
     let roots = if opts.paths.is_empty() {
         vec![checked.config.flows_dir.clone()]
     } else {
@@ -98,15 +98,55 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
             .filter(|d| d.is_error())
             .cloned()
             .collect();
+        // A scenario with a syntax error fails as a whole (its bad lines would be missing
+        // from the run); the others of the file run. An error belongs to the scenario it
+        // stands in (before the first one: to the first).
+        let mut with_errors = std::collections::HashSet::new();
         if !errors.is_empty() {
             let rendered = sources.render(&errors, color);
             print!("{rendered}");
-            println!("{red}FAIL{reset} {shown}: {} syntax error(s)", errors.len());
-            failed += errors.len();
             fr.errors.push(rendered);
+            for e in &errors {
+                let i = parsed
+                    .file
+                    .scenarios
+                    .iter()
+                    .rposition(|s| s.span.start <= e.span.start)
+                    .unwrap_or(0);
+                with_errors.insert(i);
+            }
+            if parsed.file.scenarios.is_empty() {
+                println!("{red}FAIL{reset} {shown}: {} syntax error(s)", errors.len());
+                failed += 1;
+            }
         }
-        for s in &parsed.file.scenarios {
-            let result = scenario::run(s, &shown, &text, &flows, data.for_scenario());
+        for (i, s) in parsed.file.scenarios.iter().enumerate() {
+            let mut result = if with_errors.contains(&i) {
+                let line = line_of(&text, s.span.start as usize);
+                ScenarioResult {
+                    name: s.name.node.clone(),
+                    line,
+                    flow: String::new(),
+                    failure: Some(format!(
+                        "{shown}:{line}: the scenario has syntax errors (shown above): not run"
+                    )),
+                    transcript: Vec::new(),
+                    visits: Vec::new(),
+                    outcome: None,
+                }
+            } else {
+                scenario::run(s, &shown, &text, &flows, data.for_scenario())
+            };
+            if let Some(f) = s.flow.as_ref().filter(|f| broken.contains(&f.node))
+                && result.failure.is_some()
+            {
+                result.failure = Some(format!(
+                    "{shown}:{}: the flow `{}` has errors (shown above, as `ivr check` \
+                     gives them): the scenario cannot run",
+                    line_of(&text, f.span.start as usize),
+                    f.node
+                ));
+            }
             if let Some(sim_flow) = flows.get(&result.flow) {
                 coverage
                     .entry(result.flow.clone())
@@ -167,6 +207,12 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset)
+        .map_or(1, |t| t.matches('\n').count() + 1)
 }
 
 fn xml_escape(s: &str) -> String {

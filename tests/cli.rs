@@ -316,3 +316,63 @@ fn the_spec_configuration_example_checks_and_runs() {
         stdout(&o)
     );
 }
+
+/// One flow with an error does not stop the scenarios of the others: they run, the broken
+/// flow's scenarios fail, a scenario with a syntax error fails as a whole, and the summary
+/// line counts scenarios.
+#[test]
+fn a_broken_flow_or_scenario_fails_alone() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-broken-one", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).expect("flows");
+    std::fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
+    let write = |path: &str, text: &str| std::fs::write(dir.join(path), text).expect(path);
+    write(
+        "ivr.toml",
+        "[paths]\nflows = \"flows\"\nprompts = \"prompts\"\n",
+    );
+    write("prompts/zh-CN/prompts.toml", "hello = { text = \"hi\" }\n");
+    write(
+        "flows/app.flow",
+        "flow app {\n    language zh-CN\n    entry a\n}\n\nstep a {\n    play hello\n    hangup\n}\n",
+    );
+    write(
+        "flows/broken.flow",
+        "flow broken {\n    language zh-CN\n    entry a\n}\n\nstep a {\n    goto nope\n}\n",
+    );
+    write(
+        "flows/app.scenario",
+        "scenario \"hello\"\nflow app\nexpect play hello\nexpect hangup\n\n\
+         scenario \"a bad line\"\nflow app\nexpect frob\nexpect play hello\n\n\
+         scenario \"hello again\"\nflow app\nexpect play hello\nexpect hangup\n",
+    );
+    write(
+        "flows/broken.scenario",
+        "scenario \"broken\"\nflow broken\nexpect hangup\n",
+    );
+    let config = dir.join("ivr.toml");
+    let config = config.to_str().unwrap_or_default();
+    let o = ivr(&["--config", config, "test"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.trim_end().ends_with("2 passed, 2 failed"), "{out}");
+    assert!(out.contains("FAIL ") && out.contains("a bad line"), "{out}");
+    assert!(
+        out.contains("the flow `broken` has errors"),
+        "{out}{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("error[unknown-target]: there is no node `nope`"),
+        "{}",
+        stderr(&o)
+    );
+    // The healthy flow can be simulated; the broken one is refused with the reason.
+    let o = ivr(&["--config", config, "simulate", "app", "--script", "hangup"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let o = ivr(&[
+        "--config", config, "simulate", "broken", "--script", "hangup",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("`broken` has errors"), "{}", stderr(&o));
+}
