@@ -40,11 +40,19 @@ fn broken_flows(checked: &Checked) -> Option<HashSet<String>> {
     Some(broken)
 }
 
+/// A deployment's flows, ready to run.
+pub struct Loaded {
+    /// The check's result.
+    pub checked: Checked,
+    /// The flows that run, by name.
+    pub flows: IndexMap<String, SimFlow>,
+    /// The flows left out for their errors.
+    pub broken: HashSet<String>,
+}
+
 /// Checks every flow of the configured flows folder. Errors are printed; flows with errors
 /// are left out of what runs (their names come back), and errors outside the flows fail.
-pub fn load(
-    config: Option<PathBuf>,
-) -> Result<(Checked, IndexMap<String, SimFlow>, HashSet<String>), String> {
+pub fn load(config: Option<PathBuf>) -> Result<Loaded, String> {
     let checked = check(&CheckOptions {
         config,
         paths: Vec::new(),
@@ -95,5 +103,9 @@ pub fn load(
         let flow = Arc::new(Flow::new(program.clone(), &checked.config));
         flows.insert(name.clone(), SimFlow { flow, book, called });
     }
-    Ok((checked, flows, broken))
+    Ok(Loaded {
+        checked,
+        flows,
+        broken,
+    })
 }

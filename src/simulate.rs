@@ -149,7 +149,11 @@ fn call_id() -> String {
 
 /// Runs the command.
 pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
-    let (checked, flows, broken) = load(opts.config)?;
+    let crate::load::Loaded {
+        checked,
+        flows,
+        broken,
+    } = load(opts.config)?;
     if broken.contains(&opts.flow) {
         return Err(format!(
             "the flow `{}` has errors (shown above); fix them first (`ivr check`)",

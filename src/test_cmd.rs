@@ -49,7 +49,11 @@ struct FileResult {
 
 /// Runs the command.
 pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
-    let (checked, flows, broken) = load(opts.config.clone())?;
+    let crate::load::Loaded {
+        checked,
+        flows,
+        broken,
+    } = load(opts.config.clone())?;
     let roots = if opts.paths.is_empty() {
         vec![checked.config.flows_dir.clone()]
     } else {
