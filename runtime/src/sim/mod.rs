@@ -177,6 +177,18 @@ impl Simulation {
         self.now
     }
 
+    /// The node the caller is in now, as heard: the node whose prompt (or pause) is playing,
+    /// else the engine's. The engine runs a step's actions at once and queues their audio, so
+    /// its own node can be ahead of what the caller hears: after `press 1` in a menu, the
+    /// caller is in the step `bill` while its prompts play, though the engine already waits in
+    /// the menu it goes back to.
+    pub fn heard_node(&self) -> NodeId {
+        match &self.playing {
+            Some((q, end)) if *end > self.now => q.node,
+            _ => self.call.node(),
+        }
+    }
+
     /// Everything observed so far.
     pub fn transcript(&self) -> &[Entry] {
         &self.transcript

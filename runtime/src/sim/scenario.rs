@@ -555,15 +555,21 @@ fn expect(r: &mut Runner, e: &Expectation, line: usize) -> Result<(), String> {
     }
     match e {
         Expectation::Node { name } => {
+            // The engine's node, or the node whose audio the caller hears now: a step's
+            // prompts still play after the engine went on to the next node, and the caller is
+            // in that step as much as the flow is in the next.
             let flow = Arc::clone(r.sim.call().flow());
-            let current = &flow.program.nodes[r.sim.call().node() as usize].name;
-            if *current == name.node {
+            let name_of = |n: NodeId| flow.program.nodes[n as usize].name.as_str();
+            let (engine, heard) = (name_of(r.sim.call().node()), name_of(r.sim.heard_node()));
+            if engine == name.node || heard == name.node {
                 Ok(())
+            } else if engine == heard {
+                Err(r.fail(line, &describe(e), &format!("but the call is at node {engine}")))
             } else {
                 Err(r.fail(
                     line,
                     &describe(e),
-                    &format!("but the call is at node {current}"),
+                    &format!("but the call is at node {engine} (the caller hears {heard})"),
                 ))
             }
         }
