@@ -376,3 +376,49 @@ fn a_broken_flow_or_scenario_fails_alone() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("`broken` has errors"), "{}", stderr(&o));
 }
+
+/// A flow that only says values needs no prompt catalog: zh-CN and en-US have the fragments
+/// built in.
+#[test]
+fn a_flow_that_only_says_values_needs_no_catalog() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-say-only", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).expect("flows");
+    std::fs::write(
+        dir.join("flows/solo.flow"),
+        "flow solo {\n    language zh-CN\n    entry a\n}\n\nstep a {\n    say money 58.30\n    \
+         set language en-US\n    say number 105\n    hangup\n}\n",
+    )
+    .expect("flow");
+    std::fs::write(
+        dir.join("flows/solo.scenario"),
+        "scenario \"say\"\nflow solo\nexpect say money 58.3\nexpect say number 105\n\
+         expect hangup\n",
+    )
+    .expect("scenario");
+    let config = dir.join("ivr.toml");
+    std::fs::write(&config, "[paths]\nflows = \"flows\"\n").expect("config");
+    let config = config.to_str().unwrap_or_default();
+    let o = ivr(&["--config", config, "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let o = ivr(&["--config", config, "test"]);
+    assert!(
+        stdout(&o).trim_end().ends_with("1 passed, 0 failed"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // A language without fragments of its own still needs its catalog.
+    std::fs::write(
+        dir.join("flows/solo.flow"),
+        "flow solo {\n    language fr-FR\n    entry a\n}\n\nstep a {\n    say number 5\n    hangup\n}\n",
+    )
+    .expect("flow");
+    let o = ivr(&["--config", config, "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("there is no prompt catalog for language `fr-FR`"),
+        "{}",
+        stdout(&o)
+    );
+}

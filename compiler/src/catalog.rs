@@ -6,6 +6,9 @@ use ivr_dsl::{Diagnostic, FileId, SourceMap, Span};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+/// The languages whose spoken-value fragments (`say`) the `ivr` program has built in.
+pub const BUILT_IN_LANGUAGES: [&str; 2] = ["zh-CN", "en-US"];
+
 const ENTRY_HINT: &str =
     "each line is `id = { text = \"...\" }` or `id = { text = \"...\", file = \"x.wav\" }`";
 

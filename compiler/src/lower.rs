@@ -416,7 +416,11 @@ impl Lowerer<'_, '_> {
     }
 
     fn check_language(&mut self, file: FileId, lang: &str, span: Span) {
-        if !self.env.catalogs.languages.contains_key(lang) {
+        // zh-CN and en-US have the spoken-value fragments built in: a flow that only `say`s
+        // needs no catalog of its own (a prompt it plays is reported by name if missing).
+        if !self.env.catalogs.languages.contains_key(lang)
+            && !crate::catalog::BUILT_IN_LANGUAGES.contains(&lang)
+        {
             let known: Vec<&str> = self
                 .env
                 .catalogs

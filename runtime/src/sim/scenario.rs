@@ -564,7 +564,11 @@ fn expect(r: &mut Runner, e: &Expectation, line: usize) -> Result<(), String> {
             if engine == name.node || heard == name.node {
                 Ok(())
             } else if engine == heard {
-                Err(r.fail(line, &describe(e), &format!("but the call is at node {engine}")))
+                Err(r.fail(
+                    line,
+                    &describe(e),
+                    &format!("but the call is at node {engine}"),
+                ))
             } else {
                 Err(r.fail(
                     line,
