@@ -164,14 +164,16 @@ impl Deployment {
         self.flows.get_key_value(name).map(|(k, v)| (k.as_str(), v))
     }
 
-    /// The flow a route names (`POST /calls/ROUTE`): the route key, else a flow name.
+    /// The flow a route names (`POST /calls/ROUTE`): the route key, else a flow name, else
+    /// the `default` route (as for a dialled number no route names).
     pub fn flow_for_route(&self, route: &str) -> Option<(&str, &Arc<Flow>)> {
         match self.config.routes.get(route) {
             Some(name) => self.flows.get_key_value(name).map(|(k, v)| (k.as_str(), v)),
             None => self
                 .flows
                 .get_key_value(route)
-                .map(|(k, v)| (k.as_str(), v)),
+                .map(|(k, v)| (k.as_str(), v))
+                .or_else(|| self.flow_for(route)),
         }
     }
 }

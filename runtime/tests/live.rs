@@ -104,3 +104,31 @@ fn the_watcher_reloads_after_an_editor_saves() {
     assert_ne!(live.current().version, before, "the watcher did not reload");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What a call runs: a dialled number or WHIP route by `[routes]`, a flow by name, and the rest
+/// by the `default` route.
+#[test]
+fn routes_pick_the_flow_and_default_takes_the_rest() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let d = ivr_runtime::deploy::Deployment::load(Some(&root.join("ivr.toml")), None)
+        .expect("reference deployment");
+    let flow = |f: Option<(&str, &std::sync::Arc<ivr_runtime::engine::Flow>)>| {
+        f.map(|(n, _)| n.to_string())
+    };
+    assert_eq!(flow(d.flow_for("10010")).as_deref(), Some("hotline"));
+    assert_eq!(
+        flow(d.flow_for("99999")).as_deref(),
+        Some("hotline"),
+        "default"
+    );
+    assert_eq!(
+        flow(d.flow_for_route("common")).as_deref(),
+        Some("common"),
+        "by flow name"
+    );
+    assert_eq!(
+        flow(d.flow_for_route("99999")).as_deref(),
+        Some("hotline"),
+        "default"
+    );
+}
