@@ -366,9 +366,10 @@ pub fn response(req: &Request, source: SocketAddr, code: u16, extra: &Extra<'_>)
     headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
         body.len().to_string(),
     )));
-    let status = match rsip::StatusCode::from(code) {
-        rsip::StatusCode::Other(c, _) => rsip::StatusCode::Other(c, reason(c).into()),
-        known => known,
+    // Our reason phrases, as RFC 3261 writes them ("Not Found"; rsip would write "NotFound").
+    let status = match reason(code) {
+        "Unknown" => rsip::StatusCode::from(code),
+        phrase => rsip::StatusCode::Other(code, phrase.into()),
     };
     let resp = rsip::Response {
         status_code: status,
@@ -496,6 +497,16 @@ mod tests {
             user_of(uri_of(value(&req.headers, "From").expect("from"))),
             "13800000001"
         );
+        // Reason phrases as RFC 3261 writes them.
+        for (code, line) in [
+            (404, "SIP/2.0 404 Not Found\r\n"),
+            (481, "SIP/2.0 481 Call/Transaction Does Not Exist\r\n"),
+            (488, "SIP/2.0 488 Not Acceptable Here\r\n"),
+            (503, "SIP/2.0 503 Service Unavailable\r\n"),
+        ] {
+            let r = String::from_utf8(response(&req, src, code, &Extra::default())).expect("utf8");
+            assert!(r.starts_with(line), "{r}");
+        }
     }
 
     #[test]
