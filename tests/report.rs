@@ -763,3 +763,32 @@ fn report_compares_the_versions_of_a_flow() {
     assert!(!o.status.success());
     assert!(out(&o).contains("is not a version"), "{}", out(&o));
 }
+
+/// A caller refused on arrival (nobody logged in: the flow's `no_agents` path) was never put
+/// in the queue: it does not count in the service level.
+#[test]
+fn a_call_refused_for_no_agents_is_not_queued() {
+    let (_dir, config) = deployment("no-agents");
+    let o = ivr(
+        &config,
+        &[
+            "simulate",
+            "hotline",
+            "--caller",
+            "13800000001",
+            "--script",
+            "0 agent:none hangup",
+        ],
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("agents_busy"), "{}", out(&o));
+    let o = ivr(&config, &["report", "--format", "json"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["outcomes"]["calls"], 1, "{r:#}");
+    let all = r["service_level"]
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["queue"].is_null()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(all["queued"], 0, "{r:#}");
+}

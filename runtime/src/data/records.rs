@@ -691,6 +691,19 @@ impl CallRecorder {
                     self.call.agent = agent.clone();
                 }
             }
+            // Refused on arrival (nobody who could take it is logged in): the call was never
+            // put in the queue, so it does not count in the queue's service level (the ACD's
+            // `no_agents` event is not counted as queued either). Within a second: the ACD's
+            // answer travels between tasks.
+            Event::Transfer(TransferUpdate::NoAgents)
+                if self.in_transfer
+                    && self.answered_at.is_none()
+                    && self.queued_at.is_some_and(|q| now - q <= 1_000) =>
+            {
+                self.queued_at = None;
+                self.call.queued_at = None;
+                self.in_transfer = false;
+            }
             Event::RecordingDone { length_ms } => self.recording_done(*length_ms),
             _ => {}
         }

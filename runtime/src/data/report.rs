@@ -641,10 +641,15 @@ pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataErro
             average: (scored > 0).then(|| total / scored as f64),
         };
         report.surveys.push(fig);
+        // Totals per queue and per agent; answers outside any queue or agent stand alone
+        // (a total of them would repeat the same line).
         for (map, key, q, a) in [
             (&mut per_queue, queue.clone(), queue.clone(), None),
             (&mut per_agent, agent.clone(), None, agent.clone()),
         ] {
+            if key.is_none() {
+                continue;
+            }
             let e = map.entry((key, question.clone())).or_insert_with(|| {
                 (
                     SurveyFigure {
