@@ -421,4 +421,13 @@ fn a_flow_that_only_says_values_needs_no_catalog() {
         "{}",
         stdout(&o)
     );
+    // A flows folder that does not exist is named (not "0 flows checked").
+    std::fs::write(dir.join("ivr.toml"), "[paths]\nflows = \"flws\"\n").expect("config");
+    let o = ivr(&["--config", config, "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("the flows folder") && stderr(&o).contains("flws does not exist"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -27,6 +27,9 @@ pub enum LoadError {
     /// A path given on the command line does not exist.
     #[error("{0}: no such file or folder")]
     NoSuchPath(PathBuf),
+    /// The configured flows folder does not exist.
+    #[error("the flows folder {0} does not exist (`[paths] flows` of ivr.toml, default `flows`)")]
+    NoFlowsFolder(PathBuf),
     /// A flow file cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -158,7 +161,9 @@ pub fn check(options: &CheckOptions) -> Result<Checked, LoadError> {
             collect_flow_files(root, &mut files);
         } else if root.is_file() {
             files.push(root.clone());
-        } else if !whole_folder || root.exists() {
+        } else if whole_folder {
+            return Err(LoadError::NoFlowsFolder(root.clone()));
+        } else {
             return Err(LoadError::NoSuchPath(root.clone()));
         }
     }
