@@ -182,6 +182,9 @@ enum GraphArg {
 /// Parses the command line and runs the command.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        quiet_broken_pipe();
+    }
     let result = match cli.command {
         Command::Check { paths, format } => cmd_check(cli.config, paths, format),
         Command::Compile { flow, emit } => cmd_compile(cli.config, &flow, emit),
@@ -375,4 +378,15 @@ fn cmd_graph(config: Option<PathBuf>, flow: &str, format: GraphArg) -> Result<Ex
     };
     print!("{}", render(program, format));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A command whose output goes into a pipe that closes (`ivr check | head`) ends quietly, as
+/// command-line tools do, instead of panicking on the failed write. Not for `ivr serve`, whose
+/// sockets need writes to a closed peer to fail rather than end the process.
+fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
