@@ -31,6 +31,9 @@ pub struct Deployment {
     pub warnings: String,
     /// The same warnings as `ivr check --format json` gives them (`GET /status`).
     pub warnings_json: serde_json::Value,
+    /// Flows not started for missing audio (never one that was live before), with each
+    /// missing prompt (rendered like `ivr check`); empty when every flow runs.
+    pub left_out: String,
 }
 
 /// Why a deployment could not be built: the diagnostics, rendered as `ivr check` prints them
@@ -53,8 +56,10 @@ impl std::fmt::Display for LoadFailure {
 
 impl Deployment {
     /// Checks and loads everything `config` (or `./ivr.toml`) names. Decoded audio of files
-    /// that did not change since `previous` is reused. Fails on any check error, and when a
-    /// flow's prompt has no playable audio in a language the flow speaks (naming each one).
+    /// that did not change since `previous` is reused. Fails on any check error. A flow whose
+    /// prompt has no playable audio in a language it speaks is left out ([`Self::left_out`]
+    /// names each prompt); that fails the load when it leaves no flow, or when the flow is
+    /// live in `previous`.
     pub fn load(
         config: Option<&Path>,
         previous: Option<&Deployment>,
@@ -87,7 +92,9 @@ impl Deployment {
         };
         // Prompts a flow plays must have audio in each language it speaks.
         let mut missing = Vec::new();
+        let mut not_started: Vec<String> = Vec::new();
         for program in checked.programs.values() {
+            let before = missing.len();
             for lang in &program.languages {
                 for id in &program.prompts {
                     if store.get(lang, id).is_none() {
@@ -113,6 +120,28 @@ impl Deployment {
                     }
                 }
             }
+            if missing.len() > before {
+                not_started.push(program.name.clone());
+            }
+        }
+        // A flow without its audio is not started and the others are (each missing prompt
+        // named), unless it is live now: an edit that takes a live flow's audio away is
+        // refused whole, as any broken edit.
+        let partial = !missing.is_empty()
+            && not_started.len() < checked.programs.len()
+            && not_started
+                .iter()
+                .all(|f| previous.is_none_or(|p| !p.flows.contains_key(f)));
+        let mut left_out = String::new();
+        if partial {
+            for m in &missing {
+                left_out.push_str(&format!("error[missing-audio]: {m}\n"));
+            }
+            left_out.push_str(&format!(
+                "flow(s) not started: {} (their calls are refused until the audio is there)\n",
+                not_started.join(", ")
+            ));
+            missing.clear();
         }
         if !missing.is_empty() {
             let json = serde_json::Value::Array(
@@ -136,6 +165,7 @@ impl Deployment {
         let flows = checked
             .programs
             .iter()
+            .filter(|(name, _)| !not_started.contains(name))
             .map(|(name, program)| {
                 (
                     name.clone(),
@@ -151,6 +181,7 @@ impl Deployment {
             prompts: Arc::new(store),
             warnings,
             warnings_json,
+            left_out,
         })
     }
 

@@ -112,6 +112,9 @@ impl Live {
             Ok(d) => {
                 let version = d.version.clone();
                 let warnings = d.warnings_json.clone();
+                if !d.left_out.is_empty() {
+                    tracing::warn!("{}", d.left_out);
+                }
                 // The swap and its record together: `status()` sees both or neither.
                 let mut history = self.history();
                 self.current.store(Arc::new(d));

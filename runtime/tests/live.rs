@@ -132,3 +132,64 @@ fn routes_pick_the_flow_and_default_takes_the_rest() {
         "default"
     );
 }
+
+/// A flow whose prompt has no audio is not started, each missing prompt named, and the other
+/// flows are; a flow that is live keeps its audio: an edit that takes it away is refused.
+#[test]
+fn a_flow_without_its_audio_is_not_started_and_the_others_are() {
+    use ivr_runtime::deploy::Deployment;
+    let dir = std::env::temp_dir().join(format!("ivr-live-{}-no-audio", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).expect("flows");
+    std::fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
+    let tone: Vec<i16> = (0..4000).map(|i| ((i % 20) * 800) as i16).collect();
+    for id in ["hello", "lost"] {
+        ivr_runtime::audio::write_wav(&dir.join(format!("prompts/zh-CN/{id}.wav")), &tone)
+            .expect("wav");
+    }
+    std::fs::write(
+        dir.join("prompts/zh-CN/prompts.toml"),
+        "hello = { text = \"hi\" }\nlost = { text = \"lost\" }\n",
+    )
+    .expect("catalog");
+    for (name, prompt) in [("a", "hello"), ("b", "lost")] {
+        std::fs::write(
+            dir.join(format!("flows/{name}.flow")),
+            format!(
+                "flow {name} {{\n    language zh-CN\n    entry s\n}}\n\nstep s {{\n    play {prompt}\n    hangup\n}}\n"
+            ),
+        )
+        .expect("flow");
+    }
+    std::fs::write(
+        dir.join("ivr.toml"),
+        "[paths]\nflows = \"flows\"\nprompts = \"prompts\"\n\n[routes]\n\"1\" = \"a\"\n\"2\" = \"b\"\n",
+    )
+    .expect("config");
+    let config = dir.join("ivr.toml");
+    let both = Deployment::load(Some(&config), None).expect("both flows");
+    assert!(both.left_out.is_empty());
+    // b's audio goes: an edit that takes a live flow's audio away is refused.
+    std::fs::remove_file(dir.join("prompts/zh-CN/lost.wav")).expect("rm");
+    let refused = Deployment::load(Some(&config), Some(&both));
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.rendered.contains("prompt `lost` (zh-CN) has no audio")),
+        "{:?}",
+        refused.map(|d| d.left_out)
+    );
+    // Started that way: a runs, b is not started, and `lost` is named.
+    let d = Deployment::load(Some(&config), None).expect("a starts");
+    assert!(d.flows.contains_key("a") && !d.flows.contains_key("b"));
+    assert!(
+        d.left_out.contains("prompt `lost` (zh-CN) has no audio"),
+        "{}",
+        d.left_out
+    );
+    assert!(d.flow_for("2").is_none(), "b's calls are refused");
+    // With no flow that can start, nothing starts.
+    std::fs::remove_file(dir.join("prompts/zh-CN/hello.wav")).expect("rm");
+    let none = Deployment::load(Some(&config), None);
+    assert!(none.is_err_and(|e| e.rendered.contains("prompt `hello` (zh-CN) has no audio")));
+}

@@ -224,6 +224,10 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         None
     };
     let deployment = live.current();
+    if !deployment.left_out.is_empty() {
+        eprint!("{}", deployment.left_out);
+        tracing::warn!("{}", deployment.left_out);
+    }
     if !deployment.warnings.trim().is_empty() {
         tracing::debug!("{}", deployment.warnings);
     }
