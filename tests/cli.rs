@@ -431,3 +431,36 @@ fn a_flow_that_only_says_values_needs_no_catalog() {
         stderr(&o)
     );
 }
+
+/// A configuration that cannot be read (a value of the wrong type) is reported alone, in plain
+/// words: not again as every query, queue and calendar the flows use.
+#[test]
+fn an_unreadable_configuration_is_reported_alone() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-bad-config", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let reference = std::fs::read_to_string(root.join("ivr.toml")).expect("ivr.toml");
+    let text = reference
+        .replace("max_calls = 5000", "max_calls = \"two\"")
+        .replace(
+            "flows      = \"flows\"",
+            &format!("flows      = \"{}\"", root.join("flows").display()),
+        )
+        .replace(
+            "prompts    = \"prompts\"",
+            &format!("prompts    = \"{}\"", root.join("prompts").display()),
+        );
+    assert!(text.contains("max_calls = \"two\""), "the edit applies");
+    let config = dir.join("ivr.toml");
+    std::fs::write(&config, text).expect("config");
+    let o = ivr(&["--config", config.to_str().unwrap_or_default(), "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("error[config]: found text \"two\", expected a whole number"),
+        "{out}"
+    );
+    assert!(!out.contains("there is no query"), "{out}");
+    assert!(out.trim_end().ends_with("1 error, 0 warnings"), "{out}");
+}

@@ -283,6 +283,10 @@ pub struct Config {
     /// The file id of `ivr.toml` in the run's source map (when read from a file).
     #[serde(skip)]
     pub file: Option<FileId>,
+    /// The file could not be read as a whole (TOML syntax, a value of the wrong type): these
+    /// are the defaults, and checks against them would only repeat that mistake.
+    #[serde(skip)]
+    pub unreadable: bool,
 }
 
 impl Config {
@@ -302,6 +306,7 @@ impl Config {
             routes: IndexMap::new(),
             route_spans: IndexMap::new(),
             file: None,
+            unreadable: false,
         }
     }
 
@@ -316,7 +321,7 @@ impl Config {
                 .span()
                 .map(|r| Span::new(r.start, r.end.max(r.start)))
                 .unwrap_or_default();
-            let message = e.message().trim().to_string();
+            let message = plain_words(e.message().trim());
             Diagnostic::error("config", file, span, message.clone())
                 .with_opt_hint(config_hint(&message))
         };
@@ -324,6 +329,7 @@ impl Config {
             Ok(de) => de,
             Err(e) => {
                 diags.push(syntax_error(e));
+                config.unreadable = true;
                 return (config, diags);
             }
         };
@@ -334,6 +340,7 @@ impl Config {
                 Ok(raw) => raw,
                 Err(e) => {
                     diags.push(syntax_error(e));
+                    config.unreadable = true;
                     return (config, diags);
                 }
             };
@@ -515,6 +522,33 @@ fn find_key(text: &str, key: &str) -> Option<Span> {
         from = i + key.len();
     }
     None
+}
+
+/// The TOML reader's words for types, as an analyst would say them.
+fn plain_words(message: &str) -> String {
+    let mut m = message.to_string();
+    for (from, to) in [
+        ("expected u8", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        (
+            "expected a sequence",
+            "expected a list such as [\"a\", \"b\"]",
+        ),
+        (
+            "expected a map",
+            "expected a table such as { key = \"value\" }",
+        ),
+        ("invalid type: string", "found text"),
+        ("invalid type: integer", "found a number"),
+        ("invalid type: boolean", "found true or false"),
+        ("invalid type: sequence", "found a list"),
+    ] {
+        m = m.replace(from, to);
+    }
+    m
 }
 
 fn config_hint(message: &str) -> Option<String> {

@@ -145,6 +145,18 @@ pub struct CheckOptions {
 pub fn check(options: &CheckOptions) -> Result<Checked, LoadError> {
     let mut sources = SourceMap::new();
     let (config, mut diags) = load_config(options.config.as_deref(), &mut sources)?;
+    // A configuration that cannot be read at all: its mistake alone (the flows checked
+    // against the defaults would only show it again as missing queries, queues, calendars).
+    if config.unreadable {
+        return Ok(Checked {
+            sources,
+            config,
+            catalogs: Catalogs::default(),
+            flows: Vec::new(),
+            programs: IndexMap::new(),
+            diagnostics: diags,
+        });
+    }
     let (catalogs, catalog_diags) = Catalogs::load(&config.prompts_dir, &mut sources);
     diags.extend(catalog_diags);
 
