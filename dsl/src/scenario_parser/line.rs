@@ -391,6 +391,15 @@ impl<'a> Cursor<'_, 'a> {
         };
         let value = match t.kind {
             Tk::Str => Literal::Text(unescape(self.file, t)?),
+            // Digits with a leading zero (`001234`, a card or phone number) are a digit
+            // string, which still compares as a value with numbers (`0012` matches 12).
+            Tk::Number
+                if t.text.len() > 1
+                    && t.text.starts_with('0')
+                    && t.text.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Literal::Text(t.text.to_string())
+            }
             Tk::Number => Literal::Number(parse_decimal(self.file, t)?),
             Tk::Duration => Literal::Duration(parse_duration(self.file, t)?),
             Tk::Date => {
