@@ -375,6 +375,16 @@ fn a_broken_flow_or_scenario_fails_alone() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("`broken` has errors"), "{}", stderr(&o));
+    // A file that is not UTF-8 is one more problem at its place, not the end of the check.
+    std::fs::write(dir.join("flows/junk.flow"), b"flow junk {\n \xff\xfe\n}\n").expect("junk");
+    let o = ivr(&["--config", config, "check"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("error[encoding]: this file is not UTF-8 text")
+            && out.contains("junk.flow:2:2"),
+        "{out}"
+    );
+    assert!(out.contains("there is no node `nope`"), "{out}");
 }
 
 /// A flow that only says values needs no prompt catalog: zh-CN and en-US have the fragments

@@ -371,11 +371,33 @@ fn read_flow(
     sources: &mut SourceMap,
     diags: &mut Vec<Diagnostic>,
 ) -> Result<FlowSource, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(parse_source(path, text, requested, sources, diags))
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(parse_source(path, text, requested, sources, diags)),
+        Err(e) => {
+            // Reported at the first byte that is not UTF-8, like any other problem of the
+            // file; the other files are still checked.
+            let at = e.utf8_error().valid_up_to();
+            // The text up to there is unchanged by the lossy conversion: same offsets.
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let start = at;
+            let mut ignored = Vec::new();
+            let flow = parse_source(path, text, requested, sources, &mut ignored);
+            diags.push(
+                Diagnostic::error(
+                    "encoding",
+                    flow.file,
+                    Span::new(start, start + 1),
+                    "this file is not UTF-8 text",
+                )
+                .with_hint("save it as UTF-8 (flows are plain text; Chinese included)"),
+            );
+            Ok(flow)
+        }
+    }
 }
 
 /// Adds a flow's text to `sources` and parses it; syntax errors go to `diags`.
