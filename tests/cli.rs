@@ -315,6 +315,16 @@ fn the_spec_configuration_example_checks_and_runs() {
         "{}",
         stdout(&o)
     );
+    // An audio file that is no audio is a warning of its own (ivr serve would not play it).
+    std::fs::write(dir.join("prompts/zh-CN/welcome.wav"), [7u8; 300]).expect("junk");
+    let o = ivr(&["--config", config, "check"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("prompt `welcome` (zh-CN) has no playable audio")
+            && stdout(&o).contains("is not a WAV, FLAC, Ogg or MP3 file"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// One flow with an error does not stop the scenarios of the others: they run, the broken

@@ -21,6 +21,9 @@ pub struct PromptEntry {
     pub file: PathBuf,
     /// Whether the audio file exists.
     pub has_audio: bool,
+    /// Why the existing file is no audio `ivr` can play (its first bytes are no WAV, FLAC,
+    /// Ogg or MP3), if so.
+    pub not_audio: Option<String>,
     /// Where the entry is written in `prompts.toml`.
     pub span: Span,
 }
@@ -181,16 +184,50 @@ impl Catalog {
             };
             let file_path = dir.join(audio.unwrap_or_else(|| format!("{id}.wav")));
             let has_audio = file_path.is_file();
+            let not_audio = if has_audio {
+                sniff_audio(&file_path)
+            } else {
+                None
+            };
             catalog.entries.insert(
                 id,
                 PromptEntry {
                     text,
                     file: file_path,
                     has_audio,
+                    not_audio,
                     span,
                 },
             );
         }
         (catalog, diags)
+    }
+}
+
+/// Why `path` is no audio file `ivr` can decode, judged by its first bytes (a full decode is
+/// `ivr prompts`' and `ivr serve`'s job): `None` when it looks like WAV, FLAC, Ogg or MP3.
+fn sniff_audio(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    let n = match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
+        Ok(n) => n,
+        Err(e) => return Some(format!("cannot be read: {e}")),
+    };
+    let head = &head[..n];
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WAVE") {
+        // A RIFF header and its format chunk take 44 bytes before any sound.
+        return (size < 44).then(|| format!("is a WAV file of {size} bytes, without sound"));
+    }
+    let known = head.starts_with(b"fLaC")
+        || head.starts_with(b"OggS")
+        || head.starts_with(b"ID3")
+        || (head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0);
+    if known {
+        None
+    } else if size == 0 {
+        Some("is empty".into())
+    } else {
+        Some("is not a WAV, FLAC, Ogg or MP3 file".into())
     }
 }

@@ -739,6 +739,23 @@ impl Lowerer<'_, '_> {
                                 .with_hint("record it, or run prompts/generate.sh for a synthetic voice"),
                             );
                         }
+                        if let Some(why) = &entry.not_audio
+                            && !warned_audio.contains(&(lang.clone(), pid))
+                        {
+                            warned_audio.push((lang.clone(), pid));
+                            self.diags.push(
+                                Diagnostic::warning(
+                                    "missing-audio",
+                                    cat.file,
+                                    entry.span,
+                                    format!(
+                                        "prompt `{id}` ({lang}) has no playable audio: {} {why}",
+                                        entry.file.display()
+                                    ),
+                                )
+                                .with_hint("record it again, or run prompts/generate.sh for a synthetic voice"),
+                            );
+                        }
                     }
                 }
             }
