@@ -490,4 +490,18 @@ fn an_unreadable_configuration_is_reported_alone() {
     );
     assert!(!out.contains("there is no query"), "{out}");
     assert!(out.trim_end().ends_with("1 error, 0 warnings"), "{out}");
+    // A limit that refuses every call is a mistake too.
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("max_calls = \"two\"", "max_calls = 0"),
+    )
+    .expect("edit");
+    let o = ivr(&["--config", config.to_str().unwrap_or_default(), "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("`max_calls = 0` would refuse every call"),
+        "{}",
+        stdout(&o)
+    );
 }

@@ -357,6 +357,17 @@ impl Config {
             config.recordings_dir = base.join(p);
         }
         config.server = raw.server;
+        if config.server.max_calls == 0 {
+            diags.push(
+                Diagnostic::error(
+                    "config",
+                    file,
+                    find_key(text, "max_calls").unwrap_or_default(),
+                    "`max_calls = 0` would refuse every call",
+                )
+                .with_hint("the most calls at once, e.g. `max_calls = 5000`"),
+            );
+        }
         config.database = raw.database;
         for (name, q) in raw.queries {
             if let Some(def) = validate_query(file, &name, q, &mut diags) {
