@@ -276,6 +276,9 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
     } else {
         format!("recorded as call {}", info.id)
     };
+    if let Some(why) = sim.call().fault_reason() {
+        println!("{}{why}{}", p.bold, p.reset);
+    }
     match sim.call().outcome() {
         Some(o) => println!(
             "{}call ended: {}{} {}({recorded}){}",

@@ -392,6 +392,21 @@ fn a_broken_flow_or_scenario_fails_alone() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("`broken` has errors"), "{}", stderr(&o));
+    // A fault says why the call failed (never a value).
+    std::fs::write(
+        dir.join("flows/app.flow"),
+        "flow app {\n    language zh-CN\n    entry a\n}\n\nstep a {\n    play hello\n    \
+         set d = 1 / 0\n    hangup\n}\n",
+    )
+    .expect("flow");
+    let o = ivr(&["--config", config, "simulate", "app", "--script", "hangup"]);
+    assert!(
+        stdout(&o).contains("fault in node `a`: division by zero")
+            && stdout(&o).contains("call ended: failed"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
     // A file that is not UTF-8 is one more problem at its place, not the end of the check.
     std::fs::write(dir.join("flows/junk.flow"), b"flow junk {\n \xff\xfe\n}\n").expect("junk");
     let o = ivr(&["--config", config, "check"]);

@@ -115,6 +115,8 @@ pub struct Call {
     transferred: bool,
     abandoned: bool,
     failed: bool,
+    /// Why the call ended in a fault, if it did (for simulations and logs; never values).
+    fault: Option<String>,
     outcome: Option<Outcome>,
 }
 
@@ -147,6 +149,7 @@ impl Call {
             transferred: false,
             abandoned: false,
             failed: false,
+            fault: None,
             outcome: None,
         }
     }
@@ -255,6 +258,11 @@ impl Call {
     /// How the call ended, once it has.
     pub fn outcome(&self) -> Option<Outcome> {
         self.outcome
+    }
+
+    /// Why the call ended in a fault (`failed` without a path for it), if it did.
+    pub fn fault_reason(&self) -> Option<&str> {
+        self.fault.as_deref()
     }
 
     /// Whether the call is over.
@@ -402,11 +410,18 @@ impl Call {
     fn holds(&mut self, e: &Expr, cx: &mut Cx) -> Option<bool> {
         match self.scope_eval(e, cx.now) {
             Ok(v) => Some(v.as_bool().unwrap_or(false)),
-            Err(_) => {
-                self.fault(cx);
+            Err(e) => {
+                self.fault_because(&e.to_string(), cx);
                 None
             }
         }
+    }
+
+    /// Ends the call in a fault: `why` in words (never a variable's value).
+    fn fault_because(&mut self, why: &str, cx: &mut Cx) {
+        let node = &self.flow.program.nodes[self.node as usize].name;
+        self.fault = Some(format!("fault in node `{node}`: {why}"));
+        self.fault(cx);
     }
 
     fn fault(&mut self, cx: &mut Cx) {
@@ -451,7 +466,7 @@ impl Call {
     fn jump(&mut self, jump: Jump, cx: &mut Cx) {
         self.hops += 1;
         if self.hops > MAX_HOPS {
-            self.fault(cx);
+            self.fault_because("too many nodes without waiting for the caller", cx);
             return;
         }
         match jump {
@@ -517,7 +532,7 @@ impl Call {
                 for (i, a) in l.args.iter().enumerate() {
                     match self.scope_eval(a, cx.now) {
                         Ok(v) => args.push(v),
-                        Err(_) => return self.fault(cx),
+                        Err(e) => return self.fault_because(&e.to_string(), cx),
                     }
                     if i < 32 && reads_masked(a, &flow) {
                         masked |= 1 << i;
@@ -551,7 +566,7 @@ impl Call {
                             seq,
                         });
                     }
-                    Err(_) => return self.fault(cx),
+                    Err(e) => return self.fault_because(&e.to_string(), cx),
                 },
                 Op::Set { var, value } => match self.scope_eval(value, cx.now) {
                     Ok(v) => {
@@ -559,7 +574,7 @@ impl Call {
                             *slot = v;
                         }
                     }
-                    Err(_) => return self.fault(cx),
+                    Err(e) => return self.fault_because(&e.to_string(), cx),
                 },
                 Op::SetLanguage { language } => {
                     if let Some(i) = self
@@ -625,7 +640,7 @@ impl Call {
                                 Ok(v) => {
                                     v.as_decimal().and_then(|d| d.trunc().to_i64()).unwrap_or(0)
                                 }
-                                Err(_) => return self.fault(cx),
+                                Err(e) => return self.fault_because(&e.to_string(), cx),
                             }
                         } else {
                             0
@@ -636,7 +651,7 @@ impl Call {
                 for (_, e) in &t.attach {
                     match self.scope_eval(e, cx.now) {
                         Ok(v) => attach.push(v),
-                        Err(_) => return self.fault(cx),
+                        Err(e) => return self.fault_because(&e.to_string(), cx),
                     }
                 }
                 cx.out.push(Command::Transfer {
@@ -1005,7 +1020,7 @@ impl Call {
             QueryResult::Missing => self.follow(l.missing, Exit::Missing, cx),
             QueryResult::Error(_) => match l.error {
                 Some(e) => self.follow(e, Exit::Error, cx),
-                None => self.fault(cx),
+                None => self.fault_because("the lookup failed and it has no `error` path", cx),
             },
         }
     }
@@ -1036,7 +1051,7 @@ impl Call {
                     Some(e) => self.follow(e, Exit::NoAgents, cx),
                     None => match t.max_wait {
                         Some((_, e)) => self.follow(e, Exit::NoAgents, cx),
-                        None => self.fault(cx),
+                        None => self.fault_because("no agent and no `no_agents` path", cx),
                     },
                 }
             }

@@ -287,8 +287,14 @@ impl Runner<'_> {
     }
 
     fn fail(&self, line: usize, expected: &str, message: &str) -> String {
+        let fault = self
+            .sim
+            .call()
+            .fault_reason()
+            .map(|why| format!("  (the call ended: {why})\n"))
+            .unwrap_or_default();
         format!(
-            "{}:{line}: expected {expected}\n  {message}\n{}",
+            "{}:{line}: expected {expected}\n  {message}\n{fault}{}",
             self.path,
             self.transcript_so_far()
         )

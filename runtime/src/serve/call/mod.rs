@@ -466,6 +466,9 @@ impl Driver {
             Command::StopRecording => self.finish_recording(true),
             Command::Hangup => self.hangup_by_flow = true,
             Command::End { outcome } => {
+                if let Some(why) = self.call.fault_reason() {
+                    tracing::warn!("{why}");
+                }
                 tracing::info!(outcome = outcome.as_str(), "call ended");
                 self.note(|| Note::End(outcome.as_str()));
             }
