@@ -424,16 +424,15 @@ impl Call {
         self.fault(cx);
     }
 
+    /// Ends the call as `failed`. What the node queued before the fault still plays (a step's
+    /// actions run in order: its earlier prompts were said), then the call hangs up.
     fn fault(&mut self, cx: &mut Cx) {
         self.failed = true;
         cx.out.push(Command::Leave {
             node: self.node,
             by: Exit::Fault,
         });
-        self.cancel_all_timers(cx);
-        self.stop_playback(cx);
-        cx.out.push(Command::Hangup);
-        self.finish(cx);
+        self.hang_up(cx);
     }
 
     fn finish(&mut self, cx: &mut Cx) {
