@@ -1536,17 +1536,11 @@ impl Lowerer<'_, '_> {
                 answers,
             });
         }
-        let save = match &s.save {
-            Some(t) => t.name.clone(),
-            None => {
-                self.missing(
-                    node,
-                    "save",
-                    "add `save TABLE`: where the answers are stored (e.g. `save surveys`)",
-                );
-                String::new()
-            }
-        };
+        // Without `save`, the answers go where the spec's example keeps them: `surveys`.
+        let save = s
+            .save
+            .as_ref()
+            .map_or_else(|| "surveys".to_string(), |t| t.name.clone());
         p::Survey {
             collect,
             questions,
