@@ -586,10 +586,12 @@ fn expect(r: &mut Runner, e: &Expectation, line: usize) -> Result<(), String> {
         Expectation::Var { path, value } => match r.sim.call().var(&path.node) {
             Some(v) if literal_matches(&value.node, &v) => Ok(()),
             Some(v) => {
-                let shown = if r
-                    .sim
-                    .call()
-                    .is_masked(path.node.split('.').next().unwrap_or(""))
+                // Masked digits never show; "no value yet" is no digit.
+                let shown = if v != Value::Null
+                    && r
+                        .sim
+                        .call()
+                        .is_masked(path.node.split('.').next().unwrap_or(""))
                 {
                     "***".to_string()
                 } else {
