@@ -588,8 +588,7 @@ fn expect(r: &mut Runner, e: &Expectation, line: usize) -> Result<(), String> {
             Some(v) => {
                 // Masked digits never show; "no value yet" is no digit.
                 let shown = if v != Value::Null
-                    && r
-                        .sim
+                    && r.sim
                         .call()
                         .is_masked(path.node.split('.').next().unwrap_or(""))
                 {
