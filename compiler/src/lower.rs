@@ -724,22 +724,23 @@ impl Lowerer<'_, '_> {
                         }
                     }
                     Some(entry) => {
-                        if !entry.has_audio && !warned_audio.contains(&(lang.clone(), pid)) {
-                            warned_audio.push((lang.clone(), pid));
-                            self.diags.push(
-                                Diagnostic::warning(
-                                    "missing-audio",
-                                    cat.file,
-                                    entry.span,
-                                    format!(
-                                        "prompt `{id}` ({lang}) has no audio file: {} does not exist",
-                                        entry.file.display()
-                                    ),
+                        let problem = if !entry.has_audio {
+                            Some((
+                                format!(
+                                    "has no audio file: {} does not exist",
+                                    entry.file.display()
+                                ),
+                                "record it, or run prompts/generate.sh for a synthetic voice",
+                            ))
+                        } else {
+                            entry.not_audio.as_ref().map(|why| {
+                                (
+                                    format!("has no playable audio: {} {why}", entry.file.display()),
+                                    "record it again, or run prompts/generate.sh for a synthetic voice",
                                 )
-                                .with_hint("record it, or run prompts/generate.sh for a synthetic voice"),
-                            );
-                        }
-                        if let Some(why) = &entry.not_audio
+                            })
+                        };
+                        if let Some((what, hint)) = problem
                             && !warned_audio.contains(&(lang.clone(), pid))
                         {
                             warned_audio.push((lang.clone(), pid));
@@ -748,12 +749,9 @@ impl Lowerer<'_, '_> {
                                     "missing-audio",
                                     cat.file,
                                     entry.span,
-                                    format!(
-                                        "prompt `{id}` ({lang}) has no playable audio: {} {why}",
-                                        entry.file.display()
-                                    ),
+                                    format!("prompt `{id}` ({lang}) {what}"),
                                 )
-                                .with_hint("record it again, or run prompts/generate.sh for a synthetic voice"),
+                                .with_hint(hint),
                             );
                         }
                     }
