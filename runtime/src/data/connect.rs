@@ -100,6 +100,9 @@ pub fn parse_url(url: &str, base: &Path) -> Result<Target, DataError> {
     }))
 }
 
+/// How long opening a PostgreSQL database may wait for its first connection.
+const FIRST_CONNECTION: Duration = Duration::from_secs(10);
+
 /// Opens a pool for `target` (creating a SQLite file and its folder when missing) and runs
 /// the platform's migrations.
 pub async fn open(target: &Target, max_connections: u32) -> Result<Pool, DataError> {
@@ -145,11 +148,21 @@ pub async fn open(target: &Target, max_connections: u32) -> Result<Pool, DataErr
         Target::Postgres(url) => {
             let opts = PgConnectOptions::from_str(url)
                 .map_err(|e| DataError::Connect(format!("{}: {e}", redact_url(url))))?;
-            let pool = PgPoolOptions::new()
+            // The first connection within 10 s (sqlx would retry a refused one for the whole
+            // acquire timeout, leaving `ivr serve` silent for half a minute).
+            let connect = PgPoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts)
+                .connect_with(opts);
+            let pool = tokio::time::timeout(FIRST_CONNECTION, connect)
                 .await
+                .map_err(|_| {
+                    DataError::Connect(format!(
+                        "{}: no answer within {} s",
+                        redact_url(url),
+                        FIRST_CONNECTION.as_secs()
+                    ))
+                })?
                 .map_err(|e| DataError::Connect(format!("{}: {e}", redact_url(url))))?;
             Pool::Postgres(pool)
         }
