@@ -580,6 +580,12 @@ fn recording_writes_the_callers_audio() {
         .expect("read");
     // 1 s of voice at 8 kHz, 16 bits is 16,000 bytes: at least 600 ms of it is there.
     assert!(wav.len() > 44 + 9_600, "wav of {} bytes", wav.len());
+    // The file is as long as its record says (silence where no audio came).
+    let file_ms = (wav.len() as i64 - 44) / 16;
+    assert!(
+        (file_ms - length).abs() <= 40,
+        "file {file_ms} ms, record {length} ms"
+    );
 }
 
 #[test]

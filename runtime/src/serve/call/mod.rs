@@ -534,7 +534,14 @@ impl Driver {
         if let Some(rec) = &mut self.recorder {
             rec.set_recording_file(Some(path.display().to_string()));
         }
-        let pcm = r.pcm;
+        // Time without the caller's audio (no packets, or a codec we cannot hear) is silence
+        // in the file, so the file is as long as its record says.
+        let mut pcm = r.pcm;
+        let samples =
+            (length_ms as usize).saturating_mul(crate::audio::SAMPLE_RATE as usize) / 1000;
+        if pcm.len() < samples {
+            pcm.resize(samples, 0);
+        }
         tokio::task::spawn_blocking(move || {
             if let Err(e) = std::fs::create_dir_all(&dir)
                 .map_err(|e| e.to_string())
