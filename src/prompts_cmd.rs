@@ -42,6 +42,27 @@ pub fn run(options: PromptsOptions) -> Result<ExitCode, String> {
             {
                 return Err(p.to_string());
             }
+            // A bare id that is no prompt of that catalog (nor a built-in fragment).
+            let id = what.trim();
+            if ivr_runtime::audio::render::parse_spoken(id).is_none()
+                && store.get(&tag, id).is_none()
+            {
+                let known = checked.catalogs.languages.get(&tag);
+                if known.is_none_or(|c| !c.entries.contains_key(id)) {
+                    let hint = known
+                        .and_then(|c| {
+                            ivr_compiler::suggest::did_you_mean(
+                                id,
+                                c.entries.keys().map(String::as_str),
+                            )
+                        })
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "there is no prompt `{id}` in the {tag} catalog{hint}"
+                    ));
+                }
+            }
             let rendered = render(&store, &tag, &what, Law::Ulaw)?;
             write_wav(&output, &rendered.pcm)?;
             let texts = rendered.parts.iter().map(|p| p.text.as_str());

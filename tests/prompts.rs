@@ -140,7 +140,17 @@ fn render_errors_are_clear() {
         path.to_str().unwrap(),
     ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("no_such_prompt"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("there is no prompt `no_such_prompt` in the zh-CN catalog"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ivr(&["prompts", "render", "welcom", "-o", path.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("did you mean `welcome`?"),
+        "{}",
+        stderr(&o)
+    );
     let o = ivr(&[
         "prompts",
         "render",
