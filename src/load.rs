@@ -12,34 +12,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The flows that can run and those that cannot: a flow with an error in its own file or in
-/// a flow it imports is left out (named, for the scenarios that ask for it). `None` when an
-/// error is outside the flows (the configuration, a catalog): then nothing can be trusted.
-fn broken_flows(checked: &Checked) -> Option<HashSet<String>> {
-    let paths = |file| checked.sources.path(file).display().to_string();
-    let flow_files: HashSet<String> = checked.flows.iter().map(|f| paths(f.file)).collect();
-    let mut error_files = HashSet::new();
-    for d in checked.diagnostics.iter().filter(|d| d.is_error()) {
-        let path = paths(d.file);
-        if !flow_files.contains(&path) {
-            return None;
-        }
-        error_files.insert(path);
-    }
-    let mut broken: HashSet<String> = checked
-        .flows
-        .iter()
-        .filter(|f| error_files.contains(&paths(f.file)))
-        .map(|f| f.name.clone())
-        .collect();
-    for (name, program) in &checked.programs {
-        if program.files.iter().any(|f| error_files.contains(f)) {
-            broken.insert(name.clone());
-        }
-    }
-    Some(broken)
-}
-
 /// A deployment's flows, ready to run.
 pub struct Loaded {
     /// The check's result.
@@ -62,7 +34,7 @@ pub fn load(config: Option<PathBuf>) -> Result<Loaded, String> {
     if checked.error_count() > 0 {
         let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         eprint!("{}", checked.sources.render(&checked.diagnostics, color));
-        match broken_flows(&checked) {
+        match checked.broken_flows() {
             Some(b) if !b.is_empty() => broken = b,
             _ => {
                 return Err(format!(

@@ -91,6 +91,34 @@ impl Checked {
         self.diagnostics.len() - self.error_count()
     }
 
+    /// The flows that cannot run for their errors: an error in a flow's own file or in a flow
+    /// it imports. `None` when an error is outside the flows (the configuration, a catalog):
+    /// then nothing can be trusted.
+    pub fn broken_flows(&self) -> Option<HashSet<String>> {
+        let path = |file| self.sources.path(file).display().to_string();
+        let flow_files: HashSet<String> = self.flows.iter().map(|f| path(f.file)).collect();
+        let mut error_files = HashSet::new();
+        for d in self.diagnostics.iter().filter(|d| d.is_error()) {
+            let p = path(d.file);
+            if !flow_files.contains(&p) {
+                return None;
+            }
+            error_files.insert(p);
+        }
+        let mut broken: HashSet<String> = self
+            .flows
+            .iter()
+            .filter(|f| error_files.contains(&path(f.file)))
+            .map(|f| f.name.clone())
+            .collect();
+        for (name, program) in &self.programs {
+            if program.files.iter().any(|f| error_files.contains(f)) {
+                broken.insert(name.clone());
+            }
+        }
+        Some(broken)
+    }
+
     /// Diagnostics whose file is one of `flow`'s sources or a configuration file.
     pub fn diagnostics_of(&self, flow: &str) -> Vec<&Diagnostic> {
         let files: HashSet<FileId> = self

@@ -31,9 +31,11 @@ pub struct Deployment {
     pub warnings: String,
     /// The same warnings as `ivr check --format json` gives them (`GET /status`).
     pub warnings_json: serde_json::Value,
-    /// Flows not started for missing audio (never one that was live before), with each
-    /// missing prompt (rendered like `ivr check`); empty when every flow runs.
+    /// Why flows were not started (their errors, or each prompt without audio, rendered like
+    /// `ivr check`); empty when every flow runs. Never a flow that was live before.
     pub left_out: String,
+    /// The flows not started, by name.
+    pub not_started: Vec<String>,
 }
 
 /// Why a deployment could not be built: the diagnostics, rendered as `ivr check` prints them
@@ -73,6 +75,10 @@ impl Deployment {
             json: serde_json::json!([{ "severity": "error", "code": "load", "message": e.to_string() }]),
             errors: 1,
         })?;
+        // Flows with errors of their own are not started, the others are, unless one of them
+        // is live now (an edit that breaks a live flow is refused whole) or none is left.
+        let mut not_started: Vec<String> = Vec::new();
+        let mut left_out = String::new();
         if checked.error_count() > 0 {
             let errors: Vec<_> = checked
                 .diagnostics
@@ -80,11 +86,24 @@ impl Deployment {
                 .filter(|d| d.is_error())
                 .cloned()
                 .collect();
-            return Err(LoadFailure {
-                rendered: checked.sources.render(&errors, false),
-                json: checked.sources.to_json(&errors),
-                errors: errors.len(),
-            });
+            match checked.broken_flows() {
+                Some(broken)
+                    if broken.len() < checked.programs.len()
+                        && broken
+                            .iter()
+                            .all(|f| previous.is_none_or(|p| !p.flows.contains_key(f))) =>
+                {
+                    left_out.push_str(&checked.sources.render(&errors, false));
+                    not_started.extend(broken);
+                }
+                _ => {
+                    return Err(LoadFailure {
+                        rendered: checked.sources.render(&errors, false),
+                        json: checked.sources.to_json(&errors),
+                        errors: errors.len(),
+                    });
+                }
+            }
         }
         let (store, report) = match previous {
             Some(p) => p.prompts.reload(&checked.catalogs),
@@ -92,8 +111,11 @@ impl Deployment {
         };
         // Prompts a flow plays must have audio in each language it speaks.
         let mut missing = Vec::new();
-        let mut not_started: Vec<String> = Vec::new();
+        let broken = not_started.len();
         for program in checked.programs.values() {
+            if not_started.contains(&program.name) {
+                continue;
+            }
             let before = missing.len();
             for lang in &program.languages {
                 for id in &program.prompts {
@@ -127,21 +149,23 @@ impl Deployment {
         // A flow without its audio is not started and the others are (each missing prompt
         // named), unless it is live now: an edit that takes a live flow's audio away is
         // refused whole, as any broken edit.
-        let partial = !missing.is_empty()
-            && not_started.len() < checked.programs.len()
-            && not_started
+        let partial = not_started.len() < checked.programs.len()
+            && not_started[broken..]
                 .iter()
                 .all(|f| previous.is_none_or(|p| !p.flows.contains_key(f)));
-        let mut left_out = String::new();
         if partial {
             for m in &missing {
                 left_out.push_str(&format!("error[missing-audio]: {m}\n"));
             }
-            left_out.push_str(&format!(
-                "flow(s) not started: {} (their calls are refused until the audio is there)\n",
-                not_started.join(", ")
-            ));
             missing.clear();
+        }
+        if partial && !not_started.is_empty() {
+            let mut names = not_started.clone();
+            names.sort();
+            left_out.push_str(&format!(
+                "flow(s) not started: {} (their calls are refused until they are mended)\n",
+                names.join(", ")
+            ));
         }
         if !missing.is_empty() {
             let json = serde_json::Value::Array(
@@ -182,6 +206,7 @@ impl Deployment {
             warnings,
             warnings_json,
             left_out,
+            not_started,
         })
     }
 

@@ -182,6 +182,8 @@ impl Live {
                 "name": n, "version": f.program.version,
             })).collect::<Vec<_>>(),
             "last_reload": last,
+            // Flows of the live version that are not served (errors, missing audio).
+            "not_started": live.not_started,
             "reloads": { "ok": swapped, "failed": failed },
         })
     }

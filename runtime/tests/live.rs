@@ -188,6 +188,47 @@ fn a_flow_without_its_audio_is_not_started_and_the_others_are() {
         d.left_out
     );
     assert!(d.flow_for("2").is_none(), "b's calls are refused");
+    // A flow with a check error is not started either, the diagnostic as `ivr check` has it;
+    // broken while live, the edit is refused whole.
+    let c = dir.join("flows/c.flow");
+    std::fs::write(
+        &c,
+        "flow c {\n    language zh-CN\n    entry s\n}\n\nstep s {\n    goto nowhere\n}\n",
+    )
+    .expect("flow");
+    let d = Deployment::load(Some(&config), None).expect("a starts");
+    assert!(d.flows.contains_key("a") && !d.flows.contains_key("c"));
+    assert!(
+        d.left_out.contains("there is no node `nowhere`"),
+        "{}",
+        d.left_out
+    );
+    assert!(
+        d.left_out.contains("flow(s) not started: b, c"),
+        "{}",
+        d.left_out
+    );
+    assert_eq!(d.not_started, ["c", "b"]);
+    assert_eq!(
+        Live::start(Some(config.clone())).expect("live").status()["not_started"],
+        serde_json::json!(["c", "b"])
+    );
+    std::fs::write(
+        dir.join("flows/a.flow"),
+        "flow a {\n    language zh-CN\n    entry s\n}\n\nstep s {\n    goto nowhere\n}\n",
+    )
+    .expect("break a");
+    assert!(
+        Deployment::load(Some(&config), Some(&d)).is_err(),
+        "a is live"
+    );
+
+    std::fs::remove_file(&c).expect("rm");
+    std::fs::write(
+        dir.join("flows/a.flow"),
+        "flow a {\n    language zh-CN\n    entry s\n}\n\nstep s {\n    play hello\n    hangup\n}\n",
+    )
+    .expect("mend a");
     // With no flow that can start, nothing starts.
     std::fs::remove_file(dir.join("prompts/zh-CN/hello.wav")).expect("rm");
     let none = Deployment::load(Some(&config), None);
