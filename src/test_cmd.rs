@@ -25,6 +25,48 @@ pub struct TestOptions {
     pub junit: Option<PathBuf>,
 }
 
+/// The scenario files to run: those named, else every one below the flows folder.
+fn scenario_files(opts: &TestOptions, flows_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let roots = if opts.paths.is_empty() {
+        vec![flows_dir.to_path_buf()]
+    } else {
+        opts.paths.clone()
+    };
+    let mut files = Vec::new();
+    for root in &roots {
+        if root.is_dir() {
+            collect(root, &mut files);
+        } else if root.is_file() {
+            files.push(root.clone());
+        } else {
+            return Err(format!("{}: no such file or folder", root.display()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// When nothing can run (the configuration or a catalog has errors): every scenario fails
+/// with the reason, and the run still ends with its `N passed, N failed` line.
+fn none_can_run(opts: &TestOptions, why: &str) -> ExitCode {
+    eprintln!("ivr: {why}");
+    let mut sources = SourceMap::new();
+    let flows_dir = ivr_compiler::project::load_config(opts.config.as_deref(), &mut sources)
+        .map(|(c, _)| c.flows_dir)
+        .unwrap_or_else(|_| PathBuf::from("flows"));
+    let mut failed = 0;
+    for path in scenario_files(opts, &flows_dir).unwrap_or_default() {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let file = sources.add(&path, text.clone());
+        for s in &parse_scenarios(file, &text).file.scenarios {
+            println!("FAIL {}: {} (not run: {why})", path.display(), s.name.node);
+            failed += 1;
+        }
+    }
+    println!("0 passed, {} failed", failed.max(1));
+    ExitCode::FAILURE
+}
+
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -49,27 +91,16 @@ struct FileResult {
 
 /// Runs the command.
 pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
+    let loaded = match load(opts.config.clone()) {
+        Ok(l) => l,
+        Err(why) => return Ok(none_can_run(&opts, &why)),
+    };
     let crate::load::Loaded {
         checked,
         flows,
         broken,
-    } = load(opts.config.clone())?;
-    let roots = if opts.paths.is_empty() {
-        vec![checked.config.flows_dir.clone()]
-    } else {
-        opts.paths.clone()
-    };
-    let mut files = Vec::new();
-    for root in &roots {
-        if root.is_dir() {
-            collect(root, &mut files);
-        } else if root.is_file() {
-            files.push(root.clone());
-        } else {
-            return Err(format!("{}: no such file or folder", root.display()));
-        }
-    }
-    files.sort();
+    } = loaded;
+    let files = scenario_files(&opts, &checked.config.flows_dir)?;
     // Queries without a mock run against the configured database: with the embedded default,
     // a fresh demo database per scenario (repeatable runs), else the configured one as it is.
     let data = ScenarioData::new(&checked.config).map_err(|e| e.to_string())?;

@@ -505,6 +505,20 @@ fn an_unreadable_configuration_is_reported_alone() {
     );
     assert!(!out.contains("there is no query"), "{out}");
     assert!(out.trim_end().ends_with("1 error, 0 warnings"), "{out}");
+    // `ivr test` cannot run a scenario, and says so with its closing line.
+    let o = ivr(&["--config", config.to_str().unwrap_or_default(), "test"]);
+    assert_eq!(o.status.code(), Some(1));
+    let last = stdout(&o)
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.starts_with("0 passed, ") && last.ends_with(" failed") && last != "0 passed, 0 failed",
+        "{}",
+        stdout(&o)
+    );
     // A limit that refuses every call is a mistake too.
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(
