@@ -58,10 +58,11 @@ impl std::fmt::Display for LoadFailure {
 
 impl Deployment {
     /// Checks and loads everything `config` (or `./ivr.toml`) names. Decoded audio of files
-    /// that did not change since `previous` is reused. Fails on any check error. A flow whose
-    /// prompt has no playable audio in a language it speaks is left out ([`Self::left_out`]
-    /// names each prompt); that fails the load when it leaves no flow, or when the flow is
-    /// live in `previous`.
+    /// that did not change since `previous` is reused. A flow with check errors of its own,
+    /// or whose prompt has no playable audio in a language it speaks, is left out
+    /// ([`Self::not_started`]; [`Self::left_out`] says why); that fails the load when it
+    /// leaves no flow, or when the flow is live in `previous`. Errors outside the flows (the
+    /// configuration, a catalog) fail it.
     pub fn load(
         config: Option<&Path>,
         previous: Option<&Deployment>,
@@ -95,6 +96,7 @@ impl Deployment {
                 {
                     left_out.push_str(&checked.sources.render(&errors, false));
                     not_started.extend(broken);
+                    not_started.sort();
                 }
                 _ => {
                     return Err(LoadFailure {
