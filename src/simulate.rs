@@ -51,7 +51,17 @@ impl Printer {
             let (d, b, r) = (self.dim, self.bold, self.reset);
             match e {
                 Entry::Play { prompt, text } => println!("{d}[{node}] {prompt}{r}  {b}{text}{r}"),
-                Entry::Say { kind, value, text } => {
+                Entry::Say {
+                    kind,
+                    value,
+                    text,
+                    masked,
+                } => {
+                    let value = if *masked {
+                        "***".to_string()
+                    } else {
+                        value.to_string()
+                    };
                     println!(
                         "{d}[{node}] say {} {value}{r}  {b}{text}{r}",
                         kind.keyword()

@@ -106,6 +106,18 @@ fn warnings_alone_exit_zero() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("warning[unreachable-node]: no path reaches step `orphan`"));
     assert!(stdout(&o).contains("0 errors, 1 warning"));
+    // A `to` transfer without `no_agents`: a busy number would end the call as failed.
+    let text = "flow outside {\n    language zh-CN\n    entry out\n}\n\n\
+                transfer out {\n    to \"sip:95500@pbx\"\n    after -> bye\n}\n\n\
+                step bye {\n    play goodbye\n    hangup\n}\n";
+    let path = scratch_flow("outside", text);
+    let o = ivr(&["check", path.to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("warning[unhandled-busy]: transfer `out` has no `no_agents`"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]

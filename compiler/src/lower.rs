@@ -1411,6 +1411,21 @@ impl Lowerer<'_, '_> {
             )
             .hint = Some("add `max_wait 120s -> NODE` and `no_agents -> NODE`".into());
         }
+        if matches!(destination, p::Destination::To(_))
+            && max_wait.is_none()
+            && no_agents.is_none()
+            && !self.broken(node)
+        {
+            self.warn(
+                "unhandled-busy",
+                node.name.span,
+                format!(
+                    "transfer `{}` has no `no_agents`: when the number is busy, does not answer or cannot be reached, the call ends as `failed`",
+                    node.name.name
+                ),
+            )
+            .hint = Some("add `no_agents -> NODE` (a message, another number, voice mail)".into());
+        }
         p::Transfer {
             destination,
             skills,

@@ -543,17 +543,19 @@ impl Simulation {
                 masked,
                 language,
             } => {
-                // Masked digits never reach a transcript.
-                let (value, text) = if *masked {
-                    (Value::Text("***".into()), "***".to_string())
+                // Masked digits are never written out (the entry shows `***`); a scenario
+                // still compares them as values.
+                let text = if *masked {
+                    "***".to_string()
                 } else {
                     let lang = self.book.language(*language);
-                    (value.clone(), speak::text(lang, *kind, value))
+                    speak::text(lang, *kind, value)
                 };
                 self.record(Entry::Say {
                     kind: *kind,
-                    value,
+                    value: value.clone(),
                     text,
+                    masked: *masked,
                 });
             }
             Item::Announce { position } => self.record(Entry::Announce {

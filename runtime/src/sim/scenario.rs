@@ -193,11 +193,15 @@ fn entry_matches(e: &Expectation, entry: &Entry) -> bool {
         (
             Expectation::Say { kind, value },
             Entry::Say {
-                kind: k, value: v, ..
+                kind: k,
+                value: v,
+                masked,
+                ..
             },
         ) => {
             SayKind::from_keyword(&kind.node) == Some(*k)
-                && literal_matches(&value.node, &super::transcript::spoken(*k, v))
+                && (literal_matches(&value.node, &super::transcript::spoken(*k, v))
+                    || (*masked && value.node == Literal::Text("***".into())))
         }
         (
             Expectation::TransferQueue { queue, priority },
@@ -532,7 +536,13 @@ fn run_steps(r: &mut Runner, scenario: &Scenario) -> Option<String> {
             return Some(format!("scenario \"{}\"\n{msg}", scenario.name.node));
         }
     }
-    if !r.skipping && r.cursor < r.sim.transcript().len() {
+    // When the agent's hang-up ended a transferred call (no `after`), the platform hangs up
+    // the caller: a scenario may expect that `hangup` or end with the agent's hang-up.
+    let ended_by_agent = r.sim.call().outcome() == Some(Outcome::Transferred)
+        && r.sim.transcript()[r.cursor.min(r.sim.transcript().len())..]
+            .iter()
+            .all(|e| *e == Entry::Hangup);
+    if !r.skipping && !ended_by_agent && r.cursor < r.sim.transcript().len() {
         let entry = r.sim.transcript()[r.cursor].to_string();
         let end = r.line(
             scenario

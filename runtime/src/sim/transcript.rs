@@ -21,8 +21,11 @@ pub enum Entry {
         kind: SayKind,
         /// The value.
         value: Value,
-        /// What the caller hears, as text.
+        /// What the caller hears, as text (`***` for masked digits).
         text: String,
+        /// The value comes from a `mask` input: it is compared as any value, and shown as
+        /// `***` wherever the transcript is written out.
+        masked: bool,
     },
     /// "You are number N in line".
     Announce {
@@ -58,6 +61,7 @@ impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Entry::Play { prompt, .. } => write!(f, "play {prompt}"),
+            Entry::Say { kind, masked, .. } if *masked => write!(f, "say {} ***", kind.keyword()),
             Entry::Say { kind, value, .. } => {
                 write!(f, "say {} {}", kind.keyword(), spoken(*kind, value))
             }
