@@ -851,6 +851,81 @@ fn failed_reloads(s: &serde_json::Value) -> u64 {
     s["reloads"]["failed"].as_u64().expect("reloads.failed")
 }
 
+/// The ACK of the 2xx to a caller's re-INVITE ends that 2xx's retransmissions (RFC 3261
+/// 13.3.1.4), over UDP, as for the first INVITE. A plain UDP caller: SIPp would absorb them.
+#[test]
+fn the_ack_of_a_re_invite_stops_its_200_retransmissions() {
+    let config = test_deployment("reinvite-ack", rtp_range(20));
+    let server = Server::start(&config, &[]);
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr");
+    let to = server.addr;
+    let sdp = |dir: &str| {
+        format!(
+            "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={dir}\r\n"
+        )
+    };
+    let request = |method: &str, branch: &str, cseq: u32, to_tag: &str, body: &str| {
+        let to_tag = if to_tag.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={to_tag}")
+        };
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{method} sip:100@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch};rport\r\n\
+             From: <sip:13800000001@{me}>;tag=caller1\r\nTo: <sip:100@{to}>{to_tag}\r\n\
+             Call-ID: reinvite-ack-1\r\nCSeq: {cseq} {}\r\nContact: <sip:13800000001@{me}>\r\n\
+             Max-Forwards: 70\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+            method,
+            body.len()
+        )
+    };
+    let send = |text: &str| {
+        sock.send_to(text.as_bytes(), to).expect("send");
+    };
+    // The 200 of CSeq `cseq`, waiting at most `within`; every message read is returned too.
+    let final_200 = |cseq: u32, within: Duration| -> Option<String> {
+        let started = Instant::now();
+        let mut buf = [0u8; 4096];
+        while started.elapsed() < within {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                if m.starts_with("SIP/2.0 200") && m.contains(&format!("CSeq: {cseq} INVITE")) {
+                    return Some(m);
+                }
+            }
+        }
+        None
+    };
+    send(&request("INVITE", "inv1", 1, "", &sdp("sendrecv")));
+    let ok = final_200(1, Duration::from_secs(5)).expect("the call is answered");
+    let tag = ok
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.split("tag=").nth(1))
+        .map(|t| t.trim().to_string())
+        .expect("To tag");
+    send(&request("ACK", "ack1", 1, &tag, ""));
+    send(&request("INVITE", "inv2", 2, &tag, &sdp("sendonly")));
+    final_200(2, Duration::from_secs(5)).expect("the re-INVITE is answered");
+    send(&request("ACK", "ack2", 2, &tag, ""));
+    // T1 is 500 ms: an unacknowledged 200 would come again within 1.5 s.
+    assert!(
+        final_200(2, Duration::from_millis(1_600)).is_none(),
+        "the 200 to the re-INVITE came again after its ACK\n{}",
+        server.log()
+    );
+    send(&request("BYE", "bye1", 3, &tag, ""));
+}
+
 #[test]
 fn a_withheld_number_is_the_empty_caller() {
     need_sipp!();

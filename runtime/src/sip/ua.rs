@@ -219,6 +219,9 @@ struct Entry {
     session_id: u64,
     /// Late offer: answered, the call starts at the ACK.
     awaiting_ack: Option<AwaitingAck>,
+    /// The caller's re-INVITE answered with a 2xx and its CSeq: its ACK ends the 2xx's
+    /// retransmissions.
+    reinvite: Option<(TxKey, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -754,6 +757,7 @@ impl<C: Calls> Core<C> {
                 sdp_version: 1,
                 session_id,
                 awaiting_ack: None,
+                reinvite: None,
             },
         );
         self.stats
@@ -847,6 +851,7 @@ impl<C: Calls> Core<C> {
         if let Phase::Answered { events } = &e.phase {
             let _ = events.send(DialogEvent::Media(n));
         }
+        e.reinvite = Some((key.clone(), f.cseq));
         let (local_ip, tag) = (e.local_ip, e.dialog.local_tag.clone());
         let contact = self.contact(local_ip, peer.proto);
         self.respond(
@@ -894,6 +899,15 @@ impl<C: Calls> Core<C> {
         let Some(e) = self.dialogs.get_mut(&tag).filter(|e| e.dialog.matches(f)) else {
             return;
         };
+        // The ACK of the 2xx to the caller's re-INVITE (same CSeq number).
+        if let Some((key, _)) = e.reinvite.take_if(|(_, cseq)| *cseq == f.cseq) {
+            if let Some((tx, _)) = self.server.get_mut(&key) {
+                tx.ack(now);
+                let d = tx.deadline();
+                self.arm(d, TimerKey::Server(key.branch, 0));
+            }
+            return;
+        }
         let key = e.invite.clone();
         let late = e.awaiting_ack.take();
         if let Some((tx, _)) = self.server.get_mut(&key) {
