@@ -926,6 +926,56 @@ fn the_ack_of_a_re_invite_stops_its_200_retransmissions() {
     send(&request("BYE", "bye1", 3, &tag, ""));
 }
 
+/// A caller whose media stops is hung up after `--rtp-timeout`; a caller that has sent no
+/// media at all (a test UAC) is not cut off by it.
+#[test]
+fn calls_end_when_the_callers_media_stops() {
+    need_sipp!();
+    let config = test_deployment("rtp-timeout", rtp_range(20));
+    let server = Server::start(&config, &["--rtp-timeout", "1s"]);
+    let dir = config.parent().expect("dir").to_path_buf();
+    // Media for 300 ms, then none: BYE from ivr about a second later, long before the flow
+    // would hang up by itself (two 3 s menu timeouts).
+    let media = Endpoint::start(vec![(100, Act::Voice(300))]);
+    let port = media.port.to_string();
+    let started = Instant::now();
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "flow_hangs_up.xml",
+        &["-m", "1", "-key", "rtpport", &port],
+    );
+    let _ = media.finish();
+    assert!(ok, "no BYE:\n{out}\n{}", server.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(server.log().contains("no RTP for 1 s"), "{}", server.log());
+    // No media at all: the flow runs its course and hangs up itself.
+    let started = Instant::now();
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "flow_hangs_up.xml",
+        &["-m", "1", "-key", "rtpport", "9"],
+    );
+    assert!(ok, "no BYE:\n{out}\n{}", server.log());
+    assert!(
+        started.elapsed() > Duration::from_secs(5),
+        "cut off after {:?}\n{}",
+        started.elapsed(),
+        server.log()
+    );
+    assert_eq!(
+        server.log().matches("no RTP for").count(),
+        1,
+        "{}",
+        server.log()
+    );
+}
+
 #[test]
 fn a_withheld_number_is_the_empty_caller() {
     need_sipp!();

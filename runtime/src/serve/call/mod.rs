@@ -42,6 +42,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use transfer::{leg_event, leg_packet};
 
+/// The media timeout of a call whose caller has sent no RTP at all yet.
+const NO_MEDIA_YET: Duration = Duration::from_secs(300);
+
 /// Mean absolute amplitude above which a frame of the caller's audio counts as voice.
 const VOICE_LEVEL: u32 = 300;
 
@@ -222,6 +225,8 @@ struct Driver {
     /// The caller sends no audio (hold): no RTP timeout.
     quiet_hold: bool,
     last_rtp: Instant,
+    /// The caller has sent RTP (from then on its absence for `rtp_timeout` ends the call).
+    heard_rtp: bool,
     recording: Option<Recording>,
     recordings_dir: PathBuf,
     /// The flow hung up (we send the BYE).
@@ -556,8 +561,20 @@ impl Driver {
     }
 
     /// The next time something is due: an engine timer, the recording's end, the RTP timeout.
+    /// How long the call may go without the caller's RTP: `rtp_timeout` once the caller has
+    /// sent media (its media stopped: the phone or the network is gone); before any, the
+    /// longer [`NO_MEDIA_YET`] (a caller that sends no audio at all, as a test UAC without
+    /// media, is still bounded, not cut off after 30 s).
+    fn media_timeout(&self, rtp_timeout: Duration) -> Duration {
+        if self.heard_rtp {
+            rtp_timeout
+        } else {
+            rtp_timeout.max(NO_MEDIA_YET)
+        }
+    }
+
     fn deadline(&self, rtp_timeout: Duration) -> Instant {
-        let mut next = self.last_rtp + rtp_timeout;
+        let mut next = self.last_rtp + self.media_timeout(rtp_timeout);
         if self.quiet_hold {
             next = Instant::now() + Duration::from_secs(3600);
         }
@@ -587,7 +604,7 @@ impl Driver {
             let (id, _) = self.timers.remove(i);
             self.feed(Event::Timer { id });
         }
-        self.quiet_hold || now < self.last_rtp + rtp_timeout
+        self.quiet_hold || now < self.last_rtp + self.media_timeout(rtp_timeout)
     }
 
     fn feed_pending(&mut self) {
@@ -601,6 +618,7 @@ impl Driver {
             return;
         };
         self.last_rtp = Instant::now();
+        self.heard_rtp = true;
         // Symmetric RTP: answer where the caller's packets come from.
         if self.latched != Some(from) {
             self.latched = Some(from);
@@ -744,6 +762,7 @@ pub async fn run(setup: Setup) {
         latched: None,
         quiet_hold: !n.direction.remote_sends() || n.remote.is_none(),
         last_rtp: Instant::now(),
+        heard_rtp: false,
         recording: None,
         recordings_dir,
         hangup_by_flow: false,

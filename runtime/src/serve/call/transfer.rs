@@ -365,6 +365,7 @@ impl Driver {
     /// Relays a packet of the caller's to the callee.
     pub(super) fn relay_to_leg(&mut self, data: &[u8], out: &mut [u8]) {
         self.last_rtp = Instant::now();
+        self.heard_rtp = true;
         let (Some(l), Some(sock)) = (&self.leg, &self.leg_sock) else {
             return;
         };
