@@ -222,6 +222,18 @@ impl Deployment {
         self.flows.get_key_value(name).map(|(k, v)| (k.as_str(), v))
     }
 
+    /// Whether the flow that `called` (or a WHIP route) would run is one this deployment left
+    /// out (`not_started`): the call is refused as temporarily unavailable, not unknown.
+    pub fn routes_to_not_started(&self, called: &str) -> bool {
+        let name = self
+            .config
+            .routes
+            .get(called)
+            .or_else(|| self.config.routes.get("default"))
+            .map_or(called, String::as_str);
+        self.not_started.iter().any(|n| n == name)
+    }
+
     /// The flow a route names (`POST /calls/ROUTE`): the route key, else a flow name, else
     /// the `default` route (as for a dialled number no route names).
     pub fn flow_for_route(&self, route: &str) -> Option<(&str, &Arc<Flow>)> {

@@ -188,6 +188,7 @@ fn a_flow_without_its_audio_is_not_started_and_the_others_are() {
         d.left_out
     );
     assert!(d.flow_for("2").is_none(), "b's calls are refused");
+    assert!(d.routes_to_not_started("2") && !d.routes_to_not_started("1"));
     // A flow with a check error is not started either, the diagnostic as `ivr check` has it;
     // broken while live, the edit is refused whole.
     let c = dir.join("flows/c.flow");

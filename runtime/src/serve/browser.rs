@@ -293,6 +293,12 @@ async fn place(
     }
     let deployment = b.live.current();
     let Some((_, flow)) = deployment.flow_for_route(&route) else {
+        if deployment.routes_to_not_started(&route) {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the flow of `{route}` is not started (errors or missing audio)"),
+            );
+        }
         return text(StatusCode::NOT_FOUND, format!("no route `{route}`"));
     };
     let flow = Arc::clone(flow);

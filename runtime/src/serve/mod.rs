@@ -104,6 +104,10 @@ impl Calls for App {
             u => u.to_string(),
         };
         let Some((_, flow)) = deployment.flow_for(&called) else {
+            if deployment.routes_to_not_started(&called) {
+                tracing::warn!(%called, "the flow of this number is not started (see the log)");
+                return Err(480);
+            }
             tracing::info!(%called, "no route");
             return Err(404);
         };
