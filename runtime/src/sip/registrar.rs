@@ -608,8 +608,12 @@ impl Registrar {
                         expires: Duration::ZERO,
                     });
                 }
+            } else if asked < MIN_EXPIRES {
+                // RFC 3261 10.3: a registrar may shorten an interval, never lengthen it; one
+                // below its minimum is refused with 423 and the minimum.
+                return Outcome::Fine(423, vec![("Min-Expires", MIN_EXPIRES.to_string())], None);
             } else {
-                let secs = asked.clamp(MIN_EXPIRES, MAX_EXPIRES);
+                let secs = asked.min(MAX_EXPIRES);
                 let expires = Duration::from_secs(u64::from(secs));
                 self.bindings.insert(
                     agent.to_string(),
@@ -974,15 +978,24 @@ mod tests {
     fn expires_are_clamped() {
         let mut r = registrar();
         let now = Instant::now();
+        // Too brief: 423 with the minimum (RFC 3261 10.3), the binding unchanged.
+        for extra in [
+            "Contact: <sip:2001@10.0.0.5>;expires=30\r\n",
+            "Contact: <sip:2001@10.0.0.5>\r\nExpires: 5\r\n",
+        ] {
+            let brief = registered(&mut r, extra, now);
+            assert_eq!(brief.code, 423, "{extra}: {brief:?}");
+            assert_eq!(header(&brief, "Min-Expires"), Some("60"));
+            assert_eq!(brief.binding, None);
+        }
         let cases = [
-            ("Contact: <sip:2001@10.0.0.5>;expires=30\r\n", 60),
+            ("Contact: <sip:2001@10.0.0.5>;expires=60\r\n", 60),
             ("Contact: <sip:2001@10.0.0.5>;expires=7200\r\n", 3600),
             (
                 "Contact: <sip:2001@10.0.0.5>;expires=600\r\nExpires: 120\r\n",
                 600,
             ),
             ("Contact: <sip:2001@10.0.0.5>\r\nExpires: 120\r\n", 120),
-            ("Contact: <sip:2001@10.0.0.5>\r\nExpires: 5\r\n", 60),
             ("Contact: <sip:2001@10.0.0.5>\r\n", 3600),
             ("Contact: sip:2001@10.0.0.5;expires=900\r\n", 900),
         ];
