@@ -44,7 +44,7 @@ pub const NONCE_LIFETIME: Duration = Duration::from_secs(5 * 60);
 const PRUNE_USED_AT: usize = 1024;
 /// Granted registration lifetimes: the default and the bounds.
 pub const DEFAULT_EXPIRES: u32 = 3600;
-/// Shortest granted registration (shorter requests are raised to it).
+/// Shortest granted registration (shorter requests get 423 Interval Too Brief).
 pub const MIN_EXPIRES: u32 = 60;
 /// Longest granted registration (longer requests are lowered to it).
 pub const MAX_EXPIRES: u32 = 3600;
@@ -975,7 +975,7 @@ mod tests {
     }
 
     #[test]
-    fn expires_are_clamped() {
+    fn expires_are_bounded() {
         let mut r = registrar();
         let now = Instant::now();
         // Too brief: 423 with the minimum (RFC 3261 10.3), the binding unchanged.
