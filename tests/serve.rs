@@ -530,14 +530,10 @@ fn protocol_answers_and_a_flood_of_malformed_messages() {
     assert!(server.running());
 }
 
-#[test]
-fn recording_writes_the_callers_audio() {
-    need_sipp!();
-    let config = test_deployment("record", rtp_range(20));
-    let server = Server::start(&config, &[]);
-    // Key 3 once the menu waits (after 1 s); speak 1 s, starting half a second after the
-    // 400 ms beep; 1 s of silence ends the recording; the flow says goodbye and hangs up.
-    let media = Endpoint::start(vec![(1100, Act::Key('3')), (2000, Act::Voice(1000))]);
+/// A call whose caller does `acts` on its media and that the flow hangs up (BYE from ivr):
+/// what the caller heard.
+fn call_until_the_flow_hangs_up(config: &Path, server: &Server, acts: Vec<(u64, Act)>) -> Vec<Pkt> {
+    let media = Endpoint::start(acts);
     let port = media.port.to_string();
     let (ok, out) = sipp(
         config.parent().expect("dir"),
@@ -545,8 +541,20 @@ fn recording_writes_the_callers_audio() {
         "flow_hangs_up.xml",
         &["-m", "1", "-key", "rtpport", &port],
     );
-    let _ = media.finish();
-    assert!(ok, "sipp failed:\n{out}\n{}", server.log());
+    let (pkts, _) = media.finish();
+    assert!(ok, "no BYE from ivr:\n{out}\n{}", server.log());
+    pkts
+}
+
+#[test]
+fn recording_writes_the_callers_audio() {
+    need_sipp!();
+    let config = test_deployment("record", rtp_range(20));
+    let server = Server::start(&config, &[]);
+    // Key 3 once the menu waits (after 1 s); speak 1 s, starting half a second after the
+    // 400 ms beep; 1 s of silence ends the recording; the flow says goodbye and hangs up.
+    let acts = vec![(1100, Act::Key('3')), (2000, Act::Voice(1000))];
+    call_until_the_flow_hangs_up(&config, &server, acts);
     let (_, visits) = records(&config, 1);
     assert_eq!(
         visits,
@@ -935,20 +943,10 @@ fn calls_end_when_the_callers_media_stops() {
     need_sipp!();
     let config = test_deployment("rtp-timeout", rtp_range(20));
     let server = Server::start(&config, &["--rtp-timeout", "1s"]);
-    let dir = config.parent().expect("dir").to_path_buf();
     // Media for 300 ms, then none: BYE from ivr about a second later, long before the flow
     // would hang up by itself (two 3 s menu timeouts).
-    let media = Endpoint::start(vec![(100, Act::Voice(300))]);
-    let port = media.port.to_string();
     let started = Instant::now();
-    let (ok, out) = sipp(
-        &dir,
-        server.addr,
-        "flow_hangs_up.xml",
-        &["-m", "1", "-key", "rtpport", &port],
-    );
-    let _ = media.finish();
-    assert!(ok, "no BYE:\n{out}\n{}", server.log());
+    call_until_the_flow_hangs_up(&config, &server, vec![(100, Act::Voice(300))]);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -957,13 +955,7 @@ fn calls_end_when_the_callers_media_stops() {
     assert!(server.log().contains("no RTP for 1 s"), "{}", server.log());
     // No media at all: the flow runs its course and hangs up itself.
     let started = Instant::now();
-    let (ok, out) = sipp(
-        &dir,
-        server.addr,
-        "flow_hangs_up.xml",
-        &["-m", "1", "-key", "rtpport", "9"],
-    );
-    assert!(ok, "no BYE:\n{out}\n{}", server.log());
+    call_until_the_flow_hangs_up(&config, &server, Vec::new());
     assert!(
         started.elapsed() > Duration::from_secs(5),
         "cut off after {:?}\n{}",
@@ -1001,16 +993,7 @@ fn a_withheld_number_is_the_empty_caller() {
 
 /// A call that keys 4 (the lookup of the caller) and hears the flow out: how `who` was left.
 fn lookup_exit(config: &Path, server: &Server, n: usize) -> Option<String> {
-    let media = Endpoint::start(vec![(1100, Act::Key('4'))]);
-    let port = media.port.to_string();
-    let (ok, out) = sipp(
-        config.parent().expect("dir"),
-        server.addr,
-        "flow_hangs_up.xml",
-        &["-m", "1", "-key", "rtpport", &port],
-    );
-    let _ = media.finish();
-    assert!(ok, "sipp failed:\n{out}\n{}", server.log());
+    call_until_the_flow_hangs_up(config, server, vec![(1100, Act::Key('4'))]);
     let (_, visits) = records(config, n);
     visits
         .into_iter()
