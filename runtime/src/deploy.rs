@@ -214,23 +214,23 @@ impl Deployment {
 
     /// The flow a call to `called` runs: the route of that number, else the `default` route.
     pub fn flow_for(&self, called: &str) -> Option<(&str, &Arc<Flow>)> {
-        let name = self
-            .config
+        let name = self.routed(called)?;
+        self.flows.get_key_value(name).map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The flow name `[routes]` gives `called`: its own route, else `default`.
+    fn routed(&self, called: &str) -> Option<&str> {
+        self.config
             .routes
             .get(called)
-            .or_else(|| self.config.routes.get("default"))?;
-        self.flows.get_key_value(name).map(|(k, v)| (k.as_str(), v))
+            .or_else(|| self.config.routes.get("default"))
+            .map(String::as_str)
     }
 
     /// Whether the flow that `called` (or a WHIP route) would run is one this deployment left
     /// out (`not_started`): the call is refused as temporarily unavailable, not unknown.
     pub fn routes_to_not_started(&self, called: &str) -> bool {
-        let name = self
-            .config
-            .routes
-            .get(called)
-            .or_else(|| self.config.routes.get("default"))
-            .map_or(called, String::as_str);
+        let name = self.routed(called).unwrap_or(called);
         self.not_started.iter().any(|n| n == name)
     }
 

@@ -46,6 +46,18 @@ struct History {
     failed: u64,
 }
 
+impl History {
+    /// Makes `outcome` the last attempt (now, with the deployment's `warnings`); returns it.
+    fn record(&mut self, outcome: ReloadOutcome, warnings: serde_json::Value) -> ReloadOutcome {
+        self.last = Some(Attempt {
+            at: Utc::now(),
+            outcome: outcome.clone(),
+            warnings,
+        });
+        outcome
+    }
+}
+
 /// The deployment that new calls get, and the history of reloads.
 pub struct Live {
     config: Option<PathBuf>,
@@ -98,17 +110,11 @@ impl Live {
     pub fn reload(&self) -> ReloadOutcome {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let live = self.current();
-        let outcome = match Deployment::load(self.config.as_deref(), Some(&live)) {
-            Ok(d) if d.version == live.version => {
-                // Recorded too: after a broken edit is undone, the last attempt is this one.
-                let mut history = self.history();
-                history.last = Some(Attempt {
-                    at: Utc::now(),
-                    outcome: ReloadOutcome::Unchanged,
-                    warnings: d.warnings_json.clone(),
-                });
-                return ReloadOutcome::Unchanged;
-            }
+        match Deployment::load(self.config.as_deref(), Some(&live)) {
+            // Recorded too: after a broken edit is undone, the last attempt is this one.
+            Ok(d) if d.version == live.version => self
+                .history()
+                .record(ReloadOutcome::Unchanged, d.warnings_json.clone()),
             Ok(d) => {
                 let version = d.version.clone();
                 let warnings = d.warnings_json.clone();
@@ -120,15 +126,10 @@ impl Live {
                 self.current.store(Arc::new(d));
                 history.swapped += 1;
                 tracing::info!(%version, "reload: new version live");
-                let outcome = ReloadOutcome::Swapped { version };
-                history.last = Some(Attempt {
-                    at: Utc::now(),
-                    outcome: outcome.clone(),
-                    warnings,
-                });
+                let outcome = history.record(ReloadOutcome::Swapped { version }, warnings);
                 drop(history);
                 self.swaps.send_modify(|n| *n += 1);
-                return outcome;
+                outcome
             }
             Err(failure) => {
                 tracing::warn!(
@@ -137,19 +138,11 @@ impl Live {
                     "reload failed; the live version stays\n{}",
                     failure.rendered
                 );
-                ReloadOutcome::Failed(failure)
+                let mut history = self.history();
+                history.failed += 1;
+                history.record(ReloadOutcome::Failed(failure), serde_json::json!([]))
             }
-        };
-        if let ReloadOutcome::Failed(_) = outcome {
-            let mut history = self.history();
-            history.failed += 1;
-            history.last = Some(Attempt {
-                at: Utc::now(),
-                outcome: outcome.clone(),
-                warnings: serde_json::json!([]),
-            });
         }
-        outcome
     }
 
     /// `GET /status`: the live version, when it went live, and the last reload attempt with
