@@ -3,8 +3,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ivr_compiler::compile_flow;
-use ivr_runtime::engine::{Call, CallInfo, Channel, Command, Event, Flow, QueryResult};
-use ivr_runtime::value::Value;
+use ivr_engine::value::Value;
+use ivr_engine::{Call, CallInfo, Channel, Command, Event, Flow, QueryResult};
 use rust_decimal::Decimal;
 use std::hint::black_box;
 use std::path::Path;

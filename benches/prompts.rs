@@ -7,9 +7,9 @@
 use criterion::Criterion;
 use ivr_compiler::catalog::Catalogs;
 use ivr_dsl::SourceMap;
-use ivr_runtime::audio::builtin::builtin_prompts;
-use ivr_runtime::audio::{PromptSource, PromptStore};
-use ivr_runtime::say::Language;
+use ivr_engine::say::Language;
+use ivr_media::audio::builtin::builtin_prompts;
+use ivr_media::audio::{PromptSource, PromptStore};
 use std::collections::HashSet;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 # PROMPTS_DIR defaults to the folder this script is in. For each PROMPTS_DIR/<language>/prompts.toml
 # it writes, beside the catalog, one 8 kHz mono 16-bit WAV file per entry: the entry's `file`,
 # or <id>.wav. The built-in spoken-value fragments, PROMPTS_DIR/_builtin/<language>/prompts.toml
-# (generated from runtime/src/say), are rendered the same way as 8 kHz mu-law WAV files, which
+# (generated from runtime/engine/src/say), are rendered the same way as 8 kHz mu-law WAV files, which
 # the ivr binary embeds. Files that already exist are kept (they may be studio recordings) unless
 # --force is given. Entries whose `file` is not a .wav are never rendered: those are studio
 # recordings in another format.

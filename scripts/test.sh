@@ -17,7 +17,7 @@ need_pkg() { # need_pkg COMMAND PACKAGE
     fi
 }
 need_pkg dot graphviz
-# Audio fixtures of runtime/tests/audio.rs: OGG/Vorbis and FLAC with sox, MP3 with lame.
+# Audio fixtures of runtime/media/tests/audio.rs: OGG/Vorbis and FLAC with sox, MP3 with lame.
 need_pkg sox sox
 need_pkg lame lame
 # SIP callers of tests/serve.rs (`ivr serve` end to end): SIPp with the scenarios of tests/sipp/.

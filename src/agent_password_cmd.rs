@@ -6,7 +6,7 @@
 
 use ivr_compiler::project::load_config;
 use ivr_dsl::SourceMap;
-use ivr_runtime::sip::registrar::ha1;
+use ivr_sip::registrar::ha1;
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -3,10 +3,10 @@
 
 use indexmap::IndexMap;
 use ivr_compiler::{CheckOptions, Checked, check};
-use ivr_runtime::audio::{ProblemKind, PromptStore};
-use ivr_runtime::engine::Flow;
-use ivr_runtime::sim::PromptBook;
-use ivr_runtime::sim::scenario::SimFlow;
+use ivr_engine::Flow;
+use ivr_engine::sim::PromptBook;
+use ivr_engine::sim::scenario::SimFlow;
+use ivr_media::audio::{ProblemKind, PromptStore};
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -2,9 +2,9 @@
 //! uses; `ivr prompts render`: what a caller hears, as a WAV file.
 
 use ivr_compiler::{CheckOptions, Checked, check};
-use ivr_runtime::audio::render::render;
-use ivr_runtime::audio::{Law, ProblemKind, PromptSource, PromptStore, write_wav};
-use ivr_runtime::say::{self, Language};
+use ivr_engine::say::{self, Language};
+use ivr_media::audio::render::render;
+use ivr_media::audio::{Law, ProblemKind, PromptSource, PromptStore, write_wav};
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -44,8 +44,7 @@ pub fn run(options: PromptsOptions) -> Result<ExitCode, String> {
             }
             // A bare id that is no prompt of that catalog (nor a built-in fragment).
             let id = what.trim();
-            if ivr_runtime::audio::render::parse_spoken(id).is_none()
-                && store.get(&tag, id).is_none()
+            if ivr_media::audio::render::parse_spoken(id).is_none() && store.get(&tag, id).is_none()
             {
                 let known = checked.catalogs.languages.get(&tag);
                 if known.is_none_or(|c| !c.entries.contains_key(id)) {
@@ -106,7 +105,7 @@ fn short(text: &str, max: usize) -> String {
 fn list(
     checked: &Checked,
     store: &PromptStore,
-    report: &ivr_runtime::audio::LoadReport,
+    report: &ivr_media::audio::LoadReport,
     only: Option<&str>,
 ) -> Result<ExitCode, String> {
     let mut languages: Vec<&str> = checked

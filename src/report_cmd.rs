@@ -3,8 +3,8 @@
 
 use ivr_compiler::config::Config;
 use ivr_compiler::project::load_config;
+use ivr_data::report::{self, ReportOptions};
 use ivr_dsl::SourceMap;
-use ivr_runtime::data::report::{self, ReportOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,7 +60,7 @@ pub fn run(cmd: ReportCmd) -> Result<ExitCode, String> {
         ));
     }
     let config = config(cmd.config)?;
-    let rt = ivr_runtime::data::source::runtime().map_err(|e| e.to_string())?;
+    let rt = ivr_data::source::runtime().map_err(|e| e.to_string())?;
     let opts = ReportOptions {
         since,
         flow: cmd.flow,
@@ -68,7 +68,7 @@ pub fn run(cmd: ReportCmd) -> Result<ExitCode, String> {
     };
     let report = rt
         .block_on(async {
-            let db = ivr_runtime::data::open_configured(&config).await?;
+            let db = ivr_data::open_configured(&config).await?;
             let r = report::build(db.pool(), &opts).await;
             db.pool().close().await;
             r

@@ -1,7 +1,7 @@
 //! `ivr serve`: logging set up, the command line turned into [`ServeOptions`], and the SIP/RTP
-//! runtime of `ivr_runtime::serve` run until a shutdown signal.
+//! runtime of `ivr_server` run until a shutdown signal.
 
-use ivr_runtime::serve::{ServeOptions, run as serve};
+use ivr_server::{ServeOptions, run as serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

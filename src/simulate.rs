@@ -3,11 +3,11 @@
 //! `agent answers|busy|hangs_up|none`.
 
 use crate::load::load;
-use ivr_runtime::data::records::{CallRecorder, RecordWriter, WriterOptions};
-use ivr_runtime::data::source::{DbSource, runtime};
-use ivr_runtime::engine::{CallInfo, Channel, Millis, TransferUpdate};
-use ivr_runtime::sim::scenario::{DEFAULT_START, millis_of};
-use ivr_runtime::sim::{Entry, Simulation};
+use ivr_data::records::{CallRecorder, RecordWriter, WriterOptions};
+use ivr_data::source::{DbSource, runtime};
+use ivr_engine::sim::scenario::{DEFAULT_START, millis_of};
+use ivr_engine::sim::{Entry, Simulation};
+use ivr_engine::{CallInfo, Channel, Millis, TransferUpdate};
 use std::cell::RefCell;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -191,7 +191,7 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
     // filled on first run) and keeps the call's records for `ivr report`.
     let rt = runtime().map_err(|e| e.to_string())?;
     let db = rt
-        .block_on(ivr_runtime::data::open_configured(&checked.config))
+        .block_on(ivr_data::open_configured(&checked.config))
         .map_err(|e| e.to_string())?;
     let writer = RecordWriter::start(db.pool().clone(), WriterOptions::default(), rt.handle());
     let recorder = Rc::new(RefCell::new(CallRecorder::new(

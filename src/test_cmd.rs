@@ -3,10 +3,10 @@
 
 use crate::load::load;
 use indexmap::IndexMap;
+use ivr_data::source::ScenarioData;
 use ivr_dsl::{SourceMap, parse_scenarios};
-use ivr_runtime::data::source::ScenarioData;
-use ivr_runtime::sim::coverage::FlowCoverage;
-use ivr_runtime::sim::scenario::{self, ScenarioResult};
+use ivr_engine::sim::coverage::FlowCoverage;
+use ivr_engine::sim::scenario::{self, ScenarioResult};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -780,7 +780,7 @@ fn the_conversation_is_relayed_both_ways_transcoded_with_dtmf_passed() {
     // The agent's phone speaks PCMA from SSRC 42 once it hears the caller; the caller speaks
     // PCMU and presses 5 while they talk.
     let agent_media = Endpoint::with(
-        ivr_runtime::audio::Law::Alaw,
+        ivr_media::audio::Law::Alaw,
         8,
         42,
         vec![(100, Act::Voice(600))],
@@ -847,7 +847,7 @@ fn the_conversation_is_relayed_both_ways_transcoded_with_dtmf_passed() {
         .filter(|p| {
             p.payload
                 .iter()
-                .map(|&b| i32::from(ivr_runtime::audio::Law::Alaw.decode(b)).abs())
+                .map(|&b| i32::from(ivr_media::audio::Law::Alaw.decode(b)).abs())
                 .max()
                 .unwrap_or(0)
                 > 4000

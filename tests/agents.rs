@@ -49,7 +49,7 @@ fn deployment(name: &str) -> PathBuf {
     )
     .expect("flow");
     let tone: Vec<i16> = (0..1600).map(|i| ((i % 20) as i16 - 10) * 500).collect();
-    ivr_runtime::audio::write_wav(&dir.join("prompts/zh-CN/hello.wav"), &tone).expect("wav");
+    ivr_media::audio::write_wav(&dir.join("prompts/zh-CN/hello.wav"), &tone).expect("wav");
     fs::write(
         dir.join("prompts/zh-CN/prompts.toml"),
         "hello = { text = \"hello\" }\n",

@@ -183,7 +183,7 @@ fn calls(config: &Path, n: usize) -> Vec<(String, String, Option<String>)> {
 mod client {
     //! A WebRTC caller with the `webrtc` crate: PCMU and telephone-event, one audio track.
 
-    use ivr_runtime::media::dtmf;
+    use ivr_media::dtmf;
     use rtc::media_stream::MediaStreamTrack;
     use rtc::rtp;
     use rtc::rtp_transceiver::rtp_sender::{
@@ -532,7 +532,7 @@ fn a_webrtc_client_hears_the_prompts_and_its_key_moves_the_flow() {
     let loud = heard
         .iter()
         .flatten()
-        .filter(|&&b| ivr_runtime::audio::Law::Ulaw.decode(b).unsigned_abs() > 4000)
+        .filter(|&&b| ivr_media::audio::Law::Ulaw.decode(b).unsigned_abs() > 4000)
         .count();
     assert!(
         loud > 1000,
@@ -562,7 +562,7 @@ fn a_webrtc_client_hears_the_prompts_and_its_key_moves_the_flow() {
 }
 
 /// Zero crossings in a frame of μ-law audio (a tone of F Hz has about F / 25 in 20 ms).
-fn crossings(frame: &[u8], law: ivr_runtime::audio::Law) -> usize {
+fn crossings(frame: &[u8], law: ivr_media::audio::Law) -> usize {
     let pcm: Vec<i16> = frame.iter().map(|&b| law.decode(b)).collect();
     pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count()
 }
@@ -618,7 +618,7 @@ fn a_browser_call_is_bridged_to_a_sip_agent() {
     // The agent's phone (SIPp) talks PCMA from an RTP endpoint of the test: a 300 Hz tone once
     // it hears the caller; it hangs up after 3 s.
     let agent_media = Endpoint::with(
-        ivr_runtime::audio::Law::Alaw,
+        ivr_media::audio::Law::Alaw,
         8,
         42,
         vec![(100, Act::Voice(1000))],
@@ -680,7 +680,7 @@ fn a_browser_call_is_bridged_to_a_sip_agent() {
         // Talk (a 1 kHz tone) for 6 s: the agent answers, talks, hangs up, the flow says bye.
         let voice: Vec<u8> = tone(1000.0, 20)
             .iter()
-            .map(|&x| ivr_runtime::audio::Law::Ulaw.encode(x))
+            .map(|&x| ivr_media::audio::Law::Ulaw.encode(x))
             .collect();
         let mut ts = 0u32;
         let started = Instant::now();
@@ -723,7 +723,7 @@ fn a_browser_call_is_bridged_to_a_sip_agent() {
     let from_caller = heard_by_agent
         .iter()
         .filter(|p| {
-            p.pt == 8 && (36..=44).contains(&crossings(&p.payload, ivr_runtime::audio::Law::Alaw))
+            p.pt == 8 && (36..=44).contains(&crossings(&p.payload, ivr_media::audio::Law::Alaw))
         })
         .count();
     assert!(
@@ -733,7 +733,7 @@ fn a_browser_call_is_bridged_to_a_sip_agent() {
     // The browser heard the agent's 300 Hz voice, transcoded to PCMU.
     let from_agent = heard
         .iter()
-        .filter(|p| (10..=14).contains(&crossings(p, ivr_runtime::audio::Law::Ulaw)))
+        .filter(|p| (10..=14).contains(&crossings(p, ivr_media::audio::Law::Ulaw)))
         .count();
     assert!(
         from_agent >= 25,
@@ -1104,7 +1104,7 @@ fn an_agent_takes_a_queued_call_in_the_console_in_headless_chromium() {
         let (mut caller, location) = place_call(http_addr, "q", Some("13800000007")).await;
         let voice: Vec<u8> = tone(1000.0, 20)
             .iter()
-            .map(|&x| ivr_runtime::audio::Law::Ulaw.encode(x))
+            .map(|&x| ivr_media::audio::Law::Ulaw.encode(x))
             .collect();
         let mut ts = 0u32;
         let started = Instant::now();
@@ -1156,7 +1156,7 @@ fn an_agent_takes_a_queued_call_in_the_console_in_headless_chromium() {
     // The caller heard the agent's side: after the hold music, the console's microphone
     // (Chromium's fake device) through the bridge, not only the prompts' tones.
     let prompt_tones = |p: &Vec<u8>| {
-        let c = crossings(p, ivr_runtime::audio::Law::Ulaw);
+        let c = crossings(p, ivr_media::audio::Law::Ulaw);
         (26..=30).contains(&c) || (34..=38).contains(&c) || (42..=46).contains(&c)
     };
     let from_agent = heard.iter().filter(|p| !prompt_tones(p)).count();

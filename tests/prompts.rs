@@ -1,6 +1,6 @@
 //! `ivr prompts` and `ivr prompts render` as users run them, on the repository's prompts.
 
-use ivr_runtime::audio::decode::decode_file;
+use ivr_media::audio::decode::decode_file;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -216,11 +216,11 @@ fn report_from_simulated_calls() {
 // ---------------------------------------------------------------------------------------------
 // Queue events of the ACD, written through the RecordWriter as `ivr serve` writes them.
 
-use ivr_runtime::data::connect::{self, Pool, Target};
-use ivr_runtime::data::records::{
+use ivr_data::connect::{self, Pool, Target};
+use ivr_data::records::{
     CallRow, QueueEventKind, QueueEventRow, Record, RecordWriter, WriterOptions,
 };
-use ivr_runtime::data::report::{self, ReportOptions};
+use ivr_data::report::{self, ReportOptions};
 
 /// 2026-11-24 10:00:00 on the records' clock; the `vip` call is on 2026-11-20.
 const DAY: i64 = 1_795_514_400_000;
@@ -340,7 +340,7 @@ async fn write_fixture(pool: &Pool) {
         WriterOptions::default(),
         &tokio::runtime::Handle::current(),
     );
-    let ts = ivr_runtime::data::records::timestamp;
+    let ts = ivr_data::records::timestamp;
     for (id, queue, flow, start, events) in fixture() {
         let queued_at = start + 10_000;
         let mut answer = None;
@@ -516,7 +516,7 @@ fn check_queue_figures(r: &serde_json::Value) {
 #[test]
 fn report_of_queue_events() {
     let (dir, config) = deployment("queues");
-    let rt = ivr_runtime::data::source::runtime().expect("runtime");
+    let rt = ivr_data::source::runtime().expect("runtime");
     rt.block_on(async {
         let pool = connect::open(&Target::SqliteFile(dir.join("ivr-data/ivr.db")), 4)
             .await
@@ -622,7 +622,7 @@ fn report_of_queue_events_postgres() {
         );
         return;
     };
-    let rt = ivr_runtime::data::source::runtime().expect("runtime");
+    let rt = ivr_data::source::runtime().expect("runtime");
     rt.block_on(async {
         let name = format!("ivr_test_report_{}", std::process::id());
         let (prefix, _) = admin.rsplit_once('/').expect("a database url");

@@ -7,8 +7,8 @@
 //! Every server listens on 127.0.0.1 only, every run is bounded (`-m`, `-timeout`), and the
 //! tests skip themselves (with a message) when `sipp` is not installed.
 
-use ivr_runtime::audio::{Frame, Law};
-use ivr_runtime::deploy::Deployment;
+use ivr_media::audio::{Frame, Law};
+use ivr_server::deploy::Deployment;
 use std::fs;
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -99,7 +99,7 @@ fn test_deployment(name: &str, rtp: (u16, u16)) -> PathBuf {
     fs::write(dir.join("flows/t.flow"), TEST_FLOW).expect("flow");
     let mut catalog = String::new();
     for (id, hz, ms) in PROMPTS {
-        ivr_runtime::audio::write_wav(&dir.join(format!("prompts/zh-CN/{id}.wav")), &tone(hz, ms))
+        ivr_media::audio::write_wav(&dir.join(format!("prompts/zh-CN/{id}.wav")), &tone(hz, ms))
             .expect("wav");
         catalog.push_str(&format!("{id} = {{ text = \"{id}\" }}\n"));
     }
@@ -760,7 +760,7 @@ fn a_baresip_softphone_hears_the_flow() {
     let server = Server::start(&config, &[]);
     let dir = config.parent().expect("dir").join("baresip");
     fs::create_dir_all(&dir).expect("dir");
-    ivr_runtime::audio::write_wav(&dir.join("mic.wav"), &tone(300.0, 6000)).expect("mic");
+    ivr_media::audio::write_wav(&dir.join("mic.wav"), &tone(300.0, 6000)).expect("mic");
     // baresip also binds TLS on the next port: take a free pair.
     let port = (0..50)
         .map(|i| 41_000 + (std::process::id() % 500) as u16 * 20 + i * 2)

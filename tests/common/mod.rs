@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-use ivr_runtime::audio::{FRAME_SAMPLES, Law};
-use ivr_runtime::media::{dtmf, rtp};
+use ivr_media::audio::{FRAME_SAMPLES, Law};
+use ivr_media::{dtmf, rtp};
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -511,7 +511,7 @@ pub fn write_prompts(dir: &Path, prompts: &[(&str, &str, f32, usize)]) {
     fs::create_dir_all(&folder).expect("prompts folder");
     let mut catalog = String::new();
     for (id, text, hz, ms) in prompts {
-        ivr_runtime::audio::write_wav(&folder.join(format!("{id}.wav")), &tone(*hz, *ms))
+        ivr_media::audio::write_wav(&folder.join(format!("{id}.wav")), &tone(*hz, *ms))
             .expect("wav");
         catalog.push_str(&format!("{id} = {{ text = \"{text}\" }}\n"));
     }

@@ -1,0 +1,200 @@
+//! Calls: queued, offered, answered, declined, over, gone.
+
+use super::agents::AgentState;
+use super::queue::{CallState, QueuedCall};
+use super::timers::Timer;
+use super::{Acd, AcdOut, CallKey, Decline};
+use ivr_engine::Millis;
+use std::cmp::Reverse;
+
+impl Acd {
+    /// Queues `call` in `queue` for an agent with the queue's skills and `skills` (the transfer
+    /// node's), at `priority` (higher is served first). Sends the caller's position, then offers
+    /// the call at once if a qualifying agent is available. When no qualifying agent is logged
+    /// in (or the queue is unknown), the answer is [`AcdOut::NoAgents`] and the call is not
+    /// queued. A call already in the ACD is first taken out as by [`Acd::leave`].
+    pub fn enqueue(
+        &mut self,
+        call: CallKey,
+        queue: &str,
+        skills: &[String],
+        priority: i64,
+        now: Millis,
+        out: &mut Vec<AcdOut>,
+    ) {
+        if self.calls.contains_key(&call) {
+            self.leave(call, now, out);
+        }
+        let Some(&q) = self
+            .queue_ids
+            .get(queue)
+            .filter(|&&q| self.queues[q].configured)
+        else {
+            out.push(AcdOut::NoAgents { call });
+            return;
+        };
+        self.queues[q].offered += 1;
+        let mask = self.queues[q].mask.union(&self.skills.set(skills));
+        let class = self.class_for(mask.clone());
+        if self.classes[class].logged_in == 0 {
+            self.queues[q].no_agents += 1;
+            out.push(AcdOut::NoAgents { call });
+            return;
+        }
+        self.seq += 1;
+        let entry = QueuedCall {
+            queue: q,
+            skill_names: skills.to_vec(),
+            mask,
+            class,
+            priority,
+            seq: self.seq,
+            state: CallState::Waiting,
+            tried: Vec::new(),
+            position: 0,
+            position_at: now,
+        };
+        let key = entry.order_key(call);
+        let position = self.queues[q].insert(key, now);
+        self.classes[class].waiting.insert(key);
+        self.calls.insert(call, QueuedCall { position, ..entry });
+        out.push(AcdOut::Position { call, position });
+        if self.queues[q].any_behind(Reverse(priority)) {
+            self.positions_changed(q, now);
+        }
+        self.dispatch_call(call, now, out);
+    }
+
+    /// The call left its queue (the caller hung up, or `max_wait` passed). If an agent was
+    /// ringing for it, that offer is cancelled ([`AcdOut::Cancel`]) and the agent is free,
+    /// keeping its place among idle agents. For a call already answered this is
+    /// [`Acd::conversation_over`]. Unknown calls are ignored.
+    pub fn leave(&mut self, call: CallKey, now: Millis, out: &mut Vec<AcdOut>) {
+        let Some(state) = self.calls.get(&call).map(|c| c.state) else {
+            return;
+        };
+        if let CallState::Connected { .. } = state {
+            self.conversation_over(call, now, out);
+            return;
+        }
+        let Some(entry) = self.calls.remove(&call) else {
+            return;
+        };
+        self.retrying.remove(&call);
+        let key = entry.order_key(call);
+        self.classes[entry.class].waiting.remove(&key);
+        let q = entry.queue;
+        self.queues[q].remove(key);
+        self.queues[q].abandoned += 1;
+        self.positions_changed(q, now);
+        match state {
+            CallState::Waiting | CallState::Connected { .. } => {}
+            CallState::Resting { until } => {
+                self.timers.remove(&(until, Timer::Rest(call)));
+            }
+            CallState::Ringing { agent, until } => {
+                self.timers.remove(&(until, Timer::Ring(call)));
+                out.push(AcdOut::Cancel {
+                    call,
+                    agent: self.agents[agent].id.clone(),
+                });
+                self.agent_free(agent, now, true, out);
+            }
+        }
+    }
+
+    /// The agent offered `call` answered: the agent is on the call and the call leaves its
+    /// queue. Ignored unless the call is ringing (see [`Acd::agent_of`] for late answers).
+    pub fn answered(&mut self, call: CallKey, now: Millis, _out: &mut Vec<AcdOut>) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let CallState::Ringing { agent, until } = c.state else {
+            return;
+        };
+        c.state = CallState::Connected { agent };
+        c.tried.clear();
+        let (q, key) = (c.queue, c.order_key(call));
+        self.timers.remove(&(until, Timer::Ring(call)));
+        self.retrying.remove(&call);
+        self.queues[q].remove(key);
+        self.queues[q].answered += 1;
+        self.positions_changed(q, now);
+        self.set_state(agent, AgentState::OnCall, now);
+        self.agents[agent].answered += 1;
+    }
+
+    /// The offer of `call` failed (`why`): the call goes back to its place in line (its
+    /// arrival time is kept) and is offered to the next agent; the agent stays available for
+    /// other calls but is not offered this one again until every qualifying logged-in agent
+    /// has been tried. Ignored unless the call is ringing.
+    pub fn declined(&mut self, call: CallKey, why: Decline, now: Millis, out: &mut Vec<AcdOut>) {
+        let ringing = self.calls.get(&call).and_then(|c| match c.state {
+            CallState::Ringing { agent, .. } => Some(agent),
+            _ => None,
+        });
+        if let Some(agent) = ringing {
+            // Busy, no answer and failure are treated alike: the next agent is tried.
+            let _ = why;
+            self.offer_failed(call, agent, now, out);
+        }
+    }
+
+    /// The conversation of an answered call is over (either side hung up): the agent enters
+    /// wrap-up for the queue's `wrap_up` (or goes offline if it logged out meanwhile) and the
+    /// call leaves the ACD. For a call not yet answered this is [`Acd::leave`].
+    pub fn conversation_over(&mut self, call: CallKey, now: Millis, out: &mut Vec<AcdOut>) {
+        let Some(state) = self.calls.get(&call).map(|c| c.state) else {
+            return;
+        };
+        let CallState::Connected { agent } = state else {
+            self.leave(call, now, out);
+            return;
+        };
+        let Some(entry) = self.calls.remove(&call) else {
+            return;
+        };
+        let wrap_up = self.queues[entry.queue].wrap_up;
+        self.agents[agent].call = None;
+        if !self.agents[agent].counted || wrap_up <= 0 {
+            self.agent_free(agent, now, false, out);
+            return;
+        }
+        let until = now.saturating_add(wrap_up);
+        self.set_state(agent, AgentState::WrapUp, now);
+        self.agents[agent].wrap_until = Some(until);
+        self.timers.insert((until, Timer::WrapUp(agent)));
+    }
+
+    /// An offer of `call` to agent `a` ended without an answer (declined or rang out).
+    pub(super) fn offer_failed(
+        &mut self,
+        call: CallKey,
+        a: usize,
+        now: Millis,
+        out: &mut Vec<AcdOut>,
+    ) {
+        if !self.requeue_ringing(call) {
+            return;
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            if !c.tried.contains(&a) {
+                c.tried.push(a);
+            }
+            self.retrying.insert(call);
+        }
+        self.agents[a].missed += 1;
+        self.agents[a].call = None;
+        // The agent is available before the call looks for the next one, so that a call every
+        // agent has tried pauses instead of ringing the same phone again at once.
+        if !self.agents[a].counted {
+            self.agent_free(a, now, false, out);
+        } else if self.agents[a].away {
+            self.set_state(a, AgentState::Away, now);
+        } else {
+            self.make_available(a, now, false);
+        }
+        self.dispatch_call(call, now, out);
+        self.pick_call(a, now, out);
+    }
+}

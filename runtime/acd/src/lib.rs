@@ -1,0 +1,187 @@
+//! The ACD (automatic call distribution): which logged-in agent gets which waiting call.
+//!
+//! Like the call engine, the ACD is sans-IO: it reads no clock, opens no socket and spawns no
+//! task. One [`Acd`] is fed operations (a call queued or gone, an offer answered or declined, an
+//! agent registered, away or back, a conversation over), each with the current time `now`, and
+//! pushes what must happen into the caller's `Vec<AcdOut>`: ring an agent, stop ringing, tell a
+//! caller its place in line, or send a caller down its flow's `no_agents` path. Timers are data:
+//! [`Acd::poll_timeout`] says when [`Acd::handle_timeout`] next has work (ring timeouts, wrap-up
+//! ends, registration expiry, retries, coalesced position updates).
+//!
+//! The rules (docs/acd.md has them for operators):
+//! - A call may go to an agent who has every skill of its queue and of its transfer node.
+//! - Waiting calls are served by priority (higher first), then first come first served.
+//! - Among available qualifying agents, the one idle longest gets the call; an agent who
+//!   becomes available gets the best waiting call it qualifies for, across all queues.
+//! - An offer rings for the queue's `ring_timeout`, then goes to the next agent. An agent who
+//!   let a call ring out, was busy or failed is not offered that same call again until every
+//!   qualifying logged-in agent has been tried; then the call pauses for [`RETRY_PAUSE_MS`]
+//!   before the round starts again, so that an instantly failing phone is not rung in a loop.
+//! - After a conversation the agent is in wrap-up for the queue's `wrap_up`, then available.
+//! - A call whose skills no logged-in agent has (away agents count as logged in) is not queued
+//!   ([`AcdOut::NoAgents`]); waiting calls get the same when their last agent logs out.
+//!
+//! Data structures: skills are interned to bitmasks ([`skills`]); waiting calls are grouped by
+//! requirement class (the skill mask they need), each class holding its waiting calls in a
+//! `BTreeSet` ordered by (priority, arrival) and its available qualifying agents in a
+//! `BTreeSet` ordered by idle-since, with a count of its logged-in agents ([`dispatch`]). Each
+//! queue orders its calls for positions ([`queue`]). Timers are one `BTreeSet` by deadline
+//! ([`timers`]).
+
+mod agents;
+mod calls;
+mod dispatch;
+mod queue;
+mod reload;
+mod skills;
+mod status;
+#[cfg(test)]
+mod tests;
+mod timers;
+
+pub use agents::AgentState;
+pub use status::{AcdStatus, AgentStatus, QueueStatus};
+
+use agents::Agent;
+use dispatch::Class;
+use ivr_engine::Millis;
+use queue::{Queue, QueuedCall};
+use serde::Serialize;
+use skills::{SkillSet, SkillTable};
+use std::collections::{BTreeSet, HashMap};
+use timers::Timer;
+
+/// The serve layer's key for a call (unique among the calls it has in the ACD).
+pub type CallKey = u64;
+
+/// How long a call pauses after every qualifying agent has been tried and the tried set is
+/// cleared, before it is offered again (a phone that fails at once is not rung in a loop).
+pub const RETRY_PAUSE_MS: Millis = 1_000;
+
+/// Position updates of one call are sent at most this often (and only when they changed).
+pub const POSITION_INTERVAL_MS: Millis = 1_000;
+
+/// Where a registered agent's phone is reached (opaque to the ACD; handed back in offers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Contact {
+    /// The Contact URI the agent registered.
+    pub uri: String,
+    /// The address to send the INVITE to.
+    pub addr: std::net::SocketAddr,
+    /// Whether the agent registered over TCP.
+    pub tcp: bool,
+}
+
+/// What the ACD asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcdOut {
+    /// Ring `agent` for `call` (the serve layer sends an INVITE to `contact`).
+    Offer {
+        /// The call offered.
+        call: CallKey,
+        /// The agent's id (`[agents.ID]`).
+        agent: String,
+        /// Where the agent's phone registered.
+        contact: Contact,
+    },
+    /// Stop ringing `agent` for `call` (ring timeout passed, the caller left, or the agent
+    /// logged out; the ACD already moved on).
+    Cancel {
+        /// The call whose offer ends.
+        call: CallKey,
+        /// The agent whose phone rang.
+        agent: String,
+    },
+    /// The caller's place in its queue changed (1 = next).
+    Position {
+        /// The call.
+        call: CallKey,
+        /// Its place among the calls of its queue (1 = next).
+        position: u32,
+    },
+    /// Nobody who could take this call is logged in: the flow takes its no_agents path; the
+    /// call is no longer queued.
+    NoAgents {
+        /// The call.
+        call: CallKey,
+    },
+}
+
+/// Why an offer failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decline {
+    /// The agent's phone answered busy (486, 600).
+    Busy,
+    /// The agent's phone rang without an answer (408, 480, or the phone gave up itself).
+    NoAnswer,
+    /// The INVITE failed otherwise (no route, transport error, another final response).
+    Failed,
+}
+
+/// A request the ACD refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcdError {
+    /// No `[agents.ID]` of that id in the configuration.
+    #[error("there is no agent `{0}` in ivr.toml")]
+    UnknownAgent(String),
+    /// The agent is not registered (or its registration expired).
+    #[error("agent `{0}` is not logged in")]
+    NotLoggedIn(String),
+}
+
+/// The ACD: every agent and queue of a deployment and every call waiting for an agent.
+#[derive(Debug, Default)]
+pub struct Acd {
+    /// Skill names interned to bit numbers.
+    skills: SkillTable,
+    /// Agents by index; removed agents stay as unconfigured entries (indices are never reused).
+    agents: Vec<Agent>,
+    /// Agent id to index.
+    agent_ids: HashMap<String, usize>,
+    /// Queues by index; removed queues stay as unconfigured entries.
+    queues: Vec<Queue>,
+    /// Queue name to index.
+    queue_ids: HashMap<String, usize>,
+    /// Requirement classes by index.
+    classes: Vec<Class>,
+    /// Skill mask to class index.
+    class_ids: HashMap<SkillSet, usize>,
+    /// Every call in the ACD: waiting, ringing, or connected until its conversation is over.
+    calls: HashMap<CallKey, QueuedCall>,
+    /// Calls with a non-empty tried set (checked again when an agent logs out).
+    retrying: BTreeSet<CallKey>,
+    /// Pending timers by deadline.
+    timers: BTreeSet<(Millis, Timer)>,
+    /// Arrival counter (first come first served).
+    seq: u64,
+    /// Availability counter (breaks ties between agents available since the same instant).
+    idle_seq: u64,
+}
+
+impl Acd {
+    /// An ACD for the `[queues.*]` and `[agents.*]` of a configuration: every agent offline,
+    /// no call waiting.
+    pub fn new(config: &ivr_compiler::config::Config) -> Acd {
+        let mut acd = Acd::default();
+        acd.reconfigure(config, 0, &mut Vec::new());
+        acd
+    }
+
+    /// The agent ringing for `call` or talking with it, if any. The serve layer checks it
+    /// before reporting an answer: a late 200 OK from an agent whose offer was cancelled is
+    /// not this call's answer.
+    pub fn agent_of(&self, call: CallKey) -> Option<&str> {
+        let agent = self.calls.get(&call)?.agent()?;
+        Some(self.agents[agent].id.as_str())
+    }
+
+    /// Whether `call` is in the ACD (waiting, ringing or connected).
+    pub fn contains(&self, call: CallKey) -> bool {
+        self.calls.contains_key(&call)
+    }
+}
+
+/// Milliseconds of a configured duration as [`Millis`].
+fn millis(ms: u64) -> Millis {
+    Millis::try_from(ms).unwrap_or(Millis::MAX)
+}

@@ -1,0 +1,151 @@
+//! Hot reload: agents and queues added, removed or changed, with agent states and waiting
+//! calls kept.
+
+use super::agents::{Agent, AgentState};
+use super::queue::{CallState, Queue};
+use super::skills::SkillTable;
+use super::timers::Timer;
+use super::{Acd, AcdOut, millis};
+use ivr_compiler::config::Config;
+use ivr_engine::Millis;
+
+impl Acd {
+    /// Applies a new configuration (hot reload). New agents start offline; removed agents are
+    /// logged out (a ringing offer is cancelled and its call offered to the next agent; a call
+    /// in progress goes on); changed skills apply to every waiting call and agent. Queues keep
+    /// their calls and counters; a removed queue keeps its waiting calls (with its last
+    /// settings) until they are served or gone, but takes no new ones. Waiting calls nobody
+    /// logged in can take any more get [`AcdOut::NoAgents`]; newly qualifying available agents
+    /// are offered calls.
+    pub fn reconfigure(&mut self, config: &Config, now: Millis, out: &mut Vec<AcdOut>) {
+        for queue in &mut self.queues {
+            queue.configured = false;
+        }
+        for (name, qc) in &config.queues {
+            let q = match self.queue_ids.get(name) {
+                Some(&q) => q,
+                None => {
+                    self.queues.push(Queue::new(name));
+                    self.queue_ids.insert(name.clone(), self.queues.len() - 1);
+                    self.queues.len() - 1
+                }
+            };
+            let queue = &mut self.queues[q];
+            queue.configured = true;
+            queue.skill_names = qc.skills.clone();
+            queue.ring_timeout = millis(qc.ring_timeout()).max(1);
+            queue.wrap_up = millis(qc.wrap_up());
+        }
+        let mut removed = Vec::new();
+        for (a, agent) in self.agents.iter().enumerate() {
+            if agent.configured && !config.agents.contains_key(&agent.id) {
+                removed.push(a);
+            }
+        }
+        for (id, ac) in &config.agents {
+            let a = match self.agent_ids.get(id) {
+                Some(&a) => a,
+                None => {
+                    self.agents.push(Agent::new(id));
+                    self.agent_ids.insert(id.clone(), self.agents.len() - 1);
+                    self.agents.len() - 1
+                }
+            };
+            let agent = &mut self.agents[a];
+            agent.configured = true;
+            agent.name = ac.name.clone();
+            agent.skill_names = ac.skills.clone();
+        }
+        // Removed agents leave every index; a ringing offer goes back to waiting.
+        let mut cancelled = Vec::new();
+        for &a in &removed {
+            self.set_counted(a, false);
+            if let Some(at) = self.agents[a].expires_at.take() {
+                self.timers.remove(&(at, Timer::Expiry(a)));
+            }
+            if let Some(at) = self.agents[a].wrap_until.take() {
+                self.timers.remove(&(at, Timer::WrapUp(a)));
+            }
+            let state = self.agents[a].state;
+            if state == AgentState::Ringing
+                && let Some(call) = self.agents[a].call.take()
+            {
+                out.push(AcdOut::Cancel {
+                    call,
+                    agent: self.agents[a].id.clone(),
+                });
+                self.requeue_ringing(call);
+                cancelled.push(call);
+            }
+            self.leave_available(a);
+            let agent = &mut self.agents[a];
+            agent.configured = false;
+            agent.away = false;
+            if state != AgentState::OnCall {
+                agent.contact = None;
+                self.set_state(a, AgentState::Offline, now);
+            }
+        }
+        self.rebuild();
+        let all: Vec<usize> = (0..self.classes.len()).collect();
+        self.sweep_no_agents(&all, now, out);
+        for call in cancelled {
+            self.dispatch_call(call, now, out);
+        }
+        self.recheck_retrying(now, out);
+        let mut available: Vec<(Millis, u64, usize)> = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.state == AgentState::Available)
+            .map(|(i, a)| a.idle_entry(i))
+            .collect();
+        available.sort_unstable();
+        for (_, _, a) in available {
+            self.pick_call(a, now, out);
+        }
+        // Drop queues that left the configuration and have no call any more from the status.
+        self.queue_ids
+            .retain(|_, q| self.queues[*q].configured || !self.queues[*q].order.is_empty());
+    }
+
+    /// Interns every skill in use afresh and rebuilds the requirement classes from the agents
+    /// and the calls in the ACD.
+    fn rebuild(&mut self) {
+        let mut table = SkillTable::default();
+        for agent in &mut self.agents {
+            agent.classes.clear();
+            agent.mask = if agent.configured {
+                table.set(&agent.skill_names)
+            } else {
+                Default::default()
+            };
+        }
+        for queue in &mut self.queues {
+            queue.mask = table.set(&queue.skill_names);
+        }
+        for call in self.calls.values_mut() {
+            call.mask = self.queues[call.queue]
+                .mask
+                .union(&table.set(&call.skill_names));
+        }
+        self.skills = table;
+        self.classes.clear();
+        self.class_ids.clear();
+        let mut calls: Vec<_> = self
+            .calls
+            .iter()
+            .map(|(&key, c)| (key, c.mask.clone(), c.state, c.order_key(key)))
+            .collect();
+        calls.sort_unstable_by_key(|c| c.3);
+        for (key, mask, state, order) in calls {
+            let class = self.class_for(mask);
+            if let Some(c) = self.calls.get_mut(&key) {
+                c.class = class;
+            }
+            if matches!(state, CallState::Waiting | CallState::Resting { .. }) {
+                self.classes[class].waiting.insert(order);
+            }
+        }
+    }
+}

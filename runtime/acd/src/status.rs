@@ -1,0 +1,103 @@
+//! What the ACD looks like now: agents and queues, for `GET /status` and monitoring.
+
+use super::agents::AgentState;
+use super::{Acd, CallKey};
+use ivr_engine::Millis;
+use serde::Serialize;
+
+/// The ACD at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AcdStatus {
+    /// Every configured agent (and removed agents still on a call), in configuration order.
+    pub agents: Vec<AgentStatus>,
+    /// Every configured queue (and removed queues still holding calls).
+    pub queues: Vec<QueueStatus>,
+}
+
+/// One agent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentStatus {
+    /// Its id (`[agents.ID]`).
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// Its skills.
+    pub skills: Vec<String>,
+    /// What it is doing.
+    pub state: AgentState,
+    /// Since when (ms, the driver's clock).
+    pub since: Millis,
+    /// The call ringing or connected.
+    pub call: Option<CallKey>,
+    /// Calls it answered.
+    pub calls_answered: u64,
+    /// Offers it let ring out, was busy for, or that failed.
+    pub offers_missed: u64,
+}
+
+/// One queue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueStatus {
+    /// Its name (`[queues.NAME]`).
+    pub name: String,
+    /// Skills every agent of it needs.
+    pub skills: Vec<String>,
+    /// Calls queued and not yet answered (including those ringing an agent).
+    pub waiting: u32,
+    /// How long the longest-waiting of them has waited, in ms (0 when none).
+    pub longest_wait_ms: i64,
+    /// Calls that entered the queue.
+    pub offered: u64,
+    /// Calls an agent answered.
+    pub answered: u64,
+    /// Calls that left before an answer (hang-up or `max_wait`).
+    pub abandoned: u64,
+    /// Calls sent down their `no_agents` path.
+    pub no_agents: u64,
+    /// Its ring timeout, ms.
+    pub ring_timeout_ms: i64,
+    /// Its wrap-up time, ms.
+    pub wrap_up_ms: i64,
+}
+
+impl Acd {
+    /// Every agent and queue as it is at `now`.
+    pub fn status(&self, now: Millis) -> AcdStatus {
+        let agents = self
+            .agents
+            .iter()
+            .filter(|a| a.configured || a.call.is_some())
+            .map(|a| AgentStatus {
+                id: a.id.clone(),
+                name: a.name.clone(),
+                skills: a.skill_names.clone(),
+                state: a.state,
+                since: a.since,
+                call: a.call,
+                calls_answered: a.answered,
+                offers_missed: a.missed,
+            })
+            .collect();
+        let queues = self
+            .queues
+            .iter()
+            .filter(|q| q.configured || !q.order.is_empty())
+            .map(|q| QueueStatus {
+                name: q.name.clone(),
+                skills: q.skill_names.clone(),
+                waiting: u32::try_from(q.order.len()).unwrap_or(u32::MAX),
+                longest_wait_ms: q
+                    .arrivals
+                    .first_key_value()
+                    .map_or(0, |(_, &at)| now.saturating_sub(at).max(0)),
+                offered: q.offered,
+                answered: q.answered,
+                abandoned: q.abandoned,
+                no_agents: q.no_agents,
+                ring_timeout_ms: q.ring_timeout,
+                wrap_up_ms: q.wrap_up,
+            })
+            .collect();
+        AcdStatus { agents, queues }
+    }
+}

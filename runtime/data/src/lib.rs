@@ -1,0 +1,71 @@
+//! The data layer: the data catalog of `ivr.toml` executed with sqlx on SQLite (the embedded
+//! default) or PostgreSQL, the platform's call records (written by a batching writer), the demo
+//! business database of the reference hotline, and the queries of `ivr report`.
+//!
+//! - [`connect`]: URLs, pools, migrations (`runtime/data/migrations/{sqlite,postgres}`).
+//! - [`query`]: catalog queries: bound parameters, `$name` chaining in transactions, timeouts,
+//!   values mapped to the catalog's field types (money exact).
+//! - [`hashing`]: `hash` arguments (HMAC-SHA256 with the deployment's secret).
+//! - [`demo`]: the demo business database (customers, plans, bills, recharge cards, tickets).
+//! - [`records`]: call records from the engine's commands, written in batches.
+//! - [`report`]: node traffic, outcomes, surveys and service level from the records.
+//! - [`source`]: the simulator's synchronous [`DataSource`](ivr_engine::sim::DataSource) on a database.
+
+pub mod connect;
+pub mod demo;
+pub mod hashing;
+pub mod query;
+pub mod records;
+pub mod report;
+pub mod source;
+
+pub use connect::{Pool, Target};
+pub use hashing::Secret;
+pub use query::Database;
+
+use ivr_compiler::config::Config;
+
+/// What can go wrong in the data layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A configuration mistake (URL, catalog SQL, missing secret).
+    #[error("{0}")]
+    Config(String),
+    /// The database could not be opened.
+    #[error("cannot open the database: {0}")]
+    Connect(String),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    /// The database reported an error.
+    #[error("{0}")]
+    Sql(#[from] sqlx::Error),
+    /// A query's result does not fit its catalog entry.
+    #[error("{0}")]
+    Query(String),
+}
+
+/// Opens the configured database: connects (creating an embedded SQLite file and its folder on
+/// first run), migrates, creates and fills the demo business tables when the database is the
+/// embedded default, checks the secret for `hash` arguments, and prepares the data catalog.
+pub async fn open_configured(config: &Config) -> Result<Database, DataError> {
+    let url = &config.database.url;
+    let demo = connect::is_demo(url, &config.base);
+    let secret = Secret::resolve(&config.database, demo, &config.queries)?;
+    let target = connect::parse_url(url, &config.base)?;
+    let pool = connect::open(&target, 8).await?;
+    if demo {
+        demo::ensure(&pool, secret.as_ref()).await?;
+    }
+    Database::new(pool, &config.queries, secret)
+}
+
+/// A fresh, private in-memory demo database (migrated and filled) with the given catalog: what
+/// each scenario of `ivr test` runs against when the configured database is the embedded
+/// default, so that runs are repeatable.
+pub async fn open_fresh_demo(config: &Config) -> Result<Database, DataError> {
+    let secret = Secret::resolve(&config.database, true, &config.queries)?;
+    let pool = connect::open(&Target::SqliteMemory, 1).await?;
+    demo::ensure(&pool, secret.as_ref()).await?;
+    Database::new(pool, &config.queries, secret)
+}

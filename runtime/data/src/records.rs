@@ -1,0 +1,1010 @@
+//! Call records: what a [`CallRecorder`] learns from the engine's events and commands (the
+//! call, each node visit and how it was left, survey answers, recordings), and the ACD's queue
+//! events ([`QueueEventRow`]: queued, offered, answered, ...), written to the platform's
+//! tables by a [`RecordWriter`] in batches.
+//!
+//! The writer never blocks a call: [`RecordWriter::send`] only puts the record in a bounded
+//! queue (a full queue refuses it and counts it in [`WriterStats::rejected`]). A task writes
+//! what is queued in one transaction per batch (at most [`WriterOptions::max_batch`] records,
+//! or whatever arrived within [`WriterOptions::max_delay`]). [`RecordWriter::shutdown`]
+//! writes everything accepted before it returns, so nothing accepted is lost on a clean
+//! shutdown.
+//!
+//! Records never hold masked input: node visits name the node and the exit (`key 1`, `next`,
+//! `found`, ...), never the digits an `input` collected.
+
+use super::DataError;
+use super::connect::Pool;
+use chrono::NaiveDateTime;
+use ivr_compiler::program::{Body, Destination, NodeId};
+use ivr_engine::sim::Observer;
+use ivr_engine::value::Value;
+use ivr_engine::{CallInfo, Command, Event, Exit, Flow, Millis, TransferUpdate};
+use rust_decimal::prelude::ToPrimitive;
+use sqlx::QueryBuilder;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// One row of `calls`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRow {
+    /// The call id.
+    pub call_id: String,
+    /// Calling number.
+    pub caller: String,
+    /// Dialled number.
+    pub called: String,
+    /// The flow.
+    pub flow: String,
+    /// Its version (content hash).
+    pub flow_version: String,
+    /// `sip`, `webrtc`, `sim`.
+    pub channel: String,
+    /// The call arrived.
+    pub started_at: NaiveDateTime,
+    /// The IVR answered.
+    pub answered_at: Option<NaiveDateTime>,
+    /// The call ended.
+    pub ended_at: Option<NaiveDateTime>,
+    /// `self_service`, `transferred`, `abandoned`, `failed` (none: not ended).
+    pub outcome: Option<String>,
+    /// The last queue the call waited in.
+    pub queue: Option<String>,
+    /// The agent who answered.
+    pub agent: Option<String>,
+    /// First put in a queue.
+    pub queued_at: Option<NaiveDateTime>,
+    /// An agent answered.
+    pub agent_answered_at: Option<NaiveDateTime>,
+    /// Time in queue until an agent answered, or until the caller left the queue.
+    pub wait_ms: Option<i64>,
+}
+
+/// One row of `node_visits`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisitRow {
+    /// The call id.
+    pub call_id: String,
+    /// The flow.
+    pub flow: String,
+    /// Its version.
+    pub flow_version: String,
+    /// 1, 2, ... within the call.
+    pub seq: i64,
+    /// The node (`common.goodbye` for imported ones).
+    pub node: String,
+    /// Entered.
+    pub entered_at: NaiveDateTime,
+    /// Left (none: the call ended there without leaving).
+    pub left_at: Option<NaiveDateTime>,
+    /// How it was left: `key 1`, `next`, `found`, `caller_hangup`, ...
+    pub exit: Option<String>,
+}
+
+/// One row of `survey_answers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SurveyRow {
+    /// The call id.
+    pub call_id: String,
+    /// The flow.
+    pub flow: String,
+    /// Its version.
+    pub flow_version: String,
+    /// The survey node.
+    pub survey: String,
+    /// Its `save` name.
+    pub save_table: String,
+    /// The question's name.
+    pub question: String,
+    /// The answer as text (none: not answered).
+    pub answer: Option<String>,
+    /// The answer when it is a number (scale questions).
+    pub score: Option<f64>,
+    /// The agent of the call.
+    pub agent: Option<String>,
+    /// The queue of the call.
+    pub queue: Option<String>,
+    /// When it was saved.
+    pub saved_at: NaiveDateTime,
+}
+
+/// One row of `recordings`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingRow {
+    /// The call id.
+    pub call_id: String,
+    /// The flow.
+    pub flow: String,
+    /// The record node.
+    pub node: String,
+    /// Its `save` name.
+    pub save_table: String,
+    /// Calling number.
+    pub caller: String,
+    /// The audio file (none for simulated calls).
+    pub file: Option<String>,
+    /// Length in milliseconds.
+    pub length_ms: i64,
+    /// When the recording started.
+    pub recorded_at: NaiveDateTime,
+}
+
+/// One row of `queue_events`: something the ACD did with a call in a queue. A queued call
+/// ends in exactly one of `answered`, `abandoned` or `left`; each `offered` ends in exactly
+/// one of `answered`, `declined`, `ring_timeout`, or an `abandoned` / `left` naming the agent
+/// that was ringing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueEventRow {
+    /// When it happened.
+    pub at: NaiveDateTime,
+    /// The queue.
+    pub queue: String,
+    /// The call id (as in `calls`).
+    pub call_id: String,
+    /// What happened (see [`QueueEventKind`]).
+    pub event: QueueEventKind,
+    /// The agent offered the call (`offered`, `answered`, `declined`, `ring_timeout`; on
+    /// `abandoned` and `left` the agent whose phone was ringing, if any).
+    pub agent: Option<String>,
+    /// Time since the call was queued (none for `no_agents`: it never was).
+    pub wait_ms: Option<i64>,
+    /// More: the reason of `declined` (`busy`, `no_answer`, `failed`, `agent_offline`) and of
+    /// `left` (`max_wait`, `no_agents`).
+    pub detail: Option<String>,
+}
+
+/// What a queue event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueEventKind {
+    /// The call entered the queue.
+    Queued,
+    /// An agent's phone rings for it.
+    Offered,
+    /// The agent answered.
+    Answered,
+    /// The offer failed: busy, no answer from the phone, failed, or the agent went offline.
+    Declined,
+    /// The agent let it ring for the queue's `ring_timeout`.
+    RingTimeout,
+    /// The caller hung up while waiting.
+    Abandoned,
+    /// The call left the queue without an agent: `max_wait` passed, or nobody who could take
+    /// it is logged in any more.
+    Left,
+    /// Refused when it arrived: nobody who could take it is logged in (never queued).
+    NoAgents,
+}
+
+impl QueueEventKind {
+    /// The name stored in `queue_events.event`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueEventKind::Queued => "queued",
+            QueueEventKind::Offered => "offered",
+            QueueEventKind::Answered => "answered",
+            QueueEventKind::Declined => "declined",
+            QueueEventKind::RingTimeout => "ring_timeout",
+            QueueEventKind::Abandoned => "abandoned",
+            QueueEventKind::Left => "left",
+            QueueEventKind::NoAgents => "no_agents",
+        }
+    }
+}
+
+/// A record to write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A call (written when it ends).
+    Call(CallRow),
+    /// A node visit (written when the node is left).
+    Visit(VisitRow),
+    /// A survey answer.
+    Survey(SurveyRow),
+    /// A recording.
+    Recording(RecordingRow),
+    /// A queue event of the ACD.
+    QueueEvent(QueueEventRow),
+}
+
+/// The engine's time as a timestamp.
+pub fn timestamp(ms: Millis) -> NaiveDateTime {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+/// Settings of a [`RecordWriter`].
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Records waiting at most (more are refused, never waited for).
+    pub capacity: usize,
+    /// Records per transaction at most.
+    pub max_batch: usize,
+    /// How long a record may wait for others to share its batch.
+    pub max_delay: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            capacity: 100_000,
+            max_batch: 1_000,
+            max_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Counters of a writer.
+#[derive(Debug, Default)]
+pub struct Stats {
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    written: AtomicU64,
+    failed: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// A snapshot of a writer's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Records taken into the queue.
+    pub accepted: u64,
+    /// Records refused because the queue was full (or the writer was shut down).
+    pub rejected: u64,
+    /// Records written.
+    pub written: u64,
+    /// Records lost because the database kept failing.
+    pub failed: u64,
+    /// Transactions written.
+    pub batches: u64,
+}
+
+impl Stats {
+    fn snapshot(&self) -> WriterStats {
+        WriterStats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+enum Msg {
+    Record(Box<Record>),
+    Flush(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The batching writer of call records. Cheap to clone; every clone feeds the same task.
+#[derive(Clone)]
+pub struct RecordWriter {
+    tx: mpsc::Sender<Msg>,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for RecordWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RecordWriter({:?})", self.stats.snapshot())
+    }
+}
+
+impl RecordWriter {
+    /// Starts the writer task on `rt` (a tokio runtime handle) writing to `pool`.
+    pub fn start(pool: Pool, opts: WriterOptions, rt: &tokio::runtime::Handle) -> RecordWriter {
+        let (tx, rx) = mpsc::channel(opts.capacity.max(1));
+        let stats = Arc::new(Stats::default());
+        rt.spawn(run(pool, opts, rx, Arc::clone(&stats)));
+        RecordWriter { tx, stats }
+    }
+
+    /// Queues a record; never blocks. False when it was refused (queue full or shut down).
+    pub fn send(&self, record: Record) -> bool {
+        match self.tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => {
+                self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Waits until everything queued before this call is written.
+    pub async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Flush(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Writes everything accepted, stops the task and returns the counters.
+    pub async fn shutdown(self) -> WriterStats {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+        self.stats.snapshot()
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> WriterStats {
+        self.stats.snapshot()
+    }
+}
+
+async fn run(pool: Pool, opts: WriterOptions, mut rx: mpsc::Receiver<Msg>, stats: Arc<Stats>) {
+    let mut buf: Vec<Record> = Vec::new();
+    let mut deadline = tokio::time::Instant::now();
+    loop {
+        let msg = if buf.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(msg) => msg,
+                Err(_) => {
+                    write(&pool, &mut buf, &stats).await;
+                    continue;
+                }
+            }
+        };
+        match msg {
+            None => {
+                write(&pool, &mut buf, &stats).await;
+                return;
+            }
+            Some(Msg::Record(r)) => {
+                if buf.is_empty() {
+                    deadline = tokio::time::Instant::now() + opts.max_delay;
+                }
+                buf.push(*r);
+                if buf.len() >= opts.max_batch {
+                    write(&pool, &mut buf, &stats).await;
+                }
+            }
+            Some(Msg::Flush(ack)) => {
+                write(&pool, &mut buf, &stats).await;
+                let _ = ack.send(());
+            }
+            Some(Msg::Shutdown(ack)) => {
+                // Refuse new records; write every one already accepted.
+                rx.close();
+                let mut acks = vec![ack];
+                while let Some(m) = rx.recv().await {
+                    match m {
+                        Msg::Record(r) => {
+                            buf.push(*r);
+                            if buf.len() >= opts.max_batch {
+                                write(&pool, &mut buf, &stats).await;
+                            }
+                        }
+                        Msg::Flush(a) | Msg::Shutdown(a) => acks.push(a),
+                    }
+                }
+                write(&pool, &mut buf, &stats).await;
+                for a in acks {
+                    let _ = a.send(());
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Writes a batch (retrying a failing database a few times) and empties `buf`.
+async fn write(pool: &Pool, buf: &mut Vec<Record>, stats: &Stats) {
+    if buf.is_empty() {
+        return;
+    }
+    let n = buf.len() as u64;
+    let mut last = None;
+    for attempt in 0..4u64 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+        }
+        match insert(pool, buf).await {
+            Ok(()) => {
+                stats.written.fetch_add(n, Ordering::Relaxed);
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                buf.clear();
+                return;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    stats.failed.fetch_add(n, Ordering::Relaxed);
+    eprintln!(
+        "ivr: {n} call record(s) could not be written: {}",
+        last.map_or_else(String::new, |e| e.to_string())
+    );
+    buf.clear();
+}
+
+/// Rows per INSERT statement (well under SQLite's limit of bound variables).
+const ROWS_PER_INSERT: usize = 500;
+
+macro_rules! insert_batch {
+    ($db:ty, $tx:expr, $buf:expr) => {{
+        let calls: Vec<&CallRow> = $buf
+            .iter()
+            .filter_map(|r| match r {
+                Record::Call(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        for chunk in calls.chunks(ROWS_PER_INSERT) {
+            let mut b = QueryBuilder::<$db>::new(
+                "INSERT INTO calls (call_id, caller, called, flow, flow_version, channel, started_at, \
+                 answered_at, ended_at, outcome, queue, agent, queued_at, agent_answered_at, wait_ms) ",
+            );
+            b.push_values(chunk, |mut row, c| {
+                row.push_bind(c.call_id.clone())
+                    .push_bind(c.caller.clone())
+                    .push_bind(c.called.clone())
+                    .push_bind(c.flow.clone())
+                    .push_bind(c.flow_version.clone())
+                    .push_bind(c.channel.clone())
+                    .push_bind(c.started_at)
+                    .push_bind(c.answered_at)
+                    .push_bind(c.ended_at)
+                    .push_bind(c.outcome.clone())
+                    .push_bind(c.queue.clone())
+                    .push_bind(c.agent.clone())
+                    .push_bind(c.queued_at)
+                    .push_bind(c.agent_answered_at)
+                    .push_bind(c.wait_ms);
+            });
+            b.build().execute(&mut *$tx).await?;
+        }
+        let visits: Vec<&VisitRow> = $buf
+            .iter()
+            .filter_map(|r| match r {
+                Record::Visit(v) => Some(v),
+                _ => None,
+            })
+            .collect();
+        for chunk in visits.chunks(ROWS_PER_INSERT) {
+            let mut b = QueryBuilder::<$db>::new(
+                "INSERT INTO node_visits (call_id, flow, flow_version, seq, node, entered_at, left_at, exit) ",
+            );
+            b.push_values(chunk, |mut row, v| {
+                row.push_bind(v.call_id.clone())
+                    .push_bind(v.flow.clone())
+                    .push_bind(v.flow_version.clone())
+                    .push_bind(v.seq)
+                    .push_bind(v.node.clone())
+                    .push_bind(v.entered_at)
+                    .push_bind(v.left_at)
+                    .push_bind(v.exit.clone());
+            });
+            b.build().execute(&mut *$tx).await?;
+        }
+        let surveys: Vec<&SurveyRow> = $buf
+            .iter()
+            .filter_map(|r| match r {
+                Record::Survey(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        for chunk in surveys.chunks(ROWS_PER_INSERT) {
+            let mut b = QueryBuilder::<$db>::new(
+                "INSERT INTO survey_answers (call_id, flow, flow_version, survey, save_table, question, \
+                 answer, score, agent, queue, saved_at) ",
+            );
+            b.push_values(chunk, |mut row, s| {
+                row.push_bind(s.call_id.clone())
+                    .push_bind(s.flow.clone())
+                    .push_bind(s.flow_version.clone())
+                    .push_bind(s.survey.clone())
+                    .push_bind(s.save_table.clone())
+                    .push_bind(s.question.clone())
+                    .push_bind(s.answer.clone())
+                    .push_bind(s.score)
+                    .push_bind(s.agent.clone())
+                    .push_bind(s.queue.clone())
+                    .push_bind(s.saved_at);
+            });
+            b.build().execute(&mut *$tx).await?;
+        }
+        let recordings: Vec<&RecordingRow> = $buf
+            .iter()
+            .filter_map(|r| match r {
+                Record::Recording(x) => Some(x),
+                _ => None,
+            })
+            .collect();
+        for chunk in recordings.chunks(ROWS_PER_INSERT) {
+            let mut b = QueryBuilder::<$db>::new(
+                "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, recorded_at) ",
+            );
+            b.push_values(chunk, |mut row, r| {
+                row.push_bind(r.call_id.clone())
+                    .push_bind(r.flow.clone())
+                    .push_bind(r.node.clone())
+                    .push_bind(r.save_table.clone())
+                    .push_bind(r.caller.clone())
+                    .push_bind(r.file.clone())
+                    .push_bind(r.length_ms)
+                    .push_bind(r.recorded_at);
+            });
+            b.build().execute(&mut *$tx).await?;
+        }
+        let events: Vec<&QueueEventRow> = $buf
+            .iter()
+            .filter_map(|r| match r {
+                Record::QueueEvent(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let mut b = QueryBuilder::<$db>::new(
+                "INSERT INTO queue_events (at, queue, call_id, event, agent, wait_ms, detail) ",
+            );
+            b.push_values(chunk, |mut row, e| {
+                row.push_bind(e.at)
+                    .push_bind(e.queue.clone())
+                    .push_bind(e.call_id.clone())
+                    .push_bind(e.event.as_str())
+                    .push_bind(e.agent.clone())
+                    .push_bind(e.wait_ms)
+                    .push_bind(e.detail.clone());
+            });
+            b.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+
+async fn insert(pool: &Pool, buf: &[Record]) -> Result<(), DataError> {
+    match pool {
+        Pool::Sqlite(p) => {
+            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+            insert_batch!(sqlx::Sqlite, tx, buf);
+            tx.commit().await?;
+        }
+        Pool::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            insert_batch!(sqlx::Postgres, tx, buf);
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Follows one call through its events and commands and sends its records to a writer: node
+/// visits as nodes are left, survey answers and recordings as they are saved, the call row
+/// when the call ends (or at [`CallRecorder::finish`]).
+pub struct CallRecorder {
+    writer: RecordWriter,
+    flow: Arc<Flow>,
+    call: CallRow,
+    seq: i64,
+    /// Nodes entered and not yet left: node, seq, entered.
+    open: Vec<(NodeId, i64, Millis)>,
+    recording: Option<(NodeId, Millis)>,
+    queued_at: Option<Millis>,
+    queue_left: Option<Millis>,
+    answered_at: Option<Millis>,
+    in_transfer: bool,
+    done: bool,
+    /// The audio file of the recording in progress (set by drivers that keep audio).
+    file: Option<String>,
+}
+
+impl CallRecorder {
+    /// Starts recording the call `info` of `flow`, arriving at `now`.
+    pub fn new(writer: RecordWriter, flow: Arc<Flow>, info: &CallInfo, now: Millis) -> Self {
+        let call = CallRow {
+            call_id: info.id.clone(),
+            caller: info.caller.clone(),
+            called: info.called.clone(),
+            flow: flow.program.name.clone(),
+            flow_version: flow.program.version.clone(),
+            channel: info.channel.as_str().to_string(),
+            started_at: timestamp(now),
+            answered_at: None,
+            ended_at: None,
+            outcome: None,
+            queue: None,
+            agent: None,
+            queued_at: None,
+            agent_answered_at: None,
+            wait_ms: None,
+        };
+        CallRecorder {
+            writer,
+            flow,
+            call,
+            seq: 0,
+            open: Vec::new(),
+            recording: None,
+            queued_at: None,
+            queue_left: None,
+            answered_at: None,
+            in_transfer: false,
+            done: false,
+            file: None,
+        }
+    }
+
+    /// Names the audio file of the recording in progress; its `recordings` row (written when
+    /// the recording ends) carries it. Drivers without audio (the simulator) leave it unset.
+    pub fn set_recording_file(&mut self, file: Option<String>) {
+        self.file = file;
+    }
+
+    fn node_name(&self, node: NodeId) -> String {
+        self.flow
+            .program
+            .nodes
+            .get(node as usize)
+            .map_or_else(|| format!("#{node}"), |n| n.name.clone())
+    }
+
+    fn visit(&self, seq: i64, node: NodeId, entered: Millis, left: Option<(Millis, Exit)>) {
+        self.writer.send(Record::Visit(VisitRow {
+            call_id: self.call.call_id.clone(),
+            flow: self.call.flow.clone(),
+            flow_version: self.call.flow_version.clone(),
+            seq,
+            node: self.node_name(node),
+            entered_at: timestamp(entered),
+            left_at: left.map(|(t, _)| timestamp(t)),
+            exit: left.map(|(_, e)| e.label()),
+        }));
+    }
+
+    fn recording_done(&mut self, length_ms: u64) {
+        let Some((node, started)) = self.recording.take() else {
+            return;
+        };
+        let save = match self.flow.program.nodes.get(node as usize).map(|n| &n.body) {
+            Some(Body::Record(r)) => r.save.clone(),
+            _ => String::new(),
+        };
+        self.writer.send(Record::Recording(RecordingRow {
+            call_id: self.call.call_id.clone(),
+            flow: self.call.flow.clone(),
+            node: self.node_name(node),
+            save_table: save,
+            caller: self.call.caller.clone(),
+            file: self.file.take(),
+            length_ms: i64::try_from(length_ms).unwrap_or(i64::MAX),
+            recorded_at: timestamp(started),
+        }));
+    }
+
+    /// Follows one event fed to the engine.
+    pub fn event(&mut self, event: &Event, now: Millis) {
+        match event {
+            Event::Start => self.call.answered_at = Some(timestamp(now)),
+            Event::Transfer(TransferUpdate::Answered { agent }) => {
+                if self.answered_at.is_none() && self.in_transfer {
+                    self.answered_at = Some(now);
+                    self.call.agent_answered_at = Some(timestamp(now));
+                }
+                if agent.is_some() {
+                    self.call.agent = agent.clone();
+                }
+            }
+            // Refused on arrival (nobody who could take it is logged in): the call was never
+            // put in the queue, so it does not count in the queue's service level (the ACD's
+            // `no_agents` event is not counted as queued either). Within a second: the ACD's
+            // answer travels between tasks.
+            Event::Transfer(TransferUpdate::NoAgents)
+                if self.in_transfer
+                    && self.answered_at.is_none()
+                    && self.queued_at.is_some_and(|q| now - q <= 1_000) =>
+            {
+                self.queued_at = None;
+                self.call.queued_at = None;
+                self.in_transfer = false;
+            }
+            Event::RecordingDone { length_ms } => self.recording_done(*length_ms),
+            _ => {}
+        }
+    }
+
+    /// Follows one command of the engine.
+    pub fn command(&mut self, command: &Command, now: Millis) {
+        match command {
+            Command::Enter { node } => {
+                self.seq += 1;
+                self.open.push((*node, self.seq, now));
+            }
+            Command::Leave { node, by } => {
+                if let Some(i) = self.open.iter().rposition(|(n, _, _)| n == node) {
+                    let (node, seq, entered) = self.open.remove(i);
+                    self.visit(seq, node, entered, Some((now, *by)));
+                }
+                let is_transfer = matches!(
+                    self.flow.program.nodes.get(*node as usize).map(|n| &n.body),
+                    Some(Body::Transfer(_))
+                );
+                if is_transfer && self.in_transfer && self.answered_at.is_none() {
+                    self.queue_left = Some(now);
+                    self.in_transfer = false;
+                }
+            }
+            Command::Transfer { node, .. } => {
+                self.in_transfer = true;
+                if let Some(Body::Transfer(t)) =
+                    self.flow.program.nodes.get(*node as usize).map(|n| &n.body)
+                    && let Destination::Queue(q) = &t.destination
+                {
+                    self.call.queue = Some(q.clone());
+                    if self.queued_at.is_none() {
+                        self.queued_at = Some(now);
+                        self.call.queued_at = Some(timestamp(now));
+                    }
+                }
+            }
+            Command::CancelTransfer => {
+                if self.answered_at.is_none() {
+                    self.queue_left = Some(now);
+                }
+                self.in_transfer = false;
+            }
+            Command::StartRecording { node } => self.recording = Some((*node, now)),
+            Command::SaveSurvey { node, answers } => {
+                let Some(Body::Survey(s)) =
+                    self.flow.program.nodes.get(*node as usize).map(|n| &n.body)
+                else {
+                    return;
+                };
+                for (q, a) in s.questions.iter().zip(answers) {
+                    let (answer, score) = match a {
+                        Value::Null => (None, None),
+                        Value::Number(d) | Value::Money(d) => (Some(d.to_string()), d.to_f64()),
+                        other => (Some(other.to_string()), None),
+                    };
+                    self.writer.send(Record::Survey(SurveyRow {
+                        call_id: self.call.call_id.clone(),
+                        flow: self.call.flow.clone(),
+                        flow_version: self.call.flow_version.clone(),
+                        survey: self.node_name(*node),
+                        save_table: s.save.clone(),
+                        question: q.name.clone(),
+                        answer,
+                        score,
+                        agent: self.call.agent.clone(),
+                        queue: self.call.queue.clone(),
+                        saved_at: timestamp(now),
+                    }));
+                }
+            }
+            Command::End { outcome } => {
+                if let Some((_, started)) = self.recording {
+                    self.recording_done(u64::try_from(now - started).unwrap_or(0));
+                }
+                self.call.outcome = Some(outcome.as_str().to_string());
+                self.finish(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes the row of a call that ended before its flow started (cancelled while ringing,
+    /// no ACK for the answer, no common codec in the ACK): no answer time, no node visits.
+    pub fn unserved(mut self, outcome: &str, now: Millis) {
+        self.call.outcome = Some(outcome.to_string());
+        self.finish(now);
+    }
+
+    /// Writes the call row (once): at the end of the call, or when a driver gives up on a call
+    /// that never ended (the outcome stays empty). Nodes still open are written unleft.
+    pub fn finish(&mut self, now: Millis) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        for (node, seq, entered) in std::mem::take(&mut self.open) {
+            self.visit(seq, node, entered, None);
+        }
+        if let Some(q) = self.queued_at {
+            if self.in_transfer && self.answered_at.is_none() {
+                self.queue_left = Some(now);
+            }
+            let until = self.answered_at.or(self.queue_left).unwrap_or(now);
+            self.call.wait_ms = Some((until - q).max(0));
+        }
+        self.call.ended_at = Some(timestamp(now));
+        self.writer.send(Record::Call(self.call.clone()));
+    }
+}
+
+impl Observer for CallRecorder {
+    fn event(&mut self, event: &Event, now: Millis) {
+        CallRecorder::event(self, event, now);
+    }
+
+    fn command(&mut self, command: &Command, now: Millis) {
+        CallRecorder::command(self, command, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connect::{self, Target};
+    use crate::query::fetch_rows;
+
+    fn event(i: i64, event: QueueEventKind, agent: Option<&str>, detail: Option<&str>) -> Record {
+        Record::QueueEvent(QueueEventRow {
+            at: timestamp(1_795_000_000_000 + i * 1_000),
+            queue: "general".into(),
+            call_id: format!("call-{}", i / 10),
+            event,
+            agent: agent.map(String::from),
+            wait_ms: (event != QueueEventKind::NoAgents).then_some(i * 1_000),
+            detail: detail.map(String::from),
+        })
+    }
+
+    /// Queue events go through the writer like the other records, in one transaction with
+    /// them, and read back column for column.
+    async fn check_queue_events(pool: &Pool) {
+        let writer = RecordWriter::start(
+            pool.clone(),
+            WriterOptions {
+                capacity: 100,
+                max_batch: 10,
+                max_delay: Duration::from_millis(5),
+            },
+            &tokio::runtime::Handle::current(),
+        );
+        use QueueEventKind::*;
+        let sent = [
+            event(0, Queued, None, None),
+            event(1, Offered, Some("2001"), None),
+            event(2, Declined, Some("2001"), Some("busy")),
+            event(3, Offered, Some("2002"), None),
+            event(4, RingTimeout, Some("2002"), None),
+            event(5, Offered, Some("2001"), None),
+            event(6, Answered, Some("2001"), None),
+            event(10, Queued, None, None),
+            event(11, Offered, Some("2002"), None),
+            event(12, Abandoned, Some("2002"), None),
+            event(20, Queued, None, None),
+            event(21, Left, None, Some("max_wait")),
+            event(30, NoAgents, None, None),
+        ];
+        for r in &sent {
+            assert!(writer.send(r.clone()));
+        }
+        let stats = writer.shutdown().await;
+        assert_eq!((stats.accepted, stats.written), (13, 13));
+        assert_eq!((stats.rejected, stats.failed), (0, 0));
+        let rows = fetch_rows(
+            pool,
+            "SELECT at, queue, call_id, event, agent, wait_ms, detail FROM queue_events ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("read back");
+        assert_eq!(rows.len(), sent.len());
+        for (row, sent) in rows.iter().zip(&sent) {
+            let Record::QueueEvent(e) = sent else {
+                unreachable!()
+            };
+            let text = |v: &Value| match v {
+                Value::Null => None,
+                v => Some(v.to_string()),
+            };
+            // PostgreSQL gives the TIMESTAMP back, SQLite its text.
+            match &row[0] {
+                Value::DateTime(at) => assert_eq!(*at, e.at),
+                other => assert_eq!(
+                    other.to_string(),
+                    e.at.format("%Y-%m-%d %H:%M:%S").to_string()
+                ),
+            }
+            assert_eq!(text(&row[1]).as_deref(), Some("general"));
+            assert_eq!(text(&row[2]), Some(e.call_id.clone()));
+            assert_eq!(text(&row[3]).as_deref(), Some(e.event.as_str()));
+            assert_eq!(text(&row[4]), e.agent);
+            assert_eq!(
+                row[5].as_decimal().and_then(|d| d.to_i64()),
+                e.wait_ms,
+                "{row:?}"
+            );
+            assert_eq!(text(&row[6]), e.detail);
+        }
+    }
+
+    #[tokio::test]
+    async fn queue_events_are_written_in_batches_sqlite() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        check_queue_events(&pool).await;
+    }
+
+    #[tokio::test]
+    async fn queue_events_are_written_in_batches_postgres() {
+        let Ok(admin) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: IVR_TEST_POSTGRES_URL is not set; PostgreSQL test of queue events skipped"
+            );
+            return;
+        };
+        let name = format!("ivr_test_queue_events_{}", std::process::id());
+        let (prefix, _) = admin.rsplit_once('/').expect("a database url");
+        let server = sqlx::PgPool::connect(&admin).await.expect("connect");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(&sql)
+                .execute(&server)
+                .await
+                .expect("scratch db");
+        }
+        let pool = connect::open(&Target::Postgres(format!("{prefix}/{name}")), 4)
+            .await
+            .expect("open");
+        check_queue_events(&pool).await;
+        pool.close().await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&server)
+            .await;
+        server.close().await;
+    }
+
+    /// A full queue refuses queue events (counted), never waits.
+    #[tokio::test]
+    async fn a_full_queue_refuses_queue_events() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool.clone(),
+            WriterOptions {
+                capacity: 2,
+                max_batch: 10,
+                max_delay: Duration::from_millis(5),
+            },
+            &tokio::runtime::Handle::current(),
+        );
+        // The writer task cannot run before this test awaits (one thread): the queue fills.
+        let taken: Vec<bool> = (0..5)
+            .map(|i| writer.send(event(i, QueueEventKind::Queued, None, None)))
+            .collect();
+        assert_eq!(taken, [true, true, false, false, false]);
+        let stats = writer.shutdown().await;
+        assert_eq!((stats.accepted, stats.rejected, stats.written), (2, 3, 2));
+    }
+
+    #[test]
+    fn queue_event_names() {
+        use QueueEventKind::*;
+        let names: Vec<&str> = [
+            Queued,
+            Offered,
+            Answered,
+            Declined,
+            RingTimeout,
+            Abandoned,
+            Left,
+            NoAgents,
+        ]
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "queued",
+                "offered",
+                "answered",
+                "declined",
+                "ring_timeout",
+                "abandoned",
+                "left",
+                "no_agents"
+            ]
+        );
+    }
+}

@@ -1,0 +1,1192 @@
+//! `ivr report`: figures from the call records: how calls ended (self-service, transfer,
+//! abandon and failure rates), IVR node traffic (entries, exits by key and outcome, hang-ups
+//! there), service level (share of queued calls answered by an agent within 20 s, against the
+//! operator's target of 85%), survey averages per queue and agent, and from the ACD's queue
+//! events per queue: calls queued, answered, abandoned, left, service level, average and 90th
+//! percentile wait to answer, offers per answered call; per agent: offers, answers, declines
+//! and ring timeouts.
+
+use super::DataError;
+use super::connect::Pool;
+use super::query::fetch_rows;
+use chrono::NaiveDate;
+use ivr_engine::value::Value;
+use rust_decimal::prelude::ToPrimitive;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The service-level threshold: answered within this many milliseconds.
+pub const SERVICE_LEVEL_MS: i64 = 20_000;
+/// The operator's target share of queued calls answered within [`SERVICE_LEVEL_MS`].
+pub const SERVICE_LEVEL_TARGET: f64 = 0.85;
+
+/// What to report on.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    /// Calls that started on or after this day.
+    pub since: Option<NaiveDate>,
+    /// Calls of this flow only.
+    pub flow: Option<String>,
+    /// Calls that ran this version of their flow only (its content hash, as `ivr compile`
+    /// and `GET /status` show it, or the start of it).
+    pub flow_version: Option<String>,
+}
+
+/// The calls that ran one version of a flow: when it served its first and last call, and how
+/// its calls ended (to compare a flow before and after a change).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct VersionFigures {
+    /// The flow.
+    pub flow: String,
+    /// Its version (content hash).
+    pub version: String,
+    /// When the first call of this version started (`YYYY-MM-DD HH:MM:SS`).
+    pub first_call: Option<String>,
+    /// When the last one started.
+    pub last_call: Option<String>,
+    /// How its calls ended.
+    #[serde(flatten)]
+    pub outcomes: Outcomes,
+}
+
+/// How calls ended.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Outcomes {
+    /// Calls recorded.
+    pub calls: u64,
+    /// Calls that ended (with an outcome).
+    pub ended: u64,
+    /// Ended by self-service.
+    pub self_service: u64,
+    /// Transferred to an agent who answered.
+    pub transferred: u64,
+    /// The caller hung up waiting in a queue.
+    pub abandoned: u64,
+    /// Ended after a failed lookup or an unhandled fault.
+    pub failed: u64,
+    /// `self_service / ended`.
+    pub self_service_rate: Option<f64>,
+    /// `transferred / ended`.
+    pub transfer_rate: Option<f64>,
+    /// `abandoned / ended`.
+    pub abandon_rate: Option<f64>,
+    /// `failed / ended`.
+    pub failure_rate: Option<f64>,
+}
+
+/// Traffic of one IVR node.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct NodeTraffic {
+    /// The flow.
+    pub flow: String,
+    /// The node.
+    pub node: String,
+    /// Times entered.
+    pub entries: u64,
+    /// Times left, by how (`key 1`, `found`, `next`, ...; caller hang-ups are counted apart).
+    pub exits: BTreeMap<String, u64>,
+    /// Callers who hung up in this node.
+    pub hangups: u64,
+}
+
+/// Service level of one queue (or of all: `queue` is `None`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ServiceLevel {
+    /// The queue; `None` for every queue together.
+    pub queue: Option<String>,
+    /// Calls put in the queue.
+    pub queued: u64,
+    /// Answered by an agent.
+    pub answered: u64,
+    /// Answered by an agent within 20 s of entering the queue.
+    pub answered_within: u64,
+    /// `answered_within / queued`.
+    pub level: Option<f64>,
+    /// Whether `level` meets [`SERVICE_LEVEL_TARGET`].
+    pub meets_target: Option<bool>,
+}
+
+/// One queue from the ACD's queue events (`queue_events`), or every queue together (`queue`
+/// is `None`). Each entry into a queue counts, so a call queued twice counts twice.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct QueueFigures {
+    /// The queue; `None` for every queue together.
+    pub queue: Option<String>,
+    /// Calls taken into the queue.
+    pub queued: u64,
+    /// Answered by an agent.
+    pub answered: u64,
+    /// The caller hung up waiting.
+    pub abandoned: u64,
+    /// Left without an agent: `max_wait` passed, or nobody who could take them was logged in
+    /// any more.
+    pub left: u64,
+    /// Refused on arrival: nobody who could take them was logged in (not counted in `queued`).
+    pub no_agents: u64,
+    /// Answered within [`SERVICE_LEVEL_MS`] of entering the queue.
+    pub answered_within: u64,
+    /// Service level: `answered_within / queued`.
+    pub level: Option<f64>,
+    /// Whether `level` meets [`SERVICE_LEVEL_TARGET`].
+    pub meets_target: Option<bool>,
+    /// Average wait of answered calls, from entering the queue to the agent's answer (ms).
+    pub average_wait_ms: Option<f64>,
+    /// 90th percentile of that wait (nearest rank), ms.
+    pub p90_wait_ms: Option<i64>,
+    /// Offers made (agents' phones rung), for every call.
+    pub offers: u64,
+    /// Offers made to the calls that were answered, per answered call (1.0: the first agent
+    /// rung always answered).
+    pub offers_per_answer: Option<f64>,
+    /// Offers declined (busy, no answer from the phone, failed, agent went offline).
+    pub declined: u64,
+    /// Offers that rang for the queue's `ring_timeout` unanswered.
+    pub ring_timeouts: u64,
+}
+
+/// One agent's offers from the ACD's queue events, across queues.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AgentFigures {
+    /// The agent's id.
+    pub agent: String,
+    /// Calls offered (its phone rang).
+    pub offers: u64,
+    /// Offers it answered.
+    pub answered: u64,
+    /// Offers declined (busy, no answer from the phone, failed, went offline).
+    pub declined: u64,
+    /// Offers it let ring for the queue's `ring_timeout`.
+    pub ring_timeouts: u64,
+}
+
+/// Survey answers of one question, for one queue and agent.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SurveyFigure {
+    /// The queue (`None`: the call was not queued, or every queue together).
+    pub queue: Option<String>,
+    /// The agent (`None`: no agent, or every agent together).
+    pub agent: Option<String>,
+    /// The question.
+    pub question: String,
+    /// Times asked.
+    pub asked: u64,
+    /// Times answered.
+    pub answered: u64,
+    /// Answers that are numbers (scale questions).
+    pub scored: u64,
+    /// Their average.
+    pub average: Option<f64>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Report {
+    /// `--since`, as `YYYY-MM-DD`.
+    pub since: Option<String>,
+    /// `--flow`.
+    pub flow: Option<String>,
+    /// `--flow-version`.
+    pub flow_version: Option<String>,
+    /// How calls ended.
+    pub outcomes: Outcomes,
+    /// Per flow and version, the oldest version first.
+    pub versions: Vec<VersionFigures>,
+    /// Per node, by flow and most entered first.
+    pub nodes: Vec<NodeTraffic>,
+    /// Per queue, then every queue together (last).
+    pub service_level: Vec<ServiceLevel>,
+    /// The threshold in seconds.
+    pub service_level_seconds: i64,
+    /// The target share.
+    pub service_level_target: f64,
+    /// From the ACD's queue events: per queue, then every queue together (last). Empty when
+    /// there are none (simulated calls have no ACD).
+    pub queues: Vec<QueueFigures>,
+    /// From the ACD's queue events: per agent.
+    pub agents: Vec<AgentFigures>,
+    /// Per queue, agent and question; then per queue (agent `None`) and per agent (queue
+    /// `None`).
+    pub surveys: Vec<SurveyFigure>,
+}
+
+fn int(v: &Value) -> u64 {
+    v.as_decimal().and_then(|d| d.to_u64()).unwrap_or(0)
+}
+
+fn float(v: &Value) -> Option<f64> {
+    v.as_decimal().and_then(|d| d.to_f64())
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn ratio(a: u64, b: u64) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// A time read back from either engine, as `YYYY-MM-DD HH:MM:SS` (SQLite keeps that text).
+fn when(v: &Value) -> Option<String> {
+    match v {
+        Value::DateTime(t) => Some(t.format("%Y-%m-%d %H:%M:%S").to_string()),
+        Value::Text(t) => Some(t.chars().take(19).collect()),
+        _ => None,
+    }
+}
+
+impl Outcomes {
+    /// Counts `n` calls that ended with `outcome` (none: still in progress, or no record of
+    /// the end).
+    fn add(&mut self, outcome: Option<&str>, n: u64) {
+        self.calls += n;
+        match outcome {
+            Some("self_service") => self.self_service += n,
+            Some("transferred") => self.transferred += n,
+            Some("abandoned") => self.abandoned += n,
+            Some("failed") => self.failed += n,
+            _ => return,
+        }
+        self.ended += n;
+    }
+
+    /// Fills in the rates from the counts.
+    fn rates(&mut self) {
+        self.self_service_rate = ratio(self.self_service, self.ended);
+        self.transfer_rate = ratio(self.transferred, self.ended);
+        self.abandon_rate = ratio(self.abandoned, self.ended);
+        self.failure_rate = ratio(self.failed, self.ended);
+    }
+}
+
+/// `WHERE` conditions on a time column and `flow`, with their arguments.
+fn filter(opts: &ReportOptions, time_col: &str, extra: &[&str]) -> (String, Vec<Value>) {
+    let mut cond: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let mut args = Vec::new();
+    if let Some(d) = opts.since {
+        args.push(Value::DateTime(d.and_time(chrono::NaiveTime::MIN)));
+        cond.push(format!("{time_col} >= ${}", args.len()));
+    }
+    if let Some(f) = &opts.flow {
+        args.push(Value::Text(f.clone()));
+        cond.push(format!("flow = ${}", args.len()));
+    }
+    if let Some(v) = &opts.flow_version {
+        args.push(Value::Text(format!("{v}%")));
+        cond.push(format!("flow_version LIKE ${}", args.len()));
+    }
+    if cond.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!(" WHERE {}", cond.join(" AND ")), args)
+    }
+}
+
+/// `WHERE` conditions on `queue_events` (aliased `alias`): `--since` on the event's time,
+/// `--flow` through the call's record.
+fn event_filter(opts: &ReportOptions, alias: &str, extra: &[&str]) -> (String, Vec<Value>) {
+    let mut cond: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let mut args = Vec::new();
+    if let Some(d) = opts.since {
+        args.push(Value::DateTime(d.and_time(chrono::NaiveTime::MIN)));
+        cond.push(format!("{alias}.at >= ${}", args.len()));
+    }
+    if let Some(f) = &opts.flow {
+        args.push(Value::Text(f.clone()));
+        cond.push(format!(
+            "{alias}.call_id IN (SELECT call_id FROM calls WHERE flow = ${})",
+            args.len()
+        ));
+    }
+    if let Some(v) = &opts.flow_version {
+        args.push(Value::Text(format!("{v}%")));
+        cond.push(format!(
+            "{alias}.call_id IN (SELECT call_id FROM calls WHERE flow_version LIKE ${})",
+            args.len()
+        ));
+    }
+    if cond.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!(" WHERE {}", cond.join(" AND ")), args)
+    }
+}
+
+/// The nearest-rank percentile `p` (0..=100) of sorted values.
+fn percentile(sorted: &[i64], p: u64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (sorted.len() as u64 * p).div_ceil(100).max(1) as usize;
+    sorted.get(rank - 1).copied()
+}
+
+/// Per queue (then all) and per agent figures from `queue_events`.
+async fn queue_figures(
+    pool: &Pool,
+    opts: &ReportOptions,
+) -> Result<(Vec<QueueFigures>, Vec<AgentFigures>), DataError> {
+    let mut queues: BTreeMap<String, QueueFigures> = BTreeMap::new();
+    let mut all = QueueFigures::default();
+
+    // Counts per queue and event.
+    let (w, args) = event_filter(opts, "e", &[]);
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT e.queue, e.event, COUNT(*) AS n, \
+             SUM(CASE WHEN e.wait_ms <= {SERVICE_LEVEL_MS} THEN 1 ELSE 0 END) AS within \
+             FROM queue_events e{w} GROUP BY e.queue, e.event"
+        ),
+        &args,
+    )
+    .await?;
+    for r in &rows {
+        let queue = text(&r[0]).unwrap_or_default();
+        let (n, within) = (int(&r[2]), int(&r[3]));
+        let q = queues.entry(queue.clone()).or_insert_with(|| QueueFigures {
+            queue: Some(queue),
+            ..QueueFigures::default()
+        });
+        for f in [&mut *q, &mut all] {
+            match text(&r[1]).as_deref() {
+                Some("queued") => f.queued += n,
+                Some("offered") => f.offers += n,
+                Some("answered") => {
+                    f.answered += n;
+                    f.answered_within += within;
+                }
+                Some("declined") => f.declined += n,
+                Some("ring_timeout") => f.ring_timeouts += n,
+                Some("abandoned") => f.abandoned += n,
+                Some("left") => f.left += n,
+                Some("no_agents") => f.no_agents += n,
+                _ => {}
+            }
+        }
+    }
+
+    // Waits to answer: average and 90th percentile.
+    let (w, args) = event_filter(
+        opts,
+        "e",
+        &["e.event = 'answered'", "e.wait_ms IS NOT NULL"],
+    );
+    let rows = fetch_rows(
+        pool,
+        &format!("SELECT e.queue, e.wait_ms FROM queue_events e{w}"),
+        &args,
+    )
+    .await?;
+    let mut waits: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut all_waits = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let wait = r[1].as_decimal().and_then(|d| d.to_i64()).unwrap_or(0);
+        waits
+            .entry(text(&r[0]).unwrap_or_default())
+            .or_default()
+            .push(wait);
+        all_waits.push(wait);
+    }
+
+    // Offers made to the calls that were answered.
+    let (w, args) = event_filter(
+        opts,
+        "o",
+        &[
+            "o.event = 'offered'",
+            "EXISTS (SELECT 1 FROM queue_events a WHERE a.event = 'answered' \
+             AND a.call_id = o.call_id AND a.queue = o.queue)",
+        ],
+    );
+    let rows = fetch_rows(
+        pool,
+        &format!("SELECT o.queue, COUNT(*) AS n FROM queue_events o{w} GROUP BY o.queue"),
+        &args,
+    )
+    .await?;
+    let mut answered_offers: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &rows {
+        answered_offers.insert(text(&r[0]).unwrap_or_default(), int(&r[1]));
+    }
+
+    let finish = |f: &mut QueueFigures, waits: &mut Vec<i64>, offers: u64| {
+        f.level = ratio(f.answered_within, f.queued);
+        f.meets_target = f.level.map(|l| l >= SERVICE_LEVEL_TARGET);
+        waits.sort_unstable();
+        f.average_wait_ms =
+            (!waits.is_empty()).then(|| waits.iter().sum::<i64>() as f64 / waits.len() as f64);
+        f.p90_wait_ms = percentile(waits, 90);
+        f.offers_per_answer = ratio(offers, f.answered);
+    };
+    let mut out = Vec::with_capacity(queues.len() + 1);
+    for (name, mut f) in queues {
+        let mut w = waits.remove(&name).unwrap_or_default();
+        finish(
+            &mut f,
+            &mut w,
+            answered_offers.get(&name).copied().unwrap_or(0),
+        );
+        out.push(f);
+    }
+    if !out.is_empty() {
+        finish(&mut all, &mut all_waits, answered_offers.values().sum());
+        out.push(all);
+    }
+
+    // Per agent.
+    let (w, args) = event_filter(
+        opts,
+        "e",
+        &[
+            "e.agent IS NOT NULL",
+            "e.event IN ('offered', 'answered', 'declined', 'ring_timeout')",
+        ],
+    );
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT e.agent, e.event, COUNT(*) AS n FROM queue_events e{w} GROUP BY e.agent, e.event"
+        ),
+        &args,
+    )
+    .await?;
+    let mut agents: BTreeMap<String, AgentFigures> = BTreeMap::new();
+    for r in &rows {
+        let agent = text(&r[0]).unwrap_or_default();
+        let n = int(&r[2]);
+        let a = agents.entry(agent.clone()).or_insert_with(|| AgentFigures {
+            agent,
+            ..AgentFigures::default()
+        });
+        match text(&r[1]).as_deref() {
+            Some("offered") => a.offers += n,
+            Some("answered") => a.answered += n,
+            Some("declined") => a.declined += n,
+            Some("ring_timeout") => a.ring_timeouts += n,
+            _ => {}
+        }
+    }
+    Ok((out, agents.into_values().collect()))
+}
+
+/// Builds the report from the records in `pool`.
+pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataError> {
+    let mut report = Report {
+        since: opts.since.map(|d| d.format("%Y-%m-%d").to_string()),
+        flow: opts.flow.clone(),
+        flow_version: opts.flow_version.clone(),
+        service_level_seconds: SERVICE_LEVEL_MS / 1000,
+        service_level_target: SERVICE_LEVEL_TARGET,
+        ..Report::default()
+    };
+
+    // Outcomes.
+    let (w, args) = filter(opts, "started_at", &[]);
+    let rows = fetch_rows(
+        pool,
+        &format!("SELECT outcome, COUNT(*) AS n FROM calls{w} GROUP BY outcome"),
+        &args,
+    )
+    .await?;
+    for r in &rows {
+        report.outcomes.add(text(&r[0]).as_deref(), int(&r[1]));
+    }
+    report.outcomes.rates();
+
+    // Versions.
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT flow, flow_version, outcome, COUNT(*) AS n, MIN(started_at) AS first, \
+             MAX(started_at) AS last FROM calls{w} GROUP BY flow, flow_version, outcome"
+        ),
+        &args,
+    )
+    .await?;
+    let mut versions: BTreeMap<(String, String), VersionFigures> = BTreeMap::new();
+    for r in &rows {
+        let (flow, version) = (
+            text(&r[0]).unwrap_or_default(),
+            text(&r[1]).unwrap_or_default(),
+        );
+        let v = versions
+            .entry((flow.clone(), version.clone()))
+            .or_insert_with(|| VersionFigures {
+                flow,
+                version,
+                ..VersionFigures::default()
+            });
+        v.outcomes.add(text(&r[2]).as_deref(), int(&r[3]));
+        let (first, last) = (when(&r[4]), when(&r[5]));
+        if v.first_call.is_none() || first < v.first_call {
+            v.first_call = first;
+        }
+        if last > v.last_call {
+            v.last_call = last;
+        }
+    }
+    report.versions = versions.into_values().collect();
+    for v in &mut report.versions {
+        v.outcomes.rates();
+    }
+    report
+        .versions
+        .sort_by(|a, b| (&a.flow, &a.first_call).cmp(&(&b.flow, &b.first_call)));
+
+    // Node traffic.
+    let (w, args) = filter(opts, "entered_at", &[]);
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT flow, node, exit, COUNT(*) AS n FROM node_visits{w} GROUP BY flow, node, exit"
+        ),
+        &args,
+    )
+    .await?;
+    let mut nodes: BTreeMap<(String, String), NodeTraffic> = BTreeMap::new();
+    for r in &rows {
+        let (flow, node) = (
+            text(&r[0]).unwrap_or_default(),
+            text(&r[1]).unwrap_or_default(),
+        );
+        let n = int(&r[3]);
+        let t = nodes
+            .entry((flow.clone(), node.clone()))
+            .or_insert_with(|| NodeTraffic {
+                flow,
+                node,
+                ..NodeTraffic::default()
+            });
+        t.entries += n;
+        match text(&r[2]) {
+            Some(e) if e == "caller_hangup" => t.hangups += n,
+            Some(e) => *t.exits.entry(e).or_default() += n,
+            None => {}
+        }
+    }
+    report.nodes = nodes.into_values().collect();
+    report.nodes.sort_by(|a, b| {
+        a.flow
+            .cmp(&b.flow)
+            .then(b.entries.cmp(&a.entries))
+            .then(a.node.cmp(&b.node))
+    });
+
+    // Service level.
+    let (w, args) = filter(opts, "started_at", &["queued_at IS NOT NULL"]);
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT queue, COUNT(*) AS queued, \
+             SUM(CASE WHEN agent_answered_at IS NOT NULL THEN 1 ELSE 0 END) AS answered, \
+             SUM(CASE WHEN agent_answered_at IS NOT NULL AND wait_ms <= {SERVICE_LEVEL_MS} THEN 1 ELSE 0 END) AS within \
+             FROM calls{w} GROUP BY queue ORDER BY queue"
+        ),
+        &args,
+    )
+    .await?;
+    let mut all = ServiceLevel::default();
+    for r in &rows {
+        let mut s = ServiceLevel {
+            queue: text(&r[0]),
+            queued: int(&r[1]),
+            answered: int(&r[2]),
+            answered_within: int(&r[3]),
+            ..ServiceLevel::default()
+        };
+        all.queued += s.queued;
+        all.answered += s.answered;
+        all.answered_within += s.answered_within;
+        s.level = ratio(s.answered_within, s.queued);
+        s.meets_target = s.level.map(|l| l >= SERVICE_LEVEL_TARGET);
+        report.service_level.push(s);
+    }
+    all.level = ratio(all.answered_within, all.queued);
+    all.meets_target = all.level.map(|l| l >= SERVICE_LEVEL_TARGET);
+    report.service_level.push(all);
+
+    // Queues and agents, from the ACD's events.
+    (report.queues, report.agents) = queue_figures(pool, opts).await?;
+
+    // Surveys.
+    let (w, args) = filter(opts, "saved_at", &[]);
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT queue, agent, question, COUNT(*) AS asked, COUNT(answer) AS answered, \
+             COUNT(score) AS scored, SUM(score) AS total \
+             FROM survey_answers{w} GROUP BY queue, agent, question ORDER BY queue, agent, question"
+        ),
+        &args,
+    )
+    .await?;
+    // (figure, sum of scores)
+    let mut per_queue: BTreeMap<(Option<String>, String), (SurveyFigure, f64)> = BTreeMap::new();
+    let mut per_agent: BTreeMap<(Option<String>, String), (SurveyFigure, f64)> = BTreeMap::new();
+    for r in &rows {
+        let (queue, agent, question) = (text(&r[0]), text(&r[1]), text(&r[2]).unwrap_or_default());
+        let (asked, answered, scored) = (int(&r[3]), int(&r[4]), int(&r[5]));
+        let total = float(&r[6]).unwrap_or(0.0);
+        let fig = SurveyFigure {
+            queue: queue.clone(),
+            agent: agent.clone(),
+            question: question.clone(),
+            asked,
+            answered,
+            scored,
+            average: (scored > 0).then(|| total / scored as f64),
+        };
+        report.surveys.push(fig);
+        // Totals per queue and per agent; answers outside any queue or agent stand alone
+        // (a total of them would repeat the same line).
+        for (map, key, q, a) in [
+            (&mut per_queue, queue.clone(), queue.clone(), None),
+            (&mut per_agent, agent.clone(), None, agent.clone()),
+        ] {
+            if key.is_none() {
+                continue;
+            }
+            let e = map.entry((key, question.clone())).or_insert_with(|| {
+                (
+                    SurveyFigure {
+                        queue: q,
+                        agent: a,
+                        question: question.clone(),
+                        ..SurveyFigure::default()
+                    },
+                    0.0,
+                )
+            });
+            e.0.asked += asked;
+            e.0.answered += answered;
+            e.0.scored += scored;
+            e.1 += total;
+        }
+    }
+    for (_, (mut fig, total)) in per_queue.into_iter().chain(per_agent) {
+        fig.average = (fig.scored > 0).then(|| total / fig.scored as f64);
+        report.surveys.push(fig);
+    }
+    Ok(report)
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0))
+}
+
+fn avg(a: Option<f64>) -> String {
+    a.map_or_else(|| "-".to_string(), |a| format!("{a:.2}"))
+}
+
+/// Milliseconds as seconds with one decimal.
+fn secs(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "-".to_string(), |ms| format!("{:.1} s", ms / 1000.0))
+}
+
+fn target(meets: Option<bool>) -> String {
+    match meets {
+        Some(true) => "met".into(),
+        Some(false) => "BELOW".into(),
+        None => "-".into(),
+    }
+}
+
+fn or_all(s: &Option<String>, all: &str) -> String {
+    s.clone().unwrap_or_else(|| all.to_string())
+}
+
+/// Pads `s` to `w` columns (Chinese characters count as two).
+fn pad(s: &str, w: usize) -> String {
+    let width: usize = s
+        .chars()
+        .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
+        .sum();
+    format!("{s}{}", " ".repeat(w.saturating_sub(width)))
+}
+
+fn table(rows: &[Vec<String>], right: &[bool]) -> String {
+    let cols = rows.first().map_or(0, Vec::len);
+    let width = |s: &String| -> usize {
+        s.chars()
+            .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
+            .sum()
+    };
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, width))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::from("  ");
+        for (i, cell) in r.iter().enumerate() {
+            let w = widths[i];
+            if right.get(i).copied().unwrap_or(false) {
+                line.push_str(&" ".repeat(w.saturating_sub(width(cell))));
+                line.push_str(cell);
+            } else {
+                line.push_str(&pad(cell, w));
+            }
+            line.push_str("  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+impl Report {
+    /// Plain-text tables, for people.
+    pub fn to_table(&self) -> String {
+        let mut s = String::new();
+        let mut scope = match (&self.flow, &self.since) {
+            (Some(f), Some(d)) => format!("flow {f}, since {d}"),
+            (Some(f), None) => format!("flow {f}"),
+            (None, Some(d)) => format!("every flow, since {d}"),
+            (None, None) => "every flow, all records".to_string(),
+        };
+        if let Some(v) = &self.flow_version {
+            let _ = write!(scope, ", version {v}");
+        }
+        let o = &self.outcomes;
+        let _ = writeln!(
+            s,
+            "IVR report: {scope}: {} call(s), {} ended\n",
+            o.calls, o.ended
+        );
+
+        s.push_str("Outcomes\n");
+        let mut rows = vec![vec!["outcome".into(), "calls".into(), "rate".into()]];
+        for (name, n, r) in [
+            ("self_service", o.self_service, o.self_service_rate),
+            ("transferred", o.transferred, o.transfer_rate),
+            ("abandoned", o.abandoned, o.abandon_rate),
+            ("failed", o.failed, o.failure_rate),
+        ] {
+            rows.push(vec![name.into(), n.to_string(), pct(r)]);
+        }
+        s.push_str(&table(&rows, &[false, true, true]));
+
+        s.push_str("\nVersions (the oldest first per flow)\n");
+        let mut rows = vec![vec![
+            "flow".into(),
+            "version".into(),
+            "first call".into(),
+            "last call".into(),
+            "calls".into(),
+            "self_service".into(),
+            "transferred".into(),
+            "abandoned".into(),
+            "failed".into(),
+        ]];
+        for v in &self.versions {
+            let o = &v.outcomes;
+            rows.push(vec![
+                v.flow.clone(),
+                v.version.clone(),
+                v.first_call.clone().unwrap_or_default(),
+                v.last_call.clone().unwrap_or_default(),
+                o.calls.to_string(),
+                pct(o.self_service_rate),
+                pct(o.transfer_rate),
+                pct(o.abandon_rate),
+                pct(o.failure_rate),
+            ]);
+        }
+        let right = [false, false, false, false, true, true, true, true, true];
+        s.push_str(&table(&rows, &right));
+
+        let _ = writeln!(
+            s,
+            "\nService level (queued calls answered by an agent within {} s; target {:.0}%)",
+            self.service_level_seconds,
+            self.service_level_target * 100.0
+        );
+        let mut rows = vec![vec![
+            "queue".into(),
+            "queued".into(),
+            "answered".into(),
+            format!("within {} s", self.service_level_seconds),
+            "level".into(),
+            "target".into(),
+        ]];
+        for l in &self.service_level {
+            rows.push(vec![
+                or_all(&l.queue, "(all queues)"),
+                l.queued.to_string(),
+                l.answered.to_string(),
+                l.answered_within.to_string(),
+                pct(l.level),
+                target(l.meets_target),
+            ]);
+        }
+        s.push_str(&table(&rows, &[false, true, true, true, true, false]));
+
+        let _ = writeln!(
+            s,
+            "\nQueues (ACD events; service level: answered within {} s of entering the queue / queued)",
+            self.service_level_seconds
+        );
+        if self.queues.is_empty() {
+            s.push_str("  no queue events (calls served by `ivr serve` record them)\n");
+        } else {
+            let mut rows = vec![vec![
+                "queue".into(),
+                "queued".into(),
+                "answered".into(),
+                "abandoned".into(),
+                "left".into(),
+                "no agents".into(),
+                format!("within {} s", self.service_level_seconds),
+                "level".into(),
+                "target".into(),
+                "avg wait".into(),
+                "p90 wait".into(),
+                "offers/answer".into(),
+            ]];
+            for q in &self.queues {
+                rows.push(vec![
+                    or_all(&q.queue, "(all queues)"),
+                    q.queued.to_string(),
+                    q.answered.to_string(),
+                    q.abandoned.to_string(),
+                    q.left.to_string(),
+                    q.no_agents.to_string(),
+                    q.answered_within.to_string(),
+                    pct(q.level),
+                    target(q.meets_target),
+                    secs(q.average_wait_ms),
+                    secs(q.p90_wait_ms.map(|w| w as f64)),
+                    avg(q.offers_per_answer),
+                ]);
+            }
+            let right = [
+                false, true, true, true, true, true, true, true, false, true, true, true,
+            ];
+            s.push_str(&table(&rows, &right));
+            s.push_str("\nAgents (offers from queues)\n");
+            let mut rows = vec![vec![
+                "agent".into(),
+                "offers".into(),
+                "answered".into(),
+                "declined".into(),
+                "ring timeouts".into(),
+            ]];
+            for a in &self.agents {
+                rows.push(vec![
+                    a.agent.clone(),
+                    a.offers.to_string(),
+                    a.answered.to_string(),
+                    a.declined.to_string(),
+                    a.ring_timeouts.to_string(),
+                ]);
+            }
+            s.push_str(&table(&rows, &[false, true, true, true, true]));
+        }
+
+        s.push_str("\nIVR node traffic\n");
+        let mut rows = vec![vec![
+            "flow".into(),
+            "node".into(),
+            "entries".into(),
+            "hang-ups".into(),
+            "exits".into(),
+        ]];
+        for n in &self.nodes {
+            let exits: Vec<String> = n.exits.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            rows.push(vec![
+                n.flow.clone(),
+                n.node.clone(),
+                n.entries.to_string(),
+                n.hangups.to_string(),
+                exits.join(", "),
+            ]);
+        }
+        s.push_str(&table(&rows, &[false, false, true, true, false]));
+
+        s.push_str("\nSurveys (average of numeric answers)\n");
+        let mut rows = vec![vec![
+            "queue".into(),
+            "agent".into(),
+            "question".into(),
+            "asked".into(),
+            "answered".into(),
+            "average".into(),
+        ]];
+        for f in &self.surveys {
+            rows.push(vec![
+                or_all(&f.queue, "(all)"),
+                or_all(&f.agent, "(all)"),
+                f.question.clone(),
+                f.asked.to_string(),
+                f.answered.to_string(),
+                avg(f.average),
+            ]);
+        }
+        s.push_str(&table(&rows, &[false, false, false, true, true, true]));
+        s
+    }
+
+    /// One CSV table: `section,flow,node,queue,agent,question,metric,value`.
+    pub fn to_csv(&self) -> String {
+        fn q(s: &str) -> String {
+            if s.contains([',', '"', '\n']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        }
+        let mut s = String::from("section,flow,node,queue,agent,question,metric,value\n");
+        let mut row = |section: &str,
+                       flow: &str,
+                       node: &str,
+                       queue: &str,
+                       agent: &str,
+                       question: &str,
+                       metric: &str,
+                       value: String| {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{}",
+                q(section),
+                q(flow),
+                q(node),
+                q(queue),
+                q(agent),
+                q(question),
+                q(metric),
+                q(&value)
+            );
+        };
+        let rate = |r: Option<f64>| r.map_or_else(String::new, |r| format!("{r:.4}"));
+        let o = &self.outcomes;
+        row("outcomes", "", "", "", "", "", "calls", o.calls.to_string());
+        row("outcomes", "", "", "", "", "", "ended", o.ended.to_string());
+        for (name, n, r) in [
+            ("self_service", o.self_service, o.self_service_rate),
+            ("transferred", o.transferred, o.transfer_rate),
+            ("abandoned", o.abandoned, o.abandon_rate),
+            ("failed", o.failed, o.failure_rate),
+        ] {
+            row("outcomes", "", "", "", "", "", name, n.to_string());
+            row(
+                "outcomes",
+                "",
+                "",
+                "",
+                "",
+                "",
+                &format!("{name}_rate"),
+                rate(r),
+            );
+        }
+        for v in &self.versions {
+            let o = &v.outcomes;
+            let (flow, version) = (v.flow.as_str(), v.version.as_str());
+            let first = v.first_call.clone().unwrap_or_default();
+            let last = v.last_call.clone().unwrap_or_default();
+            row("versions", flow, version, "", "", "", "first_call", first);
+            row("versions", flow, version, "", "", "", "last_call", last);
+            row(
+                "versions",
+                flow,
+                version,
+                "",
+                "",
+                "",
+                "calls",
+                o.calls.to_string(),
+            );
+            row(
+                "versions",
+                flow,
+                version,
+                "",
+                "",
+                "",
+                "ended",
+                o.ended.to_string(),
+            );
+            for (name, r) in [
+                ("self_service_rate", o.self_service_rate),
+                ("transfer_rate", o.transfer_rate),
+                ("abandon_rate", o.abandon_rate),
+                ("failure_rate", o.failure_rate),
+            ] {
+                row("versions", flow, version, "", "", "", name, rate(r));
+            }
+        }
+        for l in &self.service_level {
+            let queue = or_all(&l.queue, "*");
+            row(
+                "service_level",
+                "",
+                "",
+                &queue,
+                "",
+                "",
+                "queued",
+                l.queued.to_string(),
+            );
+            row(
+                "service_level",
+                "",
+                "",
+                &queue,
+                "",
+                "",
+                "answered",
+                l.answered.to_string(),
+            );
+            row(
+                "service_level",
+                "",
+                "",
+                &queue,
+                "",
+                "",
+                "answered_within",
+                l.answered_within.to_string(),
+            );
+            row(
+                "service_level",
+                "",
+                "",
+                &queue,
+                "",
+                "",
+                "level",
+                rate(l.level),
+            );
+        }
+        let num = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.4}"));
+        for f in &self.queues {
+            let queue = or_all(&f.queue, "*");
+            for (metric, value) in [
+                ("queued", f.queued.to_string()),
+                ("answered", f.answered.to_string()),
+                ("abandoned", f.abandoned.to_string()),
+                ("left", f.left.to_string()),
+                ("no_agents", f.no_agents.to_string()),
+                ("answered_within", f.answered_within.to_string()),
+                ("level", rate(f.level)),
+                ("average_wait_ms", num(f.average_wait_ms)),
+                (
+                    "p90_wait_ms",
+                    f.p90_wait_ms.map_or_else(String::new, |w| w.to_string()),
+                ),
+                ("offers", f.offers.to_string()),
+                ("offers_per_answer", num(f.offers_per_answer)),
+                ("declined", f.declined.to_string()),
+                ("ring_timeouts", f.ring_timeouts.to_string()),
+            ] {
+                row("queues", "", "", &queue, "", "", metric, value);
+            }
+        }
+        for a in &self.agents {
+            for (metric, value) in [
+                ("offers", a.offers),
+                ("answered", a.answered),
+                ("declined", a.declined),
+                ("ring_timeouts", a.ring_timeouts),
+            ] {
+                row(
+                    "agents",
+                    "",
+                    "",
+                    "",
+                    &a.agent,
+                    "",
+                    metric,
+                    value.to_string(),
+                );
+            }
+        }
+        for n in &self.nodes {
+            row(
+                "nodes",
+                &n.flow,
+                &n.node,
+                "",
+                "",
+                "",
+                "entries",
+                n.entries.to_string(),
+            );
+            row(
+                "nodes",
+                &n.flow,
+                &n.node,
+                "",
+                "",
+                "",
+                "hangups",
+                n.hangups.to_string(),
+            );
+            for (k, v) in &n.exits {
+                row(
+                    "nodes",
+                    &n.flow,
+                    &n.node,
+                    "",
+                    "",
+                    "",
+                    &format!("exit {k}"),
+                    v.to_string(),
+                );
+            }
+        }
+        for f in &self.surveys {
+            let (queue, agent) = (or_all(&f.queue, "*"), or_all(&f.agent, "*"));
+            row(
+                "surveys",
+                "",
+                "",
+                &queue,
+                &agent,
+                &f.question,
+                "asked",
+                f.asked.to_string(),
+            );
+            row(
+                "surveys",
+                "",
+                "",
+                &queue,
+                &agent,
+                &f.question,
+                "answered",
+                f.answered.to_string(),
+            );
+            row(
+                "surveys",
+                "",
+                "",
+                &queue,
+                &agent,
+                &f.question,
+                "average",
+                f.average.map_or_else(String::new, |a| format!("{a:.4}")),
+            );
+        }
+        s
+    }
+
+    /// JSON, as serialised.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+/// Reads a `--since` date: `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("`{text}` is not a date: write YYYY-MM-DD, e.g. 2026-11-01"))
+}

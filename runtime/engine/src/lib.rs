@@ -1,0 +1,485 @@
+//! The call engine: one sans-IO state machine per call.
+//!
+//! A [`Call`] is fed [`Event`]s (call started, key pressed, playback finished, timer fired, query
+//! result, transfer progress, recording finished, hang-up), each with the current time, and
+//! answers with [`Command`]s (play, say, stop playback, start or cancel a timer, run a query,
+//! transfer, record, save survey answers, hang up, end with an outcome). It does no I/O and reads
+//! no clock: the SIP runtime, the WebRTC runtime and the simulator all drive this same machine.
+//!
+//! Playback is a queue owned by the driver: `Play`, `Say`, `Silence`, `Beep` and `Announce`
+//! commands append to it, `StopPlayback` empties it, and the driver reports
+//! [`Event::PlaybackDone`] with the sequence number of the last item when the queue drains.
+//! Steps queue their prompts and go on at once (a lookup runs while the welcome plays); nodes
+//! that need the line (menu, input, survey, transfer, record) and the flow's hang-up wait until
+//! the queue has drained. Keys pressed while no node is collecting are type-ahead.
+
+mod call;
+mod eval;
+pub mod say;
+pub mod sim;
+pub mod speak;
+pub mod value;
+
+pub use call::Call;
+pub use call::reads_masked;
+
+use crate::value::Value;
+use indexmap::IndexMap;
+use ivr_compiler::config::{Calendar, QueryDef};
+use ivr_compiler::program::{NodeId, Program, PromptId};
+use ivr_dsl::ast::SayKind;
+use serde::Serialize;
+use std::fmt;
+
+/// Milliseconds of local wall-clock time since 1970-01-01 00:00 (no time zone): the engine's
+/// notion of "now", given by the driver with every event.
+pub type Millis = i64;
+
+/// What a call runs: a compiled program with the parts of the configuration it reads.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// The compiled flow.
+    pub program: Program,
+    /// Business-hours calendars (`in_hours`).
+    pub calendars: IndexMap<String, Calendar>,
+    /// The data catalog (query fields, for rows).
+    pub queries: IndexMap<String, QueryDef>,
+}
+
+impl Flow {
+    /// The flow with the calendars and queries of a configuration.
+    pub fn new(program: Program, config: &ivr_compiler::config::Config) -> Flow {
+        Flow {
+            program,
+            calendars: config.calendars.clone(),
+            queries: config.queries.clone(),
+        }
+    }
+}
+
+/// The channel a call arrived on (`call.channel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// A SIP phone or trunk.
+    Sip,
+    /// A browser.
+    Webrtc,
+    /// A simulation or scenario test.
+    Sim,
+}
+
+impl Channel {
+    /// As `call.channel` reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sip => "sip",
+            Channel::Webrtc => "webrtc",
+            Channel::Sim => "sim",
+        }
+    }
+}
+
+/// Facts about a call known when it starts.
+#[derive(Debug, Clone)]
+pub struct CallInfo {
+    /// The call id (`call.id`).
+    pub id: String,
+    /// The calling number (`caller`).
+    pub caller: String,
+    /// The dialled number (`called`).
+    pub called: String,
+    /// The channel (`call.channel`).
+    pub channel: Channel,
+}
+
+/// A query's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryResult {
+    /// At least one row; the first, fields in catalog order.
+    Found(Vec<Value>),
+    /// No row.
+    Missing,
+    /// Failure or refusal, with the reason (for logs).
+    Error(String),
+}
+
+/// Progress of a transfer, reported by the ACD or the outbound leg.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransferUpdate {
+    /// The caller's place in the queue (1 = next).
+    Position(u32),
+    /// An agent (or the called number) answered.
+    Answered {
+        /// The agent's id, for queue transfers.
+        agent: Option<String>,
+    },
+    /// The called number is busy (for `to` transfers; a queue offers the call to another agent).
+    Busy,
+    /// No agent is logged in or the queue is closed; for `to`, the call could not be placed.
+    NoAgents,
+    /// The agent (or called party) hung up.
+    AgentHungUp,
+}
+
+/// Something that happened to a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The call was answered: the flow starts at its entry.
+    Start,
+    /// A DTMF key `0`-`9`, `*`, `#`.
+    Key(char),
+    /// The playback queue drained; `seq` is the last item played.
+    PlaybackDone {
+        /// Sequence number of the last queued item.
+        seq: u32,
+    },
+    /// A timer started with [`Command::StartTimer`] fired.
+    Timer {
+        /// Its id.
+        id: u32,
+    },
+    /// The answer to [`Command::RunQuery`].
+    QueryDone {
+        /// The query's id.
+        id: u32,
+        /// The answer.
+        result: QueryResult,
+    },
+    /// Transfer progress.
+    Transfer(TransferUpdate),
+    /// A recording ended (terminator, silence, length limit).
+    RecordingDone {
+        /// Length of the audio in milliseconds.
+        length_ms: u64,
+    },
+    /// The caller hung up.
+    Hangup,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every ending without an agent, a failure or an abandon.
+    SelfService,
+    /// An agent (or the number of a `to` transfer) answered.
+    Transferred,
+    /// The caller hung up while waiting in a queue.
+    Abandoned,
+    /// The call ended after a lookup's `error` path (without reaching an agent later) or
+    /// through a fault the flow did not handle.
+    Failed,
+}
+
+impl Outcome {
+    /// The name as scenarios and reports write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::SelfService => "self_service",
+            Outcome::Transferred => "transferred",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// Parses the name.
+    pub fn parse(s: &str) -> Option<Outcome> {
+        [
+            Outcome::SelfService,
+            Outcome::Transferred,
+            Outcome::Abandoned,
+            Outcome::Failed,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+/// How a node was left (for node-visit records, reports and coverage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case", tag = "by", content = "key")]
+pub enum Exit {
+    /// A menu key.
+    Key(char),
+    /// `next` of an input, survey or record.
+    Next,
+    /// An `if` that held.
+    If,
+    /// A step's `goto`.
+    Goto,
+    /// A lookup found a row.
+    Found,
+    /// A lookup found none.
+    Missing,
+    /// A lookup failed or timed out.
+    Error,
+    /// The attempts of a collecting node ran out.
+    Attempts,
+    /// `max_wait` passed in a queue.
+    MaxWait,
+    /// No agents (or busy / failed for `to`).
+    NoAgents,
+    /// The agent hung up first and the flow went on.
+    After,
+    /// The flow hung up.
+    Hangup,
+    /// The caller hung up here.
+    CallerHangup,
+    /// A fault the flow did not handle ended the call here.
+    Fault,
+}
+
+impl Exit {
+    /// A short label (`key 1`, `found`, ...).
+    pub fn label(self) -> String {
+        match self {
+            Exit::Key(c) => format!("key {c}"),
+            other => serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.get("by").and_then(|b| b.as_str()).map(String::from))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// What the engine asks its driver to do.
+#[derive(Clone, PartialEq)]
+pub enum Command {
+    /// The call entered a node (not a transcript entry).
+    Enter {
+        /// The node.
+        node: NodeId,
+    },
+    /// The call left a node.
+    Leave {
+        /// The node.
+        node: NodeId,
+        /// How.
+        by: Exit,
+    },
+    /// Queue a prompt.
+    Play {
+        /// The prompt.
+        prompt: PromptId,
+        /// Index into the program's `languages`.
+        language: u8,
+        /// Playback sequence number.
+        seq: u32,
+    },
+    /// Queue a spoken value.
+    Say {
+        /// How to speak it.
+        kind: SayKind,
+        /// The value.
+        value: Value,
+        /// The value comes from masked digits: never to be logged or shown in a transcript.
+        masked: bool,
+        /// Index into the program's `languages`.
+        language: u8,
+        /// Playback sequence number.
+        seq: u32,
+    },
+    /// Queue silence (`pause`).
+    Silence {
+        /// How long.
+        millis: u64,
+        /// Playback sequence number.
+        seq: u32,
+    },
+    /// Queue the recording beep.
+    Beep {
+        /// Playback sequence number.
+        seq: u32,
+    },
+    /// Queue a position announcement ("you are number N in line").
+    Announce {
+        /// The caller's position.
+        position: u32,
+        /// Index into the program's `languages`.
+        language: u8,
+        /// Playback sequence number.
+        seq: u32,
+    },
+    /// Stop playback and drop everything queued.
+    StopPlayback,
+    /// Fire [`Event::Timer`] with `id` at time `at`.
+    StartTimer {
+        /// The timer's id.
+        id: u32,
+        /// When.
+        at: Millis,
+    },
+    /// Forget a timer.
+    CancelTimer {
+        /// The timer's id.
+        id: u32,
+    },
+    /// Run the query of lookup `node` and answer with [`Event::QueryDone`].
+    RunQuery {
+        /// The query's id.
+        id: u32,
+        /// The lookup node (its `query` names the catalog entry).
+        node: NodeId,
+        /// Argument values in order.
+        args: Vec<Value>,
+        /// Bit `i` set when argument `i` holds masked digits (never to be logged).
+        masked: u32,
+    },
+    /// Start transfer node `node`.
+    Transfer {
+        /// The transfer node.
+        node: NodeId,
+        /// The computed priority (0 when absent or its guard is false).
+        priority: i64,
+        /// Attached call data, in the order of the node's `attach`.
+        attach: Vec<Value>,
+    },
+    /// Give up a transfer in progress (max_wait passed).
+    CancelTransfer,
+    /// Start recording for record node `node`; answer with [`Event::RecordingDone`].
+    StartRecording {
+        /// The record node.
+        node: NodeId,
+    },
+    /// Stop the recording (terminator key).
+    StopRecording,
+    /// Store survey answers of survey node `node`, in question order (`Null` = no answer).
+    SaveSurvey {
+        /// The survey node.
+        node: NodeId,
+        /// The answers.
+        answers: Vec<Value>,
+    },
+    /// The flow hangs up.
+    Hangup,
+    /// The call is over.
+    End {
+        /// How it ended.
+        outcome: Outcome,
+    },
+}
+
+impl fmt::Debug for Command {
+    /// Like a derived `Debug`, but masked query arguments print as `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::RunQuery {
+                id,
+                node,
+                args,
+                masked,
+            } => {
+                let shown: Vec<String> = args
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        if i < 32 && masked & (1 << i) != 0 {
+                            "***".to_string()
+                        } else {
+                            format!("{a:?}")
+                        }
+                    })
+                    .collect();
+                write!(
+                    f,
+                    "RunQuery {{ id: {id}, node: {node}, args: [{}] }}",
+                    shown.join(", ")
+                )
+            }
+            Command::Enter { node } => write!(f, "Enter({node})"),
+            Command::Leave { node, by } => write!(f, "Leave({node}, {by:?})"),
+            Command::Play {
+                prompt,
+                language,
+                seq,
+            } => {
+                write!(
+                    f,
+                    "Play {{ prompt: {prompt}, language: {language}, seq: {seq} }}"
+                )
+            }
+            Command::Say {
+                kind,
+                value,
+                masked,
+                language,
+                seq,
+            } => {
+                let value = if *masked {
+                    "***".to_string()
+                } else {
+                    format!("{value:?}")
+                };
+                write!(
+                    f,
+                    "Say {{ {kind:?}, {value}, language: {language}, seq: {seq} }}"
+                )
+            }
+            Command::Silence { millis, seq } => write!(f, "Silence {{ {millis}ms, seq: {seq} }}"),
+            Command::Beep { seq } => write!(f, "Beep {{ seq: {seq} }}"),
+            Command::Announce {
+                position,
+                language,
+                seq,
+            } => write!(
+                f,
+                "Announce {{ {position}, language: {language}, seq: {seq} }}"
+            ),
+            Command::StopPlayback => f.write_str("StopPlayback"),
+            Command::StartTimer { id, at } => write!(f, "StartTimer {{ id: {id}, at: {at} }}"),
+            Command::CancelTimer { id } => write!(f, "CancelTimer({id})"),
+            Command::Transfer {
+                node,
+                priority,
+                attach,
+            } => write!(
+                f,
+                "Transfer {{ node: {node}, priority: {priority}, attach: {attach:?} }}"
+            ),
+            Command::CancelTransfer => f.write_str("CancelTransfer"),
+            Command::StartRecording { node } => write!(f, "StartRecording({node})"),
+            Command::StopRecording => f.write_str("StopRecording"),
+            Command::SaveSurvey { node, answers } => write!(f, "SaveSurvey({node}, {answers:?})"),
+            Command::Hangup => f.write_str("Hangup"),
+            Command::End { outcome } => write!(f, "End({outcome:?})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_values_never_print() {
+        let q = Command::RunQuery {
+            id: 1,
+            node: 2,
+            args: vec![
+                Value::Text("13800000001".into()),
+                Value::Text("123456".into()),
+            ],
+            masked: 0b10,
+        };
+        let shown = format!("{q:?}");
+        assert!(shown.contains("13800000001"), "{shown}");
+        assert!(!shown.contains("123456\""), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+        let s = Command::Say {
+            kind: SayKind::Digits,
+            value: Value::Text("987654".into()),
+            masked: true,
+            language: 0,
+            seq: 1,
+        };
+        assert!(!format!("{s:?}").contains("987654"));
+    }
+
+    #[test]
+    fn exits_have_labels() {
+        assert_eq!(Exit::Key('5').label(), "key 5");
+        assert_eq!(Exit::Found.label(), "found");
+        assert_eq!(Exit::CallerHangup.label(), "caller_hangup");
+    }
+}

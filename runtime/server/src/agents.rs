@@ -1,0 +1,873 @@
+//! The ACD task of `ivr serve`: one tokio task that owns the sans-IO [`Acd`], takes agent
+//! registrations from the SIP core and queue operations from calls, runs its timers (ring
+//! timeouts, wrap-up, expiry, position updates), and hands each output to the call it is
+//! for. It also keeps the screen pop of every call in a queue, for the agent page, and records
+//! the queue events (queued, offered, answered, declined, ring timeout, abandoned, left, no
+//! agents) through the [`RecordWriter`] into `queue_events`.
+
+use crate::call::local_now;
+use crate::queue_day::Finish;
+use ivr_acd::{Acd, AcdOut, AcdStatus, AgentState, CallKey, Contact, Decline};
+use ivr_compiler::config::Config;
+use ivr_data::records::{QueueEventKind, QueueEventRow, Record, RecordWriter, timestamp};
+use ivr_engine::Millis;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a call waiting in a queue hears from the ACD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueEvent {
+    /// Ring this agent.
+    Offer {
+        /// The agent's id.
+        agent: String,
+        /// Where the agent's phone is.
+        contact: Contact,
+        /// The TCP connection it registered over (0 for UDP).
+        conn: u64,
+    },
+    /// Stop ringing that agent (ring timeout: the ACD moved on).
+    Cancel {
+        /// The agent's id.
+        agent: String,
+    },
+    /// The caller's place in line.
+    Position(u32),
+    /// Nobody who could take the call is logged in.
+    NoAgents,
+    /// The ACD took the agent's answer: connect the call.
+    Connected,
+}
+
+/// The call data an agent sees (screen pop), as JSON for the agent page and as `X-IVR-*`
+/// headers on the INVITE.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ScreenPop {
+    /// The call id.
+    pub call_id: String,
+    /// The calling number.
+    pub caller: String,
+    /// The dialled number.
+    pub called: String,
+    /// The flow.
+    pub flow: String,
+    /// The queue.
+    pub queue: String,
+    /// The priority it waits with.
+    pub priority: i64,
+    /// The attached call data: label (as written in the flow) and value.
+    pub data: Vec<(String, String)>,
+    /// The nodes the caller went through, in order (the last ones).
+    pub path: Vec<String>,
+}
+
+impl ScreenPop {
+    /// The `X-IVR-*` headers of the INVITE to the agent.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        use ivr_sip::outbound::header_name;
+        let mut h = vec![
+            ("X-IVR-Call-Id".to_string(), self.call_id.clone()),
+            ("X-IVR-Caller".to_string(), self.caller.clone()),
+            ("X-IVR-Called".to_string(), self.called.clone()),
+            ("X-IVR-Flow".to_string(), self.flow.clone()),
+        ];
+        if !self.queue.is_empty() {
+            h.push(("X-IVR-Queue".to_string(), self.queue.clone()));
+            h.push(("X-IVR-Priority".to_string(), self.priority.to_string()));
+        }
+        for (label, value) in &self.data {
+            let name = format!("X-IVR-{}", header_name(label));
+            // `attach caller` says what X-IVR-Caller already does.
+            if name.len() > 6 && !h.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+                h.push((name, value.clone()));
+            }
+        }
+        if !self.path.is_empty() {
+            h.push(("X-IVR-Path".to_string(), self.path.join(",")));
+        }
+        h
+    }
+}
+
+/// Why a caller left its queue before an agent answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// The caller hung up (or the call ended otherwise): recorded as `abandoned`.
+    Hangup,
+    /// The transfer's `max_wait` passed: recorded as `left`.
+    MaxWait,
+}
+
+/// What calls and the server tell the ACD task.
+#[derive(Debug)]
+pub enum AcdMsg {
+    /// Put a call in a queue.
+    Enqueue {
+        /// The call's key.
+        call: CallKey,
+        /// The queue.
+        queue: String,
+        /// The node's `skills`.
+        skills: Vec<String>,
+        /// Its priority.
+        priority: i64,
+        /// What the agent sees.
+        pop: Box<ScreenPop>,
+        /// Where the call hears back.
+        to: mpsc::UnboundedSender<QueueEvent>,
+    },
+    /// The caller left the queue (hung up, `max_wait`).
+    Leave(CallKey, LeaveReason),
+    /// The offered agent answered.
+    Answered {
+        /// The call.
+        call: CallKey,
+        /// The agent whose phone answered (a late answer, after the ACD moved on, is not
+        /// taken: the call hears `Cancel` for that agent).
+        agent: String,
+    },
+    /// The offer failed.
+    Declined(CallKey, Decline),
+    /// The conversation is over (either side hung up).
+    ConversationOver(CallKey),
+    /// An agent registered, refreshed (`expires` > 0) or removed its registration.
+    Registration {
+        /// The agent's id.
+        agent: String,
+        /// Where its phone is.
+        contact: Contact,
+        /// The TCP connection it registered over (0 for UDP).
+        conn: u64,
+        /// For how long.
+        expires: Duration,
+    },
+    /// A new configuration went live.
+    Reconfigure(Arc<Config>),
+    /// An agent sets itself away or back.
+    Away {
+        /// The agent's id.
+        agent: String,
+        /// Away (true) or available (false).
+        away: bool,
+        /// Whether the ACD took it (an agent who is not logged in cannot be set).
+        reply: Option<oneshot::Sender<Result<(), ivr_acd::AcdError>>>,
+    },
+    /// The ACD's state and the screen pops of calls with agents.
+    Status(oneshot::Sender<AcdSnapshot>),
+}
+
+/// The ACD's state as the HTTP interface shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AcdSnapshot {
+    /// Agents and queues.
+    #[serde(flatten)]
+    pub status: AcdStatus,
+    /// The screen pop of each call offered to or talking with an agent, by agent id.
+    pub screen_pops: HashMap<String, ScreenPop>,
+    /// Today's figures by queue (service level), for the dashboard.
+    pub today: std::collections::BTreeMap<String, super::queue_day::QueueDay>,
+}
+
+/// Where calls to a registered agent go: over UDP to the host and port of its Contact (the
+/// source of the REGISTER when the Contact names no IP address); over TCP back through the
+/// connection it registered on.
+pub fn contact_of(r: &ivr_sip::registrar::Registration) -> Contact {
+    use crate::transport::Proto;
+    let tcp = r.peer.proto == Proto::Tcp;
+    let from_uri = rsip::Uri::try_from(ivr_sip::message::uri_of(&r.contact))
+        .ok()
+        .and_then(|u| {
+            let ip: std::net::IpAddr = u
+                .host_with_port
+                .host
+                .to_string()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .ok()?;
+            let port = u.host_with_port.port.map_or(5060, |p| *p.value());
+            Some(std::net::SocketAddr::new(ip, port))
+        });
+    Contact {
+        uri: ivr_sip::message::uri_of(&r.contact).to_string(),
+        addr: if tcp {
+            r.peer.addr
+        } else {
+            from_uri.unwrap_or(r.peer.addr)
+        },
+        tcp,
+    }
+}
+
+/// The handle calls use.
+pub type AcdHandle = mpsc::UnboundedSender<AcdMsg>;
+
+/// Changes after every turn of the ACD task that may have changed an agent's or a queue's
+/// state (all but status requests): who shows them (consoles, the dashboard) waits on it, then
+/// asks for a [`AcdMsg::Status`].
+pub type AcdChanges = tokio::sync::watch::Receiver<u64>;
+
+/// Starts the ACD task for a configuration; its queue events go to `writer` (none: not
+/// recorded).
+pub fn start(config: &Config, writer: Option<RecordWriter>) -> (AcdHandle, AcdChanges) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (changes, changes_rx) = tokio::sync::watch::channel(0);
+    let acd = Acd::new(config);
+    tokio::spawn(run(acd, rx, writer, changes));
+    (tx, changes_rx)
+}
+
+struct Waiting {
+    to: mpsc::UnboundedSender<QueueEvent>,
+    pop: ScreenPop,
+    /// The queue it was put in.
+    queue: String,
+    /// When.
+    queued_at: Millis,
+    /// Taken into the queue (not refused with `no_agents` at once).
+    queued: bool,
+    /// The agent whose phone rings for it.
+    ringing: Option<String>,
+    /// An agent answered.
+    answered: bool,
+}
+
+/// The task's state beside the [`Acd`].
+#[derive(Default)]
+struct Book {
+    calls: HashMap<CallKey, Waiting>,
+    /// Agent id → the TCP connection of its registration.
+    conns: HashMap<String, u64>,
+    /// Where queue events go.
+    writer: Option<RecordWriter>,
+    /// Today's figures by queue.
+    today: super::queue_day::Today,
+}
+
+/// Sends one queue event of the call `w` to the writer (never waits; a full queue refuses it).
+fn record(
+    writer: Option<&RecordWriter>,
+    w: &Waiting,
+    now: Millis,
+    event: QueueEventKind,
+    agent: Option<String>,
+    detail: Option<&str>,
+) {
+    let Some(writer) = writer else { return };
+    writer.send(Record::QueueEvent(QueueEventRow {
+        at: timestamp(now),
+        queue: w.queue.clone(),
+        call_id: w.pop.call_id.clone(),
+        event,
+        agent,
+        wait_ms: (event != QueueEventKind::NoAgents).then(|| (now - w.queued_at).max(0)),
+        detail: detail.map(str::to_string),
+    }));
+}
+
+fn decline_name(why: Decline) -> &'static str {
+    match why {
+        Decline::Busy => "busy",
+        Decline::NoAnswer => "no_answer",
+        Decline::Failed => "failed",
+    }
+}
+
+async fn run(
+    mut acd: Acd,
+    mut rx: mpsc::UnboundedReceiver<AcdMsg>,
+    writer: Option<RecordWriter>,
+    changes: tokio::sync::watch::Sender<u64>,
+) {
+    let mut book = Book {
+        writer,
+        ..Book::default()
+    };
+    let mut out: Vec<AcdOut> = Vec::with_capacity(64);
+    loop {
+        let now = local_now();
+        let wait = acd.poll_timeout().map_or(Duration::from_secs(3600), |at| {
+            Duration::from_millis((at - now).max(0) as u64)
+        });
+        let msg = tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => Some(m),
+                None => return,
+            },
+            () = tokio::time::sleep(wait) => None,
+        };
+        let looked_at = matches!(msg, Some(AcdMsg::Status(_)));
+        step(&mut acd, &mut book, msg, local_now(), &mut out);
+        if !looked_at {
+            changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
+/// One turn of the task: a message (none: timers are due) and what the ACD says to it.
+fn step(acd: &mut Acd, book: &mut Book, msg: Option<AcdMsg>, now: Millis, out: &mut Vec<AcdOut>) {
+    out.clear();
+    let timers = msg.is_none();
+    match msg {
+        None => acd.handle_timeout(now, out),
+        Some(m) => on_msg(acd, book, m, now, out),
+    }
+    for o in out.drain(..) {
+        dispatch(acd, book, o, now, timers);
+    }
+}
+
+fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<AcdOut>) {
+    match m {
+        AcdMsg::Enqueue {
+            call,
+            queue,
+            skills,
+            priority,
+            pop,
+            to,
+        } => {
+            let waiting = Waiting {
+                to,
+                pop: *pop,
+                queue: queue.clone(),
+                queued_at: now,
+                queued: false,
+                ringing: None,
+                answered: false,
+            };
+            book.calls.insert(call, waiting);
+            let from = out.len();
+            acd.enqueue(call, &queue, &skills, priority, now, out);
+            let refused = out[from..]
+                .iter()
+                .any(|o| matches!(o, AcdOut::NoAgents { call: c } if *c == call));
+            // Recorded before the offer the same turn may bring; a refused call only gets its
+            // `no_agents` (from `dispatch`).
+            if !refused && let Some(w) = book.calls.get_mut(&call) {
+                w.queued = true;
+                book.today.queued(&w.queue, now);
+                record(
+                    book.writer.as_ref(),
+                    w,
+                    now,
+                    QueueEventKind::Queued,
+                    None,
+                    None,
+                );
+            }
+        }
+        AcdMsg::Leave(call, why) => {
+            if let Some(w) = book.calls.remove(&call)
+                && w.queued
+                && !w.answered
+            {
+                let (event, detail, finish) = match why {
+                    LeaveReason::Hangup => (QueueEventKind::Abandoned, None, Finish::Abandoned),
+                    LeaveReason::MaxWait => (QueueEventKind::Left, Some("max_wait"), Finish::Left),
+                };
+                book.today.finished(&w.queue, finish, now);
+                record(
+                    book.writer.as_ref(),
+                    &w,
+                    now,
+                    event,
+                    w.ringing.clone(),
+                    detail,
+                );
+            }
+            acd.leave(call, now, out);
+        }
+        AcdMsg::Answered { call, agent } => {
+            if acd.agent_of(call) != Some(agent.as_str()) {
+                tracing::info!(agent = %agent, "answered after the offer moved on: not taken");
+                return;
+            }
+            if let Some(w) = book.calls.get_mut(&call)
+                && let Some(agent) = w.ringing.take()
+            {
+                w.answered = true;
+                let wait = (now - w.queued_at).max(0);
+                book.today.finished(&w.queue, Finish::Answered(wait), now);
+                let kind = QueueEventKind::Answered;
+                record(book.writer.as_ref(), w, now, kind, Some(agent), None);
+            }
+            acd.answered(call, now, out);
+            if let Some(w) = book.calls.get(&call) {
+                let _ = w.to.send(QueueEvent::Connected);
+            }
+        }
+        AcdMsg::Declined(call, why) => {
+            if let Some(w) = book.calls.get_mut(&call)
+                && let Some(agent) = w.ringing.take()
+            {
+                let (kind, detail) = (QueueEventKind::Declined, Some(decline_name(why)));
+                record(book.writer.as_ref(), w, now, kind, Some(agent), detail);
+            }
+            acd.declined(call, why, now, out);
+        }
+        AcdMsg::ConversationOver(call) => {
+            // Over before an agent answered: the ACD takes it as the caller leaving.
+            if let Some(w) = book.calls.remove(&call)
+                && w.queued
+                && !w.answered
+            {
+                let kind = QueueEventKind::Abandoned;
+                book.today.finished(&w.queue, Finish::Abandoned, now);
+                record(book.writer.as_ref(), &w, now, kind, w.ringing.clone(), None);
+            }
+            acd.conversation_over(call, now, out);
+        }
+        AcdMsg::Registration {
+            agent,
+            contact,
+            conn,
+            expires,
+        } => {
+            book.conns.insert(agent.clone(), conn);
+            if expires.is_zero() {
+                tracing::info!(agent = %agent, "agent unregistered");
+                acd.unregister(&agent, now, out);
+            } else {
+                let uri = contact.uri.clone();
+                let expires_at = now + expires.as_millis() as Millis;
+                match acd.register(&agent, contact, expires_at, now, out) {
+                    Ok(()) => tracing::debug!(agent = %agent, contact = %uri, "agent registered"),
+                    Err(e) => tracing::warn!(agent = %agent, error = %e, "registration not taken"),
+                }
+            }
+        }
+        AcdMsg::Reconfigure(config) => acd.reconfigure(&config, now, out),
+        AcdMsg::Away { agent, away, reply } => {
+            let r = acd.set_away(&agent, away, now, out);
+            match &r {
+                Ok(()) => tracing::info!(agent = %agent, away, "agent state set"),
+                Err(e) => tracing::info!(agent = %agent, error = %e, "away refused"),
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(r);
+            }
+        }
+        AcdMsg::Status(reply) => {
+            let screen_pops = book
+                .calls
+                .iter()
+                .filter_map(|(k, w)| acd.agent_of(*k).map(|a| (a.to_string(), w.pop.clone())))
+                .collect();
+            let _ = reply.send(AcdSnapshot {
+                status: acd.status(now),
+                screen_pops,
+                today: book.today.snapshot(now),
+            });
+        }
+    }
+}
+
+/// Hands one output of the ACD to its call and records it. `timers`: the output comes from
+/// [`Acd::handle_timeout`] (a cancelled offer there is a ring timeout, unless the agent's
+/// registration expired).
+fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
+    let writer = book.writer.as_ref();
+    let today = &mut book.today;
+    let calls = &mut book.calls;
+    let (call, ev) = match o {
+        AcdOut::Offer {
+            call,
+            agent,
+            contact,
+        } => {
+            let conn = book.conns.get(&agent).copied().unwrap_or(0);
+            if let Some(w) = calls.get_mut(&call) {
+                w.ringing = Some(agent.clone());
+                let kind = QueueEventKind::Offered;
+                record(writer, w, now, kind, Some(agent.clone()), None);
+            }
+            (
+                call,
+                QueueEvent::Offer {
+                    agent,
+                    contact,
+                    conn,
+                },
+            )
+        }
+        AcdOut::Cancel { call, agent } => {
+            // A caller who left is recorded by `Leave` (its entry is gone by now).
+            if let Some(w) = calls.get_mut(&call)
+                && w.ringing.as_deref() == Some(agent.as_str())
+            {
+                w.ringing = None;
+                let offline = || {
+                    acd.status(now)
+                        .agents
+                        .iter()
+                        .any(|a| a.id == agent && a.state == AgentState::Offline)
+                };
+                let (kind, detail) = if timers && !offline() {
+                    (QueueEventKind::RingTimeout, None)
+                } else {
+                    (QueueEventKind::Declined, Some("agent_offline"))
+                };
+                record(writer, w, now, kind, Some(agent.clone()), detail);
+            }
+            (call, QueueEvent::Cancel { agent })
+        }
+        AcdOut::Position { call, position } => (call, QueueEvent::Position(position)),
+        AcdOut::NoAgents { call } => {
+            if let Some(w) = calls.remove(&call) {
+                if w.queued {
+                    today.finished(&w.queue, Finish::Left, now);
+                    let kind = QueueEventKind::Left;
+                    record(writer, &w, now, kind, w.ringing.clone(), Some("no_agents"));
+                } else {
+                    record(writer, &w, now, QueueEventKind::NoAgents, None, None);
+                }
+                let _ = w.to.send(QueueEvent::NoAgents);
+            }
+            return;
+        }
+    };
+    if let Some(w) = calls.get(&call) {
+        let _ = w.to.send(ev);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ivr_compiler::config::{AgentConfig, QueueConfig};
+    use ivr_data::connect::{self, Target};
+    use ivr_data::records::WriterOptions;
+
+    const T0: Millis = 1_795_000_000_000;
+    const S: Millis = 1_000;
+
+    /// The ACD task's turns, driven by hand: every message at its time, timers when due.
+    struct Task {
+        acd: Acd,
+        book: Book,
+        out: Vec<AcdOut>,
+        to: mpsc::UnboundedSender<QueueEvent>,
+        rx: mpsc::UnboundedReceiver<QueueEvent>,
+    }
+
+    impl Task {
+        fn new(writer: RecordWriter) -> Task {
+            let mut c = Config::defaults(std::path::Path::new("/x"));
+            c.queues.insert(
+                "general".into(),
+                QueueConfig {
+                    skills: Vec::new(),
+                    ring_timeout_ms: Some(15_000),
+                    wrap_up_ms: Some(0),
+                },
+            );
+            for id in ["2001", "2002"] {
+                c.agents.insert(
+                    id.into(),
+                    AgentConfig {
+                        name: id.into(),
+                        skills: Vec::new(),
+                        ha1: String::new(),
+                    },
+                );
+            }
+            let (to, rx) = mpsc::unbounded_channel();
+            Task {
+                acd: Acd::new(&c),
+                book: Book {
+                    writer: Some(writer),
+                    ..Book::default()
+                },
+                out: Vec::new(),
+                to,
+                rx,
+            }
+        }
+
+        /// Timers due at `at`, then `msg` at `at`.
+        fn at(&mut self, at: Millis, msg: AcdMsg) {
+            self.timers(at);
+            step(
+                &mut self.acd,
+                &mut self.book,
+                Some(msg),
+                T0 + at,
+                &mut self.out,
+            );
+        }
+
+        fn timers(&mut self, at: Millis) {
+            while self.acd.poll_timeout().is_some_and(|t| t <= T0 + at) {
+                let due = self.acd.poll_timeout().unwrap_or(T0 + at);
+                step(&mut self.acd, &mut self.book, None, due, &mut self.out);
+            }
+        }
+
+        fn register(&mut self, at: Millis, agent: &str, expires: Duration) {
+            let contact = Contact {
+                uri: format!("sip:{agent}@10.0.0.1:5060"),
+                addr: "10.0.0.1:5060".parse().expect("address"),
+                tcp: false,
+            };
+            let msg = AcdMsg::Registration {
+                agent: agent.into(),
+                contact,
+                conn: 0,
+                expires,
+            };
+            self.at(at, msg);
+        }
+
+        fn enqueue(&mut self, at: Millis, call: CallKey, id: &str) {
+            let pop = ScreenPop {
+                call_id: id.into(),
+                queue: "general".into(),
+                ..ScreenPop::default()
+            };
+            let msg = AcdMsg::Enqueue {
+                call,
+                queue: "general".into(),
+                skills: Vec::new(),
+                priority: 0,
+                pop: Box::new(pop),
+                to: self.to.clone(),
+            };
+            self.at(at, msg);
+        }
+    }
+
+    /// Every offer and how it ended, every call and how it left the queue, as rows of
+    /// `queue_events`.
+    #[tokio::test]
+    async fn the_acd_task_records_queue_events() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool.clone(),
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        let mut t = Task::new(writer.clone());
+        let hour = Duration::from_secs(3600);
+        t.register(0, "2001", hour);
+        t.register(0, "2002", hour);
+        // A: 2001 is busy, 2002 lets it ring out, 2001 answers after a pause.
+        t.enqueue(0, 1, "A");
+        t.at(2 * S, AcdMsg::Declined(1, Decline::Busy));
+        t.at(
+            25 * S,
+            AcdMsg::Answered {
+                call: 1,
+                agent: "2001".into(),
+            },
+        );
+        // B: the caller hangs up while 2002 rings.
+        t.enqueue(26 * S, 2, "B");
+        t.at(30 * S, AcdMsg::Leave(2, LeaveReason::Hangup));
+        // C: 2002's registration expires while it rings; then max_wait.
+        t.register(30_500, "2002", Duration::from_millis(3_500));
+        t.enqueue(31 * S, 3, "C");
+        t.timers(34 * S);
+        t.at(40 * S, AcdMsg::Leave(3, LeaveReason::MaxWait));
+        // D waits for 2001 (on a call), who logs out: no agents any more.
+        t.enqueue(42 * S, 4, "D");
+        t.register(43 * S, "2001", Duration::ZERO);
+        // E finds nobody logged in.
+        t.enqueue(44 * S, 5, "E");
+        t.at(45 * S, AcdMsg::ConversationOver(1));
+        let stats = writer.shutdown().await;
+        assert_eq!((stats.rejected, stats.failed), (0, 0));
+
+        let rows = ivr_data::query::fetch_rows(
+            &pool,
+            "SELECT call_id, event, agent, wait_ms, detail FROM queue_events ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("rows");
+        let got: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| match v {
+                        ivr_engine::value::Value::Null => "-".to_string(),
+                        v => v.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let want = [
+            "A queued - 0 -",
+            "A offered 2001 0 -",
+            "A declined 2001 2000 busy",
+            "A offered 2002 2000 -",
+            "A ring_timeout 2002 17000 -",
+            "A offered 2001 18000 -",
+            "A answered 2001 25000 -",
+            "B queued - 0 -",
+            "B offered 2002 0 -",
+            "B abandoned 2002 4000 -",
+            "C queued - 0 -",
+            "C offered 2002 0 -",
+            "C declined 2002 3000 agent_offline",
+            "C left - 9000 max_wait",
+            "D queued - 0 -",
+            "D left - 1000 no_agents",
+            "E no_agents - - -",
+        ];
+        assert_eq!(got, want);
+    }
+
+    /// What the calls heard so far.
+    fn heard(t: &mut Task) -> Vec<QueueEvent> {
+        std::iter::from_fn(|| t.rx.try_recv().ok()).collect()
+    }
+
+    /// A phone that answers after the ACD gave up on it does not get the call: only the
+    /// agent the call is offered to now is connected.
+    #[tokio::test]
+    async fn a_late_answer_is_not_taken() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool.clone(),
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        let mut t = Task::new(writer);
+        let hour = Duration::from_secs(3600);
+        t.register(0, "2001", hour);
+        t.register(0, "2002", hour);
+        t.enqueue(0, 1, "A");
+        t.timers(15 * S);
+        let offers: Vec<String> = heard(&mut t)
+            .into_iter()
+            .filter_map(|e| match e {
+                QueueEvent::Offer { agent, .. } => Some(agent),
+                QueueEvent::Cancel { agent } => Some(format!("cancel {agent}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offers, ["2001", "cancel 2001", "2002"]);
+        let late = AcdMsg::Answered {
+            call: 1,
+            agent: "2001".into(),
+        };
+        t.at(15 * S + 10, late);
+        assert!(!heard(&mut t).contains(&QueueEvent::Connected));
+        assert_eq!(t.acd.agent_of(1), Some("2002"));
+        let answer = AcdMsg::Answered {
+            call: 1,
+            agent: "2002".into(),
+        };
+        t.at(15 * S + 20, answer);
+        assert!(heard(&mut t).contains(&QueueEvent::Connected));
+    }
+
+    /// Today's figures of a queue: one call answered within 20 s, one abandoned: a service
+    /// level of 50 %.
+    #[tokio::test]
+    async fn the_acd_task_counts_today_for_the_service_level() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool,
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        let mut t = Task::new(writer);
+        t.register(0, "2001", Duration::from_secs(3600));
+        t.enqueue(0, 1, "A");
+        let answer = AcdMsg::Answered {
+            call: 1,
+            agent: "2001".into(),
+        };
+        t.at(5 * S, answer);
+        t.enqueue(6 * S, 2, "B");
+        t.at(30 * S, AcdMsg::Leave(2, LeaveReason::Hangup));
+        let (tx, mut rx) = oneshot::channel();
+        t.at(31 * S, AcdMsg::Status(tx));
+        let snapshot = rx.try_recv().expect("status");
+        let g = &snapshot.today["general"];
+        assert_eq!((g.queued, g.answered, g.answered_in_time), (2, 1, 1));
+        assert_eq!((g.abandoned, g.left), (1, 0));
+        assert_eq!(g.service_level, Some(0.5));
+    }
+
+    /// Who shows agents' states hears of each change, and not of its own status requests
+    /// (which would make it ask again and again).
+    #[tokio::test]
+    async fn the_task_tells_of_changes_but_not_of_status_requests() {
+        let mut c = Config::defaults(std::path::Path::new("/x"));
+        c.agents.insert(
+            "2001".into(),
+            AgentConfig {
+                name: "A".into(),
+                skills: Vec::new(),
+                ha1: String::new(),
+            },
+        );
+        let (acd, mut changes) = start(&c, None);
+        let within = Duration::from_secs(5);
+        // The state of 2001 after two status requests: the task bumps after a turn, so the
+        // first's bump, were there one, is done once the second is answered.
+        async fn state_of_2001(acd: &AcdHandle) -> Option<ivr_acd::AgentState> {
+            let mut snapshot = None;
+            for _ in 0..2 {
+                let (tx, rx) = oneshot::channel();
+                let _ = acd.send(AcdMsg::Status(tx));
+                snapshot = rx.await.ok();
+            }
+            let agents = snapshot?.status.agents;
+            agents.into_iter().find(|a| a.id == "2001").map(|a| a.state)
+        }
+        use ivr_acd::AgentState::{Available, Offline};
+        // Status requests: no change.
+        assert_eq!(state_of_2001(&acd).await, Some(Offline));
+        assert!(!changes.has_changed().expect("task"));
+        // A registration: a change, and the agent is available.
+        let _ = acd.send(AcdMsg::Registration {
+            agent: "2001".into(),
+            contact: Contact {
+                uri: "sip:2001@10.0.0.1:5060".into(),
+                addr: "10.0.0.1:5060".parse().expect("address"),
+                tcp: false,
+            },
+            conn: 0,
+            expires: Duration::from_secs(3600),
+        });
+        tokio::time::timeout(within, changes.changed())
+            .await
+            .expect("a change in time")
+            .expect("task");
+        assert_eq!(state_of_2001(&acd).await, Some(Available));
+        assert!(!changes.has_changed().expect("task"));
+    }
+
+    #[test]
+    fn the_screen_pop_goes_into_headers() {
+        let pop = ScreenPop {
+            call_id: "c1".into(),
+            caller: "13800000001".into(),
+            called: "10010".into(),
+            flow: "hotline".into(),
+            queue: "general".into(),
+            priority: 10,
+            data: vec![
+                ("customer.id".into(), "42".into()),
+                ("customer.name".into(), "王芳".into()),
+            ],
+            path: vec!["welcome".into(), "main_menu".into()],
+        };
+        let h = pop.headers();
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("X-IVR-Caller"), Some("13800000001"));
+        assert_eq!(get("X-IVR-Customer-Id"), Some("42"));
+        assert_eq!(get("X-IVR-Customer-Name"), Some("王芳"));
+        assert_eq!(get("X-IVR-Queue"), Some("general"));
+        assert_eq!(get("X-IVR-Priority"), Some("10"));
+        assert_eq!(get("X-IVR-Path"), Some("welcome,main_menu"));
+    }
+}

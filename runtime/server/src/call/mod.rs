@@ -1,0 +1,882 @@
+//! One call's driver: a tokio task that feeds the engine's [`Call`] with events — the answer,
+//! keys (RFC 4733 on its RTP socket, SIP INFO from the core), the end of playback (from the
+//! pacer), its timers, query answers, the end of a recording, the caller's BYE — and carries
+//! out the engine's commands: prompts go to the pacer's queue, queries to the data layer,
+//! recordings to WAV files, records to the [`CallRecorder`], the flow's hang-up to the core
+//! (which sends the BYE). It does what the simulator models, with real time and real audio.
+//!
+//! Transfers: a queue transfer goes to the ACD task ([`super::agents`]), which offers the call
+//! to an agent; `transfer to` dials the number itself. Either way the call places a leg
+//! through the core ([`CoreMsg::Dial`], with the screen pop as `X-IVR-*` headers) from an RTP
+//! port of its own, and once the callee answers relays RTP both ways ([`ivr_media::bridge`])
+//! while the pacer stays quiet; when the callee hangs up the flow goes on (`after`).
+
+mod transfer;
+
+use crate::agent_hub::{self, AgentHub, BrowserLeg};
+use crate::agents::{AcdHandle, AcdMsg, QueueEvent, ScreenPop};
+use crate::deploy::Deployment;
+use crate::transport::{Peer, Proto, TcpLink};
+use crate::ua::{CoreMsg, Dial, DialogEvent, LegEvent};
+use ivr_acd::{CallKey, Decline};
+use ivr_compiler::program::{Body, Destination, NodeId};
+use ivr_data::Database;
+use ivr_data::records::{CallRecorder, RecordWriter};
+use ivr_engine::say::{self, Language};
+use ivr_engine::speak;
+use ivr_engine::{Call, CallInfo, Command, Event, Flow, Millis, QueryResult, TransferUpdate};
+use ivr_media::audio::{Audio, FRAME_SAMPLES, Law, Prompt, PromptSource};
+use ivr_media::bridge::{self, Side};
+use ivr_media::dtmf::EventDetector;
+use ivr_media::pacer::{ChannelHandle, ChannelSpec, MediaEvent, Pacer};
+use ivr_media::ports::{PortPool, RtpPort};
+use ivr_media::rtp;
+use ivr_media::sdp::Negotiated;
+use ivr_sip::message::random_u64;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use transfer::{leg_event, leg_packet};
+
+/// The media timeout of a call whose caller has sent no RTP at all yet.
+const NO_MEDIA_YET: Duration = Duration::from_secs(300);
+
+/// Mean absolute amplitude above which a frame of the caller's audio counts as voice.
+const VOICE_LEVEL: u32 = 300;
+
+/// Everything a call starts with.
+pub struct Setup {
+    /// Facts of the call.
+    pub info: CallInfo,
+    /// The flow it runs.
+    pub flow: Arc<Flow>,
+    /// The deployment it started on (kept until it ends).
+    pub deployment: Arc<Deployment>,
+    /// Its RTP port.
+    pub port: RtpPort,
+    /// The media parameters of the answer.
+    pub negotiated: Negotiated,
+    /// Dialog events from the core.
+    pub events: mpsc::UnboundedReceiver<DialogEvent>,
+    /// The core.
+    pub core: mpsc::UnboundedSender<CoreMsg>,
+    /// Our To-tag (the dialog's key in the core).
+    pub tag: String,
+    /// The pacer.
+    pub pacer: Pacer,
+    /// The database for lookups.
+    pub db: Option<Database>,
+    /// Where records go.
+    pub writer: Option<RecordWriter>,
+    /// The call ends after this long without RTP from the caller.
+    pub rtp_timeout: Duration,
+    /// Where `record` nodes write their WAV files.
+    pub recordings_dir: PathBuf,
+    /// Calls still running (for shutdown).
+    pub running: Arc<AtomicUsize>,
+    /// The ACD (queue transfers).
+    pub acd: Option<AcdHandle>,
+    /// RTP ports, for the legs of transfers.
+    pub ports: Arc<PortPool>,
+    /// Where the caller's INVITE came from (`transfer to` a bare number goes back there);
+    /// none for a browser's call.
+    pub peer: Option<Peer>,
+    /// Where the call's transcript goes (the phone page's calls), if anywhere.
+    pub notes: Option<mpsc::UnboundedSender<Note>>,
+    /// Agents' browser consoles (legs to `webrtc:ID` contacts go there).
+    pub consoles: Option<Arc<AgentHub>>,
+    /// The registry of calls in progress (dashboard, `/metrics`).
+    pub live_calls: Arc<super::live_calls::LiveCalls>,
+    /// The SIP transport (a transfer to a `transport=tcp` URI opens its connection there).
+    pub sip: Option<crate::transport::Sender>,
+}
+
+/// A line of a call's live transcript (the phone page): what the caller hears and does.
+/// Masked digits are never in it: a key pressed in a masked input is [`Note::MaskedKey`],
+/// and a value spoken from masked digits is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// The call entered a node.
+    Node(String),
+    /// A prompt started to be queued: its catalog text (or a spoken value, a queue position).
+    Prompt(String),
+    /// A key.
+    Key(char),
+    /// A key of a masked input.
+    MaskedKey,
+    /// The call ended with this outcome.
+    End(&'static str),
+}
+
+/// Local wall-clock milliseconds (the engine's "now"): the system clock plus the machine's
+/// UTC offset, taken when the call starts.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    offset_ms: i64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let offset = chrono::Local::now().offset().local_minus_utc();
+        Clock {
+            offset_ms: i64::from(offset) * 1000,
+        }
+    }
+
+    fn now(&self) -> Millis {
+        let utc = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        utc + self.offset_ms
+    }
+}
+
+/// The engine's "now" (local wall-clock milliseconds) outside a call's task: for records of
+/// calls that never started.
+pub fn local_now() -> Millis {
+    Clock::new().now()
+}
+
+/// One 20 ms frame of silence, shared by every `pause`.
+fn silence() -> &'static Arc<Prompt> {
+    static S: OnceLock<Arc<Prompt>> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Prompt {
+            id: "_silence".into(),
+            text: String::new(),
+            audio: Arc::new(Audio::from_pcm(&[0; FRAME_SAMPLES])),
+            source: PromptSource::Builtin,
+        })
+    })
+}
+
+struct Recording {
+    node: NodeId,
+    save: String,
+    started: Instant,
+    max: Duration,
+    silence: Option<Duration>,
+    last_voice: Instant,
+    pcm: Vec<i16>,
+}
+
+enum Internal {
+    QueryDone {
+        id: u32,
+        result: QueryResult,
+    },
+    /// The address of a `transfer to` target was looked up (and, over TCP, connected to);
+    /// `Err` holds the status the leg fails with (404 not found, 503 not reachable).
+    Resolved {
+        target: String,
+        peer: Result<(Peer, Option<TcpLink>), u16>,
+    },
+}
+
+/// A transfer in progress.
+struct Transfer {
+    /// The key the ACD knows the call by (queue transfers).
+    key: Option<CallKey>,
+    /// The agent (queue) or number (`to`) answered: the conversation is on.
+    connected: bool,
+}
+
+/// A call we placed for a transfer, and the media bridge once it answers.
+struct Leg {
+    tag: String,
+    agent: Option<String>,
+    _port: RtpPort,
+    remote: Option<SocketAddr>,
+    side: Option<Side>,
+    /// The conversation is on (for a queue, once the ACD took the answer).
+    connected: bool,
+    /// Placed on an agent's browser console, not through the core.
+    console: bool,
+    /// The TCP connection opened for the leg, closed after it ends.
+    _link: Option<TcpLink>,
+}
+
+/// Most nodes kept in the screen pop's path.
+const PATH_LEN: usize = 24;
+
+struct Driver {
+    call: Call,
+    clock: Clock,
+    deployment: Arc<Deployment>,
+    channel: ChannelHandle,
+    recorder: Option<CallRecorder>,
+    db: Option<Database>,
+    internal: mpsc::UnboundedSender<Internal>,
+    out: Vec<Command>,
+    pending: VecDeque<Event>,
+    timers: Vec<(u32, Instant)>,
+    law: Law,
+    pt: u8,
+    event_pt: Option<u8>,
+    detector: EventDetector,
+    /// Where the caller wants our audio (none: on hold).
+    remote: Option<SocketAddr>,
+    /// Where the caller's RTP last came from.
+    latched: Option<SocketAddr>,
+    /// The caller sends no audio (hold): no RTP timeout.
+    quiet_hold: bool,
+    last_rtp: Instant,
+    /// The caller has sent RTP (from then on its absence for `rtp_timeout` ends the call).
+    heard_rtp: bool,
+    recording: Option<Recording>,
+    recordings_dir: PathBuf,
+    /// The flow hung up (we send the BYE).
+    hangup_by_flow: bool,
+    core: mpsc::UnboundedSender<CoreMsg>,
+    acd: Option<AcdHandle>,
+    ports: Arc<PortPool>,
+    /// Where the caller's INVITE came from (none: a browser).
+    peer: Option<Peer>,
+    /// The live transcript.
+    notes: Option<mpsc::UnboundedSender<Note>>,
+    /// The current node is an input with `mask`: its keys are not shown.
+    masked_input: bool,
+    /// Keys held by the engine as type-ahead, not yet shown: which node takes them decides
+    /// whether they may be (a masked input's keys never are).
+    held_keys: VecDeque<char>,
+    /// The ACD answers here.
+    queue_tx: mpsc::UnboundedSender<QueueEvent>,
+    transfer: Option<Transfer>,
+    leg: Option<Leg>,
+    leg_events: Option<mpsc::UnboundedReceiver<LegEvent>>,
+    leg_sock: Option<tokio::net::UdpSocket>,
+    /// The nodes the call went through (the last [`PATH_LEN`]), for the screen pop.
+    path: VecDeque<NodeId>,
+    /// The screen pop of the transfer in progress.
+    last_pop: Option<ScreenPop>,
+    /// Agents' browser consoles.
+    consoles: Option<Arc<AgentHub>>,
+    /// The registry of calls in progress and this call's key in it.
+    live_calls: (Arc<super::live_calls::LiveCalls>, u64),
+    /// The SIP transport, for the connections of TCP transfers.
+    sip: Option<crate::transport::Sender>,
+}
+
+impl Driver {
+    fn lang(&self, index: u8) -> &str {
+        self.call
+            .flow()
+            .program
+            .languages
+            .get(index as usize)
+            .map_or("zh-CN", String::as_str)
+    }
+
+    /// Adds a line to the live transcript, if anyone follows it.
+    fn note(&self, note: impl FnOnce() -> Note) {
+        if let Some(n) = &self.notes {
+            let _ = n.send(note());
+        }
+    }
+
+    /// Shows a key in the transcript once it is known which node takes it: at once when the
+    /// node it was pressed in took it, later when it was held as type-ahead (as masked when a
+    /// masked input was entered by the time it was taken).
+    fn note_keys(&mut self, key: Option<char>, held_before: usize, commands: &[Command]) {
+        if self.notes.is_none() {
+            return;
+        }
+        let held = self.call.typeahead_len();
+        if let Some(k) = key {
+            if held > held_before {
+                self.held_keys.push_back(k);
+            } else {
+                let masked = self.masked_input;
+                self.note(|| {
+                    if masked {
+                        Note::MaskedKey
+                    } else {
+                        Note::Key(k)
+                    }
+                });
+            }
+        }
+        if self.held_keys.len() > held {
+            // Taken by a node entered now: masked when any of them is a masked input.
+            let flow = Arc::clone(self.call.flow());
+            let masked = self.masked_input
+                || commands.iter().any(|c| {
+                    matches!(c, Command::Enter { node } if matches!(
+                        flow.program.nodes.get(*node as usize).map(|n| &n.body),
+                        Some(Body::Input(i)) if i.mask
+                    ))
+                });
+            while self.held_keys.len() > held {
+                if let Some(k) = self.held_keys.pop_front() {
+                    self.note(|| {
+                        if masked {
+                            Note::MaskedKey
+                        } else {
+                            Note::Key(k)
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn feed(&mut self, event: Event) {
+        self.pending.push_back(event);
+        while let Some(ev) = self.pending.pop_front() {
+            if self.call.is_ended() {
+                self.pending.clear();
+                break;
+            }
+            let now = self.clock.now();
+            if let Some(r) = &mut self.recorder {
+                r.event(&ev, now);
+            }
+            let key = match ev {
+                Event::Key(k) => Some(k),
+                _ => None,
+            };
+            let held_before = self.call.typeahead_len();
+            self.out.clear();
+            self.call.handle(ev, now, &mut self.out);
+            let commands = std::mem::take(&mut self.out);
+            self.note_keys(key, held_before, &commands);
+            for c in &commands {
+                if matches!(c, Command::End { .. }) {
+                    // A recording still running ends with the call: its file first.
+                    self.finish_recording(false);
+                }
+                if let Some(r) = &mut self.recorder {
+                    r.command(c, now);
+                }
+                self.apply(c, now);
+            }
+            self.out = commands;
+        }
+    }
+
+    fn apply(&mut self, c: &Command, now: Millis) {
+        match c {
+            Command::Enter { node } => {
+                if self.path.len() == PATH_LEN {
+                    self.path.pop_front();
+                }
+                self.path.push_back(*node);
+                self.live_calls.0.enter(self.live_calls.1, *node);
+                let flow = Arc::clone(self.call.flow());
+                let n = flow.program.nodes.get(*node as usize);
+                self.masked_input = matches!(n.map(|n| &n.body), Some(Body::Input(i)) if i.mask);
+                if let Some(n) = n {
+                    self.note(|| Note::Node(n.name.clone()));
+                }
+            }
+            Command::Leave { .. } | Command::SaveSurvey { .. } => {}
+            Command::Play {
+                prompt,
+                language,
+                seq,
+            } => {
+                let flow = Arc::clone(self.call.flow());
+                let id = flow.program.prompt(*prompt);
+                let tag = self.lang(*language);
+                let p = self.deployment.prompts.get(tag, id).cloned();
+                if p.is_none() {
+                    tracing::warn!(prompt = id, language = tag, "prompt without audio");
+                }
+                if let Some(p) = &p {
+                    self.note(|| Note::Prompt(p.text.clone()));
+                }
+                self.channel.push(p.into_iter().collect(), *seq);
+            }
+            Command::Say {
+                kind,
+                value,
+                language,
+                seq,
+                masked,
+            } => {
+                if !masked {
+                    self.note(|| Note::Prompt(value.to_string()));
+                }
+                let tag = self.lang(*language).to_string();
+                let ids = speak::fragments(Language::from_tag(&tag), *kind, value);
+                let prompts = self
+                    .deployment
+                    .prompts
+                    .fragments(&tag, &ids)
+                    .unwrap_or_else(|missing| {
+                        tracing::warn!(fragment = %missing, language = %tag, "spoken value without audio");
+                        Vec::new()
+                    });
+                self.channel.push(prompts, *seq);
+            }
+            Command::Silence { millis, seq } => {
+                let n = millis.div_ceil(ivr_media::audio::FRAME_MS) as usize;
+                self.channel.push(vec![Arc::clone(silence()); n], *seq);
+            }
+            Command::Beep { seq } => {
+                let tag = self.call.language().to_string();
+                let p = self.deployment.prompts.get(&tag, "_beep").cloned();
+                self.channel.push(p.into_iter().collect(), *seq);
+            }
+            Command::Announce {
+                position,
+                language,
+                seq,
+            } => {
+                let tag = self.lang(*language).to_string();
+                self.note(|| Note::Prompt(format!("#{position}")));
+                let ids = say::queue_position(Language::from_tag(&tag), u64::from(*position));
+                let prompts = self
+                    .deployment
+                    .prompts
+                    .fragments(&tag, &ids)
+                    .unwrap_or_default();
+                self.channel.push(prompts, *seq);
+            }
+            Command::StopPlayback => self.channel.stop(),
+            Command::StartTimer { id, at } => {
+                let wait = Duration::from_millis((*at - now).max(0) as u64);
+                self.timers.retain(|(i, _)| i != id);
+                self.timers.push((*id, Instant::now() + wait));
+            }
+            Command::CancelTimer { id } => self.timers.retain(|(i, _)| i != id),
+            Command::RunQuery { id, node, args, .. } => self.run_query(*id, *node, args),
+            Command::Transfer {
+                node,
+                priority,
+                attach,
+            } => self.start_transfer(*node, *priority, attach),
+            Command::CancelTransfer => self.end_transfer(super::agents::LeaveReason::MaxWait),
+            Command::StartRecording { node } => {
+                let flow = Arc::clone(self.call.flow());
+                if let Some(Body::Record(r)) =
+                    flow.program.nodes.get(*node as usize).map(|n| &n.body)
+                {
+                    let now = Instant::now();
+                    self.recording = Some(Recording {
+                        node: *node,
+                        save: r.save.clone(),
+                        started: now,
+                        max: Duration::from_millis(r.max_ms),
+                        silence: r.silence_ms.map(Duration::from_millis),
+                        last_voice: now,
+                        pcm: Vec::new(),
+                    });
+                }
+            }
+            Command::StopRecording => self.finish_recording(true),
+            Command::Hangup => self.hangup_by_flow = true,
+            Command::End { outcome } => {
+                if let Some(why) = self.call.fault_reason() {
+                    tracing::warn!("{why}");
+                }
+                tracing::info!(outcome = outcome.as_str(), "call ended");
+                self.note(|| Note::End(outcome.as_str()));
+            }
+        }
+    }
+
+    fn run_query(&mut self, id: u32, node: NodeId, args: &[ivr_engine::value::Value]) {
+        let flow = Arc::clone(self.call.flow());
+        let Some(Body::Lookup(l)) = flow.program.nodes.get(node as usize).map(|n| &n.body) else {
+            return;
+        };
+        let tx = self.internal.clone();
+        let Some(db) = self.db.clone() else {
+            let _ = tx.send(Internal::QueryDone {
+                id,
+                result: QueryResult::Error("no database".into()),
+            });
+            return;
+        };
+        let name = l.query.clone();
+        let timeout = Duration::from_millis(l.timeout_ms);
+        let args = args.to_vec();
+        tokio::spawn(async move {
+            let result = db.run(&name, &args, Some(timeout)).await;
+            if let QueryResult::Error(e) = &result {
+                tracing::warn!(query = %name, error = %e, "lookup failed");
+            }
+            let _ = tx.send(Internal::QueryDone { id, result });
+        });
+    }
+
+    /// Ends the recording in progress: its WAV file is written in the background and named in
+    /// the call record; `report` feeds the engine `RecordingDone` (not when the call ends).
+    fn finish_recording(&mut self, report: bool) {
+        let Some(r) = self.recording.take() else {
+            return;
+        };
+        let length_ms = r.started.elapsed().as_millis() as u64;
+        let safe: String = self
+            .call
+            .info()
+            .id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(80)
+            .collect();
+        let node = self
+            .call
+            .flow()
+            .program
+            .nodes
+            .get(r.node as usize)
+            .map_or("record", |n| n.name.as_str())
+            .replace('.', "_");
+        let dir = self.recordings_dir.join(&r.save);
+        let path = dir.join(format!("{safe}-{node}-{}.wav", random_u64() % 1_000_000));
+        if let Some(rec) = &mut self.recorder {
+            rec.set_recording_file(Some(path.display().to_string()));
+        }
+        // Time without the caller's audio (no packets, or a codec we cannot hear) is silence
+        // in the file, so the file is as long as its record says.
+        let mut pcm = r.pcm;
+        let samples =
+            (length_ms as usize).saturating_mul(ivr_media::audio::SAMPLE_RATE as usize) / 1000;
+        if pcm.len() < samples {
+            pcm.resize(samples, 0);
+        }
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = std::fs::create_dir_all(&dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| ivr_media::audio::write_wav(&path, &pcm))
+            {
+                tracing::error!(error = %e, "recording not saved");
+            }
+        });
+        if report {
+            self.pending.push_back(Event::RecordingDone { length_ms });
+        }
+    }
+
+    /// The next time something is due: an engine timer, the recording's end, the RTP timeout.
+    /// How long the call may go without the caller's RTP: `rtp_timeout` once the caller has
+    /// sent media (its media stopped: the phone or the network is gone); before any, the
+    /// longer [`NO_MEDIA_YET`] (a caller that sends no audio at all, as a test UAC without
+    /// media, is still bounded, not cut off after 30 s).
+    fn media_timeout(&self, rtp_timeout: Duration) -> Duration {
+        if self.heard_rtp {
+            rtp_timeout
+        } else {
+            rtp_timeout.max(NO_MEDIA_YET)
+        }
+    }
+
+    fn deadline(&self, rtp_timeout: Duration) -> Instant {
+        let mut next = self.last_rtp + self.media_timeout(rtp_timeout);
+        if self.quiet_hold {
+            next = Instant::now() + Duration::from_secs(3600);
+        }
+        for (_, t) in &self.timers {
+            next = next.min(*t);
+        }
+        if let Some(r) = &self.recording {
+            next = next.min(r.started + r.max);
+            if let Some(s) = r.silence {
+                next = next.min(r.last_voice + s);
+            }
+        }
+        next
+    }
+
+    /// Runs what is due; false when the caller's media timed out.
+    fn on_deadline(&mut self, rtp_timeout: Duration) -> bool {
+        let now = Instant::now();
+        if let Some(r) = &self.recording {
+            let silent = r.silence.is_some_and(|s| now >= r.last_voice + s);
+            if now >= r.started + r.max || silent {
+                self.finish_recording(true);
+                self.feed_pending();
+            }
+        }
+        while let Some(i) = self.timers.iter().position(|(_, t)| *t <= now) {
+            let (id, _) = self.timers.remove(i);
+            self.feed(Event::Timer { id });
+        }
+        self.quiet_hold || now < self.last_rtp + self.media_timeout(rtp_timeout)
+    }
+
+    fn feed_pending(&mut self) {
+        if let Some(ev) = self.pending.pop_front() {
+            self.feed(ev);
+        }
+    }
+
+    fn on_rtp(&mut self, data: &[u8], from: SocketAddr) {
+        let Some(p) = rtp::parse(data) else {
+            return;
+        };
+        self.last_rtp = Instant::now();
+        self.heard_rtp = true;
+        // Symmetric RTP: answer where the caller's packets come from.
+        if self.latched != Some(from) {
+            self.latched = Some(from);
+            if self.remote.is_some() {
+                self.remote = Some(from);
+                self.channel.set_remote(Some(from));
+            }
+        }
+        if Some(p.header.payload_type) == self.event_pt {
+            if let Some(k) = self.detector.feed(p.header.timestamp, p.payload) {
+                self.feed(Event::Key(k));
+            }
+            return;
+        }
+        if p.header.payload_type == self.pt
+            && let Some(r) = &mut self.recording
+        {
+            let mut level: u32 = 0;
+            for &b in p.payload {
+                let s = self.law.decode(b);
+                level += u32::from(s.unsigned_abs());
+                r.pcm.push(s);
+            }
+            if !p.payload.is_empty() && level / p.payload.len() as u32 > VOICE_LEVEL {
+                r.last_voice = Instant::now();
+            }
+        }
+    }
+
+    fn on_media(&mut self, n: Negotiated) {
+        self.remote = if n.direction.remote_receives() {
+            n.remote
+        } else {
+            None
+        };
+        self.channel.set_remote(self.remote);
+        self.quiet_hold = !n.direction.remote_sends() || n.remote.is_none();
+        self.latched = None;
+        self.last_rtp = Instant::now();
+        self.event_pt = n.event_pt;
+        if (n.law, n.pt) != (self.law, self.pt) {
+            // The caller changed codec: prompts (and keys' detector) follow.
+            self.law = n.law;
+            self.pt = n.pt;
+            self.channel.set_codec(n.law, n.pt);
+        }
+        tracing::info!(
+            sending = self.remote.is_some(),
+            receiving = !self.quiet_hold,
+            "media updated"
+        );
+    }
+}
+
+/// Runs one call until it ends.
+pub async fn run(setup: Setup) {
+    let Setup {
+        info,
+        flow,
+        deployment,
+        mut port,
+        negotiated: n,
+        mut events,
+        core,
+        tag,
+        pacer,
+        db,
+        writer,
+        rtp_timeout,
+        recordings_dir,
+        running,
+        acd,
+        ports,
+        peer,
+        notes,
+        live_calls,
+        consoles,
+        sip,
+    } = setup;
+    let started = Instant::now();
+    let ended_tag = tag.clone();
+    let sockets = port.take_socket().and_then(|s| {
+        let send = s.try_clone().ok()?;
+        s.set_nonblocking(true).ok()?;
+        let recv = tokio::net::UdpSocket::from_std(s).ok()?;
+        Some((send, recv))
+    });
+    let Some((send_sock, sock)) = sockets else {
+        tracing::error!("no RTP socket");
+        let _ = core.send(CoreMsg::Ended {
+            tag: ended_tag,
+            bye: true,
+        });
+        running.fetch_sub(1, Ordering::Relaxed);
+        return;
+    };
+    let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+    let remote = if n.direction.remote_receives() {
+        n.remote
+    } else {
+        None
+    };
+    let channel = pacer.add(ChannelSpec {
+        socket: send_sock,
+        remote,
+        law: n.law,
+        payload_type: n.pt,
+        ssrc: random_u64() as u32,
+        seq: random_u64() as u16,
+        timestamp: random_u64() as u32,
+        events: media_tx,
+    });
+    let clock = Clock::new();
+    let recorder = writer.map(|w| CallRecorder::new(w, Arc::clone(&flow), &info, clock.now()));
+    let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
+    let (queue_tx, mut queue_rx) = mpsc::unbounded_channel();
+    tracing::info!(
+        caller = %info.caller,
+        called = %info.called,
+        flow = %flow.program.name,
+        codec = ?n.law,
+        "call answered"
+    );
+    let live_key = live_calls.start(info.channel, &flow);
+    let mut d = Driver {
+        call: Call::new(flow, info),
+        clock,
+        deployment,
+        channel,
+        recorder,
+        db,
+        internal: internal_tx,
+        out: Vec::with_capacity(16),
+        pending: VecDeque::new(),
+        timers: Vec::new(),
+        law: n.law,
+        pt: n.pt,
+        event_pt: n.event_pt,
+        detector: EventDetector::new(),
+        remote,
+        latched: None,
+        quiet_hold: !n.direction.remote_sends() || n.remote.is_none(),
+        last_rtp: Instant::now(),
+        heard_rtp: false,
+        recording: None,
+        recordings_dir,
+        hangup_by_flow: false,
+        core: core.clone(),
+        acd,
+        ports,
+        peer,
+        notes,
+        masked_input: false,
+        held_keys: VecDeque::new(),
+        queue_tx,
+        transfer: None,
+        leg: None,
+        leg_events: None,
+        leg_sock: None,
+        path: VecDeque::with_capacity(PATH_LEN),
+        last_pop: None,
+        consoles,
+        live_calls: (Arc::clone(&live_calls), live_key),
+        sip,
+    };
+    d.feed(Event::Start);
+    let mut buf = [0u8; 1500];
+    let mut leg_buf = [0u8; 1500];
+    let mut out_buf = [0u8; 1500];
+    // Why the loop ended: the caller hung up (no BYE from us), or we end it (BYE).
+    let mut send_bye = true;
+    let sleep = tokio::time::sleep_until(d.deadline(rtp_timeout).into());
+    tokio::pin!(sleep);
+    while !d.call.is_ended() {
+        sleep.as_mut().reset(d.deadline(rtp_timeout).into());
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(DialogEvent::Key(k)) => d.feed(Event::Key(k)),
+                Some(DialogEvent::Media(n)) => d.on_media(n),
+                Some(DialogEvent::Bye) | None => {
+                    send_bye = false;
+                    d.finish_recording(false);
+                    d.feed(Event::Hangup);
+                    break;
+                }
+                Some(DialogEvent::Terminate) => {
+                    d.finish_recording(false);
+                    d.feed(Event::Hangup);
+                    break;
+                }
+            },
+            m = media_rx.recv() => {
+                if let Some(MediaEvent::PlaybackDone { seq }) = m {
+                    d.feed(Event::PlaybackDone { seq });
+                }
+            }
+            m = internal_rx.recv() => match m {
+                Some(Internal::QueryDone { id, result }) => d.feed(Event::QueryDone { id, result }),
+                Some(Internal::Resolved { target, peer }) => match peer {
+                    Ok((peer, link)) if d.transfer.is_some() => d.dial(&target, peer, None, link),
+                    Ok(_) => {}
+                    Err(code) => {
+                        tracing::warn!(target = %target, code, "cannot reach where to send the call");
+                        d.leg_failed(code);
+                    }
+                },
+                None => {}
+            },
+            m = queue_rx.recv() => {
+                if let Some(ev) = m {
+                    d.on_queue_event(ev);
+                }
+            }
+            ev = leg_event(&mut d.leg_events) => match ev {
+                Some(ev) => d.on_leg_event(ev),
+                // The core forgot the leg without a word: treat it as a failure.
+                None => d.leg_failed(500),
+            },
+            r = leg_packet(&d.leg_sock, &mut leg_buf) => {
+                if let Ok((len, from)) = r {
+                    d.relay_to_caller(&leg_buf[..len], from, &sock, &mut out_buf);
+                }
+            }
+            r = sock.recv_from(&mut buf) => {
+                if let Ok((len, from)) = r {
+                    if d.bridged() {
+                        d.relay_to_leg(&buf[..len], &mut out_buf);
+                    } else {
+                        d.on_rtp(&buf[..len], from);
+                    }
+                }
+            }
+            () = &mut sleep => {
+                if !d.on_deadline(rtp_timeout) {
+                    tracing::info!("no RTP for {} s: ending the call", rtp_timeout.as_secs());
+                    d.finish_recording(false);
+                    d.feed(Event::Hangup);
+                    break;
+                }
+            }
+        }
+    }
+    // A queue place or a leg still open: give them up.
+    d.end_transfer(super::agents::LeaveReason::Hangup);
+    if let Some(r) = &mut d.recorder {
+        r.finish(d.clock.now());
+    }
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f32(),
+        by_flow = d.hangup_by_flow,
+        "call over"
+    );
+    live_calls.end(live_key, d.call.outcome());
+    drop(d);
+    drop(port);
+    let _ = core.send(CoreMsg::Ended {
+        tag: ended_tag,
+        bye: send_bye,
+    });
+    running.fetch_sub(1, Ordering::Relaxed);
+}

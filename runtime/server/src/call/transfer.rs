@@ -1,0 +1,487 @@
+//! A call's transfers: the queue's offers and the `to` target dialled as legs through the
+//! core (or the browser-agent hub), the ACD's confirmation of an answer, and the media bridge
+//! between the caller and whoever answered.
+
+use super::*;
+
+impl Driver {
+    /// The screen pop of the transfer node `node` with its attached values.
+    pub(super) fn screen_pop(
+        &self,
+        node: NodeId,
+        priority: i64,
+        attach: &[ivr_engine::value::Value],
+    ) -> ScreenPop {
+        let flow = self.call.flow();
+        let info = self.call.info();
+        let (queue, labels) = match flow.program.nodes.get(node as usize).map(|n| &n.body) {
+            Some(Body::Transfer(t)) => (
+                match &t.destination {
+                    Destination::Queue(q) => q.clone(),
+                    Destination::To(_) => String::new(),
+                },
+                t.attach
+                    .iter()
+                    .map(|(l, e)| (l.clone(), ivr_engine::reads_masked(e, flow)))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => (String::new(), Vec::new()),
+        };
+        ScreenPop {
+            call_id: info.id.clone(),
+            caller: info.caller.clone(),
+            called: info.called.clone(),
+            flow: flow.program.name.clone(),
+            queue,
+            priority,
+            // Masked input (a PIN, a card number) never leaves in a screen pop.
+            data: labels
+                .into_iter()
+                .zip(attach)
+                .map(|((l, masked), v)| (l, if masked { "***".into() } else { v.to_string() }))
+                .collect(),
+            path: self
+                .path
+                .iter()
+                .filter_map(|n| flow.program.nodes.get(*n as usize).map(|n| n.name.clone()))
+                .collect(),
+        }
+    }
+
+    pub(super) fn start_transfer(
+        &mut self,
+        node: NodeId,
+        priority: i64,
+        attach: &[ivr_engine::value::Value],
+    ) {
+        let flow = Arc::clone(self.call.flow());
+        let Some(Body::Transfer(t)) = flow.program.nodes.get(node as usize).map(|n| &n.body) else {
+            return;
+        };
+        let pop = self.screen_pop(node, priority, attach);
+        self.last_pop = Some(pop.clone());
+        match &t.destination {
+            Destination::Queue(queue) => {
+                let Some(acd) = self.acd.clone() else {
+                    self.pending
+                        .push_back(Event::Transfer(TransferUpdate::NoAgents));
+                    return;
+                };
+                let key = random_u64();
+                tracing::info!(queue = %queue, priority, "waiting for an agent");
+                self.transfer = Some(Transfer {
+                    key: Some(key),
+                    connected: false,
+                });
+                let _ = acd.send(AcdMsg::Enqueue {
+                    call: key,
+                    queue: queue.clone(),
+                    skills: t.skills.clone(),
+                    priority,
+                    pop: Box::new(pop),
+                    to: self.queue_tx.clone(),
+                });
+            }
+            Destination::To(target) => {
+                self.transfer = Some(Transfer {
+                    key: None,
+                    connected: false,
+                });
+                let tx = self.internal.clone();
+                if !target.contains(':') {
+                    // A bare number goes back to whoever sent us the call (the PBX or trunk),
+                    // on the same transport (over TCP, the same connection); a browser's call
+                    // has no such place.
+                    let Some(peer) = self.peer else {
+                        tracing::info!(target = %target, "a bare number cannot be dialled from a browser");
+                        self.transfer = None;
+                        self.pending
+                            .push_back(Event::Transfer(TransferUpdate::NoAgents));
+                        return;
+                    };
+                    let host = match peer.addr {
+                        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+                        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+                    };
+                    let transport = if peer.proto == Proto::Tcp {
+                        ";transport=tcp"
+                    } else {
+                        ""
+                    };
+                    let target = format!("sip:{target}@{host}{transport}");
+                    let _ = tx.send(Internal::Resolved {
+                        target,
+                        peer: Ok((peer, None)),
+                    });
+                    return;
+                }
+                let (target, sip) = (target.clone(), self.sip.clone());
+                tokio::spawn(async move {
+                    let peer = resolve(&target, sip.as_ref()).await;
+                    let _ = tx.send(Internal::Resolved { target, peer });
+                });
+            }
+        }
+    }
+
+    /// Places the leg of a transfer: to `target` at `peer`, for `agent` (queue transfers).
+    /// `link` is the TCP connection opened for it, kept until the leg ends.
+    pub(super) fn dial(
+        &mut self,
+        target: &str,
+        peer: Peer,
+        agent: Option<String>,
+        link: Option<TcpLink>,
+    ) {
+        self.hang_up_leg();
+        let Some(mut port) = self.ports.allocate() else {
+            tracing::warn!("no free RTP port for the transfer");
+            self.leg_failed(503);
+            return;
+        };
+        let sock = port.take_socket().and_then(|s| {
+            s.set_nonblocking(true).ok()?;
+            tokio::net::UdpSocket::from_std(s).ok()
+        });
+        let Some(sock) = sock else {
+            self.leg_failed(503);
+            return;
+        };
+        let headers = self
+            .last_pop
+            .as_ref()
+            .map(ScreenPop::headers)
+            .unwrap_or_default();
+        let tag = ivr_sip::message::new_tag();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tracing::info!(target, agent = agent.as_deref().unwrap_or("-"), "calling");
+        let console = agent_hub::agent_of(target).is_some();
+        if console {
+            match (&self.consoles, sock.local_addr()) {
+                (Some(hub), Ok(rtp)) => hub.offer(BrowserLeg {
+                    tag: tag.clone(),
+                    agent: agent.clone().unwrap_or_default(),
+                    pop: self.last_pop.clone().unwrap_or_default(),
+                    rtp,
+                    events: tx,
+                }),
+                _ => {
+                    let _ = tx.send(LegEvent::Failed(480));
+                }
+            }
+        } else {
+            let _ = self.core.send(CoreMsg::Dial(Box::new(Dial {
+                tag: tag.clone(),
+                target: target.to_string(),
+                peer,
+                from_user: self.call.info().caller.clone(),
+                headers,
+                port: port.port(),
+                events: tx,
+            })));
+        }
+        self.leg = Some(Leg {
+            tag,
+            agent,
+            _port: port,
+            remote: None,
+            side: None,
+            connected: false,
+            console,
+            _link: link,
+        });
+        self.leg_events = Some(rx);
+        self.leg_sock = Some(sock);
+    }
+
+    /// The leg could not be placed or was refused with `code`.
+    pub(super) fn leg_failed(&mut self, code: u16) {
+        self.drop_leg();
+        let Some(t) = &self.transfer else { return };
+        match (t.key, &self.acd) {
+            (Some(key), Some(acd)) => {
+                let why = match code {
+                    486 | 600 | 603 => Decline::Busy,
+                    408 | 480 | 487 => Decline::NoAnswer,
+                    _ => Decline::Failed,
+                };
+                let _ = acd.send(AcdMsg::Declined(key, why));
+            }
+            _ => {
+                let update = if matches!(code, 486 | 600 | 603) {
+                    TransferUpdate::Busy
+                } else {
+                    TransferUpdate::NoAgents
+                };
+                self.transfer = None;
+                self.pending.push_back(Event::Transfer(update));
+                self.feed_pending();
+            }
+        }
+    }
+
+    pub(super) fn drop_leg(&mut self) {
+        self.leg = None;
+        self.leg_events = None;
+        self.leg_sock = None;
+        // The pacer speaks to the caller again.
+        self.channel.set_remote(self.remote);
+    }
+
+    /// Hangs up the leg, if any (CANCEL or BYE through the core).
+    pub(super) fn hang_up_leg(&mut self) {
+        if let Some(l) = &self.leg {
+            match &self.consoles {
+                Some(hub) if l.console => hub.end_leg(&l.tag),
+                _ => {
+                    let _ = self.core.send(CoreMsg::EndLeg { tag: l.tag.clone() });
+                }
+            }
+        }
+        self.drop_leg();
+    }
+
+    /// The transfer is over on our side (max_wait, the caller hung up, the call ends).
+    pub(super) fn end_transfer(&mut self, why: crate::agents::LeaveReason) {
+        // The leg first: a console hears its offer withdrawn before the ACD frees its agent
+        // (and its page hears "available").
+        self.hang_up_leg();
+        if let Some(t) = self.transfer.take()
+            && let (Some(key), Some(acd)) = (t.key, &self.acd)
+        {
+            let msg = if t.connected {
+                AcdMsg::ConversationOver(key)
+            } else {
+                AcdMsg::Leave(key, why)
+            };
+            let _ = acd.send(msg);
+        }
+    }
+
+    pub(super) fn on_queue_event(&mut self, ev: QueueEvent) {
+        if self.transfer.is_none() {
+            return;
+        }
+        match ev {
+            QueueEvent::Offer {
+                agent,
+                contact,
+                conn,
+            } => {
+                let peer = Peer {
+                    addr: contact.addr,
+                    proto: if contact.tcp { Proto::Tcp } else { Proto::Udp },
+                    conn,
+                };
+                tracing::info!(agent = %agent, "offered to an agent");
+                self.dial(&contact.uri, peer, Some(agent), None);
+            }
+            QueueEvent::Cancel { agent } => {
+                // Only for the leg it was offered on (a newer offer may be ringing already).
+                if self.leg.as_ref().and_then(|l| l.agent.as_deref()) == Some(agent.as_str()) {
+                    tracing::info!(agent = %agent, "no answer in time; trying another agent");
+                    self.hang_up_leg();
+                }
+            }
+            QueueEvent::Connected => self.connect(),
+            QueueEvent::Position(n) => self.feed(Event::Transfer(TransferUpdate::Position(n))),
+            QueueEvent::NoAgents => {
+                self.transfer = None;
+                self.hang_up_leg();
+                self.feed(Event::Transfer(TransferUpdate::NoAgents));
+            }
+        }
+    }
+
+    pub(super) fn on_leg_event(&mut self, ev: LegEvent) {
+        match ev {
+            LegEvent::Ringing => tracing::debug!("the callee's phone rings"),
+            LegEvent::Answered(n) | LegEvent::Media(n) => {
+                let answered = matches!(self.leg.as_ref(), Some(l) if l.side.is_none());
+                if let Some(l) = &mut self.leg {
+                    l.remote = if n.direction.remote_receives() {
+                        n.remote
+                    } else {
+                        None
+                    };
+                    l.side = Some(Side {
+                        law: n.law,
+                        pt: n.pt,
+                        event_pt: n.event_pt,
+                    });
+                }
+                if !answered {
+                    return;
+                }
+                let agent = self.leg.as_ref().and_then(|l| l.agent.clone());
+                match (self.transfer.as_ref().and_then(|t| t.key), &self.acd, agent) {
+                    // The ACD decides whether the answer counts (it may have moved on).
+                    (Some(call), Some(acd), Some(agent)) => {
+                        let _ = acd.send(AcdMsg::Answered { call, agent });
+                    }
+                    _ => self.connect(),
+                }
+            }
+            LegEvent::Failed(code) => {
+                tracing::info!(code, "the transfer's call failed");
+                self.leg_failed(code);
+            }
+            LegEvent::Bye => {
+                tracing::info!("the agent hung up");
+                self.drop_leg();
+                if let Some(t) = self.transfer.take()
+                    && let (Some(key), Some(acd)) = (t.key, &self.acd)
+                {
+                    let _ = acd.send(AcdMsg::ConversationOver(key));
+                }
+                self.feed(Event::Transfer(TransferUpdate::AgentHungUp));
+            }
+        }
+    }
+
+    /// The callee answered and the answer counts: bridge the media, tell the flow.
+    pub(super) fn connect(&mut self) {
+        let Some(l) = &mut self.leg else { return };
+        if l.side.is_none() || l.connected {
+            return;
+        }
+        l.connected = true;
+        let agent = l.agent.clone();
+        tracing::info!(agent = agent.as_deref().unwrap_or("-"), "connected");
+        if let Some(t) = &mut self.transfer {
+            t.connected = true;
+        }
+        // The bridge carries the audio now: the pacer stays quiet.
+        self.channel.stop();
+        self.channel.set_remote(None);
+        self.feed(Event::Transfer(TransferUpdate::Answered { agent }));
+    }
+
+    /// Whether the caller and the callee are connected (RTP relayed both ways).
+    pub(super) fn bridged(&self) -> bool {
+        self.leg.as_ref().is_some_and(|l| l.connected)
+    }
+
+    /// Relays a packet of the caller's to the callee.
+    pub(super) fn relay_to_leg(&mut self, data: &[u8], out: &mut [u8]) {
+        self.last_rtp = Instant::now();
+        self.heard_rtp = true;
+        let (Some(l), Some(sock)) = (&self.leg, &self.leg_sock) else {
+            return;
+        };
+        let (Some(to), Some(remote)) = (l.side, l.remote) else {
+            return;
+        };
+        let from = Side {
+            law: self.law,
+            pt: self.pt,
+            event_pt: self.event_pt,
+        };
+        if let Some(n) = bridge::relay(data, from, to, out) {
+            let _ = sock.try_send_to(&out[..n], remote);
+        }
+    }
+
+    /// Relays a packet of the callee's to the caller (over the caller's socket).
+    pub(super) fn relay_to_caller(
+        &mut self,
+        data: &[u8],
+        from_addr: SocketAddr,
+        caller_sock: &tokio::net::UdpSocket,
+        out: &mut [u8],
+    ) {
+        let Some(l) = &mut self.leg else { return };
+        let (Some(from), true) = (l.side, l.connected) else {
+            return;
+        };
+        // Symmetric RTP on the callee's side too.
+        if l.remote.is_some() && l.remote != Some(from_addr) {
+            l.remote = Some(from_addr);
+        }
+        let Some(remote) = self.remote else { return };
+        let to = Side {
+            law: self.law,
+            pt: self.pt,
+            event_pt: self.event_pt,
+        };
+        if let Some(n) = bridge::relay(data, from, to, out) {
+            let _ = caller_sock.try_send_to(&out[..n], remote);
+        }
+    }
+}
+
+/// Where a `transfer to` URI is sent: its host and port (5060 by default), looked up when it
+/// is a name, over UDP, or over a new TCP connection for `;transport=tcp` (RFC 3263's
+/// NAPTR/SRV steps are not taken: name the port). `Err`: the status the leg fails with, 404
+/// when the host is not found, 503 when it does not accept the connection (RFC 3261 8.1.3.1).
+pub(super) async fn resolve(
+    target: &str,
+    sip: Option<&crate::transport::Sender>,
+) -> Result<(Peer, Option<TcpLink>), u16> {
+    let uri = rsip::Uri::try_from(target).map_err(|_| 404u16)?;
+    let proto = match uri
+        .params
+        .iter()
+        .find_map(|p| match p {
+            rsip::Param::Transport(t) => Some(t.to_string().to_ascii_lowercase()),
+            _ => None,
+        })
+        .as_deref()
+    {
+        Some("tcp") => Proto::Tcp,
+        _ => Proto::Udp,
+    };
+    let host = uri.host_with_port.host.to_string();
+    let port = uri.host_with_port.port.map_or(5060, |p| *p.value());
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let addr = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or(404u16)?,
+    };
+    match (proto, sip) {
+        (Proto::Tcp, Some(sip)) => match sip.connect(addr).await {
+            Ok(link) => Ok((link.peer, Some(link))),
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot connect over TCP");
+                Err(503)
+            }
+        },
+        (Proto::Tcp, None) => Err(503),
+        (Proto::Udp, _) => Ok((
+            Peer {
+                addr,
+                proto: Proto::Udp,
+                conn: 0,
+            },
+            None,
+        )),
+    }
+}
+
+/// Waits for the next event of the leg, if there is one.
+pub(super) async fn leg_event(
+    rx: &mut Option<mpsc::UnboundedReceiver<LegEvent>>,
+) -> Option<LegEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the next packet on the leg's socket, if there is one.
+pub(super) async fn leg_packet(
+    sock: &Option<tokio::net::UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match sock {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,319 @@
+//! The supervisor's dashboard on the HTTP interface of `ivr serve`, and the series of
+//! `/metrics` that come from the same figures:
+//!
+//! - `GET /dashboard`: the page (`dashboard.html`, shipped in the binary; no build step);
+//! - `GET /dashboard/state`: what the page shows, as JSON (for scripts);
+//! - `GET /dashboard/ws`: a WebSocket that pushes the same JSON once a second and whenever a
+//!   call starts, moves to another node or ends, and when an agent or a queue changes (at
+//!   most every [`MIN_PUSH`]).
+//!
+//! The state: calls in progress by flow and node and by channel, calls started, ended by
+//! outcome and per second ([`LiveCalls`]); each queue's waiting calls, longest wait, today's
+//! answered and abandoned calls and service level (the ACD task); agents by state; the live
+//! flow version and the last reload (from [`Live::status`]); the pacer's late ticks and
+//! frames. No caller numbers, call ids or attached data: only counts, names of flows, nodes,
+//! queues and agents.
+
+use super::agents::{AcdHandle, AcdMsg, AcdSnapshot};
+use super::live_calls::LiveCalls;
+use crate::live::Live;
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use ivr_acd::AgentState;
+use ivr_media::pacer::PacerStats;
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The page.
+const PAGE: &str = include_str!("dashboard.html");
+/// A WebSocket gets the state at least this often.
+pub const PUSH_EVERY: Duration = Duration::from_secs(1);
+/// And on changes, but not more often than this.
+pub const MIN_PUSH: Duration = Duration::from_millis(200);
+/// How long the state waits for the ACD task.
+const ACD_WAIT: Duration = Duration::from_secs(2);
+
+/// The agent states, in the order the dashboard and `/metrics` list them.
+pub const AGENT_STATES: [AgentState; 6] = [
+    AgentState::Available,
+    AgentState::Ringing,
+    AgentState::OnCall,
+    AgentState::WrapUp,
+    AgentState::Away,
+    AgentState::Offline,
+];
+
+/// The name of an agent state as the JSON says it.
+pub fn state_name(s: AgentState) -> &'static str {
+    match s {
+        AgentState::Offline => "offline",
+        AgentState::Available => "available",
+        AgentState::Ringing => "ringing",
+        AgentState::OnCall => "on_call",
+        AgentState::WrapUp => "wrap_up",
+        AgentState::Away => "away",
+    }
+}
+
+/// What the dashboard reads.
+pub struct Dashboard {
+    /// The live deployment and its reloads.
+    pub live: Arc<Live>,
+    /// The ACD task (queues, agents).
+    pub acd: AcdHandle,
+    /// Calls in progress.
+    pub calls: Arc<LiveCalls>,
+    /// The pacer's counters.
+    pub pacer: Arc<PacerStats>,
+    /// Ticks when agents or queues may have changed.
+    pub acd_changes: super::agents::AcdChanges,
+}
+
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dashboard")
+    }
+}
+
+impl Dashboard {
+    async fn acd(&self) -> Option<AcdSnapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.acd.send(AcdMsg::Status(tx)).ok()?;
+        tokio::time::timeout(ACD_WAIT, rx).await.ok()?.ok()
+    }
+
+    /// The dashboard's state (`GET /dashboard/state`, the WebSocket's messages).
+    pub async fn state(&self) -> Value {
+        let calls = self.calls.snapshot();
+        let acd = self.acd().await;
+        let now = super::call::local_now();
+        let (queues, agents, by_state) = match &acd {
+            Some(a) => {
+                let queues: Vec<Value> = a
+                    .status
+                    .queues
+                    .iter()
+                    .map(|q| {
+                        let today = a.today.get(&q.name).cloned().unwrap_or_default();
+                        json!({
+                            "name": q.name,
+                            "waiting": q.waiting,
+                            "longest_wait_ms": q.longest_wait_ms,
+                            "offered": q.offered,
+                            "answered": q.answered,
+                            "abandoned": q.abandoned,
+                            "no_agents": q.no_agents,
+                            "today": today,
+                        })
+                    })
+                    .collect();
+                let agents: Vec<Value> = a
+                    .status
+                    .agents
+                    .iter()
+                    .map(|g| {
+                        json!({
+                            "id": g.id,
+                            "name": g.name,
+                            "state": g.state,
+                            "for_ms": (now - g.since).max(0),
+                            "calls_answered": g.calls_answered,
+                        })
+                    })
+                    .collect();
+                let by_state: serde_json::Map<String, Value> = AGENT_STATES
+                    .iter()
+                    .map(|s| {
+                        let n = a.status.agents.iter().filter(|g| g.state == *s).count();
+                        (state_name(*s).to_string(), json!(n))
+                    })
+                    .collect();
+                (queues, agents, Value::Object(by_state))
+            }
+            None => (Vec::new(), Vec::new(), Value::Null),
+        };
+        let status = self.live.status();
+        json!({
+            "at": chrono::Utc::now().to_rfc3339(),
+            "calls": calls,
+            "queues": queues,
+            "agents": { "by_state": by_state, "list": agents },
+            "acd_running": acd.is_some(),
+            "live": {
+                "version": status["version"],
+                "live_since": status["live_since"],
+                "flows": status["flows"],
+                "last_reload": status["last_reload"],
+                "reloads": status["reloads"],
+            },
+            "media": {
+                "packets": self.pacer.packets.load(Ordering::Relaxed),
+                "late_ticks": self.pacer.late_ticks.load(Ordering::Relaxed),
+                "late_packets": self.pacer.late_packets.load(Ordering::Relaxed),
+                "channels": self.pacer.channels.load(Ordering::Relaxed),
+            },
+        })
+    }
+
+    /// The samples of `ivr_calls_in_node` (calls in progress by flow and node), after the
+    /// family's HELP and TYPE lines.
+    pub fn metrics_calls_by_node(&self, out: &mut String) {
+        for n in self.calls.snapshot().by_node {
+            let _ = writeln!(
+                out,
+                "ivr_calls_in_node{{flow=\"{}\",node=\"{}\"}} {}",
+                label(&n.flow),
+                label(&n.node),
+                n.calls
+            );
+        }
+    }
+
+    /// The other series: calls started and ended, queues, agents, the pacer's lateness.
+    pub async fn metrics(&self, out: &mut String) {
+        let started = self.calls.started();
+        let ended = self.calls.ended();
+        let _ = write!(
+            out,
+            "# HELP ivr_calls_started_total Calls whose flow started, since start.\n\
+             # TYPE ivr_calls_started_total counter\n\
+             ivr_calls_started_total {started}\n\
+             # HELP ivr_calls_ended_total Calls whose flow ended, since start, by outcome.\n\
+             # TYPE ivr_calls_ended_total counter\n"
+        );
+        for (o, n) in super::live_calls::OUTCOMES.iter().zip(ended) {
+            let _ = writeln!(
+                out,
+                "ivr_calls_ended_total{{outcome=\"{}\"}} {n}",
+                o.as_str()
+            );
+        }
+        if let Some(a) = self.acd().await {
+            let _ = write!(
+                out,
+                "# HELP ivr_queue_waiting Calls waiting in each queue (ringing an agent or not).\n\
+                 # TYPE ivr_queue_waiting gauge\n"
+            );
+            for q in &a.status.queues {
+                let _ = writeln!(
+                    out,
+                    "ivr_queue_waiting{{queue=\"{}\"}} {}",
+                    label(&q.name),
+                    q.waiting
+                );
+            }
+            let _ = write!(
+                out,
+                "# HELP ivr_queue_longest_wait_seconds How long the longest-waiting call of each queue has waited.\n\
+                 # TYPE ivr_queue_longest_wait_seconds gauge\n"
+            );
+            for q in &a.status.queues {
+                let _ = writeln!(
+                    out,
+                    "ivr_queue_longest_wait_seconds{{queue=\"{}\"}} {:.3}",
+                    label(&q.name),
+                    q.longest_wait_ms as f64 / 1000.0
+                );
+            }
+            let _ = write!(
+                out,
+                "# HELP ivr_agents Agents by state.\n\
+                 # TYPE ivr_agents gauge\n"
+            );
+            for s in AGENT_STATES {
+                let n = a.status.agents.iter().filter(|g| g.state == s).count();
+                let _ = writeln!(out, "ivr_agents{{state=\"{}\"}} {n}", state_name(s));
+            }
+        }
+        let p = &self.pacer;
+        let _ = write!(
+            out,
+            "# HELP ivr_rtp_packets_sent_total RTP packets of prompts sent by the pacer.\n\
+             # TYPE ivr_rtp_packets_sent_total counter\n\
+             ivr_rtp_packets_sent_total {}\n\
+             # HELP ivr_rtp_late_ticks_total Pacer ticks that started more than 2 ms after their slot.\n\
+             # TYPE ivr_rtp_late_ticks_total counter\n\
+             ivr_rtp_late_ticks_total {}\n\
+             # HELP ivr_rtp_late_packets_total RTP packets sent more than 5 ms after their slot.\n\
+             # TYPE ivr_rtp_late_packets_total counter\n\
+             ivr_rtp_late_packets_total {}\n",
+            p.packets.load(Ordering::Relaxed),
+            p.late_ticks.load(Ordering::Relaxed),
+            p.late_packets.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// A label value in the Prometheus text format (backslash, quote and newline escaped).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The routes.
+pub fn router(d: Arc<Dashboard>) -> Router {
+    Router::new()
+        .route("/dashboard", get(page))
+        .route("/dashboard/state", get(state))
+        .route("/dashboard/ws", get(ws))
+        .with_state(d)
+}
+
+async fn page() -> impl IntoResponse {
+    Html(PAGE)
+}
+
+async fn state(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
+    axum::Json(d.state().await)
+}
+
+async fn ws(State(d): State<Arc<Dashboard>>, up: WebSocketUpgrade) -> Response {
+    up.on_upgrade(move |socket| push(d, socket))
+}
+
+/// Sends the state at once, then every [`PUSH_EVERY`] and after changes, until the page
+/// goes away.
+async fn push(d: Arc<Dashboard>, mut socket: WebSocket) {
+    let mut changes = d.calls.subscribe();
+    let mut acd_changes = d.acd_changes.clone();
+    let mut tick = tokio::time::interval(PUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.reset();
+    loop {
+        // Seen before the state is read: a change while it is read is pushed next.
+        changes.mark_unchanged();
+        acd_changes.mark_unchanged();
+        let text = d.state().await.to_string();
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
+        let sent = tokio::time::Instant::now();
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = changes.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                tokio::time::sleep_until(sent + MIN_PUSH).await;
+            }
+            r = acd_changes.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                tokio::time::sleep_until(sent + MIN_PUSH).await;
+            }
+            m = socket.recv() => match m {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The HTTP interface of `ivr serve` (`[server] http`, `--http`): `GET /status`, the live
+//! version and the last reload attempt with its diagnostics (JSON), and `GET /metrics`, a few
+//! counters in the Prometheus text format (with the series of [`super::dashboard`]). Calls
+//! from the browser (the phone page, `POST /calls/ROUTE`, ...) are [`super::browser`]'s
+//! routes, and the dashboard's (`/dashboard`) its own; both are merged in here.
+
+use crate::live::Live;
+use crate::ua::CoreStats;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The live deployment and the reload history.
+    pub live: Arc<Live>,
+    /// Counters of the user-agent core.
+    pub stats: Arc<CoreStats>,
+    /// Calls whose flow is running.
+    pub running: Arc<AtomicUsize>,
+    /// Calls from the browser.
+    pub browser: Option<Arc<super::browser::Browser>>,
+    /// Agents and queues (`/agents`).
+    pub agents: Option<super::agent_api::AgentApi>,
+    /// The dashboard (`/dashboard`) and the series of `/metrics` it shares.
+    pub dashboard: Option<Arc<super::dashboard::Dashboard>>,
+}
+
+/// The routes.
+pub fn router(state: HttpState) -> Router {
+    let browser = state.browser.clone();
+    let agents = state.agents.clone();
+    let dashboard = state.dashboard.clone();
+    let r = Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    let r = match agents {
+        Some(a) => r.merge(super::agent_api::router(a)),
+        None => r,
+    };
+    let r = match dashboard {
+        Some(d) => r.merge(super::dashboard::router(d)),
+        None => r,
+    };
+    match browser {
+        Some(b) => r.merge(super::browser::router(b)),
+        None => r,
+    }
+}
+
+async fn status(State(s): State<HttpState>) -> impl IntoResponse {
+    axum::Json(s.live.status())
+}
+
+async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    let mut out = String::new();
+    let (ok, failed) = s.live.counts();
+    let version = s.live.current().version.clone();
+    let _ = write!(
+        out,
+        "# HELP ivr_calls_in_progress Calls whose flow is running.\n\
+         # TYPE ivr_calls_in_progress gauge\n\
+         ivr_calls_in_progress {}\n\
+         # HELP ivr_calls_in_node Calls in progress by flow and the node they are in.\n\
+         # TYPE ivr_calls_in_node gauge\n",
+        s.running.load(Ordering::Relaxed),
+    );
+    if let Some(d) = &s.dashboard {
+        d.metrics_calls_by_node(&mut out);
+    }
+    let _ = write!(
+        out,
+        "# HELP ivr_dialogs_active SIP dialogs now (ringing or answered).\n\
+         # TYPE ivr_dialogs_active gauge\n\
+         ivr_dialogs_active {}\n\
+         # HELP ivr_calls_answered_total Calls answered since start.\n\
+         # TYPE ivr_calls_answered_total counter\n\
+         ivr_calls_answered_total {}\n\
+         # HELP ivr_calls_refused_total INVITEs refused (4xx/5xx) since start.\n\
+         # TYPE ivr_calls_refused_total counter\n\
+         ivr_calls_refused_total {}\n\
+         # HELP ivr_reloads_total Reloads since start, by result.\n\
+         # TYPE ivr_reloads_total counter\n\
+         ivr_reloads_total{{result=\"ok\"}} {ok}\n\
+         ivr_reloads_total{{result=\"failed\"}} {failed}\n\
+         # HELP ivr_live_version_info The live deployment version.\n\
+         # TYPE ivr_live_version_info gauge\n\
+         ivr_live_version_info{{version=\"{version}\"}} 1\n\
+         # HELP ivr_webrtc_calls_active Calls from the browser now (connecting or running).\n\
+         # TYPE ivr_webrtc_calls_active gauge\n\
+         ivr_webrtc_calls_active {}\n",
+        s.stats.active.load(Ordering::Relaxed),
+        s.stats.answered.load(Ordering::Relaxed),
+        s.stats.refused.load(Ordering::Relaxed),
+        s.browser.as_ref().map_or(0, |b| b.active()),
+    );
+    if let Some(d) = &s.dashboard {
+        d.metrics(&mut out).await;
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}

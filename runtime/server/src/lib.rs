@@ -1,0 +1,536 @@
+//! `ivr serve`: the SIP/RTP runtime. Wires the live deployment (hot reload), the data layer
+//! and its record writer, the pacer, the RTP port pool, the SIP transports and the user-agent
+//! core, admits calls (route, SDP answer, port) and runs each one as a [`call`] task.
+//! SIGHUP reloads; SIGINT/SIGTERM stop taking calls and let the current ones finish until the
+//! drain deadline, then end them (BYE) and write every record before exiting.
+
+pub mod agent_api;
+pub mod agent_console;
+pub mod agent_hub;
+pub mod agents;
+pub mod browser;
+pub mod call;
+pub mod catalog;
+pub mod dashboard;
+pub mod deploy;
+pub mod http;
+pub mod live;
+pub mod live_calls;
+pub mod queue_day;
+pub mod transport;
+pub mod ua;
+
+use crate::live::Live;
+use crate::ua::{Admitted, Calls, Core, CoreMsg, CoreOptions, NewCall};
+use ivr_data as data;
+use ivr_data::records::{CallRecorder, RecordWriter, WriterOptions};
+use ivr_engine::{CallInfo, Channel};
+use ivr_media::pacer::Pacer;
+use ivr_media::ports::{PortPool, parse_range};
+use ivr_media::sdp;
+use ivr_sip::message::{self, random_u64};
+use ivr_sip::registrar::Registrar;
+use ivr_sip::transaction::Timers;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// Options of `ivr serve` (the command line over `[server]`).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// `--config`
+    pub config: Option<PathBuf>,
+    /// `--sip ADDR` (else `[server] sip`).
+    pub sip: Option<String>,
+    /// `--http ADDR` (else `[server] http`): `GET /status` and `GET /metrics`.
+    pub http: Option<String>,
+    /// Reload when files change (`--no-watch` turns it off).
+    pub watch: bool,
+    /// Ring this long before answering (`--answer-after`).
+    pub answer_after: Duration,
+    /// How long current calls may go on after a shutdown signal (`--drain`).
+    pub drain: Duration,
+    /// End a call after this long without RTP from the caller.
+    pub rtp_timeout: Duration,
+    /// Pacer threads (0: one per core).
+    pub pacer_threads: usize,
+    /// Override `[server] max_calls`.
+    pub max_calls: Option<u32>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            config: None,
+            sip: None,
+            http: None,
+            watch: true,
+            answer_after: Duration::ZERO,
+            drain: Duration::from_secs(30),
+            rtp_timeout: Duration::from_secs(30),
+            pacer_threads: 0,
+            max_calls: None,
+        }
+    }
+}
+
+struct App {
+    live: Arc<Live>,
+    /// The database with each deployment's catalog.
+    catalogs: Arc<catalog::Catalogs>,
+    writer: Option<RecordWriter>,
+    pacer: Pacer,
+    ports: Arc<PortPool>,
+    core: mpsc::UnboundedSender<CoreMsg>,
+    rtp_timeout: Duration,
+    running: Arc<AtomicUsize>,
+    acd: agents::AcdHandle,
+    live_calls: Arc<live_calls::LiveCalls>,
+    consoles: Arc<agent_hub::AgentHub>,
+    /// The SIP transport (TCP transfers open their connections there).
+    sip: crate::transport::Sender,
+}
+
+impl Calls for App {
+    fn admit(&mut self, c: NewCall<'_>) -> Result<Admitted, u16> {
+        let deployment = self.live.current();
+        let uri = c.request.uri.to_string();
+        let called = match message::user_of(&uri) {
+            "" => message::user_of(message::uri_of(
+                message::value(&c.request.headers, "To").unwrap_or_default(),
+            ))
+            .to_string(),
+            u => u.to_string(),
+        };
+        let Some((_, flow)) = deployment.flow_for(&called) else {
+            if deployment.routes_to_not_started(&called) {
+                tracing::warn!(%called, "the flow of this number is not started (see the log)");
+                return Err(480);
+            }
+            tracing::info!(%called, "no route");
+            return Err(404);
+        };
+        let flow = Arc::clone(flow);
+        // No offer in the INVITE (late offer): we offer in the 200 and the ACK answers.
+        let n = match c.offer {
+            Some(o) => Some(sdp::negotiate(o).map_err(|_| 488u16)?),
+            None => None,
+        };
+        let Some(port) = self.ports.allocate() else {
+            tracing::warn!("no free RTP port");
+            return Err(503);
+        };
+        let from_uri =
+            message::uri_of(message::value(&c.request.headers, "From").unwrap_or_default());
+        let caller = message::user_of(from_uri);
+        // A withheld number (RFC 3323: `anonymous@anonymous.invalid`, or no user part) is the
+        // empty caller the flows test with `caller == ""`.
+        let withheld = caller.eq_ignore_ascii_case("anonymous")
+            || from_uri.to_ascii_lowercase().contains("@anonymous.invalid");
+        let caller: String = if withheld {
+            String::new()
+        } else {
+            caller.chars().take(64).collect()
+        };
+        let info = CallInfo {
+            id: c.facts.call_id.chars().take(128).collect(),
+            caller,
+            called,
+            channel: Channel::Sip,
+        };
+        let session_id = random_u64() >> 1;
+        let answer = match (c.offer, &n) {
+            (Some(o), Some(n)) => sdp::answer(o, n, c.local_ip, port.port(), session_id, 1),
+            _ => sdp::offer(c.local_ip, port.port(), session_id, 1),
+        };
+        // The record of a call that ends before its flow starts (CANCEL, no ACK, ...).
+        let unserved = {
+            let (writer, flow, info) = (self.writer.clone(), Arc::clone(&flow), info.clone());
+            let arrived = call::local_now();
+            move |outcome: &'static str| {
+                if let Some(w) = writer {
+                    CallRecorder::new(w, flow, &info, arrived).unserved(outcome, call::local_now());
+                }
+            }
+        };
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let span = tracing::info_span!("call", id = %info.id);
+        let port_no = port.port();
+        let mut setup = call::Setup {
+            info,
+            flow,
+            deployment: Arc::clone(&deployment),
+            port,
+            // Replaced by the ACK's answer for a late offer.
+            negotiated: n.unwrap_or(sdp::Negotiated {
+                index: 0,
+                law: ivr_media::audio::Law::Ulaw,
+                pt: 0,
+                event_pt: Some(sdp::DEFAULT_EVENT_PT),
+                remote: None,
+                direction: sdp::Direction::SendRecv,
+            }),
+            events: events_rx,
+            core: self.core.clone(),
+            tag: c.tag.to_string(),
+            pacer: self.pacer.clone(),
+            db: self.catalogs.for_deployment(&deployment),
+            writer: self.writer.clone(),
+            rtp_timeout: self.rtp_timeout,
+            recordings_dir: deployment.config.recordings_dir.clone(),
+            running: Arc::clone(&self.running),
+            acd: Some(self.acd.clone()),
+            ports: Arc::clone(&self.ports),
+            peer: Some(c.peer),
+            notes: None,
+            consoles: Some(Arc::clone(&self.consoles)),
+            live_calls: Arc::clone(&self.live_calls),
+            sip: Some(self.sip.clone()),
+        };
+        let running = Arc::clone(&self.running);
+        Ok(Admitted {
+            answer,
+            negotiated: n,
+            port: port_no,
+            events: events_tx,
+            start: Box::new(move |n| {
+                setup.negotiated = n;
+                running.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(call::run(setup).instrument(span));
+            }),
+            unserved: Box::new(unserved),
+        })
+    }
+}
+
+/// Runs `ivr serve` until a shutdown signal; `Err` with a message when it cannot start.
+pub fn run(opts: ServeOptions) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ivr")
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(serve(opts))
+}
+
+async fn serve(opts: ServeOptions) -> Result<(), String> {
+    let live = Live::start(opts.config.clone()).map_err(|f| f.to_string())?;
+    let _watch = if opts.watch {
+        match live.watch() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(error = %e, "not watching files for changes");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let deployment = live.current();
+    if !deployment.left_out.is_empty() {
+        eprint!("{}", deployment.left_out);
+        tracing::warn!("{}", deployment.left_out);
+    }
+    if !deployment.warnings.trim().is_empty() {
+        tracing::debug!("{}", deployment.warnings);
+    }
+    let server = deployment.config.server.clone();
+    let sip_text = opts.sip.clone().unwrap_or(server.sip.clone());
+    let sip_addr: SocketAddr = sip_text
+        .parse()
+        .map_err(|_| format!("the SIP address `{sip_text}` is not IP:PORT"))?;
+    let (lo, hi) = parse_range(&server.rtp_ports)?;
+    let max_calls = opts.max_calls.unwrap_or(server.max_calls) as usize;
+
+    let db = match data::open_configured(&deployment.config).await {
+        Ok(db) => Some(db),
+        Err(e) => {
+            tracing::error!(error = %e, "no database: lookups fail and calls are not recorded");
+            eprintln!("ivr serve: no database ({e}); lookups fail and calls are not recorded");
+            None
+        }
+    };
+    let writer = db.as_ref().map(|d| {
+        RecordWriter::start(
+            d.pool().clone(),
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        )
+    });
+    let threads = if opts.pacer_threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    } else {
+        opts.pacer_threads
+    };
+    let pacer = Pacer::start(threads).map_err(|e| format!("cannot start the pacer: {e}"))?;
+    let ports = PortPool::new(sip_addr.ip(), lo, hi);
+    let (in_tx, in_rx) = mpsc::channel(65_536);
+    let bound = transport::start(sip_addr, in_tx)
+        .await
+        .map_err(|e| format!("cannot listen on {sip_addr}: {e}"))?;
+    let (core_tx, core_rx) = mpsc::unbounded_channel();
+    let running = Arc::new(AtomicUsize::new(0));
+    let (acd, acd_changes) = agents::start(&deployment.config, writer.clone());
+    // Agents' browser consoles (`/agent`).
+    let consoles = agent_hub::AgentHub::new(acd.clone());
+    let live_calls = live_calls::LiveCalls::new();
+    // A new version going live brings its agents and queues to the ACD, and the agents'
+    // credentials to the registrar.
+    {
+        let (live, acd, core) = (Arc::clone(&live), acd.clone(), core_tx.clone());
+        let mut swaps = live.subscribe();
+        tokio::spawn(async move {
+            while swaps.changed().await.is_ok() {
+                let d = live.current();
+                let _ = core.send(CoreMsg::Credentials {
+                    realm: d.config.server.realm.clone(),
+                    credentials: agent_credentials(&d.config),
+                });
+                if acd
+                    .send(agents::AcdMsg::Reconfigure(Arc::new(d.config.clone())))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    let catalogs = Arc::new(catalog::Catalogs::new(db.clone()));
+    let app = App {
+        live: Arc::clone(&live),
+        catalogs: Arc::clone(&catalogs),
+        writer: writer.clone(),
+        pacer: pacer.clone(),
+        ports: Arc::clone(&ports),
+        core: core_tx.clone(),
+        rtp_timeout: opts.rtp_timeout,
+        running: Arc::clone(&running),
+        acd: acd.clone(),
+        live_calls: Arc::clone(&live_calls),
+        consoles: Arc::clone(&consoles),
+        sip: bound.sender.clone(),
+    };
+    // Agents' registrations go to the ACD.
+    let (reg_tx, mut reg_rx) = mpsc::unbounded_channel::<ivr_sip::registrar::Registration>();
+    {
+        let (acd, consoles) = (acd.clone(), Arc::clone(&consoles));
+        tokio::spawn(async move {
+            while let Some(r) = reg_rx.recv().await {
+                // A phone takes the agent over from its console; its unregistration leaves
+                // a console's binding alone.
+                if !consoles.sip_registration(&r.agent, !r.expires.is_zero()) {
+                    continue;
+                }
+                let msg = agents::AcdMsg::Registration {
+                    contact: agents::contact_of(&r),
+                    conn: r.peer.conn,
+                    agent: r.agent,
+                    expires: r.expires,
+                };
+                if acd.send(msg).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    // Browser calls count against `max_calls` in the SIP core, and SIP calls in the browser's.
+    let browser_calls = Arc::new(AtomicUsize::new(0));
+    let core = Core::new(
+        app,
+        bound.sender.clone(),
+        CoreOptions {
+            timers: Timers::default(),
+            max_calls,
+            elsewhere: Arc::clone(&browser_calls),
+            answer_after: opts.answer_after,
+            local: bound.udp_addr,
+            registrations: Some(reg_tx),
+        },
+    )
+    .with_registrar(Registrar::new(
+        server.realm.clone(),
+        agent_credentials(&deployment.config),
+    ));
+    let stats = core.stats();
+    tokio::spawn(core.run(in_rx, core_rx));
+    let browser = browser::Browser::new(browser::BrowserParts {
+        live: Arc::clone(&live),
+        catalogs,
+        writer: writer.clone(),
+        pacer: pacer.clone(),
+        ports: Arc::clone(&ports),
+        core: core_tx.clone(),
+        stats: Arc::clone(&stats),
+        rtp_timeout: opts.rtp_timeout,
+        running: Arc::clone(&running),
+        acd: acd.clone(),
+        max_calls,
+        active: browser_calls,
+        live_calls: Arc::clone(&live_calls),
+        consoles: Some(Arc::clone(&consoles)),
+        sip: Some(bound.sender.clone()),
+    });
+    // The HTTP interface: an explicit `--http` must bind; `[server] http` only warns.
+    let http_text = opts.http.clone().unwrap_or(server.http.clone());
+    let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
+    let http_addr = match tokio::net::TcpListener::bind(&http_text).await {
+        Ok(listener) => {
+            let addr = listener.local_addr().ok();
+            let agent_api = agent_api::AgentApi::new(acd.clone(), Arc::clone(&live));
+            let app = http::router(http::HttpState {
+                live: Arc::clone(&live),
+                stats: Arc::clone(&stats),
+                running: Arc::clone(&running),
+                browser: Some(Arc::clone(&browser)),
+                agents: Some(agent_api.clone()),
+                dashboard: Some(Arc::new(dashboard::Dashboard {
+                    live: Arc::clone(&live),
+                    acd: acd.clone(),
+                    calls: Arc::clone(&live_calls),
+                    pacer: Arc::clone(pacer.stats()),
+                    acd_changes: acd_changes.clone(),
+                })),
+            });
+            // The agent console (`/agent`).
+            let app = app.merge(agent_console::router(agent_console::Console::new(
+                agent_api.clone(),
+                Arc::clone(&consoles),
+                acd_changes,
+            )));
+            let mut stopped = http_stopped;
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::warn!(error = %e, "the HTTP interface stopped");
+                }
+            });
+            addr
+        }
+        Err(e) if opts.http.is_some() => {
+            return Err(format!("cannot serve HTTP on {http_text}: {e}"));
+        }
+        Err(e) => {
+            tracing::warn!(http = %http_text, error = %e, "no HTTP interface");
+            None
+        }
+    };
+    let routes: Vec<String> = deployment
+        .config
+        .routes
+        .iter()
+        .map(|(k, v)| format!("{k} → {v}"))
+        .collect();
+    println!(
+        "ivr serve: SIP on udp:{} and tcp:{}, RTP ports {lo}-{hi}, at most {max_calls} calls; \
+         HTTP on {}; version {}; routes: {}",
+        bound.udp_addr,
+        bound.tcp_addr,
+        http_addr.map_or_else(|| "none".to_string(), |a| a.to_string()),
+        deployment.version,
+        if routes.is_empty() {
+            "none".to_string()
+        } else {
+            routes.join(", ")
+        }
+    );
+
+    wait_for_shutdown(&live).await;
+    println!(
+        "ivr serve: stopping; {} call(s) may finish within {} s",
+        stats.active.load(Ordering::Relaxed) + browser.active(),
+        opts.drain.as_secs()
+    );
+    let _ = core_tx.send(CoreMsg::Drain);
+    browser.drain();
+    let deadline = Instant::now() + opts.drain;
+    while Instant::now() < deadline
+        && (stats.active.load(Ordering::Relaxed) > 0 || running.load(Ordering::Relaxed) > 0)
+    {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = second_signal() => break,
+        }
+    }
+    let _ = core_tx.send(CoreMsg::TerminateAll);
+    browser.terminate_all();
+    let _ = stop_http.send(true);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until && running.load(Ordering::Relaxed) > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Give the BYEs a moment on the wire.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    if let Some(w) = writer {
+        let s = w.shutdown().await;
+        println!(
+            "ivr serve: stopped; {} call(s) answered, {} record(s) written",
+            stats.answered.load(Ordering::Relaxed),
+            s.written
+        );
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_shutdown(live: &Arc<Live>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let live = Arc::clone(live);
+                let outcome = tokio::task::spawn_blocking(move || live.reload()).await;
+                let said = match outcome {
+                    Ok(crate::live::ReloadOutcome::Swapped { version }) => format!("version {version} live"),
+                    Ok(crate::live::ReloadOutcome::Unchanged) => "nothing changed".into(),
+                    Ok(crate::live::ReloadOutcome::Failed(f)) => {
+                        format!("failed with {} error(s); the live version stays", f.errors)
+                    }
+                    Err(e) => format!("failed: {e}"),
+                };
+                println!("ivr serve: reload on SIGHUP: {said}");
+            }
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_shutdown(_live: &Arc<Live>) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn second_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The registrar's credentials from a configuration: `[agents.ID] ha1` by agent id (agents
+/// without a valid `ha1` are left out; `ivr check` reports them).
+pub fn agent_credentials(
+    config: &ivr_compiler::config::Config,
+) -> std::collections::HashMap<String, String> {
+    config
+        .agents
+        .iter()
+        .filter(|(_, a)| a.ha1.len() == 32 && a.ha1.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(|(id, a)| (id.clone(), a.ha1.to_ascii_lowercase()))
+        .collect()
+}
