@@ -4,7 +4,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ivr_compiler::compile_flow;
 use ivr_engine::value::Value;
-use ivr_engine::{Call, CallInfo, Channel, Command, Event, Flow, QueryResult};
+use ivr_engine::{Call, CallInfo, Channel, Command, Event, Flow, Machine, QueryResult};
 use rust_decimal::Decimal;
 use std::hint::black_box;
 use std::path::Path;
@@ -52,7 +52,8 @@ fn one_call(flow: &Arc<Flow>, out: &mut Vec<Command>, keys: &[char]) -> u64 {
     let mut script = keys.iter();
     while let Some(ev) = pending.pop() {
         out.clear();
-        call.handle(ev, now, out);
+        call.handle_input(ev, now);
+        out.extend(std::iter::from_fn(|| call.poll_output()));
         events += 1;
         now += 20;
         let mut last_seq = None;
@@ -107,7 +108,8 @@ fn bench(c: &mut Criterion) {
     };
     let mut call = Call::new(Arc::clone(&flow), info);
     out.clear();
-    call.handle(Event::Start, 0, &mut out);
+    call.handle_input(Event::Start, 0);
+    out.extend(std::iter::from_fn(|| call.poll_output()));
     let (fixed, vars) = call.memory_bytes();
     println!(
         "engine/idle_call_bytes: {fixed} bytes per call + {vars} bytes of variables ({} variables); {per_call} events per scripted call",

@@ -18,7 +18,7 @@ use ivr_compiler::program::Body;
 use ivr_compiler::{CheckOptions, check};
 use ivr_data::connect::{self, Target};
 use ivr_data::{Database, Secret, demo};
-use ivr_engine::{Call, CallInfo, Channel, Command, Event, Flow, QueryResult};
+use ivr_engine::{Call, CallInfo, Channel, Command, Event, Flow, Machine, QueryResult};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
@@ -55,7 +55,8 @@ async fn feed(call: &mut Call, event: Event, db: &Database, tally: &mut Tally) {
     let mut out = Vec::new();
     while let Some(ev) = events.pop_front() {
         out.clear();
-        call.handle(ev, 0, &mut out);
+        call.handle_input(ev, 0);
+        out.extend(std::iter::from_fn(|| call.poll_output()));
         let mut last_seq = None;
         for c in &out {
             match c {

@@ -6,7 +6,9 @@ use crate::value::Value;
 use ivr_compiler::program::{
     Answers, Body, Collect, Destination, Edge, Expr, ExprKind, Jump, NodeId, Op, PromptId, Type,
 };
+use ivr_sansio::Machine;
 use rust_decimal::prelude::ToPrimitive;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Most keys kept as type-ahead while no node is collecting.
@@ -103,10 +105,13 @@ pub struct Call {
     seq: u32,
     playing: bool,
     next_timer: u32,
-    /// The collecting node's timer, the lookup's timeout, the queue's max_wait, announcements.
-    timer: Option<u32>,
-    wait_timer: Option<u32>,
-    announce_timer: Option<u32>,
+    /// The collecting node's timer, the lookup's timeout, the queue's max_wait, announcements:
+    /// each its id (the order timers were started in) and when it fires.
+    timer: Option<(u32, Millis)>,
+    wait_timer: Option<(u32, Millis)>,
+    announce_timer: Option<(u32, Millis)>,
+    /// Commands not yet taken out with `poll_output`, oldest first.
+    out: VecDeque<Command>,
     query: u32,
     question: u32,
     answers: Vec<Value>,
@@ -141,6 +146,7 @@ impl Call {
             timer: None,
             wait_timer: None,
             announce_timer: None,
+            out: VecDeque::new(),
             query: 0,
             question: 0,
             answers: Vec::new(),
@@ -270,38 +276,50 @@ impl Call {
         self.phase == Phase::Ended
     }
 
-    /// Handles one event at time `now`, appending the resulting commands to `out`.
-    pub fn handle(&mut self, event: Event, now: Millis, out: &mut Vec<Command>) {
+    /// Handles one event at time `now` ([`Machine::handle_input`]).
+    fn handle_event(&mut self, event: Event, now: Millis) {
         if self.phase == Phase::Ended {
             return;
         }
         self.hops = 0;
-        let mut cx = Cx { now, out };
+        let mut out = std::mem::take(&mut self.out);
+        let mut cx = Cx { now, out: &mut out };
+        self.dispatch(event, &mut cx);
+        self.out = out;
+    }
+
+    /// The timers that are set, each (id, when).
+    fn timers(&self) -> impl Iterator<Item = (u32, Millis)> {
+        [self.timer, self.wait_timer, self.announce_timer]
+            .into_iter()
+            .flatten()
+    }
+
+    fn dispatch(&mut self, event: Event, cx: &mut Cx) {
         match event {
             Event::Start => {
                 if self.phase == Phase::Idle {
                     let entry = self.flow.program.entry;
-                    self.enter(entry, &mut cx);
+                    self.enter(entry, cx);
                 }
             }
-            Event::Key(c) => self.on_key(c, &mut cx),
+            Event::Key(c) => self.on_key(c, cx),
             Event::PlaybackDone { seq } => {
                 if seq == self.seq && self.playing {
                     self.playing = false;
-                    self.on_drained(&mut cx);
+                    self.on_drained(cx);
                 }
             }
-            Event::Timer { id } => self.on_timer(id, &mut cx),
             Event::QueryDone { id, result } => {
                 if self.phase == Phase::Querying && id == self.query {
-                    self.cancel_timer(&mut cx);
-                    self.on_query(result, &mut cx);
+                    self.cancel_timer(cx);
+                    self.on_query(result, cx);
                 }
             }
-            Event::Transfer(update) => self.on_transfer(update, &mut cx),
+            Event::Transfer(update) => self.on_transfer(update, cx),
             Event::RecordingDone { .. } => {
                 if self.phase == Phase::Recording {
-                    self.leave_next(&mut cx);
+                    self.leave_next(cx);
                 }
             }
             Event::Hangup => {
@@ -310,13 +328,13 @@ impl Call {
                     self.abandoned = true;
                 }
                 if self.phase != Phase::Idle {
-                    cx.out.push(Command::Leave {
+                    cx.out.push_back(Command::Leave {
                         node,
                         by: Exit::CallerHangup,
                     });
                 }
-                self.cancel_all_timers(&mut cx);
-                self.finish(&mut cx);
+                self.cancel_all_timers(cx);
+                self.finish(cx);
             }
         }
     }
@@ -333,7 +351,7 @@ impl Call {
     fn play(&mut self, prompts: &[PromptId], cx: &mut Cx) {
         for &prompt in prompts {
             let seq = self.next_seq();
-            cx.out.push(Command::Play {
+            cx.out.push_back(Command::Play {
                 prompt,
                 language: self.language,
                 seq,
@@ -343,21 +361,17 @@ impl Call {
 
     fn stop_playback(&mut self, cx: &mut Cx) {
         if self.playing {
-            cx.out.push(Command::StopPlayback);
+            cx.out.push_back(Command::StopPlayback);
             self.playing = false;
         }
     }
 
-    fn start_timer(&mut self, after_ms: u64, cx: &mut Cx) -> u32 {
+    fn start_timer(&mut self, after_ms: u64, cx: &mut Cx) -> (u32, Millis) {
         self.next_timer = self.next_timer.wrapping_add(1);
         let at = cx
             .now
             .saturating_add(i64::try_from(after_ms).unwrap_or(i64::MAX / 2));
-        cx.out.push(Command::StartTimer {
-            id: self.next_timer,
-            at,
-        });
-        self.next_timer
+        (self.next_timer, at)
     }
 
     fn set_timer(&mut self, after_ms: u64, cx: &mut Cx) {
@@ -365,20 +379,14 @@ impl Call {
         self.timer = Some(self.start_timer(after_ms, cx));
     }
 
-    fn cancel_timer(&mut self, cx: &mut Cx) {
-        if let Some(id) = self.timer.take() {
-            cx.out.push(Command::CancelTimer { id });
-        }
+    fn cancel_timer(&mut self, _cx: &mut Cx) {
+        self.timer = None;
     }
 
     fn cancel_all_timers(&mut self, cx: &mut Cx) {
         self.cancel_timer(cx);
-        for id in [self.wait_timer.take(), self.announce_timer.take()]
-            .into_iter()
-            .flatten()
-        {
-            cx.out.push(Command::CancelTimer { id });
-        }
+        self.wait_timer = None;
+        self.announce_timer = None;
     }
 
     // -----------------------------------------------------------------------------------------
@@ -428,7 +436,7 @@ impl Call {
     /// actions run in order: its earlier prompts were said), then the call hangs up.
     fn fault(&mut self, cx: &mut Cx) {
         self.failed = true;
-        cx.out.push(Command::Leave {
+        cx.out.push_back(Command::Leave {
             node: self.node,
             by: Exit::Fault,
         });
@@ -447,12 +455,12 @@ impl Call {
         };
         self.outcome = Some(outcome);
         self.phase = Phase::Ended;
-        cx.out.push(Command::End { outcome });
+        cx.out.push_back(Command::End { outcome });
     }
 
     /// Leaves the current node by `by` and follows `edge`.
     fn follow(&mut self, edge: Edge, by: Exit, cx: &mut Cx) {
-        cx.out.push(Command::Leave {
+        cx.out.push_back(Command::Leave {
             node: self.node,
             by,
         });
@@ -497,7 +505,7 @@ impl Call {
         if self.playing {
             self.phase = Phase::AwaitHangup;
         } else {
-            cx.out.push(Command::Hangup);
+            cx.out.push_back(Command::Hangup);
             self.finish(cx);
         }
     }
@@ -507,7 +515,7 @@ impl Call {
         self.failures = 0;
         self.digits = Digits::default();
         self.question = 0;
-        cx.out.push(Command::Enter { node });
+        cx.out.push_back(Command::Enter { node });
         let flow = Arc::clone(&self.flow);
         match &flow.program.nodes[node as usize].body {
             Body::Step { ops } => self.run_step(ops, cx),
@@ -538,7 +546,7 @@ impl Call {
                     }
                 }
                 self.query = self.query.wrapping_add(1);
-                cx.out.push(Command::RunQuery {
+                cx.out.push_back(Command::RunQuery {
                     id: self.query,
                     node,
                     args,
@@ -557,7 +565,7 @@ impl Call {
                 Op::Say { kind, value } => match self.scope_eval(value, cx.now) {
                     Ok(v) => {
                         let seq = self.next_seq();
-                        cx.out.push(Command::Say {
+                        cx.out.push_back(Command::Say {
                             kind: *kind,
                             value: v,
                             masked: reads_masked(value, &self.flow),
@@ -588,7 +596,7 @@ impl Call {
                 }
                 Op::Pause { millis } => {
                     let seq = self.next_seq();
-                    cx.out.push(Command::Silence {
+                    cx.out.push_back(Command::Silence {
                         millis: *millis,
                         seq,
                     });
@@ -600,7 +608,7 @@ impl Call {
                 },
                 Op::Goto { target } => return self.follow(*target, Exit::Goto, cx),
                 Op::Hangup { .. } => {
-                    cx.out.push(Command::Leave {
+                    cx.out.push_back(Command::Leave {
                         node: self.node,
                         by: Exit::Hangup,
                     });
@@ -653,7 +661,7 @@ impl Call {
                         Err(e) => return self.fault_because(&e.to_string(), cx),
                     }
                 }
-                cx.out.push(Command::Transfer {
+                cx.out.push_back(Command::Transfer {
                     node: self.node,
                     priority,
                     attach,
@@ -674,7 +682,7 @@ impl Call {
                 self.play(&r.prompts, cx);
                 if r.beep {
                     let seq = self.next_seq();
-                    cx.out.push(Command::Beep { seq });
+                    cx.out.push_back(Command::Beep { seq });
                 }
                 if self.playing {
                     self.phase = Phase::RecordPrompt;
@@ -687,7 +695,8 @@ impl Call {
     }
 
     fn start_recording(&mut self, cx: &mut Cx) {
-        cx.out.push(Command::StartRecording { node: self.node });
+        cx.out
+            .push_back(Command::StartRecording { node: self.node });
         self.phase = Phase::Recording;
     }
 
@@ -759,7 +768,7 @@ impl Call {
 
     /// `repeat`: play the node again without counting an attempt.
     fn restart_collect(&mut self, cx: &mut Cx) {
-        cx.out.push(Command::Enter { node: self.node });
+        cx.out.push_back(Command::Enter { node: self.node });
         self.cancel_timer(cx);
         self.stop_playback(cx);
         self.start_collect(false, cx);
@@ -786,7 +795,7 @@ impl Call {
                 if let Body::Record(r) = self.body()
                     && r.terminator == Some(c)
                 {
-                    cx.out.push(Command::StopRecording);
+                    cx.out.push_back(Command::StopRecording);
                 }
             }
             Phase::Connected | Phase::Ended => {}
@@ -896,7 +905,7 @@ impl Call {
         if (self.question as usize) < s.questions.len() {
             self.start_collect(false, cx);
         } else {
-            cx.out.push(Command::SaveSurvey {
+            cx.out.push_back(Command::SaveSurvey {
                 node: self.node,
                 answers: std::mem::take(&mut self.answers),
             });
@@ -935,7 +944,7 @@ impl Call {
         match self.phase {
             Phase::AwaitLine => self.start_node(cx),
             Phase::AwaitHangup => {
-                cx.out.push(Command::Hangup);
+                cx.out.push_back(Command::Hangup);
                 self.finish(cx);
             }
             Phase::Prompting => {
@@ -955,7 +964,7 @@ impl Call {
     }
 
     fn on_timer(&mut self, id: u32, cx: &mut Cx) {
-        if self.timer == Some(id) {
+        if self.timer.is_some_and(|(t, _)| t == id) {
             self.timer = None;
             match self.phase {
                 Phase::Collecting => {
@@ -971,18 +980,18 @@ impl Call {
                 }
                 _ => {}
             }
-        } else if self.wait_timer == Some(id) {
+        } else if self.wait_timer.is_some_and(|(t, _)| t == id) {
             self.wait_timer = None;
             if self.phase == Phase::Waiting
                 && let Body::Transfer(t) = self.body()
                 && let Some((_, edge)) = t.max_wait
             {
-                cx.out.push(Command::CancelTransfer);
+                cx.out.push_back(Command::CancelTransfer);
                 self.cancel_all_timers(cx);
                 self.stop_playback(cx);
                 self.follow(edge, Exit::MaxWait, cx);
             }
-        } else if self.announce_timer == Some(id) {
+        } else if self.announce_timer.is_some_and(|(t, _)| t == id) {
             self.announce_timer = None;
             if self.phase == Phase::Waiting
                 && let Body::Transfer(t) = self.body()
@@ -991,7 +1000,7 @@ impl Call {
                 let music = t.music.clone();
                 self.stop_playback(cx);
                 let seq = self.next_seq();
-                cx.out.push(Command::Announce {
+                cx.out.push_back(Command::Announce {
                     position: self.position,
                     language: self.language,
                     seq,
@@ -1057,11 +1066,11 @@ impl Call {
             (Phase::Connected, TransferUpdate::AgentHungUp) => match t.after {
                 Some(e) => self.follow(e, Exit::After, cx),
                 None => {
-                    cx.out.push(Command::Leave {
+                    cx.out.push_back(Command::Leave {
                         node: self.node,
                         by: Exit::Hangup,
                     });
-                    cx.out.push(Command::Hangup);
+                    cx.out.push_back(Command::Hangup);
                     self.finish(cx);
                 }
             },
@@ -1077,10 +1086,51 @@ impl Call {
     }
 }
 
-/// The time and output of one `handle` call.
+/// The time and output of one input or timeout.
 struct Cx<'a> {
     now: Millis,
-    out: &'a mut Vec<Command>,
+    out: &'a mut VecDeque<Command>,
+}
+
+impl Machine for Call {
+    type Input = Event;
+    type Output = Command;
+
+    fn handle_input(&mut self, event: Event, now: Millis) {
+        self.handle_event(event, now);
+    }
+
+    /// The earliest of the call's timers: the collecting node's (first key, next digit), the
+    /// lookup's timeout, the queue's `max_wait` and its position announcements.
+    fn poll_timeout(&self) -> Option<Millis> {
+        if self.phase == Phase::Ended {
+            return None;
+        }
+        self.timers().map(|(_, at)| at).min()
+    }
+
+    /// Fires every timer due at `now`, earliest first (timers due at the same time in the
+    /// order they were started); a timer that an earlier one cancelled does not fire.
+    fn handle_timeout(&mut self, now: Millis) {
+        while self.phase != Phase::Ended {
+            let Some((id, _)) = self
+                .timers()
+                .filter(|&(_, at)| at <= now)
+                .min_by_key(|&(id, at)| (at, id))
+            else {
+                break;
+            };
+            self.hops = 0;
+            let mut out = std::mem::take(&mut self.out);
+            let mut cx = Cx { now, out: &mut out };
+            self.on_timer(id, &mut cx);
+            self.out = out;
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Command> {
+        self.out.pop_front()
+    }
 }
 
 /// Whether an expression reads a masked variable.

@@ -1,10 +1,14 @@
 //! The call engine: one sans-IO state machine per call.
 //!
-//! A [`Call`] is fed [`Event`]s (call started, key pressed, playback finished, timer fired, query
-//! result, transfer progress, recording finished, hang-up), each with the current time, and
-//! answers with [`Command`]s (play, say, stop playback, start or cancel a timer, run a query,
-//! transfer, record, save survey answers, hang up, end with an outcome). It does no I/O and reads
-//! no clock: the SIP runtime, the WebRTC runtime and the simulator all drive this same machine.
+//! A [`Call`] is a [`Machine`] (the one sans-IO style of `ivr_sansio`): it is handed
+//! [`Event`]s (call started, key pressed, playback finished, query result, transfer progress,
+//! recording finished, hang-up) with `handle_input(event, now)`, and its driver takes out
+//! [`Command`]s (play, say, stop playback, run a query, transfer, record, save survey answers,
+//! hang up, end with an outcome) with `poll_output()`. Its timers (a collecting node's first key
+//! and next digit, a lookup's timeout, a queue's `max_wait` and position announcements) are its
+//! own: `poll_timeout()` says when the next one is due and `handle_timeout(now)` fires it. It
+//! does no I/O and reads no clock: the SIP runtime, the WebRTC runtime and the simulator all
+//! drive this same machine.
 //!
 //! Playback is a queue owned by the driver: `Play`, `Say`, `Silence`, `Beep` and `Announce`
 //! commands append to it, `StopPlayback` empties it, and the driver reports
@@ -31,9 +35,7 @@ use ivr_dsl::ast::SayKind;
 use serde::Serialize;
 use std::fmt;
 
-/// Milliseconds of local wall-clock time since 1970-01-01 00:00 (no time zone): the engine's
-/// notion of "now", given by the driver with every event.
-pub type Millis = i64;
+pub use ivr_sansio::{Machine, Millis};
 
 /// What a call runs: a compiled program with the parts of the configuration it reads.
 #[derive(Debug, Clone)]
@@ -133,11 +135,6 @@ pub enum Event {
     PlaybackDone {
         /// Sequence number of the last queued item.
         seq: u32,
-    },
-    /// A timer started with [`Command::StartTimer`] fired.
-    Timer {
-        /// Its id.
-        id: u32,
     },
     /// The answer to [`Command::RunQuery`].
     QueryDone {
@@ -303,18 +300,6 @@ pub enum Command {
     },
     /// Stop playback and drop everything queued.
     StopPlayback,
-    /// Fire [`Event::Timer`] with `id` at time `at`.
-    StartTimer {
-        /// The timer's id.
-        id: u32,
-        /// When.
-        at: Millis,
-    },
-    /// Forget a timer.
-    CancelTimer {
-        /// The timer's id.
-        id: u32,
-    },
     /// Run the query of lookup `node` and answer with [`Event::QueryDone`].
     RunQuery {
         /// The query's id.
@@ -427,8 +412,6 @@ impl fmt::Debug for Command {
                 "Announce {{ {position}, language: {language}, seq: {seq} }}"
             ),
             Command::StopPlayback => f.write_str("StopPlayback"),
-            Command::StartTimer { id, at } => write!(f, "StartTimer {{ id: {id}, at: {at} }}"),
-            Command::CancelTimer { id } => write!(f, "CancelTimer({id})"),
             Command::Transfer {
                 node,
                 priority,

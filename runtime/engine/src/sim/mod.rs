@@ -10,7 +10,9 @@ pub mod transcript;
 
 use crate::speak;
 use crate::value::Value;
-use crate::{Call, CallInfo, Command, Event, Exit, Flow, Millis, QueryResult, TransferUpdate};
+use crate::{
+    Call, CallInfo, Command, Event, Exit, Flow, Machine, Millis, QueryResult, TransferUpdate,
+};
 use ivr_compiler::config::QueryDef;
 use ivr_compiler::program::{Body, NodeId};
 use ivr_dsl::ast::SayKind;
@@ -102,9 +104,6 @@ struct Queued {
     node: NodeId,
 }
 
-/// Internal timer ids used by the simulator itself (above the engine's).
-const RECORDING_TIMER: u32 = u32::MAX;
-
 /// One simulated call.
 pub struct Simulation {
     call: Call,
@@ -113,9 +112,10 @@ pub struct Simulation {
     now: Millis,
     queue: VecDeque<Queued>,
     playing: Option<(Queued, Millis)>,
-    timers: Vec<(Millis, u32)>,
+    /// When the caller stops speaking into a `record` node (the simulator's own timer; the
+    /// engine's are its own, see [`Machine::poll_timeout`]).
+    recording_end: Option<Millis>,
     events: VecDeque<Event>,
-    out: Vec<Command>,
     transcript: Vec<Entry>,
     /// The node each transcript entry happened in.
     entry_nodes: Vec<NodeId>,
@@ -146,9 +146,8 @@ impl Simulation {
             now: start,
             queue: VecDeque::new(),
             playing: None,
-            timers: Vec::new(),
+            recording_end: None,
             events: VecDeque::new(),
-            out: Vec::new(),
             transcript: Vec::new(),
             entry_nodes: Vec::new(),
             node: 0,
@@ -229,7 +228,7 @@ impl Simulation {
 
     /// The time of the next thing that will happen by itself, if any.
     pub fn next_event_time(&self) -> Option<Millis> {
-        let timer = self.timers.iter().map(|(t, _)| *t).min();
+        let timer = self.next_timer();
         let play = self.playing.as_ref().map(|(_, end)| *end);
         match (timer, play) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -239,13 +238,18 @@ impl Simulation {
 
     /// Whether the next thing to happen is the end of a playback item (not a timer).
     pub fn next_is_playback(&self) -> bool {
-        match (
-            self.playing.as_ref(),
-            self.timers.iter().map(|(t, _)| *t).min(),
-        ) {
+        match (self.playing.as_ref(), self.next_timer()) {
             (Some((_, end)), Some(t)) => *end <= t,
             (Some(_), None) => true,
             _ => false,
+        }
+    }
+
+    /// The earliest of the engine's timers and the simulator's own.
+    fn next_timer(&self) -> Option<Millis> {
+        match (self.call.poll_timeout(), self.recording_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -269,16 +273,16 @@ impl Simulation {
             }
             return true;
         }
-        if let Some(i) = self.timers.iter().position(|(at, _)| *at == t) {
-            let (_, id) = self.timers.remove(i);
-            if id == RECORDING_TIMER {
-                if let Some((_, started)) = self.recording.take() {
-                    let length_ms = (self.now - started).max(0) as u64;
-                    self.recording_done(length_ms);
-                }
-            } else {
-                self.feed(Event::Timer { id });
+        if self.recording_end.is_some_and(|end| end <= t) {
+            self.recording_end = None;
+            if let Some((_, started)) = self.recording.take() {
+                let length_ms = (self.now - started).max(0) as u64;
+                self.recording_done(length_ms);
             }
+        } else if self.call.poll_timeout().is_some_and(|at| at <= t) {
+            self.call.handle_timeout(self.now);
+            self.take_commands();
+            self.pump();
         }
         true
     }
@@ -297,24 +301,32 @@ impl Simulation {
 
     fn feed(&mut self, event: Event) {
         self.events.push_back(event);
+        self.pump();
+    }
+
+    /// Hands the engine every queued event (answers to queries come back as events) and
+    /// applies its commands.
+    fn pump(&mut self) {
         while let Some(ev) = self.events.pop_front() {
             if self.call.is_ended() {
                 self.events.clear();
                 break;
             }
-            self.out.clear();
             if let Some(o) = &mut self.observer {
                 o.event(&ev, self.now);
             }
-            self.call.handle(ev, self.now, &mut self.out);
-            let commands = std::mem::take(&mut self.out);
-            for c in &commands {
-                if let Some(o) = &mut self.observer {
-                    o.command(c, self.now);
-                }
-                self.apply(c);
+            self.call.handle_input(ev, self.now);
+            self.take_commands();
+        }
+    }
+
+    /// Applies every command the engine has for us, in order.
+    fn take_commands(&mut self) {
+        while let Some(c) = self.call.poll_output() {
+            if let Some(o) = &mut self.observer {
+                o.command(&c, self.now);
             }
-            self.out = commands;
+            self.apply(&c);
         }
     }
 
@@ -396,8 +408,6 @@ impl Simulation {
                 self.playing = None;
                 self.queue.clear();
             }
-            Command::StartTimer { id, at } => self.timers.push((*at, *id)),
-            Command::CancelTimer { id } => self.timers.retain(|(_, i)| i != id),
             Command::RunQuery { id, node, args, .. } => {
                 let flow = Arc::clone(self.call.flow());
                 let Body::Lookup(l) = &flow.program.nodes[*node as usize].body else {
@@ -435,12 +445,12 @@ impl Simulation {
                     // Without audio, the caller is taken to speak until silence (or the limit).
                     let ms = r.silence_ms.map_or(r.max_ms, |s| s.min(r.max_ms));
                     self.recording = Some((*node, self.now));
-                    self.timers.push((self.now + ms as i64, RECORDING_TIMER));
+                    self.recording_end = Some(self.now + ms as i64);
                 }
             }
             Command::StopRecording => {
                 if let Some((_, started)) = self.recording.take() {
-                    self.timers.retain(|(_, i)| *i != RECORDING_TIMER);
+                    self.recording_end = None;
                     let length_ms = (self.now - started).max(0) as u64;
                     self.recording_done(length_ms);
                 }
@@ -468,7 +478,7 @@ impl Simulation {
                 self.finish_recording_on_end();
                 self.playing = None;
                 self.queue.clear();
-                self.timers.clear();
+                self.recording_end = None;
                 self.transfer_active = false;
             }
         }

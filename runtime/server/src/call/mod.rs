@@ -24,7 +24,9 @@ use ivr_data::Database;
 use ivr_data::records::{CallRecorder, RecordWriter};
 use ivr_engine::say::{self, Language};
 use ivr_engine::speak;
-use ivr_engine::{Call, CallInfo, Command, Event, Flow, Millis, QueryResult, TransferUpdate};
+use ivr_engine::{
+    Call, CallInfo, Command, Event, Flow, Machine, Millis, QueryResult, TransferUpdate,
+};
 use ivr_media::audio::{Audio, FRAME_SAMPLES, Law, Prompt, PromptSource};
 use ivr_media::bridge::{self, Side};
 use ivr_media::dtmf::EventDetector;
@@ -32,6 +34,7 @@ use ivr_media::pacer::{ChannelHandle, ChannelSpec, MediaEvent, Pacer};
 use ivr_media::ports::{PortPool, RtpPort};
 use ivr_media::rtp;
 use ivr_media::sdp::Negotiated;
+use ivr_sansio::Clock;
 use ivr_sip::message::random_u64;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -112,29 +115,6 @@ pub enum Note {
     End(&'static str),
 }
 
-/// Local wall-clock milliseconds (the engine's "now"): the system clock plus the machine's
-/// UTC offset, taken when the call starts.
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    offset_ms: i64,
-}
-
-impl Clock {
-    fn new() -> Clock {
-        let offset = chrono::Local::now().offset().local_minus_utc();
-        Clock {
-            offset_ms: i64::from(offset) * 1000,
-        }
-    }
-
-    fn now(&self) -> Millis {
-        let utc = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        utc + self.offset_ms
-    }
-}
-
 /// The engine's "now" (local wall-clock milliseconds) outside a call's task: for records of
 /// calls that never started.
 pub fn local_now() -> Millis {
@@ -213,7 +193,6 @@ struct Driver {
     internal: mpsc::UnboundedSender<Internal>,
     out: Vec<Command>,
     pending: VecDeque<Event>,
-    timers: Vec<(u32, Instant)>,
     law: Law,
     pt: u8,
     event_pt: Option<u8>,
@@ -340,8 +319,32 @@ impl Driver {
                 _ => None,
             };
             let held_before = self.call.typeahead_len();
+            self.call.handle_input(ev, now);
+            self.run_commands(key, held_before, now);
+        }
+    }
+
+    /// The engine's timers that are due: a collecting node's, a lookup's timeout, a queue's
+    /// `max_wait` and announcements.
+    fn fire_timers(&mut self) {
+        let now = self.clock.now();
+        if self.call.is_ended() || !self.call.poll_timeout().is_some_and(|at| at <= now) {
+            return;
+        }
+        let held_before = self.call.typeahead_len();
+        self.call.handle_timeout(now);
+        self.run_commands(None, held_before, now);
+        self.feed_pending();
+    }
+
+    /// Carries out the engine's commands of one input or timeout (`key` is the key that input
+    /// was, for the transcript).
+    fn run_commands(&mut self, key: Option<char>, held_before: usize, now: Millis) {
+        {
             self.out.clear();
-            self.call.handle(ev, now, &mut self.out);
+            while let Some(c) = self.call.poll_output() {
+                self.out.push(c);
+            }
             let commands = std::mem::take(&mut self.out);
             self.note_keys(key, held_before, &commands);
             for c in &commands {
@@ -352,13 +355,13 @@ impl Driver {
                 if let Some(r) = &mut self.recorder {
                     r.command(c, now);
                 }
-                self.apply(c, now);
+                self.apply(c);
             }
             self.out = commands;
         }
     }
 
-    fn apply(&mut self, c: &Command, now: Millis) {
+    fn apply(&mut self, c: &Command) {
         match c {
             Command::Enter { node } => {
                 if self.path.len() == PATH_LEN {
@@ -438,12 +441,6 @@ impl Driver {
                 self.channel.push(prompts, *seq);
             }
             Command::StopPlayback => self.channel.stop(),
-            Command::StartTimer { id, at } => {
-                let wait = Duration::from_millis((*at - now).max(0) as u64);
-                self.timers.retain(|(i, _)| i != id);
-                self.timers.push((*id, Instant::now() + wait));
-            }
-            Command::CancelTimer { id } => self.timers.retain(|(i, _)| i != id),
             Command::RunQuery { id, node, args, .. } => self.run_query(*id, *node, args),
             Command::Transfer {
                 node,
@@ -578,8 +575,8 @@ impl Driver {
         if self.quiet_hold {
             next = Instant::now() + Duration::from_secs(3600);
         }
-        for (_, t) in &self.timers {
-            next = next.min(*t);
+        if let Some(at) = self.call.poll_timeout() {
+            next = next.min(self.clock.instant(at));
         }
         if let Some(r) = &self.recording {
             next = next.min(r.started + r.max);
@@ -600,10 +597,7 @@ impl Driver {
                 self.feed_pending();
             }
         }
-        while let Some(i) = self.timers.iter().position(|(_, t)| *t <= now) {
-            let (id, _) = self.timers.remove(i);
-            self.feed(Event::Timer { id });
-        }
+        self.fire_timers();
         self.quiet_hold || now < self.last_rtp + self.media_timeout(rtp_timeout)
     }
 
@@ -753,7 +747,6 @@ pub async fn run(setup: Setup) {
         internal: internal_tx,
         out: Vec::with_capacity(16),
         pending: VecDeque::new(),
-        timers: Vec::new(),
         law: n.law,
         pt: n.pt,
         event_pt: n.event_pt,
