@@ -328,7 +328,7 @@ impl Driver {
     /// `max_wait` and announcements.
     fn fire_timers(&mut self) {
         let now = self.clock.now();
-        if self.call.is_ended() || !self.call.poll_timeout().is_some_and(|at| at <= now) {
+        if self.call.is_ended() || self.call.poll_timeout().is_none_or(|at| at > now) {
             return;
         }
         let held_before = self.call.typeahead_len();
