@@ -8,6 +8,7 @@
 pub mod audio;
 pub mod bridge;
 pub mod dtmf;
+pub mod latch;
 pub mod pacer;
 pub mod ports;
 pub mod rtp;

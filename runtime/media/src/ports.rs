@@ -1,10 +1,16 @@
 //! RTP ports from the configured range (`[server] rtp_ports = "20000-29999"`): even ports,
-//! handed out least recently used first, each bound to a UDP socket and released when the
+//! handed out at random among the free ones (a stranger cannot guess the next call's port from
+//! the last one's), each bound to a UDP socket and released when the
 //! [`RtpPort`] guard drops, so every call gives its port back however it ends.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
+
+/// A random number from the operating system (a fixed one if it has none to give).
+fn random_u64() -> u64 {
+    getrandom::u64().unwrap_or(0x9e37_79b9_7f4a_7c15)
+}
 
 /// Reads `LOW-HIGH` (inclusive, 1024..=65535, LOW <= HIGH).
 pub fn parse_range(text: &str) -> Result<(u16, u16), String> {
@@ -48,13 +54,21 @@ impl PortPool {
         self.free.lock().map_or(0, |f| f.len())
     }
 
-    /// A free port with its bound socket; ports some other program holds are skipped (and
-    /// put back at the end of the line). `None` when every port is taken.
+    /// A free port, drawn at random, with its bound socket; ports some other program holds
+    /// are skipped (and put back). `None` when every port is taken.
     pub fn allocate(self: &Arc<Self>) -> Option<RtpPort> {
         let mut tries = self.total;
         while tries > 0 {
             tries -= 1;
-            let port = self.free.lock().ok()?.pop_front()?;
+            let port = {
+                let mut free = self.free.lock().ok()?;
+                let n = u64::try_from(free.len()).ok()?;
+                if n == 0 {
+                    return None;
+                }
+                let i = usize::try_from(random_u64() % n).ok()?;
+                free.swap_remove_back(i)?
+            };
             match UdpSocket::bind(SocketAddr::new(self.ip, port)) {
                 Ok(socket) => {
                     return Some(RtpPort {
@@ -136,5 +150,17 @@ mod tests {
         drop(a);
         assert_eq!(pool.available(), 1);
         assert!(pool.allocate().is_some());
+    }
+
+    #[test]
+    fn ports_are_handed_out_at_random() {
+        let pool = PortPool::new("127.0.0.1".parse().expect("ip"), 42000, 42199);
+        let ports: Vec<u16> = (0..20)
+            .filter_map(|_| pool.allocate().map(|p| p.port()))
+            .collect();
+        assert_eq!(ports.len(), 20);
+        // In order they would be 42000, 42002, ...: at random, hardly ever 20 in a row.
+        let in_order = ports.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert!(in_order < 10, "ports in order: {ports:?}");
     }
 }

@@ -243,10 +243,14 @@ impl Dashboard {
              ivr_rtp_late_ticks_total {}\n\
              # HELP ivr_rtp_late_packets_total RTP packets sent more than 5 ms after their slot.\n\
              # TYPE ivr_rtp_late_packets_total counter\n\
-             ivr_rtp_late_packets_total {}\n",
+             ivr_rtp_late_packets_total {}\n\
+             # HELP ivr_rtp_foreign_packets_total RTP packets dropped because they came from another address than the call's peer.\n\
+             # TYPE ivr_rtp_foreign_packets_total counter\n\
+             ivr_rtp_foreign_packets_total {}\n",
             p.packets.load(Ordering::Relaxed),
             p.late_ticks.load(Ordering::Relaxed),
             p.late_packets.load(Ordering::Relaxed),
+            ivr_media::latch::foreign_packets_total(),
         );
     }
 }

@@ -30,6 +30,7 @@ use ivr_engine::{
 use ivr_media::audio::{Audio, FRAME_SAMPLES, Law, Prompt, PromptSource};
 use ivr_media::bridge::{self, Side};
 use ivr_media::dtmf::EventDetector;
+use ivr_media::latch::{Latch, Verdict};
 use ivr_media::pacer::{ChannelHandle, ChannelSpec, MediaEvent, Pacer};
 use ivr_media::ports::{PortPool, RtpPort};
 use ivr_media::rtp;
@@ -171,6 +172,8 @@ struct Leg {
     agent: Option<String>,
     _port: RtpPort,
     remote: Option<SocketAddr>,
+    /// Where the callee's RTP may come from (probation, then locked).
+    latch: Latch,
     side: Option<Side>,
     /// The conversation is on (for a queue, once the ACD took the answer).
     connected: bool,
@@ -199,8 +202,8 @@ struct Driver {
     detector: EventDetector,
     /// Where the caller wants our audio (none: on hold).
     remote: Option<SocketAddr>,
-    /// Where the caller's RTP last came from.
-    latched: Option<SocketAddr>,
+    /// Where the caller's RTP may come from (probation, then locked).
+    latch: Latch,
     /// The caller sends no audio (hold): no RTP timeout.
     quiet_hold: bool,
     last_rtp: Instant,
@@ -607,20 +610,32 @@ impl Driver {
         }
     }
 
-    fn on_rtp(&mut self, data: &[u8], from: SocketAddr) {
+    /// Whether a packet that came to the caller's port is the caller's (see
+    /// [`ivr_media::latch`]): from the address its SDP gave, or from the one it was learned at
+    /// after probation, then only from there. Symmetric RTP: once learned, we send there.
+    fn admit_rtp(&mut self, data: &[u8], from: SocketAddr) -> bool {
+        let Some(p) = rtp::parse(data) else {
+            return false;
+        };
+        match self.latch.check(from, &p.header) {
+            Verdict::Accept => true,
+            Verdict::Latched(addr) => {
+                if self.remote.is_some() && self.remote != Some(addr) {
+                    self.remote = Some(addr);
+                    self.channel.set_remote(Some(addr));
+                }
+                true
+            }
+            Verdict::Drop => false,
+        }
+    }
+
+    fn on_rtp(&mut self, data: &[u8]) {
         let Some(p) = rtp::parse(data) else {
             return;
         };
         self.last_rtp = Instant::now();
         self.heard_rtp = true;
-        // Symmetric RTP: answer where the caller's packets come from.
-        if self.latched != Some(from) {
-            self.latched = Some(from);
-            if self.remote.is_some() {
-                self.remote = Some(from);
-                self.channel.set_remote(Some(from));
-            }
-        }
         if Some(p.header.payload_type) == self.event_pt {
             if let Some(k) = self.detector.feed(p.header.timestamp, p.payload) {
                 self.feed(Event::Key(k));
@@ -650,7 +665,7 @@ impl Driver {
         };
         self.channel.set_remote(self.remote);
         self.quiet_hold = !n.direction.remote_sends() || n.remote.is_none();
-        self.latched = None;
+        self.latch.relearn(n.remote);
         self.last_rtp = Instant::now();
         self.event_pt = n.event_pt;
         if (n.law, n.pt) != (self.law, self.pt) {
@@ -752,7 +767,7 @@ pub async fn run(setup: Setup) {
         event_pt: n.event_pt,
         detector: EventDetector::new(),
         remote,
-        latched: None,
+        latch: Latch::new(n.remote),
         quiet_hold: !n.direction.remote_sends() || n.remote.is_none(),
         last_rtp: Instant::now(),
         heard_rtp: false,
@@ -836,11 +851,13 @@ pub async fn run(setup: Setup) {
                 }
             }
             r = sock.recv_from(&mut buf) => {
-                if let Ok((len, from)) = r {
+                if let Ok((len, from)) = r
+                    && d.admit_rtp(&buf[..len], from)
+                {
                     if d.bridged() {
                         d.relay_to_leg(&buf[..len], &mut out_buf);
                     } else {
-                        d.on_rtp(&buf[..len], from);
+                        d.on_rtp(&buf[..len]);
                     }
                 }
             }

@@ -185,6 +185,7 @@ impl Driver {
             agent,
             _port: port,
             remote: None,
+            latch: Latch::new(None),
             side: None,
             connected: false,
             console,
@@ -304,6 +305,7 @@ impl Driver {
                     } else {
                         None
                     };
+                    l.latch.relearn(n.remote);
                     l.side = Some(Side {
                         law: n.law,
                         pt: n.pt,
@@ -394,9 +396,17 @@ impl Driver {
         let (Some(from), true) = (l.side, l.connected) else {
             return;
         };
-        // Symmetric RTP on the callee's side too.
-        if l.remote.is_some() && l.remote != Some(from_addr) {
-            l.remote = Some(from_addr);
+        // The callee's packets only, from its SDP address or the one learned after probation;
+        // symmetric RTP: once learned, we send there.
+        let Some(p) = rtp::parse(data) else { return };
+        match l.latch.check(from_addr, &p.header) {
+            Verdict::Accept => {}
+            Verdict::Latched(addr) => {
+                if l.remote.is_some() {
+                    l.remote = Some(addr);
+                }
+            }
+            Verdict::Drop => return,
         }
         let Some(remote) = self.remote else { return };
         let to = Side {
