@@ -18,6 +18,7 @@ pub mod query;
 pub mod records;
 pub mod report;
 pub mod source;
+pub mod spool;
 
 pub use connect::{Pool, Target};
 pub use hashing::Secret;

@@ -15,12 +15,14 @@
 
 use super::DataError;
 use super::connect::Pool;
+use super::spool::Spool;
 use chrono::NaiveDateTime;
 use ivr_compiler::program::{Body, Destination, NodeId};
 use ivr_engine::sim::Observer;
 use ivr_engine::value::Value;
 use ivr_engine::{CallInfo, Command, Event, Exit, Flow, Millis, TransferUpdate};
 use rust_decimal::prelude::ToPrimitive;
+use serde::{Deserialize, Serialize};
 use sqlx::QueryBuilder;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// One row of `calls`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRow {
     /// The call id.
     pub call_id: String,
@@ -63,7 +65,7 @@ pub struct CallRow {
 }
 
 /// One row of `node_visits`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VisitRow {
     /// The call id.
     pub call_id: String,
@@ -84,7 +86,7 @@ pub struct VisitRow {
 }
 
 /// One row of `survey_answers`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SurveyRow {
     /// The call id.
     pub call_id: String,
@@ -111,7 +113,7 @@ pub struct SurveyRow {
 }
 
 /// One row of `recordings`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordingRow {
     /// The call id.
     pub call_id: String,
@@ -135,7 +137,7 @@ pub struct RecordingRow {
 /// ends in exactly one of `answered`, `abandoned` or `left`; each `offered` ends in exactly
 /// one of `answered`, `declined`, `ring_timeout`, or an `abandoned` / `left` naming the agent
 /// that was ringing.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueEventRow {
     /// When it happened.
     pub at: NaiveDateTime,
@@ -156,7 +158,8 @@ pub struct QueueEventRow {
 }
 
 /// What a queue event says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum QueueEventKind {
     /// The call entered the queue.
     Queued,
@@ -194,7 +197,8 @@ impl QueueEventKind {
 }
 
 /// A record to write.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Record {
     /// A call (written when it ends).
     Call(CallRow),
@@ -208,6 +212,111 @@ pub enum Record {
     QueueEvent(QueueEventRow),
 }
 
+/// Longest text kept in a record field (bytes, cut at a character boundary): what a peer
+/// sends (a Call-ID, a caller's number) cannot bloat the tables.
+pub const MAX_FIELD: usize = 1024;
+
+/// A text made safe for both databases: NUL characters (PostgreSQL refuses them in text)
+/// become U+FFFD, and it is cut to [`MAX_FIELD`] bytes.
+fn safe(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{fffd}");
+    }
+    if s.len() > MAX_FIELD {
+        let mut end = MAX_FIELD;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+fn safe_opt(s: &mut Option<String>) {
+    if let Some(s) = s {
+        safe(s);
+    }
+}
+
+impl Record {
+    /// Makes every text field safe for both databases (see [`MAX_FIELD`]).
+    pub fn sanitize(&mut self) {
+        match self {
+            Record::Call(c) => {
+                for s in [
+                    &mut c.call_id,
+                    &mut c.caller,
+                    &mut c.called,
+                    &mut c.flow,
+                    &mut c.flow_version,
+                    &mut c.channel,
+                ] {
+                    safe(s);
+                }
+                for s in [&mut c.outcome, &mut c.queue, &mut c.agent] {
+                    safe_opt(s);
+                }
+            }
+            Record::Visit(v) => {
+                for s in [
+                    &mut v.call_id,
+                    &mut v.flow,
+                    &mut v.flow_version,
+                    &mut v.node,
+                ] {
+                    safe(s);
+                }
+                safe_opt(&mut v.exit);
+            }
+            Record::Survey(x) => {
+                for s in [
+                    &mut x.call_id,
+                    &mut x.flow,
+                    &mut x.flow_version,
+                    &mut x.survey,
+                    &mut x.save_table,
+                    &mut x.question,
+                ] {
+                    safe(s);
+                }
+                for s in [&mut x.answer, &mut x.agent, &mut x.queue] {
+                    safe_opt(s);
+                }
+            }
+            Record::Recording(r) => {
+                for s in [
+                    &mut r.call_id,
+                    &mut r.flow,
+                    &mut r.node,
+                    &mut r.save_table,
+                    &mut r.caller,
+                ] {
+                    safe(s);
+                }
+                safe_opt(&mut r.file);
+            }
+            Record::QueueEvent(e) => {
+                for s in [&mut e.queue, &mut e.call_id] {
+                    safe(s);
+                }
+                for s in [&mut e.agent, &mut e.detail] {
+                    safe_opt(s);
+                }
+            }
+        }
+    }
+
+    /// The call the record belongs to.
+    pub fn call_id(&self) -> &str {
+        match self {
+            Record::Call(c) => &c.call_id,
+            Record::Visit(v) => &v.call_id,
+            Record::Survey(s) => &s.call_id,
+            Record::Recording(r) => &r.call_id,
+            Record::QueueEvent(e) => &e.call_id,
+        }
+    }
+}
+
 /// The engine's time as a timestamp.
 pub fn timestamp(ms: Millis) -> NaiveDateTime {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -216,7 +325,7 @@ pub fn timestamp(ms: Millis) -> NaiveDateTime {
 }
 
 /// Settings of a [`RecordWriter`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriterOptions {
     /// Records waiting at most (more are refused, never waited for).
     pub capacity: usize,
@@ -224,6 +333,9 @@ pub struct WriterOptions {
     pub max_batch: usize,
     /// How long a record may wait for others to share its batch.
     pub max_delay: Duration,
+    /// Where records wait while the database is down, and where refused ones are kept (none:
+    /// records the database cannot take are lost, and counted).
+    pub spool: Option<Spool>,
 }
 
 impl Default for WriterOptions {
@@ -232,6 +344,7 @@ impl Default for WriterOptions {
             capacity: 100_000,
             max_batch: 1_000,
             max_delay: Duration::from_millis(100),
+            spool: None,
         }
     }
 }
@@ -244,6 +357,8 @@ pub struct Stats {
     written: AtomicU64,
     failed: AtomicU64,
     batches: AtomicU64,
+    spooled: AtomicU64,
+    quarantined: AtomicU64,
 }
 
 /// A snapshot of a writer's counters.
@@ -255,10 +370,15 @@ pub struct WriterStats {
     pub rejected: u64,
     /// Records written.
     pub written: u64,
-    /// Records lost because the database kept failing.
+    /// Records lost: the database could not take them and there was no room in the spool
+    /// (or no spool).
     pub failed: u64,
     /// Transactions written.
     pub batches: u64,
+    /// Records put in the spool because the database was down (written later).
+    pub spooled: u64,
+    /// Records the database refused (kept in the spool's quarantine file, logged).
+    pub quarantined: u64,
 }
 
 impl Stats {
@@ -269,6 +389,8 @@ impl Stats {
             written: self.written.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
+            spooled: self.spooled.load(Ordering::Relaxed),
+            quarantined: self.quarantined.load(Ordering::Relaxed),
         }
     }
 }
@@ -338,24 +460,44 @@ impl RecordWriter {
     }
 }
 
+/// How often records waiting in the spool are tried again while the database is down.
+const SPOOL_RETRY: Duration = Duration::from_secs(2);
+
 async fn run(pool: Pool, opts: WriterOptions, mut rx: mpsc::Receiver<Msg>, stats: Arc<Stats>) {
+    let w = Writer {
+        pool,
+        spool: opts.spool.clone(),
+        max_batch: opts.max_batch.max(1),
+        stats,
+    };
+    // What a previous run left in the spool.
+    w.drain_spool().await;
     let mut buf: Vec<Record> = Vec::new();
     let mut deadline = tokio::time::Instant::now();
     loop {
-        let msg = if buf.is_empty() {
+        let spool_waits = w.spool.as_ref().is_some_and(Spool::has_pending);
+        let msg = if buf.is_empty() && !spool_waits {
             rx.recv().await
         } else {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+            let until = if buf.is_empty() {
+                tokio::time::Instant::now() + SPOOL_RETRY
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(until, rx.recv()).await {
                 Ok(msg) => msg,
                 Err(_) => {
-                    write(&pool, &mut buf, &stats).await;
+                    w.write(&mut buf).await;
+                    if buf.is_empty() {
+                        w.drain_spool().await;
+                    }
                     continue;
                 }
             }
         };
         match msg {
             None => {
-                write(&pool, &mut buf, &stats).await;
+                w.write(&mut buf).await;
                 return;
             }
             Some(Msg::Record(r)) => {
@@ -364,11 +506,11 @@ async fn run(pool: Pool, opts: WriterOptions, mut rx: mpsc::Receiver<Msg>, stats
                 }
                 buf.push(*r);
                 if buf.len() >= opts.max_batch {
-                    write(&pool, &mut buf, &stats).await;
+                    w.write(&mut buf).await;
                 }
             }
             Some(Msg::Flush(ack)) => {
-                write(&pool, &mut buf, &stats).await;
+                w.write(&mut buf).await;
                 let _ = ack.send(());
             }
             Some(Msg::Shutdown(ack)) => {
@@ -380,13 +522,13 @@ async fn run(pool: Pool, opts: WriterOptions, mut rx: mpsc::Receiver<Msg>, stats
                         Msg::Record(r) => {
                             buf.push(*r);
                             if buf.len() >= opts.max_batch {
-                                write(&pool, &mut buf, &stats).await;
+                                w.write(&mut buf).await;
                             }
                         }
                         Msg::Flush(a) | Msg::Shutdown(a) => acks.push(a),
                     }
                 }
-                write(&pool, &mut buf, &stats).await;
+                w.write(&mut buf).await;
                 for a in acks {
                     let _ = a.send(());
                 }
@@ -396,33 +538,180 @@ async fn run(pool: Pool, opts: WriterOptions, mut rx: mpsc::Receiver<Msg>, stats
     }
 }
 
-/// Writes a batch (retrying a failing database a few times) and empties `buf`.
-async fn write(pool: &Pool, buf: &mut Vec<Record>, stats: &Stats) {
-    if buf.is_empty() {
-        return;
+/// Whether an error says the database cannot be reached now (the record itself is fine):
+/// connection and pool errors, PostgreSQL's connection exceptions (class 08), shutdowns
+/// (57P) and "too many connections", SQLite's busy and locked.
+fn unavailable(e: &DataError) -> bool {
+    match e {
+        DataError::Connect(_) => true,
+        DataError::Sql(e) => match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                matches!(
+                    c.as_ref(),
+                    "5" | "6" | "261" | "262" | "517" | "773" | "53300"
+                ) || c.starts_with("08")
+                    || c.starts_with("57P")
+            }),
+            _ => false,
+        },
+        _ => false,
     }
-    let n = buf.len() as u64;
-    let mut last = None;
-    for attempt in 0..4u64 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+}
+
+/// The writer task's side: the database, the spool and the counters.
+struct Writer {
+    pool: Pool,
+    spool: Option<Spool>,
+    max_batch: usize,
+    stats: Arc<Stats>,
+}
+
+impl Writer {
+    /// Writes a batch and empties `buf`. A database that hiccups is tried again a few times;
+    /// one that is down gets the batch spooled; a batch the database refuses is written row by
+    /// row, and the rows it refuses alone are quarantined: one bad record never takes others
+    /// with it.
+    async fn write(&self, buf: &mut Vec<Record>) {
+        if buf.is_empty() {
+            return;
         }
-        match insert(pool, buf).await {
+        for r in buf.iter_mut() {
+            r.sanitize();
+        }
+        let rows = std::mem::take(buf);
+        let written = self.store(&rows).await;
+        if written < rows.len() {
+            self.spool_or_lose(&rows[written..]);
+        } else if self.spool.as_ref().is_some_and(Spool::has_pending) {
+            // The database answers again: what waited goes in now.
+            self.drain_spool().await;
+        }
+    }
+
+    /// Stores `rows`: the whole batch in one transaction (tried again while the database is
+    /// unavailable, a few times), else row by row with the refused ones quarantined. Returns
+    /// how many rows from the start were dealt with (written or quarantined); the rest could
+    /// not be written because the database is down.
+    async fn store(&self, rows: &[Record]) -> usize {
+        let n = rows.len() as u64;
+        let mut last = None;
+        for attempt in 0..3u64 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            match insert(&self.pool, rows).await {
+                Ok(()) => {
+                    self.stats.written.fetch_add(n, Ordering::Relaxed);
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    return rows.len();
+                }
+                Err(e) => {
+                    let down = unavailable(&e);
+                    last = Some(e);
+                    if !down {
+                        break;
+                    }
+                }
+            }
+        }
+        if last.as_ref().is_some_and(unavailable) {
+            tracing::warn!(
+                records = n,
+                error = %last.map_or_else(String::new, |e| e.to_string()),
+                "the database is unavailable: call records wait in the spool"
+            );
+            return 0;
+        }
+        // The batch was refused: find the rows the database refuses.
+        for (i, r) in rows.iter().enumerate() {
+            match insert(&self.pool, std::slice::from_ref(r)).await {
+                Ok(()) => {
+                    self.stats.written.fetch_add(1, Ordering::Relaxed);
+                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if unavailable(&e) => return i,
+                Err(e) => self.quarantine(r, &e),
+            }
+        }
+        rows.len()
+    }
+
+    fn quarantine(&self, r: &Record, e: &DataError) {
+        self.stats.quarantined.fetch_add(1, Ordering::Relaxed);
+        let kept = match &self.spool {
+            Some(s) => match s.quarantine(r) {
+                Ok(()) => format!("kept in {}", s.dir().join("quarantine.jsonl").display()),
+                Err(e) => format!("not kept: {e}"),
+            },
+            None => "not kept: no spool".to_string(),
+        };
+        tracing::error!(call = %r.call_id(), error = %e, "a call record was refused by the database ({kept})");
+    }
+
+    fn spool_or_lose(&self, rows: &[Record]) {
+        let n = rows.len() as u64;
+        let Some(spool) = &self.spool else {
+            self.stats.failed.fetch_add(n, Ordering::Relaxed);
+            tracing::error!(
+                records = n,
+                "call records lost: the database is unavailable and there is no spool"
+            );
+            return;
+        };
+        match spool.append_pending(rows) {
             Ok(()) => {
-                stats.written.fetch_add(n, Ordering::Relaxed);
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                buf.clear();
+                self.stats.spooled.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.failed.fetch_add(n, Ordering::Relaxed);
+                tracing::error!(records = n, error = %e, "call records lost: the database is unavailable and the spool cannot take them");
+            }
+        }
+    }
+
+    /// Writes the records waiting in the spool, batch by batch; what the database cannot take
+    /// yet stays there (only that).
+    async fn drain_spool(&self) {
+        let Some(spool) = &self.spool else { return };
+        let (rows, bad) = match spool.read_pending() {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "the spool cannot be read");
                 return;
             }
-            Err(e) => last = Some(e),
+        };
+        if bad > 0 {
+            self.stats.failed.fetch_add(bad, Ordering::Relaxed);
+            tracing::error!(lines = bad, "unreadable lines in the spool were dropped");
+        }
+        let mut done = 0;
+        for chunk in rows.chunks(self.max_batch) {
+            let stored = self.store(chunk).await;
+            done += stored;
+            if stored < chunk.len() {
+                break;
+            }
+        }
+        let result = if done == rows.len() {
+            if !rows.is_empty() {
+                tracing::info!(records = rows.len(), "call records from the spool written");
+            }
+            spool.clear_pending()
+        } else if done > 0 {
+            spool.replace_pending(&rows[done..])
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the spool cannot be rewritten");
         }
     }
-    stats.failed.fetch_add(n, Ordering::Relaxed);
-    eprintln!(
-        "ivr: {n} call record(s) could not be written: {}",
-        last.map_or_else(String::new, |e| e.to_string())
-    );
-    buf.clear();
 }
 
 /// Rows per INSERT statement (well under SQLite's limit of bound variables).
@@ -854,6 +1143,7 @@ mod tests {
                 capacity: 100,
                 max_batch: 10,
                 max_delay: Duration::from_millis(5),
+                ..WriterOptions::default()
             },
             &tokio::runtime::Handle::current(),
         );
@@ -965,6 +1255,7 @@ mod tests {
                 capacity: 2,
                 max_batch: 10,
                 max_delay: Duration::from_millis(5),
+                ..WriterOptions::default()
             },
             &tokio::runtime::Handle::current(),
         );

@@ -538,6 +538,7 @@ async fn check_writer(pool: &Pool) {
             capacity: 10_000,
             max_batch: 200,
             max_delay: Duration::from_millis(20),
+            ..WriterOptions::default()
         },
         &rt,
     );
@@ -612,6 +613,7 @@ async fn check_writer_backpressure(pool: &Pool) {
             capacity: 8,
             max_batch: 4,
             max_delay: Duration::from_millis(5),
+            ..WriterOptions::default()
         },
         &rt,
     );
