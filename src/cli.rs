@@ -229,7 +229,8 @@ pub fn run() -> ExitCode {
                 ReportArg::Csv => crate::report_cmd::ReportFormat::Csv,
                 ReportArg::Json => crate::report_cmd::ReportFormat::Json,
             },
-        }),
+        })
+        .map_err(|e| e.to_string()),
         Command::Serve {
             sip,
             http,
@@ -249,7 +250,8 @@ pub fn run() -> ExitCode {
             rtp_timeout,
             max_calls,
             pacer_threads,
-        }),
+        })
+        .map_err(|e| e.to_string()),
         Command::Test {
             paths,
             coverage,

@@ -1,10 +1,27 @@
 //! `ivr serve`: logging set up, the command line turned into [`ServeOptions`], and the SIP/RTP
 //! runtime of `ivr_server` run until a shutdown signal.
 
-use ivr_server::{ServeOptions, run as serve};
+use ivr_server::{ServeError, ServeOptions, run as serve};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use thiserror::Error;
+
+/// Why `ivr serve` stopped with an error (printed after `ivr: `).
+#[derive(Debug, Error)]
+pub enum ServeCmdError {
+    /// A duration option does not read as one.
+    #[error("--{name} takes a duration like 500ms, 2s or 1m (got `{text}`)")]
+    Duration {
+        /// The option, without `--`.
+        name: &'static str,
+        /// What it was given.
+        text: String,
+    },
+    /// The server could not start.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
 
 /// The command line of `ivr serve`.
 pub struct ServeArgs {
@@ -28,15 +45,18 @@ pub struct ServeArgs {
     pub pacer_threads: usize,
 }
 
-fn duration(name: &str, text: &str) -> Result<Duration, String> {
+fn duration(name: &'static str, text: &str) -> Result<Duration, ServeCmdError> {
     ivr_compiler::config::parse_duration_text(text)
         .map(Duration::from_millis)
-        .ok_or_else(|| format!("--{name} takes a duration like 500ms, 2s or 1m (got `{text}`)"))
+        .ok_or_else(|| ServeCmdError::Duration {
+            name,
+            text: text.to_string(),
+        })
 }
 
 /// Runs the command. Logs go to stderr; `IVR_LOG` (or `RUST_LOG`) sets the filter, e.g.
 /// `IVR_LOG=debug` or `IVR_LOG=warn` (default `info`).
-pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
+pub fn run(args: ServeArgs) -> Result<ExitCode, ServeCmdError> {
     let filter = std::env::var("IVR_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());

@@ -643,7 +643,7 @@ fn report_of_queue_events_postgres() {
         let all = report::build(&pool, &ReportOptions::default())
             .await
             .expect("report");
-        check_queue_figures(&serde_json::from_str(&all.to_json()).expect("json"));
+        check_queue_figures(&serde_json::to_value(&all).expect("json"));
         let since = ReportOptions {
             since: Some(report::parse_date("2026-11-22").expect("date")),
             flow: Some("hotline".into()),

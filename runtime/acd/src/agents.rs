@@ -1,8 +1,8 @@
 //! Agents: their states, registration (log-in, refresh, expiry, log-out), away and back,
 //! wrap-up.
 
+use super::Timer;
 use super::queue::CallState;
-use super::timers::Timer;
 use super::{Acd, AcdError, AcdOut, CallKey, Contact, SkillSet};
 use ivr_engine::Millis;
 use serde::Serialize;

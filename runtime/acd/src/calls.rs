@@ -1,8 +1,8 @@
 //! Calls: queued, offered, answered, declined, over, gone.
 
+use super::Timer;
 use super::agents::AgentState;
 use super::queue::{CallState, QueuedCall};
-use super::timers::Timer;
 use super::{Acd, AcdOut, CallKey, Decline};
 use ivr_engine::Millis;
 use std::cmp::Reverse;

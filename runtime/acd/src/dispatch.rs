@@ -7,9 +7,9 @@
 //! agent qualify for" is a short list kept on the agent, and every match is a walk from the
 //! front of an ordered set.
 
+use super::Timer;
 use super::agents::AgentState;
 use super::queue::{CallState, OrderKey};
-use super::timers::Timer;
 use super::{Acd, AcdOut, CallKey, RETRY_PAUSE_MS, SkillSet};
 use ivr_engine::Millis;
 use std::collections::BTreeSet;

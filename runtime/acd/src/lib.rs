@@ -25,8 +25,8 @@
 //! requirement class (the skill mask they need), each class holding its waiting calls in a
 //! `BTreeSet` ordered by (priority, arrival) and its available qualifying agents in a
 //! `BTreeSet` ordered by idle-since, with a count of its logged-in agents ([`dispatch`]). Each
-//! queue orders its calls for positions ([`queue`]). Timers are one `BTreeSet` by deadline
-//! ([`timers`]).
+//! queue orders its calls for positions ([`queue`]). Timers are one `BTreeSet` of [`Timer`]s
+//! by deadline, handled in [`timers`].
 
 mod agents;
 mod calls;
@@ -49,10 +49,24 @@ use queue::{Queue, QueuedCall};
 use serde::Serialize;
 use skills::{SkillSet, SkillTable};
 use std::collections::{BTreeSet, HashMap};
-use timers::Timer;
 
 /// The serve layer's key for a call (unique among the calls it has in the ACD).
 pub type CallKey = u64;
+
+/// What a deadline of [`Acd`]'s timers is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// A ringing offer of this call times out.
+    Ring(CallKey),
+    /// This call's pause after a full round of tried agents ends.
+    Rest(CallKey),
+    /// This agent's wrap-up ends.
+    WrapUp(usize),
+    /// This agent's registration expires.
+    Expiry(usize),
+    /// Positions of this queue are due.
+    Positions(usize),
+}
 
 /// How long a call pauses after every qualifying agent has been tried and the tried set is
 /// cleared, before it is offered again (a phone that fails at once is not rung in a loop).

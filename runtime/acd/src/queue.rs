@@ -1,7 +1,7 @@
 //! Queues (their settings, their calls in order, their counters) and the calls in them;
 //! callers' positions, sent at enqueue and then coalesced.
 
-use super::timers::Timer;
+use super::Timer;
 use super::{Acd, AcdOut, CallKey, POSITION_INTERVAL_MS};
 use ivr_engine::Millis;
 use std::cmp::Reverse;

@@ -1,10 +1,10 @@
 //! Hot reload: agents and queues added, removed or changed, with agent states and waiting
 //! calls kept.
 
+use super::Timer;
 use super::agents::{Agent, AgentState};
 use super::queue::{CallState, Queue};
 use super::skills::SkillTable;
-use super::timers::Timer;
 use super::{Acd, AcdOut, millis};
 use ivr_compiler::config::Config;
 use ivr_engine::Millis;

@@ -1,23 +1,9 @@
-//! Timers as data: one ordered set of (deadline, what), polled by the driver.
+//! Timers as data: one ordered set of (deadline, [`Timer`]), polled by the driver; what is due
+//! is done here.
 
 use super::queue::CallState;
-use super::{Acd, AcdOut, CallKey};
+use super::{Acd, AcdOut, Timer};
 use ivr_engine::Millis;
-
-/// What a deadline is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Timer {
-    /// A ringing offer of this call times out.
-    Ring(CallKey),
-    /// This call's pause after a full round of tried agents ends.
-    Rest(CallKey),
-    /// This agent's wrap-up ends.
-    WrapUp(usize),
-    /// This agent's registration expires.
-    Expiry(usize),
-    /// Positions of this queue are due.
-    Positions(usize),
-}
 
 impl Acd {
     /// The next time [`Acd::handle_timeout`] has work, if any.

@@ -11,8 +11,8 @@
 //! ([`ivr_sip::limiter`]): after 3 failures every further attempt from there waits 1 s, 2 s, …
 //! up to 16 s before it is answered.
 
-use super::agents::{AcdHandle, AcdMsg, AcdSnapshot};
-use crate::live::Live;
+use crate::acd_task::{AcdHandle, AcdMsg, AcdSnapshot};
+use crate::services::Services;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -28,10 +28,8 @@ use tokio::sync::oneshot;
 /// What the agent routes read.
 #[derive(Clone)]
 pub struct AgentApi {
-    /// The ACD task.
-    pub acd: AcdHandle,
-    /// The live configuration (realm, agents' `ha1`).
-    pub live: Arc<Live>,
+    /// What the server shares: the ACD task, the live configuration (realm, agents' `ha1`).
+    pub services: Services,
     /// Failed logins per address.
     pub limiter: Arc<Mutex<FailureLimiter>>,
 }
@@ -56,18 +54,17 @@ fn unavailable() -> Response {
 }
 
 async fn all(State(api): State<AgentApi>) -> Response {
-    match snapshot(&api.acd).await {
+    match snapshot(&api.services.acd).await {
         Some(s) => axum::Json(s.status).into_response(),
         None => unavailable(),
     }
 }
 
 impl AgentApi {
-    /// The agents' API over `live`, with no failures counted yet.
-    pub fn new(acd: AcdHandle, live: Arc<Live>) -> AgentApi {
+    /// The agents' API of a server, with no failures counted yet.
+    pub fn new(services: Services) -> AgentApi {
         AgentApi {
-            acd,
-            live,
+            services,
             limiter: Arc::new(Mutex::new(FailureLimiter::new())),
         }
     }
@@ -104,7 +101,7 @@ impl AgentApi {
         let Some((user, password)) = basic_credentials(headers) else {
             return false;
         };
-        let deployment = self.live.current();
+        let deployment = self.services.live.current();
         let config = &deployment.config;
         let Some(agent) = config.agents.get(id) else {
             return false;
@@ -153,7 +150,7 @@ async fn one(
     if !api.authorized(&id, &headers, peer).await {
         return challenge();
     }
-    let Some(s) = snapshot(&api.acd).await else {
+    let Some(s) = snapshot(&api.services.acd).await else {
         return unavailable();
     };
     let me = s.status.agents.iter().find(|a| a.id == id).cloned();
@@ -195,7 +192,7 @@ async fn set_state(
         away,
         reply: Some(tx),
     };
-    if api.acd.send(msg).is_err() {
+    if api.services.acd.send(msg).is_err() {
         return unavailable();
     }
     match rx.await {

@@ -6,14 +6,14 @@
 //!   `[agents.ID] ha1` like `GET /agents/ID`): `{"token", "agent", "name"}`, or 401; the token
 //!   is random, held in memory, and lapses after [`IDLE`] without a connected console;
 //! - `GET /agent/ws?token=...`: the console's WebSocket. While it is open the agent is
-//!   registered in the ACD ([`super::agent_hub`]); the server sends JSON events (`state`,
+//!   registered in the ACD ([`crate::agent_hub`]); the server sends JSON events (`state`,
 //!   `offer` with the screen pop, `answer` with SDP, `connected`, `cancelled`, `ended`,
 //!   `replaced`, `error`) and takes `state` (`available` / `away`), `answer` (the page's SDP
 //!   offer) and `hangup` (decline, or end the conversation).
 
-use super::agent_api::{self, AgentApi};
-use super::agent_hub::{AgentHub, FromPage, REGISTRATION, ToPage};
-use super::agents::{AcdMsg, AcdSnapshot};
+use crate::acd_task::{AcdMsg, AcdSnapshot};
+use crate::agent_api::{self, AgentApi};
+use crate::agent_hub::{AgentHub, FromPage, REGISTRATION, ToPage};
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -46,8 +46,8 @@ const MAX_MESSAGE: usize = 64 * 1024;
 
 /// What the console routes need.
 pub struct Console {
+    /// Agents checked and the ACD and the consoles' hub reached through it.
     api: AgentApi,
-    hub: Arc<AgentHub>,
     sessions: Mutex<HashMap<String, Session>>,
 }
 
@@ -58,16 +58,12 @@ struct Session {
 }
 
 impl Console {
-    /// The console of a server: agents checked and the ACD reached through `api`, calls
-    /// through `hub`; `changes` ticks when the ACD's agents may have changed.
-    pub fn new(
-        api: AgentApi,
-        hub: Arc<AgentHub>,
-        mut changes: super::agents::AcdChanges,
-    ) -> Arc<Console> {
+    /// The console of a server: agents checked, the ACD and calls (the agents' hub) reached
+    /// through `api`; the ACD's changes say when its agents may have changed.
+    pub fn new(api: AgentApi) -> Arc<Console> {
+        let mut changes = api.services.acd_changes.clone();
         let c = Arc::new(Console {
             api,
-            hub,
             sessions: Mutex::new(HashMap::new()),
         });
         // One look at the ACD for every console after each change: each hears its agent's
@@ -83,15 +79,20 @@ impl Console {
                 changes.mark_unchanged();
                 tokio::time::sleep(STATE_AT_MOST).await;
                 let Some(c) = weak.upgrade() else { return };
-                if !c.hub.any() {
+                if !c.hub().any() {
                     continue;
                 }
                 let Some(s) = snapshot(&c).await else { return };
-                c.hub
+                c.hub()
                     .states(s.status.agents.iter().map(|a| (a.id.as_str(), a.state)));
             }
         });
         c
+    }
+
+    /// The agents' consoles.
+    fn hub(&self) -> &AgentHub {
+        &self.api.services.consoles
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
@@ -150,6 +151,7 @@ async fn login(
     };
     let name = c
         .api
+        .services
         .live
         .current()
         .config
@@ -203,7 +205,15 @@ async fn socket(
         return (StatusCode::UNAUTHORIZED, "log in first\n").into_response();
     };
     // A removed agent cannot come back with an old token.
-    if !c.api.live.current().config.agents.contains_key(&agent) {
+    if !c
+        .api
+        .services
+        .live
+        .current()
+        .config
+        .agents
+        .contains_key(&agent)
+    {
         c.release(&token);
         return (StatusCode::UNAUTHORIZED, "no such agent\n").into_response();
     }
@@ -228,7 +238,7 @@ async fn socket(
 
 async fn snapshot(c: &Console) -> Option<AcdSnapshot> {
     let (tx, rx) = oneshot::channel();
-    c.api.acd.send(AcdMsg::Status(tx)).ok()?;
+    c.api.services.acd.send(AcdMsg::Status(tx)).ok()?;
     rx.await.ok()
 }
 
@@ -241,7 +251,8 @@ async fn send(ws: &mut WebSocket, msg: &ToPage) -> bool {
 
 /// One console's socket, from its opening to its end.
 async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
-    let mut attached = c.hub.attach(agent);
+    let hub = &c.api.services.consoles;
+    let mut attached = hub.attach(agent);
     let conn = attached.conn;
     let mut refresh = tokio::time::interval(REGISTRATION / 2);
     refresh.tick().await;
@@ -257,7 +268,7 @@ async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
                         c.sessions().remove(token);
                         break;
                     }
-                    Ok(msg) => c.hub.from_page(agent, conn, msg),
+                    Ok(msg) => hub.from_page(agent, conn, msg),
                     Err(e) => {
                         let message = format!("not understood: {e}");
                         if !send(&mut ws, &ToPage::Error { message }).await {
@@ -283,12 +294,12 @@ async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
                 }
             }
             _ = refresh.tick() => {
-                if !c.hub.refresh(agent, conn) {
+                if !hub.refresh(agent, conn) {
                     break;
                 }
             }
         }
     }
-    c.hub.detach(agent, conn);
+    hub.detach(agent, conn);
     let _ = ws.send(Message::Close(None)).await;
 }

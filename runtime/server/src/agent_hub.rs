@@ -1,12 +1,12 @@
-//! Agents who take calls in the browser (the agent console, [`super::agent_console`]): the
+//! Agents who take calls in the browser (the agent console, [`crate::agent_console`]): the
 //! place where a call's transfer leg meets an agent's page instead of a SIP phone.
 //!
 //! While an agent's console is connected (its WebSocket open) the agent is registered in the
 //! ACD with the contact `webrtc:ID` ([`contact`]), refreshed while the socket lives and
 //! removed when it closes. A call offered to such an agent places its leg here
-//! ([`AgentHub::offer`], from `call.rs` where a SIP contact would go to the core): the page
-//! gets `{"type":"offer","pop":{...}}`, the call hears [`LegEvent::Ringing`]. When the agent
-//! answers, the page sends its SDP offer; it is answered like a browser caller's
+//! ([`AgentHub::offer`], from `call/transfer.rs` where a SIP contact would go to the core):
+//! the page gets `{"type":"offer","pop":{...}}`, the call hears [`LegEvent::Ringing`]. When
+//! the agent answers, the page sends its SDP offer; it is answered like a browser caller's
 //! ([`ivr_media::webrtc::Session`]), and a relay socket on loopback stands for the agent on the
 //! leg's RTP socket, so the call's bridge relays caller and agent as with a SIP phone. Once
 //! ICE and DTLS are up the call hears [`LegEvent::Answered`] with PCMU at the relay's address.
@@ -19,7 +19,8 @@
 //! from a SIP phone until the phone's next REGISTER. A second console of the same agent
 //! replaces the first.
 
-use super::agents::{AcdHandle, AcdMsg, ScreenPop};
+use crate::acd_task::{AcdHandle, AcdMsg};
+use crate::screen_pop::ScreenPop;
 use crate::ua::LegEvent;
 use ivr_acd::Contact;
 use ivr_media::audio::Law;

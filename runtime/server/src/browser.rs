@@ -11,10 +11,10 @@
 //!
 //! The media is [`ivr_media::webrtc`]'s; the call itself is the same [`call`] task as a SIP call's.
 
-use super::call::{self, Note};
-use crate::agents::AcdHandle;
-use crate::live::Live;
-use crate::ua::{CoreMsg, CoreStats, DialogEvent};
+use crate::call::{self, Incoming, Note};
+use crate::clock::local_now;
+use crate::services::Services;
+use crate::ua::{CoreStats, DialogEvent};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -22,11 +22,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use ivr_data::records::{CallRecorder, RecordWriter};
+use ivr_data::records::CallRecorder;
 use ivr_engine::{CallInfo, Channel};
 use ivr_media::audio::Law;
-use ivr_media::pacer::Pacer;
-use ivr_media::ports::PortPool;
 use ivr_media::sdp::{self, Direction, Negotiated};
 use ivr_media::webrtc::{self, Control, OfferError, RelayEnd, Session};
 use ivr_sip::message::random_u64;
@@ -46,36 +44,12 @@ const LINGER: Duration = Duration::from_secs(30);
 /// Most lines kept in a transcript.
 const MAX_LINES: usize = 2000;
 
-/// What browser calls need of `ivr serve`.
+/// The browser channel of `ivr serve`: its calls in progress and their transcripts.
 pub struct Browser {
-    /// The live deployment.
-    pub live: Arc<Live>,
-    /// The database for lookups, with each deployment's catalog.
-    pub catalogs: Arc<super::catalog::Catalogs>,
-    /// Where records go.
-    pub writer: Option<RecordWriter>,
-    /// The pacer.
-    pub pacer: Pacer,
-    /// RTP ports (a browser's call has one, the relay's peer, and its transfers theirs).
-    pub ports: Arc<PortPool>,
-    /// The SIP core (transfers place their legs through it).
-    pub core: mpsc::UnboundedSender<CoreMsg>,
+    /// What calls share (the live deployment, the pacer, RTP ports, the ACD task, ...).
+    services: Services,
     /// The SIP core's counters (its dialogs count against `max_calls`).
-    pub stats: Arc<CoreStats>,
-    /// End a call after this long without media from the browser.
-    pub rtp_timeout: Duration,
-    /// Calls whose flow is running (all channels).
-    pub running: Arc<AtomicUsize>,
-    /// The ACD.
-    pub acd: AcdHandle,
-    /// `max_calls`.
-    pub max_calls: usize,
-    /// Agents' browser consoles (a browser caller's queue transfer may ring one).
-    pub consoles: Option<Arc<super::agent_hub::AgentHub>>,
-    /// The registry of calls in progress.
-    pub live_calls: Arc<super::live_calls::LiveCalls>,
-    /// The SIP transport (a transfer to a `transport=tcp` URI connects there).
-    pub sip: Option<crate::transport::Sender>,
+    stats: Arc<CoreStats>,
     /// Browser calls admitted and not yet over (the SIP core counts them against `max_calls`).
     active: Arc<AtomicUsize>,
     draining: AtomicBool,
@@ -87,59 +61,18 @@ struct Entry {
     transcript: Arc<Transcript>,
 }
 
-/// What [`Browser::new`] takes.
-pub struct BrowserParts {
-    /// See [`Browser`].
-    pub live: Arc<Live>,
-    /// See [`Browser`].
-    pub catalogs: Arc<super::catalog::Catalogs>,
-    /// See [`Browser`].
-    pub writer: Option<RecordWriter>,
-    /// See [`Browser`].
-    pub pacer: Pacer,
-    /// See [`Browser`].
-    pub ports: Arc<PortPool>,
-    /// See [`Browser`].
-    pub core: mpsc::UnboundedSender<CoreMsg>,
-    /// See [`Browser`].
-    pub stats: Arc<CoreStats>,
-    /// See [`Browser`].
-    pub rtp_timeout: Duration,
-    /// See [`Browser`].
-    pub running: Arc<AtomicUsize>,
-    /// See [`Browser`].
-    pub acd: AcdHandle,
-    /// See [`Browser`].
-    pub max_calls: usize,
-    /// Browser calls in progress: shared with the SIP core, which counts them too.
-    pub active: Arc<AtomicUsize>,
-    /// See [`Browser`].
-    pub consoles: Option<Arc<super::agent_hub::AgentHub>>,
-    /// See [`Browser`].
-    pub live_calls: Arc<super::live_calls::LiveCalls>,
-    /// See [`Browser`].
-    pub sip: Option<crate::transport::Sender>,
-}
-
 impl Browser {
-    /// The browser channel of a server.
-    pub fn new(p: BrowserParts) -> Arc<Browser> {
+    /// The browser channel of a server: `stats` are the SIP core's counters, `active` the
+    /// browser calls in progress (shared with the SIP core, which counts them too).
+    pub fn new(
+        services: Services,
+        stats: Arc<CoreStats>,
+        active: Arc<AtomicUsize>,
+    ) -> Arc<Browser> {
         Arc::new(Browser {
-            live: p.live,
-            catalogs: p.catalogs,
-            writer: p.writer,
-            pacer: p.pacer,
-            ports: p.ports,
-            core: p.core,
-            stats: p.stats,
-            rtp_timeout: p.rtp_timeout,
-            running: p.running,
-            acd: p.acd,
-            max_calls: p.max_calls,
-            consoles: p.consoles,
-            live_calls: p.live_calls,
-            sip: p.sip,
-            active: p.active,
+            services,
+            stats,
+            active,
             draining: AtomicBool::new(false),
             calls: Mutex::new(HashMap::new()),
         })
@@ -235,7 +168,7 @@ async fn phone() -> impl IntoResponse {
 }
 
 async fn routes(State(b): State<Arc<Browser>>) -> impl IntoResponse {
-    let d = b.live.current();
+    let d = b.services.live.current();
     let mut out: Vec<serde_json::Value> = d
         .flows
         .keys()
@@ -288,10 +221,10 @@ async fn place(
     if b.draining.load(Ordering::Relaxed) {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    if b.active() + b.stats.active.load(Ordering::Relaxed) >= b.max_calls {
+    if b.active() + b.stats.active.load(Ordering::Relaxed) >= b.services.max_calls {
         return text(StatusCode::SERVICE_UNAVAILABLE, "too many calls");
     }
-    let deployment = b.live.current();
+    let deployment = b.services.live.current();
     let Some((_, flow)) = deployment.flow_for_route(&route) else {
         if deployment.routes_to_not_started(&route) {
             return text(
@@ -327,7 +260,7 @@ async fn place(
             };
         }
     };
-    let Some(port) = b.ports.allocate() else {
+    let Some(port) = b.services.ports.allocate() else {
         session.close().await;
         tracing::warn!("no free RTP port");
         return text(StatusCode::SERVICE_UNAVAILABLE, "no free RTP port");
@@ -468,11 +401,11 @@ impl Run {
             transcript,
         } = self;
         let id = info.id.clone();
-        let arrived = call::local_now();
+        let arrived = local_now();
         let unserved = |outcome: &'static str| {
-            if let Some(w) = b.writer.clone() {
+            if let Some(w) = b.services.writer.clone() {
                 CallRecorder::new(w, Arc::clone(&flow), &info, arrived)
-                    .unserved(outcome, call::local_now());
+                    .unserved(outcome, local_now());
             }
             transcript.note(&Note::End(outcome));
         };
@@ -510,11 +443,9 @@ impl Run {
                 }
             });
         }
-        let db = b.catalogs.for_deployment(&deployment);
-        let setup = call::Setup {
+        let incoming = Incoming {
             info,
             flow,
-            recordings_dir: deployment.config.recordings_dir.clone(),
             deployment,
             port,
             negotiated: Negotiated {
@@ -526,23 +457,12 @@ impl Run {
                 direction: Direction::SendRecv,
             },
             events: events_rx,
-            core: b.core.clone(),
             tag: id.clone(),
-            pacer: b.pacer.clone(),
-            db,
-            writer: b.writer.clone(),
-            rtp_timeout: b.rtp_timeout,
-            running: Arc::clone(&b.running),
-            acd: Some(b.acd.clone()),
-            ports: Arc::clone(&b.ports),
             peer: None,
             notes: Some(notes_tx),
-            consoles: b.consoles.clone(),
-            live_calls: Arc::clone(&b.live_calls),
-            sip: b.sip.clone(),
         };
-        b.running.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(call::run(setup).in_current_span());
+        b.services.running.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(call::run(b.services.clone(), incoming).in_current_span());
         let end = webrtc::relay(&mut session, &relay, &mut control, events_tx.closed()).await;
         match end {
             RelayEnd::CallOver => {}

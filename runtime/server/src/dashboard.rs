@@ -14,16 +14,16 @@
 //! frames. No caller numbers, call ids or attached data: only counts, names of flows, nodes,
 //! queues and agents.
 
-use super::agents::{AcdHandle, AcdMsg, AcdSnapshot};
-use super::live_calls::LiveCalls;
-use crate::live::Live;
+use crate::acd_task::{AcdMsg, AcdSnapshot};
+use crate::clock::local_now;
+use crate::live_calls::{self, LiveCalls};
+use crate::services::Services;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use ivr_acd::AgentState;
-use ivr_media::pacer::PacerStats;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -62,18 +62,10 @@ pub fn state_name(s: AgentState) -> &'static str {
     }
 }
 
-/// What the dashboard reads.
+/// What the dashboard reads: the live deployment and its reloads, the ACD task (queues,
+/// agents) and its changes, the calls in progress, the pacer's counters.
 pub struct Dashboard {
-    /// The live deployment and its reloads.
-    pub live: Arc<Live>,
-    /// The ACD task (queues, agents).
-    pub acd: AcdHandle,
-    /// Calls in progress.
-    pub calls: Arc<LiveCalls>,
-    /// The pacer's counters.
-    pub pacer: Arc<PacerStats>,
-    /// Ticks when agents or queues may have changed.
-    pub acd_changes: super::agents::AcdChanges,
+    services: Services,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -83,17 +75,26 @@ impl std::fmt::Debug for Dashboard {
 }
 
 impl Dashboard {
+    /// The dashboard of a server.
+    pub fn new(services: Services) -> Dashboard {
+        Dashboard { services }
+    }
+
+    fn calls(&self) -> &LiveCalls {
+        &self.services.live_calls
+    }
+
     async fn acd(&self) -> Option<AcdSnapshot> {
         let (tx, rx) = oneshot::channel();
-        self.acd.send(AcdMsg::Status(tx)).ok()?;
+        self.services.acd.send(AcdMsg::Status(tx)).ok()?;
         tokio::time::timeout(ACD_WAIT, rx).await.ok()?.ok()
     }
 
     /// The dashboard's state (`GET /dashboard/state`, the WebSocket's messages).
     pub async fn state(&self) -> Value {
-        let calls = self.calls.snapshot();
+        let calls = self.calls().snapshot();
         let acd = self.acd().await;
-        let now = super::call::local_now();
+        let now = local_now();
         let (queues, agents, by_state) = match &acd {
             Some(a) => {
                 let queues: Vec<Value> = a
@@ -139,7 +140,8 @@ impl Dashboard {
             }
             None => (Vec::new(), Vec::new(), Value::Null),
         };
-        let status = self.live.status();
+        let status = self.services.live.status();
+        let pacer = self.services.pacer.stats();
         json!({
             "at": chrono::Utc::now().to_rfc3339(),
             "calls": calls,
@@ -154,10 +156,10 @@ impl Dashboard {
                 "reloads": status["reloads"],
             },
             "media": {
-                "packets": self.pacer.packets.load(Ordering::Relaxed),
-                "late_ticks": self.pacer.late_ticks.load(Ordering::Relaxed),
-                "late_packets": self.pacer.late_packets.load(Ordering::Relaxed),
-                "channels": self.pacer.channels.load(Ordering::Relaxed),
+                "packets": pacer.packets.load(Ordering::Relaxed),
+                "late_ticks": pacer.late_ticks.load(Ordering::Relaxed),
+                "late_packets": pacer.late_packets.load(Ordering::Relaxed),
+                "channels": pacer.channels.load(Ordering::Relaxed),
             },
         })
     }
@@ -165,7 +167,7 @@ impl Dashboard {
     /// The samples of `ivr_calls_in_node` (calls in progress by flow and node), after the
     /// family's HELP and TYPE lines.
     pub fn metrics_calls_by_node(&self, out: &mut String) {
-        for n in self.calls.snapshot().by_node {
+        for n in self.calls().snapshot().by_node {
             let _ = writeln!(
                 out,
                 "ivr_calls_in_node{{flow=\"{}\",node=\"{}\"}} {}",
@@ -178,8 +180,8 @@ impl Dashboard {
 
     /// The other series: calls started and ended, queues, agents, the pacer's lateness.
     pub async fn metrics(&self, out: &mut String) {
-        let started = self.calls.started();
-        let ended = self.calls.ended();
+        let started = self.calls().started();
+        let ended = self.calls().ended();
         let _ = write!(
             out,
             "# HELP ivr_calls_started_total Calls whose flow started, since start.\n\
@@ -188,7 +190,7 @@ impl Dashboard {
              # HELP ivr_calls_ended_total Calls whose flow ended, since start, by outcome.\n\
              # TYPE ivr_calls_ended_total counter\n"
         );
-        for (o, n) in super::live_calls::OUTCOMES.iter().zip(ended) {
+        for (o, n) in live_calls::OUTCOMES.iter().zip(ended) {
             let _ = writeln!(
                 out,
                 "ivr_calls_ended_total{{outcome=\"{}\"}} {n}",
@@ -232,7 +234,7 @@ impl Dashboard {
                 let _ = writeln!(out, "ivr_agents{{state=\"{}\"}} {n}", state_name(s));
             }
         }
-        let p = &self.pacer;
+        let p = self.services.pacer.stats();
         let _ = write!(
             out,
             "# HELP ivr_rtp_packets_sent_total RTP packets of prompts sent by the pacer.\n\
@@ -286,8 +288,8 @@ async fn ws(State(d): State<Arc<Dashboard>>, up: WebSocketUpgrade) -> Response {
 /// Sends the state at once, then every [`PUSH_EVERY`] and after changes, until the page
 /// goes away.
 async fn push(d: Arc<Dashboard>, mut socket: WebSocket) {
-    let mut changes = d.calls.subscribe();
-    let mut acd_changes = d.acd_changes.clone();
+    let mut changes = d.calls().subscribe();
+    let mut acd_changes = d.services.acd_changes.clone();
     let mut tick = tokio::time::interval(PUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();

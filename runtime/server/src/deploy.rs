@@ -40,7 +40,8 @@ pub struct Deployment {
 
 /// Why a deployment could not be built: the diagnostics, rendered as `ivr check` prints them
 /// and as JSON.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{rendered}{errors} error(s)")]
 pub struct LoadFailure {
     /// Diagnostics as `ivr check` prints them (no colour).
     pub rendered: String,
@@ -48,12 +49,6 @@ pub struct LoadFailure {
     pub json: serde_json::Value,
     /// Number of errors.
     pub errors: usize,
-}
-
-impl std::fmt::Display for LoadFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}{} error(s)", self.rendered, self.errors)
-    }
 }
 
 impl Deployment {

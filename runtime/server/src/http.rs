@@ -1,10 +1,13 @@
 //! The HTTP interface of `ivr serve` (`[server] http`, `--http`): `GET /status`, the live
 //! version and the last reload attempt with its diagnostics (JSON), and `GET /metrics`, a few
-//! counters in the Prometheus text format (with the series of [`super::dashboard`]). Calls
-//! from the browser (the phone page, `POST /calls/ROUTE`, ...) are [`super::browser`]'s
+//! counters in the Prometheus text format (with the series of [`crate::dashboard`]). Calls
+//! from the browser (the phone page, `POST /calls/ROUTE`, ...) are [`crate::browser`]'s
 //! routes, and the dashboard's (`/dashboard`) its own; both are merged in here.
 
-use crate::live::Live;
+use crate::agent_api::{self, AgentApi};
+use crate::browser::{self, Browser};
+use crate::dashboard::{self, Dashboard};
+use crate::services::Services;
 use crate::ua::CoreStats;
 use axum::Router;
 use axum::extract::State;
@@ -13,23 +16,22 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct HttpState {
-    /// The live deployment and the reload history.
-    pub live: Arc<Live>,
+    /// What the server shares: the live deployment and the reload history, the calls whose
+    /// flow is running.
+    pub services: Services,
     /// Counters of the user-agent core.
     pub stats: Arc<CoreStats>,
-    /// Calls whose flow is running.
-    pub running: Arc<AtomicUsize>,
     /// Calls from the browser.
-    pub browser: Option<Arc<super::browser::Browser>>,
+    pub browser: Option<Arc<Browser>>,
     /// Agents and queues (`/agents`).
-    pub agents: Option<super::agent_api::AgentApi>,
+    pub agents: Option<AgentApi>,
     /// The dashboard (`/dashboard`) and the series of `/metrics` it shares.
-    pub dashboard: Option<Arc<super::dashboard::Dashboard>>,
+    pub dashboard: Option<Arc<Dashboard>>,
 }
 
 /// The routes.
@@ -42,27 +44,27 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state);
     let r = match agents {
-        Some(a) => r.merge(super::agent_api::router(a)),
+        Some(a) => r.merge(agent_api::router(a)),
         None => r,
     };
     let r = match dashboard {
-        Some(d) => r.merge(super::dashboard::router(d)),
+        Some(d) => r.merge(dashboard::router(d)),
         None => r,
     };
     match browser {
-        Some(b) => r.merge(super::browser::router(b)),
+        Some(b) => r.merge(browser::router(b)),
         None => r,
     }
 }
 
 async fn status(State(s): State<HttpState>) -> impl IntoResponse {
-    axum::Json(s.live.status())
+    axum::Json(s.services.live.status())
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     let mut out = String::new();
-    let (ok, failed) = s.live.counts();
-    let version = s.live.current().version.clone();
+    let (ok, failed) = s.services.live.counts();
+    let version = s.services.live.current().version.clone();
     let _ = write!(
         out,
         "# HELP ivr_calls_in_progress Calls whose flow is running.\n\
@@ -70,7 +72,7 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
          ivr_calls_in_progress {}\n\
          # HELP ivr_calls_in_node Calls in progress by flow and the node they are in.\n\
          # TYPE ivr_calls_in_node gauge\n",
-        s.running.load(Ordering::Relaxed),
+        s.services.running.load(Ordering::Relaxed),
     );
     if let Some(d) = &s.dashboard {
         d.metrics_calls_by_node(&mut out);

@@ -1,26 +1,36 @@
 //! `ivr serve`: the SIP/RTP runtime. Wires the live deployment (hot reload), the data layer
 //! and its record writer, the pacer, the RTP port pool, the SIP transports and the user-agent
-//! core, admits calls (route, SDP answer, port) and runs each one as a [`call`] task.
+//! core, the ACD task and the HTTP pages, all reached through one [`Services`] handle; admits
+//! calls (route, SDP answer, port) and runs each one as a [`call`] task.
 //! SIGHUP reloads; SIGINT/SIGTERM stop taking calls and let the current ones finish until the
 //! drain deadline, then end them (BYE) and write every record before exiting.
 
+pub mod acd_task;
 pub mod agent_api;
 pub mod agent_console;
 pub mod agent_hub;
-pub mod agents;
 pub mod browser;
 pub mod call;
 pub mod catalog;
+pub mod clock;
 pub mod dashboard;
 pub mod deploy;
 pub mod http;
 pub mod live;
 pub mod live_calls;
 pub mod queue_day;
+pub mod screen_pop;
+pub mod services;
 pub mod transport;
 pub mod ua;
 
+pub use crate::services::Services;
+
+use crate::acd_task::{AcdMsg, AcdTask};
+use crate::clock::local_now;
+use crate::deploy::LoadFailure;
 use crate::live::Live;
+use crate::services::Shared;
 use crate::ua::{Admitted, Calls, Core, CoreMsg, CoreOptions, NewCall};
 use ivr_data as data;
 use ivr_data::records::{CallRecorder, RecordWriter, WriterOptions};
@@ -36,6 +46,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use thiserror::Error;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -78,24 +89,44 @@ impl Default for ServeOptions {
     }
 }
 
-struct App {
-    live: Arc<Live>,
-    /// The database with each deployment's catalog.
-    catalogs: Arc<catalog::Catalogs>,
-    writer: Option<RecordWriter>,
-    pacer: Pacer,
-    ports: Arc<PortPool>,
-    core: mpsc::UnboundedSender<CoreMsg>,
-    rtp_timeout: Duration,
-    running: Arc<AtomicUsize>,
-    acd: agents::AcdHandle,
-    live_calls: Arc<live_calls::LiveCalls>,
-    consoles: Arc<agent_hub::AgentHub>,
-    /// The SIP transport (TCP transfers open their connections there).
-    sip: crate::transport::Sender,
+/// Why `ivr serve` cannot start (the message is what `ivr serve` prints after `ivr: `).
+#[derive(Debug, Error)]
+pub enum ServeError {
+    /// The tokio runtime could not be built.
+    #[error("{0}")]
+    Runtime(#[source] std::io::Error),
+    /// The first deployment does not load.
+    #[error("{0}")]
+    Load(#[from] LoadFailure),
+    /// `--sip` or `[server] sip` is not an address.
+    #[error("the SIP address `{0}` is not IP:PORT")]
+    SipAddress(String),
+    /// `[server] rtp_ports` is not a range (the message says why).
+    #[error("{0}")]
+    RtpPorts(String),
+    /// The pacer's threads could not be started.
+    #[error("cannot start the pacer: {0}")]
+    Pacer(#[source] std::io::Error),
+    /// The SIP transports could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The SIP address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An explicit `--http` address could not be bound.
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Http {
+        /// The HTTP address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
-impl Calls for App {
+/// The SIP core's admission of calls.
+impl Calls for Services {
     fn admit(&mut self, c: NewCall<'_>) -> Result<Admitted, u16> {
         let deployment = self.live.current();
         let uri = c.request.uri.to_string();
@@ -150,20 +181,20 @@ impl Calls for App {
         // The record of a call that ends before its flow starts (CANCEL, no ACK, ...).
         let unserved = {
             let (writer, flow, info) = (self.writer.clone(), Arc::clone(&flow), info.clone());
-            let arrived = call::local_now();
+            let arrived = local_now();
             move |outcome: &'static str| {
                 if let Some(w) = writer {
-                    CallRecorder::new(w, flow, &info, arrived).unserved(outcome, call::local_now());
+                    CallRecorder::new(w, flow, &info, arrived).unserved(outcome, local_now());
                 }
             }
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let span = tracing::info_span!("call", id = %info.id);
         let port_no = port.port();
-        let mut setup = call::Setup {
+        let mut incoming = call::Incoming {
             info,
             flow,
-            deployment: Arc::clone(&deployment),
+            deployment,
             port,
             // Replaced by the ACK's answer for a late offer.
             negotiated: n.unwrap_or(sdp::Negotiated {
@@ -175,50 +206,38 @@ impl Calls for App {
                 direction: sdp::Direction::SendRecv,
             }),
             events: events_rx,
-            core: self.core.clone(),
             tag: c.tag.to_string(),
-            pacer: self.pacer.clone(),
-            db: self.catalogs.for_deployment(&deployment),
-            writer: self.writer.clone(),
-            rtp_timeout: self.rtp_timeout,
-            recordings_dir: deployment.config.recordings_dir.clone(),
-            running: Arc::clone(&self.running),
-            acd: Some(self.acd.clone()),
-            ports: Arc::clone(&self.ports),
             peer: Some(c.peer),
             notes: None,
-            consoles: Some(Arc::clone(&self.consoles)),
-            live_calls: Arc::clone(&self.live_calls),
-            sip: Some(self.sip.clone()),
         };
-        let running = Arc::clone(&self.running);
+        let services = self.clone();
         Ok(Admitted {
             answer,
             negotiated: n,
             port: port_no,
             events: events_tx,
             start: Box::new(move |n| {
-                setup.negotiated = n;
-                running.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(call::run(setup).instrument(span));
+                incoming.negotiated = n;
+                services.running.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(call::run(services, incoming).instrument(span));
             }),
             unserved: Box::new(unserved),
         })
     }
 }
 
-/// Runs `ivr serve` until a shutdown signal; `Err` with a message when it cannot start.
-pub fn run(opts: ServeOptions) -> Result<(), String> {
+/// Runs `ivr serve` until a shutdown signal; `Err` when it cannot start.
+pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ivr")
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(ServeError::Runtime)?;
     rt.block_on(serve(opts))
 }
 
-async fn serve(opts: ServeOptions) -> Result<(), String> {
-    let live = Live::start(opts.config.clone()).map_err(|f| f.to_string())?;
+async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    let live = Live::start(opts.config.clone())?;
     let _watch = if opts.watch {
         match live.watch() {
             Ok(g) => Some(g),
@@ -242,8 +261,9 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     let sip_text = opts.sip.clone().unwrap_or(server.sip.clone());
     let sip_addr: SocketAddr = sip_text
         .parse()
-        .map_err(|_| format!("the SIP address `{sip_text}` is not IP:PORT"))?;
-    let (lo, hi) = parse_range(&server.rtp_ports)?;
+        .map_err(|_| ServeError::SipAddress(sip_text.clone()))?;
+    let (lo, hi) =
+        parse_range(&server.rtp_ports).map_err(|e| ServeError::RtpPorts(e.to_string()))?;
     let max_calls = opts.max_calls.unwrap_or(server.max_calls) as usize;
 
     let db = match data::open_configured(&deployment.config).await {
@@ -266,32 +286,50 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     } else {
         opts.pacer_threads
     };
-    let pacer = Pacer::start(threads).map_err(|e| format!("cannot start the pacer: {e}"))?;
+    let pacer = Pacer::start(threads).map_err(ServeError::Pacer)?;
     let ports = PortPool::new(sip_addr.ip(), lo, hi);
     let (in_tx, in_rx) = mpsc::channel(65_536);
     let bound = transport::start(sip_addr, in_tx)
         .await
-        .map_err(|e| format!("cannot listen on {sip_addr}: {e}"))?;
+        .map_err(|source| ServeError::Listen {
+            addr: sip_addr,
+            source,
+        })?;
     let (core_tx, core_rx) = mpsc::unbounded_channel();
-    let running = Arc::new(AtomicUsize::new(0));
-    let (acd, acd_changes) = agents::start(&deployment.config, writer.clone());
+    let (acd, acd_changes) = AcdTask::start(&deployment.config, writer.clone());
     // Agents' browser consoles (`/agent`).
     let consoles = agent_hub::AgentHub::new(acd.clone());
-    let live_calls = live_calls::LiveCalls::new();
+    let services = Services::new(Shared {
+        live: Arc::clone(&live),
+        catalogs: catalog::Catalogs::new(db.clone()),
+        writer: writer.clone(),
+        pacer,
+        ports,
+        core: core_tx.clone(),
+        sip: bound.sender.clone(),
+        acd,
+        acd_changes,
+        consoles,
+        live_calls: live_calls::LiveCalls::new(),
+        running: AtomicUsize::new(0),
+        rtp_timeout: opts.rtp_timeout,
+        max_calls,
+    });
     // A new version going live brings its agents and queues to the ACD, and the agents'
     // credentials to the registrar.
     {
-        let (live, acd, core) = (Arc::clone(&live), acd.clone(), core_tx.clone());
+        let services = services.clone();
         let mut swaps = live.subscribe();
         tokio::spawn(async move {
             while swaps.changed().await.is_ok() {
-                let d = live.current();
-                let _ = core.send(CoreMsg::Credentials {
+                let d = services.live.current();
+                let _ = services.core.send(CoreMsg::Credentials {
                     realm: d.config.server.realm.clone(),
                     credentials: agent_credentials(&d.config),
                 });
-                if acd
-                    .send(agents::AcdMsg::Reconfigure(Arc::new(d.config.clone())))
+                if services
+                    .acd
+                    .send(AcdMsg::Reconfigure(Arc::new(d.config.clone())))
                     .is_err()
                 {
                     return;
@@ -299,39 +337,27 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
             }
         });
     }
-    let catalogs = Arc::new(catalog::Catalogs::new(db.clone()));
-    let app = App {
-        live: Arc::clone(&live),
-        catalogs: Arc::clone(&catalogs),
-        writer: writer.clone(),
-        pacer: pacer.clone(),
-        ports: Arc::clone(&ports),
-        core: core_tx.clone(),
-        rtp_timeout: opts.rtp_timeout,
-        running: Arc::clone(&running),
-        acd: acd.clone(),
-        live_calls: Arc::clone(&live_calls),
-        consoles: Arc::clone(&consoles),
-        sip: bound.sender.clone(),
-    };
     // Agents' registrations go to the ACD.
     let (reg_tx, mut reg_rx) = mpsc::unbounded_channel::<ivr_sip::registrar::Registration>();
     {
-        let (acd, consoles) = (acd.clone(), Arc::clone(&consoles));
+        let services = services.clone();
         tokio::spawn(async move {
             while let Some(r) = reg_rx.recv().await {
                 // A phone takes the agent over from its console; its unregistration leaves
                 // a console's binding alone.
-                if !consoles.sip_registration(&r.agent, !r.expires.is_zero()) {
+                if !services
+                    .consoles
+                    .sip_registration(&r.agent, !r.expires.is_zero())
+                {
                     continue;
                 }
-                let msg = agents::AcdMsg::Registration {
-                    contact: agents::contact_of(&r),
+                let msg = AcdMsg::Registration {
+                    contact: acd_task::contact_of(&r),
                     conn: r.peer.conn,
                     agent: r.agent,
                     expires: r.expires,
                 };
-                if acd.send(msg).is_err() {
+                if services.acd.send(msg).is_err() {
                     return;
                 }
             }
@@ -340,7 +366,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     // Browser calls count against `max_calls` in the SIP core, and SIP calls in the browser's.
     let browser_calls = Arc::new(AtomicUsize::new(0));
     let core = Core::new(
-        app,
+        services.clone(),
         bound.sender.clone(),
         CoreOptions {
             timers: Timers::default(),
@@ -357,49 +383,24 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     ));
     let stats = core.stats();
     tokio::spawn(core.run(in_rx, core_rx));
-    let browser = browser::Browser::new(browser::BrowserParts {
-        live: Arc::clone(&live),
-        catalogs,
-        writer: writer.clone(),
-        pacer: pacer.clone(),
-        ports: Arc::clone(&ports),
-        core: core_tx.clone(),
-        stats: Arc::clone(&stats),
-        rtp_timeout: opts.rtp_timeout,
-        running: Arc::clone(&running),
-        acd: acd.clone(),
-        max_calls,
-        active: browser_calls,
-        live_calls: Arc::clone(&live_calls),
-        consoles: Some(Arc::clone(&consoles)),
-        sip: Some(bound.sender.clone()),
-    });
+    let browser = browser::Browser::new(services.clone(), Arc::clone(&stats), browser_calls);
     // The HTTP interface: an explicit `--http` must bind; `[server] http` only warns.
     let http_text = opts.http.clone().unwrap_or(server.http.clone());
     let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
     let http_addr = match tokio::net::TcpListener::bind(&http_text).await {
         Ok(listener) => {
             let addr = listener.local_addr().ok();
-            let agent_api = agent_api::AgentApi::new(acd.clone(), Arc::clone(&live));
+            let agent_api = agent_api::AgentApi::new(services.clone());
             let app = http::router(http::HttpState {
-                live: Arc::clone(&live),
+                services: services.clone(),
                 stats: Arc::clone(&stats),
-                running: Arc::clone(&running),
                 browser: Some(Arc::clone(&browser)),
                 agents: Some(agent_api.clone()),
-                dashboard: Some(Arc::new(dashboard::Dashboard {
-                    live: Arc::clone(&live),
-                    acd: acd.clone(),
-                    calls: Arc::clone(&live_calls),
-                    pacer: Arc::clone(pacer.stats()),
-                    acd_changes: acd_changes.clone(),
-                })),
+                dashboard: Some(Arc::new(dashboard::Dashboard::new(services.clone()))),
             });
             // The agent console (`/agent`).
             let app = app.merge(agent_console::router(agent_console::Console::new(
                 agent_api.clone(),
-                Arc::clone(&consoles),
-                acd_changes,
             )));
             let mut stopped = http_stopped;
             tokio::spawn(async move {
@@ -416,8 +417,11 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
             });
             addr
         }
-        Err(e) if opts.http.is_some() => {
-            return Err(format!("cannot serve HTTP on {http_text}: {e}"));
+        Err(source) if opts.http.is_some() => {
+            return Err(ServeError::Http {
+                addr: http_text,
+                source,
+            });
         }
         Err(e) => {
             tracing::warn!(http = %http_text, error = %e, "no HTTP interface");
@@ -454,7 +458,8 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     browser.drain();
     let deadline = Instant::now() + opts.drain;
     while Instant::now() < deadline
-        && (stats.active.load(Ordering::Relaxed) > 0 || running.load(Ordering::Relaxed) > 0)
+        && (stats.active.load(Ordering::Relaxed) > 0
+            || services.running.load(Ordering::Relaxed) > 0)
     {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -465,7 +470,7 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
     browser.terminate_all();
     let _ = stop_http.send(true);
     let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until && running.load(Ordering::Relaxed) > 0 {
+    while Instant::now() < until && services.running.load(Ordering::Relaxed) > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Give the BYEs a moment on the wire.

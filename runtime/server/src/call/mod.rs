@@ -5,23 +5,29 @@
 //! recordings to WAV files, records to the [`CallRecorder`], the flow's hang-up to the core
 //! (which sends the BYE). It does what the simulator models, with real time and real audio.
 //!
-//! Transfers: a queue transfer goes to the ACD task ([`super::agents`]), which offers the call
+//! Transfers: a queue transfer goes to the ACD task ([`crate::acd_task`]), which offers the call
 //! to an agent; `transfer to` dials the number itself. Either way the call places a leg
 //! through the core ([`CoreMsg::Dial`], with the screen pop as `X-IVR-*` headers) from an RTP
 //! port of its own, and once the callee answers relays RTP both ways ([`ivr_media::bridge`])
 //! while the pacer stays quiet; when the callee hangs up the flow goes on (`after`).
+//!
+//! What calls share (the SIP core, the pacer, the ACD task, ...) comes as the [`Services`]
+//! handle; what is the call's own as an [`Incoming`].
 
 mod transfer;
 
-use crate::agent_hub::{self, AgentHub, BrowserLeg};
-use crate::agents::{AcdHandle, AcdMsg, QueueEvent, ScreenPop};
+use crate::acd_task::{AcdMsg, LeaveReason, QueueEvent};
+use crate::agent_hub::{self, BrowserLeg};
+use crate::clock::Clock;
 use crate::deploy::Deployment;
+use crate::screen_pop::ScreenPop;
+use crate::services::Services;
 use crate::transport::{Peer, Proto, TcpLink};
 use crate::ua::{CoreMsg, Dial, DialogEvent, LegEvent};
 use ivr_acd::{CallKey, Decline};
 use ivr_compiler::program::{Body, Destination, NodeId};
 use ivr_data::Database;
-use ivr_data::records::{CallRecorder, RecordWriter};
+use ivr_data::records::CallRecorder;
 use ivr_engine::say::{self, Language};
 use ivr_engine::speak;
 use ivr_engine::{
@@ -31,16 +37,14 @@ use ivr_media::audio::{Audio, FRAME_SAMPLES, Law, Prompt, PromptSource};
 use ivr_media::bridge::{self, Side};
 use ivr_media::dtmf::EventDetector;
 use ivr_media::latch::{Latch, Verdict};
-use ivr_media::pacer::{ChannelHandle, ChannelSpec, MediaEvent, Pacer};
-use ivr_media::ports::{PortPool, RtpPort};
+use ivr_media::pacer::{ChannelHandle, ChannelSpec, MediaEvent};
+use ivr_media::ports::RtpPort;
 use ivr_media::rtp;
 use ivr_media::sdp::Negotiated;
-use ivr_sansio::Clock;
 use ivr_sip::message::random_u64;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -52,8 +56,8 @@ const NO_MEDIA_YET: Duration = Duration::from_secs(300);
 /// Mean absolute amplitude above which a frame of the caller's audio counts as voice.
 const VOICE_LEVEL: u32 = 300;
 
-/// Everything a call starts with.
-pub struct Setup {
+/// What a call starts with of its own (what it shares with other calls is in [`Services`]).
+pub struct Incoming {
     /// Facts of the call.
     pub info: CallInfo,
     /// The flow it runs.
@@ -66,37 +70,13 @@ pub struct Setup {
     pub negotiated: Negotiated,
     /// Dialog events from the core.
     pub events: mpsc::UnboundedReceiver<DialogEvent>,
-    /// The core.
-    pub core: mpsc::UnboundedSender<CoreMsg>,
     /// Our To-tag (the dialog's key in the core).
     pub tag: String,
-    /// The pacer.
-    pub pacer: Pacer,
-    /// The database for lookups.
-    pub db: Option<Database>,
-    /// Where records go.
-    pub writer: Option<RecordWriter>,
-    /// The call ends after this long without RTP from the caller.
-    pub rtp_timeout: Duration,
-    /// Where `record` nodes write their WAV files.
-    pub recordings_dir: PathBuf,
-    /// Calls still running (for shutdown).
-    pub running: Arc<AtomicUsize>,
-    /// The ACD (queue transfers).
-    pub acd: Option<AcdHandle>,
-    /// RTP ports, for the legs of transfers.
-    pub ports: Arc<PortPool>,
     /// Where the caller's INVITE came from (`transfer to` a bare number goes back there);
     /// none for a browser's call.
     pub peer: Option<Peer>,
     /// Where the call's transcript goes (the phone page's calls), if anywhere.
     pub notes: Option<mpsc::UnboundedSender<Note>>,
-    /// Agents' browser consoles (legs to `webrtc:ID` contacts go there).
-    pub consoles: Option<Arc<AgentHub>>,
-    /// The registry of calls in progress (dashboard, `/metrics`).
-    pub live_calls: Arc<super::live_calls::LiveCalls>,
-    /// The SIP transport (a transfer to a `transport=tcp` URI opens its connection there).
-    pub sip: Option<crate::transport::Sender>,
 }
 
 /// A line of a call's live transcript (the phone page): what the caller hears and does.
@@ -114,12 +94,6 @@ pub enum Note {
     MaskedKey,
     /// The call ended with this outcome.
     End(&'static str),
-}
-
-/// The engine's "now" (local wall-clock milliseconds) outside a call's task: for records of
-/// calls that never started.
-pub fn local_now() -> Millis {
-    Clock::new().now()
 }
 
 /// One 20 ms frame of silence, shared by every `pause`.
@@ -210,12 +184,10 @@ struct Driver {
     /// The caller has sent RTP (from then on its absence for `rtp_timeout` ends the call).
     heard_rtp: bool,
     recording: Option<Recording>,
-    recordings_dir: PathBuf,
     /// The flow hung up (we send the BYE).
     hangup_by_flow: bool,
-    core: mpsc::UnboundedSender<CoreMsg>,
-    acd: Option<AcdHandle>,
-    ports: Arc<PortPool>,
+    /// What calls share: the core, the ACD task, RTP ports, agents' consoles, ...
+    services: Services,
     /// Where the caller's INVITE came from (none: a browser).
     peer: Option<Peer>,
     /// The live transcript.
@@ -235,12 +207,8 @@ struct Driver {
     path: VecDeque<NodeId>,
     /// The screen pop of the transfer in progress.
     last_pop: Option<ScreenPop>,
-    /// Agents' browser consoles.
-    consoles: Option<Arc<AgentHub>>,
-    /// The registry of calls in progress and this call's key in it.
-    live_calls: (Arc<super::live_calls::LiveCalls>, u64),
-    /// The SIP transport, for the connections of TCP transfers.
-    sip: Option<crate::transport::Sender>,
+    /// This call's key in the registry of calls in progress.
+    live_key: u64,
 }
 
 impl Driver {
@@ -371,7 +339,7 @@ impl Driver {
                     self.path.pop_front();
                 }
                 self.path.push_back(*node);
-                self.live_calls.0.enter(self.live_calls.1, *node);
+                self.services.live_calls.enter(self.live_key, *node);
                 let flow = Arc::clone(self.call.flow());
                 let n = flow.program.nodes.get(*node as usize);
                 self.masked_input = matches!(n.map(|n| &n.body), Some(Body::Input(i)) if i.mask);
@@ -450,7 +418,7 @@ impl Driver {
                 priority,
                 attach,
             } => self.start_transfer(*node, *priority, attach),
-            Command::CancelTransfer => self.end_transfer(super::agents::LeaveReason::MaxWait),
+            Command::CancelTransfer => self.end_transfer(LeaveReason::MaxWait),
             Command::StartRecording { node } => {
                 let flow = Arc::clone(self.call.flow());
                 if let Some(Body::Record(r)) =
@@ -534,7 +502,7 @@ impl Driver {
             .get(r.node as usize)
             .map_or("record", |n| n.name.as_str())
             .replace('.', "_");
-        let dir = self.recordings_dir.join(&r.save);
+        let dir = self.deployment.config.recordings_dir.join(&r.save);
         let path = dir.join(format!("{safe}-{node}-{}.wav", random_u64() % 1_000_000));
         if let Some(rec) = &mut self.recorder {
             rec.set_recording_file(Some(path.display().to_string()));
@@ -548,10 +516,9 @@ impl Driver {
             pcm.resize(samples, 0);
         }
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = std::fs::create_dir_all(&dir)
-                .map_err(|e| e.to_string())
-                .and_then(|()| ivr_media::audio::write_wav(&path, &pcm))
-            {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                tracing::error!(error = %e, "recording not saved");
+            } else if let Err(e) = ivr_media::audio::write_wav(&path, &pcm) {
                 tracing::error!(error = %e, "recording not saved");
             }
         });
@@ -683,30 +650,21 @@ impl Driver {
 }
 
 /// Runs one call until it ends.
-pub async fn run(setup: Setup) {
-    let Setup {
+pub async fn run(services: Services, incoming: Incoming) {
+    let Incoming {
         info,
         flow,
         deployment,
         mut port,
         negotiated: n,
         mut events,
-        core,
         tag,
-        pacer,
-        db,
-        writer,
-        rtp_timeout,
-        recordings_dir,
-        running,
-        acd,
-        ports,
         peer,
         notes,
-        live_calls,
-        consoles,
-        sip,
-    } = setup;
+    } = incoming;
+    let core = services.core.clone();
+    let rtp_timeout = services.rtp_timeout;
+    let db = services.catalogs.for_deployment(&deployment);
     let started = Instant::now();
     let ended_tag = tag.clone();
     let sockets = port.take_socket().and_then(|s| {
@@ -721,7 +679,7 @@ pub async fn run(setup: Setup) {
             tag: ended_tag,
             bye: true,
         });
-        running.fetch_sub(1, Ordering::Relaxed);
+        services.running.fetch_sub(1, Ordering::Relaxed);
         return;
     };
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
@@ -730,7 +688,7 @@ pub async fn run(setup: Setup) {
     } else {
         None
     };
-    let channel = pacer.add(ChannelSpec {
+    let channel = services.pacer.add(ChannelSpec {
         socket: send_sock,
         remote,
         law: n.law,
@@ -741,7 +699,10 @@ pub async fn run(setup: Setup) {
         events: media_tx,
     });
     let clock = Clock::new();
-    let recorder = writer.map(|w| CallRecorder::new(w, Arc::clone(&flow), &info, clock.now()));
+    let recorder = services
+        .writer
+        .clone()
+        .map(|w| CallRecorder::new(w, Arc::clone(&flow), &info, clock.now()));
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
     let (queue_tx, mut queue_rx) = mpsc::unbounded_channel();
     tracing::info!(
@@ -751,7 +712,7 @@ pub async fn run(setup: Setup) {
         codec = ?n.law,
         "call answered"
     );
-    let live_key = live_calls.start(info.channel, &flow);
+    let live_key = services.live_calls.start(info.channel, &flow);
     let mut d = Driver {
         call: Call::new(flow, info),
         clock,
@@ -772,11 +733,8 @@ pub async fn run(setup: Setup) {
         last_rtp: Instant::now(),
         heard_rtp: false,
         recording: None,
-        recordings_dir,
         hangup_by_flow: false,
-        core: core.clone(),
-        acd,
-        ports,
+        services: services.clone(),
         peer,
         notes,
         masked_input: false,
@@ -788,9 +746,7 @@ pub async fn run(setup: Setup) {
         leg_sock: None,
         path: VecDeque::with_capacity(PATH_LEN),
         last_pop: None,
-        consoles,
-        live_calls: (Arc::clone(&live_calls), live_key),
-        sip,
+        live_key,
     };
     d.feed(Event::Start);
     let mut buf = [0u8; 1500];
@@ -872,7 +828,7 @@ pub async fn run(setup: Setup) {
         }
     }
     // A queue place or a leg still open: give them up.
-    d.end_transfer(super::agents::LeaveReason::Hangup);
+    d.end_transfer(LeaveReason::Hangup);
     if let Some(r) = &mut d.recorder {
         r.finish(d.clock.now());
     }
@@ -881,12 +837,12 @@ pub async fn run(setup: Setup) {
         by_flow = d.hangup_by_flow,
         "call over"
     );
-    live_calls.end(live_key, d.call.outcome());
+    services.live_calls.end(live_key, d.call.outcome());
     drop(d);
     drop(port);
     let _ = core.send(CoreMsg::Ended {
         tag: ended_tag,
         bye: send_bye,
     });
-    running.fetch_sub(1, Ordering::Relaxed);
+    services.running.fetch_sub(1, Ordering::Relaxed);
 }

@@ -62,18 +62,13 @@ impl Driver {
         self.last_pop = Some(pop.clone());
         match &t.destination {
             Destination::Queue(queue) => {
-                let Some(acd) = self.acd.clone() else {
-                    self.pending
-                        .push_back(Event::Transfer(TransferUpdate::NoAgents));
-                    return;
-                };
                 let key = random_u64();
                 tracing::info!(queue = %queue, priority, "waiting for an agent");
                 self.transfer = Some(Transfer {
                     key: Some(key),
                     connected: false,
                 });
-                let _ = acd.send(AcdMsg::Enqueue {
+                let _ = self.services.acd.send(AcdMsg::Enqueue {
                     call: key,
                     queue: queue.clone(),
                     skills: t.skills.clone(),
@@ -115,9 +110,9 @@ impl Driver {
                     });
                     return;
                 }
-                let (target, sip) = (target.clone(), self.sip.clone());
+                let (target, sip) = (target.clone(), self.services.sip.clone());
                 tokio::spawn(async move {
-                    let peer = resolve(&target, sip.as_ref()).await;
+                    let peer = resolve(&target, &sip).await;
                     let _ = tx.send(Internal::Resolved { target, peer });
                 });
             }
@@ -134,7 +129,7 @@ impl Driver {
         link: Option<TcpLink>,
     ) {
         self.hang_up_leg();
-        let Some(mut port) = self.ports.allocate() else {
+        let Some(mut port) = self.services.ports.allocate() else {
             tracing::warn!("no free RTP port for the transfer");
             self.leg_failed(503);
             return;
@@ -157,20 +152,20 @@ impl Driver {
         tracing::info!(target, agent = agent.as_deref().unwrap_or("-"), "calling");
         let console = agent_hub::agent_of(target).is_some();
         if console {
-            match (&self.consoles, sock.local_addr()) {
-                (Some(hub), Ok(rtp)) => hub.offer(BrowserLeg {
+            match sock.local_addr() {
+                Ok(rtp) => self.services.consoles.offer(BrowserLeg {
                     tag: tag.clone(),
                     agent: agent.clone().unwrap_or_default(),
                     pop: self.last_pop.clone().unwrap_or_default(),
                     rtp,
                     events: tx,
                 }),
-                _ => {
+                Err(_) => {
                     let _ = tx.send(LegEvent::Failed(480));
                 }
             }
         } else {
-            let _ = self.core.send(CoreMsg::Dial(Box::new(Dial {
+            let _ = self.services.core.send(CoreMsg::Dial(Box::new(Dial {
                 tag: tag.clone(),
                 target: target.to_string(),
                 peer,
@@ -199,16 +194,16 @@ impl Driver {
     pub(super) fn leg_failed(&mut self, code: u16) {
         self.drop_leg();
         let Some(t) = &self.transfer else { return };
-        match (t.key, &self.acd) {
-            (Some(key), Some(acd)) => {
+        match t.key {
+            Some(key) => {
                 let why = match code {
                     486 | 600 | 603 => Decline::Busy,
                     408 | 480 | 487 => Decline::NoAnswer,
                     _ => Decline::Failed,
                 };
-                let _ = acd.send(AcdMsg::Declined(key, why));
+                let _ = self.services.acd.send(AcdMsg::Declined(key, why));
             }
-            _ => {
+            None => {
                 let update = if matches!(code, 486 | 600 | 603) {
                     TransferUpdate::Busy
                 } else {
@@ -232,30 +227,32 @@ impl Driver {
     /// Hangs up the leg, if any (CANCEL or BYE through the core).
     pub(super) fn hang_up_leg(&mut self) {
         if let Some(l) = &self.leg {
-            match &self.consoles {
-                Some(hub) if l.console => hub.end_leg(&l.tag),
-                _ => {
-                    let _ = self.core.send(CoreMsg::EndLeg { tag: l.tag.clone() });
-                }
+            if l.console {
+                self.services.consoles.end_leg(&l.tag);
+            } else {
+                let _ = self
+                    .services
+                    .core
+                    .send(CoreMsg::EndLeg { tag: l.tag.clone() });
             }
         }
         self.drop_leg();
     }
 
     /// The transfer is over on our side (max_wait, the caller hung up, the call ends).
-    pub(super) fn end_transfer(&mut self, why: crate::agents::LeaveReason) {
+    pub(super) fn end_transfer(&mut self, why: LeaveReason) {
         // The leg first: a console hears its offer withdrawn before the ACD frees its agent
         // (and its page hears "available").
         self.hang_up_leg();
         if let Some(t) = self.transfer.take()
-            && let (Some(key), Some(acd)) = (t.key, &self.acd)
+            && let Some(key) = t.key
         {
             let msg = if t.connected {
                 AcdMsg::ConversationOver(key)
             } else {
                 AcdMsg::Leave(key, why)
             };
-            let _ = acd.send(msg);
+            let _ = self.services.acd.send(msg);
         }
     }
 
@@ -316,10 +313,10 @@ impl Driver {
                     return;
                 }
                 let agent = self.leg.as_ref().and_then(|l| l.agent.clone());
-                match (self.transfer.as_ref().and_then(|t| t.key), &self.acd, agent) {
+                match (self.transfer.as_ref().and_then(|t| t.key), agent) {
                     // The ACD decides whether the answer counts (it may have moved on).
-                    (Some(call), Some(acd), Some(agent)) => {
-                        let _ = acd.send(AcdMsg::Answered { call, agent });
+                    (Some(call), Some(agent)) => {
+                        let _ = self.services.acd.send(AcdMsg::Answered { call, agent });
                     }
                     _ => self.connect(),
                 }
@@ -332,9 +329,9 @@ impl Driver {
                 tracing::info!("the agent hung up");
                 self.drop_leg();
                 if let Some(t) = self.transfer.take()
-                    && let (Some(key), Some(acd)) = (t.key, &self.acd)
+                    && let Some(key) = t.key
                 {
-                    let _ = acd.send(AcdMsg::ConversationOver(key));
+                    let _ = self.services.acd.send(AcdMsg::ConversationOver(key));
                 }
                 self.feed(Event::Transfer(TransferUpdate::AgentHungUp));
             }
@@ -426,7 +423,7 @@ impl Driver {
 /// when the host is not found, 503 when it does not accept the connection (RFC 3261 8.1.3.1).
 pub(super) async fn resolve(
     target: &str,
-    sip: Option<&crate::transport::Sender>,
+    sip: &crate::transport::Sender,
 ) -> Result<(Peer, Option<TcpLink>), u16> {
     let uri = rsip::Uri::try_from(target).map_err(|_| 404u16)?;
     let proto = match uri
@@ -455,16 +452,15 @@ pub(super) async fn resolve(
             .and_then(|mut a| a.next())
             .ok_or(404u16)?,
     };
-    match (proto, sip) {
-        (Proto::Tcp, Some(sip)) => match sip.connect(addr).await {
+    match proto {
+        Proto::Tcp => match sip.connect(addr).await {
             Ok(link) => Ok((link.peer, Some(link))),
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "cannot connect over TCP");
                 Err(503)
             }
         },
-        (Proto::Tcp, None) => Err(503),
-        (Proto::Udp, _) => Ok((
+        Proto::Udp => Ok((
             Peer {
                 addr,
                 proto: Proto::Udp,

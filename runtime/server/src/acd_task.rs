@@ -1,12 +1,14 @@
-//! The ACD task of `ivr serve`: one tokio task that owns the sans-IO [`Acd`], takes agent
-//! registrations from the SIP core and queue operations from calls, runs its timers (ring
-//! timeouts, wrap-up, expiry, position updates), and hands each output to the call it is
-//! for. It also keeps the screen pop of every call in a queue, for the agent page, and records
-//! the queue events (queued, offered, answered, declined, ring timeout, abandoned, left, no
-//! agents) through the [`RecordWriter`] into `queue_events`.
+//! The ACD task of `ivr serve` ([`AcdTask`]): one tokio task that owns the sans-IO [`Acd`],
+//! takes agent registrations from the SIP core and queue operations from calls (through its
+//! [`AcdHandle`]), runs its timers (ring timeouts, wrap-up, expiry, position updates), and
+//! hands each output to the call it is for. It also keeps the screen pop of every call in a
+//! queue, for the agent page, and records the queue events (queued, offered, answered,
+//! declined, ring timeout, abandoned, left, no agents) through the [`RecordWriter`] into
+//! `queue_events`.
 
-use crate::call::local_now;
-use crate::queue_day::Finish;
+use crate::clock::local_now;
+use crate::queue_day::{Finish, QueueDay, Today};
+use crate::screen_pop::ScreenPop;
 use ivr_acd::{Acd, AcdOut, AcdStatus, AgentState, CallKey, Contact, Decline};
 use ivr_compiler::config::Config;
 use ivr_data::records::{QueueEventKind, QueueEventRow, Record, RecordWriter, timestamp};
@@ -40,56 +42,6 @@ pub enum QueueEvent {
     NoAgents,
     /// The ACD took the agent's answer: connect the call.
     Connected,
-}
-
-/// The call data an agent sees (screen pop), as JSON for the agent page and as `X-IVR-*`
-/// headers on the INVITE.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct ScreenPop {
-    /// The call id.
-    pub call_id: String,
-    /// The calling number.
-    pub caller: String,
-    /// The dialled number.
-    pub called: String,
-    /// The flow.
-    pub flow: String,
-    /// The queue.
-    pub queue: String,
-    /// The priority it waits with.
-    pub priority: i64,
-    /// The attached call data: label (as written in the flow) and value.
-    pub data: Vec<(String, String)>,
-    /// The nodes the caller went through, in order (the last ones).
-    pub path: Vec<String>,
-}
-
-impl ScreenPop {
-    /// The `X-IVR-*` headers of the INVITE to the agent.
-    pub fn headers(&self) -> Vec<(String, String)> {
-        use ivr_sip::outbound::header_name;
-        let mut h = vec![
-            ("X-IVR-Call-Id".to_string(), self.call_id.clone()),
-            ("X-IVR-Caller".to_string(), self.caller.clone()),
-            ("X-IVR-Called".to_string(), self.called.clone()),
-            ("X-IVR-Flow".to_string(), self.flow.clone()),
-        ];
-        if !self.queue.is_empty() {
-            h.push(("X-IVR-Queue".to_string(), self.queue.clone()));
-            h.push(("X-IVR-Priority".to_string(), self.priority.to_string()));
-        }
-        for (label, value) in &self.data {
-            let name = format!("X-IVR-{}", header_name(label));
-            // `attach caller` says what X-IVR-Caller already does.
-            if name.len() > 6 && !h.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
-                h.push((name, value.clone()));
-            }
-        }
-        if !self.path.is_empty() {
-            h.push(("X-IVR-Path".to_string(), self.path.join(",")));
-        }
-        h
-    }
 }
 
 /// Why a caller left its queue before an agent answered.
@@ -168,7 +120,7 @@ pub struct AcdSnapshot {
     /// The screen pop of each call offered to or talking with an agent, by agent id.
     pub screen_pops: HashMap<String, ScreenPop>,
     /// Today's figures by queue (service level), for the dashboard.
-    pub today: std::collections::BTreeMap<String, super::queue_day::QueueDay>,
+    pub today: std::collections::BTreeMap<String, QueueDay>,
 }
 
 /// Where calls to a registered agent go: over UDP to the host and port of its Contact (the
@@ -210,14 +162,76 @@ pub type AcdHandle = mpsc::UnboundedSender<AcdMsg>;
 /// asks for a [`AcdMsg::Status`].
 pub type AcdChanges = tokio::sync::watch::Receiver<u64>;
 
-/// Starts the ACD task for a configuration; its queue events go to `writer` (none: not
-/// recorded).
-pub fn start(config: &Config, writer: Option<RecordWriter>) -> (AcdHandle, AcdChanges) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (changes, changes_rx) = tokio::sync::watch::channel(0);
-    let acd = Acd::new(config);
-    tokio::spawn(run(acd, rx, writer, changes));
-    (tx, changes_rx)
+/// The ACD task: the sans-IO [`Acd`] and what the task keeps beside it, one turn per message
+/// or when timers are due.
+pub struct AcdTask {
+    acd: Acd,
+    book: Book,
+    out: Vec<AcdOut>,
+}
+
+impl AcdTask {
+    /// Starts the ACD task for a configuration; its queue events go to `writer` (none: not
+    /// recorded).
+    pub fn start(config: &Config, writer: Option<RecordWriter>) -> (AcdHandle, AcdChanges) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (changes, changes_rx) = tokio::sync::watch::channel(0);
+        tokio::spawn(AcdTask::new(config, writer).run(rx, changes));
+        (tx, changes_rx)
+    }
+
+    fn new(config: &Config, writer: Option<RecordWriter>) -> AcdTask {
+        AcdTask {
+            acd: Acd::new(config),
+            book: Book {
+                writer,
+                ..Book::default()
+            },
+            out: Vec::with_capacity(64),
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<AcdMsg>,
+        changes: tokio::sync::watch::Sender<u64>,
+    ) {
+        loop {
+            let now = local_now();
+            let wait = self
+                .acd
+                .poll_timeout()
+                .map_or(Duration::from_secs(3600), |at| {
+                    Duration::from_millis((at - now).max(0) as u64)
+                });
+            let msg = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => Some(m),
+                    None => return,
+                },
+                () = tokio::time::sleep(wait) => None,
+            };
+            let looked_at = matches!(msg, Some(AcdMsg::Status(_)));
+            self.step(msg, local_now());
+            if !looked_at {
+                changes.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+    }
+
+    /// One turn of the task: a message (none: timers are due) and what the ACD says to it.
+    fn step(&mut self, msg: Option<AcdMsg>, now: Millis) {
+        let AcdTask { acd, book, out } = self;
+        out.clear();
+        let timers = msg.is_none();
+        match msg {
+            None => acd.handle_timeout(now, out),
+            Some(m) => on_msg(acd, book, m, now, out),
+        }
+        for o in out.drain(..) {
+            dispatch(acd, book, o, now, timers);
+        }
+    }
 }
 
 struct Waiting {
@@ -244,7 +258,7 @@ struct Book {
     /// Where queue events go.
     writer: Option<RecordWriter>,
     /// Today's figures by queue.
-    today: super::queue_day::Today,
+    today: Today,
 }
 
 /// Sends one queue event of the call `w` to the writer (never waits; a full queue refuses it).
@@ -273,50 +287,6 @@ fn decline_name(why: Decline) -> &'static str {
         Decline::Busy => "busy",
         Decline::NoAnswer => "no_answer",
         Decline::Failed => "failed",
-    }
-}
-
-async fn run(
-    mut acd: Acd,
-    mut rx: mpsc::UnboundedReceiver<AcdMsg>,
-    writer: Option<RecordWriter>,
-    changes: tokio::sync::watch::Sender<u64>,
-) {
-    let mut book = Book {
-        writer,
-        ..Book::default()
-    };
-    let mut out: Vec<AcdOut> = Vec::with_capacity(64);
-    loop {
-        let now = local_now();
-        let wait = acd.poll_timeout().map_or(Duration::from_secs(3600), |at| {
-            Duration::from_millis((at - now).max(0) as u64)
-        });
-        let msg = tokio::select! {
-            m = rx.recv() => match m {
-                Some(m) => Some(m),
-                None => return,
-            },
-            () = tokio::time::sleep(wait) => None,
-        };
-        let looked_at = matches!(msg, Some(AcdMsg::Status(_)));
-        step(&mut acd, &mut book, msg, local_now(), &mut out);
-        if !looked_at {
-            changes.send_modify(|n| *n = n.wrapping_add(1));
-        }
-    }
-}
-
-/// One turn of the task: a message (none: timers are due) and what the ACD says to it.
-fn step(acd: &mut Acd, book: &mut Book, msg: Option<AcdMsg>, now: Millis, out: &mut Vec<AcdOut>) {
-    out.clear();
-    let timers = msg.is_none();
-    match msg {
-        None => acd.handle_timeout(now, out),
-        Some(m) => on_msg(acd, book, m, now, out),
-    }
-    for o in out.drain(..) {
-        dispatch(acd, book, o, now, timers);
     }
 }
 
@@ -547,9 +517,7 @@ mod tests {
 
     /// The ACD task's turns, driven by hand: every message at its time, timers when due.
     struct Task {
-        acd: Acd,
-        book: Book,
-        out: Vec<AcdOut>,
+        task: AcdTask,
         to: mpsc::UnboundedSender<QueueEvent>,
         rx: mpsc::UnboundedReceiver<QueueEvent>,
     }
@@ -577,12 +545,7 @@ mod tests {
             }
             let (to, rx) = mpsc::unbounded_channel();
             Task {
-                acd: Acd::new(&c),
-                book: Book {
-                    writer: Some(writer),
-                    ..Book::default()
-                },
-                out: Vec::new(),
+                task: AcdTask::new(&c, Some(writer)),
                 to,
                 rx,
             }
@@ -591,19 +554,13 @@ mod tests {
         /// Timers due at `at`, then `msg` at `at`.
         fn at(&mut self, at: Millis, msg: AcdMsg) {
             self.timers(at);
-            step(
-                &mut self.acd,
-                &mut self.book,
-                Some(msg),
-                T0 + at,
-                &mut self.out,
-            );
+            self.task.step(Some(msg), T0 + at);
         }
 
         fn timers(&mut self, at: Millis) {
-            while self.acd.poll_timeout().is_some_and(|t| t <= T0 + at) {
-                let due = self.acd.poll_timeout().unwrap_or(T0 + at);
-                step(&mut self.acd, &mut self.book, None, due, &mut self.out);
+            while self.task.acd.poll_timeout().is_some_and(|t| t <= T0 + at) {
+                let due = self.task.acd.poll_timeout().unwrap_or(T0 + at);
+                self.task.step(None, due);
             }
         }
 
@@ -758,7 +715,7 @@ mod tests {
         };
         t.at(15 * S + 10, late);
         assert!(!heard(&mut t).contains(&QueueEvent::Connected));
-        assert_eq!(t.acd.agent_of(1), Some("2002"));
+        assert_eq!(t.task.acd.agent_of(1), Some("2002"));
         let answer = AcdMsg::Answered {
             call: 1,
             agent: "2002".into(),
@@ -809,7 +766,7 @@ mod tests {
                 ha1: String::new(),
             },
         );
-        let (acd, mut changes) = start(&c, None);
+        let (acd, mut changes) = AcdTask::start(&c, None);
         let within = Duration::from_secs(5);
         // The state of 2001 after two status requests: the task bumps after a turn, so the
         // first's bump, were there one, is done once the second is answered.
@@ -844,30 +801,5 @@ mod tests {
             .expect("task");
         assert_eq!(state_of_2001(&acd).await, Some(Available));
         assert!(!changes.has_changed().expect("task"));
-    }
-
-    #[test]
-    fn the_screen_pop_goes_into_headers() {
-        let pop = ScreenPop {
-            call_id: "c1".into(),
-            caller: "13800000001".into(),
-            called: "10010".into(),
-            flow: "hotline".into(),
-            queue: "general".into(),
-            priority: 10,
-            data: vec![
-                ("customer.id".into(), "42".into()),
-                ("customer.name".into(), "王芳".into()),
-            ],
-            path: vec!["welcome".into(), "main_menu".into()],
-        };
-        let h = pop.headers();
-        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
-        assert_eq!(get("X-IVR-Caller"), Some("13800000001"));
-        assert_eq!(get("X-IVR-Customer-Id"), Some("42"));
-        assert_eq!(get("X-IVR-Customer-Name"), Some("王芳"));
-        assert_eq!(get("X-IVR-Queue"), Some("general"));
-        assert_eq!(get("X-IVR-Priority"), Some("10"));
-        assert_eq!(get("X-IVR-Path"), Some("welcome,main_menu"));
     }
 }

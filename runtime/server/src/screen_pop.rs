@@ -1,0 +1,86 @@
+//! The screen pop: the call data an agent sees when a call is offered. A call's transfer builds
+//! it ([`crate::call`]), the ACD task keeps it for the agent page ([`crate::acd_task`]), and it
+//! reaches the agent as `X-IVR-*` headers on the INVITE or on the console's page
+//! ([`crate::agent_hub`]).
+
+use serde::Serialize;
+
+/// The call data an agent sees (screen pop), as JSON for the agent page and as `X-IVR-*`
+/// headers on the INVITE.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ScreenPop {
+    /// The call id.
+    pub call_id: String,
+    /// The calling number.
+    pub caller: String,
+    /// The dialled number.
+    pub called: String,
+    /// The flow.
+    pub flow: String,
+    /// The queue.
+    pub queue: String,
+    /// The priority it waits with.
+    pub priority: i64,
+    /// The attached call data: label (as written in the flow) and value.
+    pub data: Vec<(String, String)>,
+    /// The nodes the caller went through, in order (the last ones).
+    pub path: Vec<String>,
+}
+
+impl ScreenPop {
+    /// The `X-IVR-*` headers of the INVITE to the agent.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        use ivr_sip::outbound::header_name;
+        let mut h = vec![
+            ("X-IVR-Call-Id".to_string(), self.call_id.clone()),
+            ("X-IVR-Caller".to_string(), self.caller.clone()),
+            ("X-IVR-Called".to_string(), self.called.clone()),
+            ("X-IVR-Flow".to_string(), self.flow.clone()),
+        ];
+        if !self.queue.is_empty() {
+            h.push(("X-IVR-Queue".to_string(), self.queue.clone()));
+            h.push(("X-IVR-Priority".to_string(), self.priority.to_string()));
+        }
+        for (label, value) in &self.data {
+            let name = format!("X-IVR-{}", header_name(label));
+            // `attach caller` says what X-IVR-Caller already does.
+            if name.len() > 6 && !h.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+                h.push((name, value.clone()));
+            }
+        }
+        if !self.path.is_empty() {
+            h.push(("X-IVR-Path".to_string(), self.path.join(",")));
+        }
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_screen_pop_goes_into_headers() {
+        let pop = ScreenPop {
+            call_id: "c1".into(),
+            caller: "13800000001".into(),
+            called: "10010".into(),
+            flow: "hotline".into(),
+            queue: "general".into(),
+            priority: 10,
+            data: vec![
+                ("customer.id".into(), "42".into()),
+                ("customer.name".into(), "王芳".into()),
+            ],
+            path: vec!["welcome".into(), "main_menu".into()],
+        };
+        let h = pop.headers();
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("X-IVR-Caller"), Some("13800000001"));
+        assert_eq!(get("X-IVR-Customer-Id"), Some("42"));
+        assert_eq!(get("X-IVR-Customer-Name"), Some("王芳"));
+        assert_eq!(get("X-IVR-Queue"), Some("general"));
+        assert_eq!(get("X-IVR-Priority"), Some("10"));
+        assert_eq!(get("X-IVR-Path"), Some("welcome,main_menu"));
+    }
+}

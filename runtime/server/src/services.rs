@@ -1,0 +1,78 @@
+//! [`Services`]: the one handle on what the parts of `ivr serve` share — the live deployment,
+//! the database with each deployment's catalog, the record writer, the pacer, the RTP port
+//! pool, the SIP core and transport, the ACD task, the agents' consoles, the registry of calls
+//! in progress and the options calls run with. Made once at start-up; cheap to clone (one
+//! `Arc`), it goes to the SIP core's admission, every call task, the browser channel and the
+//! HTTP pages.
+
+use crate::acd_task::{AcdChanges, AcdHandle};
+use crate::agent_hub::AgentHub;
+use crate::catalog::Catalogs;
+use crate::live::Live;
+use crate::live_calls::LiveCalls;
+use crate::transport;
+use crate::ua::CoreMsg;
+use ivr_data::records::RecordWriter;
+use ivr_media::pacer::Pacer;
+use ivr_media::ports::PortPool;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The handles `ivr serve`'s calls and pages share; see [`Shared`] for each.
+#[derive(Clone)]
+pub struct Services(Arc<Shared>);
+
+/// What [`Services`] holds.
+pub struct Shared {
+    /// The live deployment and its reloads.
+    pub live: Arc<Live>,
+    /// The database for lookups, with each deployment's catalog.
+    pub catalogs: Catalogs,
+    /// Where call records and queue events go (none: no database).
+    pub writer: Option<RecordWriter>,
+    /// The pacer (prompts' RTP).
+    pub pacer: Pacer,
+    /// RTP ports: a call's, and those of its transfers' legs.
+    pub ports: Arc<PortPool>,
+    /// The SIP core (the BYE of a call, the legs of transfers).
+    pub core: mpsc::UnboundedSender<CoreMsg>,
+    /// The SIP transport (a transfer to a `transport=tcp` URI opens its connection there).
+    pub sip: transport::Sender,
+    /// The ACD task (queue transfers, agents' states).
+    pub acd: AcdHandle,
+    /// Ticks when the ACD's agents or queues may have changed.
+    pub acd_changes: AcdChanges,
+    /// Agents' browser consoles (legs to `webrtc:ID` contacts go there).
+    pub consoles: Arc<AgentHub>,
+    /// The registry of calls in progress (dashboard, `/metrics`).
+    pub live_calls: Arc<LiveCalls>,
+    /// Calls whose flow is running, on every channel (for shutdown and `/metrics`).
+    pub running: AtomicUsize,
+    /// A call ends after this long without RTP from the caller.
+    pub rtp_timeout: Duration,
+    /// The most calls at once (SIP dialogs and browser calls together).
+    pub max_calls: usize,
+}
+
+impl Services {
+    /// The handle on `shared`.
+    pub fn new(shared: Shared) -> Services {
+        Services(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for Services {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Services")
+    }
+}
