@@ -4,6 +4,7 @@
 //! On a terminal the password is asked twice without echo; otherwise (scripts) one line is
 //! read from standard input. The password itself is never printed nor stored.
 
+use ivr_compiler::LoadError;
 use ivr_compiler::project::load_config;
 use ivr_dsl::SourceMap;
 use ivr_sip::registrar::ha1;
@@ -19,31 +20,56 @@ pub struct AgentPasswordOptions {
     pub agent: String,
 }
 
+/// Why no `ha1` was printed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentPasswordError {
+    /// The id cannot be an agent's.
+    #[error("`{0}` is not an agent id: the user part of sip:ID@host, as in [agents.ID]")]
+    NotAnAgentId(String),
+    /// The configuration cannot be read.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The configuration has errors (printed), so the realm may be wrong.
+    #[error("fix the configuration first (`ivr check`)")]
+    Config,
+    /// The terminal cannot be read without echo.
+    #[error("cannot read the password: {0}")]
+    Terminal(#[source] std::io::Error),
+    /// Standard input cannot be read.
+    #[error("cannot read the password from standard input: {0}")]
+    Stdin(#[source] std::io::Error),
+    /// The password and its repetition differ.
+    #[error("the two passwords differ; nothing printed")]
+    Differ,
+    /// The password is empty.
+    #[error("the password is empty; an agent needs a password to register")]
+    Empty,
+}
+
 /// The realm of the configuration. Any error matters, since the realm could be wrong (an
 /// agent without a valid `ha1` is only a warning: this command is how it gets one).
-fn realm(path: Option<PathBuf>) -> Result<String, String> {
+fn realm(path: Option<PathBuf>) -> Result<String, AgentPasswordError> {
     let mut sources = SourceMap::new();
-    let (config, diags) = load_config(path.as_deref(), &mut sources).map_err(|e| e.to_string())?;
+    let (config, diags) = load_config(path.as_deref(), &mut sources)?;
     let errors: Vec<_> = diags.into_iter().filter(|d| d.is_error()).collect();
     if !errors.is_empty() {
         eprint!("{}", sources.render(&errors, false));
-        return Err("fix the configuration first (`ivr check`)".into());
+        return Err(AgentPasswordError::Config);
     }
     Ok(config.server.realm)
 }
 
 /// Reads the password: twice without echo on a terminal, else one line of standard input.
-fn read_password(agent: &str) -> Result<String, String> {
+fn read_password(agent: &str) -> Result<String, AgentPasswordError> {
     if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password(format!("Password for agent {agent}: "))
-            .map_err(|e| format!("cannot read the password: {e}"))?;
+            .map_err(AgentPasswordError::Terminal)?;
         if first.is_empty() {
             return Ok(first);
         }
-        let again = rpassword::prompt_password("Again: ")
-            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let again = rpassword::prompt_password("Again: ").map_err(AgentPasswordError::Terminal)?;
         if again != first {
-            return Err("the two passwords differ; nothing printed".into());
+            return Err(AgentPasswordError::Differ);
         }
         Ok(first)
     } else {
@@ -51,25 +77,22 @@ fn read_password(agent: &str) -> Result<String, String> {
         std::io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+            .map_err(AgentPasswordError::Stdin)?;
         let line = line.strip_suffix('\n').unwrap_or(&line);
         Ok(line.strip_suffix('\r').unwrap_or(line).to_string())
     }
 }
 
 /// Runs the command.
-pub fn run(opts: AgentPasswordOptions) -> Result<ExitCode, String> {
+pub fn run(opts: AgentPasswordOptions) -> Result<ExitCode, AgentPasswordError> {
     let agent = opts.agent.trim();
     if agent.is_empty() || agent.contains(':') || agent.chars().any(char::is_whitespace) {
-        return Err(format!(
-            "`{}` is not an agent id: the user part of sip:ID@host, as in [agents.ID]",
-            opts.agent
-        ));
+        return Err(AgentPasswordError::NotAnAgentId(opts.agent));
     }
     let realm = realm(opts.config)?;
     let password = read_password(agent)?;
     if password.is_empty() {
-        return Err("the password is empty; an agent needs a password to register".into());
+        return Err(AgentPasswordError::Empty);
     }
     let hash = ha1(agent, &realm, &password);
     println!("{hash}");

@@ -4,10 +4,42 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use ivr_compiler::graph::{GraphFormat, render};
 use ivr_compiler::program::Program;
-use ivr_compiler::{CheckOptions, Checked, check, compile_flow};
+use ivr_compiler::{CheckOptions, Checked, LoadError, check, compile_flow};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Why a command failed: printed as `ivr: MESSAGE`, exit status 2.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// The configuration or a flow cannot be read (`check`, `compile`, `graph`).
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// JSON output failed.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A flow without errors whose program is missing.
+    #[error("flow `{0}` was not compiled")]
+    NotCompiled(String),
+    /// `ivr agent-password`
+    #[error(transparent)]
+    AgentPassword(#[from] crate::agent_password_cmd::AgentPasswordError),
+    /// `ivr prompts`
+    #[error(transparent)]
+    Prompts(#[from] crate::prompts_cmd::PromptsError),
+    /// `ivr simulate`
+    #[error(transparent)]
+    Simulate(#[from] crate::simulate::SimulateError),
+    /// `ivr test`
+    #[error(transparent)]
+    Test(#[from] crate::test_cmd::TestError),
+    /// `ivr report`
+    #[error(transparent)]
+    Report(#[from] crate::report_cmd::ReportCmdError),
+    /// `ivr serve`
+    #[error(transparent)]
+    Serve(#[from] crate::serve_cmd::ServeCmdError),
+}
 
 /// Open-source IVR platform: declarative call flows, checked before they go live.
 #[derive(Debug, Parser)]
@@ -194,6 +226,7 @@ pub fn run() -> ExitCode {
                 config: cli.config,
                 agent: id,
             })
+            .map_err(CliError::from)
         }
         Command::Prompts { language, action } => {
             crate::prompts_cmd::run(crate::prompts_cmd::PromptsOptions {
@@ -201,6 +234,7 @@ pub fn run() -> ExitCode {
                 language,
                 render: action.map(|PromptsAction::Render { what, output }| (what, output)),
             })
+            .map_err(CliError::from)
         }
         Command::Simulate {
             flow,
@@ -213,7 +247,8 @@ pub fn run() -> ExitCode {
             caller,
             called,
             script,
-        }),
+        })
+        .map_err(CliError::from),
         Command::Report {
             since,
             flow,
@@ -230,7 +265,7 @@ pub fn run() -> ExitCode {
                 ReportArg::Json => crate::report_cmd::ReportFormat::Json,
             },
         })
-        .map_err(|e| e.to_string()),
+        .map_err(CliError::from),
         Command::Serve {
             sip,
             http,
@@ -251,7 +286,7 @@ pub fn run() -> ExitCode {
             max_calls,
             pacer_threads,
         })
-        .map_err(|e| e.to_string()),
+        .map_err(CliError::from),
         Command::Test {
             paths,
             coverage,
@@ -261,12 +296,13 @@ pub fn run() -> ExitCode {
             paths,
             coverage,
             junit,
-        }),
+        })
+        .map_err(CliError::from),
     };
     match result {
         Ok(code) => code,
-        Err(message) => {
-            eprintln!("ivr: {message}");
+        Err(e) => {
+            eprintln!("ivr: {e}");
             ExitCode::from(2)
         }
     }
@@ -310,8 +346,8 @@ fn cmd_check(
     config: Option<PathBuf>,
     paths: Vec<PathBuf>,
     format: DiagFormat,
-) -> Result<ExitCode, String> {
-    let checked = check(&CheckOptions { config, paths }).map_err(|e| e.to_string())?;
+) -> Result<ExitCode, CliError> {
+    let checked = check(&CheckOptions { config, paths })?;
     match format {
         DiagFormat::Human => {
             print_human(&checked, false);
@@ -319,10 +355,7 @@ fn cmd_check(
         }
         DiagFormat::Json => {
             let json = checked.sources.to_json(&checked.diagnostics);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?
-            );
+            println!("{}", serde_json::to_string_pretty(&json)?);
         }
     }
     Ok(if checked.error_count() > 0 {
@@ -333,8 +366,8 @@ fn cmd_check(
 }
 
 /// Compiles one flow; on errors prints them to stderr and returns `None`.
-fn compiled(config: Option<PathBuf>, flow: &str) -> Result<Option<(Checked, String)>, String> {
-    let (checked, name) = compile_flow(config.as_deref(), flow).map_err(|e| e.to_string())?;
+fn compiled(config: Option<PathBuf>, flow: &str) -> Result<Option<(Checked, String)>, CliError> {
+    let (checked, name) = compile_flow(config.as_deref(), flow)?;
     if checked.error_count() > 0 {
         print_human(&checked, true);
         eprintln!("{}", summary(&checked));
@@ -344,7 +377,7 @@ fn compiled(config: Option<PathBuf>, flow: &str) -> Result<Option<(Checked, Stri
 }
 
 /// The compiled program of one flow; on errors prints them and returns `None`.
-fn compiled_program(config: Option<PathBuf>, flow: &str) -> Result<Option<Program>, String> {
+fn compiled_program(config: Option<PathBuf>, flow: &str) -> Result<Option<Program>, CliError> {
     let Some((mut checked, name)) = compiled(config, flow)? else {
         return Ok(None);
     };
@@ -352,24 +385,21 @@ fn compiled_program(config: Option<PathBuf>, flow: &str) -> Result<Option<Progra
         .programs
         .swap_remove(&name)
         .map(Some)
-        .ok_or_else(|| format!("flow `{name}` was not compiled"))
+        .ok_or(CliError::NotCompiled(name))
 }
 
-fn cmd_compile(config: Option<PathBuf>, flow: &str, emit: Emit) -> Result<ExitCode, String> {
+fn cmd_compile(config: Option<PathBuf>, flow: &str, emit: Emit) -> Result<ExitCode, CliError> {
     let Some(program) = compiled_program(config, flow)? else {
         return Ok(ExitCode::FAILURE);
     };
     let program = &program;
     match emit {
-        Emit::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(program).map_err(|e| e.to_string())?
-        ),
+        Emit::Json => println!("{}", serde_json::to_string_pretty(program)?),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_graph(config: Option<PathBuf>, flow: &str, format: GraphArg) -> Result<ExitCode, String> {
+fn cmd_graph(config: Option<PathBuf>, flow: &str, format: GraphArg) -> Result<ExitCode, CliError> {
     let Some(program) = compiled_program(config, flow)? else {
         return Ok(ExitCode::FAILURE);
     };

@@ -2,7 +2,7 @@
 //! durations, for `ivr simulate` and `ivr test`.
 
 use indexmap::IndexMap;
-use ivr_compiler::{CheckOptions, Checked, check};
+use ivr_compiler::{CheckOptions, Checked, LoadError, check};
 use ivr_engine::Flow;
 use ivr_engine::sim::PromptBook;
 use ivr_engine::sim::scenario::SimFlow;
@@ -22,26 +22,31 @@ pub struct Loaded {
     pub broken: HashSet<String>,
 }
 
+/// Why no flow can run.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowsError {
+    /// The configuration or a flow cannot be read.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Errors outside the flows (the configuration, a prompt catalog): how many errors in all.
+    #[error("the configuration has {0} error(s); fix them first (`ivr check`)")]
+    Config(usize),
+}
+
 /// Checks every flow of the configured flows folder. Errors are printed; flows with errors
 /// are left out of what runs (their names come back), and errors outside the flows fail.
-pub fn load(config: Option<PathBuf>) -> Result<Loaded, String> {
+pub fn load(config: Option<PathBuf>) -> Result<Loaded, FlowsError> {
     let checked = check(&CheckOptions {
         config,
         paths: Vec::new(),
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     let mut broken = HashSet::new();
     if checked.error_count() > 0 {
         let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         eprint!("{}", checked.sources.render(&checked.diagnostics, color));
         match checked.broken_flows() {
             Some(b) if !b.is_empty() => broken = b,
-            _ => {
-                return Err(format!(
-                    "the configuration has {} error(s); fix them first (`ivr check`)",
-                    checked.error_count()
-                ));
-            }
+            _ => return Err(FlowsError::Config(checked.error_count())),
         }
         let mut names: Vec<&str> = broken.iter().map(String::as_str).collect();
         names.sort_unstable();

@@ -1,10 +1,10 @@
 //! `ivr prompts`: every prompt with its duration, the missing files and the prompts no flow
 //! uses; `ivr prompts render`: what a caller hears, as a WAV file.
 
-use ivr_compiler::{CheckOptions, Checked, check};
+use ivr_compiler::{CheckOptions, Checked, LoadError, check};
 use ivr_engine::say::{self, Language};
-use ivr_media::audio::render::render;
-use ivr_media::audio::{Law, ProblemKind, PromptSource, PromptStore, write_wav};
+use ivr_media::audio::render::{RenderError, render};
+use ivr_media::audio::{Law, Problem, ProblemKind, PromptSource, PromptStore, WavError, write_wav};
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -21,13 +21,50 @@ pub struct PromptsOptions {
     pub render: Option<(String, PathBuf)>,
 }
 
+/// Why `ivr prompts` could not list or render.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptsError {
+    /// The configuration or a flow cannot be read.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The prompt to render has a catalog entry but its file is missing or unreadable.
+    #[error("{0}")]
+    Audio(Problem),
+    /// The prompt to render is in no catalog (nor a built-in fragment).
+    #[error(
+        "there is no prompt `{id}` in the {tag} catalog{}",
+        .suggestion.as_ref().map(|s| format!(" ({s})")).unwrap_or_default()
+    )]
+    UnknownPrompt {
+        /// The id asked for.
+        id: String,
+        /// The language.
+        tag: String,
+        /// "did you mean `x`?"
+        suggestion: Option<String>,
+    },
+    /// The rendering failed.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The WAV file cannot be written.
+    #[error(transparent)]
+    Wav(#[from] WavError),
+    /// `--language` names a language of no catalog and no flow.
+    #[error("no catalog and no flow in language `{language}` (languages: {})", .languages.join(", "))]
+    UnknownLanguage {
+        /// The language asked for.
+        language: String,
+        /// The languages there are.
+        languages: Vec<String>,
+    },
+}
+
 /// Runs `ivr prompts` or `ivr prompts render`.
-pub fn run(options: PromptsOptions) -> Result<ExitCode, String> {
+pub fn run(options: PromptsOptions) -> Result<ExitCode, PromptsError> {
     let checked = check(&CheckOptions {
         config: options.config,
         paths: Vec::new(),
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     let (store, report) = PromptStore::load(&checked.catalogs);
     match options.render {
         Some((what, output)) => {
@@ -40,7 +77,7 @@ pub fn run(options: PromptsOptions) -> Result<ExitCode, String> {
                 .iter()
                 .find(|p| p.language == tag && p.id == what.trim())
             {
-                return Err(p.to_string());
+                return Err(PromptsError::Audio(p.clone()));
             }
             // A bare id that is no prompt of that catalog (nor a built-in fragment).
             let id = what.trim();
@@ -48,18 +85,17 @@ pub fn run(options: PromptsOptions) -> Result<ExitCode, String> {
             {
                 let known = checked.catalogs.languages.get(&tag);
                 if known.is_none_or(|c| !c.entries.contains_key(id)) {
-                    let hint = known
-                        .and_then(|c| {
-                            ivr_compiler::suggest::did_you_mean(
-                                id,
-                                c.entries.keys().map(String::as_str),
-                            )
-                        })
-                        .map(|h| format!(" ({h})"))
-                        .unwrap_or_default();
-                    return Err(format!(
-                        "there is no prompt `{id}` in the {tag} catalog{hint}"
-                    ));
+                    let suggestion = known.and_then(|c| {
+                        ivr_compiler::suggest::did_you_mean(
+                            id,
+                            c.entries.keys().map(String::as_str),
+                        )
+                    });
+                    return Err(PromptsError::UnknownPrompt {
+                        id: id.to_string(),
+                        tag,
+                        suggestion,
+                    });
                 }
             }
             let rendered = render(&store, &tag, &what, Law::Ulaw)?;
@@ -107,7 +143,7 @@ fn list(
     store: &PromptStore,
     report: &ivr_media::audio::LoadReport,
     only: Option<&str>,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, PromptsError> {
     let mut languages: Vec<&str> = checked
         .catalogs
         .languages
@@ -123,10 +159,10 @@ fn list(
     }
     if let Some(only) = only {
         if !languages.contains(&only) {
-            return Err(format!(
-                "no catalog and no flow in language `{only}` (languages: {})",
-                languages.join(", ")
-            ));
+            return Err(PromptsError::UnknownLanguage {
+                language: only.to_string(),
+                languages: languages.iter().map(|l| l.to_string()).collect(),
+            });
         }
         languages.retain(|l| *l == only);
     }

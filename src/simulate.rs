@@ -2,7 +2,8 @@
 //! text with the node they play in; the user types keys, `wait 6s`, `hangup` or
 //! `agent answers|busy|hangs_up|none`.
 
-use crate::load::load;
+use crate::load::{FlowsError, load};
+use ivr_data::DataError;
 use ivr_data::records::{CallRecorder, RecordWriter, WriterOptions};
 use ivr_data::source::{DbSource, runtime};
 use ivr_engine::sim::scenario::{DEFAULT_START, millis_of};
@@ -30,6 +31,47 @@ pub struct SimulateOptions {
     pub called: Option<String>,
     /// `--script "1 wait:6s 0"`
     pub script: Option<String>,
+}
+
+/// Why the simulation could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// No flow can run.
+    #[error(transparent)]
+    Flows(#[from] FlowsError),
+    /// The flow has errors (printed).
+    #[error("the flow `{0}` has errors (shown above); fix them first (`ivr check`)")]
+    BrokenFlow(String),
+    /// No flow of that name.
+    #[error("there is no flow `{flow}`; the flows are {}", .flows.join(", "))]
+    UnknownFlow {
+        /// The name asked for.
+        flow: String,
+        /// The flows there are.
+        flows: Vec<String>,
+    },
+    /// The database cannot be opened.
+    #[error(transparent)]
+    Data(#[from] DataError),
+}
+
+/// Input that means nothing to the simulator: what to type instead.
+#[derive(Debug, thiserror::Error)]
+enum InputError {
+    /// `wait` without a duration.
+    #[error("write `wait 6s`")]
+    Wait,
+    /// `agent` without a known action.
+    #[error("write `agent answers`, `agent busy`, `agent hangs_up` or `agent none`")]
+    Agent,
+    /// `agent ...` while no transfer is in progress.
+    #[error("no transfer is in progress")]
+    NoTransfer,
+    /// A word that is no command.
+    #[error(
+        "`{0}`: type keys (1, 123#, *), `wait 6s`, `hangup`, `agent answers|busy|hangs_up|none` or `quit`"
+    )]
+    Unknown(String),
 }
 
 struct Printer {
@@ -94,7 +136,7 @@ fn parse_duration(text: &str) -> Option<Millis> {
 }
 
 /// Applies one command; `Err` for input that means nothing.
-fn apply(sim: &mut Simulation, input: &str) -> Result<(), String> {
+fn apply(sim: &mut Simulation, input: &str) -> Result<(), InputError> {
     let input = input.trim();
     let mut words = input.split([' ', ':']).filter(|w| !w.is_empty());
     match words.next() {
@@ -103,7 +145,7 @@ fn apply(sim: &mut Simulation, input: &str) -> Result<(), String> {
             let d = words
                 .next()
                 .and_then(parse_duration)
-                .ok_or("write `wait 6s`")?;
+                .ok_or(InputError::Wait)?;
             let until = sim.now() + d;
             sim.advance_to(until);
             Ok(())
@@ -120,15 +162,10 @@ fn apply(sim: &mut Simulation, input: &str) -> Result<(), String> {
                 Some("busy") => TransferUpdate::Busy,
                 Some("hangs_up") => TransferUpdate::AgentHungUp,
                 Some("none") => TransferUpdate::NoAgents,
-                _ => {
-                    return Err(
-                        "write `agent answers`, `agent busy`, `agent hangs_up` or `agent none`"
-                            .into(),
-                    );
-                }
+                _ => return Err(InputError::Agent),
             };
             if !sim.transfer_active() {
-                return Err("no transfer is in progress".into());
+                return Err(InputError::NoTransfer);
             }
             sim.transfer(update);
             Ok(())
@@ -143,9 +180,7 @@ fn apply(sim: &mut Simulation, input: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        Some(other) => Err(format!(
-            "`{other}`: type keys (1, 123#, *), `wait 6s`, `hangup`, `agent answers|busy|hangs_up|none` or `quit`"
-        )),
+        Some(other) => Err(InputError::Unknown(other.to_string())),
     }
 }
 
@@ -158,25 +193,21 @@ fn call_id() -> String {
 }
 
 /// Runs the command.
-pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
+pub fn run(opts: SimulateOptions) -> Result<ExitCode, SimulateError> {
     let crate::load::Loaded {
         checked,
         flows,
         broken,
     } = load(opts.config)?;
     if broken.contains(&opts.flow) {
-        return Err(format!(
-            "the flow `{}` has errors (shown above); fix them first (`ivr check`)",
-            opts.flow
-        ));
+        return Err(SimulateError::BrokenFlow(opts.flow));
     }
-    let sim_flow = flows.get(&opts.flow).ok_or_else(|| {
-        format!(
-            "there is no flow `{}`; the flows are {}",
-            opts.flow,
-            flows.keys().cloned().collect::<Vec<_>>().join(", ")
-        )
-    })?;
+    let sim_flow = flows
+        .get(&opts.flow)
+        .ok_or_else(|| SimulateError::UnknownFlow {
+            flow: opts.flow.clone(),
+            flows: flows.keys().cloned().collect(),
+        })?;
     let start = millis_of(&DEFAULT_START).unwrap_or(0);
     let info = CallInfo {
         id: call_id(),
@@ -189,10 +220,8 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, String> {
     };
     // The configured database answers the queries (the embedded demo database is created and
     // filled on first run) and keeps the call's records for `ivr report`.
-    let rt = runtime().map_err(|e| e.to_string())?;
-    let db = rt
-        .block_on(ivr_data::open_configured(&checked.config))
-        .map_err(|e| e.to_string())?;
+    let rt = runtime()?;
+    let db = rt.block_on(ivr_data::open_configured(&checked.config))?;
     let writer = RecordWriter::start(db.pool().clone(), WriterOptions::default(), rt.handle());
     let recorder = Rc::new(RefCell::new(CallRecorder::new(
         writer.clone(),

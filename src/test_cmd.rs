@@ -1,12 +1,13 @@
 //! `ivr test`: runs scenario files against the flows and reports `N passed, N failed`, with
 //! optional coverage and a JUnit report.
 
-use crate::load::load;
+use crate::load::{FlowsError, load};
 use indexmap::IndexMap;
+use ivr_data::DataError;
 use ivr_data::source::ScenarioData;
 use ivr_dsl::{SourceMap, parse_scenarios};
 use ivr_engine::sim::coverage::FlowCoverage;
-use ivr_engine::sim::scenario::{self, ScenarioResult};
+use ivr_engine::sim::scenario::{self, ScenarioError, ScenarioResult};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -25,8 +26,27 @@ pub struct TestOptions {
     pub junit: Option<PathBuf>,
 }
 
+/// Why `ivr test` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    /// A path given on the command line does not exist.
+    #[error("{}: no such file or folder", .0.display())]
+    NoSuchPath(PathBuf),
+    /// The configured database cannot be opened.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A scenario file cannot be read, or the JUnit report written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// The scenario files to run: those named, else every one below the flows folder.
-fn scenario_files(opts: &TestOptions, flows_dir: &Path) -> Result<Vec<PathBuf>, String> {
+fn scenario_files(opts: &TestOptions, flows_dir: &Path) -> Result<Vec<PathBuf>, TestError> {
     let roots = if opts.paths.is_empty() {
         vec![flows_dir.to_path_buf()]
     } else {
@@ -39,7 +59,7 @@ fn scenario_files(opts: &TestOptions, flows_dir: &Path) -> Result<Vec<PathBuf>, 
         } else if root.is_file() {
             files.push(root.clone());
         } else {
-            return Err(format!("{}: no such file or folder", root.display()));
+            return Err(TestError::NoSuchPath(root.clone()));
         }
     }
     files.sort();
@@ -48,7 +68,7 @@ fn scenario_files(opts: &TestOptions, flows_dir: &Path) -> Result<Vec<PathBuf>, 
 
 /// When nothing can run (the configuration or a catalog has errors): every scenario fails
 /// with the reason, and the run still ends with its `N passed, N failed` line.
-fn none_can_run(opts: &TestOptions, why: &str) -> ExitCode {
+fn none_can_run(opts: &TestOptions, why: &FlowsError) -> ExitCode {
     eprintln!("ivr: {why}");
     let mut sources = SourceMap::new();
     let flows_dir = ivr_compiler::project::load_config(opts.config.as_deref(), &mut sources)
@@ -90,7 +110,7 @@ struct FileResult {
 }
 
 /// Runs the command.
-pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
+pub fn run(opts: TestOptions) -> Result<ExitCode, TestError> {
     let loaded = match load(opts.config.clone()) {
         Ok(l) => l,
         Err(why) => return Ok(none_can_run(&opts, &why)),
@@ -103,7 +123,7 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
     let files = scenario_files(&opts, &checked.config.flows_dir)?;
     // Queries without a mock run against the configured database: with the embedded default,
     // a fresh demo database per scenario (repeatable runs), else the configured one as it is.
-    let data = ScenarioData::new(&checked.config).map_err(|e| e.to_string())?;
+    let data = ScenarioData::new(&checked.config)?;
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let (green, red, dim, reset) = if color {
         ("\x1b[32m", "\x1b[31m", "\x1b[2m", "\x1b[0m")
@@ -116,7 +136,10 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
     let (mut passed, mut failed) = (0usize, 0usize);
     for path in &files {
         let started = Instant::now();
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| TestError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let mut sources = SourceMap::new();
         let file = sources.add(path, text.clone());
         let parsed = parse_scenarios(file, &text);
@@ -162,9 +185,10 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
                     name: s.name.node.clone(),
                     line,
                     flow: String::new(),
-                    failure: Some(format!(
-                        "{shown}:{line}: the scenario has syntax errors (shown above): not run"
-                    )),
+                    failure: Some(ScenarioError::SyntaxErrors {
+                        path: shown.clone(),
+                        line,
+                    }),
                     transcript: Vec::new(),
                     visits: Vec::new(),
                     outcome: None,
@@ -175,12 +199,11 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
             if let Some(f) = s.flow.as_ref().filter(|f| broken.contains(&f.node))
                 && result.failure.is_some()
             {
-                result.failure = Some(format!(
-                    "{shown}:{}: the flow `{}` has errors (shown above, as `ivr check` \
-                     gives them): the scenario cannot run",
-                    line_of(&text, f.span.start as usize),
-                    f.node
-                ));
+                result.failure = Some(ScenarioError::BrokenFlow {
+                    path: shown.clone(),
+                    line: line_of(&text, f.span.start as usize),
+                    flow: f.node.clone(),
+                });
             }
             if let Some(sim_flow) = flows.get(&result.flow) {
                 coverage
@@ -196,10 +219,10 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
                         result.line, result.name
                     );
                 }
-                Some(msg) => {
+                Some(failure) => {
                     failed += 1;
                     println!("{red}FAIL{reset} {shown}:{} {}", result.line, result.name);
-                    for line in msg.lines() {
+                    for line in failure.to_string().lines() {
                         println!("     {line}");
                     }
                 }
@@ -233,8 +256,10 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, String> {
         }
     }
     if let Some(path) = &opts.junit {
-        std::fs::write(path, junit(&file_results))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(path, junit(&file_results)).map_err(|source| TestError::Io {
+            path: path.clone(),
+            source,
+        })?;
     }
     println!("{passed} passed, {failed} failed");
     Ok(if failed > 0 {
@@ -285,7 +310,7 @@ fn junit(files: &[FileResult]) -> String {
                 xml_escape(&f.path),
                 r.line
             );
-            match &r.failure {
+            match r.failure.as_ref().map(ScenarioError::to_string) {
                 None => s.push_str("/>\n"),
                 Some(msg) => {
                     let first = msg.lines().nth(1).unwrap_or("failed");
@@ -293,7 +318,7 @@ fn junit(files: &[FileResult]) -> String {
                         s,
                         "><failure message=\"{}\">{}</failure></testcase>",
                         xml_escape(first),
-                        xml_escape(msg)
+                        xml_escape(&msg)
                     );
                 }
             }

@@ -414,9 +414,9 @@ impl Config {
                 let hours_span = span_of(&hours);
                 let open = match parse_intervals(hours.get_ref()) {
                     Ok(open) => open,
-                    Err(msg) => {
+                    Err(e) => {
                         diags.push(
-                            Diagnostic::error("config", file, hours_span, msg)
+                            Diagnostic::error("config", file, hours_span, e.to_string())
                                 .with_hint("write hours as \"08:00-20:00\", several separated by commas, or \"closed\""),
                         );
                         continue;
@@ -440,8 +440,8 @@ impl Config {
                         }
                     }
                     Ok(DaySpec::Dates(from, to)) => cal.dates.push(DateRule { from, to, open }),
-                    Err(msg) => diags.push(
-                        Diagnostic::error("config", file, days_span, msg).with_hint(
+                    Err(e) => diags.push(
+                        Diagnostic::error("config", file, days_span, e.to_string()).with_hint(
                             "name days as \"mon-fri\", \"sat\", \"mon,wed\" or dates as \"2026-10-01\" or \"2026-10-01..2026-10-07\"",
                         ),
                     ),
@@ -854,17 +854,37 @@ enum DaySpec {
     Dates((i32, u32, u32), (i32, u32, u32)),
 }
 
+/// A key or value of a `[calendars.NAME]` table that does not read: the diagnostic's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum CalendarError {
+    /// A key starting with a digit that is not a date or a range of dates.
+    #[error("`{0}` is not a date like 2026-10-01")]
+    NotADate(String),
+    /// `2026-10-07..2026-10-01`.
+    #[error("the dates `{0}` run backwards")]
+    DatesBackwards(String),
+    /// A key naming something other than days of the week.
+    #[error("`{0}` is not a day (mon, tue, wed, thu, fri, sat, sun)")]
+    NotADay(String),
+    /// A value that is not `closed` nor ranges of hours.
+    #[error("`{0}` is not a range of hours like 08:00-20:00")]
+    NotHours(String),
+    /// `20:00-08:00`.
+    #[error("the hours `{0}` end before they start")]
+    HoursBackwards(String),
+}
+
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-fn parse_days(text: &str) -> Result<DaySpec, String> {
+fn parse_days(text: &str) -> Result<DaySpec, CalendarError> {
     let t = text.trim().to_ascii_lowercase();
     if t.starts_with(|c: char| c.is_ascii_digit()) {
         let (a, b) = t.split_once("..").unwrap_or((&t, &t));
-        let from =
-            parse_date(a).ok_or_else(|| format!("`{text}` is not a date like 2026-10-01"))?;
-        let to = parse_date(b).ok_or_else(|| format!("`{text}` is not a date like 2026-10-01"))?;
+        let not_a_date = || CalendarError::NotADate(text.to_string());
+        let from = parse_date(a).ok_or_else(not_a_date)?;
+        let to = parse_date(b).ok_or_else(not_a_date)?;
         if to < from {
-            return Err(format!("the dates `{text}` run backwards"));
+            return Err(CalendarError::DatesBackwards(text.to_string()));
         }
         return Ok(DaySpec::Dates(from, to));
     }
@@ -872,12 +892,7 @@ fn parse_days(text: &str) -> Result<DaySpec, String> {
         DAY_NAMES
             .iter()
             .position(|d| *d == s.trim())
-            .ok_or_else(|| {
-                format!(
-                    "`{}` is not a day (mon, tue, wed, thu, fri, sat, sun)",
-                    s.trim()
-                )
-            })
+            .ok_or_else(|| CalendarError::NotADay(s.trim().to_string()))
     };
     let mut out = Vec::new();
     for part in t.split(',') {
@@ -913,28 +928,20 @@ fn parse_date(s: &str) -> Option<(i32, u32, u32)> {
         .then_some((y, m, d))
 }
 
-fn parse_intervals(text: &str) -> Result<Vec<(u16, u16)>, String> {
+fn parse_intervals(text: &str) -> Result<Vec<(u16, u16)>, CalendarError> {
     let t = text.trim();
     if t.eq_ignore_ascii_case("closed") {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
     for part in t.split(',') {
-        let (a, b) = part
-            .split_once('-')
-            .ok_or_else(|| format!("`{}` is not a range of hours like 08:00-20:00", part.trim()))?;
-        let (a, b) = (parse_hhmm(a), parse_hhmm(b));
-        match (a, b) {
+        let part = part.trim();
+        let not_hours = || CalendarError::NotHours(part.to_string());
+        let (a, b) = part.split_once('-').ok_or_else(not_hours)?;
+        match (parse_hhmm(a), parse_hhmm(b)) {
             (Some(a), Some(b)) if a < b => out.push((a, b)),
-            (Some(_), Some(_)) => {
-                return Err(format!("the hours `{}` end before they start", part.trim()));
-            }
-            _ => {
-                return Err(format!(
-                    "`{}` is not a range of hours like 08:00-20:00",
-                    part.trim()
-                ));
-            }
+            (Some(_), Some(_)) => return Err(CalendarError::HoursBackwards(part.to_string())),
+            _ => return Err(not_hours()),
         }
     }
     Ok(out)

@@ -131,8 +131,8 @@ impl Builder<'_> {
         let span = self.span(pair);
         match literals::duration(pair.as_str()) {
             Ok(d) => Some(Spanned::new(d, span)),
-            Err(message) => {
-                self.error(NUMBER_TOO_LARGE, span, message);
+            Err(e) => {
+                self.error(NUMBER_TOO_LARGE, span, e.to_string());
                 None
             }
         }
@@ -143,8 +143,8 @@ impl Builder<'_> {
         let span = self.span(pair);
         match literals::count(pair.as_str()) {
             Ok(n) => Some(Spanned::new(n, span)),
-            Err(message) => {
-                self.error(NUMBER_TOO_LARGE, span, message);
+            Err(e) => {
+                self.error(NUMBER_TOO_LARGE, span, e.to_string());
                 None
             }
         }
@@ -155,8 +155,8 @@ impl Builder<'_> {
         let span = self.span(pair);
         match literals::integer(pair.as_str()) {
             Ok(n) => Some(Spanned::new(n, span)),
-            Err(message) => {
-                self.error(NUMBER_TOO_LARGE, span, message);
+            Err(e) => {
+                self.error(NUMBER_TOO_LARGE, span, e.to_string());
                 None
             }
         }

@@ -177,8 +177,8 @@ impl Builder<'_> {
             Rule::boolean => bare(ExprKind::Bool(pair.as_str() == "true")),
             Rule::number => match literals::decimal(pair.as_str()) {
                 Ok(n) => bare(ExprKind::Number(n)),
-                Err(message) => {
-                    self.error(NUMBER_TOO_LARGE, span, message);
+                Err(e) => {
+                    self.error(NUMBER_TOO_LARGE, span, e.to_string());
                     // Keep the statement (as the largest number) so that the checker does not
                     // add "never assigned" for what it sets.
                     bare(ExprKind::Number(rust_decimal::Decimal::MAX))

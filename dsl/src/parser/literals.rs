@@ -1,5 +1,6 @@
 //! Converting literal tokens (strings, numbers, durations, counts) into values. Each function
-//! returns the problem in words when the text cannot be represented.
+//! returns a [`LiteralError`] when the text cannot be represented; its message is the
+//! diagnostic's.
 
 use crate::ast::Duration;
 use rust_decimal::Decimal;
@@ -44,27 +45,49 @@ pub(crate) fn bad_escape(raw: &str) -> Option<(usize, usize)> {
     None
 }
 
+/// A number, count or duration that cannot be represented: the diagnostic's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LiteralError {
+    /// A decimal with more digits than a 96-bit mantissa holds.
+    #[error("`{0}` has too many digits to be represented exactly")]
+    TooManyDigits(String),
+    /// A count beyond 32 bits.
+    #[error("`{0}` is too large; counts go up to {max}", max = u32::MAX)]
+    CountTooLarge(String),
+    /// A whole number beyond 64 bits.
+    #[error("`{0}` is too large a number here")]
+    IntegerTooLarge(String),
+    /// A duration whose unit is not `ms`, `s`, `m` or `h`.
+    #[error("`{0}` has an unknown unit; use `ms`, `s`, `m` or `h`")]
+    UnknownUnit(String),
+    /// A duration beyond 64 bits of milliseconds.
+    #[error("`{0}` is too long a duration")]
+    DurationTooLong(String),
+    /// A duration with a fraction of a millisecond.
+    #[error("`{0}` is not a whole number of milliseconds")]
+    FractionalMillis(String),
+}
+
 /// An exact decimal: `12`, `58.30`.
-pub(crate) fn decimal(text: &str) -> Result<Decimal, String> {
-    Decimal::from_str_exact(text)
-        .map_err(|_| format!("`{text}` has too many digits to be represented exactly"))
+pub(crate) fn decimal(text: &str) -> Result<Decimal, LiteralError> {
+    Decimal::from_str_exact(text).map_err(|_| LiteralError::TooManyDigits(text.to_string()))
 }
 
 /// A count such as `digits 18` or `attempts 3`.
-pub(crate) fn count(text: &str) -> Result<u32, String> {
+pub(crate) fn count(text: &str) -> Result<u32, LiteralError> {
     text.parse::<u32>()
-        .map_err(|_| format!("`{text}` is too large; counts go up to {}", u32::MAX))
+        .map_err(|_| LiteralError::CountTooLarge(text.to_string()))
 }
 
 /// A whole number such as the bounds of `scale 1..5`.
-pub(crate) fn integer(text: &str) -> Result<i64, String> {
+pub(crate) fn integer(text: &str) -> Result<i64, LiteralError> {
     text.parse::<i64>()
-        .map_err(|_| format!("`{text}` is too large a number here"))
+        .map_err(|_| LiteralError::IntegerTooLarge(text.to_string()))
 }
 
 /// A duration: `500ms`, `5s`, `2m`, `1h` (a fraction is allowed when it makes whole
 /// milliseconds: `1.5s`).
-pub(crate) fn duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn duration(text: &str) -> Result<Duration, LiteralError> {
     let split = text
         .find(|c: char| c.is_ascii_alphabetic())
         .unwrap_or(text.len());
@@ -74,19 +97,15 @@ pub(crate) fn duration(text: &str) -> Result<Duration, String> {
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => {
-            return Err(format!(
-                "`{text}` has an unknown unit; use `ms`, `s`, `m` or `h`"
-            ));
-        }
+        _ => return Err(LiteralError::UnknownUnit(text.to_string())),
     };
-    let too_long = || format!("`{text}` is too long a duration");
+    let too_long = || LiteralError::DurationTooLong(text.to_string());
     let value = Decimal::from_str_exact(digits).map_err(|_| too_long())?;
     let millis = value
         .checked_mul(Decimal::from(factor))
         .ok_or_else(too_long)?;
     if !millis.is_integer() {
-        return Err(format!("`{text}` is not a whole number of milliseconds"));
+        return Err(LiteralError::FractionalMillis(text.to_string()));
     }
     let millis = millis.to_u64().ok_or_else(too_long)?;
     Ok(Duration { millis })

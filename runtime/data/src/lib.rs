@@ -44,6 +44,27 @@ pub enum DataError {
     /// A query's result does not fit its catalog entry.
     #[error("{0}")]
     Query(String),
+    /// A statement of a catalog query whose SQL cannot be rewritten.
+    #[error("query `{query}`: {source}")]
+    Statement {
+        /// The query.
+        query: String,
+        /// What is wrong with its SQL.
+        source: query::RewriteError,
+    },
+    /// A statement of the platform's own (demo data, reports) whose SQL cannot be rewritten.
+    #[error(transparent)]
+    Rewrite(#[from] query::RewriteError),
+    /// A column a query returned cannot be read as its field's type.
+    #[error("query `{query}`, column `{column}`: {source}")]
+    Column {
+        /// The query.
+        query: String,
+        /// The column.
+        column: String,
+        /// Why.
+        source: query::ConvertError,
+    },
 }
 
 /// Opens the configured database: connects (creating an embedded SQLite file and its folder on

@@ -82,7 +82,10 @@ impl Prepared {
     pub fn new(name: &str, def: &QueryDef) -> Result<Prepared, DataError> {
         let mut statements = Vec::new();
         for (i, sql) in def.statements.iter().enumerate() {
-            let st = rewrite(sql).map_err(|e| DataError::Config(format!("query `{name}`: {e}")))?;
+            let st = rewrite(sql).map_err(|source| DataError::Statement {
+                query: name.to_string(),
+                source,
+            })?;
             for b in &st.binds {
                 match b {
                     Bind::Arg(a) if *a >= def.args.len() => {
@@ -120,9 +123,35 @@ fn is_ident(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
+/// SQL whose parameters cannot be rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteError {
+    /// A `'string'` or `"identifier"` runs to the end.
+    #[error("a quote is not closed")]
+    UnclosedQuote,
+    /// A `/* comment` runs to the end.
+    #[error("a /* comment */ is not closed")]
+    UnclosedComment,
+    /// A `$tag$` (or `$$`) string runs to the end; the tag with its dollars.
+    #[error("a {0} string is not closed")]
+    UnclosedDollarQuote(String),
+    /// A numbered parameter too large to be one: its digits.
+    #[error("bad parameter `${0}`")]
+    BadParameter(String),
+    /// `$0`.
+    #[error("parameters start at `$1`")]
+    ParameterZero,
+    /// A `$` that starts no parameter and no dollar-quoted string.
+    #[error("a `$` must start a parameter: `$1` or `$field`")]
+    BareDollar,
+    /// A `?` parameter.
+    #[error("write parameters as `$1`, `$2`, ... (not `?`)")]
+    QuestionMark,
+}
+
 /// Rewrites one statement's parameters (see the module documentation), skipping string
 /// literals, quoted identifiers, comments and PostgreSQL dollar-quoted strings.
-pub fn rewrite(sql: &str) -> Result<Statement, String> {
+pub fn rewrite(sql: &str) -> Result<Statement, RewriteError> {
     let chars: Vec<char> = sql.chars().collect();
     let mut binds: Vec<Bind> = Vec::new();
     let mut sqlite = String::with_capacity(sql.len());
@@ -143,7 +172,7 @@ pub fn rewrite(sql: &str) -> Result<Statement, String> {
                 i += 1;
                 loop {
                     let Some(&d) = chars.get(i) else {
-                        return Err("a quote is not closed".into());
+                        return Err(RewriteError::UnclosedQuote);
                     };
                     push(&mut sqlite, &mut postgres, d);
                     i += 1;
@@ -174,7 +203,7 @@ pub fn rewrite(sql: &str) -> Result<Statement, String> {
                     i += 1;
                 }
                 if i >= chars.len() {
-                    return Err("a /* comment */ is not closed".into());
+                    return Err(RewriteError::UnclosedComment);
                 }
                 push(&mut sqlite, &mut postgres, '*');
                 push(&mut sqlite, &mut postgres, '/');
@@ -189,9 +218,9 @@ pub fn rewrite(sql: &str) -> Result<Statement, String> {
                         j += 1;
                     }
                     let n: String = chars[start..j].iter().collect();
-                    let n: usize = n.parse().map_err(|_| format!("bad parameter `${n}`"))?;
+                    let n: usize = n.parse().map_err(|_| RewriteError::BadParameter(n))?;
                     if n == 0 {
-                        return Err("parameters start at `$1`".into());
+                        return Err(RewriteError::ParameterZero);
                     }
                     Bind::Arg(n - 1)
                 } else if chars.get(j).is_some_and(|&c| is_ident_start(c)) {
@@ -204,7 +233,7 @@ pub fn rewrite(sql: &str) -> Result<Statement, String> {
                         let tag: String = chars[i..=j].iter().collect();
                         let rest: String = chars[j + 1..].iter().collect();
                         let Some(end) = rest.find(&tag) else {
-                            return Err(format!("a {tag} string is not closed"));
+                            return Err(RewriteError::UnclosedDollarQuote(tag));
                         };
                         let body = format!("{tag}{}{tag}", &rest[..end]);
                         sqlite.push_str(&body);
@@ -218,7 +247,7 @@ pub fn rewrite(sql: &str) -> Result<Statement, String> {
                     // `$$ ... $$`
                     let rest: String = chars[j + 1..].iter().collect();
                     let Some(end) = rest.find("$$") else {
-                        return Err("a $$ string is not closed".into());
+                        return Err(RewriteError::UnclosedDollarQuote("$$".into()));
                     };
                     let body = format!("$${}$$", &rest[..end]);
                     sqlite.push_str(&body);
@@ -227,7 +256,7 @@ pub fn rewrite(sql: &str) -> Result<Statement, String> {
                     code.push(' ');
                     continue;
                 } else {
-                    return Err("a `$` must start a parameter: `$1` or `$field`".into());
+                    return Err(RewriteError::BareDollar);
                 };
                 let slot = match binds.iter().position(|b| *b == bind) {
                     Some(p) => p + 1,
@@ -241,7 +270,7 @@ pub fn rewrite(sql: &str) -> Result<Statement, String> {
                 code.push(' ');
                 i = j;
             }
-            '?' => return Err("write parameters as `$1`, `$2`, ... (not `?`)".into()),
+            '?' => return Err(RewriteError::QuestionMark),
             _ => {
                 push(&mut sqlite, &mut postgres, c);
                 code.push(c.to_ascii_uppercase());
@@ -319,21 +348,36 @@ fn parse_datetime(t: &str) -> Option<NaiveDateTime> {
         .ok()
 }
 
-/// Converts a column to the catalog type `ty` (or, for `None`, to the closest value).
-fn convert(raw: Raw, ty: Option<FieldType>) -> Result<Value, String> {
-    let bad = |raw: &Raw, ty: FieldType| format!("cannot read {raw:?} as {}", ty.name());
-    let Some(ty) = ty else {
-        return Ok(match raw {
-            Raw::Null => Value::Null,
-            Raw::Int(i) => Value::Number(Decimal::from(i)),
-            Raw::Dec(d) => Value::Number(d),
-            Raw::Float(f) => float_decimal(f).map_or(Value::Null, Value::Number),
-            Raw::Text(t) => Value::Text(t),
-            Raw::Bool(b) => Value::Bool(b),
-            Raw::Date(d) => Value::Date(d),
-            Raw::Time(t) => Value::Time(t),
-            Raw::DateTime(t) => Value::DateTime(t),
-        });
+/// A column value that cannot be read as the type of its catalog field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read {value} as {}", .ty.name())]
+pub struct ConvertError {
+    /// The value as the database gave it.
+    pub value: String,
+    /// The field's type.
+    pub ty: FieldType,
+}
+
+/// A column of no catalog field, as the closest value.
+fn untyped(raw: Raw) -> Value {
+    match raw {
+        Raw::Null => Value::Null,
+        Raw::Int(i) => Value::Number(Decimal::from(i)),
+        Raw::Dec(d) => Value::Number(d),
+        Raw::Float(f) => float_decimal(f).map_or(Value::Null, Value::Number),
+        Raw::Text(t) => Value::Text(t),
+        Raw::Bool(b) => Value::Bool(b),
+        Raw::Date(d) => Value::Date(d),
+        Raw::Time(t) => Value::Time(t),
+        Raw::DateTime(t) => Value::DateTime(t),
+    }
+}
+
+/// Converts a column to the catalog type `ty`.
+fn convert(raw: Raw, ty: FieldType) -> Result<Value, ConvertError> {
+    let bad = |raw: &Raw, ty: FieldType| ConvertError {
+        value: format!("{raw:?}"),
+        ty,
     };
     if matches!(raw, Raw::Null) {
         return Ok(Value::Null);
@@ -551,8 +595,15 @@ where
                     .map(|(_, t)| t)
             })
             .copied();
-        let value = convert(raw(row, i)?, ty)
-            .map_err(|e| DataError::Query(format!("query `{}`, column `{name}`: {e}", q.name)))?;
+        let raw = raw(row, i)?;
+        let value = match ty {
+            Some(ty) => convert(raw, ty).map_err(|source| DataError::Column {
+                query: q.name.clone(),
+                column: name.to_string(),
+                source,
+            })?,
+            None => untyped(raw),
+        };
         fields.insert(name.to_ascii_lowercase(), value.clone());
         fields.insert(name.to_string(), value);
     }
@@ -613,7 +664,7 @@ pub(crate) fn rewrite_all(
 ) -> Result<Vec<(Statement, Vec<Value>)>, DataError> {
     let mut out = Vec::with_capacity(statements.len());
     for (sql, args) in statements {
-        let st = rewrite(sql).map_err(DataError::Config)?;
+        let st = rewrite(sql)?;
         let mut values = Vec::with_capacity(st.binds.len());
         for b in &st.binds {
             match b {
@@ -677,7 +728,7 @@ pub async fn fetch_rows(
             for row in q.fetch_all(p).await? {
                 let mut vals = Vec::with_capacity(row.len());
                 for i in 0..row.len() {
-                    vals.push(convert(sqlite_raw(&row, i)?, None).map_err(DataError::Query)?);
+                    vals.push(untyped(sqlite_raw(&row, i)?));
                 }
                 out.push(vals);
             }
@@ -690,7 +741,7 @@ pub async fn fetch_rows(
             for row in q.fetch_all(p).await? {
                 let mut vals = Vec::with_capacity(row.len());
                 for i in 0..row.len() {
-                    vals.push(convert(pg_raw(&row, i)?, None).map_err(DataError::Query)?);
+                    vals.push(untyped(pg_raw(&row, i)?));
                 }
                 out.push(vals);
             }
@@ -887,27 +938,24 @@ mod tests {
     #[test]
     fn converts_money_exactly() {
         assert_eq!(
-            convert(Raw::Float(108.29999999999998), Some(FieldType::Money)),
+            convert(Raw::Float(108.29999999999998), FieldType::Money),
             Ok(Value::Money(Decimal::new(10830, 2)))
         );
         assert_eq!(
-            convert(Raw::Int(58), Some(FieldType::Money)).map(|v| v.to_string()),
+            convert(Raw::Int(58), FieldType::Money).map(|v| v.to_string()),
             Ok("58.00".to_string())
         );
         assert_eq!(
-            convert(Raw::Text("0.125".into()), Some(FieldType::Money)),
+            convert(Raw::Text("0.125".into()), FieldType::Money),
             Ok(Value::Money(Decimal::new(13, 2)))
         );
+        assert_eq!(convert(Raw::Int(1), FieldType::Bool), Ok(Value::Bool(true)));
         assert_eq!(
-            convert(Raw::Int(1), Some(FieldType::Bool)),
-            Ok(Value::Bool(true))
-        );
-        assert_eq!(
-            convert(Raw::Text("2026-11-30".into()), Some(FieldType::Date)),
+            convert(Raw::Text("2026-11-30".into()), FieldType::Date),
             Ok(Value::Date(
                 NaiveDate::from_ymd_opt(2026, 11, 30).expect("date")
             ))
         );
-        assert_eq!(convert(Raw::Null, Some(FieldType::Money)), Ok(Value::Null));
+        assert_eq!(convert(Raw::Null, FieldType::Money), Ok(Value::Null));
     }
 }

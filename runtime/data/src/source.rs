@@ -4,7 +4,7 @@
 use super::{DataError, Database};
 use ivr_compiler::config::{Config, QueryDef};
 use ivr_engine::QueryResult;
-use ivr_engine::sim::DataSource;
+use ivr_engine::sim::{DataSource, QueryError};
 use ivr_engine::value::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +40,12 @@ impl DbSource {
 }
 
 impl DataSource for DbSource {
-    fn query(&mut self, name: &str, def: &QueryDef, args: &[Value]) -> Result<QueryResult, String> {
+    fn query(
+        &mut self,
+        name: &str,
+        def: &QueryDef,
+        args: &[Value],
+    ) -> Result<QueryResult, QueryError> {
         self.query_timed(name, def, args, None)
     }
 
@@ -50,7 +55,7 @@ impl DataSource for DbSource {
         _def: &QueryDef,
         args: &[Value],
         timeout_ms: Option<u64>,
-    ) -> Result<QueryResult, String> {
+    ) -> Result<QueryResult, QueryError> {
         let timeout = timeout_ms.map(Duration::from_millis);
         Ok(self.rt.block_on(self.db.run(name, args, timeout)))
     }
@@ -97,6 +102,16 @@ impl ScenarioData {
     }
 }
 
+/// The fresh demo database of a scenario could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("the demo database for query `{query}`: {source}")]
+pub struct DemoUnavailable {
+    /// The query that needed it.
+    pub query: String,
+    /// Why.
+    pub source: DataError,
+}
+
 /// A demo database made on first use and dropped with the scenario.
 struct FreshDemo {
     rt: Arc<Runtime>,
@@ -105,7 +120,12 @@ struct FreshDemo {
 }
 
 impl DataSource for FreshDemo {
-    fn query(&mut self, name: &str, def: &QueryDef, args: &[Value]) -> Result<QueryResult, String> {
+    fn query(
+        &mut self,
+        name: &str,
+        def: &QueryDef,
+        args: &[Value],
+    ) -> Result<QueryResult, QueryError> {
         self.query_timed(name, def, args, None)
     }
 
@@ -115,15 +135,22 @@ impl DataSource for FreshDemo {
         _def: &QueryDef,
         args: &[Value],
         timeout_ms: Option<u64>,
-    ) -> Result<QueryResult, String> {
-        if self.db.is_none() {
-            let db = self
-                .rt
-                .block_on(super::open_fresh_demo(&self.config))
-                .map_err(|e| format!("the demo database for query `{name}`: {e}"))?;
-            self.db = Some(db);
-        }
-        let db = self.db.as_ref().ok_or("no database")?;
+    ) -> Result<QueryResult, QueryError> {
+        let db = match &mut self.db {
+            Some(db) => db,
+            None => {
+                let db = self
+                    .rt
+                    .block_on(super::open_fresh_demo(&self.config))
+                    .map_err(|source| {
+                        QueryError::from_error(DemoUnavailable {
+                            query: name.to_string(),
+                            source,
+                        })
+                    })?;
+                self.db.insert(db)
+            }
+        };
         let timeout = timeout_ms.map(Duration::from_millis);
         Ok(self.rt.block_on(db.run(name, args, timeout)))
     }

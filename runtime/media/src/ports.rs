@@ -12,9 +12,14 @@ fn random_u64() -> u64 {
     getrandom::u64().unwrap_or(0x9e37_79b9_7f4a_7c15)
 }
 
+/// `rtp_ports` that is not a range of ports: the text as configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rtp_ports must read LOW-HIGH, like 20000-29999 (got `{0}`)")]
+pub struct PortRangeError(pub String);
+
 /// Reads `LOW-HIGH` (inclusive, 1024..=65535, LOW <= HIGH).
-pub fn parse_range(text: &str) -> Result<(u16, u16), String> {
-    let bad = || format!("rtp_ports must read LOW-HIGH, like 20000-29999 (got `{text}`)");
+pub fn parse_range(text: &str) -> Result<(u16, u16), PortRangeError> {
+    let bad = || PortRangeError(text.to_string());
     let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
     let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
     let hi: u16 = hi.trim().parse().map_err(|_| bad())?;

@@ -101,9 +101,9 @@ pub enum ServeError {
     /// `--sip` or `[server] sip` is not an address.
     #[error("the SIP address `{0}` is not IP:PORT")]
     SipAddress(String),
-    /// `[server] rtp_ports` is not a range (the message says why).
-    #[error("{0}")]
-    RtpPorts(String),
+    /// `[server] rtp_ports` is not a range.
+    #[error(transparent)]
+    RtpPorts(#[from] ivr_media::ports::PortRangeError),
     /// The pacer's threads could not be started.
     #[error("cannot start the pacer: {0}")]
     Pacer(#[source] std::io::Error),
@@ -262,8 +262,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let sip_addr: SocketAddr = sip_text
         .parse()
         .map_err(|_| ServeError::SipAddress(sip_text.clone()))?;
-    let (lo, hi) =
-        parse_range(&server.rtp_ports).map_err(|e| ServeError::RtpPorts(e.to_string()))?;
+    let (lo, hi) = parse_range(&server.rtp_ports)?;
     let max_calls = opts.max_calls.unwrap_or(server.max_calls) as usize;
 
     let db = match data::open_configured(&deployment.config).await {

@@ -21,11 +21,39 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 pub use transcript::Entry;
 
+/// Why a query could not be run at all: the simulation stops (a scenario fails with it).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueryError {
+    /// The lookup's query is not in the flow's data catalog.
+    #[error("query `{0}` is not in the data catalog")]
+    NotInCatalog(String),
+    /// Neither a mock nor a database answers the query.
+    #[error(
+        "query `{0}` has no mock and no database is connected: add `mock {0} -> found {{ ... }}`, `missing` or `error`"
+    )]
+    NoData(String),
+    /// The data source failed (its database could not be opened, say).
+    #[error(transparent)]
+    Source(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl QueryError {
+    /// A data source's own failure.
+    pub fn from_error(error: impl std::error::Error + Send + Sync + 'static) -> QueryError {
+        QueryError::Source(Arc::new(error))
+    }
+}
+
 /// Answers a simulation's queries.
 pub trait DataSource {
     /// Runs query `name` (declared as `def`) with `args`; `Err` means it could not be run at
     /// all (no mock and no database), which fails a scenario with that message.
-    fn query(&mut self, name: &str, def: &QueryDef, args: &[Value]) -> Result<QueryResult, String>;
+    fn query(
+        &mut self,
+        name: &str,
+        def: &QueryDef,
+        args: &[Value],
+    ) -> Result<QueryResult, QueryError>;
 
     /// Like [`DataSource::query`], bounded by the lookup's timeout (the node's, else the
     /// query's, else the default) where the source can time out (a database).
@@ -35,7 +63,7 @@ pub trait DataSource {
         def: &QueryDef,
         args: &[Value],
         _timeout_ms: Option<u64>,
-    ) -> Result<QueryResult, String> {
+    ) -> Result<QueryResult, QueryError> {
         self.query(name, def, args)
     }
 }
@@ -69,10 +97,8 @@ impl DataSource for NoData {
         name: &str,
         _def: &QueryDef,
         _args: &[Value],
-    ) -> Result<QueryResult, String> {
-        Err(format!(
-            "query `{name}` has no mock and no database is connected: add `mock {name} -> found {{ ... }}`, `missing` or `error`"
-        ))
+    ) -> Result<QueryResult, QueryError> {
+        Err(QueryError::NoData(name.to_string()))
     }
 }
 
@@ -126,7 +152,7 @@ pub struct Simulation {
     transfer_active: bool,
     recording: Option<(NodeId, Millis)>,
     /// Why the simulation could not go on (an unanswerable query), if it could not.
-    pub error: Option<String>,
+    pub error: Option<QueryError>,
     observer: Option<Box<dyn Observer>>,
 }
 
@@ -417,7 +443,7 @@ impl Simulation {
                     Some(def) => self
                         .data
                         .query_timed(&l.query, def, args, Some(l.timeout_ms)),
-                    None => Err(format!("query `{}` is not in the data catalog", l.query)),
+                    None => Err(QueryError::NotInCatalog(l.query.clone())),
                 };
                 match result {
                     Ok(result) => self.events.push_back(Event::QueryDone { id: *id, result }),

@@ -1,7 +1,7 @@
 //! Running QA scenarios: a scripted conversation with a flow on the virtual clock, checked
 //! against the transcript and the call's state, line by line.
 
-use super::{DataSource, Entry, PromptBook, Simulation};
+use super::{DataSource, Entry, PromptBook, QueryError, Simulation};
 use crate::value::Value;
 use crate::{CallInfo, Channel, Exit, Flow, Millis, Outcome, QueryResult, TransferUpdate};
 use chrono::{NaiveDate, NaiveTime};
@@ -15,7 +15,7 @@ use ivr_dsl::scenario_ast::{
 use ivr_dsl::span::line_col;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
-use std::fmt::Write;
+use std::fmt;
 use std::sync::Arc;
 
 /// The virtual clock's start when a scenario has no `at`: Monday 2026-11-23 10:00.
@@ -52,7 +52,7 @@ pub struct ScenarioResult {
     /// The flow it ran (empty when unknown).
     pub flow: String,
     /// What failed, with the line, the expectation and the transcript so far.
-    pub failure: Option<String>,
+    pub failure: Option<ScenarioError>,
     /// The transcript, one entry per line.
     pub transcript: Vec<String>,
     /// Nodes entered and how they were left.
@@ -68,6 +68,195 @@ impl ScenarioResult {
     }
 }
 
+/// Why a scenario failed. Each message starts with `FILE:LINE: `, but for
+/// [`ScenarioError::Failed`], which names the scenario on a line of its own first.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ScenarioError {
+    /// The scenario has no `flow` line.
+    #[error("{path}:{line}: the scenario has no `flow` line")]
+    NoFlow {
+        /// The scenario file.
+        path: String,
+        /// The line of its `scenario` keyword.
+        line: usize,
+    },
+    /// The `flow` line names no flow that runs.
+    #[error("{path}:{line}: there is no flow `{flow}` (the flows are {})", .flows.join(", "))]
+    UnknownFlow {
+        /// The scenario file.
+        path: String,
+        /// The line of `flow`.
+        line: usize,
+        /// The flow named.
+        flow: String,
+        /// The flows there are.
+        flows: Vec<String>,
+    },
+    /// A `mock` names a query the data catalog does not have.
+    #[error("{path}:{line}: `mock {query}`: there is no such query in the data catalog")]
+    UnknownMockQuery {
+        /// The scenario file.
+        path: String,
+        /// The line of the `mock`.
+        line: usize,
+        /// The query named.
+        query: String,
+    },
+    /// A `mock ... -> found { ... }` sets a field the query does not return.
+    #[error(
+        "{path}:{line}: `mock {query}`: the query returns no field `{field}` (its fields are {})",
+        .fields.join(", ")
+    )]
+    UnknownMockField {
+        /// The scenario file.
+        path: String,
+        /// The line of the `mock`.
+        line: usize,
+        /// The query.
+        query: String,
+        /// The field named.
+        field: String,
+        /// The query's fields.
+        fields: Vec<String>,
+    },
+    /// The `at` date is not in the calendar (`2026-02-30`).
+    #[error("{path}:{line}: the `at` date does not exist")]
+    NoSuchDate {
+        /// The scenario file.
+        path: String,
+        /// The line of its `scenario` keyword.
+        line: usize,
+    },
+    /// A step or an expectation was not met.
+    #[error("scenario \"{scenario}\"\n{mismatch}")]
+    Failed {
+        /// The scenario's title.
+        scenario: String,
+        /// What was not met.
+        mismatch: Box<Mismatch>,
+    },
+    /// The scenario has syntax errors, so it was not run (`ivr test`).
+    #[error("{path}:{line}: the scenario has syntax errors (shown above): not run")]
+    SyntaxErrors {
+        /// The scenario file.
+        path: String,
+        /// The line of its `scenario` keyword.
+        line: usize,
+    },
+    /// The scenario's flow has errors, so it cannot run (`ivr test`).
+    #[error(
+        "{path}:{line}: the flow `{flow}` has errors (shown above, as `ivr check` gives them): the scenario cannot run"
+    )]
+    BrokenFlow {
+        /// The scenario file.
+        path: String,
+        /// The line of `flow`.
+        line: usize,
+        /// The flow.
+        flow: String,
+    },
+}
+
+/// A step or an expectation of a scenario that the call did not meet: where, what was expected,
+/// what happened instead, why the call ended if the engine ended it, and the transcript so far.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{path}:{line}: expected {expected}\n  {unmet}\n{}{transcript}",
+    .fault.as_deref().map(|why| format!("  (the call ended: {why})\n")).unwrap_or_default()
+)]
+pub struct Mismatch {
+    /// The scenario file.
+    pub path: String,
+    /// The line of the step.
+    pub line: usize,
+    /// The expectation, as written (`say money 99.99`), or what the step needed.
+    pub expected: String,
+    /// What happened instead.
+    pub unmet: Unmet,
+    /// Why the engine ended the call (a fault), if it did.
+    pub fault: Option<String>,
+    /// The transcript so far.
+    pub transcript: Transcript,
+}
+
+/// What happened instead of what a scenario expected.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unmet {
+    /// The call ended before the expected entry.
+    #[error("but the call had ended")]
+    Ended,
+    /// The flow waits for the caller or an agent.
+    #[error("but the flow did nothing more: it waits for the caller or an agent")]
+    Idle,
+    /// Another transcript entry came.
+    #[error("but got: {0}")]
+    Got(Entry),
+    /// A query could not be run at all.
+    #[error("{0}")]
+    Query(QueryError),
+    /// `agent ...` while no transfer is in progress.
+    #[error("but the flow is not transferring the caller")]
+    NotTransferring,
+    /// `node NAME`: the call is elsewhere.
+    #[error("but the call is at node {0}")]
+    AtNode(String),
+    /// `node NAME`: the call is elsewhere, and the caller hears another node's prompts.
+    #[error("but the call is at node {engine} (the caller hears {heard})")]
+    Hears {
+        /// The engine's node.
+        engine: String,
+        /// The node whose audio plays.
+        heard: String,
+    },
+    /// `var PATH == VALUE`: another value (`***` when masked).
+    #[error("but it is {0}")]
+    VarIs(String),
+    /// `var PATH == VALUE`: no such variable.
+    #[error("but the call has no variable `{0}`")]
+    NoVariable(String),
+    /// `outcome NAME` with a name that is no outcome.
+    #[error("but that is not an outcome: self_service, transferred, abandoned or failed")]
+    NotAnOutcome,
+    /// `outcome NAME`: the call ended otherwise.
+    #[error("but the call ended as {}", .0.as_str())]
+    EndedAs(Outcome),
+    /// `outcome NAME`: the call goes on.
+    #[error("but the call has not ended")]
+    NotEnded,
+    /// The scenario ended but the flow went on.
+    #[error("but the flow went on: {0} (no expectation matches it; use `...` to skip)")]
+    WentOn(Entry),
+}
+
+/// A call's transcript at a failure: the entries matched so far and those after them (marked
+/// `>`), shown with the texts of their prompts.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    /// Every entry.
+    pub entries: Vec<Entry>,
+    /// How many were matched.
+    pub cursor: usize,
+}
+
+impl fmt::Display for Transcript {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "  transcript so far:")?;
+        if self.entries.is_empty() {
+            writeln!(f, "    (nothing)")?;
+        }
+        for (i, e) in self.entries.iter().enumerate() {
+            let mark = if i < self.cursor { " " } else { ">" };
+            match e {
+                Entry::Play { text, .. } | Entry::Say { text, .. } if !text.is_empty() => {
+                    writeln!(f, "   {mark} {e}   「{text}」")?
+                }
+                _ => writeln!(f, "   {mark} {e}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Mocked queries in front of another data source.
 struct Mocks {
     mocks: HashMap<String, MockResult>,
@@ -75,7 +264,12 @@ struct Mocks {
 }
 
 impl DataSource for Mocks {
-    fn query(&mut self, name: &str, def: &QueryDef, args: &[Value]) -> Result<QueryResult, String> {
+    fn query(
+        &mut self,
+        name: &str,
+        def: &QueryDef,
+        args: &[Value],
+    ) -> Result<QueryResult, QueryError> {
         self.query_timed(name, def, args, None)
     }
 
@@ -85,7 +279,7 @@ impl DataSource for Mocks {
         def: &QueryDef,
         args: &[Value],
         timeout_ms: Option<u64>,
-    ) -> Result<QueryResult, String> {
+    ) -> Result<QueryResult, QueryError> {
         match self.mocks.get(name) {
             None => self.fallback.query_timed(name, def, args, timeout_ms),
             Some(MockResult::Missing) => Ok(QueryResult::Missing),
@@ -272,36 +466,18 @@ impl Runner<'_> {
         line_col(self.source, span.start as usize).0
     }
 
-    fn transcript_so_far(&self) -> String {
-        let mut s = String::from("  transcript so far:\n");
-        if self.sim.transcript().is_empty() {
-            s.push_str("    (nothing)\n");
-        }
-        for (i, e) in self.sim.transcript().iter().enumerate() {
-            let mark = if i < self.cursor { " " } else { ">" };
-            let text = match e {
-                Entry::Play { text, .. } | Entry::Say { text, .. } if !text.is_empty() => {
-                    format!("   「{text}」")
-                }
-                _ => String::new(),
-            };
-            let _ = writeln!(s, "   {mark} {e}{text}");
-        }
-        s
-    }
-
-    fn fail(&self, line: usize, expected: &str, message: &str) -> String {
-        let fault = self
-            .sim
-            .call()
-            .fault_reason()
-            .map(|why| format!("  (the call ended: {why})\n"))
-            .unwrap_or_default();
-        format!(
-            "{}:{line}: expected {expected}\n  {message}\n{fault}{}",
-            self.path,
-            self.transcript_so_far()
-        )
+    fn fail(&self, line: usize, expected: impl Into<String>, unmet: Unmet) -> Box<Mismatch> {
+        Box::new(Mismatch {
+            path: self.path.to_string(),
+            line,
+            expected: expected.into(),
+            unmet,
+            fault: self.sim.call().fault_reason().map(str::to_string),
+            transcript: Transcript {
+                entries: self.sim.transcript().to_vec(),
+                cursor: self.cursor,
+            },
+        })
     }
 
     /// Moves the virtual clock forward until the flow adds a transcript entry (or ends, or
@@ -324,18 +500,18 @@ impl Runner<'_> {
         true
     }
 
-    fn expect_entry(&mut self, e: &Expectation, line: usize) -> Result<(), String> {
+    fn expect_entry(&mut self, e: &Expectation, line: usize) -> Result<(), Box<Mismatch>> {
         loop {
             if !self.await_entry() {
                 if let Some(err) = &self.sim.error {
-                    return Err(self.fail(line, &describe(e), err));
+                    return Err(self.fail(line, describe(e), Unmet::Query(err.clone())));
                 }
-                let why = if self.sim.call().is_ended() {
-                    "but the call had ended".to_string()
+                let unmet = if self.sim.call().is_ended() {
+                    Unmet::Ended
                 } else {
-                    "but the flow did nothing more: it waits for the caller or an agent".to_string()
+                    Unmet::Idle
                 };
-                return Err(self.fail(line, &describe(e), &why));
+                return Err(self.fail(line, describe(e), unmet));
             }
             let entry = &self.sim.transcript()[self.cursor];
             if entry_matches(e, entry) {
@@ -347,14 +523,14 @@ impl Runner<'_> {
                 self.cursor += 1;
                 continue;
             }
-            let got = format!("but got: {entry}");
-            return Err(self.fail(line, &describe(e), &got));
+            let got = Unmet::Got(entry.clone());
+            return Err(self.fail(line, describe(e), got));
         }
     }
 
-    fn check_error(&self, line: usize, what: &str) -> Result<(), String> {
+    fn check_error(&self, line: usize, what: impl Into<String>) -> Result<(), Box<Mismatch>> {
         match &self.sim.error {
-            Some(err) => Err(self.fail(line, what, err)),
+            Some(err) => Err(self.fail(line, what, Unmet::Query(err.clone()))),
             None => Ok(()),
         }
     }
@@ -379,17 +555,19 @@ pub fn run(
         outcome: None,
     };
     let Some(flow_name) = &scenario.flow else {
-        result.failure = Some(format!("{path}:{line}: the scenario has no `flow` line"));
+        result.failure = Some(ScenarioError::NoFlow {
+            path: path.to_string(),
+            line,
+        });
         return result;
     };
     let Some(sim_flow) = flows.get(&flow_name.node) else {
-        let fline = line_col(source, flow_name.span.start as usize).0;
-        let names: Vec<&str> = flows.keys().map(String::as_str).collect();
-        result.failure = Some(format!(
-            "{path}:{fline}: there is no flow `{}` (the flows are {})",
-            flow_name.node,
-            names.join(", ")
-        ));
+        result.failure = Some(ScenarioError::UnknownFlow {
+            path: path.to_string(),
+            line: line_col(source, flow_name.span.start as usize).0,
+            flow: flow_name.node.clone(),
+            flows: flows.keys().cloned().collect(),
+        });
         return result;
     };
     result.flow = flow_name.node.clone();
@@ -403,23 +581,24 @@ pub fn run(
         let mline = line_col(source, m.span.start as usize).0;
         match sim_flow.flow.queries.get(&m.query.node) {
             None => {
-                result.failure = Some(format!(
-                    "{path}:{mline}: `mock {}`: there is no such query in the data catalog",
-                    m.query.node
-                ));
+                result.failure = Some(ScenarioError::UnknownMockQuery {
+                    path: path.to_string(),
+                    line: mline,
+                    query: m.query.node.clone(),
+                });
                 return result;
             }
             Some(def) => {
                 if let MockResult::Found { fields } = &m.result {
                     for (f, _) in fields {
                         if !def.fields.contains_key(&f.node) {
-                            let known: Vec<&str> = def.fields.keys().map(String::as_str).collect();
-                            result.failure = Some(format!(
-                                "{path}:{mline}: `mock {}`: the query returns no field `{}` (its fields are {})",
-                                m.query.node,
-                                f.node,
-                                known.join(", ")
-                            ));
+                            result.failure = Some(ScenarioError::UnknownMockField {
+                                path: path.to_string(),
+                                line: mline,
+                                query: m.query.node.clone(),
+                                field: f.node.clone(),
+                                fields: def.fields.keys().cloned().collect(),
+                            });
                             return result;
                         }
                     }
@@ -433,7 +612,10 @@ pub fn run(
         .map(|a| a.node)
         .unwrap_or(DEFAULT_START);
     let Some(start) = millis_of(&start) else {
-        result.failure = Some(format!("{path}:{line}: the `at` date does not exist"));
+        result.failure = Some(ScenarioError::NoSuchDate {
+            path: path.to_string(),
+            line,
+        });
         return result;
     };
     let info = CallInfo {
@@ -475,10 +657,14 @@ pub fn run(
     result
 }
 
-fn run_steps(r: &mut Runner, scenario: &Scenario) -> Option<String> {
+fn run_steps(r: &mut Runner, scenario: &Scenario) -> Option<ScenarioError> {
+    let failed = |mismatch| ScenarioError::Failed {
+        scenario: scenario.name.node.clone(),
+        mismatch,
+    };
     for step in &scenario.steps {
         let line = r.line(step.span);
-        let outcome: Result<(), String> = (|| {
+        let outcome: Result<(), Box<Mismatch>> = (|| {
             match &step.kind {
                 StepKind::Press { keys } => {
                     let now = r.sim.now();
@@ -486,7 +672,7 @@ fn run_steps(r: &mut Runner, scenario: &Scenario) -> Option<String> {
                     for k in keys.node.chars() {
                         r.sim.press(k);
                     }
-                    r.check_error(line, &format!("press \"{}\" to be taken", keys.node))
+                    r.check_error(line, format!("press \"{}\" to be taken", keys.node))
                 }
                 StepKind::Wait { millis } => {
                     let until = r.sim.now() + *millis as Millis;
@@ -509,11 +695,7 @@ fn run_steps(r: &mut Runner, scenario: &Scenario) -> Option<String> {
                         }
                     }
                     if !r.sim.transfer_active() {
-                        return Err(r.fail(
-                            line,
-                            "a transfer in progress",
-                            "but the flow is not transferring the caller",
-                        ));
+                        return Err(r.fail(line, "a transfer in progress", Unmet::NotTransferring));
                     }
                     r.sim.transfer(match action {
                         AgentAction::Answers => TransferUpdate::Answered {
@@ -532,8 +714,8 @@ fn run_steps(r: &mut Runner, scenario: &Scenario) -> Option<String> {
                 StepKind::Expect { expectation } => expect(r, expectation, line),
             }
         })();
-        if let Err(msg) = outcome {
-            return Some(format!("scenario \"{}\"\n{msg}", scenario.name.node));
+        if let Err(mismatch) = outcome {
+            return Some(failed(mismatch));
         }
     }
     // When the agent's hang-up ended a transferred call (no `after`), the platform hangs up
@@ -543,29 +725,19 @@ fn run_steps(r: &mut Runner, scenario: &Scenario) -> Option<String> {
             .iter()
             .all(|e| *e == Entry::Hangup);
     if !r.skipping && !ended_by_agent && r.cursor < r.sim.transcript().len() {
-        let entry = r.sim.transcript()[r.cursor].to_string();
+        let entry = r.sim.transcript()[r.cursor].clone();
         let end = r.line(
             scenario
                 .span
                 .to(scenario.steps.last().map_or(scenario.span, |s| s.span)),
         );
         let last = scenario.steps.last().map_or(end, |s| r.line(s.span));
-        return Some(format!(
-            "scenario \"{}\"\n{}",
-            scenario.name.node,
-            r.fail(
-                last,
-                "nothing more",
-                &format!(
-                    "but the flow went on: {entry} (no expectation matches it; use `...` to skip)"
-                )
-            )
-        ));
+        return Some(failed(r.fail(last, "nothing more", Unmet::WentOn(entry))));
     }
     None
 }
 
-fn expect(r: &mut Runner, e: &Expectation, line: usize) -> Result<(), String> {
+fn expect(r: &mut Runner, e: &Expectation, line: usize) -> Result<(), Box<Mismatch>> {
     if is_transcript_expectation(e) {
         return r.expect_entry(e, line);
     }
@@ -580,17 +752,13 @@ fn expect(r: &mut Runner, e: &Expectation, line: usize) -> Result<(), String> {
             if engine == name.node || heard == name.node {
                 Ok(())
             } else if engine == heard {
-                Err(r.fail(
-                    line,
-                    &describe(e),
-                    &format!("but the call is at node {engine}"),
-                ))
+                Err(r.fail(line, describe(e), Unmet::AtNode(engine.to_string())))
             } else {
-                Err(r.fail(
-                    line,
-                    &describe(e),
-                    &format!("but the call is at node {engine} (the caller hears {heard})"),
-                ))
+                let unmet = Unmet::Hears {
+                    engine: engine.to_string(),
+                    heard: heard.to_string(),
+                };
+                Err(r.fail(line, describe(e), unmet))
             }
         }
         Expectation::Var { path, value } => match r.sim.call().var(&path.node) {
@@ -606,21 +774,13 @@ fn expect(r: &mut Runner, e: &Expectation, line: usize) -> Result<(), String> {
                 } else {
                     v.to_string()
                 };
-                Err(r.fail(line, &describe(e), &format!("but it is {shown}")))
+                Err(r.fail(line, describe(e), Unmet::VarIs(shown)))
             }
-            None => Err(r.fail(
-                line,
-                &describe(e),
-                &format!("but the call has no variable `{}`", path.node),
-            )),
+            None => Err(r.fail(line, describe(e), Unmet::NoVariable(path.node.clone()))),
         },
         Expectation::Outcome { outcome } => {
             let Some(want) = Outcome::parse(&outcome.node) else {
-                return Err(r.fail(
-                    line,
-                    &describe(e),
-                    "but that is not an outcome: self_service, transferred, abandoned or failed",
-                ));
+                return Err(r.fail(line, describe(e), Unmet::NotAnOutcome));
             };
             let limit = r.sim.now() + WAIT_LIMIT_MS;
             while !r.sim.call().is_ended() {
@@ -633,12 +793,8 @@ fn expect(r: &mut Runner, e: &Expectation, line: usize) -> Result<(), String> {
             }
             match r.sim.call().outcome() {
                 Some(got) if got == want => Ok(()),
-                Some(got) => Err(r.fail(
-                    line,
-                    &describe(e),
-                    &format!("but the call ended as {}", got.as_str()),
-                )),
-                None => Err(r.fail(line, &describe(e), "but the call has not ended")),
+                Some(got) => Err(r.fail(line, describe(e), Unmet::EndedAs(got))),
+                None => Err(r.fail(line, describe(e), Unmet::NotEnded)),
             }
         }
         _ => Ok(()),

@@ -18,11 +18,15 @@ pub mod render;
 pub mod resample;
 pub mod store;
 
+pub use decode::DecodeError;
 pub use g711::Law;
 pub use playback::Playback;
-pub use store::{Audio, LoadReport, Problem, ProblemKind, Prompt, PromptSource, PromptStore};
+pub use resample::ResampleError;
+pub use store::{
+    Audio, LoadReport, MissingFragment, Problem, ProblemKind, Prompt, PromptSource, PromptStore,
+};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The sample rate of the phone line (Hz).
 pub const SAMPLE_RATE: u32 = 8000;
@@ -34,8 +38,32 @@ pub const FRAME_MS: u64 = 20;
 /// One 20 ms frame of G.711 audio.
 pub type Frame = [u8; FRAME_SAMPLES];
 
+/// Audio that cannot become prompt audio.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    /// It cannot be read or decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// It cannot be converted to 8 kHz.
+    #[error(transparent)]
+    Resample(#[from] ResampleError),
+    /// The decoder panicked on it.
+    #[error("the decoder failed on this file")]
+    Panicked,
+}
+
+/// A WAV file that cannot be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}: {source}", .path.display())]
+pub struct WavError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub source: hound::Error,
+}
+
 /// Decodes audio held in memory and converts it to 8 kHz G.711 frames.
-pub fn decode_to_audio<B>(bytes: B, extension: Option<&str>) -> Result<Audio, String>
+pub fn decode_to_audio<B>(bytes: B, extension: Option<&str>) -> Result<Audio, AudioError>
 where
     B: AsRef<[u8]> + Send + Sync + 'static,
 {
@@ -45,20 +73,23 @@ where
 }
 
 /// Decodes an audio file and converts it to 8 kHz G.711 frames.
-pub fn file_to_audio(path: &Path) -> Result<Audio, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+pub fn file_to_audio(path: &Path) -> Result<Audio, AudioError> {
+    let bytes = std::fs::read(path).map_err(DecodeError::Read)?;
     decode_to_audio(bytes, path.extension().and_then(|e| e.to_str()))
 }
 
 /// Writes 8 kHz mono 16-bit PCM to a WAV file.
-pub fn write_wav(path: &Path, pcm: &[i16]) -> Result<(), String> {
+pub fn write_wav(path: &Path, pcm: &[i16]) -> Result<(), WavError> {
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: SAMPLE_RATE,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let fail = |e: hound::Error| format!("cannot write {}: {e}", path.display());
+    let fail = |source| WavError {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut w = hound::WavWriter::create(path, spec).map_err(fail)?;
     for &s in pcm {
         w.write_sample(s).map_err(fail)?;

@@ -2,7 +2,7 @@
 //! the prompts queued on a [`Playback`] exactly as a call queues them, read frame by frame and
 //! decoded back to 16-bit samples.
 
-use super::store::PromptStore;
+use super::store::{MissingFragment, PromptStore};
 use super::{Law, Playback};
 use ivr_dsl::ast::SayKind;
 use ivr_engine::say::Language;
@@ -39,40 +39,89 @@ impl Rendered {
     }
 }
 
+/// The value of a spoken value (`money 58.30`) that does not read as its kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpokenError {
+    /// `money`
+    #[error("`{0}` is not an amount (e.g. `money 58.30`)")]
+    Money(String),
+    /// `number`
+    #[error("`{0}` is not a number (e.g. `number 105`)")]
+    Number(String),
+    /// `date`
+    #[error("`{0}` is not a date (e.g. `date 2026-11-23`)")]
+    Date(String),
+    /// `time`
+    #[error("`{0}` is not a time (e.g. `time 10:30`)")]
+    Time(String),
+}
+
+/// What cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// A spoken value whose value does not read.
+    #[error(transparent)]
+    Spoken(#[from] SpokenError),
+    /// A spoken value one of whose fragments has no audio.
+    #[error("{source} (saying `{what}`)")]
+    Fragment {
+        /// What was to be said.
+        what: String,
+        /// The fragment.
+        source: MissingFragment,
+    },
+    /// A prompt id without audio in the language.
+    #[error("prompt `{id}` has no audio in {tag}")]
+    Prompt {
+        /// The prompt id.
+        id: String,
+        /// The language tag.
+        tag: String,
+    },
+}
+
 /// A spoken value written as `KIND VALUE` (`money 58.30`, `digits 10086`, `number 105`,
 /// `date 2026-11-23`, `time 10:30`), or `None` when `what` does not start with a kind.
-pub fn parse_spoken(what: &str) -> Option<Result<(SayKind, Value), String>> {
+pub fn parse_spoken(what: &str) -> Option<Result<(SayKind, Value), SpokenError>> {
     let (kind, rest) = what.trim().split_once(char::is_whitespace)?;
     let rest = rest.trim();
     let kind = SayKind::from_keyword(kind)?;
     let value = match kind {
         SayKind::Money => Decimal::from_str(rest)
             .map(Value::Money)
-            .map_err(|_| format!("`{rest}` is not an amount (e.g. `money 58.30`)")),
+            .map_err(|_| SpokenError::Money(rest.to_string())),
         SayKind::Number => Decimal::from_str(rest)
             .map(Value::Number)
-            .map_err(|_| format!("`{rest}` is not a number (e.g. `number 105`)")),
+            .map_err(|_| SpokenError::Number(rest.to_string())),
         SayKind::Digits => Ok(Value::Text(rest.to_string())),
         SayKind::Date => chrono::NaiveDate::parse_from_str(rest, "%Y-%m-%d")
             .map(Value::Date)
-            .map_err(|_| format!("`{rest}` is not a date (e.g. `date 2026-11-23`)")),
+            .map_err(|_| SpokenError::Date(rest.to_string())),
         SayKind::Time => chrono::NaiveTime::parse_from_str(rest, "%H:%M")
             .or_else(|_| chrono::NaiveTime::parse_from_str(rest, "%H:%M:%S"))
             .map(Value::Time)
-            .map_err(|_| format!("`{rest}` is not a time (e.g. `time 10:30`)")),
+            .map_err(|_| SpokenError::Time(rest.to_string())),
     };
     Some(value.map(|v| (kind, v)))
 }
 
 /// Renders a prompt id or a spoken value (`money 58.30`) in language `tag`, as sent in `law`.
-pub fn render(store: &PromptStore, tag: &str, what: &str, law: Law) -> Result<Rendered, String> {
+pub fn render(
+    store: &PromptStore,
+    tag: &str,
+    what: &str,
+    law: Law,
+) -> Result<Rendered, RenderError> {
     let prompts: Vec<Arc<_>> = match parse_spoken(what) {
         Some(parsed) => {
             let (kind, value) = parsed?;
             let ids = speak::fragments(Language::from_tag(tag), kind, &value);
-            store.fragments(tag, &ids).map_err(|id| {
-                format!("the fragment `{id}` has no audio in {tag} (saying `{what}`)")
-            })?
+            store
+                .fragments(tag, &ids)
+                .map_err(|source| RenderError::Fragment {
+                    what: what.to_string(),
+                    source,
+                })?
         }
         None => {
             let id = what.trim();
@@ -80,7 +129,10 @@ pub fn render(store: &PromptStore, tag: &str, what: &str, law: Law) -> Result<Re
                 store
                     .get(tag, id)
                     .cloned()
-                    .ok_or_else(|| format!("prompt `{id}` has no audio in {tag}"))?,
+                    .ok_or_else(|| RenderError::Prompt {
+                        id: id.to_string(),
+                        tag: tag.to_string(),
+                    })?,
             ]
         }
     };

@@ -10,7 +10,7 @@
 //! Reloading ([`PromptStore::reload`]) reuses the decoded audio of every file whose size and
 //! modification time, or else whose content hash, did not change.
 
-use super::{FRAME_SAMPLES, Frame, Law, SAMPLE_RATE, builtin, g711};
+use super::{AudioError, DecodeError, FRAME_SAMPLES, Frame, Law, SAMPLE_RATE, builtin, g711};
 use indexmap::IndexMap;
 use ivr_compiler::catalog::Catalogs;
 use ivr_engine::say::Language;
@@ -183,6 +183,16 @@ impl fmt::Display for Problem {
     }
 }
 
+/// A fragment of a spoken value that has no audio in a language.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the fragment `{id}` has no audio in {tag}")]
+pub struct MissingFragment {
+    /// The fragment id.
+    pub id: String,
+    /// The language tag.
+    pub tag: String,
+}
+
 /// What a load or reload did.
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
@@ -268,7 +278,7 @@ impl PromptStore {
             }
         }
         let loaded = parallel_map(&to_load, |(path, _, _)| {
-            let bytes = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+            let bytes = std::fs::read(path).map_err(DecodeError::Read)?;
             let hash: [u8; 32] = Sha256::digest(&bytes).into();
             if let Some(c) = previous
                 .and_then(|p| p.files.get(path))
@@ -283,11 +293,15 @@ impl PromptStore {
             // A decoder bug on a hostile file must not take the other prompts down with it.
             let audio =
                 std::panic::catch_unwind(move || super::decode_to_audio(bytes, ext.as_deref()))
-                    .map_err(|_| "the decoder failed on this file".to_string())??;
-            Ok((Arc::new(audio), hash, false))
+                    .map_err(|_| AudioError::Panicked)??;
+            Ok::<_, AudioError>((Arc::new(audio), hash, false))
         });
         for ((path, len, modified), result) in to_load.into_iter().zip(loaded) {
-            match result.unwrap_or_else(|| Err("the file could not be loaded".into())) {
+            let result = match result {
+                Some(result) => result.map_err(|e| e.to_string()),
+                None => Err("the file could not be loaded".to_string()),
+            };
+            match result {
                 Ok((audio, hash, reused)) => {
                     if reused {
                         report.reused += 1;
@@ -383,9 +397,14 @@ impl PromptStore {
 
     /// The prompts of a list of fragment ids (a spoken value), or the first id that has no
     /// audio.
-    pub fn fragments(&self, tag: &str, ids: &[&str]) -> Result<Vec<Arc<Prompt>>, String> {
+    pub fn fragments(&self, tag: &str, ids: &[&str]) -> Result<Vec<Arc<Prompt>>, MissingFragment> {
         ids.iter()
-            .map(|id| self.get(tag, id).cloned().ok_or_else(|| id.to_string()))
+            .map(|id| {
+                self.get(tag, id).cloned().ok_or_else(|| MissingFragment {
+                    id: id.to_string(),
+                    tag: tag.to_string(),
+                })
+            })
             .collect()
     }
 
