@@ -44,7 +44,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 echo "== ivr check (reference flows and examples)"
 cargo run -q -- check
 cargo run -q -- --config examples/ivr.toml check

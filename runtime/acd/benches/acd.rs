@@ -24,7 +24,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use indexmap::IndexMap;
-use ivr_acd::{Acd, AcdOut, CallKey, Contact};
+use ivr_acd::{Acd, AcdInput, AcdOut, CallKey, Contact, Machine};
 use ivr_compiler::config::{AgentConfig, Config, QueueConfig};
 use ivr_engine::Millis;
 use std::collections::VecDeque;
@@ -134,15 +134,17 @@ impl Centre {
                 addr: format!("10.0.0.{}:5060", i % 250).parse().expect("address"),
                 tcp: false,
             };
-            c.acd
-                .register(
-                    &id,
+            let expires_at = c.now + 100 * 365 * 86_400_000;
+            op(
+                &mut c.acd,
+                AcdInput::Register {
+                    agent: id,
                     contact,
-                    c.now + 100 * 365 * 86_400_000,
-                    c.now,
-                    &mut c.out,
-                )
-                .expect("agent");
+                    expires_at,
+                },
+                c.now,
+                &mut c.out,
+            );
         }
         // Every agent takes a call, then 1,000 more callers wait.
         while c.connected.len() < AGENTS || c.waiting.len() < WAITING {
@@ -176,11 +178,14 @@ impl Centre {
         let call = self.next_call;
         self.next_call += 1;
         let skills: Vec<String> = caller.skill.iter().map(|s| s.to_string()).collect();
-        self.acd.enqueue(
-            call,
-            caller.queue,
-            &skills,
-            caller.priority,
+        op(
+            &mut self.acd,
+            AcdInput::Enqueue {
+                call,
+                queue: caller.queue.to_string(),
+                skills,
+                priority: caller.priority,
+            },
             self.now,
             &mut self.out,
         );
@@ -198,13 +203,18 @@ impl Centre {
                     if let Some(caller) = self.waiting.swap_remove(&call) {
                         self.replace.push(caller);
                     }
-                    self.acd.answered(call, self.now, &mut self.out);
+                    op(
+                        &mut self.acd,
+                        AcdInput::Answered(call),
+                        self.now,
+                        &mut self.out,
+                    );
                     self.connected.push_back(call);
                 }
                 AcdOut::NoAgents { call } => {
                     self.waiting.swap_remove(&call);
                 }
-                AcdOut::Cancel { .. } | AcdOut::Position { .. } => {}
+                AcdOut::Cancel { .. } | AcdOut::Position { .. } | AcdOut::Refused { .. } => {}
             }
         }
         offers
@@ -212,7 +222,7 @@ impl Centre {
 
     /// Handles every timer due now (position walks), untimed.
     fn settle(&mut self) {
-        self.acd.handle_timeout(self.now, &mut self.out);
+        timeout(&mut self.acd, self.now, &mut self.out);
         self.answer_offers();
     }
 
@@ -239,7 +249,12 @@ fn end_conversation(c: &mut Centre) -> Duration {
     c.settle();
     let call = c.connected.pop_front().expect("a connected call");
     let start = Instant::now();
-    c.acd.conversation_over(call, c.now, &mut c.out);
+    op(
+        &mut c.acd,
+        AcdInput::ConversationOver(call),
+        c.now,
+        &mut c.out,
+    );
     let took = start.elapsed();
     assert!(has_offer(&c.out), "the agent got a call");
     c.answer_offers();
@@ -252,10 +267,15 @@ fn end_conversation(c: &mut Centre) -> Duration {
 fn end_wrap_up(c: &mut Centre) -> Duration {
     c.now += 1;
     let call = c.connected.pop_front().expect("a connected call");
-    c.acd.conversation_over(call, c.now, &mut c.out);
+    op(
+        &mut c.acd,
+        AcdInput::ConversationOver(call),
+        c.now,
+        &mut c.out,
+    );
     c.answer_offers();
     let start = Instant::now();
-    c.acd.handle_timeout(c.now, &mut c.out);
+    timeout(&mut c.acd, c.now, &mut c.out);
     let took = start.elapsed();
     c.answer_offers();
     c.refill();
@@ -271,16 +291,21 @@ fn operation_mix(c: &mut Centre) -> Duration {
     // A waiting caller hangs up.
     let i = c.rng.below(c.waiting.len() as u64) as usize;
     if let Some((call, _)) = c.waiting.swap_remove_index(i) {
-        c.acd.leave(call, c.now, &mut c.out);
+        op(&mut c.acd, AcdInput::Leave(call), c.now, &mut c.out);
     }
     // A conversation ends: the agent is offered the next call and answers it.
     let call = c.connected.pop_front().expect("a connected call");
-    c.acd.conversation_over(call, c.now, &mut c.out);
+    op(
+        &mut c.acd,
+        AcdInput::ConversationOver(call),
+        c.now,
+        &mut c.out,
+    );
     c.answer_offers();
     // Another caller arrives.
     c.enqueue();
     if c.acd.poll_timeout().is_some_and(|at| at <= c.now) {
-        c.acd.handle_timeout(c.now, &mut c.out);
+        timeout(&mut c.acd, c.now, &mut c.out);
     }
     let took = start.elapsed();
     c.answer_offers();
@@ -308,11 +333,27 @@ impl Line {
             addr: "10.0.0.1:5060".parse().expect("address"),
             tcp: false,
         };
-        acd.register("2000", contact, now + 100 * 365 * 86_400_000, now, &mut out)
-            .expect("agent");
-        acd.set_away("2000", true, now, &mut out).expect("away");
+        let expires_at = now + 100 * 365 * 86_400_000;
+        let agent = "2000".to_string();
+        op(
+            &mut acd,
+            AcdInput::Register {
+                agent: agent.clone(),
+                contact,
+                expires_at,
+            },
+            now,
+            &mut out,
+        );
+        op(
+            &mut acd,
+            AcdInput::SetAway { agent, away: true },
+            now,
+            &mut out,
+        );
+        assert!(!out.iter().any(|o| matches!(o, AcdOut::Refused { .. })));
         for call in 1..=WAITING as CallKey {
-            acd.enqueue(call, "general", &[], 0, now, &mut out);
+            op(&mut acd, general(call), now, &mut out);
         }
         Line {
             acd,
@@ -324,16 +365,38 @@ impl Line {
     }
 }
 
+/// Hands `input` to the ACD at `now` and appends what it answers to `out`.
+fn op(acd: &mut Acd, input: AcdInput, now: Millis, out: &mut Vec<AcdOut>) {
+    acd.handle_input(input, now);
+    out.extend(std::iter::from_fn(|| acd.poll_output()));
+}
+
+/// Fires the ACD's timers due at `now` and appends what it answers to `out`.
+fn timeout(acd: &mut Acd, now: Millis, out: &mut Vec<AcdOut>) {
+    acd.handle_timeout(now);
+    out.extend(std::iter::from_fn(|| acd.poll_output()));
+}
+
+/// A caller for the `general` queue.
+fn general(call: CallKey) -> AcdInput {
+    AcdInput::Enqueue {
+        call,
+        queue: "general".to_string(),
+        skills: Vec::new(),
+        priority: 0,
+    }
+}
+
 /// The walk after the head of a 1,000-caller queue left; returns its time.
 fn walk(l: &mut Line) -> Duration {
-    l.acd.leave(l.head, l.now, &mut l.out);
+    op(&mut l.acd, AcdInput::Leave(l.head), l.now, &mut l.out);
     l.head += 1;
-    l.acd.enqueue(l.next, "general", &[], 0, l.now, &mut l.out);
+    op(&mut l.acd, general(l.next), l.now, &mut l.out);
     l.next += 1;
     l.now += 1_000;
     l.out.clear();
     let start = Instant::now();
-    l.acd.handle_timeout(l.now, &mut l.out);
+    timeout(&mut l.acd, l.now, &mut l.out);
     let took = start.elapsed();
     assert!(l.out.len() >= WAITING - 1, "{} positions", l.out.len());
     took

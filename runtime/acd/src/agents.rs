@@ -99,7 +99,7 @@ impl Acd {
     /// `expires_at`. An offline agent becomes available (and is offered the best waiting call
     /// it qualifies for); a registered one only gets its expiry and contact refreshed. An agent
     /// that is not in the configuration is refused.
-    pub fn register(
+    pub(crate) fn register(
         &mut self,
         agent: &str,
         contact: Contact,
@@ -132,7 +132,7 @@ impl Acd {
     /// An agent's phone unregistered: as when its registration expires. A ringing offer is
     /// cancelled and the call offered to the next agent; an agent on a call finishes it and
     /// then is offline. Unknown agents are ignored.
-    pub fn unregister(&mut self, agent: &str, now: Millis, out: &mut Vec<AcdOut>) {
+    pub(crate) fn unregister(&mut self, agent: &str, now: Millis, out: &mut Vec<AcdOut>) {
         if let Some(&a) = self.agent_ids.get(agent) {
             self.go_offline(a, now, out);
         }
@@ -142,7 +142,7 @@ impl Acd {
     /// once; one ringing, on a call or in wrap-up goes away when that is over. Coming back
     /// makes an away agent available. Away agents still count as logged in (callers wait for
     /// them). Refused for agents not in the configuration or not logged in.
-    pub fn set_away(
+    pub(crate) fn set_away(
         &mut self,
         agent: &str,
         away: bool,

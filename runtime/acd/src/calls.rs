@@ -13,7 +13,7 @@ impl Acd {
     /// the call at once if a qualifying agent is available. When no qualifying agent is logged
     /// in (or the queue is unknown), the answer is [`AcdOut::NoAgents`] and the call is not
     /// queued. A call already in the ACD is first taken out as by [`Acd::leave`].
-    pub fn enqueue(
+    pub(crate) fn enqueue(
         &mut self,
         call: CallKey,
         queue: &str,
@@ -69,7 +69,7 @@ impl Acd {
     /// ringing for it, that offer is cancelled ([`AcdOut::Cancel`]) and the agent is free,
     /// keeping its place among idle agents. For a call already answered this is
     /// [`Acd::conversation_over`]. Unknown calls are ignored.
-    pub fn leave(&mut self, call: CallKey, now: Millis, out: &mut Vec<AcdOut>) {
+    pub(crate) fn leave(&mut self, call: CallKey, now: Millis, out: &mut Vec<AcdOut>) {
         let Some(state) = self.calls.get(&call).map(|c| c.state) else {
             return;
         };
@@ -105,7 +105,7 @@ impl Acd {
 
     /// The agent offered `call` answered: the agent is on the call and the call leaves its
     /// queue. Ignored unless the call is ringing (see [`Acd::agent_of`] for late answers).
-    pub fn answered(&mut self, call: CallKey, now: Millis, _out: &mut Vec<AcdOut>) {
+    pub(crate) fn answered(&mut self, call: CallKey, now: Millis, _out: &mut Vec<AcdOut>) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -128,7 +128,13 @@ impl Acd {
     /// arrival time is kept) and is offered to the next agent; the agent stays available for
     /// other calls but is not offered this one again until every qualifying logged-in agent
     /// has been tried. Ignored unless the call is ringing.
-    pub fn declined(&mut self, call: CallKey, why: Decline, now: Millis, out: &mut Vec<AcdOut>) {
+    pub(crate) fn declined(
+        &mut self,
+        call: CallKey,
+        why: Decline,
+        now: Millis,
+        out: &mut Vec<AcdOut>,
+    ) {
         let ringing = self.calls.get(&call).and_then(|c| match c.state {
             CallState::Ringing { agent, .. } => Some(agent),
             _ => None,
@@ -143,7 +149,7 @@ impl Acd {
     /// The conversation of an answered call is over (either side hung up): the agent enters
     /// wrap-up for the queue's `wrap_up` (or goes offline if it logged out meanwhile) and the
     /// call leaves the ACD. For a call not yet answered this is [`Acd::leave`].
-    pub fn conversation_over(&mut self, call: CallKey, now: Millis, out: &mut Vec<AcdOut>) {
+    pub(crate) fn conversation_over(&mut self, call: CallKey, now: Millis, out: &mut Vec<AcdOut>) {
         let Some(state) = self.calls.get(&call).map(|c| c.state) else {
             return;
         };

@@ -31,6 +31,7 @@
 mod agents;
 mod calls;
 mod dispatch;
+mod machine;
 mod queue;
 mod reload;
 mod skills;
@@ -40,6 +41,8 @@ mod tests;
 mod timers;
 
 pub use agents::AgentState;
+pub use ivr_sansio::Machine;
+pub use machine::AcdInput;
 pub use status::{AcdStatus, AgentStatus, QueueStatus};
 
 use agents::Agent;
@@ -48,7 +51,7 @@ use ivr_engine::Millis;
 use queue::{Queue, QueuedCall};
 use serde::Serialize;
 use skills::{SkillSet, SkillTable};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// The serve layer's key for a call (unique among the calls it has in the ACD).
 pub type CallKey = u64;
@@ -119,6 +122,14 @@ pub enum AcdOut {
         /// The call.
         call: CallKey,
     },
+    /// An operation on an agent was refused ([`AcdInput::Register`] of an agent not in the
+    /// configuration, [`AcdInput::SetAway`] of one not logged in).
+    Refused {
+        /// The agent's id as given.
+        agent: String,
+        /// Why.
+        error: AcdError,
+    },
 }
 
 /// Why an offer failed.
@@ -170,6 +181,10 @@ pub struct Acd {
     seq: u64,
     /// Availability counter (breaks ties between agents available since the same instant).
     idle_seq: u64,
+    /// Outputs not yet taken with `poll_output`, oldest first.
+    pending: VecDeque<AcdOut>,
+    /// Reused buffer of the operations' outputs.
+    scratch: Vec<AcdOut>,
 }
 
 impl Acd {

@@ -17,7 +17,7 @@ impl Acd {
     /// settings) until they are served or gone, but takes no new ones. Waiting calls nobody
     /// logged in can take any more get [`AcdOut::NoAgents`]; newly qualifying available agents
     /// are offered calls.
-    pub fn reconfigure(&mut self, config: &Config, now: Millis, out: &mut Vec<AcdOut>) {
+    pub(crate) fn reconfigure(&mut self, config: &Config, now: Millis, out: &mut Vec<AcdOut>) {
         for queue in &mut self.queues {
             queue.configured = false;
         }

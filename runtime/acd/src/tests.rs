@@ -131,11 +131,11 @@ impl T {
         let mut out = Vec::new();
         while let Some(at) = self.acd.poll_timeout().filter(|&at| at <= end) {
             self.now = self.now.max(at);
-            self.acd.handle_timeout(self.now, &mut out);
+            self.acd.fire_timers(self.now, &mut out);
             check_invariants(&self.acd);
         }
         self.now = end;
-        self.acd.handle_timeout(self.now, &mut out);
+        self.acd.fire_timers(self.now, &mut out);
         self.done(out)
     }
 
@@ -1178,7 +1178,7 @@ fn random_operations_keep_every_index_consistent() {
                         assert!(!t.acd.contains(*call));
                         last.insert(*call, None);
                     }
-                    AcdOut::Position { .. } => {}
+                    AcdOut::Position { .. } | AcdOut::Refused { .. } => {}
                 }
             }
             for (call, agent) in last {
@@ -1189,4 +1189,85 @@ fn random_operations_keep_every_index_consistent() {
             t.now += rng.below(300) as i64;
         }
     }
+}
+
+/// The one way in and out: operations through `handle_input`, timers through
+/// `handle_timeout`, outputs through `poll_output`; refusals are outputs too.
+#[test]
+fn the_machine_takes_operations_and_gives_outputs_in_order() {
+    use crate::{AcdInput, Machine};
+    let mut acd = Acd::new(&config(
+        &[("general", &[], None, Some(0))],
+        &[("2001", &[])],
+    ));
+    let now = 1_000_000;
+    let contact = Contact {
+        uri: "sip:2001@192.0.2.1:5060".into(),
+        addr: "192.0.2.1:5060".parse().expect("address"),
+        tcp: false,
+    };
+    acd.handle_input(
+        AcdInput::Register {
+            agent: "nobody".into(),
+            contact: contact.clone(),
+            expires_at: now + 60_000,
+        },
+        now,
+    );
+    assert_eq!(
+        acd.poll_output(),
+        Some(AcdOut::Refused {
+            agent: "nobody".into(),
+            error: AcdError::UnknownAgent("nobody".into()),
+        })
+    );
+    assert_eq!(acd.poll_output(), None);
+    acd.handle_input(
+        AcdInput::SetAway {
+            agent: "2001".into(),
+            away: true,
+        },
+        now,
+    );
+    assert!(matches!(
+        acd.poll_output(),
+        Some(AcdOut::Refused {
+            error: AcdError::NotLoggedIn(_),
+            ..
+        })
+    ));
+    acd.handle_input(
+        AcdInput::Register {
+            agent: "2001".into(),
+            contact,
+            expires_at: now + 60_000,
+        },
+        now,
+    );
+    assert_eq!(acd.poll_output(), None, "registered, nothing to do");
+    acd.handle_input(
+        AcdInput::Enqueue {
+            call: 7,
+            queue: "general".into(),
+            skills: Vec::new(),
+            priority: 0,
+        },
+        now,
+    );
+    let outs: Vec<AcdOut> = std::iter::from_fn(|| acd.poll_output()).collect();
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, AcdOut::Offer { call: 7, agent, .. } if agent == "2001")),
+        "{outs:?}"
+    );
+    // The ring timeout is the next deadline; when it fires the offer is cancelled.
+    let due = acd.poll_timeout().expect("a ring timeout");
+    assert!(due > now);
+    acd.handle_timeout(due);
+    let outs: Vec<AcdOut> = std::iter::from_fn(|| acd.poll_output()).collect();
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, AcdOut::Cancel { call: 7, .. })),
+        "{outs:?}"
+    );
 }

@@ -6,15 +6,15 @@ use super::{Acd, AcdOut, Timer};
 use ivr_engine::Millis;
 
 impl Acd {
-    /// The next time [`Acd::handle_timeout`] has work, if any.
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    /// The next time a timer is due, if any ([`Machine::poll_timeout`](ivr_sansio::Machine)).
+    pub(crate) fn next_timer(&self) -> Option<Millis> {
         self.timers.first().map(|&(at, _)| at)
     }
 
     /// Does everything due at or before `now`: ring timeouts (the offer is cancelled and the
     /// call goes to the next agent), wrap-up ends, registration expiry, the end of retry
     /// pauses, and coalesced position updates.
-    pub fn handle_timeout(&mut self, now: Millis, out: &mut Vec<AcdOut>) {
+    pub(crate) fn fire_timers(&mut self, now: Millis, out: &mut Vec<AcdOut>) {
         while let Some(&(at, timer)) = self.timers.first() {
             if at > now {
                 break;

@@ -679,7 +679,7 @@ impl Writer {
     /// yet stays there (only that).
     async fn drain_spool(&self) {
         let Some(spool) = &self.spool else { return };
-        let (rows, bad) = match spool.read_pending() {
+        let (rows, bad) = match spool.read_pending::<Record>() {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!(error = %e, "the spool cannot be read");

@@ -13,7 +13,8 @@
 //! Both files are bounded ([`Spool::max_bytes`] each): past that, records are dropped and
 //! counted as lost ([`crate::records::WriterStats::failed`]).
 
-use crate::records::Record;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -67,18 +68,18 @@ impl Spool {
     }
 
     /// Appends records that wait for the database (synced to disk before it returns).
-    pub fn append_pending(&self, records: &[Record]) -> Result<(), SpoolError> {
+    pub fn append_pending<R: Serialize>(&self, records: &[R]) -> Result<(), SpoolError> {
         self.append(PENDING, records.iter())
     }
 
     /// Appends a record the database refused.
-    pub fn quarantine(&self, record: &Record) -> Result<(), SpoolError> {
+    pub fn quarantine<R: Serialize>(&self, record: &R) -> Result<(), SpoolError> {
         self.append(QUARANTINE, std::iter::once(record))
     }
 
     /// The records waiting for the database, oldest first (lines that cannot be read are
     /// skipped and counted in the second value).
-    pub fn read_pending(&self) -> Result<(Vec<Record>, u64), SpoolError> {
+    pub fn read_pending<R: DeserializeOwned>(&self) -> Result<(Vec<R>, u64), SpoolError> {
         let path = self.dir.join(PENDING);
         let file = match File::open(&path) {
             Ok(f) => f,
@@ -95,7 +96,7 @@ impl Spool {
             if line.trim().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<Record>(&line) {
+            match serde_json::from_str::<R>(&line) {
                 Ok(r) => records.push(r),
                 Err(_) => bad += 1,
             }
@@ -115,7 +116,7 @@ impl Spool {
 
     /// Keeps only `records` as waiting for the database (the others have been written):
     /// written to a new file that then takes the old one's place, so a crash leaves either.
-    pub fn replace_pending(&self, records: &[Record]) -> Result<(), SpoolError> {
+    pub fn replace_pending<R: Serialize>(&self, records: &[R]) -> Result<(), SpoolError> {
         let path = self.dir.join(PENDING);
         let tmp = self.dir.join(format!("{PENDING}.new"));
         let _ = fs::remove_file(&tmp);
@@ -124,10 +125,10 @@ impl Spool {
         fs::rename(&tmp, &path).map_err(|source| SpoolError::Io { path, source })
     }
 
-    fn append<'a>(
+    fn append<'a, R: Serialize + 'a>(
         &self,
         name: &str,
-        records: impl Iterator<Item = &'a Record>,
+        records: impl Iterator<Item = &'a R>,
     ) -> Result<(), SpoolError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -137,7 +138,8 @@ impl Spool {
         let path = self.dir.join(name);
         let mut text = String::new();
         for r in records {
-            // A record always serialises (plain strings, numbers and timestamps).
+            // Records serialise (plain strings, numbers and timestamps); one that would not is
+            // left out rather than stopping the others.
             if let Ok(line) = serde_json::to_string(r) {
                 text.push_str(&line);
                 text.push('\n');

@@ -9,7 +9,9 @@
 use crate::clock::local_now;
 use crate::queue_day::{Finish, QueueDay, Today};
 use crate::screen_pop::ScreenPop;
-use ivr_acd::{Acd, AcdOut, AcdStatus, AgentState, CallKey, Contact, Decline};
+use ivr_acd::{
+    Acd, AcdError, AcdInput, AcdOut, AcdStatus, AgentState, CallKey, Contact, Decline, Machine,
+};
 use ivr_compiler::config::Config;
 use ivr_data::records::{QueueEventKind, QueueEventRow, Record, RecordWriter, timestamp};
 use ivr_engine::Millis;
@@ -225,7 +227,10 @@ impl AcdTask {
         out.clear();
         let timers = msg.is_none();
         match msg {
-            None => acd.handle_timeout(now, out),
+            None => {
+                acd.handle_timeout(now);
+                out.extend(std::iter::from_fn(|| acd.poll_output()));
+            }
             Some(m) => on_msg(acd, book, m, now, out),
         }
         for o in out.drain(..) {
@@ -311,7 +316,13 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             };
             book.calls.insert(call, waiting);
             let from = out.len();
-            acd.enqueue(call, &queue, &skills, priority, now, out);
+            let input = AcdInput::Enqueue {
+                call,
+                queue: queue.clone(),
+                skills,
+                priority,
+            };
+            feed(acd, input, now, out);
             let refused = out[from..]
                 .iter()
                 .any(|o| matches!(o, AcdOut::NoAgents { call: c } if *c == call));
@@ -349,7 +360,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                     detail,
                 );
             }
-            acd.leave(call, now, out);
+            feed(acd, AcdInput::Leave(call), now, out);
         }
         AcdMsg::Answered { call, agent } => {
             if acd.agent_of(call) != Some(agent.as_str()) {
@@ -365,7 +376,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 let kind = QueueEventKind::Answered;
                 record(book.writer.as_ref(), w, now, kind, Some(agent), None);
             }
-            acd.answered(call, now, out);
+            feed(acd, AcdInput::Answered(call), now, out);
             if let Some(w) = book.calls.get(&call) {
                 let _ = w.to.send(QueueEvent::Connected);
             }
@@ -377,7 +388,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 let (kind, detail) = (QueueEventKind::Declined, Some(decline_name(why)));
                 record(book.writer.as_ref(), w, now, kind, Some(agent), detail);
             }
-            acd.declined(call, why, now, out);
+            feed(acd, AcdInput::Declined { call, why }, now, out);
         }
         AcdMsg::ConversationOver(call) => {
             // Over before an agent answered: the ACD takes it as the caller leaving.
@@ -389,7 +400,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 book.today.finished(&w.queue, Finish::Abandoned, now);
                 record(book.writer.as_ref(), &w, now, kind, w.ringing.clone(), None);
             }
-            acd.conversation_over(call, now, out);
+            feed(acd, AcdInput::ConversationOver(call), now, out);
         }
         AcdMsg::Registration {
             agent,
@@ -400,19 +411,30 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             book.conns.insert(agent.clone(), conn);
             if expires.is_zero() {
                 tracing::info!(agent = %agent, "agent unregistered");
-                acd.unregister(&agent, now, out);
+                feed(acd, AcdInput::Unregister { agent }, now, out);
             } else {
                 let uri = contact.uri.clone();
                 let expires_at = now + expires.as_millis() as Millis;
-                match acd.register(&agent, contact, expires_at, now, out) {
+                let input = AcdInput::Register {
+                    agent: agent.clone(),
+                    contact,
+                    expires_at,
+                };
+                match feed_agent(acd, input, now, out) {
                     Ok(()) => tracing::debug!(agent = %agent, contact = %uri, "agent registered"),
                     Err(e) => tracing::warn!(agent = %agent, error = %e, "registration not taken"),
                 }
             }
         }
-        AcdMsg::Reconfigure(config) => acd.reconfigure(&config, now, out),
+        AcdMsg::Reconfigure(config) => {
+            feed(acd, AcdInput::Reconfigure(config), now, out);
+        }
         AcdMsg::Away { agent, away, reply } => {
-            let r = acd.set_away(&agent, away, now, out);
+            let input = AcdInput::SetAway {
+                agent: agent.clone(),
+                away,
+            };
+            let r = feed_agent(acd, input, now, out);
             match &r {
                 Ok(()) => tracing::info!(agent = %agent, away, "agent state set"),
                 Err(e) => tracing::info!(agent = %agent, error = %e, "away refused"),
@@ -434,6 +456,30 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             });
         }
     }
+}
+
+/// Hands `input` to the ACD at `now` and appends what it answers to `out`.
+fn feed(acd: &mut Acd, input: AcdInput, now: Millis, out: &mut Vec<AcdOut>) {
+    acd.handle_input(input, now);
+    out.extend(std::iter::from_fn(|| acd.poll_output()));
+}
+
+/// [`feed`] for an operation on an agent: its refusal ([`AcdOut::Refused`]) is returned.
+fn feed_agent(
+    acd: &mut Acd,
+    input: AcdInput,
+    now: Millis,
+    out: &mut Vec<AcdOut>,
+) -> Result<(), AcdError> {
+    let from = out.len();
+    feed(acd, input, now, out);
+    out[from..]
+        .iter()
+        .find_map(|o| match o {
+            AcdOut::Refused { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .map_or(Ok(()), Err)
 }
 
 /// Hands one output of the ACD to its call and records it. `timers`: the output comes from
@@ -486,6 +532,8 @@ fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
             (call, QueueEvent::Cancel { agent })
         }
         AcdOut::Position { call, position } => (call, QueueEvent::Position(position)),
+        // Refusals are answered where the operation was handed in (`feed`).
+        AcdOut::Refused { .. } => return,
         AcdOut::NoAgents { call } => {
             if let Some(w) = calls.remove(&call) {
                 if w.queued {

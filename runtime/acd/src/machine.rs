@@ -1,0 +1,117 @@
+//! The ACD in the one sans-IO style of `ivr_sansio`: operations are handed in with
+//! [`Machine::handle_input`], timers fire in [`Machine::handle_timeout`], and what the driver
+//! must do comes out of [`Machine::poll_output`].
+
+use crate::{Acd, AcdOut, CallKey, Contact, Decline};
+use ivr_compiler::config::Config;
+use ivr_sansio::{Machine, Millis};
+use std::sync::Arc;
+
+/// What the ACD is told.
+#[derive(Debug, Clone)]
+pub enum AcdInput {
+    /// Queue `call` in `queue` for an agent with the queue's skills and `skills` (the transfer
+    /// node's), at `priority` (higher first). See [`Acd::enqueue`].
+    Enqueue {
+        /// The call.
+        call: CallKey,
+        /// The queue's name.
+        queue: String,
+        /// The transfer node's skills.
+        skills: Vec<String>,
+        /// Higher is served first.
+        priority: i64,
+    },
+    /// The caller left (hung up, or its flow gave up waiting).
+    Leave(CallKey),
+    /// The agent offered the call answered.
+    Answered(CallKey),
+    /// The offer failed.
+    Declined {
+        /// The call.
+        call: CallKey,
+        /// Why.
+        why: Decline,
+    },
+    /// The agent's conversation with the call is over (wrap-up starts).
+    ConversationOver(CallKey),
+    /// An agent's phone registered or refreshed its registration until `expires_at`. An
+    /// agent not in the configuration is refused ([`AcdOut::Refused`]).
+    Register {
+        /// The agent's id.
+        agent: String,
+        /// Where its phone is.
+        contact: Contact,
+        /// When the registration ends.
+        expires_at: Millis,
+    },
+    /// An agent's phone unregistered.
+    Unregister {
+        /// The agent's id.
+        agent: String,
+    },
+    /// An agent goes away (`true`) or comes back; refused ([`AcdOut::Refused`]) for an
+    /// unknown agent or one not logged in.
+    SetAway {
+        /// The agent's id.
+        agent: String,
+        /// Away or back.
+        away: bool,
+    },
+    /// A new configuration (hot reload): queues and agents added, changed or removed.
+    Reconfigure(Arc<Config>),
+}
+
+impl Machine for Acd {
+    type Input = AcdInput;
+    type Output = AcdOut;
+
+    fn handle_input(&mut self, input: AcdInput, now: Millis) {
+        let mut out = std::mem::take(&mut self.scratch);
+        match input {
+            AcdInput::Enqueue {
+                call,
+                queue,
+                skills,
+                priority,
+            } => self.enqueue(call, &queue, &skills, priority, now, &mut out),
+            AcdInput::Leave(call) => self.leave(call, now, &mut out),
+            AcdInput::Answered(call) => self.answered(call, now, &mut out),
+            AcdInput::Declined { call, why } => self.declined(call, why, now, &mut out),
+            AcdInput::ConversationOver(call) => self.conversation_over(call, now, &mut out),
+            AcdInput::Register {
+                agent,
+                contact,
+                expires_at,
+            } => {
+                if let Err(error) = self.register(&agent, contact, expires_at, now, &mut out) {
+                    out.push(AcdOut::Refused { agent, error });
+                }
+            }
+            AcdInput::Unregister { agent } => self.unregister(&agent, now, &mut out),
+            AcdInput::SetAway { agent, away } => {
+                if let Err(error) = self.set_away(&agent, away, now, &mut out) {
+                    out.push(AcdOut::Refused { agent, error });
+                }
+            }
+            AcdInput::Reconfigure(config) => self.reconfigure(&config, now, &mut out),
+        }
+        self.pending.extend(out.drain(..));
+        self.scratch = out;
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        self.next_timer()
+    }
+
+    fn handle_timeout(&mut self, now: Millis) {
+        let mut out = std::mem::take(&mut self.scratch);
+        self.fire_timers(now, &mut out);
+        self.pending.extend(out.drain(..));
+        self.scratch = out;
+    }
+
+    fn poll_output(&mut self) -> Option<AcdOut> {
+        self.pending.pop_front()
+    }
+}
