@@ -6,6 +6,9 @@
 //! Run with `cargo bench --bench check`; results and the machine they were taken on are in
 //! docs/performance.md.
 
+// criterion's macros write undocumented functions.
+#![allow(missing_docs)]
+
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ivr_compiler::catalog::{Catalog, Catalogs};
 use ivr_compiler::config::Config;

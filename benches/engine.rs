@@ -1,6 +1,9 @@
 //! The call engine alone: events per second through the reference hotline on one core, and
 //! the memory an idle call holds. Run with `cargo bench --bench engine`.
 
+// criterion's macros write undocumented functions.
+#![allow(missing_docs)]
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ivr_compiler::compile_flow;
 use ivr_engine::value::Value;

@@ -4,6 +4,9 @@
 //! files, the same prompts converted to 44.1 kHz stereo FLAC and MP3 (with sox and lame, when
 //! installed) show the cost of decoding and resampling. Run with `cargo bench --bench prompts`.
 
+// criterion's macros write undocumented functions.
+#![allow(missing_docs)]
+
 use criterion::Criterion;
 use ivr_compiler::catalog::Catalogs;
 use ivr_dsl::SourceMap;

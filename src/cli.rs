@@ -418,6 +418,7 @@ fn cmd_graph(config: Option<PathBuf>, flow: &str, format: GraphArg) -> Result<Ex
 fn quiet_broken_pipe() {
     #[cfg(unix)]
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    #[allow(unsafe_code)]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }

@@ -14,6 +14,9 @@
 //!   is refused), answers a WebRTC caller and hangs up, and talks with a SIPp caller until the
 //!   caller hangs up, audio going both ways.
 
+// The test's own WebRTC peer is built in place: its futures are large, and that is fine here.
+#![allow(clippy::large_futures)]
+
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};

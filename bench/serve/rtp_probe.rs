@@ -16,6 +16,10 @@
 //!
 //! Usage: rtp_probe PORT SECONDS [--dtmf] — prints one JSON object.
 
+// A measuring tool, not part of `ivr`: kernel receive timestamps need recvmsg and
+// setsockopt through libc (each block has its SAFETY note).
+#![allow(unsafe_code)]
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;

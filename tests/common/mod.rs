@@ -25,6 +25,7 @@ pub fn have_sipp() -> bool {
         .is_ok()
 }
 
+/// Skips the test (saying so) when SIPp is not installed.
 #[macro_export]
 macro_rules! need_sipp {
     () => {

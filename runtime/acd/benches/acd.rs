@@ -22,6 +22,9 @@
 //!
 //!     cargo bench -p ivr-acd --bench acd
 
+// criterion's macros write undocumented functions.
+#![allow(missing_docs)]
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use indexmap::IndexMap;
 use ivr_acd::{Acd, AcdInput, AcdOut, CallKey, Contact, Machine};

@@ -14,6 +14,9 @@
 //! Settings: IVR_BENCH_SECONDS (per measurement, default 5), IVR_BENCH_POOL (connections,
 //! default 16).
 
+// criterion's macros write undocumented functions.
+#![allow(missing_docs)]
+
 use ivr_compiler::program::Body;
 use ivr_compiler::{CheckOptions, check};
 use ivr_data::connect::{self, Target};

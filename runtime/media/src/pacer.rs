@@ -286,7 +286,10 @@ fn realtime() -> bool {
     {
         let param = libc::sched_param { sched_priority: 10 };
         // SAFETY: plain FFI on the calling thread with a valid parameter block.
-        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0
+        }
     }
     #[cfg(not(target_os = "linux"))]
     {

@@ -258,15 +258,18 @@ impl Session {
             link: link_tx,
             inbound: inbound_tx,
         });
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(media)
-            .with_interceptor_registry(registry)
-            .with_handler(handler)
-            .with_udp_addrs(ice_addrs())
-            .build()
-            .await
-            .map_err(|e| OfferError::Internal(format!("cannot open a peer connection: {e}")))?;
+        // Boxed: building a peer connection is a future of some 20 KB.
+        let pc = Box::pin(
+            PeerConnectionBuilder::new()
+                .with_configuration(RTCConfigurationBuilder::new().build())
+                .with_media_engine(media)
+                .with_interceptor_registry(registry)
+                .with_handler(handler)
+                .with_udp_addrs(ice_addrs())
+                .build(),
+        )
+        .await
+        .map_err(|e| OfferError::Internal(format!("cannot open a peer connection: {e}")))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         let ssrc = ivr_sip::message::random_u64() as u32;
         let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
