@@ -322,14 +322,14 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
             while let Some(r) = reg_rx.recv().await {
                 // A phone takes the agent over from its console; its unregistration leaves
                 // a console's binding alone.
-                if !consoles.sip_registration(&r.agent, !r.expires.is_zero()) {
+                if !consoles.sip_registration(&r.agent, r.expires > 0) {
                     continue;
                 }
                 let msg = agents::AcdMsg::Registration {
                     contact: agents::contact_of(&r),
                     conn: r.peer.conn,
                     agent: r.agent,
-                    expires: r.expires,
+                    expires: Duration::from_millis(r.expires.unsigned_abs()),
                 };
                 if acd.send(msg).is_err() {
                     return;

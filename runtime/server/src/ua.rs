@@ -14,12 +14,16 @@
 use crate::transport::{Inbound, Peer, Proto, Sender};
 use ivr_media::dtmf;
 use ivr_media::sdp::{self, Negotiated};
+use ivr_sansio::{Clock, Machine, Millis};
 use ivr_sip::dialog::Dialog;
 use ivr_sip::message::{self, ALLOW, Extra, Facts};
 use ivr_sip::outbound::{InviteParts, OutgoingInvite};
 use ivr_sip::registrar::Registrar;
 pub use ivr_sip::registrar::Registration;
-use ivr_sip::transaction::{ClientTx, InviteClientTx, Poll, ServerTx, State, Timers};
+use ivr_sip::transaction::{
+    ClientTx, InviteClientTx, Response as TxResponse, ServerInput, ServerTx, State, Timers,
+    TxOutput,
+};
 use rsip::headers::UntypedHeader;
 use rsip::{Method, Request, Response, SipMessage};
 use std::cmp::Reverse;
@@ -27,7 +31,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// What the core tells a call.
@@ -277,7 +281,7 @@ pub struct Core<C: Calls> {
     legs: HashMap<String, Leg>,
     /// INVITE branch → leg tag.
     leg_branches: HashMap<String, String>,
-    heap: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    heap: BinaryHeap<Reverse<(Millis, TimerKey)>>,
     draining: bool,
     local_ips: HashMap<IpAddr, IpAddr>,
     stats: Arc<CoreStats>,
@@ -374,21 +378,23 @@ impl<C: Calls> Core<C> {
         mut inbound: mpsc::Receiver<Inbound>,
         mut msgs: mpsc::UnboundedReceiver<CoreMsg>,
     ) {
-        let far = Duration::from_secs(3600);
+        let far = 3_600_000;
+        let clock = Clock::new();
         loop {
             let next = self
                 .heap
                 .peek()
                 .map(|Reverse((t, _))| *t)
-                .unwrap_or_else(|| Instant::now() + far);
+                .unwrap_or_else(|| clock.now() + far);
+            let next = clock.instant(next);
             tokio::select! {
                 m = inbound.recv() => match m {
                     Some(m) => {
-                        self.on_message(m, Instant::now());
+                        self.on_message(m, clock.now());
                         // Take whatever else is waiting before looking at timers again.
                         for _ in 0..64 {
                             match inbound.try_recv() {
-                                Ok(m) => self.on_message(m, Instant::now()),
+                                Ok(m) => self.on_message(m, clock.now()),
                                 Err(_) => break,
                             }
                         }
@@ -396,10 +402,10 @@ impl<C: Calls> Core<C> {
                     None => return,
                 },
                 m = msgs.recv() => match m {
-                    Some(m) => self.on_core_msg(m, Instant::now()),
+                    Some(m) => self.on_core_msg(m, clock.now()),
                     None => return,
                 },
-                () = tokio::time::sleep_until(next.into()) => self.on_timers(Instant::now()),
+                () = tokio::time::sleep_until(next.into()) => self.on_timers(clock.now()),
             }
         }
     }
@@ -408,7 +414,7 @@ impl<C: Calls> Core<C> {
         self.sender.send(peer, data);
     }
 
-    fn arm(&mut self, at: Option<Instant>, key: TimerKey) {
+    fn arm(&mut self, at: Option<Millis>, key: TimerKey) {
         if let Some(at) = at {
             self.heap.push(Reverse((at, key)));
         }
@@ -460,7 +466,7 @@ impl<C: Calls> Core<C> {
         key: &TxKey,
         code: u16,
         extra: &Extra<'_>,
-        now: Instant,
+        now: Millis,
     ) {
         let bytes: Arc<[u8]> = Arc::from(message::response(req, peer.addr, code, extra));
         let target = match peer.proto {
@@ -477,8 +483,14 @@ impl<C: Calls> Core<C> {
                 target,
             )
         });
-        tx.respond(code, Arc::clone(&bytes), now);
-        let deadline = tx.deadline();
+        tx.handle_input(
+            ServerInput::Respond {
+                code,
+                bytes: Arc::clone(&bytes),
+            },
+            now,
+        );
+        let deadline = tx.poll_timeout();
         self.send(&target, bytes);
         self.arm(
             deadline,
@@ -487,7 +499,7 @@ impl<C: Calls> Core<C> {
     }
 
     /// A stateless answer (no transaction kept): for requests we refuse outright.
-    fn answer(&mut self, req: &Request, peer: Peer, key: &TxKey, code: u16, now: Instant) {
+    fn answer(&mut self, req: &Request, peer: Peer, key: &TxKey, code: u16, now: Millis) {
         let allow = [("Allow", ALLOW)];
         let extra = Extra {
             to_tag: Some("ivr-refused"),
@@ -501,14 +513,14 @@ impl<C: Calls> Core<C> {
         self.respond(req, peer, key, code, &extra, now);
     }
 
-    fn on_message(&mut self, m: Inbound, now: Instant) {
+    fn on_message(&mut self, m: Inbound, now: Millis) {
         match m.msg {
             SipMessage::Request(req) => self.on_request(req, m.peer, now),
             SipMessage::Response(resp) => self.on_response(&resp, now),
         }
     }
 
-    fn on_response(&mut self, resp: &Response, now: Instant) {
+    fn on_response(&mut self, resp: &Response, now: Millis) {
         let Ok(f) = message::facts(&resp.headers) else {
             return;
         };
@@ -526,13 +538,16 @@ impl<C: Calls> Core<C> {
             branch
         };
         if let Some((tx, _)) = self.client.get_mut(&branch)
-            && tx.response(resp.status_code.code())
+            && {
+                tx.handle_input(TxResponse(resp.status_code.code()), now);
+                tx.done()
+            }
         {
             self.client.remove(&branch);
         }
     }
 
-    fn on_request(&mut self, req: Request, peer: Peer, now: Instant) {
+    fn on_request(&mut self, req: Request, peer: Peer, now: Millis) {
         let f = match message::facts(&req.headers) {
             Ok(f) => f,
             Err(why) => {
@@ -620,7 +635,7 @@ impl<C: Calls> Core<C> {
     /// REGISTER: the registrar decides. Its answer may have to wait (repeated failures from
     /// that address); meanwhile the transaction, without a response yet, absorbs
     /// retransmissions.
-    fn on_register(&mut self, req: &Request, peer: Peer, key: TxKey, now: Instant) {
+    fn on_register(&mut self, req: &Request, peer: Peer, key: TxKey, now: Millis) {
         if self.held.len() >= MAX_HELD {
             tracing::debug!(peer = %peer.addr, "too many REGISTER answers held back; dropped");
             return;
@@ -646,7 +661,7 @@ impl<C: Calls> Core<C> {
         };
         let tx = ServerTx::new(false, peer.proto.reliable(), self.opts.timers);
         self.server.insert(held.key.clone(), (tx, target));
-        if reply.delay.is_zero() {
+        if reply.delay <= 0 {
             self.send_held(held, now);
         } else {
             let branch = held.key.branch.clone();
@@ -656,10 +671,16 @@ impl<C: Calls> Core<C> {
     }
 
     /// Sends a REGISTER response on its transaction and reports the binding change.
-    fn send_held(&mut self, held: HeldReply, now: Instant) {
+    fn send_held(&mut self, held: HeldReply, now: Millis) {
         if let Some((tx, target)) = self.server.get_mut(&held.key) {
-            tx.respond(held.code, Arc::clone(&held.bytes), now);
-            let (deadline, target) = (tx.deadline(), *target);
+            tx.handle_input(
+                ServerInput::Respond {
+                    code: held.code,
+                    bytes: Arc::clone(&held.bytes),
+                },
+                now,
+            );
+            let (deadline, target) = (tx.poll_timeout(), *target);
             self.send(&target, held.bytes);
             self.arm(
                 deadline,
@@ -671,7 +692,7 @@ impl<C: Calls> Core<C> {
         }
     }
 
-    fn on_invite(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Instant) {
+    fn on_invite(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Millis) {
         let refuse = |core: &mut Self, code: u16| {
             core.stats.refused.fetch_add(1, Ordering::Relaxed);
             let retry = [("Retry-After", "5")];
@@ -772,14 +793,14 @@ impl<C: Calls> Core<C> {
             };
             self.respond(req, peer, &key, 180, &ringing, now);
             self.arm(
-                Some(now + self.opts.answer_after),
+                Some(now + self.opts.answer_after.as_millis() as Millis),
                 TimerKey::Answer(tag.clone()),
             );
         }
     }
 
     /// Sends the 200 OK of a ringing call and starts it.
-    fn answer_call(&mut self, tag: &str, now: Instant) {
+    fn answer_call(&mut self, tag: &str, now: Millis) {
         let Some(e) = self.dialogs.get_mut(tag) else {
             return;
         };
@@ -795,8 +816,14 @@ impl<C: Calls> Core<C> {
         let key = e.invite.clone();
         let peer = e.peer;
         if let Some((tx, target)) = self.server.get_mut(&key) {
-            tx.respond(200, Arc::clone(&bytes), now);
-            let (deadline, target) = (tx.deadline(), *target);
+            tx.handle_input(
+                ServerInput::Respond {
+                    code: 200,
+                    bytes: Arc::clone(&bytes),
+                },
+                now,
+            );
+            let (deadline, target) = (tx.poll_timeout(), *target);
             self.send(&target, bytes);
             self.arm(
                 deadline,
@@ -819,7 +846,7 @@ impl<C: Calls> Core<C> {
         }
     }
 
-    fn on_reinvite(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Instant) {
+    fn on_reinvite(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Millis) {
         let tag = f.to_tag.clone().unwrap_or_default();
         if !self.dialogs.contains_key(&tag) && self.legs.contains_key(&tag) {
             self.on_leg_reinvite(&tag, req, f, peer, key, now);
@@ -869,7 +896,7 @@ impl<C: Calls> Core<C> {
         );
     }
 
-    fn on_ack(&mut self, req: &Request, f: &Facts, branch: &str, now: Instant) {
+    fn on_ack(&mut self, req: &Request, f: &Facts, branch: &str, now: Millis) {
         let key = TxKey {
             branch: branch.to_string(),
             method: Method::Invite,
@@ -877,8 +904,8 @@ impl<C: Calls> Core<C> {
         if let Some((tx, _)) = self.server.get_mut(&key)
             && tx.state() == State::Completed
         {
-            tx.ack(now);
-            let d = tx.deadline();
+            tx.handle_input(ServerInput::Ack, now);
+            let d = tx.poll_timeout();
             self.arm(d, TimerKey::Server(key.branch, 0));
             return;
         }
@@ -890,8 +917,8 @@ impl<C: Calls> Core<C> {
             if let Some(key) = l.reinvite.take()
                 && let Some((tx, _)) = self.server.get_mut(&key)
             {
-                tx.ack(now);
-                let d = tx.deadline();
+                tx.handle_input(ServerInput::Ack, now);
+                let d = tx.poll_timeout();
                 self.arm(d, TimerKey::Server(key.branch, 0));
             }
             return;
@@ -902,8 +929,8 @@ impl<C: Calls> Core<C> {
         // The ACK of the 2xx to the caller's re-INVITE (same CSeq number).
         if let Some((key, _)) = e.reinvite.take_if(|(_, cseq)| *cseq == f.cseq) {
             if let Some((tx, _)) = self.server.get_mut(&key) {
-                tx.ack(now);
-                let d = tx.deadline();
+                tx.handle_input(ServerInput::Ack, now);
+                let d = tx.poll_timeout();
                 self.arm(d, TimerKey::Server(key.branch, 0));
             }
             return;
@@ -911,8 +938,8 @@ impl<C: Calls> Core<C> {
         let key = e.invite.clone();
         let late = e.awaiting_ack.take();
         if let Some((tx, _)) = self.server.get_mut(&key) {
-            tx.ack(now);
-            let d = tx.deadline();
+            tx.handle_input(ServerInput::Ack, now);
+            let d = tx.poll_timeout();
             self.arm(d, TimerKey::Server(key.branch, 0));
         }
         // Late offer: the ACK carries the caller's answer; the call starts with it.
@@ -937,7 +964,7 @@ impl<C: Calls> Core<C> {
         }
     }
 
-    fn on_cancel(&mut self, req: &Request, peer: Peer, key: TxKey, now: Instant) {
+    fn on_cancel(&mut self, req: &Request, peer: Peer, key: TxKey, now: Millis) {
         let invite = TxKey {
             branch: key.branch.clone(),
             method: Method::Invite,
@@ -989,7 +1016,7 @@ impl<C: Calls> Core<C> {
         }
     }
 
-    fn on_bye(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Instant) {
+    fn on_bye(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Millis) {
         let tag = f.to_tag.clone().unwrap_or_default();
         let found = self.dialogs.get(&tag).is_some_and(|e| e.dialog.matches(f));
         if !found {
@@ -1021,7 +1048,7 @@ impl<C: Calls> Core<C> {
         }
     }
 
-    fn on_info(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Instant) {
+    fn on_info(&mut self, req: &Request, f: &Facts, peer: Peer, key: TxKey, now: Millis) {
         let tag = f.to_tag.clone().unwrap_or_default();
         let Some(e) = self.dialogs.get(&tag).filter(|e| e.dialog.matches(f)) else {
             let leg = self
@@ -1042,7 +1069,7 @@ impl<C: Calls> Core<C> {
         self.respond(req, peer, &key, 200, &Extra::default(), now);
     }
 
-    fn send_bye(&mut self, mut e: Entry, now: Instant) {
+    fn send_bye(&mut self, mut e: Entry, now: Millis) {
         self.send_dialog_bye(&mut e.dialog, e.peer, e.local_ip, now);
     }
 
@@ -1059,7 +1086,7 @@ impl<C: Calls> Core<C> {
         )
     }
 
-    fn send_dialog_bye(&mut self, dialog: &mut Dialog, peer: Peer, local_ip: IpAddr, now: Instant) {
+    fn send_dialog_bye(&mut self, dialog: &mut Dialog, peer: Peer, local_ip: IpAddr, now: Millis) {
         let via = self.sent_by(peer.proto, local_ip);
         let branch = message::new_branch();
         let bytes: Arc<[u8]> = Arc::from(dialog.request(Method::Bye, &via, &branch));
@@ -1069,14 +1096,14 @@ impl<C: Calls> Core<C> {
             self.opts.timers,
             now,
         );
-        let d = tx.deadline();
+        let d = tx.poll_timeout();
         self.client.insert(branch.clone(), (tx, peer));
         self.send(&peer, bytes);
         self.arm(d, TimerKey::Client(branch));
     }
 
     /// Places a call ([`CoreMsg::Dial`]).
-    fn dial(&mut self, d: Dial, now: Instant) {
+    fn dial(&mut self, d: Dial, now: Millis) {
         let local_ip = self.local_ip(d.peer.addr.ip());
         let sent_by = self.sent_by(d.peer.proto, local_ip);
         let contact = self.contact(local_ip, d.peer.proto);
@@ -1124,7 +1151,7 @@ impl<C: Calls> Core<C> {
             self.opts.timers,
             now,
         );
-        let deadline = tx.deadline();
+        let deadline = tx.poll_timeout();
         self.leg_branches
             .insert(invite.branch.clone(), d.tag.clone());
         self.legs.insert(
@@ -1156,7 +1183,7 @@ impl<C: Calls> Core<C> {
         Some(l)
     }
 
-    fn send_cancel(&mut self, tag: &str, now: Instant) {
+    fn send_cancel(&mut self, tag: &str, now: Millis) {
         let Some(l) = self.legs.get_mut(tag) else {
             return;
         };
@@ -1173,14 +1200,14 @@ impl<C: Calls> Core<C> {
             self.opts.timers,
             now,
         );
-        let d = tx.deadline();
+        let d = tx.poll_timeout();
         self.client.insert(key.clone(), (tx, peer));
         self.send(&peer, bytes);
         self.arm(d, TimerKey::Client(key));
     }
 
     /// Ends a leg the call no longer wants ([`CoreMsg::EndLeg`]).
-    fn end_leg(&mut self, tag: &str, now: Instant) {
+    fn end_leg(&mut self, tag: &str, now: Millis) {
         let Some(l) = self.legs.get_mut(tag) else {
             return;
         };
@@ -1203,7 +1230,7 @@ impl<C: Calls> Core<C> {
         }
     }
 
-    fn on_leg_response(&mut self, tag: &str, resp: &Response, now: Instant) {
+    fn on_leg_response(&mut self, tag: &str, resp: &Response, now: Millis) {
         let code = resp.status_code.code();
         let Some(l) = self.legs.get_mut(tag) else {
             return;
@@ -1218,8 +1245,9 @@ impl<C: Calls> Core<C> {
             }
             return;
         }
-        if !l.tx.response(code, now) {
-            let (cancel, deadline) = (l.cancel, l.tx.deadline());
+        l.tx.handle_input(TxResponse(code), now);
+        if !l.tx.done() {
+            let (cancel, deadline) = (l.cancel, l.tx.poll_timeout());
             if cancel {
                 self.send_cancel(tag, now);
             } else if code >= 180 {
@@ -1237,7 +1265,7 @@ impl<C: Calls> Core<C> {
             let (peer, linger) = (
                 l.peer,
                 if l.peer.proto.reliable() {
-                    Duration::ZERO
+                    0
                 } else {
                     self.opts.timers.t64()
                 },
@@ -1286,7 +1314,7 @@ impl<C: Calls> Core<C> {
         f: &Facts,
         peer: Peer,
         key: TxKey,
-        now: Instant,
+        now: Millis,
     ) {
         let Some(l) = self
             .legs
@@ -1325,7 +1353,7 @@ impl<C: Calls> Core<C> {
         );
     }
 
-    fn on_leg_timer(&mut self, tag: &str, now: Instant) {
+    fn on_leg_timer(&mut self, tag: &str, now: Millis) {
         let Some(l) = self.legs.get_mut(tag) else {
             return;
         };
@@ -1333,17 +1361,17 @@ impl<C: Calls> Core<C> {
             self.remove_leg(tag);
             return;
         }
-        if l.state != LegState::Calling || l.tx.deadline().is_none_or(|d| d > now) {
+        if l.state != LegState::Calling || l.tx.poll_timeout().is_none_or(|d| d > now) {
             return;
         }
-        match l.tx.poll(now) {
+        match poll(&mut l.tx, now) {
             Poll::Retransmit(b) => {
-                let (d, peer) = (l.tx.deadline(), l.peer);
+                let (d, peer) = (l.tx.poll_timeout(), l.peer);
                 self.send(&peer, b);
                 self.arm(d, TimerKey::Leg(tag.to_string()));
             }
             Poll::Idle => {
-                let d = l.tx.deadline();
+                let d = l.tx.poll_timeout();
                 self.arm(d, TimerKey::Leg(tag.to_string()));
             }
             Poll::TimedOut | Poll::Terminated => {
@@ -1367,7 +1395,7 @@ impl<C: Calls> Core<C> {
         }
     }
 
-    fn on_core_msg(&mut self, m: CoreMsg, now: Instant) {
+    fn on_core_msg(&mut self, m: CoreMsg, now: Millis) {
         match m {
             CoreMsg::Ended { tag, bye } => {
                 if let Some(e) = self.dialogs.remove(&tag) {
@@ -1399,7 +1427,7 @@ impl<C: Calls> Core<C> {
 
     /// Ends an answered call from our side: the call feeds the engine a hang-up and reports
     /// back with `Ended { bye: true }`.
-    fn terminate(&mut self, tag: &str, now: Instant) {
+    fn terminate(&mut self, tag: &str, now: Millis) {
         // A late offer still waiting for its ACK: the call never started; we send the BYE.
         if self
             .dialogs
@@ -1444,7 +1472,7 @@ impl<C: Calls> Core<C> {
         }
     }
 
-    fn on_timers(&mut self, now: Instant) {
+    fn on_timers(&mut self, now: Millis) {
         while let Some(Reverse((at, _))) = self.heap.peek() {
             if *at > now {
                 break;
@@ -1464,17 +1492,17 @@ impl<C: Calls> Core<C> {
                     let Some((tx, peer)) = self.client.get_mut(&branch) else {
                         continue;
                     };
-                    if tx.deadline().is_some_and(|d| d > now) {
+                    if tx.poll_timeout().is_some_and(|d| d > now) {
                         continue;
                     }
-                    match tx.poll(now) {
+                    match poll(tx, now) {
                         Poll::Retransmit(b) => {
-                            let (d, peer) = (tx.deadline(), *peer);
+                            let (d, peer) = (tx.poll_timeout(), *peer);
                             self.send(&peer, b);
                             self.arm(d, TimerKey::Client(branch));
                         }
                         Poll::Idle => {
-                            let d = tx.deadline();
+                            let d = tx.poll_timeout();
                             self.arm(d, TimerKey::Client(branch));
                         }
                         Poll::TimedOut | Poll::Terminated => {
@@ -1490,17 +1518,17 @@ impl<C: Calls> Core<C> {
                     let Some((tx, target)) = self.server.get_mut(&key) else {
                         continue;
                     };
-                    if tx.deadline().is_none_or(|d| d > now) {
+                    if tx.poll_timeout().is_none_or(|d| d > now) {
                         continue;
                     }
-                    match tx.poll(now) {
+                    match poll(tx, now) {
                         Poll::Retransmit(b) => {
-                            let (d, target) = (tx.deadline(), *target);
+                            let (d, target) = (tx.poll_timeout(), *target);
                             self.send(&target, b);
                             self.arm(d, TimerKey::Server(key.branch, m));
                         }
                         Poll::Idle => {
-                            let d = tx.deadline();
+                            let d = tx.poll_timeout();
                             self.arm(d, TimerKey::Server(key.branch, m));
                         }
                         Poll::Terminated => {
@@ -1519,7 +1547,7 @@ impl<C: Calls> Core<C> {
     }
 
     /// A 2xx was never acknowledged: end the call and send a BYE (RFC 3261 13.3.1.4).
-    fn no_ack(&mut self, invite: &TxKey, now: Instant) {
+    fn no_ack(&mut self, invite: &TxKey, now: Millis) {
         let tag = self
             .dialogs
             .iter()
@@ -1530,6 +1558,27 @@ impl<C: Calls> Core<C> {
             self.terminate(&tag, now);
         }
     }
+}
+
+/// What a transaction asks for once it handled the time `now`.
+enum Poll {
+    Idle,
+    Retransmit(Arc<[u8]>),
+    TimedOut,
+    Terminated,
+}
+
+fn poll<M: Machine<Output = TxOutput>>(tx: &mut M, now: Millis) -> Poll {
+    tx.handle_timeout(now);
+    let mut p = Poll::Idle;
+    while let Some(o) = tx.poll_output() {
+        p = match o {
+            TxOutput::Retransmit(b) => Poll::Retransmit(b),
+            TxOutput::TimedOut => Poll::TimedOut,
+            TxOutput::Terminated => Poll::Terminated,
+        };
+    }
+    p
 }
 
 #[cfg(test)]
