@@ -12,14 +12,14 @@
 //! behind NAT and for proxies alike.
 
 use crate::transport::{Inbound, Peer, Proto, Sender};
-use ivr_media::dtmf;
-use ivr_media::sdp::{self, Negotiated};
+
 use ivr_sansio::{Clock, Machine, Millis};
 use ivr_sip::dialog::Dialog;
 use ivr_sip::message::{self, ALLOW, Extra, Facts};
 use ivr_sip::outbound::{InviteParts, OutgoingInvite};
 use ivr_sip::registrar::Registrar;
 pub use ivr_sip::registrar::Registration;
+use ivr_sip::sdp::{self, Negotiated};
 use ivr_sip::transaction::{
     ClientTx, InviteClientTx, Response as TxResponse, ServerInput, ServerTx, State, Timers,
     TxOutput,
@@ -1061,7 +1061,7 @@ impl<C: Calls> Core<C> {
         };
         let ctype = message::value(&req.headers, "Content-Type").unwrap_or_default();
         let body = String::from_utf8_lossy(&req.body);
-        if let Some(k) = dtmf::key_of_info(ctype, &body)
+        if let Some(k) = ivr_sip::info::key_of_info(ctype, &body)
             && let Phase::Answered { events } = &e.phase
         {
             let _ = events.send(DialogEvent::Key(k));

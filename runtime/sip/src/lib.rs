@@ -1,14 +1,17 @@
 //! SIP for `ivr serve`, in layers (like ezk): rsip parses and builds messages ([`message`]
-//! adds the helpers we need on top); [`peer`] names where a message came from;
-//! [`transaction`] holds the RFC 3261 transaction state machines with their timers as data;
+//! adds the helpers we need on top); [`peer`] names where a message came from; [`sdp`] is
+//! offer/answer for one audio stream (and the G.711 [`sdp::Law`]); [`info`] reads keys from
+//! SIP INFO bodies; [`transaction`] holds the RFC 3261 transaction state machines with their timers as data;
 //! [`dialog`] the dialog state and in-dialog requests; [`registrar`] agents' REGISTER with
 //! digest authentication; [`outbound`] the INVITEs of the legs we place; [`limiter`] slows
 //! down repeated login failures. Everything here is sans-IO: no socket, no task, no clock.
 
 pub mod dialog;
+pub mod info;
 pub mod limiter;
 pub mod message;
 pub mod outbound;
 pub mod peer;
 pub mod registrar;
+pub mod sdp;
 pub mod transaction;

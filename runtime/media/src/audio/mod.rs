@@ -18,7 +18,7 @@ pub mod render;
 pub mod resample;
 pub mod store;
 
-pub use g711::Law;
+pub use g711::{G711, Law};
 pub use playback::Playback;
 pub use store::{Audio, LoadReport, Problem, ProblemKind, Prompt, PromptSource, PromptStore};
 
