@@ -20,7 +20,7 @@
 //! replaces the first.
 
 use super::agents::{AcdHandle, AcdMsg, ScreenPop};
-use crate::ua::LegEvent;
+use crate::sip_task::LegEvent;
 use ivr_acd::Contact;
 use ivr_media::audio::Law;
 use ivr_media::webrtc::{self, Control, RelayEnd, Session};

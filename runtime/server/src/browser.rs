@@ -14,7 +14,7 @@
 use super::call::{self, Note};
 use crate::agents::AcdHandle;
 use crate::live::Live;
-use crate::ua::{CoreMsg, CoreStats, DialogEvent};
+use crate::sip_task::{CoreMsg, CoreStats, DialogEvent};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};

@@ -5,7 +5,7 @@
 //! routes, and the dashboard's (`/dashboard`) its own; both are merged in here.
 
 use crate::live::Live;
-use crate::ua::CoreStats;
+use crate::sip_task::CoreStats;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;

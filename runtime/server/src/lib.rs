@@ -1,6 +1,7 @@
 //! `ivr serve`: the SIP/RTP runtime. Wires the live deployment (hot reload), the data layer
-//! and its record writer, the pacer, the RTP port pool, the SIP transports and the user-agent
-//! core, admits calls (route, SDP answer, port) and runs each one as a [`call`] task.
+//! and its record writer, the pacer, the RTP port pool, the SIP transports and the SIP task
+//! that drives the user-agent core ([`sip_task`], [`ivr_sip::ua`]), admits calls (route, SDP
+//! answer, port) and runs each one as a [`call`] task.
 //! SIGHUP reloads; SIGINT/SIGTERM stop taking calls and let the current ones finish until the
 //! drain deadline, then end them (BYE) and write every record before exiting.
 
@@ -17,11 +18,11 @@ pub mod http;
 pub mod live;
 pub mod live_calls;
 pub mod queue_day;
+pub mod sip_task;
 pub mod transport;
-pub mod ua;
 
 use crate::live::Live;
-use crate::ua::{Admitted, Calls, Core, CoreMsg, CoreOptions, NewCall};
+use crate::sip_task::{Calls, CoreMsg, CoreStats, DialogEvent, LocalIps, Outlets};
 use ivr_data as data;
 use ivr_data::records::{CallRecorder, RecordWriter, WriterOptions};
 use ivr_engine::{CallInfo, Channel};
@@ -29,9 +30,11 @@ use ivr_media::pacer::Pacer;
 use ivr_media::ports::{PortPool, parse_range};
 use ivr_sip::message::{self, random_u64};
 use ivr_sip::registrar::Registrar;
-use ivr_sip::sdp;
+use ivr_sip::sdp::{self, Negotiated};
 use ivr_sip::transaction::Timers;
-use std::net::SocketAddr;
+use ivr_sip::ua::{Admitted, Core, CoreOptions, Host, NewCall};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -93,9 +96,31 @@ struct App {
     consoles: Arc<agent_hub::AgentHub>,
     /// The SIP transport (TCP transfers open their connections there).
     sip: crate::transport::Sender,
+    /// Browser calls in progress (they count against `max_calls` in the SIP core too).
+    elsewhere: Arc<AtomicUsize>,
+    /// Our address towards each peer (when listening on an unspecified address).
+    local_ips: LocalIps,
+    /// The calls the core admitted, by To-tag, until the core forgets their dialogs.
+    calls: HashMap<String, Admission>,
 }
 
-impl Calls for App {
+/// A call the core admitted: where its dialog's events go, and until it starts, what it
+/// starts with.
+struct Admission {
+    events: mpsc::UnboundedSender<DialogEvent>,
+    pending: Option<Pending>,
+}
+
+/// An admitted call that has not started yet (ringing, or a late offer waiting for the ACK).
+/// Dropping it (CANCEL) releases everything the call held.
+struct Pending {
+    setup: call::Setup,
+    span: tracing::Span,
+    /// Writes the record of a call that ends before it starts, with its outcome.
+    unserved: Box<dyn FnOnce(&'static str) + Send>,
+}
+
+impl Host for App {
     fn admit(&mut self, c: NewCall<'_>) -> Result<Admitted, u16> {
         let deployment = self.live.current();
         let uri = c.request.uri.to_string();
@@ -160,7 +185,7 @@ impl Calls for App {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let span = tracing::info_span!("call", id = %info.id);
         let port_no = port.port();
-        let mut setup = call::Setup {
+        let setup = call::Setup {
             info,
             flow,
             deployment: Arc::clone(&deployment),
@@ -191,19 +216,60 @@ impl Calls for App {
             live_calls: Arc::clone(&self.live_calls),
             sip: Some(self.sip.clone()),
         };
-        let running = Arc::clone(&self.running);
+        self.calls.insert(
+            c.tag.to_string(),
+            Admission {
+                events: events_tx,
+                pending: Some(Pending {
+                    setup,
+                    span,
+                    unserved: Box::new(unserved),
+                }),
+            },
+        );
         Ok(Admitted {
             answer,
             negotiated: n,
             port: port_no,
-            events: events_tx,
-            start: Box::new(move |n| {
-                setup.negotiated = n;
-                running.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(call::run(setup).instrument(span));
-            }),
-            unserved: Box::new(unserved),
         })
+    }
+
+    fn elsewhere(&self) -> usize {
+        self.elsewhere.load(Ordering::Relaxed)
+    }
+
+    fn local_ip(&mut self, peer: IpAddr) -> IpAddr {
+        self.local_ips.towards(peer)
+    }
+}
+
+impl Calls for App {
+    fn start(&mut self, tag: &str, media: Negotiated) {
+        let Some(Pending {
+            mut setup, span, ..
+        }) = self.calls.get_mut(tag).and_then(|a| a.pending.take())
+        else {
+            return;
+        };
+        setup.negotiated = media;
+        self.running.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(call::run(setup).instrument(span));
+    }
+
+    fn unserved(&mut self, tag: &str, outcome: &'static str) {
+        if let Some(p) = self.calls.get_mut(tag).and_then(|a| a.pending.take()) {
+            (p.unserved)(outcome);
+        }
+    }
+
+    fn event(&mut self, tag: &str, event: DialogEvent) {
+        if let Some(a) = self.calls.get(tag) {
+            let _ = a.events.send(event);
+        }
+    }
+
+    fn closed(&mut self, tag: &str) {
+        self.calls.remove(tag);
     }
 }
 
@@ -300,6 +366,8 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         });
     }
     let catalogs = Arc::new(catalog::Catalogs::new(db.clone()));
+    // Browser calls count against `max_calls` in the SIP core, and SIP calls in the browser's.
+    let browser_calls = Arc::new(AtomicUsize::new(0));
     let app = App {
         live: Arc::clone(&live),
         catalogs: Arc::clone(&catalogs),
@@ -313,6 +381,9 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
         live_calls: Arc::clone(&live_calls),
         consoles: Arc::clone(&consoles),
         sip: bound.sender.clone(),
+        elsewhere: Arc::clone(&browser_calls),
+        local_ips: LocalIps::new(),
+        calls: HashMap::new(),
     };
     // Agents' registrations go to the ACD.
     let (reg_tx, mut reg_rx) = mpsc::unbounded_channel::<ivr_sip::registrar::Registration>();
@@ -337,26 +408,30 @@ async fn serve(opts: ServeOptions) -> Result<(), String> {
             }
         });
     }
-    // Browser calls count against `max_calls` in the SIP core, and SIP calls in the browser's.
-    let browser_calls = Arc::new(AtomicUsize::new(0));
     let core = Core::new(
         app,
-        bound.sender.clone(),
         CoreOptions {
             timers: Timers::default(),
             max_calls,
-            elsewhere: Arc::clone(&browser_calls),
-            answer_after: opts.answer_after,
+            answer_after: i64::try_from(opts.answer_after.as_millis()).unwrap_or(i64::MAX),
             local: bound.udp_addr,
-            registrations: Some(reg_tx),
         },
     )
     .with_registrar(Registrar::new(
         server.realm.clone(),
         agent_credentials(&deployment.config),
     ));
-    let stats = core.stats();
-    tokio::spawn(core.run(in_rx, core_rx));
+    let stats = Arc::new(CoreStats::default());
+    tokio::spawn(sip_task::run(
+        core,
+        in_rx,
+        core_rx,
+        Outlets {
+            sender: bound.sender.clone(),
+            registrations: Some(reg_tx),
+            stats: Arc::clone(&stats),
+        },
+    ));
     let browser = browser::Browser::new(browser::BrowserParts {
         live: Arc::clone(&live),
         catalogs,
