@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use ivr_media::audio::G711;
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

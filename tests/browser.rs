@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::*;
+use ivr_media::audio::G711;
 
 const FLOW: &str = r##"
 flow t {

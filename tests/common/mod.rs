@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use ivr_media::audio::{FRAME_SAMPLES, Law};
+use ivr_media::audio::{FRAME_SAMPLES, G711, Law};
 use ivr_media::{dtmf, rtp};
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};

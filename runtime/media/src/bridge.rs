@@ -5,7 +5,7 @@
 //! caller's buffer.
 
 use super::rtp;
-use crate::audio::Law;
+use crate::audio::{G711, Law};
 
 /// What one side of the bridge negotiated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! DTMF keys: RFC 4733 telephone-events on the media, and SIP INFO bodies
-//! (`application/dtmf-relay`, `application/dtmf`).
+//! DTMF keys: RFC 4733 telephone-events on the media (the keys of SIP INFO bodies are
+//! `ivr_sip::info::key_of_info`).
 //!
 //! A telephone-event is sent as several packets sharing one RTP timestamp (the event's start),
 //! the last three usually repeated with the end bit. [`EventDetector`] reports each event once,
@@ -59,34 +59,6 @@ pub fn event_payload(event: u8, end: bool, duration: u16) -> [u8; 4] {
     [event, if end { 0x80 | 10 } else { 10 }, d[0], d[1]]
 }
 
-/// The key of a SIP INFO body of type `content_type` (`application/dtmf-relay`:
-/// `Signal=5`; `application/dtmf`: `5`). `*` and `#` may also come as 10 and 11.
-pub fn key_of_info(content_type: &str, body: &str) -> Option<char> {
-    let ct = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let signal = match ct.as_str() {
-        "application/dtmf-relay" => body.lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim())
-        })?,
-        "application/dtmf" => body.trim(),
-        _ => return None,
-    };
-    match signal {
-        "10" => Some('*'),
-        "11" => Some('#'),
-        s if s.len() == 1 => {
-            let c = s.chars().next()?;
-            event_of_key(c).map(|_| c)
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,20 +76,5 @@ mod tests {
         assert_eq!(d.feed(5000, &event_payload(11, false, 160)), Some('#'));
         assert_eq!(d.feed(7000, &event_payload(16, false, 160)), None);
         assert_eq!(d.feed(9000, &[1, 2]), None);
-    }
-
-    #[test]
-    fn info_bodies() {
-        assert_eq!(
-            key_of_info("application/dtmf-relay", "Signal=7\r\nDuration=160\r\n"),
-            Some('7')
-        );
-        assert_eq!(
-            key_of_info("Application/DTMF-Relay; x=y", "Signal= #\r\n"),
-            Some('#')
-        );
-        assert_eq!(key_of_info("application/dtmf", "10"), Some('*'));
-        assert_eq!(key_of_info("application/dtmf", "x"), None);
-        assert_eq!(key_of_info("text/plain", "5"), None);
     }
 }

@@ -1,9 +1,9 @@
-//! Media of `ivr serve`: prompt audio ([`audio`]), SDP offer/answer ([`sdp`]), the browser's
-//! WebRTC ([`webrtc`]), RTP headers ([`rtp`]), DTMF keys from
-//! RFC 4733 telephone-events and SIP INFO ([`dtmf`]), RTP ports from the configured range
-//! ([`ports`]), the shared [`pacer`] that sends every channel's prompts as 20 ms RTP
-//! packets from a few threads, and the [`bridge`] that relays a transfer's RTP between the
-//! caller and the agent.
+//! Media of `ivr serve`: prompt audio ([`audio`]), the browser's WebRTC ([`webrtc`]), RTP
+//! headers ([`rtp`]), DTMF keys from RFC 4733 telephone-events ([`dtmf`]), RTP ports from
+//! the configured range ([`ports`]), the shared [`pacer`] that sends every channel's prompts
+//! as 20 ms RTP packets from a few threads, and the [`bridge`] that relays a transfer's RTP
+//! between the caller and the agent. SDP offer/answer and the [`audio::Law`] it settles are
+//! `ivr_sip::sdp`.
 
 pub mod audio;
 pub mod bridge;
@@ -12,5 +12,4 @@ pub mod latch;
 pub mod pacer;
 pub mod ports;
 pub mod rtp;
-pub mod sdp;
 pub mod webrtc;

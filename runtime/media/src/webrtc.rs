@@ -12,8 +12,8 @@
 //! [`sdp::DEFAULT_EVENT_PT`] towards the call and back. So the driver, its `EventDetector`,
 //! the pacer's `PlaybackDone` and a transfer's bridge work for browsers unchanged.
 
-use crate::sdp;
 use bytes::BytesMut;
+use ivr_sip::sdp;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{

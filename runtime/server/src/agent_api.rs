@@ -19,10 +19,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
+use ivr_sansio::Clock;
 use ivr_sip::limiter::FailureLimiter;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// What the agent routes read.
@@ -32,6 +32,8 @@ pub struct AgentApi {
     pub services: Services,
     /// Failed logins per address.
     pub limiter: Arc<Mutex<FailureLimiter>>,
+    /// The time of the failures the limiter counts.
+    pub clock: Clock,
 }
 
 /// The routes.
@@ -66,22 +68,23 @@ impl AgentApi {
         AgentApi {
             services,
             limiter: Arc::new(Mutex::new(FailureLimiter::new())),
+            clock: Clock::new(),
         }
     }
 
     /// Whether the request from `peer` carries agent `id`'s password (HTTP Basic); answers
     /// only after the delay the address's failures earned, and counts a failure.
     pub async fn authorized(&self, id: &str, headers: &HeaderMap, peer: SocketAddr) -> bool {
-        let delay = self.limiter(|l| l.seen(peer.ip(), Instant::now()));
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        let delay = self.limiter(|l| l.seen(peer.ip(), self.clock.now()));
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay.unsigned_abs())).await;
         }
         let ok = self.password_matches(id, headers);
         self.limiter(|l| {
             if ok {
                 l.forget(peer.ip());
             } else {
-                let failures = l.strike(peer.ip(), Instant::now());
+                let failures = l.strike(peer.ip(), self.clock.now());
                 tracing::info!(agent = %id, addr = %peer.ip(), failures, "agent login refused");
             }
         });

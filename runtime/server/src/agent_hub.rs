@@ -21,11 +21,11 @@
 
 use crate::acd_task::{AcdHandle, AcdMsg};
 use crate::screen_pop::ScreenPop;
-use crate::ua::LegEvent;
+use crate::sip_task::LegEvent;
 use ivr_acd::Contact;
 use ivr_media::audio::Law;
-use ivr_media::sdp::{self, Direction, Negotiated};
 use ivr_media::webrtc::{self, Control, RelayEnd, Session};
+use ivr_sip::sdp::{self, Direction, Negotiated};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};

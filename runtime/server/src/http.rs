@@ -8,7 +8,7 @@ use crate::agent_api::{self, AgentApi};
 use crate::browser::{self, Browser};
 use crate::dashboard::{self, Dashboard};
 use crate::services::Services;
-use crate::ua::CoreStats;
+use crate::sip_task::CoreStats;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;

@@ -1,7 +1,8 @@
 //! `ivr serve`: the SIP/RTP runtime. Wires the live deployment (hot reload), the data layer
-//! and its record writer, the pacer, the RTP port pool, the SIP transports and the user-agent
-//! core, the ACD task and the HTTP pages, all reached through one [`Services`] handle; admits
-//! calls (route, SDP answer, port) and runs each one as a [`call`] task.
+//! and its record writer, the pacer, the RTP port pool, the SIP transports and the SIP task
+//! that drives the user-agent core ([`sip_task`], [`ivr_sip::ua`]), the ACD task and the HTTP
+//! pages, all reached through one [`Services`] handle; admits calls (route, SDP answer, port)
+//! and runs each one as a [`call`] task.
 //! SIGHUP reloads; SIGINT/SIGTERM stop taking calls and let the current ones finish until the
 //! drain deadline, then end them (BYE) and write every record before exiting.
 
@@ -21,8 +22,8 @@ pub mod live_calls;
 pub mod queue_day;
 pub mod screen_pop;
 pub mod services;
+pub mod sip_task;
 pub mod transport;
-pub mod ua;
 
 pub use crate::services::Services;
 
@@ -31,17 +32,19 @@ use crate::clock::local_now;
 use crate::deploy::LoadFailure;
 use crate::live::Live;
 use crate::services::Shared;
-use crate::ua::{Admitted, Calls, Core, CoreMsg, CoreOptions, NewCall};
+use crate::sip_task::{Calls, CoreMsg, CoreStats, DialogEvent, LocalIps, Outlets};
 use ivr_data as data;
 use ivr_data::records::{CallRecorder, RecordWriter, WriterOptions};
 use ivr_engine::{CallInfo, Channel};
 use ivr_media::pacer::Pacer;
 use ivr_media::ports::{PortPool, parse_range};
-use ivr_media::sdp;
 use ivr_sip::message::{self, random_u64};
 use ivr_sip::registrar::Registrar;
+use ivr_sip::sdp::{self, Negotiated};
 use ivr_sip::transaction::Timers;
-use std::net::SocketAddr;
+use ivr_sip::ua::{Admitted, Core, CoreOptions, Host, NewCall};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -125,10 +128,37 @@ pub enum ServeError {
     },
 }
 
-/// The SIP core's admission of calls.
-impl Calls for Services {
+/// The application side of the SIP core: admits calls (route, SDP answer, RTP port), starts
+/// each admitted call's task once the core says so, and carries its dialog's events to it.
+struct SipHost {
+    services: Services,
+    /// Browser calls in progress (they count against `max_calls` in the SIP core too).
+    elsewhere: Arc<AtomicUsize>,
+    /// Our address towards each peer (when listening on an unspecified address).
+    local_ips: LocalIps,
+    /// The calls the core admitted, by To-tag, until the core forgets their dialogs.
+    calls: HashMap<String, Admission>,
+}
+
+/// A call the core admitted: where its dialog's events go, and until it starts, what it
+/// starts with.
+struct Admission {
+    events: mpsc::UnboundedSender<DialogEvent>,
+    pending: Option<Pending>,
+}
+
+/// An admitted call that has not started yet (ringing, or a late offer waiting for the ACK).
+/// Dropping it (CANCEL) releases everything the call held.
+struct Pending {
+    incoming: call::Incoming,
+    span: tracing::Span,
+    /// Writes the record of a call that ends before it starts, with its outcome.
+    unserved: Box<dyn FnOnce(&'static str) + Send>,
+}
+
+impl Host for SipHost {
     fn admit(&mut self, c: NewCall<'_>) -> Result<Admitted, u16> {
-        let deployment = self.live.current();
+        let deployment = self.services.live.current();
         let uri = c.request.uri.to_string();
         let called = match message::user_of(&uri) {
             "" => message::user_of(message::uri_of(
@@ -151,7 +181,7 @@ impl Calls for Services {
             Some(o) => Some(sdp::negotiate(o).map_err(|_| 488u16)?),
             None => None,
         };
-        let Some(port) = self.ports.allocate() else {
+        let Some(port) = self.services.ports.allocate() else {
             tracing::warn!("no free RTP port");
             return Err(503);
         };
@@ -180,7 +210,11 @@ impl Calls for Services {
         };
         // The record of a call that ends before its flow starts (CANCEL, no ACK, ...).
         let unserved = {
-            let (writer, flow, info) = (self.writer.clone(), Arc::clone(&flow), info.clone());
+            let (writer, flow, info) = (
+                self.services.writer.clone(),
+                Arc::clone(&flow),
+                info.clone(),
+            );
             let arrived = local_now();
             move |outcome: &'static str| {
                 if let Some(w) = writer {
@@ -191,7 +225,7 @@ impl Calls for Services {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let span = tracing::info_span!("call", id = %info.id);
         let port_no = port.port();
-        let mut incoming = call::Incoming {
+        let incoming = call::Incoming {
             info,
             flow,
             deployment,
@@ -210,19 +244,60 @@ impl Calls for Services {
             peer: Some(c.peer),
             notes: None,
         };
-        let services = self.clone();
+        self.calls.insert(
+            c.tag.to_string(),
+            Admission {
+                events: events_tx,
+                pending: Some(Pending {
+                    incoming,
+                    span,
+                    unserved: Box::new(unserved),
+                }),
+            },
+        );
         Ok(Admitted {
             answer,
             negotiated: n,
             port: port_no,
-            events: events_tx,
-            start: Box::new(move |n| {
-                incoming.negotiated = n;
-                services.running.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(call::run(services, incoming).instrument(span));
-            }),
-            unserved: Box::new(unserved),
         })
+    }
+
+    fn elsewhere(&self) -> usize {
+        self.elsewhere.load(Ordering::Relaxed)
+    }
+
+    fn local_ip(&mut self, peer: IpAddr) -> IpAddr {
+        self.local_ips.towards(peer)
+    }
+}
+
+impl Calls for SipHost {
+    fn start(&mut self, tag: &str, media: Negotiated) {
+        let Some(Pending {
+            mut incoming, span, ..
+        }) = self.calls.get_mut(tag).and_then(|a| a.pending.take())
+        else {
+            return;
+        };
+        incoming.negotiated = media;
+        self.services.running.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(call::run(self.services.clone(), incoming).instrument(span));
+    }
+
+    fn unserved(&mut self, tag: &str, outcome: &'static str) {
+        if let Some(p) = self.calls.get_mut(tag).and_then(|a| a.pending.take()) {
+            (p.unserved)(outcome);
+        }
+    }
+
+    fn event(&mut self, tag: &str, event: DialogEvent) {
+        if let Some(a) = self.calls.get(tag) {
+            let _ = a.events.send(event);
+        }
+    }
+
+    fn closed(&mut self, tag: &str) {
+        self.calls.remove(tag);
     }
 }
 
@@ -336,6 +411,14 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             }
         });
     }
+    // Browser calls count against `max_calls` in the SIP core, and SIP calls in the browser's.
+    let browser_calls = Arc::new(AtomicUsize::new(0));
+    let host = SipHost {
+        services: services.clone(),
+        elsewhere: Arc::clone(&browser_calls),
+        local_ips: LocalIps::new(),
+        calls: HashMap::new(),
+    };
     // Agents' registrations go to the ACD.
     let (reg_tx, mut reg_rx) = mpsc::unbounded_channel::<ivr_sip::registrar::Registration>();
     {
@@ -344,17 +427,14 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             while let Some(r) = reg_rx.recv().await {
                 // A phone takes the agent over from its console; its unregistration leaves
                 // a console's binding alone.
-                if !services
-                    .consoles
-                    .sip_registration(&r.agent, !r.expires.is_zero())
-                {
+                if !services.consoles.sip_registration(&r.agent, r.expires > 0) {
                     continue;
                 }
                 let msg = AcdMsg::Registration {
                     contact: acd_task::contact_of(&r),
                     conn: r.peer.conn,
                     agent: r.agent,
-                    expires: r.expires,
+                    expires: Duration::from_millis(r.expires.unsigned_abs()),
                 };
                 if services.acd.send(msg).is_err() {
                     return;
@@ -362,26 +442,30 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             }
         });
     }
-    // Browser calls count against `max_calls` in the SIP core, and SIP calls in the browser's.
-    let browser_calls = Arc::new(AtomicUsize::new(0));
     let core = Core::new(
-        services.clone(),
-        bound.sender.clone(),
+        host,
         CoreOptions {
             timers: Timers::default(),
             max_calls,
-            elsewhere: Arc::clone(&browser_calls),
-            answer_after: opts.answer_after,
+            answer_after: i64::try_from(opts.answer_after.as_millis()).unwrap_or(i64::MAX),
             local: bound.udp_addr,
-            registrations: Some(reg_tx),
         },
     )
     .with_registrar(Registrar::new(
         server.realm.clone(),
         agent_credentials(&deployment.config),
     ));
-    let stats = core.stats();
-    tokio::spawn(core.run(in_rx, core_rx));
+    let stats = Arc::new(CoreStats::default());
+    tokio::spawn(sip_task::run(
+        core,
+        in_rx,
+        core_rx,
+        Outlets {
+            sender: bound.sender.clone(),
+            registrations: Some(reg_tx),
+            stats: Arc::clone(&stats),
+        },
+    ));
     let browser = browser::Browser::new(services.clone(), Arc::clone(&stats), browser_calls);
     // The HTTP interface: an explicit `--http` must bind; `[server] http` only warns.
     let http_text = opts.http.clone().unwrap_or(server.http.clone());

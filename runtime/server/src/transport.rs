@@ -1,6 +1,6 @@
 //! SIP over UDP and TCP on tokio. Receiving tasks read datagrams and TCP streams, cut the
-//! stream into messages (Content-Length), parse them with rsip and hand them to the
-//! user-agent core; what cannot be parsed is answered here with 400 (or 501 for an unknown
+//! stream into messages (Content-Length), parse them with rsip and hand them to the SIP task
+//! ([`crate::sip_task`]) and its user-agent core; what cannot be parsed is answered here with 400 (or 501 for an unknown
 //! method) when it has enough headers for a response, and dropped otherwise. Oversized
 //! messages are dropped (and close a TCP connection). Sending never waits: a full socket or
 //! connection queue drops the message, and SIP's retransmissions take it from there.
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 pub use ivr_sip::peer::{Peer, Proto};
 
-/// A message for the user-agent core.
+/// A message for the SIP task (and its user-agent core).
 #[derive(Debug)]
 pub struct Inbound {
     /// Who sent it.

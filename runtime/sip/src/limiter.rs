@@ -5,20 +5,20 @@
 //! remembered (the oldest forgotten first). Sans-IO: the caller passes the time and waits the
 //! delay itself. Used by the SIP registrar and the agents' HTTP logins.
 
+use ivr_sansio::Millis;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
-use std::time::{Duration, Instant};
 
 /// Failures from one address before its requests are slowed down.
 pub const FREE_FAILURES: u32 = 3;
 /// Failures count towards slowing down when they come within this window of each other.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// The first delay and the longest one.
-pub const FIRST_DELAY: Duration = Duration::from_secs(1);
+pub const FAILURE_WINDOW: Millis = 60_000;
+/// The first delay.
+pub const FIRST_DELAY: Millis = 1_000;
 /// The longest delay.
-pub const MAX_DELAY: Duration = Duration::from_secs(16);
+pub const MAX_DELAY: Millis = 16_000;
 /// An address quiet this long is forgotten.
-pub const FORGET_AFTER: Duration = Duration::from_secs(5 * 60);
+pub const FORGET_AFTER: Millis = 5 * 60_000;
 /// Most addresses remembered at once.
 pub const MAX_ADDRESSES: usize = 10_000;
 
@@ -27,8 +27,8 @@ pub const MAX_ADDRESSES: usize = 10_000;
 struct Strikes {
     failures: u32,
     /// When the failures being counted began.
-    since: Instant,
-    last_seen: Instant,
+    since: Millis,
+    last_seen: Millis,
 }
 
 /// Failures per address, and the delay they earn.
@@ -36,7 +36,7 @@ struct Strikes {
 pub struct FailureLimiter {
     strikes: HashMap<IpAddr, Strikes>,
     /// `(last_seen, address)` of every entry of `strikes`, oldest first.
-    by_age: BTreeSet<(Instant, IpAddr)>,
+    by_age: BTreeSet<(Millis, IpAddr)>,
 }
 
 /// The address failures are counted under: IPv6 addresses by their /64.
@@ -59,19 +59,19 @@ impl FailureLimiter {
         FailureLimiter::default()
     }
 
-    /// Notes a request from `source`; the delay its answer gets.
-    pub fn seen(&mut self, source: IpAddr, now: Instant) -> Duration {
+    /// Notes a request from `source` at `now`; the delay its answer gets (ms).
+    pub fn seen(&mut self, source: IpAddr, now: Millis) -> Millis {
         let key = strike_key(source);
         // Forget the quiet ones first (oldest first, so this stops at the first recent one).
         while let Some(&(at, ip)) = self.by_age.first() {
-            if now.saturating_duration_since(at) < FORGET_AFTER {
+            if now.saturating_sub(at) < FORGET_AFTER {
                 break;
             }
             self.by_age.remove(&(at, ip));
             self.strikes.remove(&ip);
         }
         let Some(s) = self.strikes.get_mut(&key) else {
-            return Duration::ZERO;
+            return 0;
         };
         self.by_age.remove(&(s.last_seen, key));
         s.last_seen = now;
@@ -79,13 +79,12 @@ impl FailureLimiter {
         delay_after(s.failures)
     }
 
-    /// Counts a failure of `source`; the failures counted so far.
-    pub fn strike(&mut self, source: IpAddr, now: Instant) -> u32 {
+    /// Counts a failure of `source` at `now`; the failures counted so far.
+    pub fn strike(&mut self, source: IpAddr, now: Millis) -> u32 {
         let key = strike_key(source);
         if let Some(s) = self.strikes.get_mut(&key) {
             // Below the threshold, only failures within one window add up.
-            if s.failures < FREE_FAILURES && now.saturating_duration_since(s.since) > FAILURE_WINDOW
-            {
+            if s.failures < FREE_FAILURES && now.saturating_sub(s.since) > FAILURE_WINDOW {
                 s.failures = 0;
                 s.since = now;
             }
@@ -125,13 +124,13 @@ impl FailureLimiter {
     }
 }
 
-/// The delay of a request from an address with `failures` counted.
-fn delay_after(failures: u32) -> Duration {
+/// The delay of a request from an address with `failures` counted (ms).
+fn delay_after(failures: u32) -> Millis {
     if failures < FREE_FAILURES {
-        return Duration::ZERO;
+        return 0;
     }
     let doublings = (failures - FREE_FAILURES).min(8);
-    (FIRST_DELAY * 2u32.pow(doublings)).min(MAX_DELAY)
+    (FIRST_DELAY * (1 << doublings)).min(MAX_DELAY)
 }
 
 #[cfg(test)]
@@ -142,16 +141,16 @@ mod tests {
     fn delays_start_after_the_free_failures_and_double_up_to_the_most() {
         let mut l = FailureLimiter::new();
         let ip: IpAddr = "192.0.2.7".parse().expect("ip");
-        let t = Instant::now();
+        let t: Millis = 1_000;
         let mut delays = Vec::new();
         for i in 0..9 {
-            delays.push(l.seen(ip, t + Duration::from_secs(i)));
-            l.strike(ip, t + Duration::from_secs(i));
+            delays.push(l.seen(ip, t + i * 1_000));
+            l.strike(ip, t + i * 1_000);
         }
-        let secs: Vec<u64> = delays.iter().map(Duration::as_secs).collect();
+        let secs: Vec<Millis> = delays.iter().map(|d| d / 1_000).collect();
         assert_eq!(secs, [0, 0, 0, 1, 2, 4, 8, 16, 16]);
         l.forget(ip);
-        assert_eq!(l.seen(ip, t + Duration::from_secs(10)), Duration::ZERO);
+        assert_eq!(l.seen(ip, t + 10_000), 0);
         // Another address of the same IPv6 /64 shares the count.
         let a: IpAddr = "2001:db8::1".parse().expect("ip");
         let b: IpAddr = "2001:db8::2".parse().expect("ip");

@@ -151,37 +151,38 @@ pub fn alaw_to_linear(code: u8) -> i16 {
     ALAW_DECODE[code as usize]
 }
 
-/// The two G.711 laws.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Law {
-    /// μ-law (PCMU, RTP payload type 0): North America and Japan.
-    Ulaw,
-    /// A-law (PCMA, RTP payload type 8): Europe, China and most of the world.
-    Alaw,
+pub use ivr_sip::sdp::Law;
+
+/// G.711 coding of a [`Law`]: what the enum (defined with SDP, in `ivr_sip::sdp`) does to
+/// samples.
+pub trait G711: Copy {
+    /// Encodes one sample.
+    fn encode(self, x: i16) -> u8;
+
+    /// Decodes one byte.
+    fn decode(self, code: u8) -> i16;
+
+    /// The byte of silence (linear 0).
+    fn silence(self) -> u8 {
+        self.encode(0)
+    }
 }
 
-impl Law {
-    /// Encodes one sample.
+impl G711 for Law {
     #[inline]
-    pub fn encode(self, x: i16) -> u8 {
+    fn encode(self, x: i16) -> u8 {
         match self {
             Law::Ulaw => linear_to_ulaw(x),
             Law::Alaw => linear_to_alaw(x),
         }
     }
 
-    /// Decodes one byte.
     #[inline]
-    pub fn decode(self, code: u8) -> i16 {
+    fn decode(self, code: u8) -> i16 {
         match self {
             Law::Ulaw => ulaw_to_linear(code),
             Law::Alaw => alaw_to_linear(code),
         }
-    }
-
-    /// The byte of silence (linear 0).
-    pub fn silence(self) -> u8 {
-        self.encode(0)
     }
 }
 

@@ -19,7 +19,7 @@ pub mod resample;
 pub mod store;
 
 pub use decode::DecodeError;
-pub use g711::Law;
+pub use g711::{G711, Law};
 pub use playback::Playback;
 pub use resample::ResampleError;
 pub use store::{

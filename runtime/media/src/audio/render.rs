@@ -3,7 +3,7 @@
 //! decoded back to 16-bit samples.
 
 use super::store::{MissingFragment, PromptStore};
-use super::{Law, Playback};
+use super::{G711, Law, Playback};
 use ivr_dsl::ast::SayKind;
 use ivr_engine::say::Language;
 use ivr_engine::speak;

@@ -10,7 +10,7 @@
 //! Reloading ([`PromptStore::reload`]) reuses the decoded audio of every file whose size and
 //! modification time, or else whose content hash, did not change.
 
-use super::{AudioError, DecodeError, FRAME_SAMPLES, Frame, Law, SAMPLE_RATE, builtin, g711};
+use super::{AudioError, DecodeError, FRAME_SAMPLES, Frame, G711, Law, SAMPLE_RATE, builtin, g711};
 use indexmap::IndexMap;
 use ivr_compiler::catalog::Catalogs;
 use ivr_engine::say::Language;

@@ -22,8 +22,8 @@ use crate::clock::Clock;
 use crate::deploy::Deployment;
 use crate::screen_pop::ScreenPop;
 use crate::services::Services;
+use crate::sip_task::{CoreMsg, Dial, DialogEvent, LegEvent};
 use crate::transport::{Peer, Proto, TcpLink};
-use crate::ua::{CoreMsg, Dial, DialogEvent, LegEvent};
 use ivr_acd::{CallKey, Decline};
 use ivr_compiler::program::{Body, Destination, NodeId};
 use ivr_data::Database;
@@ -33,15 +33,15 @@ use ivr_engine::speak;
 use ivr_engine::{
     Call, CallInfo, Command, Event, Flow, Machine, Millis, QueryResult, TransferUpdate,
 };
-use ivr_media::audio::{Audio, FRAME_SAMPLES, Law, Prompt, PromptSource};
+use ivr_media::audio::{Audio, FRAME_SAMPLES, G711, Law, Prompt, PromptSource};
 use ivr_media::bridge::{self, Side};
 use ivr_media::dtmf::EventDetector;
 use ivr_media::latch::{Latch, Verdict};
 use ivr_media::pacer::{ChannelHandle, ChannelSpec, MediaEvent};
 use ivr_media::ports::RtpPort;
 use ivr_media::rtp;
-use ivr_media::sdp::Negotiated;
 use ivr_sip::message::random_u64;
+use ivr_sip::sdp::Negotiated;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

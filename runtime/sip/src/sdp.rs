@@ -5,9 +5,17 @@
 //! telephone-event when offered; other streams are refused with port 0. Nothing in common is
 //! [`NoCommonCodec`] (488 Not Acceptable Here).
 
-use crate::audio::Law;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+
+/// The two G.711 laws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Law {
+    /// μ-law (PCMU, RTP payload type 0): North America and Japan.
+    Ulaw,
+    /// A-law (PCMA, RTP payload type 8): Europe, China and most of the world.
+    Alaw,
+}
 
 /// The payload type we offer for telephone-event when we make the offer.
 pub const DEFAULT_EVENT_PT: u8 = 101;

@@ -1,0 +1,268 @@
+//! The SIP task: the tokio driver of the sans-IO user-agent core ([`ivr_sip::ua::Core`]).
+//!
+//! One task and no locks. The transports ([`crate::transport`]) parse messages on their own
+//! tasks and queue them here; calls (and the server) send [`CoreMsg`]s. The task hands each
+//! to the core stamped with [`Clock::now`], sleeps until the core's
+//! [`Machine::poll_timeout`], and carries out its outputs: bytes go to the transport's
+//! [`Sender`], the start and the events of admitted calls to the application ([`Calls`]),
+//! leg events to the channel of the call that placed the leg, agents' registrations to the
+//! ACD's channel. The core's counters are mirrored into [`CoreStats`] for `/status`,
+//! `/metrics` and the browser channel's `max_calls`.
+
+use crate::transport::{Inbound, Peer, Sender};
+use ivr_sansio::{Clock, Machine};
+use ivr_sip::registrar::Registration;
+use ivr_sip::sdp::Negotiated;
+use ivr_sip::ua::{Command, Core, Host, Input, Output};
+pub use ivr_sip::ua::{DialogEvent, LegEvent};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::mpsc;
+
+/// A call to place as the UAC ([`CoreMsg::Dial`]): the core's [`ivr_sip::ua::Dial`] and
+/// where the leg's events go.
+#[derive(Debug)]
+pub struct Dial {
+    /// Our From tag, unique: the leg's key (and its dialog's).
+    pub tag: String,
+    /// The Request-URI.
+    pub target: String,
+    /// Where to send it.
+    pub peer: Peer,
+    /// The user part of our From (the caller's number).
+    pub from_user: String,
+    /// Extra headers (the `X-IVR-*` screen pop).
+    pub headers: Vec<(String, String)>,
+    /// Our RTP port for the leg (goes into the SDP offer).
+    pub port: u16,
+    /// Where the leg's events go.
+    pub events: mpsc::UnboundedSender<LegEvent>,
+}
+
+/// What calls (and the server) tell the SIP task.
+#[derive(Debug)]
+pub enum CoreMsg {
+    /// Place a call ([`LegEvent`]s follow).
+    Dial(Box<Dial>),
+    /// End a leg: CANCEL while it rings (once it has answered anything), BYE once answered.
+    EndLeg {
+        /// The leg's tag.
+        tag: String,
+    },
+    /// The call of dialog `tag` is over; `bye` when we must send a BYE (the flow hung up,
+    /// no media, shutdown).
+    Ended {
+        /// Our To-tag.
+        tag: String,
+        /// Send a BYE.
+        bye: bool,
+    },
+    /// Stop taking calls (503 for new INVITEs).
+    Drain,
+    /// End every call now.
+    TerminateAll,
+    /// New credentials for the registrar (hot reload of `[server] realm` and `[agents.*]`).
+    Credentials {
+        /// The digest realm.
+        realm: String,
+        /// Agent id → ha1 (32 hex digits).
+        credentials: HashMap<String, String>,
+    },
+}
+
+/// The core's counters, mirrored for the server after every step of the task.
+#[derive(Debug, Default)]
+pub struct CoreStats {
+    /// Dialogs now (ringing or answered).
+    pub active: AtomicUsize,
+    /// Calls answered since start.
+    pub answered: AtomicUsize,
+    /// INVITEs refused (any 4xx/5xx).
+    pub refused: AtomicUsize,
+}
+
+/// The server's side of the core: admission ([`Host`]) and what becomes of the calls it
+/// admitted. Every admitted dialog hears [`Calls::start`] or [`Calls::unserved`] (or
+/// neither, when the caller gives up silently), events, and last [`Calls::closed`].
+pub trait Calls: Host + Send + 'static {
+    /// The admitted call of dialog `tag` starts with these media parameters: run it.
+    fn start(&mut self, tag: &str, media: Negotiated);
+
+    /// The admitted call of dialog `tag` ended before it started: write its record.
+    fn unserved(&mut self, tag: &str, outcome: &'static str);
+
+    /// An event for the call of dialog `tag`.
+    fn event(&mut self, tag: &str, event: DialogEvent);
+
+    /// The core forgot dialog `tag`: drop what is still held for it (the call's channel, the
+    /// RTP port of a call that never started).
+    fn closed(&mut self, tag: &str);
+}
+
+/// Where the task's outputs go besides the application.
+#[derive(Debug, Clone)]
+pub struct Outlets {
+    /// The transports.
+    pub sender: Sender,
+    /// Agents' binding changes (REGISTER); none: nobody listens.
+    pub registrations: Option<mpsc::UnboundedSender<Registration>>,
+    /// The counters to mirror the core's into.
+    pub stats: Arc<CoreStats>,
+}
+
+/// Our address as a peer reaches us, from the routing table (a UDP socket "connected" to the
+/// peer sends nothing and tells the source address the system would pick), remembered per
+/// peer address.
+#[derive(Debug, Default)]
+pub struct LocalIps {
+    known: HashMap<IpAddr, IpAddr>,
+}
+
+impl LocalIps {
+    /// Nothing known yet.
+    pub fn new() -> LocalIps {
+        LocalIps::default()
+    }
+
+    /// Our address towards `peer` (the peer's own when the system cannot tell).
+    pub fn towards(&mut self, peer: IpAddr) -> IpAddr {
+        if let Some(ip) = self.known.get(&peer) {
+            return *ip;
+        }
+        let ip = std::net::UdpSocket::bind(SocketAddr::new(
+            if peer.is_ipv4() {
+                IpAddr::from([0, 0, 0, 0])
+            } else {
+                IpAddr::from([0u16; 8])
+            },
+            0,
+        ))
+        .and_then(|s| {
+            s.connect(SocketAddr::new(peer, 9))?;
+            s.local_addr()
+        })
+        .map_or(peer, |a| a.ip());
+        if self.known.len() > 10_000 {
+            self.known.clear();
+        }
+        self.known.insert(peer, ip);
+        ip
+    }
+}
+
+/// The command of the core for a message of a call, with the leg's channel kept aside.
+fn command(m: CoreMsg, legs: &mut HashMap<String, mpsc::UnboundedSender<LegEvent>>) -> Command {
+    match m {
+        CoreMsg::Dial(d) => {
+            let Dial {
+                tag,
+                target,
+                peer,
+                from_user,
+                headers,
+                port,
+                events,
+            } = *d;
+            legs.insert(tag.clone(), events);
+            Command::Dial(Box::new(ivr_sip::ua::Dial {
+                tag,
+                target,
+                peer,
+                from_user,
+                headers,
+                port,
+            }))
+        }
+        CoreMsg::EndLeg { tag } => Command::EndLeg { tag },
+        CoreMsg::Ended { tag, bye } => Command::Ended { tag, bye },
+        CoreMsg::Drain => Command::Drain,
+        CoreMsg::TerminateAll => Command::TerminateAll,
+        CoreMsg::Credentials { realm, credentials } => Command::Credentials { realm, credentials },
+    }
+}
+
+/// Carries out everything the core asks for now.
+fn dispatch<C: Calls>(
+    core: &mut Core<C>,
+    out: &Outlets,
+    legs: &mut HashMap<String, mpsc::UnboundedSender<LegEvent>>,
+) {
+    while let Some(o) = core.poll_output() {
+        match o {
+            Output::Transmit { peer, bytes } => {
+                out.sender.send(&peer, bytes);
+            }
+            Output::Start { tag, media } => core.host_mut().start(&tag, media),
+            Output::Unserved { tag, outcome } => core.host_mut().unserved(&tag, outcome),
+            Output::Dialog { tag, event } => core.host_mut().event(&tag, event),
+            Output::DialogClosed { tag } => core.host_mut().closed(&tag),
+            Output::Leg { tag, event } => {
+                if let Some(tx) = legs.get(&tag) {
+                    let _ = tx.send(event);
+                }
+            }
+            Output::LegClosed { tag } => {
+                legs.remove(&tag);
+            }
+            Output::Registration(r) => {
+                if let Some(tx) = &out.registrations {
+                    let _ = tx.send(r);
+                }
+            }
+        }
+    }
+    out.stats.active.store(core.active(), Ordering::Relaxed);
+    out.stats.answered.store(core.answered(), Ordering::Relaxed);
+    out.stats.refused.store(core.refused(), Ordering::Relaxed);
+}
+
+/// Runs the core until both queues close.
+pub async fn run<C: Calls>(
+    mut core: Core<C>,
+    mut inbound: mpsc::Receiver<Inbound>,
+    mut msgs: mpsc::UnboundedReceiver<CoreMsg>,
+    out: Outlets,
+) {
+    let clock = Clock::new();
+    let far = 3_600_000;
+    // Where each leg's events go, by tag.
+    let mut legs: HashMap<String, mpsc::UnboundedSender<LegEvent>> = HashMap::new();
+    loop {
+        let next = core.poll_timeout().unwrap_or_else(|| clock.now() + far);
+        tokio::select! {
+            m = inbound.recv() => match m {
+                Some(m) => {
+                    core.handle_input(Input::Received { msg: m.msg, peer: m.peer }, clock.now());
+                    dispatch(&mut core, &out, &mut legs);
+                    // Take whatever else is waiting before looking at timers again.
+                    for _ in 0..64 {
+                        match inbound.try_recv() {
+                            Ok(m) => {
+                                core.handle_input(
+                                    Input::Received { msg: m.msg, peer: m.peer },
+                                    clock.now(),
+                                );
+                                dispatch(&mut core, &out, &mut legs);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None => return,
+            },
+            m = msgs.recv() => match m {
+                Some(m) => {
+                    core.handle_input(Input::Command(command(m, &mut legs)), clock.now());
+                    dispatch(&mut core, &out, &mut legs);
+                }
+                None => return,
+            },
+            () = tokio::time::sleep_until(clock.instant(next).into()) => {
+                core.handle_timeout(clock.now());
+                dispatch(&mut core, &out, &mut legs);
+            }
+        }
+    }
+}
