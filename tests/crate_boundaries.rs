@@ -72,3 +72,71 @@ fn sans_io_crates_depend_on_no_runtime_database_server_or_webrtc() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "target") {
+                rust_files(&path, out);
+            }
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Lines that declare an error as a bare `String` in a `Result` (outside comments).
+fn string_errors(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with("//"))
+        .filter(|(_, l)| {
+            let squeezed: String = l.chars().filter(|c| !c.is_whitespace()).collect();
+            squeezed.contains("Result<")
+                && (squeezed.contains(",String>") || squeezed.contains(",std::string::String>"))
+        })
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+#[test]
+fn the_string_error_matcher() {
+    assert_eq!(
+        string_errors(
+            "fn a() -> Result<u8, String> {}\n// Result<u8, String>\nfn b() -> Result<Vec<String>, E> {}\n"
+        ),
+        [1]
+    );
+}
+
+/// Libraries and the command line return typed errors (thiserror enums), never a bare
+/// `Result<_, String>`.
+#[test]
+fn no_function_returns_a_string_as_its_error() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["dsl", "compiler", "runtime", "src"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 50, "only {} Rust files found", files.len());
+    let mut found = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        for line in string_errors(&text) {
+            found.push(format!(
+                "{}:{line}",
+                f.strip_prefix(root).unwrap_or(&f).display()
+            ));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "Result<_, String> at:\n{}",
+        found.join("\n")
+    );
+}

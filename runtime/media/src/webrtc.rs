@@ -157,7 +157,7 @@ fn pcmu() -> RTCRtpCodec {
 
 /// Checks that `offer` is SDP with an audio section offering PCMU at 8 kHz.
 pub fn check_offer(offer: &str) -> Result<(), OfferError> {
-    let s = sdp::parse(offer).map_err(OfferError::Bad)?;
+    let s = sdp::parse(offer).map_err(|e| OfferError::Bad(e.to_string()))?;
     let has_pcmu = s.media.iter().any(|m| {
         m.kind == "audio"
             && m.port != 0

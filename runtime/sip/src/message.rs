@@ -21,15 +21,58 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 /// Our `Server`/`User-Agent`.
 pub const AGENT: &str = concat!("ivr/", env!("CARGO_PKG_VERSION"));
 
+/// A SIP message that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Longer than [`MAX_MESSAGE`].
+    #[error("message too large")]
+    TooLarge,
+    /// rsip cannot read it (its words).
+    #[error("{0}")]
+    Syntax(String),
+    /// rsip panicked on it.
+    #[error("unparseable message")]
+    Unparseable,
+}
+
+/// A request or response without the headers every transaction needs, or with one broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FactsError {
+    /// No (or an empty) Call-ID.
+    #[error("no Call-ID")]
+    NoCallId,
+    /// No CSeq.
+    #[error("no CSeq")]
+    NoCseq,
+    /// A CSeq whose number is not one.
+    #[error("bad CSeq number")]
+    BadCseqNumber,
+    /// A CSeq without its method.
+    #[error("no CSeq method")]
+    NoCseqMethod,
+    /// No From.
+    #[error("no From")]
+    NoFrom,
+    /// No To.
+    #[error("no To")]
+    NoTo,
+    /// No Via.
+    #[error("no Via")]
+    NoVia,
+    /// A Max-Forwards that is not a number.
+    #[error("bad Max-Forwards")]
+    BadMaxForwards,
+}
+
 /// Parses a message; rsip errors and panics alike become `Err`.
-pub fn parse(data: &[u8]) -> Result<SipMessage, String> {
+pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
     if data.len() > MAX_MESSAGE {
-        return Err("message too large".into());
+        return Err(ParseError::TooLarge);
     }
     match std::panic::catch_unwind(|| SipMessage::try_from(data)) {
         Ok(Ok(m)) => Ok(m),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("unparseable message".into()),
+        Ok(Err(e)) => Err(ParseError::Syntax(e.to_string())),
+        Err(_) => Err(ParseError::Unparseable),
     }
 }
 
@@ -171,21 +214,24 @@ pub struct Facts {
 }
 
 /// Reads the mandatory headers; `Err` names what is missing or broken.
-pub fn facts(headers: &Headers) -> Result<Facts, String> {
+pub fn facts(headers: &Headers) -> Result<Facts, FactsError> {
     let call_id = value(headers, "Call-ID")
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .ok_or("no Call-ID")?;
-    let cseq = value(headers, "CSeq").ok_or("no CSeq")?;
+        .ok_or(FactsError::NoCallId)?;
+    let cseq = value(headers, "CSeq").ok_or(FactsError::NoCseq)?;
     let mut cs = cseq.split_whitespace();
     let num: u32 = cs
         .next()
         .and_then(|n| n.parse().ok())
-        .ok_or("bad CSeq number")?;
-    let cseq_method = cs.next().ok_or("no CSeq method")?.to_ascii_uppercase();
-    let from = value(headers, "From").ok_or("no From")?;
-    let to = value(headers, "To").ok_or("no To")?;
-    let via = first_element(value(headers, "Via").ok_or("no Via")?);
+        .ok_or(FactsError::BadCseqNumber)?;
+    let cseq_method = cs
+        .next()
+        .ok_or(FactsError::NoCseqMethod)?
+        .to_ascii_uppercase();
+    let from = value(headers, "From").ok_or(FactsError::NoFrom)?;
+    let to = value(headers, "To").ok_or(FactsError::NoTo)?;
+    let via = first_element(value(headers, "Via").ok_or(FactsError::NoVia)?);
     let via_transport = via
         .split_whitespace()
         .next()
@@ -193,7 +239,7 @@ pub fn facts(headers: &Headers) -> Result<Facts, String> {
         .unwrap_or("UDP")
         .to_ascii_uppercase();
     let max_forwards = match value(headers, "Max-Forwards") {
-        Some(v) => Some(v.trim().parse().map_err(|_| "bad Max-Forwards")?),
+        Some(v) => Some(v.trim().parse().map_err(|_| FactsError::BadMaxForwards)?),
         None => None,
     };
     let tag = |v: &str| param(v, "tag").filter(|t| !t.is_empty()).map(String::from);

@@ -47,9 +47,14 @@ pub struct InviteParts<'a> {
     pub sdp: &'a str,
 }
 
+/// A transfer target that is not a SIP URI.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a SIP URI")]
+pub struct NotSipUri(pub String);
+
 impl OutgoingInvite {
     /// Builds the INVITE; `Err` when the target is not a SIP URI.
-    pub fn build(p: &InviteParts<'_>) -> Result<(OutgoingInvite, Vec<u8>), String> {
+    pub fn build(p: &InviteParts<'_>) -> Result<(OutgoingInvite, Vec<u8>), NotSipUri> {
         let lower = p.target.to_ascii_lowercase();
         let uri = rsip::Uri::try_from(p.target)
             .ok()
@@ -57,7 +62,7 @@ impl OutgoingInvite {
                 (lower.starts_with("sip:") || lower.starts_with("sips:"))
                     && !p.target.contains(char::is_whitespace)
             })
-            .ok_or_else(|| format!("`{}` is not a SIP URI", p.target))?;
+            .ok_or_else(|| NotSipUri(p.target.to_string()))?;
         let branch = message::new_branch();
         let via = format!("{};branch={branch};rport", p.sent_by);
         let from = format!("{};tag={}", p.from, p.tag);

@@ -118,9 +118,20 @@ pub struct Session {
     pub media: Vec<MediaDesc>,
 }
 
+/// Text that is not a session description with media.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotSdp {
+    /// No `v=` line or no `m=` line.
+    #[error("not a session description with media")]
+    NoMedia,
+    /// An `m=` line without a port.
+    #[error("bad m= line: {0}")]
+    BadMedia(String),
+}
+
 /// Reads a session description. Unknown lines are skipped; `Err` for text that is not SDP
 /// at all (no `v=` line or no `m=` line).
-pub fn parse(text: &str) -> Result<Session, String> {
+pub fn parse(text: &str) -> Result<Session, NotSdp> {
     let mut session = Session::default();
     let mut session_dir = None;
     let mut media_dirs: Vec<Option<Direction>> = Vec::new();
@@ -152,7 +163,7 @@ pub fn parse(text: &str) -> Result<Session, String> {
                     .next()
                     .and_then(|p| p.split('/').next())
                     .and_then(|p| p.parse::<u16>().ok())
-                    .ok_or_else(|| format!("bad m= line: {value}"))?;
+                    .ok_or_else(|| NotSdp::BadMedia(value.to_string()))?;
                 let proto = parts.next().unwrap_or_default().to_string();
                 let formats = parts.map(String::from).collect();
                 session.media.push(MediaDesc {
@@ -196,7 +207,7 @@ pub fn parse(text: &str) -> Result<Session, String> {
         }
     }
     if !saw_v || session.media.is_empty() {
-        return Err("not a session description with media".into());
+        return Err(NotSdp::NoMedia);
     }
     for (i, m) in session.media.iter_mut().enumerate() {
         m.direction = media_dirs[i].or(session_dir).unwrap_or(Direction::SendRecv);
