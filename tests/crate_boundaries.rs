@@ -140,3 +140,51 @@ fn no_function_returns_a_string_as_its_error() {
         found.join("\n")
     );
 }
+
+/// The list of each crate's direct workspace dependencies in docs/architecture.md (between
+/// the `crate-graph` markers) is what `cargo tree` says.
+#[test]
+fn the_crate_graph_in_the_architecture_document_is_cargos() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/architecture.md"),
+    )
+    .expect("docs/architecture.md");
+    let start = doc.find("<!-- crate-graph -->").expect("crate-graph marker");
+    let end = doc.find("<!-- /crate-graph -->").expect("crate-graph end marker");
+    let mut differences = Vec::new();
+    let mut crates = 0;
+    for line in doc[start..end].lines() {
+        let Some((krate, deps)) = line.split_once(':') else {
+            continue;
+        };
+        let krate = krate.trim();
+        if !krate.starts_with("ivr") {
+            continue;
+        }
+        crates += 1;
+        let mut documented: Vec<&str> = deps.split_whitespace().collect();
+        documented.sort_unstable();
+        let out = Command::new(env!("CARGO"))
+            .args(["tree", "--offline", "-e", "normal", "--depth", "1", "--prefix", "none"])
+            .args(["-p", krate])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo tree runs");
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let mut actual: Vec<&str> = tree
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with("ivr-"))
+            .collect();
+        actual.sort_unstable();
+        actual.dedup();
+        if documented != actual {
+            differences.push(format!(
+                "{krate}: the document says {documented:?}, cargo says {actual:?}"
+            ));
+        }
+    }
+    assert!(crates >= 10, "only {crates} crates in the document's list");
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
