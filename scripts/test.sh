@@ -43,6 +43,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo build --release (the binary tests/security.rs attacks)"
+cargo build --release --bin ivr
+export IVR_RELEASE_BIN="$PWD/target/release/ivr"
 echo "== cargo test"
 cargo test --workspace --no-fail-fast
 echo "== ivr check (reference flows and examples)"

@@ -224,7 +224,7 @@ fn count_packets(sock: &UdpSocket, ms: u64) -> usize {
 #[test]
 fn a_stranger_cannot_take_over_a_calls_media_or_press_its_keys() {
     let config = deployment("rtp-hijack");
-    let server = Server::start(&config, &[]);
+    let server = Server::start_release(&config, &[]);
     let mut call = RawCall::place(server.addr);
     // The caller's media locks the call to the caller's address (its SDP address).
     call.voice(5);

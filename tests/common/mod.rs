@@ -36,6 +36,28 @@ macro_rules! need_sipp {
     };
 }
 
+/// The release build of `ivr` that attack tests run against: `IVR_RELEASE_BIN`, which
+/// scripts/test.sh sets after `cargo build --release`. Without it the test build is used and a
+/// note says so; under CI (`CI` set) its absence fails the test, so CI never attacks only a
+/// debug build (which checks overflow where a release build would not).
+pub fn release_binary() -> PathBuf {
+    match std::env::var_os("IVR_RELEASE_BIN") {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            assert!(p.exists(), "IVR_RELEASE_BIN={} does not exist", p.display());
+            p
+        }
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but IVR_RELEASE_BIN is not: attacks must run against the release build"
+            );
+            eprintln!("note: IVR_RELEASE_BIN is not set; attacking the test build of ivr");
+            PathBuf::from(env!("CARGO_BIN_EXE_ivr"))
+        }
+    }
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -101,9 +123,20 @@ impl Server {
         Server::launch(config, false, extra)
     }
 
+    /// Starts the release build of `ivr serve` (see [`release_binary`]): for the attacks of
+    /// tests/security.rs, which must fail against what operators run.
+    pub fn start_release(config: &Path, extra: &[&str]) -> Server {
+        Server::launch_binary(&release_binary(), config, false, extra)
+    }
+
     /// Starts `ivr serve`, watching the files when `watch`; HTTP on a free port of its own
     /// unless `extra` names `--http`.
     pub fn launch(config: &Path, watch: bool, extra: &[&str]) -> Server {
+        Server::launch_binary(Path::new(env!("CARGO_BIN_EXE_ivr")), config, watch, extra)
+    }
+
+    /// [`Server::launch`] with the `ivr` binary at `binary`.
+    pub fn launch_binary(binary: &Path, config: &Path, watch: bool, extra: &[&str]) -> Server {
         let dir = config.parent().expect("dir");
         for _ in 0..20 {
             let port = {
@@ -113,7 +146,7 @@ impl Server {
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
             let out = dir.join(format!("serve-{port}.out"));
             let err = dir.join(format!("serve-{port}.err"));
-            let child = Command::new(env!("CARGO_BIN_EXE_ivr"))
+            let child = Command::new(binary)
                 .arg("--config")
                 .arg(config)
                 .args(["serve", "--sip", &addr.to_string()])
