@@ -81,7 +81,7 @@ impl RawCall {
         format!(
             "{method} sip:100@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch};rport\r\n\
              From: <sip:{CALLER}@{me}>;tag=caller1\r\nTo: <sip:100@{to}>{to_tag}\r\n\
-             Call-ID: security-{branch}@test\r\nCSeq: {cseq} {method}\r\n\
+             Call-ID: security-inv1@test\r\nCSeq: {cseq} {method}\r\n\
              Contact: <sip:{CALLER}@{me}>\r\nMax-Forwards: 70\r\n{ctype}\
              Content-Length: {}\r\n\r\n{body}",
             body.len()
@@ -284,4 +284,149 @@ fn a_stranger_cannot_take_over_a_calls_media_or_press_its_keys() {
         server.log()
     );
     call.hang_up();
+}
+
+/// A forged INVITE aims our audio at a third party (its SDP names the victim's address). No
+/// media goes anywhere before the ACK, so without one the victim gets nothing; and a call whose
+/// caller never sends RTP ends after `rtp_timeout`, so even with an ACK the victim gets at most
+/// that much.
+#[test]
+fn a_forged_invite_cannot_aim_prompt_audio_at_a_third_party() {
+    let config = deployment("forged-invite");
+    let server = Server::start_release(&config, &["--rtp-timeout", "2s"]);
+    let victim = UdpSocket::bind("127.0.0.1:0").expect("victim");
+    victim
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let victim_port = victim.local_addr().expect("addr").port();
+    let attacker = UdpSocket::bind("127.0.0.1:0").expect("attacker");
+    attacker
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let me = attacker.local_addr().expect("addr");
+    let invite = |call_id: &str| {
+        let sdp = format!(
+            "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {victim_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+        );
+        format!(
+            "INVITE sip:100@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id};rport\r\n\
+             From: <sip:{CALLER}@{me}>;tag=forger\r\nTo: <sip:100@{to}>\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:{CALLER}@{me}>\r\nMax-Forwards: 70\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len(),
+            to = server.addr,
+        )
+    };
+    let wait_200 = |call_id: &str| {
+        let started = Instant::now();
+        let mut buf = [0u8; 4096];
+        while started.elapsed() < Duration::from_secs(5) {
+            if let Ok((n, _)) = attacker.recv_from(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                if m.starts_with("SIP/2.0 200") && m.contains(&format!("Call-ID: {call_id}")) {
+                    return m;
+                }
+            }
+        }
+        panic!("no 200 OK\n{}", server.log());
+    };
+    // 1. No ACK: the 200 goes out (and comes again), but no RTP reaches the victim.
+    attacker
+        .send_to(invite("forged-1").as_bytes(), server.addr)
+        .expect("send");
+    wait_200("forged-1");
+    let got = count_packets(&victim, 2_000);
+    assert_eq!(got, 0, "RTP sent before any ACK\n{}", server.log());
+    // 2. With an ACK but no RTP from the "caller": the victim hears at most rtp_timeout.
+    attacker
+        .send_to(invite("forged-2").as_bytes(), server.addr)
+        .expect("send");
+    let ok = wait_200("forged-2");
+    let tag = ok
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.split("tag=").nth(1))
+        .map(|t| t.trim().to_string())
+        .expect("To tag");
+    let ack = format!(
+        "ACK sip:100@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKforged-ack;rport\r\n\
+         From: <sip:{CALLER}@{me}>;tag=forger\r\nTo: <sip:100@{to}>;tag={tag}\r\n\
+         Call-ID: forged-2\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        to = server.addr
+    );
+    attacker.send_to(ack.as_bytes(), server.addr).expect("ack");
+    let started = Instant::now();
+    let mut heard = 0;
+    let mut last = started;
+    let mut buf = [0u8; 2048];
+    while started.elapsed() < Duration::from_secs(6) {
+        if victim.recv_from(&mut buf).is_ok() {
+            heard += 1;
+            last = Instant::now();
+        }
+    }
+    assert!(heard > 0, "the acknowledged call plays (the test can tell)");
+    assert!(
+        last - started < Duration::from_millis(3_500),
+        "audio went on for {:?} without the caller's RTP\n{}",
+        last - started,
+        server.log()
+    );
+}
+
+/// The outcome of `call_id` in the deployment's `calls` (waiting up to `ms` for the row), and
+/// how many rows of `calls_in_progress` there are.
+fn outcome_of(config: &std::path::Path, call_id: &str, ms: u64) -> (Option<String>, i64) {
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let outcome: Option<Option<String>> =
+                sqlx::query_scalar("SELECT outcome FROM calls WHERE call_id = ?")
+                    .bind(call_id)
+                    .fetch_optional(&pool)
+                    .await
+                    .expect("calls");
+            let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM calls_in_progress")
+                .fetch_one(&pool)
+                .await
+                .expect("calls_in_progress");
+            if outcome.is_some() || started.elapsed() > Duration::from_millis(ms) {
+                return (outcome.flatten(), open);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// After `kill -9` calls in progress leave a row: the next start records them as `failed`.
+#[test]
+fn calls_cut_by_kill_9_are_recorded_as_failed_at_the_next_start() {
+    let config = deployment("kill-9");
+    let mut server = Server::start_release(&config, &[]);
+    let mut call = RawCall::place(server.addr);
+    call.voice(10);
+    server.wait_calls_in_progress(1);
+    // The call's start is on disk (the writer batches for 100 ms at most).
+    let (outcome, open) = outcome_of(&config, "security-inv1@test", 800);
+    assert_eq!(
+        (outcome, open),
+        (None, 1),
+        "the call is in progress, not ended"
+    );
+    server.child.kill().expect("kill -9");
+    let _ = server.child.wait();
+    drop(server);
+    let server = Server::start_release(&config, &[]);
+    let (outcome, open) = outcome_of(&config, "security-inv1@test", 5_000);
+    assert_eq!(
+        (outcome.as_deref(), open),
+        (Some("failed"), 0),
+        "{}",
+        server.log()
+    );
 }

@@ -19,6 +19,7 @@ use ivr_dsl::SourceMap;
 use ivr_engine::QueryResult;
 use ivr_engine::value::Value;
 use rust_decimal::Decimal;
+use sqlx::Connection as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -147,6 +148,10 @@ async fn sqlite_db(name: &str) -> (Database, PathBuf) {
 /// A fresh PostgreSQL database with the demo data, or `None` (with a note) without a server.
 async fn pg_db(name: &str) -> Option<(Database, PgScratch)> {
     let Ok(url) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but IVR_TEST_POSTGRES_URL is not: PostgreSQL test `{name}` cannot run"
+        );
         // Written past the test harness's capture, so the skip is seen.
         use std::io::Write as _;
         let _ = writeln!(
@@ -631,8 +636,180 @@ async fn check_writer_backpressure(pool: &Pool) {
     assert_eq!(count(pool, "calls").await - before, accepted as i64);
 }
 
+/// A record with a NUL byte in its Call-ID (PostgreSQL refuses NUL in text) and an oversized
+/// caller is written, made safe, with the rest of its batch.
+async fn check_unsafe_values(pool: &Pool) {
+    let before = count(pool, "calls").await;
+    let writer = RecordWriter::start(
+        pool.clone(),
+        WriterOptions::default(),
+        &tokio::runtime::Handle::current(),
+    );
+    let mut bad = call_row(900_001);
+    bad.call_id = "evil\0call-id".into();
+    bad.caller = "9".repeat(100_000);
+    writer.send(Record::Call(bad));
+    writer.send(Record::Call(call_row(900_002)));
+    let stats = writer.shutdown().await;
+    assert_eq!(
+        (stats.written, stats.quarantined, stats.failed),
+        (2, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(count(pool, "calls").await - before, 2);
+    let sql = "SELECT caller FROM calls WHERE call_id LIKE 'evil%'";
+    let caller: String = match pool {
+        Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("row"),
+        Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("row"),
+    };
+    assert_eq!(caller.len(), ivr_data::records::MAX_FIELD);
+}
+
+fn spool_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ivr-spool-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQLite
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_unsafe_values_are_written_safe() {
+    let (db, dir) = sqlite_db("unsafe").await;
+    check_unsafe_values(db.pool()).await;
+    db.pool().close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A row the database refuses does not take its batch with it: the batch is written row by row
+/// and the refused row is quarantined (kept in the spool's quarantine file, counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_record_is_quarantined_and_the_others_written() {
+    let (db, dir) = sqlite_db("quarantine").await;
+    let Pool::Sqlite(p) = db.pool() else {
+        unreachable!("sqlite")
+    };
+    // The database refuses one caller (as a constraint would).
+    sqlx::query(
+        "CREATE TRIGGER refuse_bad BEFORE INSERT ON calls WHEN NEW.caller = 'refused' \
+         BEGIN SELECT RAISE(ABORT, 'refused by a constraint'); END",
+    )
+    .execute(p)
+    .await
+    .expect("trigger");
+    let before = count(db.pool(), "calls").await;
+    let spool = spool_dir("quarantine");
+    let writer = RecordWriter::start(
+        db.pool().clone(),
+        WriterOptions {
+            spool: Some(ivr_data::spool::Spool::new(&spool, 1 << 20)),
+            ..WriterOptions::default()
+        },
+        &tokio::runtime::Handle::current(),
+    );
+    for i in 0..100 {
+        let mut row = call_row(800_000 + i);
+        if i == 37 {
+            row.caller = "refused".into();
+        }
+        writer.send(Record::Call(row));
+    }
+    let stats = writer.shutdown().await;
+    assert_eq!((stats.written, stats.quarantined), (99, 1), "{stats:?}");
+    assert_eq!(count(db.pool(), "calls").await - before, 99);
+    let kept = std::fs::read_to_string(spool.join("quarantine.jsonl")).expect("quarantine");
+    assert_eq!(kept.lines().count(), 1);
+    assert!(kept.contains("test-800037"), "{kept}");
+    db.pool().close().await;
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(spool);
+}
+
+/// While the database cannot take records (here SQLite held locked by another writer) they
+/// wait in the on-disk spool, and are written once it can; what a run left in the spool is
+/// written by the next one at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_wait_in_the_spool_while_the_database_is_down() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let dir = spool_dir("down-db");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("ivr.db");
+    let opts = SqliteConnectOptions::new()
+        .filename(&file)
+        .create_if_missing(true)
+        .busy_timeout(Duration::from_millis(50));
+    let sqlite = SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(opts.clone())
+        .await
+        .expect("open");
+    let pool = Pool::Sqlite(sqlite);
+    connect::migrate(&pool).await.expect("migrate");
+    let spool = dir.join("spool");
+    let options = || WriterOptions {
+        max_delay: Duration::from_millis(5),
+        spool: Some(ivr_data::spool::Spool::new(&spool, 1 << 20)),
+        ..WriterOptions::default()
+    };
+    // Another program holds the database.
+    let mut locker = sqlx::SqliteConnection::connect_with(&opts)
+        .await
+        .expect("locker");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    let writer = RecordWriter::start(pool.clone(), options(), &tokio::runtime::Handle::current());
+    for i in 0..10 {
+        writer.send(Record::Call(call_row(700_000 + i)));
+    }
+    writer.flush().await;
+    let stats = writer.stats();
+    assert_eq!(
+        (stats.spooled, stats.written, stats.failed),
+        (10, 0, 0),
+        "{stats:?}"
+    );
+    assert!(spool.join("records.jsonl").exists());
+    // The database is back: the spool is written within a few seconds, then removed.
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("unlock");
+    let started = Instant::now();
+    while count(&pool, "calls").await < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "spool not written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !spool.join("records.jsonl").exists(),
+        "the spool is emptied"
+    );
+    // Records left by a run that ended while the database was down go in at the next start.
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    writer.send(Record::Call(call_row(700_100)));
+    writer.flush().await;
+    let stats = writer.shutdown().await;
+    assert_eq!(stats.spooled, 11, "{stats:?}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("unlock");
+    let next = RecordWriter::start(pool.clone(), options(), &tokio::runtime::Handle::current());
+    next.flush().await;
+    assert_eq!(count(&pool, "calls").await, 11);
+    let stats = next.shutdown().await;
+    assert_eq!(stats.written, 1, "{stats:?}");
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_catalog() {
@@ -698,6 +875,15 @@ async fn bad_catalog_sql_is_refused_naming_the_query() {
 
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_unsafe_values_are_written_safe() {
+    let Some((db, scratch)) = pg_db("unsafe").await else {
+        return;
+    };
+    check_unsafe_values(db.pool()).await;
+    scratch.drop_db(db).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_catalog() {

@@ -53,6 +53,13 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+/// Where call records wait while the database is down, beside `ivr.toml` (see
+/// [`ivr_data::spool`]).
+pub const SPOOL_DIR: &str = "ivr-data/spool";
+
+/// The most the spool keeps (each of its two files), 1 GiB: about 3 million call records.
+pub const SPOOL_MAX_BYTES: u64 = 1 << 30;
+
 /// Options of `ivr serve` (the command line over `[server]`).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -351,7 +358,15 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let writer = db.as_ref().map(|d| {
         RecordWriter::start(
             d.pool().clone(),
-            WriterOptions::default(),
+            WriterOptions {
+                spool: Some(ivr_data::spool::Spool::new(
+                    deployment.config.base.join(SPOOL_DIR),
+                    SPOOL_MAX_BYTES,
+                )),
+                // Calls a killed run left in progress are closed as failed.
+                interrupted_at: Some(local_now()),
+                ..WriterOptions::default()
+            },
             &tokio::runtime::Handle::current(),
         )
     });

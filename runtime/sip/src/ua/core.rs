@@ -75,8 +75,13 @@ pub(super) struct Entry {
     pub(super) local_ip: IpAddr,
     pub(super) sdp_version: u64,
     pub(super) session_id: u64,
-    /// Late offer: answered, the call starts at the ACK.
+    /// Answered, waiting for the ACK: the call starts only then (no media is sent to an
+    /// address before the caller's ACK has come, so a forged INVITE cannot aim our audio at
+    /// a third party).
     pub(super) awaiting_ack: bool,
+    /// What was negotiated from the INVITE's offer, for the call to start with at the ACK
+    /// (none: a late offer, whose ACK carries the answer).
+    pub(super) start_with: Option<Negotiated>,
     /// The caller's re-INVITE answered with a 2xx and its CSeq: its ACK ends the 2xx's
     /// retransmissions.
     pub(super) reinvite: Option<(TxKey, u32)>,

@@ -122,10 +122,15 @@ impl<H: Host> Core<H> {
             return;
         }
         let key = e.invite.clone();
-        let late = std::mem::take(&mut e.awaiting_ack);
+        let waiting = std::mem::take(&mut e.awaiting_ack);
+        let offered = e.start_with.take();
         self.ack_server(&key, now);
-        // Late offer: the ACK carries the caller's answer; the call starts with it.
-        if !late {
+        if !waiting {
+            return;
+        }
+        // The call starts now; for a late offer with the caller's answer in the ACK.
+        if let Some(media) = offered {
+            self.emit(Output::Start { tag, media });
             return;
         }
         let n = std::str::from_utf8(&req.body)

@@ -105,6 +105,7 @@ impl<H: Host> Core<H> {
                 sdp_version: 1,
                 session_id,
                 awaiting_ack: false,
+                start_with: None,
                 reinvite: None,
             },
         );
@@ -133,25 +134,20 @@ impl<H: Host> Core<H> {
         };
         let (negotiated, bytes) = (*negotiated, Arc::<[u8]>::from(std::mem::take(answer)));
         e.phase = Phase::Answered;
-        e.awaiting_ack = negotiated.is_none();
+        e.awaiting_ack = true;
+        e.start_with = negotiated;
         let (key, peer) = (e.invite.clone(), e.peer);
         if !self.respond_on(&key, 200, Arc::clone(&bytes), now) {
             self.send(&peer, bytes);
         }
         self.answered += 1;
-        // Late offer: the call starts with the ACK's answer.
-        if let Some(media) = negotiated {
-            self.emit(Output::Start {
-                tag: tag.to_string(),
-                media,
-            });
-        }
+        // The call starts at the ACK (with the ACK's answer for a late offer).
     }
 
     /// Ends an answered call from our side: the call feeds the engine a hang-up and reports
     /// back with `Ended { bye: true }`.
     pub(super) fn terminate(&mut self, tag: &str, now: Millis) {
-        // A late offer still waiting for its ACK: the call never started; we send the BYE.
+        // A call still waiting for its ACK never started; we send the BYE.
         if self.dialogs.get(tag).is_some_and(|e| e.awaiting_ack) {
             self.emit(Output::Unserved {
                 tag: tag.to_string(),
