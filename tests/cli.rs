@@ -546,3 +546,59 @@ fn an_unreadable_configuration_is_reported_alone() {
         stdout(&o)
     );
 }
+
+/// Wrong service passwords count across calls: simulated calls one after another on an embedded
+/// demo database of their own (writes persist between them, as between real calls).
+#[test]
+fn wrong_passwords_across_calls_lock_the_service_password() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-lock", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let text = std::fs::read_to_string(root.join("ivr.toml"))
+        .expect("ivr.toml")
+        .replace(
+            "flows      = \"flows\"",
+            &format!("flows      = {:?}", root.join("flows")),
+        )
+        .replace(
+            "prompts    = \"prompts\"",
+            &format!("prompts    = {:?}", root.join("prompts")),
+        );
+    let config = dir.join("ivr.toml");
+    std::fs::write(&config, text).expect("write config");
+    let config = config.to_str().expect("utf-8 path");
+    let call = |caller: &str, script: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_ivr"))
+            .args(["--config", config, "simulate", "hotline"])
+            .args(["--caller", caller, "--script", script])
+            .env("NO_COLOR", "1")
+            .env_remove("IVR_SECRET")
+            .output()
+            .expect("run ivr");
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    };
+    // 王五: 3 wrong passwords end the password checks of the first call (4, 3, 2 tries left) ...
+    let out = call("13800000003", "1 111111 222222 333333 hangup");
+    assert!(out.contains("say number 2"), "{out}");
+    assert!(out.contains("[password_locked] password_locked"), "{out}");
+    assert!(!out.contains("account_locked"), "{out}");
+    // ... the count goes on in the next call, and its fifth wrong password locks ...
+    let out = call("13800000003", "1 444444 555555 hangup");
+    assert!(out.contains("say number 1"), "{out}");
+    assert!(out.contains("[account_locked] account_locked"), "{out}");
+    assert!(out.contains("transfer queue general"), "{out}");
+    // ... so the call after that hears it at once: no password is asked for, even the right one.
+    let out = call("13800000003", "1 hangup");
+    assert!(out.contains("[account_locked] account_locked"), "{out}");
+    assert!(!out.contains("enter_password"), "{out}");
+    // 张三: 2 wrong passwords, then the right one in another call resets the count.
+    let out = call("13800000001", "1 111111 222222 hangup");
+    assert!(out.contains("say number 3"), "{out}");
+    let out = call("13800000001", "1 123456 hangup");
+    assert!(out.contains("balance_is"), "{out}");
+    let out = call("13800000001", "1 111111 hangup");
+    assert!(out.contains("say number 4"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
