@@ -413,7 +413,7 @@ impl<H: Host> Core<H> {
 
     /// A stateless answer: sent once, no transaction kept (a retransmitted request is
     /// answered again as if new). For requests we refuse outright: they match nothing, or a
-    /// limit refuses them. A 503 says when to try again (`retry_after`, in seconds).
+    /// limit refuses them ([`Core::answer_stateless`], with `Retry-After`).
     pub(super) fn answer(&mut self, req: &Request, peer: Peer, code: u16) {
         self.answer_stateless(req, peer, code, None);
     }
