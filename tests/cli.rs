@@ -602,3 +602,82 @@ fn wrong_passwords_across_calls_lock_the_service_password() {
     assert!(out.contains("say number 4"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `[server] trusted` and `invite_rate` are checked like every key: a network that does not
+/// read, and a rate that is not one, are errors at their line with a hint.
+#[test]
+fn bad_trusted_networks_and_invite_rates_are_errors_at_their_line() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-edge-config", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).expect("dir");
+    let config = dir.join("ivr.toml");
+    let path = config.to_str().unwrap_or_default();
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[server]\ntrusted = [\n  \"192.0.2.0/24\",\n  \
+         \"10.0.0.0/33\",\n  \"192.0.2.1/24\",\n]\ninvite_rate = -5\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "error[config]: `trusted` network `10.0.0.0/33` has a prefix length beyond the 32 \
+             bits of its address\n  ┌─ "
+        ) && out.contains("ivr.toml:7:3\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "error[config]: `trusted` network `192.0.2.1/24` has bits set after its first 24"
+        ) && out.contains("ivr.toml:8:3\n")
+            && out.contains(
+                "hint: write `192.0.2.0/24` for the network, or `192.0.2.1` for the one address"
+            ),
+        "{out}"
+    );
+    assert!(
+        out.contains("error[config]: `invite_rate = -5` is not a rate")
+            && out.contains("ivr.toml:10:15\n"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("3 errors, 0 warnings"), "{out}");
+    // Zero, and a rate that is not a number.
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[server]\ninvite_rate = 0\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "error[config]: `invite_rate = 0` would refuse every INVITE from untrusted sources"
+        ) && out.contains("ivr.toml:5:15\n")
+            && out.contains("hint: INVITEs a second per untrusted source address, at least 1"),
+        "{out}"
+    );
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[server]\ninvite_rate = \"lots\"\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("expected a whole number") && stdout(&o).contains("ivr.toml:5:15"),
+        "{}",
+        stdout(&o)
+    );
+    // Good values check clean.
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[server]\ntrusted = [\"192.0.2.0/24\", \"2001:db8::/32\", \
+         \"198.51.100.7\"]\ninvite_rate = 50\nrtp_timeout = \"45s\"\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}

@@ -3,9 +3,11 @@
 //! that the test controls every byte and every source address.
 
 use ivr_media::{dtmf, rtp};
+use md5::{Digest, Md5};
+use std::collections::HashMap;
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -33,6 +35,12 @@ step bye {
 "##;
 
 fn deployment(name: &str) -> PathBuf {
+    deployment_with(name, "")
+}
+
+/// A deployment whose `[server]` has `server` lines besides the RTP ports and `max_calls`,
+/// and whose configuration ends with `tail`.
+fn deployment_with(name: &str, server: &str) -> PathBuf {
     let dir = temp_dir(name);
     fs::create_dir_all(dir.join("flows")).expect("flows");
     fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
@@ -44,12 +52,20 @@ fn deployment(name: &str) -> PathBuf {
         catalog.push_str(&format!("{id} = {{ text = \"{id}\" }}\n"));
     }
     fs::write(dir.join("prompts/zh-CN/prompts.toml"), catalog).expect("catalog");
+    let head = config_head(rtp_range(10))
+        .replace("max_calls = 100\n", &format!("max_calls = 100\n{server}"));
     fs::write(
         dir.join("ivr.toml"),
-        format!("{}[routes]\ndefault = \"t\"\n", config_head(rtp_range(10))),
+        format!("{head}[routes]\ndefault = \"t\"\n"),
     )
     .expect("config");
     dir.join("ivr.toml")
+}
+
+/// A configuration with `more` appended.
+fn append(config: &Path, more: &str) {
+    let text = fs::read_to_string(config).expect("config");
+    fs::write(config, format!("{text}{more}")).expect("config");
 }
 
 /// A caller placing one call over raw UDP: its SIP socket and its RTP socket.
@@ -429,4 +445,261 @@ fn calls_cut_by_kill_9_are_recorded_as_failed_at_the_next_start() {
         "{}",
         server.log()
     );
+}
+
+/// SIP messages `sock` receives within `ms`.
+fn receive(sock: &UdpSocket, ms: u64) -> Vec<String> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    while started.elapsed() < Duration::from_millis(ms) {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+    }
+    got
+}
+
+/// The value of header `name` in a SIP message.
+fn sip_header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.split("\r\n\r\n").next()?.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The status code of a response.
+fn status_of(msg: &str) -> Option<u16> {
+    msg.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
+}
+
+/// The INVITE of a new call number `n` from `sock`: it offers G.729 only, so that a call let
+/// through ends at once with 488 instead of running.
+fn flood_invite(sock: &UdpSocket, server: SocketAddr, n: u32) -> String {
+    let me = sock.local_addr().expect("addr");
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 40000 RTP/AVP 18\r\n\
+         a=rtpmap:18 G729/8000\r\n",
+        ip = me.ip()
+    );
+    format!(
+        "INVITE sip:100@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKflood{n}-{port};rport\r\n\
+         From: <sip:{CALLER}@{ip}>;tag=flood{n}\r\nTo: <sip:100@{server}>\r\n\
+         Call-ID: flood-{n}-{ip}@test\r\nCSeq: 1 INVITE\r\nContact: <sip:{CALLER}@{me}>\r\n\
+         Max-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len(),
+        ip = me.ip(),
+        port = me.port()
+    )
+}
+
+/// The final responses to each Call-ID, in order.
+fn finals_by_call(messages: &[String]) -> HashMap<String, Vec<String>> {
+    let mut by_call: HashMap<String, Vec<String>> = HashMap::new();
+    for m in messages {
+        if status_of(m).is_some_and(|s| s >= 200) {
+            let id = sip_header(m, "Call-ID").unwrap_or_default().to_string();
+            by_call.entry(id).or_default().push(m.clone());
+        }
+    }
+    by_call
+}
+
+fn metric(server: &Server, line_start: &str) -> u64 {
+    let (_, _, metrics) = http_get(server.http(), "/metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An INVITE flood from one untrusted address (127.0.0.2; only 127.0.0.1 is trusted): beyond
+/// `invite_rate` (10 a second) each INVITE gets one 503 with `Retry-After`, sent once and never
+/// again (nothing is kept for it), and counted in `/metrics`; meanwhile the trusted 127.0.0.1
+/// floods as much without a single 503, and its call is answered.
+#[test]
+fn an_invite_flood_from_an_untrusted_address_gets_503s_while_a_trusted_caller_gets_through() {
+    let config = deployment_with(
+        "invite-flood",
+        "trusted = [\"127.0.0.1/32\"]\ninvite_rate = 10\n",
+    );
+    let server = Server::start_release(&config, &[]);
+    let flooder = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
+    for n in 0..60 {
+        flooder
+            .send_to(
+                flood_invite(&flooder, server.addr, n).as_bytes(),
+                server.addr,
+            )
+            .expect("send");
+    }
+    // Long enough for retransmissions (T1 = 500 ms, then 1 s, 2 s) to show.
+    let got = receive(&flooder, 2_500);
+    let by_call = finals_by_call(&got);
+    let refused: Vec<&String> = by_call
+        .values()
+        .filter(|r| status_of(&r[0]) == Some(503))
+        .map(|r| &r[0])
+        .collect();
+    let through = by_call.len() - refused.len();
+    assert!(
+        refused.len() >= 40 && (10..=20).contains(&through),
+        "{} refused, {through} let through\n{}",
+        refused.len(),
+        server.log()
+    );
+    for r in &refused {
+        assert_eq!(sip_header(r, "Retry-After"), Some("1"), "{r}");
+    }
+    for (id, finals) in &by_call {
+        if status_of(&finals[0]) == Some(503) {
+            assert_eq!(
+                finals.len(),
+                1,
+                "the 503 of {id} was sent again: {finals:#?}"
+            );
+        }
+    }
+    assert_eq!(
+        metric(&server, "ivr_sip_invites_rate_limited_total "),
+        refused.len() as u64
+    );
+
+    // The trusted address: as many INVITEs, none refused for its rate; and its call is answered.
+    let trunk = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for n in 100..160 {
+        trunk
+            .send_to(flood_invite(&trunk, server.addr, n).as_bytes(), server.addr)
+            .expect("send");
+    }
+    let got = receive(&trunk, 1_000);
+    let by_call = finals_by_call(&got);
+    assert_eq!(by_call.len(), 60, "{got:#?}");
+    assert!(
+        by_call.values().all(|r| status_of(&r[0]) == Some(488)),
+        "{by_call:#?}"
+    );
+    let mut call = RawCall::place(server.addr);
+    call.voice(5);
+    assert!(call.heard(300) > 5, "the trusted caller hears the menu");
+    call.hang_up();
+}
+
+fn md5_hex(text: &str) -> String {
+    Md5::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A REGISTER of agent 2001 from `sock`, CSeq `n`, with the digest of `password` for `nonce`
+/// when given.
+fn register(sock: &UdpSocket, server: SocketAddr, n: u32, creds: Option<(&str, &str)>) -> String {
+    let me = sock.local_addr().expect("addr");
+    let uri = format!("sip:{server}");
+    let auth = creds.map_or(String::new(), |(nonce, password)| {
+        let ha1 = md5_hex(&format!("2001:ivr:{password}"));
+        let ha2 = md5_hex(&format!("REGISTER:{uri}"));
+        let response = md5_hex(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+        format!(
+            "Authorization: Digest username=\"2001\", realm=\"ivr\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{response}\", algorithm=MD5, cnonce=\"c0ffee\", qop=auth, \
+             nc=00000001\r\n"
+        )
+    });
+    format!(
+        "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKreg{n}-{port};rport\r\n\
+         From: <sip:2001@{ip}>;tag=reg{n}\r\nTo: <sip:2001@{ip}>\r\nCall-ID: reg-{ip}@test\r\n\
+         CSeq: {n} REGISTER\r\nContact: <sip:2001@{me}>\r\nMax-Forwards: 70\r\n{auth}\
+         Content-Length: 0\r\n\r\n",
+        ip = me.ip(),
+        port = me.port()
+    )
+}
+
+/// The nonce of a 401.
+fn nonce_of(msg: &str) -> String {
+    let www = sip_header(msg, "WWW-Authenticate").expect("WWW-Authenticate");
+    let start = www.find("nonce=\"").expect("nonce") + 7;
+    www[start..].split('"').next().expect("nonce").to_string()
+}
+
+/// The response with CSeq `n` that `sock` receives within `ms`.
+fn response_to(sock: &UdpSocket, n: u32, ms: u64) -> Option<String> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let cseq = format!("{n} REGISTER");
+    while started.elapsed() < Duration::from_millis(ms) {
+        if let Ok((len, _)) = sock.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..len]).to_string();
+            if sip_header(&m, "CSeq") == Some(cseq.as_str()) {
+                return Some(m);
+            }
+        }
+    }
+    None
+}
+
+/// REGISTER brute force from one address: after 10 wrong passwords the address is locked,
+/// and the right password from it gets 403 at once, unchecked (it used to be answered, 16 s
+/// later, with 200). Another address is not concerned.
+#[test]
+fn a_register_brute_force_is_refused_after_ten_tries_even_with_the_right_password() {
+    let config = deployment_with("register-brute-force", "");
+    append(
+        &config,
+        &format!(
+            "\n[agents.2001]\nha1 = \"{}\"\n",
+            md5_hex("2001:ivr:s3cret")
+        ),
+    );
+    let server = Server::start_release(&config, &[]);
+    let attacker = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
+    let send = |sock: &UdpSocket, text: String| {
+        sock.send_to(text.as_bytes(), server.addr).expect("send");
+    };
+    send(&attacker, register(&attacker, server.addr, 1, None));
+    let challenge = response_to(&attacker, 1, 5_000).expect("a challenge");
+    assert_eq!(status_of(&challenge), Some(401), "{challenge}");
+    let nonce = nonce_of(&challenge);
+    for n in 2..12 {
+        send(
+            &attacker,
+            register(&attacker, server.addr, n, Some((&nonce, "guess"))),
+        );
+    }
+    send(
+        &attacker,
+        register(&attacker, server.addr, 12, Some((&nonce, "s3cret"))),
+    );
+    let answer = response_to(&attacker, 12, 3_000);
+    assert_eq!(
+        answer.as_deref().and_then(status_of),
+        Some(403),
+        "the right password after 10 wrong ones: {answer:?}\n{}",
+        server.log()
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "ivr_sip_registers_refused_total{reason=\"address_locked\"} "
+        ),
+        1
+    );
+    // Another address registers with the right password at once.
+    let phone = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    send(&phone, register(&phone, server.addr, 1, None));
+    let challenge = response_to(&phone, 1, 3_000).expect("a challenge");
+    let nonce = nonce_of(&challenge);
+    send(
+        &phone,
+        register(&phone, server.addr, 2, Some((&nonce, "s3cret"))),
+    );
+    let ok = response_to(&phone, 2, 3_000);
+    assert_eq!(ok.as_deref().and_then(status_of), Some(200), "{ok:?}");
 }

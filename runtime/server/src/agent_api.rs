@@ -7,9 +7,11 @@
 //! - `GET /agents/ID`: that agent's state and current screen pop (HTTP Basic: ID and password).
 //! - `POST /agents/ID/state` with `away` or `available` (text, or JSON `{"state": "away"}`).
 //!
-//! Wrong passwords are slowed down per address as the SIP registrar does it
-//! ([`ivr_sip::limiter`]): after 3 failures every further attempt from there waits 1 s, 2 s, …
-//! up to 16 s before it is answered.
+//! Wrong passwords are slowed down and locked out as the SIP registrar does it
+//! ([`ivr_sip::limiter`], a limiter of its own): after 3 failures every further attempt from
+//! there waits 1 s, 2 s, … up to 16 s before it is answered; 10 failures from an address
+//! within 10 minutes, or 20 for one agent from any addresses, refuse further attempts
+//! unchecked for 10 minutes (an agent's lock spares the addresses it logged in from).
 
 use crate::acd_task::{AcdHandle, AcdMsg, AcdSnapshot};
 use crate::services::Services;
@@ -20,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use ivr_sansio::Clock;
-use ivr_sip::limiter::FailureLimiter;
+use ivr_sip::limiter::{FailureLimiter, Verdict};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -73,18 +75,28 @@ impl AgentApi {
     }
 
     /// Whether the request from `peer` carries agent `id`'s password (HTTP Basic); answers
-    /// only after the delay the address's failures earned, and counts a failure.
+    /// only after the delay the address's failures earned, and counts a failure. While the
+    /// address or the agent is locked, false without looking at the password.
     pub async fn authorized(&self, id: &str, headers: &HeaderMap, peer: SocketAddr) -> bool {
-        let delay = self.limiter(|l| l.seen(peer.ip(), self.clock.now()));
+        // Only configured agents are counted per agent: unknown names take no room.
+        let configured = self.services.live.current().config.agents.contains_key(id);
+        let agent = configured.then_some(id);
+        let delay = match self.limiter(|l| l.check(peer.ip(), agent, self.clock.now())) {
+            Verdict::Check { delay } => delay,
+            Verdict::Locked(lock) => {
+                tracing::info!(agent = %id, addr = %peer.ip(), ?lock, "agent login refused unchecked");
+                return false;
+            }
+        };
         if delay > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(delay.unsigned_abs())).await;
         }
         let ok = self.password_matches(id, headers);
         self.limiter(|l| {
             if ok {
-                l.forget(peer.ip());
+                l.succeeded(peer.ip(), agent, self.clock.now());
             } else {
-                let failures = l.strike(peer.ip(), self.clock.now());
+                let failures = l.failed(peer.ip(), agent, self.clock.now());
                 tracing::info!(agent = %id, addr = %peer.ip(), failures, "agent login refused");
             }
         });
