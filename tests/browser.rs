@@ -600,7 +600,7 @@ step bye {
 #[test]
 fn a_browser_call_is_bridged_to_a_sip_agent() {
     if !have_sipp() {
-        eprintln!("sipp (Debian package sip-tester) is not installed: test skipped");
+        skip("sipp (Debian package sip-tester) is not installed: test skipped");
         return;
     }
     let config = deployment("webrtc-agent");
@@ -770,7 +770,7 @@ fn runs(name: &str) -> bool {
 fn the_phone_page_calls_from_headless_chromium() {
     let dir = repo().join("tests/browser");
     if !runs("node") {
-        eprintln!("node is not installed: test skipped");
+        skip("node is not installed: test skipped");
         return;
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -779,13 +779,13 @@ fn the_phone_page_calls_from_headless_chromium() {
         .flat_map(|c| std::env::split_paths(&path).map(move |d| d.join(c)))
         .find(|c| c.is_file() && runs(&c.to_string_lossy()))
     else {
-        eprintln!("chromium is not installed: test skipped");
+        skip("chromium is not installed: test skipped");
         return;
     };
     if !dir.join("node_modules/playwright-core").is_dir() {
-        eprintln!(
+        skip(
             "playwright-core is not installed (cd tests/browser && npm install --no-save \
-             playwright-core): test skipped"
+             playwright-core): test skipped",
         );
         return;
     }
@@ -913,7 +913,7 @@ fn console_deployment(name: &str) -> PathBuf {
 /// Chromium, when it and playwright-core are installed (else a message: the test is skipped).
 fn chromium_and_playwright() -> Option<PathBuf> {
     if !runs("node") {
-        eprintln!("node is not installed: test skipped");
+        skip("node is not installed: test skipped");
         return None;
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -922,16 +922,16 @@ fn chromium_and_playwright() -> Option<PathBuf> {
         .flat_map(|c| std::env::split_paths(&path).map(move |d| d.join(c)))
         .find(|c| c.is_file() && runs(&c.to_string_lossy()))
     else {
-        eprintln!("chromium is not installed: test skipped");
+        skip("chromium is not installed: test skipped");
         return None;
     };
     if !repo()
         .join("tests/browser/node_modules/playwright-core")
         .is_dir()
     {
-        eprintln!(
+        skip(
             "playwright-core is not installed (cd tests/browser && npm install --no-save \
-             playwright-core): test skipped"
+             playwright-core): test skipped",
         );
         return None;
     }
@@ -1387,7 +1387,7 @@ fn the_console_socket_rings_with_the_screen_pop_and_hears_the_caller_go() {
 
         // A SIP phone of the agent that registers takes over from the console.
         if !have_sipp() {
-            eprintln!("sipp is not installed: the SIP takeover is not tested");
+            skip("sipp is not installed: the SIP takeover is not tested");
             return;
         }
         let token3 = blocking(Box::new(move || console_login(http_addr))).await;
@@ -1438,7 +1438,7 @@ fn the_console_socket_rings_with_the_screen_pop_and_hears_the_caller_go() {
 #[test]
 fn a_sip_caller_talks_with_the_console_until_the_caller_hangs_up() {
     if !have_sipp() {
-        eprintln!("sipp (Debian package sip-tester) is not installed: test skipped");
+        skip("sipp (Debian package sip-tester) is not installed: test skipped");
         return;
     }
     let Some(chromium) = chromium_and_playwright() else {

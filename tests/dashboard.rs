@@ -239,17 +239,17 @@ fn the_dashboard_in_chromium_follows_a_call_and_shows_a_failed_reload() {
     need_sipp!();
     let browser_dir = repo().join("tests/browser");
     if !runs("node") {
-        eprintln!("node is not installed: test skipped");
+        skip("node is not installed: test skipped");
         return;
     }
     let Some(chromium) = chromium() else {
-        eprintln!("chromium is not installed: test skipped");
+        skip("chromium is not installed: test skipped");
         return;
     };
     if !browser_dir.join("node_modules/playwright-core").is_dir() {
-        eprintln!(
+        skip(
             "playwright-core is not installed (cd tests/browser && npm install --no-save \
-             playwright-core): test skipped"
+             playwright-core): test skipped",
         );
         return;
     }

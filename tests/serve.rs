@@ -637,7 +637,7 @@ fn rfc4733_from_a_sipp_pcap_on_the_reference_hotline() {
     need_sipp!();
     let pcap = Path::new("/usr/share/sip-tester/dtmf_2833_3.pcap");
     if !pcap.exists() {
-        eprintln!("{} is missing: test skipped", pcap.display());
+        skip(&format!("{} is missing: test skipped", pcap.display()));
         return;
     }
     let config = reference_deployment("pcap", rtp_range(20));
@@ -753,7 +753,7 @@ fn a_baresip_softphone_hears_the_flow() {
         .status()
         .is_err()
     {
-        eprintln!("baresip is not installed: test skipped");
+        skip("baresip is not installed: test skipped");
         return;
     }
     let config = test_deployment("baresip", rtp_range(20));
