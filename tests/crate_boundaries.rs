@@ -149,8 +149,12 @@ fn the_crate_graph_in_the_architecture_document_is_cargos() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/architecture.md"),
     )
     .expect("docs/architecture.md");
-    let start = doc.find("<!-- crate-graph -->").expect("crate-graph marker");
-    let end = doc.find("<!-- /crate-graph -->").expect("crate-graph end marker");
+    let start = doc
+        .find("<!-- crate-graph -->")
+        .expect("crate-graph marker");
+    let end = doc
+        .find("<!-- /crate-graph -->")
+        .expect("crate-graph end marker");
     let mut differences = Vec::new();
     let mut crates = 0;
     for line in doc[start..end].lines() {
@@ -165,7 +169,16 @@ fn the_crate_graph_in_the_architecture_document_is_cargos() {
         let mut documented: Vec<&str> = deps.split_whitespace().collect();
         documented.sort_unstable();
         let out = Command::new(env!("CARGO"))
-            .args(["tree", "--offline", "-e", "normal", "--depth", "1", "--prefix", "none"])
+            .args([
+                "tree",
+                "--offline",
+                "-e",
+                "normal",
+                "--depth",
+                "1",
+                "--prefix",
+                "none",
+            ])
             .args(["-p", krate])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()

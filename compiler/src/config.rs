@@ -70,6 +70,12 @@ pub struct ServerConfig {
     pub max_calls: u32,
     /// SIP digest realm for agents.
     pub realm: String,
+    /// Most HTTP connections open at once (WebSockets included); more are closed at once.
+    pub max_http_connections: u32,
+    /// Most HTTP connections open at once from one address (IPv6: one /64). Agents behind
+    /// one NAT address share it: each console holds a WebSocket, and a browser opens a few
+    /// more connections while it loads a page.
+    pub max_http_connections_per_address: u32,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +86,8 @@ impl Default for ServerConfig {
             rtp_ports: "20000-29999".into(),
             max_calls: 5000,
             realm: "ivr".into(),
+            max_http_connections: 1024,
+            max_http_connections_per_address: 64,
         }
     }
 }
@@ -368,6 +376,30 @@ impl Config {
                 .with_hint("the most calls at once, e.g. `max_calls = 5000`"),
             );
         }
+        for (key, value, example) in [
+            (
+                "max_http_connections",
+                config.server.max_http_connections,
+                "1024",
+            ),
+            (
+                "max_http_connections_per_address",
+                config.server.max_http_connections_per_address,
+                "64",
+            ),
+        ] {
+            if value == 0 {
+                diags.push(
+                    Diagnostic::error(
+                        "config",
+                        file,
+                        find_key(text, key).unwrap_or_default(),
+                        format!("`{key} = 0` would refuse every HTTP connection"),
+                    )
+                    .with_hint(format!("e.g. `{key} = {example}`")),
+                );
+            }
+        }
         config.database = raw.database;
         for (name, q) in raw.queries {
             if let Some(def) = validate_query(file, &name, q, &mut diags) {
@@ -475,7 +507,15 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("paths", &["flows", "prompts", "recordings"]),
     (
         "server",
-        &["sip", "http", "rtp_ports", "max_calls", "realm"],
+        &[
+            "sip",
+            "http",
+            "rtp_ports",
+            "max_calls",
+            "realm",
+            "max_http_connections",
+            "max_http_connections_per_address",
+        ],
     ),
     ("database", &["url", "secret"]),
     (

@@ -7,11 +7,15 @@
 //! - `GET /agents/ID`: that agent's state and current screen pop (HTTP Basic: ID and password).
 //! - `POST /agents/ID/state` with `away` or `available` (text, or JSON `{"state": "away"}`).
 //!
-//! Wrong passwords are slowed down per address as the SIP registrar does it
-//! ([`ivr_sip::limiter`]): after 3 failures every further attempt from there waits 1 s, 2 s, …
-//! up to 16 s before it is answered.
+//! Every login over HTTP (these routes and the console's `POST /agent/login`) goes through
+//! [`AgentApi::login`] and the one [`FailureLimiter`] of the server's HTTP side: after
+//! [`ivr_sip::limiter::FREE_FAILURES`] wrong passwords from an address, its further attempts
+//! are refused unchecked — the password is not even looked at — with 429 and `Retry-After`
+//! until the limiter lets the address try again (counted in `ivr_http_logins_refused_total`).
+//! A request without credentials is no attempt: it gets the challenge and counts nothing.
 
 use crate::acd_task::{AcdHandle, AcdMsg, AcdSnapshot};
+use crate::http_limits::HttpStats;
 use crate::services::Services;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
@@ -19,10 +23,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use ivr_sansio::Clock;
+use ivr_sansio::{Clock, Millis};
 use ivr_sip::limiter::FailureLimiter;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// What the agent routes read.
@@ -72,12 +77,17 @@ impl AgentApi {
         }
     }
 
-    /// Whether the request from `peer` carries agent `id`'s password (HTTP Basic); answers
-    /// only after the delay the address's failures earned, and counts a failure.
-    pub async fn authorized(&self, id: &str, headers: &HeaderMap, peer: SocketAddr) -> bool {
-        let delay = self.limiter(|l| l.seen(peer.ip(), self.clock.now()));
-        if delay > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(delay.unsigned_abs())).await;
+    /// A login of agent `id` from `peer` with the request's HTTP Basic credentials: refused
+    /// unchecked while the address's failures lock it out; else the password is checked, a
+    /// failure counted and a success clears the address.
+    pub fn login(&self, id: &str, headers: &HeaderMap, peer: SocketAddr) -> Login {
+        if let Some(wait) = self.limiter(|l| locked_out(l, peer.ip(), self.clock.now())) {
+            HttpStats::count(&self.services.http.logins_refused);
+            tracing::info!(agent = %id, addr = %peer.ip(), "agent login refused unchecked: too many failures");
+            return Login::Refused(wait);
+        }
+        if basic_credentials(headers).is_none() {
+            return Login::Denied;
         }
         let ok = self.password_matches(id, headers);
         self.limiter(|l| {
@@ -88,7 +98,7 @@ impl AgentApi {
                 tracing::info!(agent = %id, addr = %peer.ip(), failures, "agent login refused");
             }
         });
-        ok
+        if ok { Login::Granted } else { Login::Denied }
     }
 
     fn limiter<T>(&self, f: impl FnOnce(&mut FailureLimiter) -> T) -> T {
@@ -113,6 +123,46 @@ impl AgentApi {
         user == id
             && ivr_sip::registrar::ct_eq(ha1.as_bytes(), agent.ha1.to_ascii_lowercase().as_bytes())
     }
+}
+
+/// What a login attempt comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// The agent's password.
+    Granted,
+    /// No credentials, or wrong ones (401).
+    Denied,
+    /// Not checked: the address failed too often; it may try again after this long (429).
+    Refused(Duration),
+}
+
+impl Login {
+    /// The answer to a login that was not granted: 429 with `Retry-After` (whole seconds)
+    /// when refused, else `denied`.
+    pub fn refusal(self, denied: Response) -> Response {
+        match self {
+            Login::Refused(wait) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    (header::RETRY_AFTER, wait.as_secs().max(1).to_string()),
+                    (header::CACHE_CONTROL, "no-store".to_string()),
+                ],
+                "too many failed logins from this address; try again later\n",
+            )
+                .into_response(),
+            Login::Granted | Login::Denied => denied,
+        }
+    }
+}
+
+/// Whether the limiter's failures from `ip` lock it out at `now`, and for how long. The one
+/// place the HTTP side reads the limiter's verdict: today's [`FailureLimiter`] delays an
+/// address once it has failed [`ivr_sip::limiter::FREE_FAILURES`] times, and forgets it only
+/// after [`ivr_sip::limiter::FORGET_AFTER`] without attempts (or a success, which a locked-out
+/// address cannot have), so that is how long it must wait.
+fn locked_out(l: &mut FailureLimiter, ip: IpAddr, now: Millis) -> Option<Duration> {
+    (l.seen(ip, now) > 0)
+        .then(|| Duration::from_millis(ivr_sip::limiter::FORGET_AFTER.unsigned_abs()))
 }
 
 /// The user name and password of the request's HTTP Basic credentials.
@@ -150,8 +200,9 @@ async fn one(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !api.authorized(&id, &headers, peer).await {
-        return challenge();
+    let login = api.login(&id, &headers, peer);
+    if login != Login::Granted {
+        return login.refusal(challenge());
     }
     let Some(s) = snapshot(&api.services.acd).await else {
         return unavailable();
@@ -171,8 +222,9 @@ async fn set_state(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if !api.authorized(&id, &headers, peer).await {
-        return challenge();
+    let login = api.login(&id, &headers, peer);
+    if login != Login::Granted {
+        return login.refusal(challenge());
     }
     let wanted = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
