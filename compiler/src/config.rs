@@ -1072,6 +1072,35 @@ default   = "hotline"
     }
 
     #[test]
+    fn http_connection_limits_have_defaults_and_zero_is_an_error() {
+        let (c, d) = parse("[server]\nmax_calls = 10\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.server.max_http_connections, 1024);
+        assert_eq!(c.server.max_http_connections_per_address, 64);
+        let (c, d) = parse(
+            "[server]\nmax_http_connections = 4096\nmax_http_connections_per_address = 300\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.server.max_http_connections, 4096);
+        assert_eq!(c.server.max_http_connections_per_address, 300);
+        let text = "[server]\nmax_http_connections_per_address = 0\n";
+        let (_, d) = parse(text);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].message
+                .contains("`max_http_connections_per_address = 0` would refuse every HTTP"),
+            "{}",
+            d[0].message
+        );
+        assert_eq!(d[0].span.start as usize, text.find("max_http").expect("key"));
+        let (_, d) = parse("[server]\nmax_http_conections = 10\n");
+        assert_eq!(
+            d[0].hint.as_deref(),
+            Some("did you mean `max_http_connections`?")
+        );
+    }
+
+    #[test]
     fn parameters_skip_strings() {
         assert_eq!(
             parameters("SELECT '$1' || $2, $value FROM t"),
