@@ -396,7 +396,7 @@ fn metric(server: &Server, from: &str, name: &str) -> u64 {
 
 /// Slowloris: a client sends half a request head and then a header now and then, another
 /// nothing at all. Each is closed once the header timeout (10 s) has passed, and `/status`
-/// answers all along.
+/// answers all along. A third sends its head and the start of a body: 408 after 10 s.
 #[test]
 fn a_slowloris_client_is_closed_after_the_header_timeout_while_status_answers() {
     let config = deployment("slowloris");
@@ -407,6 +407,17 @@ fn a_slowloris_client_is_closed_after_the_header_timeout_while_status_answers() 
     slow.write_all(format!("GET /status HTTP/1.1\r\nHost: {http}\r\n").as_bytes())
         .expect("half a head");
     let mut silent = connect_from("127.0.0.1", http);
+    // A whole head, and a body that stops after 10 of its 100 bytes.
+    let mut slow_body = connect_from("127.0.0.1", http);
+    slow_body
+        .write_all(
+            format!(
+                "POST /agents/2001/state HTTP/1.1\r\nHost: {http}\r\nAuthorization: {RIGHT}\r\n\
+                 Content-Length: 100\r\n\r\n{{\"state\": "
+            )
+            .as_bytes(),
+        )
+        .expect("a slow body");
     let mut closed = None;
     let mut answers = 0;
     while started.elapsed() < Duration::from_secs(14) {
@@ -436,8 +447,14 @@ fn a_slowloris_client_is_closed_after_the_header_timeout_while_status_answers() 
         closed_within(&mut silent, Duration::from_secs(1)),
         "the silent client is still connected"
     );
+    let answer = read_response(&mut slow_body);
+    assert!(
+        matches!(answer, Some((408, _))),
+        "the slow body: {answer:?}"
+    );
     assert_eq!(http_get(http, "/status").0, 200);
     assert!(metric(&server, "127.0.0.1", "ivr_http_header_timeouts_total") >= 2);
+    assert!(metric(&server, "127.0.0.1", "ivr_http_body_timeouts_total") >= 1);
 }
 
 /// One address opens more connections than it may hold (64): the extra ones are closed at

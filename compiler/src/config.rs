@@ -1092,7 +1092,10 @@ default   = "hotline"
             "{}",
             d[0].message
         );
-        assert_eq!(d[0].span.start as usize, text.find("max_http").expect("key"));
+        assert_eq!(
+            d[0].span.start as usize,
+            text.find("max_http").expect("key")
+        );
         let (_, d) = parse("[server]\nmax_http_conections = 10\n");
         assert_eq!(
             d[0].hint.as_deref(),

@@ -101,7 +101,7 @@ pub async fn guard(State(services): State<Services>, req: Request, next: Next) -
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if (changes || is_websocket(req.headers())) && !origin_allowed(req.headers()) {
         HttpStats::count(&stats.origin_refused);
-        tracing::info!(
+        tracing::debug!(
             origin = ?req.headers().get(header::ORIGIN),
             path = %req.uri().path(),
             "HTTP request from another site refused"
