@@ -77,25 +77,37 @@ impl AgentApi {
         }
     }
 
-    /// A login of agent `id` from `peer` with the request's HTTP Basic credentials: refused
-    /// unchecked while the address's failures lock it out; else the password is checked, a
-    /// failure counted and a success clears the address.
-    pub fn login(&self, id: &str, headers: &HeaderMap, peer: SocketAddr) -> Login {
-        if let Some(wait) = self.limiter(|l| locked_out(l, peer.ip(), self.clock.now())) {
-            HttpStats::count(&self.services.http.logins_refused);
-            tracing::info!(agent = %id, addr = %peer.ip(), "agent login refused unchecked: too many failures");
-            return Login::Refused(wait);
-        }
+    /// A login of agent `id` from `peer` with the request's HTTP Basic credentials. Without
+    /// credentials it is no attempt (denied, nothing counted). Else the limiter decides
+    /// first: refused unchecked while it locks the address (or the agent) out; else the
+    /// password is checked, after the delay the limiter asks for, and the failure or the
+    /// success told to the limiter.
+    pub async fn login(&self, id: &str, headers: &HeaderMap, peer: SocketAddr) -> Login {
         if basic_credentials(headers).is_none() {
             return Login::Denied;
+        }
+        // Only configured agents are named to the limiter: unknown names take no room.
+        let configured = self.services.live.current().config.agents.contains_key(id);
+        let agent = configured.then_some(id);
+        let ip = peer.ip();
+        let delay = match self.limiter(|l| gate(l, ip, agent, self.clock.now())) {
+            Gate::Check(delay) => delay,
+            Gate::Refuse(wait) => {
+                HttpStats::count(&self.services.http.logins_refused);
+                tracing::info!(agent = %id, addr = %ip, "agent login refused unchecked: too many failures");
+                return Login::Refused(wait);
+            }
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         let ok = self.password_matches(id, headers);
         self.limiter(|l| {
             if ok {
-                l.forget(peer.ip());
+                succeeded(l, ip, agent, self.clock.now());
             } else {
-                let failures = l.strike(peer.ip(), self.clock.now());
-                tracing::info!(agent = %id, addr = %peer.ip(), failures, "agent login refused");
+                let failures = failed(l, ip, agent, self.clock.now());
+                tracing::info!(agent = %id, addr = %ip, failures, "agent login refused");
             }
         });
         if ok { Login::Granted } else { Login::Denied }
@@ -155,14 +167,40 @@ impl Login {
     }
 }
 
-/// Whether the limiter's failures from `ip` lock it out at `now`, and for how long. The one
-/// place the HTTP side reads the limiter's verdict: today's [`FailureLimiter`] delays an
-/// address once it has failed [`ivr_sip::limiter::FREE_FAILURES`] times, and forgets it only
-/// after [`ivr_sip::limiter::FORGET_AFTER`] without attempts (or a success, which a locked-out
-/// address cannot have), so that is how long it must wait.
-fn locked_out(l: &mut FailureLimiter, ip: IpAddr, now: Millis) -> Option<Duration> {
-    (l.seen(ip, now) > 0)
-        .then(|| Duration::from_millis(ivr_sip::limiter::FORGET_AFTER.unsigned_abs()))
+/// What the limiter says of a login attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Check the password, answering after this long.
+    Check(Duration),
+    /// Refuse it unchecked; the address may try again after this long.
+    Refuse(Duration),
+}
+
+// The three places the HTTP side speaks to the limiter ([`AgentApi::login`] is their one
+// caller). Today's [`FailureLimiter`] counts failures per address only: once an address has
+// failed [`ivr_sip::limiter::FREE_FAILURES`] times its attempts are refused, and it is let go
+// after [`ivr_sip::limiter::FORGET_AFTER`] without attempts (a locked-out address cannot
+// succeed), so that is how long it must wait.
+
+/// The limiter's verdict on an attempt from `ip` (for `agent`, when configured) at `now`.
+fn gate(l: &mut FailureLimiter, ip: IpAddr, _agent: Option<&str>, now: Millis) -> Gate {
+    if l.seen(ip, now) > 0 {
+        Gate::Refuse(Duration::from_millis(
+            ivr_sip::limiter::FORGET_AFTER.unsigned_abs(),
+        ))
+    } else {
+        Gate::Check(Duration::ZERO)
+    }
+}
+
+/// `ip` logged in as `agent` at `now`.
+fn succeeded(l: &mut FailureLimiter, ip: IpAddr, _agent: Option<&str>, _now: Millis) {
+    l.forget(ip);
+}
+
+/// `ip` gave a wrong password (for `agent`, when configured) at `now`: the failures counted.
+fn failed(l: &mut FailureLimiter, ip: IpAddr, _agent: Option<&str>, now: Millis) -> u32 {
+    l.strike(ip, now)
 }
 
 /// The user name and password of the request's HTTP Basic credentials.
@@ -200,7 +238,7 @@ async fn one(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let login = api.login(&id, &headers, peer);
+    let login = api.login(&id, &headers, peer).await;
     if login != Login::Granted {
         return login.refusal(challenge());
     }
@@ -222,7 +260,7 @@ async fn set_state(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let login = api.login(&id, &headers, peer);
+    let login = api.login(&id, &headers, peer).await;
     if login != Login::Granted {
         return login.refusal(challenge());
     }

@@ -143,7 +143,7 @@ async fn login(
     headers: HeaderMap,
 ) -> Response {
     let id = agent_api::basic_user(&headers).unwrap_or_default();
-    let login = c.api.login(&id, &headers, peer);
+    let login = c.api.login(&id, &headers, peer).await;
     if login != Login::Granted {
         tracing::info!("agent console login refused");
         return login
