@@ -139,9 +139,10 @@ enum Command {
         /// How long current calls may finish after SIGINT/SIGTERM before they are ended.
         #[arg(long, value_name = "DURATION", default_value = "30s")]
         drain: String,
-        /// End a call after this long without RTP from the caller.
-        #[arg(long, value_name = "DURATION", default_value = "30s")]
-        rtp_timeout: String,
+        /// End a call after this long without RTP from the caller (default: `[server]
+        /// rtp_timeout`, 30s).
+        #[arg(long, value_name = "DURATION")]
+        rtp_timeout: Option<String>,
         /// Most concurrent calls (default: `[server] max_calls`); 503 beyond.
         #[arg(long, value_name = "N")]
         max_calls: Option<u32>,

@@ -37,8 +37,8 @@ pub struct ServeArgs {
     pub answer_after: String,
     /// `--drain`
     pub drain: String,
-    /// `--rtp-timeout`
-    pub rtp_timeout: String,
+    /// `--rtp-timeout` (else `[server] rtp_timeout`)
+    pub rtp_timeout: Option<String>,
     /// `--max-calls`
     pub max_calls: Option<u32>,
     /// `--pacer-threads`
@@ -72,7 +72,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, ServeCmdError> {
         watch: args.watch,
         answer_after: duration("answer-after", &args.answer_after)?,
         drain: duration("drain", &args.drain)?,
-        rtp_timeout: duration("rtp-timeout", &args.rtp_timeout)?,
+        rtp_timeout: args
+            .rtp_timeout
+            .as_deref()
+            .map(|t| duration("rtp-timeout", t))
+            .transpose()?,
         pacer_threads: args.pacer_threads,
         max_calls: args.max_calls,
     })?;

@@ -980,6 +980,39 @@ fn an_agent_who_is_away_gets_no_calls_until_available_again() {
 }
 
 #[test]
+fn wrong_agent_passwords_over_http_are_slowed_down() {
+    let config = deployment("http-strikes", free_udp_port());
+    let server = Server::start(&config, &[]);
+    let http = server.http();
+    let wrong = [("Authorization", "Basic MjAwMTp3cm9uZw==")];
+    let right = [("Authorization", "Basic MjAwMTpwdzIwMDE=")];
+    let timed = |auth: &[(&str, &str)]| {
+        let t = Instant::now();
+        let (code, _, _) = http_request(http, "GET", "/agents/2001", auth, "");
+        (code, t.elapsed())
+    };
+    // Three failures are answered at once, the fourth after a second ...
+    for _ in 0..3 {
+        let (code, took) = timed(&wrong);
+        assert_eq!(code, 401);
+        assert!(took < Duration::from_millis(800), "{took:?}");
+    }
+    let (code, took) = timed(&wrong);
+    assert_eq!(code, 401);
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    // ... and so is the right password from that address (2 s), which then clears it.
+    let (code, took) = timed(&right);
+    assert_eq!(code, 200);
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    let (code, took) = timed(&right);
+    assert_eq!(code, 200);
+    assert!(took < Duration::from_millis(800), "{took:?}");
+    // The console's login counts the same way.
+    let (code, _, _) = http_request(http, "POST", "/agent/login", &right, "");
+    assert_eq!(code, 200);
+}
+
+#[test]
 fn masked_digits_never_reach_the_screen_pop() {
     need_sipp!();
     let config = deployment("masked", free_udp_port());

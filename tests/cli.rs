@@ -546,3 +546,138 @@ fn an_unreadable_configuration_is_reported_alone() {
         stdout(&o)
     );
 }
+
+/// Wrong service passwords count across calls: simulated calls one after another on an embedded
+/// demo database of their own (writes persist between them, as between real calls).
+#[test]
+fn wrong_passwords_across_calls_lock_the_service_password() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-lock", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let text = std::fs::read_to_string(root.join("ivr.toml"))
+        .expect("ivr.toml")
+        .replace(
+            "flows      = \"flows\"",
+            &format!("flows      = {:?}", root.join("flows")),
+        )
+        .replace(
+            "prompts    = \"prompts\"",
+            &format!("prompts    = {:?}", root.join("prompts")),
+        );
+    let config = dir.join("ivr.toml");
+    std::fs::write(&config, text).expect("write config");
+    let config = config.to_str().expect("utf-8 path");
+    let call = |caller: &str, script: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_ivr"))
+            .args(["--config", config, "simulate", "hotline"])
+            .args(["--caller", caller, "--script", script])
+            .env("NO_COLOR", "1")
+            .env_remove("IVR_SECRET")
+            .output()
+            .expect("run ivr");
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    };
+    // 王五: 3 wrong passwords end the password checks of the first call (4, 3, 2 tries left) ...
+    let out = call("13800000003", "1 111111 222222 333333 hangup");
+    assert!(out.contains("say number 2"), "{out}");
+    assert!(out.contains("[password_locked] password_locked"), "{out}");
+    assert!(!out.contains("account_locked"), "{out}");
+    // ... the count goes on in the next call, and its fifth wrong password locks ...
+    let out = call("13800000003", "1 444444 555555 hangup");
+    assert!(out.contains("say number 1"), "{out}");
+    assert!(out.contains("[account_locked] account_locked"), "{out}");
+    assert!(out.contains("transfer queue general"), "{out}");
+    // ... so the call after that hears it at once: no password is asked for, even the right one.
+    let out = call("13800000003", "1 hangup");
+    assert!(out.contains("[account_locked] account_locked"), "{out}");
+    assert!(!out.contains("enter_password"), "{out}");
+    // 张三: 2 wrong passwords, then the right one in another call resets the count.
+    let out = call("13800000001", "1 111111 222222 hangup");
+    assert!(out.contains("say number 3"), "{out}");
+    let out = call("13800000001", "1 123456 hangup");
+    assert!(out.contains("balance_is"), "{out}");
+    let out = call("13800000001", "1 111111 hangup");
+    assert!(out.contains("say number 4"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `[server] trusted` and `invite_rate` are checked like every key: a network that does not
+/// read, and a rate that is not one, are errors at their line with a hint.
+#[test]
+fn bad_trusted_networks_and_invite_rates_are_errors_at_their_line() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-edge-config", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).expect("dir");
+    let config = dir.join("ivr.toml");
+    let path = config.to_str().unwrap_or_default();
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[server]\ntrusted = [\n  \"192.0.2.0/24\",\n  \
+         \"10.0.0.0/33\",\n  \"192.0.2.1/24\",\n]\ninvite_rate = -5\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "error[config]: `trusted` network `10.0.0.0/33` has a prefix length beyond the 32 \
+             bits of its address\n  ┌─ "
+        ) && out.contains("ivr.toml:7:3\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "error[config]: `trusted` network `192.0.2.1/24` has bits set after its first 24"
+        ) && out.contains("ivr.toml:8:3\n")
+            && out.contains(
+                "hint: write `192.0.2.0/24` for the network, or `192.0.2.1` for the one address"
+            ),
+        "{out}"
+    );
+    assert!(
+        out.contains("error[config]: `invite_rate = -5` is not a rate")
+            && out.contains("ivr.toml:10:15\n"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("3 errors, 0 warnings"), "{out}");
+    // Zero, and a rate that is not a number.
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[server]\ninvite_rate = 0\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "error[config]: `invite_rate = 0` would refuse every INVITE from untrusted sources"
+        ) && out.contains("ivr.toml:5:15\n")
+            && out.contains("hint: INVITEs a second per untrusted source address, at least 1"),
+        "{out}"
+    );
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[server]\ninvite_rate = \"lots\"\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("expected a whole number") && stdout(&o).contains("ivr.toml:5:15"),
+        "{}",
+        stdout(&o)
+    );
+    // Good values check clean.
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[server]\ntrusted = [\"192.0.2.0/24\", \"2001:db8::/32\", \
+         \"198.51.100.7\"]\ninvite_rate = 50\nrtp_timeout = \"45s\"\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}

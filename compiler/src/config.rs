@@ -4,6 +4,7 @@
 use indexmap::IndexMap;
 use ivr_dsl::{Diagnostic, FileId, Span};
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
@@ -13,7 +14,7 @@ struct RawConfig {
     #[serde(default)]
     paths: RawPaths,
     #[serde(default)]
-    server: ServerConfig,
+    server: RawServer,
     #[serde(default)]
     database: DatabaseConfig,
     #[serde(default)]
@@ -33,6 +34,21 @@ struct RawPaths {
     flows: Option<String>,
     prompts: Option<String>,
     recordings: Option<String>,
+}
+
+/// `[server]` as written: the keys checked beyond their type keep their places.
+#[derive(Debug, Default, Deserialize)]
+struct RawServer {
+    sip: Option<String>,
+    http: Option<String>,
+    rtp_ports: Option<String>,
+    max_calls: Option<u32>,
+    realm: Option<String>,
+    trusted: Option<Vec<Spanned<String>>>,
+    invite_rate: Option<Spanned<i64>>,
+    rtp_timeout: Option<Spanned<String>>,
+    max_http_connections: Option<u32>,
+    max_http_connections_per_address: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +92,32 @@ pub struct ServerConfig {
     /// one NAT address share it: each console holds a WebSocket, and a browser opens a few
     /// more connections while it loads a page.
     pub max_http_connections_per_address: u32,
+    /// SIP sources that may INVITE without limits (trunks, proxies): networks as written
+    /// (`192.0.2.0/24`, `2001:db8::/32`, or one address); checked by [`parse_network`].
+    /// Default: the loopback addresses; empty trusts nobody.
+    pub trusted: Vec<String>,
+    /// INVITEs of new dialogs a second per untrusted source address (503 beyond); at least 1.
+    pub invite_rate: u32,
+    /// A call whose caller sends no RTP for this long ends, in milliseconds (more than 0).
+    pub rtp_timeout_ms: u64,
+}
+
+impl ServerConfig {
+    /// `trusted` when `[server]` does not say: the loopback addresses.
+    pub const DEFAULT_TRUSTED: [&'static str; 2] = ["127.0.0.0/8", "::1/128"];
+    /// `invite_rate` when `[server]` does not say.
+    pub const DEFAULT_INVITE_RATE: u32 = 20;
+    /// `rtp_timeout` when `[server]` does not say: 30 seconds.
+    pub const DEFAULT_RTP_TIMEOUT_MS: u64 = 30_000;
+
+    /// The trusted networks as address and prefix length (the ones that do not read, which
+    /// `ivr check` reports, left out).
+    pub fn trusted_networks(&self) -> Vec<(IpAddr, u8)> {
+        self.trusted
+            .iter()
+            .filter_map(|t| parse_network(t).ok())
+            .collect()
+    }
 }
 
 impl Default for ServerConfig {
@@ -88,8 +130,76 @@ impl Default for ServerConfig {
             realm: "ivr".into(),
             max_http_connections: 1024,
             max_http_connections_per_address: 64,
+            trusted: ServerConfig::DEFAULT_TRUSTED.map(String::from).to_vec(),
+            invite_rate: ServerConfig::DEFAULT_INVITE_RATE,
+            rtp_timeout_ms: ServerConfig::DEFAULT_RTP_TIMEOUT_MS,
         }
     }
+}
+
+/// A network of `[server] trusted` that does not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    /// Not an IPv4 or IPv6 address before the `/`.
+    #[error("`{0}` is not an IP address or network")]
+    NotAnAddress(String),
+    /// The prefix length is not a number, or longer than the address.
+    #[error("`{text}` has a prefix length beyond the {bits} bits of its address")]
+    BadPrefix {
+        /// As written.
+        text: String,
+        /// 32 or 128.
+        bits: u8,
+    },
+    /// Bits set after the prefix (`192.0.2.1/24`): which was meant, the network or the host?
+    #[error("`{text}` has bits set after its first {prefix}")]
+    HostBits {
+        /// As written.
+        text: String,
+        /// The prefix length.
+        prefix: u8,
+        /// The network it would be.
+        network: String,
+    },
+}
+
+/// Reads a network of `[server] trusted`: `ADDRESS/PREFIX` (IPv4 or IPv6) or one `ADDRESS`
+/// (a /32 or /128). The address must have no bits set after the prefix.
+pub fn parse_network(text: &str) -> Result<(IpAddr, u8), NetworkError> {
+    let t = text.trim();
+    let (addr, prefix) = t.split_once('/').map_or((t, None), |(a, p)| (a, Some(p)));
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| NetworkError::NotAnAddress(text.to_string()))?;
+    let bits: u8 = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix =
+        match prefix {
+            None => bits,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= bits).ok_or_else(|| {
+                NetworkError::BadPrefix {
+                    text: text.to_string(),
+                    bits,
+                }
+            })?,
+        };
+    let masked = match addr {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(u32::from(32 - prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(u32::from(128 - prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+    };
+    if masked != addr {
+        return Err(NetworkError::HostBits {
+            text: text.to_string(),
+            prefix,
+            network: format!("{masked}/{prefix}"),
+        });
+    }
+    Ok((addr, prefix))
 }
 
 /// `[database]`
@@ -364,7 +474,7 @@ impl Config {
         if let Some(p) = raw.paths.recordings {
             config.recordings_dir = base.join(p);
         }
-        config.server = raw.server;
+        config.server = validate_server(file, raw.server, &mut diags);
         if config.server.max_calls == 0 {
             diags.push(
                 Diagnostic::error(
@@ -515,6 +625,9 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "realm",
             "max_http_connections",
             "max_http_connections_per_address",
+            "trusted",
+            "invite_rate",
+            "rtp_timeout",
         ],
     ),
     ("database", &["url", "secret"]),
@@ -778,6 +891,97 @@ fn validate_query(
         timeout_ms,
         span,
     })
+}
+
+/// A validated `[server]`: a bad `trusted` network, `invite_rate` or `rtp_timeout` is
+/// reported at its value and left out (the default applies).
+fn validate_server(file: FileId, raw: RawServer, diags: &mut Vec<Diagnostic>) -> ServerConfig {
+    let mut server = ServerConfig::default();
+    let RawServer {
+        sip,
+        http,
+        rtp_ports,
+        max_calls,
+        realm,
+        trusted,
+        invite_rate,
+        rtp_timeout,
+        max_http_connections,
+        max_http_connections_per_address,
+    } = raw;
+    server.sip = sip.unwrap_or(server.sip);
+    server.max_http_connections = max_http_connections.unwrap_or(server.max_http_connections);
+    server.max_http_connections_per_address =
+        max_http_connections_per_address.unwrap_or(server.max_http_connections_per_address);
+    server.http = http.unwrap_or(server.http);
+    server.rtp_ports = rtp_ports.unwrap_or(server.rtp_ports);
+    server.max_calls = max_calls.unwrap_or(server.max_calls);
+    server.realm = realm.unwrap_or(server.realm);
+    if let Some(list) = trusted {
+        server.trusted = Vec::new();
+        for entry in list {
+            let span = span_of(&entry);
+            let text = entry.into_inner();
+            match parse_network(&text) {
+                Ok(_) => server.trusted.push(text),
+                Err(e) => {
+                    let hint = match &e {
+                        NetworkError::HostBits { network, text, .. } => format!(
+                            "write `{network}` for the network, or `{}` for the one address",
+                            text.split('/').next().unwrap_or_default()
+                        ),
+                        _ => "write a network as \"192.0.2.0/24\" or \"2001:db8::/32\", or one address as \"192.0.2.7\"".into(),
+                    };
+                    diags.push(
+                        Diagnostic::error("config", file, span, format!("`trusted` network {e}"))
+                            .with_hint(hint),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(rate) = invite_rate {
+        match u32::try_from(*rate.get_ref()) {
+            Ok(n) if n > 0 => server.invite_rate = n,
+            _ => diags.push(
+                Diagnostic::error(
+                    "config",
+                    file,
+                    span_of(&rate),
+                    if *rate.get_ref() == 0 {
+                        "`invite_rate = 0` would refuse every INVITE from untrusted sources"
+                            .to_string()
+                    } else {
+                        format!("`invite_rate = {}` is not a rate", rate.get_ref())
+                    },
+                )
+                .with_hint(format!(
+                    "INVITEs a second per untrusted source address, at least 1 (default {}); \
+                     to refuse a source, leave it out of `trusted` and firewall it",
+                    ServerConfig::DEFAULT_INVITE_RATE
+                )),
+            ),
+        }
+    }
+    if let Some(timeout) = rtp_timeout {
+        match parse_duration_text(timeout.get_ref()) {
+            Some(ms) if ms > 0 => server.rtp_timeout_ms = ms,
+            found => diags.push(
+                Diagnostic::error(
+                    "config",
+                    file,
+                    span_of(&timeout),
+                    if found.is_some() {
+                        "`rtp_timeout` of 0 would end every call at once".to_string()
+                    } else {
+                        format!("`rtp_timeout` `{}` is not a duration", timeout.get_ref())
+                    },
+                )
+                .with_hint("a whole number with ms, s, m or h, e.g. \"30s\" (the default)"),
+            ),
+        }
+    }
+    server
 }
 
 /// A validated `[queues.NAME]`: a bad `ring_timeout` or `wrap_up` is reported and the default
@@ -1166,6 +1370,81 @@ default   = "hotline"
         assert_eq!(c.queues["general"].wrap_up(), 10_000);
         assert_eq!(c.queues["vip"].ring_timeout(), 15_000);
         assert_eq!(c.queues["vip"].wrap_up(), 10_000);
+    }
+
+    #[test]
+    fn server_limits_parse_with_defaults() {
+        let (c, d) = parse("[server]\nmax_calls = 10\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.server.trusted, ["127.0.0.0/8", "::1/128"]);
+        assert_eq!(c.server.invite_rate, 20);
+        assert_eq!(c.server.rtp_timeout_ms, 30_000);
+        let (c, d) = parse(
+            "[server]\ntrusted = [\"192.0.2.0/24\", \"2001:db8::/32\", \"198.51.100.7\"]\n\
+             invite_rate = 5\nrtp_timeout = \"45s\"\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(
+            c.server.trusted_networks(),
+            [
+                ("192.0.2.0".parse().expect("ip"), 24),
+                ("2001:db8::".parse().expect("ip"), 32),
+                ("198.51.100.7".parse().expect("ip"), 32)
+            ]
+        );
+        assert_eq!((c.server.invite_rate, c.server.rtp_timeout_ms), (5, 45_000));
+        let (c, d) = parse("[server]\ntrusted = []\n");
+        assert!(d.is_empty() && c.server.trusted.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn bad_server_limits_are_reported_at_their_value() {
+        let text = "[server]\ntrusted = [\n  \"127.0.0.1/32\",\n  \"10.0.0.0/33\",\n  \"192.0.2.1/24\",\n  \"trunk.example.com\",\n]\ninvite_rate = -5\nrtp_timeout = \"0s\"\n";
+        let (c, d) = parse(text);
+        assert_eq!(d.len(), 5, "{d:?}");
+        let at = |d: &Diagnostic| &text[d.span.start as usize..d.span.end as usize];
+        assert_eq!(at(&d[0]), "\"10.0.0.0/33\"");
+        assert!(
+            d[0].message.contains("prefix length beyond the 32 bits"),
+            "{}",
+            d[0].message
+        );
+        assert_eq!(at(&d[1]), "\"192.0.2.1/24\"");
+        assert_eq!(
+            d[1].hint.as_deref(),
+            Some("write `192.0.2.0/24` for the network, or `192.0.2.1` for the one address")
+        );
+        assert!(
+            d[2].message
+                .contains("`trunk.example.com` is not an IP address")
+        );
+        assert_eq!(at(&d[3]), "-5");
+        assert!(d[3].message.contains("`invite_rate = -5` is not a rate"));
+        assert!(
+            d[4].message.contains("`rtp_timeout` of 0"),
+            "{}",
+            d[4].message
+        );
+        // What reads is kept; the rest has its default.
+        assert_eq!(c.server.trusted, ["127.0.0.1/32"]);
+        assert_eq!(
+            (c.server.invite_rate, c.server.rtp_timeout_ms),
+            (20, 30_000)
+        );
+        let (_, d) = parse("[server]\ninvite_rate = 0\n");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("would refuse every INVITE"), "{d:?}");
+        let (_, d) = parse("[server]\ninvite_rate = \"fast\"\n");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].message.contains("expected a whole number"),
+            "{}",
+            d[0].message
+        );
+        let (_, d) = parse("[server]\ninvite_rat = 5\n");
+        assert_eq!(d[0].hint.as_deref(), Some("did you mean `invite_rate`?"));
+        let (_, d) = parse("[server]\nrtp_timeout = \"soon\"\n");
+        assert!(d[0].message.contains("is not a duration"), "{d:?}");
     }
 
     #[test]

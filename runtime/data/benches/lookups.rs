@@ -1,6 +1,7 @@
 //! Lookups through the engine against real databases: each simulated call drives the reference
 //! hotline's `Call` (the same state machine that serves calls) from its start through the bill
-//! inquiry: `identify` (customer_by_phone), the service password (`verify_password`, hashed)
+//! inquiry: `identify` (customer_by_phone), the service password (`lock_check`, a read of
+//! password_lock, and `check_password`, a hashed check that writes the count of wrong passwords)
 //! and `load_bill` (current_bill), answering every `RunQuery` command with the data layer.
 //! N calls run at once, each starting a new call as soon as the last ends.
 //!
@@ -94,7 +95,7 @@ async fn feed(call: &mut Call, event: Event, db: &Database, tally: &mut Tally) {
     }
 }
 
-/// One call: arrives, presses 1, gives the password, hears the bill, hangs up (3 lookups).
+/// One call: arrives, presses 1, gives the password, hears the bill, hangs up (4 lookups).
 async fn one_call(flow: &Arc<Flow>, db: &Database, n: u64, tally: &mut Tally) {
     let customer = demo::CUSTOMERS[(n as usize) % 4];
     let info = CallInfo {
@@ -199,7 +200,7 @@ fn main() {
     let (flow, config) = hotline();
     rt.block_on(async {
         println!(
-            "lookups through the engine (3 per call), {seconds} s per row, pool of {pool_size} connections"
+            "lookups through the engine (4 per call), {seconds} s per row, pool of {pool_size} connections"
         );
         println!("| engine | concurrent calls | lookups/s | calls/s | p50 ms | p99 ms | lookups | errors |");
         println!("|---|---:|---:|---:|---:|---:|---:|---:|");

@@ -4,8 +4,14 @@
 //! row, so QA can write scenarios against it without mocks.
 //!
 //! Service passwords are stored only as `password_hash` = hex HMAC-SHA256(secret, password):
-//! the catalog's `verify_password` lists `password` under `hash`, so the platform hashes what
-//! the caller typed with the same secret before binding it.
+//! the catalog's `verify_password` and `check_password` list `password` under `hash`, so the
+//! platform hashes what the caller typed with the same secret before binding it.
+//!
+//! Wrong service passwords are counted across calls in `customers.failed_passwords`; the fifth
+//! in a row sets `customers.locked_at` (the catalog's `check_password` does both in one
+//! statement, and resets the count on the right password). A locked password stays locked until
+//! an agent unlocks it (`failed_passwords = 0, locked_at = NULL`). Demo customers 7 (locked)
+//! and 8 (four wrong passwords already) show it.
 //!
 //! Money: PostgreSQL stores `NUMERIC(12,2)` (exact). SQLite has no decimal type; its money
 //! columns have NUMERIC affinity (a REAL holding the nearest double to the exact amount), and a
@@ -38,7 +44,9 @@ CREATE TABLE IF NOT EXISTS customers (
     plan_id       INTEGER REFERENCES plans (id),
     password_hash TEXT,
     minutes_used  INTEGER NOT NULL DEFAULT 0,
-    data_used_mb  INTEGER NOT NULL DEFAULT 0
+    data_used_mb  INTEGER NOT NULL DEFAULT 0,
+    failed_passwords INTEGER NOT NULL DEFAULT 0,
+    locked_at     TEXT
 );
 CREATE TRIGGER IF NOT EXISTS customers_balance_cents AFTER UPDATE OF balance ON customers
 BEGIN
@@ -86,7 +94,9 @@ CREATE TABLE IF NOT EXISTS customers (
     plan_id       BIGINT REFERENCES plans (id),
     password_hash TEXT,
     minutes_used  INTEGER NOT NULL DEFAULT 0,
-    data_used_mb  INTEGER NOT NULL DEFAULT 0
+    data_used_mb  INTEGER NOT NULL DEFAULT 0,
+    failed_passwords INTEGER NOT NULL DEFAULT 0,
+    locked_at     TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS bills (
     id     BIGSERIAL PRIMARY KEY,
@@ -111,6 +121,18 @@ CREATE TABLE IF NOT EXISTS tickets (
     status    TEXT NOT NULL DEFAULT 'open'
 );
 CREATE INDEX IF NOT EXISTS tickets_phone ON tickets (phone, id);
+";
+
+/// The password-lock columns, for a demo database made before them (SQLite has no
+/// `ADD COLUMN IF NOT EXISTS`: `ensure` adds them when `failed_passwords` is missing).
+const SQLITE_LOCK_COLUMNS: &str = "
+ALTER TABLE customers ADD COLUMN failed_passwords INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE customers ADD COLUMN locked_at TEXT;
+";
+
+const POSTGRES_LOCK_COLUMNS: &str = "
+ALTER TABLE customers ADD COLUMN IF NOT EXISTS failed_passwords INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE customers ADD COLUMN IF NOT EXISTS locked_at TIMESTAMP;
 ";
 
 /// A plan: id, name, monthly fee, minutes, data (MB).
@@ -141,6 +163,10 @@ pub struct DemoCustomer {
     pub minutes_used: i64,
     /// Data used this month (MB).
     pub data_used_mb: i64,
+    /// Wrong service passwords in a row, counted across calls.
+    pub failed_passwords: i64,
+    /// When the fifth wrong password locked the service password (`YYYY-MM-DD HH:MM:SS`).
+    pub locked_at: Option<&'static str>,
 }
 
 /// The demo customers (docs/data.md).
@@ -155,6 +181,8 @@ pub const CUSTOMERS: &[DemoCustomer] = &[
         password: "123456",
         minutes_used: 120,
         data_used_mb: 5120,
+        failed_passwords: 0,
+        locked_at: None,
     },
     DemoCustomer {
         id: 2,
@@ -166,6 +194,8 @@ pub const CUSTOMERS: &[DemoCustomer] = &[
         password: "654321",
         minutes_used: 100,
         data_used_mb: 1500,
+        failed_passwords: 0,
+        locked_at: None,
     },
     DemoCustomer {
         id: 3,
@@ -177,6 +207,8 @@ pub const CUSTOMERS: &[DemoCustomer] = &[
         password: "112233",
         minutes_used: 30,
         data_used_mb: 2048,
+        failed_passwords: 0,
+        locked_at: None,
     },
     DemoCustomer {
         id: 4,
@@ -188,6 +220,8 @@ pub const CUSTOMERS: &[DemoCustomer] = &[
         password: "888888",
         minutes_used: 0,
         data_used_mb: 0,
+        failed_passwords: 0,
+        locked_at: None,
     },
     DemoCustomer {
         id: 5,
@@ -199,6 +233,8 @@ pub const CUSTOMERS: &[DemoCustomer] = &[
         password: "000000",
         minutes_used: 0,
         data_used_mb: 0,
+        failed_passwords: 0,
+        locked_at: None,
     },
     DemoCustomer {
         id: 6,
@@ -210,6 +246,37 @@ pub const CUSTOMERS: &[DemoCustomer] = &[
         password: "246810",
         minutes_used: 45,
         data_used_mb: 300,
+        failed_passwords: 0,
+        locked_at: None,
+    },
+    // Locked: five wrong service passwords in earlier calls. The hotline tells him so and puts
+    // him through to an agent without asking for the password.
+    DemoCustomer {
+        id: 7,
+        phone: "13800000007",
+        name: "孙八",
+        vip: false,
+        balance: "66.00",
+        plan: Some(1),
+        password: "135790",
+        minutes_used: 20,
+        data_used_mb: 512,
+        failed_passwords: 5,
+        locked_at: Some("2026-11-20 21:14:05"),
+    },
+    // Four wrong service passwords in earlier calls: one more locks, the right one resets.
+    DemoCustomer {
+        id: 8,
+        phone: "13800000008",
+        name: "周九",
+        vip: false,
+        balance: "42.00",
+        plan: Some(2),
+        password: "975310",
+        minutes_used: 210,
+        data_used_mb: 8192,
+        failed_passwords: 4,
+        locked_at: None,
     },
 ];
 
@@ -298,6 +365,15 @@ pub async fn ensure(pool: &Pool, secret: Option<&Secret>) -> Result<(), DataErro
         Pool::Sqlite(p) => {
             let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
             sqlx::raw_sql(SQLITE_SCHEMA).execute(&mut *tx).await?;
+            // A demo database made before the password lock: add its two columns.
+            let has_lock: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pragma_table_info('customers') WHERE name = 'failed_passwords'",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if has_lock == 0 {
+                sqlx::raw_sql(SQLITE_LOCK_COLUMNS).execute(&mut *tx).await?;
+            }
             let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers")
                 .fetch_one(&mut *tx)
                 .await?;
@@ -313,6 +389,9 @@ pub async fn ensure(pool: &Pool, secret: Option<&Secret>) -> Result<(), DataErro
                 .execute(&mut *tx)
                 .await?;
             sqlx::raw_sql(POSTGRES_SCHEMA).execute(&mut *tx).await?;
+            sqlx::raw_sql(POSTGRES_LOCK_COLUMNS)
+                .execute(&mut *tx)
+                .await?;
             let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM customers")
                 .fetch_one(&mut *tx)
                 .await?;
@@ -336,8 +415,8 @@ fn seed(secret: Option<&Secret>, pg: bool) -> Vec<(&'static str, Vec<Value>)> {
     }
     for c in CUSTOMERS {
         st.push((
-            "INSERT INTO customers (id, phone, name, vip, balance, plan_id, password_hash, minutes_used, data_used_mb) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO customers (id, phone, name, vip, balance, plan_id, password_hash, minutes_used, data_used_mb, \
+             failed_passwords, locked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             vec![
                 num(c.id),
                 text(c.phone),
@@ -348,6 +427,9 @@ fn seed(secret: Option<&Secret>, pg: bool) -> Vec<(&'static str, Vec<Value>)> {
                 secret.map_or(Value::Null, |s| text(&s.hash(c.password))),
                 num(c.minutes_used),
                 num(c.data_used_mb),
+                num(c.failed_passwords),
+                c.locked_at
+                    .map_or(Value::Null, |t| if pg { datetime(t) } else { text(t) }),
             ],
         ));
     }

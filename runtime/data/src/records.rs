@@ -200,6 +200,9 @@ impl QueueEventKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Record {
+    /// A call whose flow starts (in `calls_in_progress` until its [`Record::Call`] comes; a
+    /// run killed meanwhile leaves it there, and the next run closes it as `failed`).
+    Started(CallRow),
     /// A call (written when it ends).
     Call(CallRow),
     /// A node visit (written when the node is left).
@@ -241,7 +244,7 @@ impl Record {
     /// Makes every text field safe for both databases (see [`MAX_FIELD`]).
     pub fn sanitize(&mut self) {
         match self {
-            Record::Call(c) => {
+            Record::Call(c) | Record::Started(c) => {
                 for s in [
                     &mut c.call_id,
                     &mut c.caller,
@@ -308,7 +311,7 @@ impl Record {
     /// The call the record belongs to.
     pub fn call_id(&self) -> &str {
         match self {
-            Record::Call(c) => &c.call_id,
+            Record::Call(c) | Record::Started(c) => &c.call_id,
             Record::Visit(v) => &v.call_id,
             Record::Survey(s) => &s.call_id,
             Record::Recording(r) => &r.call_id,
@@ -336,6 +339,10 @@ pub struct WriterOptions {
     /// Where records wait while the database is down, and where refused ones are kept (none:
     /// records the database cannot take are lost, and counted).
     pub spool: Option<Spool>,
+    /// Calls an earlier run left in progress (it was killed) are closed as `failed`, ended at
+    /// this time, when the writer starts (after what waited in the spool is written, before
+    /// any record of this run). None: left as they are.
+    pub interrupted_at: Option<Millis>,
 }
 
 impl Default for WriterOptions {
@@ -345,6 +352,7 @@ impl Default for WriterOptions {
             max_batch: 1_000,
             max_delay: Duration::from_millis(100),
             spool: None,
+            interrupted_at: None,
         }
     }
 }
@@ -470,8 +478,20 @@ async fn run(pool: Pool, opts: WriterOptions, mut rx: mpsc::Receiver<Msg>, stats
         max_batch: opts.max_batch.max(1),
         stats,
     };
-    // What a previous run left in the spool.
+    // What a previous run left in the spool, then the calls it left in progress.
     w.drain_spool().await;
+    if let Some(at) = opts.interrupted_at {
+        match close_interrupted(&w.pool, at).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                calls = n,
+                "calls left in progress by an earlier run recorded as failed"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "calls left in progress by an earlier run not closed")
+            }
+        }
+    }
     let mut buf: Vec<Record> = Vec::new();
     let mut deadline = tokio::time::Instant::now();
     loop {
@@ -714,11 +734,75 @@ impl Writer {
     }
 }
 
+/// Turns every row of `calls_in_progress` into a `calls` row with the outcome `failed`, ended
+/// at `at`; returns how many.
+pub async fn close_interrupted(pool: &Pool, at: Millis) -> Result<u64, DataError> {
+    const COLUMNS: &str = "call_id, caller, called, flow, flow_version, channel, started_at";
+    let ended = timestamp(at);
+    let n = match pool {
+        Pool::Sqlite(p) => {
+            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+            let n = sqlx::query(&format!(
+                "INSERT INTO calls ({COLUMNS}, ended_at, outcome) \
+                 SELECT {COLUMNS}, ?1, 'failed' FROM calls_in_progress"
+            ))
+            .bind(ended)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM calls_in_progress")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            n
+        }
+        Pool::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(&format!(
+                "INSERT INTO calls ({COLUMNS}, ended_at, outcome) \
+                 SELECT {COLUMNS}, $1, 'failed' FROM calls_in_progress"
+            ))
+            .bind(ended)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM calls_in_progress")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            n
+        }
+    };
+    Ok(n)
+}
+
 /// Rows per INSERT statement (well under SQLite's limit of bound variables).
 const ROWS_PER_INSERT: usize = 500;
 
 macro_rules! insert_batch {
     ($db:ty, $tx:expr, $buf:expr) => {{
+        let started: Vec<&CallRow> = $buf
+            .iter()
+            .filter_map(|r| match r {
+                Record::Started(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        for chunk in started.chunks(ROWS_PER_INSERT) {
+            let mut b = QueryBuilder::<$db>::new(
+                "INSERT INTO calls_in_progress (call_id, caller, called, flow, flow_version, channel, started_at) ",
+            );
+            b.push_values(chunk, |mut row, c| {
+                row.push_bind(c.call_id.clone())
+                    .push_bind(c.caller.clone())
+                    .push_bind(c.called.clone())
+                    .push_bind(c.flow.clone())
+                    .push_bind(c.flow_version.clone())
+                    .push_bind(c.channel.clone())
+                    .push_bind(c.started_at);
+            });
+            b.build().execute(&mut *$tx).await?;
+        }
         let calls: Vec<&CallRow> = $buf
             .iter()
             .filter_map(|r| match r {
@@ -749,6 +833,15 @@ macro_rules! insert_batch {
                     .push_bind(c.wait_ms);
             });
             b.build().execute(&mut *$tx).await?;
+            // Ended: no longer in progress.
+            let mut d =
+                QueryBuilder::<$db>::new("DELETE FROM calls_in_progress WHERE call_id IN (");
+            let mut ids = d.separated(", ");
+            for c in chunk {
+                ids.push_bind(c.call_id.clone());
+            }
+            ids.push_unseparated(")");
+            d.build().execute(&mut *$tx).await?;
         }
         let visits: Vec<&VisitRow> = $buf
             .iter()
@@ -904,6 +997,7 @@ impl CallRecorder {
             agent_answered_at: None,
             wait_ms: None,
         };
+        writer.send(Record::Started(call.clone()));
         CallRecorder {
             writer,
             flow,

@@ -5,8 +5,9 @@
 //!
 //! Covered on both engines: reads mapped to the catalog's field types, hashed arguments,
 //! transactions (all or nothing; a statement finding no row ends as `missing` and rolls back),
-//! `$name` chaining, timeouts (with rollback), exact money, the 50-way recharge-card race, and
-//! the batching writer of call records.
+//! `$name` chaining, timeouts (with rollback), exact money, the 50-way recharge-card race, the
+//! service-password lock (counted across calls, reset by the right password, and exact under
+//! concurrent wrong passwords), and the batching writer of call records.
 
 use indexmap::IndexMap;
 use ivr_compiler::config::{Config, QueryDef};
@@ -19,6 +20,7 @@ use ivr_dsl::SourceMap;
 use ivr_engine::QueryResult;
 use ivr_engine::value::Value;
 use rust_decimal::Decimal;
+use sqlx::Connection as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -85,6 +87,18 @@ args   = ["pin"]
 sql    = "SELECT used_by, value FROM cards WHERE pin = $1"
 fields = {{ used_by = "text", value = "money" }}
 
+# The password lock as it is stored (since: when it locked, as text).
+[queries.lock_state]
+args   = ["phone"]
+sql    = "SELECT failed_passwords AS failures, locked_at AS since FROM customers WHERE phone = $1"
+fields = {{ failures = "number", since = "text" }}
+
+# What an agent does after checking who is calling.
+[queries.unlock]
+args        = ["phone"]
+transaction = ["UPDATE customers SET failed_passwords = 0, locked_at = NULL WHERE phone = $1"]
+fields      = {{}}
+
 [queries.stored_passwords]
 args   = ["plain"]
 sql    = "SELECT COUNT(*) AS n FROM customers WHERE password_hash = $1 OR password_hash IS NULL"
@@ -147,6 +161,10 @@ async fn sqlite_db(name: &str) -> (Database, PathBuf) {
 /// A fresh PostgreSQL database with the demo data, or `None` (with a note) without a server.
 async fn pg_db(name: &str) -> Option<(Database, PgScratch)> {
     let Ok(url) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but IVR_TEST_POSTGRES_URL is not: PostgreSQL test `{name}` cannot run"
+        );
         // Written past the test harness's capture, so the skip is seen.
         use std::io::Write as _;
         let _ = writeln!(
@@ -502,6 +520,206 @@ async fn check_card_race(db: &Database) {
     assert_eq!(changed, 1, "exactly one balance changes");
 }
 
+fn num(i: i64) -> Value {
+    Value::Number(Decimal::from(i))
+}
+
+/// `check_password`: (ok, tries_left, locked), or `None` for `missing` (locked: not checked).
+async fn check_password(db: &Database, phone: &str, password: &str) -> Option<(bool, i64, bool)> {
+    match run(db, "check_password", &[text(phone), text(password)]).await {
+        QueryResult::Found(row) => Some(checked(&row)),
+        QueryResult::Missing => None,
+        QueryResult::Error(e) => panic!("check_password({phone}): {e}"),
+    }
+}
+
+fn checked(row: &[Value]) -> (bool, i64, bool) {
+    let flag = |v: &Value| match v {
+        Value::Bool(b) => *b,
+        other => panic!("not a bool: {other:?}"),
+    };
+    let tries = row[1]
+        .as_decimal()
+        .and_then(|d| i64::try_from(d).ok())
+        .expect("tries_left");
+    (flag(&row[0]), tries, flag(&row[2]))
+}
+
+/// (failed_passwords, locked_at) as stored.
+async fn lock_state(db: &Database, phone: &str) -> (i64, Option<String>) {
+    match run(db, "lock_state", &[text(phone)]).await {
+        QueryResult::Found(row) => (
+            row[0]
+                .as_decimal()
+                .and_then(|d| i64::try_from(d).ok())
+                .expect("failures"),
+            match &row[1] {
+                Value::Null => None,
+                v => Some(v.to_string()),
+            },
+        ),
+        other => panic!("lock_state({phone}): {other:?}"),
+    }
+}
+
+/// The service-password lock one call after another: wrong passwords count across calls, the
+/// right one resets the count, the fifth wrong one in a row locks, and a locked password is
+/// neither checked nor counted until it is unlocked.
+async fn check_password_lock(db: &Database) {
+    let p = "13800000003"; // 王五, password 112233, no wrong password yet
+    assert_eq!(
+        run(db, "password_lock", &[text(p)]).await,
+        QueryResult::Missing
+    );
+    assert_eq!(
+        check_password(db, p, "111111").await,
+        Some((false, 4, false))
+    );
+    assert_eq!(
+        check_password(db, p, "222222").await,
+        Some((false, 3, false))
+    );
+    assert_eq!(lock_state(db, p).await, (2, None));
+    // The right password resets the count.
+    assert_eq!(
+        check_password(db, p, "112233").await,
+        Some((true, 5, false))
+    );
+    assert_eq!(lock_state(db, p).await, (0, None));
+    // Five wrong in a row (as if over several calls): the fifth locks.
+    for left in (1..5).rev() {
+        assert_eq!(
+            check_password(db, p, "000000").await,
+            Some((false, left, false))
+        );
+    }
+    assert_eq!(
+        check_password(db, p, "000000").await,
+        Some((false, 0, true))
+    );
+    let (failures, since) = lock_state(db, p).await;
+    assert_eq!(failures, 5);
+    assert!(since.is_some(), "locked_at is set");
+    assert_eq!(
+        run(db, "password_lock", &[text(p)]).await,
+        QueryResult::Found(vec![num(5)])
+    );
+    // Locked: even the right password is refused, and nothing is counted or changed.
+    assert_eq!(check_password(db, p, "112233").await, None);
+    assert_eq!(check_password(db, p, "000000").await, None);
+    assert_eq!(lock_state(db, p).await, (5, since));
+    // An agent unlocks it: the right password works again.
+    assert_eq!(
+        run(db, "unlock", &[text(p)]).await,
+        QueryResult::Found(vec![])
+    );
+    assert_eq!(
+        run(db, "password_lock", &[text(p)]).await,
+        QueryResult::Missing
+    );
+    assert_eq!(
+        check_password(db, p, "112233").await,
+        Some((true, 5, false))
+    );
+
+    // The demo data: 孙八 is locked, 周九 has 4 wrong passwords and one try left.
+    assert_eq!(
+        run(db, "password_lock", &[text("13800000007")]).await,
+        QueryResult::Found(vec![num(5)])
+    );
+    assert_eq!(check_password(db, "13800000007", "135790").await, None);
+    assert_eq!(lock_state(db, "13800000008").await, (4, None));
+    assert_eq!(
+        run(db, "password_lock", &[text("13800000008")]).await,
+        QueryResult::Missing
+    );
+    assert_eq!(
+        check_password(db, "13800000008", "975310").await,
+        Some((true, 5, false))
+    );
+    // Another customer's password is wrong here; a number that is no customer is missing.
+    assert_eq!(
+        check_password(db, "13800000008", "123456").await,
+        Some((false, 4, false))
+    );
+    assert_eq!(check_password(db, "13999999999", "123456").await, None);
+}
+
+/// Wrong passwords from many calls at once: exactly five are counted, exactly one of them
+/// locks, every other is refused without being counted, and the lock is set once.
+async fn check_password_race(db: &Database) {
+    async fn at_once(db: &Database, phone: &'static str, n: usize) -> Vec<QueryResult> {
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let wrong = format!("{:06}", 900_000 + i);
+                db.run(
+                    "check_password",
+                    &[text(phone), text(&wrong)],
+                    Some(Duration::from_secs(60)),
+                )
+                .await
+            }));
+        }
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.expect("task"));
+        }
+        results
+    }
+    // 赵六 has no wrong password yet: 25 wrong ones at once.
+    let phone = "13800000004";
+    let mut left = Vec::new();
+    let mut locks = 0;
+    let mut missing = 0;
+    for r in at_once(db, phone, 25).await {
+        match r {
+            QueryResult::Found(row) => {
+                let (ok, tries_left, locked) = checked(&row);
+                assert!(!ok);
+                left.push(tries_left);
+                if locked {
+                    locks += 1;
+                    assert_eq!(tries_left, 0, "the fifth locks");
+                }
+            }
+            QueryResult::Missing => missing += 1,
+            QueryResult::Error(e) => panic!("a check failed: {e}"),
+        }
+    }
+    left.sort_unstable();
+    assert_eq!(left, vec![0, 1, 2, 3, 4], "each count seen once: none lost");
+    assert_eq!((locks, missing), (1, 20), "locked exactly once");
+    let (failures, since) = lock_state(db, phone).await;
+    assert_eq!(failures, 5, "the count is exact");
+    assert!(since.is_some());
+    // More at once on the locked account change nothing (the lock is not set again).
+    for r in at_once(db, phone, 10).await {
+        assert_eq!(r, QueryResult::Missing);
+    }
+    assert_eq!(lock_state(db, phone).await, (5, since));
+
+    // 4 wrong passwords in earlier calls, then 8 at once: one is counted and locks.
+    let phone = "13800000002";
+    for left in (1..5).rev() {
+        assert_eq!(
+            check_password(db, phone, "000000").await,
+            Some((false, left, false))
+        );
+    }
+    let results = at_once(db, phone, 8).await;
+    let found: Vec<_> = results
+        .iter()
+        .filter_map(|r| match r {
+            QueryResult::Found(row) => Some(checked(row)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(found, vec![(false, 0, true)], "{results:?}");
+    assert_eq!(lock_state(db, phone).await.0, 5);
+}
+
 async fn count(pool: &Pool, table: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM {table}");
     match pool {
@@ -631,8 +849,180 @@ async fn check_writer_backpressure(pool: &Pool) {
     assert_eq!(count(pool, "calls").await - before, accepted as i64);
 }
 
+/// A record with a NUL byte in its Call-ID (PostgreSQL refuses NUL in text) and an oversized
+/// caller is written, made safe, with the rest of its batch.
+async fn check_unsafe_values(pool: &Pool) {
+    let before = count(pool, "calls").await;
+    let writer = RecordWriter::start(
+        pool.clone(),
+        WriterOptions::default(),
+        &tokio::runtime::Handle::current(),
+    );
+    let mut bad = call_row(900_001);
+    bad.call_id = "evil\0call-id".into();
+    bad.caller = "9".repeat(100_000);
+    writer.send(Record::Call(bad));
+    writer.send(Record::Call(call_row(900_002)));
+    let stats = writer.shutdown().await;
+    assert_eq!(
+        (stats.written, stats.quarantined, stats.failed),
+        (2, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(count(pool, "calls").await - before, 2);
+    let sql = "SELECT caller FROM calls WHERE call_id LIKE 'evil%'";
+    let caller: String = match pool {
+        Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("row"),
+        Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("row"),
+    };
+    assert_eq!(caller.len(), ivr_data::records::MAX_FIELD);
+}
+
+fn spool_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ivr-spool-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQLite
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_unsafe_values_are_written_safe() {
+    let (db, dir) = sqlite_db("unsafe").await;
+    check_unsafe_values(db.pool()).await;
+    db.pool().close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A row the database refuses does not take its batch with it: the batch is written row by row
+/// and the refused row is quarantined (kept in the spool's quarantine file, counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_record_is_quarantined_and_the_others_written() {
+    let (db, dir) = sqlite_db("quarantine").await;
+    let Pool::Sqlite(p) = db.pool() else {
+        unreachable!("sqlite")
+    };
+    // The database refuses one caller (as a constraint would).
+    sqlx::query(
+        "CREATE TRIGGER refuse_bad BEFORE INSERT ON calls WHEN NEW.caller = 'refused' \
+         BEGIN SELECT RAISE(ABORT, 'refused by a constraint'); END",
+    )
+    .execute(p)
+    .await
+    .expect("trigger");
+    let before = count(db.pool(), "calls").await;
+    let spool = spool_dir("quarantine");
+    let writer = RecordWriter::start(
+        db.pool().clone(),
+        WriterOptions {
+            spool: Some(ivr_data::spool::Spool::new(&spool, 1 << 20)),
+            ..WriterOptions::default()
+        },
+        &tokio::runtime::Handle::current(),
+    );
+    for i in 0..100 {
+        let mut row = call_row(800_000 + i);
+        if i == 37 {
+            row.caller = "refused".into();
+        }
+        writer.send(Record::Call(row));
+    }
+    let stats = writer.shutdown().await;
+    assert_eq!((stats.written, stats.quarantined), (99, 1), "{stats:?}");
+    assert_eq!(count(db.pool(), "calls").await - before, 99);
+    let kept = std::fs::read_to_string(spool.join("quarantine.jsonl")).expect("quarantine");
+    assert_eq!(kept.lines().count(), 1);
+    assert!(kept.contains("test-800037"), "{kept}");
+    db.pool().close().await;
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(spool);
+}
+
+/// While the database cannot take records (here SQLite held locked by another writer) they
+/// wait in the on-disk spool, and are written once it can; what a run left in the spool is
+/// written by the next one at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_wait_in_the_spool_while_the_database_is_down() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let dir = spool_dir("down-db");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("ivr.db");
+    let opts = SqliteConnectOptions::new()
+        .filename(&file)
+        .create_if_missing(true)
+        .busy_timeout(Duration::from_millis(50));
+    let sqlite = SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(opts.clone())
+        .await
+        .expect("open");
+    let pool = Pool::Sqlite(sqlite);
+    connect::migrate(&pool).await.expect("migrate");
+    let spool = dir.join("spool");
+    let options = || WriterOptions {
+        max_delay: Duration::from_millis(5),
+        spool: Some(ivr_data::spool::Spool::new(&spool, 1 << 20)),
+        ..WriterOptions::default()
+    };
+    // Another program holds the database.
+    let mut locker = sqlx::SqliteConnection::connect_with(&opts)
+        .await
+        .expect("locker");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    let writer = RecordWriter::start(pool.clone(), options(), &tokio::runtime::Handle::current());
+    for i in 0..10 {
+        writer.send(Record::Call(call_row(700_000 + i)));
+    }
+    writer.flush().await;
+    let stats = writer.stats();
+    assert_eq!(
+        (stats.spooled, stats.written, stats.failed),
+        (10, 0, 0),
+        "{stats:?}"
+    );
+    assert!(spool.join("records.jsonl").exists());
+    // The database is back: the spool is written within a few seconds, then removed.
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("unlock");
+    let started = Instant::now();
+    while count(&pool, "calls").await < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "spool not written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !spool.join("records.jsonl").exists(),
+        "the spool is emptied"
+    );
+    // Records left by a run that ended while the database was down go in at the next start.
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    writer.send(Record::Call(call_row(700_100)));
+    writer.flush().await;
+    let stats = writer.shutdown().await;
+    assert_eq!(stats.spooled, 11, "{stats:?}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("unlock");
+    let next = RecordWriter::start(pool.clone(), options(), &tokio::runtime::Handle::current());
+    next.flush().await;
+    assert_eq!(count(&pool, "calls").await, 11);
+    let stats = next.shutdown().await;
+    assert_eq!(stats.written, 1, "{stats:?}");
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_catalog() {
@@ -659,6 +1049,46 @@ async fn sqlite_card_race_has_one_winner() {
     check_card_race(&db).await;
     db.pool().close().await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_password_lock() {
+    let (db, dir) = sqlite_db("lock").await;
+    check_password_lock(&db).await;
+    check_password_race(&db).await;
+    db.pool().close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A demo database made before the password lock gains its columns at the next start.
+#[tokio::test]
+async fn sqlite_old_demo_database_gains_the_lock_columns() {
+    let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+    let secret = Secret::new(SECRET);
+    let Pool::Sqlite(p) = &pool else {
+        panic!("sqlite")
+    };
+    sqlx::raw_sql(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, phone TEXT NOT NULL UNIQUE, \
+         name TEXT NOT NULL, vip BOOLEAN NOT NULL DEFAULT 0, balance NUMERIC NOT NULL DEFAULT 0, \
+         plan_id INTEGER, password_hash TEXT, minutes_used INTEGER NOT NULL DEFAULT 0, \
+         data_used_mb INTEGER NOT NULL DEFAULT 0)",
+    )
+    .execute(p)
+    .await
+    .expect("old schema");
+    sqlx::query("INSERT INTO customers (id, phone, name, password_hash) VALUES (1, '13800000001', '张三', ?1)")
+        .bind(secret.hash("123456"))
+        .execute(p)
+        .await
+        .expect("old row");
+    demo::ensure(&pool, Some(&secret)).await.expect("demo data");
+    let db = Database::new(pool, &catalog(SQLITE_SLOW), Some(secret)).expect("catalog");
+    assert_eq!(
+        check_password(&db, "13800000001", "000000").await,
+        Some((false, 4, false))
+    );
+    assert_eq!(lock_state(&db, "13800000001").await, (1, None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -700,6 +1130,15 @@ async fn bad_catalog_sql_is_refused_naming_the_query() {
 // PostgreSQL
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_unsafe_values_are_written_safe() {
+    let Some((db, scratch)) = pg_db("unsafe").await else {
+        return;
+    };
+    check_unsafe_values(db.pool()).await;
+    scratch.drop_db(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_catalog() {
     let Some((db, scratch)) = pg_db("catalog").await else {
         return;
@@ -726,6 +1165,16 @@ async fn postgres_card_race_has_one_winner() {
         return;
     };
     check_card_race(&db).await;
+    scratch.drop_db(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_password_lock() {
+    let Some((db, scratch)) = pg_db("lock").await else {
+        return;
+    };
+    check_password_lock(&db).await;
+    check_password_race(&db).await;
     scratch.drop_db(db).await;
 }
 

@@ -8,11 +8,14 @@
 //! - `POST /agents/ID/state` with `away` or `available` (text, or JSON `{"state": "away"}`).
 //!
 //! Every login over HTTP (these routes and the console's `POST /agent/login`) goes through
-//! [`AgentApi::login`] and the one [`FailureLimiter`] of the server's HTTP side: after
-//! [`ivr_sip::limiter::FREE_FAILURES`] wrong passwords from an address, its further attempts
-//! are refused unchecked — the password is not even looked at — with 429 and `Retry-After`
-//! until the limiter lets the address try again (counted in `ivr_http_logins_refused_total`).
-//! A request without credentials is no attempt: it gets the challenge and counts nothing.
+//! [`AgentApi::login`] and the one [`FailureLimiter`] of the server's HTTP side (the SIP
+//! registrar has a limiter of its own): after 3 failures from an address every further
+//! attempt from there is answered only after 1 s, 2 s, … up to 16 s; 10 failures from an
+//! address within 10 minutes, or 20 for one agent from any addresses, lock it: its attempts
+//! are refused unchecked — the password is not even looked at, the right one is refused too —
+//! with 429 and `Retry-After` until the lock lifts, 10 minutes on (an agent's lock spares the
+//! addresses it logged in from). Refusals are counted in `ivr_http_logins_refused_total`. A
+//! request without credentials is no attempt: it gets the challenge and counts nothing.
 
 use crate::acd_task::{AcdHandle, AcdMsg, AcdSnapshot};
 use crate::http_limits::HttpStats;
@@ -24,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use ivr_sansio::{Clock, Millis};
-use ivr_sip::limiter::FailureLimiter;
+use ivr_sip::limiter::{FailureLimiter, Lock, Verdict};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,9 +95,9 @@ impl AgentApi {
         let ip = peer.ip();
         let delay = match self.limiter(|l| gate(l, ip, agent, self.clock.now())) {
             Gate::Check(delay) => delay,
-            Gate::Refuse(wait) => {
+            Gate::Refuse(wait, locked) => {
                 HttpStats::count(&self.services.http.logins_refused);
-                tracing::info!(agent = %id, addr = %ip, "agent login refused unchecked: too many failures");
+                tracing::info!(agent = %id, addr = %ip, locked, "agent login refused unchecked: too many failures");
                 return Login::Refused(wait);
             }
         };
@@ -144,7 +147,8 @@ pub enum Login {
     Granted,
     /// No credentials, or wrong ones (401).
     Denied,
-    /// Not checked: the address failed too often; it may try again after this long (429).
+    /// Not checked: the address (or the agent) failed too often; it may try again after
+    /// this long (429).
     Refused(Duration),
 }
 
@@ -172,35 +176,37 @@ impl Login {
 enum Gate {
     /// Check the password, answering after this long.
     Check(Duration),
-    /// Refuse it unchecked; the address may try again after this long.
-    Refuse(Duration),
+    /// Refuse it unchecked; the address may try again after this long; what is locked
+    /// (`address` or `agent`).
+    Refuse(Duration, &'static str),
 }
 
 // The three places the HTTP side speaks to the limiter ([`AgentApi::login`] is their one
-// caller). Today's [`FailureLimiter`] counts failures per address only: once an address has
-// failed [`ivr_sip::limiter::FREE_FAILURES`] times its attempts are refused, and it is let go
-// after [`ivr_sip::limiter::FORGET_AFTER`] without attempts (a locked-out address cannot
-// succeed), so that is how long it must wait.
+// caller).
 
 /// The limiter's verdict on an attempt from `ip` (for `agent`, when configured) at `now`.
-fn gate(l: &mut FailureLimiter, ip: IpAddr, _agent: Option<&str>, now: Millis) -> Gate {
-    if l.seen(ip, now) > 0 {
-        Gate::Refuse(Duration::from_millis(
-            ivr_sip::limiter::FORGET_AFTER.unsigned_abs(),
-        ))
-    } else {
-        Gate::Check(Duration::ZERO)
+fn gate(l: &mut FailureLimiter, ip: IpAddr, agent: Option<&str>, now: Millis) -> Gate {
+    match l.check(ip, agent, now) {
+        Verdict::Check { delay } => Gate::Check(Duration::from_millis(delay.unsigned_abs())),
+        Verdict::Locked(lock) => {
+            let (Lock::Address { until } | Lock::Agent { until }) = lock;
+            let by = match lock {
+                Lock::Address { .. } => "address",
+                Lock::Agent { .. } => "agent",
+            };
+            Gate::Refuse(Duration::from_millis((until - now).unsigned_abs()), by)
+        }
     }
 }
 
 /// `ip` logged in as `agent` at `now`.
-fn succeeded(l: &mut FailureLimiter, ip: IpAddr, _agent: Option<&str>, _now: Millis) {
-    l.forget(ip);
+fn succeeded(l: &mut FailureLimiter, ip: IpAddr, agent: Option<&str>, now: Millis) {
+    l.succeeded(ip, agent, now);
 }
 
 /// `ip` gave a wrong password (for `agent`, when configured) at `now`: the failures counted.
-fn failed(l: &mut FailureLimiter, ip: IpAddr, _agent: Option<&str>, now: Millis) -> u32 {
-    l.strike(ip, now)
+fn failed(l: &mut FailureLimiter, ip: IpAddr, agent: Option<&str>, now: Millis) -> u32 {
+    l.failed(ip, agent, now)
 }
 
 /// The user name and password of the request's HTTP Basic credentials.

@@ -257,6 +257,28 @@ impl Dashboard {
             p.late_packets.load(Ordering::Relaxed),
             ivr_media::latch::foreign_packets_total(),
         );
+        if let Some(w) = &self.services.writer {
+            let st = w.stats();
+            let _ = write!(
+                out,
+                "# HELP ivr_records_written_total Call records written to the database.\n\
+                 # TYPE ivr_records_written_total counter\n\
+                 ivr_records_written_total {}\n\
+                 # HELP ivr_records_spooled_total Call records that waited in the spool while the database was down.\n\
+                 # TYPE ivr_records_spooled_total counter\n\
+                 ivr_records_spooled_total {}\n\
+                 # HELP ivr_records_quarantined_total Call records the database refused (kept in the spool's quarantine file).\n\
+                 # TYPE ivr_records_quarantined_total counter\n\
+                 ivr_records_quarantined_total {}\n\
+                 # HELP ivr_records_lost_total Call records lost: the database was down and the spool could not take them, or the writer's queue was full.\n\
+                 # TYPE ivr_records_lost_total counter\n\
+                 ivr_records_lost_total {}\n",
+                st.written,
+                st.spooled,
+                st.quarantined,
+                st.failed.saturating_add(st.rejected),
+            );
+        }
     }
 }
 

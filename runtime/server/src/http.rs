@@ -437,6 +437,7 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
         s.stats.refused.load(Ordering::Relaxed),
         s.browser.as_ref().map_or(0, |b| b.active()),
     );
+    s.stats.metrics(&mut out);
     if let Some(d) = &s.dashboard {
         d.metrics(&mut out).await;
     }

@@ -39,11 +39,12 @@ use ivr_data::records::{CallRecorder, RecordWriter, WriterOptions};
 use ivr_engine::{CallInfo, Channel};
 use ivr_media::pacer::Pacer;
 use ivr_media::ports::{PortPool, parse_range};
+use ivr_sip::edge::Network;
 use ivr_sip::message::{self, random_u64};
 use ivr_sip::registrar::Registrar;
 use ivr_sip::sdp::{self, Negotiated};
 use ivr_sip::transaction::Timers;
-use ivr_sip::ua::{Admitted, Core, CoreOptions, Host, NewCall};
+use ivr_sip::ua::{Admitted, Bounds, Core, CoreOptions, EdgePolicy, Host, NewCall};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -53,6 +54,13 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tracing::Instrument;
+
+/// Where call records wait while the database is down, beside `ivr.toml` (see
+/// [`ivr_data::spool`]).
+pub const SPOOL_DIR: &str = "ivr-data/spool";
+
+/// The most the spool keeps (each of its two files), 1 GiB: about 3 million call records.
+pub const SPOOL_MAX_BYTES: u64 = 1 << 30;
 
 /// Options of `ivr serve` (the command line over `[server]`).
 #[derive(Debug, Clone)]
@@ -69,8 +77,9 @@ pub struct ServeOptions {
     pub answer_after: Duration,
     /// How long current calls may go on after a shutdown signal (`--drain`).
     pub drain: Duration,
-    /// End a call after this long without RTP from the caller.
-    pub rtp_timeout: Duration,
+    /// End a call after this long without RTP from the caller (`--rtp-timeout`; else
+    /// `[server] rtp_timeout`).
+    pub rtp_timeout: Option<Duration>,
     /// Pacer threads (0: one per core).
     pub pacer_threads: usize,
     /// Override `[server] max_calls`.
@@ -86,7 +95,7 @@ impl Default for ServeOptions {
             watch: true,
             answer_after: Duration::ZERO,
             drain: Duration::from_secs(30),
-            rtp_timeout: Duration::from_secs(30),
+            rtp_timeout: None,
             pacer_threads: 0,
             max_calls: None,
         }
@@ -340,6 +349,9 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .map_err(|_| ServeError::SipAddress(sip_text.clone()))?;
     let (lo, hi) = parse_range(&server.rtp_ports)?;
     let max_calls = opts.max_calls.unwrap_or(server.max_calls) as usize;
+    let rtp_timeout = opts
+        .rtp_timeout
+        .unwrap_or(Duration::from_millis(server.rtp_timeout_ms));
 
     let db = match data::open_configured(&deployment.config).await {
         Ok(db) => Some(db),
@@ -352,7 +364,15 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let writer = db.as_ref().map(|d| {
         RecordWriter::start(
             d.pool().clone(),
-            WriterOptions::default(),
+            WriterOptions {
+                spool: Some(ivr_data::spool::Spool::new(
+                    deployment.config.base.join(SPOOL_DIR),
+                    SPOOL_MAX_BYTES,
+                )),
+                // Calls a killed run left in progress are closed as failed.
+                interrupted_at: Some(local_now()),
+                ..WriterOptions::default()
+            },
             &tokio::runtime::Handle::current(),
         )
     });
@@ -387,7 +407,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         consoles,
         live_calls: live_calls::LiveCalls::new(),
         running: AtomicUsize::new(0),
-        rtp_timeout: opts.rtp_timeout,
+        rtp_timeout,
         max_calls,
         http: http_limits::HttpStats::default(),
     });
@@ -403,6 +423,9 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
                     realm: d.config.server.realm.clone(),
                     credentials: agent_credentials(&d.config),
                 });
+                let _ = services
+                    .core
+                    .send(CoreMsg::Edge(edge_policy(&d.config.server)));
                 if services
                     .acd
                     .send(AcdMsg::Reconfigure(Arc::new(d.config.clone())))
@@ -422,7 +445,8 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         calls: HashMap::new(),
     };
     // Agents' registrations go to the ACD.
-    let (reg_tx, mut reg_rx) = mpsc::unbounded_channel::<ivr_sip::registrar::Registration>();
+    let (reg_tx, mut reg_rx) =
+        mpsc::channel::<ivr_sip::registrar::Registration>(sip_task::REGISTRATIONS_QUEUE);
     {
         let services = services.clone();
         tokio::spawn(async move {
@@ -451,6 +475,8 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             max_calls,
             answer_after: i64::try_from(opts.answer_after.as_millis()).unwrap_or(i64::MAX),
             local: bound.udp_addr,
+            edge: edge_policy(&server),
+            bounds: Bounds::for_calls(max_calls),
         },
     )
     .with_registrar(Registrar::new(
@@ -605,6 +631,19 @@ async fn wait_for_shutdown(_live: &Arc<Live>) {
 
 async fn second_signal() {
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Who may INVITE how often, from `[server] trusted` and `invite_rate` (networks that do not
+/// read are left out; `ivr check` reports them, and a deployment with them does not load).
+pub fn edge_policy(server: &ivr_compiler::config::ServerConfig) -> EdgePolicy {
+    EdgePolicy {
+        trusted: server
+            .trusted_networks()
+            .into_iter()
+            .filter_map(|(ip, prefix)| Network::new(ip, prefix))
+            .collect(),
+        invite_rate: server.invite_rate.max(1),
+    }
 }
 
 /// The registrar's credentials from a configuration: `[agents.ID] ha1` by agent id (agents

@@ -8,18 +8,35 @@
 //! leg events to the channel of the call that placed the leg, agents' registrations to the
 //! ACD's channel. The core's counters are mirrored into [`CoreStats`] for `/status`,
 //! `/metrics` and the browser channel's `max_calls`.
+//!
+//! The channels and what bounds them, since peers drive most of what goes through them:
+//!
+//! - transports → task: bounded (`transport.rs`), a full queue drops what arrives;
+//! - task → a call's dialog events and a leg's events (unbounded): the core emits them at
+//!   most at the in-dialog rate of their dialog or leg (`ivr_sip::edge::IN_DIALOG_RATE`, 20
+//!   a second after a burst of 40, 503 beyond), a BYE or an answer once, ringing once;
+//! - task → the ACD's registrations: bounded ([`REGISTRATIONS_QUEUE`]); when the ACD falls
+//!   that far behind, a binding change is dropped and counted (the phone refreshes it);
+//! - calls and the server → task ([`CoreMsg`], unbounded): not driven by peers but by calls
+//!   (at most `max_calls`), each sending a few messages in its life (its end, one dial and
+//!   one end per transfer attempt) and by reloads.
 
 use crate::transport::{Inbound, Peer, Sender};
 use ivr_sansio::{Clock, Machine};
 use ivr_sip::registrar::Registration;
 use ivr_sip::sdp::Negotiated;
-use ivr_sip::ua::{Command, Core, Host, Input, Output};
+use ivr_sip::ua::{Command, Core, Counters, EdgePolicy, Host, Input, Output};
 pub use ivr_sip::ua::{DialogEvent, LegEvent};
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::mpsc;
+
+/// Binding changes waiting for the ACD task at most.
+pub const REGISTRATIONS_QUEUE: usize = 1_024;
 
 /// A call to place as the UAC ([`CoreMsg::Dial`]): the core's [`ivr_sip::ua::Dial`] and
 /// where the leg's events go.
@@ -70,6 +87,8 @@ pub enum CoreMsg {
         /// Agent id → ha1 (32 hex digits).
         credentials: HashMap<String, String>,
     },
+    /// New limits for INVITEs (hot reload of `[server] trusted` and `invite_rate`).
+    Edge(EdgePolicy),
 }
 
 /// The core's counters, mirrored for the server after every step of the task.
@@ -81,6 +100,57 @@ pub struct CoreStats {
     pub answered: AtomicUsize,
     /// INVITEs refused (any 4xx/5xx).
     pub refused: AtomicUsize,
+    /// What the core refused or dropped to protect itself.
+    pub counters: Mutex<Counters>,
+    /// Binding changes dropped because the ACD's queue was full.
+    pub registrations_dropped: AtomicU64,
+}
+
+impl CoreStats {
+    /// The `/metrics` series of the SIP edge: INVITEs over `invite_rate`, REGISTERs refused
+    /// by reason, requests shed by table, binding changes dropped.
+    pub fn metrics(&self, out: &mut String) {
+        let c = *self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = write!(
+            out,
+            "# HELP ivr_sip_invites_rate_limited_total INVITEs of new calls from untrusted sources refused (503) beyond invite_rate.\n\
+             # TYPE ivr_sip_invites_rate_limited_total counter\n\
+             ivr_sip_invites_rate_limited_total {}\n\
+             # HELP ivr_sip_registers_refused_total REGISTERs refused, by reason: failed (wrong credentials), address_locked and agent_locked (refused unchecked), held_full (dropped unanswered: too many answers held back for that address).\n\
+             # TYPE ivr_sip_registers_refused_total counter\n",
+            c.invites_rate_limited
+        );
+        let r = c.registers_refused;
+        for (reason, n) in [
+            ("failed", r.failed),
+            ("address_locked", r.address_locked),
+            ("agent_locked", r.agent_locked),
+            ("held_full", c.registers_dropped),
+        ] {
+            let _ = writeln!(
+                out,
+                "ivr_sip_registers_refused_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP ivr_sip_requests_shed_total Requests refused (503) or sent without retransmissions because a table of the SIP core was at its bound, by table.\n\
+             # TYPE ivr_sip_requests_shed_total counter\n"
+        );
+        for (table, n) in c.shed() {
+            let _ = writeln!(out, "ivr_sip_requests_shed_total{{table=\"{table}\"}} {n}");
+        }
+        let _ = write!(
+            out,
+            "# HELP ivr_sip_registrations_dropped_total Agents' binding changes dropped because the ACD's queue was full.\n\
+             # TYPE ivr_sip_registrations_dropped_total counter\n\
+             ivr_sip_registrations_dropped_total {}\n",
+            self.registrations_dropped.load(Ordering::Relaxed)
+        );
+    }
 }
 
 /// The server's side of the core: admission ([`Host`]) and what becomes of the calls it
@@ -106,8 +176,9 @@ pub trait Calls: Host + Send + 'static {
 pub struct Outlets {
     /// The transports.
     pub sender: Sender,
-    /// Agents' binding changes (REGISTER); none: nobody listens.
-    pub registrations: Option<mpsc::UnboundedSender<Registration>>,
+    /// Agents' binding changes (REGISTER), at most [`REGISTRATIONS_QUEUE`] waiting; none:
+    /// nobody listens.
+    pub registrations: Option<mpsc::Sender<Registration>>,
     /// The counters to mirror the core's into.
     pub stats: Arc<CoreStats>,
 }
@@ -180,6 +251,7 @@ fn command(m: CoreMsg, legs: &mut HashMap<String, mpsc::UnboundedSender<LegEvent
         CoreMsg::Drain => Command::Drain,
         CoreMsg::TerminateAll => Command::TerminateAll,
         CoreMsg::Credentials { realm, credentials } => Command::Credentials { realm, credentials },
+        CoreMsg::Edge(policy) => Command::Edge(policy),
     }
 }
 
@@ -207,8 +279,13 @@ fn dispatch<C: Calls>(
                 legs.remove(&tag);
             }
             Output::Registration(r) => {
-                if let Some(tx) = &out.registrations {
-                    let _ = tx.send(r);
+                if let Some(tx) = &out.registrations
+                    && let Err(mpsc::error::TrySendError::Full(r)) = tx.try_send(r)
+                {
+                    tracing::warn!(agent = %r.agent, "the ACD is behind: binding change dropped");
+                    out.stats
+                        .registrations_dropped
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -216,6 +293,10 @@ fn dispatch<C: Calls>(
     out.stats.active.store(core.active(), Ordering::Relaxed);
     out.stats.answered.store(core.answered(), Ordering::Relaxed);
     out.stats.refused.store(core.refused(), Ordering::Relaxed);
+    *out.stats
+        .counters
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = core.counters();
 }
 
 /// Runs the core until both queues close.

@@ -4,7 +4,8 @@
 //! SIP INFO bodies; [`transaction`] holds the RFC 3261 transaction state machines with their
 //! timers as data; [`dialog`] the dialog state and in-dialog requests; [`registrar`] agents'
 //! REGISTER with digest authentication; [`outbound`] the INVITEs of the legs we place;
-//! [`limiter`] slows down repeated login failures; [`ua`] is the user-agent core that owns
+//! [`limiter`] slows down and locks out repeated login failures; [`edge`] says who may INVITE
+//! how often (trusted networks, a token bucket per address); [`ua`] is the user-agent core that owns
 //! them all for `ivr serve`. Everything here is sans-IO in the style of [`ivr_sansio`]: no
 //! socket, no task, no clock; time comes in as [`ivr_sansio::Millis`] with every input.
 
@@ -12,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod dialog;
+pub mod edge;
 pub mod info;
 pub mod limiter;
 pub mod message;

@@ -15,18 +15,23 @@
 //!   they are stale.
 //! - Repeated failures are slowed down per source address (IPv6: per /64): after 3 within
 //!   60 s, every further REGISTER from there is answered only after a delay that doubles with
-//!   each further failure, from 1 s up to 16 s; a success clears it; an address quiet for 5
+//!   each further failure, from 1 s up to 16 s; a success clears it; an address quiet for 10
 //!   minutes is forgotten; at most 10,000 addresses are remembered (the oldest go first).
+//! - Brute force is stopped ([`crate::limiter`]): 10 failures from one address within 10
+//!   minutes lock the address for 10 minutes, and 20 failures for one agent from any addresses
+//!   lock that agent (but for the addresses it logged in from) for 10 minutes; a locked
+//!   REGISTER gets 403 at once, without its credentials being looked at.
 //!
 //! Nothing here reads a clock or touches a socket: [`Registrar::handle`] takes the time and
 //! the source, and returns the response, how long to hold it back, and the binding change
 //! for the user-agent core to carry out.
 
 use super::message::{self, Extra};
-use crate::limiter::FailureLimiter;
 pub use crate::limiter::{
-    FAILURE_WINDOW, FIRST_DELAY, FORGET_AFTER, FREE_FAILURES, MAX_ADDRESSES, MAX_DELAY,
+    ADDRESS_LOCK_FAILURES, AGENT_LOCK_FAILURES, FAILURE_WINDOW, FIRST_DELAY, FORGET_AFTER,
+    FREE_FAILURES, LOCK_WINDOW, MAX_ADDRESSES, MAX_DELAY,
 };
+use crate::limiter::{FailureLimiter, Lock, Verdict};
 use crate::peer::Peer;
 use hmac::{Hmac, Mac};
 use ivr_sansio::Millis;
@@ -88,6 +93,65 @@ pub struct RegisterReply {
     pub delay: Millis,
     /// The binding change, when there is one.
     pub binding: Option<Binding>,
+    /// Why the REGISTER was refused, when it was (403, or 400 for broken credentials).
+    pub refused: Option<Refusal>,
+}
+
+/// Why a REGISTER was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Wrong or unusable credentials, or an unknown agent (a failure, counted).
+    Failed,
+    /// Its address is locked: refused without looking at the credentials.
+    AddressLocked,
+    /// Its agent is locked and the address is not one it logged in from: refused without
+    /// looking at the credentials.
+    AgentLocked,
+}
+
+impl Refusal {
+    /// Every refusal, in the order of [`Refusals::counts`].
+    pub const ALL: [Refusal; 3] = [
+        Refusal::Failed,
+        Refusal::AddressLocked,
+        Refusal::AgentLocked,
+    ];
+
+    /// Its name in `/metrics` (`reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Failed => "failed",
+            Refusal::AddressLocked => "address_locked",
+            Refusal::AgentLocked => "agent_locked",
+        }
+    }
+}
+
+/// REGISTERs refused since start, by [`Refusal`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// Wrong credentials and the like.
+    pub failed: u64,
+    /// From a locked address.
+    pub address_locked: u64,
+    /// For a locked agent.
+    pub agent_locked: u64,
+}
+
+impl Refusals {
+    /// The counts in the order of [`Refusal::ALL`].
+    pub fn counts(&self) -> [u64; 3] {
+        [self.failed, self.address_locked, self.agent_locked]
+    }
+
+    fn count(&mut self, r: Refusal) {
+        let n = match r {
+            Refusal::Failed => &mut self.failed,
+            Refusal::AddressLocked => &mut self.address_locked,
+            Refusal::AgentLocked => &mut self.agent_locked,
+        };
+        *n = n.saturating_add(1);
+    }
 }
 
 impl RegisterReply {
@@ -123,8 +187,10 @@ pub struct Registrar {
     /// Nonce timestamps count milliseconds from the first request seen.
     origin: Option<Millis>,
     bindings: HashMap<String, Bound>,
-    /// Failures per address.
+    /// Failures per address and per agent.
     limiter: FailureLimiter,
+    /// REGISTERs refused since start.
+    refusals: Refusals,
     /// Nonces answered correctly → the highest `nc` accepted (0: used without qop).
     used: HashMap<String, u32>,
     /// Stale entries of `used` are dropped when it grows past this.
@@ -310,6 +376,7 @@ impl Registrar {
             origin: None,
             bindings: HashMap::new(),
             limiter: FailureLimiter::new(),
+            refusals: Refusals::default(),
             used: HashMap::new(),
             prune_at: PRUNE_USED_AT,
         };
@@ -356,32 +423,57 @@ impl Registrar {
 
     /// Answers a REGISTER received from `source` at `now`.
     pub fn handle(&mut self, req: &Request, source: IpAddr, now: Millis) -> RegisterReply {
-        let delay = self.limiter.seen(source, now);
         if req.method != rsip::Method::Register {
             return RegisterReply {
                 code: 405,
                 headers: vec![("Allow", message::ALLOW.to_string())],
-                delay,
+                delay: 0,
                 binding: None,
+                refused: None,
             };
         }
         let agent = message::value(&req.headers, "To")
             .map(|to| message::user_of(message::uri_of(to)).to_string())
             .unwrap_or_default();
+        // Only configured agents are counted per agent: unknown names take no room.
+        let known = self
+            .credentials
+            .contains_key(&agent)
+            .then_some(agent.as_str());
+        let delay = match self.limiter.check(source, known, now) {
+            Verdict::Check { delay } => delay,
+            Verdict::Locked(lock) => {
+                let refusal = match lock {
+                    Lock::Address { .. } => Refusal::AddressLocked,
+                    Lock::Agent { .. } => Refusal::AgentLocked,
+                };
+                self.refusals.count(refusal);
+                tracing::debug!(agent = %agent, addr = %source, ?lock, "REGISTER refused unchecked");
+                return RegisterReply {
+                    code: 403,
+                    headers: Vec::new(),
+                    delay: 0,
+                    binding: None,
+                    refused: Some(refusal),
+                };
+            }
+        };
         match self.decide(req, &agent, now) {
             Outcome::Fine(code, headers, binding) => {
                 if code == 200 {
-                    self.limiter.forget(source);
+                    self.limiter.succeeded(source, known, now);
                 }
                 RegisterReply {
                     code,
                     headers,
                     delay,
                     binding,
+                    refused: None,
                 }
             }
             Outcome::Failed(code, why) => {
-                let failures = self.limiter.strike(source, now);
+                let failures = self.limiter.failed(source, known, now);
+                self.refusals.count(Refusal::Failed);
                 if failures == FREE_FAILURES {
                     tracing::warn!(agent = %agent, addr = %source, why, failures,
                         "REGISTER refused; further REGISTERs from this address are slowed down");
@@ -393,9 +485,15 @@ impl Registrar {
                     headers: Vec::new(),
                     delay,
                     binding: None,
+                    refused: Some(Refusal::Failed),
                 }
             }
         }
+    }
+
+    /// REGISTERs refused since start.
+    pub fn refusals(&self) -> Refusals {
+        self.refusals
     }
 
     fn millis(&mut self, now: Millis) -> u64 {
@@ -1119,7 +1217,8 @@ mod tests {
     fn the_table_is_bounded() {
         let mut r = registrar();
         let t: Millis = 1_000;
-        let wrong = register(AGENT, &authorization(AGENT, "guess", "x"));
+        // An unknown agent: only its addresses are counted (a known one would be locked).
+        let wrong = register("2999", &authorization("2999", "guess", "x"));
         let first: IpAddr = "10.200.0.0".parse().expect("ip");
         for _ in 0..3 {
             r.handle(&wrong, first, t);

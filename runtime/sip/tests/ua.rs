@@ -634,40 +634,58 @@ fn a_200_never_acknowledged_ends_the_call_after_64_t1() {
     );
     // Each 200 that came again got our ACK again.
     assert_eq!(net.sent(UAC, |p| p.is_request("ACK")).len(), oks.len());
+    // Without its ACK the call never started (no media went anywhere): it is recorded as
+    // failed, and the core ends the dialog with a BYE itself.
     assert_eq!(
         net.take(Side::Uas),
         [
-            Output::Start {
+            Output::Unserved {
                 tag: tag.clone(),
-                media: Negotiated {
-                    index: 0,
-                    law: Law::Ulaw,
-                    pt: 0,
-                    event_pt: Some(101),
-                    remote: Some(std::net::SocketAddr::new(UAC.ip(), UAC_RTP)),
-                    direction: Direction::SendRecv,
-                }
+                outcome: "failed"
             },
-            Output::Dialog {
-                tag: tag.clone(),
-                event: DialogEvent::Terminate
-            }
+            Output::DialogClosed { tag }
         ]
     );
-    // The call ends at our request: the BYE ends the leg.
-    net.command(
-        Side::Uas,
-        Command::Ended {
-            tag: tag.clone(),
-            bye: true,
-        },
-    );
     assert_eq!(net.sent(UAS, |p| p.is_request("BYE")).len(), 1);
-    assert_eq!(net.take(Side::Uas), [Output::DialogClosed { tag }]);
     assert!(net.outputs(Side::Uac).contains(&Output::Leg {
         tag: leg,
         event: LegEvent::Bye
     }));
+}
+
+/// The call starts when the ACK arrives, not when we send the 200: until then nothing
+/// (no prompt, no RTP) goes to the address of an INVITE that may be forged.
+#[test]
+fn a_call_starts_at_the_ack_not_at_the_200() {
+    let mut net = Net::new(0);
+    // The first two ACKs are lost: the 200 comes again and the third ACK gets through.
+    let mut acks = 0;
+    net.rule(move |p| {
+        if p.is_request("ACK") {
+            acks += 1;
+            if acks <= 2 {
+                return Fate::Drop;
+            }
+        }
+        Fate::Deliver
+    });
+    let _leg = net.dial("10010");
+    let tag = net.uas_tag();
+    assert!(
+        !net.outputs(Side::Uas)
+            .iter()
+            .any(|o| matches!(o, Output::Start { .. })),
+        "started before its ACK: {:#?}",
+        net.outputs(Side::Uas)
+    );
+    net.advance(2_000);
+    assert!(
+        net.outputs(Side::Uas)
+            .iter()
+            .any(|o| matches!(o, Output::Start { tag: t, .. } if *t == tag)),
+        "not started after the ACK: {:#?}",
+        net.outputs(Side::Uas)
+    );
 }
 
 /// A REGISTER of [`AGENT`]'s phone, with `extra` header lines.

@@ -50,9 +50,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use transfer::{leg_event, leg_packet};
 
-/// The media timeout of a call whose caller has sent no RTP at all yet.
-const NO_MEDIA_YET: Duration = Duration::from_secs(300);
-
 /// Mean absolute amplitude above which a frame of the caller's audio counts as voice.
 const VOICE_LEVEL: u32 = 300;
 
@@ -527,21 +524,11 @@ impl Driver {
         }
     }
 
-    /// The next time something is due: an engine timer, the recording's end, the RTP timeout.
-    /// How long the call may go without the caller's RTP: `rtp_timeout` once the caller has
-    /// sent media (its media stopped: the phone or the network is gone); before any, the
-    /// longer [`NO_MEDIA_YET`] (a caller that sends no audio at all, as a test UAC without
-    /// media, is still bounded, not cut off after 30 s).
-    fn media_timeout(&self, rtp_timeout: Duration) -> Duration {
-        if self.heard_rtp {
-            rtp_timeout
-        } else {
-            rtp_timeout.max(NO_MEDIA_YET)
-        }
-    }
-
+    /// The next time something is due: an engine timer, the recording's end, the RTP timeout
+    /// (`rtp_timeout` without the caller's RTP, counted from the start for a caller that
+    /// never sends any: every call is bounded by it, whatever sent its INVITE).
     fn deadline(&self, rtp_timeout: Duration) -> Instant {
-        let mut next = self.last_rtp + self.media_timeout(rtp_timeout);
+        let mut next = self.last_rtp + rtp_timeout;
         if self.quiet_hold {
             next = Instant::now() + Duration::from_secs(3600);
         }
@@ -568,7 +555,7 @@ impl Driver {
             }
         }
         self.fire_timers();
-        self.quiet_hold || now < self.last_rtp + self.media_timeout(rtp_timeout)
+        self.quiet_hold || now < self.last_rtp + rtp_timeout
     }
 
     fn feed_pending(&mut self) {

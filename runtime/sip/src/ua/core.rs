@@ -4,8 +4,9 @@
 
 use super::legs::Leg;
 use super::register::HeldReply;
-use super::{Command, CoreOptions, DialogEvent, Host, Input, Output};
+use super::{Command, CoreOptions, Counters, DialogEvent, Host, Input, Output};
 use crate::dialog::Dialog;
+use crate::edge::{Bucket, IN_DIALOG_BURST, IN_DIALOG_RATE, InviteLimiter};
 use crate::message::{self, ALLOW, Extra};
 use crate::peer::{Peer, Proto};
 use crate::registrar::Registrar;
@@ -75,11 +76,18 @@ pub(super) struct Entry {
     pub(super) local_ip: IpAddr,
     pub(super) sdp_version: u64,
     pub(super) session_id: u64,
-    /// Late offer: answered, the call starts at the ACK.
+    /// Answered, waiting for the ACK: the call starts only then (no media is sent to an
+    /// address before the caller's ACK has come, so a forged INVITE cannot aim our audio at
+    /// a third party).
     pub(super) awaiting_ack: bool,
+    /// What was negotiated from the INVITE's offer, for the call to start with at the ACK
+    /// (none: a late offer, whose ACK carries the answer).
+    pub(super) start_with: Option<Negotiated>,
     /// The caller's re-INVITE answered with a 2xx and its CSeq: its ACK ends the 2xx's
     /// retransmissions.
     pub(super) reinvite: Option<(TxKey, u32)>,
+    /// The rate of the caller's requests within the dialog (INFO, re-INVITE).
+    pub(super) bucket: Bucket,
 }
 
 /// The user-agent core (see the module's documentation).
@@ -98,9 +106,14 @@ pub struct Core<H: Host> {
     pub(super) registrar: Registrar,
     /// REGISTER responses held back (repeated failures), by branch.
     pub(super) held: HashMap<String, HeldReply>,
+    /// How many of `held` each source address (IPv6: /64) has.
+    pub(super) held_per: HashMap<IpAddr, usize>,
+    /// A token bucket per untrusted source address for INVITEs of new dialogs.
+    pub(super) rate: InviteLimiter,
     out: VecDeque<Output>,
     pub(super) answered: usize,
     pub(super) refused: usize,
+    pub(super) counters: Counters,
 }
 
 impl<H: Host> std::fmt::Debug for Core<H> {
@@ -153,6 +166,11 @@ fn method_of(code: u8) -> Method {
     }
 }
 
+/// `ms` in whole seconds, rounded up (a `Retry-After`).
+fn whole_seconds(ms: Millis) -> Millis {
+    (ms.max(0) + 999) / 1_000
+}
+
 /// `host` for a URI: IPv6 in brackets.
 pub(super) fn host_of(ip: IpAddr) -> String {
     match ip {
@@ -167,7 +185,6 @@ impl<H: Host> Core<H> {
     pub fn new(host: H, opts: CoreOptions) -> Core<H> {
         Core {
             host,
-            opts,
             server: HashMap::new(),
             client: HashMap::new(),
             dialogs: HashMap::new(),
@@ -177,9 +194,13 @@ impl<H: Host> Core<H> {
             draining: false,
             registrar: Registrar::new("ivr", HashMap::new()),
             held: HashMap::new(),
+            held_per: HashMap::new(),
+            rate: InviteLimiter::with_capacity(opts.bounds.rate_sources),
+            opts,
             out: VecDeque::new(),
             answered: 0,
             refused: 0,
+            counters: Counters::default(),
         }
     }
 
@@ -217,6 +238,29 @@ impl<H: Host> Core<H> {
     /// INVITEs refused (any 4xx/5xx).
     pub fn refused(&self) -> usize {
         self.refused
+    }
+
+    /// What the core refused or dropped to protect itself, since start.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            registers_refused: self.registrar.refusals(),
+            ..self.counters
+        }
+    }
+
+    /// Server transactions now.
+    pub fn server_transactions(&self) -> usize {
+        self.server.len()
+    }
+
+    /// Client transactions now (our BYEs and CANCELs).
+    pub fn client_transactions(&self) -> usize {
+        self.client.len()
+    }
+
+    /// REGISTER answers held back now.
+    pub fn held_registers(&self) -> usize {
+        self.held.len()
     }
 
     /// Legs we placed that are not over.
@@ -372,8 +416,43 @@ impl<H: Host> Core<H> {
         }
     }
 
-    /// A stateless answer (no transaction kept): for requests we refuse outright.
-    pub(super) fn answer(
+    /// A stateless answer: sent once, no transaction kept (a retransmitted request is
+    /// answered again as if new). For requests we refuse outright: they match nothing, or a
+    /// limit refuses them ([`Core::answer_stateless`], with `Retry-After`).
+    pub(super) fn answer(&mut self, req: &Request, peer: Peer, code: u16) {
+        self.answer_stateless(req, peer, code, None);
+    }
+
+    /// [`Core::answer`] with a `Retry-After` of `retry_after` seconds.
+    pub(super) fn answer_stateless(
+        &mut self,
+        req: &Request,
+        peer: Peer,
+        code: u16,
+        retry_after: Option<Millis>,
+    ) {
+        let allow = [("Allow", ALLOW)];
+        let retry = retry_after.map(|s| s.max(1).to_string());
+        let retry = [("Retry-After", retry.as_deref().unwrap_or_default())];
+        let extra = Extra {
+            to_tag: Some("ivr-refused"),
+            headers: if code == 405 || code == 501 {
+                &allow
+            } else if retry_after.is_some() {
+                &retry
+            } else {
+                &[]
+            },
+            ..Extra::default()
+        };
+        let bytes: Arc<[u8]> = Arc::from(message::response(req, peer.addr, code, &extra));
+        let target = Self::response_target(req, peer);
+        self.send(&target, bytes);
+    }
+
+    /// An answer on a transaction of its own, for refusals within a dialog that must answer
+    /// a retransmitted request the same way (488 and 500 to a re-INVITE).
+    pub(super) fn answer_on_tx(
         &mut self,
         req: &Request,
         peer: Peer,
@@ -381,17 +460,30 @@ impl<H: Host> Core<H> {
         code: u16,
         now: Millis,
     ) {
-        let allow = [("Allow", ALLOW)];
         let extra = Extra {
             to_tag: Some("ivr-refused"),
-            headers: if code == 405 || code == 501 {
-                &allow
-            } else {
-                &[]
-            },
             ..Extra::default()
         };
         self.respond(req, peer, key, code, &extra, now);
+    }
+
+    /// Takes a token of a dialog's or leg's request rate; when there is none, answers 503
+    /// statelessly and counts it (false).
+    pub(super) fn in_dialog_rate(
+        &mut self,
+        bucket: &mut Bucket,
+        req: &Request,
+        peer: Peer,
+        now: Millis,
+    ) -> bool {
+        match bucket.take(IN_DIALOG_RATE, IN_DIALOG_BURST, now) {
+            Ok(()) => true,
+            Err(wait) => {
+                self.counters.shed_in_dialog += 1;
+                self.answer_stateless(req, peer, 503, Some(whole_seconds(wait)));
+                false
+            }
+        }
     }
 
     /// Sends an in-dialog BYE on a client transaction of its own.
@@ -410,6 +502,12 @@ impl<H: Host> Core<H> {
 
     /// Sends a request of ours on a new non-INVITE client transaction keyed `key`.
     pub(super) fn start_client(&mut self, key: String, bytes: Arc<[u8]>, peer: Peer, now: Millis) {
+        if self.client.len() >= self.opts.bounds.client_transactions {
+            // At the bound: sent once, without retransmissions.
+            self.counters.shed_client_transactions += 1;
+            self.send(&peer, bytes);
+            return;
+        }
         let tx = ClientTx::new(
             Arc::clone(&bytes),
             peer.proto.reliable(),
@@ -460,11 +558,7 @@ impl<H: Host> Core<H> {
             Err(why) => {
                 tracing::debug!(peer = %peer.addr, %why, "bad request");
                 if req.method != Method::Ack {
-                    let key = TxKey {
-                        branch: message::new_branch(),
-                        method: req.method,
-                    };
-                    self.answer(&req, peer, &key, 400, now);
+                    self.answer(&req, peer, 400);
                 }
                 return;
             }
@@ -499,11 +593,36 @@ impl<H: Host> Core<H> {
             }
             return;
         }
+        let trusted = self.opts.edge.trusts(peer.addr.ip());
+        // A new dialog's INVITE from an untrusted source: within its address's rate, or a
+        // stateless 503 (nothing kept, nothing sent again).
+        if req.method == Method::Invite && f.to_tag.is_none() && !trusted {
+            let rate = self.opts.edge.invite_rate;
+            if let Err(wait) = self.rate.admit(peer.addr.ip(), rate, now) {
+                tracing::debug!(peer = %peer.addr, "INVITE beyond invite_rate: 503");
+                self.counters.invites_rate_limited += 1;
+                self.refused += 1;
+                self.answer_stateless(&req, peer, 503, Some(whole_seconds(wait)));
+                return;
+            }
+        }
+        // Room for a new server transaction: untrusted sources may take three quarters.
+        let bound = self.opts.bounds.server_transactions;
+        let room = if trusted { bound } else { bound - bound / 4 };
+        if self.server.len() >= room {
+            tracing::debug!(peer = %peer.addr, "server transactions at their bound: 503");
+            self.counters.shed_server_transactions += 1;
+            if req.method == Method::Invite && f.to_tag.is_none() {
+                self.refused += 1;
+            }
+            self.answer_stateless(&req, peer, 503, Some(5));
+            return;
+        }
         if let Some(mf) = f.max_forwards
             && mf == 0
             && req.method != Method::Options
         {
-            self.answer(&req, peer, &key, 483, now);
+            self.answer(&req, peer, 483);
             return;
         }
         match req.method {
@@ -520,7 +639,7 @@ impl<H: Host> Core<H> {
             | Method::Refer
             | Method::Publish
             | Method::PRack
-            | Method::Update => self.answer(&req, peer, &key, 405, now),
+            | Method::Update => self.answer(&req, peer, 405),
             Method::Ack => {}
         }
     }
@@ -540,6 +659,14 @@ impl<H: Host> Core<H> {
                 for agent in self.registrar.set_credentials(realm, credentials) {
                     tracing::info!(agent, "no longer configured: its registration is dropped");
                 }
+            }
+            Command::Edge(policy) => {
+                tracing::info!(
+                    trusted = policy.trusted.len(),
+                    invite_rate = policy.invite_rate,
+                    "new limits for INVITEs"
+                );
+                self.opts.edge = policy;
             }
             Command::Drain => self.draining = true,
             Command::TerminateAll => {
@@ -563,7 +690,7 @@ impl<H: Host> Core<H> {
             match key {
                 TimerKey::Answer(tag) => self.answer_call(&tag, now),
                 TimerKey::Register(branch) => {
-                    if let Some(held) = self.held.remove(&branch) {
+                    if let Some(held) = self.take_held(&branch) {
                         self.send_held(held, now);
                     }
                 }

@@ -16,6 +16,19 @@ use rsip::headers::UntypedHeader;
 use rsip::{Method, Request};
 
 impl<H: Host> Core<H> {
+    /// Takes a token of dialog `tag`'s request rate; false (a 503 was sent) when there is
+    /// none.
+    fn dialog_rate(&mut self, tag: &str, req: &Request, peer: Peer, now: Millis) -> bool {
+        let Some(mut bucket) = self.dialogs.get(tag).map(|e| e.bucket) else {
+            return false;
+        };
+        let ok = self.in_dialog_rate(&mut bucket, req, peer, now);
+        if let Some(e) = self.dialogs.get_mut(tag) {
+            e.bucket = bucket;
+        }
+        ok
+    }
+
     pub(super) fn on_options(&mut self, req: &Request, peer: Peer, key: TxKey, now: Millis) {
         let headers = [
             ("Allow", ALLOW),
@@ -45,12 +58,18 @@ impl<H: Host> Core<H> {
             self.on_leg_reinvite(&tag, req, f, peer, key, now);
             return;
         }
-        let Some(e) = self.dialogs.get_mut(&tag).filter(|e| e.dialog.matches(f)) else {
-            self.answer(req, peer, &key, 481, now);
+        if !self.dialogs.get(&tag).is_some_and(|e| e.dialog.matches(f)) {
+            self.answer(req, peer, 481);
+            return;
+        }
+        if !self.dialog_rate(&tag, req, peer, now) {
+            return;
+        }
+        let Some(e) = self.dialogs.get_mut(&tag) else {
             return;
         };
         if f.cseq <= e.dialog.remote_cseq {
-            self.answer(req, peer, &key, 500, now);
+            self.answer_on_tx(req, peer, &key, 500, now);
             return;
         }
         e.dialog.remote_cseq = f.cseq;
@@ -59,11 +78,11 @@ impl<H: Host> Core<H> {
             .filter(|b| !b.trim().is_empty())
             .map(sdp::parse);
         let Some(Ok(offer)) = offer else {
-            self.answer(req, peer, &key, 488, now);
+            self.answer_on_tx(req, peer, &key, 488, now);
             return;
         };
         let Ok(n) = sdp::negotiate(&offer) else {
-            self.answer(req, peer, &key, 488, now);
+            self.answer_on_tx(req, peer, &key, 488, now);
             return;
         };
         e.sdp_version += 1;
@@ -122,10 +141,15 @@ impl<H: Host> Core<H> {
             return;
         }
         let key = e.invite.clone();
-        let late = std::mem::take(&mut e.awaiting_ack);
+        let waiting = std::mem::take(&mut e.awaiting_ack);
+        let offered = e.start_with.take();
         self.ack_server(&key, now);
-        // Late offer: the ACK carries the caller's answer; the call starts with it.
-        if !late {
+        if !waiting {
+            return;
+        }
+        // The call starts now; for a late offer with the caller's answer in the ACK.
+        if let Some(media) = offered {
+            self.emit(Output::Start { tag, media });
             return;
         }
         let n = std::str::from_utf8(&req.body)
@@ -154,7 +178,7 @@ impl<H: Host> Core<H> {
             method: Method::Invite,
         };
         let Some((tx, _)) = self.server.get(&invite) else {
-            self.answer(req, peer, &key, 481, now);
+            self.answer(req, peer, 481);
             return;
         };
         let pending = tx.state() == State::Proceeding;
@@ -208,7 +232,7 @@ impl<H: Host> Core<H> {
                     self.emit(Output::LegClosed { tag });
                 }
             } else {
-                self.answer(req, peer, &key, 481, now);
+                self.answer(req, peer, 481);
             }
             return;
         }
@@ -237,9 +261,15 @@ impl<H: Host> Core<H> {
         now: Millis,
     ) {
         let tag = f.to_tag.clone().unwrap_or_default();
-        let Some(e) = self.dialogs.get(&tag).filter(|e| e.dialog.matches(f)) else {
+        if !self.dialogs.get(&tag).is_some_and(|e| e.dialog.matches(f)) {
             let code = if self.leg_matches(&tag, f) { 200 } else { 481 };
-            self.answer(req, peer, &key, code, now);
+            self.answer(req, peer, code);
+            return;
+        }
+        if !self.dialog_rate(&tag, req, peer, now) {
+            return;
+        }
+        let Some(e) = self.dialogs.get(&tag) else {
             return;
         };
         let answered = matches!(e.phase, Phase::Answered);

@@ -1,4 +1,5 @@
-//! Incoming INVITEs and admission: limits (503 beyond `max_calls` or while draining), the
+//! Incoming INVITEs and admission: limits (503 beyond `max_calls` or while draining, sent
+//! statelessly like the 503 of `invite_rate` in `core.rs`), the
 //! offer (488 when broken; none is a late offer), 100 Trying, the application's decision
 //! ([`Host::admit`]), 180 Ringing and the delayed 200 OK (`answer_after`), the start of the
 //! call; and the end of calls from our side (shutdown, no ACK).
@@ -6,6 +7,7 @@
 use super::core::{Entry, Phase, TimerKey, TxKey};
 use super::{Admitted, Core, DialogEvent, Host, NewCall, Output};
 use crate::dialog::Dialog;
+use crate::edge::{Bucket, IN_DIALOG_BURST};
 use crate::message::{self, ALLOW, Extra, Facts};
 use crate::peer::Peer;
 use crate::sdp;
@@ -14,7 +16,7 @@ use rsip::Request;
 use std::sync::Arc;
 
 impl<H: Host> Core<H> {
-    /// Refuses a new INVITE with `code` (and its own To-tag).
+    /// Refuses a new INVITE with `code` (and its own To-tag) on its transaction.
     fn refuse(&mut self, req: &Request, peer: Peer, key: &TxKey, code: u16, now: Millis) {
         self.refused += 1;
         let retry = [("Retry-After", "5")];
@@ -37,7 +39,12 @@ impl<H: Host> Core<H> {
     ) {
         let elsewhere = self.host.elsewhere();
         if self.draining || self.dialogs.len() + elsewhere >= self.opts.max_calls {
-            self.refuse(req, peer, &key, 503, now);
+            // Nothing is kept for a call we cannot take: one 503, never sent again.
+            if !self.draining {
+                self.counters.shed_dialogs += 1;
+            }
+            self.refused += 1;
+            self.answer_stateless(req, peer, 503, Some(5));
             return;
         }
         let is_sdp = message::value(&req.headers, "Content-Type")
@@ -105,7 +112,9 @@ impl<H: Host> Core<H> {
                 sdp_version: 1,
                 session_id,
                 awaiting_ack: false,
+                start_with: None,
                 reinvite: None,
+                bucket: Bucket::full(IN_DIALOG_BURST, now),
             },
         );
         if self.opts.answer_after <= 0 {
@@ -133,25 +142,20 @@ impl<H: Host> Core<H> {
         };
         let (negotiated, bytes) = (*negotiated, Arc::<[u8]>::from(std::mem::take(answer)));
         e.phase = Phase::Answered;
-        e.awaiting_ack = negotiated.is_none();
+        e.awaiting_ack = true;
+        e.start_with = negotiated;
         let (key, peer) = (e.invite.clone(), e.peer);
         if !self.respond_on(&key, 200, Arc::clone(&bytes), now) {
             self.send(&peer, bytes);
         }
         self.answered += 1;
-        // Late offer: the call starts with the ACK's answer.
-        if let Some(media) = negotiated {
-            self.emit(Output::Start {
-                tag: tag.to_string(),
-                media,
-            });
-        }
+        // The call starts at the ACK (with the ACK's answer for a late offer).
     }
 
     /// Ends an answered call from our side: the call feeds the engine a hang-up and reports
     /// back with `Ended { bye: true }`.
     pub(super) fn terminate(&mut self, tag: &str, now: Millis) {
-        // A late offer still waiting for its ACK: the call never started; we send the BYE.
+        // A call still waiting for its ACK never started; we send the BYE.
         if self.dialogs.get(tag).is_some_and(|e| e.awaiting_ack) {
             self.emit(Output::Unserved {
                 tag: tag.to_string(),

@@ -7,6 +7,7 @@
 use super::core::{TimerKey, TxKey};
 use super::{Core, Dial, Host, LegEvent, Output};
 use crate::dialog::Dialog;
+use crate::edge::{Bucket, IN_DIALOG_BURST};
 use crate::message::{self, ALLOW, Extra, Facts};
 use crate::outbound::{InviteParts, OutgoingInvite};
 use crate::peer::Peer;
@@ -45,6 +46,10 @@ pub(super) struct Leg {
     pub(super) ack: Option<Arc<[u8]>>,
     /// The callee's re-INVITE waiting for its ACK.
     pub(super) reinvite: Option<TxKey>,
+    /// The callee's phone rang ([`LegEvent::Ringing`] is told once).
+    pub(super) rang: bool,
+    /// The rate of the callee's requests within the leg's dialog (re-INVITE).
+    pub(super) bucket: Bucket,
 }
 
 impl<H: Host> Core<H> {
@@ -65,6 +70,13 @@ impl<H: Host> Core<H> {
 
     /// Places a call ([`Command::Dial`](super::Command::Dial)).
     pub(super) fn dial(&mut self, d: Dial, now: Millis) {
+        if self.legs.len() >= self.opts.bounds.legs {
+            tracing::warn!(target = %d.target, "legs at their bound: the call is not placed");
+            self.counters.shed_legs += 1;
+            self.leg_event(&d.tag, LegEvent::Failed(503));
+            self.emit(Output::LegClosed { tag: d.tag });
+            return;
+        }
         let local_ip = self.local_ip(d.peer.addr.ip());
         let sent_by = self.sent_by(d.peer.proto, local_ip);
         let contact = self.contact(local_ip, d.peer.proto);
@@ -129,6 +141,8 @@ impl<H: Host> Core<H> {
                 dialog: None,
                 ack: None,
                 reinvite: None,
+                rang: false,
+                bucket: Bucket::full(IN_DIALOG_BURST, now),
             },
         );
         self.send(&d.peer, bytes);
@@ -209,7 +223,7 @@ impl<H: Host> Core<H> {
             let (cancel, deadline) = (l.cancel, l.tx.poll_timeout());
             if cancel {
                 self.send_cancel(tag, now);
-            } else if code >= 180 {
+            } else if code >= 180 && !std::mem::replace(&mut l.rang, true) {
                 self.leg_event(tag, LegEvent::Ringing);
             }
             self.arm(deadline, TimerKey::Leg(tag.to_string()));
@@ -278,20 +292,27 @@ impl<H: Host> Core<H> {
         key: TxKey,
         now: Millis,
     ) {
-        let Some(l) = self
-            .legs
-            .get_mut(tag)
-            .filter(|l| l.dialog.as_ref().is_some_and(|d| d.matches(f)))
-        else {
-            self.answer(req, peer, &key, 481, now);
+        if !self.leg_matches(tag, f) {
+            self.answer(req, peer, 481);
+            return;
+        }
+        let Some(mut bucket) = self.legs.get(tag).map(|l| l.bucket) else {
             return;
         };
+        let ok = self.in_dialog_rate(&mut bucket, req, peer, now);
+        let Some(l) = self.legs.get_mut(tag) else {
+            return;
+        };
+        l.bucket = bucket;
+        if !ok {
+            return;
+        }
         let offer = std::str::from_utf8(&req.body)
             .ok()
             .filter(|b| !b.trim().is_empty())
             .and_then(|b| sdp::parse(b).ok());
         let Some((offer, n)) = offer.and_then(|o| sdp::negotiate(&o).ok().map(|n| (o, n))) else {
-            self.answer(req, peer, &key, 488, now);
+            self.answer_on_tx(req, peer, &key, 488, now);
             return;
         };
         l.sdp_version += 1;

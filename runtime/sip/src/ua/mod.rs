@@ -5,7 +5,7 @@
 //!
 //! - [`Input`]: a message a transport received, with its [`Peer`]; or a [`Command`] of the
 //!   application (dial a leg, end a leg, a call is over, drain, end everything, new
-//!   credentials);
+//!   credentials, new limits for INVITEs);
 //! - [`Output`]: bytes to transmit to a peer, the start (or unserved end) of an admitted call,
 //!   [`DialogEvent`]s for a call, [`LegEvent`]s for a leg, agents' [`Registration`]s, and the
 //!   news that the core forgot a dialog or a leg;
@@ -15,6 +15,15 @@
 //! The core reads no clock, opens no socket and holds no channel. Its driver (the SIP task of
 //! `ivr serve`, or the in-memory tests) feeds it, sleeps until its deadline and carries out
 //! its outputs.
+//!
+//! What a peer can make the core hold is bounded ([`Bounds`]): INVITEs of new dialogs from
+//! sources outside [`EdgePolicy::trusted`] are limited to [`EdgePolicy::invite_rate`] a second
+//! per address ([`crate::edge`]); requests within a dialog or leg to
+//! [`crate::edge::IN_DIALOG_RATE`] a second; server transactions, client transactions, dialogs
+//! (`max_calls`), legs and held REGISTER answers each have a bound. What is refused for these
+//! limits is answered statelessly (one 503 with `Retry-After`, never sent again, no state kept)
+//! and counted ([`Counters`]). So the events the core emits for one dialog or leg come at most
+//! at that rate, whatever its peer sends.
 //!
 //! Dialogs are keyed by our To-tag, which we make unique; legs by our From tag, which the
 //! application chooses. In-dialog requests go to the address the INVITE came from over the
@@ -32,9 +41,10 @@ mod legs;
 mod register;
 
 pub use self::core::Core;
+pub use crate::edge::EdgePolicy;
 use crate::message::Facts;
 use crate::peer::Peer;
-pub use crate::registrar::Registration;
+pub use crate::registrar::{Refusals, Registration};
 use crate::sdp::{self, Negotiated};
 use crate::transaction::Timers;
 use ivr_sansio::Millis;
@@ -86,6 +96,8 @@ pub enum Command {
         /// Agent id → ha1 (32 hex digits).
         credentials: HashMap<String, String>,
     },
+    /// New limits for INVITEs (hot reload of `[server] trusted` and `invite_rate`).
+    Edge(EdgePolicy),
 }
 
 /// A call to place as the UAC: to an agent's phone or a `transfer to` number.
@@ -250,4 +262,94 @@ pub struct CoreOptions {
     pub answer_after: Millis,
     /// The address we listen on (its IP, when specified, goes into SDP and Contact).
     pub local: SocketAddr,
+    /// Who may INVITE how often (`[server] trusted`, `invite_rate`); [`Command::Edge`]
+    /// replaces it.
+    pub edge: EdgePolicy,
+    /// The bounds of the core's tables.
+    pub bounds: Bounds,
+}
+
+/// The most entries each table of the core holds. Beyond a bound, a new request is answered
+/// with 503 (statelessly) and counted in [`Counters`]; dialogs are bounded by
+/// [`CoreOptions::max_calls`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Server transactions (each request we answer lives in one for up to 32 s over UDP).
+    /// Requests from untrusted sources may fill only three quarters of it: the rest is kept
+    /// for trunks and proxies.
+    pub server_transactions: usize,
+    /// Our own requests' transactions (BYE, CANCEL); beyond, a request is sent once without
+    /// one.
+    pub client_transactions: usize,
+    /// Legs we place (the application's `Dial`s beyond fail with 503).
+    pub legs: usize,
+    /// REGISTER answers held back (repeated failures), in all.
+    pub held_registers: usize,
+    /// REGISTER answers held back for one source address (IPv6: /64); its REGISTERs beyond
+    /// are dropped unanswered, so that one address cannot take the room of every other.
+    pub held_per_address: usize,
+    /// Source addresses with an INVITE token bucket.
+    pub rate_sources: usize,
+}
+
+impl Bounds {
+    /// Most entries of the tables that grow with calls.
+    const CAP: usize = 1 << 20;
+
+    /// The bounds for `max_calls` calls at once: 16 server transactions a call and 4,096
+    /// more; 4 client transactions and 4 legs a call and 1,024 more (each at most 2^20);
+    /// 10,000 held REGISTER answers, 8 for one address; 10,000 source addresses.
+    pub fn for_calls(max_calls: usize) -> Bounds {
+        let calls = max_calls.max(1);
+        let grow = |per: usize, more: usize| {
+            calls
+                .saturating_mul(per)
+                .saturating_add(more)
+                .min(Self::CAP)
+        };
+        Bounds {
+            server_transactions: grow(16, 4_096),
+            client_transactions: grow(4, 1_024),
+            legs: grow(4, 1_024),
+            held_registers: 10_000,
+            held_per_address: 8,
+            rate_sources: crate::edge::MAX_SOURCES,
+        }
+    }
+}
+
+/// What the core refused or dropped to protect itself, since start (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// INVITEs of new dialogs from untrusted sources refused beyond `invite_rate` (503).
+    pub invites_rate_limited: u64,
+    /// New requests refused with 503: the server transactions were at their bound.
+    pub shed_server_transactions: u64,
+    /// Our requests sent once without a transaction: the client transactions were at their
+    /// bound.
+    pub shed_client_transactions: u64,
+    /// New INVITEs refused with 503 at `max_calls` (the bound of dialogs).
+    pub shed_dialogs: u64,
+    /// Legs that failed with 503 at the bound of legs.
+    pub shed_legs: u64,
+    /// Requests within a dialog or leg refused with 503 beyond its rate.
+    pub shed_in_dialog: u64,
+    /// REGISTERs dropped unanswered: their address, or everyone, had the most answers held
+    /// back already.
+    pub registers_dropped: u64,
+    /// REGISTERs the registrar refused, by reason.
+    pub registers_refused: Refusals,
+}
+
+impl Counters {
+    /// What was shed, by table (the `table` label of `ivr_sip_requests_shed_total`).
+    pub fn shed(&self) -> [(&'static str, u64); 5] {
+        [
+            ("server_transactions", self.shed_server_transactions),
+            ("client_transactions", self.shed_client_transactions),
+            ("dialogs", self.shed_dialogs),
+            ("legs", self.shed_legs),
+            ("in_dialog", self.shed_in_dialog),
+        ]
+    }
 }

@@ -14,7 +14,9 @@ use ivr_sip::peer::{Peer, Proto};
 use ivr_sip::registrar::Registrar;
 use ivr_sip::sdp;
 use ivr_sip::transaction::Timers;
-use ivr_sip::ua::{Admitted, Command, Core, CoreOptions, Dial, Host, Input, NewCall, Output};
+use ivr_sip::ua::{
+    Admitted, Bounds, Command, Core, CoreOptions, Dial, EdgePolicy, Host, Input, NewCall, Output,
+};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
@@ -153,13 +155,16 @@ pub struct Net {
     queue: VecDeque<(SocketAddr, SocketAddr, String)>,
 }
 
-/// Settings of a core at `local` for the tests: default timers, 10 calls, `answer_after`.
+/// Settings of a core at `local` for the tests: default timers, 10 calls, `answer_after`,
+/// loopback trusted (every address of the pretend network), the bounds of 10 calls.
 pub fn options(local: SocketAddr, answer_after: Millis) -> CoreOptions {
     CoreOptions {
         timers: Timers::default(),
         max_calls: 10,
         answer_after,
         local,
+        edge: EdgePolicy::default(),
+        bounds: Bounds::for_calls(10),
     }
 }
 
