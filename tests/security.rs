@@ -1,12 +1,14 @@
 //! Attacks on `ivr serve` from the network, each shown to fail (docs/security.md lists every
-//! protection with its test). The calls here are placed by hand over raw UDP on loopback, so
-//! that the test controls every byte and every source address.
+//! protection with its test). The calls here are placed by hand over raw UDP on loopback, and
+//! HTTP requests written byte by byte over TCP, so that the test controls every byte and every
+//! source address (loopback has all of 127.0.0.0/8).
 
 use ivr_media::{dtmf, rtp};
 use md5::{Digest, Md5};
 use std::collections::HashMap;
 use std::fs;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -300,6 +302,523 @@ fn a_stranger_cannot_take_over_a_calls_media_or_press_its_keys() {
         server.log()
     );
     call.hang_up();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTTP interface.
+
+/// A deployment with agent 2001 (password pw2001, realm `ivr`) and `server` lines in
+/// `[server]`.
+fn http_deployment(name: &str, server: &str) -> PathBuf {
+    let config = deployment_with(name, server);
+    append(
+        &config,
+        "\n[queues.general]\nskills = []\n\n[agents.2001]\nname = \"A\"\n\
+         ha1 = \"c77c65cb80b98f26c9ce22ff8c3ae0ca\"\n",
+    );
+    config
+}
+
+/// HTTP Basic of 2001:pw2001 and of 2001:wrong.
+const RIGHT: &str = "Basic MjAwMTpwdzIwMDE=";
+const WRONG: &str = "Basic MjAwMTp3cm9uZw==";
+
+/// A TCP connection to `to` from the loopback address `from`, or why not (a server that
+/// resets a connection at once may do so before the connect is seen through).
+fn try_connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let ip: IpAddr = from.parse().expect("ip");
+    sock.bind(&SocketAddr::new(ip, 0).into()).expect("bind");
+    sock.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    Ok(s)
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    try_connect_from(from, to).expect("connect")
+}
+
+/// Whether a new connection from `from` is closed (or reset) at once.
+fn refused_at_once(from: &str, to: SocketAddr) -> bool {
+    match try_connect_from(from, to) {
+        Ok(mut s) => closed_within(&mut s, Duration::from_secs(2)),
+        Err(_) => true,
+    }
+}
+
+/// Whether `GET /status` on a new connection from `from` is answered 200.
+fn status_answers(from: &str, to: SocketAddr) -> bool {
+    let Ok(mut s) = try_connect_from(from, to) else {
+        return false;
+    };
+    let request = format!("GET /status HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).is_ok()
+        && read_response(&mut s).is_some_and(|(code, _)| code == 200)
+}
+
+/// Reads a response head (and what came with it) within the stream's read timeout: the
+/// status code and the text, or `None` when nothing came.
+fn read_response(s: &mut TcpStream) -> Option<(u16, String)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got).to_string();
+    let code = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((code, text))
+}
+
+/// One request (`Connection: close`) from the loopback address `from`: the status code and
+/// the whole response.
+fn request_from(
+    from: &str,
+    to: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut s = connect_from(from, to);
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("request");
+    read_response(&mut s).unwrap_or_else(|| panic!("no answer to {method} {path}"))
+}
+
+/// Whether the server closed (or reset) `s` within `within` (a read gives end of file or an
+/// error other than a timeout).
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).expect("timeout");
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+        }
+    }
+}
+
+/// The value of a `/metrics` series line (`name` with its labels), asked from `from`.
+fn http_metric(server: &Server, from: &str, name: &str) -> u64 {
+    let http = server.http();
+    let mut s = connect_from(from, http);
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("metrics");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Slowloris: a client sends half a request head and then a header now and then, another
+/// nothing at all. Each is closed once the header timeout (10 s) has passed, and `/status`
+/// answers all along. A third sends its head and the start of a body: 408 after 10 s.
+#[test]
+fn a_slowloris_client_is_closed_after_the_header_timeout_while_status_answers() {
+    let config = http_deployment("slowloris", "");
+    let server = Server::start_release(&config, &[]);
+    let http = server.http();
+    let started = Instant::now();
+    let mut slow = connect_from("127.0.0.1", http);
+    slow.write_all(format!("GET /status HTTP/1.1\r\nHost: {http}\r\n").as_bytes())
+        .expect("half a head");
+    let mut silent = connect_from("127.0.0.1", http);
+    // A whole head, and a body that stops after 10 of its 100 bytes.
+    let mut slow_body = connect_from("127.0.0.1", http);
+    slow_body
+        .write_all(
+            format!(
+                "POST /agents/2001/state HTTP/1.1\r\nHost: {http}\r\nAuthorization: {RIGHT}\r\n\
+                 Content-Length: 100\r\n\r\n{{\"state\": "
+            )
+            .as_bytes(),
+        )
+        .expect("a slow body");
+    let mut closed = None;
+    let mut answers = 0;
+    while started.elapsed() < Duration::from_secs(14) {
+        // A header every half second keeps a naive server waiting forever.
+        if slow.write_all(b"X-Slow: 1\r\n").is_err()
+            || closed_within(&mut slow, Duration::from_millis(500))
+        {
+            closed = Some(started.elapsed());
+            break;
+        }
+        let (code, _, _) = http_get(http, "/status");
+        assert_eq!(code, 200, "/status while a slow client waits");
+        answers += 1;
+    }
+    let closed = closed.unwrap_or_else(|| {
+        panic!(
+            "the slow client is still connected after 14 s\n{}",
+            server.log()
+        )
+    });
+    assert!(
+        closed >= Duration::from_secs(9),
+        "closed before the header timeout: {closed:?}"
+    );
+    assert!(answers >= 8, "/status answered {answers} times");
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(1)),
+        "the silent client is still connected"
+    );
+    let answer = read_response(&mut slow_body);
+    assert!(
+        matches!(answer, Some((408, _))),
+        "the slow body: {answer:?}"
+    );
+    assert_eq!(http_get(http, "/status").0, 200);
+    assert!(http_metric(&server, "127.0.0.1", "ivr_http_header_timeouts_total") >= 2);
+    assert!(http_metric(&server, "127.0.0.1", "ivr_http_body_timeouts_total") >= 1);
+}
+
+/// One address opens more connections than it may hold (64): the extra ones are closed at
+/// once and counted, while other addresses are served; once it lets go, it is served again.
+#[test]
+fn connections_beyond_the_per_address_cap_are_closed_at_once() {
+    let config = http_deployment("per-address-cap", "");
+    let server = Server::start_release(&config, &[]);
+    let http = server.http();
+    let held: Vec<TcpStream> = (0..64).map(|_| connect_from("127.0.0.1", http)).collect();
+    for i in 0..3 {
+        assert!(
+            refused_at_once("127.0.0.1", http),
+            "connection {} from one address was kept\n{}",
+            65 + i,
+            server.log()
+        );
+    }
+    let mut last = held.last().expect("held").try_clone().expect("clone");
+    assert!(
+        !closed_within(&mut last, Duration::from_millis(200)),
+        "the 64th connection was closed"
+    );
+    let (code, _) = request_from("127.0.0.2", http, "GET", "/status", &[]);
+    assert_eq!(code, 200, "another address is served");
+    assert!(
+        http_metric(
+            &server,
+            "127.0.0.2",
+            "ivr_http_connections_refused_total{limit=\"address\"}"
+        ) >= 3
+    );
+    drop(held);
+    drop(last);
+    let started = Instant::now();
+    while !status_answers("127.0.0.1", http) {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the address is not served again after it let go"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Many addresses together open more connections than the server holds (here 16): the extra
+/// ones are closed at once and counted; once they let go, `/status` answers.
+#[test]
+fn connections_beyond_the_total_cap_are_closed_at_once() {
+    let config = http_deployment("total-cap", "max_http_connections = 16\n");
+    let server = Server::start_release(&config, &[]);
+    let http = server.http();
+    let held: Vec<TcpStream> = (0..16)
+        .map(|i| connect_from(&format!("127.0.0.{}", 2 + i % 4), http))
+        .collect();
+    assert!(
+        refused_at_once("127.0.0.9", http),
+        "a connection beyond the cap was kept\n{}",
+        server.log()
+    );
+    drop(held);
+    let started = Instant::now();
+    while !status_answers("127.0.0.9", http) {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "/status does not answer after the connections went\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        http_metric(
+            &server,
+            "127.0.0.9",
+            "ivr_http_connections_refused_total{limit=\"total\"}"
+        ) >= 1
+    );
+}
+
+/// A 10 MB "offer" is refused (413) as soon as its head says so, before the server has read
+/// it (the client has sent only its first 256 kB and waits); a body that does not say its
+/// length is cut off at the limit; other routes take far less.
+#[test]
+fn a_large_body_is_refused_at_once_without_being_read() {
+    let config = http_deployment("large-body", "");
+    let server = Server::start_release(&config, &[]);
+    let http = server.http();
+    let mut s = connect_from("127.0.0.1", http);
+    let head = format!(
+        "POST /calls/t HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/sdp\r\n\
+         Content-Length: 10000000\r\n\r\nv=0\r\n"
+    );
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(&vec![b'a'; 256 * 1024])
+        .expect("the first of the body");
+    let t = Instant::now();
+    let answer = read_response(&mut s);
+    assert!(
+        matches!(answer, Some((413, _))),
+        "{answer:?} after {:?}\n{}",
+        t.elapsed(),
+        server.log()
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // Chunked: no length said; 200 kB of it.
+    let mut s = connect_from("127.0.0.1", http);
+    let head = format!(
+        "POST /calls/t HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/sdp\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).expect("head");
+    for _ in 0..50 {
+        let _ = s.write_all(format!("1000\r\n{}\r\n", "a".repeat(4096)).as_bytes());
+    }
+    let answer = read_response(&mut s);
+    assert!(matches!(answer, Some((413, _))), "{answer:?}");
+
+    // 5 kB to the login.
+    let mut s = connect_from("127.0.0.1", http);
+    let head = format!(
+        "POST /agent/login HTTP/1.1\r\nHost: {http}\r\nAuthorization: {RIGHT}\r\n\
+         Content-Length: 5000\r\n\r\n{}",
+        "a".repeat(5000)
+    );
+    s.write_all(head.as_bytes()).expect("request");
+    let answer = read_response(&mut s);
+    assert!(matches!(answer, Some((413, _))), "{answer:?}");
+    assert!(http_metric(&server, "127.0.0.1", "ivr_http_requests_too_large_total") >= 3);
+    // A body within the limit reaches the route (which finds it no offer).
+    let (code, _, body) = http_request(
+        http,
+        "POST",
+        "/calls/t",
+        &[("Content-Type", "application/sdp")],
+        &"a".repeat(60_000),
+    );
+    assert_eq!(code, 400, "{body}");
+}
+
+/// A WebSocket upgrade to `path` (and `?query`) from a page at `origin` (none: no `Origin`):
+/// the socket, or the HTTP status refusing it.
+async fn ws_open(http: SocketAddr, path: &str, origin: Option<&str>) -> Result<ws::Socket, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{http}{path}")
+        .into_client_request()
+        .expect("request");
+    if let Some(o) = origin {
+        req.headers_mut()
+            .insert("Origin", o.parse().expect("origin"));
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("{path}: {e}"),
+    }
+}
+
+mod ws {
+    pub type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+}
+
+/// A token of the agent console for agent 2001.
+fn console_token(http: SocketAddr) -> String {
+    let (code, _, body) = http_request(
+        http,
+        "POST",
+        "/agent/login",
+        &[("Authorization", RIGHT)],
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    v["token"].as_str().expect("token").to_string()
+}
+
+/// Cross-site WebSocket hijacking: a page of another site opens the console's or the
+/// dashboard's socket in the visitor's browser. Refused (403) before the upgrade; the page's
+/// own origin, and clients that send none, are served. A cross-site POST is refused too.
+#[test]
+fn websockets_and_changes_from_another_site_are_refused() {
+    let config = http_deployment("ws-origin", "");
+    let server = Server::start_release(&config, &[]);
+    let http = server.http();
+    let own = format!("http://{http}");
+    block_on(async {
+        for path in [
+            "/dashboard/ws".to_string(),
+            format!("/agent/ws?token={}", console_token(http)),
+        ] {
+            for evil in ["https://evil.example", "http://evil.example", "null"] {
+                assert_eq!(
+                    ws_open(http, &path, Some(evil)).await.err(),
+                    Some(403),
+                    "{path} from {evil}"
+                );
+            }
+            let ws = ws_open(http, &path, Some(&own)).await;
+            assert!(ws.is_ok(), "{path} from its own page: {:?}", ws.err());
+            drop(ws);
+            // The console's socket takes one connection per login.
+            if path.starts_with("/agent") {
+                continue;
+            }
+            assert!(
+                ws_open(http, &path, None).await.is_ok(),
+                "{path} without Origin"
+            );
+        }
+    });
+    let (code, _, _) = http_request(
+        http,
+        "POST",
+        "/agent/login",
+        &[("Authorization", RIGHT), ("Origin", "https://evil.example")],
+        "",
+    );
+    assert_eq!(code, 403, "a cross-site login");
+    let (code, _, _) = http_request(
+        http,
+        "POST",
+        "/agent/login",
+        &[("Authorization", RIGHT), ("Origin", &own)],
+        "",
+    );
+    assert_eq!(code, 200, "a login from the console's page");
+    assert!(http_metric(&server, "127.0.0.1", "ivr_http_origin_refused_total") >= 7);
+}
+
+/// A page sends a WebSocket message larger than any the server takes (100 kB): that socket is
+/// closed, on the dashboard and on the console.
+#[test]
+fn an_oversized_websocket_message_closes_the_socket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let config = http_deployment("ws-size", "");
+    let server = Server::start_release(&config, &[]);
+    let http = server.http();
+    let own = format!("http://{http}");
+    block_on(async {
+        for path in [
+            "/dashboard/ws".to_string(),
+            format!("/agent/ws?token={}", console_token(http)),
+        ] {
+            let mut ws = ws_open(http, &path, Some(&own)).await.expect("socket");
+            ws.send(Message::Text("x".repeat(100 * 1024).into()))
+                .await
+                .expect("send");
+            let ended = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                        Some(Ok(_)) => {}
+                    }
+                }
+            })
+            .await;
+            assert!(ended.is_ok(), "{path} is still open after a 100 kB message");
+        }
+    });
+    assert_eq!(http_get(http, "/status").0, 200);
+}
+
+/// Guessing an agent's password over HTTP: 12 wrong guesses at once from one address (more
+/// than the limiter lets through before it locks the address out) get 401 or 429, never 200;
+/// from then on every login from there is refused at once (429 with Retry-After), the right
+/// password too, on every login route; another address is not affected.
+#[test]
+fn repeated_wrong_agent_logins_lock_the_address_out() {
+    let config = http_deployment("login-lockout", "");
+    let server = Server::start_release(&config, &[]);
+    let http = server.http();
+    let login = move |from: &str, auth: &str| {
+        let t = Instant::now();
+        let (code, text) = request_from(
+            from,
+            http,
+            "POST",
+            "/agent/login",
+            &[("Authorization", auth)],
+        );
+        (code, text, t.elapsed())
+    };
+    let guesses: Vec<_> = (0..12)
+        .map(|_| std::thread::spawn(move || login("127.0.0.1", WRONG)))
+        .collect();
+    for g in guesses {
+        let (code, text, _) = g.join().expect("guess");
+        assert!(code == 401 || code == 429, "{text}");
+    }
+    for auth in [WRONG, RIGHT] {
+        let (code, text, took) = login("127.0.0.1", auth);
+        assert_eq!(code, 429, "{text}\n{}", server.log());
+        assert!(took < Duration::from_millis(500), "answered after {took:?}");
+        let retry: u64 = text
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("retry-after:")
+                    .map(|v| v.trim().to_string())
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no Retry-After in\n{text}"));
+        assert!(retry >= 1, "{text}");
+    }
+    // The agents' API is the same login.
+    let (code, text) = request_from(
+        "127.0.0.1",
+        http,
+        "GET",
+        "/agents/2001",
+        &[("Authorization", RIGHT)],
+    );
+    assert_eq!(code, 429, "{text}");
+    // Another address logs in.
+    let (code, text, _) = login("127.0.0.2", RIGHT);
+    assert_eq!(code, 200, "{text}");
+    assert!(http_metric(&server, "127.0.0.2", "ivr_http_logins_refused_total") >= 3);
 }
 
 /// A forged INVITE aims our audio at a third party (its SDP names the victim's address). No

@@ -47,6 +47,8 @@ struct RawServer {
     trusted: Option<Vec<Spanned<String>>>,
     invite_rate: Option<Spanned<i64>>,
     rtp_timeout: Option<Spanned<String>>,
+    max_http_connections: Option<u32>,
+    max_http_connections_per_address: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +86,12 @@ pub struct ServerConfig {
     pub max_calls: u32,
     /// SIP digest realm for agents.
     pub realm: String,
+    /// Most HTTP connections open at once (WebSockets included); more are closed at once.
+    pub max_http_connections: u32,
+    /// Most HTTP connections open at once from one address (IPv6: one /64). Agents behind
+    /// one NAT address share it: each console holds a WebSocket, and a browser opens a few
+    /// more connections while it loads a page.
+    pub max_http_connections_per_address: u32,
     /// SIP sources that may INVITE without limits (trunks, proxies): networks as written
     /// (`192.0.2.0/24`, `2001:db8::/32`, or one address); checked by [`parse_network`].
     /// Default: the loopback addresses; empty trusts nobody.
@@ -120,6 +128,8 @@ impl Default for ServerConfig {
             rtp_ports: "20000-29999".into(),
             max_calls: 5000,
             realm: "ivr".into(),
+            max_http_connections: 1024,
+            max_http_connections_per_address: 64,
             trusted: ServerConfig::DEFAULT_TRUSTED.map(String::from).to_vec(),
             invite_rate: ServerConfig::DEFAULT_INVITE_RATE,
             rtp_timeout_ms: ServerConfig::DEFAULT_RTP_TIMEOUT_MS,
@@ -476,6 +486,30 @@ impl Config {
                 .with_hint("the most calls at once, e.g. `max_calls = 5000`"),
             );
         }
+        for (key, value, example) in [
+            (
+                "max_http_connections",
+                config.server.max_http_connections,
+                "1024",
+            ),
+            (
+                "max_http_connections_per_address",
+                config.server.max_http_connections_per_address,
+                "64",
+            ),
+        ] {
+            if value == 0 {
+                diags.push(
+                    Diagnostic::error(
+                        "config",
+                        file,
+                        find_key(text, key).unwrap_or_default(),
+                        format!("`{key} = 0` would refuse every HTTP connection"),
+                    )
+                    .with_hint(format!("e.g. `{key} = {example}`")),
+                );
+            }
+        }
         config.database = raw.database;
         for (name, q) in raw.queries {
             if let Some(def) = validate_query(file, &name, q, &mut diags) {
@@ -589,6 +623,8 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "rtp_ports",
             "max_calls",
             "realm",
+            "max_http_connections",
+            "max_http_connections_per_address",
             "trusted",
             "invite_rate",
             "rtp_timeout",
@@ -870,8 +906,13 @@ fn validate_server(file: FileId, raw: RawServer, diags: &mut Vec<Diagnostic>) ->
         trusted,
         invite_rate,
         rtp_timeout,
+        max_http_connections,
+        max_http_connections_per_address,
     } = raw;
     server.sip = sip.unwrap_or(server.sip);
+    server.max_http_connections = max_http_connections.unwrap_or(server.max_http_connections);
+    server.max_http_connections_per_address =
+        max_http_connections_per_address.unwrap_or(server.max_http_connections_per_address);
     server.http = http.unwrap_or(server.http);
     server.rtp_ports = rtp_ports.unwrap_or(server.rtp_ports);
     server.max_calls = max_calls.unwrap_or(server.max_calls);
@@ -1232,6 +1273,38 @@ default   = "hotline"
             d[0].message
         );
         assert_eq!(d[0].hint.as_deref(), Some("did you mean `queries`?"));
+    }
+
+    #[test]
+    fn http_connection_limits_have_defaults_and_zero_is_an_error() {
+        let (c, d) = parse("[server]\nmax_calls = 10\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.server.max_http_connections, 1024);
+        assert_eq!(c.server.max_http_connections_per_address, 64);
+        let (c, d) = parse(
+            "[server]\nmax_http_connections = 4096\nmax_http_connections_per_address = 300\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(c.server.max_http_connections, 4096);
+        assert_eq!(c.server.max_http_connections_per_address, 300);
+        let text = "[server]\nmax_http_connections_per_address = 0\n";
+        let (_, d) = parse(text);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].message
+                .contains("`max_http_connections_per_address = 0` would refuse every HTTP"),
+            "{}",
+            d[0].message
+        );
+        assert_eq!(
+            d[0].span.start as usize,
+            text.find("max_http").expect("key")
+        );
+        let (_, d) = parse("[server]\nmax_http_conections = 10\n");
+        assert_eq!(
+            d[0].hint.as_deref(),
+            Some("did you mean `max_http_connections`?")
+        );
     }
 
     #[test]

@@ -7,13 +7,18 @@
 //! - `GET /agents/ID`: that agent's state and current screen pop (HTTP Basic: ID and password).
 //! - `POST /agents/ID/state` with `away` or `available` (text, or JSON `{"state": "away"}`).
 //!
-//! Wrong passwords are slowed down and locked out as the SIP registrar does it
-//! ([`ivr_sip::limiter`], a limiter of its own): after 3 failures every further attempt from
-//! there waits 1 s, 2 s, … up to 16 s before it is answered; 10 failures from an address
-//! within 10 minutes, or 20 for one agent from any addresses, refuse further attempts
-//! unchecked for 10 minutes (an agent's lock spares the addresses it logged in from).
+//! Every login over HTTP (these routes and the console's `POST /agent/login`) goes through
+//! [`AgentApi::login`] and the one [`FailureLimiter`] of the server's HTTP side (the SIP
+//! registrar has a limiter of its own): after 3 failures from an address every further
+//! attempt from there is answered only after 1 s, 2 s, … up to 16 s; 10 failures from an
+//! address within 10 minutes, or 20 for one agent from any addresses, lock it: its attempts
+//! are refused unchecked — the password is not even looked at, the right one is refused too —
+//! with 429 and `Retry-After` until the lock lifts, 10 minutes on (an agent's lock spares the
+//! addresses it logged in from). Refusals are counted in `ivr_http_logins_refused_total`. A
+//! request without credentials is no attempt: it gets the challenge and counts nothing.
 
 use crate::acd_task::{AcdHandle, AcdMsg, AcdSnapshot};
+use crate::http_limits::HttpStats;
 use crate::services::Services;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
@@ -21,10 +26,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use ivr_sansio::Clock;
-use ivr_sip::limiter::{FailureLimiter, Verdict};
-use std::net::SocketAddr;
+use ivr_sansio::{Clock, Millis};
+use ivr_sip::limiter::{FailureLimiter, Lock, Verdict};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// What the agent routes read.
@@ -74,33 +80,40 @@ impl AgentApi {
         }
     }
 
-    /// Whether the request from `peer` carries agent `id`'s password (HTTP Basic); answers
-    /// only after the delay the address's failures earned, and counts a failure. While the
-    /// address or the agent is locked, false without looking at the password.
-    pub async fn authorized(&self, id: &str, headers: &HeaderMap, peer: SocketAddr) -> bool {
-        // Only configured agents are counted per agent: unknown names take no room.
+    /// A login of agent `id` from `peer` with the request's HTTP Basic credentials. Without
+    /// credentials it is no attempt (denied, nothing counted). Else the limiter decides
+    /// first: refused unchecked while it locks the address (or the agent) out; else the
+    /// password is checked, after the delay the limiter asks for, and the failure or the
+    /// success told to the limiter.
+    pub async fn login(&self, id: &str, headers: &HeaderMap, peer: SocketAddr) -> Login {
+        if basic_credentials(headers).is_none() {
+            return Login::Denied;
+        }
+        // Only configured agents are named to the limiter: unknown names take no room.
         let configured = self.services.live.current().config.agents.contains_key(id);
         let agent = configured.then_some(id);
-        let delay = match self.limiter(|l| l.check(peer.ip(), agent, self.clock.now())) {
-            Verdict::Check { delay } => delay,
-            Verdict::Locked(lock) => {
-                tracing::info!(agent = %id, addr = %peer.ip(), ?lock, "agent login refused unchecked");
-                return false;
+        let ip = peer.ip();
+        let delay = match self.limiter(|l| gate(l, ip, agent, self.clock.now())) {
+            Gate::Check(delay) => delay,
+            Gate::Refuse(wait, locked) => {
+                HttpStats::count(&self.services.http.logins_refused);
+                tracing::info!(agent = %id, addr = %ip, locked, "agent login refused unchecked: too many failures");
+                return Login::Refused(wait);
             }
         };
-        if delay > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(delay.unsigned_abs())).await;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         let ok = self.password_matches(id, headers);
         self.limiter(|l| {
             if ok {
-                l.succeeded(peer.ip(), agent, self.clock.now());
+                succeeded(l, ip, agent, self.clock.now());
             } else {
-                let failures = l.failed(peer.ip(), agent, self.clock.now());
-                tracing::info!(agent = %id, addr = %peer.ip(), failures, "agent login refused");
+                let failures = failed(l, ip, agent, self.clock.now());
+                tracing::info!(agent = %id, addr = %ip, failures, "agent login refused");
             }
         });
-        ok
+        if ok { Login::Granted } else { Login::Denied }
     }
 
     fn limiter<T>(&self, f: impl FnOnce(&mut FailureLimiter) -> T) -> T {
@@ -125,6 +138,75 @@ impl AgentApi {
         user == id
             && ivr_sip::registrar::ct_eq(ha1.as_bytes(), agent.ha1.to_ascii_lowercase().as_bytes())
     }
+}
+
+/// What a login attempt comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// The agent's password.
+    Granted,
+    /// No credentials, or wrong ones (401).
+    Denied,
+    /// Not checked: the address (or the agent) failed too often; it may try again after
+    /// this long (429).
+    Refused(Duration),
+}
+
+impl Login {
+    /// The answer to a login that was not granted: 429 with `Retry-After` (whole seconds)
+    /// when refused, else `denied`.
+    pub fn refusal(self, denied: Response) -> Response {
+        match self {
+            Login::Refused(wait) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    (header::RETRY_AFTER, wait.as_secs().max(1).to_string()),
+                    (header::CACHE_CONTROL, "no-store".to_string()),
+                ],
+                "too many failed logins from this address; try again later\n",
+            )
+                .into_response(),
+            Login::Granted | Login::Denied => denied,
+        }
+    }
+}
+
+/// What the limiter says of a login attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Check the password, answering after this long.
+    Check(Duration),
+    /// Refuse it unchecked; the address may try again after this long; what is locked
+    /// (`address` or `agent`).
+    Refuse(Duration, &'static str),
+}
+
+// The three places the HTTP side speaks to the limiter ([`AgentApi::login`] is their one
+// caller).
+
+/// The limiter's verdict on an attempt from `ip` (for `agent`, when configured) at `now`.
+fn gate(l: &mut FailureLimiter, ip: IpAddr, agent: Option<&str>, now: Millis) -> Gate {
+    match l.check(ip, agent, now) {
+        Verdict::Check { delay } => Gate::Check(Duration::from_millis(delay.unsigned_abs())),
+        Verdict::Locked(lock) => {
+            let (Lock::Address { until } | Lock::Agent { until }) = lock;
+            let by = match lock {
+                Lock::Address { .. } => "address",
+                Lock::Agent { .. } => "agent",
+            };
+            Gate::Refuse(Duration::from_millis((until - now).unsigned_abs()), by)
+        }
+    }
+}
+
+/// `ip` logged in as `agent` at `now`.
+fn succeeded(l: &mut FailureLimiter, ip: IpAddr, agent: Option<&str>, now: Millis) {
+    l.succeeded(ip, agent, now);
+}
+
+/// `ip` gave a wrong password (for `agent`, when configured) at `now`: the failures counted.
+fn failed(l: &mut FailureLimiter, ip: IpAddr, agent: Option<&str>, now: Millis) -> u32 {
+    l.failed(ip, agent, now)
 }
 
 /// The user name and password of the request's HTTP Basic credentials.
@@ -162,8 +244,9 @@ async fn one(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !api.authorized(&id, &headers, peer).await {
-        return challenge();
+    let login = api.login(&id, &headers, peer).await;
+    if login != Login::Granted {
+        return login.refusal(challenge());
     }
     let Some(s) = snapshot(&api.services.acd).await else {
         return unavailable();
@@ -183,8 +266,9 @@ async fn set_state(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if !api.authorized(&id, &headers, peer).await {
-        return challenge();
+    let login = api.login(&id, &headers, peer).await;
+    if login != Login::Granted {
+        return login.refusal(challenge());
     }
     let wanted = serde_json::from_str::<serde_json::Value>(&body)
         .ok()

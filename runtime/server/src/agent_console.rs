@@ -9,11 +9,14 @@
 //!   registered in the ACD ([`crate::agent_hub`]); the server sends JSON events (`state`,
 //!   `offer` with the screen pop, `answer` with SDP, `connected`, `cancelled`, `ended`,
 //!   `replaced`, `error`) and takes `state` (`available` / `away`), `answer` (the page's SDP
-//!   offer) and `hangup` (decline, or end the conversation).
+//!   offer) and `hangup` (decline, or end the conversation). A message (or frame) over
+//!   [`crate::http_limits::WS_MAX_MESSAGE`] ends the socket; a page of another site cannot
+//!   open it ([`crate::http::guard`]).
 
 use crate::acd_task::{AcdMsg, AcdSnapshot};
-use crate::agent_api::{self, AgentApi};
+use crate::agent_api::{self, AgentApi, Login};
 use crate::agent_hub::{AgentHub, FromPage, REGISTRATION, ToPage};
+use crate::http_limits::ws_limits;
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -41,8 +44,6 @@ const STATE_AT_LEAST: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Most sessions held (older ones go first).
 const MAX_SESSIONS: usize = 10_000;
-/// Largest message taken from a page (an SDP offer is a few kB).
-const MAX_MESSAGE: usize = 64 * 1024;
 
 /// What the console routes need.
 pub struct Console {
@@ -142,9 +143,11 @@ async fn login(
     headers: HeaderMap,
 ) -> Response {
     let id = agent_api::basic_user(&headers).unwrap_or_default();
-    if !c.api.authorized(&id, &headers, peer).await {
+    let login = c.api.login(&id, &headers, peer).await;
+    if login != Login::Granted {
         tracing::info!("agent console login refused");
-        return (StatusCode::UNAUTHORIZED, "wrong agent id or password\n").into_response();
+        return login
+            .refusal((StatusCode::UNAUTHORIZED, "wrong agent id or password\n").into_response());
     }
     let Some(token) = token() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness\n").into_response();
@@ -224,7 +227,7 @@ async fn socket(
             return e.into_response();
         }
     };
-    ws.max_message_size(MAX_MESSAGE)
+    ws_limits(ws)
         .on_upgrade(move |s| {
             let span = tracing::info_span!("console", agent = %agent);
             async move {

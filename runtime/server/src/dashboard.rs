@@ -5,7 +5,9 @@
 //! - `GET /dashboard/state`: what the page shows, as JSON (for scripts);
 //! - `GET /dashboard/ws`: a WebSocket that pushes the same JSON once a second and whenever a
 //!   call starts, moves to another node or ends, and when an agent or a queue changes (at
-//!   most every [`MIN_PUSH`]).
+//!   most every [`MIN_PUSH`]); the page sends nothing, and a message (or frame) over
+//!   [`crate::http_limits::WS_MAX_MESSAGE`] ends the socket; a page of another site cannot
+//!   open it ([`crate::http::guard`]).
 //!
 //! The state: calls in progress by flow and node and by channel, calls started, ended by
 //! outcome and per second ([`LiveCalls`]); each queue's waiting calls, longest wait, today's
@@ -16,6 +18,7 @@
 
 use crate::acd_task::{AcdMsg, AcdSnapshot};
 use crate::clock::local_now;
+use crate::http_limits::ws_limits;
 use crate::live_calls::{self, LiveCalls};
 use crate::services::Services;
 use axum::Router;
@@ -304,7 +307,7 @@ async fn state(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
 }
 
 async fn ws(State(d): State<Arc<Dashboard>>, up: WebSocketUpgrade) -> Response {
-    up.on_upgrade(move |socket| push(d, socket))
+    ws_limits(up).on_upgrade(move |socket| push(d, socket))
 }
 
 /// Sends the state at once, then every [`PUSH_EVERY`] and after changes, until the page

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod dashboard;
 pub mod deploy;
 pub mod http;
+pub mod http_limits;
 pub mod live;
 pub mod live_calls;
 pub mod queue_day;
@@ -408,6 +409,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         running: AtomicUsize::new(0),
         rtp_timeout,
         max_calls,
+        http: http_limits::HttpStats::default(),
     });
     // A new version going live brings its agents and queues to the ACD, and the agents'
     // credentials to the registrar.
@@ -506,24 +508,19 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
                 browser: Some(Arc::clone(&browser)),
                 agents: Some(agent_api.clone()),
                 dashboard: Some(Arc::new(dashboard::Dashboard::new(services.clone()))),
+                console: Some(agent_console::Console::new(agent_api.clone())),
             });
-            // The agent console (`/agent`).
-            let app = app.merge(agent_console::router(agent_console::Console::new(
-                agent_api.clone(),
-            )));
-            let mut stopped = http_stopped;
-            tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                };
-                let app = app.into_make_service_with_connect_info::<SocketAddr>();
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
-                    tracing::warn!(error = %e, "the HTTP interface stopped");
-                }
-            });
+            let limits = http::Limits {
+                max_connections: server.max_http_connections as usize,
+                max_per_address: server.max_http_connections_per_address as usize,
+            };
+            tokio::spawn(http::serve(
+                listener,
+                app,
+                limits,
+                services.clone(),
+                http_stopped,
+            ));
             addr
         }
         Err(source) if opts.http.is_some() => {

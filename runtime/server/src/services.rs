@@ -1,13 +1,14 @@
 //! [`Services`]: the one handle on what the parts of `ivr serve` share — the live deployment,
 //! the database with each deployment's catalog, the record writer, the pacer, the RTP port
 //! pool, the SIP core and transport, the ACD task, the agents' consoles, the registry of calls
-//! in progress and the options calls run with. Made once at start-up; cheap to clone (one
+//! in progress, the HTTP interface's counters and the options calls run with. Made once at start-up; cheap to clone (one
 //! `Arc`), it goes to the SIP core's admission, every call task, the browser channel and the
 //! HTTP pages.
 
 use crate::acd_task::{AcdChanges, AcdHandle};
 use crate::agent_hub::AgentHub;
 use crate::catalog::Catalogs;
+use crate::http_limits::HttpStats;
 use crate::live::Live;
 use crate::live_calls::LiveCalls;
 use crate::sip_task::CoreMsg;
@@ -54,6 +55,8 @@ pub struct Shared {
     pub rtp_timeout: Duration,
     /// The most calls at once (SIP dialogs and browser calls together).
     pub max_calls: usize,
+    /// What the HTTP interface refused (connections, requests, logins).
+    pub http: HttpStats,
 }
 
 impl Services {
