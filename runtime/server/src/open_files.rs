@@ -8,9 +8,10 @@
 /// runtime's and the pacer's, prompt files being reloaded.
 pub const BASE_FILES: u64 = 256;
 
-/// File descriptors a call may hold: its RTP socket, a transfer leg's RTP socket and its
-/// TCP connection, and one to spare (a browser call's relay).
-pub const FILES_PER_CALL: u64 = 4;
+/// File descriptors a call may hold: its RTP socket, a transfer leg's RTP socket, and the TCP
+/// connection we open for a leg to a `transport=tcp` address (or a browser call's relay).
+/// Accepted TCP connections are counted apart ([`needed`]).
+pub const FILES_PER_CALL: u64 = 3;
 
 /// The file descriptors `max_calls` calls and `tcp_connections` accepted SIP TCP connections
 /// need.
@@ -116,7 +117,7 @@ mod tests {
     #[test]
     fn what_calls_need() {
         assert_eq!(needed(0, 0), BASE_FILES);
-        assert_eq!(needed(100, 256), BASE_FILES + 400 + 256);
+        assert_eq!(needed(100, 256), BASE_FILES + 300 + 256);
         assert_eq!(needed(usize::MAX, usize::MAX), u64::MAX);
     }
 

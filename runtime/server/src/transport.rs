@@ -308,6 +308,9 @@ const LINGER: Duration = Duration::from_secs(32);
 /// How long [`Sender::connect`] waits for the other side to accept.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// How long a connection closed for a framing error reads (and drops) what still comes.
+const DRAIN: Duration = Duration::from_secs(1);
+
 /// How often a refused connection or a failing accept is logged at most.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -1006,6 +1009,20 @@ async fn tcp_conn(task: ConnTask, close: impl std::future::Future<Output = ()>) 
             .is_err()
     {
         writer.abort();
+    }
+    if why == Closed::Framing {
+        // What the peer still sends (the rest of an oversized body) is read and dropped for a
+        // moment, so that closing with unread data (a reset) does not destroy the 400.
+        let drain = async {
+            let mut left = MAX_MESSAGE;
+            while let Ok(n @ 1..) = rd.read(&mut chunk).await {
+                left = left.saturating_sub(n);
+                if left == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN, drain).await;
     }
     tracing::debug!(conn = peer.conn, peer = %peer.addr, ?why, "tcp connection closed");
 }
