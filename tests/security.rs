@@ -779,14 +779,15 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / hz
 }
 
-/// The value of the series `series` (name and labels, as written) in `/metrics`.
-fn series(server: &Server, series: &str) -> u64 {
+/// The value of the series `name` (with its labels, as written) in `/metrics`; panics when
+/// there is none.
+fn series(server: &Server, name: &str) -> u64 {
     let (_, _, metrics) = http_get(server.http(), "/metrics");
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{metrics}"))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
 }
 
 /// Whether the server closes `s` within `within` (what it sends is read and dropped).
