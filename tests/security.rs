@@ -1222,3 +1222,392 @@ fn a_register_brute_force_is_refused_after_ten_tries_even_with_the_right_passwor
     let ok = response_to(&phone, 2, 3_000);
     assert_eq!(ok.as_deref().and_then(status_of), Some(200), "{ok:?}");
 }
+
+// ---- The SIP transport (issue 13): lengths, connections, timeouts, open files. ----
+
+/// An OPTIONS request from `from` to `server` over `proto` (`UDP` or `TCP`).
+fn options(server: SocketAddr, from: SocketAddr, proto: &str, id: &str) -> String {
+    format!(
+        "OPTIONS sip:100@{server} SIP/2.0\r\nVia: SIP/2.0/{proto} {from};branch=z9hG4bK{id};rport\r\n\
+         From: <sip:probe@{from}>;tag={id}\r\nTo: <sip:100@{server}>\r\nCall-ID: {id}@security\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// How long the server takes to answer an OPTIONS over UDP with 200; `None` if not within
+/// `within`.
+fn udp_options_answered(server: SocketAddr, within: Duration) -> Option<Duration> {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr");
+    let id = format!("opt{}", me.port());
+    let started = Instant::now();
+    sock.send_to(options(server, me, "UDP", &id).as_bytes(), server)
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < within {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]);
+            if m.starts_with("SIP/2.0 200") && m.contains(&id) {
+                return Some(started.elapsed());
+            }
+        }
+    }
+    None
+}
+
+/// Whether `GET /status` is answered with 200 within `within` (bounded: no hang).
+fn status_answered(http: SocketAddr, within: Duration) -> bool {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    let Ok(mut s) = TcpStream::connect_timeout(&http, within) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(within));
+    let req = format!("GET /status HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < within {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    started.elapsed() < within && got.starts_with(b"HTTP/1.1 200")
+}
+
+/// The CPU time (user and system) the process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The fields after the command name, which ends with the last ')': utime and stime are
+    // fields 14 and 15, so the 12th and 13th after it.
+    let rest = &stat[stat.rfind(')').expect("comm") + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
+    let hz: f64 = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0);
+    ticks as f64 / hz
+}
+
+/// The value of the series `name` (with its labels, as written) in `/metrics`; panics when
+/// there is none.
+fn series(server: &Server, name: &str) -> u64 {
+    let (_, _, metrics) = http_get(server.http(), "/metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+}
+
+/// Whether the server closes `s` within `within` (what it sends is read and dropped).
+fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    let started = Instant::now();
+    let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < within {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// The attack of issue 13: two 63-byte messages over TCP whose Content-Length
+/// (2^64 − 63) made the sum of offsets wrap around to zero, so that each connection's task
+/// framed an empty message for ever: both cores at 100 %, `/status` and SIP unanswered.
+/// (With `overflow-checks` the sum panicked instead, and the connection stayed open for good,
+/// a file descriptor lost per attempt.) Now each connection is closed at once, the server
+/// idles and answers at once.
+#[test]
+fn content_length_overflow_over_tcp_does_not_spin_the_server() {
+    use std::io::Write;
+    let config = deployment("cl-overflow");
+    let mut server = Server::start_release(&config, &[]);
+    let attack = b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 18446744073709551553\r\n\r\n";
+    assert_eq!(attack.len(), 63);
+    let mut conns: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).expect("tcp");
+            s.write_all(attack).expect("attack");
+            s
+        })
+        .collect();
+    for s in &mut conns {
+        assert!(
+            closed_by_server(s, Duration::from_secs(2)),
+            "the attacker's connection is still open\n{}",
+            server.log()
+        );
+    }
+    let pid = server.child.id();
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 0.5,
+        "ivr serve used {used:.2} s of CPU in 2 s after the attack\n{}",
+        server.log()
+    );
+    assert!(server.running(), "ivr serve died:\n{}", server.log());
+    let answered = udp_options_answered(server.addr, Duration::from_secs(1));
+    assert!(
+        answered.is_some(),
+        "no 200 to OPTIONS over UDP within 1 s\n{}",
+        server.log()
+    );
+    assert!(
+        status_answered(server.http(), Duration::from_secs(1)),
+        "GET /status not answered within 1 s"
+    );
+    assert_eq!(series(&server, "ivr_sip_messages_oversized_total"), 2);
+}
+
+/// One address opens more TCP connections than it may: the server closes the extra ones
+/// at once (and counts them), keeps the others, and calls go on.
+#[test]
+fn tcp_connections_over_the_per_address_cap_are_closed() {
+    let config = deployment("tcp-cap");
+    let server = Server::start_release(&config, &[]);
+    let cap = ivr_server::transport::MAX_CONNECTIONS_PER_ADDRESS;
+    let extra = 8;
+    let mut conns: Vec<TcpStream> = (0..cap + extra)
+        .map(|_| TcpStream::connect(server.addr).expect("tcp"))
+        .collect();
+    let mut closed = Vec::new();
+    for (i, s) in conns.iter_mut().enumerate().rev() {
+        let within = if i >= cap {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_millis(20)
+        };
+        if closed_by_server(s, within) {
+            closed.push(i);
+        }
+    }
+    closed.sort_unstable();
+    assert_eq!(
+        closed,
+        (cap..cap + extra).collect::<Vec<_>>(),
+        "the connections past the cap (and only they) are closed\n{}",
+        server.log()
+    );
+    assert_eq!(
+        series(
+            &server,
+            "ivr_sip_tcp_connections_refused_total{limit=\"per_address\"}"
+        ),
+        extra as u64
+    );
+    assert_eq!(series(&server, "ivr_sip_tcp_connections"), cap as u64);
+    // A call over UDP still works, and the connections kept still carry SIP.
+    let call = RawCall::place(server.addr);
+    call.hang_up();
+    assert!(
+        call.wait_for(|m| m.starts_with("SIP/2.0 200") && m.contains("BYE"), 2_000)
+            .is_some(),
+        "no 200 to the BYE\n{}",
+        server.log()
+    );
+    let s = &mut conns[0];
+    let me = s.local_addr().expect("addr");
+    std::io::Write::write_all(s, options(server.addr, me, "TCP", "kept").as_bytes()).expect("send");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&*s), &mut line).expect("answer");
+    assert_eq!(line.trim(), "SIP/2.0 200 OK");
+}
+
+/// Slowloris: half a message, then a byte every 2 s so the connection never looks idle.
+/// The server closes it once the message has been incomplete for its read timeout (10 s);
+/// likewise a head whose body never comes.
+#[test]
+fn a_slowloris_connection_is_closed_after_the_read_timeout() {
+    use std::io::Write;
+    let config = deployment("slowloris");
+    let server = Server::start_release(&config, &[]);
+    let timeout = ivr_server::transport::READ_TIMEOUT;
+    let started = Instant::now();
+    let mut head = TcpStream::connect(server.addr).expect("tcp");
+    let me = head.local_addr().expect("addr");
+    let msg = options(server.addr, me, "TCP", "slow");
+    let (half, rest) = msg.as_bytes().split_at(msg.len() / 2);
+    head.write_all(half).expect("half");
+    let mut body = TcpStream::connect(server.addr).expect("tcp");
+    body.write_all(
+        msg.replace("Content-Length: 0", "Content-Length: 100")
+            .as_bytes(),
+    )
+    .expect("head");
+    body.write_all(b"only part of the body").expect("body");
+    let mut closed_at = [None, None];
+    let mut next_byte = 0;
+    while started.elapsed() < timeout + Duration::from_secs(4)
+        && closed_at.iter().any(Option::is_none)
+    {
+        for (i, s) in [&mut head, &mut body].into_iter().enumerate() {
+            if closed_at[i].is_none() && closed_by_server(s, Duration::from_millis(100)) {
+                closed_at[i] = Some(started.elapsed());
+            }
+        }
+        if closed_at[0].is_none() && started.elapsed() >= Duration::from_secs(2 * (next_byte + 1)) {
+            let _ = head.write_all(&rest[next_byte as usize..next_byte as usize + 1]);
+            next_byte += 1;
+        }
+    }
+    for (what, at) in ["half a head", "a head without its body"]
+        .iter()
+        .zip(closed_at)
+    {
+        let at =
+            at.unwrap_or_else(|| panic!("{what}: the connection is still open\n{}", server.log()));
+        assert!(
+            at >= timeout - Duration::from_millis(500) && at <= timeout + Duration::from_secs(3),
+            "{what}: closed after {at:?}, not after the read timeout of {timeout:?}"
+        );
+    }
+    assert_eq!(
+        series(
+            &server,
+            "ivr_sip_tcp_connections_timed_out_total{timeout=\"read\"}"
+        ),
+        2
+    );
+}
+
+/// Oversized messages over UDP and TCP are dropped (a TCP connection closed, with a 400 when
+/// the head allows one) and counted; the next well-formed request is answered.
+#[test]
+fn oversized_messages_are_dropped_and_the_next_request_answered() {
+    use std::io::{Read, Write};
+    let config = deployment("oversized");
+    let server = Server::start_release(&config, &[]);
+    let max = ivr_sip::message::MAX_MESSAGE;
+    // UDP: a well-formed OPTIONS padded past the limit, then a normal one from the same socket.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr");
+    let big = options(server.addr, me, "UDP", "big").replace(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\nX-Pad: {}\r\n", "p".repeat(max)),
+    );
+    sock.send_to(big.as_bytes(), server.addr).expect("send");
+    sock.send_to(
+        options(server.addr, me, "UDP", "next").as_bytes(),
+        server.addr,
+    )
+    .expect("send");
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < Duration::from_secs(1) {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            answers.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.starts_with("SIP/2.0 200") && a.contains("next")),
+        "the next request is answered: {answers:?}"
+    );
+    assert!(
+        !answers.iter().any(|a| a.contains("Call-ID: big@security")),
+        "the oversized one is not: {answers:?}"
+    );
+    // TCP: a body past the limit: answered 400 and closed; a new connection is served.
+    let mut t = TcpStream::connect(server.addr).expect("tcp");
+    let me = t.local_addr().expect("addr");
+    let big = options(server.addr, me, "TCP", "bigtcp")
+        .replace("Content-Length: 0", &format!("Content-Length: {max}"));
+    // The head says it all: the server answers before the body comes.
+    t.write_all(big.as_bytes()).expect("head");
+    t.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let _ = t.read_to_end(&mut got);
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("SIP/2.0 400 "), "answered: {got:?}");
+    let mut t = TcpStream::connect(server.addr).expect("tcp");
+    let me = t.local_addr().expect("addr");
+    t.write_all(options(server.addr, me, "TCP", "after").as_bytes())
+        .expect("send");
+    t.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&t), &mut line).expect("answer");
+    assert_eq!(line.trim(), "SIP/2.0 200 OK");
+    assert_eq!(series(&server, "ivr_sip_messages_oversized_total"), 2);
+}
+
+/// `ivr serve` raises its soft open-file limit to the hard one at start-up and says so; when
+/// even the hard limit is below what `max_calls` needs, it warns.
+#[test]
+fn the_open_file_limit_is_raised_at_start_up() {
+    let config = deployment("nofile");
+    let dir = config.parent().expect("dir");
+    let binary = release_binary();
+    // A wrapper that starts the server with low limits (soft 256; hard as given).
+    let wrapper = |name: &str, hard: &str| {
+        let path = dir.join(name);
+        fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nulimit -S -n 256 && ulimit -H -n {hard} && exec '{}' \"$@\"\n",
+                binary.display()
+            ),
+        )
+        .expect("wrapper");
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&path)
+            .status()
+            .expect("chmod");
+        path
+    };
+    let soft_of = |pid: u32| -> u64 {
+        fs::read_to_string(format!("/proc/{pid}/limits"))
+            .expect("limits")
+            .lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .expect("Max open files")
+    };
+    // Hard 4096: enough for 100 calls; the soft limit goes up to it.
+    let server = Server::launch_binary(&wrapper("high.sh", "4096"), &config, false, &[]);
+    assert_eq!(soft_of(server.child.id()), 4096, "{}", server.log());
+    assert!(server.log().contains("open files"), "{}", server.log());
+    assert!(
+        !server.log().contains("open-file limit is"),
+        "{}",
+        server.log()
+    );
+    drop(server);
+    // Hard 600: not enough for 100 calls: a warning says so.
+    let server = Server::launch_binary(&wrapper("low.sh", "600"), &config, false, &[]);
+    assert_eq!(soft_of(server.child.id()), 600, "{}", server.log());
+    assert!(
+        server.log().contains("the open-file limit is 600"),
+        "{}",
+        server.log()
+    );
+}

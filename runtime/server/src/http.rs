@@ -438,6 +438,7 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
         s.browser.as_ref().map_or(0, |b| b.active()),
     );
     s.stats.metrics(&mut out);
+    s.services.sip.stats().write_metrics(&mut out);
     if let Some(d) = &s.dashboard {
         d.metrics(&mut out).await;
     }

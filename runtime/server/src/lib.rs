@@ -20,6 +20,7 @@ pub mod http;
 pub mod http_limits;
 pub mod live;
 pub mod live_calls;
+pub mod open_files;
 pub mod queue_day;
 pub mod screen_pop;
 pub mod services;
@@ -155,6 +156,8 @@ struct SipHost {
 struct Admission {
     events: mpsc::UnboundedSender<DialogEvent>,
     pending: Option<Pending>,
+    /// Keeps the caller's TCP connection open while the dialog lasts, however quiet.
+    _conn: Option<transport::ConnHold>,
 }
 
 /// An admitted call that has not started yet (ringing, or a late offer waiting for the ACK).
@@ -263,6 +266,7 @@ impl Host for SipHost {
                     span,
                     unserved: Box::new(unserved),
                 }),
+                _conn: self.services.sip.hold(&c.peer),
             },
         );
         Ok(Admitted {
@@ -311,6 +315,51 @@ impl Calls for SipHost {
     }
 }
 
+/// Raises the open-file limit for `max_calls` calls and says what it is; the limits of SIP
+/// over TCP, their total cap lowered to what the files left over allow when the limit stays
+/// below what is needed.
+fn open_file_limit(max_calls: usize) -> transport::TcpLimits {
+    let mut limits = transport::TcpLimits::for_calls(max_calls);
+    let needed = open_files::needed(max_calls, limits.total);
+    let files = open_files::raise(needed);
+    if let Some(e) = &files.error {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
+    tracing::info!(
+        limit = files.now,
+        was = files.was,
+        hard = files.hard,
+        needed,
+        max_calls,
+        tcp_connections = limits.total,
+        "open files"
+    );
+    if files.now < needed {
+        let room = files
+            .now
+            .saturating_sub(open_files::needed(max_calls, 0))
+            .max(transport::MAX_CONNECTIONS_PER_ADDRESS as u64);
+        limits.total = limits
+            .total
+            .min(usize::try_from(room).unwrap_or(usize::MAX));
+        let say = format!(
+            "the open-file limit is {} (hard limit {}), below the {needed} that max_calls = \
+             {max_calls} needs ({} per call, {} for the rest, {} for SIP over TCP): SIP over TCP \
+             takes at most {} connections; raise the hard limit (ulimit -Hn, systemd's \
+             LimitNOFILE) or lower max_calls",
+            files.now,
+            files.hard,
+            open_files::FILES_PER_CALL,
+            open_files::BASE_FILES,
+            transport::max_connections(max_calls),
+            limits.total
+        );
+        tracing::warn!("{say}");
+        eprintln!("ivr serve: warning: {say}");
+    }
+    limits
+}
+
 /// Runs `ivr serve` until a shutdown signal; `Err` when it cannot start.
 pub fn run(opts: ServeOptions) -> Result<(), ServeError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -352,6 +401,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let rtp_timeout = opts
         .rtp_timeout
         .unwrap_or(Duration::from_millis(server.rtp_timeout_ms));
+    let tcp_limits = open_file_limit(max_calls);
 
     let db = match data::open_configured(&deployment.config).await {
         Ok(db) => Some(db),
@@ -384,7 +434,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let pacer = Pacer::start(threads).map_err(ServeError::Pacer)?;
     let ports = PortPool::new(sip_addr.ip(), lo, hi);
     let (in_tx, in_rx) = mpsc::channel(65_536);
-    let bound = transport::start(sip_addr, in_tx)
+    let bound = transport::start(sip_addr, in_tx, tcp_limits)
         .await
         .map_err(|source| ServeError::Listen {
             addr: sip_addr,
@@ -451,6 +501,12 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         let services = services.clone();
         tokio::spawn(async move {
             while let Some(r) = reg_rx.recv().await {
+                // Calls are offered to the agent on the connection it registered over.
+                if r.peer.conn != 0 {
+                    services
+                        .sip
+                        .keep_open(r.peer.conn, Duration::from_millis(r.expires.unsigned_abs()));
+                }
                 // A phone takes the agent over from its console; its unregistration leaves
                 // a console's binding alone.
                 if !services.consoles.sip_registration(&r.agent, r.expires > 0) {
