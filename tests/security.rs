@@ -1442,7 +1442,7 @@ fn tcp_connections_over_the_per_address_cap_are_closed() {
 #[test]
 fn a_slowloris_connection_is_closed_after_the_read_timeout() {
     use std::io::Write;
-    let config = deployment("slowloris");
+    let config = deployment("sip-slowloris");
     let server = Server::start_release(&config, &[]);
     let timeout = ivr_server::transport::READ_TIMEOUT;
     let started = Instant::now();
