@@ -64,16 +64,39 @@ pub enum FactsError {
     BadMaxForwards,
 }
 
-/// Parses a message; rsip errors and panics alike become `Err`.
+/// Parses a message; rsip errors and panics alike become `Err`, and so does a header section
+/// with a CR or LF that does not end a line (see [`bare_line_break`]).
 pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
     if data.len() > MAX_MESSAGE {
         return Err(ParseError::TooLarge);
+    }
+    if bare_line_break(data) {
+        return Err(ParseError::Syntax(
+            "a CR or LF that does not end a line in the header section".into(),
+        ));
     }
     match std::panic::catch_unwind(|| SipMessage::try_from(data)) {
         Ok(Ok(m)) => Ok(m),
         Ok(Err(e)) => Err(ParseError::Syntax(e.to_string())),
         Err(_) => Err(ParseError::Unparseable),
     }
+}
+
+/// Whether the header section (up to the blank line, or all of `data` without one) has a CR
+/// or an LF that is not part of a CRLF. RFC 3261 (7.3.1, 25.1) allows neither inside a header
+/// value, but rsip splits header lines only at CRLF and keeps a lone LF in the value; we echo
+/// values (Via, From, To, Call-ID, CSeq) in our responses and keep them for our BYE, where a
+/// reader that also ends lines at a lone LF would see header lines the peer slipped in.
+fn bare_line_break(data: &[u8]) -> bool {
+    let head = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(data, |i| &data[..i + 2]);
+    head.iter().enumerate().any(|(i, &b)| match b {
+        b'\r' => head.get(i + 1) != Some(&b'\n'),
+        b'\n' => i == 0 || head[i - 1] != b'\r',
+        _ => false,
+    })
 }
 
 /// A fresh random number (tags, branches, SSRCs, session ids).
@@ -581,6 +604,50 @@ mod tests {
         assert!(r.contains("Call-ID: 1-2@10.0.0.5\r\n"), "{r}");
         assert!(raw_error_response(b"garbage", 400).is_none());
         assert!(parse(&[0xff; 100]).is_err());
+    }
+
+    /// Found by the `sip_core` fuzz target: the Via value `2\nr` (and the same in any echoed
+    /// header) went back in our 400 as `Via: 2\nr;received=...`, a line break the peer chose.
+    #[test]
+    fn a_bare_line_break_in_the_head_is_refused() {
+        assert!(matches!(
+            parse(b"INVITE s SIP/2.0\r\nV:2\nr\r\n"),
+            Err(ParseError::Syntax(_))
+        ));
+        for (from, to) in [
+            (
+                "Call-ID: 1-2@10.0.0.5\r\n",
+                "Call-ID: 1-2@10.0.0.5\t\nCSeq: 9 BYE\r\n",
+            ),
+            (
+                "To: <sip:10010@127.0.0.1>",
+                "To: <sip:10010@127.0.0.1>\nContact: <sip:x@evil>",
+            ),
+            ("Max-Forwards: 70", "Max-Forwards: 70\r"),
+            ("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\n\n"),
+        ] {
+            let bad = INVITE.replacen(from, to, 1);
+            assert_ne!(bad, INVITE);
+            assert!(
+                matches!(parse(bad.as_bytes()), Err(ParseError::Syntax(_))),
+                "{bad:?}"
+            );
+            // The transport's raw 400 keeps whole lines only.
+            if let Some(r) = raw_error_response(bad.as_bytes(), 400) {
+                let r = String::from_utf8(r).expect("utf8");
+                let head = r.split("\r\n\r\n").next().expect("head");
+                assert!(
+                    head.split("\r\n").all(|l| !l.contains(['\r', '\n'])),
+                    "{r:?}"
+                );
+            }
+        }
+        // Line breaks in the body are the body's business.
+        let body = INVITE.replace(
+            "Content-Length: 0\r\n\r\n",
+            "Content-Length: 7\r\n\r\nv=0\nx\r",
+        );
+        assert!(parse(body.as_bytes()).is_ok());
     }
 
     #[test]
