@@ -181,6 +181,22 @@ pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// `text` as the Request-URI of a request of ours: a SIP or SIPS URI that rsip reads and that,
+/// printed by rsip, reads again as the same URI. `None` otherwise: rsip also reads a URI
+/// without a scheme (a Contact `<10010@host>`), but prints it into a request line that nobody,
+/// rsip included, can read.
+pub fn request_uri(text: &str) -> Option<rsip::Uri> {
+    let uri = rsip::Uri::try_from(text.trim()).ok()?;
+    if !matches!(uri.scheme, Some(rsip::Scheme::Sip | rsip::Scheme::Sips)) {
+        return None;
+    }
+    let printed = uri.to_string();
+    if printed.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    (rsip::Uri::try_from(printed.as_str()).ok()? == uri).then_some(uri)
+}
+
 /// The first element of a possibly comma-separated header value (the top Via).
 pub fn first_element(value: &str) -> &str {
     value.split(',').next().unwrap_or(value).trim()
