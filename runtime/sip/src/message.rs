@@ -7,6 +7,7 @@
 //! compact header names (`v`, `i`, `f`, `t`, `l`, `c`, `m`) that rsip leaves as `Other`.
 
 use rsip::headers::UntypedHeader;
+use rsip::message::HasHeaders;
 use rsip::{Header, Headers, Request, SipMessage};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -64,39 +65,38 @@ pub enum FactsError {
     BadMaxForwards,
 }
 
-/// Parses a message; rsip errors and panics alike become `Err`, and so does a header section
-/// with a CR or LF that does not end a line (see [`bare_line_break`]).
+/// Parses a message; rsip errors and panics alike become `Err`, and so does a message with a
+/// CR or an LF inside a header value or the Request-URI (see [`line_break_inside`]).
 pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
     if data.len() > MAX_MESSAGE {
         return Err(ParseError::TooLarge);
     }
-    if bare_line_break(data) {
+    let msg = match std::panic::catch_unwind(|| SipMessage::try_from(data)) {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => return Err(ParseError::Syntax(e.to_string())),
+        Err(_) => return Err(ParseError::Unparseable),
+    };
+    if line_break_inside(&msg) {
         return Err(ParseError::Syntax(
-            "a CR or LF that does not end a line in the header section".into(),
+            "a CR or LF inside a header value or the Request-URI".into(),
         ));
     }
-    match std::panic::catch_unwind(|| SipMessage::try_from(data)) {
-        Ok(Ok(m)) => Ok(m),
-        Ok(Err(e)) => Err(ParseError::Syntax(e.to_string())),
-        Err(_) => Err(ParseError::Unparseable),
-    }
+    Ok(msg)
 }
 
-/// Whether the header section (up to the blank line, or all of `data` without one) has a CR
-/// or an LF that is not part of a CRLF. RFC 3261 (7.3.1, 25.1) allows neither inside a header
-/// value, but rsip splits header lines only at CRLF and keeps a lone LF in the value; we echo
-/// values (Via, From, To, Call-ID, CSeq) in our responses and keep them for our BYE, where a
-/// reader that also ends lines at a lone LF would see header lines the peer slipped in.
-fn bare_line_break(data: &[u8]) -> bool {
-    let head = data
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(data, |i| &data[..i + 2]);
-    head.iter().enumerate().any(|(i, &b)| match b {
-        b'\r' => head.get(i + 1) != Some(&b'\n'),
-        b'\n' => i == 0 || head[i - 1] != b'\r',
-        _ => false,
-    })
+/// Whether a header value or the Request-URI of `msg` has a CR or an LF in it. RFC 3261 (7.3.1,
+/// 25.1) allows neither, but rsip ends header lines only at CRLF (keeping a lone LF in the value)
+/// and reads CR and LF inside a Request-URI's host; we echo header values (Via, From, To,
+/// Call-ID, CSeq) in our responses and keep them for our BYE, where a reader that also ends
+/// lines at a lone LF would see header lines the peer slipped in.
+fn line_break_inside(msg: &SipMessage) -> bool {
+    let breaks = |t: &str| t.contains(['\r', '\n']);
+    if let SipMessage::Request(r) = msg
+        && breaks(&r.uri.to_string())
+    {
+        return true;
+    }
+    msg.headers().iter().any(|h| breaks(&h.to_string()))
 }
 
 /// A fresh random number (tags, branches, SSRCs, session ids).
@@ -658,6 +658,15 @@ mod tests {
                 );
             }
         }
+        // Found by the `sip_message` fuzz target: rsip reads CRLFs inside the Request-URI's
+        // host, so the head does not end at the first blank line; a lone LF after it was kept.
+        let split = INVITE
+            .replacen("sip:10010@127.0.0.1:5060", "sip\r\n\r\n.0.0.2:5060", 1)
+            .replacen("Max-Forwards: 70", "Max-Forwards: 70\nTo: x", 1);
+        assert!(
+            matches!(parse(split.as_bytes()), Err(ParseError::Syntax(_))),
+            "{split:?}"
+        );
         // Line breaks in the body are the body's business.
         let body = INVITE.replace(
             "Content-Length: 0\r\n\r\n",
