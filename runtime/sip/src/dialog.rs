@@ -140,8 +140,12 @@ impl Dialog {
         headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
             "0",
         )));
-        let uri = rsip::Uri::try_from(self.remote_target.as_str())
-            .or_else(|_| rsip::Uri::try_from(message::uri_of(&self.remote)))
+        // The peer's Contact, else its From URI; with neither usable, a placeholder that is
+        // valid SIP (the request goes to the peer's address all the same, and the dialog is
+        // matched by Call-ID and tags, not by the Request-URI).
+        let uri = message::request_uri(&self.remote_target)
+            .or_else(|| message::request_uri(message::uri_of(&self.remote)))
+            .or_else(|| message::request_uri("sip:anonymous.invalid"))
             .unwrap_or_default();
         Request {
             method,
@@ -195,5 +199,35 @@ mod tests {
         assert!(bye.contains("Route: <sip:proxy;lr>\r\n"), "{bye}");
         let back = message::parse(bye.as_bytes()).expect("reparse");
         assert!(back.is_request());
+    }
+
+    /// Found by the `sip_message` fuzz target: with an empty From and no Contact, the BYE's
+    /// Request-URI was rsip's default, printed `127.0.0.1` without a scheme; with a Contact
+    /// without a scheme, rsip read it but printed it the same way. Neither request line reads.
+    #[test]
+    fn a_bye_without_a_usable_contact_or_from_still_reads() {
+        for invite in [
+            "INVITE sip:5 SIP/2.0\r\nV:\r\nF:\r\nT:\r\nCall-ID:\u{6}\r\nCSeq:1 >\r\nRecord-Route:://\r\n\r\n",
+            "INVITE sip:10010@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5\r\n\
+             From: <alice@10.0.0.5>;tag=abc\r\nTo: <sip:10010@127.0.0.1>\r\nCall-ID: c1\r\n\
+             CSeq: 7 INVITE\r\nContact: <si010@127.0.0.2>\r\n\r\n",
+        ] {
+            let SipMessage::Request(req) = message::parse(invite.as_bytes()).expect("parse") else {
+                panic!("request")
+            };
+            let f = message::facts(&req.headers).expect("facts");
+            let mut d = Dialog::from_invite(&req, &f, "mytag");
+            let bye = d.request(rsip::Method::Bye, "SIP/2.0/UDP 127.0.0.1:5060", "z9hG4bKx");
+            let text = String::from_utf8_lossy(&bye).into_owned();
+            assert!(
+                text.starts_with("BYE sip:anonymous.invalid SIP/2.0\r\n"),
+                "{text}"
+            );
+            assert!(message::parse(&bye).is_ok(), "{text}");
+            let ack = d.ack("SIP/2.0/UDP 127.0.0.1:5060", "z9hG4bKy");
+            assert!(message::parse(&ack).is_ok());
+        }
+        assert!(message::request_uri("10010@127.0.0.2").is_none());
+        assert!(message::request_uri("sip:10010@127.0.0.2;transport=tcp").is_some());
     }
 }

@@ -7,6 +7,7 @@
 //! compact header names (`v`, `i`, `f`, `t`, `l`, `c`, `m`) that rsip leaves as `Other`.
 
 use rsip::headers::UntypedHeader;
+use rsip::message::HasHeaders;
 use rsip::{Header, Headers, Request, SipMessage};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -64,16 +65,38 @@ pub enum FactsError {
     BadMaxForwards,
 }
 
-/// Parses a message; rsip errors and panics alike become `Err`.
+/// Parses a message; rsip errors and panics alike become `Err`, and so does a message with a
+/// CR or an LF inside a header value or the Request-URI (see [`line_break_inside`]).
 pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
     if data.len() > MAX_MESSAGE {
         return Err(ParseError::TooLarge);
     }
-    match std::panic::catch_unwind(|| SipMessage::try_from(data)) {
-        Ok(Ok(m)) => Ok(m),
-        Ok(Err(e)) => Err(ParseError::Syntax(e.to_string())),
-        Err(_) => Err(ParseError::Unparseable),
+    let msg = match std::panic::catch_unwind(|| SipMessage::try_from(data)) {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => return Err(ParseError::Syntax(e.to_string())),
+        Err(_) => return Err(ParseError::Unparseable),
+    };
+    if line_break_inside(&msg) {
+        return Err(ParseError::Syntax(
+            "a CR or LF inside a header value or the Request-URI".into(),
+        ));
     }
+    Ok(msg)
+}
+
+/// Whether a header value or the Request-URI of `msg` has a CR or an LF in it. RFC 3261 (7.3.1,
+/// 25.1) allows neither, but rsip ends header lines only at CRLF (keeping a lone LF in the value)
+/// and reads CR and LF inside a Request-URI's host; we echo header values (Via, From, To,
+/// Call-ID, CSeq) in our responses and keep them for our BYE, where a reader that also ends
+/// lines at a lone LF would see header lines the peer slipped in.
+fn line_break_inside(msg: &SipMessage) -> bool {
+    let breaks = |t: &str| t.contains(['\r', '\n']);
+    if let SipMessage::Request(r) = msg
+        && breaks(&r.uri.to_string())
+    {
+        return true;
+    }
+    msg.headers().iter().any(|h| breaks(&h.to_string()))
 }
 
 /// A fresh random number (tags, branches, SSRCs, session ids).
@@ -156,6 +179,22 @@ pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
+}
+
+/// `text` as the Request-URI of a request of ours: a SIP or SIPS URI that rsip reads and that,
+/// printed by rsip, reads again as the same URI. `None` otherwise: rsip also reads a URI
+/// without a scheme (a Contact `<10010@host>`), but prints it into a request line that nobody,
+/// rsip included, can read.
+pub fn request_uri(text: &str) -> Option<rsip::Uri> {
+    let uri = rsip::Uri::try_from(text.trim()).ok()?;
+    if !matches!(uri.scheme, Some(rsip::Scheme::Sip | rsip::Scheme::Sips)) {
+        return None;
+    }
+    let printed = uri.to_string();
+    if printed.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    (rsip::Uri::try_from(printed.as_str()).ok()? == uri).then_some(uri)
 }
 
 /// The first element of a possibly comma-separated header value (the top Via).
@@ -581,6 +620,59 @@ mod tests {
         assert!(r.contains("Call-ID: 1-2@10.0.0.5\r\n"), "{r}");
         assert!(raw_error_response(b"garbage", 400).is_none());
         assert!(parse(&[0xff; 100]).is_err());
+    }
+
+    /// Found by the `sip_core` fuzz target: the Via value `2\nr` (and the same in any echoed
+    /// header) went back in our 400 as `Via: 2\nr;received=...`, a line break the peer chose.
+    #[test]
+    fn a_bare_line_break_in_the_head_is_refused() {
+        assert!(matches!(
+            parse(b"INVITE s SIP/2.0\r\nV:2\nr\r\n"),
+            Err(ParseError::Syntax(_))
+        ));
+        for (from, to) in [
+            (
+                "Call-ID: 1-2@10.0.0.5\r\n",
+                "Call-ID: 1-2@10.0.0.5\t\nCSeq: 9 BYE\r\n",
+            ),
+            (
+                "To: <sip:10010@127.0.0.1>",
+                "To: <sip:10010@127.0.0.1>\nContact: <sip:x@evil>",
+            ),
+            ("Max-Forwards: 70", "Max-Forwards: 70\r"),
+            ("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\n\n"),
+        ] {
+            let bad = INVITE.replacen(from, to, 1);
+            assert_ne!(bad, INVITE);
+            assert!(
+                matches!(parse(bad.as_bytes()), Err(ParseError::Syntax(_))),
+                "{bad:?}"
+            );
+            // The transport's raw 400 keeps whole lines only.
+            if let Some(r) = raw_error_response(bad.as_bytes(), 400) {
+                let r = String::from_utf8(r).expect("utf8");
+                let head = r.split("\r\n\r\n").next().expect("head");
+                assert!(
+                    head.split("\r\n").all(|l| !l.contains(['\r', '\n'])),
+                    "{r:?}"
+                );
+            }
+        }
+        // Found by the `sip_message` fuzz target: rsip reads CRLFs inside the Request-URI's
+        // host, so the head does not end at the first blank line; a lone LF after it was kept.
+        let split = INVITE
+            .replacen("sip:10010@127.0.0.1:5060", "sip\r\n\r\n.0.0.2:5060", 1)
+            .replacen("Max-Forwards: 70", "Max-Forwards: 70\nTo: x", 1);
+        assert!(
+            matches!(parse(split.as_bytes()), Err(ParseError::Syntax(_))),
+            "{split:?}"
+        );
+        // Line breaks in the body are the body's business.
+        let body = INVITE.replace(
+            "Content-Length: 0\r\n\r\n",
+            "Content-Length: 7\r\n\r\nv=0\nx\r",
+        );
+        assert!(parse(body.as_bytes()).is_ok());
     }
 
     #[test]

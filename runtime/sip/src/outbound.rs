@@ -56,8 +56,7 @@ impl OutgoingInvite {
     /// Builds the INVITE; `Err` when the target is not a SIP URI.
     pub fn build(p: &InviteParts<'_>) -> Result<(OutgoingInvite, Vec<u8>), NotSipUri> {
         let lower = p.target.to_ascii_lowercase();
-        let uri = rsip::Uri::try_from(p.target)
-            .ok()
+        let uri = message::request_uri(p.target)
             .filter(|_| {
                 (lower.starts_with("sip:") || lower.starts_with("sips:"))
                     && !p.target.contains(char::is_whitespace)
@@ -139,7 +138,7 @@ impl OutgoingInvite {
         )));
         Request {
             method,
-            uri: rsip::Uri::try_from(self.uri.as_str()).unwrap_or_default(),
+            uri: message::request_uri(&self.uri).unwrap_or_default(),
             version: rsip::Version::V2,
             headers,
             body: Vec::new(),

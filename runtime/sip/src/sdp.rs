@@ -238,7 +238,8 @@ pub struct Negotiated {
 pub struct NoCommonCodec;
 
 /// Picks the stream and codecs of an offer: the first audio stream over RTP/AVP with PCMU or
-/// PCMA (in the offerer's order of preference).
+/// PCMA (in the offerer's order of preference). Formats that are not RTP payload types
+/// (0-127: the RTP header has 7 bits for it) are skipped.
 pub fn negotiate(offer: &Session) -> Result<Negotiated, NoCommonCodec> {
     for (index, m) in offer.media.iter().enumerate() {
         if m.kind != "audio" || m.port == 0 || !m.proto.to_ascii_uppercase().starts_with("RTP/") {
@@ -247,7 +248,9 @@ pub fn negotiate(offer: &Session) -> Result<Negotiated, NoCommonCodec> {
         let mut law = None;
         let mut event_pt = None;
         for f in &m.formats {
-            let Ok(pt) = f.parse::<u8>() else { continue };
+            let Some(pt) = f.parse::<u8>().ok().filter(|pt| *pt < 128) else {
+                continue;
+            };
             match m.encoding(pt) {
                 Some((name, 8000)) if name == "pcmu" && law.is_none() => {
                     law = Some((Law::Ulaw, pt));
@@ -379,5 +382,23 @@ mod tests {
             "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
         assert_eq!(negotiate(&parse(g729).expect("sdp")), Err(NoCommonCodec));
         assert!(parse("hello").is_err());
+    }
+
+    /// An input the `sdp` fuzz target's check (negotiated payload types are RTP payload
+    /// types) fails on: payload type 200 was taken, though RTP has 7 bits for it, so our packets
+    /// went out as 72 and the caller's never matched.
+    #[test]
+    fn formats_that_are_not_rtp_payload_types_are_skipped() {
+        let big =
+            "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 200\r\na=rtpmap:200 PCMU/8000\r\n";
+        assert_eq!(negotiate(&parse(big).expect("sdp")), Err(NoCommonCodec));
+        let mixed = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 200 8 228\r\n\
+            a=rtpmap:200 PCMU/8000\r\na=rtpmap:228 telephone-event/8000\r\n\
+            a=rtpmap:127 telephone-event/8000\r\n";
+        let n = negotiate(&parse(mixed).expect("sdp")).expect("PCMA");
+        assert_eq!((n.law, n.pt, n.event_pt), (Law::Alaw, 8, None));
+        let top = mixed.replace(" 228\r\n", " 127\r\n");
+        let n = negotiate(&parse(&top).expect("sdp")).expect("PCMA");
+        assert_eq!((n.pt, n.event_pt), (8, Some(127)));
     }
 }

@@ -988,3 +988,142 @@ fn limits_drain_and_requests_we_do_not_take() {
     net.inject(Side::Uas, PHONE, &hop);
     assert_eq!(net.sent(UAS, |p| p.is_response(483, "INFO")).len(), 1);
 }
+
+/// An INVITE of the phone to the UAS core, with an offer.
+fn phone_invite(call_id: &str, branch: &str) -> String {
+    request(
+        &format!(
+            "INVITE sip:10010@127.0.0.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch={branch};rport\r\n\
+             From: <sip:13800000001@127.0.0.3>;tag=ph1\r\nTo: <sip:10010@127.0.0.2>\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:caller@{PHONE}>\r\nMax-Forwards: 70"
+        ),
+        "application/sdp",
+        &phone_sdp("sendrecv"),
+    )
+}
+
+/// Whether a core holds nothing any more: no dialog, leg, server or client transaction (as
+/// its `Debug` counts them), no timer.
+fn forgot_everything(core: &ivr_sip::ua::Core<TestHost>) -> bool {
+    use ivr_sansio::Machine;
+    let d = format!("{core:?}");
+    core.active() == 0
+        && core.legs() == 0
+        && d.contains("server: 0,")
+        && d.contains("client: 0,")
+        && core.poll_timeout().is_none()
+}
+
+/// Found by the `sip_core` fuzz target: a call removed while it rang (`answer_after`) left its
+/// INVITE without a final response, so the caller kept ringing and the INVITE's server
+/// transaction stayed, without a timer, for as long as the core ran.
+#[test]
+fn a_bye_while_ringing_gets_its_200_and_the_invite_a_487_and_nothing_is_left() {
+    let mut net = Net::new(10_000);
+    net.inject(
+        Side::Uas,
+        PHONE,
+        &phone_invite("ringing-1", "z9hG4bK-ring1"),
+    );
+    let tag = net.uas_tag();
+    assert_eq!(net.sent(UAS, |p| p.is_response(180, "INVITE")).len(), 1);
+    // RFC 3261 15: the caller may hang up an early dialog with a BYE.
+    let ids = format!(
+        "From: <sip:13800000001@127.0.0.3>;tag=ph1\r\nTo: <sip:10010@127.0.0.2>;tag={tag}\r\nCall-ID: ringing-1"
+    );
+    let bye = request(
+        &format!(
+            "BYE sip:ivr@127.0.0.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch=z9hG4bK-rbye;rport\r\n\
+             {ids}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70"
+        ),
+        "",
+        "",
+    );
+    net.inject(Side::Uas, PHONE, &bye);
+    assert_eq!(net.sent(UAS, |p| p.is_response(200, "BYE")).len(), 1);
+    let terminated = net.one(UAS, |p| p.is_response(487, "INVITE")).text.clone();
+    assert_eq!(
+        header(&terminated, "To").and_then(harness::tag),
+        Some(tag.as_str())
+    );
+    assert_eq!(branch(&terminated), Some("z9hG4bK-ring1"));
+    assert_eq!(
+        net.take(Side::Uas),
+        [
+            Output::Unserved {
+                tag: tag.clone(),
+                outcome: "abandoned"
+            },
+            Output::DialogClosed { tag: tag.clone() }
+        ]
+    );
+    // The phone acknowledges the 487; the ringing timer no longer answers.
+    let ack = request(
+        &format!(
+            "ACK sip:10010@127.0.0.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE};branch=z9hG4bK-ring1;rport\r\n\
+             {ids}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70"
+        ),
+        "",
+        "",
+    );
+    net.inject(Side::Uas, PHONE, &ack);
+    net.advance(64 * T1);
+    assert!(net.sent(UAS, |p| p.is_response(200, "INVITE")).is_empty());
+    assert_eq!(net.sent(UAS, |p| p.is_response(487, "INVITE")).len(), 1);
+    assert_eq!(net.take(Side::Uas), []);
+    assert!(forgot_everything(&net.uas), "{:?}", net.uas);
+}
+
+/// The same when the application ends a ringing call (here with the input the fuzzer found,
+/// shrunk: a late offer with empty Via, From and To), or a shutdown does: the INVITE gets 480
+/// or 503 instead of a BYE in a dialog that was never confirmed.
+#[test]
+fn a_ringing_call_ended_by_the_application_or_a_shutdown_gets_a_final_answer() {
+    let mut net = Net::new(1_000);
+    net.inject(
+        Side::Uas,
+        PHONE,
+        "INVITE s SIP/2.0\r\nV:\r\nF:\r\nT:\r\nCall-ID:-\r\nCSeq:1 :\r\n\r\n",
+    );
+    let tag = net.uas_tag();
+    net.command(
+        Side::Uas,
+        Command::Ended {
+            tag: tag.clone(),
+            bye: true,
+        },
+    );
+    assert_eq!(net.take(Side::Uas), [Output::DialogClosed { tag }]);
+    assert_eq!(
+        net.sent(UAS, |p| p.text.starts_with("SIP/2.0 480 ")).len(),
+        1
+    );
+    assert!(net.sent(UAS, |p| p.is_request("BYE")).is_empty());
+    // Unacknowledged, the 480 is sent again until timer H, then forgotten.
+    net.advance(64 * T1);
+    assert!(net.sent(UAS, |p| p.text.starts_with("SIP/2.0 480 ")).len() > 1);
+    assert!(forgot_everything(&net.uas), "{:?}", net.uas);
+
+    net.inject(
+        Side::Uas,
+        PHONE,
+        &phone_invite("ringing-2", "z9hG4bK-ring2"),
+    );
+    let tag = net.uas_tag();
+    net.command(Side::Uas, Command::TerminateAll);
+    assert_eq!(
+        net.take(Side::Uas),
+        [
+            Output::Unserved {
+                tag: tag.clone(),
+                outcome: "failed"
+            },
+            Output::DialogClosed { tag }
+        ]
+    );
+    assert_eq!(net.sent(UAS, |p| p.is_response(503, "INVITE")).len(), 1);
+    assert!(net.sent(UAS, |p| p.is_request("BYE")).is_empty());
+    net.advance(64 * T1);
+    assert!(net.sent(UAS, |p| p.is_response(200, "INVITE")).is_empty());
+    assert!(forgot_everything(&net.uas), "{:?}", net.uas);
+}

@@ -58,6 +58,8 @@ pub(super) enum Phase {
         negotiated: Option<Negotiated>,
         /// The 200 OK.
         answer: Vec<u8>,
+        /// The INVITE, for the final error response when the call ends before its 200.
+        invite: Box<Request>,
     },
     /// Answered: the call hears [`DialogEvent`]s.
     Answered,
@@ -647,10 +649,13 @@ impl<H: Host> Core<H> {
     fn on_command(&mut self, c: Command, now: Millis) {
         match c {
             Command::Ended { tag, bye } => {
-                if let Some(mut e) = self.remove_dialog(&tag)
-                    && bye
-                {
-                    self.send_dialog_bye(&mut e.dialog, e.peer, e.local_ip, now);
+                if let Some(mut e) = self.remove_dialog(&tag) {
+                    // Still ringing: no dialog to say BYE in, its INVITE gets an answer.
+                    if matches!(e.phase, Phase::Ringing { .. }) {
+                        self.refuse_ringing(e, 480, now);
+                    } else if bye {
+                        self.send_dialog_bye(&mut e.dialog, e.peer, e.local_ip, now);
+                    }
                 }
             }
             Command::Dial(d) => self.dial(*d, now),

@@ -240,8 +240,9 @@ impl<H: Host> Core<H> {
         let Some(e) = self.dialogs.remove(&tag) else {
             return;
         };
-        if e.awaiting_ack {
-            // Hung up before the ACK: the call never started.
+        let ringing = matches!(e.phase, Phase::Ringing { .. });
+        if e.awaiting_ack || ringing {
+            // Hung up before the ACK (or before our 200): the call never started.
             self.emit(Output::Unserved {
                 tag: tag.clone(),
                 outcome: "abandoned",
@@ -250,6 +251,10 @@ impl<H: Host> Core<H> {
             self.dialog_event(&tag, DialogEvent::Bye);
         }
         self.emit(Output::DialogClosed { tag });
+        // A BYE in the early dialog (RFC 3261 15): the INVITE still pending gets its 487 (15.1.2).
+        if ringing {
+            self.refuse_ringing(e, 487, now);
+        }
     }
 
     pub(super) fn on_info(

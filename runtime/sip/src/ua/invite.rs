@@ -106,7 +106,11 @@ impl<H: Host> Core<H> {
                 dialog,
                 peer,
                 invite: key.clone(),
-                phase: Phase::Ringing { negotiated, answer },
+                phase: Phase::Ringing {
+                    negotiated,
+                    answer,
+                    invite: Box::new(req.clone()),
+                },
                 port,
                 local_ip,
                 sdp_version: 1,
@@ -137,7 +141,10 @@ impl<H: Host> Core<H> {
         let Some(e) = self.dialogs.get_mut(tag) else {
             return;
         };
-        let Phase::Ringing { negotiated, answer } = &mut e.phase else {
+        let Phase::Ringing {
+            negotiated, answer, ..
+        } = &mut e.phase
+        else {
             return;
         };
         let (negotiated, bytes) = (*negotiated, Arc::<[u8]>::from(std::mem::take(answer)));
@@ -179,10 +186,27 @@ impl<H: Host> Core<H> {
                     tag: tag.to_string(),
                     outcome: "failed",
                 });
-                self.remove_dialog(tag);
+                if let Some(e) = self.remove_dialog(tag) {
+                    self.refuse_ringing(e, 503, now);
+                }
             }
             Phase::Ending => {}
         }
+    }
+
+    /// The final error response `code` to the INVITE of dialog `e`, removed while it was still
+    /// ringing (its 200 OK not sent): the caller stops ringing, and the INVITE's transaction
+    /// completes and is forgotten after the ACK or timer H. Without it the transaction stayed
+    /// in Proceeding, with no timer, for as long as the process ran (one per such call).
+    pub(super) fn refuse_ringing(&mut self, e: Entry, code: u16, now: Millis) {
+        let Phase::Ringing { invite, .. } = e.phase else {
+            return;
+        };
+        let extra = Extra {
+            to_tag: Some(&e.dialog.local_tag),
+            ..Extra::default()
+        };
+        self.respond(&invite, e.peer, &e.invite, code, &extra, now);
     }
 
     /// A 2xx was never acknowledged: end the call and send a BYE (RFC 3261 13.3.1.4).
