@@ -78,17 +78,29 @@ fn check_parse(buf: &[u8]) {
     let h = p.header;
     assert_eq!(h.payload_type, buf[1] & 0x7f);
     assert_eq!(h.marker, buf[1] & 0x80 != 0);
-    assert!(!(h.marker && (72..=76).contains(&h.payload_type)), "RTCP read as RTP");
+    assert!(
+        !(h.marker && (72..=76).contains(&h.payload_type)),
+        "RTCP read as RTP"
+    );
     assert_eq!(h.seq, u16::from_be_bytes([buf[2], buf[3]]));
-    assert_eq!(h.timestamp, u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]));
-    assert_eq!(h.ssrc, u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]));
+    assert_eq!(
+        h.timestamp,
+        u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]])
+    );
+    assert_eq!(
+        h.ssrc,
+        u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]])
+    );
     // The payload lies inside the packet, after the CSRCs and any extension.
     let start = p.payload.as_ptr() as usize - buf.as_ptr() as usize;
     let end = start + p.payload.len();
     assert!(end <= buf.len());
     let mut want_start = HEADER_LEN + 4 * usize::from(buf[0] & 0x0f);
     if buf[0] & 0x10 != 0 {
-        let words = usize::from(u16::from_be_bytes([buf[want_start + 2], buf[want_start + 3]]));
+        let words = usize::from(u16::from_be_bytes([
+            buf[want_start + 2],
+            buf[want_start + 3],
+        ]));
         want_start += 4 + 4 * words;
     }
     assert_eq!(start, want_start, "payload start");
@@ -164,7 +176,11 @@ fuzz_target!(|data: &[u8]| {
                 if p.payload.len() >= 4 {
                     last_event_ts = Some(p.header.timestamp);
                 }
-                let want = if fresh { key_of_event(p.payload[0]) } else { None };
+                let want = if fresh {
+                    key_of_event(p.payload[0])
+                } else {
+                    None
+                };
                 assert_eq!(k, want, "key of {:?} at {}", p.payload, p.header.timestamp);
                 if let Some(k) = k {
                     assert_eq!(event_of_key(k), Some(p.payload[0]));
@@ -182,7 +198,8 @@ fuzz_target!(|data: &[u8]| {
             let want_pt = if p.header.payload_type == src.pt {
                 dst.pt
             } else {
-                dst.event_pt.expect("an event relayed to a side without events")
+                dst.event_pt
+                    .expect("an event relayed to a side without events")
             };
             let sent = &out[..len];
             assert_eq!(sent[1] & 0x7f, want_pt);

@@ -40,9 +40,16 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(m.kind, "audio");
     assert_ne!(m.port, 0);
     assert!(m.proto.to_ascii_uppercase().starts_with("RTP/"));
-    assert!(n.pt < 128, "payload type {} is not an RTP payload type", n.pt);
+    assert!(
+        n.pt < 128,
+        "payload type {} is not an RTP payload type",
+        n.pt
+    );
     if let Some(e) = n.event_pt {
-        assert!(e < 128, "telephone-event payload type {e} is not an RTP payload type");
+        assert!(
+            e < 128,
+            "telephone-event payload type {e} is not an RTP payload type"
+        );
         assert_ne!(e, n.pt);
     }
     let want = match n.law {

@@ -40,9 +40,7 @@ use ivr_sip::peer::{Peer, Proto};
 use ivr_sip::registrar::{Registrar, ha1};
 use ivr_sip::sdp;
 use ivr_sip::transaction::Timers;
-use ivr_sip::ua::{
-    Admitted, Command, Core, CoreOptions, Dial, Host, Input, NewCall, Output,
-};
+use ivr_sip::ua::{Admitted, Command, Core, CoreOptions, Dial, Host, Input, NewCall, Output};
 use libfuzzer_sys::fuzz_target;
 use md5::{Digest, Md5};
 use rsip::SipMessage;
@@ -164,8 +162,14 @@ impl World {
             match o {
                 Output::Transmit { bytes, .. } => self.sent(&bytes),
                 Output::Start { tag, .. } | Output::Unserved { tag, .. } => {
-                    assert!(self.open.contains(&tag), "start/unserved of {tag}: not open");
-                    assert!(self.settled.insert(tag.clone()), "{tag} started or ended twice");
+                    assert!(
+                        self.open.contains(&tag),
+                        "start/unserved of {tag}: not open"
+                    );
+                    assert!(
+                        self.settled.insert(tag.clone()),
+                        "{tag} started or ended twice"
+                    );
                 }
                 Output::Dialog { tag, .. } => {
                     assert!(self.open.contains(&tag), "event for {tag}: not open");
@@ -202,7 +206,11 @@ impl World {
             core.active(),
             core.options().max_calls
         );
-        assert_eq!(core.active(), self.open.len(), "dialogs the application knows");
+        assert_eq!(
+            core.active(),
+            self.open.len(),
+            "dialogs the application knows"
+        );
         let (_, _, server, _) = sizes(core);
         assert!(
             server <= self.received_requests,
@@ -229,7 +237,10 @@ impl World {
         }
         // A request of ours is complete.
         let f = message::facts(msg.headers()).unwrap_or_else(|e| {
-            panic!("{e} in a request the core sent: {:?}", String::from_utf8_lossy(bytes))
+            panic!(
+                "{e} in a request the core sent: {:?}",
+                String::from_utf8_lossy(bytes)
+            )
         });
         let ids = (f.branch.unwrap_or_default(), f.call_id);
         if f.cseq_method == "INVITE" {
@@ -311,7 +322,12 @@ fn sizes(core: &Core<App>) -> (usize, usize, usize, usize) {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no {name} in {text}"))
     };
-    (field("dialogs"), field("legs"), field("server"), field("client"))
+    (
+        field("dialogs"),
+        field("legs"),
+        field("server"),
+        field("client"),
+    )
 }
 
 /// Time goes on to `until`, with every timer due on the way firing at its time.

@@ -59,7 +59,12 @@ pub fn check_wire(bytes: &[u8], what: &str) -> SipMessage {
     let head_end = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("{what}: no end of head: {:?}", String::from_utf8_lossy(bytes)));
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: no end of head: {:?}",
+                String::from_utf8_lossy(bytes)
+            )
+        });
     let head = &bytes[..head_end + 2];
     for (i, &b) in head.iter().enumerate() {
         let ok = match b {
@@ -74,6 +79,9 @@ pub fn check_wire(bytes: &[u8], what: &str) -> SipMessage {
         );
     }
     parse_built(bytes).unwrap_or_else(|e| {
-        panic!("{what}: what we send does not read back ({e}): {:?}", String::from_utf8_lossy(bytes))
+        panic!(
+            "{what}: what we send does not read back ({e}): {:?}",
+            String::from_utf8_lossy(bytes)
+        )
     })
 }
