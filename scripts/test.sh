@@ -20,6 +20,8 @@ need_pkg dot graphviz
 # Audio fixtures of runtime/media/tests/audio.rs: OGG/Vorbis and FLAC with sox, MP3 with lame.
 need_pkg sox sox
 need_pkg lame lame
+# Synthetic prompt audio: `ivr prompts generate` and `ivr init` (tests/init.rs).
+need_pkg espeak-ng espeak-ng
 # SIP callers of tests/serve.rs (`ivr serve` end to end): SIPp with the scenarios of tests/sipp/.
 need_pkg sipp sip-tester
 # A real softphone, driven headless by tests/serve.rs.

@@ -27,6 +27,12 @@ enum CliError {
     /// `ivr prompts`
     #[error(transparent)]
     Prompts(#[from] crate::prompts_cmd::PromptsError),
+    /// `ivr init`
+    #[error(transparent)]
+    Init(#[from] crate::init_cmd::InitError),
+    /// `ivr prompts generate`, `ivr prompts stamp`
+    #[error(transparent)]
+    Generate(#[from] crate::prompts_generate::GenerateError),
     /// `ivr simulate`
     #[error(transparent)]
     Simulate(#[from] crate::simulate::SimulateError),
@@ -54,6 +60,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Make a new project in DIR (which must be new or empty): ivr.toml, a flow with its
+    /// scenarios, prompts with generated audio and a small SQLite database.
+    Init {
+        /// The project folder.
+        dir: PathBuf,
+    },
     /// Parse and check flows against the configuration and prompt catalogs.
     Check {
         /// Flow files or folders (default: the configured flows folder).
@@ -178,6 +190,22 @@ enum PromptsAction {
         #[arg(short, long, value_name = "FILE.wav")]
         output: PathBuf,
     },
+    /// Speak the texts of the prompts that have no audio (or whose generated audio says an
+    /// older text) with espeak-ng: 8 kHz mono WAV files, recorded in <language>/audio.toml.
+    Generate {
+        /// The espeak-ng voice (default: cmn for zh-CN, en-us for en-US, else the tag).
+        #[arg(long, value_name = "VOICE")]
+        voice: Option<String>,
+        /// Generate every .wav again, studio recordings included.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Record that the audio of these prompts (default: every audio file not yet recorded)
+    /// says their current text, so that `ivr check` warns when the text changes.
+    Stamp {
+        /// Prompt ids.
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -219,6 +247,7 @@ pub fn run() -> ExitCode {
         quiet_broken_pipe();
     }
     let result = match cli.command {
+        Command::Init { dir } => crate::init_cmd::run(&dir).map_err(CliError::from),
         Command::Check { paths, format } => cmd_check(cli.config, paths, format),
         Command::Compile { flow, emit } => cmd_compile(cli.config, &flow, emit),
         Command::Graph { flow, format } => cmd_graph(cli.config, &flow, format),
@@ -229,14 +258,21 @@ pub fn run() -> ExitCode {
             })
             .map_err(CliError::from)
         }
-        Command::Prompts { language, action } => {
-            crate::prompts_cmd::run(crate::prompts_cmd::PromptsOptions {
+        Command::Prompts { language, action } => match action {
+            Some(PromptsAction::Generate { voice, force }) => {
+                cmd_generate(cli.config, language, voice, force)
+            }
+            Some(PromptsAction::Stamp { ids }) => cmd_stamp(cli.config, language, &ids),
+            render => crate::prompts_cmd::run(crate::prompts_cmd::PromptsOptions {
                 config: cli.config,
                 language,
-                render: action.map(|PromptsAction::Render { what, output }| (what, output)),
+                render: match render {
+                    Some(PromptsAction::Render { what, output }) => Some((what, output)),
+                    _ => None,
+                },
             })
-            .map_err(CliError::from)
-        }
+            .map_err(CliError::from),
+        },
         Command::Simulate {
             flow,
             caller,
@@ -410,6 +446,52 @@ fn cmd_graph(config: Option<PathBuf>, flow: &str, format: GraphArg) -> Result<Ex
         GraphArg::Mermaid => GraphFormat::Mermaid,
     };
     print!("{}", render(program, format));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The prompts folder of the configuration.
+fn prompts_dir(config: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    let mut sources = ivr_dsl::SourceMap::new();
+    let (cfg, _) = ivr_compiler::load_config(config.as_deref(), &mut sources)?;
+    Ok(cfg.prompts_dir)
+}
+
+fn cmd_generate(
+    config: Option<PathBuf>,
+    language: Option<String>,
+    voice: Option<String>,
+    force: bool,
+) -> Result<ExitCode, CliError> {
+    let dir = prompts_dir(config)?;
+    let options = crate::prompts_generate::GenerateOptions {
+        language,
+        voice,
+        force,
+    };
+    let done = crate::prompts_generate::generate(&dir, &options, &mut std::io::stdout())?;
+    println!(
+        "generated {}, kept {}, skipped {} (in {})",
+        done.written,
+        done.kept,
+        done.skipped,
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_stamp(
+    config: Option<PathBuf>,
+    language: Option<String>,
+    ids: &[String],
+) -> Result<ExitCode, CliError> {
+    let dir = prompts_dir(config)?;
+    let n = crate::prompts_generate::stamp(
+        &dir,
+        language.as_deref(),
+        ids,
+        &mut std::io::stdout(),
+    )?;
+    println!("stamped {n} (in {})", dir.display());
     Ok(ExitCode::SUCCESS)
 }
 

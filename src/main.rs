@@ -2,8 +2,10 @@
 
 mod agent_password_cmd;
 mod cli;
+mod init_cmd;
 mod load;
 mod prompts_cmd;
+mod prompts_generate;
 mod report_cmd;
 mod serve_cmd;
 mod simulate;

@@ -1506,3 +1506,78 @@ fn a_sip_caller_talks_with_the_console_until_the_caller_hangs_up() {
     assert_eq!(agent.as_deref(), Some("2001"));
     assert_eq!(outcome.as_deref(), Some("transferred"));
 }
+
+#[test]
+fn the_console_inbox_plays_a_message_and_marks_it_done_in_headless_chromium() {
+    let Some(chromium) = chromium_and_playwright() else {
+        return;
+    };
+    let config = console_deployment("agent-inbox");
+    let work = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // A message as a `record` node leaves it (tests/serve.rs leaves one through SIP): a WAV
+    // file below the recordings folder and its row, for the queue `general` of agent 2001.
+    let file = work.join("recordings/messages/m1.wav");
+    fs::create_dir_all(file.parent().expect("folder")).expect("folder");
+    ivr_media::audio::write_wav(&file, &tone(500.0, 3000)).expect("wav");
+    let db = work.join("ivr-data/ivr.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        sqlx::query(
+            "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, \
+             recorded_at, queue) VALUES ('c1', 'q', 'rec', 'messages', '13900000042', ?, 3000, \
+             '2026-12-06 10:00:00', 'general')",
+        )
+        .bind(file.display().to_string())
+        .execute(&pool)
+        .await
+        .expect("insert");
+    });
+    let out = work.join("inbox.out");
+    let err = work.join("inbox.err");
+    let mut child = Command::new("node")
+        .current_dir(repo().join("tests/browser"))
+        .arg("inbox.mjs")
+        .args([
+            &format!("http://{}/agent", server.http()),
+            "2001",
+            "pw2001",
+            "13900000042",
+        ])
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).expect("out"))
+        .stderr(fs::File::create(&err).expect("err"))
+        .spawn()
+        .expect("node");
+    let status = wait_child(&mut child, Duration::from_secs(70));
+    let v = console_result(status, &out, &err, &server);
+    assert_eq!(v["first"]["class"], "unheard", "{v}");
+    assert!(
+        v["first"]["text"].as_str().unwrap_or_default().contains("general"),
+        "{v}"
+    );
+    assert_eq!(v["first"]["count"], "(1 new)", "{v}");
+    let duration = v["played"]["duration"].as_f64().unwrap_or(0.0);
+    assert!((duration - 3.0).abs() < 0.2, "{v}");
+    assert!(
+        v["ranges"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("bytes=")))),
+        "the player asked for ranges: {v}"
+    );
+    // The page's work is in the database: heard and done by 2001.
+    let (code, _, body) = http(
+        server.http(),
+        "GET",
+        "/agent/messages?done=1",
+        &[("Authorization", "Basic MjAwMTpwdzIwMDE=")],
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(list["messages"][0]["heard_by"], "2001", "{list}");
+    assert_eq!(list["messages"][0]["done_by"], "2001", "{list}");
+}

@@ -1491,3 +1491,226 @@ fn a_late_offer_whose_ack_has_no_usable_answer_is_ended_with_a_bye() {
     assert_eq!(calls[0].2.as_deref(), Some("failed"));
     assert!(visits.is_empty(), "{visits:?}");
 }
+
+const VOICE_MAIL_FLOW: &str = r##"
+flow vm {
+    title    "voice mail"
+    language zh-CN
+    entry    hello
+}
+
+step hello {
+    play hello
+    goto agent
+}
+
+transfer agent {
+    queue     support
+    max_wait  30s -> rec
+    no_agents -> rec
+    after     -> bye
+}
+
+record rec {
+    beep
+    max        4s
+    silence    1s
+    terminator "#"
+    save       messages
+    next       bye
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
+
+/// `GET path` with `headers`, the body as bytes (audio): status, headers, body.
+fn http_bytes(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("response");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response");
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    let mut lines = head.lines();
+    let code = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (code, headers, raw[end + 4..].to_vec())
+}
+
+fn basic(id: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{password}"))
+    )
+}
+
+/// The unheard messages of `queue` on the dashboard, once they are `want` (5 s at most).
+fn dashboard_unheard(server: &Server, queue: &str, want: u64) -> u64 {
+    let started = Instant::now();
+    loop {
+        let (code, _, body) = http_get(server.http(), "/dashboard/state");
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let n = v["queues"]
+            .as_array()
+            .and_then(|q| q.iter().find(|x| x["name"] == queue))
+            .and_then(|x| x["messages_unheard"].as_u64())
+            .unwrap_or(u64::MAX);
+        if n == want || started.elapsed() > Duration::from_secs(5) {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn voice_mail_reaches_the_inbox_of_its_queue_only() {
+    need_sipp!();
+    let config = test_deployment("voicemail", rtp_range(20));
+    let dir = config.parent().expect("dir").to_path_buf();
+    fs::remove_file(dir.join("flows/t.flow")).expect("t");
+    fs::write(dir.join("flows/vm.flow"), VOICE_MAIL_FLOW).expect("flow");
+    let text = fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "[routes]\ndefault = \"t\"\n",
+        &format!(
+            "[queues.support]\nskills = [\"support\"]\n\n[queues.sales]\nskills = [\"sales\"]\n\n\
+             [agents.3001]\nskills = [\"support\"]\nha1 = \"{}\"\n\n\
+             [agents.3002]\nskills = [\"sales\"]\nha1 = \"{}\"\n\n[routes]\ndefault = \"vm\"\n",
+            ivr_sip::registrar::ha1("3001", "ivr", "pw3001"),
+            ivr_sip::registrar::ha1("3002", "ivr", "pw3002"),
+        ),
+    );
+    fs::write(&config, text).expect("config");
+    let server = Server::start(&config, &[]);
+    // No agent is logged in: the transfer gives up at once; the caller speaks 1 s after the
+    // beep, and 1 s of silence ends the message.
+    call_until_the_flow_hangs_up(&config, &server, vec![(1200, Act::Voice(1000))]);
+    let _ = records(&config, 1);
+    let http_addr = server.http();
+    let support = basic("3001", "pw3001");
+    let sales = basic("3002", "pw3002");
+    let list = |auth: &str, query: &str| -> (u16, serde_json::Value) {
+        let (code, _, body) = http(
+            http_addr,
+            "GET",
+            &format!("/agent/messages{query}"),
+            &[("Authorization", auth)],
+            "",
+        );
+        (code, serde_json::from_str(&body).unwrap_or_default())
+    };
+    // The writer batches: wait for the row.
+    let started = Instant::now();
+    let message = loop {
+        let (code, v) = list(&support, "");
+        assert_eq!(code, 200, "{v}\n{}", server.log());
+        if let Some(m) = v["messages"].as_array().and_then(|m| m.first()) {
+            break m.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "no message listed:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(message["caller"], CALLER);
+    assert_eq!(message["queue"], "support");
+    assert_eq!(message["heard_at"], serde_json::Value::Null);
+    assert!(
+        (900..=4000).contains(&message["length_ms"].as_i64().unwrap_or(0)),
+        "{message}"
+    );
+    assert!(message.get("file").is_none(), "no file paths to pages");
+    let id = message["id"].as_i64().expect("id");
+    // The sales agent does not see it, and cannot fetch it.
+    let (code, v) = list(&sales, "");
+    assert_eq!(code, 200);
+    assert_eq!(v["messages"].as_array().map(Vec::len), Some(0), "{v}");
+    let audio = format!("/agent/messages/{id}/audio");
+    let (code, _, _) = http(http_addr, "GET", &audio, &[("Authorization", &sales)], "");
+    assert_eq!(code, 403);
+    // Nor does anyone without the agent's login.
+    let (code, _, _) = http(http_addr, "GET", &audio, &[], "");
+    assert_eq!(code, 401);
+    let wrong = basic("3001", "nope");
+    let (code, _, _) = http(http_addr, "GET", &audio, &[("Authorization", &wrong)], "");
+    assert_eq!(code, 401);
+    let (code, _, _) = http(http_addr, "GET", &format!("{audio}?token=forged"), &[], "");
+    assert_eq!(code, 401);
+    let (code, v) = list("", "");
+    assert_eq!(code, 401, "{v}");
+
+    // One unheard message of `support` on the dashboard; done: gone from the list and the count.
+    assert_eq!(dashboard_unheard(&server, "support", 1), 1);
+    assert_eq!(dashboard_unheard(&server, "sales", 0), 0);
+    let done = format!("/agent/messages/{id}/done");
+    let (code, _, _) = http(http_addr, "POST", &done, &[("Authorization", &sales)], "done");
+    assert_eq!(code, 403);
+    let (code, _, body) = http(http_addr, "POST", &done, &[("Authorization", &support)], "done");
+    assert_eq!(code, 204, "{body}");
+    let (_, v) = list(&support, "");
+    assert_eq!(v["messages"].as_array().map(Vec::len), Some(0), "{v}");
+    let (_, v) = list(&support, "?done=1");
+    assert_eq!(v["messages"][0]["done_by"], "3001", "{v}");
+    assert_eq!(dashboard_unheard(&server, "support", 0), 0);
+
+    // The audio: the whole WAV file, and a range of it for seeking.
+    let (code, headers, body) = http_bytes(http_addr, &audio, &[("Authorization", &support)]);
+    assert_eq!(code, 200);
+    assert_eq!(header(&headers, "content-type"), Some("audio/wav"));
+    assert_eq!(header(&headers, "accept-ranges"), Some("bytes"));
+    assert!(body.starts_with(b"RIFF"), "a WAV file");
+    let total = body.len();
+    assert!(total > 44 + 9_600, "{total} bytes");
+    let (code, headers, part) = http_bytes(
+        http_addr,
+        &audio,
+        &[("Authorization", &support), ("Range", "bytes=100-199")],
+    );
+    assert_eq!(code, 206);
+    assert_eq!(
+        header(&headers, "content-range"),
+        Some(format!("bytes 100-199/{total}").as_str())
+    );
+    assert_eq!(part, body[100..200]);
+    let (_, v) = list(&support, "?done=1");
+    assert_eq!(v["messages"][0]["heard_by"], "3001", "played: heard");
+    // Open again: listed again.
+    let (code, _, _) = http(
+        http_addr,
+        "POST",
+        &done,
+        &[("Authorization", &support)],
+        "{\"done\": false}",
+    );
+    assert_eq!(code, 204);
+    let (_, v) = list(&support, "");
+    assert_eq!(v["messages"].as_array().map(Vec::len), Some(1), "{v}");
+}

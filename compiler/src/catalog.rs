@@ -26,6 +26,9 @@ pub struct PromptEntry {
     pub not_audio: Option<String>,
     /// Where the entry is written in `prompts.toml`.
     pub span: Span,
+    /// Set when `audio.toml` says the (unchanged) audio file was made from another text:
+    /// callers hear older words than the catalog shows.
+    pub stale_audio: Option<crate::audio_texts::StaleAudio>,
 }
 
 /// The prompts of one language.
@@ -85,8 +88,15 @@ impl Catalogs {
                 }
             };
             let file = sources.add(&path, text.clone());
-            let (catalog, d) = Catalog::parse(file, &language, &lang_dir, &text);
+            let (mut catalog, d) = Catalog::parse(file, &language, &lang_dir, &text);
             diags.extend(d);
+            if let Err(why) = catalog.mark_stale_audio() {
+                diags.push(
+                    Diagnostic::warning("audio-texts", file, Span::default(), why).with_hint(
+                        "run `ivr prompts generate` to write it again (it records what each generated file says)",
+                    ),
+                );
+            }
             catalogs.languages.insert(language, catalog);
         }
         (catalogs, diags)
@@ -197,10 +207,31 @@ impl Catalog {
                     has_audio,
                     not_audio,
                     span,
+                    stale_audio: None,
                 },
             );
         }
         (catalog, diags)
+    }
+}
+
+impl Catalog {
+    /// Reads the folder's `audio.toml` and marks the entries whose audio was made from
+    /// another text than theirs. Fails (marking nothing) when the file cannot be read.
+    pub fn mark_stale_audio(&mut self) -> Result<(), String> {
+        let records = crate::audio_texts::read(&self.dir)?;
+        for (id, entry) in &mut self.entries {
+            let (Some(record), true) = (records.get(id), entry.has_audio) else {
+                continue;
+            };
+            let Ok(rel) = entry.file.strip_prefix(&self.dir) else {
+                continue;
+            };
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            entry.stale_audio =
+                crate::audio_texts::stale(record, &rel, &entry.file, &entry.text);
+        }
+        Ok(())
     }
 }
 

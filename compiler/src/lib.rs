@@ -7,6 +7,7 @@
 //! and [`project`] ties a run together. [`graph`] renders a program for people.
 
 pub mod analysis;
+pub mod audio_texts;
 pub mod catalog;
 pub mod config;
 pub mod graph;

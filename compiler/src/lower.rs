@@ -726,27 +726,50 @@ impl Lowerer<'_, '_> {
                     Some(entry) => {
                         let problem = if !entry.has_audio {
                             Some((
+                                "missing-audio",
                                 format!(
                                     "has no audio file: {} does not exist",
                                     entry.file.display()
                                 ),
-                                "record it, or run prompts/generate.sh for a synthetic voice",
+                                "record it, or run `ivr prompts generate` for a synthetic voice"
+                                    .to_string(),
+                            ))
+                        } else if let Some(why) = &entry.not_audio {
+                            Some((
+                                "missing-audio",
+                                format!("has no playable audio: {} {why}", entry.file.display()),
+                                "record it again, or run `ivr prompts generate --force` for a synthetic voice"
+                                    .to_string(),
                             ))
                         } else {
-                            entry.not_audio.as_ref().map(|why| {
+                            entry.stale_audio.as_ref().map(|stale| {
+                                let hint = if stale.made_by == "recorded" {
+                                    format!(
+                                        "record the new text, then `ivr prompts stamp {id} --language {lang}`"
+                                    )
+                                } else {
+                                    format!(
+                                        "run `ivr prompts generate --language {lang}` to make it again, or record it and `ivr prompts stamp {id} --language {lang}`"
+                                    )
+                                };
                                 (
-                                    format!("has no playable audio: {} {why}", entry.file.display()),
-                                    "record it again, or run prompts/generate.sh for a synthetic voice",
+                                    "stale-audio",
+                                    format!(
+                                        "text changed after its audio {} was made ({}): callers hear the old words",
+                                        entry.file.display(),
+                                        stale.made_by
+                                    ),
+                                    hint,
                                 )
                             })
                         };
-                        if let Some((what, hint)) = problem
+                        if let Some((code, what, hint)) = problem
                             && !warned_audio.contains(&(lang.clone(), pid))
                         {
                             warned_audio.push((lang.clone(), pid));
                             self.diags.push(
                                 Diagnostic::warning(
-                                    "missing-audio",
+                                    code,
                                     cat.file,
                                     entry.span,
                                     format!("prompt `{id}` ({lang}) {what}"),

@@ -191,6 +191,24 @@ pub async fn migrate(pool: &Pool) -> Result<(), DataError> {
     }
 }
 
+/// Runs SQL statements (separated by `;`) in one transaction: the starter table of
+/// `ivr init`, a deployment's own setup.
+pub async fn execute_script(pool: &Pool, sql: &str) -> Result<(), DataError> {
+    match pool {
+        Pool::Sqlite(p) => {
+            let mut tx = p.begin().await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        Pool::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

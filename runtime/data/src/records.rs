@@ -131,6 +131,10 @@ pub struct RecordingRow {
     pub length_ms: i64,
     /// When the recording started.
     pub recorded_at: NaiveDateTime,
+    /// The queue whose agents handle the message ([`CallRecorder`]: the queue of the call's
+    /// last transfer, else the flow's first transfer queue; none when the flow has none).
+    #[serde(default)]
+    pub queue: Option<String>,
 }
 
 /// One row of `queue_events`: something the ACD did with a call in a queue. A queued call
@@ -296,6 +300,7 @@ impl Record {
                     safe(s);
                 }
                 safe_opt(&mut r.file);
+                safe_opt(&mut r.queue);
             }
             Record::QueueEvent(e) => {
                 for s in [&mut e.queue, &mut e.call_id] {
@@ -902,7 +907,7 @@ macro_rules! insert_batch {
             .collect();
         for chunk in recordings.chunks(ROWS_PER_INSERT) {
             let mut b = QueryBuilder::<$db>::new(
-                "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, recorded_at) ",
+                "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, recorded_at, queue) ",
             );
             b.push_values(chunk, |mut row, r| {
                 row.push_bind(r.call_id.clone())
@@ -912,7 +917,8 @@ macro_rules! insert_batch {
                     .push_bind(r.caller.clone())
                     .push_bind(r.file.clone())
                     .push_bind(r.length_ms)
-                    .push_bind(r.recorded_at);
+                    .push_bind(r.recorded_at)
+                    .push_bind(r.queue.clone());
             });
             b.build().execute(&mut *$tx).await?;
         }
@@ -955,6 +961,18 @@ async fn insert(pool: &Pool, buf: &[Record]) -> Result<(), DataError> {
         }
     }
     Ok(())
+}
+
+/// The queue a message of a call that never reached a transfer belongs to: the queue of the
+/// flow's first transfer node (in the order of the flow's nodes), if it has one.
+pub fn message_queue(program: &ivr_compiler::program::Program) -> Option<String> {
+    program.nodes.iter().find_map(|n| match &n.body {
+        Body::Transfer(t) => match &t.destination {
+            Destination::Queue(q) => Some(q.clone()),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 /// Follows one call through its events and commands and sends its records to a writer: node
@@ -1058,6 +1076,7 @@ impl CallRecorder {
             file: self.file.take(),
             length_ms: i64::try_from(length_ms).unwrap_or(i64::MAX),
             recorded_at: timestamp(started),
+            queue: self.call.queue.clone().or_else(|| message_queue(&self.flow.program)),
         }));
     }
 

@@ -802,6 +802,7 @@ async fn check_writer(pool: &Pool) {
         file: None,
         length_ms: 5_000,
         recorded_at: timestamp(1_795_000_040_000),
+        queue: None,
     }));
     writer.flush().await;
     assert_eq!(count(pool, "calls").await, 1_000);

@@ -110,6 +110,21 @@ impl Console {
         Some(x.agent.clone())
     }
 
+    /// The agent of a live token (a connected console's, or one logged in within [`IDLE`]),
+    /// leaving it as it is: for the inbox's requests beside the console's socket.
+    pub fn agent_of(&self, token: &str) -> Option<String> {
+        let s = self.sessions();
+        let x = s.get(token)?;
+        x.idle_since
+            .is_none_or(|t| t.elapsed() < IDLE)
+            .then(|| x.agent.clone())
+    }
+
+    /// Agents checked, the services reached.
+    pub fn api(&self) -> &AgentApi {
+        &self.api
+    }
+
     fn release(&self, token: &str) {
         if let Some(x) = self.sessions().get_mut(token) {
             x.idle_since = Some(Instant::now());
@@ -123,7 +138,8 @@ pub fn router(c: Arc<Console>) -> Router {
         .route("/agent", get(page))
         .route("/agent/login", post(login))
         .route("/agent/ws", get(socket))
-        .with_state(c)
+        .with_state(c.clone())
+        .merge(crate::voice_mail::router(c))
 }
 
 async fn page() -> impl IntoResponse {

@@ -24,6 +24,11 @@ impl Catalogs {
         }
     }
 
+    /// The configured database's pool (none: no database): the platform's own tables.
+    pub fn pool(&self) -> Option<ivr_data::connect::Pool> {
+        self.base.as_ref().map(|d| d.pool().clone())
+    }
+
     /// The database with the data catalog of `deployment` (prepared once per version).
     pub fn for_deployment(&self, deployment: &Deployment) -> Option<Database> {
         let base = self.base.as_ref()?;

@@ -28,6 +28,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use ivr_acd::AgentState;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,6 +41,8 @@ const PAGE: &str = include_str!("dashboard.html");
 pub const PUSH_EVERY: Duration = Duration::from_secs(1);
 /// And on changes, but not more often than this.
 pub const MIN_PUSH: Duration = Duration::from_millis(200);
+/// How often the dashboard counts unheard voice messages.
+const UNHEARD_EVERY: Duration = Duration::from_secs(2);
 /// How long the state waits for the ACD task.
 const ACD_WAIT: Duration = Duration::from_secs(2);
 
@@ -69,6 +72,8 @@ pub fn state_name(s: AgentState) -> &'static str {
 /// agents) and its changes, the calls in progress, the pacer's counters.
 pub struct Dashboard {
     services: Services,
+    /// Unheard voice messages per queue (`""`: of no queue), and when they were counted.
+    unheard: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, u64>)>>,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -80,7 +85,33 @@ impl std::fmt::Debug for Dashboard {
 impl Dashboard {
     /// The dashboard of a server.
     pub fn new(services: Services) -> Dashboard {
-        Dashboard { services }
+        Dashboard {
+            services,
+            unheard: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Unheard voice messages per queue (`""`: of no queue), counted in the database at most
+    /// every [`UNHEARD_EVERY`]; empty without a database or while it fails.
+    async fn unheard(&self) -> HashMap<String, u64> {
+        let mut cached = self.unheard.lock().await;
+        if let Some((at, counts)) = &*cached
+            && at.elapsed() < UNHEARD_EVERY
+        {
+            return counts.clone();
+        }
+        let Some(pool) = self.services.catalogs.pool() else {
+            return HashMap::new();
+        };
+        let counts = match tokio::time::timeout(ACD_WAIT, ivr_data::messages::unheard_by_queue(&pool)).await {
+            Ok(Ok(rows)) => rows
+                .into_iter()
+                .map(|(q, n)| (q.unwrap_or_default(), n))
+                .collect(),
+            _ => HashMap::new(),
+        };
+        *cached = Some((std::time::Instant::now(), counts.clone()));
+        counts
     }
 
     fn calls(&self) -> &LiveCalls {
@@ -97,6 +128,7 @@ impl Dashboard {
     pub async fn state(&self) -> Value {
         let calls = self.calls().snapshot();
         let acd = self.acd().await;
+        let unheard = self.unheard().await;
         let now = local_now();
         let (queues, agents, by_state) = match &acd {
             Some(a) => {
@@ -115,6 +147,7 @@ impl Dashboard {
                             "abandoned": q.abandoned,
                             "no_agents": q.no_agents,
                             "today": today,
+                            "messages_unheard": unheard.get(&q.name).copied().unwrap_or(0),
                         })
                     })
                     .collect();
@@ -151,6 +184,7 @@ impl Dashboard {
             "queues": queues,
             "agents": { "by_state": by_state, "list": agents },
             "acd_running": acd.is_some(),
+            "messages_unheard_no_queue": unheard.get("").copied().unwrap_or(0),
             "live": {
                 "version": status["version"],
                 "live_since": status["live_since"],

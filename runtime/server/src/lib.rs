@@ -26,6 +26,7 @@ pub mod screen_pop;
 pub mod services;
 pub mod sip_task;
 pub mod transport;
+pub mod voice_mail;
 
 pub use crate::services::Services;
 
