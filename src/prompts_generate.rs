@@ -229,7 +229,7 @@ pub fn generate(
             } else {
                 ""
             };
-            let _ = writeln!(out, "  {}/{rel}{why}", catalog.language);
+            let _ = writeln!(out, "  {}{}/{rel}{why}", if *builtin { "_builtin/" } else { "" }, catalog.language);
             done.written += 1;
         }
         if records != old {

@@ -735,7 +735,7 @@ fn every_built_in_fragment_has_audio_in_both_languages() {
 
 #[test]
 fn built_in_catalogs_match_the_say_module() {
-    // prompts/_builtin/<lang>/prompts.toml is what generate.sh renders; it must list exactly
+    // prompts/_builtin/<lang>/prompts.toml is what `ivr prompts generate` renders; it must list exactly
     // say's texts. `IVR_BLESS=1` rewrites it.
     for lang in [Language::ZhCn, Language::EnUs] {
         let path = repo().join(format!("prompts/_builtin/{}/prompts.toml", lang.tag()));
@@ -747,7 +747,7 @@ fn built_in_catalogs_match_the_say_module() {
         assert_eq!(
             have,
             want,
-            "{} is stale: run `IVR_BLESS=1 cargo test -p ivr-media --test audio built_in` then prompts/generate.sh --force prompts",
+            "{} is stale: run `IVR_BLESS=1 cargo test -p ivr-media --test audio built_in` then `ivr prompts generate --force`",
             path.display()
         );
     }

@@ -1,6 +1,6 @@
 //! The built-in spoken-value fragments (`_5`, `_yuan`, `_jan`, ...) of zh-CN and en-US: 8 kHz
 //! μ-law WAV files under `prompts/_builtin/<language>/`, rendered from the texts of
-//! [`ivr_engine::say::builtin_fragments`] by `prompts/generate.sh` and embedded in the binary, so
+//! [`ivr_engine::say::builtin_fragments`] by `ivr prompts generate` and embedded in the binary, so
 //! that a deployment can `say` values with no audio of its own. `_beep` is a tone made here.
 //!
 //! They are decoded once per process and shared by every prompt store (a reload never decodes
@@ -125,11 +125,11 @@ pub fn beep() -> Audio {
 }
 
 /// The built-in fragment texts of a language as a prompt catalog (`prompts.toml`), without
-/// `_beep`: what `prompts/generate.sh` renders into `prompts/_builtin/<language>/`.
+/// `_beep`: what `ivr prompts generate` renders into `prompts/_builtin/<language>/`.
 pub fn builtin_catalog_toml(lang: Language) -> String {
     let mut out = format!(
         "# Built-in spoken-value fragments, {}: generated from runtime/engine/src/say (do not edit;\n\
-         # `IVR_BLESS=1 cargo test -p ivr-media builtin` rewrites it). prompts/generate.sh\n\
+         # `IVR_BLESS=1 cargo test -p ivr-media builtin` rewrites it). `ivr prompts generate`\n\
          # renders each text to <id>.wav (8 kHz mu-law), which the ivr binary embeds.\n",
         lang.tag()
     );
