@@ -1188,3 +1188,102 @@ async fn postgres_batching_writer() {
     check_writer_backpressure(db.pool()).await;
     scratch.drop_db(db).await;
 }
+
+/// Voice mail: messages by queue, heard, done and open again, and the unheard counts.
+async fn check_voice_mail(pool: &Pool) {
+    use ivr_data::messages;
+    let writer = RecordWriter::start(
+        pool.clone(),
+        WriterOptions::default(),
+        &tokio::runtime::Handle::current(),
+    );
+    let message = |i: i64, queue: Option<&str>, file: Option<&str>| RecordingRow {
+        call_id: format!("vm-{i}"),
+        flow: "hotline".into(),
+        node: "leave_message".into(),
+        save_table: "messages".into(),
+        caller: format!("1380000000{i}"),
+        file: file.map(String::from),
+        length_ms: 1_000 * i,
+        recorded_at: timestamp(1_795_000_000_000 + i * 60_000),
+        queue: queue.map(String::from),
+    };
+    writer.send(Record::Recording(message(1, Some("billing"), Some("/r/1.wav"))));
+    writer.send(Record::Recording(message(2, Some("general"), Some("/r/2.wav"))));
+    writer.send(Record::Recording(message(3, None, Some("/r/3.wav"))));
+    writer.send(Record::Recording(message(4, Some("gone"), Some("/r/4.wav"))));
+    // A simulated call's message has no audio: no inbox shows it.
+    writer.send(Record::Recording(message(5, Some("billing"), None)));
+    writer.shutdown().await;
+    let configured = vec!["billing".to_string(), "general".to_string()];
+    let callers = |list: &[messages::Message]| -> Vec<String> {
+        list.iter().map(|m| m.caller.clone()).collect()
+    };
+    // A billing agent: its queue, no queue, and a queue no longer configured; newest first.
+    let billing = messages::list(pool, &["billing".into()], &configured, false)
+        .await
+        .expect("list");
+    assert_eq!(
+        callers(&billing),
+        vec!["13800000004", "13800000003", "13800000001"]
+    );
+    let first = &billing[2];
+    assert_eq!(first.queue.as_deref(), Some("billing"));
+    assert_eq!((first.length_ms, first.file.as_str()), (1_000, "/r/1.wav"));
+    assert_eq!(first.heard_at, None);
+    let general = messages::list(pool, &["general".into()], &configured, false)
+        .await
+        .expect("list");
+    assert_eq!(
+        callers(&general),
+        vec!["13800000004", "13800000003", "13800000002"]
+    );
+    let unheard = messages::unheard_by_queue(pool).await.expect("counts");
+    let count = |q: Option<&str>| {
+        unheard
+            .iter()
+            .find(|(x, _)| x.as_deref() == q)
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!((count(Some("billing")), count(None)), (1, 1));
+
+    let at = timestamp(1_795_000_900_000);
+    messages::mark_heard(pool, first.id, "2001", at).await.expect("heard");
+    messages::mark_heard(pool, first.id, "2002", at).await.expect("heard again");
+    let m = messages::get(pool, first.id).await.expect("get").expect("one");
+    assert_eq!(m.heard_by.as_deref(), Some("2001"), "the first play counts");
+    assert!(m.heard_at.as_ref().is_some_and(|t| t.starts_with("20")), "{m:?}");
+    let unheard = messages::unheard_by_queue(pool).await.expect("counts");
+    assert!(!unheard.iter().any(|(q, _)| q.as_deref() == Some("billing")));
+
+    messages::mark_done(pool, first.id, "2002", at, true).await.expect("done");
+    let open = messages::list(pool, &["billing".into()], &configured, false)
+        .await
+        .expect("list");
+    assert_eq!(callers(&open), vec!["13800000004", "13800000003"]);
+    let all = messages::list(pool, &["billing".into()], &configured, true)
+        .await
+        .expect("list");
+    assert_eq!(all[2].done_by.as_deref(), Some("2002"));
+    messages::mark_done(pool, first.id, "2002", at, false).await.expect("open");
+    let m = messages::get(pool, first.id).await.expect("get").expect("one");
+    assert_eq!((m.done_at, m.heard_by.as_deref()), (None, Some("2001")));
+    assert_eq!(messages::get(pool, 9_999).await.expect("get"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_voice_mail() {
+    let (db, dir) = sqlite_db("voicemail").await;
+    check_voice_mail(db.pool()).await;
+    db.pool().close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_voice_mail() {
+    let Some((db, scratch)) = pg_db("voicemail").await else {
+        return;
+    };
+    check_voice_mail(db.pool()).await;
+    scratch.drop_db(db).await;
+}
