@@ -485,12 +485,7 @@ fn cmd_stamp(
     ids: &[String],
 ) -> Result<ExitCode, CliError> {
     let dir = prompts_dir(config)?;
-    let n = crate::prompts_generate::stamp(
-        &dir,
-        language.as_deref(),
-        ids,
-        &mut std::io::stdout(),
-    )?;
+    let n = crate::prompts_generate::stamp(&dir, language.as_deref(), ids, &mut std::io::stdout())?;
     println!("stamped {n} (in {})", dir.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -22,7 +22,9 @@ pub enum InitError {
         source: std::io::Error,
     },
     /// The prompt audio cannot be generated.
-    #[error("{0}\n(the project is in place without audio: run `ivr prompts generate` in it once espeak-ng works)")]
+    #[error(
+        "{0}\n(the project is in place without audio: run `ivr prompts generate` in it once espeak-ng works)"
+    )]
     Audio(#[from] GenerateError),
     /// The starter database cannot be made.
     #[error("cannot create the starter database: {0}")]

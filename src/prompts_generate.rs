@@ -168,9 +168,8 @@ pub fn generate(
                 .flatten();
             // A record still describes the file when the file is unchanged since.
             let record = record.filter(|r| current_hash.as_deref() == Some(r.audio.as_str()));
-            let stale_generated = record.is_some_and(|r| {
-                r.is_generated() && r.text != audio_texts::text_hash(&entry.text)
-            });
+            let stale_generated = record
+                .is_some_and(|r| r.is_generated() && r.text != audio_texts::text_hash(&entry.text));
             let make = is_wav && (options.force || !entry.has_audio || stale_generated);
             if !make {
                 if !entry.has_audio && !is_wav {
@@ -229,7 +228,12 @@ pub fn generate(
             } else {
                 ""
             };
-            let _ = writeln!(out, "  {}{}/{rel}{why}", if *builtin { "_builtin/" } else { "" }, catalog.language);
+            let _ = writeln!(
+                out,
+                "  {}{}/{rel}{why}",
+                if *builtin { "_builtin/" } else { "" },
+                catalog.language
+            );
             done.written += 1;
         }
         if records != old {
@@ -378,8 +382,8 @@ fn speak(text: &str, voice: &str) -> Result<Vec<i16>, Speak> {
     }
     let gain = PEAK / peak;
     let louder: Vec<f32> = trimmed.iter().map(|s| s * gain).collect();
-    let at_8k =
-        resample(&louder, decoded.sample_rate, SAMPLE_RATE).map_err(|e| Speak::Convert(e.to_string()))?;
+    let at_8k = resample(&louder, decoded.sample_rate, SAMPLE_RATE)
+        .map_err(|e| Speak::Convert(e.to_string()))?;
     Ok(at_8k.into_iter().map(to_i16).collect())
 }
 

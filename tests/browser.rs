@@ -1556,16 +1556,19 @@ fn the_console_inbox_plays_a_message_and_marks_it_done_in_headless_chromium() {
     let v = console_result(status, &out, &err, &server);
     assert_eq!(v["first"]["class"], "unheard", "{v}");
     assert!(
-        v["first"]["text"].as_str().unwrap_or_default().contains("general"),
+        v["first"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("general"),
         "{v}"
     );
     assert_eq!(v["first"]["count"], "(1 new)", "{v}");
     let duration = v["played"]["duration"].as_f64().unwrap_or(0.0);
     assert!((duration - 3.0).abs() < 0.2, "{v}");
     assert!(
-        v["ranges"]
-            .as_array()
-            .is_some_and(|r| r.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("bytes=")))),
+        v["ranges"].as_array().is_some_and(|r| r
+            .iter()
+            .any(|x| x.as_str().is_some_and(|s| s.starts_with("bytes=")))),
         "the player asked for ranges: {v}"
     );
     // The page's work is in the database: heard and done by 2001.

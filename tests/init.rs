@@ -117,7 +117,11 @@ fn generated_audio_is_checked_against_its_text() {
     // Current audio: no warning at all.
     let check = ivr(&dir, &["check"]);
     assert!(check.status.success(), "{}", text(&check));
-    assert!(text(&check).contains("0 errors, 0 warnings"), "{}", text(&check));
+    assert!(
+        text(&check).contains("0 errors, 0 warnings"),
+        "{}",
+        text(&check)
+    );
 
     // The text changes: callers would hear the old words.
     fs::write(
@@ -139,11 +143,22 @@ fn generated_audio_is_checked_against_its_text() {
     // Generated again: only the stale one, and the warning is gone.
     let before = fs::read(dir.join("prompts/en-US/bye.wav")).expect("bye");
     let out = ivr(&dir, &["prompts", "generate"]);
-    assert!(text(&out).contains("hello.wav (its text changed)"), "{}", text(&out));
+    assert!(
+        text(&out).contains("hello.wav (its text changed)"),
+        "{}",
+        text(&out)
+    );
     assert!(text(&out).contains("generated 1, kept 1"), "{}", text(&out));
-    assert_eq!(fs::read(dir.join("prompts/en-US/bye.wav")).expect("bye"), before);
+    assert_eq!(
+        fs::read(dir.join("prompts/en-US/bye.wav")).expect("bye"),
+        before
+    );
     let check = ivr(&dir, &["check"]);
-    assert!(text(&check).contains("0 errors, 0 warnings"), "{}", text(&check));
+    assert!(
+        text(&check).contains("0 errors, 0 warnings"),
+        "{}",
+        text(&check)
+    );
 
     // A studio recording over the generated file: its record no longer speaks for it, so a
     // text change is not warned about, and `generate` keeps it.
@@ -159,7 +174,10 @@ fn generated_audio_is_checked_against_its_text() {
     let studio = fs::read(dir.join("prompts/en-US/bye.wav")).expect("bye");
     let out = ivr(&dir, &["prompts", "generate"]);
     assert!(text(&out).contains("generated 0, kept 2"), "{}", text(&out));
-    assert_eq!(fs::read(dir.join("prompts/en-US/bye.wav")).expect("bye"), studio);
+    assert_eq!(
+        fs::read(dir.join("prompts/en-US/bye.wav")).expect("bye"),
+        studio
+    );
 
     // Stamped, the recording is checked too; the hint says to record it again.
     let out = ivr(&dir, &["prompts", "stamp", "bye"]);
@@ -175,7 +193,10 @@ fn generated_audio_is_checked_against_its_text() {
     assert!(said.contains("ivr prompts stamp bye"), "{said}");
 
     // --force makes every file again, the studio one included.
-    let out = ivr(&dir, &["prompts", "generate", "--force", "--language", "en-US"]);
+    let out = ivr(
+        &dir,
+        &["prompts", "generate", "--force", "--language", "en-US"],
+    );
     assert!(text(&out).contains("generated 2, kept 0"), "{}", text(&out));
     assert!(text(&ivr(&dir, &["check"])).contains("0 warnings"));
 }
@@ -241,11 +262,22 @@ fn init_makes_a_project_that_checks_tests_and_serves() {
     );
     let test = ivr(&base, &["--config", config_arg, "test"]);
     assert!(test.status.success(), "{}", text(&test));
-    assert!(text(&test).contains("5 passed, 0 failed"), "{}", text(&test));
+    assert!(
+        text(&test).contains("5 passed, 0 failed"),
+        "{}",
+        text(&test)
+    );
     // Every prompt has audio (no warning above); the balance comes from the database.
     let sim = ivr(
         &dir,
-        &["simulate", "hotline", "--caller", "13800000001", "--script", "1"],
+        &[
+            "simulate",
+            "hotline",
+            "--caller",
+            "13800000001",
+            "--script",
+            "1",
+        ],
     );
     assert!(text(&sim).contains("Your balance is"), "{}", text(&sim));
 
@@ -273,5 +305,8 @@ fn init_refuses_a_folder_that_is_not_empty() {
         1,
         "nothing was written"
     );
-    assert_eq!(fs::read_to_string(dir.join("notes.txt")).expect("file"), "mine");
+    assert_eq!(
+        fs::read_to_string(dir.join("notes.txt")).expect("file"),
+        "mine"
+    );
 }

@@ -1671,9 +1671,21 @@ fn voice_mail_reaches_the_inbox_of_its_queue_only() {
     assert_eq!(dashboard_unheard(&server, "support", 1), 1);
     assert_eq!(dashboard_unheard(&server, "sales", 0), 0);
     let done = format!("/agent/messages/{id}/done");
-    let (code, _, _) = http(http_addr, "POST", &done, &[("Authorization", &sales)], "done");
+    let (code, _, _) = http(
+        http_addr,
+        "POST",
+        &done,
+        &[("Authorization", &sales)],
+        "done",
+    );
     assert_eq!(code, 403);
-    let (code, _, body) = http(http_addr, "POST", &done, &[("Authorization", &support)], "done");
+    let (code, _, body) = http(
+        http_addr,
+        "POST",
+        &done,
+        &[("Authorization", &support)],
+        "done",
+    );
     assert_eq!(code, 204, "{body}");
     let (_, v) = list(&support, "");
     assert_eq!(v["messages"].as_array().map(Vec::len), Some(0), "{v}");

@@ -67,15 +67,39 @@ pub fn file_hash(path: &Path) -> std::io::Result<String> {
     Ok(hash_bytes(&std::fs::read(path)?))
 }
 
-/// Reads `dir/audio.toml`: no file gives no records; a broken file gives the reason.
-pub fn read(dir: &Path) -> Result<AudioTexts, String> {
+/// Why `audio.toml` cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioTextsError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is no `audio.toml`.
+    #[error("{}: {message}", .path.display())]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the TOML reader said.
+        message: String,
+    },
+}
+
+/// Reads `dir/audio.toml`: no file gives no records.
+pub fn read(dir: &Path) -> Result<AudioTexts, AudioTextsError> {
     let path = dir.join(FILE_NAME);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AudioTexts::new()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => return Err(AudioTextsError::Read { path, source }),
     };
-    toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message().trim()))
+    toml::from_str(&text).map_err(|e| AudioTextsError::Parse {
+        message: e.message().trim().to_string(),
+        path,
+    })
 }
 
 /// Writes `dir/audio.toml` with a header saying what it is.

@@ -92,7 +92,8 @@ impl Catalogs {
             diags.extend(d);
             if let Err(why) = catalog.mark_stale_audio() {
                 diags.push(
-                    Diagnostic::warning("audio-texts", file, Span::default(), why).with_hint(
+                    Diagnostic::warning("audio-texts", file, Span::default(), why.to_string())
+                        .with_hint(
                         "run `ivr prompts generate` to write it again (it records what each generated file says)",
                     ),
                 );
@@ -218,7 +219,7 @@ impl Catalog {
 impl Catalog {
     /// Reads the folder's `audio.toml` and marks the entries whose audio was made from
     /// another text than theirs. Fails (marking nothing) when the file cannot be read.
-    pub fn mark_stale_audio(&mut self) -> Result<(), String> {
+    pub fn mark_stale_audio(&mut self) -> Result<(), crate::audio_texts::AudioTextsError> {
         let records = crate::audio_texts::read(&self.dir)?;
         for (id, entry) in &mut self.entries {
             let (Some(record), true) = (records.get(id), entry.has_audio) else {
@@ -228,8 +229,7 @@ impl Catalog {
                 continue;
             };
             let rel = rel.to_string_lossy().replace('\\', "/");
-            entry.stale_audio =
-                crate::audio_texts::stale(record, &rel, &entry.file, &entry.text);
+            entry.stale_audio = crate::audio_texts::stale(record, &rel, &entry.file, &entry.text);
         }
         Ok(())
     }

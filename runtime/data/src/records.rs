@@ -1076,7 +1076,11 @@ impl CallRecorder {
             file: self.file.take(),
             length_ms: i64::try_from(length_ms).unwrap_or(i64::MAX),
             recorded_at: timestamp(started),
-            queue: self.call.queue.clone().or_else(|| message_queue(&self.flow.program)),
+            queue: self
+                .call
+                .queue
+                .clone()
+                .or_else(|| message_queue(&self.flow.program)),
         }));
     }
 

@@ -1208,10 +1208,22 @@ async fn check_voice_mail(pool: &Pool) {
         recorded_at: timestamp(1_795_000_000_000 + i * 60_000),
         queue: queue.map(String::from),
     };
-    writer.send(Record::Recording(message(1, Some("billing"), Some("/r/1.wav"))));
-    writer.send(Record::Recording(message(2, Some("general"), Some("/r/2.wav"))));
+    writer.send(Record::Recording(message(
+        1,
+        Some("billing"),
+        Some("/r/1.wav"),
+    )));
+    writer.send(Record::Recording(message(
+        2,
+        Some("general"),
+        Some("/r/2.wav"),
+    )));
     writer.send(Record::Recording(message(3, None, Some("/r/3.wav"))));
-    writer.send(Record::Recording(message(4, Some("gone"), Some("/r/4.wav"))));
+    writer.send(Record::Recording(message(
+        4,
+        Some("gone"),
+        Some("/r/4.wav"),
+    )));
     // A simulated call's message has no audio: no inbox shows it.
     writer.send(Record::Recording(message(5, Some("billing"), None)));
     writer.shutdown().await;
@@ -1248,15 +1260,27 @@ async fn check_voice_mail(pool: &Pool) {
     assert_eq!((count(Some("billing")), count(None)), (1, 1));
 
     let at = timestamp(1_795_000_900_000);
-    messages::mark_heard(pool, first.id, "2001", at).await.expect("heard");
-    messages::mark_heard(pool, first.id, "2002", at).await.expect("heard again");
-    let m = messages::get(pool, first.id).await.expect("get").expect("one");
+    messages::mark_heard(pool, first.id, "2001", at)
+        .await
+        .expect("heard");
+    messages::mark_heard(pool, first.id, "2002", at)
+        .await
+        .expect("heard again");
+    let m = messages::get(pool, first.id)
+        .await
+        .expect("get")
+        .expect("one");
     assert_eq!(m.heard_by.as_deref(), Some("2001"), "the first play counts");
-    assert!(m.heard_at.as_ref().is_some_and(|t| t.starts_with("20")), "{m:?}");
+    assert!(
+        m.heard_at.as_ref().is_some_and(|t| t.starts_with("20")),
+        "{m:?}"
+    );
     let unheard = messages::unheard_by_queue(pool).await.expect("counts");
     assert!(!unheard.iter().any(|(q, _)| q.as_deref() == Some("billing")));
 
-    messages::mark_done(pool, first.id, "2002", at, true).await.expect("done");
+    messages::mark_done(pool, first.id, "2002", at, true)
+        .await
+        .expect("done");
     let open = messages::list(pool, &["billing".into()], &configured, false)
         .await
         .expect("list");
@@ -1265,8 +1289,13 @@ async fn check_voice_mail(pool: &Pool) {
         .await
         .expect("list");
     assert_eq!(all[2].done_by.as_deref(), Some("2002"));
-    messages::mark_done(pool, first.id, "2002", at, false).await.expect("open");
-    let m = messages::get(pool, first.id).await.expect("get").expect("one");
+    messages::mark_done(pool, first.id, "2002", at, false)
+        .await
+        .expect("open");
+    let m = messages::get(pool, first.id)
+        .await
+        .expect("get")
+        .expect("one");
     assert_eq!((m.done_at, m.heard_by.as_deref()), (None, Some("2001")));
     assert_eq!(messages::get(pool, 9_999).await.expect("get"), None);
 }

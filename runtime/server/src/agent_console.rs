@@ -138,8 +138,7 @@ pub fn router(c: Arc<Console>) -> Router {
         .route("/agent", get(page))
         .route("/agent/login", post(login))
         .route("/agent/ws", get(socket))
-        .with_state(c.clone())
-        .merge(crate::voice_mail::router(c))
+        .with_state(c)
 }
 
 async fn page() -> impl IntoResponse {

@@ -103,13 +103,15 @@ impl Dashboard {
         let Some(pool) = self.services.catalogs.pool() else {
             return HashMap::new();
         };
-        let counts = match tokio::time::timeout(ACD_WAIT, ivr_data::messages::unheard_by_queue(&pool)).await {
-            Ok(Ok(rows)) => rows
-                .into_iter()
-                .map(|(q, n)| (q.unwrap_or_default(), n))
-                .collect(),
-            _ => HashMap::new(),
-        };
+        let counts =
+            match tokio::time::timeout(ACD_WAIT, ivr_data::messages::unheard_by_queue(&pool)).await
+            {
+                Ok(Ok(rows)) => rows
+                    .into_iter()
+                    .map(|(q, n)| (q.unwrap_or_default(), n))
+                    .collect(),
+                _ => HashMap::new(),
+            };
         *cached = Some((std::time::Instant::now(), counts.clone()));
         counts
     }

@@ -22,6 +22,7 @@ use crate::http_limits::{
 };
 use crate::services::Services;
 use crate::sip_task::CoreStats;
+use crate::voice_mail;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -82,7 +83,9 @@ pub fn router(state: HttpState) -> Router {
         None => r,
     };
     let r = match console {
-        Some(c) => r.merge(agent_console::router(c)),
+        Some(c) => r
+            .merge(agent_console::router(c.clone()))
+            .merge(voice_mail::router(c)),
         None => r,
     };
     let r = match browser {

@@ -85,7 +85,14 @@ async fn agent(
         id
     };
     // A removed agent's token no longer opens anything.
-    if c.api().services.live.current().config.agents.contains_key(&id) {
+    if c.api()
+        .services
+        .live
+        .current()
+        .config
+        .agents
+        .contains_key(&id)
+    {
         Ok(id)
     } else {
         Err(challenge())
@@ -211,7 +218,14 @@ async fn audio(
     };
     let gone = || (StatusCode::GONE, "the message's audio file is gone\n").into_response();
     // Only files below the recordings folder are served, whatever a row says.
-    let folder = c.api().services.live.current().config.recordings_dir.clone();
+    let folder = c
+        .api()
+        .services
+        .live
+        .current()
+        .config
+        .recordings_dir
+        .clone();
     let (Ok(folder), Ok(file)) = (
         tokio::fs::canonicalize(&folder).await,
         tokio::fs::canonicalize(&m.file).await,
@@ -234,7 +248,10 @@ async fn audio(
     {
         return failed(&e);
     }
-    ranged(bytes, headers.get(header::RANGE).and_then(|v| v.to_str().ok()))
+    ranged(
+        bytes,
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// The whole file (200), or the one range asked for (206; 416 when it is outside the file).
