@@ -206,9 +206,14 @@ fn list(
                     total += p.duration_ms();
                     with_audio += 1;
                     lines.push(format!(
-                        "  {id:<24} {:>7}  {}",
+                        "  {id:<24} {:>7}  {}{}",
                         seconds(p.duration_ms()),
-                        short(&entry.text, 40)
+                        short(&entry.text, 40),
+                        if entry.stale_audio.is_some() {
+                            "  (text changed after the audio was made)"
+                        } else {
+                            ""
+                        }
                     ));
                 }
                 None => lines.push(format!("  {id:<24} {:>7}  {}", "-", short(&entry.text, 40))),
