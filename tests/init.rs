@@ -280,6 +280,33 @@ fn init_makes_a_project_that_checks_tests_and_serves() {
         ],
     );
     assert!(text(&sim).contains("Your balance is"), "{}", text(&sim));
+    // A message left without a transfer belongs to the flow's first transfer queue.
+    let sim = ivr(
+        &dir,
+        &[
+            "simulate",
+            "hotline",
+            "--caller",
+            "13800000002",
+            "--script",
+            "9 wait:2s #",
+        ],
+    );
+    assert!(text(&sim).contains("message_saved"), "{}", text(&sim));
+    let rows: Vec<(String, Option<String>)> = block_on(async {
+        let pool =
+            sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("data/ivr.db").display()))
+                .await
+                .expect("db");
+        sqlx::query_as("SELECT caller, queue FROM recordings")
+            .fetch_all(&pool)
+            .await
+            .expect("recordings")
+    });
+    assert_eq!(
+        rows,
+        vec![("13800000002".to_string(), Some("support".to_string()))]
+    );
 
     let mut server = Server::start(&config, &[]);
     let (code, _, page) = http_get(server.http(), "/agent");

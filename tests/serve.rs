@@ -566,18 +566,22 @@ fn recording_writes_the_callers_audio() {
         ]
     );
     let db = config.parent().expect("dir").join("ivr-data/ivr.db");
-    let rows: Vec<(String, String, Option<String>, i64)> = block_on(async {
+    let rows: Vec<(String, String, Option<String>, i64, Option<String>)> = block_on(async {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
             .await
             .expect("db");
-        sqlx::query_as("SELECT node, save_table, file, length_ms FROM recordings")
+        sqlx::query_as("SELECT node, save_table, file, length_ms, queue FROM recordings")
             .fetch_all(&pool)
             .await
             .expect("recordings")
     });
     assert_eq!(rows.len(), 1, "{rows:?}");
-    let (node, save, file, length) = &rows[0];
+    let (node, save, file, length, queue) = &rows[0];
     assert_eq!((node.as_str(), save.as_str()), ("rec", "messages"));
+    assert_eq!(
+        queue, &None,
+        "a flow without a queue transfer: every agent's message"
+    );
     assert!((900..=4000).contains(length), "length {length}");
     let file = PathBuf::from(file.clone().expect("file"));
     assert!(file.starts_with(config.parent().expect("dir").join("recordings/messages")));
