@@ -546,6 +546,9 @@ fn call_until_the_flow_hangs_up(config: &Path, server: &Server, acts: Vec<(u64, 
     pkts
 }
 
+/// node, save_table, file, length_ms, queue of a `recordings` row.
+type RecordingCols = (String, String, Option<String>, i64, Option<String>);
+
 #[test]
 fn recording_writes_the_callers_audio() {
     need_sipp!();
@@ -566,7 +569,7 @@ fn recording_writes_the_callers_audio() {
         ]
     );
     let db = config.parent().expect("dir").join("ivr-data/ivr.db");
-    let rows: Vec<(String, String, Option<String>, i64, Option<String>)> = block_on(async {
+    let rows: Vec<RecordingCols> = block_on(async {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
             .await
             .expect("db");
