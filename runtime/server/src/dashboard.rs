@@ -127,7 +127,9 @@ impl Dashboard {
                             "id": g.id,
                             "name": g.name,
                             "state": g.state,
-                            "for_ms": (now - g.since).max(0),
+                            // How long in this state; null when unknown (an agent offline
+                            // since the server started has no time it went offline).
+                            "for_ms": (g.since > 0).then(|| (now - g.since).max(0)),
                             "calls_answered": g.calls_answered,
                         })
                     })

@@ -207,6 +207,23 @@ impl Deployment {
         })
     }
 
+    /// Whether `name` is a library flow: imported by another flow and named by no route of
+    /// `[routes]` (neither as the flow a number runs nor as a route key). Library flows are
+    /// checked and their nodes run inside their importers, but nobody calls them directly,
+    /// so the phone page does not offer them.
+    pub fn is_library(&self, name: &str) -> bool {
+        if self.config.routes.values().any(|f| f == name) || self.config.routes.contains_key(name)
+        {
+            return false;
+        }
+        let Some(own) = self.flows.get(name).and_then(|f| f.program.files.first()) else {
+            return false;
+        };
+        self.flows.iter().any(|(other, f)| {
+            other != name && f.program.files.iter().skip(1).any(|file| file == own)
+        })
+    }
+
     /// The flow a call to `called` runs: the route of that number, else the `default` route.
     pub fn flow_for(&self, called: &str) -> Option<(&str, &Arc<Flow>)> {
         let name = self.routed(called)?;
