@@ -154,6 +154,7 @@ impl Dashboard {
             "agents": { "by_state": by_state, "list": agents },
             "acd_running": acd.is_some(),
             "live": {
+                "deployment": status["deployment"],
                 "version": status["version"],
                 "live_since": status["live_since"],
                 "flows": status["flows"],

@@ -17,7 +17,9 @@ use std::sync::Arc;
 /// A checked, loaded deployment.
 #[derive(Debug)]
 pub struct Deployment {
-    /// Content hash of the configuration, catalogs, flows and prompt audio (16 hex digits).
+    /// The deployment's identity: a content hash of the configuration, catalogs, every flow
+    /// and the prompt audio (16 hex digits). Not a flow's version: each flow has its own
+    /// ([`Program::version`], what call records and `ivr report` carry).
     pub version: String,
     /// When it was built.
     pub loaded_at: DateTime<Utc>,
@@ -205,6 +207,23 @@ impl Deployment {
             left_out,
             not_started,
         })
+    }
+
+    /// Each flow's name and version, `hotline 1a2b…, common 3c4d… (library)`, for logs.
+    pub fn flow_versions(&self) -> String {
+        let list: Vec<String> = self
+            .flows
+            .iter()
+            .map(|(name, f)| {
+                let lib = if self.is_library(name) { " (library)" } else { "" };
+                format!("{name} {}{lib}", f.program.version)
+            })
+            .collect();
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
     }
 
     /// Whether `name` is a library flow: imported by another flow and named by no route of
