@@ -866,3 +866,77 @@ fn held_key_notes(
     }));
     notes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A menu whose key 3 leads straight into a masked PIN input.
+    fn program() -> ivr_compiler::program::Program {
+        let dir = std::env::temp_dir().join(format!("ivr-held-keys-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("flows")).expect("flows");
+        std::fs::write(dir.join("ivr.toml"), "[paths]\nflows = \"flows\"\n").expect("config");
+        std::fs::write(
+            dir.join("flows/t.flow"),
+            "flow t {\n    language en-US\n    entry hello\n}\n\
+             step hello {\n    play hello\n    goto choose\n}\n\
+             menu choose {\n    prompt options\n    key 1 -> hello\n    key 3 -> pin\n}\n\
+             input pin {\n    prompt enter_pin\n    digits 4\n    mask\n    into pin\n    next bye\n}\n\
+             step bye {\n    hangup\n}\n",
+        )
+        .expect("flow");
+        let (checked, name) =
+            ivr_compiler::project::compile_flow(Some(&dir.join("ivr.toml")), "t").expect("compile");
+        let program = checked.programs.get(&name).cloned().expect("program");
+        let _ = std::fs::remove_dir_all(&dir);
+        program
+    }
+
+    fn node(p: &ivr_compiler::program::Program, name: &str) -> NodeId {
+        p.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .expect("node") as NodeId
+    }
+
+    /// Keys pressed during the welcome, taken by the menu on its way into the PIN: the menu's
+    /// key shows, the PIN's digits do not.
+    #[test]
+    fn a_menu_key_shows_and_a_masked_inputs_digits_do_not() {
+        let p = program();
+        let (choose, pin) = (node(&p, "choose"), node(&p, "pin"));
+        let commands = [
+            Command::Enter { node: choose },
+            Command::Leave {
+                node: choose,
+                by: Exit::Key('3'),
+            },
+            Command::Enter { node: pin },
+        ];
+        let notes = held_key_notes(&p, false, &['3', '4', '7'], &commands);
+        assert_eq!(
+            notes,
+            [Note::Key('3'), Note::MaskedKey, Note::MaskedKey],
+            "{notes:?}"
+        );
+        // Taken by the menu alone (it went back to the welcome): shown.
+        let hello = node(&p, "hello");
+        let commands = [
+            Command::Enter { node: choose },
+            Command::Leave {
+                node: choose,
+                by: Exit::Key('1'),
+            },
+            Command::Enter { node: hello },
+        ];
+        assert_eq!(
+            held_key_notes(&p, false, &['1'], &commands),
+            [Note::Key('1')]
+        );
+        // In a masked input already: hidden.
+        assert_eq!(
+            held_key_notes(&p, true, &['5'], &[]),
+            [Note::MaskedKey]
+        );
+    }
+}
