@@ -1507,3 +1507,66 @@ fn a_sip_caller_talks_with_the_console_until_the_caller_hangs_up() {
     assert_eq!(agent.as_deref(), Some("2001"));
     assert_eq!(outcome.as_deref(), Some("transferred"));
 }
+
+/// The agent's console closes while a call rings it: the offer counts as `lost` (the console
+/// went away), not as the agent declining.
+#[test]
+fn a_console_closed_while_it_rings_loses_the_offer() {
+    use console::{is, next, open, state};
+    let config = console_deployment("agent-console-lost");
+    let server = Server::start(&config, &[]);
+    let http_addr = server.http();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async move {
+        let token = tokio::task::spawn_blocking(move || console_login(http_addr))
+            .await
+            .expect("login");
+        let mut ws = open(http_addr, &token).await.expect("the console's socket");
+        next(&mut ws, state("available")).await.expect("available");
+        let (caller, location) = place_call(http_addr, "q", Some("13800000009")).await;
+        next(&mut ws, is("offer")).await.expect("an offer");
+        // The page goes away while it rings.
+        drop(ws);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let loc = location.clone();
+        let _ = tokio::task::spawn_blocking(move || http(http_addr, "DELETE", &loc, &[], ""))
+            .await
+            .expect("DELETE");
+        let _ = caller.pc.close().await;
+    });
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    let events: Vec<(String, Option<String>, Option<String>)> = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let rows: Vec<(String, Option<String>, Option<String>)> =
+                sqlx::query_as("SELECT event, agent, detail FROM queue_events ORDER BY id")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_default();
+            if rows.iter().any(|r| r.0 == "lost" || r.0 == "declined")
+                || started.elapsed() > Duration::from_secs(10)
+            {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(
+        events
+            .iter()
+            .any(|(e, a, _)| e == "lost" && a.as_deref() == Some("2001")),
+        "{events:?}\n{}",
+        server.log()
+    );
+    assert!(
+        !events.iter().any(|(e, _, _)| e == "declined"),
+        "{events:?}"
+    );
+}
