@@ -181,7 +181,8 @@ async fn check_scope(
         known.sort();
         known.dedup();
         if !known.contains(name) {
-            let nearest = suggest::nearest(name, known.iter().map(String::as_str)).map(String::from);
+            let nearest =
+                suggest::nearest(name, known.iter().map(String::as_str)).map(String::from);
             return Err(ReportCmdError::UnknownFlow {
                 name: name.clone(),
                 nearest,
@@ -255,10 +256,13 @@ pub fn run(cmd: ReportCmd) -> Result<ExitCode, ReportCmdError> {
     })?;
     name_agents(&mut report, &config);
     if let Some(dir) = &cmd.csv {
-        let written = csv::write_dir(&report, dir).map_err(|(path, error)| {
-            ReportCmdError::Write { path, error }
-        })?;
-        eprintln!("ivr report: wrote {} CSV file(s) to {}", written, dir.display());
+        let written = csv::write_dir(&report, dir)
+            .map_err(|(path, error)| ReportCmdError::Write { path, error })?;
+        eprintln!(
+            "ivr report: wrote {} CSV file(s) to {}",
+            written,
+            dir.display()
+        );
     }
     match cmd.format {
         ReportFormat::Table => print!("{}", table::render(&report)),

@@ -719,7 +719,11 @@ fn a_flow_version_covers_its_text_imports_and_prompts_in_any_folder() {
     std::fs::copy(root.join("ivr.toml"), dir.join("ivr.toml")).expect("config");
     let here = version_at(&root.join("ivr.toml"));
     let config = dir.join("ivr.toml");
-    assert_eq!(version_at(&config), here, "the same files in another folder");
+    assert_eq!(
+        version_at(&config),
+        here,
+        "the same files in another folder"
+    );
 
     let catalog = dir.join("prompts/zh-CN/prompts.toml");
     let text = std::fs::read_to_string(&catalog).expect("catalog");

@@ -379,7 +379,10 @@ fn versions_are_one_per_flow_and_the_deployment_is_labelled_apart() {
 
     let (_, _, body) = http_get(server.http(), "/status");
     let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    let deployment = status["deployment"].as_str().expect("deployment").to_string();
+    let deployment = status["deployment"]
+        .as_str()
+        .expect("deployment")
+        .to_string();
     assert_eq!(status["version"], deployment.as_str(), "{status}");
     assert_ne!(deployment, version, "{status}");
     let flows = status["flows"].as_array().expect("flows");
@@ -422,5 +425,8 @@ fn versions_are_one_per_flow_and_the_deployment_is_labelled_apart() {
     let (code, _, routes) = http_get(server.http(), "/routes");
     assert_eq!(code, 200, "{routes}");
     assert!(routes.contains("\"route\":\"t\""), "{routes}");
-    assert!(!routes.contains("\"lib\""), "a library flow is offered: {routes}");
+    assert!(
+        !routes.contains("\"lib\""),
+        "a library flow is offered: {routes}"
+    );
 }

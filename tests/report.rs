@@ -198,7 +198,16 @@ fn report_from_simulated_calls() {
     );
     // --csv DIR: the same tables, one file each.
     let folder = dir.join("csv");
-    let o = ivr(&config, &["report", "--flow", "hotline", "--csv", &folder.to_string_lossy()]);
+    let o = ivr(
+        &config,
+        &[
+            "report",
+            "--flow",
+            "hotline",
+            "--csv",
+            &folder.to_string_lossy(),
+        ],
+    );
     assert!(o.status.success(), "{}", out(&o));
     for section in [
         "outcomes",
@@ -251,7 +260,15 @@ fn report_from_simulated_calls() {
         &["report", "--since", "yesterday", "--format", "json"][..],
         &["report", "7d", "--format", "json"][..],
         &["report", "30d", "--format", "json"][..],
-        &["report", "--since", "2026-01-01", "--until", "today", "--format", "json"][..],
+        &[
+            "report",
+            "--since",
+            "2026-01-01",
+            "--until",
+            "today",
+            "--format",
+            "json",
+        ][..],
     ] {
         let o = ivr(&config, args);
         assert!(o.status.success(), "{args:?}: {}", out(&o));
@@ -902,9 +919,7 @@ fn lost_offers_yes_shares_and_the_end_of_a_period() {
     use ivr_data::records::SurveyRow;
     let rt = ivr_data::source::runtime().expect("runtime");
     rt.block_on(async {
-        let pool = connect::open(&Target::SqliteMemory, 1)
-            .await
-            .expect("open");
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
         let writer = RecordWriter::start(
             pool.clone(),
             WriterOptions::default(),

@@ -76,14 +76,18 @@ fn tables(report: &Report) -> Vec<Table> {
         ("abandoned", o.abandoned, o.abandon_rate),
         ("failed", o.failed, o.failure_rate),
     ] {
-        outcomes.rows.push(vec![name.into(), n.to_string(), frac(r)]);
+        outcomes
+            .rows
+            .push(vec![name.into(), n.to_string(), frac(r)]);
     }
     outcomes
         .rows
         .push(vec!["(ended)".into(), o.ended.to_string(), String::new()]);
-    outcomes
-        .rows
-        .push(vec!["(all calls)".into(), o.calls.to_string(), String::new()]);
+    outcomes.rows.push(vec![
+        "(all calls)".into(),
+        o.calls.to_string(),
+        String::new(),
+    ]);
 
     let mut versions = Table {
         name: "versions",

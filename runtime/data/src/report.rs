@@ -754,12 +754,7 @@ fn yes_share(yes: u64, yes_no: u64, answered: u64) -> Option<f64> {
 
 /// The flows that have call records (every period), by name.
 pub async fn recorded_flows(pool: &Pool) -> Result<Vec<String>, DataError> {
-    let rows = fetch_rows(
-        pool,
-        "SELECT DISTINCT flow FROM calls ORDER BY flow",
-        &[],
-    )
-    .await?;
+    let rows = fetch_rows(pool, "SELECT DISTINCT flow FROM calls ORDER BY flow", &[]).await?;
     Ok(rows.iter().filter_map(|r| text(&r[0])).collect())
 }
 
@@ -784,7 +779,12 @@ pub async fn recorded_versions(
     .await?;
     Ok(rows
         .iter()
-        .map(|r| (text(&r[0]).unwrap_or_default(), text(&r[1]).unwrap_or_default()))
+        .map(|r| {
+            (
+                text(&r[0]).unwrap_or_default(),
+                text(&r[1]).unwrap_or_default(),
+            )
+        })
         .collect())
 }
 

@@ -429,7 +429,9 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 };
                 match feed_agent(acd, input, now, out) {
                     // Never the password or the digest response: the agent, where it is, how long.
-                    Ok(()) => tracing::info!(agent = %agent, contact = %uri, expires_s, "agent registered"),
+                    Ok(()) => {
+                        tracing::info!(agent = %agent, contact = %uri, expires_s, "agent registered")
+                    }
                     Err(e) => tracing::warn!(agent = %agent, error = %e, "registration not taken"),
                 }
             }

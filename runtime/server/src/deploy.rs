@@ -215,7 +215,11 @@ impl Deployment {
             .flows
             .iter()
             .map(|(name, f)| {
-                let lib = if self.is_library(name) { " (library)" } else { "" };
+                let lib = if self.is_library(name) {
+                    " (library)"
+                } else {
+                    ""
+                };
                 format!("{name} {}{lib}", f.program.version)
             })
             .collect();
@@ -231,8 +235,7 @@ impl Deployment {
     /// checked and their nodes run inside their importers, but nobody calls them directly,
     /// so the phone page does not offer them.
     pub fn is_library(&self, name: &str) -> bool {
-        if self.config.routes.values().any(|f| f == name) || self.config.routes.contains_key(name)
-        {
+        if self.config.routes.values().any(|f| f == name) || self.config.routes.contains_key(name) {
             return false;
         }
         let Some(own) = self.flows.get(name).and_then(|f| f.program.files.first()) else {

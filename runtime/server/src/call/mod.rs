@@ -893,10 +893,7 @@ mod tests {
     }
 
     fn node(p: &ivr_compiler::program::Program, name: &str) -> NodeId {
-        p.nodes
-            .iter()
-            .position(|n| n.name == name)
-            .expect("node") as NodeId
+        p.nodes.iter().position(|n| n.name == name).expect("node") as NodeId
     }
 
     /// Keys pressed during the welcome, taken by the menu on its way into the PIN: the menu's
@@ -934,9 +931,6 @@ mod tests {
             [Note::Key('1')]
         );
         // In a masked input already: hidden.
-        assert_eq!(
-            held_key_notes(&p, true, &['5'], &[]),
-            [Note::MaskedKey]
-        );
+        assert_eq!(held_key_notes(&p, true, &['5'], &[]), [Note::MaskedKey]);
     }
 }
