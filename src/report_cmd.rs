@@ -31,7 +31,7 @@ pub enum ReportCmdError {
     )]
     FlowVersion(String),
     /// `--flow` names a flow that neither the records nor the flows folder know.
-    #[error("there is no flow `{name}` (no call records, no flow file){}; flows: {}",
+    #[error("there is no flow `{name}` (no call records, no flow file{}); flows: {}",
         .nearest.as_ref().map(|n| format!("; did you mean `{n}`?")).unwrap_or_default(),
         list(.known))]
     UnknownFlow {
@@ -43,11 +43,11 @@ pub enum ReportCmdError {
         known: Vec<String>,
     },
     /// `--flow-version` matches no recorded version.
-    #[error("no call ran a flow version starting with `{given}`{}{}; versions with calls: {} \
-        (a flow's version as `ivr compile`, `GET /status` flows[].version and the dashboard's \
-        flow versions show it; the deployment's identity is not a flow version)",
+    #[error("no call ran a flow version starting with `{given}`{}{}; versions with calls: {}. \
+        A flow's version is what `ivr compile`, `GET /status` (flows[].version) and the \
+        dashboard's flow versions show; the deployment's identity is not a flow version",
         .flow.as_ref().map(|f| format!(" of flow `{f}`")).unwrap_or_default(),
-        .nearest.as_ref().map(|n| format!("; did you mean `{n}`?")).unwrap_or_default(),
+        .nearest.as_ref().map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default(),
         list(.known))]
     UnknownVersion {
         /// What was asked.
