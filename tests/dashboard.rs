@@ -300,6 +300,17 @@ fn the_dashboard_in_chromium_follows_a_call_and_shows_a_failed_reload() {
         !text.contains(CALLER),
         "the caller's number is on the dashboard: {text}"
     );
+    // The deployment and each flow's version, labelled apart (as /status has them).
+    let (_, _, body) = http_get(server.http(), "/status");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let version = status["flows"][0]["version"].as_str().expect("version");
+    let deployment = status["deployment"].as_str().expect("deployment");
+    assert!(
+        text.contains(&format!("Live deployment {deployment}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("t {version}")), "{text}");
+    assert!(text.contains("Wang Fang (2001)"), "{text}");
     let (ok, out) = sipp.join().expect("sipp thread");
     assert!(ok, "sipp failed:\n{out}\n{}", server.log());
     let gone: serde_json::Value =
