@@ -109,9 +109,18 @@ enum Command {
     },
     /// IVR node traffic, outcomes, service level and survey results from the call records.
     Report {
-        /// Only calls that started on or after this day (YYYY-MM-DD).
-        #[arg(long, value_name = "DATE")]
+        /// The period: today, yesterday, 7d, 30d (the last N days, today included), a day
+        /// (YYYY-MM-DD) or a month (YYYY-MM); instead of --since/--until.
+        #[arg(value_name = "PERIOD")]
+        period: Option<String>,
+        /// Only calls that started at or after this (YYYY-MM-DD, YYYY-MM-DDTHH:MM, today,
+        /// yesterday, 7d, 30d), the server's local time.
+        #[arg(long, value_name = "WHEN")]
         since: Option<String>,
+        /// Only calls that started before this (a day YYYY-MM-DD is included whole;
+        /// YYYY-MM-DDTHH:MM, today, yesterday).
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
         /// Only calls of this flow.
         #[arg(long, value_name = "NAME")]
         flow: Option<String>,
@@ -119,9 +128,13 @@ enum Command {
         /// of it, as the report's versions list it).
         #[arg(long, value_name = "HASH")]
         flow_version: Option<String>,
-        /// Output format.
+        /// Output format (csv: every section as a table of its own, one after another).
         #[arg(long, value_enum, default_value_t = ReportArg::Table)]
         format: ReportArg,
+        /// Also write each section as a CSV file of its own in this folder (outcomes.csv,
+        /// versions.csv, nodes.csv, service_level.csv, queues.csv, agents.csv, surveys.csv).
+        #[arg(long, value_name = "DIR")]
+        csv: Option<PathBuf>,
     },
     /// Every prompt with its duration, missing files and prompts no flow uses; `render`
     /// writes what a caller hears.
@@ -226,7 +239,8 @@ enum Emit {
 enum ReportArg {
     /// Plain-text tables.
     Table,
-    /// One CSV table: section,flow,node,queue,agent,question,metric,value.
+    /// CSV: each section a table of its own (a header row, one row per item), the tables
+    /// one after another with a blank line between.
     Csv,
     /// JSON.
     Json,
@@ -287,13 +301,19 @@ pub fn run() -> ExitCode {
         })
         .map_err(CliError::from),
         Command::Report {
+            period,
             since,
+            until,
             flow,
             flow_version,
             format,
+            csv,
         } => crate::report_cmd::run(crate::report_cmd::ReportCmd {
             config: cli.config,
+            period,
             since,
+            until,
+            csv,
             flow,
             flow_version,
             format: match format {

@@ -629,6 +629,13 @@ fn with_no_agent_logged_in_the_flow_takes_its_no_agents_path() {
         v.contains(&("queue".to_string(), Some("no_agents".to_string()))),
         "{v:?}"
     );
+    // The log says what happened: refused for no agents, not "waiting for an agent".
+    let log = server.log();
+    assert!(
+        log.contains("refused: nobody who could take the call is logged in (no_agents)"),
+        "{log}"
+    );
+    assert!(!log.contains("waiting for an agent"), "{log}");
 }
 
 #[test]

@@ -127,6 +127,24 @@ fn an_agent_registers_with_digest_authentication() {
         );
         assert!(ok, "register over {transport}:\n{out}\n{}", server.log());
     }
+    // A REGISTER taken is logged (info) with the agent and its contact, no password.
+    let registered = Instant::now();
+    let log = loop {
+        let log = server.log();
+        if log.contains("agent registered") || registered.elapsed() > Duration::from_secs(5) {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let line = log
+        .lines()
+        .find(|l| l.contains("agent registered"))
+        .unwrap_or_else(|| panic!("a REGISTER taken is not logged:\n{log}"));
+    assert!(
+        line.contains("INFO") && line.contains(AGENT) && line.contains("contact=sip:"),
+        "{line}"
+    );
+    assert!(!line.contains(PASSWORD), "{line}");
     // The same phone with a wrong password is refused.
     let (ok, out, took) = phone(
         dir,

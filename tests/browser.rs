@@ -549,9 +549,10 @@ fn a_webrtc_client_hears_the_prompts_and_its_key_moves_the_flow() {
     );
     assert!(text.contains("\"key\":\"1\""), "{text}");
     assert!(text.contains("\"text\":\"You pressed one\""), "{text}");
-    // The 3 may come as type-ahead that the menu takes on its way into the masked input: then
-    // it is masked too.
-    assert!(text.matches("\"masked\":true").count() >= 4, "{text}");
+    // The 3 is a menu key (it may come as type-ahead that the menu takes on its way into the
+    // masked input): it shows; only the PIN's four digits are hidden.
+    assert!(text.contains("\"key\":\"3\""), "{text}");
+    assert_eq!(text.matches("\"masked\":true").count(), 4, "{text}");
     for k in ['4', '7', '5', '9'] {
         assert!(!text.contains(&format!("\"key\":\"{k}\"")), "{text}");
     }
@@ -1583,4 +1584,65 @@ fn the_console_inbox_plays_a_message_and_marks_it_done_in_headless_chromium() {
     let list: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(list["messages"][0]["heard_by"], "2001", "{list}");
     assert_eq!(list["messages"][0]["done_by"], "2001", "{list}");
+/// The agent's console closes while a call rings it: the offer counts as `lost` (the console
+/// went away), not as the agent declining.
+#[test]
+fn a_console_closed_while_it_rings_loses_the_offer() {
+    use console::{is, next, open, state};
+    let config = console_deployment("agent-console-lost");
+    let server = Server::start(&config, &[]);
+    let http_addr = server.http();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async move {
+        let token = tokio::task::spawn_blocking(move || console_login(http_addr))
+            .await
+            .expect("login");
+        let mut ws = open(http_addr, &token).await.expect("the console's socket");
+        next(&mut ws, state("available")).await.expect("available");
+        let (caller, location) = place_call(http_addr, "q", Some("13800000009")).await;
+        next(&mut ws, is("offer")).await.expect("an offer");
+        // The page goes away while it rings.
+        drop(ws);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let loc = location.clone();
+        let _ = tokio::task::spawn_blocking(move || http(http_addr, "DELETE", &loc, &[], ""))
+            .await
+            .expect("DELETE");
+        let _ = caller.pc.close().await;
+    });
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    let events: Vec<(String, Option<String>, Option<String>)> = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let rows: Vec<(String, Option<String>, Option<String>)> =
+                sqlx::query_as("SELECT event, agent, detail FROM queue_events ORDER BY id")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_default();
+            if rows.iter().any(|r| r.0 == "lost" || r.0 == "declined")
+                || started.elapsed() > Duration::from_secs(10)
+            {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(
+        events
+            .iter()
+            .any(|(e, a, _)| e == "lost" && a.as_deref() == Some("2001")),
+        "{events:?}\n{}",
+        server.log()
+    );
+    assert!(
+        !events.iter().any(|(e, _, _)| e == "declined"),
+        "{events:?}"
+    );
 }

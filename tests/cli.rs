@@ -681,3 +681,65 @@ fn bad_trusted_networks_and_invite_rates_are_errors_at_their_line() {
     let o = ivr(&["--config", path, "check"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }
+
+/// Copies `from` into `to`: folders made, `.toml` and `.flow` files copied, audio linked.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("folder");
+    for e in std::fs::read_dir(from).expect("read").flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dst);
+        } else if src
+            .extension()
+            .is_some_and(|x| x == "toml" || x == "flow" || x == "scenario")
+        {
+            std::fs::copy(&src, &dst).expect("copy");
+        } else {
+            std::os::unix::fs::symlink(&src, &dst).expect("link");
+        }
+    }
+}
+
+fn version_at(config: &std::path::Path) -> String {
+    let o = ivr(&["--config", &config.to_string_lossy(), "compile", "hotline"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let program: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("a program");
+    program["version"].as_str().expect("version").to_string()
+}
+
+/// A flow's version is one identity: the same files give the same version in another folder;
+/// an edit of a prompt the flow plays gives a new one, and undoing it the old one again.
+#[test]
+fn a_flow_version_covers_its_text_imports_and_prompts_in_any_folder() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("ivr-cli-version-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tree(&root.join("flows"), &dir.join("flows"));
+    copy_tree(&root.join("prompts"), &dir.join("prompts"));
+    std::fs::copy(root.join("ivr.toml"), dir.join("ivr.toml")).expect("config");
+    let here = version_at(&root.join("ivr.toml"));
+    let config = dir.join("ivr.toml");
+    assert_eq!(
+        version_at(&config),
+        here,
+        "the same files in another folder"
+    );
+
+    let catalog = dir.join("prompts/zh-CN/prompts.toml");
+    let text = std::fs::read_to_string(&catalog).expect("catalog");
+    let edited = text.replace("欢迎致电客户服务热线", "欢迎致电热线");
+    assert_ne!(edited, text);
+    std::fs::write(&catalog, &edited).expect("edit");
+    let new = version_at(&config);
+    assert_ne!(new, here, "a prompt's text changed");
+    assert_eq!(new.len(), 16);
+    std::fs::write(&catalog, &text).expect("undo");
+    assert_eq!(version_at(&config), here, "undone");
+
+    // An imported flow's edit is a new version of the importer too.
+    let common = dir.join("flows/common.flow");
+    let text = std::fs::read_to_string(&common).expect("common");
+    std::fs::write(&common, format!("{text}\n# an edit\n")).expect("edit");
+    assert_ne!(version_at(&config), here, "an imported flow changed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -300,6 +300,17 @@ fn the_dashboard_in_chromium_follows_a_call_and_shows_a_failed_reload() {
         !text.contains(CALLER),
         "the caller's number is on the dashboard: {text}"
     );
+    // The deployment and each flow's version, labelled apart (as /status has them).
+    let (_, _, body) = http_get(server.http(), "/status");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let version = status["flows"][0]["version"].as_str().expect("version");
+    let deployment = status["deployment"].as_str().expect("deployment");
+    assert!(
+        text.contains(&format!("Live deployment {deployment}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("t {version}")), "{text}");
+    assert!(text.contains("Wang Fang (2001)"), "{text}");
     let (ok, out) = sipp.join().expect("sipp thread");
     assert!(ok, "sipp failed:\n{out}\n{}", server.log());
     let gone: serde_json::Value =
@@ -339,5 +350,94 @@ fn the_dashboard_in_chromium_follows_a_call_and_shows_a_failed_reload() {
     assert!(
         status.is_some_and(|s| s.success()),
         "dashboard.mjs: {status:?}"
+    );
+}
+
+/// A library flow `lib` that `t` imports (its `bye` is `t`'s key 2): checked and run inside
+/// `t`, routed by no number.
+fn deployment_with_library(name: &str) -> PathBuf {
+    let config = deployment(name);
+    let dir = config.parent().expect("dir").to_path_buf();
+    fs::write(
+        dir.join("flows/t.flow"),
+        FLOW.replace("flow t {", "import lib\n\nflow t {")
+            .replace("key 1 -> bye", "key 1 -> bye\n    key 2 -> lib.bye"),
+    )
+    .expect("flow");
+    fs::write(
+        dir.join("flows/lib.flow"),
+        "flow lib {\n    title    \"library\"\n    language zh-CN\n    entry    bye\n}\n\n\
+         step bye {\n    play bye\n    hangup\n}\n",
+    )
+    .expect("library");
+    config
+}
+
+/// One version per flow wherever it is shown (`ivr compile`, the start-up line, `/status`,
+/// the dashboard, `/metrics`), the deployment's identity labelled apart; an agent offline
+/// since the start has no `for_ms`; the phone page offers no library flow.
+#[test]
+fn versions_are_one_per_flow_and_the_deployment_is_labelled_apart() {
+    let config = deployment_with_library("dashboard-versions");
+    let server = Server::start(&config, &[]);
+    let compiled = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["--config", &config.to_string_lossy(), "compile", "t"])
+        .output()
+        .expect("ivr compile");
+    assert!(compiled.status.success(), "{compiled:?}");
+    let program: serde_json::Value = serde_json::from_slice(&compiled.stdout).expect("JSON");
+    let version = program["version"].as_str().expect("version").to_string();
+
+    let (_, _, body) = http_get(server.http(), "/status");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let deployment = status["deployment"]
+        .as_str()
+        .expect("deployment")
+        .to_string();
+    assert_eq!(status["version"], deployment.as_str(), "{status}");
+    assert_ne!(deployment, version, "{status}");
+    let flows = status["flows"].as_array().expect("flows");
+    let t = flows.iter().find(|f| f["name"] == "t").expect("t");
+    assert_eq!(t["version"], version.as_str(), "{status}");
+    assert_eq!(t["library"], false, "{status}");
+    let lib = flows.iter().find(|f| f["name"] == "lib").expect("lib");
+    assert_eq!(lib["library"], true, "{status}");
+
+    let log = server.log();
+    assert!(
+        log.contains(&format!("deployment {deployment}; flow versions: ")),
+        "{log}"
+    );
+    assert!(log.contains(&format!("t {version}")), "{log}");
+    assert!(log.contains(" (library)"), "{log}");
+
+    let (_, _, body) = http_get(server.http(), "/dashboard/state");
+    let state: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(state["live"]["deployment"], deployment.as_str(), "{state}");
+    assert!(
+        state["live"]["flows"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["version"] == version.as_str())),
+        "{state}"
+    );
+    // Offline since the server started: since when is unknown, never a since-1970 figure.
+    assert_eq!(state["agents"]["list"][0]["state"], "offline", "{state}");
+    assert!(state["agents"]["list"][0]["for_ms"].is_null(), "{state}");
+
+    let (_, _, metrics) = http_get(server.http(), "/metrics");
+    assert!(
+        has_line(
+            &metrics,
+            &format!("ivr_flow_version_info{{flow=\"t\",version=\"{version}\"}} 1")
+        ),
+        "{metrics}"
+    );
+
+    let (code, _, routes) = http_get(server.http(), "/routes");
+    assert_eq!(code, 200, "{routes}");
+    assert!(routes.contains("\"route\":\"t\""), "{routes}");
+    assert!(
+        !routes.contains("\"lib\""),
+        "a library flow is offered: {routes}"
     );
 }

@@ -158,27 +158,71 @@ fn report_from_simulated_calls() {
         "a plain password was written"
     );
 
-    // CSV
+    // CSV: each section a wide table (a header row, one row per item).
     let o = ivr(&config, &["report", "--format", "csv", "--flow", "hotline"]);
     assert!(o.status.success(), "{}", out(&o));
     let csv = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
-        csv.starts_with("section,flow,node,queue,agent,question,metric,value\n"),
+        csv.starts_with("section,outcome,calls,share_of_ended\n"),
         "{csv}"
     );
-    assert!(csv.contains("\noutcomes,,,,,,transferred,1\n"), "{csv}");
+    assert!(csv.contains("\noutcomes,transferred,1,0.1667\n"), "{csv}");
+    let cell = |section: &str, key: &[&str], column: &str| -> String {
+        let header: Vec<&str> = csv
+            .lines()
+            .find(|l| l.starts_with("section,") && csv_section_follows(&csv, l, section))
+            .unwrap_or_else(|| panic!("no {section} table: {csv}"))
+            .split(',')
+            .collect();
+        let i = header
+            .iter()
+            .position(|c| *c == column)
+            .unwrap_or_else(|| panic!("no column {column} in {header:?}"));
+        let prefix = format!("{section},{},", key.join(","));
+        let row = csv
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no row {prefix}: {csv}"));
+        row.split(',').nth(i).unwrap_or_default().to_string()
+    };
+    assert_eq!(cell("nodes", &["hotline", "main_menu"], "exit key 0"), "2");
+    assert_eq!(cell("service_level", &["general"], "queued"), "2");
+    assert_eq!(
+        cell("surveys", &["general", "sim-agent"], "average"),
+        "4.0000"
+    );
+    // The yes/no question: the share of yes, and how many.
     assert!(
-        csv.contains("\nnodes,hotline,main_menu,,,,exit key 0,2\n"),
+        csv.contains("\nsurveys,general,sim-agent,,solved,1,1,0,,1,1.0000\n"),
         "{csv}"
     );
-    assert!(
-        csv.contains("\nservice_level,,,general,,,queued,2\n"),
-        "{csv}"
+    // --csv DIR: the same tables, one file each.
+    let folder = dir.join("csv");
+    let o = ivr(
+        &config,
+        &[
+            "report",
+            "--flow",
+            "hotline",
+            "--csv",
+            &folder.to_string_lossy(),
+        ],
     );
-    assert!(
-        csv.contains("\nsurveys,,,general,sim-agent,overall,average,4.0000\n"),
-        "{csv}"
-    );
+    assert!(o.status.success(), "{}", out(&o));
+    for section in [
+        "outcomes",
+        "versions",
+        "nodes",
+        "service_level",
+        "queues",
+        "agents",
+        "surveys",
+    ] {
+        let file = std::fs::read_to_string(folder.join(format!("{section}.csv")))
+            .unwrap_or_else(|e| panic!("{section}.csv: {e}"));
+        assert!(file.starts_with("section,"), "{file}");
+        assert!(csv.contains(&file), "{section}.csv differs:\n{file}");
+    }
 
     // Table
     let o = ivr(&config, &["report", "--since", "2026-11-23"]);
@@ -192,6 +236,8 @@ fn report_from_simulated_calls() {
         "IVR node traffic",
         "Surveys",
         "satisfaction",
+        // The yes/no question: the share of yes, not `-`.
+        "100.0% yes (1 of 1)",
     ] {
         assert!(table.contains(part), "{part}: {table}");
     }
@@ -206,9 +252,61 @@ fn report_from_simulated_calls() {
     let o = ivr(&config, &["report", "--flow", "common", "--format", "json"]);
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(r["outcomes"]["calls"], 0);
-    let o = ivr(&config, &["report", "--since", "yesterday"]);
+    let o = ivr(&config, &["report", "--since", "last week"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(out(&o).contains("YYYY-MM-DD"), "{}", out(&o));
+    // Period words; every time printed carries its UTC offset.
+    for args in [
+        &["report", "--since", "yesterday", "--format", "json"][..],
+        &["report", "7d", "--format", "json"][..],
+        &["report", "30d", "--format", "json"][..],
+        &[
+            "report",
+            "--since",
+            "2026-01-01",
+            "--until",
+            "today",
+            "--format",
+            "json",
+        ][..],
+    ] {
+        let o = ivr(&config, args);
+        assert!(o.status.success(), "{args:?}: {}", out(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        for key in ["since", "generated_at"] {
+            let t = r[key].as_str().unwrap_or_else(|| panic!("{key}: {r:#}"));
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(t).is_ok(),
+                "{key} {t} is not RFC 3339 with an offset"
+            );
+        }
+    }
+    // Before the first call: nothing.
+    let o = ivr(
+        &config,
+        &["report", "--until", "2020-01-01", "--format", "json"],
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["outcomes"]["calls"], 0, "{r:#}");
+    let o = ivr(&config, &["report", "today", "--since", "2026-01-01"]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    // Unknown flows and versions are errors that name what exists.
+    let o = ivr(&config, &["report", "--flow", "hotlin"]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(out(&o).contains("did you mean `hotline`?"), "{}", out(&o));
+    let o = ivr(&config, &["report", "--flow", "nosuch"]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(out(&o).contains("there is no flow `nosuch`"), "{}", out(&o));
+    assert!(out(&o).contains("hotline"), "{}", out(&o));
+    let o = ivr(&config, &["report", "--flow-version", "abc"]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    let version = hotline_version(&config);
+    assert!(
+        out(&o).contains("no call ran a flow version starting with `abc`")
+            && out(&o).contains(&format!("hotline {version}")),
+        "{}",
+        out(&o)
+    );
 
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -415,7 +513,10 @@ fn check_versions(r: &serde_json::Value) {
             v["first_call"].as_str().expect("first"),
             v["last_call"].as_str().expect("last"),
         );
-        assert_eq!((first.len(), last.len()), (19, 19), "{v}");
+        // RFC 3339 with the server's UTC offset.
+        for t in [first, last] {
+            assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{v}");
+        }
         assert!(first.starts_with("2026-") && first <= last, "{v}");
         if calls > 1 {
             assert!(first < last, "{v}");
@@ -536,20 +637,15 @@ fn report_of_queue_events() {
     assert!(o.status.success(), "{}", out(&o));
     let csv = String::from_utf8_lossy(&o.stdout).into_owned();
     for line in [
-        "queues,,,general,,,queued,5",
-        "queues,,,general,,,answered,3",
-        "queues,,,general,,,abandoned,1",
-        "queues,,,general,,,answered_within,2",
-        "queues,,,general,,,level,0.4000",
-        "queues,,,general,,,average_wait_ms,17666.6667",
-        "queues,,,general,,,p90_wait_ms,30000",
-        "queues,,,general,,,offers_per_answer,2.0000",
-        "queues,,,vip,,,level,1.0000",
-        "queues,,,*,,,queued,6",
-        "queues,,,*,,,offers_per_answer,1.7500",
-        "agents,,,,2001,,ring_timeouts,2",
-        "agents,,,,2002,,declined,1",
-        "agents,,,,2002,,answered,3",
+        "section,queue,queued,answered,abandoned,left,no_agents,answered_within,level,\
+         meets_target,average_wait_ms,p90_wait_ms,offers,offers_per_answer,declined,lost,\
+         ring_timeouts",
+        "queues,general,5,3,1,1,1,2,0.4000,false,17666.6667,30000,7,2.0000,1,0,2",
+        "queues,vip,1,1,0,0,0,1,1.0000,true,3000.0000,3000,1,1.0000,0,0,0",
+        "queues,*,6,4,1,1,1,3,0.5000,false,14000.0000,30000,8,1.7500,1,0,2",
+        "section,agent,name,offers,answered,declined,lost,ring_timeouts",
+        "agents,2001,王芳,4,1,0,0,2",
+        "agents,2002,李强,4,3,1,0,0",
     ] {
         assert!(csv.contains(&format!("\n{line}\n")), "{line}: {csv}");
     }
@@ -584,8 +680,9 @@ fn report_of_queue_events() {
         "general 5 3 1 1 1 2 40.0% BELOW 17.7 s 30.0 s 2.00"
     );
     assert_eq!(qrow("vip"), "vip 1 1 0 0 0 1 100.0% met 3.0 s 3.0 s 1.00");
-    assert_eq!(qrow("2001"), "2001 4 1 0 2");
-    assert_eq!(qrow("2002"), "2002 4 3 1 0");
+    // Agents by name, with their id.
+    assert_eq!(qrow("王芳"), "王芳 (2001) 4 1 0 0 2");
+    assert_eq!(qrow("李强"), "李强 (2002) 4 3 1 0 0");
 
     // --since leaves out the vip call (an earlier day), --flow keeps one flow's calls.
     for args in [&["--since", "2026-11-22"][..], &["--flow", "hotline"][..]] {
@@ -649,7 +746,12 @@ fn report_of_queue_events_postgres() {
             .expect("report");
         check_queue_figures(&serde_json::to_value(&all).expect("json"));
         let since = ReportOptions {
-            since: Some(report::parse_date("2026-11-22").expect("date")),
+            since: Some(
+                report::parse_date("2026-11-22")
+                    .expect("date")
+                    .and_time(chrono::NaiveTime::MIN),
+            ),
+            until: None,
             flow: Some("hotline".into()),
             flow_version: Some("v".into()),
         };
@@ -662,6 +764,16 @@ fn report_of_queue_events_postgres() {
             .await;
         server.close().await;
     });
+}
+
+/// Whether the CSV table whose header is `header` is the `section` one (its first row, or the
+/// line after the header, names it).
+fn csv_section_follows(csv: &str, header: &str, section: &str) -> bool {
+    let mut lines = csv.lines().skip_while(|l| *l != header);
+    lines.next();
+    lines
+        .next()
+        .is_some_and(|l| l.starts_with(&format!("{section},")))
 }
 
 /// The version `ivr compile` gives the hotline of `config` now.
@@ -758,10 +870,12 @@ fn report_compares_the_versions_of_a_flow() {
     );
     let o = ivr(&config, &["report", "--format", "csv"]);
     let csv = out(&o);
-    assert!(
-        csv.contains(&format!("versions,hotline,{before},,,,calls,2")),
-        "{csv}"
-    );
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("versions,hotline,{before},")))
+        .unwrap_or_else(|| panic!("no version {before}: {csv}"));
+    // section, flow, version, first call, last call, calls
+    assert_eq!(row.split(',').nth(5), Some("2"), "{row}");
     // Something that is no version is refused with a clear message.
     let o = ivr(&config, &["report", "--flow-version", "v2; DROP"]);
     assert!(!o.status.success());
@@ -795,4 +909,107 @@ fn a_call_refused_for_no_agents_is_not_queued() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(all["queued"], 0, "{r:#}");
+}
+
+/// An offer lost when the agent's console went away counts as `lost`, not `declined`;
+/// yes/no survey questions get the share of yes; `until` bounds the period; times carry
+/// their UTC offset.
+#[test]
+fn lost_offers_yes_shares_and_the_end_of_a_period() {
+    use ivr_data::records::SurveyRow;
+    let rt = ivr_data::source::runtime().expect("runtime");
+    rt.block_on(async {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool.clone(),
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        let ts = ivr_data::records::timestamp;
+        // Call c1 today: 2001's console closes while it rings, 2002 answers. Call c2 the next
+        // day (outside `until`).
+        for (id, start) in [("c1", DAY), ("c2", DAY + 86_400_000)] {
+            for (offset, event, agent, detail) in [
+                (0, QueueEventKind::Queued, None, None),
+                (0, QueueEventKind::Offered, Some("2001"), None),
+                (2_000, QueueEventKind::Lost, Some("2001"), Some("gone")),
+                (2_000, QueueEventKind::Offered, Some("2002"), None),
+                (5_000, QueueEventKind::Answered, Some("2002"), None),
+            ] {
+                assert!(writer.send(Record::QueueEvent(QueueEventRow {
+                    at: ts(start + offset),
+                    queue: "general".into(),
+                    call_id: id.into(),
+                    event,
+                    agent: agent.map(String::from),
+                    wait_ms: Some(offset),
+                    detail: detail.map(String::from),
+                })));
+            }
+            for (question, answer, score) in [
+                ("overall", "4", Some(4.0)),
+                ("solved", if id == "c1" { "yes" } else { "no" }, None),
+            ] {
+                assert!(writer.send(Record::Survey(SurveyRow {
+                    call_id: id.into(),
+                    flow: "hotline".into(),
+                    flow_version: "v1".into(),
+                    survey: "satisfaction".into(),
+                    save_table: "surveys".into(),
+                    question: question.into(),
+                    answer: Some(answer.into()),
+                    score,
+                    agent: Some("2002".into()),
+                    queue: Some("general".into()),
+                    saved_at: ts(start + 60_000),
+                })));
+            }
+        }
+        let stats = writer.shutdown().await;
+        assert_eq!((stats.rejected, stats.failed), (0, 0), "{stats:?}");
+
+        let all = report::build(&pool, &ReportOptions::default())
+            .await
+            .expect("report");
+        let general = &all.queues[0];
+        assert_eq!((general.lost, general.declined), (2, 0), "{general:?}");
+        let a = all.agents.iter().find(|a| a.agent == "2001").expect("2001");
+        assert_eq!((a.offers, a.lost, a.declined), (2, 2, 0), "{a:?}");
+        let solved = |r: &report::Report| {
+            r.surveys
+                .iter()
+                .find(|s| s.question == "solved" && s.agent.is_some() && s.queue.is_some())
+                .cloned()
+                .expect("solved")
+        };
+        let s = solved(&all);
+        assert_eq!((s.answered, s.yes), (2, 1), "{s:?}");
+        assert!(s.yes_share.is_some_and(|x| (x - 0.5).abs() < 1e-9), "{s:?}");
+        let overall = all
+            .surveys
+            .iter()
+            .find(|s| s.question == "overall")
+            .expect("overall");
+        assert_eq!(overall.yes_share, None, "a scale has no share of yes");
+
+        // Until the start of the next day: c2 is left out.
+        let day_end = ts(DAY).date().and_time(chrono::NaiveTime::MIN) + chrono::Duration::days(1);
+        let until = report::build(
+            &pool,
+            &ReportOptions {
+                until: Some(day_end),
+                ..ReportOptions::default()
+            },
+        )
+        .await
+        .expect("report");
+        assert_eq!(until.queues[0].lost, 1, "{:?}", until.queues);
+        let s = solved(&until);
+        assert_eq!((s.answered, s.yes), (1, 1), "{s:?}");
+        let until_text = until.until.expect("until");
+        let t = chrono::DateTime::parse_from_rfc3339(&until_text).expect("RFC 3339");
+        assert_eq!(t.naive_local(), day_end, "{until_text}");
+        assert!(chrono::DateTime::parse_from_rfc3339(&until.generated_at).is_ok());
+        pool.close().await;
+    });
 }

@@ -278,15 +278,7 @@ pub fn compile(
 
     l.check_prompts();
 
-    let mut hasher = Sha256::new();
-    for u in &units {
-        hasher.update(u.name.as_bytes());
-        hasher.update([0]);
-        hasher.update(u.source.as_bytes());
-        hasher.update([0]);
-    }
-    let digest = hasher.finalize();
-    let version: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let version = flow_version(&units, &l.languages, &l.prompts, env.catalogs);
 
     p::Program {
         name: main.name.to_string(),
@@ -305,6 +297,57 @@ pub fn compile(
         vars: l.vars,
         files: units.iter().map(|u| u.path.to_string()).collect(),
     }
+}
+
+/// A flow's version, its one identity wherever it is shown (`ivr compile`, `flow.version`,
+/// the start-up line of `ivr serve`, `GET /status`, the dashboard, call records, `ivr
+/// report`): the first 16 hex digits of a SHA-256 over the flow's own text and the text of
+/// every flow it imports (each with its name), then, per language it speaks, each prompt it
+/// plays with the catalog's text and audio file name. The same files give the same version
+/// on any machine and in any folder; an edit of the flow, of an imported flow, or of one of
+/// its prompts' text or file makes a new one. (The deployment's identity, which also covers
+/// `ivr.toml`, other flows and audio content, is `ivr serve`'s.)
+pub fn flow_version(
+    units: &[Unit],
+    languages: &[String],
+    prompts: &[String],
+    catalogs: &Catalogs,
+) -> String {
+    let mut hasher = Sha256::new();
+    for u in units {
+        hasher.update(u.name.as_bytes());
+        hasher.update([0]);
+        hasher.update(u.source.as_bytes());
+        hasher.update([0]);
+    }
+    let mut ids: Vec<&String> = prompts.iter().collect();
+    ids.sort();
+    for lang in languages {
+        let Some(cat) = catalogs.languages.get(lang) else {
+            continue;
+        };
+        for id in &ids {
+            let Some(entry) = cat.entries.get(id.as_str()) else {
+                continue;
+            };
+            let file = entry.file.strip_prefix(&cat.dir).unwrap_or(&entry.file);
+            for part in [
+                lang.as_str(),
+                id.as_str(),
+                entry.text.as_str(),
+                &file.to_string_lossy(),
+            ] {
+                hasher.update(part.as_bytes());
+                hasher.update([0]);
+            }
+        }
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Whether `file` has a syntax error within `span`: then a clause there may have been written

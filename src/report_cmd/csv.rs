@@ -1,250 +1,294 @@
-//! `ivr report --format csv`: one CSV table, `section,flow,node,queue,agent,question,metric,value`.
+//! `ivr report --format csv` and `--csv DIR`: each section of the report a wide CSV table of
+//! its own, a header row with the columns, then one row per item (an outcome, a flow version,
+//! a node, a queue, an agent, a survey question). `--format csv` prints the tables one after
+//! another, a blank line between them, the first column of every row naming its section;
+//! `--csv DIR` writes each to `DIR/SECTION.csv`, which a spreadsheet opens as it is. Rates
+//! and shares are fractions (0.8500), times RFC 3339 with the server's UTC offset, empty cells
+//! where there is no figure.
 
 use super::or_all;
 use ivr_data::report::Report;
-use std::fmt::Write;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
-/// The report as one CSV table: `section,flow,node,queue,agent,question,metric,value`.
-pub fn render(report: &Report) -> String {
-    fn q(s: &str) -> String {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
+/// One section: its name, its columns (after `section`) and its rows.
+struct Table {
+    name: &'static str,
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+fn q(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
     }
-    let mut s = String::from("section,flow,node,queue,agent,question,metric,value\n");
-    let mut row = |section: &str,
-                   flow: &str,
-                   node: &str,
-                   queue: &str,
-                   agent: &str,
-                   question: &str,
-                   metric: &str,
-                   value: String| {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{},{},{}",
-            q(section),
-            q(flow),
-            q(node),
-            q(queue),
-            q(agent),
-            q(question),
-            q(metric),
-            q(&value)
-        );
-    };
-    let rate = |r: Option<f64>| r.map_or_else(String::new, |r| format!("{r:.4}"));
+}
+
+fn frac(r: Option<f64>) -> String {
+    r.map_or_else(String::new, |r| format!("{r:.4}"))
+}
+
+fn flag(b: Option<bool>) -> String {
+    b.map_or_else(String::new, |b| b.to_string())
+}
+
+fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_default()
+}
+
+fn cols(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+impl Table {
+    fn render(&self) -> String {
+        let mut out = String::from("section");
+        for c in &self.columns {
+            out.push(',');
+            out.push_str(&q(c));
+        }
+        out.push('\n');
+        for r in &self.rows {
+            out.push_str(self.name);
+            for cell in r {
+                out.push(',');
+                out.push_str(&q(cell));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Every section of the report as a table.
+fn tables(report: &Report) -> Vec<Table> {
     let o = &report.outcomes;
-    row("outcomes", "", "", "", "", "", "calls", o.calls.to_string());
-    row("outcomes", "", "", "", "", "", "ended", o.ended.to_string());
+    let mut outcomes = Table {
+        name: "outcomes",
+        columns: cols(&["outcome", "calls", "share_of_ended"]),
+        rows: Vec::new(),
+    };
     for (name, n, r) in [
         ("self_service", o.self_service, o.self_service_rate),
         ("transferred", o.transferred, o.transfer_rate),
         ("abandoned", o.abandoned, o.abandon_rate),
         ("failed", o.failed, o.failure_rate),
     ] {
-        row("outcomes", "", "", "", "", "", name, n.to_string());
-        row(
-            "outcomes",
-            "",
-            "",
-            "",
-            "",
-            "",
-            &format!("{name}_rate"),
-            rate(r),
-        );
+        outcomes
+            .rows
+            .push(vec![name.into(), n.to_string(), frac(r)]);
     }
+    outcomes
+        .rows
+        .push(vec!["(ended)".into(), o.ended.to_string(), String::new()]);
+    outcomes.rows.push(vec![
+        "(all calls)".into(),
+        o.calls.to_string(),
+        String::new(),
+    ]);
+
+    let mut versions = Table {
+        name: "versions",
+        columns: cols(&[
+            "flow",
+            "version",
+            "first_call",
+            "last_call",
+            "calls",
+            "ended",
+            "self_service_rate",
+            "transfer_rate",
+            "abandon_rate",
+            "failure_rate",
+        ]),
+        rows: Vec::new(),
+    };
     for v in &report.versions {
         let o = &v.outcomes;
-        let (flow, version) = (v.flow.as_str(), v.version.as_str());
-        let first = v.first_call.clone().unwrap_or_default();
-        let last = v.last_call.clone().unwrap_or_default();
-        row("versions", flow, version, "", "", "", "first_call", first);
-        row("versions", flow, version, "", "", "", "last_call", last);
-        row(
-            "versions",
-            flow,
-            version,
-            "",
-            "",
-            "",
-            "calls",
+        versions.rows.push(vec![
+            v.flow.clone(),
+            v.version.clone(),
+            opt(&v.first_call),
+            opt(&v.last_call),
             o.calls.to_string(),
-        );
-        row(
-            "versions",
-            flow,
-            version,
-            "",
-            "",
-            "",
-            "ended",
             o.ended.to_string(),
-        );
-        for (name, r) in [
-            ("self_service_rate", o.self_service_rate),
-            ("transfer_rate", o.transfer_rate),
-            ("abandon_rate", o.abandon_rate),
-            ("failure_rate", o.failure_rate),
-        ] {
-            row("versions", flow, version, "", "", "", name, rate(r));
-        }
+            frac(o.self_service_rate),
+            frac(o.transfer_rate),
+            frac(o.abandon_rate),
+            frac(o.failure_rate),
+        ]);
     }
-    for l in &report.service_level {
-        let queue = or_all(&l.queue, "*");
-        row(
-            "service_level",
-            "",
-            "",
-            &queue,
-            "",
-            "",
-            "queued",
-            l.queued.to_string(),
-        );
-        row(
-            "service_level",
-            "",
-            "",
-            &queue,
-            "",
-            "",
-            "answered",
-            l.answered.to_string(),
-        );
-        row(
-            "service_level",
-            "",
-            "",
-            &queue,
-            "",
-            "",
-            "answered_within",
-            l.answered_within.to_string(),
-        );
-        row(
-            "service_level",
-            "",
-            "",
-            &queue,
-            "",
-            "",
-            "level",
-            rate(l.level),
-        );
-    }
-    let num = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.4}"));
-    for f in &report.queues {
-        let queue = or_all(&f.queue, "*");
-        for (metric, value) in [
-            ("queued", f.queued.to_string()),
-            ("answered", f.answered.to_string()),
-            ("abandoned", f.abandoned.to_string()),
-            ("left", f.left.to_string()),
-            ("no_agents", f.no_agents.to_string()),
-            ("answered_within", f.answered_within.to_string()),
-            ("level", rate(f.level)),
-            ("average_wait_ms", num(f.average_wait_ms)),
-            (
-                "p90_wait_ms",
-                f.p90_wait_ms.map_or_else(String::new, |w| w.to_string()),
-            ),
-            ("offers", f.offers.to_string()),
-            ("offers_per_answer", num(f.offers_per_answer)),
-            ("declined", f.declined.to_string()),
-            ("ring_timeouts", f.ring_timeouts.to_string()),
-        ] {
-            row("queues", "", "", &queue, "", "", metric, value);
-        }
-    }
-    for a in &report.agents {
-        for (metric, value) in [
-            ("offers", a.offers),
-            ("answered", a.answered),
-            ("declined", a.declined),
-            ("ring_timeouts", a.ring_timeouts),
-        ] {
-            row(
-                "agents",
-                "",
-                "",
-                "",
-                &a.agent,
-                "",
-                metric,
-                value.to_string(),
-            );
-        }
-    }
+
+    // One column per way out that any node was left by.
+    let exits: BTreeSet<&String> = report.nodes.iter().flat_map(|n| n.exits.keys()).collect();
+    let mut columns = cols(&["flow", "node", "entries", "hangups"]);
+    columns.extend(exits.iter().map(|e| format!("exit {e}")));
+    let mut nodes = Table {
+        name: "nodes",
+        columns,
+        rows: Vec::new(),
+    };
     for n in &report.nodes {
-        row(
-            "nodes",
-            &n.flow,
-            &n.node,
-            "",
-            "",
-            "",
-            "entries",
+        let mut row = vec![
+            n.flow.clone(),
+            n.node.clone(),
             n.entries.to_string(),
-        );
-        row(
-            "nodes",
-            &n.flow,
-            &n.node,
-            "",
-            "",
-            "",
-            "hangups",
             n.hangups.to_string(),
+        ];
+        row.extend(
+            exits
+                .iter()
+                .map(|e| n.exits.get(*e).map_or_else(String::new, u64::to_string)),
         );
-        for (k, v) in &n.exits {
-            row(
-                "nodes",
-                &n.flow,
-                &n.node,
-                "",
-                "",
-                "",
-                &format!("exit {k}"),
-                v.to_string(),
-            );
-        }
+        nodes.rows.push(row);
     }
-    for f in &report.surveys {
-        let (queue, agent) = (or_all(&f.queue, "*"), or_all(&f.agent, "*"));
-        row(
-            "surveys",
-            "",
-            "",
-            &queue,
-            &agent,
-            &f.question,
-            "asked",
-            f.asked.to_string(),
-        );
-        row(
-            "surveys",
-            "",
-            "",
-            &queue,
-            &agent,
-            &f.question,
+
+    let mut service = Table {
+        name: "service_level",
+        columns: cols(&[
+            "queue",
+            "queued",
             "answered",
-            f.answered.to_string(),
-        );
-        row(
-            "surveys",
-            "",
-            "",
-            &queue,
-            &agent,
-            &f.question,
-            "average",
-            f.average.map_or_else(String::new, |a| format!("{a:.4}")),
-        );
+            "answered_within",
+            "level",
+            "meets_target",
+        ]),
+        rows: Vec::new(),
+    };
+    for l in &report.service_level {
+        service.rows.push(vec![
+            or_all(&l.queue, "*"),
+            l.queued.to_string(),
+            l.answered.to_string(),
+            l.answered_within.to_string(),
+            frac(l.level),
+            flag(l.meets_target),
+        ]);
     }
-    s
+
+    let mut queues = Table {
+        name: "queues",
+        columns: cols(&[
+            "queue",
+            "queued",
+            "answered",
+            "abandoned",
+            "left",
+            "no_agents",
+            "answered_within",
+            "level",
+            "meets_target",
+            "average_wait_ms",
+            "p90_wait_ms",
+            "offers",
+            "offers_per_answer",
+            "declined",
+            "lost",
+            "ring_timeouts",
+        ]),
+        rows: Vec::new(),
+    };
+    for f in &report.queues {
+        queues.rows.push(vec![
+            or_all(&f.queue, "*"),
+            f.queued.to_string(),
+            f.answered.to_string(),
+            f.abandoned.to_string(),
+            f.left.to_string(),
+            f.no_agents.to_string(),
+            f.answered_within.to_string(),
+            frac(f.level),
+            flag(f.meets_target),
+            frac(f.average_wait_ms),
+            f.p90_wait_ms.map_or_else(String::new, |w| w.to_string()),
+            f.offers.to_string(),
+            frac(f.offers_per_answer),
+            f.declined.to_string(),
+            f.lost.to_string(),
+            f.ring_timeouts.to_string(),
+        ]);
+    }
+
+    let mut agents = Table {
+        name: "agents",
+        columns: cols(&[
+            "agent",
+            "name",
+            "offers",
+            "answered",
+            "declined",
+            "lost",
+            "ring_timeouts",
+        ]),
+        rows: Vec::new(),
+    };
+    for a in &report.agents {
+        agents.rows.push(vec![
+            a.agent.clone(),
+            opt(&a.name),
+            a.offers.to_string(),
+            a.answered.to_string(),
+            a.declined.to_string(),
+            a.lost.to_string(),
+            a.ring_timeouts.to_string(),
+        ]);
+    }
+
+    let mut surveys = Table {
+        name: "surveys",
+        columns: cols(&[
+            "queue",
+            "agent",
+            "agent_name",
+            "question",
+            "asked",
+            "answered",
+            "scored",
+            "average",
+            "yes",
+            "yes_share",
+        ]),
+        rows: Vec::new(),
+    };
+    for f in &report.surveys {
+        surveys.rows.push(vec![
+            or_all(&f.queue, "*"),
+            or_all(&f.agent, "*"),
+            opt(&f.agent_name),
+            f.question.clone(),
+            f.asked.to_string(),
+            f.answered.to_string(),
+            f.scored.to_string(),
+            frac(f.average),
+            if f.yes_share.is_some() {
+                f.yes.to_string()
+            } else {
+                String::new()
+            },
+            frac(f.yes_share),
+        ]);
+    }
+    vec![outcomes, versions, nodes, service, queues, agents, surveys]
+}
+
+/// The report as CSV: each section's table, a blank line between them.
+pub fn render(report: &Report) -> String {
+    tables(report)
+        .iter()
+        .map(Table::render)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Writes each section to `dir/SECTION.csv` (making `dir`): how many files.
+pub fn write_dir(report: &Report, dir: &Path) -> Result<usize, (PathBuf, std::io::Error)> {
+    std::fs::create_dir_all(dir).map_err(|e| (dir.to_path_buf(), e))?;
+    let tables = tables(report);
+    for t in &tables {
+        let path = dir.join(format!("{}.csv", t.name));
+        std::fs::write(&path, t.render()).map_err(|e| (path, e))?;
+    }
+    Ok(tables.len())
 }

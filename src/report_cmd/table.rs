@@ -1,6 +1,6 @@
 //! `ivr report --format table` (the default): plain-text tables, for people.
 
-use super::or_all;
+use super::{agent_label, or_all};
 use ivr_data::report::Report;
 use std::fmt::Write;
 
@@ -71,20 +71,31 @@ fn table(rows: &[Vec<String>], right: &[bool]) -> String {
 /// The report as plain-text tables.
 pub fn render(report: &Report) -> String {
     let mut s = String::new();
-    let mut scope = match (&report.flow, &report.since) {
-        (Some(f), Some(d)) => format!("flow {f}, since {d}"),
-        (Some(f), None) => format!("flow {f}"),
-        (None, Some(d)) => format!("every flow, since {d}"),
-        (None, None) => "every flow, all records".to_string(),
+    let mut scope = match &report.flow {
+        Some(f) => format!("flow {f}"),
+        None => "every flow".to_string(),
     };
+    match (&report.since, &report.until) {
+        (Some(a), Some(b)) => {
+            let _ = write!(scope, ", from {a} to {b}");
+        }
+        (Some(a), None) => {
+            let _ = write!(scope, ", since {a}");
+        }
+        (None, Some(b)) => {
+            let _ = write!(scope, ", before {b}");
+        }
+        (None, None) => scope.push_str(", all records"),
+    }
     if let Some(v) = &report.flow_version {
         let _ = write!(scope, ", version {v}");
     }
     let o = &report.outcomes;
     let _ = writeln!(
         s,
-        "IVR report: {scope}: {} call(s), {} ended\n",
-        o.calls, o.ended
+        "IVR report: {scope}: {} call(s), {} ended\n(made {}; times are the server's local time \
+         with its UTC offset)\n",
+        o.calls, o.ended, report.generated_at
     );
 
     s.push_str("Outcomes\n");
@@ -202,18 +213,20 @@ pub fn render(report: &Report) -> String {
             "offers".into(),
             "answered".into(),
             "declined".into(),
+            "lost".into(),
             "ring timeouts".into(),
         ]];
         for a in &report.agents {
             rows.push(vec![
-                a.agent.clone(),
+                agent_label(&a.agent, a.name.as_deref()),
                 a.offers.to_string(),
                 a.answered.to_string(),
                 a.declined.to_string(),
+                a.lost.to_string(),
                 a.ring_timeouts.to_string(),
             ]);
         }
-        s.push_str(&table(&rows, &[false, true, true, true, true]));
+        s.push_str(&table(&rows, &[false, true, true, true, true, true]));
     }
 
     s.push_str("\nIVR node traffic\n");
@@ -236,23 +249,30 @@ pub fn render(report: &Report) -> String {
     }
     s.push_str(&table(&rows, &[false, false, true, true, false]));
 
-    s.push_str("\nSurveys (average of numeric answers)\n");
+    s.push_str("\nSurveys (scales: the average answer; yes/no questions: the share of yes)\n");
     let mut rows = vec![vec![
         "queue".into(),
         "agent".into(),
         "question".into(),
         "asked".into(),
         "answered".into(),
-        "average".into(),
+        "result".into(),
     ]];
     for f in &report.surveys {
+        let result = match (f.yes_share, f.average) {
+            (Some(share), _) => format!("{} yes ({} of {})", pct(Some(share)), f.yes, f.answered),
+            (None, a) => avg(a),
+        };
         rows.push(vec![
             or_all(&f.queue, "(all)"),
-            or_all(&f.agent, "(all)"),
+            f.agent.as_deref().map_or_else(
+                || "(all)".to_string(),
+                |id| agent_label(id, f.agent_name.as_deref()),
+            ),
             f.question.clone(),
             f.asked.to_string(),
             f.answered.to_string(),
-            avg(f.average),
+            result,
         ]);
     }
     s.push_str(&table(&rows, &[false, false, false, true, true, true]));

@@ -141,6 +141,9 @@ pub enum Decline {
     NoAnswer,
     /// The INVITE failed otherwise (no route, transport error, another final response).
     Failed,
+    /// The agent's phone or console went away while it rang (the console's page closed, a
+    /// phone answered 410 Gone): neither a refusal nor a ring-out.
+    Lost,
 }
 
 /// A request the ACD refuses.

@@ -25,9 +25,12 @@ pub struct AgentStatus {
     pub skills: Vec<String>,
     /// What it is doing.
     pub state: AgentState,
-    /// Since when (ms, the driver's clock).
+    /// Since when (ms, the driver's clock); 0 when it has not changed state since the ACD
+    /// started (an agent offline from the start: unknown since when).
     pub since: Millis,
-    /// The call ringing or connected.
+    /// The call ringing or connected. In JSON a string of its decimal digits: keys are
+    /// random 64-bit numbers, beyond the integers JavaScript holds exactly (2^53).
+    #[serde(serialize_with = "key_as_text")]
     pub call: Option<CallKey>,
     /// Calls it answered.
     pub calls_answered: u64,
@@ -58,6 +61,14 @@ pub struct QueueStatus {
     pub ring_timeout_ms: i64,
     /// Its wrap-up time, ms.
     pub wrap_up_ms: i64,
+}
+
+/// A call key as a JSON string (`null` for none).
+fn key_as_text<S: serde::Serializer>(key: &Option<CallKey>, s: S) -> Result<S::Ok, S::Error> {
+    match key {
+        Some(k) => s.serialize_str(&k.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 impl Acd {
@@ -99,5 +110,30 @@ impl Acd {
             })
             .collect();
         AcdStatus { agents, queues }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Call keys above 2^53 reach JavaScript whole: as strings.
+    #[test]
+    fn call_keys_are_strings_in_json() {
+        let mut a = AgentStatus {
+            id: "2001".into(),
+            name: "Wang Fang".into(),
+            skills: Vec::new(),
+            state: AgentState::OnCall,
+            since: 1,
+            call: Some(u64::MAX - 1),
+            calls_answered: 0,
+            offers_missed: 0,
+        };
+        let json = serde_json::to_value(&a).expect("json");
+        assert_eq!(json["call"], serde_json::json!("18446744073709551614"));
+        a.call = None;
+        let json = serde_json::to_value(&a).expect("json");
+        assert!(json["call"].is_null(), "{json}");
     }
 }

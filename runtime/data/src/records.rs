@@ -171,8 +171,11 @@ pub enum QueueEventKind {
     Offered,
     /// The agent answered.
     Answered,
-    /// The offer failed: busy, no answer from the phone, failed, or the agent went offline.
+    /// The offer failed: busy, no answer from the phone, or failed.
     Declined,
+    /// The agent's phone or console went away while it rang (the console closed, the agent
+    /// went offline): not the agent's refusal.
+    Lost,
     /// The agent let it ring for the queue's `ring_timeout`.
     RingTimeout,
     /// The caller hung up while waiting.
@@ -192,6 +195,7 @@ impl QueueEventKind {
             QueueEventKind::Offered => "offered",
             QueueEventKind::Answered => "answered",
             QueueEventKind::Declined => "declined",
+            QueueEventKind::Lost => "lost",
             QueueEventKind::RingTimeout => "ring_timeout",
             QueueEventKind::Abandoned => "abandoned",
             QueueEventKind::Left => "left",

@@ -10,7 +10,7 @@
 use super::DataError;
 use super::connect::Pool;
 use super::query::fetch_rows;
-use chrono::NaiveDate;
+use chrono::{Local, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone};
 use ivr_engine::value::Value;
 use rust_decimal::prelude::ToPrimitive;
 use serde::Serialize;
@@ -24,8 +24,11 @@ pub const SERVICE_LEVEL_TARGET: f64 = 0.85;
 /// What to report on.
 #[derive(Debug, Clone, Default)]
 pub struct ReportOptions {
-    /// Calls that started on or after this day.
-    pub since: Option<NaiveDate>,
+    /// Calls that started at or after this time (the server's local time, as records keep
+    /// it).
+    pub since: Option<NaiveDateTime>,
+    /// Calls that started before this time.
+    pub until: Option<NaiveDateTime>,
     /// Calls of this flow only.
     pub flow: Option<String>,
     /// Calls that ran this version of their flow only (its content hash, as `ivr compile`
@@ -41,7 +44,7 @@ pub struct VersionFigures {
     pub flow: String,
     /// Its version (content hash).
     pub version: String,
-    /// When the first call of this version started (`YYYY-MM-DD HH:MM:SS`).
+    /// When the first call of this version started (RFC 3339 with the server's UTC offset).
     pub first_call: Option<String>,
     /// When the last one started.
     pub last_call: Option<String>,
@@ -139,8 +142,10 @@ pub struct QueueFigures {
     /// Offers made to the calls that were answered, per answered call (1.0: the first agent
     /// rung always answered).
     pub offers_per_answer: Option<f64>,
-    /// Offers declined (busy, no answer from the phone, failed, agent went offline).
+    /// Offers declined (busy, no answer from the phone, failed).
     pub declined: u64,
+    /// Offers lost: the agent's phone or console went away while it rang.
+    pub lost: u64,
     /// Offers that rang for the queue's `ring_timeout` unanswered.
     pub ring_timeouts: u64,
 }
@@ -150,12 +155,17 @@ pub struct QueueFigures {
 pub struct AgentFigures {
     /// The agent's id.
     pub agent: String,
+    /// Its name (`[agents.ID] name`), when the configuration has it (filled in by the
+    /// command, which reads `ivr.toml`).
+    pub name: Option<String>,
     /// Calls offered (its phone rang).
     pub offers: u64,
     /// Offers it answered.
     pub answered: u64,
-    /// Offers declined (busy, no answer from the phone, failed, went offline).
+    /// Offers declined (busy, no answer from the phone, failed).
     pub declined: u64,
+    /// Offers lost: its phone or console went away while it rang.
+    pub lost: u64,
     /// Offers it let ring for the queue's `ring_timeout`.
     pub ring_timeouts: u64,
 }
@@ -167,6 +177,8 @@ pub struct SurveyFigure {
     pub queue: Option<String>,
     /// The agent (`None`: no agent, or every agent together).
     pub agent: Option<String>,
+    /// The agent's name (`[agents.ID] name`), filled in by the command.
+    pub agent_name: Option<String>,
     /// The question.
     pub question: String,
     /// Times asked.
@@ -177,13 +189,22 @@ pub struct SurveyFigure {
     pub scored: u64,
     /// Their average.
     pub average: Option<f64>,
+    /// Answers `yes` (a `choices` question whose choices are `yes` and `no`).
+    pub yes: u64,
+    /// `yes / answered` when every answer given is `yes` or `no` (a yes/no question);
+    /// `None` for other questions.
+    pub yes_share: Option<f64>,
 }
 
 /// The whole report.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Report {
-    /// `--since`, as `YYYY-MM-DD`.
+    /// When the report was made (RFC 3339, the server's UTC offset).
+    pub generated_at: String,
+    /// The start of the period (`--since`, a period word), RFC 3339 with offset.
     pub since: Option<String>,
+    /// The end of the period (`--until`, a period word), exclusive, RFC 3339 with offset.
+    pub until: Option<String>,
     /// `--flow`.
     pub flow: Option<String>,
     /// `--flow-version`.
@@ -229,12 +250,40 @@ fn ratio(a: u64, b: u64) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
-/// A time read back from either engine, as `YYYY-MM-DD HH:MM:SS` (SQLite keeps that text).
+/// A time read back from either engine (records keep the server's local time without a
+/// zone; SQLite as `YYYY-MM-DD HH:MM:SS` text), as RFC 3339 with the local UTC offset.
 fn when(v: &Value) -> Option<String> {
-    match v {
-        Value::DateTime(t) => Some(t.format("%Y-%m-%d %H:%M:%S").to_string()),
-        Value::Text(t) => Some(t.chars().take(19).collect()),
-        _ => None,
+    let naive = match v {
+        Value::DateTime(t) => *t,
+        Value::Text(t) => {
+            let t: String = t.chars().take(19).collect();
+            NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S")
+                .or_else(|_| NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S"))
+                .ok()?
+        }
+        _ => return None,
+    };
+    Some(local_rfc3339(naive))
+}
+
+/// A local time (as records keep it) as RFC 3339 with the machine's UTC offset at that
+/// time, e.g. `2026-11-23T10:00:00+08:00`.
+pub fn local_rfc3339(t: NaiveDateTime) -> String {
+    match Local.from_local_datetime(&t).earliest() {
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::Secs, false),
+        // A time the clocks skipped (a DST gap): the offset of an hour later.
+        None => {
+            let offset = Local
+                .from_local_datetime(&(t + chrono::Duration::hours(1)))
+                .earliest()
+                .map_or(0, |x| x.offset().local_minus_utc());
+            chrono::FixedOffset::east_opt(offset)
+                .and_then(|o| o.from_local_datetime(&t).earliest())
+                .map_or_else(
+                    || t.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                    |x| x.to_rfc3339_opts(SecondsFormat::Secs, false),
+                )
+        }
     }
 }
 
@@ -267,8 +316,12 @@ fn filter(opts: &ReportOptions, time_col: &str, extra: &[&str]) -> (String, Vec<
     let mut cond: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     let mut args = Vec::new();
     if let Some(d) = opts.since {
-        args.push(Value::DateTime(d.and_time(chrono::NaiveTime::MIN)));
+        args.push(Value::DateTime(d));
         cond.push(format!("{time_col} >= ${}", args.len()));
+    }
+    if let Some(d) = opts.until {
+        args.push(Value::DateTime(d));
+        cond.push(format!("{time_col} < ${}", args.len()));
     }
     if let Some(f) = &opts.flow {
         args.push(Value::Text(f.clone()));
@@ -291,8 +344,12 @@ fn event_filter(opts: &ReportOptions, alias: &str, extra: &[&str]) -> (String, V
     let mut cond: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     let mut args = Vec::new();
     if let Some(d) = opts.since {
-        args.push(Value::DateTime(d.and_time(chrono::NaiveTime::MIN)));
+        args.push(Value::DateTime(d));
         cond.push(format!("{alias}.at >= ${}", args.len()));
+    }
+    if let Some(d) = opts.until {
+        args.push(Value::DateTime(d));
+        cond.push(format!("{alias}.at < ${}", args.len()));
     }
     if let Some(f) = &opts.flow {
         args.push(Value::Text(f.clone()));
@@ -360,6 +417,7 @@ async fn queue_figures(
                     f.answered_within += within;
                 }
                 Some("declined") => f.declined += n,
+                Some("lost") => f.lost += n,
                 Some("ring_timeout") => f.ring_timeouts += n,
                 Some("abandoned") => f.abandoned += n,
                 Some("left") => f.left += n,
@@ -443,7 +501,7 @@ async fn queue_figures(
         "e",
         &[
             "e.agent IS NOT NULL",
-            "e.event IN ('offered', 'answered', 'declined', 'ring_timeout')",
+            "e.event IN ('offered', 'answered', 'declined', 'lost', 'ring_timeout')",
         ],
     );
     let rows = fetch_rows(
@@ -466,6 +524,7 @@ async fn queue_figures(
             Some("offered") => a.offers += n,
             Some("answered") => a.answered += n,
             Some("declined") => a.declined += n,
+            Some("lost") => a.lost += n,
             Some("ring_timeout") => a.ring_timeouts += n,
             _ => {}
         }
@@ -476,7 +535,9 @@ async fn queue_figures(
 /// Builds the report from the records in `pool`.
 pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataError> {
     let mut report = Report {
-        since: opts.since.map(|d| d.format("%Y-%m-%d").to_string()),
+        generated_at: Local::now().to_rfc3339_opts(SecondsFormat::Secs, false),
+        since: opts.since.map(local_rfc3339),
+        until: opts.until.map(local_rfc3339),
         flow: opts.flow.clone(),
         flow_version: opts.flow_version.clone(),
         service_level_seconds: SERVICE_LEVEL_MS / 1000,
@@ -618,19 +679,23 @@ pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataErro
         pool,
         &format!(
             "SELECT queue, agent, question, COUNT(*) AS asked, COUNT(answer) AS answered, \
-             COUNT(score) AS scored, SUM(score) AS total \
+             COUNT(score) AS scored, SUM(score) AS total, \
+             SUM(CASE WHEN LOWER(answer) = 'yes' THEN 1 ELSE 0 END) AS yes, \
+             SUM(CASE WHEN LOWER(answer) IN ('yes', 'no') THEN 1 ELSE 0 END) AS yes_no \
              FROM survey_answers{w} GROUP BY queue, agent, question ORDER BY queue, agent, question"
         ),
         &args,
     )
     .await?;
-    // (figure, sum of scores)
-    let mut per_queue: BTreeMap<(Option<String>, String), (SurveyFigure, f64)> = BTreeMap::new();
-    let mut per_agent: BTreeMap<(Option<String>, String), (SurveyFigure, f64)> = BTreeMap::new();
+    // (figure, sum of scores, yes-or-no answers)
+    type Totals = BTreeMap<(Option<String>, String), (SurveyFigure, f64, u64)>;
+    let mut per_queue: Totals = BTreeMap::new();
+    let mut per_agent: Totals = BTreeMap::new();
     for r in &rows {
         let (queue, agent, question) = (text(&r[0]), text(&r[1]), text(&r[2]).unwrap_or_default());
         let (asked, answered, scored) = (int(&r[3]), int(&r[4]), int(&r[5]));
         let total = float(&r[6]).unwrap_or(0.0);
+        let (yes, yes_no) = (int(&r[7]), int(&r[8]));
         let fig = SurveyFigure {
             queue: queue.clone(),
             agent: agent.clone(),
@@ -639,6 +704,9 @@ pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataErro
             answered,
             scored,
             average: (scored > 0).then(|| total / scored as f64),
+            yes,
+            yes_share: yes_share(yes, yes_no, answered),
+            ..SurveyFigure::default()
         };
         report.surveys.push(fig);
         // Totals per queue and per agent; answers outside any queue or agent stand alone
@@ -659,19 +727,65 @@ pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataErro
                         ..SurveyFigure::default()
                     },
                     0.0,
+                    0,
                 )
             });
             e.0.asked += asked;
             e.0.answered += answered;
             e.0.scored += scored;
+            e.0.yes += yes;
             e.1 += total;
+            e.2 += yes_no;
         }
     }
-    for (_, (mut fig, total)) in per_queue.into_iter().chain(per_agent) {
+    for (_, (mut fig, total, yes_no)) in per_queue.into_iter().chain(per_agent) {
         fig.average = (fig.scored > 0).then(|| total / fig.scored as f64);
+        fig.yes_share = yes_share(fig.yes, yes_no, fig.answered);
         report.surveys.push(fig);
     }
     Ok(report)
+}
+
+/// The share of `yes` among the answers of a yes/no question: every answer given (`answered`)
+/// is `yes` or `no` (`yes_no`); `None` for another question or none answered.
+fn yes_share(yes: u64, yes_no: u64, answered: u64) -> Option<f64> {
+    (answered > 0 && yes_no == answered).then(|| yes as f64 / answered as f64)
+}
+
+/// The flows that have call records (every period), by name.
+pub async fn recorded_flows(pool: &Pool) -> Result<Vec<String>, DataError> {
+    let rows = fetch_rows(pool, "SELECT DISTINCT flow FROM calls ORDER BY flow", &[]).await?;
+    Ok(rows.iter().filter_map(|r| text(&r[0])).collect())
+}
+
+/// The versions that have call records (of `flow` only, when given): (flow, version), by
+/// flow and first call.
+pub async fn recorded_versions(
+    pool: &Pool,
+    flow: Option<&str>,
+) -> Result<Vec<(String, String)>, DataError> {
+    let (w, args) = match flow {
+        Some(f) => (" WHERE flow = $1", vec![Value::Text(f.to_string())]),
+        None => ("", Vec::new()),
+    };
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT flow, flow_version, MIN(started_at) AS first FROM calls{w} \
+             GROUP BY flow, flow_version ORDER BY flow, first"
+        ),
+        &args,
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                text(&r[0]).unwrap_or_default(),
+                text(&r[1]).unwrap_or_default(),
+            )
+        })
+        .collect())
 }
 
 /// A `--since` date that does not read as `YYYY-MM-DD`.

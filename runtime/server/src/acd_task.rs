@@ -292,6 +292,7 @@ fn decline_name(why: Decline) -> &'static str {
         Decline::Busy => "busy",
         Decline::NoAnswer => "no_answer",
         Decline::Failed => "failed",
+        Decline::Lost => "gone",
     }
 }
 
@@ -330,6 +331,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             // `no_agents` (from `dispatch`).
             if !refused && let Some(w) = book.calls.get_mut(&call) {
                 w.queued = true;
+                tracing::info!(queue = %w.queue, call = %w.pop.call_id, "queued: waiting for an agent");
                 book.today.queued(&w.queue, now);
                 record(
                     book.writer.as_ref(),
@@ -385,7 +387,11 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             if let Some(w) = book.calls.get_mut(&call)
                 && let Some(agent) = w.ringing.take()
             {
-                let (kind, detail) = (QueueEventKind::Declined, Some(decline_name(why)));
+                let kind = match why {
+                    Decline::Lost => QueueEventKind::Lost,
+                    _ => QueueEventKind::Declined,
+                };
+                let detail = Some(decline_name(why));
                 record(book.writer.as_ref(), w, now, kind, Some(agent), detail);
             }
             feed(acd, AcdInput::Declined { call, why }, now, out);
@@ -414,6 +420,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 feed(acd, AcdInput::Unregister { agent }, now, out);
             } else {
                 let uri = contact.uri.clone();
+                let expires_s = expires.as_secs();
                 let expires_at = now + expires.as_millis() as Millis;
                 let input = AcdInput::Register {
                     agent: agent.clone(),
@@ -421,7 +428,10 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                     expires_at,
                 };
                 match feed_agent(acd, input, now, out) {
-                    Ok(()) => tracing::debug!(agent = %agent, contact = %uri, "agent registered"),
+                    // Never the password or the digest response: the agent, where it is, how long.
+                    Ok(()) => {
+                        tracing::info!(agent = %agent, contact = %uri, expires_s, "agent registered")
+                    }
                     Err(e) => tracing::warn!(agent = %agent, error = %e, "registration not taken"),
                 }
             }
@@ -525,7 +535,7 @@ fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
                 let (kind, detail) = if timers && !offline() {
                     (QueueEventKind::RingTimeout, None)
                 } else {
-                    (QueueEventKind::Declined, Some("agent_offline"))
+                    (QueueEventKind::Lost, Some("agent_offline"))
                 };
                 record(writer, w, now, kind, Some(agent.clone()), detail);
             }
@@ -539,8 +549,12 @@ fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
                 if w.queued {
                     today.finished(&w.queue, Finish::Left, now);
                     let kind = QueueEventKind::Left;
+                    tracing::info!(queue = %w.queue, call = %w.pop.call_id,
+                        "left the queue: nobody who could take it is logged in any more (no_agents)");
                     record(writer, &w, now, kind, w.ringing.clone(), Some("no_agents"));
                 } else {
+                    tracing::info!(queue = %w.queue, call = %w.pop.call_id,
+                        "refused: nobody who could take the call is logged in (no_agents)");
                     record(writer, &w, now, QueueEventKind::NoAgents, None, None);
                 }
                 let _ = w.to.send(QueueEvent::NoAgents);
@@ -683,6 +697,11 @@ mod tests {
         // E finds nobody logged in.
         t.enqueue(44 * S, 5, "E");
         t.at(45 * S, AcdMsg::ConversationOver(1));
+        // F rings 2002, whose console closes while it rings: lost, not declined.
+        t.register(46 * S, "2002", hour);
+        t.enqueue(46 * S, 6, "F");
+        t.at(47 * S, AcdMsg::Declined(6, Decline::Lost));
+        t.at(48 * S, AcdMsg::Leave(6, LeaveReason::Hangup));
         let stats = writer.shutdown().await;
         assert_eq!((stats.rejected, stats.failed), (0, 0));
 
@@ -718,13 +737,17 @@ mod tests {
             "B abandoned 2002 4000 -",
             "C queued - 0 -",
             "C offered 2002 0 -",
-            "C declined 2002 3000 agent_offline",
+            "C lost 2002 3000 agent_offline",
             "C left - 9000 max_wait",
             "D queued - 0 -",
             "D left - 1000 no_agents",
             "E no_agents - - -",
+            "F queued - 0 -",
+            "F offered 2002 0 -",
+            "F lost 2002 1000 gone",
         ];
-        assert_eq!(got, want);
+        assert_eq!(got[..want.len()], want, "{got:#?}");
+        assert!(!got.iter().any(|r| r.starts_with("F declined")), "{got:#?}");
     }
 
     /// What the calls heard so far.

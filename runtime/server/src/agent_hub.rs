@@ -433,12 +433,16 @@ impl AgentHub {
     }
 }
 
+/// The status a leg fails with when its console went away while it rang (410 Gone): the
+/// call counts it as lost, not as the agent's refusal or a ring-out.
+pub const GONE: u16 = 410;
+
 /// A leg that goes because its console went: the call hears why.
 fn drop_leg(leg: Option<LegSlot>, why: &str) {
     let Some(l) = leg else { return };
     // The media task, if any, stops as the slot is dropped.
     let ev = match l.stage {
-        Stage::Ringing | Stage::Answering => LegEvent::Failed(480),
+        Stage::Ringing | Stage::Answering => LegEvent::Failed(GONE),
         Stage::Connected => LegEvent::Bye,
     };
     let _ = l.events.send(ev);
@@ -690,7 +694,7 @@ mod tests {
         let _ = events.try_recv();
         let _ = registrations(&mut acd);
         hub.detach("2001", a.conn);
-        assert_eq!(events.try_recv().ok(), Some(LegEvent::Failed(480)));
+        assert_eq!(events.try_recv().ok(), Some(LegEvent::Failed(GONE)));
         assert_eq!(registrations(&mut acd).len(), 1);
     }
 
@@ -732,7 +736,7 @@ mod tests {
         let _ = first.rx.try_recv();
         let mut second = hub.attach("2001");
         assert_eq!(first.rx.try_recv().ok(), Some(ToPage::Replaced));
-        assert_eq!(events.try_recv().ok(), Some(LegEvent::Failed(480)));
+        assert_eq!(events.try_recv().ok(), Some(LegEvent::Failed(GONE)));
         // The first one closing does not unregister the second.
         let _ = registrations(&mut acd);
         hub.detach("2001", first.conn);

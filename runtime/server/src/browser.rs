@@ -169,9 +169,11 @@ async fn phone() -> impl IntoResponse {
 
 async fn routes(State(b): State<Arc<Browser>>) -> impl IntoResponse {
     let d = b.services.live.current();
+    // Library flows (imported, never routed) are not offered.
     let mut out: Vec<serde_json::Value> = d
         .flows
         .keys()
+        .filter(|f| !d.is_library(f))
         .map(|f| serde_json::json!({"route": f, "flow": f}))
         .collect();
     for (route, flow) in &d.config.routes {

@@ -162,7 +162,9 @@ impl Dashboard {
                             "id": g.id,
                             "name": g.name,
                             "state": g.state,
-                            "for_ms": (now - g.since).max(0),
+                            // How long in this state; null when unknown (an agent offline
+                            // since the server started has no time it went offline).
+                            "for_ms": (g.since > 0).then(|| (now - g.since).max(0)),
                             "calls_answered": g.calls_answered,
                         })
                     })
@@ -188,6 +190,7 @@ impl Dashboard {
             "acd_running": acd.is_some(),
             "messages_unheard_no_queue": unheard.get("").copied().unwrap_or(0),
             "live": {
+                "deployment": status["deployment"],
                 "version": status["version"],
                 "live_since": status["live_since"],
                 "flows": status["flows"],

@@ -17,7 +17,9 @@ use std::sync::Arc;
 /// A checked, loaded deployment.
 #[derive(Debug)]
 pub struct Deployment {
-    /// Content hash of the configuration, catalogs, flows and prompt audio (16 hex digits).
+    /// The deployment's identity: a content hash of the configuration, catalogs, every flow
+    /// and the prompt audio (16 hex digits). Not a flow's version: each flow has its own
+    /// ([`Program::version`], what call records and `ivr report` carry).
     pub version: String,
     /// When it was built.
     pub loaded_at: DateTime<Utc>,
@@ -204,6 +206,43 @@ impl Deployment {
             warnings_json,
             left_out,
             not_started,
+        })
+    }
+
+    /// Each flow's name and version, `hotline 1a2b…, common 3c4d… (library)`, for logs.
+    pub fn flow_versions(&self) -> String {
+        let list: Vec<String> = self
+            .flows
+            .iter()
+            .map(|(name, f)| {
+                let lib = if self.is_library(name) {
+                    " (library)"
+                } else {
+                    ""
+                };
+                format!("{name} {}{lib}", f.program.version)
+            })
+            .collect();
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
+    }
+
+    /// Whether `name` is a library flow: imported by another flow and named by no route of
+    /// `[routes]` (neither as the flow a number runs nor as a route key). Library flows are
+    /// checked and their nodes run inside their importers, but nobody calls them directly,
+    /// so the phone page does not offer them.
+    pub fn is_library(&self, name: &str) -> bool {
+        if self.config.routes.values().any(|f| f == name) || self.config.routes.contains_key(name) {
+            return false;
+        }
+        let Some(own) = self.flows.get(name).and_then(|f| f.program.files.first()) else {
+            return false;
+        };
+        self.flows.iter().any(|(other, f)| {
+            other != name && f.program.files.iter().skip(1).any(|file| file == own)
         })
     }
 

@@ -401,7 +401,8 @@ async fn status(State(s): State<HttpState>) -> impl IntoResponse {
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     let mut out = String::new();
     let (ok, failed) = s.services.live.counts();
-    let version = s.services.live.current().version.clone();
+    let live = s.services.live.current();
+    let version = live.version.clone();
     let _ = write!(
         out,
         "# HELP ivr_calls_in_progress Calls whose flow is running.\n\
@@ -429,7 +430,7 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
          # TYPE ivr_reloads_total counter\n\
          ivr_reloads_total{{result=\"ok\"}} {ok}\n\
          ivr_reloads_total{{result=\"failed\"}} {failed}\n\
-         # HELP ivr_live_version_info The live deployment version.\n\
+         # HELP ivr_live_version_info The live deployment's identity (every flow, catalog and ivr.toml).\n\
          # TYPE ivr_live_version_info gauge\n\
          ivr_live_version_info{{version=\"{version}\"}} 1\n\
          # HELP ivr_webrtc_calls_active Calls from the browser now (connecting or running).\n\
@@ -440,6 +441,17 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
         s.stats.refused.load(Ordering::Relaxed),
         s.browser.as_ref().map_or(0, |b| b.active()),
     );
+    out.push_str(
+        "# HELP ivr_flow_version_info Each live flow's version (as call records and ivr report show it).\n\
+         # TYPE ivr_flow_version_info gauge\n",
+    );
+    for (name, f) in &live.flows {
+        let _ = writeln!(
+            out,
+            "ivr_flow_version_info{{flow=\"{name}\",version=\"{}\"}} 1",
+            f.program.version
+        );
+    }
     s.stats.metrics(&mut out);
     s.services.sip.stats().write_metrics(&mut out);
     if let Some(d) = &s.dashboard {

@@ -599,11 +599,12 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .collect();
     println!(
         "ivr serve: SIP on udp:{} and tcp:{}, RTP ports {lo}-{hi}, at most {max_calls} calls; \
-         HTTP on {}; version {}; routes: {}",
+         HTTP on {}; deployment {}; flow versions: {}; routes: {}",
         bound.udp_addr,
         bound.tcp_addr,
         http_addr.map_or_else(|| "none".to_string(), |a| a.to_string()),
         deployment.version,
+        deployment.flow_versions(),
         if routes.is_empty() {
             "none".to_string()
         } else {
@@ -666,10 +667,10 @@ async fn wait_for_shutdown(live: &Arc<Live>) {
                 let live = Arc::clone(live);
                 let outcome = tokio::task::spawn_blocking(move || live.reload()).await;
                 let said = match outcome {
-                    Ok(crate::live::ReloadOutcome::Swapped { version }) => format!("version {version} live"),
+                    Ok(crate::live::ReloadOutcome::Swapped { version }) => format!("deployment {version} live"),
                     Ok(crate::live::ReloadOutcome::Unchanged) => "nothing changed".into(),
                     Ok(crate::live::ReloadOutcome::Failed(f)) => {
-                        format!("failed with {} error(s); the live version stays", f.errors)
+                        format!("failed with {} error(s); the live deployment stays", f.errors)
                     }
                     Err(e) => format!("failed: {e}"),
                 };

@@ -117,6 +117,7 @@ impl Live {
                 .record(ReloadOutcome::Unchanged, d.warnings_json.clone()),
             Ok(d) => {
                 let version = d.version.clone();
+                let flows = d.flow_versions();
                 let warnings = d.warnings_json.clone();
                 if !d.left_out.is_empty() {
                     tracing::warn!("{}", d.left_out);
@@ -125,7 +126,8 @@ impl Live {
                 let mut history = self.history();
                 self.current.store(Arc::new(d));
                 history.swapped += 1;
-                tracing::info!(%version, "reload: new version live");
+                tracing::info!(deployment = %version, %flows,
+                    "reload: new deployment live");
                 let outcome = history.record(ReloadOutcome::Swapped { version }, warnings);
                 drop(history);
                 self.swaps.send_modify(|n| *n += 1);
@@ -133,9 +135,9 @@ impl Live {
             }
             Err(failure) => {
                 tracing::warn!(
-                    live = %live.version,
+                    deployment = %live.version,
                     errors = failure.errors,
-                    "reload failed; the live version stays\n{}",
+                    "reload failed; the live deployment stays\n{}",
                     failure.rendered
                 );
                 let mut history = self.history();
@@ -155,12 +157,13 @@ impl Live {
         drop(history);
         let last = last.map(|a| match a.outcome {
             ReloadOutcome::Swapped { version } => serde_json::json!({
-                "at": a.at.to_rfc3339(), "ok": true, "version": version,
+                "at": a.at.to_rfc3339(), "ok": true, "deployment": version, "version": version,
                 "diagnostics": a.warnings,
             }),
             // The files check clean and are what is live already (an edit undone, a touch).
             ReloadOutcome::Unchanged => serde_json::json!({
-                "at": a.at.to_rfc3339(), "ok": true, "version": live.version,
+                "at": a.at.to_rfc3339(), "ok": true, "deployment": live.version,
+                "version": live.version,
                 "unchanged": true, "diagnostics": a.warnings,
             }),
             ReloadOutcome::Failed(f) => serde_json::json!({
@@ -169,10 +172,14 @@ impl Live {
             }),
         });
         serde_json::json!({
+            // The deployment's identity (every flow, catalog, audio file and `ivr.toml`);
+            // `version` is its former name, kept for existing clients.
+            "deployment": live.version,
             "version": live.version,
             "live_since": live.loaded_at.to_rfc3339(),
+            // Each flow's version: what call records and `ivr report` show.
             "flows": live.flows.iter().map(|(n, f)| serde_json::json!({
-                "name": n, "version": f.program.version,
+                "name": n, "version": f.program.version, "library": live.is_library(n),
             })).collect::<Vec<_>>(),
             "last_reload": last,
             // Flows of the live version that are not served (errors, missing audio).

@@ -31,7 +31,7 @@ use ivr_data::records::CallRecorder;
 use ivr_engine::say::{self, Language};
 use ivr_engine::speak;
 use ivr_engine::{
-    Call, CallInfo, Command, Event, Flow, Machine, Millis, QueryResult, TransferUpdate,
+    Call, CallInfo, Command, Event, Exit, Flow, Machine, Millis, QueryResult, TransferUpdate,
 };
 use ivr_media::audio::{Audio, FRAME_SAMPLES, G711, Law, Prompt, PromptSource};
 use ivr_media::bridge::{self, Side};
@@ -226,8 +226,8 @@ impl Driver {
     }
 
     /// Shows a key in the transcript once it is known which node takes it: at once when the
-    /// node it was pressed in took it, later when it was held as type-ahead (as masked when a
-    /// masked input was entered by the time it was taken).
+    /// node it was pressed in took it, later when it was held as type-ahead (see
+    /// [`held_key_notes`]: only digits a `mask` input may have taken are hidden).
     fn note_keys(&mut self, key: Option<char>, held_before: usize, commands: &[Command]) {
         if self.notes.is_none() {
             return;
@@ -248,25 +248,11 @@ impl Driver {
             }
         }
         if self.held_keys.len() > held {
-            // Taken by a node entered now: masked when any of them is a masked input.
             let flow = Arc::clone(self.call.flow());
-            let masked = self.masked_input
-                || commands.iter().any(|c| {
-                    matches!(c, Command::Enter { node } if matches!(
-                        flow.program.nodes.get(*node as usize).map(|n| &n.body),
-                        Some(Body::Input(i)) if i.mask
-                    ))
-                });
-            while self.held_keys.len() > held {
-                if let Some(k) = self.held_keys.pop_front() {
-                    self.note(|| {
-                        if masked {
-                            Note::MaskedKey
-                        } else {
-                            Note::Key(k)
-                        }
-                    });
-                }
+            let taken = self.held_keys.len() - held;
+            let keys: Vec<char> = self.held_keys.drain(..taken).collect();
+            for note in held_key_notes(&flow.program, self.masked_input, &keys, commands) {
+                self.note(|| note);
             }
         }
     }
@@ -832,4 +818,119 @@ pub async fn run(services: Services, incoming: Incoming) {
         bye: send_bye,
     });
     services.running.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The transcript notes of `keys`, held as type-ahead and taken by the nodes that `commands`
+/// entered (in order). A menu that leaves by a key took that key: it is shown. Any other key
+/// was taken by an input (or dropped): it is hidden when the node it was pressed in
+/// (`masked_input`) or any input entered here has `mask`. So a key pressed during a welcome
+/// and taken by the menu after it shows, even when that menu leads straight into a PIN.
+fn held_key_notes(
+    program: &ivr_compiler::program::Program,
+    masked_input: bool,
+    keys: &[char],
+    commands: &[Command],
+) -> Vec<Note> {
+    let masked_entered = masked_input
+        || commands.iter().any(|c| {
+            matches!(c, Command::Enter { node } if matches!(
+                program.nodes.get(*node as usize).map(|n| &n.body),
+                Some(Body::Input(i)) if i.mask
+            ))
+        });
+    let mut rest = keys.iter().copied().peekable();
+    let mut notes = Vec::with_capacity(keys.len());
+    for c in commands {
+        let Command::Leave {
+            node,
+            by: Exit::Key(k),
+        } = c
+        else {
+            continue;
+        };
+        let is_menu = matches!(
+            program.nodes.get(*node as usize).map(|n| &n.body),
+            Some(Body::Menu(_))
+        );
+        if is_menu && rest.peek() == Some(k) {
+            rest.next();
+            notes.push(Note::Key(*k));
+        }
+    }
+    notes.extend(rest.map(|k| {
+        if masked_entered {
+            Note::MaskedKey
+        } else {
+            Note::Key(k)
+        }
+    }));
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A menu whose key 3 leads straight into a masked PIN input.
+    fn program() -> ivr_compiler::program::Program {
+        let dir = std::env::temp_dir().join(format!("ivr-held-keys-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("flows")).expect("flows");
+        std::fs::write(dir.join("ivr.toml"), "[paths]\nflows = \"flows\"\n").expect("config");
+        std::fs::write(
+            dir.join("flows/t.flow"),
+            "flow t {\n    language en-US\n    entry hello\n}\n\
+             step hello {\n    play hello\n    goto choose\n}\n\
+             menu choose {\n    prompt options\n    key 1 -> hello\n    key 3 -> pin\n}\n\
+             input pin {\n    prompt enter_pin\n    digits 4\n    mask\n    into pin\n    next bye\n}\n\
+             step bye {\n    hangup\n}\n",
+        )
+        .expect("flow");
+        let (checked, name) =
+            ivr_compiler::project::compile_flow(Some(&dir.join("ivr.toml")), "t").expect("compile");
+        let program = checked.programs.get(&name).cloned().expect("program");
+        let _ = std::fs::remove_dir_all(&dir);
+        program
+    }
+
+    fn node(p: &ivr_compiler::program::Program, name: &str) -> NodeId {
+        p.nodes.iter().position(|n| n.name == name).expect("node") as NodeId
+    }
+
+    /// Keys pressed during the welcome, taken by the menu on its way into the PIN: the menu's
+    /// key shows, the PIN's digits do not.
+    #[test]
+    fn a_menu_key_shows_and_a_masked_inputs_digits_do_not() {
+        let p = program();
+        let (choose, pin) = (node(&p, "choose"), node(&p, "pin"));
+        let commands = [
+            Command::Enter { node: choose },
+            Command::Leave {
+                node: choose,
+                by: Exit::Key('3'),
+            },
+            Command::Enter { node: pin },
+        ];
+        let notes = held_key_notes(&p, false, &['3', '4', '7'], &commands);
+        assert_eq!(
+            notes,
+            [Note::Key('3'), Note::MaskedKey, Note::MaskedKey],
+            "{notes:?}"
+        );
+        // Taken by the menu alone (it went back to the welcome): shown.
+        let hello = node(&p, "hello");
+        let commands = [
+            Command::Enter { node: choose },
+            Command::Leave {
+                node: choose,
+                by: Exit::Key('1'),
+            },
+            Command::Enter { node: hello },
+        ];
+        assert_eq!(
+            held_key_notes(&p, false, &['1'], &commands),
+            [Note::Key('1')]
+        );
+        // In a masked input already: hidden.
+        assert_eq!(held_key_notes(&p, true, &['5'], &[]), [Note::MaskedKey]);
+    }
 }

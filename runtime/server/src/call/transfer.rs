@@ -63,7 +63,8 @@ impl Driver {
         match &t.destination {
             Destination::Queue(queue) => {
                 let key = random_u64();
-                tracing::info!(queue = %queue, priority, "waiting for an agent");
+                // Whether it waits is the ACD's answer: `queued` (then a position) or `no_agents`.
+                tracing::info!(queue = %queue, priority, "transfer to a queue: asking the ACD");
                 self.transfer = Some(Transfer {
                     key: Some(key),
                     connected: false,
@@ -199,6 +200,7 @@ impl Driver {
                 let why = match code {
                     486 | 600 | 603 => Decline::Busy,
                     408 | 480 | 487 => Decline::NoAnswer,
+                    crate::agent_hub::GONE => Decline::Lost,
                     _ => Decline::Failed,
                 };
                 let _ = self.services.acd.send(AcdMsg::Declined(key, why));
@@ -284,6 +286,9 @@ impl Driver {
             QueueEvent::Connected => self.connect(),
             QueueEvent::Position(n) => self.feed(Event::Transfer(TransferUpdate::Position(n))),
             QueueEvent::NoAgents => {
+                tracing::info!(
+                    "no agent for this call: nobody who could take it is logged in (no_agents)"
+                );
                 self.transfer = None;
                 self.hang_up_leg();
                 self.feed(Event::Transfer(TransferUpdate::NoAgents));
