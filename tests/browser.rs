@@ -1584,6 +1584,8 @@ fn the_console_inbox_plays_a_message_and_marks_it_done_in_headless_chromium() {
     let list: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(list["messages"][0]["heard_by"], "2001", "{list}");
     assert_eq!(list["messages"][0]["done_by"], "2001", "{list}");
+}
+
 /// The agent's console closes while a call rings it: the offer counts as `lost` (the console
 /// went away), not as the agent declining.
 #[test]
