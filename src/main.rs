@@ -3,6 +3,7 @@
 mod agent_password_cmd;
 mod cli;
 mod load;
+mod logging;
 mod prompts_cmd;
 mod report_cmd;
 mod serve_cmd;

@@ -204,6 +204,28 @@ fn simulate_runs_a_script() {
     assert_eq!(out.matches("[guest_menu] guest_menu").count(), 2, "{out}");
 }
 
+/// `--script` takes the words the terminal takes, and its errors name them as it takes them:
+/// `agent answers` (or `agent:answers`), `wait 6s` (or `wait:6s`).
+#[test]
+fn simulate_script_takes_what_its_errors_say() {
+    let o = ivr(&[
+        "simulate", "hotline", "--caller", "13900000000", "--script", "agent dances",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let said = stdout(&o);
+    assert!(said.contains("write `agent answers`"), "{said}");
+    for script in ["0 wait 1s agent answers", "0 wait:1s agent:answers"] {
+        let o = ivr(&[
+            "simulate", "hotline", "--caller", "13900000000", "--script", script,
+        ]);
+        assert!(o.status.success(), "{script}: {}", stdout(&o));
+        let out = stdout(&o);
+        assert!(out.contains("transfer queue"), "{script}: {out}");
+        assert!(!out.contains("write `"), "{script}: {out}");
+        assert!(!out.contains("no transfer is in progress"), "{script}: {out}");
+    }
+}
+
 /// `ivr agent-password` with the password piped on standard input.
 fn agent_password(dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
@@ -548,7 +570,8 @@ fn an_unreadable_configuration_is_reported_alone() {
 }
 
 /// Wrong service passwords count across calls: simulated calls one after another on an embedded
-/// demo database of their own (writes persist between them, as between real calls).
+/// demo database of their own, with `--live-data` (writes persist between them, as between
+/// real calls).
 #[test]
 fn wrong_passwords_across_calls_lock_the_service_password() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -570,7 +593,7 @@ fn wrong_passwords_across_calls_lock_the_service_password() {
     let config = config.to_str().expect("utf-8 path");
     let call = |caller: &str, script: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_ivr"))
-            .args(["--config", config, "simulate", "hotline"])
+            .args(["--config", config, "simulate", "hotline", "--live-data"])
             .args(["--caller", caller, "--script", script])
             .env("NO_COLOR", "1")
             .env_remove("IVR_SECRET")

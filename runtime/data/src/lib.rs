@@ -9,7 +9,9 @@
 //! - [`demo`]: the demo business database (customers, plans, bills, recharge cards, tickets).
 //! - [`records`]: call records from the engine's commands, written in batches.
 //! - [`report`]: node traffic, outcomes, surveys and service level from the records.
-//! - [`source`]: the simulator's synchronous [`DataSource`](ivr_engine::sim::DataSource) on a database.
+//! - [`source`]: the simulator's synchronous [`DataSource`](ivr_engine::sim::DataSource) on a
+//!   database, with each simulated call's writes undone at its end (unless `--live-data`).
+//! - [`snapshot`]: throwaway copies of a SQLite database for simulated calls.
 
 pub mod connect;
 pub mod demo;
@@ -17,6 +19,7 @@ pub mod hashing;
 pub mod query;
 pub mod records;
 pub mod report;
+pub mod snapshot;
 pub mod source;
 pub mod spool;
 
@@ -79,15 +82,5 @@ pub async fn open_configured(config: &Config) -> Result<Database, DataError> {
     if demo {
         demo::ensure(&pool, secret.as_ref()).await?;
     }
-    Database::new(pool, &config.queries, secret)
-}
-
-/// A fresh, private in-memory demo database (migrated and filled) with the given catalog: what
-/// each scenario of `ivr test` runs against when the configured database is the embedded
-/// default, so that runs are repeatable.
-pub async fn open_fresh_demo(config: &Config) -> Result<Database, DataError> {
-    let secret = Secret::resolve(&config.database, true, &config.queries)?;
-    let pool = connect::open(&Target::SqliteMemory, 1).await?;
-    demo::ensure(&pool, secret.as_ref()).await?;
     Database::new(pool, &config.queries, secret)
 }
