@@ -360,13 +360,21 @@ fn cmd_check(
     paths: Vec<PathBuf>,
     format: DiagFormat,
 ) -> Result<ExitCode, CliError> {
-    let checked = check(&CheckOptions { config, paths })?;
+    let mut checked = check(&CheckOptions { config, paths })?;
+    // The catalog's SQL prepared on the database, when it can be reached.
+    let note = crate::check_data::probe_catalog(&mut checked);
     match format {
         DiagFormat::Human => {
             print_human(&checked, false);
+            if let Some(note) = &note {
+                println!("note: {note}");
+            }
             println!("{}", summary(&checked));
         }
         DiagFormat::Json => {
+            if let Some(note) = &note {
+                eprintln!("note: {note}");
+            }
             let json = checked.sources.to_json(&checked.diagnostics);
             println!("{}", serde_json::to_string_pretty(&json)?);
         }

@@ -214,13 +214,13 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, TestError> {
             }
             // Only a passing scenario covers what it reached: a failing one proves nothing
             // about the nodes it went through.
-            if let Some(sim_flow) = flows.get(&result.flow)
-                && result.passed()
-            {
-                coverage
+            if let Some(sim_flow) = flows.get(&result.flow) {
+                let c = coverage
                     .entry(result.flow.clone())
-                    .or_insert_with(|| FlowCoverage::new(&sim_flow.flow.program))
-                    .record(&result.visits);
+                    .or_insert_with(|| FlowCoverage::new(&sim_flow.flow.program));
+                if result.passed() {
+                    c.record(&result.visits);
+                }
             }
             match &result.failure {
                 None => {

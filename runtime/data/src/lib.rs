@@ -11,11 +11,13 @@
 //! - [`report`]: node traffic, outcomes, surveys and service level from the records.
 //! - [`source`]: the simulator's synchronous [`DataSource`](ivr_engine::sim::DataSource) on a
 //!   database, with each simulated call's writes undone at its end (unless `--live-data`).
+//! - [`probe`]: `ivr check`'s preparing of every catalog statement on the database.
 //! - [`snapshot`]: throwaway copies of a SQLite database for simulated calls.
 
 pub mod connect;
 pub mod demo;
 pub mod hashing;
+pub mod probe;
 pub mod query;
 pub mod records;
 pub mod report;
