@@ -226,6 +226,47 @@ fn simulate_script_takes_what_its_errors_say() {
     }
 }
 
+/// `--coverage` counts what passing scenarios reached: a failing scenario covers nothing.
+#[test]
+fn coverage_counts_only_passing_scenarios() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-coverage", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).expect("flows");
+    std::fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
+    std::fs::write(
+        dir.join("ivr.toml"),
+        "[paths]\nflows = \"flows\"\nprompts = \"prompts\"\n\n[routes]\n\"100\" = \"app\"\n",
+    )
+    .expect("config");
+    std::fs::write(
+        dir.join("prompts/zh-CN/prompts.toml"),
+        "choose = { text = \"菜单\" }\none = { text = \"一\" }\ntwo = { text = \"二\" }\n",
+    )
+    .expect("catalog");
+    std::fs::write(
+        dir.join("flows/app.flow"),
+        "flow app {\n    language zh-CN\n    entry m\n}\n\n\
+         menu m {\n    prompt choose\n    key 1 -> one\n    key 2 -> two\n}\n\n\
+         step one {\n    play one\n    hangup\n}\n\n\
+         step two {\n    play two\n    hangup\n}\n",
+    )
+    .expect("flow");
+    std::fs::write(
+        dir.join("flows/app.scenario"),
+        "scenario \"one\"\nflow app\nexpect play choose\npress \"1\"\nexpect play one\nexpect hangup\n\n\
+         scenario \"two, expected wrong\"\nflow app\nexpect play choose\npress \"2\"\nexpect play one\n",
+    )
+    .expect("scenario");
+    let config = dir.join("ivr.toml");
+    let o = ivr(&["--config", config.to_str().unwrap_or_default(), "test", "--coverage"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("1 passed, 1 failed"), "{out}");
+    assert!(out.contains("not reached: menu m key 2"), "{out}");
+    assert!(out.contains("not reached: node two"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `ivr agent-password` with the password piped on standard input.
 fn agent_password(dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
