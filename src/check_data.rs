@@ -17,7 +17,11 @@ pub fn probe_catalog(checked: &mut Checked) -> Option<String> {
     let file = config.file?;
     let rt = match ivr_data::source::runtime() {
         Ok(rt) => rt,
-        Err(e) => return Some(format!("the data catalog was not checked against the database: {e}")),
+        Err(e) => {
+            return Some(format!(
+                "the data catalog was not checked against the database: {e}"
+            ));
+        }
     };
     let problems = match rt.block_on(probe(config)) {
         Probe::Unreachable(why) => {

@@ -125,7 +125,10 @@ impl Printer {
 
     /// The lookups that failed before transcript entry `upto`, with their reasons.
     fn show_failures(&mut self, failures: &[ivr_engine::sim::LookupFailure], upto: usize) {
-        while let Some(f) = failures.get(self.failures_shown).filter(|f| f.entry <= upto) {
+        while let Some(f) = failures
+            .get(self.failures_shown)
+            .filter(|f| f.entry <= upto)
+        {
             println!("{}{f}{}", self.bold, self.reset);
             self.failures_shown += 1;
         }
@@ -392,7 +395,15 @@ mod tests {
     fn script_words_are_the_terminal_inputs() {
         assert_eq!(
             script_inputs("1 wait 6s agent answers wait:2s agent:busy # hangup"),
-            ["1", "wait 6s", "agent answers", "wait:2s", "agent:busy", "#", "hangup"]
+            [
+                "1",
+                "wait 6s",
+                "agent answers",
+                "wait:2s",
+                "agent:busy",
+                "#",
+                "hangup"
+            ]
         );
         // What the errors tell the user to write is what a script takes.
         assert!(InputError::Agent.to_string().contains("`agent answers`"));

@@ -92,7 +92,11 @@ fn expect_mistakes(dir: &Path, text: &str) {
     assert!(field.contains("AS balance"), "{text}");
     let unused = text
         .split("error[data]: ")
-        .find(|b| b.starts_with("query `unused_argument` takes 2 argument(s), but its SQL never uses `$2` (`pin`)"))
+        .find(|b| {
+            b.starts_with(
+                "query `unused_argument` takes 2 argument(s), but its SQL never uses `$2` (`pin`)",
+            )
+        })
         .unwrap_or_else(|| panic!("no error for unused_argument\n{text}"));
     assert!(unused.contains(&at("[queries.unused_argument]")), "{text}");
     assert!(!text.contains("query `right`"), "{text}");
@@ -132,7 +136,9 @@ fn sqlite_catalog_mistakes_are_errors_at_their_line() {
     assert!(!ok, "{text}");
     expect_mistakes(&deployed, &text);
     assert!(
-        text.contains("query `colon_parameter`: the database counts 2 parameter(s), but the platform binds 1"),
+        text.contains(
+            "query `colon_parameter`: the database counts 2 parameter(s), but the platform binds 1"
+        ),
         "{text}"
     );
     assert!(text.contains("4 errors"), "{text}");
@@ -148,7 +154,10 @@ fn sqlite_catalog_mistakes_are_errors_at_their_line() {
     );
     let (ok, text) = check(&missing.join("ivr.toml"));
     assert!(ok, "{text}");
-    assert!(text.contains("note: the database could not be reached"), "{text}");
+    assert!(
+        text.contains("note: the database could not be reached"),
+        "{text}"
+    );
     assert!(text.contains("none.db does not exist"), "{text}");
     assert!(!dir.join("none.db").exists());
     assert_eq!(std::fs::metadata(&file).expect("file").len(), before);
@@ -200,17 +209,28 @@ fn postgres_catalog_mistakes_are_errors_at_their_line() {
     assert!(
         text.contains("statement 2 of query `missing_table`: the database refuses it")
             && text.contains("no_such_table")
-            && text.contains(&format!("ivr.toml:{}:", line_of(&deployed, "INSERT INTO no_such_table"))),
+            && text.contains(&format!(
+                "ivr.toml:{}:",
+                line_of(&deployed, "INSERT INTO no_such_table")
+            )),
         "{text}"
     );
     assert!(text.contains("4 errors"), "{text}");
 
     // A server that does not answer is a note.
     let _ = std::fs::remove_dir_all(&deployed);
-    let down = deployment("postgres-down", "postgres://ivr@127.0.0.1:9/ivr", &table, "");
+    let down = deployment(
+        "postgres-down",
+        "postgres://ivr@127.0.0.1:9/ivr",
+        &table,
+        "",
+    );
     let (ok, text) = check(&down.join("ivr.toml"));
     assert!(ok, "{text}");
-    assert!(text.contains("note: the database could not be reached"), "{text}");
+    assert!(
+        text.contains("note: the database could not be reached"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&down);
     rt.block_on(async {
         let _ = fetch_rows(&pool, &format!("DROP TABLE IF EXISTS {table}"), &[]).await;

@@ -209,20 +209,33 @@ fn simulate_runs_a_script() {
 #[test]
 fn simulate_script_takes_what_its_errors_say() {
     let o = ivr(&[
-        "simulate", "hotline", "--caller", "13900000000", "--script", "agent dances",
+        "simulate",
+        "hotline",
+        "--caller",
+        "13900000000",
+        "--script",
+        "agent dances",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     let said = stdout(&o);
     assert!(said.contains("write `agent answers`"), "{said}");
     for script in ["0 wait 1s agent answers", "0 wait:1s agent:answers"] {
         let o = ivr(&[
-            "simulate", "hotline", "--caller", "13900000000", "--script", script,
+            "simulate",
+            "hotline",
+            "--caller",
+            "13900000000",
+            "--script",
+            script,
         ]);
         assert!(o.status.success(), "{script}: {}", stdout(&o));
         let out = stdout(&o);
         assert!(out.contains("transfer queue"), "{script}: {out}");
         assert!(!out.contains("write `"), "{script}: {out}");
-        assert!(!out.contains("no transfer is in progress"), "{script}: {out}");
+        assert!(
+            !out.contains("no transfer is in progress"),
+            "{script}: {out}"
+        );
     }
 }
 
@@ -258,7 +271,12 @@ fn coverage_counts_only_passing_scenarios() {
     )
     .expect("scenario");
     let config = dir.join("ivr.toml");
-    let o = ivr(&["--config", config.to_str().unwrap_or_default(), "test", "--coverage"]);
+    let o = ivr(&[
+        "--config",
+        config.to_str().unwrap_or_default(),
+        "test",
+        "--coverage",
+    ]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("1 passed, 1 failed"), "{out}");

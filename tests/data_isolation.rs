@@ -143,7 +143,10 @@ fn leaves_the_data_alone(dir: &Path, pool: &Pool, table: &str) {
     // transcript, and in the log (`IVR_LOG=warn`), with the database's own words.
     let (out, text) = ivr(&config, &["simulate", "broken", "--script", "hangup"]);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("lookup find failed: query `broken_column`"), "{text}");
+    assert!(
+        text.contains("lookup find failed: query `broken_column`"),
+        "{text}"
+    );
     assert!(text.contains("no_such_column"), "{text}");
     std::fs::write(
         dir.join("flows/broken.scenario"),
@@ -155,7 +158,10 @@ fn leaves_the_data_alone(dir: &Path, pool: &Pool, table: &str) {
     let (out, text) = ivr(&config, &["test", broken.to_str().expect("utf-8")]);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("but got: play sorry"), "{text}");
-    assert!(text.contains("! lookup find failed: query `broken_column`"), "{text}");
+    assert!(
+        text.contains("! lookup find failed: query `broken_column`"),
+        "{text}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
         .arg("--config")
         .arg(&config)

@@ -29,7 +29,8 @@ fn documents() -> Vec<(PathBuf, String)> {
     files
         .into_iter()
         .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             let text = if p.extension().is_some_and(|x| x == "md") {
                 text
             } else {
@@ -84,7 +85,11 @@ fn anchors(markdown: &str) -> HashSet<String> {
         }
         let s = slug(line.trim_start_matches('#'));
         let n = seen.entry(s.clone()).or_insert(0);
-        out.insert(if *n == 0 { s.clone() } else { format!("{s}-{n}") });
+        out.insert(if *n == 0 {
+            s.clone()
+        } else {
+            format!("{s}-{n}")
+        });
         *n += 1;
     }
     out
@@ -103,11 +108,7 @@ fn links(markdown: &str) -> Vec<String> {
             continue;
         }
         // Outside inline code.
-        let prose: String = line
-            .split('`')
-            .step_by(2)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let prose: String = line.split('`').step_by(2).collect::<Vec<_>>().join(" ");
         let mut rest = prose.as_str();
         while let Some(i) = rest.find("](") {
             let after = &rest[i + 2..];
@@ -121,8 +122,19 @@ fn links(markdown: &str) -> Vec<String> {
 
 /// Top-level folders of the repository whose paths docs name in backticks.
 const TOP: &[&str] = &[
-    "benches/", "bench/", "compiler/", "docs/", "dsl/", "examples/", "flows/", "fuzz/",
-    "prompts/", "runtime/", "scripts/", "src/", "tests/",
+    "benches/",
+    "bench/",
+    "compiler/",
+    "docs/",
+    "dsl/",
+    "examples/",
+    "flows/",
+    "fuzz/",
+    "prompts/",
+    "runtime/",
+    "scripts/",
+    "src/",
+    "tests/",
 ];
 
 /// Paths in backticks that name a repository file or folder.
@@ -139,9 +151,10 @@ fn code_paths(markdown: &str) -> Vec<String> {
             continue;
         }
         // `prompts/LANGUAGE/prompts.toml`: a placeholder, not a path.
-        if span.split('/').any(|seg| {
-            seg.len() > 1 && seg.chars().all(|c| c.is_ascii_uppercase() || c == '_')
-        }) {
+        if span
+            .split('/')
+            .any(|seg| seg.len() > 1 && seg.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        {
             continue;
         }
         // `flows/hotline.scenario:423` names a line of the file.
@@ -161,7 +174,11 @@ fn docs_name_nothing_outside_the_repository() {
         for (n, line) in text.lines().enumerate() {
             for name in OUTSIDE {
                 if line.contains(name) {
-                    wrong.push(format!("{}:{}: names `{name}`: {line}", path.display(), n + 1));
+                    wrong.push(format!(
+                        "{}:{}: names `{name}`: {line}",
+                        path.display(),
+                        n + 1
+                    ));
                 }
             }
         }
@@ -173,19 +190,33 @@ fn docs_name_nothing_outside_the_repository() {
 fn markdown_links_resolve() {
     let mut wrong = Vec::new();
     let docs = documents();
-    for (path, text) in docs.iter().filter(|(p, _)| p.extension().is_some_and(|x| x == "md")) {
+    for (path, text) in docs
+        .iter()
+        .filter(|(p, _)| p.extension().is_some_and(|x| x == "md"))
+    {
         let dir = path.parent().unwrap_or(Path::new("."));
         for link in links(text) {
-            if link.starts_with("http://") || link.starts_with("https://") || link.starts_with("mailto:") {
+            if link.starts_with("http://")
+                || link.starts_with("https://")
+                || link.starts_with("mailto:")
+            {
                 continue;
             }
             let (file, anchor) = match link.split_once('#') {
                 Some((f, a)) => (f, Some(a)),
                 None => (link.as_str(), None),
             };
-            let target = if file.is_empty() { path.clone() } else { dir.join(file) };
+            let target = if file.is_empty() {
+                path.clone()
+            } else {
+                dir.join(file)
+            };
             if !target.exists() {
-                wrong.push(format!("{}: link `{link}`: {} does not exist", path.display(), target.display()));
+                wrong.push(format!(
+                    "{}: link `{link}`: {} does not exist",
+                    path.display(),
+                    target.display()
+                ));
                 continue;
             }
             if let Some(a) = anchor
@@ -193,7 +224,10 @@ fn markdown_links_resolve() {
             {
                 let text = std::fs::read_to_string(&target).unwrap_or_default();
                 if !anchors(&text).contains(a) {
-                    wrong.push(format!("{}: link `{link}`: no heading with the anchor `#{a}`", path.display()));
+                    wrong.push(format!(
+                        "{}: link `{link}`: no heading with the anchor `#{a}`",
+                        path.display()
+                    ));
                 }
             }
         }
@@ -218,7 +252,10 @@ fn repository_paths_in_docs_exist() {
 /// The checks can fail: each finds the mistake it is for.
 #[test]
 fn the_checks_find_their_mistakes() {
-    assert_eq!(links("see [spec](../shared/spec/x.md) and `[no](code)`"), ["../shared/spec/x.md"]);
+    assert_eq!(
+        links("see [spec](../shared/spec/x.md) and `[no](code)`"),
+        ["../shared/spec/x.md"]
+    );
     assert!(anchors("# Data: the catalog\n## `ivr report`\n").contains("data-the-catalog"));
     assert!(anchors("## `ivr report`\n").contains("ivr-report"));
     assert_eq!(

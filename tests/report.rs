@@ -70,7 +70,13 @@ fn report_from_simulated_calls() {
         let o = ivr(
             &config,
             &[
-                "simulate", "hotline", "--live-data", "--caller", caller, "--script", script,
+                "simulate",
+                "hotline",
+                "--live-data",
+                "--caller",
+                caller,
+                "--script",
+                script,
             ],
         );
         assert!(o.status.success(), "{}", out(&o));
@@ -689,7 +695,13 @@ fn report_compares_the_versions_of_a_flow() {
         let o = ivr(
             &config,
             &[
-                "simulate", "hotline", "--live-data", "--caller", caller, "--script", script,
+                "simulate",
+                "hotline",
+                "--live-data",
+                "--caller",
+                caller,
+                "--script",
+                script,
             ],
         );
         assert!(o.status.success(), "{}", out(&o));

@@ -754,7 +754,11 @@ fn validate_query(
         (None, Some(tx)) => {
             let s = span_of(&tx);
             let spans = tx.get_ref().iter().map(span_of).collect();
-            let statements = tx.into_inner().into_iter().map(Spanned::into_inner).collect();
+            let statements = tx
+                .into_inner()
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect();
             (statements, true, s, spans)
         }
         (Some(sql), Some(_)) => {
@@ -789,8 +793,11 @@ fn validate_query(
         ok = false;
     }
     let mut fields = IndexMap::new();
-    let field_spans: IndexMap<String, Span> =
-        q.fields.iter().map(|(f, ty)| (f.clone(), span_of(ty))).collect();
+    let field_spans: IndexMap<String, Span> = q
+        .fields
+        .iter()
+        .map(|(f, ty)| (f.clone(), span_of(ty)))
+        .collect();
     for (field, ty) in q.fields {
         match FieldType::ALL.iter().find(|(n, _)| *n == ty.get_ref()) {
             Some((_, t)) => {

@@ -102,7 +102,8 @@ impl Conn {
 }
 
 async fn connect(config: &Config) -> Result<Conn, String> {
-    let target = connect::parse_url(&config.database.url, &config.base).map_err(|e| e.to_string())?;
+    let target =
+        connect::parse_url(&config.database.url, &config.base).map_err(|e| e.to_string())?;
     match target {
         Target::Postgres(url) => {
             let opts = PgConnectOptions::from_str(&url)

@@ -809,13 +809,13 @@ impl Database {
         let Some(q) = self.catalog.get(name) else {
             return QueryResult::Error(format!("query `{name}` is not in the data catalog"));
         };
-        let timeout = self.timeout_of(q, timeout);
+        let timeout = Database::timeout_of(q, timeout);
         let result = tokio::time::timeout(timeout, self.execute(q, args)).await;
         answer(q, timeout, result)
     }
 
     /// A query's timeout: the lookup's, else the query's own, else [`DEFAULT_TIMEOUT`].
-    fn timeout_of(&self, q: &Prepared, timeout: Option<Duration>) -> Duration {
+    fn timeout_of(q: &Prepared, timeout: Option<Duration>) -> Duration {
         timeout
             .or(q.def.timeout_ms.map(Duration::from_millis))
             .unwrap_or(DEFAULT_TIMEOUT)
@@ -943,11 +943,16 @@ pub struct Session {
 impl Session {
     /// Runs catalog query `name` with `args` within `timeout` (as [`Database::run`]), inside
     /// the session's transaction.
-    pub async fn run(&mut self, name: &str, args: &[Value], timeout: Option<Duration>) -> QueryResult {
+    pub async fn run(
+        &mut self,
+        name: &str,
+        args: &[Value],
+        timeout: Option<Duration>,
+    ) -> QueryResult {
         let Some(q) = self.db.catalog.get(name).cloned() else {
             return QueryResult::Error(format!("query `{name}` is not in the data catalog"));
         };
-        let timeout = self.db.timeout_of(&q, timeout);
+        let timeout = Database::timeout_of(&q, timeout);
         let args = match self.db.hash_args(&q, args) {
             Ok(a) => a,
             Err(e) => return QueryResult::Error(format!("query `{name}`: {e}")),

@@ -83,7 +83,10 @@ impl Snapshot {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("scenario-{n}.db"));
         std::fs::copy(&self.base, &path).map_err(|e| {
-            DataError::Connect(format!("cannot copy the snapshot to {}: {e}", path.display()))
+            DataError::Connect(format!(
+                "cannot copy the snapshot to {}: {e}",
+                path.display()
+            ))
         })?;
         let pool = super::connect::open(&Target::SqliteFile(path.clone()), 2).await?;
         Ok(ScenarioCopy {

@@ -59,7 +59,10 @@ impl DataSource for DbSource {
         timeout_ms: Option<u64>,
     ) -> Result<QueryResult, QueryError> {
         let timeout = timeout_ms.map(Duration::from_millis);
-        Ok(logged(name, self.rt.block_on(self.db.run(name, args, timeout))))
+        Ok(logged(
+            name,
+            self.rt.block_on(self.db.run(name, args, timeout)),
+        ))
     }
 }
 
@@ -89,8 +92,11 @@ pub struct ScenarioData {
     rt: Arc<Runtime>,
     config: Arc<Config>,
     live: bool,
-    state: Arc<Mutex<Option<Result<Arc<Opened>, String>>>>,
+    state: Arc<Mutex<Option<OpenResult>>>,
 }
+
+/// The configured database once opened, or why it could not be.
+type OpenResult = Result<Arc<Opened>, String>;
 
 /// The configured database, opened.
 enum Opened {
