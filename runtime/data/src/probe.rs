@@ -101,20 +101,26 @@ impl Conn {
     }
 }
 
-async fn connect(config: &Config) -> Result<Conn, String> {
+/// Why the database could not be reached, in words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Unreachable(String);
+
+async fn connect(config: &Config) -> Result<Conn, Unreachable> {
+    let say = |s: String| Unreachable(s);
     let target =
-        connect::parse_url(&config.database.url, &config.base).map_err(|e| e.to_string())?;
+        connect::parse_url(&config.database.url, &config.base).map_err(|e| say(e.to_string()))?;
     match target {
         Target::Postgres(url) => {
             let opts = PgConnectOptions::from_str(&url)
-                .map_err(|e| format!("{}: {e}", connect::redact_url(&url)))?;
+                .map_err(|e| say(format!("{}: {e}", connect::redact_url(&url))))?;
             match tokio::time::timeout(CONNECT_TIMEOUT, opts.connect()).await {
-                Err(_) => Err(format!(
+                Err(_) => Err(say(format!(
                     "{}: no answer within {} s",
                     connect::redact_url(&url),
                     CONNECT_TIMEOUT.as_secs()
-                )),
-                Ok(Err(e)) => Err(format!("{}: {e}", connect::redact_url(&url))),
+                ))),
+                Ok(Err(e)) => Err(say(format!("{}: {e}", connect::redact_url(&url)))),
                 Ok(Ok(c)) => Ok(Conn::Postgres(c)),
             }
         }
@@ -125,11 +131,11 @@ async fn connect(config: &Config) -> Result<Conn, String> {
                 .busy_timeout(CONNECT_TIMEOUT)
                 .connect()
                 .await
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| say(format!("{}: {e}", path.display())))?;
             Ok(Conn::Sqlite(c))
         }
         Target::SqliteFile(path) if !connect::is_demo(&config.database.url, &config.base) => {
-            Err(format!("{} does not exist", path.display()))
+            Err(say(format!("{} does not exist", path.display())))
         }
         // The demo database before its first run, or a private in-memory one: what a run
         // would start with.
@@ -137,16 +143,16 @@ async fn connect(config: &Config) -> Result<Conn, String> {
             let demo = connect::is_demo(&config.database.url, &config.base);
             let pool = connect::open(&Target::SqliteMemory, 1)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| say(e.to_string()))?;
             if demo {
                 super::demo::ensure(&pool, None)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| say(e.to_string()))?;
             }
             let connect::Pool::Sqlite(p) = pool else {
-                return Err("not a SQLite pool".into());
+                return Err(say("not a SQLite pool".into()));
             };
-            let c = p.acquire().await.map_err(|e| e.to_string())?.detach();
+            let c = p.acquire().await.map_err(|e| say(e.to_string()))?.detach();
             Ok(Conn::Sqlite(c))
         }
     }
@@ -164,7 +170,7 @@ fn reason(e: &sqlx::Error) -> String {
 pub async fn probe(config: &Config) -> Probe {
     let mut conn = match connect(config).await {
         Ok(c) => c,
-        Err(why) => return Probe::Unreachable(why),
+        Err(why) => return Probe::Unreachable(why.0),
     };
     let mut problems = Vec::new();
     for (name, def) in &config.queries {

@@ -96,7 +96,7 @@ pub struct ScenarioData {
 }
 
 /// The configured database once opened, or why it could not be.
-type OpenResult = Result<Arc<Opened>, String>;
+type OpenResult = Result<Arc<Opened>, Arc<DataError>>;
 
 /// The configured database, opened.
 enum Opened {
@@ -140,7 +140,10 @@ impl ScenarioData {
         if !self.live {
             return Ok(None);
         }
-        match &*self.opened().map_err(DataError::Connect)? {
+        match &*self
+            .opened()
+            .map_err(|e| DataError::Connect(e.to_string()))?
+        {
             Opened::Live(db) => Ok(Some(db.clone())),
             _ => Ok(None),
         }
@@ -148,7 +151,7 @@ impl ScenarioData {
 
     /// Opens the configured database once (the first caller does; the others share it, or
     /// its failure).
-    fn opened(&self) -> Result<Arc<Opened>, String> {
+    fn opened(&self) -> OpenResult {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = &*state {
             return s.clone();
@@ -157,7 +160,7 @@ impl ScenarioData {
             .rt
             .block_on(open(&self.config, self.live))
             .map(Arc::new)
-            .map_err(|e| e.to_string());
+            .map_err(Arc::new);
         *state = Some(opened.clone());
         opened
     }
@@ -224,7 +227,7 @@ impl CallData {
                     reason,
                 })
             };
-            let opened = self.data.opened().map_err(unavailable)?;
+            let opened = self.data.opened().map_err(|e| unavailable(e.to_string()))?;
             let current = match &*opened {
                 Opened::Live(db) => Current::Live(db.clone()),
                 Opened::Sessions(db) => Current::Session(db.session()),
