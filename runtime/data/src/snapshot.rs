@@ -10,13 +10,15 @@
 //! other's locks (which a transaction held open for a whole scenario on the shared file would
 //! make them do: SQLite has one writer at a time).
 
-use super::connect::{Pool, Target};
+use super::connect::Pool;
 use super::hashing::Secret;
 use super::{DataError, Database};
 use indexmap::IndexMap;
 use ivr_compiler::config::QueryDef;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A consistent copy of a SQLite database in a private temporary folder, removed on drop.
 #[derive(Debug)]
@@ -88,9 +90,21 @@ impl Snapshot {
                 path.display()
             ))
         })?;
-        let pool = super::connect::open(&Target::SqliteFile(path.clone()), 2).await?;
+        // The snapshot is migrated already: the copy is opened as it is, on one connection
+        // (a scenario runs one query at a time), with the configured file's settings.
+        let opts = SqliteConnectOptions::new()
+            .filename(&path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Off)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(|e| DataError::Connect(format!("{}: {e}", path.display())))?;
         Ok(ScenarioCopy {
-            db: Database::new(pool, queries, secret)?,
+            db: Database::new(Pool::Sqlite(pool), queries, secret)?,
             path,
         })
     }
