@@ -5,9 +5,10 @@
 //! statement returns. The command turns them into diagnostics at the query's lines.
 //!
 //! The database is opened without changing it: a SQLite file read-only (and only when it
-//! exists; the embedded demo database, before its first run, is probed on a fresh in-memory
-//! copy of what that run will create), PostgreSQL with one connection, within
-//! [`CONNECT_TIMEOUT`].
+//! exists), PostgreSQL with one connection, within [`CONNECT_TIMEOUT`]. The embedded demo
+//! database is probed on a fresh in-memory copy of what a run makes of it (its first run
+//! creates it, a later one brings an older file up to date, and another process may be
+//! creating it at this moment).
 
 use super::DataError;
 use super::connect::{self, Target};
@@ -108,6 +109,9 @@ struct Unreachable(String);
 
 async fn connect(config: &Config) -> Result<Conn, Unreachable> {
     let say = |s: String| Unreachable(s);
+    // The embedded demo database is probed on a fresh copy of what its first run creates (a
+    // run brings an older file up to date, and another process may be creating it now).
+    let demo = connect::is_demo(&config.database.url, &config.base);
     let target =
         connect::parse_url(&config.database.url, &config.base).map_err(|e| say(e.to_string()))?;
     match target {
@@ -124,6 +128,7 @@ async fn connect(config: &Config) -> Result<Conn, Unreachable> {
                 Ok(Ok(c)) => Ok(Conn::Postgres(c)),
             }
         }
+        Target::SqliteFile(_) if demo => in_memory(true).await,
         Target::SqliteFile(path) if path.is_file() => {
             let c = SqliteConnectOptions::new()
                 .filename(&path)
@@ -134,28 +139,28 @@ async fn connect(config: &Config) -> Result<Conn, Unreachable> {
                 .map_err(|e| say(format!("{}: {e}", path.display())))?;
             Ok(Conn::Sqlite(c))
         }
-        Target::SqliteFile(path) if !connect::is_demo(&config.database.url, &config.base) => {
-            Err(say(format!("{} does not exist", path.display())))
-        }
-        // The demo database before its first run, or a private in-memory one: what a run
-        // would start with.
-        Target::SqliteFile(_) | Target::SqliteMemory => {
-            let demo = connect::is_demo(&config.database.url, &config.base);
-            let pool = connect::open(&Target::SqliteMemory, 1)
-                .await
-                .map_err(|e| say(e.to_string()))?;
-            if demo {
-                super::demo::ensure(&pool, None)
-                    .await
-                    .map_err(|e| say(e.to_string()))?;
-            }
-            let connect::Pool::Sqlite(p) = pool else {
-                return Err(say("not a SQLite pool".into()));
-            };
-            let c = p.acquire().await.map_err(|e| say(e.to_string()))?.detach();
-            Ok(Conn::Sqlite(c))
-        }
+        Target::SqliteFile(path) => Err(say(format!("{} does not exist", path.display()))),
+        Target::SqliteMemory => in_memory(false).await,
     }
+}
+
+/// A private in-memory database, migrated (and filled with the demo data when `demo`): what a
+/// run on the embedded demo database, or on `sqlite::memory:`, starts with.
+async fn in_memory(demo: bool) -> Result<Conn, Unreachable> {
+    let say = |s: String| Unreachable(s);
+    let pool = connect::open(&Target::SqliteMemory, 1)
+        .await
+        .map_err(|e| say(e.to_string()))?;
+    if demo {
+        super::demo::ensure(&pool, None)
+            .await
+            .map_err(|e| say(e.to_string()))?;
+    }
+    let connect::Pool::Sqlite(p) = pool else {
+        return Err(say("not a SQLite pool".into()));
+    };
+    let c = p.acquire().await.map_err(|e| say(e.to_string()))?.detach();
+    Ok(Conn::Sqlite(c))
 }
 
 /// The database's own words for an error (without sqlx's wrapping).
