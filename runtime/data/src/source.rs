@@ -1,5 +1,9 @@
 //! The simulator's [`DataSource`] on a real database. The simulator is synchronous and runs
 //! outside tokio, so each source owns (a handle to) a tokio runtime and blocks on it.
+//!
+//! [`ScenarioData`] is what `ivr test` and `ivr simulate` use: every simulated call works on
+//! the configured database's data and its writes are undone at its end (unless
+//! `--live-data`). [`DbSource`] runs queries on a database as it is.
 
 use super::query::Session;
 use super::snapshot::{ScenarioCopy, Snapshot};
