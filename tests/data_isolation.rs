@@ -1,8 +1,8 @@
 //! Scenarios and simulated calls leave the configured database alone: `ivr test` and
 //! `ivr simulate` work on its data, but what a call writes is undone at its end (a throwaway
 //! copy of a SQLite file, a rolled-back transaction on PostgreSQL); `--live-data` keeps it.
-//! A lookup's failure shows its reason in both commands' output. On SQLite and, with
-//! `IVR_TEST_POSTGRES_URL`, PostgreSQL.
+//! Concurrent runs do not see each other's writes. A lookup's failure shows its reason in
+//! both commands' output. On SQLite and, with `IVR_TEST_POSTGRES_URL`, PostgreSQL.
 
 mod common;
 
@@ -115,6 +115,27 @@ fn leaves_the_data_alone(dir: &Path, pool: &Pool, table: &str) {
         assert!(text.contains("1 passed, 0 failed"), "{text}");
         assert_eq!(rt.block_on(count(pool, table)), "0", "{text}");
     }
+    // Runs at the same time do not see each other's writes: each opens ticket 70001.
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_ivr"))
+                .arg("--config")
+                .arg(&config)
+                .args(["test", app_scenario])
+                .env("NO_COLOR", "1")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start ivr")
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().expect("ivr test");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed, 0 failed"), "{text}");
+    }
+    assert_eq!(rt.block_on(count(pool, table)), "0");
     // A simulated call says its ticket number, and keeps nothing either.
     let (out, text) = ivr(&config, &["simulate", "app", "--script", "hangup"]);
     assert!(out.status.success(), "{text}");
