@@ -92,9 +92,13 @@ enum Command {
         /// The dialled number (default: the flow's route).
         #[arg(long)]
         called: Option<String>,
-        /// Run these inputs instead of reading the terminal, e.g. "1 wait:6s 0".
+        /// Run these inputs instead of reading the terminal, e.g. "1 wait 6s 0 agent answers".
         #[arg(long)]
         script: Option<String>,
+        /// Keep what the call writes in the configured database, and its call records
+        /// (by default its writes are undone when it ends and nothing is recorded).
+        #[arg(long)]
+        live_data: bool,
     },
     /// Run scenario files and report `N passed, N failed`.
     Test {
@@ -106,6 +110,10 @@ enum Command {
         /// Also write a JUnit XML report.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Keep what scenarios write in the configured database (by default each scenario's
+        /// writes are undone at its end).
+        #[arg(long)]
+        live_data: bool,
     },
     /// IVR node traffic, outcomes, service level and survey results from the call records.
     Report {
@@ -292,12 +300,14 @@ pub fn run() -> ExitCode {
             caller,
             called,
             script,
+            live_data,
         } => crate::simulate::run(crate::simulate::SimulateOptions {
             config: cli.config,
             flow,
             caller,
             called,
             script,
+            live_data,
         })
         .map_err(CliError::from),
         Command::Report {
@@ -348,11 +358,13 @@ pub fn run() -> ExitCode {
             paths,
             coverage,
             junit,
+            live_data,
         } => crate::test_cmd::run(crate::test_cmd::TestOptions {
             config: cli.config,
             paths,
             coverage,
             junit,
+            live_data,
         })
         .map_err(CliError::from),
     };
@@ -404,13 +416,21 @@ fn cmd_check(
     paths: Vec<PathBuf>,
     format: DiagFormat,
 ) -> Result<ExitCode, CliError> {
-    let checked = check(&CheckOptions { config, paths })?;
+    let mut checked = check(&CheckOptions { config, paths })?;
+    // The catalog's SQL prepared on the database, when it can be reached.
+    let note = crate::check_data::probe_catalog(&mut checked);
     match format {
         DiagFormat::Human => {
             print_human(&checked, false);
+            if let Some(note) = &note {
+                println!("note: {note}");
+            }
             println!("{}", summary(&checked));
         }
         DiagFormat::Json => {
+            if let Some(note) = &note {
+                eprintln!("note: {note}");
+            }
             let json = checked.sources.to_json(&checked.diagnostics);
             println!("{}", serde_json::to_string_pretty(&json)?);
         }

@@ -1,9 +1,11 @@
 //! `ivr`: the command-line program of the IVR platform.
 
 mod agent_password_cmd;
+mod check_data;
 mod cli;
 mod init_cmd;
 mod load;
+mod logging;
 mod prompts_cmd;
 mod prompts_generate;
 mod report_cmd;

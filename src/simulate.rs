@@ -1,11 +1,13 @@
 //! `ivr simulate`: an interactive call in the terminal on the virtual clock. Prompts print as
 //! text with the node they play in; the user types keys, `wait 6s`, `hangup` or
-//! `agent answers|busy|hangs_up|none`.
+//! `agent answers|busy|hangs_up|none` (`--script` takes the same words, `wait 6s` or
+//! `wait:6s`). The call works on the configured database's data; what it writes is undone at
+//! its end, and it is not recorded, unless `--live-data`.
 
 use crate::load::{FlowsError, load};
 use ivr_data::DataError;
 use ivr_data::records::{CallRecorder, RecordWriter, WriterOptions};
-use ivr_data::source::{DbSource, runtime};
+use ivr_data::source::ScenarioData;
 use ivr_engine::sim::scenario::{DEFAULT_START, millis_of};
 use ivr_engine::sim::{Entry, Simulation};
 use ivr_engine::{CallInfo, Channel, Millis, TransferUpdate};
@@ -29,8 +31,10 @@ pub struct SimulateOptions {
     pub caller: String,
     /// `--called`
     pub called: Option<String>,
-    /// `--script "1 wait:6s 0"`
+    /// `--script "1 wait 6s 0"`
     pub script: Option<String>,
+    /// `--live-data`: keep the call's writes and records.
+    pub live_data: bool,
 }
 
 /// Why the simulation could not start.
@@ -76,6 +80,7 @@ enum InputError {
 
 struct Printer {
     shown: usize,
+    failures_shown: usize,
     dim: &'static str,
     bold: &'static str,
     reset: &'static str,
@@ -84,7 +89,9 @@ struct Printer {
 impl Printer {
     fn show(&mut self, sim: &Simulation) {
         let flow = Arc::clone(sim.call().flow());
+        let failures = sim.lookup_failures();
         for (i, e) in sim.transcript().iter().enumerate().skip(self.shown) {
+            self.show_failures(failures, i);
             let node = sim
                 .entry_nodes()
                 .get(i)
@@ -113,7 +120,36 @@ impl Printer {
             }
         }
         self.shown = sim.transcript().len();
+        self.show_failures(failures, self.shown);
     }
+
+    /// The lookups that failed before transcript entry `upto`, with their reasons.
+    fn show_failures(&mut self, failures: &[ivr_engine::sim::LookupFailure], upto: usize) {
+        while let Some(f) = failures
+            .get(self.failures_shown)
+            .filter(|f| f.entry <= upto)
+        {
+            println!("{}{f}{}", self.bold, self.reset);
+            self.failures_shown += 1;
+        }
+    }
+}
+
+/// The words of a `--script`: keys, `hangup`, `quit`, and `wait 6s` or `agent answers` as one
+/// input each (also written `wait:6s`, `agent:answers`), as they are typed in the terminal.
+fn script_inputs(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut words = script.split_whitespace();
+    while let Some(w) = words.next() {
+        match w {
+            "wait" | "agent" => match words.next() {
+                Some(arg) => out.push(format!("{w} {arg}")),
+                None => out.push(w.to_string()),
+            },
+            _ => out.push(w.to_string()),
+        }
+    }
+    out
 }
 
 /// Lets prompts play (virtual time passes) until the flow waits for the caller or an agent: the
@@ -218,28 +254,39 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, SimulateError> {
             .unwrap_or_else(|| sim_flow.called.clone()),
         channel: Channel::Sim,
     };
+    crate::logging::init();
+    let span = tracing::warn_span!("call", id = %info.id);
+    let _entered = span.enter();
     // The configured database answers the queries (the embedded demo database is created and
-    // filled on first run) and keeps the call's records for `ivr report`.
-    let rt = runtime()?;
-    let db = rt.block_on(ivr_data::open_configured(&checked.config))?;
-    let writer = RecordWriter::start(db.pool().clone(), WriterOptions::default(), rt.handle());
-    let recorder = Rc::new(RefCell::new(CallRecorder::new(
-        writer.clone(),
-        Arc::clone(&sim_flow.flow),
-        &info,
-        start,
-    )));
+    // filled on first run). Without `--live-data` the call's writes are undone at its end and
+    // it is not recorded; with it, its writes stay and its records go to `ivr report`.
+    let data = ScenarioData::new(&checked.config, opts.live_data)?;
+    let rt = Arc::clone(data.runtime());
+    let writer = data
+        .live_database()?
+        .map(|db| RecordWriter::start(db.pool().clone(), WriterOptions::default(), rt.handle()));
+    let recorder = writer.as_ref().map(|writer| {
+        Rc::new(RefCell::new(CallRecorder::new(
+            writer.clone(),
+            Arc::clone(&sim_flow.flow),
+            &info,
+            start,
+        )))
+    });
     let mut sim = Simulation::new(
         Arc::clone(&sim_flow.flow),
         info.clone(),
         start,
         Arc::clone(&sim_flow.book),
-        Box::new(DbSource::new(Arc::clone(&rt), db)),
+        data.for_scenario(),
     );
-    sim.set_observer(Box::new(Rc::clone(&recorder)));
+    if let Some(recorder) = &recorder {
+        sim.set_observer(Box::new(Rc::clone(recorder)));
+    }
     let tty = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut p = Printer {
         shown: 0,
+        failures_shown: 0,
         dim: if tty { "\x1b[2m" } else { "" },
         bold: if tty { "\x1b[1m" } else { "" },
         reset: if tty { "\x1b[0m" } else { "" },
@@ -261,9 +308,7 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, SimulateError> {
     settle(&mut sim);
     p.show(&sim);
 
-    let script: Option<Vec<String>> = opts
-        .script
-        .map(|s| s.split_whitespace().map(String::from).collect());
+    let script: Option<Vec<String>> = opts.script.as_deref().map(script_inputs);
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     let mut step = 0usize;
@@ -308,12 +353,17 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, SimulateError> {
         println!("{}(the caller hangs up){}", p.dim, p.reset);
         sim.hangup();
     }
-    recorder.borrow_mut().finish(sim.now());
-    let stats = rt.block_on(writer.shutdown());
-    let recorded = if stats.failed > 0 || stats.rejected > 0 {
-        format!("call {}: its records could not all be written", info.id)
-    } else {
-        format!("recorded as call {}", info.id)
+    let recorded = match (&recorder, writer) {
+        (Some(recorder), Some(writer)) => {
+            recorder.borrow_mut().finish(sim.now());
+            let stats = rt.block_on(writer.shutdown());
+            if stats.failed > 0 || stats.rejected > 0 {
+                format!("call {}: its records could not all be written", info.id)
+            } else {
+                format!("recorded as call {}", info.id)
+            }
+        }
+        _ => "not recorded; its writes are undone: --live-data keeps them".to_string(),
     };
     if let Some(why) = sim.call().fault_reason() {
         println!("{}{why}{}", p.bold, p.reset);
@@ -335,4 +385,29 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, SimulateError> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_words_are_the_terminal_inputs() {
+        assert_eq!(
+            script_inputs("1 wait 6s agent answers wait:2s agent:busy # hangup"),
+            [
+                "1",
+                "wait 6s",
+                "agent answers",
+                "wait:2s",
+                "agent:busy",
+                "#",
+                "hangup"
+            ]
+        );
+        // What the errors tell the user to write is what a script takes.
+        assert!(InputError::Agent.to_string().contains("`agent answers`"));
+        assert!(InputError::Wait.to_string().contains("`wait 6s`"));
+        assert_eq!(script_inputs("wait"), ["wait"]);
+    }
 }

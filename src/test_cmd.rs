@@ -24,6 +24,8 @@ pub struct TestOptions {
     pub coverage: bool,
     /// `--junit FILE`
     pub junit: Option<PathBuf>,
+    /// `--live-data`: keep what scenarios write in the configured database.
+    pub live_data: bool,
 }
 
 /// Why `ivr test` could not run.
@@ -111,6 +113,7 @@ struct FileResult {
 
 /// Runs the command.
 pub fn run(opts: TestOptions) -> Result<ExitCode, TestError> {
+    crate::logging::init();
     let loaded = match load(opts.config.clone()) {
         Ok(l) => l,
         Err(why) => return Ok(none_can_run(&opts, &why)),
@@ -121,9 +124,10 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, TestError> {
         broken,
     } = loaded;
     let files = scenario_files(&opts, &checked.config.flows_dir)?;
-    // Queries without a mock run against the configured database: with the embedded default,
-    // a fresh demo database per scenario (repeatable runs), else the configured one as it is.
-    let data = ScenarioData::new(&checked.config)?;
+    // Queries without a mock run on the configured database's data; each scenario's writes
+    // are undone at its end (a transaction rolled back, or a throwaway copy of a SQLite file),
+    // unless `--live-data`.
+    let data = ScenarioData::new(&checked.config, opts.live_data)?;
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let (green, red, dim, reset) = if color {
         ("\x1b[32m", "\x1b[31m", "\x1b[2m", "\x1b[0m")
@@ -192,8 +196,11 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, TestError> {
                     transcript: Vec::new(),
                     visits: Vec::new(),
                     outcome: None,
+                    lookup_failures: Vec::new(),
                 }
             } else {
+                let span = tracing::warn_span!("scenario", file = %shown, line = line_of(&text, s.span.start as usize));
+                let _entered = span.enter();
                 scenario::run(s, &shown, &text, &flows, data.for_scenario())
             };
             if let Some(f) = s.flow.as_ref().filter(|f| broken.contains(&f.node))
@@ -205,11 +212,15 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, TestError> {
                     flow: f.node.clone(),
                 });
             }
+            // Only a passing scenario covers what it reached: a failing one proves nothing
+            // about the nodes it went through.
             if let Some(sim_flow) = flows.get(&result.flow) {
-                coverage
+                let c = coverage
                     .entry(result.flow.clone())
-                    .or_insert_with(|| FlowCoverage::new(&sim_flow.flow.program))
-                    .record(&result.visits);
+                    .or_insert_with(|| FlowCoverage::new(&sim_flow.flow.program));
+                if result.passed() {
+                    c.record(&result.visits);
+                }
             }
             match &result.failure {
                 None => {

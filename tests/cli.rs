@@ -204,6 +204,87 @@ fn simulate_runs_a_script() {
     assert_eq!(out.matches("[guest_menu] guest_menu").count(), 2, "{out}");
 }
 
+/// `--script` takes the words the terminal takes, and its errors name them as it takes them:
+/// `agent answers` (or `agent:answers`), `wait 6s` (or `wait:6s`).
+#[test]
+fn simulate_script_takes_what_its_errors_say() {
+    let o = ivr(&[
+        "simulate",
+        "hotline",
+        "--caller",
+        "13900000000",
+        "--script",
+        "agent dances",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let said = stdout(&o);
+    assert!(said.contains("write `agent answers`"), "{said}");
+    for script in ["0 wait 1s agent answers", "0 wait:1s agent:answers"] {
+        let o = ivr(&[
+            "simulate",
+            "hotline",
+            "--caller",
+            "13900000000",
+            "--script",
+            script,
+        ]);
+        assert!(o.status.success(), "{script}: {}", stdout(&o));
+        let out = stdout(&o);
+        assert!(out.contains("transfer queue"), "{script}: {out}");
+        assert!(!out.contains("write `"), "{script}: {out}");
+        assert!(
+            !out.contains("no transfer is in progress"),
+            "{script}: {out}"
+        );
+    }
+}
+
+/// `--coverage` counts what passing scenarios reached: a failing scenario covers nothing.
+#[test]
+fn coverage_counts_only_passing_scenarios() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-coverage", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).expect("flows");
+    std::fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
+    std::fs::write(
+        dir.join("ivr.toml"),
+        "[paths]\nflows = \"flows\"\nprompts = \"prompts\"\n\n[routes]\n\"100\" = \"app\"\n",
+    )
+    .expect("config");
+    std::fs::write(
+        dir.join("prompts/zh-CN/prompts.toml"),
+        "choose = { text = \"菜单\" }\none = { text = \"一\" }\ntwo = { text = \"二\" }\n",
+    )
+    .expect("catalog");
+    std::fs::write(
+        dir.join("flows/app.flow"),
+        "flow app {\n    language zh-CN\n    entry m\n}\n\n\
+         menu m {\n    prompt choose\n    key 1 -> one\n    key 2 -> two\n}\n\n\
+         step one {\n    play one\n    hangup\n}\n\n\
+         step two {\n    play two\n    hangup\n}\n",
+    )
+    .expect("flow");
+    std::fs::write(
+        dir.join("flows/app.scenario"),
+        "scenario \"one\"\nflow app\nexpect play choose\npress \"1\"\nexpect play one\nexpect hangup\n\n\
+         scenario \"two, expected wrong\"\nflow app\nexpect play choose\npress \"2\"\nexpect play one\n",
+    )
+    .expect("scenario");
+    let config = dir.join("ivr.toml");
+    let o = ivr(&[
+        "--config",
+        config.to_str().unwrap_or_default(),
+        "test",
+        "--coverage",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("1 passed, 1 failed"), "{out}");
+    assert!(out.contains("not reached: menu m key 2"), "{out}");
+    assert!(out.contains("not reached: node two"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `ivr agent-password` with the password piped on standard input.
 fn agent_password(dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
@@ -548,7 +629,8 @@ fn an_unreadable_configuration_is_reported_alone() {
 }
 
 /// Wrong service passwords count across calls: simulated calls one after another on an embedded
-/// demo database of their own (writes persist between them, as between real calls).
+/// demo database of their own, with `--live-data` (writes persist between them, as between
+/// real calls).
 #[test]
 fn wrong_passwords_across_calls_lock_the_service_password() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -570,7 +652,7 @@ fn wrong_passwords_across_calls_lock_the_service_password() {
     let config = config.to_str().expect("utf-8 path");
     let call = |caller: &str, script: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_ivr"))
-            .args(["--config", config, "simulate", "hotline"])
+            .args(["--config", config, "simulate", "hotline", "--live-data"])
             .args(["--caller", caller, "--script", script])
             .env("NO_COLOR", "1")
             .env_remove("IVR_SECRET")

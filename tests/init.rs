@@ -288,6 +288,7 @@ fn init_makes_a_project_that_checks_tests_and_serves() {
             "hotline",
             "--caller",
             "13800000002",
+            "--live-data",
             "--script",
             "9 wait:2s #",
         ],

@@ -70,7 +70,13 @@ fn report_from_simulated_calls() {
         let o = ivr(
             &config,
             &[
-                "simulate", "hotline", "--caller", caller, "--script", script,
+                "simulate",
+                "hotline",
+                "--live-data",
+                "--caller",
+                caller,
+                "--script",
+                script,
             ],
         );
         assert!(o.status.success(), "{}", out(&o));
@@ -86,6 +92,7 @@ fn report_from_simulated_calls() {
         &[
             "simulate",
             "hotline",
+            "--live-data",
             "--script",
             "2 1 100000000000000002 hangup",
         ],
@@ -800,7 +807,13 @@ fn report_compares_the_versions_of_a_flow() {
         let o = ivr(
             &config,
             &[
-                "simulate", "hotline", "--caller", caller, "--script", script,
+                "simulate",
+                "hotline",
+                "--live-data",
+                "--caller",
+                caller,
+                "--script",
+                script,
             ],
         );
         assert!(o.status.success(), "{}", out(&o));
@@ -892,6 +905,7 @@ fn a_call_refused_for_no_agents_is_not_queued() {
         &[
             "simulate",
             "hotline",
+            "--live-data",
             "--caller",
             "13800000001",
             "--script",

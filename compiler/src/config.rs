@@ -56,7 +56,7 @@ struct RawQuery {
     #[serde(default)]
     args: Vec<String>,
     sql: Option<Spanned<String>>,
-    transaction: Option<Spanned<Vec<String>>>,
+    transaction: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     fields: IndexMap<String, Spanned<String>>,
     #[serde(default)]
@@ -330,6 +330,12 @@ pub struct QueryDef {
     /// Where the query is declared in `ivr.toml`.
     #[serde(skip)]
     pub span: Span,
+    /// Where each statement is written in `ivr.toml`, in order.
+    #[serde(skip)]
+    pub statement_spans: Vec<Span>,
+    /// Where each field's type is written in `ivr.toml`.
+    #[serde(skip)]
+    pub field_spans: IndexMap<String, Span>,
 }
 
 /// Opening hours: per weekday, and per date (holidays override weekdays).
@@ -740,14 +746,20 @@ fn validate_query(
     let span = span_of(&q);
     let q = q.into_inner();
     let mut ok = true;
-    let (statements, transaction, stmt_span) = match (q.sql, q.transaction) {
+    let (statements, transaction, stmt_span, statement_spans) = match (q.sql, q.transaction) {
         (Some(sql), None) => {
             let s = span_of(&sql);
-            (vec![sql.into_inner()], false, s)
+            (vec![sql.into_inner()], false, s, vec![s])
         }
         (None, Some(tx)) => {
             let s = span_of(&tx);
-            (tx.into_inner(), true, s)
+            let spans = tx.get_ref().iter().map(span_of).collect();
+            let statements = tx
+                .into_inner()
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect();
+            (statements, true, s, spans)
         }
         (Some(sql), Some(_)) => {
             diags.push(Diagnostic::error(
@@ -781,6 +793,11 @@ fn validate_query(
         ok = false;
     }
     let mut fields = IndexMap::new();
+    let field_spans: IndexMap<String, Span> = q
+        .fields
+        .iter()
+        .map(|(f, ty)| (f.clone(), span_of(ty)))
+        .collect();
     for (field, ty) in q.fields {
         match FieldType::ALL.iter().find(|(n, _)| *n == ty.get_ref()) {
             Some((_, t)) => {
@@ -890,6 +907,8 @@ fn validate_query(
         hash: q.hash.into_iter().map(|h| h.into_inner()).collect(),
         timeout_ms,
         span,
+        statement_spans,
+        field_spans,
     })
 }
 

@@ -10,15 +10,20 @@
 //! - [`records`]: call records from the engine's commands, written in batches.
 //! - [`messages`]: voice mail: the messages of `record` nodes, their queue, heard and done.
 //! - [`report`]: node traffic, outcomes, surveys and service level from the records.
-//! - [`source`]: the simulator's synchronous [`DataSource`](ivr_engine::sim::DataSource) on a database.
+//! - [`source`]: the simulator's synchronous [`DataSource`](ivr_engine::sim::DataSource) on a
+//!   database, with each simulated call's writes undone at its end (unless `--live-data`).
+//! - [`probe`]: `ivr check`'s preparing of every catalog statement on the database.
+//! - [`snapshot`]: throwaway copies of a SQLite database for simulated calls.
 
 pub mod connect;
 pub mod demo;
 pub mod hashing;
 pub mod messages;
+pub mod probe;
 pub mod query;
 pub mod records;
 pub mod report;
+pub mod snapshot;
 pub mod source;
 pub mod spool;
 
@@ -81,15 +86,5 @@ pub async fn open_configured(config: &Config) -> Result<Database, DataError> {
     if demo {
         demo::ensure(&pool, secret.as_ref()).await?;
     }
-    Database::new(pool, &config.queries, secret)
-}
-
-/// A fresh, private in-memory demo database (migrated and filled) with the given catalog: what
-/// each scenario of `ivr test` runs against when the configured database is the embedded
-/// default, so that runs are repeatable.
-pub async fn open_fresh_demo(config: &Config) -> Result<Database, DataError> {
-    let secret = Secret::resolve(&config.database, true, &config.queries)?;
-    let pool = connect::open(&Target::SqliteMemory, 1).await?;
-    demo::ensure(&pool, secret.as_ref()).await?;
     Database::new(pool, &config.queries, secret)
 }

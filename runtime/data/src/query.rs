@@ -809,33 +809,23 @@ impl Database {
         let Some(q) = self.catalog.get(name) else {
             return QueryResult::Error(format!("query `{name}` is not in the data catalog"));
         };
-        let timeout = timeout
+        let timeout = Database::timeout_of(q, timeout);
+        let result = tokio::time::timeout(timeout, self.execute(q, args)).await;
+        answer(q, timeout, result)
+    }
+
+    /// A query's timeout: the lookup's, else the query's own, else [`DEFAULT_TIMEOUT`].
+    fn timeout_of(q: &Prepared, timeout: Option<Duration>) -> Duration {
+        timeout
             .or(q.def.timeout_ms.map(Duration::from_millis))
-            .unwrap_or(DEFAULT_TIMEOUT);
-        match tokio::time::timeout(timeout, self.execute(q, args)).await {
-            Err(_) => QueryResult::Error(format!(
-                "query `{name}` timed out after {} ms (rolled back)",
-                timeout.as_millis()
-            )),
-            Ok(Err(e)) => QueryResult::Error(format!("query `{name}`: {e}")),
-            Ok(Ok(None)) => QueryResult::Missing,
-            Ok(Ok(Some(fields))) => {
-                let mut row = Vec::with_capacity(q.def.fields.len());
-                for f in q.def.fields.keys() {
-                    match fields
-                        .get(f)
-                        .or_else(|| fields.get(&f.to_ascii_lowercase()))
-                    {
-                        Some(v) => row.push(v.clone()),
-                        None => {
-                            return QueryResult::Error(format!(
-                                "query `{name}` returns no column `{f}` (name it with `AS {f}`)"
-                            ));
-                        }
-                    }
-                }
-                QueryResult::Found(row)
-            }
+            .unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    /// A session whose writes are undone when it ends (see [`Session`]).
+    pub fn session(&self) -> Session {
+        Session {
+            db: self.clone(),
+            tx: None,
         }
     }
 
@@ -894,6 +884,124 @@ impl Database {
                 }
             }
         }
+    }
+}
+
+/// The engine's answer for a run of `q`: its fields in catalog order, `missing`, or the
+/// error with its reason.
+fn answer(
+    q: &Prepared,
+    timeout: Duration,
+    result: Result<Result<Option<Fields>, DataError>, tokio::time::error::Elapsed>,
+) -> QueryResult {
+    let name = &q.name;
+    match result {
+        Err(_) => QueryResult::Error(format!(
+            "query `{name}` timed out after {} ms (rolled back)",
+            timeout.as_millis()
+        )),
+        Ok(Err(e)) => QueryResult::Error(format!("query `{name}`: {e}")),
+        Ok(Ok(None)) => QueryResult::Missing,
+        Ok(Ok(Some(fields))) => {
+            let mut row = Vec::with_capacity(q.def.fields.len());
+            for f in q.def.fields.keys() {
+                match fields
+                    .get(f)
+                    .or_else(|| fields.get(&f.to_ascii_lowercase()))
+                {
+                    Some(v) => row.push(v.clone()),
+                    None => {
+                        return QueryResult::Error(format!(
+                            "query `{name}` returns no column `{f}` (name it with `AS {f}`)"
+                        ));
+                    }
+                }
+            }
+            QueryResult::Found(row)
+        }
+    }
+}
+
+/// An open transaction of a session, on one connection of the pool.
+enum SessionTx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+/// Catalog queries whose writes are all undone at the end: one connection of the pool is held
+/// from the first query to the end of the session, with a database transaction open on it;
+/// each query runs in a savepoint of it (a query's own `transaction` is still all or nothing,
+/// and an error does not spoil the queries after it), and [`Session::rollback`] (or dropping
+/// the session) rolls the whole transaction back. What a session writes is seen by its own
+/// later queries and by no one else. `ivr test` and `ivr simulate` run each scenario (each
+/// simulated call) on PostgreSQL in one.
+pub struct Session {
+    db: Database,
+    tx: Option<SessionTx>,
+}
+
+impl Session {
+    /// Runs catalog query `name` with `args` within `timeout` (as [`Database::run`]), inside
+    /// the session's transaction.
+    pub async fn run(
+        &mut self,
+        name: &str,
+        args: &[Value],
+        timeout: Option<Duration>,
+    ) -> QueryResult {
+        let Some(q) = self.db.catalog.get(name).cloned() else {
+            return QueryResult::Error(format!("query `{name}` is not in the data catalog"));
+        };
+        let timeout = Database::timeout_of(&q, timeout);
+        let args = match self.db.hash_args(&q, args) {
+            Ok(a) => a,
+            Err(e) => return QueryResult::Error(format!("query `{name}`: {e}")),
+        };
+        let result = tokio::time::timeout(timeout, self.execute(&q, &args)).await;
+        answer(&q, timeout, result)
+    }
+
+    async fn execute(&mut self, q: &Prepared, args: &[Value]) -> Result<Option<Fields>, DataError> {
+        if self.tx.is_none() {
+            self.tx = Some(match self.db.pool() {
+                Pool::Sqlite(p) => SessionTx::Sqlite(p.begin().await?),
+                Pool::Postgres(p) => SessionTx::Postgres(p.begin().await?),
+            });
+        }
+        // A savepoint per query: released when it found its row, rolled back to otherwise
+        // (and, when the run is cut short by its timeout, when the connection is next used).
+        match self.tx.as_mut() {
+            Some(SessionTx::Sqlite(tx)) => {
+                let mut sp = sqlx::Connection::begin(&mut **tx).await?;
+                let out = statements_sqlite(&mut sp, q, args).await;
+                match &out {
+                    Ok(Some(_)) => sp.commit().await?,
+                    _ => sp.rollback().await?,
+                }
+                out
+            }
+            Some(SessionTx::Postgres(tx)) => {
+                let mut sp = sqlx::Connection::begin(&mut **tx).await?;
+                let out = statements_pg(&mut sp, q, args).await;
+                match &out {
+                    Ok(Some(_)) => sp.commit().await?,
+                    _ => sp.rollback().await?,
+                }
+                out
+            }
+            None => Err(DataError::Query("no session transaction".into())),
+        }
+    }
+
+    /// Ends the session: everything it wrote is rolled back and its connection goes back to
+    /// the pool.
+    pub async fn rollback(mut self) -> Result<(), DataError> {
+        match self.tx.take() {
+            Some(SessionTx::Sqlite(tx)) => tx.rollback().await?,
+            Some(SessionTx::Postgres(tx)) => tx.rollback().await?,
+            None => {}
+        }
+        Ok(())
     }
 }
 

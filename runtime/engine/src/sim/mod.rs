@@ -19,7 +19,7 @@ use ivr_dsl::ast::SayKind;
 pub use prompts::{AudioDurations, PromptBook};
 use std::collections::VecDeque;
 use std::sync::Arc;
-pub use transcript::Entry;
+pub use transcript::{Entry, LookupFailure};
 
 /// Why a query could not be run at all: the simulation stops (a scenario fails with it).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -153,6 +153,8 @@ pub struct Simulation {
     recording: Option<(NodeId, Millis)>,
     /// Why the simulation could not go on (an unanswerable query), if it could not.
     pub error: Option<QueryError>,
+    /// Lookups that took `error`, with the reason their query gave.
+    lookup_failures: Vec<LookupFailure>,
     observer: Option<Box<dyn Observer>>,
 }
 
@@ -181,6 +183,7 @@ impl Simulation {
             transfer_active: false,
             recording: None,
             error: None,
+            lookup_failures: Vec::new(),
             observer: None,
         }
     }
@@ -225,6 +228,12 @@ impl Simulation {
     fn record(&mut self, entry: Entry) {
         self.transcript.push(entry);
         self.entry_nodes.push(self.node);
+    }
+
+    /// The lookups that took `error` so far, with their reasons (the database's error, a
+    /// timeout, a mocked error), each placed after the transcript entries before it.
+    pub fn lookup_failures(&self) -> &[LookupFailure] {
+        &self.lookup_failures
     }
 
     /// Whether a transfer is in progress (queued, ringing or connected).
@@ -446,7 +455,16 @@ impl Simulation {
                     None => Err(QueryError::NotInCatalog(l.query.clone())),
                 };
                 match result {
-                    Ok(result) => self.events.push_back(Event::QueryDone { id: *id, result }),
+                    Ok(result) => {
+                        if let QueryResult::Error(reason) = &result {
+                            self.lookup_failures.push(LookupFailure {
+                                entry: self.transcript.len(),
+                                node: flow.program.nodes[*node as usize].name.clone(),
+                                reason: reason.clone(),
+                            });
+                        }
+                        self.events.push_back(Event::QueryDone { id: *id, result })
+                    }
                     Err(e) => self.error = Some(e),
                 }
             }

@@ -1,7 +1,7 @@
 //! Running QA scenarios: a scripted conversation with a flow on the virtual clock, checked
 //! against the transcript and the call's state, line by line.
 
-use super::{DataSource, Entry, PromptBook, QueryError, Simulation};
+use super::{DataSource, Entry, LookupFailure, PromptBook, QueryError, Simulation};
 use crate::value::Value;
 use crate::{CallInfo, Channel, Exit, Flow, Millis, Outcome, QueryResult, TransferUpdate};
 use chrono::{NaiveDate, NaiveTime};
@@ -59,6 +59,8 @@ pub struct ScenarioResult {
     pub visits: Vec<(NodeId, Option<Exit>)>,
     /// How the call ended, if it did.
     pub outcome: Option<Outcome>,
+    /// Lookups that took `error`, with their reasons.
+    pub lookup_failures: Vec<LookupFailure>,
 }
 
 impl ScenarioResult {
@@ -236,6 +238,8 @@ pub struct Transcript {
     pub entries: Vec<Entry>,
     /// How many were matched.
     pub cursor: usize,
+    /// Lookups that took `error`, shown among the entries with their reasons.
+    pub lookup_failures: Vec<LookupFailure>,
 }
 
 impl fmt::Display for Transcript {
@@ -244,7 +248,16 @@ impl fmt::Display for Transcript {
         if self.entries.is_empty() {
             writeln!(f, "    (nothing)")?;
         }
+        let failures_at = |f: &mut fmt::Formatter<'_>, i: usize, last: bool| -> fmt::Result {
+            for l in &self.lookup_failures {
+                if l.entry == i || (last && l.entry > i) {
+                    writeln!(f, "   ! {l}")?;
+                }
+            }
+            Ok(())
+        };
         for (i, e) in self.entries.iter().enumerate() {
+            failures_at(f, i, false)?;
             let mark = if i < self.cursor { " " } else { ">" };
             match e {
                 Entry::Play { text, .. } | Entry::Say { text, .. } if !text.is_empty() => {
@@ -253,7 +266,7 @@ impl fmt::Display for Transcript {
                 _ => writeln!(f, "   {mark} {e}")?,
             }
         }
-        Ok(())
+        failures_at(f, self.entries.len(), true)
     }
 }
 
@@ -476,6 +489,7 @@ impl Runner<'_> {
             transcript: Transcript {
                 entries: self.sim.transcript().to_vec(),
                 cursor: self.cursor,
+                lookup_failures: self.sim.lookup_failures().to_vec(),
             },
         })
     }
@@ -553,6 +567,7 @@ pub fn run(
         transcript: Vec::new(),
         visits: Vec::new(),
         outcome: None,
+        lookup_failures: Vec::new(),
     };
     let Some(flow_name) = &scenario.flow else {
         result.failure = Some(ScenarioError::NoFlow {
@@ -654,6 +669,7 @@ pub fn run(
     result.transcript = r.sim.transcript().iter().map(|e| e.to_string()).collect();
     result.visits = r.sim.visits.clone();
     result.outcome = r.sim.call().outcome();
+    result.lookup_failures = r.sim.lookup_failures().to_vec();
     result
 }
 

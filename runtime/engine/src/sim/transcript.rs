@@ -101,3 +101,21 @@ pub fn spoken(kind: SayKind, value: &Value) -> Value {
         (_, v) => v.clone(),
     }
 }
+
+/// A lookup that took `error`, and why: shown with the transcript (`ivr simulate`, a failing
+/// scenario of `ivr test`), never matched by expectations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupFailure {
+    /// How many transcript entries came before it.
+    pub entry: usize,
+    /// The lookup node.
+    pub node: String,
+    /// The reason its query gave (the database's error, a timeout, `mocked error`).
+    pub reason: String,
+}
+
+impl fmt::Display for LookupFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lookup {} failed: {}", self.node, self.reason)
+    }
+}
