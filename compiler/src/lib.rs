@@ -9,7 +9,9 @@
 pub mod analysis;
 pub mod catalog;
 pub mod config;
+pub mod flow_svg;
 pub mod graph;
+pub mod layout;
 pub mod lower;
 pub mod program;
 pub mod project;
