@@ -19,6 +19,7 @@ pub mod records;
 pub mod report;
 pub mod source;
 pub mod spool;
+pub mod visits;
 
 pub use connect::{Pool, Target};
 pub use hashing::Secret;
