@@ -186,4 +186,55 @@ mod tests {
             Some(CALLS_KEEP)
         );
     }
+
+    fn acd(waiting: u32, level: Option<f64>) -> AcdSnapshot {
+        let queue = ivr_acd::QueueStatus {
+            name: "general".into(),
+            skills: Vec::new(),
+            waiting,
+            longest_wait_ms: 0,
+            offered: 0,
+            answered: 0,
+            abandoned: 0,
+            no_agents: 0,
+            ring_timeout_ms: 0,
+            wrap_up_ms: 0,
+        };
+        let mut today = BTreeMap::new();
+        today.insert(
+            "general".to_string(),
+            crate::queue_day::QueueDay {
+                service_level: level,
+                ..Default::default()
+            },
+        );
+        AcdSnapshot {
+            status: ivr_acd::AcdStatus {
+                agents: Vec::new(),
+                queues: vec![queue],
+            },
+            screen_pops: Default::default(),
+            today,
+        }
+    }
+
+    #[test]
+    fn queues_keep_the_most_waiting_per_slot_and_restart_each_day() {
+        let h = History::default();
+        let day = 20_000 * DAY_MS;
+        // Two samples in the first slot, one in the next.
+        h.sample(&calls(0, 0), Some(&acd(3, None)), 1_000, day + 1_000);
+        h.sample(&calls(0, 0), Some(&acd(1, Some(0.5))), 11_000, day + 11_000);
+        h.sample(&calls(0, 0), Some(&acd(2, Some(0.75))), 301_000, day + 301_000);
+        let j = h.json();
+        let g = j["queues"]["by_queue"]["general"].as_array().cloned().unwrap_or_default();
+        assert_eq!(g.len(), 2, "{j}");
+        assert_eq!((g[0]["waiting"].clone(), g[0]["service_level"].clone()), (3.into(), 0.5.into()));
+        assert_eq!(g[0]["t"], 0);
+        assert_eq!(g[1]["t"], 300_000);
+        assert_eq!(g[1]["waiting"], 2);
+        h.sample(&calls(0, 0), Some(&acd(0, None)), 86_401_000, day + DAY_MS + 1_000);
+        let j = h.json();
+        assert_eq!(j["queues"]["by_queue"]["general"].as_array().map(Vec::len), Some(1));
+    }
 }
