@@ -248,7 +248,12 @@ fn the_flow_map_draws_the_flow_and_counts_calls_and_visits() {
     assert_eq!(code, 200);
     assert!(kind.starts_with("text/html"), "{kind}");
     assert!(page.contains("/dashboard/ws?flow="), "{page}");
-    for missing in ["/flows/nope", "/flows/nope/map.svg", "/flows/nope/map.json", "/flows/nope/live"] {
+    for missing in [
+        "/flows/nope",
+        "/flows/nope/map.svg",
+        "/flows/nope/map.json",
+        "/flows/nope/live",
+    ] {
         assert_eq!(http_get(server.http(), missing).0, 404, "{missing}");
     }
 
@@ -257,7 +262,10 @@ fn the_flow_map_draws_the_flow_and_counts_calls_and_visits() {
     assert_eq!(code, 200);
     assert!(kind.starts_with("image/svg+xml"), "{kind}");
     for node in ["hello", "choose", "bye"] {
-        assert!(svg.contains(&format!("data-node=\"{node}\"")), "{node}: {svg}");
+        assert!(
+            svg.contains(&format!("data-node=\"{node}\"")),
+            "{node}: {svg}"
+        );
     }
     for (from, label, to) in [
         ("hello", "goto", "choose"),
@@ -281,14 +289,24 @@ fn the_flow_map_draws_the_flow_and_counts_calls_and_visits() {
         .expect("choose");
     assert_eq!(choose["kind"], "menu");
     assert_eq!(choose["file"], "flows/t.flow");
-    let first = FLOW.lines().position(|l| l.starts_with("menu choose")).expect("line") + 1;
+    let first = FLOW
+        .lines()
+        .position(|l| l.starts_with("menu choose"))
+        .expect("line")
+        + 1;
     assert_eq!(choose["line"], first, "{choose}");
     assert_eq!(choose["end_line"], first + 5, "{choose}");
     let source = choose["source"].as_str().unwrap_or_default();
-    assert!(source.starts_with("menu choose {") && source.contains("key 1 -> bye"), "{source}");
-    assert!(map["exits"].as_array().is_some_and(|e| e.iter().any(|e| e["from"] == "choose"
-        && e["label"] == "key 1"
-        && e["to"] == "bye")), "{map}");
+    assert!(
+        source.starts_with("menu choose {") && source.contains("key 1 -> bye"),
+        "{source}"
+    );
+    assert!(
+        map["exits"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e["from"] == "choose" && e["label"] == "key 1" && e["to"] == "bye")),
+        "{map}"
+    );
     assert!(map["svg"]["layout_ms"].is_number(), "{map}");
 
     let live = json(&server, "/flows/t/live");
@@ -302,7 +320,11 @@ fn the_flow_map_draws_the_flow_and_counts_calls_and_visits() {
         serde_json::from_str::<serde_json::Value>(b)
             .is_ok_and(|v| v["nodes"]["choose"]["calls"] == 1)
     });
-    assert!(seen, "the map does not show the call in the menu: {body}\n{}", server.log());
+    assert!(
+        seen,
+        "the map does not show the call in the menu: {body}\n{}",
+        server.log()
+    );
     assert!(!body.contains(CALLER), "{body}");
     let (ok, out) = sipp.join().expect("sipp thread");
     assert!(ok, "sipp failed:\n{out}\n{}", server.log());
@@ -315,16 +337,25 @@ fn the_flow_map_draws_the_flow_and_counts_calls_and_visits() {
                 && v["nodes"]["choose"]["visits_today"] == 1
         })
     });
-    assert!(seen, "no visits today from the records: {body}\n{}", server.log());
+    assert!(
+        seen,
+        "no visits today from the records: {body}\n{}",
+        server.log()
+    );
 
     // The charts' series: at least the first sample.
     let history = json(&server, "/dashboard/history");
     assert!(
-        history["calls"]["points"].as_array().is_some_and(|p| !p.is_empty()),
+        history["calls"]["points"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()),
         "{history}"
     );
     assert_eq!(history["calls"]["every_s"], 10, "{history}");
-    assert!(history["queues"]["by_queue"]["general"].is_array(), "{history}");
+    assert!(
+        history["queues"]["by_queue"]["general"].is_array(),
+        "{history}"
+    );
 }
 
 /// The command that runs `name --version`, if it does.
@@ -520,7 +551,9 @@ fn the_flow_map_in_chromium_turns_the_node_of_a_call_busy() {
         "{busy}"
     );
     assert!(
-        busy["stats"].as_str().is_some_and(|s| s.starts_with("1 now")),
+        busy["stats"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("1 now")),
         "{busy}"
     );
     let source = busy["source"].as_str().unwrap_or_default();
@@ -549,5 +582,8 @@ fn the_flow_map_in_chromium_turns_the_node_of_a_call_busy() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(status.is_some_and(|s| s.success()), "flow_map.mjs: {status:?}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "flow_map.mjs: {status:?}"
+    );
 }

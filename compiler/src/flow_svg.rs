@@ -121,7 +121,8 @@ fn graph(program: &Program, exits: &[Exit]) -> (Vec<(f64, f64)>, Vec<InEdge>, us
         .nodes
         .iter()
         .map(|n| {
-            let w = text_width(&n.name, NAME_CHAR).max(text_width("0000 now · 00000 today", SMALL_CHAR));
+            let w = text_width(&n.name, NAME_CHAR)
+                .max(text_width("0000 now · 00000 today", SMALL_CHAR));
             ((w + 24.0).max(NODE_MIN_W), NODE_H)
         })
         .collect();
@@ -313,13 +314,14 @@ mod tests {
             assert!(out.svg.contains(&name), "name of {} missing", node.name);
             for (label, _) in labelled_edges(&node.body) {
                 want_edges += 1;
-                let e = format!(
-                    "data-from=\"{}\" data-to=",
-                    escape(&node.name)
-                );
+                let e = format!("data-from=\"{}\" data-to=", escape(&node.name));
                 assert!(out.svg.contains(&e), "exits of {} missing", node.name);
                 let l = format!("data-label=\"{}\"", escape(&label));
-                assert!(out.svg.contains(&l), "label {label} of {} missing", node.name);
+                assert!(
+                    out.svg.contains(&l),
+                    "label {label} of {} missing",
+                    node.name
+                );
                 assert!(out.svg.contains(&format!(">{}</text>", escape(&label))));
             }
         }
@@ -327,7 +329,10 @@ mod tests {
         assert_eq!(out.svg.matches("<g class=\"edge\" ").count(), want_edges);
         assert_eq!(out.svg.matches("<g class=\"node ").count(), p.nodes.len());
         // Tags balance: every <g> closes.
-        assert_eq!(out.svg.matches("<g").count(), out.svg.matches("</g>").count());
+        assert_eq!(
+            out.svg.matches("<g").count(),
+            out.svg.matches("</g>").count()
+        );
         assert!(out.svg.starts_with("<svg ") && out.svg.trim_end().ends_with("</svg>"));
         // Node boxes do not overlap.
         let l = lay_out(&p);
@@ -341,7 +346,10 @@ mod tests {
         p.name = "a\"b".into();
         let out = render(&p);
         assert!(!out.svg.contains("<script>"));
-        assert!(out.svg.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"));
+        assert!(
+            out.svg
+                .contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;")
+        );
         assert!(out.svg.contains("data-flow=\"a&quot;b\""));
     }
 

@@ -192,16 +192,8 @@ pub fn layout(sizes: &[(f64, f64)], edges: &[InEdge], root: usize) -> Layout {
     place_x(&mut vs, &rows, &down, &up);
     place_y(&mut vs, &rows);
 
-    let width = vs
-        .iter()
-        .map(|v| v.x + v.w / 2.0)
-        .fold(0.0, f64::max)
-        + MARGIN;
-    let height = vs
-        .iter()
-        .map(|v| v.y + v.h / 2.0)
-        .fold(0.0, f64::max)
-        + MARGIN;
+    let width = vs.iter().map(|v| v.x + v.w / 2.0).fold(0.0, f64::max) + MARGIN;
+    let height = vs.iter().map(|v| v.y + v.h / 2.0).fold(0.0, f64::max) + MARGIN;
 
     let routes = chains
         .iter()

@@ -32,9 +32,9 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
-use ivr_data::connect::Pool;
 use axum::routing::get;
 use ivr_acd::AgentState;
+use ivr_data::connect::Pool;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -371,7 +371,10 @@ async fn history_json(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
 
 async fn flows(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
     let calls = d.calls().snapshot();
-    Html(flow_map::list_page(&d.services.live.current(), &calls.by_node))
+    Html(flow_map::list_page(
+        &d.services.live.current(),
+        &calls.by_node,
+    ))
 }
 
 fn no_flow(name: &str) -> Response {
@@ -460,11 +463,7 @@ async fn state(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
     axum::Json(d.state().await)
 }
 
-async fn ws(
-    State(d): State<Arc<Dashboard>>,
-    uri: Uri,
-    up: WebSocketUpgrade,
-) -> Response {
+async fn ws(State(d): State<Arc<Dashboard>>, uri: Uri, up: WebSocketUpgrade) -> Response {
     let flow = query_flow(&uri);
     ws_limits(up).on_upgrade(move |socket| push(d, socket, flow))
 }
@@ -513,8 +512,14 @@ mod tests {
     #[test]
     fn the_flow_comes_from_the_query() {
         let uri = |s: &str| s.parse::<super::Uri>().expect("a URI");
-        assert_eq!(super::query_flow(&uri("/dashboard/ws?flow=hotline")).as_deref(), Some("hotline"));
-        assert_eq!(super::query_flow(&uri("/dashboard/ws?a=1&flow=a%20b")).as_deref(), Some("a b"));
+        assert_eq!(
+            super::query_flow(&uri("/dashboard/ws?flow=hotline")).as_deref(),
+            Some("hotline")
+        );
+        assert_eq!(
+            super::query_flow(&uri("/dashboard/ws?a=1&flow=a%20b")).as_deref(),
+            Some("a b")
+        );
         assert_eq!(super::query_flow(&uri("/dashboard/ws?flow=%zz")), None);
         assert_eq!(super::query_flow(&uri("/dashboard/ws")), None);
     }

@@ -145,12 +145,7 @@ impl FlowMaps {
 
     /// What the map of `name` shows now: calls in each node (from `by_node`, the dashboard's
     /// count of calls in progress) and today's visits. Only nodes with either are listed.
-    pub async fn live(
-        &self,
-        deployment: &Deployment,
-        name: &str,
-        by_node: &[NodeCount],
-    ) -> Value {
+    pub async fn live(&self, deployment: &Deployment, name: &str, by_node: &[NodeCount]) -> Value {
         let Some(flow) = deployment.flows.get(name) else {
             return json!({ "flow": name, "live": false });
         };
@@ -204,7 +199,11 @@ fn draw(deployment: &Deployment, flow: &Flow) -> Drawn {
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let file = p.files.get(n.file as usize).map(String::as_str).unwrap_or("");
+            let file = p
+                .files
+                .get(n.file as usize)
+                .map(String::as_str)
+                .unwrap_or("");
             let text = deployment
                 .sources
                 .iter()
@@ -229,9 +228,9 @@ fn draw(deployment: &Deployment, flow: &Flow) -> Drawn {
         .nodes
         .iter()
         .flat_map(|n| {
-            exits_of(p, n).into_iter().map(move |(label, to)| {
-                json!({ "from": n.name, "label": label, "to": to })
-            })
+            exits_of(p, n)
+                .into_iter()
+                .map(move |(label, to)| json!({ "from": n.name, "label": label, "to": to }))
         })
         .collect();
     let map = json!({
@@ -258,7 +257,10 @@ fn draw(deployment: &Deployment, flow: &Flow) -> Drawn {
 
 /// A node's exits: label and where it goes (a node's name, or `hangup`, `back`, `main`,
 /// `repeat`), as the drawing has them.
-fn exits_of(p: &ivr_compiler::program::Program, n: &ivr_compiler::program::Node) -> Vec<(String, String)> {
+fn exits_of(
+    p: &ivr_compiler::program::Program,
+    n: &ivr_compiler::program::Node,
+) -> Vec<(String, String)> {
     use ivr_compiler::program::Jump;
     let mut out: Vec<(String, String)> = Vec::new();
     for (label, edge) in n.body.edges() {
@@ -369,7 +371,10 @@ mod tests {
         let t = "a\nmenu x {\n  key 1\n}\nb\n";
         let start = t.find("menu").unwrap_or(0);
         let end = t.find('}').unwrap_or(0) + 1;
-        assert_eq!(lines(t, start, end), (2, 4, "menu x {\n  key 1\n}\n".into()));
+        assert_eq!(
+            lines(t, start, end),
+            (2, 4, "menu x {\n  key 1\n}\n".into())
+        );
         assert_eq!(lines(t, 99, 120).0, 6);
         let long = "x\n".repeat(200);
         let (_, last, text) = lines(&long, 0, long.len());

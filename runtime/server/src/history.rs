@@ -225,16 +225,35 @@ mod tests {
         // Two samples in the first slot, one in the next.
         h.sample(&calls(0, 0), Some(&acd(3, None)), 1_000, day + 1_000);
         h.sample(&calls(0, 0), Some(&acd(1, Some(0.5))), 11_000, day + 11_000);
-        h.sample(&calls(0, 0), Some(&acd(2, Some(0.75))), 301_000, day + 301_000);
+        h.sample(
+            &calls(0, 0),
+            Some(&acd(2, Some(0.75))),
+            301_000,
+            day + 301_000,
+        );
         let j = h.json();
-        let g = j["queues"]["by_queue"]["general"].as_array().cloned().unwrap_or_default();
+        let g = j["queues"]["by_queue"]["general"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(g.len(), 2, "{j}");
-        assert_eq!((g[0]["waiting"].clone(), g[0]["service_level"].clone()), (3.into(), 0.5.into()));
+        assert_eq!(
+            (g[0]["waiting"].clone(), g[0]["service_level"].clone()),
+            (3.into(), 0.5.into())
+        );
         assert_eq!(g[0]["t"], 0);
         assert_eq!(g[1]["t"], 300_000);
         assert_eq!(g[1]["waiting"], 2);
-        h.sample(&calls(0, 0), Some(&acd(0, None)), 86_401_000, day + DAY_MS + 1_000);
+        h.sample(
+            &calls(0, 0),
+            Some(&acd(0, None)),
+            86_401_000,
+            day + DAY_MS + 1_000,
+        );
         let j = h.json();
-        assert_eq!(j["queues"]["by_queue"]["general"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            j["queues"]["by_queue"]["general"].as_array().map(Vec::len),
+            Some(1)
+        );
     }
 }
