@@ -9,7 +9,7 @@
 // criterion's macros write undocumented functions.
 #![allow(missing_docs)]
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use ivr_compiler::catalog::{Catalog, Catalogs};
 use ivr_compiler::config::Config;
 use ivr_compiler::flow_svg;

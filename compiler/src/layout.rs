@@ -353,8 +353,7 @@ fn crossings(upper: &[usize], lower: &[usize], down: &[Vec<usize>], pos: &[usize
     let m = lower.len() + 1;
     let mut tree = vec![0u64; m + 1];
     let mut count = 0u64;
-    let mut seen = 0u64;
-    for &(_, p) in &pairs {
+    for (seen, &(_, p)) in pairs.iter().enumerate() {
         // How many seen so far are ≤ p.
         let mut i = p + 1;
         let mut le = 0u64;
@@ -362,13 +361,12 @@ fn crossings(upper: &[usize], lower: &[usize], down: &[Vec<usize>], pos: &[usize
             le += tree[i];
             i &= i - 1;
         }
-        count += seen - le;
+        count += seen as u64 - le;
         let mut i = p + 1;
         while i <= m {
             tree[i] += 1;
             i += i & i.wrapping_neg();
         }
-        seen += 1;
     }
     count
 }
@@ -397,11 +395,12 @@ fn order(rows: &mut [Vec<usize>], down: &[Vec<usize>], up: &[Vec<usize>], total:
         if best_count == 0 {
             break;
         }
-        for r in 1..rows.len() {
-            sort_row(&mut rows[r], up, &mut pos);
+        for row in rows.iter_mut().skip(1) {
+            sort_row(row, up, &mut pos);
         }
-        for r in (0..rows.len().saturating_sub(1)).rev() {
-            sort_row(&mut rows[r], down, &mut pos);
+        let below = rows.len().saturating_sub(1);
+        for row in rows[..below].iter_mut().rev() {
+            sort_row(row, down, &mut pos);
         }
         let c = total_crossings(rows, down, &pos);
         if c < best_count {
