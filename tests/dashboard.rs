@@ -506,12 +506,12 @@ fn the_flow_map_in_chromium_turns_the_node_of_a_call_busy() {
     }
     let config = deployment("dashboard-flow-map-chromium");
     let dir = config.parent().expect("dir").to_path_buf();
-    let server = Server::start(&config, &[]);
+    let server = Server::launch(&config, true, &[]);
     let url = format!("http://{}/flows/t", server.http());
     let err_path = dir.join("flow_map.err");
     let mut child = Command::new("node")
         .current_dir(&browser_dir)
-        .args(["flow_map.mjs", &url, "choose"])
+        .args(["flow_map.mjs", &url, "choose", "extra"])
         .env("CHROMIUM", chromium)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -570,6 +570,18 @@ fn the_flow_map_in_chromium_turns_the_node_of_a_call_busy() {
         idle["class"].as_str().is_some_and(|c| c.contains("idle")),
         "{idle}"
     );
+
+    // A new version goes live (the watcher reloads it): the map draws it again.
+    let before = ready["version"].clone();
+    fs::write(
+        dir.join("flows/t.flow"),
+        FLOW.replace("key 1 -> bye", "key 1 -> bye\n    key 2 -> extra")
+            + "\nstep extra {\n    play bye\n    hangup\n}\n",
+    )
+    .expect("edit");
+    let redrawn = next("redrawn", Duration::from_secs(40));
+    assert_eq!(redrawn["nodes"], 4, "{redrawn}");
+    assert_ne!(redrawn["version"], before, "{redrawn}");
     let started = Instant::now();
     let status = loop {
         if let Ok(Some(s)) = child.try_wait() {
