@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 pub const PAGE: &str = include_str!("flow_map.html");
 /// Today's visits are read from the records at most this often per flow.
 pub const VISITS_EVERY: Duration = Duration::from_secs(10);
+/// How long reading today's visits may take before the map goes on without them.
+const VISITS_WAIT: Duration = Duration::from_secs(2);
 /// Drawings kept (one per flow; a new version replaces its flow's).
 const MAX_DRAWN: usize = 256;
 /// Lines of a node's source shown at most.
@@ -119,11 +121,21 @@ impl FlowMaps {
         {
             return Some((Arc::clone(&v.counts), v.ok));
         }
-        let read = ivr_data::visits::node_visits_since(pool, flow, since).await;
+        // A slow database must not hold up the pages' live counts.
+        let read = tokio::time::timeout(
+            VISITS_WAIT,
+            ivr_data::visits::node_visits_since(pool, flow, since),
+        )
+        .await;
         let (counts, ok) = match read {
-            Ok(c) => (Arc::new(c), true),
-            Err(e) => {
+            Ok(Ok(c)) => (Arc::new(c), true),
+            Ok(Err(e)) => {
                 tracing::warn!(flow, error = %e, "today's node visits could not be read");
+                let old = cache.get(flow).map(|v| Arc::clone(&v.counts));
+                (old.unwrap_or_default(), false)
+            }
+            Err(_) => {
+                tracing::warn!(flow, "today's node visits took too long to read");
                 let old = cache.get(flow).map(|v| Arc::clone(&v.counts));
                 (old.unwrap_or_default(), false)
             }
