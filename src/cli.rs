@@ -190,7 +190,7 @@ enum Command {
         /// The agent id (the user of sip:ID@host, as in `[agents.ID]`).
         id: String,
     },
-    /// Draw a flow as a graph (Graphviz dot or Mermaid).
+    /// Draw a flow as a graph (Graphviz dot, Mermaid, or SVG).
     Graph {
         /// The flow's name (or its .flow file).
         flow: String,
@@ -260,6 +260,8 @@ enum GraphArg {
     Dot,
     /// Mermaid flowchart.
     Mermaid,
+    /// SVG, laid out by ivr itself (no Graphviz needed).
+    Svg,
 }
 
 /// Parses the command line and runs the command.
@@ -484,6 +486,7 @@ fn cmd_graph(config: Option<PathBuf>, flow: &str, format: GraphArg) -> Result<Ex
     let format = match format {
         GraphArg::Dot => GraphFormat::Dot,
         GraphArg::Mermaid => GraphFormat::Mermaid,
+        GraphArg::Svg => GraphFormat::Svg,
     };
     print!("{}", render(program, format));
     Ok(ExitCode::SUCCESS)

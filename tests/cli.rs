@@ -150,6 +150,14 @@ fn graphs_render() {
     let o = ivr(&["graph", "hotline", "--format", "mermaid"]);
     assert!(o.status.success());
     assert!(stdout(&o).starts_with("flowchart LR"));
+    // Laid out by ivr itself: the flow map's drawing.
+    let o = ivr(&["graph", "hotline", "--format", "svg"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let svg = stdout(&o);
+    assert!(svg.starts_with("<svg "), "{svg}");
+    assert!(svg.contains("data-node=\"main_menu\" data-kind=\"menu\""));
+    assert!(svg.contains("data-label=\"key 1\""));
+    assert!(svg.trim_end().ends_with("</svg>"));
     // Graphviz renders it (the test command installs graphviz).
     if let Ok(mut child) = Command::new("dot")
         .arg("-Tsvg")

@@ -4,6 +4,12 @@
 //! Chromium (tests/browser/dashboard.mjs with playwright-core) sees the call come and go over
 //! its WebSocket and shows a failed reload after a flow file is broken.
 //!
+//! The flow map (`/flows`, `/flows/NAME` and its SVG, JSON and live counts) is followed
+//! through a call too: the SVG draws every node, the JSON gives each node's source lines, the
+//! node the call is in counts it, its visits today come from the records after it ends, and
+//! no caller data is anywhere; in Chromium (tests/browser/flow_map.mjs) the node turns from
+//! idle to busy and back.
+//!
 //! The tests skip themselves (with a message) when `sipp`, `node`, `chromium` or
 //! playwright-core is missing (scripts/test.sh installs them).
 
@@ -213,6 +219,143 @@ fn the_dashboard_page_is_served() {
     assert_eq!(code, 200);
     assert!(kind.starts_with("text/html"), "{kind}");
     assert!(body.contains("/dashboard/ws"), "{body}");
+}
+
+fn json(server: &Server, path: &str) -> serde_json::Value {
+    let (code, kind, body) = http_get(server.http(), path);
+    assert_eq!(code, 200, "{path}: {body}");
+    assert!(kind.starts_with("application/json"), "{path}: {kind}");
+    assert!(
+        !body.contains(CALLER),
+        "{path} shows the caller's number: {body}"
+    );
+    serde_json::from_str(&body).expect("JSON")
+}
+
+#[test]
+fn the_flow_map_draws_the_flow_and_counts_calls_and_visits() {
+    need_sipp!();
+    let config = deployment("dashboard-flow-map");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+
+    let (code, kind, list) = http_get(server.http(), "/flows");
+    assert_eq!(code, 200);
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(list.contains("<a href=\"/flows/t\">t</a>"), "{list}");
+    assert!(list.contains("dashboard test"), "{list}");
+    let (code, kind, page) = http_get(server.http(), "/flows/t");
+    assert_eq!(code, 200);
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(page.contains("/dashboard/ws?flow="), "{page}");
+    for missing in [
+        "/flows/nope",
+        "/flows/nope/map.svg",
+        "/flows/nope/map.json",
+        "/flows/nope/live",
+    ] {
+        assert_eq!(http_get(server.http(), missing).0, 404, "{missing}");
+    }
+
+    // The drawing: every node, every exit with its label, escaped, nothing else.
+    let (code, kind, svg) = http_get(server.http(), "/flows/t/map.svg");
+    assert_eq!(code, 200);
+    assert!(kind.starts_with("image/svg+xml"), "{kind}");
+    for node in ["hello", "choose", "bye"] {
+        assert!(
+            svg.contains(&format!("data-node=\"{node}\"")),
+            "{node}: {svg}"
+        );
+    }
+    for (from, label, to) in [
+        ("hello", "goto", "choose"),
+        ("choose", "key 1", "bye"),
+        ("choose", "attempts", "bye"),
+        ("bye", "hangup", "hangup"),
+    ] {
+        let edge = format!("data-from=\"{from}\" data-to=\"{to}\" data-label=\"{label}\"");
+        assert!(svg.contains(&edge), "{edge}: {svg}");
+    }
+    assert_eq!(svg.matches("<g class=\"node ").count(), 3, "{svg}");
+
+    // What the page reads besides the drawing: kinds, files, source lines, exits.
+    let map = json(&server, "/flows/t/map.json");
+    assert_eq!(map["flow"], "t", "{map}");
+    assert_eq!(map["entry"], "hello", "{map}");
+    let choose = map["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == "choose"))
+        .cloned()
+        .expect("choose");
+    assert_eq!(choose["kind"], "menu");
+    assert_eq!(choose["file"], "flows/t.flow");
+    let first = FLOW
+        .lines()
+        .position(|l| l.starts_with("menu choose"))
+        .expect("line")
+        + 1;
+    assert_eq!(choose["line"], first, "{choose}");
+    assert_eq!(choose["end_line"], first + 5, "{choose}");
+    let source = choose["source"].as_str().unwrap_or_default();
+    assert!(
+        source.starts_with("menu choose {") && source.contains("key 1 -> bye"),
+        "{source}"
+    );
+    assert!(
+        map["exits"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e["from"] == "choose" && e["label"] == "key 1" && e["to"] == "bye")),
+        "{map}"
+    );
+    assert!(map["svg"]["layout_ms"].is_number(), "{map}");
+
+    let live = json(&server, "/flows/t/live");
+    assert_eq!(live["live"], true, "{live}");
+    assert_eq!(live["visits"], "records", "{live}");
+    assert_eq!(live["nodes"], serde_json::json!({}), "{live}");
+
+    // A call in the menu: the node counts it, here and on the WebSocket's messages.
+    let sipp = call_in_thread(&server, dir);
+    let (body, seen) = get_until(&server, "/flows/t/live", Duration::from_secs(10), |b| {
+        serde_json::from_str::<serde_json::Value>(b)
+            .is_ok_and(|v| v["nodes"]["choose"]["calls"] == 1)
+    });
+    assert!(
+        seen,
+        "the map does not show the call in the menu: {body}\n{}",
+        server.log()
+    );
+    assert!(!body.contains(CALLER), "{body}");
+    let (ok, out) = sipp.join().expect("sipp thread");
+    assert!(ok, "sipp failed:\n{out}\n{}", server.log());
+
+    // Once it ended, today's visits from the records (read at most every 10 s).
+    let (body, seen) = get_until(&server, "/flows/t/live", Duration::from_secs(25), |b| {
+        serde_json::from_str::<serde_json::Value>(b).is_ok_and(|v| {
+            v["nodes"]["choose"]["calls"] == 0
+                && v["nodes"]["hello"]["visits_today"] == 1
+                && v["nodes"]["choose"]["visits_today"] == 1
+        })
+    });
+    assert!(
+        seen,
+        "no visits today from the records: {body}\n{}",
+        server.log()
+    );
+
+    // The charts' series: at least the first sample.
+    let history = json(&server, "/dashboard/history");
+    assert!(
+        history["calls"]["points"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()),
+        "{history}"
+    );
+    assert_eq!(history["calls"]["every_s"], 10, "{history}");
+    assert!(
+        history["queues"]["by_queue"]["general"].is_array(),
+        "{history}"
+    );
 }
 
 /// The command that runs `name --version`, if it does.
@@ -439,5 +582,120 @@ fn versions_are_one_per_flow_and_the_deployment_is_labelled_apart() {
     assert!(
         !routes.contains("\"lib\""),
         "a library flow is offered: {routes}"
+    );
+}
+
+#[test]
+fn the_flow_map_in_chromium_turns_the_node_of_a_call_busy() {
+    need_sipp!();
+    let browser_dir = repo().join("tests/browser");
+    if !runs("node") {
+        skip("node is not installed: test skipped");
+        return;
+    }
+    let Some(chromium) = chromium() else {
+        skip("chromium is not installed: test skipped");
+        return;
+    };
+    if !browser_dir.join("node_modules/playwright-core").is_dir() {
+        skip(
+            "playwright-core is not installed (cd tests/browser && npm install --no-save \
+             playwright-core): test skipped",
+        );
+        return;
+    }
+    let config = deployment("dashboard-flow-map-chromium");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::launch(&config, true, &[]);
+    let url = format!("http://{}/flows/t", server.http());
+    let err_path = dir.join("flow_map.err");
+    let mut child = Command::new("node")
+        .current_dir(&browser_dir)
+        .args(["flow_map.mjs", &url, "choose", "extra"])
+        .env("CHROMIUM", chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&err_path).expect("err"))
+        .spawn()
+        .expect("node");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = |what: &str, within: Duration| -> serde_json::Value {
+        match rx.recv_timeout(within) {
+            Ok(line) if line.starts_with(what) => {
+                serde_json::from_str(line[what.len()..].trim()).expect("JSON")
+            }
+            other => {
+                let err = fs::read_to_string(&err_path).unwrap_or_default();
+                panic!(
+                    "expected `{what}` from flow_map.mjs, got {other:?}\n{err}\n{}",
+                    server.log()
+                )
+            }
+        }
+    };
+    let ready = next("ready", Duration::from_secs(60));
+    assert_eq!(ready["class"], "node idle kind-menu", "{ready}");
+    assert_eq!(ready["nodes"], 3, "{ready}");
+    let sipp = call_in_thread(&server, dir.clone());
+    let busy = next("busy", Duration::from_secs(30));
+    assert!(
+        busy["class"].as_str().is_some_and(|c| c.contains("busy")),
+        "{busy}"
+    );
+    assert!(
+        busy["stats"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("1 now")),
+        "{busy}"
+    );
+    let source = busy["source"].as_str().unwrap_or_default();
+    assert!(source.starts_with("menu choose {"), "{busy}");
+    let text = busy["text"].as_str().unwrap_or_default();
+    assert!(
+        !text.contains(CALLER),
+        "the caller's number is on the flow map: {text}"
+    );
+    let (ok, out) = sipp.join().expect("sipp thread");
+    assert!(ok, "sipp failed:\n{out}\n{}", server.log());
+    let idle = next("idle", Duration::from_secs(30));
+    assert!(
+        idle["class"].as_str().is_some_and(|c| c.contains("idle")),
+        "{idle}"
+    );
+
+    // A new version goes live (the watcher reloads it): the map draws it again.
+    let before = ready["version"].clone();
+    fs::write(
+        dir.join("flows/t.flow"),
+        FLOW.replace("key 1 -> bye", "key 1 -> bye\n    key 2 -> extra")
+            + "\nstep extra {\n    play bye\n    hangup\n}\n",
+    )
+    .expect("edit");
+    let redrawn = next("redrawn", Duration::from_secs(40));
+    assert_eq!(redrawn["nodes"], 4, "{redrawn}");
+    assert_ne!(redrawn["version"], before, "{redrawn}");
+    let started = Instant::now();
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "flow_map.mjs: {status:?}"
     );
 }

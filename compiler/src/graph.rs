@@ -1,4 +1,5 @@
-//! A compiled flow as a graph for review and documentation: Graphviz `dot` or Mermaid.
+//! A compiled flow as a graph for review and documentation: Graphviz `dot`, Mermaid, or SVG
+//! drawn here ([`crate::flow_svg`]).
 //! Nodes are shaped by kind; edges are labelled by key or outcome.
 
 use crate::program::{Body, Jump, Program};
@@ -12,6 +13,8 @@ pub enum GraphFormat {
     Dot,
     /// Mermaid flowchart.
     Mermaid,
+    /// SVG, laid out here ([`crate::flow_svg`]).
+    Svg,
 }
 
 fn dot_shape(kind: NodeKind) -> &'static str {
@@ -43,11 +46,12 @@ pub fn render(program: &Program, format: GraphFormat) -> String {
     match format {
         GraphFormat::Dot => dot(program),
         GraphFormat::Mermaid => mermaid(program),
+        GraphFormat::Svg => crate::flow_svg::render(program).svg,
     }
 }
 
 /// The edges of a node with a printable label, skipping duplicates of the same label and target.
-fn labelled_edges(body: &Body) -> Vec<(String, Jump)> {
+pub(crate) fn labelled_edges(body: &Body) -> Vec<(String, Jump)> {
     let mut out: Vec<(String, Jump)> = Vec::new();
     for (label, edge) in body.edges() {
         if !out.iter().any(|(l, j)| *l == label && *j == edge.jump) {

@@ -32,6 +32,9 @@ try {
   page.on("console", (m) => console.error("page: " + m.text()));
   await page.goto(url);
   await page.waitForFunction(() => document.getElementById("conn").textContent === "live", null, { timeout: 15_000 });
+  // The charts: the first sample of the calls is drawn, the queue's series is there.
+  await page.waitForSelector("#chart-calls polyline", { state: "attached", timeout: 15_000 });
+  await page.waitForSelector("#chart-waiting polyline[data-series=general]", { state: "attached", timeout: 15_000 });
   console.log("ready");
   const row = `#calls tr[data-flow="${flow}"][data-node="${node}"]`;
   await page.waitForSelector(row, { timeout: 30_000 });

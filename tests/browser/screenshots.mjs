@@ -9,7 +9,8 @@
 // available, places a call from the phone page (`/`) to 10010 as a demo customer and waits for
 // the main menu (phone.png), places a second call that presses 0 for an agent (agent.png shows
 // the console, with the offer when it is business hours on the server's clock), and shows
-// both calls on the dashboard (dashboard.png). Then it hangs up. CHROMIUM names the browser
+// both calls on the dashboard (dashboard.png) and on the flow map of the hotline with the main
+// menu's source lines shown (flow-map.png). Then it hangs up. CHROMIUM names the browser
 // binary (default: chromium on the PATH).
 
 import { chromium } from "playwright-core";
@@ -117,6 +118,24 @@ try {
   await dash.waitForSelector("#calls tr[data-flow]", { timeout: 15_000 });
   await dash.waitForTimeout(1200);
   await shot(dash, "dashboard.png");
+
+  // The flow map: the main menu busy with the first call, its source lines shown.
+  const map = await ctx.newPage();
+  await map.setViewportSize({ width: 1400, height: 820 });
+  await map.goto(base + "/flows/hotline");
+  await map.waitForFunction(() => document.getElementById("conn").textContent === "live", null, { timeout: 15_000 });
+  const menu = '#map g.node[data-node="main_menu"]';
+  await map.waitForSelector(menu + ".busy", { timeout: 15_000 });
+  await map.click(menu);
+  await map.evaluate((sel) => {
+    const box = document.querySelector(sel).getBoundingClientRect();
+    const m = document.getElementById("map");
+    m.scrollBy(box.left - m.clientWidth / 2 + box.width / 2, box.top - 200);
+  }, menu);
+  await map.waitForTimeout(500);
+  const path = join(out, "flow-map.png");
+  await map.screenshot({ path });
+  console.log("wrote " + path);
 
   for (const p of [phone, second]) await p.click("#hangup").catch(() => {});
   if (console_) await agent.click("#logout").catch(() => {});

@@ -26,6 +26,7 @@ pub mod report;
 pub mod snapshot;
 pub mod source;
 pub mod spool;
+pub mod visits;
 
 pub use connect::{Pool, Target};
 pub use hashing::Secret;

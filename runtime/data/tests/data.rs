@@ -1127,8 +1127,68 @@ async fn bad_catalog_sql_is_refused_naming_the_query() {
     assert!(err.to_string().contains("query `broken`"), "{err}");
 }
 
+/// Today's visits per node for the flow map: only the flow asked for, only visits entered at
+/// or after the day's start.
+async fn check_visits(pool: &Pool) {
+    let rt = tokio::runtime::Handle::current();
+    let writer = RecordWriter::start(pool.clone(), WriterOptions::default(), &rt);
+    let day = timestamp(1_795_000_000_000)
+        .date()
+        .and_time(chrono::NaiveTime::MIN);
+    let visit = |i: usize, flow: &str, node: &str, at: i64| {
+        Record::Visit(VisitRow {
+            call_id: format!("visit-{i}"),
+            flow: flow.into(),
+            flow_version: "v1".into(),
+            seq: 1,
+            node: node.into(),
+            entered_at: timestamp(at),
+            left_at: Some(timestamp(at + 1_000)),
+            exit: Some("key 1".into()),
+        })
+    };
+    let today = 1_795_000_000_000;
+    let yesterday = today - 86_400_000;
+    for (i, (flow, node, at)) in [
+        ("visits", "main_menu", today),
+        ("visits", "main_menu", today + 5),
+        ("visits", "bill", today + 9),
+        ("visits", "bill", yesterday),
+        ("other", "main_menu", today),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(writer.send(visit(i, flow, node, at)));
+    }
+    writer.flush().await;
+    let v = ivr_data::visits::node_visits_since(pool, "visits", day)
+        .await
+        .expect("visits");
+    let got: Vec<(&str, u64)> = v.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    assert_eq!(got, [("bill", 1), ("main_menu", 2)]);
+    writer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_visits_today_per_node() {
+    let (db, dir) = sqlite_db("visits").await;
+    check_visits(db.pool()).await;
+    db.pool().close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_visits_today_per_node() {
+    let Some((db, scratch)) = pg_db("visits").await else {
+        return;
+    };
+    check_visits(db.pool()).await;
+    scratch.drop_db(db).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_unsafe_values_are_written_safe() {

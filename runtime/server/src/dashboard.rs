@@ -7,7 +7,11 @@
 //!   call starts, moves to another node or ends, and when an agent or a queue changes (at
 //!   most every [`MIN_PUSH`]); the page sends nothing, and a message (or frame) over
 //!   [`crate::http_limits::WS_MAX_MESSAGE`] ends the socket; a page of another site cannot
-//!   open it ([`crate::http::guard`]).
+//!   open it ([`crate::http::guard`]). With `?flow=NAME` each message also has `flow_map`,
+//!   what the flow map of NAME shows ([`crate::flow_map`]);
+//! - `GET /dashboard/history`: the charts' series ([`crate::history`]);
+//! - the flow map's routes (`/flows`, `/flows/NAME`, ...: [`crate::flow_map`]), which stand
+//!   under the same access rule as the dashboard.
 //!
 //! The state: calls in progress by flow and node and by channel, calls started, ended by
 //! outcome and per second ([`LiveCalls`]); each queue's waiting calls, longest wait, today's
@@ -18,15 +22,19 @@
 
 use crate::acd_task::{AcdMsg, AcdSnapshot};
 use crate::clock::local_now;
+use crate::flow_map::{self, FlowMaps};
+use crate::history::{self, History};
 use crate::http_limits::ws_limits;
 use crate::live_calls::{self, LiveCalls};
 use crate::services::Services;
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use ivr_acd::AgentState;
+use ivr_data::connect::Pool;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -74,6 +82,8 @@ pub struct Dashboard {
     services: Services,
     /// Unheard voice messages per queue (`""`: of no queue), and when they were counted.
     unheard: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, u64>)>>,
+    maps: FlowMaps,
+    history: History,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -83,14 +93,6 @@ impl std::fmt::Debug for Dashboard {
 }
 
 impl Dashboard {
-    /// The dashboard of a server.
-    pub fn new(services: Services) -> Dashboard {
-        Dashboard {
-            services,
-            unheard: tokio::sync::Mutex::new(None),
-        }
-    }
-
     /// Unheard voice messages per queue (`""`: of no queue), counted in the database at most
     /// every [`UNHEARD_EVERY`]; empty without a database or while it fails.
     async fn unheard(&self) -> HashMap<String, u64> {
@@ -116,6 +118,46 @@ impl Dashboard {
         counts
     }
 
+    /// The dashboard of a server whose call records are in `records` (today's visits on the
+    /// flow map); it does not sample the charts' series (see [`Dashboard::start`]).
+    pub fn new(services: Services, records: Option<Pool>) -> Dashboard {
+        Dashboard {
+            services,
+            maps: FlowMaps::new(records),
+            history: History::default(),
+            unheard: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// [`Dashboard::new`], sampling the charts' series every [`history::CALLS_EVERY`] (from
+    /// now, until the dashboard is dropped). Call within the tokio runtime.
+    pub fn start(services: Services, records: Option<Pool>) -> Arc<Dashboard> {
+        let d = Arc::new(Dashboard::new(services, records));
+        let weak = Arc::downgrade(&d);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(history::CALLS_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(d) = weak.upgrade() else { return };
+                d.sample().await;
+            }
+        });
+        d
+    }
+
+    /// One sample of the charts' series.
+    async fn sample(&self) {
+        let calls = self.calls().snapshot();
+        let acd = self.acd().await;
+        self.history.sample(
+            &calls,
+            acd.as_ref(),
+            chrono::Utc::now().timestamp_millis(),
+            local_now(),
+        );
+    }
+
     fn calls(&self) -> &LiveCalls {
         &self.services.live_calls
     }
@@ -128,7 +170,20 @@ impl Dashboard {
 
     /// The dashboard's state (`GET /dashboard/state`, the WebSocket's messages).
     pub async fn state(&self) -> Value {
+        self.state_with(None).await
+    }
+
+    /// The state, with what the flow map of `flow` shows as `flow_map`.
+    pub async fn state_with(&self, flow: Option<&str>) -> Value {
         let calls = self.calls().snapshot();
+        let flow_map = match flow {
+            Some(f) => Some(
+                self.maps
+                    .live(&self.services.live.current(), f, &calls.by_node)
+                    .await,
+            ),
+            None => None,
+        };
         let acd = self.acd().await;
         let unheard = self.unheard().await;
         let now = local_now();
@@ -182,7 +237,7 @@ impl Dashboard {
         };
         let status = self.services.live.status();
         let pacer = self.services.pacer.stats();
-        json!({
+        let mut out = json!({
             "at": chrono::Utc::now().to_rfc3339(),
             "calls": calls,
             "queues": queues,
@@ -203,7 +258,11 @@ impl Dashboard {
                 "late_packets": pacer.late_packets.load(Ordering::Relaxed),
                 "channels": pacer.channels.load(Ordering::Relaxed),
             },
-        })
+        });
+        if let Some(m) = flow_map {
+            out["flow_map"] = m;
+        }
+        out
     }
 
     /// The samples of `ivr_calls_in_node` (calls in progress by flow and node), after the
@@ -334,7 +393,103 @@ pub fn router(d: Arc<Dashboard>) -> Router {
         .route("/dashboard", get(page))
         .route("/dashboard/state", get(state))
         .route("/dashboard/ws", get(ws))
+        .route("/dashboard/history", get(history_json))
+        .route("/flows", get(flows))
+        .route("/flows/{name}", get(flow_page))
+        .route("/flows/{name}/map.svg", get(flow_svg))
+        .route("/flows/{name}/map.json", get(flow_json))
+        .route("/flows/{name}/live", get(flow_live))
         .with_state(d)
+}
+
+async fn history_json(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
+    axum::Json(d.history.json())
+}
+
+async fn flows(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
+    let calls = d.calls().snapshot();
+    Html(flow_map::list_page(
+        &d.services.live.current(),
+        &calls.by_node,
+    ))
+}
+
+fn no_flow(name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("no live flow is named {name:?}\n"),
+    )
+        .into_response()
+}
+
+async fn flow_page(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> Response {
+    if !d.services.live.current().flows.contains_key(&name) {
+        return no_flow(&name);
+    }
+    Html(flow_map::PAGE).into_response()
+}
+
+async fn flow_svg(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> Response {
+    match d.maps.drawn(&d.services.live.current(), &name).await {
+        Some(m) => (
+            [
+                (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            m.svg.clone(),
+        )
+            .into_response(),
+        None => no_flow(&name),
+    }
+}
+
+async fn flow_json(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> Response {
+    match d.maps.drawn(&d.services.live.current(), &name).await {
+        Some(m) => axum::Json(m.map.clone()).into_response(),
+        None => no_flow(&name),
+    }
+}
+
+async fn flow_live(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> Response {
+    let deployment = d.services.live.current();
+    if !deployment.flows.contains_key(&name) {
+        return no_flow(&name);
+    }
+    let calls = d.calls().snapshot();
+    axum::Json(d.maps.live(&deployment, &name, &calls.by_node).await).into_response()
+}
+
+/// `?flow=NAME` on the WebSocket (percent-decoded; at most 200 bytes).
+fn query_flow(uri: &Uri) -> Option<String> {
+    let raw = uri
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("flow="))?;
+    if raw.len() > 200 {
+        return None;
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| !s.is_empty())
 }
 
 async fn page() -> impl IntoResponse {
@@ -345,13 +500,14 @@ async fn state(State(d): State<Arc<Dashboard>>) -> impl IntoResponse {
     axum::Json(d.state().await)
 }
 
-async fn ws(State(d): State<Arc<Dashboard>>, up: WebSocketUpgrade) -> Response {
-    ws_limits(up).on_upgrade(move |socket| push(d, socket))
+async fn ws(State(d): State<Arc<Dashboard>>, uri: Uri, up: WebSocketUpgrade) -> Response {
+    let flow = query_flow(&uri);
+    ws_limits(up).on_upgrade(move |socket| push(d, socket, flow))
 }
 
 /// Sends the state at once, then every [`PUSH_EVERY`] and after changes, until the page
 /// goes away.
-async fn push(d: Arc<Dashboard>, mut socket: WebSocket) {
+async fn push(d: Arc<Dashboard>, mut socket: WebSocket, flow: Option<String>) {
     let mut changes = d.calls().subscribe();
     let mut acd_changes = d.services.acd_changes.clone();
     let mut tick = tokio::time::interval(PUSH_EVERY);
@@ -361,7 +517,7 @@ async fn push(d: Arc<Dashboard>, mut socket: WebSocket) {
         // Seen before the state is read: a change while it is read is pushed next.
         changes.mark_unchanged();
         acd_changes.mark_unchanged();
-        let text = d.state().await.to_string();
+        let text = d.state_with(flow.as_deref()).await.to_string();
         if socket.send(Message::Text(text.into())).await.is_err() {
             return;
         }
@@ -385,5 +541,23 @@ async fn push(d: Arc<Dashboard>, mut socket: WebSocket) {
                 Some(Ok(_)) => {}
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_flow_comes_from_the_query() {
+        let uri = |s: &str| s.parse::<super::Uri>().expect("a URI");
+        assert_eq!(
+            super::query_flow(&uri("/dashboard/ws?flow=hotline")).as_deref(),
+            Some("hotline")
+        );
+        assert_eq!(
+            super::query_flow(&uri("/dashboard/ws?a=1&flow=a%20b")).as_deref(),
+            Some("a b")
+        );
+        assert_eq!(super::query_flow(&uri("/dashboard/ws?flow=%zz")), None);
+        assert_eq!(super::query_flow(&uri("/dashboard/ws")), None);
     }
 }

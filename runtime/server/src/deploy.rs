@@ -38,6 +38,8 @@ pub struct Deployment {
     pub left_out: String,
     /// The flows not started, by name.
     pub not_started: Vec<String>,
+    /// The files the deployment was built from (the flow map shows a node's lines).
+    pub sources: Arc<ivr_dsl::SourceMap>,
 }
 
 /// Why a deployment could not be built: the diagnostics, rendered as `ivr check` prints them
@@ -206,6 +208,7 @@ impl Deployment {
             warnings_json,
             left_out,
             not_started,
+            sources: Arc::new(checked.sources),
         })
     }
 

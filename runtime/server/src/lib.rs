@@ -16,6 +16,8 @@ pub mod catalog;
 pub mod clock;
 pub mod dashboard;
 pub mod deploy;
+pub mod flow_map;
+pub mod history;
 pub mod http;
 pub mod http_limits;
 pub mod live;
@@ -564,7 +566,10 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
                 stats: Arc::clone(&stats),
                 browser: Some(Arc::clone(&browser)),
                 agents: Some(agent_api.clone()),
-                dashboard: Some(Arc::new(dashboard::Dashboard::new(services.clone()))),
+                dashboard: Some(dashboard::Dashboard::start(
+                    services.clone(),
+                    db.as_ref().map(|d| d.pool().clone()),
+                )),
                 console: Some(agent_console::Console::new(agent_api.clone())),
             });
             let limits = http::Limits {
