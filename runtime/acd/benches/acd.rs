@@ -27,7 +27,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use indexmap::IndexMap;
-use ivr_acd::{Acd, AcdInput, AcdOut, CallKey, Contact, Machine};
+use ivr_acd::{Acd, AcdInput, AcdOut, CallKey, Contact, Machine, Routing};
 use ivr_compiler::config::{AgentConfig, Config, QueueConfig};
 use ivr_engine::Millis;
 use std::collections::VecDeque;
@@ -63,6 +63,7 @@ fn config(wrap_up_ms: u64) -> Config {
                 skills: skills.into_iter().map(String::from).collect(),
                 ring_timeout_ms: None,
                 wrap_up_ms: Some(wrap_up_ms),
+                strategy: Default::default(),
             },
         );
     }
@@ -85,6 +86,7 @@ fn config(wrap_up_ms: u64) -> Config {
                 name: format!("Agent {i}"),
                 skills,
                 ha1: String::new(),
+                level: None,
             },
         );
     }
@@ -188,6 +190,7 @@ impl Centre {
                 queue: caller.queue.to_string(),
                 skills,
                 priority: caller.priority,
+                routing: Routing::default(),
             },
             self.now,
             &mut self.out,
@@ -387,6 +390,7 @@ fn general(call: CallKey) -> AcdInput {
         queue: "general".to_string(),
         skills: Vec::new(),
         priority: 0,
+        routing: Routing::default(),
     }
 }
 

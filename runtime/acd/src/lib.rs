@@ -34,6 +34,7 @@ mod dispatch;
 mod machine;
 mod queue;
 mod reload;
+mod routing;
 mod skills;
 mod status;
 #[cfg(test)]
@@ -43,6 +44,7 @@ mod timers;
 pub use agents::AgentState;
 pub use ivr_sansio::Machine;
 pub use machine::AcdInput;
+pub use routing::{OverflowRule, OverflowWhen, Routing};
 pub use status::{AcdStatus, AgentStatus, QueueStatus};
 
 use agents::Agent;
@@ -69,6 +71,8 @@ enum Timer {
     Expiry(usize),
     /// Positions of this queue are due.
     Positions(usize),
+    /// An `overflow ... after` of this call is due.
+    Overflow(CallKey),
 }
 
 /// How long a call pauses after every qualifying agent has been tried and the tried set is
@@ -169,8 +173,11 @@ pub struct Acd {
     queue_ids: HashMap<String, usize>,
     /// Requirement classes by index.
     classes: Vec<Class>,
-    /// Skill mask to class index.
-    class_ids: HashMap<SkillSet, usize>,
+    /// Requirement (skill mask, least agent level, ordered by level) to class index.
+    class_ids: HashMap<(SkillSet, u8, bool), usize>,
+    /// Classes asking for a level whose count of logged-in agents went from 0 to more or
+    /// back since it was last looked at (their calls' level fallback turns on or off).
+    level_flips: Vec<usize>,
     /// Every call in the ACD: waiting, ringing, or connected until its conversation is over.
     calls: HashMap<CallKey, QueuedCall>,
     /// Calls with a non-empty tried set (checked again when an agent logs out).

@@ -68,6 +68,8 @@ pub enum AcdMsg {
         skills: Vec<String>,
         /// Its priority.
         priority: i64,
+        /// Level, overflow rules, transferred in.
+        routing: ivr_acd::Routing,
         /// What the agent sees.
         pop: Box<ScreenPop>,
         /// Where the call hears back.
@@ -302,6 +304,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             queue,
             skills,
             priority,
+            routing,
             pop,
             to,
         } => {
@@ -321,6 +324,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 queue: queue.clone(),
                 skills,
                 priority,
+                routing,
             };
             feed(acd, input, now, out);
             let refused = out[from..]
@@ -579,6 +583,7 @@ mod tests {
                     skills: Vec::new(),
                     ring_timeout_ms: Some(15_000),
                     wrap_up_ms: Some(0),
+                    strategy: Default::default(),
                 },
             );
             for id in ["2001", "2002"] {
@@ -588,6 +593,7 @@ mod tests {
                         name: id.into(),
                         skills: Vec::new(),
                         ha1: String::new(),
+                        level: None,
                     },
                 );
             }
@@ -638,6 +644,7 @@ mod tests {
                 queue: "general".into(),
                 skills: Vec::new(),
                 priority: 0,
+                routing: ivr_acd::Routing::default(),
                 pop: Box::new(pop),
                 to: self.to.clone(),
             };
@@ -812,6 +819,7 @@ mod tests {
                 name: "A".into(),
                 skills: Vec::new(),
                 ha1: String::new(),
+                level: None,
             },
         );
         let (acd, mut changes) = AcdTask::start(&c, None);

@@ -73,6 +73,7 @@ impl Driver {
                     queue: queue.clone(),
                     skills: t.skills.clone(),
                     priority,
+                    routing: ivr_acd::Routing::default(),
                     pop: Box::new(pop),
                     to: self.queue_tx.clone(),
                 });
