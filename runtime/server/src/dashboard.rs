@@ -114,6 +114,8 @@ impl Dashboard {
                             "answered": q.answered,
                             "abandoned": q.abandoned,
                             "no_agents": q.no_agents,
+                            "overflowed": q.overflowed,
+                            "overflow_answered": q.overflow_answered,
                             "today": today,
                         })
                     })
