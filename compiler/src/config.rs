@@ -1432,6 +1432,24 @@ default   = "hotline"
     }
 
     #[test]
+    fn strategies_and_levels_parse_and_bad_ones_are_reported() {
+        let text = "[queues.general]\n\n[queues.vip]\nstrategy = \"best_level\"\n\n[queues.odd]\nstrategy = \"best_levl\"\n\n[agents.2001]\nha1 = \"bf715e98225da5507a0ec09b14207408\"\n\n[agents.2002]\nlevel = 4\nha1 = \"bf715e98225da5507a0ec09b14207408\"\n\n[agents.2003]\nlevel = 9\nha1 = \"bf715e98225da5507a0ec09b14207408\"\n";
+        let (c, d) = parse(text);
+        assert_eq!(c.queues["general"].strategy, Strategy::LongestIdle);
+        assert_eq!(c.queues["vip"].strategy, Strategy::BestLevel);
+        assert_eq!(c.queues["odd"].strategy, Strategy::LongestIdle);
+        assert_eq!(c.agents["2001"].level(), 1);
+        assert_eq!(c.agents["2002"].level(), 4);
+        assert_eq!(c.agents["2003"].level(), 1);
+        assert_eq!(d.len(), 2, "{d:?}");
+        let at = |d: &Diagnostic| &text[d.span.start as usize..d.span.end as usize];
+        assert!(d[0].message.contains("unknown strategy `best_levl`"), "{}", d[0].message);
+        assert_eq!(at(&d[0]), "\"best_levl\"");
+        assert!(d[0].hint.as_deref().unwrap_or("").contains("best_level"));
+        assert!(d[1].message.contains("agent `2003` has level 9"), "{}", d[1].message);
+    }
+
+    #[test]
     fn bad_queue_timings_are_reported_at_their_value() {
         let text = "[queues.general]\nring_timeout = \"15\"\nwrap_up = \"ten seconds\"\n\n[queues.vip]\nring_timeout = \"0s\"\nwrap_up = \"2h\"\n";
         let (c, d) = parse(text);
