@@ -1104,9 +1104,7 @@ fn queue_strategy(
                     value.get_ref(),
                     Strategy::ALL.iter().map(|(n, _)| *n),
                 )
-                .unwrap_or_else(|| {
-                    "write \"longest_idle\" (the default) or \"best_level\"".into()
-                });
+                .unwrap_or_else(|| "write \"longest_idle\" (the default) or \"best_level\"".into());
                 diags.push(
                     Diagnostic::error(
                         "config",
@@ -1443,10 +1441,18 @@ default   = "hotline"
         assert_eq!(c.agents["2003"].level(), 1);
         assert_eq!(d.len(), 2, "{d:?}");
         let at = |d: &Diagnostic| &text[d.span.start as usize..d.span.end as usize];
-        assert!(d[0].message.contains("unknown strategy `best_levl`"), "{}", d[0].message);
+        assert!(
+            d[0].message.contains("unknown strategy `best_levl`"),
+            "{}",
+            d[0].message
+        );
         assert_eq!(at(&d[0]), "\"best_levl\"");
         assert!(d[0].hint.as_deref().unwrap_or("").contains("best_level"));
-        assert!(d[1].message.contains("agent `2003` has level 9"), "{}", d[1].message);
+        assert!(
+            d[1].message.contains("agent `2003` has level 9"),
+            "{}",
+            d[1].message
+        );
     }
 
     #[test]

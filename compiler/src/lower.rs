@@ -1448,7 +1448,9 @@ impl Lowerer<'_, '_> {
                         l.level.span,
                         format!("agent levels go from 1 to 5, not {}", l.level.node),
                     )
-                    .hint = Some("e.g. `level 4 if vip == true` ([agents.ID] level in ivr.toml)".into());
+                    .hint = Some(
+                        "e.g. `level 4 if vip == true` ([agents.ID] level in ivr.toml)".into(),
+                    );
                     None
                 }
             }
@@ -1477,12 +1479,16 @@ impl Lowerer<'_, '_> {
         destination: &p::Destination,
         max_wait_ms: Option<u64>,
     ) -> Vec<p::Overflow> {
-        let own = t.skills.iter().map(|s| s.node.clone()).fold(Vec::new(), |mut v, s| {
-            if !v.contains(&s) {
-                v.push(s);
-            }
-            v
-        });
+        let own = t
+            .skills
+            .iter()
+            .map(|s| s.node.clone())
+            .fold(Vec::new(), |mut v, s| {
+                if !v.contains(&s) {
+                    v.push(s);
+                }
+                v
+            });
         let mut out: Vec<p::Overflow> = Vec::new();
         for o in &t.overflow {
             let first = match destination {

@@ -1111,7 +1111,10 @@ fn overflow_and_level_clauses() {
     assert!(
         matches!(&t.overflow[0].when, ivr_dsl::ast::OverflowWhen::After { duration } if duration.node.millis == 30_000)
     );
-    assert_eq!(text(&src, t.overflow[1].span), "overflow general when none_idle");
+    assert_eq!(
+        text(&src, t.overflow[1].span),
+        "overflow general when none_idle"
+    );
     let ivr_dsl::ast::OverflowWhen::NoneIdle { span } = t.overflow[1].when else {
         panic!()
     };

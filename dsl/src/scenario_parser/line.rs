@@ -621,8 +621,7 @@ impl<'a> Cursor<'_, 'a> {
     }
 
     pub(super) fn expect_transfer(&mut self) -> PResult<Expectation> {
-        let hint =
-            "`expect transfer queue general [priority 10] [level 4]` or `expect transfer to \"sip:...\"`";
+        let hint = "`expect transfer queue general [priority 10] [level 4]` or `expect transfer to \"sip:...\"`";
         if self.is_word("queue") {
             self.pos += 1;
             let queue = self.simple_name("e.g. `expect transfer queue general`")?;

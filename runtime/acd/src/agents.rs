@@ -2,9 +2,9 @@
 //! wrap-up.
 
 use super::Timer;
+use super::dispatch::IdleKey;
 use super::queue::CallState;
 use super::{Acd, AcdError, AcdOut, CallKey, Contact, SkillSet};
-use super::dispatch::IdleKey;
 use ivr_engine::Millis;
 use serde::Serialize;
 use std::cmp::Reverse;
@@ -225,7 +225,9 @@ impl Acd {
         agent.since = agent.idle_key.0;
         for &c in &agent.classes {
             let class = &mut self.classes[c];
-            class.available.insert(agent.idle_entry(a, class.best_level));
+            class
+                .available
+                .insert(agent.idle_entry(a, class.best_level));
         }
     }
 
@@ -237,7 +239,9 @@ impl Acd {
         }
         for &c in &agent.classes {
             let class = &mut self.classes[c];
-            class.available.remove(&agent.idle_entry(a, class.best_level));
+            class
+                .available
+                .remove(&agent.idle_entry(a, class.best_level));
         }
     }
 

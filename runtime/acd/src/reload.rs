@@ -136,7 +136,11 @@ impl Acd {
         self.classes.clear();
         self.class_ids.clear();
         self.level_flips.clear();
-        let mut keys: Vec<_> = self.calls.iter().map(|(&k, c)| (c.order_key(k), k)).collect();
+        let mut keys: Vec<_> = self
+            .calls
+            .iter()
+            .map(|(&k, c)| (c.order_key(k), k))
+            .collect();
         keys.sort_unstable();
         for &(_, key) in &keys {
             let Some(c) = self.calls.get(&key) else {

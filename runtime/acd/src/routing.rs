@@ -180,7 +180,13 @@ impl Acd {
 
     /// An `overflow ... after` timer of `call` is due at `now`: its rules whose time has come
     /// are triggered and the call is offered to their agents; the next one is scheduled.
-    pub(super) fn overflow_due(&mut self, call: CallKey, at: Millis, now: Millis, out: &mut Vec<AcdOut>) {
+    pub(super) fn overflow_due(
+        &mut self,
+        call: CallKey,
+        at: Millis,
+        now: Millis,
+        out: &mut Vec<AcdOut>,
+    ) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
@@ -188,7 +194,10 @@ impl Acd {
             return;
         }
         let queued_at = c.queued_at;
-        self.trigger_overflow(call, |w| matches!(w, OverflowWhen::After(d) if queued_at.saturating_add(d) <= now));
+        self.trigger_overflow(
+            call,
+            |w| matches!(w, OverflowWhen::After(d) if queued_at.saturating_add(d) <= now),
+        );
         self.schedule_overflow(call);
         if let Some(c) = self.calls.get_mut(&call)
             && let CallState::Resting { until } = c.state
@@ -256,12 +265,7 @@ impl Acd {
                     .iter()
                     .filter(|r| r.kind == RouteKind::LevelFallback)
                     .map(|r| r.class)
-                    .filter(|&f| {
-                        on || !entry
-                            .routes
-                            .iter()
-                            .any(|o| o.class == f && o.triggered)
-                    })
+                    .filter(|&f| on || !entry.routes.iter().any(|o| o.class == f && o.triggered))
                     .collect();
                 for f in fallbacks {
                     if on {

@@ -326,7 +326,13 @@ fn check_invariants(acd: &Acd) {
         let in_class = acd.classes[call.class].waiting.contains(&order);
         if matches!(call.state, CallState::Waiting | CallState::Resting { .. }) {
             for &(c, _) in &active {
-                assert!(acd.classes[c].waiting.contains(&order), "call {key} missing in {c}: {:?} primary {} {}", call.routes, call.class, acd.classes[call.class].logged_in);
+                assert!(
+                    acd.classes[c].waiting.contains(&order),
+                    "call {key} missing in {c}: {:?} primary {} {}",
+                    call.routes,
+                    call.class,
+                    acd.classes[call.class].logged_in
+                );
             }
         } else {
             for r in &call.routes {
@@ -1381,10 +1387,20 @@ fn overflow_when_none_idle_rings_a_general_agent_at_once() {
     t.register("2001");
     t.register("2002");
     t.away("2001", true);
-    let out = t.enqueue_with(1, "billing", &[], 0, &overflow("general", OverflowWhen::NoneIdle));
+    let out = t.enqueue_with(
+        1,
+        "billing",
+        &[],
+        0,
+        &overflow("general", OverflowWhen::NoneIdle),
+    );
     assert_eq!(out, vec![pos(1, 1), offer(1, "2002")]);
     let billing = t.queue("billing");
-    assert_eq!((billing.waiting, billing.overflowed), (1, 1), "its place is kept");
+    assert_eq!(
+        (billing.waiting, billing.overflowed),
+        (1, 1),
+        "its place is kept"
+    );
     t.answered(1);
     let (billing, general) = (t.queue("billing"), t.queue("general"));
     assert_eq!((billing.answered, billing.waiting), (1, 0));
@@ -1396,7 +1412,13 @@ fn overflow_when_none_idle_waits_for_the_specialist_who_is_idle() {
     let mut t = billing_and_general();
     t.register("2002");
     t.register("2001");
-    let out = t.enqueue_with(1, "billing", &[], 0, &overflow("general", OverflowWhen::NoneIdle));
+    let out = t.enqueue_with(
+        1,
+        "billing",
+        &[],
+        0,
+        &overflow("general", OverflowWhen::NoneIdle),
+    );
     assert_eq!(out, vec![pos(1, 1), offer(1, "2001")]);
     assert_eq!(t.queue("billing").overflowed, 0);
 }
@@ -1411,7 +1433,11 @@ fn overflow_after_offers_general_agents_after_the_wait_keeping_the_billing_place
     assert_eq!(t.enqueue_with(1, "billing", &[], 0, &rule), vec![pos(1, 1)]);
     t.now += 1;
     assert_eq!(t.enqueue(2, "billing", &[], 0), vec![pos(2, 2)]);
-    assert_eq!(offers(&t.advance(2 * S - 2)), vec![], "not before two seconds");
+    assert_eq!(
+        offers(&t.advance(2 * S - 2)),
+        vec![],
+        "not before two seconds"
+    );
     let out = t.advance(1);
     assert_eq!(offers(&out), vec![(1, "2002".into())]);
     // The first caller still holds the head of billing while a general agent rings.
@@ -1448,7 +1474,13 @@ fn whichever_agent_is_free_first_takes_an_overflowed_call() {
     t.register("2002");
     t.away("2001", true);
     t.away("2002", true);
-    t.enqueue_with(1, "billing", &[], 0, &overflow("general", OverflowWhen::NoneIdle));
+    t.enqueue_with(
+        1,
+        "billing",
+        &[],
+        0,
+        &overflow("general", OverflowWhen::NoneIdle),
+    );
     let out = t.away("2001", false);
     assert_eq!(offers(&out), vec![(1, "2001".into())]);
     t.answered(1);
@@ -1482,9 +1514,19 @@ fn an_overflow_uses_that_queues_ring_timeout_and_wrap_up() {
     t.register("2002");
     t.register("2001");
     t.away("2001", true);
-    t.enqueue_with(1, "billing", &[], 0, &overflow("general", OverflowWhen::NoneIdle));
+    t.enqueue_with(
+        1,
+        "billing",
+        &[],
+        0,
+        &overflow("general", OverflowWhen::NoneIdle),
+    );
     let out = t.advance(5 * S);
-    assert_eq!(out.first(), Some(&cancel(1, "2002")), "general's 5 s ring timeout");
+    assert_eq!(
+        out.first(),
+        Some(&cancel(1, "2002")),
+        "general's 5 s ring timeout"
+    );
     // The away billing agent still counts: 2002 is not rung again until 2001 logs out.
     assert_eq!(offers(&t.advance(10 * S)), vec![]);
     t.unregister("2001");
@@ -1525,9 +1567,18 @@ fn best_level_rings_the_highest_level_first_then_the_longest_idle() {
     t.register("2002");
     assert_eq!(t.status("2003").level, 4);
     // best_level: of the two level-4 agents, 2003 has been idle longer; 2001 longest of all.
-    assert_eq!(offers(&t.enqueue(1, "vip", &[], 0)), vec![(1, "2003".into())]);
-    assert_eq!(offers(&t.enqueue(2, "vip", &[], 0)), vec![(2, "2002".into())]);
-    assert_eq!(offers(&t.enqueue(3, "vip", &[], 0)), vec![(3, "2001".into())]);
+    assert_eq!(
+        offers(&t.enqueue(1, "vip", &[], 0)),
+        vec![(1, "2003".into())]
+    );
+    assert_eq!(
+        offers(&t.enqueue(2, "vip", &[], 0)),
+        vec![(2, "2002".into())]
+    );
+    assert_eq!(
+        offers(&t.enqueue(3, "vip", &[], 0)),
+        vec![(3, "2001".into())]
+    );
     // longest_idle (general) ignores levels.
     let mut t = leveled(
         &[("general", &[], None, Some(0))],
@@ -1537,7 +1588,10 @@ fn best_level_rings_the_highest_level_first_then_the_longest_idle() {
     t.register("2001");
     t.now += 1;
     t.register("2002");
-    assert_eq!(offers(&t.enqueue(1, "general", &[], 0)), vec![(1, "2001".into())]);
+    assert_eq!(
+        offers(&t.enqueue(1, "general", &[], 0)),
+        vec![(1, "2001".into())]
+    );
 }
 
 #[test]
@@ -1557,7 +1611,10 @@ fn a_level_holds_while_such_an_agent_is_logged_in() {
     // The level-4 agent is away but logged in: the caller waits for them.
     assert_eq!(t.enqueue_with(1, "general", &[], 0, &vip), vec![pos(1, 1)]);
     // A plain caller behind is served by the level-1 agent.
-    assert_eq!(offers(&t.enqueue(2, "general", &[], 0)), vec![(2, "2001".into())]);
+    assert_eq!(
+        offers(&t.enqueue(2, "general", &[], 0)),
+        vec![(2, "2001".into())]
+    );
     t.serve(2);
     assert_eq!(t.state("2001"), AgentState::Available);
     // Back: the level-4 agent takes the VIP.
@@ -1573,7 +1630,11 @@ fn a_level_holds_while_such_an_agent_is_logged_in() {
     t.away("2002", true);
     t.enqueue_with(4, "general", &[], 0, &vip);
     t.away("2001", false);
-    assert_eq!(t.state("2001"), AgentState::Available, "level 4 holds again");
+    assert_eq!(
+        t.state("2001"),
+        AgentState::Available,
+        "level 4 holds again"
+    );
     // The last level-4 agent logs out while the VIP waits: the level-1 agent is rung.
     assert_eq!(offers(&t.unregister("2002")), vec![(4, "2001".into())]);
 }
@@ -1615,7 +1676,10 @@ fn transferred_calls_are_served_before_any_priority() {
         transferred: true,
         ..Routing::default()
     };
-    assert_eq!(t.enqueue_with(3, "general", &[], 0, &transferred), vec![pos(3, 1)]);
+    assert_eq!(
+        t.enqueue_with(3, "general", &[], 0, &transferred),
+        vec![pos(3, 1)]
+    );
     assert_eq!(offers(&t.away("2001", false)), vec![(3, "2001".into())]);
 }
 
@@ -1626,7 +1690,13 @@ fn overflow_routes_survive_a_reload() {
     t.register("2002");
     t.away("2001", true);
     t.away("2002", true);
-    t.enqueue_with(1, "billing", &[], 0, &overflow("general", OverflowWhen::NoneIdle));
+    t.enqueue_with(
+        1,
+        "billing",
+        &[],
+        0,
+        &overflow("general", OverflowWhen::NoneIdle),
+    );
     let mut out = Vec::new();
     let c = config(
         &[
