@@ -20,9 +20,15 @@
 //! - After a conversation the agent is in wrap-up for the queue's `wrap_up`, then available.
 //! - A call whose skills no logged-in agent has (away agents count as logged in) is not queued
 //!   ([`AcdOut::NoAgents`]); waiting calls get the same when their last agent logs out.
+//! - [`Routing`] ([`routing`]): `overflow QUEUE after D | when none_idle` offers a waiting call
+//!   to another queue's agents too, keeping its place and time; `level N` asks for agents of
+//!   level N or more while one is logged in; `strategy = "best_level"` queues offer to the
+//!   highest level first; calls transferred in by an agent rank above every flow priority.
 //!
 //! Data structures: skills are interned to bitmasks ([`skills`]); waiting calls are grouped by
-//! requirement class (the skill mask they need), each class holding its waiting calls in a
+//! requirement class (the skill mask they need, the least agent level, whether agents are
+//! ordered by level; a call with routes is in each class it may be taken through), each class
+//! holding its waiting calls in a
 //! `BTreeSet` ordered by (priority, arrival) and its available qualifying agents in a
 //! `BTreeSet` ordered by idle-since, with a count of its logged-in agents ([`dispatch`]). Each
 //! queue orders its calls for positions ([`queue`]). Timers are one `BTreeSet` of [`Timer`]s
