@@ -231,6 +231,32 @@ impl Dashboard {
             }
             let _ = write!(
                 out,
+                "# HELP ivr_queue_overflowed_total Callers of each queue offered to another queue's agents (overflow).\n\
+                 # TYPE ivr_queue_overflowed_total counter\n"
+            );
+            for q in &a.status.queues {
+                let _ = writeln!(
+                    out,
+                    "ivr_queue_overflowed_total{{queue=\"{}\"}} {}",
+                    label(&q.name),
+                    q.overflowed
+                );
+            }
+            let _ = write!(
+                out,
+                "# HELP ivr_queue_overflow_answered_total Other queues' callers each queue's agents answered through an overflow.\n\
+                 # TYPE ivr_queue_overflow_answered_total counter\n"
+            );
+            for q in &a.status.queues {
+                let _ = writeln!(
+                    out,
+                    "ivr_queue_overflow_answered_total{{queue=\"{}\"}} {}",
+                    label(&q.name),
+                    q.overflow_answered
+                );
+            }
+            let _ = write!(
+                out,
                 "# HELP ivr_agents Agents by state.\n\
                  # TYPE ivr_agents gauge\n"
             );
