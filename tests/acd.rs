@@ -1047,3 +1047,186 @@ fn masked_digits_never_reach_the_screen_pop() {
     let rows = calls(&config, 1);
     assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Overflow between queues and agent levels
+
+/// A deployment for overflow and levels: 10020 waits in `billing` with `overflow general when
+/// none_idle`, 10021 with `overflow general after 2s`, 10022 in `vip` (`best_level`) asking for
+/// `level 4`. 2001 is a billing agent of level 1, 2002 a general agent of level 4.
+fn routing_deployment(name: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    fs::create_dir_all(dir.join("flows")).expect("flows");
+    fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
+    let transfer = |node: &str, queue: &str, extra: &str| {
+        format!(
+            "transfer {node} {{\n    queue     {queue}\n    {extra}\n    attach    caller\n    music     hold\n    max_wait  20s -> sorry\n    no_agents -> sorry\n    after     -> bye\n}}\n\n"
+        )
+    };
+    let flow = format!(
+        "flow r {{\n    title    \"routing test\"\n    language zh-CN\n    entry    hello\n}}\n\n\
+         step hello {{\n    play hello\n    if called == \"10020\" -> billing_now\n    if called == \"10021\" -> billing_later\n    goto vip\n}}\n\n\
+         {}{}{}\
+         step sorry {{\n    play sorry\n    hangup\n}}\n\n\
+         step bye {{\n    play bye\n    hangup\n}}\n",
+        transfer("billing_now", "billing", "overflow  general when none_idle"),
+        transfer("billing_later", "billing", "overflow  general after 2s"),
+        transfer("vip", "vip", "level     4"),
+    );
+    fs::write(dir.join("flows/r.flow"), flow).expect("flow r");
+    write_prompts(
+        &dir,
+        &[
+            ("hello", "hello", 400.0, 300),
+            ("hold", "hold", 500.0, 400),
+            ("sorry", "sorry", 700.0, 300),
+            ("bye", "bye", 800.0, 300),
+        ],
+    );
+    fs::write(
+        dir.join("ivr.toml"),
+        format!(
+            r#"{}[queues.billing]
+skills       = ["billing"]
+ring_timeout = "5s"
+wrap_up      = "0s"
+
+[queues.general]
+ring_timeout = "5s"
+wrap_up      = "0s"
+
+[queues.vip]
+strategy     = "best_level"
+ring_timeout = "5s"
+wrap_up      = "0s"
+
+[agents.2001]
+name   = "王芳"
+skills = ["billing"]
+ha1    = "c77c65cb80b98f26c9ce22ff8c3ae0ca"   # pw2001
+
+[agents.2002]
+name   = "李强"
+level  = 4
+ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
+
+[routes]
+default = "r"
+"#,
+            config_head(rtp_range(20))
+        ),
+    )
+    .expect("config");
+    dir.join("ivr.toml")
+}
+
+/// A queue's figure in `GET /agents`.
+fn queue_figure(server: &Server, queue: &str, figure: &str) -> u64 {
+    let (_, _, body) = http_get(server.http(), "/agents");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["queues"]
+        .as_array()
+        .and_then(|q| q.iter().find(|x| x["name"] == queue))
+        .and_then(|g| g[figure].as_u64())
+        .unwrap_or(0)
+}
+
+/// Dials `number` (a caller who waits for the flow to hang up), in the background.
+fn dial(dir: &Path, server: &Server, number: &str) -> Peer {
+    let rtp = free_udp_port().to_string();
+    Peer::spawn(
+        dir,
+        server.addr,
+        "flow_hangs_up.xml",
+        &[
+            "-m", "1", "-s", number, "-key", "caller", CALLER, "-key", "rtpport", &rtp,
+        ],
+    )
+}
+
+#[test]
+fn overflow_when_none_idle_rings_a_general_agent_at_once() {
+    need_sipp!();
+    let config = routing_deployment("overflow-now");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // No billing agent is free (none is logged in); the general agent is.
+    let mut phone = agent(&dir, &server, "2002", "pw2002", "agent_answers.xml", 1);
+    // Without the overflow nobody could take the call: 2002 has no billing skill.
+    let mut call = dial(&dir, &server, "10020");
+    assert!(
+        call.wait(Duration::from_secs(20)) && phone.wait(Duration::from_secs(5)),
+        "{}\n{}\n{}",
+        call.report(),
+        phone.report(),
+        server.log()
+    );
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
+    assert_eq!(rows[0].2.as_deref(), Some("billing"), "{rows:?}");
+    assert_eq!(rows[0].3.as_deref(), Some("2002"), "{rows:?}");
+    assert_eq!(queue_figure(&server, "billing", "overflowed"), 1);
+    assert_eq!(queue_figure(&server, "general", "overflow_answered"), 1);
+}
+
+#[test]
+fn overflow_after_two_seconds_keeps_the_billing_place() {
+    need_sipp!();
+    let config = routing_deployment("overflow-later");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let mut phone = agent(&dir, &server, "2002", "pw2002", "agent_answers.xml", 1);
+    let mut call = dial(&dir, &server, "10021");
+    wait_until("the caller waits in billing", || {
+        queue_figure(&server, "billing", "waiting") == 1
+    });
+    let queued = Instant::now();
+    wait_until("the general agent rings", || {
+        agent_state(&server, "2002") != "available"
+    });
+    let waited = queued.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1_900) && waited < Duration::from_millis(3_500),
+        "rang after {waited:?}"
+    );
+    // While it rings, the caller still holds their place in billing.
+    assert_eq!(queue_figure(&server, "billing", "waiting"), 1);
+    assert_eq!(queue_figure(&server, "billing", "overflowed"), 1);
+    assert!(
+        call.wait(Duration::from_secs(20)) && phone.wait(Duration::from_secs(5)),
+        "{}\n{}\n{}",
+        call.report(),
+        phone.report(),
+        server.log()
+    );
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].3.as_deref(), Some("2002"), "{rows:?}");
+}
+
+#[test]
+fn best_level_rings_the_level_four_agent_first() {
+    need_sipp!();
+    let config = routing_deployment("best-level");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // 2001 (level 1) has been idle longest; 2002 is level 4.
+    let other = agent(&dir, &server, "2001", "pw2001", "agent_answers.xml", 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut phone = agent(&dir, &server, "2002", "pw2002", "agent_answers.xml", 1);
+    let mut call = dial(&dir, &server, "10022");
+    assert!(
+        call.wait(Duration::from_secs(20)) && phone.wait(Duration::from_secs(5)),
+        "{}\n{}\n{}",
+        call.report(),
+        phone.report(),
+        server.log()
+    );
+    assert!(
+        !other.messages().contains("INVITE sip:"),
+        "{}",
+        other.report()
+    );
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].2.as_deref(), Some("vip"), "{rows:?}");
+    assert_eq!(rows[0].3.as_deref(), Some("2002"), "{rows:?}");
+}

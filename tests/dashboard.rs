@@ -139,6 +139,8 @@ fn metrics_and_state_show_calls_by_flow_and_node_queues_agents_and_late_frames()
         "ivr_calls_started_total 0",
         "ivr_calls_ended_total{outcome=\"self_service\"} 0",
         "ivr_queue_waiting{queue=\"general\"} 0",
+        "ivr_queue_overflowed_total{queue=\"general\"} 0",
+        "ivr_queue_overflow_answered_total{queue=\"general\"} 0",
         "ivr_agents{state=\"offline\"} 1",
         "ivr_agents{state=\"available\"} 0",
         "ivr_reloads_total{result=\"failed\"} 0",

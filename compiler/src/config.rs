@@ -70,6 +70,7 @@ struct RawQueue {
     skills: Vec<String>,
     ring_timeout: Option<Spanned<String>>,
     wrap_up: Option<Spanned<String>>,
+    strategy: Option<Spanned<String>>,
 }
 
 /// `[server]`: addresses and limits of `ivr serve`.
@@ -238,6 +239,28 @@ pub struct QueueConfig {
     /// ([`QueueConfig::DEFAULT_WRAP_UP_MS`]).
     #[serde(default)]
     pub wrap_up_ms: Option<u64>,
+    /// `strategy`: which available agent gets a call.
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+/// `[queues.NAME] strategy`: which of the available agents who could take a call gets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// `"longest_idle"` (the default): the agent idle longest.
+    #[default]
+    LongestIdle,
+    /// `"best_level"`: the highest `level` first, then the agent idle longest.
+    BestLevel,
+}
+
+impl Strategy {
+    /// Every strategy with its name, as written in `ivr.toml`.
+    pub const ALL: [(&'static str, Strategy); 2] = [
+        ("longest_idle", Strategy::LongestIdle),
+        ("best_level", Strategy::BestLevel),
+    ];
 }
 
 impl QueueConfig {
@@ -272,6 +295,24 @@ pub struct AgentConfig {
     /// MD5(id:realm:password), hex.
     #[serde(default)]
     pub ha1: String,
+    /// `level`: 1 (the default) to 5; `level N` in a transfer node asks for agents of at
+    /// least N, and `strategy = "best_level"` queues offer calls to the highest level first.
+    #[serde(default)]
+    pub level: Option<u8>,
+}
+
+impl AgentConfig {
+    /// An agent's level when `level` is not given.
+    pub const DEFAULT_LEVEL: u8 = 1;
+    /// The highest level.
+    pub const MAX_LEVEL: u8 = 5;
+
+    /// The level in effect (1..5).
+    pub fn level(&self) -> u8 {
+        self.level
+            .filter(|l| (1..=Self::MAX_LEVEL).contains(l))
+            .unwrap_or(Self::DEFAULT_LEVEL)
+    }
 }
 
 /// The type of a query result field.
@@ -550,6 +591,23 @@ impl Config {
                     .with_hint(format!("`ivr agent-password {id}` prints it")),
                 );
             }
+            if let Some(level) = agent.level
+                && !(1..=AgentConfig::MAX_LEVEL).contains(&level)
+            {
+                diags.push(
+                    Diagnostic::error(
+                        "config",
+                        file,
+                        span,
+                        format!(
+                            "agent `{id}` has level {level}; levels go from 1 to {}, so the agent counts as level {}",
+                            AgentConfig::MAX_LEVEL,
+                            AgentConfig::DEFAULT_LEVEL
+                        ),
+                    )
+                    .with_hint("write `level = 1` (the default) up to `level = 5`"),
+                );
+            }
             config.agents.insert(id, agent);
         }
         for (name, entries) in raw.calendars {
@@ -641,8 +699,8 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
         "queries",
         &["args", "sql", "transaction", "fields", "hash", "timeout"],
     ),
-    ("queues", &["skills", "ring_timeout", "wrap_up"]),
-    ("agents", &["name", "skills", "ha1"]),
+    ("queues", &["skills", "ring_timeout", "wrap_up", "strategy"]),
+    ("agents", &["name", "skills", "ha1", "level"]),
 ];
 
 /// An error for a key the configuration does not know, at its first occurrence.
@@ -1039,10 +1097,48 @@ fn validate_queue(
         );
         None
     };
+    let ring_timeout_ms = duration("ring_timeout", q.ring_timeout, false);
+    let wrap_up_ms = duration("wrap_up", q.wrap_up, true);
     QueueConfig {
-        ring_timeout_ms: duration("ring_timeout", q.ring_timeout, false),
-        wrap_up_ms: duration("wrap_up", q.wrap_up, true),
+        ring_timeout_ms,
+        wrap_up_ms,
         skills: q.skills,
+        strategy: queue_strategy(file, name, q.strategy, diags),
+    }
+}
+
+/// The `strategy` of queue `name`: an unknown one is reported and the default applies.
+fn queue_strategy(
+    file: FileId,
+    name: &str,
+    strategy: Option<Spanned<String>>,
+    diags: &mut Vec<Diagnostic>,
+) -> Strategy {
+    match strategy {
+        None => Strategy::default(),
+        Some(value) => match Strategy::ALL.iter().find(|(n, _)| n == value.get_ref()) {
+            Some(&(_, s)) => s,
+            None => {
+                let hint = crate::suggest::did_you_mean(
+                    value.get_ref(),
+                    Strategy::ALL.iter().map(|(n, _)| *n),
+                )
+                .unwrap_or_else(|| "write \"longest_idle\" (the default) or \"best_level\"".into());
+                diags.push(
+                    Diagnostic::error(
+                        "config",
+                        file,
+                        span_of(&value),
+                        format!(
+                            "queue `{name}` has an unknown strategy `{}`; the queue uses \"longest_idle\"",
+                            value.get_ref()
+                        ),
+                    )
+                    .with_hint(hint),
+                );
+                Strategy::default()
+            }
+        },
     }
 }
 
@@ -1350,6 +1446,32 @@ default   = "hotline"
         assert_eq!(c.queues["vip"].wrap_up(), 0);
         assert_eq!(c.queues["fast"].ring_timeout(), 1_500);
         assert_eq!(c.queues["fast"].wrap_up(), 120_000);
+    }
+
+    #[test]
+    fn strategies_and_levels_parse_and_bad_ones_are_reported() {
+        let text = "[queues.general]\n\n[queues.vip]\nstrategy = \"best_level\"\n\n[queues.odd]\nstrategy = \"best_levl\"\n\n[agents.2001]\nha1 = \"bf715e98225da5507a0ec09b14207408\"\n\n[agents.2002]\nlevel = 4\nha1 = \"bf715e98225da5507a0ec09b14207408\"\n\n[agents.2003]\nlevel = 9\nha1 = \"bf715e98225da5507a0ec09b14207408\"\n";
+        let (c, d) = parse(text);
+        assert_eq!(c.queues["general"].strategy, Strategy::LongestIdle);
+        assert_eq!(c.queues["vip"].strategy, Strategy::BestLevel);
+        assert_eq!(c.queues["odd"].strategy, Strategy::LongestIdle);
+        assert_eq!(c.agents["2001"].level(), 1);
+        assert_eq!(c.agents["2002"].level(), 4);
+        assert_eq!(c.agents["2003"].level(), 1);
+        assert_eq!(d.len(), 2, "{d:?}");
+        let at = |d: &Diagnostic| &text[d.span.start as usize..d.span.end as usize];
+        assert!(
+            d[0].message.contains("unknown strategy `best_levl`"),
+            "{}",
+            d[0].message
+        );
+        assert_eq!(at(&d[0]), "\"best_levl\"");
+        assert!(d[0].hint.as_deref().unwrap_or("").contains("best_level"));
+        assert!(
+            d[1].message.contains("agent `2003` has level 9"),
+            "{}",
+            d[1].message
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_INTER_DIGIT_MS: u64 = 3_000;
 /// Default attempts of a collecting node.
 pub const DEFAULT_ATTEMPTS: u32 = 3;
+/// Most `overflow` clauses in one transfer node.
+pub const MAX_OVERFLOW: usize = 8;
 /// Default lookup timeout when neither the node nor the query sets one.
 pub const DEFAULT_LOOKUP_TIMEOUT_MS: u64 = 3_000;
 /// Default longest recording.
@@ -1492,6 +1494,33 @@ impl Lowerer<'_, '_> {
             )
             .hint = Some("add `no_agents -> NODE` (a message, another number, voice mail)".into());
         }
+        let overflow = self.overflow(t, &destination, max_wait.as_ref().map(|m| m.0));
+        let level = t.level.as_ref().and_then(|l| {
+            let guard = l.guard.as_ref().map(|g| self.condition(g, "a level guard"));
+            if !matches!(destination, p::Destination::Queue(_)) {
+                self.err(
+                    "level-without-queue",
+                    l.span,
+                    "`level` asks the ACD for agents of a level, but this transfer calls a number",
+                )
+                .hint = Some("use `level` with `queue NAME`".into());
+                return None;
+            }
+            match u8::try_from(l.level.node) {
+                Ok(n @ 1..=5) => Some((n, guard)),
+                _ => {
+                    self.err(
+                        "bad-level",
+                        l.level.span,
+                        format!("agent levels go from 1 to 5, not {}", l.level.node),
+                    )
+                    .hint = Some(
+                        "e.g. `level 4 if vip == true` ([agents.ID] level in ivr.toml)".into(),
+                    );
+                    None
+                }
+            }
+        });
         p::Transfer {
             destination,
             skills,
@@ -1503,7 +1532,110 @@ impl Lowerer<'_, '_> {
             max_wait,
             no_agents,
             after,
+            overflow,
+            level,
         }
+    }
+
+    /// The `overflow` clauses of a transfer: their queues exist, differ from the node's own,
+    /// and their waits are positive and shorter than `max_wait`.
+    fn overflow(
+        &mut self,
+        t: &ast::Transfer,
+        destination: &p::Destination,
+        max_wait_ms: Option<u64>,
+    ) -> Vec<p::Overflow> {
+        let own = t
+            .skills
+            .iter()
+            .map(|s| s.node.clone())
+            .fold(Vec::new(), |mut v, s| {
+                if !v.contains(&s) {
+                    v.push(s);
+                }
+                v
+            });
+        let mut out: Vec<p::Overflow> = Vec::new();
+        for o in &t.overflow {
+            let first = match destination {
+                p::Destination::Queue(q) => q,
+                p::Destination::To(_) => {
+                    self.err(
+                        "overflow-without-queue",
+                        o.span,
+                        "`overflow` offers a waiting call to another queue, but this transfer calls a number",
+                    )
+                    .hint = Some("use `overflow` with `queue NAME`".into());
+                    continue;
+                }
+            };
+            let name = &o.queue.name;
+            if !self.env.config.queues.contains_key(name) {
+                let hint = did_you_mean(name, self.env.config.queues.keys().map(String::as_str))
+                    .unwrap_or_else(|| "queues are declared as [queues.NAME] in ivr.toml".into());
+                self.err(
+                    "unknown-queue",
+                    o.queue.span,
+                    format!("there is no queue `{name}` to overflow to"),
+                )
+                .hint = Some(hint);
+                continue;
+            }
+            if name == first {
+                self.err(
+                    "overflow-same-queue",
+                    o.queue.span,
+                    format!("the call already waits in `{name}`: it cannot overflow to it"),
+                )
+                .hint = Some("name another queue, e.g. `overflow general after 30s`".into());
+                continue;
+            }
+            let after_ms = match &o.when {
+                ast::OverflowWhen::After { duration } => {
+                    self.positive(duration, "overflow ... after");
+                    if let Some(max) = max_wait_ms
+                        && duration.node.millis >= max
+                    {
+                        self.warn(
+                            "overflow-after-max-wait",
+                            duration.span,
+                            format!(
+                                "the caller leaves after `max_wait` ({} s), before this overflow ({} s) can apply",
+                                max / 1000,
+                                duration.node.millis / 1000
+                            ),
+                        )
+                        .hint = Some("make the overflow wait shorter than `max_wait`".into());
+                    }
+                    Some(duration.node.millis)
+                }
+                ast::OverflowWhen::NoneIdle { .. } => None,
+            };
+            let rule = p::Overflow {
+                queue: name.clone(),
+                skills: own.clone(),
+                after_ms,
+            };
+            if out.contains(&rule) {
+                self.warn(
+                    "repeated-overflow",
+                    o.span,
+                    format!("this overflow to `{name}` is written twice"),
+                )
+                .hint = Some("remove one of them".into());
+                continue;
+            }
+            if out.len() >= MAX_OVERFLOW {
+                self.err(
+                    "too-many-overflows",
+                    o.span,
+                    format!("a transfer has at most {MAX_OVERFLOW} `overflow` clauses"),
+                );
+                continue;
+            }
+            out.push(rule);
+        }
+        out
     }
 
     fn survey(&mut self, node: &ast::Node, s: &ast::Survey, kind: NodeKind) -> p::Survey {

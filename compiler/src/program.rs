@@ -294,6 +294,24 @@ pub struct Transfer {
     pub no_agents: Option<Edge>,
     /// Where to go when the agent hangs up first; absent: the call ends.
     pub after: Option<Edge>,
+    /// `overflow QUEUE ...` rules, in the node's order.
+    #[serde(default)]
+    pub overflow: Vec<Overflow>,
+    /// `level N [if EXPR]`: the least agent level (2..5) and its guard.
+    #[serde(default)]
+    pub level: Option<(u8, Option<Expr>)>,
+}
+
+/// `overflow QUEUE after D` / `overflow QUEUE when none_idle` of a transfer node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overflow {
+    /// The other queue.
+    pub queue: String,
+    /// The node's own `skills` (the other queue's are added by the ACD).
+    pub skills: Vec<String>,
+    /// After this long (ms) of waiting; `None`: as soon as no agent of the first queue is
+    /// idle (`when none_idle`).
+    pub after_ms: Option<u64>,
 }
 
 /// A transfer destination.

@@ -446,6 +446,48 @@ pub struct Transfer {
     pub no_agents: Option<Target>,
     /// `after -> T`
     pub after: Option<Target>,
+    /// `overflow QUEUE after 30s` / `overflow QUEUE when none_idle`, in order.
+    pub overflow: Vec<Overflow>,
+    /// `level 4 [if EXPR]`
+    pub level: Option<Level>,
+}
+
+/// `overflow general after 30s` or `overflow general when none_idle`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Overflow {
+    /// The other queue.
+    pub queue: Ident,
+    /// When its agents are offered the call too.
+    pub when: OverflowWhen,
+    /// The whole clause.
+    pub span: Span,
+}
+
+/// When an overflow applies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OverflowWhen {
+    /// `after 30s` of waiting.
+    After {
+        /// The wait.
+        duration: Spanned<Duration>,
+    },
+    /// `when none_idle`: as soon as no agent of the first queue is idle.
+    NoneIdle {
+        /// The words `when none_idle`.
+        span: Span,
+    },
+}
+
+/// `level 4 if customer.vip == true`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Level {
+    /// The least agent level (1..5, checked by the compiler).
+    pub level: Spanned<u32>,
+    /// Only when this holds; otherwise any level.
+    pub guard: Option<Expr>,
+    /// The whole clause.
+    pub span: Span,
 }
 
 /// Where a transfer sends the caller.

@@ -172,12 +172,14 @@ pub enum Expectation {
         /// The expected value.
         value: Spanned<Literal>,
     },
-    /// `expect transfer queue general priority 10`
+    /// `expect transfer queue general priority 10 level 4`
     TransferQueue {
         /// The queue.
         queue: Spanned<String>,
         /// The priority, when given.
         priority: Option<Spanned<Decimal>>,
+        /// The agent level asked for (`level N`; 0 for none), when given.
+        level: Option<Spanned<u32>>,
     },
     /// `expect transfer to "sip:..."`
     TransferTo {

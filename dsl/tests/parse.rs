@@ -1096,3 +1096,31 @@ fn pound_key_in_survey_choices_is_a_key_not_a_comment() {
     assert_eq!(keys, ["1", "#", "*"]);
     assert!(s.save.is_some());
 }
+
+#[test]
+fn overflow_and_level_clauses() {
+    let src = with_header(
+        "transfer t {\n    queue billing\n    overflow general after 30s\n    overflow general when none_idle\n    level 4 if vip == true\n}",
+    );
+    let flow = clean(&src);
+    let NodeBody::Transfer(t) = body(&flow, "t") else {
+        panic!()
+    };
+    assert_eq!(t.overflow.len(), 2);
+    assert_eq!(t.overflow[0].queue.name, "general");
+    assert!(
+        matches!(&t.overflow[0].when, ivr_dsl::ast::OverflowWhen::After { duration } if duration.node.millis == 30_000)
+    );
+    assert_eq!(
+        text(&src, t.overflow[1].span),
+        "overflow general when none_idle"
+    );
+    let ivr_dsl::ast::OverflowWhen::NoneIdle { span } = t.overflow[1].when else {
+        panic!()
+    };
+    assert_eq!(text(&src, span), "when none_idle");
+    let level = t.level.unwrap();
+    assert_eq!(level.level.node, 4);
+    assert_eq!(text(&src, level.span), "level 4 if vip == true");
+    assert!(level.guard.is_some());
+}

@@ -189,6 +189,7 @@ fn spec_example_parses() {
             expectation: E::TransferQueue {
                 queue: sp("general"),
                 priority: Some(ivr_dsl::Spanned::new(dec("10"), Default::default())),
+                level: None,
             },
         },
         K::Skip,
@@ -280,11 +281,18 @@ fn blank(kind: &StepKind) -> StepKind {
                     path: sp(&path.node),
                     value: blank_lit(value),
                 },
-                E::TransferQueue { queue, priority } => E::TransferQueue {
+                E::TransferQueue {
+                    queue,
+                    priority,
+                    level,
+                } => E::TransferQueue {
                     queue: sp(&queue.node),
                     priority: priority
                         .as_ref()
                         .map(|p| ivr_dsl::Spanned::new(p.node, Default::default())),
+                    level: level
+                        .as_ref()
+                        .map(|l| ivr_dsl::Spanned::new(l.node, Default::default())),
                 },
                 E::TransferTo { uri } => E::TransferTo { uri: sp(&uri.node) },
                 E::Record { name } => E::Record {
@@ -509,14 +517,24 @@ fn every_expectation_form() {
         b("expect transfer queue general priority 10"),
         E::TransferQueue {
             queue: sp("general"),
-            priority: Some(ivr_dsl::Spanned::new(dec("10"), Default::default()))
+            priority: Some(ivr_dsl::Spanned::new(dec("10"), Default::default())),
+            level: None,
+        }
+    );
+    assert_eq!(
+        b("expect transfer queue vip priority 10 level 4"),
+        E::TransferQueue {
+            queue: sp("vip"),
+            priority: Some(ivr_dsl::Spanned::new(dec("10"), Default::default())),
+            level: Some(ivr_dsl::Spanned::new(4, Default::default())),
         }
     );
     assert_eq!(
         b("expect transfer queue general"),
         E::TransferQueue {
             queue: sp("general"),
-            priority: None
+            priority: None,
+            level: None,
         }
     );
     assert_eq!(

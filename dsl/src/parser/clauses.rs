@@ -4,8 +4,8 @@
 use super::build::{Builder, child, children};
 use super::grammar::Rule;
 use crate::ast::{
-    Answers, Attempts, Destination, Digits, Duration, Expr, Ident, KeyLit, MaxWait, MenuKey,
-    Priority, QueryCall, Question, SayKind, StatementKind, Switch, Target,
+    Answers, Attempts, Destination, Digits, Duration, Expr, Ident, KeyLit, Level, MaxWait, MenuKey,
+    Overflow, OverflowWhen, Priority, QueryCall, Question, SayKind, StatementKind, Switch, Target,
 };
 use crate::span::{Span, Spanned};
 use pest::iterators::Pair;
@@ -57,6 +57,8 @@ pub(crate) enum ClauseKind {
     MaxWait(MaxWait),
     NoAgents(Target),
     After(Target),
+    Overflow(Overflow),
+    Level(Level),
     Question(Question),
     Save(Ident),
     Beep,
@@ -269,6 +271,33 @@ impl Builder<'_> {
             }
             Rule::no_agents_clause => ("no_agents", C::NoAgents(self.one_target(p)?)),
             Rule::after_clause => ("after", C::After(self.one_target(p)?)),
+            Rule::overflow_clause => {
+                let queue = self.one_name(p, "a queue")?;
+                let when = match child(p, Rule::duration) {
+                    Some(_) => OverflowWhen::After {
+                        duration: self.one_duration(p)?,
+                    },
+                    None => {
+                        let when = child(p, Rule::kw_when)?;
+                        let idle = child(p, Rule::kw_none_idle)?;
+                        OverflowWhen::NoneIdle {
+                            span: Span {
+                                start: self.span(&when).start,
+                                end: self.span(&idle).end,
+                            },
+                        }
+                    }
+                };
+                ("overflow", C::Overflow(Overflow { queue, when, span }))
+            }
+            Rule::level_clause => {
+                let level = self.count(&child(p, Rule::uint)?)?;
+                let guard = match child(p, Rule::expr) {
+                    Some(e) => Some(self.expr(&e)?),
+                    None => None,
+                };
+                ("level", C::Level(Level { level, guard, span }))
+            }
             Rule::question_clause => {
                 let names = children(p, Rule::name);
                 let name = self.ident(names.first()?, "a question");

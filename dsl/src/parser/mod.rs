@@ -519,6 +519,8 @@ fn clause_rule(word: &str, src: &str, after: usize) -> Option<Rule> {
         "max_wait" => Rule::max_wait_clause,
         "no_agents" => Rule::no_agents_clause,
         "after" => Rule::after_clause,
+        "overflow" => Rule::overflow_clause,
+        "level" => Rule::level_clause,
         "question" => Rule::question_clause,
         "save" => Rule::save_clause,
         "beep" => Rule::beep_clause,

@@ -81,6 +81,8 @@ pub(crate) const CLAUSE_WORDS: &[&str] = &[
     "max_wait",
     "no_agents",
     "after",
+    "overflow",
+    "level",
     "question",
     "beep",
     "max",
@@ -103,7 +105,7 @@ pub(crate) fn owners(word: &str) -> &'static [Place] {
         "next" => &[INPUT, SURVEY, RECORD],
         "query" | "found" | "missing" | "error" => &[LOOKUP],
         "queue" | "to" | "skills" | "priority" | "attach" | "music" | "announce" | "max_wait"
-        | "no_agents" | "after" => &[TRANSFER],
+        | "no_agents" | "after" | "overflow" | "level" => &[TRANSFER],
         "question" => &[SURVEY],
         "save" => &[SURVEY, RECORD],
         "beep" | "max" | "silence" => &[RECORD],
@@ -340,6 +342,8 @@ impl<'d> Sorter<'d> {
                 ClauseKind::MaxWait(v) => self.set(&mut t.max_wait, v, &at),
                 ClauseKind::NoAgents(v) => self.set(&mut t.no_agents, v, &at),
                 ClauseKind::After(v) => self.set(&mut t.after, v, &at),
+                ClauseKind::Overflow(v) => t.overflow.push(v),
+                ClauseKind::Level(v) => self.set(&mut t.level, v, &at),
                 _ => {}
             }
         }

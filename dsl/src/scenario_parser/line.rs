@@ -621,8 +621,7 @@ impl<'a> Cursor<'_, 'a> {
     }
 
     pub(super) fn expect_transfer(&mut self) -> PResult<Expectation> {
-        let hint =
-            "`expect transfer queue general [priority 10]` or `expect transfer to \"sip:...\"`";
+        let hint = "`expect transfer queue general [priority 10] [level 4]` or `expect transfer to \"sip:...\"`";
         if self.is_word("queue") {
             self.pos += 1;
             let queue = self.simple_name("e.g. `expect transfer queue general`")?;
@@ -641,7 +640,34 @@ impl<'a> Cursor<'_, 'a> {
                     }
                 }
             }
-            return Ok(Expectation::TransferQueue { queue, priority });
+            let mut level = None;
+            if self.is_word("level") {
+                self.pos += 1;
+                let n = match self.peek() {
+                    Some(t) if t.kind == Tk::Number => parse_decimal(self.file, t)
+                        .ok()
+                        .and_then(|d| u32::try_from(d).ok())
+                        .filter(|n| *n <= 5)
+                        .map(|n| Spanned::new(n, t.span)),
+                    _ => None,
+                };
+                match n {
+                    Some(n) => {
+                        self.pos += 1;
+                        level = Some(n);
+                    }
+                    None => {
+                        return Err(self
+                            .expected("a level from 0 to 5 after `level`")
+                            .with_hint("e.g. `level 4` (0: no level asked for)"));
+                    }
+                }
+            }
+            return Ok(Expectation::TransferQueue {
+                queue,
+                priority,
+                level,
+            });
         }
         if self.is_word("to") {
             self.pos += 1;

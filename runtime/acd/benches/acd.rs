@@ -16,6 +16,13 @@
 //!   the `handle_timeout` a second later that sends the 999 new positions (the coalesced
 //!   update, at most one per queue per second).
 //!
+//! Each is run twice: as above, and with the routing rules of issue 18 on (`_routing`):
+//! agents of levels 1 to 5, `tv` and `billing` with `strategy = "best_level"`, one caller in
+//! five asking for `level 4`, billing callers overflowing to `general` `when none_idle` (with
+//! every agent busy: at once, so they wait in two classes) and tv callers to `general`
+//! `after 500ms` (the clock advances 1 ms per step, so a steady share of them overflow while
+//! they wait).
+//!
 //! Between timed steps the state is put back to 200 busy agents and 1,000 waiting callers
 //! (offers answered, callers replaced), untimed where the step measures latency. Before
 //! criterion, each latency is also sampled one operation at a time (p50, p99, max).
@@ -27,8 +34,10 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use indexmap::IndexMap;
-use ivr_acd::{Acd, AcdInput, AcdOut, CallKey, Contact, Machine};
-use ivr_compiler::config::{AgentConfig, Config, QueueConfig};
+use ivr_acd::{
+    Acd, AcdInput, AcdOut, CallKey, Contact, Machine, OverflowRule, OverflowWhen, Routing,
+};
+use ivr_compiler::config::{AgentConfig, Config, QueueConfig, Strategy};
 use ivr_engine::Millis;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -50,7 +59,7 @@ impl Rng {
     }
 }
 
-fn config(wrap_up_ms: u64) -> Config {
+fn config(wrap_up_ms: u64, routing: bool) -> Config {
     let mut c = Config::defaults(Path::new("."));
     for (name, skills) in [
         ("general", vec![]),
@@ -63,6 +72,11 @@ fn config(wrap_up_ms: u64) -> Config {
                 skills: skills.into_iter().map(String::from).collect(),
                 ring_timeout_ms: None,
                 wrap_up_ms: Some(wrap_up_ms),
+                strategy: if routing && name != "general" {
+                    Strategy::BestLevel
+                } else {
+                    Strategy::LongestIdle
+                },
             },
         );
     }
@@ -85,6 +99,7 @@ fn config(wrap_up_ms: u64) -> Config {
                 name: format!("Agent {i}"),
                 skills,
                 ha1: String::new(),
+                level: routing.then_some((i % 5 + 1) as u8),
             },
         );
     }
@@ -97,6 +112,8 @@ struct Caller {
     queue: &'static str,
     skill: Option<&'static str>,
     priority: i64,
+    /// `level 4` (VIPs) or none.
+    level: u8,
 }
 
 /// The ACD with its driver's book-keeping.
@@ -105,6 +122,8 @@ struct Centre {
     now: Millis,
     next_call: CallKey,
     rng: Rng,
+    /// The routing rules on.
+    routing: bool,
     /// Callers waiting (not offered), with what they asked for.
     waiting: IndexMap<CallKey, Caller>,
     /// What answered callers asked for: their replacements ask for the same, so that every
@@ -118,9 +137,10 @@ struct Centre {
 }
 
 impl Centre {
-    fn new(wrap_up_ms: u64) -> Centre {
+    fn new(wrap_up_ms: u64, routing: bool) -> Centre {
         let mut c = Centre {
-            acd: Acd::new(&config(wrap_up_ms)),
+            acd: Acd::new(&config(wrap_up_ms, routing)),
+            routing,
             now: 1_700_000_000_000,
             next_call: 1,
             rng: Rng(0x9E37_79B9_7F4A_7C15),
@@ -172,6 +192,11 @@ impl Centre {
                 _ => None,
             },
             priority: [0, 0, 0, 5, 10][self.rng.below(5) as usize],
+            level: if self.routing && self.rng.below(5) == 0 {
+                4
+            } else {
+                0
+            },
         };
         self.enqueue_caller(caller);
     }
@@ -181,6 +206,7 @@ impl Centre {
         let call = self.next_call;
         self.next_call += 1;
         let skills: Vec<String> = caller.skill.iter().map(|s| s.to_string()).collect();
+        let routing = self.routing_of(caller, skills.clone());
         op(
             &mut self.acd,
             AcdInput::Enqueue {
@@ -188,11 +214,36 @@ impl Centre {
                 queue: caller.queue.to_string(),
                 skills,
                 priority: caller.priority,
+                routing,
             },
             self.now,
             &mut self.out,
         );
         self.waiting.insert(call, caller);
+    }
+
+    /// The routing of a caller: its level, and billing and tv's overflow to general.
+    fn routing_of(&self, caller: Caller, skills: Vec<String>) -> Routing {
+        if !self.routing {
+            return Routing::default();
+        }
+        let when = match caller.queue {
+            "billing" => Some(OverflowWhen::NoneIdle),
+            "tv" => Some(OverflowWhen::After(500)),
+            _ => None,
+        };
+        Routing {
+            level: caller.level,
+            overflow: when
+                .map(|when| OverflowRule {
+                    queue: "general".into(),
+                    skills,
+                    when,
+                })
+                .into_iter()
+                .collect(),
+            transferred: false,
+        }
     }
 
     /// Answers every offer output so far; forgets calls sent to `no_agents`.
@@ -328,7 +379,7 @@ struct Line {
 
 impl Line {
     fn new() -> Line {
-        let mut acd = Acd::new(&config(0));
+        let mut acd = Acd::new(&config(0, false));
         let mut out = Vec::new();
         let now = 1_700_000_000_000;
         let contact = Contact {
@@ -387,6 +438,7 @@ fn general(call: CallKey) -> AcdInput {
         queue: "general".to_string(),
         skills: Vec::new(),
         priority: 0,
+        routing: Routing::default(),
     }
 }
 
@@ -419,55 +471,57 @@ fn sample<C>(name: &str, c: &mut C, n: usize, step: fn(&mut C) -> Duration) {
 }
 
 fn bench(cr: &mut Criterion) {
-    let mut no_wrap = Centre::new(0);
-    let mut wrap = Centre::new(100);
-    let mut mix = Centre::new(0);
-    sample(
-        "conversation_over -> Offer",
-        &mut no_wrap,
-        100_000,
-        end_conversation,
-    );
-    sample(
-        "wrap-up end (handle_timeout) -> Offer",
-        &mut wrap,
-        100_000,
-        end_wrap_up,
-    );
-    sample(
-        "operation mix (5 operations)",
-        &mut mix,
-        100_000,
-        operation_mix,
-    );
-    for c in [&no_wrap, &wrap, &mix] {
-        assert_eq!(c.waiting.len(), WAITING);
-        assert_eq!(c.acd.status(c.now).agents.len(), AGENTS);
-    }
     let mut line = Line::new();
     sample("position walk, 1,000 callers", &mut line, 2_000, walk);
-
-    let mut g = cr.benchmark_group("available_to_offer");
-    g.bench_function("conversation_over", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| end_conversation(&mut no_wrap)).sum())
-    });
-    g.bench_function("wrap_up_end", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| end_wrap_up(&mut wrap)).sum())
-    });
-    g.finish();
-
     let mut g = cr.benchmark_group("positions");
     g.bench_function("walk_1000_callers", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| walk(&mut line)).sum())
     });
     g.finish();
+    for routing in [false, true] {
+        let suffix = if routing { "_routing" } else { "" };
+        let mut no_wrap = Centre::new(0, routing);
+        let mut wrap = Centre::new(100, routing);
+        let mut mix = Centre::new(0, routing);
+        sample(
+            &format!("conversation_over -> Offer{suffix}"),
+            &mut no_wrap,
+            100_000,
+            end_conversation,
+        );
+        sample(
+            &format!("wrap-up end (handle_timeout) -> Offer{suffix}"),
+            &mut wrap,
+            100_000,
+            end_wrap_up,
+        );
+        sample(
+            &format!("operation mix (5 operations){suffix}"),
+            &mut mix,
+            100_000,
+            operation_mix,
+        );
+        for c in [&no_wrap, &wrap, &mix] {
+            assert_eq!(c.waiting.len(), WAITING);
+            assert_eq!(c.acd.status(c.now).agents.len(), AGENTS);
+        }
 
-    let mut g = cr.benchmark_group("queue_operations");
-    g.throughput(Throughput::Elements(5));
-    g.bench_function("mix", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| operation_mix(&mut mix)).sum())
-    });
-    g.finish();
+        let mut g = cr.benchmark_group("available_to_offer");
+        g.bench_function(format!("conversation_over{suffix}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| end_conversation(&mut no_wrap)).sum())
+        });
+        g.bench_function(format!("wrap_up_end{suffix}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| end_wrap_up(&mut wrap)).sum())
+        });
+        g.finish();
+
+        let mut g = cr.benchmark_group("queue_operations");
+        g.throughput(Throughput::Elements(5));
+        g.bench_function(format!("mix{suffix}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| operation_mix(&mut mix)).sum())
+        });
+        g.finish();
+    }
 }
 
 criterion_group!(benches, bench);

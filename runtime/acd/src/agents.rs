@@ -2,10 +2,12 @@
 //! wrap-up.
 
 use super::Timer;
+use super::dispatch::IdleKey;
 use super::queue::CallState;
 use super::{Acd, AcdError, AcdOut, CallKey, Contact, SkillSet};
 use ivr_engine::Millis;
 use serde::Serialize;
+use std::cmp::Reverse;
 
 /// What an agent is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -36,6 +38,8 @@ pub(super) struct Agent {
     pub(super) skill_names: Vec<String>,
     /// The same, interned.
     pub(super) mask: SkillSet,
+    /// Its level, 1..5 (`[agents.ID] level`).
+    pub(super) level: u8,
     /// False once the agent left the configuration (the entry stays, out of every index).
     pub(super) configured: bool,
     /// Registered and configured: counted in its classes' logged-in agents.
@@ -72,6 +76,7 @@ impl Agent {
             name: String::new(),
             skill_names: Vec::new(),
             mask: SkillSet::default(),
+            level: 1,
             configured: true,
             counted: false,
             state: AgentState::Offline,
@@ -88,9 +93,11 @@ impl Agent {
         }
     }
 
-    /// Its entry in the available sets of its classes.
-    pub(super) fn idle_entry(&self, index: usize) -> (Millis, u64, usize) {
-        (self.idle_key.0, self.idle_key.1, index)
+    /// Its entry in the available set of a class (ordered by level first when
+    /// `best_level`).
+    pub(super) fn idle_entry(&self, index: usize, best_level: bool) -> IdleKey {
+        let level = if best_level { self.level } else { 0 };
+        (Reverse(level), self.idle_key.0, self.idle_key.1, index)
     }
 }
 
@@ -126,6 +133,7 @@ impl Acd {
             self.make_available(a, now, false);
             self.pick_call(a, now, out);
         }
+        self.apply_level_flips(now, out);
         Ok(())
     }
 
@@ -192,10 +200,14 @@ impl Acd {
         agent.counted = on;
         for &c in &agent.classes {
             let class = &mut self.classes[c];
+            let before = class.logged_in;
             if on {
                 class.logged_in += 1;
             } else {
                 class.logged_in = class.logged_in.saturating_sub(1);
+            }
+            if class.min_level > 0 && (before == 0) != (class.logged_in == 0) {
+                self.level_flips.push(c);
             }
         }
     }
@@ -211,9 +223,11 @@ impl Acd {
         }
         agent.state = AgentState::Available;
         agent.since = agent.idle_key.0;
-        let entry = agent.idle_entry(a);
         for &c in &agent.classes {
-            self.classes[c].available.insert(entry);
+            let class = &mut self.classes[c];
+            class
+                .available
+                .insert(agent.idle_entry(a, class.best_level));
         }
     }
 
@@ -223,9 +237,11 @@ impl Acd {
         if agent.state != AgentState::Available {
             return;
         }
-        let entry = agent.idle_entry(a);
         for &c in &agent.classes {
-            self.classes[c].available.remove(&entry);
+            let class = &mut self.classes[c];
+            class
+                .available
+                .remove(&agent.idle_entry(a, class.best_level));
         }
     }
 
@@ -294,6 +310,7 @@ impl Acd {
                 }
             }
         }
+        self.apply_level_flips(now, out);
         let classes = std::mem::take(&mut self.agents[a].classes);
         self.sweep_no_agents(&classes, now, out);
         self.agents[a].classes = classes;
@@ -319,8 +336,7 @@ impl Acd {
         };
         self.timers.remove(&(until, Timer::Ring(call)));
         c.state = CallState::Waiting;
-        let key = c.order_key(call);
-        self.classes[c.class].waiting.insert(key);
+        self.wait_insert(call);
         true
     }
 }

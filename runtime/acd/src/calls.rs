@@ -3,22 +3,29 @@
 use super::Timer;
 use super::agents::AgentState;
 use super::queue::{CallState, QueuedCall};
-use super::{Acd, AcdOut, CallKey, Decline};
+use super::routing::{Route, RouteKind};
+use super::{Acd, AcdOut, CallKey, Decline, Routing};
 use ivr_engine::Millis;
-use std::cmp::Reverse;
+
+/// Most overflow rules of one call (a node has a handful; more are ignored).
+pub(crate) const MAX_OVERFLOW: usize = 8;
 
 impl Acd {
     /// Queues `call` in `queue` for an agent with the queue's skills and `skills` (the transfer
-    /// node's), at `priority` (higher is served first). Sends the caller's position, then offers
-    /// the call at once if a qualifying agent is available. When no qualifying agent is logged
-    /// in (or the queue is unknown), the answer is [`AcdOut::NoAgents`] and the call is not
-    /// queued. A call already in the ACD is first taken out as by [`Acd::leave`].
+    /// node's), at `priority` (higher is served first), with `routing` (level, overflow,
+    /// transferred in). Sends the caller's position, then offers the call at once if a
+    /// qualifying agent is available. When no agent who could take it (through its queue or
+    /// an overflow) is logged in, or the queue is unknown, the answer is [`AcdOut::NoAgents`]
+    /// and the call is not queued. A call already in the ACD is first taken out as by
+    /// [`Acd::leave`].
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn enqueue(
         &mut self,
         call: CallKey,
         queue: &str,
         skills: &[String],
         priority: i64,
+        routing: &Routing,
         now: Millis,
         out: &mut Vec<AcdOut>,
     ) {
@@ -35,8 +42,40 @@ impl Acd {
         };
         self.queues[q].offered += 1;
         let mask = self.queues[q].mask.union(&self.skills.set(skills));
-        let class = self.class_for(mask.clone());
-        if self.classes[class].logged_in == 0 {
+        let level = if routing.level <= 1 { 0 } else { routing.level };
+        let best_level = self.queues[q].best_level;
+        let class = self.class_of(mask.clone(), level, best_level);
+        let mut routes = Vec::new();
+        if level > 0 {
+            routes.push(Route {
+                queue: q,
+                skill_names: skills.to_vec(),
+                class: self.class_of(mask.clone(), 0, best_level),
+                kind: RouteKind::LevelFallback,
+                triggered: false,
+            });
+        }
+        for rule in routing.overflow.iter().take(MAX_OVERFLOW) {
+            let Some(&o) = self
+                .queue_ids
+                .get(&rule.queue)
+                .filter(|&&o| o != q && self.queues[o].configured)
+            else {
+                continue;
+            };
+            let mask = self.queues[o].mask.union(&self.skills.set(&rule.skills));
+            let best = self.queues[o].best_level;
+            routes.push(Route {
+                queue: o,
+                skill_names: rule.skills.clone(),
+                class: self.class_of(mask, 0, best),
+                kind: RouteKind::Overflow(rule.when),
+                triggered: false,
+            });
+        }
+        if self.classes[class].logged_in == 0
+            && !routes.iter().any(|r| self.classes[r.class].logged_in > 0)
+        {
             self.queues[q].no_agents += 1;
             out.push(AcdOut::NoAgents { call });
             return;
@@ -48,6 +87,13 @@ impl Acd {
             mask,
             class,
             priority,
+            transferred: routing.transferred,
+            level,
+            routes,
+            overflowed: false,
+            overflow_at: None,
+            queued_at: now,
+            via: q,
             seq: self.seq,
             state: CallState::Waiting,
             tried: Vec::new(),
@@ -56,10 +102,11 @@ impl Acd {
         };
         let key = entry.order_key(call);
         let position = self.queues[q].insert(key, now);
-        self.classes[class].waiting.insert(key);
         self.calls.insert(call, QueuedCall { position, ..entry });
+        self.wait_insert(call);
+        self.schedule_overflow(call);
         out.push(AcdOut::Position { call, position });
-        if self.queues[q].any_behind(Reverse(priority)) {
+        if self.queues[q].any_behind(key.0) {
             self.positions_changed(q, now);
         }
         self.dispatch_call(call, now, out);
@@ -83,6 +130,12 @@ impl Acd {
         self.retrying.remove(&call);
         let key = entry.order_key(call);
         self.classes[entry.class].waiting.remove(&key);
+        for r in &entry.routes {
+            self.classes[r.class].waiting.remove(&key);
+        }
+        if let Some(at) = entry.overflow_at {
+            self.timers.remove(&(at, Timer::Overflow(call)));
+        }
         let q = entry.queue;
         self.queues[q].remove(key);
         self.queues[q].abandoned += 1;
@@ -114,11 +167,15 @@ impl Acd {
         };
         c.state = CallState::Connected { agent };
         c.tried.clear();
-        let (q, key) = (c.queue, c.order_key(call));
+        let (q, key, via) = (c.queue, c.order_key(call), c.via);
         self.timers.remove(&(until, Timer::Ring(call)));
+        self.drop_overflow_timer(call);
         self.retrying.remove(&call);
         self.queues[q].remove(key);
         self.queues[q].answered += 1;
+        if via != q {
+            self.queues[via].overflow_answered += 1;
+        }
         self.positions_changed(q, now);
         self.set_state(agent, AgentState::OnCall, now);
         self.agents[agent].answered += 1;
@@ -160,7 +217,7 @@ impl Acd {
         let Some(entry) = self.calls.remove(&call) else {
             return;
         };
-        let wrap_up = self.queues[entry.queue].wrap_up;
+        let wrap_up = self.queues[entry.via].wrap_up;
         self.agents[agent].call = None;
         if !self.agents[agent].counted || wrap_up <= 0 {
             self.agent_free(agent, now, false, out);

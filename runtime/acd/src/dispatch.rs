@@ -11,61 +11,88 @@ use super::Timer;
 use super::agents::AgentState;
 use super::queue::{CallState, OrderKey};
 use super::{Acd, AcdOut, CallKey, RETRY_PAUSE_MS, SkillSet};
+use crate::routing::OverflowWhen;
 use ivr_engine::Millis;
+use std::cmp::Reverse;
 use std::collections::BTreeSet;
+
+/// An available agent's place in a class: (its level when the class orders by level, else
+/// 0, highest first; available since; availability number; agent).
+pub(super) type IdleKey = (Reverse<u8>, Millis, u64, usize);
 
 /// The calls needing one set of skills, and the agents who have them.
 #[derive(Debug)]
 pub(super) struct Class {
     /// The skills needed.
     pub(super) mask: SkillSet,
+    /// The least agent level (0: any).
+    pub(super) min_level: u8,
+    /// Available agents ordered by level first (`strategy = "best_level"`).
+    pub(super) best_level: bool,
     /// Waiting calls (not ringing, not connected), best first; resting calls included.
     pub(super) waiting: BTreeSet<OrderKey>,
-    /// Available qualifying agents, idle longest first: (since, availability number, agent).
-    pub(super) available: BTreeSet<(Millis, u64, usize)>,
+    /// Available qualifying agents, best first ([`IdleKey`]).
+    pub(super) available: BTreeSet<IdleKey>,
     /// Qualifying agents logged in (any state but offline).
     pub(super) logged_in: u32,
 }
 
+impl Class {
+    /// Whether `agent` (configured) qualifies for this class's calls.
+    pub(super) fn admits(&self, agent: &super::agents::Agent) -> bool {
+        agent.configured && agent.level >= self.min_level && self.mask.is_subset(&agent.mask)
+    }
+}
+
 impl Acd {
-    /// The class of calls needing `mask`, created (with its qualifying agents) if new.
-    pub(super) fn class_for(&mut self, mask: SkillSet) -> usize {
-        if let Some(&c) = self.class_ids.get(&mask) {
+    /// The class of calls needing `mask` and agents of at least `min_level`, with available
+    /// agents ordered by level first when `best_level`; created (with its qualifying agents)
+    /// if new.
+    pub(super) fn class_for(&mut self, mask: SkillSet, min_level: u8, best_level: bool) -> usize {
+        let id_key = (mask, min_level, best_level);
+        if let Some(&c) = self.class_ids.get(&id_key) {
             return c;
         }
         let id = self.classes.len();
         let mut class = Class {
-            mask,
+            mask: id_key.0.clone(),
+            min_level,
+            best_level,
             waiting: BTreeSet::new(),
             available: BTreeSet::new(),
             logged_in: 0,
         };
         for (i, agent) in self.agents.iter_mut().enumerate() {
-            if agent.configured && class.mask.is_subset(&agent.mask) {
+            if class.admits(agent) {
                 agent.classes.push(id);
                 if agent.counted {
                     class.logged_in += 1;
                 }
                 if agent.state == AgentState::Available {
-                    class.available.insert(agent.idle_entry(i));
+                    class.available.insert(agent.idle_entry(i, best_level));
                 }
             }
         }
-        self.class_ids.insert(class.mask.clone(), id);
+        self.class_ids.insert(id_key, id);
         self.classes.push(class);
         id
     }
 
     /// Rings agent `a` (available) for `call` (waiting).
     fn offer(&mut self, call: CallKey, a: usize, now: Millis, out: &mut Vec<AcdOut>) {
-        let Some(c) = self.calls.get_mut(&call) else {
+        if !self.calls.contains_key(&call) {
             return;
-        };
+        }
         let Some(contact) = self.agents[a].contact.clone() else {
             return;
         };
-        self.classes[c.class].waiting.remove(&c.order_key(call));
-        let until = now.saturating_add(self.queues[c.queue].ring_timeout);
+        let via = self.via(call, a);
+        self.wait_remove(call);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.via = via;
+        let until = now.saturating_add(self.queues[via].ring_timeout);
         c.state = CallState::Ringing { agent: a, until };
         self.timers.insert((until, Timer::Ring(call)));
         self.leave_available(a);
@@ -78,9 +105,11 @@ impl Acd {
         });
     }
 
-    /// Offers a waiting call to the available qualifying agent idle longest that has not
-    /// tried it. When every qualifying logged-in agent has tried it, the tried set is cleared;
-    /// if one of them is available, the call pauses for [`RETRY_PAUSE_MS`] first.
+    /// Offers a waiting call to the best available qualifying agent that has not tried it:
+    /// through its own class first, then (once none there is idle: `overflow ... when
+    /// none_idle` triggers) through its active routes in order. When every qualifying
+    /// logged-in agent has tried it, the tried set is cleared; if one of them is available,
+    /// the call pauses for [`RETRY_PAUSE_MS`] first.
     pub(super) fn dispatch_call(&mut self, call: CallKey, now: Millis, out: &mut Vec<AcdOut>) {
         let Some(c) = self.calls.get(&call) else {
             return;
@@ -88,20 +117,37 @@ impl Acd {
         if c.state != CallState::Waiting {
             return;
         }
-        let class = &self.classes[c.class];
-        let pick = class
-            .available
-            .iter()
-            .map(|&(_, _, a)| a)
-            .find(|a| !c.tried.contains(a));
-        if let Some(a) = pick {
+        let pick = |acd: &Acd, class: usize| {
+            acd.classes[class]
+                .available
+                .iter()
+                .map(|&(_, _, _, a)| a)
+                .find(|a| !acd.calls.get(&call).is_some_and(|c| c.tried.contains(a)))
+        };
+        if let Some(a) = pick(self, c.class) {
             self.offer(call, a, now, out);
             return;
         }
+        if !c.routes.is_empty() {
+            self.trigger_overflow(call, |w| w == OverflowWhen::NoneIdle);
+            let classes = self.active_classes(call);
+            for &(class, _) in classes.iter().skip(1) {
+                if let Some(a) = pick(self, class) {
+                    self.offer(call, a, now, out);
+                    return;
+                }
+            }
+        }
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         if c.tried.is_empty() || !self.tried_everyone(call) {
             return;
         }
-        let anyone_available = !class.available.is_empty();
+        let anyone_available = self
+            .active_classes(call)
+            .iter()
+            .any(|&(class, _)| !self.classes[class].available.is_empty());
         self.retrying.remove(&call);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -142,21 +188,21 @@ impl Acd {
         }
     }
 
-    /// Whether every qualifying logged-in agent has tried `call`.
+    /// Whether every qualifying logged-in agent (of every class the call is offered through)
+    /// has tried `call`.
     pub(super) fn tried_everyone(&self, call: CallKey) -> bool {
         let Some(c) = self.calls.get(&call) else {
             return false;
         };
-        let class = &self.classes[c.class];
-        let tried = c
-            .tried
-            .iter()
-            .filter(|&&a| {
-                let agent = &self.agents[a];
-                agent.counted && class.mask.is_subset(&agent.mask)
-            })
-            .count();
-        u32::try_from(tried).unwrap_or(u32::MAX) >= class.logged_in
+        self.active_classes(call).iter().all(|&(class, _)| {
+            let class = &self.classes[class];
+            let tried = c
+                .tried
+                .iter()
+                .filter(|&&a| self.agents[a].counted && class.admits(&self.agents[a]))
+                .count();
+            u32::try_from(tried).unwrap_or(u32::MAX) >= class.logged_in
+        })
     }
 
     /// Calls of these classes that nobody logged in can take any more leave their queues
@@ -167,12 +213,37 @@ impl Acd {
         now: Millis,
         out: &mut Vec<AcdOut>,
     ) {
-        for &c in classes {
-            if self.classes[c].logged_in > 0 || self.classes[c].waiting.is_empty() {
-                continue;
-            }
-            let waiting = std::mem::take(&mut self.classes[c].waiting);
-            for (_, _, call) in waiting {
+        let zero: Vec<usize> = classes
+            .iter()
+            .copied()
+            .filter(|&c| self.classes[c].logged_in == 0)
+            .collect();
+        if zero.is_empty() {
+            return;
+        }
+        let mut candidates: BTreeSet<OrderKey> = zero
+            .iter()
+            .flat_map(|&c| self.classes[c].waiting.iter().copied())
+            .collect();
+        // Waiting calls whose not yet triggered overflow led to one of these classes.
+        candidates.extend(
+            self.calls
+                .iter()
+                .filter(|(_, c)| {
+                    matches!(c.state, CallState::Waiting | CallState::Resting { .. })
+                        && c.routes.iter().any(|r| zero.contains(&r.class))
+                })
+                .map(|(&k, c)| c.order_key(k)),
+        );
+        {
+            let gone: Vec<CallKey> = candidates
+                .into_iter()
+                .map(|(_, _, call)| call)
+                .filter(|&call| !self.reachable(call))
+                .collect();
+            for call in gone {
+                self.wait_remove(call);
+                self.drop_overflow_timer(call);
                 let Some(entry) = self.calls.remove(&call) else {
                     continue;
                 };

@@ -20,9 +20,15 @@
 //! - After a conversation the agent is in wrap-up for the queue's `wrap_up`, then available.
 //! - A call whose skills no logged-in agent has (away agents count as logged in) is not queued
 //!   ([`AcdOut::NoAgents`]); waiting calls get the same when their last agent logs out.
+//! - [`Routing`] ([`routing`]): `overflow QUEUE after D | when none_idle` offers a waiting call
+//!   to another queue's agents too, keeping its place and time; `level N` asks for agents of
+//!   level N or more while one is logged in; `strategy = "best_level"` queues offer to the
+//!   highest level first; calls transferred in by an agent rank above every flow priority.
 //!
 //! Data structures: skills are interned to bitmasks ([`skills`]); waiting calls are grouped by
-//! requirement class (the skill mask they need), each class holding its waiting calls in a
+//! requirement class (the skill mask they need, the least agent level, whether agents are
+//! ordered by level; a call with routes is in each class it may be taken through), each class
+//! holding its waiting calls in a
 //! `BTreeSet` ordered by (priority, arrival) and its available qualifying agents in a
 //! `BTreeSet` ordered by idle-since, with a count of its logged-in agents ([`dispatch`]). Each
 //! queue orders its calls for positions ([`queue`]). Timers are one `BTreeSet` of [`Timer`]s
@@ -34,6 +40,7 @@ mod dispatch;
 mod machine;
 mod queue;
 mod reload;
+mod routing;
 mod skills;
 mod status;
 #[cfg(test)]
@@ -43,6 +50,7 @@ mod timers;
 pub use agents::AgentState;
 pub use ivr_sansio::Machine;
 pub use machine::AcdInput;
+pub use routing::{OverflowRule, OverflowWhen, Routing};
 pub use status::{AcdStatus, AgentStatus, QueueStatus};
 
 use agents::Agent;
@@ -69,6 +77,8 @@ enum Timer {
     Expiry(usize),
     /// Positions of this queue are due.
     Positions(usize),
+    /// An `overflow ... after` of this call is due.
+    Overflow(CallKey),
 }
 
 /// How long a call pauses after every qualifying agent has been tried and the tried set is
@@ -172,8 +182,11 @@ pub struct Acd {
     queue_ids: HashMap<String, usize>,
     /// Requirement classes by index.
     classes: Vec<Class>,
-    /// Skill mask to class index.
-    class_ids: HashMap<SkillSet, usize>,
+    /// Requirement (skill mask, least agent level, ordered by level) to class index.
+    class_ids: HashMap<(SkillSet, u8, bool), usize>,
+    /// Classes asking for a level whose count of logged-in agents went from 0 to more or
+    /// back since it was last looked at (their calls' level fallback turns on or off).
+    level_flips: Vec<usize>,
     /// Every call in the ACD: waiting, ringing, or connected until its conversation is over.
     calls: HashMap<CallKey, QueuedCall>,
     /// Calls with a non-empty tried set (checked again when an agent logs out).

@@ -2,7 +2,7 @@
 //! [`Machine::handle_input`], timers fire in [`Machine::handle_timeout`], and what the driver
 //! must do comes out of [`Machine::poll_output`].
 
-use crate::{Acd, AcdOut, CallKey, Contact, Decline};
+use crate::{Acd, AcdOut, CallKey, Contact, Decline, Routing};
 use ivr_compiler::config::Config;
 use ivr_sansio::{Machine, Millis};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub enum AcdInput {
     /// Queue `call` in `queue` for an agent with the queue's skills and `skills` (the transfer
-    /// node's), at `priority` (higher first). See [`Acd::enqueue`].
+    /// node's), at `priority` (higher first), with `routing`. See [`Acd::enqueue`].
     Enqueue {
         /// The call.
         call: CallKey,
@@ -21,6 +21,8 @@ pub enum AcdInput {
         skills: Vec<String>,
         /// Higher is served first.
         priority: i64,
+        /// Level, overflow rules, transferred in.
+        routing: Routing,
     },
     /// The caller left (hung up, or its flow gave up waiting).
     Leave(CallKey),
@@ -74,7 +76,8 @@ impl Machine for Acd {
                 queue,
                 skills,
                 priority,
-            } => self.enqueue(call, &queue, &skills, priority, now, &mut out),
+                routing,
+            } => self.enqueue(call, &queue, &skills, priority, &routing, now, &mut out),
             AcdInput::Leave(call) => self.leave(call, now, &mut out),
             AcdInput::Answered(call) => self.answered(call, now, &mut out),
             AcdInput::Declined { call, why } => self.declined(call, why, now, &mut out),

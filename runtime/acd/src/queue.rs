@@ -8,8 +8,11 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-/// Where a call stands in every ordered index: higher priority first, then earlier arrival.
-pub(super) type OrderKey = (Reverse<i64>, u64, CallKey);
+/// A call's rank: transferred in by an agent first, then higher priority.
+pub(super) type Rank = (bool, i64);
+
+/// Where a call stands in every ordered index: higher rank first, then earlier arrival.
+pub(super) type OrderKey = (Reverse<Rank>, u64, CallKey);
 
 /// A queue of the configuration (`[queues.NAME]`).
 #[derive(Debug)]
@@ -24,12 +27,14 @@ pub(super) struct Queue {
     pub(super) ring_timeout: Millis,
     /// How long an agent wraps up after a call of this queue.
     pub(super) wrap_up: Millis,
+    /// `strategy = "best_level"`: the highest level first, then longest idle.
+    pub(super) best_level: bool,
     /// False once the queue left the configuration (kept while calls of it remain).
     pub(super) configured: bool,
     /// Every queued call (waiting or ringing), in order.
     pub(super) order: BTreeSet<OrderKey>,
     /// How many queued calls have each priority (positions at enqueue without a walk).
-    pub(super) per_priority: BTreeMap<Reverse<i64>, u32>,
+    pub(super) per_priority: BTreeMap<Reverse<Rank>, u32>,
     /// Arrival number to arrival time of queued calls (the longest wait).
     pub(super) arrivals: BTreeMap<u64, Millis>,
     /// Calls that entered the queue (including those answered `NoAgents` at once).
@@ -40,6 +45,10 @@ pub(super) struct Queue {
     pub(super) abandoned: u64,
     /// Calls sent down their `no_agents` path.
     pub(super) no_agents: u64,
+    /// Calls of this queue that overflowed (were also offered to another queue's agents).
+    pub(super) overflowed: u64,
+    /// Calls of other queues that this queue's agents answered through an overflow.
+    pub(super) overflow_answered: u64,
     /// When positions are next walked, if some may have changed.
     pub(super) positions_due: Option<Millis>,
     /// When positions were last walked.
@@ -55,6 +64,7 @@ impl Queue {
             mask: Default::default(),
             ring_timeout: 0,
             wrap_up: 0,
+            best_level: false,
             configured: true,
             order: BTreeSet::new(),
             per_priority: BTreeMap::new(),
@@ -63,6 +73,8 @@ impl Queue {
             answered: 0,
             abandoned: 0,
             no_agents: 0,
+            overflowed: 0,
+            overflow_answered: 0,
             positions_due: None,
             last_walk: None,
         }
@@ -91,8 +103,8 @@ impl Queue {
         self.arrivals.remove(&key.1);
     }
 
-    /// Whether calls of a lower priority than `priority` are queued.
-    pub(super) fn any_behind(&self, priority: Reverse<i64>) -> bool {
+    /// Whether calls of a lower rank than `priority` are queued.
+    pub(super) fn any_behind(&self, priority: Reverse<Rank>) -> bool {
         self.per_priority
             .range((Bound::Excluded(priority), Bound::Unbounded))
             .next()
@@ -137,6 +149,20 @@ pub(super) struct QueuedCall {
     pub(super) class: usize,
     /// Its priority (higher first).
     pub(super) priority: i64,
+    /// Transferred in by an agent (before any priority).
+    pub(super) transferred: bool,
+    /// The least agent level asked for (0: any).
+    pub(super) level: u8,
+    /// Other classes it may be offered through (level fallback, overflows).
+    pub(super) routes: Vec<super::routing::Route>,
+    /// Whether an overflow of it was triggered.
+    pub(super) overflowed: bool,
+    /// When its next `overflow ... after` is due.
+    pub(super) overflow_at: Option<Millis>,
+    /// When it entered its queue.
+    pub(super) queued_at: Millis,
+    /// The queue through which it was last offered (its own or an overflow's).
+    pub(super) via: usize,
     /// Its arrival number (first come first served within a priority).
     pub(super) seq: u64,
     /// Where it is.
@@ -152,7 +178,7 @@ pub(super) struct QueuedCall {
 impl QueuedCall {
     /// Its key in the ordered indexes.
     pub(super) fn order_key(&self, key: CallKey) -> OrderKey {
-        (Reverse(self.priority), self.seq, key)
+        (Reverse((self.transferred, self.priority)), self.seq, key)
     }
 
     /// The agent ringing for it or talking with it.

@@ -4,9 +4,10 @@
 use super::Timer;
 use super::agents::{Agent, AgentState};
 use super::queue::{CallState, Queue};
+use super::routing::RouteKind;
 use super::skills::SkillTable;
 use super::{Acd, AcdOut, millis};
-use ivr_compiler::config::Config;
+use ivr_compiler::config::{Config, Strategy};
 use ivr_engine::Millis;
 
 impl Acd {
@@ -35,6 +36,7 @@ impl Acd {
             queue.skill_names = qc.skills.clone();
             queue.ring_timeout = millis(qc.ring_timeout()).max(1);
             queue.wrap_up = millis(qc.wrap_up());
+            queue.best_level = qc.strategy == Strategy::BestLevel;
         }
         let mut removed = Vec::new();
         for (a, agent) in self.agents.iter().enumerate() {
@@ -55,6 +57,7 @@ impl Acd {
             agent.configured = true;
             agent.name = ac.name.clone();
             agent.skill_names = ac.skills.clone();
+            agent.level = ac.level();
         }
         // Removed agents leave every index; a ringing offer goes back to waiting.
         let mut cancelled = Vec::new();
@@ -93,15 +96,15 @@ impl Acd {
             self.dispatch_call(call, now, out);
         }
         self.recheck_retrying(now, out);
-        let mut available: Vec<(Millis, u64, usize)> = self
+        let mut available: Vec<super::dispatch::IdleKey> = self
             .agents
             .iter()
             .enumerate()
             .filter(|(_, a)| a.state == AgentState::Available)
-            .map(|(i, a)| a.idle_entry(i))
+            .map(|(i, a)| a.idle_entry(i, false))
             .collect();
         available.sort_unstable();
-        for (_, _, a) in available {
+        for (_, _, _, a) in available {
             self.pick_call(a, now, out);
         }
         // Drop queues that left the configuration and have no call any more from the status.
@@ -132,19 +135,45 @@ impl Acd {
         self.skills = table;
         self.classes.clear();
         self.class_ids.clear();
-        let mut calls: Vec<_> = self
+        self.level_flips.clear();
+        let mut keys: Vec<_> = self
             .calls
             .iter()
-            .map(|(&key, c)| (key, c.mask.clone(), c.state, c.order_key(key)))
+            .map(|(&k, c)| (c.order_key(k), k))
             .collect();
-        calls.sort_unstable_by_key(|c| c.3);
-        for (key, mask, state, order) in calls {
-            let class = self.class_for(mask);
+        keys.sort_unstable();
+        for &(_, key) in &keys {
+            let Some(c) = self.calls.get(&key) else {
+                continue;
+            };
+            let best = self.queues[c.queue].best_level;
+            let (mask, level) = (c.mask.clone(), c.level);
+            let mut routes = c.routes.clone();
+            let class = self.class_of(mask.clone(), level, best);
+            for r in &mut routes {
+                let q = &self.queues[r.queue];
+                let (best, level) = match r.kind {
+                    RouteKind::LevelFallback => (best, 0),
+                    RouteKind::Overflow(_) => (q.best_level, 0),
+                };
+                let mask = match r.kind {
+                    RouteKind::LevelFallback => mask.clone(),
+                    RouteKind::Overflow(_) => q.mask.union(&self.skills.set(&r.skill_names)),
+                };
+                r.class = self.class_of(mask, level, best);
+            }
             if let Some(c) = self.calls.get_mut(&key) {
                 c.class = class;
+                c.routes = routes;
             }
-            if matches!(state, CallState::Waiting | CallState::Resting { .. }) {
-                self.classes[class].waiting.insert(order);
+        }
+        for &(_, key) in &keys {
+            let waiting = self
+                .calls
+                .get(&key)
+                .is_some_and(|c| matches!(c.state, CallState::Waiting | CallState::Resting { .. }));
+            if waiting {
+                self.wait_insert(key);
             }
         }
     }

@@ -23,6 +23,8 @@ pub struct AgentStatus {
     pub name: String,
     /// Its skills.
     pub skills: Vec<String>,
+    /// Its level (1..5).
+    pub level: u8,
     /// What it is doing.
     pub state: AgentState,
     /// Since when (ms, the driver's clock); 0 when it has not changed state since the ACD
@@ -57,6 +59,10 @@ pub struct QueueStatus {
     pub abandoned: u64,
     /// Calls sent down their `no_agents` path.
     pub no_agents: u64,
+    /// Calls of this queue that overflowed (were also offered to another queue's agents).
+    pub overflowed: u64,
+    /// Calls of other queues this queue's agents answered through an overflow.
+    pub overflow_answered: u64,
     /// Its ring timeout, ms.
     pub ring_timeout_ms: i64,
     /// Its wrap-up time, ms.
@@ -82,6 +88,7 @@ impl Acd {
                 id: a.id.clone(),
                 name: a.name.clone(),
                 skills: a.skill_names.clone(),
+                level: a.level,
                 state: a.state,
                 since: a.since,
                 call: a.call,
@@ -105,6 +112,8 @@ impl Acd {
                 answered: q.answered,
                 abandoned: q.abandoned,
                 no_agents: q.no_agents,
+                overflowed: q.overflowed,
+                overflow_answered: q.overflow_answered,
                 ring_timeout_ms: q.ring_timeout,
                 wrap_up_ms: q.wrap_up,
             })
@@ -124,6 +133,7 @@ mod tests {
             id: "2001".into(),
             name: "Wang Fang".into(),
             skills: Vec::new(),
+            level: 1,
             state: AgentState::OnCall,
             since: 1,
             call: Some(u64::MAX - 1),

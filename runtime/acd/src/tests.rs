@@ -21,6 +21,7 @@ fn config(queues: &[Q], agents: &[(&str, &[&str])]) -> Config {
                 skills: skills.iter().map(|s| s.to_string()).collect(),
                 ring_timeout_ms: *ring,
                 wrap_up_ms: *wrap,
+                strategy: Default::default(),
             },
         );
     }
@@ -31,10 +32,28 @@ fn config(queues: &[Q], agents: &[(&str, &[&str])]) -> Config {
                 name: format!("Agent {id}"),
                 skills: skills.iter().map(|s| s.to_string()).collect(),
                 ha1: String::new(),
+                level: None,
             },
         );
     }
     c
+}
+
+/// Sets agents' levels (by their index in the configuration) and which queues use
+/// `strategy = "best_level"`.
+fn with_levels(c: &mut Config, best: &[(&str, bool)], level: impl Fn(usize) -> u8) {
+    for (i, agent) in c.agents.values_mut().enumerate() {
+        agent.level = Some(level(i));
+    }
+    for (name, on) in best {
+        if let Some(q) = c.queues.get_mut(*name) {
+            q.strategy = if *on {
+                ivr_compiler::config::Strategy::BestLevel
+            } else {
+                ivr_compiler::config::Strategy::LongestIdle
+            };
+        }
+    }
 }
 
 fn contact(id: &str) -> Contact {
@@ -95,9 +114,27 @@ impl T {
     }
 
     fn enqueue(&mut self, call: CallKey, queue: &str, node: &[&str], priority: i64) -> Vec<AcdOut> {
+        self.enqueue_with(call, queue, node, priority, &Routing::default())
+    }
+
+    fn enqueue_with(
+        &mut self,
+        call: CallKey,
+        queue: &str,
+        node: &[&str],
+        priority: i64,
+        routing: &Routing,
+    ) -> Vec<AcdOut> {
         let mut out = Vec::new();
-        self.acd
-            .enqueue(call, queue, &skills(node), priority, self.now, &mut out);
+        self.acd.enqueue(
+            call,
+            queue,
+            &skills(node),
+            priority,
+            routing,
+            self.now,
+            &mut out,
+        );
         self.done(out)
     }
 
@@ -203,7 +240,7 @@ fn offers(out: &[AcdOut]) -> Vec<(CallKey, String)> {
 fn check_invariants(acd: &Acd) {
     for (ci, class) in acd.classes.iter().enumerate() {
         let qualifying: Vec<usize> = (0..acd.agents.len())
-            .filter(|&a| acd.agents[a].configured && class.mask.is_subset(&acd.agents[a].mask))
+            .filter(|&a| class.admits(&acd.agents[a]))
             .collect();
         let logged_in = qualifying
             .iter()
@@ -215,20 +252,20 @@ fn check_invariants(acd: &Acd) {
             .copied()
             .filter(|&a| acd.agents[a].state == AgentState::Available)
             .collect();
-        let mut indexed: Vec<usize> = class.available.iter().map(|e| e.2).collect();
+        let mut indexed: Vec<usize> = class.available.iter().map(|e| e.3).collect();
         indexed.sort_unstable();
         assert_eq!(indexed, available, "class {ci} available agents");
         for &(_, _, key) in &class.waiting {
             let call = &acd.calls[&key];
-            assert_eq!(call.class, ci);
+            assert!(
+                acd.active_classes(key).iter().any(|&(c, _)| c == ci),
+                "call {key} waits in class {ci} it is not offered through"
+            );
             assert!(matches!(
                 call.state,
                 CallState::Waiting | CallState::Resting { .. }
             ));
-            assert!(
-                class.logged_in > 0,
-                "call {key} waits with nobody logged in"
-            );
+            assert!(acd.reachable(key), "call {key} waits with nobody logged in");
             if call.state == CallState::Waiting {
                 for &a in &available {
                     assert!(
@@ -238,8 +275,14 @@ fn check_invariants(acd: &Acd) {
                     );
                 }
                 assert!(
-                    !acd.tried_everyone(key),
-                    "call {key} waits with every agent tried"
+                    call.tried.is_empty() || !acd.tried_everyone(key),
+                    "call {key} waits with every agent tried: {:?} {:?} {:?}",
+                    call.tried,
+                    call.routes,
+                    acd.active_classes(key)
+                        .iter()
+                        .map(|&(c, q)| (c, q, acd.classes[c].logged_in, acd.classes[c].min_level))
+                        .collect::<Vec<_>>()
                 );
             }
         }
@@ -278,9 +321,27 @@ fn check_invariants(acd: &Acd) {
     }
     for (&key, call) in &acd.calls {
         let in_queue = acd.queues[call.queue].order.contains(&call.order_key(key));
-        let in_class = acd.classes[call.class]
-            .waiting
-            .contains(&call.order_key(key));
+        let active = acd.active_classes(key);
+        let order = call.order_key(key);
+        let in_class = acd.classes[call.class].waiting.contains(&order);
+        if matches!(call.state, CallState::Waiting | CallState::Resting { .. }) {
+            for &(c, _) in &active {
+                assert!(
+                    acd.classes[c].waiting.contains(&order),
+                    "call {key} missing in {c}: {:?} primary {} {}",
+                    call.routes,
+                    call.class,
+                    acd.classes[call.class].logged_in
+                );
+            }
+        } else {
+            for r in &call.routes {
+                assert!(!acd.classes[r.class].waiting.contains(&order));
+            }
+        }
+        if let Some(at) = call.overflow_at {
+            assert!(acd.timers.contains(&(at, Timer::Overflow(key))));
+        }
         match call.state {
             CallState::Waiting => assert!(in_queue && in_class),
             CallState::Resting { until } => {
@@ -1021,6 +1082,7 @@ fn status_reports_agents_and_queues() {
             id: "a".into(),
             name: "Agent a".into(),
             skills: vec!["mandarin".into()],
+            level: 1,
             state: AgentState::Ringing,
             since: t.now - 5 * S,
             call: Some(1),
@@ -1041,6 +1103,8 @@ fn status_reports_agents_and_queues() {
             no_agents: 0,
             ring_timeout_ms: 20_000,
             wrap_up_ms: 5_000,
+            overflowed: 0,
+            overflow_answered: 0,
         }]
     );
     let json = serde_json::to_value(&s).expect("serialises");
@@ -1089,14 +1153,16 @@ fn random_operations_keep_every_index_consistent() {
         let agents: Vec<(&str, &[&str])> = (0..n)
             .map(|i| (agent_ids[i].as_str(), agent_skills[i].as_slice()))
             .collect();
-        config(
+        let mut c = config(
             &[
                 ("general", &[], Some(8_000), Some(2_000)),
                 ("billing", &["billing"], Some(5_000), Some(0)),
                 ("tv", &["tv"], None, None),
             ],
             &agents,
-        )
+        );
+        with_levels(&mut c, &[("tv", true)], |i| (i % 5 + 1) as u8);
+        c
     };
     for seed in 1..=20u64 {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
@@ -1136,11 +1202,28 @@ fn random_operations_keep_every_index_consistent() {
                         .filter(|_| rng.below(4) == 0)
                         .map(|s| s.to_string())
                         .collect();
+                    let mut routing = Routing {
+                        level: [0, 0, 3, 5][rng.below(4) as usize],
+                        overflow: Vec::new(),
+                        transferred: rng.below(8) == 0,
+                    };
+                    for _ in 0..rng.below(3) {
+                        routing.overflow.push(OverflowRule {
+                            queue: ["general", "billing", "tv"][rng.below(3) as usize].into(),
+                            skills: node.clone(),
+                            when: if rng.below(2) == 0 {
+                                OverflowWhen::NoneIdle
+                            } else {
+                                OverflowWhen::After(rng.below(10_000) as i64)
+                            },
+                        });
+                    }
                     t.acd.enqueue(
                         next_call,
                         queue,
                         &node,
                         rng.below(3) as i64 * 5,
+                        &routing,
                         t.now,
                         &mut out,
                     );
@@ -1251,6 +1334,7 @@ fn the_machine_takes_operations_and_gives_outputs_in_order() {
             queue: "general".into(),
             skills: Vec::new(),
             priority: 0,
+            routing: Routing::default(),
         },
         now,
     );
@@ -1270,4 +1354,358 @@ fn the_machine_takes_operations_and_gives_outputs_in_order() {
             .any(|o| matches!(o, AcdOut::Cancel { call: 7, .. })),
         "{outs:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Overflow, levels, transferred-in calls
+
+fn overflow(queue: &str, when: OverflowWhen) -> Routing {
+    Routing {
+        overflow: vec![OverflowRule {
+            queue: queue.into(),
+            skills: Vec::new(),
+            when,
+        }],
+        ..Routing::default()
+    }
+}
+
+/// billing (specialists, 2001) and general (2002, who has no billing skill).
+fn billing_and_general() -> T {
+    T::new(
+        &[
+            ("billing", &["billing"], None, Some(0)),
+            ("general", &[], None, Some(0)),
+        ],
+        &[("2001", &["billing"]), ("2002", &[])],
+    )
+}
+
+#[test]
+fn overflow_when_none_idle_rings_a_general_agent_at_once() {
+    let mut t = billing_and_general();
+    t.register("2001");
+    t.register("2002");
+    t.away("2001", true);
+    let out = t.enqueue_with(
+        1,
+        "billing",
+        &[],
+        0,
+        &overflow("general", OverflowWhen::NoneIdle),
+    );
+    assert_eq!(out, vec![pos(1, 1), offer(1, "2002")]);
+    let billing = t.queue("billing");
+    assert_eq!(
+        (billing.waiting, billing.overflowed),
+        (1, 1),
+        "its place is kept"
+    );
+    t.answered(1);
+    let (billing, general) = (t.queue("billing"), t.queue("general"));
+    assert_eq!((billing.answered, billing.waiting), (1, 0));
+    assert_eq!((general.overflow_answered, general.offered), (1, 0));
+}
+
+#[test]
+fn overflow_when_none_idle_waits_for_the_specialist_who_is_idle() {
+    let mut t = billing_and_general();
+    t.register("2002");
+    t.register("2001");
+    let out = t.enqueue_with(
+        1,
+        "billing",
+        &[],
+        0,
+        &overflow("general", OverflowWhen::NoneIdle),
+    );
+    assert_eq!(out, vec![pos(1, 1), offer(1, "2001")]);
+    assert_eq!(t.queue("billing").overflowed, 0);
+}
+
+#[test]
+fn overflow_after_offers_general_agents_after_the_wait_keeping_the_billing_place() {
+    let mut t = billing_and_general();
+    t.register("2001");
+    t.register("2002");
+    t.away("2001", true);
+    let rule = overflow("general", OverflowWhen::After(2 * S));
+    assert_eq!(t.enqueue_with(1, "billing", &[], 0, &rule), vec![pos(1, 1)]);
+    t.now += 1;
+    assert_eq!(t.enqueue(2, "billing", &[], 0), vec![pos(2, 2)]);
+    assert_eq!(
+        offers(&t.advance(2 * S - 2)),
+        vec![],
+        "not before two seconds"
+    );
+    let out = t.advance(1);
+    assert_eq!(offers(&out), vec![(1, "2002".into())]);
+    // The first caller still holds the head of billing while a general agent rings.
+    assert_eq!(t.queue("billing").waiting, 2);
+    assert_eq!(t.queue("billing").overflowed, 1);
+    // The general agent lets it ring out: a billing agent coming back takes it first.
+    let out = t.declined(1, Decline::NoAnswer);
+    assert_eq!(offers(&out), vec![]);
+    let out = t.away("2001", false);
+    assert_eq!(offers(&out), vec![(1, "2001".into())]);
+}
+
+#[test]
+fn an_overflowed_call_keeps_its_time_among_the_other_queues_callers() {
+    let mut t = billing_and_general();
+    t.register("2001");
+    t.register("2002");
+    t.away("2001", true);
+    t.away("2002", true);
+    let rule = overflow("general", OverflowWhen::After(5 * S));
+    t.enqueue_with(1, "billing", &[], 0, &rule);
+    t.now += S;
+    t.enqueue(2, "general", &[], 0);
+    t.advance(5 * S);
+    // Both wait for general agents; the billing caller came first.
+    let out = t.away("2002", false);
+    assert_eq!(offers(&out), vec![(1, "2002".into())]);
+}
+
+#[test]
+fn whichever_agent_is_free_first_takes_an_overflowed_call() {
+    let mut t = billing_and_general();
+    t.register("2001");
+    t.register("2002");
+    t.away("2001", true);
+    t.away("2002", true);
+    t.enqueue_with(
+        1,
+        "billing",
+        &[],
+        0,
+        &overflow("general", OverflowWhen::NoneIdle),
+    );
+    let out = t.away("2001", false);
+    assert_eq!(offers(&out), vec![(1, "2001".into())]);
+    t.answered(1);
+    assert_eq!(t.queue("general").overflow_answered, 0);
+}
+
+#[test]
+fn a_call_overflowing_to_a_staffed_queue_waits_instead_of_no_agents() {
+    let mut t = billing_and_general();
+    t.register("2002");
+    t.away("2002", true);
+    let out = t.enqueue(1, "billing", &[], 0);
+    assert_eq!(out, vec![AcdOut::NoAgents { call: 1 }]);
+    let rule = overflow("general", OverflowWhen::After(30 * S));
+    assert_eq!(t.enqueue_with(2, "billing", &[], 0, &rule), vec![pos(2, 1)]);
+    // The last general agent logs out: nobody could take it any more.
+    let out = t.unregister("2002");
+    assert_eq!(out, vec![AcdOut::NoAgents { call: 2 }]);
+    assert!(!t.acd.contains(2));
+}
+
+#[test]
+fn an_overflow_uses_that_queues_ring_timeout_and_wrap_up() {
+    let mut t = T::new(
+        &[
+            ("billing", &["billing"], Some(20 * S as u64), Some(0)),
+            ("general", &[], Some(5 * S as u64), Some(7 * S as u64)),
+        ],
+        &[("2001", &["billing"]), ("2002", &[])],
+    );
+    t.register("2002");
+    t.register("2001");
+    t.away("2001", true);
+    t.enqueue_with(
+        1,
+        "billing",
+        &[],
+        0,
+        &overflow("general", OverflowWhen::NoneIdle),
+    );
+    let out = t.advance(5 * S);
+    assert_eq!(
+        out.first(),
+        Some(&cancel(1, "2002")),
+        "general's 5 s ring timeout"
+    );
+    // The away billing agent still counts: 2002 is not rung again until 2001 logs out.
+    assert_eq!(offers(&t.advance(10 * S)), vec![]);
+    t.unregister("2001");
+    let out = t.advance(RETRY_PAUSE_MS);
+    assert_eq!(offers(&out), vec![(1, "2002".into())]);
+    t.answered(1);
+    t.over(1);
+    assert_eq!(t.state("2002"), AgentState::WrapUp);
+    t.advance(7 * S - 1);
+    assert_eq!(t.state("2002"), AgentState::WrapUp);
+    t.advance(1);
+    assert_eq!(t.state("2002"), AgentState::Available);
+}
+
+fn leveled(queues: &[Q], agents: &[(&str, &[&str], u8)], best: &[&str]) -> T {
+    let plain: Vec<(&str, &[&str])> = agents.iter().map(|(a, s, _)| (*a, *s)).collect();
+    let mut c = config(queues, &plain);
+    let levels: Vec<u8> = agents.iter().map(|a| a.2).collect();
+    let best: Vec<(&str, bool)> = best.iter().map(|q| (*q, true)).collect();
+    with_levels(&mut c, &best, |i| levels[i]);
+    T {
+        acd: Acd::new(&c),
+        now: 1_000_000,
+    }
+}
+
+#[test]
+fn best_level_rings_the_highest_level_first_then_the_longest_idle() {
+    let mut t = leveled(
+        &[("vip", &[], None, Some(0)), ("general", &[], None, Some(0))],
+        &[("2001", &[], 1), ("2002", &[], 4), ("2003", &[], 4)],
+        &["vip"],
+    );
+    t.register("2001");
+    t.now += 1;
+    t.register("2003");
+    t.now += 1;
+    t.register("2002");
+    assert_eq!(t.status("2003").level, 4);
+    // best_level: of the two level-4 agents, 2003 has been idle longer; 2001 longest of all.
+    assert_eq!(
+        offers(&t.enqueue(1, "vip", &[], 0)),
+        vec![(1, "2003".into())]
+    );
+    assert_eq!(
+        offers(&t.enqueue(2, "vip", &[], 0)),
+        vec![(2, "2002".into())]
+    );
+    assert_eq!(
+        offers(&t.enqueue(3, "vip", &[], 0)),
+        vec![(3, "2001".into())]
+    );
+    // longest_idle (general) ignores levels.
+    let mut t = leveled(
+        &[("general", &[], None, Some(0))],
+        &[("2001", &[], 1), ("2002", &[], 4)],
+        &[],
+    );
+    t.register("2001");
+    t.now += 1;
+    t.register("2002");
+    assert_eq!(
+        offers(&t.enqueue(1, "general", &[], 0)),
+        vec![(1, "2001".into())]
+    );
+}
+
+#[test]
+fn a_level_holds_while_such_an_agent_is_logged_in() {
+    let mut t = leveled(
+        &[("general", &[], None, Some(0))],
+        &[("2001", &[], 1), ("2002", &[], 4)],
+        &[],
+    );
+    t.register("2001");
+    t.register("2002");
+    t.away("2002", true);
+    let vip = Routing {
+        level: 4,
+        ..Routing::default()
+    };
+    // The level-4 agent is away but logged in: the caller waits for them.
+    assert_eq!(t.enqueue_with(1, "general", &[], 0, &vip), vec![pos(1, 1)]);
+    // A plain caller behind is served by the level-1 agent.
+    assert_eq!(
+        offers(&t.enqueue(2, "general", &[], 0)),
+        vec![(2, "2001".into())]
+    );
+    t.serve(2);
+    assert_eq!(t.state("2001"), AgentState::Available);
+    // Back: the level-4 agent takes the VIP.
+    assert_eq!(offers(&t.away("2002", false)), vec![(1, "2002".into())]);
+    t.serve(1);
+    // Without a level-4 agent logged in, anyone takes a VIP.
+    t.unregister("2002");
+    let out = t.enqueue_with(3, "general", &[], 0, &vip);
+    assert_eq!(offers(&out), vec![(3, "2001".into())]);
+    t.serve(3);
+    t.away("2001", true);
+    t.register("2002");
+    t.away("2002", true);
+    t.enqueue_with(4, "general", &[], 0, &vip);
+    t.away("2001", false);
+    assert_eq!(
+        t.state("2001"),
+        AgentState::Available,
+        "level 4 holds again"
+    );
+    // The last level-4 agent logs out while the VIP waits: the level-1 agent is rung.
+    assert_eq!(offers(&t.unregister("2002")), vec![(4, "2001".into())]);
+}
+
+#[test]
+fn a_vip_waits_for_level_four_then_overflows_to_general() {
+    let mut t = leveled(
+        &[("vip", &[], None, Some(0)), ("general", &[], None, Some(0))],
+        &[("2001", &[], 1), ("2002", &[], 4)],
+        &["vip"],
+    );
+    t.register("2001");
+    t.register("2002");
+    t.away("2002", true);
+    let routing = Routing {
+        level: 4,
+        overflow: vec![OverflowRule {
+            queue: "general".into(),
+            skills: Vec::new(),
+            when: OverflowWhen::After(20 * S),
+        }],
+        transferred: false,
+    };
+    assert_eq!(t.enqueue_with(1, "vip", &[], 10, &routing), vec![pos(1, 1)]);
+    assert_eq!(offers(&t.advance(20 * S - 1)), vec![]);
+    assert_eq!(offers(&t.advance(1)), vec![(1, "2001".into())]);
+}
+
+#[test]
+fn transferred_calls_are_served_before_any_priority() {
+    let mut t = T::new(&[("general", &[], None, Some(0))], &[("2001", &[])]);
+    t.register("2001");
+    t.away("2001", true);
+    t.enqueue(1, "general", &[], 10);
+    t.now += 1;
+    t.enqueue(2, "general", &[], 0);
+    t.now += 1;
+    let transferred = Routing {
+        transferred: true,
+        ..Routing::default()
+    };
+    assert_eq!(
+        t.enqueue_with(3, "general", &[], 0, &transferred),
+        vec![pos(3, 1)]
+    );
+    assert_eq!(offers(&t.away("2001", false)), vec![(3, "2001".into())]);
+}
+
+#[test]
+fn overflow_routes_survive_a_reload() {
+    let mut t = billing_and_general();
+    t.register("2001");
+    t.register("2002");
+    t.away("2001", true);
+    t.away("2002", true);
+    t.enqueue_with(
+        1,
+        "billing",
+        &[],
+        0,
+        &overflow("general", OverflowWhen::NoneIdle),
+    );
+    let mut out = Vec::new();
+    let c = config(
+        &[
+            ("billing", &["billing"], None, Some(0)),
+            ("general", &[], None, Some(0)),
+        ],
+        &[("2001", &["billing"]), ("2002", &[]), ("2003", &[])],
+    );
+    t.acd.reconfigure(&c, t.now, &mut out);
+    check_invariants(&t.acd);
+    assert_eq!(offers(&t.away("2002", false)), vec![(1, "2002".into())]);
 }

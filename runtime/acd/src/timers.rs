@@ -55,6 +55,7 @@ impl Acd {
                         self.go_offline(agent, now, out);
                     }
                 }
+                Timer::Overflow(call) => self.overflow_due(call, at, now, out),
                 Timer::Positions(q) => {
                     if self.queues[q].positions_due == Some(at) {
                         self.send_positions(q, now, out);

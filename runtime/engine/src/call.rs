@@ -654,6 +654,15 @@ impl Call {
                         }
                     }
                 };
+                let level = match &t.level {
+                    None => 0,
+                    Some((n, None)) => *n,
+                    Some((n, Some(g))) => match self.holds(g, cx) {
+                        Some(true) => *n,
+                        Some(false) => 0,
+                        None => return,
+                    },
+                };
                 let mut attach = Vec::with_capacity(t.attach.len());
                 for (_, e) in &t.attach {
                     match self.scope_eval(e, cx.now) {
@@ -664,6 +673,7 @@ impl Call {
                 cx.out.push_back(Command::Transfer {
                     node: self.node,
                     priority,
+                    level,
                     attach,
                 });
                 self.phase = Phase::Waiting;

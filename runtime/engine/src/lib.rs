@@ -317,6 +317,9 @@ pub enum Command {
         node: NodeId,
         /// The computed priority (0 when absent or its guard is false).
         priority: i64,
+        /// The least agent level asked for (`level N [if EXPR]`; 0 when absent or its guard
+        /// is false).
+        level: u8,
         /// Attached call data, in the order of the node's `attach`.
         attach: Vec<Value>,
     },
@@ -415,10 +418,20 @@ impl fmt::Debug for Command {
             Command::Transfer {
                 node,
                 priority,
+                level: 0,
                 attach,
             } => write!(
                 f,
                 "Transfer {{ node: {node}, priority: {priority}, attach: {attach:?} }}"
+            ),
+            Command::Transfer {
+                node,
+                priority,
+                level,
+                attach,
+            } => write!(
+                f,
+                "Transfer {{ node: {node}, priority: {priority}, level: {level}, attach: {attach:?} }}"
             ),
             Command::CancelTransfer => f.write_str("CancelTransfer"),
             Command::StartRecording { node } => write!(f, "StartRecording({node})"),

@@ -68,6 +68,8 @@ pub enum AcdMsg {
         skills: Vec<String>,
         /// Its priority.
         priority: i64,
+        /// Level, overflow rules, transferred in.
+        routing: ivr_acd::Routing,
         /// What the agent sees.
         pop: Box<ScreenPop>,
         /// Where the call hears back.
@@ -303,6 +305,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             queue,
             skills,
             priority,
+            routing,
             pop,
             to,
         } => {
@@ -322,6 +325,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 queue: queue.clone(),
                 skills,
                 priority,
+                routing,
             };
             feed(acd, input, now, out);
             let refused = out[from..]
@@ -593,6 +597,7 @@ mod tests {
                     skills: Vec::new(),
                     ring_timeout_ms: Some(15_000),
                     wrap_up_ms: Some(0),
+                    strategy: Default::default(),
                 },
             );
             for id in ["2001", "2002"] {
@@ -602,6 +607,7 @@ mod tests {
                         name: id.into(),
                         skills: Vec::new(),
                         ha1: String::new(),
+                        level: None,
                     },
                 );
             }
@@ -652,6 +658,7 @@ mod tests {
                 queue: "general".into(),
                 skills: Vec::new(),
                 priority: 0,
+                routing: ivr_acd::Routing::default(),
                 pop: Box::new(pop),
                 to: self.to.clone(),
             };
@@ -835,6 +842,7 @@ mod tests {
                 name: "A".into(),
                 skills: Vec::new(),
                 ha1: String::new(),
+                level: None,
             },
         );
         let (acd, mut changes) = AcdTask::start(&c, None);

@@ -203,6 +203,8 @@ impl Dashboard {
                             "answered": q.answered,
                             "abandoned": q.abandoned,
                             "no_agents": q.no_agents,
+                            "overflowed": q.overflowed,
+                            "overflow_answered": q.overflow_answered,
                             "today": today,
                             "messages_unheard": unheard.get(&q.name).copied().unwrap_or(0),
                         })
@@ -323,6 +325,32 @@ impl Dashboard {
                     "ivr_queue_longest_wait_seconds{{queue=\"{}\"}} {:.3}",
                     label(&q.name),
                     q.longest_wait_ms as f64 / 1000.0
+                );
+            }
+            let _ = write!(
+                out,
+                "# HELP ivr_queue_overflowed_total Callers of each queue offered to another queue's agents (overflow).\n\
+                 # TYPE ivr_queue_overflowed_total counter\n"
+            );
+            for q in &a.status.queues {
+                let _ = writeln!(
+                    out,
+                    "ivr_queue_overflowed_total{{queue=\"{}\"}} {}",
+                    label(&q.name),
+                    q.overflowed
+                );
+            }
+            let _ = write!(
+                out,
+                "# HELP ivr_queue_overflow_answered_total Other queues' callers each queue's agents answered through an overflow.\n\
+                 # TYPE ivr_queue_overflow_answered_total counter\n"
+            );
+            for q in &a.status.queues {
+                let _ = writeln!(
+                    out,
+                    "ivr_queue_overflow_answered_total{{queue=\"{}\"}} {}",
+                    label(&q.name),
+                    q.overflow_answered
                 );
             }
             let _ = write!(

@@ -197,6 +197,8 @@ mod tests {
             answered: 0,
             abandoned: 0,
             no_agents: 0,
+            overflowed: 0,
+            overflow_answered: 0,
             ring_timeout_ms: 0,
             wrap_up_ms: 0,
         };

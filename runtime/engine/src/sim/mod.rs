@@ -468,12 +468,18 @@ impl Simulation {
                     Err(e) => self.error = Some(e),
                 }
             }
-            Command::Transfer { node, priority, .. } => {
+            Command::Transfer {
+                node,
+                priority,
+                level,
+                ..
+            } => {
                 let flow = Arc::clone(self.call.flow());
                 if let Body::Transfer(t) = &flow.program.nodes[*node as usize].body {
                     self.record(Entry::Transfer {
                         destination: t.destination.clone(),
                         priority: *priority,
+                        level: *level,
                     });
                 }
                 self.transfer_active = true;

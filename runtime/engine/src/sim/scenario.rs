@@ -375,10 +375,20 @@ fn describe(e: &Expectation) -> String {
         Expectation::Var { path, value } => {
             format!("var {} == {}", path.node, lit_text(&value.node))
         }
-        Expectation::TransferQueue { queue, priority } => match priority {
-            Some(p) => format!("transfer queue {} priority {}", queue.node, p.node),
-            None => format!("transfer queue {}", queue.node),
-        },
+        Expectation::TransferQueue {
+            queue,
+            priority,
+            level,
+        } => {
+            let mut text = format!("transfer queue {}", queue.node);
+            if let Some(p) = priority {
+                text.push_str(&format!(" priority {}", p.node));
+            }
+            if let Some(l) = level {
+                text.push_str(&format!(" level {}", l.node));
+            }
+            text
+        }
         Expectation::TransferTo { uri } => format!("transfer to \"{}\"", uri.node),
         Expectation::Record { name } => format!("record {}", name.node),
         Expectation::Saved { table, fields } => {
@@ -411,16 +421,22 @@ fn entry_matches(e: &Expectation, entry: &Entry) -> bool {
                     || (*masked && value.node == Literal::Text("***".into())))
         }
         (
-            Expectation::TransferQueue { queue, priority },
+            Expectation::TransferQueue {
+                queue,
+                priority,
+                level,
+            },
             Entry::Transfer {
                 destination: Destination::Queue(q),
                 priority: p,
+                level: l,
             },
         ) => {
             queue.node == *q
                 && priority
                     .as_ref()
                     .is_none_or(|x| x.node == Decimal::from(*p))
+                && level.as_ref().is_none_or(|x| x.node == u32::from(*l))
         }
         (
             Expectation::TransferTo { uri },

@@ -38,6 +38,8 @@ pub enum Entry {
         destination: Destination,
         /// With what priority.
         priority: i64,
+        /// Agents of at least this level asked for (0: any).
+        level: u8,
     },
     /// Recording started.
     Record {
@@ -69,7 +71,11 @@ impl fmt::Display for Entry {
             Entry::Transfer {
                 destination,
                 priority,
+                level,
             } => match destination {
+                Destination::Queue(q) if *level > 0 => {
+                    write!(f, "transfer queue {q} priority {priority} level {level}")
+                }
                 Destination::Queue(q) => write!(f, "transfer queue {q} priority {priority}"),
                 Destination::To(uri) => write!(f, "transfer to \"{uri}\""),
             },

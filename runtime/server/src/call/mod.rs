@@ -399,8 +399,9 @@ impl Driver {
             Command::Transfer {
                 node,
                 priority,
+                level,
                 attach,
-            } => self.start_transfer(*node, *priority, attach),
+            } => self.start_transfer(*node, *priority, *level, attach),
             Command::CancelTransfer => self.end_transfer(LeaveReason::MaxWait),
             Command::StartRecording { node } => {
                 let flow = Arc::clone(self.call.flow());

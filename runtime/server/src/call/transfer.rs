@@ -52,6 +52,7 @@ impl Driver {
         &mut self,
         node: NodeId,
         priority: i64,
+        level: u8,
         attach: &[ivr_engine::value::Value],
     ) {
         let flow = Arc::clone(self.call.flow());
@@ -64,7 +65,7 @@ impl Driver {
             Destination::Queue(queue) => {
                 let key = random_u64();
                 // Whether it waits is the ACD's answer: `queued` (then a position) or `no_agents`.
-                tracing::info!(queue = %queue, priority, "transfer to a queue: asking the ACD");
+                tracing::info!(queue = %queue, priority, level, "transfer to a queue: asking the ACD");
                 self.transfer = Some(Transfer {
                     key: Some(key),
                     connected: false,
@@ -74,6 +75,24 @@ impl Driver {
                     queue: queue.clone(),
                     skills: t.skills.clone(),
                     priority,
+                    routing: ivr_acd::Routing {
+                        level,
+                        overflow: t
+                            .overflow
+                            .iter()
+                            .map(|o| ivr_acd::OverflowRule {
+                                queue: o.queue.clone(),
+                                skills: o.skills.clone(),
+                                when: match o.after_ms {
+                                    Some(ms) => ivr_acd::OverflowWhen::After(
+                                        i64::try_from(ms).unwrap_or(i64::MAX),
+                                    ),
+                                    None => ivr_acd::OverflowWhen::NoneIdle,
+                                },
+                            })
+                            .collect(),
+                        transferred: false,
+                    },
                     pop: Box::new(pop),
                     to: self.queue_tx.clone(),
                 });
