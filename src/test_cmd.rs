@@ -192,6 +192,8 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, TestError> {
                     transcript: Vec::new(),
                     visits: Vec::new(),
                     outcome: None,
+                    ended_by: None,
+                    served: Vec::new(),
                 }
             } else {
                 scenario::run(s, &shown, &text, &flows, data.for_scenario())

@@ -184,21 +184,23 @@ impl Dashboard {
     /// The other series: calls started and ended, queues, agents, the pacer's lateness.
     pub async fn metrics(&self, out: &mut String) {
         let started = self.calls().started();
-        let ended = self.calls().ended();
         let _ = write!(
             out,
             "# HELP ivr_calls_started_total Calls whose flow started, since start.\n\
              # TYPE ivr_calls_started_total counter\n\
              ivr_calls_started_total {started}\n\
-             # HELP ivr_calls_ended_total Calls whose flow ended, since start, by outcome.\n\
+             # HELP ivr_calls_ended_total Calls whose flow ended, since start, by flow and outcome (transferred, callback, abandoned, message, self_service, failed, not_served).\n\
              # TYPE ivr_calls_ended_total counter\n"
         );
-        for (o, n) in live_calls::OUTCOMES.iter().zip(ended) {
-            let _ = writeln!(
-                out,
-                "ivr_calls_ended_total{{outcome=\"{}\"}} {n}",
-                o.as_str()
-            );
+        for (flow, ended) in self.calls().ended_by_flow() {
+            for (o, n) in live_calls::OUTCOMES.iter().zip(ended) {
+                let _ = writeln!(
+                    out,
+                    "ivr_calls_ended_total{{flow=\"{}\",outcome=\"{}\"}} {n}",
+                    label(&flow),
+                    o.as_str()
+                );
+            }
         }
         if let Some(a) = self.acd().await {
             let _ = write!(

@@ -3,7 +3,9 @@
 
 use super::{DataSource, Entry, PromptBook, QueryError, Simulation};
 use crate::value::Value;
-use crate::{CallInfo, Channel, Exit, Flow, Millis, Outcome, QueryResult, TransferUpdate};
+use crate::{
+    CallInfo, Channel, EndedBy, Exit, Flow, Millis, Outcome, QueryResult, TransferUpdate,
+};
 use chrono::{NaiveDate, NaiveTime};
 use indexmap::IndexMap;
 use ivr_compiler::config::{FieldType, QueryDef};
@@ -59,6 +61,10 @@ pub struct ScenarioResult {
     pub visits: Vec<(NodeId, Option<Exit>)>,
     /// How the call ended, if it did.
     pub outcome: Option<Outcome>,
+    /// Who ended it, if it ended.
+    pub ended_by: Option<EndedBy>,
+    /// The self-service tasks it completed (`served`), in order.
+    pub served: Vec<String>,
 }
 
 impl ScenarioResult {
@@ -215,11 +221,19 @@ pub enum Unmet {
     #[error("but the call has no variable `{0}`")]
     NoVariable(String),
     /// `outcome NAME` with a name that is no outcome.
-    #[error("but that is not an outcome: self_service, transferred, abandoned or failed")]
+    #[error(
+        "but that is not an outcome: transferred, callback, abandoned, message, self_service, failed or not_served"
+    )]
     NotAnOutcome,
     /// `outcome NAME`: the call ended otherwise.
     #[error("but the call ended as {}", .0.as_str())]
     EndedAs(Outcome),
+    /// `ended_by NAME` with a name that is none of caller, flow, agent, system.
+    #[error("but that is not who can end a call: caller, flow, agent or system")]
+    NotAnEnder,
+    /// `ended_by NAME`: someone else ended the call.
+    #[error("but the call was ended by the {}", .0.as_str())]
+    EndedByOther(EndedBy),
     /// `outcome NAME`: the call goes on.
     #[error("but the call has not ended")]
     NotEnded,
@@ -376,7 +390,9 @@ fn describe(e: &Expectation) -> String {
             format!("saved {} {{ {} }}", table.node, f.join(", "))
         }
         Expectation::Hangup => "hangup".into(),
+        Expectation::Served { task } => format!("served {}", task.node),
         Expectation::Outcome { outcome } => format!("outcome {}", outcome.node),
+        Expectation::EndedBy { by } => format!("ended_by {}", by.node),
     }
 }
 
@@ -435,6 +451,7 @@ fn entry_matches(e: &Expectation, entry: &Entry) -> bool {
                 })
         }
         (Expectation::Hangup, Entry::Hangup) => true,
+        (Expectation::Served { task }, Entry::Served { task: t }) => task.node == *t,
         _ => false,
     }
 }
@@ -442,7 +459,10 @@ fn entry_matches(e: &Expectation, entry: &Entry) -> bool {
 fn is_transcript_expectation(e: &Expectation) -> bool {
     !matches!(
         e,
-        Expectation::Node { .. } | Expectation::Var { .. } | Expectation::Outcome { .. }
+        Expectation::Node { .. }
+            | Expectation::Var { .. }
+            | Expectation::Outcome { .. }
+            | Expectation::EndedBy { .. }
     )
 }
 
@@ -528,6 +548,19 @@ impl Runner<'_> {
         }
     }
 
+    /// Lets the call run until it ends (within the wait limit).
+    fn run_to_end(&mut self) {
+        let limit = self.sim.now() + WAIT_LIMIT_MS;
+        while !self.sim.call().is_ended() {
+            match self.sim.next_event_time() {
+                Some(t) if t <= limit => {
+                    self.sim.step();
+                }
+                _ => break,
+            }
+        }
+    }
+
     fn check_error(&self, line: usize, what: impl Into<String>) -> Result<(), Box<Mismatch>> {
         match &self.sim.error {
             Some(err) => Err(self.fail(line, what, Unmet::Query(err.clone()))),
@@ -553,6 +586,8 @@ pub fn run(
         transcript: Vec::new(),
         visits: Vec::new(),
         outcome: None,
+        ended_by: None,
+        served: Vec::new(),
     };
     let Some(flow_name) = &scenario.flow else {
         result.failure = Some(ScenarioError::NoFlow {
@@ -654,6 +689,8 @@ pub fn run(
     result.transcript = r.sim.transcript().iter().map(|e| e.to_string()).collect();
     result.visits = r.sim.visits.clone();
     result.outcome = r.sim.call().outcome();
+    result.ended_by = r.sim.call().ended_by();
+    result.served = r.sim.call().served().to_vec();
     result
 }
 
@@ -782,18 +819,21 @@ fn expect(r: &mut Runner, e: &Expectation, line: usize) -> Result<(), Box<Mismat
             let Some(want) = Outcome::parse(&outcome.node) else {
                 return Err(r.fail(line, describe(e), Unmet::NotAnOutcome));
             };
-            let limit = r.sim.now() + WAIT_LIMIT_MS;
-            while !r.sim.call().is_ended() {
-                match r.sim.next_event_time() {
-                    Some(t) if t <= limit => {
-                        r.sim.step();
-                    }
-                    _ => break,
-                }
-            }
+            r.run_to_end();
             match r.sim.call().outcome() {
                 Some(got) if got == want => Ok(()),
                 Some(got) => Err(r.fail(line, describe(e), Unmet::EndedAs(got))),
+                None => Err(r.fail(line, describe(e), Unmet::NotEnded)),
+            }
+        }
+        Expectation::EndedBy { by } => {
+            let Some(want) = EndedBy::parse(&by.node) else {
+                return Err(r.fail(line, describe(e), Unmet::NotAnEnder));
+            };
+            r.run_to_end();
+            match r.sim.call().ended_by() {
+                Some(got) if got == want => Ok(()),
+                Some(got) => Err(r.fail(line, describe(e), Unmet::EndedByOther(got))),
                 None => Err(r.fail(line, describe(e), Unmet::NotEnded)),
             }
         }

@@ -435,11 +435,16 @@ impl Driver {
             }
             Command::StopRecording => self.finish_recording(true),
             Command::Hangup => self.hangup_by_flow = true,
-            Command::End { outcome } => {
+            Command::Served { task } => tracing::debug!(task = %task, "task served"),
+            Command::End { outcome, ended_by } => {
                 if let Some(why) = self.call.fault_reason() {
                     tracing::warn!("{why}");
                 }
-                tracing::info!(outcome = outcome.as_str(), "call ended");
+                tracing::info!(
+                    outcome = outcome.as_str(),
+                    ended_by = ended_by.as_str(),
+                    "call ended"
+                );
                 self.note(|| Note::End(outcome.as_str()));
             }
         }
@@ -757,7 +762,7 @@ pub async fn run(services: Services, incoming: Incoming) {
                 }
                 Some(DialogEvent::Terminate) => {
                     d.finish_recording(false);
-                    d.feed(Event::Hangup);
+                    d.feed(Event::Terminated { failure: false });
                     break;
                 }
             },
@@ -808,7 +813,7 @@ pub async fn run(services: Services, incoming: Incoming) {
                 if !d.on_deadline(rtp_timeout) {
                     tracing::info!("no RTP for {} s: ending the call", rtp_timeout.as_secs());
                     d.finish_recording(false);
-                    d.feed(Event::Hangup);
+                    d.feed(Event::Terminated { failure: true });
                     break;
                 }
             }
