@@ -525,7 +525,7 @@ fn flows_without_served(
                 ),
             )
             .with_hint(
-                "add `served \"TASK\"` to the step where a caller's task is done (e.g. `served \"bill_inquiry\"` after the balance is read out)",
+                "add `served \"TASK\"` to each step where a caller's task is done (e.g. `served \"bill_inquiry\"` after the bill is read out); a flow that only hands callers to agents may keep the warning: its calls that no agent takes are not served",
             ),
         );
     }
