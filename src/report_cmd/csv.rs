@@ -39,12 +39,7 @@ pub fn render(report: &Report) -> String {
     let o = &report.outcomes;
     row("outcomes", "", "", "", "", "", "calls", o.calls.to_string());
     row("outcomes", "", "", "", "", "", "ended", o.ended.to_string());
-    for (name, n, r) in [
-        ("self_service", o.self_service, o.self_service_rate),
-        ("transferred", o.transferred, o.transfer_rate),
-        ("abandoned", o.abandoned, o.abandon_rate),
-        ("failed", o.failed, o.failure_rate),
-    ] {
+    for (name, n, r) in o.rows() {
         row("outcomes", "", "", "", "", "", name, n.to_string());
         row(
             "outcomes",
@@ -55,6 +50,30 @@ pub fn render(report: &Report) -> String {
             "",
             &format!("{name}_rate"),
             rate(r),
+        );
+    }
+    for (by, n) in &o.ended_by {
+        row(
+            "outcomes",
+            "",
+            "",
+            "",
+            "",
+            "",
+            &format!("ended_by_{by}"),
+            n.to_string(),
+        );
+    }
+    for t in &report.tasks {
+        row(
+            "tasks",
+            &t.flow,
+            "",
+            "",
+            "",
+            "",
+            &t.task,
+            t.completions.to_string(),
         );
     }
     for v in &report.versions {
@@ -84,13 +103,15 @@ pub fn render(report: &Report) -> String {
             "ended",
             o.ended.to_string(),
         );
-        for (name, r) in [
-            ("self_service_rate", o.self_service_rate),
-            ("transfer_rate", o.transfer_rate),
-            ("abandon_rate", o.abandon_rate),
-            ("failure_rate", o.failure_rate),
-        ] {
-            row("versions", flow, version, "", "", "", name, rate(r));
+        for (name, _, r) in o.rows() {
+            // The names of version 1 for its four outcomes, as they were.
+            let metric = match name {
+                "transferred" => "transfer_rate".to_string(),
+                "abandoned" => "abandon_rate".to_string(),
+                "failed" => "failure_rate".to_string(),
+                other => format!("{other}_rate"),
+            };
+            row("versions", flow, version, "", "", "", &metric, rate(r));
         }
     }
     for l in &report.service_level {
