@@ -380,7 +380,7 @@ impl Call {
                 if self.phase != Phase::Idle {
                     cx.out.push_back(Command::Leave {
                         node: self.node,
-                        by: Exit::Fault,
+                        by: Exit::System,
                     });
                 }
                 self.cancel_all_timers(cx);

@@ -286,6 +286,8 @@ pub enum Exit {
     CallerHangup,
     /// A fault the flow did not handle ended the call here.
     Fault,
+    /// The platform ended the call here: a media or network failure, or a shutdown.
+    System,
 }
 
 impl Exit {
