@@ -467,7 +467,15 @@ impl Driver {
         let timeout = Duration::from_millis(l.timeout_ms);
         let args = args.to_vec();
         tokio::spawn(async move {
+            let started = Instant::now();
             let result = db.run(&name, &args, Some(timeout)).await;
+            let took = started.elapsed().as_micros() as u64;
+            let how = match &result {
+                QueryResult::Found(_) => "found",
+                QueryResult::Missing => "missing",
+                QueryResult::Error(_) => "error",
+            };
+            crate::metrics::registry().observe_lookup(&name, how, took);
             if let QueryResult::Error(e) = &result {
                 tracing::warn!(query = %name, error = %e, "lookup failed");
             }
