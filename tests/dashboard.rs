@@ -131,7 +131,7 @@ fn metrics_and_state_show_calls_by_flow_and_node_queues_agents_and_late_frames()
     for line in [
         "ivr_calls_in_progress 0",
         "ivr_calls_started_total 0",
-        "ivr_calls_ended_total{outcome=\"self_service\"} 0",
+        "ivr_calls_ended_total{flow=\"t\",outcome=\"not_served\"} 0",
         "ivr_queue_waiting{queue=\"general\"} 0",
         "ivr_agents{state=\"offline\"} 1",
         "ivr_agents{state=\"available\"} 0",
