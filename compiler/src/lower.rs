@@ -864,11 +864,12 @@ impl Lowerer<'_, '_> {
             })
             .take(p::TASK_NAME_MAX)
             .collect();
-        let d = self.err(
-            "bad-task",
-            task.span,
-            format!("`{}` is not a task name", task.node),
-        );
+        let message = if task.node.is_empty() {
+            "a task needs a name".to_string()
+        } else {
+            format!("`{}` is not a task name", task.node)
+        };
+        let d = self.err("bad-task", task.span, message);
         d.hint = Some(if p::is_task_name(&suggestion) {
             format!(
                 "a task name is lower-case letters, digits and `_`, starting with a letter: `served \"{suggestion}\"`"
