@@ -163,7 +163,11 @@ fn served_tasks_are_checked_and_a_flow_without_one_is_warned_about() {
     let path = scratch_flow("named", text);
     let o = ivr(&["check", path.to_str().unwrap_or_default()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    assert!(stdout(&o).contains("0 errors, 0 warnings"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("0 errors, 0 warnings"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]

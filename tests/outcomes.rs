@@ -147,7 +147,10 @@ fn parse_exposition(
                 })
                 .unwrap_or(&name)
                 .to_string();
-            assert!(types.contains_key(&family), "sample before its TYPE: {line}");
+            assert!(
+                types.contains_key(&family),
+                "sample before its TYPE: {line}"
+            );
             if types[&family] == "counter" {
                 assert!(value >= 0.0, "{line}");
             }
@@ -178,7 +181,9 @@ fn parse_exposition(
         }
         for (key, buckets) in series {
             assert!(
-                buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+                buckets
+                    .windows(2)
+                    .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
                 "{family} {key:?}: buckets not cumulative"
             );
             let last = buckets.last().expect("a bucket");
@@ -187,7 +192,9 @@ fn parse_exposition(
                 .iter()
                 .find(|(n, l, _)| {
                     *n == format!("{family}_count")
-                        && l.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
+                        && l.iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect::<Vec<_>>()
                             == key
                 })
                 .map(|s| s.2);
@@ -205,7 +212,10 @@ fn value(
     samples
         .iter()
         .find(|(n, l, _)| {
-            n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(v))
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(v))
         })
         .map(|s| s.2)
 }
@@ -222,8 +232,18 @@ fn callers_who_hang_up_in_a_menu_are_not_served_and_voice_mail_is_a_message() {
         server.addr,
         "call_bye.xml",
         &[
-            "-m", "3", "-l", "3", "-d", "3000", "-key", "caller", "13900000000", "-key",
-            "rtpport", "9",
+            "-m",
+            "3",
+            "-l",
+            "3",
+            "-d",
+            "3000",
+            "-key",
+            "caller",
+            "13900000000",
+            "-key",
+            "rtpport",
+            "9",
         ],
     );
     assert!(ok, "sipp failed:\n{out}\n{}", server.log());
@@ -265,20 +285,40 @@ fn callers_who_hang_up_in_a_menu_are_not_served_and_voice_mail_is_a_message() {
     let (status, _, text) = http_get(server.http(), "/metrics");
     assert_eq!(status, 200);
     let (samples, types) = parse_exposition(&text);
-    let ended = |o: &str| value(&samples, "ivr_calls_ended_total", &[("flow", "hotline"), ("outcome", o)]);
+    let ended = |o: &str| {
+        value(
+            &samples,
+            "ivr_calls_ended_total",
+            &[("flow", "hotline"), ("outcome", o)],
+        )
+    };
     assert_eq!(ended("not_served"), Some(3.0), "{text}");
     assert_eq!(ended("message"), Some(1.0), "{text}");
     assert_eq!(ended("self_service"), Some(0.0), "{text}");
     assert_eq!(
-        value(&samples, "ivr_calls_ended_total", &[("flow", "common"), ("outcome", "transferred")]),
+        value(
+            &samples,
+            "ivr_calls_ended_total",
+            &[("flow", "common"), ("outcome", "transferred")]
+        ),
         Some(0.0),
         "every live flow has its series"
     );
-    assert_eq!(types.get("ivr_queue_wait_seconds").map(String::as_str), Some("histogram"));
-    assert_eq!(types.get("ivr_lookup_duration_seconds").map(String::as_str), Some("histogram"));
+    assert_eq!(
+        types.get("ivr_queue_wait_seconds").map(String::as_str),
+        Some("histogram")
+    );
+    assert_eq!(
+        types.get("ivr_lookup_duration_seconds").map(String::as_str),
+        Some("histogram")
+    );
     // The guest was refused by the general queue at once (nobody logged in).
     assert_eq!(
-        value(&samples, "ivr_queue_calls_no_agents_total", &[("queue", "general")]),
+        value(
+            &samples,
+            "ivr_queue_calls_no_agents_total",
+            &[("queue", "general")]
+        ),
         Some(1.0),
         "{text}"
     );
@@ -289,22 +329,37 @@ fn callers_who_hang_up_in_a_menu_are_not_served_and_voice_mail_is_a_message() {
             "ivr_queue_calls_abandoned_total",
             "ivr_queue_waiting",
         ] {
-            assert!(value(&samples, f, &[("queue", q)]).is_some(), "{f} {q}:\n{text}");
+            assert!(
+                value(&samples, f, &[("queue", q)]).is_some(),
+                "{f} {q}:\n{text}"
+            );
         }
         assert!(
-            value(&samples, "ivr_queue_wait_seconds_count", &[("queue", q), ("result", "answered")])
-                .is_some(),
+            value(
+                &samples,
+                "ivr_queue_wait_seconds_count",
+                &[("queue", q), ("result", "answered")]
+            )
+            .is_some(),
             "{q}:\n{text}"
         );
     }
     // Every caller was looked up once (customer_by_phone: missing for the guest number).
     assert_eq!(
-        value(&samples, "ivr_lookups_total", &[("query", "customer_by_phone"), ("result", "missing")]),
+        value(
+            &samples,
+            "ivr_lookups_total",
+            &[("query", "customer_by_phone"), ("result", "missing")]
+        ),
         Some(4.0),
         "{text}"
     );
     assert_eq!(
-        value(&samples, "ivr_lookup_duration_seconds_count", &[("query", "customer_by_phone")]),
+        value(
+            &samples,
+            "ivr_lookup_duration_seconds_count",
+            &[("query", "customer_by_phone")]
+        ),
         Some(4.0)
     );
     assert_eq!(
@@ -320,7 +375,13 @@ fn callers_who_hang_up_in_a_menu_are_not_served_and_voice_mail_is_a_message() {
 
     // `ivr report` says the same.
     let o = Command::new(env!("CARGO_BIN_EXE_ivr"))
-        .args(["--config", config.to_str().unwrap_or_default(), "report", "--format", "json"])
+        .args([
+            "--config",
+            config.to_str().unwrap_or_default(),
+            "report",
+            "--format",
+            "json",
+        ])
         .env("NO_COLOR", "1")
         .output()
         .expect("ivr report");
@@ -355,7 +416,10 @@ fn callers_who_hang_up_in_a_menu_are_not_served_and_voice_mail_is_a_message() {
 fn the_grafana_dashboard_uses_only_exported_series() {
     let text = fs::read_to_string(repo().join("deploy/grafana/ivr.json")).expect("dashboard");
     let d: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-    assert!(d["title"].is_string() && d["panels"].is_array(), "a dashboard");
+    assert!(
+        d["title"].is_string() && d["panels"].is_array(),
+        "a dashboard"
+    );
     let mut exprs = Vec::new();
     for p in d["panels"].as_array().into_iter().flatten() {
         for t in p["targets"].as_array().into_iter().flatten() {

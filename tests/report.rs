@@ -109,7 +109,10 @@ fn report_from_simulated_calls() {
     assert_eq!(oc["failed"], 0);
     assert!((oc["self_service_rate"].as_f64().expect("rate") - 2.0 / 6.0).abs() < 1e-9);
     assert_eq!(oc["ended_by"]["caller"], 5, "{r:#}");
-    assert_eq!(oc["ended_by"]["flow"], 1, "after the survey the flow says goodbye");
+    assert_eq!(
+        oc["ended_by"]["flow"], 1,
+        "after the survey the flow says goodbye"
+    );
     // Completions per task (the complaint's caller completed one too; its call is a message).
     let tasks: Vec<(String, u64)> = r["tasks"]
         .as_array()

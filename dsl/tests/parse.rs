@@ -1116,7 +1116,10 @@ fn served_is_a_step_statement_with_a_task_name() {
         tasks,
         [("bill_inquiry", "\"bill_inquiry\""), ("topup", "\"topup\"")]
     );
-    assert_eq!(text(&src, step.statements[0].span), "served \"bill_inquiry\"");
+    assert_eq!(
+        text(&src, step.statements[0].span),
+        "served \"bill_inquiry\""
+    );
     // The slow path (pest only) reads it the same way.
     let slow = ivr_dsl::parse_flow_slow(FileId(0), &src);
     assert_eq!(slow.flow, flow);

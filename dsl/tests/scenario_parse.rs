@@ -575,10 +575,7 @@ fn every_expectation_form() {
         b("expect served \"topup\""),
         E::Served { task: sp("topup") }
     );
-    assert_eq!(
-        b("expect ended_by caller"),
-        E::EndedBy { by: sp("caller") }
-    );
+    assert_eq!(b("expect ended_by caller"), E::EndedBy { by: sp("caller") });
 }
 
 #[test]

@@ -101,7 +101,11 @@ pub fn render(report: &Report) -> String {
     s.push_str("\nSelf-service tasks (calls that completed each `served` task)\n");
     let mut rows = vec![vec!["flow".into(), "task".into(), "calls".into()]];
     for t in &report.tasks {
-        rows.push(vec![t.flow.clone(), t.task.clone(), t.completions.to_string()]);
+        rows.push(vec![
+            t.flow.clone(),
+            t.task.clone(),
+            t.completions.to_string(),
+        ]);
     }
     s.push_str(&table(&rows, &[false, false, true]));
 

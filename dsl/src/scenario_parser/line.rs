@@ -174,7 +174,8 @@ impl<'a> Cursor<'_, 'a> {
                 self.pos += 1;
                 self.string(t)
             }
-            _ => self.simple_name("e.g. `expect served bill_inquiry` (the task of a `served` action)"),
+            _ => self
+                .simple_name("e.g. `expect served bill_inquiry` (the task of a `served` action)"),
         }
     }
 

@@ -1202,11 +1202,13 @@ async fn check_outcome_migration(pool: &Pool) {
             sqlx::query(v1).execute(p).await.expect("a version 1 row");
         }
         Pool::Postgres(p) => {
-            sqlx::query(&v1.replace("'2026-11-30 10:00:00'", "TIMESTAMP '2026-11-30 10:00:00'")
-                .replace("'2026-11-30 10:01:00'", "TIMESTAMP '2026-11-30 10:01:00'"))
-                .execute(p)
-                .await
-                .expect("a version 1 row");
+            sqlx::query(
+                &v1.replace("'2026-11-30 10:00:00'", "TIMESTAMP '2026-11-30 10:00:00'")
+                    .replace("'2026-11-30 10:01:00'", "TIMESTAMP '2026-11-30 10:01:00'"),
+            )
+            .execute(p)
+            .await
+            .expect("a version 1 row");
         }
     }
     connect::migrate(pool).await.expect("the outcome migration");

@@ -24,8 +24,8 @@ pub mod sim;
 pub mod speak;
 pub mod value;
 
-pub use call::{Call, SERVED_MAX};
 pub use call::reads_masked;
+pub use call::{Call, SERVED_MAX};
 
 use crate::value::Value;
 use indexmap::IndexMap;

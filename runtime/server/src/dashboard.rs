@@ -346,7 +346,9 @@ impl Dashboard {
         let lookup_errors = crate::metrics::registry().lookup_errors();
         let record_errors = self.services.writer.as_ref().map_or(0, |w| {
             let st = w.stats();
-            st.spooled.saturating_add(st.quarantined).saturating_add(st.failed)
+            st.spooled
+                .saturating_add(st.quarantined)
+                .saturating_add(st.failed)
         });
         let _ = write!(
             out,

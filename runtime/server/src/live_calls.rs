@@ -32,7 +32,10 @@ pub const MAX_FLOWS: usize = 256;
 pub const OTHER_FLOW: &str = "_other";
 
 fn outcome_index(o: Outcome) -> usize {
-    OUTCOMES.iter().position(|x| *x == o).unwrap_or(OUTCOMES.len() - 1)
+    OUTCOMES
+        .iter()
+        .position(|x| *x == o)
+        .unwrap_or(OUTCOMES.len() - 1)
 }
 
 struct Entry {
@@ -253,8 +256,11 @@ impl LiveCalls {
             .by_flow
             .iter()
             .map(|(f, n)| {
-                let by: BTreeMap<&'static str, u64> =
-                    OUTCOMES.iter().zip(n).map(|(o, n)| (o.as_str(), *n)).collect();
+                let by: BTreeMap<&'static str, u64> = OUTCOMES
+                    .iter()
+                    .zip(n)
+                    .map(|(o, n)| (o.as_str(), *n))
+                    .collect();
                 (f.clone(), by)
             })
             .collect();

@@ -204,7 +204,10 @@ impl Registry {
         else {
             return;
         };
-        if let Some(slot) = code.checked_sub(100).and_then(|i| self.sip_responses.get(i)) {
+        if let Some(slot) = code
+            .checked_sub(100)
+            .and_then(|i| self.sip_responses.get(i))
+        {
             slot.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -272,7 +275,11 @@ impl Registry {
         for (i, n) in self.sip_responses.iter().enumerate() {
             let n = n.load(Ordering::Relaxed);
             if n > 0 {
-                let _ = writeln!(out, "ivr_sip_responses_sent_total{{code=\"{}\"}} {n}", i + 100);
+                let _ = writeln!(
+                    out,
+                    "ivr_sip_responses_sent_total{{code=\"{}\"}} {n}",
+                    i + 100
+                );
             }
         }
     }
@@ -290,10 +297,22 @@ mod tests {
         h.observe_us(400_000_000);
         let mut out = String::new();
         h.write(&mut out, "x_seconds", "queue=\"q\"");
-        assert!(out.contains("x_seconds_bucket{queue=\"q\",le=\"1\"} 1\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{queue=\"q\",le=\"20\"} 2\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{queue=\"q\",le=\"300\"} 2\n"), "{out}");
-        assert!(out.contains("x_seconds_bucket{queue=\"q\",le=\"+Inf\"} 3\n"), "{out}");
+        assert!(
+            out.contains("x_seconds_bucket{queue=\"q\",le=\"1\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{queue=\"q\",le=\"20\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{queue=\"q\",le=\"300\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_seconds_bucket{queue=\"q\",le=\"+Inf\"} 3\n"),
+            "{out}"
+        );
         assert!(out.contains("x_seconds_sum{queue=\"q\"} 419.5\n"), "{out}");
         assert!(out.contains("x_seconds_count{queue=\"q\"} 3\n"), "{out}");
     }
@@ -312,8 +331,14 @@ mod tests {
         r.observe_lookup("q0", "error", 10);
         let mut out = String::new();
         r.write(&mut out);
-        assert!(out.contains("ivr_sip_responses_sent_total{code=\"200\"} 1\n"), "{out}");
-        assert!(out.contains("ivr_sip_responses_sent_total{code=\"486\"} 2\n"), "{out}");
+        assert!(
+            out.contains("ivr_sip_responses_sent_total{code=\"200\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ivr_sip_responses_sent_total{code=\"486\"} 2\n"),
+            "{out}"
+        );
         assert!(!out.contains("code=\"999\""), "{out}");
         assert!(out.contains("ivr_lookups_total{query=\"_other\",result=\"found\"} 5\n"));
         assert_eq!(r.lookup_errors(), 1);

@@ -3,9 +3,7 @@
 
 use super::{DataSource, Entry, PromptBook, QueryError, Simulation};
 use crate::value::Value;
-use crate::{
-    CallInfo, Channel, EndedBy, Exit, Flow, Millis, Outcome, QueryResult, TransferUpdate,
-};
+use crate::{CallInfo, Channel, EndedBy, Exit, Flow, Millis, Outcome, QueryResult, TransferUpdate};
 use chrono::{NaiveDate, NaiveTime};
 use indexmap::IndexMap;
 use ivr_compiler::config::{FieldType, QueryDef};
