@@ -1194,10 +1194,8 @@ impl CallRecorder {
                     }));
                 }
             }
-            Command::Served { task } => {
-                if self.call.served.len() < ivr_engine::SERVED_MAX {
-                    self.call.served.push(task.clone());
-                }
+            Command::Served { task } if self.call.served.len() < ivr_engine::SERVED_MAX => {
+                self.call.served.push(task.clone());
             }
             Command::End { outcome, ended_by } => {
                 if let Some((_, started)) = self.recording {
