@@ -986,6 +986,13 @@ fn calls_end_when_the_callers_media_stops() {
         "{}",
         server.log()
     );
+    // A media failure: `failed`, ended by the system, the node left by `system`.
+    let (calls, visits) = records(&config, 2);
+    assert!(
+        calls.iter().all(|c| c.2.as_deref() == Some("failed")),
+        "{calls:?}"
+    );
+    assert_eq!(visits.last().and_then(|v| v.1.as_deref()), Some("system"));
 }
 
 #[test]
