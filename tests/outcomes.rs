@@ -204,6 +204,36 @@ fn parse_exposition(
     (samples, types)
 }
 
+/// `promtool check metrics` (Debian package prometheus) accepts the exposition: its parser
+/// and its lint of the naming conventions (units, `_total`, HELP).
+fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    if Command::new("promtool").arg("--version").output().is_err() {
+        skip("promtool (Debian package prometheus) is not installed: /metrics checked by the parser here only");
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let o = child.wait_with_output().expect("promtool");
+    assert!(
+        o.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn value(
     samples: &[(String, BTreeMap<String, String>, f64)],
     name: &str,
@@ -285,6 +315,7 @@ fn callers_who_hang_up_in_a_menu_are_not_served_and_voice_mail_is_a_message() {
     let (status, _, text) = http_get(server.http(), "/metrics");
     assert_eq!(status, 200);
     let (samples, types) = parse_exposition(&text);
+    promtool_check(&text);
     let ended = |o: &str| {
         value(
             &samples,
