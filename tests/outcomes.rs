@@ -209,7 +209,9 @@ fn parse_exposition(
 fn promtool_check(text: &str) {
     use std::io::Write as _;
     if Command::new("promtool").arg("--version").output().is_err() {
-        skip("promtool (Debian package prometheus) is not installed: /metrics checked by the parser here only");
+        skip(
+            "promtool (Debian package prometheus) is not installed: /metrics checked by the parser here only",
+        );
         return;
     }
     let mut child = Command::new("promtool")
