@@ -5,7 +5,8 @@
 //!
 //! The figures live in one process-wide [`Registry`] ([`registry`]), like the RTP latch's
 //! count of foreign packets: the ACD task, the call tasks and the SIP task add to it without
-//! a handle. Every family is bounded: queues and queries come from the configuration (at most
+//! a handle (SIP responses are counted where the SIP task hands them to a transport and where
+//! the transport answers an unreadable message itself). Every family is bounded: queues and queries come from the configuration (at most
 //! [`MAX_LABELS`] names each; more share the label [`OTHER`]), SIP codes are the 600 codes
 //! 100-699 (anything else is not a status line and is not counted).
 //!
