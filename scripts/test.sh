@@ -24,6 +24,7 @@ need_pkg lame lame
 need_pkg espeak-ng espeak-ng
 # SIP callers of tests/serve.rs (`ivr serve` end to end): SIPp with the scenarios of tests/sipp/.
 need_pkg sipp sip-tester
+need_pkg promtool prometheus         # tests/outcomes.rs: `promtool check metrics` of /metrics
 # A real softphone, driven headless by tests/serve.rs.
 need_pkg baresip baresip
 # The phone page in a real browser (tests/browser.rs): headless Chromium driven by

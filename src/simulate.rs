@@ -369,14 +369,23 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, SimulateError> {
         println!("{}{why}{}", p.bold, p.reset);
     }
     match sim.call().outcome() {
-        Some(o) => println!(
-            "{}call ended: {}{} {}({recorded}){}",
-            p.bold,
-            o.as_str(),
-            p.reset,
-            p.dim,
-            p.reset
-        ),
+        Some(o) => {
+            let by = sim.call().ended_by().map_or("?", |b| b.as_str());
+            let served = sim.call().served();
+            let served = if served.is_empty() {
+                String::new()
+            } else {
+                format!(", served: {}", served.join(", "))
+            };
+            println!(
+                "{}call ended: {}{} {}(ended by {by}{served}; {recorded}){}",
+                p.bold,
+                o.as_str(),
+                p.reset,
+                p.dim,
+                p.reset
+            )
+        }
         None => println!(
             "{}call still at node {} (not ended){}",
             p.dim,

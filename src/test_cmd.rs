@@ -197,6 +197,8 @@ pub fn run(opts: TestOptions) -> Result<ExitCode, TestError> {
                     visits: Vec::new(),
                     outcome: None,
                     lookup_failures: Vec::new(),
+                    ended_by: None,
+                    served: Vec::new(),
                 }
             } else {
                 let span = tracing::warn_span!("scenario", file = %shown, line = line_of(&text, s.span.start as usize));

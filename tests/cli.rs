@@ -38,12 +38,15 @@ fn reference_flows_check_clean() {
         "{}",
         stdout(&o)
     );
+    // Every example marks the tasks it completes with `served`, but agent_transfer, which
+    // only hands callers to agents: its one warning says so (examples/README.md).
     let o = ivr(&["--config", "examples/ivr.toml", "check"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.trim_end().ends_with("0 errors, 1 warning"), "{out}");
     assert!(
-        stdout(&o).trim_end().ends_with("0 errors, 0 warnings"),
-        "{}",
-        stdout(&o)
+        out.contains("warning[no-served]: flow `agent_transfer` has no `served` action"),
+        "{out}"
     );
 }
 
@@ -100,7 +103,7 @@ fn json_diagnostics_for_editors() {
 
 #[test]
 fn warnings_alone_exit_zero() {
-    let text = "flow lonely {\n    language zh-CN\n    entry start\n}\n\nstep start {\n    play welcome\n    hangup\n}\n\nstep orphan {\n    hangup\n}\n";
+    let text = "flow lonely {\n    language zh-CN\n    entry start\n}\n\nstep start {\n    play welcome\n    served \"greeting\"\n    hangup\n}\n\nstep orphan {\n    hangup\n}\n";
     let path = scratch_flow("lonely", text);
     let o = ivr(&["check", path.to_str().unwrap_or_default()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
@@ -115,6 +118,53 @@ fn warnings_alone_exit_zero() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
         stdout(&o).contains("warning[unhandled-busy]: transfer `out` has no `no_agents`"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn served_tasks_are_checked_and_a_flow_without_one_is_warned_about() {
+    // No `served` anywhere: a warning at the flow's name, with a hint.
+    let text = "flow unserved {\n    language zh-CN\n    entry start\n}\n\nstep start {\n    play welcome\n    hangup\n}\n";
+    let path = scratch_flow("unserved", text);
+    let o = ivr(&["check", path.to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "warning[no-served]: flow `unserved` has no `served` action: every call that ends in the IVR will count as `not_served`"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("unserved.flow:1:6"), "{out}");
+    assert!(out.contains("hint: add `served \"TASK\"`"), "{out}");
+    assert!(out.contains("0 errors, 1 warning"), "{out}");
+    // A task name that reports could not label: an error at the name, with a fixed name.
+    let text = "flow badtask {\n    language zh-CN\n    entry start\n}\n\nstep start {\n    served \"Bill Inquiry\"\n    hangup\n}\n";
+    let path = scratch_flow("badtask", text);
+    let o = ivr(&["check", path.to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("error[bad-task]: `Bill Inquiry` is not a task name"),
+        "{out}"
+    );
+    assert!(out.contains("badtask.flow:7:12"), "{out}");
+    assert!(out.contains("`served \"bill_inquiry\"`"), "{out}");
+    // `served` belongs in a step; elsewhere it is misplaced.
+    let text = "flow misplaced {\n    language zh-CN\n    entry m\n}\n\nmenu m {\n    prompt main_menu\n    served \"x\"\n    key 1 -> repeat\n}\n";
+    let path = scratch_flow("misplaced", text);
+    let o = ivr(&["check", path.to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("`served`"), "{}", stdout(&o));
+    // `served` is no keyword: a node may still be called so.
+    let text = "flow named {\n    language zh-CN\n    entry served\n}\n\nstep served {\n    served \"done\"\n    hangup\n}\n";
+    let path = scratch_flow("named", text);
+    let o = ivr(&["check", path.to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("0 errors, 0 warnings"),
         "{}",
         stdout(&o)
     );
@@ -398,13 +448,13 @@ fn the_spec_configuration_example_checks_and_runs() {
     std::fs::write(
         dir.join("flows/hotline.flow"),
         "flow hotline {\n    language zh-CN\n    entry welcome\n}\n\n\
-         step welcome {\n    play welcome\n    hangup\n}\n",
+         step welcome {\n    play welcome\n    served \"greeting\"\n    hangup\n}\n",
     )
     .expect("flow");
     std::fs::write(
         dir.join("flows/hotline.scenario"),
-        "scenario \"welcome\"\nflow hotline\nexpect play welcome\nexpect hangup\n\
-         expect outcome self_service\n",
+        "scenario \"welcome\"\nflow hotline\nexpect play welcome\nexpect served greeting\n\
+         expect hangup\nexpect outcome self_service\n",
     )
     .expect("scenario");
     let config = dir.join("ivr.toml");

@@ -137,7 +137,7 @@ fn metrics_and_state_show_calls_by_flow_and_node_queues_agents_and_late_frames()
     for line in [
         "ivr_calls_in_progress 0",
         "ivr_calls_started_total 0",
-        "ivr_calls_ended_total{outcome=\"self_service\"} 0",
+        "ivr_calls_ended_total{flow=\"t\",outcome=\"not_served\"} 0",
         "ivr_queue_waiting{queue=\"general\"} 0",
         "ivr_queue_overflowed_total{queue=\"general\"} 0",
         "ivr_queue_overflow_answered_total{queue=\"general\"} 0",
@@ -209,6 +209,16 @@ fn metrics_and_state_show_calls_by_flow_and_node_queues_agents_and_late_frames()
     let state: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(state["calls"]["started"], 1, "{state}");
     assert_eq!(state["calls"]["by_node"], serde_json::json!([]), "{state}");
+    // The one call ended in flow t, with one of the seven outcomes; every outcome is listed.
+    let by_flow = &state["calls"]["ended_by_flow"]["t"];
+    assert_eq!(by_flow.as_object().map(|o| o.len()), Some(7), "{state}");
+    assert_eq!(
+        by_flow
+            .as_object()
+            .map(|o| o.values().filter_map(|v| v.as_u64()).sum::<u64>()),
+        Some(1),
+        "{state}"
+    );
     // One call started within the last 10 s (it may have slipped out of the window by now).
     assert!(state["calls"]["per_second"].as_f64().is_some(), "{state}");
 }

@@ -63,7 +63,7 @@ fn report_from_simulated_calls() {
         ("13800000001", "0 agent:answers agent:hangs_up 4 1"),
         // Another caller gives up in the queue: abandoned.
         ("13800000002", "0 hangup"),
-        // A guest leaves a complaint (a recording and a ticket), then hangs up.
+        // A guest leaves a complaint (a recording and a ticket), then hangs up: a message.
         ("13900000000", "2 wait:10s hangup"),
     ];
     for (caller, script) in calls {
@@ -86,7 +86,8 @@ fn report_from_simulated_calls() {
         dir.join("ivr-data/ivr.db").exists(),
         "the embedded database is created on first run"
     );
-    // The second redemption of the same card in a new call is refused: writes persist.
+    // The second redemption of the same card in a new call is refused: writes persist. The
+    // caller completed no task: not served.
     let o = ivr(
         &config,
         &[
@@ -106,11 +107,39 @@ fn report_from_simulated_calls() {
     let oc = &r["outcomes"];
     assert_eq!(oc["calls"], 6, "{r:#}");
     assert_eq!(oc["ended"], 6);
-    assert_eq!(oc["self_service"], 4);
+    assert_eq!(oc["self_service"], 2, "{r:#}");
     assert_eq!(oc["transferred"], 1);
     assert_eq!(oc["abandoned"], 1);
+    assert_eq!(oc["message"], 1);
+    assert_eq!(oc["not_served"], 1);
+    assert_eq!(oc["callback"], 0);
     assert_eq!(oc["failed"], 0);
-    assert!((oc["self_service_rate"].as_f64().expect("rate") - 4.0 / 6.0).abs() < 1e-9);
+    assert!((oc["self_service_rate"].as_f64().expect("rate") - 2.0 / 6.0).abs() < 1e-9);
+    assert_eq!(oc["ended_by"]["caller"], 5, "{r:#}");
+    assert_eq!(
+        oc["ended_by"]["flow"], 1,
+        "after the survey the flow says goodbye"
+    );
+    // Completions per task (the complaint's caller completed one too; its call is a message).
+    let tasks: Vec<(String, u64)> = r["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| {
+            (
+                t["task"].as_str().unwrap_or_default().to_string(),
+                t["completions"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut want: Vec<(String, u64)> = ["bill_inquiry", "complaint", "topup"]
+        .iter()
+        .map(|t| (t.to_string(), 1))
+        .collect();
+    want.sort();
+    let mut got = tasks.clone();
+    got.sort();
+    assert_eq!(got, want, "{r:#}");
     let node = |name: &str| {
         r["nodes"]
             .as_array()
@@ -174,6 +203,9 @@ fn report_from_simulated_calls() {
         "{csv}"
     );
     assert!(csv.contains("\noutcomes,transferred,1,0.1667\n"), "{csv}");
+    assert!(csv.contains("\noutcomes,not_served,1,"), "{csv}");
+    assert!(csv.contains("\noutcomes,(ended by caller),5,\n"), "{csv}");
+    assert!(csv.contains("\ntasks,hotline,topup,1\n"), "{csv}");
     let cell = |section: &str, key: &[&str], column: &str| -> String {
         let header: Vec<&str> = csv
             .lines()
@@ -218,6 +250,7 @@ fn report_from_simulated_calls() {
     assert!(o.status.success(), "{}", out(&o));
     for section in [
         "outcomes",
+        "tasks",
         "versions",
         "nodes",
         "service_level",
@@ -238,6 +271,9 @@ fn report_from_simulated_calls() {
     assert!(table.contains("6 call(s), 6 ended"), "{table}");
     for part in [
         "Outcomes",
+        "not_served",
+        "Self-service tasks",
+        "bill_inquiry",
         "Service level",
         "target 85%",
         "IVR node traffic",
@@ -479,10 +515,12 @@ async fn write_fixture(pool: &Pool) {
                     match (answer, events.last().map(|e| e.1)) {
                         (Some(_), _) => "transferred",
                         (None, Some(QueueEventKind::Abandoned)) => "abandoned",
-                        _ => "self_service",
+                        _ => "not_served",
                     }
                     .into(),
                 ),
+                ended_by: Some("caller".into()),
+                served: Vec::new(),
                 queue: Some(queue.into()),
                 agent: answer.and_then(|(_, a)| a.map(String::from)),
                 queued_at: Some(ts(queued_at)),

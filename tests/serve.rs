@@ -46,11 +46,13 @@ menu choose {
 
 step one {
     play one
+    served "one"
     goto choose
 }
 
 step two {
     play two
+    served "two"
     hangup
 }
 
@@ -73,6 +75,7 @@ lookup who {
 
 step known {
     say money c.balance
+    served "balance"
     goto bye
 }
 
@@ -397,7 +400,7 @@ fn cancel_before_the_answer_releases_everything() {
     assert_eq!(calls[0].2.as_deref(), Some("abandoned"));
     assert_eq!(calls[0].3, "sip");
     assert_eq!(calls[0].4, CALLER);
-    assert_eq!(calls[1].2.as_deref(), Some("self_service"));
+    assert_eq!(calls[1].2.as_deref(), Some("not_served"), "no task done");
     let db = config.parent().expect("dir").join("ivr-data/ivr.db");
     let (called, answered, ended, visits): (String, Option<String>, Option<String>, i64) =
         block_on(async {
@@ -443,7 +446,7 @@ fn late_offer_is_answered_with_our_offer_and_the_ack_answers() {
     let (calls, visits) = records(&config, 1);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].1, "t");
-    assert_eq!(calls[0].2.as_deref(), Some("self_service"));
+    assert_eq!(calls[0].2.as_deref(), Some("not_served"), "no task done");
     assert_eq!(calls[0].3, "sip");
     assert_eq!(calls[0].4, CALLER);
     assert!(!visits.is_empty(), "the flow ran");
@@ -618,7 +621,7 @@ fn lookups_and_hold_on_the_reference_hotline() {
     assert!(ok, "hold failed:\n{out}\n{}", server.log());
     let (calls, visits) = records(&config, 1);
     assert_eq!(calls[0].1, "hotline");
-    assert_eq!(calls[0].2.as_deref(), Some("self_service"));
+    assert_eq!(calls[0].2.as_deref(), Some("not_served"), "no task done");
     let exits: Vec<&str> = visits
         .iter()
         .map(|(n, e)| if e.is_some() { n.as_str() } else { "" })
@@ -743,9 +746,24 @@ fn tcp_calls_and_graceful_shutdown() {
     );
     let (calls, visits) = records(&config, 2);
     assert_eq!(calls.len(), 2, "{calls:?}");
+    // The shutdown ended the call: the platform left the node, not the caller.
+    assert_eq!(visits.last().and_then(|v| v.1.as_deref()), Some("system"));
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    let ended_by = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let rows: Vec<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT outcome, ended_by FROM calls ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .expect("calls");
+        rows
+    });
     assert_eq!(
-        visits.last().and_then(|v| v.1.as_deref()),
-        Some("caller_hangup")
+        ended_by.last(),
+        Some(&(Some("not_served".to_string()), Some("system".to_string()))),
+        "{ended_by:?}"
     );
 }
 
@@ -975,6 +993,13 @@ fn calls_end_when_the_callers_media_stops() {
         "{}",
         server.log()
     );
+    // A media failure: `failed`, ended by the system, the node left by `system`.
+    let (calls, visits) = records(&config, 2);
+    assert!(
+        calls.iter().all(|c| c.2.as_deref() == Some("failed")),
+        "{calls:?}"
+    );
+    assert_eq!(visits.last().and_then(|v| v.1.as_deref()), Some("system"));
 }
 
 #[test]
@@ -1308,7 +1333,7 @@ fn twenty_edits_under_load() {
         let Some(&edit) = versions.get(v) else {
             panic!("call {id} ran version {v}, which never went live");
         };
-        assert_eq!(outcome.as_deref(), Some("self_service"), "call {id}");
+        assert_eq!(outcome.as_deref(), Some("not_served"), "call {id}");
         let mid = format!("mid{edit}");
         let path: Vec<(&str, &str)> = paths.get(id.as_str()).cloned().unwrap_or_default();
         assert_eq!(

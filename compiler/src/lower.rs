@@ -912,6 +912,44 @@ impl Lowerer<'_, '_> {
         }
     }
 
+    /// A `served` task name: a word of lower-case ASCII letters, digits and `_` that starts
+    /// with a letter, at most [`p::TASK_NAME_MAX`] characters (reports and metrics label
+    /// completions with it).
+    fn check_task(&mut self, task: &ast::Spanned<String>) {
+        if p::is_task_name(&task.node) {
+            return;
+        }
+        let suggestion: String = task
+            .node
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(p::TASK_NAME_MAX)
+            .collect();
+        let message = if task.node.is_empty() {
+            "a task needs a name".to_string()
+        } else {
+            format!("`{}` is not a task name", task.node)
+        };
+        let d = self.err("bad-task", task.span, message);
+        d.hint = Some(if p::is_task_name(&suggestion) {
+            format!(
+                "a task name is lower-case letters, digits and `_`, starting with a letter: `served \"{suggestion}\"`"
+            )
+        } else {
+            format!(
+                "a task name is lower-case letters, digits and `_`, starting with a letter, at most {} characters: `served \"bill_inquiry\"`",
+                p::TASK_NAME_MAX
+            )
+        });
+    }
+
     fn step(&mut self, node: &ast::Node, s: &ast::Step) -> p::Body {
         let mut ops = Vec::new();
         let mut ended: Option<Span> = None;
@@ -978,6 +1016,12 @@ impl Lowerer<'_, '_> {
                 StatementKind::Hangup => {
                     ended = Some(stmt.span);
                     p::Op::Hangup { span: stmt.span }
+                }
+                StatementKind::Served { task } => {
+                    self.check_task(task);
+                    p::Op::Served {
+                        task: task.node.clone(),
+                    }
                 }
             };
             ops.push(op);

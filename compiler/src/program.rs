@@ -60,6 +60,37 @@ impl Program {
             .position(|v| v.name == name)
             .map(|i| i as VarId)
     }
+
+    /// Every self-service task a `served` action of the program names (its imports'
+    /// included), each once, in the order written.
+    pub fn served_tasks(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for node in &self.nodes {
+            if let Body::Step { ops } = &node.body {
+                for op in ops {
+                    if let Op::Served { task } = op
+                        && !out.contains(&task.as_str())
+                    {
+                        out.push(task);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Longest name of a `served` task.
+pub const TASK_NAME_MAX: usize = 64;
+
+/// Whether `name` may name a `served` task: lower-case ASCII letters, digits and `_`, starting
+/// with a letter, at most [`TASK_NAME_MAX`] characters.
+pub fn is_task_name(name: &str) -> bool {
+    name.len() <= TASK_NAME_MAX
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// A per-call variable.
@@ -187,6 +218,11 @@ pub enum Op {
     Hangup {
         /// Where it is written.
         span: Span,
+    },
+    /// The call completed a self-service task (`served "topup"`).
+    Served {
+        /// The task's name.
+        task: String,
     },
 }
 

@@ -341,6 +341,7 @@ pub fn finish(
     }
 
     unreachable_nodes(&programs, &flows, &by_name, &sources, &mut diags);
+    flows_without_served(&programs, &flows, &by_name, &mut diags);
 
     // Routes name flows of the flows folder.
     if let Some(cfg_file) = config.file {
@@ -480,6 +481,54 @@ fn flow_names_in(dir: &Path) -> Vec<String> {
         .iter()
         .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(String::from))
         .collect()
+}
+
+/// Warns about a flow with no `served` action anywhere (its imports included): every call of
+/// it that ends in the IVR would count as `not_served`. A flow that another flow imports is
+/// not warned about (its nodes count in the importer's calls), nor one whose file has errors.
+fn flows_without_served(
+    programs: &IndexMap<String, Program>,
+    flows: &[FlowSource],
+    by_name: &HashMap<String, usize>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let imported: HashSet<&str> = flows
+        .iter()
+        .flat_map(|f| f.ast.imports.iter().map(|i| i.name.as_str()))
+        .collect();
+    for (name, program) in programs {
+        let Some(&ix) = by_name.get(name) else {
+            continue;
+        };
+        let flow = &flows[ix];
+        if imported.contains(name.as_str()) || !program.served_tasks().is_empty() {
+            continue;
+        }
+        if diags
+            .iter()
+            .any(|d| d.file == flow.file && d.severity == ivr_dsl::Severity::Error)
+        {
+            continue;
+        }
+        let span = flow
+            .ast
+            .header
+            .as_ref()
+            .map_or_else(Span::default, |h| h.name.span);
+        diags.push(
+            Diagnostic::warning(
+                "no-served",
+                flow.file,
+                span,
+                format!(
+                    "flow `{name}` has no `served` action: every call that ends in the IVR will count as `not_served`"
+                ),
+            )
+            .with_hint(
+                "add `served \"TASK\"` to each step where a caller's task is done (e.g. `served \"bill_inquiry\"` after the bill is read out); a flow that only hands callers to agents may keep the warning: its calls that no agent takes are not served",
+            ),
+        );
+    }
 }
 
 /// Warns about nodes that no path reaches: from the flow's entry, or, for a flow others

@@ -228,6 +228,12 @@ pub enum StatementKind {
     },
     /// `hangup`
     Hangup,
+    /// `served "bill_inquiry"`: the call completed this self-service task (the call's outcome
+    /// becomes `self_service` unless something ranks higher; reports count each task).
+    Served {
+        /// The task's name as written (checked by the compiler).
+        task: Spanned<String>,
+    },
 }
 
 /// The ways `say` speaks a value.

@@ -200,9 +200,20 @@ pub enum Expectation {
     },
     /// `expect hangup`
     Hangup,
+    /// `expect served bill_inquiry`: the call completed this task (a transcript entry).
+    Served {
+        /// The task's name.
+        task: Spanned<String>,
+    },
     /// `expect outcome transferred`
     Outcome {
-        /// `self_service`, `transferred`, `abandoned`, `failed` (checked by the runner).
+        /// `transferred`, `callback`, `abandoned`, `message`, `self_service`, `failed`,
+        /// `not_served` (checked by the runner).
         outcome: Spanned<String>,
+    },
+    /// `expect ended_by caller`
+    EndedBy {
+        /// `caller`, `flow`, `agent`, `system` (checked by the runner).
+        by: Spanned<String>,
     },
 }

@@ -1124,3 +1124,31 @@ fn overflow_and_level_clauses() {
     assert_eq!(text(&src, level.span), "level 4 if vip == true");
     assert!(level.guard.is_some());
 }
+
+#[test]
+fn served_is_a_step_statement_with_a_task_name() {
+    let src = with_header("step s {\n  served \"bill_inquiry\"\n  served \"topup\"\n  hangup\n}\n");
+    let flow = clean(&src);
+    let NodeBody::Step(step) = body(&flow, "s") else {
+        panic!()
+    };
+    let tasks: Vec<(&str, &str)> = step
+        .statements
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StatementKind::Served { task } => Some((task.node.as_str(), text(&src, task.span))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        tasks,
+        [("bill_inquiry", "\"bill_inquiry\""), ("topup", "\"topup\"")]
+    );
+    assert_eq!(
+        text(&src, step.statements[0].span),
+        "served \"bill_inquiry\""
+    );
+    // The slow path (pest only) reads it the same way.
+    let slow = ivr_dsl::parse_flow_slow(FileId(0), &src);
+    assert_eq!(slow.flow, flow);
+}

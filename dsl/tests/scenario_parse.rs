@@ -306,6 +306,10 @@ fn blank(kind: &StepKind) -> StepKind {
                 E::Outcome { outcome } => E::Outcome {
                     outcome: sp(&outcome.node),
                 },
+                E::Served { task } => E::Served {
+                    task: sp(&task.node),
+                },
+                E::EndedBy { by } => E::EndedBy { by: sp(&by.node) },
             },
         },
         other => other.clone(),
@@ -573,6 +577,23 @@ fn every_expectation_form() {
             outcome: sp("transferred")
         }
     );
+    assert_eq!(
+        b("expect outcome not_served"),
+        E::Outcome {
+            outcome: sp("not_served")
+        }
+    );
+    assert_eq!(
+        b("expect served bill_inquiry"),
+        E::Served {
+            task: sp("bill_inquiry")
+        }
+    );
+    assert_eq!(
+        b("expect served \"topup\""),
+        E::Served { task: sp("topup") }
+    );
+    assert_eq!(b("expect ended_by caller"), E::EndedBy { by: sp("caller") });
 }
 
 #[test]

@@ -70,12 +70,7 @@ fn tables(report: &Report) -> Vec<Table> {
         columns: cols(&["outcome", "calls", "share_of_ended"]),
         rows: Vec::new(),
     };
-    for (name, n, r) in [
-        ("self_service", o.self_service, o.self_service_rate),
-        ("transferred", o.transferred, o.transfer_rate),
-        ("abandoned", o.abandoned, o.abandon_rate),
-        ("failed", o.failed, o.failure_rate),
-    ] {
+    for (name, n, r) in o.rows() {
         outcomes
             .rows
             .push(vec![name.into(), n.to_string(), frac(r)]);
@@ -88,6 +83,26 @@ fn tables(report: &Report) -> Vec<Table> {
         o.calls.to_string(),
         String::new(),
     ]);
+    for (by, n) in &o.ended_by {
+        outcomes.rows.push(vec![
+            format!("(ended by {by})"),
+            n.to_string(),
+            String::new(),
+        ]);
+    }
+
+    let mut tasks = Table {
+        name: "tasks",
+        columns: cols(&["flow", "task", "completions"]),
+        rows: Vec::new(),
+    };
+    for t in &report.tasks {
+        tasks.rows.push(vec![
+            t.flow.clone(),
+            t.task.clone(),
+            t.completions.to_string(),
+        ]);
+    }
 
     let mut versions = Table {
         name: "versions",
@@ -98,27 +113,29 @@ fn tables(report: &Report) -> Vec<Table> {
             "last_call",
             "calls",
             "ended",
-            "self_service_rate",
+            // The names of version 1 for its four outcomes, as they were.
             "transfer_rate",
+            "callback_rate",
             "abandon_rate",
+            "message_rate",
+            "self_service_rate",
             "failure_rate",
+            "not_served_rate",
         ]),
         rows: Vec::new(),
     };
     for v in &report.versions {
         let o = &v.outcomes;
-        versions.rows.push(vec![
+        let mut row = vec![
             v.flow.clone(),
             v.version.clone(),
             opt(&v.first_call),
             opt(&v.last_call),
             o.calls.to_string(),
             o.ended.to_string(),
-            frac(o.self_service_rate),
-            frac(o.transfer_rate),
-            frac(o.abandon_rate),
-            frac(o.failure_rate),
-        ]);
+        ];
+        row.extend(o.rows().iter().map(|(_, _, r)| frac(*r)));
+        versions.rows.push(row);
     }
 
     // One column per way out that any node was left by.
@@ -270,7 +287,9 @@ fn tables(report: &Report) -> Vec<Table> {
             frac(f.yes_share),
         ]);
     }
-    vec![outcomes, versions, nodes, service, queues, agents, surveys]
+    vec![
+        outcomes, tasks, versions, nodes, service, queues, agents, surveys,
+    ]
 }
 
 /// The report as CSV: each section's table, a blank line between them.

@@ -100,15 +100,25 @@ pub fn render(report: &Report) -> String {
 
     s.push_str("Outcomes\n");
     let mut rows = vec![vec!["outcome".into(), "calls".into(), "rate".into()]];
-    for (name, n, r) in [
-        ("self_service", o.self_service, o.self_service_rate),
-        ("transferred", o.transferred, o.transfer_rate),
-        ("abandoned", o.abandoned, o.abandon_rate),
-        ("failed", o.failed, o.failure_rate),
-    ] {
+    for (name, n, r) in o.rows() {
         rows.push(vec![name.into(), n.to_string(), pct(r)]);
     }
     s.push_str(&table(&rows, &[false, true, true]));
+    if !o.ended_by.is_empty() {
+        let by: Vec<String> = o.ended_by.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(s, "ended by: {}", by.join(", "));
+    }
+
+    s.push_str("\nSelf-service tasks (calls that completed each `served` task)\n");
+    let mut rows = vec![vec!["flow".into(), "task".into(), "calls".into()]];
+    for t in &report.tasks {
+        rows.push(vec![
+            t.flow.clone(),
+            t.task.clone(),
+            t.completions.to_string(),
+        ]);
+    }
+    s.push_str(&table(&rows, &[false, false, true]));
 
     s.push_str("\nVersions (the oldest first per flow)\n");
     let mut rows = vec![vec![
@@ -117,10 +127,12 @@ pub fn render(report: &Report) -> String {
         "first call".into(),
         "last call".into(),
         "calls".into(),
-        "self_service".into(),
         "transferred".into(),
         "abandoned".into(),
+        "message".into(),
+        "self_service".into(),
         "failed".into(),
+        "not_served".into(),
     ]];
     for v in &report.versions {
         let o = &v.outcomes;
@@ -130,13 +142,17 @@ pub fn render(report: &Report) -> String {
             v.first_call.clone().unwrap_or_default(),
             v.last_call.clone().unwrap_or_default(),
             o.calls.to_string(),
-            pct(o.self_service_rate),
             pct(o.transfer_rate),
             pct(o.abandon_rate),
+            pct(o.message_rate),
+            pct(o.self_service_rate),
             pct(o.failure_rate),
+            pct(o.not_served_rate),
         ]);
     }
-    let right = [false, false, false, false, true, true, true, true, true];
+    let right = [
+        false, false, false, false, true, true, true, true, true, true, true,
+    ];
     s.push_str(&table(&rows, &right));
 
     let _ = writeln!(

@@ -159,6 +159,10 @@ impl Builder<'_> {
                 ("goto", C::Statement(StatementKind::Goto { target }))
             }
             Rule::hangup_stmt => ("hangup", C::Statement(StatementKind::Hangup)),
+            Rule::served_stmt => {
+                let task = self.string(&child(p, Rule::string)?);
+                ("served", C::Statement(StatementKind::Served { task }))
+            }
             Rule::prompt_clause => ("prompt", C::Prompt(self.prompts(p)?)),
             Rule::timeout_clause => ("timeout", C::Timeout(self.one_duration(p)?)),
             Rule::inter_digit_clause => ("inter_digit", C::InterDigit(self.one_duration(p)?)),

@@ -643,6 +643,12 @@ fn clause_kind(
             ("goto", C::Statement(S::Goto { target }))
         }
         "hangup" => ("hangup", C::Statement(S::Hangup)),
+        "served" => (
+            "served",
+            C::Statement(S::Served {
+                task: cur.string()?,
+            }),
+        ),
         "prompt" => ("prompt", C::Prompt(cur.name_list()?)),
         "timeout" => ("timeout", C::Timeout(cur.duration()?)),
         "inter_digit" => ("inter_digit", C::InterDigit(cur.duration()?)),

@@ -491,6 +491,7 @@ fn clause_rule(word: &str, src: &str, after: usize) -> Option<Rule> {
         "if" => Rule::if_stmt,
         "goto" => Rule::goto_stmt,
         "hangup" => Rule::hangup_stmt,
+        "served" => Rule::served_stmt,
         "prompt" => Rule::prompt_clause,
         "timeout" => Rule::timeout_clause,
         "inter_digit" => Rule::inter_digit_clause,

@@ -54,6 +54,7 @@ pub(crate) const CLAUSE_WORDS: &[&str] = &[
     "if",
     "goto",
     "hangup",
+    "served",
     "prompt",
     "digits",
     "terminator",
@@ -95,7 +96,7 @@ pub(crate) const CLAUSE_WORDS: &[&str] = &[
 pub(crate) fn owners(word: &str) -> &'static [Place] {
     match word {
         "title" | "language" | "entry" => &[Place::Header],
-        "play" | "say" | "set" | "pause" | "if" | "goto" | "hangup" => &[STEP],
+        "play" | "say" | "set" | "pause" | "if" | "goto" | "hangup" | "served" => &[STEP],
         "prompt" => &[MENU, INPUT, RECORD],
         "timeout" => &[MENU, INPUT, LOOKUP, SURVEY],
         "inter_digit" | "attempts" | "no_input" | "no_match" | "barge_in" => &[MENU, INPUT, SURVEY],

@@ -166,6 +166,19 @@ impl<'a> Cursor<'_, 'a> {
         }
     }
 
+    /// The task of `expect served`: a name, bare or quoted as in the flow
+    /// (`bill_inquiry`, `"bill_inquiry"`).
+    pub(super) fn task_name(&mut self) -> PResult<Spanned<String>> {
+        match self.peek() {
+            Some(t) if t.kind == Tk::Str => {
+                self.pos += 1;
+                self.string(t)
+            }
+            _ => self
+                .simple_name("e.g. `expect served bill_inquiry` (the task of a `served` action)"),
+        }
+    }
+
     /// A name or a dotted path (`customer.vip`, `common.goodbye`).
     pub(super) fn path(&mut self, need: &str) -> PResult<Spanned<String>> {
         match self.peek() {
@@ -562,15 +575,22 @@ impl<'a> Cursor<'_, 'a> {
                 Expectation::Saved { table, fields }
             }
             "hangup" => Expectation::Hangup,
+            "served" => Expectation::Served {
+                task: self.task_name()?,
+            },
             "outcome" => Expectation::Outcome {
-                outcome: self
-                    .simple_name("`self_service`, `transferred`, `abandoned` or `failed`")?,
+                outcome: self.simple_name(
+                    "`transferred`, `callback`, `abandoned`, `message`, `self_service`, `failed` or `not_served`",
+                )?,
+            },
+            "ended_by" => Expectation::EndedBy {
+                by: self.simple_name("`caller`, `flow`, `agent` or `system`")?,
             },
             other => {
                 let d = self.err(t.span, format!("unknown expectation `{other}`"));
                 return Err(d.with_hint(did_you_mean(other, EXPECTATIONS).unwrap_or_else(|| {
                     "expectations: `play`, `say`, `node`, `var`, `transfer`, `record`, `saved`, \
-                     `hangup`, `outcome`"
+                     `hangup`, `served`, `outcome`, `ended_by`"
                         .to_string()
                 })));
             }

@@ -72,7 +72,8 @@ const LINE_KEYWORDS: &[&str] = &[
 ];
 /// The words after `expect`.
 const EXPECTATIONS: &[&str] = &[
-    "play", "say", "node", "var", "transfer", "record", "saved", "hangup", "outcome",
+    "play", "say", "node", "var", "transfer", "record", "saved", "hangup", "served", "outcome",
+    "ended_by",
 ];
 /// The kinds of `expect say`.
 const SAY_KINDS: &[&str] = &["money", "number", "digits", "date", "time"];

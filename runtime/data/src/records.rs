@@ -20,7 +20,7 @@ use chrono::NaiveDateTime;
 use ivr_compiler::program::{Body, Destination, NodeId};
 use ivr_engine::sim::Observer;
 use ivr_engine::value::Value;
-use ivr_engine::{CallInfo, Command, Event, Exit, Flow, Millis, TransferUpdate};
+use ivr_engine::{CallInfo, Command, EndedBy, Event, Exit, Flow, Millis, TransferUpdate};
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 use sqlx::QueryBuilder;
@@ -50,8 +50,18 @@ pub struct CallRow {
     pub answered_at: Option<NaiveDateTime>,
     /// The call ended.
     pub ended_at: Option<NaiveDateTime>,
-    /// `self_service`, `transferred`, `abandoned`, `failed` (none: not ended).
+    /// `transferred`, `callback`, `abandoned`, `message`, `self_service`, `failed`,
+    /// `not_served` (none: not ended). Rows of version 1 may hold its `self_service` for calls
+    /// version 2 calls `not_served`.
     pub outcome: Option<String>,
+    /// Who ended the call: `caller`, `flow`, `agent`, `system` (none: not ended, or written
+    /// by version 1).
+    #[serde(default)]
+    pub ended_by: Option<String>,
+    /// The self-service tasks the call completed (`served`), in order; each is a row of
+    /// `served_tasks`.
+    #[serde(default)]
+    pub served: Vec<String>,
     /// The last queue the call waited in.
     pub queue: Option<String>,
     /// The agent who answered.
@@ -263,8 +273,12 @@ impl Record {
                 ] {
                     safe(s);
                 }
-                for s in [&mut c.outcome, &mut c.queue, &mut c.agent] {
+                for s in [&mut c.outcome, &mut c.ended_by, &mut c.queue, &mut c.agent] {
                     safe_opt(s);
+                }
+                c.served.truncate(ivr_engine::SERVED_MAX);
+                for s in &mut c.served {
+                    safe(s);
                 }
             }
             Record::Visit(v) => {
@@ -752,8 +766,8 @@ pub async fn close_interrupted(pool: &Pool, at: Millis) -> Result<u64, DataError
         Pool::Sqlite(p) => {
             let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
             let n = sqlx::query(&format!(
-                "INSERT INTO calls ({COLUMNS}, ended_at, outcome) \
-                 SELECT {COLUMNS}, ?1, 'failed' FROM calls_in_progress"
+                "INSERT INTO calls ({COLUMNS}, ended_at, outcome, ended_by) \
+                 SELECT {COLUMNS}, ?1, 'failed', 'system' FROM calls_in_progress"
             ))
             .bind(ended)
             .execute(&mut *tx)
@@ -768,8 +782,8 @@ pub async fn close_interrupted(pool: &Pool, at: Millis) -> Result<u64, DataError
         Pool::Postgres(p) => {
             let mut tx = p.begin().await?;
             let n = sqlx::query(&format!(
-                "INSERT INTO calls ({COLUMNS}, ended_at, outcome) \
-                 SELECT {COLUMNS}, $1, 'failed' FROM calls_in_progress"
+                "INSERT INTO calls ({COLUMNS}, ended_at, outcome, ended_by) \
+                 SELECT {COLUMNS}, $1, 'failed', 'system' FROM calls_in_progress"
             ))
             .bind(ended)
             .execute(&mut *tx)
@@ -822,7 +836,7 @@ macro_rules! insert_batch {
         for chunk in calls.chunks(ROWS_PER_INSERT) {
             let mut b = QueryBuilder::<$db>::new(
                 "INSERT INTO calls (call_id, caller, called, flow, flow_version, channel, started_at, \
-                 answered_at, ended_at, outcome, queue, agent, queued_at, agent_answered_at, wait_ms) ",
+                 answered_at, ended_at, outcome, ended_by, queue, agent, queued_at, agent_answered_at, wait_ms) ",
             );
             b.push_values(chunk, |mut row, c| {
                 row.push_bind(c.call_id.clone())
@@ -835,6 +849,7 @@ macro_rules! insert_batch {
                     .push_bind(c.answered_at)
                     .push_bind(c.ended_at)
                     .push_bind(c.outcome.clone())
+                    .push_bind(c.ended_by.clone())
                     .push_bind(c.queue.clone())
                     .push_bind(c.agent.clone())
                     .push_bind(c.queued_at)
@@ -851,6 +866,23 @@ macro_rules! insert_batch {
             }
             ids.push_unseparated(")");
             d.build().execute(&mut *$tx).await?;
+        }
+        let served: Vec<(&CallRow, &String)> = calls
+            .iter()
+            .flat_map(|c| c.served.iter().map(move |t| (*c, t)))
+            .collect();
+        for chunk in served.chunks(ROWS_PER_INSERT) {
+            let mut b = QueryBuilder::<$db>::new(
+                "INSERT INTO served_tasks (call_id, flow, task, outcome, served_at) ",
+            );
+            b.push_values(chunk, |mut row, (c, task)| {
+                row.push_bind(c.call_id.clone())
+                    .push_bind(c.flow.clone())
+                    .push_bind((*task).clone())
+                    .push_bind(c.outcome.clone())
+                    .push_bind(c.ended_at.unwrap_or(c.started_at));
+            });
+            b.build().execute(&mut *$tx).await?;
         }
         let visits: Vec<&VisitRow> = $buf
             .iter()
@@ -1013,6 +1045,8 @@ impl CallRecorder {
             answered_at: None,
             ended_at: None,
             outcome: None,
+            ended_by: None,
+            served: Vec::new(),
             queue: None,
             agent: None,
             queued_at: None,
@@ -1187,11 +1221,15 @@ impl CallRecorder {
                     }));
                 }
             }
-            Command::End { outcome } => {
+            Command::Served { task } if self.call.served.len() < ivr_engine::SERVED_MAX => {
+                self.call.served.push(task.clone());
+            }
+            Command::End { outcome, ended_by } => {
                 if let Some((_, started)) = self.recording {
                     self.recording_done(u64::try_from(now - started).unwrap_or(0));
                 }
                 self.call.outcome = Some(outcome.as_str().to_string());
+                self.call.ended_by = Some(ended_by.as_str().to_string());
                 self.finish(now);
             }
             _ => {}
@@ -1200,8 +1238,16 @@ impl CallRecorder {
 
     /// Writes the row of a call that ended before its flow started (cancelled while ringing,
     /// no ACK for the answer, no common codec in the ACK): no answer time, no node visits.
+    /// `abandoned` (the caller left first) is ended by the caller, anything else (`failed`:
+    /// no ACK, no common codec, a shutdown) by the system.
     pub fn unserved(mut self, outcome: &str, now: Millis) {
         self.call.outcome = Some(outcome.to_string());
+        let by = if outcome == "abandoned" {
+            EndedBy::Caller
+        } else {
+            EndedBy::System
+        };
+        self.call.ended_by = Some(by.as_str().to_string());
         self.finish(now);
     }
 

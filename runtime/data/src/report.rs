@@ -1,5 +1,5 @@
-//! The figures of `ivr report`, from the call records: how calls ended (self-service,
-//! transfer, abandon and failure rates), IVR node traffic (entries, exits by key and outcome,
+//! The figures of `ivr report`, from the call records: how calls ended (the seven outcomes
+//! with their rates, who ended them, and the self-service tasks completed per task name), IVR node traffic (entries, exits by key and outcome,
 //! hang-ups there), service level (share of queued calls answered by an agent within 20 s,
 //! against the operator's target of 85%), survey averages per queue and agent, and from the
 //! ACD's queue events per queue: calls queued, answered, abandoned, left, service level,
@@ -53,29 +53,58 @@ pub struct VersionFigures {
     pub outcomes: Outcomes,
 }
 
-/// How calls ended.
+/// How calls ended: each call has the first outcome that applies, in the order of the fields
+/// (transferred, callback, abandoned, message, self_service, failed, not_served).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Outcomes {
     /// Calls recorded.
     pub calls: u64,
     /// Calls that ended (with an outcome).
     pub ended: u64,
-    /// Ended by self-service.
-    pub self_service: u64,
     /// Transferred to an agent who answered.
     pub transferred: u64,
-    /// The caller hung up waiting in a queue.
+    /// A callback was kept (none until callbacks exist).
+    pub callback: u64,
+    /// The caller hung up waiting in a queue or while an agent's phone rang.
     pub abandoned: u64,
-    /// Ended after a failed lookup or an unhandled fault.
+    /// A record node saved a message.
+    pub message: u64,
+    /// At least one self-service task completed (`served`).
+    pub self_service: u64,
+    /// A fault, a lookup's `error` path, a media or network failure.
     pub failed: u64,
+    /// None of the above (hung up in a menu, ended without a task done).
+    pub not_served: u64,
     /// `self_service / ended`.
     pub self_service_rate: Option<f64>,
     /// `transferred / ended`.
     pub transfer_rate: Option<f64>,
+    /// `callback / ended`.
+    pub callback_rate: Option<f64>,
     /// `abandoned / ended`.
     pub abandon_rate: Option<f64>,
+    /// `message / ended`.
+    pub message_rate: Option<f64>,
     /// `failed / ended`.
     pub failure_rate: Option<f64>,
+    /// `not_served / ended`.
+    pub not_served_rate: Option<f64>,
+    /// Ended calls whose record holds an outcome this version does not know (none normally).
+    pub other: u64,
+    /// Who ended the calls: `caller`, `flow`, `agent`, `system` (records of version 1 have
+    /// none and are not counted here).
+    pub ended_by: BTreeMap<String, u64>,
+}
+
+/// Completions of one self-service task (`served "NAME"`) in one flow.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct TaskFigure {
+    /// The flow.
+    pub flow: String,
+    /// The task's name.
+    pub task: String,
+    /// Calls that completed it (a task counts once per call).
+    pub completions: u64,
 }
 
 /// Traffic of one IVR node.
@@ -211,6 +240,8 @@ pub struct Report {
     pub flow_version: Option<String>,
     /// How calls ended.
     pub outcomes: Outcomes,
+    /// Self-service tasks completed, by flow and task (most completed first per flow).
+    pub tasks: Vec<TaskFigure>,
     /// Per flow and version, the oldest version first.
     pub versions: Vec<VersionFigures>,
     /// Per node, by flow and most entered first.
@@ -293,11 +324,15 @@ impl Outcomes {
     fn add(&mut self, outcome: Option<&str>, n: u64) {
         self.calls += n;
         match outcome {
-            Some("self_service") => self.self_service += n,
             Some("transferred") => self.transferred += n,
+            Some("callback") => self.callback += n,
             Some("abandoned") => self.abandoned += n,
+            Some("message") => self.message += n,
+            Some("self_service") => self.self_service += n,
             Some("failed") => self.failed += n,
-            _ => return,
+            Some("not_served") => self.not_served += n,
+            Some(_) => self.other += n,
+            None => return,
         }
         self.ended += n;
     }
@@ -306,8 +341,24 @@ impl Outcomes {
     fn rates(&mut self) {
         self.self_service_rate = ratio(self.self_service, self.ended);
         self.transfer_rate = ratio(self.transferred, self.ended);
+        self.callback_rate = ratio(self.callback, self.ended);
         self.abandon_rate = ratio(self.abandoned, self.ended);
+        self.message_rate = ratio(self.message, self.ended);
         self.failure_rate = ratio(self.failed, self.ended);
+        self.not_served_rate = ratio(self.not_served, self.ended);
+    }
+
+    /// Every outcome with its count and rate, in the order of precedence.
+    pub fn rows(&self) -> [(&'static str, u64, Option<f64>); 7] {
+        [
+            ("transferred", self.transferred, self.transfer_rate),
+            ("callback", self.callback, self.callback_rate),
+            ("abandoned", self.abandoned, self.abandon_rate),
+            ("message", self.message, self.message_rate),
+            ("self_service", self.self_service, self.self_service_rate),
+            ("failed", self.failed, self.failure_rate),
+            ("not_served", self.not_served, self.not_served_rate),
+        ]
     }
 }
 
@@ -557,6 +608,47 @@ pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataErro
         report.outcomes.add(text(&r[0]).as_deref(), int(&r[1]));
     }
     report.outcomes.rates();
+
+    // Who ended the calls.
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT ended_by, COUNT(*) AS n FROM calls{w} GROUP BY ended_by ORDER BY ended_by"
+        ),
+        &args,
+    )
+    .await?;
+    for r in &rows {
+        if let Some(by) = text(&r[0]) {
+            *report.outcomes.ended_by.entry(by).or_default() += int(&r[1]);
+        }
+    }
+
+    // Self-service tasks of those calls.
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT flow, task, COUNT(*) AS n FROM served_tasks \
+             WHERE call_id IN (SELECT call_id FROM calls{w}) GROUP BY flow, task"
+        ),
+        &args,
+    )
+    .await?;
+    report.tasks = rows
+        .iter()
+        .map(|r| TaskFigure {
+            flow: text(&r[0]).unwrap_or_default(),
+            task: text(&r[1]).unwrap_or_default(),
+            completions: int(&r[2]),
+        })
+        .collect();
+    report.tasks.sort_by(|a, b| {
+        (&a.flow, std::cmp::Reverse(a.completions), &a.task).cmp(&(
+            &b.flow,
+            std::cmp::Reverse(b.completions),
+            &b.task,
+        ))
+    });
 
     // Versions.
     let rows = fetch_rows(

@@ -740,6 +740,8 @@ fn call_row(i: usize) -> CallRow {
         answered_at: Some(timestamp(1_795_000_000_000 + i as i64)),
         ended_at: Some(timestamp(1_795_000_060_000 + i as i64)),
         outcome: Some("self_service".into()),
+        ended_by: Some("flow".into()),
+        served: vec!["bill_inquiry".into()],
         queue: None,
         agent: None,
         queued_at: None,
@@ -1374,5 +1376,136 @@ async fn postgres_voice_mail() {
         return;
     };
     check_voice_mail(db.pool()).await;
+    scratch.drop_db(db).await;
+}
+
+/// The migration of outcomes (version 2) on a database the previous version created: the
+/// `calls` table gets `ended_by`, `served_tasks` appears, old rows keep what they held, and
+/// the writer and the report use both.
+async fn check_outcome_migration(pool: &Pool) {
+    let v1 = "INSERT INTO calls (call_id, caller, called, flow, flow_version, channel, started_at, \
+              ended_at, outcome) VALUES ('old-1', '13800000001', '10010', 'hotline', 'v1', 'sip', \
+              '2026-11-30 10:00:00', '2026-11-30 10:01:00', 'self_service')";
+    match pool {
+        Pool::Sqlite(p) => {
+            sqlx::query(v1).execute(p).await.expect("a version 1 row");
+        }
+        Pool::Postgres(p) => {
+            sqlx::query(
+                &v1.replace("'2026-11-30 10:00:00'", "TIMESTAMP '2026-11-30 10:00:00'")
+                    .replace("'2026-11-30 10:01:00'", "TIMESTAMP '2026-11-30 10:01:00'"),
+            )
+            .execute(p)
+            .await
+            .expect("a version 1 row");
+        }
+    }
+    connect::migrate(pool).await.expect("the outcome migration");
+    // Twice is harmless (nothing left to apply).
+    connect::migrate(pool).await.expect("migrations again");
+    let rt = tokio::runtime::Handle::current();
+    let writer = RecordWriter::start(pool.clone(), WriterOptions::default(), &rt);
+    let mut row = call_row(1);
+    row.outcome = Some("not_served".into());
+    row.ended_by = Some("caller".into());
+    row.served = Vec::new();
+    writer.send(Record::Call(row));
+    let mut row = call_row(2);
+    row.served = vec!["bill_inquiry".into(), "topup".into()];
+    writer.send(Record::Call(row));
+    let stats = writer.shutdown().await;
+    assert_eq!((stats.written, stats.failed, stats.quarantined), (2, 0, 0));
+    assert_eq!(count(pool, "served_tasks").await, 2);
+    let rows = ivr_data::query::fetch_rows(
+        pool,
+        "SELECT call_id, outcome, ended_by FROM calls ORDER BY call_id",
+        &[],
+    )
+    .await
+    .expect("calls");
+    let got: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|v| v.to_string()).collect())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ["old-1", "self_service", "null"],
+            ["test-1", "not_served", "caller"],
+            ["test-2", "self_service", "flow"],
+        ]
+    );
+    let report = ivr_data::report::build(pool, &ivr_data::report::ReportOptions::default())
+        .await
+        .expect("report");
+    let o = &report.outcomes;
+    assert_eq!((o.calls, o.self_service, o.not_served), (3, 2, 1));
+    assert_eq!(o.ended_by.get("caller"), Some(&1));
+    assert_eq!(o.ended_by.get("flow"), Some(&1));
+    let tasks: Vec<(&str, u64)> = report
+        .tasks
+        .iter()
+        .map(|t| (t.task.as_str(), t.completions))
+        .collect();
+    assert_eq!(tasks, [("bill_inquiry", 1), ("topup", 1)]);
+}
+
+/// The migrations of the previous version only (before outcomes came).
+fn previous_version(mut m: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    m.migrations = std::borrow::Cow::Owned(
+        m.migrations
+            .iter()
+            .filter(|x| x.version < 20261207120001)
+            .cloned()
+            .collect(),
+    );
+    m
+}
+
+#[tokio::test]
+async fn sqlite_database_of_the_previous_version_is_migrated() {
+    let dir = std::env::temp_dir().join(format!("ivr-data-{}-outcome-mig", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("v1.db");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let old = sqlx::SqlitePool::connect_with(opts).await.expect("sqlite");
+    previous_version(sqlx::migrate!("./migrations/sqlite"))
+        .run(&old)
+        .await
+        .expect("version 1 schema");
+    let pool = Pool::Sqlite(old);
+    check_outcome_migration(&pool).await;
+    pool.close().await;
+    // The migrated file opens as any other.
+    let pool = connect::open(&Target::SqliteFile(path), 2)
+        .await
+        .expect("open the migrated file");
+    assert_eq!(count(&pool, "calls").await, 3);
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_database_of_the_previous_version_is_migrated() {
+    let Ok(url) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but IVR_TEST_POSTGRES_URL is not"
+        );
+        eprintln!("note: IVR_TEST_POSTGRES_URL is not set; PostgreSQL migration test skipped");
+        return;
+    };
+    let scratch = PgScratch::create(&url, "outcome_mig").await;
+    let old = sqlx::PgPool::connect(&scratch.url).await.expect("postgres");
+    previous_version(sqlx::migrate!("./migrations/postgres"))
+        .run(&old)
+        .await
+        .expect("version 1 schema");
+    let pool = Pool::Postgres(old);
+    check_outcome_migration(&pool).await;
+    let db = Database::new(pool, &catalog(PG_SLOW), Some(Secret::new(SECRET))).expect("catalog");
     scratch.drop_db(db).await;
 }

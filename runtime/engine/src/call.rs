@@ -1,7 +1,9 @@
 //! The per-call state machine.
 
 use super::eval::{EvalError, Scope, eval};
-use super::{CallInfo, Command, Event, Exit, Flow, Millis, Outcome, QueryResult, TransferUpdate};
+use super::{
+    CallInfo, Command, EndedBy, Event, Exit, Flow, Millis, Outcome, QueryResult, TransferUpdate,
+};
 use crate::value::Value;
 use ivr_compiler::program::{
     Answers, Body, Collect, Destination, Edge, Expr, ExprKind, Jump, NodeId, Op, PromptId, Type,
@@ -18,6 +20,8 @@ pub const TYPEAHEAD_MAX: usize = 16;
 const MAX_HOPS: u32 = 1_000;
 /// Most menus remembered for `back`.
 const MENU_STACK_MAX: usize = 16;
+/// Most different tasks a call completes (`served`); further ones are not counted.
+pub const SERVED_MAX: usize = 32;
 
 /// What the current node is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +124,16 @@ pub struct Call {
     transferred: bool,
     abandoned: bool,
     failed: bool,
+    /// A record node saved a message (or was recording when the call ended).
+    message: bool,
+    /// When the current recording started.
+    recording_since: Millis,
+    /// The platform ends the call (a fault, a failure, a shutdown), not the flow.
+    by_system: bool,
+    /// The tasks completed (`served`), each once, in order, at most [`SERVED_MAX`].
+    served: Vec<String>,
+    /// Who ended the call, once it has ended.
+    ended_by: Option<EndedBy>,
     /// Why the call ended in a fault, if it did (for simulations and logs; never values).
     fault: Option<String>,
     outcome: Option<Outcome>,
@@ -155,6 +169,11 @@ impl Call {
             transferred: false,
             abandoned: false,
             failed: false,
+            message: false,
+            recording_since: 0,
+            by_system: false,
+            served: Vec::new(),
+            ended_by: None,
             fault: None,
             outcome: None,
         }
@@ -266,6 +285,17 @@ impl Call {
         self.outcome
     }
 
+    /// Who ended the call, once it has.
+    pub fn ended_by(&self) -> Option<EndedBy> {
+        self.ended_by
+    }
+
+    /// The self-service tasks the call completed (`served`), in order (at most
+    /// [`SERVED_MAX`]).
+    pub fn served(&self) -> &[String] {
+        &self.served
+    }
+
     /// Why the call ended in a fault (`failed` without a path for it), if it did.
     pub fn fault_reason(&self) -> Option<&str> {
         self.fault.as_deref()
@@ -317,15 +347,19 @@ impl Call {
                 }
             }
             Event::Transfer(update) => self.on_transfer(update, cx),
-            Event::RecordingDone { .. } => {
+            Event::RecordingDone { length_ms } => {
                 if self.phase == Phase::Recording {
+                    self.message |= length_ms > 0;
                     self.leave_next(cx);
                 }
             }
             Event::Hangup => {
                 let node = self.node;
-                if self.phase == Phase::Waiting {
-                    self.abandoned = true;
+                match self.phase {
+                    Phase::Waiting => self.abandoned = true,
+                    // The driver keeps what was recorded so far.
+                    Phase::Recording => self.message |= cx.now > self.recording_since,
+                    _ => {}
                 }
                 if self.phase != Phase::Idle {
                     cx.out.push_back(Command::Leave {
@@ -334,7 +368,23 @@ impl Call {
                     });
                 }
                 self.cancel_all_timers(cx);
-                self.finish(cx);
+                self.finish(EndedBy::Caller, cx);
+            }
+            Event::Terminated { failure } => {
+                if self.phase == Phase::Recording {
+                    self.message |= cx.now > self.recording_since;
+                }
+                if failure {
+                    self.failed = true;
+                }
+                if self.phase != Phase::Idle {
+                    cx.out.push_back(Command::Leave {
+                        node: self.node,
+                        by: Exit::System,
+                    });
+                }
+                self.cancel_all_timers(cx);
+                self.finish(EndedBy::System, cx);
             }
         }
     }
@@ -436,6 +486,7 @@ impl Call {
     /// actions run in order: its earlier prompts were said), then the call hangs up.
     fn fault(&mut self, cx: &mut Cx) {
         self.failed = true;
+        self.by_system = true;
         cx.out.push_back(Command::Leave {
             node: self.node,
             by: Exit::Fault,
@@ -443,19 +494,39 @@ impl Call {
         self.hang_up(cx);
     }
 
-    fn finish(&mut self, cx: &mut Cx) {
-        let outcome = if self.transferred {
+    /// Who ends the call when the flow's hang-up runs: the flow, or the platform after a
+    /// fault.
+    fn hangup_by(&self) -> EndedBy {
+        if self.by_system {
+            EndedBy::System
+        } else {
+            EndedBy::Flow
+        }
+    }
+
+    /// The outcome: the first that applies (see [`Outcome`]).
+    fn compute_outcome(&self) -> Outcome {
+        if self.transferred {
             Outcome::Transferred
         } else if self.abandoned {
             Outcome::Abandoned
+        } else if self.message {
+            Outcome::Message
+        } else if !self.served.is_empty() {
+            Outcome::SelfService
         } else if self.failed {
             Outcome::Failed
         } else {
-            Outcome::SelfService
-        };
+            Outcome::NotServed
+        }
+    }
+
+    fn finish(&mut self, ended_by: EndedBy, cx: &mut Cx) {
+        let outcome = self.compute_outcome();
         self.outcome = Some(outcome);
+        self.ended_by = Some(ended_by);
         self.phase = Phase::Ended;
-        cx.out.push_back(Command::End { outcome });
+        cx.out.push_back(Command::End { outcome, ended_by });
     }
 
     /// Leaves the current node by `by` and follows `edge`.
@@ -506,7 +577,8 @@ impl Call {
             self.phase = Phase::AwaitHangup;
         } else {
             cx.out.push_back(Command::Hangup);
-            self.finish(cx);
+            let by = self.hangup_by();
+            self.finish(by, cx);
         }
     }
 
@@ -614,6 +686,14 @@ impl Call {
                     });
                     return self.hang_up(cx);
                 }
+                // A task counts once per call (a caller who hears the bill again did not
+                // complete a second inquiry).
+                Op::Served { task } => {
+                    if !self.served.contains(task) && self.served.len() < SERVED_MAX {
+                        self.served.push(task.clone());
+                        cx.out.push_back(Command::Served { task: task.clone() });
+                    }
+                }
             }
         }
     }
@@ -708,6 +788,7 @@ impl Call {
         cx.out
             .push_back(Command::StartRecording { node: self.node });
         self.phase = Phase::Recording;
+        self.recording_since = cx.now;
     }
 
     fn collect_settings(&self) -> Option<&Collect> {
@@ -955,7 +1036,8 @@ impl Call {
             Phase::AwaitLine => self.start_node(cx),
             Phase::AwaitHangup => {
                 cx.out.push_back(Command::Hangup);
-                self.finish(cx);
+                let by = self.hangup_by();
+                self.finish(by, cx);
             }
             Phase::Prompting => {
                 self.phase = Phase::Collecting;
@@ -1081,7 +1163,7 @@ impl Call {
                         by: Exit::Hangup,
                     });
                     cx.out.push_back(Command::Hangup);
-                    self.finish(cx);
+                    self.finish(EndedBy::Agent, cx);
                 }
             },
             _ => {}

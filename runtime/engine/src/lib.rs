@@ -24,8 +24,8 @@ pub mod sim;
 pub mod speak;
 pub mod value;
 
-pub use call::Call;
 pub use call::reads_masked;
+pub use call::{Call, SERVED_MAX};
 
 use crate::value::Value;
 use indexmap::IndexMap;
@@ -152,44 +152,105 @@ pub enum Event {
     },
     /// The caller hung up.
     Hangup,
+    /// The platform ends the call at once: its media or network failed (`failure`: the
+    /// outcome is `failed`), or the server shuts down. `ended_by` is `system`.
+    Terminated {
+        /// A media or network failure (no RTP, a broken transport), not a shutdown.
+        failure: bool,
+    },
 }
 
-/// How a call ended.
+/// How a call ended: the first of these that applies, in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// Every ending without an agent, a failure or an abandon.
-    SelfService,
     /// An agent (or the number of a `to` transfer) answered.
     Transferred,
-    /// The caller hung up while waiting in a queue.
+    /// A callback was kept for the caller (reserved for callbacks; the engine does not end a
+    /// call so yet).
+    Callback,
+    /// The caller hung up while waiting in a queue or while an agent's phone rang.
     Abandoned,
-    /// The call ended after a lookup's `error` path (without reaching an agent later) or
-    /// through a fault the flow did not handle.
+    /// A record node saved a message (the caller spoke after the beep, or hung up while
+    /// recording: the audio is kept).
+    Message,
+    /// The call completed at least one self-service task (`served "TASK"`).
+    SelfService,
+    /// A fault the flow did not handle, a lookup's `error` path, or a media or network
+    /// failure.
     Failed,
+    /// None of the above: the caller hung up in a menu, or the flow ended the call without a
+    /// task done.
+    NotServed,
 }
 
 impl Outcome {
+    /// Every outcome, in the order of precedence.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Transferred,
+        Outcome::Callback,
+        Outcome::Abandoned,
+        Outcome::Message,
+        Outcome::SelfService,
+        Outcome::Failed,
+        Outcome::NotServed,
+    ];
+
     /// The name as scenarios and reports write it.
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::SelfService => "self_service",
             Outcome::Transferred => "transferred",
+            Outcome::Callback => "callback",
             Outcome::Abandoned => "abandoned",
+            Outcome::Message => "message",
+            Outcome::SelfService => "self_service",
             Outcome::Failed => "failed",
+            Outcome::NotServed => "not_served",
         }
     }
 
     /// Parses the name.
     pub fn parse(s: &str) -> Option<Outcome> {
-        [
-            Outcome::SelfService,
-            Outcome::Transferred,
-            Outcome::Abandoned,
-            Outcome::Failed,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == s)
+        Outcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// Who ended a call (recorded apart from its [`Outcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndedBy {
+    /// The caller hung up.
+    Caller,
+    /// The flow hung up (`hangup`, `-> hangup`, the end of its path).
+    Flow,
+    /// The agent hung up and the flow had no `after` path.
+    Agent,
+    /// The platform: a fault, a media or network failure, a server shutting down.
+    System,
+}
+
+impl EndedBy {
+    /// Every value.
+    pub const ALL: [EndedBy; 4] = [
+        EndedBy::Caller,
+        EndedBy::Flow,
+        EndedBy::Agent,
+        EndedBy::System,
+    ];
+
+    /// The name as records and reports write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndedBy::Caller => "caller",
+            EndedBy::Flow => "flow",
+            EndedBy::Agent => "agent",
+            EndedBy::System => "system",
+        }
+    }
+
+    /// Parses the name.
+    pub fn parse(s: &str) -> Option<EndedBy> {
+        EndedBy::ALL.into_iter().find(|o| o.as_str() == s)
     }
 }
 
@@ -225,6 +286,8 @@ pub enum Exit {
     CallerHangup,
     /// A fault the flow did not handle ended the call here.
     Fault,
+    /// The platform ended the call here: a media or network failure, or a shutdown.
+    System,
 }
 
 impl Exit {
@@ -341,10 +404,17 @@ pub enum Command {
     },
     /// The flow hangs up.
     Hangup,
+    /// The call completed a self-service task (`served "TASK"`); a transcript entry.
+    Served {
+        /// The task's name.
+        task: String,
+    },
     /// The call is over.
     End {
         /// How it ended.
         outcome: Outcome,
+        /// Who ended it.
+        ended_by: EndedBy,
     },
 }
 
@@ -438,7 +508,8 @@ impl fmt::Debug for Command {
             Command::StopRecording => f.write_str("StopRecording"),
             Command::SaveSurvey { node, answers } => write!(f, "SaveSurvey({node}, {answers:?})"),
             Command::Hangup => f.write_str("Hangup"),
-            Command::End { outcome } => write!(f, "End({outcome:?})"),
+            Command::Served { task } => write!(f, "Served({task})"),
+            Command::End { outcome, ended_by } => write!(f, "End({outcome:?}, {ended_by:?})"),
         }
     }
 }

@@ -356,6 +356,12 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                     LeaveReason::Hangup => (QueueEventKind::Abandoned, None, Finish::Abandoned),
                     LeaveReason::MaxWait => (QueueEventKind::Left, Some("max_wait"), Finish::Left),
                 };
+                let result = if finish == Finish::Abandoned {
+                    "abandoned"
+                } else {
+                    "left"
+                };
+                crate::metrics::registry().observe_wait(&w.queue, result, now - w.queued_at);
                 book.today.finished(&w.queue, finish, now);
                 record(
                     book.writer.as_ref(),
@@ -379,6 +385,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 w.answered = true;
                 let wait = (now - w.queued_at).max(0);
                 book.today.finished(&w.queue, Finish::Answered(wait), now);
+                crate::metrics::registry().observe_wait(&w.queue, "answered", wait);
                 let kind = QueueEventKind::Answered;
                 record(book.writer.as_ref(), w, now, kind, Some(agent), None);
             }
@@ -408,6 +415,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             {
                 let kind = QueueEventKind::Abandoned;
                 book.today.finished(&w.queue, Finish::Abandoned, now);
+                crate::metrics::registry().observe_wait(&w.queue, "abandoned", now - w.queued_at);
                 record(book.writer.as_ref(), &w, now, kind, w.ringing.clone(), None);
             }
             feed(acd, AcdInput::ConversationOver(call), now, out);
@@ -552,6 +560,7 @@ fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
             if let Some(w) = calls.remove(&call) {
                 if w.queued {
                     today.finished(&w.queue, Finish::Left, now);
+                    crate::metrics::registry().observe_wait(&w.queue, "left", now - w.queued_at);
                     let kind = QueueEventKind::Left;
                     tracing::info!(queue = %w.queue, call = %w.pop.call_id,
                         "left the queue: nobody who could take it is logged in any more (no_agents)");

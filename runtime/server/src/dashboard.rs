@@ -284,21 +284,33 @@ impl Dashboard {
     /// The other series: calls started and ended, queues, agents, the pacer's lateness.
     pub async fn metrics(&self, out: &mut String) {
         let started = self.calls().started();
-        let ended = self.calls().ended();
         let _ = write!(
             out,
             "# HELP ivr_calls_started_total Calls whose flow started, since start.\n\
              # TYPE ivr_calls_started_total counter\n\
              ivr_calls_started_total {started}\n\
-             # HELP ivr_calls_ended_total Calls whose flow ended, since start, by outcome.\n\
+             # HELP ivr_calls_ended_total Calls whose flow ended, since start, by flow and outcome (transferred, callback, abandoned, message, self_service, failed, not_served).\n\
              # TYPE ivr_calls_ended_total counter\n"
         );
-        for (o, n) in live_calls::OUTCOMES.iter().zip(ended) {
-            let _ = writeln!(
-                out,
-                "ivr_calls_ended_total{{outcome=\"{}\"}} {n}",
-                o.as_str()
-            );
+        // Every flow of the live deployment has its series (at zero before its first call).
+        let mut by_flow: std::collections::BTreeMap<String, [u64; live_calls::OUTCOMES.len()]> =
+            self.services
+                .live
+                .current()
+                .flows
+                .keys()
+                .map(|f| (f.clone(), [0; live_calls::OUTCOMES.len()]))
+                .collect();
+        by_flow.extend(self.calls().ended_by_flow());
+        for (flow, ended) in by_flow {
+            for (o, n) in live_calls::OUTCOMES.iter().zip(ended) {
+                let _ = writeln!(
+                    out,
+                    "ivr_calls_ended_total{{flow=\"{}\",outcome=\"{}\"}} {n}",
+                    label(&flow),
+                    o.as_str()
+                );
+            }
         }
         if let Some(a) = self.acd().await {
             let _ = write!(
@@ -327,6 +339,58 @@ impl Dashboard {
                     q.longest_wait_ms as f64 / 1000.0
                 );
             }
+            // The ACD's counters since start, one family each.
+            type Count = fn(&ivr_acd::QueueStatus) -> u64;
+            let families: [(&str, &str, Count); 4] = [
+                (
+                    "ivr_queue_calls_offered_total",
+                    "Calls that entered each queue (offered to the queue), since start.",
+                    |q| q.offered,
+                ),
+                (
+                    "ivr_queue_calls_answered_total",
+                    "Calls of each queue an agent answered, since start.",
+                    |q| q.answered,
+                ),
+                (
+                    "ivr_queue_calls_abandoned_total",
+                    "Calls that left each queue before an answer (the caller hung up, or max_wait), since start.",
+                    |q| q.abandoned,
+                ),
+                (
+                    "ivr_queue_calls_no_agents_total",
+                    "Calls of each queue sent down their no_agents path (nobody logged in, or the last agent left), since start.",
+                    |q| q.no_agents,
+                ),
+            ];
+            for (name, help, count) in families {
+                let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n");
+                for q in &a.status.queues {
+                    let _ = writeln!(out, "{name}{{queue=\"{}\"}} {}", label(&q.name), count(q));
+                }
+            }
+            let _ = write!(
+                out,
+                "# HELP ivr_queue_service_level_ratio Today's service level of each queue: calls answered within the threshold / calls that finished waiting today (answered, abandoned or left); absent before the first.\n\
+                 # TYPE ivr_queue_service_level_ratio gauge\n"
+            );
+            for q in &a.status.queues {
+                crate::metrics::registry().know_queue(&q.name);
+                if let Some(level) = a.today.get(&q.name).and_then(|d| d.service_level) {
+                    let _ = writeln!(
+                        out,
+                        "ivr_queue_service_level_ratio{{queue=\"{}\"}} {level:.4}",
+                        label(&q.name)
+                    );
+                }
+            }
+            let _ = write!(
+                out,
+                "# HELP ivr_queue_service_level_threshold_seconds The wait within which an answer counts for the service level.\n\
+                 # TYPE ivr_queue_service_level_threshold_seconds gauge\n\
+                 ivr_queue_service_level_threshold_seconds {}\n",
+                crate::queue_day::SERVICE_LEVEL_MS / 1000
+            );
             let _ = write!(
                 out,
                 "# HELP ivr_queue_overflowed_total Callers of each queue offered to another queue's agents (overflow).\n\
@@ -405,6 +469,20 @@ impl Dashboard {
                 st.failed.saturating_add(st.rejected),
             );
         }
+        let lookup_errors = crate::metrics::registry().lookup_errors();
+        let record_errors = self.services.writer.as_ref().map_or(0, |w| {
+            let st = w.stats();
+            st.spooled
+                .saturating_add(st.quarantined)
+                .saturating_add(st.failed)
+        });
+        let _ = write!(
+            out,
+            "# HELP ivr_db_errors_total Database operations that failed, by operation (lookup: a lookup's query failed or timed out; records: call records the database did not take at once).\n\
+             # TYPE ivr_db_errors_total counter\n\
+             ivr_db_errors_total{{operation=\"lookup\"}} {lookup_errors}\n\
+             ivr_db_errors_total{{operation=\"records\"}} {record_errors}\n"
+        );
     }
 }
 

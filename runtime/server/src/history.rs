@@ -163,6 +163,7 @@ mod tests {
             by_node: Vec::new(),
             started,
             ended: BTreeMap::new(),
+            ended_by_flow: BTreeMap::new(),
             per_second: 0.0,
         }
     }

@@ -458,6 +458,7 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
         d.metrics(&mut out).await;
     }
     s.services.http.write_metrics(&mut out);
+    crate::metrics::registry().write(&mut out);
     (
         [(
             header::CONTENT_TYPE,

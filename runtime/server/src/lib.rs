@@ -22,6 +22,7 @@ pub mod http;
 pub mod http_limits;
 pub mod live;
 pub mod live_calls;
+pub mod metrics;
 pub mod open_files;
 pub mod queue_day;
 pub mod screen_pop;

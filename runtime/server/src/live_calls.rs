@@ -1,6 +1,6 @@
 //! The calls in progress, for `/metrics` and the dashboard: for each call its channel, flow and
 //! node, kept up to date by the call driver ([`super::call`]) when the engine enters a node and
-//! when the call ends; and counters: calls started, calls ended by outcome, and the calls
+//! when the call ends; and counters: calls started, calls ended by flow and outcome, and the calls
 //! started in each of the last seconds (calls per second).
 //!
 //! The driver touches the registry once when the call starts, once per node change and once at
@@ -21,21 +21,21 @@ use tokio::sync::watch;
 /// Calls started per second are counted over this many seconds.
 pub const RATE_WINDOW_S: u64 = 10;
 
-/// The outcomes in the order of [`LiveCalls::ended`].
-pub const OUTCOMES: [Outcome; 4] = [
-    Outcome::SelfService,
-    Outcome::Transferred,
-    Outcome::Abandoned,
-    Outcome::Failed,
-];
+/// The outcomes in the order of [`LiveCalls::ended`] (their order of precedence).
+pub const OUTCOMES: [Outcome; 7] = Outcome::ALL;
+
+/// Most flows counted by name in [`LiveCalls::ended_by_flow`]; calls of further flows count
+/// under [`OTHER_FLOW`] (flows come from the configuration, so this is never reached in
+/// practice; it bounds the series of `/metrics`).
+pub const MAX_FLOWS: usize = 256;
+/// The flow label of calls beyond [`MAX_FLOWS`].
+pub const OTHER_FLOW: &str = "_other";
 
 fn outcome_index(o: Outcome) -> usize {
-    match o {
-        Outcome::SelfService => 0,
-        Outcome::Transferred => 1,
-        Outcome::Abandoned => 2,
-        Outcome::Failed => 3,
-    }
+    OUTCOMES
+        .iter()
+        .position(|x| *x == o)
+        .unwrap_or(OUTCOMES.len() - 1)
 }
 
 struct Entry {
@@ -52,6 +52,8 @@ struct Inner {
     calls: HashMap<u64, Entry>,
     /// Calls started per second: (second since `epoch`, count), the last [`RATE_WINDOW_S`] + 1.
     buckets: [(u64, u64); RATE_WINDOW_S as usize + 1],
+    /// Calls ended since the server started, by flow name and outcome.
+    by_flow: BTreeMap<String, [u64; OUTCOMES.len()]>,
 }
 
 /// The registry of calls in progress (one per server).
@@ -59,7 +61,7 @@ pub struct LiveCalls {
     inner: Mutex<Inner>,
     next: AtomicU64,
     started: AtomicU64,
-    ended: [AtomicU64; 4],
+    ended: [AtomicU64; OUTCOMES.len()],
     epoch: Instant,
     changes: watch::Sender<u64>,
 }
@@ -96,6 +98,8 @@ pub struct CallsSnapshot {
     pub started: u64,
     /// Calls ended since the server started, by outcome.
     pub ended: BTreeMap<&'static str, u64>,
+    /// Calls ended since the server started, by flow and outcome (flows sorted by name).
+    pub ended_by_flow: BTreeMap<String, BTreeMap<&'static str, u64>>,
     /// Calls started per second over the last [`RATE_WINDOW_S`] seconds.
     pub per_second: f64,
 }
@@ -106,6 +110,7 @@ impl Default for LiveCalls {
             inner: Mutex::new(Inner {
                 calls: HashMap::new(),
                 buckets: [(u64::MAX, 0); RATE_WINDOW_S as usize + 1],
+                by_flow: BTreeMap::new(),
             }),
             next: AtomicU64::new(1),
             started: AtomicU64::new(0),
@@ -173,12 +178,32 @@ impl LiveCalls {
     /// The call is over; `outcome` is how its flow ended (none: it ended without the engine
     /// saying, which cannot happen once the flow started, but is counted as failed).
     pub fn end(&self, key: u64, outcome: Option<Outcome>) {
-        if self.lock().calls.remove(&key).is_none() {
-            return;
-        }
         let i = outcome_index(outcome.unwrap_or(Outcome::Failed));
+        {
+            let mut inner = self.lock();
+            let Some(entry) = inner.calls.remove(&key) else {
+                return;
+            };
+            let name = &entry.flow.program.name;
+            let slot = if inner.by_flow.contains_key(name) || inner.by_flow.len() < MAX_FLOWS {
+                inner.by_flow.entry(name.clone()).or_default()
+            } else {
+                inner.by_flow.entry(OTHER_FLOW.to_string()).or_default()
+            };
+            slot[i] += 1;
+        }
         self.ended[i].fetch_add(1, Ordering::Relaxed);
         self.changed();
+    }
+
+    /// Calls ended since the server started, by flow (sorted by name) and outcome (in the
+    /// order of [`OUTCOMES`]).
+    pub fn ended_by_flow(&self) -> Vec<(String, [u64; OUTCOMES.len()])> {
+        self.lock()
+            .by_flow
+            .iter()
+            .map(|(f, n)| (f.clone(), *n))
+            .collect()
     }
 
     /// Calls started since the server started.
@@ -187,7 +212,7 @@ impl LiveCalls {
     }
 
     /// Calls ended since the server started, by outcome (in the order of [`OUTCOMES`]).
-    pub fn ended(&self) -> [u64; 4] {
+    pub fn ended(&self) -> [u64; OUTCOMES.len()] {
         std::array::from_fn(|i| self.ended[i].load(Ordering::Relaxed))
     }
 
@@ -227,6 +252,18 @@ impl LiveCalls {
             .map(|(_, n)| n)
             .sum();
         let in_progress = inner.calls.len() as u64;
+        let ended_by_flow = inner
+            .by_flow
+            .iter()
+            .map(|(f, n)| {
+                let by: BTreeMap<&'static str, u64> = OUTCOMES
+                    .iter()
+                    .zip(n)
+                    .map(|(o, n)| (o.as_str(), *n))
+                    .collect();
+                (f.clone(), by)
+            })
+            .collect();
         drop(inner);
         let mut by_node: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
         for ((_, node), (flow, calls, since)) in groups {
@@ -258,6 +295,7 @@ impl LiveCalls {
                 .zip(ended)
                 .map(|(o, n)| (o.as_str(), n))
                 .collect(),
+            ended_by_flow,
             per_second: recent as f64 / RATE_WINDOW_S as f64,
         }
     }
@@ -316,12 +354,22 @@ mod tests {
         reg.end(c, Some(Outcome::Transferred));
         reg.end(a, Some(Outcome::SelfService));
         reg.end(a, Some(Outcome::SelfService));
-        reg.end(b, None);
+        reg.end(b, Some(Outcome::NotServed));
+        let d = reg.start(Channel::Sip, &f);
+        reg.end(d, None);
         let s = reg.snapshot();
-        assert_eq!((s.in_progress, s.started), (0, 3));
+        assert_eq!((s.in_progress, s.started), (0, 4));
         assert_eq!(s.ended.get("transferred"), Some(&1));
         assert_eq!(s.ended.get("self_service"), Some(&1));
+        assert_eq!(s.ended.get("not_served"), Some(&1));
         assert_eq!(s.ended.get("failed"), Some(&1));
+        assert_eq!(s.ended.get("message"), Some(&0));
+        let hotline = &s.ended_by_flow["hotline"];
+        assert_eq!(hotline.get("not_served"), Some(&1));
+        assert_eq!(hotline.values().sum::<u64>(), 4);
+        let by_flow = reg.ended_by_flow();
+        assert_eq!(by_flow.len(), 1);
+        assert_eq!(by_flow[0].1[outcome_index(Outcome::Transferred)], 1);
         assert!(s.by_node.is_empty());
     }
 }

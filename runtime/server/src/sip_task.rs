@@ -264,6 +264,7 @@ fn dispatch<C: Calls>(
     while let Some(o) = core.poll_output() {
         match o {
             Output::Transmit { peer, bytes } => {
+                crate::metrics::registry().count_sip_message(&bytes);
                 out.sender.send(&peer, bytes);
             }
             Output::Start { tag, media } => core.host_mut().start(&tag, media),

@@ -549,7 +549,11 @@ fn deliver(
                 _ => 400,
             };
             tracing::debug!(peer = %peer.addr, %why, code, "unreadable SIP message");
-            message::raw_error_response(data, code)
+            let resp = message::raw_error_response(data, code);
+            if let Some(r) = &resp {
+                crate::metrics::registry().count_sip_message(r);
+            }
+            resp
         }
     }
 }
@@ -981,6 +985,7 @@ async fn tcp_conn(task: ConnTask, close: impl std::future::Future<Output = ()>) 
                     if let Some(r) =
                         head.and_then(|h| message::raw_error_response(framer.bytes(h), 400))
                     {
+                        crate::metrics::registry().count_sip_message(&r);
                         let _ = tx.try_send(Arc::from(r));
                     }
                     break 'read Closed::Framing;

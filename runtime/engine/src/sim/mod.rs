@@ -524,6 +524,7 @@ impl Simulation {
                 self.record(Entry::Hangup);
                 self.finish_recording_on_end();
             }
+            Command::Served { task } => self.record(Entry::Served { task: task.clone() }),
             Command::End { .. } => {
                 self.finish_recording_on_end();
                 self.playing = None;

@@ -3,7 +3,7 @@
 
 use super::{DataSource, Entry, LookupFailure, PromptBook, QueryError, Simulation};
 use crate::value::Value;
-use crate::{CallInfo, Channel, Exit, Flow, Millis, Outcome, QueryResult, TransferUpdate};
+use crate::{CallInfo, Channel, EndedBy, Exit, Flow, Millis, Outcome, QueryResult, TransferUpdate};
 use chrono::{NaiveDate, NaiveTime};
 use indexmap::IndexMap;
 use ivr_compiler::config::{FieldType, QueryDef};
@@ -61,6 +61,10 @@ pub struct ScenarioResult {
     pub outcome: Option<Outcome>,
     /// Lookups that took `error`, with their reasons.
     pub lookup_failures: Vec<LookupFailure>,
+    /// Who ended it, if it ended.
+    pub ended_by: Option<EndedBy>,
+    /// The self-service tasks it completed (`served`), in order.
+    pub served: Vec<String>,
 }
 
 impl ScenarioResult {
@@ -217,11 +221,19 @@ pub enum Unmet {
     #[error("but the call has no variable `{0}`")]
     NoVariable(String),
     /// `outcome NAME` with a name that is no outcome.
-    #[error("but that is not an outcome: self_service, transferred, abandoned or failed")]
+    #[error(
+        "but that is not an outcome: transferred, callback, abandoned, message, self_service, failed or not_served"
+    )]
     NotAnOutcome,
     /// `outcome NAME`: the call ended otherwise.
     #[error("but the call ended as {}", .0.as_str())]
     EndedAs(Outcome),
+    /// `ended_by NAME` with a name that is none of caller, flow, agent, system.
+    #[error("but that is not who can end a call: caller, flow, agent or system")]
+    NotAnEnder,
+    /// `ended_by NAME`: someone else ended the call.
+    #[error("but the call was ended by the {}", .0.as_str())]
+    EndedByOther(EndedBy),
     /// `outcome NAME`: the call goes on.
     #[error("but the call has not ended")]
     NotEnded,
@@ -399,7 +411,9 @@ fn describe(e: &Expectation) -> String {
             format!("saved {} {{ {} }}", table.node, f.join(", "))
         }
         Expectation::Hangup => "hangup".into(),
+        Expectation::Served { task } => format!("served {}", task.node),
         Expectation::Outcome { outcome } => format!("outcome {}", outcome.node),
+        Expectation::EndedBy { by } => format!("ended_by {}", by.node),
     }
 }
 
@@ -464,6 +478,7 @@ fn entry_matches(e: &Expectation, entry: &Entry) -> bool {
                 })
         }
         (Expectation::Hangup, Entry::Hangup) => true,
+        (Expectation::Served { task }, Entry::Served { task: t }) => task.node == *t,
         _ => false,
     }
 }
@@ -471,7 +486,10 @@ fn entry_matches(e: &Expectation, entry: &Entry) -> bool {
 fn is_transcript_expectation(e: &Expectation) -> bool {
     !matches!(
         e,
-        Expectation::Node { .. } | Expectation::Var { .. } | Expectation::Outcome { .. }
+        Expectation::Node { .. }
+            | Expectation::Var { .. }
+            | Expectation::Outcome { .. }
+            | Expectation::EndedBy { .. }
     )
 }
 
@@ -558,6 +576,19 @@ impl Runner<'_> {
         }
     }
 
+    /// Lets the call run until it ends (within the wait limit).
+    fn run_to_end(&mut self) {
+        let limit = self.sim.now() + WAIT_LIMIT_MS;
+        while !self.sim.call().is_ended() {
+            match self.sim.next_event_time() {
+                Some(t) if t <= limit => {
+                    self.sim.step();
+                }
+                _ => break,
+            }
+        }
+    }
+
     fn check_error(&self, line: usize, what: impl Into<String>) -> Result<(), Box<Mismatch>> {
         match &self.sim.error {
             Some(err) => Err(self.fail(line, what, Unmet::Query(err.clone()))),
@@ -584,6 +615,8 @@ pub fn run(
         visits: Vec::new(),
         outcome: None,
         lookup_failures: Vec::new(),
+        ended_by: None,
+        served: Vec::new(),
     };
     let Some(flow_name) = &scenario.flow else {
         result.failure = Some(ScenarioError::NoFlow {
@@ -686,6 +719,8 @@ pub fn run(
     result.visits = r.sim.visits.clone();
     result.outcome = r.sim.call().outcome();
     result.lookup_failures = r.sim.lookup_failures().to_vec();
+    result.ended_by = r.sim.call().ended_by();
+    result.served = r.sim.call().served().to_vec();
     result
 }
 
@@ -814,18 +849,21 @@ fn expect(r: &mut Runner, e: &Expectation, line: usize) -> Result<(), Box<Mismat
             let Some(want) = Outcome::parse(&outcome.node) else {
                 return Err(r.fail(line, describe(e), Unmet::NotAnOutcome));
             };
-            let limit = r.sim.now() + WAIT_LIMIT_MS;
-            while !r.sim.call().is_ended() {
-                match r.sim.next_event_time() {
-                    Some(t) if t <= limit => {
-                        r.sim.step();
-                    }
-                    _ => break,
-                }
-            }
+            r.run_to_end();
             match r.sim.call().outcome() {
                 Some(got) if got == want => Ok(()),
                 Some(got) => Err(r.fail(line, describe(e), Unmet::EndedAs(got))),
+                None => Err(r.fail(line, describe(e), Unmet::NotEnded)),
+            }
+        }
+        Expectation::EndedBy { by } => {
+            let Some(want) = EndedBy::parse(&by.node) else {
+                return Err(r.fail(line, describe(e), Unmet::NotAnEnder));
+            };
+            r.run_to_end();
+            match r.sim.call().ended_by() {
+                Some(got) if got == want => Ok(()),
+                Some(got) => Err(r.fail(line, describe(e), Unmet::EndedByOther(got))),
                 None => Err(r.fail(line, describe(e), Unmet::NotEnded)),
             }
         }

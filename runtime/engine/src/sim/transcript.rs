@@ -57,6 +57,11 @@ pub enum Entry {
     },
     /// The flow hung up.
     Hangup,
+    /// The call completed a self-service task (`served "TASK"`).
+    Served {
+        /// The task's name.
+        task: String,
+    },
 }
 
 impl fmt::Display for Entry {
@@ -94,6 +99,7 @@ impl fmt::Display for Entry {
                 f.write_str(" }")
             }
             Entry::Hangup => f.write_str("hangup"),
+            Entry::Served { task } => write!(f, "served {task}"),
         }
     }
 }

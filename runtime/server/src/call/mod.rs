@@ -422,11 +422,16 @@ impl Driver {
             }
             Command::StopRecording => self.finish_recording(true),
             Command::Hangup => self.hangup_by_flow = true,
-            Command::End { outcome } => {
+            Command::Served { task } => tracing::debug!(task = %task, "task served"),
+            Command::End { outcome, ended_by } => {
                 if let Some(why) = self.call.fault_reason() {
                     tracing::warn!("{why}");
                 }
-                tracing::info!(outcome = outcome.as_str(), "call ended");
+                tracing::info!(
+                    outcome = outcome.as_str(),
+                    ended_by = ended_by.as_str(),
+                    "call ended"
+                );
                 self.note(|| Note::End(outcome.as_str()));
             }
         }
@@ -449,7 +454,15 @@ impl Driver {
         let timeout = Duration::from_millis(l.timeout_ms);
         let args = args.to_vec();
         tokio::spawn(async move {
+            let started = Instant::now();
             let result = db.run(&name, &args, Some(timeout)).await;
+            let took = started.elapsed().as_micros() as u64;
+            let how = match &result {
+                QueryResult::Found(_) => "found",
+                QueryResult::Missing => "missing",
+                QueryResult::Error(_) => "error",
+            };
+            crate::metrics::registry().observe_lookup(&name, how, took);
             if let QueryResult::Error(e) = &result {
                 tracing::warn!(query = %name, error = %e, "lookup failed");
             }
@@ -744,7 +757,7 @@ pub async fn run(services: Services, incoming: Incoming) {
                 }
                 Some(DialogEvent::Terminate) => {
                     d.finish_recording(false);
-                    d.feed(Event::Hangup);
+                    d.feed(Event::Terminated { failure: false });
                     break;
                 }
             },
@@ -795,7 +808,7 @@ pub async fn run(services: Services, incoming: Incoming) {
                 if !d.on_deadline(rtp_timeout) {
                     tracing::info!("no RTP for {} s: ending the call", rtp_timeout.as_secs());
                     d.finish_recording(false);
-                    d.feed(Event::Hangup);
+                    d.feed(Event::Terminated { failure: true });
                     break;
                 }
             }
