@@ -212,10 +212,9 @@ lookup balance_lookup {
 }
 
 step balance {
+    served "balance"                    # a self-service task completed (ivr report counts it)
     play balance_is
     say money account.balance           # "fifty-eight yuan and thirty cents"
-    # A completed self-service task is marked here, once the grammar has it:
-    #     served "balance"
     goto main_menu
 }
 
@@ -271,10 +270,12 @@ caller  "13800000001"                   # in the accounts table of data/ivr.db
 expect  play welcome
 expect  play main_menu
 press   1
+expect  served balance
 expect  play balance_is
 expect  say money 58.30
 expect  play main_menu
 hangup
+expect  outcome self_service
 
 scenario "An unknown number has no balance"
 flow    hotline

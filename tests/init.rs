@@ -51,6 +51,7 @@ flow p {
 
 step hi {
     play hello
+    served "greeting"
     play bye
     hangup
 }
