@@ -2,6 +2,7 @@
 
 mod agent_password_cmd;
 mod cli;
+mod fmt_cmd;
 mod load;
 mod prompts_cmd;
 mod report_cmd;
