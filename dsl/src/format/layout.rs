@@ -11,9 +11,9 @@ use crate::span::Span;
 const MAX_BLANK_IN_BLOCK: usize = 1;
 /// Blank lines kept in a row between items.
 const MAX_BLANK_TOP: usize = 2;
-/// Clause words that keep one space: `key` lines are a list of their own, and `no_agents` is
-/// the one word longer than its block's column in the language's own examples.
-const UNALIGNED: &[&str] = &["key", "no_agents"];
+/// Clause words that keep one space: `key` lines are a list of their own, and `no_input` and
+/// `no_match` are followed by `play`, which reads as part of the word.
+const UNALIGNED: &[&str] = &["key", "no_input", "no_match"];
 
 /// One output line.
 #[derive(Debug, Clone)]
@@ -237,9 +237,7 @@ impl<'s> Layout<'s> {
             let breaks = match &line.kind {
                 LineKind::Blank => true,
                 LineKind::Comment(_) => false,
-                LineKind::Code { cells, clause, .. } => {
-                    !clause || cells.len() < 2 || (line.step && !is_set(cells))
-                }
+                LineKind::Code { cells, clause, .. } => !clause || (line.step && !is_set(cells)),
             };
             let other_block = group
                 .first()
@@ -273,7 +271,7 @@ impl<'s> Layout<'s> {
             .unwrap_or(0);
         for &i in group {
             if let LineKind::Code { cells, widths, .. } = &mut self.lines[i].kind
-                && cells[0] != "key"
+                && !UNALIGNED.contains(&cells[0].as_str())
             {
                 widths[0] = width;
             }
