@@ -104,7 +104,7 @@ fn root(params: &InitializeParams) -> PathBuf {
 struct Server<'c> {
     conn: &'c Connection,
     project: Project,
-    /// Files that have diagnostics on the client now.
+    /// Files that have diagnostics on the client now, or were open since the last check.
     published: HashSet<PathBuf>,
 }
 
@@ -188,6 +188,8 @@ impl Server<'_> {
                     && let Some(path) = uri::to_path(&p.text_document.uri)
                 {
                     self.project.open.remove(&path);
+                    // Its diagnostics are cleared if it is no longer part of the project.
+                    self.published.insert(path);
                 }
                 true
             }
@@ -203,7 +205,7 @@ impl Server<'_> {
         let report = self.project.check();
         let mut now = HashSet::new();
         for (path, (diags, text)) in &report.files {
-            if diags.is_empty() && !self.published.contains(path) {
+            if diags.is_empty() && !self.published.contains(path) && !self.project.open.contains_key(path) {
                 continue;
             }
             let ix = LineIndex::new(text);
