@@ -3,7 +3,7 @@
 use crate::navigate::at_cursor;
 use crate::project::{FlowFileState, Project};
 use crate::refs::{Kind, exits};
-use crate::server::Failure;
+use crate::reply::Failure;
 use crate::uri;
 use ivr_dsl::ast::{Node, NodeKind};
 use ivr_dsl::outline::ItemKind;

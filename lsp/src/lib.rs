@@ -12,7 +12,8 @@ mod navigate;
 pub mod position;
 pub mod project;
 pub mod refs;
-mod server;
+mod reply;
+pub mod server;
 pub mod uri;
 
 pub use server::{LspError, run_stdio};

@@ -2,7 +2,7 @@
 
 use crate::project::{FlowFileState, Project};
 use crate::refs::{Kind, Occurrence};
-use crate::server::Failure;
+use crate::reply::Failure;
 use crate::uri;
 use ivr_dsl::Span;
 use lsp_types::{

@@ -231,23 +231,36 @@ impl Project {
         let mut sources = settings.sources.clone();
         let mut diags = settings.diags.clone();
         let mut flows = Vec::with_capacity(states.len());
-        for (path, state) in &states {
-            let file = sources.add(path, state.text.clone());
+        self.flows = states.iter().map(|(p, f)| (f.name.clone(), p.clone())).collect();
+        for (path, state) in states {
+            let file = sources.add(&path, state.text.clone());
             diags.extend(state.diags.iter().cloned().map(|mut d| {
                 d.file = file;
                 d.related.iter_mut().for_each(|r| r.file = file);
                 d
             }));
+            // The checker consumes the tree: it is lent (moved in and taken back from the
+            // result) rather than copied, unless a request still holds the file.
+            drop(state);
+            let ast = match self.files.get_mut(&path).and_then(Arc::get_mut) {
+                Some(own) => std::mem::replace(&mut own.ast, empty_flow()),
+                None => self.files.get(&path).map_or_else(empty_flow, |f| f.ast.clone()),
+            };
+            let name = self.files.get(&path).map_or_else(String::new, |f| f.name.clone());
             flows.push(FlowSource {
                 file,
-                path: path.clone(),
-                name: state.name.clone(),
-                ast: state.ast.clone(),
+                path,
+                name,
+                ast,
                 requested: true,
             });
         }
-        self.flows = states.iter().map(|(p, f)| (f.name.clone(), p.clone())).collect();
-        let checked = finish(sources, settings.config.clone(), settings.catalogs.clone(), flows, diags);
+        let mut checked = finish(sources, settings.config.clone(), settings.catalogs.clone(), flows, diags);
+        for flow in std::mem::take(&mut checked.flows) {
+            if let Some(own) = self.files.get_mut(&flow.path).and_then(Arc::get_mut) {
+                own.ast = flow.ast;
+            }
+        }
         let mut report = Report::default();
         for (id, path, text) in checked.sources.iter() {
             let _ = id;
@@ -263,6 +276,14 @@ impl Project {
             }
         }
         report
+    }
+}
+
+fn empty_flow() -> FlowFile {
+    FlowFile {
+        header: None,
+        imports: Vec::new(),
+        nodes: Vec::new(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::position::LineIndex;
 use crate::project::Project;
+use crate::reply::Failure;
 use crate::{assist, navigate, uri};
 use ivr_dsl::Severity;
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response};
@@ -266,21 +267,6 @@ impl Server<'_> {
                 Response::new_err(id, ErrorCode::RequestFailed as i32, message)
             }
         }
-    }
-}
-
-/// Why a request has no answer.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// Its parameters do not parse.
-    Params(serde_json::Error),
-    /// It cannot be done (a rename to a name that is not one).
-    Refused(String),
-}
-
-impl From<serde_json::Error> for Failure {
-    fn from(e: serde_json::Error) -> Self {
-        Failure::Params(e)
     }
 }
 
