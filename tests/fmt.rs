@@ -20,7 +20,10 @@ fn repo() -> PathBuf {
 const PROJECTS: &[(&str, &[&str])] = &[
     ("ivr.toml", &["flows"]),
     ("examples/ivr.toml", &["examples"]),
-    ("tests/corpus/ivr.toml", &["tests/corpus/valid", "tests/corpus/invalid"]),
+    (
+        "tests/corpus/ivr.toml",
+        &["tests/corpus/valid", "tests/corpus/invalid"],
+    ),
 ];
 
 /// Every non-blank character, sorted: layout may move them, never add or drop one.
@@ -60,7 +63,13 @@ fn run(config: &Path, flows: &[(PathBuf, String)]) -> (Vec<(String, Value)>, Vec
     diags.extend(more);
     let mut sources_flows = Vec::new();
     for (path, text) in flows {
-        sources_flows.push(parse_source(path, text.clone(), true, &mut sources, &mut diags));
+        sources_flows.push(parse_source(
+            path,
+            text.clone(),
+            true,
+            &mut sources,
+            &mut diags,
+        ));
     }
     let checked = finish(sources, config, catalogs, sources_flows, diags);
     let programs = checked
@@ -74,7 +83,14 @@ fn run(config: &Path, flows: &[(PathBuf, String)]) -> (Vec<(String, Value)>, Vec
     let mut diags: Vec<String> = checked
         .diagnostics
         .iter()
-        .map(|d| format!("{} {} {}", checked.sources.path(d.file).display(), d.code, d.message))
+        .map(|d| {
+            format!(
+                "{} {} {}",
+                checked.sources.path(d.file).display(),
+                d.code,
+                d.message
+            )
+        })
         .collect();
     diags.sort();
     let _ = Catalogs::default();
@@ -111,8 +127,17 @@ fn every_flow_formats_idempotently_and_compiles_to_the_same_program() {
                 "{}: formatting again changes it",
                 path.display()
             );
-            assert_eq!(ink(&text), ink(&out), "{}: more than layout changed", path.display());
-            for line in text.lines().map(str::trim).filter(|l| l.starts_with('#') || l.starts_with("//")) {
+            assert_eq!(
+                ink(&text),
+                ink(&out),
+                "{}: more than layout changed",
+                path.display()
+            );
+            for line in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with('#') || l.starts_with("//"))
+            {
                 assert!(
                     out.lines().any(|l| l.trim() == line),
                     "{}: the comment line `{line}` is lost",
@@ -127,9 +152,18 @@ fn every_flow_formats_idempotently_and_compiles_to_the_same_program() {
         assert!(!programs_before.is_empty());
         assert_eq!(programs_before.len(), programs_after.len());
         for ((name, a), (_, b)) in programs_before.iter().zip(&programs_after) {
-            assert!(a == b, "{}: flow `{name}` compiles to another program once formatted", config.display());
+            assert!(
+                a == b,
+                "{}: flow `{name}` compiles to another program once formatted",
+                config.display()
+            );
         }
-        assert_eq!(diags_before, diags_after, "{}: diagnostics differ once formatted", config.display());
+        assert_eq!(
+            diags_before,
+            diags_after,
+            "{}: diagnostics differ once formatted",
+            config.display()
+        );
     }
     // The corpus holds files written loosely on purpose: the test must have had work to do.
     assert!(formatted_files > 0);
@@ -155,7 +189,8 @@ fn ivr(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-const LOOSE: &str = "flow demo { entry start }\nstep start {\n  play welcome # 欢迎\n goto start }\n";
+const LOOSE: &str =
+    "flow demo { entry start }\nstep start {\n  play welcome # 欢迎\n goto start }\n";
 const TIDY: &str = "flow demo {\n    entry start\n}\n\nstep start {\n    play welcome  # 欢迎\n    goto start\n}\n";
 
 #[test]
@@ -169,12 +204,25 @@ fn check_lists_what_would_change_and_fmt_rewrites_it() {
     // No path: every flow of the flows folder.
     let (code, out, err) = ivr(&dir, &["fmt", "--check"]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(out.contains("demo.flow") && !out.contains("tidy.flow"), "{out}");
-    assert_eq!(std::fs::read_to_string(dir.join("flows/demo.flow")).ok().as_deref(), Some(LOOSE));
+    assert!(
+        out.contains("demo.flow") && !out.contains("tidy.flow"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("flows/demo.flow"))
+            .ok()
+            .as_deref(),
+        Some(LOOSE)
+    );
 
     let (code, out, err) = ivr(&dir, &["fmt"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(std::fs::read_to_string(dir.join("flows/demo.flow")).ok().as_deref(), Some(TIDY));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("flows/demo.flow"))
+            .ok()
+            .as_deref(),
+        Some(TIDY)
+    );
     let (code, out, _) = ivr(&dir, &["fmt", "--check", "flows/demo.flow"]);
     assert_eq!((code, out.as_str()), (0, ""));
 
@@ -182,9 +230,14 @@ fn check_lists_what_would_change_and_fmt_rewrites_it() {
     std::fs::write(dir.join("flows/broken.flow"), "step a {\n  goto\n}\n").expect("flow");
     let (code, _, err) = ivr(&dir, &["fmt", "flows"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("broken.flow") && err.contains("line 2"), "{err}");
+    assert!(
+        err.contains("broken.flow") && err.contains("line 2"),
+        "{err}"
+    );
     assert_eq!(
-        std::fs::read_to_string(dir.join("flows/broken.flow")).ok().as_deref(),
+        std::fs::read_to_string(dir.join("flows/broken.flow"))
+            .ok()
+            .as_deref(),
         Some("step a {\n  goto\n}\n")
     );
     let _ = std::fs::remove_dir_all(&dir);

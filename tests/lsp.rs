@@ -142,8 +142,15 @@ impl Client {
 
     /// The next diagnostics published for `uri` (earlier ones are dropped).
     fn diagnostics(&mut self, uri: &str) -> Vec<Value> {
-        let is_it = |m: &Value| m["method"] == "textDocument/publishDiagnostics" && m["params"]["uri"] == uri;
-        let list = |m: Value| m["params"]["diagnostics"].as_array().cloned().unwrap_or_default();
+        let is_it = |m: &Value| {
+            m["method"] == "textDocument/publishDiagnostics" && m["params"]["uri"] == uri
+        };
+        let list = |m: Value| {
+            m["params"]["diagnostics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        };
         if let Some(i) = self.notes.iter().position(is_it) {
             return self.notes.remove(i).map(list).unwrap_or_default();
         }
@@ -171,7 +178,10 @@ impl Client {
     }
 
     fn close(&mut self, path: &Path) {
-        self.notify("textDocument/didClose", json!({ "textDocument": { "uri": uri(path) } }));
+        self.notify(
+            "textDocument/didClose",
+            json!({ "textDocument": { "uri": uri(path) } }),
+        );
     }
 
     /// `shutdown`, `exit`, and the process ends by itself with status 0.
@@ -200,7 +210,11 @@ fn lsp_position(text: &str, line: usize, col: usize) -> (u64, u64) {
 
 /// Where `needle` starts (its `nth` occurrence) as (line, UTF-16 column).
 fn find(text: &str, needle: &str, nth: usize) -> (u64, u64) {
-    let at = text.match_indices(needle).nth(nth).map(|(i, _)| i).expect("needle in text");
+    let at = text
+        .match_indices(needle)
+        .nth(nth)
+        .map(|(i, _)| i)
+        .expect("needle in text");
     let line = text[..at].matches('\n').count();
     let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
     let col: usize = text[start..at].chars().map(char::len_utf16).sum();
@@ -217,7 +231,10 @@ fn expected(expected: &str) -> Vec<(PathBuf, String, u64, u64)> {
     let mut out = Vec::new();
     let mut code = None;
     for line in expected.lines() {
-        if let Some(rest) = line.strip_prefix("error[").or_else(|| line.strip_prefix("warning[")) {
+        if let Some(rest) = line
+            .strip_prefix("error[")
+            .or_else(|| line.strip_prefix("warning["))
+        {
             code = rest.split(']').next().map(String::from);
         } else if let Some(loc) = line.trim_start().strip_prefix("┌─ ")
             && let Some(c) = code.take()
@@ -264,7 +281,8 @@ fn corpus_mistakes_are_diagnosed_at_their_ranges() {
     assert!(files.len() > 20);
     for flow in &files {
         let text = std::fs::read_to_string(flow).expect("flow");
-        let want = expected(&std::fs::read_to_string(flow.with_extension("expected")).expect("expected"));
+        let want =
+            expected(&std::fs::read_to_string(flow.with_extension("expected")).expect("expected"));
         assert!(!want.is_empty(), "{}: nothing expected", flow.display());
         let mut files: Vec<PathBuf> = want.iter().map(|w| w.0.clone()).collect();
         files.push(flow.clone());
@@ -279,10 +297,20 @@ fn corpus_mistakes_are_diagnosed_at_their_ranges() {
                 .filter(|w| &w.0 == file)
                 .map(|w| (w.1.clone(), w.2, w.3))
                 .collect();
-            assert_eq!(got(&diags), want_here, "{}: in {}", flow.display(), file.display());
+            assert_eq!(
+                got(&diags),
+                want_here,
+                "{}: in {}",
+                flow.display(),
+                file.display()
+            );
         }
         client.close(flow);
-        assert!(client.diagnostics(&uri(flow)).is_empty(), "closing clears {}", flow.display());
+        assert!(
+            client.diagnostics(&uri(flow)).is_empty(),
+            "closing clears {}",
+            flow.display()
+        );
         client.sync();
     }
     client.finish();
@@ -333,7 +361,11 @@ fn edits_definition_references_rename_completion_hover_symbols_formatting() {
     let mut client = Client::start(&dir, None);
     let u = uri(&flow);
     client.open(&flow, HOTLINE);
-    assert_eq!(client.diagnostics(&u), Vec::<Value>::new(), "the project checks clean");
+    assert_eq!(
+        client.diagnostics(&u),
+        Vec::<Value>::new(),
+        "the project checks clean"
+    );
 
     // A mistake typed after Chinese text on the same line: its column in UTF-16 units.
     let line = "    play welcome  # 余额";
@@ -348,9 +380,22 @@ fn edits_definition_references_rename_completion_hover_symbols_formatting() {
     let diags = client.diagnostics(&u);
     assert_eq!(diags.len(), 1, "{diags:?}");
     let target_col = "    if \"中文😀\" == caller -> ".encode_utf16().count() as u64;
-    assert_eq!(diags[0]["range"]["start"], pos((l + 1, target_col)), "{diags:?}");
-    assert_eq!(diags[0]["range"]["end"], pos((l + 1, target_col + 7)), "{diags:?}");
-    assert!(diags[0]["message"].as_str().unwrap_or("").contains("nowhere"));
+    assert_eq!(
+        diags[0]["range"]["start"],
+        pos((l + 1, target_col)),
+        "{diags:?}"
+    );
+    assert_eq!(
+        diags[0]["range"]["end"],
+        pos((l + 1, target_col + 7)),
+        "{diags:?}"
+    );
+    assert!(
+        diags[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("nowhere")
+    );
     // Undone: clean again.
     client.notify(
         "textDocument/didChange",
@@ -368,12 +413,19 @@ fn edits_definition_references_rename_completion_hover_symbols_formatting() {
     // Definition: a node, an imported node, a prompt, a query, a queue, a variable.
     let def = client.request("textDocument/definition", at("-> main_menu", 0, 3));
     assert_eq!(def[0]["uri"], u);
-    assert_eq!(def[0]["range"]["start"], pos(find(HOTLINE, "main_menu {", 0)));
+    assert_eq!(
+        def[0]["range"]["start"],
+        pos(find(HOTLINE, "main_menu {", 0))
+    );
     let def = client.request("textDocument/definition", at("common.goodbye", 0, 8));
     assert_eq!(def[0]["uri"], uri(&dir.join("flows/common.flow")), "{def}");
     assert_eq!(def[0]["range"]["start"], pos((5, 5)));
     let def = client.request("textDocument/definition", at("play welcome", 0, 6));
-    assert_eq!(def[0]["uri"], uri(&dir.join("prompts/zh-CN/prompts.toml")), "{def}");
+    assert_eq!(
+        def[0]["uri"],
+        uri(&dir.join("prompts/zh-CN/prompts.toml")),
+        "{def}"
+    );
     assert_eq!(def[0]["range"]["start"]["line"], 0);
     let def = client.request("textDocument/definition", at("customer_by_phone", 0, 2));
     assert_eq!(def[0]["uri"], uri(&dir.join("ivr.toml")), "{def}");
@@ -382,7 +434,11 @@ fn edits_definition_references_rename_completion_hover_symbols_formatting() {
     assert_eq!(def[0]["uri"], uri(&dir.join("ivr.toml")), "{def}");
     assert_eq!(def[0]["range"]["start"]["line"], 6);
     let def = client.request("textDocument/definition", at("customer.balance", 0, 2));
-    assert_eq!(def[0]["range"]["start"], pos(find(HOTLINE, "customer\n", 0)), "{def}");
+    assert_eq!(
+        def[0]["range"]["start"],
+        pos(find(HOTLINE, "customer\n", 0)),
+        "{def}"
+    );
     let def = client.request("textDocument/definition", at("import common", 0, 8));
     assert_eq!(def[0]["uri"], uri(&dir.join("flows/common.flow")), "{def}");
 
@@ -399,7 +455,12 @@ fn edits_definition_references_rename_completion_hover_symbols_formatting() {
     let mut params = at("common.goodbye", 0, 8);
     params["context"] = json!({ "includeDeclaration": true });
     let refs = client.request("textDocument/references", params);
-    let uris: Vec<&str> = refs.as_array().into_iter().flatten().filter_map(|r| r["uri"].as_str()).collect();
+    let uris: Vec<&str> = refs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uri"].as_str())
+        .collect();
     assert_eq!(uris.len(), 7, "{refs}"); // the step, its entry, five targets
     assert!(uris.contains(&uri(&dir.join("flows/common.flow")).as_str()));
 
@@ -417,63 +478,130 @@ fn edits_definition_references_rename_completion_hover_symbols_formatting() {
     let mut params = at("common.goodbye", 1, 8);
     params["newName"] = json!("bye");
     let edit = client.request("textDocument/rename", params);
-    let common_edits = edit["changes"][uri(&dir.join("flows/common.flow"))].as_array().map(Vec::len);
+    let common_edits = edit["changes"][uri(&dir.join("flows/common.flow"))]
+        .as_array()
+        .map(Vec::len);
     assert_eq!(common_edits, Some(2), "{edit}");
-    assert_eq!(edit["changes"][&u].as_array().map(Vec::len), Some(5), "{edit}");
+    assert_eq!(
+        edit["changes"][&u].as_array().map(Vec::len),
+        Some(5),
+        "{edit}"
+    );
 
     // Completion.
     let labels = |v: &Value| -> Vec<String> {
-        v.as_array().into_iter().flatten().filter_map(|i| i["label"].as_str().map(String::from)).collect()
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["label"].as_str().map(String::from))
+            .collect()
     };
     let c = client.request("textDocument/completion", at("-> main_menu", 0, 3));
     let l = labels(&c);
-    assert!(l.contains(&"balance".into()) && l.contains(&"hangup".into()) && l.contains(&"common".into()), "{l:?}");
+    assert!(
+        l.contains(&"balance".into())
+            && l.contains(&"hangup".into())
+            && l.contains(&"common".into()),
+        "{l:?}"
+    );
     let c = client.request("textDocument/completion", at("play welcome", 0, 5));
     let l = labels(&c);
-    assert!(l.contains(&"goodbye".into()) && l.contains(&"main_menu".into()), "{l:?}");
+    assert!(
+        l.contains(&"goodbye".into()) && l.contains(&"main_menu".into()),
+        "{l:?}"
+    );
     let c = client.request("textDocument/completion", at("customer.balance", 0, 9));
     assert!(labels(&c).contains(&"vip".into()), "{c}");
     let c = client.request("textDocument/completion", at("common.goodbye", 0, 7));
     assert_eq!(labels(&c), vec!["goodbye".to_string()], "{c}");
-    let c = client.request("textDocument/completion", at("    prompt   main_menu", 0, 4));
+    let c = client.request(
+        "textDocument/completion",
+        at("    prompt   main_menu", 0, 4),
+    );
     let l = labels(&c);
-    assert!(l.contains(&"no_match".into()) && l.contains(&"key".into()) && !l.contains(&"goto".into()), "{l:?}");
+    assert!(
+        l.contains(&"no_match".into()) && l.contains(&"key".into()) && !l.contains(&"goto".into()),
+        "{l:?}"
+    );
     let c = client.request("textDocument/completion", at("customer_by_phone", 0, 0));
     assert!(labels(&c).contains(&"customer_by_phone".into()), "{c}");
     let c = client.request("textDocument/completion", at("queue general", 0, 6));
     assert_eq!(labels(&c), vec!["general".to_string()], "{c}");
     let c = client.request("textDocument/completion", at("(caller)", 0, 1));
     let l = labels(&c);
-    assert!(l.contains(&"caller".into()) && l.contains(&"customer".into()) && l.contains(&"len".into()), "{l:?}");
+    assert!(
+        l.contains(&"caller".into()) && l.contains(&"customer".into()) && l.contains(&"len".into()),
+        "{l:?}"
+    );
 
     // Hover.
     let h = client.request("textDocument/hover", at("play welcome", 0, 6));
-    assert!(h["contents"]["value"].as_str().unwrap_or("").contains("欢迎致电客户服务热线"), "{h}");
+    assert!(
+        h["contents"]["value"]
+            .as_str()
+            .unwrap_or("")
+            .contains("欢迎致电客户服务热线"),
+        "{h}"
+    );
     let h = client.request("textDocument/hover", at("customer_by_phone", 0, 1));
-    assert!(h["contents"]["value"].as_str().unwrap_or("").contains("SELECT id, name"), "{h}");
+    assert!(
+        h["contents"]["value"]
+            .as_str()
+            .unwrap_or("")
+            .contains("SELECT id, name"),
+        "{h}"
+    );
     let h = client.request("textDocument/hover", at("menu main_menu", 0, 6));
     let text = h["contents"]["value"].as_str().unwrap_or("");
-    assert!(text.contains("menu") && text.contains("key 1 -> balance") && text.contains("attempts -> agent"), "{h}");
+    assert!(
+        text.contains("menu")
+            && text.contains("key 1 -> balance")
+            && text.contains("attempts -> agent"),
+        "{h}"
+    );
     let h = client.request("textDocument/hover", at("customer.balance", 0, 10));
-    assert!(h["contents"]["value"].as_str().unwrap_or("").contains("money"), "{h}");
+    assert!(
+        h["contents"]["value"]
+            .as_str()
+            .unwrap_or("")
+            .contains("money"),
+        "{h}"
+    );
 
     // Document symbols: the header and the four nodes, in order.
-    let s = client.request("textDocument/documentSymbol", json!({ "textDocument": { "uri": u } }));
-    let names: Vec<&str> = s.as_array().into_iter().flatten().filter_map(|x| x["name"].as_str()).collect();
+    let s = client.request(
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": u } }),
+    );
+    let names: Vec<&str> = s
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x["name"].as_str())
+        .collect();
     assert_eq!(names, ["hotline", "start", "main_menu", "balance", "agent"]);
     assert_eq!(s[1]["detail"], "lookup");
 
     // Formatting: the document is laid out as `ivr fmt` does; a formatted one needs no edit.
-    let f = client.request("textDocument/formatting", json!({ "textDocument": { "uri": u }, "options": { "tabSize": 4, "insertSpaces": true } }));
+    let f = client.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": u }, "options": { "tabSize": 4, "insertSpaces": true } }),
+    );
     assert_eq!(f.as_array().map(Vec::len), Some(1), "{f}");
     let formatted = f[0]["newText"].as_str().unwrap_or("").to_string();
-    assert!(formatted.contains("    queue     general\n    max_wait  60s"), "{formatted}");
+    assert!(
+        formatted.contains("    queue     general\n    max_wait  60s"),
+        "{formatted}"
+    );
     client.notify(
         "textDocument/didChange",
         json!({ "textDocument": { "uri": u, "version": 4 }, "contentChanges": [ { "text": formatted } ] }),
     );
     assert_eq!(client.diagnostics(&u), Vec::<Value>::new());
-    let f = client.request("textDocument/formatting", json!({ "textDocument": { "uri": u }, "options": { "tabSize": 4, "insertSpaces": true } }));
+    let f = client.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": u }, "options": { "tabSize": 4, "insertSpaces": true } }),
+    );
     assert_eq!(f, json!([]));
 
     client.finish();
@@ -487,7 +615,11 @@ fn mistakes_of_the_configuration_and_catalogs_are_published_for_their_files() {
     std::fs::write(&flow, HOTLINE).expect("flow");
     // A route to a flow that does not exist, and a broken catalog line.
     let config = std::fs::read_to_string(dir.join("ivr.toml")).expect("config");
-    std::fs::write(dir.join("ivr.toml"), format!("{config}\"10086\" = \"hotlin\"\n")).expect("config");
+    std::fs::write(
+        dir.join("ivr.toml"),
+        format!("{config}\"10086\" = \"hotlin\"\n"),
+    )
+    .expect("config");
     let catalog = dir.join("prompts/zh-CN/prompts.toml");
     let text = std::fs::read_to_string(&catalog).expect("catalog");
     std::fs::write(&catalog, format!("{text}broken = {{ txt = \"x\" }}\n")).expect("catalog");
@@ -500,14 +632,24 @@ fn mistakes_of_the_configuration_and_catalogs_are_published_for_their_files() {
         if msg["method"] != "textDocument/publishDiagnostics" {
             continue;
         }
-        let list = msg["params"]["diagnostics"].as_array().cloned().unwrap_or_default();
+        let list = msg["params"]["diagnostics"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if msg["params"]["uri"] == uri(&dir.join("ivr.toml")) {
-            assert!(list.iter().any(|d| d["message"].as_str().unwrap_or("").contains("hotlin")), "{list:?}");
+            assert!(
+                list.iter()
+                    .any(|d| d["message"].as_str().unwrap_or("").contains("hotlin")),
+                "{list:?}"
+            );
             assert_eq!(list[0]["range"]["start"]["line"], 11);
             seen_config = true;
         }
         if msg["params"]["uri"] == uri(&catalog) {
-            let broken = list.iter().find(|d| d["code"] == "catalog").expect("the catalog's mistake");
+            let broken = list
+                .iter()
+                .find(|d| d["code"] == "catalog")
+                .expect("the catalog's mistake");
             assert_eq!(broken["range"]["start"]["line"], 4, "{list:?}");
             seen_catalog = true;
         }

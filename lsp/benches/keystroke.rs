@@ -46,9 +46,20 @@ default = "big"
 "#;
 
 const PROMPTS: &[&str] = &[
-    "welcome", "no_input", "invalid_choice", "enter_card_pin", "number_is", "balance_is",
-    "bill_amount_is", "system_busy", "closed", "hold_music", "survey_overall", "survey_solved",
-    "leave_message_prompt", "goodbye",
+    "welcome",
+    "no_input",
+    "invalid_choice",
+    "enter_card_pin",
+    "number_is",
+    "balance_is",
+    "bill_amount_is",
+    "system_busy",
+    "closed",
+    "hold_music",
+    "survey_overall",
+    "survey_solved",
+    "leave_message_prompt",
+    "goodbye",
 ];
 
 /// A WAV header and 20 ms of silence at 8 kHz.
@@ -129,8 +140,13 @@ fn keystroke(c: &mut Criterion) {
     );
     client.sender.send(init.into()).expect("send");
     let _ = client.receiver.recv().expect("initialize answered");
-    let note = |method: &str, params: Value| Message::Notification(Notification::new(method.into(), params));
-    client.sender.send(note("initialized", json!({}))).expect("send");
+    let note = |method: &str, params: Value| {
+        Message::Notification(Notification::new(method.into(), params))
+    };
+    client
+        .sender
+        .send(note("initialized", json!({})))
+        .expect("send");
     let path = dir.join("flows/big.flow");
     let u = uri(&path);
     client
@@ -140,15 +156,24 @@ fn keystroke(c: &mut Criterion) {
             json!({ "textDocument": { "uri": u, "languageId": "ivr-flow", "version": 1, "text": flow } }),
         ))
         .expect("send");
-    assert_eq!(diagnostics(&client, &u), 0, "the generated flow checks clean");
+    assert_eq!(
+        diagnostics(&client, &u),
+        0,
+        "the generated flow checks clean"
+    );
 
     // A one-character edit in the middle of the file: `timeout  5s` becomes `6s` and back.
-    let at = flow[flow.len() / 2..].find("timeout  5s").map(|i| flow.len() / 2 + i + 9).expect("a menu's timeout");
+    let at = flow[flow.len() / 2..]
+        .find("timeout  5s")
+        .map(|i| flow.len() / 2 + i + 9)
+        .expect("a menu's timeout");
     let line = flow[..at].matches('\n').count();
     let col = at - flow[..at].rfind('\n').map_or(0, |i| i + 1);
     let mut version = 1;
     let mut group = c.benchmark_group("lsp_5000_nodes");
-    group.sample_size(30).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(20));
     group.bench_function("keystroke_to_diagnostics", |b| {
         b.iter(|| {
             version += 1;
@@ -164,20 +189,60 @@ fn keystroke(c: &mut Criterion) {
             assert_eq!(diagnostics(&client, &u), 0);
         });
     });
+    // The machine is shared: besides wall time (above, which includes waiting for a core),
+    // the processor time a keystroke costs, from the process's user and system time in
+    // /proc/self/stat (the client thread only waits), over 60 keystrokes.
+    if let Some(before) = cpu_ticks() {
+        let mut walls = Vec::new();
+        for _ in 0..60 {
+            version += 1;
+            let digit = if version % 2 == 0 { "6" } else { "5" };
+            let change = json!({
+                "textDocument": { "uri": u, "version": version },
+                "contentChanges": [{
+                    "range": { "start": { "line": line, "character": col }, "end": { "line": line, "character": col + 1 } },
+                    "text": digit
+                }]
+            });
+            let t = std::time::Instant::now();
+            client.sender.send(note("textDocument/didChange", change)).expect("send");
+            assert_eq!(diagnostics(&client, &u), 0);
+            walls.push(t.elapsed());
+        }
+        if let Some(after) = cpu_ticks() {
+            walls.sort();
+            // Clock ticks are 10 ms on Linux (CLK_TCK = 100).
+            let cpu_ms = (after - before) as f64 * 10.0 / 60.0;
+            println!(
+                "keystroke: {cpu_ms:.1} ms of processor time each (mean of 60); wall median {:.1} ms",
+                walls[30].as_secs_f64() * 1000.0
+            );
+        }
+    }
+
     // The same work without the server, measured in the same run (the machine is shared and
-    // noisy): parsing the flow and checking it (`ivr check`'s work, benches/check.rs).
-    let config = dir.join("ivr.toml");
-    group.bench_function("parse_and_check_baseline", |b| {
-        b.iter(|| {
-            let mut sources = ivr_dsl::SourceMap::new();
-            let (cfg, _) = ivr_compiler::load_config(Some(&config), &mut sources).expect("configuration");
-            let (catalogs, _) = ivr_compiler::catalog::Catalogs::load(&cfg.prompts_dir, &mut sources);
-            let mut diags = Vec::new();
-            let f = ivr_compiler::parse_source(&path, flow.clone(), true, &mut sources, &mut diags);
-            let checked = ivr_compiler::finish(sources, cfg, catalogs, vec![f], diags);
-            assert!(checked.diagnostics.is_empty());
-        });
-    });
+    // noisy): `ivr check`'s work on the flow, parsing and checking it with the configuration
+    // and catalogs already read (what benches/check.rs calls `parse_and_check`).
+    let mut sources = ivr_dsl::SourceMap::new();
+    let (cfg, _) = ivr_compiler::load_config(Some(&config), &mut sources).expect("configuration");
+    let (catalogs, _) = ivr_compiler::catalog::Catalogs::load(&cfg.prompts_dir, &mut sources);
+    let check = || {
+        let mut sources = sources.clone();
+        let mut diags = Vec::new();
+        let f = ivr_compiler::parse_source(&path, flow.clone(), true, &mut sources, &mut diags);
+        let checked = ivr_compiler::finish(sources, cfg.clone(), catalogs.clone(), vec![f], diags);
+        assert!(checked.diagnostics.is_empty());
+    };
+    group.bench_function("parse_and_check_baseline", |b| b.iter(check));
+    if let Some(before) = cpu_ticks() {
+        for _ in 0..60 {
+            check();
+        }
+        if let Some(after) = cpu_ticks() {
+            let cpu_ms = (after - before) as f64 * 10.0 / 60.0;
+            println!("parse and check: {cpu_ms:.1} ms of processor time each (mean of 60)");
+        }
+    }
     group.finish();
     let shutdown = Request::new(RequestId::from(2), "shutdown".into(), Value::Null);
     client.sender.send(shutdown.into()).expect("send");
@@ -185,6 +250,18 @@ fn keystroke(c: &mut Criterion) {
     client.sender.send(note("exit", Value::Null)).expect("send");
     let _ = thread.join();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// User plus system time of this process so far, in clock ticks.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 criterion_group!(benches, keystroke);

@@ -8,9 +8,9 @@ use crate::uri;
 use ivr_dsl::ast::{Node, NodeKind};
 use ivr_dsl::outline::ItemKind;
 use lsp_types::{
-    CompletionItem, CompletionItemKind, CompletionParams, DocumentFormattingParams,
-    DocumentSymbol, DocumentSymbolParams, Hover, HoverContents, HoverParams, MarkupContent,
-    MarkupKind, SymbolKind, TextEdit,
+    CompletionItem, CompletionItemKind, CompletionParams, DocumentFormattingParams, DocumentSymbol,
+    DocumentSymbolParams, Hover, HoverContents, HoverParams, MarkupContent, MarkupKind, SymbolKind,
+    TextEdit,
 };
 use serde_json::Value;
 use std::fmt::Write;
@@ -19,14 +19,20 @@ use std::fmt::Write;
 const BUILTIN_VARS: &[(&str, &str)] = &[
     ("caller", "the calling number"),
     ("called", "the dialled number"),
-    ("call", "the call: `call.id`, `call.channel` (`sip`, `webrtc`, `sim`)"),
+    (
+        "call",
+        "the call: `call.id`, `call.channel` (`sip`, `webrtc`, `sim`)",
+    ),
     ("language", "the language callers hear"),
     ("flow", "this flow: `flow.version`"),
 ];
 /// Functions of expressions.
 const FUNCTIONS: &[(&str, &str)] = &[
     ("len", "`len(x)`: the number of characters of a text"),
-    ("in_hours", "`in_hours(NAME)`: whether a calendar of ivr.toml is open now"),
+    (
+        "in_hours",
+        "`in_hours(NAME)`: whether a calendar of ivr.toml is open now",
+    ),
     ("now", "`now()`: the current date and time"),
 ];
 const TOP_WORDS: &[&str] = &[
@@ -42,24 +48,62 @@ fn clause_words(kind: ItemKind) -> &'static [&'static str] {
         ItemKind::Node(k) => match k {
             NodeKind::Step => &["play", "say", "set", "pause", "if", "goto", "hangup"],
             NodeKind::Menu => &[
-                "prompt", "timeout", "inter_digit", "attempts", "no_input", "no_match",
-                "barge_in", "key",
+                "prompt",
+                "timeout",
+                "inter_digit",
+                "attempts",
+                "no_input",
+                "no_match",
+                "barge_in",
+                "key",
             ],
             NodeKind::Input => &[
-                "prompt", "digits", "terminator", "timeout", "inter_digit", "attempts", "mask",
-                "no_input", "no_match", "barge_in", "valid", "into", "next",
+                "prompt",
+                "digits",
+                "terminator",
+                "timeout",
+                "inter_digit",
+                "attempts",
+                "mask",
+                "no_input",
+                "no_match",
+                "barge_in",
+                "valid",
+                "into",
+                "next",
             ],
             NodeKind::Lookup => &["query", "timeout", "found", "missing", "error"],
             NodeKind::Transfer => &[
-                "queue", "to", "skills", "priority", "attach", "music", "announce", "max_wait",
-                "no_agents", "after",
+                "queue",
+                "to",
+                "skills",
+                "priority",
+                "attach",
+                "music",
+                "announce",
+                "max_wait",
+                "no_agents",
+                "after",
             ],
             NodeKind::Survey => &[
-                "question", "timeout", "inter_digit", "attempts", "no_input", "no_match",
-                "barge_in", "save", "next",
+                "question",
+                "timeout",
+                "inter_digit",
+                "attempts",
+                "no_input",
+                "no_match",
+                "barge_in",
+                "save",
+                "next",
             ],
             NodeKind::Record => &[
-                "prompt", "beep", "max", "silence", "terminator", "save", "next",
+                "prompt",
+                "beep",
+                "max",
+                "silence",
+                "terminator",
+                "save",
+                "next",
             ],
         },
     }
@@ -121,7 +165,11 @@ pub(crate) fn hover(project: &mut Project, params: Value) -> Result<Value, Failu
                     .as_ref()
                     .and_then(|h| h.title.as_ref())
                     .map_or(String::new(), |t| format!(": {}", t.node));
-                format!("**flow** `{}`{title}\n\n{} nodes", occ.name, f.ast.nodes.len())
+                format!(
+                    "**flow** `{}`{title}\n\n{} nodes",
+                    occ.name,
+                    f.ast.nodes.len()
+                )
             }),
         Kind::Prompt => {
             let mut s = format!("**prompt** `{}`\n", occ.name);
@@ -146,8 +194,11 @@ pub(crate) fn hover(project: &mut Project, params: Value) -> Result<Value, Failu
             let _ = write!(s, "\n\n```sql\n{}\n```", q.statements.join(";\n"));
             if !q.fields.is_empty() {
                 s.push_str("\n\nfields: ");
-                let fields: Vec<String> =
-                    q.fields.iter().map(|(f, t)| format!("`{f}` {}", t.name())).collect();
+                let fields: Vec<String> = q
+                    .fields
+                    .iter()
+                    .map(|(f, t)| format!("`{f}` {}", t.name()))
+                    .collect();
                 s.push_str(&fields.join(", "));
             }
             s
@@ -156,7 +207,11 @@ pub(crate) fn hover(project: &mut Project, params: Value) -> Result<Value, Failu
             format!(
                 "**queue** `{}`\n\nskills: {}\n\nring timeout {} ms, wrap-up {} ms",
                 occ.name,
-                if q.skills.is_empty() { "none".to_string() } else { q.skills.join(", ") },
+                if q.skills.is_empty() {
+                    "none".to_string()
+                } else {
+                    q.skills.join(", ")
+                },
                 q.ring_timeout(),
                 q.wrap_up()
             )
@@ -165,7 +220,10 @@ pub(crate) fn hover(project: &mut Project, params: Value) -> Result<Value, Failu
             if let Some((_, what)) = BUILTIN_VARS.iter().find(|(n, _)| *n == occ.name) {
                 Some(format!("**built-in variable** `{}`: {what}", occ.name))
             } else if let Some(i) = file.index.intos.iter().find(|i| i.var == occ.name) {
-                Some(format!("**variable** `{}`: a row of query `{}`", occ.name, i.query))
+                Some(format!(
+                    "**variable** `{}`: a row of query `{}`",
+                    occ.name, i.query
+                ))
             } else {
                 Some(format!("**variable** `{}`", occ.name))
             }
@@ -178,7 +236,13 @@ pub(crate) fn hover(project: &mut Project, params: Value) -> Result<Value, Failu
             .and_then(|i| settings.config.queries.get(&i.query).map(|q| (i, q)))
             .and_then(|(i, q)| {
                 q.fields.get(&occ.name).map(|t| {
-                    format!("**field** `{}.{}`: {} (query `{}`)", var, occ.name, t.name(), i.query)
+                    format!(
+                        "**field** `{}.{}`: {} (query `{}`)",
+                        var,
+                        occ.name,
+                        t.name(),
+                        i.query
+                    )
                 })
             }),
         Kind::Function => FUNCTIONS
@@ -223,14 +287,20 @@ pub(crate) fn completion(project: &mut Project, params: Value) -> Result<Value, 
     // The word being typed, and the words before it.
     let partial_start = before
         .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + before[i..].chars().next().map_or(1, char::len_utf8));
+        .map_or(0, |i| {
+            i + before[i..].chars().next().map_or(1, char::len_utf8)
+        });
     let head = &before[..partial_start];
     let words: Vec<&str> = head.split_whitespace().collect();
     let first = words.first().copied().unwrap_or("");
     let mut items = Vec::new();
     let nodes = |items: &mut Vec<CompletionItem>, f: &FlowFileState| {
         for n in &f.ast.nodes {
-            items.push(item(&n.name.name, CompletionItemKind::FUNCTION, Some(n.kind().keyword().into())));
+            items.push(item(
+                &n.name.name,
+                CompletionItemKind::FUNCTION,
+                Some(n.kind().keyword().into()),
+            ));
         }
     };
     let prompts = |items: &mut Vec<CompletionItem>| {
@@ -267,11 +337,10 @@ pub(crate) fn completion(project: &mut Project, params: Value) -> Result<Value, 
         }
     } else if words.is_empty() {
         // The start of a line: clause words of the enclosing block, or items at the top.
-        let enclosing = file
-            .outline
-            .items
-            .iter()
-            .find(|i| i.head.end as usize <= offset && (offset < i.span.end as usize || !i.closed));
+        let enclosing =
+            file.outline.items.iter().find(|i| {
+                i.head.end as usize <= offset && (offset < i.span.end as usize || !i.closed)
+            });
         let words = enclosing.map_or(TOP_WORDS, |i| clause_words(i.kind));
         for w in words {
             items.push(item(w, CompletionItemKind::KEYWORD, None));
@@ -281,10 +350,18 @@ pub(crate) fn completion(project: &mut Project, params: Value) -> Result<Value, 
     {
         nodes(&mut items, &file);
         for t in TARGETS {
-            items.push(item(t, CompletionItemKind::KEYWORD, Some("built-in target".into())));
+            items.push(item(
+                t,
+                CompletionItemKind::KEYWORD,
+                Some("built-in target".into()),
+            ));
         }
         for i in &file.ast.imports {
-            items.push(item(&i.name, CompletionItemKind::MODULE, Some("imported flow".into())));
+            items.push(item(
+                &i.name,
+                CompletionItemKind::MODULE,
+                Some("imported flow".into()),
+            ));
         }
     } else if matches!(first, "play" | "prompt" | "music")
         || (matches!(first, "no_input" | "no_match") && words.len() >= 2)
@@ -295,11 +372,19 @@ pub(crate) fn completion(project: &mut Project, params: Value) -> Result<Value, 
         items.push(item("play", CompletionItemKind::KEYWORD, None));
     } else if first == "query" && words.len() == 1 {
         for (name, q) in &settings.config.queries {
-            items.push(item(name, CompletionItemKind::METHOD, Some(format!("({})", q.args.join(", ")))));
+            items.push(item(
+                name,
+                CompletionItemKind::METHOD,
+                Some(format!("({})", q.args.join(", "))),
+            ));
         }
     } else if first == "queue" && words.len() == 1 {
         for name in settings.config.queues.keys() {
-            items.push(item(name, CompletionItemKind::ENUM_MEMBER, Some("queue".into())));
+            items.push(item(
+                name,
+                CompletionItemKind::ENUM_MEMBER,
+                Some("queue".into()),
+            ));
         }
     } else if first == "say" && words.len() == 1 {
         for k in ["money", "number", "digits", "date", "time"] {
@@ -347,7 +432,13 @@ pub(crate) fn symbols(project: &mut Project, params: Value) -> Result<Value, Fai
         children: None,
     };
     if let Some(h) = &file.ast.header {
-        out.push(symbol(&h.name.name, "flow".into(), SymbolKind::MODULE, h.span, h.name.span));
+        out.push(symbol(
+            &h.name.name,
+            "flow".into(),
+            SymbolKind::MODULE,
+            h.span,
+            h.name.span,
+        ));
     }
     for n in &file.ast.nodes {
         let kind = match n.kind() {
@@ -356,7 +447,13 @@ pub(crate) fn symbols(project: &mut Project, params: Value) -> Result<Value, Fai
             NodeKind::Transfer => SymbolKind::EVENT,
             _ => SymbolKind::FUNCTION,
         };
-        out.push(symbol(&n.name.name, n.kind().keyword().into(), kind, n.span, n.name.span));
+        out.push(symbol(
+            &n.name.name,
+            n.kind().keyword().into(),
+            kind,
+            n.span,
+            n.name.span,
+        ));
     }
     Ok(serde_json::to_value(out)?)
 }
@@ -368,9 +465,13 @@ pub(crate) fn formatting(project: &mut Project, params: Value) -> Result<Value, 
         return Ok(Value::Null);
     };
     match ivr_dsl::format::format_flow(&file.text) {
-        Ok(formatted) if formatted == file.text => Ok(serde_json::to_value(Vec::<TextEdit>::new())?),
+        Ok(formatted) if formatted == file.text => {
+            Ok(serde_json::to_value(Vec::<TextEdit>::new())?)
+        }
         Ok(formatted) => {
-            let whole = file.lines.range(&file.text, ivr_dsl::Span::new(0, file.text.len()));
+            let whole = file
+                .lines
+                .range(&file.text, ivr_dsl::Span::new(0, file.text.len()));
             Ok(serde_json::to_value(vec![TextEdit::new(whole, formatted)])?)
         }
         Err(e) => {

@@ -26,8 +26,16 @@ pub(crate) fn at_cursor(
     Some((path, file, occ))
 }
 
-fn location(path: &Path, text: &str, lines: &crate::position::LineIndex, span: Span) -> Option<Location> {
-    Some(Location::new(uri::from_path(path)?, lines.range(text, span)))
+fn location(
+    path: &Path,
+    text: &str,
+    lines: &crate::position::LineIndex,
+    span: Span,
+) -> Option<Location> {
+    Some(Location::new(
+        uri::from_path(path)?,
+        lines.range(text, span),
+    ))
 }
 
 /// A location in a file that is not a flow (`ivr.toml`, `prompts.toml`).
@@ -37,7 +45,12 @@ fn location_in(path: &Path, text: &str, span: Span) -> Option<Location> {
 }
 
 /// Where a name is defined.
-pub(crate) fn definitions(project: &mut Project, path: &Path, file: &FlowFileState, occ: &Occurrence) -> Vec<Location> {
+pub(crate) fn definitions(
+    project: &mut Project,
+    path: &Path,
+    file: &FlowFileState,
+    occ: &Occurrence,
+) -> Vec<Location> {
     let settings = project.settings();
     let decl_in = |path: &Path, f: &FlowFileState, kind: &Kind, name: &str| {
         f.index
@@ -47,7 +60,9 @@ pub(crate) fn definitions(project: &mut Project, path: &Path, file: &FlowFileSta
             .and_then(|o| location(path, &f.text, &f.lines, o.span))
     };
     match &occ.kind {
-        Kind::Node | Kind::Var => decl_in(path, file, &occ.kind, &occ.name).into_iter().collect(),
+        Kind::Node | Kind::Var => decl_in(path, file, &occ.kind, &occ.name)
+            .into_iter()
+            .collect(),
         Kind::ImportedNode { flow } => project
             .flow_path(flow)
             .and_then(|p| project.file(&p).map(|f| (p, f)))
@@ -58,7 +73,11 @@ pub(crate) fn definitions(project: &mut Project, path: &Path, file: &FlowFileSta
             .flow_path(&occ.name)
             .and_then(|p| project.file(&p).map(|f| (p, f)))
             .and_then(|(p, f)| {
-                let span = f.ast.header.as_ref().map_or(Span::default(), |h| h.name.span);
+                let span = f
+                    .ast
+                    .header
+                    .as_ref()
+                    .map_or(Span::default(), |h| h.name.span);
                 location(&p, &f.text, &f.lines, span)
             })
             .into_iter()
@@ -83,12 +102,19 @@ pub(crate) fn definitions(project: &mut Project, path: &Path, file: &FlowFileSta
                     .map(|i| i.query.clone()),
                 _ => Some(occ.name.clone()),
             };
-            let (Some(q), Some(cfg)) = (query.and_then(|q| settings.config.queries.get(&q).cloned()), settings.config.file) else {
+            let (Some(q), Some(cfg)) = (
+                query.and_then(|q| settings.config.queries.get(&q).cloned()),
+                settings.config.file,
+            ) else {
                 return Vec::new();
             };
-            location_in(settings.sources.path(cfg), settings.sources.source(cfg), q.span)
-                .into_iter()
-                .collect()
+            location_in(
+                settings.sources.path(cfg),
+                settings.sources.source(cfg),
+                q.span,
+            )
+            .into_iter()
+            .collect()
         }
         Kind::Queue => {
             let Some(cfg) = settings.config.file else {
@@ -106,7 +132,10 @@ pub(crate) fn definitions(project: &mut Project, path: &Path, file: &FlowFileSta
 
 /// The `[SECTION.NAME]` header line of a TOML file.
 pub(crate) fn toml_table(text: &str, section: &str, name: &str) -> Option<Span> {
-    let wanted = [format!("[{section}.{name}]"), format!("[{section}.\"{name}\"]")];
+    let wanted = [
+        format!("[{section}.{name}]"),
+        format!("[{section}.\"{name}\"]"),
+    ];
     let mut at = 0;
     for line in text.split_inclusive('\n') {
         let t = line.trim();
@@ -130,7 +159,12 @@ pub(crate) fn definition(project: &mut Project, params: Value) -> Result<Value, 
 }
 
 /// Every occurrence of what `occ` names, in every flow of the project.
-fn occurrences_of(project: &mut Project, path: &Path, file: &FlowFileState, occ: &Occurrence) -> Vec<(PathBuf, Span)> {
+fn occurrences_of(
+    project: &mut Project,
+    path: &Path,
+    file: &FlowFileState,
+    occ: &Occurrence,
+) -> Vec<(PathBuf, Span)> {
     let mut out = Vec::new();
     // Nodes: this flow's own names, and `thisflow.node` in the flows that import it.
     let (home, home_path) = match &occ.kind {
@@ -160,8 +194,12 @@ fn occurrences_of(project: &mut Project, path: &Path, file: &FlowFileState, occ:
                 continue;
             }
             let same = match (&occ.kind, &o.kind) {
-                (Kind::Node | Kind::ImportedNode { .. }, Kind::Node) => Some(&p) == home_path.as_ref(),
-                (Kind::Node | Kind::ImportedNode { .. }, Kind::ImportedNode { flow }) => *flow == home,
+                (Kind::Node | Kind::ImportedNode { .. }, Kind::Node) => {
+                    Some(&p) == home_path.as_ref()
+                }
+                (Kind::Node | Kind::ImportedNode { .. }, Kind::ImportedNode { flow }) => {
+                    *flow == home
+                }
                 (a, b) => a == b,
             };
             if same {
@@ -192,6 +230,9 @@ pub(crate) fn references(project: &mut Project, params: Value) -> Result<Value, 
 
 /// `textDocument/rename`: a node, everywhere it is named (`entry`, targets, and
 /// `flow.node` in importing flows).
+// `lsp_types::Uri` caches parts of the parsed URI in cells, but hashes and compares by its
+// text, which never changes: a sound key (and what `WorkspaceEdit` takes).
+#[allow(clippy::mutable_key_type)]
 pub(crate) fn rename(project: &mut Project, params: Value) -> Result<Value, Failure> {
     let p: RenameParams = serde_json::from_value(params)?;
     let Some((path, file, occ)) = at_cursor(project, &p.text_document_position) else {
@@ -201,7 +242,10 @@ pub(crate) fn rename(project: &mut Project, params: Value) -> Result<Value, Fail
         return Err(Failure::Refused("only nodes can be renamed".into()));
     }
     let new = p.new_name.trim();
-    let valid = new.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+    let valid = new
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
         && new.chars().all(|c| c.is_alphanumeric() || c == '_')
         && !ivr_dsl::ast::is_keyword(new);
     if !valid {

@@ -23,7 +23,10 @@ impl LineIndex {
     /// The position of byte `offset` (clamped to the text, rounded down to a character).
     pub fn position(&self, text: &str, offset: usize) -> Position {
         let offset = floor_boundary(text, offset.min(text.len()));
-        let line = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let line = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
         let start = self.starts[line];
         let character: usize = text[start..offset].chars().map(char::len_utf16).sum();
         Position::new(line as u32, character as u32)
@@ -78,7 +81,10 @@ mod tests {
         let huan = text.find('迎').unwrap_or(0);
         assert_eq!(ix.position(text, huan), Position::new(1, 8));
         assert_eq!(ix.offset(text, Position::new(1, 8)), huan);
-        assert_eq!(ix.offset(text, Position::new(1, 99)), text.find("\nend").unwrap_or(0));
+        assert_eq!(
+            ix.offset(text, Position::new(1, 99)),
+            text.find("\nend").unwrap_or(0)
+        );
         assert_eq!(ix.offset(text, Position::new(9, 0)), text.len());
         assert_eq!(ix.position(text, text.len()), Position::new(2, 3));
     }

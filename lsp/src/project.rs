@@ -204,7 +204,11 @@ impl Project {
         // Imports not among them: beside the importer, then in the flows folder.
         let mut i = 0;
         while i < states.len() && states.len() < MAX_FLOWS {
-            let dir = states[i].0.parent().map(Path::to_path_buf).unwrap_or_default();
+            let dir = states[i]
+                .0
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
             let imports: Vec<String> = states[i]
                 .1
                 .ast
@@ -231,7 +235,10 @@ impl Project {
         let mut sources = settings.sources.clone();
         let mut diags = settings.diags.clone();
         let mut flows = Vec::with_capacity(states.len());
-        self.flows = states.iter().map(|(p, f)| (f.name.clone(), p.clone())).collect();
+        self.flows = states
+            .iter()
+            .map(|(p, f)| (f.name.clone(), p.clone()))
+            .collect();
         for (path, state) in states {
             let file = sources.add(&path, state.text.clone());
             diags.extend(state.diags.iter().cloned().map(|mut d| {
@@ -244,9 +251,15 @@ impl Project {
             drop(state);
             let ast = match self.files.get_mut(&path).and_then(Arc::get_mut) {
                 Some(own) => std::mem::replace(&mut own.ast, empty_flow()),
-                None => self.files.get(&path).map_or_else(empty_flow, |f| f.ast.clone()),
+                None => self
+                    .files
+                    .get(&path)
+                    .map_or_else(empty_flow, |f| f.ast.clone()),
             };
-            let name = self.files.get(&path).map_or_else(String::new, |f| f.name.clone());
+            let name = self
+                .files
+                .get(&path)
+                .map_or_else(String::new, |f| f.name.clone());
             flows.push(FlowSource {
                 file,
                 path,
@@ -255,7 +268,13 @@ impl Project {
                 requested: true,
             });
         }
-        let mut checked = finish(sources, settings.config.clone(), settings.catalogs.clone(), flows, diags);
+        let mut checked = finish(
+            sources,
+            settings.config.clone(),
+            settings.catalogs.clone(),
+            flows,
+            diags,
+        );
         for flow in std::mem::take(&mut checked.flows) {
             if let Some(own) = self.files.get_mut(&flow.path).and_then(Arc::get_mut) {
                 own.ast = flow.ast;
@@ -301,7 +320,10 @@ fn stamp(config: &Path, prompts: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64
     };
     let mut out = vec![one(config.to_path_buf())];
     if let Ok(entries) = std::fs::read_dir(prompts) {
-        let mut langs: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("prompts.toml")).collect();
+        let mut langs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path().join("prompts.toml"))
+            .collect();
         langs.sort();
         out.extend(langs.into_iter().map(one));
     }

@@ -3,8 +3,8 @@
 
 use ivr_dsl::Span;
 use ivr_dsl::ast::{
-    Attempts, Destination, Expr, ExprKind, FlowFile, Ident, Node, NodeBody, StatementKind,
-    Target, TargetKind,
+    Attempts, Destination, Expr, ExprKind, FlowFile, Ident, Node, NodeBody, StatementKind, Target,
+    TargetKind,
 };
 
 /// What a name names.

@@ -14,4 +14,3 @@ impl From<serde_json::Error> for Failure {
         Failure::Params(e)
     }
 }
-

@@ -206,7 +206,10 @@ impl Server<'_> {
         let report = self.project.check();
         let mut now = HashSet::new();
         for (path, (diags, text)) in &report.files {
-            if diags.is_empty() && !self.published.contains(path) && !self.project.open.contains_key(path) {
+            if diags.is_empty()
+                && !self.published.contains(path)
+                && !self.project.open.contains_key(path)
+            {
                 continue;
             }
             let ix = LineIndex::new(text);
@@ -248,7 +251,9 @@ impl Server<'_> {
             request::Rename::METHOD => navigate::rename(&mut self.project, req.params),
             request::HoverRequest::METHOD => assist::hover(&mut self.project, req.params),
             request::Completion::METHOD => assist::completion(&mut self.project, req.params),
-            request::DocumentSymbolRequest::METHOD => assist::symbols(&mut self.project, req.params),
+            request::DocumentSymbolRequest::METHOD => {
+                assist::symbols(&mut self.project, req.params)
+            }
             request::Formatting::METHOD => assist::formatting(&mut self.project, req.params),
             _ => {
                 return Response::new_err(

@@ -221,7 +221,12 @@ impl<'s> Layout<'s> {
             }
             let n = kept(c.breaks_before, &mut first_own);
             self.blanks(n, place);
-            self.push(place.depth, place.block, place.step, LineKind::Comment(c.text));
+            self.push(
+                place.depth,
+                place.block,
+                place.step,
+                LineKind::Comment(c.text),
+            );
         }
         if !place.before_close {
             let n = kept(breaks_after, &mut first_own);

@@ -218,11 +218,16 @@ mod tests {
 
     #[test]
     fn a_hash_after_key_is_a_key_elsewhere_a_comment() {
-        assert_eq!(texts("key # -> back # no"), ["key", "#", "->", "back", "# no"]);
+        assert_eq!(
+            texts("key # -> back # no"),
+            ["key", "#", "->", "back", "# no"]
+        );
         assert_eq!(texts("terminator #"), ["terminator", "#"]);
         assert_eq!(
             texts("question q p choices 1 = \"y\", # = \"n\""),
-            ["question", "q", "p", "choices", "1", "=", "\"y\"", ",", "#", "=", "\"n\""]
+            [
+                "question", "q", "p", "choices", "1", "=", "\"y\"", ",", "#", "=", "\"n\""
+            ]
         );
         assert_eq!(texts("goto a # c"), ["goto", "a", "# c"]);
     }
@@ -230,9 +235,15 @@ mod tests {
     #[test]
     fn numbers_ranges_and_operators() {
         assert_eq!(texts("digits 6..18"), ["digits", "6", "..", "18"]);
-        assert_eq!(texts("set x=58.30*-2"), ["set", "x", "=", "58.30", "*", "-", "2"]);
+        assert_eq!(
+            texts("set x=58.30*-2"),
+            ["set", "x", "=", "58.30", "*", "-", "2"]
+        );
         assert_eq!(texts("timeout 1.5s"), ["timeout", "1.5s"]);
-        assert_eq!(texts("if a.b!=\"中\\\"文\"->c"), ["if", "a", ".", "b", "!=", "\"中\\\"文\"", "->", "c"]);
+        assert_eq!(
+            texts("if a.b!=\"中\\\"文\"->c"),
+            ["if", "a", ".", "b", "!=", "\"中\\\"文\"", "->", "c"]
+        );
     }
 
     #[test]

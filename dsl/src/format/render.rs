@@ -82,7 +82,8 @@ fn space_between(code: &[&Tok], i: usize, word: &str) -> bool {
         // A call: `len(x)`, `query name(...)`; not after a clause's own words.
         let say_kind = word == "say" && i - 1 == 1;
         let is_name = matches!(a, Tok::Word(w) if w.starts_with(|c: char| !c.is_ascii_digit()));
-        return !(is_name && i - 1 > 0 && !say_kind && !BEFORE_PAREN.contains(&at));
+        let call = is_name && i > 1 && !say_kind && !BEFORE_PAREN.contains(&at);
+        return !call;
     }
     true
 }
@@ -97,9 +98,7 @@ fn is_sign(code: &[&Tok], i: usize, word: &str) -> bool {
         Tok::Str(_) | Tok::Key(_) => false,
         Tok::Punct(p) => p != ")",
         Tok::Word(w) => {
-            i - 1 == 0
-                || (word == "say" && i - 1 == 1)
-                || (BEFORE_SIGN.contains(&w.as_str()))
+            i - 1 == 0 || (word == "say" && i - 1 == 1) || (BEFORE_SIGN.contains(&w.as_str()))
         }
         Tok::Comment(_) => true,
     }
@@ -116,9 +115,18 @@ mod tests {
 
     #[test]
     fn spacing_follows_the_language() {
-        assert_eq!(line("query  c_by_phone ( caller , x )  into   c"), ["query", "c_by_phone(caller, x) into c"]);
-        assert_eq!(line("if not(a.b==1)and len(x)>2->y"), ["if", "not (a.b == 1) and len(x) > 2 -> y"]);
-        assert_eq!(line("question q  p scale -2 .. 2"), ["question", "q", "p", "scale -2..2"]);
+        assert_eq!(
+            line("query  c_by_phone ( caller , x )  into   c"),
+            ["query", "c_by_phone(caller, x) into c"]
+        );
+        assert_eq!(
+            line("if not(a.b==1)and len(x)>2->y"),
+            ["if", "not (a.b == 1) and len(x) > 2 -> y"]
+        );
+        assert_eq!(
+            line("question q  p scale -2 .. 2"),
+            ["question", "q", "p", "scale -2..2"]
+        );
         assert_eq!(line("set x=(a- -1)*2"), ["set", "x", "= (a - -1) * 2"]);
         assert_eq!(line("set language en-US"), ["set", "language en-US"]);
         assert_eq!(line("say money -(x)"), ["say", "money -(x)"]);

@@ -2,7 +2,11 @@ use super::{FormatError, format_flow};
 
 fn fmt(src: &str) -> String {
     let out = format_flow(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
-    assert_eq!(format_flow(&out).as_deref(), Ok(out.as_str()), "not idempotent");
+    assert_eq!(
+        format_flow(&out).as_deref(),
+        Ok(out.as_str()),
+        "not idempotent"
+    );
     out
 }
 
@@ -77,7 +81,8 @@ fn a_comment_inside_a_clause_goes_above_it() {
 
 #[test]
 fn keys_are_not_comments() {
-    let src = "menu m {\n  key # -> back # a comment\n}\ninput i { terminator # \n into x next y }\n";
+    let src =
+        "menu m {\n  key # -> back # a comment\n}\ninput i { terminator # \n into x next y }\n";
     assert_eq!(
         fmt(src),
         "menu m {\n    key # -> back  # a comment\n}\n\ninput i {\n    terminator #\n    into       x\n    next       y\n}\n"
@@ -96,6 +101,15 @@ fn imports_may_stand_together() {
 #[test]
 fn syntax_errors_are_not_formatted() {
     let err = format_flow("step a {\n    goto\n}\n").unwrap_err();
-    assert!(matches!(err, FormatError::Syntax { count: 1, line: 2, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            FormatError::Syntax {
+                count: 1,
+                line: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
-

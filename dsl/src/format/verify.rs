@@ -33,7 +33,12 @@ pub(crate) fn comments(src: &str, outline: &crate::outline::Outline) -> Vec<Stri
     let mut out = Vec::new();
     let mut pos = 0;
     let take_gap = |from: usize, to: usize, out: &mut Vec<String>| {
-        out.extend(gap(src, from, to.max(from)).comments.into_iter().map(|c| c.text));
+        out.extend(
+            gap(src, from, to.max(from))
+                .comments
+                .into_iter()
+                .map(|c| c.text),
+        );
     };
     let take_code = |span: crate::span::Span, out: &mut Vec<String>| {
         let text = src.get(span.range()).unwrap_or("");
