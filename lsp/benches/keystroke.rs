@@ -205,7 +205,10 @@ fn keystroke(c: &mut Criterion) {
                 }]
             });
             let t = std::time::Instant::now();
-            client.sender.send(note("textDocument/didChange", change)).expect("send");
+            client
+                .sender
+                .send(note("textDocument/didChange", change))
+                .expect("send");
             assert_eq!(diagnostics(&client, &u), 0);
             walls.push(t.elapsed());
         }
