@@ -102,21 +102,32 @@ fn files(options: &FmtOptions) -> Result<Vec<PathBuf>, FmtError> {
     Ok(files)
 }
 
+/// Why one file was not formatted.
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    /// Reading or writing it failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Its text cannot be formatted (syntax errors).
+    #[error(transparent)]
+    Format(#[from] ivr_dsl::format::FormatError),
+}
+
 /// Formats one file; `Ok(true)` when it changed (or would change, with `check`).
-fn format_file(path: &Path, check: bool) -> Result<bool, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let formatted = format_flow(&text).map_err(|e| e.to_string())?;
+fn format_file(path: &Path, check: bool) -> Result<bool, FileError> {
+    let text = std::fs::read_to_string(path)?;
+    let formatted = format_flow(&text)?;
     if formatted == text {
         return Ok(false);
     }
     if !check {
         // Written beside it and renamed over it, so that a reader never sees half a file.
         let tmp = path.with_extension("flow.fmt-tmp");
-        std::fs::write(&tmp, &formatted).map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, path).map_err(|e| {
+        std::fs::write(&tmp, &formatted)?;
+        if let Err(e) = std::fs::rename(&tmp, path) {
             let _ = std::fs::remove_file(&tmp);
-            e.to_string()
-        })?;
+            return Err(e.into());
+        }
     }
     Ok(true)
 }

@@ -24,6 +24,8 @@ mod lex;
 mod render;
 mod verify;
 
+pub use verify::Difference;
+
 use crate::diagnostic::FileId;
 use crate::parser::parse_flow_outline;
 use crate::span::line_col;
@@ -46,7 +48,7 @@ pub enum FormatError {
     /// The laid-out text would not read back as the same flow (a bug of the formatter: the
     /// file is left as it is).
     #[error("formatting would change this flow's meaning ({0}); the file is left as it is")]
-    Changed(String),
+    Changed(Difference),
 }
 
 /// The canonical layout of a flow's source text.

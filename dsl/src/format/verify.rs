@@ -4,13 +4,27 @@ use super::lex::{Tok, gap, tokens};
 use crate::diagnostic::FileId;
 use crate::parser::{Parsed, parse_flow_outline};
 
+/// What differs between a flow and its laid-out text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Difference {
+    /// The syntax trees (spans aside).
+    #[error("the syntax tree differs")]
+    Tree,
+    /// The parser's diagnostics.
+    #[error("the parser's diagnostics differ")]
+    Diagnostics,
+    /// The comments.
+    #[error("the comments differ")]
+    Comments,
+}
+
 /// `Ok` when `formatted` parses to the same tree (spans aside), the same parser diagnostics
 /// and the same comments as `source` did; else what differs.
-pub(crate) fn same_flow(source: &str, parsed: &Parsed, formatted: &str) -> Result<(), String> {
+pub(crate) fn same_flow(source: &str, parsed: &Parsed, formatted: &str) -> Result<(), Difference> {
     let (again, outline) = parse_flow_outline(FileId(0), formatted);
     let tree = |p: &Parsed| without_spans(&format!("{:?}", p.flow));
     if tree(parsed) != tree(&again) {
-        return Err("the syntax tree differs".into());
+        return Err(Difference::Tree);
     }
     let diags = |p: &Parsed| -> Vec<(&'static str, String)> {
         p.diagnostics
@@ -19,11 +33,11 @@ pub(crate) fn same_flow(source: &str, parsed: &Parsed, formatted: &str) -> Resul
             .collect()
     };
     if diags(parsed) != diags(&again) {
-        return Err("the parser's diagnostics differ".into());
+        return Err(Difference::Diagnostics);
     }
     let (_, first) = parse_flow_outline(FileId(0), source);
     if comments(source, &first) != comments(formatted, &outline) {
-        return Err("the comments differ".into());
+        return Err(Difference::Comments);
     }
     Ok(())
 }
