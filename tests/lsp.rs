@@ -304,6 +304,12 @@ fn corpus_mistakes_are_diagnosed_at_their_ranges() {
                 flow.display(),
                 file.display()
             );
+            if file == flow && flow.ends_with("duplicate_node.flow") {
+                // "the first one": the other place, as related information.
+                let related = &diags[0]["relatedInformation"][0];
+                assert_eq!(related["location"]["uri"], uri(flow), "{diags:?}");
+                assert!(related["message"].as_str().is_some_and(|m| !m.is_empty()));
+            }
         }
         client.close(flow);
         assert!(

@@ -83,6 +83,8 @@ pub struct Report {
     /// Every file of the run (flows, `ivr.toml`, catalogs) with its diagnostics (maybe none)
     /// and its text.
     pub files: BTreeMap<PathBuf, (Vec<Diagnostic>, Arc<str>)>,
+    /// The path of each file id of the run (for diagnostics' related places).
+    pub paths: Vec<PathBuf>,
 }
 
 /// The state of the server's project.
@@ -281,8 +283,8 @@ impl Project {
             }
         }
         let mut report = Report::default();
-        for (id, path, text) in checked.sources.iter() {
-            let _ = id;
+        for (_, path, text) in checked.sources.iter() {
+            report.paths.push(path.to_path_buf());
             report
                 .files
                 .entry(path.to_path_buf())

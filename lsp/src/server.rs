@@ -1,7 +1,7 @@
 //! The main loop: initialisation, document synchronisation, diagnostics, request dispatch.
 
 use crate::position::LineIndex;
-use crate::project::Project;
+use crate::project::{Project, Report};
 use crate::reply::Failure;
 use crate::{assist, navigate, uri};
 use ivr_dsl::Severity;
@@ -9,11 +9,11 @@ use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response
 use lsp_types::notification::Notification as _;
 use lsp_types::request::Request as _;
 use lsp_types::{
-    CompletionOptions, Diagnostic, DiagnosticSeverity, DidChangeTextDocumentParams,
-    DidCloseTextDocumentParams, DidOpenTextDocumentParams, InitializeParams, OneOf,
-    PublishDiagnosticsParams, ServerCapabilities, ServerInfo, TextDocumentSyncCapability,
-    TextDocumentSyncKind, TextDocumentSyncOptions, TextDocumentSyncSaveOptions, notification,
-    request,
+    CompletionOptions, Diagnostic, DiagnosticRelatedInformation, DiagnosticSeverity,
+    DidChangeTextDocumentParams, DidCloseTextDocumentParams, DidOpenTextDocumentParams,
+    InitializeParams, Location, OneOf, PublishDiagnosticsParams, ServerCapabilities, ServerInfo,
+    TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions,
+    TextDocumentSyncSaveOptions, notification, request,
 };
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -213,7 +213,10 @@ impl Server<'_> {
                 continue;
             }
             let ix = LineIndex::new(text);
-            let list: Vec<Diagnostic> = diags.iter().map(|d| to_lsp(d, &ix, text)).collect();
+            let list: Vec<Diagnostic> = diags
+                .iter()
+                .map(|d| to_lsp(d, &ix, text, &report))
+                .collect();
             if !list.is_empty() {
                 now.insert(path.clone());
             }
@@ -275,7 +278,18 @@ impl Server<'_> {
     }
 }
 
-fn to_lsp(d: &ivr_dsl::Diagnostic, ix: &LineIndex, text: &str) -> Diagnostic {
+/// A related place of a diagnostic (`the first header`, `the other one`) as a location.
+fn related(r: &ivr_dsl::Related, report: &Report) -> Option<DiagnosticRelatedInformation> {
+    let path = report.paths.get(r.file.0 as usize)?;
+    let (_, text) = report.files.get(path)?;
+    let range = LineIndex::new(text).range(text, r.span);
+    Some(DiagnosticRelatedInformation {
+        location: Location::new(uri::from_path(path)?, range),
+        message: r.message.clone(),
+    })
+}
+
+fn to_lsp(d: &ivr_dsl::Diagnostic, ix: &LineIndex, text: &str, report: &Report) -> Diagnostic {
     let mut message = d.message.clone();
     if let Some(hint) = &d.hint {
         message.push_str("\nhint: ");
@@ -290,6 +304,12 @@ fn to_lsp(d: &ivr_dsl::Diagnostic, ix: &LineIndex, text: &str) -> Diagnostic {
         code: Some(lsp_types::NumberOrString::String(d.code.to_string())),
         source: Some("ivr".into()),
         message,
+        related_information: (!d.related.is_empty()).then(|| {
+            d.related
+                .iter()
+                .filter_map(|r| related(r, report))
+                .collect()
+        }),
         ..Default::default()
     }
 }
