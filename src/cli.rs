@@ -253,9 +253,19 @@ pub fn run() -> ExitCode {
             stdin,
         })
         .map_err(CliError::from),
-        Command::Lsp => ivr_lsp::run_stdio(cli.config)
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(CliError::from),
+        Command::Lsp => {
+            // Standard output carries the protocol: logs go to standard error, which editors
+            // show in the server's output (`IVR_LOG=debug` for more).
+            let filter = std::env::var("IVR_LOG").unwrap_or_else(|_| "info".into());
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .try_init();
+            ivr_lsp::run_stdio(cli.config)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(CliError::from)
+        }
         Command::AgentPassword { id } => {
             crate::agent_password_cmd::run(crate::agent_password_cmd::AgentPasswordOptions {
                 config: cli.config,

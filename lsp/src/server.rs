@@ -158,6 +158,10 @@ impl Server<'_> {
                 let Some(path) = uri::to_path(&p.text_document.uri) else {
                     return false;
                 };
+                if p.text_document.text.len() > crate::project::MAX_FILE {
+                    tracing::warn!(path = %path.display(), "document too large: not checked");
+                    return false;
+                }
                 self.project.open.insert(path, p.text_document.text);
                 true
             }
@@ -181,6 +185,10 @@ impl Server<'_> {
                         }
                         None => *text = change.text,
                     }
+                }
+                if text.len() > crate::project::MAX_FILE {
+                    tracing::warn!(path = %path.display(), "document too large: not checked");
+                    self.project.open.remove(&path);
                 }
                 true
             }
