@@ -11,9 +11,15 @@ use crate::span::Span;
 const MAX_BLANK_IN_BLOCK: usize = 1;
 /// Blank lines kept in a row between items.
 const MAX_BLANK_TOP: usize = 2;
-/// Clause words that keep one space: `key` lines are a list of their own, and `no_input` and
-/// `no_match` are followed by `play`, which reads as part of the word.
-const UNALIGNED: &[&str] = &["key", "no_input", "no_match"];
+/// Clause words that keep one space, as in the language's examples: `key` lines are a list of
+/// their own; `no_input` and `no_match` are followed by `play`, which reads as part of the
+/// word; `no_agents` is longer than the column of a transfer.
+const UNPADDED: &[&str] = &["key", "no_input", "no_match", "no_agents"];
+/// Of those, the words that do not widen the column either.
+const UNCOUNTED: &[&str] = &["key", "no_agents"];
+/// A clause that starts a new column after it: an input's `mask` stands between how digits
+/// are collected and what is done with them.
+const NEW_COLUMN_AFTER: &str = "mask";
 
 /// One output line.
 #[derive(Debug, Clone)]
@@ -242,7 +248,9 @@ impl<'s> Layout<'s> {
             let breaks = match &line.kind {
                 LineKind::Blank => true,
                 LineKind::Comment(_) => false,
-                LineKind::Code { cells, clause, .. } => !clause || (line.step && !is_set(cells)),
+                LineKind::Code { cells, clause, .. } => {
+                    !clause || (line.step && !is_set(cells)) || cells[0] == NEW_COLUMN_AFTER
+                }
             };
             let other_block = group
                 .first()
@@ -270,13 +278,13 @@ impl<'s> Layout<'s> {
         let width = group
             .iter()
             .filter_map(|&i| cells(&self.lines[i]))
-            .filter(|c| !UNALIGNED.contains(&c[0].as_str()))
+            .filter(|c| !UNCOUNTED.contains(&c[0].as_str()))
             .map(|c| c[0].chars().count())
             .max()
             .unwrap_or(0);
         for &i in group {
             if let LineKind::Code { cells, widths, .. } = &mut self.lines[i].kind
-                && !UNALIGNED.contains(&cells[0].as_str())
+                && !UNPADDED.contains(&cells[0].as_str())
             {
                 widths[0] = width;
             }

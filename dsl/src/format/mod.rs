@@ -3,10 +3,11 @@
 //! - four-space indents, one clause a line, single spaces between tokens except where the
 //!   language writes them together (`len(x)`, `customer.vip`, `6..18`, `-3`, `a, b`);
 //! - in every block but a `step`, the clause words of a group of lines are padded to the
-//!   longest (`prompt   main_menu`, `attempts 3 -> agent`); a blank line starts a new group;
-//!   `key`, `no_input` and `no_match` keep one space (`key 1 -> bill`, `no_input play x`) and
-//!   do not widen the column; consecutive `question` lines align their name and prompt; in a
-//!   `step`, consecutive `set` lines align their `=`;
+//!   longest, as in the language's examples (`prompt   main_menu`, `attempts 3 -> agent`); a
+//!   blank line, and an input's `mask`, start a new group; `key`, `no_input`, `no_match` and
+//!   `no_agents` keep one space (`key 1 -> bill`, `no_input play x`), and `key` and
+//!   `no_agents` do not widen the column; consecutive `question` lines align their name and
+//!   prompt; in a `step`, consecutive `set` lines align their `=`;
 //! - comments are kept: a comment on a line of its own stays on a line of its own, indented
 //!   with the code; a trailing comment stays after its code, in its column, or two spaces after
 //!   the code when the code now reaches that column; comments written inside a clause that

@@ -29,12 +29,12 @@ fn clause_words_align_as_in_the_examples() {
     let src = "input i {\nprompt p\ninter_digit 4s\nmask\nno_input play n\ninto x\nnext y\n}\n";
     assert_eq!(
         fmt(src),
-        "input i {\n    prompt      p\n    inter_digit 4s\n    mask\n    no_input play n\n    into        x\n    next        y\n}\n"
+        "input i {\n    prompt      p\n    inter_digit 4s\n    mask\n    no_input play n\n    into     x\n    next     y\n}\n"
     );
     let src = "transfer t {\nqueue general\npriority 10 if vip\nno_agents -> x\nafter -> y\n}\n";
     assert_eq!(
         fmt(src),
-        "transfer t {\n    queue     general\n    priority  10 if vip\n    no_agents -> x\n    after     -> y\n}\n"
+        "transfer t {\n    queue    general\n    priority 10 if vip\n    no_agents -> x\n    after    -> y\n}\n"
     );
     let src = "survey s {\nquestion overall survey_overall scale 1..5\nquestion solved survey_solved choices 1 = \"yes\", 2=\"no\"\nnext n\n}\n";
     assert_eq!(
