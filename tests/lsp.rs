@@ -596,7 +596,7 @@ fn edits_definition_references_rename_completion_hover_symbols_formatting() {
     assert_eq!(f.as_array().map(Vec::len), Some(1), "{f}");
     let formatted = f[0]["newText"].as_str().unwrap_or("").to_string();
     assert!(
-        formatted.contains("    queue     general\n    max_wait  60s"),
+        formatted.contains("    queue    general\n    max_wait 60s -> common.goodbye\n    no_agents -> common.goodbye"),
         "{formatted}"
     );
     client.notify(
