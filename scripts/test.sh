@@ -54,5 +54,8 @@ cargo test --workspace --no-fail-fast
 echo "== ivr check (reference flows and examples)"
 cargo run -q -- check
 cargo run -q -- --config examples/ivr.toml check
+echo "== ivr fmt --check (reference flows and examples are formatted)"
+cargo run -q -- fmt --check
+cargo run -q -- fmt --check examples
 echo "== ivr test (reference scenarios)"
 cargo run -q -- test --coverage

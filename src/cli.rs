@@ -45,6 +45,12 @@ enum CliError {
     /// `ivr serve`
     #[error(transparent)]
     Serve(#[from] crate::serve_cmd::ServeCmdError),
+    /// `ivr fmt`
+    #[error(transparent)]
+    Fmt(#[from] crate::fmt_cmd::FmtError),
+    /// `ivr lsp`
+    #[error("language server: {0}")]
+    Lsp(#[from] ivr_lsp::LspError),
 }
 
 /// Open-source IVR platform: declarative call flows, checked before they go live.
@@ -190,6 +196,20 @@ enum Command {
         /// The agent id (the user of sip:ID@host, as in `[agents.ID]`).
         id: String,
     },
+    /// Lay flows out in the canonical layout (four-space indents, one clause a line, clause
+    /// words aligned, comments kept); never changes what a flow does.
+    Fmt {
+        /// Flow files or folders (default: every flow of the configured flows folder).
+        paths: Vec<PathBuf>,
+        /// Write nothing; list the files that would change and exit 1 if there are any.
+        #[arg(long)]
+        check: bool,
+        /// Format standard input to standard output.
+        #[arg(long, conflicts_with_all = ["paths", "check"])]
+        stdin: bool,
+    },
+    /// The language server for editors (LSP 3.17 over standard input and output).
+    Lsp,
     /// Draw a flow as a graph (Graphviz dot, Mermaid, or SVG).
     Graph {
         /// The flow's name (or its .flow file).
@@ -275,6 +295,30 @@ pub fn run() -> ExitCode {
         Command::Check { paths, format } => cmd_check(cli.config, paths, format),
         Command::Compile { flow, emit } => cmd_compile(cli.config, &flow, emit),
         Command::Graph { flow, format } => cmd_graph(cli.config, &flow, format),
+        Command::Fmt {
+            paths,
+            check,
+            stdin,
+        } => crate::fmt_cmd::run(crate::fmt_cmd::FmtOptions {
+            config: cli.config,
+            paths,
+            check,
+            stdin,
+        })
+        .map_err(CliError::from),
+        Command::Lsp => {
+            // Standard output carries the protocol: logs go to standard error, which editors
+            // show in the server's output (`IVR_LOG=debug` for more).
+            let filter = std::env::var("IVR_LOG").unwrap_or_else(|_| "info".into());
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .try_init();
+            ivr_lsp::run_stdio(cli.config)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(CliError::from)
+        }
         Command::AgentPassword { id } => {
             crate::agent_password_cmd::run(crate::agent_password_cmd::AgentPasswordOptions {
                 config: cli.config,

@@ -3,6 +3,7 @@
 mod agent_password_cmd;
 mod check_data;
 mod cli;
+mod fmt_cmd;
 mod init_cmd;
 mod load;
 mod logging;

@@ -10,6 +10,8 @@
 
 pub mod ast;
 pub mod diagnostic;
+pub mod format;
+pub mod outline;
 mod parser;
 pub mod scenario_ast;
 mod scenario_parser;
@@ -18,6 +20,6 @@ pub mod span;
 pub use diagnostic::{Diagnostic, FileId, Related, Severity, SourceMap};
 #[doc(hidden)]
 pub use parser::parse_flow_slow;
-pub use parser::{Parsed, parse_flow};
+pub use parser::{Parsed, parse_flow, parse_flow_outline};
 pub use scenario_parser::{ParsedScenarios, parse_scenarios};
 pub use span::{Span, Spanned};

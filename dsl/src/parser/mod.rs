@@ -24,6 +24,7 @@ mod scan;
 
 use crate::ast::{FlowFile, Ident, Node, NodeKind};
 use crate::diagnostic::{Diagnostic, FileId};
+use crate::outline::{ItemKind, Outline, OutlineItem};
 use crate::span::Span;
 use build::{Builder, SYNTAX, child, true_end};
 use clauses::Clause;
@@ -50,6 +51,12 @@ pub struct Parsed {
 /// Never panics. Diagnostics use the codes `syntax`, `reserved-name`, `misplaced-clause`,
 /// `duplicate-clause` and `number-too-large`, and come sorted by position.
 pub fn parse_flow(file: FileId, source: &str) -> Parsed {
+    parse(file, source, true).0
+}
+
+/// [`parse_flow`], and where each top-level item and each clause was written ([`Outline`]):
+/// what the formatter and the language server lay out and navigate by.
+pub fn parse_flow_outline(file: FileId, source: &str) -> (Parsed, Outline) {
     parse(file, source, true)
 }
 
@@ -57,10 +64,10 @@ pub fn parse_flow(file: FileId, source: &str) -> Parsed {
 /// node head goes through pest. The result is the same; tests compare the two.
 #[doc(hidden)]
 pub fn parse_flow_slow(file: FileId, source: &str) -> Parsed {
-    parse(file, source, false)
+    parse(file, source, false).0
 }
 
-fn parse(file: FileId, source: &str, fast: bool) -> Parsed {
+fn parse(file: FileId, source: &str, fast: bool) -> (Parsed, Outline) {
     let mut diags = Vec::new();
     let (text, too_deep) = scan::limit_nesting(source, MAX_NESTING);
     for at in too_deep {
@@ -81,16 +88,21 @@ fn parse(file: FileId, source: &str, fast: bool) -> Parsed {
             imports: Vec::new(),
             nodes: Vec::new(),
         },
+        outline: Outline::default(),
     };
     driver.file_items();
     let Driver {
-        flow, mut diags, ..
+        flow,
+        mut diags,
+        outline,
+        ..
     } = driver;
     diags.sort_by_key(|d| (d.span.start, d.span.end));
-    Parsed {
+    let parsed = Parsed {
         flow,
         diagnostics: diags,
-    }
+    };
+    (parsed, outline)
 }
 
 /// The state of one parse.
@@ -101,15 +113,21 @@ struct Driver<'s> {
     src: &'s str,
     diags: Vec<Diagnostic>,
     flow: FlowFile,
+    /// Where each item and clause was written.
+    outline: Outline,
 }
 
 /// The outcome of reading a block's body.
 struct Block {
     clauses: Vec<Clause>,
+    /// Every clause that parsed, first word to last token, in the order written.
+    spans: Vec<Span>,
     /// Where reading stopped (after the `}` when there was one).
     end: usize,
     /// The end of the block's last token (the `}` or the last clause).
     last: usize,
+    /// Whether the block ended with its `}`.
+    closed: bool,
 }
 
 /// The next character boundary after `pos`.
@@ -247,6 +265,13 @@ impl<'s> Driver<'s> {
                 if let Some(name) = name {
                     self.flow.imports.push(name);
                 }
+                self.outline.items.push(OutlineItem {
+                    kind: ItemKind::Import,
+                    span: Span::new(pos, end),
+                    head: Span::new(pos, end),
+                    clauses: Vec::new(),
+                    closed: true,
+                });
                 end
             }
             Err(at) => scan::recover_point(self.src, at),
@@ -268,6 +293,13 @@ impl<'s> Driver<'s> {
         };
         let block = self.block(open.end as usize, Place::Header, "the flow header", open);
         let span = Span::new(pos, block.last);
+        self.outline.items.push(OutlineItem {
+            kind: ItemKind::Header,
+            span,
+            head: Span::new(pos, open.end as usize),
+            clauses: block.spans.clone(),
+            closed: block.closed,
+        });
         let mut sorter = Sorter::new(
             self.file,
             Place::Header,
@@ -309,6 +341,13 @@ impl<'s> Driver<'s> {
         };
         let desc = format!("{} `{}`", kind.keyword(), name.name);
         let block = self.block(open.end as usize, Place::Node(kind), &desc, open);
+        self.outline.items.push(OutlineItem {
+            kind: ItemKind::Node(kind),
+            span: Span::new(pos, block.last),
+            head: Span::new(pos, open.end as usize),
+            clauses: block.spans.clone(),
+            closed: block.closed,
+        });
         let mut sorter = Sorter::new(self.file, Place::Node(kind), desc, &mut self.diags);
         let body = sorter.body(kind, block.clauses);
         self.flow.nodes.push(Node {
@@ -372,6 +411,7 @@ impl<'s> Driver<'s> {
     /// Reads clauses from `pos` up to the `}` that closes the block.
     fn block(&mut self, mut pos: usize, place: Place, desc: &str, open: Span) -> Block {
         let mut clauses = Vec::new();
+        let mut spans = Vec::new();
         let src = self.src;
         loop {
             pos = scan::skip_trivia(src, pos);
@@ -380,8 +420,10 @@ impl<'s> Driver<'s> {
                 Some(t) if t.text(src) == "}" => {
                     return Block {
                         clauses,
+                        spans,
                         end: t.end,
                         last: t.end,
+                        closed: true,
                     };
                 }
                 Some(t) if !scan::is_top_level_word(src, &t) => {}
@@ -407,8 +449,10 @@ impl<'s> Driver<'s> {
                     );
                     return Block {
                         clauses,
+                        spans,
                         end: pos,
                         last,
+                        closed: false,
                     };
                 }
             }
@@ -418,6 +462,7 @@ impl<'s> Driver<'s> {
                     fast::clause(self.file, src, pos, t.end, &mut self.diags)
             {
                 clauses.push(clause);
+                spans.push(Span::new(pos, end));
                 pos = end;
                 continue;
             }
@@ -443,6 +488,7 @@ impl<'s> Driver<'s> {
             match parsed {
                 Ok(pair) => {
                     let end = pos + true_end(&pair);
+                    spans.push(Span::new(pos, end));
                     if let Some(clause) = self.builder(pos).clause(&pair) {
                         clauses.push(clause);
                     }
