@@ -357,7 +357,7 @@ default = "hotline"
     dir
 }
 
-const HOTLINE: &str = "flow hotline {\n    title    \"客户服务热线 😀\"\n    language zh-CN\n    entry    start\n}\n\nimport common\n\n# 开始：查询来电号码\nlookup start {\n    query   customer_by_phone(caller) into customer\n    found   -> main_menu\n    missing -> common.goodbye\n    error   -> common.goodbye\n}\n\nmenu main_menu {\n    prompt   main_menu\n    attempts 3 -> agent\n    no_input play no_input\n    key 1 -> balance\n    key 0 -> agent\n}\n\nstep balance {\n    play welcome  # 余额\n    say money customer.balance\n    goto main_menu\n}\n\ntransfer agent {\n    queue general\n    max_wait 60s -> common.goodbye\n    no_agents -> common.goodbye\n    after -> common.goodbye\n}\n";
+const HOTLINE: &str = "flow hotline {\n    title    \"客户服务热线 😀\"\n    language zh-CN\n    entry    start\n}\n\nimport common\n\n# 开始：查询来电号码\nlookup start {\n    query   customer_by_phone(caller) into customer\n    found   -> main_menu\n    missing -> common.goodbye\n    error   -> common.goodbye\n}\n\nmenu main_menu {\n    prompt   main_menu\n    attempts 3 -> agent\n    no_input play no_input\n    key 1 -> balance\n    key 0 -> agent\n}\n\nstep balance {\n    play welcome  # 余额\n    say money customer.balance\n    served \"balance\"\n    goto main_menu\n}\n\ntransfer agent {\n    queue general\n    max_wait 60s -> common.goodbye\n    no_agents -> common.goodbye\n    after -> common.goodbye\n}\n";
 
 #[test]
 fn edits_definition_references_rename_completion_hover_symbols_formatting() {
