@@ -122,8 +122,6 @@ pub struct ServerConfig {
     pub tls: Option<SipTls>,
     /// The HTTP interface over TLS (`[server] https`): its certificate; none: plain HTTP.
     pub https: Option<CertFiles>,
-    /// What is done with SRTP offers (`[server] srtp`).
-    pub srtp: SrtpPolicy,
 }
 
 /// A certificate chain and its private key, PEM files (paths resolved against the folder of
@@ -143,30 +141,6 @@ pub struct SipTls {
     pub sip: String,
     /// Its certificate and key.
     pub files: CertFiles,
-}
-
-/// `[server] srtp`: which RTP profiles a SIP offer may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SrtpPolicy {
-    /// Plain RTP (`RTP/AVP`) only: offers of `RTP/SAVP` are refused with 488.
-    #[default]
-    None,
-    /// `RTP/AVP`, or `RTP/SAVP` with SDES keys (RFC 4568).
-    Optional,
-    /// `RTP/SAVP` with SDES keys only: plain RTP offers are refused with 488.
-    Required,
-}
-
-impl SrtpPolicy {
-    /// The word `ivr.toml` uses for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SrtpPolicy::None => "none",
-            SrtpPolicy::Optional => "optional",
-            SrtpPolicy::Required => "required",
-        }
-    }
 }
 
 impl ServerConfig {
@@ -202,7 +176,6 @@ impl Default for ServerConfig {
             rtp_timeout_ms: ServerConfig::DEFAULT_RTP_TIMEOUT_MS,
             tls: None,
             https: None,
-            srtp: SrtpPolicy::None,
         }
     }
 }
@@ -1036,20 +1009,24 @@ fn validate_server(
         let RawCert { cert, key } = https.into_inner();
         server.https = cert_files(file, base, "https", span, cert, key, diags);
     }
+    // SRTP: only plain RTP is served (RTP/SAVP offers get 488); SDES keying is not built yet,
+    // so a deployment that asks for it must not load believing its media is protected.
     if let Some(srtp) = srtp {
-        match srtp.get_ref().as_str() {
-            "none" => server.srtp = SrtpPolicy::None,
-            "optional" => server.srtp = SrtpPolicy::Optional,
-            "required" => server.srtp = SrtpPolicy::Required,
-            other => diags.push(
-                Diagnostic::error(
-                    "config",
-                    file,
-                    span_of(&srtp),
-                    format!("`srtp = \"{other}\"` is not a policy"),
-                )
-                .with_hint("one of \"none\" (plain RTP only), \"optional\" (RTP/SAVP with SDES keys when offered) or \"required\""),
+        let (message, hint) = match srtp.get_ref().as_str() {
+            "none" => (None, ""),
+            w @ ("optional" | "required") => (
+                Some(format!(
+                    "`srtp = \"{w}\"`: SRTP is not available in this version"
+                )),
+                "write `srtp = \"none\"` or leave it out (plain RTP; RTP/SAVP offers are refused with 488); protect media on the network path (VPN, private trunk) meanwhile",
             ),
+            other => (
+                Some(format!("`srtp = \"{other}\"` is not a policy")),
+                "`srtp = \"none\"`: plain RTP only, RTP/SAVP offers refused with 488",
+            ),
+        };
+        if let Some(message) = message {
+            diags.push(Diagnostic::error("config", file, span_of(&srtp), message).with_hint(hint));
         }
     }
     server.sip = sip.unwrap_or(server.sip);
@@ -1620,18 +1597,20 @@ default   = "hotline"
         )
         .expect("key");
         let parse = |text: &str| Config::parse(FileId(0), &dir, text);
-        let good = "[server]\ntls = { sip = \"0.0.0.0:5061\", cert = \"tls/cert.pem\", key = \"tls/key.pem\" }\nhttps = { cert = \"tls/cert.pem\", key = \"tls/key.pem\" }\nsrtp = \"required\"\n";
+        let good = "[server]\ntls = { sip = \"0.0.0.0:5061\", cert = \"tls/cert.pem\", key = \"tls/key.pem\" }\nhttps = { cert = \"tls/cert.pem\", key = \"tls/key.pem\" }\nsrtp = \"none\"\n";
         let (c, d) = parse(good);
         assert!(d.is_empty(), "{d:?}");
         let tls = c.server.tls.expect("tls");
         assert_eq!(tls.sip, "0.0.0.0:5061");
         assert_eq!(tls.files.cert, dir.join("tls/cert.pem"));
         assert_eq!(c.server.https.expect("https").key, dir.join("tls/key.pem"));
-        assert_eq!(c.server.srtp, SrtpPolicy::Required);
-        // Defaults: no TLS, plain RTP only.
+        // Defaults: no TLS.
         let (c, _) = parse("[server]\n");
         assert_eq!((c.server.tls, c.server.https), (None, None));
-        assert_eq!(c.server.srtp, SrtpPolicy::None);
+        // SDES is not built: asking for it is an error, not a silent plain RTP.
+        let (_, d) = parse("[server]\nsrtp = \"optional\"\n");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("not available"), "{d:?}");
         // Errors at their value, with a hint.
         let text = "[server]\ntls = { sip = \"5061\", cert = \"tls/missing.pem\", key = \"tls/cert.pem\" }\nhttps = { cert = \"tls/cert.pem\" }\nsrtp = \"maybe\"\n";
         let (c, d) = parse(text);
@@ -1640,18 +1619,36 @@ default   = "hotline"
         assert_eq!(at(&d[0]), "\"tls/missing.pem\"");
         assert!(d[0].message.contains("cannot be read"), "{}", d[0].message);
         assert_eq!(at(&d[1]), "\"tls/cert.pem\"");
-        assert!(d[1].message.contains("holds no PEM key"), "{}", d[1].message);
+        assert!(
+            d[1].message.contains("holds no PEM key"),
+            "{}",
+            d[1].message
+        );
         assert_eq!(at(&d[2]), "\"5061\"");
-        assert!(d[3].message.contains("`https` has no `key`"), "{}", d[3].message);
-        assert!(d[3].hint.as_deref().unwrap_or_default().contains("openssl req"));
+        assert!(
+            d[3].message.contains("`https` has no `key`"),
+            "{}",
+            d[3].message
+        );
+        assert!(
+            d[3].hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("openssl req")
+        );
         assert_eq!(at(&d[4]), "\"maybe\"");
         assert!(d.iter().all(|d| d.hint.is_some()), "{d:?}");
         assert_eq!((c.server.tls, c.server.https), (None, None));
         // Unknown keys inside the tables, and wrong types.
-        let (_, d) = parse("[server]\nhttps = { cert = \"tls/cert.pem\", key = \"tls/key.pem\", keys = \"x\" }\n");
+        let (_, d) = parse(
+            "[server]\nhttps = { cert = \"tls/cert.pem\", key = \"tls/key.pem\", keys = \"x\" }\n",
+        );
         assert_eq!(d.len(), 1, "{d:?}");
         assert!(d[0].message.contains("keys"), "{d:?}");
-        assert!(d[0].hint.as_deref().unwrap_or_default().contains("key"), "{d:?}");
+        assert!(
+            d[0].hint.as_deref().unwrap_or_default().contains("key"),
+            "{d:?}"
+        );
         let (c, d) = parse("[server]\nsrtp = true\n");
         assert_eq!(d.len(), 1, "{d:?}");
         assert!(c.unreadable);
