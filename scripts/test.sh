@@ -22,6 +22,8 @@ need_pkg sox sox
 need_pkg lame lame
 # SIP callers of tests/serve.rs (`ivr serve` end to end): SIPp with the scenarios of tests/sipp/.
 need_pkg sipp sip-tester
+# The self-signed certificates of tests/tls.rs (SIP over TLS, HTTPS).
+need_pkg openssl openssl
 # A real softphone, driven headless by tests/serve.rs.
 need_pkg baresip baresip
 # The phone page in a real browser (tests/browser.rs): headless Chromium driven by
