@@ -25,6 +25,8 @@ need_pkg espeak-ng espeak-ng
 # SIP callers of tests/serve.rs (`ivr serve` end to end): SIPp with the scenarios of tests/sipp/.
 need_pkg sipp sip-tester
 need_pkg promtool prometheus         # tests/outcomes.rs: `promtool check metrics` of /metrics
+# The self-signed certificates of tests/tls.rs (SIP over TLS, HTTPS).
+need_pkg openssl openssl
 # A real softphone, driven headless by tests/serve.rs.
 need_pkg baresip baresip
 # The phone page in a real browser (tests/browser.rs): headless Chromium driven by

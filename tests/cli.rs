@@ -883,3 +883,46 @@ fn a_flow_version_covers_its_text_imports_and_prompts_in_any_folder() {
     assert_ne!(version_at(&config), here, "an imported flow changed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn unreadable_certificates_and_srtp_are_errors_at_their_line() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-tls-config", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).expect("dir");
+    std::fs::create_dir_all(dir.join("tls")).expect("dir");
+    std::fs::write(
+        dir.join("tls/cert.pem"),
+        "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+    )
+    .expect("cert");
+    let config = dir.join("ivr.toml");
+    let path = config.to_str().unwrap_or_default();
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[server]\n\
+         tls = { sip = \"0.0.0.0:5061\", cert = \"tls/cert.pem\", key = \"tls/key.pem\" }\n\
+         https = { cert = \"tls/cert.pem\", key = \"tls/cert.pem\" }\nsrtp = \"required\"\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("error[config]: `tls` key `")
+            && out.contains("tls/key.pem` cannot be read")
+            && out.contains("ivr.toml:5:60\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("tls/cert.pem` holds no PEM key") && out.contains("ivr.toml:6:40\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("error[config]: `srtp = \"required\"`: SRTP is not available")
+            && out.contains("ivr.toml:7:8\n")
+            && out.contains("hint: write `srtp = \"none\"`"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("3 errors, 0 warnings"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -637,35 +637,45 @@ fn lookups_and_hold_on_the_reference_hotline() {
     );
 }
 
-/// SIPp's pcap play sends through a raw socket; on loopback here its datagrams (UDP source
-/// port 0, the checksum of the capture) never reach a UDP socket, so this runs only on
-/// request (`cargo test --test serve -- --ignored`), e.g. between two hosts. RFC 4733 keys are
-/// covered by the tests above with the endpoint of this file.
+/// RFC 4733 keys as SIPp plays them from the captures it ships (`play_pcap_audio`: a raw
+/// socket, UDP source port 0, so the call latches to that source after its probation). The
+/// keys land in the main menu's prompt (after the 3.8 s welcome): `*` repeats the menu, then
+/// `3` takes the plan branch. Each capture replays one fixed RTP timestamp, so the two keys
+/// come from two different captures (the same one twice would be one event by RFC 4733).
 #[test]
-#[ignore = "SIPp pcap play does not deliver on loopback"]
 fn rfc4733_from_a_sipp_pcap_on_the_reference_hotline() {
     need_sipp!();
-    let pcap = Path::new("/usr/share/sip-tester/dtmf_2833_3.pcap");
-    if !pcap.exists() {
-        skip(&format!("{} is missing: test skipped", pcap.display()));
-        return;
+    let captures = Path::new("/usr/share/sip-tester");
+    let (star, three) = (
+        captures.join("dtmf_2833_star.pcap"),
+        captures.join("dtmf_2833_3.pcap"),
+    );
+    for pcap in [&star, &three] {
+        if !pcap.exists() {
+            skip(&format!("{} is missing: test skipped", pcap.display()));
+            return;
+        }
     }
     let config = reference_deployment("pcap", rtp_range(20));
     let server = Server::start(&config, &[]);
     let dir = config.parent().expect("dir");
-    fs::copy(pcap, dir.join("dtmf.pcap")).expect("pcap");
+    fs::copy(&star, dir.join("first.pcap")).expect("pcap");
+    fs::copy(&three, dir.join("second.pcap")).expect("pcap");
     let (ok, out) = sipp(
         dir,
         server.addr,
         "pcap_dtmf.xml",
-        &["-m", "1", "-d", "2500", "-key", "rtpport", "6000"],
+        &["-m", "1", "-d", "1500", "-key", "rtpport", "6000"],
     );
     assert!(ok, "sipp failed:\n{out}\n{}", server.log());
     let (_, visits) = records(&config, 1);
-    assert!(
-        visits.contains(&visit("main_menu", "key 3")),
-        "key 3 from the pcap: {visits:?}"
+    let menu: Vec<_> = visits.iter().filter(|v| v.0 == "main_menu").collect();
+    assert_eq!(
+        menu,
+        [&visit("main_menu", "key *"), &visit("main_menu", "key 3")],
+        "keys * then 3 from the two pcaps: {visits:?}"
     );
+    assert!(visits.contains(&visit("plan", "found")), "{visits:?}");
 }
 
 #[test]

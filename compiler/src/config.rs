@@ -49,6 +49,24 @@ struct RawServer {
     rtp_timeout: Option<Spanned<String>>,
     max_http_connections: Option<u32>,
     max_http_connections_per_address: Option<u32>,
+    tls: Option<Spanned<RawTls>>,
+    https: Option<Spanned<RawCert>>,
+    srtp: Option<Spanned<String>>,
+}
+
+/// `[server] tls` as written: the SIP-over-TLS address and its certificate.
+#[derive(Debug, Deserialize)]
+struct RawTls {
+    sip: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+}
+
+/// `[server] https` as written: the HTTP interface's certificate.
+#[derive(Debug, Deserialize)]
+struct RawCert {
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +119,29 @@ pub struct ServerConfig {
     pub invite_rate: u32,
     /// A call whose caller sends no RTP for this long ends, in milliseconds (more than 0).
     pub rtp_timeout_ms: u64,
+    /// SIP over TLS (`[server] tls`): its address and certificate; none without the key.
+    pub tls: Option<SipTls>,
+    /// The HTTP interface over TLS (`[server] https`): its certificate; none: plain HTTP.
+    pub https: Option<CertFiles>,
+}
+
+/// A certificate chain and its private key, PEM files (paths resolved against the folder of
+/// `ivr.toml`; `ivr check` reports files that cannot be read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct CertFiles {
+    /// The certificate chain (PEM), the server's own first.
+    pub cert: PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// `[server] tls`: where SIP over TLS listens, and with what certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SipTls {
+    /// The TLS listener's address (`0.0.0.0:5061`).
+    pub sip: String,
+    /// Its certificate and key.
+    pub files: CertFiles,
 }
 
 impl ServerConfig {
@@ -134,6 +175,8 @@ impl Default for ServerConfig {
             trusted: ServerConfig::DEFAULT_TRUSTED.map(String::from).to_vec(),
             invite_rate: ServerConfig::DEFAULT_INVITE_RATE,
             rtp_timeout_ms: ServerConfig::DEFAULT_RTP_TIMEOUT_MS,
+            tls: None,
+            https: None,
         }
     }
 }
@@ -521,7 +564,7 @@ impl Config {
         if let Some(p) = raw.paths.recordings {
             config.recordings_dir = base.join(p);
         }
-        config.server = validate_server(file, raw.server, &mut diags);
+        config.server = validate_server(file, base, raw.server, &mut diags);
         if config.server.max_calls == 0 {
             diags.push(
                 Diagnostic::error(
@@ -692,8 +735,13 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "trusted",
             "invite_rate",
             "rtp_timeout",
+            "tls",
+            "https",
+            "srtp",
         ],
     ),
+    ("server.tls", &["sip", "cert", "key"]),
+    ("server.https", &["cert", "key"]),
     ("database", &["url", "secret"]),
     (
         "queries",
@@ -709,11 +757,18 @@ fn unknown_key(file: FileId, text: &str, path: &str) -> Diagnostic {
     let path = parts.join(".");
     let path = path.as_str();
     let key = parts.last().copied().unwrap_or(path);
-    let section = parts
-        .first()
-        .copied()
-        .filter(|_| parts.len() > 1)
-        .unwrap_or("");
+    // `[server] tls` and `https` are tables of their own within `[server]`.
+    let nested = match parts.as_slice() {
+        ["server", table @ ("tls" | "https"), _] => Some(format!("server.{table}")),
+        _ => None,
+    };
+    let section = nested.as_deref().unwrap_or_else(|| {
+        parts
+            .first()
+            .copied()
+            .filter(|_| parts.len() > 1)
+            .unwrap_or("")
+    });
     let span = find_key(text, key).unwrap_or_default();
     let hint = KNOWN_KEYS
         .iter()
@@ -972,7 +1027,12 @@ fn validate_query(
 
 /// A validated `[server]`: a bad `trusted` network, `invite_rate` or `rtp_timeout` is
 /// reported at its value and left out (the default applies).
-fn validate_server(file: FileId, raw: RawServer, diags: &mut Vec<Diagnostic>) -> ServerConfig {
+fn validate_server(
+    file: FileId,
+    base: &Path,
+    raw: RawServer,
+    diags: &mut Vec<Diagnostic>,
+) -> ServerConfig {
     let mut server = ServerConfig::default();
     let RawServer {
         sip,
@@ -985,7 +1045,67 @@ fn validate_server(file: FileId, raw: RawServer, diags: &mut Vec<Diagnostic>) ->
         rtp_timeout,
         max_http_connections,
         max_http_connections_per_address,
+        tls,
+        https,
+        srtp,
     } = raw;
+    if let Some(tls) = tls {
+        let span = span_of(&tls);
+        let RawTls { sip, cert, key } = tls.into_inner();
+        let files = cert_files(file, base, "tls", span, cert, key, diags);
+        let address = match sip {
+            None => {
+                diags.push(
+                    Diagnostic::error("config", file, span, "`tls` has no `sip` address")
+                        .with_hint("e.g. `tls = { sip = \"0.0.0.0:5061\", cert = \"tls/cert.pem\", key = \"tls/key.pem\" }`"),
+                );
+                None
+            }
+            Some(a) => match a.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(_) => Some(a.into_inner()),
+                Err(_) => {
+                    diags.push(
+                        Diagnostic::error(
+                            "config",
+                            file,
+                            span_of(&a),
+                            format!("`tls` address `{}` is not an address and port", a.get_ref()),
+                        )
+                        .with_hint("an IP address and a port, e.g. \"0.0.0.0:5061\""),
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(sip), Some(files)) = (address, files) {
+            server.tls = Some(SipTls { sip, files });
+        }
+    }
+    if let Some(https) = https {
+        let span = span_of(&https);
+        let RawCert { cert, key } = https.into_inner();
+        server.https = cert_files(file, base, "https", span, cert, key, diags);
+    }
+    // SRTP: only plain RTP is served (RTP/SAVP offers get 488); SDES keying is not built yet,
+    // so a deployment that asks for it must not load believing its media is protected.
+    if let Some(srtp) = srtp {
+        let (message, hint) = match srtp.get_ref().as_str() {
+            "none" => (None, ""),
+            w @ ("optional" | "required") => (
+                Some(format!(
+                    "`srtp = \"{w}\"`: SRTP is not available in this version"
+                )),
+                "write `srtp = \"none\"` or leave it out (plain RTP; RTP/SAVP offers are refused with 488); protect media on the network path (VPN, private trunk) meanwhile",
+            ),
+            other => (
+                Some(format!("`srtp = \"{other}\"` is not a policy")),
+                "`srtp = \"none\"`: plain RTP only, RTP/SAVP offers refused with 488",
+            ),
+        };
+        if let Some(message) = message {
+            diags.push(Diagnostic::error("config", file, span_of(&srtp), message).with_hint(hint));
+        }
+    }
     server.sip = sip.unwrap_or(server.sip);
     server.max_http_connections = max_http_connections.unwrap_or(server.max_http_connections);
     server.max_http_connections_per_address =
@@ -1059,6 +1179,71 @@ fn validate_server(file: FileId, raw: RawServer, diags: &mut Vec<Diagnostic>) ->
         }
     }
     server
+}
+
+/// The `cert` and `key` of `[server] tls` or `https`: both given, each a file that can be
+/// read and holds what its name says (PEM); errors at the value (or at the table when one is
+/// missing).
+fn cert_files(
+    file: FileId,
+    base: &Path,
+    table: &str,
+    span: Span,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<CertFiles> {
+    let mut check = |what: &str, value: Option<Spanned<String>>, marker: &[&str]| {
+        let Some(value) = value else {
+            diags.push(
+                Diagnostic::error("config", file, span, format!("`{table}` has no `{what}`"))
+                    .with_hint(format!(
+                        "`{table} = {{ ..., cert = \"tls/cert.pem\", key = \"tls/key.pem\" }}`: the certificate chain and its private key, PEM files (`openssl req -x509 -newkey rsa:2048 -nodes -keyout tls/key.pem -out tls/cert.pem -days 365 -subj /CN=ivr.example`)"
+                    )),
+            );
+            return None;
+        };
+        let path = base.join(value.get_ref());
+        let problem = match std::fs::read_to_string(&path) {
+            Err(e) => Some(format!("cannot be read ({e})")),
+            Ok(text) if !marker.iter().any(|m| text.contains(m)) => {
+                Some(format!("holds no PEM {what}"))
+            }
+            Ok(_) => None,
+        };
+        match problem {
+            Some(p) => {
+                diags.push(
+                    Diagnostic::error(
+                        "config",
+                        file,
+                        span_of(&value),
+                        format!("`{table}` {what} `{}` {p}", path.display()),
+                    )
+                    .with_hint(format!(
+                        "a PEM file relative to the folder of ivr.toml, with a `{}` block",
+                        marker[0]
+                    )),
+                );
+                None
+            }
+            None => Some(path),
+        }
+    };
+    let cert = check("cert", cert, &["-----BEGIN CERTIFICATE-----"]);
+    let key = check(
+        "key",
+        key,
+        &[
+            "-----BEGIN PRIVATE KEY-----",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "-----BEGIN EC PRIVATE KEY-----",
+        ],
+    );
+    Some(CertFiles {
+        cert: cert?,
+        key: key?,
+    })
 }
 
 /// A validated `[queues.NAME]`: a bad `ring_timeout` or `wrap_up` is reported and the default
@@ -1536,6 +1721,79 @@ default   = "hotline"
         assert_eq!((c.server.invite_rate, c.server.rtp_timeout_ms), (5, 45_000));
         let (c, d) = parse("[server]\ntrusted = []\n");
         assert!(d.is_empty() && c.server.trusted.is_empty(), "{d:?}");
+    }
+
+    #[test]
+    fn tls_https_and_srtp_are_checked_at_their_value() {
+        let dir = std::env::temp_dir().join(format!("ivr-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("tls")).expect("dir");
+        std::fs::write(
+            dir.join("tls/cert.pem"),
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .expect("cert");
+        std::fs::write(
+            dir.join("tls/key.pem"),
+            "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n",
+        )
+        .expect("key");
+        let parse = |text: &str| Config::parse(FileId(0), &dir, text);
+        let good = "[server]\ntls = { sip = \"0.0.0.0:5061\", cert = \"tls/cert.pem\", key = \"tls/key.pem\" }\nhttps = { cert = \"tls/cert.pem\", key = \"tls/key.pem\" }\nsrtp = \"none\"\n";
+        let (c, d) = parse(good);
+        assert!(d.is_empty(), "{d:?}");
+        let tls = c.server.tls.expect("tls");
+        assert_eq!(tls.sip, "0.0.0.0:5061");
+        assert_eq!(tls.files.cert, dir.join("tls/cert.pem"));
+        assert_eq!(c.server.https.expect("https").key, dir.join("tls/key.pem"));
+        // Defaults: no TLS.
+        let (c, _) = parse("[server]\n");
+        assert_eq!((c.server.tls, c.server.https), (None, None));
+        // SDES is not built: asking for it is an error, not a silent plain RTP.
+        let (_, d) = parse("[server]\nsrtp = \"optional\"\n");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("not available"), "{d:?}");
+        // Errors at their value, with a hint.
+        let text = "[server]\ntls = { sip = \"5061\", cert = \"tls/missing.pem\", key = \"tls/cert.pem\" }\nhttps = { cert = \"tls/cert.pem\" }\nsrtp = \"maybe\"\n";
+        let (c, d) = parse(text);
+        let at = |d: &Diagnostic| &text[d.span.start as usize..d.span.end as usize];
+        assert_eq!(d.len(), 5, "{d:?}");
+        assert_eq!(at(&d[0]), "\"tls/missing.pem\"");
+        assert!(d[0].message.contains("cannot be read"), "{}", d[0].message);
+        assert_eq!(at(&d[1]), "\"tls/cert.pem\"");
+        assert!(
+            d[1].message.contains("holds no PEM key"),
+            "{}",
+            d[1].message
+        );
+        assert_eq!(at(&d[2]), "\"5061\"");
+        assert!(
+            d[3].message.contains("`https` has no `key`"),
+            "{}",
+            d[3].message
+        );
+        assert!(
+            d[3].hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("openssl req")
+        );
+        assert_eq!(at(&d[4]), "\"maybe\"");
+        assert!(d.iter().all(|d| d.hint.is_some()), "{d:?}");
+        assert_eq!((c.server.tls, c.server.https), (None, None));
+        // Unknown keys inside the tables, and wrong types.
+        let (_, d) = parse(
+            "[server]\nhttps = { cert = \"tls/cert.pem\", key = \"tls/key.pem\", keys = \"x\" }\n",
+        );
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("keys"), "{d:?}");
+        assert!(
+            d[0].hint.as_deref().unwrap_or_default().contains("key"),
+            "{d:?}"
+        );
+        let (c, d) = parse("[server]\nsrtp = true\n");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(c.unreadable);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -102,7 +102,8 @@ pub fn router(state: HttpState) -> Router {
 pub async fn guard(State(services): State<Services>, req: Request, next: Next) -> Response {
     let stats = &services.http;
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if (changes || is_websocket(req.headers())) && !origin_allowed(req.headers()) {
+    let https = req.extensions().get::<OverTls>().is_some_and(|t| t.0);
+    if (changes || is_websocket(req.headers())) && !origin_allowed(req.headers(), https) {
         HttpStats::count(&stats.origin_refused);
         tracing::debug!(
             origin = ?req.headers().get(header::ORIGIN),
@@ -309,6 +310,7 @@ pub async fn serve(
     app: Router,
     limits: Limits,
     services: Services,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let table: Arc<Table> = Arc::default();
@@ -342,26 +344,49 @@ pub async fn serve(
             io: stream,
             _slot: slot,
         };
-        tokio::spawn(connection(
-            io,
-            peer,
-            app.clone(),
-            services.clone(),
-            stop.clone(),
-        ));
+        let (app, services, stop) = (app.clone(), services.clone(), stop.clone());
+        match tls.clone() {
+            None => {
+                tokio::spawn(connection(io, peer, app, services, stop, false));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    // The handshake has the head's time limit (and holds the slot meanwhile).
+                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(io)).await {
+                        Ok(Ok(tls)) => connection(tls, peer, app, services, stop, true).await,
+                        Ok(Err(e)) => {
+                            HttpStats::count(&services.http.tls_failed);
+                            tracing::debug!(%peer, error = %e, "HTTPS handshake failed");
+                        }
+                        Err(_) => {
+                            HttpStats::count(&services.http.header_timeouts);
+                            tracing::debug!(%peer, "HTTPS handshake not done in time");
+                        }
+                    }
+                });
+            }
+        }
     }
 }
 
+/// Whether the request came over HTTPS (`[server] https`), for the origin check.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls(pub bool);
+
 /// One connection, from its first request head to its close.
-async fn connection(
-    io: Counted,
+async fn connection<I>(
+    io: I,
     peer: SocketAddr,
     app: Router,
     services: Services,
     mut stop: watch::Receiver<bool>,
-) {
+    over_tls: bool,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(OverTls(over_tls));
         let mut app = app.clone();
         tower_service::Service::call(&mut app, req)
     });

@@ -56,11 +56,12 @@ pub fn is_websocket(headers: &HeaderMap) -> bool {
 /// and OPTIONS) may go on as far as its `Origin` goes: it has none (not a browser, or a
 /// browser's same-origin GET), or the origin is the one the request was sent to — the same
 /// scheme, host and port. The host is `X-Forwarded-Host` or else `Host`; the scheme
-/// `X-Forwarded-Proto` (or `Forwarded: proto=`) or else `http`, so that a TLS proxy in front
+/// `X-Forwarded-Proto` (or `Forwarded: proto=`) or else `https` when the server itself serves
+/// TLS (`over_tls`, `[server] https`) and `http` otherwise, so that a TLS proxy in front
 /// works when it says so. A page cannot set these headers on a WebSocket or a simple request,
 /// so a page of another site cannot pass for the server's own. `Origin: null` (sandboxed
 /// frames, `file:` pages) is refused.
-pub fn origin_allowed(headers: &HeaderMap) -> bool {
+pub fn origin_allowed(headers: &HeaderMap, over_tls: bool) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -80,7 +81,7 @@ pub fn origin_allowed(headers: &HeaderMap) -> bool {
     };
     let scheme = first("x-forwarded-proto")
         .or_else(|| forwarded_proto(headers))
-        .unwrap_or("http");
+        .unwrap_or(if over_tls { "https" } else { "http" });
     same_origin(origin, scheme, host)
 }
 
@@ -142,6 +143,10 @@ pub struct HttpStats {
     pub origin_refused: AtomicU64,
     /// Agents' logins refused unchecked because of the address's failures (429).
     pub logins_refused: AtomicU64,
+    /// HTTPS connections closed because the TLS handshake failed (plain HTTP, not TLS, no
+    /// common cipher); a handshake not done within [`HEADER_TIMEOUT`] counts as a header
+    /// timeout.
+    pub tls_failed: AtomicU64,
 }
 
 impl HttpStats {
@@ -176,7 +181,10 @@ impl HttpStats {
              ivr_http_origin_refused_total {}\n\
              # HELP ivr_http_logins_refused_total Agent logins refused unchecked after repeated failures from the address (429).\n\
              # TYPE ivr_http_logins_refused_total counter\n\
-             ivr_http_logins_refused_total {}\n",
+             ivr_http_logins_refused_total {}\n\
+             # HELP ivr_http_tls_handshakes_failed_total HTTPS connections closed because the TLS handshake failed.\n\
+             # TYPE ivr_http_tls_handshakes_failed_total counter\n\
+             ivr_http_tls_handshakes_failed_total {}\n",
             self.open.load(Ordering::Relaxed),
             n(&self.refused_total_cap),
             n(&self.refused_address_cap),
@@ -185,6 +193,7 @@ impl HttpStats {
             n(&self.body_timeouts),
             n(&self.origin_refused),
             n(&self.logins_refused),
+            n(&self.tls_failed),
         );
     }
 }
@@ -193,6 +202,25 @@ impl HttpStats {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    fn origin_allowed_plain(h: &HeaderMap) -> bool {
+        origin_allowed(h, false)
+    }
+
+    #[test]
+    fn over_tls_the_own_origin_is_https() {
+        let h = headers(&[
+            ("host", "ivr.example:8443"),
+            ("origin", "https://ivr.example:8443"),
+        ]);
+        assert!(origin_allowed(&h, true));
+        assert!(!origin_allowed(&h, false));
+        let h = headers(&[
+            ("host", "ivr.example:8443"),
+            ("origin", "http://ivr.example:8443"),
+        ]);
+        assert!(!origin_allowed(&h, true));
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -205,13 +233,16 @@ mod tests {
     #[test]
     fn an_origin_is_allowed_only_when_it_is_the_servers_own() {
         // No Origin: not a browser (or a browser's same-origin GET).
-        assert!(origin_allowed(&headers(&[("host", "ivr.example:8080")])));
+        assert!(origin_allowed_plain(&headers(&[(
+            "host",
+            "ivr.example:8080"
+        )])));
         // The page's own origin.
-        assert!(origin_allowed(&headers(&[
+        assert!(origin_allowed_plain(&headers(&[
             ("host", "127.0.0.1:8080"),
             ("origin", "http://127.0.0.1:8080")
         ])));
-        assert!(origin_allowed(&headers(&[
+        assert!(origin_allowed_plain(&headers(&[
             ("host", "IVR.example"),
             ("origin", "http://ivr.example:80")
         ])));
@@ -227,23 +258,23 @@ mod tests {
         ] {
             let mut h = headers(&[("host", "127.0.0.1:8080")]);
             h.insert("origin", HeaderValue::from_str(origin).expect("value"));
-            assert!(!origin_allowed(&h), "{origin}");
+            assert!(!origin_allowed_plain(&h), "{origin}");
         }
         // An Origin and no Host.
-        assert!(!origin_allowed(&headers(&[("origin", "http://a")])));
+        assert!(!origin_allowed_plain(&headers(&[("origin", "http://a")])));
         // Behind a TLS proxy that says so.
-        assert!(origin_allowed(&headers(&[
+        assert!(origin_allowed_plain(&headers(&[
             ("host", "ivr.example"),
             ("x-forwarded-proto", "https"),
             ("origin", "https://ivr.example")
         ])));
-        assert!(origin_allowed(&headers(&[
+        assert!(origin_allowed_plain(&headers(&[
             ("host", "127.0.0.1:8080"),
             ("x-forwarded-host", "ivr.example:443"),
             ("forwarded", "for=192.0.2.1;proto=https, proto=http"),
             ("origin", "https://ivr.example")
         ])));
-        assert!(!origin_allowed(&headers(&[
+        assert!(!origin_allowed_plain(&headers(&[
             ("host", "ivr.example"),
             ("x-forwarded-proto", "https"),
             ("origin", "https://evil.example")

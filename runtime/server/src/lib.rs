@@ -28,6 +28,7 @@ pub mod queue_day;
 pub mod screen_pop;
 pub mod services;
 pub mod sip_task;
+pub mod tls;
 pub mod transport;
 pub mod voice_mail;
 
@@ -133,6 +134,12 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// A certificate or key of `[server] tls` or `https` cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// `[server] tls`'s address is not an address.
+    #[error("the SIP-over-TLS address `{0}` is not IP:PORT")]
+    TlsAddress(String),
     /// An explicit `--http` address could not be bound.
     #[error("cannot serve HTTP on {addr}: {source}")]
     Http {
@@ -444,6 +451,27 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             addr: sip_addr,
             source,
         })?;
+    // SIP over TLS: its own listener, feeding the same queue under the same caps.
+    let bound_tls = match &server.tls {
+        Some(t) => {
+            let addr: SocketAddr = t
+                .sip
+                .parse()
+                .map_err(|_| ServeError::TlsAddress(t.sip.clone()))?;
+            let config = tls::server_config(&t.files, &[])?;
+            Some(
+                transport::start_tls(addr, config, &bound.sender)
+                    .await
+                    .map_err(|source| ServeError::Listen { addr, source })?,
+            )
+        }
+        None => None,
+    };
+    // HTTPS: the certificate is read before anything listens.
+    let https = match &server.https {
+        Some(files) => Some(tls::server_config(files, &[b"http/1.1"])?),
+        None => None,
+    };
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let (acd, acd_changes) = AcdTask::start(&deployment.config, writer.clone());
     // Agents' browser consoles (`/agent`).
@@ -543,6 +571,10 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         server.realm.clone(),
         agent_credentials(&deployment.config),
     ));
+    let core = match &bound_tls {
+        Some(t) => core.with_tls_port(t.addr.port()),
+        None => core,
+    };
     let stats = Arc::new(CoreStats::default());
     tokio::spawn(sip_task::run(
         core,
@@ -582,6 +614,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
                 app,
                 limits,
                 services.clone(),
+                https.clone().map(tokio_rustls::TlsAcceptor::from),
                 http_stopped,
             ));
             addr
@@ -604,10 +637,14 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .map(|(k, v)| format!("{k} → {v}"))
         .collect();
     println!(
-        "ivr serve: SIP on udp:{} and tcp:{}, RTP ports {lo}-{hi}, at most {max_calls} calls; \
-         HTTP on {}; deployment {}; flow versions: {}; routes: {}",
+        "ivr serve: SIP on udp:{} and tcp:{}{}, RTP ports {lo}-{hi}, at most {max_calls} calls; \
+         {} on {}; deployment {}; flow versions: {}; routes: {}",
         bound.udp_addr,
         bound.tcp_addr,
+        bound_tls
+            .as_ref()
+            .map_or_else(String::new, |t| format!(" and tls:{}", t.addr)),
+        if https.is_some() { "HTTPS" } else { "HTTP" },
         http_addr.map_or_else(|| "none".to_string(), |a| a.to_string()),
         deployment.version,
         deployment.flow_versions(),

@@ -27,6 +27,11 @@
 //! What is shed is counted in [`TransportStats`] and shown in `/metrics`
 //! ([`TransportStats::write_metrics`]).
 //!
+//! SIP over TLS (`[server] tls`, [`start_tls`]) is TCP with rustls in between: the same caps
+//! (shared with TCP), the same framing and timeouts once the handshake is done, which must be
+//! within [`HANDSHAKE_TIMEOUT`] of the accept; messages read on it reach the core as
+//! [`Proto::Tls`] and its responses go back on the same connection.
+//!
 //! Connections we open ourselves ([`Sender::connect`], a transfer to a `transport=tcp` URI)
 //! read and write like accepted ones, without the caps and the idle timeout; they close when
 //! their [`TcpLink`] is dropped (after a linger for the last transaction) or when the other
@@ -40,7 +45,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -68,6 +73,10 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A write to a TCP connection that does not complete within this long (the peer does not
 /// read) closes the connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TLS client that has not finished its handshake this long after its connection was
+/// accepted is closed (a slow or silent handshake holds a place under the caps).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Messages waiting to be written to one TCP connection; more are dropped.
 pub const OUT_QUEUE: usize = 256;
@@ -149,6 +158,12 @@ pub struct TransportStats {
     pub tcp_read_timeouts: AtomicU64,
     /// TCP connections closed because a write took longer than [`TcpLimits::write`].
     pub tcp_write_timeouts: AtomicU64,
+    /// TLS connections whose handshake completed.
+    pub tls_handshakes: AtomicU64,
+    /// TLS connections closed because the handshake failed (not TLS, no common cipher, ...).
+    pub tls_handshakes_failed: AtomicU64,
+    /// TLS connections closed because the handshake took longer than [`HANDSHAKE_TIMEOUT`].
+    pub tls_handshake_timeouts: AtomicU64,
 }
 
 impl TransportStats {
@@ -186,7 +201,12 @@ impl TransportStats {
              # TYPE ivr_sip_tcp_connections_timed_out_total counter\n\
              ivr_sip_tcp_connections_timed_out_total{{timeout=\"idle\"}} {}\n\
              ivr_sip_tcp_connections_timed_out_total{{timeout=\"read\"}} {}\n\
-             ivr_sip_tcp_connections_timed_out_total{{timeout=\"write\"}} {}\n",
+             ivr_sip_tcp_connections_timed_out_total{{timeout=\"write\"}} {}\n\
+             # HELP ivr_sip_tls_handshakes_total SIP TLS handshakes, by outcome.\n\
+             # TYPE ivr_sip_tls_handshakes_total counter\n\
+             ivr_sip_tls_handshakes_total{{outcome=\"done\"}} {}\n\
+             ivr_sip_tls_handshakes_total{{outcome=\"failed\"}} {}\n\
+             ivr_sip_tls_handshakes_total{{outcome=\"timeout\"}} {}\n",
             get(&self.received),
             get(&self.sent),
             get(&self.malformed),
@@ -199,6 +219,9 @@ impl TransportStats {
             get(&self.tcp_idle_closed),
             get(&self.tcp_read_timeouts),
             get(&self.tcp_write_timeouts),
+            get(&self.tls_handshakes),
+            get(&self.tls_handshakes_failed),
+            get(&self.tls_handshake_timeouts),
         );
     }
 }
@@ -350,7 +373,7 @@ impl Sender {
     pub fn send(&self, peer: &Peer, data: Arc<[u8]>) -> bool {
         let ok = match peer.proto {
             Proto::Udp => self.udp.try_send_to(&data, peer.addr).is_ok(),
-            Proto::Tcp => {
+            Proto::Tcp | Proto::Tls => {
                 let conn = self
                     .tcp
                     .lock()
@@ -379,7 +402,7 @@ impl Sender {
     /// on it: our BYE must reach the caller after a long quiet call); `None` for UDP or a
     /// connection that is gone.
     pub fn hold(&self, peer: &Peer) -> Option<ConnHold> {
-        if peer.proto != Proto::Tcp {
+        if !peer.proto.reliable() {
             return None;
         }
         let keep = Arc::clone(&self.tcp.lock().ok()?.get(&peer.conn)?.keep);
@@ -422,8 +445,9 @@ impl Sender {
         };
         // Registered before this returns, so the first message finds it.
         let writer = register(self, conn, stream.peer_addr().unwrap_or(addr));
+        let _ = stream.set_nodelay(true);
         let task = ConnTask {
-            stream,
+            stream: Box::new(stream),
             peer,
             writer,
             inbound: self.inbound.clone(),
@@ -511,12 +535,37 @@ pub async fn start(
         admitted: Arc::new(Mutex::new(Admitted::default())),
     };
     tokio::spawn(udp_loop(udp, inbound.clone(), Arc::clone(&stats)));
-    tokio::spawn(tcp_accept(tcp, inbound, sender.clone()));
+    tokio::spawn(accept_loop(tcp, inbound, sender.clone(), None));
     Ok(Bound {
         sender,
         udp_addr,
         tcp_addr,
     })
+}
+
+/// The bound SIP-over-TLS listener.
+pub struct BoundTls {
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+/// Binds the SIP-over-TLS listener on `addr` with `config` (its certificate); connections
+/// share the caps of TCP ([`TcpLimits`]) and reach the core through `sender`'s queue.
+pub async fn start_tls(
+    addr: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    sender: &Sender,
+) -> std::io::Result<BoundTls> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(accept_loop(
+        listener,
+        sender.inbound.clone(),
+        sender.clone(),
+        Some(acceptor),
+    ));
+    Ok(BoundTls { addr })
 }
 
 /// Parses one message and hands it on, or answers what cannot be parsed.
@@ -592,7 +641,13 @@ fn may_log(last: &mut Option<Instant>) -> bool {
     true
 }
 
-async fn tcp_accept(listener: TcpListener, inbound: mpsc::Sender<Inbound>, sender: Sender) {
+/// Accepts TCP connections (TLS ones when `tls` is given) under the caps and serves each.
+async fn accept_loop(
+    listener: TcpListener,
+    inbound: mpsc::Sender<Inbound>,
+    sender: Sender,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let (mut failing_logged, mut refusing_logged) = (None, None);
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -626,24 +681,65 @@ async fn tcp_accept(listener: TcpListener, inbound: mpsc::Sender<Inbound>, sende
             }
         };
         sender.stats.tcp_accepted.fetch_add(1, Ordering::Relaxed);
-        let conn = sender.next_conn.fetch_add(1, Ordering::Relaxed);
-        let writer = register(&sender, conn, addr);
-        let task = ConnTask {
-            stream,
-            peer: Peer {
-                proto: Proto::Tcp,
-                addr,
-                conn,
-            },
-            writer,
-            inbound: inbound.clone(),
-            sender: sender.clone(),
-            idle: true,
-            _slot: Some(slot),
+        let _ = stream.set_nodelay(true);
+        let Some(acceptor) = tls.clone() else {
+            serve_accepted(Box::new(stream), Proto::Tcp, addr, slot, &inbound, &sender);
+            continue;
         };
-        tokio::spawn(tcp_conn(task, std::future::pending()));
+        let (inbound, sender) = (inbound.clone(), sender.clone());
+        tokio::spawn(async move {
+            // The slot is held through the handshake, so handshakes count under the caps.
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    sender.stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                    serve_accepted(Box::new(tls), Proto::Tls, addr, slot, &inbound, &sender);
+                }
+                Ok(Err(e)) => {
+                    sender
+                        .stats
+                        .tls_handshakes_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    sender
+                        .stats
+                        .tls_handshake_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %addr, "TLS handshake not done in time");
+                }
+            }
+        });
     }
 }
+
+/// Serves an accepted connection (its handshake done, for TLS).
+fn serve_accepted(
+    stream: Box<dyn Stream>,
+    proto: Proto,
+    addr: SocketAddr,
+    slot: Slot,
+    inbound: &mpsc::Sender<Inbound>,
+    sender: &Sender,
+) {
+    let conn = sender.next_conn.fetch_add(1, Ordering::Relaxed);
+    let writer = register(sender, conn, addr);
+    let task = ConnTask {
+        stream,
+        peer: Peer { proto, addr, conn },
+        writer,
+        inbound: inbound.clone(),
+        sender: sender.clone(),
+        idle: true,
+        _slot: Some(slot),
+    };
+    tokio::spawn(tcp_conn(task, std::future::pending()));
+}
+
+/// The byte stream of a connection: TCP, or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 /// What [`Framer::next`] found at the start of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -852,7 +948,7 @@ struct Writer {
 
 /// One connection to serve.
 struct ConnTask {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     /// Its peer ([`Proto::Tcp`] and the connection's id).
     peer: Peer,
     writer: Writer,
@@ -903,8 +999,7 @@ async fn tcp_conn(task: ConnTask, close: impl std::future::Future<Output = ()>) 
     } = task;
     let limits = sender.limits;
     let stats = Arc::clone(&sender.stats);
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let Writer { tx, mut rx, keep } = writer;
     let mut writer = {
         let stats = Arc::clone(&stats);
@@ -919,6 +1014,9 @@ async fn tcp_conn(task: ConnTask, close: impl std::future::Future<Output = ()>) 
                     }
                 }
             }
+            // The queue is closed: our side of the connection ends (FIN; TLS's close_notify
+            // first).
+            let _ = tokio::time::timeout(limits.write, wr.shutdown()).await;
         })
     };
     let mut writer_done = false;

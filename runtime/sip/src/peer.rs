@@ -2,13 +2,15 @@
 
 use std::net::SocketAddr;
 
-/// UDP or TCP.
+/// UDP, TCP or TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {
     /// UDP.
     Udp,
     /// TCP.
     Tcp,
+    /// TLS over TCP (`[server] tls`): a connection like TCP's; our Contact is `sips:`.
+    Tls,
 }
 
 impl Proto {
@@ -17,12 +19,13 @@ impl Proto {
         match self {
             Proto::Udp => "UDP",
             Proto::Tcp => "TCP",
+            Proto::Tls => "TLS",
         }
     }
 
     /// Whether the transport is reliable (no retransmissions).
     pub fn reliable(self) -> bool {
-        self == Proto::Tcp
+        matches!(self, Proto::Tcp | Proto::Tls)
     }
 }
 
@@ -33,6 +36,6 @@ pub struct Peer {
     pub proto: Proto,
     /// The source address.
     pub addr: SocketAddr,
-    /// The TCP connection (0 for UDP).
+    /// The TCP or TLS connection (0 for UDP).
     pub conn: u64,
 }

@@ -237,12 +237,20 @@ pub struct Negotiated {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoCommonCodec;
 
-/// Picks the stream and codecs of an offer: the first audio stream over RTP/AVP with PCMU or
-/// PCMA (in the offerer's order of preference). Formats that are not RTP payload types
-/// (0-127: the RTP header has 7 bits for it) are skipped.
+/// Whether `proto` (of an `m=` line) is plain RTP: `RTP/AVP` (or `RTP/AVPF`). Secure
+/// profiles (`RTP/SAVP`, `RTP/SAVPF`, `UDP/TLS/RTP/SAVPF`) are not: their media is SRTP, which
+/// this side does not speak over SIP, so answering them as plain RTP would be wrong.
+pub fn is_plain_rtp(proto: &str) -> bool {
+    proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF")
+}
+
+/// Picks the stream and codecs of an offer: the first audio stream over plain RTP
+/// ([`is_plain_rtp`]; an offer of SRTP only has no stream we take, so it is refused with 488)
+/// with PCMU or PCMA (in the offerer's order of preference). Formats that are not RTP payload
+/// types (0-127: the RTP header has 7 bits for it) are skipped.
 pub fn negotiate(offer: &Session) -> Result<Negotiated, NoCommonCodec> {
     for (index, m) in offer.media.iter().enumerate() {
-        if m.kind != "audio" || m.port == 0 || !m.proto.to_ascii_uppercase().starts_with("RTP/") {
+        if m.kind != "audio" || m.port == 0 || !is_plain_rtp(&m.proto) {
             continue;
         }
         let mut law = None;
@@ -382,6 +390,23 @@ mod tests {
             "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
         assert_eq!(negotiate(&parse(g729).expect("sdp")), Err(NoCommonCodec));
         assert!(parse("hello").is_err());
+    }
+
+    /// An SRTP offer (`RTP/SAVP` with SDES `a=crypto`) is not answered as plain RTP.
+    #[test]
+    fn secure_profiles_are_not_taken_as_plain_rtp() {
+        let savp = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/SAVP 0 101\r\n\
+            a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+        assert_eq!(negotiate(&parse(savp).expect("sdp")), Err(NoCommonCodec));
+        // Offered beside plain RTP, the plain stream is taken.
+        let both = format!("{savp}m=audio 4002 RTP/AVP 0\r\n");
+        let n = negotiate(&parse(&both).expect("sdp")).expect("RTP/AVP");
+        assert_eq!(
+            (n.index, n.remote),
+            (1, Some("1.2.3.4:4002".parse().expect("addr")))
+        );
+        assert!(is_plain_rtp("rtp/avp") && is_plain_rtp("RTP/AVPF"));
+        assert!(!is_plain_rtp("RTP/SAVPF") && !is_plain_rtp("UDP/TLS/RTP/SAVPF"));
     }
 
     /// An input the `sdp` fuzz target's check (negotiated payload types are RTP payload

@@ -484,7 +484,8 @@ pub(super) async fn resolve(
                 Err(503)
             }
         },
-        Proto::Udp => Ok((
+        // `transport=tls` targets are not dialled over TLS (no client TLS): UDP, as before.
+        Proto::Udp | Proto::Tls => Ok((
             Peer {
                 addr,
                 proto: Proto::Udp,

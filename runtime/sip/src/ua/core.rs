@@ -116,6 +116,8 @@ pub struct Core<H: Host> {
     pub(super) answered: usize,
     pub(super) refused: usize,
     pub(super) counters: Counters,
+    /// The port of the SIP-over-TLS listener, for Contact and Via on TLS connections.
+    pub(super) tls_port: Option<u16>,
 }
 
 impl<H: Host> std::fmt::Debug for Core<H> {
@@ -203,6 +205,22 @@ impl<H: Host> Core<H> {
             answered: 0,
             refused: 0,
             counters: Counters::default(),
+            tls_port: None,
+        }
+    }
+
+    /// Names `port` (the SIP-over-TLS listener's) in Contact and Via of messages sent over
+    /// TLS connections.
+    pub fn with_tls_port(mut self, port: u16) -> Core<H> {
+        self.tls_port = Some(port);
+        self
+    }
+
+    /// Our port for `proto`: the TLS listener's for TLS, else the one of `local`.
+    fn port_for(&self, proto: Proto) -> u16 {
+        match (proto, self.tls_port) {
+            (Proto::Tls, Some(port)) => port,
+            _ => self.opts.local.port(),
         }
     }
 
@@ -331,6 +349,8 @@ impl<H: Host> Core<H> {
         match proto {
             Proto::Udp => format!("sip:ivr@{host}:{}", self.opts.local.port()),
             Proto::Tcp => format!("sip:ivr@{host}:{};transport=tcp", self.opts.local.port()),
+            // RFC 5630: a SIPS URI says "reach me over TLS" (the port is the TLS listener's).
+            Proto::Tls => format!("sips:ivr@{host}:{}", self.port_for(proto)),
         }
     }
 
@@ -340,7 +360,7 @@ impl<H: Host> Core<H> {
             "SIP/2.0/{} {}:{}",
             proto.as_str(),
             host_of(ip),
-            self.opts.local.port()
+            self.port_for(proto)
         )
     }
 
@@ -351,7 +371,7 @@ impl<H: Host> Core<H> {
                 addr: message::response_target(&req.headers, peer.addr),
                 ..peer
             },
-            Proto::Tcp => peer,
+            Proto::Tcp | Proto::Tls => peer,
         }
     }
 

@@ -1,0 +1,568 @@
+//! End-to-end tests of `[server] tls` and `[server] https`: `ivr serve` with a self-signed
+//! certificate made by the `openssl` command line, a call placed over SIP-over-TLS by a small
+//! rustls client here (SIPp 3.6 as packaged has no TLS transport), `/status` fetched over
+//! HTTPS, and the attacks a TLS listener meets: a client that never finishes its handshake, and
+//! bytes that are no ClientHello. Also: an `RTP/SAVP` offer is refused with 488.
+//!
+//! Every server listens on 127.0.0.1 only; every wait is bounded.
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::*;
+
+const FLOW: &str = r##"
+flow t {
+    title    "tls test"
+    language zh-CN
+    entry    hello
+}
+
+step hello {
+    play hello
+    goto choose
+}
+
+menu choose {
+    prompt   options
+    timeout  3s
+    attempts 2 -> bye
+    key 1 -> bye
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
+
+/// A self-signed certificate for 127.0.0.1 in `dir/tls/` (`cert.pem`, `key.pem`), made with
+/// the `openssl` command line; `None` (after [`skip`]) without it.
+fn make_cert(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let tls = dir.join("tls");
+    fs::create_dir_all(&tls).expect("dir");
+    let (cert, key) = (tls.join("cert.pem"), tls.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=ivr.test", "-addext"])
+        .arg("subjectAltName=IP:127.0.0.1,DNS:localhost")
+        // An end-entity certificate (webpki refuses a CA certificate as the server's own).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some((cert, key)),
+        Ok(o) => panic!("openssl req failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => {
+            skip(&format!("no openssl command ({e}): test skipped"));
+            None
+        }
+    }
+}
+
+/// A deployment of [`FLOW`] with SIP over TLS on a free port and, when `https`, HTTPS.
+fn deployment(name: &str, https: bool) -> Option<PathBuf> {
+    let dir = temp_dir(name);
+    make_cert(&dir)?;
+    fs::create_dir_all(dir.join("flows")).expect("flows");
+    fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
+    fs::write(dir.join("flows/t.flow"), FLOW).expect("flow");
+    write_prompts(
+        &dir,
+        &[
+            ("hello", "hello", 400.0, 300),
+            ("options", "options", 600.0, 600),
+            ("bye", "bye", 1200.0, 200),
+        ],
+    );
+    let head = config_head(rtp_range(10)).replace(
+        "max_calls = 100\n",
+        &format!(
+            "max_calls = 100\n\
+             tls = {{ sip = \"127.0.0.1:0\", cert = \"tls/cert.pem\", key = \"tls/key.pem\" }}\n{}",
+            if https {
+                "https = { cert = \"tls/cert.pem\", key = \"tls/key.pem\" }\n"
+            } else {
+                ""
+            }
+        ),
+    );
+    fs::write(
+        dir.join("ivr.toml"),
+        format!("{head}[routes]\ndefault = \"t\"\n"),
+    )
+    .expect("config");
+    Some(dir.join("ivr.toml"))
+}
+
+/// The address after `word` in the server's start-up line (`tls:`, `HTTPS on `).
+fn listed(server: &Server, word: &str) -> SocketAddr {
+    let out = fs::read_to_string(&server.out).unwrap_or_default();
+    let at = out.find(word).unwrap_or_else(|| panic!("{word} in {out}")) + word.len();
+    out[at..]
+        .split([',', ';', ' '])
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("address after {word} in {out}"))
+}
+
+/// A rustls client that trusts only the test's certificate.
+fn client_config(cert: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert).expect("pem") {
+        roots.add(c.expect("cert")).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS connection to `addr`, handshake done (timed).
+fn connect_tls(addr: SocketAddr, cert: &Path) -> (Tls, Duration) {
+    let started = Instant::now();
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let conn = rustls::ClientConnection::new(client_config(cert), name).expect("client");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .expect("TLS handshake with ivr");
+    }
+    (tls, started.elapsed())
+}
+
+/// Reads SIP messages from a stream (framed by Content-Length).
+struct SipReader {
+    buf: Vec<u8>,
+}
+
+impl SipReader {
+    /// The next message, or `None` when the peer closed or 10 s passed.
+    fn next(&mut self, s: &mut impl Read) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        let k = k.trim();
+                        (k.eq_ignore_ascii_case("content-length") || k == "l")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                if self.buf.len() >= end + 4 + len {
+                    let msg: Vec<u8> = self.buf.drain(..end + 4 + len).collect();
+                    return Some(String::from_utf8_lossy(&msg).to_string());
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            let mut chunk = [0u8; 4096];
+            match s.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// The value of header `name` of a SIP message.
+fn sip_header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+/// An INVITE from `local` with an offer of `proto` (and the SDP lines `extra`) on port `rtp`.
+fn invite(
+    local: SocketAddr,
+    server: SocketAddr,
+    rtp: u16,
+    proto: &str,
+    extra: &str,
+    transport: &str,
+) -> String {
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {rtp} {proto} 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\n{extra}a=sendrecv\r\n"
+    );
+    format!(
+        "INVITE sip:100@{server} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {local};branch=z9hG4bK-tls-1-{rtp};rport\r\n\
+         From: <sip:{CALLER}@127.0.0.1>;tag=tls1\r\nTo: <sip:100@{server}>\r\n\
+         Call-ID: tls-call-{rtp}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:{CALLER}@{local};transport={}>\r\nMax-Forwards: 70\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        transport.to_ascii_lowercase(),
+        sdp.len()
+    )
+}
+
+/// A request within the dialog of the 200 `ok`.
+fn in_dialog(method: &str, cseq: u32, ok: &str, local: SocketAddr, body: &str) -> String {
+    let contact = sip_header(ok, "Contact").expect("Contact");
+    let uri = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or(contact);
+    let mut extra = String::new();
+    if !body.is_empty() {
+        extra.push_str("Content-Type: application/dtmf-relay\r\n");
+    }
+    format!(
+        "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bK-tls-{cseq};rport\r\n\
+         From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n\
+         {extra}Content-Length: {}\r\n\r\n{body}",
+        sip_header(ok, "From").expect("From"),
+        sip_header(ok, "To").expect("To"),
+        sip_header(ok, "Call-ID").expect("Call-ID"),
+        body.len()
+    )
+}
+
+/// The response to `req` (the `Via`, `From`, `To`, `Call-ID`, `CSeq` of the request).
+fn response_to(req: &str, code: &str) -> String {
+    let mut out = format!("SIP/2.0 {code}\r\n");
+    for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        for l in req.lines() {
+            if let Some((k, _)) = l.split_once(':')
+                && k.trim().eq_ignore_ascii_case(h)
+            {
+                out.push_str(l.trim_end());
+                out.push_str("\r\n");
+            }
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+fn metric(server: SocketAddr, cert: &Path, https: bool, line: &str) -> Option<u64> {
+    let body = if https {
+        https_get(server, cert, "/metrics").1
+    } else {
+        http_get(server, "/metrics").2
+    };
+    body.lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+}
+
+/// `GET path` over HTTPS: the status code and the body.
+fn https_get(addr: SocketAddr, cert: &Path, path: &str) -> (u16, String) {
+    let (mut tls, _) = connect_tls(addr, cert);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut text = Vec::new();
+    // The server closes after the response (close_notify or not).
+    let _ = tls.read_to_end(&mut text);
+    let text = String::from_utf8_lossy(&text).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |b| b.1).to_string();
+    (code, body)
+}
+
+/// A call over SIP-over-TLS: INVITE, 200 with a `sips:` Contact on the TLS port, ACK, key 1
+/// by INFO, and the flow's BYE back on the same TLS connection with a TLS Via; the call is
+/// recorded. Also how long the handshake took (printed).
+#[test]
+fn a_call_over_tls_is_answered_and_ended_on_the_same_connection() {
+    let Some(config) = deployment("tls-call", false) else {
+        return;
+    };
+    let cert = config.parent().expect("dir").join("tls/cert.pem");
+    let server = Server::start(&config, &[]);
+    let tls_addr = listed(&server, "tls:");
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp");
+    rtp.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let rtp_port = rtp.local_addr().expect("addr").port();
+    let (mut tls, handshake) = connect_tls(tls_addr, &cert);
+    eprintln!("TLS handshake (connect included): {handshake:?}");
+    let local = tls.sock.local_addr().expect("local");
+    let mut reader = SipReader { buf: Vec::new() };
+    tls.write_all(invite(local, tls_addr, rtp_port, "RTP/AVP", "", "TLS").as_bytes())
+        .expect("INVITE");
+    let ok = loop {
+        let m = reader
+            .next(&mut tls)
+            .unwrap_or_else(|| panic!("no final response\n{}", server.log()));
+        if m.starts_with("SIP/2.0 1") {
+            continue;
+        }
+        break m;
+    };
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}\n{}", server.log());
+    let contact = sip_header(&ok, "Contact").expect("Contact");
+    assert!(
+        contact.contains(&format!("sips:ivr@127.0.0.1:{}", tls_addr.port())),
+        "Contact of a TLS call: {contact}"
+    );
+    tls.write_all(in_dialog("ACK", 1, &ok, local, "").as_bytes())
+        .expect("ACK");
+    // The caller hears the flow (its RTP comes to our SDP port).
+    let mut buf = [0u8; 1500];
+    let heard = (0..25).any(|_| rtp.recv_from(&mut buf).is_ok());
+    assert!(heard, "no RTP for a TLS call\n{}", server.log());
+    tls.write_all(in_dialog("INFO", 2, &ok, local, "Signal=1\r\nDuration=160\r\n").as_bytes())
+        .expect("INFO");
+    let mut bye = None;
+    while let Some(m) = reader.next(&mut tls) {
+        if m.starts_with("BYE ") {
+            bye = Some(m);
+            break;
+        }
+    }
+    let bye = bye.unwrap_or_else(|| panic!("no BYE over TLS\n{}", server.log()));
+    let via = sip_header(&bye, "Via").expect("Via");
+    assert!(
+        via.starts_with(&format!("SIP/2.0/TLS 127.0.0.1:{}", tls_addr.port())),
+        "Via of our BYE: {via}"
+    );
+    tls.write_all(response_to(&bye, "200 OK").as_bytes())
+        .expect("200");
+    // Recorded, with the key taken.
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    let visits: Vec<(String, Option<String>)> = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let v: Vec<(String, Option<String>)> =
+                sqlx::query_as("SELECT node, exit FROM node_visits ORDER BY call_id, seq")
+                    .fetch_all(&pool)
+                    .await
+                    .expect("visits");
+            if v.iter().any(|(n, _)| n == "bye") || started.elapsed() > Duration::from_secs(8) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(
+        visits.contains(&("choose".to_string(), Some("key 1".to_string()))),
+        "{visits:?}"
+    );
+    assert_eq!(
+        metric(
+            server.http(),
+            &cert,
+            false,
+            "ivr_sip_tls_handshakes_total{outcome=\"done\"}"
+        ),
+        Some(1)
+    );
+    // The handshake's cost (connect included), for docs/security.md: the median of 20.
+    let mut times: Vec<Duration> = (0..20).map(|_| connect_tls(tls_addr, &cert).1).collect();
+    times.sort();
+    eprintln!(
+        "TLS handshakes (connect included): median {:?}, max {:?}",
+        times[10], times[19]
+    );
+}
+
+/// The attacks a TLS listener meets: a client that connects and never finishes its handshake
+/// is closed after the handshake timeout (10 s); bytes that are no ClientHello close the
+/// connection at once; a TLS client is served all along.
+#[test]
+fn a_handshake_that_never_ends_is_cut_and_garbage_is_refused() {
+    let Some(config) = deployment("tls-attack", false) else {
+        return;
+    };
+    let cert = config.parent().expect("dir").join("tls/cert.pem");
+    let server = Server::start(&config, &[]);
+    let tls_addr = listed(&server, "tls:");
+    // Silent: connected, nothing sent.
+    let mut silent = TcpStream::connect(tls_addr).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    // Half a ClientHello: a TLS record header announcing 512 bytes, and 5 of them.
+    let mut half = TcpStream::connect(tls_addr).expect("connect");
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03])
+        .expect("half");
+    half.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let started = Instant::now();
+    // Garbage: plain SIP on the TLS port.
+    let mut garbage = TcpStream::connect(tls_addr).expect("connect");
+    garbage
+        .write_all(b"OPTIONS sip:100@127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+        .expect("garbage");
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut reply = Vec::new();
+    let _ = garbage.read_to_end(&mut reply);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "garbage not refused at once: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !String::from_utf8_lossy(&reply).contains("SIP/2.0"),
+        "answered as SIP: {reply:?}"
+    );
+    // A real client meanwhile.
+    let (tls, _) = connect_tls(tls_addr, &cert);
+    drop(tls);
+    for (name, s) in [("silent", &mut silent), ("half", &mut half)] {
+        let mut buf = [0u8; 64];
+        let r = s.read(&mut buf);
+        let after = started.elapsed();
+        assert!(
+            after >= Duration::from_secs(9),
+            "{name}: closed before the handshake timeout, after {after:?} ({r:?})"
+        );
+        assert!(
+            after < Duration::from_secs(13),
+            "{name} not closed by the handshake timeout: {after:?} ({r:?})"
+        );
+    }
+    assert_eq!(
+        metric(
+            server.http(),
+            &cert,
+            false,
+            "ivr_sip_tls_handshakes_total{outcome=\"timeout\"}"
+        ),
+        Some(2)
+    );
+    assert_eq!(
+        metric(
+            server.http(),
+            &cert,
+            false,
+            "ivr_sip_tls_handshakes_total{outcome=\"failed\"}"
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        metric(server.http(), &cert, false, "ivr_sip_tcp_connections "),
+        Some(0),
+        "every slot given back"
+    );
+}
+
+/// `[server] https`: `/status` over TLS; plain HTTP on that port gets no HTTP answer and is
+/// counted.
+#[test]
+fn https_serves_status_over_tls_and_refuses_plain_http() {
+    let Some(config) = deployment("https", true) else {
+        return;
+    };
+    let cert = config.parent().expect("dir").join("tls/cert.pem");
+    let server = Server::start(&config, &[]);
+    let addr = listed(&server, "HTTPS on ");
+    let (code, body) = https_get(addr, &cert, "/status");
+    assert_eq!(code, 200, "{body}");
+    let mut plain = TcpStream::connect(addr).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    plain
+        .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("plain");
+    let mut reply = Vec::new();
+    let _ = plain.read_to_end(&mut reply);
+    assert!(
+        !reply.starts_with(b"HTTP/"),
+        "plain HTTP answered: {}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert_eq!(
+        metric(addr, &cert, true, "ivr_http_tls_handshakes_failed_total"),
+        Some(1)
+    );
+}
+
+/// An SDES key line (RFC 4568).
+const CRYPTO: &str =
+    "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+
+/// SRTP offers are refused: `RTP/SAVP` (SDES) gets 488 over TLS like over UDP, since the
+/// media would be plain RTP.
+#[test]
+fn an_srtp_offer_is_refused_with_488() {
+    let Some(config) = deployment("savp", false) else {
+        return;
+    };
+    let cert = config.parent().expect("dir").join("tls/cert.pem");
+    let server = Server::start(&config, &[]);
+    let tls_addr = listed(&server, "tls:");
+    let (mut tls, _) = connect_tls(tls_addr, &cert);
+    let local = tls.sock.local_addr().expect("local");
+    let offer = invite(local, tls_addr, 4000, "RTP/SAVP", CRYPTO, "TLS");
+    tls.write_all(offer.as_bytes()).expect("INVITE");
+    let mut reader = SipReader { buf: Vec::new() };
+    let last = loop {
+        let m = reader
+            .next(&mut tls)
+            .unwrap_or_else(|| panic!("no final response\n{}", server.log()));
+        if !m.starts_with("SIP/2.0 1") {
+            break m;
+        }
+    };
+    assert!(last.starts_with("SIP/2.0 488"), "{last}");
+    // Over UDP too.
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    udp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let local = udp.local_addr().expect("addr");
+    let offer = invite(local, server.addr, 4002, "RTP/SAVP", CRYPTO, "UDP");
+    udp.send_to(offer.as_bytes(), server.addr).expect("send");
+    let mut buf = [0u8; 4096];
+    let mut final_code = String::new();
+    while let Ok((n, _)) = udp.recv_from(&mut buf) {
+        let m = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !m.starts_with("SIP/2.0 1") {
+            final_code = m;
+            break;
+        }
+    }
+    assert!(
+        final_code.starts_with("SIP/2.0 488"),
+        "{final_code}\n{}",
+        server.log()
+    );
+}
