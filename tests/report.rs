@@ -59,8 +59,9 @@ fn report_from_simulated_calls() {
         ("13800000001", "1 123456 # hangup"),
         // Top-up with a card, then hang up: self-service; the card is now used.
         ("13800000001", "2 1 100000000000000002 hangup"),
-        // An agent answers; after the conversation the survey: 5 and "solved".
-        ("13800000001", "0 agent:answers agent:hangs_up 4 1"),
+        // An agent answers; after the conversation the survey: 5 and "solved". (Not a VIP:
+        // 13800000001 would go to the VIP queue.)
+        ("13800000002", "0 agent:answers agent:hangs_up 4 1"),
         // Another caller gives up in the queue: abandoned.
         ("13800000002", "0 hangup"),
         // A guest leaves a complaint (a recording and a ticket), then hangs up: a message.
