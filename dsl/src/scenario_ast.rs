@@ -24,6 +24,9 @@ pub struct Scenario {
     pub called: Option<Spanned<String>>,
     /// `at 2026-11-23 10:00`: the virtual clock's start.
     pub at: Option<Spanned<DateTimeLit>>,
+    /// `contact { phone: "13800000001", arrears: 58.30 }`: the campaign's list row, for a
+    /// flow a campaign runs (its fields in the order written; the span is the line's).
+    pub contact: Option<Spanned<Vec<(Spanned<String>, Spanned<Literal>)>>>,
     /// `mock QUERY -> ...`, in order.
     pub mocks: Vec<Mock>,
     /// Actions and expectations in order.
