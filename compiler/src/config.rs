@@ -1899,4 +1899,70 @@ default   = "hotline"
         let (_, d) = parse("[queues.general]\nring_timeout = 15\n");
         assert_eq!(d.len(), 1, "{d:?}");
     }
+
+    #[test]
+    fn campaigns_parse_with_defaults_and_their_list_is_checked() {
+        let base = "[queries.due]\nsql = \"SELECT phone FROM bills\"\nfields = { phone = \"text\" }\n\
+                    [calendars.office]\n\"mon-fri\" = \"09:00-20:00\"\n";
+        let (c, d) = parse(&format!(
+            "{base}[campaigns.arrears]\nflow = \"arrears_notice\"\nlist = \"due\"\n\
+             trunk = \"carrier\"\ncalendar = \"office\"\nmax_calls = 20\nrate = 5\n\
+             attempts = 3\nretry_after = \"30m\"\nring_timeout = \"30s\"\n\n\
+             [campaigns.plain]\nflow = \"x\"\nlist = \"due\"\n"
+        ));
+        assert!(d.is_empty(), "{d:?}");
+        let a = &c.campaigns["arrears"];
+        assert_eq!(
+            (a.flow.as_str(), a.list.as_str()),
+            ("arrears_notice", "due")
+        );
+        assert_eq!(a.trunk.as_deref(), Some("carrier"));
+        assert_eq!((a.max_calls, a.rate, a.attempts), (20, 5, 3));
+        assert_eq!((a.retry_after_ms, a.ring_timeout_ms), (1_800_000, 30_000));
+        let p = &c.campaigns["plain"];
+        assert_eq!(
+            (p.max_calls, p.rate, p.attempts, p.retry_after_ms),
+            (
+                CampaignConfig::DEFAULT_MAX_CALLS,
+                CampaignConfig::DEFAULT_RATE,
+                CampaignConfig::DEFAULT_ATTEMPTS,
+                CampaignConfig::DEFAULT_RETRY_AFTER_MS
+            )
+        );
+        assert_eq!(
+            CampaignConfig::of_flow(&c.campaigns, "x").map(|(n, _)| n),
+            Some("plain")
+        );
+        // No list, a list with args and no phone, a phone that is a number.
+        let (c, d) = parse(
+            "[queries.q]\nargs = [\"a\"]\nsql = \"SELECT 1 AS n WHERE $1\"\nfields = { n = \"number\" }\n\
+             [queries.r]\nsql = \"SELECT 1 AS phone\"\nfields = { phone = \"number\" }\n\
+             [campaigns.a]\nflow = \"f\"\n[campaigns.b]\nflow = \"f\"\nlist = \"q\"\n\
+             [campaigns.c]\nflow = \"f\"\nlist = \"r\"\n",
+        );
+        let messages: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+        assert!(
+            messages.contains(&"campaign `a` has no `list`"),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("query `q` takes arguments (a)")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("query `q` returns no `phone` field")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("the `phone` field of list query `r` must be text")),
+            "{messages:?}"
+        );
+        assert!(!c.campaigns.contains_key("a"));
+    }
 }
