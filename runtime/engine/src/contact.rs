@@ -116,6 +116,20 @@ pub fn contact_row<'a>(
     Ok(row)
 }
 
+/// The contact row of a list query's row as the data layer returns it (its values in the order
+/// of the query's `fields`): what the dialler hands a campaign call in [`crate::CallInfo`].
+/// Values beyond the declared fields are dropped; missing ones have no value.
+pub fn from_list_row(flow: &Flow, values: Vec<Value>) -> Vec<(String, Value)> {
+    let Some((_, fields)) = flow.contact_fields() else {
+        return Vec::new();
+    };
+    let mut values = values.into_iter();
+    fields
+        .keys()
+        .map(|name| (name.clone(), values.next().unwrap_or_default()))
+        .collect()
+}
+
 /// Reads `--contact` text: `name=value` pairs separated by commas (a value may be quoted,
 /// `"..."`, to hold a comma).
 pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, ContactError> {
