@@ -217,6 +217,61 @@ fn typed(field: &str, ty: FieldType, value: Given<'_>) -> Result<Value, ContactE
 mod tests {
     use super::*;
 
+    /// The reference deployment's campaign flow, compiled with the repository's ivr.toml.
+    fn arrears_notice() -> Flow {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let checked = ivr_compiler::check(&ivr_compiler::CheckOptions {
+            config: Some(format!("{root}/ivr.toml").into()),
+            paths: vec![format!("{root}/flows/arrears_notice.flow").into()],
+        })
+        .expect("check");
+        assert_eq!(checked.error_count(), 0, "{:?}", checked.diagnostics);
+        let program = checked.programs["arrears_notice"].clone();
+        Flow::new(program, &checked.config)
+    }
+
+    /// A list row as the dialler hands it over reaches the flow as `contact`.
+    #[test]
+    fn a_list_row_is_the_flows_contact() {
+        use crate::{CallInfo, Channel, Command, Event, Machine};
+        let flow = std::sync::Arc::new(arrears_notice());
+        assert_eq!(
+            flow.contact_fields().map(|(q, f)| (q, f.len())),
+            Some(("arrears_due", 5))
+        );
+        let money: Decimal = "58.30".parse().unwrap();
+        let due = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+        let row = from_list_row(
+            &flow,
+            vec![
+                Value::Text("13800000009".into()),
+                Value::Text("吴十".into()),
+                Value::Money(money),
+                Value::Date(due),
+            ],
+        );
+        assert_eq!(row.len(), 5);
+        assert_eq!(row[4], ("month".to_string(), Value::Null));
+        let mut call = crate::Call::new(
+            flow,
+            CallInfo {
+                id: "c1".into(),
+                caller: "13800000009".into(),
+                called: String::new(),
+                channel: Channel::Sip,
+                contact: row,
+            },
+        );
+        call.handle_input(Event::Start, 0);
+        let mut said = Vec::new();
+        while let Some(c) = call.poll_output() {
+            if let Command::Say { value, .. } = c {
+                said.push(value);
+            }
+        }
+        assert_eq!(said, vec![Value::Money(money), Value::Date(due)]);
+    }
+
     #[test]
     fn pairs_read_with_quotes_and_spaces() {
         let p = parse_pairs("phone=13800000001, arrears=58.30,name=\"张, 三\"").unwrap();
