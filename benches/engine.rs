@@ -29,6 +29,7 @@ fn one_call(flow: &Arc<Flow>, out: &mut Vec<Command>, keys: &[char]) -> u64 {
         caller: "13800000001".into(),
         called: "10010".into(),
         channel: Channel::Sip,
+        contact: Vec::new(),
     };
     let mut call = Call::new(Arc::clone(flow), info);
     let row = |node: u32| -> Vec<Value> {
@@ -108,6 +109,7 @@ fn bench(c: &mut Criterion) {
         caller: "13800000001".into(),
         called: "10010".into(),
         channel: Channel::Sip,
+        contact: Vec::new(),
     };
     let mut call = Call::new(Arc::clone(&flow), info);
     out.clear();

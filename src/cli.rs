@@ -92,12 +92,17 @@ enum Command {
     Simulate {
         /// The flow's name.
         flow: String,
-        /// The calling number.
-        #[arg(long, default_value = "13800000001")]
-        caller: String,
+        /// The calling number (default: 13800000001; with `--contact`, its `phone`: the
+        /// number a campaign dialled).
+        #[arg(long)]
+        caller: Option<String>,
         /// The dialled number (default: the flow's route).
         #[arg(long)]
         called: Option<String>,
+        /// For a flow a campaign runs: its list row, `phone=13800000001,arrears=58.30`
+        /// (`contact.phone`, ...), values read as the list query's field types.
+        #[arg(long)]
+        contact: Option<String>,
         /// Run these inputs instead of reading the terminal, e.g. "1 wait 6s 0 agent answers".
         #[arg(long)]
         script: Option<String>,
@@ -345,6 +350,7 @@ pub fn run() -> ExitCode {
             flow,
             caller,
             called,
+            contact,
             script,
             live_data,
         } => crate::simulate::run(crate::simulate::SimulateOptions {
@@ -352,6 +358,7 @@ pub fn run() -> ExitCode {
             flow,
             caller,
             called,
+            contact,
             script,
             live_data,
         })

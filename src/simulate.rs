@@ -21,16 +21,21 @@ use std::sync::Arc;
 /// How much virtual time the simulator lets pass by itself while prompts play.
 const SETTLE_LIMIT_MS: Millis = 120_000;
 
+/// The calling number when neither `--caller` nor `--contact` gives one.
+pub const DEFAULT_CALLER: &str = "13800000001";
+
 /// Options of `ivr simulate`.
 pub struct SimulateOptions {
     /// `--config`
     pub config: Option<PathBuf>,
     /// The flow.
     pub flow: String,
-    /// `--caller`
-    pub caller: String,
+    /// `--caller` (default: `--contact`'s `phone`, else [`DEFAULT_CALLER`]).
+    pub caller: Option<String>,
     /// `--called`
     pub called: Option<String>,
+    /// `--contact phone=...,arrears=...`: the list row of a campaign's flow.
+    pub contact: Option<String>,
     /// `--script "1 wait 6s 0"`
     pub script: Option<String>,
     /// `--live-data`: keep the call's writes and records.
@@ -57,6 +62,9 @@ pub enum SimulateError {
     /// The database cannot be opened.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// `--contact` does not fit the flow's list query.
+    #[error("--contact: {0}")]
+    Contact(#[from] ivr_engine::contact::ContactError),
 }
 
 /// Input that means nothing to the simulator: what to type instead.
@@ -245,14 +253,36 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, SimulateError> {
             flows: flows.keys().cloned().collect(),
         })?;
     let start = millis_of(&DEFAULT_START).unwrap_or(0);
+    let contact = match &opts.contact {
+        None => Vec::new(),
+        Some(text) => {
+            let pairs = ivr_engine::contact::parse_pairs(text)?;
+            ivr_engine::contact::contact_row(
+                &sim_flow.flow,
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), ivr_engine::contact::Given::Text(v))),
+            )?
+        }
+    };
+    let dialled = contact.iter().find_map(|(name, value)| match value {
+        ivr_engine::value::Value::Text(phone) if name == "phone" => Some(phone.clone()),
+        _ => None,
+    });
+    let caller = opts
+        .caller
+        .clone()
+        .or(dialled)
+        .unwrap_or_else(|| DEFAULT_CALLER.to_string());
     let info = CallInfo {
         id: call_id(),
-        caller: opts.caller.clone(),
+        caller: caller.clone(),
         called: opts
             .called
             .clone()
             .unwrap_or_else(|| sim_flow.called.clone()),
         channel: Channel::Sim,
+        contact,
     };
     crate::logging::init();
     let span = tracing::warn_span!("call", id = %info.id);
@@ -297,10 +327,10 @@ pub fn run(opts: SimulateOptions) -> Result<ExitCode, SimulateError> {
         p.dim,
         program.name,
         program.version,
-        if opts.caller.is_empty() {
+        if caller.is_empty() {
             "an anonymous caller"
         } else {
-            &opts.caller
+            &caller
         },
         p.reset
     );

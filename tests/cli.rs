@@ -926,3 +926,147 @@ fn unreadable_certificates_and_srtp_are_errors_at_their_line() {
     assert!(out.trim_end().ends_with("3 errors, 0 warnings"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `ivr simulate FLOW --contact k=v,...`: the campaign's list row, typed as its query says;
+/// `caller` is its phone. Values that do not fit are refused before the call starts.
+#[test]
+fn simulate_takes_a_contact_row() {
+    let o = ivr(&[
+        "simulate",
+        "arrears_notice",
+        "--contact",
+        "phone=13800000009,arrears=58.30,due_date=2026-11-25",
+        "--script",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("13800000009"), "{out}");
+    assert!(out.contains("五十八元三角"), "{out}");
+    assert!(out.contains("二零二六年十一月二十五日"), "{out}");
+    assert!(out.contains("transfer queue billing"), "{out}");
+    for (contact, error) in [
+        (
+            "phone=13800000009,arrears=lots",
+            "--contact: `arrears` is money in the list query, and `lots` is not money: write e.g. 58.30",
+        ),
+        (
+            "phone=13800000009,due=2026-11-25",
+            "--contact: the list query `arrears_due` returns no field `due` (it returns `phone`, `name`, `arrears`, `due_date`, `month`)",
+        ),
+        ("phone", "--contact: `phone` is not `name=value`"),
+    ] {
+        let o = ivr(&[
+            "simulate",
+            "arrears_notice",
+            "--contact",
+            contact,
+            "--script",
+            "0",
+        ]);
+        assert!(!o.status.success(), "{contact}: {}", stdout(&o));
+        assert!(stderr(&o).contains(error), "{contact}: {}", stderr(&o));
+    }
+    let o = ivr(&["simulate", "hotline", "--contact", "phone=13800000009"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("flow `hotline` is run by no campaign"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `[campaigns.NAME]`: the list query must take no args and return `phone`, the flow and the
+/// calendar must exist, counts and durations must read; a flow reads only the fields its
+/// campaign's list returns.
+#[test]
+fn campaign_settings_and_contact_fields_are_checked() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-campaign", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).expect("dir");
+    std::fs::write(
+        dir.join("flows/notice.flow"),
+        "flow notice {\n    language zh-CN\n    entry    start\n}\n\nstep start {\n    \
+         served \"notice\"\n    say money contact.arrers\n    hangup\n}\n",
+    )
+    .expect("flow");
+    let config = dir.join("ivr.toml");
+    let path = config.to_str().unwrap_or_default();
+    let base = "[paths]\nflows = \"flows\"\n\n\
+                [queries.due]\nsql = \"SELECT phone, amount AS arrears FROM bills\"\n\
+                fields = { phone = \"text\", arrears = \"money\" }\n\n\
+                [queries.by_phone]\nargs = [\"phone\"]\nsql = \"SELECT amount FROM bills WHERE phone = $1\"\n\
+                fields = { amount = \"money\" }\n\n";
+    std::fs::write(
+        &config,
+        format!("{base}[campaigns.a]\nflow = \"notice\"\nlist = \"due\"\n"),
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(
+            "error[unknown-field]: `contact` has no field `arrers`: query `due`, the list of \
+             campaign `a`, does not return it"
+        ) && out.contains("notice.flow:8:23")
+            && out.contains("hint: did you mean `arrears`?"),
+        "{out}"
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "{base}[campaigns.a]\nflow = \"notise\"\nlist = \"by_phone\"\ncalendar = \"office\"\n\
+             rate = 0\nretry_after = \"soon\"\n"
+        ),
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    for (message, at) in [
+        (
+            "error[config]: query `by_phone` takes arguments (phone), but campaign `a` uses it as its list",
+            "ivr.toml:8:1",
+        ),
+        (
+            "error[config]: query `by_phone` returns no `phone` field, but campaign `a` uses it as its list",
+            "ivr.toml:8:1",
+        ),
+        (
+            "error[unknown-flow]: campaign `a` runs flow `notise`, which does not exist",
+            "ivr.toml:14:8",
+        ),
+        (
+            "error[config]: campaign `a` dials in the hours of calendar `office`, which does not exist",
+            "ivr.toml:16:12",
+        ),
+        (
+            "error[config]: campaign `a` has `rate = 0`; it must be 1 to 10000",
+            "ivr.toml:17:8",
+        ),
+        (
+            "error[config]: campaign `a` has a bad retry_after `soon`",
+            "ivr.toml:18:15",
+        ),
+        (
+            "error[contact-without-campaign]: flow `notice` reads `contact`, but no campaign runs it",
+            "notice.flow:8:15",
+        ),
+    ] {
+        assert!(out.contains(message), "{message}\n{out}");
+        assert!(out.contains(at), "{at}\n{out}");
+    }
+    std::fs::write(
+        &config,
+        format!("{base}[campaigns.a]\nflow = \"notice\"\nlist = \"due\"\nattemps = 3\n"),
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert!(
+        stdout(&o).contains("unknown key `attemps` (in `campaigns.a.attemps`)")
+            && stdout(&o).contains("did you mean `attempts`?"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -339,6 +339,14 @@ fields = { id = "number", name = "text", vip = "bool", balance = "money" }
 [queues.general]
 skills = ["mandarin"]
 
+[campaigns.reminder]                  # the hotline is also a campaign's flow: `contact` completes
+flow = "hotline"
+list = "due"
+
+[queries.due]
+sql    = "SELECT phone, amount AS arrears FROM bills"
+fields = { phone = "text", arrears = "money" }
+
 [routes]
 default = "hotline"
 "#,
@@ -536,7 +544,10 @@ fn edits_definition_references_rename_completion_hover_symbols_formatting() {
     let c = client.request("textDocument/completion", at("(caller)", 0, 1));
     let l = labels(&c);
     assert!(
-        l.contains(&"caller".into()) && l.contains(&"customer".into()) && l.contains(&"len".into()),
+        l.contains(&"caller".into())
+            && l.contains(&"customer".into())
+            && l.contains(&"len".into())
+            && l.contains(&"contact".into()),
         "{l:?}"
     );
 
@@ -648,7 +659,7 @@ fn mistakes_of_the_configuration_and_catalogs_are_published_for_their_files() {
                     .any(|d| d["message"].as_str().unwrap_or("").contains("hotlin")),
                 "{list:?}"
             );
-            assert_eq!(list[0]["range"]["start"]["line"], 11);
+            assert_eq!(list[0]["range"]["start"]["line"], 19);
             seen_config = true;
         }
         if msg["params"]["uri"] == uri(&catalog) {

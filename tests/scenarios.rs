@@ -85,8 +85,9 @@ fn reference_hotline_scenarios_pass_with_full_coverage() {
         "{passed} passed, but the files hold {expected} scenarios\n{text}"
     );
     assert!(out.status.success(), "exit status {:?}\n{text}", out.status);
-    // hotline with the nodes of common it reaches; common routed on its own (flows/common.scenario).
-    for flow in ["hotline", "common"] {
+    // hotline with the nodes of common it reaches; common routed on its own (flows/common.scenario);
+    // the arrears campaign's flow, its calls started with a `contact` line.
+    for flow in ["hotline", "common", "arrears_notice"] {
         let line = text
             .lines()
             .find(|l| l.starts_with(&format!("{flow}: ")))
@@ -138,5 +139,58 @@ fn a_failing_scenario_is_reported_with_line_expectation_and_transcript() {
     assert!(
         !text.contains("9876"),
         "a masked value was printed:\n{text}"
+    );
+}
+
+/// A campaign flow's scenario gives the list row with a `contact` line: its values are typed as
+/// the list query declares them, and a field the query does not return, a value that is not of
+/// its type, or a `contact` line for a flow no campaign runs fail the scenario with the line.
+#[test]
+fn a_contact_line_is_checked_against_the_list_query() {
+    let dir = std::env::temp_dir().join(format!("ivr-scenarios-{}-contact", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("contact.scenario");
+    std::fs::write(
+        &file,
+        "scenario \"typed and dialled\"\nflow    arrears_notice\n\
+         contact { phone: \"13800000009\", arrears: 58.3, due_date: 2026-11-25 }\n\
+         expect  play arrears_greeting\nexpect  say money 58.30\nexpect  play arrears_due_by\n\
+         expect  say date 2026-11-25\nexpect  play arrears_due_after\nexpect  play arrears_menu\n\
+         press   0\nexpect  var caller == \"13800000009\"\n\
+         expect  transfer queue billing priority 0\n...\nagent   none\n\
+         expect  play arrears_agents_busy\nexpect  play goodbye\nexpect  hangup\n\n\
+         scenario \"a field the list does not return\"\nflow    arrears_notice\n\
+         contact { phone: \"13800000009\", arrers: 58.30 }\n\n\
+         scenario \"not money\"\nflow    arrears_notice\n\
+         contact { phone: \"13800000009\", arrears: \"lots\" }\n\n\
+         scenario \"no campaign runs the hotline\"\nflow    hotline\n\
+         contact { phone: \"13800000009\" }\n",
+    )
+    .expect("scenario");
+    let path = file.to_str().unwrap_or_default();
+    let (out, text) = ivr(&["test", path]);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(summary(&text), (1, 3), "{text}");
+    assert!(
+        text.contains(
+            "contact.scenario:21: `contact`: the list query `arrears_due` returns no field \
+             `arrers` (it returns `phone`, `name`, `arrears`, `due_date`, `month`)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "contact.scenario:25: `contact`: `arrears` is money in the list query, and `lots` \
+             is not money: write e.g. 58.30"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "contact.scenario:29: `contact`: flow `hotline` is run by no campaign, so it has no \
+             contact row"
+        ),
+        "{text}"
     );
 }

@@ -51,6 +51,9 @@ pub struct Unit<'a> {
     pub name: &'a str,
 }
 
+/// The read-only variable of a campaign's calls: the row of its list query.
+pub const CONTACT: &str = "contact";
+
 /// Compiles `main` with every flow it imports (found in `flows` by name). Diagnostics go to
 /// `diags`; the program is returned even when there were errors, for graphs and debugging.
 pub fn compile(
@@ -546,6 +549,17 @@ impl Lowerer<'_, '_> {
     }
 
     fn declare(&mut self, name: &ast::Ident, ty: Type, masked: bool) {
+        if name.name == CONTACT {
+            self.err(
+                "builtin-variable",
+                name.span,
+                "`contact` is the campaign's list row and cannot be assigned",
+            )
+            .hint = Some(
+                "the platform sets it for calls a campaign places; choose another name".into(),
+            );
+            return;
+        }
         if let Some((b, _)) = Builtin::ALL
             .iter()
             .find(|(b, _)| b.split('.').next() == Some(name.name.as_str()))
@@ -2149,6 +2163,9 @@ impl Lowerer<'_, '_> {
         let Some(head) = parts.first() else {
             return unknown;
         };
+        if head.name == CONTACT {
+            return self.contact(parts, span).unwrap_or(unknown);
+        }
         if matches!(head.name.as_str(), "caller" | "called" | "language")
             && let Some(field) = parts.get(1)
         {
@@ -2282,6 +2299,111 @@ impl Lowerer<'_, '_> {
                 unknown
             }
         }
+    }
+
+    /// `contact.FIELD`: a field of the list row of the campaign that runs the main flow,
+    /// typed as its list query declares it. Every campaign that runs the flow must return it.
+    fn contact(&mut self, parts: &[ast::Ident], span: Span) -> Option<Expr> {
+        let flow = self.units.first()?.name;
+        let campaigns: Vec<(&str, &crate::config::CampaignConfig)> = self
+            .env
+            .config
+            .campaigns
+            .iter()
+            .filter(|(_, c)| c.flow == flow)
+            .map(|(n, c)| (n.as_str(), c))
+            .collect();
+        let Some(&(first, campaign)) = campaigns.first() else {
+            self.err(
+                "contact-without-campaign",
+                parts[0].span,
+                format!(
+                    "flow `{flow}` reads `contact`, but no campaign runs it: `contact` is the list row of an outbound call"
+                ),
+            )
+            .hint = Some(format!(
+                "add `[campaigns.NAME]` with `flow = \"{flow}\"` and `list = \"QUERY\"` to ivr.toml (see docs/outbound.md)"
+            ));
+            return None;
+        };
+        let field = match parts {
+            [_, field] => field,
+            [_] => {
+                self.err(
+                    "unknown-field",
+                    span,
+                    "`contact` is a row: read one of its fields, e.g. `contact.phone`",
+                );
+                return None;
+            }
+            _ => {
+                self.err(
+                    "unknown-field",
+                    span,
+                    "this goes too deep: `contact` has fields, fields have none",
+                );
+                return None;
+            }
+        };
+        // The list query missing is reported in ivr.toml.
+        let def = self.env.config.queries.get(&campaign.list)?;
+        let Some(ty) = def.fields.get(&field.name).copied() else {
+            let hint = did_you_mean(&field.name, def.fields.keys().map(String::as_str))
+                .unwrap_or_else(|| {
+                    format!(
+                        "query `{}` returns {}",
+                        campaign.list,
+                        def.fields
+                            .keys()
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
+            self.err(
+                "unknown-field",
+                field.span,
+                format!(
+                    "`contact` has no field `{}`: query `{}`, the list of campaign `{first}`, does not return it",
+                    field.name, campaign.list
+                ),
+            )
+            .hint = Some(hint);
+            return None;
+        };
+        for &(other, c) in &campaigns[1..] {
+            let Some(def) = self.env.config.queries.get(&c.list) else {
+                continue;
+            };
+            match def.fields.get(&field.name) {
+                Some(t) if field_type(*t) == field_type(ty) => {}
+                found => {
+                    let what = match found {
+                        Some(t) => format!("returns it as {}", t.name()),
+                        None => "does not return it".to_string(),
+                    };
+                    self.err(
+                        "unknown-field",
+                        field.span,
+                        format!(
+                            "campaign `{other}` also runs this flow, and its list `{}` {what} (`{first}`'s returns {})",
+                            c.list,
+                            ty.name()
+                        ),
+                    )
+                    .hint = Some(
+                        "every campaign that runs a flow must return the contact fields it reads, with the same types".into(),
+                    );
+                }
+            }
+        }
+        Some(Expr {
+            kind: ExprKind::Contact {
+                field: field.name.clone(),
+            },
+            ty: field_type(ty),
+            span,
+        })
     }
 
     fn call(&mut self, name: &ast::Ident, args: &[ast::Expr], span: Span) -> Expr {

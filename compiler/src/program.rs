@@ -507,6 +507,12 @@ pub enum ExprKind {
         /// The field's name.
         name: String,
     },
+    /// A field of `contact`, the campaign's list row of an outbound call (looked up by name:
+    /// every campaign that runs the flow returns it).
+    Contact {
+        /// The field's name.
+        field: String,
+    },
     /// A built-in variable.
     Builtin {
         /// Which.

@@ -24,6 +24,9 @@ pub struct Scenario {
     pub called: Option<Spanned<String>>,
     /// `at 2026-11-23 10:00`: the virtual clock's start.
     pub at: Option<Spanned<DateTimeLit>>,
+    /// `contact { phone: "13800000001", arrears: 58.30 }`: the campaign's list row, for a
+    /// flow a campaign runs (its fields in the order written; the span is the line's).
+    pub contact: Option<Spanned<Vec<RecordField>>>,
     /// `mock QUERY -> ...`, in order.
     pub mocks: Vec<Mock>,
     /// Actions and expectations in order.
@@ -31,6 +34,9 @@ pub struct Scenario {
     /// The whole scenario.
     pub span: Span,
 }
+
+/// A field of a row written in a scenario (`name: value` of `contact { ... }` and mocks).
+pub type RecordField = (Spanned<String>, Spanned<Literal>);
 
 /// `2026-11-23 10:00` (seconds optional).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1002,3 +1002,47 @@ fn null_is_a_value() {
     assert_eq!(fields[0].1.node, Literal::Null);
     assert_eq!(fields[1].1.node, text("no"));
 }
+
+/// `contact { ... }`: a campaign flow's list row, once per scenario, like a mock's row.
+#[test]
+fn contact_line_gives_the_list_row() {
+    let s = parse_ok(
+        "scenario \"t\"\nflow arrears_notice\ncontact { phone: \"13800000001\", arrears: 58.30, \
+         due_date: 2026-11-25, vip: true }\n",
+    );
+    let contact = s[0].contact.as_ref().expect("contact");
+    let fields: Vec<(&str, &Literal)> = contact
+        .node
+        .iter()
+        .map(|(n, v)| (n.node.as_str(), &v.node))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            ("phone", &Literal::Text("13800000001".into())),
+            ("arrears", &Literal::Number(dec("58.30"))),
+            ("due_date", &Literal::Text("2026-11-25".into())),
+            ("vip", &Literal::Bool(true)),
+        ]
+    );
+    let errors = |src: &str| -> Vec<String> {
+        parse(src)
+            .diagnostics
+            .iter()
+            .map(|d| format!("{}: {}", d.code, d.message))
+            .collect()
+    };
+    assert_eq!(
+        errors("scenario \"t\"\nflow f\ncontact phone: \"1\"\n"),
+        vec!["syntax: expected `{` after `contact`, found `phone`".to_string()]
+    );
+    assert_eq!(
+        errors("scenario \"t\"\nflow f\ncontact { phone: \"1\" }\ncontact { phone: \"2\" }\n"),
+        vec!["duplicate-clause: this scenario already has a `contact` line".to_string()]
+    );
+    assert!(
+        errors("scenario \"t\"\nflow f\ncontac { phone: \"1\" }\n")
+            .iter()
+            .any(|e| e == "syntax: unknown line `contac`"),
+    );
+}

@@ -329,6 +329,19 @@ pub(crate) fn completion(project: &mut Project, params: Value) -> Result<Value, 
                     items.push(item(f, CompletionItemKind::FIELD, Some(t.name().into())));
                 }
             }
+        } else if var == "contact" {
+            // A campaign's flow: the fields of its list query.
+            let list = file.ast.header.as_ref().and_then(|h| {
+                ivr_compiler::config::CampaignConfig::of_flow(
+                    &settings.config.campaigns,
+                    &h.name.name,
+                )
+            });
+            if let Some(q) = list.and_then(|(_, c)| settings.config.queries.get(&c.list)) {
+                for (f, t) in &q.fields {
+                    items.push(item(f, CompletionItemKind::FIELD, Some(t.name().into())));
+                }
+            }
         } else if var == "call" {
             items.push(item("id", CompletionItemKind::FIELD, None));
             items.push(item("channel", CompletionItemKind::FIELD, None));
@@ -400,6 +413,13 @@ pub(crate) fn completion(project: &mut Project, params: Value) -> Result<Value, 
         }
         for (n, d) in BUILTIN_VARS {
             items.push(item(n, CompletionItemKind::VARIABLE, Some(d.to_string())));
+        }
+        let campaign = file.ast.header.as_ref().and_then(|h| {
+            ivr_compiler::config::CampaignConfig::of_flow(&settings.config.campaigns, &h.name.name)
+        });
+        if let Some((name, _)) = campaign {
+            let detail = format!("the list row of campaign `{name}`");
+            items.push(item("contact", CompletionItemKind::VARIABLE, Some(detail)));
         }
         for (n, d) in FUNCTIONS {
             items.push(item(n, CompletionItemKind::FUNCTION, Some(d.to_string())));

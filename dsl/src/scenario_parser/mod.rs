@@ -67,8 +67,8 @@ const DUPLICATE_SCENARIO: &str = "duplicate-scenario";
 
 /// The words a line may start with.
 const LINE_KEYWORDS: &[&str] = &[
-    "scenario", "flow", "caller", "called", "at", "mock", "press", "wait", "hangup", "agent",
-    "expect",
+    "scenario", "flow", "caller", "called", "at", "contact", "mock", "press", "wait", "hangup",
+    "agent", "expect",
 ];
 /// The words after `expect`.
 const EXPECTATIONS: &[&str] = &[
@@ -125,6 +125,7 @@ impl FileParser {
                 caller: None,
                 called: None,
                 at: None,
+                contact: None,
                 mocks: Vec::new(),
                 steps: Vec::new(),
                 span: line.span,
@@ -232,6 +233,21 @@ impl FileParser {
                 cur.end("at")?;
                 set_once(file, &mut scenario.at, at, "at")?;
             }
+            (Tk::Path, "contact") => {
+                if cur.peek().is_none_or(|t| t.kind != Tk::LBrace) {
+                    return Err(cur.expected("`{` after `contact`").with_hint(
+                        "give the campaign's list row: `contact { phone: \"13800000001\", arrears: 58.30 }`",
+                    ));
+                }
+                let fields = cur.record("contact")?;
+                cur.end("contact")?;
+                set_once(
+                    file,
+                    &mut scenario.contact,
+                    Spanned::new(fields, line.span),
+                    "contact",
+                )?;
+            }
             (Tk::Path, "mock") => {
                 let mock = cur.mock(line.span)?;
                 scenario.mocks.push(mock);
@@ -294,8 +310,8 @@ impl FileParser {
 }
 
 fn lines_hint() -> String {
-    "a line starts with `flow`, `caller`, `called`, `at`, `mock`, `press`, `wait`, `hangup`, \
-     `agent`, `expect`, `...` or `scenario`"
+    "a line starts with `flow`, `caller`, `called`, `at`, `contact`, `mock`, `press`, `wait`, \
+     `hangup`, `agent`, `expect`, `...` or `scenario`"
         .to_string()
 }
 

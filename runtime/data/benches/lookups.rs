@@ -103,6 +103,7 @@ async fn one_call(flow: &Arc<Flow>, db: &Database, n: u64, tally: &mut Tally) {
         caller: customer.phone.into(),
         called: "10010".into(),
         channel: Channel::Sip,
+        contact: Vec::new(),
     };
     let mut call = Call::new(Arc::clone(flow), info);
     feed(&mut call, Event::Start, db, tally).await;

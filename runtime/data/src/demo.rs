@@ -278,6 +278,33 @@ pub const CUSTOMERS: &[DemoCustomer] = &[
         failed_passwords: 4,
         locked_at: None,
     },
+    // Behind with their bills: the `arrears` campaign calls them (`arrears_due`).
+    DemoCustomer {
+        id: 9,
+        phone: "13800000009",
+        name: "吴十",
+        vip: false,
+        balance: "0.00",
+        plan: Some(2),
+        password: "192837",
+        minutes_used: 480,
+        data_used_mb: 15360,
+        failed_passwords: 0,
+        locked_at: None,
+    },
+    DemoCustomer {
+        id: 10,
+        phone: "13800000010",
+        name: "郑十一",
+        vip: false,
+        balance: "3.50",
+        plan: Some(1),
+        password: "564738",
+        minutes_used: 100,
+        data_used_mb: 1024,
+        failed_passwords: 0,
+        locked_at: None,
+    },
 ];
 
 /// Bills: phone, month, amount, due date, paid.
@@ -288,6 +315,9 @@ pub const BILLS: &[(&str, &str, &str, &str, bool)] = &[
     ("13800000003", "2026-09", "99.00", "2026-10-20", true),
     ("13800000003", "2026-10", "156.80", "2026-11-30", false),
     ("13800000006", "2026-10", "19.00", "2026-11-20", true),
+    ("13800000009", "2026-10", "58.30", "2026-11-25", false),
+    ("13800000010", "2026-09", "19.00", "2026-10-20", true),
+    ("13800000010", "2026-10", "42.00", "2026-12-05", false),
 ];
 
 /// Recharge cards: 18-digit PIN, value, used by, used at.

@@ -54,6 +54,13 @@ pub(super) fn eval(e: &Expr, s: &Scope) -> Result<Value, EvalError> {
             Some(Value::Row(fields)) => fields.get(*index as usize).cloned().unwrap_or_default(),
             _ => Value::Null,
         },
+        ExprKind::Contact { field } => s
+            .info
+            .contact
+            .iter()
+            .find(|(name, _)| name == field)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
         ExprKind::Builtin { builtin } => Value::Text(match builtin {
             Builtin::Caller => s.info.caller.clone(),
             Builtin::Called => s.info.called.clone(),

@@ -18,6 +18,7 @@
 //! the queue has drained. Keys pressed while no node is collecting are type-ahead.
 
 mod call;
+pub mod contact;
 mod eval;
 pub mod say;
 pub mod sim;
@@ -46,15 +47,21 @@ pub struct Flow {
     pub calendars: IndexMap<String, Calendar>,
     /// The data catalog (query fields, for rows).
     pub queries: IndexMap<String, QueryDef>,
+    /// The list query of the campaign that runs this flow (`contact`'s fields), if any.
+    pub contact_list: Option<String>,
 }
 
 impl Flow {
     /// The flow with the calendars and queries of a configuration.
     pub fn new(program: Program, config: &ivr_compiler::config::Config) -> Flow {
+        let contact_list =
+            ivr_compiler::config::CampaignConfig::of_flow(&config.campaigns, &program.name)
+                .map(|(_, c)| c.list.clone());
         Flow {
             program,
             calendars: config.calendars.clone(),
             queries: config.queries.clone(),
+            contact_list,
         }
     }
 }
@@ -93,6 +100,10 @@ pub struct CallInfo {
     pub called: String,
     /// The channel (`call.channel`).
     pub channel: Channel,
+    /// `contact`: for a call a campaign placed, its list row (field name and value, the
+    /// values typed as the list query declares them); empty for other calls. In such a call
+    /// `caller` is the dialled number.
+    pub contact: Vec<(String, Value)>,
 }
 
 /// A query's answer.

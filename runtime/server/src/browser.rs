@@ -274,6 +274,7 @@ async fn place(
         caller,
         called: route,
         channel: Channel::Webrtc,
+        contact: Vec::new(),
     };
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let transcript = Transcript::new();

@@ -226,6 +226,7 @@ impl Host for SipHost {
             caller,
             called,
             channel: Channel::Sip,
+            contact: Vec::new(),
         };
         let session_id = random_u64() >> 1;
         let answer = match (c.offer, &n) {

@@ -345,6 +345,7 @@ mod tests {
             program: f.program.clone(),
             calendars: f.calendars.clone(),
             queries: f.queries.clone(),
+            contact_list: f.contact_list.clone(),
         });
         let c = reg.start(Channel::Sip, &newer);
         reg.enter(c, 1);

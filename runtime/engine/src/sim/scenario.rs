@@ -2,6 +2,7 @@
 //! against the transcript and the call's state, line by line.
 
 use super::{DataSource, Entry, LookupFailure, PromptBook, QueryError, Simulation};
+use crate::contact::{Given, contact_row};
 use crate::value::Value;
 use crate::{CallInfo, Channel, EndedBy, Exit, Flow, Millis, Outcome, QueryResult, TransferUpdate};
 use chrono::{NaiveDate, NaiveTime};
@@ -124,6 +125,17 @@ pub enum ScenarioError {
         field: String,
         /// The query's fields.
         fields: Vec<String>,
+    },
+    /// The `contact` line does not fit the flow: no campaign runs it, or a field or value
+    /// does not fit its list query.
+    #[error("{path}:{line}: `contact`: {problem}")]
+    BadContact {
+        /// The scenario file.
+        path: String,
+        /// The line of `contact`.
+        line: usize,
+        /// What does not fit.
+        problem: crate::contact::ContactError,
     },
     /// The `at` date is not in the calendar (`2026-02-30`).
     #[error("{path}:{line}: the `at` date does not exist")]
@@ -682,18 +694,45 @@ pub fn run(
         });
         return result;
     };
+    // A campaign's flow: the list row, and the dialled number as `caller` unless given.
+    let contact = match &scenario.contact {
+        None => Vec::new(),
+        Some(c) => {
+            let given = c
+                .node
+                .iter()
+                .map(|(name, value)| (name.node.as_str(), Given::Literal(&value.node)));
+            match contact_row(&sim_flow.flow, given) {
+                Ok(row) => row,
+                Err(problem) => {
+                    result.failure = Some(ScenarioError::BadContact {
+                        path: path.to_string(),
+                        line: line_col(source, c.span.start as usize).0,
+                        problem,
+                    });
+                    return result;
+                }
+            }
+        }
+    };
+    let dialled = contact.iter().find_map(|(name, value)| match value {
+        Value::Text(phone) if name == "phone" => Some(phone.clone()),
+        _ => None,
+    });
     let info = CallInfo {
         id: format!("sim-{}", line),
         caller: scenario
             .caller
             .as_ref()
             .map(|c| c.node.clone())
+            .or(dialled)
             .unwrap_or_default(),
         called: scenario
             .called
             .as_ref()
             .map_or_else(|| sim_flow.called.clone(), |c| c.node.clone()),
         channel: Channel::Sim,
+        contact,
     };
     let sim = Simulation::new(
         Arc::clone(&sim_flow.flow),
