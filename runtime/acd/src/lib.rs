@@ -167,6 +167,17 @@ pub enum AcdError {
     NotLoggedIn(String),
 }
 
+/// Why a transfer to a queue is refused ([`Acd::transfer_target`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferRefused {
+    /// No `[queues.NAME]` of that name in the configuration.
+    #[error("there is no queue `{0}`")]
+    UnknownQueue(String),
+    /// No agent who could take a call of that queue is logged in.
+    #[error("no agent of queue `{0}` is logged in")]
+    NoAgents(String),
+}
+
 /// The ACD: every agent and queue of a deployment and every call waiting for an agent.
 #[derive(Debug, Default)]
 pub struct Acd {
@@ -218,6 +229,28 @@ impl Acd {
     pub fn agent_of(&self, call: CallKey) -> Option<&str> {
         let agent = self.calls.get(&call)?.agent()?;
         Some(self.agents[agent].id.as_str())
+    }
+
+    /// Whether an agent may transfer a call to `queue` now: the queue is configured and an
+    /// agent with its skills is logged in (any state but offline). A transfer the ACD would
+    /// answer at once with [`AcdOut::NoAgents`] is refused instead, and the caller stays with
+    /// the agent who transferred.
+    pub fn transfer_target(&self, queue: &str) -> Result<(), TransferRefused> {
+        let q = self
+            .queue_ids
+            .get(queue)
+            .map(|&q| &self.queues[q])
+            .filter(|q| q.configured)
+            .ok_or_else(|| TransferRefused::UnknownQueue(queue.to_string()))?;
+        let served = self
+            .agents
+            .iter()
+            .any(|a| a.configured && a.state != AgentState::Offline && q.mask.is_subset(&a.mask));
+        if served {
+            Ok(())
+        } else {
+            Err(TransferRefused::NoAgents(queue.to_string()))
+        }
     }
 
     /// Whether `call` is in the ACD (waiting, ringing or connected).

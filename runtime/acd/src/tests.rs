@@ -1709,3 +1709,33 @@ fn overflow_routes_survive_a_reload() {
     check_invariants(&t.acd);
     assert_eq!(offers(&t.away("2002", false)), vec![(1, "2002".into())]);
 }
+
+/// An agent may transfer to a configured queue with an agent of its skills logged in (away
+/// counts); otherwise the transfer is refused and says why.
+#[test]
+fn transfers_go_to_known_queues_with_an_agent_logged_in() {
+    let mut t = T::new(
+        &[
+            ("general", &[], None, None),
+            ("billing", &["billing"], None, None),
+        ],
+        &[("2001", &[]), ("2002", &["billing"])],
+    );
+    assert_eq!(
+        t.acd.transfer_target("nowhere"),
+        Err(TransferRefused::UnknownQueue("nowhere".into()))
+    );
+    assert_eq!(
+        t.acd.transfer_target("general"),
+        Err(TransferRefused::NoAgents("general".into()))
+    );
+    t.register("2001");
+    assert_eq!(t.acd.transfer_target("general"), Ok(()));
+    assert_eq!(
+        t.acd.transfer_target("billing"),
+        Err(TransferRefused::NoAgents("billing".into()))
+    );
+    t.register("2002");
+    t.away("2002", true);
+    assert_eq!(t.acd.transfer_target("billing"), Ok(()));
+}

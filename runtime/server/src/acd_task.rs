@@ -44,6 +44,18 @@ pub enum QueueEvent {
     NoAgents,
     /// The ACD took the agent's answer: connect the call.
     Connected,
+    /// The answer to [`AcdMsg::Transfer`]: the call now waits in the queue under this key,
+    /// or the transfer is refused and the call stays with its agent.
+    Passed(Result<CallKey, ivr_acd::TransferRefused>),
+}
+
+/// Who asked for an agent's transfer, to hear how it went.
+#[derive(Debug)]
+pub enum PassOrigin {
+    /// The agent's phone, with REFER on the leg of this tag (the final NOTIFY says it).
+    Refer(String),
+    /// The agent console (an error is the sentence the agent reads).
+    Console(oneshot::Sender<Result<(), String>>),
 }
 
 /// Why a caller left its queue before an agent answered.
@@ -73,6 +85,23 @@ pub enum AcdMsg {
         /// What the agent sees.
         pop: Box<ScreenPop>,
         /// Where the call hears back.
+        to: mpsc::UnboundedSender<QueueEvent>,
+    },
+    /// An agent passes its caller on to `queue` (blind transfer): the conversation of `from`
+    /// is over (the agent wraps up) and the call waits in `queue` as `call`, ahead of every
+    /// call there that was not transferred, with its screen pop `pop` (the first one plus
+    /// `transferred_by` and `note`). Refused (nothing changes) when the queue is unknown or
+    /// nobody who could take it is logged in.
+    Transfer {
+        /// The call's key while it was with the agent.
+        from: CallKey,
+        /// Its new key.
+        call: CallKey,
+        /// The queue it goes to.
+        queue: String,
+        /// The screen pop the next agent sees.
+        pop: Box<ScreenPop>,
+        /// Where the call hears back ([`QueueEvent::Passed`] first).
         to: mpsc::UnboundedSender<QueueEvent>,
     },
     /// The caller left the queue (hung up, `max_wait`).
@@ -346,6 +375,38 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                     None,
                 );
             }
+        }
+        AcdMsg::Transfer {
+            from,
+            call,
+            queue,
+            pop,
+            to,
+        } => {
+            let by = pop.transferred_by.clone().unwrap_or_default();
+            if let Err(e) = acd.transfer_target(&queue) {
+                tracing::info!(queue = %queue, agent = %by, error = %e, "transfer refused");
+                let _ = to.send(QueueEvent::Passed(Err(e)));
+                return;
+            }
+            // Told before the enqueue's own events (an offer may come the same turn).
+            let _ = to.send(QueueEvent::Passed(Ok(call)));
+            tracing::info!(queue = %queue, agent = %by, call = %pop.call_id, "transferred by an agent");
+            on_msg(acd, book, AcdMsg::ConversationOver(from), now, out);
+            let priority = pop.priority;
+            let enqueue = AcdMsg::Enqueue {
+                call,
+                queue,
+                skills: Vec::new(),
+                priority,
+                routing: ivr_acd::Routing {
+                    transferred: true,
+                    ..ivr_acd::Routing::default()
+                },
+                pop,
+                to,
+            };
+            on_msg(acd, book, enqueue, now, out);
         }
         AcdMsg::Leave(call, why) => {
             if let Some(w) = book.calls.remove(&call)
