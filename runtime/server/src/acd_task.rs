@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// What a call waiting in a queue hears from the ACD.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum QueueEvent {
     /// Ring this agent.
     Offer {
@@ -44,6 +44,17 @@ pub enum QueueEvent {
     NoAgents,
     /// The ACD took the agent's answer: connect the call.
     Connected,
+    /// The agent talking with the call asks to pass it on ([`AcdMsg::AgentTransfer`]).
+    PassOn {
+        /// The agent's id.
+        by: String,
+        /// `queue.NAME`, an agent id or a number.
+        target: String,
+        /// The note for the next agent.
+        note: String,
+        /// How it went.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// The answer to [`AcdMsg::Transfer`]: the call now waits in the queue under this key,
     /// or the transfer is refused and the call stays with its agent.
     Passed(Result<CallKey, ivr_acd::TransferRefused>),
@@ -103,6 +114,19 @@ pub enum AcdMsg {
         pop: Box<ScreenPop>,
         /// Where the call hears back ([`QueueEvent::Passed`] first).
         to: mpsc::UnboundedSender<QueueEvent>,
+    },
+    /// Agent `agent` asks (from the console or over HTTP) to pass the caller it is talking
+    /// with on to `target` (`queue.NAME`, an agent id, a number) with `note`; the call's
+    /// driver decides and answers on `reply` (an error is a sentence for the agent).
+    AgentTransfer {
+        /// The agent's id.
+        agent: String,
+        /// Where to.
+        target: String,
+        /// The note for the next agent.
+        note: String,
+        /// How it went.
+        reply: oneshot::Sender<Result<(), String>>,
     },
     /// The caller left the queue (hung up, `max_wait`).
     Leave(CallKey, LeaveReason),
@@ -407,6 +431,37 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 to,
             };
             on_msg(acd, book, enqueue, now, out);
+        }
+        AcdMsg::AgentTransfer {
+            agent,
+            target,
+            note,
+            reply,
+        } => {
+            let status = acd.status(now);
+            let call = status
+                .agents
+                .iter()
+                .find(|a| a.id == agent && a.state == ivr_acd::AgentState::OnCall)
+                .and_then(|a| a.call);
+            match call.and_then(|c| book.calls.get(&c)) {
+                Some(w) => {
+                    let pass = QueueEvent::PassOn {
+                        by: agent,
+                        target,
+                        note,
+                        reply,
+                    };
+                    if let Err(e) = w.to.send(pass)
+                        && let QueueEvent::PassOn { reply, .. } = e.0
+                    {
+                        let _ = reply.send(Err("the call has ended".into()));
+                    }
+                }
+                None => {
+                    let _ = reply.send(Err(format!("agent {agent} is not talking with a caller")));
+                }
+            }
         }
         AcdMsg::Leave(call, why) => {
             if let Some(w) = book.calls.remove(&call)
@@ -862,14 +917,22 @@ mod tests {
             agent: "2001".into(),
         };
         t.at(15 * S + 10, late);
-        assert!(!heard(&mut t).contains(&QueueEvent::Connected));
+        assert!(
+            !heard(&mut t)
+                .iter()
+                .any(|e| matches!(e, QueueEvent::Connected))
+        );
         assert_eq!(t.task.acd.agent_of(1), Some("2002"));
         let answer = AcdMsg::Answered {
             call: 1,
             agent: "2002".into(),
         };
         t.at(15 * S + 20, answer);
-        assert!(heard(&mut t).contains(&QueueEvent::Connected));
+        assert!(
+            heard(&mut t)
+                .iter()
+                .any(|e| matches!(e, QueueEvent::Connected))
+        );
     }
 
     /// Today's figures of a queue: one call answered within 20 s, one abandoned: a service

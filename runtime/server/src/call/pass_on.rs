@@ -110,6 +110,29 @@ impl Driver {
         }
     }
 
+    /// The console (or HTTP) asks for agent `by`'s transfer to `target`.
+    pub(super) fn on_pass_request(
+        &mut self,
+        by: &str,
+        target: &str,
+        note: String,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    ) {
+        let origin = PassOrigin::Console(reply);
+        let talking = self
+            .leg
+            .as_ref()
+            .is_some_and(|l| l.connected && l.agent.as_deref() == Some(by));
+        if !talking {
+            return self.pass_refused(origin, &PassRefusal::NotConnected);
+        }
+        let target = target.trim();
+        match PassTarget::parse(target, &self.deployment.config) {
+            Some(t) => self.pass_on(t, note, origin),
+            None => self.pass_refused(origin, &PassRefusal::Unknown(target.to_string())),
+        }
+    }
+
     /// Passes the caller on to `target` for the agent talking with it.
     pub(super) fn pass_on(&mut self, target: PassTarget, note: String, origin: PassOrigin) {
         let agent = self

@@ -323,6 +323,12 @@ impl Driver {
                 }));
             }
             QueueEvent::Passed(result) => self.on_passed(result),
+            QueueEvent::PassOn {
+                by,
+                target,
+                note,
+                reply,
+            } => self.on_pass_request(&by, &target, note, reply),
         }
     }
 
