@@ -1423,3 +1423,48 @@ fn a_refer_to_an_unknown_target_keeps_the_caller_with_the_agent() {
         assert_eq!(s.len(), n + 1, "{s:?}\n{}", server.log());
     }
 }
+
+#[test]
+fn a_blind_refer_to_an_agent_rings_that_agent_with_the_screen_pop() {
+    need_sipp!();
+    let config = deployment("refer-agent", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let mut first_phone = agent_with(
+        &dir,
+        &server,
+        "2001",
+        "pw2001",
+        "agent_refers.xml",
+        1,
+        &["-key", "target", "2002"],
+    );
+    let mut call = caller(
+        &dir,
+        &server,
+        CALLER,
+        "caller_rates.xml",
+        &["-key", "score", "3"],
+    );
+    wait_until("the caller reaches 2001", || {
+        agent_state(&server, "2001") == "on_call"
+    });
+    // 2002 logs in while 2001 talks; 3 s in, 2001 transfers the caller to it.
+    let mut second_phone = agent(&dir, &server, "2002", "pw2002", "agent_answers.xml", 1);
+    let c = call.wait(Duration::from_secs(45));
+    let p1 = first_phone.wait(Duration::from_secs(5));
+    let p2 = second_phone.wait(Duration::from_secs(10));
+    assert!(
+        c && p1 && p2,
+        "caller {c}, agents {p1} {p2}\n{}\n{}\n{}\n{}",
+        call.report(),
+        first_phone.report(),
+        second_phone.report(),
+        server.log()
+    );
+    assert_eq!(offered_callers(&second_phone), vec![CALLER.to_string()]);
+    let pop = second_phone.messages();
+    for h in ["X-IVR-Transferred-By: 2001", "X-IVR-Queue: general"] {
+        assert!(pop.contains(h), "no `{h}` in:\n{pop}");
+    }
+}

@@ -176,6 +176,21 @@ pub enum TransferRefused {
     /// No agent who could take a call of that queue is logged in.
     #[error("no agent of queue `{0}` is logged in")]
     NoAgents(String),
+    /// No `[agents.ID]` of that id in the configuration.
+    #[error("there is no agent `{0}`")]
+    UnknownAgent(String),
+    /// The agent is not logged in.
+    #[error("agent `{0}` is not logged in")]
+    AgentOffline(String),
+    /// The agent has the skills of no queue.
+    #[error("agent `{0}` has the skills of no queue")]
+    NoQueue(String),
+}
+
+/// The node skill that only agent `id` has (a transfer to that agent asks for it). Its
+/// first character is a control character, which no skill of `ivr.toml` holds.
+pub fn agent_skill(id: &str) -> String {
+    format!("\u{1}agent:{id}")
 }
 
 /// The ACD: every agent and queue of a deployment and every call waiting for an agent.
@@ -251,6 +266,38 @@ impl Acd {
         } else {
             Err(TransferRefused::NoAgents(queue.to_string()))
         }
+    }
+
+    /// Whether an agent may transfer a call to agent `agent` now, and through which queue:
+    /// `agent` is configured and logged in (any state but offline: a busy agent gets the call
+    /// when free); the queue is `prefer` when `agent` has its skills, else the first
+    /// configured queue whose skills it has. The call is then queued there with the node
+    /// skill [`agent_skill`]`(agent)`, which only that agent has.
+    pub fn agent_transfer_target(
+        &self,
+        agent: &str,
+        prefer: &str,
+    ) -> Result<String, TransferRefused> {
+        let a = self
+            .agent_ids
+            .get(agent)
+            .map(|&a| &self.agents[a])
+            .filter(|a| a.configured)
+            .ok_or_else(|| TransferRefused::UnknownAgent(agent.to_string()))?;
+        if a.state == AgentState::Offline {
+            return Err(TransferRefused::AgentOffline(agent.to_string()));
+        }
+        let fits = |q: &Queue| q.configured && q.mask.is_subset(&a.mask);
+        if let Some(q) = self.queue_ids.get(prefer).map(|&q| &self.queues[q])
+            && fits(q)
+        {
+            return Ok(q.name.clone());
+        }
+        self.queues
+            .iter()
+            .find(|q| fits(q))
+            .map(|q| q.name.clone())
+            .ok_or_else(|| TransferRefused::NoQueue(agent.to_string()))
     }
 
     /// Whether `call` is in the ACD (waiting, ringing or connected).

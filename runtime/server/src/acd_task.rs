@@ -60,6 +60,16 @@ pub enum QueueEvent {
     Passed(Result<CallKey, ivr_acd::TransferRefused>),
 }
 
+/// Where an agent transfers a call ([`AcdMsg::Transfer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTo {
+    /// The head of this queue.
+    Queue(String),
+    /// This agent only (when free), through the call's queue if the agent has its skills,
+    /// else the first queue whose skills it has.
+    Agent(String),
+}
+
 /// Who asked for an agent's transfer, to hear how it went.
 #[derive(Debug)]
 pub enum PassOrigin {
@@ -108,9 +118,9 @@ pub enum AcdMsg {
         from: CallKey,
         /// Its new key.
         call: CallKey,
-        /// The queue it goes to.
-        queue: String,
-        /// The screen pop the next agent sees.
+        /// Where it goes.
+        target: TransferTo,
+        /// The screen pop the next agent sees (its `queue`: the one the call was in).
         pop: Box<ScreenPop>,
         /// Where the call hears back ([`QueueEvent::Passed`] first).
         to: mpsc::UnboundedSender<QueueEvent>,
@@ -403,16 +413,26 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
         AcdMsg::Transfer {
             from,
             call,
-            queue,
-            pop,
+            target,
+            mut pop,
             to,
         } => {
             let by = pop.transferred_by.clone().unwrap_or_default();
-            if let Err(e) = acd.transfer_target(&queue) {
-                tracing::info!(queue = %queue, agent = %by, error = %e, "transfer refused");
-                let _ = to.send(QueueEvent::Passed(Err(e)));
-                return;
-            }
+            let decided = match &target {
+                TransferTo::Queue(q) => acd.transfer_target(q).map(|()| (q.clone(), Vec::new())),
+                TransferTo::Agent(a) => acd
+                    .agent_transfer_target(a, &pop.queue)
+                    .map(|q| (q, vec![ivr_acd::agent_skill(a)])),
+            };
+            let (queue, skills) = match decided {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::info!(target = ?target, agent = %by, error = %e, "transfer refused");
+                    let _ = to.send(QueueEvent::Passed(Err(e)));
+                    return;
+                }
+            };
+            pop.queue.clone_from(&queue);
             // Told before the enqueue's own events (an offer may come the same turn).
             let _ = to.send(QueueEvent::Passed(Ok(call)));
             tracing::info!(queue = %queue, agent = %by, call = %pop.call_id, "transferred by an agent");
@@ -421,7 +441,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             let enqueue = AcdMsg::Enqueue {
                 call,
                 queue,
-                skills: Vec::new(),
+                skills,
                 priority,
                 routing: ivr_acd::Routing {
                     transferred: true,

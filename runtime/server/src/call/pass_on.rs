@@ -1,12 +1,13 @@
 //! An agent passes its caller on (blind transfer): from the agent's SIP phone with REFER
 //! (RFC 3515; the core answered 202 and NOTIFY `100 Trying`, we send the final NOTIFY), or
-//! from the agent console. A queue target goes back to the ACD at the head of that queue
-//! ([`AcdMsg::Transfer`]) with the screen pop plus `transferred_by` and `note`; the first
-//! agent's leg ends once the ACD took the call. A refused target leaves the caller with the
+//! from the agent console. A queue target goes back to the ACD at the head of that queue, an
+//! agent target to the head of a queue for that agent only ([`AcdMsg::Transfer`]), with the
+//! screen pop plus `transferred_by` and `note`; the first agent's leg ends once the ACD took
+//! the call. Numbers wait for trunks (refused, 403). A refused target leaves the caller with the
 //! agent, and the REFER's NOTIFY (or the console) says why.
 
 use super::*;
-use crate::acd_task::PassOrigin;
+use crate::acd_task::{PassOrigin, TransferTo};
 use crate::screen_pop::NOTE_CHARS;
 use ivr_acd::TransferRefused;
 
@@ -52,8 +53,10 @@ pub enum PassRefusal {
     Queue(TransferRefused),
     /// A number: there is no trunk to reach it.
     Number(String),
-    /// An agent: not yet possible.
-    Agent(String),
+    /// The agent named itself.
+    Yourself,
+    /// REFER with Replaces: not built yet.
+    Attended,
     /// Neither a queue, an agent nor a number.
     Unknown(String),
 }
@@ -63,10 +66,17 @@ impl PassRefusal {
     pub fn code(&self) -> u16 {
         match self {
             PassRefusal::NotConnected => 481,
-            PassRefusal::Queue(TransferRefused::UnknownQueue(_)) | PassRefusal::Unknown(_) => 404,
-            PassRefusal::Queue(TransferRefused::NoAgents(_)) => 480,
-            PassRefusal::Number(_) => 403,
-            PassRefusal::Agent(_) => 501,
+            PassRefusal::Queue(
+                TransferRefused::UnknownQueue(_) | TransferRefused::UnknownAgent(_),
+            )
+            | PassRefusal::Unknown(_) => 404,
+            PassRefusal::Queue(
+                TransferRefused::NoAgents(_)
+                | TransferRefused::AgentOffline(_)
+                | TransferRefused::NoQueue(_),
+            ) => 480,
+            PassRefusal::Number(_) | PassRefusal::Yourself => 403,
+            PassRefusal::Attended => 501,
         }
     }
 }
@@ -80,9 +90,9 @@ impl std::fmt::Display for PassRefusal {
                 f,
                 "cannot transfer to the number {n}: no trunk is configured for outside calls"
             ),
-            PassRefusal::Agent(a) => write!(
-                f,
-                "cannot transfer to agent {a}: transfers to an agent are not supported yet (transfer to a queue)"
+            PassRefusal::Yourself => f.write_str("an agent cannot transfer a call to itself"),
+            PassRefusal::Attended => f.write_str(
+                "attended transfer (REFER with Replaces) is not supported yet: transfer blind",
             ),
             PassRefusal::Unknown(t) => {
                 write!(f, "`{t}` is neither queue.NAME, an agent nor a number")
@@ -101,7 +111,7 @@ impl Driver {
         if refer.replaces.is_some() {
             // Attended transfer (RFC 3891) is not built: say so, the caller stays.
             tracing::info!("REFER with Replaces (attended transfer) refused: not supported");
-            self.pass_refused(origin, &PassRefusal::Agent(refer.user));
+            self.pass_refused(origin, &PassRefusal::Attended);
             return;
         }
         match PassTarget::parse(&refer.user, &self.deployment.config) {
@@ -149,14 +159,19 @@ impl Driver {
             self.pass_refused(origin, &PassRefusal::NotConnected);
             return;
         };
-        let queue = match target {
-            PassTarget::Queue(q) => q,
-            PassTarget::Agent(a) => return self.pass_refused(origin, &PassRefusal::Agent(a)),
+        let to = match target {
+            PassTarget::Queue(q) => TransferTo::Queue(q),
+            PassTarget::Agent(a) if a == agent => {
+                return self.pass_refused(origin, &PassRefusal::Yourself);
+            }
+            PassTarget::Agent(a) => TransferTo::Agent(a),
             PassTarget::Number(n) => return self.pass_refused(origin, &PassRefusal::Number(n)),
         };
-        tracing::info!(agent = %agent, queue = %queue, "the agent transfers the caller");
+        tracing::info!(agent = %agent, target = ?to, "the agent transfers the caller");
         let mut pop = self.last_pop.clone().unwrap_or_default();
-        pop.queue.clone_from(&queue);
+        if let TransferTo::Queue(q) = &to {
+            pop.queue.clone_from(q);
+        }
         pop.transferred_by = Some(agent);
         let note: String = note.trim().chars().take(NOTE_CHARS).collect();
         pop.note = (!note.is_empty()).then_some(note);
@@ -164,7 +179,7 @@ impl Driver {
         let _ = self.services.acd.send(AcdMsg::Transfer {
             from,
             call: random_u64(),
-            queue,
+            target: to,
             pop: Box::new(pop),
             to: self.queue_tx.clone(),
         });
