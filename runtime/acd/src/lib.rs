@@ -24,6 +24,9 @@
 //!   to another queue's agents too, keeping its place and time; `level N` asks for agents of
 //!   level N or more while one is logged in; `strategy = "best_level"` queues offer to the
 //!   highest level first; calls transferred in by an agent rank above every flow priority.
+//! - An agent's transfer is checked first ([`Acd::transfer_target`],
+//!   [`Acd::agent_transfer_target`]); a transfer to one agent asks for that agent's own skill
+//!   ([`agent_skill`]), which every configured agent has and nobody else.
 //!
 //! Data structures: skills are interned to bitmasks ([`skills`]); waiting calls are grouped by
 //! requirement class (the skill mask they need, the least agent level, whether agents are
