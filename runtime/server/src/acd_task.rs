@@ -53,7 +53,7 @@ pub enum QueueEvent {
         /// The note for the next agent.
         note: String,
         /// How it went.
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), crate::pass_refusal::PassRefusal>>,
     },
     /// The answer to [`AcdMsg::Transfer`]: the call now waits in the queue under this key,
     /// or the transfer is refused and the call stays with its agent.
@@ -76,7 +76,7 @@ pub enum PassOrigin {
     /// The agent's phone, with REFER on the leg of this tag (the final NOTIFY says it).
     Refer(String),
     /// The agent console (an error is the sentence the agent reads).
-    Console(oneshot::Sender<Result<(), String>>),
+    Console(oneshot::Sender<Result<(), crate::pass_refusal::PassRefusal>>),
 }
 
 /// Why a caller left its queue before an agent answered.
@@ -136,7 +136,7 @@ pub enum AcdMsg {
         /// The note for the next agent.
         note: String,
         /// How it went.
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), crate::pass_refusal::PassRefusal>>,
     },
     /// The caller left the queue (hung up, `max_wait`).
     Leave(CallKey, LeaveReason),
@@ -475,11 +475,11 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                     if let Err(e) = w.to.send(pass)
                         && let QueueEvent::PassOn { reply, .. } = e.0
                     {
-                        let _ = reply.send(Err("the call has ended".into()));
+                        let _ = reply.send(Err(crate::pass_refusal::PassRefusal::NotConnected));
                     }
                 }
                 None => {
-                    let _ = reply.send(Err(format!("agent {agent} is not talking with a caller")));
+                    let _ = reply.send(Err(crate::pass_refusal::PassRefusal::NotConnected));
                 }
             }
         }

@@ -316,7 +316,7 @@ pub async fn transfer(
     agent: &str,
     target: &str,
     note: &str,
-) -> Result<(), String> {
+) -> Result<(), crate::pass_refusal::PassRefusal> {
     let (tx, rx) = oneshot::channel();
     let msg = AcdMsg::AgentTransfer {
         agent: agent.to_string(),
@@ -325,12 +325,12 @@ pub async fn transfer(
         reply: tx,
     };
     if services.acd.send(msg).is_err() {
-        return Err("the ACD is not running".into());
+        return Err(crate::pass_refusal::PassRefusal::Unanswered);
     }
     match tokio::time::timeout(TRANSFER_WITHIN, rx).await {
         Ok(Ok(result)) => result,
-        Ok(Err(_)) => Err("the call has ended".into()),
-        Err(_) => Err("no answer from the call in time".into()),
+        Ok(Err(_)) => Err(crate::pass_refusal::PassRefusal::NotConnected),
+        Err(_) => Err(crate::pass_refusal::PassRefusal::Unanswered),
     }
 }
 

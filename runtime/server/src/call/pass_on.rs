@@ -8,6 +8,7 @@
 
 use super::*;
 use crate::acd_task::{PassOrigin, TransferTo};
+pub use crate::pass_refusal::PassRefusal;
 use crate::screen_pop::NOTE_CHARS;
 use ivr_acd::TransferRefused;
 
@@ -42,65 +43,6 @@ impl PassTarget {
     }
 }
 
-/// Why a transfer was refused: the status of the REFER's final NOTIFY and the console's
-/// sentence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PassRefusal {
-    /// The caller is not talking with this agent (yet, or any more), or a transfer is in
-    /// progress already.
-    NotConnected,
-    /// The ACD refused the queue.
-    Queue(TransferRefused),
-    /// A number: there is no trunk to reach it.
-    Number(String),
-    /// The agent named itself.
-    Yourself,
-    /// REFER with Replaces: not built yet.
-    Attended,
-    /// Neither a queue, an agent nor a number.
-    Unknown(String),
-}
-
-impl PassRefusal {
-    /// The status line of the final NOTIFY (`message/sipfrag`).
-    pub fn code(&self) -> u16 {
-        match self {
-            PassRefusal::NotConnected => 481,
-            PassRefusal::Queue(
-                TransferRefused::UnknownQueue(_) | TransferRefused::UnknownAgent(_),
-            )
-            | PassRefusal::Unknown(_) => 404,
-            PassRefusal::Queue(
-                TransferRefused::NoAgents(_)
-                | TransferRefused::AgentOffline(_)
-                | TransferRefused::NoQueue(_),
-            ) => 480,
-            PassRefusal::Number(_) | PassRefusal::Yourself => 403,
-            PassRefusal::Attended => 501,
-        }
-    }
-}
-
-impl std::fmt::Display for PassRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PassRefusal::NotConnected => f.write_str("the caller is not connected to this agent"),
-            PassRefusal::Queue(e) => write!(f, "{e}"),
-            PassRefusal::Number(n) => write!(
-                f,
-                "cannot transfer to the number {n}: no trunk is configured for outside calls"
-            ),
-            PassRefusal::Yourself => f.write_str("an agent cannot transfer a call to itself"),
-            PassRefusal::Attended => f.write_str(
-                "attended transfer (REFER with Replaces) is not supported yet: transfer blind",
-            ),
-            PassRefusal::Unknown(t) => {
-                write!(f, "`{t}` is neither queue.NAME, an agent nor a number")
-            }
-        }
-    }
-}
-
 impl Driver {
     /// The agent's phone sent REFER on the leg `tag`.
     pub(super) fn on_refer(&mut self, refer: ivr_sip::ua::Refer) {
@@ -126,7 +68,7 @@ impl Driver {
         by: &str,
         target: &str,
         note: String,
-        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+        reply: tokio::sync::oneshot::Sender<Result<(), PassRefusal>>,
     ) {
         let origin = PassOrigin::Console(reply);
         let talking = self
@@ -236,7 +178,7 @@ impl Driver {
                 let _ = self.services.core.send(CoreMsg::ReferDone { tag, code });
             }
             PassOrigin::Console(reply) => {
-                let _ = reply.send(result.map_err(ToString::to_string));
+                let _ = reply.send(result.map_err(Clone::clone));
             }
         }
     }
