@@ -770,7 +770,11 @@ pub async fn run(services: Services, incoming: Incoming) {
             },
             m = media_rx.recv() => {
                 if let Some(MediaEvent::PlaybackDone { seq }) = m {
-                    d.feed(Event::PlaybackDone { seq });
+                    if seq == pass_on::HOLD_SEQ {
+                        d.play_hold();
+                    } else {
+                        d.feed(Event::PlaybackDone { seq });
+                    }
                 }
             }
             m = internal_rx.recv() => match m {

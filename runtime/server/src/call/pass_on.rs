@@ -12,6 +12,9 @@ pub use crate::pass_refusal::PassRefusal;
 use crate::screen_pop::NOTE_CHARS;
 use ivr_acd::TransferRefused;
 
+/// The playback item of the hold music of a passed-on caller.
+pub(super) const HOLD_SEQ: u32 = u32::MAX;
+
 /// Where an agent asks to pass the caller on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PassTarget {
@@ -161,8 +164,44 @@ impl Driver {
                     connected: false,
                     passed: true,
                 });
+                self.play_hold();
             }
             Err(e) => self.pass_refused(origin, &PassRefusal::Queue(e)),
+        }
+    }
+
+    /// While a passed-on caller waits for the next agent: the transfer node's `music` again,
+    /// in a loop (playback item [`HOLD_SEQ`], which the engine never uses).
+    pub(super) fn play_hold(&self) {
+        let waiting = self
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.passed && !t.connected);
+        if !waiting {
+            return;
+        }
+        let flow = self.call.flow();
+        let Some(Body::Transfer(t)) = flow
+            .program
+            .nodes
+            .get(self.call.node() as usize)
+            .map(|n| &n.body)
+        else {
+            return;
+        };
+        let lang = self.call.language();
+        let prompts: Vec<_> = t
+            .music
+            .iter()
+            .filter_map(|id| {
+                self.deployment
+                    .prompts
+                    .get(lang, flow.program.prompt(*id))
+                    .cloned()
+            })
+            .collect();
+        if !prompts.is_empty() {
+            self.channel.push(prompts, HOLD_SEQ);
         }
     }
 
