@@ -296,13 +296,24 @@ fn agent(
     scenario: &str,
     calls: u32,
 ) -> Peer {
+    agent_with(dir, server, id, password, scenario, calls, &[])
+}
+
+/// [`agent`] with more SIPp arguments (`-key target queue.general`).
+fn agent_with(
+    dir: &Path,
+    server: &Server,
+    id: &str,
+    password: &str,
+    scenario: &str,
+    calls: u32,
+    extra: &[&str],
+) -> Peer {
     let port = free_udp_port();
-    let phone = Peer::spawn(
-        dir,
-        server.addr,
-        scenario,
-        &["-p", &port.to_string(), "-m", &calls.to_string()],
-    );
+    let (port_text, calls_text) = (port.to_string(), calls.to_string());
+    let mut args = vec!["-p", &port_text, "-m", &calls_text];
+    args.extend_from_slice(extra);
+    let phone = Peer::spawn(dir, server.addr, scenario, &args);
     let (ok, out) = sipp(
         dir,
         server.addr,
@@ -1230,4 +1241,230 @@ fn best_level_rings_the_level_four_agent_first() {
     let rows = calls(&config, 1);
     assert_eq!(rows[0].2.as_deref(), Some("vip"), "{rows:?}");
     assert_eq!(rows[0].3.as_deref(), Some("2002"), "{rows:?}");
+}
+
+/// Sets agent `id` (password `pw{id}`) away or available over HTTP.
+fn set_state(server: &Server, id: &str, state: &str) {
+    use base64::Engine as _;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:pw{id}"))
+    );
+    let (code, _, body) = http_request(
+        server.http(),
+        "POST",
+        &format!("/agents/{id}/state"),
+        &[("Authorization", &auth)],
+        state,
+    );
+    assert_eq!(code, 204, "{body}");
+}
+
+#[test]
+fn a_blind_refer_to_a_queue_puts_the_caller_first_with_the_screen_pop_and_transferred_by() {
+    need_sipp!();
+    let config = deployment("refer", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // Agent 2001 answers the first caller and, 3 s later, transfers it blind to
+    // sip:queue.general@ivr; it has asked to go away after this call.
+    let mut first_phone = agent_with(
+        &dir,
+        &server,
+        "2001",
+        "pw2001",
+        "agent_refers.xml",
+        1,
+        &["-key", "target", "queue.general"],
+    );
+    let mut first = caller(
+        &dir,
+        &server,
+        CALLER,
+        "caller_rates.xml",
+        &["-key", "score", "3"],
+    );
+    let started = Instant::now();
+    while agent_state(&server, "2001") != "on_call" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the first caller does not reach 2001\n{}\n{}\n{}",
+            first.report(),
+            first_phone.report(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    set_state(&server, "2001", "away");
+    // Meanwhile a VIP (flow priority 10) waits in the same queue.
+    let mut vip = caller(
+        &dir,
+        &server,
+        VIP,
+        "caller_rates.xml",
+        &["-key", "score", "5"],
+    );
+    wait_until("the VIP waits", || waiting(&server) == 1);
+    // The transfer puts the first caller back in the queue, ahead of the VIP.
+    wait_until("the transferred caller waits", || waiting(&server) == 2);
+    let mut second_phone = agent(&dir, &server, "2002", "pw2002", "agent_answers.xml", 2);
+    let ok: Vec<bool> = [&mut first, &mut vip]
+        .into_iter()
+        .map(|c| c.wait(Duration::from_secs(45)))
+        .collect();
+    let p1 = first_phone.wait(Duration::from_secs(5));
+    let p2 = second_phone.wait(Duration::from_secs(10));
+    assert!(
+        ok.iter().all(|o| *o) && p1 && p2,
+        "callers {ok:?}, agents {p1} {p2}\n{}\n{}\n{}\n{}\n{}",
+        first.report(),
+        vip.report(),
+        first_phone.report(),
+        second_phone.report(),
+        server.log()
+    );
+    // 2001 heard NOTIFY 100 Trying then 200 OK (its scenario checks both) and ivr's BYE.
+    let refer = first_phone.messages();
+    assert!(refer.contains("SIP/2.0 202 Accepted"), "{refer}");
+    assert!(refer.contains("message/sipfrag"), "{refer}");
+    // 2002 got the transferred caller first, with the screen pop and who transferred it.
+    assert_eq!(
+        offered_callers(&second_phone),
+        vec![CALLER.to_string(), VIP.to_string()]
+    );
+    let pops = second_phone.messages();
+    let first_invite = &pops[..pops
+        .find(&format!("X-IVR-Caller: {VIP}"))
+        .unwrap_or(pops.len())];
+    for h in [
+        "X-IVR-Transferred-By: 2001",
+        "X-IVR-Queue: general",
+        "X-IVR-Path: hello,queue",
+        "X-IVR-Call-Channel: sip",
+    ] {
+        assert!(first_invite.contains(h), "no `{h}` in:\n{first_invite}");
+    }
+    let rows = calls(&config, 2);
+    assert!(
+        rows.iter().all(|r| r.1.as_deref() == Some("transferred")),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn a_refer_to_an_unknown_target_keeps_the_caller_with_the_agent() {
+    need_sipp!();
+    let config = deployment("refer-refused", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // No such queue; a number (no trunk yet). Each time the agent's phone hears the refusal
+    // in the final NOTIFY, then talks on with the caller and hangs up itself.
+    for (n, (target, status)) in [
+        ("queue.nowhere", "SIP/2.0 404 Not Found"),
+        ("95519", "SIP/2.0 403 Forbidden"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let port = free_udp_port();
+        let mut phone = Peer::spawn(
+            &dir,
+            server.addr,
+            "agent_refer_refused.xml",
+            &["-p", &port.to_string(), "-m", "1", "-key", "target", target],
+        );
+        let (ok, out) = sipp(
+            &dir,
+            server.addr,
+            "agent_register.xml",
+            &[
+                "-m",
+                "1",
+                "-key",
+                "agent",
+                "2001",
+                "-key",
+                "contactport",
+                &port.to_string(),
+                "-au",
+                "2001",
+                "-ap",
+                "pw2001",
+            ],
+        );
+        assert!(ok, "{out}");
+        wait_until("2001 is available", || {
+            agent_state(&server, "2001") == "available"
+        });
+        let mut call = caller(
+            &dir,
+            &server,
+            CALLER,
+            "caller_rates.xml",
+            &["-key", "score", "4"],
+        );
+        let c = call.wait(Duration::from_secs(30));
+        let p = phone.wait(Duration::from_secs(10));
+        assert!(
+            c && p,
+            "{target}: caller {c}, agent {p}\n{}\n{}\n{}",
+            call.report(),
+            phone.report(),
+            server.log()
+        );
+        let m = phone.messages();
+        assert!(m.contains(status), "{target}: no `{status}` in:\n{m}");
+        let rows = calls(&config, n + 1);
+        let (_, outcome, _, agent, _) = &rows[n];
+        assert_eq!(outcome.as_deref(), Some("transferred"), "{rows:?}");
+        assert_eq!(agent.as_deref(), Some("2001"), "{rows:?}");
+        // The caller stayed: after the agent hung up, the flow asked for the rating.
+        let s = surveys(&config);
+        assert_eq!(s.len(), n + 1, "{s:?}\n{}", server.log());
+    }
+}
+
+#[test]
+fn a_blind_refer_to_an_agent_rings_that_agent_with_the_screen_pop() {
+    need_sipp!();
+    let config = deployment("refer-agent", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let mut first_phone = agent_with(
+        &dir,
+        &server,
+        "2001",
+        "pw2001",
+        "agent_refers.xml",
+        1,
+        &["-key", "target", "2002"],
+    );
+    let mut call = caller(
+        &dir,
+        &server,
+        CALLER,
+        "caller_rates.xml",
+        &["-key", "score", "3"],
+    );
+    wait_until("the caller reaches 2001", || {
+        agent_state(&server, "2001") == "on_call"
+    });
+    // 2002 logs in while 2001 talks; 3 s in, 2001 transfers the caller to it.
+    let mut second_phone = agent(&dir, &server, "2002", "pw2002", "agent_answers.xml", 1);
+    let c = call.wait(Duration::from_secs(45));
+    let p1 = first_phone.wait(Duration::from_secs(5));
+    let p2 = second_phone.wait(Duration::from_secs(10));
+    assert!(
+        c && p1 && p2,
+        "caller {c}, agents {p1} {p2}\n{}\n{}\n{}\n{}",
+        call.report(),
+        first_phone.report(),
+        second_phone.report(),
+        server.log()
+    );
+    assert_eq!(offered_callers(&second_phone), vec![CALLER.to_string()]);
+    let pop = second_phone.messages();
+    for h in ["X-IVR-Transferred-By: 2001", "X-IVR-Queue: general"] {
+        assert!(pop.contains(h), "no `{h}` in:\n{pop}");
+    }
 }

@@ -1648,3 +1648,89 @@ fn a_console_closed_while_it_rings_loses_the_offer() {
         "{events:?}"
     );
 }
+
+#[test]
+fn an_agent_transfers_a_call_to_a_queue_with_a_note_in_the_console() {
+    let Some(chromium) = chromium_and_playwright() else {
+        return;
+    };
+    let config = console_deployment("agent-transfer");
+    let work = config.parent().expect("dir").to_path_buf();
+    // A billing queue whose only agent is 2002 (password pw2002).
+    let text = fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "[routes]\n",
+        "[queues.billing]\nskills = [\"billing\"]\nring_timeout = \"20s\"\nwrap_up = \"30s\"\n\n\
+         [agents.2002]\nname = \"B\"\nskills = [\"billing\"]\n\
+         ha1  = \"cad561eaa6db436ad7848520ac0e9ba3\"\n\n[routes]\n",
+    );
+    fs::write(&config, text).expect("config");
+    let server = Server::start(&config, &[]);
+    let http_addr = server.http();
+    let url = format!("http://{http_addr}/agent");
+    let (out_path, err_path) = (work.join("transfer.out"), work.join("transfer.err"));
+    let mut child = Command::new("node")
+        .current_dir(repo().join("tests/browser"))
+        .arg("agent_transfer.mjs")
+        .args([url.as_str(), "13800000008"])
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("out"))
+        .stderr(fs::File::create(&err_path).expect("err"))
+        .spawn()
+        .expect("node");
+    wait_for_console(&server, &mut child, &out_path, &err_path);
+    // The caller (a WebRTC client) talks until the second agent has hung up.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let status = rt.block_on(async {
+        let (mut caller, _location) = place_call(http_addr, "q", Some("13800000008")).await;
+        let voice: Vec<u8> = tone(1000.0, 20)
+            .iter()
+            .map(|&x| ivr_media::audio::Law::Ulaw.encode(x))
+            .collect();
+        let mut ts = 0u32;
+        let started = Instant::now();
+        let status = loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                break Some(s);
+            }
+            if started.elapsed() > Duration::from_secs(100) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            caller.frame(ts, voice.clone()).await;
+            ts = ts.wrapping_add(160);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let _ = caller.pc.close().await;
+        status
+    });
+    let result = console_result(status, &out_path, &err_path, &server);
+    assert!(
+        result["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("there is no queue `nowhere`")),
+        "{result}"
+    );
+    assert_eq!(result["still"], "Connected", "{result}");
+    assert_eq!(
+        result["transferred"], "Transferred to queue.billing",
+        "{result}"
+    );
+    let pop = &result["pop"];
+    assert_eq!(pop["caller"], "13800000008", "{result}");
+    assert_eq!(pop["queue"], "billing", "{result}");
+    assert_eq!(pop["transferred_by"], "2001", "{result}");
+    assert_eq!(pop["note"], "wants a refund of order 42", "{result}");
+    assert!(
+        pop["data"].as_str().is_some_and(|d| d.contains("webrtc")),
+        "the first screen pop's data travels: {result}"
+    );
+    // The first agent wraps up after passing the caller on.
+    assert_eq!(result["stateA"], "wrap-up", "{result}");
+}

@@ -24,6 +24,9 @@
 //!   to another queue's agents too, keeping its place and time; `level N` asks for agents of
 //!   level N or more while one is logged in; `strategy = "best_level"` queues offer to the
 //!   highest level first; calls transferred in by an agent rank above every flow priority.
+//! - An agent's transfer is checked first ([`Acd::transfer_target`],
+//!   [`Acd::agent_transfer_target`]); a transfer to one agent asks for that agent's own skill
+//!   ([`agent_skill`]), which every configured agent has and nobody else.
 //!
 //! Data structures: skills are interned to bitmasks ([`skills`]); waiting calls are grouped by
 //! requirement class (the skill mask they need, the least agent level, whether agents are
@@ -167,6 +170,32 @@ pub enum AcdError {
     NotLoggedIn(String),
 }
 
+/// Why a transfer to a queue is refused ([`Acd::transfer_target`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferRefused {
+    /// No `[queues.NAME]` of that name in the configuration.
+    #[error("there is no queue `{0}`")]
+    UnknownQueue(String),
+    /// No agent who could take a call of that queue is logged in.
+    #[error("no agent of queue `{0}` is logged in")]
+    NoAgents(String),
+    /// No `[agents.ID]` of that id in the configuration.
+    #[error("there is no agent `{0}`")]
+    UnknownAgent(String),
+    /// The agent is not logged in.
+    #[error("agent `{0}` is not logged in")]
+    AgentOffline(String),
+    /// The agent has the skills of no queue.
+    #[error("agent `{0}` has the skills of no queue")]
+    NoQueue(String),
+}
+
+/// The node skill that only agent `id` has (a transfer to that agent asks for it). Its
+/// first character is a control character, which no skill of `ivr.toml` holds.
+pub fn agent_skill(id: &str) -> String {
+    format!("\u{1}agent:{id}")
+}
+
 /// The ACD: every agent and queue of a deployment and every call waiting for an agent.
 #[derive(Debug, Default)]
 pub struct Acd {
@@ -218,6 +247,60 @@ impl Acd {
     pub fn agent_of(&self, call: CallKey) -> Option<&str> {
         let agent = self.calls.get(&call)?.agent()?;
         Some(self.agents[agent].id.as_str())
+    }
+
+    /// Whether an agent may transfer a call to `queue` now: the queue is configured and an
+    /// agent with its skills is logged in (any state but offline). A transfer the ACD would
+    /// answer at once with [`AcdOut::NoAgents`] is refused instead, and the caller stays with
+    /// the agent who transferred.
+    pub fn transfer_target(&self, queue: &str) -> Result<(), TransferRefused> {
+        let q = self
+            .queue_ids
+            .get(queue)
+            .map(|&q| &self.queues[q])
+            .filter(|q| q.configured)
+            .ok_or_else(|| TransferRefused::UnknownQueue(queue.to_string()))?;
+        let served = self
+            .agents
+            .iter()
+            .any(|a| a.configured && a.state != AgentState::Offline && q.mask.is_subset(&a.mask));
+        if served {
+            Ok(())
+        } else {
+            Err(TransferRefused::NoAgents(queue.to_string()))
+        }
+    }
+
+    /// Whether an agent may transfer a call to agent `agent` now, and through which queue:
+    /// `agent` is configured and logged in (any state but offline: a busy agent gets the call
+    /// when free); the queue is `prefer` when `agent` has its skills, else the first
+    /// configured queue whose skills it has. The call is then queued there with the node
+    /// skill [`agent_skill`]`(agent)`, which only that agent has.
+    pub fn agent_transfer_target(
+        &self,
+        agent: &str,
+        prefer: &str,
+    ) -> Result<String, TransferRefused> {
+        let a = self
+            .agent_ids
+            .get(agent)
+            .map(|&a| &self.agents[a])
+            .filter(|a| a.configured)
+            .ok_or_else(|| TransferRefused::UnknownAgent(agent.to_string()))?;
+        if a.state == AgentState::Offline {
+            return Err(TransferRefused::AgentOffline(agent.to_string()));
+        }
+        let fits = |q: &Queue| q.configured && q.mask.is_subset(&a.mask);
+        if let Some(q) = self.queue_ids.get(prefer).map(|&q| &self.queues[q])
+            && fits(q)
+        {
+            return Ok(q.name.clone());
+        }
+        self.queues
+            .iter()
+            .find(|q| fits(q))
+            .map(|q| q.name.clone())
+            .ok_or_else(|| TransferRefused::NoQueue(agent.to_string()))
     }
 
     /// Whether `call` is in the ACD (waiting, ringing or connected).

@@ -119,7 +119,10 @@ impl Acd {
         for agent in &mut self.agents {
             agent.classes.clear();
             agent.mask = if agent.configured {
-                table.set(&agent.skill_names)
+                // Every agent has a skill of its own: transfers to that agent ask for it.
+                let mut mask = table.set(&agent.skill_names);
+                mask.insert(table.bit(&super::agent_skill(&agent.id)));
+                mask
             } else {
                 Default::default()
             };

@@ -1709,3 +1709,78 @@ fn overflow_routes_survive_a_reload() {
     check_invariants(&t.acd);
     assert_eq!(offers(&t.away("2002", false)), vec![(1, "2002".into())]);
 }
+
+/// An agent may transfer to a configured queue with an agent of its skills logged in (away
+/// counts); otherwise the transfer is refused and says why.
+#[test]
+fn transfers_go_to_known_queues_with_an_agent_logged_in() {
+    let mut t = T::new(
+        &[
+            ("general", &[], None, None),
+            ("billing", &["billing"], None, None),
+        ],
+        &[("2001", &[]), ("2002", &["billing"])],
+    );
+    assert_eq!(
+        t.acd.transfer_target("nowhere"),
+        Err(TransferRefused::UnknownQueue("nowhere".into()))
+    );
+    assert_eq!(
+        t.acd.transfer_target("general"),
+        Err(TransferRefused::NoAgents("general".into()))
+    );
+    t.register("2001");
+    assert_eq!(t.acd.transfer_target("general"), Ok(()));
+    assert_eq!(
+        t.acd.transfer_target("billing"),
+        Err(TransferRefused::NoAgents("billing".into()))
+    );
+    t.register("2002");
+    t.away("2002", true);
+    assert_eq!(t.acd.transfer_target("billing"), Ok(()));
+}
+
+/// A transfer to an agent goes only to that agent, through a queue whose skills it has,
+/// ahead of the calls waiting there; an unknown or logged-out agent is refused.
+#[test]
+fn a_transfer_to_an_agent_rings_only_that_agent() {
+    let mut t = T::new(
+        &[
+            ("general", &[], None, None),
+            ("billing", &["billing"], None, None),
+        ],
+        &[("2001", &[]), ("2002", &[]), ("2003", &["billing"])],
+    );
+    assert_eq!(
+        t.acd.agent_transfer_target("9999", "general"),
+        Err(TransferRefused::UnknownAgent("9999".into()))
+    );
+    assert_eq!(
+        t.acd.agent_transfer_target("2002", "general"),
+        Err(TransferRefused::AgentOffline("2002".into()))
+    );
+    t.register("2001");
+    t.register("2002");
+    t.register("2003");
+    // 2003 has billing's skills: the preferred queue when it fits, else the first that does.
+    assert_eq!(
+        t.acd.agent_transfer_target("2003", "billing"),
+        Ok("billing".into())
+    );
+    assert_eq!(
+        t.acd.agent_transfer_target("2002", "billing"),
+        Ok("general".into())
+    );
+    // 2001 idles longest, yet only 2002 rings for the call transferred to it.
+    let routing = Routing {
+        transferred: true,
+        ..Routing::default()
+    };
+    let skill = agent_skill("2002");
+    let out = t.enqueue_with(7, "general", &[skill.as_str()], 0, &routing);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, AcdOut::Offer { call: 7, agent, .. } if agent == "2002")),
+        "{out:?}"
+    );
+}

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// What a call waiting in a queue hears from the ACD.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum QueueEvent {
     /// Ring this agent.
     Offer {
@@ -44,6 +44,39 @@ pub enum QueueEvent {
     NoAgents,
     /// The ACD took the agent's answer: connect the call.
     Connected,
+    /// The agent talking with the call asks to pass it on ([`AcdMsg::AgentTransfer`]).
+    PassOn {
+        /// The agent's id.
+        by: String,
+        /// `queue.NAME`, an agent id or a number.
+        target: String,
+        /// The note for the next agent.
+        note: String,
+        /// How it went.
+        reply: oneshot::Sender<Result<(), crate::pass_refusal::PassRefusal>>,
+    },
+    /// The answer to [`AcdMsg::Transfer`]: the call now waits in the queue under this key,
+    /// or the transfer is refused and the call stays with its agent.
+    Passed(Result<CallKey, ivr_acd::TransferRefused>),
+}
+
+/// Where an agent transfers a call ([`AcdMsg::Transfer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTo {
+    /// The head of this queue.
+    Queue(String),
+    /// This agent only (when free), through the call's queue if the agent has its skills,
+    /// else the first queue whose skills it has.
+    Agent(String),
+}
+
+/// Who asked for an agent's transfer, to hear how it went.
+#[derive(Debug)]
+pub enum PassOrigin {
+    /// The agent's phone, with REFER on the leg of this tag (the final NOTIFY says it).
+    Refer(String),
+    /// The agent console (an error is the sentence the agent reads).
+    Console(oneshot::Sender<Result<(), crate::pass_refusal::PassRefusal>>),
 }
 
 /// Why a caller left its queue before an agent answered.
@@ -74,6 +107,36 @@ pub enum AcdMsg {
         pop: Box<ScreenPop>,
         /// Where the call hears back.
         to: mpsc::UnboundedSender<QueueEvent>,
+    },
+    /// An agent passes its caller on to `queue` (blind transfer): the conversation of `from`
+    /// is over (the agent wraps up) and the call waits in `queue` as `call`, ahead of every
+    /// call there that was not transferred, with its screen pop `pop` (the first one plus
+    /// `transferred_by` and `note`). Refused (nothing changes) when the queue is unknown or
+    /// nobody who could take it is logged in.
+    Transfer {
+        /// The call's key while it was with the agent.
+        from: CallKey,
+        /// Its new key.
+        call: CallKey,
+        /// Where it goes.
+        target: TransferTo,
+        /// The screen pop the next agent sees (its `queue`: the one the call was in).
+        pop: Box<ScreenPop>,
+        /// Where the call hears back ([`QueueEvent::Passed`] first).
+        to: mpsc::UnboundedSender<QueueEvent>,
+    },
+    /// Agent `agent` asks (from the console or over HTTP) to pass the caller it is talking
+    /// with on to `target` (`queue.NAME`, an agent id, a number) with `note`; the call's
+    /// driver decides and answers on `reply` (an error is a sentence for the agent).
+    AgentTransfer {
+        /// The agent's id.
+        agent: String,
+        /// Where to.
+        target: String,
+        /// The note for the next agent.
+        note: String,
+        /// How it went.
+        reply: oneshot::Sender<Result<(), crate::pass_refusal::PassRefusal>>,
     },
     /// The caller left the queue (hung up, `max_wait`).
     Leave(CallKey, LeaveReason),
@@ -345,6 +408,79 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                     None,
                     None,
                 );
+            }
+        }
+        AcdMsg::Transfer {
+            from,
+            call,
+            target,
+            mut pop,
+            to,
+        } => {
+            let by = pop.transferred_by.clone().unwrap_or_default();
+            let decided = match &target {
+                TransferTo::Queue(q) => acd.transfer_target(q).map(|()| (q.clone(), Vec::new())),
+                TransferTo::Agent(a) => acd
+                    .agent_transfer_target(a, &pop.queue)
+                    .map(|q| (q, vec![ivr_acd::agent_skill(a)])),
+            };
+            let (queue, skills) = match decided {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::info!(target = ?target, agent = %by, error = %e, "transfer refused");
+                    let _ = to.send(QueueEvent::Passed(Err(e)));
+                    return;
+                }
+            };
+            pop.queue.clone_from(&queue);
+            // Told before the enqueue's own events (an offer may come the same turn).
+            let _ = to.send(QueueEvent::Passed(Ok(call)));
+            tracing::info!(queue = %queue, agent = %by, call = %pop.call_id, "transferred by an agent");
+            on_msg(acd, book, AcdMsg::ConversationOver(from), now, out);
+            let priority = pop.priority;
+            let enqueue = AcdMsg::Enqueue {
+                call,
+                queue,
+                skills,
+                priority,
+                routing: ivr_acd::Routing {
+                    transferred: true,
+                    ..ivr_acd::Routing::default()
+                },
+                pop,
+                to,
+            };
+            on_msg(acd, book, enqueue, now, out);
+        }
+        AcdMsg::AgentTransfer {
+            agent,
+            target,
+            note,
+            reply,
+        } => {
+            let status = acd.status(now);
+            let call = status
+                .agents
+                .iter()
+                .find(|a| a.id == agent && a.state == ivr_acd::AgentState::OnCall)
+                .and_then(|a| a.call);
+            match call.and_then(|c| book.calls.get(&c)) {
+                Some(w) => {
+                    let pass = QueueEvent::PassOn {
+                        by: agent,
+                        target,
+                        note,
+                        reply,
+                    };
+                    if let Err(e) = w.to.send(pass)
+                        && let QueueEvent::PassOn { reply, .. } = e.0
+                    {
+                        let _ = reply.send(Err(crate::pass_refusal::PassRefusal::NotConnected));
+                    }
+                }
+                None => {
+                    let _ = reply.send(Err(crate::pass_refusal::PassRefusal::NotConnected));
+                }
             }
         }
         AcdMsg::Leave(call, why) => {
@@ -801,14 +937,22 @@ mod tests {
             agent: "2001".into(),
         };
         t.at(15 * S + 10, late);
-        assert!(!heard(&mut t).contains(&QueueEvent::Connected));
+        assert!(
+            !heard(&mut t)
+                .iter()
+                .any(|e| matches!(e, QueueEvent::Connected))
+        );
         assert_eq!(t.task.acd.agent_of(1), Some("2002"));
         let answer = AcdMsg::Answered {
             call: 1,
             agent: "2002".into(),
         };
         t.at(15 * S + 20, answer);
-        assert!(heard(&mut t).contains(&QueueEvent::Connected));
+        assert!(
+            heard(&mut t)
+                .iter()
+                .any(|e| matches!(e, QueueEvent::Connected))
+        );
     }
 
     /// Today's figures of a queue: one call answered within 20 s, one abandoned: a service

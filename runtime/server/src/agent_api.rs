@@ -6,6 +6,9 @@
 //!   (waiting, longest wait, counts), as JSON; no caller data.
 //! - `GET /agents/ID`: that agent's state and current screen pop (HTTP Basic: ID and password).
 //! - `POST /agents/ID/state` with `away` or `available` (text, or JSON `{"state": "away"}`).
+//! - `POST /agents/ID/transfer` with JSON `{"target": "queue.billing", "note": "..."}`: pass
+//!   the caller the agent talks with on (blind transfer; see [`transfer`]): 204, or 409 with
+//!   why it was refused (the caller stays with the agent).
 //!
 //! Every login over HTTP (these routes and the console's `POST /agent/login`) goes through
 //! [`AgentApi::login`] and the one [`FailureLimiter`] of the server's HTTP side (the SIP
@@ -50,6 +53,7 @@ pub fn router(api: AgentApi) -> Router {
         .route("/agents", get(all))
         .route("/agents/{id}", get(one))
         .route("/agents/{id}/state", post(set_state))
+        .route("/agents/{id}/transfer", post(transfer_route))
         .with_state(api)
 }
 
@@ -298,5 +302,66 @@ async fn set_state(
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
         Err(_) => unavailable(),
+    }
+}
+
+/// How long a transfer may take to be decided (the ACD and the call answer at once).
+const TRANSFER_WITHIN: Duration = Duration::from_secs(5);
+
+/// Passes the caller agent `agent` talks with on to `target` (`queue.NAME`, an agent id, a
+/// number) with `note` for the next agent: the agent console and `POST /agents/ID/transfer`.
+/// `Err` is the sentence the agent reads (the caller stays with the agent).
+pub async fn transfer(
+    services: &Services,
+    agent: &str,
+    target: &str,
+    note: &str,
+) -> Result<(), crate::pass_refusal::PassRefusal> {
+    let (tx, rx) = oneshot::channel();
+    let msg = AcdMsg::AgentTransfer {
+        agent: agent.to_string(),
+        target: target.to_string(),
+        note: note.to_string(),
+        reply: tx,
+    };
+    if services.acd.send(msg).is_err() {
+        return Err(crate::pass_refusal::PassRefusal::Unanswered);
+    }
+    match tokio::time::timeout(TRANSFER_WITHIN, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(crate::pass_refusal::PassRefusal::NotConnected),
+        Err(_) => Err(crate::pass_refusal::PassRefusal::Unanswered),
+    }
+}
+
+/// What `POST /agents/ID/transfer` takes.
+#[derive(serde::Deserialize)]
+struct TransferBody {
+    target: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn transfer_route(
+    State(api): State<AgentApi>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let login = api.login(&id, &headers, peer).await;
+    if login != Login::Granted {
+        return login.refusal(challenge());
+    }
+    let Ok(b) = serde_json::from_str::<TransferBody>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected JSON {\"target\": \"queue.NAME\", \"note\": \"...\"}\n",
+        )
+            .into_response();
+    };
+    match transfer(&api.services, &id, &b.target, &b.note).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
     }
 }

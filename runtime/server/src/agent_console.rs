@@ -286,6 +286,15 @@ async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
                         c.sessions().remove(token);
                         break;
                     }
+                    Ok(FromPage::Transfer { target, note }) => {
+                        let msg = match agent_api::transfer(&c.api.services, agent, &target, &note).await {
+                            Ok(()) => ToPage::Transferred { target },
+                            Err(message) => ToPage::Error { message: format!("transfer refused: {message}") },
+                        };
+                        if !send(&mut ws, &msg).await {
+                            break;
+                        }
+                    }
                     Ok(msg) => hub.from_page(agent, conn, msg),
                     Err(e) => {
                         let message = format!("not understood: {e}");

@@ -98,6 +98,12 @@ pub enum ToPage {
         /// `caller` (or the call moved on), `agent`, or `failed` (the media did not connect).
         by: &'static str,
     },
+    /// The caller was passed on ([`FromPage::Transfer`]); the conversation ends for this
+    /// agent.
+    Transferred {
+        /// Where to, as the agent asked.
+        target: String,
+    },
     /// Another console or a SIP phone took this agent over: the socket closes.
     Replaced,
     /// Something the agent asked could not be done.
@@ -125,6 +131,15 @@ pub enum FromPage {
     Hangup,
     /// Log out: the console's token is forgotten and its socket closes.
     Logout,
+    /// Pass the caller on (blind transfer) to `target`: `queue.NAME`, an agent id or a
+    /// number, with a note for the next agent.
+    Transfer {
+        /// Where to.
+        target: String,
+        /// The note shown to the next agent.
+        #[serde(default)]
+        note: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,7 +368,7 @@ impl AgentHub {
             }
             FromPage::Answer { sdp } => self.answer(agent, conn, sdp),
             // The console's socket does it.
-            FromPage::Logout => {}
+            FromPage::Logout | FromPage::Transfer { .. } => {}
             FromPage::Hangup => {
                 let mut consoles = self.lock();
                 let Some(c) = consoles.get_mut(agent).filter(|c| c.conn == conn) else {

@@ -24,6 +24,7 @@ pub mod live;
 pub mod live_calls;
 pub mod metrics;
 pub mod open_files;
+pub mod pass_refusal;
 pub mod queue_day;
 pub mod screen_pop;
 pub mod services;

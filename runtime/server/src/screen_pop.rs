@@ -25,7 +25,16 @@ pub struct ScreenPop {
     pub data: Vec<(String, String)>,
     /// The nodes the caller went through, in order (the last ones).
     pub path: Vec<String>,
+    /// The agent who transferred the call here (none: it came from the flow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transferred_by: Option<String>,
+    /// The transferring agent's note for the next agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
+
+/// Most characters of a transfer's note (a longer one is cut).
+pub const NOTE_CHARS: usize = 500;
 
 impl ScreenPop {
     /// The `X-IVR-*` headers of the INVITE to the agent.
@@ -51,6 +60,17 @@ impl ScreenPop {
         if !self.path.is_empty() {
             h.push(("X-IVR-Path".to_string(), self.path.join(",")));
         }
+        if let Some(by) = &self.transferred_by {
+            h.push(("X-IVR-Transferred-By".to_string(), by.clone()));
+        }
+        if let Some(note) = self.note.as_ref().filter(|n| !n.is_empty()) {
+            // One header line: no line breaks or other control characters.
+            let note: String = note
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            h.push(("X-IVR-Note".to_string(), note));
+        }
         h
     }
 }
@@ -73,6 +93,8 @@ mod tests {
                 ("customer.name".into(), "王芳".into()),
             ],
             path: vec!["welcome".into(), "main_menu".into()],
+            transferred_by: Some("2001".into()),
+            note: Some("wants a refund\r\nof 42".into()),
         };
         let h = pop.headers();
         let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
@@ -82,5 +104,7 @@ mod tests {
         assert_eq!(get("X-IVR-Queue"), Some("general"));
         assert_eq!(get("X-IVR-Priority"), Some("10"));
         assert_eq!(get("X-IVR-Path"), Some("welcome,main_menu"));
+        assert_eq!(get("X-IVR-Transferred-By"), Some("2001"));
+        assert_eq!(get("X-IVR-Note"), Some("wants a refund  of 42"));
     }
 }

@@ -68,6 +68,13 @@ pub enum CoreMsg {
         /// The leg's tag.
         tag: String,
     },
+    /// The final NOTIFY of leg `tag`'s REFER, with the transfer's status.
+    ReferDone {
+        /// The leg's tag.
+        tag: String,
+        /// The status (200: passed on).
+        code: u16,
+    },
     /// The call of dialog `tag` is over; `bye` when we must send a BYE (the flow hung up,
     /// no media, shutdown).
     Ended {
@@ -247,6 +254,7 @@ fn command(m: CoreMsg, legs: &mut HashMap<String, mpsc::UnboundedSender<LegEvent
             }))
         }
         CoreMsg::EndLeg { tag } => Command::EndLeg { tag },
+        CoreMsg::ReferDone { tag, code } => Command::ReferDone { tag, code },
         CoreMsg::Ended { tag, bye } => Command::Ended { tag, bye },
         CoreMsg::Drain => Command::Drain,
         CoreMsg::TerminateAll => Command::TerminateAll,

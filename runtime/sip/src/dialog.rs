@@ -109,12 +109,38 @@ impl Dialog {
         self.build(method, self.local_cseq, via, branch)
     }
 
+    /// An in-dialog request of ours with extra headers and a body (`NOTIFY` of a REFER's
+    /// progress): `body` is its content type and bytes.
+    pub fn request_with(
+        &mut self,
+        method: rsip::Method,
+        via: &str,
+        branch: &str,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> Vec<u8> {
+        self.local_cseq += 1;
+        self.build_with(method, self.local_cseq, via, branch, extra, body)
+    }
+
     /// The ACK of a 2xx to our INVITE: a request of its own with the INVITE's CSeq number.
     pub fn ack(&self, via: &str, branch: &str) -> Vec<u8> {
         self.build(rsip::Method::Ack, self.local_cseq, via, branch)
     }
 
     fn build(&self, method: rsip::Method, cseq: u32, via: &str, branch: &str) -> Vec<u8> {
+        self.build_with(method, cseq, via, branch, &[], None)
+    }
+
+    fn build_with(
+        &self,
+        method: rsip::Method,
+        cseq: u32,
+        via: &str,
+        branch: &str,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> Vec<u8> {
         let mut headers = Headers::default();
         headers.push(Header::Via(rsip::headers::Via::new(format!(
             "{via};branch={branch};rport"
@@ -137,8 +163,17 @@ impl Dialog {
             headers.push(Header::Route(rsip::headers::Route::new(r.clone())));
         }
         headers.push(Header::UserAgent(rsip::headers::UserAgent::new(AGENT)));
+        for (name, value) in extra {
+            headers.push(Header::Other((*name).to_string(), (*value).to_string()));
+        }
+        if let Some((ctype, _)) = body {
+            headers.push(Header::ContentType(rsip::headers::ContentType::new(
+                ctype.to_string(),
+            )));
+        }
+        let len = body.map_or(0, |(_, b)| b.len());
         headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
-            "0",
+            len.to_string(),
         )));
         // The peer's Contact, else its From URI; with neither usable, a placeholder that is
         // valid SIP (the request goes to the peer's address all the same, and the dialog is
@@ -152,7 +187,7 @@ impl Dialog {
             uri,
             version: rsip::Version::V2,
             headers,
-            body: Vec::new(),
+            body: body.map(|(_, b)| b.to_vec()).unwrap_or_default(),
         }
         .to_string()
         .into_bytes()

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const MAX_MESSAGE: usize = 16 * 1024;
 
 /// The methods we answer, for `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFER";
 
 /// Our `Server`/`User-Agent`.
 pub const AGENT: &str = concat!("ivr/", env!("CARGO_PKG_VERSION"));
@@ -300,7 +300,9 @@ pub fn reason(code: u16) -> &'static str {
         100 => "Trying",
         180 => "Ringing",
         200 => "OK",
+        202 => "Accepted",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         415 => "Unsupported Media Type",
@@ -311,10 +313,12 @@ pub fn reason(code: u16) -> &'static str {
         486 => "Busy Here",
         487 => "Request Terminated",
         488 => "Not Acceptable Here",
+        491 => "Request Pending",
         500 => "Server Internal Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",
         513 => "Message Too Large",
+        603 => "Decline",
         _ => "Unknown",
     }
 }

@@ -1127,3 +1127,84 @@ fn a_ringing_call_ended_by_the_application_or_a_shutdown_gets_a_final_answer() {
     assert!(net.sent(UAS, |p| p.is_response(200, "INVITE")).is_empty());
     assert!(forgot_everything(&net.uas), "{:?}", net.uas);
 }
+
+/// A REFER from the callee of a leg (an agent's phone transferring the caller): 202, a NOTIFY
+/// `100 Trying` with an active subscription, the application hears the target; its verdict
+/// is the final NOTIFY, which ends the subscription. A REFER in a caller's dialog gets 403.
+#[test]
+fn a_refer_on_a_leg_is_accepted_and_its_outcome_notified() {
+    let mut net = Net::new(0);
+    let (leg, _tag) = established(&mut net);
+    net.take(Side::Uac);
+    let (leg_from, uas_to, call_id) = caller_ids(&net);
+    let refer = request(
+        &format!(
+            "REFER sip:ivr@127.0.0.1:5060 SIP/2.0\n\
+             Via: SIP/2.0/UDP {UAS};branch=z9hG4bKrefer1\n\
+             From: {uas_to}\nTo: {leg_from}\nCall-ID: {call_id}\nCSeq: 5 REFER\n\
+             Contact: <sip:agent@{UAS}>\n\
+             Refer-To: <sip:queue.billing@127.0.0.1:5060>\nMax-Forwards: 70"
+        ),
+        "",
+        "",
+    );
+    net.inject(Side::Uac, UAS, &refer);
+    assert_eq!(net.sent(UAC, |p| p.is_response(202, "REFER")).len(), 1);
+    let trying = net.one(UAC, |p| p.is_request("NOTIFY")).text.clone();
+    assert_eq!(header(&trying, "Event"), Some("refer"));
+    assert!(
+        header(&trying, "Subscription-State").is_some_and(|s| s.starts_with("active")),
+        "{trying}"
+    );
+    assert!(
+        header(&trying, "Content-Type").is_some_and(|c| c.starts_with("message/sipfrag")),
+        "{trying}"
+    );
+    assert_eq!(body(&trying), "SIP/2.0 100 Trying\r\n");
+    let heard = net.take(Side::Uac);
+    assert!(
+        heard.iter().any(|o| matches!(
+            o,
+            Output::Leg { tag, event: LegEvent::Refer(r) }
+                if *tag == leg && r.user == "queue.billing" && r.replaces.is_none()
+        )),
+        "{heard:#?}"
+    );
+    // A second REFER while the first is decided: 491.
+    net.inject(
+        Side::Uac,
+        UAS,
+        &refer
+            .replace("z9hG4bKrefer1", "z9hG4bKrefer2")
+            .replace("5 REFER", "6 REFER"),
+    );
+    assert_eq!(net.sent(UAC, |p| p.is_response(491, "REFER")).len(), 1);
+    net.command(
+        Side::Uac,
+        Command::ReferDone {
+            tag: leg.clone(),
+            code: 480,
+        },
+    );
+    let notifies = net.sent(UAC, |p| p.is_request("NOTIFY"));
+    let last = &notifies.last().expect("final NOTIFY").text;
+    assert_eq!(body(last), "SIP/2.0 480 Temporarily Unavailable\r\n");
+    assert!(
+        header(last, "Subscription-State").is_some_and(|s| s.starts_with("terminated")),
+        "{last}"
+    );
+    // The caller's side may not transfer: 403 in a dialog the core answered.
+    let (caller_from, caller_to, caller_call) = caller_ids(&net);
+    let from_caller = request(
+        &format!(
+            "REFER sip:10010@127.0.0.1:5070 SIP/2.0\n\
+             Via: SIP/2.0/UDP {UAC};branch=z9hG4bKrefer3\n\
+             From: {caller_from}\nTo: {caller_to}\nCall-ID: {caller_call}\nCSeq: 9 REFER\n\
+             Refer-To: <sip:queue.billing@127.0.0.1>\nMax-Forwards: 70"
+        ),
+        "",
+        "",
+    );
+    net.inject(Side::Uas, UAC, &from_caller);
+    assert_eq!(net.sent(UAS, |p| p.is_response(403, "REFER")).len(), 1);
+}

@@ -14,6 +14,7 @@
 //! What calls share (the SIP core, the pacer, the ACD task, ...) comes as the [`Services`]
 //! handle; what is the call's own as an [`Incoming`].
 
+mod pass_on;
 mod transfer;
 
 use crate::acd_task::{AcdMsg, LeaveReason, QueueEvent};
@@ -135,6 +136,9 @@ struct Transfer {
     key: Option<CallKey>,
     /// The agent (queue) or number (`to`) answered: the conversation is on.
     connected: bool,
+    /// Passed on by an agent to a queue (the flow's node is done with it: the engine stays
+    /// connected while the call waits for the next agent).
+    passed: bool,
 }
 
 /// A call we placed for a transfer, and the media bridge once it answers.
@@ -206,6 +210,8 @@ struct Driver {
     last_pop: Option<ScreenPop>,
     /// This call's key in the registry of calls in progress.
     live_key: u64,
+    /// An agent's transfer waits for the ACD's answer: who to tell.
+    passing: Option<(crate::acd_task::PassOrigin, ScreenPop)>,
 }
 
 impl Driver {
@@ -734,6 +740,7 @@ pub async fn run(services: Services, incoming: Incoming) {
         path: VecDeque::with_capacity(PATH_LEN),
         last_pop: None,
         live_key,
+        passing: None,
     };
     d.feed(Event::Start);
     let mut buf = [0u8; 1500];
@@ -763,7 +770,11 @@ pub async fn run(services: Services, incoming: Incoming) {
             },
             m = media_rx.recv() => {
                 if let Some(MediaEvent::PlaybackDone { seq }) = m {
-                    d.feed(Event::PlaybackDone { seq });
+                    if seq == pass_on::HOLD_SEQ {
+                        d.play_hold();
+                    } else {
+                        d.feed(Event::PlaybackDone { seq });
+                    }
                 }
             }
             m = internal_rx.recv() => match m {

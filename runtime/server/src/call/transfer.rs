@@ -45,6 +45,8 @@ impl Driver {
                 .iter()
                 .filter_map(|n| flow.program.nodes.get(*n as usize).map(|n| n.name.clone()))
                 .collect(),
+            transferred_by: None,
+            note: None,
         }
     }
 
@@ -69,6 +71,7 @@ impl Driver {
                 self.transfer = Some(Transfer {
                     key: Some(key),
                     connected: false,
+                    passed: false,
                 });
                 let _ = self.services.acd.send(AcdMsg::Enqueue {
                     call: key,
@@ -101,6 +104,7 @@ impl Driver {
                 self.transfer = Some(Transfer {
                     key: None,
                     connected: false,
+                    passed: false,
                 });
                 let tx = self.internal.clone();
                 if !target.contains(':') {
@@ -308,10 +312,23 @@ impl Driver {
                 tracing::info!(
                     "no agent for this call: nobody who could take it is logged in (no_agents)"
                 );
-                self.transfer = None;
+                let passed = self.transfer.take().is_some_and(|t| t.passed);
                 self.hang_up_leg();
-                self.feed(Event::Transfer(TransferUpdate::NoAgents));
+                // A call an agent passed on is past its node's `no_agents`: the conversation
+                // is over as if the agent had hung up (the node's `after`, or the end).
+                self.feed(Event::Transfer(if passed {
+                    TransferUpdate::AgentHungUp
+                } else {
+                    TransferUpdate::NoAgents
+                }));
             }
+            QueueEvent::Passed(result) => self.on_passed(result),
+            QueueEvent::PassOn {
+                by,
+                target,
+                note,
+                reply,
+            } => self.on_pass_request(&by, &target, note, reply),
         }
     }
 
@@ -349,6 +366,7 @@ impl Driver {
                 tracing::info!(code, "the transfer's call failed");
                 self.leg_failed(code);
             }
+            LegEvent::Refer(refer) => self.on_refer(refer),
             LegEvent::Bye => {
                 tracing::info!("the agent hung up");
                 self.drop_leg();

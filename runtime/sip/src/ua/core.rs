@@ -655,10 +655,10 @@ impl<H: Host> Core<H> {
             Method::Options => self.on_options(&req, peer, key, now),
             Method::Info => self.on_info(&req, &f, peer, key, now),
             Method::Register => self.on_register(&req, peer, key, now),
+            Method::Refer => self.on_refer(&req, &f, peer, key, now),
             Method::Subscribe
             | Method::Notify
             | Method::Message
-            | Method::Refer
             | Method::Publish
             | Method::PRack
             | Method::Update => self.answer(&req, peer, 405),
@@ -680,6 +680,7 @@ impl<H: Host> Core<H> {
             }
             Command::Dial(d) => self.dial(*d, now),
             Command::EndLeg { tag } => self.end_leg(&tag, now),
+            Command::ReferDone { tag, code } => self.refer_done(&tag, code, now),
             Command::Credentials { realm, credentials } => {
                 for agent in self.registrar.set_credentials(realm, credentials) {
                     tracing::info!(agent, "no longer configured: its registration is dropped");

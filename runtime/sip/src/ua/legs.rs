@@ -50,6 +50,8 @@ pub(super) struct Leg {
     pub(super) rang: bool,
     /// The rate of the callee's requests within the leg's dialog (re-INVITE).
     pub(super) bucket: Bucket,
+    /// A REFER of the callee's waits for its outcome (its subscription is active).
+    pub(super) refer: bool,
 }
 
 impl<H: Host> Core<H> {
@@ -143,6 +145,7 @@ impl<H: Host> Core<H> {
                 reinvite: None,
                 rang: false,
                 bucket: Bucket::full(IN_DIALOG_BURST, now),
+                refer: false,
             },
         );
         self.send(&d.peer, bytes);

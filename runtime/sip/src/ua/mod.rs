@@ -31,16 +31,19 @@
 //!
 //! Files: `core.rs` (the core, its tables, timers and the sending helpers), `invite.rs`
 //! (incoming INVITEs and admission), `in_dialog.rs` (ACK, BYE, CANCEL, re-INVITE, INFO,
-//! OPTIONS), `legs.rs` (the legs we place: Dial, EndLeg, the client INVITE transaction),
+//! OPTIONS), `legs.rs` (the legs we place: Dial, EndLeg, the client INVITE transaction), `refer.rs`
+//! (REFER from a leg's callee, RFC 3515, and its NOTIFYs),
 //! `register.rs` (REGISTER, answered by the [`crate::registrar::Registrar`]).
 
 mod core;
 mod in_dialog;
 mod invite;
 mod legs;
+mod refer;
 mod register;
 
 pub use self::core::Core;
+pub use self::refer::{Refer, parse_refer_to};
 pub use crate::edge::EdgePolicy;
 use crate::message::Facts;
 use crate::peer::Peer;
@@ -84,6 +87,14 @@ pub enum Command {
         tag: String,
         /// Send a BYE.
         bye: bool,
+    },
+    /// How leg `tag`'s REFER ended: the final NOTIFY carries `SIP/2.0 {code}` (200: the
+    /// caller was passed on; 404, 480, 403...: refused, the caller stays).
+    ReferDone {
+        /// The leg's tag.
+        tag: String,
+        /// The status of the transfer.
+        code: u16,
     },
     /// Stop taking calls (503 for new INVITEs).
     Drain,
@@ -145,6 +156,9 @@ pub enum LegEvent {
     Media(Negotiated),
     /// The callee hung up.
     Bye,
+    /// The callee asks to pass the caller on (REFER, answered 202 with a first NOTIFY
+    /// `100 Trying`); the application answers with [`Command::ReferDone`].
+    Refer(Refer),
 }
 
 /// What the core asks its driver to do.

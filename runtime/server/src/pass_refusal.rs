@@ -1,0 +1,54 @@
+//! Why an agent's transfer was refused ([`PassRefusal`]): the status of the REFER's final
+//! NOTIFY and the sentence the console shows. Shared by the call's driver, which decides,
+//! and the ACD task and HTTP side, which carry the answer.
+
+use ivr_acd::TransferRefused;
+
+/// Why a transfer was refused: the status of the REFER's final NOTIFY and the console's
+/// sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PassRefusal {
+    /// The caller is not talking with this agent (yet, or any more), or a transfer is in
+    /// progress already.
+    #[error("the agent is not talking with a caller")]
+    NotConnected,
+    /// The ACD refused the queue or the agent.
+    #[error("{0}")]
+    Queue(TransferRefused),
+    /// A number: there is no trunk to reach it.
+    #[error("cannot transfer to the number {0}: no trunk is configured for outside calls")]
+    Number(String),
+    /// The agent named itself.
+    #[error("an agent cannot transfer a call to itself")]
+    Yourself,
+    /// REFER with Replaces: not built yet.
+    #[error("attended transfer (REFER with Replaces) is not supported yet: transfer blind")]
+    Attended,
+    /// Neither a queue, an agent nor a number.
+    #[error("`{0}` is neither queue.NAME, an agent nor a number")]
+    Unknown(String),
+    /// The ACD or the call did not answer (shutting down, or in time).
+    #[error("the server did not answer in time")]
+    Unanswered,
+}
+
+impl PassRefusal {
+    /// The status line of the final NOTIFY (`message/sipfrag`).
+    pub fn code(&self) -> u16 {
+        match self {
+            PassRefusal::NotConnected => 481,
+            PassRefusal::Queue(
+                TransferRefused::UnknownQueue(_) | TransferRefused::UnknownAgent(_),
+            )
+            | PassRefusal::Unknown(_) => 404,
+            PassRefusal::Queue(
+                TransferRefused::NoAgents(_)
+                | TransferRefused::AgentOffline(_)
+                | TransferRefused::NoQueue(_),
+            ) => 480,
+            PassRefusal::Number(_) | PassRefusal::Yourself => 403,
+            PassRefusal::Attended => 501,
+            PassRefusal::Unanswered => 503,
+        }
+    }
+}
