@@ -11,7 +11,7 @@
 //! `data-to` (a node's name, or `hangup`, `back`, `main`, `repeat`) and `data-label`. Every
 //! text and attribute is escaped. Nothing but the program goes in: no caller data.
 
-use crate::graph::labelled_edges;
+use crate::edges::labelled_edges;
 use crate::layout::{self, InEdge, Layout};
 use crate::program::{Jump, Program};
 use std::fmt::Write;

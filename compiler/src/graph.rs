@@ -2,7 +2,8 @@
 //! drawn here ([`crate::flow_svg`]).
 //! Nodes are shaped by kind; edges are labelled by key or outcome.
 
-use crate::program::{Body, Jump, Program};
+use crate::edges::labelled_edges;
+use crate::program::{Jump, Program};
 use ivr_dsl::ast::NodeKind;
 use std::fmt::Write;
 
@@ -48,17 +49,6 @@ pub fn render(program: &Program, format: GraphFormat) -> String {
         GraphFormat::Mermaid => mermaid(program),
         GraphFormat::Svg => crate::flow_svg::render(program).svg,
     }
-}
-
-/// The edges of a node with a printable label, skipping duplicates of the same label and target.
-pub(crate) fn labelled_edges(body: &Body) -> Vec<(String, Jump)> {
-    let mut out: Vec<(String, Jump)> = Vec::new();
-    for (label, edge) in body.edges() {
-        if !out.iter().any(|(l, j)| *l == label && *j == edge.jump) {
-            out.push((label, edge.jump));
-        }
-    }
-    out
 }
 
 fn dot(program: &Program) -> String {

@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod audio_texts;
 pub mod catalog;
 pub mod config;
+mod edges;
 pub mod flow_svg;
 pub mod graph;
 pub mod layout;

@@ -2,12 +2,15 @@
 //! wrap-up.
 
 use super::Timer;
-use super::dispatch::IdleKey;
 use super::queue::CallState;
 use super::{Acd, AcdError, AcdOut, CallKey, Contact, SkillSet};
 use ivr_engine::Millis;
 use serde::Serialize;
 use std::cmp::Reverse;
+
+/// An available agent's place in a class: (its level when the class orders by level, else
+/// 0, highest first; available since; availability number; agent).
+pub(super) type IdleKey = (Reverse<u8>, Millis, u64, usize);
 
 /// What an agent is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

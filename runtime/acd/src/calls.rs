@@ -3,7 +3,7 @@
 use super::Timer;
 use super::agents::AgentState;
 use super::queue::{CallState, QueuedCall};
-use super::routing::{Route, RouteKind};
+use super::route::{Route, RouteKind};
 use super::{Acd, AcdOut, CallKey, Decline, Routing};
 use ivr_engine::Millis;
 

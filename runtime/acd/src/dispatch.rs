@@ -8,17 +8,12 @@
 //! front of an ordered set.
 
 use super::Timer;
-use super::agents::AgentState;
+use super::agents::{AgentState, IdleKey};
 use super::queue::{CallState, OrderKey};
 use super::{Acd, AcdOut, CallKey, RETRY_PAUSE_MS, SkillSet};
-use crate::routing::OverflowWhen;
+use crate::route::OverflowWhen;
 use ivr_engine::Millis;
-use std::cmp::Reverse;
 use std::collections::BTreeSet;
-
-/// An available agent's place in a class: (its level when the class orders by level, else
-/// 0, highest first; available since; availability number; agent).
-pub(super) type IdleKey = (Reverse<u8>, Millis, u64, usize);
 
 /// The calls needing one set of skills, and the agents who have them.
 #[derive(Debug)]

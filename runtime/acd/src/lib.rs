@@ -20,7 +20,7 @@
 //! - After a conversation the agent is in wrap-up for the queue's `wrap_up`, then available.
 //! - A call whose skills no logged-in agent has (away agents count as logged in) is not queued
 //!   ([`AcdOut::NoAgents`]); waiting calls get the same when their last agent logs out.
-//! - [`Routing`] ([`routing`]): `overflow QUEUE after D | when none_idle` offers a waiting call
+//! - [`Routing`] ([`route`], [`routing`]): `overflow QUEUE after D | when none_idle` offers a waiting call
 //!   to another queue's agents too, keeping its place and time; `level N` asks for agents of
 //!   level N or more while one is logged in; `strategy = "best_level"` queues offer to the
 //!   highest level first; calls transferred in by an agent rank above every flow priority.
@@ -43,6 +43,7 @@ mod dispatch;
 mod machine;
 mod queue;
 mod reload;
+mod route;
 mod routing;
 mod skills;
 mod status;
@@ -53,7 +54,7 @@ mod timers;
 pub use agents::AgentState;
 pub use ivr_sansio::Machine;
 pub use machine::AcdInput;
-pub use routing::{OverflowRule, OverflowWhen, Routing};
+pub use route::{OverflowRule, OverflowWhen, Routing};
 pub use status::{AcdStatus, AgentStatus, QueueStatus};
 
 use agents::Agent;

@@ -154,7 +154,7 @@ pub(super) struct QueuedCall {
     /// The least agent level asked for (0: any).
     pub(super) level: u8,
     /// Other classes it may be offered through (level fallback, overflows).
-    pub(super) routes: Vec<super::routing::Route>,
+    pub(super) routes: Vec<super::route::Route>,
     /// Whether an overflow of it was triggered.
     pub(super) overflowed: bool,
     /// When its next `overflow ... after` is due.

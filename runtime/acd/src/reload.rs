@@ -4,7 +4,7 @@
 use super::Timer;
 use super::agents::{Agent, AgentState};
 use super::queue::{CallState, Queue};
-use super::routing::RouteKind;
+use super::route::RouteKind;
 use super::skills::SkillTable;
 use super::{Acd, AcdOut, millis};
 use ivr_compiler::config::{Config, Strategy};
@@ -96,7 +96,7 @@ impl Acd {
             self.dispatch_call(call, now, out);
         }
         self.recheck_retrying(now, out);
-        let mut available: Vec<super::dispatch::IdleKey> = self
+        let mut available: Vec<super::agents::IdleKey> = self
             .agents
             .iter()
             .enumerate()
