@@ -16,6 +16,7 @@ use ivr_sip::sdp::{CryptoSuite, KEY_SALT_LEN, Sdes};
 use rtc::srtp::context::Context;
 use rtc::srtp::option::{srtcp_replay_protection, srtp_replay_protection};
 use rtc::srtp::protection_profile::ProtectionProfile;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The replay window of [`Unprotect`] (packets).
 pub const REPLAY_WINDOW: usize = 64;
@@ -26,6 +27,14 @@ pub const MAX_SSRCS: usize = 4;
 
 /// The length of the master key within the 30 bytes of key and salt.
 const KEY_LEN: usize = 16;
+
+static AUTH_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// SRTP packets every [`Unprotect`] of this process refused (not authenticated, a replay, not
+/// RTP, or of an SSRC too many): `ivr_srtp_auth_failures_total`.
+pub fn auth_failures_total() -> u64 {
+    AUTH_FAILURES.load(Ordering::Relaxed)
+}
 
 /// What went wrong with SRTP.
 #[derive(Debug, thiserror::Error)]
@@ -126,8 +135,17 @@ impl Unprotect {
     }
 
     /// The plain RTP packet of SRTP packet `packet`; an error for a packet that is not RTP,
-    /// not authenticated, a replay, or of an SSRC beyond [`MAX_SSRCS`].
+    /// not authenticated, a replay, or of an SSRC beyond [`MAX_SSRCS`] (counted in
+    /// [`auth_failures_total`]).
     pub fn unprotect(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
+        let r = self.check(packet);
+        if r.is_err() {
+            AUTH_FAILURES.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn check(&mut self, packet: &[u8]) -> Result<BytesMut, SrtpError> {
         let Some(p) = crate::rtp::parse(packet) else {
             return Err(SrtpError::Refused("not RTP".into()));
         };
