@@ -2,7 +2,10 @@
 //! certificate made by the `openssl` command line, a call placed over SIP-over-TLS by a small
 //! rustls client here (SIPp 3.6 as packaged has no TLS transport), `/status` fetched over
 //! HTTPS, and the attacks a TLS listener meets: a client that never finishes its handshake, and
-//! bytes that are no ClientHello. Also: an `RTP/SAVP` offer is refused with 488.
+//! bytes that are no ClientHello. Also SRTP with SDES keys (`[server] srtp`): a call offering
+//! `RTP/SAVP` with an `a=crypto` key, over TLS and over UDP, hears its prompts protected with
+//! the answer's key (decrypted here with `rtc-srtp`) and its protected RFC 4733 key moves the
+//! flow; a forged packet is dropped and counted; the policies refuse with 488.
 //!
 //! Every server listens on 127.0.0.1 only; every wait is bounded.
 
@@ -73,6 +76,11 @@ fn make_cert(dir: &Path) -> Option<(PathBuf, PathBuf)> {
 
 /// A deployment of [`FLOW`] with SIP over TLS on a free port and, when `https`, HTTPS.
 fn deployment(name: &str, https: bool) -> Option<PathBuf> {
+    deployment_srtp(name, https, None)
+}
+
+/// [`deployment`] with `[server] srtp = "srtp"` when given.
+fn deployment_srtp(name: &str, https: bool, srtp: Option<&str>) -> Option<PathBuf> {
     let dir = temp_dir(name);
     make_cert(&dir)?;
     fs::create_dir_all(dir.join("flows")).expect("flows");
@@ -92,10 +100,10 @@ fn deployment(name: &str, https: bool) -> Option<PathBuf> {
             "max_calls = 100\n\
              tls = {{ sip = \"127.0.0.1:0\", cert = \"tls/cert.pem\", key = \"tls/key.pem\" }}\n{}",
             if https {
-                "https = { cert = \"tls/cert.pem\", key = \"tls/key.pem\" }\n"
+                "https = { cert = \"tls/cert.pem\", key = \"tls/key.pem\" }\n".to_string()
             } else {
-                ""
-            }
+                String::new()
+            } + &srtp.map_or(String::new(), |s| format!("srtp = \"{s}\"\n"))
         ),
     );
     fs::write(
@@ -520,8 +528,22 @@ fn https_serves_status_over_tls_and_refuses_plain_http() {
 const CRYPTO: &str =
     "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
 
-/// SRTP offers are refused: `RTP/SAVP` (SDES) gets 488 over TLS like over UDP, since the
-/// media would be plain RTP.
+/// The final response to an INVITE sent over UDP from `udp`.
+fn udp_final(udp: &UdpSocket, server: &Server, offer: &str) -> String {
+    udp.send_to(offer.as_bytes(), server.addr).expect("send");
+    let mut buf = [0u8; 4096];
+    while let Ok((n, _)) = udp.recv_from(&mut buf) {
+        let m = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !m.starts_with("SIP/2.0 1") {
+            return m;
+        }
+    }
+    panic!("no final response\n{}", server.log())
+}
+
+/// The policies: `none` (the default) refuses `RTP/SAVP` with 488, over TLS like over UDP,
+/// rather than answering it as plain RTP; `required` refuses a plain `RTP/AVP` offer (and an
+/// INVITE without an offer) with 488.
 #[test]
 fn an_srtp_offer_is_refused_with_488() {
     let Some(config) = deployment("savp", false) else {
@@ -550,19 +572,276 @@ fn an_srtp_offer_is_refused_with_488() {
         .expect("timeout");
     let local = udp.local_addr().expect("addr");
     let offer = invite(local, server.addr, 4002, "RTP/SAVP", CRYPTO, "UDP");
-    udp.send_to(offer.as_bytes(), server.addr).expect("send");
-    let mut buf = [0u8; 4096];
-    let mut final_code = String::new();
-    while let Ok((n, _)) = udp.recv_from(&mut buf) {
-        let m = String::from_utf8_lossy(&buf[..n]).to_string();
-        if !m.starts_with("SIP/2.0 1") {
-            final_code = m;
-            break;
-        }
-    }
+    let final_code = udp_final(&udp, &server, &offer);
     assert!(
         final_code.starts_with("SIP/2.0 488"),
         "{final_code}\n{}",
         server.log()
+    );
+    drop(server);
+    // `required`: a plain offer is refused.
+    let Some(config) = deployment_srtp("savp-required", false, Some("required")) else {
+        return;
+    };
+    let server = Server::start(&config, &[]);
+    let offer = invite(local, server.addr, 4004, "RTP/AVP", "", "UDP");
+    let final_code = udp_final(&udp, &server, &offer);
+    assert!(
+        final_code.starts_with("SIP/2.0 488"),
+        "{final_code}\n{}",
+        server.log()
+    );
+    // An SRTP offer is answered there (SRTP calls are tested in full below).
+    let offer = invite(local, server.addr, 4006, "RTP/SAVP", CRYPTO, "UDP");
+    let final_code = udp_final(&udp, &server, &offer);
+    assert!(
+        final_code.starts_with("SIP/2.0 200") && final_code.contains("a=crypto:1 "),
+        "{final_code}\n{}",
+        server.log()
+    );
+}
+
+/// An SRTP context of `rtc-srtp` for key and salt `key` (AES_CM_128_HMAC_SHA1_80).
+fn srtp_context(key: &[u8; 30]) -> rtc::srtp::context::Context {
+    let provider = rtc::srtp::crypto::default_provider().expect("crypto provider");
+    rtc::srtp::context::Context::new(
+        &key[..16],
+        &key[16..],
+        rtc::srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_80,
+        None,
+        None,
+        provider.crypto(),
+    )
+    .expect("SRTP context")
+}
+
+/// A plain RTP packet: header and payload.
+fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, (u8::from(marker) << 7) | pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// One SRTP call, signalled over `send`/`recv` (TLS or UDP): the answer is `RTP/SAVP` with one
+/// `a=crypto` of the server's own key; the prompts come protected with it (authenticated,
+/// G.711 that is not silence); a forged packet is dropped and counted; key 1 protected with our
+/// key (RFC 4733) ends the menu, and the flow's BYE comes. Returns the 200's SDP answer.
+fn srtp_call(
+    server: &Server,
+    ok: &str,
+    rtp: &UdpSocket,
+    our_key: &[u8; 30],
+    send: &mut dyn FnMut(&str),
+    next: &mut dyn FnMut() -> Option<String>,
+    local: SocketAddr,
+) {
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}\n{}", server.log());
+    let body = ok.split_once("\r\n\r\n").map_or("", |b| b.1);
+    let answer = ivr_sip::sdp::parse(body).expect("SDP answer");
+    let m = &answer.media[0];
+    assert_eq!(m.proto, "RTP/SAVP", "{body}");
+    assert_eq!(body.matches("a=crypto:").count(), 1, "{body}");
+    let theirs = m.crypto.first().expect("the answer's a=crypto");
+    assert_eq!(theirs.tag, 1);
+    assert_ne!(&theirs.key, our_key);
+    let media = SocketAddr::new(m.addr.expect("c="), m.port);
+    send(&in_dialog("ACK", 1, ok, local, ""));
+    // The prompts, protected with the answer's key.
+    let mut rx = srtp_context(&theirs.key);
+    let mut buf = [0u8; 1500];
+    let mut loud = 0;
+    let mut got = 0;
+    let started = Instant::now();
+    while loud < 10 && started.elapsed() < Duration::from_secs(5) {
+        let Ok((n, _)) = rtp.recv_from(&mut buf) else {
+            continue;
+        };
+        got += 1;
+        assert_eq!(n, 12 + 160 + 10, "an SRTP packet of 20 ms of G.711 and an 80-bit tag");
+        let plain = rx
+            .decrypt_rtp(&buf[..n])
+            .unwrap_or_else(|e| panic!("our prompt audio does not authenticate: {e}"));
+        assert_eq!(plain[1] & 0x7f, 0, "PCMU");
+        let payload = &plain[12..];
+        // μ-law silence is 0xFF/0x7F; a tone swings far from it.
+        if payload.iter().any(|&b| b & 0x7f < 0x70) {
+            loud += 1;
+        }
+    }
+    assert!(loud >= 10, "{got} packets, {loud} with sound\n{}", server.log());
+    let mut tx = srtp_context(our_key);
+    let ssrc = 0x5eed_0001;
+    // Forged: our SSRC and sequence, a wrong tag. Dropped and counted, the call goes on.
+    let before = metric(server.http(), Path::new(""), false, "ivr_srtp_auth_failures_total")
+        .expect("ivr_srtp_auth_failures_total");
+    let mut forged = rtp_packet(101, true, 10, 8000, ssrc, &[1, 0x0a, 0, 160]);
+    forged.extend_from_slice(&[0xAB; 10]);
+    for _ in 0..3 {
+        rtp.send_to(&forged, media).expect("forged");
+    }
+    // Plain RTP on an SRTP call is refused the same way.
+    rtp.send_to(&rtp_packet(101, true, 11, 8000, ssrc, &[1, 0x0a, 0, 160]), media)
+        .expect("plain");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = metric(server.http(), Path::new(""), false, "ivr_srtp_auth_failures_total")
+            .unwrap_or_default();
+        if now >= before + 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{before} → {now}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Key 1 (RFC 4733), protected with our key: the menu takes it, the flow says bye and
+    // hangs up.
+    for (i, (end, dur)) in [(false, 160u16), (false, 320), (true, 480), (true, 480)]
+        .into_iter()
+        .enumerate()
+    {
+        let e = [1, if end { 0x80 | 10 } else { 10 }, (dur >> 8) as u8, dur as u8];
+        let p = rtp_packet(101, i == 0, 20 + i as u16, 16_000, ssrc, &e);
+        let p = tx.encrypt_rtp(&p).expect("encrypt");
+        rtp.send_to(&p, media).expect("key");
+    }
+    let mut bye = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        // Our audio keeps coming until then: drain it.
+        let _ = rtp.recv_from(&mut buf);
+        if let Some(msg) = next()
+            && msg.starts_with("BYE ")
+        {
+            bye = Some(msg);
+            break;
+        }
+    }
+    let bye = bye.unwrap_or_else(|| panic!("no BYE after key 1\n{}", server.log()));
+    send(&response_to(&bye, "200 OK"));
+}
+
+/// The SDP line of a fresh key of ours.
+fn our_crypto() -> ([u8; 30], String) {
+    use base64::Engine as _;
+    let mut key = [0u8; 30];
+    getrandom::fill(&mut key).expect("random");
+    let line = format!(
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}|2^31\r\n",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    );
+    (key, line)
+}
+
+/// SRTP calls with `srtp = "optional"`, over TLS (where SDES keys belong: they travel in the
+/// SDP) and over UDP; a plain offer is still answered.
+#[test]
+fn srtp_calls_hear_protected_prompts_and_their_protected_keys_are_taken() {
+    let Some(config) = deployment_srtp("srtp-call", false, Some("optional")) else {
+        return;
+    };
+    let cert = config.parent().expect("dir").join("tls/cert.pem");
+    let server = Server::start(&config, &[]);
+    let tls_addr = listed(&server, "tls:");
+    // Over TLS.
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp");
+    rtp.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let rtp_port = rtp.local_addr().expect("addr").port();
+    let (key, line) = our_crypto();
+    let (tls, _) = connect_tls(tls_addr, &cert);
+    let tls = std::cell::RefCell::new(tls);
+    let local = tls.borrow().sock.local_addr().expect("local");
+    let mut reader = SipReader { buf: Vec::new() };
+    tls.borrow_mut()
+        .write_all(invite(local, tls_addr, rtp_port, "RTP/SAVP", &line, "TLS").as_bytes())
+        .expect("INVITE");
+    let ok = loop {
+        let m = reader
+            .next(&mut *tls.borrow_mut())
+            .unwrap_or_else(|| panic!("no final response\n{}", server.log()));
+        if !m.starts_with("SIP/2.0 1") {
+            break m;
+        }
+    };
+    tls.borrow_mut()
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    srtp_call(
+        &server,
+        &ok,
+        &rtp,
+        &key,
+        &mut |m: &str| tls.borrow_mut().write_all(m.as_bytes()).expect("send"),
+        &mut || reader.next(&mut *tls.borrow_mut()),
+        local,
+    );
+    // Over UDP.
+    let sip = UdpSocket::bind("127.0.0.1:0").expect("sip");
+    sip.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let local = sip.local_addr().expect("addr");
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp");
+    rtp.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let rtp_port = rtp.local_addr().expect("addr").port();
+    let (key, line) = our_crypto();
+    let ok = udp_final(
+        &sip,
+        &server,
+        &invite(local, server.addr, rtp_port, "RTP/SAVP", &line, "UDP"),
+    );
+    sip.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let to = server.addr;
+    srtp_call(
+        &server,
+        &ok,
+        &rtp,
+        &key,
+        &mut |m: &str| {
+            sip.send_to(m.replace("SIP/2.0/TLS", "SIP/2.0/UDP").as_bytes(), to)
+                .expect("send");
+        },
+        &mut || {
+            let mut buf = [0u8; 4096];
+            sip.recv_from(&mut buf)
+                .ok()
+                .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).to_string())
+        },
+        local,
+    );
+    // Both calls took key 1 in the menu.
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    let visits: Vec<(String, Option<String>)> = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let v: Vec<(String, Option<String>)> = sqlx::query_as(
+                "SELECT node, exit FROM node_visits WHERE node = 'choose' ORDER BY call_id, seq",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("visits");
+            if v.len() >= 2 || started.elapsed() > Duration::from_secs(8) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let key1 = ("choose".to_string(), Some("key 1".to_string()));
+    assert_eq!(visits, vec![key1.clone(), key1], "{}", server.log());
+    // A plain offer is answered plain under `optional`.
+    let offer = invite(local, server.addr, 4010, "RTP/AVP", "", "UDP");
+    sip.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let ok = udp_final(&sip, &server, &offer);
+    assert!(
+        ok.starts_with("SIP/2.0 200") && ok.contains("RTP/AVP") && !ok.contains("a=crypto"),
+        "{ok}"
     );
 }
