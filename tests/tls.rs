@@ -660,7 +660,11 @@ fn srtp_call(
             continue;
         };
         got += 1;
-        assert_eq!(n, 12 + 160 + 10, "an SRTP packet of 20 ms of G.711 and an 80-bit tag");
+        assert_eq!(
+            n,
+            12 + 160 + 10,
+            "an SRTP packet of 20 ms of G.711 and an 80-bit tag"
+        );
         let plain = rx
             .decrypt_rtp(&buf[..n])
             .unwrap_or_else(|e| panic!("our prompt audio does not authenticate: {e}"));
@@ -671,28 +675,49 @@ fn srtp_call(
             loud += 1;
         }
     }
-    assert!(loud >= 10, "{got} packets, {loud} with sound\n{}", server.log());
+    assert!(
+        loud >= 10,
+        "{got} packets, {loud} with sound\n{}",
+        server.log()
+    );
     let mut tx = srtp_context(our_key);
     let ssrc = 0x5eed_0001;
     // Forged: our SSRC and sequence, a wrong tag. Dropped and counted, the call goes on.
-    let before = metric(server.http(), Path::new(""), false, "ivr_srtp_auth_failures_total")
-        .expect("ivr_srtp_auth_failures_total");
+    let before = metric(
+        server.http(),
+        Path::new(""),
+        false,
+        "ivr_srtp_auth_failures_total",
+    )
+    .expect("ivr_srtp_auth_failures_total");
     let mut forged = rtp_packet(101, true, 10, 8000, ssrc, &[1, 0x0a, 0, 160]);
     forged.extend_from_slice(&[0xAB; 10]);
     for _ in 0..3 {
         rtp.send_to(&forged, media).expect("forged");
     }
     // Plain RTP on an SRTP call is refused the same way.
-    rtp.send_to(&rtp_packet(101, true, 11, 8000, ssrc, &[1, 0x0a, 0, 160]), media)
-        .expect("plain");
+    rtp.send_to(
+        &rtp_packet(101, true, 11, 8000, ssrc, &[1, 0x0a, 0, 160]),
+        media,
+    )
+    .expect("plain");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let now = metric(server.http(), Path::new(""), false, "ivr_srtp_auth_failures_total")
-            .unwrap_or_default();
+        let now = metric(
+            server.http(),
+            Path::new(""),
+            false,
+            "ivr_srtp_auth_failures_total",
+        )
+        .unwrap_or_default();
         if now >= before + 4 {
             break;
         }
-        assert!(Instant::now() < deadline, "{before} → {now}\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "{before} → {now}\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // Key 1 (RFC 4733), protected with our key: the menu takes it, the flow says bye and
@@ -701,7 +726,12 @@ fn srtp_call(
         .into_iter()
         .enumerate()
     {
-        let e = [1, if end { 0x80 | 10 } else { 10 }, (dur >> 8) as u8, dur as u8];
+        let e = [
+            1,
+            if end { 0x80 | 10 } else { 10 },
+            (dur >> 8) as u8,
+            dur as u8,
+        ];
         let p = rtp_packet(101, i == 0, 20 + i as u16, 16_000, ssrc, &e);
         let p = tx.encrypt_rtp(&p).expect("encrypt");
         rtp.send_to(&p, media).expect("key");

@@ -57,7 +57,11 @@ fn profile(suite: CryptoSuite) -> ProtectionProfile {
     }
 }
 
-fn context(key: &[u8; KEY_SALT_LEN], suite: CryptoSuite, remote: bool) -> Result<Context, SrtpError> {
+fn context(
+    key: &[u8; KEY_SALT_LEN],
+    suite: CryptoSuite,
+    remote: bool,
+) -> Result<Context, SrtpError> {
     let provider =
         rtc::srtp::crypto::default_provider().map_err(|e| SrtpError::Context(e.to_string()))?;
     let (master_key, master_salt) = key.split_at(KEY_LEN);
@@ -231,7 +235,10 @@ mod tests {
         let (ours, theirs) = keys(CryptoSuite::AesCm128HmacSha1_80);
         let mut send = Protect::new(&ours).expect("ctx");
         let mut recv = Unprotect::new(&theirs).expect("ctx");
-        let mut p = send.protect(&head(1, 7), &[1; 160]).expect("protect").to_vec();
+        let mut p = send
+            .protect(&head(1, 7), &[1; 160])
+            .expect("protect")
+            .to_vec();
         p[HEADER_LEN + 3] ^= 1;
         assert!(matches!(recv.unprotect(&p), Err(SrtpError::Refused(_))));
         // Plain RTP, garbage, a short packet.

@@ -595,7 +595,10 @@ mod tests {
         assert_eq!(n.direction.answer(), Direction::RecvOnly);
         let g729 =
             "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
-        assert_eq!(negotiate(&parse(g729).expect("sdp"), SrtpPolicy::None), Err(NoCommonCodec));
+        assert_eq!(
+            negotiate(&parse(g729).expect("sdp"), SrtpPolicy::None),
+            Err(NoCommonCodec)
+        );
         assert!(parse("hello").is_err());
     }
 
@@ -702,12 +705,19 @@ mod tests {
             assert_eq!(Crypto::parse(b), None, "{b}");
             let s = parse(&savp(b)).expect("sdp");
             assert!(s.media[0].crypto.is_empty(), "{b}");
-            assert_eq!(negotiate(&s, SrtpPolicy::Optional), Err(NoCommonCodec), "{b}");
+            assert_eq!(
+                negotiate(&s, SrtpPolicy::Optional),
+                Err(NoCommonCodec),
+                "{b}"
+            );
         }
         // The usable line after bad ones is taken; the number kept is bounded.
         let mut offer = savp(&bad[6]);
         for t in 2..40 {
-            let _ = write!(offer, "a=crypto:{t} AES_CM_128_HMAC_SHA1_80 inline:{KEY}|1048576\r\n");
+            let _ = write!(
+                offer,
+                "a=crypto:{t} AES_CM_128_HMAC_SHA1_80 inline:{KEY}|1048576\r\n"
+            );
         }
         let s = parse(&offer).expect("sdp");
         assert_eq!(s.media[0].crypto.len(), MAX_CRYPTO);
@@ -724,7 +734,10 @@ mod tests {
     fn formats_that_are_not_rtp_payload_types_are_skipped() {
         let big =
             "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 200\r\na=rtpmap:200 PCMU/8000\r\n";
-        assert_eq!(negotiate(&parse(big).expect("sdp"), SrtpPolicy::None), Err(NoCommonCodec));
+        assert_eq!(
+            negotiate(&parse(big).expect("sdp"), SrtpPolicy::None),
+            Err(NoCommonCodec)
+        );
         let mixed = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 200 8 228\r\n\
             a=rtpmap:200 PCMU/8000\r\na=rtpmap:228 telephone-event/8000\r\n\
             a=rtpmap:127 telephone-event/8000\r\n";

@@ -40,8 +40,8 @@ use ivr_media::latch::{Latch, Verdict};
 use ivr_media::pacer::{ChannelHandle, ChannelSpec, MediaEvent};
 use ivr_media::ports::RtpPort;
 use ivr_media::rtp;
-use ivr_sip::message::random_u64;
 use ivr_media::srtp::{Protect, SrtpError, Unprotect};
+use ivr_sip::message::random_u64;
 use ivr_sip::sdp::{Negotiated, Sdes};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -643,6 +643,11 @@ impl Driver {
         let Some(s) = &mut self.srtp else {
             return Some(data);
         };
+        // RTCP multiplexed on the RTP port (RFC 5761: packet types 192-223) is not media:
+        // dropped without counting (no RTCP is read on any call).
+        if data.get(1).is_some_and(|b| (192..=223).contains(b)) {
+            return None;
+        }
         match s.unprotect.unprotect(data) {
             Ok(plain) => {
                 into.clear();

@@ -312,7 +312,11 @@ impl<H: Host> Core<H> {
             .ok()
             .filter(|b| !b.trim().is_empty())
             .and_then(|b| sdp::parse(b).ok());
-        let Some((offer, n)) = offer.and_then(|o| sdp::negotiate(&o, sdp::SrtpPolicy::None).ok().map(|n| (o, n))) else {
+        let Some((offer, n)) = offer.and_then(|o| {
+            sdp::negotiate(&o, sdp::SrtpPolicy::None)
+                .ok()
+                .map(|n| (o, n))
+        }) else {
             self.answer_on_tx(req, peer, &key, 488, now);
             return;
         };
