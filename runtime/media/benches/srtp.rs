@@ -3,6 +3,7 @@
 //! into the channel's buffer, AES-CM-128, HMAC-SHA1-80 and the packet `rtc-srtp` allocates),
 //! what the call task adds to unprotect the caller's packet ([`Unprotect::unprotect`]), and,
 //! for scale, the plain path's header write. `cargo bench -p ivr-media --bench srtp`.
+#![allow(missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ivr_media::rtp::{HEADER_LEN, Header};
