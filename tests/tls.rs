@@ -875,3 +875,146 @@ fn srtp_calls_hear_protected_prompts_and_their_protected_keys_are_taken() {
         "{ok}"
     );
 }
+
+/// A transfer of an SRTP caller to a plain SIP number: the bridge decrypts what the caller
+/// sends for the callee's plain leg, and protects the callee's plain audio with the call's
+/// key on its way to the caller.
+#[test]
+fn the_bridge_of_an_srtp_caller_to_a_plain_leg_decrypts_and_protects() {
+    let dir = temp_dir("srtp-bridge");
+    let agent = UdpSocket::bind("127.0.0.1:0").expect("agent sip");
+    agent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let agent_rtp = UdpSocket::bind("127.0.0.1:0").expect("agent rtp");
+    agent_rtp
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let flow = format!(
+        "flow x {{\n    title    \"bridge\"\n    language zh-CN\n    entry    out\n}}\n\n\
+         transfer out {{\n    to        \"sip:95500@127.0.0.1:{}\"\n    music     hold\n    \
+         no_agents -> bye\n    after     -> bye\n}}\n\nstep bye {{\n    play bye\n    hangup\n}}\n",
+        agent.local_addr().expect("addr").port()
+    );
+    fs::create_dir_all(dir.join("flows")).expect("flows");
+    fs::write(dir.join("flows/x.flow"), flow).expect("flow");
+    write_prompts(
+        &dir,
+        &[("hold", "hold", 500.0, 2000), ("bye", "bye", 1200.0, 200)],
+    );
+    let head = config_head(rtp_range(10)).replace(
+        "max_calls = 100\n",
+        "max_calls = 100\nsrtp = \"required\"\n",
+    );
+    fs::write(
+        dir.join("ivr.toml"),
+        format!("{head}[routes]\ndefault = \"x\"\n"),
+    )
+    .expect("config");
+    let server = Server::start(&dir.join("ivr.toml"), &[]);
+    // The caller, SRTP over UDP.
+    let sip = UdpSocket::bind("127.0.0.1:0").expect("sip");
+    sip.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let local = sip.local_addr().expect("addr");
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp");
+    rtp.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let rtp_port = rtp.local_addr().expect("addr").port();
+    let (key, line) = our_crypto();
+    let ok = udp_final(
+        &sip,
+        &server,
+        &invite(local, server.addr, rtp_port, "RTP/SAVP", &line, "UDP"),
+    );
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}\n{}", server.log());
+    let body = ok.split_once("\r\n\r\n").map_or("", |b| b.1);
+    let answer = ivr_sip::sdp::parse(body).expect("SDP answer");
+    let m = &answer.media[0];
+    let theirs = m.crypto.first().expect("a=crypto").key;
+    let media = SocketAddr::new(m.addr.expect("c="), m.port);
+    sip.send_to(
+        in_dialog("ACK", 1, &ok, local, "")
+            .replace("SIP/2.0/TLS", "SIP/2.0/UDP")
+            .as_bytes(),
+        server.addr,
+    )
+    .expect("ACK");
+    // The plain callee answers the leg's INVITE.
+    let mut buf = [0u8; 4096];
+    let (n, from) = agent.recv_from(&mut buf).expect("the leg's INVITE");
+    let inv = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(inv.starts_with("INVITE "), "{inv}");
+    let offer = ivr_sip::sdp::parse(inv.split_once("\r\n\r\n").map_or("", |b| b.1))
+        .expect("the leg's offer");
+    assert_eq!(offer.media[0].proto, "RTP/AVP", "the leg is plain");
+    let leg = SocketAddr::new(offer.media[0].addr.expect("c="), offer.media[0].port);
+    let arp = agent_rtp.local_addr().expect("addr").port();
+    let sdp = format!(
+        "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {arp} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    );
+    let mut resp = String::from("SIP/2.0 200 OK\r\n");
+    for l in inv.lines() {
+        let Some((k, _)) = l.split_once(':') else {
+            continue;
+        };
+        let k = k.trim();
+        if ["Via", "From", "Call-ID", "CSeq"]
+            .iter()
+            .any(|h| k.eq_ignore_ascii_case(h))
+        {
+            resp.push_str(l.trim_end());
+            resp.push_str("\r\n");
+        } else if k.eq_ignore_ascii_case("To") {
+            resp.push_str(l.trim_end());
+            resp.push_str(";tag=agent1\r\n");
+        }
+    }
+    resp.push_str(&format!(
+        "Contact: <sip:95500@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        agent.local_addr().expect("addr"),
+        sdp.len()
+    ));
+    agent.send_to(resp.as_bytes(), from).expect("200");
+    // Both talk for a while: the callee plain 0x10s, the caller protected 0x20s.
+    let mut tx = srtp_context(&key);
+    let mut rx = srtp_context(&theirs);
+    let (mut caller_heard, mut callee_heard) = (0, 0);
+    let started = Instant::now();
+    let mut seq = 1u16;
+    while (caller_heard < 5 || callee_heard < 5) && started.elapsed() < Duration::from_secs(8) {
+        seq += 1;
+        let ts = u32::from(seq) * 160;
+        agent_rtp
+            .send_to(&rtp_packet(0, false, seq, ts, 0xa6e7, &[0x10; 160]), leg)
+            .expect("callee rtp");
+        let p = tx
+            .encrypt_rtp(&rtp_packet(0, false, seq, ts, 0xca11, &[0x20; 160]))
+            .expect("encrypt");
+        rtp.send_to(&p, media).expect("caller rtp");
+        if let Ok((n, _)) = rtp.recv_from(&mut buf) {
+            let plain = rx
+                .decrypt_rtp(&buf[..n])
+                .unwrap_or_else(|e| panic!("the caller's audio does not authenticate: {e}"));
+            if plain[12..] == [0x10; 160] {
+                caller_heard += 1;
+            }
+        }
+        while let Ok((n, _)) = agent_rtp.recv_from(&mut buf) {
+            assert!(n >= 12);
+            if buf[12..n] == [0x20; 160] {
+                callee_heard += 1;
+            }
+            if callee_heard >= 5 {
+                break;
+            }
+        }
+    }
+    assert!(
+        caller_heard >= 5 && callee_heard >= 5,
+        "the caller heard {caller_heard} of the callee's packets, the callee {callee_heard} of the caller's\n{}",
+        server.log()
+    );
+}
