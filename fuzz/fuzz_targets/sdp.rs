@@ -90,7 +90,11 @@ fn check(offer: &sdp::Session, policy: SrtpPolicy) {
             .unwrap_or_else(|_| panic!("our answer negotiates nothing: {answer:?}"));
         // Read back, our key is the peer's.
         let srtp = again.srtp.map(|k| (k.tag, k.suite, k.remote));
-        assert_eq!(srtp, n.srtp.map(|k| (k.tag, k.suite, k.local)), "{answer:?}");
+        assert_eq!(
+            srtp,
+            n.srtp.map(|k| (k.tag, k.suite, k.local)),
+            "{answer:?}"
+        );
         assert_eq!(
             again,
             Negotiated {
