@@ -661,14 +661,26 @@ impl Driver {
         }
     }
 
-    /// New SRTP keys from a re-INVITE (the policy keeps SRTP calls SRTP and our key).
+    /// New SRTP keys from a re-INVITE (the policy keeps SRTP calls SRTP and our key). Our
+    /// sending contexts are kept unless the suite changed (their rollover counters go on); the
+    /// receiving one is made anew for a new key of the caller's.
     fn rekey(&mut self, keys: Option<Sdes>) {
-        if self.srtp.as_ref().map(|s| s.keys) == keys {
-            return;
-        }
         let Some(keys) = keys else {
             return;
         };
+        if let Some(s) = &mut self.srtp
+            && s.keys.suite == keys.suite
+            && s.keys.local == keys.local
+        {
+            if s.keys.remote != keys.remote {
+                match Unprotect::new(&keys) {
+                    Ok(u) => s.unprotect = u,
+                    Err(e) => tracing::error!(error = %e, "SRTP key of the re-INVITE not usable"),
+                }
+            }
+            s.keys = keys;
+            return;
+        }
         match Srtp::new(keys) {
             Ok((s, pacer)) => {
                 self.srtp = Some(s);
