@@ -125,6 +125,21 @@ pub struct ServerConfig {
     pub tls: Option<SipTls>,
     /// The HTTP interface over TLS (`[server] https`): its certificate; none: plain HTTP.
     pub https: Option<CertFiles>,
+    /// What SIP calls do with SRTP (`[server] srtp`): SDES-keyed `RTP/SAVP` offers.
+    pub srtp: SrtpMode,
+}
+
+/// `[server] srtp`: SRTP with SDES keys (RFC 4568) on SIP calls' `RTP/SAVP` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtpMode {
+    /// Plain RTP only; `RTP/SAVP` offers are refused with 488.
+    #[default]
+    None,
+    /// `RTP/SAVP` (answered with our key) and plain `RTP/AVP` are both taken.
+    Optional,
+    /// `RTP/SAVP` only; plain offers are refused with 488.
+    Required,
 }
 
 /// A certificate chain and its private key, PEM files (paths resolved against the folder of
@@ -179,6 +194,7 @@ impl Default for ServerConfig {
             rtp_timeout_ms: ServerConfig::DEFAULT_RTP_TIMEOUT_MS,
             tls: None,
             https: None,
+            srtp: SrtpMode::None,
         }
     }
 }
@@ -1099,24 +1115,23 @@ fn validate_server(
         let RawCert { cert, key } = https.into_inner();
         server.https = cert_files(file, base, "https", span, cert, key, diags);
     }
-    // SRTP: only plain RTP is served (RTP/SAVP offers get 488); SDES keying is not built yet,
-    // so a deployment that asks for it must not load believing its media is protected.
+    // SRTP with SDES keys on SIP calls (RTP/SAVP offers).
     if let Some(srtp) = srtp {
-        let (message, hint) = match srtp.get_ref().as_str() {
-            "none" => (None, ""),
-            w @ ("optional" | "required") => (
-                Some(format!(
-                    "`srtp = \"{w}\"`: SRTP is not available in this version"
-                )),
-                "write `srtp = \"none\"` or leave it out (plain RTP; RTP/SAVP offers are refused with 488); protect media on the network path (VPN, private trunk) meanwhile",
+        match srtp.get_ref().as_str() {
+            "none" => server.srtp = SrtpMode::None,
+            "optional" => server.srtp = SrtpMode::Optional,
+            "required" => server.srtp = SrtpMode::Required,
+            other => diags.push(
+                Diagnostic::error(
+                    "config",
+                    file,
+                    span_of(&srtp),
+                    format!("`srtp = \"{other}\"` is not a policy"),
+                )
+                .with_hint(
+                    "`\"none\"` (plain RTP; RTP/SAVP offers refused with 488), `\"optional\"` (RTP/SAVP with SDES keys or plain RTP) or `\"required\"` (RTP/SAVP only; plain offers refused with 488)",
+                ),
             ),
-            other => (
-                Some(format!("`srtp = \"{other}\"` is not a policy")),
-                "`srtp = \"none\"`: plain RTP only, RTP/SAVP offers refused with 488",
-            ),
-        };
-        if let Some(message) = message {
-            diags.push(Diagnostic::error("config", file, span_of(&srtp), message).with_hint(hint));
         }
     }
     server.sip = sip.unwrap_or(server.sip);
@@ -2048,11 +2063,19 @@ default   = "hotline"
         assert_eq!(c.server.https.expect("https").key, dir.join("tls/key.pem"));
         // Defaults: no TLS.
         let (c, _) = parse("[server]\n");
+        assert_eq!(c.server.srtp, SrtpMode::None);
         assert_eq!((c.server.tls, c.server.https), (None, None));
-        // SDES is not built: asking for it is an error, not a silent plain RTP.
-        let (_, d) = parse("[server]\nsrtp = \"optional\"\n");
-        assert_eq!(d.len(), 1, "{d:?}");
-        assert!(d[0].message.contains("not available"), "{d:?}");
+        // The three policies; none by default.
+        assert_eq!(c.server.srtp, SrtpMode::None);
+        for (w, mode) in [
+            ("none", SrtpMode::None),
+            ("optional", SrtpMode::Optional),
+            ("required", SrtpMode::Required),
+        ] {
+            let (c, d) = parse(&format!("[server]\nsrtp = \"{w}\"\n"));
+            assert!(d.is_empty(), "{d:?}");
+            assert_eq!(c.server.srtp, mode);
+        }
         // Errors at their value, with a hint.
         let text = "[server]\ntls = { sip = \"5061\", cert = \"tls/missing.pem\", key = \"tls/cert.pem\" }\nhttps = { cert = \"tls/cert.pem\" }\nsrtp = \"maybe\"\n";
         let (c, d) = parse(text);

@@ -5,11 +5,13 @@
 //! Must hold: no panic; what `negotiate` picks is an audio stream with a port, over RTP, with
 //! valid RTP payload types (0-127) and its own codec; our answer parses again and negotiates to
 //! the same codec, payload types and stream, at our address and port, in the answering
-//! direction; an INFO key is one of 0-9, `*`, `#`.
+//! direction; an INFO key is one of 0-9, `*`, `#`. Under each SRTP policy: an SRTP stream is
+//! taken only when the policy allows it and only with keys; our answer's one `a=crypto` line
+//! reads back as our key with the offer's tag and suite.
 #![no_main]
 
 use ivr_sip::info::key_of_info;
-use ivr_sip::sdp::{self, Law, Negotiated};
+use ivr_sip::sdp::{self, Law, Negotiated, SrtpPolicy};
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, SocketAddr};
 
@@ -33,10 +35,25 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let Ok(n) = sdp::negotiate(&offer) else {
+    for policy in [SrtpPolicy::None, SrtpPolicy::Optional, SrtpPolicy::Required] {
+        check(&offer, policy);
+    }
+});
+
+fn check(offer: &sdp::Session, policy: SrtpPolicy) {
+    let Ok(n) = sdp::negotiate(offer, policy) else {
         return;
     };
     let m = &offer.media[n.index];
+    match (policy, n.srtp) {
+        (SrtpPolicy::None, Some(_)) => panic!("SRTP taken under the policy none"),
+        (SrtpPolicy::Required, None) => panic!("plain RTP taken under the policy required"),
+        (_, Some(k)) => {
+            assert!(sdp::is_sdes_srtp(&m.proto), "{}", m.proto);
+            assert!(m.crypto.iter().any(|c| c.key == k.remote && c.tag == k.tag));
+        }
+        (_, None) => assert!(sdp::is_plain_rtp(&m.proto), "{}", m.proto),
+    }
     assert_eq!(m.kind, "audio");
     assert_ne!(m.port, 0);
     assert!(m.proto.to_ascii_uppercase().starts_with("RTP/"));
@@ -65,20 +82,28 @@ fuzz_target!(|data: &[u8]| {
     // Our answer reads back as what we agreed on.
     for local in ["127.0.0.2", "2001:db8::2"] {
         let local: IpAddr = local.parse().expect("ip");
-        let answer = sdp::answer(&offer, &n, local, 40_000, 7, 1);
+        let answer = sdp::answer(offer, &n, local, 40_000, 7, 1);
         let back = sdp::parse(&answer)
             .unwrap_or_else(|e| panic!("our answer does not parse ({e}): {answer:?}"));
         assert_eq!(back.media.len(), offer.media.len(), "{answer:?}");
-        let again = sdp::negotiate(&back)
+        let again = sdp::negotiate(&back, policy)
             .unwrap_or_else(|_| panic!("our answer negotiates nothing: {answer:?}"));
+        // Read back, our key is the peer's.
+        let srtp = again.srtp.map(|k| (k.tag, k.suite, k.remote));
+        assert_eq!(
+            srtp,
+            n.srtp.map(|k| (k.tag, k.suite, k.local)),
+            "{answer:?}"
+        );
         assert_eq!(
             again,
             Negotiated {
                 remote: Some(SocketAddr::new(local, 40_000)),
                 direction: n.direction.answer(),
+                srtp: again.srtp,
                 ..n
             },
             "{answer:?}"
         );
     }
-});
+}

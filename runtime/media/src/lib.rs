@@ -2,7 +2,7 @@
 //! headers ([`rtp`]), DTMF keys from RFC 4733 telephone-events ([`dtmf`]), RTP ports from
 //! the configured range ([`ports`]), the shared [`pacer`] that sends every channel's prompts
 //! as 20 ms RTP packets from a few threads, and the [`bridge`] that relays a transfer's RTP
-//! between the caller and the agent. SDP offer/answer and the [`audio::Law`] it settles are
+//! between the caller and the agent, and SRTP contexts of SIP calls keyed by SDES ([`srtp`]). SDP offer/answer and the [`audio::Law`] it settles are
 //! `ivr_sip::sdp`.
 
 pub mod audio;
@@ -12,4 +12,5 @@ pub mod latch;
 pub mod pacer;
 pub mod ports;
 pub mod rtp;
+pub mod srtp;
 pub mod webrtc;

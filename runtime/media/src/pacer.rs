@@ -7,7 +7,9 @@
 //! key that stops the prompt (barge-in) is carried out on the next tick, and the prompt
 //! queued after it starts on the same tick. A packet is the 12-byte header on the stack and
 //! a reference to the prompt store's shared frame, sent with one vectored `sendto`: no
-//! allocation and no copy of audio per packet.
+//! allocation and no copy of audio per packet. An SRTP call's channel (SDES keys) is the
+//! exception: its frame is copied behind the header into the channel's buffer and protected
+//! ([`crate::srtp::Protect`]) before one plain `sendto`.
 //!
 //! The shards are OS threads rather than tokio tasks so that the 20 ms cadence does not depend
 //! on how busy the SIP and call tasks keep the tokio workers: each thread sleeps until an
@@ -20,6 +22,7 @@
 
 use crate::audio::{FRAME_MS, FRAME_SAMPLES, Law, Playback, Prompt};
 use crate::rtp::{HEADER_LEN, Header};
+use crate::srtp::Protect;
 use slab::Slab;
 use socket2::{SockAddr, SockRef};
 use std::collections::HashMap;
@@ -68,6 +71,8 @@ pub struct ChannelSpec {
     pub timestamp: u32,
     /// Where to report [`MediaEvent`]s.
     pub events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
+    /// SRTP: our context for what this channel sends (none: plain RTP).
+    pub srtp: Option<Box<Protect>>,
 }
 
 /// A command to a pacer shard.
@@ -83,6 +88,8 @@ pub enum Cmd {
     Remote(u64, Option<SocketAddr>),
     /// Another codec (re-INVITE): its law and payload type.
     Codec(u64, Law, u8),
+    /// New SRTP keys (a re-INVITE that changed the suite).
+    Srtp(u64, Option<Box<Protect>>),
     /// The channel is gone.
     Remove(u64),
 }
@@ -107,6 +114,8 @@ pub struct PacerStats {
     pub max_tick_us: AtomicU64,
     /// Channels now.
     pub channels: AtomicU64,
+    /// Packets that could not be protected with SRTP (not sent).
+    pub srtp_errors: AtomicU64,
 }
 
 /// The handle calls use to reach the pacer.
@@ -184,6 +193,11 @@ impl ChannelHandle {
     pub fn set_codec(&self, law: Law, pt: u8) {
         let _ = self.tx.send(Cmd::Codec(self.id, law, pt));
     }
+
+    /// Protects what is sent with `srtp` from the next tick on (none: plain RTP).
+    pub fn set_srtp(&self, srtp: Option<Box<Protect>>) {
+        let _ = self.tx.send(Cmd::Srtp(self.id, srtp));
+    }
 }
 
 impl Drop for ChannelHandle {
@@ -206,6 +220,7 @@ struct Channel {
     /// The tick its last frame went out on (each channel sends at most once a tick).
     last_tick: u64,
     events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
+    srtp: Option<Box<Protect>>,
 }
 
 /// Applies a command; channels whose audio starts anew (a barge-in's stop, a prompt queued
@@ -233,6 +248,7 @@ fn apply(
                 talking: false,
                 last_tick: u64::MAX,
                 events: spec.events,
+                srtp: spec.srtp,
             });
             ids.insert(id, key);
             stats.channels.fetch_add(1, Ordering::Relaxed);
@@ -266,6 +282,11 @@ fn apply(
             if let Some(c) = ids.get(&id).and_then(|k| slab.get_mut(*k)) {
                 c.playback.set_law(law);
                 c.payload_type = pt;
+            }
+        }
+        Cmd::Srtp(id, srtp) => {
+            if let Some(c) = ids.get(&id).and_then(|k| slab.get_mut(*k)) {
+                c.srtp = srtp;
             }
         }
         Cmd::Remove(id) => {
@@ -401,8 +422,22 @@ fn send_one(c: &mut Channel, stats: &PacerStats) -> bool {
     .write(&mut head);
     c.seq = c.seq.wrapping_add(1);
     c.talking = true;
-    let bufs = [IoSlice::new(&head), IoSlice::new(frame)];
-    let sent = match SockRef::from(&c.socket).send_to_vectored(&bufs, remote) {
+    let result = match &mut c.srtp {
+        None => {
+            let bufs = [IoSlice::new(&head), IoSlice::new(frame)];
+            SockRef::from(&c.socket).send_to_vectored(&bufs, remote)
+        }
+        Some(srtp) => match srtp.protect(&head, frame) {
+            Ok(packet) => SockRef::from(&c.socket).send_to(&packet, remote),
+            Err(e) => {
+                stats.srtp_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "SRTP packet not protected");
+                report_if_drained(c);
+                return false;
+            }
+        },
+    };
+    let sent = match result {
         Ok(_) => {
             stats.packets.fetch_add(1, Ordering::Relaxed);
             true
@@ -460,6 +495,7 @@ mod tests {
             seq: 65534,
             timestamp: 1000,
             events: etx,
+            srtp: None,
         });
         ch.push(vec![prompt(3, 1000), prompt(2, -1000)], 7);
         let mut buf = [0u8; 400];
@@ -514,6 +550,7 @@ mod tests {
                 seq: 1,
                 timestamp: 0,
                 events: etx,
+                srtp: None,
             });
             (ch, erx)
         };

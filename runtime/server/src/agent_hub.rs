@@ -543,6 +543,7 @@ impl Media {
             event_pt: Some(sdp::DEFAULT_EVENT_PT),
             remote: Some(relay_addr),
             direction: Direction::SendRecv,
+            srtp: None,
         }));
         let _ = self.page.send(ToPage::Connected);
         let end = &mut self.end;

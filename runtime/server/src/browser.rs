@@ -458,6 +458,7 @@ impl Run {
                 event_pt: Some(sdp::DEFAULT_EVENT_PT),
                 remote: Some(relay_addr),
                 direction: Direction::SendRecv,
+                srtp: None,
             },
             events: events_rx,
             tag: id.clone(),

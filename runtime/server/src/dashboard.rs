@@ -441,11 +441,15 @@ impl Dashboard {
              ivr_rtp_late_packets_total {}\n\
              # HELP ivr_rtp_foreign_packets_total RTP packets dropped because they came from another address than the call's peer.\n\
              # TYPE ivr_rtp_foreign_packets_total counter\n\
-             ivr_rtp_foreign_packets_total {}\n",
+             ivr_rtp_foreign_packets_total {}\n\
+             # HELP ivr_srtp_auth_failures_total SRTP packets dropped: not authenticated with the peer's key, replayed, or of too many SSRCs.\n\
+             # TYPE ivr_srtp_auth_failures_total counter\n\
+             ivr_srtp_auth_failures_total {}\n",
             p.packets.load(Ordering::Relaxed),
             p.late_ticks.load(Ordering::Relaxed),
             p.late_packets.load(Ordering::Relaxed),
             ivr_media::latch::foreign_packets_total(),
+            ivr_media::srtp::auth_failures_total(),
         );
         if let Some(w) = &self.services.writer {
             let st = w.stats();

@@ -181,6 +181,16 @@ struct Pending {
     unserved: Box<dyn FnOnce(&'static str) + Send>,
 }
 
+/// The SIP core's SRTP policy for `[server] srtp`.
+fn srtp_policy(mode: ivr_compiler::config::SrtpMode) -> sdp::SrtpPolicy {
+    use ivr_compiler::config::SrtpMode;
+    match mode {
+        SrtpMode::None => sdp::SrtpPolicy::None,
+        SrtpMode::Optional => sdp::SrtpPolicy::Optional,
+        SrtpMode::Required => sdp::SrtpPolicy::Required,
+    }
+}
+
 impl Host for SipHost {
     fn admit(&mut self, c: NewCall<'_>) -> Result<Admitted, u16> {
         let deployment = self.services.live.current();
@@ -201,9 +211,15 @@ impl Host for SipHost {
             return Err(404);
         };
         let flow = Arc::clone(flow);
-        // No offer in the INVITE (late offer): we offer in the 200 and the ACK answers.
+        // No offer in the INVITE (late offer): we offer plain RTP in the 200 and the ACK
+        // answers; with `srtp = "required"` such an INVITE is refused (we do not offer SRTP).
+        let policy = srtp_policy(deployment.config.server.srtp);
         let n = match c.offer {
-            Some(o) => Some(sdp::negotiate(o).map_err(|_| 488u16)?),
+            Some(o) => Some(sdp::negotiate(o, policy).map_err(|_| 488u16)?),
+            None if policy == sdp::SrtpPolicy::Required => {
+                tracing::info!("an INVITE without an offer while SRTP is required: 488");
+                return Err(488);
+            }
             None => None,
         };
         let Some(port) = self.services.ports.allocate() else {
@@ -264,6 +280,7 @@ impl Host for SipHost {
                 event_pt: Some(sdp::DEFAULT_EVENT_PT),
                 remote: None,
                 direction: sdp::Direction::SendRecv,
+                srtp: None,
             }),
             events: events_rx,
             tag: c.tag.to_string(),

@@ -4,7 +4,13 @@
 //! payload types, `rtpmap`s and direction. [`answer`] picks the first offered G.711 codec and
 //! telephone-event when offered; other streams are refused with port 0. Nothing in common is
 //! [`NoCommonCodec`] (488 Not Acceptable Here).
+//!
+//! SRTP with SDES keys (RFC 4568): an `RTP/SAVP` (or `RTP/SAVPF`) stream carries `a=crypto`
+//! lines, each a suite and the offerer's master key and salt. What is taken depends on the
+//! [`SrtpPolicy`]; an answer to an SRTP stream carries one `a=crypto` line of our own, with the
+//! offer's tag and suite and a fresh key ([`Sdes`]).
 
+use base64::Engine as _;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
@@ -93,6 +99,162 @@ pub struct MediaDesc {
     pub addr: Option<IpAddr>,
     /// The direction (media-level, else session-level, else sendrecv).
     pub direction: Direction,
+    /// The `a=crypto` lines we can use (a known suite, one inline key of the right length,
+    /// no MKI, no session parameters), in the offerer's order; at most [`MAX_CRYPTO`].
+    pub crypto: Vec<Crypto>,
+}
+
+/// Most `a=crypto` lines kept per `m=` line; more are skipped.
+pub const MAX_CRYPTO: usize = 8;
+
+/// Longest `a=crypto` value read (`tag suite inline:key|lifetime|mki` and session
+/// parameters); a longer one is skipped.
+pub const MAX_CRYPTO_LEN: usize = 256;
+
+/// Master key (16 bytes) and master salt (14 bytes) of the AES-CM-128 suites.
+pub const KEY_SALT_LEN: usize = 30;
+
+/// What to do with SRTP offers (`[server] srtp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpPolicy {
+    /// Plain RTP only: `RTP/SAVP` streams are not taken (an offer of only those gets 488).
+    #[default]
+    None,
+    /// `RTP/SAVP` with a usable `a=crypto` line, or plain `RTP/AVP`: whichever stream comes
+    /// first.
+    Optional,
+    /// `RTP/SAVP` only: a plain offer gets 488.
+    Required,
+}
+
+/// The SDES crypto suites we speak (RFC 4568 section 6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CryptoSuite {
+    /// `AES_CM_128_HMAC_SHA1_80`: AES-128 counter mode, an 80-bit HMAC-SHA1 tag.
+    AesCm128HmacSha1_80,
+    /// `AES_CM_128_HMAC_SHA1_32`: the same with a 32-bit tag.
+    AesCm128HmacSha1_32,
+}
+
+impl CryptoSuite {
+    /// Its name in `a=crypto`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CryptoSuite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            CryptoSuite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+        }
+    }
+
+    fn parse(name: &str) -> Option<CryptoSuite> {
+        match name {
+            "AES_CM_128_HMAC_SHA1_80" => Some(CryptoSuite::AesCm128HmacSha1_80),
+            "AES_CM_128_HMAC_SHA1_32" => Some(CryptoSuite::AesCm128HmacSha1_32),
+            _ => None,
+        }
+    }
+}
+
+/// One usable `a=crypto` line of an offer or answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Crypto {
+    /// The tag (up to 9 digits).
+    pub tag: u32,
+    /// The suite.
+    pub suite: CryptoSuite,
+    /// Master key and salt.
+    pub key: [u8; KEY_SALT_LEN],
+}
+
+impl std::fmt::Debug for Crypto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        write!(f, "Crypto({} {:?})", self.tag, self.suite)
+    }
+}
+
+impl Crypto {
+    /// Reads the value of an `a=crypto` attribute (after `crypto:`):
+    /// `TAG SUITE inline:BASE64[|LIFETIME]`. `None` for anything we cannot use: an unknown
+    /// suite, a key that is not 30 bytes, more than one key, an MKI, session parameters.
+    pub fn parse(value: &str) -> Option<Crypto> {
+        if value.len() > MAX_CRYPTO_LEN {
+            return None;
+        }
+        let mut parts = value.split_ascii_whitespace();
+        let tag = parts.next()?;
+        if tag.is_empty() || tag.len() > 9 || !tag.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let tag = tag.parse::<u32>().ok()?;
+        let suite = CryptoSuite::parse(parts.next()?)?;
+        let params = parts.next()?;
+        if parts.next().is_some() {
+            // Session parameters (UNENCRYPTED_SRTP, KDR, ...): not supported.
+            return None;
+        }
+        if params.contains(';') {
+            // Several keys (an MKI each): not supported.
+            return None;
+        }
+        let inline = params.strip_prefix("inline:")?;
+        let mut fields = inline.split('|');
+        let key_text = fields.next()?;
+        if let Some(lifetime) = fields.next()
+            && !valid_lifetime(lifetime)
+        {
+            return None;
+        }
+        if fields.next().is_some() {
+            // An MKI: not supported.
+            return None;
+        }
+        if key_text.len() > 64 {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key_text)
+            .ok()?;
+        let key: [u8; KEY_SALT_LEN] = bytes.try_into().ok()?;
+        Some(Crypto { tag, suite, key })
+    }
+}
+
+/// `2^N` (N up to 48, RFC 4568's SRTP limit) or a decimal number of packets.
+fn valid_lifetime(text: &str) -> bool {
+    if let Some(exp) = text.strip_prefix("2^") {
+        return !exp.is_empty()
+            && exp.len() <= 2
+            && exp.bytes().all(|b| b.is_ascii_digit())
+            && exp.parse::<u32>().is_ok_and(|e| e <= 48);
+    }
+    !text.is_empty() && text.len() <= 15 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The SDES keys of an SRTP stream: the peer's (to unprotect what it sends) and ours (to
+/// protect what we send), with the suite and tag both sides agreed on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Sdes {
+    /// The tag of the offer's `a=crypto` line we took.
+    pub tag: u32,
+    /// The suite.
+    pub suite: CryptoSuite,
+    /// The peer's master key and salt (it protects its packets with it).
+    pub remote: [u8; KEY_SALT_LEN],
+    /// Ours (we protect our packets with it; sent in our `a=crypto`).
+    pub local: [u8; KEY_SALT_LEN],
+}
+
+impl std::fmt::Debug for Sdes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The keys stay out of logs.
+        write!(f, "Sdes({} {:?})", self.tag, self.suite)
+    }
+}
+
+/// Whether `proto` is an SRTP profile keyed by SDES: `RTP/SAVP` or `RTP/SAVPF`
+/// (`UDP/TLS/RTP/SAVPF` is keyed by DTLS, which SIP calls do not speak).
+pub fn is_sdes_srtp(proto: &str) -> bool {
+    proto.eq_ignore_ascii_case("RTP/SAVP") || proto.eq_ignore_ascii_case("RTP/SAVPF")
 }
 
 impl MediaDesc {
@@ -174,6 +336,7 @@ pub fn parse(text: &str) -> Result<Session, NotSdp> {
                     rtpmap: Vec::new(),
                     addr: None,
                     direction: Direction::SendRecv,
+                    crypto: Vec::new(),
                 });
                 media_dirs.push(None);
                 media_addr.push(None);
@@ -201,6 +364,12 @@ pub fn parse(text: &str) -> Result<Session, NotSdp> {
                     if let Some(pt) = pt {
                         m.rtpmap.push((pt, name, rate));
                     }
+                } else if name == "crypto"
+                    && let Some(m) = session.media.last_mut()
+                    && m.crypto.len() < MAX_CRYPTO
+                    && let Some(c) = Crypto::parse(arg)
+                {
+                    m.crypto.push(c);
                 }
             }
             _ => {}
@@ -231,6 +400,8 @@ pub struct Negotiated {
     pub remote: Option<SocketAddr>,
     /// The peer's direction.
     pub direction: Direction,
+    /// SRTP keys when the stream is `RTP/SAVP` (none: plain RTP).
+    pub srtp: Option<Sdes>,
 }
 
 /// The offer and our answer have no codec in common.
@@ -244,15 +415,41 @@ pub fn is_plain_rtp(proto: &str) -> bool {
     proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF")
 }
 
-/// Picks the stream and codecs of an offer: the first audio stream over plain RTP
-/// ([`is_plain_rtp`]; an offer of SRTP only has no stream we take, so it is refused with 488)
-/// with PCMU or PCMA (in the offerer's order of preference). Formats that are not RTP payload
-/// types (0-127: the RTP header has 7 bits for it) are skipped.
-pub fn negotiate(offer: &Session) -> Result<Negotiated, NoCommonCodec> {
+/// Picks the stream and codecs of an offer: the first audio stream the policy takes with
+/// PCMU or PCMA (in the offerer's order of preference). Plain RTP ([`is_plain_rtp`]) unless
+/// the policy is [`SrtpPolicy::Required`]; `RTP/SAVP` ([`is_sdes_srtp`]) with a usable
+/// `a=crypto` line (the first, in the offerer's order) unless it is [`SrtpPolicy::None`], with a
+/// fresh key of ours (from the operating system's random source). Nothing taken: 488. Formats
+/// that are not RTP payload types (0-127: the RTP header has 7 bits for it) are skipped.
+///
+/// This reads an answer too (to an offer of ours, which is plain): pass [`SrtpPolicy::None`].
+pub fn negotiate(offer: &Session, policy: SrtpPolicy) -> Result<Negotiated, NoCommonCodec> {
     for (index, m) in offer.media.iter().enumerate() {
-        if m.kind != "audio" || m.port == 0 || !is_plain_rtp(&m.proto) {
+        if m.kind != "audio" || m.port == 0 {
             continue;
         }
+        let srtp = if is_plain_rtp(&m.proto) {
+            if policy == SrtpPolicy::Required {
+                continue;
+            }
+            None
+        } else if is_sdes_srtp(&m.proto) && policy != SrtpPolicy::None {
+            let Some(c) = m.crypto.first() else {
+                continue;
+            };
+            let mut local = [0u8; KEY_SALT_LEN];
+            if getrandom::fill(&mut local).is_err() {
+                continue;
+            }
+            Some(Sdes {
+                tag: c.tag,
+                suite: c.suite,
+                remote: c.key,
+                local,
+            })
+        } else {
+            continue;
+        };
         let mut law = None;
         let mut event_pt = None;
         for f in &m.formats {
@@ -284,6 +481,7 @@ pub fn negotiate(offer: &Session) -> Result<Negotiated, NoCommonCodec> {
                 event_pt,
                 remote,
                 direction: m.direction,
+                srtp,
             });
         }
     }
@@ -328,6 +526,15 @@ pub fn answer(
                 "a=rtpmap:{e} telephone-event/8000\r\na=fmtp:{e} 0-15\r\n"
             );
         }
+        if let Some(k) = &n.srtp {
+            let _ = write!(
+                s,
+                "a=crypto:{} {} inline:{}\r\n",
+                k.tag,
+                k.suite.as_str(),
+                base64::engine::general_purpose::STANDARD.encode(k.local)
+            );
+        }
         let _ = write!(s, "a=ptime:20\r\na={}\r\n", n.direction.answer().as_str());
     }
     s
@@ -365,7 +572,7 @@ mod tests {
     #[test]
     fn picks_the_first_g711_and_events() {
         let s = parse(OFFER).expect("sdp");
-        let n = negotiate(&s).expect("common");
+        let n = negotiate(&s, SrtpPolicy::None).expect("common");
         assert_eq!(n.law, Law::Alaw);
         assert_eq!(n.pt, 8);
         assert_eq!(n.event_pt, Some(101));
@@ -382,31 +589,142 @@ mod tests {
         let hold = OFFER
             .replace("c=IN IP4 10.0.0.1", "c=IN IP4 0.0.0.0")
             .replace("a=sendrecv", "a=sendonly");
-        let n = negotiate(&parse(&hold).expect("sdp")).expect("common");
+        let n = negotiate(&parse(&hold).expect("sdp"), SrtpPolicy::None).expect("common");
         assert_eq!(n.remote, None);
         assert_eq!(n.direction, Direction::SendOnly);
         assert_eq!(n.direction.answer(), Direction::RecvOnly);
         let g729 =
             "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
-        assert_eq!(negotiate(&parse(g729).expect("sdp")), Err(NoCommonCodec));
+        assert_eq!(
+            negotiate(&parse(g729).expect("sdp"), SrtpPolicy::None),
+            Err(NoCommonCodec)
+        );
         assert!(parse("hello").is_err());
     }
 
-    /// An SRTP offer (`RTP/SAVP` with SDES `a=crypto`) is not answered as plain RTP.
+    const KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+    fn savp(crypto: &str) -> String {
+        format!(
+            "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/SAVP 0 101\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=crypto:{crypto}\r\n"
+        )
+    }
+
+    /// The policies: `none` takes plain RTP only, `optional` both, `required` SRTP only.
     #[test]
-    fn secure_profiles_are_not_taken_as_plain_rtp() {
-        let savp = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/SAVP 0 101\r\n\
-            a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
-        assert_eq!(negotiate(&parse(savp).expect("sdp")), Err(NoCommonCodec));
-        // Offered beside plain RTP, the plain stream is taken.
-        let both = format!("{savp}m=audio 4002 RTP/AVP 0\r\n");
-        let n = negotiate(&parse(&both).expect("sdp")).expect("RTP/AVP");
+    fn srtp_offers_follow_the_policy() {
+        let offer = savp(&format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}"));
+        let s = parse(&offer).expect("sdp");
+        assert_eq!(negotiate(&s, SrtpPolicy::None), Err(NoCommonCodec));
+        for policy in [SrtpPolicy::Optional, SrtpPolicy::Required] {
+            let n = negotiate(&s, policy).expect("SRTP taken");
+            let k = n.srtp.expect("keys");
+            assert_eq!((k.tag, k.suite), (1, CryptoSuite::AesCm128HmacSha1_80));
+            assert_eq!(
+                base64::engine::general_purpose::STANDARD.encode(k.remote),
+                KEY
+            );
+            assert_ne!(k.local, k.remote);
+            assert_ne!(k.local, [0; KEY_SALT_LEN]);
+            let a = answer(&s, &n, "127.0.0.1".parse().expect("ip"), 20000, 7, 1);
+            assert!(a.contains("m=audio 20000 RTP/SAVP 0 101\r\n"), "{a}");
+            let ours = format!(
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(k.local)
+            );
+            assert!(a.contains(&ours), "{a}");
+            assert_eq!(a.matches("a=crypto").count(), 1, "{a}");
+            // Our answer reads back with our key.
+            let back = parse(&a).expect("answer");
+            assert_eq!(back.media[0].crypto[0].key, k.local);
+        }
+        // Two offers draw two keys.
+        let a = negotiate(&s, SrtpPolicy::Optional).expect("srtp").srtp;
+        let b = negotiate(&s, SrtpPolicy::Optional).expect("srtp").srtp;
+        assert_ne!(a.map(|k| k.local), b.map(|k| k.local));
+        // A plain offer: refused when SRTP is required.
+        let plain = offer.replace("RTP/SAVP", "RTP/AVP");
+        let p = parse(&plain).expect("sdp");
+        assert_eq!(negotiate(&p, SrtpPolicy::Required), Err(NoCommonCodec));
+        for policy in [SrtpPolicy::None, SrtpPolicy::Optional] {
+            let n = negotiate(&p, policy).expect("plain");
+            assert_eq!(n.srtp, None);
+            let a = answer(&p, &n, "127.0.0.1".parse().expect("ip"), 20000, 7, 1);
+            assert!(!a.contains("a=crypto"), "{a}");
+        }
+        // SAVP beside AVP: the first stream the policy takes.
+        let both = format!("{offer}m=audio 4002 RTP/AVP 0\r\n");
+        let b = parse(&both).expect("sdp");
+        let n = negotiate(&b, SrtpPolicy::None).expect("plain");
+        assert_eq!((n.index, n.srtp), (1, None));
+        let n = negotiate(&b, SrtpPolicy::Optional).expect("srtp");
+        assert!(n.index == 0 && n.srtp.is_some());
+        // The 32-bit tag suite, a lifetime; DTLS-SRTP's profile is never taken.
+        let s32 = savp(&format!("7 AES_CM_128_HMAC_SHA1_32 inline:{KEY}|2^31"));
+        let n = negotiate(&parse(&s32).expect("sdp"), SrtpPolicy::Required).expect("32");
+        let k = n.srtp.expect("keys");
+        assert_eq!((k.tag, k.suite), (7, CryptoSuite::AesCm128HmacSha1_32));
+        let dtls = offer.replace("RTP/SAVP", "UDP/TLS/RTP/SAVPF");
         assert_eq!(
-            (n.index, n.remote),
-            (1, Some("1.2.3.4:4002".parse().expect("addr")))
+            negotiate(&parse(&dtls).expect("sdp"), SrtpPolicy::Optional),
+            Err(NoCommonCodec)
         );
         assert!(is_plain_rtp("rtp/avp") && is_plain_rtp("RTP/AVPF"));
         assert!(!is_plain_rtp("RTP/SAVPF") && !is_plain_rtp("UDP/TLS/RTP/SAVPF"));
+        assert!(is_sdes_srtp("RTP/SAVPF") && !is_sdes_srtp("UDP/TLS/RTP/SAVPF"));
+    }
+
+    /// `a=crypto` lines we cannot use are skipped, and an SRTP stream without a usable one is
+    /// not taken; the first usable line is, whatever comes before it.
+    #[test]
+    fn malformed_crypto_lines_are_skipped() {
+        let bad = [
+            String::new(),
+            "1".into(),
+            "1 AES_CM_128_HMAC_SHA1_80".into(),
+            format!("x AES_CM_128_HMAC_SHA1_80 inline:{KEY}"),
+            format!("-1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}"),
+            format!("1234567890 AES_CM_128_HMAC_SHA1_80 inline:{KEY}"),
+            format!("1 AES_256_CM_HMAC_SHA1_80 inline:{KEY}"),
+            format!("1 F8_128_HMAC_SHA1_80 inline:{KEY}"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 {KEY}"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{}", &KEY[..36]),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}AAAA"),
+            "1 AES_CM_128_HMAC_SHA1_80 inline:!!!!".into(),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^20|1:4"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^99"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|forever"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY};inline:{KEY}"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY} UNENCRYPTED_SRTP"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}{}", "A".repeat(300)),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{}", "A".repeat(200)),
+        ];
+        for b in &bad {
+            assert_eq!(Crypto::parse(b), None, "{b}");
+            let s = parse(&savp(b)).expect("sdp");
+            assert!(s.media[0].crypto.is_empty(), "{b}");
+            assert_eq!(
+                negotiate(&s, SrtpPolicy::Optional),
+                Err(NoCommonCodec),
+                "{b}"
+            );
+        }
+        // The usable line after bad ones is taken; the number kept is bounded.
+        let mut offer = savp(&bad[6]);
+        for t in 2..40 {
+            let _ = write!(
+                offer,
+                "a=crypto:{t} AES_CM_128_HMAC_SHA1_80 inline:{KEY}|1048576\r\n"
+            );
+        }
+        let s = parse(&offer).expect("sdp");
+        assert_eq!(s.media[0].crypto.len(), MAX_CRYPTO);
+        let n = negotiate(&s, SrtpPolicy::Required).expect("srtp");
+        assert_eq!(n.srtp.map(|k| k.tag), Some(2));
+        // No key in debug output.
+        assert!(!format!("{n:?}").contains(KEY), "{n:?}");
     }
 
     /// An input the `sdp` fuzz target's check (negotiated payload types are RTP payload
@@ -416,14 +734,17 @@ mod tests {
     fn formats_that_are_not_rtp_payload_types_are_skipped() {
         let big =
             "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 200\r\na=rtpmap:200 PCMU/8000\r\n";
-        assert_eq!(negotiate(&parse(big).expect("sdp")), Err(NoCommonCodec));
+        assert_eq!(
+            negotiate(&parse(big).expect("sdp"), SrtpPolicy::None),
+            Err(NoCommonCodec)
+        );
         let mixed = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 200 8 228\r\n\
             a=rtpmap:200 PCMU/8000\r\na=rtpmap:228 telephone-event/8000\r\n\
             a=rtpmap:127 telephone-event/8000\r\n";
-        let n = negotiate(&parse(mixed).expect("sdp")).expect("PCMA");
+        let n = negotiate(&parse(mixed).expect("sdp"), SrtpPolicy::None).expect("PCMA");
         assert_eq!((n.law, n.pt, n.event_pt), (Law::Alaw, 8, None));
         let top = mixed.replace(" 228\r\n", " 127\r\n");
-        let n = negotiate(&parse(&top).expect("sdp")).expect("PCMA");
+        let n = negotiate(&parse(&top).expect("sdp"), SrtpPolicy::None).expect("PCMA");
         assert_eq!((n.pt, n.event_pt), (8, Some(127)));
     }
 }

@@ -115,6 +115,7 @@ fn invite_rings_is_answered_and_acknowledged_with_the_call_events_on_both_sides(
                 event_pt: Some(101),
                 remote: Some(std::net::SocketAddr::new(UAS.ip(), UAS_RTP)),
                 direction: Direction::SendRecv,
+                srtp: None,
             })
         }]
     );
@@ -129,6 +130,7 @@ fn invite_rings_is_answered_and_acknowledged_with_the_call_events_on_both_sides(
                 event_pt: Some(101),
                 remote: Some(std::net::SocketAddr::new(UAC.ip(), UAC_RTP)),
                 direction: Direction::SendRecv,
+                srtp: None,
             }
         }]
     );
@@ -364,6 +366,7 @@ fn re_invites_put_the_call_on_hold_and_back_with_new_media() {
                     event_pt: Some(101),
                     remote: Some("127.0.0.3:50000".parse().expect("addr")),
                     direction,
+                    srtp: None,
                 })
             }]
         );
@@ -531,6 +534,7 @@ fn a_lost_200_is_sent_again_on_t1_doubling_up_to_t2_until_the_ack() {
             event_pt: Some(101),
             remote: Some(std::net::SocketAddr::new(UAS.ip(), UAS_RTP)),
             direction: Direction::SendRecv,
+            srtp: None,
         })
     }));
     assert!(
@@ -864,6 +868,7 @@ fn a_late_offer_gets_our_offer_in_the_200_and_the_call_starts_with_the_acks_answ
                 event_pt: Some(101),
                 remote: Some("127.0.0.3:50000".parse().expect("addr")),
                 direction: Direction::SendRecv,
+                srtp: None,
             }
         }]
     );

@@ -41,8 +41,9 @@ use ivr_media::latch::{Latch, Verdict};
 use ivr_media::pacer::{ChannelHandle, ChannelSpec, MediaEvent};
 use ivr_media::ports::RtpPort;
 use ivr_media::rtp;
+use ivr_media::srtp::{Protect, SrtpError, Unprotect};
 use ivr_sip::message::random_u64;
-use ivr_sip::sdp::Negotiated;
+use ivr_sip::sdp::{Negotiated, Sdes};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -158,6 +159,29 @@ struct Leg {
     _link: Option<TcpLink>,
 }
 
+/// An SRTP call's contexts (SDES keys): what the caller sends is unprotected before the
+/// latch, the keys, the recording and the bridge see it; what the bridge relays from a plain
+/// leg is protected for the caller. The pacer holds its own [`Protect`] for the prompts.
+struct Srtp {
+    keys: Sdes,
+    unprotect: Unprotect,
+    bridge: Protect,
+}
+
+impl Srtp {
+    /// The contexts of `keys`, and the pacer's.
+    fn new(keys: Sdes) -> Result<(Srtp, Box<Protect>), SrtpError> {
+        Ok((
+            Srtp {
+                keys,
+                unprotect: Unprotect::new(&keys)?,
+                bridge: Protect::new(&keys)?,
+            },
+            Box::new(Protect::new(&keys)?),
+        ))
+    }
+}
+
 /// Most nodes kept in the screen pop's path.
 const PATH_LEN: usize = 24;
 
@@ -201,6 +225,8 @@ struct Driver {
     /// The ACD answers here.
     queue_tx: mpsc::UnboundedSender<QueueEvent>,
     transfer: Option<Transfer>,
+    /// SRTP keys of the call (none: plain RTP); see [`Srtp`].
+    srtp: Option<Srtp>,
     leg: Option<Leg>,
     leg_events: Option<mpsc::UnboundedReceiver<LegEvent>>,
     leg_sock: Option<tokio::net::UdpSocket>,
@@ -617,7 +643,61 @@ impl Driver {
         }
     }
 
+    /// The plain RTP of a packet from the caller's port: as it came for a plain call, else
+    /// unprotected (`None`: refused, counted in `ivr_srtp_auth_failures_total`).
+    fn unprotect<'a>(&mut self, data: &'a [u8], into: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+        let Some(s) = &mut self.srtp else {
+            return Some(data);
+        };
+        // RTCP multiplexed on the RTP port (RFC 5761: packet types 192-223) is not media:
+        // dropped without counting (no RTCP is read on any call).
+        if data.get(1).is_some_and(|b| (192..=223).contains(b)) {
+            return None;
+        }
+        match s.unprotect.unprotect(data) {
+            Ok(plain) => {
+                into.clear();
+                into.extend_from_slice(&plain);
+                Some(into.as_slice())
+            }
+            Err(e) => {
+                tracing::trace!(error = %e, "SRTP packet dropped");
+                None
+            }
+        }
+    }
+
+    /// New SRTP keys from a re-INVITE (the policy keeps SRTP calls SRTP and our key). Our
+    /// sending contexts are kept unless the suite changed (their rollover counters go on); the
+    /// receiving one is made anew for a new key of the caller's.
+    fn rekey(&mut self, keys: Option<Sdes>) {
+        let Some(keys) = keys else {
+            return;
+        };
+        if let Some(s) = &mut self.srtp
+            && s.keys.suite == keys.suite
+            && s.keys.local == keys.local
+        {
+            if s.keys.remote != keys.remote {
+                match Unprotect::new(&keys) {
+                    Ok(u) => s.unprotect = u,
+                    Err(e) => tracing::error!(error = %e, "SRTP key of the re-INVITE not usable"),
+                }
+            }
+            s.keys = keys;
+            return;
+        }
+        match Srtp::new(keys) {
+            Ok((s, pacer)) => {
+                self.srtp = Some(s);
+                self.channel.set_srtp(Some(pacer));
+            }
+            Err(e) => tracing::error!(error = %e, "SRTP keys of the re-INVITE not usable"),
+        }
+    }
+
     fn on_media(&mut self, n: Negotiated) {
+        self.rekey(n.srtp);
         self.remote = if n.direction.remote_receives() {
             n.remote
         } else {
@@ -675,6 +755,19 @@ pub async fn run(services: Services, incoming: Incoming) {
         services.running.fetch_sub(1, Ordering::Relaxed);
         return;
     };
+    let (srtp, pacer_srtp) = match n.srtp.map(Srtp::new) {
+        None => (None, None),
+        Some(Ok((s, p))) => (Some(s), Some(p)),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "SRTP keys not usable");
+            let _ = core.send(CoreMsg::Ended {
+                tag: ended_tag,
+                bye: true,
+            });
+            services.running.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    };
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
     let remote = if n.direction.remote_receives() {
         n.remote
@@ -690,6 +783,7 @@ pub async fn run(services: Services, incoming: Incoming) {
         seq: random_u64() as u16,
         timestamp: random_u64() as u32,
         events: media_tx,
+        srtp: pacer_srtp,
     });
     let clock = Clock::new();
     let recorder = services
@@ -703,6 +797,7 @@ pub async fn run(services: Services, incoming: Incoming) {
         called = %info.called,
         flow = %flow.program.name,
         codec = ?n.law,
+        srtp = n.srtp.is_some(),
         "call answered"
     );
     let live_key = services.live_calls.start(info.channel, &flow);
@@ -734,6 +829,7 @@ pub async fn run(services: Services, incoming: Incoming) {
         held_keys: VecDeque::new(),
         queue_tx,
         transfer: None,
+        srtp,
         leg: None,
         leg_events: None,
         leg_sock: None,
@@ -746,6 +842,8 @@ pub async fn run(services: Services, incoming: Incoming) {
     let mut buf = [0u8; 1500];
     let mut leg_buf = [0u8; 1500];
     let mut out_buf = [0u8; 1500];
+    // An SRTP call's packets, unprotected.
+    let mut plain_buf: Vec<u8> = Vec::with_capacity(1500);
     // Why the loop ended: the caller hung up (no BYE from us), or we end it (BYE).
     let mut send_bye = true;
     let sleep = tokio::time::sleep_until(d.deadline(rtp_timeout).into());
@@ -806,12 +904,13 @@ pub async fn run(services: Services, incoming: Incoming) {
             }
             r = sock.recv_from(&mut buf) => {
                 if let Ok((len, from)) = r
-                    && d.admit_rtp(&buf[..len], from)
+                    && let Some(data) = d.unprotect(&buf[..len], &mut plain_buf)
+                    && d.admit_rtp(data, from)
                 {
                     if d.bridged() {
-                        d.relay_to_leg(&buf[..len], &mut out_buf);
+                        d.relay_to_leg(data, &mut out_buf);
                     } else {
-                        d.on_rtp(&buf[..len]);
+                        d.on_rtp(data);
                     }
                 }
             }

@@ -454,7 +454,17 @@ impl Driver {
             event_pt: self.event_pt,
         };
         if let Some(n) = bridge::relay(data, from, to, out) {
-            let _ = caller_sock.try_send_to(&out[..n], remote);
+            // An SRTP caller: the plain leg's packet is protected on its way.
+            match &mut self.srtp {
+                None => {
+                    let _ = caller_sock.try_send_to(&out[..n], remote);
+                }
+                Some(s) => {
+                    if let Ok(p) = s.bridge.protect(&out[..n], &[]) {
+                        let _ = caller_sock.try_send_to(&p, remote);
+                    }
+                }
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::edge::{Bucket, IN_DIALOG_BURST, IN_DIALOG_RATE, InviteLimiter};
 use crate::message::{self, ALLOW, Extra};
 use crate::peer::{Peer, Proto};
 use crate::registrar::Registrar;
-use crate::sdp::Negotiated;
+use crate::sdp::{Negotiated, Sdes};
 use crate::transaction::{ClientTx, ServerInput, ServerTx, TxOutput};
 use ivr_sansio::{Machine, Millis};
 use rsip::{Method, Request, SipMessage};
@@ -90,6 +90,9 @@ pub(super) struct Entry {
     pub(super) reinvite: Option<(TxKey, u32)>,
     /// The rate of the caller's requests within the dialog (INFO, re-INVITE).
     pub(super) bucket: Bucket,
+    /// The SRTP keys of the call (none: plain RTP). A re-INVITE keeps the call's protection
+    /// (an SRTP call's must offer `RTP/SAVP`, a plain call's `RTP/AVP`) and our key.
+    pub(super) srtp: Option<Sdes>,
 }
 
 /// The user-agent core (see the module's documentation).

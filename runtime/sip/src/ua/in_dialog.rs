@@ -81,10 +81,20 @@ impl<H: Host> Core<H> {
             self.answer_on_tx(req, peer, &key, 488, now);
             return;
         };
-        let Ok(n) = sdp::negotiate(&offer) else {
+        // The call keeps its protection: SRTP stays SRTP (with our key), plain stays plain.
+        let policy = if e.srtp.is_some() {
+            sdp::SrtpPolicy::Required
+        } else {
+            sdp::SrtpPolicy::None
+        };
+        let Ok(mut n) = sdp::negotiate(&offer, policy) else {
             self.answer_on_tx(req, peer, &key, 488, now);
             return;
         };
+        if let (Some(k), Some(old)) = (&mut n.srtp, &e.srtp) {
+            k.local = old.local;
+        }
+        e.srtp = n.srtp;
         e.sdp_version += 1;
         let body = sdp::answer(&offer, &n, e.local_ip, e.port, e.session_id, e.sdp_version);
         let answered = matches!(e.phase, Phase::Answered);
@@ -156,7 +166,8 @@ impl<H: Host> Core<H> {
             .ok()
             .filter(|b| !b.trim().is_empty())
             .and_then(|b| sdp::parse(b).ok())
-            .and_then(|a| sdp::negotiate(&a).ok());
+            // The answer to our (plain) offer.
+            .and_then(|a| sdp::negotiate(&a, sdp::SrtpPolicy::None).ok());
         match n {
             Some(media) => self.emit(Output::Start { tag, media }),
             None => {

@@ -100,6 +100,7 @@ impl<H: Host> Core<H> {
             },
         );
         let session_id = message::random_u64() >> 1;
+        let srtp = negotiated.and_then(|n| n.srtp);
         self.dialogs.insert(
             tag.clone(),
             Entry {
@@ -119,6 +120,7 @@ impl<H: Host> Core<H> {
                 start_with: None,
                 reinvite: None,
                 bucket: Bucket::full(IN_DIALOG_BURST, now),
+                srtp,
             },
         );
         if self.opts.answer_after <= 0 {

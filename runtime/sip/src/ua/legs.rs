@@ -262,7 +262,8 @@ impl<H: Host> Core<H> {
             .ok()
             .filter(|b| !b.trim().is_empty())
             .and_then(|b| sdp::parse(b).ok())
-            .and_then(|a| sdp::negotiate(&a).ok());
+            // The answer to our (plain) offer.
+            .and_then(|a| sdp::negotiate(&a, sdp::SrtpPolicy::None).ok());
         let Some(n) = n.filter(|_| !cancel) else {
             // Answered too late, or with nothing we can send: hang up at once.
             self.send_dialog_bye(&mut dialog, peer, local_ip, now);
@@ -314,7 +315,11 @@ impl<H: Host> Core<H> {
             .ok()
             .filter(|b| !b.trim().is_empty())
             .and_then(|b| sdp::parse(b).ok());
-        let Some((offer, n)) = offer.and_then(|o| sdp::negotiate(&o).ok().map(|n| (o, n))) else {
+        let Some((offer, n)) = offer.and_then(|o| {
+            sdp::negotiate(&o, sdp::SrtpPolicy::None)
+                .ok()
+                .map(|n| (o, n))
+        }) else {
             self.answer_on_tx(req, peer, &key, 488, now);
             return;
         };

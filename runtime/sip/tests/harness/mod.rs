@@ -57,7 +57,7 @@ impl Host for TestHost {
             return Err(*code);
         }
         let negotiated = match c.offer {
-            Some(o) => Some(sdp::negotiate(o).map_err(|_| 488u16)?),
+            Some(o) => Some(sdp::negotiate(o, sdp::SrtpPolicy::None).map_err(|_| 488u16)?),
             None => None,
         };
         let answer = match (c.offer, &negotiated) {
