@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+pub use crate::outbound_config::{CampaignConfig, TrunkConfig, TrunkTarget};
+
 /// The configuration as written, before validation.
 #[derive(Debug, Default, Deserialize)]
 struct RawConfig {
@@ -27,6 +29,10 @@ struct RawConfig {
     calendars: IndexMap<String, Spanned<IndexMap<String, Spanned<String>>>>,
     #[serde(default)]
     routes: IndexMap<String, Spanned<String>>,
+    #[serde(default)]
+    trunks: IndexMap<String, Spanned<crate::outbound_config::RawTrunk>>,
+    #[serde(default)]
+    campaigns: IndexMap<String, Spanned<crate::outbound_config::RawCampaign>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -442,6 +448,10 @@ pub struct Config {
     pub calendars: IndexMap<String, Calendar>,
     /// `[routes]`: dialled number (or `default`) to flow name.
     pub routes: IndexMap<String, String>,
+    /// `[trunks.*]`: gateways for calls to outside numbers.
+    pub trunks: IndexMap<String, TrunkConfig>,
+    /// `[campaigns.*]`: lists of numbers dialled through a trunk.
+    pub campaigns: IndexMap<String, CampaignConfig>,
     /// Spans of route values, for diagnostics about unknown flows.
     #[serde(skip)]
     pub route_spans: IndexMap<String, Span>,
@@ -469,6 +479,8 @@ impl Config {
             agents: IndexMap::new(),
             calendars: IndexMap::new(),
             routes: IndexMap::new(),
+            trunks: IndexMap::new(),
+            campaigns: IndexMap::new(),
             route_spans: IndexMap::new(),
             file: None,
             unreadable: false,
@@ -659,6 +671,14 @@ impl Config {
             config.route_spans.insert(number.clone(), span_of(&flow));
             config.routes.insert(number, flow.into_inner());
         }
+        let known = crate::outbound_config::Known {
+            queries: &config.queries,
+            calendars: &config.calendars,
+        };
+        let (trunks, campaigns) =
+            crate::outbound_config::validate(file, raw.trunks, raw.campaigns, &known, &mut diags);
+        config.trunks = trunks;
+        config.campaigns = campaigns;
         (config, diags)
     }
 }
@@ -676,6 +696,8 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "agents",
             "calendars",
             "routes",
+            "trunks",
+            "campaigns",
         ],
     ),
     ("paths", &["flows", "prompts", "recordings"]),
@@ -701,6 +723,8 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ),
     ("queues", &["skills", "ring_timeout", "wrap_up", "strategy"]),
     ("agents", &["name", "skills", "ha1", "level"]),
+    ("trunks", crate::outbound_config::TRUNK_KEYS),
+    ("campaigns", crate::outbound_config::CAMPAIGN_KEYS),
 ];
 
 /// An error for a key the configuration does not know, at its first occurrence.
