@@ -363,6 +363,26 @@ pub fn finish(
                 );
             }
         }
+        // Campaigns name flows too.
+        for (name, campaign) in &config.campaigns {
+            if !known.contains(&campaign.flow) {
+                diags.push(
+                    Diagnostic::error(
+                        "unknown-flow",
+                        cfg_file,
+                        campaign.flow_span,
+                        format!(
+                            "campaign `{name}` runs flow `{}`, which does not exist",
+                            campaign.flow
+                        ),
+                    )
+                    .with_opt_hint(did_you_mean(
+                        &campaign.flow,
+                        known.iter().map(String::as_str),
+                    )),
+                );
+            }
+        }
     }
 
     let mut seen = HashSet::new();
