@@ -16,6 +16,7 @@
 //! - [`snapshot`]: throwaway copies of a SQLite database for simulated calls.
 
 pub mod connect;
+pub mod campaigns;
 pub mod demo;
 pub mod hashing;
 pub mod messages;
