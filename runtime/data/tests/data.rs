@@ -1529,9 +1529,17 @@ async fn check_campaign_attempts(pool: &Pool) {
             .expect("start again"),
         "one attempt is written once"
     );
-    campaigns::end_attempt(pool, "arrears", "13800000001", 1, t("10:00:30"), "busy", None)
-        .await
-        .expect("end");
+    campaigns::end_attempt(
+        pool,
+        "arrears",
+        "13800000001",
+        1,
+        t("10:00:30"),
+        "busy",
+        None,
+    )
+    .await
+    .expect("end");
     assert!(
         campaigns::start_attempt(pool, "arrears", "13800000001", 2, t("10:30:30"))
             .await
@@ -1592,15 +1600,24 @@ async fn check_campaign_attempts(pool: &Pool) {
     );
     assert_eq!(rows[1].answered_at, Some(t("10:30:35")));
     assert_eq!(rows[3].ended_at, Some(t("11:00:00")));
-    assert_eq!(campaigns::running(pool, "arrears").await.expect("state"), None);
+    assert_eq!(
+        campaigns::running(pool, "arrears").await.expect("state"),
+        None
+    );
     campaigns::set_running(pool, "arrears", true, t("09:00:00"))
         .await
         .expect("start");
-    assert_eq!(campaigns::running(pool, "arrears").await.expect("state"), Some(true));
+    assert_eq!(
+        campaigns::running(pool, "arrears").await.expect("state"),
+        Some(true)
+    );
     campaigns::set_running(pool, "arrears", false, t("12:00:00"))
         .await
         .expect("pause");
-    assert_eq!(campaigns::running(pool, "arrears").await.expect("state"), Some(false));
+    assert_eq!(
+        campaigns::running(pool, "arrears").await.expect("state"),
+        Some(false)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,10 +120,7 @@ pub fn start_all(services: &Services) {
     let config = &deployment.config;
     let mut trunks: HashMap<String, Arc<Semaphore>> = HashMap::new();
     for (name, t) in &config.trunks {
-        trunks.insert(
-            name.clone(),
-            Arc::new(Semaphore::new(t.max_calls as usize)),
-        );
+        trunks.insert(name.clone(), Arc::new(Semaphore::new(t.max_calls as usize)));
     }
     for (name, campaign) in &config.campaigns {
         let Some(trunk) = config.trunks.get(&campaign.trunk) else {
@@ -185,9 +182,17 @@ fn naive_of(ms: Millis) -> NaiveDateTime {
 }
 
 /// The phones of a list query's rows, in order, with each row by phone.
-async fn read_list(pool: &Pool, def: &QueryDef) -> Result<(Vec<String>, HashMap<String, ContactRow>), String> {
-    let sql = def.statements.first().ok_or("the list query has no statement")?;
-    let found = fetch_rows(pool, sql, &[]).await.map_err(|e| e.to_string())?;
+async fn read_list(
+    pool: &Pool,
+    def: &QueryDef,
+) -> Result<(Vec<String>, HashMap<String, ContactRow>), String> {
+    let sql = def
+        .statements
+        .first()
+        .ok_or("the list query has no statement")?;
+    let found = fetch_rows(pool, sql, &[])
+        .await
+        .map_err(|e| e.to_string())?;
     let names: Vec<String> = def.fields.keys().cloned().collect();
     let phone_at = names.iter().position(|n| n == "phone").unwrap_or(0);
     let mut phones = Vec::with_capacity(found.len());
@@ -204,7 +209,12 @@ async fn read_list(pool: &Pool, def: &QueryDef) -> Result<(Vec<String>, HashMap<
         let contact: ContactRow = row
             .into_iter()
             .enumerate()
-            .map(|(i, v)| (names.get(i).cloned().unwrap_or_else(|| format!("col{i}")), v))
+            .map(|(i, v)| {
+                (
+                    names.get(i).cloned().unwrap_or_else(|| format!("col{i}")),
+                    v,
+                )
+            })
             .collect();
         phones.push(phone.clone());
         contacts.insert(phone, contact);
@@ -360,7 +370,8 @@ struct Attempt {
 impl Attempt {
     async fn run(self) {
         let started = naive_of(local_now());
-        match rows::start_attempt(&self.pool, &self.name, &self.phone, self.attempt, started).await {
+        match rows::start_attempt(&self.pool, &self.name, &self.phone, self.attempt, started).await
+        {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(phone = %self.phone, attempt = self.attempt, "attempt already made: not dialled again");
