@@ -260,3 +260,58 @@ fn three_customers_answered_busy_and_no_answer_with_retries_and_pause() {
         server.log()
     );
 }
+
+#[test]
+fn a_restart_mid_campaign_goes_on_from_its_rows_and_calls_nobody_twice() {
+    if !have_sipp() {
+        return skip("sipp is not installed");
+    }
+    let gw = free_udp_port();
+    let config = deployment("campaign-restart", gw, 2, "5s");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let callee = Endpoint::start(vec![(1_500, Act::Key('1'))]);
+    let sipp = gateway(&dir, gw, callee.port, 5);
+    let mut server = Server::start(&config, &[]);
+    post(server.http(), "start");
+    // The first round is over (the answered call too); the retries are 5 s away.
+    wait_for(&server, "the first round over", |s| {
+        s["attempts"] == 3 && s["in_progress"] == 0
+    });
+    assert!(
+        server.stop(Duration::from_secs(10)).is_some(),
+        "ivr serve stops"
+    );
+    drop(server);
+
+    // Started again: the campaign was left started and goes on from its rows.
+    let server = Server::start(&config, &[]);
+    let s = wait_for(&server, "finished after the restart", |s| {
+        s["finished"] == true
+    });
+    assert_eq!(s["running"], true, "{s}");
+    assert_eq!(
+        (
+            s["done"].clone(),
+            s["answered"].clone(),
+            s["attempts"].clone()
+        ),
+        (3.into(), 1.into(), 5.into()),
+        "{s}"
+    );
+    sipp_done(sipp, &dir);
+    let _ = callee.finish();
+    let mut rows = attempts(&dir);
+    rows.sort();
+    let numbers: Vec<(String, u32)> = rows.iter().map(|r| (r.0.clone(), r.1)).collect();
+    assert_eq!(
+        numbers,
+        vec![
+            ("13800000001".into(), 1),
+            ("13800000002".into(), 1),
+            ("13800000002".into(), 2),
+            ("13800000003".into(), 1),
+            ("13800000003".into(), 2),
+        ],
+        "each number once per attempt: {rows:?}"
+    );
+}
