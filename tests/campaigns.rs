@@ -217,8 +217,20 @@ fn three_customers_answered_busy_and_no_answer_with_retries_and_pause() {
     assert_eq!(s["running"], true, "{s}");
     // The first round, then a pause before the retries (1 s after the busy one ended).
     wait_for(&server, "the first round", |s| s["attempts"] == 3);
-    let s = post(server.http(), "pause");
-    assert_eq!(s["running"], false, "{s}");
+    // Paused with the command line, through the server's HTTP address.
+    let http = server.http().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["campaign", "pause", "arrears", "--http", &http])
+        .output()
+        .expect("ivr campaign");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("campaign arrears: paused"), "{text}");
+    assert!(text.contains("numbers      3"), "{text}");
     std::thread::sleep(Duration::from_millis(2_500));
     let s = status(server.http());
     assert_eq!(s["attempts"], 3, "no new call while paused: {s}");
@@ -238,6 +250,23 @@ fn three_customers_answered_busy_and_no_answer_with_retries_and_pause() {
         "{s}"
     );
     sipp_done(sipp, &dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["campaign", "status", "arrears", "--http", &http])
+        .output()
+        .expect("ivr campaign");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("campaign arrears: finished"), "{text}");
+    assert!(text.contains("answered     1"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .args(["campaign", "start", "nosuch", "--http", &http])
+        .output()
+        .expect("ivr campaign");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The answered customer heard the prompt and pressed 1.
     let (got, keys) = callee.finish();
