@@ -268,6 +268,19 @@ fn three_customers_answered_busy_and_no_answer_with_retries_and_pause() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The dashboard shows the campaign's progress.
+    let (code, _, body) = http_get(server.http(), "/dashboard/state");
+    assert_eq!(code, 200);
+    let d: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let c = &d["campaigns"][0];
+    assert_eq!(
+        (c["name"].clone(), c["done"].clone()),
+        ("arrears".into(), 3.into()),
+        "{d}"
+    );
+    let (_, _, page) = http_get(server.http(), "/dashboard");
+    assert!(page.contains("id=\"campaigns\""));
+
     // The answered customer heard the prompt and pressed 1.
     let (got, keys) = callee.finish();
     assert!(got.len() >= 30, "RTP of the prompt: {} packets", got.len());
