@@ -87,10 +87,15 @@ fn free_udp_port() -> u16 {
 
 /// SIPp as the gateway, for `calls` INVITEs.
 fn gateway(dir: &Path, port: u16, rtp: u16, calls: usize) -> Child {
+    gateway_with("campaign_gateway.xml", dir, port, rtp, calls)
+}
+
+/// SIPp as the gateway with `scenario`, for `calls` calls.
+fn gateway_with(scenario: &str, dir: &Path, port: u16, rtp: u16, calls: usize) -> Child {
     Command::new("sipp")
         .current_dir(dir)
         .arg("-sf")
-        .arg(repo().join("tests/sipp/campaign_gateway.xml"))
+        .arg(repo().join("tests/sipp").join(scenario))
         .args([
             "-i",
             "127.0.0.1",
@@ -355,5 +360,39 @@ fn a_restart_mid_campaign_goes_on_from_its_rows_and_calls_nobody_twice() {
             ("13800000003".into(), 2),
         ],
         "each number once per attempt: {rows:?}"
+    );
+}
+
+#[test]
+fn a_gateway_that_challenges_gets_the_trunks_digest_credentials() {
+    if !have_sipp() {
+        return skip("sipp is not installed");
+    }
+    let gw = free_udp_port();
+    let config = deployment("campaign-digest", gw, 1, "1s");
+    let text = fs::read_to_string(&config).expect("ivr.toml");
+    let text = text
+        .replace(
+            "max_calls = 10\n",
+            "max_calls = 10\nusername  = \"ivr\"\npassword  = \"s3cret\"\n",
+        )
+        .replace(
+            " UNION ALL SELECT '13800000002' UNION ALL SELECT '13800000003'",
+            "",
+        );
+    fs::write(&config, text).expect("ivr.toml");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let sipp = gateway_with("campaign_digest_gateway.xml", &dir, gw, 9, 1);
+    let server = Server::start(&config, &[]);
+    post(server.http(), "start");
+    let s = wait_for(&server, "finished", |s| s["finished"] == true);
+    assert_eq!(s["attempts"], 1, "{s}");
+    sipp_done(sipp, &dir);
+    let rows = attempts(&dir);
+    assert_eq!(
+        rows,
+        vec![("13800000001".into(), 1, Some("busy".into()), None)],
+        "486 after the credentials were accepted (403 would be failed): {}",
+        server.log()
     );
 }

@@ -432,6 +432,7 @@ impl Attempt {
             headers: Vec::new(),
             port: port.port(),
             events: tx,
+            credentials: self.trunk.username.clone().zip(self.trunk.password.clone()),
         })));
         let ring = tokio::time::sleep(Duration::from_millis(self.campaign.ring_timeout_ms));
         tokio::pin!(ring);

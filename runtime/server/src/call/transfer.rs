@@ -193,6 +193,7 @@ impl Driver {
                 headers,
                 port: port.port(),
                 events: tx,
+                credentials: None,
             })));
         }
         self.leg = Some(Leg {
