@@ -672,8 +672,19 @@ impl Config {
             config.routes.insert(number, flow.into_inner());
         }
         let known = crate::outbound_config::Known {
-            queries: &config.queries,
-            calendars: &config.calendars,
+            queries: config
+                .queries
+                .iter()
+                .map(|(name, q)| {
+                    let facts = crate::outbound_config::QueryFacts {
+                        not_a_plain_read: !q.args.is_empty() || q.transaction,
+                        fields: q.fields.keys().cloned().collect(),
+                    };
+                    (name.clone(), facts)
+                })
+                .collect(),
+            calendars: config.calendars.keys().cloned().collect(),
+            duration: parse_duration_text,
         };
         let (trunks, campaigns) =
             crate::outbound_config::validate(file, raw.trunks, raw.campaigns, &known, &mut diags);

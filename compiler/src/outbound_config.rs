@@ -5,7 +5,6 @@
 //! calls [`validate`] once the queries and calendars are known, so dangling names point at
 //! their line).
 
-use crate::config::{Calendar, QueryDef, parse_duration_text};
 use indexmap::IndexMap;
 use ivr_dsl::{Diagnostic, FileId, Span};
 use serde::{Deserialize, Serialize};
@@ -151,32 +150,49 @@ impl CampaignConfig {
     pub const MAX_RATE: f64 = 1000.0;
 }
 
-/// A trunk URI that does not read: the reason, as a sentence's end.
-fn parse_trunk_uri(text: &str) -> Result<TrunkTarget, String> {
+/// Why a trunk's `uri` does not read (the end of a sentence about it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrunkUriError {
+    /// Not `sip:...`.
+    #[error("does not start with `sip:`")]
+    NotSip,
+    /// A parameter other than `transport`.
+    #[error("has a parameter `{0}` the dialler does not know")]
+    Parameter(String),
+    /// `sip:user@host`.
+    #[error("names a user; the number dialled takes its place")]
+    User,
+    /// `[v6` without `]`.
+    #[error("has an IPv6 address without its `]`")]
+    Bracket,
+    /// No host.
+    #[error("has no host name or address")]
+    NoHost,
+    /// A port that is not 1..65535.
+    #[error("has a port `{0}` that is not 1-65535")]
+    Port(String),
+}
+
+/// Reads a trunk's `uri`: `sip:HOST[:PORT][;transport=tcp|udp]`.
+pub fn parse_trunk_uri(text: &str) -> Result<TrunkTarget, TrunkUriError> {
     let rest = text
         .trim()
         .strip_prefix("sip:")
-        .ok_or_else(|| "does not start with `sip:`".to_string())?;
+        .ok_or(TrunkUriError::NotSip)?;
     let (hostport, params) = rest.split_once(';').unwrap_or((rest, ""));
     let mut tcp = false;
     for p in params.split(';').filter(|p| !p.is_empty()) {
         match p.to_ascii_lowercase().as_str() {
             "transport=tcp" => tcp = true,
             "transport=udp" => tcp = false,
-            other => {
-                return Err(format!(
-                    "has a parameter `{other}` the dialler does not know"
-                ));
-            }
+            other => return Err(TrunkUriError::Parameter(other.to_string())),
         }
     }
     if hostport.contains('@') {
-        return Err("names a user; the number dialled takes its place".into());
+        return Err(TrunkUriError::User);
     }
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| "has an IPv6 address without its `]`".to_string())?;
+        let (h, after) = v6.split_once(']').ok_or(TrunkUriError::Bracket)?;
         (h.to_string(), after.strip_prefix(':'))
     } else {
         match hostport.rsplit_once(':') {
@@ -189,7 +205,7 @@ fn parse_trunk_uri(text: &str) -> Result<TrunkTarget, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
     {
-        return Err("has no host name or address".into());
+        return Err(TrunkUriError::NoHost);
     }
     let port = match port {
         None => 5060,
@@ -197,7 +213,7 @@ fn parse_trunk_uri(text: &str) -> Result<TrunkTarget, String> {
             .parse::<u16>()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("has a port `{p}` that is not 1-65535"))?,
+            .ok_or_else(|| TrunkUriError::Port(p.to_string()))?,
     };
     Ok(TrunkTarget { host, port, tcp })
 }
@@ -207,12 +223,22 @@ fn span_of<T>(s: &Spanned<T>) -> Span {
     Span::new(r.start, r.end)
 }
 
-/// The tables of `ivr.toml` that trunks and campaigns refer to.
-pub(crate) struct Known<'a> {
+/// What a campaign's list needs to know of a `[queries.*]`.
+pub(crate) struct QueryFacts {
+    /// It has `args` or is a `transaction`.
+    pub not_a_plain_read: bool,
+    /// Its declared fields.
+    pub fields: Vec<String>,
+}
+
+/// The tables of `ivr.toml` that trunks and campaigns refer to (given by `config.rs`).
+pub(crate) struct Known {
     /// `[queries.*]`
-    pub queries: &'a IndexMap<String, QueryDef>,
-    /// `[calendars.*]`
-    pub calendars: &'a IndexMap<String, Calendar>,
+    pub queries: IndexMap<String, QueryFacts>,
+    /// The names of `[calendars.*]`.
+    pub calendars: Vec<String>,
+    /// How durations read (`config::parse_duration_text`).
+    pub duration: fn(&str) -> Option<u64>,
 }
 
 /// Validates `[trunks.*]` and `[campaigns.*]`: bad values and dangling names are reported at
@@ -221,7 +247,7 @@ pub(crate) fn validate(
     file: FileId,
     raw_trunks: IndexMap<String, Spanned<RawTrunk>>,
     raw_campaigns: IndexMap<String, Spanned<RawCampaign>>,
-    known: &Known<'_>,
+    known: &Known,
     diags: &mut Vec<Diagnostic>,
 ) -> (
     IndexMap<String, TrunkConfig>,
@@ -357,7 +383,7 @@ fn validate_campaign(
     name: &str,
     raw: Spanned<RawCampaign>,
     trunks: &IndexMap<String, TrunkConfig>,
-    known: &Known<'_>,
+    known: &Known,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<CampaignConfig> {
     let span = span_of(&raw);
@@ -415,7 +441,7 @@ fn validate_campaign(
             ok = false;
         }
         Some(q) => {
-            if !q.args.is_empty() || q.transaction {
+            if q.not_a_plain_read {
                 diags.push(
                     Diagnostic::error(
                         "config",
@@ -430,7 +456,7 @@ fn validate_campaign(
                 );
                 ok = false;
             }
-            if !q.fields.is_empty() && !q.fields.contains_key("phone") {
+            if !q.fields.is_empty() && !q.fields.iter().any(|f| f == "phone") {
                 diags.push(
                     Diagnostic::error(
                         "config",
@@ -467,10 +493,10 @@ fn validate_campaign(
     let calendar = match raw.calendar {
         None => None,
         Some(c) => {
-            if !known.calendars.contains_key(c.get_ref()) {
+            if !known.calendars.iter().any(|k| k == c.get_ref()) {
                 let hint = crate::suggest::did_you_mean(
                     c.get_ref(),
-                    known.calendars.keys().map(String::as_str),
+                    known.calendars.iter().map(String::as_str),
                 )
                 .unwrap_or_else(|| "declare it as `[calendars.NAME]`".into());
                 diags.push(
@@ -550,7 +576,7 @@ fn validate_campaign(
     };
     let mut duration = |key: &str, value: Option<Spanned<String>>, default: u64| match value {
         None => default,
-        Some(v) => match parse_duration_text(v.get_ref()) {
+        Some(v) => match (known.duration)(v.get_ref()) {
             Some(ms) if ms > 0 => ms,
             _ => {
                 diags.push(
@@ -594,177 +620,4 @@ fn validate_campaign(
         ring_timeout_ms,
         span,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::config::Config;
-    use ivr_dsl::{Diagnostic, FileId};
-    use std::path::Path;
-
-    fn parse(text: &str) -> (Config, Vec<Diagnostic>) {
-        Config::parse(FileId(0), Path::new("/x"), text)
-    }
-
-    const BASE: &str = r#"
-[queries.arrears_due]
-sql    = "SELECT phone, arrears FROM customers WHERE arrears > 0"
-fields = { phone = "text", arrears = "money" }
-[queries.customer]
-args = ["phone"]
-sql  = "SELECT name FROM customers WHERE phone = $1"
-fields = { name = "text" }
-[calendars.office]
-"mon-fri" = "09:00-18:00"
-"#;
-
-    #[test]
-    fn the_spec_example_reads() {
-        let text = format!(
-            "{BASE}{}",
-            r#"
-[trunks.carrier]
-uri        = "sip:192.0.2.1:5060"
-caller_id  = "10010"
-max_calls  = 60
-username   = "ivr"
-password   = "s3cret"
-
-[campaigns.arrears]
-flow         = "arrears_notice"
-list         = "arrears_due"
-trunk        = "carrier"
-calendar     = "office"
-max_calls    = 20
-rate         = 5
-attempts     = 3
-retry_after  = "30m"
-ring_timeout = "30s"
-"#
-        );
-        let (c, d) = parse(&text);
-        assert!(d.is_empty(), "{d:?}");
-        let t = &c.trunks["carrier"];
-        assert_eq!(
-            t.target.uri_for("13800000001"),
-            "sip:13800000001@192.0.2.1:5060"
-        );
-        assert_eq!((t.caller_id.as_str(), t.max_calls), ("10010", 60));
-        assert_eq!(t.username.as_deref(), Some("ivr"));
-        let k = &c.campaigns["arrears"];
-        assert_eq!(
-            (k.flow.as_str(), k.list.as_str()),
-            ("arrears_notice", "arrears_due")
-        );
-        assert_eq!(k.calendar.as_deref(), Some("office"));
-        assert_eq!((k.max_calls, k.attempts), (20, 3));
-        assert!((k.rate - 5.0).abs() < f64::EPSILON);
-        assert_eq!((k.retry_after_ms, k.ring_timeout_ms), (1_800_000, 30_000));
-        assert_eq!(
-            &text[k.flow_span.start as usize..k.flow_span.end as usize],
-            "\"arrears_notice\""
-        );
-    }
-
-    #[test]
-    fn defaults_tcp_and_ipv6_trunks() {
-        let text = format!(
-            "{BASE}{}",
-            r#"
-[trunks.a]
-uri = "sip:gw.example.net;transport=tcp"
-[trunks.b]
-uri = "sip:[2001:db8::1]:5080"
-[campaigns.c]
-flow = "f"
-list = "arrears_due"
-trunk = "a"
-rate = 0.5
-"#
-        );
-        let (c, d) = parse(&text);
-        assert!(d.is_empty(), "{d:?}");
-        assert_eq!(
-            c.trunks["a"].target.uri_for("1"),
-            "sip:1@gw.example.net:5060;transport=tcp"
-        );
-        assert_eq!(
-            c.trunks["b"].target.uri_for("1"),
-            "sip:1@[2001:db8::1]:5080"
-        );
-        let k = &c.campaigns["c"];
-        assert_eq!((k.max_calls, k.attempts, k.calendar.clone()), (10, 3, None));
-        assert!((k.rate - 0.5).abs() < f64::EPSILON);
-    }
-
-    fn messages(text: &str) -> Vec<String> {
-        parse(&format!("{BASE}{text}"))
-            .1
-            .into_iter()
-            .map(|d| d.message)
-            .collect()
-    }
-
-    #[test]
-    fn mistakes_are_reported_at_their_values() {
-        let m = messages(
-            r#"
-[trunks.bad]
-uri = "http://x"
-[trunks.half]
-uri = "sip:gw"
-username = "u"
-max_calls = 0
-[campaigns.c]
-flow = "f"
-list = "customer"
-trunk = "carier"
-calendar = "ofice"
-rate = 0
-attempts = 0
-retry_after = "soon"
-"#,
-        );
-        for want in [
-            "trunk `bad`'s uri `http://x` does not start with `sip:`",
-            "trunk `half` has only one of `username` and `password`",
-            "trunk `half` has max_calls 0",
-            "campaign `c`'s list `customer` takes arguments",
-            "campaign `c`'s trunk `carier` is not a working",
-            "campaign `c`'s calendar `ofice` is not in",
-            "campaign `c` has rate 0",
-            "campaign `c` has attempts 0",
-            "campaign `c` has a bad retry_after `soon`",
-        ] {
-            assert!(m.iter().any(|x| x.contains(want)), "{want} not in {m:#?}");
-        }
-    }
-
-    #[test]
-    fn missing_keys_unknown_keys_and_a_list_without_phone() {
-        let m = messages(
-            r#"
-[queries.no_phone]
-sql = "SELECT name FROM customers"
-fields = { name = "text" }
-[trunks.t]
-uri = "sip:gw"
-callerid = "1"
-[campaigns.c]
-list = "no_phone"
-[campaigns.d]
-flow = "f"
-list = "no_phone"
-trunk = "t"
-"#,
-        );
-        for want in [
-            "campaign `c` has no `flow`",
-            "campaign `c` has no `trunk`",
-            "unknown key `callerid` (in `trunks.t.callerid`)",
-            "campaign `d`'s list `no_phone` returns no `phone` field",
-        ] {
-            assert!(m.iter().any(|x| x.contains(want)), "{want} not in {m:#?}");
-        }
-    }
 }

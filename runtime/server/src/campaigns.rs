@@ -181,18 +181,24 @@ fn naive_of(ms: Millis) -> NaiveDateTime {
         .unwrap_or_default()
 }
 
+/// Why a campaign's list could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ListError {
+    /// The query has no statement.
+    #[error("the list query has no statement")]
+    Empty,
+    /// The database refused it.
+    #[error(transparent)]
+    Data(#[from] ivr_data::DataError),
+}
+
 /// The phones of a list query's rows, in order, with each row by phone.
 async fn read_list(
     pool: &Pool,
     def: &QueryDef,
-) -> Result<(Vec<String>, HashMap<String, ContactRow>), String> {
-    let sql = def
-        .statements
-        .first()
-        .ok_or("the list query has no statement")?;
-    let found = fetch_rows(pool, sql, &[])
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(Vec<String>, HashMap<String, ContactRow>), ListError> {
+    let sql = def.statements.first().ok_or(ListError::Empty)?;
+    let found = fetch_rows(pool, sql, &[]).await?;
     let names: Vec<String> = def.fields.keys().cloned().collect();
     let phone_at = names.iter().position(|n| n == "phone").unwrap_or(0);
     let mut phones = Vec::with_capacity(found.len());
