@@ -306,6 +306,49 @@ fn three_customers_answered_busy_and_no_answer_with_retries_and_pause() {
         "{}",
         server.log()
     );
+
+    // ivr report's campaign section.
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .arg("--config")
+        .arg(&config)
+        .args(["report", "--format", "json"])
+        .output()
+        .expect("ivr report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let c = &r["campaigns"][0];
+    assert_eq!(c["campaign"], "arrears", "{r}");
+    assert_eq!(
+        (
+            c["numbers"].clone(),
+            c["reached"].clone(),
+            c["attempts"].clone()
+        ),
+        (3.into(), 1.into(), 5.into()),
+        "{c}"
+    );
+    assert_eq!(
+        (c["busy"].clone(), c["no_answer"].clone()),
+        (2.into(), 2.into()),
+        "{c}"
+    );
+    assert_eq!(c["attempts_per_reach"], 1.0, "{c}");
+    assert_eq!(c["outcomes"]["self_service"], 1, "{c}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ivr"))
+        .arg("--config")
+        .arg(&config)
+        .arg("report")
+        .output()
+        .expect("ivr report");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("Campaigns (attempts started in the period)"),
+        "{table}"
+    );
 }
 
 #[test]
