@@ -48,6 +48,9 @@ enum CliError {
     /// `ivr fmt`
     #[error(transparent)]
     Fmt(#[from] crate::fmt_cmd::FmtError),
+    /// `ivr campaign`
+    #[error(transparent)]
+    Campaign(#[from] crate::campaign_cmd::CampaignError),
     /// `ivr lsp`
     #[error("language server: {0}")]
     Lsp(#[from] ivr_lsp::LspError),
@@ -215,6 +218,17 @@ enum Command {
     },
     /// The language server for editors (LSP 3.17 over standard input and output).
     Lsp,
+    /// Start, pause or show a campaign of a running `ivr serve` (through its HTTP address).
+    Campaign {
+        /// start, pause or status.
+        #[arg(value_enum)]
+        action: CampaignArg,
+        /// The campaign (`[campaigns.NAME]`).
+        name: String,
+        /// The HTTP address of `ivr serve` (default: `[server] http`).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+    },
     /// Draw a flow as a graph (Graphviz dot, Mermaid, or SVG).
     Graph {
         /// The flow's name (or its .flow file).
@@ -223,6 +237,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphArg::Dot)]
         format: GraphArg,
     },
+}
+
+/// What `ivr campaign` does.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CampaignArg {
+    /// Dial (`POST /campaigns/NAME/start`).
+    Start,
+    /// Place no new call; calls under way go on (`POST /campaigns/NAME/pause`).
+    Pause,
+    /// Print the campaign's progress (`GET /campaigns/NAME`).
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +348,19 @@ pub fn run() -> ExitCode {
             ivr_lsp::run_stdio(cli.config)
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(CliError::from)
+        }
+        Command::Campaign { action, name, http } => {
+            crate::campaign_cmd::run(crate::campaign_cmd::CampaignOptions {
+                config: cli.config,
+                http,
+                action: match action {
+                    CampaignArg::Start => crate::campaign_cmd::Action::Start,
+                    CampaignArg::Pause => crate::campaign_cmd::Action::Pause,
+                    CampaignArg::Status => crate::campaign_cmd::Action::Status,
+                },
+                name,
+            })
+            .map_err(CliError::from)
         }
         Command::AgentPassword { id } => {
             crate::agent_password_cmd::run(crate::agent_password_cmd::AgentPasswordOptions {

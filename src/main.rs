@@ -1,6 +1,7 @@
 //! `ivr`: the command-line program of the IVR platform.
 
 mod agent_password_cmd;
+mod campaign_cmd;
 mod check_data;
 mod cli;
 mod fmt_cmd;

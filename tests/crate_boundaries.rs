@@ -6,7 +6,13 @@
 use std::process::Command;
 
 /// The crates that must stay free of I/O frameworks.
-const SANS_IO: [&str; 4] = ["ivr-engine", "ivr-acd", "ivr-sip", "ivr-sansio"];
+const SANS_IO: [&str; 5] = [
+    "ivr-engine",
+    "ivr-acd",
+    "ivr-dialler",
+    "ivr-sip",
+    "ivr-sansio",
+];
 
 /// Packages none of them may depend on.
 const FORBIDDEN: [&str; 5] = ["tokio", "sqlx", "axum", "hyper", "webrtc"];

@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+pub use crate::outbound_config::{CampaignConfig, TrunkConfig, TrunkTarget};
+
 /// The configuration as written, before validation.
 #[derive(Debug, Default, Deserialize)]
 struct RawConfig {
@@ -28,7 +30,9 @@ struct RawConfig {
     #[serde(default)]
     routes: IndexMap<String, Spanned<String>>,
     #[serde(default)]
-    campaigns: IndexMap<String, Spanned<RawCampaign>>,
+    trunks: IndexMap<String, Spanned<crate::outbound_config::RawTrunk>>,
+    #[serde(default)]
+    campaigns: IndexMap<String, Spanned<crate::outbound_config::RawCampaign>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -503,12 +507,13 @@ pub struct Config {
     pub calendars: IndexMap<String, Calendar>,
     /// `[routes]`: dialled number (or `default`) to flow name.
     pub routes: IndexMap<String, String>,
+    /// `[trunks.*]`: gateways for calls to outside numbers.
+    pub trunks: IndexMap<String, TrunkConfig>,
+    /// `[campaigns.*]`: lists of numbers dialled through a trunk.
+    pub campaigns: IndexMap<String, CampaignConfig>,
     /// Spans of route values, for diagnostics about unknown flows.
     #[serde(skip)]
     pub route_spans: IndexMap<String, Span>,
-    /// `[campaigns.*]`: outbound campaigns (the flow each runs and its list query).
-    #[serde(default)]
-    pub campaigns: IndexMap<String, CampaignConfig>,
     /// The file id of `ivr.toml` in the run's source map (when read from a file).
     #[serde(skip)]
     pub file: Option<FileId>,
@@ -533,8 +538,9 @@ impl Config {
             agents: IndexMap::new(),
             calendars: IndexMap::new(),
             routes: IndexMap::new(),
-            route_spans: IndexMap::new(),
+            trunks: IndexMap::new(),
             campaigns: IndexMap::new(),
+            route_spans: IndexMap::new(),
             file: None,
             unreadable: false,
         }
@@ -724,11 +730,25 @@ impl Config {
             config.route_spans.insert(number.clone(), span_of(&flow));
             config.routes.insert(number, flow.into_inner());
         }
-        for (name, c) in raw.campaigns {
-            if let Some(c) = validate_campaign(file, &name, c, &config, &mut diags) {
-                config.campaigns.insert(name, c);
-            }
-        }
+        let known = crate::outbound_config::Known {
+            queries: config
+                .queries
+                .iter()
+                .map(|(name, q)| {
+                    let facts = crate::outbound_config::QueryFacts {
+                        not_a_plain_read: !q.args.is_empty() || q.transaction,
+                        fields: q.fields.keys().cloned().collect(),
+                    };
+                    (name.clone(), facts)
+                })
+                .collect(),
+            calendars: config.calendars.keys().cloned().collect(),
+            duration: parse_duration_text,
+        };
+        let (trunks, campaigns) =
+            crate::outbound_config::validate(file, raw.trunks, raw.campaigns, &known, &mut diags);
+        config.trunks = trunks;
+        config.campaigns = campaigns;
         (config, diags)
     }
 }
@@ -746,6 +766,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "agents",
             "calendars",
             "routes",
+            "trunks",
             "campaigns",
         ],
     ),
@@ -777,7 +798,8 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ),
     ("queues", &["skills", "ring_timeout", "wrap_up", "strategy"]),
     ("agents", &["name", "skills", "ha1", "level"]),
-    ("campaigns", CampaignConfig::KEYS),
+    ("trunks", crate::outbound_config::TRUNK_KEYS),
+    ("campaigns", crate::outbound_config::CAMPAIGN_KEYS),
 ];
 
 /// An error for a key the configuration does not know, at its first occurrence.
@@ -1525,294 +1547,6 @@ fn parse_hhmm(s: &str) -> Option<u16> {
     (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
 }
 
-// ---------------------------------------------------------------------------------------------
-// `[campaigns.NAME]`: outbound campaigns. This part reads what flows depend on (`flow`, `list`)
-// and checks the dialling keys' values; the dialler of `ivr serve` acts on them.
-
-/// `[campaigns.NAME]` as written.
-#[derive(Debug, Deserialize)]
-struct RawCampaign {
-    flow: Option<Spanned<String>>,
-    list: Option<Spanned<String>>,
-    trunk: Option<Spanned<String>>,
-    calendar: Option<Spanned<String>>,
-    max_calls: Option<Spanned<i64>>,
-    rate: Option<Spanned<i64>>,
-    attempts: Option<Spanned<i64>>,
-    retry_after: Option<Spanned<String>>,
-    ring_timeout: Option<Spanned<String>>,
-}
-
-/// `[campaigns.NAME]`: an outbound campaign. It dials every row of its `list` query (a query
-/// with no arguments returning a `phone` field) and runs `flow` once the callee answers, with
-/// the row as `contact`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CampaignConfig {
-    /// The flow run once the callee answers.
-    pub flow: String,
-    /// The `[queries.*]` whose rows are the numbers to call (the flow's `contact`).
-    pub list: String,
-    /// The trunk the calls go out through (`[trunks.*]`), if named.
-    pub trunk: Option<String>,
-    /// The calendar whose hours the campaign dials in (`[calendars.*]`), if named.
-    pub calendar: Option<String>,
-    /// At most this many of its calls at once.
-    pub max_calls: u32,
-    /// New calls per second at most.
-    pub rate: u32,
-    /// Attempts per number (no answer, busy and failures count).
-    pub attempts: u32,
-    /// Before the next attempt at a number, in milliseconds.
-    pub retry_after_ms: u64,
-    /// How long a call rings before it counts as not answered, in milliseconds.
-    pub ring_timeout_ms: u64,
-    /// Where the campaign is declared in `ivr.toml`.
-    #[serde(skip)]
-    pub span: Span,
-    /// Where `flow` is written.
-    #[serde(skip)]
-    pub flow_span: Span,
-    /// Where `list` is written.
-    #[serde(skip)]
-    pub list_span: Span,
-    /// Where `trunk` is written.
-    #[serde(skip)]
-    pub trunk_span: Span,
-}
-
-impl CampaignConfig {
-    /// The keys a campaign takes.
-    pub const KEYS: &'static [&'static str] = &[
-        "flow",
-        "list",
-        "trunk",
-        "calendar",
-        "max_calls",
-        "rate",
-        "attempts",
-        "retry_after",
-        "ring_timeout",
-    ];
-    /// `max_calls` when not given.
-    pub const DEFAULT_MAX_CALLS: u32 = 10;
-    /// `rate` when not given.
-    pub const DEFAULT_RATE: u32 = 1;
-    /// `attempts` when not given.
-    pub const DEFAULT_ATTEMPTS: u32 = 3;
-    /// `retry_after` when not given: 30 minutes.
-    pub const DEFAULT_RETRY_AFTER_MS: u64 = 1_800_000;
-    /// `ring_timeout` when not given: 30 seconds.
-    pub const DEFAULT_RING_TIMEOUT_MS: u64 = 30_000;
-    /// The largest `max_calls`, `rate` and `attempts` accepted.
-    pub const MAX_COUNT: u32 = 10_000;
-
-    /// The campaign whose `flow` is `flow`, first in the file, with its name.
-    pub fn of_flow<'a>(
-        campaigns: &'a IndexMap<String, CampaignConfig>,
-        flow: &str,
-    ) -> Option<(&'a str, &'a CampaignConfig)> {
-        campaigns
-            .iter()
-            .find(|(_, c)| c.flow == flow)
-            .map(|(n, c)| (n.as_str(), c))
-    }
-}
-
-/// A validated `[campaigns.NAME]`; `None` (after an error) without `flow` or `list`. The list
-/// query must exist, take no arguments and return `phone`. Bad dialling values are reported
-/// and their defaults apply. (That `flow` names a flow is checked with the flows.)
-fn validate_campaign(
-    file: FileId,
-    name: &str,
-    raw: Spanned<RawCampaign>,
-    config: &Config,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<CampaignConfig> {
-    let span = span_of(&raw);
-    let c = raw.into_inner();
-    let mut required = |key: &str, v: &Option<Spanned<String>>, example: &str| {
-        if v.is_none() {
-            diags.push(
-                Diagnostic::error(
-                    "config",
-                    file,
-                    span,
-                    format!("campaign `{name}` has no `{key}`"),
-                )
-                .with_hint(format!("add `{key} = \"{example}\"`")),
-            );
-        }
-    };
-    required("flow", &c.flow, "arrears_notice");
-    required("list", &c.list, "arrears_due");
-    let (flow, list) = (c.flow?, c.list?);
-    let list_span = span_of(&list);
-    match config.queries.get(list.get_ref()) {
-        None => diags.push(
-            Diagnostic::error(
-                "config",
-                file,
-                list_span,
-                format!(
-                    "campaign `{name}` dials the rows of query `{}`, which does not exist",
-                    list.get_ref()
-                ),
-            )
-            .with_hint(
-                did_you_mean_query(list.get_ref(), config).unwrap_or_else(|| {
-                    "a campaign's `list` names a [queries.*] with no args that returns a `phone` field".into()
-                }),
-            ),
-        ),
-        Some(q) => {
-            if !q.args.is_empty() {
-                diags.push(
-                    Diagnostic::error(
-                        "config",
-                        file,
-                        q.span,
-                        format!(
-                            "query `{}` takes arguments ({}), but campaign `{name}` uses it as its list: a list query takes none",
-                            list.get_ref(),
-                            q.args.join(", ")
-                        ),
-                    )
-                    .with_related(file, list_span, "used as a campaign's list here")
-                    .with_hint("the dialler runs a list query as it is: remove `args` and write the selection into the SQL"),
-                );
-            }
-            if !q.fields.contains_key("phone") {
-                diags.push(
-                    Diagnostic::error(
-                        "config",
-                        file,
-                        q.span,
-                        format!(
-                            "query `{}` returns no `phone` field, but campaign `{name}` uses it as its list",
-                            list.get_ref()
-                        ),
-                    )
-                    .with_related(file, list_span, "used as a campaign's list here")
-                    .with_hint("return the number to dial as `phone` (`... AS phone`) and add `phone = \"text\"` to `fields`"),
-                );
-            } else if q.fields.get("phone") != Some(&FieldType::Text) {
-                diags.push(
-                    Diagnostic::error(
-                        "config",
-                        file,
-                        q.field_spans.get("phone").copied().unwrap_or(q.span),
-                        format!(
-                            "the `phone` field of list query `{}` must be text (a number to dial keeps its leading zeros)",
-                            list.get_ref()
-                        ),
-                    )
-                    .with_hint("write `phone = \"text\"`"),
-                );
-            }
-        }
-    }
-    if let Some(cal) = &c.calendar
-        && !config.calendars.contains_key(cal.get_ref())
-    {
-        diags.push(
-            Diagnostic::error(
-                "config",
-                file,
-                span_of(cal),
-                format!(
-                    "campaign `{name}` dials in the hours of calendar `{}`, which does not exist",
-                    cal.get_ref()
-                ),
-            )
-            .with_opt_hint(
-                crate::suggest::did_you_mean(
-                    cal.get_ref(),
-                    config.calendars.keys().map(String::as_str),
-                )
-                .or_else(|| Some("declare it as [calendars.NAME]".into())),
-            ),
-        );
-    }
-    let mut count = |key: &str, v: Option<Spanned<i64>>, default: u32| -> u32 {
-        let Some(v) = v else { return default };
-        match u32::try_from(*v.get_ref()) {
-            Ok(n) if (1..=CampaignConfig::MAX_COUNT).contains(&n) => n,
-            _ => {
-                diags.push(
-                    Diagnostic::error(
-                        "config",
-                        file,
-                        span_of(&v),
-                        format!(
-                            "campaign `{name}` has `{key} = {}`; it must be 1 to {}",
-                            v.get_ref(),
-                            CampaignConfig::MAX_COUNT
-                        ),
-                    )
-                    .with_hint(format!("without `{key}` the campaign uses {default}")),
-                );
-                default
-            }
-        }
-    };
-    let max_calls = count("max_calls", c.max_calls, CampaignConfig::DEFAULT_MAX_CALLS);
-    let rate = count("rate", c.rate, CampaignConfig::DEFAULT_RATE);
-    let attempts = count("attempts", c.attempts, CampaignConfig::DEFAULT_ATTEMPTS);
-    let mut duration = |key: &str, v: Option<Spanned<String>>, default: u64| -> u64 {
-        let Some(v) = v else { return default };
-        match parse_duration_text(v.get_ref()) {
-            Some(ms) if ms > 0 => ms,
-            _ => {
-                diags.push(
-                    Diagnostic::error(
-                        "config",
-                        file,
-                        span_of(&v),
-                        format!(
-                            "campaign `{name}` has a bad {key} `{}`; write e.g. \"30s\" or \"30m\"",
-                            v.get_ref()
-                        ),
-                    )
-                    .with_hint(format!(
-                        "durations are a whole number (more than 0) with ms, s, m or h; without `{key}` the campaign uses {}s",
-                        default / 1000
-                    )),
-                );
-                default
-            }
-        }
-    };
-    let retry_after_ms = duration(
-        "retry_after",
-        c.retry_after,
-        CampaignConfig::DEFAULT_RETRY_AFTER_MS,
-    );
-    let ring_timeout_ms = duration(
-        "ring_timeout",
-        c.ring_timeout,
-        CampaignConfig::DEFAULT_RING_TIMEOUT_MS,
-    );
-    Some(CampaignConfig {
-        flow_span: span_of(&flow),
-        flow: flow.into_inner(),
-        list: list.into_inner(),
-        list_span,
-        trunk_span: c.trunk.as_ref().map_or(span, span_of),
-        trunk: c.trunk.map(Spanned::into_inner),
-        calendar: c.calendar.map(Spanned::into_inner),
-        max_calls,
-        rate,
-        attempts,
-        retry_after_ms,
-        ring_timeout_ms,
-        span,
-    })
-}
-
-fn did_you_mean_query(name: &str, config: &Config) -> Option<String> {
-    crate::suggest::did_you_mean(name, config.queries.keys().map(String::as_str))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2179,71 +1913,5 @@ default   = "hotline"
         // A number where a duration is expected is a type error of the file.
         let (_, d) = parse("[queues.general]\nring_timeout = 15\n");
         assert_eq!(d.len(), 1, "{d:?}");
-    }
-
-    #[test]
-    fn campaigns_parse_with_defaults_and_their_list_is_checked() {
-        let base = "[queries.due]\nsql = \"SELECT phone FROM bills\"\nfields = { phone = \"text\" }\n\
-                    [calendars.office]\n\"mon-fri\" = \"09:00-20:00\"\n";
-        let (c, d) = parse(&format!(
-            "{base}[campaigns.arrears]\nflow = \"arrears_notice\"\nlist = \"due\"\n\
-             trunk = \"carrier\"\ncalendar = \"office\"\nmax_calls = 20\nrate = 5\n\
-             attempts = 3\nretry_after = \"30m\"\nring_timeout = \"30s\"\n\n\
-             [campaigns.plain]\nflow = \"x\"\nlist = \"due\"\n"
-        ));
-        assert!(d.is_empty(), "{d:?}");
-        let a = &c.campaigns["arrears"];
-        assert_eq!(
-            (a.flow.as_str(), a.list.as_str()),
-            ("arrears_notice", "due")
-        );
-        assert_eq!(a.trunk.as_deref(), Some("carrier"));
-        assert_eq!((a.max_calls, a.rate, a.attempts), (20, 5, 3));
-        assert_eq!((a.retry_after_ms, a.ring_timeout_ms), (1_800_000, 30_000));
-        let p = &c.campaigns["plain"];
-        assert_eq!(
-            (p.max_calls, p.rate, p.attempts, p.retry_after_ms),
-            (
-                CampaignConfig::DEFAULT_MAX_CALLS,
-                CampaignConfig::DEFAULT_RATE,
-                CampaignConfig::DEFAULT_ATTEMPTS,
-                CampaignConfig::DEFAULT_RETRY_AFTER_MS
-            )
-        );
-        assert_eq!(
-            CampaignConfig::of_flow(&c.campaigns, "x").map(|(n, _)| n),
-            Some("plain")
-        );
-        // No list, a list with args and no phone, a phone that is a number.
-        let (c, d) = parse(
-            "[queries.q]\nargs = [\"a\"]\nsql = \"SELECT 1 AS n WHERE $1\"\nfields = { n = \"number\" }\n\
-             [queries.r]\nsql = \"SELECT 1 AS phone\"\nfields = { phone = \"number\" }\n\
-             [campaigns.a]\nflow = \"f\"\n[campaigns.b]\nflow = \"f\"\nlist = \"q\"\n\
-             [campaigns.c]\nflow = \"f\"\nlist = \"r\"\n",
-        );
-        let messages: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
-        assert!(
-            messages.contains(&"campaign `a` has no `list`"),
-            "{messages:?}"
-        );
-        assert!(
-            messages
-                .iter()
-                .any(|m| m.starts_with("query `q` takes arguments (a)")),
-            "{messages:?}"
-        );
-        assert!(
-            messages
-                .iter()
-                .any(|m| m.starts_with("query `q` returns no `phone` field")),
-            "{messages:?}"
-        );
-        assert!(
-            messages
-                .iter()
-                .any(|m| m.starts_with("the `phone` field of list query `r` must be text")),
-            "{messages:?}"
-        );
-        assert!(!c.campaigns.contains_key("a"));
     }
 }

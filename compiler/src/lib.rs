@@ -15,6 +15,7 @@ pub mod flow_svg;
 pub mod graph;
 pub mod layout;
 pub mod lower;
+pub mod outbound_config;
 pub mod program;
 pub mod project;
 pub mod suggest;

@@ -363,6 +363,7 @@ pub fn finish(
                 );
             }
         }
+        // Campaigns name flows too.
         for (name, campaign) in &config.campaigns {
             if !known.contains(&campaign.flow) {
                 diags.push(

@@ -287,8 +287,37 @@ fn tables(report: &Report) -> Vec<Table> {
             frac(f.yes_share),
         ]);
     }
+    let mut campaigns = Table {
+        name: "campaigns",
+        columns: cols(&[
+            "campaign",
+            "numbers",
+            "reached",
+            "attempts",
+            "no_answer",
+            "busy",
+            "failed",
+            "attempts_per_reach",
+            "outcomes",
+        ]),
+        rows: Vec::new(),
+    };
+    for c in &report.campaigns {
+        let outcomes: Vec<String> = c.outcomes.iter().map(|(o, n)| format!("{o}={n}")).collect();
+        campaigns.rows.push(vec![
+            c.campaign.clone(),
+            c.numbers.to_string(),
+            c.reached.to_string(),
+            c.attempts.to_string(),
+            c.no_answer.to_string(),
+            c.busy.to_string(),
+            c.failed.to_string(),
+            frac(c.attempts_per_reach),
+            outcomes.join(";"),
+        ]);
+    }
     vec![
-        outcomes, tasks, versions, nodes, service, queues, agents, surveys,
+        outcomes, tasks, versions, nodes, service, queues, agents, surveys, campaigns,
     ]
 }
 

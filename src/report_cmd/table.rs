@@ -292,5 +292,40 @@ pub fn render(report: &Report) -> String {
         ]);
     }
     s.push_str(&table(&rows, &[false, false, false, true, true, true]));
+
+    if !report.campaigns.is_empty() {
+        s.push_str("\nCampaigns (attempts started in the period)\n");
+        let mut rows = vec![vec![
+            "campaign".into(),
+            "numbers".into(),
+            "reached".into(),
+            "attempts".into(),
+            "no answer".into(),
+            "busy".into(),
+            "failed".into(),
+            "attempts per reach".into(),
+            "outcomes".into(),
+        ]];
+        for c in &report.campaigns {
+            let outcomes: Vec<String> =
+                c.outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
+            rows.push(vec![
+                c.campaign.clone(),
+                c.numbers.to_string(),
+                c.reached.to_string(),
+                c.attempts.to_string(),
+                c.no_answer.to_string(),
+                c.busy.to_string(),
+                c.failed.to_string(),
+                c.attempts_per_reach
+                    .map_or("–".into(), |a| format!("{a:.2}")),
+                outcomes.join(", "),
+            ]);
+        }
+        s.push_str(&table(
+            &rows,
+            &[false, true, true, true, true, true, true, true, false],
+        ));
+    }
     s
 }

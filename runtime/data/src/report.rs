@@ -260,6 +260,32 @@ pub struct Report {
     /// Per queue, agent and question; then per queue (agent `None`) and per agent (queue
     /// `None`).
     pub surveys: Vec<SurveyFigure>,
+    /// Per campaign, from `campaign_attempts` started in the period (`--flow` does not
+    /// apply).
+    pub campaigns: Vec<CampaignFigures>,
+}
+
+/// A campaign's figures (`ivr report`'s campaign section).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CampaignFigures {
+    /// The campaign.
+    pub campaign: String,
+    /// Numbers attempted.
+    pub numbers: u64,
+    /// Numbers that answered.
+    pub reached: u64,
+    /// Attempts made.
+    pub attempts: u64,
+    /// Attempts that ended `no_answer`, `busy`, `failed`.
+    pub no_answer: u64,
+    /// Busy.
+    pub busy: u64,
+    /// Failed.
+    pub failed: u64,
+    /// The average attempt at which a reached number answered (1.0: at the first).
+    pub attempts_per_reach: Option<f64>,
+    /// The flow's outcomes of the answered calls.
+    pub outcomes: BTreeMap<String, u64>,
 }
 
 fn int(v: &Value) -> u64 {
@@ -583,6 +609,70 @@ async fn queue_figures(
     Ok((out, agents.into_values().collect()))
 }
 
+/// The campaign section: attempts started in the period, per campaign.
+async fn campaign_figures(
+    pool: &Pool,
+    opts: &ReportOptions,
+) -> Result<Vec<CampaignFigures>, DataError> {
+    let time_only = ReportOptions {
+        since: opts.since,
+        until: opts.until,
+        ..ReportOptions::default()
+    };
+    let (w, args) = filter(&time_only, "started_at", &[]);
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT campaign, COUNT(DISTINCT phone), COUNT(*), \
+             SUM(CASE WHEN result = 'answered' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN result = 'no_answer' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN result = 'busy' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN result = 'failed' THEN 1 ELSE 0 END), \
+             AVG(CASE WHEN result = 'answered' THEN attempt END) \
+             FROM campaign_attempts{w} GROUP BY campaign ORDER BY campaign"
+        ),
+        &args,
+    )
+    .await?;
+    let mut out: Vec<CampaignFigures> = rows
+        .iter()
+        .map(|r| CampaignFigures {
+            campaign: text(&r[0]).unwrap_or_default(),
+            numbers: int(&r[1]),
+            attempts: int(&r[2]),
+            reached: int(&r[3]),
+            no_answer: int(&r[4]),
+            busy: int(&r[5]),
+            failed: int(&r[6]),
+            attempts_per_reach: float(&r[7]),
+            outcomes: BTreeMap::new(),
+        })
+        .collect();
+    let cond = if w.is_empty() {
+        " WHERE outcome IS NOT NULL".to_string()
+    } else {
+        format!("{w} AND outcome IS NOT NULL")
+    };
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT campaign, outcome, COUNT(*) FROM campaign_attempts{cond} \
+             GROUP BY campaign, outcome"
+        ),
+        &args,
+    )
+    .await?;
+    for r in &rows {
+        let (Some(c), Some(o)) = (text(&r[0]), text(&r[1])) else {
+            continue;
+        };
+        if let Some(f) = out.iter_mut().find(|f| f.campaign == c) {
+            f.outcomes.insert(o, int(&r[2]));
+        }
+    }
+    Ok(out)
+}
+
 /// Builds the report from the records in `pool`.
 pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataError> {
     let mut report = Report {
@@ -835,6 +925,8 @@ pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataErro
         fig.yes_share = yes_share(fig.yes, yes_no, fig.answered);
         report.surveys.push(fig);
     }
+    // A database from before campaigns has no `campaign_attempts` until migrated: no section.
+    report.campaigns = campaign_figures(pool, opts).await.unwrap_or_default();
     Ok(report)
 }
 

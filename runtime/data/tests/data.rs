@@ -1509,3 +1509,130 @@ async fn postgres_database_of_the_previous_version_is_migrated() {
     let db = Database::new(pool, &catalog(PG_SLOW), Some(Secret::new(SECRET))).expect("catalog");
     scratch.drop_db(db).await;
 }
+
+/// Campaign attempts: one row per attempt (a second start of the same attempt is refused),
+/// answered and ended, cut attempts closed after a restart, started/paused kept.
+async fn check_campaign_attempts(pool: &Pool) {
+    use ivr_data::campaigns;
+    let t = |s: &str| {
+        chrono::NaiveDateTime::parse_from_str(&format!("2026-12-08 {s}"), "%Y-%m-%d %H:%M:%S")
+            .expect("time")
+    };
+    assert!(
+        campaigns::start_attempt(pool, "arrears", "13800000001", 1, t("10:00:00"))
+            .await
+            .expect("start")
+    );
+    assert!(
+        !campaigns::start_attempt(pool, "arrears", "13800000001", 1, t("10:00:05"))
+            .await
+            .expect("start again"),
+        "one attempt is written once"
+    );
+    campaigns::end_attempt(
+        pool,
+        "arrears",
+        "13800000001",
+        1,
+        t("10:00:30"),
+        "busy",
+        None,
+    )
+    .await
+    .expect("end");
+    assert!(
+        campaigns::start_attempt(pool, "arrears", "13800000001", 2, t("10:30:30"))
+            .await
+            .expect("second")
+    );
+    campaigns::answered(pool, "arrears", "13800000001", 2, t("10:30:35"), "c-1")
+        .await
+        .expect("answered");
+    campaigns::end_attempt(
+        pool,
+        "arrears",
+        "13800000001",
+        2,
+        t("10:31:35"),
+        "answered",
+        Some("self_service"),
+    )
+    .await
+    .expect("end 2");
+    // Cut by a stop of the server: one answered, one ringing.
+    for phone in ["13800000002", "13800000003"] {
+        campaigns::start_attempt(pool, "arrears", phone, 1, t("10:40:00"))
+            .await
+            .expect("start");
+    }
+    campaigns::answered(pool, "arrears", "13800000002", 1, t("10:40:05"), "c-2")
+        .await
+        .expect("answered");
+    campaigns::start_attempt(pool, "other", "13800000003", 1, t("10:40:00"))
+        .await
+        .expect("another campaign");
+    assert_eq!(
+        campaigns::close_cut_attempts(pool, "arrears", t("11:00:00"))
+            .await
+            .expect("close"),
+        2
+    );
+    let rows = campaigns::attempts(pool, "arrears").await.expect("rows");
+    let summary: Vec<(&str, u32, Option<&str>, Option<&str>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.phone.as_str(),
+                r.attempt,
+                r.result.as_deref(),
+                r.outcome.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("13800000001", 1, Some("busy"), None),
+            ("13800000001", 2, Some("answered"), Some("self_service")),
+            ("13800000002", 1, Some("answered"), None),
+            ("13800000003", 1, Some("failed"), None),
+        ]
+    );
+    assert_eq!(rows[1].answered_at, Some(t("10:30:35")));
+    assert_eq!(rows[3].ended_at, Some(t("11:00:00")));
+    assert_eq!(
+        campaigns::running(pool, "arrears").await.expect("state"),
+        None
+    );
+    campaigns::set_running(pool, "arrears", true, t("09:00:00"))
+        .await
+        .expect("start");
+    assert_eq!(
+        campaigns::running(pool, "arrears").await.expect("state"),
+        Some(true)
+    );
+    campaigns::set_running(pool, "arrears", false, t("12:00:00"))
+        .await
+        .expect("pause");
+    assert_eq!(
+        campaigns::running(pool, "arrears").await.expect("state"),
+        Some(false)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_campaign_attempts() {
+    let (db, dir) = sqlite_db("campaigns").await;
+    check_campaign_attempts(db.pool()).await;
+    db.pool().close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_campaign_attempts() {
+    let Some((db, scratch)) = pg_db("campaigns").await else {
+        return;
+    };
+    check_campaign_attempts(db.pool()).await;
+    scratch.drop_db(db).await;
+}

@@ -245,6 +245,7 @@ impl Dashboard {
             "queues": queues,
             "agents": { "by_state": by_state, "list": agents },
             "acd_running": acd.is_some(),
+            "campaigns": self.services.campaigns.views(),
             "messages_unheard_no_queue": unheard.get("").copied().unwrap_or(0),
             "live": {
                 "deployment": status["deployment"],

@@ -74,6 +74,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .with_state(state);
+    let r = r.merge(crate::campaigns::router(services.clone()));
     let r = match agents {
         Some(a) => r.merge(agent_api::router(a)),
         None => r,

@@ -12,6 +12,7 @@ pub mod agent_console;
 pub mod agent_hub;
 pub mod browser;
 pub mod call;
+pub mod campaigns;
 pub mod catalog;
 pub mod clock;
 pub mod dashboard;
@@ -511,6 +512,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         rtp_timeout,
         max_calls,
         http: http_limits::HttpStats::default(),
+        campaigns: campaigns::CampaignHub::new(),
     });
     // A new version going live brings its agents and queues to the ACD, and the agents'
     // credentials to the registrar.
@@ -605,6 +607,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             stats: Arc::clone(&stats),
         },
     ));
+    campaigns::start_all(&services);
     let browser = browser::Browser::new(services.clone(), Arc::clone(&stats), browser_calls);
     // The HTTP interface: an explicit `--http` must bind; `[server] http` only warns.
     let http_text = opts.http.clone().unwrap_or(server.http.clone());

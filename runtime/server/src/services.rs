@@ -57,6 +57,8 @@ pub struct Shared {
     pub max_calls: usize,
     /// What the HTTP interface refused (connections, requests, logins).
     pub http: HttpStats,
+    /// The campaigns' controls and progress.
+    pub campaigns: Arc<crate::campaigns::CampaignHub>,
 }
 
 impl Services {

@@ -56,6 +56,8 @@ pub struct Dial {
     pub port: u16,
     /// Where the leg's events go.
     pub events: mpsc::UnboundedSender<LegEvent>,
+    /// Digest `(username, password)` for a gateway that challenges (a trunk's).
+    pub credentials: Option<(String, String)>,
 }
 
 /// What calls (and the server) tell the SIP task.
@@ -242,6 +244,7 @@ fn command(m: CoreMsg, legs: &mut HashMap<String, mpsc::UnboundedSender<LegEvent
                 headers,
                 port,
                 events,
+                credentials,
             } = *d;
             legs.insert(tag.clone(), events);
             Command::Dial(Box::new(ivr_sip::ua::Dial {
@@ -251,6 +254,7 @@ fn command(m: CoreMsg, legs: &mut HashMap<String, mpsc::UnboundedSender<LegEvent
                 from_user,
                 headers,
                 port,
+                credentials,
             }))
         }
         CoreMsg::EndLeg { tag } => Command::EndLeg { tag },

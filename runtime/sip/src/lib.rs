@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod dialog;
+pub mod digest;
 pub mod edge;
 pub mod info;
 pub mod limiter;

@@ -155,6 +155,8 @@ pub fn values<'a>(headers: &'a Headers, long: &str) -> impl Iterator<Item = &'a 
             Header::Supported(v) => ("Supported", v.value()),
             Header::Expires(v) => ("Expires", v.value()),
             Header::Authorization(v) => ("Authorization", v.value()),
+            Header::WwwAuthenticate(v) => ("WWW-Authenticate", v.value()),
+            Header::ProxyAuthenticate(v) => ("Proxy-Authenticate", v.value()),
             Header::Other(n, v) => (n.as_str(), v.as_str()),
             _ => return None,
         };

@@ -45,6 +45,11 @@ pub struct InviteParts<'a> {
     pub headers: &'a [(String, String)],
     /// Our SDP offer.
     pub sdp: &'a str,
+    /// The CSeq number (0 is taken as 1; the INVITE sent again after a challenge has the
+    /// next).
+    pub cseq: u32,
+    /// `Authorization` or `Proxy-Authorization` with its value (after a challenge).
+    pub authorization: Option<(&'a str, &'a str)>,
 }
 
 /// A transfer target that is not a SIP URI.
@@ -72,7 +77,16 @@ impl OutgoingInvite {
         headers.push(Header::From(rsip::headers::From::new(from.clone())));
         headers.push(Header::To(rsip::headers::To::new(to.clone())));
         headers.push(Header::CallId(rsip::headers::CallId::new(p.call_id)));
-        headers.push(Header::CSeq(rsip::headers::CSeq::new("1 INVITE")));
+        let cseq = p.cseq.max(1);
+        headers.push(Header::CSeq(rsip::headers::CSeq::new(format!(
+            "{cseq} INVITE"
+        ))));
+        if let Some((name, value)) = p.authorization {
+            headers.push(Header::Other(
+                name.to_string(),
+                value.replace(['\r', '\n'], ""),
+            ));
+        }
         headers.push(Header::Contact(rsip::headers::Contact::new(format!(
             "<{}>",
             p.contact
@@ -103,7 +117,7 @@ impl OutgoingInvite {
                 from,
                 to,
                 call_id: p.call_id.to_string(),
-                cseq: 1,
+                cseq,
             },
             req.to_string().into_bytes(),
         ))
@@ -194,6 +208,7 @@ mod tests {
             contact: "sip:ivr@127.0.0.1:5060",
             headers,
             sdp: "v=0\r\n",
+            ..InviteParts::default()
         }
     }
 

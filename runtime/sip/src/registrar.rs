@@ -209,7 +209,7 @@ impl std::fmt::Debug for Registrar {
 }
 
 /// MD5 of the parts joined with `:`, as 32 lowercase hex digits.
-fn md5_hex(parts: &[&str]) -> String {
+pub(crate) fn md5_hex(parts: &[&str]) -> String {
     let mut h = Md5::new();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {

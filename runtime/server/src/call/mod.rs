@@ -50,6 +50,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+pub(crate) use transfer::resolve;
 use transfer::{leg_event, leg_packet};
 
 /// Mean absolute amplitude above which a frame of the caller's audio counts as voice.
@@ -723,7 +724,8 @@ impl Driver {
 }
 
 /// Runs one call until it ends.
-pub async fn run(services: Services, incoming: Incoming) {
+/// Runs the call to its end; the flow's outcome (none when it could not start).
+pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::Outcome> {
     let Incoming {
         info,
         flow,
@@ -753,7 +755,7 @@ pub async fn run(services: Services, incoming: Incoming) {
             bye: true,
         });
         services.running.fetch_sub(1, Ordering::Relaxed);
-        return;
+        return None;
     };
     let (srtp, pacer_srtp) = match n.srtp.map(Srtp::new) {
         None => (None, None),
@@ -765,7 +767,7 @@ pub async fn run(services: Services, incoming: Incoming) {
                 bye: true,
             });
             services.running.fetch_sub(1, Ordering::Relaxed);
-            return;
+            return None;
         }
     };
     let (media_tx, mut media_rx) = mpsc::unbounded_channel();
@@ -934,7 +936,8 @@ pub async fn run(services: Services, incoming: Incoming) {
         by_flow = d.hangup_by_flow,
         "call over"
     );
-    services.live_calls.end(live_key, d.call.outcome());
+    let outcome = d.call.outcome();
+    services.live_calls.end(live_key, outcome);
     drop(d);
     drop(port);
     let _ = core.send(CoreMsg::Ended {
@@ -942,6 +945,7 @@ pub async fn run(services: Services, incoming: Incoming) {
         bye: send_bye,
     });
     services.running.fetch_sub(1, Ordering::Relaxed);
+    outcome
 }
 
 /// The transcript notes of `keys`, held as type-ahead and taken by the nodes that `commands`

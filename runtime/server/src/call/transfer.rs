@@ -197,6 +197,7 @@ impl Driver {
                 headers,
                 port: port.port(),
                 events: tx,
+                credentials: None,
             })));
         }
         self.leg = Some(Leg {
@@ -473,7 +474,7 @@ impl Driver {
 /// is a name, over UDP, or over a new TCP connection for `;transport=tcp` (RFC 3263's
 /// NAPTR/SRV steps are not taken: name the port). `Err`: the status the leg fails with, 404
 /// when the host is not found, 503 when it does not accept the connection (RFC 3261 8.1.3.1).
-pub(super) async fn resolve(
+pub(crate) async fn resolve(
     target: &str,
     sip: &crate::transport::Sender,
 ) -> Result<(Peer, Option<TcpLink>), u16> {

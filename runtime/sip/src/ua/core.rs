@@ -679,6 +679,9 @@ impl<H: Host> Core<H> {
                     } else if bye {
                         self.send_dialog_bye(&mut e.dialog, e.peer, e.local_ip, now);
                     }
+                } else {
+                    // A call we placed whose flow ran (a campaign's): its leg ends.
+                    self.end_leg(&tag, now);
                 }
             }
             Command::Dial(d) => self.dial(*d, now),

@@ -52,6 +52,20 @@ pub(super) struct Leg {
     pub(super) bucket: Bucket,
     /// A REFER of the callee's waits for its outcome (its subscription is active).
     pub(super) refer: bool,
+    /// What the INVITE is built from, to send it again with credentials after a challenge.
+    pub(super) redial: Box<Redial>,
+}
+
+/// The parts of a leg's INVITE, kept for a gateway's digest challenge (401/407).
+pub(super) struct Redial {
+    target: String,
+    sent_by: String,
+    from: String,
+    contact: String,
+    headers: Vec<(String, String)>,
+    offer: String,
+    /// The trunk's `(username, password)`; taken when used (a challenge is answered once).
+    credentials: Option<(String, String)>,
 }
 
 impl<H: Host> Core<H> {
@@ -107,6 +121,7 @@ impl<H: Host> Core<H> {
             contact: &contact,
             headers: &d.headers,
             sdp: &offer,
+            ..InviteParts::default()
         });
         let (invite, bytes) = match built {
             Ok(b) => b,
@@ -146,6 +161,15 @@ impl<H: Host> Core<H> {
                 rang: false,
                 bucket: Bucket::full(IN_DIALOG_BURST, now),
                 refer: false,
+                redial: Box::new(Redial {
+                    target: d.target,
+                    sent_by,
+                    from,
+                    contact,
+                    headers: d.headers,
+                    offer,
+                    credentials: d.credentials,
+                }),
             },
         );
         self.send(&d.peer, bytes);
@@ -234,6 +258,27 @@ impl<H: Host> Core<H> {
         }
         if code >= 300 {
             let to = message::value(&resp.headers, "To").unwrap_or_default();
+            if (code == 401 || code == 407) && !l.cancel && l.redial.credentials.is_some() {
+                // ACK the challenge, then the INVITE again with the answer.
+                let ack: Arc<[u8]> = Arc::from(l.invite.ack_error(to));
+                let peer = l.peer;
+                self.send(&peer, ack);
+                if self.answer_challenge(tag, code, resp, now) {
+                    return;
+                }
+                let Some(l) = self.legs.get_mut(tag) else {
+                    return;
+                };
+                l.state = LegState::Done;
+                let linger = if peer.proto.reliable() {
+                    0
+                } else {
+                    self.opts.timers.t64()
+                };
+                self.leg_event(tag, LegEvent::Failed(code));
+                self.arm(Some(now + linger), TimerKey::Leg(tag.to_string()));
+                return;
+            }
             let ack: Arc<[u8]> = Arc::from(l.invite.ack_error(to));
             l.ack = Some(Arc::clone(&ack));
             l.state = LegState::Done;
@@ -284,6 +329,77 @@ impl<H: Host> Core<H> {
             l.state = LegState::Answered;
             self.leg_event(tag, LegEvent::Answered(n));
         }
+    }
+
+    /// Sends leg `tag`'s INVITE again with digest credentials answering the challenge of
+    /// `resp` (401 or 407) on a new transaction; `false` when it cannot (no usable
+    /// challenge, credentials used already).
+    fn answer_challenge(
+        &mut self,
+        tag: &str,
+        code: u16,
+        resp: &rsip::Response,
+        now: Millis,
+    ) -> bool {
+        let (ask, answer) = if code == 407 {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        } else {
+            ("WWW-Authenticate", "Authorization")
+        };
+        let Some(challenge) =
+            message::value(&resp.headers, ask).and_then(crate::digest::parse_challenge)
+        else {
+            tracing::info!(tag, code, "a challenge that is not an MD5 digest");
+            return false;
+        };
+        let Some(l) = self.legs.get_mut(tag) else {
+            return false;
+        };
+        let Some((user, password)) = l.redial.credentials.take() else {
+            return false;
+        };
+        let value = crate::digest::authorization(
+            &challenge,
+            &user,
+            &password,
+            "INVITE",
+            &l.invite.uri,
+            &message::new_tag(),
+        );
+        let r = &l.redial;
+        let tag_only = tag.to_string();
+        let built = OutgoingInvite::build(&InviteParts {
+            target: &r.target,
+            sent_by: &r.sent_by,
+            from: &r.from,
+            tag: &tag_only,
+            call_id: &l.invite.call_id,
+            contact: &r.contact,
+            headers: &r.headers,
+            sdp: &r.offer,
+            cseq: l.invite.cseq + 1,
+            authorization: Some((answer, &value)),
+        });
+        let Ok((invite, bytes)) = built else {
+            return false;
+        };
+        let bytes: Arc<[u8]> = Arc::from(bytes);
+        let tx = InviteClientTx::new(
+            Arc::clone(&bytes),
+            l.peer.proto.reliable(),
+            self.opts.timers,
+            now,
+        );
+        let deadline = tx.poll_timeout();
+        let old = std::mem::replace(&mut l.invite, invite);
+        l.tx = tx;
+        let (peer, branch) = (l.peer, l.invite.branch.clone());
+        self.leg_branches.remove(&old.branch);
+        self.leg_branches.insert(branch, tag.to_string());
+        tracing::debug!(tag, code, "INVITE sent again with digest credentials");
+        self.send(&peer, bytes);
+        self.arm(deadline, TimerKey::Leg(tag.to_string()));
+        true
     }
 
     /// The callee of a leg re-INVITEs (hold, resume): answer from the leg's port.

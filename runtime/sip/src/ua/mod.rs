@@ -126,6 +126,9 @@ pub struct Dial {
     pub headers: Vec<(String, String)>,
     /// Our RTP port for the leg (goes into the SDP offer).
     pub port: u16,
+    /// Digest `(username, password)` for a gateway that challenges the INVITE (401/407): it
+    /// is sent once more with the answer. None: a challenge fails the leg.
+    pub credentials: Option<(String, String)>,
 }
 
 /// What the core tells a call about its dialog.

@@ -223,6 +223,7 @@ impl Net {
                 from_user: "13800000001".into(),
                 headers: vec![("X-IVR-Caller".into(), "13800000001".into())],
                 port: UAC_RTP,
+                credentials: None,
             })),
         );
         tag

@@ -1,0 +1,23 @@
+-- Campaigns (SQLite dialect): every attempt at a number of a campaign's list, and whether
+-- each campaign is started or paused (kept across restarts of `ivr serve`).
+
+CREATE TABLE IF NOT EXISTS campaign_attempts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    campaign    TEXT NOT NULL,
+    phone       TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,               -- 1, 2, ...
+    started_at  TEXT NOT NULL,                  -- written before the INVITE leaves
+    answered_at TEXT,
+    ended_at    TEXT,
+    result      TEXT,                           -- answered | no_answer | busy | failed
+    outcome     TEXT,                           -- the flow's outcome when answered
+    call_id     TEXT,                           -- the call's records, when answered
+    UNIQUE (campaign, phone, attempt)           -- one number is never called twice for one attempt
+);
+CREATE INDEX IF NOT EXISTS campaign_attempts_started ON campaign_attempts (campaign, started_at);
+
+CREATE TABLE IF NOT EXISTS campaign_states (
+    campaign   TEXT PRIMARY KEY,
+    running    INTEGER NOT NULL,                -- 1 started, 0 paused
+    changed_at TEXT NOT NULL
+);
