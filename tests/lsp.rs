@@ -342,10 +342,14 @@ skills = ["mandarin"]
 [campaigns.reminder]                  # the hotline is also a campaign's flow: `contact` completes
 flow = "hotline"
 list = "due"
+trunk = "carrier"
 
 [queries.due]
 sql    = "SELECT phone, amount AS arrears FROM bills"
 fields = { phone = "text", arrears = "money" }
+
+[trunks.carrier]
+uri = "sip:192.0.2.1:5060"
 
 [routes]
 default = "hotline"
@@ -659,7 +663,7 @@ fn mistakes_of_the_configuration_and_catalogs_are_published_for_their_files() {
                     .any(|d| d["message"].as_str().unwrap_or("").contains("hotlin")),
                 "{list:?}"
             );
-            assert_eq!(list[0]["range"]["start"]["line"], 19);
+            assert_eq!(list[0]["range"]["start"]["line"], 23);
             seen_config = true;
         }
         if msg["params"]["uri"] == uri(&catalog) {

@@ -836,7 +836,7 @@ fn report_compares_the_versions_of_a_flow() {
     // A flows folder of its own, so that the hotline can be edited.
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).expect("flows");
-    for name in ["hotline.flow", "common.flow"] {
+    for name in ["hotline.flow", "common.flow", "arrears_notice.flow"] {
         std::fs::copy(root().join("flows").join(name), flows.join(name)).expect("copy");
     }
     let text = std::fs::read_to_string(&config).expect("config");

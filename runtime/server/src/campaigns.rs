@@ -12,6 +12,8 @@
 //! answered incoming call ([`call::run`]); its outcome goes into the row.
 
 use crate::call::{self, Incoming};
+use crate::campaign_hub::Entry;
+pub use crate::campaign_hub::{CampaignHub, CampaignView, Control};
 use crate::clock::{Clock, local_now};
 use crate::services::Services;
 use crate::sip_task::{CoreMsg, Dial, DialogEvent, LegEvent};
@@ -21,11 +23,10 @@ use ivr_compiler::config::{CampaignConfig, QueryDef, TrunkConfig};
 use ivr_data::Pool;
 use ivr_data::campaigns as rows;
 use ivr_data::query::fetch_rows;
-use ivr_dialler::{AttemptResult, Dialler, Input, Output, PastAttempt, Settings, Status};
+use ivr_dialler::{AttemptResult, Dialler, Input, Output, PastAttempt, Settings};
 use ivr_engine::value::Value;
 use ivr_engine::{CallInfo, Channel, Machine, Millis};
 use ivr_sip::message::random_u64;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -39,80 +40,6 @@ const CONTROL_QUEUE: usize = 16;
 
 /// A campaign's list row: its fields by name (`phone`, `arrears`, ...).
 pub type ContactRow = IndexMap<String, Value>;
-
-/// What `ivr campaign start|pause` asks of a campaign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// Dial.
-    Start,
-    /// Place no new call.
-    Pause,
-}
-
-/// A campaign's state as the HTTP interface shows it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CampaignView {
-    /// The campaign's name.
-    pub name: String,
-    /// Its flow.
-    pub flow: String,
-    /// Its trunk.
-    pub trunk: String,
-    /// The dialler's figures.
-    #[serde(flatten)]
-    pub status: Status,
-    /// Why the campaign cannot dial (no database, its flow not started ...), if so.
-    pub error: Option<String>,
-}
-
-struct Entry {
-    control: mpsc::Sender<Control>,
-    view: Arc<Mutex<CampaignView>>,
-}
-
-/// The campaigns of `ivr serve`: their controls and their progress.
-#[derive(Default)]
-pub struct CampaignHub {
-    entries: Mutex<IndexMap<String, Entry>>,
-}
-
-impl CampaignHub {
-    /// An empty hub ([`start_all`] fills it).
-    pub fn new() -> Arc<CampaignHub> {
-        Arc::new(CampaignHub::default())
-    }
-
-    /// Every campaign's view, in configuration order.
-    pub fn views(&self) -> Vec<CampaignView> {
-        self.entries
-            .lock()
-            .map(|e| {
-                e.values()
-                    .filter_map(|x| x.view.lock().ok().map(|v| v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// One campaign's view.
-    pub fn view(&self, name: &str) -> Option<CampaignView> {
-        let e = self.entries.lock().ok()?;
-        let v = e.get(name)?.view.lock().ok()?.clone();
-        Some(v)
-    }
-
-    /// Starts or pauses a campaign; `false` when there is no such campaign.
-    pub async fn control(&self, name: &str, c: Control) -> bool {
-        let tx = match self.entries.lock() {
-            Ok(e) => e.get(name).map(|x| x.control.clone()),
-            Err(_) => None,
-        };
-        match tx {
-            Some(tx) => tx.send(c).await.is_ok(),
-            None => false,
-        }
-    }
-}
 
 /// Starts a task for every campaign of the live deployment (at start-up).
 pub fn start_all(services: &Services) {

@@ -12,6 +12,7 @@ pub mod agent_console;
 pub mod agent_hub;
 pub mod browser;
 pub mod call;
+pub mod campaign_hub;
 pub mod campaigns;
 pub mod catalog;
 pub mod clock;

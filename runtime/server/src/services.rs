@@ -58,7 +58,7 @@ pub struct Shared {
     /// What the HTTP interface refused (connections, requests, logins).
     pub http: HttpStats,
     /// The campaigns' controls and progress.
-    pub campaigns: Arc<crate::campaigns::CampaignHub>,
+    pub campaigns: Arc<crate::campaign_hub::CampaignHub>,
 }
 
 impl Services {
