@@ -1023,6 +1023,7 @@ impl Lowerer<'_, '_> {
                         task: task.node.clone(),
                     }
                 }
+                StatementKind::RecordCall => p::Op::RecordCall,
             };
             ops.push(op);
         }
