@@ -27,6 +27,8 @@ struct RawConfig {
     calendars: IndexMap<String, Spanned<IndexMap<String, Spanned<String>>>>,
     #[serde(default)]
     routes: IndexMap<String, Spanned<String>>,
+    #[serde(default)]
+    recording: crate::recording::RawRecording,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -442,6 +444,8 @@ pub struct Config {
     pub calendars: IndexMap<String, Calendar>,
     /// `[routes]`: dialled number (or `default`) to flow name.
     pub routes: IndexMap<String, String>,
+    /// `[recording]`: whole-call recording.
+    pub recording: crate::recording::RecordingConfig,
     /// Spans of route values, for diagnostics about unknown flows.
     #[serde(skip)]
     pub route_spans: IndexMap<String, Span>,
@@ -469,6 +473,7 @@ impl Config {
             agents: IndexMap::new(),
             calendars: IndexMap::new(),
             routes: IndexMap::new(),
+            recording: crate::recording::RecordingConfig::defaults(base),
             route_spans: IndexMap::new(),
             file: None,
             unreadable: false,
@@ -558,6 +563,7 @@ impl Config {
             }
         }
         config.database = raw.database;
+        config.recording = crate::recording::validate(file, base, raw.recording, &mut diags);
         for (name, q) in raw.queries {
             if let Some(def) = validate_query(file, &name, q, &mut diags) {
                 config.queries.insert(name, def);

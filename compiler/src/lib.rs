@@ -16,6 +16,7 @@ pub mod layout;
 pub mod lower;
 pub mod program;
 pub mod project;
+pub mod recording;
 pub mod suggest;
 
 pub use project::{
