@@ -16,6 +16,7 @@
 //! - [`snapshot`]: throwaway copies of a SQLite database for simulated calls.
 
 pub mod connect;
+pub mod call_recordings;
 pub mod demo;
 pub mod hashing;
 pub mod messages;

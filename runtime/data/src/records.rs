@@ -145,6 +145,19 @@ pub struct RecordingRow {
     /// last transfer, else the flow's first transfer queue; none when the flow has none).
     #[serde(default)]
     pub queue: Option<String>,
+    /// `message` (a record node) or `call` (a whole-call recording).
+    #[serde(default = "message_kind")]
+    pub kind: String,
+    /// The agent who answered (whole-call recordings of transferred calls).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The SHA-256 of the finished file, in hex (whole-call recordings).
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+fn message_kind() -> String {
+    "message".to_string()
 }
 
 /// One row of `queue_events`: something the ACD did with a call in a queue. A queued call
@@ -943,7 +956,7 @@ macro_rules! insert_batch {
             .collect();
         for chunk in recordings.chunks(ROWS_PER_INSERT) {
             let mut b = QueryBuilder::<$db>::new(
-                "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, recorded_at, queue) ",
+                "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, recorded_at, queue, kind, agent, sha256) ",
             );
             b.push_values(chunk, |mut row, r| {
                 row.push_bind(r.call_id.clone())
@@ -954,7 +967,10 @@ macro_rules! insert_batch {
                     .push_bind(r.file.clone())
                     .push_bind(r.length_ms)
                     .push_bind(r.recorded_at)
-                    .push_bind(r.queue.clone());
+                    .push_bind(r.queue.clone())
+                    .push_bind(r.kind.clone())
+                    .push_bind(r.agent.clone())
+                    .push_bind(r.sha256.clone());
             });
             b.build().execute(&mut *$tx).await?;
         }
@@ -1119,6 +1135,37 @@ impl CallRecorder {
                 .queue
                 .clone()
                 .or_else(|| message_queue(&self.flow.program)),
+            kind: message_kind(),
+            agent: None,
+            sha256: None,
+        }));
+    }
+
+    /// Writes the `recordings` row (kind `call`) of a finished whole-call recording: started
+    /// at `started` in node `node`, `length_ms` long, answered by `agent` if any; the queue is
+    /// the call's last transfer queue.
+    pub fn whole_call_recorded(
+        &self,
+        node: String,
+        file: String,
+        started: Millis,
+        length_ms: u64,
+        agent: Option<String>,
+        sha256: String,
+    ) {
+        self.writer.send(Record::Recording(RecordingRow {
+            call_id: self.call.call_id.clone(),
+            flow: self.call.flow.clone(),
+            node,
+            save_table: "calls".to_string(),
+            caller: self.call.caller.clone(),
+            file: Some(file),
+            length_ms: i64::try_from(length_ms).unwrap_or(i64::MAX),
+            recorded_at: timestamp(started),
+            queue: self.call.queue.clone(),
+            kind: "call".to_string(),
+            agent,
+            sha256: Some(sha256),
         }));
     }
 
