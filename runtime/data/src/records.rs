@@ -1027,6 +1027,44 @@ pub fn message_queue(program: &ivr_compiler::program::Program) -> Option<String>
     })
 }
 
+/// The call a whole-call recording belongs to ([`CallRecorder::row_maker`]).
+#[derive(Debug, Clone)]
+pub struct WholeCall {
+    call_id: String,
+    flow: String,
+    caller: String,
+    queue: Option<String>,
+}
+
+impl WholeCall {
+    /// The `recordings` row (kind `call`) of a finished recording: started at `started` in
+    /// node `node`, `length_ms` long, answered by `agent` if any, its file's SHA-256.
+    pub fn whole_call(
+        self,
+        node: String,
+        file: String,
+        started: Millis,
+        length_ms: u64,
+        agent: Option<String>,
+        sha256: String,
+    ) -> Record {
+        Record::Recording(RecordingRow {
+            call_id: self.call_id,
+            flow: self.flow,
+            node,
+            save_table: "calls".to_string(),
+            caller: self.caller,
+            file: Some(file),
+            length_ms: i64::try_from(length_ms).unwrap_or(i64::MAX),
+            recorded_at: timestamp(started),
+            queue: self.queue,
+            kind: "call".to_string(),
+            agent,
+            sha256: Some(sha256),
+        })
+    }
+}
+
 /// Follows one call through its events and commands and sends its records to a writer: node
 /// visits as nodes are left, survey answers and recordings as they are saved, the call row
 /// when the call ends (or at [`CallRecorder::finish`]).
@@ -1141,32 +1179,15 @@ impl CallRecorder {
         }));
     }
 
-    /// Writes the `recordings` row (kind `call`) of a finished whole-call recording: started
-    /// at `started` in node `node`, `length_ms` long, answered by `agent` if any; the queue is
-    /// the call's last transfer queue.
-    pub fn whole_call_recorded(
-        &self,
-        node: String,
-        file: String,
-        started: Millis,
-        length_ms: u64,
-        agent: Option<String>,
-        sha256: String,
-    ) {
-        self.writer.send(Record::Recording(RecordingRow {
+    /// What the `recordings` row of this call's whole-call recording needs to know of the
+    /// call (taken when the call ends: the queue is its last transfer's).
+    pub fn row_maker(&self) -> WholeCall {
+        WholeCall {
             call_id: self.call.call_id.clone(),
             flow: self.call.flow.clone(),
-            node,
-            save_table: "calls".to_string(),
             caller: self.call.caller.clone(),
-            file: Some(file),
-            length_ms: i64::try_from(length_ms).unwrap_or(i64::MAX),
-            recorded_at: timestamp(started),
             queue: self.call.queue.clone(),
-            kind: "call".to_string(),
-            agent,
-            sha256: Some(sha256),
-        }));
+        }
     }
 
     /// Follows one event fed to the engine.

@@ -25,6 +25,7 @@ pub mod live_calls;
 pub mod metrics;
 pub mod open_files;
 pub mod queue_day;
+pub mod recording_purge;
 pub mod screen_pop;
 pub mod services;
 pub mod sip_task;
@@ -125,6 +126,9 @@ pub enum ServeError {
     /// The pacer's threads could not be started.
     #[error("cannot start the pacer: {0}")]
     Pacer(#[source] std::io::Error),
+    /// The recording writer's thread could not be started.
+    #[error("cannot start the recording writer: {0}")]
+    Recorder(#[source] std::io::Error),
     /// The SIP transports could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -436,6 +440,20 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         opts.pacer_threads
     };
     let pacer = Pacer::start(threads).map_err(ServeError::Pacer)?;
+    // Recordings a killed run left open get their headers fixed before any new one starts.
+    let folder = deployment.config.recording.folder.clone();
+    let repaired = tokio::task::spawn_blocking(move || {
+        ivr_media::recorder::repair_folder(&folder)
+    })
+    .await
+    .unwrap_or(0);
+    if repaired > 0 {
+        tracing::warn!(repaired, "call recordings left open by the last run were repaired");
+    }
+    let recorder = ivr_media::recorder::Recorder::start().map_err(ServeError::Recorder)?;
+    if let Some(d) = &db {
+        recording_purge::start(Arc::clone(&live), d.pool().clone());
+    }
     let ports = PortPool::new(sip_addr.ip(), lo, hi);
     let (in_tx, in_rx) = mpsc::channel(65_536);
     let bound = transport::start(sip_addr, in_tx, tcp_limits)
@@ -453,6 +471,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         catalogs: catalog::Catalogs::new(db.clone()),
         writer: writer.clone(),
         pacer,
+        recorder,
         ports,
         core: core_tx.clone(),
         sip: bound.sender.clone(),

@@ -14,6 +14,7 @@
 //! What calls share (the SIP core, the pacer, the ACD task, ...) comes as the [`Services`]
 //! handle; what is the call's own as an [`Incoming`].
 
+mod record_call;
 mod transfer;
 
 use crate::acd_task::{AcdMsg, LeaveReason, QueueEvent};
@@ -206,6 +207,8 @@ struct Driver {
     last_pop: Option<ScreenPop>,
     /// This call's key in the registry of calls in progress.
     live_key: u64,
+    /// The whole-call recording, once started.
+    call_rec: Option<record_call::CallRecording>,
 }
 
 impl Driver {
@@ -423,6 +426,7 @@ impl Driver {
             Command::StopRecording => self.finish_recording(true),
             Command::Hangup => self.hangup_by_flow = true,
             Command::Served { task } => tracing::debug!(task = %task, "task served"),
+            Command::RecordCall => self.start_call_recording(record_call::Why::Flow),
             Command::End { outcome, ended_by } => {
                 if let Some(why) = self.call.fault_reason() {
                     tracing::warn!("{why}");
@@ -590,6 +594,7 @@ impl Driver {
         };
         self.last_rtp = Instant::now();
         self.heard_rtp = true;
+        self.record_caller(data);
         if Some(p.header.payload_type) == self.event_pt {
             if let Some(k) = self.detector.feed(p.header.timestamp, p.payload) {
                 self.feed(Event::Key(k));
@@ -734,7 +739,9 @@ pub async fn run(services: Services, incoming: Incoming) {
         path: VecDeque::with_capacity(PATH_LEN),
         last_pop: None,
         live_key,
+        call_rec: None,
     };
+    d.start_call_recording(record_call::Why::Answer);
     d.feed(Event::Start);
     let mut buf = [0u8; 1500];
     let mut leg_buf = [0u8; 1500];
@@ -819,6 +826,8 @@ pub async fn run(services: Services, incoming: Incoming) {
     if let Some(r) = &mut d.recorder {
         r.finish(d.clock.now());
     }
+    let recorder = d.recorder.take();
+    d.finish_call_recording(recorder.as_ref());
     tracing::debug!(
         seconds = started.elapsed().as_secs_f32(),
         by_flow = d.hangup_by_flow,
