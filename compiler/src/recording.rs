@@ -167,11 +167,15 @@ mod tests {
             .map(|d| (line_of(text, d), d.message.as_str()))
             .collect();
         assert!(
-            lines.iter().any(|(l, m)| *l == 2 && m.contains("recording policy")),
+            lines
+                .iter()
+                .any(|(l, m)| *l == 2 && m.contains("recording policy")),
             "{lines:?}"
         );
         assert!(
-            lines.iter().any(|(l, m)| *l == 3 && m.contains("number of days")),
+            lines
+                .iter()
+                .any(|(l, m)| *l == 3 && m.contains("number of days")),
             "{lines:?}"
         );
         assert!(lines.iter().any(|(l, _)| *l == 4), "{lines:?}");

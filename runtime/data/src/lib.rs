@@ -15,8 +15,8 @@
 //! - [`probe`]: `ivr check`'s preparing of every catalog statement on the database.
 //! - [`snapshot`]: throwaway copies of a SQLite database for simulated calls.
 
-pub mod connect;
 pub mod call_recordings;
+pub mod connect;
 pub mod demo;
 pub mod hashing;
 pub mod messages;

@@ -1546,7 +1546,12 @@ async fn check_call_recordings(pool: &Pool, dir: &std::path::Path) {
     };
     let day = 86_400_000;
     let now = 1_800_000_000_000;
-    writer.send(Record::Recording(row(1, "call", Some("2001"), now - 100 * day)));
+    writer.send(Record::Recording(row(
+        1,
+        "call",
+        Some("2001"),
+        now - 100 * day,
+    )));
     writer.send(Record::Recording(row(2, "call", Some("2002"), now - day)));
     writer.send(Record::Recording(row(3, "call", None, now - 95 * day)));
     writer.send(Record::Recording(row(4, "message", None, now - 200 * day)));
@@ -1583,7 +1588,10 @@ async fn check_call_recordings(pool: &Pool, dir: &std::path::Path) {
     let inbox = messages::list(pool, &["billing".into()], &["billing".into()], true)
         .await
         .expect("inbox");
-    assert!(inbox.iter().all(|m| !m.call_id.starts_with("cr-1")), "{inbox:?}");
+    assert!(
+        inbox.iter().all(|m| !m.call_id.starts_with("cr-1")),
+        "{inbox:?}"
+    );
     assert!(inbox.iter().any(|m| m.call_id == "cr-4"), "{inbox:?}");
     let (unheard_billing, _) = messages::unheard_by_queue(pool)
         .await

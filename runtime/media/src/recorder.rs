@@ -260,10 +260,12 @@ impl Recording {
     pub fn finish(mut self) -> tokio::sync::oneshot::Receiver<Result<Finished, RecordError>> {
         self.closed = true;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Err(mpsc::SendError(Control::Close { reply, .. })) = self.control.send(Control::Close {
-            id: self.tap.id,
-            reply: tx,
-        }) {
+        if let Err(mpsc::SendError(Control::Close { reply, .. })) =
+            self.control.send(Control::Close {
+                id: self.tap.id,
+                reply: tx,
+            })
+        {
             let _ = reply.send(Err(RecordError::Stopped));
         }
         rx
@@ -305,7 +307,10 @@ pub fn wav_header(data: u64) -> [u8; HEADER_LEN as usize] {
 /// Brings the header of `file` (one of ours) up to its length: the sizes say what is there,
 /// a half-written sample frame at the end is cut. Whether anything changed.
 pub fn repair_file(path: &Path) -> std::io::Result<bool> {
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
     let len = file.metadata()?.len();
     let mut head = [0u8; HEADER_LEN as usize];
     if len < HEADER_LEN {

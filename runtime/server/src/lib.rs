@@ -442,13 +442,14 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let pacer = Pacer::start(threads).map_err(ServeError::Pacer)?;
     // Recordings a killed run left open get their headers fixed before any new one starts.
     let folder = deployment.config.recording.folder.clone();
-    let repaired = tokio::task::spawn_blocking(move || {
-        ivr_media::recorder::repair_folder(&folder)
-    })
-    .await
-    .unwrap_or(0);
+    let repaired = tokio::task::spawn_blocking(move || ivr_media::recorder::repair_folder(&folder))
+        .await
+        .unwrap_or(0);
     if repaired > 0 {
-        tracing::warn!(repaired, "call recordings left open by the last run were repaired");
+        tracing::warn!(
+            repaired,
+            "call recordings left open by the last run were repaired"
+        );
     }
     let recorder = ivr_media::recorder::Recorder::start().map_err(ServeError::Recorder)?;
     if let Some(d) = &db {

@@ -32,7 +32,10 @@ fn dir(name: &str) -> PathBuf {
 fn read(path: &Path) -> (Vec<i16>, Vec<i16>) {
     let mut r = hound::WavReader::open(path).expect("a readable WAV");
     let spec = r.spec();
-    assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (2, 8000, 16));
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (2, 8000, 16)
+    );
     let all: Vec<i16> = r.samples::<i16>().map(|s| s.expect("sample")).collect();
     let left = all.iter().step_by(2).copied().collect();
     let right = all.iter().skip(1).step_by(2).copied().collect();
@@ -92,14 +95,25 @@ fn a_quiet_leg_is_silence_and_gaps_keep_their_time() {
         .collect();
     // 200 ms of the caller, 600 ms of nothing, 200 ms again: one second in the file.
     for k in (0..10).chain(40..50) {
-        rec.tap()
-            .push_at(Leg::Caller, Law::Ulaw, &frame, t0 + Duration::from_millis(20 * k));
+        rec.tap().push_at(
+            Leg::Caller,
+            Law::Ulaw,
+            &frame,
+            t0 + Duration::from_millis(20 * k),
+        );
     }
     let done = finish(rec);
     let (left, right) = read(&path);
-    assert!((7900..=8100).contains(&left.len()), "{} {done:?}", left.len());
+    assert!(
+        (7900..=8100).contains(&left.len()),
+        "{} {done:?}",
+        left.len()
+    );
     assert!(right.iter().all(|&s| s == 0));
-    assert!(left[2000..3200].iter().all(|&s| s == 0), "the gap is silence");
+    assert!(
+        left[2000..3200].iter().all(|&s| s == 0),
+        "the gap is silence"
+    );
     assert!(left[3300..].iter().any(|&s| s != 0));
     let _ = std::fs::remove_dir_all(d);
 }
@@ -124,14 +138,25 @@ fn the_header_follows_the_file_while_it_is_written() {
     // Still open: what is on disk is a playable WAV whose header is at most a second behind.
     let len = std::fs::metadata(&path).expect("file").len();
     let bytes = std::fs::read(&path).expect("read");
-    let declared = u64::from(u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]));
+    let declared = u64::from(u32::from_le_bytes([
+        bytes[40], bytes[41], bytes[42], bytes[43],
+    ]));
     assert!(declared > 0, "the header was fixed up while open");
-    assert!(len - HEADER_LEN - declared <= BYTES_PER_SECOND, "{len} {declared}");
-    assert!(len - HEADER_LEN >= BYTES_PER_SECOND, "written as the call goes: {len}");
+    assert!(
+        len - HEADER_LEN - declared <= BYTES_PER_SECOND,
+        "{len} {declared}"
+    );
+    assert!(
+        len - HEADER_LEN >= BYTES_PER_SECOND,
+        "written as the call goes: {len}"
+    );
     let (left, _) = read(&path);
     assert!(!left.is_empty());
     finish(rec);
-    assert!(!repair_file(&path).expect("repair"), "a closed file needs no repair");
+    assert!(
+        !repair_file(&path).expect("repair"),
+        "a closed file needs no repair"
+    );
     let _ = std::fs::remove_dir_all(d);
 }
 
