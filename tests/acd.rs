@@ -1036,6 +1036,90 @@ fn a_transferred_call_is_recorded_caller_left_agent_right() {
     );
 }
 
+/// `kill -9` while a call is recorded (`calls = "all"`): the file on disk is a playable WAV
+/// whose header is at most about a second behind its data; the next start repairs it.
+#[test]
+fn a_kill_during_recording_leaves_a_playable_wav() {
+    need_sipp!();
+    let config = deployment("killed", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let text = fs::read_to_string(&config)
+        .expect("config")
+        .replace("[routes]", "[recording]\ncalls = \"all\"\n\n[routes]");
+    fs::write(&config, text).expect("config");
+    let mut server = Server::start(&config, &[]);
+    let caller_media = Endpoint::start(vec![(100, Act::Tone(440.0, 6000))]);
+    let rtp = caller_media.port.to_string();
+    let _caller = Peer::spawn(
+        &dir,
+        server.addr,
+        "call_bye.xml",
+        &[
+            "-p",
+            &free_udp_port().to_string(),
+            "-m",
+            "1",
+            "-d",
+            "8000",
+            "-key",
+            "rtpport",
+            &rtp,
+            "-key",
+            "caller",
+            "13800000001",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(4500));
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    caller_media.finish();
+    let day = fs::read_dir(dir.join("recordings/calls"))
+        .unwrap_or_else(|e| panic!("no recordings folder ({e})\n{}", server.log()))
+        .flatten()
+        .next()
+        .expect("a day folder")
+        .path();
+    let file = fs::read_dir(&day)
+        .expect("day")
+        .flatten()
+        .next()
+        .expect("a file")
+        .path();
+    let bytes = fs::read(&file).expect("wav");
+    let declared = u64::from(u32::from_le_bytes([
+        bytes[40], bytes[41], bytes[42], bytes[43],
+    ]));
+    let on_disk = bytes.len() as u64 - 44;
+    assert!(
+        declared >= 16_000,
+        "{declared} bytes declared, {on_disk} on disk"
+    );
+    assert!(
+        on_disk - declared <= 48_000,
+        "{declared} bytes declared, {on_disk} on disk"
+    );
+    let r = hound::WavReader::open(&file).expect("playable as it is");
+    assert!(r.duration() >= 4_000, "{} samples", r.duration());
+    // The next start fixes the header to what is there.
+    let server = Server::start(&config, &[]);
+    let started = Instant::now();
+    loop {
+        let bytes = fs::read(&file).expect("wav");
+        let declared = u64::from(u32::from_le_bytes([
+            bytes[40], bytes[41], bytes[42], bytes[43],
+        ]));
+        if declared == bytes.len() as u64 - 44 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Callers waiting in queue `general` (`GET /agents`).
 fn waiting(server: &Server) -> u64 {
     let (_, _, body) = http_get(server.http(), "/agents");
