@@ -109,7 +109,7 @@ fn table(list: &[call_recordings::Listed]) -> String {
         rows.push([
             r.id.to_string(),
             r.kind.clone(),
-            r.recorded_at.clone(),
+            r.recorded_at.chars().take(19).collect(),
             format!("{}:{:02}", s / 60, s % 60),
             r.caller.clone(),
             r.agent.clone().unwrap_or_else(|| "-".into()),
