@@ -60,6 +60,8 @@ pub enum Leg {
 pub struct RecorderStats {
     /// Frames taken.
     pub frames: AtomicU64,
+    /// Frames the writer took off the channel.
+    pub received: AtomicU64,
     /// Frames dropped because the writer's channel was full.
     pub dropped: AtomicU64,
     /// Frames (or parts) that came too late for their place and were left out.
@@ -576,6 +578,7 @@ impl Writer {
     }
 
     fn frame(&mut self, f: Frame) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
         if !self.open.contains_key(&f.id) {
             // Its Open may still be on the control channel.
             self.controls();
