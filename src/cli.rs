@@ -42,6 +42,9 @@ enum CliError {
     /// `ivr report`
     #[error(transparent)]
     Report(#[from] crate::report_cmd::ReportCmdError),
+    /// `ivr recordings`
+    #[error(transparent)]
+    Recordings(#[from] crate::recordings_cmd::RecordingsCmdError),
     /// `ivr serve`
     #[error(transparent)]
     Serve(#[from] crate::serve_cmd::ServeCmdError),
@@ -157,6 +160,22 @@ enum Command {
         /// versions.csv, nodes.csv, service_level.csv, queues.csv, agents.csv, surveys.csv).
         #[arg(long, value_name = "DIR")]
         csv: Option<PathBuf>,
+    },
+    /// Call recordings and voice-mail messages (newest first); `purge` deletes the call
+    /// recordings older than `[recording] keep` at once.
+    Recordings {
+        /// Only this calling number.
+        #[arg(long, value_name = "NUMBER")]
+        caller: Option<String>,
+        /// Only calls this agent answered.
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
+        /// Only recordings started at or after this (YYYY-MM-DD or YYYY-MM-DDTHH:MM, local
+        /// time).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        #[command(subcommand)]
+        action: Option<RecordingsAction>,
     },
     /// Every prompt with its duration, missing files and prompts no flow uses; `render`
     /// writes what a caller hears.
@@ -293,6 +312,13 @@ enum Emit {
     Json,
 }
 
+/// `ivr recordings purge`
+#[derive(Debug, Subcommand)]
+enum RecordingsAction {
+    /// Delete the call recordings (file and row) older than `[recording] keep` now.
+    Purge,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ReportArg {
     /// Plain-text tables.
@@ -422,6 +448,19 @@ pub fn run() -> ExitCode {
                 ReportArg::Csv => crate::report_cmd::ReportFormat::Csv,
                 ReportArg::Json => crate::report_cmd::ReportFormat::Json,
             },
+        })
+        .map_err(CliError::from),
+        Command::Recordings {
+            caller,
+            agent,
+            since,
+            action,
+        } => crate::recordings_cmd::run(crate::recordings_cmd::RecordingsCmd {
+            config: cli.config,
+            purge: matches!(action, Some(RecordingsAction::Purge)),
+            caller,
+            agent,
+            since,
         })
         .map_err(CliError::from),
         Command::Serve {

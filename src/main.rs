@@ -10,6 +10,7 @@ mod load;
 mod logging;
 mod prompts_cmd;
 mod prompts_generate;
+mod recordings_cmd;
 mod report_cmd;
 mod serve_cmd;
 mod simulate;

@@ -893,6 +893,244 @@ fn the_conversation_is_relayed_both_ways_transcoded_with_dtmf_passed() {
     assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
 }
 
+/// The power of `hz` in `x` per sample (Goertzel).
+fn tone_power(x: &[i16], hz: f32) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * f64::from(hz) / 8000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s = f64::from(v) + c * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len().max(1) as f64).powi(2)
+}
+
+/// `[recording] calls = "transferred"`: the bridged call is recorded from the agent's answer,
+/// the caller (a 440 Hz tone, PCMU) on the left channel and the agent (1000 Hz, PCMA) on the
+/// right; its `recordings` row names the agent, the queue and the file's SHA-256.
+#[test]
+fn a_transferred_call_is_recorded_caller_left_agent_right() {
+    need_sipp!();
+    let config = deployment("recorded", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let mut text = fs::read_to_string(&config).expect("config");
+    text = text.replace(
+        "[routes]",
+        "[recording]\ncalls  = \"transferred\"\nfolder = \"recordings/calls\"\nkeep   = \"90d\"\n\n[routes]",
+    );
+    fs::write(&config, text).expect("config");
+    let server = Server::start(&config, &[]);
+    let agent_media = Endpoint::with(
+        ivr_media::audio::Law::Alaw,
+        8,
+        42,
+        vec![(100, Act::Tone(1000.0, 800))],
+    );
+    let port = free_udp_port();
+    let mut phone = Peer::spawn(
+        &dir,
+        server.addr,
+        "agent_talks.xml",
+        &[
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-key",
+            "agentrtp",
+            &agent_media.port.to_string(),
+        ],
+    );
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "agent_register.xml",
+        &[
+            "-m",
+            "1",
+            "-key",
+            "agent",
+            "2001",
+            "-key",
+            "contactport",
+            &port.to_string(),
+            "-au",
+            "2001",
+            "-ap",
+            "pw2001",
+        ],
+    );
+    assert!(ok, "{out}");
+    let caller_media = Endpoint::start(vec![(2000, Act::Tone(440.0, 1200))]);
+    let rtp = caller_media.port.to_string();
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "call_bye.xml",
+        &["-m", "1", "-d", "5000", "-key", "rtpport", &rtp],
+    );
+    let phone_ok = phone.wait(Duration::from_secs(10));
+    agent_media.finish();
+    caller_media.finish();
+    assert!(
+        ok && phone_ok,
+        "{out}\n{}\n{}",
+        phone.report(),
+        server.log()
+    );
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
+    // The row comes once the file is closed.
+    let db = dir.join("ivr-data/ivr.db");
+    type Rec = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+    );
+    let rec: Vec<Rec> = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let rows: Vec<Rec> = sqlx::query_as(
+                "SELECT kind, agent, queue, file, sha256, length_ms FROM recordings ORDER BY id",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            if !rows.is_empty() || started.elapsed() > Duration::from_secs(10) {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert_eq!(rec.len(), 1, "{rec:?}\n{}", server.log());
+    let (kind, agent, queue, file, sha, length_ms) = rec[0].clone();
+    assert_eq!(kind, "call");
+    assert_eq!(agent.as_deref(), Some("2001"));
+    assert_eq!(queue.as_deref(), Some("general"));
+    let file = PathBuf::from(file.expect("a file"));
+    assert!(
+        file.starts_with(dir.join("recordings/calls")),
+        "{}",
+        file.display()
+    );
+    let bytes = fs::read(&file).expect("the WAV");
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(sha.as_deref(), Some(hex.as_str()));
+    // From the agent's answer (about 0.7 s in) to the end of the call (the agent talks 3 s,
+    // then the flow's `after` path until the caller's BYE at 5 s).
+    assert!((2_500..=4_800).contains(&length_ms), "{length_ms} ms");
+    let mut r = hound::WavReader::open(&file).expect("a WAV");
+    assert_eq!(r.spec().channels, 2);
+    let all: Vec<i16> = r.samples::<i16>().map(|s| s.expect("sample")).collect();
+    let left: Vec<i16> = all.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = all.iter().skip(1).step_by(2).copied().collect();
+    let (l440, l1k) = (tone_power(&left, 440.0), tone_power(&left, 1000.0));
+    let (r440, r1k) = (tone_power(&right, 440.0), tone_power(&right, 1000.0));
+    assert!(
+        l440 > 1_000.0 && l440 > 20.0 * l1k,
+        "left: 440 Hz {l440}, 1 kHz {l1k}"
+    );
+    assert!(
+        r1k > 1_000.0 && r1k > 20.0 * r440,
+        "right: 440 Hz {r440}, 1 kHz {r1k}"
+    );
+}
+
+/// `kill -9` while a call is recorded (`calls = "all"`): the file on disk is a playable WAV
+/// whose header is at most about a second behind its data; the next start repairs it.
+#[test]
+fn a_kill_during_recording_leaves_a_playable_wav() {
+    need_sipp!();
+    let config = deployment("killed", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let text = fs::read_to_string(&config)
+        .expect("config")
+        .replace("[routes]", "[recording]\ncalls = \"all\"\n\n[routes]");
+    fs::write(&config, text).expect("config");
+    let mut server = Server::start(&config, &[]);
+    let caller_media = Endpoint::start(vec![(100, Act::Tone(440.0, 6000))]);
+    let rtp = caller_media.port.to_string();
+    let _caller = Peer::spawn(
+        &dir,
+        server.addr,
+        "call_bye.xml",
+        &[
+            "-p",
+            &free_udp_port().to_string(),
+            "-m",
+            "1",
+            "-d",
+            "8000",
+            "-key",
+            "rtpport",
+            &rtp,
+            "-key",
+            "caller",
+            "13800000001",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(4500));
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    caller_media.finish();
+    let day = fs::read_dir(dir.join("recordings/calls"))
+        .unwrap_or_else(|e| panic!("no recordings folder ({e})\n{}", server.log()))
+        .flatten()
+        .next()
+        .expect("a day folder")
+        .path();
+    let file = fs::read_dir(&day)
+        .expect("day")
+        .flatten()
+        .next()
+        .expect("a file")
+        .path();
+    let bytes = fs::read(&file).expect("wav");
+    let declared = u64::from(u32::from_le_bytes([
+        bytes[40], bytes[41], bytes[42], bytes[43],
+    ]));
+    let on_disk = bytes.len() as u64 - 44;
+    assert!(
+        declared >= 16_000,
+        "{declared} bytes declared, {on_disk} on disk"
+    );
+    assert!(
+        on_disk - declared <= 48_000,
+        "{declared} bytes declared, {on_disk} on disk"
+    );
+    let r = hound::WavReader::open(&file).expect("playable as it is");
+    assert!(r.duration() >= 4_000, "{} samples", r.duration());
+    // The next start fixes the header to what is there.
+    let server = Server::start(&config, &[]);
+    let started = Instant::now();
+    loop {
+        let bytes = fs::read(&file).expect("wav");
+        let declared = u64::from(u32::from_le_bytes([
+            bytes[40], bytes[41], bytes[42], bytes[43],
+        ]));
+        if declared == bytes.len() as u64 - 44 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Callers waiting in queue `general` (`GET /agents`).
 fn waiting(server: &Server) -> u64 {
     let (_, _, body) = http_get(server.http(), "/agents");

@@ -33,6 +33,8 @@ struct RawConfig {
     trunks: IndexMap<String, Spanned<crate::outbound_config::RawTrunk>>,
     #[serde(default)]
     campaigns: IndexMap<String, Spanned<crate::outbound_config::RawCampaign>>,
+    #[serde(default)]
+    recording: crate::recording::RawRecording,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -511,6 +513,8 @@ pub struct Config {
     pub trunks: IndexMap<String, TrunkConfig>,
     /// `[campaigns.*]`: lists of numbers dialled through a trunk.
     pub campaigns: IndexMap<String, CampaignConfig>,
+    /// `[recording]`: whole-call recording.
+    pub recording: crate::recording::RecordingConfig,
     /// Spans of route values, for diagnostics about unknown flows.
     #[serde(skip)]
     pub route_spans: IndexMap<String, Span>,
@@ -540,6 +544,7 @@ impl Config {
             routes: IndexMap::new(),
             trunks: IndexMap::new(),
             campaigns: IndexMap::new(),
+            recording: crate::recording::RecordingConfig::defaults(base),
             route_spans: IndexMap::new(),
             file: None,
             unreadable: false,
@@ -629,6 +634,7 @@ impl Config {
             }
         }
         config.database = raw.database;
+        config.recording = crate::recording::validate(file, base, raw.recording, &mut diags);
         for (name, q) in raw.queries {
             if let Some(def) = validate_query(file, &name, q, &mut diags) {
                 config.queries.insert(name, def);

@@ -18,6 +18,7 @@ pub mod lower;
 pub mod outbound_config;
 pub mod program;
 pub mod project;
+pub mod recording;
 pub mod suggest;
 
 pub use project::{

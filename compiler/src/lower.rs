@@ -1037,6 +1037,7 @@ impl Lowerer<'_, '_> {
                         task: task.node.clone(),
                     }
                 }
+                StatementKind::RecordCall => p::Op::RecordCall,
             };
             ops.push(op);
         }

@@ -224,6 +224,8 @@ pub enum Op {
         /// The task's name.
         task: String,
     },
+    /// Record the whole call from here to its end (`record call`).
+    RecordCall,
 }
 
 /// Settings shared by every collecting node.

@@ -234,6 +234,9 @@ pub enum StatementKind {
         /// The task's name as written (checked by the compiler).
         task: Spanned<String>,
     },
+    /// `record call`: the whole call is recorded from here to its end (stereo: the caller
+    /// left, the IVR or the agent right), whatever `[recording] calls` says.
+    RecordCall,
 }
 
 /// The ways `say` speaks a value.

@@ -192,7 +192,8 @@ pub enum Expectation {
         /// The URI.
         uri: Spanned<String>,
     },
-    /// `expect record NAME`
+    /// `expect record NAME`; `expect record call` is met by a `record call` action (whole-call
+    /// recording) as well as by a record node named `call`.
     Record {
         /// The record node (or its `save` table).
         name: Spanned<String>,

@@ -1152,3 +1152,29 @@ fn served_is_a_step_statement_with_a_task_name() {
     let slow = ivr_dsl::parse_flow_slow(FileId(0), &src);
     assert_eq!(slow.flow, flow);
 }
+
+#[test]
+fn record_call_is_a_step_statement_and_a_record_node_still_follows() {
+    let src = with_header(
+        "step s {\n  record call   # whole call\n  play hello\n  goto r\n}\nrecord r {\n  prompt hello\n  save messages\n  next s\n}\nrecord call {\n  prompt hello\n  save messages\n  next s\n}\n",
+    );
+    let flow = clean(&src);
+    let NodeBody::Step(step) = body(&flow, "s") else {
+        panic!()
+    };
+    assert!(matches!(step.statements[0].kind, StatementKind::RecordCall));
+    assert_eq!(text(&src, step.statements[0].span), "record call");
+    assert_eq!(step.statements.len(), 3);
+    // `record call {` is still a record node named `call`.
+    assert!(matches!(body(&flow, "call"), NodeBody::Record(_)));
+    assert!(matches!(body(&flow, "r"), NodeBody::Record(_)));
+    // The slow path (pest only) reads it the same way.
+    let slow = ivr_dsl::parse_flow_slow(FileId(0), &src);
+    assert_eq!(slow.flow, flow);
+}
+
+#[test]
+fn record_without_call_in_a_step_is_an_error() {
+    let src = with_header("step s {\n  record hello\n  hangup\n}\n");
+    assert!(!parse(&src).diagnostics.is_empty());
+}

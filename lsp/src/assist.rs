@@ -46,7 +46,9 @@ fn clause_words(kind: ItemKind) -> &'static [&'static str] {
         ItemKind::Header => &["title", "language", "entry"],
         ItemKind::Import => &[],
         ItemKind::Node(k) => match k {
-            NodeKind::Step => &["play", "say", "set", "pause", "if", "goto", "hangup"],
+            NodeKind::Step => &[
+                "play", "say", "set", "pause", "if", "goto", "hangup", "served", "record",
+            ],
             NodeKind::Menu => &[
                 "prompt",
                 "timeout",

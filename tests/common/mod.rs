@@ -333,6 +333,8 @@ pub enum Act {
     Key(char),
     /// 20 ms PCMU frames of a tone for this long.
     Voice(u64),
+    /// 20 ms frames of a tone of this frequency (Hz) for this long (ms).
+    Tone(f32, u64),
 }
 
 /// The caller's RTP endpoint: receives (and keeps) every packet until stopped; acts at the
@@ -423,8 +425,12 @@ impl Endpoint {
                                 }
                                 k2.lock().expect("lock").push(now);
                             }
-                            Act::Voice(ms) => {
-                                let pcm = tone(300.0, *ms as usize);
+                            Act::Voice(_) | Act::Tone(..) => {
+                                let pcm = match act {
+                                    Act::Tone(hz, ms) => tone(*hz, *ms as usize),
+                                    Act::Voice(ms) => tone(300.0, *ms as usize),
+                                    Act::Key(_) => Vec::new(),
+                                };
                                 for (i, chunk) in pcm.chunks(FRAME_SAMPLES).enumerate() {
                                     ts = ts.wrapping_add(160);
                                     let mut head = [0u8; rtp::HEADER_LEN];

@@ -163,6 +163,7 @@ impl Builder<'_> {
                 let task = self.string(&child(p, Rule::string)?);
                 ("served", C::Statement(StatementKind::Served { task }))
             }
+            Rule::record_call_stmt => ("record", C::Statement(StatementKind::RecordCall)),
             Rule::prompt_clause => ("prompt", C::Prompt(self.prompts(p)?)),
             Rule::timeout_clause => ("timeout", C::Timeout(self.one_duration(p)?)),
             Rule::inter_digit_clause => ("inter_digit", C::InterDigit(self.one_duration(p)?)),

@@ -649,6 +649,13 @@ fn clause_kind(
                 task: cur.string()?,
             }),
         ),
+        "record" => {
+            let (_, w) = cur.word()?;
+            if w != "call" {
+                return None;
+            }
+            ("record", C::Statement(S::RecordCall))
+        }
         "prompt" => ("prompt", C::Prompt(cur.name_list()?)),
         "timeout" => ("timeout", C::Timeout(cur.duration()?)),
         "inter_digit" => ("inter_digit", C::InterDigit(cur.duration()?)),

@@ -426,7 +426,7 @@ impl<'s> Driver<'s> {
                         closed: true,
                     };
                 }
-                Some(t) if !scan::is_top_level_word(src, &t) => {}
+                Some(t) if !scan::is_top_level_word(src, &t) || scan::is_record_call(src, &t) => {}
                 _ => {
                     // The end of the file, or the next item: the `}` is missing.
                     let last = scan::last_token_end(src, open.start as usize, pos);
@@ -538,6 +538,7 @@ fn clause_rule(word: &str, src: &str, after: usize) -> Option<Rule> {
         "goto" => Rule::goto_stmt,
         "hangup" => Rule::hangup_stmt,
         "served" => Rule::served_stmt,
+        "record" => Rule::record_call_stmt,
         "prompt" => Rule::prompt_clause,
         "timeout" => Rule::timeout_clause,
         "inter_digit" => Rule::inter_digit_clause,

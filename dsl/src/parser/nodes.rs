@@ -55,6 +55,7 @@ pub(crate) const CLAUSE_WORDS: &[&str] = &[
     "goto",
     "hangup",
     "served",
+    "record",
     "prompt",
     "digits",
     "terminator",
@@ -96,7 +97,9 @@ pub(crate) const CLAUSE_WORDS: &[&str] = &[
 pub(crate) fn owners(word: &str) -> &'static [Place] {
     match word {
         "title" | "language" | "entry" => &[Place::Header],
-        "play" | "say" | "set" | "pause" | "if" | "goto" | "hangup" | "served" => &[STEP],
+        "play" | "say" | "set" | "pause" | "if" | "goto" | "hangup" | "served" | "record" => {
+            &[STEP]
+        }
         "prompt" => &[MENU, INPUT, RECORD],
         "timeout" => &[MENU, INPUT, LOOKUP, SURVEY],
         "inter_digit" | "attempts" | "no_input" | "no_match" | "barge_in" => &[MENU, INPUT, SURVEY],

@@ -249,6 +249,22 @@ pub(crate) fn is_top_level_word(src: &str, tok: &Token) -> bool {
     tok.kind == TokKind::Word && TOP_LEVEL_WORDS.contains(&tok.text(src))
 }
 
+/// True when the token at `pos` starts `record call` on a line of its own: the step action,
+/// not a record node (`record call {` declares a node named `call`).
+pub(crate) fn is_record_call(src: &str, tok: &Token) -> bool {
+    if tok.kind != TokKind::Word || tok.text(src) != "record" {
+        return false;
+    }
+    let next = skip_trivia_on_line(src, tok.end);
+    match token_at(src, next) {
+        Some(t) if t.kind == TokKind::Word && t.text(src) == "call" => {
+            let after = skip_trivia_on_line(src, t.end);
+            after >= line_end(src, tok.start)
+        }
+        _ => false,
+    }
+}
+
 /// Where to resume at the top level after a broken item at `from`: after the `}` that closes
 /// its block, or at the next line that starts with `flow`, `import` or a node keyword.
 /// Always returns a position after `from` (unless the text ends).

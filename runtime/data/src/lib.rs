@@ -15,6 +15,7 @@
 //! - [`probe`]: `ivr check`'s preparing of every catalog statement on the database.
 //! - [`snapshot`]: throwaway copies of a SQLite database for simulated calls.
 
+pub mod call_recordings;
 pub mod campaigns;
 pub mod connect;
 pub mod demo;

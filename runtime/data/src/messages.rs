@@ -1,6 +1,7 @@
 //! Voice mail: the messages callers left with `record` nodes (rows of `recordings` with an
 //! audio file), the queue each belongs to, and what agents did with them (`message_states`:
-//! heard, done). The agent console's inbox and the dashboard's counts read them here.
+//! heard, done). The agent console's inbox and the dashboard's counts read them here. Only
+//! rows of kind `message`: whole-call recordings (kind `call`) are no voice mail.
 
 use crate::DataError;
 use crate::connect::Pool;
@@ -123,7 +124,7 @@ pub async fn list(
     };
     let sql = format!(
         "SELECT {COLUMNS} FROM recordings r LEFT JOIN message_states s ON s.recording_id = r.id \
-         WHERE r.file IS NOT NULL AND ({}){done} \
+         WHERE r.file IS NOT NULL AND r.kind = 'message' AND ({}){done} \
          ORDER BY r.recorded_at DESC, r.id DESC LIMIT {MAX_LIST}",
         visible.join(" OR ")
     );
@@ -135,7 +136,7 @@ pub async fn list(
 pub async fn get(pool: &Pool, id: i64) -> Result<Option<Message>, DataError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM recordings r LEFT JOIN message_states s ON s.recording_id = r.id \
-         WHERE r.id = $1 AND r.file IS NOT NULL"
+         WHERE r.id = $1 AND r.file IS NOT NULL AND r.kind = 'message'"
     );
     let rows = fetch_rows(pool, &sql, &[Value::Number(id.into())]).await?;
     Ok(rows.first().and_then(|r| message(r)))
@@ -196,7 +197,7 @@ pub async fn unheard_by_queue(pool: &Pool) -> Result<Vec<(Option<String>, u64)>,
         pool,
         "SELECT r.queue, COUNT(*) FROM recordings r \
          LEFT JOIN message_states s ON s.recording_id = r.id \
-         WHERE r.file IS NOT NULL AND s.heard_at IS NULL AND s.done_at IS NULL \
+         WHERE r.file IS NOT NULL AND r.kind = 'message' AND s.heard_at IS NULL AND s.done_at IS NULL \
          GROUP BY r.queue",
         &[],
     )

@@ -145,6 +145,19 @@ pub struct RecordingRow {
     /// last transfer, else the flow's first transfer queue; none when the flow has none).
     #[serde(default)]
     pub queue: Option<String>,
+    /// `message` (a record node) or `call` (a whole-call recording).
+    #[serde(default = "message_kind")]
+    pub kind: String,
+    /// The agent who answered (whole-call recordings of transferred calls).
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The SHA-256 of the finished file, in hex (whole-call recordings).
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+fn message_kind() -> String {
+    "message".to_string()
 }
 
 /// One row of `queue_events`: something the ACD did with a call in a queue. A queued call
@@ -943,7 +956,7 @@ macro_rules! insert_batch {
             .collect();
         for chunk in recordings.chunks(ROWS_PER_INSERT) {
             let mut b = QueryBuilder::<$db>::new(
-                "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, recorded_at, queue) ",
+                "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, recorded_at, queue, kind, agent, sha256) ",
             );
             b.push_values(chunk, |mut row, r| {
                 row.push_bind(r.call_id.clone())
@@ -954,7 +967,10 @@ macro_rules! insert_batch {
                     .push_bind(r.file.clone())
                     .push_bind(r.length_ms)
                     .push_bind(r.recorded_at)
-                    .push_bind(r.queue.clone());
+                    .push_bind(r.queue.clone())
+                    .push_bind(r.kind.clone())
+                    .push_bind(r.agent.clone())
+                    .push_bind(r.sha256.clone());
             });
             b.build().execute(&mut *$tx).await?;
         }
@@ -1009,6 +1025,44 @@ pub fn message_queue(program: &ivr_compiler::program::Program) -> Option<String>
         },
         _ => None,
     })
+}
+
+/// The call a whole-call recording belongs to ([`CallRecorder::row_maker`]).
+#[derive(Debug, Clone)]
+pub struct WholeCall {
+    call_id: String,
+    flow: String,
+    caller: String,
+    queue: Option<String>,
+}
+
+impl WholeCall {
+    /// The `recordings` row (kind `call`) of a finished recording: started at `started` in
+    /// node `node`, `length_ms` long, answered by `agent` if any, its file's SHA-256.
+    pub fn whole_call(
+        self,
+        node: String,
+        file: String,
+        started: Millis,
+        length_ms: u64,
+        agent: Option<String>,
+        sha256: String,
+    ) -> Record {
+        Record::Recording(RecordingRow {
+            call_id: self.call_id,
+            flow: self.flow,
+            node,
+            save_table: "calls".to_string(),
+            caller: self.caller,
+            file: Some(file),
+            length_ms: i64::try_from(length_ms).unwrap_or(i64::MAX),
+            recorded_at: timestamp(started),
+            queue: self.queue,
+            kind: "call".to_string(),
+            agent,
+            sha256: Some(sha256),
+        })
+    }
 }
 
 /// Follows one call through its events and commands and sends its records to a writer: node
@@ -1119,7 +1173,21 @@ impl CallRecorder {
                 .queue
                 .clone()
                 .or_else(|| message_queue(&self.flow.program)),
+            kind: message_kind(),
+            agent: None,
+            sha256: None,
         }));
+    }
+
+    /// What the `recordings` row of this call's whole-call recording needs to know of the
+    /// call (taken when the call ends: the queue is its last transfer's).
+    pub fn row_maker(&self) -> WholeCall {
+        WholeCall {
+            call_id: self.call.call_id.clone(),
+            flow: self.call.flow.clone(),
+            caller: self.call.caller.clone(),
+            queue: self.call.queue.clone(),
+        }
     }
 
     /// Follows one event fed to the engine.

@@ -805,6 +805,9 @@ async fn check_writer(pool: &Pool) {
         length_ms: 5_000,
         recorded_at: timestamp(1_795_000_040_000),
         queue: None,
+        kind: "message".into(),
+        agent: None,
+        sha256: None,
     }));
     writer.flush().await;
     assert_eq!(count(pool, "calls").await, 1_000);
@@ -1269,6 +1272,9 @@ async fn check_voice_mail(pool: &Pool) {
         length_ms: 1_000 * i,
         recorded_at: timestamp(1_795_000_000_000 + i * 60_000),
         queue: queue.map(String::from),
+        kind: "message".into(),
+        agent: None,
+        sha256: None,
     };
     writer.send(Record::Recording(message(
         1,
@@ -1628,11 +1634,135 @@ async fn sqlite_campaign_attempts() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Whole-call recordings: listed by caller, agent and date; never in the voice-mail inbox;
+/// purged by age (file and row), messages left alone.
+async fn check_call_recordings(pool: &Pool, dir: &std::path::Path) {
+    use ivr_data::{call_recordings, messages};
+    let writer = RecordWriter::start(
+        pool.clone(),
+        WriterOptions::default(),
+        &tokio::runtime::Handle::current(),
+    );
+    std::fs::create_dir_all(dir).expect("dir");
+    let row = |i: i64, kind: &str, agent: Option<&str>, at: i64| {
+        let file = dir.join(format!("{i}.wav"));
+        std::fs::write(&file, b"RIFF").expect("file");
+        RecordingRow {
+            call_id: format!("cr-{i}"),
+            flow: "hotline".into(),
+            node: "topup_own".into(),
+            save_table: "calls".into(),
+            caller: format!("1390000000{i}"),
+            file: Some(file.display().to_string()),
+            length_ms: 60_000,
+            recorded_at: timestamp(at),
+            queue: Some("billing".into()),
+            kind: kind.into(),
+            agent: agent.map(String::from),
+            sha256: (kind == "call").then(|| "ab".repeat(32)),
+        }
+    };
+    let day = 86_400_000;
+    let now = 1_800_000_000_000;
+    writer.send(Record::Recording(row(
+        1,
+        "call",
+        Some("2001"),
+        now - 100 * day,
+    )));
+    writer.send(Record::Recording(row(2, "call", Some("2002"), now - day)));
+    writer.send(Record::Recording(row(3, "call", None, now - 95 * day)));
+    writer.send(Record::Recording(row(4, "message", None, now - 200 * day)));
+    writer.shutdown().await;
+    let all = call_recordings::list(pool, &call_recordings::Filter::default())
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].call_id, "cr-2", "newest first");
+    assert_eq!(all[0].sha256.as_deref(), Some("ab".repeat(32).as_str()));
+    let by_agent = call_recordings::list(
+        pool,
+        &call_recordings::Filter {
+            agent: Some("2001".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("list");
+    assert_eq!(by_agent.len(), 1);
+    assert_eq!(by_agent[0].kind, "call");
+    let recent = call_recordings::list(
+        pool,
+        &call_recordings::Filter {
+            caller: Some("13900000002".into()),
+            since: Some(timestamp(now - 2 * day)),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("list");
+    assert_eq!(recent.len(), 1);
+    // The inbox shows the message only.
+    let inbox = messages::list(pool, &["billing".into()], &["billing".into()], true)
+        .await
+        .expect("inbox");
+    assert!(
+        inbox.iter().all(|m| !m.call_id.starts_with("cr-1")),
+        "{inbox:?}"
+    );
+    assert!(inbox.iter().any(|m| m.call_id == "cr-4"), "{inbox:?}");
+    let (unheard_billing, _) = messages::unheard_by_queue(pool)
+        .await
+        .expect("counts")
+        .into_iter()
+        .find(|(q, _)| q.as_deref() == Some("billing"))
+        .map_or((0, ()), |(_, n)| (n, ()));
+    assert_eq!(unheard_billing, 1, "the message, not the calls");
+    // Keep 90 days: calls 1 and 3 go (file and row); call 2 and the message stay.
+    std::fs::remove_file(dir.join("3.wav")).expect("rm");
+    let purged = call_recordings::purge(pool, timestamp(now - 90 * day))
+        .await
+        .expect("purge");
+    assert_eq!((purged.rows, purged.files, purged.missing), (2, 1, 1));
+    assert!(!dir.join("1.wav").exists());
+    assert!(dir.join("2.wav").exists() && dir.join("4.wav").exists());
+    let left: Vec<String> = call_recordings::list(pool, &call_recordings::Filter::default())
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|l| l.call_id)
+        .collect();
+    assert_eq!(left, vec!["cr-2", "cr-4"]);
+    let again = call_recordings::purge(pool, timestamp(now - 90 * day))
+        .await
+        .expect("purge");
+    assert_eq!(again.rows, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_call_recordings() {
+    let (db, dir) = sqlite_db("callrec").await;
+    check_call_recordings(db.pool(), &dir.join("wav")).await;
+    db.pool().close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_campaign_attempts() {
     let Some((db, scratch)) = pg_db("campaigns").await else {
         return;
     };
     check_campaign_attempts(db.pool()).await;
+    scratch.drop_db(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_call_recordings() {
+    let Some((db, scratch)) = pg_db("callrec").await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("ivr-callrec-pg-{}", std::process::id()));
+    check_call_recordings(db.pool(), &dir).await;
+    let _ = std::fs::remove_dir_all(dir);
     scratch.drop_db(db).await;
 }

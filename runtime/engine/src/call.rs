@@ -132,6 +132,8 @@ pub struct Call {
     by_system: bool,
     /// The tasks completed (`served`), each once, in order, at most [`SERVED_MAX`].
     served: Vec<String>,
+    /// A `record call` action ran (its command is sent once).
+    recording_call: bool,
     /// Who ended the call, once it has ended.
     ended_by: Option<EndedBy>,
     /// Why the call ended in a fault, if it did (for simulations and logs; never values).
@@ -173,6 +175,7 @@ impl Call {
             recording_since: 0,
             by_system: false,
             served: Vec::new(),
+            recording_call: false,
             ended_by: None,
             fault: None,
             outcome: None,
@@ -688,6 +691,13 @@ impl Call {
                 }
                 // A task counts once per call (a caller who hears the bill again did not
                 // complete a second inquiry).
+                // Once per call: the recording runs to the end of the call.
+                Op::RecordCall => {
+                    if !self.recording_call {
+                        self.recording_call = true;
+                        cx.out.push_back(Command::RecordCall);
+                    }
+                }
                 Op::Served { task } => {
                     if !self.served.contains(task) && self.served.len() < SERVED_MAX {
                         self.served.push(task.clone());

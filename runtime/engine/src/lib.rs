@@ -420,6 +420,9 @@ pub enum Command {
         /// The task's name.
         task: String,
     },
+    /// Record the whole call from now to its end (`record call`): stereo, the caller left,
+    /// the IVR or the agent right. Sent at most once per call.
+    RecordCall,
     /// The call is over.
     End {
         /// How it ended.
@@ -520,6 +523,7 @@ impl fmt::Debug for Command {
             Command::SaveSurvey { node, answers } => write!(f, "SaveSurvey({node}, {answers:?})"),
             Command::Hangup => f.write_str("Hangup"),
             Command::Served { task } => write!(f, "Served({task})"),
+            Command::RecordCall => f.write_str("RecordCall"),
             Command::End { outcome, ended_by } => write!(f, "End({outcome:?}, {ended_by:?})"),
         }
     }

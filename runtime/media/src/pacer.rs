@@ -21,6 +21,7 @@
 //! sent while nothing plays.
 
 use crate::audio::{FRAME_MS, FRAME_SAMPLES, Law, Playback, Prompt};
+use crate::recorder::{Leg, Tap};
 use crate::rtp::{HEADER_LEN, Header};
 use crate::srtp::Protect;
 use slab::Slab;
@@ -90,6 +91,8 @@ pub enum Cmd {
     Codec(u64, Law, u8),
     /// New SRTP keys (a re-INVITE that changed the suite).
     Srtp(u64, Option<Box<Protect>>),
+    /// Hand every frame sent to a call recording (none: stop).
+    Tap(u64, Option<Tap>),
     /// The channel is gone.
     Remove(u64),
 }
@@ -189,6 +192,12 @@ impl ChannelHandle {
         let _ = self.tx.send(Cmd::Remote(self.id, remote));
     }
 
+    /// Hands every frame played from the next tick on to `tap` (a whole-call recording's
+    /// right channel; none: stop). The tap never blocks the tick.
+    pub fn set_tap(&self, tap: Option<Tap>) {
+        let _ = self.tx.send(Cmd::Tap(self.id, tap));
+    }
+
     /// Speaks `law` as payload type `pt` from the next tick on.
     pub fn set_codec(&self, law: Law, pt: u8) {
         let _ = self.tx.send(Cmd::Codec(self.id, law, pt));
@@ -221,6 +230,10 @@ struct Channel {
     last_tick: u64,
     events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
     srtp: Option<Box<Protect>>,
+    /// The codec's law (for the recording tap).
+    law: Law,
+    /// Where frames also go when the call is recorded.
+    tap: Option<Tap>,
 }
 
 /// Applies a command; channels whose audio starts anew (a barge-in's stop, a prompt queued
@@ -249,6 +262,8 @@ fn apply(
                 last_tick: u64::MAX,
                 events: spec.events,
                 srtp: spec.srtp,
+                law: spec.law,
+                tap: None,
             });
             ids.insert(id, key);
             stats.channels.fetch_add(1, Ordering::Relaxed);
@@ -282,6 +297,12 @@ fn apply(
             if let Some(c) = ids.get(&id).and_then(|k| slab.get_mut(*k)) {
                 c.playback.set_law(law);
                 c.payload_type = pt;
+                c.law = law;
+            }
+        }
+        Cmd::Tap(id, tap) => {
+            if let Some(c) = ids.get(&id).and_then(|k| slab.get_mut(*k)) {
+                c.tap = tap;
             }
         }
         Cmd::Srtp(id, srtp) => {
@@ -405,6 +426,9 @@ fn send_one(c: &mut Channel, stats: &PacerStats) -> bool {
         }
         return false;
     };
+    if let Some(tap) = &c.tap {
+        tap.push(Leg::Other, c.law, frame);
+    }
     let Some(remote) = &c.remote else {
         // On hold: the prompt goes on (the flow's timing does not change), unheard.
         c.talking = false;

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod open_files;
 pub mod pass_refusal;
 pub mod queue_day;
+pub mod recording_purge;
 pub mod screen_pop;
 pub mod services;
 pub mod sip_task;
@@ -129,6 +130,9 @@ pub enum ServeError {
     /// The pacer's threads could not be started.
     #[error("cannot start the pacer: {0}")]
     Pacer(#[source] std::io::Error),
+    /// The recording writer's thread could not be started.
+    #[error("cannot start the recording writer: {0}")]
+    Recorder(#[source] std::io::Error),
     /// The SIP transports could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -464,6 +468,21 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         opts.pacer_threads
     };
     let pacer = Pacer::start(threads).map_err(ServeError::Pacer)?;
+    // Recordings a killed run left open get their headers fixed before any new one starts.
+    let folder = deployment.config.recording.folder.clone();
+    let repaired = tokio::task::spawn_blocking(move || ivr_media::recorder::repair_folder(&folder))
+        .await
+        .unwrap_or(0);
+    if repaired > 0 {
+        tracing::warn!(
+            repaired,
+            "call recordings left open by the last run were repaired"
+        );
+    }
+    let recorder = ivr_media::recorder::Recorder::start().map_err(ServeError::Recorder)?;
+    if let Some(d) = &db {
+        recording_purge::start(Arc::clone(&live), d.pool().clone());
+    }
     let ports = PortPool::new(sip_addr.ip(), lo, hi);
     let (in_tx, in_rx) = mpsc::channel(65_536);
     let bound = transport::start(sip_addr, in_tx, tcp_limits)
@@ -502,6 +521,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         catalogs: catalog::Catalogs::new(db.clone()),
         writer: writer.clone(),
         pacer,
+        recorder,
         ports,
         core: core_tx.clone(),
         sip: bound.sender.clone(),

@@ -35,6 +35,8 @@ pub struct Shared {
     pub writer: Option<RecordWriter>,
     /// The pacer (prompts' RTP).
     pub pacer: Pacer,
+    /// The writer thread of whole-call recordings.
+    pub recorder: ivr_media::recorder::Recorder,
     /// RTP ports: a call's, and those of its transfers' legs.
     pub ports: Arc<PortPool>,
     /// The SIP core (the BYE of a call, the legs of transfers).

@@ -525,6 +525,7 @@ impl Simulation {
                 self.finish_recording_on_end();
             }
             Command::Served { task } => self.record(Entry::Served { task: task.clone() }),
+            Command::RecordCall => self.record(Entry::RecordCall),
             Command::End { .. } => {
                 self.finish_recording_on_end();
                 self.playing = None;

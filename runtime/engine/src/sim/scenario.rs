@@ -471,6 +471,7 @@ fn entry_matches(e: &Expectation, entry: &Entry) -> bool {
                 ..
             },
         ) => uri.node == *u,
+        (Expectation::Record { name }, Entry::RecordCall) => name.node == "call",
         (Expectation::Record { name }, Entry::Record { node, table }) => {
             name.node == *node
                 || name.node == *table

@@ -62,6 +62,8 @@ pub enum Entry {
         /// The task's name.
         task: String,
     },
+    /// Whole-call recording started (`record call`).
+    RecordCall,
 }
 
 impl fmt::Display for Entry {
@@ -100,6 +102,7 @@ impl fmt::Display for Entry {
             }
             Entry::Hangup => f.write_str("hangup"),
             Entry::Served { task } => write!(f, "served {task}"),
+            Entry::RecordCall => f.write_str("record call"),
         }
     }
 }

@@ -15,6 +15,7 @@
 //! handle; what is the call's own as an [`Incoming`].
 
 mod pass_on;
+mod record_call;
 mod transfer;
 
 use crate::acd_task::{AcdMsg, LeaveReason, QueueEvent};
@@ -239,6 +240,8 @@ struct Driver {
     live_key: u64,
     /// An agent's transfer waits for the ACD's answer: who to tell.
     passing: Option<(crate::acd_task::PassOrigin, ScreenPop)>,
+    /// The whole-call recording, once started.
+    call_rec: Option<record_call::CallRecording>,
 }
 
 impl Driver {
@@ -456,6 +459,7 @@ impl Driver {
             Command::StopRecording => self.finish_recording(true),
             Command::Hangup => self.hangup_by_flow = true,
             Command::Served { task } => tracing::debug!(task = %task, "task served"),
+            Command::RecordCall => self.start_call_recording(record_call::Why::Flow),
             Command::End { outcome, ended_by } => {
                 if let Some(why) = self.call.fault_reason() {
                     tracing::warn!("{why}");
@@ -623,6 +627,7 @@ impl Driver {
         };
         self.last_rtp = Instant::now();
         self.heard_rtp = true;
+        self.record_caller(data);
         if Some(p.header.payload_type) == self.event_pt {
             if let Some(k) = self.detector.feed(p.header.timestamp, p.payload) {
                 self.feed(Event::Key(k));
@@ -839,7 +844,9 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
         last_pop: None,
         live_key,
         passing: None,
+        call_rec: None,
     };
+    d.start_call_recording(record_call::Why::Answer);
     d.feed(Event::Start);
     let mut buf = [0u8; 1500];
     let mut leg_buf = [0u8; 1500];
@@ -931,6 +938,8 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
     if let Some(r) = &mut d.recorder {
         r.finish(d.clock.now());
     }
+    let recorder = d.recorder.take();
+    d.finish_call_recording(recorder.as_ref());
     tracing::debug!(
         seconds = started.elapsed().as_secs_f32(),
         by_flow = d.hangup_by_flow,

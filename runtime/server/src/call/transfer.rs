@@ -396,6 +396,8 @@ impl Driver {
         // The bridge carries the audio now: the pacer stays quiet.
         self.channel.stop();
         self.channel.set_remote(None);
+        self.start_call_recording(super::record_call::Why::AgentAnswer);
+        self.recording_agent(agent.clone());
         self.feed(Event::Transfer(TransferUpdate::Answered { agent }));
     }
 
@@ -408,6 +410,7 @@ impl Driver {
     pub(super) fn relay_to_leg(&mut self, data: &[u8], out: &mut [u8]) {
         self.last_rtp = Instant::now();
         self.heard_rtp = true;
+        self.record_caller(data);
         let (Some(l), Some(sock)) = (&self.leg, &self.leg_sock) else {
             return;
         };
@@ -448,6 +451,7 @@ impl Driver {
             }
             Verdict::Drop => return,
         }
+        self.record_agent(data, from.law, from.pt);
         let Some(remote) = self.remote else { return };
         let to = Side {
             law: self.law,
