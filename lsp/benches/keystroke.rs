@@ -19,48 +19,9 @@ use std::time::Duration;
 
 #[path = "../../dsl/tests/support/big_flow.rs"]
 mod big_flow;
-use big_flow::{MENU_PROMPTS, flow_text};
+use big_flow::{CONFIG, MENU_PROMPTS, PROMPTS, flow_text};
 
 const NODES: usize = 5_000;
-
-const CONFIG: &str = r#"
-[queries.customer_by_phone]
-args   = ["phone"]
-sql    = "SELECT id, name, vip, balance, plan FROM customers WHERE phone = $1"
-fields = { id = "number", name = "text", vip = "bool", balance = "money", plan = "text" }
-
-[queries.current_bill]
-args   = ["phone"]
-sql    = "SELECT month, amount, due, paid FROM bills WHERE phone = $1 ORDER BY month DESC LIMIT 1"
-fields = { month = "text", amount = "money", due = "date", paid = "bool" }
-
-[queues.general]
-skills = ["mandarin", "english"]
-
-[calendars.agents]
-"mon-fri" = "08:00-20:00"
-"sat-sun" = "09:00-18:00"
-
-[routes]
-default = "big"
-"#;
-
-const PROMPTS: &[&str] = &[
-    "welcome",
-    "no_input",
-    "invalid_choice",
-    "enter_card_pin",
-    "number_is",
-    "balance_is",
-    "bill_amount_is",
-    "system_busy",
-    "closed",
-    "hold_music",
-    "survey_overall",
-    "survey_solved",
-    "leave_message_prompt",
-    "goodbye",
-];
 
 /// A WAV header and 20 ms of silence at 8 kHz.
 fn wav() -> Vec<u8> {

@@ -1,8 +1,52 @@
 //! The generated flow of the `check` benchmark (`benches/check.rs`), shared with the
 //! differential test of the parser's fast path (`dsl/tests/fast_path.rs`): both include this
-//! file with `#[path]`.
+//! file with `#[path]` (so do the `flow_map` and `keystroke` benchmarks).
 
 use std::fmt::Write;
+
+/// The `ivr.toml` of the generated flow's project: the queries, queue and calendar its
+/// nodes name (the benchmarks `check`, `flow_map` and `keystroke` build their project from it).
+#[allow(dead_code)] // not every file that includes this one builds a project
+pub const CONFIG: &str = r#"
+[queries.customer_by_phone]
+args   = ["phone"]
+sql    = "SELECT id, name, vip, balance, plan FROM customers WHERE phone = $1"
+fields = { id = "number", name = "text", vip = "bool", balance = "money", plan = "text" }
+
+[queries.current_bill]
+args   = ["phone"]
+sql    = "SELECT month, amount, due, paid FROM bills WHERE phone = $1 ORDER BY month DESC LIMIT 1"
+fields = { month = "text", amount = "money", due = "date", paid = "bool" }
+
+[queues.general]
+skills = ["mandarin", "english"]
+
+[calendars.agents]
+"mon-fri" = "08:00-20:00"
+"sat-sun" = "09:00-18:00"
+
+[routes]
+default = "big"
+"#;
+
+/// The prompts the generated flow plays besides its menu prompts (`menu_0` ..).
+#[allow(dead_code)] // not every file that includes this one builds a project
+pub const PROMPTS: &[&str] = &[
+    "welcome",
+    "no_input",
+    "invalid_choice",
+    "enter_card_pin",
+    "number_is",
+    "balance_is",
+    "bill_amount_is",
+    "system_busy",
+    "closed",
+    "hold_music",
+    "survey_overall",
+    "survey_solved",
+    "leave_message_prompt",
+    "goodbye",
+];
 
 /// Nodes per block (see [`flow_text`]).
 pub const BLOCK: usize = 10;
