@@ -1065,4 +1065,19 @@ fn campaign_settings_and_contact_fields_are_checked() {
         "{}",
         stdout(&o)
     );
+    // A campaign left out for its own error (its trunk is not declared) still counts as
+    // running its flow: the flow gets no cascading `contact-without-campaign`.
+    std::fs::write(
+        &config,
+        format!("{base}[campaigns.a]\nflow = \"notice\"\nlist = \"due\"\ntrunk = \"carier\"\n"),
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("campaign `a`'s trunk `carier` is not a working `[trunks.*]`")
+            && !out.contains("contact-without-campaign"),
+        "{out}"
+    );
 }

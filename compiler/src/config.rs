@@ -513,6 +513,10 @@ pub struct Config {
     pub trunks: IndexMap<String, TrunkConfig>,
     /// `[campaigns.*]`: lists of numbers dialled through a trunk.
     pub campaigns: IndexMap<String, CampaignConfig>,
+    /// Flows named by a `[campaigns.*]` that was left out for its own errors: their `contact`
+    /// is not reported again as read without a campaign (that error is a cascade).
+    #[serde(skip)]
+    pub refused_campaign_flows: Vec<String>,
     /// `[recording]`: whole-call recording.
     pub recording: crate::recording::RecordingConfig,
     /// Spans of route values, for diagnostics about unknown flows.
@@ -544,6 +548,7 @@ impl Config {
             routes: IndexMap::new(),
             trunks: IndexMap::new(),
             campaigns: IndexMap::new(),
+            refused_campaign_flows: Vec::new(),
             recording: crate::recording::RecordingConfig::defaults(base),
             route_spans: IndexMap::new(),
             file: None,
@@ -751,10 +756,11 @@ impl Config {
             calendars: config.calendars.keys().cloned().collect(),
             duration: parse_duration_text,
         };
-        let (trunks, campaigns) =
+        let outbound =
             crate::outbound_config::validate(file, raw.trunks, raw.campaigns, &known, &mut diags);
-        config.trunks = trunks;
-        config.campaigns = campaigns;
+        config.trunks = outbound.trunks;
+        config.campaigns = outbound.campaigns;
+        config.refused_campaign_flows = outbound.refused_flows;
         (config, diags)
     }
 }

@@ -2315,6 +2315,17 @@ impl Lowerer<'_, '_> {
             .map(|(n, c)| (n.as_str(), c))
             .collect();
         let Some(&(first, campaign)) = campaigns.first() else {
+            if self
+                .env
+                .config
+                .refused_campaign_flows
+                .iter()
+                .any(|f| f == flow)
+            {
+                // The campaign that runs this flow has errors of its own, reported at its
+                // place in ivr.toml; saying "no campaign runs it" again would mislead.
+                return None;
+            }
             self.err(
                 "contact-without-campaign",
                 parts[0].span,

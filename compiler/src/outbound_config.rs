@@ -252,6 +252,16 @@ pub(crate) struct Known {
     pub duration: fn(&str) -> Option<u64>,
 }
 
+/// What `validate` keeps of `[trunks.*]` and `[campaigns.*]`.
+pub(crate) struct Outbound {
+    /// The trunks that can work.
+    pub trunks: IndexMap<String, TrunkConfig>,
+    /// The campaigns that can work.
+    pub campaigns: IndexMap<String, CampaignConfig>,
+    /// The `flow` of each campaign left out for its errors (already reported).
+    pub refused_flows: Vec<String>,
+}
+
 /// Validates `[trunks.*]` and `[campaigns.*]`: bad values and dangling names are reported at
 /// their place; a trunk or campaign that cannot work is left out.
 pub(crate) fn validate(
@@ -260,10 +270,7 @@ pub(crate) fn validate(
     raw_campaigns: IndexMap<String, Spanned<RawCampaign>>,
     known: &Known,
     diags: &mut Vec<Diagnostic>,
-) -> (
-    IndexMap<String, TrunkConfig>,
-    IndexMap<String, CampaignConfig>,
-) {
+) -> Outbound {
     let mut trunks = IndexMap::new();
     for (name, raw) in raw_trunks {
         if let Some(t) = validate_trunk(file, &name, raw, diags) {
@@ -271,12 +278,21 @@ pub(crate) fn validate(
         }
     }
     let mut campaigns = IndexMap::new();
+    let mut refused_flows = Vec::new();
     for (name, raw) in raw_campaigns {
-        if let Some(c) = validate_campaign(file, &name, raw, &trunks, known, diags) {
-            campaigns.insert(name, c);
+        let flow = raw.get_ref().flow.as_ref().map(|f| f.get_ref().clone());
+        match validate_campaign(file, &name, raw, &trunks, known, diags) {
+            Some(c) => {
+                campaigns.insert(name, c);
+            }
+            None => refused_flows.extend(flow),
         }
     }
-    (trunks, campaigns)
+    Outbound {
+        trunks,
+        campaigns,
+        refused_flows,
+    }
 }
 
 fn validate_trunk(
