@@ -439,3 +439,42 @@ fn a_gateway_that_challenges_gets_the_trunks_digest_credentials() {
         server.log()
     );
 }
+
+#[test]
+fn a_reload_of_ivr_toml_changes_a_running_campaign_and_a_removed_one_pauses() {
+    // No call is placed: the campaign is never started, so no gateway is needed.
+    let config = deployment("campaign-reload", 9, 1, "1s");
+    let one = fs::read_to_string(&config).expect("ivr.toml").replace(
+        " UNION ALL SELECT '13800000002' UNION ALL SELECT '13800000003'",
+        "",
+    );
+    fs::write(&config, &one).expect("ivr.toml");
+    let server = Server::launch(&config, true, &[]);
+    wait_for(&server, "one number listed", |s| s["total"] == 1);
+
+    // The list query's SQL is edited: the campaign reads the new list at once (it is not
+    // started, so nothing else would read it again).
+    let three = one.replace(
+        "SELECT '13800000001' AS phone",
+        "SELECT '13800000001' AS phone UNION ALL SELECT '13800000002' UNION ALL SELECT '13800000003'",
+    );
+    fs::write(&config, &three).expect("ivr.toml");
+    let s = wait_for(&server, "three numbers listed after the reload", |s| {
+        s["total"] == 3
+    });
+    assert!(s["error"].is_null(), "{s}");
+
+    // The campaign is taken out of ivr.toml: it pauses and says why; its rows are kept.
+    let cut = three.find("[campaigns.arrears]").expect("the campaign");
+    fs::write(&config, &three[..cut]).expect("ivr.toml");
+    let s = wait_for(&server, "paused after its removal", |s| {
+        !s["error"].is_null()
+    });
+    assert_eq!(s["running"], false, "{s}");
+    assert!(
+        s["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no longer in ivr.toml")),
+        "{s}"
+    );
+}

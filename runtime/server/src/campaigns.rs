@@ -163,7 +163,26 @@ impl CampaignTask {
         }
     }
 
-    async fn run(self, mut control: mpsc::Receiver<Control>) {
+    /// Takes the campaign's settings, list query and trunk from a new deployment. Returns
+    /// the dialler's new settings, or `None` when the campaign (or its trunk or list) is no
+    /// longer in `ivr.toml` (the campaign then pauses; its rows are kept).
+    fn take_reload(&mut self, deployment: &crate::deploy::Deployment) -> Option<Settings> {
+        let config = &deployment.config;
+        let campaign = config.campaigns.get(&self.name)?;
+        let trunk = config.trunks.get(&campaign.trunk)?;
+        let list = config.queries.get(&campaign.list)?;
+        self.campaign = campaign.clone();
+        self.trunk = Arc::new(trunk.clone());
+        self.list = Some(list.clone());
+        if let Ok(mut v) = self.view.lock() {
+            v.flow = campaign.flow.clone();
+            v.trunk = campaign.trunk.clone();
+            v.error = None;
+        }
+        Some(Settings::of_campaign(campaign, &config.calendars))
+    }
+
+    async fn run(mut self, mut control: mpsc::Receiver<Control>) {
         let Some(pool) = self.services.catalogs.pool() else {
             self.set_error("no database: campaigns need one for their attempts".into());
             while control.recv().await.is_some() {}
@@ -175,7 +194,7 @@ impl CampaignTask {
             while control.recv().await.is_some() {}
             return;
         }
-        let Some(list) = self.list.clone() else {
+        let Some(mut list) = self.list.clone() else {
             self.set_error(format!("its list `{}` is not a query", self.campaign.list));
             while control.recv().await.is_some() {}
             return;
@@ -221,6 +240,8 @@ impl CampaignTask {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, AttemptResult)>();
         let mut refresh = tokio::time::interval(LIST_REFRESH);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut swaps = self.services.live.subscribe();
+        swaps.mark_unchanged();
         tracing::info!(running, attempts = history.len(), "campaign ready");
         loop {
             while let Some(out) = dialler.poll_output() {
@@ -282,6 +303,32 @@ impl CampaignTask {
                     }
                 }
                 () = sleep => dialler.handle_timeout(clock.now()),
+                Ok(()) = swaps.changed() => {
+                    let deployment = self.services.live.current();
+                    match self.take_reload(&deployment) {
+                        Some(settings) => {
+                            tracing::info!("settings reloaded");
+                            dialler.handle_input(Input::Settings(settings), clock.now());
+                            // The list query may have changed: read it again now.
+                            if let Some(l) = &self.list {
+                                list = l.clone();
+                            }
+                            match read_list(&pool, &list).await {
+                                Ok((phones, rows)) => {
+                                    contacts = rows;
+                                    list_read = true;
+                                    dialler.handle_input(Input::List(phones), clock.now());
+                                }
+                                Err(e) => tracing::warn!(error = %e, "the list query failed"),
+                            }
+                        }
+                        None => {
+                            let error = "no longer in ivr.toml (or its trunk or list is not): paused".to_string();
+                            self.set_error(error);
+                            dialler.handle_input(Input::Pause, clock.now());
+                        }
+                    }
+                }
             }
         }
     }
