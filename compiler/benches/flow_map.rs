@@ -10,97 +10,21 @@
 #![allow(missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ivr_compiler::catalog::{Catalog, Catalogs};
-use ivr_compiler::config::Config;
 use ivr_compiler::flow_svg;
-use ivr_compiler::{FlowSource, finish, parse_source};
-use ivr_dsl::SourceMap;
-use std::fmt::Write;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
 #[path = "../../dsl/tests/support/big_flow.rs"]
 mod big_flow;
-use big_flow::{CONFIG, MENU_PROMPTS, PROMPTS, flow_text};
 use ivr_compiler::program::Program;
 
 /// Nodes in the generated flow.
 const NODES: usize = 1_000;
 
-const BASE: &str = "/nonexistent/ivr-bench";
-
-/// The configuration and both catalogs, with the flow's file path.
-struct Fixture {
-    sources: SourceMap,
-    config: Config,
-    catalogs: Catalogs,
-    text: String,
-}
-
-fn fixture() -> Fixture {
-    let base = Path::new(BASE);
-    let mut sources = SourceMap::new();
-    let file = sources.add(base.join("ivr.toml"), CONFIG);
-    let (config, diags) = Config::parse(file, base, CONFIG);
-    assert!(diags.is_empty(), "{diags:?}");
-    let mut catalogs = Catalogs::default();
-    for lang in ["zh-CN", "en-US"] {
-        let dir = config.prompts_dir.join(lang);
-        let mut text = String::new();
-        let ids = PROMPTS
-            .iter()
-            .map(|p| p.to_string())
-            .chain((0..MENU_PROMPTS).map(|i| format!("menu_{i}")));
-        for id in ids {
-            writeln!(text, "{id} = {{ text = \"{id} ({lang})\" }}").expect("writing to a String");
-        }
-        let file = sources.add(dir.join("prompts.toml"), text.clone());
-        let (mut catalog, d) = Catalog::parse(file, lang, &dir, &text);
-        assert!(d.is_empty(), "{d:?}");
-        // As if every prompt were recorded: no `missing-audio` warnings.
-        for entry in catalog.entries.values_mut() {
-            entry.has_audio = true;
-        }
-        catalogs.languages.insert(lang.to_string(), catalog);
-    }
-    Fixture {
-        sources,
-        config,
-        catalogs,
-        text: flow_text(NODES),
-    }
-}
-
-impl Fixture {
-    /// What `finish` consumes, freshly copied.
-    fn inputs(&self) -> (SourceMap, Config, Catalogs) {
-        (
-            self.sources.clone(),
-            self.config.clone(),
-            self.catalogs.clone(),
-        )
-    }
-
-    fn parse(&self, sources: &mut SourceMap) -> FlowSource {
-        let mut diags = Vec::new();
-        let flow = parse_source(
-            &self.config.flows_dir.join("big.flow"),
-            self.text.clone(),
-            true,
-            sources,
-            &mut diags,
-        );
-        assert!(diags.is_empty());
-        flow
-    }
-
-    fn parse_and_check(&self) -> ivr_compiler::Checked {
-        let (mut sources, config, catalogs) = self.inputs();
-        let flow = self.parse(&mut sources);
-        finish(sources, config, catalogs, vec![flow], Vec::new())
-    }
-}
+#[path = "support/big_fixture.rs"]
+mod big_fixture;
+use big_fixture::fixture;
 
 fn hotline() -> Program {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ivr.toml");
@@ -113,7 +37,7 @@ fn hotline() -> Program {
 }
 
 fn bench(c: &mut Criterion) {
-    let fx = fixture();
+    let fx = fixture(NODES);
     let checked = fx.parse_and_check();
     let big = checked.programs["big"].clone();
     assert_eq!(big.nodes.len(), NODES);
