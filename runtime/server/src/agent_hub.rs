@@ -104,6 +104,18 @@ pub enum ToPage {
         /// Where to, as the agent asked.
         target: String,
     },
+    /// How the agent's consultation goes: `ringing` (the target is called, the caller
+    /// holds), `connected` (the agent talks with the target), `failed` (back with the caller;
+    /// `message` says why), `cancelled` (back with the caller), `completed` (the caller is with
+    /// the target; the conversation ends for this agent).
+    Consult {
+        /// The stage.
+        stage: &'static str,
+        /// The target as the agent named it.
+        target: String,
+        /// Why it failed, or empty.
+        message: String,
+    },
     /// Another console or a SIP phone took this agent over: the socket closes.
     Replaced,
     /// Something the agent asked could not be done.
@@ -131,6 +143,19 @@ pub enum FromPage {
     Hangup,
     /// Log out: the console's token is forgotten and its socket closes.
     Logout,
+    /// Consult `target` (`queue.NAME`, an agent id or a number) while the caller holds, with a
+    /// note for the target agent.
+    Consult {
+        /// Where to.
+        target: String,
+        /// The note shown to the next agent.
+        #[serde(default)]
+        note: String,
+    },
+    /// Complete the consultation: the caller goes to the target.
+    ConsultComplete,
+    /// Cancel the consultation: back with the caller.
+    ConsultCancel,
     /// Pass the caller on (blind transfer) to `target`: `queue.NAME`, an agent id or a
     /// number, with a note for the next agent.
     Transfer {
@@ -303,6 +328,14 @@ impl AgentHub {
         }
     }
 
+    /// Tells `agent`'s console page `msg`, whichever connection it is (a call's consultation
+    /// tells its agent how it goes); nothing when no console of the agent is open.
+    pub fn notify(&self, agent: &str, msg: ToPage) {
+        if let Some(c) = self.lock().get(agent) {
+            let _ = c.page.send(msg);
+        }
+    }
+
     /// Offers a call's leg to its agent's console (the call placed it on `webrtc:ID`).
     pub fn offer(&self, leg: BrowserLeg) {
         let mut consoles = self.lock();
@@ -368,7 +401,11 @@ impl AgentHub {
             }
             FromPage::Answer { sdp } => self.answer(agent, conn, sdp),
             // The console's socket does it.
-            FromPage::Logout | FromPage::Transfer { .. } => {}
+            FromPage::Logout
+            | FromPage::Transfer { .. }
+            | FromPage::Consult { .. }
+            | FromPage::ConsultComplete
+            | FromPage::ConsultCancel => {}
             FromPage::Hangup => {
                 let mut consoles = self.lock();
                 let Some(c) = consoles.get_mut(agent).filter(|c| c.conn == conn) else {

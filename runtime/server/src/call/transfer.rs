@@ -324,6 +324,9 @@ impl Driver {
                 }));
             }
             QueueEvent::Passed(result) => self.on_passed(result),
+            QueueEvent::Consult { by, action, reply } => {
+                self.on_consult_request(&by, action, reply);
+            }
             QueueEvent::PassOn {
                 by,
                 target,
