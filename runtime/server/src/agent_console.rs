@@ -16,6 +16,7 @@
 use crate::acd_task::{AcdMsg, AcdSnapshot};
 use crate::agent_api::{self, AgentApi, Login};
 use crate::agent_hub::{AgentHub, FromPage, REGISTRATION, ToPage};
+use crate::consult_request::ConsultAction;
 use crate::http_limits::ws_limits;
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -275,6 +276,8 @@ async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
     let mut refresh = tokio::time::interval(REGISTRATION / 2);
     refresh.tick().await;
     // Keeps idle proxies from closing the socket, and finds a peer that went away.
+    // Answers to requests that take a while (a transfer to a number rings first).
+    let (answers_tx, mut answers) = tokio::sync::mpsc::channel::<ToPage>(4);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     loop {
@@ -286,13 +289,35 @@ async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
                         c.sessions().remove(token);
                         break;
                     }
+                    // Answered on `answers` (a number rings for a while): the socket goes on.
                     Ok(FromPage::Transfer { target, note }) => {
-                        let msg = match agent_api::transfer(&c.api.services, agent, &target, &note).await {
-                            Ok(()) => ToPage::Transferred { target },
-                            Err(message) => ToPage::Error { message: format!("transfer refused: {message}") },
+                        let (services, agent, tx) = (c.api.services.clone(), agent.to_string(), answers_tx.clone());
+                        tokio::spawn(async move {
+                            let msg = match agent_api::transfer(&services, &agent, &target, &note).await {
+                                Ok(()) => ToPage::Transferred { target },
+                                Err(message) => ToPage::Error { message: format!("transfer refused: {message}") },
+                            };
+                            let _ = tx.try_send(msg);
+                        });
+                    }
+                    Ok(FromPage::Consult { target, note }) => {
+                        let action = ConsultAction::Start { target: target.clone(), note };
+                        let msg = match agent_api::consult(&c.api.services, agent, action).await {
+                            // The call tells how it goes (`consult` messages).
+                            Ok(()) => None,
+                            Err(message) => Some(ToPage::Consult { stage: "refused", target, message: message.to_string() }),
                         };
-                        if !send(&mut ws, &msg).await {
+                        if let Some(msg) = msg && !send(&mut ws, &msg).await {
                             break;
+                        }
+                    }
+                    Ok(m @ (FromPage::ConsultComplete | FromPage::ConsultCancel)) => {
+                        let action = if m == FromPage::ConsultComplete { ConsultAction::Complete } else { ConsultAction::Cancel };
+                        if let Err(message) = agent_api::consult(&c.api.services, agent, action).await {
+                            let msg = ToPage::Error { message: format!("consultation: {message}") };
+                            if !send(&mut ws, &msg).await {
+                                break;
+                            }
                         }
                     }
                     Ok(msg) => hub.from_page(agent, conn, msg),
@@ -306,6 +331,11 @@ async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
+            Some(msg) = answers.recv() => {
+                if !send(&mut ws, &msg).await {
+                    break;
+                }
+            }
             m = attached.rx.recv() => match m {
                 Some(msg) => {
                     let last = msg == ToPage::Replaced;
