@@ -1995,3 +1995,46 @@ fn a_console_transfer_to_a_number_goes_through_the_default_trunk() {
     assert!(invite.contains("INVITE sip:13900000001@127.0.0.1"), "{invite}");
     assert!(!invite.contains("X-IVR-Caller"), "no caller data to a carrier: {invite}");
 }
+
+/// The consulted agent's phone declines (486): the consultation is over at once, the caller
+/// (who held) is back with 2001 and hears it again; completing then is refused.
+#[test]
+fn a_consultation_the_target_declines_leaves_the_caller_with_the_agent() {
+    need_sipp!();
+    let config = deployment("consult-declined", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let (mut first, _first_media, _) = talking_phone(&dir, &server, "2001", 41);
+    let (mut call, caller_media) = talking_caller(&dir, &server, 8_000);
+    wait_until("the caller reaches 2001", || {
+        agent_state(&server, "2001") == "on_call"
+    });
+    let mut second = agent(&dir, &server, "2002", "pw2002", "declines.xml", 1);
+    std::thread::sleep(Duration::from_millis(1000));
+    let (code, body) = agent_post(&server, "2001", "consult", r#"{"target": "2002"}"#);
+    assert_eq!(code, 204, "{body}\n{}", server.log());
+    let p2 = second.wait(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, body) = agent_post(&server, "2001", "consult/complete", "");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("no consultation in progress"), "{body}");
+    let back = Instant::now();
+    let c = call.wait(Duration::from_secs(20));
+    let p1 = first.wait(Duration::from_secs(5));
+    let (got, _) = caller_media.finish();
+    assert!(
+        c && p1 && p2,
+        "caller {c}, agents {p1} {p2}\n{}\n{}\n{}\n{}",
+        call.report(),
+        first.report(),
+        second.report(),
+        server.log()
+    );
+    let again = heard(&got, 41, back, Instant::now());
+    assert!(again >= 50, "{again} packets from 2001 after the refusal");
+    assert!(
+        server.log().contains("2002 is busy or declined"),
+        "{}",
+        server.log()
+    );
+}
