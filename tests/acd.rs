@@ -1846,7 +1846,9 @@ fn a_consultation_completed_hands_the_caller_to_the_second_agent() {
     let (code, body) = agent_post(&server, "2001", "consult/complete", "");
     assert_eq!(code, 204, "{body}\n{}", server.log());
     let completed = Instant::now();
-    wait_until("2001 wraps up", || agent_state(&server, "2001") == "wrap_up");
+    wait_until("2001 wraps up", || {
+        agent_state(&server, "2001") == "wrap_up"
+    });
     let c = call.wait(Duration::from_secs(20));
     let p1 = first.wait(Duration::from_secs(5));
     let p2 = second.wait(Duration::from_secs(5));
@@ -1864,15 +1866,38 @@ fn a_consultation_completed_hands_the_caller_to_the_second_agent() {
     let margin = Duration::from_millis(300);
     let end = Instant::now();
     // The caller heard 2001, then neither while holding, then 2002.
-    assert!(heard(&got, 41, talking, held) >= 25, "2001 before the consultation");
-    assert_eq!(heard(&got, 41, held + margin, end), 0, "2001 after the hold");
-    assert_eq!(heard(&got, 42, held, completed), 0, "2002 during the consultation");
+    assert!(
+        heard(&got, 41, talking, held) >= 25,
+        "2001 before the consultation"
+    );
+    assert_eq!(
+        heard(&got, 41, held + margin, end),
+        0,
+        "2001 after the hold"
+    );
+    assert_eq!(
+        heard(&got, 42, held, completed),
+        0,
+        "2002 during the consultation"
+    );
     let from_second = heard(&got, 42, completed, end);
-    assert!(from_second >= 50, "{from_second} packets from 2002 after the completion");
+    assert!(
+        from_second >= 50,
+        "{from_second} packets from 2002 after the completion"
+    );
     // 2001 and 2002 heard each other while the caller held.
-    assert!(heard(&at_first, 42, held, completed) >= 25, "2001 heard 2002");
-    assert!(heard(&at_second, 41, held, completed) >= 25, "2002 heard 2001");
-    assert!(heard(&at_second, 7, completed + margin, end) >= 25, "2002 hears the caller");
+    assert!(
+        heard(&at_first, 42, held, completed) >= 25,
+        "2001 heard 2002"
+    );
+    assert!(
+        heard(&at_second, 41, held, completed) >= 25,
+        "2002 heard 2001"
+    );
+    assert!(
+        heard(&at_second, 7, completed + margin, end) >= 25,
+        "2002 hears the caller"
+    );
     let pop = second.messages();
     for h in ["X-IVR-Transferred-By: 2001", "X-IVR-Note: wants a refund"] {
         assert!(pop.contains(h), "no `{h}` in:\n{pop}");
@@ -1919,8 +1944,16 @@ fn a_consultation_cancelled_brings_the_caller_back_to_the_first_agent() {
     );
     let margin = Duration::from_millis(300);
     let end = Instant::now();
-    assert_eq!(heard(&got, 41, held + margin, back), 0, "2001 during the hold");
-    assert_eq!(heard(&got, 42, held, end), 0, "2002 never reaches the caller");
+    assert_eq!(
+        heard(&got, 41, held + margin, back),
+        0,
+        "2001 during the hold"
+    );
+    assert_eq!(
+        heard(&got, 42, held, end),
+        0,
+        "2002 never reaches the caller"
+    );
     let again = heard(&got, 41, back + margin, end);
     assert!(again >= 50, "{again} packets from 2001 after the cancel");
 }
@@ -1971,7 +2004,9 @@ fn a_console_transfer_to_a_number_goes_through_the_default_trunk() {
     let (code, body) = agent_post(&server, "2001", "transfer", r#"{"target": "13900000001"}"#);
     assert_eq!(code, 204, "{body}\n{}", server.log());
     let transferred = Instant::now();
-    wait_until("2001 wraps up", || agent_state(&server, "2001") == "wrap_up");
+    wait_until("2001 wraps up", || {
+        agent_state(&server, "2001") == "wrap_up"
+    });
     let c = call.wait(Duration::from_secs(20));
     let p1 = first.wait(Duration::from_secs(5));
     let g = far.wait(Duration::from_secs(5));
@@ -1992,8 +2027,14 @@ fn a_console_transfer_to_a_number_goes_through_the_default_trunk() {
         0
     );
     let invite = far.messages();
-    assert!(invite.contains("INVITE sip:13900000001@127.0.0.1"), "{invite}");
-    assert!(!invite.contains("X-IVR-Caller"), "no caller data to a carrier: {invite}");
+    assert!(
+        invite.contains("INVITE sip:13900000001@127.0.0.1"),
+        "{invite}"
+    );
+    assert!(
+        !invite.contains("X-IVR-Caller"),
+        "no caller data to a carrier: {invite}"
+    );
 }
 
 /// The consulted agent's phone declines (486): the consultation is over at once, the caller

@@ -1822,7 +1822,10 @@ fn consult_in_console(name: &str, mode: &str) -> Option<(serde_json::Value, Vec<
     assert!(ok, "the caller's call failed:\n{out}\n{}", server.log());
     let result = console_result(status, &out_path, &err_path, &server);
     assert!(phone_ok, "2002's phone failed\n{}", server.log());
-    assert_eq!(result["consulting"], "Talking with 2002 (the caller holds)", "{result}");
+    assert_eq!(
+        result["consulting"], "Talking with 2002 (the caller holds)",
+        "{result}"
+    );
     assert_eq!(result["completeShown"], true, "{result}");
     Some((result, heard))
 }
@@ -1830,7 +1833,10 @@ fn consult_in_console(name: &str, mode: &str) -> Option<(serde_json::Value, Vec<
 /// The streams the caller heard: the prompts' (the first packet's SSRC) and agent 2001's (the
 /// browser's: the SSRC heard most that is neither the prompts' nor 2002's 42).
 fn streams(heard: &[Pkt]) -> (u32, u32) {
-    let prompts = heard.first().map(|p| p.ssrc).expect("the caller heard something");
+    let prompts = heard
+        .first()
+        .map(|p| p.ssrc)
+        .expect("the caller heard something");
     let mut counts = std::collections::HashMap::new();
     for p in heard.iter().filter(|p| p.ssrc != prompts && p.ssrc != 42) {
         *counts.entry(p.ssrc).or_insert(0usize) += 1;
@@ -1858,16 +1864,26 @@ fn a_console_consultation_completed_hands_the_sip_caller_to_the_second_agent() {
     let (prompts, browser) = streams(&heard);
     let first_42 = heard.iter().position(|p| p.ssrc == 42).expect("2002 heard");
     let last_browser = heard.iter().rposition(|p| p.ssrc == browser).expect("2001");
-    assert!(last_browser < first_42, "2001 after 2002 reached the caller");
     assert!(
-        heard[..last_browser].iter().filter(|p| p.ssrc == browser).count() >= 50,
+        last_browser < first_42,
+        "2001 after 2002 reached the caller"
+    );
+    assert!(
+        heard[..last_browser]
+            .iter()
+            .filter(|p| p.ssrc == browser)
+            .count()
+            >= 50,
         "the caller talked with 2001 first"
     );
     let hold = heard[last_browser..first_42]
         .iter()
         .filter(|p| p.ssrc == prompts)
         .count();
-    assert!(hold >= 25, "{hold} packets of hold music during the consultation");
+    assert!(
+        hold >= 25,
+        "{hold} packets of hold music during the consultation"
+    );
     let from_second = heard[first_42..].iter().filter(|p| p.ssrc == 42).count();
     assert!(from_second >= 100, "{from_second} packets from 2002");
 }
@@ -1887,19 +1903,28 @@ fn a_console_consultation_cancelled_brings_the_sip_caller_back_to_the_first_agen
         result["result"], "Back with the caller / Connected",
         "{result}"
     );
-    assert!(heard.iter().all(|p| p.ssrc != 42), "2002 reached the caller");
+    assert!(
+        heard.iter().all(|p| p.ssrc != 42),
+        "2002 reached the caller"
+    );
     let (prompts, browser) = streams(&heard);
     let first_browser = heard.iter().position(|p| p.ssrc == browser).expect("2001");
     let last_hold = heard
         .iter()
         .rposition(|p| p.ssrc == prompts)
         .expect("prompts");
-    assert!(last_hold > first_browser, "no hold music after 2001 answered");
+    assert!(
+        last_hold > first_browser,
+        "no hold music after 2001 answered"
+    );
     let hold = heard[first_browser..=last_hold]
         .iter()
         .filter(|p| p.ssrc == prompts)
         .count();
     assert!(hold >= 25, "{hold} packets of hold music");
-    let again = heard[last_hold..].iter().filter(|p| p.ssrc == browser).count();
+    let again = heard[last_hold..]
+        .iter()
+        .filter(|p| p.ssrc == browser)
+        .count();
     assert!(again >= 100, "{again} packets from 2001 after the cancel");
 }

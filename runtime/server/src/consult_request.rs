@@ -94,7 +94,10 @@ mod tests {
     #[test]
     fn refusals_read_as_sentences_with_their_status() {
         let busy = ConsultRefusal::failed("2002", 486);
-        assert_eq!(busy.to_string(), "2002 is busy or declined: you are back with the caller");
+        assert_eq!(
+            busy.to_string(),
+            "2002 is busy or declined: you are back with the caller"
+        );
         assert_eq!(busy.code(), 486);
         assert_eq!(ConsultRefusal::failed("13900000000", 408).code(), 480);
         assert_eq!(ConsultRefusal::failed("x", 503).code(), 502);

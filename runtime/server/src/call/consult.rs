@@ -340,7 +340,10 @@ impl Driver {
                 // The target cannot pass on a caller it does not have yet.
                 if let Some(l) = &c.leg {
                     let tag = l.tag.clone();
-                    let _ = self.services.core.send(CoreMsg::ReferDone { tag, code: 403 });
+                    let _ = self
+                        .services
+                        .core
+                        .send(CoreMsg::ReferDone { tag, code: 403 });
                 }
             }
             Some(LegEvent::Bye) => {

@@ -71,7 +71,11 @@ impl Driver {
                 target: target.to_string(),
                 peer: spec.peer,
                 from_user: spec.from_user,
-                headers: spec.pop.as_ref().map(ScreenPop::headers).unwrap_or_default(),
+                headers: spec
+                    .pop
+                    .as_ref()
+                    .map(ScreenPop::headers)
+                    .unwrap_or_default(),
                 port: port.port(),
                 events: tx,
                 credentials: spec.credentials,
@@ -111,7 +115,11 @@ impl Driver {
     /// was bridged to, if any, is handed back for the caller to end (or keep).
     pub(super) fn bridge_caller_to(&mut self, mut parts: LegParts) -> Option<LegParts> {
         parts.leg.connected = true;
-        let old = match (self.leg.take(), self.leg_events.take(), self.leg_sock.take()) {
+        let old = match (
+            self.leg.take(),
+            self.leg_events.take(),
+            self.leg_sock.take(),
+        ) {
             (Some(leg), Some(events), Some(sock)) => Some(LegParts { leg, events, sock }),
             _ => None,
         };
