@@ -56,8 +56,8 @@ pub(super) struct Consult {
     blind: bool,
     /// A number: the trunk's From user and credentials.
     trunk: Option<(String, Option<(String, String)>)>,
-    /// The trunk's channel, held while the leg lives.
-    _channel: Option<OwnedSemaphorePermit>,
+    /// The trunk's channel until the leg is placed (then the leg holds it).
+    channel: Option<OwnedSemaphorePermit>,
 }
 
 impl Driver {
@@ -143,7 +143,7 @@ impl Driver {
             origin: None,
             blind,
             trunk: None,
-            _channel: None,
+            channel: None,
         };
         match parsed {
             PassTarget::Queue(_) | PassTarget::Agent(_) => {
@@ -179,7 +179,7 @@ impl Driver {
                     };
                     return answer(&self.services, origin, Err(PassRefusal::Consult(why)));
                 };
-                c._channel = Some(channel);
+                c.channel = Some(channel);
                 c.trunk = Some((
                     trunk.caller_id.clone(),
                     trunk.username.clone().zip(trunk.password.clone()),
@@ -234,10 +234,12 @@ impl Driver {
 
     fn consult_placed(&mut self, placed: Result<LegParts, u16>) {
         match placed {
-            Ok(parts) => {
+            Ok(mut parts) => {
                 self.consult_events = Some(parts.events);
                 self.consult_sock = Some(parts.sock);
                 if let Some(c) = &mut self.consult {
+                    // A number's trunk channel lives with its leg (after a completion too).
+                    parts.leg.channel = c.channel.take();
                     c.leg = Some(parts.leg);
                 }
             }

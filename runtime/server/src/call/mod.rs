@@ -166,6 +166,8 @@ struct Leg {
     console: bool,
     /// The TCP connection opened for the leg, closed after it ends.
     _link: Option<TcpLink>,
+    /// The trunk channel the leg holds (a number), given back when it ends.
+    channel: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// An SRTP call's contexts (SDES keys): what the caller sends is unprotected before the

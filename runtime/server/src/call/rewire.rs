@@ -92,6 +92,7 @@ impl Driver {
                 connected: false,
                 console,
                 _link: spec.link,
+                channel: None,
             },
             events: rx,
             sock,
