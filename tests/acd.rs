@@ -1959,7 +1959,9 @@ fn a_consultation_cancelled_brings_the_caller_back_to_the_first_agent() {
 }
 
 /// `POST /agents/2001/transfer` to a number goes through the default trunk (a SIPp gateway):
-/// the caller stays with 2001 while it rings, then hears the far end; 2001 wraps up.
+/// the caller stays with 2001 while it rings, then hears the far end; 2001 wraps up. The
+/// trunk's one channel (`max_calls = 1`) is taken meanwhile: 2002's transfer of another caller
+/// to a number is refused.
 #[test]
 fn a_console_transfer_to_a_number_goes_through_the_default_trunk() {
     need_sipp!();
@@ -1996,7 +1998,7 @@ fn a_console_transfer_to_a_number_goes_through_the_default_trunk() {
         ],
     );
     let (mut first, _first_media, _) = talking_phone(&dir, &server, "2001", 41);
-    let (mut call, caller_media) = talking_caller(&dir, &server, 9_000);
+    let (mut call, caller_media) = talking_caller(&dir, &server, 12_000);
     wait_until("the caller reaches 2001", || {
         agent_state(&server, "2001") == "on_call"
     });
@@ -2007,6 +2009,22 @@ fn a_console_transfer_to_a_number_goes_through_the_default_trunk() {
     wait_until("2001 wraps up", || {
         agent_state(&server, "2001") == "wrap_up"
     });
+    set_state(&server, "2001", "away");
+    // The trunk's one channel is the number's now: 2002's caller cannot go out.
+    let (mut second, _second_media, _) = talking_phone(&dir, &server, "2002", 42);
+    let (mut call2, _caller2_media) = talking_caller(&dir, &server, 3_000);
+    wait_until("the second caller reaches 2002", || {
+        agent_state(&server, "2002") == "on_call"
+    });
+    let (code, body) = agent_post(&server, "2002", "transfer", r#"{"target": "13900000002"}"#);
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.contains("every channel of trunk `default` is in use"),
+        "{body}"
+    );
+    let c2 = call2.wait(Duration::from_secs(10));
+    let p2 = second.wait(Duration::from_secs(5));
+    assert!(c2 && p2, "{}\n{}", call2.report(), second.report());
     let c = call.wait(Duration::from_secs(20));
     let p1 = first.wait(Duration::from_secs(5));
     let g = far.wait(Duration::from_secs(5));
