@@ -2097,3 +2097,71 @@ fn a_consultation_the_target_declines_leaves_the_caller_with_the_agent() {
         server.log()
     );
 }
+
+/// The agent's phone transfers the caller blind with REFER to a number: it goes out through the
+/// default trunk (a SIPp gateway), the REFER's final NOTIFY says `200 OK` once the number
+/// answered, the agent's leg ends, and the caller hears the far end.
+#[test]
+fn a_blind_refer_to_a_number_goes_through_the_default_trunk() {
+    need_sipp!();
+    let config = deployment("refer-number", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let gateway_port = free_udp_port();
+    let text = fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "[routes]\n",
+        &format!("[trunks.carrier]\nuri = \"sip:127.0.0.1:{gateway_port}\"\n\n[routes]\n"),
+    );
+    fs::write(&config, text).expect("config");
+    let server = Server::start(&config, &[]);
+    let far_media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        43,
+        vec![(0, Act::Voice(20_000))],
+    );
+    let mut far = Peer::spawn(
+        &dir,
+        server.addr,
+        "answers_until_bye.xml",
+        &[
+            "-p",
+            &gateway_port.to_string(),
+            "-m",
+            "1",
+            "-key",
+            "agentrtp",
+            &far_media.port.to_string(),
+        ],
+    );
+    let mut phone = agent_with(
+        &dir,
+        &server,
+        "2001",
+        "pw2001",
+        "agent_refers.xml",
+        1,
+        &["-key", "target", "13900000001"],
+    );
+    let (mut call, caller_media) = talking_caller(&dir, &server, 9_000);
+    let p = phone.wait(Duration::from_secs(15));
+    let referred = Instant::now();
+    let c = call.wait(Duration::from_secs(20));
+    let g = far.wait(Duration::from_secs(5));
+    let (got, _) = caller_media.finish();
+    assert!(
+        c && p && g,
+        "caller {c}, agent {p}, gateway {g}\n{}\n{}\n{}\n{}",
+        call.report(),
+        phone.report(),
+        far.report(),
+        server.log()
+    );
+    let from_far = heard(&got, 43, referred, Instant::now());
+    assert!(from_far >= 50, "{from_far} packets from the number");
+    assert!(
+        far.messages().contains("INVITE sip:13900000001@127.0.0.1"),
+        "{}",
+        far.messages()
+    );
+}

@@ -69,7 +69,7 @@ impl ConsultRefusal {
             ConsultRefusal::TrunkFull { .. } | ConsultRefusal::NoPort => 503,
             ConsultRefusal::Failed { why, .. } if why.starts_with("is busy") => 486,
             ConsultRefusal::Failed { why, .. } if why.starts_with("did not answer") => 480,
-            ConsultRefusal::Failed { .. } => 502,
+            ConsultRefusal::Failed { .. } => 503,
         }
     }
 
@@ -100,7 +100,7 @@ mod tests {
         );
         assert_eq!(busy.code(), 486);
         assert_eq!(ConsultRefusal::failed("13900000000", 408).code(), 480);
-        assert_eq!(ConsultRefusal::failed("x", 503).code(), 502);
+        assert_eq!(ConsultRefusal::failed("x", 404).code(), 503);
         assert!(
             ConsultRefusal::NoTrunk("139".into())
                 .to_string()
