@@ -1735,11 +1735,64 @@ fn an_agent_transfers_a_call_to_a_queue_with_a_note_in_the_console() {
     assert_eq!(result["stateA"], "wrap-up", "{result}");
 }
 
+/// A SIPp phone of agent `id` (password `pwID`) that answers and talks (its RTP an endpoint
+/// sending a tone from `ssrc`) until the IVR hangs up; registered.
+fn sip_phone(work: &Path, server: &Server, id: &str, ssrc: u32) -> (std::process::Child, Endpoint) {
+    let media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        ssrc,
+        vec![(0, Act::Voice(30_000))],
+    );
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("port")
+        .port();
+    let phone = Command::new("sipp")
+        .current_dir(work)
+        .arg("-sf")
+        .arg(repo().join("tests/sipp/answers_until_bye.xml"))
+        .arg(server.addr.to_string())
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout", "60", "-timeout_error"])
+        .args(["-key", "agentrtp", &media.port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp");
+    let (ok, out) = sipp(
+        work,
+        server.addr,
+        "agent_register.xml",
+        &[
+            "-m",
+            "1",
+            "-key",
+            "agent",
+            id,
+            "-key",
+            "contactport",
+            &port.to_string(),
+            "-au",
+            id,
+            "-ap",
+            &format!("pw{id}"),
+        ],
+    );
+    assert!(ok, "{id} could not register:\n{out}");
+    (phone, media)
+}
+
 /// tests/browser/consult.mjs with a SIPp caller (PCMU from an RTP endpoint of the test, SSRC 7)
 /// and agent 2002 on a SIPp phone (its RTP an endpoint of SSRC 42): agent 2001 takes the call
-/// in the console, consults 2002, and completes or cancels (`mode`). What the page showed, and
-/// the packets the caller heard in order.
-fn consult_in_console(name: &str, mode: &str) -> Option<(serde_json::Value, Vec<Pkt>)> {
+/// in the console (`phone`: on a SIPp phone of its own, SSRC 41, the console following it;
+/// else with the browser's audio), consults 2002, and completes or cancels (`mode`). What the
+/// page showed, and the packets the caller heard in order.
+fn consult_in_console(
+    name: &str,
+    mode: &str,
+    phone: bool,
+) -> Option<(serde_json::Value, Vec<Pkt>)> {
     let chromium = chromium_and_playwright()?;
     let config = console_deployment(name);
     let work = config.parent().expect("dir").to_path_buf();
@@ -1752,60 +1805,34 @@ fn consult_in_console(name: &str, mode: &str) -> Option<(serde_json::Value, Vec<
     let server = Server::start(&config, &[]);
     let url = format!("http://{}/agent", server.http());
     let (out_path, err_path) = (work.join("consult.out"), work.join("consult.err"));
+    let audio = if phone { "phone" } else { "browser" };
     let mut child = Command::new("node")
         .current_dir(repo().join("tests/browser"))
         .arg("consult.mjs")
-        .args([url.as_str(), CALLER, "2002", mode])
+        .args([url.as_str(), CALLER, "2002", mode, audio])
         .env("CHROMIUM", &chromium)
         .stdin(Stdio::null())
         .stdout(fs::File::create(&out_path).expect("out"))
         .stderr(fs::File::create(&err_path).expect("err"))
         .spawn()
         .expect("node");
+    // With a phone, 2001's SIPp phone registers once the console is open.
+    let first = phone.then(|| {
+        let started = Instant::now();
+        while !fs::read_to_string(&out_path).is_ok_and(|t| t.contains("\"ready\":true")) {
+            assert!(
+                started.elapsed() < Duration::from_secs(40)
+                    && child.try_wait().ok().flatten().is_none(),
+                "the console did not log in:\n{}\n{}",
+                fs::read_to_string(&out_path).unwrap_or_default(),
+                fs::read_to_string(&err_path).unwrap_or_default(),
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sip_phone(&work, &server, "2001", 41)
+    });
     wait_for_console(&server, &mut child, &out_path, &err_path);
-    // Agent 2002's phone: answers and talks until the IVR hangs up.
-    let second_media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        42,
-        vec![(0, Act::Voice(30_000))],
-    );
-    let phone_port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("port")
-        .port();
-    let mut phone = Command::new("sipp")
-        .current_dir(&work)
-        .arg("-sf")
-        .arg(repo().join("tests/sipp/answers_until_bye.xml"))
-        .arg(server.addr.to_string())
-        .args(["-i", "127.0.0.1", "-p", &phone_port.to_string()])
-        .args(["-m", "1", "-nostdin", "-timeout", "60", "-timeout_error"])
-        .args(["-key", "agentrtp", &second_media.port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp");
-    let (ok, out) = sipp(
-        &work,
-        server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            "2002",
-            "-key",
-            "contactport",
-            &phone_port.to_string(),
-            "-au",
-            "2002",
-            "-ap",
-            "pw2002",
-        ],
-    );
-    assert!(ok, "2002 could not register:\n{out}");
+    let (mut second, second_media) = sip_phone(&work, &server, "2002", 42);
     // The caller talks all along and hangs up after 16 s.
     let caller_media = Endpoint::start(vec![(100, Act::Voice(20_000))]);
     let rtp = caller_media.port.to_string();
@@ -1816,12 +1843,28 @@ fn consult_in_console(name: &str, mode: &str) -> Option<(serde_json::Value, Vec<
         &["-m", "1", "-d", "16000", "-key", "rtpport", &rtp],
     );
     let status = wait_child(&mut child, Duration::from_secs(40));
-    let phone_ok = wait_child(&mut phone, Duration::from_secs(10)).is_some_and(|s| s.success());
+    let phone_ok = wait_child(&mut second, Duration::from_secs(10)).is_some_and(|s| s.success());
+    let first_ok = first.map(|(mut p, media)| {
+        drop(media);
+        wait_child(&mut p, Duration::from_secs(10)).is_some_and(|s| s.success())
+    });
     let (heard, _) = caller_media.finish();
     drop(second_media);
     assert!(ok, "the caller's call failed:\n{out}\n{}", server.log());
     let result = console_result(status, &out_path, &err_path, &server);
     assert!(phone_ok, "2002's phone failed\n{}", server.log());
+    assert_ne!(
+        first_ok,
+        Some(false),
+        "2001's phone failed\n{}",
+        server.log()
+    );
+    let connected = if phone {
+        "Connected (on your phone)"
+    } else {
+        "Connected"
+    };
+    assert_eq!(result["connected"], connected, "{result}");
     assert_eq!(
         result["consulting"], "Talking with 2002 (the caller holds)",
         "{result}"
@@ -1849,34 +1892,23 @@ fn streams(heard: &[Pkt]) -> (u32, u32) {
     (prompts, browser)
 }
 
-/// Agent 2001 (console) consults agent 2002 (SIPp phone) and completes: the caller heard 2001,
-/// then the hold music while they talked, then 2002 (RTP of SSRC 42), never 2001 again.
-#[test]
-fn a_console_consultation_completed_hands_the_sip_caller_to_the_second_agent() {
-    if !have_sipp() {
-        skip("sipp (Debian package sip-tester) is not installed: test skipped");
-        return;
-    }
-    let Some((result, heard)) = consult_in_console("consult-console-complete", "complete") else {
-        return;
-    };
+/// What the caller heard when 2001 completed its consultation of 2002: 2001, then the hold
+/// music while they talked, then 2002 (RTP of SSRC 42), never 2001 again.
+fn assert_completed(result: &serde_json::Value, heard: &[Pkt]) {
     assert_eq!(result["result"], "Transferred to 2002", "{result}");
-    let (prompts, browser) = streams(&heard);
+    let (prompts, first) = streams(heard);
     let first_42 = heard.iter().position(|p| p.ssrc == 42).expect("2002 heard");
-    let last_browser = heard.iter().rposition(|p| p.ssrc == browser).expect("2001");
+    let last_first = heard.iter().rposition(|p| p.ssrc == first).expect("2001");
+    assert!(last_first < first_42, "2001 after 2002 reached the caller");
     assert!(
-        last_browser < first_42,
-        "2001 after 2002 reached the caller"
-    );
-    assert!(
-        heard[..last_browser]
+        heard[..last_first]
             .iter()
-            .filter(|p| p.ssrc == browser)
+            .filter(|p| p.ssrc == first)
             .count()
             >= 50,
         "the caller talked with 2001 first"
     );
-    let hold = heard[last_browser..first_42]
+    let hold = heard[last_first..first_42]
         .iter()
         .filter(|p| p.ssrc == prompts)
         .count();
@@ -1888,19 +1920,51 @@ fn a_console_consultation_completed_hands_the_sip_caller_to_the_second_agent() {
     assert!(from_second >= 100, "{from_second} packets from 2002");
 }
 
-/// Agent 2001 (console) consults agent 2002 (SIPp phone) and cancels: the caller heard 2001,
-/// the hold music, then 2001 again; 2002 never reached it.
+/// Agent 2001 takes the call in the console with the browser's audio, consults agent 2002
+/// (SIPp phone) and completes.
+#[test]
+fn a_console_consultation_completed_hands_the_sip_caller_to_the_second_agent() {
+    if !have_sipp() {
+        skip("sipp (Debian package sip-tester) is not installed: test skipped");
+        return;
+    }
+    let Some((result, heard)) = consult_in_console("consult-console-complete", "complete", false)
+    else {
+        return;
+    };
+    assert_completed(&result, &heard);
+}
+
+/// Agent 2001 takes the call on its SIP phone (SIPp, SSRC 41), the console following it,
+/// consults agent 2002 (SIPp phone) there and completes: the caller's RTP comes from 2002.
+#[test]
+fn a_console_with_a_sip_phone_consults_and_completes() {
+    if !have_sipp() {
+        skip("sipp (Debian package sip-tester) is not installed: test skipped");
+        return;
+    }
+    let Some((result, heard)) = consult_in_console("consult-phone-complete", "complete", true)
+    else {
+        return;
+    };
+    assert_eq!(streams(&heard).1, 41, "2001's phone talked first");
+    assert_completed(&result, &heard);
+}
+
+/// Agent 2001 takes the call on its SIP phone (SIPp, SSRC 41), the console following it,
+/// consults agent 2002 (SIPp phone) and cancels: the caller heard 2001, the hold music, then
+/// 2001 again; 2002 never reached it.
 #[test]
 fn a_console_consultation_cancelled_brings_the_sip_caller_back_to_the_first_agent() {
     if !have_sipp() {
         skip("sipp (Debian package sip-tester) is not installed: test skipped");
         return;
     }
-    let Some((result, heard)) = consult_in_console("consult-console-cancel", "cancel") else {
+    let Some((result, heard)) = consult_in_console("consult-console-cancel", "cancel", true) else {
         return;
     };
     assert_eq!(
-        result["result"], "Back with the caller / Connected",
+        result["result"], "Back with the caller / Connected (on your phone)",
         "{result}"
     );
     assert!(
@@ -1908,6 +1972,7 @@ fn a_console_consultation_cancelled_brings_the_sip_caller_back_to_the_first_agen
         "2002 reached the caller"
     );
     let (prompts, browser) = streams(&heard);
+    assert_eq!(browser, 41, "2001's phone talked first");
     let first_browser = heard.iter().position(|p| p.ssrc == browser).expect("2001");
     let last_hold = heard
         .iter()

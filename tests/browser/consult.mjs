@@ -1,10 +1,11 @@
 // An agent consults another before passing the caller on, in the console of `ivr serve` in
 // headless Chromium:
 //
-//   node consult.mjs URL CALLER TARGET complete|cancel
+//   node consult.mjs URL CALLER TARGET complete|cancel [browser|phone]
 //
 // agent 2001 (pw2001) logs in and prints {"ready":true}; takes the call whose screen pop shows
-// CALLER and talks 2 s; consults TARGET with a note ("Consult": the caller holds), waits until
+// CALLER (browser: Answer, the audio in the page; phone: "calls on my SIP phone" at the
+// login, the test's SIP phone answers and the page follows) and talks 2 s; consults TARGET with a note ("Consult": the caller holds), waits until
 // the console says it talks with the target, talks 2 s, then completes (the console says
 // "Transferred to TARGET") or cancels (back with the caller, who hangs up later: the call
 // ends). Prints one JSON line (what the page showed) and exits 0; exits 1 with a message on
@@ -12,7 +13,8 @@
 
 import { chromium } from "playwright-core";
 
-const [url, caller, target, mode] = process.argv.slice(2);
+const [url, caller, target, mode, audio = "browser"] = process.argv.slice(2);
+const phone = audio === "phone";
 if (!mode) {
   console.error("usage: node consult.mjs URL CALLER TARGET complete|cancel");
   process.exit(2);
@@ -50,12 +52,22 @@ try {
   await page.goto(url);
   await page.fill("#agent-id", "2001");
   await page.fill("#password", "pw2001");
+  if (phone) await page.check("#use-phone");
   await page.click("#login-button");
-  await until("available state", async () => (await text("#state")) === "available", 15_000);
-  console.log(JSON.stringify({ ready: true }));
-  await until("offer", async () => (await text("#pop-caller")) === caller && !(await page.isDisabled("#answer")), 40_000);
-  await page.click("#answer");
-  await until("connection", async () => (await text("#call-status")) === "Connected", 25_000);
+  if (phone) {
+    // The phone registers once the console is open.
+    await until("the console", async () => page.isVisible("#console"), 15_000);
+    console.log(JSON.stringify({ ready: true }));
+    await until("available state", async () => (await text("#state")) === "available", 30_000);
+    await until("the phone's call", async () => (await text("#pop-caller")) === caller && (await text("#call-status")).startsWith("Connected"), 40_000);
+  } else {
+    await until("available state", async () => (await text("#state")) === "available", 15_000);
+    console.log(JSON.stringify({ ready: true }));
+    await until("offer", async () => (await text("#pop-caller")) === caller && !(await page.isDisabled("#answer")), 40_000);
+    await page.click("#answer");
+    await until("connection", async () => (await text("#call-status")) === "Connected", 25_000);
+  }
+  const connected = await text("#call-status");
   await page.waitForTimeout(2000);
   await page.fill("#transfer-target", target);
   await page.fill("#transfer-note", "wants a refund of order 42");
@@ -79,7 +91,7 @@ try {
   }
   await until("wrap-up", async () => (await text("#state")) === "wrap-up", 20_000);
   clearTimeout(timer);
-  console.log(JSON.stringify({ consulting, completeShown, result }));
+  console.log(JSON.stringify({ connected, consulting, completeShown, result }));
   await browser.close();
   process.exit(0);
 } catch (e) {

@@ -9,7 +9,11 @@
 //!   registered in the ACD ([`crate::agent_hub`]); the server sends JSON events (`state`,
 //!   `offer` with the screen pop, `answer` with SDP, `connected`, `cancelled`, `ended`,
 //!   `replaced`, `error`) and takes `state` (`available` / `away`), `answer` (the page's SDP
-//!   offer) and `hangup` (decline, or end the conversation). A message (or frame) over
+//!   offer) and `hangup` (decline, or end the conversation), `transfer`, `consult`,
+//!   `consult_complete` and `consult_cancel` (answered with `transferred`, `consult` stages or
+//!   `error`). With `&phone=1` the console goes with the agent's SIP phone: it registers
+//!   nothing, and after each `state` of `ringing` or `on_call` (and when it is over) it sends
+//!   `phone` with the state and the screen pop of the phone's call. A message (or frame) over
 //!   [`crate::http_limits::WS_MAX_MESSAGE`] ends the socket; a page of another site cannot
 //!   open it ([`crate::http::guard`]).
 
@@ -25,6 +29,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use ivr_acd::AgentState;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -220,6 +225,12 @@ async fn socket(
         .find_map(|p| p.strip_prefix("token="))
         .unwrap_or_default()
         .to_string();
+    // `phone=1`: the agent takes its calls on its SIP phone; the console follows them.
+    let phone = q
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .any(|p| p == "phone=1");
     let Some(agent) = c.take(&token) else {
         return (StatusCode::UNAUTHORIZED, "log in first\n").into_response();
     };
@@ -247,7 +258,7 @@ async fn socket(
         .on_upgrade(move |s| {
             let span = tracing::info_span!("console", agent = %agent);
             async move {
-                run(&c, &agent, &token, s).await;
+                run(&c, &agent, &token, phone, s).await;
                 c.release(&token);
             }
             .instrument(span)
@@ -269,9 +280,13 @@ async fn send(ws: &mut WebSocket, msg: &ToPage) -> bool {
 }
 
 /// One console's socket, from its opening to its end.
-async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
+async fn run(c: &Console, agent: &str, token: &str, phone: bool, mut ws: WebSocket) {
     let hub = &c.api.services.consoles;
-    let mut attached = hub.attach(agent);
+    let mut attached = if phone {
+        hub.attach_phone(agent)
+    } else {
+        hub.attach(agent)
+    };
     let conn = attached.conn;
     let mut refresh = tokio::time::interval(REGISTRATION / 2);
     refresh.tick().await;
@@ -341,6 +356,19 @@ async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
                     let last = msg == ToPage::Replaced;
                     if !send(&mut ws, &msg).await || last {
                         break;
+                    }
+                    // With a SIP phone: the phone's call follows the agent's state.
+                    if let (true, ToPage::State { state }) = (phone, &msg) {
+                        let state = *state;
+                        let pop = match state {
+                            AgentState::Ringing | AgentState::OnCall => snapshot(c)
+                                .await
+                                .and_then(|mut s| s.screen_pops.remove(agent)),
+                            _ => None,
+                        };
+                        if !send(&mut ws, &ToPage::Phone { state, pop }).await {
+                            break;
+                        }
                     }
                 }
                 None => break,

@@ -18,6 +18,11 @@
 //! (the page hears `replaced` and the socket closes), and a console that connects takes over
 //! from a SIP phone until the phone's next REGISTER. A second console of the same agent
 //! replaces the first.
+//!
+//! A console may instead go with the agent's SIP phone ([`AgentHub::attach_phone`], the
+//! page's "calls on my SIP phone"): it registers nothing, the phone's registrations go to the
+//! ACD as they come, and the page follows the phone's calls (state, screen pop) to transfer
+//! and consult; the audio is the phone's.
 
 use crate::acd_task::{AcdHandle, AcdMsg};
 use crate::screen_pop::ScreenPop;
@@ -116,6 +121,14 @@ pub enum ToPage {
         /// Why it failed, or empty.
         message: String,
     },
+    /// A console that goes with the agent's SIP phone: the phone's call, as the agent's state
+    /// changes (`ringing`, `on_call`, then anything else when it is over).
+    Phone {
+        /// The agent's state now.
+        state: ivr_acd::AgentState,
+        /// The screen pop of the call the phone rings for or talks with.
+        pop: Option<ScreenPop>,
+    },
     /// Another console or a SIP phone took this agent over: the socket closes.
     Replaced,
     /// Something the agent asked could not be done.
@@ -192,6 +205,8 @@ struct Console {
     leg: Option<LegSlot>,
     /// The state last told to the page.
     state: Option<ivr_acd::AgentState>,
+    /// The agent takes its calls on a SIP phone: the console registers nothing.
+    phone: bool,
 }
 
 /// The consoles connected now and their legs.
@@ -234,6 +249,21 @@ impl AgentHub {
 
     /// A console of `agent` connected: it replaces any other, and the agent is registered.
     pub fn attach(&self, agent: &str) -> Attached {
+        self.attach_as(agent, false)
+    }
+
+    /// A console of `agent` that goes with its SIP phone connected: it replaces any other
+    /// console and registers nothing (the phone's registrations stand).
+    pub fn attach_phone(&self, agent: &str) -> Attached {
+        self.attach_as(agent, true)
+    }
+
+    /// Whether `agent`'s console goes with its SIP phone.
+    pub fn with_phone(&self, agent: &str) -> bool {
+        self.lock().get(agent).is_some_and(|c| c.phone)
+    }
+
+    fn attach_as(&self, agent: &str, phone: bool) -> Attached {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (page, rx) = mpsc::unbounded_channel();
         let old = self.lock().insert(
@@ -243,14 +273,21 @@ impl AgentHub {
                 page,
                 leg: None,
                 state: None,
+                phone,
             },
         );
+        let was_browser = old.as_ref().is_some_and(|o| !o.phone);
         if let Some(old) = old {
             let _ = old.page.send(ToPage::Replaced);
             drop_leg(old.leg, "replaced");
         }
-        tracing::info!(agent, "agent console connected");
-        self.register(agent, REGISTRATION);
+        tracing::info!(agent, phone, "agent console connected");
+        if !phone {
+            self.register(agent, REGISTRATION);
+        } else if was_browser {
+            // The browser's binding goes; the phone's next REGISTER brings the agent back.
+            self.register(agent, Duration::ZERO);
+        }
         Attached { conn, rx }
     }
 
@@ -262,7 +299,7 @@ impl AgentHub {
     /// Refreshes the registration of `agent`'s console `conn` (when it still is the one).
     pub fn refresh(&self, agent: &str, conn: u64) -> bool {
         let current = self.current(agent, conn);
-        if current {
+        if current && !self.with_phone(agent) {
             self.register(agent, REGISTRATION);
         }
         current
@@ -281,7 +318,9 @@ impl AgentHub {
         if let Some(console) = removed {
             tracing::info!(agent, "agent console closed");
             drop_leg(console.leg, "closed");
-            self.register(agent, Duration::ZERO);
+            if !console.phone {
+                self.register(agent, Duration::ZERO);
+            }
         }
     }
 
@@ -289,6 +328,9 @@ impl AgentHub {
     /// whether it goes to the ACD. A phone that registers takes the agent over from its
     /// console; a phone's unregistration leaves a console's binding alone.
     pub fn sip_registration(&self, agent: &str, registering: bool) -> bool {
+        if self.with_phone(agent) {
+            return true;
+        }
         if !registering {
             return !self.lock().contains_key(agent);
         }
@@ -694,6 +736,34 @@ mod tests {
         );
         assert!(!hub.refresh("2001", a.conn));
         assert!(registrations(&mut acd).is_empty());
+    }
+
+    #[test]
+    fn a_console_with_a_sip_phone_registers_nothing_and_leaves_the_phone_alone() {
+        let (hub, mut acd) = hub();
+        let mut a = hub.attach_phone("2001");
+        assert!(registrations(&mut acd).is_empty());
+        assert!(hub.with_phone("2001"));
+        assert!(hub.refresh("2001", a.conn));
+        assert!(registrations(&mut acd).is_empty());
+        // The phone's registrations go to the ACD and the console stays.
+        assert!(hub.sip_registration("2001", true));
+        assert!(hub.sip_registration("2001", false));
+        assert!(a.rx.try_recv().is_err());
+        assert!(hub.current("2001", a.conn));
+        hub.notify("2001", ToPage::Connected);
+        assert_eq!(a.rx.try_recv().ok(), Some(ToPage::Connected));
+        hub.detach("2001", a.conn);
+        assert!(registrations(&mut acd).is_empty());
+        // A browser console replaced by a phone's console gives up its binding.
+        let b = hub.attach("2002");
+        let _ = registrations(&mut acd);
+        let c = hub.attach_phone("2002");
+        assert_ne!(b.conn, c.conn);
+        assert_eq!(
+            registrations(&mut acd),
+            vec![("2002".into(), "webrtc:2002".into(), 0)]
+        );
     }
 
     #[test]
