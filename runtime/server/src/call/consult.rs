@@ -644,8 +644,12 @@ impl Driver {
     }
 }
 
-/// Tells the consulting agent's console how it goes.
+/// Tells the consulting agent's console how it goes (a blind transfer's answer goes to whoever
+/// asked for it instead).
 fn tell(services: &Services, c: &Consult, stage: &'static str, message: &str) {
+    if c.blind {
+        return;
+    }
     services.consoles.notify(
         &c.by,
         ToPage::Consult {
