@@ -1706,3 +1706,462 @@ fn a_blind_refer_to_an_agent_rings_that_agent_with_the_screen_pop() {
         assert!(pop.contains(h), "no `{h}` in:\n{pop}");
     }
 }
+
+/// `POST /agents/ID/PATH` as agent `id` (password `pwID`) with `body`: the status and body.
+fn agent_post(server: &Server, id: &str, path: &str, body: &str) -> (u16, String) {
+    use base64::Engine as _;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:pw{id}"))
+    );
+    let (code, _, body) = http_request(
+        server.http(),
+        "POST",
+        &format!("/agents/{id}/{path}"),
+        &[("Authorization", &auth)],
+        body,
+    );
+    (code, body)
+}
+
+/// A phone that answers and talks (its RTP an [`Endpoint`] sending a tone from `ssrc` once it
+/// hears anything) until it gets a BYE; registered as agent `id` unless `id` is empty.
+fn talking_phone(dir: &Path, server: &Server, id: &str, ssrc: u32) -> (Peer, Endpoint, u16) {
+    let media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        ssrc,
+        vec![(0, Act::Voice(20_000))],
+    );
+    let port = free_udp_port();
+    let phone = Peer::spawn(
+        dir,
+        server.addr,
+        "answers_until_bye.xml",
+        &[
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-key",
+            "agentrtp",
+            &media.port.to_string(),
+        ],
+    );
+    if !id.is_empty() {
+        let (ok, out) = sipp(
+            dir,
+            server.addr,
+            "agent_register.xml",
+            &[
+                "-m",
+                "1",
+                "-key",
+                "agent",
+                id,
+                "-key",
+                "contactport",
+                &port.to_string(),
+                "-au",
+                id,
+                "-ap",
+                &format!("pw{id}"),
+            ],
+        );
+        assert!(ok, "agent {id} could not register:\n{out}");
+        wait_until("the registration reaches the ACD", || {
+            agent_state(server, id) != "offline"
+        });
+    }
+    (phone, media, port)
+}
+
+/// A caller (SIPp) talking for `ms` from an [`Endpoint`] of SSRC 7, in the background.
+fn talking_caller(dir: &Path, server: &Server, ms: u64) -> (Peer, Endpoint) {
+    let media = Endpoint::start(vec![(0, Act::Voice(ms))]);
+    let caller = Peer::spawn(
+        dir,
+        server.addr,
+        "call_bye.xml",
+        &[
+            "-m",
+            "1",
+            "-d",
+            &ms.to_string(),
+            "-key",
+            "caller",
+            "13800000001",
+            "-key",
+            "rtpport",
+            &media.port.to_string(),
+        ],
+    );
+    (caller, media)
+}
+
+/// Packets of `ssrc` among `got` that arrived in `from..to`.
+fn heard(got: &[Pkt], ssrc: u32, from: Instant, to: Instant) -> usize {
+    got.iter()
+        .filter(|p| p.ssrc == ssrc && p.at >= from && p.at < to)
+        .count()
+}
+
+/// Agent 2001 talks with a caller, consults agent 2002 (the caller holds: it hears neither),
+/// 2002 answers with the screen pop, `transferred_by` and the note, and 2001 completes: the
+/// caller's RTP comes from 2002, 2001's leg ends and it wraps up. Before that, a transfer to a
+/// number is refused (no trunk) and the caller stays with 2001.
+#[test]
+fn a_consultation_completed_hands_the_caller_to_the_second_agent() {
+    need_sipp!();
+    let config = deployment("consult-complete", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let (mut first, first_media, _) = talking_phone(&dir, &server, "2001", 41);
+    let (mut call, caller_media) = talking_caller(&dir, &server, 12_000);
+    wait_until("the caller reaches 2001", || {
+        agent_state(&server, "2001") == "on_call"
+    });
+    let (mut second, second_media, _) = talking_phone(&dir, &server, "2002", 42);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, body) = agent_post(&server, "2001", "transfer", r#"{"target": "13900000001"}"#);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("no default trunk"), "{body}");
+    let talking = Instant::now();
+    std::thread::sleep(Duration::from_millis(1000));
+    let (code, body) = agent_post(
+        &server,
+        "2001",
+        "consult",
+        r#"{"target": "2002", "note": "wants a refund"}"#,
+    );
+    assert_eq!(code, 204, "{body}\n{}", server.log());
+    let held = Instant::now();
+    // A second one at once is refused.
+    let (code, body) = agent_post(&server, "2001", "consult", r#"{"target": "queue.general"}"#);
+    assert_eq!(code, 409, "{body}");
+    wait_until("2002 answers the consultation", || {
+        agent_state(&server, "2002") == "on_call"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, body) = agent_post(&server, "2001", "consult/complete", "");
+    assert_eq!(code, 204, "{body}\n{}", server.log());
+    let completed = Instant::now();
+    wait_until("2001 wraps up", || {
+        agent_state(&server, "2001") == "wrap_up"
+    });
+    let c = call.wait(Duration::from_secs(20));
+    let p1 = first.wait(Duration::from_secs(5));
+    let p2 = second.wait(Duration::from_secs(5));
+    let (got, _) = caller_media.finish();
+    let (at_first, _) = first_media.finish();
+    let (at_second, _) = second_media.finish();
+    assert!(
+        c && p1 && p2,
+        "caller {c}, agents {p1} {p2}\n{}\n{}\n{}\n{}",
+        call.report(),
+        first.report(),
+        second.report(),
+        server.log()
+    );
+    let margin = Duration::from_millis(300);
+    let end = Instant::now();
+    // The caller heard 2001, then neither while holding, then 2002.
+    assert!(
+        heard(&got, 41, talking, held) >= 25,
+        "2001 before the consultation"
+    );
+    assert_eq!(
+        heard(&got, 41, held + margin, end),
+        0,
+        "2001 after the hold"
+    );
+    assert_eq!(
+        heard(&got, 42, held, completed),
+        0,
+        "2002 during the consultation"
+    );
+    let from_second = heard(&got, 42, completed, end);
+    assert!(
+        from_second >= 50,
+        "{from_second} packets from 2002 after the completion"
+    );
+    // 2001 and 2002 heard each other while the caller held.
+    assert!(
+        heard(&at_first, 42, held, completed) >= 25,
+        "2001 heard 2002"
+    );
+    assert!(
+        heard(&at_second, 41, held, completed) >= 25,
+        "2002 heard 2001"
+    );
+    assert!(
+        heard(&at_second, 7, completed + margin, end) >= 25,
+        "2002 hears the caller"
+    );
+    let pop = second.messages();
+    for h in ["X-IVR-Transferred-By: 2001", "X-IVR-Note: wants a refund"] {
+        assert!(pop.contains(h), "no `{h}` in:\n{pop}");
+    }
+}
+
+/// A consultation cancelled: 2002's leg ends, the caller (who heard nobody while holding) is
+/// back with 2001 and hears it again.
+#[test]
+fn a_consultation_cancelled_brings_the_caller_back_to_the_first_agent() {
+    need_sipp!();
+    let config = deployment("consult-cancel", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let (mut first, _first_media, _) = talking_phone(&dir, &server, "2001", 41);
+    let (mut call, caller_media) = talking_caller(&dir, &server, 11_000);
+    wait_until("the caller reaches 2001", || {
+        agent_state(&server, "2001") == "on_call"
+    });
+    let (mut second, _second_media, _) = talking_phone(&dir, &server, "2002", 42);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, body) = agent_post(&server, "2001", "consult", r#"{"target": "2002"}"#);
+    assert_eq!(code, 204, "{body}\n{}", server.log());
+    let held = Instant::now();
+    wait_until("2002 answers the consultation", || {
+        agent_state(&server, "2002") == "on_call"
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, body) = agent_post(&server, "2001", "consult/cancel", "");
+    assert_eq!(code, 204, "{body}\n{}", server.log());
+    let back = Instant::now();
+    let p2 = second.wait(Duration::from_secs(5));
+    assert_eq!(agent_state(&server, "2001"), "on_call");
+    let c = call.wait(Duration::from_secs(20));
+    let p1 = first.wait(Duration::from_secs(5));
+    let (got, _) = caller_media.finish();
+    assert!(
+        c && p1 && p2,
+        "caller {c}, agents {p1} {p2}\n{}\n{}\n{}\n{}",
+        call.report(),
+        first.report(),
+        second.report(),
+        server.log()
+    );
+    let margin = Duration::from_millis(300);
+    let end = Instant::now();
+    assert_eq!(
+        heard(&got, 41, held + margin, back),
+        0,
+        "2001 during the hold"
+    );
+    assert_eq!(
+        heard(&got, 42, held, end),
+        0,
+        "2002 never reaches the caller"
+    );
+    let again = heard(&got, 41, back + margin, end);
+    assert!(again >= 50, "{again} packets from 2001 after the cancel");
+}
+
+/// `POST /agents/2001/transfer` to a number goes through the default trunk (a SIPp gateway):
+/// the caller stays with 2001 while it rings, then hears the far end; 2001 wraps up. The
+/// trunk's one channel (`max_calls = 1`) is taken meanwhile: 2002's transfer of another caller
+/// to a number is refused.
+#[test]
+fn a_console_transfer_to_a_number_goes_through_the_default_trunk() {
+    need_sipp!();
+    let config = deployment("transfer-number", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let gateway_port = free_udp_port();
+    let text = fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "[routes]\n",
+        &format!(
+            "[trunks.default]\nuri = \"sip:127.0.0.1:{gateway_port}\"\ncaller_id = \"10010\"\nmax_calls = 1\n\n[routes]\n"
+        ),
+    );
+    fs::write(&config, text).expect("config");
+    let server = Server::start(&config, &[]);
+    let far_media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        43,
+        vec![(0, Act::Voice(20_000))],
+    );
+    let mut far = Peer::spawn(
+        &dir,
+        server.addr,
+        "answers_until_bye.xml",
+        &[
+            "-p",
+            &gateway_port.to_string(),
+            "-m",
+            "1",
+            "-key",
+            "agentrtp",
+            &far_media.port.to_string(),
+        ],
+    );
+    let (mut first, _first_media, _) = talking_phone(&dir, &server, "2001", 41);
+    let (mut call, caller_media) = talking_caller(&dir, &server, 12_000);
+    wait_until("the caller reaches 2001", || {
+        agent_state(&server, "2001") == "on_call"
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let (code, body) = agent_post(&server, "2001", "transfer", r#"{"target": "13900000001"}"#);
+    assert_eq!(code, 204, "{body}\n{}", server.log());
+    let transferred = Instant::now();
+    wait_until("2001 wraps up", || {
+        agent_state(&server, "2001") == "wrap_up"
+    });
+    set_state(&server, "2001", "away");
+    // The trunk's one channel is the number's now: 2002's caller cannot go out.
+    let (mut second, _second_media, _) = talking_phone(&dir, &server, "2002", 42);
+    let (mut call2, _caller2_media) = talking_caller(&dir, &server, 3_000);
+    wait_until("the second caller reaches 2002", || {
+        agent_state(&server, "2002") == "on_call"
+    });
+    let (code, body) = agent_post(&server, "2002", "transfer", r#"{"target": "13900000002"}"#);
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.contains("every channel of trunk `default` is in use"),
+        "{body}"
+    );
+    let c2 = call2.wait(Duration::from_secs(10));
+    let p2 = second.wait(Duration::from_secs(5));
+    assert!(c2 && p2, "{}\n{}", call2.report(), second.report());
+    let c = call.wait(Duration::from_secs(20));
+    let p1 = first.wait(Duration::from_secs(5));
+    let g = far.wait(Duration::from_secs(5));
+    let (got, _) = caller_media.finish();
+    assert!(
+        c && p1 && g,
+        "caller {c}, agent {p1}, gateway {g}\n{}\n{}\n{}\n{}",
+        call.report(),
+        first.report(),
+        far.report(),
+        server.log()
+    );
+    let end = Instant::now();
+    let from_far = heard(&got, 43, transferred, end);
+    assert!(from_far >= 50, "{from_far} packets from the number");
+    assert_eq!(
+        heard(&got, 41, transferred + Duration::from_millis(300), end),
+        0
+    );
+    let invite = far.messages();
+    assert!(
+        invite.contains("INVITE sip:13900000001@127.0.0.1"),
+        "{invite}"
+    );
+    assert!(
+        !invite.contains("X-IVR-Caller"),
+        "no caller data to a carrier: {invite}"
+    );
+}
+
+/// The consulted agent's phone declines (486): the consultation is over at once, the caller
+/// (who held) is back with 2001 and hears it again; completing then is refused.
+#[test]
+fn a_consultation_the_target_declines_leaves_the_caller_with_the_agent() {
+    need_sipp!();
+    let config = deployment("consult-declined", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let (mut first, _first_media, _) = talking_phone(&dir, &server, "2001", 41);
+    let (mut call, caller_media) = talking_caller(&dir, &server, 8_000);
+    wait_until("the caller reaches 2001", || {
+        agent_state(&server, "2001") == "on_call"
+    });
+    let mut second = agent(&dir, &server, "2002", "pw2002", "declines.xml", 1);
+    std::thread::sleep(Duration::from_millis(1000));
+    let (code, body) = agent_post(&server, "2001", "consult", r#"{"target": "2002"}"#);
+    assert_eq!(code, 204, "{body}\n{}", server.log());
+    let p2 = second.wait(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, body) = agent_post(&server, "2001", "consult/complete", "");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("no consultation in progress"), "{body}");
+    let back = Instant::now();
+    let c = call.wait(Duration::from_secs(20));
+    let p1 = first.wait(Duration::from_secs(5));
+    let (got, _) = caller_media.finish();
+    assert!(
+        c && p1 && p2,
+        "caller {c}, agents {p1} {p2}\n{}\n{}\n{}\n{}",
+        call.report(),
+        first.report(),
+        second.report(),
+        server.log()
+    );
+    let again = heard(&got, 41, back, Instant::now());
+    assert!(again >= 50, "{again} packets from 2001 after the refusal");
+    assert!(
+        server.log().contains("2002 is busy or declined"),
+        "{}",
+        server.log()
+    );
+}
+
+/// The agent's phone transfers the caller blind with REFER to a number: it goes out through the
+/// default trunk (a SIPp gateway), the REFER's final NOTIFY says `200 OK` once the number
+/// answered, the agent's leg ends, and the caller hears the far end.
+#[test]
+fn a_blind_refer_to_a_number_goes_through_the_default_trunk() {
+    need_sipp!();
+    let config = deployment("refer-number", free_udp_port());
+    let dir = config.parent().expect("dir").to_path_buf();
+    let gateway_port = free_udp_port();
+    let text = fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "[routes]\n",
+        &format!("[trunks.carrier]\nuri = \"sip:127.0.0.1:{gateway_port}\"\n\n[routes]\n"),
+    );
+    fs::write(&config, text).expect("config");
+    let server = Server::start(&config, &[]);
+    let far_media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        43,
+        vec![(0, Act::Voice(20_000))],
+    );
+    let mut far = Peer::spawn(
+        &dir,
+        server.addr,
+        "answers_until_bye.xml",
+        &[
+            "-p",
+            &gateway_port.to_string(),
+            "-m",
+            "1",
+            "-key",
+            "agentrtp",
+            &far_media.port.to_string(),
+        ],
+    );
+    let mut phone = agent_with(
+        &dir,
+        &server,
+        "2001",
+        "pw2001",
+        "agent_refers.xml",
+        1,
+        &["-key", "target", "13900000001"],
+    );
+    let (mut call, caller_media) = talking_caller(&dir, &server, 9_000);
+    let p = phone.wait(Duration::from_secs(15));
+    let referred = Instant::now();
+    let c = call.wait(Duration::from_secs(20));
+    let g = far.wait(Duration::from_secs(5));
+    let (got, _) = caller_media.finish();
+    assert!(
+        c && p && g,
+        "caller {c}, agent {p}, gateway {g}\n{}\n{}\n{}\n{}",
+        call.report(),
+        phone.report(),
+        far.report(),
+        server.log()
+    );
+    let from_far = heard(&got, 43, referred, Instant::now());
+    assert!(from_far >= 50, "{from_far} packets from the number");
+    assert!(
+        far.messages().contains("INVITE sip:13900000001@127.0.0.1"),
+        "{}",
+        far.messages()
+    );
+}

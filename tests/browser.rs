@@ -1734,3 +1734,262 @@ fn an_agent_transfers_a_call_to_a_queue_with_a_note_in_the_console() {
     // The first agent wraps up after passing the caller on.
     assert_eq!(result["stateA"], "wrap-up", "{result}");
 }
+
+/// A SIPp phone of agent `id` (password `pwID`) that answers and talks (its RTP an endpoint
+/// sending a tone from `ssrc`) until the IVR hangs up; registered.
+fn sip_phone(work: &Path, server: &Server, id: &str, ssrc: u32) -> (std::process::Child, Endpoint) {
+    let media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        ssrc,
+        vec![(0, Act::Voice(30_000))],
+    );
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("port")
+        .port();
+    let phone = Command::new("sipp")
+        .current_dir(work)
+        .arg("-sf")
+        .arg(repo().join("tests/sipp/answers_until_bye.xml"))
+        .arg(server.addr.to_string())
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout", "60", "-timeout_error"])
+        .args(["-key", "agentrtp", &media.port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp");
+    let (ok, out) = sipp(
+        work,
+        server.addr,
+        "agent_register.xml",
+        &[
+            "-m",
+            "1",
+            "-key",
+            "agent",
+            id,
+            "-key",
+            "contactport",
+            &port.to_string(),
+            "-au",
+            id,
+            "-ap",
+            &format!("pw{id}"),
+        ],
+    );
+    assert!(ok, "{id} could not register:\n{out}");
+    (phone, media)
+}
+
+/// tests/browser/consult.mjs with a SIPp caller (PCMU from an RTP endpoint of the test, SSRC 7)
+/// and agent 2002 on a SIPp phone (its RTP an endpoint of SSRC 42): agent 2001 takes the call
+/// in the console (`phone`: on a SIPp phone of its own, SSRC 41, the console following it;
+/// else with the browser's audio), consults 2002, and completes or cancels (`mode`). What the
+/// page showed, and the packets the caller heard in order.
+fn consult_in_console(
+    name: &str,
+    mode: &str,
+    phone: bool,
+) -> Option<(serde_json::Value, Vec<Pkt>)> {
+    let chromium = chromium_and_playwright()?;
+    let config = console_deployment(name);
+    let work = config.parent().expect("dir").to_path_buf();
+    let text = fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "[routes]\n",
+        "[agents.2002]\nname = \"B\"\nha1  = \"cad561eaa6db436ad7848520ac0e9ba3\"\n\n[routes]\n",
+    );
+    fs::write(&config, text).expect("config");
+    let server = Server::start(&config, &[]);
+    let url = format!("http://{}/agent", server.http());
+    let (out_path, err_path) = (work.join("consult.out"), work.join("consult.err"));
+    let audio = if phone { "phone" } else { "browser" };
+    let mut child = Command::new("node")
+        .current_dir(repo().join("tests/browser"))
+        .arg("consult.mjs")
+        .args([url.as_str(), CALLER, "2002", mode, audio])
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("out"))
+        .stderr(fs::File::create(&err_path).expect("err"))
+        .spawn()
+        .expect("node");
+    // With a phone, 2001's SIPp phone registers once the console is open.
+    let first = phone.then(|| {
+        let started = Instant::now();
+        while !fs::read_to_string(&out_path).is_ok_and(|t| t.contains("\"ready\":true")) {
+            assert!(
+                started.elapsed() < Duration::from_secs(40)
+                    && child.try_wait().ok().flatten().is_none(),
+                "the console did not log in:\n{}\n{}",
+                fs::read_to_string(&out_path).unwrap_or_default(),
+                fs::read_to_string(&err_path).unwrap_or_default(),
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sip_phone(&work, &server, "2001", 41)
+    });
+    wait_for_console(&server, &mut child, &out_path, &err_path);
+    let (mut second, second_media) = sip_phone(&work, &server, "2002", 42);
+    // The caller talks all along and hangs up after 16 s.
+    let caller_media = Endpoint::start(vec![(100, Act::Voice(20_000))]);
+    let rtp = caller_media.port.to_string();
+    let (ok, out) = sipp(
+        &work,
+        server.addr,
+        "call_bye.xml",
+        &["-m", "1", "-d", "16000", "-key", "rtpport", &rtp],
+    );
+    let status = wait_child(&mut child, Duration::from_secs(40));
+    let phone_ok = wait_child(&mut second, Duration::from_secs(10)).is_some_and(|s| s.success());
+    let first_ok = first.map(|(mut p, media)| {
+        drop(media);
+        wait_child(&mut p, Duration::from_secs(10)).is_some_and(|s| s.success())
+    });
+    let (heard, _) = caller_media.finish();
+    drop(second_media);
+    assert!(ok, "the caller's call failed:\n{out}\n{}", server.log());
+    let result = console_result(status, &out_path, &err_path, &server);
+    assert!(phone_ok, "2002's phone failed\n{}", server.log());
+    assert_ne!(
+        first_ok,
+        Some(false),
+        "2001's phone failed\n{}",
+        server.log()
+    );
+    let connected = if phone {
+        "Connected (on your phone)"
+    } else {
+        "Connected"
+    };
+    assert_eq!(result["connected"], connected, "{result}");
+    assert_eq!(
+        result["consulting"], "Talking with 2002 (the caller holds)",
+        "{result}"
+    );
+    assert_eq!(result["completeShown"], true, "{result}");
+    Some((result, heard))
+}
+
+/// The streams the caller heard: the prompts' (the first packet's SSRC) and agent 2001's (the
+/// browser's: the SSRC heard most that is neither the prompts' nor 2002's 42).
+fn streams(heard: &[Pkt]) -> (u32, u32) {
+    let prompts = heard
+        .first()
+        .map(|p| p.ssrc)
+        .expect("the caller heard something");
+    let mut counts = std::collections::HashMap::new();
+    for p in heard.iter().filter(|p| p.ssrc != prompts && p.ssrc != 42) {
+        *counts.entry(p.ssrc).or_insert(0usize) += 1;
+    }
+    let browser = counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(s, _)| s)
+        .expect("the caller heard agent 2001");
+    (prompts, browser)
+}
+
+/// What the caller heard when 2001 completed its consultation of 2002: 2001, then the hold
+/// music while they talked, then 2002 (RTP of SSRC 42), never 2001 again.
+fn assert_completed(result: &serde_json::Value, heard: &[Pkt]) {
+    assert_eq!(result["result"], "Transferred to 2002", "{result}");
+    let (prompts, first) = streams(heard);
+    let first_42 = heard.iter().position(|p| p.ssrc == 42).expect("2002 heard");
+    let last_first = heard.iter().rposition(|p| p.ssrc == first).expect("2001");
+    assert!(last_first < first_42, "2001 after 2002 reached the caller");
+    assert!(
+        heard[..last_first]
+            .iter()
+            .filter(|p| p.ssrc == first)
+            .count()
+            >= 50,
+        "the caller talked with 2001 first"
+    );
+    let hold = heard[last_first..first_42]
+        .iter()
+        .filter(|p| p.ssrc == prompts)
+        .count();
+    assert!(
+        hold >= 25,
+        "{hold} packets of hold music during the consultation"
+    );
+    let from_second = heard[first_42..].iter().filter(|p| p.ssrc == 42).count();
+    assert!(from_second >= 100, "{from_second} packets from 2002");
+}
+
+/// Agent 2001 takes the call in the console with the browser's audio, consults agent 2002
+/// (SIPp phone) and completes.
+#[test]
+fn a_console_consultation_completed_hands_the_sip_caller_to_the_second_agent() {
+    if !have_sipp() {
+        skip("sipp (Debian package sip-tester) is not installed: test skipped");
+        return;
+    }
+    let Some((result, heard)) = consult_in_console("consult-console-complete", "complete", false)
+    else {
+        return;
+    };
+    assert_completed(&result, &heard);
+}
+
+/// Agent 2001 takes the call on its SIP phone (SIPp, SSRC 41), the console following it,
+/// consults agent 2002 (SIPp phone) there and completes: the caller's RTP comes from 2002.
+#[test]
+fn a_console_with_a_sip_phone_consults_and_completes() {
+    if !have_sipp() {
+        skip("sipp (Debian package sip-tester) is not installed: test skipped");
+        return;
+    }
+    let Some((result, heard)) = consult_in_console("consult-phone-complete", "complete", true)
+    else {
+        return;
+    };
+    assert_eq!(streams(&heard).1, 41, "2001's phone talked first");
+    assert_completed(&result, &heard);
+}
+
+/// Agent 2001 takes the call on its SIP phone (SIPp, SSRC 41), the console following it,
+/// consults agent 2002 (SIPp phone) and cancels: the caller heard 2001, the hold music, then
+/// 2001 again; 2002 never reached it.
+#[test]
+fn a_console_consultation_cancelled_brings_the_sip_caller_back_to_the_first_agent() {
+    if !have_sipp() {
+        skip("sipp (Debian package sip-tester) is not installed: test skipped");
+        return;
+    }
+    let Some((result, heard)) = consult_in_console("consult-console-cancel", "cancel", true) else {
+        return;
+    };
+    assert_eq!(
+        result["result"], "Back with the caller / Connected (on your phone)",
+        "{result}"
+    );
+    assert!(
+        heard.iter().all(|p| p.ssrc != 42),
+        "2002 reached the caller"
+    );
+    let (prompts, browser) = streams(&heard);
+    assert_eq!(browser, 41, "2001's phone talked first");
+    let first_browser = heard.iter().position(|p| p.ssrc == browser).expect("2001");
+    let last_hold = heard
+        .iter()
+        .rposition(|p| p.ssrc == prompts)
+        .expect("prompts");
+    assert!(
+        last_hold > first_browser,
+        "no hold music after 2001 answered"
+    );
+    let hold = heard[first_browser..=last_hold]
+        .iter()
+        .filter(|p| p.ssrc == prompts)
+        .count();
+    assert!(hold >= 25, "{hold} packets of hold music");
+    let again = heard[last_hold..]
+        .iter()
+        .filter(|p| p.ssrc == browser)
+        .count();
+    assert!(again >= 100, "{again} packets from 2001 after the cancel");
+}

@@ -55,6 +55,16 @@ pub enum QueueEvent {
         /// How it went.
         reply: oneshot::Sender<Result<(), crate::pass_refusal::PassRefusal>>,
     },
+    /// The agent talking with the call asks something of its consultation
+    /// ([`AcdMsg::AgentConsult`]).
+    Consult {
+        /// The agent's id.
+        by: String,
+        /// Start, complete or cancel.
+        action: crate::consult_request::ConsultAction,
+        /// How it went.
+        reply: oneshot::Sender<Result<(), crate::pass_refusal::PassRefusal>>,
+    },
     /// The answer to [`AcdMsg::Transfer`]: the call now waits in the queue under this key,
     /// or the transfer is refused and the call stays with its agent.
     Passed(Result<CallKey, ivr_acd::TransferRefused>),
@@ -86,6 +96,9 @@ pub enum LeaveReason {
     Hangup,
     /// The transfer's `max_wait` passed: recorded as `left`.
     MaxWait,
+    /// An agent's consultation was cancelled (or failed) before the target answered:
+    /// recorded as `left` (`consult_withdrawn`), not as an abandoned caller.
+    Withdrawn,
 }
 
 /// What calls and the server tell the ACD task.
@@ -137,6 +150,37 @@ pub enum AcdMsg {
         note: String,
         /// How it went.
         reply: oneshot::Sender<Result<(), crate::pass_refusal::PassRefusal>>,
+    },
+    /// An agent consults `target` before passing the caller on: the consultation waits in
+    /// the target's queue as `call` (first in line, like a transfer) while the conversation of
+    /// the first agent goes on; [`QueueEvent::Passed`] answers first, as for a transfer.
+    Consult {
+        /// The consultation's key.
+        call: CallKey,
+        /// Where it goes.
+        target: TransferTo,
+        /// The screen pop the target agent sees (its `queue`: the one the call was in).
+        pop: Box<ScreenPop>,
+        /// Where the consultation hears back.
+        to: mpsc::UnboundedSender<QueueEvent>,
+    },
+    /// Agent `agent` asks (from the console or over HTTP) to start, complete or cancel a
+    /// consultation of the caller it talks with; the call's driver decides and answers.
+    AgentConsult {
+        /// The agent's id.
+        agent: String,
+        /// What it asks.
+        action: crate::consult_request::ConsultAction,
+        /// How it went.
+        reply: oneshot::Sender<Result<(), crate::pass_refusal::PassRefusal>>,
+    },
+    /// From now on the events of `call` go to `to` (a completed consultation's key becomes
+    /// its call's).
+    Redirect {
+        /// The key.
+        call: CallKey,
+        /// Where its events go.
+        to: mpsc::UnboundedSender<QueueEvent>,
     },
     /// The caller left the queue (hung up, `max_wait`).
     Leave(CallKey, LeaveReason),
@@ -418,13 +462,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             to,
         } => {
             let by = pop.transferred_by.clone().unwrap_or_default();
-            let decided = match &target {
-                TransferTo::Queue(q) => acd.transfer_target(q).map(|()| (q.clone(), Vec::new())),
-                TransferTo::Agent(a) => acd
-                    .agent_transfer_target(a, &pop.queue)
-                    .map(|q| (q, vec![ivr_acd::agent_skill(a)])),
-            };
-            let (queue, skills) = match decided {
+            let (queue, skills) = match transfer_queue(acd, &target, &pop.queue) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::info!(target = ?target, agent = %by, error = %e, "transfer refused");
@@ -452,6 +490,64 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             };
             on_msg(acd, book, enqueue, now, out);
         }
+        AcdMsg::Consult {
+            call,
+            target,
+            mut pop,
+            to,
+        } => {
+            let (queue, skills) = match transfer_queue(acd, &target, &pop.queue) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::info!(target = ?target, error = %e, "consultation refused");
+                    let _ = to.send(QueueEvent::Passed(Err(e)));
+                    return;
+                }
+            };
+            pop.queue.clone_from(&queue);
+            let _ = to.send(QueueEvent::Passed(Ok(call)));
+            tracing::info!(queue = %queue, call = %pop.call_id, "consultation: ringing the target");
+            let priority = pop.priority;
+            let enqueue = AcdMsg::Enqueue {
+                call,
+                queue,
+                skills,
+                priority,
+                routing: ivr_acd::Routing {
+                    transferred: true,
+                    ..ivr_acd::Routing::default()
+                },
+                pop,
+                to,
+            };
+            on_msg(acd, book, enqueue, now, out);
+        }
+        AcdMsg::Redirect { call, to } => {
+            if let Some(w) = book.calls.get_mut(&call) {
+                w.to = to;
+            }
+        }
+        AcdMsg::AgentConsult {
+            agent,
+            action,
+            reply,
+        } => match agents_call(acd, book, &agent, now) {
+            Some(w) => {
+                let ask = QueueEvent::Consult {
+                    by: agent,
+                    action,
+                    reply,
+                };
+                if let Err(e) = w.to.send(ask)
+                    && let QueueEvent::Consult { reply, .. } = e.0
+                {
+                    let _ = reply.send(Err(crate::pass_refusal::PassRefusal::NotConnected));
+                }
+            }
+            None => {
+                let _ = reply.send(Err(crate::pass_refusal::PassRefusal::NotConnected));
+            }
+        },
         AcdMsg::AgentTransfer {
             agent,
             target,
@@ -491,6 +587,11 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 let (event, detail, finish) = match why {
                     LeaveReason::Hangup => (QueueEventKind::Abandoned, None, Finish::Abandoned),
                     LeaveReason::MaxWait => (QueueEventKind::Left, Some("max_wait"), Finish::Left),
+                    LeaveReason::Withdrawn => (
+                        QueueEventKind::Left,
+                        Some("consult_withdrawn"),
+                        Finish::Left,
+                    ),
                 };
                 let result = if finish == Finish::Abandoned {
                     "abandoned"
@@ -617,6 +718,33 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
 }
 
 /// Hands `input` to the ACD at `now` and appends what it answers to `out`.
+/// The queue (and skills) a call an agent passes on or consults about waits in: the queue
+/// named, or for an agent a queue of the call's (`prefer`) or the first it serves, with the
+/// agent's own skill.
+fn transfer_queue(
+    acd: &Acd,
+    target: &TransferTo,
+    prefer: &str,
+) -> Result<(String, Vec<String>), ivr_acd::TransferRefused> {
+    match target {
+        TransferTo::Queue(q) => acd.transfer_target(q).map(|()| (q.clone(), Vec::new())),
+        TransferTo::Agent(a) => acd
+            .agent_transfer_target(a, prefer)
+            .map(|q| (q, vec![ivr_acd::agent_skill(a)])),
+    }
+}
+
+/// The call agent `agent` talks with now, if any.
+fn agents_call<'a>(acd: &Acd, book: &'a Book, agent: &str, now: Millis) -> Option<&'a Waiting> {
+    let status = acd.status(now);
+    let call = status
+        .agents
+        .iter()
+        .find(|a| a.id == agent && a.state == ivr_acd::AgentState::OnCall)
+        .and_then(|a| a.call);
+    call.and_then(|c| book.calls.get(&c))
+}
+
 fn feed(acd: &mut Acd, input: AcdInput, now: Millis, out: &mut Vec<AcdOut>) {
     acd.handle_input(input, now);
     out.extend(std::iter::from_fn(|| acd.poll_output()));

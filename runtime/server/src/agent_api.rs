@@ -8,7 +8,12 @@
 //! - `POST /agents/ID/state` with `away` or `available` (text, or JSON `{"state": "away"}`).
 //! - `POST /agents/ID/transfer` with JSON `{"target": "queue.billing", "note": "..."}`: pass
 //!   the caller the agent talks with on (blind transfer; see [`transfer`]): 204, or 409 with
-//!   why it was refused (the caller stays with the agent).
+//!   why it was refused (the caller stays with the agent). A number goes through the default
+//!   trunk: the answer comes once it answered (204) or did not (409), within 35 s.
+//! - `POST /agents/ID/consult` with JSON `{"target": "2002", "note": "..."}`: hold the caller
+//!   and ring the target for the agent (204 once it rings, 409 refused);
+//!   `POST /agents/ID/consult/complete` (the caller goes to the target) and
+//!   `POST /agents/ID/consult/cancel` (back with the caller): 204, or 409 with why.
 //!
 //! Every login over HTTP (these routes and the console's `POST /agent/login`) goes through
 //! [`AgentApi::login`] and the one [`FailureLimiter`] of the server's HTTP side (the SIP
@@ -54,6 +59,8 @@ pub fn router(api: AgentApi) -> Router {
         .route("/agents/{id}", get(one))
         .route("/agents/{id}/state", post(set_state))
         .route("/agents/{id}/transfer", post(transfer_route))
+        .route("/agents/{id}/consult", post(consult_route))
+        .route("/agents/{id}/consult/{what}", post(consult_end_route))
         .with_state(api)
 }
 
@@ -305,8 +312,12 @@ async fn set_state(
     }
 }
 
-/// How long a transfer may take to be decided (the ACD and the call answer at once).
-const TRANSFER_WITHIN: Duration = Duration::from_secs(5);
+/// How long a transfer may take to be decided: the ACD and the call answer at once, a number
+/// once it answered or rang for 30 s.
+const TRANSFER_WITHIN: Duration = Duration::from_secs(35);
+/// How long a consultation's request may take to be decided (the ACD and the call answer at
+/// once; the target's answer comes later, to the console).
+const CONSULT_WITHIN: Duration = Duration::from_secs(5);
 
 /// Passes the caller agent `agent` talks with on to `target` (`queue.NAME`, an agent id, a
 /// number) with `note` for the next agent: the agent console and `POST /agents/ID/transfer`.
@@ -361,6 +372,79 @@ async fn transfer_route(
             .into_response();
     };
     match transfer(&api.services, &id, &b.target, &b.note).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Asks the call agent `agent` talks with to start, complete or cancel its consultation: the
+/// agent console and `POST /agents/ID/consult[/complete|/cancel]`. `Err` is the sentence the
+/// agent reads.
+pub async fn consult(
+    services: &Services,
+    agent: &str,
+    action: crate::consult_request::ConsultAction,
+) -> Result<(), crate::pass_refusal::PassRefusal> {
+    let (tx, rx) = oneshot::channel();
+    let msg = AcdMsg::AgentConsult {
+        agent: agent.to_string(),
+        action,
+        reply: tx,
+    };
+    if services.acd.send(msg).is_err() {
+        return Err(crate::pass_refusal::PassRefusal::Unanswered);
+    }
+    match tokio::time::timeout(CONSULT_WITHIN, rx).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(crate::pass_refusal::PassRefusal::NotConnected),
+        Err(_) => Err(crate::pass_refusal::PassRefusal::Unanswered),
+    }
+}
+
+async fn consult_route(
+    State(api): State<AgentApi>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let login = api.login(&id, &headers, peer).await;
+    if login != Login::Granted {
+        return login.refusal(challenge());
+    }
+    let Ok(b) = serde_json::from_str::<TransferBody>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected JSON {\"target\": \"queue.NAME\", \"note\": \"...\"}\n",
+        )
+            .into_response();
+    };
+    let action = crate::consult_request::ConsultAction::Start {
+        target: b.target,
+        note: b.note,
+    };
+    match consult(&api.services, &id, action).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn consult_end_route(
+    State(api): State<AgentApi>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((id, what)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let login = api.login(&id, &headers, peer).await;
+    if login != Login::Granted {
+        return login.refusal(challenge());
+    }
+    let action = match what.as_str() {
+        "complete" => crate::consult_request::ConsultAction::Complete,
+        "cancel" => crate::consult_request::ConsultAction::Cancel,
+        _ => return (StatusCode::NOT_FOUND, "complete or cancel\n").into_response(),
+    };
+    match consult(&api.services, &id, action).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
     }

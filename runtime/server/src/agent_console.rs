@@ -9,13 +9,18 @@
 //!   registered in the ACD ([`crate::agent_hub`]); the server sends JSON events (`state`,
 //!   `offer` with the screen pop, `answer` with SDP, `connected`, `cancelled`, `ended`,
 //!   `replaced`, `error`) and takes `state` (`available` / `away`), `answer` (the page's SDP
-//!   offer) and `hangup` (decline, or end the conversation). A message (or frame) over
+//!   offer) and `hangup` (decline, or end the conversation), `transfer`, `consult`,
+//!   `consult_complete` and `consult_cancel` (answered with `transferred`, `consult` stages or
+//!   `error`). With `&phone=1` the console goes with the agent's SIP phone: it registers
+//!   nothing, and after each `state` of `ringing` or `on_call` (and when it is over) it sends
+//!   `phone` with the state and the screen pop of the phone's call. A message (or frame) over
 //!   [`crate::http_limits::WS_MAX_MESSAGE`] ends the socket; a page of another site cannot
 //!   open it ([`crate::http::guard`]).
 
 use crate::acd_task::{AcdMsg, AcdSnapshot};
 use crate::agent_api::{self, AgentApi, Login};
 use crate::agent_hub::{AgentHub, FromPage, REGISTRATION, ToPage};
+use crate::consult_request::ConsultAction;
 use crate::http_limits::ws_limits;
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -24,6 +29,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use ivr_acd::AgentState;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -219,6 +225,12 @@ async fn socket(
         .find_map(|p| p.strip_prefix("token="))
         .unwrap_or_default()
         .to_string();
+    // `phone=1`: the agent takes its calls on its SIP phone; the console follows them.
+    let phone = q
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .any(|p| p == "phone=1");
     let Some(agent) = c.take(&token) else {
         return (StatusCode::UNAUTHORIZED, "log in first\n").into_response();
     };
@@ -246,7 +258,7 @@ async fn socket(
         .on_upgrade(move |s| {
             let span = tracing::info_span!("console", agent = %agent);
             async move {
-                run(&c, &agent, &token, s).await;
+                run(&c, &agent, &token, phone, s).await;
                 c.release(&token);
             }
             .instrument(span)
@@ -268,13 +280,19 @@ async fn send(ws: &mut WebSocket, msg: &ToPage) -> bool {
 }
 
 /// One console's socket, from its opening to its end.
-async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
+async fn run(c: &Console, agent: &str, token: &str, phone: bool, mut ws: WebSocket) {
     let hub = &c.api.services.consoles;
-    let mut attached = hub.attach(agent);
+    let mut attached = if phone {
+        hub.attach_phone(agent)
+    } else {
+        hub.attach(agent)
+    };
     let conn = attached.conn;
     let mut refresh = tokio::time::interval(REGISTRATION / 2);
     refresh.tick().await;
     // Keeps idle proxies from closing the socket, and finds a peer that went away.
+    // Answers to requests that take a while (a transfer to a number rings first).
+    let (answers_tx, mut answers) = tokio::sync::mpsc::channel::<ToPage>(4);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     loop {
@@ -286,13 +304,35 @@ async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
                         c.sessions().remove(token);
                         break;
                     }
+                    // Answered on `answers` (a number rings for a while): the socket goes on.
                     Ok(FromPage::Transfer { target, note }) => {
-                        let msg = match agent_api::transfer(&c.api.services, agent, &target, &note).await {
-                            Ok(()) => ToPage::Transferred { target },
-                            Err(message) => ToPage::Error { message: format!("transfer refused: {message}") },
+                        let (services, agent, tx) = (c.api.services.clone(), agent.to_string(), answers_tx.clone());
+                        tokio::spawn(async move {
+                            let msg = match agent_api::transfer(&services, &agent, &target, &note).await {
+                                Ok(()) => ToPage::Transferred { target },
+                                Err(message) => ToPage::Error { message: format!("transfer refused: {message}") },
+                            };
+                            let _ = tx.try_send(msg);
+                        });
+                    }
+                    Ok(FromPage::Consult { target, note }) => {
+                        let action = ConsultAction::Start { target: target.clone(), note };
+                        let msg = match agent_api::consult(&c.api.services, agent, action).await {
+                            // The call tells how it goes (`consult` messages).
+                            Ok(()) => None,
+                            Err(message) => Some(ToPage::Consult { stage: "refused", target, message: message.to_string() }),
                         };
-                        if !send(&mut ws, &msg).await {
+                        if let Some(msg) = msg && !send(&mut ws, &msg).await {
                             break;
+                        }
+                    }
+                    Ok(m @ (FromPage::ConsultComplete | FromPage::ConsultCancel)) => {
+                        let action = if m == FromPage::ConsultComplete { ConsultAction::Complete } else { ConsultAction::Cancel };
+                        if let Err(message) = agent_api::consult(&c.api.services, agent, action).await {
+                            let msg = ToPage::Error { message: format!("consultation: {message}") };
+                            if !send(&mut ws, &msg).await {
+                                break;
+                            }
                         }
                     }
                     Ok(msg) => hub.from_page(agent, conn, msg),
@@ -306,11 +346,29 @@ async fn run(c: &Console, agent: &str, token: &str, mut ws: WebSocket) {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
+            Some(msg) = answers.recv() => {
+                if !send(&mut ws, &msg).await {
+                    break;
+                }
+            }
             m = attached.rx.recv() => match m {
                 Some(msg) => {
                     let last = msg == ToPage::Replaced;
                     if !send(&mut ws, &msg).await || last {
                         break;
+                    }
+                    // With a SIP phone: the phone's call follows the agent's state.
+                    if let (true, ToPage::State { state }) = (phone, &msg) {
+                        let state = *state;
+                        let pop = match state {
+                            AgentState::Ringing | AgentState::OnCall => snapshot(c)
+                                .await
+                                .and_then(|mut s| s.screen_pops.remove(agent)),
+                            _ => None,
+                        };
+                        if !send(&mut ws, &ToPage::Phone { state, pop }).await {
+                            break;
+                        }
                     }
                 }
                 None => break,

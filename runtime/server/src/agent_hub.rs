@@ -18,6 +18,11 @@
 //! (the page hears `replaced` and the socket closes), and a console that connects takes over
 //! from a SIP phone until the phone's next REGISTER. A second console of the same agent
 //! replaces the first.
+//!
+//! A console may instead go with the agent's SIP phone ([`AgentHub::attach_phone`], the
+//! page's "calls on my SIP phone"): it registers nothing, the phone's registrations go to the
+//! ACD as they come, and the page follows the phone's calls (state, screen pop) to transfer
+//! and consult; the audio is the phone's.
 
 use crate::acd_task::{AcdHandle, AcdMsg};
 use crate::screen_pop::ScreenPop;
@@ -104,6 +109,26 @@ pub enum ToPage {
         /// Where to, as the agent asked.
         target: String,
     },
+    /// How the agent's consultation goes: `ringing` (the target is called, the caller
+    /// holds), `connected` (the agent talks with the target), `failed` (back with the caller;
+    /// `message` says why), `cancelled` (back with the caller), `completed` (the caller is with
+    /// the target; the conversation ends for this agent).
+    Consult {
+        /// The stage.
+        stage: &'static str,
+        /// The target as the agent named it.
+        target: String,
+        /// Why it failed, or empty.
+        message: String,
+    },
+    /// A console that goes with the agent's SIP phone: the phone's call, as the agent's state
+    /// changes (`ringing`, `on_call`, then anything else when it is over).
+    Phone {
+        /// The agent's state now.
+        state: ivr_acd::AgentState,
+        /// The screen pop of the call the phone rings for or talks with.
+        pop: Option<ScreenPop>,
+    },
     /// Another console or a SIP phone took this agent over: the socket closes.
     Replaced,
     /// Something the agent asked could not be done.
@@ -131,6 +156,19 @@ pub enum FromPage {
     Hangup,
     /// Log out: the console's token is forgotten and its socket closes.
     Logout,
+    /// Consult `target` (`queue.NAME`, an agent id or a number) while the caller holds, with a
+    /// note for the target agent.
+    Consult {
+        /// Where to.
+        target: String,
+        /// The note shown to the next agent.
+        #[serde(default)]
+        note: String,
+    },
+    /// Complete the consultation: the caller goes to the target.
+    ConsultComplete,
+    /// Cancel the consultation: back with the caller.
+    ConsultCancel,
     /// Pass the caller on (blind transfer) to `target`: `queue.NAME`, an agent id or a
     /// number, with a note for the next agent.
     Transfer {
@@ -167,6 +205,8 @@ struct Console {
     leg: Option<LegSlot>,
     /// The state last told to the page.
     state: Option<ivr_acd::AgentState>,
+    /// The agent takes its calls on a SIP phone: the console registers nothing.
+    phone: bool,
 }
 
 /// The consoles connected now and their legs.
@@ -209,6 +249,21 @@ impl AgentHub {
 
     /// A console of `agent` connected: it replaces any other, and the agent is registered.
     pub fn attach(&self, agent: &str) -> Attached {
+        self.attach_as(agent, false)
+    }
+
+    /// A console of `agent` that goes with its SIP phone connected: it replaces any other
+    /// console and registers nothing (the phone's registrations stand).
+    pub fn attach_phone(&self, agent: &str) -> Attached {
+        self.attach_as(agent, true)
+    }
+
+    /// Whether `agent`'s console goes with its SIP phone.
+    pub fn with_phone(&self, agent: &str) -> bool {
+        self.lock().get(agent).is_some_and(|c| c.phone)
+    }
+
+    fn attach_as(&self, agent: &str, phone: bool) -> Attached {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (page, rx) = mpsc::unbounded_channel();
         let old = self.lock().insert(
@@ -218,14 +273,21 @@ impl AgentHub {
                 page,
                 leg: None,
                 state: None,
+                phone,
             },
         );
+        let was_browser = old.as_ref().is_some_and(|o| !o.phone);
         if let Some(old) = old {
             let _ = old.page.send(ToPage::Replaced);
             drop_leg(old.leg, "replaced");
         }
-        tracing::info!(agent, "agent console connected");
-        self.register(agent, REGISTRATION);
+        tracing::info!(agent, phone, "agent console connected");
+        if !phone {
+            self.register(agent, REGISTRATION);
+        } else if was_browser {
+            // The browser's binding goes; the phone's next REGISTER brings the agent back.
+            self.register(agent, Duration::ZERO);
+        }
         Attached { conn, rx }
     }
 
@@ -237,7 +299,7 @@ impl AgentHub {
     /// Refreshes the registration of `agent`'s console `conn` (when it still is the one).
     pub fn refresh(&self, agent: &str, conn: u64) -> bool {
         let current = self.current(agent, conn);
-        if current {
+        if current && !self.with_phone(agent) {
             self.register(agent, REGISTRATION);
         }
         current
@@ -256,7 +318,9 @@ impl AgentHub {
         if let Some(console) = removed {
             tracing::info!(agent, "agent console closed");
             drop_leg(console.leg, "closed");
-            self.register(agent, Duration::ZERO);
+            if !console.phone {
+                self.register(agent, Duration::ZERO);
+            }
         }
     }
 
@@ -264,6 +328,9 @@ impl AgentHub {
     /// whether it goes to the ACD. A phone that registers takes the agent over from its
     /// console; a phone's unregistration leaves a console's binding alone.
     pub fn sip_registration(&self, agent: &str, registering: bool) -> bool {
+        if self.with_phone(agent) {
+            return true;
+        }
         if !registering {
             return !self.lock().contains_key(agent);
         }
@@ -299,6 +366,14 @@ impl AgentHub {
         if let Some(c) = self.lock().get(agent)
             && c.conn == conn
         {
+            let _ = c.page.send(msg);
+        }
+    }
+
+    /// Tells `agent`'s console page `msg`, whichever connection it is (a call's consultation
+    /// tells its agent how it goes); nothing when no console of the agent is open.
+    pub fn notify(&self, agent: &str, msg: ToPage) {
+        if let Some(c) = self.lock().get(agent) {
             let _ = c.page.send(msg);
         }
     }
@@ -368,7 +443,11 @@ impl AgentHub {
             }
             FromPage::Answer { sdp } => self.answer(agent, conn, sdp),
             // The console's socket does it.
-            FromPage::Logout | FromPage::Transfer { .. } => {}
+            FromPage::Logout
+            | FromPage::Transfer { .. }
+            | FromPage::Consult { .. }
+            | FromPage::ConsultComplete
+            | FromPage::ConsultCancel => {}
             FromPage::Hangup => {
                 let mut consoles = self.lock();
                 let Some(c) = consoles.get_mut(agent).filter(|c| c.conn == conn) else {
@@ -657,6 +736,34 @@ mod tests {
         );
         assert!(!hub.refresh("2001", a.conn));
         assert!(registrations(&mut acd).is_empty());
+    }
+
+    #[test]
+    fn a_console_with_a_sip_phone_registers_nothing_and_leaves_the_phone_alone() {
+        let (hub, mut acd) = hub();
+        let mut a = hub.attach_phone("2001");
+        assert!(registrations(&mut acd).is_empty());
+        assert!(hub.with_phone("2001"));
+        assert!(hub.refresh("2001", a.conn));
+        assert!(registrations(&mut acd).is_empty());
+        // The phone's registrations go to the ACD and the console stays.
+        assert!(hub.sip_registration("2001", true));
+        assert!(hub.sip_registration("2001", false));
+        assert!(a.rx.try_recv().is_err());
+        assert!(hub.current("2001", a.conn));
+        hub.notify("2001", ToPage::Connected);
+        assert_eq!(a.rx.try_recv().ok(), Some(ToPage::Connected));
+        hub.detach("2001", a.conn);
+        assert!(registrations(&mut acd).is_empty());
+        // A browser console replaced by a phone's console gives up its binding.
+        let b = hub.attach("2002");
+        let _ = registrations(&mut acd);
+        let c = hub.attach_phone("2002");
+        assert_ne!(b.conn, c.conn);
+        assert_eq!(
+            registrations(&mut acd),
+            vec![("2002".into(), "webrtc:2002".into(), 0)]
+        );
     }
 
     #[test]

@@ -45,9 +45,10 @@ pub type ContactRow = IndexMap<String, Value>;
 pub fn start_all(services: &Services) {
     let deployment = services.live.current();
     let config = &deployment.config;
+    // The trunks' channels are shared with agents' transfers to numbers.
     let mut trunks: HashMap<String, Arc<Semaphore>> = HashMap::new();
     for (name, t) in &config.trunks {
-        trunks.insert(name.clone(), Arc::new(Semaphore::new(t.max_calls as usize)));
+        trunks.insert(name.clone(), services.trunks.of(name, t.max_calls));
     }
     for (name, campaign) in &config.campaigns {
         let Some(trunk) = config.trunks.get(&campaign.trunk) else {

@@ -16,6 +16,7 @@ pub mod campaign_hub;
 pub mod campaigns;
 pub mod catalog;
 pub mod clock;
+pub mod consult_request;
 pub mod dashboard;
 pub mod deploy;
 pub mod flow_map;
@@ -34,6 +35,7 @@ pub mod services;
 pub mod sip_task;
 pub mod tls;
 pub mod transport;
+pub mod trunk_channels;
 pub mod voice_mail;
 
 pub use crate::services::Services;
@@ -534,6 +536,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         max_calls,
         http: http_limits::HttpStats::default(),
         campaigns: campaigns::CampaignHub::new(),
+        trunks: trunk_channels::TrunkChannels::default(),
     });
     // A new version going live brings its agents and queues to the ACD, and the agents'
     // credentials to the registrar.

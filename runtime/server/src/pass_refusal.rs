@@ -30,6 +30,9 @@ pub enum PassRefusal {
     /// The ACD or the call did not answer (shutting down, or in time).
     #[error("the server did not answer in time")]
     Unanswered,
+    /// A consultation, or a transfer to a number, refused or failed.
+    #[error("{0}")]
+    Consult(crate::consult_request::ConsultRefusal),
 }
 
 impl PassRefusal {
@@ -49,6 +52,7 @@ impl PassRefusal {
             PassRefusal::Number(_) | PassRefusal::Yourself => 403,
             PassRefusal::Attended => 501,
             PassRefusal::Unanswered => 503,
+            PassRefusal::Consult(c) => c.code(),
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct Shared {
     pub http: HttpStats,
     /// The campaigns' controls and progress.
     pub campaigns: Arc<crate::campaign_hub::CampaignHub>,
+    /// Each trunk's outbound channels (campaigns and agents' transfers to numbers).
+    pub trunks: crate::trunk_channels::TrunkChannels,
 }
 
 impl Services {

@@ -14,8 +14,10 @@
 //! What calls share (the SIP core, the pacer, the ACD task, ...) comes as the [`Services`]
 //! handle; what is the call's own as an [`Incoming`].
 
+mod consult;
 mod pass_on;
 mod record_call;
+mod rewire;
 mod transfer;
 
 use crate::acd_task::{AcdMsg, LeaveReason, QueueEvent};
@@ -131,6 +133,11 @@ enum Internal {
         target: String,
         peer: Result<(Peer, Option<TcpLink>), u16>,
     },
+    /// The trunk of a consultation's (or transfer's) number was looked up.
+    ConsultResolved {
+        target: String,
+        peer: Result<(Peer, Option<TcpLink>), u16>,
+    },
 }
 
 /// A transfer in progress.
@@ -159,6 +166,8 @@ struct Leg {
     console: bool,
     /// The TCP connection opened for the leg, closed after it ends.
     _link: Option<TcpLink>,
+    /// The trunk channel the leg holds (a number), given back when it ends.
+    channel: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// An SRTP call's contexts (SDES keys): what the caller sends is unprotected before the
@@ -242,6 +251,14 @@ struct Driver {
     passing: Option<(crate::acd_task::PassOrigin, ScreenPop)>,
     /// The whole-call recording, once started.
     call_rec: Option<record_call::CallRecording>,
+    /// The agent's consultation (or transfer to a number) in progress.
+    consult: Option<Box<consult::Consult>>,
+    /// What the ACD says of the consultation.
+    consult_rx: Option<mpsc::UnboundedReceiver<QueueEvent>>,
+    /// The consultation target's leg events.
+    consult_events: Option<mpsc::UnboundedReceiver<LegEvent>>,
+    /// The consultation target's RTP socket.
+    consult_sock: Option<tokio::net::UdpSocket>,
 }
 
 impl Driver {
@@ -845,11 +862,16 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
         live_key,
         passing: None,
         call_rec: None,
+        consult: None,
+        consult_rx: None,
+        consult_events: None,
+        consult_sock: None,
     };
     d.start_call_recording(record_call::Why::Answer);
     d.feed(Event::Start);
     let mut buf = [0u8; 1500];
     let mut leg_buf = [0u8; 1500];
+    let mut consult_buf = [0u8; 1500];
     let mut out_buf = [0u8; 1500];
     // An SRTP call's packets, unprotected.
     let mut plain_buf: Vec<u8> = Vec::with_capacity(1500);
@@ -859,6 +881,7 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
     tokio::pin!(sleep);
     while !d.call.is_ended() {
         sleep.as_mut().reset(d.deadline(rtp_timeout).into());
+        let consult_at = d.consult_deadline();
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(DialogEvent::Key(k)) => d.feed(Event::Key(k)),
@@ -879,6 +902,8 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
                 if let Some(MediaEvent::PlaybackDone { seq }) = m {
                     if seq == pass_on::HOLD_SEQ {
                         d.play_hold();
+                    } else if seq == consult::CONSULT_HOLD_SEQ {
+                        d.play_consult_hold();
                     } else {
                         d.feed(Event::PlaybackDone { seq });
                     }
@@ -894,21 +919,53 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
                         d.leg_failed(code);
                     }
                 },
+                Some(Internal::ConsultResolved { target, peer }) => d.consult_resolved(&target, peer),
                 None => {}
             },
-            m = queue_rx.recv() => {
-                if let Some(ev) = m {
-                    d.on_queue_event(ev);
+            m = queue_rx.recv() => match m {
+                // One thing at a time: no transfer while the agent consults.
+                Some(QueueEvent::PassOn { reply, .. }) if d.consult.is_some() => {
+                    let busy = crate::consult_request::ConsultRefusal::Busy;
+                    let _ = reply.send(Err(pass_on::PassRefusal::Consult(busy)));
+                }
+                Some(QueueEvent::Consult { by, action, reply }) => {
+                    d.on_consult_request(&by, action, reply);
+                }
+                Some(ev) => d.on_queue_event(ev),
+                None => {}
+            },
+            m = consult::queue_event(&mut d.consult_rx) => match m {
+                Some(ev) => d.on_consult_queue(ev),
+                None => d.consult_rx = None,
+            },
+            ev = leg_event(&mut d.consult_events) => d.on_consult_leg(ev),
+            r = leg_packet(&d.consult_sock, &mut consult_buf) => {
+                if let Ok((len, from)) = r {
+                    d.target_to_agent(&consult_buf[..len], from, &mut out_buf);
                 }
             }
+            () = consult::until(consult_at) => d.consult_timed_out(),
             ev = leg_event(&mut d.leg_events) => match ev {
+                Some(LegEvent::Bye) if d.consult.is_some() && d.agent_left_consult() => {
+                    tracing::info!("the agent hung up while consulting: the caller goes to the target");
+                }
+                Some(LegEvent::Refer(r)) if d.consult.is_some() => {
+                    tracing::info!(target = %r.user, "REFER while consulting refused");
+                    if let Some(tag) = d.leg.as_ref().map(|l| l.tag.clone()) {
+                        let _ = d.services.core.send(CoreMsg::ReferDone { tag, code: 491 });
+                    }
+                }
                 Some(ev) => d.on_leg_event(ev),
                 // The core forgot the leg without a word: treat it as a failure.
                 None => d.leg_failed(500),
             },
             r = leg_packet(&d.leg_sock, &mut leg_buf) => {
                 if let Ok((len, from)) = r {
-                    d.relay_to_caller(&leg_buf[..len], from, &sock, &mut out_buf);
+                    if d.holding() {
+                        d.agent_to_target(&leg_buf[..len], from, &mut out_buf);
+                    } else {
+                        d.relay_to_caller(&leg_buf[..len], from, &sock, &mut out_buf);
+                    }
                 }
             }
             r = sock.recv_from(&mut buf) => {
@@ -916,7 +973,9 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
                     && let Some(data) = d.unprotect(&buf[..len], &mut plain_buf)
                     && d.admit_rtp(data, from)
                 {
-                    if d.bridged() {
+                    if d.holding() {
+                        d.caller_holds();
+                    } else if d.bridged() {
                         d.relay_to_leg(data, &mut out_buf);
                     } else {
                         d.on_rtp(data);
@@ -933,7 +992,8 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
             }
         }
     }
-    // A queue place or a leg still open: give them up.
+    // A consultation, a queue place or a leg still open: give them up.
+    d.end_consult();
     d.end_transfer(LeaveReason::Hangup);
     if let Some(r) = &mut d.recorder {
         r.finish(d.clock.now());

@@ -110,7 +110,8 @@ impl Driver {
                 return self.pass_refused(origin, &PassRefusal::Yourself);
             }
             PassTarget::Agent(a) => TransferTo::Agent(a),
-            PassTarget::Number(n) => return self.pass_refused(origin, &PassRefusal::Number(n)),
+            // Through the default trunk: the caller stays with the agent until it answers.
+            PassTarget::Number(n) => return self.start_consult(&agent, &n, note, origin, true),
         };
         tracing::info!(agent = %agent, target = ?to, "the agent transfers the caller");
         let mut pop = self.last_pop.clone().unwrap_or_default();

@@ -210,6 +210,7 @@ impl Driver {
             connected: false,
             console,
             _link: link,
+            channel: None,
         });
         self.leg_events = Some(rx);
         self.leg_sock = Some(sock);
@@ -324,6 +325,9 @@ impl Driver {
                 }));
             }
             QueueEvent::Passed(result) => self.on_passed(result),
+            QueueEvent::Consult { by, action, reply } => {
+                self.on_consult_request(&by, action, reply);
+            }
             QueueEvent::PassOn {
                 by,
                 target,
