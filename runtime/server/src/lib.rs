@@ -8,6 +8,7 @@
 
 pub mod acd_task;
 pub mod agent_api;
+pub mod agent_call;
 pub mod agent_console;
 pub mod agent_hub;
 pub mod browser;
@@ -178,10 +179,18 @@ struct Admission {
     _conn: Option<transport::ConnHold>,
 }
 
+/// What an admitted call runs once it starts.
+enum Starts {
+    /// A caller's: its flow.
+    Flow(Box<call::Incoming>),
+    /// An agent's phone's: the consultation call of an attended transfer.
+    Agent(Box<agent_call::Incoming>),
+}
+
 /// An admitted call that has not started yet (ringing, or a late offer waiting for the ACK).
 /// Dropping it (CANCEL) releases everything the call held.
 struct Pending {
-    incoming: call::Incoming,
+    incoming: Starts,
     span: tracing::Span,
     /// Writes the record of a call that ends before it starts, with its outcome.
     unserved: Box<dyn FnOnce(&'static str) + Send>,
@@ -209,6 +218,9 @@ impl Host for SipHost {
             u => u.to_string(),
         };
         let Some((_, flow)) = deployment.flow_for(&called) else {
+            if let Some(target) = agent_call::Target::parse(&called, &deployment.config) {
+                return self.admit_agent(&c, target);
+            }
             if deployment.routes_to_not_started(&called) {
                 tracing::warn!(%called, "the flow of this number is not started (see the log)");
                 return Err(480);
@@ -298,7 +310,7 @@ impl Host for SipHost {
             Admission {
                 events: events_tx,
                 pending: Some(Pending {
-                    incoming,
+                    incoming: Starts::Flow(Box::new(incoming)),
                     span,
                     unserved: Box::new(unserved),
                 }),
@@ -321,17 +333,92 @@ impl Host for SipHost {
     }
 }
 
+impl SipHost {
+    /// Admits the call of an agent's phone to a colleague or a queue (the consultation of an
+    /// attended transfer): only from a logged-in agent, authenticated by digest (401 asks the
+    /// core to challenge it).
+    fn admit_agent(
+        &mut self,
+        c: &NewCall<'_>,
+        target: agent_call::Target,
+    ) -> Result<Admitted, u16> {
+        let Some(agent) = c.agent else {
+            tracing::info!(target = ?target, "an agent's call without credentials: challenged");
+            return Err(401);
+        };
+        if matches!(&target, agent_call::Target::Agent(a) if a == agent) {
+            tracing::info!(agent, "an agent called itself");
+            return Err(403);
+        }
+        let deployment = self.services.live.current();
+        let policy = srtp_policy(deployment.config.server.srtp);
+        let Some(offer) = c.offer else {
+            // Consultation calls need the phone's offer (no late offer).
+            return Err(488);
+        };
+        let n = sdp::negotiate(offer, policy).map_err(|_| 488u16)?;
+        if n.srtp.is_some() {
+            // The consultation relays plain RTP only.
+            return Err(488);
+        }
+        let Some(port) = self.services.ports.allocate() else {
+            tracing::warn!("no free RTP port");
+            return Err(503);
+        };
+        let session_id = random_u64() >> 1;
+        let answer = sdp::answer(offer, &n, c.local_ip, port.port(), session_id, 1);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let call_id: String = c.facts.call_id.chars().take(128).collect();
+        let span = tracing::info_span!("consultation", id = %call_id, agent = %agent);
+        let port_no = port.port();
+        let incoming = agent_call::Incoming {
+            agent: agent.to_string(),
+            target,
+            port,
+            negotiated: n,
+            events: events_rx,
+            tag: c.tag.to_string(),
+            call_id: c.facts.call_id.clone(),
+            remote_tag: c.facts.from_tag.clone().unwrap_or_default(),
+        };
+        self.calls.insert(
+            c.tag.to_string(),
+            Admission {
+                events: events_tx,
+                pending: Some(Pending {
+                    incoming: Starts::Agent(Box::new(incoming)),
+                    span,
+                    unserved: Box::new(|_| {}),
+                }),
+                _conn: self.services.sip.hold(&c.peer),
+            },
+        );
+        Ok(Admitted {
+            answer,
+            negotiated: Some(n),
+            port: port_no,
+        })
+    }
+}
+
 impl Calls for SipHost {
     fn start(&mut self, tag: &str, media: Negotiated) {
-        let Some(Pending {
-            mut incoming, span, ..
-        }) = self.calls.get_mut(tag).and_then(|a| a.pending.take())
+        let Some(Pending { incoming, span, .. }) =
+            self.calls.get_mut(tag).and_then(|a| a.pending.take())
         else {
             return;
         };
-        incoming.negotiated = media;
-        self.services.running.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(call::run(self.services.clone(), incoming).instrument(span));
+        match incoming {
+            Starts::Flow(mut incoming) => {
+                incoming.negotiated = media;
+                self.services.running.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(call::run(self.services.clone(), *incoming).instrument(span));
+            }
+            Starts::Agent(mut incoming) => {
+                incoming.negotiated = media;
+                tokio::spawn(agent_call::run(self.services.clone(), *incoming).instrument(span));
+            }
+        }
     }
 
     fn unserved(&mut self, tag: &str, outcome: &'static str) {
@@ -534,6 +621,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         max_calls,
         http: http_limits::HttpStats::default(),
         campaigns: campaigns::CampaignHub::new(),
+        consultations: Arc::default(),
     });
     // A new version going live brings its agents and queues to the ACD, and the agents'
     // credentials to the registrar.

@@ -61,6 +61,8 @@ pub struct Shared {
     pub http: HttpStats,
     /// The campaigns' controls and progress.
     pub campaigns: Arc<crate::campaign_hub::CampaignHub>,
+    /// Agents' consultation calls in progress (attended transfers find them here).
+    pub consultations: Arc<crate::agent_call::Consultations>,
 }
 
 impl Services {

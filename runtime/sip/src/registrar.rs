@@ -352,6 +352,17 @@ fn split_list(value: &str) -> Vec<&str> {
     out
 }
 
+/// How an INVITE from an agent's phone authenticated ([`Registrar::authenticate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InviteAuth {
+    /// A registered agent, authenticated.
+    Agent(String),
+    /// No (usable or fresh) credentials: answer 401 with this `WWW-Authenticate` value.
+    Challenge(String),
+    /// Refused with this status (403: wrong, unknown, locked or not logged in; 400).
+    Refused(u16),
+}
+
 /// How a request came out.
 enum Outcome {
     /// Answered; not a failure (challenges, 200, a stale nonce).
@@ -546,6 +557,60 @@ impl Registrar {
     }
 
     fn decide(&mut self, req: &Request, agent: &str, now: Millis) -> Outcome {
+        match self.check_digest(req, agent, "REGISTER", now) {
+            Ok(()) => self.bind(req, agent, now),
+            Err(o) => o,
+        }
+    }
+
+    /// Authenticates an INVITE from an agent's phone (a call it places: the consultation of
+    /// an attended transfer) with the same digest credentials as its REGISTER: the agent is
+    /// the From user, the digest username must be it, and the agent must be registered (a
+    /// logged-in agent). Failures count against the address and the agent like REGISTER's,
+    /// and a locked address or agent is refused unchecked; the answer is never held back.
+    pub fn authenticate(&mut self, req: &Request, source: IpAddr, now: Millis) -> InviteAuth {
+        let agent = message::value(&req.headers, "From")
+            .map(|from| message::user_of(message::uri_of(from)).to_string())
+            .unwrap_or_default();
+        let known = self
+            .credentials
+            .contains_key(&agent)
+            .then_some(agent.as_str());
+        if let Verdict::Locked(_) = self.limiter.check(source, known, now) {
+            return InviteAuth::Refused(403);
+        }
+        let method = req.method.to_string();
+        match self.check_digest(req, &agent, &method, now) {
+            Ok(()) => {
+                self.limiter.succeeded(source, known, now);
+                if self.binding(&agent, now).is_none() {
+                    tracing::info!(agent = %agent, "INVITE from an agent who is not logged in");
+                    return InviteAuth::Refused(403);
+                }
+                InviteAuth::Agent(agent)
+            }
+            Err(Outcome::Fine(401, headers, _)) => InviteAuth::Challenge(
+                headers.into_iter().map(|(_, v)| v).next().unwrap_or_default(),
+            ),
+            Err(Outcome::Fine(code, ..)) => InviteAuth::Refused(code),
+            Err(Outcome::Failed(code, why)) => {
+                self.limiter.failed(source, known, now);
+                self.refusals.count(Refusal::Failed);
+                tracing::info!(agent = %agent, addr = %source, why, "INVITE of an agent refused");
+                InviteAuth::Refused(code)
+            }
+        }
+    }
+
+    /// Checks the digest credentials of `req` (method `method`) for `agent`: `Ok` when they
+    /// are right and fresh, else the challenge or the failure to answer with.
+    fn check_digest(
+        &mut self,
+        req: &Request,
+        agent: &str,
+        method: &str,
+        now: Millis,
+    ) -> Result<(), Outcome> {
         // Credentials for our realm, if the request has any.
         let mut creds = None;
         for v in message::values(&req.headers, "Authorization") {
@@ -556,18 +621,18 @@ impl Registrar {
                 }
                 Some(_) => {}
                 None if v.trim_start().to_ascii_lowercase().starts_with("digest") => {
-                    return Outcome::Failed(400, "unreadable Authorization");
+                    return Err(Outcome::Failed(400, "unreadable Authorization"));
                 }
                 None => {}
             }
         }
         let Some(p) = creds else {
-            return self.challenge(false, now);
+            return Err(self.challenge(false, now));
         };
         if p.get("algorithm")
             .is_some_and(|a| !a.eq_ignore_ascii_case("MD5"))
         {
-            return self.challenge(false, now);
+            return Err(self.challenge(false, now));
         }
         let field = |n: &str| p.get(n).map(String::as_str);
         let (Some(username), Some(nonce), Some(uri), Some(response)) = (
@@ -576,9 +641,9 @@ impl Registrar {
             field("uri"),
             field("response"),
         ) else {
-            return Outcome::Failed(400, "incomplete Authorization");
+            return Err(Outcome::Failed(400, "incomplete Authorization"));
         };
-        let a2 = md5_hex(&["REGISTER", uri]);
+        let a2 = md5_hex(&[method, uri]);
         let known = self.credentials.get(agent).filter(|_| username == agent);
         // Unknown agents are checked against a made-up ha1, so that they take as long.
         let dummy;
@@ -593,45 +658,46 @@ impl Registrar {
             None => (md5_hex(&[ha1, nonce, &a2]), 0),
             Some(q) if q.eq_ignore_ascii_case("auth") => {
                 let (Some(nc), Some(cnonce)) = (field("nc"), field("cnonce")) else {
-                    return Outcome::Failed(400, "qop=auth without nc or cnonce");
+                    return Err(Outcome::Failed(400, "qop=auth without nc or cnonce"));
                 };
                 let Some(count) = u32::from_str_radix(nc, 16).ok().filter(|n| *n > 0) else {
-                    return Outcome::Failed(400, "nc is not a count");
+                    return Err(Outcome::Failed(400, "nc is not a count"));
                 };
                 (md5_hex(&[ha1, nonce, nc, cnonce, q, &a2]), count)
             }
-            Some(_) => return Outcome::Failed(400, "unsupported qop"),
+            Some(_) => return Err(Outcome::Failed(400, "unsupported qop")),
         };
         let matches = ct_eq(
             response.to_ascii_lowercase().as_bytes(),
             expected.as_bytes(),
         );
         if known.is_none() {
-            return Outcome::Failed(
+            return Err(Outcome::Failed(
                 403,
                 if username == agent {
                     "unknown agent"
                 } else {
                     "digest username is not the AOR's user"
                 },
-            );
+            ));
         }
         if !matches {
-            return Outcome::Failed(403, "wrong credentials");
+            return Err(Outcome::Failed(403, "wrong credentials"));
         }
         // The right answer to a nonce that is old (or from before a restart): ask again.
         if self.nonce_fresh(nonce, now) != Some(true) {
-            return self.challenge(true, now);
+            return Err(self.challenge(true, now));
         }
         // The right answer once more (a replay): ask again, without counting a failure.
         if !self.first_use(nonce, count, now) {
             tracing::info!(
                 agent,
-                "REGISTER with a nonce count already used: challenged again"
+                method,
+                "a nonce count already used: challenged again"
             );
-            return self.challenge(true, now);
+            return Err(self.challenge(true, now));
         }
-        self.bind(req, agent, now)
+        Ok(())
     }
 
     /// Records the use of `nonce` with `count` (0: without qop); false when that count, or a

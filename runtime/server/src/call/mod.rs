@@ -14,6 +14,7 @@
 //! What calls share (the SIP core, the pacer, the ACD task, ...) comes as the [`Services`]
 //! handle; what is the call's own as an [`Incoming`].
 
+mod attended;
 mod pass_on;
 mod record_call;
 mod transfer;
@@ -130,6 +131,11 @@ enum Internal {
     Resolved {
         target: String,
         peer: Result<(Peer, Option<TcpLink>), u16>,
+    },
+    /// The consultation named by an attended transfer's Replaces answered (`attended.rs`).
+    Replaced {
+        origin: crate::acd_task::PassOrigin,
+        result: Box<Result<crate::agent_call::TakenLeg, crate::pass_refusal::PassRefusal>>,
     },
 }
 
@@ -894,6 +900,7 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
                         d.leg_failed(code);
                     }
                 },
+                Some(Internal::Replaced { origin, result }) => d.on_replaced(origin, *result),
                 None => {}
             },
             m = queue_rx.recv() => {
