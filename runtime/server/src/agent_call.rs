@@ -119,6 +119,10 @@ pub struct TakenLeg {
     pub key: CallKey,
     /// The screen pop the answering agent saw.
     pub pop: ScreenPop,
+    /// The consultation's own dialog (our To-tag): whoever takes the leg ends it (BYE to
+    /// the first agent's phone) after the REFER's final NOTIFY, so the phone hears them in
+    /// that order.
+    pub dialog: String,
 }
 
 struct Entry {
@@ -183,6 +187,8 @@ struct Far {
 
 struct Consult {
     services: Services,
+    /// Our To-tag of the consultation's dialog.
+    tag: String,
     agent: String,
     key: CallKey,
     pop: ScreenPop,
@@ -202,7 +208,8 @@ enum End {
     PhoneBye,
     /// We end it (BYE).
     Ours,
-    /// Handed over to the caller's call (BYE to the phone; the leg and the ACD key live on).
+    /// Handed over to the caller's call (the leg and the ACD key live on there; that call
+    /// ends this dialog).
     HandedOver,
 }
 
@@ -265,6 +272,7 @@ pub async fn run(services: Services, incoming: Incoming) {
     );
     let mut c = Consult {
         services: services.clone(),
+        tag: tag.clone(),
         agent,
         key,
         pop,
@@ -340,10 +348,12 @@ pub async fn run(services: Services, incoming: Incoming) {
         }
     }
     drop(port);
-    let _ = services.core.send(CoreMsg::Ended {
-        tag,
-        bye: !matches!(end, End::PhoneBye),
-    });
+    if !matches!(end, End::HandedOver) {
+        let _ = services.core.send(CoreMsg::Ended {
+            tag,
+            bye: !matches!(end, End::PhoneBye),
+        });
+    }
 }
 
 impl Consult {
@@ -514,6 +524,7 @@ impl Consult {
             side,
             key: self.key,
             pop: self.pop.clone(),
+            dialog: self.tag.clone(),
         };
         match h.reply.send(Ok(taken)) {
             Ok(()) => true,

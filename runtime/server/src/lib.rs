@@ -217,10 +217,21 @@ impl Host for SipHost {
             .to_string(),
             u => u.to_string(),
         };
-        let Some((_, flow)) = deployment.flow_for(&called) else {
-            if let Some(target) = agent_call::Target::parse(&called, &deployment.config) {
+        // An agent's phone calling a colleague or a queue (From: one of `[agents.*]`, to an
+        // agent id or `queue.NAME` that no route names explicitly).
+        if !deployment.config.routes.contains_key(&called)
+            && let Some(target) = agent_call::Target::parse(&called, &deployment.config)
+        {
+            let from = message::value(&c.request.headers, "From").unwrap_or_default();
+            if deployment
+                .config
+                .agents
+                .contains_key(message::user_of(message::uri_of(from)))
+            {
                 return self.admit_agent(&c, target);
             }
+        }
+        let Some((_, flow)) = deployment.flow_for(&called) else {
             if deployment.routes_to_not_started(&called) {
                 tracing::warn!(%called, "the flow of this number is not started (see the log)");
                 return Err(480);

@@ -61,6 +61,10 @@ impl Driver {
                 // The caller's call is gone: nobody takes the leg, end it.
                 let _ = services.core.send(CoreMsg::EndLeg { tag: leg.tag });
                 let _ = services.acd.send(AcdMsg::ConversationOver(leg.key));
+                let _ = services.core.send(CoreMsg::Ended {
+                    tag: leg.dialog,
+                    bye: true,
+                });
             }
         });
     }
@@ -85,6 +89,10 @@ impl Driver {
                 .services
                 .acd
                 .send(AcdMsg::ConversationOver(taken.key));
+            let _ = self.services.core.send(CoreMsg::Ended {
+                tag: taken.dialog,
+                bye: true,
+            });
             return self.pass_refused(origin, &PassRefusal::NotConnected);
         }
         let TakenLeg {
@@ -98,6 +106,7 @@ impl Driver {
             side,
             key,
             pop,
+            dialog,
         } = taken;
         tracing::info!(agent = %agent, by = pop.transferred_by.as_deref().unwrap_or("-"),
             "attended transfer complete: the caller talks with the consultation's target");
@@ -105,6 +114,11 @@ impl Driver {
         self.pass_done(origin, Ok(()));
         let first = self.transfer.as_ref().and_then(|t| t.key);
         self.hang_up_leg();
+        // Then the consultation's dialog: both of the first agent's legs end.
+        let _ = self.services.core.send(CoreMsg::Ended {
+            tag: dialog,
+            bye: true,
+        });
         if let Some(first) = first {
             let _ = self.services.acd.send(AcdMsg::ConversationOver(first));
         }

@@ -1,0 +1,458 @@
+//! Attended transfer end to end (RFC 3891 Replaces in a REFER, RFC 3515): SIPp plays the
+//! caller and the agents' phones; agent 2001's phone answers the caller, calls agent 2002
+//! through the IVR itself (the consultation call, digest-authenticated), then sends REFER with
+//! Replaces on the caller's dialog. The IVR bridges the caller to 2002's leg, ends both of
+//! 2001's dialogs and says so in the REFER's NOTIFYs. The audio is checked with RTP endpoints
+//! of the test's own (which SSRC reaches the caller). Every peer is on 127.0.0.1 and every run
+//! is bounded.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FLOW: &str = r#"
+flow q {
+    title    "attended transfer test"
+    language zh-CN
+    entry    hello
+}
+
+step hello {
+    play hello
+    goto queue
+}
+
+transfer queue {
+    queue     general
+    attach    caller
+    music     hold
+    no_agents -> sorry
+    after     -> bye
+}
+
+step sorry {
+    play sorry
+    hangup
+}
+
+step bye {
+    play bye
+    hangup
+}
+"#;
+
+/// A deployment with the queue flow as the default route (queue `general`, which only 2001
+/// serves) and agents 2001 and 2002 (who serves `english`).
+fn deployment(name: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    fs::create_dir_all(dir.join("flows")).expect("flows");
+    fs::write(dir.join("flows/q.flow"), FLOW).expect("flow");
+    write_prompts(
+        &dir,
+        &[
+            ("hello", "hello", 400.0, 200),
+            ("hold", "hold", 500.0, 400),
+            ("sorry", "sorry", 700.0, 300),
+            ("bye", "bye", 800.0, 300),
+        ],
+    );
+    fs::write(
+        dir.join("ivr.toml"),
+        format!(
+            r#"{}[queues.general]
+skills       = ["mandarin"]
+ring_timeout = "3s"
+wrap_up      = "1s"
+
+[agents.2001]
+name   = "王芳"
+skills = ["mandarin"]
+ha1    = "c77c65cb80b98f26c9ce22ff8c3ae0ca"   # pw2001
+
+[queues.english]
+skills       = ["english"]
+ring_timeout = "3s"
+wrap_up      = "1s"
+
+[agents.2002]
+name   = "李强"
+skills = ["english"]
+ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
+
+[routes]
+default = "q"
+"#,
+            config_head(rtp_range(40))
+        ),
+    )
+    .expect("config");
+    dir.join("ivr.toml")
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("port")
+        .port()
+}
+
+/// A SIPp in the background, killed when dropped.
+struct Peer {
+    child: Child,
+    name: String,
+    dir: PathBuf,
+}
+
+impl Peer {
+    fn spawn(dir: &Path, server: SocketAddr, scenario: &str, args: &[&str]) -> Peer {
+        let name = format!("{}-{}", scenario.trim_end_matches(".xml"), free_udp_port());
+        let work = dir.join(&name);
+        fs::create_dir_all(&work).expect("peer dir");
+        let child = Command::new("sipp")
+            .current_dir(&work)
+            .arg("-sf")
+            .arg(repo().join("tests/sipp").join(scenario))
+            .arg(server.to_string())
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-mp", &free_udp_port().to_string()])
+            .args(["-nostdin", "-timeout", "30", "-timeout_error"])
+            .args(["-trace_err", "-trace_msg"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp");
+        Peer {
+            child,
+            name,
+            dir: work,
+        }
+    }
+
+    /// Waits (bounded) for SIPp to end; whether all its calls succeeded.
+    fn wait(&mut self, within: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    fn messages(&self) -> String {
+        let mut text = String::new();
+        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.ends_with("_messages.log") || n.ends_with("_errors.log") {
+                text.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        text
+    }
+
+    fn report(&self) -> String {
+        let m = self.messages();
+        let tail: Vec<&str> = m.lines().rev().take(80).collect();
+        format!(
+            "--- {} ---\n{}",
+            self.name,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The state of agent `id` in `GET /agents`.
+fn agent_state(server: &Server, id: &str) -> String {
+    let (_, _, body) = http_get(server.http(), "/agents");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == id))
+        .and_then(|x| x["state"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: not in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Agent `id`'s phone (a SIPp UAS running `scenario` with `args`) and its registration.
+fn agent(dir: &Path, server: &Server, id: &str, scenario: &str, args: &[&str]) -> Peer {
+    let port = free_udp_port();
+    let password = format!("pw{id}");
+    let port_text = port.to_string();
+    let mut all = vec!["-p", &port_text, "-m", "1"];
+    all.extend_from_slice(args);
+    let phone = Peer::spawn(dir, server.addr, scenario, &all);
+    let (ok, out) = sipp(
+        dir,
+        server.addr,
+        "agent_register.xml",
+        &[
+            "-m",
+            "1",
+            "-key",
+            "agent",
+            id,
+            "-key",
+            "contactport",
+            &port_text,
+            "-au",
+            id,
+            "-ap",
+            &password,
+        ],
+    );
+    assert!(
+        ok,
+        "agent {id} could not register:\n{out}\n{}",
+        server.log()
+    );
+    wait_until("the registration reaches the ACD", || {
+        agent_state(server, id) == "available"
+    });
+    phone
+}
+
+/// call_id, outcome, agent.
+type Row = (String, Option<String>, Option<String>);
+
+/// The call rows once there are `n` (waits for the batching writer).
+fn calls(config: &Path, n: usize) -> Vec<Row> {
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let rows: Vec<Row> =
+                sqlx::query_as("SELECT call_id, outcome, agent FROM calls ORDER BY id")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_default();
+            if rows.len() >= n || started.elapsed() > Duration::from_secs(10) {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Queue events of the call `call_id`: (event, agent).
+fn queue_events(config: &Path, call_id: &str) -> Vec<(String, Option<String>)> {
+    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        sqlx::query_as("SELECT event, agent FROM queue_events WHERE call_id = ? ORDER BY id")
+            .bind(call_id)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default()
+    })
+}
+
+#[test]
+fn an_attended_transfer_bridges_the_caller_to_the_consulted_agent() {
+    need_sipp!();
+    let config = deployment("attended");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // Each phone's audio: 2001 speaks from SSRC 42 once it hears the caller, 2002 from SSRC
+    // 43 once it hears anyone (the caller, after the transfer).
+    let first_media = Endpoint::with(
+        ivr_media::audio::Law::Alaw,
+        8,
+        42,
+        vec![(0, Act::Voice(1500))],
+    );
+    let second_media = Endpoint::with(
+        ivr_media::audio::Law::Alaw,
+        8,
+        43,
+        vec![(0, Act::Voice(2000))],
+    );
+    let consult_rtp = free_udp_port().to_string();
+    let first_rtp = first_media.port.to_string();
+    let second_rtp = second_media.port.to_string();
+    let mut first = agent(
+        &dir,
+        &server,
+        "2001",
+        "agent_consults.xml",
+        &[
+            "-key",
+            "agent",
+            "2001",
+            "-key",
+            "target",
+            "2002",
+            "-key",
+            "agentrtp",
+            &first_rtp,
+            "-key",
+            "consultrtp",
+            &consult_rtp,
+            "-au",
+            "2001",
+            "-ap",
+            "pw2001",
+        ],
+    );
+    // 2002 answers the consultation after 300 ms and hangs up 3 s later.
+    let mut second = agent(
+        &dir,
+        &server,
+        "2002",
+        "agent_talks.xml",
+        &["-key", "agentrtp", &second_rtp],
+    );
+    // Only 2001 serves `general`: the caller reaches 2001.
+    let caller_media = Endpoint::start(vec![(0, Act::Voice(7000))]);
+    let rtp = caller_media.port.to_string();
+    let mut caller = Peer::spawn(
+        &dir,
+        server.addr,
+        "flow_hangs_up.xml",
+        &[
+            "-m", "1", "-s", "10010", "-key", "caller", CALLER, "-key", "rtpport", &rtp,
+        ],
+    );
+    let c = caller.wait(Duration::from_secs(30));
+    let p1 = first.wait(Duration::from_secs(5));
+    let p2 = second.wait(Duration::from_secs(5));
+    let (heard_by_caller, _) = caller_media.finish();
+    let (heard_by_second, _) = second_media.finish();
+    let (heard_by_first, _) = first_media.finish();
+    assert!(
+        c && p1 && p2,
+        "caller {c}, agents {p1} {p2}\n{}\n{}\n{}\n{}",
+        caller.report(),
+        first.report(),
+        second.report(),
+        server.log()
+    );
+    // 2001's phone checked 202, NOTIFY 100 Trying and 200 OK, and a BYE on each of its
+    // dialogs (its scenario fails otherwise).
+    let m = first.messages();
+    assert!(m.contains("SIP/2.0 401 Unauthorized"), "{m}");
+    assert!(m.contains("Content-Type: message/sipfrag"), "{m}");
+    assert_eq!(m.matches("BYE sip:").count(), 2, "{m}");
+    // 2002's phone got the caller's screen pop and who transferred it.
+    let pop = second.messages();
+    for h in [
+        format!("X-IVR-Caller: {CALLER}"),
+        "X-IVR-Transferred-By: 2001".to_string(),
+        "X-IVR-Queue: english".to_string(),
+    ] {
+        assert!(pop.contains(&h), "no `{h}` in:\n{pop}");
+    }
+    // The caller heard 2001 first, then 2002.
+    let from = |ssrc: u32| -> Vec<&Pkt> { heard_by_caller.iter().filter(|p| p.ssrc == ssrc).collect() };
+    let (one, two) = (from(42), from(43));
+    assert!(one.len() >= 20, "{} packets from 2001", one.len());
+    assert!(two.len() >= 50, "{} packets from 2002", two.len());
+    let last_of_one = one.iter().map(|p| p.at).max().expect("2001");
+    let first_of_two = two.iter().map(|p| p.at).min().expect("2002");
+    assert!(last_of_one < first_of_two + Duration::from_millis(100));
+    // And 2002 heard the caller (relayed as PCMA), 2001 too before the transfer.
+    assert!(heard_by_second.iter().filter(|p| p.ssrc == 7).count() >= 25);
+    assert!(heard_by_first.iter().filter(|p| p.ssrc == 7).count() >= 10);
+    // The record names the agent the caller ended with; the queue events show 2001's answer
+    // and then 2002's, under the caller's call id.
+    let rows = calls(&config, 1);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
+    assert_eq!(rows[0].2.as_deref(), Some("2002"), "{rows:?}");
+    let events = queue_events(&config, &rows[0].0);
+    let answered: Vec<Option<String>> = events
+        .iter()
+        .filter(|e| e.0 == "answered")
+        .map(|e| e.1.clone())
+        .collect();
+    assert_eq!(
+        answered,
+        vec![Some("2001".to_string()), Some("2002".to_string())],
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_replaces_naming_no_consultation_is_refused_and_the_caller_stays() {
+    need_sipp!();
+    let config = deployment("attended-refused");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // 2001 speaks from SSRC 42 for 3.5 s once it hears the caller: before and after its
+    // refused REFER (1.3 s in), until it hangs up (3.3 s in).
+    let first_media = Endpoint::with(
+        ivr_media::audio::Law::Alaw,
+        8,
+        42,
+        vec![(0, Act::Voice(3500))],
+    );
+    let first_rtp = first_media.port.to_string();
+    let mut first = agent(
+        &dir,
+        &server,
+        "2001",
+        "agent_replaces_unknown.xml",
+        &["-key", "target", "2002", "-key", "agentrtp", &first_rtp],
+    );
+    let caller_media = Endpoint::start(vec![(0, Act::Voice(6000))]);
+    let rtp = caller_media.port.to_string();
+    let mut caller = Peer::spawn(
+        &dir,
+        server.addr,
+        "flow_hangs_up.xml",
+        &[
+            "-m", "1", "-s", "10010", "-key", "caller", CALLER, "-key", "rtpport", &rtp,
+        ],
+    );
+    let c = caller.wait(Duration::from_secs(30));
+    let p1 = first.wait(Duration::from_secs(5));
+    let (heard_by_caller, _) = caller_media.finish();
+    drop(first_media);
+    assert!(
+        c && p1,
+        "caller {c}, agent {p1}\n{}\n{}\n{}",
+        caller.report(),
+        first.report(),
+        server.log()
+    );
+    let m = first.messages();
+    assert!(m.contains("SIP/2.0 481 Call/Transaction Does Not Exist"), "{m}");
+    // The caller heard 2001 for about 2.5 s, across the refused transfer, without a gap.
+    let one: Vec<&Pkt> = heard_by_caller.iter().filter(|p| p.ssrc == 42).collect();
+    assert!(one.len() >= 100, "{} packets from 2001", one.len());
+    let span = one.iter().map(|p| p.at).max().expect("last") - one.iter().map(|p| p.at).min().expect("first");
+    assert!(span >= Duration::from_millis(2000), "{span:?}");
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].2.as_deref(), Some("2001"), "{rows:?}");
+}
