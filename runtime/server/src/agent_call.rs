@@ -614,3 +614,66 @@ async fn far_packet(
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaces_finds_only_the_same_agents_consultation() {
+        let c = Consultations::default();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        c.lock().insert(
+            "ours".into(),
+            Entry {
+                call_id: "abc@phone".into(),
+                remote_tag: "theirs".into(),
+                agent: "2001".into(),
+                tx,
+            },
+        );
+        let rep = |call: &str, to: &str, from: &str| Replaces {
+            call_id: call.into(),
+            to_tag: to.into(),
+            from_tag: from.into(),
+            early_only: false,
+        };
+        assert!(c.find(&rep("abc@phone", "ours", "theirs"), "2001").is_ok());
+        assert_eq!(
+            c.find(&rep("abc@phone", "ours", "theirs"), "2002").err(),
+            Some(PassRefusal::NotYourDialog)
+        );
+        for r in [
+            rep("abc@phone", "theirs", "ours"),
+            rep("other", "ours", "theirs"),
+            rep("abc@phone", "ours", "x"),
+        ] {
+            assert_eq!(
+                c.find(&r, "2001").err(),
+                Some(PassRefusal::NoSuchDialog),
+                "{r:?}"
+            );
+        }
+        assert_eq!(PassRefusal::NoSuchDialog.code(), 481);
+        assert_eq!(PassRefusal::NotYourDialog.code(), 403);
+        assert_eq!(PassRefusal::EarlyDialog.code(), 480);
+    }
+
+    #[test]
+    fn targets_are_configured_agents_and_queues() {
+        let text = "[queues.billing]\n[agents.2002]\nname = \"李强\"\nha1 = \"00000000000000000000000000000000\"\n";
+        let mut sources = ivr_dsl::SourceMap::new();
+        let file = sources.add("ivr.toml", text.to_string());
+        let (config, _) = Config::parse(file, std::path::Path::new("."), text);
+        assert_eq!(
+            Target::parse("2002", &config),
+            Some(Target::Agent("2002".into()))
+        );
+        assert_eq!(
+            Target::parse("queue.billing", &config),
+            Some(Target::Queue("billing".into()))
+        );
+        assert_eq!(Target::parse("queue.nowhere", &config), None);
+        assert_eq!(Target::parse("13800000001", &config), None);
+    }
+}

@@ -891,6 +891,85 @@ mod tests {
         )
     }
 
+    /// An INVITE from agent `from` to `sip:2002@...` with extra header lines.
+    fn invite(from: &str, extra: &str) -> Request {
+        let text = format!(
+            "INVITE sip:2002@127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK-i1;rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{from}@127.0.0.1>;tag=c1\r\n\
+             To: <sip:2002@127.0.0.1:5060>\r\n\
+             Call-ID: consult-1@10.0.0.5\r\n\
+             CSeq: 1 INVITE\r\n\
+             {extra}\
+             Content-Length: 0\r\n\r\n"
+        );
+        match message::parse(text.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    /// The Authorization of an INVITE to `sip:2002@127.0.0.1:5060` (qop=auth).
+    fn invite_authorization(user: &str, password: &str, nonce: &str, nc: u32) -> String {
+        let uri = "sip:2002@127.0.0.1:5060";
+        let h1 = ha1(user, REALM, password);
+        let h2 = md5_hex(&["INVITE", uri]);
+        let nc = format!("{nc:08x}");
+        let response = md5_hex(&[&h1, nonce, &nc, "77aa", "auth", &h2]);
+        format!(
+            "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{response}\", algorithm=MD5, cnonce=\"77aa\", \
+             qop=auth, nc={nc}\r\n"
+        )
+    }
+
+    #[test]
+    fn an_agents_invite_authenticates_like_its_register_and_only_when_logged_in() {
+        let mut r = registrar();
+        let now: Millis = 1_000;
+        let InviteAuth::Challenge(www) = r.authenticate(&invite(AGENT, ""), ip(), now) else {
+            panic!("no challenge");
+        };
+        let nonce = digest_params(&www).expect("digest")["nonce"].clone();
+        // Right credentials, but the agent is not registered (logged in): refused.
+        let auth = invite_authorization(AGENT, PASSWORD, &nonce, 1);
+        assert_eq!(
+            r.authenticate(&invite(AGENT, &auth), ip(), now),
+            InviteAuth::Refused(403)
+        );
+        let contact = "Contact: <sip:2001@10.0.0.5:5070>\r\n";
+        let reg = r.handle(&register(AGENT, contact), ip(), now);
+        let nonce_r = challenge_nonce(&reg);
+        let ok = r.handle(
+            &register(AGENT, &format!("{contact}{}", authorization(AGENT, PASSWORD, &nonce_r))),
+            ip(),
+            now,
+        );
+        assert_eq!(ok.code, 200);
+        let auth = invite_authorization(AGENT, PASSWORD, &nonce, 2);
+        assert_eq!(
+            r.authenticate(&invite(AGENT, &auth), ip(), now),
+            InviteAuth::Agent(AGENT.into())
+        );
+        // The same answer again (a replay) is challenged again; a wrong password, or the
+        // credentials of another agent than the From, are refused.
+        assert!(matches!(
+            r.authenticate(&invite(AGENT, &auth), ip(), now),
+            InviteAuth::Challenge(_)
+        ));
+        let wrong = invite_authorization(AGENT, "guess", &nonce, 3);
+        assert_eq!(
+            r.authenticate(&invite(AGENT, &wrong), ip(), now),
+            InviteAuth::Refused(403)
+        );
+        let other = invite_authorization(AGENT, PASSWORD, &nonce, 4);
+        assert_eq!(
+            r.authenticate(&invite("2003", &other), ip(), now),
+            InviteAuth::Refused(403)
+        );
+    }
+
     #[test]
     fn a_replayed_answer_is_challenged_again() {
         let mut r = registrar();
