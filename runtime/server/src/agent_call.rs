@@ -8,13 +8,14 @@
 //!
 //! The calling agent then completes the transfer with REFER on its caller's leg, `Refer-To:
 //! <sip:TARGET@ivr?Replaces=...>` naming this call's dialog (RFC 3891): the caller's call
-//! finds it in [`Consultations`] and asks for its far leg ([`Handover`]); this call hands the
+//! finds it in [`crate::consultations::Consultations`] and asks for its far leg ([`Handover`]); this call hands the
 //! leg over ([`TakenLeg`]: the SIP leg, its RTP socket, its ACD key) and ends its own dialog
 //! with a BYE. Everything here is bounded: one registry entry per admitted dialog (the core's
 //! `max_calls`), a target that does not answer within [`RING_LIMIT`] ends the call, and so
 //! does [`crate::Services::rtp_timeout`] without RTP from the agent's phone.
 
 use crate::acd_task::{AcdMsg, LeaveReason, QueueEvent, TransferTo};
+use crate::consultations::{Entry, Handover, TakenLeg};
 use crate::pass_refusal::PassRefusal;
 use crate::screen_pop::ScreenPop;
 use crate::services::Services;
@@ -28,10 +29,7 @@ use ivr_media::ports::RtpPort;
 use ivr_media::rtp;
 use ivr_sip::message::random_u64;
 use ivr_sip::sdp::Negotiated;
-use ivr_sip::ua::Replaces;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -85,93 +83,6 @@ pub struct Incoming {
     pub call_id: String,
     /// The phone's From tag.
     pub remote_tag: String,
-}
-
-/// An attended transfer asks the consultation call for its far leg.
-#[derive(Debug)]
-pub struct Handover {
-    /// The agent whose REFER asks (must be the agent who placed the consultation).
-    pub by: String,
-    /// The leg, or why not.
-    pub reply: oneshot::Sender<Result<TakenLeg, PassRefusal>>,
-}
-
-/// The far leg of a consultation, handed to the caller's call: it goes on relaying it.
-#[derive(Debug)]
-pub struct TakenLeg {
-    /// The leg's tag in the core.
-    pub tag: String,
-    /// The agent who answered it.
-    pub agent: String,
-    /// Its RTP port.
-    pub port: RtpPort,
-    /// Its RTP socket.
-    pub sock: tokio::net::UdpSocket,
-    /// Its events from the core.
-    pub events: mpsc::UnboundedReceiver<LegEvent>,
-    /// Where its RTP goes (none: on hold).
-    pub remote: Option<SocketAddr>,
-    /// Where its RTP may come from.
-    pub latch: Latch,
-    /// Its media.
-    pub side: Side,
-    /// The ACD's key of the conversation (the answering agent is on call under it).
-    pub key: CallKey,
-    /// The screen pop the answering agent saw.
-    pub pop: ScreenPop,
-    /// The consultation's own dialog (our To-tag): whoever takes the leg ends it (BYE to
-    /// the first agent's phone) after the REFER's final NOTIFY, so the phone hears them in
-    /// that order.
-    pub dialog: String,
-}
-
-struct Entry {
-    call_id: String,
-    remote_tag: String,
-    agent: String,
-    tx: mpsc::UnboundedSender<Handover>,
-}
-
-/// The consultation calls in progress, by our To-tag (at most one per admitted dialog).
-#[derive(Default)]
-pub struct Consultations {
-    calls: Mutex<HashMap<String, Entry>>,
-}
-
-impl Consultations {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Where to ask for the consultation `replaces` names, for agent `by`: refused when no
-    /// consultation has that dialog (481) or another agent placed it (403).
-    pub fn find(
-        &self,
-        replaces: &Replaces,
-        by: &str,
-    ) -> Result<mpsc::UnboundedSender<Handover>, PassRefusal> {
-        let calls = self.lock();
-        let e = calls
-            .get(&replaces.to_tag)
-            .filter(|e| e.call_id == replaces.call_id && e.remote_tag == replaces.from_tag)
-            .ok_or(PassRefusal::NoSuchDialog)?;
-        if e.agent != by {
-            return Err(PassRefusal::NotYourDialog);
-        }
-        Ok(e.tx.clone())
-    }
-
-    /// Consultation calls in progress.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether none is in progress.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The far leg while the consultation rings or talks.
@@ -618,46 +529,6 @@ async fn far_packet(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_replaces_finds_only_the_same_agents_consultation() {
-        let c = Consultations::default();
-        let (tx, _rx) = mpsc::unbounded_channel();
-        c.lock().insert(
-            "ours".into(),
-            Entry {
-                call_id: "abc@phone".into(),
-                remote_tag: "theirs".into(),
-                agent: "2001".into(),
-                tx,
-            },
-        );
-        let rep = |call: &str, to: &str, from: &str| Replaces {
-            call_id: call.into(),
-            to_tag: to.into(),
-            from_tag: from.into(),
-            early_only: false,
-        };
-        assert!(c.find(&rep("abc@phone", "ours", "theirs"), "2001").is_ok());
-        assert_eq!(
-            c.find(&rep("abc@phone", "ours", "theirs"), "2002").err(),
-            Some(PassRefusal::NotYourDialog)
-        );
-        for r in [
-            rep("abc@phone", "theirs", "ours"),
-            rep("other", "ours", "theirs"),
-            rep("abc@phone", "ours", "x"),
-        ] {
-            assert_eq!(
-                c.find(&r, "2001").err(),
-                Some(PassRefusal::NoSuchDialog),
-                "{r:?}"
-            );
-        }
-        assert_eq!(PassRefusal::NoSuchDialog.code(), 481);
-        assert_eq!(PassRefusal::NotYourDialog.code(), 403);
-        assert_eq!(PassRefusal::EarlyDialog.code(), 480);
-    }
 
     #[test]
     fn targets_are_configured_agents_and_queues() {

@@ -17,6 +17,7 @@ pub mod campaign_hub;
 pub mod campaigns;
 pub mod catalog;
 pub mod clock;
+pub mod consultations;
 pub mod dashboard;
 pub mod deploy;
 pub mod flow_map;

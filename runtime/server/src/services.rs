@@ -62,7 +62,7 @@ pub struct Shared {
     /// The campaigns' controls and progress.
     pub campaigns: Arc<crate::campaign_hub::CampaignHub>,
     /// Agents' consultation calls in progress (attended transfers find them here).
-    pub consultations: Arc<crate::agent_call::Consultations>,
+    pub consultations: Arc<crate::consultations::Consultations>,
 }
 
 impl Services {

@@ -10,7 +10,7 @@
 
 use super::*;
 use crate::acd_task::PassOrigin;
-use crate::agent_call::{Handover, TakenLeg};
+use crate::consultations::{Handover, TakenLeg};
 use crate::pass_refusal::PassRefusal;
 
 /// How long the consultation call may take to hand its leg over.

@@ -135,7 +135,7 @@ enum Internal {
     /// The consultation named by an attended transfer's Replaces answered (`attended.rs`).
     Replaced {
         origin: crate::acd_task::PassOrigin,
-        result: Box<Result<crate::agent_call::TakenLeg, crate::pass_refusal::PassRefusal>>,
+        result: Box<Result<crate::consultations::TakenLeg, crate::pass_refusal::PassRefusal>>,
     },
 }
 
