@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A caller of the number test (any number but the gateway's).
+const VIP: &str = "13900000009";
+
 const FLOW: &str = r#"
 flow q {
     title    "attended transfer test"
@@ -49,6 +52,11 @@ step bye {
 /// A deployment with the queue flow as the default route (queue `general`, which only 2001
 /// serves) and agents 2001 and 2002 (who serves `english`).
 fn deployment(name: &str) -> PathBuf {
+    deployment_with(name, "")
+}
+
+/// [`deployment`] with more of `ivr.toml` (a trunk).
+fn deployment_with(name: &str, more: &str) -> PathBuf {
     let dir = temp_dir(name);
     fs::create_dir_all(dir.join("flows")).expect("flows");
     fs::write(dir.join("flows/q.flow"), FLOW).expect("flow");
@@ -86,7 +94,7 @@ ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
 
 [routes]
 default = "q"
-"#,
+{more}"#,
             config_head(rtp_range(40))
         ),
     )
@@ -455,4 +463,110 @@ fn a_replaces_naming_no_consultation_is_refused_and_the_caller_stays() {
     assert!(span >= Duration::from_millis(2000), "{span:?}");
     let rows = calls(&config, 1);
     assert_eq!(rows[0].2.as_deref(), Some("2001"), "{rows:?}");
+}
+
+#[test]
+fn an_attended_transfer_to_a_number_goes_through_the_default_trunk() {
+    need_sipp!();
+    let gateway_port = free_udp_port();
+    let config = deployment_with(
+        "attended-number",
+        &format!(
+            "\n[trunks.default]\nuri       = \"sip:127.0.0.1:{gateway_port}\"\ncaller_id = \"10010\"\nmax_calls = 2\n"
+        ),
+    );
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // The carrier's gateway answers 13800000001; its customer speaks from SSRC 44 once it
+    // hears the caller (after the transfer).
+    let far_media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        44,
+        vec![(0, Act::Voice(2000))],
+    );
+    let far_rtp = far_media.port.to_string();
+    let mut gateway = Peer::spawn(
+        &dir,
+        server.addr,
+        "campaign_gateway.xml",
+        &[
+            "-p",
+            &gateway_port.to_string(),
+            "-m",
+            "1",
+            "-key",
+            "rtpport",
+            &far_rtp,
+        ],
+    );
+    let first_media = Endpoint::with(
+        ivr_media::audio::Law::Alaw,
+        8,
+        42,
+        vec![(0, Act::Voice(1500))],
+    );
+    let first_rtp = first_media.port.to_string();
+    let consult_rtp = free_udp_port().to_string();
+    let mut first = agent(
+        &dir,
+        &server,
+        "2001",
+        "agent_consults.xml",
+        &[
+            "-key",
+            "agent",
+            "2001",
+            "-key",
+            "target",
+            "13800000001",
+            "-key",
+            "agentrtp",
+            &first_rtp,
+            "-key",
+            "consultrtp",
+            &consult_rtp,
+            "-au",
+            "2001",
+            "-ap",
+            "pw2001",
+        ],
+    );
+    let caller_media = Endpoint::start(vec![(0, Act::Voice(6000))]);
+    let rtp = caller_media.port.to_string();
+    // The caller hangs up 6 s in: the IVR ends the trunk's leg (BYE to the gateway).
+    let mut caller = Peer::spawn(
+        &dir,
+        server.addr,
+        "call_bye.xml",
+        &[
+            "-m", "1", "-d", "6000", "-s", "10010", "-key", "caller", VIP, "-key", "rtpport", &rtp,
+        ],
+    );
+    let c = caller.wait(Duration::from_secs(30));
+    let p1 = first.wait(Duration::from_secs(5));
+    let g = gateway.wait(Duration::from_secs(5));
+    let (heard_by_caller, _) = caller_media.finish();
+    drop(far_media);
+    drop(first_media);
+    assert!(
+        c && p1 && g,
+        "caller {c}, agent {p1}, gateway {g}\n{}\n{}\n{}\n{}",
+        caller.report(),
+        first.report(),
+        gateway.report(),
+        server.log()
+    );
+    let m = first.messages();
+    assert!(m.contains("SIP/2.0 200 OK\r\n") || m.contains("SIP/2.0 200 OK\n"), "{m}");
+    // The carrier got the trunk's caller id and no caller data.
+    let invite = gateway.messages();
+    assert!(invite.contains("INVITE sip:13800000001@127.0.0.1:"), "{invite}");
+    assert!(invite.contains("<sip:10010@"), "{invite}");
+    assert!(!invite.contains("X-IVR-"), "{invite}");
+    // The caller heard the number's side after the transfer.
+    let far = heard_by_caller.iter().filter(|p| p.ssrc == 44).count();
+    assert!(far >= 50, "{far} packets from the number");
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
 }

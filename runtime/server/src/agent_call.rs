@@ -22,7 +22,7 @@ use crate::services::Services;
 use crate::sip_task::{CoreMsg, Dial, DialogEvent, LegEvent};
 use crate::transport::{Peer, Proto};
 use ivr_acd::{CallKey, Decline};
-use ivr_compiler::config::Config;
+use ivr_compiler::config::{Config, TrunkConfig};
 use ivr_media::bridge::{self, Side};
 use ivr_media::latch::{Latch, Verdict};
 use ivr_media::ports::RtpPort;
@@ -31,7 +31,7 @@ use ivr_sip::message::random_u64;
 use ivr_sip::sdp::Negotiated;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 /// A consultation whose target has not answered within this long is ended.
 pub const RING_LIMIT: Duration = Duration::from_secs(60);
@@ -46,11 +46,37 @@ pub enum Target {
     Agent(String),
     /// A queue, `sip:queue.NAME@ivr`.
     Queue(String),
+    /// A number, `sip:NUMBER@ivr`, dialled through the default trunk.
+    Number(String),
+}
+
+/// The trunk numbers are dialled through: `[trunks.default]`, or the only `[trunks.*]` when
+/// just one is declared; none otherwise.
+pub fn default_trunk(config: &Config) -> Option<(&str, &TrunkConfig)> {
+    if let Some(t) = config.trunks.get("default") {
+        return Some(("default", t));
+    }
+    match config.trunks.len() {
+        1 => config.trunks.first().map(|(n, t)| (n.as_str(), t)),
+        _ => None,
+    }
+}
+
+/// Whether `user` is a number that may be dialled: digits (`*`, `#`), a leading `+`, at most
+/// 32 characters.
+fn is_number(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 32
+        && user
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_digit() || "*#".contains(c) || (i == 0 && c == '+'))
+        && user.chars().any(|c| c.is_ascii_digit())
 }
 
 impl Target {
-    /// The target `user` names in `config`: a configured agent or queue; `None` for anything
-    /// else (a flow's route, a number, nothing).
+    /// The target `user` names in `config`: a configured agent or queue, or a number when
+    /// there is a default trunk; `None` for anything else.
     pub fn parse(user: &str, config: &Config) -> Option<Target> {
         if let Some(q) = user.strip_prefix("queue.") {
             return config
@@ -58,10 +84,11 @@ impl Target {
                 .contains_key(q)
                 .then(|| Target::Queue(q.to_string()));
         }
-        config
-            .agents
-            .contains_key(user)
-            .then(|| Target::Agent(user.to_string()))
+        if config.agents.contains_key(user) {
+            return Some(Target::Agent(user.to_string()));
+        }
+        (is_number(user) && default_trunk(config).is_some())
+            .then(|| Target::Number(user.to_string()))
     }
 }
 
@@ -83,6 +110,8 @@ pub struct Incoming {
     pub call_id: String,
     /// The phone's From tag.
     pub remote_tag: String,
+    /// A number's trunk channel, taken at admission.
+    pub trunk: Option<OwnedSemaphorePermit>,
 }
 
 /// The far leg while the consultation rings or talks.
@@ -101,8 +130,11 @@ struct Consult {
     /// Our To-tag of the consultation's dialog.
     tag: String,
     agent: String,
-    key: CallKey,
+    /// The ACD's key (none: a number, dialled through the trunk).
+    key: Option<CallKey>,
     pop: ScreenPop,
+    /// A number's trunk channel.
+    trunk: Option<OwnedSemaphorePermit>,
     /// The phone's side.
     law_side: Side,
     remote: Option<SocketAddr>,
@@ -135,6 +167,7 @@ pub async fn run(services: Services, incoming: Incoming) {
         tag,
         call_id,
         remote_tag,
+        trunk,
     } = incoming;
     let sock = port.take_socket().and_then(|s| {
         s.set_nonblocking(true).ok()?;
@@ -144,31 +177,39 @@ pub async fn run(services: Services, incoming: Incoming) {
         let _ = services.core.send(CoreMsg::Ended { tag, bye: true });
         return;
     };
-    let key = random_u64();
     let (queue_tx, mut queue_rx) = mpsc::unbounded_channel();
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let to = match &target {
-        Target::Agent(a) => TransferTo::Agent(a.clone()),
-        Target::Queue(q) => TransferTo::Queue(q.clone()),
-    };
     tracing::info!(agent = %agent, target = ?target, "an agent's consultation call");
-    let _ = services.acd.send(AcdMsg::Consult {
-        by: agent.clone(),
-        call: key,
-        target: to,
-        to: queue_tx,
-        reply: reply_tx,
-    });
-    let pop = match tokio::time::timeout(ACD_ANSWER, reply_rx).await {
-        Ok(Ok(Ok(pop))) => pop,
-        Ok(Ok(Err(e))) => {
-            tracing::info!(error = %e, "the consultation's target is refused: hanging up");
-            let _ = services.core.send(CoreMsg::Ended { tag, bye: true });
-            return;
+    let (key, pop) = match &target {
+        Target::Agent(_) | Target::Queue(_) => {
+            let key = random_u64();
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let to = match &target {
+                Target::Queue(q) => TransferTo::Queue(q.clone()),
+                Target::Agent(a) | Target::Number(a) => TransferTo::Agent(a.clone()),
+            };
+            let _ = services.acd.send(AcdMsg::Consult {
+                by: agent.clone(),
+                call: key,
+                target: to,
+                to: queue_tx,
+                reply: reply_tx,
+            });
+            match tokio::time::timeout(ACD_ANSWER, reply_rx).await {
+                Ok(Ok(Ok(pop))) => (Some(key), pop),
+                Ok(Ok(Err(e))) => {
+                    tracing::info!(error = %e, "the consultation's target is refused: hanging up");
+                    let _ = services.core.send(CoreMsg::Ended { tag, bye: true });
+                    return;
+                }
+                _ => {
+                    let _ = services.core.send(CoreMsg::Ended { tag, bye: true });
+                    return;
+                }
+            }
         }
-        _ => {
-            let _ = services.core.send(CoreMsg::Ended { tag, bye: true });
-            return;
+        Target::Number(_) => {
+            drop(queue_tx);
+            (None, ScreenPop::default())
         }
     };
     let (handover_tx, mut handover_rx) = mpsc::unbounded_channel();
@@ -187,6 +228,7 @@ pub async fn run(services: Services, incoming: Incoming) {
         agent,
         key,
         pop,
+        trunk,
         law_side: Side {
             law: n.law,
             pt: n.pt,
@@ -198,6 +240,13 @@ pub async fn run(services: Services, incoming: Incoming) {
         far_events: None,
         connected: false,
     };
+    if let Target::Number(number) = &target
+        && !c.dial_number(number).await
+    {
+        services.consultations.lock().remove(&tag);
+        let _ = services.core.send(CoreMsg::Ended { tag, bye: true });
+        return;
+    }
     let started = Instant::now();
     let mut last_rtp = Instant::now();
     let rtp_timeout = services.rtp_timeout;
@@ -219,10 +268,7 @@ pub async fn run(services: Services, incoming: Incoming) {
                 Some(DialogEvent::Bye) | None => break End::PhoneBye,
                 Some(DialogEvent::Terminate) => break End::Ours,
             },
-            ev = queue_rx.recv() => match ev {
-                Some(ev) => if let Some(end) = c.on_queue_event(ev) { break end },
-                None => break End::Ours,
-            },
+            Some(ev) = queue_rx.recv() => if let Some(end) = c.on_queue_event(ev) { break end },
             ev = far_event(&mut c.far_events) => match ev {
                 Some(ev) => if let Some(end) = c.on_far_event(ev) { break end },
                 None => c.far_failed(500),
@@ -250,12 +296,14 @@ pub async fn run(services: Services, incoming: Incoming) {
             if let Some(f) = c.far.take() {
                 let _ = services.core.send(CoreMsg::EndLeg { tag: f.tag });
             }
-            let msg = if c.connected {
-                AcdMsg::ConversationOver(c.key)
-            } else {
-                AcdMsg::Leave(c.key, LeaveReason::Hangup)
-            };
-            let _ = services.acd.send(msg);
+            if let Some(key) = c.key {
+                let msg = if c.connected {
+                    AcdMsg::ConversationOver(key)
+                } else {
+                    AcdMsg::Leave(key, LeaveReason::Hangup)
+                };
+                let _ = services.acd.send(msg);
+            }
         }
     }
     drop(port);
@@ -309,28 +357,69 @@ impl Consult {
         None
     }
 
+    /// The ACD's answer to a decline, if the ACD has the call.
+    fn declined(&self, why: Decline) {
+        if let Some(key) = self.key {
+            let _ = self.services.acd.send(AcdMsg::Declined(key, why));
+        }
+    }
+
+    /// Dials `number` through the default trunk (the channel was taken at admission);
+    /// false when it cannot be placed.
+    async fn dial_number(&mut self, number: &str) -> bool {
+        let deployment = self.services.live.current();
+        let Some((_, trunk)) = default_trunk(&deployment.config) else {
+            return false;
+        };
+        let target = trunk.target.uri_for(number);
+        let (peer, _link) = match crate::call::resolve(&target, &self.services.sip).await {
+            Ok(p) => p,
+            Err(code) => {
+                tracing::warn!(%target, code, "the trunk cannot be reached");
+                return false;
+            }
+        };
+        tracing::info!(%target, "the consultation dials a number through the trunk");
+        // No screen pop to a carrier; the trunk's caller id and credentials.
+        self.dial_with(
+            &target,
+            peer,
+            number.to_string(),
+            trunk.caller_id.clone(),
+            Vec::new(),
+            trunk.username.clone().zip(trunk.password.clone()),
+        )
+    }
+
     fn dial(&mut self, target: &str, peer: Peer, agent: String) {
+        let (from, headers) = (self.agent.clone(), self.pop.headers());
+        self.dial_with(target, peer, agent, from, headers, None);
+    }
+
+    fn dial_with(
+        &mut self,
+        target: &str,
+        peer: Peer,
+        agent: String,
+        from_user: String,
+        headers: Vec<(String, String)>,
+        credentials: Option<(String, String)>,
+    ) -> bool {
         if let Some(f) = self.far.take() {
             let _ = self.services.core.send(CoreMsg::EndLeg { tag: f.tag });
         }
         let Some(mut port) = self.services.ports.allocate() else {
             tracing::warn!("no free RTP port for the consultation");
-            let _ = self
-                .services
-                .acd
-                .send(AcdMsg::Declined(self.key, Decline::Failed));
-            return;
+            self.declined(Decline::Failed);
+            return false;
         };
         let sock = port.take_socket().and_then(|s| {
             s.set_nonblocking(true).ok()?;
             tokio::net::UdpSocket::from_std(s).ok()
         });
         let Some(sock) = sock else {
-            let _ = self
-                .services
-                .acd
-                .send(AcdMsg::Declined(self.key, Decline::Failed));
-            return;
+            self.declined(Decline::Failed);
+            return false;
         };
         let tag = ivr_sip::message::new_tag();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -339,11 +428,11 @@ impl Consult {
             tag: tag.clone(),
             target: target.to_string(),
             peer,
-            from_user: self.agent.clone(),
-            headers: self.pop.headers(),
+            from_user,
+            headers,
             port: port.port(),
             events: tx,
-            credentials: None,
+            credentials,
         })));
         self.far = Some(Far {
             tag,
@@ -355,6 +444,7 @@ impl Consult {
             side: None,
         });
         self.far_events = Some(rx);
+        true
     }
 
     fn far_failed(&mut self, code: u16) {
@@ -365,7 +455,7 @@ impl Consult {
             408 | 480 | 487 => Decline::NoAnswer,
             _ => Decline::Failed,
         };
-        let _ = self.services.acd.send(AcdMsg::Declined(self.key, why));
+        self.declined(why);
     }
 
     fn on_far_event(&mut self, ev: LegEvent) -> Option<End> {
@@ -382,15 +472,25 @@ impl Consult {
                     event_pt: n.event_pt,
                 });
                 if first {
-                    let _ = self.services.acd.send(AcdMsg::Answered {
-                        call: self.key,
-                        agent: f.agent.clone(),
-                    });
+                    match self.key {
+                        Some(call) => {
+                            let _ = self.services.acd.send(AcdMsg::Answered {
+                                call,
+                                agent: f.agent.clone(),
+                            });
+                        }
+                        // A number: no ACD to confirm the answer.
+                        None => self.connected = true,
+                    }
                 }
             }
             LegEvent::Failed(code) => {
                 tracing::info!(code, "the consultation's target did not answer");
                 self.far_failed(code);
+                if self.key.is_none() {
+                    // A number is tried once.
+                    return Some(End::Ours);
+                }
             }
             LegEvent::Bye => {
                 tracing::info!("the consultation's target hung up");
@@ -434,6 +534,7 @@ impl Consult {
             latch: f.latch,
             side,
             key: self.key,
+            trunk: self.trunk.take(),
             pop: self.pop.clone(),
             dialog: self.tag.clone(),
         };
@@ -451,6 +552,7 @@ impl Consult {
                     side: Some(back.side),
                 });
                 self.far_events = Some(back.events);
+                self.trunk = back.trunk;
                 false
             }
             Err(Err(_)) => false,

@@ -14,7 +14,8 @@ use ivr_sip::ua::{LegEvent, Replaces};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// An attended transfer asks the consultation call for its far leg.
 #[derive(Debug)]
@@ -44,8 +45,11 @@ pub struct TakenLeg {
     pub latch: Latch,
     /// Its media.
     pub side: Side,
-    /// The ACD's key of the conversation (the answering agent is on call under it).
-    pub key: CallKey,
+    /// The ACD's key of the conversation (the answering agent is on call under it); none
+    /// for a number dialled through a trunk.
+    pub key: Option<CallKey>,
+    /// The trunk channel a number's leg holds while it lasts.
+    pub trunk: Option<OwnedSemaphorePermit>,
     /// The screen pop the answering agent saw.
     pub pop: ScreenPop,
     /// The consultation's own dialog (our To-tag): whoever takes the leg ends it (BYE to
@@ -65,6 +69,8 @@ pub(crate) struct Entry {
 #[derive(Default)]
 pub struct Consultations {
     calls: Mutex<HashMap<String, Entry>>,
+    /// The channels of each trunk that consultations to numbers may take (`max_calls`).
+    trunks: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Consultations {
@@ -90,6 +96,22 @@ impl Consultations {
             return Err(PassRefusal::NotYourDialog);
         }
         Ok(e.tx.clone())
+    }
+
+    /// A channel of trunk `name` (of `max_calls`, counted from its first use) for a
+    /// consultation to a number, or none when every one is taken.
+    pub fn trunk_channel(&self, name: &str, max_calls: u32) -> Option<OwnedSemaphorePermit> {
+        let sem = {
+            let mut t = self
+                .trunks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(
+                t.entry(name.to_string())
+                    .or_insert_with(|| Arc::new(Semaphore::new(max_calls as usize))),
+            )
+        };
+        sem.try_acquire_owned().ok()
     }
 
     /// Consultation calls in progress.

@@ -363,6 +363,20 @@ impl SipHost {
             return Err(403);
         }
         let deployment = self.services.live.current();
+        // A number takes a channel of the default trunk for as long as it lasts.
+        let trunk = match (&target, agent_call::default_trunk(&deployment.config)) {
+            (agent_call::Target::Number(_), Some((name, t))) => {
+                match self.services.consultations.trunk_channel(name, t.max_calls) {
+                    Some(permit) => Some(permit),
+                    None => {
+                        tracing::info!(trunk = name, "every channel of the trunk is in use");
+                        return Err(503);
+                    }
+                }
+            }
+            (agent_call::Target::Number(_), None) => return Err(404),
+            _ => None,
+        };
         let policy = srtp_policy(deployment.config.server.srtp);
         let Some(offer) = c.offer else {
             // Consultation calls need the phone's offer (no late offer).
@@ -392,6 +406,7 @@ impl SipHost {
             tag: c.tag.to_string(),
             call_id: c.facts.call_id.clone(),
             remote_tag: c.facts.from_tag.clone().unwrap_or_default(),
+            trunk,
         };
         self.calls.insert(
             c.tag.to_string(),

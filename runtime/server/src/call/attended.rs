@@ -60,7 +60,9 @@ impl Driver {
             {
                 // The caller's call is gone: nobody takes the leg, end it.
                 let _ = services.core.send(CoreMsg::EndLeg { tag: leg.tag });
-                let _ = services.acd.send(AcdMsg::ConversationOver(leg.key));
+                if let Some(key) = leg.key {
+                    let _ = services.acd.send(AcdMsg::ConversationOver(key));
+                }
                 let _ = services.core.send(CoreMsg::Ended {
                     tag: leg.dialog,
                     bye: true,
@@ -85,10 +87,9 @@ impl Driver {
         if !still {
             // The conversation ended meanwhile: the target's leg has nobody to talk to.
             let _ = self.services.core.send(CoreMsg::EndLeg { tag: taken.tag });
-            let _ = self
-                .services
-                .acd
-                .send(AcdMsg::ConversationOver(taken.key));
+            if let Some(key) = taken.key {
+                let _ = self.services.acd.send(AcdMsg::ConversationOver(key));
+            }
             let _ = self.services.core.send(CoreMsg::Ended {
                 tag: taken.dialog,
                 bye: true,
@@ -105,6 +106,7 @@ impl Driver {
             latch,
             side,
             key,
+            trunk,
             pop,
             dialog,
         } = taken;
@@ -122,10 +124,12 @@ impl Driver {
         if let Some(first) = first {
             let _ = self.services.acd.send(AcdMsg::ConversationOver(first));
         }
-        let _ = self.services.acd.send(AcdMsg::Rebind {
-            call: key,
-            to: self.queue_tx.clone(),
-        });
+        if let Some(call) = key {
+            let _ = self.services.acd.send(AcdMsg::Rebind {
+                call,
+                to: self.queue_tx.clone(),
+            });
+        }
         self.leg = Some(Leg {
             tag,
             agent: Some(agent.clone()),
@@ -136,11 +140,12 @@ impl Driver {
             connected: true,
             console: false,
             _link: None,
+            _trunk: trunk,
         });
         self.leg_events = Some(events);
         self.leg_sock = Some(sock);
         self.transfer = Some(Transfer {
-            key: Some(key),
+            key,
             connected: true,
             passed: false,
         });

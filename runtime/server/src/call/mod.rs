@@ -165,6 +165,8 @@ struct Leg {
     console: bool,
     /// The TCP connection opened for the leg, closed after it ends.
     _link: Option<TcpLink>,
+    /// The trunk channel the leg holds (a number an agent's consultation dialled).
+    _trunk: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// An SRTP call's contexts (SDES keys): what the caller sends is unprotected before the

@@ -210,6 +210,7 @@ impl Driver {
             connected: false,
             console,
             _link: link,
+            _trunk: None,
         });
         self.leg_events = Some(rx);
         self.leg_sock = Some(sock);
