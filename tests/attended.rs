@@ -382,7 +382,8 @@ fn an_attended_transfer_bridges_the_caller_to_the_consulted_agent() {
         assert!(pop.contains(&h), "no `{h}` in:\n{pop}");
     }
     // The caller heard 2001 first, then 2002.
-    let from = |ssrc: u32| -> Vec<&Pkt> { heard_by_caller.iter().filter(|p| p.ssrc == ssrc).collect() };
+    let from =
+        |ssrc: u32| -> Vec<&Pkt> { heard_by_caller.iter().filter(|p| p.ssrc == ssrc).collect() };
     let (one, two) = (from(42), from(43));
     assert!(one.len() >= 20, "{} packets from 2001", one.len());
     assert!(two.len() >= 50, "{} packets from 2002", two.len());
@@ -455,11 +456,15 @@ fn a_replaces_naming_no_consultation_is_refused_and_the_caller_stays() {
         server.log()
     );
     let m = first.messages();
-    assert!(m.contains("SIP/2.0 481 Call/Transaction Does Not Exist"), "{m}");
+    assert!(
+        m.contains("SIP/2.0 481 Call/Transaction Does Not Exist"),
+        "{m}"
+    );
     // The caller heard 2001 for about 2.5 s, across the refused transfer, without a gap.
     let one: Vec<&Pkt> = heard_by_caller.iter().filter(|p| p.ssrc == 42).collect();
     assert!(one.len() >= 100, "{} packets from 2001", one.len());
-    let span = one.iter().map(|p| p.at).max().expect("last") - one.iter().map(|p| p.at).min().expect("first");
+    let span = one.iter().map(|p| p.at).max().expect("last")
+        - one.iter().map(|p| p.at).min().expect("first");
     assert!(span >= Duration::from_millis(2000), "{span:?}");
     let rows = calls(&config, 1);
     assert_eq!(rows[0].2.as_deref(), Some("2001"), "{rows:?}");
@@ -558,10 +563,16 @@ fn an_attended_transfer_to_a_number_goes_through_the_default_trunk() {
         server.log()
     );
     let m = first.messages();
-    assert!(m.contains("SIP/2.0 200 OK\r\n") || m.contains("SIP/2.0 200 OK\n"), "{m}");
+    assert!(
+        m.contains("SIP/2.0 200 OK\r\n") || m.contains("SIP/2.0 200 OK\n"),
+        "{m}"
+    );
     // The carrier got the trunk's caller id and no caller data.
     let invite = gateway.messages();
-    assert!(invite.contains("INVITE sip:13800000001@127.0.0.1:"), "{invite}");
+    assert!(
+        invite.contains("INVITE sip:13800000001@127.0.0.1:"),
+        "{invite}"
+    );
     assert!(invite.contains("<sip:10010@"), "{invite}");
     assert!(!invite.contains("X-IVR-"), "{invite}");
     // The caller heard the number's side after the transfer.

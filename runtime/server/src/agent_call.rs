@@ -618,10 +618,7 @@ async fn far_event(rx: &mut Option<mpsc::UnboundedReceiver<LegEvent>>) -> Option
     }
 }
 
-async fn far_packet(
-    far: Option<&Far>,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr)> {
+async fn far_packet(far: Option<&Far>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
     match far {
         Some(f) => f.sock.recv_from(buf).await,
         None => std::future::pending().await,

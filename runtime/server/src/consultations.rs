@@ -13,8 +13,8 @@ use ivr_media::ports::RtpPort;
 use ivr_sip::ua::{LegEvent, Replaces};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::Arc;
+use std::sync::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// An attended transfer asks the consultation call for its far leg.
@@ -168,5 +168,4 @@ mod tests {
         assert_eq!(PassRefusal::NotYourDialog.code(), 403);
         assert_eq!(PassRefusal::EarlyDialog.code(), 480);
     }
-
 }

@@ -590,7 +590,11 @@ impl Registrar {
                 InviteAuth::Agent(agent)
             }
             Err(Outcome::Fine(401, headers, _)) => InviteAuth::Challenge(
-                headers.into_iter().map(|(_, v)| v).next().unwrap_or_default(),
+                headers
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .next()
+                    .unwrap_or_default(),
             ),
             Err(Outcome::Fine(code, ..)) => InviteAuth::Refused(code),
             Err(Outcome::Failed(code, why)) => {
@@ -942,7 +946,10 @@ mod tests {
         let reg = r.handle(&register(AGENT, contact), ip(), now);
         let nonce_r = challenge_nonce(&reg);
         let ok = r.handle(
-            &register(AGENT, &format!("{contact}{}", authorization(AGENT, PASSWORD, &nonce_r))),
+            &register(
+                AGENT,
+                &format!("{contact}{}", authorization(AGENT, PASSWORD, &nonce_r)),
+            ),
             ip(),
             now,
         );

@@ -259,7 +259,11 @@ mod tests {
         assert_eq!(r.replaces.as_deref(), Some("abc@host;to-tag=1;from-tag=2"));
         let rep = parse_replaces(r.replaces.as_deref().unwrap_or_default()).expect("replaces");
         assert_eq!(
-            (rep.call_id.as_str(), rep.to_tag.as_str(), rep.from_tag.as_str()),
+            (
+                rep.call_id.as_str(),
+                rep.to_tag.as_str(),
+                rep.from_tag.as_str()
+            ),
             ("abc@host", "1", "2")
         );
         assert!(!rep.early_only);
