@@ -581,3 +581,84 @@ fn an_attended_transfer_to_a_number_goes_through_the_default_trunk() {
     let rows = calls(&config, 1);
     assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
 }
+
+#[test]
+fn a_replaces_naming_a_consultation_still_ringing_is_refused_and_the_caller_stays() {
+    need_sipp!();
+    let config = deployment("attended-early");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // 2001 speaks from SSRC 42 for 3.5 s once it hears the caller.
+    let first_media = Endpoint::with(
+        ivr_media::audio::Law::Alaw,
+        8,
+        42,
+        vec![(0, Act::Voice(3500))],
+    );
+    let first_rtp = first_media.port.to_string();
+    let consult_rtp = free_udp_port().to_string();
+    let mut first = agent(
+        &dir,
+        &server,
+        "2001",
+        "agent_consults_early.xml",
+        &[
+            "-key",
+            "agent",
+            "2001",
+            "-key",
+            "target",
+            "2002",
+            "-key",
+            "agentrtp",
+            &first_rtp,
+            "-key",
+            "consultrtp",
+            &consult_rtp,
+            "-au",
+            "2001",
+            "-ap",
+            "pw2001",
+        ],
+    );
+    // 2002's phone rings and never answers: it hears the CANCEL when 2001 hangs up the
+    // consultation.
+    let mut second = agent(&dir, &server, "2002", "agent_no_answer.xml", &[]);
+    let caller_media = Endpoint::start(vec![(0, Act::Voice(6000))]);
+    let rtp = caller_media.port.to_string();
+    let mut caller = Peer::spawn(
+        &dir,
+        server.addr,
+        "flow_hangs_up.xml",
+        &[
+            "-m", "1", "-s", "10010", "-key", "caller", CALLER, "-key", "rtpport", &rtp,
+        ],
+    );
+    let c = caller.wait(Duration::from_secs(30));
+    let p1 = first.wait(Duration::from_secs(5));
+    let p2 = second.wait(Duration::from_secs(5));
+    let (heard_by_caller, _) = caller_media.finish();
+    drop(first_media);
+    assert!(
+        c && p1 && p2,
+        "caller {c}, agents {p1} {p2}\n{}\n{}\n{}\n{}",
+        caller.report(),
+        first.report(),
+        second.report(),
+        server.log()
+    );
+    let m = first.messages();
+    assert!(m.contains("SIP/2.0 480 Temporarily Unavailable"), "{m}");
+    // The caller heard 2001 across the refused transfer, and never 2002.
+    let one: Vec<&Pkt> = heard_by_caller.iter().filter(|p| p.ssrc == 42).collect();
+    assert!(one.len() >= 100, "{} packets from 2001", one.len());
+    let rows = calls(&config, 1);
+    assert_eq!(rows[0].2.as_deref(), Some("2001"), "{rows:?}");
+    let events = queue_events(&config, &rows[0].0);
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.0 == "answered" && e.1.as_deref() == Some("2002")),
+        "{events:?}"
+    );
+}

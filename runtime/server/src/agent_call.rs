@@ -265,7 +265,10 @@ pub async fn run(services: Services, incoming: Incoming) {
                     last_rtp = Instant::now();
                 }
                 Some(DialogEvent::Key(_)) => {}
-                Some(DialogEvent::Bye) | None => break End::PhoneBye,
+                Some(DialogEvent::Bye) | None => {
+                    tracing::info!("the agent hung up the consultation");
+                    break End::PhoneBye;
+                }
                 Some(DialogEvent::Terminate) => break End::Ours,
             },
             Some(ev) = queue_rx.recv() => if let Some(end) = c.on_queue_event(ev) { break end },
@@ -518,9 +521,15 @@ impl Consult {
             let _ = h.reply.send(Err(PassRefusal::NotYourDialog));
             return false;
         }
-        let ready = self.connected && self.far.as_ref().is_some_and(|f| f.side.is_some());
-        let (true, Some(f), Some(events)) = (ready, self.far.take(), self.far_events.take()) else {
+        let ready = self.connected
+            && self.far_events.is_some()
+            && self.far.as_ref().is_some_and(|f| f.side.is_some());
+        if !ready {
+            // The target has not answered yet: the consultation goes on as it was.
             let _ = h.reply.send(Err(PassRefusal::EarlyDialog));
+            return false;
+        }
+        let (Some(f), Some(events)) = (self.far.take(), self.far_events.take()) else {
             return false;
         };
         let Some(side) = f.side else { return false };
