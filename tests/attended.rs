@@ -662,3 +662,61 @@ fn a_replaces_naming_a_consultation_still_ringing_is_refused_and_the_caller_stay
         "{events:?}"
     );
 }
+
+#[test]
+fn an_agents_call_to_a_number_needs_its_password_and_its_login() {
+    need_sipp!();
+    let gateway_port = free_udp_port();
+    let config = deployment_with(
+        "attended-refused-calls",
+        &format!(
+            "\n[trunks.default]\nuri       = \"sip:127.0.0.1:{gateway_port}\"\ncaller_id = \"10010\"\nmax_calls = 2\n"
+        ),
+    );
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    // A gateway that would answer the number: it must never hear of these calls.
+    let gateway = Peer::spawn(
+        &dir,
+        server.addr,
+        "campaign_gateway.xml",
+        &[
+            "-p",
+            &gateway_port.to_string(),
+            "-m",
+            "1",
+            "-key",
+            "rtpport",
+            "9",
+        ],
+    );
+    // 2001 is logged in but its phone has the wrong password; 2002 has the right one but is
+    // not logged in. Each is challenged, then refused.
+    let _phone = agent(&dir, &server, "2001", "agent_answers.xml", &[]);
+    for (id, password) in [("2001", "guess"), ("2002", "pw2002")] {
+        let (ok, out) = sipp(
+            &dir,
+            server.addr,
+            "agent_call_refused.xml",
+            &[
+                "-m",
+                "1",
+                "-key",
+                "agent",
+                id,
+                "-key",
+                "target",
+                "13800000001",
+                "-au",
+                id,
+                "-ap",
+                password,
+            ],
+        );
+        assert!(ok, "{id}: {out}\n{}", server.log());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let heard = gateway.messages();
+    assert!(!heard.contains("INVITE"), "{heard}");
+    assert!(!server.log().contains("dials a number"), "{}", server.log());
+}
