@@ -326,6 +326,12 @@ impl Consult {
                 contact,
                 conn,
             } => {
+                if crate::agent_hub::agent_of(&contact.uri).is_some() {
+                    // Offered to an agent on the browser console: a phone's consultation
+                    // reaches SIP phones only (the console consults from the console).
+                    tracing::info!(agent = %agent, "the target is on the agent console: the consultation ends");
+                    return Some(End::Ours);
+                }
                 let peer = Peer {
                     addr: contact.addr,
                     proto: if contact.tcp { Proto::Tcp } else { Proto::Udp },
