@@ -289,7 +289,19 @@ fn queue_events(config: &Path, call_id: &str) -> Vec<(String, Option<String>)> {
 #[test]
 fn an_attended_transfer_bridges_the_caller_to_the_consulted_agent() {
     need_sipp!();
-    let config = deployment("attended");
+    attended_transfer_to("attended", "2002");
+}
+
+#[test]
+fn an_attended_transfer_through_a_queue_bridges_the_caller_to_its_agent() {
+    need_sipp!();
+    attended_transfer_to("attended-queue", "queue.english");
+}
+
+/// Agent 2001 consults `target` (2002, or a queue only 2002 serves) from its phone and
+/// completes the transfer with REFER and Replaces.
+fn attended_transfer_to(name: &str, target: &str) {
+    let config = deployment(name);
     let dir = config.parent().expect("dir").to_path_buf();
     let server = Server::start(&config, &[]);
     // Each phone's audio: 2001 speaks from SSRC 42 once it hears the caller, 2002 from SSRC
@@ -320,7 +332,7 @@ fn an_attended_transfer_bridges_the_caller_to_the_consulted_agent() {
             "2001",
             "-key",
             "target",
-            "2002",
+            target,
             "-key",
             "agentrtp",
             &first_rtp,
