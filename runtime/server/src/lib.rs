@@ -218,8 +218,9 @@ impl Host for SipHost {
             .to_string(),
             u => u.to_string(),
         };
-        // An agent's phone calling a colleague or a queue (From: one of `[agents.*]`, to an
-        // agent id or `queue.NAME` that no route names explicitly).
+        // An agent's phone calling a colleague, a queue or a number (From: one of
+        // `[agents.*]`, to an agent id, `queue.NAME` or a number with a default trunk, that no
+        // route names explicitly).
         if !deployment.config.routes.contains_key(&called)
             && let Some(target) = agent_call::Target::parse(&called, &deployment.config)
         {
@@ -346,9 +347,10 @@ impl Host for SipHost {
 }
 
 impl SipHost {
-    /// Admits the call of an agent's phone to a colleague or a queue (the consultation of an
-    /// attended transfer): only from a logged-in agent, authenticated by digest (401 asks the
-    /// core to challenge it).
+    /// Admits the call of an agent's phone to a colleague, a queue or a number (the
+    /// consultation of an attended transfer): only from a logged-in agent, authenticated by
+    /// digest (401 asks the core to challenge it); a number only with a free channel of the
+    /// default trunk (503 without).
     fn admit_agent(
         &mut self,
         c: &NewCall<'_>,
