@@ -12,7 +12,8 @@
 //! leg over ([`TakenLeg`]: the SIP leg, its RTP socket, its ACD key) and ends its own dialog
 //! with a BYE. Everything here is bounded: one registry entry per admitted dialog (the core's
 //! `max_calls`), a target that does not answer within [`RING_LIMIT`] ends the call, and so
-//! does [`crate::Services::rtp_timeout`] without RTP from the agent's phone.
+//! does [`crate::services::Shared::rtp_timeout`] without RTP from the agent's phone (an hour
+//! while the phone holds the call).
 
 use crate::acd_task::{AcdMsg, LeaveReason, QueueEvent, TransferTo};
 use crate::consultations::{Entry, Handover, TakenLeg};
@@ -35,6 +36,9 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 /// A consultation whose target has not answered within this long is ended.
 pub const RING_LIMIT: Duration = Duration::from_secs(60);
+
+/// A consultation the phone holds (no audio from it) ends after this long.
+const HOLD_LIMIT: Duration = Duration::from_secs(3600);
 
 /// How long the ACD task may take to accept the consultation's target.
 const ACD_ANSWER: Duration = Duration::from_secs(5);
@@ -249,10 +253,12 @@ pub async fn run(services: Services, incoming: Incoming) {
     }
     let started = Instant::now();
     let mut last_rtp = Instant::now();
+    // The phone holds the consultation (sends no audio): no RTP timeout, an hour at most.
+    let mut held = !n.direction.remote_sends() || n.remote.is_none();
     let rtp_timeout = services.rtp_timeout;
     let (mut buf, mut far_buf, mut out) = ([0u8; 1500], [0u8; 1500], [0u8; 1500]);
     let end = loop {
-        let mut due = last_rtp + rtp_timeout;
+        let mut due = last_rtp + if held { HOLD_LIMIT } else { rtp_timeout };
         if !c.connected {
             due = due.min(started + RING_LIMIT);
         }
@@ -262,6 +268,7 @@ pub async fn run(services: Services, incoming: Incoming) {
                     c.law_side = Side { law: n.law, pt: n.pt, event_pt: n.event_pt };
                     c.remote = n.remote.filter(|_| n.direction.remote_receives());
                     c.latch.relearn(n.remote);
+                    held = !n.direction.remote_sends() || n.remote.is_none();
                     last_rtp = Instant::now();
                 }
                 Some(DialogEvent::Key(_)) => {}
