@@ -151,6 +151,23 @@ pub enum AcdMsg {
         /// How it went.
         reply: oneshot::Sender<Result<(), crate::pass_refusal::PassRefusal>>,
     },
+    /// Agent `by` calls a colleague or a queue from its phone (the consultation call of an
+    /// attended transfer): the call `call` waits for `target` like a transferred call (first
+    /// in line), with the screen pop of the caller `by` talks with (if any) plus
+    /// `transferred_by`. `reply` hears that screen pop, or why the target is refused, before
+    /// any [`QueueEvent`] comes on `to`.
+    PhoneConsult {
+        /// The agent who calls.
+        by: String,
+        /// The consultation call's key.
+        call: CallKey,
+        /// Where to.
+        target: TransferTo,
+        /// Where the consultation call hears back.
+        to: mpsc::UnboundedSender<QueueEvent>,
+        /// The screen pop the target sees, or the refusal.
+        reply: oneshot::Sender<Result<ScreenPop, ivr_acd::TransferRefused>>,
+    },
     /// An agent consults `target` before passing the caller on: the consultation waits in
     /// the target's queue as `call` (first in line, like a transfer) while the conversation of
     /// the first agent goes on; [`QueueEvent::Passed`] answers first, as for a transfer.
@@ -548,6 +565,61 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 let _ = reply.send(Err(crate::pass_refusal::PassRefusal::NotConnected));
             }
         },
+        AcdMsg::PhoneConsult {
+            by,
+            call,
+            target,
+            to,
+            reply,
+        } => {
+            let status = acd.status(now);
+            let talking = status
+                .agents
+                .iter()
+                .find(|a| a.id == by && a.state == ivr_acd::AgentState::OnCall)
+                .and_then(|a| a.call);
+            let mut pop = talking
+                .and_then(|c| book.calls.get(&c))
+                .map(|w| w.pop.clone())
+                .unwrap_or_else(|| ScreenPop {
+                    caller: by.clone(),
+                    ..ScreenPop::default()
+                });
+            pop.transferred_by = Some(by.clone());
+            pop.note = None;
+            let decided = match &target {
+                TransferTo::Queue(q) => acd.transfer_target(q).map(|()| (q.clone(), Vec::new())),
+                TransferTo::Agent(a) => acd
+                    .agent_transfer_target(a, &pop.queue)
+                    .map(|q| (q, vec![ivr_acd::agent_skill(a)])),
+            };
+            let (queue, skills) = match decided {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::info!(target = ?target, agent = %by, error = %e, "consultation refused");
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            };
+            pop.queue.clone_from(&queue);
+            if reply.send(Ok(pop.clone())).is_err() {
+                return;
+            }
+            tracing::info!(queue = %queue, agent = %by, "an agent's consultation call");
+            let enqueue = AcdMsg::Enqueue {
+                call,
+                queue,
+                skills,
+                priority: pop.priority,
+                routing: ivr_acd::Routing {
+                    transferred: true,
+                    ..ivr_acd::Routing::default()
+                },
+                pop: Box::new(pop),
+                to,
+            };
+            on_msg(acd, book, enqueue, now, out);
+        }
         AcdMsg::AgentTransfer {
             agent,
             target,

@@ -8,6 +8,7 @@
 
 pub mod acd_task;
 pub mod agent_api;
+pub mod agent_call;
 pub mod agent_console;
 pub mod agent_hub;
 pub mod browser;
@@ -17,6 +18,7 @@ pub mod campaigns;
 pub mod catalog;
 pub mod clock;
 pub mod consult_request;
+pub mod consultations;
 pub mod dashboard;
 pub mod deploy;
 pub mod flow_map;
@@ -180,10 +182,18 @@ struct Admission {
     _conn: Option<transport::ConnHold>,
 }
 
+/// What an admitted call runs once it starts.
+enum Starts {
+    /// A caller's: its flow.
+    Flow(Box<call::Incoming>),
+    /// An agent's phone's: the consultation call of an attended transfer.
+    Agent(Box<agent_call::Incoming>),
+}
+
 /// An admitted call that has not started yet (ringing, or a late offer waiting for the ACK).
 /// Dropping it (CANCEL) releases everything the call held.
 struct Pending {
-    incoming: call::Incoming,
+    incoming: Starts,
     span: tracing::Span,
     /// Writes the record of a call that ends before it starts, with its outcome.
     unserved: Box<dyn FnOnce(&'static str) + Send>,
@@ -210,6 +220,21 @@ impl Host for SipHost {
             .to_string(),
             u => u.to_string(),
         };
+        // An agent's phone calling a colleague, a queue or a number (From: one of
+        // `[agents.*]`, to an agent id, `queue.NAME` or a number with a default trunk, that no
+        // route names explicitly).
+        if !deployment.config.routes.contains_key(&called)
+            && let Some(target) = agent_call::Target::parse(&called, &deployment.config)
+        {
+            let from = message::value(&c.request.headers, "From").unwrap_or_default();
+            if deployment
+                .config
+                .agents
+                .contains_key(message::user_of(message::uri_of(from)))
+            {
+                return self.admit_agent(&c, target);
+            }
+        }
         let Some((_, flow)) = deployment.flow_for(&called) else {
             if deployment.routes_to_not_started(&called) {
                 tracing::warn!(%called, "the flow of this number is not started (see the log)");
@@ -300,7 +325,7 @@ impl Host for SipHost {
             Admission {
                 events: events_tx,
                 pending: Some(Pending {
-                    incoming,
+                    incoming: Starts::Flow(Box::new(incoming)),
                     span,
                     unserved: Box::new(unserved),
                 }),
@@ -323,17 +348,108 @@ impl Host for SipHost {
     }
 }
 
+impl SipHost {
+    /// Admits the call of an agent's phone to a colleague, a queue or a number (the
+    /// consultation of an attended transfer): only from a logged-in agent, authenticated by
+    /// digest (401 asks the core to challenge it); a number only with a free channel of the
+    /// default trunk (503 without).
+    fn admit_agent(
+        &mut self,
+        c: &NewCall<'_>,
+        target: agent_call::Target,
+    ) -> Result<Admitted, u16> {
+        let Some(agent) = c.agent else {
+            tracing::info!(target = ?target, "an agent's call without credentials: challenged");
+            return Err(401);
+        };
+        if matches!(&target, agent_call::Target::Agent(a) if a == agent) {
+            tracing::info!(agent, "an agent called itself");
+            return Err(403);
+        }
+        let deployment = self.services.live.current();
+        // A number takes a channel of the default trunk for as long as it lasts.
+        let trunk = match (&target, agent_call::default_trunk(&deployment.config)) {
+            (agent_call::Target::Number(_), Some((name, t))) => {
+                match self.services.trunks.try_take(name, t.max_calls) {
+                    Some(permit) => Some(permit),
+                    None => {
+                        tracing::info!(trunk = name, "every channel of the trunk is in use");
+                        return Err(503);
+                    }
+                }
+            }
+            (agent_call::Target::Number(_), None) => return Err(404),
+            _ => None,
+        };
+        let policy = srtp_policy(deployment.config.server.srtp);
+        let Some(offer) = c.offer else {
+            // Consultation calls need the phone's offer (no late offer).
+            return Err(488);
+        };
+        let n = sdp::negotiate(offer, policy).map_err(|_| 488u16)?;
+        if n.srtp.is_some() {
+            // The consultation relays plain RTP only.
+            return Err(488);
+        }
+        let Some(port) = self.services.ports.allocate() else {
+            tracing::warn!("no free RTP port");
+            return Err(503);
+        };
+        let session_id = random_u64() >> 1;
+        let answer = sdp::answer(offer, &n, c.local_ip, port.port(), session_id, 1);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let call_id: String = c.facts.call_id.chars().take(128).collect();
+        let span = tracing::info_span!("consultation", id = %call_id, agent = %agent);
+        let port_no = port.port();
+        let incoming = agent_call::Incoming {
+            agent: agent.to_string(),
+            target,
+            port,
+            negotiated: n,
+            events: events_rx,
+            tag: c.tag.to_string(),
+            call_id: c.facts.call_id.clone(),
+            remote_tag: c.facts.from_tag.clone().unwrap_or_default(),
+            trunk,
+        };
+        self.calls.insert(
+            c.tag.to_string(),
+            Admission {
+                events: events_tx,
+                pending: Some(Pending {
+                    incoming: Starts::Agent(Box::new(incoming)),
+                    span,
+                    unserved: Box::new(|_| {}),
+                }),
+                _conn: self.services.sip.hold(&c.peer),
+            },
+        );
+        Ok(Admitted {
+            answer,
+            negotiated: Some(n),
+            port: port_no,
+        })
+    }
+}
+
 impl Calls for SipHost {
     fn start(&mut self, tag: &str, media: Negotiated) {
-        let Some(Pending {
-            mut incoming, span, ..
-        }) = self.calls.get_mut(tag).and_then(|a| a.pending.take())
+        let Some(Pending { incoming, span, .. }) =
+            self.calls.get_mut(tag).and_then(|a| a.pending.take())
         else {
             return;
         };
-        incoming.negotiated = media;
-        self.services.running.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(call::run(self.services.clone(), incoming).instrument(span));
+        match incoming {
+            Starts::Flow(mut incoming) => {
+                incoming.negotiated = media;
+                self.services.running.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(call::run(self.services.clone(), *incoming).instrument(span));
+            }
+            Starts::Agent(mut incoming) => {
+                incoming.negotiated = media;
+                tokio::spawn(agent_call::run(self.services.clone(), *incoming).instrument(span));
+            }
+        }
     }
 
     fn unserved(&mut self, tag: &str, outcome: &'static str) {
@@ -537,6 +653,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         http: http_limits::HttpStats::default(),
         campaigns: campaigns::CampaignHub::new(),
         trunks: trunk_channels::TrunkChannels::default(),
+        consultations: Arc::default(),
     });
     // A new version going live brings its agents and queues to the ACD, and the agents'
     // credentials to the registrar.

@@ -21,9 +21,15 @@ pub enum PassRefusal {
     /// The agent named itself.
     #[error("an agent cannot transfer a call to itself")]
     Yourself,
-    /// REFER with Replaces: not built yet.
-    #[error("attended transfer (REFER with Replaces) is not supported yet: transfer blind")]
-    Attended,
+    /// REFER with Replaces naming no consultation call of ours (RFC 3891: 481).
+    #[error("the Replaces of the REFER names no consultation call in progress")]
+    NoSuchDialog,
+    /// REFER with Replaces naming another agent's call.
+    #[error("the Replaces of the REFER names a call this agent did not place")]
+    NotYourDialog,
+    /// REFER with Replaces naming a consultation whose target has not answered yet.
+    #[error("the consultation's target has not answered yet: transfer once it has")]
+    EarlyDialog,
     /// Neither a queue, an agent nor a number.
     #[error("`{0}` is neither queue.NAME, an agent nor a number")]
     Unknown(String),
@@ -50,7 +56,9 @@ impl PassRefusal {
                 | TransferRefused::NoQueue(_),
             ) => 480,
             PassRefusal::Number(_) | PassRefusal::Yourself => 403,
-            PassRefusal::Attended => 501,
+            PassRefusal::NoSuchDialog => 481,
+            PassRefusal::NotYourDialog => 403,
+            PassRefusal::EarlyDialog => 480,
             PassRefusal::Unanswered => 503,
             PassRefusal::Consult(c) => c.code(),
         }

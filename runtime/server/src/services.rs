@@ -63,6 +63,8 @@ pub struct Shared {
     pub campaigns: Arc<crate::campaign_hub::CampaignHub>,
     /// Each trunk's outbound channels (campaigns and agents' transfers to numbers).
     pub trunks: crate::trunk_channels::TrunkChannels,
+    /// Agents' consultation calls in progress (attended transfers find them here).
+    pub consultations: Arc<crate::consultations::Consultations>,
 }
 
 impl Services {

@@ -352,6 +352,17 @@ fn split_list(value: &str) -> Vec<&str> {
     out
 }
 
+/// How an INVITE from an agent's phone authenticated ([`Registrar::authenticate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InviteAuth {
+    /// A registered agent, authenticated.
+    Agent(String),
+    /// No (usable or fresh) credentials: answer 401 with this `WWW-Authenticate` value.
+    Challenge(String),
+    /// Refused with this status (403: wrong, unknown, locked or not logged in; 400).
+    Refused(u16),
+}
+
 /// How a request came out.
 enum Outcome {
     /// Answered; not a failure (challenges, 200, a stale nonce).
@@ -546,6 +557,64 @@ impl Registrar {
     }
 
     fn decide(&mut self, req: &Request, agent: &str, now: Millis) -> Outcome {
+        match self.check_digest(req, agent, "REGISTER", now) {
+            Ok(()) => self.bind(req, agent, now),
+            Err(o) => o,
+        }
+    }
+
+    /// Authenticates an INVITE from an agent's phone (a call it places: the consultation of
+    /// an attended transfer) with the same digest credentials as its REGISTER: the agent is
+    /// the From user, the digest username must be it, and the agent must be registered (a
+    /// logged-in agent). Failures count against the address and the agent like REGISTER's,
+    /// and a locked address or agent is refused unchecked; the answer is never held back.
+    pub fn authenticate(&mut self, req: &Request, source: IpAddr, now: Millis) -> InviteAuth {
+        let agent = message::value(&req.headers, "From")
+            .map(|from| message::user_of(message::uri_of(from)).to_string())
+            .unwrap_or_default();
+        let known = self
+            .credentials
+            .contains_key(&agent)
+            .then_some(agent.as_str());
+        if let Verdict::Locked(_) = self.limiter.check(source, known, now) {
+            return InviteAuth::Refused(403);
+        }
+        let method = req.method.to_string();
+        match self.check_digest(req, &agent, &method, now) {
+            Ok(()) => {
+                self.limiter.succeeded(source, known, now);
+                if self.binding(&agent, now).is_none() {
+                    tracing::info!(agent = %agent, "INVITE from an agent who is not logged in");
+                    return InviteAuth::Refused(403);
+                }
+                InviteAuth::Agent(agent)
+            }
+            Err(Outcome::Fine(401, headers, _)) => InviteAuth::Challenge(
+                headers
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .next()
+                    .unwrap_or_default(),
+            ),
+            Err(Outcome::Fine(code, ..)) => InviteAuth::Refused(code),
+            Err(Outcome::Failed(code, why)) => {
+                self.limiter.failed(source, known, now);
+                self.refusals.count(Refusal::Failed);
+                tracing::info!(agent = %agent, addr = %source, why, "INVITE of an agent refused");
+                InviteAuth::Refused(code)
+            }
+        }
+    }
+
+    /// Checks the digest credentials of `req` (method `method`) for `agent`: `Ok` when they
+    /// are right and fresh, else the challenge or the failure to answer with.
+    fn check_digest(
+        &mut self,
+        req: &Request,
+        agent: &str,
+        method: &str,
+        now: Millis,
+    ) -> Result<(), Outcome> {
         // Credentials for our realm, if the request has any.
         let mut creds = None;
         for v in message::values(&req.headers, "Authorization") {
@@ -556,18 +625,18 @@ impl Registrar {
                 }
                 Some(_) => {}
                 None if v.trim_start().to_ascii_lowercase().starts_with("digest") => {
-                    return Outcome::Failed(400, "unreadable Authorization");
+                    return Err(Outcome::Failed(400, "unreadable Authorization"));
                 }
                 None => {}
             }
         }
         let Some(p) = creds else {
-            return self.challenge(false, now);
+            return Err(self.challenge(false, now));
         };
         if p.get("algorithm")
             .is_some_and(|a| !a.eq_ignore_ascii_case("MD5"))
         {
-            return self.challenge(false, now);
+            return Err(self.challenge(false, now));
         }
         let field = |n: &str| p.get(n).map(String::as_str);
         let (Some(username), Some(nonce), Some(uri), Some(response)) = (
@@ -576,9 +645,9 @@ impl Registrar {
             field("uri"),
             field("response"),
         ) else {
-            return Outcome::Failed(400, "incomplete Authorization");
+            return Err(Outcome::Failed(400, "incomplete Authorization"));
         };
-        let a2 = md5_hex(&["REGISTER", uri]);
+        let a2 = md5_hex(&[method, uri]);
         let known = self.credentials.get(agent).filter(|_| username == agent);
         // Unknown agents are checked against a made-up ha1, so that they take as long.
         let dummy;
@@ -593,45 +662,46 @@ impl Registrar {
             None => (md5_hex(&[ha1, nonce, &a2]), 0),
             Some(q) if q.eq_ignore_ascii_case("auth") => {
                 let (Some(nc), Some(cnonce)) = (field("nc"), field("cnonce")) else {
-                    return Outcome::Failed(400, "qop=auth without nc or cnonce");
+                    return Err(Outcome::Failed(400, "qop=auth without nc or cnonce"));
                 };
                 let Some(count) = u32::from_str_radix(nc, 16).ok().filter(|n| *n > 0) else {
-                    return Outcome::Failed(400, "nc is not a count");
+                    return Err(Outcome::Failed(400, "nc is not a count"));
                 };
                 (md5_hex(&[ha1, nonce, nc, cnonce, q, &a2]), count)
             }
-            Some(_) => return Outcome::Failed(400, "unsupported qop"),
+            Some(_) => return Err(Outcome::Failed(400, "unsupported qop")),
         };
         let matches = ct_eq(
             response.to_ascii_lowercase().as_bytes(),
             expected.as_bytes(),
         );
         if known.is_none() {
-            return Outcome::Failed(
+            return Err(Outcome::Failed(
                 403,
                 if username == agent {
                     "unknown agent"
                 } else {
                     "digest username is not the AOR's user"
                 },
-            );
+            ));
         }
         if !matches {
-            return Outcome::Failed(403, "wrong credentials");
+            return Err(Outcome::Failed(403, "wrong credentials"));
         }
         // The right answer to a nonce that is old (or from before a restart): ask again.
         if self.nonce_fresh(nonce, now) != Some(true) {
-            return self.challenge(true, now);
+            return Err(self.challenge(true, now));
         }
         // The right answer once more (a replay): ask again, without counting a failure.
         if !self.first_use(nonce, count, now) {
             tracing::info!(
                 agent,
-                "REGISTER with a nonce count already used: challenged again"
+                method,
+                "a nonce count already used: challenged again"
             );
-            return self.challenge(true, now);
+            return Err(self.challenge(true, now));
         }
-        self.bind(req, agent, now)
+        Ok(())
     }
 
     /// Records the use of `nonce` with `count` (0: without qop); false when that count, or a
@@ -823,6 +893,88 @@ mod tests {
              uri=\"{URI}\", response=\"{response}\", algorithm=MD5, cnonce=\"0a4f113b\", \
              qop=auth, nc={nc}\r\n"
         )
+    }
+
+    /// An INVITE from agent `from` to `sip:2002@...` with extra header lines.
+    fn invite(from: &str, extra: &str) -> Request {
+        let text = format!(
+            "INVITE sip:2002@127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK-i1;rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{from}@127.0.0.1>;tag=c1\r\n\
+             To: <sip:2002@127.0.0.1:5060>\r\n\
+             Call-ID: consult-1@10.0.0.5\r\n\
+             CSeq: 1 INVITE\r\n\
+             {extra}\
+             Content-Length: 0\r\n\r\n"
+        );
+        match message::parse(text.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    /// The Authorization of an INVITE to `sip:2002@127.0.0.1:5060` (qop=auth).
+    fn invite_authorization(user: &str, password: &str, nonce: &str, nc: u32) -> String {
+        let uri = "sip:2002@127.0.0.1:5060";
+        let h1 = ha1(user, REALM, password);
+        let h2 = md5_hex(&["INVITE", uri]);
+        let nc = format!("{nc:08x}");
+        let response = md5_hex(&[&h1, nonce, &nc, "77aa", "auth", &h2]);
+        format!(
+            "Authorization: Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{response}\", algorithm=MD5, cnonce=\"77aa\", \
+             qop=auth, nc={nc}\r\n"
+        )
+    }
+
+    #[test]
+    fn an_agents_invite_authenticates_like_its_register_and_only_when_logged_in() {
+        let mut r = registrar();
+        let now: Millis = 1_000;
+        let InviteAuth::Challenge(www) = r.authenticate(&invite(AGENT, ""), ip(), now) else {
+            panic!("no challenge");
+        };
+        let nonce = digest_params(&www).expect("digest")["nonce"].clone();
+        // Right credentials, but the agent is not registered (logged in): refused.
+        let auth = invite_authorization(AGENT, PASSWORD, &nonce, 1);
+        assert_eq!(
+            r.authenticate(&invite(AGENT, &auth), ip(), now),
+            InviteAuth::Refused(403)
+        );
+        let contact = "Contact: <sip:2001@10.0.0.5:5070>\r\n";
+        let reg = r.handle(&register(AGENT, contact), ip(), now);
+        let nonce_r = challenge_nonce(&reg);
+        let ok = r.handle(
+            &register(
+                AGENT,
+                &format!("{contact}{}", authorization(AGENT, PASSWORD, &nonce_r)),
+            ),
+            ip(),
+            now,
+        );
+        assert_eq!(ok.code, 200);
+        let auth = invite_authorization(AGENT, PASSWORD, &nonce, 2);
+        assert_eq!(
+            r.authenticate(&invite(AGENT, &auth), ip(), now),
+            InviteAuth::Agent(AGENT.into())
+        );
+        // The same answer again (a replay) is challenged again; a wrong password, or the
+        // credentials of another agent than the From, are refused.
+        assert!(matches!(
+            r.authenticate(&invite(AGENT, &auth), ip(), now),
+            InviteAuth::Challenge(_)
+        ));
+        let wrong = invite_authorization(AGENT, "guess", &nonce, 3);
+        assert_eq!(
+            r.authenticate(&invite(AGENT, &wrong), ip(), now),
+            InviteAuth::Refused(403)
+        );
+        let other = invite_authorization(AGENT, PASSWORD, &nonce, 4);
+        assert_eq!(
+            r.authenticate(&invite("2003", &other), ip(), now),
+            InviteAuth::Refused(403)
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! What calls share (the SIP core, the pacer, the ACD task, ...) comes as the [`Services`]
 //! handle; what is the call's own as an [`Incoming`].
 
+mod attended;
 mod consult;
 mod pass_on;
 mod record_call;
@@ -137,6 +138,11 @@ enum Internal {
     ConsultResolved {
         target: String,
         peer: Result<(Peer, Option<TcpLink>), u16>,
+    },
+    /// The consultation named by an attended transfer's Replaces answered (`attended.rs`).
+    Replaced {
+        origin: crate::acd_task::PassOrigin,
+        result: Box<Result<crate::consultations::TakenLeg, crate::pass_refusal::PassRefusal>>,
     },
 }
 
@@ -920,6 +926,7 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
                     }
                 },
                 Some(Internal::ConsultResolved { target, peer }) => d.consult_resolved(&target, peer),
+                Some(Internal::Replaced { origin, result }) => d.on_replaced(origin, *result),
                 None => {}
             },
             m = queue_rx.recv() => match m {

@@ -54,10 +54,8 @@ impl Driver {
         };
         let origin = PassOrigin::Refer(tag);
         if refer.replaces.is_some() {
-            // Attended transfer (RFC 3891) is not built: say so, the caller stays.
-            tracing::info!("REFER with Replaces (attended transfer) refused: not supported");
-            self.pass_refused(origin, &PassRefusal::Attended);
-            return;
+            // Attended transfer (RFC 3891): `attended.rs`.
+            return self.attended(refer.replaces.as_deref(), origin);
         }
         match PassTarget::parse(&refer.user, &self.deployment.config) {
             Some(target) => self.pass_on(target, String::new(), origin),
@@ -206,12 +204,12 @@ impl Driver {
         }
     }
 
-    fn pass_refused(&mut self, origin: PassOrigin, why: &PassRefusal) {
+    pub(super) fn pass_refused(&mut self, origin: PassOrigin, why: &PassRefusal) {
         tracing::info!(reason = %why, "transfer refused: the caller stays with the agent");
         self.pass_done(origin, Err(why));
     }
 
-    fn pass_done(&mut self, origin: PassOrigin, result: Result<(), &PassRefusal>) {
+    pub(super) fn pass_done(&mut self, origin: PassOrigin, result: Result<(), &PassRefusal>) {
         match origin {
             PassOrigin::Refer(tag) => {
                 let code = result.map_or_else(PassRefusal::code, |()| 200);

@@ -10,6 +10,7 @@ use crate::dialog::Dialog;
 use crate::edge::{Bucket, IN_DIALOG_BURST};
 use crate::message::{self, ALLOW, Extra, Facts};
 use crate::peer::Peer;
+use crate::registrar::InviteAuth;
 use crate::sdp;
 use ivr_sansio::Millis;
 use rsip::Request;
@@ -67,6 +68,14 @@ impl<H: Host> Core<H> {
         let tag = message::new_tag();
         let local_ip = self.local_ip(peer.addr.ip());
         self.respond(req, peer, &key, 100, &Extra::default(), now);
+        // An agent's phone placing a call authenticates like its REGISTER (digest).
+        let auth = message::value(&req.headers, "Authorization")
+            .is_some()
+            .then(|| self.registrar.authenticate(req, peer.addr.ip(), now));
+        let agent = match &auth {
+            Some(InviteAuth::Agent(a)) => Some(a.as_str()),
+            _ => None,
+        };
         let admitted = match self.host.admit(NewCall {
             request: req,
             facts: f,
@@ -74,8 +83,35 @@ impl<H: Host> Core<H> {
             local_ip,
             tag: &tag,
             offer: offer.as_ref(),
+            agent,
         }) {
             Ok(a) => a,
+            Err(401) => {
+                let challenge = match auth {
+                    Some(InviteAuth::Refused(code)) => Err(code),
+                    Some(InviteAuth::Challenge(c)) => Ok(c),
+                    // Authenticated but not what the application wants: no second chance.
+                    Some(InviteAuth::Agent(_)) => Err(403),
+                    None => match self.registrar.authenticate(req, peer.addr.ip(), now) {
+                        InviteAuth::Challenge(c) => Ok(c),
+                        InviteAuth::Refused(code) => Err(code),
+                        InviteAuth::Agent(_) => Err(403),
+                    },
+                };
+                match challenge {
+                    Ok(value) => {
+                        self.refused += 1;
+                        let extra = Extra {
+                            to_tag: Some(&tag),
+                            headers: &[("WWW-Authenticate", value.as_str())],
+                            ..Extra::default()
+                        };
+                        self.respond(req, peer, &key, 401, &extra, now);
+                    }
+                    Err(code) => self.refuse(req, peer, &key, code, now),
+                }
+                return;
+            }
             Err(code) => {
                 self.refuse(req, peer, &key, code, now);
                 return;

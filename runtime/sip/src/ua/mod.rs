@@ -43,7 +43,7 @@ mod refer;
 mod register;
 
 pub use self::core::Core;
-pub use self::refer::{Refer, parse_refer_to};
+pub use self::refer::{Refer, Replaces, parse_refer_to, parse_replaces};
 pub use crate::edge::EdgePolicy;
 use crate::message::Facts;
 use crate::peer::Peer;
@@ -237,6 +237,10 @@ pub struct NewCall<'a> {
     pub tag: &'a str,
     /// The SDP offer (none: late offer, we make it in the 200 OK).
     pub offer: Option<&'a sdp::Session>,
+    /// The logged-in agent whose phone sent it, when the INVITE carried its digest
+    /// credentials (a call an agent places). An application that takes such calls only from
+    /// agents refuses one without with 401: the core then challenges it.
+    pub agent: Option<&'a str>,
 }
 
 /// A call the application agreed to take.

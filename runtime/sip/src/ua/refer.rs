@@ -62,6 +62,46 @@ pub fn parse_refer_to(value: &str) -> Option<Refer> {
     })
 }
 
+/// The dialog a `Replaces` value names (RFC 3891): `CALLID;to-tag=X;from-tag=Y`. In a REFER's
+/// `Refer-To` for an attended transfer, the tags are as the transferring phone sent its
+/// consultation INVITE: `to-tag` is the tag of whoever answered it, `from-tag` the phone's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaces {
+    /// The Call-ID.
+    pub call_id: String,
+    /// The `to-tag` parameter.
+    pub to_tag: String,
+    /// The `from-tag` parameter.
+    pub from_tag: String,
+    /// `early-only` was given.
+    pub early_only: bool,
+}
+
+/// Reads a decoded `Replaces` value; `None` without a Call-ID or either tag.
+pub fn parse_replaces(value: &str) -> Option<Replaces> {
+    if value.len() > MAX_REFER_TO {
+        return None;
+    }
+    let mut parts = value.split(';').map(str::trim);
+    let call_id = parts.next().filter(|c| !c.is_empty())?.to_string();
+    let (mut to_tag, mut from_tag, mut early_only) = (None, None, false);
+    for p in parts {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        match k.trim().to_ascii_lowercase().as_str() {
+            "to-tag" => to_tag = Some(v.trim().to_string()),
+            "from-tag" => from_tag = Some(v.trim().to_string()),
+            "early-only" => early_only = true,
+            _ => {}
+        }
+    }
+    Some(Replaces {
+        call_id,
+        to_tag: to_tag.filter(|t| !t.is_empty())?,
+        from_tag: from_tag.filter(|t| !t.is_empty())?,
+        early_only,
+    })
+}
+
 /// Percent-decoding (`%40` → `@`); `None` for a broken escape or bytes that are no UTF-8.
 fn decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
@@ -217,6 +257,23 @@ mod tests {
             parse_refer_to("<sip:2002@10.0.0.1?Replaces=abc%40host%3Bto-tag%3D1%3Bfrom-tag%3D2>")
                 .expect("attended");
         assert_eq!(r.replaces.as_deref(), Some("abc@host;to-tag=1;from-tag=2"));
+        let rep = parse_replaces(r.replaces.as_deref().unwrap_or_default()).expect("replaces");
+        assert_eq!(
+            (
+                rep.call_id.as_str(),
+                rep.to_tag.as_str(),
+                rep.from_tag.as_str()
+            ),
+            ("abc@host", "1", "2")
+        );
+        assert!(!rep.early_only);
+        assert_eq!(parse_replaces("abc;to-tag=1"), None);
+        assert_eq!(parse_replaces(";to-tag=1;from-tag=2"), None);
+        assert!(
+            parse_replaces("x;from-tag=2;to-tag=1;early-only")
+                .expect("early")
+                .early_only
+        );
         assert_eq!(parse_refer_to("<tel:+8613800000001>"), None);
         assert_eq!(parse_refer_to("<sip:host.only>"), None);
         assert_eq!(parse_refer_to("<sip:%zz@h>"), None);
