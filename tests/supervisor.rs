@@ -34,8 +34,30 @@ fn basic(id: &str, password: &str) -> String {
     )
 }
 
-const FLOW: &str = "flow t {\n    title    \"supervisor test\"\n    language zh-CN\n    entry    hello\n}\n\n\
-                    step hello {\n    play hello\n    hangup\n}\n";
+const FLOW: &str = r##"
+flow t {
+    title    "supervisor test"
+    language zh-CN
+    entry    hello
+}
+
+step hello {
+    play hello
+    goto choose
+}
+
+menu choose {
+    prompt   options
+    timeout  20s
+    attempts 1 -> bye
+    key 1 -> bye
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
 
 /// A deployment with one flow, one agent and the supervisor 3001, on the embedded SQLite
 /// database (or `database`).
@@ -43,7 +65,14 @@ fn deployment(name: &str, database: &str) -> PathBuf {
     let dir = temp_dir(&format!("supervisor-{name}"));
     fs::create_dir_all(dir.join("flows")).expect("flows");
     fs::write(dir.join("flows/t.flow"), FLOW).expect("flow");
-    write_prompts(&dir, &[("hello", "hello", 440.0, 300)]);
+    write_prompts(
+        &dir,
+        &[
+            ("hello", "hello", 440.0, 300),
+            ("options", "options", 660.0, 300),
+            ("bye", "bye", 880.0, 300),
+        ],
+    );
     let rtp = rtp_range(10);
     fs::write(
         dir.join("ivr.toml"),
@@ -538,5 +567,70 @@ fn recordings_are_searched_and_played_with_ranges() {
     assert_eq!(plays.len(), 1, "{rows:?}");
     assert_eq!(plays[0].2.as_deref(), Some("c1"));
     assert!(rows.iter().all(|r| r.0 == SUPERVISOR));
+    server.stop(Duration::from_secs(10));
+}
+
+#[test]
+fn live_calls_show_flow_node_caller_and_duration() {
+    need_sipp!();
+    let config = deployment("live", "sqlite://ivr-data/ivr.db");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let mut server = Server::start(&config, &[]);
+    let addr = server.http();
+    let auth = basic(SUPERVISOR, PASSWORD);
+    assert_eq!(request(addr, "GET", "/supervisor/calls", &[]).0, 401);
+    let (code, _, body) = request(
+        addr,
+        "GET",
+        "/supervisor/calls",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(v["calls"].as_array().map(Vec::len), Some(0));
+    // A call held in the menu for 4 s.
+    let sip = server.addr;
+    let caller = std::thread::spawn(move || {
+        let media = Endpoint::start(Vec::new());
+        let port = media.port.to_string();
+        let r = sipp(
+            &dir,
+            sip,
+            "call_bye.xml",
+            &["-m", "1", "-d", "4000", "-key", "rtpport", &port],
+        );
+        media.finish();
+        r
+    });
+    let started = std::time::Instant::now();
+    let mut seen = None;
+    while started.elapsed() < Duration::from_secs(10) {
+        let (_, _, body) = request(
+            addr,
+            "GET",
+            "/supervisor/calls",
+            &[("Authorization", &auth)],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        if let Some(c) = v["calls"].as_array().and_then(|a| a.first())
+            && c["node"] == "choose"
+            && c["duration_ms"].as_u64().unwrap_or(0) > 500
+        {
+            seen = Some(c.clone());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = seen.unwrap_or_else(|| panic!("the call in the menu is not listed\n{}", server.log()));
+    assert_eq!(c["caller"], CALLER, "{c}");
+    assert_eq!(c["flow"], "t");
+    assert_eq!(c["channel"], "sip");
+    assert!(
+        c["call_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{c}"
+    );
+    assert!(c["agent"].is_null() && c["queue"].is_null(), "{c}");
+    let (ok, out) = caller.join().expect("sipp thread");
+    assert!(ok, "{out}");
     server.stop(Duration::from_secs(10));
 }

@@ -8,6 +8,7 @@
 //! - [`login`]: passwords checked through the HTTP side's login limiter;
 //! - [`sessions`]: session tokens (a cookie, or `Authorization: Bearer`);
 //! - [`page`]: `GET /supervisor` (the page), `POST /supervisor/login` and `/logout`;
+//! - [`live`]: the calls in progress (`GET /supervisor/calls`);
 //! - [`recordings`]: the search (`GET /supervisor/recordings`) and the files, with
 //!   [`byte_range`] for seeking.
 //!
@@ -15,6 +16,7 @@
 //! 401 with a Basic challenge (429 while the limiter locks its address or the supervisor).
 
 pub mod byte_range;
+pub mod live;
 pub mod login;
 pub mod page;
 pub mod recordings;
@@ -159,5 +161,8 @@ pub fn challenge() -> Response {
 
 /// The routes of `/supervisor`.
 pub fn router(s: Arc<Supervisors>) -> Router {
-    page::routes().merge(recordings::routes()).with_state(s)
+    page::routes()
+        .merge(recordings::routes())
+        .merge(live::routes())
+        .with_state(s)
 }
