@@ -47,6 +47,10 @@ struct Entry {
     who: Option<Box<(String, String)>>,
 }
 
+/// A call as [`LiveCalls::calls`] copies it under the lock: since, flow, node, channel, id,
+/// caller.
+type Picked = (Instant, Arc<Flow>, Option<NodeId>, Channel, String, String);
+
 /// Most calls [`LiveCalls::calls`] lists (the longest first).
 pub const MAX_LISTED: usize = 2_000;
 
@@ -200,7 +204,7 @@ impl LiveCalls {
     /// supervisors.
     pub fn calls(&self) -> Vec<LiveCall> {
         let now = Instant::now();
-        let mut picked: Vec<(Instant, Arc<Flow>, Option<NodeId>, Channel, String, String)> = {
+        let mut picked: Vec<Picked> = {
             let inner = self.lock();
             let mut all: Vec<&Entry> = inner.calls.values().collect();
             all.sort_by_key(|e| e.since);
