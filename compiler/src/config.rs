@@ -1962,5 +1962,13 @@ default   = "hotline"
             typo.hint.as_deref().unwrap_or("").contains("name"),
             "{typo:?}"
         );
+        // An id that cannot be a login's user name: an error.
+        let (c, d) = parse("[supervisors.\"a:b\"]\nha1 = \"bf715e98225da5507a0ec09b14207408\"\n");
+        assert!(c.supervisors.is_empty());
+        assert!(
+            d.iter().any(|x| x.severity == ivr_dsl::Severity::Error
+                && x.message.contains("`a:b` cannot be a supervisor id")),
+            "{d:?}"
+        );
     }
 }
