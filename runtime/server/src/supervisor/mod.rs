@@ -78,9 +78,11 @@ impl Supervisors {
     /// supervisor removed from `ivr.toml` is nobody, whatever its session. Routes that know
     /// the peer's address should prefer [`Supervisors::authorize`].
     pub fn who(&self, headers: &HeaderMap) -> Option<String> {
-        if let Some(t) = sessions::token_of(headers) {
-            let s = self.sessions.touch(&t)?;
-            return self.passwords.configured(&s).then_some(s);
+        if let Some(t) = sessions::token_of(headers)
+            && let Some(s) = self.sessions.touch(&t)
+            && self.passwords.configured(&s)
+        {
+            return Some(s);
         }
         self.passwords.check_unslowed(headers)
     }
