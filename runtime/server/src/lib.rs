@@ -35,6 +35,7 @@ pub mod recording_purge;
 pub mod screen_pop;
 pub mod services;
 pub mod sip_task;
+pub mod supervisor;
 pub mod tls;
 pub mod transport;
 pub mod trunk_channels;
@@ -767,6 +768,10 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
                     db.as_ref().map(|d| d.pool().clone()),
                 )),
                 console: Some(agent_console::Console::new(agent_api.clone())),
+                supervisors: Some(supervisor::Supervisors::new(
+                    &agent_api,
+                    db.as_ref().map(|d| d.pool().clone()),
+                )),
             });
             let limits = http::Limits {
                 max_connections: server.max_http_connections as usize,
