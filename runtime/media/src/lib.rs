@@ -16,4 +16,5 @@ pub mod ports;
 pub mod recorder;
 pub mod rtp;
 pub mod srtp;
+pub mod supervise;
 pub mod webrtc;
