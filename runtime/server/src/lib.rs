@@ -32,6 +32,7 @@ pub mod recording_purge;
 pub mod screen_pop;
 pub mod services;
 pub mod sip_task;
+pub mod supervise_taps;
 pub mod tls;
 pub mod transport;
 pub mod voice_mail;
@@ -534,6 +535,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         max_calls,
         http: http_limits::HttpStats::default(),
         campaigns: campaigns::CampaignHub::new(),
+        taps: supervise_taps::Taps::default(),
     });
     // A new version going live brings its agents and queues to the ACD, and the agents'
     // credentials to the registrar.

@@ -61,6 +61,8 @@ pub struct Shared {
     pub http: HttpStats,
     /// The campaigns' controls and progress.
     pub campaigns: Arc<crate::campaign_hub::CampaignHub>,
+    /// Calls a supervisor may listen to, whisper or barge into.
+    pub taps: crate::supervise_taps::Taps,
 }
 
 impl Services {

@@ -43,6 +43,8 @@ use ivr_media::pacer::{ChannelHandle, ChannelSpec, MediaEvent};
 use ivr_media::ports::RtpPort;
 use ivr_media::rtp;
 use ivr_media::srtp::{Protect, SrtpError, Unprotect};
+use crate::supervise_taps::{Refused, TapRequest};
+use ivr_media::supervise::{self, BridgeTap};
 use ivr_sip::message::random_u64;
 use ivr_sip::sdp::{Negotiated, Sdes};
 use std::collections::VecDeque;
@@ -242,6 +244,8 @@ struct Driver {
     passing: Option<(crate::acd_task::PassOrigin, ScreenPop)>,
     /// The whole-call recording, once started.
     call_rec: Option<record_call::CallRecording>,
+    /// A supervisor's tap on the bridge (listen, whisper, barge), while one is on.
+    supervisor: Option<BridgeTap>,
 }
 
 impl Driver {
@@ -845,7 +849,9 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
         live_key,
         passing: None,
         call_rec: None,
+        supervisor: None,
     };
+    let mut taps = services.taps.register(&d.call.info().id);
     d.start_call_recording(record_call::Why::Answer);
     d.feed(Event::Start);
     let mut buf = [0u8; 1500];
@@ -906,6 +912,11 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
                 // The core forgot the leg without a word: treat it as a failure.
                 None => d.leg_failed(500),
             },
+            r = taps.requests.recv() => {
+                if let Some(r) = r {
+                    d.on_tap_request(r);
+                }
+            }
             r = leg_packet(&d.leg_sock, &mut leg_buf) => {
                 if let Ok((len, from)) = r {
                     d.relay_to_caller(&leg_buf[..len], from, &sock, &mut out_buf);
@@ -933,6 +944,7 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
             }
         }
     }
+    services.taps.unregister(&d.call.info().id, &taps);
     // A queue place or a leg still open: give them up.
     d.end_transfer(LeaveReason::Hangup);
     if let Some(r) = &mut d.recorder {
