@@ -302,9 +302,13 @@ impl BridgeTap {
         };
         if !sh.supervisor_gone.load(Ordering::Relaxed) {
             let dropped = heard.push(pcm);
-            sh.stats.heard.fetch_add((n - dropped) as u64, Ordering::Relaxed);
+            sh.stats
+                .heard
+                .fetch_add((n - dropped) as u64, Ordering::Relaxed);
             if dropped > 0 {
-                sh.stats.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+                sh.stats
+                    .dropped
+                    .fetch_add(dropped as u64, Ordering::Relaxed);
             }
         }
         let mode = Mode::from_u8(sh.mode.load(Ordering::Relaxed));
@@ -403,7 +407,9 @@ impl SupervisorEnd {
             dropped += sh.to_caller.push(pcm);
         }
         if dropped > 0 {
-            sh.stats.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+            sh.stats
+                .dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
         }
     }
 

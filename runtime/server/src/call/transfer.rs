@@ -408,7 +408,11 @@ impl Driver {
     pub(super) fn on_tap_request(&mut self, r: TapRequest) {
         let answer = if !self.bridged() {
             Err(Refused::NotBridged)
-        } else if self.supervisor.as_ref().is_some_and(|t| !t.supervisor_gone()) {
+        } else if self
+            .supervisor
+            .as_ref()
+            .is_some_and(|t| !t.supervisor_gone())
+        {
             Err(Refused::Busy)
         } else {
             let (tap, end) = supervise::pair(r.mode);
