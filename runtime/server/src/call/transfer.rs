@@ -447,6 +447,9 @@ impl Driver {
         if let Some(n) = bridge::relay(data, from, to, out) {
             if let Some(t) = &mut self.supervisor {
                 t.caller_to_agent(&mut out[..n], to.law, to.pt);
+                if t.supervisor_gone() {
+                    self.supervisor = None;
+                }
             }
             let _ = sock.try_send_to(&out[..n], remote);
         }
