@@ -85,7 +85,7 @@ name = "李主管"
 ha1  = "34fbe6fdb6ed2092f785d6bc3f0a8cbf"   # pw3001
 
 [routes]
-"95500" = "q"
+"100" = "q"
 "#,
             config_head(rtp_range(20))
         ),
@@ -373,6 +373,14 @@ fn a_supervisor_listens_whispers_to_the_agent_only_and_barges_in() {
             tone_power(x, 1700.0)
         )
     };
+    for (name, from, to) in [("listen", l0, l1), ("whisper", w0, w1), ("barge", b0, b1)] {
+        eprintln!(
+            "{name}: agent {}; caller {}",
+            report(&agent(from, to)),
+            report(&caller(from, to))
+        );
+    }
+    eprintln!("the supervisor heard (dB): {}", result["heard"]);
     // Listening: nobody hears the supervisor.
     let a = agent(l0, l1);
     assert!(a.len() > 8000, "{}", report(&a));
