@@ -1,5 +1,6 @@
-//! `ivr agent-password ID`: prints the `ha1` of an agent's password for `[agents.ID]`:
-//! MD5(ID:realm:password) in 32 lowercase hex digits, with the realm of `[server] realm`.
+//! `ivr agent-password ID`: prints the `ha1` of an agent's password for `[agents.ID]`, or of a
+//! supervisor's for `[supervisors.ID]` (the same hash): MD5(ID:realm:password) in 32
+//! lowercase hex digits, with the realm of `[server] realm`.
 //!
 //! On a terminal the password is asked twice without echo; otherwise (scripts) one line is
 //! read from standard input. The password itself is never printed nor stored.
@@ -46,9 +47,10 @@ pub enum AgentPasswordError {
     Empty,
 }
 
-/// The realm of the configuration. Any error matters, since the realm could be wrong (an
-/// agent without a valid `ha1` is only a warning: this command is how it gets one).
-fn realm(path: Option<PathBuf>) -> Result<String, AgentPasswordError> {
+/// The realm of the configuration, and whether `id` is a supervisor's (`[supervisors.ID]`).
+/// Any error matters, since the realm could be wrong (an agent or a supervisor without an
+/// `ha1` is only a warning: this command is how it gets one).
+fn realm(path: Option<PathBuf>, id: &str) -> Result<(String, bool), AgentPasswordError> {
     let mut sources = SourceMap::new();
     let (config, diags) = load_config(path.as_deref(), &mut sources)?;
     let errors: Vec<_> = diags.into_iter().filter(|d| d.is_error()).collect();
@@ -56,7 +58,8 @@ fn realm(path: Option<PathBuf>) -> Result<String, AgentPasswordError> {
         eprint!("{}", sources.render(&errors, false));
         return Err(AgentPasswordError::Config);
     }
-    Ok(config.server.realm)
+    let supervisor = config.supervisors.contains_key(id) && !config.agents.contains_key(id);
+    Ok((config.server.realm, supervisor))
 }
 
 /// Reads the password: twice without echo on a terminal, else one line of standard input.
@@ -89,7 +92,7 @@ pub fn run(opts: AgentPasswordOptions) -> Result<ExitCode, AgentPasswordError> {
     if agent.is_empty() || agent.contains(':') || agent.chars().any(char::is_whitespace) {
         return Err(AgentPasswordError::NotAnAgentId(opts.agent));
     }
-    let realm = realm(opts.config)?;
+    let (realm, supervisor) = realm(opts.config, agent)?;
     let password = read_password(agent)?;
     if password.is_empty() {
         return Err(AgentPasswordError::Empty);
@@ -97,8 +100,9 @@ pub fn run(opts: AgentPasswordOptions) -> Result<ExitCode, AgentPasswordError> {
     let hash = ha1(agent, &realm, &password);
     println!("{hash}");
     if std::io::stdin().is_terminal() {
+        let table = if supervisor { "supervisors" } else { "agents" };
         eprintln!(
-            "put it in ivr.toml:\n\n[agents.{agent}]\nha1 = \"{hash}\"   # realm \"{realm}\""
+            "put it in ivr.toml:\n\n[{table}.{agent}]\nha1 = \"{hash}\"   # realm \"{realm}\""
         );
     }
     Ok(ExitCode::SUCCESS)

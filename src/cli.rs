@@ -216,11 +216,12 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 0)]
         pacer_threads: usize,
     },
-    /// Print the `ha1` of an agent's password for `[agents.ID]`: MD5(ID:realm:password).
+    /// Print the `ha1` of an agent's password for `[agents.ID]` (or a supervisor's for
+    /// `[supervisors.ID]`): MD5(ID:realm:password).
     /// The password is asked twice without echo on a terminal, else read as one line of
     /// standard input.
     AgentPassword {
-        /// The agent id (the user of sip:ID@host, as in `[agents.ID]`).
+        /// The agent id (the user of sip:ID@host, as in `[agents.ID]`) or supervisor id.
         id: String,
     },
     /// Lay flows out in the canonical layout (four-space indents, one clause a line, clause

@@ -35,6 +35,8 @@ struct RawConfig {
     campaigns: IndexMap<String, Spanned<crate::outbound_config::RawCampaign>>,
     #[serde(default)]
     recording: crate::recording::RawRecording,
+    #[serde(default)]
+    supervisors: IndexMap<String, Spanned<crate::supervisor_config::SupervisorConfig>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -515,6 +517,9 @@ pub struct Config {
     pub campaigns: IndexMap<String, CampaignConfig>,
     /// `[recording]`: whole-call recording.
     pub recording: crate::recording::RecordingConfig,
+    /// `[supervisors.*]`: who may log in to `/supervisor`.
+    #[serde(default)]
+    pub supervisors: IndexMap<String, crate::supervisor_config::SupervisorConfig>,
     /// Spans of route values, for diagnostics about unknown flows.
     #[serde(skip)]
     pub route_spans: IndexMap<String, Span>,
@@ -545,6 +550,7 @@ impl Config {
             trunks: IndexMap::new(),
             campaigns: IndexMap::new(),
             recording: crate::recording::RecordingConfig::defaults(base),
+            supervisors: IndexMap::new(),
             route_spans: IndexMap::new(),
             file: None,
             unreadable: false,
@@ -687,6 +693,7 @@ impl Config {
             }
             config.agents.insert(id, agent);
         }
+        config.supervisors = crate::supervisor_config::validate(file, raw.supervisors, &mut diags);
         for (name, entries) in raw.calendars {
             let span = span_of(&entries);
             let mut cal = Calendar {
@@ -774,6 +781,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "routes",
             "trunks",
             "campaigns",
+            "supervisors",
         ],
     ),
     ("paths", &["flows", "prompts", "recordings"]),
@@ -804,6 +812,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ),
     ("queues", &["skills", "ring_timeout", "wrap_up", "strategy"]),
     ("agents", &["name", "skills", "ha1", "level"]),
+    ("supervisors", crate::supervisor_config::SUPERVISOR_KEYS),
     ("trunks", crate::outbound_config::TRUNK_KEYS),
     ("campaigns", crate::outbound_config::CAMPAIGN_KEYS),
 ];
@@ -1919,5 +1928,39 @@ default   = "hotline"
         // A number where a duration is expected is a type error of the file.
         let (_, d) = parse("[queues.general]\nring_timeout = 15\n");
         assert_eq!(d.len(), 1, "{d:?}");
+    }
+
+    #[test]
+    fn supervisors_are_read_and_checked_at_their_line() {
+        let text = "[supervisors.3001]\nname = \"Li\"\nha1 = \"bf715e98225da5507a0ec09b14207408\"\n\n\
+                    [supervisors.3002]\nname = \"No hash yet\"\n\n\
+                    [supervisors.3003]\nha1 = \"4f1c\"\n\n\
+                    [supervisors.3004]\nnmae = \"typo\"\nha1 = \"bf715e98225da5507a0ec09b14207408\"\n";
+        let (c, d) = parse(text);
+        assert_eq!(c.supervisors["3001"].name, "Li");
+        assert!(c.supervisors["3001"].has_valid_ha1());
+        let at = |needle: &str| text.find(needle).unwrap_or(usize::MAX);
+        // No ha1: a warning (`ivr agent-password` is how it gets one).
+        assert!(d.iter().any(|x| x.severity == ivr_dsl::Severity::Warning
+            && x.message.contains("`3002` has no `ha1`")
+            && x.span.start as usize >= at("[supervisors.3002]")));
+        // A malformed one: an error at its table.
+        let bad = d
+            .iter()
+            .find(|x| x.message.contains("`3003` has an `ha1` of 4 characters"))
+            .expect("the malformed ha1");
+        assert_eq!(bad.severity, ivr_dsl::Severity::Error);
+        assert!(bad.span.start as usize >= at("[supervisors.3003]"));
+        assert!(bad.span.start as usize <= at("[supervisors.3004]"));
+        // An unknown key: an error with a hint.
+        let typo = d
+            .iter()
+            .find(|x| x.message.contains("unknown key `nmae`"))
+            .expect("the unknown key");
+        assert_eq!(typo.span.start as usize, at("nmae"));
+        assert!(
+            typo.hint.as_deref().unwrap_or("").contains("name"),
+            "{typo:?}"
+        );
     }
 }

@@ -20,6 +20,7 @@ pub mod program;
 pub mod project;
 pub mod recording;
 pub mod suggest;
+pub mod supervisor_config;
 
 pub use project::{
     CheckOptions, Checked, FlowSource, LoadError, check, compile_flow, finish, load_config,

@@ -10,6 +10,7 @@
 //! - [`records`]: call records from the engine's commands, written in batches.
 //! - [`messages`]: voice mail: the messages of `record` nodes, their queue, heard and done.
 //! - [`report`]: node traffic, outcomes, surveys and service level from the records.
+//! - [`supervisor_events`]: what supervisors did on `/supervisor` (who, what, which call, when).
 //! - [`source`]: the simulator's synchronous [`DataSource`](ivr_engine::sim::DataSource) on a
 //!   database, with each simulated call's writes undone at its end (unless `--live-data`).
 //! - [`probe`]: `ivr check`'s preparing of every catalog statement on the database.
@@ -28,6 +29,7 @@ pub mod report;
 pub mod snapshot;
 pub mod source;
 pub mod spool;
+pub mod supervisor_events;
 pub mod visits;
 
 pub use connect::{Pool, Target};

@@ -214,7 +214,7 @@ fn failed(l: &mut FailureLimiter, ip: IpAddr, agent: Option<&str>, now: Millis) 
 }
 
 /// The user name and password of the request's HTTP Basic credentials.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers
         .get(header::AUTHORIZATION)?
         .to_str()

@@ -32,7 +32,9 @@ pub mod recording_purge;
 pub mod screen_pop;
 pub mod services;
 pub mod sip_task;
+pub mod supervise_media;
 pub mod supervise_taps;
+pub mod supervisor;
 pub mod tls;
 pub mod transport;
 pub mod voice_mail;
@@ -649,6 +651,10 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
                     db.as_ref().map(|d| d.pool().clone()),
                 )),
                 console: Some(agent_console::Console::new(agent_api.clone())),
+                supervisors: Some(supervisor::Supervisors::new(
+                    &agent_api,
+                    db.as_ref().map(|d| d.pool().clone()),
+                )),
             });
             let limits = http::Limits {
                 max_connections: server.max_http_connections as usize,
