@@ -2,8 +2,9 @@
 //! version and the last reload attempt with its diagnostics (JSON), and `GET /metrics`, a few
 //! counters in the Prometheus text format (with the series of [`crate::dashboard`]). Calls
 //! from the browser (the phone page, `POST /calls/ROUTE`, ...) are [`crate::browser`]'s
-//! routes, the agents' ([`crate::agent_api`], [`crate::agent_console`]) and the dashboard's
-//! (`/dashboard`) their own; all are merged in here.
+//! routes, the agents' ([`crate::agent_api`], [`crate::agent_console`]), the dashboard's
+//! (`/dashboard`) and the supervisors' ([`crate::supervisor`], `/supervisor`) their own; all
+//! are merged in here.
 //!
 //! [`serve`] runs the interface: its own accept loop over hyper's HTTP/1 connections, so that
 //! each connection has [`HEADER_TIMEOUT`] to send a request head (idle kept-alive connections
@@ -22,6 +23,7 @@ use crate::http_limits::{
 };
 use crate::services::Services;
 use crate::sip_task::CoreStats;
+use crate::supervisor::{self, Supervisors};
 use crate::voice_mail;
 use axum::Router;
 use axum::body::Body;
@@ -61,6 +63,8 @@ pub struct HttpState {
     pub dashboard: Option<Arc<Dashboard>>,
     /// The agent console (`/agent`).
     pub console: Option<Arc<Console>>,
+    /// The supervisors (`/supervisor`): who a request comes from, the events log.
+    pub supervisors: Option<Arc<Supervisors>>,
 }
 
 /// The routes, each behind [`guard`].
@@ -69,6 +73,7 @@ pub fn router(state: HttpState) -> Router {
     let agents = state.agents.clone();
     let dashboard = state.dashboard.clone();
     let console = state.console.clone();
+    let supervisors = state.supervisors.clone();
     let services = state.services.clone();
     let r = Router::new()
         .route("/status", get(status))
@@ -91,6 +96,12 @@ pub fn router(state: HttpState) -> Router {
     };
     let r = match browser {
         Some(b) => r.merge(browser::router(b)),
+        None => r,
+    };
+    let r = match supervisors {
+        Some(s) => r
+            .merge(supervisor::router(Arc::clone(&s)))
+            .merge(crate::supervise_media::routes().with_state(s)),
         None => r,
     };
     r.layer(axum::middleware::from_fn_with_state(services, guard))
