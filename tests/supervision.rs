@@ -209,9 +209,13 @@ fn write_mic(path: &Path, hz: f32, seconds: u32) {
 /// The status of a WebSocket upgrade of `path` (with `Authorization: auth` when given).
 fn upgrade_status(addr: SocketAddr, path: &str, auth: Option<&str>) -> u16 {
     use std::io::{BufRead, BufReader, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
@@ -231,7 +235,12 @@ fn the_media_endpoint_refuses_anyone_not_logged_in() {
     let config = deployment("supervise-refused");
     let server = Server::start(&config, &[]);
     let path = "/supervisor/calls/x/media?mode=listen";
-    assert_eq!(upgrade_status(server.http(), path, None), 401, "{}", server.log());
+    assert_eq!(
+        upgrade_status(server.http(), path, None),
+        401,
+        "{}",
+        server.log()
+    );
     // A wrong password is no better (3001:nope).
     let code = upgrade_status(server.http(), path, Some("Basic MzAwMTpub3Bl"));
     assert!(code == 401 || code == 429, "{code}");
@@ -291,8 +300,18 @@ fn a_supervisor_listens_whispers_to_the_agent_only_and_barges_in() {
         server.addr,
         "agent_register.xml",
         &[
-            "-m", "1", "-key", "agent", "2001", "-key", "contactport", &port.to_string(),
-            "-au", "2001", "-ap", "pw2001",
+            "-m",
+            "1",
+            "-key",
+            "agent",
+            "2001",
+            "-key",
+            "contactport",
+            &port.to_string(),
+            "-au",
+            "2001",
+            "-ap",
+            "pw2001",
         ],
     );
     assert!(ok, "{text}");
@@ -348,7 +367,11 @@ fn a_supervisor_listens_whispers_to_the_agent_only_and_barges_in() {
     assert!(own_db < caller_db - 20.0, "heard: {}", result["heard"]);
 
     // Times of the page (ms since the epoch) as instants of this process.
-    let base_ms = epoch.0.duration_since(UNIX_EPOCH).expect("time").as_millis() as i64;
+    let base_ms = epoch
+        .0
+        .duration_since(UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as i64;
     let at = |v: &serde_json::Value| -> Instant {
         let ms = v.as_i64().expect("ms") - base_ms;
         epoch.1 + Duration::from_millis(ms.max(0) as u64)
@@ -384,21 +407,45 @@ fn a_supervisor_listens_whispers_to_the_agent_only_and_barges_in() {
     // Listening: nobody hears the supervisor.
     let a = agent(l0, l1);
     assert!(a.len() > 8000, "{}", report(&a));
-    assert!(tone_power(&a, 1700.0) < tone_power(&a, 440.0) / 50.0, "agent, listen: {}", report(&a));
+    assert!(
+        tone_power(&a, 1700.0) < tone_power(&a, 440.0) / 50.0,
+        "agent, listen: {}",
+        report(&a)
+    );
     let c = caller(l0, l1);
     assert!(c.len() > 8000, "{}", report(&c));
-    assert!(tone_power(&c, 1700.0) < tone_power(&c, 1000.0) / 50.0, "caller, listen: {}", report(&c));
+    assert!(
+        tone_power(&c, 1700.0) < tone_power(&c, 1000.0) / 50.0,
+        "caller, listen: {}",
+        report(&c)
+    );
     // Whispering: the agent hears it, the caller does not.
     let a = agent(w0, w1);
-    assert!(tone_power(&a, 1700.0) > 1_000.0, "agent, whisper: {}", report(&a));
+    assert!(
+        tone_power(&a, 1700.0) > 1_000.0,
+        "agent, whisper: {}",
+        report(&a)
+    );
     let c = caller(w0, w1);
     assert!(c.len() > 8000, "{}", report(&c));
-    assert!(tone_power(&c, 1700.0) < tone_power(&c, 1000.0) / 50.0, "caller, whisper: {}", report(&c));
+    assert!(
+        tone_power(&c, 1700.0) < tone_power(&c, 1000.0) / 50.0,
+        "caller, whisper: {}",
+        report(&c)
+    );
     // Barging in: both hear it.
     let a = agent(b0, b1);
-    assert!(tone_power(&a, 1700.0) > 1_000.0, "agent, barge: {}", report(&a));
+    assert!(
+        tone_power(&a, 1700.0) > 1_000.0,
+        "agent, barge: {}",
+        report(&a)
+    );
     let c = caller(b0, b1);
-    assert!(tone_power(&c, 1700.0) > 1_000.0, "caller, barge: {}", report(&c));
+    assert!(
+        tone_power(&c, 1700.0) > 1_000.0,
+        "caller, barge: {}",
+        report(&c)
+    );
 
     // Each start and stop is in supervisor_events, for this call.
     let call = result["call"].as_str().expect("call").to_string();

@@ -184,7 +184,14 @@ async fn run(s: &Arc<Supervisors>, who: &str, call_id: &str, mode: Mode, mut ws:
             return;
         }
     };
-    if !send(&mut ws, &ToPage::Answer { sdp: &session.answer }).await {
+    if !send(
+        &mut ws,
+        &ToPage::Answer {
+            sdp: &session.answer,
+        },
+    )
+    .await
+    {
         session.close().await;
         return;
     }
@@ -257,10 +264,19 @@ mod tests {
     fn only_this_servers_pages_may_open_the_socket() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("10.0.0.5:8080"));
-        assert!(same_origin(&h), "no Origin: not a browser's cross-site request");
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://10.0.0.5:8080"));
+        assert!(
+            same_origin(&h),
+            "no Origin: not a browser's cross-site request"
+        );
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://10.0.0.5:8080"),
+        );
         assert!(same_origin(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(!same_origin(&h));
     }
 }
