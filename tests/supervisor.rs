@@ -34,8 +34,30 @@ fn basic(id: &str, password: &str) -> String {
     )
 }
 
-const FLOW: &str = "flow t {\n    title    \"supervisor test\"\n    language zh-CN\n    entry    hello\n}\n\n\
-                    step hello {\n    play hello\n    hangup\n}\n";
+const FLOW: &str = r##"
+flow t {
+    title    "supervisor test"
+    language zh-CN
+    entry    hello
+}
+
+step hello {
+    play hello
+    goto choose
+}
+
+menu choose {
+    prompt   options
+    timeout  20s
+    attempts 1 -> bye
+    key 1 -> bye
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
 
 /// A deployment with one flow, one agent and the supervisor 3001, on the embedded SQLite
 /// database (or `database`).
@@ -43,7 +65,14 @@ fn deployment(name: &str, database: &str) -> PathBuf {
     let dir = temp_dir(&format!("supervisor-{name}"));
     fs::create_dir_all(dir.join("flows")).expect("flows");
     fs::write(dir.join("flows/t.flow"), FLOW).expect("flow");
-    write_prompts(&dir, &[("hello", "hello", 440.0, 300)]);
+    write_prompts(
+        &dir,
+        &[
+            ("hello", "hello", 440.0, 300),
+            ("options", "options", 660.0, 300),
+            ("bye", "bye", 880.0, 300),
+        ],
+    );
     let rtp = rtp_range(10);
     fs::write(
         dir.join("ivr.toml"),
@@ -238,5 +267,370 @@ fn basic_and_session_logins_work_and_are_logged() {
         "{rows:?}"
     );
     assert!(rows.iter().all(|r| r.0 == SUPERVISOR), "{rows:?}");
+    server.stop(Duration::from_secs(10));
+}
+
+/// A recordings row: call id, caller, agent, queue, kind, started at (UTC), file.
+type Row<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    Option<String>,
+);
+
+/// Adds recordings rows to the deployment's SQLite database.
+fn add_recordings(dir: &Path, rows: &[Row]) {
+    block_on(async {
+        let url = format!("sqlite://{}", dir.join("ivr-data/ivr.db").display());
+        let pool = sqlx::SqlitePool::connect(&url)
+            .await
+            .expect("open the database");
+        for (call, caller, agent, queue, kind, at, file) in rows {
+            sqlx::query(
+                "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, \
+                 recorded_at, queue, kind, agent, sha256) VALUES ($1, 't', 'n', 'calls', $2, $3, 1000, $4, $5, $6, $7, NULL)",
+            )
+            .bind(*call)
+            .bind(*caller)
+            .bind(file.clone())
+            .bind(*at)
+            .bind(*queue)
+            .bind(*kind)
+            .bind(*agent)
+            .execute(&pool)
+            .await
+            .expect("insert a recording");
+        }
+        pool.close().await;
+    })
+}
+
+/// The call ids of a search's answer, in order.
+fn found(addr: SocketAddr, auth: &str, query: &str) -> Vec<String> {
+    let (code, _, body) = request(
+        addr,
+        "GET",
+        &format!("/supervisor/recordings?{query}"),
+        &[("Authorization", auth)],
+    );
+    assert_eq!(code, 200, "{query}: {}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    v["recordings"]
+        .as_array()
+        .expect("recordings")
+        .iter()
+        .map(|r| {
+            assert!(r.get("file").is_none(), "no paths are given out: {r}");
+            r["call_id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+fn recording_id(addr: SocketAddr, auth: &str, call: &str) -> u64 {
+    let (_, _, body) = request(
+        addr,
+        "GET",
+        "/supervisor/recordings?limit=200",
+        &[("Authorization", auth)],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    v["recordings"]
+        .as_array()
+        .expect("recordings")
+        .iter()
+        .find(|r| r["call_id"] == call)
+        .and_then(|r| r["id"].as_u64())
+        .expect("the recording's id")
+}
+
+#[test]
+fn recordings_are_searched_and_played_with_ranges() {
+    let config = deployment("recordings", "sqlite://ivr-data/ivr.db");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let mut server = Server::start(&config, &[]);
+    let addr = server.http();
+    let auth = basic(SUPERVISOR, PASSWORD);
+    // A real stereo WAV below [recording] folder, a file outside every recordings folder, and
+    // a link inside the folder that points outside.
+    let calls = dir.join("recordings/calls/2026-12-01");
+    fs::create_dir_all(&calls).expect("folder");
+    let wav = calls.join("c1.wav");
+    {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&wav, spec).expect("wav");
+        for i in 0..8000i32 {
+            w.write_sample((i % 300) as i16).expect("sample");
+            w.write_sample(-((i % 200) as i16)).expect("sample");
+        }
+        w.finalize().expect("wav");
+    }
+    let bytes = fs::read(&wav).expect("wav bytes");
+    let outside = dir.join("secret.txt");
+    fs::write(&outside, "not a recording").expect("outside");
+    let link = calls.join("link.wav");
+    std::os::unix::fs::symlink(&outside, &link).expect("symlink");
+    add_recordings(
+        &dir,
+        &[
+            (
+                "c1",
+                "13900000001",
+                Some("2001"),
+                Some("billing"),
+                "call",
+                "2026-12-01 10:00:00",
+                Some(wav.display().to_string()),
+            ),
+            (
+                "c2",
+                "13900000002",
+                Some("2002"),
+                Some("billing"),
+                "call",
+                "2026-12-02 10:00:00",
+                None,
+            ),
+            (
+                "m3",
+                "8613911112222",
+                None,
+                Some("general"),
+                "message",
+                "2026-12-03 10:00:00",
+                None,
+            ),
+            (
+                "c4",
+                "13900000004",
+                Some("2001"),
+                Some("vip"),
+                "call",
+                "2026-12-04 23:59:59",
+                Some(outside.display().to_string()),
+            ),
+            (
+                "c5",
+                "13900000005",
+                Some("2001"),
+                Some("vip"),
+                "call",
+                "2026-12-05 00:00:00",
+                Some(link.display().to_string()),
+            ),
+            (
+                "c6",
+                "139_0%",
+                None,
+                None,
+                "call",
+                "2026-12-05 01:00:00",
+                Some("../../../../etc/passwd".into()),
+            ),
+        ],
+    );
+    // Filters, each alone and together; newest first.
+    assert_eq!(found(addr, &auth, ""), ["c6", "c5", "c4", "m3", "c2", "c1"]);
+    assert_eq!(
+        found(addr, &auth, "caller=0000000"),
+        ["c5", "c4", "c2", "c1"]
+    );
+    assert_eq!(found(addr, &auth, "caller=1111"), ["m3"]);
+    assert_eq!(
+        found(addr, &auth, "caller=_"),
+        ["c6"],
+        "wildcards are plain characters"
+    );
+    assert_eq!(found(addr, &auth, "agent=2001"), ["c5", "c4", "c1"]);
+    assert_eq!(found(addr, &auth, "queue=billing"), ["c2", "c1"]);
+    assert_eq!(found(addr, &auth, "kind=message"), ["m3"]);
+    assert_eq!(
+        found(addr, &auth, "since=2026-12-02&until=2026-12-04"),
+        ["c4", "m3", "c2"]
+    );
+    assert_eq!(
+        found(
+            addr,
+            &auth,
+            "since=2026-12-04T23:59:59Z&until=2026-12-05T00:30"
+        ),
+        ["c5", "c4"]
+    );
+    assert_eq!(
+        found(addr, &auth, "agent=2001&queue=vip&until=2026-12-04"),
+        ["c4"]
+    );
+    assert_eq!(found(addr, &auth, "limit=2&offset=1"), ["c5", "c4"]);
+    for bad in ["kind=video", "since=yesterday", "limit=100000"] {
+        let (code, _, _) = request(
+            addr,
+            "GET",
+            &format!("/supervisor/recordings?{bad}"),
+            &[("Authorization", &auth)],
+        );
+        assert_eq!(code, 400, "{bad}");
+    }
+    // The whole file, a range of it, the end of it, and ranges that cannot be served.
+    let id = recording_id(addr, &auth, "c1");
+    let path = format!("/supervisor/recordings/{id}");
+    let (code, headers, body) = request(addr, "GET", &path, &[("Authorization", &auth)]);
+    assert_eq!(code, 200);
+    assert_eq!(header(&headers, "content-type"), Some("audio/wav"));
+    assert_eq!(header(&headers, "accept-ranges"), Some("bytes"));
+    assert_eq!(body, bytes);
+    let (code, headers, body) = request(
+        addr,
+        "GET",
+        &path,
+        &[("Authorization", &auth), ("Range", "bytes=100-1123")],
+    );
+    assert_eq!(code, 206);
+    assert_eq!(
+        header(&headers, "content-range"),
+        Some(format!("bytes 100-1123/{}", bytes.len()).as_str())
+    );
+    assert_eq!(body, &bytes[100..=1123]);
+    let (code, _, body) = request(
+        addr,
+        "GET",
+        &path,
+        &[("Authorization", &auth), ("Range", "bytes=-44")],
+    );
+    assert_eq!(code, 206);
+    assert_eq!(body, &bytes[bytes.len() - 44..]);
+    let past = format!("bytes={}-", bytes.len());
+    for bad in [
+        past.as_str(),
+        "bytes=9-3",
+        "bytes=0-1,5-6",
+        "lines=0-1",
+        "bytes=99999999999999999999-",
+    ] {
+        let (code, headers, body) = request(
+            addr,
+            "GET",
+            &path,
+            &[("Authorization", &auth), ("Range", bad)],
+        );
+        assert_eq!(code, 416, "{bad}");
+        assert_eq!(
+            header(&headers, "content-range"),
+            Some(format!("bytes */{}", bytes.len()).as_str()),
+            "{bad}"
+        );
+        assert!(body.is_empty());
+    }
+    // Rows whose file is missing, outside the folders, a link out of them, or a relative
+    // climb: nothing served.
+    for call in ["c2", "c4", "c5", "c6"] {
+        let id = recording_id(addr, &auth, call);
+        let (code, _, body) = request(
+            addr,
+            "GET",
+            &format!("/supervisor/recordings/{id}"),
+            &[("Authorization", &auth)],
+        );
+        assert_eq!(code, 410, "{call}: {}", String::from_utf8_lossy(&body));
+    }
+    for path in [
+        "/supervisor/recordings/999999",
+        "/supervisor/recordings/..%2F..%2Fsecret.txt",
+        "/supervisor/recordings/-1",
+    ] {
+        assert_eq!(
+            request(addr, "GET", path, &[("Authorization", &auth)]).0,
+            404,
+            "{path}"
+        );
+    }
+    // Without a login: neither the search nor the file.
+    assert_eq!(
+        request(addr, "GET", "/supervisor/recordings?caller=139", &[]).0,
+        401
+    );
+    assert_eq!(
+        request(addr, "GET", &path, &[("Range", "bytes=0-10")]).0,
+        401
+    );
+    // Every search is a row, every playback from its start too (with its call); seeks are not.
+    let rows = events(&dir);
+    let searches = rows.iter().filter(|r| r.1 == "search").count();
+    assert_eq!(searches, 11 + 1 + 4, "{rows:?}");
+    let plays: Vec<_> = rows.iter().filter(|r| r.1 == "play").collect();
+    assert_eq!(plays.len(), 1, "{rows:?}");
+    assert_eq!(plays[0].2.as_deref(), Some("c1"));
+    assert!(rows.iter().all(|r| r.0 == SUPERVISOR));
+    server.stop(Duration::from_secs(10));
+}
+
+#[test]
+fn live_calls_show_flow_node_caller_and_duration() {
+    need_sipp!();
+    let config = deployment("live", "sqlite://ivr-data/ivr.db");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let mut server = Server::start(&config, &[]);
+    let addr = server.http();
+    let auth = basic(SUPERVISOR, PASSWORD);
+    assert_eq!(request(addr, "GET", "/supervisor/calls", &[]).0, 401);
+    let (code, _, body) = request(
+        addr,
+        "GET",
+        "/supervisor/calls",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(v["calls"].as_array().map(Vec::len), Some(0));
+    // A call held in the menu for 4 s.
+    let sip = server.addr;
+    let caller = std::thread::spawn(move || {
+        let media = Endpoint::start(Vec::new());
+        let port = media.port.to_string();
+        let r = sipp(
+            &dir,
+            sip,
+            "call_bye.xml",
+            &["-m", "1", "-d", "4000", "-key", "rtpport", &port],
+        );
+        media.finish();
+        r
+    });
+    let started = std::time::Instant::now();
+    let mut seen = None;
+    while started.elapsed() < Duration::from_secs(10) {
+        let (_, _, body) = request(
+            addr,
+            "GET",
+            "/supervisor/calls",
+            &[("Authorization", &auth)],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        if let Some(c) = v["calls"].as_array().and_then(|a| a.first())
+            && c["node"] == "choose"
+            && c["duration_ms"].as_u64().unwrap_or(0) > 500
+        {
+            seen = Some(c.clone());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = seen.unwrap_or_else(|| panic!("the call in the menu is not listed\n{}", server.log()));
+    assert_eq!(c["caller"], CALLER, "{c}");
+    assert_eq!(c["flow"], "t");
+    assert_eq!(c["channel"], "sip");
+    assert!(
+        c["call_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{c}"
+    );
+    assert!(c["agent"].is_null() && c["queue"].is_null(), "{c}");
+    let (ok, out) = caller.join().expect("sipp thread");
+    assert!(ok, "{out}");
     server.stop(Duration::from_secs(10));
 }

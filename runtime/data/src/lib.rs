@@ -10,6 +10,7 @@
 //! - [`records`]: call records from the engine's commands, written in batches.
 //! - [`messages`]: voice mail: the messages of `record` nodes, their queue, heard and done.
 //! - [`report`]: node traffic, outcomes, surveys and service level from the records.
+//! - [`recording_search`]: the supervisors' search of recordings (by caller, agent, queue, time, kind).
 //! - [`supervisor_events`]: what supervisors did on `/supervisor` (who, what, which call, when).
 //! - [`source`]: the simulator's synchronous [`DataSource`](ivr_engine::sim::DataSource) on a
 //!   database, with each simulated call's writes undone at its end (unless `--live-data`).
@@ -24,6 +25,7 @@ pub mod hashing;
 pub mod messages;
 pub mod probe;
 pub mod query;
+pub mod recording_search;
 pub mod records;
 pub mod report;
 pub mod snapshot;

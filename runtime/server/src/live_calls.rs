@@ -43,6 +43,34 @@ struct Entry {
     flow: Arc<Flow>,
     node: Option<NodeId>,
     since: Instant,
+    /// The call's id and calling number ([`LiveCalls::identify`]), for the supervisors.
+    who: Option<Box<(String, String)>>,
+}
+
+/// A call as [`LiveCalls::calls`] copies it under the lock: since, flow, node, channel, id,
+/// caller.
+type Picked = (Instant, Arc<Flow>, Option<NodeId>, Channel, String, String);
+
+/// Most calls [`LiveCalls::calls`] lists (the longest first).
+pub const MAX_LISTED: usize = 2_000;
+
+/// One call in progress, for the supervisors' page (with caller data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveCall {
+    /// The call's id (as in its records and recordings).
+    pub call_id: String,
+    /// The calling number.
+    pub caller: String,
+    /// `sip` or `webrtc`.
+    pub channel: &'static str,
+    /// The flow's name.
+    pub flow: String,
+    /// The node it is in (`-` before the first).
+    pub node: String,
+    /// The queue of the transfer node it is in, if it is in one.
+    pub queue: Option<String>,
+    /// How long it has been in the call, ms.
+    pub duration_ms: u64,
 }
 
 /// Calls of one flow version in one node: the flow, how many, since when the oldest.
@@ -149,6 +177,7 @@ impl LiveCalls {
                     flow: Arc::clone(flow),
                     node: None,
                     since: now,
+                    who: None,
                 },
             );
             let slot = &mut inner.buckets[(second % (RATE_WINDOW_S + 1)) as usize];
@@ -161,6 +190,55 @@ impl LiveCalls {
         self.started.fetch_add(1, Ordering::Relaxed);
         self.changed();
         key
+    }
+
+    /// The call's id and calling number (once, after [`Self::start`]), for
+    /// [`Self::calls`].
+    pub fn identify(&self, key: u64, call_id: &str, caller: &str) {
+        if let Some(e) = self.lock().calls.get_mut(&key) {
+            e.who = Some(Box::new((call_id.to_string(), caller.to_string())));
+        }
+    }
+
+    /// The calls in progress, the longest first (at most [`MAX_LISTED`]): for the
+    /// supervisors.
+    pub fn calls(&self) -> Vec<LiveCall> {
+        let now = Instant::now();
+        let mut picked: Vec<Picked> = {
+            let inner = self.lock();
+            let mut all: Vec<&Entry> = inner.calls.values().collect();
+            all.sort_by_key(|e| e.since);
+            all.into_iter()
+                .take(MAX_LISTED)
+                .map(|e| {
+                    let (id, caller) = e.who.as_deref().cloned().unwrap_or_default();
+                    (e.since, Arc::clone(&e.flow), e.node, e.channel, id, caller)
+                })
+                .collect()
+        };
+        picked
+            .drain(..)
+            .map(|(since, flow, node, channel, call_id, caller)| {
+                let n = node.and_then(|n| flow.program.nodes.get(n as usize));
+                let queue = n.and_then(|n| match &n.body {
+                    ivr_compiler::program::Body::Transfer(t) => match &t.destination {
+                        ivr_compiler::program::Destination::Queue(q) => Some(q.clone()),
+                        ivr_compiler::program::Destination::To(_) => None,
+                    },
+                    _ => None,
+                });
+                LiveCall {
+                    call_id,
+                    caller,
+                    channel: channel.as_str(),
+                    flow: flow.program.name.clone(),
+                    node: n.map_or("-", |n| n.name.as_str()).to_string(),
+                    queue,
+                    duration_ms: u64::try_from(now.duration_since(since).as_millis())
+                        .unwrap_or(u64::MAX),
+                }
+            })
+            .collect()
     }
 
     /// The call entered `node`.

@@ -812,6 +812,9 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
         "call answered"
     );
     let live_key = services.live_calls.start(info.channel, &flow);
+    services
+        .live_calls
+        .identify(live_key, &info.id, &info.caller);
     let mut d = Driver {
         call: Call::new(flow, info),
         clock,

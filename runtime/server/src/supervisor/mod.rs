@@ -7,13 +7,19 @@
 //!   [`Supervisors::authorize`]) and the events log ([`Supervisors::log_event`]);
 //! - [`login`]: passwords checked through the HTTP side's login limiter;
 //! - [`sessions`]: session tokens (a cookie, or `Authorization: Bearer`);
-//! - [`page`]: `GET /supervisor` (the page), `POST /supervisor/login` and `/logout`.
+//! - [`page`]: `GET /supervisor` (the page), `POST /supervisor/login` and `/logout`;
+//! - [`live`]: the calls in progress (`GET /supervisor/calls`);
+//! - [`recordings`]: the search (`GET /supervisor/recordings`) and the files, with
+//!   [`byte_range`] for seeking.
 //!
 //! Nothing under `/supervisor` is ever served without a login: a request without one gets
 //! 401 with a Basic challenge (429 while the limiter locks its address or the supervisor).
 
+pub mod byte_range;
+pub mod live;
 pub mod login;
 pub mod page;
+pub mod recordings;
 pub mod sessions;
 
 use crate::agent_api::{AgentApi, Login};
@@ -155,5 +161,8 @@ pub fn challenge() -> Response {
 
 /// The routes of `/supervisor`.
 pub fn router(s: Arc<Supervisors>) -> Router {
-    page::routes().with_state(s)
+    page::routes()
+        .merge(recordings::routes())
+        .merge(live::routes())
+        .with_state(s)
 }

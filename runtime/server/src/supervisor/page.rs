@@ -1,6 +1,6 @@
 //! `GET /supervisor` (the page, `supervisor.html`, shipped in the binary), `POST
 //! /supervisor/login` (HTTP Basic in; `{"token", "supervisor", "name"}` out, and the session
-//! cookie) and `POST /supervisor/logout`.
+//! cookie), `POST /supervisor/logout` and `GET /supervisor/me` (who is logged in).
 
 use super::Supervisors;
 use super::sessions::{COOKIE, IDLE, token_of};
@@ -21,6 +21,7 @@ pub fn routes() -> Router<Arc<Supervisors>> {
         .route("/supervisor", get(page))
         .route("/supervisor/login", post(login))
         .route("/supervisor/logout", post(logout))
+        .route("/supervisor/me", get(me))
         .route("/supervisor/{*rest}", axum::routing::any(elsewhere))
 }
 
@@ -55,6 +56,29 @@ async fn page(
         Ok(_) => (private(), Html(PAGE)).into_response(),
         Err(r) => r,
     }
+}
+
+/// `GET /supervisor/me`: `{"supervisor", "name", "session"}` — who the request comes from,
+/// and whether by a session (else HTTP Basic).
+async fn me(
+    State(s): State<Arc<Supervisors>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let id = match s.authorize(&headers, peer).await {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let session = token_of(&headers).is_some_and(|t| s.sessions().touch(&t).is_some());
+    (
+        private(),
+        axum::Json(serde_json::json!({
+            "supervisor": id,
+            "name": s.name_of(&id),
+            "session": session,
+        })),
+    )
+        .into_response()
 }
 
 /// `POST /supervisor/login`.
