@@ -1,17 +1,22 @@
 // The Listen, Whisper and Barge buttons of /supervisor: a WebRTC session per supervised call
 // (GET /supervisor/calls/CALLID/media, a WebSocket carrying the SDP offer and answer and the
-// mode changes). Served as /supervisor/supervise.js to logged-in supervisors.
+// mode changes). Served as /supervisor/supervise.js to logged-in supervisors; the page loads
+// it before its own script, which shows the buttons once window.ivrSupervise is there and
+// calls ivrSupervise[action](callId, button) when one is clicked.
 //
-//   window.ivrSupervise(callId, mode)   start (or switch the mode of) the session on callId
-//   window.ivrSupervise.stop()          end it
-//   window.ivrSupervise.state           {call, mode, status} or null
-//   window.ivrSupervise.remote          the MediaStream heard (both parties mixed)
-//   window.ivrSupervise.audio           the microphone's constraints (getUserMedia's audio)
+//   window.ivrSupervise.listen(callId)    start listening to callId (or switch to listen)
+//   window.ivrSupervise.whisper(callId)   start (or switch to) whispering to the agent
+//   window.ivrSupervise.barge(callId)     start (or switch to) speaking to both
+//   window.ivrSupervise.stop()            end the session
+//   window.ivrSupervise.state             {call, mode, status} or null
+//   window.ivrSupervise.remote            the MediaStream heard (both parties mixed)
+//   window.ivrSupervise.audio             the microphone's constraints (getUserMedia's audio)
 //
-// Buttons with ids listen-CALLID, whisper-CALLID and barge-CALLID call it when clicked. The
-// microphone is asked for at the start; it is sent only in whisper and barge (the server
-// also ignores it in listen). Progress goes to an element #supervise-status if the page has
-// one and as an `ivr-supervise` event on document (detail: the state).
+// Clicking the button of the mode already on stops the session. The microphone is asked for
+// at the start; it is sent only in whisper and barge (the server also ignores it in
+// listen). Progress goes to the element #supervise-status, the buttons of the supervised
+// call carry aria-pressed for the mode on, and an `ivr-supervise` event on document carries
+// the state.
 (function () {
   "use strict";
   let s = null;
@@ -22,6 +27,10 @@
     api.state = state;
     const el = document.getElementById("supervise-status");
     if (el) el.textContent = state ? `${state.mode} ${state.call}: ${status}` : status;
+    for (const b of document.querySelectorAll("button[data-action]")) {
+      const on = !!state && b.dataset.call === state.call && b.dataset.action === state.mode;
+      b.setAttribute("aria-pressed", on ? "true" : "false");
+    }
     document.dispatchEvent(new CustomEvent("ivr-supervise", { detail: state || { status } }));
   }
 
@@ -122,19 +131,20 @@
     ws.onclose = () => { if (s === me) stop("the server ended the session"); };
   }
 
-  const api = function ivrSupervise(call, mode) { return start(call, mode); };
-  api.stop = () => stop();
-  api.state = null;
-  api.remote = null;
-  api.audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
-
-  document.addEventListener("click", (ev) => {
-    const b = ev.target && ev.target.closest ? ev.target.closest("button[id]") : null;
-    if (!b) return;
-    const m = /^(listen|whisper|barge)-(.+)$/.exec(b.id);
-    if (!m) return;
-    start(m[2], m[1]).catch((e) => report("error: " + e.message));
-  });
+  // A click on the button of the mode already on ends the session.
+  const action = (mode) => (call) => {
+    if (s && s.call === call && s.mode === mode) { stop(); return Promise.resolve(); }
+    return start(call, mode).catch((e) => report("error: " + e.message));
+  };
+  const api = {
+    listen: action("listen"),
+    whisper: action("whisper"),
+    barge: action("barge"),
+    stop: () => stop(),
+    state: null,
+    remote: null,
+    audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+  };
 
   window.ivrSupervise = api;
 })();
