@@ -101,33 +101,44 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// The agent's phone: SIPp as a UAS in the background, killed when dropped.
-struct Phone(Child);
+/// SIPp in the background (the agent's phone, the caller), killed when dropped.
+struct Sipp(Child);
 
-impl Phone {
-    fn spawn(dir: &Path, server: SocketAddr, port: u16, rtp: u16, talk_ms: u64) -> Phone {
-        let work = dir.join("agent-phone");
-        fs::create_dir_all(&work).expect("phone dir");
+impl Sipp {
+    fn spawn(dir: &Path, name: &str, server: SocketAddr, scenario: &str, args: &[&str]) -> Sipp {
+        let work = dir.join(name);
+        fs::create_dir_all(&work).expect("sipp dir");
         let child = Command::new("sipp")
             .current_dir(&work)
             .arg("-sf")
-            .arg(repo().join("tests/sipp/agent_supervised.xml"))
+            .arg(repo().join("tests/sipp").join(scenario))
             .arg(server.to_string())
             .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
             .args(["-mp", &free_udp_port().to_string()])
-            .args(["-nostdin", "-timeout", "60", "-timeout_error", "-trace_err"])
-            .args(["-p", &port.to_string(), "-m", "1"])
-            .args(["-d", &talk_ms.to_string()])
-            .args(["-key", "agentrtp", &rtp.to_string()])
+            .args(["-nostdin", "-timeout", "90", "-timeout_error", "-trace_err"])
+            .args(["-m", "1"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("sipp");
-        Phone(child)
+        Sipp(child)
+    }
+
+    /// Waits (bounded) for SIPp to end: whether its call succeeded.
+    fn wait(&mut self, within: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return s.success();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
     }
 }
 
-impl Drop for Phone {
+impl Drop for Sipp {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -292,9 +303,25 @@ fn a_supervisor_listens_whispers_to_the_agent_only_and_barges_in() {
         .expect("node");
 
     // The agent's phone registers; its audio is 1000 Hz (PCMA), the caller's 440 Hz (PCMU).
-    let agent_media = Endpoint::with(Law::Alaw, 8, 42, vec![(100, Act::Tone(1000.0, 20_000))]);
+    let agent_media = Endpoint::with(Law::Alaw, 8, 42, vec![(100, Act::Tone(1000.0, 28_000))]);
     let port = free_udp_port();
-    let _phone = Phone::spawn(&dir, server.addr, port, agent_media.port, 18_000);
+    // The agent talks 25 s: time for Chromium to start on a busy machine, see the call,
+    // connect, and listen, whisper and barge (10 s).
+    let _phone = Sipp::spawn(
+        &dir,
+        "agent-phone",
+        server.addr,
+        "agent_supervised.xml",
+        &[
+            "-p",
+            &port.to_string(),
+            "-d",
+            "25000",
+            "-key",
+            "agentrtp",
+            &agent_media.port.to_string(),
+        ],
+    );
     let (ok, text) = sipp(
         &dir,
         server.addr,
@@ -315,17 +342,26 @@ fn a_supervisor_listens_whispers_to_the_agent_only_and_barges_in() {
         ],
     );
     assert!(ok, "{text}");
-    let caller_media = Endpoint::start(vec![(500, Act::Tone(440.0, 22_000))]);
-    let rtp = caller_media.port.to_string();
-    let (dir2, addr) = (dir.clone(), server.addr);
-    let caller = std::thread::spawn(move || {
-        sipp(
-            &dir2,
-            addr,
-            "call_bye.xml",
-            &["-m", "1", "-d", "22000", "-key", "rtpport", &rtp],
-        )
-    });
+    let caller_media = Endpoint::start(vec![(500, Act::Tone(440.0, 30_000))]);
+    // The caller hangs up 30 s after the answer, during the survey that follows the agent.
+    let mut caller = Sipp::spawn(
+        &dir,
+        "caller",
+        server.addr,
+        "call_bye.xml",
+        &[
+            "-s",
+            "100",
+            "-key",
+            "caller",
+            "13800000001",
+            "-d",
+            "30000",
+            "-key",
+            "rtpport",
+            &caller_media.port.to_string(),
+        ],
+    );
 
     let started = Instant::now();
     let status = loop {
@@ -339,7 +375,7 @@ fn a_supervisor_listens_whispers_to_the_agent_only_and_barges_in() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let (caller_ok, caller_text) = caller.join().expect("caller");
+    let caller_ok = caller.wait(Duration::from_secs(60));
     let (heard_by_agent, _) = agent_media.finish();
     let (heard_by_caller, _) = caller_media.finish();
     let text = fs::read_to_string(&out).unwrap_or_default();
@@ -349,7 +385,7 @@ fn a_supervisor_listens_whispers_to_the_agent_only_and_barges_in() {
         fs::read_to_string(&err).unwrap_or_default(),
         server.log()
     );
-    assert!(caller_ok, "{caller_text}");
+    assert!(caller_ok, "the caller's SIPp failed\n{}", server.log());
     let result: serde_json::Value = text
         .lines()
         .rev()
