@@ -89,3 +89,43 @@ impl Taps {
         answer.await.unwrap_or(Err(Refused::NoSuchCall))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_supervisor_reaches_the_call_registered_under_its_id() {
+        let taps = Taps::default();
+        assert_eq!(
+            taps.attach("c1", Mode::Listen).await.err(),
+            Some(Refused::NoSuchCall)
+        );
+        let mut first = taps.register("c1");
+        // The call answers: not bridged.
+        let answer = tokio::spawn(async move {
+            let r = first.requests.recv().await.expect("a request");
+            assert_eq!(r.mode, Mode::Whisper);
+            let _ = r.reply.send(Err(Refused::NotBridged));
+            first
+        });
+        assert_eq!(
+            taps.attach("c1", Mode::Whisper).await.err(),
+            Some(Refused::NotBridged)
+        );
+        let first = answer.await.expect("task");
+        // A second call under the same id takes its place; the first one's end leaves it.
+        let second = taps.register("c1");
+        taps.unregister("c1", &first);
+        assert!(taps.lock().contains_key("c1"));
+        taps.unregister("c1", &second);
+        assert!(taps.lock().is_empty());
+        // A call that is gone without answering.
+        let gone = taps.register("c2");
+        drop(gone);
+        assert_eq!(
+            taps.attach("c2", Mode::Listen).await.err(),
+            Some(Refused::NoSuchCall)
+        );
+    }
+}
