@@ -2,8 +2,9 @@
 //! to a SIPp agent (1000 Hz, PCMA); a supervisor in headless Chromium
 //! (tests/browser/supervise.mjs) logs in, listens and hears both sides, whispers (its fake
 //! microphone plays a 1700 Hz tone) and only the agent receives it, then barges in and the
-//! caller receives it too. Each start and stop is a `supervisor_events` row. The media
-//! endpoint refuses anyone not logged in.
+//! caller receives it too; the parties' streams stay the same throughout (nobody is told).
+//! Each start and stop is a `supervisor_events` row. The media endpoint refuses anyone not
+//! logged in.
 //!
 //! Needs SIPp, node, Chromium and playwright-core (skipped with a message without them;
 //! scripts/test.sh installs them).
@@ -482,6 +483,17 @@ fn a_supervisor_listens_whispers_to_the_agent_only_and_barges_in() {
         "caller, barge: {}",
         report(&c)
     );
+
+    // Nobody is told: the streams the parties receive stay the other party's (same SSRC,
+    // no new stream) from the first listen to the end of the barge.
+    let ssrcs = |got: &[Pkt]| -> std::collections::BTreeSet<u32> {
+        got.iter()
+            .filter(|p| p.at >= l0 && p.at < b1)
+            .map(|p| p.ssrc)
+            .collect()
+    };
+    assert_eq!(ssrcs(&heard_by_agent), [7].into(), "the agent's streams");
+    assert_eq!(ssrcs(&heard_by_caller), [42].into(), "the caller's streams");
 
     // Each start and stop is in supervisor_events, for this call.
     let call = result["call"].as_str().expect("call").to_string();
