@@ -218,8 +218,9 @@ fn write_mic(path: &Path, hz: f32, seconds: u32) {
     w.finalize().expect("wav");
 }
 
-/// The status of a WebSocket upgrade of `path` (with `Authorization: auth` when given).
-fn upgrade_status(addr: SocketAddr, path: &str, auth: Option<&str>) -> u16 {
+/// The status of a WebSocket upgrade of `path` (with `Authorization: auth` when given) from a
+/// page of `origin` (`http://HOST:PORT`).
+fn upgrade_status(addr: SocketAddr, path: &str, auth: Option<&str>, origin: &str) -> u16 {
     use std::io::{BufRead, BufReader, Write};
     let mut s =
         std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
@@ -231,7 +232,7 @@ fn upgrade_status(addr: SocketAddr, path: &str, auth: Option<&str>) -> u16 {
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{auth}\r\n"
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n{auth}\r\n"
     )
     .expect("request");
     let mut line = String::new();
@@ -247,21 +248,22 @@ fn the_media_endpoint_refuses_anyone_not_logged_in() {
     let config = deployment("supervise-refused");
     let server = Server::start(&config, &[]);
     let path = "/supervisor/calls/x/media?mode=listen";
-    assert_eq!(
-        upgrade_status(server.http(), path, None),
-        401,
-        "{}",
-        server.log()
-    );
+    let own = format!("http://{}", server.http());
+    let good = Some("Basic MzAwMTpwdzMwMDE="); // 3001:pw3001
+    let code = upgrade_status(server.http(), path, None, &own);
+    assert_eq!(code, 401, "{}", server.log());
     // A wrong password is no better (3001:nope).
-    let code = upgrade_status(server.http(), path, Some("Basic MzAwMTpub3Bl"));
+    let code = upgrade_status(server.http(), path, Some("Basic MzAwMTpub3Bl"), &own);
     assert!(code == 401 || code == 429, "{code}");
     // Neither is the page's script.
     let (code, _, _) = http(server.http(), "GET", "/supervisor/supervise.js", &[], "");
     assert_eq!(code, 401);
-    // With the password (3001:pw3001) the socket opens: the page hears after its offer that
-    // there is no call `x` to supervise.
-    let code = upgrade_status(server.http(), path, Some("Basic MzAwMTpwdzMwMDE="));
+    // A page of another site riding on the supervisor's login is refused.
+    let code = upgrade_status(server.http(), path, good, "http://evil.example");
+    assert_eq!(code, 403);
+    // With the password the socket opens: the page hears after its offer that there is no
+    // call `x` to supervise.
+    let code = upgrade_status(server.http(), path, good, &own);
     assert_eq!(code, 101, "{}", server.log());
     let (code, _, body) = http(
         server.http(),
