@@ -1734,3 +1734,135 @@ fn an_agent_transfers_a_call_to_a_queue_with_a_note_in_the_console() {
     // The first agent wraps up after passing the caller on.
     assert_eq!(result["stateA"], "wrap-up", "{result}");
 }
+
+/// The supervisors' page: refused without a password; with HTTP Basic it takes a session,
+/// searches the recordings by part of a number (a caller written as HTML shows as text and
+/// runs nothing), plays one in the page and seeks into it (range requests); the search and
+/// the playback are rows of `supervisor_events`.
+#[test]
+fn a_supervisor_searches_and_plays_a_recording_in_headless_chromium() {
+    use md5::{Digest, Md5};
+    let Some(chromium) = chromium_and_playwright() else {
+        return;
+    };
+    let config = console_deployment("supervisor-page");
+    let ha1: String = Md5::digest(b"3001:ivr:pw3001")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let text = fs::read_to_string(&config).expect("config");
+    fs::write(
+        &config,
+        format!("{text}\n[supervisors.3001]\nname = \"Li <b>Zhuguan</b>\"\nha1 = \"{ha1}\"\n"),
+    )
+    .expect("config");
+    let work = config.parent().expect("dir").to_path_buf();
+    let server = Server::start(&config, &[]);
+    let file = work.join("recordings/calls/2026-12-06/c1.wav");
+    fs::create_dir_all(file.parent().expect("folder")).expect("folder");
+    ivr_media::audio::write_wav(&file, &tone(500.0, 3000)).expect("wav");
+    let db = work.join("ivr-data/ivr.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        for (call, caller, file, at) in [
+            (
+                "c1",
+                "13900000042",
+                Some(file.display().to_string()),
+                "2026-12-06 10:00:00",
+            ),
+            (
+                "c2",
+                "<img src=x onerror=window.pwned=true>0042",
+                None,
+                "2026-12-06 11:00:00",
+            ),
+            ("c3", "13811111111", None, "2026-12-06 12:00:00"),
+        ] {
+            sqlx::query(
+                "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, \
+                 recorded_at, queue, kind, agent) VALUES (?, 'q', 'n', 'calls', ?, ?, 3000, ?, \
+                 'general', 'call', '2001')",
+            )
+            .bind(call)
+            .bind(caller)
+            .bind(file)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .expect("insert");
+        }
+        pool.close().await;
+    });
+    let out = work.join("supervisor.out");
+    let err = work.join("supervisor.err");
+    let mut child = Command::new("node")
+        .current_dir(repo().join("tests/browser"))
+        .arg("supervisor.mjs")
+        .args([
+            &format!("http://{}/supervisor", server.http()),
+            "3001",
+            "pw3001",
+            "0042",
+        ])
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).expect("out"))
+        .stderr(fs::File::create(&err).expect("err"))
+        .spawn()
+        .expect("node");
+    let status = wait_child(&mut child, Duration::from_secs(70));
+    let v = console_result(status, &out, &err, &server);
+    assert_eq!(v["refused"], 401, "{v}");
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["who"], "Li <b>Zhuguan</b> (3001)", "names are text: {v}");
+    assert_eq!(v["cookie"]["httpOnly"], true, "{v}");
+    assert_eq!(v["cookie"]["sameSite"], "Strict", "{v}");
+    assert!(
+        v["polled"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("updated"),
+        "the live calls were polled: {v}"
+    );
+    let listed = v["listed"].as_array().expect("rows");
+    assert_eq!(listed.len(), 2, "c1 and c2 hold 0042: {v}");
+    assert_eq!(
+        listed[0][2], "<img src=x onerror=window.pwned=true>0042",
+        "{v}"
+    );
+    assert_eq!(v["injected"]["pwned"], false, "{v}");
+    assert_eq!(v["injected"]["images"], 0, "{v}");
+    let duration = v["played"]["duration"].as_f64().unwrap_or(0.0);
+    assert!((duration - 3.0).abs() < 0.2, "{v}");
+    assert!(
+        v["ranges"].as_array().is_some_and(|r| r
+            .iter()
+            .any(|x| x.as_str().is_some_and(|s| s.starts_with("bytes=")))),
+        "the player asked for ranges: {v}"
+    );
+    assert_eq!(v["visibleActionButtons"], 0, "{v}");
+    // The page's work is in the database.
+    let rows: Vec<(String, String, Option<String>)> = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let rows =
+            sqlx::query_as("SELECT supervisor, action, call_id FROM supervisor_events ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .expect("events");
+        pool.close().await;
+        rows
+    });
+    let has = |action: &str, call: Option<&str>| {
+        rows.iter()
+            .any(|r| r.0 == "3001" && r.1 == action && r.2.as_deref() == call)
+    };
+    assert!(
+        has("login", None) && has("search", None) && has("play", Some("c1")),
+        "{rows:?}"
+    );
+}

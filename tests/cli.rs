@@ -423,6 +423,15 @@ fn agent_password_prints_ha1() {
     );
     let o = agent_password(&dir, &["agent-password", "a:b"], "s3cret\n");
     assert_eq!(o.status.code(), Some(2));
+    // A supervisor without an ha1 yet (a warning, not an error): the same hash, with its realm.
+    std::fs::write(
+        &config,
+        "[server]\nrealm = \"testrealm@host.com\"\n\n[supervisors.Mufasa]\nname = \"Q\"\n",
+    )
+    .expect("config");
+    let o = agent_password(&dir, &["agent-password", "Mufasa"], "Circle Of Life\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "939e7578ed9e3c518a452acee763bce9\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

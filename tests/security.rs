@@ -1611,3 +1611,158 @@ fn the_open_file_limit_is_raised_at_start_up() {
         server.log()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// /supervisor and the recordings.
+
+/// HTTP Basic of supervisor 3001 with `password`.
+fn supervisor_basic(password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("3001:{password}"))
+    )
+}
+
+/// Recordings cannot be reached around the login or outside the recordings folders: the id
+/// in the path is a number looked up in the database (a path in its place is 404), a row
+/// naming a file outside the folders (`..`, an absolute path) is 410, a `Range` header of 60
+/// KB or of a thousand ranges gets no bytes (431 / 416), and guessing a supervisor's password
+/// locks the address out (then 429 at once, the right password too) while another address
+/// logs in.
+#[test]
+fn recordings_resist_traversal_huge_ranges_and_password_guessing() {
+    let config = http_deployment("supervisor-attacks", "");
+    append(
+        &config,
+        &format!(
+            "\n[supervisors.3001]\nname = \"Q\"\nha1 = \"{}\"\n",
+            md5_hex("3001:ivr:right-one")
+        ),
+    );
+    let dir = config.parent().expect("dir").to_path_buf();
+    let server = Server::start_release(&config, &[]);
+    let http = server.http();
+    let right = supervisor_basic("right-one");
+    // A real recording, a secret beside the deployment, and rows that point out of the
+    // recordings folders.
+    let folder = dir.join("recordings/calls/2026-12-09");
+    fs::create_dir_all(&folder).expect("folder");
+    let wav = folder.join("ok.wav");
+    ivr_media::audio::write_wav(&wav, &tone(440.0, 500)).expect("wav");
+    fs::write(dir.join("secret.txt"), "top secret").expect("secret");
+    let db = dir.join("ivr-data/ivr.db");
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        for (call, file) in [
+            ("ok", wav.display().to_string()),
+            ("climb", format!("{}/../../secret.txt", folder.display())),
+            ("absolute", dir.join("secret.txt").display().to_string()),
+            ("relative", "../secret.txt".to_string()),
+        ] {
+            sqlx::query(
+                "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, \
+                 recorded_at, kind) VALUES (?, 't', 'n', 'calls', '1', ?, 1, '2026-12-09 10:00:00', 'call')",
+            )
+            .bind(call)
+            .bind(file)
+            .execute(&pool)
+            .await
+            .expect("insert");
+        }
+        pool.close().await;
+    });
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        request_from("127.0.0.1", http, "GET", path, headers)
+    };
+    // Ids 1..4 in insertion order.
+    let (code, text) = get("/supervisor/recordings/1", &[("Authorization", &right)]);
+    assert_eq!(code, 200, "{text}");
+    for id in 2..=4 {
+        let (code, text) = get(
+            &format!("/supervisor/recordings/{id}"),
+            &[("Authorization", &right)],
+        );
+        assert_eq!(code, 410, "{text}");
+        assert!(!text.contains("top secret"));
+    }
+    for path in [
+        "/supervisor/recordings/..%2F..%2Fsecret.txt",
+        "/supervisor/recordings/%2e%2e%2fsecret.txt",
+        "/supervisor/recordings/1%00",
+        "/supervisor/recordings/99999999999999999999999",
+        "/supervisor/../secret.txt",
+    ] {
+        let (code, text) = get(path, &[("Authorization", &right)]);
+        assert!(code == 404 || code == 400, "{path}: {text}");
+        assert!(!text.contains("top secret"), "{path}");
+        let (code, _) = get(path, &[]);
+        assert!(code == 401 || code == 404 || code == 400, "{path}: {code}");
+    }
+    // Without a login, even with a valid range, nothing.
+    assert_eq!(
+        get("/supervisor/recordings/1", &[("Range", "bytes=0-10")]).0,
+        401
+    );
+    // A header of 60 KB: refused before any route (431), or closed.
+    let huge = format!("bytes=0-{}", "9".repeat(60_000));
+    let mut s = connect_from("127.0.0.1", http);
+    let head = format!(
+        "GET /supervisor/recordings/1 HTTP/1.1\r\nHost: {http}\r\nAuthorization: {right}\r\nRange: {huge}\r\nConnection: close\r\n\r\n"
+    );
+    let _ = s.write_all(head.as_bytes());
+    // Closed without an answer is as good.
+    if let Some((code, text)) = read_response(&mut s) {
+        assert!(code == 431 || code == 400 || code == 416, "{text}");
+    }
+    // A thousand ranges, a range past every length: 416, no bytes.
+    let many = (0..1000)
+        .map(|i| format!("{i}-{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for range in [
+        format!("bytes={many}"),
+        "bytes=18446744073709551615-".to_string(),
+    ] {
+        let (code, text) = get(
+            "/supervisor/recordings/1",
+            &[("Authorization", &right), ("Range", &range)],
+        );
+        assert_eq!(code, 416, "{text}");
+    }
+    // Guessing the password.
+    let wrong = supervisor_basic("guess");
+    let guesses: Vec<_> = (0..12)
+        .map(|_| {
+            let wrong = wrong.clone();
+            std::thread::spawn(move || {
+                request_from(
+                    "127.0.0.1",
+                    http,
+                    "POST",
+                    "/supervisor/login",
+                    &[("Authorization", &wrong)],
+                )
+            })
+        })
+        .collect();
+    for g in guesses {
+        let (code, text) = g.join().expect("guess");
+        assert!(code == 401 || code == 429, "{text}");
+    }
+    for path in ["/supervisor", "/supervisor/recordings/1"] {
+        let (code, text) = get(path, &[("Authorization", &right)]);
+        assert_eq!(code, 429, "{path}: {text}");
+    }
+    let (code, text) = request_from(
+        "127.0.0.2",
+        http,
+        "GET",
+        "/supervisor/recordings/1",
+        &[("Authorization", &right)],
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(status_answers("127.0.0.3", http));
+}

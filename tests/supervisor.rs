@@ -59,18 +59,47 @@ step bye {
 }
 "##;
 
+/// A caller queued for an agent (`10020`).
+const QUEUE_FLOW: &str = r##"
+flow q {
+    title    "supervisor queue test"
+    language zh-CN
+    entry    hello
+}
+
+step hello {
+    play hello
+    goto queue
+}
+
+transfer queue {
+    queue     general
+    music     hold
+    max_wait  20s -> bye
+    no_agents -> bye
+    after     -> bye
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
+
 /// A deployment with one flow, one agent and the supervisor 3001, on the embedded SQLite
 /// database (or `database`).
 fn deployment(name: &str, database: &str) -> PathBuf {
     let dir = temp_dir(&format!("supervisor-{name}"));
     fs::create_dir_all(dir.join("flows")).expect("flows");
     fs::write(dir.join("flows/t.flow"), FLOW).expect("flow");
+    fs::write(dir.join("flows/q.flow"), QUEUE_FLOW).expect("flow");
     write_prompts(
         &dir,
         &[
             ("hello", "hello", 440.0, 300),
             ("options", "options", 660.0, 300),
             ("bye", "bye", 880.0, 300),
+            ("hold", "hold", 550.0, 2000),
         ],
     );
     let rtp = rtp_range(10);
@@ -80,9 +109,10 @@ fn deployment(name: &str, database: &str) -> PathBuf {
             "[paths]\nflows = \"flows\"\nprompts = \"prompts\"\nrecordings = \"recordings\"\n\n\
              [server]\nrtp_ports = \"{}-{}\"\nmax_calls = 20\nrealm = \"{REALM}\"\n\n\
              [database]\nurl = \"{database}\"\n\n\
+             [queues.general]\nskills = []\n\n\
              [agents.2001]\nname = \"Wang Fang\"\nha1 = \"{}\"\n\n\
              [supervisors.{SUPERVISOR}]\nname = \"Li Zhuguan\"\nha1 = \"{}\"\n\n\
-             [routes]\ndefault = \"t\"\n",
+             [routes]\n\"10020\" = \"q\"\ndefault = \"t\"\n",
             rtp.0,
             rtp.1,
             ha1("2001", REALM, "agent-pass"),
@@ -632,5 +662,132 @@ fn live_calls_show_flow_node_caller_and_duration() {
     assert!(c["agent"].is_null() && c["queue"].is_null(), "{c}");
     let (ok, out) = caller.join().expect("sipp thread");
     assert!(ok, "{out}");
+    server.stop(Duration::from_secs(10));
+}
+
+/// SIPp in the background (an agent's phone), killed when dropped.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("port")
+        .port()
+}
+
+#[test]
+fn a_call_talking_with_an_agent_shows_its_queue_and_agent() {
+    need_sipp!();
+    let config = deployment("agent", "sqlite://ivr-data/ivr.db");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let mut server = Server::start(&config, &[]);
+    let addr = server.http();
+    let auth = basic(SUPERVISOR, PASSWORD);
+    // Agent 2001's phone: answers and talks 3 s (its audio from a test endpoint).
+    let agent_media = Endpoint::start(Vec::new());
+    let port = free_udp_port();
+    let work = dir.join("phone");
+    fs::create_dir_all(&work).expect("phone dir");
+    let phone = Background(
+        std::process::Command::new("sipp")
+            .current_dir(&work)
+            .arg("-sf")
+            .arg(repo().join("tests/sipp/agent_talks.xml"))
+            .arg(server.addr.to_string())
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-mi",
+                "127.0.0.1",
+                "-mp",
+                &free_udp_port().to_string(),
+            ])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-m",
+                "1",
+                "-key",
+                "agentrtp",
+                &agent_media.port.to_string(),
+            ])
+            .args(["-nostdin", "-timeout", "30", "-timeout_error"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sipp"),
+    );
+    let (ok, out) = sipp(
+        &dir,
+        server.addr,
+        "agent_register.xml",
+        &[
+            "-m",
+            "1",
+            "-key",
+            "agent",
+            "2001",
+            "-key",
+            "contactport",
+            &port.to_string(),
+            "-au",
+            "2001",
+            "-ap",
+            "agent-pass",
+        ],
+    );
+    assert!(ok, "the agent did not register:\n{out}\n{}", server.log());
+    // A caller of 10020, queued, then talking with 2001.
+    let sip = server.addr;
+    let call_dir = dir.clone();
+    let caller = std::thread::spawn(move || {
+        let media = Endpoint::start(Vec::new());
+        let port = media.port.to_string();
+        let r = sipp(
+            &call_dir,
+            sip,
+            "call_bye.xml",
+            &[
+                "-m", "1", "-s", "10020", "-d", "6000", "-key", "rtpport", &port,
+            ],
+        );
+        media.finish();
+        r
+    });
+    let started = std::time::Instant::now();
+    let mut seen = None;
+    let mut last = serde_json::Value::Null;
+    while started.elapsed() < Duration::from_secs(15) {
+        let (_, _, body) = request(
+            addr,
+            "GET",
+            "/supervisor/calls",
+            &[("Authorization", &auth)],
+        );
+        last = serde_json::from_slice(&body).expect("JSON");
+        if let Some(c) = last["calls"].as_array().and_then(|a| {
+            a.iter()
+                .find(|c| c["agent"] == "2001" && c["agent_state"] == "on_call")
+        }) {
+            seen = Some(c.clone());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c =
+        seen.unwrap_or_else(|| panic!("no call with agent 2001 on call: {last}\n{}", server.log()));
+    assert_eq!(c["queue"], "general", "{c}");
+    assert_eq!(c["flow"], "q", "{c}");
+    assert_eq!(c["caller"], CALLER, "{c}");
+    drop(phone);
+    let _ = caller.join();
+    agent_media.finish();
     server.stop(Duration::from_secs(10));
 }

@@ -1944,12 +1944,12 @@ default   = "hotline"
         assert!(d.iter().any(|x| x.severity == ivr_dsl::Severity::Warning
             && x.message.contains("`3002` has no `ha1`")
             && x.span.start as usize >= at("[supervisors.3002]")));
-        // A malformed one: an error at its table.
+        // A malformed one: a warning at its table too (as for agents).
         let bad = d
             .iter()
             .find(|x| x.message.contains("`3003` has an `ha1` of 4 characters"))
             .expect("the malformed ha1");
-        assert_eq!(bad.severity, ivr_dsl::Severity::Error);
+        assert_eq!(bad.severity, ivr_dsl::Severity::Warning);
         assert!(bad.span.start as usize >= at("[supervisors.3003]"));
         assert!(bad.span.start as usize <= at("[supervisors.3004]"));
         // An unknown key: an error with a hint.
@@ -1961,6 +1961,14 @@ default   = "hotline"
         assert!(
             typo.hint.as_deref().unwrap_or("").contains("name"),
             "{typo:?}"
+        );
+        // An id that cannot be a login's user name: an error.
+        let (c, d) = parse("[supervisors.\"a:b\"]\nha1 = \"bf715e98225da5507a0ec09b14207408\"\n");
+        assert!(c.supervisors.is_empty());
+        assert!(
+            d.iter().any(|x| x.severity == ivr_dsl::Severity::Error
+                && x.message.contains("`a:b` cannot be a supervisor id")),
+            "{d:?}"
         );
     }
 }

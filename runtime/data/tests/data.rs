@@ -1766,3 +1766,149 @@ async fn postgres_call_recordings() {
     let _ = std::fs::remove_dir_all(dir);
     scratch.drop_db(db).await;
 }
+
+/// The supervisors' side: `supervisor_events` rows written and read back (newest first, long
+/// texts cut); the recordings search by caller (wildcards taken literally), agent, queue,
+/// time, kind and page; one recording by id.
+async fn check_supervision(pool: &Pool) {
+    use ivr_data::{recording_search, supervisor_events};
+    let t = |s: &str| {
+        chrono::NaiveDateTime::parse_from_str(&format!("2026-12-09 {s}"), "%Y-%m-%d %H:%M:%S")
+            .expect("time")
+    };
+    supervisor_events::insert(pool, "3001", "login", None, t("09:00:00"))
+        .await
+        .expect("event");
+    supervisor_events::insert(pool, "3001", "play", Some("call-7"), t("09:01:00"))
+        .await
+        .expect("event");
+    let long = "x".repeat(1000);
+    supervisor_events::insert(pool, "3002", &long, Some(&long), t("09:02:00"))
+        .await
+        .expect("event");
+    let rows = supervisor_events::recent(pool, 10).await.expect("events");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].supervisor, "3002");
+    assert_eq!(rows[0].action.len(), supervisor_events::MAX_TEXT);
+    assert_eq!(rows[1].action, "play");
+    assert_eq!(rows[1].call_id.as_deref(), Some("call-7"));
+    assert_eq!(rows[1].at, "2026-12-09 09:01:00");
+    assert_eq!(rows[2].call_id, None);
+    assert_eq!(
+        supervisor_events::recent(pool, 1)
+            .await
+            .expect("events")
+            .len(),
+        1
+    );
+
+    let writer = RecordWriter::start(
+        pool.clone(),
+        WriterOptions::default(),
+        &tokio::runtime::Handle::current(),
+    );
+    let rows = [
+        (
+            "s1",
+            "13900000001",
+            Some("2001"),
+            "billing",
+            "call",
+            "10:00:00",
+        ),
+        ("s2", "139_0%", None, "general", "message", "11:00:00"),
+        (
+            "s3",
+            "13900000003",
+            Some("2002"),
+            "billing",
+            "call",
+            "12:00:00",
+        ),
+    ];
+    for (call, caller, agent, queue, kind, at) in rows {
+        writer.send(Record::Recording(RecordingRow {
+            call_id: call.into(),
+            flow: "hotline".into(),
+            node: "n".into(),
+            save_table: "calls".into(),
+            caller: caller.into(),
+            file: Some(format!("/nowhere/{call}.wav")),
+            length_ms: 1000,
+            recorded_at: t(at),
+            queue: Some(queue.into()),
+            kind: kind.into(),
+            agent: agent.map(String::from),
+            sha256: None,
+        }));
+    }
+    writer.shutdown().await;
+    let calls = |s: recording_search::Search| async move {
+        recording_search::search(pool, &s)
+            .await
+            .expect("search")
+            .into_iter()
+            .map(|r| r.call_id)
+            .collect::<Vec<_>>()
+    };
+    use recording_search::Search;
+    assert_eq!(calls(Search::default()).await, ["s3", "s2", "s1"]);
+    let by = |caller: &str| Search {
+        caller: Some(caller.into()),
+        ..Search::default()
+    };
+    assert_eq!(calls(by("0000")).await, ["s3", "s1"]);
+    assert_eq!(calls(by("_")).await, ["s2"]);
+    assert_eq!(calls(by("%")).await, ["s2"]);
+    assert!(calls(by("1_9")).await.is_empty());
+    let s = Search {
+        agent: Some("2001".into()),
+        queue: Some("billing".into()),
+        kind: Some("call".into()),
+        ..Search::default()
+    };
+    assert_eq!(calls(s).await, ["s1"]);
+    let s = Search {
+        since: Some(t("11:00:00")),
+        until: Some(t("12:00:00")),
+        ..Search::default()
+    };
+    assert_eq!(calls(s).await, ["s2"]);
+    let s = Search {
+        limit: 1,
+        offset: 1,
+        ..Search::default()
+    };
+    assert_eq!(calls(s).await, ["s2"]);
+    let all = recording_search::search(pool, &Search::default())
+        .await
+        .expect("search");
+    let one = recording_search::by_id(pool, all[0].id)
+        .await
+        .expect("by id")
+        .expect("found");
+    assert_eq!(one.file.as_deref(), Some("/nowhere/s3.wav"));
+    assert!(
+        recording_search::by_id(pool, 999_999)
+            .await
+            .expect("by id")
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_supervision() {
+    let (db, dir) = sqlite_db("supervision").await;
+    check_supervision(db.pool()).await;
+    db.pool().close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_supervision() {
+    let Some((db, scratch)) = pg_db("supervision").await else {
+        return;
+    };
+    check_supervision(db.pool()).await;
+    scratch.drop_db(db).await;
+}

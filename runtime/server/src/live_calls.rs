@@ -396,6 +396,40 @@ mod tests {
     }
 
     #[test]
+    fn calls_are_listed_longest_first_with_the_queue_of_their_transfer_node() {
+        let reg = LiveCalls::new();
+        let f = flow();
+        let transfer = f
+            .program
+            .nodes
+            .iter()
+            .position(|n| {
+                matches!(&n.body, ivr_compiler::program::Body::Transfer(t)
+                    if matches!(t.destination, ivr_compiler::program::Destination::Queue(_)))
+            })
+            .expect("the hotline transfers to a queue");
+        let a = reg.start(Channel::Sip, &f);
+        reg.identify(a, "call-a", "13800000001");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let b = reg.start(Channel::Webrtc, &f);
+        reg.identify(b, "call-b", "13800000002");
+        reg.enter(a, transfer as NodeId);
+        reg.enter(b, 0);
+        let list = reg.calls();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].call_id, "call-a", "the longest first");
+        assert_eq!(list[0].caller, "13800000001");
+        assert_eq!(list[0].channel, "sip");
+        assert_eq!(list[0].node, f.program.nodes[transfer].name);
+        assert!(list[0].queue.is_some(), "{:?}", list[0]);
+        assert!(list[0].duration_ms >= list[1].duration_ms);
+        assert_eq!(list[1].call_id, "call-b");
+        assert_eq!(list[1].flow, "hotline");
+        reg.end(a, None);
+        assert_eq!(reg.calls().len(), 1);
+    }
+
+    #[test]
     fn counts_calls_by_flow_and_node_and_outcome() {
         let reg = LiveCalls::new();
         let f = flow();

@@ -84,16 +84,40 @@ pub fn parse_time(s: &str, end: bool) -> Option<NaiveDateTime> {
     None
 }
 
+/// Why a search's query string cannot be read (400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SearchError {
+    /// A value longer than [`recording_search::MAX_TERM`] characters.
+    #[error("`{0}` is too long")]
+    TooLong(String),
+    /// `kind` is neither `call` nor `message`.
+    #[error("`kind` is `call` or `message`")]
+    Kind,
+    /// `since` or `until` is not a date or a time.
+    #[error("`{0}` is YYYY-MM-DD or YYYY-MM-DDTHH:MM")]
+    Time(&'static str),
+    /// `limit` is out of range.
+    #[error("`limit` is 1 to {MAX_PAGE}")]
+    Limit,
+    /// `offset` is out of range.
+    #[error("`offset` is too large")]
+    Offset,
+}
+
 /// The search a query string asks for, or why it cannot be read.
-pub fn parse_search(query: &str) -> Result<Search, String> {
+pub fn parse_search(query: &str) -> Result<Search, SearchError> {
     let mut s = Search::default();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         let v = v.trim().to_string();
-        if v.is_empty() {
+        // Empty values, and unknown parameters (a cache buster), are left alone.
+        let known = [
+            "caller", "agent", "queue", "kind", "since", "until", "limit", "offset",
+        ];
+        if v.is_empty() || !known.contains(&k.as_ref()) {
             continue;
         }
         if v.chars().count() > recording_search::MAX_TERM {
-            return Err(format!("`{k}` is too long"));
+            return Err(SearchError::TooLong(k.chars().take(20).collect()));
         }
         match k.as_ref() {
             "caller" => s.caller = Some(v),
@@ -101,31 +125,28 @@ pub fn parse_search(query: &str) -> Result<Search, String> {
             "queue" => s.queue = Some(v),
             "kind" => match v.as_str() {
                 "call" | "message" => s.kind = Some(v),
-                _ => return Err("`kind` is `call` or `message`".into()),
+                _ => return Err(SearchError::Kind),
             },
             "since" => {
-                s.since =
-                    Some(parse_time(&v, false).ok_or("`since` is YYYY-MM-DD or YYYY-MM-DDTHH:MM")?);
+                s.since = Some(parse_time(&v, false).ok_or(SearchError::Time("since"))?);
             }
             "until" => {
-                s.until =
-                    Some(parse_time(&v, true).ok_or("`until` is YYYY-MM-DD or YYYY-MM-DDTHH:MM")?);
+                s.until = Some(parse_time(&v, true).ok_or(SearchError::Time("until"))?);
             }
             "limit" => {
                 s.limit = v
                     .parse::<usize>()
                     .ok()
                     .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or(format!("`limit` is 1 to {MAX_PAGE}"))?;
+                    .ok_or(SearchError::Limit)?;
             }
             "offset" => {
                 s.offset = v
                     .parse::<usize>()
                     .ok()
                     .filter(|n| *n <= recording_search::MAX_OFFSET)
-                    .ok_or("`offset` is too large")?;
+                    .ok_or(SearchError::Offset)?;
             }
-            // Unknown parameters (a cache buster) are left alone.
             _ => {}
         }
     }
@@ -145,7 +166,7 @@ async fn search(
     };
     let search = match parse_search(q.as_deref().unwrap_or_default()) {
         Ok(x) => x,
-        Err(why) => return bad(&why),
+        Err(why) => return bad(&why.to_string()),
     };
     let Some(pool) = s.pool() else {
         return no_database();
