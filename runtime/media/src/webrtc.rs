@@ -11,7 +11,12 @@
 //! the way: PCMU is 0 on both sides; the browser's telephone-event type becomes
 //! [`sdp::DEFAULT_EVENT_PT`] towards the call and back. So the driver, its `EventDetector`,
 //! the pacer's `PlaybackDone` and a transfer's bridge work for browsers unchanged.
+//!
+//! A supervisor's browser ([`supervise`]) has a session of the same kind but no call of its
+//! own: what it hears and says goes through a [`crate::supervise`] pair with the bridge.
 
+use crate::audio::{FRAME_SAMPLES, G711, Law};
+use crate::supervise::{Mode, SupervisorEnd};
 use bytes::BytesMut;
 use ivr_sip::sdp;
 use rtc::media_stream::MediaStreamTrack;
@@ -502,6 +507,88 @@ pub async fn relay(
             r = session.link.changed() => {
                 if r.is_err() || *session.link.borrow() == Link::Gone {
                     return RelayEnd::Hangup;
+                }
+            }
+        }
+    }
+}
+
+/// Why [`supervise`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuperviseEnd {
+    /// The call side went (the bridge ended or the call is over).
+    CallGone,
+    /// The supervisor left (the control channel closed, or the connection failed or closed).
+    SupervisorGone,
+}
+
+/// How often [`supervise`] looks whether the call side is still there.
+const CALL_CHECK: Duration = Duration::from_millis(200);
+
+/// Carries a supervisor's media: every 20 ms what they hear ([`SupervisorEnd::heard`], both
+/// parties mixed) is sent to the browser as PCMU; what the browser sends (PCMU) is decoded
+/// and handed to [`SupervisorEnd::speak`], which sends it on by the mode. Mode changes come
+/// on `modes`. Returns when the call side or the supervisor goes.
+pub async fn supervise(
+    session: &mut Session,
+    end: &mut SupervisorEnd,
+    modes: &mut mpsc::UnboundedReceiver<Mode>,
+) -> SuperviseEnd {
+    let mut tick = tokio::time::interval(Duration::from_millis(crate::audio::FRAME_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut check = tokio::time::interval(CALL_CHECK);
+    let mut heard = [0i16; FRAME_SAMPLES];
+    let mut said = [0i16; crate::supervise::MAX_PACKET_SAMPLES];
+    let mut payload = [0u8; FRAME_SAMPLES];
+    let mut seq = ivr_sip::message::random_u64() as u16;
+    let mut ts = ivr_sip::message::random_u64() as u32;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                end.heard(&mut heard);
+                for (b, &s) in payload.iter_mut().zip(heard.iter()) {
+                    *b = Law::Ulaw.encode(s);
+                }
+                seq = seq.wrapping_add(1);
+                ts = ts.wrapping_add(FRAME_SAMPLES as u32);
+                let p = rtp::Packet {
+                    header: rtp::header::Header {
+                        version: 2,
+                        payload_type: PCMU_PT,
+                        sequence_number: seq,
+                        timestamp: ts,
+                        ssrc: session.ssrc,
+                        ..Default::default()
+                    },
+                    payload: bytes::Bytes::copy_from_slice(&payload),
+                };
+                if let Err(e) = session.track.write_rtp(p).await {
+                    tracing::trace!(error = %e, "RTP to the supervisor dropped");
+                }
+            }
+            p = session.inbound.recv() => {
+                let Some(p) = p else { return SuperviseEnd::SupervisorGone };
+                if p.header.payload_type != PCMU_PT {
+                    continue;
+                }
+                let n = p.payload.len().min(said.len());
+                for (s, &b) in said[..n].iter_mut().zip(p.payload.iter()) {
+                    *s = Law::Ulaw.decode(b);
+                }
+                end.speak(&said[..n]);
+            }
+            m = modes.recv() => match m {
+                Some(m) => end.set_mode(m),
+                None => return SuperviseEnd::SupervisorGone,
+            },
+            _ = check.tick() => {
+                if end.call_gone() {
+                    return SuperviseEnd::CallGone;
+                }
+            }
+            r = session.link.changed() => {
+                if r.is_err() || *session.link.borrow() == Link::Gone {
+                    return SuperviseEnd::SupervisorGone;
                 }
             }
         }

@@ -99,7 +99,9 @@ pub fn router(state: HttpState) -> Router {
         None => r,
     };
     let r = match supervisors {
-        Some(s) => r.merge(supervisor::router(s)),
+        Some(s) => r
+            .merge(supervisor::router(Arc::clone(&s)))
+            .merge(crate::supervise_media::routes().with_state(s)),
         None => r,
     };
     r.layer(axum::middleware::from_fn_with_state(services, guard))

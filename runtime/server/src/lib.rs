@@ -35,6 +35,8 @@ pub mod recording_purge;
 pub mod screen_pop;
 pub mod services;
 pub mod sip_task;
+pub mod supervise_media;
+pub mod supervise_taps;
 pub mod supervisor;
 pub mod tls;
 pub mod transport;
@@ -655,6 +657,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         campaigns: campaigns::CampaignHub::new(),
         trunks: trunk_channels::TrunkChannels::default(),
         consultations: Arc::default(),
+        taps: supervise_taps::Taps::default(),
     });
     // A new version going live brings its agents and queues to the ACD, and the agents'
     // credentials to the registrar.

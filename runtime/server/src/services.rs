@@ -65,6 +65,8 @@ pub struct Shared {
     pub trunks: crate::trunk_channels::TrunkChannels,
     /// Agents' consultation calls in progress (attended transfers find them here).
     pub consultations: Arc<crate::consultations::Consultations>,
+    /// Calls a supervisor may listen to, whisper or barge into.
+    pub taps: crate::supervise_taps::Taps,
 }
 
 impl Services {

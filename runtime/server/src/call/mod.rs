@@ -28,6 +28,7 @@ use crate::deploy::Deployment;
 use crate::screen_pop::ScreenPop;
 use crate::services::Services;
 use crate::sip_task::{CoreMsg, Dial, DialogEvent, LegEvent};
+use crate::supervise_taps::{Refused, TapRequest};
 use crate::transport::{Peer, Proto, TcpLink};
 use ivr_acd::{CallKey, Decline};
 use ivr_compiler::program::{Body, Destination, NodeId};
@@ -46,6 +47,7 @@ use ivr_media::pacer::{ChannelHandle, ChannelSpec, MediaEvent};
 use ivr_media::ports::RtpPort;
 use ivr_media::rtp;
 use ivr_media::srtp::{Protect, SrtpError, Unprotect};
+use ivr_media::supervise::{self, BridgeTap};
 use ivr_sip::message::random_u64;
 use ivr_sip::sdp::{Negotiated, Sdes};
 use std::collections::VecDeque;
@@ -265,6 +267,8 @@ struct Driver {
     consult_events: Option<mpsc::UnboundedReceiver<LegEvent>>,
     /// The consultation target's RTP socket.
     consult_sock: Option<tokio::net::UdpSocket>,
+    /// A supervisor's tap on the bridge (listen, whisper, barge), while one is on.
+    supervisor: Option<BridgeTap>,
 }
 
 impl Driver {
@@ -875,7 +879,9 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
         consult_rx: None,
         consult_events: None,
         consult_sock: None,
+        supervisor: None,
     };
+    let mut taps = services.taps.register(&d.call.info().id);
     d.start_call_recording(record_call::Why::Answer);
     d.feed(Event::Start);
     let mut buf = [0u8; 1500];
@@ -969,6 +975,11 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
                 // The core forgot the leg without a word: treat it as a failure.
                 None => d.leg_failed(500),
             },
+            r = taps.requests.recv() => {
+                if let Some(r) = r {
+                    d.on_tap_request(r);
+                }
+            }
             r = leg_packet(&d.leg_sock, &mut leg_buf) => {
                 if let Ok((len, from)) = r {
                     if d.holding() {
@@ -1002,6 +1013,7 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
             }
         }
     }
+    services.taps.unregister(&d.call.info().id, &taps);
     // A consultation, a queue place or a leg still open: give them up.
     d.end_consult();
     d.end_transfer(LeaveReason::Hangup);

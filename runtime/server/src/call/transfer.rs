@@ -244,6 +244,8 @@ impl Driver {
     }
 
     pub(super) fn drop_leg(&mut self) {
+        // A supervisor on the bridge hears that it is over.
+        self.supervisor = None;
         self.leg = None;
         self.leg_events = None;
         self.leg_sock = None;
@@ -405,6 +407,26 @@ impl Driver {
         self.feed(Event::Transfer(TransferUpdate::Answered { agent }));
     }
 
+    /// A supervisor asks for the bridge's tap: given while the call is bridged and no other
+    /// supervisor is on it.
+    pub(super) fn on_tap_request(&mut self, r: TapRequest) {
+        let answer = if !self.bridged() {
+            Err(Refused::NotBridged)
+        } else if self
+            .supervisor
+            .as_ref()
+            .is_some_and(|t| !t.supervisor_gone())
+        {
+            Err(Refused::Busy)
+        } else {
+            let (tap, end) = supervise::pair(r.mode);
+            tracing::info!(mode = r.mode.as_str(), "a supervisor is on the call");
+            self.supervisor = Some(tap);
+            Ok(end)
+        };
+        let _ = r.reply.send(answer);
+    }
+
     /// Whether the caller and the callee are connected (RTP relayed both ways).
     pub(super) fn bridged(&self) -> bool {
         self.leg.as_ref().is_some_and(|l| l.connected)
@@ -427,6 +449,12 @@ impl Driver {
             event_pt: self.event_pt,
         };
         if let Some(n) = bridge::relay(data, from, to, out) {
+            if let Some(t) = &mut self.supervisor {
+                t.caller_to_agent(&mut out[..n], to.law, to.pt);
+                if t.supervisor_gone() {
+                    self.supervisor = None;
+                }
+            }
             let _ = sock.try_send_to(&out[..n], remote);
         }
     }
@@ -463,6 +491,9 @@ impl Driver {
             event_pt: self.event_pt,
         };
         if let Some(n) = bridge::relay(data, from, to, out) {
+            if let Some(t) = &mut self.supervisor {
+                t.agent_to_caller(&mut out[..n], to.law, to.pt);
+            }
             // An SRTP caller: the plain leg's packet is protected on its way.
             match &mut self.srtp {
                 None => {
