@@ -17,6 +17,7 @@
 
 pub mod call_recordings;
 pub mod campaigns;
+pub mod cluster;
 pub mod connect;
 pub mod demo;
 pub mod hashing;

@@ -61,6 +61,8 @@ pub struct Shared {
     pub http: HttpStats,
     /// The campaigns' controls and progress.
     pub campaigns: Arc<crate::campaign_hub::CampaignHub>,
+    /// This node of a cluster (none: a single node).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Services {
