@@ -337,6 +337,11 @@ fn two_nodes_behind_kamailio_share_calls_and_survive_a_node() {
     let epoch = status["acd"]["epoch"].as_i64().expect("epoch");
     assert!(epoch >= 1, "{status}");
 
+    // The dashboard lists the nodes (from `/status`, which has them on a cluster node).
+    let (code, _, page) = http_get(a.http, "/dashboard");
+    assert_eq!(code, 200);
+    assert!(page.contains("id=\"nodes\"") && page.contains("fetch(\"/status\")"));
+
     // Calls through Kamailio are spread over both nodes.
     let (ok, out) = calls(&dir, cluster.proxy, 10, 500);
     assert!(ok, "calls through the proxy:\n{out}\n{}", cluster.logs());

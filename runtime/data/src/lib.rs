@@ -8,6 +8,8 @@
 //! - [`hashing`]: `hash` arguments (HMAC-SHA256 with the deployment's secret).
 //! - [`demo`]: the demo business database (customers, plans, bills, recharge cards, tickets).
 //! - [`records`]: call records from the engine's commands, written in batches.
+//! - [`cluster`]: a cluster's heartbeats (`cluster_nodes`) and the ACD's leadership (advisory lock,
+//!   epoch), PostgreSQL only.
 //! - [`messages`]: voice mail: the messages of `record` nodes, their queue, heard and done.
 //! - [`report`]: node traffic, outcomes, surveys and service level from the records.
 //! - [`source`]: the simulator's synchronous [`DataSource`](ivr_engine::sim::DataSource) on a
