@@ -279,7 +279,7 @@ fn calls(dir: &Path, proxy: SocketAddr, calls: u32, hold_ms: u32) -> (bool, Stri
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| !s.split(' ').nth(2).is_some_and(|state| state == "Z"))
+            .is_ok_and(|s| s.split(' ').nth(2).is_none_or(|state| state != "Z"))
 }
 
 #[test]

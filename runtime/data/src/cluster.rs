@@ -17,7 +17,7 @@ use std::time::Duration;
 pub const DOWN_AFTER: Duration = Duration::from_secs(5);
 
 /// The key of the ACD's advisory lock (any constant the platform does not use elsewhere).
-pub const ACD_LOCK_KEY: i64 = 0x6976_725f_6163_64; // "ivr_acd"
+pub const ACD_LOCK_KEY: i64 = 0x0069_7672_5f61_6364; // "ivr_acd" in ASCII
 
 /// The most nodes listed (a cluster has a handful).
 pub const MAX_NODES: i64 = 256;
