@@ -35,6 +35,8 @@ pub struct Cluster {
 #[derive(Debug, Default)]
 struct View {
     nodes: Vec<NodeRow>,
+    /// When `nodes` were read (their ages grow from then on).
+    read_at: Option<std::time::Instant>,
     leader: Option<LeaderRow>,
     /// Why the last heartbeat or read failed (cleared by the next that works).
     error: Option<String>,
@@ -93,10 +95,40 @@ impl Cluster {
     /// one leads the ACD, and the deployment version every node that is up serves (if one).
     pub fn status(&self, live_version: &str) -> Value {
         let view = self.view();
-        let up = |name: &str| view.nodes.iter().any(|n| n.facts.name == name && n.up());
-        let leader = view.leader.as_ref().filter(|l| up(&l.node));
-        let nodes: Vec<Value> = view
+        // The rows as they are now: each heartbeat has aged since they were read.
+        let since_read = view.read_at.map_or(0, |t| {
+            i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX)
+        });
+        let rows: Vec<NodeRow> = view
             .nodes
+            .iter()
+            .map(|n| NodeRow {
+                age_ms: n.age_ms.saturating_add(since_read),
+                ..n.clone()
+            })
+            .collect();
+        let up = |name: &str| rows.iter().any(|n| n.facts.name == name && n.up());
+        // This node knows at once when it leads; the others are known from the database.
+        let role = self.role();
+        let leader: Option<(String, Option<String>)> = match role {
+            Role::Leader { epoch } => Some((
+                self.config.node.clone(),
+                view.leader
+                    .as_ref()
+                    .filter(|l| l.epoch == epoch)
+                    .map(|l| l.since.to_rfc3339()),
+            )),
+            Role::Follower => view
+                .leader
+                .as_ref()
+                .filter(|l| l.node != self.config.node && up(&l.node))
+                .map(|l| (l.node.clone(), Some(l.since.to_rfc3339()))),
+        };
+        let epoch = match role {
+            Role::Leader { epoch } => Some(epoch),
+            Role::Follower => view.leader.as_ref().map(|l| l.epoch),
+        };
+        let nodes: Vec<Value> = rows
             .iter()
             .map(|n| {
                 json!({
@@ -109,19 +141,19 @@ impl Cluster {
                     "last_seen": n.last_seen.to_rfc3339(),
                     "seen_ms_ago": n.age_ms.max(0),
                     "up": n.up(),
-                    "acd_leader": leader.is_some_and(|l| l.node == n.facts.name),
+                    "acd_leader": leader.as_ref().is_some_and(|l| l.0 == n.facts.name),
                 })
             })
             .collect();
-        let versions = live_everywhere(&view.nodes);
+        let versions = live_everywhere(&rows);
         json!({
             "node": self.config.node,
             "sip_via": self.config.sip_via,
             "acd": {
-                "leader": leader.map(|l| l.node.clone()),
-                "epoch": view.leader.as_ref().map(|l| l.epoch),
-                "since": leader.map(|l| l.since.to_rfc3339()),
-                "this_node_leads": self.role().leads(),
+                "leader": leader.as_ref().map(|l| l.0.clone()),
+                "epoch": epoch,
+                "since": leader.as_ref().and_then(|l| l.1.clone()),
+                "this_node_leads": role.leads(),
             },
             "nodes": nodes,
             "live_everywhere": versions,
@@ -133,6 +165,7 @@ impl Cluster {
     fn record(&self, nodes: Vec<NodeRow>, leader: Option<LeaderRow>) {
         let mut view = self.view();
         view.nodes = nodes;
+        view.read_at = Some(std::time::Instant::now());
         view.leader = leader;
         view.error = None;
     }
