@@ -276,6 +276,77 @@ fn calls(dir: &Path, proxy: SocketAddr, calls: u32, hold_ms: u32) -> (bool, Stri
     )
 }
 
+/// Calls in progress on a node (`ivr_calls_in_progress` of `/metrics`).
+fn in_progress(node: &Node) -> Option<u64> {
+    let (_, _, body) = http_get(node.http, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix("ivr_calls_in_progress "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// baresip (headless, a WAV file as its microphone) dials the proxy, talks 4 s and quits.
+fn softphone_call(dir: &Path, cluster: &Cluster) {
+    if !have("baresip", "-h") {
+        skip("baresip is not installed: the softphone part of the cluster test is skipped");
+        return;
+    }
+    let phone = dir.join("baresip");
+    fs::create_dir_all(&phone).expect("dir");
+    ivr_media::audio::write_wav(&phone.join("mic.wav"), &tone(300.0, 6000)).expect("mic");
+    // baresip also binds TLS on the next port: a free pair.
+    let port = (0..50)
+        .map(|i| 43_000 + (std::process::id() % 500) as u16 * 4 + i * 2)
+        .find(|p| {
+            std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
+        })
+        .expect("free port");
+    fs::write(
+        phone.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\naudio_player aubridge,x\n\
+             audio_source aufile,{mic}\naudio_alert aubridge,y\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\n\
+             module aubridge.so\nmodule_app account.so\nmodule_app menu.so\n",
+            mic = phone.join("mic.wav").display(),
+        ),
+    )
+    .expect("config");
+    fs::write(
+        phone.join("accounts"),
+        format!(
+            "<sip:{}@127.0.0.1>;regint=0;audio_codecs=PCMU\n",
+            common::CALLER
+        ),
+    )
+    .expect("accounts");
+    let before: u64 = cluster.nodes.iter().map(answered).sum();
+    let out = Command::new("timeout")
+        .args(["20", "baresip", "-f"])
+        .arg(&phone)
+        .args(["-e", &format!("/dial sip:100@{}", cluster.proxy), "-t", "4"])
+        .output()
+        .expect("baresip");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        said.contains("Call established"),
+        "baresip:\n{said}\n{}",
+        cluster.logs()
+    );
+    let after: u64 = cluster.nodes.iter().map(answered).sum();
+    assert_eq!(after, before + 1, "one node answered the softphone");
+    // Its BYE ended the call on the node (no call left in progress anywhere).
+    let start = Instant::now();
+    while cluster.nodes.iter().any(|n| in_progress(n) != Some(0)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the softphone's BYE did not end its call:\n{said}\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -348,6 +419,10 @@ fn two_nodes_behind_kamailio_share_calls_and_survive_a_node() {
     let (on_a, on_b) = (answered(a), answered(b));
     assert_eq!(on_a + on_b, 10, "a {on_a}, b {on_b}");
     assert!(on_a >= 3 && on_b >= 3, "spread: a {on_a}, b {on_b}");
+
+    // A softphone through the proxy: baresip's call is answered by one of the nodes, and its
+    // BYE (when it quits) reaches that node through Kamailio (record-routing).
+    softphone_call(&dir, &cluster);
 
     // Hot reload stays per node: each watches the shared folder, and a version is live
     // cluster-wide once every node that is up serves it.
