@@ -29,8 +29,15 @@ HOST=127.0.0.1
 MAX_NODES=26
 
 say() { echo "cluster.sh: $*" >&2; }
+STARTED=""
 die() {
     say "$*"
+    # Once `up` has started something, a failure stops it all again.
+    if [ -n "$STARTED" ]; then
+        STARTED=""
+        say "stopping what was started (the logs stay in $RUN)"
+        KEEP_LOGS=1 down >/dev/null 2>&1 || true
+    fi
     exit 1
 }
 
@@ -116,7 +123,8 @@ up() {
     rm -rf "$RUN"
     mkdir -p "$RUN"
     # Whatever fails from here on stops what was started.
-    trap 'say "failed; stopping what was started"; down >/dev/null 2>&1 || true' ERR
+    STARTED=1
+    trap 'die "failed at line $LINENO"' ERR
     if [ -n "${IVR_CLUSTER_DATABASE:-}" ]; then
         DATABASE="$IVR_CLUSTER_DATABASE"
     else
@@ -172,6 +180,7 @@ up() {
         sleep 0.1
     done
     trap - ERR
+    STARTED=""
     printf '%s\n' "${lines[@]}"
 }
 
@@ -203,7 +212,11 @@ down() {
     done
     # Kamailio's children leave with their parent; any left over are its process group's.
     stop_pg
-    rm -rf "$RUN"
+    if [ -n "${KEEP_LOGS:-}" ]; then
+        rm -rf "$RUN/pg" "$RUN"/*.ctl
+    else
+        rm -rf "$RUN"
+    fi
 }
 
 case "${1:-}" in
