@@ -116,7 +116,11 @@ impl ClusterOverrides {
         &self,
         file: Option<&ivr_compiler::cluster_config::ClusterConfig>,
     ) -> Result<Option<ivr_compiler::cluster_config::ClusterConfig>, ServeError> {
-        if file.is_none() && self.node.is_none() && self.database.is_none() {
+        if file.is_none()
+            && self.node.is_none()
+            && self.database.is_none()
+            && self.sip_via.is_none()
+        {
             return Ok(None);
         }
         ivr_compiler::cluster_config::ClusterConfig::new(
@@ -885,4 +889,44 @@ pub fn agent_credentials(
         .filter(|(_, a)| a.ha1.len() == 32 && a.ha1.chars().all(|c| c.is_ascii_hexdigit()))
         .map(|(id, a)| (id.clone(), a.ha1.to_ascii_lowercase()))
         .collect()
+}
+
+#[cfg(test)]
+mod cluster_overrides_tests {
+    use super::*;
+    use ivr_compiler::cluster_config::ClusterConfig;
+
+    #[test]
+    fn the_command_line_over_the_file() {
+        let none = ClusterOverrides::default();
+        assert_eq!(none.apply(None).ok(), Some(None), "no cluster at all");
+        let file = ClusterConfig::new(Some("a".into()), Some("postgres://h/db".into()), None)
+            .expect("valid");
+        let node_b = ClusterOverrides {
+            node: Some("b".into()),
+            ..ClusterOverrides::default()
+        };
+        let c = node_b
+            .apply(Some(&file))
+            .expect("valid")
+            .expect("a cluster");
+        assert_eq!(
+            (c.node.as_str(), c.database.as_str()),
+            ("b", "postgres://h/db")
+        );
+        // Without a file's [cluster], the command line must give both.
+        assert!(node_b.apply(None).is_err());
+        let sqlite = ClusterOverrides {
+            node: Some("b".into()),
+            database: Some("sqlite://ivr-data/ivr.db".into()),
+            sip_via: None,
+        };
+        let e = sqlite.apply(None).expect_err("SQLite refused").to_string();
+        assert!(e.contains("PostgreSQL"), "{e}");
+        let via_only = ClusterOverrides {
+            sip_via: Some("sip:127.0.0.1:5060".into()),
+            ..ClusterOverrides::default()
+        };
+        assert!(via_only.apply(None).is_err());
+    }
 }

@@ -63,8 +63,8 @@ impl Cluster {
         Ok((cluster, pool))
     }
 
-    /// Starts the heartbeat and the leadership tasks; `facts` says where this node takes
-    /// SIP and HTTP (its versions are read from `live` at each heartbeat).
+    /// Starts the heartbeat and the leadership tasks: this node takes SIP at `sip` and HTTP at
+    /// `http` (as its heartbeat says); its versions are read from `live` at each heartbeat.
     pub fn start(self: &Arc<Self>, sip: String, http: String, live: Arc<Live>) {
         let facts = NodeFacts {
             name: self.config.node.clone(),
