@@ -29,6 +29,8 @@ need_pkg promtool prometheus         # tests/outcomes.rs: `promtool check metric
 need_pkg openssl openssl
 # A real softphone, driven headless by tests/serve.rs.
 need_pkg baresip baresip
+# The SIP proxy in front of a cluster of nodes (tests/cluster.rs, scripts/cluster.sh).
+need_pkg kamailio kamailio
 # The phone page in a real browser (tests/browser.rs): headless Chromium driven by
 # playwright-core (npm, installed into tests/browser/node_modules when missing; not committed).
 need_pkg chromium chromium

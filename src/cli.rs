@@ -215,6 +215,15 @@ enum Command {
         /// Pacer threads sending RTP (default: one per core, at most 4).
         #[arg(long, value_name = "N", default_value_t = 0)]
         pacer_threads: usize,
+        /// This node's name in a cluster (over `[cluster] node`; docs/cluster.md).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// The PostgreSQL database the cluster's nodes share (over `[cluster] database`).
+        #[arg(long, value_name = "URL")]
+        cluster_database: Option<String>,
+        /// The SIP proxy in front of the cluster's nodes (over `[cluster] sip_via`).
+        #[arg(long, value_name = "URI")]
+        sip_via: Option<String>,
     },
     /// Print the `ha1` of an agent's password for `[agents.ID]` (or a supervisor's for
     /// `[supervisors.ID]`): MD5(ID:realm:password).
@@ -473,6 +482,9 @@ pub fn run() -> ExitCode {
             rtp_timeout,
             max_calls,
             pacer_threads,
+            node,
+            cluster_database,
+            sip_via,
         } => crate::serve_cmd::run(crate::serve_cmd::ServeArgs {
             config: cli.config,
             sip,
@@ -483,6 +495,11 @@ pub fn run() -> ExitCode {
             rtp_timeout,
             max_calls,
             pacer_threads,
+            cluster: ivr_server::ClusterOverrides {
+                node,
+                database: cluster_database,
+                sip_via,
+            },
         })
         .map_err(CliError::from),
         Command::Test {

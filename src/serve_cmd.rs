@@ -43,6 +43,8 @@ pub struct ServeArgs {
     pub max_calls: Option<u32>,
     /// `--pacer-threads`
     pub pacer_threads: usize,
+    /// `--node`, `--cluster-database`, `--sip-via`
+    pub cluster: ivr_server::ClusterOverrides,
 }
 
 fn duration(name: &'static str, text: &str) -> Result<Duration, ServeCmdError> {
@@ -79,6 +81,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, ServeCmdError> {
             .transpose()?,
         pacer_threads: args.pacer_threads,
         max_calls: args.max_calls,
+        cluster: args.cluster,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -37,6 +37,7 @@ struct RawConfig {
     recording: crate::recording::RawRecording,
     #[serde(default)]
     supervisors: IndexMap<String, Spanned<crate::supervisor_config::SupervisorConfig>>,
+    cluster: Option<Spanned<crate::cluster_config::RawCluster>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -524,6 +525,8 @@ pub struct Config {
     /// `[supervisors.*]`: who may log in to `/supervisor`.
     #[serde(default)]
     pub supervisors: IndexMap<String, crate::supervisor_config::SupervisorConfig>,
+    /// `[cluster]`: this node of a cluster (none: a single node).
+    pub cluster: Option<crate::cluster_config::ClusterConfig>,
     /// Spans of route values, for diagnostics about unknown flows.
     #[serde(skip)]
     pub route_spans: IndexMap<String, Span>,
@@ -556,6 +559,7 @@ impl Config {
             refused_campaign_flows: Vec::new(),
             recording: crate::recording::RecordingConfig::defaults(base),
             supervisors: IndexMap::new(),
+            cluster: None,
             route_spans: IndexMap::new(),
             file: None,
             unreadable: false,
@@ -646,6 +650,7 @@ impl Config {
         }
         config.database = raw.database;
         config.recording = crate::recording::validate(file, base, raw.recording, &mut diags);
+        config.cluster = crate::cluster_config::validate(file, raw.cluster, &mut diags);
         for (name, q) in raw.queries {
             if let Some(def) = validate_query(file, &name, q, &mut diags) {
                 config.queries.insert(name, def);
@@ -788,6 +793,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "trunks",
             "campaigns",
             "supervisors",
+            "cluster",
         ],
     ),
     ("paths", &["flows", "prompts", "recordings"]),
@@ -812,6 +818,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("server.tls", &["sip", "cert", "key"]),
     ("server.https", &["cert", "key"]),
     ("database", &["url", "secret"]),
+    ("cluster", crate::cluster_config::CLUSTER_KEYS),
     (
         "queries",
         &["args", "sql", "transaction", "fields", "hash", "timeout"],
@@ -1574,6 +1581,37 @@ mod tests {
 
     fn parse(text: &str) -> (Config, Vec<Diagnostic>) {
         Config::parse(FileId(0), Path::new("/x"), text)
+    }
+
+    #[test]
+    fn cluster_section() {
+        let (c, d) = parse(
+            "[cluster]\nnode = \"a\"\ndatabase = \"postgres://ivr@db/ivr\"\nsip_via = \"sip:127.0.0.1:5060\"\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let cluster = c.cluster.expect("cluster");
+        assert_eq!(cluster.node, "a");
+        assert_eq!(cluster.database, "postgres://ivr@db/ivr");
+        assert_eq!(cluster.sip_via.as_deref(), Some("sip:127.0.0.1:5060"));
+        assert!(parse("").0.cluster.is_none());
+        // SQLite is refused at its value, with a sentence that says why.
+        let text = "[cluster]\nnode = \"a\"\ndatabase = \"sqlite://ivr-data/ivr.db\"\n";
+        let (c, d) = parse(text);
+        assert!(c.cluster.is_none());
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("PostgreSQL"), "{}", d[0].message);
+        let at = d[0].span.start as usize;
+        assert_eq!(
+            &text[at..at + 9],
+            "\"sqlite:/",
+            "the error points at the value"
+        );
+        // Missing keys, a bad name, an unknown key.
+        let (_, d) = parse("[cluster]\nnode = \"a b\"\n");
+        assert_eq!(d.len(), 2, "{d:?}");
+        let (_, d) =
+            parse("[cluster]\nnode = \"a\"\ndatabase = \"postgres://h/db\"\nleader = true\n");
+        assert_eq!(d.len(), 1, "{d:?}");
     }
 
     #[test]

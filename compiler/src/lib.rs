@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod audio_texts;
 pub mod catalog;
+pub mod cluster_config;
 pub mod config;
 mod edges;
 pub mod flow_svg;

@@ -8,6 +8,8 @@
 //! - [`hashing`]: `hash` arguments (HMAC-SHA256 with the deployment's secret).
 //! - [`demo`]: the demo business database (customers, plans, bills, recharge cards, tickets).
 //! - [`records`]: call records from the engine's commands, written in batches.
+//! - [`cluster`]: a cluster's heartbeats (`cluster_nodes`) and the ACD's leadership (advisory lock,
+//!   epoch), PostgreSQL only.
 //! - [`messages`]: voice mail: the messages of `record` nodes, their queue, heard and done.
 //! - [`report`]: node traffic, outcomes, surveys and service level from the records.
 //! - [`recording_search`]: the supervisors' search of recordings (by caller, agent, queue, time, kind).
@@ -19,6 +21,7 @@
 
 pub mod call_recordings;
 pub mod campaigns;
+pub mod cluster;
 pub mod connect;
 pub mod demo;
 pub mod hashing;

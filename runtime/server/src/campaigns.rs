@@ -294,7 +294,8 @@ impl CampaignTask {
                     dialler.handle_input(Input::Ended { phone, result }, clock.now());
                 }
                 _ = refresh.tick(), if dialler.status().running || !list_read => {
-                    match read_list(&pool, &list).await {
+                    let lookups = self.services.catalogs.lookups_pool().unwrap_or_else(|| pool.clone());
+                    match read_list(&lookups, &list).await {
                         Ok((phones, rows)) => {
                             contacts = rows;
                             list_read = true;

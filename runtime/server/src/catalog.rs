@@ -11,6 +11,9 @@ use std::sync::Mutex;
 #[derive(Debug)]
 pub struct Catalogs {
     base: Option<Database>,
+    /// The database of the platform's own tables when it is not `base` (a cluster's shared
+    /// PostgreSQL, `[cluster] database`).
+    platform: Option<ivr_data::connect::Pool>,
     /// The last deployment's version and its database.
     latest: Mutex<Option<(String, Database)>>,
 }
@@ -20,12 +23,29 @@ impl Catalogs {
     pub fn new(base: Option<Database>) -> Catalogs {
         Catalogs {
             base,
+            platform: None,
             latest: Mutex::new(None),
         }
     }
 
-    /// The configured database's pool (none: no database): the platform's own tables.
+    /// The same with the platform's own tables (records, voice mail, campaigns) in
+    /// `platform` rather than in the lookups' database: a cluster node's shared database.
+    pub fn with_platform(mut self, platform: Option<ivr_data::connect::Pool>) -> Catalogs {
+        self.platform = platform;
+        self
+    }
+
+    /// The pool of the platform's own tables (none: no database): the cluster's database on a
+    /// cluster node, else the configured database.
     pub fn pool(&self) -> Option<ivr_data::connect::Pool> {
+        self.platform
+            .clone()
+            .or_else(|| self.base.as_ref().map(|d| d.pool().clone()))
+    }
+
+    /// The configured database's pool (`[database]`): where the data catalog's queries run
+    /// (a campaign's list), which on a cluster node is not the platform's tables' database.
+    pub fn lookups_pool(&self) -> Option<ivr_data::connect::Pool> {
         self.base.as_ref().map(|d| d.pool().clone())
     }
 

@@ -432,7 +432,14 @@ async fn connection<I>(
 }
 
 async fn status(State(s): State<HttpState>) -> impl IntoResponse {
-    axum::Json(s.services.live.status())
+    let mut status = s.services.live.status();
+    if let Some(c) = &s.services.cluster
+        && let Some(obj) = status.as_object_mut()
+    {
+        let version = s.services.live.current().version.clone();
+        obj.insert("cluster".into(), c.status(&version));
+    }
+    axum::Json(status)
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {

@@ -17,6 +17,7 @@ pub mod campaign_hub;
 pub mod campaigns;
 pub mod catalog;
 pub mod clock;
+pub mod cluster;
 pub mod consult_request;
 pub mod consultations;
 pub mod dashboard;
@@ -101,6 +102,46 @@ pub struct ServeOptions {
     pub pacer_threads: usize,
     /// Override `[server] max_calls`.
     pub max_calls: Option<u32>,
+    /// `--node`, `--cluster-database`, `--sip-via`: over `[cluster]` of `ivr.toml`.
+    pub cluster: ClusterOverrides,
+}
+
+/// The command line's `[cluster]` values (each over the file's).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOverrides {
+    /// `--node NAME`
+    pub node: Option<String>,
+    /// `--cluster-database URL`
+    pub database: Option<String>,
+    /// `--sip-via URI`
+    pub sip_via: Option<String>,
+}
+
+impl ClusterOverrides {
+    /// `[cluster]` with these values over `file`'s: none when neither says anything.
+    pub fn apply(
+        &self,
+        file: Option<&ivr_compiler::cluster_config::ClusterConfig>,
+    ) -> Result<Option<ivr_compiler::cluster_config::ClusterConfig>, ServeError> {
+        if file.is_none()
+            && self.node.is_none()
+            && self.database.is_none()
+            && self.sip_via.is_none()
+        {
+            return Ok(None);
+        }
+        ivr_compiler::cluster_config::ClusterConfig::new(
+            self.node.clone().or_else(|| file.map(|c| c.node.clone())),
+            self.database
+                .clone()
+                .or_else(|| file.map(|c| c.database.clone())),
+            self.sip_via
+                .clone()
+                .or_else(|| file.and_then(|c| c.sip_via.clone())),
+        )
+        .map(Some)
+        .map_err(ServeError::Cluster)
+    }
 }
 
 impl Default for ServeOptions {
@@ -115,6 +156,7 @@ impl Default for ServeOptions {
             rtp_timeout: None,
             pacer_threads: 0,
             max_calls: None,
+            cluster: ClusterOverrides::default(),
         }
     }
 }
@@ -154,6 +196,12 @@ pub enum ServeError {
     /// `[server] tls`'s address is not an address.
     #[error("the SIP-over-TLS address `{0}` is not IP:PORT")]
     TlsAddress(String),
+    /// `[cluster]` (or `--node`, `--cluster-database`, `--sip-via`) cannot be used.
+    #[error("cluster: {0}")]
+    Cluster(#[source] ivr_compiler::cluster_config::ClusterError),
+    /// The cluster's shared database cannot be opened.
+    #[error("cluster: {0}")]
+    ClusterDatabase(#[source] ivr_data::DataError),
     /// An explicit `--http` address could not be bound.
     #[error("cannot serve HTTP on {addr}: {source}")]
     Http {
@@ -560,6 +608,17 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .unwrap_or(Duration::from_millis(server.rtp_timeout_ms));
     let tcp_limits = open_file_limit(max_calls);
 
+    // A cluster node: its records and the platform's tables go to the shared database.
+    let cluster_config = opts.cluster.apply(deployment.config.cluster.as_ref())?;
+    let (cluster, cluster_pool) = match cluster_config {
+        Some(c) => {
+            let (cluster, pool) = cluster::Cluster::open(c)
+                .await
+                .map_err(ServeError::ClusterDatabase)?;
+            (Some(cluster), Some(pool))
+        }
+        None => (None, None),
+    };
     let db = match data::open_configured(&deployment.config).await {
         Ok(db) => Some(db),
         Err(e) => {
@@ -568,16 +627,26 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             None
         }
     };
-    let writer = db.as_ref().map(|d| {
+    let records_pool = cluster_pool
+        .clone()
+        .or_else(|| db.as_ref().map(|d| d.pool().clone()));
+    let writer = records_pool.as_ref().map(|pool| {
+        // The nodes of a cluster share the deployment folder: each spools on its own.
+        let spool_dir = match &cluster {
+            Some(c) => deployment
+                .config
+                .base
+                .join(SPOOL_DIR)
+                .join(format!("node-{}", c.config.node)),
+            None => deployment.config.base.join(SPOOL_DIR),
+        };
         RecordWriter::start(
-            d.pool().clone(),
+            pool.clone(),
             WriterOptions {
-                spool: Some(ivr_data::spool::Spool::new(
-                    deployment.config.base.join(SPOOL_DIR),
-                    SPOOL_MAX_BYTES,
-                )),
-                // Calls a killed run left in progress are closed as failed.
-                interrupted_at: Some(local_now()),
+                spool: Some(ivr_data::spool::Spool::new(spool_dir, SPOOL_MAX_BYTES)),
+                // Calls a killed run left in progress are closed as failed; not on a cluster
+                // node, whose shared table holds the other nodes' calls in progress too.
+                interrupted_at: cluster.is_none().then(local_now),
                 ..WriterOptions::default()
             },
             &tokio::runtime::Handle::current(),
@@ -601,8 +670,8 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         );
     }
     let recorder = ivr_media::recorder::Recorder::start().map_err(ServeError::Recorder)?;
-    if let Some(d) = &db {
-        recording_purge::start(Arc::clone(&live), d.pool().clone());
+    if let Some(pool) = &records_pool {
+        recording_purge::start(Arc::clone(&live), pool.clone());
     }
     let ports = PortPool::new(sip_addr.ip(), lo, hi);
     let (in_tx, in_rx) = mpsc::channel(65_536);
@@ -639,7 +708,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let consoles = agent_hub::AgentHub::new(acd.clone());
     let services = Services::new(Shared {
         live: Arc::clone(&live),
-        catalogs: catalog::Catalogs::new(db.clone()),
+        catalogs: catalog::Catalogs::new(db.clone()).with_platform(cluster_pool.clone()),
         writer: writer.clone(),
         pacer,
         recorder,
@@ -658,6 +727,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         trunks: trunk_channels::TrunkChannels::default(),
         consultations: Arc::default(),
         taps: supervise_taps::Taps::default(),
+        cluster: cluster.clone(),
     });
     // A new version going live brings its agents and queues to the ACD, and the agents'
     // credentials to the registrar.
@@ -768,7 +838,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
                 agents: Some(agent_api.clone()),
                 dashboard: Some(dashboard::Dashboard::start(
                     services.clone(),
-                    db.as_ref().map(|d| d.pool().clone()),
+                    records_pool.clone(),
                 )),
                 console: Some(agent_console::Console::new(agent_api.clone())),
                 supervisors: Some(supervisor::Supervisors::new(
@@ -801,6 +871,24 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             None
         }
     };
+    if let Some(c) = &cluster {
+        c.start(
+            format!("sip:{}", bound.udp_addr),
+            http_addr.map_or_else(String::new, |a| {
+                format!("{}://{a}", if https.is_some() { "https" } else { "http" })
+            }),
+            Arc::clone(&live),
+        );
+        println!(
+            "ivr serve: cluster node {} (shared database {}{})",
+            c.config.node,
+            ivr_data::connect::redact_url(&c.config.database),
+            c.config
+                .sip_via
+                .as_ref()
+                .map_or_else(String::new, |v| format!(", behind {v}"))
+        );
+    }
     let routes: Vec<String> = deployment
         .config
         .routes
@@ -929,4 +1017,44 @@ pub fn agent_credentials(
         .filter(|(_, a)| a.ha1.len() == 32 && a.ha1.chars().all(|c| c.is_ascii_hexdigit()))
         .map(|(id, a)| (id.clone(), a.ha1.to_ascii_lowercase()))
         .collect()
+}
+
+#[cfg(test)]
+mod cluster_overrides_tests {
+    use super::*;
+    use ivr_compiler::cluster_config::ClusterConfig;
+
+    #[test]
+    fn the_command_line_over_the_file() {
+        let none = ClusterOverrides::default();
+        assert_eq!(none.apply(None).ok(), Some(None), "no cluster at all");
+        let file = ClusterConfig::new(Some("a".into()), Some("postgres://h/db".into()), None)
+            .expect("valid");
+        let node_b = ClusterOverrides {
+            node: Some("b".into()),
+            ..ClusterOverrides::default()
+        };
+        let c = node_b
+            .apply(Some(&file))
+            .expect("valid")
+            .expect("a cluster");
+        assert_eq!(
+            (c.node.as_str(), c.database.as_str()),
+            ("b", "postgres://h/db")
+        );
+        // Without a file's [cluster], the command line must give both.
+        assert!(node_b.apply(None).is_err());
+        let sqlite = ClusterOverrides {
+            node: Some("b".into()),
+            database: Some("sqlite://ivr-data/ivr.db".into()),
+            sip_via: None,
+        };
+        let e = sqlite.apply(None).expect_err("SQLite refused").to_string();
+        assert!(e.contains("PostgreSQL"), "{e}");
+        let via_only = ClusterOverrides {
+            sip_via: Some("sip:127.0.0.1:5060".into()),
+            ..ClusterOverrides::default()
+        };
+        assert!(via_only.apply(None).is_err());
+    }
 }

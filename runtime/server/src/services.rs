@@ -67,6 +67,8 @@ pub struct Shared {
     pub consultations: Arc<crate::consultations::Consultations>,
     /// Calls a supervisor may listen to, whisper or barge into.
     pub taps: crate::supervise_taps::Taps,
+    /// This node of a cluster (none: a single node).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Services {

@@ -440,6 +440,20 @@ pub fn response(req: &Request, source: SocketAddr, code: u16, extra: &Extra<'_>)
     if let Some(v) = value(&req.headers, "CSeq") {
         headers.push(Header::CSeq(rsip::headers::CSeq::new(v)));
     }
+    // RFC 3261 12.1.1: a response that makes a dialog (an INVITE's, with a To-tag) carries
+    // the request's Record-Route values, in order, so that the caller routes its ACK, BYE and
+    // re-INVITEs through the same proxies (Kamailio in front of a cluster).
+    if req.method == rsip::Method::Invite && extra.to_tag.is_some() && (101..300).contains(&code) {
+        for h in req.headers.iter() {
+            match h {
+                Header::RecordRoute(_) => headers.push(h.clone()),
+                Header::Other(n, v) if n.eq_ignore_ascii_case("Record-Route") => headers.push(
+                    Header::RecordRoute(rsip::headers::RecordRoute::new(v.clone())),
+                ),
+                _ => {}
+            }
+        }
+    }
     if let Some(c) = extra.contact {
         headers.push(Header::Contact(rsip::headers::Contact::new(format!(
             "<{c}>"
@@ -549,6 +563,34 @@ mod tests {
         Call-ID: 1-2@10.0.0.5\r\n\
         CSeq: 1 INVITE\r\n\
         Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn responses_that_make_a_dialog_carry_the_record_route() {
+        let invite = INVITE.replace(
+            "Max-Forwards: 70\r\n",
+            "Record-Route: <sip:10.0.0.1;lr;r2=on>\r\nRecord-Route: <sip:10.0.0.2;lr>\r\nMax-Forwards: 70\r\n",
+        );
+        let SipMessage::Request(req) = parse(invite.as_bytes()).expect("parse") else {
+            panic!("request");
+        };
+        let src: SocketAddr = "10.0.0.1:5060".parse().expect("addr");
+        let with_tag = Extra {
+            to_tag: Some("t1"),
+            ..Extra::default()
+        };
+        let ok = String::from_utf8(response(&req, src, 200, &with_tag)).expect("utf8");
+        let first = ok.find("Record-Route: <sip:10.0.0.1;lr;r2=on>\r\n");
+        let second = ok.find("Record-Route: <sip:10.0.0.2;lr>\r\n");
+        assert!(
+            first.is_some() && second.is_some() && first < second,
+            "{ok}"
+        );
+        // Not in a 100 Trying (no dialog) nor in a refusal.
+        for code in [100, 486] {
+            let r = String::from_utf8(response(&req, src, code, &with_tag)).expect("utf8");
+            assert!(!r.contains("Record-Route"), "{r}");
+        }
+    }
 
     #[test]
     fn facts_and_response() {
