@@ -11,6 +11,7 @@ pub mod agent_api;
 pub mod agent_console;
 pub mod agent_hub;
 pub mod browser;
+pub mod callback;
 pub mod call;
 pub mod campaign_hub;
 pub mod campaigns;
@@ -629,6 +630,10 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         },
     ));
     campaigns::start_all(&services);
+    {
+        let services = services.clone();
+        tokio::spawn(async move { callback::reload(&services).await });
+    }
     let browser = browser::Browser::new(services.clone(), Arc::clone(&stats), browser_calls);
     // The HTTP interface: an explicit `--http` must bind; `[server] http` only warns.
     let http_text = opts.http.clone().unwrap_or(server.http.clone());

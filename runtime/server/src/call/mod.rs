@@ -439,6 +439,7 @@ impl Driver {
                 attach,
             } => self.start_transfer(*node, *priority, *level, attach),
             Command::CancelTransfer => self.end_transfer(LeaveReason::MaxWait),
+            Command::KeepCallback { node, queue, phone } => self.keep_callback(*node, queue, phone),
             Command::StartRecording { node } => {
                 let flow = Arc::clone(self.call.flow());
                 if let Some(Body::Record(r)) =

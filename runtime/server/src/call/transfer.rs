@@ -47,6 +47,8 @@ impl Driver {
                 .collect(),
             transferred_by: None,
             note: None,
+            callback: false,
+            waited: None,
         }
     }
 
@@ -263,6 +265,44 @@ impl Driver {
             }
         }
         self.drop_leg();
+    }
+
+    /// The caller kept a callback (key 1 after the offer): the place stays in the ACD and a
+    /// task of its own serves it from now on ([`crate::callback`]); this call is done with
+    /// its transfer.
+    pub(super) fn keep_callback(&mut self, node: NodeId, queue: &str, phone: &str) {
+        let ringing = self.leg.is_some();
+        self.hang_up_leg();
+        let Some(t) = self.transfer.take() else {
+            return;
+        };
+        let Some(key) = t.key else { return };
+        if ringing {
+            // The agent whose phone rang for the caller is free again; the ACD moves on.
+            let _ = self.services.acd.send(AcdMsg::Declined(key, Decline::Lost));
+        }
+        let flow = Arc::clone(self.call.flow());
+        let (skills, level) = match flow.program.nodes.get(node as usize).map(|n| &n.body) {
+            Some(Body::Transfer(t)) => (t.skills.clone(), t.level.as_ref().map_or(0, |l| l.0)),
+            _ => (Vec::new(), 0),
+        };
+        let mut pop = self.last_pop.clone().unwrap_or_default();
+        pop.callback = true;
+        tracing::info!(queue, "callback kept: the caller will be called back");
+        crate::callback::keep(
+            &self.services,
+            crate::callback::Kept {
+                key,
+                call_id: self.call.info().id.clone(),
+                queue: queue.to_string(),
+                phone: phone.to_string(),
+                skills,
+                level,
+                pop,
+                attempts: 0,
+                queued: true,
+            },
+        );
     }
 
     /// The transfer is over on our side (max_wait, the caller hung up, the call ends).
