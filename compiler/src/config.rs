@@ -805,11 +805,9 @@ impl Config {
             if let (Some(trunk), Some(span)) = (&q.trunk, q.trunk_span)
                 && !config.trunks.contains_key(trunk)
             {
-                let hint = crate::suggest::did_you_mean(
-                    trunk,
-                    config.trunks.keys().map(String::as_str),
-                )
-                .unwrap_or_else(|| "declare it as `[trunks.NAME]` with a `uri`".into());
+                let hint =
+                    crate::suggest::did_you_mean(trunk, config.trunks.keys().map(String::as_str))
+                        .unwrap_or_else(|| "declare it as `[trunks.NAME]` with a `uri`".into());
                 diags.push(
                     Diagnostic::error(
                         "config",
@@ -1417,50 +1415,50 @@ fn validate_queue(
     };
     let ring_timeout_ms = duration("ring_timeout", q.ring_timeout, false);
     let wrap_up_ms = duration("wrap_up", q.wrap_up, true);
-    let callback_retry_after_ms = q.callback_retry_after.and_then(|value| {
-        match parse_duration_text(value.get_ref()) {
-            Some(ms) if ms > 0 && ms <= 86_400_000 => Some(ms),
-            _ => {
-                diags.push(
-                    Diagnostic::error(
-                        "config",
-                        file,
-                        span_of(&value),
-                        format!(
-                            "queue `{name}` has a bad callback_retry_after `{}`",
-                            value.get_ref()
-                        ),
-                    )
-                    .with_hint("a duration from \"1s\" to \"24h\", e.g. \"5m\"; without it 5m"),
-                );
-                None
-            }
-        }
-    });
-    let callback_attempts = q.callback_attempts.and_then(|value| {
-        match u32::try_from(*value.get_ref()) {
-            Ok(n @ 1..=QueueConfig::MAX_CALLBACK_ATTEMPTS) => Some(n),
-            _ => {
-                diags.push(
-                    Diagnostic::error(
-                        "config",
-                        file,
-                        span_of(&value),
-                        format!(
-                            "queue `{name}` has callback_attempts {}: it goes from 1 to {}",
-                            value.get_ref(),
-                            QueueConfig::MAX_CALLBACK_ATTEMPTS
-                        ),
-                    )
-                    .with_hint(format!(
-                        "without it a caller is dialled {} times",
-                        QueueConfig::DEFAULT_CALLBACK_ATTEMPTS
-                    )),
-                );
-                None
-            }
-        }
-    });
+    let callback_retry_after_ms =
+        q.callback_retry_after
+            .and_then(|value| match parse_duration_text(value.get_ref()) {
+                Some(ms) if ms > 0 && ms <= 86_400_000 => Some(ms),
+                _ => {
+                    diags.push(
+                        Diagnostic::error(
+                            "config",
+                            file,
+                            span_of(&value),
+                            format!(
+                                "queue `{name}` has a bad callback_retry_after `{}`",
+                                value.get_ref()
+                            ),
+                        )
+                        .with_hint("a duration from \"1s\" to \"24h\", e.g. \"5m\"; without it 5m"),
+                    );
+                    None
+                }
+            });
+    let callback_attempts =
+        q.callback_attempts
+            .and_then(|value| match u32::try_from(*value.get_ref()) {
+                Ok(n @ 1..=QueueConfig::MAX_CALLBACK_ATTEMPTS) => Some(n),
+                _ => {
+                    diags.push(
+                        Diagnostic::error(
+                            "config",
+                            file,
+                            span_of(&value),
+                            format!(
+                                "queue `{name}` has callback_attempts {}: it goes from 1 to {}",
+                                value.get_ref(),
+                                QueueConfig::MAX_CALLBACK_ATTEMPTS
+                            ),
+                        )
+                        .with_hint(format!(
+                            "without it a caller is dialled {} times",
+                            QueueConfig::DEFAULT_CALLBACK_ATTEMPTS
+                        )),
+                    );
+                    None
+                }
+            });
     QueueConfig {
         ring_timeout_ms,
         wrap_up_ms,

@@ -4,8 +4,9 @@
 use super::build::{Builder, child, children};
 use super::grammar::Rule;
 use crate::ast::{
-    Answers, Attempts, Destination, Digits, Duration, Expr, Ident, KeyLit, Level, MaxWait, MenuKey,
-    CallbackOffer, Overflow, OverflowWhen, Priority, QueryCall, Question, SayKind, StatementKind, Switch, Target,
+    Answers, Attempts, CallbackOffer, Destination, Digits, Duration, Expr, Ident, KeyLit, Level,
+    MaxWait, MenuKey, Overflow, OverflowWhen, Priority, QueryCall, Question, SayKind,
+    StatementKind, Switch, Target,
 };
 use crate::span::{Span, Spanned};
 use pest::iterators::Pair;

@@ -1792,7 +1792,10 @@ fn a_transfer_to_an_agent_rings_only_that_agent() {
 
 #[test]
 fn a_kept_callback_stays_while_nobody_is_logged_in_and_is_offered_in_turn() {
-    let mut t = T::new(&[("general", &[], None, Some(0))], &[("a", &[]), ("b", &[])]);
+    let mut t = T::new(
+        &[("general", &[], None, Some(0))],
+        &[("a", &[]), ("b", &[])],
+    );
     t.register("a");
     t.away("a", true);
     t.enqueue(1, "general", &[], 0);

@@ -187,12 +187,51 @@ mod tests {
         let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
         connect::migrate(&pool).await.expect("migrate");
         let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("time");
-        assert!(keep(&pool, "c1", "general", "13800000001", at("2026-12-07 10:00:00")).await.expect("keep"));
-        assert!(!keep(&pool, "c1", "general", "13800000001", at("2026-12-07 10:00:01")).await.expect("again"));
-        keep(&pool, "c2", "general", "13800000002", at("2026-12-07 10:01:00")).await.expect("keep");
-        dialling(&pool, "c1", "2001", 1, at("2026-12-07 10:05:00")).await.expect("dial");
-        connected(&pool, "c1", at("2026-12-07 10:05:10")).await.expect("connected");
-        end(&pool, "c1", CallbackResult::Connected, at("2026-12-07 10:09:00")).await.expect("end");
+        assert!(
+            keep(
+                &pool,
+                "c1",
+                "general",
+                "13800000001",
+                at("2026-12-07 10:00:00")
+            )
+            .await
+            .expect("keep")
+        );
+        assert!(
+            !keep(
+                &pool,
+                "c1",
+                "general",
+                "13800000001",
+                at("2026-12-07 10:00:01")
+            )
+            .await
+            .expect("again")
+        );
+        keep(
+            &pool,
+            "c2",
+            "general",
+            "13800000002",
+            at("2026-12-07 10:01:00"),
+        )
+        .await
+        .expect("keep");
+        dialling(&pool, "c1", "2001", 1, at("2026-12-07 10:05:00"))
+            .await
+            .expect("dial");
+        connected(&pool, "c1", at("2026-12-07 10:05:10"))
+            .await
+            .expect("connected");
+        end(
+            &pool,
+            "c1",
+            CallbackResult::Connected,
+            at("2026-12-07 10:09:00"),
+        )
+        .await
+        .expect("end");
         let left = pending(&pool).await.expect("pending");
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].call_id, "c2");

@@ -356,7 +356,7 @@ impl Call {
             self.callback_timer,
         ]
         .into_iter()
-            .flatten()
+        .flatten()
     }
 
     fn dispatch(&mut self, event: Event, cx: &mut Cx) {

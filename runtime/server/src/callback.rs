@@ -77,8 +77,7 @@ pub fn keep(services: &Services, kept: Kept) {
                 && kept.queued
             {
                 let at = naive_of(local_now());
-                if let Err(e) =
-                    rows::keep(pool, &kept.call_id, &kept.queue, &kept.phone, at).await
+                if let Err(e) = rows::keep(pool, &kept.call_id, &kept.queue, &kept.phone, at).await
                 {
                     tracing::warn!(error = %e, "callback row not written");
                 }
@@ -257,13 +256,7 @@ impl Task {
     async fn close(&self, result: CallbackResult) {
         tracing::info!(result = result.as_str(), "callback over");
         if let Some(pool) = &self.pool
-            && let Err(e) = rows::end(
-                pool,
-                &self.kept.call_id,
-                result,
-                naive_of(local_now()),
-            )
-            .await
+            && let Err(e) = rows::end(pool, &self.kept.call_id, result, naive_of(local_now())).await
         {
             tracing::warn!(error = %e, "callback result not written");
         }
@@ -285,7 +278,10 @@ impl Task {
             pop: Box::new(k.pop.clone()),
             to: to.clone(),
         });
-        let _ = self.services.acd.send(AcdMsg::KeepCallback { call: k.key, to });
+        let _ = self
+            .services
+            .acd
+            .send(AcdMsg::KeepCallback { call: k.key, to });
     }
 
     async fn run(self) {
@@ -370,7 +366,11 @@ impl Task {
                         return;
                     }
                     let wait = queue.callback_retry_after();
-                    tracing::info!(attempt, wait_ms = wait, "the caller did not answer: dialled again later");
+                    tracing::info!(
+                        attempt,
+                        wait_ms = wait,
+                        "the caller did not answer: dialled again later"
+                    );
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                     // Events of the old round (a late position) are of no use now.
                     while rx.try_recv().is_ok() {}
