@@ -665,3 +665,78 @@ fn a_caller_who_is_busy_is_dialled_again_after_the_retry_wait() {
         "{rows:?}"
     );
 }
+
+#[test]
+fn a_pending_callback_survives_a_restart_of_the_server() {
+    need_sipp!();
+    let gw = free_udp_port();
+    let config = deployment("callback-restart", gw, 2);
+    let dir = config.parent().expect("dir").to_path_buf();
+    let mut server = Server::start(&config, &[]);
+    let talker = Talker::start();
+    {
+        // An agent is logged in but away while the caller keeps the callback.
+        let _phone = agent_phone(&dir, &server, talker.port);
+        set_state(&server, "2001", "away");
+        keep_a_callback(&dir, &server, &config);
+    }
+    assert!(
+        server.stop(Duration::from_secs(10)).is_some(),
+        "the server did not stop"
+    );
+    // The row is still pending; the new server queues it again and the agent who logs in
+    // afterwards gets it.
+    assert_eq!(callbacks(&config)[0].5, None);
+    let server = Server::start(&config, &[]);
+    let callee = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        CALLER_SSRC,
+        vec![(100, Act::Voice(1000))],
+    );
+    let mut gateway = Peer::spawn(
+        &dir,
+        None,
+        "campaign_gateway.xml",
+        &[
+            "-p",
+            &gw.to_string(),
+            "-m",
+            "1",
+            "-key",
+            "rtpport",
+            &callee.port.to_string(),
+        ],
+    );
+    let mut phone = agent_phone(&dir, &server, talker.port);
+    wait_until("the agent's phone is offered the callback", || {
+        offered_rtp(&phone).is_some()
+    });
+    talker.talk_to(offered_rtp(&phone).expect("offer"));
+    let phone_ok = phone.wait(Duration::from_secs(20));
+    let gateway_ok = gateway.wait(Duration::from_secs(10));
+    let heard_by_agent = talker.finish();
+    let (heard_by_caller, _) = callee.finish();
+    assert!(
+        phone_ok && gateway_ok,
+        "{}\n{}\n{}",
+        phone.messages(),
+        gateway.messages(),
+        server.log()
+    );
+    assert!(
+        heard_by_caller
+            .iter()
+            .filter(|p| p.ssrc == TALKER_SSRC)
+            .count()
+            >= 25
+    );
+    assert!(heard_by_agent.iter().filter(|&&s| s == CALLER_SSRC).count() >= 25);
+    wait_until("the callback's result", || {
+        callbacks(&config).first().is_some_and(|r| r.5.is_some())
+    });
+    let rows = callbacks(&config);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].2, 1, "{rows:?}");
+    assert_eq!(rows[0].5.as_deref(), Some("connected"), "{rows:?}");
+}

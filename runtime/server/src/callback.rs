@@ -41,6 +41,9 @@ use tokio::sync::mpsc;
 /// How long the caller's phone rings at most at each dial of a callback.
 pub const CALLBACK_RING_MS: u64 = 30_000;
 
+/// How long a callback whose queue has nobody logged in waits before it is queued again.
+pub const NO_AGENTS_PAUSE: Duration = Duration::from_secs(5);
+
 /// A callback kept by a call, handed from its driver to [`keep`].
 #[derive(Debug, Clone)]
 pub struct Kept {
@@ -311,9 +314,19 @@ impl Task {
         let mut attempt = self.kept.attempts;
         loop {
             let Some((agent, agent_leg)) = self.agent(&mut rx).await else {
-                // The ACD let go of the place (its queue went away): not served.
-                self.close(CallbackResult::Cancelled).await;
-                return;
+                // Nobody who could take the place is logged in (a reloaded callback at start-up,
+                // a retry after every agent left): it is queued again a little later, for as
+                // long as its queue exists.
+                let live = self.services.live.current();
+                if !live.config.queues.contains_key(&self.kept.queue) {
+                    tracing::warn!("the queue of the callback is gone");
+                    self.close(CallbackResult::Cancelled).await;
+                    return;
+                }
+                tokio::time::sleep(NO_AGENTS_PAUSE).await;
+                while rx.try_recv().is_ok() {}
+                self.enqueue(tx.clone());
+                continue;
             };
             attempt += 1;
             tracing::info!(agent = %agent, attempt, phone = %self.kept.phone, "the agent answered: calling the caller back");
@@ -381,7 +394,7 @@ impl Task {
     }
 
     /// Waits until an agent took the place and answered: the agent's id and leg. `None`
-    /// when the ACD let go of the place.
+    /// when the ACD let go of the place (nobody who could take it is logged in).
     async fn agent(&self, rx: &mut mpsc::UnboundedReceiver<QueueEvent>) -> Option<(String, Leg)> {
         let mut ringing: Option<(String, Leg)> = None;
         let mut answered = false;
