@@ -1655,12 +1655,15 @@ impl Lowerer<'_, '_> {
             ));
         }
         // The prompts are checked like any other, at the clause's words.
-        let at = |name: &str| ast::Ident {
-            name: name.to_string(),
+        // (Two places on the clause's line, so that both can be reported.)
+        let offer = self.prompt(&ast::Ident {
+            name: "callback_offer".into(),
             span: c.span,
-        };
-        let offer = self.prompt(&at("callback_offer"));
-        let confirm = self.prompt(&at("callback_confirm"));
+        });
+        let confirm = self.prompt(&ast::Ident {
+            name: "callback_confirm".into(),
+            span: c.target.span,
+        });
         Some(p::CallbackOffer {
             after_ms: c.after.node.millis,
             offer,
