@@ -360,7 +360,7 @@ impl Task {
                     tracing::info!("the caller answered: bridged with the agent");
                     let mut agent_leg = agent_leg;
                     let mut caller = *caller;
-                    bridge_legs(&self.services, &mut agent_leg, &mut caller).await;
+                    bridge_legs(&self.services, &mut agent_leg, &mut caller, &mut rx).await;
                     let _ = self
                         .services
                         .acd
@@ -553,8 +553,13 @@ impl Task {
 }
 
 /// Relays RTP between the agent's and the caller's legs until either hangs up (the other is
-/// then hung up too).
-async fn bridge_legs(services: &Services, agent: &mut Leg, caller: &mut Leg) {
+/// then hung up too). An agent's transfer of a callback (console) is refused.
+async fn bridge_legs(
+    services: &Services,
+    agent: &mut Leg,
+    caller: &mut Leg,
+    queue: &mut mpsc::UnboundedReceiver<QueueEvent>,
+) {
     let mut a_buf = vec![0u8; 2048];
     let mut c_buf = vec![0u8; 2048];
     let mut out = vec![0u8; 2048];
@@ -572,6 +577,14 @@ async fn bridge_legs(services: &Services, agent: &mut Leg, caller: &mut Leg) {
             }
             ev = agent.events.recv() => match ev {
                 Some(LegEvent::Media(n)) => agent.answered(&n),
+                Some(LegEvent::Refer(_)) => {
+                    // A callback is not passed on: the final NOTIFY says so, the call stays.
+                    tracing::info!("REFER on a callback refused");
+                    let _ = services.core.send(CoreMsg::ReferDone {
+                        tag: agent.tag.clone(),
+                        code: crate::pass_refusal::PassRefusal::NotConnected.code(),
+                    });
+                }
                 Some(LegEvent::Bye) | None => {
                     tracing::info!("the agent hung up");
                     caller.end(services);
@@ -579,6 +592,11 @@ async fn bridge_legs(services: &Services, agent: &mut Leg, caller: &mut Leg) {
                 }
                 _ => {}
             },
+            Some(ev) = queue.recv() => {
+                if let QueueEvent::PassOn { reply, .. } = ev {
+                    let _ = reply.send(Err(crate::pass_refusal::PassRefusal::NotConnected));
+                }
+            }
             ev = caller.events.recv() => match ev {
                 Some(LegEvent::Media(n)) => caller.answered(&n),
                 Some(LegEvent::Bye) | None => {
