@@ -354,6 +354,16 @@ fn wait_until(what: &str, done: impl Fn() -> bool) {
 /// A `callbacks` row: phone, queue, attempts, agent, connected, result.
 type CallbackRow = (String, String, i64, Option<String>, bool, Option<String>);
 
+/// The columns as stored (`connected_at` as text).
+type StoredRow = (
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 fn callbacks(config: &Path) -> Vec<CallbackRow> {
     let db = config.parent().expect("dir").join("ivr-data/ivr.db");
     block_on(async {
@@ -361,14 +371,7 @@ fn callbacks(config: &Path) -> Vec<CallbackRow> {
         else {
             return Vec::new();
         };
-        let rows: Vec<(
-            String,
-            String,
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(
+        let rows: Vec<StoredRow> = sqlx::query_as(
             "SELECT phone, queue, attempts, agent, connected_at, result FROM callbacks ORDER BY id",
         )
         .fetch_all(&pool)

@@ -1610,7 +1610,7 @@ impl Lowerer<'_, '_> {
         c: &ast::CallbackOffer,
         destination: &p::Destination,
         max_wait_ms: Option<u64>,
-    ) -> Option<p::CallbackOffer> {
+    ) -> Option<Box<p::CallbackOffer>> {
         let target = self.target(&c.target, NodeKind::Transfer);
         let queue = match destination {
             p::Destination::Queue(q) => q.clone(),
@@ -1664,12 +1664,12 @@ impl Lowerer<'_, '_> {
             name: "callback_confirm".into(),
             span: c.target.span,
         });
-        Some(p::CallbackOffer {
+        Some(Box::new(p::CallbackOffer {
             after_ms: c.after.node.millis,
             offer,
             confirm,
             target,
-        })
+        }))
     }
 
     /// The `overflow` clauses of a transfer: their queues exist, differ from the node's own,

@@ -338,9 +338,10 @@ pub struct Transfer {
     /// `level N [if EXPR]`: the least agent level (2..5) and its guard.
     #[serde(default)]
     pub level: Option<(u8, Option<Expr>)>,
-    /// `callback after D -> T`: the offer of a callback to a waiting caller.
+    /// `callback after D -> T`: the offer of a callback to a waiting caller (boxed: most
+    /// transfers have none).
     #[serde(default)]
-    pub callback: Option<CallbackOffer>,
+    pub callback: Option<Box<CallbackOffer>>,
 }
 
 /// `callback after D -> T` of a transfer node.
@@ -685,7 +686,7 @@ impl Body {
                 if let Some(e) = t.after {
                     out.push(("after".into(), e));
                 }
-                if let Some(c) = t.callback {
+                if let Some(c) = &t.callback {
                     out.push(("callback".into(), c.target));
                 }
             }

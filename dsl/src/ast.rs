@@ -459,8 +459,8 @@ pub struct Transfer {
     pub overflow: Vec<Overflow>,
     /// `level 4 [if EXPR]`
     pub level: Option<Level>,
-    /// `callback after 60s -> T`
-    pub callback: Option<CallbackOffer>,
+    /// `callback after 60s -> T` (boxed: most transfers have none).
+    pub callback: Option<Box<CallbackOffer>>,
 }
 
 /// `callback after 60s -> callback_saved`: once the caller has waited this long, the

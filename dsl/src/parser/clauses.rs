@@ -60,7 +60,7 @@ pub(crate) enum ClauseKind {
     After(Target),
     Overflow(Overflow),
     Level(Level),
-    Callback(CallbackOffer),
+    Callback(Box<CallbackOffer>),
     Question(Question),
     Save(Ident),
     Beep,
@@ -281,11 +281,11 @@ impl Builder<'_> {
                 let target = self.one_target(p)?;
                 (
                     "callback",
-                    C::Callback(CallbackOffer {
+                    C::Callback(Box::new(CallbackOffer {
                         after,
                         target,
                         span,
-                    }),
+                    })),
                 )
             }
             Rule::no_agents_clause => ("no_agents", C::NoAgents(self.one_target(p)?)),

@@ -1185,7 +1185,7 @@ impl Call {
             match self.callback {
                 CallbackState::Due => {
                     if let Body::Transfer(t) = self.body()
-                        && let Some(c) = t.callback
+                        && let Some(c) = t.callback.as_deref().copied()
                     {
                         self.stop_playback(cx);
                         self.callback = CallbackState::Offering;

@@ -184,17 +184,35 @@ impl Leg {
     }
 }
 
-/// Places a leg to `target` at `peer` from a port of its own; `None` when no port is free.
-fn place(
-    services: &Services,
-    target: &str,
+/// A leg to place ([`place`]).
+struct Placing<'a> {
+    /// The Request-URI.
+    target: &'a str,
+    /// Where to send the INVITE.
     peer: Peer,
-    from_user: &str,
+    /// The user of our From.
+    from_user: &'a str,
+    /// Extra headers (the screen pop).
     headers: Vec<(String, String)>,
+    /// A trunk's digest credentials.
     credentials: Option<(String, String)>,
-    console: Option<(&str, &ScreenPop)>,
+    /// An agent's browser console instead of a SIP phone: its id and the screen pop.
+    console: Option<(&'a str, &'a ScreenPop)>,
+    /// The TCP connection opened for the leg, kept until it ends.
     link: Option<TcpLink>,
-) -> Option<Leg> {
+}
+
+/// Places a leg from a port of its own; `None` when no port is free.
+fn place(services: &Services, p: Placing<'_>) -> Option<Leg> {
+    let Placing {
+        target,
+        peer,
+        from_user,
+        headers,
+        credentials,
+        console,
+        link,
+    } = p;
     let mut port = services.ports.allocate()?;
     let sock = port.take_socket().and_then(|s| {
         s.set_nonblocking(true).ok()?;
@@ -421,16 +439,16 @@ impl Task {
                         pop.callback = true;
                         let console = agent_hub::agent_of(&contact.uri).is_some();
                         tracing::info!(agent = %agent, "callback offered to an agent");
-                        match place(
-                            &self.services,
-                            &contact.uri,
+                        let placing = Placing {
+                            target: &contact.uri,
                             peer,
-                            &self.kept.phone,
-                            pop.headers(),
-                            None,
-                            console.then_some((agent.as_str(), &pop)),
-                            None,
-                        ) {
+                            from_user: &self.kept.phone,
+                            headers: pop.headers(),
+                            credentials: None,
+                            console: console.then_some((agent.as_str(), &pop)),
+                            link: None,
+                        };
+                        match place(&self.services, placing) {
                             Some(leg) => ringing = Some((agent, leg)),
                             None => {
                                 tracing::warn!("no free RTP port for the callback's agent");
@@ -439,10 +457,10 @@ impl Task {
                         }
                     }
                     QueueEvent::Cancel { agent } => {
-                        if ringing.as_ref().is_some_and(|(a, _)| *a == agent) {
-                            if let Some((_, l)) = ringing.take() {
-                                l.end(&self.services);
-                            }
+                        if ringing.as_ref().is_some_and(|(a, _)| *a == agent)
+                            && let Some((_, l)) = ringing.take()
+                        {
+                            l.end(&self.services);
                         }
                     }
                     QueueEvent::Connected => {
@@ -511,16 +529,16 @@ impl Task {
                 return Dialled::Not(CallbackResult::Failed);
             }
         };
-        let Some(mut leg) = place(
-            &self.services,
-            &target,
+        let placing = Placing {
+            target: &target,
             peer,
-            &trunk.caller_id,
-            Vec::new(),
-            trunk.username.clone().zip(trunk.password.clone()),
-            None,
+            from_user: &trunk.caller_id,
+            headers: Vec::new(),
+            credentials: trunk.username.clone().zip(trunk.password.clone()),
+            console: None,
             link,
-        ) else {
+        };
+        let Some(mut leg) = place(&self.services, placing) else {
             tracing::warn!("no free RTP port for the callback");
             return Dialled::Not(CallbackResult::Failed);
         };
