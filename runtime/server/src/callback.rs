@@ -15,10 +15,10 @@
 
 use crate::acd_task::{AcdMsg, QueueEvent};
 use crate::agent_hub::{self, BrowserLeg};
-use crate::call::resolve;
 use crate::clock::local_now;
 use crate::screen_pop::ScreenPop;
 use crate::services::Services;
+use crate::sip_target::resolve;
 use crate::sip_task::{CoreMsg, Dial, LegEvent};
 use crate::transport::{Peer, Proto, TcpLink};
 use chrono::NaiveDateTime;

@@ -32,6 +32,7 @@ pub mod queue_day;
 pub mod recording_purge;
 pub mod screen_pop;
 pub mod services;
+pub mod sip_target;
 pub mod sip_task;
 pub mod tls;
 pub mod transport;

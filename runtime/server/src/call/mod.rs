@@ -24,6 +24,7 @@ use crate::clock::Clock;
 use crate::deploy::Deployment;
 use crate::screen_pop::ScreenPop;
 use crate::services::Services;
+pub(crate) use crate::sip_target::resolve;
 use crate::sip_task::{CoreMsg, Dial, DialogEvent, LegEvent};
 use crate::transport::{Peer, Proto, TcpLink};
 use ivr_acd::{CallKey, Decline};
@@ -51,7 +52,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-pub(crate) use transfer::resolve;
 use transfer::{leg_event, leg_packet};
 
 /// Mean absolute amplitude above which a frame of the caller's audio counts as voice.
