@@ -186,6 +186,45 @@ mod tests {
     async fn a_callback_is_kept_dialled_connected_and_closed() {
         let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
         connect::migrate(&pool).await.expect("migrate");
+        check_rows(&pool).await;
+    }
+
+    #[tokio::test]
+    async fn a_callback_is_kept_dialled_connected_and_closed_postgres() {
+        let Ok(admin) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: IVR_TEST_POSTGRES_URL is not set; PostgreSQL test of callbacks skipped"
+            );
+            return;
+        };
+        let name = format!("ivr_test_callbacks_{}", std::process::id());
+        let (prefix, _) = admin.rsplit_once('/').expect("a database url");
+        let server = sqlx::PgPool::connect(&admin).await.expect("connect");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(&sql)
+                .execute(&server)
+                .await
+                .expect("scratch db");
+        }
+        let pool = connect::open(&Target::Postgres(format!("{prefix}/{name}")), 2)
+            .await
+            .expect("open");
+        connect::migrate(&pool).await.expect("migrate");
+        check_rows(&pool).await;
+        pool.close().await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&server)
+            .await;
+        server.close().await;
+    }
+
+    async fn check_rows(pool: &Pool) {
+        let pool = pool.clone();
         let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("time");
         assert!(
             keep(
