@@ -80,6 +80,10 @@ callback_retry_after = "1s"
 name = "王芳"
 ha1  = "c77c65cb80b98f26c9ce22ff8c3ae0ca"   # pw2001
 
+[recording]
+calls  = "transferred"
+folder = "recordings/calls"
+
 [routes]
 default = "q"
 
@@ -528,6 +532,80 @@ fn a_kept_callback_rings_the_agent_then_dials_the_caller_and_bridges_them() {
             Some("connected".into())
         ),
         "{rows:?}"
+    );
+    check_recording(&dir);
+}
+
+/// The power of `hz` in `x` per sample (Goertzel).
+fn tone_power(x: &[i16], hz: f32) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * f64::from(hz) / 8000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s0 = f64::from(v) + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / x.len().max(1) as f64
+}
+
+/// The bridged conversation was recorded (`[recording] calls = "transferred"`): a row of kind
+/// `call` with the agent and queue, a stereo WAV with the caller (300 Hz) left and the agent
+/// (600 Hz) right.
+fn check_recording(dir: &Path) {
+    let db = dir.join("ivr-data/ivr.db");
+    type Rec = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rec: Vec<Rec> = block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("db");
+        let started = Instant::now();
+        loop {
+            let rows: Vec<Rec> = sqlx::query_as(
+                "SELECT kind, agent, queue, file, sha256 FROM recordings ORDER BY id",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            if !rows.is_empty() || started.elapsed() > Duration::from_secs(10) {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    let (kind, agent, queue, file, sha) = rec[0].clone();
+    assert_eq!(kind, "call");
+    assert_eq!(agent.as_deref(), Some("2001"));
+    assert_eq!(queue.as_deref(), Some("general"));
+    let file = PathBuf::from(file.expect("a file"));
+    let bytes = fs::read(&file).expect("the WAV");
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(sha.as_deref(), Some(hex.as_str()));
+    let mut r = hound::WavReader::open(&file).expect("a WAV");
+    assert_eq!(r.spec().channels, 2);
+    let all: Vec<i16> = r.samples::<i16>().map(|s| s.expect("sample")).collect();
+    let left: Vec<i16> = all.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = all.iter().skip(1).step_by(2).copied().collect();
+    let (l300, l600) = (tone_power(&left, 300.0), tone_power(&left, 600.0));
+    let (r300, r600) = (tone_power(&right, 300.0), tone_power(&right, 600.0));
+    assert!(
+        l300 > 1_000.0 && l300 > 20.0 * l600,
+        "left: 300 Hz {l300}, 600 Hz {l600}"
+    );
+    assert!(
+        r600 > 1_000.0 && r600 > 20.0 * r300,
+        "right: 300 Hz {r300}, 600 Hz {r600}"
     );
 }
 

@@ -4,10 +4,11 @@
 //! queue's events for it from then on: when the place reaches an agent, the agent's phone (or
 //! console) is rung with the screen pop (`X-IVR-Callback: true`, the wait); once the agent
 //! answers, the caller's number is dialled through the queue's `trunk` (else the trunk
-//! `default`), and when the caller answers the two legs are bridged (RTP relayed both ways)
-//! until either hangs up. A caller who does not answer (no answer within
-//! [`CALLBACK_RING_MS`], busy, a failure) is dialled again `callback_retry_after` later, the
-//! place queued again ahead of the flow's calls, up to `callback_attempts` dials.
+//! `default`), and when the caller answers the two legs are bridged (RTP relayed both ways,
+//! recorded per `[recording]`: the caller left, the agent right) until either hangs up. A
+//! caller who does not answer (no answer within [`CALLBACK_RING_MS`], busy, a failure) is
+//! dialled again `callback_retry_after` later, the place queued again ahead of the flow's
+//! calls, up to `callback_attempts` dials.
 //!
 //! Each callback is a row of `callbacks` (written when kept, updated at every dial, closed with
 //! its result). Rows still pending when `ivr serve` stops are read back when it starts
@@ -24,12 +25,15 @@ use crate::transport::{Peer, Proto, TcpLink};
 use chrono::NaiveDateTime;
 use ivr_acd::{CallKey, Decline};
 use ivr_compiler::config::TrunkConfig;
+use ivr_compiler::recording::RecordCalls;
 use ivr_data::Pool;
 use ivr_data::callbacks::{self as rows, CallbackResult};
+use ivr_data::records::{Record, RecordingRow, timestamp};
 use ivr_engine::Millis;
 use ivr_media::bridge::{self, Side};
 use ivr_media::latch::{Latch, Verdict};
 use ivr_media::ports::RtpPort;
+use ivr_media::recorder::{Leg as RecLeg, Recording, Tap};
 use ivr_media::rtp;
 use ivr_sip::message::random_u64;
 use ivr_sip::sdp::Negotiated;
@@ -259,6 +263,13 @@ fn place(services: &Services, p: Placing<'_>) -> Option<Leg> {
     })
 }
 
+/// The recording of a bridged callback.
+struct CallbackRecording {
+    rec: Recording,
+    started: Millis,
+    agent: String,
+}
+
 /// How a dial of the caller went.
 enum Dialled {
     /// Answered: the caller's leg.
@@ -281,6 +292,85 @@ impl Task {
         {
             tracing::warn!(error = %e, "callback result not written");
         }
+    }
+
+    /// Starts recording the bridged conversation when `[recording] calls` records transferred
+    /// calls (`transferred` or `all`): the caller left, the agent right.
+    fn start_recording(&self, agent: &str) -> Option<CallbackRecording> {
+        let deployment = self.services.live.current();
+        let config = &deployment.config.recording;
+        if config.calls == RecordCalls::None {
+            return None;
+        }
+        let safe: String = self
+            .kept
+            .call_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(80)
+            .collect();
+        let now = chrono::Local::now();
+        let path = config
+            .folder
+            .join(now.format("%Y-%m-%d").to_string())
+            .join(format!(
+                "{}-{safe}-callback-{:06}.wav",
+                now.format("%H%M%S"),
+                random_u64() % 1_000_000
+            ));
+        let rec = self.services.recorder.open(path);
+        tracing::info!(file = %rec.path().display(), "recording the callback");
+        Some(CallbackRecording {
+            rec,
+            started: local_now(),
+            agent: agent.to_string(),
+        })
+    }
+
+    /// Closes the recording; its `recordings` row (kind `call`, the callback's call id, the
+    /// agent, the queue) is written once the file is final.
+    fn finish_recording(&self, r: CallbackRecording) {
+        let writer = self.services.writer.clone();
+        let k = &self.kept;
+        let (call_id, flow, phone, queue) = (
+            k.call_id.clone(),
+            k.pop.flow.clone(),
+            k.phone.clone(),
+            k.queue.clone(),
+        );
+        let answer = r.rec.finish();
+        let (started, agent) = (r.started, r.agent);
+        tokio::spawn(async move {
+            match answer.await {
+                Ok(Ok(done)) => {
+                    tracing::info!(file = %done.path.display(), seconds = done.length_ms / 1000, "callback recording saved");
+                    if let Some(w) = writer {
+                        w.send(Record::Recording(RecordingRow {
+                            call_id,
+                            flow,
+                            node: "callback".into(),
+                            save_table: "calls".into(),
+                            caller: phone,
+                            file: Some(done.path.display().to_string()),
+                            length_ms: i64::try_from(done.length_ms).unwrap_or(i64::MAX),
+                            recorded_at: timestamp(started),
+                            queue: Some(queue),
+                            kind: "call".into(),
+                            agent: Some(agent),
+                            sha256: Some(done.sha256),
+                        }));
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "callback recording not saved"),
+                Err(_) => tracing::error!("callback recording not saved: the writer stopped"),
+            }
+        });
     }
 
     /// Queues the place (again): ahead of the flow's calls, kept.
@@ -378,7 +468,18 @@ impl Task {
                     tracing::info!("the caller answered: bridged with the agent");
                     let mut agent_leg = agent_leg;
                     let mut caller = *caller;
-                    bridge_legs(&self.services, &mut agent_leg, &mut caller, &mut rx).await;
+                    let recording = self.start_recording(&agent);
+                    bridge_legs(
+                        &self.services,
+                        &mut agent_leg,
+                        &mut caller,
+                        &mut rx,
+                        recording.as_ref().map(|r| r.rec.tap()),
+                    )
+                    .await;
+                    if let Some(r) = recording {
+                        self.finish_recording(r);
+                    }
                     let _ = self
                         .services
                         .acd
@@ -577,6 +678,7 @@ async fn bridge_legs(
     agent: &mut Leg,
     caller: &mut Leg,
     queue: &mut mpsc::UnboundedReceiver<QueueEvent>,
+    tap: Option<&Tap>,
 ) {
     let mut a_buf = vec![0u8; 2048];
     let mut c_buf = vec![0u8; 2048];
@@ -585,12 +687,12 @@ async fn bridge_legs(
         tokio::select! {
             r = agent.sock.recv_from(&mut a_buf) => {
                 if let Ok((n, from)) = r {
-                    relay(agent, caller, &a_buf[..n], from, &mut out);
+                    relay(agent, caller, &a_buf[..n], from, &mut out, tap.map(|t| (t, RecLeg::Other)));
                 }
             }
             r = caller.sock.recv_from(&mut c_buf) => {
                 if let Ok((n, from)) = r {
-                    relay(caller, agent, &c_buf[..n], from, &mut out);
+                    relay(caller, agent, &c_buf[..n], from, &mut out, tap.map(|t| (t, RecLeg::Caller)));
                 }
             }
             ev = agent.events.recv() => match ev {
@@ -628,8 +730,16 @@ async fn bridge_legs(
     }
 }
 
-/// One packet of `from`'s, checked against its latch, relayed to `to`.
-fn relay(from: &mut Leg, to: &Leg, data: &[u8], addr: SocketAddr, out: &mut [u8]) {
+/// One packet of `from`'s, checked against its latch, relayed to `to` (and recorded on the
+/// recording's channel of `from`, when the conversation is recorded).
+fn relay(
+    from: &mut Leg,
+    to: &Leg,
+    data: &[u8],
+    addr: SocketAddr,
+    out: &mut [u8],
+    record: Option<(&Tap, RecLeg)>,
+) {
     let Some(p) = rtp::parse(data) else { return };
     match from.latch.check(addr, &p.header) {
         Verdict::Accept => {}
@@ -639,6 +749,11 @@ fn relay(from: &mut Leg, to: &Leg, data: &[u8], addr: SocketAddr, out: &mut [u8]
             }
         }
         Verdict::Drop => return,
+    }
+    if let (Some((tap, leg)), Some(side)) = (record, from.side)
+        && p.header.payload_type == side.pt
+    {
+        tap.push(leg, side.law, p.payload);
     }
     let (Some(f), Some(t), Some(remote)) = (from.side, to.side, to.remote) else {
         return;
