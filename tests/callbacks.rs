@@ -793,6 +793,11 @@ fn a_pending_callback_survives_a_restart_of_the_server() {
     wait_until("the agent's phone is offered the callback", || {
         offered_rtp(&phone).is_some()
     });
+    // The screen pop the callback was kept with (its path through the flow) is offered again.
+    let messages = phone.messages();
+    assert!(messages.contains("X-IVR-Callback: true"), "{messages}");
+    assert!(messages.contains("X-IVR-Path: hello,queue"), "{messages}");
+    assert!(messages.contains("X-IVR-Flow: q"), "{messages}");
     talker.talk_to(offered_rtp(&phone).expect("offer"));
     let phone_ok = phone.wait(Duration::from_secs(20));
     let gateway_ok = gateway.wait(Duration::from_secs(10));

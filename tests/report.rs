@@ -1125,7 +1125,7 @@ fn callbacks_count_apart_in_the_service_level() {
         };
         for (id, from) in [("c1", 600_000), ("c2", 1_200_000), ("c3", 1_800_000)] {
             assert!(
-                cb::keep(&pool, id, "general", "13800000001", at(from + 61_000))
+                cb::keep(&pool, id, "general", "13800000001", at(from + 61_000), None)
                     .await
                     .expect("keep")
             );

@@ -50,6 +50,8 @@ pub struct PendingCallback {
     pub requested_at: NaiveDateTime,
     /// Dials so far.
     pub attempts: u32,
+    /// What the server stored to offer it again (JSON: screen pop, skills, level).
+    pub offer: Option<String>,
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -73,23 +75,26 @@ fn time(v: &Value) -> Option<NaiveDateTime> {
     }
 }
 
-/// Writes a kept callback. `false` when that call's callback was already written.
+/// Writes a kept callback, with what the server needs to offer it again after a restart
+/// (`offer`, opaque here). `false` when that call's callback was already written.
 pub async fn keep(
     pool: &Pool,
     call_id: &str,
     queue: &str,
     phone: &str,
     at: NaiveDateTime,
+    offer: Option<&str>,
 ) -> Result<bool, DataError> {
     let rows = fetch_rows(
         pool,
-        "INSERT INTO callbacks (call_id, queue, phone, requested_at, attempts) \
-         VALUES ($1, $2, $3, $4, 0) ON CONFLICT (call_id) DO NOTHING RETURNING call_id",
+        "INSERT INTO callbacks (call_id, queue, phone, requested_at, attempts, offer) \
+         VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (call_id) DO NOTHING RETURNING call_id",
         &[
             Value::Text(call_id.to_string()),
             Value::Text(queue.to_string()),
             Value::Text(phone.to_string()),
             Value::DateTime(at),
+            offer.map_or(Value::Null, |o| Value::Text(o.to_string())),
         ],
     )
     .await?;
@@ -156,7 +161,7 @@ pub async fn pending(pool: &Pool) -> Result<Vec<PendingCallback>, DataError> {
     let rows = fetch_rows(
         pool,
         &format!(
-            "SELECT call_id, queue, phone, requested_at, attempts FROM callbacks \
+            "SELECT call_id, queue, phone, requested_at, attempts, offer FROM callbacks \
              WHERE result IS NULL ORDER BY requested_at, id LIMIT {MAX_PENDING_READ}"
         ),
         &[],
@@ -172,6 +177,7 @@ pub async fn pending(pool: &Pool) -> Result<Vec<PendingCallback>, DataError> {
                 phone: text(get(2))?,
                 requested_at: time(get(3))?,
                 attempts: get(4).as_decimal().and_then(|d| d.to_u32()).unwrap_or(0),
+                offer: text(get(5)),
             })
         })
         .collect())
@@ -232,7 +238,8 @@ mod tests {
                 "c1",
                 "general",
                 "13800000001",
-                at("2026-12-07 10:00:00")
+                at("2026-12-07 10:00:00"),
+                None
             )
             .await
             .expect("keep")
@@ -243,7 +250,8 @@ mod tests {
                 "c1",
                 "general",
                 "13800000001",
-                at("2026-12-07 10:00:01")
+                at("2026-12-07 10:00:01"),
+                None
             )
             .await
             .expect("again")
@@ -254,6 +262,7 @@ mod tests {
             "general",
             "13800000002",
             at("2026-12-07 10:01:00"),
+            Some("{\"level\":2}"),
         )
         .await
         .expect("keep");
@@ -276,5 +285,6 @@ mod tests {
         assert_eq!(left[0].call_id, "c2");
         assert_eq!(left[0].attempts, 0);
         assert_eq!(left[0].requested_at, at("2026-12-07 10:01:00"));
+        assert_eq!(left[0].offer.as_deref(), Some("{\"level\":2}"));
     }
 }

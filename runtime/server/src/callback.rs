@@ -84,8 +84,14 @@ pub fn keep(services: &Services, kept: Kept) {
                 && kept.queued
             {
                 let at = naive_of(local_now());
-                if let Err(e) = rows::keep(pool, &kept.call_id, &kept.queue, &kept.phone, at).await
-                {
+                let offer = serde_json::to_string(&Offer {
+                    pop: kept.pop.clone(),
+                    skills: kept.skills.clone(),
+                    level: kept.level,
+                })
+                .ok();
+                let (id, queue, phone) = (&kept.call_id, &kept.queue, &kept.phone);
+                if let Err(e) = rows::keep(pool, id, queue, phone, at, offer.as_deref()).await {
                     tracing::warn!(error = %e, "callback row not written");
                 }
             }
@@ -118,13 +124,27 @@ pub async fn reload(services: &Services) {
         tracing::info!(callbacks = pending.len(), "pending callbacks queued again");
     }
     for p in pending {
-        let pop = ScreenPop {
-            call_id: p.call_id.clone(),
-            caller: p.phone.clone(),
-            queue: p.queue.clone(),
-            callback: true,
-            ..ScreenPop::default()
-        };
+        // The screen pop, skills and level it was kept with; a row without them (or unreadable)
+        // is offered with the caller's number and queue only.
+        let stored = p
+            .offer
+            .as_deref()
+            .and_then(|o| serde_json::from_str::<Offer>(o).ok());
+        let Offer {
+            mut pop,
+            skills,
+            level,
+        } = stored.unwrap_or_else(|| Offer {
+            pop: ScreenPop {
+                call_id: p.call_id.clone(),
+                caller: p.phone.clone(),
+                queue: p.queue.clone(),
+                ..ScreenPop::default()
+            },
+            skills: Vec::new(),
+            level: 0,
+        });
+        pop.callback = true;
         keep(
             services,
             Kept {
@@ -132,14 +152,27 @@ pub async fn reload(services: &Services) {
                 call_id: p.call_id,
                 queue: p.queue,
                 phone: p.phone,
-                skills: Vec::new(),
-                level: 0,
+                skills,
+                level,
                 pop,
                 attempts: p.attempts,
                 queued: false,
             },
         );
     }
+}
+
+/// What a pending callback's row keeps to offer it again after a restart (`callbacks.offer`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Offer {
+    /// The screen pop of the transfer.
+    pop: ScreenPop,
+    /// The transfer node's skills.
+    #[serde(default)]
+    skills: Vec<String>,
+    /// The least agent level asked for.
+    #[serde(default)]
+    level: u8,
 }
 
 /// Local wall-clock milliseconds as a stored time.

@@ -3,11 +3,12 @@
 //! reaches the agent as `X-IVR-*` headers on the INVITE or on the console's page
 //! ([`crate::agent_hub`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The call data an agent sees (screen pop), as JSON for the agent page and as `X-IVR-*`
 /// headers on the INVITE.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct ScreenPop {
     /// The call id.
     pub call_id: String,

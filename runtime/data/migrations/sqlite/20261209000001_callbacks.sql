@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS callbacks (
     agent_answered_at TEXT,                   -- when that agent answered (last attempt)
     connected_at      TEXT,                   -- when the caller answered
     ended_at          TEXT,
-    result            TEXT                        -- connected | no_answer | failed | cancelled; NULL: pending
+    result            TEXT,                       -- connected | no_answer | failed | cancelled; NULL: pending
+    offer             TEXT                        -- JSON: the screen pop, skills and level (a restart offers the same)
 );
 CREATE INDEX IF NOT EXISTS callbacks_requested ON callbacks (requested_at);
