@@ -497,6 +497,14 @@ fn a_kept_callback_rings_the_agent_then_dials_the_caller_and_bridges_them() {
         messages.contains(&format!("X-IVR-Caller: {PHONE}")),
         "{messages}"
     );
+    // The place has waited since the caller was queued (about 3 s before the offer).
+    let waited: u64 = messages
+        .split("X-IVR-Waited: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|w| w.parse().ok())
+        .expect("X-IVR-Waited");
+    assert!((2..=20).contains(&waited), "waited {waited} s");
     talker.talk_to(offered_rtp(&phone).expect("offer"));
     let phone_ok = phone.wait(Duration::from_secs(20));
     let gateway_ok = gateway.wait(Duration::from_secs(10));

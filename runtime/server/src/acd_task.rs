@@ -32,6 +32,8 @@ pub enum QueueEvent {
         contact: Contact,
         /// The TCP connection it registered over (0 for UDP).
         conn: u64,
+        /// For a kept callback: how long (seconds) its place has waited in the queue.
+        waited: Option<u64>,
     },
     /// Stop ringing that agent (ring timeout: the ACD moved on).
     Cancel {
@@ -674,9 +676,11 @@ fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
             contact,
         } => {
             let conn = book.conns.get(&agent).copied().unwrap_or(0);
+            let mut waited = None;
             if let Some(w) = calls.get_mut(&call) {
                 if w.pop.callback {
                     w.pop.waited = Some(u64::try_from((now - w.queued_at) / 1000).unwrap_or(0));
+                    waited = w.pop.waited;
                 }
                 w.ringing = Some(agent.clone());
                 let kind = QueueEventKind::Offered;
@@ -688,6 +692,7 @@ fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
                     agent,
                     contact,
                     conn,
+                    waited,
                 },
             )
         }

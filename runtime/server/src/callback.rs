@@ -559,7 +559,7 @@ impl Task {
             };
             tokio::select! {
                 ev = rx.recv() => match ev? {
-                    QueueEvent::Offer { agent, contact, conn } => {
+                    QueueEvent::Offer { agent, contact, conn, waited } => {
                         if let Some((_, old)) = ringing.take() {
                             old.end(&self.services);
                         }
@@ -571,6 +571,7 @@ impl Task {
                         };
                         let mut pop = self.kept.pop.clone();
                         pop.callback = true;
+                        pop.waited = waited;
                         let console = agent_hub::agent_of(&contact.uri).is_some();
                         tracing::info!(agent = %agent, "callback offered to an agent");
                         let placing = Placing {

@@ -331,6 +331,7 @@ impl Driver {
                 agent,
                 contact,
                 conn,
+                ..
             } => {
                 let peer = Peer {
                     addr: contact.addr,
