@@ -272,12 +272,17 @@ impl Driver {
     /// its transfer.
     pub(super) fn keep_callback(&mut self, node: NodeId, queue: &str, phone: &str) {
         let ringing = self.leg.is_some();
+        // The agent's phone answered as the caller pressed 1: that agent is freed, and the
+        // callback's task queues the place again (the ACD has let go of it).
+        let answered = self.leg.as_ref().is_some_and(|l| l.side.is_some());
         self.hang_up_leg();
         let Some(t) = self.transfer.take() else {
             return;
         };
         let Some(key) = t.key else { return };
-        if ringing {
+        if answered {
+            let _ = self.services.acd.send(AcdMsg::ConversationOver(key));
+        } else if ringing {
             // The agent whose phone rang for the caller is free again; the ACD moves on.
             let _ = self.services.acd.send(AcdMsg::Declined(key, Decline::Lost));
         }
