@@ -710,7 +710,7 @@ fn report_of_queue_events() {
     assert!(table.contains("Queues (ACD events"), "{table}");
     assert_eq!(
         row("general"),
-        "general 6 3 2 33.3% BELOW",
+        "general 6 3 2 0 0 0 33.3% BELOW",
         "the call records' service level"
     );
     let queues = &table[table.find("Queues (ACD events").expect("queues")..];
@@ -1065,4 +1065,116 @@ fn lost_offers_yes_shares_and_the_end_of_a_period() {
         assert!(chrono::DateTime::parse_from_rfc3339(&until.generated_at).is_ok());
         pool.close().await;
     });
+}
+
+/// Callbacks are counted apart in the service level: a kept callback whose caller answered
+/// within 20 s of the agent's answer is served in time, one answered later or never is not.
+#[test]
+fn callbacks_count_apart_in_the_service_level() {
+    use ivr_data::callbacks::{self as cb, CallbackResult};
+    let (dir, config) = deployment("callbacks");
+    let rt = ivr_data::source::runtime().expect("runtime");
+    rt.block_on(async {
+        let pool = connect::open(&Target::SqliteFile(dir.join("ivr-data/ivr.db")), 4)
+            .await
+            .expect("open");
+        let writer = RecordWriter::start(
+            pool.clone(),
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        let ts = ivr_data::records::timestamp;
+        // One call answered by an agent in 5 s, three that kept a callback after 60 s.
+        for (i, (id, outcome)) in [
+            ("a1", "transferred"),
+            ("c1", "callback"),
+            ("c2", "callback"),
+            ("c3", "callback"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let start = DAY + i as i64 * 600_000;
+            let answered = outcome == "transferred";
+            assert!(writer.send(Record::Call(CallRow {
+                call_id: id.into(),
+                caller: "13800000001".into(),
+                called: "10010".into(),
+                flow: "hotline".into(),
+                flow_version: "v1".into(),
+                channel: "sip".into(),
+                started_at: ts(start),
+                answered_at: Some(ts(start)),
+                ended_at: Some(ts(start + 120_000)),
+                outcome: Some(outcome.into()),
+                ended_by: Some(if answered { "caller" } else { "flow" }.into()),
+                served: Vec::new(),
+                queue: Some("general".into()),
+                agent: answered.then(|| "2001".to_string()),
+                queued_at: Some(ts(start + 1_000)),
+                agent_answered_at: answered.then(|| ts(start + 6_000)),
+                wait_ms: Some(if answered { 5_000 } else { 60_000 }),
+            })));
+        }
+        let stats = writer.shutdown().await;
+        assert_eq!((stats.rejected, stats.failed), (0, 0), "{stats:?}");
+        let at = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(DAY + ms)
+                .expect("time")
+                .naive_utc()
+        };
+        for (id, from) in [("c1", 600_000), ("c2", 1_200_000), ("c3", 1_800_000)] {
+            assert!(
+                cb::keep(&pool, id, "general", "13800000001", at(from + 61_000), None)
+                    .await
+                    .expect("keep")
+            );
+        }
+        // c1: the caller answers 8 s after the agent; c2: 30 s after; c3: never.
+        cb::dialling(&pool, "c1", "2001", 1, at(900_000))
+            .await
+            .expect("dial");
+        cb::connected(&pool, "c1", at(908_000))
+            .await
+            .expect("connected");
+        cb::end(&pool, "c1", CallbackResult::Connected, at(990_000))
+            .await
+            .expect("end");
+        cb::dialling(&pool, "c2", "2001", 1, at(1_500_000))
+            .await
+            .expect("dial");
+        cb::connected(&pool, "c2", at(1_530_000))
+            .await
+            .expect("connected");
+        cb::dialling(&pool, "c3", "2001", 2, at(2_100_000))
+            .await
+            .expect("dial");
+        cb::end(&pool, "c3", CallbackResult::NoAnswer, at(2_130_000))
+            .await
+            .expect("end");
+        pool.close().await;
+    });
+    let o = ivr(&config, &["report", "--format", "json"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(r["outcomes"]["callback"], 3, "{r:#}");
+    let general = r["service_level"]
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["queue"] == "general"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(general["queued"], 4, "{r:#}");
+    assert_eq!(general["answered"], 1, "{r:#}");
+    assert_eq!(general["answered_within"], 1, "{r:#}");
+    assert_eq!(general["callbacks"], 3, "{r:#}");
+    assert_eq!(general["callbacks_connected"], 2, "{r:#}");
+    assert_eq!(general["callbacks_within"], 1, "{r:#}");
+    assert!(close(&general["level"], 0.5), "{r:#}");
+    let o = ivr(&config, &["report", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        csv.contains("\nservice_level,general,4,1,1,3,2,1,0.5000,false\n"),
+        "{csv}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

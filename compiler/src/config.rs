@@ -100,6 +100,9 @@ struct RawQueue {
     ring_timeout: Option<Spanned<String>>,
     wrap_up: Option<Spanned<String>>,
     strategy: Option<Spanned<String>>,
+    trunk: Option<Spanned<String>>,
+    callback_attempts: Option<Spanned<i64>>,
+    callback_retry_after: Option<Spanned<String>>,
 }
 
 /// `[server]`: addresses and limits of `ivr serve`.
@@ -312,6 +315,21 @@ pub struct QueueConfig {
     /// `strategy`: which available agent gets a call.
     #[serde(default)]
     pub strategy: Strategy,
+    /// `trunk`: the `[trunks.*]` a kept callback of this queue dials the caller through
+    /// (`None`: the trunk named `default`).
+    #[serde(default)]
+    pub trunk: Option<String>,
+    /// `callback_attempts`: how many times a callback's caller is dialled at most (default
+    /// [`QueueConfig::DEFAULT_CALLBACK_ATTEMPTS`]).
+    #[serde(default)]
+    pub callback_attempts: Option<u32>,
+    /// `callback_retry_after`: the wait between two dials of a callback's caller, in
+    /// milliseconds (default [`QueueConfig::DEFAULT_CALLBACK_RETRY_MS`]).
+    #[serde(default)]
+    pub callback_retry_after_ms: Option<u64>,
+    /// Where `trunk` is written, for diagnostics.
+    #[serde(skip)]
+    pub trunk_span: Option<Span>,
 }
 
 /// `[queues.NAME] strategy`: which of the available agents who could take a call gets it.
@@ -350,6 +368,34 @@ impl QueueConfig {
     /// The wrap-up time in effect, in milliseconds.
     pub fn wrap_up(&self) -> u64 {
         self.wrap_up_ms.unwrap_or(Self::DEFAULT_WRAP_UP_MS)
+    }
+
+    /// `callback_attempts` when the queue does not set it.
+    pub const DEFAULT_CALLBACK_ATTEMPTS: u32 = 2;
+    /// `callback_retry_after` when the queue does not set it: five minutes.
+    pub const DEFAULT_CALLBACK_RETRY_MS: u64 = 300_000;
+    /// Most `callback_attempts` accepted.
+    pub const MAX_CALLBACK_ATTEMPTS: u32 = 10;
+
+    /// How many times a callback's caller is dialled at most.
+    pub fn callback_attempts(&self) -> u32 {
+        self.callback_attempts
+            .unwrap_or(Self::DEFAULT_CALLBACK_ATTEMPTS)
+    }
+
+    /// The wait between two dials of a callback's caller, in milliseconds.
+    pub fn callback_retry_after(&self) -> u64 {
+        self.callback_retry_after_ms
+            .unwrap_or(Self::DEFAULT_CALLBACK_RETRY_MS)
+    }
+
+    /// The name of the trunk a callback of this queue dials through: `trunk`, else
+    /// `default`; `None` when that trunk is not configured.
+    pub fn callback_trunk<'a>(&'a self, trunks: &IndexMap<String, TrunkConfig>) -> Option<&'a str> {
+        match &self.trunk {
+            Some(t) => trunks.contains_key(t).then_some(t.as_str()),
+            None => trunks.contains_key("default").then_some("default"),
+        }
     }
 }
 
@@ -773,6 +819,24 @@ impl Config {
         config.trunks = outbound.trunks;
         config.campaigns = outbound.campaigns;
         config.refused_campaign_flows = outbound.refused_flows;
+        for (name, q) in &config.queues {
+            if let (Some(trunk), Some(span)) = (&q.trunk, q.trunk_span)
+                && !config.trunks.contains_key(trunk)
+            {
+                let hint =
+                    crate::suggest::did_you_mean(trunk, config.trunks.keys().map(String::as_str))
+                        .unwrap_or_else(|| "declare it as `[trunks.NAME]` with a `uri`".into());
+                diags.push(
+                    Diagnostic::error(
+                        "config",
+                        file,
+                        span,
+                        format!("queue `{name}`'s trunk `{trunk}` is not a working `[trunks.*]`"),
+                    )
+                    .with_hint(hint),
+                );
+            }
+        }
         (config, diags)
     }
 }
@@ -823,7 +887,18 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
         "queries",
         &["args", "sql", "transaction", "fields", "hash", "timeout"],
     ),
-    ("queues", &["skills", "ring_timeout", "wrap_up", "strategy"]),
+    (
+        "queues",
+        &[
+            "skills",
+            "ring_timeout",
+            "wrap_up",
+            "strategy",
+            "trunk",
+            "callback_attempts",
+            "callback_retry_after",
+        ],
+    ),
     ("agents", &["name", "skills", "ha1", "level"]),
     ("supervisors", crate::supervisor_config::SUPERVISOR_KEYS),
     ("trunks", crate::outbound_config::TRUNK_KEYS),
@@ -1362,11 +1437,59 @@ fn validate_queue(
     };
     let ring_timeout_ms = duration("ring_timeout", q.ring_timeout, false);
     let wrap_up_ms = duration("wrap_up", q.wrap_up, true);
+    let callback_retry_after_ms =
+        q.callback_retry_after
+            .and_then(|value| match parse_duration_text(value.get_ref()) {
+                Some(ms) if ms > 0 && ms <= 86_400_000 => Some(ms),
+                _ => {
+                    diags.push(
+                        Diagnostic::error(
+                            "config",
+                            file,
+                            span_of(&value),
+                            format!(
+                                "queue `{name}` has a bad callback_retry_after `{}`",
+                                value.get_ref()
+                            ),
+                        )
+                        .with_hint("a duration from \"1s\" to \"24h\", e.g. \"5m\"; without it 5m"),
+                    );
+                    None
+                }
+            });
+    let callback_attempts =
+        q.callback_attempts
+            .and_then(|value| match u32::try_from(*value.get_ref()) {
+                Ok(n @ 1..=QueueConfig::MAX_CALLBACK_ATTEMPTS) => Some(n),
+                _ => {
+                    diags.push(
+                        Diagnostic::error(
+                            "config",
+                            file,
+                            span_of(&value),
+                            format!(
+                                "queue `{name}` has callback_attempts {}: it goes from 1 to {}",
+                                value.get_ref(),
+                                QueueConfig::MAX_CALLBACK_ATTEMPTS
+                            ),
+                        )
+                        .with_hint(format!(
+                            "without it a caller is dialled {} times",
+                            QueueConfig::DEFAULT_CALLBACK_ATTEMPTS
+                        )),
+                    );
+                    None
+                }
+            });
     QueueConfig {
         ring_timeout_ms,
         wrap_up_ms,
         skills: q.skills,
         strategy: queue_strategy(file, name, q.strategy, diags),
+        trunk_span: q.trunk.as_ref().map(span_of),
+        trunk: q.trunk.map(Spanned::into_inner),
+        callback_attempts,
+        callback_retry_after_ms,
     }
 }
 

@@ -1580,6 +1580,10 @@ impl Lowerer<'_, '_> {
                 }
             }
         });
+        let callback = t
+            .callback
+            .as_ref()
+            .and_then(|c| self.callback(c, &destination, max_wait.as_ref().map(|m| m.0)));
         p::Transfer {
             destination,
             skills,
@@ -1593,7 +1597,79 @@ impl Lowerer<'_, '_> {
             after,
             overflow,
             level,
+            callback,
         }
+    }
+
+    /// The `callback after D -> T` clause: the transfer waits in a queue with a trunk to dial
+    /// back through, the wait is positive and shorter than `max_wait`, and the prompts
+    /// `callback_offer` and `callback_confirm` exist in every catalog the flow uses (an
+    /// unknown prompt is reported at the clause).
+    fn callback(
+        &mut self,
+        c: &ast::CallbackOffer,
+        destination: &p::Destination,
+        max_wait_ms: Option<u64>,
+    ) -> Option<Box<p::CallbackOffer>> {
+        let target = self.target(&c.target, NodeKind::Transfer);
+        let queue = match destination {
+            p::Destination::Queue(q) => q.clone(),
+            p::Destination::To(_) => {
+                self.err(
+                    "callback-without-queue",
+                    c.span,
+                    "`callback` keeps a caller's place in a queue, but this transfer calls a number",
+                )
+                .hint = Some("use `callback after 60s -> NODE` with `queue NAME`".into());
+                return None;
+            }
+        };
+        self.positive(&c.after, "callback after");
+        if let Some(max) = max_wait_ms
+            && c.after.node.millis >= max
+        {
+            self.warn(
+                "callback-after-max-wait",
+                c.after.span,
+                format!(
+                    "the caller leaves after `max_wait` ({} s), before the callback offer ({} s) plays",
+                    max / 1000,
+                    c.after.node.millis / 1000
+                ),
+            )
+            .hint = Some("make the callback wait shorter than `max_wait`".into());
+        }
+        if let Some(q) = self.env.config.queues.get(&queue)
+            && q.callback_trunk(&self.env.config.trunks).is_none()
+        {
+            let msg = match &q.trunk {
+                Some(t) => format!(
+                    "queue `{queue}` dials callbacks through trunk `{t}`, which is not a working `[trunks.*]`"
+                ),
+                None => format!(
+                    "queue `{queue}` has no `trunk` and there is no `[trunks.default]`: a kept callback could not be dialled"
+                ),
+            };
+            self.err("callback-without-trunk", c.span, msg).hint = Some(format!(
+                "add `trunk = \"NAME\"` to [queues.{queue}] or declare `[trunks.default]` in ivr.toml"
+            ));
+        }
+        // The prompts are checked like any other, at the clause's words.
+        // (Two places on the clause's line, so that both can be reported.)
+        let offer = self.prompt(&ast::Ident {
+            name: "callback_offer".into(),
+            span: c.span,
+        });
+        let confirm = self.prompt(&ast::Ident {
+            name: "callback_confirm".into(),
+            span: c.target.span,
+        });
+        Some(Box::new(p::CallbackOffer {
+            after_ms: c.after.node.millis,
+            offer,
+            confirm,
+            target,
+        }))
     }
 
     /// The `overflow` clauses of a transfer: their queues exist, differ from the node's own,

@@ -338,6 +338,23 @@ pub struct Transfer {
     /// `level N [if EXPR]`: the least agent level (2..5) and its guard.
     #[serde(default)]
     pub level: Option<(u8, Option<Expr>)>,
+    /// `callback after D -> T`: the offer of a callback to a waiting caller (boxed: most
+    /// transfers have none).
+    #[serde(default)]
+    pub callback: Option<Box<CallbackOffer>>,
+}
+
+/// `callback after D -> T` of a transfer node.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CallbackOffer {
+    /// After this long (ms) of waiting, the offer plays.
+    pub after_ms: u64,
+    /// The prompt `callback_offer`.
+    pub offer: PromptId,
+    /// The prompt `callback_confirm`.
+    pub confirm: PromptId,
+    /// Where the call goes once key 1 kept the callback.
+    pub target: Edge,
 }
 
 /// `overflow QUEUE after D` / `overflow QUEUE when none_idle` of a transfer node.
@@ -668,6 +685,9 @@ impl Body {
                 }
                 if let Some(e) = t.after {
                     out.push(("after".into(), e));
+                }
+                if let Some(c) = &t.callback {
+                    out.push(("callback".into(), c.target));
                 }
             }
             Body::Survey(s) => out.push(("next".into(), s.next)),

@@ -459,6 +459,21 @@ pub struct Transfer {
     pub overflow: Vec<Overflow>,
     /// `level 4 [if EXPR]`
     pub level: Option<Level>,
+    /// `callback after 60s -> T` (boxed: most transfers have none).
+    pub callback: Option<Box<CallbackOffer>>,
+}
+
+/// `callback after 60s -> callback_saved`: once the caller has waited this long, the
+/// prompt `callback_offer` plays; key 1 keeps the caller's place for a callback, plays
+/// `callback_confirm` and goes to the target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallbackOffer {
+    /// The wait before the offer.
+    pub after: Spanned<Duration>,
+    /// Where the call goes once the callback is kept.
+    pub target: Target,
+    /// The whole clause.
+    pub span: Span,
 }
 
 /// `overflow general after 30s` or `overflow general when none_idle`

@@ -207,6 +207,12 @@ pub enum Expectation {
     },
     /// `expect hangup`
     Hangup,
+    /// `expect callback queue general`: the caller kept a callback in this queue (a
+    /// transcript entry).
+    Callback {
+        /// The queue.
+        queue: Spanned<String>,
+    },
     /// `expect served bill_inquiry`: the call completed this task (a transcript entry).
     Served {
         /// The task's name.

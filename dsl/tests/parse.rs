@@ -1178,3 +1178,27 @@ fn record_without_call_in_a_step_is_an_error() {
     let src = with_header("step s {\n  record hello\n  hangup\n}\n");
     assert!(!parse(&src).diagnostics.is_empty());
 }
+
+#[test]
+fn callback_clause() {
+    let src = with_header(
+        "transfer t {\n    queue general\n    callback after 60s -> saved\n}\nstep saved {\n    hangup\n}",
+    );
+    let flow = clean(&src);
+    let NodeBody::Transfer(t) = body(&flow, "t") else {
+        panic!()
+    };
+    let c = t.callback.expect("callback");
+    assert_eq!(c.after.node.millis, 60_000);
+    assert_eq!(text(&src, c.span), "callback after 60s -> saved");
+    assert_eq!(text(&src, c.target.span), "saved");
+    // `callback` belongs in transfer nodes only, and says when.
+    let (_, _, message) = only_problem(&with_header("step s {\n    callback after 60s -> s\n}"));
+    assert!(message.contains("transfer"), "{message}");
+    assert!(
+        !problems(&with_header(
+            "transfer t {\n    queue q\n    callback -> t\n}"
+        ))
+        .is_empty()
+    );
+}

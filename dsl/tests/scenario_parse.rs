@@ -295,6 +295,9 @@ fn blank(kind: &StepKind) -> StepKind {
                         .map(|l| ivr_dsl::Spanned::new(l.node, Default::default())),
                 },
                 E::TransferTo { uri } => E::TransferTo { uri: sp(&uri.node) },
+                E::Callback { queue } => E::Callback {
+                    queue: sp(&queue.node),
+                },
                 E::Record { name } => E::Record {
                     name: sp(&name.node),
                 },
@@ -1045,4 +1048,19 @@ fn contact_line_gives_the_list_row() {
             .iter()
             .any(|e| e == "syntax: unknown line `contac`"),
     );
+}
+
+#[test]
+fn expect_callback_queue() {
+    let s = steps("expect callback queue general");
+    let [StepKind::Expect { expectation }] = s.as_slice() else {
+        panic!("{s:?}")
+    };
+    let ivr_dsl::scenario_ast::Expectation::Callback { queue } = expectation else {
+        panic!("{expectation:?}")
+    };
+    assert_eq!(queue.node, "general");
+    let bad = parse("scenario \"t\"\nflow f\nexpect callback general\n");
+    assert_eq!(bad.diagnostics.len(), 1, "{:?}", bad.diagnostics);
+    assert!(bad.diagnostics[0].message.contains("queue"));
 }

@@ -86,6 +86,9 @@ fn clause_words(kind: ItemKind) -> &'static [&'static str] {
                 "max_wait",
                 "no_agents",
                 "after",
+                "overflow",
+                "level",
+                "callback",
             ],
             NodeKind::Survey => &[
                 "question",

@@ -248,6 +248,7 @@ impl Index {
                 self.target(t.max_wait.as_ref().map(|m| &m.target));
                 self.target(t.no_agents.as_ref());
                 self.target(t.after.as_ref());
+                self.target(t.callback.as_ref().map(|c| &c.target));
             }
             NodeBody::Survey(s) => {
                 for q in &s.questions {
@@ -315,6 +316,7 @@ pub fn exits(node: &Node) -> Vec<String> {
             add("max_wait", t.max_wait.as_ref().map(|m| &m.target));
             add("no_agents", t.no_agents.as_ref());
             add("after", t.after.as_ref());
+            add("callback", t.callback.as_ref().map(|c| &c.target));
         }
         NodeBody::Survey(s) => {
             add("next", s.next.as_ref());

@@ -157,7 +157,7 @@ pub fn render(report: &Report) -> String {
 
     let _ = writeln!(
         s,
-        "\nService level (queued calls answered by an agent within {} s; target {:.0}%)",
+        "\nService level (queued calls answered by an agent within {} s, callbacks counted apart; target {:.0}%)",
         report.service_level_seconds,
         report.service_level_target * 100.0
     );
@@ -166,6 +166,9 @@ pub fn render(report: &Report) -> String {
         "queued".into(),
         "answered".into(),
         format!("within {} s", report.service_level_seconds),
+        "callbacks".into(),
+        "called back".into(),
+        format!("cb within {} s", report.service_level_seconds),
         "level".into(),
         "target".into(),
     ]];
@@ -175,11 +178,17 @@ pub fn render(report: &Report) -> String {
             l.queued.to_string(),
             l.answered.to_string(),
             l.answered_within.to_string(),
+            l.callbacks.to_string(),
+            l.callbacks_connected.to_string(),
+            l.callbacks_within.to_string(),
             pct(l.level),
             target(l.meets_target),
         ]);
     }
-    s.push_str(&table(&rows, &[false, true, true, true, true, false]));
+    s.push_str(&table(
+        &rows,
+        &[false, true, true, true, true, true, true, true, false],
+    ));
 
     let _ = writeln!(
         s,

@@ -4,8 +4,9 @@
 use super::build::{Builder, child, children};
 use super::grammar::Rule;
 use crate::ast::{
-    Answers, Attempts, Destination, Digits, Duration, Expr, Ident, KeyLit, Level, MaxWait, MenuKey,
-    Overflow, OverflowWhen, Priority, QueryCall, Question, SayKind, StatementKind, Switch, Target,
+    Answers, Attempts, CallbackOffer, Destination, Digits, Duration, Expr, Ident, KeyLit, Level,
+    MaxWait, MenuKey, Overflow, OverflowWhen, Priority, QueryCall, Question, SayKind,
+    StatementKind, Switch, Target,
 };
 use crate::span::{Span, Spanned};
 use pest::iterators::Pair;
@@ -59,6 +60,7 @@ pub(crate) enum ClauseKind {
     After(Target),
     Overflow(Overflow),
     Level(Level),
+    Callback(Box<CallbackOffer>),
     Question(Question),
     Save(Ident),
     Beep,
@@ -273,6 +275,18 @@ impl Builder<'_> {
                 let duration = self.one_duration(p)?;
                 let target = self.one_target(p)?;
                 ("max_wait", C::MaxWait(MaxWait { duration, target }))
+            }
+            Rule::callback_clause => {
+                let after = self.one_duration(p)?;
+                let target = self.one_target(p)?;
+                (
+                    "callback",
+                    C::Callback(Box::new(CallbackOffer {
+                        after,
+                        target,
+                        span,
+                    })),
+                )
             }
             Rule::no_agents_clause => ("no_agents", C::NoAgents(self.one_target(p)?)),
             Rule::after_clause => ("after", C::After(self.one_target(p)?)),

@@ -569,6 +569,7 @@ fn clause_rule(word: &str, src: &str, after: usize) -> Option<Rule> {
         "after" => Rule::after_clause,
         "overflow" => Rule::overflow_clause,
         "level" => Rule::level_clause,
+        "callback" => Rule::callback_clause,
         "question" => Rule::question_clause,
         "save" => Rule::save_clause,
         "beep" => Rule::beep_clause,

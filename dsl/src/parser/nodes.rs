@@ -85,6 +85,7 @@ pub(crate) const CLAUSE_WORDS: &[&str] = &[
     "after",
     "overflow",
     "level",
+    "callback",
     "question",
     "beep",
     "max",
@@ -109,7 +110,7 @@ pub(crate) fn owners(word: &str) -> &'static [Place] {
         "next" => &[INPUT, SURVEY, RECORD],
         "query" | "found" | "missing" | "error" => &[LOOKUP],
         "queue" | "to" | "skills" | "priority" | "attach" | "music" | "announce" | "max_wait"
-        | "no_agents" | "after" | "overflow" | "level" => &[TRANSFER],
+        | "no_agents" | "after" | "overflow" | "level" | "callback" => &[TRANSFER],
         "question" => &[SURVEY],
         "save" => &[SURVEY, RECORD],
         "beep" | "max" | "silence" => &[RECORD],
@@ -348,6 +349,7 @@ impl<'d> Sorter<'d> {
                 ClauseKind::After(v) => self.set(&mut t.after, v, &at),
                 ClauseKind::Overflow(v) => t.overflow.push(v),
                 ClauseKind::Level(v) => self.set(&mut t.level, v, &at),
+                ClauseKind::Callback(v) => self.set(&mut t.callback, v, &at),
                 _ => {}
             }
         }

@@ -575,6 +575,17 @@ impl<'a> Cursor<'_, 'a> {
                 Expectation::Saved { table, fields }
             }
             "hangup" => Expectation::Hangup,
+            "callback" => {
+                let word = self.simple_name("e.g. `expect callback queue general`")?;
+                if word.node != "queue" {
+                    return Err(self
+                        .err(word.span, format!("`expect callback` is followed by `queue`, not `{}`", word.node))
+                        .with_hint("e.g. `expect callback queue general`"));
+                }
+                Expectation::Callback {
+                    queue: self.simple_name("e.g. `expect callback queue general` (a queue)")?,
+                }
+            }
             "served" => Expectation::Served {
                 task: self.task_name()?,
             },
@@ -590,7 +601,7 @@ impl<'a> Cursor<'_, 'a> {
                 let d = self.err(t.span, format!("unknown expectation `{other}`"));
                 return Err(d.with_hint(did_you_mean(other, EXPECTATIONS).unwrap_or_else(|| {
                     "expectations: `play`, `say`, `node`, `var`, `transfer`, `record`, `saved`, \
-                     `hangup`, `served`, `outcome`, `ended_by`"
+                     `hangup`, `served`, `outcome`, `ended_by`, `callback`"
                         .to_string()
                 })));
             }

@@ -73,7 +73,7 @@ const LINE_KEYWORDS: &[&str] = &[
 /// The words after `expect`.
 const EXPECTATIONS: &[&str] = &[
     "play", "say", "node", "var", "transfer", "record", "saved", "hangup", "served", "outcome",
-    "ended_by",
+    "ended_by", "callback",
 ];
 /// The kinds of `expect say`.
 const SAY_KINDS: &[&str] = &["money", "number", "digits", "date", "time"];

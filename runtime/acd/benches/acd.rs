@@ -77,6 +77,7 @@ fn config(wrap_up_ms: u64, routing: bool) -> Config {
                 } else {
                     Strategy::LongestIdle
                 },
+                ..Default::default()
             },
         );
     }

@@ -97,6 +97,7 @@ impl Acd {
             seq: self.seq,
             state: CallState::Waiting,
             tried: Vec::new(),
+            kept: false,
             position: 0,
             position_at: now,
         };
@@ -116,6 +117,19 @@ impl Acd {
     /// ringing for it, that offer is cancelled ([`AcdOut::Cancel`]) and the agent is free,
     /// keeping its place among idle agents. For a call already answered this is
     /// [`Acd::conversation_over`]. Unknown calls are ignored.
+    /// The caller of `call` kept a callback: its place stays (with its time) after the caller
+    /// hung up, and it is not sent away when nobody who could take it is logged in; an agent
+    /// who becomes available takes it in turn. False when the call is not waiting here.
+    pub(crate) fn keep_callback(&mut self, call: CallKey) -> bool {
+        match self.calls.get_mut(&call) {
+            Some(c) => {
+                c.kept = true;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn leave(&mut self, call: CallKey, now: Millis, out: &mut Vec<AcdOut>) {
         let Some(state) = self.calls.get(&call).map(|c| c.state) else {
             return;

@@ -234,7 +234,9 @@ impl Acd {
             let gone: Vec<CallKey> = candidates
                 .into_iter()
                 .map(|(_, _, call)| call)
-                .filter(|&call| !self.reachable(call))
+                .filter(|&call| {
+                    !self.reachable(call) && !self.calls.get(&call).is_some_and(|c| c.kept)
+                })
                 .collect();
             for call in gone {
                 self.wait_remove(call);

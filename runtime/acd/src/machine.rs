@@ -26,6 +26,9 @@ pub enum AcdInput {
     },
     /// The caller left (hung up, or its flow gave up waiting).
     Leave(CallKey),
+    /// The caller kept a callback: the call stays in its queue with its place and time after
+    /// the caller hung up, and stays even while nobody who could take it is logged in.
+    KeepCallback(CallKey),
     /// The agent offered the call answered.
     Answered(CallKey),
     /// The offer failed.
@@ -79,6 +82,9 @@ impl Machine for Acd {
                 routing,
             } => self.enqueue(call, &queue, &skills, priority, &routing, now, &mut out),
             AcdInput::Leave(call) => self.leave(call, now, &mut out),
+            AcdInput::KeepCallback(call) => {
+                self.keep_callback(call);
+            }
             AcdInput::Answered(call) => self.answered(call, now, &mut out),
             AcdInput::Declined { call, why } => self.declined(call, why, now, &mut out),
             AcdInput::ConversationOver(call) => self.conversation_over(call, now, &mut out),

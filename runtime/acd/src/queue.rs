@@ -169,6 +169,9 @@ pub(super) struct QueuedCall {
     pub(super) state: CallState,
     /// Agents that let it ring out, were busy or failed, since the set was last cleared.
     pub(super) tried: Vec<usize>,
+    /// A kept callback: the caller hung up and is called back once an agent takes it; it
+    /// stays even when nobody who could take it is logged in for a while.
+    pub(super) kept: bool,
     /// The position last sent.
     pub(super) position: u32,
     /// When it was sent.

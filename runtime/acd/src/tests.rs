@@ -22,6 +22,7 @@ fn config(queues: &[Q], agents: &[(&str, &[&str])]) -> Config {
                 ring_timeout_ms: *ring,
                 wrap_up_ms: *wrap,
                 strategy: Default::default(),
+                ..Default::default()
             },
         );
     }
@@ -265,7 +266,11 @@ fn check_invariants(acd: &Acd) {
                 call.state,
                 CallState::Waiting | CallState::Resting { .. }
             ));
-            assert!(acd.reachable(key), "call {key} waits with nobody logged in");
+            // A kept callback waits for whoever logs in next.
+            assert!(
+                acd.reachable(key) || call.kept,
+                "call {key} waits with nobody logged in"
+            );
             if call.state == CallState::Waiting {
                 for &a in &available {
                     assert!(
@@ -1781,6 +1786,34 @@ fn a_transfer_to_an_agent_rings_only_that_agent() {
     assert!(
         out.iter()
             .any(|o| matches!(o, AcdOut::Offer { call: 7, agent, .. } if agent == "2002")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_kept_callback_stays_while_nobody_is_logged_in_and_is_offered_in_turn() {
+    let mut t = T::new(
+        &[("general", &[], None, Some(0))],
+        &[("a", &[]), ("b", &[])],
+    );
+    t.register("a");
+    t.away("a", true);
+    t.enqueue(1, "general", &[], 0);
+    t.advance(5 * S);
+    t.enqueue(2, "general", &[], 0);
+    assert!(t.acd.keep_callback(1));
+    assert!(!t.acd.keep_callback(99));
+    // The last agent leaves: the plain call goes, the kept callback keeps its place.
+    let out = t.unregister("a");
+    assert_eq!(out, vec![AcdOut::NoAgents { call: 2 }], "{out:?}");
+    assert!(t.acd.contains(1));
+    t.advance(60 * S);
+    t.enqueue(3, "general", &[], 0);
+    // An agent comes: the callback, first in line, is offered before the newer call.
+    let out = t.register("b");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, AcdOut::Offer { call: 1, agent, .. } if agent == "b")),
         "{out:?}"
     );
 }

@@ -20,6 +20,7 @@
 //! - [`snapshot`]: throwaway copies of a SQLite database for simulated calls.
 
 pub mod call_recordings;
+pub mod callbacks;
 pub mod campaigns;
 pub mod cluster;
 pub mod connect;

@@ -1,7 +1,8 @@
 //! The figures of `ivr report`, from the call records: how calls ended (the seven outcomes
 //! with their rates, who ended them, and the self-service tasks completed per task name), IVR node traffic (entries, exits by key and outcome,
 //! hang-ups there), service level (share of queued calls answered by an agent within 20 s,
-//! against the operator's target of 85%), survey averages per queue and agent, and from the
+//! a kept callback counting as in time when its caller answered within 20 s of the agent's
+//! answer, against the operator's target of 85%), survey averages per queue and agent, and from the
 //! ACD's queue events per queue: calls queued, answered, abandoned, left, service level,
 //! average and 90th percentile wait to answer, offers per answered call; per agent: offers,
 //! answers, declines and ring timeouts. The command (`src/report_cmd/` of `ivr`) renders them
@@ -63,7 +64,7 @@ pub struct Outcomes {
     pub ended: u64,
     /// Transferred to an agent who answered.
     pub transferred: u64,
-    /// A callback was kept (none until callbacks exist).
+    /// A callback was kept (the caller pressed 1 after a queue's callback offer).
     pub callback: u64,
     /// The caller hung up waiting in a queue or while an agent's phone rang.
     pub abandoned: u64,
@@ -133,7 +134,14 @@ pub struct ServiceLevel {
     pub answered: u64,
     /// Answered by an agent within 20 s of entering the queue.
     pub answered_within: u64,
-    /// `answered_within / queued`.
+    /// Of `queued`: callers who kept a callback (counted apart: their wait in the queue,
+    /// after they hung up, is not a caller waiting on the line).
+    pub callbacks: u64,
+    /// Callbacks whose caller was dialled back and answered.
+    pub callbacks_connected: u64,
+    /// Callbacks whose caller answered within 20 s of the agent's answer (served in time).
+    pub callbacks_within: u64,
+    /// `(answered_within + callbacks_within) / queued`.
     pub level: Option<f64>,
     /// Whether `level` meets [`SERVICE_LEVEL_TARGET`].
     pub meets_target: Option<bool>,
@@ -456,6 +464,51 @@ fn percentile(sorted: &[i64], p: u64) -> Option<i64> {
     }
     let rank = (sorted.len() as u64 * p).div_ceil(100).max(1) as usize;
     sorted.get(rank - 1).copied()
+}
+
+/// Per queue: callbacks kept by the calls reported on, those whose caller answered the dial
+/// back, and those whose caller answered within [`SERVICE_LEVEL_MS`] of the agent's answer.
+async fn callback_figures(
+    pool: &Pool,
+    opts: &ReportOptions,
+) -> Result<BTreeMap<String, (u64, u64, u64)>, DataError> {
+    let (w, args) = filter(opts, "started_at", &[]);
+    let rows = fetch_rows(
+        pool,
+        &format!(
+            "SELECT queue, agent_answered_at, connected_at FROM callbacks \
+             WHERE call_id IN (SELECT call_id FROM calls{w})"
+        ),
+        &args,
+    )
+    .await?;
+    let mut out: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for r in &rows {
+        let Some(queue) = text(&r[0]) else { continue };
+        let f = out.entry(queue).or_default();
+        f.0 += 1;
+        if let (Some(agent), Some(caller)) = (stored_time(&r[1]), stored_time(&r[2])) {
+            f.1 += 1;
+            if (caller - agent).num_milliseconds() <= SERVICE_LEVEL_MS {
+                f.2 += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A stored time (a timestamp, or SQLite's text).
+fn stored_time(v: &Value) -> Option<NaiveDateTime> {
+    match v {
+        Value::DateTime(t) => Some(*t),
+        Value::Text(t) => {
+            let t = t.trim();
+            NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
+                .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f"))
+                .ok()
+        }
+        _ => None,
+    }
 }
 
 /// Per queue (then all) and per agent figures from `queue_events`.
@@ -832,23 +885,36 @@ pub async fn build(pool: &Pool, opts: &ReportOptions) -> Result<Report, DataErro
         &args,
     )
     .await?;
+    let callbacks = callback_figures(pool, opts).await?;
     let mut all = ServiceLevel::default();
     for r in &rows {
+        let queue = text(&r[0]);
+        let (kept, connected, within) = queue
+            .as_ref()
+            .and_then(|q| callbacks.get(q))
+            .copied()
+            .unwrap_or_default();
         let mut s = ServiceLevel {
-            queue: text(&r[0]),
+            queue,
             queued: int(&r[1]),
             answered: int(&r[2]),
             answered_within: int(&r[3]),
+            callbacks: kept,
+            callbacks_connected: connected,
+            callbacks_within: within,
             ..ServiceLevel::default()
         };
         all.queued += s.queued;
         all.answered += s.answered;
         all.answered_within += s.answered_within;
-        s.level = ratio(s.answered_within, s.queued);
+        all.callbacks += s.callbacks;
+        all.callbacks_connected += s.callbacks_connected;
+        all.callbacks_within += s.callbacks_within;
+        s.level = ratio(s.answered_within + s.callbacks_within, s.queued);
         s.meets_target = s.level.map(|l| l >= SERVICE_LEVEL_TARGET);
         report.service_level.push(s);
     }
-    all.level = ratio(all.answered_within, all.queued);
+    all.level = ratio(all.answered_within + all.callbacks_within, all.queued);
     all.meets_target = all.level.map(|l| l >= SERVICE_LEVEL_TARGET);
     report.service_level.push(all);
 

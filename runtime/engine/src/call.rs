@@ -50,6 +50,24 @@ enum Phase {
     Ended,
 }
 
+/// Where a waiting call is with its transfer's `callback after ... -> NODE` offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallbackState {
+    /// No offer (the node has none, or it was not yet due).
+    Idle,
+    /// The offer is due when the callback timer fires.
+    Due,
+    /// `callback_offer` plays; key 1 keeps the callback.
+    Offering,
+    /// The offer has played; key 1 still keeps the callback until the timer fires.
+    Listening,
+    /// The offer is over (another key, or silence): the caller waits on.
+    Declined,
+}
+
+/// How long key 1 is still taken after the callback offer has played.
+pub const CALLBACK_ANSWER_MS: u64 = 5_000;
+
 /// Keys held as type-ahead, without allocation.
 #[derive(Debug, Clone, Copy, Default)]
 struct KeyBuf {
@@ -114,6 +132,11 @@ pub struct Call {
     timer: Option<(u32, Millis)>,
     wait_timer: Option<(u32, Millis)>,
     announce_timer: Option<(u32, Millis)>,
+    /// The callback offer's timer (when it is due, then the end of its answer window).
+    callback_timer: Option<(u32, Millis)>,
+    callback: CallbackState,
+    /// The caller kept a callback.
+    kept_callback: bool,
     /// Commands not yet taken out with `poll_output`, oldest first.
     out: VecDeque<Command>,
     query: u32,
@@ -162,6 +185,9 @@ impl Call {
             timer: None,
             wait_timer: None,
             announce_timer: None,
+            callback_timer: None,
+            callback: CallbackState::Idle,
+            kept_callback: false,
             out: VecDeque::new(),
             query: 0,
             question: 0,
@@ -323,9 +349,14 @@ impl Call {
 
     /// The timers that are set, each (id, when).
     fn timers(&self) -> impl Iterator<Item = (u32, Millis)> {
-        [self.timer, self.wait_timer, self.announce_timer]
-            .into_iter()
-            .flatten()
+        [
+            self.timer,
+            self.wait_timer,
+            self.announce_timer,
+            self.callback_timer,
+        ]
+        .into_iter()
+        .flatten()
     }
 
     fn dispatch(&mut self, event: Event, cx: &mut Cx) {
@@ -440,6 +471,8 @@ impl Call {
         self.cancel_timer(cx);
         self.wait_timer = None;
         self.announce_timer = None;
+        self.callback_timer = None;
+        self.callback = CallbackState::Idle;
     }
 
     // -----------------------------------------------------------------------------------------
@@ -511,6 +544,8 @@ impl Call {
     fn compute_outcome(&self) -> Outcome {
         if self.transferred {
             Outcome::Transferred
+        } else if self.kept_callback {
+            Outcome::Callback
         } else if self.abandoned {
             Outcome::Abandoned
         } else if self.message {
@@ -777,6 +812,12 @@ impl Call {
                 {
                     self.announce_timer = Some(self.start_timer(ms, cx));
                 }
+                if let Some(c) = &t.callback
+                    && matches!(t.destination, Destination::Queue(_))
+                {
+                    self.callback = CallbackState::Due;
+                    self.callback_timer = Some(self.start_timer(c.after_ms, cx));
+                }
             }
             Body::Record(r) => {
                 self.play(&r.prompts, cx);
@@ -899,9 +940,47 @@ impl Call {
                     cx.out.push_back(Command::StopRecording);
                 }
             }
+            Phase::Waiting
+                if matches!(
+                    self.callback,
+                    CallbackState::Offering | CallbackState::Listening
+                ) =>
+            {
+                if c == '1' {
+                    self.keep_callback(cx);
+                } else {
+                    // Another key: the caller waits on, with the hold music.
+                    self.callback = CallbackState::Declined;
+                    self.callback_timer = None;
+                }
+            }
             Phase::Connected | Phase::Ended => {}
             _ => self.typeahead.push(c),
         }
+    }
+
+    /// Key 1 after the callback offer: the place stays in the queue for a callback
+    /// (`KeepCallback` to the driver, not `CancelTransfer`), `callback_confirm` plays and the
+    /// flow goes to the clause's node.
+    fn keep_callback(&mut self, cx: &mut Cx) {
+        let flow = Arc::clone(&self.flow);
+        let Body::Transfer(t) = &flow.program.nodes[self.node as usize].body else {
+            return;
+        };
+        let (Some(c), Destination::Queue(queue)) = (&t.callback, &t.destination) else {
+            return;
+        };
+        self.cancel_all_timers(cx);
+        self.stop_playback(cx);
+        self.play(&[c.confirm], cx);
+        cx.out.push_back(Command::KeepCallback {
+            node: self.node,
+            queue: queue.clone(),
+            phone: self.info.caller.clone(),
+        });
+        self.kept_callback = true;
+        self.typeahead.clear();
+        self.follow(c.target, Exit::Callback, cx);
     }
 
     fn take_key(&mut self, c: char, cx: &mut Cx) {
@@ -1055,6 +1134,11 @@ impl Call {
             }
             Phase::RecordPrompt => self.start_recording(cx),
             Phase::Waiting => {
+                if self.callback == CallbackState::Offering {
+                    // The offer has played: key 1 is still taken for a while.
+                    self.callback = CallbackState::Listening;
+                    self.callback_timer = Some(self.start_timer(CALLBACK_ANSWER_MS, cx));
+                }
                 // Hold music loops.
                 if let Body::Transfer(t) = self.body() {
                     let music = t.music.clone();
@@ -1093,9 +1177,34 @@ impl Call {
                 self.stop_playback(cx);
                 self.follow(edge, Exit::MaxWait, cx);
             }
+        } else if self.callback_timer.is_some_and(|(t, _)| t == id) {
+            self.callback_timer = None;
+            if self.phase != Phase::Waiting {
+                return;
+            }
+            match self.callback {
+                CallbackState::Due => {
+                    if let Body::Transfer(t) = self.body()
+                        && let Some(c) = t.callback.as_deref().copied()
+                    {
+                        self.stop_playback(cx);
+                        self.callback = CallbackState::Offering;
+                        self.play(&[c.offer], cx);
+                    }
+                }
+                CallbackState::Listening => self.callback = CallbackState::Declined,
+                _ => {}
+            }
         } else if self.announce_timer.is_some_and(|(t, _)| t == id) {
             self.announce_timer = None;
             if self.phase == Phase::Waiting
+                && self.callback == CallbackState::Offering
+                && let Body::Transfer(t) = self.body()
+                && let Some(ms) = t.announce_ms
+            {
+                // The callback offer is not cut short; the position comes next time.
+                self.announce_timer = Some(self.start_timer(ms, cx));
+            } else if self.phase == Phase::Waiting
                 && let Body::Transfer(t) = self.body()
                 && let Some(ms) = t.announce_ms
             {

@@ -177,8 +177,8 @@ pub enum Event {
 pub enum Outcome {
     /// An agent (or the number of a `to` transfer) answered.
     Transferred,
-    /// A callback was kept for the caller (reserved for callbacks; the engine does not end a
-    /// call so yet).
+    /// The caller kept a callback (key 1 after a transfer's `callback after ... -> NODE`
+    /// offer): its place stays in the queue and an agent calls back.
     Callback,
     /// The caller hung up while waiting in a queue or while an agent's phone rang.
     Abandoned,
@@ -291,6 +291,8 @@ pub enum Exit {
     NoAgents,
     /// The agent hung up first and the flow went on.
     After,
+    /// The caller kept a callback (`callback after ... -> NODE`).
+    Callback,
     /// The flow hung up.
     Hangup,
     /// The caller hung up here.
@@ -399,6 +401,17 @@ pub enum Command {
     },
     /// Give up a transfer in progress (max_wait passed).
     CancelTransfer,
+    /// The caller pressed 1 after the callback offer: the transfer's place in `queue` is
+    /// kept after this call ends, and when it reaches an agent the platform dials `phone`
+    /// back. Sent instead of giving up the transfer; a transcript entry.
+    KeepCallback {
+        /// The transfer node.
+        node: NodeId,
+        /// The queue the place is kept in.
+        queue: String,
+        /// The number to call back (the caller's).
+        phone: String,
+    },
     /// Start recording for record node `node`; answer with [`Event::RecordingDone`].
     StartRecording {
         /// The record node.
@@ -518,6 +531,9 @@ impl fmt::Debug for Command {
                 "Transfer {{ node: {node}, priority: {priority}, level: {level}, attach: {attach:?} }}"
             ),
             Command::CancelTransfer => f.write_str("CancelTransfer"),
+            Command::KeepCallback { node, queue, phone } => {
+                write!(f, "KeepCallback({node}, {queue}, {phone})")
+            }
             Command::StartRecording { node } => write!(f, "StartRecording({node})"),
             Command::StopRecording => f.write_str("StopRecording"),
             Command::SaveSurvey { node, answers } => write!(f, "SaveSurvey({node}, {answers:?})"),

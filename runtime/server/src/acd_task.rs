@@ -32,6 +32,8 @@ pub enum QueueEvent {
         contact: Contact,
         /// The TCP connection it registered over (0 for UDP).
         conn: u64,
+        /// For a kept callback: how long (seconds) its place has waited in the queue.
+        waited: Option<u64>,
     },
     /// Stop ringing that agent (ring timeout: the ACD moved on).
     Cancel {
@@ -201,6 +203,15 @@ pub enum AcdMsg {
     },
     /// The caller left the queue (hung up, `max_wait`).
     Leave(CallKey, LeaveReason),
+    /// The caller kept a callback: the place stays in its queue (with its time) after the
+    /// caller hangs up, its screen pop says `callback: true`, and its events go to `to` (the
+    /// callback's task) from now on. A place no longer queued hears [`QueueEvent::NoAgents`].
+    KeepCallback {
+        /// The call's key.
+        call: CallKey,
+        /// Where its events go now.
+        to: mpsc::UnboundedSender<QueueEvent>,
+    },
     /// The offered agent answered.
     Answered {
         /// The call.
@@ -683,6 +694,17 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             }
             feed(acd, AcdInput::Leave(call), now, out);
         }
+        AcdMsg::KeepCallback { call, to } => match book.calls.get_mut(&call) {
+            Some(w) if acd.contains(call) => {
+                w.to = to;
+                w.pop.callback = true;
+                tracing::info!(queue = %w.queue, call = %w.pop.call_id, "callback kept: the place stays in the queue");
+                feed(acd, AcdInput::KeepCallback(call), now, out);
+            }
+            _ => {
+                let _ = to.send(QueueEvent::NoAgents);
+            }
+        },
         AcdMsg::Answered { call, agent } => {
             if acd.agent_of(call) != Some(agent.as_str()) {
                 tracing::info!(agent = %agent, "answered after the offer moved on: not taken");
@@ -854,7 +876,12 @@ fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
             contact,
         } => {
             let conn = book.conns.get(&agent).copied().unwrap_or(0);
+            let mut waited = None;
             if let Some(w) = calls.get_mut(&call) {
+                if w.pop.callback {
+                    w.pop.waited = Some(u64::try_from((now - w.queued_at) / 1000).unwrap_or(0));
+                    waited = w.pop.waited;
+                }
                 w.ringing = Some(agent.clone());
                 let kind = QueueEventKind::Offered;
                 record(writer, w, now, kind, Some(agent.clone()), None);
@@ -865,6 +892,7 @@ fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
                     agent,
                     contact,
                     conn,
+                    waited,
                 },
             )
         }
@@ -943,6 +971,7 @@ mod tests {
                     ring_timeout_ms: Some(15_000),
                     wrap_up_ms: Some(0),
                     strategy: Default::default(),
+                    ..Default::default()
                 },
             );
             for id in ["2001", "2002"] {

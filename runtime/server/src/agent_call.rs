@@ -322,6 +322,7 @@ impl Consult {
                 agent,
                 contact,
                 conn,
+                ..
             } => {
                 if crate::agent_hub::agent_of(&contact.uri).is_some() {
                     // Offered to an agent on the browser console: a phone's consultation

@@ -86,8 +86,8 @@ pub enum ToPage {
     },
     /// A call is offered: ring.
     Offer {
-        /// The screen pop.
-        pop: ScreenPop,
+        /// The screen pop (boxed: the largest message by far).
+        pop: Box<ScreenPop>,
     },
     /// The SDP answer to the page's offer.
     Answer {
@@ -391,7 +391,13 @@ impl AgentHub {
             let _ = leg.events.send(LegEvent::Failed(486));
             return;
         }
-        if console.page.send(ToPage::Offer { pop: leg.pop }).is_err() {
+        if console
+            .page
+            .send(ToPage::Offer {
+                pop: Box::new(leg.pop),
+            })
+            .is_err()
+        {
             let _ = leg.events.send(LegEvent::Failed(480));
             return;
         }

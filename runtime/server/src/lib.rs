@@ -13,6 +13,7 @@ pub mod agent_console;
 pub mod agent_hub;
 pub mod browser;
 pub mod call;
+pub mod callback;
 pub mod campaign_hub;
 pub mod campaigns;
 pub mod catalog;
@@ -35,6 +36,7 @@ pub mod queue_day;
 pub mod recording_purge;
 pub mod screen_pop;
 pub mod services;
+pub mod sip_target;
 pub mod sip_task;
 pub mod supervise_media;
 pub mod supervise_taps;
@@ -823,6 +825,10 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         },
     ));
     campaigns::start_all(&services);
+    {
+        let services = services.clone();
+        tokio::spawn(async move { callback::reload(&services).await });
+    }
     let browser = browser::Browser::new(services.clone(), Arc::clone(&stats), browser_calls);
     // The HTTP interface: an explicit `--http` must bind; `[server] http` only warns.
     let http_text = opts.http.clone().unwrap_or(server.http.clone());

@@ -3,11 +3,12 @@
 //! reaches the agent as `X-IVR-*` headers on the INVITE or on the console's page
 //! ([`crate::agent_hub`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The call data an agent sees (screen pop), as JSON for the agent page and as `X-IVR-*`
 /// headers on the INVITE.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct ScreenPop {
     /// The call id.
     pub call_id: String,
@@ -31,6 +32,13 @@ pub struct ScreenPop {
     /// The transferring agent's note for the next agent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A kept callback: the caller hung up and is dialled back once the agent answers.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub callback: bool,
+    /// For a callback: how long (seconds) the place has waited in the queue, counting the
+    /// caller's wait on the line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited: Option<u64>,
 }
 
 /// Most characters of a transfer's note (a longer one is cut).
@@ -62,6 +70,12 @@ impl ScreenPop {
         }
         if let Some(by) = &self.transferred_by {
             h.push(("X-IVR-Transferred-By".to_string(), by.clone()));
+        }
+        if self.callback {
+            h.push(("X-IVR-Callback".to_string(), "true".to_string()));
+            if let Some(w) = self.waited {
+                h.push(("X-IVR-Waited".to_string(), w.to_string()));
+            }
         }
         if let Some(note) = self.note.as_ref().filter(|n| !n.is_empty()) {
             // One header line: no line breaks or other control characters.
@@ -95,6 +109,8 @@ mod tests {
             path: vec!["welcome".into(), "main_menu".into()],
             transferred_by: Some("2001".into()),
             note: Some("wants a refund\r\nof 42".into()),
+            callback: true,
+            waited: Some(75),
         };
         let h = pop.headers();
         let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
@@ -106,5 +122,7 @@ mod tests {
         assert_eq!(get("X-IVR-Path"), Some("welcome,main_menu"));
         assert_eq!(get("X-IVR-Transferred-By"), Some("2001"));
         assert_eq!(get("X-IVR-Note"), Some("wants a refund  of 42"));
+        assert_eq!(get("X-IVR-Callback"), Some("true"));
+        assert_eq!(get("X-IVR-Waited"), Some("75"));
     }
 }

@@ -485,6 +485,12 @@ impl Simulation {
                 self.transfer_active = true;
             }
             Command::CancelTransfer => self.transfer_active = false,
+            Command::KeepCallback { queue, .. } => {
+                self.transfer_active = false;
+                self.record(Entry::Callback {
+                    queue: queue.clone(),
+                });
+            }
             Command::StartRecording { node } => {
                 let flow = Arc::clone(self.call.flow());
                 if let Body::Record(r) = &flow.program.nodes[*node as usize].body {

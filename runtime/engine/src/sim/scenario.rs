@@ -423,6 +423,7 @@ fn describe(e: &Expectation) -> String {
             format!("saved {} {{ {} }}", table.node, f.join(", "))
         }
         Expectation::Hangup => "hangup".into(),
+        Expectation::Callback { queue } => format!("callback queue {}", queue.node),
         Expectation::Served { task } => format!("served {}", task.node),
         Expectation::Outcome { outcome } => format!("outcome {}", outcome.node),
         Expectation::EndedBy { by } => format!("ended_by {}", by.node),
@@ -491,6 +492,7 @@ fn entry_matches(e: &Expectation, entry: &Entry) -> bool {
                 })
         }
         (Expectation::Hangup, Entry::Hangup) => true,
+        (Expectation::Callback { queue }, Entry::Callback { queue: q }) => queue.node == *q,
         (Expectation::Served { task }, Entry::Served { task: t }) => task.node == *t,
         _ => false,
     }

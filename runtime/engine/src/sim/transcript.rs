@@ -64,6 +64,11 @@ pub enum Entry {
     },
     /// Whole-call recording started (`record call`).
     RecordCall,
+    /// The caller kept a callback: its place in the queue stays after the call.
+    Callback {
+        /// The queue.
+        queue: String,
+    },
 }
 
 impl fmt::Display for Entry {
@@ -103,6 +108,7 @@ impl fmt::Display for Entry {
             Entry::Hangup => f.write_str("hangup"),
             Entry::Served { task } => write!(f, "served {task}"),
             Entry::RecordCall => f.write_str("record call"),
+            Entry::Callback { queue } => write!(f, "callback queue {queue}"),
         }
     }
 }

@@ -267,6 +267,7 @@ impl Driver {
                 agent,
                 contact,
                 conn,
+                ..
             } => {
                 let peer = Peer {
                     addr: contact.addr,

@@ -27,6 +27,7 @@ use crate::clock::Clock;
 use crate::deploy::Deployment;
 use crate::screen_pop::ScreenPop;
 use crate::services::Services;
+pub(crate) use crate::sip_target::resolve;
 use crate::sip_task::{CoreMsg, Dial, DialogEvent, LegEvent};
 use crate::supervise_taps::{Refused, TapRequest};
 use crate::transport::{Peer, Proto, TcpLink};
@@ -56,7 +57,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-pub(crate) use transfer::resolve;
 use transfer::{leg_event, leg_packet};
 
 /// Mean absolute amplitude above which a frame of the caller's audio counts as voice.
@@ -466,6 +466,7 @@ impl Driver {
                 attach,
             } => self.start_transfer(*node, *priority, *level, attach),
             Command::CancelTransfer => self.end_transfer(LeaveReason::MaxWait),
+            Command::KeepCallback { node, queue, phone } => self.keep_callback(*node, queue, phone),
             Command::StartRecording { node } => {
                 let flow = Arc::clone(self.call.flow());
                 if let Some(Body::Record(r)) =

@@ -47,6 +47,8 @@ impl Driver {
                 .collect(),
             transferred_by: None,
             note: None,
+            callback: false,
+            waited: None,
         }
     }
 
@@ -268,6 +270,49 @@ impl Driver {
         self.drop_leg();
     }
 
+    /// The caller kept a callback (key 1 after the offer): the place stays in the ACD and a
+    /// task of its own serves it from now on ([`crate::callback`]); this call is done with
+    /// its transfer.
+    pub(super) fn keep_callback(&mut self, node: NodeId, queue: &str, phone: &str) {
+        let ringing = self.leg.is_some();
+        // The agent's phone answered as the caller pressed 1: that agent is freed, and the
+        // callback's task queues the place again (the ACD has let go of it).
+        let answered = self.leg.as_ref().is_some_and(|l| l.side.is_some());
+        self.hang_up_leg();
+        let Some(t) = self.transfer.take() else {
+            return;
+        };
+        let Some(key) = t.key else { return };
+        if answered {
+            let _ = self.services.acd.send(AcdMsg::ConversationOver(key));
+        } else if ringing {
+            // The agent whose phone rang for the caller is free again; the ACD moves on.
+            let _ = self.services.acd.send(AcdMsg::Declined(key, Decline::Lost));
+        }
+        let flow = Arc::clone(self.call.flow());
+        let (skills, level) = match flow.program.nodes.get(node as usize).map(|n| &n.body) {
+            Some(Body::Transfer(t)) => (t.skills.clone(), t.level.as_ref().map_or(0, |l| l.0)),
+            _ => (Vec::new(), 0),
+        };
+        let mut pop = self.last_pop.clone().unwrap_or_default();
+        pop.callback = true;
+        tracing::info!(queue, "callback kept: the caller will be called back");
+        crate::callback::keep(
+            &self.services,
+            crate::callback::Kept {
+                key,
+                call_id: self.call.info().id.clone(),
+                queue: queue.to_string(),
+                phone: phone.to_string(),
+                skills,
+                level,
+                pop,
+                attempts: 0,
+                queued: true,
+            },
+        );
+    }
+
     /// The transfer is over on our side (max_wait, the caller hung up, the call ends).
     pub(super) fn end_transfer(&mut self, why: LeaveReason) {
         // The leg first: a console hears its offer withdrawn before the ACD frees its agent
@@ -294,6 +339,7 @@ impl Driver {
                 agent,
                 contact,
                 conn,
+                ..
             } => {
                 let peer = Peer {
                     addr: contact.addr,
@@ -506,61 +552,6 @@ impl Driver {
                 }
             }
         }
-    }
-}
-
-/// Where a `transfer to` URI is sent: its host and port (5060 by default), looked up when it
-/// is a name, over UDP, or over a new TCP connection for `;transport=tcp` (RFC 3263's
-/// NAPTR/SRV steps are not taken: name the port). `Err`: the status the leg fails with, 404
-/// when the host is not found, 503 when it does not accept the connection (RFC 3261 8.1.3.1).
-pub(crate) async fn resolve(
-    target: &str,
-    sip: &crate::transport::Sender,
-) -> Result<(Peer, Option<TcpLink>), u16> {
-    let uri = rsip::Uri::try_from(target).map_err(|_| 404u16)?;
-    let proto = match uri
-        .params
-        .iter()
-        .find_map(|p| match p {
-            rsip::Param::Transport(t) => Some(t.to_string().to_ascii_lowercase()),
-            _ => None,
-        })
-        .as_deref()
-    {
-        Some("tcp") => Proto::Tcp,
-        _ => Proto::Udp,
-    };
-    let host = uri.host_with_port.host.to_string();
-    let port = uri.host_with_port.port.map_or(5060, |p| *p.value());
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let addr = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, port),
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or(404u16)?,
-    };
-    match proto {
-        Proto::Tcp => match sip.connect(addr).await {
-            Ok(link) => Ok((link.peer, Some(link))),
-            Err(e) => {
-                tracing::warn!(%addr, error = %e, "cannot connect over TCP");
-                Err(503)
-            }
-        },
-        // `transport=tls` targets are not dialled over TLS (no client TLS): UDP, as before.
-        Proto::Udp | Proto::Tls => Ok((
-            Peer {
-                addr,
-                proto: Proto::Udp,
-                conn: 0,
-            },
-            None,
-        )),
     }
 }
 
