@@ -94,7 +94,10 @@ cpu() { awk '{print $14 + $15}' /proc/$SERVER/stat; }
 TICKS=$(getconf CLK_TCK)
 CPU0=$(cpu); T0=$(date +%s.%N)
 curl -s -X POST "http://$HTTP/campaigns/bench/start" > /dev/null
-while ! curl -s "http://$HTTP/campaigns/bench" | grep -q '"finished":true'; do sleep 0.2; done
+# Bounded: a campaign that has not finished within 10 minutes is reported as it stands.
+for _ in $(seq 3000); do
+    curl -s "http://$HTTP/campaigns/bench" | grep -q '"finished":true' && break; sleep 0.2
+done
 T1=$(date +%s.%N); CPU1=$(cpu)
 STATE=$(curl -s "http://$HTTP/campaigns/bench")
 echo "$STATE"
