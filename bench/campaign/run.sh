@@ -77,7 +77,7 @@ with wave.open(f"{d}/hello.wav", "wb") as w:
 open(f"{d}/prompts.toml", "w").write('hello = { text = "hello" }\n')
 PY
 
-ulimit -n 65536 || true
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 cd "$DIR"
 sipp -sf "$ROOT/bench/campaign/uas.xml" -i 127.0.0.1 -p $GW -m "$NUMBERS" -nostdin \
     -timeout 600 -max_socket 50000 > sipp.out 2>&1 &
