@@ -155,10 +155,8 @@ fn main() {
         if n < 12 || buf[0] >> 6 != 2 {
             continue;
         }
-        if talk {
-            if let Ok(mut p) = peers.lock() {
-                p.insert(from, now);
-            }
+        if talk && let Ok(mut p) = peers.lock() {
+            p.insert(from, now);
         }
         packets += 1;
         let marker = buf[1] & 0x80 != 0;
