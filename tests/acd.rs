@@ -906,9 +906,63 @@ fn tone_power(x: &[i16], hz: f32) -> f64 {
     (s1 * s1 + s2 * s2 - c * s1 * s2) / (x.len().max(1) as f64).powi(2)
 }
 
+/// A capture SIPp can play (`play_pcap_audio`): `ms` milliseconds of a `hz` tone as G.711 RTP
+/// in `law` (payload type `pt`, SSRC `ssrc`), one 20 ms packet every 20 ms, in Ethernet, IPv4
+/// and UDP (addresses and ports are placeholders: SIPp sends to the call's media address).
+fn write_tone_pcap(path: &Path, law: ivr_media::audio::Law, pt: u8, ssrc: u32, hz: f64, ms: u32) {
+    let mut out: Vec<u8> = Vec::new();
+    // Global header: magic, version 2.4, no time zone, snap length, link type 1 (Ethernet).
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    for word in [0u32, 0, 65_535, 1] {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    for n in 0..ms / 20 {
+        let mut rtp = vec![0x80, pt & 0x7f];
+        rtp.extend_from_slice(&(n as u16).wrapping_add(1000).to_be_bytes());
+        rtp.extend_from_slice(&(n * 160).to_be_bytes());
+        rtp.extend_from_slice(&ssrc.to_be_bytes());
+        rtp.extend((0..160u32).map(|i| {
+            let t = f64::from(n * 160 + i) / 8000.0;
+            law.encode((8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16)
+        }));
+        let udp_len = 8 + rtp.len() as u16;
+        let ip_len = 20 + udp_len;
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+        ];
+        ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+        let sum = ip
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut frame = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x08, 0x00];
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&40_000u16.to_be_bytes());
+        frame.extend_from_slice(&40_002u16.to_be_bytes());
+        frame.extend_from_slice(&udp_len.to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(&rtp);
+        let at_us = n * 20_000;
+        for word in [at_us / 1_000_000, at_us % 1_000_000] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        for _ in 0..2 {
+            out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        }
+        out.extend_from_slice(&frame);
+    }
+    fs::write(path, out).expect("pcap");
+}
+
 /// `[recording] calls = "transferred"`: the bridged call is recorded from the agent's answer,
-/// the caller (a 440 Hz tone, PCMU) on the left channel and the agent (1000 Hz, PCMA) on the
-/// right; its `recordings` row names the agent, the queue and the file's SHA-256.
+/// the caller on the left channel and the agent on the right. Both talk with SIPp's
+/// `play_pcap_audio` from captures made here (the caller a 440 Hz tone in PCMU, the agent
+/// 1000 Hz in PCMA); a tone detector tells the channels apart. The `recordings` row names the
+/// agent, the queue and the file's SHA-256.
 #[test]
 fn a_transferred_call_is_recorded_caller_left_agent_right() {
     need_sipp!();
@@ -921,27 +975,42 @@ fn a_transferred_call_is_recorded_caller_left_agent_right() {
     );
     fs::write(&config, text).expect("config");
     let server = Server::start(&config, &[]);
-    let agent_media = Endpoint::with(
-        ivr_media::audio::Law::Alaw,
-        8,
-        42,
-        vec![(100, Act::Tone(1000.0, 800))],
-    );
+    // Where each side receives the other's audio (a sink: only what they send is checked).
+    let agent_sink = UdpSocket::bind("127.0.0.1:0").expect("agent's RTP");
+    let caller_sink = UdpSocket::bind("127.0.0.1:0").expect("caller's RTP");
+    let agent_rtp = agent_sink.local_addr().expect("addr").port().to_string();
+    let caller_rtp = caller_sink.local_addr().expect("addr").port().to_string();
+    // The agent's phone runs in a folder of its own holding its capture (SIPp reads
+    // `agent.pcap` from its working folder); the caller's capture is in the test's folder.
+    let agent_dir = dir.join("agent-phone");
+    fs::create_dir_all(&agent_dir).expect("agent's folder");
+    let law = ivr_media::audio::Law::Alaw;
+    write_tone_pcap(&agent_dir.join("agent.pcap"), law, 8, 42, 1000.0, 3_000);
+    let law = ivr_media::audio::Law::Ulaw;
+    write_tone_pcap(&dir.join("caller.pcap"), law, 0, 7, 440.0, 5_000);
     let port = free_udp_port();
-    let mut phone = Peer::spawn(
-        &dir,
-        server.addr,
-        "agent_talks.xml",
-        &[
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-key",
-            "agentrtp",
-            &agent_media.port.to_string(),
-        ],
-    );
+    let phone = {
+        let (addr, port, media_port) = (server.addr, port.to_string(), free_udp_port());
+        let agent_rtp = agent_rtp.clone();
+        std::thread::spawn(move || {
+            sipp(
+                &agent_dir,
+                addr,
+                "agent_talks_pcap.xml",
+                &[
+                    "-p",
+                    &port,
+                    "-mp",
+                    &media_port.to_string(),
+                    "-m",
+                    "1",
+                    "-key",
+                    "agentrtp",
+                    &agent_rtp,
+                ],
+            )
+        })
+    };
     let (ok, out) = sipp(
         &dir,
         server.addr,
@@ -962,21 +1031,16 @@ fn a_transferred_call_is_recorded_caller_left_agent_right() {
         ],
     );
     assert!(ok, "{out}");
-    let caller_media = Endpoint::start(vec![(2000, Act::Tone(440.0, 1200))]);
-    let rtp = caller_media.port.to_string();
     let (ok, out) = sipp(
         &dir,
         server.addr,
-        "call_bye.xml",
-        &["-m", "1", "-d", "5000", "-key", "rtpport", &rtp],
+        "call_pcap.xml",
+        &["-m", "1", "-d", "5000", "-key", "rtpport", &caller_rtp],
     );
-    let phone_ok = phone.wait(Duration::from_secs(10));
-    agent_media.finish();
-    caller_media.finish();
+    let (phone_ok, phone_out) = phone.join().expect("the agent's SIPp");
     assert!(
         ok && phone_ok,
-        "{out}\n{}\n{}",
-        phone.report(),
+        "{out}\n--- agent ---\n{phone_out}\n{}",
         server.log()
     );
     let rows = calls(&config, 1);

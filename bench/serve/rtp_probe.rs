@@ -14,15 +14,25 @@
 //! /proc/net/snmp, during the run). `gap_us_all` keeps the old figure over every pair of
 //! packets received in a row, losses included.
 //!
-//! Usage: rtp_probe PORT SECONDS [--dtmf] — prints one JSON object.
+//! With `--talk` (the recording benchmark, bench/recording/run.sh) it also talks: every 20 ms
+//! it sends one PCMU packet (a tone, an SSRC of its own) to every address that has sent it
+//! RTP within the last two seconds, so that each bridged call carries audio both ways; the
+//! JSON then holds `talk_late_us`, how late its 20 ms ticks were (its own share of the gaps
+//! the other side measures). With `--from SECS` only gaps after SECS seconds are counted
+//! (the steady state, after the calls have been set up).
+//!
+//! Usage: rtp_probe PORT SECONDS [--dtmf] [--talk] [--from SECS] — prints one JSON object.
 
 // A measuring tool, not part of `ivr`: kernel receive timestamps need recvmsg and
 // setsockopt through libc (each block has its SAFETY note).
 #![allow(unsafe_code)]
 
+use ivr_media::audio::{G711, Law};
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Receives one datagram with its kernel timestamp (as an `Instant` on our clock).
@@ -90,6 +100,13 @@ fn main() {
     let port: u16 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(7078);
     let secs: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20);
     let dtmf = args.iter().any(|a| a == "--dtmf");
+    let talk = args.iter().any(|a| a == "--talk");
+    let from_secs: u64 = args
+        .iter()
+        .position(|a| a == "--from")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
     let sock = socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::DGRAM,
@@ -114,6 +131,14 @@ fn main() {
     sock.set_read_timeout(Some(Duration::from_millis(5)))
         .expect("timeout");
     let start = Instant::now();
+    let peers: Arc<Mutex<HashMap<SocketAddr, Instant>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let talker = talk.then(|| {
+        let sock = sock.try_clone().expect("socket");
+        let (peers, stop) = (Arc::clone(&peers), Arc::clone(&stop));
+        std::thread::spawn(move || talk_loop(&sock, &peers, &stop))
+    });
+    let steady = start + Duration::from_secs(from_secs);
     let mut chans: HashMap<u32, Chan> = HashMap::new();
     // Gaps in microseconds, between consecutive packets of one channel within a talkspurt.
     let mut gaps: Vec<u32> = Vec::with_capacity(1 << 22);
@@ -127,8 +152,11 @@ fn main() {
         let Some((n, from, now)) = recv_stamped(&sock, &mut buf) else {
             continue;
         };
-        if n < 12 {
+        if n < 12 || buf[0] >> 6 != 2 {
             continue;
+        }
+        if talk && let Ok(mut p) = peers.lock() {
+            p.insert(from, now);
         }
         packets += 1;
         let marker = buf[1] & 0x80 != 0;
@@ -144,7 +172,7 @@ fn main() {
             key_sent: None,
             latency: None,
         });
-        if c.packets > 0 && !marker {
+        if c.packets > 0 && !marker && now >= steady {
             let gap = (now - c.last).as_micros().min(u128::from(u32::MAX)) as u32;
             all_gaps.push(gap);
             let step = rtp_seq.wrapping_sub(c.last_seq);
@@ -183,6 +211,9 @@ fn main() {
             }
         }
     }
+    stop.store(true, Ordering::Relaxed);
+    let mut late = talker.and_then(|t| t.join().ok()).unwrap_or_default();
+    late.sort_unstable();
     gaps.sort_unstable();
     all_gaps.sort_unstable();
     let rcvbuf = rcvbuf_errors().saturating_sub(rcvbuf_before);
@@ -200,7 +231,8 @@ fn main() {
         "{{\"channels\": {}, \"packets\": {}, \"gaps\": {}, \"gap_us\": {{\"p50\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}}, \
          \"gaps_outside_18_22ms\": {}, \"gaps_over_40ms\": {}, \"dtmf_channels\": {}, \
          \"dtmf_to_audio_us\": {{\"p50\": {}, \"p99\": {}, \"max\": {}}}, \"lost\": {}, \"rcvbuf_errors\": {}, \
-         \"gap_us_all\": {{\"p99\": {}, \"over_40ms\": {}}}}}",
+         \"gap_us_all\": {{\"p99\": {}, \"over_40ms\": {}}}, \
+         \"talk_late_us\": {{\"ticks\": {}, \"p50\": {}, \"p99\": {}, \"max\": {}}}}}",
         chans.len(),
         packets,
         gaps.len(),
@@ -218,7 +250,73 @@ fn main() {
         rcvbuf,
         percentile(&all_gaps, 0.99),
         all_gaps.iter().filter(|&&g| g > 40_000).count(),
+        late.len(),
+        percentile(&late, 0.5),
+        percentile(&late, 0.99),
+        late.last().copied().unwrap_or(0),
     );
+}
+
+/// `--talk`: every 20 ms, one PCMU packet of a 400 Hz tone to every peer heard from within
+/// the last two seconds, each peer with an SSRC, sequence and timestamp of its own. Returns
+/// how late each tick was, in microseconds.
+fn talk_loop(
+    sock: &UdpSocket,
+    peers: &Mutex<HashMap<SocketAddr, Instant>>,
+    stop: &AtomicBool,
+) -> Vec<u32> {
+    let payload: Vec<u8> = (0..160)
+        .map(|i| {
+            let x = 6000.0 * (2.0 * std::f64::consts::PI * 400.0 * f64::from(i) / 8000.0).sin();
+            Law::Ulaw.encode(x as i16)
+        })
+        .collect();
+    // Per peer: SSRC, sequence number, timestamp.
+    let mut streams: HashMap<SocketAddr, (u32, u16, u32)> = HashMap::new();
+    let mut next_ssrc = 0x1000_0000u32 ^ std::process::id();
+    // The pacer's real-time class (SCHED_FIFO, low priority), so that a loaded machine delays
+    // the bridge it measures rather than the probe's own ticks; without the privilege the
+    // thread stays in the normal class (its lateness is reported either way).
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: plain FFI on the calling thread with a valid parameter block.
+    unsafe {
+        libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &raw const param);
+    }
+    let mut late = Vec::with_capacity(1 << 16);
+    let mut pkt = [0u8; 172];
+    let mut tick = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        tick += Duration::from_millis(20);
+        let now = Instant::now();
+        if tick > now {
+            std::thread::sleep(tick - now);
+        }
+        late.push(tick.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        let live: Vec<SocketAddr> = match peers.lock() {
+            Ok(mut p) => {
+                p.retain(|_, heard| heard.elapsed() < Duration::from_secs(2));
+                streams.retain(|a, _| p.contains_key(a));
+                p.keys().copied().collect()
+            }
+            Err(_) => break,
+        };
+        for to in live {
+            let s = streams.entry(to).or_insert_with(|| {
+                next_ssrc = next_ssrc.wrapping_add(1);
+                (next_ssrc, 1, 0)
+            });
+            pkt[0] = 0x80;
+            pkt[1] = 0;
+            pkt[2..4].copy_from_slice(&s.1.to_be_bytes());
+            pkt[4..8].copy_from_slice(&s.2.to_be_bytes());
+            pkt[8..12].copy_from_slice(&s.0.to_be_bytes());
+            pkt[12..].copy_from_slice(&payload);
+            s.1 = s.1.wrapping_add(1);
+            s.2 = s.2.wrapping_add(160);
+            let _ = sock.send_to(&pkt, to);
+        }
+    }
+    late
 }
 
 /// The kernel's count of UDP datagrams dropped for a full receive buffer (all sockets).
