@@ -25,6 +25,19 @@ pub fn default_trunk(config: &Config) -> Option<(&str, &TrunkConfig)> {
     }
 }
 
+/// Whether `user` is a number that may be dialled through a trunk: digits (`*`, `#`), a
+/// leading `+`, at least one digit, at most 32 characters. Agents' phones calling out and
+/// agents' transfers and consultations share this rule.
+pub fn is_number(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 32
+        && user
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_digit() || "*#".contains(c) || (i == 0 && c == '+'))
+        && user.chars().any(|c| c.is_ascii_digit())
+}
+
 /// Every trunk's channels (see the module documentation).
 #[derive(Default)]
 pub struct TrunkChannels {

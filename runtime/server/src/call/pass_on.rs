@@ -36,13 +36,7 @@ impl PassTarget {
         if config.agents.contains_key(user) {
             return Some(PassTarget::Agent(user.to_string()));
         }
-        let number = !user.is_empty()
-            && user.len() <= 32
-            && user
-                .chars()
-                .enumerate()
-                .all(|(i, c)| c.is_ascii_digit() || "*#".contains(c) || (i == 0 && c == '+'));
-        number.then(|| PassTarget::Number(user.to_string()))
+        crate::trunk_channels::is_number(user).then(|| PassTarget::Number(user.to_string()))
     }
 }
 
@@ -247,6 +241,14 @@ mod tests {
         );
         assert_eq!(PassTarget::parse("queue.", &config), None);
         assert_eq!(PassTarget::parse("alice", &config), None);
+        // A number has a digit: `+`, `*` or `#` alone is not one (no `sip:+@trunk`).
+        for sign in ["+", "*", "#", "+#", "**"] {
+            assert_eq!(PassTarget::parse(sign, &config), None, "{sign}");
+        }
+        assert_eq!(
+            PassTarget::parse("*21#", &config),
+            Some(PassTarget::Number("*21#".into()))
+        );
         assert_eq!(PassRefusal::Number("1".into()).code(), 403);
         assert_eq!(
             PassRefusal::Queue(TransferRefused::NoAgents("x".into())).code(),
