@@ -2021,7 +2021,7 @@ fn a_console_transfer_to_a_number_goes_through_the_default_trunk() {
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("is neither queue.NAME"), "{body}");
     let (code, body) = agent_post(&server, "2002", "transfer", r#"{"target": "13900000002"}"#);
-    assert_eq!(code, 409, "{body}");
+    assert_eq!(code, 503, "{body}");
     assert!(
         body.contains("every channel of trunk `default` is in use"),
         "{body}"
