@@ -3,8 +3,9 @@
 //! from the agent console. A queue target goes back to the ACD at the head of that queue, an
 //! agent target to the head of a queue for that agent only ([`AcdMsg::Transfer`]), with the
 //! screen pop plus `transferred_by` and `note`; the first agent's leg ends once the ACD took
-//! the call. Numbers wait for trunks (refused, 403). A refused target leaves the caller with the
-//! agent, and the REFER's NOTIFY (or the console) says why.
+//! the call. A number is dialled through the default trunk (`consult.rs`): the caller stays
+//! with the agent until it answers (no trunk: refused, 403; the trunk full: 503). A refused
+//! target leaves the caller with the agent, and the REFER's NOTIFY (or the console) says why.
 
 use super::*;
 use crate::acd_task::{PassOrigin, TransferTo};
@@ -249,7 +250,6 @@ mod tests {
             PassTarget::parse("*21#", &config),
             Some(PassTarget::Number("*21#".into()))
         );
-        assert_eq!(PassRefusal::Number("1".into()).code(), 403);
         assert_eq!(
             PassRefusal::Queue(TransferRefused::NoAgents("x".into())).code(),
             480
