@@ -2080,8 +2080,12 @@ fn a_console_transfer_to_a_number_goes_through_the_default_trunk() {
     wait_until("the second caller reaches 2002", || {
         agent_state(&server, "2002") == "on_call"
     });
-    let (code, body) = agent_post(&server, "2002", "transfer", r#"{"target": "13900000002"}"#);
+    // `+` alone is no number: refused as an unknown target (not dialled as `sip:+@...`).
+    let (code, body) = agent_post(&server, "2002", "transfer", r#"{"target": "+"}"#);
     assert_eq!(code, 409, "{body}");
+    assert!(body.contains("is neither queue.NAME"), "{body}");
+    let (code, body) = agent_post(&server, "2002", "transfer", r#"{"target": "13900000002"}"#);
+    assert_eq!(code, 503, "{body}");
     assert!(
         body.contains("every channel of trunk `default` is in use"),
         "{body}"

@@ -345,6 +345,21 @@ pub async fn transfer(
     }
 }
 
+/// The answer to a refused transfer or consultation: `503` with the sentence when the REFER
+/// path would say `503 Service Unavailable` too (the trunk is full, the number could not be
+/// reached, the server did not answer), `409` with it for every other refusal.
+fn refused(e: &crate::pass_refusal::PassRefusal) -> Response {
+    (refusal_status(e), format!("{e}\n")).into_response()
+}
+
+/// The HTTP status of a refusal (see [`refused`]).
+fn refusal_status(e: &crate::pass_refusal::PassRefusal) -> StatusCode {
+    match e.code() {
+        503 => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::CONFLICT,
+    }
+}
+
 /// What `POST /agents/ID/transfer` takes.
 #[derive(serde::Deserialize)]
 struct TransferBody {
@@ -373,7 +388,7 @@ async fn transfer_route(
     };
     match transfer(&api.services, &id, &b.target, &b.note).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+        Err(e) => refused(&e),
     }
 }
 
@@ -425,7 +440,7 @@ async fn consult_route(
     };
     match consult(&api.services, &id, action).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+        Err(e) => refused(&e),
     }
 }
 
@@ -446,6 +461,45 @@ async fn consult_end_route(
     };
     match consult(&api.services, &id, action).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+        Err(e) => refused(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consult_request::ConsultRefusal;
+    use crate::pass_refusal::PassRefusal;
+
+    #[test]
+    fn refusals_the_refer_answers_503_are_503_over_http() {
+        let full = PassRefusal::Consult(ConsultRefusal::TrunkFull {
+            number: "13900000002".into(),
+            trunk: "default".into(),
+        });
+        assert_eq!(refusal_status(&full), StatusCode::SERVICE_UNAVAILABLE);
+        let unreachable = PassRefusal::Consult(ConsultRefusal::failed("139", 404));
+        assert_eq!(
+            refusal_status(&unreachable),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            refusal_status(&PassRefusal::Unanswered),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        for conflict in [
+            PassRefusal::NotConnected,
+            PassRefusal::Unknown("+".into()),
+            PassRefusal::Yourself,
+            PassRefusal::Consult(ConsultRefusal::NoTrunk("139".into())),
+            PassRefusal::Consult(ConsultRefusal::failed("2002", 486)),
+            PassRefusal::Consult(ConsultRefusal::None),
+        ] {
+            assert_eq!(
+                refusal_status(&conflict),
+                StatusCode::CONFLICT,
+                "{conflict}"
+            );
+        }
     }
 }

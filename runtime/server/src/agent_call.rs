@@ -55,18 +55,7 @@ pub enum Target {
 }
 
 pub use crate::trunk_channels::default_trunk;
-
-/// Whether `user` is a number that may be dialled: digits (`*`, `#`), a leading `+`, at most
-/// 32 characters.
-fn is_number(user: &str) -> bool {
-    !user.is_empty()
-        && user.len() <= 32
-        && user
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c.is_ascii_digit() || "*#".contains(c) || (i == 0 && c == '+'))
-        && user.chars().any(|c| c.is_ascii_digit())
-}
+use crate::trunk_channels::is_number;
 
 impl Target {
     /// The target `user` names in `config`: a configured agent or queue, or a number when

@@ -442,8 +442,7 @@ impl Task {
         };
         let trunk = queue
             .callback_trunk(&config.trunks)
-            .and_then(|t| config.trunks.get(t))
-            .cloned();
+            .and_then(|t| config.trunks.get(t).map(|c| (t.to_string(), c.clone())));
         if self.kept.queued {
             let _ = self.services.acd.send(AcdMsg::KeepCallback {
                 call: self.kept.key,
@@ -483,9 +482,18 @@ impl Task {
             {
                 tracing::warn!(error = %e, "callback dial not written");
             }
-            let dialled = match &trunk {
-                Some(t) => self.dial_caller(t).await,
-                None => {
+            // The dial takes one of the trunk's channels (shared with campaigns and agents'
+            // calls to numbers) for as long as the call lasts; a full trunk fails the attempt.
+            let channel = trunk
+                .as_ref()
+                .and_then(|(name, t)| self.services.trunks.try_take(name, t.max_calls));
+            let dialled = match (&trunk, &channel) {
+                (Some((_, t)), Some(_)) => self.dial_caller(t).await,
+                (Some((name, _)), None) => {
+                    tracing::warn!(trunk = %name, "every channel of the trunk is in use");
+                    Dialled::Not(CallbackResult::Failed)
+                }
+                (None, _) => {
                     tracing::warn!("no trunk to dial the caller through");
                     Dialled::Not(CallbackResult::Failed)
                 }
@@ -521,6 +529,7 @@ impl Task {
                     return;
                 }
                 Dialled::Not(result) => {
+                    drop(channel);
                     agent_leg.end(&self.services);
                     let _ = self
                         .services

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 /// How often a running campaign reads its list again (numbers added or gone).
 const LIST_REFRESH: Duration = Duration::from_secs(60);
@@ -45,16 +45,8 @@ pub type ContactRow = IndexMap<String, Value>;
 pub fn start_all(services: &Services) {
     let deployment = services.live.current();
     let config = &deployment.config;
-    // The trunks' channels are shared with agents' transfers to numbers.
-    let mut trunks: HashMap<String, Arc<Semaphore>> = HashMap::new();
-    for (name, t) in &config.trunks {
-        trunks.insert(name.clone(), services.trunks.of(name, t.max_calls));
-    }
     for (name, campaign) in &config.campaigns {
         let Some(trunk) = config.trunks.get(&campaign.trunk) else {
-            continue;
-        };
-        let Some(channels) = trunks.get(&campaign.trunk).cloned() else {
             continue;
         };
         let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
@@ -79,7 +71,6 @@ pub fn start_all(services: &Services) {
             campaign: campaign.clone(),
             trunk: Arc::new(trunk.clone()),
             list: config.queries.get(&campaign.list).cloned(),
-            channels,
             view,
         };
         let span = tracing::info_span!("campaign", name = %name);
@@ -93,7 +84,6 @@ struct CampaignTask {
     campaign: CampaignConfig,
     trunk: Arc<TrunkConfig>,
     list: Option<QueryDef>,
-    channels: Arc<Semaphore>,
     view: Arc<Mutex<CampaignView>>,
 }
 
@@ -248,8 +238,14 @@ impl CampaignTask {
             while let Some(out) = dialler.poll_output() {
                 match out {
                     Output::Dial { phone, attempt } => {
-                        match Arc::clone(&self.channels).try_acquire_owned() {
-                            Ok(permit) => {
+                        // The trunk's channels are shared with agents' transfers to
+                        // numbers; its count is the current deployment's.
+                        let channel = self
+                            .services
+                            .trunks
+                            .try_take(&self.campaign.trunk, self.trunk.max_calls);
+                        match channel {
+                            Some(permit) => {
                                 let contact = contacts.get(&phone).cloned().unwrap_or_default();
                                 let a = Attempt {
                                     services: self.services.clone(),
@@ -267,7 +263,7 @@ impl CampaignTask {
                                     drop(permit);
                                 });
                             }
-                            Err(_) => dialler.handle_input(Input::NotPlaced { phone }, clock.now()),
+                            None => dialler.handle_input(Input::NotPlaced { phone }, clock.now()),
                         }
                     }
                     Output::Finished => tracing::info!("every number is done"),

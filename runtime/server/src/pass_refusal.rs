@@ -15,9 +15,6 @@ pub enum PassRefusal {
     /// The ACD refused the queue or the agent.
     #[error("{0}")]
     Queue(TransferRefused),
-    /// A number: there is no trunk to reach it.
-    #[error("cannot transfer to the number {0}: no trunk is configured for outside calls")]
-    Number(String),
     /// The agent named itself.
     #[error("an agent cannot transfer a call to itself")]
     Yourself,
@@ -55,7 +52,7 @@ impl PassRefusal {
                 | TransferRefused::AgentOffline(_)
                 | TransferRefused::NoQueue(_),
             ) => 480,
-            PassRefusal::Number(_) | PassRefusal::Yourself => 403,
+            PassRefusal::Yourself => 403,
             PassRefusal::NoSuchDialog => 481,
             PassRefusal::NotYourDialog => 403,
             PassRefusal::EarlyDialog => 480,

@@ -3,8 +3,9 @@
 //! from the agent console. A queue target goes back to the ACD at the head of that queue, an
 //! agent target to the head of a queue for that agent only ([`AcdMsg::Transfer`]), with the
 //! screen pop plus `transferred_by` and `note`; the first agent's leg ends once the ACD took
-//! the call. Numbers wait for trunks (refused, 403). A refused target leaves the caller with the
-//! agent, and the REFER's NOTIFY (or the console) says why.
+//! the call. A number is dialled through the default trunk (`consult.rs`): the caller stays
+//! with the agent until it answers (no trunk: refused, 403; the trunk full: 503). A refused
+//! target leaves the caller with the agent, and the REFER's NOTIFY (or the console) says why.
 
 use super::*;
 use crate::acd_task::{PassOrigin, TransferTo};
@@ -36,13 +37,7 @@ impl PassTarget {
         if config.agents.contains_key(user) {
             return Some(PassTarget::Agent(user.to_string()));
         }
-        let number = !user.is_empty()
-            && user.len() <= 32
-            && user
-                .chars()
-                .enumerate()
-                .all(|(i, c)| c.is_ascii_digit() || "*#".contains(c) || (i == 0 && c == '+'));
-        number.then(|| PassTarget::Number(user.to_string()))
+        crate::trunk_channels::is_number(user).then(|| PassTarget::Number(user.to_string()))
     }
 }
 
@@ -247,7 +242,14 @@ mod tests {
         );
         assert_eq!(PassTarget::parse("queue.", &config), None);
         assert_eq!(PassTarget::parse("alice", &config), None);
-        assert_eq!(PassRefusal::Number("1".into()).code(), 403);
+        // A number has a digit: `+`, `*` or `#` alone is not one (no `sip:+@trunk`).
+        for sign in ["+", "*", "#", "+#", "**"] {
+            assert_eq!(PassTarget::parse(sign, &config), None, "{sign}");
+        }
+        assert_eq!(
+            PassTarget::parse("*21#", &config),
+            Some(PassTarget::Number("*21#".into()))
+        );
         assert_eq!(
             PassRefusal::Queue(TransferRefused::NoAgents("x".into())).code(),
             480
