@@ -441,11 +441,12 @@ fn a_servers_local_day_finds_its_recordings() {
     let ats: Vec<String> = block_on(async {
         let url = format!("sqlite://{}", dir.join("ivr-data/ivr.db").display());
         let pool = sqlx::SqlitePool::connect(&url).await.expect("database");
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT CAST(at AS TEXT) FROM supervisor_events WHERE action = 'search'")
-                .fetch_all(&pool)
-                .await
-                .expect("supervisor_events");
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT CAST(at AS TEXT) FROM supervisor_events WHERE action = 'search'",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("supervisor_events");
         pool.close().await;
         rows.into_iter().map(|r| r.0).collect()
     });

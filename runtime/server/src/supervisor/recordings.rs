@@ -379,9 +379,15 @@ mod tests {
     #[test]
     fn times_are_the_servers_local_time() {
         let local = |t: &str| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").ok();
-        assert_eq!(parse_time("2026-12-07", false), local("2026-12-07 00:00:00"));
+        assert_eq!(
+            parse_time("2026-12-07", false),
+            local("2026-12-07 00:00:00")
+        );
         assert_eq!(parse_time("2026-12-07", true), local("2026-12-08 00:00:00"));
-        assert_eq!(parse_time("2026-12-07T09:30", false), local("2026-12-07 09:30:00"));
+        assert_eq!(
+            parse_time("2026-12-07T09:30", false),
+            local("2026-12-07 09:30:00")
+        );
         let utc = chrono::DateTime::parse_from_rfc3339("2026-12-07T01:00:00Z")
             .map(|t| t.with_timezone(&chrono::Local).naive_local())
             .ok();
