@@ -243,8 +243,8 @@ async fn run(s: &Arc<Supervisors>, who: &str, call_id: &str, mode: Mode, mut ws:
                             continue;
                         };
                         if m != current {
-                            // Room for both rows (and the final stop), or the switch is refused: the rows always
-                            // say which mode was on.
+                            // Room for both rows (and the final stop), or the switch is
+                            // refused: the rows always say which mode was on.
                             if events.capacity() < 3 {
                                 if !send(&mut ws, &ToPage::Error { message: "too many mode changes; try again" }).await {
                                     break None;
@@ -298,7 +298,8 @@ mod tests {
         let (tx, task) = event_writer(move |action: String| {
             let into = Arc::clone(&into);
             async move {
-                // The earlier the row, the slower its write (`start` rows are the slowest).
+                // `start` rows are slow to write, `stop` rows fast: written each on its own,
+                // a stop would overtake the start sent before it.
                 let ms = if action.ends_with("start") { 30 } else { 1 };
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 into.lock().map(|mut v| v.push(action)).unwrap_or_default();
