@@ -2016,8 +2016,14 @@ fn a_supervisor_searches_and_plays_a_recording_in_headless_chromium() {
     )
     .expect("config");
     let work = config.parent().expect("dir").to_path_buf();
-    let server = Server::start(&config, &[]);
-    let file = work.join("recordings/calls/2026-12-06/c1.wav");
+    // The server and the browser in UTC+8 (Asia/Shanghai has no summer time): recordings are
+    // kept in the server's local time, searched by its local day and shown as stored.
+    let server = Server::start_env(&config, &[("TZ", "Asia/Shanghai")], &[]);
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    let yesterday = today.pred_opt().expect("yesterday");
+    let day = today.format("%Y-%m-%d").to_string();
+    let at = |d: chrono::NaiveDate, t: &str| format!("{} {t}", d.format("%Y-%m-%d"));
+    let file = work.join(format!("recordings/calls/{day}/c1.wav"));
     fs::create_dir_all(file.parent().expect("folder")).expect("folder");
     ivr_media::audio::write_wav(&file, &tone(500.0, 3000)).expect("wav");
     let db = work.join("ivr-data/ivr.db");
@@ -2030,15 +2036,16 @@ fn a_supervisor_searches_and_plays_a_recording_in_headless_chromium() {
                 "c1",
                 "13900000042",
                 Some(file.display().to_string()),
-                "2026-12-06 10:00:00",
+                at(today, "10:00:00"),
             ),
             (
                 "c2",
                 "<img src=x onerror=window.pwned=true>0042",
                 None,
-                "2026-12-06 11:00:00",
+                at(today, "20:00:00"),
             ),
-            ("c3", "13811111111", None, "2026-12-06 12:00:00"),
+            ("c3", "13811111111", None, at(today, "12:00:00")),
+            ("c4", "13900000042", None, at(yesterday, "20:00:00")),
         ] {
             sqlx::query(
                 "INSERT INTO recordings (call_id, flow, node, save_table, caller, file, length_ms, \
@@ -2065,8 +2072,10 @@ fn a_supervisor_searches_and_plays_a_recording_in_headless_chromium() {
             "3001",
             "pw3001",
             "0042",
+            &day,
         ])
         .env("CHROMIUM", &chromium)
+        .env("PAGE_TZ", "Asia/Shanghai")
         .stdin(Stdio::null())
         .stdout(fs::File::create(&out).expect("out"))
         .stderr(fs::File::create(&err).expect("err"))
@@ -2087,7 +2096,19 @@ fn a_supervisor_searches_and_plays_a_recording_in_headless_chromium() {
         "the live calls were polled: {v}"
     );
     let listed = v["listed"].as_array().expect("rows");
-    assert_eq!(listed.len(), 2, "c1 and c2 hold 0042: {v}");
+    assert_eq!(
+        listed.len(),
+        2,
+        "c1 and c2 hold 0042 today (c4 is yesterday's): {v}"
+    );
+    assert_eq!(listed[0][0], at(today, "20:00:00"), "as stored: {v}");
+    assert_eq!(listed[1][0], at(today, "10:00:00"), "as stored: {v}");
+    assert!(
+        v["playing"]
+            .as_str()
+            .is_some_and(|p| p.contains(&at(today, "10:00:00"))),
+        "{v}"
+    );
     assert_eq!(
         listed[0][2], "<img src=x onerror=window.pwned=true>0042",
         "{v}"

@@ -1090,3 +1090,51 @@ fn campaign_settings_and_contact_fields_are_checked() {
         "{out}"
     );
 }
+
+/// `[recording]` is a known section with keys of its own: a misspelt section or key gets a
+/// "did you mean".
+#[test]
+fn recording_section_and_keys_get_did_you_mean() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-{}-recording", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).expect("dir");
+    std::fs::write(
+        dir.join("flows/notice.flow"),
+        "flow notice {\n    language zh-CN\n    entry    start\n}\n\nstep start {\n    \
+         served \"notice\"\n    hangup\n}\n",
+    )
+    .expect("flow");
+    let config = dir.join("ivr.toml");
+    let path = config.to_str().unwrap_or_default();
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[recordings]\ncalls = \"all\"\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("unknown key `recordings`") && out.contains("did you mean `recording`?"),
+        "{out}"
+    );
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[recording]\ncalls = \"all\"\nkeeps = \"90d\"\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("unknown key `keeps` (in `recording.keeps`)")
+            && out.contains("did you mean `keep`?"),
+        "{out}"
+    );
+    std::fs::write(
+        &config,
+        "[paths]\nflows = \"flows\"\n\n[recording]\ncalls = \"all\"\nkeep = \"90d\"\n",
+    )
+    .expect("config");
+    let o = ivr(&["--config", path, "check"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

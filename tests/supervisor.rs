@@ -300,7 +300,8 @@ fn basic_and_session_logins_work_and_are_logged() {
     server.stop(Duration::from_secs(10));
 }
 
-/// A recordings row: call id, caller, agent, queue, kind, started at (UTC), file.
+/// A recordings row: call id, caller, agent, queue, kind, started at (the server's local
+/// time), file.
 type Row<'a> = (
     &'a str,
     &'a str,
@@ -374,6 +375,91 @@ fn recording_id(addr: SocketAddr, auth: &str, call: &str) -> u64 {
         .find(|r| r["call_id"] == call)
         .and_then(|r| r["id"].as_u64())
         .expect("the recording's id")
+}
+
+/// The server's local day of now in Asia/Shanghai (UTC+8 all year round), and that local time.
+fn shanghai_now() -> chrono::NaiveDateTime {
+    (chrono::Utc::now() + chrono::Duration::hours(8)).naive_utc()
+}
+
+/// On a server in UTC+8, recordings (kept in the server's local time, as every table) are
+/// found by the server's local day, and shown as stored; an instant with `Z` is turned into
+/// the server's time; `supervisor_events.at` is the server's local time too.
+#[test]
+fn a_servers_local_day_finds_its_recordings() {
+    let config = deployment("local-day", "sqlite://ivr-data/ivr.db");
+    let dir = config.parent().expect("dir").to_path_buf();
+    let mut server = Server::start_env(&config, &[("TZ", "Asia/Shanghai")], &[]);
+    let addr = server.http();
+    let auth = basic(SUPERVISOR, PASSWORD);
+    let now = shanghai_now();
+    let today = now.date();
+    let yesterday = today.pred_opt().expect("yesterday");
+    let at = |d: chrono::NaiveDate, t: &str| format!("{} {t}", d.format("%Y-%m-%d"));
+    let (y, t1, t2) = (
+        at(yesterday, "20:00:00"),
+        at(today, "00:30:00"),
+        at(today, "20:00:00"),
+    );
+    add_recordings(
+        &dir,
+        &[
+            ("y", "13900000001", None, None, "call", &y, None),
+            ("t1", "13900000002", None, None, "call", &t1, None),
+            ("t2", "13900000003", None, None, "call", &t2, None),
+        ],
+    );
+    let day = today.format("%Y-%m-%d").to_string();
+    assert_eq!(
+        found(addr, &auth, &format!("since={day}&until={day}")),
+        ["t2", "t1"]
+    );
+    // The server's local midnight as a UTC instant (16:00 the day before).
+    let midnight_utc = format!("{}T16:00:00Z", yesterday.format("%Y-%m-%d"));
+    assert_eq!(
+        found(addr, &auth, &format!("since={midnight_utc}&until={day}")),
+        ["t2", "t1"]
+    );
+    assert_eq!(
+        found(
+            addr,
+            &auth,
+            &format!("since={day}T00:00:00%2B08:00&until={day}T12:00")
+        ),
+        ["t1"]
+    );
+    // Shown as stored.
+    let (_, _, body) = request(
+        addr,
+        "GET",
+        &format!("/supervisor/recordings?since={day}"),
+        &[("Authorization", &auth)],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(v["recordings"][0]["recorded_at"], t2.as_str(), "{v}");
+    // The searches' rows are in the server's local time, within a minute of now.
+    let ats: Vec<String> = block_on(async {
+        let url = format!("sqlite://{}", dir.join("ivr-data/ivr.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("database");
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT CAST(at AS TEXT) FROM supervisor_events WHERE action = 'search'",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("supervisor_events");
+        pool.close().await;
+        rows.into_iter().map(|r| r.0).collect()
+    });
+    assert!(!ats.is_empty());
+    for a in &ats {
+        let t = chrono::NaiveDateTime::parse_from_str(&a[..19.min(a.len())], "%Y-%m-%d %H:%M:%S")
+            .expect("a time");
+        assert!(
+            (t - now).num_seconds().abs() < 120,
+            "{a} is not the server's local time (now {now})"
+        );
+    }
+    server.stop(Duration::from_secs(10));
 }
 
 #[test]
@@ -489,7 +575,7 @@ fn recordings_are_searched_and_played_with_ranges() {
         found(
             addr,
             &auth,
-            "since=2026-12-04T23:59:59Z&until=2026-12-05T00:30"
+            "since=2026-12-04T23:59:59&until=2026-12-05T00:30"
         ),
         ["c5", "c4"]
     );

@@ -54,6 +54,9 @@ impl RecordingConfig {
     }
 }
 
+/// The keys `[recording]` takes, for "did you mean" on unknown keys.
+pub(crate) const RECORDING_KEYS: &[&str] = &["calls", "folder", "keep"];
+
 /// `[recording]` as written.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawRecording {

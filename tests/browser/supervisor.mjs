@@ -1,16 +1,18 @@
 // The supervisors' page of `ivr serve` in headless Chromium:
 //
-//   node supervisor.mjs URL SUPERVISOR PASSWORD CALLER_PART
+//   node supervisor.mjs URL SUPERVISOR PASSWORD CALLER_PART [DAY]
 //
 // First without a password: the page is refused (401). Then with HTTP Basic: the page shows
 // who is logged in and takes a session cookie; a search by CALLER_PART lists the recordings
 // (a caller written as HTML must show as text, and run nothing); the first recording with
 // audio is played in the page's player and sought into (range requests). Prints one JSON line
-// and exits 0; exits 1 with a message on failure. CHROMIUM names the browser binary.
+// and exits 0; exits 1 with a message on failure. CHROMIUM names the browser binary; PAGE_TZ
+// the browser's time zone (its default otherwise). With DAY (YYYY-MM-DD) the search is from
+// and to that day.
 
 import { chromium } from "playwright-core";
 
-const [url, id, password, part] = process.argv.slice(2);
+const [url, id, password, part, day] = process.argv.slice(2);
 if (!part) {
   console.error("usage: node supervisor.mjs URL SUPERVISOR PASSWORD CALLER_PART");
   process.exit(2);
@@ -35,7 +37,10 @@ try {
   const refusedStatus = (await stranger.request.get(url)).status();
   await stranger.close();
 
-  const context = await browser.newContext({ httpCredentials: { username: id, password } });
+  const context = await browser.newContext({
+    httpCredentials: { username: id, password },
+    ...(process.env.PAGE_TZ ? { timezoneId: process.env.PAGE_TZ } : {}),
+  });
   const page = await context.newPage();
   page.on("console", (m) => console.error("page: " + m.text()));
   const ranges = [];
@@ -58,6 +63,10 @@ try {
   const status = await page.$eval("#status", (e) => e.textContent);
 
   await page.fill("#search input[name=caller]", part);
+  if (day) {
+    await page.fill("#search input[name=from]", day);
+    await page.fill("#search input[name=to]", day);
+  }
   await page.click("#search button[type=submit]");
   const rows = () => page.$$eval("#recordings tr", (trs) => trs.map((tr) => Array.from(tr.cells).map((c) => c.textContent)));
   await until("recordings", async () => (await rows()).length > 0, 10_000);

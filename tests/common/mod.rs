@@ -144,8 +144,30 @@ impl Server {
         Server::launch_binary(Path::new(env!("CARGO_BIN_EXE_ivr")), config, watch, extra)
     }
 
+    /// [`Server::start`] with environment variables of its own for `ivr serve` (`TZ`, say).
+    pub fn start_env(config: &Path, env: &[(&str, &str)], extra: &[&str]) -> Server {
+        Server::launch_binary_env(
+            Path::new(env!("CARGO_BIN_EXE_ivr")),
+            config,
+            false,
+            env,
+            extra,
+        )
+    }
+
     /// [`Server::launch`] with the `ivr` binary at `binary`.
     pub fn launch_binary(binary: &Path, config: &Path, watch: bool, extra: &[&str]) -> Server {
+        Server::launch_binary_env(binary, config, watch, &[], extra)
+    }
+
+    /// [`Server::launch_binary`] with the environment variables `env` set for `ivr serve`.
+    pub fn launch_binary_env(
+        binary: &Path,
+        config: &Path,
+        watch: bool,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Server {
         let dir = config.parent().expect("dir");
         for _ in 0..20 {
             let port = {
@@ -167,6 +189,7 @@ impl Server {
                 })
                 .args(extra)
                 .env("IVR_LOG", "info")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(fs::File::create(&out).expect("out"))
                 .stderr(fs::File::create(&err).expect("err"))

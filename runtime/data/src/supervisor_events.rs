@@ -27,7 +27,7 @@ pub struct SupervisorEvent {
     pub action: String,
     /// The call it was about, if any.
     pub call_id: Option<String>,
-    /// When, `YYYY-MM-DD HH:MM:SS` (UTC).
+    /// When, `YYYY-MM-DD HH:MM:SS` (the server's local time, as in every other table).
     pub at: String,
 }
 

@@ -143,6 +143,43 @@ async fn fail(ws: &mut WebSocket, message: &str) {
     let _ = ws.send(Message::Close(None)).await;
 }
 
+/// The rows of one session waiting to be written (each mode switch takes two; one place is
+/// always left for the final stop).
+const EVENTS_WAITING: usize = 16;
+
+/// The writer of one session's `supervisor_events` rows (`write` writes one), in the order
+/// they are sent, one at a time, and its task (done once the sender is dropped and every row
+/// sent is written).
+fn event_writer<W, F>(write: W) -> (mpsc::Sender<String>, tokio::task::JoinHandle<()>)
+where
+    W: Fn(String) -> F + Send + 'static,
+    F: std::future::Future<Output = ()> + Send,
+{
+    let (tx, mut rx) = mpsc::channel::<String>(EVENTS_WAITING);
+    let task = tokio::spawn(
+        async move {
+            while let Some(action) = rx.recv().await {
+                write(action).await;
+            }
+        }
+        .in_current_span(),
+    );
+    (tx, task)
+}
+
+/// [`event_writer`] into `supervisor_events`: `who` did each action on `call_id`.
+fn session_events(
+    s: &Arc<Supervisors>,
+    who: &str,
+    call_id: &str,
+) -> (mpsc::Sender<String>, tokio::task::JoinHandle<()>) {
+    let (s, who, call) = (Arc::clone(s), who.to_string(), call_id.to_string());
+    event_writer(move |action| {
+        let (s, who, call) = (Arc::clone(&s), who.clone(), call.clone());
+        async move { s.log_event(&who, &action, Some(&call)).await }
+    })
+}
+
 /// One supervisor's session, from the offer to its end.
 async fn run(s: &Arc<Supervisors>, who: &str, call_id: &str, mode: Mode, mut ws: WebSocket) {
     let Some(sdp) = offer(&mut ws).await else {
@@ -177,8 +214,11 @@ async fn run(s: &Arc<Supervisors>, who: &str, call_id: &str, mode: Mode, mut ws:
         return;
     }
     let mut current = mode;
-    s.log_event(who, &format!("{}_start", current.as_str()), Some(call_id))
-        .await;
+    // One task writes this session's rows, in the order they are sent: the media loop never
+    // waits for the database, and a mode switch's rows cannot overtake each other or the
+    // final stop.
+    let (events, written) = session_events(s, who, call_id);
+    let _ = events.try_send(format!("{}_start", current.as_str()));
     // One mode change per message of the page's (itself bounded in size and read one at a
     // time): the media loop takes each at once.
     let (modes_tx, mut modes_rx) = mpsc::unbounded_channel();
@@ -203,17 +243,20 @@ async fn run(s: &Arc<Supervisors>, who: &str, call_id: &str, mode: Mode, mut ws:
                             continue;
                         };
                         if m != current {
+                            // Room for both rows (and the final stop), or the switch is
+                            // refused: the rows always say which mode was on.
+                            if events.capacity() < 3 {
+                                if !send(&mut ws, &ToPage::Error { message: "too many mode changes; try again" }).await {
+                                    break None;
+                                }
+                                continue;
+                            }
                             if modes_tx.send(m).is_err() {
                                 break None;
                             }
                             tracing::info!(mode = m.as_str(), "supervisor's mode");
-                            // Written beside the media loop, which must not wait for a database.
-                            let (s, who, call) = (Arc::clone(s), who.to_string(), call_id.to_string());
-                            let (old, new) = (current, m);
-                            tokio::spawn(async move {
-                                s.log_event(&who, &format!("{}_stop", old.as_str()), Some(&call)).await;
-                                s.log_event(&who, &format!("{}_start", new.as_str()), Some(&call)).await;
-                            });
+                            let _ = events.try_send(format!("{}_stop", current.as_str()));
+                            let _ = events.try_send(format!("{}_start", m.as_str()));
                             current = m;
                         }
                         if !send(&mut ws, &ToPage::Mode { mode: current.as_str() }).await {
@@ -228,10 +271,57 @@ async fn run(s: &Arc<Supervisors>, who: &str, call_id: &str, mode: Mode, mut ws:
     };
     drop(end);
     session.close().await;
-    s.log_event(who, &format!("{}_stop", current.as_str()), Some(call_id))
-        .await;
+    // The final stop is kept for last (one place is always left for it), after every row
+    // before it is written.
+    let _ = events.send(format!("{}_stop", current.as_str())).await;
+    drop(events);
+    if let Err(e) = written.await {
+        tracing::warn!(error = %e, "supervisor events' writer ended abnormally");
+    }
     if why == Some(SuperviseEnd::CallGone) {
         let _ = send(&mut ws, &ToPage::Ended { why: "call" }).await;
     }
     let _ = ws.send(Message::Close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Rows are written in the order they are sent even when the first writes are the
+    /// slowest, and all of them are written once the task is awaited.
+    #[tokio::test]
+    async fn a_sessions_rows_are_written_in_order() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let into = Arc::clone(&written);
+        let (tx, task) = event_writer(move |action: String| {
+            let into = Arc::clone(&into);
+            async move {
+                // `start` rows are slow to write, `stop` rows fast: written each on its own,
+                // a stop would overtake the start sent before it.
+                let ms = if action.ends_with("start") { 30 } else { 1 };
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                into.lock().map(|mut v| v.push(action)).unwrap_or_default();
+            }
+        });
+        let mut sent = vec!["listen_start".to_string()];
+        for (old, new) in [
+            ("listen", "whisper"),
+            ("whisper", "barge"),
+            ("barge", "listen"),
+        ] {
+            sent.push(format!("{old}_stop"));
+            sent.push(format!("{new}_start"));
+        }
+        for action in &sent {
+            assert!(tx.try_send(action.clone()).is_ok());
+        }
+        sent.push("listen_stop".into());
+        assert!(tx.send("listen_stop".into()).await.is_ok());
+        drop(tx);
+        assert!(task.await.is_ok());
+        let written = written.lock().map(|v| v.clone()).unwrap_or_default();
+        assert_eq!(written, sent);
+    }
 }

@@ -115,7 +115,8 @@ impl Supervisors {
         let Some(pool) = &self.pool else {
             return;
         };
-        let at = chrono::Utc::now().naive_utc();
+        // The server's local time, as every other table keeps it.
+        let at = chrono::Local::now().naive_local();
         let write = ivr_data::supervisor_events::insert(pool, who, action, call_id, at);
         match tokio::time::timeout(EVENT_WITHIN, write).await {
             Ok(Ok(())) => {}

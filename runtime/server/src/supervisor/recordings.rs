@@ -3,7 +3,8 @@
 //! - `GET /supervisor/recordings?caller=&agent=&queue=&since=&until=&kind=&limit=&offset=`:
 //!   one page (at most [`MAX_PAGE`] rows, newest first) of the recordings of both kinds as
 //!   JSON, without their paths; `caller` matches any part of the number; `since` and `until`
-//!   are UTC, `YYYY-MM-DD` (`until` a whole day: up to its end) or `YYYY-MM-DDTHH:MM[:SS][Z]`.
+//!   are the server's local time (as the rows keep it), `YYYY-MM-DD` (`until` a whole day: up
+//!   to its end) or `YYYY-MM-DDTHH:MM[:SS]` (an instant with `Z` or an offset is converted).
 //!   A `search` row of `supervisor_events`.
 //! - `GET /supervisor/recordings/ID`: the recording's WAV file, streamed, with one `Range`
 //!   (206 and `Content-Range`; 416 for any other range, see [`super::byte_range`]). The file
@@ -61,15 +62,26 @@ fn failed(e: &ivr_data::DataError) -> Response {
         .into_response()
 }
 
-/// A time of the search: `YYYY-MM-DD` (its start; with `end`, the next day's start) or
-/// `YYYY-MM-DDTHH:MM[:SS]` with an optional `Z` (UTC either way).
+/// A time of the search, in the server's local time as the rows keep it: `YYYY-MM-DD` (its
+/// start; with `end`, the next day's start) or `YYYY-MM-DDTHH:MM[:SS]`. An instant with `Z` or
+/// an offset (`2026-12-07T01:00:00Z`, `...+08:00`) is turned into the server's local time.
 pub fn parse_time(s: &str, end: bool) -> Option<NaiveDateTime> {
     let s = s.trim();
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         let d = if end { d.succ_opt()? } else { d };
         return d.and_hms_opt(0, 0, 0);
     }
-    let s = s.strip_suffix('Z').unwrap_or(s);
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&chrono::Local).naive_local());
+    }
+    if let Some(utc) = s.strip_suffix('Z') {
+        return parse_naive(utc).map(|t| t.and_utc().with_timezone(&chrono::Local).naive_local());
+    }
+    parse_naive(s)
+}
+
+/// A date and time without a zone.
+fn parse_naive(s: &str) -> Option<NaiveDateTime> {
     for f in [
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%dT%H:%M:%S",
@@ -346,7 +358,7 @@ mod tests {
         assert_eq!(s.queue.as_deref(), Some("billing"));
         assert_eq!(s.kind.as_deref(), Some("call"));
         assert_eq!(s.since, parse_time("2026-12-01T00:00", false));
-        assert_eq!(s.until, parse_time("2026-12-07T00:00:00Z", false));
+        assert_eq!(s.until, parse_time("2026-12-07T00:00:00", false));
         assert_eq!((s.limit, s.offset), (20, 40));
         assert_eq!(parse_search("").ok(), Some(Search::default()));
         for bad in [
@@ -360,5 +372,27 @@ mod tests {
             assert!(parse_search(bad).is_err(), "{bad}");
         }
         assert!(parse_search(&format!("caller={}", "1".repeat(65))).is_err());
+    }
+
+    /// Dates and times without a zone are the server's local time, as the rows keep it; an
+    /// instant with `Z` or an offset is turned into it.
+    #[test]
+    fn times_are_the_servers_local_time() {
+        let local = |t: &str| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").ok();
+        assert_eq!(
+            parse_time("2026-12-07", false),
+            local("2026-12-07 00:00:00")
+        );
+        assert_eq!(parse_time("2026-12-07", true), local("2026-12-08 00:00:00"));
+        assert_eq!(
+            parse_time("2026-12-07T09:30", false),
+            local("2026-12-07 09:30:00")
+        );
+        let utc = chrono::DateTime::parse_from_rfc3339("2026-12-07T01:00:00Z")
+            .map(|t| t.with_timezone(&chrono::Local).naive_local())
+            .ok();
+        assert_eq!(parse_time("2026-12-07T01:00:00Z", false), utc);
+        assert_eq!(parse_time("2026-12-07T01:00Z", false), utc);
+        assert_eq!(parse_time("2026-12-07T09:00:00+08:00", false), utc);
     }
 }
