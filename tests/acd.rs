@@ -1109,6 +1109,24 @@ fn a_transferred_call_is_recorded_caller_left_agent_right() {
         r1k > 1_000.0 && r1k > 20.0 * r440,
         "right: 440 Hz {r440}, 1 kHz {r1k}"
     );
+    // `/metrics`: the frames written, none dropped.
+    let (code, _, metrics) = http_get(server.http(), "/metrics");
+    assert_eq!(code, 200);
+    let value = |name: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert_eq!(
+        value("ivr_recording_frames_dropped_total"),
+        Some(0),
+        "{metrics}"
+    );
+    // Both legs, 50 frames a second each, for at least 2.5 s.
+    assert!(
+        value("ivr_recording_frames_written_total").is_some_and(|n| n >= 200),
+        "{metrics}"
+    );
 }
 
 /// `kill -9` while a call is recorded (`calls = "all"`): the file on disk is a playable WAV

@@ -144,6 +144,8 @@ fn metrics_and_state_show_calls_by_flow_and_node_queues_agents_and_late_frames()
         "ivr_agents{state=\"offline\"} 1",
         "ivr_agents{state=\"available\"} 0",
         "ivr_reloads_total{result=\"failed\"} 0",
+        "ivr_recording_frames_written_total 0",
+        "ivr_recording_frames_dropped_total 0",
         // (How late the pacer is depends on the machine's load: only that they are there.)
         "# TYPE ivr_rtp_late_ticks_total counter",
         "# TYPE ivr_rtp_late_packets_total counter",

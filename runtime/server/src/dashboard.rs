@@ -452,6 +452,7 @@ impl Dashboard {
             ivr_media::latch::foreign_packets_total(),
             ivr_media::srtp::auth_failures_total(),
         );
+        recording_metrics(self.services.recorder.stats(), out);
         if let Some(w) = &self.services.writer {
             let st = w.stats();
             let _ = write!(
@@ -489,6 +490,22 @@ impl Dashboard {
              ivr_db_errors_total{{operation=\"records\"}} {record_errors}\n"
         );
     }
+}
+
+/// The recorder's counters: frames the writer thread took, and frames dropped because its
+/// channel was full (the disk did not keep up).
+fn recording_metrics(st: &ivr_media::recorder::RecorderStats, out: &mut String) {
+    let _ = write!(
+        out,
+        "# HELP ivr_recording_frames_written_total Frames of call recordings the writer thread took to write to their files.\n\
+         # TYPE ivr_recording_frames_written_total counter\n\
+         ivr_recording_frames_written_total {}\n\
+         # HELP ivr_recording_frames_dropped_total Frames of call recordings dropped because the writer's queue was full (the disk is not keeping up).\n\
+         # TYPE ivr_recording_frames_dropped_total counter\n\
+         ivr_recording_frames_dropped_total {}\n",
+        st.received.load(Ordering::Relaxed),
+        st.dropped.load(Ordering::Relaxed),
+    );
 }
 
 /// A label value in the Prometheus text format (backslash, quote and newline escaped).
@@ -670,5 +687,24 @@ mod tests {
         );
         assert_eq!(super::query_flow(&uri("/dashboard/ws?flow=%zz")), None);
         assert_eq!(super::query_flow(&uri("/dashboard/ws")), None);
+    }
+
+    #[test]
+    fn the_recorders_counters_are_rendered() {
+        use std::sync::atomic::Ordering;
+        let st = ivr_media::recorder::RecorderStats::default();
+        st.received.store(1500, Ordering::Relaxed);
+        st.dropped.store(3, Ordering::Relaxed);
+        let mut out = String::new();
+        super::recording_metrics(&st, &mut out);
+        let lines: Vec<&str> = out.lines().collect();
+        for line in [
+            "# TYPE ivr_recording_frames_written_total counter",
+            "ivr_recording_frames_written_total 1500",
+            "# TYPE ivr_recording_frames_dropped_total counter",
+            "ivr_recording_frames_dropped_total 3",
+        ] {
+            assert!(lines.contains(&line), "{line}:\n{out}");
+        }
     }
 }
