@@ -478,3 +478,40 @@ fn a_reload_of_ivr_toml_changes_a_running_campaign_and_a_removed_one_pauses() {
         "{s}"
     );
 }
+
+#[test]
+fn a_campaign_added_by_a_reload_starts_paused_with_its_list() {
+    // No call is placed: the campaign is never started, so no gateway is needed.
+    let config = deployment("campaign-added", 9, 1, "1s");
+    let full = fs::read_to_string(&config).expect("ivr.toml");
+    let cut = full.find("[campaigns.arrears]").expect("the campaign");
+    fs::write(&config, &full[..cut]).expect("ivr.toml");
+    let server = Server::launch(&config, true, &[]);
+    let (code, _, body) = http_get(server.http(), "/campaigns/arrears");
+    assert_eq!(code, 404, "{body}");
+
+    // The campaign is added to ivr.toml: the reload starts its task, which reads its list.
+    fs::write(&config, &full).expect("ivr.toml");
+    let started = Instant::now();
+    let s = loop {
+        let (code, _, body) = http_get(server.http(), "/campaigns/arrears");
+        if code == 200 {
+            let s: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            if s["total"] == 3 {
+                break s;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the added campaign has not read its list in 30 s: {code} {body}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(s["running"], false, "{s}");
+    assert!(s["error"].is_null(), "{s}");
+    // It is steered like the others.
+    let (code, _, body) = http_get(server.http(), "/campaigns");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"arrears\""), "{body}");
+}

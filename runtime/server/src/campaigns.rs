@@ -41,8 +41,29 @@ const CONTROL_QUEUE: usize = 16;
 /// A campaign's list row: its fields by name (`phone`, `arrears`, ...).
 pub type ContactRow = IndexMap<String, Value>;
 
-/// Starts a task for every campaign of the live deployment (at start-up).
+/// Starts a task for every campaign of the live deployment (at start-up), and a watcher
+/// that starts one for every campaign a reload adds (paused unless its `campaign_states`
+/// row says running, as at start-up).
 pub fn start_all(services: &Services) {
+    // Subscribed before the first look: a reload in between is not missed.
+    let mut swaps = services.live.subscribe();
+    swaps.mark_unchanged();
+    start_missing(services);
+    let services = services.clone();
+    let span = tracing::info_span!("campaign_watcher");
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            while swaps.changed().await.is_ok() {
+                start_missing(&services);
+            }
+        },
+        span,
+    ));
+}
+
+/// Starts a task for every campaign of the live deployment that has none (and whose trunk
+/// is in `ivr.toml`). The campaigns already running follow the reload themselves.
+fn start_missing(services: &Services) {
     let deployment = services.live.current();
     let config = &deployment.config;
     for (name, campaign) in &config.campaigns {
@@ -56,7 +77,13 @@ pub fn start_all(services: &Services) {
             trunk: campaign.trunk.clone(),
             ..CampaignView::default()
         }));
-        if let Ok(mut e) = services.campaigns.entries.lock() {
+        {
+            let Ok(mut e) = services.campaigns.entries.lock() else {
+                return;
+            };
+            if e.contains_key(name) {
+                continue;
+            }
             e.insert(
                 name.clone(),
                 Entry {
