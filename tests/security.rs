@@ -1766,3 +1766,132 @@ fn recordings_resist_traversal_huge_ranges_and_password_guessing() {
     assert_eq!(code, 200, "{text}");
     assert!(status_answers("127.0.0.3", http));
 }
+
+/// An INVITE from `sock` (Call-ID `call_id`) offering `RTP/SAVP` with the `a=crypto` lines
+/// `crypto` (each ending in CRLF); the final answer to it within 5 s. A 200 is acknowledged and
+/// the call hung up at once.
+fn savp_invite(
+    sock: &UdpSocket,
+    server: SocketAddr,
+    call_id: &str,
+    crypto: &str,
+) -> Option<String> {
+    let me = sock.local_addr().expect("addr");
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n{crypto}a=sendrecv\r\n",
+        port = me.port()
+    );
+    let head = |method: &str, branch: &str, cseq: u32, to_tag: &str| {
+        format!(
+            "{method} sip:100@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch};rport\r\n\
+             From: <sip:{CALLER}@{me}>;tag=crypto1\r\nTo: <sip:100@{server}>{to_tag}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{CALLER}@{me}>\r\n\
+             Max-Forwards: 70\r\n"
+        )
+    };
+    let invite = format!(
+        "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        head("INVITE", &format!("{call_id}i"), 1, ""),
+        sdp.len()
+    );
+    sock.send_to(invite.as_bytes(), server).expect("send");
+    let started = Instant::now();
+    let mut buf = vec![0u8; 65_536];
+    while started.elapsed() < Duration::from_secs(5) {
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let m = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !m.contains(&format!("Call-ID: {call_id}")) || status_of(&m).is_none_or(|s| s < 200) {
+            continue;
+        }
+        if status_of(&m) == Some(200) {
+            let tag = sip_header(&m, "To")
+                .and_then(|t| t.split("tag=").nth(1))
+                .map(|t| format!(";tag={}", t.trim()))
+                .unwrap_or_default();
+            for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
+                let msg = format!(
+                    "{}Content-Length: 0\r\n\r\n",
+                    head(method, &format!("{call_id}{method}"), cseq, &tag)
+                );
+                sock.send_to(msg.as_bytes(), server).expect("send");
+            }
+        }
+        return Some(m);
+    }
+    None
+}
+
+/// `a=crypto` lines are attacker input (docs/security.md): 50 of them, a 10 KB key parameter,
+/// a key that is not base64, lines with an MKI, none is half-taken; a usable line after 49
+/// unusable ones is the one answered, an offer with no usable line gets 488. The release
+/// build answers every one and a plain call then goes through and hears its prompt.
+#[test]
+fn hostile_crypto_lines_are_skipped_or_refused_and_calls_go_on() {
+    let config = deployment_with("crypto-abuse", "srtp = \"optional\"\n");
+    let server = Server::start_release(&config, &[]);
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("sock");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    const KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    let good = |tag: u32| format!("a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:{KEY}\r\n");
+    let bad_b64 =
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:!!!!not*base64!!!!$$$$%%%%^^^^&&&&****((((\r\n";
+    let mki = format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^20|1:4\r\n");
+    let huge = format!(
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|{}\r\n",
+        "A".repeat(10 * 1024)
+    );
+    let fifty_good: String = (1..=50).map(good).collect();
+    let mut forty_nine_bad_then_good = String::new();
+    for i in 0..49 {
+        forty_nine_bad_then_good.push_str(match i % 3 {
+            0 => bad_b64,
+            1 => &mki,
+            _ => "a=crypto:x AES_CM_128_HMAC_SHA1_80 inline:\r\n",
+        });
+    }
+    forty_nine_bad_then_good.push_str(&good(50));
+    // (offer, the status, the a=crypto tag answered)
+    let cases: [(&str, &str, u16, Option<u32>); 6] = [
+        ("fifty-good", &fifty_good, 200, Some(1)),
+        ("bad-then-good", &forty_nine_bad_then_good, 200, Some(50)),
+        ("huge-key-param", &huge, 488, None),
+        ("bad-base64", bad_b64, 488, None),
+        ("mki", &mki, 488, None),
+        ("no-crypto", "", 488, None),
+    ];
+    for (name, crypto, status, tag) in cases {
+        let call_id = format!("crypto-{name}@test");
+        let m = savp_invite(&sock, server.addr, &call_id, crypto)
+            .unwrap_or_else(|| panic!("{name}: no final answer\n{}", server.log()));
+        assert_eq!(status_of(&m), Some(status), "{name}: {m}\n{}", server.log());
+        let lines: Vec<&str> = m.lines().filter(|l| l.starts_with("a=crypto:")).collect();
+        match tag {
+            Some(tag) => {
+                assert_eq!(lines.len(), 1, "{name}: one line of ours: {m}");
+                assert!(
+                    lines[0]
+                        .starts_with(&format!("a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:")),
+                    "{name}: {m}"
+                );
+                assert!(
+                    !lines[0].contains(KEY),
+                    "{name}: our own key, not theirs: {m}"
+                );
+            }
+            None => assert!(lines.is_empty(), "{name}: {m}"),
+        }
+    }
+    // The server is well: a plain call is answered and hears its prompt.
+    let call = RawCall::place(server.addr);
+    assert!(
+        call.heard(1_500) > 20,
+        "no prompt after the attack\n{}",
+        server.log()
+    );
+    call.hang_up();
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
