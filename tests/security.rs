@@ -1895,3 +1895,345 @@ fn hostile_crypto_lines_are_skipped_or_refused_and_calls_go_on() {
     call.hang_up();
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+const QUEUE_FLOW: &str = r##"
+flow t {
+    title    "security queue test"
+    language zh-CN
+    entry    queue
+}
+
+transfer queue {
+    queue     general
+    music     options
+    max_wait  30s -> bye
+    no_agents -> bye
+    after     -> bye
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
+
+/// The value of header `name` in `msg`, whole line after `name:`.
+fn header_line<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.lines()
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        })
+        .collect()
+}
+
+/// An agent's phone over raw UDP: its SIP socket, its RTP socket, and the dialog of the call
+/// the server placed to it once answered.
+struct RawAgent {
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    server: SocketAddr,
+    /// The server's INVITE to the phone.
+    invite: String,
+    /// Where the server's RTP for the agent's leg is.
+    media: SocketAddr,
+    cseq: u32,
+    /// Every message the phone got, in order.
+    got: Vec<String>,
+}
+
+impl RawAgent {
+    /// Registers agent 2001 (password `s3cret`) from a socket of its own.
+    fn register(server: SocketAddr) -> UdpSocket {
+        let sip = UdpSocket::bind("127.0.0.1:0").expect("sip");
+        sip.send_to(register(&sip, server, 1, None).as_bytes(), server)
+            .expect("send");
+        let challenge = response_to(&sip, 1, 3_000).expect("a challenge");
+        let nonce = nonce_of(&challenge);
+        sip.send_to(
+            register(&sip, server, 2, Some((&nonce, "s3cret"))).as_bytes(),
+            server,
+        )
+        .expect("send");
+        let ok = response_to(&sip, 2, 3_000);
+        assert_eq!(ok.as_deref().and_then(status_of), Some(200), "{ok:?}");
+        sip
+    }
+
+    /// Waits for the server's INVITE on `sip` and answers it.
+    fn answer(sip: UdpSocket, server: SocketAddr) -> RawAgent {
+        let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp");
+        rtp.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        sip.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let mut agent = RawAgent {
+            sip,
+            rtp,
+            server,
+            invite: String::new(),
+            media: server,
+            cseq: 1,
+            got: Vec::new(),
+        };
+        let invite = agent
+            .next(|m| m.starts_with("INVITE "), 10_000)
+            .expect("the server calls the agent");
+        let port: u16 = invite
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .expect("m=audio port");
+        agent.media = SocketAddr::new(server.ip(), port);
+        agent.invite = invite.clone();
+        let sdp = format!(
+            "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+            agent.rtp.local_addr().expect("addr").port()
+        );
+        agent.reply(&invite, 200, &sdp);
+        agent
+    }
+
+    /// A response to `req`: its Vias, From, To (with our tag), Call-ID and CSeq.
+    fn reply(&self, req: &str, code: u16, sdp: &str) {
+        let me = self.sip.local_addr().expect("addr");
+        let mut head = format!("SIP/2.0 {code} Whatever\r\n");
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            for l in header_line(req, name) {
+                head.push_str(l.trim_end());
+                if name == "To" && !l.contains("tag=") {
+                    head.push_str(";tag=agent1");
+                }
+                head.push_str("\r\n");
+            }
+        }
+        let ctype = if sdp.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        let msg = format!(
+            "{head}Contact: <sip:2001@{me}>\r\n{ctype}Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        self.sip.send_to(msg.as_bytes(), self.server).expect("send");
+    }
+
+    /// The next message matching `pred` within `ms`; requests on the way (NOTIFYs, the
+    /// INVITE's retransmissions) are answered 200, every message kept in `got`.
+    fn next(&mut self, pred: impl Fn(&str) -> bool, ms: u64) -> Option<String> {
+        let started = Instant::now();
+        let mut buf = vec![0u8; 65_536];
+        while started.elapsed() < Duration::from_millis(ms) {
+            let Ok((n, _)) = self.sip.recv_from(&mut buf) else {
+                continue;
+            };
+            let m = String::from_utf8_lossy(&buf[..n]).to_string();
+            self.got.push(m.clone());
+            if !m.starts_with("SIP/2.0") && !m.starts_with("ACK ") && !m.starts_with("INVITE ") {
+                self.reply(&m, 200, "");
+            }
+            if pred(&m) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    /// A request within the agent's dialog (the server's INVITE turned round), with `extra`
+    /// header lines.
+    fn request(&mut self, method: &str, extra: &str) -> (String, u32) {
+        self.cseq += 1;
+        let me = self.sip.local_addr().expect("addr");
+        let target = sip_header(&self.invite, "Contact")
+            .and_then(|c| c.split('<').nth(1))
+            .and_then(|c| c.split('>').next())
+            .expect("the server's Contact")
+            .to_string();
+        let from = sip_header(&self.invite, "To").expect("To");
+        let to = sip_header(&self.invite, "From").expect("From");
+        let call_id = sip_header(&self.invite, "Call-ID").expect("Call-ID");
+        let cseq = self.cseq;
+        let msg = format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKagent{cseq};rport\r\n\
+             From: {from};tag=agent1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:2001@{me}>\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        (msg, cseq)
+    }
+
+    /// Sends `method` within the dialog and waits for its final answer.
+    fn ask(&mut self, method: &str, extra: &str) -> Option<u16> {
+        let (msg, cseq) = self.request(method, extra);
+        self.sip.send_to(msg.as_bytes(), self.server).expect("send");
+        let want = format!("{cseq} {method}");
+        self.next(
+            |m| {
+                m.starts_with("SIP/2.0")
+                    && sip_header(m, "CSeq") == Some(want.as_str())
+                    && status_of(m).is_some_and(|s| s >= 200)
+            },
+            5_000,
+        )
+        .as_deref()
+        .and_then(status_of)
+    }
+
+    /// The status line in the sipfrag of the next NOTIFY saying `terminated`.
+    fn final_notify(&mut self, ms: u64) -> Option<String> {
+        self.next(|m| m.starts_with("NOTIFY ") && m.contains("terminated"), ms)
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("SIP/2.0 "))
+                    .map(str::to_string)
+            })
+    }
+}
+
+/// Whether what the agent says reaches the caller: 25 frames from the agent's RTP socket,
+/// of which the caller hears some.
+fn agent_reaches_caller(agent: &mut RawAgent, call: &RawCall) -> bool {
+    for i in 0..25u16 {
+        let pkt = packet(0, 100 + i, 8_000 + u32::from(i) * 160, 99, &[0x55; 160]);
+        agent.rtp.send_to(&pkt, agent.media).expect("rtp");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut buf = [0u8; 2048];
+    let mut heard = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(300) {
+        if let Ok((n, _)) = call.rtp.recv_from(&mut buf) {
+            // The agent's frames carry 0x55; hold music is a tone.
+            if n == 172 && buf[12..n].iter().all(|b| *b == 0x55) {
+                heard += 1;
+            }
+        }
+    }
+    heard > 0
+}
+
+/// REFER is attacker input too (docs/security.md): from the agent's leg a 10 KB `Refer-To`
+/// gets 400, a `Replaces` naming garbage a final NOTIFY 481, a second REFER while one is
+/// pending 491; a REFER from the caller's own dialog gets 403. The caller stays with the agent
+/// throughout (the agent's audio reaches it) on the release build.
+#[test]
+fn hostile_refers_are_refused_and_the_caller_stays_with_the_agent() {
+    let config = deployment_with("refer-abuse", "");
+    let dir = config.parent().expect("dir").to_path_buf();
+    fs::write(dir.join("flows/t.flow"), QUEUE_FLOW).expect("flow");
+    // A trunk to a gateway that never answers: a REFER to a number stays pending.
+    let gateway = UdpSocket::bind("127.0.0.1:0").expect("gateway");
+    let text = fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "[routes]\n",
+        &format!(
+            "[trunks.carrier]\nuri = \"sip:{}\"\n\n[queues.general]\nskills = []\n\n\
+             [agents.2001]\nname = \"A\"\nha1 = \"{}\"\n\n[routes]\n",
+            gateway.local_addr().expect("addr"),
+            md5_hex("2001:ivr:s3cret")
+        ),
+    );
+    fs::write(&config, text).expect("config");
+    let server = Server::start_release(&config, &[]);
+    let phone = RawAgent::register(server.addr);
+    let mut call = RawCall::place(server.addr);
+    let mut agent = RawAgent::answer(phone, server.addr);
+    agent
+        .next(|m| m.starts_with("ACK "), 3_000)
+        .unwrap_or_else(|| panic!("no ACK\n{}", server.log()));
+    call.voice(5);
+    assert!(
+        agent_reaches_caller(&mut agent, &call),
+        "the bridge works before the attack\n{}",
+        server.log()
+    );
+
+    // 1. A 10 KB Refer-To: 400.
+    let huge = format!(
+        "Refer-To: <sip:queue.general@{}?X={}>\r\n",
+        server.addr,
+        "A".repeat(10 * 1024)
+    );
+    assert_eq!(agent.ask("REFER", &huge), Some(400), "{}", server.log());
+
+    // 2. From the caller's own dialog: 403.
+    let refer = call.request("REFER", "callerref", 3, "").replacen(
+        "Content-Length",
+        &format!(
+            "Refer-To: <sip:queue.general@{}>\r\nContent-Length",
+            server.addr
+        ),
+        1,
+    );
+    call.sip
+        .send_to(refer.as_bytes(), server.addr)
+        .expect("send");
+    let answer = call
+        .wait_for(
+            |m| m.starts_with("SIP/2.0") && m.contains("CSeq: 3 REFER"),
+            3_000,
+        )
+        .unwrap_or_else(|| panic!("no answer to the caller's REFER\n{}", server.log()));
+    assert_eq!(status_of(&answer), Some(403), "{answer}");
+
+    // 3. A Replaces that does not decode (not UTF-8): 400, not a blind transfer to 2002.
+    let garbage = format!(
+        "Refer-To: <sip:2002@{}?Replaces=%00%ff%3B%3B%3Bto-tag%3D%3Bfrom-tag%3D{}>\r\n",
+        server.addr,
+        "%25".repeat(100)
+    );
+    assert_eq!(agent.ask("REFER", &garbage), Some(400), "{}", server.log());
+    // Replaces naming garbage: 202, then the final NOTIFY says 481.
+    let junk = format!(
+        "Refer-To: <sip:2002@{}?Replaces={}>\r\n",
+        server.addr,
+        "junk;;;".repeat(50)
+    );
+    assert_eq!(agent.ask("REFER", &junk), Some(202), "{}", server.log());
+    let fin = agent.final_notify(5_000);
+    assert!(
+        fin.as_deref().is_some_and(|l| l.starts_with("SIP/2.0 481")),
+        "{fin:?}\n{}",
+        server.log()
+    );
+    let bogus = format!(
+        "Refer-To: <sip:2002@{}?Replaces=nosuchcall%40nowhere%3Bto-tag%3Dx%3Bfrom-tag%3Dy>\r\n",
+        server.addr
+    );
+    assert_eq!(agent.ask("REFER", &bogus), Some(202), "{}", server.log());
+    let fin = agent.final_notify(5_000);
+    assert!(
+        fin.as_deref().is_some_and(|l| l.starts_with("SIP/2.0 481")),
+        "{fin:?}\n{}",
+        server.log()
+    );
+    assert!(
+        agent_reaches_caller(&mut agent, &call),
+        "the caller is still with the agent after the refused REFERs\n{}",
+        server.log()
+    );
+
+    // 4. A REFER to a number (the gateway is silent: it stays pending), then a second: 491.
+    let number = format!("Refer-To: <sip:13900000001@{}>\r\n", server.addr);
+    assert_eq!(agent.ask("REFER", &number), Some(202), "{}", server.log());
+    assert_eq!(agent.ask("REFER", &number), Some(491), "{}", server.log());
+    assert!(
+        agent.got.iter().all(|m| !m.starts_with("BYE ")),
+        "the agent's leg was ended"
+    );
+    assert!(
+        call.wait_for(|m| m.starts_with("BYE "), 200).is_none(),
+        "the caller was hung up\n{}",
+        server.log()
+    );
+    assert!(
+        agent_reaches_caller(&mut agent, &call),
+        "the caller is still with the agent while the transfer is pending\n{}",
+        server.log()
+    );
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+    let _ = agent.ask("BYE", "");
+    call.hang_up();
+}
