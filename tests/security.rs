@@ -2237,3 +2237,125 @@ fn hostile_refers_are_refused_and_the_caller_stays_with_the_agent() {
     let _ = agent.ask("BYE", "");
     call.hang_up();
 }
+
+/// A REGISTER of agent 2001 from `sock`, CSeq `n`, with the header line `auth` as is.
+fn register_raw(sock: &UdpSocket, server: SocketAddr, n: u32, auth: &str) -> String {
+    register(sock, server, n, None).replacen(
+        "Content-Length",
+        &format!("{auth}\r\nContent-Length"),
+        1,
+    )
+}
+
+/// Hostile digest credentials (docs/security.md): an Authorization header of 50 parameters
+/// (403), the same parameter 50 times (400), a 10 KB nonce with the digest of the right
+/// password (401, challenged again), a 10 KB response (403): never 200, the 400s and 403s
+/// counted by the limiter; the release build then registers the agent from another address and answers a
+/// call.
+#[test]
+fn hostile_digest_credentials_are_refused_and_counted() {
+    let config = deployment_with("digest-abuse", "");
+    append(
+        &config,
+        &format!(
+            "\n[agents.2001]\nha1 = \"{}\"\n",
+            md5_hex("2001:ivr:s3cret")
+        ),
+    );
+    let server = Server::start_release(&config, &[]);
+    let attacker = UdpSocket::bind("127.0.0.3:0").expect("bind 127.0.0.3");
+    attacker
+        .send_to(
+            register(&attacker, server.addr, 1, None).as_bytes(),
+            server.addr,
+        )
+        .expect("send");
+    let challenge = response_to(&attacker, 1, 5_000).expect("a challenge");
+    let nonce = nonce_of(&challenge);
+    let uri = format!("sip:{}", server.addr);
+    let digest = |nonce: &str| {
+        let ha1 = md5_hex("2001:ivr:s3cret");
+        let ha2 = md5_hex(&format!("REGISTER:{uri}"));
+        md5_hex(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"))
+    };
+    let creds = |nonce: &str, response: &str, more: &str| {
+        format!(
+            "Authorization: Digest username=\"2001\", realm=\"ivr\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{response}\", algorithm=MD5, cnonce=\"c0ffee\", qop=auth, \
+             nc=00000001{more}"
+        )
+    };
+    let fifty: String = (0..42)
+        .map(|i| format!(", x{i}=\"{}\"", "v".repeat(100)))
+        .collect();
+    let same: String = (0..50).map(|_| ", nonce=\"x\"").collect();
+    let big_nonce = "n".repeat(10 * 1024);
+    let cases = [
+        // Read, checked and wrong: a failure.
+        ("50 parameters", creds(&nonce, &"0".repeat(32), &fifty), 403),
+        // A repeated parameter is broken syntax: a failure too.
+        (
+            "one parameter 50 times",
+            creds(&nonce, &"0".repeat(32), &same),
+            400,
+        ),
+        // A nonce we never gave: challenged again (no password can be tried with it).
+        (
+            "10 KB nonce",
+            creds(&big_nonce, &digest(&big_nonce), ""),
+            401,
+        ),
+        (
+            "10 KB response",
+            creds(&nonce, &"f".repeat(10 * 1024), ""),
+            403,
+        ),
+    ];
+    let failed = "ivr_sip_registers_refused_total{reason=\"failed\"} ";
+    let before = metric(&server, failed);
+    let mut refused = Vec::new();
+    for (n, (name, auth, want)) in cases.iter().enumerate() {
+        let n = n as u32 + 2;
+        attacker
+            .send_to(
+                register_raw(&attacker, server.addr, n, auth).as_bytes(),
+                server.addr,
+            )
+            .expect("send");
+        // Failures are held back (1, 2, 4 s...) after the third: wait long enough.
+        let answer = response_to(&attacker, n, 10_000)
+            .unwrap_or_else(|| panic!("{name}: no answer\n{}", server.log()));
+        let status = status_of(&answer);
+        assert_eq!(status, Some(*want), "{name}: {answer}\n{}", server.log());
+        refused.push((*name, status));
+    }
+    let after = metric(&server, failed);
+    let counted = refused.iter().filter(|(_, s)| *s != Some(401)).count() as u64;
+    assert_eq!(after - before, counted, "{refused:?}\n{}", server.log());
+    // The agent registers from its own address, and a call is answered.
+    let phone = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    phone
+        .send_to(
+            register(&phone, server.addr, 1, None).as_bytes(),
+            server.addr,
+        )
+        .expect("send");
+    let challenge = response_to(&phone, 1, 3_000).expect("a challenge");
+    let nonce = nonce_of(&challenge);
+    phone
+        .send_to(
+            register(&phone, server.addr, 2, Some((&nonce, "s3cret"))).as_bytes(),
+            server.addr,
+        )
+        .expect("send");
+    let ok = response_to(&phone, 2, 3_000);
+    assert_eq!(ok.as_deref().and_then(status_of), Some(200), "{ok:?}");
+    let call = RawCall::place(server.addr);
+    assert!(
+        call.heard(1_500) > 20,
+        "no prompt after the attack\n{}",
+        server.log()
+    );
+    call.hang_up();
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
