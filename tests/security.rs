@@ -2249,9 +2249,9 @@ fn register_raw(sock: &UdpSocket, server: SocketAddr, n: u32, auth: &str) -> Str
 
 /// Hostile digest credentials (docs/security.md): an Authorization header of 50 parameters
 /// (403), the same parameter 50 times (400), a 10 KB nonce with the digest of the right
-/// password (401, challenged again), a 10 KB response (403): never 200, the 400s and 403s
-/// counted by the limiter; the release build then registers the agent from another address and answers a
-/// call.
+/// password (401, challenged again) or a wrong one (403), a 10 KB response (403): never 200,
+/// the 400s and 403s counted by the limiter; the release build then registers the agent from
+/// another address and answers a call.
 #[test]
 fn hostile_digest_credentials_are_refused_and_counted() {
     let config = deployment_with("digest-abuse", "");
@@ -2299,11 +2299,17 @@ fn hostile_digest_credentials_are_refused_and_counted() {
             creds(&nonce, &"0".repeat(32), &same),
             400,
         ),
-        // A nonce we never gave: challenged again (no password can be tried with it).
+        // A nonce we never gave: with the right digest for it challenged again (stale, as
+        // RFC 7616 has it), with a wrong one a failure like any other.
         (
             "10 KB nonce",
             creds(&big_nonce, &digest(&big_nonce), ""),
             401,
+        ),
+        (
+            "10 KB nonce, wrong",
+            creds(&big_nonce, &"0".repeat(32), ""),
+            403,
         ),
         (
             "10 KB response",
