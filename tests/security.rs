@@ -1767,20 +1767,23 @@ fn recordings_resist_traversal_huge_ranges_and_password_guessing() {
     assert!(status_answers("127.0.0.3", http));
 }
 
-/// An INVITE from `sock` (Call-ID `call_id`) offering `RTP/SAVP` with the `a=crypto` lines
-/// `crypto` (each ending in CRLF); the final answer to it within 5 s. A 200 is acknowledged and
-/// the call hung up at once.
+/// An INVITE from `sock` (Call-ID `call_id`) offering `RTP/SAVP` on `media_port` with the
+/// `a=crypto` lines `crypto` (each ending in CRLF); the final answer to it within 5 s. A 200
+/// is acknowledged, and the call hung up at once when `hang_up`.
 fn savp_invite(
     sock: &UdpSocket,
     server: SocketAddr,
     call_id: &str,
     crypto: &str,
+    media_port: u16,
+    hang_up: bool,
 ) -> Option<String> {
     let me = sock.local_addr().expect("addr");
     let sdp = format!(
         "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n{crypto}a=sendrecv\r\n",
-        port = me.port()
+         m=audio {port} RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\n{crypto}a=sendrecv\r\n",
+        port = media_port
     );
     let head = |method: &str, branch: &str, cseq: u32, to_tag: &str| {
         format!(
@@ -1811,7 +1814,12 @@ fn savp_invite(
                 .and_then(|t| t.split("tag=").nth(1))
                 .map(|t| format!(";tag={}", t.trim()))
                 .unwrap_or_default();
-            for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
+            let ends: &[(&str, u32)] = if hang_up {
+                &[("ACK", 1), ("BYE", 2)]
+            } else {
+                &[("ACK", 1)]
+            };
+            for &(method, cseq) in ends {
                 let msg = format!(
                     "{}Content-Length: 0\r\n\r\n",
                     head(method, &format!("{call_id}{method}"), cseq, &tag)
@@ -1865,7 +1873,8 @@ fn hostile_crypto_lines_are_skipped_or_refused_and_calls_go_on() {
     ];
     for (name, crypto, status, tag) in cases {
         let call_id = format!("crypto-{name}@test");
-        let m = savp_invite(&sock, server.addr, &call_id, crypto)
+        let port = sock.local_addr().expect("addr").port();
+        let m = savp_invite(&sock, server.addr, &call_id, crypto, port, true)
             .unwrap_or_else(|| panic!("{name}: no final answer\n{}", server.log()));
         assert_eq!(status_of(&m), Some(status), "{name}: {m}\n{}", server.log());
         let lines: Vec<&str> = m.lines().filter(|l| l.starts_with("a=crypto:")).collect();
@@ -2363,5 +2372,135 @@ fn hostile_digest_credentials_are_refused_and_counted() {
         server.log()
     );
     call.hang_up();
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// An SRTP context of `rtc-srtp` for key and salt `key` (AES_CM_128_HMAC_SHA1_80).
+fn srtp_context(key: &[u8; 30]) -> rtc::srtp::context::Context {
+    let provider = rtc::srtp::crypto::default_provider().expect("crypto provider");
+    rtc::srtp::context::Context::new(
+        &key[..16],
+        &key[16..],
+        rtc::srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_80,
+        None,
+        None,
+        provider.crypto(),
+    )
+    .expect("SRTP context")
+}
+
+/// A flood of 500 forged SRTP packets (the caller's own address and SSRC, sequence numbers far
+/// ahead, a wrong tag) on a call with an SDES key (`srtp = "optional"`): each is dropped and
+/// counted in `ivr_srtp_auth_failures_total`, the prompt keeps coming protected with the
+/// answer's key while it lasts, and the forged sequence numbers do not move the replay window:
+/// key 1, protected with the caller's key at its own low numbers, still ends the menu. Release
+/// build.
+#[test]
+fn a_flood_of_forged_srtp_packets_is_counted_while_the_prompt_plays_on() {
+    use base64::Engine as _;
+    let config = deployment_with("srtp-flood", "srtp = \"optional\"\n");
+    let server = Server::start_release(&config, &[]);
+    let sip = UdpSocket::bind("127.0.0.1:0").expect("sip");
+    sip.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp");
+    rtp.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let our_key = [0x5au8; 30];
+    let line = format!(
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(our_key)
+    );
+    let port = rtp.local_addr().expect("addr").port();
+    let ok = savp_invite(&sip, server.addr, "srtp-flood@test", &line, port, false)
+        .unwrap_or_else(|| panic!("no answer\n{}", server.log()));
+    assert_eq!(status_of(&ok), Some(200), "{ok}");
+    let body = ok.split_once("\r\n\r\n").map_or("", |b| b.1);
+    let answer = ivr_sip::sdp::parse(body).expect("SDP answer");
+    let m = &answer.media[0];
+    let theirs = m.crypto.first().expect("the answer's a=crypto");
+    let media = SocketAddr::new(m.addr.expect("c="), m.port);
+    let failures = "ivr_srtp_auth_failures_total ";
+    let before = metric(&server, failures);
+    let ssrc = 0x5eed_0002;
+    let flooder = rtp.try_clone().expect("clone");
+    let flood = std::thread::spawn(move || {
+        for i in 0..500u16 {
+            let mut p = packet(
+                0,
+                30_000 + i,
+                480_000 + u32::from(i) * 160,
+                ssrc,
+                &[0xff; 160],
+            );
+            p.extend_from_slice(&[0xAB; 10]);
+            flooder.send_to(&p, media).expect("forged");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    // The prompt (2 s), protected with the answer's key, while the flood goes on.
+    let mut rx = srtp_context(&theirs.key);
+    let mut buf = [0u8; 1500];
+    let (mut authentic, mut loud) = (0, 0);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1_500) {
+        let Ok((n, _)) = rtp.recv_from(&mut buf) else {
+            continue;
+        };
+        let plain = rx
+            .decrypt_rtp(&buf[..n])
+            .unwrap_or_else(|e| panic!("our prompt audio does not authenticate: {e}"));
+        authentic += 1;
+        if plain[12..].iter().any(|&b| b & 0x7f < 0x70) {
+            loud += 1;
+        }
+    }
+    flood.join().expect("flood");
+    assert!(
+        authentic >= 50 && loud >= 40,
+        "{authentic} packets in 1.5 s, {loud} with sound, during the flood\n{}",
+        server.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&server, failures) < before + 500 {
+        assert!(
+            Instant::now() < deadline,
+            "{} forged packets counted of 500\n{}",
+            metric(&server, failures) - before,
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&server, failures), before + 500);
+    // Key 1 (RFC 4733), protected with our key at low sequence numbers: the menu takes it,
+    // the flow says bye and hangs up.
+    let mut tx = srtp_context(&our_key);
+    for (i, (end, dur)) in [(false, 160u16), (false, 320), (true, 480), (true, 480)]
+        .into_iter()
+        .enumerate()
+    {
+        let e = [
+            1,
+            if end { 0x80 | 10 } else { 10 },
+            (dur >> 8) as u8,
+            dur as u8,
+        ];
+        let mut p = packet(101, 20 + i as u16, 16_000, ssrc, &e);
+        if i == 0 {
+            p[1] |= 0x80;
+        }
+        let p = tx.encrypt_rtp(&p).expect("encrypt");
+        rtp.send_to(&p, media).expect("key");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut bye = false;
+    while !bye && Instant::now() < deadline {
+        let _ = rtp.recv_from(&mut buf);
+        let mut b = [0u8; 4096];
+        if let Ok((n, _)) = sip.recv_from(&mut b) {
+            bye = b[..n].starts_with(b"BYE ");
+        }
+    }
+    assert!(bye, "no BYE after key 1\n{}", server.log());
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
