@@ -1766,3 +1766,741 @@ fn recordings_resist_traversal_huge_ranges_and_password_guessing() {
     assert_eq!(code, 200, "{text}");
     assert!(status_answers("127.0.0.3", http));
 }
+
+/// An INVITE from `sock` (Call-ID `call_id`) offering `RTP/SAVP` on `media_port` with the
+/// `a=crypto` lines `crypto` (each ending in CRLF); the final answer to it within 5 s. A 200
+/// is acknowledged, and the call hung up at once when `hang_up`.
+fn savp_invite(
+    sock: &UdpSocket,
+    server: SocketAddr,
+    call_id: &str,
+    crypto: &str,
+    media_port: u16,
+    hang_up: bool,
+) -> Option<String> {
+    let me = sock.local_addr().expect("addr");
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/SAVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\n{crypto}a=sendrecv\r\n",
+        port = media_port
+    );
+    let head = |method: &str, branch: &str, cseq: u32, to_tag: &str| {
+        format!(
+            "{method} sip:100@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch};rport\r\n\
+             From: <sip:{CALLER}@{me}>;tag=crypto1\r\nTo: <sip:100@{server}>{to_tag}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{CALLER}@{me}>\r\n\
+             Max-Forwards: 70\r\n"
+        )
+    };
+    let invite = format!(
+        "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        head("INVITE", &format!("{call_id}i"), 1, ""),
+        sdp.len()
+    );
+    sock.send_to(invite.as_bytes(), server).expect("send");
+    let started = Instant::now();
+    let mut buf = vec![0u8; 65_536];
+    while started.elapsed() < Duration::from_secs(5) {
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let m = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !m.contains(&format!("Call-ID: {call_id}")) || status_of(&m).is_none_or(|s| s < 200) {
+            continue;
+        }
+        if status_of(&m) == Some(200) {
+            let tag = sip_header(&m, "To")
+                .and_then(|t| t.split("tag=").nth(1))
+                .map(|t| format!(";tag={}", t.trim()))
+                .unwrap_or_default();
+            let ends: &[(&str, u32)] = if hang_up {
+                &[("ACK", 1), ("BYE", 2)]
+            } else {
+                &[("ACK", 1)]
+            };
+            for &(method, cseq) in ends {
+                let msg = format!(
+                    "{}Content-Length: 0\r\n\r\n",
+                    head(method, &format!("{call_id}{method}"), cseq, &tag)
+                );
+                sock.send_to(msg.as_bytes(), server).expect("send");
+            }
+        }
+        return Some(m);
+    }
+    None
+}
+
+/// `a=crypto` lines are attacker input (docs/security.md): 50 of them, a 10 KB key parameter,
+/// a key that is not base64, lines with an MKI, none is half-taken; a usable line after 49
+/// unusable ones is the one answered, an offer with no usable line gets 488. The release
+/// build answers every one and a plain call then goes through and hears its prompt.
+#[test]
+fn hostile_crypto_lines_are_skipped_or_refused_and_calls_go_on() {
+    let config = deployment_with("crypto-abuse", "srtp = \"optional\"\n");
+    let server = Server::start_release(&config, &[]);
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("sock");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    const KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    let good = |tag: u32| format!("a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:{KEY}\r\n");
+    let bad_b64 =
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:!!!!not*base64!!!!$$$$%%%%^^^^&&&&****((((\r\n";
+    let mki = format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^20|1:4\r\n");
+    let huge = format!(
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|{}\r\n",
+        "A".repeat(10 * 1024)
+    );
+    let fifty_good: String = (1..=50).map(good).collect();
+    let mut forty_nine_bad_then_good = String::new();
+    for i in 0..49 {
+        forty_nine_bad_then_good.push_str(match i % 3 {
+            0 => bad_b64,
+            1 => &mki,
+            _ => "a=crypto:x AES_CM_128_HMAC_SHA1_80 inline:\r\n",
+        });
+    }
+    forty_nine_bad_then_good.push_str(&good(50));
+    // (offer, the status, the a=crypto tag answered)
+    let cases: [(&str, &str, u16, Option<u32>); 6] = [
+        ("fifty-good", &fifty_good, 200, Some(1)),
+        ("bad-then-good", &forty_nine_bad_then_good, 200, Some(50)),
+        ("huge-key-param", &huge, 488, None),
+        ("bad-base64", bad_b64, 488, None),
+        ("mki", &mki, 488, None),
+        ("no-crypto", "", 488, None),
+    ];
+    for (name, crypto, status, tag) in cases {
+        let call_id = format!("crypto-{name}@test");
+        let port = sock.local_addr().expect("addr").port();
+        let m = savp_invite(&sock, server.addr, &call_id, crypto, port, true)
+            .unwrap_or_else(|| panic!("{name}: no final answer\n{}", server.log()));
+        assert_eq!(status_of(&m), Some(status), "{name}: {m}\n{}", server.log());
+        let lines: Vec<&str> = m.lines().filter(|l| l.starts_with("a=crypto:")).collect();
+        match tag {
+            Some(tag) => {
+                assert_eq!(lines.len(), 1, "{name}: one line of ours: {m}");
+                assert!(
+                    lines[0]
+                        .starts_with(&format!("a=crypto:{tag} AES_CM_128_HMAC_SHA1_80 inline:")),
+                    "{name}: {m}"
+                );
+                assert!(
+                    !lines[0].contains(KEY),
+                    "{name}: our own key, not theirs: {m}"
+                );
+            }
+            None => assert!(lines.is_empty(), "{name}: {m}"),
+        }
+    }
+    // The server is well: a plain call is answered and hears its prompt.
+    let call = RawCall::place(server.addr);
+    assert!(
+        call.heard(1_500) > 20,
+        "no prompt after the attack\n{}",
+        server.log()
+    );
+    call.hang_up();
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+const QUEUE_FLOW: &str = r##"
+flow t {
+    title    "security queue test"
+    language zh-CN
+    entry    queue
+}
+
+transfer queue {
+    queue     general
+    music     options
+    max_wait  30s -> bye
+    no_agents -> bye
+    after     -> bye
+}
+
+step bye {
+    play bye
+    hangup
+}
+"##;
+
+/// The value of header `name` in `msg`, whole line after `name:`.
+fn header_line<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.lines()
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        })
+        .collect()
+}
+
+/// An agent's phone over raw UDP: its SIP socket, its RTP socket, and the dialog of the call
+/// the server placed to it once answered.
+struct RawAgent {
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    server: SocketAddr,
+    /// The server's INVITE to the phone.
+    invite: String,
+    /// Where the server's RTP for the agent's leg is.
+    media: SocketAddr,
+    cseq: u32,
+    /// Every message the phone got, in order.
+    got: Vec<String>,
+}
+
+impl RawAgent {
+    /// Registers agent 2001 (password `s3cret`) from a socket of its own.
+    fn register(server: SocketAddr) -> UdpSocket {
+        let sip = UdpSocket::bind("127.0.0.1:0").expect("sip");
+        sip.send_to(register(&sip, server, 1, None).as_bytes(), server)
+            .expect("send");
+        let challenge = response_to(&sip, 1, 3_000).expect("a challenge");
+        let nonce = nonce_of(&challenge);
+        sip.send_to(
+            register(&sip, server, 2, Some((&nonce, "s3cret"))).as_bytes(),
+            server,
+        )
+        .expect("send");
+        let ok = response_to(&sip, 2, 3_000);
+        assert_eq!(ok.as_deref().and_then(status_of), Some(200), "{ok:?}");
+        sip
+    }
+
+    /// Waits for the server's INVITE on `sip` and answers it.
+    fn answer(sip: UdpSocket, server: SocketAddr) -> RawAgent {
+        let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp");
+        rtp.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        sip.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let mut agent = RawAgent {
+            sip,
+            rtp,
+            server,
+            invite: String::new(),
+            media: server,
+            cseq: 1,
+            got: Vec::new(),
+        };
+        let invite = agent
+            .next(|m| m.starts_with("INVITE "), 10_000)
+            .expect("the server calls the agent");
+        let port: u16 = invite
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .expect("m=audio port");
+        agent.media = SocketAddr::new(server.ip(), port);
+        agent.invite = invite.clone();
+        let sdp = format!(
+            "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+            agent.rtp.local_addr().expect("addr").port()
+        );
+        agent.reply(&invite, 200, &sdp);
+        agent
+    }
+
+    /// A response to `req`: its Vias, From, To (with our tag), Call-ID and CSeq.
+    fn reply(&self, req: &str, code: u16, sdp: &str) {
+        let me = self.sip.local_addr().expect("addr");
+        let mut head = format!("SIP/2.0 {code} Whatever\r\n");
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            for l in header_line(req, name) {
+                head.push_str(l.trim_end());
+                if name == "To" && !l.contains("tag=") {
+                    head.push_str(";tag=agent1");
+                }
+                head.push_str("\r\n");
+            }
+        }
+        let ctype = if sdp.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        let msg = format!(
+            "{head}Contact: <sip:2001@{me}>\r\n{ctype}Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        self.sip.send_to(msg.as_bytes(), self.server).expect("send");
+    }
+
+    /// The next message matching `pred` within `ms`; requests on the way (NOTIFYs, the
+    /// INVITE's retransmissions) are answered 200, every message kept in `got`.
+    fn next(&mut self, pred: impl Fn(&str) -> bool, ms: u64) -> Option<String> {
+        let started = Instant::now();
+        let mut buf = vec![0u8; 65_536];
+        while started.elapsed() < Duration::from_millis(ms) {
+            let Ok((n, _)) = self.sip.recv_from(&mut buf) else {
+                continue;
+            };
+            let m = String::from_utf8_lossy(&buf[..n]).to_string();
+            self.got.push(m.clone());
+            if !m.starts_with("SIP/2.0") && !m.starts_with("ACK ") && !m.starts_with("INVITE ") {
+                self.reply(&m, 200, "");
+            }
+            if pred(&m) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    /// A request within the agent's dialog (the server's INVITE turned round), with `extra`
+    /// header lines.
+    fn request(&mut self, method: &str, extra: &str) -> (String, u32) {
+        self.cseq += 1;
+        let me = self.sip.local_addr().expect("addr");
+        let target = sip_header(&self.invite, "Contact")
+            .and_then(|c| c.split('<').nth(1))
+            .and_then(|c| c.split('>').next())
+            .expect("the server's Contact")
+            .to_string();
+        let from = sip_header(&self.invite, "To").expect("To");
+        let to = sip_header(&self.invite, "From").expect("From");
+        let call_id = sip_header(&self.invite, "Call-ID").expect("Call-ID");
+        let cseq = self.cseq;
+        let msg = format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKagent{cseq};rport\r\n\
+             From: {from};tag=agent1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:2001@{me}>\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        (msg, cseq)
+    }
+
+    /// Sends `method` within the dialog and waits for its final answer.
+    fn ask(&mut self, method: &str, extra: &str) -> Option<u16> {
+        let (msg, cseq) = self.request(method, extra);
+        self.sip.send_to(msg.as_bytes(), self.server).expect("send");
+        let want = format!("{cseq} {method}");
+        self.next(
+            |m| {
+                m.starts_with("SIP/2.0")
+                    && sip_header(m, "CSeq") == Some(want.as_str())
+                    && status_of(m).is_some_and(|s| s >= 200)
+            },
+            5_000,
+        )
+        .as_deref()
+        .and_then(status_of)
+    }
+
+    /// The status line in the sipfrag of the next NOTIFY saying `terminated`.
+    fn final_notify(&mut self, ms: u64) -> Option<String> {
+        self.next(|m| m.starts_with("NOTIFY ") && m.contains("terminated"), ms)
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("SIP/2.0 "))
+                    .map(str::to_string)
+            })
+    }
+}
+
+/// Whether what the agent says reaches the caller: 25 frames from the agent's RTP socket,
+/// of which the caller hears some.
+fn agent_reaches_caller(agent: &mut RawAgent, call: &RawCall) -> bool {
+    for i in 0..25u16 {
+        let pkt = packet(0, 100 + i, 8_000 + u32::from(i) * 160, 99, &[0x55; 160]);
+        agent.rtp.send_to(&pkt, agent.media).expect("rtp");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut buf = [0u8; 2048];
+    let mut heard = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(300) {
+        if let Ok((n, _)) = call.rtp.recv_from(&mut buf) {
+            // The agent's frames carry 0x55; hold music is a tone.
+            if n == 172 && buf[12..n].iter().all(|b| *b == 0x55) {
+                heard += 1;
+            }
+        }
+    }
+    heard > 0
+}
+
+/// REFER is attacker input too (docs/security.md): from the agent's leg a 10 KB `Refer-To`
+/// gets 400, a `Replaces` naming garbage a final NOTIFY 481, a second REFER while one is
+/// pending 491; a REFER from the caller's own dialog gets 403. The caller stays with the agent
+/// throughout (the agent's audio reaches it) on the release build.
+#[test]
+fn hostile_refers_are_refused_and_the_caller_stays_with_the_agent() {
+    let config = deployment_with("refer-abuse", "");
+    let dir = config.parent().expect("dir").to_path_buf();
+    fs::write(dir.join("flows/t.flow"), QUEUE_FLOW).expect("flow");
+    // A trunk to a gateway that never answers: a REFER to a number stays pending.
+    let gateway = UdpSocket::bind("127.0.0.1:0").expect("gateway");
+    let text = fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "[routes]\n",
+        &format!(
+            "[trunks.carrier]\nuri = \"sip:{}\"\n\n[queues.general]\nskills = []\n\n\
+             [agents.2001]\nname = \"A\"\nha1 = \"{}\"\n\n[routes]\n",
+            gateway.local_addr().expect("addr"),
+            md5_hex("2001:ivr:s3cret")
+        ),
+    );
+    fs::write(&config, text).expect("config");
+    let server = Server::start_release(&config, &[]);
+    let phone = RawAgent::register(server.addr);
+    let mut call = RawCall::place(server.addr);
+    let mut agent = RawAgent::answer(phone, server.addr);
+    agent
+        .next(|m| m.starts_with("ACK "), 3_000)
+        .unwrap_or_else(|| panic!("no ACK\n{}", server.log()));
+    call.voice(5);
+    assert!(
+        agent_reaches_caller(&mut agent, &call),
+        "the bridge works before the attack\n{}",
+        server.log()
+    );
+
+    // 1. A 10 KB Refer-To: 400.
+    let huge = format!(
+        "Refer-To: <sip:queue.general@{}?X={}>\r\n",
+        server.addr,
+        "A".repeat(10 * 1024)
+    );
+    assert_eq!(agent.ask("REFER", &huge), Some(400), "{}", server.log());
+
+    // 2. From the caller's own dialog: 403.
+    let refer = call.request("REFER", "callerref", 3, "").replacen(
+        "Content-Length",
+        &format!(
+            "Refer-To: <sip:queue.general@{}>\r\nContent-Length",
+            server.addr
+        ),
+        1,
+    );
+    call.sip
+        .send_to(refer.as_bytes(), server.addr)
+        .expect("send");
+    let answer = call
+        .wait_for(
+            |m| m.starts_with("SIP/2.0") && m.contains("CSeq: 3 REFER"),
+            3_000,
+        )
+        .unwrap_or_else(|| panic!("no answer to the caller's REFER\n{}", server.log()));
+    assert_eq!(status_of(&answer), Some(403), "{answer}");
+
+    // 3. A Replaces that does not decode (not UTF-8): 400, not a blind transfer to 2002.
+    let garbage = format!(
+        "Refer-To: <sip:2002@{}?Replaces=%00%ff%3B%3B%3Bto-tag%3D%3Bfrom-tag%3D{}>\r\n",
+        server.addr,
+        "%25".repeat(100)
+    );
+    assert_eq!(agent.ask("REFER", &garbage), Some(400), "{}", server.log());
+    // Replaces naming garbage: 202, then the final NOTIFY says 481.
+    let junk = format!(
+        "Refer-To: <sip:2002@{}?Replaces={}>\r\n",
+        server.addr,
+        "junk;;;".repeat(50)
+    );
+    assert_eq!(agent.ask("REFER", &junk), Some(202), "{}", server.log());
+    let fin = agent.final_notify(5_000);
+    assert!(
+        fin.as_deref().is_some_and(|l| l.starts_with("SIP/2.0 481")),
+        "{fin:?}\n{}",
+        server.log()
+    );
+    let bogus = format!(
+        "Refer-To: <sip:2002@{}?Replaces=nosuchcall%40nowhere%3Bto-tag%3Dx%3Bfrom-tag%3Dy>\r\n",
+        server.addr
+    );
+    assert_eq!(agent.ask("REFER", &bogus), Some(202), "{}", server.log());
+    let fin = agent.final_notify(5_000);
+    assert!(
+        fin.as_deref().is_some_and(|l| l.starts_with("SIP/2.0 481")),
+        "{fin:?}\n{}",
+        server.log()
+    );
+    assert!(
+        agent_reaches_caller(&mut agent, &call),
+        "the caller is still with the agent after the refused REFERs\n{}",
+        server.log()
+    );
+
+    // 4. A REFER to a number (the gateway is silent: it stays pending), then a second: 491.
+    let number = format!("Refer-To: <sip:13900000001@{}>\r\n", server.addr);
+    assert_eq!(agent.ask("REFER", &number), Some(202), "{}", server.log());
+    assert_eq!(agent.ask("REFER", &number), Some(491), "{}", server.log());
+    assert!(
+        agent.got.iter().all(|m| !m.starts_with("BYE ")),
+        "the agent's leg was ended"
+    );
+    assert!(
+        call.wait_for(|m| m.starts_with("BYE "), 200).is_none(),
+        "the caller was hung up\n{}",
+        server.log()
+    );
+    assert!(
+        agent_reaches_caller(&mut agent, &call),
+        "the caller is still with the agent while the transfer is pending\n{}",
+        server.log()
+    );
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+    let _ = agent.ask("BYE", "");
+    call.hang_up();
+}
+
+/// A REGISTER of agent 2001 from `sock`, CSeq `n`, with the header line `auth` as is.
+fn register_raw(sock: &UdpSocket, server: SocketAddr, n: u32, auth: &str) -> String {
+    register(sock, server, n, None).replacen(
+        "Content-Length",
+        &format!("{auth}\r\nContent-Length"),
+        1,
+    )
+}
+
+/// Hostile digest credentials (docs/security.md): an Authorization header of 50 parameters
+/// (403), the same parameter 50 times (400), a 10 KB nonce with the digest of the right
+/// password (401, challenged again) or a wrong one (403), a 10 KB response (403): never 200,
+/// the 400s and 403s counted by the limiter; the release build then registers the agent from
+/// another address and answers a call.
+#[test]
+fn hostile_digest_credentials_are_refused_and_counted() {
+    let config = deployment_with("digest-abuse", "");
+    append(
+        &config,
+        &format!(
+            "\n[agents.2001]\nha1 = \"{}\"\n",
+            md5_hex("2001:ivr:s3cret")
+        ),
+    );
+    let server = Server::start_release(&config, &[]);
+    let attacker = UdpSocket::bind("127.0.0.3:0").expect("bind 127.0.0.3");
+    attacker
+        .send_to(
+            register(&attacker, server.addr, 1, None).as_bytes(),
+            server.addr,
+        )
+        .expect("send");
+    let challenge = response_to(&attacker, 1, 5_000).expect("a challenge");
+    let nonce = nonce_of(&challenge);
+    let uri = format!("sip:{}", server.addr);
+    let digest = |nonce: &str| {
+        let ha1 = md5_hex("2001:ivr:s3cret");
+        let ha2 = md5_hex(&format!("REGISTER:{uri}"));
+        md5_hex(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"))
+    };
+    let creds = |nonce: &str, response: &str, more: &str| {
+        format!(
+            "Authorization: Digest username=\"2001\", realm=\"ivr\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{response}\", algorithm=MD5, cnonce=\"c0ffee\", qop=auth, \
+             nc=00000001{more}"
+        )
+    };
+    let fifty: String = (0..42)
+        .map(|i| format!(", x{i}=\"{}\"", "v".repeat(100)))
+        .collect();
+    let same: String = (0..50).map(|_| ", nonce=\"x\"").collect();
+    let big_nonce = "n".repeat(10 * 1024);
+    let cases = [
+        // Read, checked and wrong: a failure.
+        ("50 parameters", creds(&nonce, &"0".repeat(32), &fifty), 403),
+        // A repeated parameter is broken syntax: a failure too.
+        (
+            "one parameter 50 times",
+            creds(&nonce, &"0".repeat(32), &same),
+            400,
+        ),
+        // A nonce we never gave: with the right digest for it challenged again (stale, as
+        // RFC 7616 has it), with a wrong one a failure like any other.
+        (
+            "10 KB nonce",
+            creds(&big_nonce, &digest(&big_nonce), ""),
+            401,
+        ),
+        (
+            "10 KB nonce, wrong",
+            creds(&big_nonce, &"0".repeat(32), ""),
+            403,
+        ),
+        (
+            "10 KB response",
+            creds(&nonce, &"f".repeat(10 * 1024), ""),
+            403,
+        ),
+    ];
+    let failed = "ivr_sip_registers_refused_total{reason=\"failed\"} ";
+    let before = metric(&server, failed);
+    let mut refused = Vec::new();
+    for (n, (name, auth, want)) in cases.iter().enumerate() {
+        let n = n as u32 + 2;
+        attacker
+            .send_to(
+                register_raw(&attacker, server.addr, n, auth).as_bytes(),
+                server.addr,
+            )
+            .expect("send");
+        // Failures are held back (1, 2, 4 s...) after the third: wait long enough.
+        let answer = response_to(&attacker, n, 10_000)
+            .unwrap_or_else(|| panic!("{name}: no answer\n{}", server.log()));
+        let status = status_of(&answer);
+        assert_eq!(status, Some(*want), "{name}: {answer}\n{}", server.log());
+        refused.push((*name, status));
+    }
+    let after = metric(&server, failed);
+    let counted = refused.iter().filter(|(_, s)| *s != Some(401)).count() as u64;
+    assert_eq!(after - before, counted, "{refused:?}\n{}", server.log());
+    // The agent registers from its own address, and a call is answered.
+    let phone = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    phone
+        .send_to(
+            register(&phone, server.addr, 1, None).as_bytes(),
+            server.addr,
+        )
+        .expect("send");
+    let challenge = response_to(&phone, 1, 3_000).expect("a challenge");
+    let nonce = nonce_of(&challenge);
+    phone
+        .send_to(
+            register(&phone, server.addr, 2, Some((&nonce, "s3cret"))).as_bytes(),
+            server.addr,
+        )
+        .expect("send");
+    let ok = response_to(&phone, 2, 3_000);
+    assert_eq!(ok.as_deref().and_then(status_of), Some(200), "{ok:?}");
+    let call = RawCall::place(server.addr);
+    assert!(
+        call.heard(1_500) > 20,
+        "no prompt after the attack\n{}",
+        server.log()
+    );
+    call.hang_up();
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// An SRTP context of `rtc-srtp` for key and salt `key` (AES_CM_128_HMAC_SHA1_80).
+fn srtp_context(key: &[u8; 30]) -> rtc::srtp::context::Context {
+    let provider = rtc::srtp::crypto::default_provider().expect("crypto provider");
+    rtc::srtp::context::Context::new(
+        &key[..16],
+        &key[16..],
+        rtc::srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_80,
+        None,
+        None,
+        provider.crypto(),
+    )
+    .expect("SRTP context")
+}
+
+/// A flood of 500 forged SRTP packets (the caller's own address and SSRC, sequence numbers far
+/// ahead, a wrong tag) on a call with an SDES key (`srtp = "optional"`): each is dropped and
+/// counted in `ivr_srtp_auth_failures_total`, the prompt keeps coming protected with the
+/// answer's key while it lasts, and the forged sequence numbers do not move the replay window:
+/// key 1, protected with the caller's key at its own low numbers, still ends the menu. Release
+/// build.
+#[test]
+fn a_flood_of_forged_srtp_packets_is_counted_while_the_prompt_plays_on() {
+    use base64::Engine as _;
+    let config = deployment_with("srtp-flood", "srtp = \"optional\"\n");
+    let server = Server::start_release(&config, &[]);
+    let sip = UdpSocket::bind("127.0.0.1:0").expect("sip");
+    sip.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("rtp");
+    rtp.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let our_key = [0x5au8; 30];
+    let line = format!(
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(our_key)
+    );
+    let port = rtp.local_addr().expect("addr").port();
+    let ok = savp_invite(&sip, server.addr, "srtp-flood@test", &line, port, false)
+        .unwrap_or_else(|| panic!("no answer\n{}", server.log()));
+    assert_eq!(status_of(&ok), Some(200), "{ok}");
+    let body = ok.split_once("\r\n\r\n").map_or("", |b| b.1);
+    let answer = ivr_sip::sdp::parse(body).expect("SDP answer");
+    let m = &answer.media[0];
+    let theirs = m.crypto.first().expect("the answer's a=crypto");
+    let media = SocketAddr::new(m.addr.expect("c="), m.port);
+    let failures = "ivr_srtp_auth_failures_total ";
+    let before = metric(&server, failures);
+    let ssrc = 0x5eed_0002;
+    let flooder = rtp.try_clone().expect("clone");
+    let flood = std::thread::spawn(move || {
+        for i in 0..500u16 {
+            let mut p = packet(
+                0,
+                30_000 + i,
+                480_000 + u32::from(i) * 160,
+                ssrc,
+                &[0xff; 160],
+            );
+            p.extend_from_slice(&[0xAB; 10]);
+            flooder.send_to(&p, media).expect("forged");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    // The prompt (2 s), protected with the answer's key, while the flood goes on.
+    let mut rx = srtp_context(&theirs.key);
+    let mut buf = [0u8; 1500];
+    let (mut authentic, mut loud) = (0, 0);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1_500) {
+        let Ok((n, _)) = rtp.recv_from(&mut buf) else {
+            continue;
+        };
+        let plain = rx
+            .decrypt_rtp(&buf[..n])
+            .unwrap_or_else(|e| panic!("our prompt audio does not authenticate: {e}"));
+        authentic += 1;
+        if plain[12..].iter().any(|&b| b & 0x7f < 0x70) {
+            loud += 1;
+        }
+    }
+    flood.join().expect("flood");
+    assert!(
+        authentic >= 50 && loud >= 40,
+        "{authentic} packets in 1.5 s, {loud} with sound, during the flood\n{}",
+        server.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&server, failures) < before + 500 {
+        assert!(
+            Instant::now() < deadline,
+            "{} forged packets counted of 500\n{}",
+            metric(&server, failures) - before,
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&server, failures), before + 500);
+    // Key 1 (RFC 4733), protected with our key at low sequence numbers: the menu takes it,
+    // the flow says bye and hangs up.
+    let mut tx = srtp_context(&our_key);
+    for (i, (end, dur)) in [(false, 160u16), (false, 320), (true, 480), (true, 480)]
+        .into_iter()
+        .enumerate()
+    {
+        let e = [
+            1,
+            if end { 0x80 | 10 } else { 10 },
+            (dur >> 8) as u8,
+            dur as u8,
+        ];
+        let mut p = packet(101, 20 + i as u16, 16_000, ssrc, &e);
+        if i == 0 {
+            p[1] |= 0x80;
+        }
+        let p = tx.encrypt_rtp(&p).expect("encrypt");
+        rtp.send_to(&p, media).expect("key");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut bye = false;
+    while !bye && Instant::now() < deadline {
+        let _ = rtp.recv_from(&mut buf);
+        let mut b = [0u8; 4096];
+        if let Ok((n, _)) = sip.recv_from(&mut b) {
+            bye = b[..n].starts_with(b"BYE ");
+        }
+    }
+    assert!(bye, "no BYE after key 1\n{}", server.log());
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}

@@ -8,8 +8,12 @@
 //!   packet; plain calls keep the pacer's vectored send without a copy).
 //! - [`Unprotect`] checks and decrypts what the peer sends with its key, with a replay window
 //!   of [`REPLAY_WINDOW`] packets. A packet that fails is dropped by the caller and counted.
-//!   The context keeps state per SSRC, created before a packet is authenticated: at most
-//!   [`MAX_SSRCS`] SSRCs are tried per call, so strangers' packets cannot grow it.
+//!   The context keeps state per SSRC (its replay window among it), which `rtc-srtp` creates
+//!   and starts at the first packet it sees, before that packet is authenticated: so the
+//!   first packet of an SSRC is checked with a probe context first, whose state is thrown away
+//!   every [`PROBES`] packets, and only an SSRC with an authenticated packet gets state in the
+//!   call's context, at most [`MAX_SSRCS`] of them. Strangers' packets neither take those
+//!   places nor set a window that would refuse the caller's own packets as too old.
 
 use bytes::BytesMut;
 use ivr_sip::sdp::{CryptoSuite, KEY_SALT_LEN, Sdes};
@@ -24,6 +28,10 @@ pub const REPLAY_WINDOW: usize = 64;
 /// Most SSRCs one [`Unprotect`] tries packets of (the caller's stream, and a new one after a
 /// re-INVITE or a change of phone behind a proxy); packets of more are dropped unchecked.
 pub const MAX_SSRCS: usize = 4;
+
+/// Packets of unknown SSRCs one probe context checks before it is made anew (its state for
+/// each SSRC it saw is then dropped).
+pub const PROBES: u32 = 64;
 
 /// The length of the master key within the 30 bytes of key and salt.
 const KEY_LEN: usize = 16;
@@ -120,6 +128,12 @@ impl Protect {
 /// Checks and decrypts what the peer sends (its key of the [`Sdes`]).
 pub struct Unprotect {
     ctx: Context,
+    /// The peer's key and suite, for the probe.
+    key: [u8; KEY_SALT_LEN],
+    suite: CryptoSuite,
+    /// Checks the first packets of SSRCs not yet authenticated, and how many it has checked.
+    probe: Option<(Context, u32)>,
+    /// SSRCs with an authenticated packet (state in `ctx`).
     ssrcs: Vec<u32>,
 }
 
@@ -134,6 +148,9 @@ impl Unprotect {
     pub fn new(keys: &Sdes) -> Result<Unprotect, SrtpError> {
         Ok(Unprotect {
             ctx: context(&keys.remote, keys.suite, true)?,
+            key: keys.remote,
+            suite: keys.suite,
+            probe: None,
             ssrcs: Vec::with_capacity(MAX_SSRCS),
         })
     }
@@ -158,6 +175,14 @@ impl Unprotect {
             if self.ssrcs.len() >= MAX_SSRCS {
                 return Err(SrtpError::TooManySsrcs);
             }
+            let (mut probe, used) = match self.probe.take() {
+                Some((c, n)) if n < PROBES => (c, n),
+                _ => (context(&self.key, self.suite, false)?, 0),
+            };
+            let checked = probe.decrypt_rtp(packet);
+            self.probe = Some((probe, used + 1));
+            checked.map_err(|e| SrtpError::Refused(e.to_string()))?;
+            // Authenticated: the SSRC gets its state, its window starting at this packet.
             self.ssrcs.push(ssrc);
         }
         self.ctx
@@ -247,18 +272,37 @@ mod tests {
         assert!(recv.unprotect(&plain).is_err());
         assert!(recv.unprotect(&[0x80, 0, 1]).is_err());
         assert!(recv.unprotect(&[]).is_err());
-        // Strangers' SSRCs: only MAX_SSRCS are tried.
-        for ssrc in 100..120 {
+        // Strangers' SSRCs take no place (more than PROBES of them: the probe is made anew).
+        for ssrc in 100..(100 + 2 * PROBES) {
             let mut forged = head(3, ssrc).to_vec();
             forged.extend_from_slice(&[0; 170]);
-            let _ = recv.unprotect(&forged);
+            assert!(recv.unprotect(&forged).is_err());
+        }
+        assert!(recv.ssrcs.is_empty());
+        // A forged packet far ahead does not set the window of the SSRC it names.
+        let mut forged = head(30_000, 7).to_vec();
+        forged.extend_from_slice(&[0xAB; 170]);
+        assert!(recv.unprotect(&forged).is_err());
+        let p = send.protect(&head(5, 7), &[1; 160]).expect("protect");
+        assert!(
+            recv.unprotect(&p).is_ok(),
+            "the caller's packet after a forged one"
+        );
+        // Authenticated SSRCs: at most MAX_SSRCS.
+        for ssrc in 1..MAX_SSRCS as u32 {
+            let mut other = Protect::new(&ours).expect("ctx");
+            let p = other
+                .protect(&head(4, 900 + ssrc), &[1; 160])
+                .expect("protect");
+            assert!(recv.unprotect(&p).is_ok());
         }
         assert_eq!(recv.ssrcs.len(), MAX_SSRCS);
         let mut other = Protect::new(&ours).expect("ctx");
         let p = other.protect(&head(4, 999), &[1; 160]).expect("protect");
         assert!(matches!(recv.unprotect(&p), Err(SrtpError::TooManySsrcs)));
-        // The first SSRC still works.
-        let p = send.protect(&head(5, 7), &[1; 160]).expect("protect");
+        // The first SSRC still works, and a replay of it is refused.
+        let p = send.protect(&head(6, 7), &[1; 160]).expect("protect");
         assert!(recv.unprotect(&p).is_ok());
+        assert!(recv.unprotect(&p).is_err());
     }
 }

@@ -49,12 +49,17 @@ pub fn parse_refer_to(value: &str) -> Option<Refer> {
     if user.is_empty() || host.is_empty() {
         return None;
     }
-    let replaces = headers.and_then(|h| {
+    // A `Replaces` that does not decode makes the whole Refer-To unusable (400): taken as
+    // absent, it would turn an attended transfer into a blind one.
+    let replaces = match headers.and_then(|h| {
         h.split('&').find_map(|kv| {
             let (k, v) = kv.split_once('=')?;
-            k.eq_ignore_ascii_case("replaces").then(|| decode(v))?
+            k.eq_ignore_ascii_case("replaces").then_some(v)
         })
-    });
+    }) {
+        Some(v) => Some(decode(v)?),
+        None => None,
+    };
     Some(Refer {
         user,
         host: host.to_string(),
@@ -277,5 +282,11 @@ mod tests {
         assert_eq!(parse_refer_to("<tel:+8613800000001>"), None);
         assert_eq!(parse_refer_to("<sip:host.only>"), None);
         assert_eq!(parse_refer_to("<sip:%zz@h>"), None);
+        // A Replaces that does not decode is no blind transfer to the user part.
+        assert_eq!(
+            parse_refer_to("<sip:2002@h?Replaces=%00%ff%3Bto-tag%3D1>"),
+            None
+        );
+        assert_eq!(parse_refer_to("<sip:2002@h?Replaces=a%zz>"), None);
     }
 }
