@@ -1984,6 +1984,11 @@ fn a_consultation_completed_hands_the_caller_to_the_second_agent() {
     for h in ["X-IVR-Transferred-By: 2001", "X-IVR-Note: wants a refund"] {
         assert!(pop.contains(h), "no `{h}` in:\n{pop}");
     }
+    // The record names the agent the caller ended with, as after a phone's attended transfer.
+    let rows = calls(&config, 1);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].1.as_deref(), Some("transferred"), "{rows:?}");
+    assert_eq!(rows[0].3.as_deref(), Some("2002"), "{rows:?}");
 }
 
 /// A consultation cancelled: 2002's leg ends, the caller (who heard nobody while holding) is

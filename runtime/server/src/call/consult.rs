@@ -489,7 +489,12 @@ impl Driver {
             passed: false,
         });
         self.last_pop = Some(c.pop.clone());
-        self.recording_agent(agent);
+        self.recording_agent(agent.clone());
+        if agent.is_some() {
+            // The record names the agent the caller talks with now (as after a phone's
+            // attended transfer); a number keeps the first agent.
+            self.feed(Event::Transfer(TransferUpdate::Answered { agent }));
+        }
         Ok(())
     }
 
