@@ -368,6 +368,21 @@ struct TransferBody {
     note: String,
 }
 
+impl TransferBody {
+    /// The body of a transfer or a consultation, or the 400 that says what it should be.
+    fn read(body: &str) -> Result<TransferBody, Box<Response>> {
+        serde_json::from_str(body).map_err(|_| {
+            Box::new(
+                (
+                    StatusCode::BAD_REQUEST,
+                    "expected JSON {\"target\": \"queue.NAME\", \"note\": \"...\"}\n",
+                )
+                    .into_response(),
+            )
+        })
+    }
+}
+
 async fn transfer_route(
     State(api): State<AgentApi>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -379,12 +394,9 @@ async fn transfer_route(
     if login != Login::Granted {
         return login.refusal(challenge());
     }
-    let Ok(b) = serde_json::from_str::<TransferBody>(&body) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "expected JSON {\"target\": \"queue.NAME\", \"note\": \"...\"}\n",
-        )
-            .into_response();
+    let b = match TransferBody::read(&body) {
+        Ok(b) => b,
+        Err(refusal) => return *refusal,
     };
     match transfer(&api.services, &id, &b.target, &b.note).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -427,12 +439,9 @@ async fn consult_route(
     if login != Login::Granted {
         return login.refusal(challenge());
     }
-    let Ok(b) = serde_json::from_str::<TransferBody>(&body) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "expected JSON {\"target\": \"queue.NAME\", \"note\": \"...\"}\n",
-        )
-            .into_response();
+    let b = match TransferBody::read(&body) {
+        Ok(b) => b,
+        Err(refusal) => return *refusal,
     };
     let action = crate::consult_request::ConsultAction::Start {
         target: b.target,

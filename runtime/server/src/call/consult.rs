@@ -588,29 +588,7 @@ impl Driver {
         if !self.holding() {
             return;
         }
-        let flow = self.call.flow();
-        let Some(Body::Transfer(t)) = flow
-            .program
-            .nodes
-            .get(self.call.node() as usize)
-            .map(|n| &n.body)
-        else {
-            return;
-        };
-        let lang = self.call.language();
-        let prompts: Vec<_> = t
-            .music
-            .iter()
-            .filter_map(|id| {
-                self.deployment
-                    .prompts
-                    .get(lang, flow.program.prompt(*id))
-                    .cloned()
-            })
-            .collect();
-        if !prompts.is_empty() {
-            self.channel.push(prompts, CONSULT_HOLD_SEQ);
-        }
+        self.play_node_music(CONSULT_HOLD_SEQ);
     }
 
     /// The caller is back with the agent (if the agent is still there).

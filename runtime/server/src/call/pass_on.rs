@@ -174,6 +174,12 @@ impl Driver {
         if !waiting {
             return;
         }
+        self.play_node_music(HOLD_SEQ);
+    }
+
+    /// Plays the transfer node's `music` (the call is in a transfer node) as playback item
+    /// `seq`: the hold of a passed-on caller and of a consultation.
+    pub(super) fn play_node_music(&self, seq: u32) {
         let flow = self.call.flow();
         let Some(Body::Transfer(t)) = flow
             .program
@@ -195,7 +201,7 @@ impl Driver {
             })
             .collect();
         if !prompts.is_empty() {
-            self.channel.push(prompts, HOLD_SEQ);
+            self.channel.push(prompts, seq);
         }
     }
 
