@@ -1925,6 +1925,9 @@ fn a_consultation_completed_hands_the_caller_to_the_second_agent() {
         agent_state(&server, "2002") == "on_call"
     });
     std::thread::sleep(Duration::from_millis(1500));
+    // The server moves the caller to 2002 before it answers 204: 2002 may be heard from the
+    // moment the completion is asked for, not only once the answer is back.
+    let asked = Instant::now();
     let (code, body) = agent_post(&server, "2001", "consult/complete", "");
     assert_eq!(code, 204, "{body}\n{}", server.log());
     let completed = Instant::now();
@@ -1958,7 +1961,7 @@ fn a_consultation_completed_hands_the_caller_to_the_second_agent() {
         "2001 after the hold"
     );
     assert_eq!(
-        heard(&got, 42, held, completed),
+        heard(&got, 42, held, asked),
         0,
         "2002 during the consultation"
     );
