@@ -3,11 +3,11 @@
 //! `ivr recordings` and deleting those older than `[recording] keep` (file and row).
 
 use crate::DataError;
+use crate::cells::{int, text};
 use crate::connect::Pool;
 use crate::query::fetch_rows;
 use chrono::NaiveDateTime;
 use ivr_engine::value::Value;
-use rust_decimal::prelude::ToPrimitive;
 use serde::Serialize;
 use std::path::Path;
 
@@ -51,19 +51,6 @@ pub struct Filter {
     pub agent: Option<String>,
     /// Only recordings started at or after this.
     pub since: Option<NaiveDateTime>,
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::DateTime(t) => Some(t.format("%Y-%m-%d %H:%M:%S").to_string()),
-        Value::Text(t) => Some(t.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_decimal().and_then(|d| d.to_i64()).unwrap_or(0)
 }
 
 /// Recordings of both kinds matching `filter`, newest first (at most [`MAX_LIST`]).

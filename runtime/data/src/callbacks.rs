@@ -3,6 +3,7 @@
 //! result; rows without a result are pending and read back when `ivr serve` starts.
 
 use crate::DataError;
+use crate::cells::{stored_time as time, text};
 use crate::connect::Pool;
 use crate::query::fetch_rows;
 use chrono::NaiveDateTime;
@@ -52,27 +53,6 @@ pub struct PendingCallback {
     pub attempts: u32,
     /// What the server stored to offer it again (JSON: screen pop, skills, level).
     pub offer: Option<String>,
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::Text(t) => Some(t.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
-fn time(v: &Value) -> Option<NaiveDateTime> {
-    match v {
-        Value::DateTime(t) => Some(*t),
-        Value::Text(t) => {
-            let t = t.trim();
-            NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
-                .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f"))
-                .ok()
-        }
-        _ => None,
-    }
 }
 
 /// Writes a kept callback, with what the server needs to offer it again after a restart

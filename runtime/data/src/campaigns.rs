@@ -4,6 +4,7 @@
 //! restart of `ivr serve`.
 
 use crate::DataError;
+use crate::cells::{stored_time as time, text};
 use crate::connect::Pool;
 use crate::query::fetch_rows;
 use chrono::NaiveDateTime;
@@ -30,27 +31,6 @@ pub struct AttemptRow {
     pub result: Option<String>,
     /// The flow's outcome, when answered.
     pub outcome: Option<String>,
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::Text(t) => Some(t.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
-fn time(v: &Value) -> Option<NaiveDateTime> {
-    match v {
-        Value::DateTime(t) => Some(*t),
-        Value::Text(t) => {
-            let t = t.trim();
-            NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
-                .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f"))
-                .ok()
-        }
-        _ => None,
-    }
 }
 
 /// Writes the start of an attempt. `false` when that attempt at that number was already

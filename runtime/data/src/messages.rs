@@ -4,11 +4,11 @@
 //! rows of kind `message`: whole-call recordings (kind `call`) are no voice mail.
 
 use crate::DataError;
+use crate::cells::{int, text};
 use crate::connect::Pool;
 use crate::query::fetch_rows;
 use chrono::NaiveDateTime;
 use ivr_engine::value::Value;
-use rust_decimal::prelude::ToPrimitive;
 use serde::Serialize;
 
 /// The most messages one listing returns (newest first).
@@ -51,21 +51,8 @@ pub struct Message {
 const COLUMNS: &str = "r.id, r.call_id, r.caller, r.flow, r.node, r.save_table, r.queue, \
      r.recorded_at, r.length_ms, s.heard_at, s.heard_by, s.done_at, s.done_by, r.file";
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::DateTime(t) => Some(t.format("%Y-%m-%d %H:%M:%S").to_string()),
-        Value::Text(t) => Some(t.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
 fn when(v: &Value) -> Option<String> {
     text(v).map(|t| t.chars().take(19).collect())
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_decimal().and_then(|d| d.to_i64()).unwrap_or(0)
 }
 
 fn message(row: &[Value]) -> Option<Message> {

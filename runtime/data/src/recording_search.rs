@@ -5,11 +5,11 @@
 
 use crate::DataError;
 use crate::call_recordings::Listed;
+use crate::cells::{int, text};
 use crate::connect::Pool;
 use crate::query::fetch_rows;
 use chrono::NaiveDateTime;
 use ivr_engine::value::Value;
-use rust_decimal::prelude::ToPrimitive;
 
 /// Most rows of one page.
 pub const MAX_PAGE: usize = 200;
@@ -61,19 +61,6 @@ fn term(s: &str) -> String {
 
 const COLUMNS: &str =
     "id, kind, call_id, caller, agent, queue, recorded_at, length_ms, file, sha256";
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::DateTime(t) => Some(t.format("%Y-%m-%d %H:%M:%S").to_string()),
-        Value::Text(t) => Some(t.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_decimal().and_then(|d| d.to_i64()).unwrap_or(0)
-}
 
 fn listed(r: &[Value]) -> Listed {
     let get = |i: usize| r.get(i).unwrap_or(&Value::Null);

@@ -11,6 +11,7 @@
 use super::DataError;
 use super::connect::Pool;
 use super::query::fetch_rows;
+use crate::cells::stored_time;
 use chrono::{Local, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone};
 use ivr_engine::value::Value;
 use rust_decimal::prelude::ToPrimitive;
@@ -495,20 +496,6 @@ async fn callback_figures(
         }
     }
     Ok(out)
-}
-
-/// A stored time (a timestamp, or SQLite's text).
-fn stored_time(v: &Value) -> Option<NaiveDateTime> {
-    match v {
-        Value::DateTime(t) => Some(*t),
-        Value::Text(t) => {
-            let t = t.trim();
-            NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
-                .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f"))
-                .ok()
-        }
-        _ => None,
-    }
 }
 
 /// Per queue (then all) and per agent figures from `queue_events`.

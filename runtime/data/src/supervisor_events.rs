@@ -3,6 +3,7 @@
 //! it was about and when (UTC).
 
 use crate::DataError;
+use crate::cells::text;
 use crate::connect::Pool;
 use crate::query::fetch_rows;
 use chrono::NaiveDateTime;
@@ -56,15 +57,6 @@ pub async fn insert(
     )
     .await?;
     Ok(())
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::DateTime(t) => Some(t.format("%Y-%m-%d %H:%M:%S").to_string()),
-        Value::Text(t) => Some(t.clone()),
-        other => Some(other.to_string()),
-    }
 }
 
 /// The newest rows (at most `limit`, capped at [`MAX_RECENT`]), newest first.
