@@ -162,6 +162,8 @@ pub struct Call {
     /// Why the call ended in a fault, if it did (for simulations and logs; never values).
     fault: Option<String>,
     outcome: Option<Outcome>,
+    /// The node [`Event::Start`] enters: the flow's entry, or a resumed call's node.
+    resume_at: Option<NodeId>,
 }
 
 impl Call {
@@ -205,7 +207,45 @@ impl Call {
             ended_by: None,
             fault: None,
             outcome: None,
+            resume_at: None,
         }
+    }
+
+    /// A call that starts at `node` with these variables, language and completed tasks
+    /// (see [`Call::resume`](crate::Call::resume)).
+    pub(crate) fn resumed(
+        flow: Arc<Flow>,
+        info: CallInfo,
+        node: NodeId,
+        vars: Vec<Value>,
+        language: u8,
+        served: Vec<String>,
+    ) -> Call {
+        let mut call = Call::new(flow, info);
+        if vars.len() == call.vars.len() {
+            call.vars = vars;
+        }
+        call.language = language;
+        call.served = served;
+        call.resume_at = Some(node);
+        call
+    }
+
+    /// The variables' values, in the program's order.
+    pub(crate) fn values(&self) -> &[Value] {
+        &self.vars
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_value_for_test(&mut self, var: u32, v: Value) {
+        if let Some(slot) = self.vars.get_mut(var as usize) {
+            *slot = v;
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_node_for_test(&mut self, node: NodeId) {
+        self.node = node;
     }
 
     /// The flow this call runs.
@@ -363,7 +403,7 @@ impl Call {
         match event {
             Event::Start => {
                 if self.phase == Phase::Idle {
-                    let entry = self.flow.program.entry;
+                    let entry = self.resume_at.unwrap_or(self.flow.program.entry);
                     self.enter(entry, cx);
                 }
             }

@@ -20,6 +20,7 @@
 mod call;
 pub mod contact;
 mod eval;
+pub mod resume;
 pub mod say;
 pub mod sim;
 pub mod speak;
