@@ -23,6 +23,7 @@ pub mod call_recordings;
 pub mod callbacks;
 pub mod campaigns;
 mod cells;
+pub mod checkpoints;
 pub mod cluster;
 pub mod connect;
 pub mod demo;

@@ -1083,6 +1083,10 @@ pub struct CallRecorder {
     done: bool,
     /// The audio file of the recording in progress (set by drivers that keep audio).
     file: Option<String>,
+    /// When the call arrived.
+    started_ms: Millis,
+    /// When its flow started (a call taken over keeps its first start).
+    answered_ms: Option<Millis>,
 }
 
 impl CallRecorder {
@@ -1108,6 +1112,10 @@ impl CallRecorder {
             wait_ms: None,
         };
         writer.send(Record::Started(call.clone()));
+        Self::following(writer, flow, call, now)
+    }
+
+    fn following(writer: RecordWriter, flow: Arc<Flow>, call: CallRow, now: Millis) -> Self {
         CallRecorder {
             writer,
             flow,
@@ -1121,7 +1129,61 @@ impl CallRecorder {
             in_transfer: false,
             done: false,
             file: None,
+            started_ms: now,
+            answered_ms: None,
         }
+    }
+
+    /// Continues the record of a call another node started (a cluster's takeover): its
+    /// `calls_in_progress` row is already there (none is written again), the call row keeps
+    /// the first arrival and answer times, and node visits are numbered on from `visit_seq`.
+    pub fn continued(
+        writer: RecordWriter,
+        flow: Arc<Flow>,
+        info: &CallInfo,
+        started_at: Millis,
+        answered_at: Option<Millis>,
+        visit_seq: i64,
+    ) -> Self {
+        let mut call = CallRow {
+            call_id: info.id.clone(),
+            caller: info.caller.clone(),
+            called: info.called.clone(),
+            flow: flow.program.name.clone(),
+            flow_version: flow.program.version.clone(),
+            channel: info.channel.as_str().to_string(),
+            started_at: timestamp(started_at),
+            answered_at: answered_at.map(timestamp),
+            ended_at: None,
+            outcome: None,
+            ended_by: None,
+            served: Vec::new(),
+            queue: None,
+            agent: None,
+            queued_at: None,
+            agent_answered_at: None,
+            wait_ms: None,
+        };
+        safe(&mut call.call_id);
+        let mut r = Self::following(writer, flow, call, started_at);
+        r.seq = visit_seq.max(0);
+        r.answered_ms = answered_at;
+        r
+    }
+
+    /// When the call arrived (local wall-clock milliseconds).
+    pub fn started_ms(&self) -> Millis {
+        self.started_ms
+    }
+
+    /// When its flow first started, if it has.
+    pub fn answered_ms(&self) -> Option<Millis> {
+        self.answered_ms
+    }
+
+    /// Node visits numbered so far.
+    pub fn visit_seq(&self) -> i64 {
+        self.seq
     }
 
     /// Names the audio file of the recording in progress; its `recordings` row (written when
@@ -1193,7 +1255,12 @@ impl CallRecorder {
     /// Follows one event fed to the engine.
     pub fn event(&mut self, event: &Event, now: Millis) {
         match event {
-            Event::Start => self.call.answered_at = Some(timestamp(now)),
+            Event::Start => {
+                if self.answered_ms.is_none() {
+                    self.answered_ms = Some(now);
+                    self.call.answered_at = Some(timestamp(now));
+                }
+            }
             Event::Transfer(TransferUpdate::Answered { agent }) => {
                 if self.answered_at.is_none() && self.in_transfer {
                     self.answered_at = Some(now);

@@ -552,6 +552,35 @@ pub fn offer(local: IpAddr, port: u16, session_id: u64, version: u64) -> String 
     s
 }
 
+/// Our offer of one codec (a call taken over keeps the codec it had): `law` on payload type
+/// `pt`, telephone-event on `event_pt` when the call had it.
+pub fn offer_codec(
+    local: IpAddr,
+    port: u16,
+    session_id: u64,
+    version: u64,
+    (law, pt, event_pt): (Law, u8, Option<u8>),
+) -> String {
+    let mut s = header(local, session_id, version);
+    let name = match law {
+        Law::Ulaw => "PCMU",
+        Law::Alaw => "PCMA",
+    };
+    let _ = write!(s, "m=audio {port} RTP/AVP {pt}");
+    if let Some(e) = event_pt {
+        let _ = write!(s, " {e}");
+    }
+    let _ = write!(s, "\r\na=rtpmap:{pt} {name}/8000\r\n");
+    if let Some(e) = event_pt {
+        let _ = write!(
+            s,
+            "a=rtpmap:{e} telephone-event/8000\r\na=fmtp:{e} 0-15\r\n"
+        );
+    }
+    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    s
+}
+
 fn header(local: IpAddr, session_id: u64, version: u64) -> String {
     let family = if local.is_ipv6() { "IP6" } else { "IP4" };
     format!(

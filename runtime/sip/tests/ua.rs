@@ -1213,3 +1213,128 @@ fn a_refer_on_a_leg_is_accepted_and_its_outcome_notified() {
     net.inject(Side::Uas, UAC, &from_caller);
     assert_eq!(net.sent(UAS, |p| p.is_response(403, "REFER")).len(), 1);
 }
+
+/// A call taken over from a node that died: a new core at the node's address has the
+/// caller's dialog only as the dead node knew it. It re-INVITEs the caller (same Call-ID and
+/// tags, a CSeq above the old one, its Contact, one codec), acknowledges the 200, and the
+/// dialog is then its own: the caller's BYE reaches it as for any call.
+#[test]
+fn a_call_taken_over_reinvites_the_caller_and_its_dialog_goes_on() {
+    let mut net = Net::new(0);
+    let (leg, tag) = established(&mut net);
+    net.take(Side::Uac);
+    net.take(Side::Uas);
+    let invite = net.one(UAC, |p| p.is_request("INVITE")).text.clone();
+    let Ok(rsip::SipMessage::Request(req)) = ivr_sip::message::parse(invite.as_bytes()) else {
+        panic!("{invite}")
+    };
+    let facts = ivr_sip::message::facts(&req.headers).expect("facts");
+    let mut dialog = ivr_sip::dialog::Dialog::from_invite(&req, &facts, &tag);
+    dialog.local_cseq = 1_000;
+    // The node dies; another core takes the dialog over at the same address.
+    net.uas = ivr_sip::ua::Core::new(harness::TestHost::default(), harness::options(UAS, 0));
+    net.command(
+        Side::Uas,
+        Command::Resume(Box::new(ivr_sip::ua::Resume {
+            dialog,
+            peer: harness::udp(UAC),
+            port: 41_000,
+            codec: (Law::Alaw, 8, Some(101)),
+        })),
+    );
+    net.advance(10);
+    let reinvite = net
+        .sent(UAS, |p| p.is_request("INVITE"))
+        .last()
+        .expect("re-INVITE")
+        .text
+        .clone();
+    assert_eq!(header(&reinvite, "Call-ID"), header(&invite, "Call-ID"));
+    assert_eq!(
+        header(&reinvite, "From").and_then(harness::tag),
+        Some(tag.as_str())
+    );
+    assert_eq!(
+        header(&reinvite, "To").and_then(harness::tag),
+        Some(leg.as_str())
+    );
+    assert_eq!(header(&reinvite, "CSeq"), Some("1001 INVITE"));
+    assert_eq!(
+        header(&reinvite, "Contact"),
+        Some("<sip:ivr@127.0.0.2:5060>")
+    );
+    assert!(
+        body(&reinvite).contains("m=audio 41000 RTP/AVP 8 101"),
+        "{reinvite}"
+    );
+    assert!(
+        body(&reinvite).contains("a=rtpmap:8 PCMA/8000"),
+        "{reinvite}"
+    );
+    // The caller answered; the new core acknowledged it and the call starts there.
+    assert_eq!(net.sent(UAC, |p| p.is_response(200, "INVITE")).len(), 1);
+    assert_eq!(net.sent(UAS, |p| p.is_request("ACK")).len(), 1);
+    let out = net.take(Side::Uas);
+    assert!(
+        matches!(out.as_slice(), [Output::Start { tag: t, media }] if *t == tag && media.law == Law::Alaw),
+        "{out:#?}"
+    );
+    assert!(net.take(Side::Uac).iter().any(|o| matches!(
+        o,
+        Output::Leg {
+            event: LegEvent::Media(_),
+            ..
+        }
+    )));
+    // The caller hangs up: the new core answers and tells the call.
+    net.command(Side::Uac, Command::EndLeg { tag: leg });
+    assert_eq!(net.sent(UAS, |p| p.is_response(200, "BYE")).len(), 1);
+    assert_eq!(
+        net.take(Side::Uas),
+        [
+            Output::Dialog {
+                tag: tag.clone(),
+                event: DialogEvent::Bye
+            },
+            Output::DialogClosed { tag }
+        ]
+    );
+}
+
+/// A caller that refuses the re-INVITE (481: it knows the dialog no more): the call is given
+/// up as failed.
+#[test]
+fn a_refused_takeover_is_a_failed_call() {
+    let mut net = Net::new(0);
+    let (_leg, tag) = established(&mut net);
+    net.take(Side::Uas);
+    let invite = net.one(UAC, |p| p.is_request("INVITE")).text.clone();
+    let Ok(rsip::SipMessage::Request(req)) = ivr_sip::message::parse(invite.as_bytes()) else {
+        panic!("{invite}")
+    };
+    let facts = ivr_sip::message::facts(&req.headers).expect("facts");
+    let mut dialog = ivr_sip::dialog::Dialog::from_invite(&req, &facts, &tag);
+    dialog.call_id = "not-the-callers".into();
+    net.uas = ivr_sip::ua::Core::new(harness::TestHost::default(), harness::options(UAS, 0));
+    net.command(
+        Side::Uas,
+        Command::Resume(Box::new(ivr_sip::ua::Resume {
+            dialog,
+            peer: harness::udp(UAC),
+            port: 41_000,
+            codec: (Law::Ulaw, 0, None),
+        })),
+    );
+    net.advance(10);
+    assert_eq!(net.sent(UAC, |p| p.is_response(481, "INVITE")).len(), 1);
+    assert_eq!(
+        net.take(Side::Uas),
+        [
+            Output::Unserved {
+                tag: tag.clone(),
+                outcome: "failed"
+            },
+            Output::DialogClosed { tag }
+        ]
+    );
+}

@@ -48,6 +48,8 @@ pub(super) enum TimerKey {
     Leg(String),
     /// A held REGISTER response (by branch) is due.
     Register(String),
+    /// The re-INVITE of a call taken over (by tag).
+    Resume(String),
 }
 
 /// Where an incoming call's dialog is.
@@ -93,6 +95,9 @@ pub(super) struct Entry {
     /// The SRTP keys of the call (none: plain RTP). A re-INVITE keeps the call's protection
     /// (an SRTP call's must offer `RTP/SAVP`, a plain call's `RTP/AVP`) and our key.
     pub(super) srtp: Option<Sdes>,
+    /// A call taken over: the ACK of the 2xx to our re-INVITE, sent again for its
+    /// retransmissions.
+    pub(super) resumed_ack: Option<Arc<[u8]>>,
 }
 
 /// The user-agent core (see the module's documentation).
@@ -105,6 +110,10 @@ pub struct Core<H: Host> {
     pub(super) legs: HashMap<String, Leg>,
     /// INVITE branch → leg tag.
     pub(super) leg_branches: HashMap<String, String>,
+    /// Calls taken over whose re-INVITE is on its way, by tag.
+    pub(super) resuming: HashMap<String, super::resume::Resuming>,
+    /// re-INVITE branch → tag of a call taken over (kept while its dialog lasts).
+    pub(super) resume_branches: HashMap<String, String>,
     heap: BinaryHeap<Reverse<(Millis, TimerKey)>>,
     pub(super) draining: bool,
     /// Agents' REGISTERs.
@@ -197,6 +206,8 @@ impl<H: Host> Core<H> {
             dialogs: HashMap::new(),
             legs: HashMap::new(),
             leg_branches: HashMap::new(),
+            resuming: HashMap::new(),
+            resume_branches: HashMap::new(),
             heap: BinaryHeap::new(),
             draining: false,
             registrar: Registrar::new("ivr", HashMap::new()),
@@ -317,6 +328,9 @@ impl<H: Host> Core<H> {
     /// Forgets dialog `tag`, telling the application.
     pub(super) fn remove_dialog(&mut self, tag: &str) -> Option<Entry> {
         let e = self.dialogs.remove(tag)?;
+        if e.resumed_ack.is_some() {
+            self.resume_branches.retain(|_, t| t != tag);
+        }
         self.emit(Output::DialogClosed {
             tag: tag.to_string(),
         });
@@ -560,6 +574,8 @@ impl<H: Host> Core<H> {
         if f.cseq_method == "INVITE" {
             if let Some(tag) = self.leg_branches.get(&branch).cloned() {
                 self.on_leg_response(&tag, resp, now);
+            } else if let Some(tag) = self.resume_branches.get(&branch).cloned() {
+                self.on_resume_response(&tag, resp, now);
             }
             return;
         }
@@ -685,6 +701,7 @@ impl<H: Host> Core<H> {
                 }
             }
             Command::Dial(d) => self.dial(*d, now),
+            Command::Resume(r) => self.resume(*r, now),
             Command::EndLeg { tag } => self.end_leg(&tag, now),
             Command::ReferDone { tag, code } => self.refer_done(&tag, code, now),
             Command::Credentials { realm, credentials } => {
@@ -727,6 +744,7 @@ impl<H: Host> Core<H> {
                     }
                 }
                 TimerKey::Leg(tag) => self.on_leg_timer(&tag, now),
+                TimerKey::Resume(tag) => self.on_resume_timer(&tag, now),
                 TimerKey::Client(branch) => self.on_client_timer(branch, now),
                 TimerKey::Server(branch, m) => self.on_server_timer(
                     TxKey {

@@ -157,6 +157,7 @@ impl<H: Host> Core<H> {
                 reinvite: None,
                 bucket: Bucket::full(IN_DIALOG_BURST, now),
                 srtp,
+                resumed_ack: None,
             },
         );
         if self.opts.answer_after <= 0 {

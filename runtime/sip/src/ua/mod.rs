@@ -33,7 +33,8 @@
 //! (incoming INVITEs and admission), `in_dialog.rs` (ACK, BYE, CANCEL, re-INVITE, INFO,
 //! OPTIONS), `legs.rs` (the legs we place: Dial, EndLeg, the client INVITE transaction), `refer.rs`
 //! (REFER from a leg's callee, RFC 3515, and its NOTIFYs),
-//! `register.rs` (REGISTER, answered by the [`crate::registrar::Registrar`]).
+//! `register.rs` (REGISTER, answered by the [`crate::registrar::Registrar`]), `resume.rs` (a
+//! call taken over from another node: its caller re-INVITEd, [`Command::Resume`]).
 
 mod core;
 mod in_dialog;
@@ -41,9 +42,11 @@ mod invite;
 mod legs;
 mod refer;
 mod register;
+mod resume;
 
 pub use self::core::Core;
 pub use self::refer::{Refer, Replaces, parse_refer_to, parse_replaces};
+pub use self::resume::Resume;
 pub use crate::edge::EdgePolicy;
 use crate::message::Facts;
 use crate::peer::Peer;
@@ -75,6 +78,11 @@ pub enum Input {
 pub enum Command {
     /// Place a call ([`LegEvent`]s follow, then [`Output::LegClosed`]).
     Dial(Box<Dial>),
+    /// Take over the caller's dialog of a call another node answered (a cluster's node that
+    /// died): re-INVITE the caller; [`Output::Start`] once it answers (the dialog is then
+    /// this core's like any other), or [`Output::Unserved`] (`failed`) and
+    /// [`Output::DialogClosed`] when it refuses or does not answer.
+    Resume(Box<Resume>),
     /// End a leg: CANCEL while it rings (once it has answered anything), BYE once answered.
     EndLeg {
         /// The leg's tag.

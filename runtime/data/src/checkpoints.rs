@@ -1,0 +1,338 @@
+//! Checkpoints of calls in progress on a cluster's nodes (PostgreSQL only, table
+//! `call_checkpoints`; docs/cluster.md, "Calls taken over"): where each call is in its flow,
+//! its variables (never a masked one), its SIP dialog and media, and what its record needs to
+//! be continued. A call's node writes its row as the call enters flow nodes and deletes it when
+//! the call ends; when that node is down, a live node claims the row ([`claim`]: `FOR UPDATE
+//! SKIP LOCKED`, so two nodes never take the same call) and takes the call over.
+//!
+//! Everything read back is untrusted: texts and JSON have bounded sizes, numbers their ranges;
+//! a row that does not read is skipped (and left for [`forget`]).
+
+use crate::DataError;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Row};
+
+/// Longest JSON text of a row's variables read back (bytes); longer ones are not restored.
+pub const MAX_VARIABLES_JSON: usize = 256 * 1024;
+/// Longest JSON text of a row's dialog or media facts, or of its tasks (bytes).
+pub const MAX_FACTS_JSON: usize = 16 * 1024;
+/// Longest plain text of a row (names, caller, versions).
+pub const MAX_TEXT: usize = 1024;
+/// Most route set entries of a dialog.
+pub const MAX_ROUTES: usize = 16;
+/// Most rows claimed at once.
+pub const MAX_CLAIM: i64 = 1_000;
+
+/// The facts of a caller's SIP dialog, as the node that answered it knows them (we are the
+/// UAS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DialogFacts {
+    /// Call-ID.
+    pub call_id: String,
+    /// Our tag (the To tag of our 200).
+    pub local_tag: String,
+    /// The caller's tag (From).
+    pub remote_tag: String,
+    /// Our address as the caller wrote it (To, without tag).
+    pub local: String,
+    /// The caller's address (From, with its tag).
+    pub remote: String,
+    /// The caller's Contact (the remote target).
+    pub remote_target: String,
+    /// The Record-Route values, in order (our Route headers).
+    pub route_set: Vec<String>,
+    /// Our highest CSeq so far.
+    pub local_cseq: u32,
+    /// The caller's highest CSeq so far.
+    pub remote_cseq: u32,
+}
+
+/// The media of the call as negotiated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MediaFacts {
+    /// Where the caller receives RTP (`IP:PORT`), if it said.
+    pub remote: Option<String>,
+    /// The codec: `pcmu` or `pcma`.
+    pub codec: String,
+    /// Its payload type.
+    pub pt: u8,
+    /// The telephone-event payload type, if any.
+    pub event_pt: Option<u8>,
+}
+
+/// One call's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// The SIP Call-ID (the row's key).
+    pub sip_call_id: String,
+    /// The call record's key (`calls.call_id`).
+    pub call_id: String,
+    /// The node that runs the call.
+    pub owner: String,
+    /// The nodes that served it, in order, comma-separated.
+    pub nodes: String,
+    /// The flow's name.
+    pub flow: String,
+    /// The flow's version.
+    pub flow_version: String,
+    /// The flow node the call is in.
+    pub node: String,
+    /// The prompt language.
+    pub language: String,
+    /// The variables as JSON (`ivr_engine::resume::encode_variables`), never a masked one.
+    pub variables: String,
+    /// The tasks completed.
+    pub served: Vec<String>,
+    /// The SIP dialog.
+    pub dialog: DialogFacts,
+    /// The media.
+    pub media: MediaFacts,
+    /// The calling number.
+    pub caller: String,
+    /// The dialled number.
+    pub called: String,
+    /// The channel (`sip`).
+    pub channel: String,
+    /// When the call arrived (local wall-clock milliseconds).
+    pub started_at: i64,
+    /// When its flow started.
+    pub answered_at: Option<i64>,
+    /// Node visits recorded so far (the next visit's number follows).
+    pub visit_seq: i64,
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Writes these checkpoints (each the latest of its call); a row another node has claimed
+/// meanwhile is left alone.
+pub async fn write(pool: &PgPool, rows: &[Checkpoint]) -> Result<(), DataError> {
+    let mut tx = pool.begin().await?;
+    for c in rows {
+        sqlx::query(
+            "INSERT INTO call_checkpoints (sip_call_id, call_id, owner, nodes, flow, flow_version,
+                 node, language, variables, served, dialog, media, caller, called, channel,
+                 started_at, answered_at, visit_seq, written_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                 $18, now())
+             ON CONFLICT (sip_call_id) DO UPDATE SET nodes = EXCLUDED.nodes, flow = EXCLUDED.flow,
+                 flow_version = EXCLUDED.flow_version, node = EXCLUDED.node,
+                 language = EXCLUDED.language, variables = EXCLUDED.variables,
+                 served = EXCLUDED.served, dialog = EXCLUDED.dialog, media = EXCLUDED.media,
+                 answered_at = EXCLUDED.answered_at, visit_seq = EXCLUDED.visit_seq,
+                 written_at = now()
+             WHERE call_checkpoints.owner = EXCLUDED.owner",
+        )
+        .bind(&c.sip_call_id)
+        .bind(&c.call_id)
+        .bind(&c.owner)
+        .bind(&c.nodes)
+        .bind(&c.flow)
+        .bind(&c.flow_version)
+        .bind(&c.node)
+        .bind(&c.language)
+        .bind(&c.variables)
+        .bind(json(&c.served))
+        .bind(json(&c.dialog))
+        .bind(json(&c.media))
+        .bind(&c.caller)
+        .bind(&c.called)
+        .bind(&c.channel)
+        .bind(c.started_at)
+        .bind(c.answered_at)
+        .bind(c.visit_seq)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes the checkpoints of these calls (ended) that `owner` holds.
+pub async fn delete(pool: &PgPool, owner: &str, sip_call_ids: &[String]) -> Result<u64, DataError> {
+    if sip_call_ids.is_empty() {
+        return Ok(0);
+    }
+    let done =
+        sqlx::query("DELETE FROM call_checkpoints WHERE owner = $1 AND sip_call_id = ANY($2)")
+            .bind(owner)
+            .bind(sip_call_ids)
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected())
+}
+
+/// Forgets a checkpoint whatever its owner (a call that cannot be taken over).
+pub async fn forget(pool: &PgPool, sip_call_id: &str) -> Result<(), DataError> {
+    sqlx::query("DELETE FROM call_checkpoints WHERE sip_call_id = $1")
+        .bind(sip_call_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A node starting: the checkpoints its earlier run left (calls it lost when it stopped) are
+/// given up to the cluster, which takes them over like a dead node's. How many.
+pub async fn release(pool: &PgPool, node: &str) -> Result<u64, DataError> {
+    let done = sqlx::query("UPDATE call_checkpoints SET owner = '' WHERE owner = $1")
+        .bind(node)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// The condition of a row whose owner is not a node that is up (heartbeat within 5 s).
+const ORPHAN: &str = "NOT EXISTS (SELECT 1 FROM cluster_nodes n WHERE n.name = c.owner
+                          AND n.last_seen > now() - interval '5 seconds')";
+
+/// How many checkpoints have an owner that is down.
+pub async fn orphaned(pool: &PgPool) -> Result<i64, DataError> {
+    let n: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM call_checkpoints c WHERE {ORPHAN}"
+    ))
+    .fetch_one(pool)
+    .await?;
+    Ok(n)
+}
+
+/// The nodes that are up, by name (this one among them once its heartbeat is written).
+pub async fn live_nodes(pool: &PgPool) -> Result<Vec<String>, DataError> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM cluster_nodes WHERE last_seen > now() - interval '5 seconds'
+          ORDER BY name LIMIT $1",
+    )
+    .bind(crate::cluster::MAX_NODES)
+    .fetch_all(pool)
+    .await?;
+    Ok(names)
+}
+
+/// Claims for node `me` up to `limit` checkpoints whose owner is down: the share `part` of
+/// `parts` (by a hash of the Call-ID, so that the live nodes split a dead node's calls
+/// evenly), or any such row when `parts` is 1. Locked rows (another node claiming them now)
+/// are skipped, so no call is claimed twice. The claimed rows name `me` as their owner and
+/// `me` is added to their nodes; rows that do not read back are returned as errors' count.
+pub async fn claim(
+    pool: &PgPool,
+    me: &str,
+    part: i64,
+    parts: i64,
+    limit: i64,
+) -> Result<(Vec<Checkpoint>, usize), DataError> {
+    let parts = parts.max(1);
+    let rows = sqlx::query(&format!(
+        "UPDATE call_checkpoints SET owner = $1,
+                nodes = CASE WHEN nodes = '' THEN $1 ELSE nodes || ',' || $1 END, written_at = now()
+          WHERE sip_call_id IN (
+              SELECT c.sip_call_id FROM call_checkpoints c
+               WHERE {ORPHAN} AND mod(abs(hashtext(c.sip_call_id)::bigint), $2) = $3
+               ORDER BY c.written_at LIMIT $4
+               FOR UPDATE SKIP LOCKED)
+          RETURNING sip_call_id, call_id, owner, nodes, flow, flow_version, node, language,
+                    variables, served, dialog, media, caller, called, channel, started_at,
+                    answered_at, visit_seq"
+    ))
+    .bind(me)
+    .bind(parts)
+    .bind(part.rem_euclid(parts))
+    .bind(limit.clamp(1, MAX_CLAIM))
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut bad = 0;
+    for r in &rows {
+        match read(r) {
+            Some(c) => out.push(c),
+            None => {
+                bad += 1;
+                if let Ok(id) = r.try_get::<String, _>("sip_call_id") {
+                    let _ = forget(pool, &id).await;
+                }
+            }
+        }
+    }
+    Ok((out, bad))
+}
+
+/// Whether the call record `call_id` is already written (its call ended: nothing to take
+/// over).
+pub async fn recorded(pool: &PgPool, call_id: &str) -> Result<bool, DataError> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM calls WHERE call_id = $1")
+        .bind(call_id)
+        .fetch_one(pool)
+        .await?;
+    Ok(n > 0)
+}
+
+/// A text cell within [`MAX_TEXT`] (or `limit`), else `None`.
+fn text(r: &sqlx::postgres::PgRow, col: &str, limit: usize) -> Option<String> {
+    r.try_get::<String, _>(col)
+        .ok()
+        .filter(|s| s.len() <= limit)
+}
+
+/// A row read back, checked; `None` when anything is missing, too long or malformed.
+fn read(r: &sqlx::postgres::PgRow) -> Option<Checkpoint> {
+    let dialog: DialogFacts = serde_json::from_str(&text(r, "dialog", MAX_FACTS_JSON)?).ok()?;
+    let media: MediaFacts = serde_json::from_str(&text(r, "media", MAX_FACTS_JSON)?).ok()?;
+    let served: Vec<String> = serde_json::from_str(&text(r, "served", MAX_FACTS_JSON)?).ok()?;
+    let dialog_ok = [
+        &dialog.call_id,
+        &dialog.local_tag,
+        &dialog.remote_tag,
+        &dialog.local,
+        &dialog.remote,
+        &dialog.remote_target,
+    ]
+    .iter()
+    .all(|s| s.len() <= MAX_TEXT)
+        && dialog.route_set.len() <= MAX_ROUTES
+        && dialog.route_set.iter().all(|s| s.len() <= MAX_TEXT)
+        && !dialog.call_id.is_empty()
+        && !dialog.local_tag.is_empty();
+    let media_ok = media.remote.as_ref().is_none_or(|s| s.len() <= 64) && media.codec.len() <= 16;
+    if !dialog_ok || !media_ok || served.len() > 64 {
+        return None;
+    }
+    Some(Checkpoint {
+        sip_call_id: text(r, "sip_call_id", MAX_TEXT)?,
+        call_id: text(r, "call_id", MAX_TEXT)?,
+        owner: text(r, "owner", MAX_TEXT)?,
+        nodes: text(r, "nodes", MAX_TEXT)?,
+        flow: text(r, "flow", MAX_TEXT)?,
+        flow_version: text(r, "flow_version", MAX_TEXT)?,
+        node: text(r, "node", MAX_TEXT)?,
+        language: text(r, "language", MAX_TEXT)?,
+        // Too long: the call goes on without its variables.
+        variables: text(r, "variables", MAX_VARIABLES_JSON).unwrap_or_else(|| "{}".into()),
+        served,
+        dialog,
+        media,
+        caller: text(r, "caller", MAX_TEXT)?,
+        called: text(r, "called", MAX_TEXT)?,
+        channel: text(r, "channel", MAX_TEXT)?,
+        started_at: r.try_get("started_at").ok()?,
+        answered_at: r.try_get("answered_at").ok()?,
+        visit_seq: r
+            .try_get::<i64, _>("visit_seq")
+            .ok()?
+            .clamp(0, i64::from(u32::MAX)),
+    })
+}
+
+/// Every checkpoint's variables (JSON text), for tests that check what reaches the table.
+pub async fn all_variables(pool: &PgPool) -> Result<Vec<String>, DataError> {
+    let v: Vec<String> = sqlx::query_scalar("SELECT variables FROM call_checkpoints LIMIT 10000")
+        .fetch_all(pool)
+        .await?;
+    Ok(v)
+}
+
+/// How many checkpoints there are now.
+pub async fn count(pool: &PgPool) -> Result<i64, DataError> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM call_checkpoints")
+        .fetch_one(pool)
+        .await?;
+    Ok(n)
+}
