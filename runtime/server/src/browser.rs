@@ -464,6 +464,7 @@ impl Run {
             tag: id.clone(),
             peer: None,
             notes: Some(notes_tx),
+            cluster: None,
         };
         b.services.running.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(call::run(b.services.clone(), incoming).in_current_span());

@@ -500,6 +500,7 @@ impl Attempt {
             tag,
             peer: Some(peer),
             notes: None,
+            cluster: None,
         };
         services.running.fetch_add(1, Ordering::Relaxed);
         let outcome = call::run(services.clone(), incoming).await;

@@ -353,6 +353,22 @@ impl Host for SipHost {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let span = tracing::info_span!("call", id = %info.id);
         let port_no = port.port();
+        // A cluster node's call keeps its dialog for its checkpoints (the Call-ID within the
+        // checkpoints' bound, else no checkpoint).
+        let clustered = self
+            .services
+            .cluster
+            .as_ref()
+            .filter(|_| c.facts.call_id.len() <= ivr_data::checkpoints::MAX_TEXT)
+            .map(|cl| {
+                let dialog = ivr_sip::dialog::Dialog::from_invite(c.request, c.facts, c.tag);
+                Box::new(call::checkpoint::Clustered {
+                    sip_call_id: c.facts.call_id.clone(),
+                    dialog: call::checkpoint::dialog_facts(&dialog),
+                    nodes: cl.config.node.clone(),
+                    resume: None,
+                })
+            });
         let incoming = call::Incoming {
             info,
             flow,
@@ -372,6 +388,7 @@ impl Host for SipHost {
             tag: c.tag.to_string(),
             peer: Some(c.peer),
             notes: None,
+            cluster: clustered,
         };
         self.calls.insert(
             c.tag.to_string(),
@@ -494,6 +511,20 @@ impl Calls for SipHost {
         };
         match incoming {
             Starts::Flow(mut incoming) => {
+                if incoming
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.resume.is_some())
+                {
+                    let unix_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis());
+                    let _g = span.enter();
+                    tracing::info!(
+                        unix_ms,
+                        "call taken over: the caller answered the re-INVITE"
+                    );
+                }
                 incoming.negotiated = media;
                 self.services.running.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(call::run(self.services.clone(), *incoming).instrument(span));
@@ -520,6 +551,43 @@ impl Calls for SipHost {
     fn closed(&mut self, tag: &str) {
         self.calls.remove(tag);
     }
+
+    fn adopt(&mut self, tag: &str, adopted: sip_task::Adopted) {
+        let Ok(a) = adopted.0.downcast::<Adoption>() else {
+            return;
+        };
+        let Adoption {
+            incoming,
+            events,
+            span,
+            unserved,
+        } = *a;
+        self.calls.insert(
+            tag.to_string(),
+            Admission {
+                events,
+                pending: Some(Pending {
+                    incoming: Starts::Flow(incoming),
+                    span,
+                    unserved,
+                }),
+                _conn: None,
+            },
+        );
+    }
+}
+
+/// A call taken over from a dead node, for [`Calls::adopt`]: its call task's start, the
+/// sender of its dialog's events, its span and the record of its failure.
+pub(crate) struct Adoption {
+    /// The call (its `cluster.resume` says where it resumes).
+    pub(crate) incoming: Box<call::Incoming>,
+    /// Where its dialog's events go (the receiver is `incoming.events`).
+    pub(crate) events: mpsc::UnboundedSender<DialogEvent>,
+    /// Its log span.
+    pub(crate) span: tracing::Span,
+    /// Writes its record as failed when the caller refuses the re-INVITE.
+    pub(crate) unserved: Box<dyn FnOnce(&'static str) + Send>,
 }
 
 /// Raises the open-file limit for `max_calls` calls and says what it is; the limits of SIP
@@ -878,6 +946,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         }
     };
     if let Some(c) = &cluster {
+        cluster::takeover::start(services.clone(), Arc::clone(c), bound.udp_addr);
         c.start(
             format!("sip:{}", bound.udp_addr),
             http_addr.map_or_else(String::new, |a| {

@@ -60,9 +60,27 @@ pub struct Dial {
     pub credentials: Option<(String, String)>,
 }
 
+/// What the application keeps for a call taken over until the core starts it
+/// ([`Calls::adopt`]); opaque to the SIP task.
+pub struct Adopted(pub Box<dyn std::any::Any + Send>);
+
+impl std::fmt::Debug for Adopted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Adopted")
+    }
+}
+
 /// What calls (and the server) tell the SIP task.
 #[derive(Debug)]
 pub enum CoreMsg {
+    /// Take over a dead node's call: the application adopts it ([`Calls::adopt`]) under
+    /// the dialog's tag, then the core re-INVITEs the caller.
+    Resume {
+        /// The dialog, where to send the re-INVITE, our RTP port and codec.
+        resume: Box<ivr_sip::ua::Resume>,
+        /// What the application starts once the caller answers.
+        adopted: Adopted,
+    },
     /// Place a call ([`LegEvent`]s follow).
     Dial(Box<Dial>),
     /// End a leg: CANCEL while it rings (once it has answered anything), BYE once answered.
@@ -178,6 +196,12 @@ pub trait Calls: Host + Send + 'static {
     /// The core forgot dialog `tag`: drop what is still held for it (the call's channel, the
     /// RTP port of a call that never started).
     fn closed(&mut self, tag: &str);
+
+    /// A call taken over from a dead node, under dialog `tag`: kept until the core says
+    /// [`Calls::start`] (the caller answered the re-INVITE) or [`Calls::unserved`].
+    fn adopt(&mut self, tag: &str, adopted: Adopted) {
+        let _ = (tag, adopted);
+    }
 }
 
 /// Where the task's outputs go besides the application.
@@ -235,6 +259,7 @@ impl LocalIps {
 /// The command of the core for a message of a call, with the leg's channel kept aside.
 fn command(m: CoreMsg, legs: &mut HashMap<String, mpsc::UnboundedSender<LegEvent>>) -> Command {
     match m {
+        CoreMsg::Resume { resume, .. } => Command::Resume(resume),
         CoreMsg::Dial(d) => {
             let Dial {
                 tag,
@@ -347,6 +372,11 @@ pub async fn run<C: Calls>(
                 None => return,
             },
             m = msgs.recv() => match m {
+                Some(CoreMsg::Resume { resume, adopted }) => {
+                    core.host_mut().adopt(&resume.dialog.local_tag, adopted);
+                    core.handle_input(Input::Command(Command::Resume(resume)), clock.now());
+                    dispatch(&mut core, &out, &mut legs);
+                }
                 Some(m) => {
                     core.handle_input(Input::Command(command(m, &mut legs)), clock.now());
                     dispatch(&mut core, &out, &mut legs);

@@ -15,6 +15,7 @@
 //! handle; what is the call's own as an [`Incoming`].
 
 mod attended;
+pub mod checkpoint;
 mod consult;
 mod pass_on;
 mod record_call;
@@ -83,6 +84,9 @@ pub struct Incoming {
     pub peer: Option<Peer>,
     /// Where the call's transcript goes (the phone page's calls), if anywhere.
     pub notes: Option<mpsc::UnboundedSender<Note>>,
+    /// On a cluster node: the caller's dialog for the call's checkpoints, and for a call
+    /// taken over from a dead node, where it resumes.
+    pub cluster: Option<Box<checkpoint::Clustered>>,
 }
 
 /// A line of a call's live transcript (the phone page): what the caller hears and does.
@@ -269,6 +273,10 @@ struct Driver {
     consult_sock: Option<tokio::net::UdpSocket>,
     /// A supervisor's tap on the bridge (listen, whisper, barge), while one is on.
     supervisor: Option<BridgeTap>,
+    /// Where the call's checkpoints go (a cluster node's SIP calls only).
+    checkpoint: Option<checkpoint::Keeper>,
+    /// When the call's task started.
+    arrived: Millis,
 }
 
 impl Driver {
@@ -373,6 +381,11 @@ impl Driver {
                     r.command(c, now);
                 }
                 self.apply(c);
+            }
+            if self.checkpoint.is_some()
+                && commands.iter().any(|c| matches!(c, Command::Enter { .. }))
+            {
+                self.save_checkpoint();
             }
             self.out = commands;
         }
@@ -731,6 +744,7 @@ impl Driver {
     }
 
     fn on_media(&mut self, n: Negotiated) {
+        self.checkpoint_media(&n);
         self.rekey(n.srtp);
         self.remote = if n.direction.remote_receives() {
             n.remote
@@ -769,8 +783,40 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
         tag,
         peer,
         notes,
+        cluster,
     } = incoming;
     let core = services.core.clone();
+    // A call taken over resumes at its checkpoint's node; when the flow has it no more, the
+    // call ends at once (BYE) and its record as failed.
+    let mut cluster = cluster;
+    let resume = cluster.as_mut().and_then(|c| c.resume.take());
+    let resumed = match &resume {
+        Some(r) => match Call::resume(Arc::clone(&flow), info.clone(), &r.saved) {
+            Ok(call) => Some(call),
+            Err(e) => {
+                tracing::warn!(error = %e, "a call taken over cannot go on: it ends");
+                if let Some(w) = services.writer.clone() {
+                    let now = Clock::new().now();
+                    CallRecorder::continued(
+                        w,
+                        flow,
+                        &info,
+                        r.started_at,
+                        r.answered_at,
+                        r.visit_seq,
+                    )
+                    .unserved("failed", now);
+                }
+                if let (Some(c), Some(cl)) = (&services.cluster, &cluster) {
+                    c.checkpoints.ended(&cl.sip_call_id);
+                }
+                let _ = core.send(CoreMsg::Ended { tag, bye: true });
+                services.running.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            }
+        },
+        None => None,
+    };
     let rtp_timeout = services.rtp_timeout;
     let db = services.catalogs.for_deployment(&deployment);
     let started = Instant::now();
@@ -821,10 +867,28 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
         srtp: pacer_srtp,
     });
     let clock = Clock::new();
-    let recorder = services
-        .writer
-        .clone()
-        .map(|w| CallRecorder::new(w, Arc::clone(&flow), &info, clock.now()));
+    let arrived = clock.now();
+    let recorder = services.writer.clone().map(|w| match &resume {
+        Some(r) => CallRecorder::continued(
+            w,
+            Arc::clone(&flow),
+            &info,
+            r.started_at,
+            r.answered_at,
+            r.visit_seq,
+        ),
+        None => CallRecorder::new(w, Arc::clone(&flow), &info, arrived),
+    });
+    // Checkpoints: a cluster node's SIP calls over plain RTP (an SRTP call's keys are not
+    // written to the database: such a call is not taken over).
+    let checkpoint = match (&services.cluster, cluster) {
+        (Some(c), Some(clustered)) if n.srtp.is_none() => Some(checkpoint::Keeper {
+            writer: c.checkpoints.clone(),
+            clustered,
+            media: checkpoint::media_facts(&n),
+        }),
+        _ => None,
+    };
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
     let (queue_tx, mut queue_rx) = mpsc::unbounded_channel();
     tracing::info!(
@@ -839,8 +903,12 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
     services
         .live_calls
         .identify(live_key, &info.id, &info.caller);
+    let call = match resumed {
+        Some(call) => call,
+        None => Call::new(flow, info),
+    };
     let mut d = Driver {
-        call: Call::new(flow, info),
+        call,
         clock,
         deployment,
         channel,
@@ -881,6 +949,8 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
         consult_events: None,
         consult_sock: None,
         supervisor: None,
+        checkpoint,
+        arrived,
     };
     let mut taps = services.taps.register(&d.call.info().id);
     d.start_call_recording(record_call::Why::Answer);
@@ -1014,6 +1084,7 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
             }
         }
     }
+    d.checkpoint_ended();
     services.taps.unregister(&d.call.info().id, &taps);
     // A consultation, a queue place or a leg still open: give them up.
     d.end_consult();

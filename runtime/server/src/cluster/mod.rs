@@ -1,10 +1,13 @@
 //! A node of a cluster (`[cluster]` of `ivr.toml`, `ivr serve --node`; docs/cluster.md): the
 //! shared PostgreSQL database (call records and the platform's own tables go there), this
 //! node's heartbeat and the other nodes' ([`heartbeat`]), and the ACD's leadership
-//! ([`leadership`]); what `/status` says about them ([`Cluster::status`]).
+//! ([`leadership`]); what `/status` says about them ([`Cluster::status`]); calls' checkpoints
+//! ([`checkpoint`]) and the takeover of a dead node's calls ([`takeover`]).
 
+pub mod checkpoint;
 pub mod heartbeat;
 pub mod leadership;
+pub mod takeover;
 
 use crate::live::Live;
 use ivr_compiler::cluster_config::ClusterConfig;
@@ -29,6 +32,8 @@ pub struct Cluster {
     pool: PgPool,
     view: Mutex<View>,
     role: watch::Sender<Role>,
+    /// The writer of this node's calls' checkpoints.
+    pub checkpoints: checkpoint::Checkpoints,
 }
 
 /// What the heartbeat task last read.
@@ -54,7 +59,9 @@ impl Cluster {
             ));
         };
         let (role, _) = watch::channel(Role::Follower);
+        let checkpoints = checkpoint::Checkpoints::new(&config.node);
         let cluster = Arc::new(Cluster {
+            checkpoints,
             config,
             pool: pg.clone(),
             view: Mutex::new(View::default()),
@@ -75,6 +82,12 @@ impl Cluster {
         };
         tokio::spawn(heartbeat::run(Arc::clone(self), facts, live));
         tokio::spawn(leadership::run(Arc::clone(self)));
+        self.checkpoints.start(self.pool.clone());
+    }
+
+    /// The shared database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// This node's part in the ACD's leadership now.

@@ -1,0 +1,163 @@
+//! A cluster node's call and its checkpoints (docs/cluster.md, "Calls taken over"): each time
+//! the call enters a flow node, the driver hands the node's checkpoint writer
+//! ([`crate::cluster::checkpoint::Checkpoints`]) where it is (the node, its variables without
+//! masked ones, its language and tasks), its SIP dialog and media, and what its record needs;
+//! when it ends, that it ended. A call taken over from a dead node starts from such a
+//! checkpoint ([`Resumed`]): its engine resumes at the node and its record is continued.
+
+use super::Driver;
+use crate::cluster::checkpoint::Checkpoints;
+use ivr_data::checkpoints::{Checkpoint, DialogFacts, MediaFacts};
+use ivr_engine::Millis;
+use ivr_engine::resume::{Saved, encode_variables};
+use ivr_media::audio::Law;
+use ivr_sip::dialog::Dialog;
+use ivr_sip::sdp::Negotiated;
+
+/// What a call of a cluster node knows for its checkpoints.
+#[derive(Debug)]
+pub struct Clustered {
+    /// The SIP Call-ID of the caller's dialog (the checkpoint's key).
+    pub sip_call_id: String,
+    /// The caller's dialog as this node knows it.
+    pub dialog: DialogFacts,
+    /// The nodes that served the call so far, this one last (`a,b`).
+    pub nodes: String,
+    /// A call taken over: where it resumes.
+    pub resume: Option<Resumed>,
+}
+
+/// A call taken over: where its flow resumes and how its record goes on.
+#[derive(Debug)]
+pub struct Resumed {
+    /// The node, variables, language and tasks of its checkpoint.
+    pub saved: Saved,
+    /// When the call arrived (on the first node).
+    pub started_at: Millis,
+    /// When its flow first started.
+    pub answered_at: Option<Millis>,
+    /// Node visits recorded so far.
+    pub visit_seq: i64,
+}
+
+/// The dialog facts of an INVITE we answer as `tag` (as [`Dialog::from_invite`] has them).
+pub fn dialog_facts(d: &Dialog) -> DialogFacts {
+    DialogFacts {
+        call_id: d.call_id.clone(),
+        local_tag: d.local_tag.clone(),
+        remote_tag: d.remote_tag.clone(),
+        local: d.local.clone(),
+        remote: d.remote.clone(),
+        remote_target: d.remote_target.clone(),
+        route_set: d
+            .route_set
+            .iter()
+            .take(ivr_data::checkpoints::MAX_ROUTES)
+            .cloned()
+            .collect(),
+        local_cseq: d.local_cseq,
+        remote_cseq: d.remote_cseq,
+    }
+}
+
+/// The dialog of a checkpoint, for the core.
+pub fn dialog_of(f: &DialogFacts) -> Dialog {
+    Dialog {
+        call_id: f.call_id.clone(),
+        local_tag: f.local_tag.clone(),
+        remote_tag: f.remote_tag.clone(),
+        local: f.local.clone(),
+        remote: f.remote.clone(),
+        remote_target: f.remote_target.clone(),
+        route_set: f.route_set.clone(),
+        local_cseq: f.local_cseq,
+        remote_cseq: f.remote_cseq,
+    }
+}
+
+/// The media facts of what was negotiated.
+pub fn media_facts(n: &Negotiated) -> MediaFacts {
+    MediaFacts {
+        remote: n.remote.map(|a| a.to_string()),
+        codec: law_name(n.law).to_string(),
+        pt: n.pt,
+        event_pt: n.event_pt,
+    }
+}
+
+/// `pcmu` or `pcma`.
+pub fn law_name(law: Law) -> &'static str {
+    match law {
+        Law::Ulaw => "pcmu",
+        Law::Alaw => "pcma",
+    }
+}
+
+/// The law of a checkpoint's codec name (`None`: not one we speak).
+pub fn law_of(name: &str) -> Option<Law> {
+    match name {
+        "pcmu" => Some(Law::Ulaw),
+        "pcma" => Some(Law::Alaw),
+        _ => None,
+    }
+}
+
+/// The driver's part in checkpoints: where they go and what stays the same between them.
+pub(super) struct Keeper {
+    pub(super) writer: Checkpoints,
+    pub(super) clustered: Box<Clustered>,
+    pub(super) media: MediaFacts,
+}
+
+impl Driver {
+    /// Hands the call's checkpoint to the writer (after the engine entered a node).
+    pub(super) fn save_checkpoint(&self) {
+        let Some(k) = &self.checkpoint else {
+            return;
+        };
+        if self.call.is_ended() {
+            return;
+        }
+        let saved = self.call.saved();
+        let info = self.call.info();
+        let flow = &self.call.flow().program;
+        let (started_at, answered_at, visit_seq) = match &self.recorder {
+            Some(r) => (r.started_ms(), r.answered_ms(), r.visit_seq()),
+            None => (self.arrived, Some(self.arrived), 0),
+        };
+        k.writer.save(Checkpoint {
+            sip_call_id: k.clustered.sip_call_id.clone(),
+            call_id: info.id.clone(),
+            owner: k.writer.node().to_string(),
+            nodes: k.clustered.nodes.clone(),
+            flow: flow.name.clone(),
+            flow_version: flow.version.clone(),
+            node: saved.node,
+            language: saved.language,
+            variables: encode_variables(&saved.variables).to_string(),
+            served: saved.served,
+            dialog: k.clustered.dialog.clone(),
+            media: k.media.clone(),
+            caller: info.caller.clone(),
+            called: info.called.clone(),
+            channel: info.channel.as_str().to_string(),
+            started_at,
+            answered_at,
+            visit_seq,
+        });
+    }
+
+    /// The call's media changed (a re-INVITE of the caller's): later checkpoints say so.
+    pub(super) fn checkpoint_media(&mut self, n: &Negotiated) {
+        if let Some(k) = &mut self.checkpoint {
+            k.media = media_facts(n);
+        }
+    }
+
+    /// The call is over: its checkpoint goes.
+    pub(super) fn checkpoint_ended(&self) {
+        if let Some(k) = &self.checkpoint {
+            k.writer.ended(&k.clustered.sip_call_id);
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The checkpoint writer of a cluster node: calls hand it their latest checkpoint each time
+//! they enter a flow node, and their end; one task writes them to `call_checkpoints`
+//! ([`ivr_data::checkpoints`]). A call never waits for the database: what it hands over goes
+//! into a map keyed by the call's SIP Call-ID, where a newer checkpoint replaces an older one
+//! not yet written (the latest wins), and the map is bounded: a checkpoint of a call that has
+//! no entry yet when the map is full is dropped and counted ([`Checkpoints::dropped`]). A
+//! call's end always finds room (it replaces the call's entry, or it is one of at most as
+//! many calls as are running).
+
+use ivr_data::checkpoints::{self, Checkpoint};
+use ivr_data::cluster::PgPool;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Most checkpoints waiting for the writer (calls with one not yet written).
+pub const QUEUE: usize = 4_096;
+
+/// How long the writer gathers before it writes (checkpoints of a call entering several
+/// nodes in a row coalesce).
+const GATHER: Duration = Duration::from_millis(20);
+
+/// What waits for the writer, by SIP Call-ID: the latest checkpoint, or `None` (the call
+/// ended: delete its row).
+#[derive(Debug, Default)]
+struct Waiting {
+    map: HashMap<String, Option<Box<Checkpoint>>>,
+}
+
+/// The handle calls hand their checkpoints to (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    node: String,
+    waiting: Arc<Mutex<Waiting>>,
+    wake: Arc<Notify>,
+    dropped: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
+}
+
+impl Checkpoints {
+    /// The writer's handle for node `node` (its task starts with [`Checkpoints::start`]).
+    pub fn new(node: &str) -> Checkpoints {
+        Checkpoints {
+            node: node.to_string(),
+            waiting: Arc::default(),
+            wake: Arc::new(Notify::new()),
+            dropped: Arc::default(),
+            written: Arc::default(),
+        }
+    }
+
+    /// This node's name (the owner of its checkpoints).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A call's latest checkpoint (never blocks; dropped and counted when the queue is full).
+    pub fn save(&self, c: Checkpoint) {
+        {
+            let mut w = self.waiting();
+            if w.map.len() >= QUEUE && !w.map.contains_key(&c.sip_call_id) {
+                drop(w);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            w.map.insert(c.sip_call_id.clone(), Some(Box::new(c)));
+        }
+        self.wake.notify_one();
+    }
+
+    /// A call with a checkpoint ended: its row goes.
+    pub fn ended(&self, sip_call_id: &str) {
+        self.waiting().map.insert(sip_call_id.to_string(), None);
+        self.wake.notify_one();
+    }
+
+    /// Checkpoints dropped because the queue was full, since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Checkpoints written, since start.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Starts the writer task on `pool`.
+    pub fn start(&self, pool: PgPool) {
+        let me = self.clone();
+        tokio::spawn(async move { me.run(pool).await });
+    }
+
+    async fn run(self, pool: PgPool) {
+        loop {
+            self.wake.notified().await;
+            tokio::time::sleep(GATHER).await;
+            let batch = std::mem::take(&mut self.waiting().map);
+            if batch.is_empty() {
+                continue;
+            }
+            let mut rows = Vec::new();
+            let mut gone = Vec::new();
+            for (id, c) in batch {
+                match c {
+                    Some(c) => rows.push(*c),
+                    None => gone.push(id),
+                }
+            }
+            if !rows.is_empty() {
+                match checkpoints::write(&pool, &rows).await {
+                    Ok(()) => {
+                        self.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, rows = rows.len(), "checkpoints not written")
+                    }
+                }
+            }
+            if !gone.is_empty()
+                && let Err(e) = checkpoints::delete(&pool, &self.node, &gone).await
+            {
+                tracing::warn!(error = %e, "ended calls' checkpoints not deleted");
+            }
+        }
+    }
+}
