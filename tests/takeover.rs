@@ -597,6 +597,29 @@ fn calls_of_a_killed_node_are_taken_over_and_finish_their_flow() {
         "re-INVITEs answered: {} of {on_a}: {summary}",
         taken.len()
     );
+    // A taken-over call's record is the one it started with: its arrival is the first node's
+    // (every finished flow lasted from before the kill to after the takeover), and its node
+    // visits go on numbered after the dead node's.
+    let short = db_i64(
+        &db,
+        "SELECT count(*) FROM calls WHERE outcome = 'self_service'
+            AND ended_at - started_at < interval '12 seconds'",
+    );
+    assert_eq!(short, 0, "a finished flow's record restarted: {summary}");
+    let twice = db_i64(
+        &db,
+        "SELECT count(*) FROM (SELECT call_id, seq FROM node_visits
+            GROUP BY call_id, seq HAVING count(*) > 1) d",
+    );
+    assert_eq!(twice, 0, "node visits numbered twice: {summary}");
+    let resumed_visits = db_i64(
+        &db,
+        "SELECT count(DISTINCT call_id) FROM node_visits WHERE node = 'choose' AND seq > 3",
+    );
+    assert!(
+        resumed_visits >= taken.len() as i64,
+        "visits of the resumed menu: {resumed_visits}: {summary}"
+    );
     assert!(
         times.iter().all(|t| *t < 15_000),
         "takeover times {times:?}: {summary}"
