@@ -628,3 +628,188 @@ fn calls_of_a_killed_node_are_taken_over_and_finish_their_flow() {
     drop(scratch);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A checkpoint of `owner`'s call `id` (as a node writes it).
+fn checkpoint(owner: &str, id: &str) -> ivr_data::checkpoints::Checkpoint {
+    use ivr_data::checkpoints::{Checkpoint, DialogFacts, MediaFacts};
+    Checkpoint {
+        sip_call_id: id.into(),
+        call_id: id.into(),
+        owner: owner.into(),
+        nodes: owner.into(),
+        flow: "t".into(),
+        flow_version: "v1".into(),
+        node: "choose".into(),
+        language: "zh-CN".into(),
+        variables: r#"{"got_pin":["b",true]}"#.into(),
+        served: Vec::new(),
+        dialog: DialogFacts {
+            call_id: id.into(),
+            local_tag: format!("tag-{id}"),
+            remote_tag: "r".into(),
+            local: "<sip:10010@127.0.0.1>".into(),
+            remote: "<sip:13800000001@127.0.0.1>;tag=r".into(),
+            remote_target: "sip:13800000001@127.0.0.1:5070".into(),
+            route_set: vec!["<sip:127.0.0.1:5060;lr>".into()],
+            local_cseq: 0,
+            remote_cseq: 1,
+        },
+        media: MediaFacts {
+            remote: Some("127.0.0.1:6000".into()),
+            codec: "pcmu".into(),
+            pt: 0,
+            event_pt: Some(101),
+        },
+        caller: "13800000001".into(),
+        called: "10010".into(),
+        channel: "sip".into(),
+        started_at: 1_000,
+        answered_at: Some(1_000),
+        visit_seq: 3,
+    }
+}
+
+/// The claim on the data layer (PostgreSQL of `IVR_TEST_POSTGRES_URL`): the live nodes split a
+/// dead node's calls by shares, concurrent claims never take one call twice, a live node's
+/// calls are not taken, a row that does not read is dropped, and a node starting gives its
+/// last run's calls up.
+#[test]
+fn a_dead_nodes_calls_are_split_and_never_claimed_twice() {
+    use ivr_data::checkpoints::{self, claim};
+    let Ok(url) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+        skip("IVR_TEST_POSTGRES_URL is not set: the claim test is skipped");
+        return;
+    };
+    let scratch = Scratch::new(&url);
+    common::block_on(async {
+        let pool = ivr_data::connect::open(&ivr_data::Target::Postgres(scratch.url.clone()), 8)
+            .await
+            .expect("open and migrate");
+        let ivr_data::Pool::Postgres(pool) = pool else {
+            panic!("not PostgreSQL")
+        };
+        for (name, age) in [("a", 10), ("b", 0), ("c", 0), ("d", 0), ("e", 30)] {
+            sqlx::query(
+                "INSERT INTO cluster_nodes (name, sip, http, deployment, flow_versions,
+                     started_at, last_seen)
+                 VALUES ($1, '', '', '', '', now(), now() - make_interval(secs => $2))",
+            )
+            .bind(name)
+            .bind(f64::from(age))
+            .execute(&pool)
+            .await
+            .expect("node");
+        }
+        let dead: Vec<_> = (0..90).map(|i| checkpoint("a", &format!("a{i}"))).collect();
+        let live: Vec<_> = (0..5).map(|i| checkpoint("b", &format!("b{i}"))).collect();
+        checkpoints::write(&pool, &dead).await.expect("write");
+        checkpoints::write(&pool, &live).await.expect("write");
+        assert_eq!(checkpoints::orphaned(&pool).await.expect("count"), 90);
+        assert_eq!(
+            checkpoints::live_nodes(&pool).await.expect("live"),
+            ["b", "c", "d"]
+        );
+        // A node that is not the owner cannot overwrite a row (a late write of a dead node's
+        // call once another took it).
+        let mut stale = checkpoint("z", "a0");
+        stale.node = "elsewhere".into();
+        checkpoints::write(&pool, &[stale]).await.expect("write");
+        // Three live nodes claim their shares at once.
+        let (b, c, d) = tokio::join!(
+            claim(&pool, "b", 0, 3, 1_000),
+            claim(&pool, "c", 1, 3, 1_000),
+            claim(&pool, "d", 2, 3, 1_000)
+        );
+        let shares: Vec<Vec<String>> = [b, c, d]
+            .into_iter()
+            .map(|r| {
+                let (rows, bad) = r.expect("claim");
+                assert_eq!(bad, 0);
+                rows.into_iter().map(|c| c.sip_call_id).collect()
+            })
+            .collect();
+        let mut all: Vec<&String> = shares.iter().flatten().collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "a call claimed twice: {shares:?}");
+        assert_eq!(n, 90, "every call of the dead node claimed");
+        for s in &shares {
+            assert!(
+                (15..=45).contains(&s.len()),
+                "shares {:?}",
+                shares.iter().map(Vec::len).collect::<Vec<_>>()
+            );
+            assert!(s.iter().all(|id| id.starts_with('a')), "{s:?}");
+        }
+        let row = sqlx::query_as::<_, (String, String, String)>(
+            "SELECT owner, nodes, node FROM call_checkpoints WHERE sip_call_id = 'a0'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("a0");
+        assert_eq!(row.2, "choose", "the stale write was refused");
+        assert!(
+            row.1.starts_with("a,") && row.1.ends_with(&row.0),
+            "{row:?}"
+        );
+        // Anyone's claim (a share of 1) from three nodes at once: still never twice.
+        let more: Vec<_> = (0..60).map(|i| checkpoint("e", &format!("e{i}"))).collect();
+        checkpoints::write(&pool, &more).await.expect("write");
+        let (b, c, d) = tokio::join!(
+            claim(&pool, "b", 0, 1, 25),
+            claim(&pool, "c", 0, 1, 25),
+            claim(&pool, "d", 0, 1, 25)
+        );
+        let mut ids: Vec<String> = [b, c, d]
+            .into_iter()
+            .flat_map(|r| r.expect("claim").0.into_iter().map(|c| c.sip_call_id))
+            .collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "a call claimed twice");
+        assert_eq!(n, 60);
+        assert_eq!(checkpoints::orphaned(&pool).await.expect("count"), 0);
+        // The live node's calls were not touched; a row that does not read is dropped.
+        assert_eq!(
+            checkpoints::delete(&pool, "b", &["b0".to_string()])
+                .await
+                .expect("delete"),
+            1
+        );
+        sqlx::query(
+            "UPDATE call_checkpoints SET owner = 'a', dialog = '{\"call_id\": 5}'
+              WHERE sip_call_id = 'b1'",
+        )
+        .execute(&pool)
+        .await
+        .expect("spoil");
+        sqlx::query(
+            "UPDATE call_checkpoints SET owner = 'a', dialog = $1 WHERE sip_call_id = 'b2'",
+        )
+        .bind("x".repeat(ivr_data::checkpoints::MAX_FACTS_JSON + 1))
+        .execute(&pool)
+        .await
+        .expect("spoil");
+        let (rows, bad) = claim(&pool, "c", 0, 1, 100).await.expect("claim");
+        assert_eq!((rows.len(), bad), (0, 2));
+        assert_eq!(checkpoints::count(&pool).await.expect("count"), 150 + 2);
+        // b starts again: its last run's calls are given up to the cluster.
+        let owned: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM call_checkpoints WHERE owner = 'b'")
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+        assert!(owned > 2, "b's own and those it claimed: {owned}");
+        let released = checkpoints::release(&pool, "b").await.expect("release");
+        assert_eq!(i64::try_from(released).ok(), Some(owned));
+        assert_eq!(checkpoints::orphaned(&pool).await.expect("count"), owned);
+        let (rows, _) = claim(&pool, "d", 0, 1, 1_000).await.expect("claim");
+        assert_eq!(rows.len() as i64, owned);
+        assert_eq!(rows[0].variables, r#"{"got_pin":["b",true]}"#);
+        assert_eq!(rows[0].visit_seq, 3);
+        pool.close().await;
+    });
+    drop(scratch);
+}
