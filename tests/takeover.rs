@@ -597,6 +597,14 @@ fn calls_of_a_killed_node_are_taken_over_and_finish_their_flow() {
         "re-INVITEs answered: {} of {on_a}: {summary}",
         taken.len()
     );
+    // b's /status counts the calls it took over.
+    let (_, _, body) = http_get(cluster.node("b").http, "/status");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(
+        status["cluster"]["checkpoints"]["taken_over"].as_u64(),
+        Some(taken.len() as u64),
+        "{body}"
+    );
     // A taken-over call's record is the one it started with: its arrival is the first node's
     // (every finished flow lasted from before the kill to after the takeover), and its node
     // visits go on numbered after the dead node's.

@@ -524,6 +524,9 @@ impl Calls for SipHost {
                         unix_ms,
                         "call taken over: the caller answered the re-INVITE"
                     );
+                    if let Some(c) = &self.services.cluster {
+                        c.checkpoints.taken_over.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 incoming.negotiated = media;
                 self.services.running.fetch_add(1, Ordering::Relaxed);

@@ -37,6 +37,10 @@ pub struct Checkpoints {
     wake: Arc<Notify>,
     dropped: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
+    /// Calls of dead nodes this node took over (their callers answered the re-INVITE).
+    pub taken_over: Arc<AtomicU64>,
+    /// Calls of dead nodes this node claimed but could not take over.
+    pub not_taken_over: Arc<AtomicU64>,
 }
 
 impl Checkpoints {
@@ -48,6 +52,8 @@ impl Checkpoints {
             wake: Arc::new(Notify::new()),
             dropped: Arc::default(),
             written: Arc::default(),
+            taken_over: Arc::default(),
+            not_taken_over: Arc::default(),
         }
     }
 
@@ -88,6 +94,17 @@ impl Checkpoints {
     /// Checkpoints written, since start.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
+    }
+
+    /// The `checkpoints` part of the cluster's `/status`: checkpoints written and dropped,
+    /// calls taken over and not.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "written": self.written(),
+            "dropped": self.dropped(),
+            "taken_over": self.taken_over.load(Ordering::Relaxed),
+            "not_taken_over": self.not_taken_over.load(Ordering::Relaxed),
+        })
     }
 
     /// Starts the writer task on `pool`.

@@ -172,6 +172,7 @@ impl Cluster {
             "live_everywhere": versions,
             "this_version_live_everywhere": versions.as_deref() == Some(live_version),
             "error": view.error,
+            "checkpoints": self.checkpoints.status(),
         })
     }
 

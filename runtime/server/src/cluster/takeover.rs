@@ -145,6 +145,10 @@ async fn give_up(
     why: &str,
 ) {
     tracing::warn!(call = %c.call_id, why, "a call of a dead node cannot be taken over: its record ends as failed");
+    cluster
+        .checkpoints
+        .not_taken_over
+        .fetch_add(1, Ordering::Relaxed);
     if let (Some(w), Some(flow)) = (services.writer.clone(), flow) {
         let info = info_of(c);
         CallRecorder::continued(w, flow, &info, c.started_at, c.answered_at, c.visit_seq)
@@ -238,6 +242,7 @@ async fn take_over(services: Services, cluster: Arc<Cluster>, c: Checkpoint, sip
     let span = tracing::info_span!("call", id = %info.id);
     let port_no = port.port();
     let unserved = {
+        let failed = Arc::clone(&cluster.checkpoints.not_taken_over);
         let (writer, flow, info, pool) = (
             services.writer.clone(),
             Arc::clone(&flow),
@@ -251,6 +256,7 @@ async fn take_over(services: Services, cluster: Arc<Cluster>, c: Checkpoint, sip
             c.sip_call_id.clone(),
         );
         move |outcome: &'static str| {
+            failed.fetch_add(1, Ordering::Relaxed);
             if let Some(w) = writer {
                 CallRecorder::continued(w, flow, &info, started, answered, seq)
                     .unserved(outcome, local_now());
