@@ -1255,11 +1255,10 @@ impl CallRecorder {
     /// Follows one event fed to the engine.
     pub fn event(&mut self, event: &Event, now: Millis) {
         match event {
-            Event::Start => {
-                if self.answered_ms.is_none() {
-                    self.answered_ms = Some(now);
-                    self.call.answered_at = Some(timestamp(now));
-                }
+            // A call taken over keeps its first answer.
+            Event::Start if self.answered_ms.is_none() => {
+                self.answered_ms = Some(now);
+                self.call.answered_at = Some(timestamp(now));
             }
             Event::Transfer(TransferUpdate::Answered { agent }) => {
                 if self.answered_at.is_none() && self.in_transfer {
