@@ -41,6 +41,7 @@ pub mod sip_task;
 pub mod supervise_media;
 pub mod supervise_taps;
 pub mod supervisor;
+pub mod takeover;
 pub mod tls;
 pub mod transport;
 pub mod trunk_channels;
@@ -949,7 +950,7 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         }
     };
     if let Some(c) = &cluster {
-        cluster::takeover::start(services.clone(), Arc::clone(c), bound.udp_addr);
+        takeover::start(services.clone(), Arc::clone(c), bound.udp_addr);
         c.start(
             format!("sip:{}", bound.udp_addr),
             http_addr.map_or_else(String::new, |a| {

@@ -1,13 +1,13 @@
 //! A node of a cluster (`[cluster]` of `ivr.toml`, `ivr serve --node`; docs/cluster.md): the
 //! shared PostgreSQL database (call records and the platform's own tables go there), this
 //! node's heartbeat and the other nodes' ([`heartbeat`]), and the ACD's leadership
-//! ([`leadership`]); what `/status` says about them ([`Cluster::status`]); calls' checkpoints
-//! ([`checkpoint`]) and the takeover of a dead node's calls ([`takeover`]).
+//! ([`leadership`]); what `/status` says about them ([`Cluster::status`]); the writer of
+//! calls' checkpoints ([`checkpoint`]; the takeover of a dead node's calls is
+//! `crate::takeover`, above the calls it starts).
 
 pub mod checkpoint;
 pub mod heartbeat;
 pub mod leadership;
-pub mod takeover;
 
 use crate::live::Live;
 use ivr_compiler::cluster_config::ClusterConfig;

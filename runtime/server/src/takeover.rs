@@ -12,10 +12,10 @@
 //! A node starting gives up the checkpoints its earlier run left ([`checkpoints::release`]):
 //! those calls are taken over like a dead node's.
 
-use super::Cluster;
 use crate::Adoption;
 use crate::call::{self, checkpoint};
 use crate::clock::local_now;
+use crate::cluster::Cluster;
 use crate::services::Services;
 use crate::sip_task::{Adopted, CoreMsg};
 use crate::transport::{Peer, Proto};
