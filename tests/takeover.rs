@@ -379,6 +379,9 @@ fn finished(child: std::process::Child, dir: &Path) -> (bool, String) {
     )
 }
 
+/// The cluster tests run one at a time (ports, and two clusters on 2 cores).
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
@@ -389,6 +392,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 
 #[test]
 fn calls_of_a_killed_node_are_taken_over_and_finish_their_flow() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
         if !have(cmd, arg) {
             skip(&format!(
@@ -830,4 +834,173 @@ fn a_dead_nodes_calls_are_split_and_never_claimed_twice() {
         pool.close().await;
     });
     drop(scratch);
+}
+
+/// The node taking over serves a newer version of the flow, which has no node of the name the
+/// calls were in: each caller is re-INVITEd, then the call ends at once (BYE) and its record
+/// as `failed` (ended by the system), one row per call, nothing left in progress. The other
+/// node's own calls go on in the version they started with.
+#[test]
+fn a_call_whose_node_is_gone_from_the_live_version_ends_cleanly() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
+        if !have(cmd, arg) {
+            skip(&format!(
+                "{cmd} (Debian package {pkg}) is not installed: takeover test skipped"
+            ));
+            return;
+        }
+    }
+    if !have_postgres() {
+        skip("PostgreSQL (Debian package postgresql) is not installed: takeover test skipped");
+        return;
+    }
+    let capture = Path::new("/usr/share/sip-tester/dtmf_2833_1.pcap");
+    if !capture.exists() {
+        skip(&format!(
+            "{} is missing: takeover test skipped",
+            capture.display()
+        ));
+        return;
+    }
+    const N: u32 = 10;
+    let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
+        .ok()
+        .map(|u| Scratch::new(&u));
+    let dir = deployment("takeover-gone");
+    let calls_dir = dir.join("callers");
+    fs::create_dir_all(&calls_dir).expect("dir");
+    fs::copy(capture, calls_dir.join("dtmf.pcap")).expect("pcap");
+    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()));
+    let db = cluster.database.clone();
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let status = |n: &Node| -> serde_json::Value {
+        let (_, _, body) = http_get(n.http, "/status");
+        serde_json::from_str(&body).unwrap_or_default()
+    };
+    let start = Instant::now();
+    while status(a)["cluster"]["nodes"]
+        .as_array()
+        .map_or(0, |n| n.iter().filter(|n| n["up"] == true).count())
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let port = 36_000 + (std::process::id() % 200) as u16 * 8 + 1_700;
+    let callers = sipp(
+        &calls_dir,
+        cluster.proxy,
+        "takeover_caller.xml",
+        port,
+        port + 2,
+        &["-m", &N.to_string(), "-r", "10", "-l", &N.to_string()],
+    );
+    let start = Instant::now();
+    while db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE node = 'choose'",
+    ) < i64::from(N)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let on_a = db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE owner = 'a'",
+    );
+    assert!(on_a >= 2, "a holds {on_a} calls");
+    // A new version without `choose` goes live on both nodes (they watch the same folder).
+    let before = status(b)["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    fs::write(
+        dir.join("flows/t.flow"),
+        FLOW.replace("menu choose {", "menu pick {")
+            .replace("-> choose", "-> pick")
+            .replace("goto choose", "goto pick"),
+    )
+    .expect("edit");
+    let start = Instant::now();
+    while [a, b]
+        .iter()
+        .any(|n| status(n)["version"].as_str().unwrap_or(&before) == before)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the edit is not live: {}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill")
+        .args(["-9", &a.pid.to_string()])
+        .status();
+    // The dead node's calls end as failed; b's own finish their flow.
+    let start = Instant::now();
+    while db_i64(&db, "SELECT count(*) FROM calls_in_progress") > 0
+        || db_i64(&db, "SELECT count(*) FROM call_checkpoints") > 0
+    {
+        if start.elapsed() > Duration::from_secs(40) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (_, out) = finished(callers, &calls_dir);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let summary = format!("on a {on_a}\nsipp:\n{out}\n{}", cluster.logs());
+    assert_eq!(
+        db_i64(&db, "SELECT count(*) FROM calls_in_progress"),
+        0,
+        "{summary}"
+    );
+    assert_eq!(
+        db_i64(&db, "SELECT count(*) FROM call_checkpoints"),
+        0,
+        "{summary}"
+    );
+    assert_eq!(
+        db_i64(&db, "SELECT count(*) FROM calls"),
+        i64::from(N),
+        "{summary}"
+    );
+    assert_eq!(
+        db_i64(&db, "SELECT count(DISTINCT call_id) FROM calls"),
+        i64::from(N),
+        "{summary}"
+    );
+    assert_eq!(
+        db_i64(
+            &db,
+            "SELECT count(*) FROM calls WHERE outcome = 'failed' AND ended_by = 'system'"
+        ),
+        on_a,
+        "{summary}"
+    );
+    assert_eq!(
+        db_i64(
+            &db,
+            "SELECT count(*) FROM calls WHERE outcome = 'self_service'"
+        ),
+        i64::from(N) - on_a,
+        "{summary}"
+    );
+    let b_log = cluster.log("b");
+    assert_eq!(
+        b_log.matches("a call taken over cannot go on").count() as i64,
+        on_a,
+        "{summary}"
+    );
+    drop(cluster);
+    drop(scratch);
+    let _ = fs::remove_dir_all(&dir);
 }
