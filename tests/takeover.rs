@@ -250,8 +250,8 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(url: &str) -> Scratch {
-        let name = format!("ivr_takeover_{}", std::process::id());
+    fn new(url: &str, tag: &str) -> Scratch {
+        let name = format!("ivr_takeover_{tag}_{}", std::process::id());
         common::block_on(async {
             let admin = ivr_data::cluster::PgPool::connect(url)
                 .await
@@ -415,7 +415,7 @@ fn calls_of_a_killed_node_are_taken_over_and_finish_their_flow() {
     }
     let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
         .ok()
-        .map(|u| Scratch::new(&u));
+        .map(|u| Scratch::new(&u, "calls"));
     let dir = deployment("takeover");
     let calls_dir = dir.join("callers");
     let late_dir = dir.join("late");
@@ -702,7 +702,7 @@ fn a_dead_nodes_calls_are_split_and_never_claimed_twice() {
         skip("IVR_TEST_POSTGRES_URL is not set: the claim test is skipped");
         return;
     };
-    let scratch = Scratch::new(&url);
+    let scratch = Scratch::new(&url, "claim");
     common::block_on(async {
         let pool = ivr_data::connect::open(&ivr_data::Target::Postgres(scratch.url.clone()), 8)
             .await
@@ -866,7 +866,7 @@ fn a_call_whose_node_is_gone_from_the_live_version_ends_cleanly() {
     const N: u32 = 10;
     let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
         .ok()
-        .map(|u| Scratch::new(&u));
+        .map(|u| Scratch::new(&u, "gone"));
     let dir = deployment("takeover-gone");
     let calls_dir = dir.join("callers");
     fs::create_dir_all(&calls_dir).expect("dir");

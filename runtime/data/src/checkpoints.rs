@@ -20,6 +20,8 @@ pub const MAX_FACTS_JSON: usize = 16 * 1024;
 pub const MAX_TEXT: usize = 1024;
 /// Most route set entries of a dialog.
 pub const MAX_ROUTES: usize = 16;
+/// The key of the advisory lock that makes claims take turns ("ivr_take" in ASCII).
+pub const CLAIM_LOCK_KEY: i64 = 0x6976_725f_7461_6b65;
 /// Most rows claimed at once.
 pub const MAX_CLAIM: i64 = 1_000;
 
@@ -221,24 +223,37 @@ pub async fn claim(
     limit: i64,
 ) -> Result<(Vec<Checkpoint>, usize), DataError> {
     let parts = parts.max(1);
+    // Claims run one at a time across the cluster (a transaction-level advisory lock: they are
+    // rare, when a node dies), each seeing the claims before it; the rows are still locked
+    // with SKIP LOCKED, and the UPDATE checks again that the owner is down, so that a row
+    // claimed meanwhile is never taken twice.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CLAIM_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
     let rows = sqlx::query(&format!(
-        "UPDATE call_checkpoints SET owner = $1,
-                nodes = CASE WHEN nodes = '' THEN $1 ELSE nodes || ',' || $1 END, written_at = now()
-          WHERE sip_call_id IN (
-              SELECT c.sip_call_id FROM call_checkpoints c
-               WHERE {ORPHAN} AND mod(abs(hashtext(c.sip_call_id)::bigint), $2) = $3
-               ORDER BY c.written_at LIMIT $4
-               FOR UPDATE SKIP LOCKED)
-          RETURNING sip_call_id, call_id, owner, nodes, flow, flow_version, node, language,
-                    variables, served, dialog, media, caller, called, channel, started_at,
-                    answered_at, visit_seq"
+        "WITH picked AS (
+             SELECT c.sip_call_id FROM call_checkpoints c
+              WHERE {ORPHAN} AND mod(abs(hashtext(c.sip_call_id)::bigint), $2) = $3
+              ORDER BY c.written_at LIMIT $4
+              FOR UPDATE SKIP LOCKED)
+         UPDATE call_checkpoints c SET owner = $1,
+                nodes = CASE WHEN c.nodes = '' THEN $1 ELSE c.nodes || ',' || $1 END,
+                written_at = now()
+           FROM picked
+          WHERE c.sip_call_id = picked.sip_call_id AND {ORPHAN}
+          RETURNING c.sip_call_id, c.call_id, c.owner, c.nodes, c.flow, c.flow_version, c.node,
+                    c.language, c.variables, c.served, c.dialog, c.media, c.caller, c.called,
+                    c.channel, c.started_at, c.answered_at, c.visit_seq"
     ))
     .bind(me)
     .bind(parts)
     .bind(part.rem_euclid(parts))
     .bind(limit.clamp(1, MAX_CLAIM))
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let mut out = Vec::with_capacity(rows.len());
     let mut bad = 0;
     for r in &rows {
