@@ -150,13 +150,15 @@ fn addr(text: &str, scheme: &str) -> SocketAddr {
 }
 
 impl Cluster {
-    fn up(n: usize, folder: &Path, database: Option<&str>) -> Cluster {
+    /// `scripts/cluster.sh up n folder` on ports of this test (`base` apart from the other
+    /// test's, so that one's Kamailio still closing does not hold the other's port).
+    fn up(n: usize, folder: &Path, database: Option<&str>, base: u32) -> Cluster {
         let run = folder.join("run");
         let pid = std::process::id();
         let mut last = String::new();
         for attempt in 0..5u32 {
             // Ports of this test alone (docs: takeover 35060.., 38080..).
-            let slot = (pid + attempt * 7) % 100;
+            let slot = base + (pid + attempt * 7) % 50;
             let mut env = vec![
                 ("IVR_CLUSTER_DIR".to_string(), run.display().to_string()),
                 (
@@ -178,7 +180,8 @@ impl Cluster {
             let stderr = String::from_utf8_lossy(&out.stderr).to_string();
             if !out.status.success() {
                 last = format!("{stdout}{stderr}");
-                if stderr.contains("is taken") {
+                if stderr.contains("is taken") || stderr.contains("did not start") {
+                    std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
                 panic!("cluster.sh up {n} failed:\n{last}");
@@ -423,7 +426,7 @@ fn calls_of_a_killed_node_are_taken_over_and_finish_their_flow() {
         fs::create_dir_all(d).expect("dir");
         fs::copy(capture, d.join("dtmf.pcap")).expect("pcap");
     }
-    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()));
+    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), 0);
     let db = cluster.database.clone();
     let a = cluster.node("a");
     // Both nodes up.
@@ -871,7 +874,7 @@ fn a_call_whose_node_is_gone_from_the_live_version_ends_cleanly() {
     let calls_dir = dir.join("callers");
     fs::create_dir_all(&calls_dir).expect("dir");
     fs::copy(capture, calls_dir.join("dtmf.pcap")).expect("pcap");
-    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()));
+    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), 50);
     let db = cluster.database.clone();
     let (a, b) = (cluster.node("a"), cluster.node("b"));
     let status = |n: &Node| -> serde_json::Value {
