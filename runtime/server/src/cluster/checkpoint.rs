@@ -147,3 +147,47 @@ impl Checkpoints {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(id: &str, node: &str) -> Checkpoint {
+        Checkpoint {
+            sip_call_id: id.into(),
+            node: node.into(),
+            ..Checkpoint::default()
+        }
+    }
+
+    #[test]
+    fn the_latest_checkpoint_of_a_call_wins_and_the_queue_is_bounded() {
+        let w = Checkpoints::new("a");
+        w.save(c("x", "menu"));
+        w.save(c("x", "input"));
+        {
+            let waiting = w.waiting();
+            assert_eq!(waiting.map.len(), 1);
+            assert_eq!(
+                waiting.map["x"].as_ref().map(|c| c.node.as_str()),
+                Some("input")
+            );
+        }
+        for i in 1..QUEUE {
+            w.save(c(&format!("call{i}"), "menu"));
+        }
+        assert_eq!(w.dropped(), 0);
+        // Full: a new call's checkpoint is dropped and counted; a known call's replaces its
+        // own; an end always finds room.
+        w.save(c("new", "menu"));
+        assert_eq!(w.dropped(), 1);
+        w.save(c("x", "lookup"));
+        assert_eq!(w.dropped(), 1);
+        w.ended("other");
+        w.ended("x");
+        let waiting = w.waiting();
+        assert_eq!(waiting.map.len(), QUEUE + 1);
+        assert!(waiting.map["x"].is_none());
+        assert!(!waiting.map.contains_key("new"));
+    }
+}
