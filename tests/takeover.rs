@@ -817,9 +817,19 @@ fn a_dead_nodes_calls_are_split_and_never_claimed_twice() {
         .execute(&pool)
         .await
         .expect("spoil");
+        // A dialog whose From would add a header of its own to the re-INVITE.
+        let mut injected = checkpoint("a", "b3");
+        injected.dialog.remote = "<sip:x@127.0.0.1>;tag=r\r\nX-Injected: 1".into();
+        sqlx::query(
+            "UPDATE call_checkpoints SET owner = 'a', dialog = $1 WHERE sip_call_id = 'b3'",
+        )
+        .bind(serde_json::to_string(&injected.dialog).expect("json"))
+        .execute(&pool)
+        .await
+        .expect("spoil");
         let (rows, bad) = claim(&pool, "c", 0, 1, 100).await.expect("claim");
-        assert_eq!((rows.len(), bad), (0, 2));
-        assert_eq!(checkpoints::count(&pool).await.expect("count"), 150 + 2);
+        assert_eq!((rows.len(), bad), (0, 3));
+        assert_eq!(checkpoints::count(&pool).await.expect("count"), 150 + 1);
         // b starts again: its last run's calls are given up to the cluster.
         let owned: i64 =
             sqlx::query_scalar("SELECT count(*) FROM call_checkpoints WHERE owner = 'b'")

@@ -287,6 +287,12 @@ fn text(r: &sqlx::postgres::PgRow, col: &str, limit: usize) -> Option<String> {
         .filter(|s| s.len() <= limit)
 }
 
+/// A text that may go into a SIP header as it is: within [`MAX_TEXT`], no control characters
+/// (a line break would add headers of its own to the re-INVITE).
+fn header_safe(s: &str) -> bool {
+    s.len() <= MAX_TEXT && !s.chars().any(char::is_control)
+}
+
 /// A row read back, checked; `None` when anything is missing, too long or malformed.
 fn read(r: &sqlx::postgres::PgRow) -> Option<Checkpoint> {
     let dialog: DialogFacts = serde_json::from_str(&text(r, "dialog", MAX_FACTS_JSON)?).ok()?;
@@ -301,9 +307,9 @@ fn read(r: &sqlx::postgres::PgRow) -> Option<Checkpoint> {
         &dialog.remote_target,
     ]
     .iter()
-    .all(|s| s.len() <= MAX_TEXT)
+    .all(|s| header_safe(s))
         && dialog.route_set.len() <= MAX_ROUTES
-        && dialog.route_set.iter().all(|s| s.len() <= MAX_TEXT)
+        && dialog.route_set.iter().all(|s| header_safe(s))
         && !dialog.call_id.is_empty()
         && !dialog.local_tag.is_empty();
     let media_ok = media.remote.as_ref().is_none_or(|s| s.len() <= 64) && media.codec.len() <= 16;
