@@ -184,7 +184,8 @@ pub async fn release(pool: &PgPool, node: &str) -> Result<u64, DataError> {
     Ok(done.rows_affected())
 }
 
-/// The condition of a row whose owner is not a node that is up (heartbeat within 5 s).
+/// The condition of a row whose owner is not a node that is up (heartbeat within
+/// [`crate::cluster::DOWN_AFTER`], 5 s; the test below keeps the two the same).
 const ORPHAN: &str = "NOT EXISTS (SELECT 1 FROM cluster_nodes n WHERE n.name = c.owner
                           AND n.last_seen > now() - interval '5 seconds')";
 
@@ -356,4 +357,13 @@ pub async fn count(pool: &PgPool) -> Result<i64, DataError> {
         .fetch_one(pool)
         .await?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn down_is_the_heartbeats_down() {
+        let secs = crate::cluster::DOWN_AFTER.as_secs();
+        assert!(super::ORPHAN.contains(&format!("interval '{secs} seconds'")));
+    }
 }
