@@ -497,6 +497,9 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
         );
     }
     s.stats.metrics(&mut out);
+    if let Some(c) = &s.services.cluster {
+        c.checkpoints.metrics(&mut out);
+    }
     s.services.sip.stats().write_metrics(&mut out);
     if let Some(d) = &s.dashboard {
         d.metrics(&mut out).await;

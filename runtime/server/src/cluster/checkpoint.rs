@@ -107,6 +107,28 @@ impl Checkpoints {
         })
     }
 
+    /// The `/metrics` series of a cluster node's checkpoints and takeovers.
+    pub fn metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = write!(
+            out,
+            "# HELP ivr_cluster_checkpoints_written_total Checkpoints of this node's calls written to call_checkpoints.\n\
+             # TYPE ivr_cluster_checkpoints_written_total counter\n\
+             ivr_cluster_checkpoints_written_total {}\n\
+             # HELP ivr_cluster_checkpoints_dropped_total Checkpoints dropped because the writer's queue was full.\n\
+             # TYPE ivr_cluster_checkpoints_dropped_total counter\n\
+             ivr_cluster_checkpoints_dropped_total {}\n\
+             # HELP ivr_cluster_takeovers_total Calls of dead nodes this node claimed, by result (taken_over: the caller answered the re-INVITE).\n\
+             # TYPE ivr_cluster_takeovers_total counter\n\
+             ivr_cluster_takeovers_total{{result=\"taken_over\"}} {}\n\
+             ivr_cluster_takeovers_total{{result=\"not_taken_over\"}} {}\n",
+            self.written(),
+            self.dropped(),
+            self.taken_over.load(Ordering::Relaxed),
+            self.not_taken_over.load(Ordering::Relaxed),
+        );
+    }
+
     /// Starts the writer task on `pool`.
     pub fn start(&self, pool: PgPool) {
         let me = self.clone();
@@ -189,5 +211,16 @@ mod tests {
         assert_eq!(waiting.map.len(), QUEUE + 1);
         assert!(waiting.map["x"].is_none());
         assert!(!waiting.map.contains_key("new"));
+        drop(waiting);
+        let mut m = String::new();
+        w.metrics(&mut m);
+        assert!(
+            m.contains("ivr_cluster_checkpoints_dropped_total 1\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("ivr_cluster_takeovers_total{result=\"taken_over\"} 0\n"),
+            "{m}"
+        );
     }
 }
