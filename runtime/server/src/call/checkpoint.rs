@@ -147,10 +147,12 @@ impl Driver {
         });
     }
 
-    /// The call's media changed (a re-INVITE of the caller's): later checkpoints say so.
+    /// The call's media changed (a re-INVITE of the caller's): its checkpoint says so (the
+    /// variables are those the node was entered with: nodes change them only as they leave).
     pub(super) fn checkpoint_media(&mut self, n: &Negotiated) {
         if let Some(k) = &mut self.checkpoint {
             k.media = media_facts(n);
+            self.save_checkpoint();
         }
     }
 
