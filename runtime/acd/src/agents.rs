@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 pub(super) type IdleKey = (Reverse<u8>, Millis, u64, usize);
 
 /// What an agent is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
     /// Not registered, or the registration expired.

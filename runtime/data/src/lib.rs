@@ -24,6 +24,7 @@ pub mod callbacks;
 pub mod campaigns;
 mod cells;
 pub mod cluster;
+pub mod cluster_acd;
 pub mod connect;
 pub mod demo;
 pub mod hashing;
