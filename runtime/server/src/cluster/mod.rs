@@ -3,6 +3,8 @@
 //! node's heartbeat and the other nodes' ([`heartbeat`]), and the ACD's leadership
 //! ([`leadership`]); what `/status` says about them ([`Cluster::status`]).
 
+pub mod acd_front;
+pub mod bus;
 pub mod heartbeat;
 pub mod leadership;
 
@@ -173,6 +175,15 @@ impl Cluster {
     fn failed(&self, error: String) {
         self.view().error = Some(error);
     }
+}
+
+/// The address of the proxy `sip:HOST:PORT` (an IP address; 5060 when no port is given).
+pub fn proxy_address(uri: &str) -> Option<std::net::SocketAddr> {
+    let rest = uri.strip_prefix("sip:").unwrap_or(uri);
+    let rest = rest.split(';').next().unwrap_or(rest);
+    rest.parse()
+        .ok()
+        .or_else(|| rest.parse::<std::net::IpAddr>().ok().map(|ip| (ip, 5060).into()))
 }
 
 /// The deployment version every node that is up serves, when they all serve the same one
