@@ -211,8 +211,11 @@ impl Cluster {
         let run = folder.join("run");
         let pid = std::process::id();
         let mut last = String::new();
+        // Tests of this process run in parallel: each cluster takes its own ports.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let mine = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for attempt in 0..5u32 {
-            let slot = (pid + attempt * 37) % 200;
+            let slot = (pid + mine * 11 + attempt * 37) % 200;
             let env = vec![
                 ("IVR_CLUSTER_DIR".to_string(), run.display().to_string()),
                 ("IVR_CLUSTER_SIP_PORT".into(), (25060 + slot * 4).to_string()),
@@ -347,9 +350,9 @@ impl Cluster {
         self.nodes.iter().map(|n| answered(n)).collect()
     }
 
-    /// Sends short calls through the proxy until the next one goes to node `to`.
-    fn next_call_to(&self, dir: &Path, to: &str) {
-        for _ in 0..3 {
+    /// Sends short calls through the proxy until the next one goes to node `to`; how many.
+    fn next_call_to(&self, dir: &Path, to: &str) -> usize {
+        for made in 1..=3 {
             let before = self.answered();
             let (ok, out) = sipp(
                 dir,
@@ -364,7 +367,7 @@ impl Cluster {
                 .map(|i| self.nodes[i].name.clone())
                 .expect("a node answered");
             if took != to {
-                return;
+                return made;
             }
         }
         panic!("Kamailio's round-robin did not alternate\n{}", self.logs());
@@ -618,7 +621,7 @@ fn a_caller_on_one_node_talks_with_an_agent_registered_via_the_other() {
     let via = cluster.registered_via("2001");
     let other = if via == "a" { "b" } else { "a" };
     eprintln!("2001 registered via node {via}; the ACD leads on {leader}; the caller goes to {other}");
-    cluster.next_call_to(&dir, other);
+    let short = cluster.next_call_to(&dir, other);
     let before = cluster.answered();
     let caller_media = Endpoint::start(vec![(0, Act::Voice(4_000))]);
     let mut caller = Peer::spawn(
@@ -663,4 +666,313 @@ fn a_caller_on_one_node_talks_with_an_agent_registered_via_the_other() {
     // The INVITE came through the proxy (Record-Route of Kamailio).
     let invite = phone.messages();
     assert!(invite.contains("Record-Route:"), "{invite}");
+    let rows = assert_records(&cluster, short + 1);
+    assert!(
+        rows.iter()
+            .any(|r| r.1.as_deref() == Some("transferred") && r.2.as_deref() == Some("2001")),
+        "{rows:?}"
+    );
+}
+
+/// Every SIPp call made left exactly one call record: `n` rows, no call id twice.
+fn assert_records(cluster: &Cluster, n: usize) -> Vec<(String, Option<String>, Option<String>, String)> {
+    let rows = cluster.calls(n);
+    // A late second row would show within the writer's batching time.
+    std::thread::sleep(Duration::from_millis(1500));
+    let again = cluster.calls(n);
+    assert_eq!(rows.len(), again.len(), "{again:?}");
+    let mut ids: Vec<&String> = again.iter().map(|r| &r.0).collect();
+    ids.sort();
+    ids.dedup();
+    eprintln!("call records: {} rows, {} call ids, {n} calls made", again.len(), ids.len());
+    assert_eq!(again.len(), n, "one record per call: {again:?}");
+    assert_eq!(ids.len(), n, "no call recorded twice: {again:?}");
+    again
+}
+
+/// (b) Priority across nodes: one agent talks with a first caller; a second caller waits (on
+/// the next node: Kamailio alternates), then a VIP (on the first node again): the VIP is
+/// offered the agent before the caller who came earlier on the other node. (d) one record
+/// per call.
+#[test]
+fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
+    if !tools() {
+        return;
+    }
+    let dir = deployment("cacd-vip");
+    let cluster = Cluster::up(&dir);
+    let leader = cluster.leader(Duration::from_secs(15));
+    let mut phone = agent(&dir, &cluster, "2001", "cluster_agent_answers.xml", 3);
+    eprintln!(
+        "2001 registered via node {}; the ACD leads on {leader}",
+        cluster.registered_via("2001")
+    );
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let before = cluster.answered();
+    let mut first = Peer::spawn(
+        &dir,
+        cluster.proxy,
+        "caller_rates.xml",
+        &["-m", "1", "-key", "caller", CALLER, "-s", "10010", "-key", "score", "3"],
+    );
+    wait_until("the first caller reaches the agent", Duration::from_secs(10), || {
+        agent_state(a, "2001") == "on_call"
+    });
+    let mut second = Peer::spawn(
+        &dir,
+        cluster.proxy,
+        "caller_rates.xml",
+        &["-m", "1", "-key", "caller", "13800000002", "-s", "10010", "-key", "score", "4"],
+    );
+    wait_until("the second caller waits", Duration::from_secs(10), || {
+        waiting(b) == 1
+    });
+    let mut vip = Peer::spawn(
+        &dir,
+        cluster.proxy,
+        "caller_rates.xml",
+        &["-m", "1", "-key", "caller", VIP, "-s", "10010", "-key", "score", "5"],
+    );
+    let ok: Vec<bool> = [&mut first, &mut second, &mut vip]
+        .into_iter()
+        .map(|c| c.wait(Duration::from_secs(60)))
+        .collect();
+    let p = phone.wait(Duration::from_secs(10));
+    assert!(
+        ok.iter().all(|o| *o) && p,
+        "callers {ok:?}, agent {p}\n{}\n{}\n{}\n{}\n{}",
+        first.report(),
+        second.report(),
+        vip.report(),
+        phone.report(),
+        cluster.logs()
+    );
+    let after = cluster.answered();
+    let spread: Vec<u64> = after.iter().zip(&before).map(|(x, y)| x - y).collect();
+    eprintln!("callers by node: a {}, b {}", spread[0], spread[1]);
+    assert!(spread.iter().all(|n| *n >= 1), "callers on both nodes: {spread:?}");
+    assert_eq!(
+        offered_callers(&phone),
+        vec![CALLER.to_string(), VIP.to_string(), "13800000002".to_string()]
+    );
+    let rows = assert_records(&cluster, 3);
+    assert!(
+        rows.iter()
+            .all(|r| r.1.as_deref() == Some("transferred") && r.2.as_deref() == Some("2001")),
+        "{rows:?}"
+    );
+}
+
+/// (b) Skills across nodes: two callers who need English (one on each node) both go to
+/// 2002, who speaks it, never to 2001 (idle longer, no English), wherever each registered.
+#[test]
+fn callers_on_both_nodes_who_need_a_skill_go_to_the_agent_who_has_it() {
+    if !tools() {
+        return;
+    }
+    let dir = deployment("cacd-skills");
+    let cluster = Cluster::up(&dir);
+    let leader = cluster.leader(Duration::from_secs(15));
+    let other = agent(&dir, &cluster, "2001", "cluster_agent_answers.xml", 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut phone = agent(&dir, &cluster, "2002", "cluster_agent_answers.xml", 2);
+    eprintln!(
+        "2001 registered via {}, 2002 via {}; the ACD leads on {leader}",
+        cluster.registered_via("2001"),
+        cluster.registered_via("2002")
+    );
+    let before = cluster.answered();
+    for _ in 0..2 {
+        let rtp = free_udp_port().to_string();
+        let (ok, out) = sipp(
+            &dir,
+            cluster.proxy,
+            "flow_hangs_up.xml",
+            &["-m", "1", "-s", "10086", "-key", "rtpport", &rtp],
+        );
+        assert!(ok, "{out}\n{}\n{}", phone.report(), cluster.logs());
+    }
+    assert!(phone.wait(Duration::from_secs(10)), "{}", phone.report());
+    let after = cluster.answered();
+    assert_eq!(
+        (after[0] - before[0], after[1] - before[1]),
+        (1, 1),
+        "one caller on each node"
+    );
+    assert!(
+        !other.messages().contains("INVITE sip:"),
+        "{}",
+        other.report()
+    );
+    let rows = assert_records(&cluster, 2);
+    assert!(
+        rows.iter().all(|r| r.2.as_deref() == Some("2002")),
+        "{rows:?}"
+    );
+}
+
+/// (c) The ACD's leader dies (SIGKILL) while a caller of the other node waits for an agent
+/// who is away: the other node leads, rebuilds the ACD from the database (the agent's
+/// registration, the waiting call), and once the agent is back its phone rings with that
+/// call within 10 s of the kill. (d) one record per call, none lost or doubled.
+#[test]
+fn after_the_leader_is_killed_a_waiting_caller_still_reaches_the_agent() {
+    if !tools() {
+        return;
+    }
+    let dir = deployment("cacd-kill");
+    let cluster = Cluster::up(&dir);
+    let leader = cluster.leader(Duration::from_secs(15));
+    let survivor_name = if leader == "a" { "b" } else { "a" };
+    let (dead, survivor) = (cluster.node(&leader), cluster.node(survivor_name));
+    let mut phone = agent(&dir, &cluster, "2002", "cluster_agent_answers.xml", 1);
+    eprintln!(
+        "2002 registered via {}; the ACD leads on {leader}",
+        cluster.registered_via("2002")
+    );
+    assert_eq!(set_state(survivor, "2002", "away"), 204);
+    wait_until("2002 is away", Duration::from_secs(5), || {
+        agent_state(survivor, "2002") == "away"
+    });
+    let short = cluster.next_call_to(&dir, survivor_name);
+    let rtp = free_udp_port().to_string();
+    let mut caller = Peer::spawn(
+        &dir,
+        cluster.proxy,
+        "flow_hangs_up.xml",
+        &["-m", "1", "-s", "10086", "-key", "rtpport", &rtp, "-key", "caller", CALLER],
+    );
+    let started = Instant::now();
+    while waiting(survivor) != 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the caller does not wait\n{}\n{}",
+            caller.report(),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // The leader's state write follows its change within a few ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-9", &dead.pid.to_string()])
+        .status();
+    // The agent comes back as soon as the other node leads (its `/status` says so).
+    while cluster_status(survivor).is_none_or(|s| s["acd"]["this_node_leads"] != true) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "no new leader within 10 s\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let leads = killed.elapsed();
+    while set_state(survivor, "2002", "available") != 204 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "no leader took 2002 back within 10 s\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let back = killed.elapsed();
+    wait_until(
+        "2002's phone rings with the waiting caller",
+        Duration::from_secs(10).saturating_sub(back),
+        || matches!(agent_state(survivor, "2002").as_str(), "ringing" | "on_call"),
+    );
+    let offered = killed.elapsed();
+    eprintln!(
+        "leader killed: {survivor_name} leads {} ms after, 2002 set back {} ms after, \
+         offered the waiting call {} ms after",
+        leads.as_millis(),
+        back.as_millis(),
+        offered.as_millis()
+    );
+    assert!(offered < Duration::from_secs(10));
+    let c = caller.wait(Duration::from_secs(30));
+    let p = phone.wait(Duration::from_secs(10));
+    assert!(
+        c && p,
+        "caller {c}, agent {p}\n{}\n{}\n{}",
+        caller.report(),
+        phone.report(),
+        cluster.logs()
+    );
+    assert_eq!(offered_callers(&phone).len(), 1, "{}", phone.report());
+    // The short calls that moved the round-robin on, and the caller.
+    let rows = assert_records(&cluster, short + 1);
+    assert!(
+        rows.iter()
+            .any(|r| r.1.as_deref() == Some("transferred") && r.2.as_deref() == Some("2002")),
+        "{rows:?}"
+    );
+}
+
+/// The leader's writes carry its epoch: once another node has taken the leadership, a
+/// deposed leader's late write changes nothing; the new leader's goes through.
+#[test]
+fn a_deposed_leaders_late_state_write_is_refused() {
+    let Ok(url) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+        skip("IVR_TEST_POSTGRES_URL is not set: epoch test skipped");
+        return;
+    };
+    block_on(async move {
+        use ivr_data::cluster::Candidate;
+        use ivr_data::cluster_acd::{read_state, write_state};
+        let admin = sqlx::PgPool::connect(&url).await.expect("postgres");
+        let db = format!("ivr_cacd_epoch_{}", std::process::id());
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+            .execute(&admin)
+            .await;
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        let (base, _) = url.rsplit_once('/').expect("url with a database");
+        let scratch = format!("{base}/{db}");
+        let pool = ivr_data::connect::open(&ivr_data::Target::Postgres(scratch.clone()), 4)
+            .await
+            .expect("open and migrate");
+        let ivr_data::Pool::Postgres(pg) = pool else {
+            panic!("postgres");
+        };
+        let a = Candidate::connect(&scratch)
+            .await
+            .expect("a")
+            .try_lead("a")
+            .await
+            .expect("query")
+            .expect("a leads");
+        let old = a.epoch();
+        assert!(write_state(&pg, old, "a", "{\"s\":1}", "{}").await.expect("write"));
+        // a's connection is lost (the database lets the lock go); b takes over.
+        drop(a);
+        let mut b = None;
+        for _ in 0..50 {
+            let c = Candidate::connect(&scratch).await.expect("b");
+            if let Ok(Ok(l)) = c.try_lead("b").await {
+                b = Some(l);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let b = b.expect("b leads");
+        assert!(b.epoch() > old);
+        // a's late write: refused, the state is still a's last.
+        let late = write_state(&pg, old, "a", "{\"s\":2}", "{}").await.expect("write");
+        assert!(!late, "a deposed leader's write went through");
+        let row = read_state(&pg).await.expect("read").expect("row");
+        assert_eq!((row.epoch, row.node.as_str(), row.snapshot.as_str()), (old, "a", "{\"s\":1}"));
+        // b's write goes through.
+        assert!(write_state(&pg, b.epoch(), "b", "{\"s\":3}", "{}").await.expect("write"));
+        let row = read_state(&pg).await.expect("read").expect("row");
+        assert_eq!((row.epoch, row.node.as_str()), (b.epoch(), "b"));
+        b.resign().await;
+        pg.close().await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&admin)
+            .await;
+    });
 }

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const SLOW_ANSWER: Duration = Duration::from_secs(40);
 
 /// How long other questions may take.
-pub const QUICK_ANSWER: Duration = Duration::from_secs(5);
+pub const QUICK_ANSWER: Duration = Duration::from_secs(3);
 
 /// The most calls of this node known to the front (beyond: refused as without agents).
 pub const MAX_CALLS: usize = 100_000;
