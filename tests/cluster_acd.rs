@@ -110,10 +110,7 @@ fn have_postgres() -> bool {
 }
 
 fn tools() -> bool {
-    for (cmd, arg, pkg) in [
-        ("kamailio", "-v", "kamailio"),
-        ("sipp", "-v", "sip-tester"),
-    ] {
+    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
         if !have(cmd, arg) {
             skip(&format!(
                 "{cmd} (Debian package {pkg}) is not installed: cluster ACD test skipped"
@@ -218,8 +215,14 @@ impl Cluster {
             let slot = (pid + mine * 11 + attempt * 37) % 200;
             let env = vec![
                 ("IVR_CLUSTER_DIR".to_string(), run.display().to_string()),
-                ("IVR_CLUSTER_SIP_PORT".into(), (25060 + slot * 4).to_string()),
-                ("IVR_CLUSTER_HTTP_PORT".into(), (28080 + slot * 4).to_string()),
+                (
+                    "IVR_CLUSTER_SIP_PORT".into(),
+                    (25060 + slot * 4).to_string(),
+                ),
+                (
+                    "IVR_CLUSTER_HTTP_PORT".into(),
+                    (28080 + slot * 4).to_string(),
+                ),
                 ("IVR_BIN".into(), env!("CARGO_BIN_EXE_ivr").to_string()),
                 ("IVR_LOG".into(), "info".into()),
             ];
@@ -330,12 +333,11 @@ impl Cluster {
             let pool = sqlx::PgPool::connect(&url).await.expect("postgres");
             let started = Instant::now();
             loop {
-                let rows: Vec<(String, Option<String>, Option<String>, String)> = sqlx::query_as(
-                    "SELECT call_id, outcome, agent, caller FROM calls ORDER BY id",
-                )
-                .fetch_all(&pool)
-                .await
-                .unwrap_or_default();
+                let rows: Vec<(String, Option<String>, Option<String>, String)> =
+                    sqlx::query_as("SELECT call_id, outcome, agent, caller FROM calls ORDER BY id")
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap_or_default();
                 if rows.len() >= n || started.elapsed() > Duration::from_secs(10) {
                     pool.close().await;
                     return rows;
@@ -347,7 +349,7 @@ impl Cluster {
 
     /// Calls the IVR answered, by node.
     fn answered(&self) -> Vec<u64> {
-        self.nodes.iter().map(|n| answered(n)).collect()
+        self.nodes.iter().map(answered).collect()
     }
 
     /// Sends short calls through the proxy until the next one goes to node `to`; how many.
@@ -358,7 +360,15 @@ impl Cluster {
                 dir,
                 self.proxy,
                 "flow_hangs_up.xml",
-                &["-m", "1", "-s", "100", "-key", "rtpport", &free_udp_port().to_string()],
+                &[
+                    "-m",
+                    "1",
+                    "-s",
+                    "100",
+                    "-key",
+                    "rtpport",
+                    &free_udp_port().to_string(),
+                ],
             );
             assert!(ok, "a short call:\n{out}\n{}", self.logs());
             let after = self.answered();
@@ -547,7 +557,11 @@ fn register(dir: &Path, cluster: &Cluster, id: &str, port: u16) {
             &format!("pw{id}"),
         ],
     );
-    assert!(ok, "agent {id} could not register:\n{out}\n{}", cluster.logs());
+    assert!(
+        ok,
+        "agent {id} could not register:\n{out}\n{}",
+        cluster.logs()
+    );
     for n in &cluster.nodes {
         wait_until(
             &format!("node {} shows {id} logged in", n.name),
@@ -620,7 +634,9 @@ fn a_caller_on_one_node_talks_with_an_agent_registered_via_the_other() {
     register(&dir, &cluster, "2001", port);
     let via = cluster.registered_via("2001");
     let other = if via == "a" { "b" } else { "a" };
-    eprintln!("2001 registered via node {via}; the ACD leads on {leader}; the caller goes to {other}");
+    eprintln!(
+        "2001 registered via node {via}; the ACD leads on {leader}; the caller goes to {other}"
+    );
     let short = cluster.next_call_to(&dir, other);
     let before = cluster.answered();
     let caller_media = Endpoint::start(vec![(0, Act::Voice(4_000))]);
@@ -657,10 +673,16 @@ fn a_caller_on_one_node_talks_with_an_agent_registered_via_the_other() {
         cluster.logs()
     );
     let after = cluster.answered();
-    let i = cluster.nodes.iter().position(|n| n.name == other).expect("node");
+    let i = cluster
+        .nodes
+        .iter()
+        .position(|n| n.name == other)
+        .expect("node");
     assert_eq!(after[i], before[i] + 1, "the caller went to node {other}");
     let (to_caller, to_agent) = (heard(&at_caller, 42), heard(&at_agent, 7));
-    eprintln!("RTP: the caller heard {to_caller} packets of the agent, the agent {to_agent} of the caller");
+    eprintln!(
+        "RTP: the caller heard {to_caller} packets of the agent, the agent {to_agent} of the caller"
+    );
     assert!(to_caller >= 25, "the caller heard the agent: {to_caller}");
     assert!(to_agent >= 25, "the agent heard the caller: {to_agent}");
     // The INVITE came through the proxy (Record-Route of Kamailio).
@@ -675,7 +697,10 @@ fn a_caller_on_one_node_talks_with_an_agent_registered_via_the_other() {
 }
 
 /// Every SIPp call made left exactly one call record: `n` rows, no call id twice.
-fn assert_records(cluster: &Cluster, n: usize) -> Vec<(String, Option<String>, Option<String>, String)> {
+fn assert_records(
+    cluster: &Cluster,
+    n: usize,
+) -> Vec<(String, Option<String>, Option<String>, String)> {
     let rows = cluster.calls(n);
     // A late second row would show within the writer's batching time.
     std::thread::sleep(Duration::from_millis(1500));
@@ -684,7 +709,11 @@ fn assert_records(cluster: &Cluster, n: usize) -> Vec<(String, Option<String>, O
     let mut ids: Vec<&String> = again.iter().map(|r| &r.0).collect();
     ids.sort();
     ids.dedup();
-    eprintln!("call records: {} rows, {} call ids, {n} calls made", again.len(), ids.len());
+    eprintln!(
+        "call records: {} rows, {} call ids, {n} calls made",
+        again.len(),
+        ids.len()
+    );
     assert_eq!(again.len(), n, "one record per call: {again:?}");
     assert_eq!(ids.len(), n, "no call recorded twice: {again:?}");
     again
@@ -713,16 +742,31 @@ fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
         &dir,
         cluster.proxy,
         "caller_rates.xml",
-        &["-m", "1", "-key", "caller", CALLER, "-s", "10010", "-key", "score", "3"],
+        &[
+            "-m", "1", "-key", "caller", CALLER, "-s", "10010", "-key", "score", "3",
+        ],
     );
-    wait_until("the first caller reaches the agent", Duration::from_secs(10), || {
-        agent_state(a, "2001") == "on_call"
-    });
+    wait_until(
+        "the first caller reaches the agent",
+        Duration::from_secs(10),
+        || agent_state(a, "2001") == "on_call",
+    );
     let mut second = Peer::spawn(
         &dir,
         cluster.proxy,
         "caller_rates.xml",
-        &["-m", "1", "-key", "caller", "13800000002", "-s", "10010", "-key", "score", "4"],
+        &[
+            "-m",
+            "1",
+            "-key",
+            "caller",
+            "13800000002",
+            "-s",
+            "10010",
+            "-key",
+            "score",
+            "4",
+        ],
     );
     wait_until("the second caller waits", Duration::from_secs(10), || {
         waiting(b) == 1
@@ -731,7 +775,9 @@ fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
         &dir,
         cluster.proxy,
         "caller_rates.xml",
-        &["-m", "1", "-key", "caller", VIP, "-s", "10010", "-key", "score", "5"],
+        &[
+            "-m", "1", "-key", "caller", VIP, "-s", "10010", "-key", "score", "5",
+        ],
     );
     let ok: Vec<bool> = [&mut first, &mut second, &mut vip]
         .into_iter()
@@ -750,10 +796,17 @@ fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
     let after = cluster.answered();
     let spread: Vec<u64> = after.iter().zip(&before).map(|(x, y)| x - y).collect();
     eprintln!("callers by node: a {}, b {}", spread[0], spread[1]);
-    assert!(spread.iter().all(|n| *n >= 1), "callers on both nodes: {spread:?}");
+    assert!(
+        spread.iter().all(|n| *n >= 1),
+        "callers on both nodes: {spread:?}"
+    );
     assert_eq!(
         offered_callers(&phone),
-        vec![CALLER.to_string(), VIP.to_string(), "13800000002".to_string()]
+        vec![
+            CALLER.to_string(),
+            VIP.to_string(),
+            "13800000002".to_string()
+        ]
     );
     let rows = assert_records(&cluster, 3);
     assert!(
@@ -840,7 +893,9 @@ fn after_the_leader_is_killed_a_waiting_caller_still_reaches_the_agent() {
         &dir,
         cluster.proxy,
         "flow_hangs_up.xml",
-        &["-m", "1", "-s", "10086", "-key", "rtpport", &rtp, "-key", "caller", CALLER],
+        &[
+            "-m", "1", "-s", "10086", "-key", "rtpport", &rtp, "-key", "caller", CALLER,
+        ],
     );
     let started = Instant::now();
     while waiting(survivor) != 1 {
@@ -880,7 +935,12 @@ fn after_the_leader_is_killed_a_waiting_caller_still_reaches_the_agent() {
     wait_until(
         "2002's phone rings with the waiting caller",
         Duration::from_secs(10).saturating_sub(back),
-        || matches!(agent_state(survivor, "2002").as_str(), "ringing" | "on_call"),
+        || {
+            matches!(
+                agent_state(survivor, "2002").as_str(),
+                "ringing" | "on_call"
+            )
+        },
     );
     let offered = killed.elapsed();
     eprintln!(
@@ -946,7 +1006,11 @@ fn a_deposed_leaders_late_state_write_is_refused() {
             .expect("query")
             .expect("a leads");
         let old = a.epoch();
-        assert!(write_state(&pg, old, "a", "{\"s\":1}", "{}").await.expect("write"));
+        assert!(
+            write_state(&pg, old, "a", "{\"s\":1}", "{}")
+                .await
+                .expect("write")
+        );
         // a's connection is lost (the database lets the lock go); b takes over.
         drop(a);
         let mut b = None;
@@ -961,12 +1025,21 @@ fn a_deposed_leaders_late_state_write_is_refused() {
         let b = b.expect("b leads");
         assert!(b.epoch() > old);
         // a's late write: refused, the state is still a's last.
-        let late = write_state(&pg, old, "a", "{\"s\":2}", "{}").await.expect("write");
+        let late = write_state(&pg, old, "a", "{\"s\":2}", "{}")
+            .await
+            .expect("write");
         assert!(!late, "a deposed leader's write went through");
         let row = read_state(&pg).await.expect("read").expect("row");
-        assert_eq!((row.epoch, row.node.as_str(), row.snapshot.as_str()), (old, "a", "{\"s\":1}"));
+        assert_eq!(
+            (row.epoch, row.node.as_str(), row.snapshot.as_str()),
+            (old, "a", "{\"s\":1}")
+        );
         // b's write goes through.
-        assert!(write_state(&pg, b.epoch(), "b", "{\"s\":3}", "{}").await.expect("write"));
+        assert!(
+            write_state(&pg, b.epoch(), "b", "{\"s\":3}", "{}")
+                .await
+                .expect("write")
+        );
         let row = read_state(&pg).await.expect("read").expect("row");
         assert_eq!((row.epoch, row.node.as_str()), (b.epoch(), "b"));
         b.resign().await;

@@ -108,7 +108,9 @@ impl Machine for Acd {
                 skills,
                 priority,
                 routing,
-            } => self.enqueue(call, &queue, &skills, priority, &routing, now, now, &mut out),
+            } => self.enqueue(
+                call, &queue, &skills, priority, &routing, now, now, &mut out,
+            ),
             AcdInput::Restore {
                 call,
                 queue,

@@ -146,7 +146,13 @@ impl T {
         self.done(out)
     }
 
-    fn restore(&mut self, call: CallKey, queue: &str, priority: i64, queued_at: Millis) -> Vec<AcdOut> {
+    fn restore(
+        &mut self,
+        call: CallKey,
+        queue: &str,
+        priority: i64,
+        queued_at: Millis,
+    ) -> Vec<AcdOut> {
         self.feed(AcdInput::Restore {
             call,
             queue: queue.into(),
@@ -1842,7 +1848,10 @@ fn a_kept_callback_stays_while_nobody_is_logged_in_and_is_offered_in_turn() {
 /// wait counts from the first arrival, not from the rebuild.
 #[test]
 fn restored_calls_keep_their_order_and_their_time() {
-    let mut t = T::new(&[("general", &[], Some(15_000), Some(0))], &[("2001", &[]), ("2002", &[])]);
+    let mut t = T::new(
+        &[("general", &[], Some(15_000), Some(0))],
+        &[("2001", &[]), ("2002", &[])],
+    );
     t.register("2001");
     t.register("2002");
     t.away("2001", true);
@@ -1861,7 +1870,10 @@ fn restored_calls_keep_their_order_and_their_time() {
 /// conversation is over, then wraps up as after any call.
 #[test]
 fn an_agent_put_back_talking_is_offered_nothing_until_its_call_ends() {
-    let mut t = T::new(&[("general", &[], Some(15_000), Some(5_000))], &[("2001", &[])]);
+    let mut t = T::new(
+        &[("general", &[], Some(15_000), Some(5_000))],
+        &[("2001", &[])],
+    );
     t.register("2001");
     let out = t.feed(AcdInput::Talking {
         call: 42,

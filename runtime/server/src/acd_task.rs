@@ -933,7 +933,8 @@ fn rebuild(acd: &mut Acd, book: &mut Book, r: Rebuild, now: Millis, out: &mut Ve
     }
     let n = r.calls.len();
     for (agent, contact, left) in r.registrations {
-        let expires_at = now.saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 4));
+        let expires_at =
+            now.saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 4));
         let _ = feed_agent(
             acd,
             AcdInput::Register {

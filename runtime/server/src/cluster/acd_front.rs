@@ -36,6 +36,9 @@ pub const QUICK_ANSWER: Duration = Duration::from_secs(3);
 /// The most calls of this node known to the front (beyond: refused as without agents).
 pub const MAX_CALLS: usize = 100_000;
 
+/// How often the front forgets ended calls and, leading, the calls of nodes that are down.
+const PRUNE_EVERY: Duration = Duration::from_secs(2);
+
 /// How long the writes after a change are held back, so that a burst is written once.
 const WRITE_PAUSE: Duration = Duration::from_millis(30);
 
@@ -114,7 +117,7 @@ impl Front {
         mut inbox: mpsc::Receiver<(String, Envelope)>,
     ) {
         let mut role = self.cluster.watch_role();
-        let mut prune = tokio::time::interval(Duration::from_secs(10));
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
         let first = *role.borrow_and_update();
         self.on_role(first).await;
         loop {
@@ -131,7 +134,7 @@ impl Front {
                     let now = *role.borrow_and_update();
                     self.on_role(now).await;
                 }
-                _ = prune.tick() => self.calls.retain(|_, to| !to.is_closed()),
+                _ = prune.tick() => self.prune(),
             }
         }
     }
@@ -145,15 +148,22 @@ impl Front {
                 let rebuild = self.rebuild().await;
                 let n = rebuild.calls.len();
                 let _ = self.local.send(AcdMsg::Rebuild(Box::new(rebuild)));
-                tracing::info!(epoch, calls = n, ms = started.elapsed().as_millis() as u64,
-                    "leading the cluster's ACD: rebuilt from the database");
+                tracing::info!(
+                    epoch,
+                    calls = n,
+                    ms = started.elapsed().as_millis() as u64,
+                    "leading the cluster's ACD: rebuilt from the database"
+                );
             }
             Role::Leader { .. } => {}
             Role::Follower => {
                 if self.epoch.take().is_some() {
                     // A deposed leader's ACD forgets everything: the new one has it.
                     let _ = self.local.send(AcdMsg::Rebuild(Box::default()));
-                    self.origins.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    self.origins
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clear();
                 }
             }
         }
@@ -172,8 +182,7 @@ impl Front {
             }
             Err(_) => Vec::new(),
         };
-        let state = match tokio::time::timeout(within, cluster_acd::read_state(&self.pool)).await
-        {
+        let state = match tokio::time::timeout(within, cluster_acd::read_state(&self.pool)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "rebuilding the ACD: its state not read");
@@ -222,6 +231,39 @@ impl Front {
         rebuild
     }
 
+    /// Forgets this node's calls that ended; while leading, takes the calls of nodes that are
+    /// down out of the ACD (their callers are gone with them: offering them would only ring
+    /// agents for nobody).
+    fn prune(&mut self) {
+        self.calls.retain(|_, to| !to.is_closed());
+        if !self.leads() {
+            return;
+        }
+        let gone: Vec<CallKey> = {
+            let mut o = self.origins.lock().unwrap_or_else(|e| e.into_inner());
+            let gone: Vec<CallKey> = o
+                .iter()
+                .filter(|(_, node)| self.cluster.node_up(node) == Some(false))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in &gone {
+                o.remove(k);
+            }
+            gone
+        };
+        if !gone.is_empty() {
+            tracing::warn!(
+                calls = gone.len(),
+                "calls of a node that is down leave the ACD"
+            );
+        }
+        for call in gone {
+            let _ = self
+                .local
+                .send(AcdMsg::Leave(call, crate::acd_task::LeaveReason::Hangup));
+        }
+    }
+
     fn leads(&self) -> bool {
         self.epoch.is_some()
     }
@@ -243,11 +285,11 @@ impl Front {
             | AcdMsg::Consult { call, to, .. }
             | AcdMsg::PhoneConsult { call, to, .. }
             | AcdMsg::Redirect { call, to }
-            | AcdMsg::KeepCallback { call, to } => {
-                if !self.keep(*call, to) {
-                    let _ = to.send(QueueEvent::NoAgents);
-                    return;
-                }
+            | AcdMsg::KeepCallback { call, to }
+                if !self.keep(*call, to) =>
+            {
+                let _ = to.send(QueueEvent::NoAgents);
+                return;
             }
             AcdMsg::Leave(call, _) | AcdMsg::ConversationOver(call) => {
                 self.calls.remove(call);
@@ -280,12 +322,12 @@ impl Front {
             m if self.leads() => {
                 let _ = self.local.send(m);
             }
-            m => self.to_leader(m),
+            m => self.forward_to_leader(m),
         }
     }
 
     /// A message of this node's for the leader, over the bus.
-    fn to_leader(&mut self, m: AcdMsg) {
+    fn forward_to_leader(&mut self, m: AcdMsg) {
         let bus = Arc::clone(&self.bus);
         let send = |w: Wire| bus.send(LEADER_CHANNEL, w);
         match m {
@@ -458,7 +500,7 @@ impl Front {
     fn on_bus(&mut self, channel: &str, env: Envelope) {
         if channel == LEADER_CHANNEL {
             if self.leads() {
-                self.from_node(env.n, env.w);
+                self.take_from_node(env.n, env.w);
             }
             return;
         }
@@ -568,7 +610,7 @@ impl Front {
     }
 
     /// The leader takes a message of node `node`'s.
-    fn from_node(&mut self, node: String, w: Wire) {
+    fn take_from_node(&mut self, node: String, w: Wire) {
         let fwd = |call: CallKey| forwarder(Arc::clone(&self.bus), node.clone(), call);
         let remember = |call: CallKey| {
             self.origins
@@ -620,8 +662,14 @@ impl Front {
                     to: fwd(call),
                 }
             }
-            Wire::Redirect { call } => AcdMsg::Redirect { call, to: fwd(call) },
-            Wire::KeepCallback { call } => AcdMsg::KeepCallback { call, to: fwd(call) },
+            Wire::Redirect { call } => AcdMsg::Redirect {
+                call,
+                to: fwd(call),
+            },
+            Wire::KeepCallback { call } => AcdMsg::KeepCallback {
+                call,
+                to: fwd(call),
+            },
             Wire::Leave { call, why } => AcdMsg::Leave(call, why),
             Wire::Answered { call, agent } => AcdMsg::Answered { call, agent },
             Wire::Declined { call, why } => AcdMsg::Declined(call, why),
@@ -891,7 +939,10 @@ async fn write_state(
             Ok(true) => {
                 bus.send(CHANGED_CHANNEL, Wire::Changed);
             }
-            Ok(false) => tracing::warn!(epoch, "the ACD's state was not written: this node no longer leads"),
+            Ok(false) => tracing::warn!(
+                epoch,
+                "the ACD's state was not written: this node no longer leads"
+            ),
             Err(e) => tracing::warn!(error = %e, "the ACD's state was not written"),
         }
     }

@@ -231,7 +231,10 @@ impl Bus {
             return false;
         }
         if self.out.try_send((channel.to_string(), payload)).is_err() {
-            tracing::warn!(channel, "ACD bus: the sending queue is full; a message is dropped");
+            tracing::warn!(
+                channel,
+                "ACD bus: the sending queue is full; a message is dropped"
+            );
             return false;
         }
         true
@@ -255,7 +258,10 @@ impl Bus {
             p.insert(id, tx);
         }
         let answer = if self.send(channel, make(id)) {
-            tokio::time::timeout(within, rx).await.ok().and_then(Result::ok)
+            tokio::time::timeout(within, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
         } else {
             None
         };
@@ -321,7 +327,9 @@ pub async fn listen(url: String, node: String, to: mpsc::Sender<(String, Envelop
                                 if to.is_closed() {
                                     return;
                                 }
-                                tracing::warn!("ACD bus: the front is behind; a message is dropped");
+                                tracing::warn!(
+                                    "ACD bus: the front is behind; a message is dropped"
+                                );
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "ACD bus: a message not understood"),

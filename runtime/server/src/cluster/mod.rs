@@ -164,6 +164,16 @@ impl Cluster {
         })
     }
 
+    /// Whether node `name`'s heartbeat is recent (as last read); `None` before any read or
+    /// for a node the cluster does not list.
+    pub fn node_up(&self, name: &str) -> Option<bool> {
+        let view = self.view();
+        let since_read = view.read_at?.elapsed().as_millis();
+        let n = view.nodes.iter().find(|n| n.facts.name == name)?;
+        let age = u128::try_from(n.age_ms.max(0)).unwrap_or(0) + since_read;
+        Some(age < ivr_data::cluster::DOWN_AFTER.as_millis())
+    }
+
     fn record(&self, nodes: Vec<NodeRow>, leader: Option<LeaderRow>) {
         let mut view = self.view();
         view.nodes = nodes;
@@ -181,9 +191,11 @@ impl Cluster {
 pub fn proxy_address(uri: &str) -> Option<std::net::SocketAddr> {
     let rest = uri.strip_prefix("sip:").unwrap_or(uri);
     let rest = rest.split(';').next().unwrap_or(rest);
-    rest.parse()
-        .ok()
-        .or_else(|| rest.parse::<std::net::IpAddr>().ok().map(|ip| (ip, 5060).into()))
+    rest.parse().ok().or_else(|| {
+        rest.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| (ip, 5060).into())
+    })
 }
 
 /// The deployment version every node that is up serves, when they all serve the same one
