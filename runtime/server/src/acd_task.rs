@@ -1380,6 +1380,98 @@ mod tests {
         );
     }
 
+    /// What a cluster's leader writes after each change is enough for the next one: its
+    /// rebuild keeps the agent talking on its call (offered nothing), the away agent away,
+    /// and the waiting callers in their order; the oldest is offered first once the
+    /// conversation is over.
+    #[tokio::test]
+    async fn an_export_rebuilds_the_acd_with_talking_agents_and_the_callers_order() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool,
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        let mut t = Task::new(writer.clone());
+        let hour = Duration::from_secs(3600);
+        t.register(0, "2001", hour);
+        t.register(0, "2002", hour);
+        let away = AcdMsg::Away {
+            agent: "2002".into(),
+            away: true,
+            reply: None,
+        };
+        t.at(0, away);
+        t.enqueue(S, 1, "A");
+        let answer = AcdMsg::Answered {
+            call: 1,
+            agent: "2001".into(),
+        };
+        t.at(2 * S, answer);
+        t.enqueue(3 * S, 2, "B");
+        t.enqueue(4 * S, 3, "C");
+        let (tx, mut rx) = oneshot::channel();
+        t.at(5 * S, AcdMsg::Export(tx));
+        let export = rx.try_recv().expect("export");
+        let order: Vec<(CallKey, Option<&str>)> = export
+            .calls
+            .iter()
+            .map(|c| (c.key, c.talking.as_deref()))
+            .collect();
+        assert_eq!(order, [(1, Some("2001")), (2, None), (3, None)]);
+        assert_eq!(export.away, ["2002"]);
+        // Through JSON, as the leader writes it.
+        let text = serde_json::to_string(&export).expect("json");
+        let export: AcdExport = serde_json::from_str(&text).expect("back");
+
+        let mut n = Task::new(writer);
+        let contact = |a: &str| Contact {
+            uri: format!("sip:{a}@10.0.0.1:5060"),
+            addr: "10.0.0.1:5060".parse().expect("address"),
+            tcp: false,
+        };
+        let rebuild = Rebuild {
+            registrations: ["2001", "2002"]
+                .iter()
+                .map(|a| (a.to_string(), contact(a), hour))
+                .collect(),
+            away: export.away,
+            calls: export
+                .calls
+                .into_iter()
+                .map(|c| (c, n.to.clone()))
+                .collect(),
+        };
+        n.at(6 * S, AcdMsg::Rebuild(Box::new(rebuild)));
+        assert_eq!(n.task.acd.agent_of(1), Some("2001"));
+        assert_eq!(
+            (n.task.acd.agent_of(2), n.task.acd.agent_of(3)),
+            (None, None)
+        );
+        let status = n.task.acd.status(T0 + 6 * S);
+        let state = |id: &str| {
+            status
+                .agents
+                .iter()
+                .find(|a| a.id == id)
+                .map(|a| a.state)
+                .expect("agent")
+        };
+        assert_eq!(state("2001"), AgentState::OnCall);
+        assert_eq!(state("2002"), AgentState::Away);
+        let g = status
+            .queues
+            .iter()
+            .find(|q| q.name == "general")
+            .expect("queue");
+        assert_eq!(g.waiting, 2);
+        assert_eq!(g.longest_wait_ms, 3 * S, "B's wait counts from its arrival");
+        n.at(7 * S, AcdMsg::ConversationOver(1));
+        n.timers(7 * S);
+        assert_eq!(n.task.acd.agent_of(2), Some("2001"));
+        assert_eq!(n.task.acd.agent_of(3), None);
+    }
+
     /// Today's figures of a queue: one call answered within 20 s, one abandoned: a service
     /// level of 50 %.
     #[tokio::test]

@@ -47,6 +47,13 @@ const REGISTRATION_QUEUE: usize = 4_096;
 
 type Origins = Arc<Mutex<HashMap<CallKey, String>>>;
 
+/// On a node that does not lead: the leader's snapshot as last read (none: read it when asked).
+type Cached = Arc<Mutex<Option<(std::time::Instant, AcdSnapshot)>>>;
+
+/// A snapshot older than this is read again when asked (a "changed" message may be lost while
+/// the listening connection is re-established).
+const CACHE_FOR: Duration = Duration::from_secs(5);
+
 /// Starts the front of node `cluster` before its `local` ACD task: the handle and the
 /// changes every part of the node uses from then on.
 pub fn start(
@@ -66,6 +73,14 @@ pub fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let (changes, changes_rx) = watch::channel(0u64);
     let origins: Origins = Arc::default();
+    let cached: Cached = Arc::default();
+    let (reread, reread_rx) = watch::channel(());
+    tokio::spawn(read_snapshots(
+        pool.clone(),
+        Arc::clone(&cached),
+        reread_rx,
+        changes.clone(),
+    ));
     let (reg_tx, reg_rx) = mpsc::channel(REGISTRATION_QUEUE);
     tokio::spawn(write_registrations(pool.clone(), node.clone(), reg_rx));
     tokio::spawn(write_state(
@@ -86,7 +101,8 @@ pub fn start(
         epoch: None,
         calls: HashMap::new(),
         origins,
-        changes,
+        cached,
+        reread,
         registrations: reg_tx,
     };
     tokio::spawn(front.run(rx, in_rx));
@@ -106,7 +122,10 @@ struct Front {
     calls: HashMap<CallKey, mpsc::UnboundedSender<QueueEvent>>,
     /// While leading: the node of each other node's call.
     origins: Origins,
-    changes: watch::Sender<u64>,
+    /// Not leading: the leader's last snapshot, read again after each of its changes.
+    cached: Cached,
+    /// Asks for the snapshot to be read again.
+    reread: watch::Sender<()>,
     registrations: mpsc::Sender<(String, Contact, Duration)>,
 }
 
@@ -157,6 +176,7 @@ impl Front {
             }
             Role::Leader { .. } => {}
             Role::Follower => {
+                *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 if self.epoch.take().is_some() {
                     // A deposed leader's ACD forgets everything: the new one has it.
                     let _ = self.local.send(AcdMsg::Rebuild(Box::default()));
@@ -315,6 +335,17 @@ impl Front {
                 let _ = self.local.send(m);
             }
             AcdMsg::Status(reply) if !self.leads() => {
+                let cached = self
+                    .cached
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .filter(|(at, _)| at.elapsed() < CACHE_FOR)
+                    .map(|(_, s)| s.clone());
+                if let Some(snapshot) = cached {
+                    let _ = reply.send(snapshot);
+                    return;
+                }
                 let pool = self.pool.clone();
                 let local = self.local.clone();
                 tokio::spawn(async move { status_of_leader(pool, local, reply).await });
@@ -505,8 +536,9 @@ impl Front {
             return;
         }
         if channel == CHANGED_CHANNEL {
+            // The pages hear of it once the new snapshot is read.
             if !self.leads() {
-                self.changes.send_modify(|n| *n = n.wrapping_add(1));
+                self.reread.send_replace(());
             }
             return;
         }
@@ -945,6 +977,26 @@ async fn write_state(
             ),
             Err(e) => tracing::warn!(error = %e, "the ACD's state was not written"),
         }
+    }
+}
+
+/// On a node that does not lead: reads the leader's snapshot after each of its changes (a
+/// burst read once), keeps it for the pages, and tells them.
+async fn read_snapshots(
+    pool: PgPool,
+    cached: Cached,
+    mut reread: watch::Receiver<()>,
+    changes: watch::Sender<u64>,
+) {
+    while reread.changed().await.is_ok() {
+        let read = tokio::time::timeout(QUICK_ANSWER, cluster_acd::read_state(&pool)).await;
+        let snapshot = match read {
+            Ok(Ok(Some(row))) => serde_json::from_str::<AcdSnapshot>(&row.snapshot).ok(),
+            _ => None,
+        };
+        *cached.lock().unwrap_or_else(|e| e.into_inner()) =
+            snapshot.map(|s| (std::time::Instant::now(), s));
+        changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

@@ -344,3 +344,58 @@ pub async fn listen(url: String, node: String, to: mpsc::Sender<(String, Envelop
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message of 8000 bytes or more is refused before it reaches PostgreSQL; a call key
+    /// beyond JavaScript's integers and every event survive the JSON both ways.
+    #[tokio::test]
+    async fn oversized_messages_are_refused_and_keys_survive_the_wire() {
+        let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").expect("lazy pool");
+        let bus = Bus::start(pool, "a".into());
+        let pop = ScreenPop {
+            caller: "9".repeat(MAX_PAYLOAD),
+            ..ScreenPop::default()
+        };
+        let big = Wire::Enqueue {
+            call: 1,
+            queue: "general".into(),
+            skills: Vec::new(),
+            priority: 0,
+            routing: Routing::default(),
+            pop: Box::new(pop),
+        };
+        assert!(!bus.send(LEADER_CHANNEL, big));
+        let small = Wire::Leave {
+            call: u64::MAX,
+            why: LeaveReason::Hangup,
+        };
+        assert!(bus.send(LEADER_CHANNEL, small));
+        let env = Envelope {
+            n: "b".into(),
+            w: Wire::Event {
+                call: u64::MAX - 1,
+                ev: WireEvent::Passed {
+                    r: Err(TransferRefused::NoAgents("general".into())),
+                },
+            },
+        };
+        let text = serde_json::to_string(&env).expect("json");
+        let back: Envelope = serde_json::from_str(&text).expect("back");
+        match back.w {
+            Wire::Event {
+                call,
+                ev: WireEvent::Passed { r: Err(e) },
+            } => {
+                assert_eq!(call, u64::MAX - 1);
+                assert_eq!(e, TransferRefused::NoAgents("general".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        // An answer nobody waits for is dropped.
+        bus.answered(99, Value::Null);
+        assert!(bus.pending.lock().expect("lock").is_empty());
+    }
+}
