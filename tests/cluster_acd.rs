@@ -1062,3 +1062,118 @@ fn a_deposed_leaders_late_state_write_is_refused() {
             .await;
     });
 }
+
+/// (c) The leader dies while an agent talks with a caller of the other node and a second
+/// caller of that node waits: the new leader puts the agent back on its call (the waiting
+/// caller is not offered to it) and, once that conversation is over, the agent gets the
+/// waiting caller. (d) one record per call.
+#[test]
+fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_when_free() {
+    if !tools() {
+        return;
+    }
+    let dir = deployment("cacd-talking");
+    let cluster = Cluster::up(&dir);
+    let leader = cluster.leader(Duration::from_secs(15));
+    let survivor_name = if leader == "a" { "b" } else { "a" };
+    let (dead, survivor) = (cluster.node(&leader), cluster.node(survivor_name));
+    let media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        42,
+        vec![(0, Act::Voice(30_000))],
+    );
+    let port = free_udp_port();
+    let mut phone = Peer::spawn(
+        &dir,
+        cluster.proxy,
+        "cluster_answers_until_bye.xml",
+        &[
+            "-p",
+            &port.to_string(),
+            "-m",
+            "2",
+            "-key",
+            "agentrtp",
+            &media.port.to_string(),
+        ],
+    );
+    register(&dir, &cluster, "2002", port);
+    let caller = |hold_ms: u32| {
+        Peer::spawn(
+            &dir,
+            cluster.proxy,
+            "call_bye.xml",
+            &[
+                "-m",
+                "1",
+                "-s",
+                "10086",
+                "-d",
+                &hold_ms.to_string(),
+                "-key",
+                "caller",
+                CALLER,
+                "-key",
+                "rtpport",
+                &free_udp_port().to_string(),
+            ],
+        )
+    };
+    let mut short = cluster.next_call_to(&dir, survivor_name);
+    let mut first = caller(8_000);
+    wait_until(
+        "2002 talks with the first caller",
+        Duration::from_secs(10),
+        || agent_state(survivor, "2002") == "on_call",
+    );
+    short += cluster.next_call_to(&dir, survivor_name);
+    let mut second = caller(20_000);
+    wait_until("the second caller waits", Duration::from_secs(10), || {
+        waiting(survivor) == 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-9", &dead.pid.to_string()])
+        .status();
+    wait_until("the other node leads", Duration::from_secs(5), || {
+        cluster_status(survivor).is_some_and(|s| s["acd"]["this_node_leads"] == true)
+    });
+    eprintln!(
+        "{survivor_name} leads {} ms after the kill",
+        killed.elapsed().as_millis()
+    );
+    // Rebuilt: 2002 on its call, the second caller waiting, until the first call ends.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(agent_state(survivor, "2002"), "on_call");
+        assert_eq!(waiting(survivor), 1, "the second caller waits");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let f = first.wait(Duration::from_secs(20));
+    wait_until(
+        "2002 gets the second caller once free",
+        Duration::from_secs(10),
+        || waiting(survivor) == 0 && agent_state(survivor, "2002") == "on_call",
+    );
+    let s = second.wait(Duration::from_secs(30));
+    let p = phone.wait(Duration::from_secs(10));
+    let _ = media.finish();
+    assert!(
+        f && s && p,
+        "callers {f} {s}, agent {p}\n{}\n{}\n{}\n{}",
+        first.report(),
+        second.report(),
+        phone.report(),
+        cluster.logs()
+    );
+    let rows = assert_records(&cluster, short + 2);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.1.as_deref() == Some("transferred") && r.2.as_deref() == Some("2002"))
+            .count(),
+        2,
+        "{rows:?}"
+    );
+}
