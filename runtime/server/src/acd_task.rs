@@ -949,8 +949,12 @@ fn rebuild(acd: &mut Acd, book: &mut Book, r: Rebuild, now: Millis, out: &mut Ve
     for agent in r.away {
         let _ = feed_agent(acd, AcdInput::SetAway { agent, away: true }, now, out);
     }
-    let (talking, waiting): (Vec<_>, Vec<_>) =
-        r.calls.into_iter().partition(|(c, _)| c.talking.is_some());
+    // Times from the database: within the last day, never ahead of now.
+    let calls = r.calls.into_iter().map(|(mut c, to)| {
+        c.queued_at = c.queued_at.clamp(now.saturating_sub(86_400_000), now);
+        (c, to)
+    });
+    let (talking, waiting): (Vec<_>, Vec<_>) = calls.partition(|(c, _)| c.talking.is_some());
     for (c, to) in talking {
         let agent = c.talking.clone().unwrap_or_default();
         feed(

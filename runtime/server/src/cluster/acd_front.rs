@@ -714,7 +714,8 @@ impl Front {
                 agent,
                 contact,
                 conn: 0,
-                expires: Duration::from_millis(expires_ms),
+                // The registrar grants an hour at most; a day bounds what a node may say.
+                expires: Duration::from_millis(expires_ms.min(86_400_000)),
             },
             Wire::AgentTransfer {
                 id,
@@ -810,7 +811,7 @@ fn decode<T: DeserializeOwned>(a: Option<serde_json::Value>) -> Option<T> {
 
 fn registration_of(r: RegistrationRow) -> Option<(String, Contact, Duration)> {
     let addr = r.addr.parse().ok()?;
-    let left = Duration::from_millis(u64::try_from(r.remaining_ms).ok()?);
+    let left = Duration::from_millis(u64::try_from(r.remaining_ms).ok()?.min(86_400_000));
     Some((
         r.agent,
         Contact {
