@@ -1177,3 +1177,100 @@ fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_w
         "{rows:?}"
     );
 }
+
+/// An agent's blind transfer asked over HTTP of the node that holds the caller, which does not
+/// lead: the question goes to the leader, the leader asks the caller's node to pass the call
+/// on, and the answer comes back; the caller then waits in the queue and the next agent (whose
+/// phone registered wherever Kamailio put it) takes it.
+#[test]
+fn an_agents_transfer_asked_on_a_node_that_does_not_lead_goes_through_the_leader() {
+    if !tools() {
+        return;
+    }
+    let dir = deployment("cacd-transfer");
+    let cluster = Cluster::up(&dir);
+    let leader = cluster.leader(Duration::from_secs(15));
+    let follower_name = if leader == "a" { "b" } else { "a" };
+    let follower = cluster.node(follower_name);
+    // 2002 (English) talks until the node hangs up its leg; 2001 takes the transferred call.
+    let port = free_udp_port();
+    let media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        42,
+        vec![(0, Act::Voice(30_000))],
+    );
+    let mut first = Peer::spawn(
+        &dir,
+        cluster.proxy,
+        "cluster_answers_until_bye.xml",
+        &[
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-key",
+            "agentrtp",
+            &media.port.to_string(),
+        ],
+    );
+    register(&dir, &cluster, "2002", port);
+    let mut second = agent(&dir, &cluster, "2001", "cluster_agent_answers.xml", 1);
+    assert_eq!(set_state(follower, "2001", "away"), 204);
+    eprintln!(
+        "2002 registered via {}, 2001 via {}; the ACD leads on {leader}; the caller goes to {follower_name}",
+        cluster.registered_via("2002"),
+        cluster.registered_via("2001")
+    );
+    let short = cluster.next_call_to(&dir, follower_name);
+    let rtp = free_udp_port().to_string();
+    let mut caller = Peer::spawn(
+        &dir,
+        cluster.proxy,
+        "flow_hangs_up.xml",
+        &[
+            "-m", "1", "-s", "10086", "-key", "rtpport", &rtp, "-key", "caller", CALLER,
+        ],
+    );
+    wait_until("2002 talks", Duration::from_secs(10), || {
+        agent_state(follower, "2002") == "on_call"
+    });
+    assert_eq!(set_state(follower, "2001", "available"), 204);
+    use base64::Engine as _;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("2002:pw2002")
+    );
+    let (code, _, body) = http_request(
+        follower.http,
+        "POST",
+        "/agents/2002/transfer",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"target": "queue.general", "note": "across nodes"}"#,
+    );
+    assert_eq!(code, 204, "{body}\n{}", cluster.logs());
+    let c = caller.wait(Duration::from_secs(30));
+    let p1 = first.wait(Duration::from_secs(10));
+    let p2 = second.wait(Duration::from_secs(10));
+    let _ = media.finish();
+    assert!(
+        c && p1 && p2,
+        "caller {c}, agents {p1} {p2}\n{}\n{}\n{}\n{}",
+        caller.report(),
+        first.report(),
+        second.report(),
+        cluster.logs()
+    );
+    let pop = second.messages();
+    for h in ["X-IVR-Transferred-By: 2002", "X-IVR-Note: across nodes"] {
+        assert!(pop.contains(h), "no `{h}` in:\n{pop}");
+    }
+    let rows = assert_records(&cluster, short + 1);
+    assert!(
+        rows.iter().any(|r| r.1.as_deref() == Some("transferred")),
+        "{rows:?}"
+    );
+}
