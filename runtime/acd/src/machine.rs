@@ -52,6 +52,14 @@ pub enum AcdInput {
         /// The queue it came through (its `wrap_up` follows the call).
         queue: String,
     },
+    /// A new leader rebuilding the ACD: `agent` (registered) wraps up until `until`. Ignored
+    /// when the agent is unknown, not logged in or busy, or `until` has passed.
+    WrappingUp {
+        /// The agent's id.
+        agent: String,
+        /// When its wrap-up ends (the ACD's clock).
+        until: Millis,
+    },
     /// The caller left (hung up, or its flow gave up waiting).
     Leave(CallKey),
     /// The caller kept a callback: the call stays in its queue with its place and time after
@@ -123,6 +131,9 @@ impl Machine for Acd {
             ),
             AcdInput::Talking { call, agent, queue } => {
                 self.restore_talking(call, &agent, &queue, now);
+            }
+            AcdInput::WrappingUp { agent, until } => {
+                self.restore_wrap_up(&agent, until, now);
             }
             AcdInput::Leave(call) => self.leave(call, now, &mut out),
             AcdInput::KeepCallback(call) => {

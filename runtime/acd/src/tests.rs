@@ -1896,3 +1896,49 @@ fn an_agent_put_back_talking_is_offered_nothing_until_its_call_ends() {
     assert!(busy.is_empty());
     assert_eq!(t.acd.agent_of(43), None);
 }
+
+/// A new leader puts an agent back in wrap-up until the time the last leader gave it: no offer
+/// before, the oldest waiting call at its end; an agent who asked to be away while on its call
+/// is away after it. A wrap-up already over, or of an agent not logged in, changes nothing.
+#[test]
+fn an_agent_put_back_in_wrap_up_is_offered_nothing_until_it_ends() {
+    let mut t = T::new(
+        &[("general", &[], Some(15_000), Some(0))],
+        &[("2001", &[]), ("2002", &[])],
+    );
+    t.register("2001");
+    let until = t.now + 4 * S;
+    assert!(
+        t.feed(AcdInput::WrappingUp {
+            agent: "2001".into(),
+            until
+        })
+        .is_empty()
+    );
+    assert_eq!(t.state("2001"), AgentState::WrapUp);
+    assert_eq!(t.acd.wrap_up_until("2001"), Some(until));
+    assert!(offers(&t.enqueue(1, "general", &[], 0)).is_empty());
+    assert!(offers(&t.advance(3 * S)).is_empty());
+    assert_eq!(offers(&t.advance(S)), [(1, "2001".to_string())]);
+    let past = t.now - S;
+    assert!(
+        t.feed(AcdInput::WrappingUp {
+            agent: "2002".into(),
+            until: past + 10 * S
+        })
+        .is_empty()
+    );
+    assert_eq!(t.state("2002"), AgentState::Offline);
+    // Away asked on a call: kept through Talking, applied after the call.
+    t.register("2002");
+    t.away("2002", true);
+    assert!(t.acd.wants_away("2002"));
+    t.feed(AcdInput::Talking {
+        call: 9,
+        agent: "2002".into(),
+        queue: "general".into(),
+    });
+    assert_eq!(t.state("2002"), AgentState::OnCall);
+    t.over(9);
+    assert_eq!(t.state("2002"), AgentState::Away);
+}

@@ -261,8 +261,11 @@ pub enum AcdMsg {
 pub struct AcdExport {
     /// The calls in the queues or talking with an agent, oldest first.
     pub calls: Vec<ExportedCall>,
-    /// The agents who are away.
+    /// The agents who are away, or asked to be once their call is over.
     pub away: Vec<String>,
+    /// The agents wrapping up, with when their wrap-up ends (wall clock, ms).
+    #[serde(default)]
+    pub wrap_up: Vec<(String, Millis)>,
 }
 
 /// One call of an [`AcdExport`].
@@ -294,8 +297,10 @@ pub struct ExportedCall {
 pub struct Rebuild {
     /// Agents' registrations: id, contact, how long they still hold.
     pub registrations: Vec<(String, Contact, Duration)>,
-    /// Agents who are away.
+    /// Agents who are away (or asked to be after their call).
     pub away: Vec<String>,
+    /// Agents wrapping up, until when.
+    pub wrap_up: Vec<(String, Millis)>,
     /// The calls to put back, oldest first, each with where its events go.
     pub calls: Vec<(ExportedCall, mpsc::UnboundedSender<QueueEvent>)>,
 }
@@ -913,14 +918,21 @@ fn export(acd: &Acd, book: &Book) -> AcdExport {
         })
         .collect();
     calls.sort_by_key(|c| (c.queued_at, c.key));
-    let away = acd
-        .status(local_now())
-        .agents
-        .into_iter()
-        .filter(|a| a.state == AgentState::Away)
-        .map(|a| a.id)
+    let agents = acd.status(local_now()).agents;
+    let away = agents
+        .iter()
+        .filter(|a| acd.wants_away(&a.id))
+        .map(|a| a.id.clone())
         .collect();
-    AcdExport { calls, away }
+    let wrap_up = agents
+        .iter()
+        .filter_map(|a| acd.wrap_up_until(&a.id).map(|u| (a.id.clone(), u)))
+        .collect();
+    AcdExport {
+        calls,
+        away,
+        wrap_up,
+    }
 }
 
 /// Starts the ACD afresh: the registrations, the away agents, the agents talking, then the
@@ -948,6 +960,11 @@ fn rebuild(acd: &mut Acd, book: &mut Book, r: Rebuild, now: Millis, out: &mut Ve
     }
     for agent in r.away {
         let _ = feed_agent(acd, AcdInput::SetAway { agent, away: true }, now, out);
+    }
+    for (agent, until) in r.wrap_up {
+        // At most the longest wrap-up a queue may have (an hour) from now.
+        let until = until.min(now.saturating_add(3_600_000));
+        feed(acd, AcdInput::WrappingUp { agent, until }, now, out);
     }
     // Times from the database: within the last day, never ahead of now.
     let calls = r.calls.into_iter().map(|(mut c, to)| {
@@ -1440,6 +1457,7 @@ mod tests {
                 .map(|a| (a.to_string(), contact(a), hour))
                 .collect(),
             away: export.away,
+            wrap_up: export.wrap_up,
             calls: export
                 .calls
                 .into_iter()

@@ -223,6 +223,7 @@ impl Front {
             }
         };
         rebuild.away = export.away;
+        rebuild.wrap_up = export.wrap_up;
         let mut dropped = 0usize;
         for c in export.calls {
             let to = if c.node == self.node {
