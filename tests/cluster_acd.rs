@@ -185,7 +185,12 @@ struct Cluster {
     proxy: SocketAddr,
     nodes: Vec<Node>,
     database: String,
+    /// One cluster at a time in this process (each starts its own PostgreSQL and Kamailio;
+    /// two at once race for ports and share 2 cores): released after `down`.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn script(env: &[(String, String)], args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new("bash");
@@ -205,6 +210,7 @@ fn addr(text: &str, scheme: &str) -> SocketAddr {
 impl Cluster {
     /// Two nodes on ports of this test (SIP 25060.., HTTP 28080..).
     fn up(folder: &Path) -> Cluster {
+        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let run = folder.join("run");
         let pid = std::process::id();
         let mut last = String::new();
@@ -261,6 +267,7 @@ impl Cluster {
                 proxy,
                 nodes,
                 database,
+                _one_at_a_time: guard,
             };
         }
         panic!("no free ports for the cluster:\n{last}");
