@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 pub(super) type IdleKey = (Reverse<u8>, Millis, u64, usize);
 
 /// What an agent is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
     /// Not registered, or the registration expired.
@@ -177,6 +177,44 @@ impl Acd {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Puts back (a new leader rebuilding the ACD) an agent's wrap-up until `until`: the
+    /// agent, registered and available or away, is offered nothing until then, and is then
+    /// available (or away, if it asked). False (nothing changes) when the agent is unknown,
+    /// not logged in, busy, or `until` is not after `now`.
+    pub(crate) fn restore_wrap_up(&mut self, agent: &str, until: Millis, now: Millis) -> bool {
+        let Some(&a) = self.agent_ids.get(agent) else {
+            return false;
+        };
+        if until <= now
+            || !self.agents[a].counted
+            || !matches!(
+                self.agents[a].state,
+                AgentState::Available | AgentState::Away
+            )
+        {
+            return false;
+        }
+        self.leave_available(a);
+        self.set_state(a, AgentState::WrapUp, now);
+        self.agents[a].wrap_until = Some(until);
+        self.timers.insert((until, Timer::WrapUp(a)));
+        true
+    }
+
+    /// Whether agent `agent` asked to be away (now, or once its call and wrap-up are over).
+    pub fn wants_away(&self, agent: &str) -> bool {
+        self.agent_ids
+            .get(agent)
+            .is_some_and(|&a| self.agents[a].away)
+    }
+
+    /// When agent `agent`'s wrap-up ends, if it is wrapping up.
+    pub fn wrap_up_until(&self, agent: &str) -> Option<Millis> {
+        self.agent_ids
+            .get(agent)
+            .and_then(|&a| self.agents[a].wrap_until)
     }
 
     /// The index of a configured agent.

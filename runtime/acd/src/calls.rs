@@ -26,6 +26,7 @@ impl Acd {
         skills: &[String],
         priority: i64,
         routing: &Routing,
+        queued_at: Millis,
         now: Millis,
         out: &mut Vec<AcdOut>,
     ) {
@@ -92,7 +93,7 @@ impl Acd {
             routes,
             overflowed: false,
             overflow_at: None,
-            queued_at: now,
+            queued_at: queued_at.min(now),
             via: q,
             seq: self.seq,
             state: CallState::Waiting,
@@ -102,7 +103,7 @@ impl Acd {
             position_at: now,
         };
         let key = entry.order_key(call);
-        let position = self.queues[q].insert(key, now);
+        let position = self.queues[q].insert(key, queued_at.min(now));
         self.calls.insert(call, QueuedCall { position, ..entry });
         self.wait_insert(call);
         self.schedule_overflow(call);
@@ -111,6 +112,63 @@ impl Acd {
             self.positions_changed(q, now);
         }
         self.dispatch_call(call, now, out);
+    }
+
+    /// Puts back (a new leader rebuilding the ACD) `call` that talks with `agent` through
+    /// `queue`: the agent, registered and available or away, is on that call from now on
+    /// and is offered nothing until its [`Acd::conversation_over`]. False (nothing changes)
+    /// when the agent or the queue is unknown, the agent is not free, or the call is known.
+    pub(crate) fn restore_talking(
+        &mut self,
+        call: CallKey,
+        agent: &str,
+        queue: &str,
+        now: Millis,
+    ) -> bool {
+        let (Some(&a), Some(&q)) = (self.agent_ids.get(agent), self.queue_ids.get(queue)) else {
+            return false;
+        };
+        if self.calls.contains_key(&call)
+            || !self.agents[a].counted
+            || !matches!(
+                self.agents[a].state,
+                AgentState::Available | AgentState::Away
+            )
+        {
+            return false;
+        }
+        let mask = self.queues[q].mask.clone();
+        let best_level = self.queues[q].best_level;
+        // The class first: a new one takes in the agents available now.
+        let class = self.class_of(mask.clone(), 0, best_level);
+        self.leave_available(a);
+        self.seq += 1;
+        self.calls.insert(
+            call,
+            QueuedCall {
+                queue: q,
+                skill_names: Vec::new(),
+                mask,
+                class,
+                priority: 0,
+                transferred: false,
+                level: 0,
+                routes: Vec::new(),
+                overflowed: false,
+                overflow_at: None,
+                queued_at: now,
+                via: q,
+                seq: self.seq,
+                state: CallState::Connected { agent: a },
+                tried: Vec::new(),
+                kept: false,
+                position: 0,
+                position_at: now,
+            },
+        );
+        self.set_state(a, AgentState::OnCall, now);
+        self.agents[a].call = Some(call);
+        true
     }
 
     /// The call left its queue (the caller hung up, or `max_wait` passed). If an agent was

@@ -61,7 +61,7 @@ use agents::Agent;
 use dispatch::Class;
 use ivr_engine::Millis;
 use queue::{Queue, QueuedCall};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use skills::{SkillSet, SkillTable};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -93,7 +93,7 @@ pub const RETRY_PAUSE_MS: Millis = 1_000;
 pub const POSITION_INTERVAL_MS: Millis = 1_000;
 
 /// Where a registered agent's phone is reached (opaque to the ACD; handed back in offers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
     /// The Contact URI the agent registered.
     pub uri: String,
@@ -147,7 +147,7 @@ pub enum AcdOut {
 }
 
 /// Why an offer failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Decline {
     /// The agent's phone answered busy (486, 600).
     Busy,
@@ -161,7 +161,7 @@ pub enum Decline {
 }
 
 /// A request the ACD refuses.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum AcdError {
     /// No `[agents.ID]` of that id in the configuration.
     #[error("there is no agent `{0}` in ivr.toml")]
@@ -172,7 +172,7 @@ pub enum AcdError {
 }
 
 /// Why a transfer to a queue is refused ([`Acd::transfer_target`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum TransferRefused {
     /// No `[queues.NAME]` of that name in the configuration.
     #[error("there is no queue `{0}`")]

@@ -24,6 +24,42 @@ pub enum AcdInput {
         /// Level, overflow rules, transferred in.
         routing: Routing,
     },
+    /// [`AcdInput::Enqueue`] of a call that entered its queue at `queued_at` (a new leader
+    /// rebuilding the ACD puts the waiting calls back in their order of arrival: each keeps
+    /// its place behind those put back before it, and its time for overflows and waits).
+    Restore {
+        /// The call.
+        call: CallKey,
+        /// The queue's name.
+        queue: String,
+        /// The transfer node's skills.
+        skills: Vec<String>,
+        /// Higher is served first.
+        priority: i64,
+        /// Level, overflow rules, transferred in.
+        routing: Routing,
+        /// When it entered the queue (the ACD's clock; at most now).
+        queued_at: Millis,
+    },
+    /// A new leader rebuilding the ACD: `agent` (registered) talks with `call` of `queue`;
+    /// it is offered nothing until the call's [`AcdInput::ConversationOver`]. Ignored when
+    /// the agent is unknown, not logged in or busy, or the queue unknown.
+    Talking {
+        /// The call.
+        call: CallKey,
+        /// The agent's id.
+        agent: String,
+        /// The queue it came through (its `wrap_up` follows the call).
+        queue: String,
+    },
+    /// A new leader rebuilding the ACD: `agent` (registered) wraps up until `until`. Ignored
+    /// when the agent is unknown, not logged in or busy, or `until` has passed.
+    WrappingUp {
+        /// The agent's id.
+        agent: String,
+        /// When its wrap-up ends (the ACD's clock).
+        until: Millis,
+    },
     /// The caller left (hung up, or its flow gave up waiting).
     Leave(CallKey),
     /// The caller kept a callback: the call stays in its queue with its place and time after
@@ -80,7 +116,25 @@ impl Machine for Acd {
                 skills,
                 priority,
                 routing,
-            } => self.enqueue(call, &queue, &skills, priority, &routing, now, &mut out),
+            } => self.enqueue(
+                call, &queue, &skills, priority, &routing, now, now, &mut out,
+            ),
+            AcdInput::Restore {
+                call,
+                queue,
+                skills,
+                priority,
+                routing,
+                queued_at,
+            } => self.enqueue(
+                call, &queue, &skills, priority, &routing, queued_at, now, &mut out,
+            ),
+            AcdInput::Talking { call, agent, queue } => {
+                self.restore_talking(call, &agent, &queue, now);
+            }
+            AcdInput::WrappingUp { agent, until } => {
+                self.restore_wrap_up(&agent, until, now);
+            }
             AcdInput::Leave(call) => self.leave(call, now, &mut out),
             AcdInput::KeepCallback(call) => {
                 self.keep_callback(call);

@@ -5,7 +5,7 @@
 use ivr_engine::Millis;
 
 /// What a transfer node asks of the ACD beyond its queue, skills and priority.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Routing {
     /// `level N`: agents of at least this level (1..5) while one is logged in; 0 or 1: any.
     pub level: u8,
@@ -16,7 +16,7 @@ pub struct Routing {
 }
 
 /// `overflow QUEUE after D` or `overflow QUEUE when none_idle`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OverflowRule {
     /// The other queue.
     pub queue: String,
@@ -27,7 +27,7 @@ pub struct OverflowRule {
 }
 
 /// When an overflow rule applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OverflowWhen {
     /// After the call has waited this long (ms) in its queue.
     After(Millis),

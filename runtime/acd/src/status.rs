@@ -3,10 +3,10 @@
 use super::agents::AgentState;
 use super::{Acd, CallKey};
 use ivr_engine::Millis;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The ACD at one instant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AcdStatus {
     /// Every configured agent (and removed agents still on a call), in configuration order.
     pub agents: Vec<AgentStatus>,
@@ -15,7 +15,7 @@ pub struct AcdStatus {
 }
 
 /// One agent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentStatus {
     /// Its id (`[agents.ID]`).
     pub id: String,
@@ -32,7 +32,7 @@ pub struct AgentStatus {
     pub since: Millis,
     /// The call ringing or connected. In JSON a string of its decimal digits: keys are
     /// random 64-bit numbers, beyond the integers JavaScript holds exactly (2^53).
-    #[serde(serialize_with = "key_as_text")]
+    #[serde(serialize_with = "key_as_text", deserialize_with = "key_from_text")]
     pub call: Option<CallKey>,
     /// Calls it answered.
     pub calls_answered: u64,
@@ -41,7 +41,7 @@ pub struct AgentStatus {
 }
 
 /// One queue.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueStatus {
     /// Its name (`[queues.NAME]`).
     pub name: String,
@@ -75,6 +75,12 @@ fn key_as_text<S: serde::Serializer>(key: &Option<CallKey>, s: S) -> Result<S::O
         Some(k) => s.serialize_str(&k.to_string()),
         None => s.serialize_none(),
     }
+}
+
+fn key_from_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<CallKey>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| t.parse().map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 impl Acd {

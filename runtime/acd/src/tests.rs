@@ -134,9 +134,33 @@ impl T {
             priority,
             routing,
             self.now,
+            self.now,
             &mut out,
         );
         self.done(out)
+    }
+
+    fn feed(&mut self, input: AcdInput) -> Vec<AcdOut> {
+        self.acd.handle_input(input, self.now);
+        let out = std::iter::from_fn(|| self.acd.poll_output()).collect();
+        self.done(out)
+    }
+
+    fn restore(
+        &mut self,
+        call: CallKey,
+        queue: &str,
+        priority: i64,
+        queued_at: Millis,
+    ) -> Vec<AcdOut> {
+        self.feed(AcdInput::Restore {
+            call,
+            queue: queue.into(),
+            skills: Vec::new(),
+            priority,
+            routing: Routing::default(),
+            queued_at,
+        })
     }
 
     fn leave(&mut self, call: CallKey) -> Vec<AcdOut> {
@@ -1230,6 +1254,7 @@ fn random_operations_keep_every_index_consistent() {
                         rng.below(3) as i64 * 5,
                         &routing,
                         t.now,
+                        t.now,
                         &mut out,
                     );
                     next_call += 1;
@@ -1816,4 +1841,104 @@ fn a_kept_callback_stays_while_nobody_is_logged_in_and_is_offered_in_turn() {
             .any(|o| matches!(o, AcdOut::Offer { call: 1, agent, .. } if agent == "b")),
         "{out:?}"
     );
+}
+
+/// A new leader puts the waiting calls back in their order of arrival with their times: the
+/// oldest is offered first, a higher priority still goes ahead, and the queue's longest
+/// wait counts from the first arrival, not from the rebuild.
+#[test]
+fn restored_calls_keep_their_order_and_their_time() {
+    let mut t = T::new(
+        &[("general", &[], Some(15_000), Some(0))],
+        &[("2001", &[]), ("2002", &[])],
+    );
+    t.register("2001");
+    t.register("2002");
+    t.away("2001", true);
+    t.away("2002", true);
+    let now = t.now;
+    assert!(offers(&t.restore(7, "general", 0, now - 30 * S)).is_empty());
+    assert!(offers(&t.restore(8, "general", 0, now - 20 * S)).is_empty());
+    assert!(offers(&t.restore(9, "general", 5, now - 10 * S)).is_empty());
+    assert_eq!(t.queue("general").waiting, 3);
+    assert_eq!(t.queue("general").longest_wait_ms, 30 * S);
+    assert_eq!(offers(&t.away("2001", false)), [(9, "2001".to_string())]);
+    assert_eq!(offers(&t.away("2002", false)), [(7, "2002".to_string())]);
+}
+
+/// A new leader marks an agent talking: it is not offered a waiting call until the
+/// conversation is over, then wraps up as after any call.
+#[test]
+fn an_agent_put_back_talking_is_offered_nothing_until_its_call_ends() {
+    let mut t = T::new(
+        &[("general", &[], Some(15_000), Some(5_000))],
+        &[("2001", &[])],
+    );
+    t.register("2001");
+    let out = t.feed(AcdInput::Talking {
+        call: 42,
+        agent: "2001".into(),
+        queue: "general".into(),
+    });
+    assert!(out.is_empty());
+    assert_eq!(t.state("2001"), AgentState::OnCall);
+    assert_eq!(t.acd.agent_of(42), Some("2001"));
+    assert!(offers(&t.enqueue(1, "general", &[], 0)).is_empty());
+    t.over(42);
+    assert_eq!(t.state("2001"), AgentState::WrapUp);
+    assert_eq!(offers(&t.advance(5 * S)), [(1, "2001".to_string())]);
+    // Unknown agents, queues, or an agent already busy: nothing changes.
+    let busy = t.feed(AcdInput::Talking {
+        call: 43,
+        agent: "2001".into(),
+        queue: "general".into(),
+    });
+    assert!(busy.is_empty());
+    assert_eq!(t.acd.agent_of(43), None);
+}
+
+/// A new leader puts an agent back in wrap-up until the time the last leader gave it: no offer
+/// before, the oldest waiting call at its end; an agent who asked to be away while on its call
+/// is away after it. A wrap-up already over, or of an agent not logged in, changes nothing.
+#[test]
+fn an_agent_put_back_in_wrap_up_is_offered_nothing_until_it_ends() {
+    let mut t = T::new(
+        &[("general", &[], Some(15_000), Some(0))],
+        &[("2001", &[]), ("2002", &[])],
+    );
+    t.register("2001");
+    let until = t.now + 4 * S;
+    assert!(
+        t.feed(AcdInput::WrappingUp {
+            agent: "2001".into(),
+            until
+        })
+        .is_empty()
+    );
+    assert_eq!(t.state("2001"), AgentState::WrapUp);
+    assert_eq!(t.acd.wrap_up_until("2001"), Some(until));
+    assert!(offers(&t.enqueue(1, "general", &[], 0)).is_empty());
+    assert!(offers(&t.advance(3 * S)).is_empty());
+    assert_eq!(offers(&t.advance(S)), [(1, "2001".to_string())]);
+    let past = t.now - S;
+    assert!(
+        t.feed(AcdInput::WrappingUp {
+            agent: "2002".into(),
+            until: past + 10 * S
+        })
+        .is_empty()
+    );
+    assert_eq!(t.state("2002"), AgentState::Offline);
+    // Away asked on a call: kept through Talking, applied after the call.
+    t.register("2002");
+    t.away("2002", true);
+    assert!(t.acd.wants_away("2002"));
+    t.feed(AcdInput::Talking {
+        call: 9,
+        agent: "2002".into(),
+        queue: "general".into(),
+    });
+    assert_eq!(t.state("2002"), AgentState::OnCall);
+    t.over(9);
+    assert_eq!(t.state("2002"), AgentState::Away);
 }

@@ -25,6 +25,7 @@ pub mod campaigns;
 mod cells;
 pub mod checkpoints;
 pub mod cluster;
+pub mod cluster_acd;
 pub mod connect;
 pub mod demo;
 pub mod hashing;

@@ -73,7 +73,7 @@ pub enum QueueEvent {
 }
 
 /// Where an agent transfers a call ([`AcdMsg::Transfer`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TransferTo {
     /// The head of this queue.
     Queue(String),
@@ -92,7 +92,7 @@ pub enum PassOrigin {
 }
 
 /// Why a caller left its queue before an agent answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LeaveReason {
     /// The caller hung up (or the call ended otherwise): recorded as `abandoned`.
     Hangup,
@@ -248,10 +248,65 @@ pub enum AcdMsg {
     },
     /// The ACD's state and the screen pops of calls with agents.
     Status(oneshot::Sender<AcdSnapshot>),
+    /// What a new leader of a cluster needs to rebuild this ACD ([`AcdExport`]).
+    Export(oneshot::Sender<AcdExport>),
+    /// Starts the ACD afresh from what a cluster's last leader left (or empty: a deposed
+    /// leader's ACD forgets everything).
+    Rebuild(Box<Rebuild>),
+}
+
+/// The calls and agents of an ACD as a cluster's leader persists them after each change
+/// (docs/cluster.md): enough for the next leader to rebuild it.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct AcdExport {
+    /// The calls in the queues or talking with an agent, oldest first.
+    pub calls: Vec<ExportedCall>,
+    /// The agents who are away, or asked to be once their call is over.
+    pub away: Vec<String>,
+    /// The agents wrapping up, with when their wrap-up ends (wall clock, ms).
+    #[serde(default)]
+    pub wrap_up: Vec<(String, Millis)>,
+}
+
+/// One call of an [`AcdExport`].
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ExportedCall {
+    /// Its key.
+    pub key: CallKey,
+    /// The node that holds the caller (filled in by the cluster's front).
+    #[serde(default)]
+    pub node: String,
+    /// Its queue.
+    pub queue: String,
+    /// The transfer node's skills.
+    pub skills: Vec<String>,
+    /// Its priority.
+    pub priority: i64,
+    /// Level, overflow, transferred in.
+    pub routing: ivr_acd::Routing,
+    /// What the agent sees.
+    pub pop: ScreenPop,
+    /// When it entered the queue (wall clock, ms).
+    pub queued_at: Millis,
+    /// The agent talking with it (none: waiting, or ringing).
+    pub talking: Option<String>,
+}
+
+/// What a new leader rebuilds its ACD from ([`AcdMsg::Rebuild`]).
+#[derive(Debug, Default)]
+pub struct Rebuild {
+    /// Agents' registrations: id, contact, how long they still hold.
+    pub registrations: Vec<(String, Contact, Duration)>,
+    /// Agents who are away (or asked to be after their call).
+    pub away: Vec<String>,
+    /// Agents wrapping up, until when.
+    pub wrap_up: Vec<(String, Millis)>,
+    /// The calls to put back, oldest first, each with where its events go.
+    pub calls: Vec<(ExportedCall, mpsc::UnboundedSender<QueueEvent>)>,
 }
 
 /// The ACD's state as the HTTP interface shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct AcdSnapshot {
     /// Agents and queues.
     #[serde(flatten)]
@@ -313,9 +368,21 @@ impl AcdTask {
     /// Starts the ACD task for a configuration; its queue events go to `writer` (none: not
     /// recorded).
     pub fn start(config: &Config, writer: Option<RecordWriter>) -> (AcdHandle, AcdChanges) {
+        AcdTask::start_via(config, writer, None)
+    }
+
+    /// [`AcdTask::start`] for a node of a cluster: every offer's INVITE goes to the proxy
+    /// `via` (its Request-URI the agent's contact), whichever node the phone registered with.
+    pub fn start_via(
+        config: &Config,
+        writer: Option<RecordWriter>,
+        via: Option<std::net::SocketAddr>,
+    ) -> (AcdHandle, AcdChanges) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (changes, changes_rx) = tokio::sync::watch::channel(0);
-        tokio::spawn(AcdTask::new(config, writer).run(rx, changes));
+        let mut task = AcdTask::new(config, writer);
+        task.book.via = via;
+        tokio::spawn(task.run(rx, changes));
         (tx, changes_rx)
     }
 
@@ -324,6 +391,7 @@ impl AcdTask {
             acd: Acd::new(config),
             book: Book {
                 writer,
+                config: Some(Arc::new(config.clone())),
                 ..Book::default()
             },
             out: Vec::with_capacity(64),
@@ -350,7 +418,7 @@ impl AcdTask {
                 },
                 () = tokio::time::sleep(wait) => None,
             };
-            let looked_at = matches!(msg, Some(AcdMsg::Status(_)));
+            let looked_at = matches!(msg, Some(AcdMsg::Status(_) | AcdMsg::Export(_)));
             self.step(msg, local_now());
             if !looked_at {
                 changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -381,6 +449,10 @@ struct Waiting {
     pop: ScreenPop,
     /// The queue it was put in.
     queue: String,
+    /// The transfer node's skills, its priority and routing (for a cluster's export).
+    skills: Vec<String>,
+    priority: i64,
+    routing: ivr_acd::Routing,
     /// When.
     queued_at: Millis,
     /// Taken into the queue (not refused with `no_agents` at once).
@@ -401,6 +473,10 @@ struct Book {
     writer: Option<RecordWriter>,
     /// Today's figures by queue.
     today: Today,
+    /// A cluster's proxy: every offer goes through it.
+    via: Option<std::net::SocketAddr>,
+    /// The configuration last taken (for a rebuild).
+    config: Option<Arc<Config>>,
 }
 
 /// Sends one queue event of the call `w` to the writer (never waits; a full queue refuses it).
@@ -448,6 +524,9 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 to,
                 pop: *pop,
                 queue: queue.clone(),
+                skills: skills.clone(),
+                priority,
+                routing: routing.clone(),
                 queued_at: now,
                 queued: false,
                 ringing: None,
@@ -780,8 +859,13 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             }
         }
         AcdMsg::Reconfigure(config) => {
+            book.config = Some(Arc::clone(&config));
             feed(acd, AcdInput::Reconfigure(config), now, out);
         }
+        AcdMsg::Export(reply) => {
+            let _ = reply.send(export(acd, book));
+        }
+        AcdMsg::Rebuild(r) => rebuild(acd, book, *r, now, out),
         AcdMsg::Away { agent, away, reply } => {
             let input = AcdInput::SetAway {
                 agent: agent.clone(),
@@ -808,6 +892,129 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 today: book.today.snapshot(now),
             });
         }
+    }
+}
+
+/// The calls and away agents of the ACD, oldest call first.
+fn export(acd: &Acd, book: &Book) -> AcdExport {
+    let mut calls: Vec<ExportedCall> = book
+        .calls
+        .iter()
+        .filter(|(k, w)| w.queued && acd.contains(**k))
+        .map(|(k, w)| ExportedCall {
+            key: *k,
+            node: String::new(),
+            queue: w.queue.clone(),
+            skills: w.skills.clone(),
+            priority: w.priority,
+            routing: w.routing.clone(),
+            pop: w.pop.clone(),
+            queued_at: w.queued_at,
+            talking: if w.answered {
+                acd.agent_of(*k).map(str::to_string)
+            } else {
+                None
+            },
+        })
+        .collect();
+    calls.sort_by_key(|c| (c.queued_at, c.key));
+    let agents = acd.status(local_now()).agents;
+    let away = agents
+        .iter()
+        .filter(|a| acd.wants_away(&a.id))
+        .map(|a| a.id.clone())
+        .collect();
+    let wrap_up = agents
+        .iter()
+        .filter_map(|a| acd.wrap_up_until(&a.id).map(|u| (a.id.clone(), u)))
+        .collect();
+    AcdExport {
+        calls,
+        away,
+        wrap_up,
+    }
+}
+
+/// Starts the ACD afresh: the registrations, the away agents, the agents talking, then the
+/// waiting calls in their order of arrival (each offered as it goes back in).
+fn rebuild(acd: &mut Acd, book: &mut Book, r: Rebuild, now: Millis, out: &mut Vec<AcdOut>) {
+    book.calls.clear();
+    book.conns.clear();
+    if let Some(config) = &book.config {
+        *acd = Acd::new(config);
+    }
+    let n = r.calls.len();
+    for (agent, contact, left) in r.registrations {
+        let expires_at =
+            now.saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 4));
+        let _ = feed_agent(
+            acd,
+            AcdInput::Register {
+                agent,
+                contact,
+                expires_at,
+            },
+            now,
+            out,
+        );
+    }
+    for agent in r.away {
+        let _ = feed_agent(acd, AcdInput::SetAway { agent, away: true }, now, out);
+    }
+    for (agent, until) in r.wrap_up {
+        // At most the longest wrap-up a queue may have (an hour) from now.
+        let until = until.min(now.saturating_add(3_600_000));
+        feed(acd, AcdInput::WrappingUp { agent, until }, now, out);
+    }
+    // Times from the database: within the last day, never ahead of now.
+    let calls = r.calls.into_iter().map(|(mut c, to)| {
+        c.queued_at = c.queued_at.clamp(now.saturating_sub(86_400_000), now);
+        (c, to)
+    });
+    let (talking, waiting): (Vec<_>, Vec<_>) = calls.partition(|(c, _)| c.talking.is_some());
+    for (c, to) in talking {
+        let agent = c.talking.clone().unwrap_or_default();
+        feed(
+            acd,
+            AcdInput::Talking {
+                call: c.key,
+                agent,
+                queue: c.queue.clone(),
+            },
+            now,
+            out,
+        );
+        if acd.contains(c.key) {
+            book.calls.insert(c.key, restored(c, to, true));
+        }
+    }
+    for (c, to) in waiting {
+        let input = AcdInput::Restore {
+            call: c.key,
+            queue: c.queue.clone(),
+            skills: c.skills.clone(),
+            priority: c.priority,
+            routing: c.routing.clone(),
+            queued_at: c.queued_at,
+        };
+        book.calls.insert(c.key, restored(c, to, false));
+        feed(acd, input, now, out);
+    }
+    tracing::info!(calls = n, "the ACD was rebuilt");
+}
+
+fn restored(c: ExportedCall, to: mpsc::UnboundedSender<QueueEvent>, answered: bool) -> Waiting {
+    Waiting {
+        to,
+        pop: c.pop,
+        queue: c.queue,
+        skills: c.skills,
+        priority: c.priority,
+        routing: c.routing,
+        queued_at: c.queued_at,
+        queued: true,
+        ringing: None,
+        answered,
     }
 }
 
@@ -875,7 +1082,17 @@ fn dispatch(acd: &Acd, book: &mut Book, o: AcdOut, now: Millis, timers: bool) {
             agent,
             contact,
         } => {
-            let conn = book.conns.get(&agent).copied().unwrap_or(0);
+            let mut conn = book.conns.get(&agent).copied().unwrap_or(0);
+            // A cluster's node reaches every phone through the proxy (the phone may have
+            // registered with another node); a console (`webrtc:`) is its node's own.
+            let mut contact = contact;
+            if let Some(via) = book.via
+                && !contact.uri.starts_with("webrtc:")
+            {
+                contact.addr = via;
+                contact.tcp = false;
+                conn = 0;
+            }
             let mut waited = None;
             if let Some(w) = calls.get_mut(&call) {
                 if w.pop.callback {
@@ -1182,6 +1399,99 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, QueueEvent::Connected))
         );
+    }
+
+    /// What a cluster's leader writes after each change is enough for the next one: its
+    /// rebuild keeps the agent talking on its call (offered nothing), the away agent away,
+    /// and the waiting callers in their order; the oldest is offered first once the
+    /// conversation is over.
+    #[tokio::test]
+    async fn an_export_rebuilds_the_acd_with_talking_agents_and_the_callers_order() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool,
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        let mut t = Task::new(writer.clone());
+        let hour = Duration::from_secs(3600);
+        t.register(0, "2001", hour);
+        t.register(0, "2002", hour);
+        let away = AcdMsg::Away {
+            agent: "2002".into(),
+            away: true,
+            reply: None,
+        };
+        t.at(0, away);
+        t.enqueue(S, 1, "A");
+        let answer = AcdMsg::Answered {
+            call: 1,
+            agent: "2001".into(),
+        };
+        t.at(2 * S, answer);
+        t.enqueue(3 * S, 2, "B");
+        t.enqueue(4 * S, 3, "C");
+        let (tx, mut rx) = oneshot::channel();
+        t.at(5 * S, AcdMsg::Export(tx));
+        let export = rx.try_recv().expect("export");
+        let order: Vec<(CallKey, Option<&str>)> = export
+            .calls
+            .iter()
+            .map(|c| (c.key, c.talking.as_deref()))
+            .collect();
+        assert_eq!(order, [(1, Some("2001")), (2, None), (3, None)]);
+        assert_eq!(export.away, ["2002"]);
+        // Through JSON, as the leader writes it.
+        let text = serde_json::to_string(&export).expect("json");
+        let export: AcdExport = serde_json::from_str(&text).expect("back");
+
+        let mut n = Task::new(writer);
+        let contact = |a: &str| Contact {
+            uri: format!("sip:{a}@10.0.0.1:5060"),
+            addr: "10.0.0.1:5060".parse().expect("address"),
+            tcp: false,
+        };
+        let rebuild = Rebuild {
+            registrations: ["2001", "2002"]
+                .iter()
+                .map(|a| (a.to_string(), contact(a), hour))
+                .collect(),
+            away: export.away,
+            wrap_up: export.wrap_up,
+            calls: export
+                .calls
+                .into_iter()
+                .map(|c| (c, n.to.clone()))
+                .collect(),
+        };
+        n.at(6 * S, AcdMsg::Rebuild(Box::new(rebuild)));
+        assert_eq!(n.task.acd.agent_of(1), Some("2001"));
+        assert_eq!(
+            (n.task.acd.agent_of(2), n.task.acd.agent_of(3)),
+            (None, None)
+        );
+        let status = n.task.acd.status(T0 + 6 * S);
+        let state = |id: &str| {
+            status
+                .agents
+                .iter()
+                .find(|a| a.id == id)
+                .map(|a| a.state)
+                .expect("agent")
+        };
+        assert_eq!(state("2001"), AgentState::OnCall);
+        assert_eq!(state("2002"), AgentState::Away);
+        let g = status
+            .queues
+            .iter()
+            .find(|q| q.name == "general")
+            .expect("queue");
+        assert_eq!(g.waiting, 2);
+        assert_eq!(g.longest_wait_ms, 3 * S, "B's wait counts from its arrival");
+        n.at(7 * S, AcdMsg::ConversationOver(1));
+        n.timers(7 * S);
+        assert_eq!(n.task.acd.agent_of(2), Some("2001"));
+        assert_eq!(n.task.acd.agent_of(3), None);
     }
 
     /// Today's figures of a queue: one call answered within 20 s, one abandoned: a service

@@ -5,7 +5,7 @@
 //! carry the request and the answer.
 
 /// What an agent asks of the consultation of the call it talks with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConsultAction {
     /// Hold the caller and ring `target` (`queue.NAME`, an agent id or a number) for the agent,
     /// with `note` for the target agent's screen pop.
@@ -22,7 +22,7 @@ pub enum ConsultAction {
 }
 
 /// Why a consultation (or a transfer to a number) was refused or did not reach its target.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ConsultRefusal {
     /// A second consultation while one is in progress.
     #[error("a consultation is in progress already: complete or cancel it first")]

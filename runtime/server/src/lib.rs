@@ -777,7 +777,16 @@ async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         None => None,
     };
     let (core_tx, core_rx) = mpsc::unbounded_channel();
-    let (acd, acd_changes) = AcdTask::start(&deployment.config, writer.clone());
+    let (acd, acd_changes) = match &cluster {
+        // A cluster node: the front sends queue operations to the leader's ACD; offers go
+        // through the proxy.
+        Some(c) => {
+            let via = c.config.sip_via.as_deref().and_then(cluster::proxy_address);
+            let (local, changes) = AcdTask::start_via(&deployment.config, writer.clone(), via);
+            cluster::acd_front::start(Arc::clone(c), local, changes)
+        }
+        None => AcdTask::start(&deployment.config, writer.clone()),
+    };
     // Agents' browser consoles (`/agent`).
     let consoles = agent_hub::AgentHub::new(acd.clone());
     let services = Services::new(Shared {

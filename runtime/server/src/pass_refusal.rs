@@ -6,7 +6,7 @@ use ivr_acd::TransferRefused;
 
 /// Why a transfer was refused: the status of the REFER's final NOTIFY and the console's
 /// sentence.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum PassRefusal {
     /// The caller is not talking with this agent (yet, or any more), or a transfer is in
     /// progress already.

@@ -5,7 +5,7 @@
 //! events; the day is the server's local day and the figures start again at midnight.
 
 use ivr_engine::Millis;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The service level's answer time.
@@ -14,7 +14,7 @@ pub const SERVICE_LEVEL_MS: Millis = 20_000;
 const DAY_MS: Millis = 86_400_000;
 
 /// One queue's figures today.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueDay {
     /// Calls taken into the queue.
     pub queued: u64,

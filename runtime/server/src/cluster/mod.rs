@@ -5,6 +5,8 @@
 //! calls' checkpoints ([`checkpoint`]; the takeover of a dead node's calls is
 //! `crate::takeover`, above the calls it starts).
 
+pub mod acd_front;
+pub mod bus;
 pub mod checkpoint;
 pub mod heartbeat;
 pub mod leadership;
@@ -176,6 +178,16 @@ impl Cluster {
         })
     }
 
+    /// Whether node `name`'s heartbeat is recent (as last read); `None` before any read or
+    /// for a node the cluster does not list.
+    pub fn node_up(&self, name: &str) -> Option<bool> {
+        let view = self.view();
+        let since_read = view.read_at?.elapsed().as_millis();
+        let n = view.nodes.iter().find(|n| n.facts.name == name)?;
+        let age = u128::try_from(n.age_ms.max(0)).unwrap_or(0) + since_read;
+        Some(age < ivr_data::cluster::DOWN_AFTER.as_millis())
+    }
+
     fn record(&self, nodes: Vec<NodeRow>, leader: Option<LeaderRow>) {
         let mut view = self.view();
         view.nodes = nodes;
@@ -187,6 +199,17 @@ impl Cluster {
     fn failed(&self, error: String) {
         self.view().error = Some(error);
     }
+}
+
+/// The address of the proxy `sip:HOST:PORT` (an IP address; 5060 when no port is given).
+pub fn proxy_address(uri: &str) -> Option<std::net::SocketAddr> {
+    let rest = uri.strip_prefix("sip:").unwrap_or(uri);
+    let rest = rest.split(';').next().unwrap_or(rest);
+    rest.parse().ok().or_else(|| {
+        rest.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| (ip, 5060).into())
+    })
 }
 
 /// The deployment version every node that is up serves, when they all serve the same one
