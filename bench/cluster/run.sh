@@ -8,23 +8,28 @@
 #   bench/cluster/run.sh [RUNS]      # RUNS runs of each case (default 3)
 #   bench/cluster/run.sh --smoke     # one short run of each case at 20 and 40 calls/s (< 1 min)
 #
-# Each run of a case starts the cluster (`scripts/cluster.sh up N`), offers STEP_SECONDS
-# (default 8) of calls at each rate of RATES in turn, and stops at the first step that is not
-# sustained: a failed call, or fewer than 90 % of the offered calls/s completed. Per step it
-# prints the offered rate, the calls SIPp completed and failed, completed calls/s (wall clock of
-# the step), the calls each node answered (`ivr_calls_answered_total` of its /metrics) and its
-# CPU seconds per call (utime + stime of /proc/PID/stat before and after, over the calls it
-# answered), Kamailio's and PostgreSQL's CPU per call (every process of each, the ones that
-# ended counted through their parent), SIPp's own, and the 1-minute load average. Then, per
-# run, the highest sustained rate and what failed at the next step, and over the runs the
-# medians of each case and the ratio 2 nodes / 1 node. Everything is stopped at the end, on
+# Each run of a case starts the cluster (`scripts/cluster.sh up N`), measures it idle for 2 s,
+# then offers STEP_SECONDS (default 6) of calls at each rate of RATES in turn, and stops at the
+# first step with a failed call (or where fewer than half the offered calls/s completed). Per
+# step it prints the offered rate, the calls SIPp completed and failed, completed calls/s (over
+# the wall clock of the step), the calls each node answered (`ivr_calls_answered_total` of its
+# /metrics) and its CPU per call (utime + stime of /proc/PID/stat before and after, over the
+# calls it answered), Kamailio's and PostgreSQL's CPU per call (every process of each; the ones
+# that ended are counted through their parent), SIPp's own, Kamailio's peak shared memory and
+# the 1-minute load average. Then, per run, the highest rate without a failed call, what failed
+# at the next step and the CPU per call at REF_RATE and at the highest rate; over the runs the
+# medians of each case and the ratios 2 nodes / 1 node. Everything is stopped at the end, on
 # failure too; the deployment's recordings and data are deleted (there are none: no call is
 # recorded). Figures and method: docs/performance.md ("Cluster").
 #
 # Environment: IVR_BIN (default: the release build, built here), IVR_BENCH_DIR (default
 # /tmp/ivr-bench-cluster: the deployment, the cluster's run folder, SIPp's files, results.jsonl),
-# RATES (default "100 200 300 400 500 600 800 1000 1200"), STEP_SECONDS, NODES (default "1 2").
-# Ports: the proxy on 45060, the nodes on 45061.. (SIP) and 48081.. (HTTP).
+# RATES (default "300 600 900 1200 1500 1800 2100 2400 2700 3000 3300 3600"), REF_RATE (the rate
+# whose CPU per call is compared between the cases, default 1200), STEP_SECONDS (default 6), NODES
+# (default "1 2"), IVR_CLUSTER_KAMAILIO_SHM (Kamailio's shared memory, default 1024 MB; its peak
+# use is printed per step). Ports: the proxy on 15060, the nodes on 15061.. (SIP) and 18081..
+# (HTTP), SIPp on 15090: below the kernel's ephemeral ports (32768 and up), where an outgoing
+# connection (a node's to PostgreSQL) could hold a node's port.
 set -euo pipefail
 # IVR_BIN relative to where the script was started from.
 if [ -n "${IVR_BIN:-}" ]; then IVR_BIN=$(realpath "$IVR_BIN"); fi
@@ -33,17 +38,22 @@ ROOT=$PWD
 SMOKE=""
 if [ "${1:-}" = "--smoke" ]; then SMOKE=1; shift; fi
 RUNS=${1:-3}
-RATES=${RATES:-"100 200 300 400 500 600 800 1000 1200"}
-STEP=${STEP_SECONDS:-8}
+RATES=${RATES:-"300 600 900 1200 1500 1800 2100 2400 2700 3000 3300 3600"}
+STEP=${STEP_SECONDS:-6}
 NODES=${NODES:-"1 2"}
-if [ -n "$SMOKE" ]; then RUNS=1; RATES="20 40"; STEP=3; fi
+REF=${REF_RATE:-1200}
+if [ -n "$SMOKE" ]; then RUNS=1; RATES="20 40"; STEP=3; REF=20; fi
 DIR=${IVR_BENCH_DIR:-/tmp/ivr-bench-cluster}
 DEPLOY=$DIR/deploy
 export IVR_CLUSTER_DIR=$DIR/run
-export IVR_CLUSTER_SIP_PORT=45060
-export IVR_CLUSTER_HTTP_PORT=48080
+export IVR_CLUSTER_SIP_PORT=15060
+export IVR_CLUSTER_HTTP_PORT=18080
 export IVR_CLUSTER_ARGS="--no-watch --rtp-timeout 30s"
 export IVR_LOG=warn
+# Kamailio keeps every transaction in its shared memory for a few seconds after it ends: the
+# 64 MB of scripts/cluster.sh run out at about 500 calls/s (500 Server Internal Error); the
+# peak grows by about 0.15 MB per call/s.
+export IVR_CLUSTER_KAMAILIO_SHM=${IVR_CLUSTER_KAMAILIO_SHM:-1024}
 PROXY=127.0.0.1:$IVR_CLUSTER_SIP_PORT
 
 command -v sipp >/dev/null || { echo "sipp (Debian package sip-tester) is needed" >&2; exit 2; }
@@ -76,7 +86,7 @@ recordings = "recordings"
 
 [server]
 rtp_ports = "20000-39999"
-max_calls = 5000
+max_calls = 3000
 
 [database]
 url = "sqlite://ivr-data/lookups.db"
@@ -142,6 +152,7 @@ def fmt(x, n=2):
 if sys.argv[1] == "sample":
     print(json.dumps([tree(int(p)) for p in sys.argv[2:]]))
 elif sys.argv[1] == "report":
+    ref = int(sys.argv[3])
     steps = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
     cases = {}
     for s in steps:
@@ -149,45 +160,66 @@ elif sys.argv[1] == "report":
     summary = {}
     for n, runs in sorted(cases.items()):
         print(f"== {n} node(s)")
+        rows = []
         for r, ss in sorted(runs.items()):
-            ok = [s for s in ss if s["sustained"]]
-            bad = [s for s in ss if not s["sustained"]]
-            best = ok[-1] if ok else None
-            nxt = bad[0] if bad else None
-            line = f"run {r}: highest sustained {best['rate'] if best else 'none'} calls/s"
+            idle = [s for s in ss if s["rate"] == 0]
+            ss = [s for s in ss if s["rate"] > 0]
+            clean = [s for s in ss if s["failed"] == 0]
+            best = clean[-1] if clean else None
+            nxt = next((s for s in ss if s["failed"] > 0), None)
+            at = next((s for s in ss if s["rate"] == ref and s["failed"] == 0), None)
+            most = max((s["completed_per_s"] for s in clean), default=None)
+            line = f"run {r}: "
             if best:
-                line += (f" ({best['completed_per_s']:.0f} completed/s, calls per node "
-                         f"{best['per_node_calls']}, CPU per call per node "
-                         f"{[fmt(x, 3) for x in best['node_ms_per_call']]} ms, Kamailio "
-                         f"{fmt(best['kam_ms_per_call'], 3)} ms, PostgreSQL "
-                         f"{fmt(best['pg_ms_per_call'], 3)} ms, SIPp {fmt(best['sipp_ms_per_call'], 3)} ms, "
-                         f"load {best['load']})")
+                line += (f"no failed call up to {best['rate']}/s offered ({best['completed_per_s']:.0f} "
+                         f"completed/s; most completed/s in a step without a failure {most:.0f})")
+            else:
+                line += "every step had failed calls"
             if nxt:
                 line += (f"; at {nxt['rate']}/s: {nxt['failed']} failed of {nxt['calls']}, "
                          f"{nxt['completed_per_s']:.0f} completed/s")
             else:
                 line += "; no step failed (raise RATES)"
             print(line)
-            summary.setdefault(n, []).append((best, nxt))
-        bests = [b for b, _ in summary[n] if b]
-        def med(key):
-            return median([b[key] for b in bests])
-        node_med = median([sum(b["node_ms_per_call"]) / len(b["node_ms_per_call"]) for b in bests
-                           if b["node_ms_per_call"]])
-        summary[n] = {
-            "rate": med("rate"), "completed": med("completed_per_s"),
-            "node_ms": node_med, "kam_ms": med("kam_ms_per_call"), "pg_ms": med("pg_ms_per_call"),
-            "sipp_ms": med("sipp_ms_per_call"), "load": med("load"),
+            if idle:
+                i = idle[0]
+                print(f"  idle: CPU {[fmt(100 * c / i['wall_s'], 1) for c in i['node_cpu_s']]} % of a core "
+                      f"per node, Kamailio {fmt(100 * i['kam_cpu_s'] / i['wall_s'], 1)} %, PostgreSQL "
+                      f"{fmt(100 * i['pg_cpu_s'] / i['wall_s'], 1)} %")
+            for label, s in ((f"at {ref}/s", at), (f"at {best['rate'] if best else '-'}/s", best)):
+                if s:
+                    print(f"  {label}: calls per node {s['per_node_calls']}, CPU per call per node "
+                          f"{[fmt(x, 3) for x in s['node_ms_per_call']]} ms, Kamailio "
+                          f"{fmt(s['kam_ms_per_call'], 3)} ms, PostgreSQL {fmt(s['pg_ms_per_call'], 3)} ms, "
+                          f"SIPp {fmt(s['sipp_ms_per_call'], 3)} ms, Kamailio's shm peak "
+                          f"{s['kam_shm_peak_mb']} MB, load {s['load']}")
+            rows.append((best, most, at))
+        def node_ms(s):
+            xs = [x for x in s["node_ms_per_call"] if x is not None]
+            return sum(xs) / len(xs) if xs else None
+        def med(f, which):
+            return median([f(row[which]) for row in rows if row[which]])
+        m = {
+            "rate": med(lambda s: s["rate"], 0), "completed": median([row[1] for row in rows]),
+            "node_ms": med(node_ms, 2), "kam_ms": med(lambda s: s["kam_ms_per_call"], 2),
+            "pg_ms": med(lambda s: s["pg_ms_per_call"], 2),
+            "sipp_ms": med(lambda s: s["sipp_ms_per_call"], 2), "load": med(lambda s: s["load"], 2),
+            "node_ms_best": med(node_ms, 0), "kam_ms_best": med(lambda s: s["kam_ms_per_call"], 0),
+            "pg_ms_best": med(lambda s: s["pg_ms_per_call"], 0),
         }
-        m = summary[n]
-        print(f"median of {len(bests)} run(s): highest sustained {fmt(m['rate'], 0)} calls/s, "
-              f"{fmt(m['completed'], 0)} completed/s; CPU per call: node {fmt(m['node_ms'], 3)} ms "
-              f"(mean of the nodes), Kamailio {fmt(m['kam_ms'], 3)} ms, PostgreSQL "
-              f"{fmt(m['pg_ms'], 3)} ms, SIPp {fmt(m['sipp_ms'], 3)} ms; load {fmt(m['load'], 2)}")
-    if 1 in summary and 2 in summary and summary[1]["rate"] and summary[2]["rate"]:
-        a, b = summary[1], summary[2]
-        print(f"2 nodes / 1 node: rate x{b['rate'] / a['rate']:.2f}, "
-              f"CPU per call per node x{b['node_ms'] / a['node_ms']:.2f}")
+        summary[n] = m
+        print(f"median of {len(rows)} run(s): no failed call up to {fmt(m['rate'], 0)}/s offered, "
+              f"most completed {fmt(m['completed'], 0)}/s; at {ref}/s CPU per call: node "
+              f"{fmt(m['node_ms'], 3)} ms (mean of the nodes), Kamailio {fmt(m['kam_ms'], 3)} ms, "
+              f"PostgreSQL {fmt(m['pg_ms'], 3)} ms, SIPp {fmt(m['sipp_ms'], 3)} ms, load "
+              f"{fmt(m['load'], 2)}; at the highest rate without a failure: node "
+              f"{fmt(m['node_ms_best'], 3)} ms, Kamailio {fmt(m['kam_ms_best'], 3)} ms, PostgreSQL "
+              f"{fmt(m['pg_ms_best'], 3)} ms")
+    a, b = summary.get(1), summary.get(2)
+    if a and b and a["completed"] and b["completed"]:
+        print(f"2 nodes / 1 node: most completed calls/s x{b['completed'] / a['completed']:.2f}"
+              + (f", CPU per call per node at {ref}/s x{b['node_ms'] / a['node_ms']:.2f}"
+                 if a["node_ms"] and b["node_ms"] else ""))
 PY
 
 # A node's counter or gauge from its /metrics (0 when it does not answer).
@@ -210,7 +242,8 @@ run_case() {
     # Kamailio pings the nodes: let the first pings pass.
     sleep 2
     local rate
-    for rate in $RATES; do
+    # Rate 0 first: the cluster idle for 3 s (heartbeats, pings, the pacers' ticks).
+    for rate in 0 $RATES; do
         local calls=$(( rate * STEP )) d="$DIR/sipp/n$n-r$r-$rate"
         mkdir -p "$d"
         local a0=() a1=() h
@@ -218,7 +251,7 @@ run_case() {
         local c0; c0=$(python3 "$DIR/tools.py" sample "${pids[@]}" "$kam" "$pg")
         local t0; t0=$(date +%s.%N)
         # SIPp's own CPU: the subshell's children's user and system time (bash's `times`).
-        ( cd "$d" && sipp -sf "$ROOT/bench/cluster/call.xml" -s 100 "$PROXY" -i 127.0.0.1 \
+        if [ "$rate" = 0 ]; then sleep 2; else ( cd "$d" && sipp -sf "$ROOT/bench/cluster/call.xml" -s 100 "$PROXY" -i 127.0.0.1 -p 15090 \
             -r "$rate" -m "$calls" -l $(( rate * 4 + 50 )) -key rtpport 9 -nostdin \
             -timeout $(( STEP + 40 )) -max_socket 20000 -trace_stat -stf stat.csv -fd 1 \
             > sipp.out 2>&1 &
@@ -226,6 +259,7 @@ run_case() {
         SIPP=$d/sipp.pid
         wait $! || true
         SIPP=""
+        fi
         local t1; t1=$(date +%s.%N)
         # Calls still ending on a node (its BYE's 200 lost): wait for them, at most 10 s.
         local w
@@ -241,15 +275,20 @@ run_case() {
         local c1; c1=$(python3 "$DIR/tools.py" sample "${pids[@]}" "$kam" "$pg")
         for h in "${https[@]}"; do a1+=("$(metric "$h" ivr_calls_answered_total)"); done
         local load; load=$(cut -d' ' -f1 /proc/loadavg)
+        # Kamailio's peak shared memory so far (bytes; 0 when kamcmd does not answer).
+        local shm
+        shm=$(kamcmd -s "unix:$IVR_CLUSTER_DIR/kamailio.ctl" core.shmmem 2>/dev/null |
+            awk '$1 == "max_used:" {print $2; f=1} END {if (!f) print 0}')
         local step
         step=$(python3 - "$n" "$r" "$rate" "$calls" "$t0" "$t1" "$c0" "$c1" "${a0[*]}" "${a1[*]}" \
-            "$load" "$d" "$(getconf CLK_TCK)" <<'PY'
+            "$load" "$d" "$(getconf CLK_TCK)" "$shm" <<'PY'
 import csv, json, sys
 n, r, rate, calls = map(int, sys.argv[1:5])
 t0, t1 = float(sys.argv[5]), float(sys.argv[6])
 c0, c1 = json.loads(sys.argv[7]), json.loads(sys.argv[8])
 a0, a1 = [int(x) for x in sys.argv[9].split()], [int(x) for x in sys.argv[10].split()]
 load, d, hz = float(sys.argv[11]), sys.argv[12], float(sys.argv[13])
+shm_mb = int(sys.argv[14] or 0) / 2**20
 ok = failed = 0
 try:
     rows = list(csv.reader(open(f"{d}/stat.csv"), delimiter=";"))
@@ -280,9 +319,10 @@ step = {
     "kam_cpu_s": round(kam_cpu, 2), "kam_ms_per_call": ms(kam_cpu, ok),
     "pg_cpu_s": round(pg_cpu, 2), "pg_ms_per_call": ms(pg_cpu, ok),
     "sipp_cpu_s": sipp_s, "sipp_ms_per_call": ms(sipp_s, ok) if sipp_s is not None else None,
-    "load": load,
+    "load": load, "kam_shm_peak_mb": round(shm_mb, 1),
 }
-step["sustained"] = failed == 0 and step["completed_per_s"] >= 0.9 * rate
+# Stepping stops at a failed call, or when fewer than half the offered calls/s completed.
+step["stop"] = rate > 0 and (failed > 0 or step["completed_per_s"] < 0.5 * rate)
 print(json.dumps(step))
 PY
 )
@@ -295,10 +335,11 @@ print(f"  {s['rate']:>5}/s: {s['ok']} ok, {s['failed']} failed, {s['completed_pe
       f"in {s['wall_s']} s; calls per node {s['per_node_calls']}, CPU per call per node "
       f"{[f(x) for x in s['node_ms_per_call']]} ms (CPU {s['node_cpu_s']} s); Kamailio "
       f"{f(s['kam_ms_per_call'])} ms, PostgreSQL {f(s['pg_ms_per_call'])} ms, SIPp "
-      f"{f(s['sipp_ms_per_call'])} ms per call; load {s['load']}"
-      + ("" if s["sustained"] else "  <- not sustained"))
+      f"{f(s['sipp_ms_per_call'])} ms per call; Kamailio's shared memory peak "
+      f"{s['kam_shm_peak_mb']} MB; load {s['load']}"
+      + ("  <- failed calls" if s["failed"] else ""))
 PY
-        if ! python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["sustained"] else 1)' "$step"; then
+        if ! python3 -c 'import json,sys; sys.exit(1 if json.loads(sys.argv[1])["stop"] else 0)' "$step"; then
             break
         fi
     done
@@ -319,13 +360,13 @@ for r in $(seq "$RUNS"); do
     done
 done
 echo
-python3 "$DIR/tools.py" report "$DIR/results.jsonl"
+python3 "$DIR/tools.py" report "$DIR/results.jsonl" "$REF"
 if [ -n "$SMOKE" ]; then
     # The smoke test's check: every call of the lowest rate completed in every case, and with
     # 2 nodes both answered calls.
     python3 - "$DIR/results.jsonl" <<'PY'
 import json, sys
-steps = [json.loads(l) for l in open(sys.argv[1])]
+steps = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["rate"] > 0]
 first = [s for s in steps if s["rate"] == min(x["rate"] for x in steps)]
 bad = [s for s in first if s["failed"] or s["ok"] != s["calls"]]
 two = [s for s in first if s["nodes"] == 2]
