@@ -168,7 +168,8 @@ up() {
         done
     done
     kamailio -f "$REPO/deploy/kamailio/kamailio.cfg" -P "$RUN/kamailio.pid" -Y "$RUN" -w "$RUN" \
-        -m "${IVR_CLUSTER_KAMAILIO_SHM:-64}" -M 8 -A "LISTEN=udp:$HOST:$SIP_PORT" -A "DISPATCHER_LIST=\"$RUN/dispatcher.list\"" \
+        -m "${IVR_CLUSTER_KAMAILIO_SHM:-64}" -M 8 -A "LISTEN=udp:$HOST:$SIP_PORT" \
+        -A "DISPATCHER_LIST=\"$RUN/dispatcher.list\"" \
         -A "CTL_SOCKET=\"unix:$RUN/kamailio.ctl\"" \
         -E >"$RUN/kamailio.log" 2>&1 ||
         {
