@@ -19,6 +19,8 @@
 #   IVR_CLUSTER_DATABASE   a PostgreSQL of your own (postgres://...) instead of a throwaway one
 #   IVR_BIN                the ivr binary (default: target/debug/ivr, built when missing)
 #   IVR_CLUSTER_ARGS       more arguments for every `ivr serve` (e.g. "--rtp-timeout 5s")
+#   IVR_CLUSTER_KAMAILIO_SHM  Kamailio's shared memory in MB (default 64; its transactions live
+#                          there: a few hundred calls/s need more, see docs/performance.md)
 # Installs Debian's kamailio and postgresql when missing (as root, with apt-get).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -166,7 +168,8 @@ up() {
         done
     done
     kamailio -f "$REPO/deploy/kamailio/kamailio.cfg" -P "$RUN/kamailio.pid" -Y "$RUN" -w "$RUN" \
-        -m 64 -M 8 -A "LISTEN=udp:$HOST:$SIP_PORT" -A "DISPATCHER_LIST=\"$RUN/dispatcher.list\"" \
+        -m "${IVR_CLUSTER_KAMAILIO_SHM:-64}" -M 8 -A "LISTEN=udp:$HOST:$SIP_PORT" \
+        -A "DISPATCHER_LIST=\"$RUN/dispatcher.list\"" \
         -A "CTL_SOCKET=\"unix:$RUN/kamailio.ctl\"" \
         -E >"$RUN/kamailio.log" 2>&1 ||
         {
