@@ -691,6 +691,7 @@ fn checkpoint(owner: &str, id: &str) -> ivr_data::checkpoints::Checkpoint {
         started_at: 1_000,
         answered_at: Some(1_000),
         visit_seq: 3,
+        agent_leg: None,
     }
 }
 

@@ -62,6 +62,32 @@ pub struct MediaFacts {
     pub event_pt: Option<u8>,
 }
 
+/// Longest JSON text of a screen pop kept in an agent leg (bytes); a longer one is not kept.
+pub const MAX_POP_JSON: usize = 4 * 1024;
+/// Longest agent id or queue name of an agent leg.
+pub const MAX_NAME: usize = 128;
+
+/// The leg a node placed to an agent's phone, while the caller talks with that agent (we are
+/// the leg's UAC: `dialog.local_tag` is our From tag, `dialog.remote_tag` the agent's To tag,
+/// `dialog.remote_target` the agent's Contact).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AgentLegFacts {
+    /// The key the ACD knows the call by (random, unique in the cluster).
+    pub key: u64,
+    /// The agent's id.
+    pub agent: String,
+    /// The queue the call came through.
+    pub queue: String,
+    /// The leg's SIP dialog.
+    pub dialog: DialogFacts,
+    /// The leg's media (the agent's RTP address, codec, payload types).
+    pub media: MediaFacts,
+    /// When the agent answered (local wall-clock milliseconds).
+    pub answered_at: i64,
+    /// The screen pop as JSON, when within [`MAX_POP_JSON`].
+    pub pop: Option<String>,
+}
+
 /// One call's checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Checkpoint {
@@ -101,6 +127,8 @@ pub struct Checkpoint {
     pub answered_at: Option<i64>,
     /// Node visits recorded so far (the next visit's number follows).
     pub visit_seq: i64,
+    /// The agent's leg, while the caller talks with an agent.
+    pub agent_leg: Option<AgentLegFacts>,
 }
 
 fn json<T: Serialize>(v: &T) -> String {
@@ -115,15 +143,15 @@ pub async fn write(pool: &PgPool, rows: &[Checkpoint]) -> Result<(), DataError> 
         sqlx::query(
             "INSERT INTO call_checkpoints (sip_call_id, call_id, owner, nodes, flow, flow_version,
                  node, language, variables, served, dialog, media, caller, called, channel,
-                 started_at, answered_at, visit_seq, written_at)
+                 started_at, answered_at, visit_seq, agent_leg, written_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                 $18, now())
+                 $18, $19, now())
              ON CONFLICT (sip_call_id) DO UPDATE SET nodes = EXCLUDED.nodes, flow = EXCLUDED.flow,
                  flow_version = EXCLUDED.flow_version, node = EXCLUDED.node,
                  language = EXCLUDED.language, variables = EXCLUDED.variables,
                  served = EXCLUDED.served, dialog = EXCLUDED.dialog, media = EXCLUDED.media,
                  answered_at = EXCLUDED.answered_at, visit_seq = EXCLUDED.visit_seq,
-                 written_at = now()
+                 agent_leg = EXCLUDED.agent_leg, written_at = now()
              WHERE call_checkpoints.owner = EXCLUDED.owner",
         )
         .bind(&c.sip_call_id)
@@ -144,6 +172,7 @@ pub async fn write(pool: &PgPool, rows: &[Checkpoint]) -> Result<(), DataError> 
         .bind(c.started_at)
         .bind(c.answered_at)
         .bind(c.visit_seq)
+        .bind(c.agent_leg.as_ref().map(json))
         .execute(&mut *tx)
         .await?;
     }
@@ -246,7 +275,7 @@ pub async fn claim(
           WHERE c.sip_call_id = picked.sip_call_id AND {ORPHAN}
           RETURNING c.sip_call_id, c.call_id, c.owner, c.nodes, c.flow, c.flow_version, c.node,
                     c.language, c.variables, c.served, c.dialog, c.media, c.caller, c.called,
-                    c.channel, c.started_at, c.answered_at, c.visit_seq"
+                    c.channel, c.started_at, c.answered_at, c.visit_seq, c.agent_leg"
     ))
     .bind(me)
     .bind(parts)
@@ -294,12 +323,10 @@ fn header_safe(s: &str) -> bool {
     s.len() <= MAX_TEXT && !s.chars().any(char::is_control)
 }
 
-/// A row read back, checked; `None` when anything is missing, too long or malformed.
-fn read(r: &sqlx::postgres::PgRow) -> Option<Checkpoint> {
-    let dialog: DialogFacts = serde_json::from_str(&text(r, "dialog", MAX_FACTS_JSON)?).ok()?;
-    let media: MediaFacts = serde_json::from_str(&text(r, "media", MAX_FACTS_JSON)?).ok()?;
-    let served: Vec<String> = serde_json::from_str(&text(r, "served", MAX_FACTS_JSON)?).ok()?;
-    let dialog_ok = [
+/// A dialog read back that may go into SIP headers: texts within bounds, no control
+/// characters, a Call-ID and our tag.
+fn dialog_ok(dialog: &DialogFacts) -> bool {
+    [
         &dialog.call_id,
         &dialog.local_tag,
         &dialog.remote_tag,
@@ -312,9 +339,44 @@ fn read(r: &sqlx::postgres::PgRow) -> Option<Checkpoint> {
         && dialog.route_set.len() <= MAX_ROUTES
         && dialog.route_set.iter().all(|s| header_safe(s))
         && !dialog.call_id.is_empty()
-        && !dialog.local_tag.is_empty();
-    let media_ok = media.remote.as_ref().is_none_or(|s| s.len() <= 64) && media.codec.len() <= 16;
-    if !dialog_ok || !media_ok || served.len() > 64 {
+        && !dialog.local_tag.is_empty()
+}
+
+fn media_ok(media: &MediaFacts) -> bool {
+    media.remote.as_ref().is_none_or(|s| s.len() <= 64) && media.codec.len() <= 16
+}
+
+/// A name (agent, queue) read back: within [`MAX_NAME`], not empty, no control characters.
+fn name_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_NAME && !s.chars().any(char::is_control)
+}
+
+/// An agent leg read back (JSON text), checked like the caller's dialog; `None` when it is
+/// absent or does not read (the call is then taken over without its agent: the caller queues
+/// again). A screen pop beyond [`MAX_POP_JSON`] is left out.
+pub fn read_agent_leg(text: Option<&str>) -> Option<AgentLegFacts> {
+    let text = text.filter(|t| t.len() <= MAX_FACTS_JSON + MAX_POP_JSON)?;
+    let mut leg: AgentLegFacts = serde_json::from_str(text).ok()?;
+    if !dialog_ok(&leg.dialog)
+        || leg.dialog.remote_tag.is_empty()
+        || !media_ok(&leg.media)
+        || !name_ok(&leg.agent)
+        || !name_ok(&leg.queue)
+    {
+        return None;
+    }
+    if leg.pop.as_ref().is_some_and(|p| p.len() > MAX_POP_JSON) {
+        leg.pop = None;
+    }
+    Some(leg)
+}
+
+/// A row read back, checked; `None` when anything is missing, too long or malformed.
+fn read(r: &sqlx::postgres::PgRow) -> Option<Checkpoint> {
+    let dialog: DialogFacts = serde_json::from_str(&text(r, "dialog", MAX_FACTS_JSON)?).ok()?;
+    let media: MediaFacts = serde_json::from_str(&text(r, "media", MAX_FACTS_JSON)?).ok()?;
+    let served: Vec<String> = serde_json::from_str(&text(r, "served", MAX_FACTS_JSON)?).ok()?;
+    if !dialog_ok(&dialog) || !media_ok(&media) || served.len() > 64 {
         return None;
     }
     Some(Checkpoint {
@@ -340,6 +402,12 @@ fn read(r: &sqlx::postgres::PgRow) -> Option<Checkpoint> {
             .try_get::<i64, _>("visit_seq")
             .ok()?
             .clamp(0, i64::from(u32::MAX)),
+        agent_leg: read_agent_leg(
+            r.try_get::<Option<String>, _>("agent_leg")
+                .ok()
+                .flatten()
+                .as_deref(),
+        ),
     })
 }
 
@@ -361,6 +429,63 @@ pub async fn count(pool: &PgPool) -> Result<i64, DataError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn leg() -> AgentLegFacts {
+        AgentLegFacts {
+            key: 7,
+            agent: "alice".into(),
+            queue: "support".into(),
+            dialog: DialogFacts {
+                call_id: "c1".into(),
+                local_tag: "t1".into(),
+                remote_tag: "t2".into(),
+                local: "<sip:100@10.0.0.1>;tag=t1".into(),
+                remote: "<sip:alice@10.0.0.9>;tag=t2".into(),
+                remote_target: "sip:alice@10.0.0.9:5070".into(),
+                route_set: vec!["<sip:10.0.0.2;lr>".into()],
+                local_cseq: 1,
+                remote_cseq: 0,
+            },
+            media: MediaFacts {
+                remote: Some("10.0.0.9:4000".into()),
+                codec: "pcmu".into(),
+                pt: 0,
+                event_pt: Some(101),
+            },
+            answered_at: 1,
+            pop: Some("{}".into()),
+        }
+    }
+
+    #[test]
+    fn agent_legs_read_back_are_checked() {
+        let ok = leg();
+        let text = json(&ok);
+        assert_eq!(read_agent_leg(Some(&text)), Some(ok.clone()));
+        assert_eq!(read_agent_leg(None), None);
+        assert_eq!(read_agent_leg(Some("not json")), None);
+        // A line break would add a header of its own to the re-INVITE.
+        let mut bad = ok.clone();
+        bad.dialog.remote_target = "sip:a@b\r\nX-Evil: 1".into();
+        assert_eq!(read_agent_leg(Some(&json(&bad))), None);
+        let mut bad = ok.clone();
+        bad.agent = "x".repeat(MAX_NAME + 1);
+        assert_eq!(read_agent_leg(Some(&json(&bad))), None);
+        let mut bad = ok.clone();
+        bad.dialog.remote_tag.clear();
+        assert_eq!(read_agent_leg(Some(&json(&bad))), None);
+        let mut bad = ok.clone();
+        bad.dialog.route_set = vec!["<sip:p;lr>".into(); MAX_ROUTES + 1];
+        assert_eq!(read_agent_leg(Some(&json(&bad))), None);
+        // A screen pop too long is left out; the leg stays.
+        let mut big = ok.clone();
+        big.pop = Some("x".repeat(MAX_POP_JSON + 1));
+        let back = read_agent_leg(Some(&json(&big))).expect("leg");
+        assert_eq!(back.pop, None);
+        assert_eq!(read_agent_leg(Some(&"x".repeat(MAX_FACTS_JSON + MAX_POP_JSON + 1))), None);
+    }
+
     #[test]
     fn down_is_the_heartbeats_down() {
         let secs = crate::cluster::DOWN_AFTER.as_secs();

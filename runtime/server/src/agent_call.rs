@@ -498,6 +498,7 @@ impl Consult {
                 self.far_events = None;
                 return Some(End::Ours);
             }
+            LegEvent::Dialog(_) => {}
             LegEvent::Refer(_) => {
                 // Only the caller's call can be passed on.
                 if let Some(f) = &self.far {

@@ -654,7 +654,7 @@ impl Task {
                         }
                         answered = false;
                     }
-                    Some(LegEvent::Ringing) | Some(LegEvent::Refer(_)) => {}
+                    Some(LegEvent::Ringing) | Some(LegEvent::Refer(_)) | Some(LegEvent::Dialog(_)) => {}
                 }
             }
         }
@@ -706,7 +706,7 @@ impl Task {
                             _ => CallbackResult::Failed,
                         });
                     }
-                    Some(LegEvent::Ringing | LegEvent::Media(_) | LegEvent::Refer(_)) => {}
+                    Some(LegEvent::Ringing | LegEvent::Media(_) | LegEvent::Refer(_) | LegEvent::Dialog(_)) => {}
                     Some(LegEvent::Bye) | None => return Dialled::Not(CallbackResult::Failed),
                 },
                 () = &mut ring => {

@@ -447,7 +447,7 @@ impl Attempt {
                     Some(LegEvent::Answered(n)) => break n,
                     Some(LegEvent::Failed(code)) => return (AttemptResult::of_status(code), None),
                     // A callee's phone has no business transferring before it answered.
-                    Some(LegEvent::Ringing | LegEvent::Media(_) | LegEvent::Refer(_)) => {}
+                    Some(LegEvent::Ringing | LegEvent::Media(_) | LegEvent::Refer(_) | LegEvent::Dialog(_)) => {}
                     Some(LegEvent::Bye) | None => return (AttemptResult::Failed, None),
                 },
                 () = &mut ring => {

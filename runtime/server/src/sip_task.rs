@@ -81,6 +81,14 @@ pub enum CoreMsg {
         /// What the application starts once the caller answers.
         adopted: Adopted,
     },
+    /// Take over an agent's leg of a bridged call of a dead node: the core re-INVITEs the
+    /// agent in the leg's dialog; [`LegEvent`]s follow on `events` as for a leg we placed.
+    ResumeLeg {
+        /// The leg's dialog (its `local_tag` is the leg's tag), where to send, port, codec.
+        resume: Box<ivr_sip::ua::Resume>,
+        /// Where the leg's events go.
+        events: mpsc::UnboundedSender<LegEvent>,
+    },
     /// Place a call ([`LegEvent`]s follow).
     Dial(Box<Dial>),
     /// End a leg: CANCEL while it rings (once it has answered anything), BYE once answered.
@@ -260,6 +268,10 @@ impl LocalIps {
 fn command(m: CoreMsg, legs: &mut HashMap<String, mpsc::UnboundedSender<LegEvent>>) -> Command {
     match m {
         CoreMsg::Resume { resume, .. } => Command::Resume(resume),
+        CoreMsg::ResumeLeg { resume, events } => {
+            legs.insert(resume.dialog.local_tag.clone(), events);
+            Command::ResumeLeg(resume)
+        }
         CoreMsg::Dial(d) => {
             let Dial {
                 tag,

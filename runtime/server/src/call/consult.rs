@@ -339,6 +339,7 @@ impl Driver {
             }
             Some(LegEvent::Failed(code)) => self.consult_leg_failed(code),
             None => self.consult_leg_failed(500),
+            Some(LegEvent::Dialog(_)) => {}
             Some(LegEvent::Refer(_)) => {
                 // The target cannot pass on a caller it does not have yet.
                 if let Some(l) = &c.leg {

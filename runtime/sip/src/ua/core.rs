@@ -702,7 +702,12 @@ impl<H: Host> Core<H> {
             }
             Command::Dial(d) => self.dial(*d, now),
             Command::Resume(r) => self.resume(*r, now),
-            Command::EndLeg { tag } => self.end_leg(&tag, now),
+            Command::ResumeLeg(r) => self.resume_leg(*r, now),
+            Command::EndLeg { tag } => {
+                if !self.cancel_resuming(&tag) {
+                    self.end_leg(&tag, now);
+                }
+            }
             Command::ReferDone { tag, code } => self.refer_done(&tag, code, now),
             Command::Credentials { realm, credentials } => {
                 for agent in self.registrar.set_credentials(realm, credentials) {

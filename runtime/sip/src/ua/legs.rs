@@ -68,6 +68,62 @@ pub(super) struct Redial {
     credentials: Option<(String, String)>,
 }
 
+/// What an answered leg taken over from another node is made of ([`Leg::resumed`]).
+pub(super) struct ResumedParts {
+    pub(super) dialog: Dialog,
+    pub(super) tx: InviteClientTx,
+    pub(super) branch: String,
+    pub(super) via: String,
+    pub(super) peer: Peer,
+    pub(super) local_ip: IpAddr,
+    pub(super) port: u16,
+    pub(super) session_id: u64,
+    pub(super) ack: Arc<[u8]>,
+    pub(super) now: Millis,
+}
+
+impl Leg {
+    /// An answered leg whose dialog another node placed and this one re-INVITEd.
+    pub(super) fn resumed(p: ResumedParts) -> Leg {
+        let d = &p.dialog;
+        Leg {
+            invite: OutgoingInvite {
+                uri: d.remote_target.clone(),
+                via: p.via,
+                branch: p.branch,
+                from: d.local.clone(),
+                to: d.remote.clone(),
+                call_id: d.call_id.clone(),
+                cseq: d.local_cseq,
+            },
+            tx: p.tx,
+            peer: p.peer,
+            local_ip: p.local_ip,
+            port: p.port,
+            session_id: p.session_id,
+            sdp_version: 1,
+            state: LegState::Answered,
+            cancel: false,
+            cancel_sent: false,
+            dialog: Some(p.dialog),
+            ack: Some(p.ack),
+            reinvite: None,
+            rang: true,
+            bucket: Bucket::full(IN_DIALOG_BURST, p.now),
+            refer: false,
+            redial: Box::new(Redial {
+                target: String::new(),
+                sent_by: String::new(),
+                from: String::new(),
+                contact: String::new(),
+                headers: Vec::new(),
+                offer: String::new(),
+                credentials: None,
+            }),
+        }
+    }
+}
+
 impl<H: Host> Core<H> {
     /// Queues an event of leg `tag`.
     pub(super) fn leg_event(&mut self, tag: &str, event: LegEvent) {
@@ -325,9 +381,10 @@ impl<H: Host> Core<H> {
         };
         if let Some(l) = self.legs.get_mut(tag) {
             l.ack = Some(ack);
-            l.dialog = Some(dialog);
+            l.dialog = Some(dialog.clone());
             l.state = LegState::Answered;
             self.leg_event(tag, LegEvent::Answered(n));
+            self.leg_event(tag, LegEvent::Dialog(Box::new(dialog)));
         }
     }
 

@@ -83,6 +83,11 @@ pub enum Command {
     /// this core's like any other), or [`Output::Unserved`] (`failed`) and
     /// [`Output::DialogClosed`] when it refuses or does not answer.
     Resume(Box<Resume>),
+    /// Take over an agent's leg of a bridged call another node placed (we are its UAC):
+    /// re-INVITE the agent in the leg's dialog (`dialog.local_tag` is the leg's tag, our From
+    /// tag); [`LegEvent::Answered`] once it answers (the leg is then this core's like any
+    /// other answered leg: BYE either way), or [`LegEvent::Failed`] and [`Output::LegClosed`].
+    ResumeLeg(Box<Resume>),
     /// End a leg: CANCEL while it rings (once it has answered anything), BYE once answered.
     EndLeg {
         /// The leg's tag.
@@ -160,6 +165,9 @@ pub enum LegEvent {
     Ringing,
     /// The callee answered with these media parameters (the ACK is sent).
     Answered(Negotiated),
+    /// The dialog of the answered leg as it stands after the answer (told right after
+    /// [`LegEvent::Answered`]; a cluster's checkpoint keeps it to take the leg over).
+    Dialog(Box<crate::dialog::Dialog>),
     /// The call could not be placed or was refused: the final status (408 when nothing
     /// answered, 488 when the answer had no usable SDP).
     Failed(u16),

@@ -7,7 +7,8 @@
 //! answer gives [`Output::Unserved`] (`failed`) and [`Output::DialogClosed`].
 
 use super::core::{Entry, Phase, TimerKey, TxKey};
-use super::{Core, Host, Output};
+use super::legs::{Leg, ResumedParts};
+use super::{Core, Host, LegEvent, Output};
 use crate::dialog::Dialog;
 use crate::edge::{Bucket, IN_DIALOG_BURST};
 use crate::message::{self, ALLOW};
@@ -42,10 +43,21 @@ pub(super) struct Resuming {
     local_ip: IpAddr,
     port: u16,
     session_id: u64,
+    /// An agent's leg (we are the UAC of its dialog), not a caller's dialog.
+    leg: bool,
+    /// The application gave the leg up before it answered (BYE once it does).
+    cancel: bool,
 }
 
 impl<H: Host> Core<H> {
-    fn resume_failed(&mut self, tag: &str) {
+    fn resume_failed(&mut self, tag: &str, leg: bool, code: u16) {
+        if leg {
+            self.leg_event(tag, LegEvent::Failed(code));
+            self.emit(Output::LegClosed {
+                tag: tag.to_string(),
+            });
+            return;
+        }
         self.emit(Output::Unserved {
             tag: tag.to_string(),
             outcome: "failed",
@@ -57,8 +69,30 @@ impl<H: Host> Core<H> {
 
     /// Sends the re-INVITE of a call taken over.
     pub(super) fn resume(&mut self, r: Resume, now: Millis) {
+        self.reinvite_taken_over(r, false, now);
+    }
+
+    /// Sends the re-INVITE of an agent's leg taken over.
+    pub(super) fn resume_leg(&mut self, r: Resume, now: Millis) {
+        self.reinvite_taken_over(r, true, now);
+    }
+
+    /// The application ends leg `tag` while its re-INVITE is on its way: it is hung up once
+    /// it answers. Whether `tag` was such a leg.
+    pub(super) fn cancel_resuming(&mut self, tag: &str) -> bool {
+        match self.resuming.get_mut(tag) {
+            Some(r) if r.leg => {
+                r.cancel = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn reinvite_taken_over(&mut self, r: Resume, leg: bool, now: Millis) {
         let tag = r.dialog.local_tag.clone();
         if self.dialogs.contains_key(&tag)
+            || self.legs.contains_key(&tag)
             || self.resuming.contains_key(&tag)
             || self.resuming.len() >= self.opts.bounds.legs
         {
@@ -66,7 +100,7 @@ impl<H: Host> Core<H> {
                 tag,
                 "cannot take this call over (known already, or too many)"
             );
-            self.resume_failed(&tag);
+            self.resume_failed(&tag, leg, 500);
             return;
         }
         let local_ip = self.local_ip(r.peer.addr.ip());
@@ -101,6 +135,8 @@ impl<H: Host> Core<H> {
                 local_ip,
                 port: r.port,
                 session_id,
+                leg,
+                cancel: false,
             },
         );
         self.send(&r.peer, bytes);
@@ -136,8 +172,8 @@ impl<H: Host> Core<H> {
             let ack: Arc<[u8]> = Arc::from(r.dialog.ack(&via, &r.branch));
             self.send(&r.peer, ack);
             self.resume_branches.remove(&r.branch);
-            tracing::info!(tag, code, call = %r.dialog.call_id, "the caller refused the re-INVITE of a call taken over");
-            self.resume_failed(tag);
+            tracing::info!(tag, code, call = %r.dialog.call_id, leg = r.leg, "the re-INVITE of a call taken over was refused");
+            self.resume_failed(tag, r.leg, code);
             return;
         }
         // 2xx: the caller's Contact may have changed (a target refresh).
@@ -155,13 +191,39 @@ impl<H: Host> Core<H> {
             .filter(|b| !b.trim().is_empty())
             .and_then(|b| sdp::parse(b).ok())
             .and_then(|a| sdp::negotiate(&a, sdp::SrtpPolicy::None).ok());
-        let Some(n) = n else {
-            tracing::info!(tag, "the caller answered the re-INVITE without usable SDP");
+        let Some(n) = n.filter(|_| !r.cancel) else {
+            tracing::info!(
+                tag,
+                "the re-INVITE was answered without usable SDP (or is no longer wanted)"
+            );
             self.resume_branches.remove(&r.branch);
             self.send_dialog_bye(&mut r.dialog, r.peer, r.local_ip, now);
-            self.resume_failed(tag);
+            self.resume_failed(tag, r.leg, 488);
             return;
         };
+        if r.leg {
+            self.resume_branches.remove(&r.branch);
+            self.leg_branches.insert(r.branch.clone(), tag.to_string());
+            let dialog = r.dialog.clone();
+            self.legs.insert(
+                tag.to_string(),
+                Leg::resumed(ResumedParts {
+                    dialog: r.dialog,
+                    tx: r.tx,
+                    branch: r.branch,
+                    via,
+                    peer: r.peer,
+                    local_ip: r.local_ip,
+                    port: r.port,
+                    session_id: r.session_id,
+                    ack,
+                    now,
+                }),
+            );
+            self.leg_event(tag, LegEvent::Answered(n));
+            self.leg_event(tag, LegEvent::Dialog(Box::new(dialog)));
+            return;
+        }
         self.answered += 1;
         self.dialogs.insert(
             tag.to_string(),
@@ -217,8 +279,8 @@ impl<H: Host> Core<H> {
         }
         if let Some(r) = self.resuming.remove(tag) {
             self.resume_branches.remove(&r.branch);
-            tracing::info!(tag, call = %r.dialog.call_id, "no answer to the re-INVITE of a call taken over");
-            self.resume_failed(tag);
+            tracing::info!(tag, call = %r.dialog.call_id, leg = r.leg, "no answer to the re-INVITE of a call taken over");
+            self.resume_failed(tag, r.leg, 408);
         }
     }
 }
