@@ -201,6 +201,22 @@ pub enum AcdMsg {
         /// Where its events go.
         to: mpsc::UnboundedSender<QueueEvent>,
     },
+    /// A call bridged to `agent` was taken over by another node of a cluster (its node died):
+    /// the ACD holds it as talking with that agent again (the agent is offered nothing until
+    /// its [`AcdMsg::ConversationOver`], then wraps up as after any call), and its events go
+    /// to `to`. A call the ACD still holds keeps its state and only its events move.
+    Resumed {
+        /// The call's key (the same as on the dead node).
+        call: CallKey,
+        /// The queue it came through.
+        queue: String,
+        /// The agent talking with it.
+        agent: String,
+        /// What the agent sees.
+        pop: Box<ScreenPop>,
+        /// Where the call hears back.
+        to: mpsc::UnboundedSender<QueueEvent>,
+    },
     /// The caller left the queue (hung up, `max_wait`).
     Leave(CallKey, LeaveReason),
     /// The caller kept a callback: the place stays in its queue (with its time) after the
@@ -633,6 +649,47 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             if let Some(w) = book.calls.get_mut(&call) {
                 w.to = to;
             }
+        }
+        AcdMsg::Resumed {
+            call,
+            queue,
+            agent,
+            pop,
+            to,
+        } => {
+            if let Some(w) = book.calls.get_mut(&call) {
+                w.to = to;
+                return;
+            }
+            let input = AcdInput::Talking {
+                call,
+                agent: agent.clone(),
+                queue: queue.clone(),
+            };
+            feed(acd, input, now, out);
+            if !acd.contains(call) {
+                tracing::warn!(
+                    agent = %agent,
+                    queue = %queue,
+                    "a bridged call taken over: the ACD cannot hold its agent as talking (busy, away or logged out)"
+                );
+                return;
+            }
+            book.calls.insert(
+                call,
+                Waiting {
+                    to,
+                    pop: *pop,
+                    queue,
+                    skills: Vec::new(),
+                    priority: 0,
+                    routing: ivr_acd::Routing::default(),
+                    queued_at: now,
+                    queued: true,
+                    ringing: None,
+                    answered: true,
+                },
+            );
         }
         AcdMsg::AgentConsult {
             agent,

@@ -19,7 +19,9 @@ use crate::cluster::Cluster;
 use crate::services::Services;
 use crate::sip_task::{Adopted, CoreMsg};
 use crate::transport::{Peer, Proto};
-use ivr_data::checkpoints::{self, Checkpoint};
+use crate::acd_task::AcdMsg;
+use crate::screen_pop::ScreenPop;
+use ivr_data::checkpoints::{self, AgentLegFacts, Checkpoint};
 use ivr_data::records::CallRecorder;
 use ivr_engine::resume::{Saved, decode_variables};
 use ivr_engine::{CallInfo, Channel, Flow};
@@ -145,6 +147,10 @@ async fn give_up(
     why: &str,
 ) {
     tracing::warn!(call = %c.call_id, why, "a call of a dead node cannot be taken over: its record ends as failed");
+    if let Some(a) = &c.agent_leg {
+        // Its agent is free again (after its wrap-up).
+        let _ = services.acd.send(AcdMsg::ConversationOver(a.key));
+    }
     cluster
         .checkpoints
         .not_taken_over
@@ -165,6 +171,63 @@ fn info_of(c: &Checkpoint) -> CallInfo {
         channel: Channel::Sip,
         contact: Vec::new(),
     }
+}
+
+/// The agent's leg of a bridged call, ready to be re-INVITEd: what the call keeps, and the
+/// core's command with the leg's events.
+fn prepare_leg(
+    services: &Services,
+    cluster: &Cluster,
+    a: &AgentLegFacts,
+    sip: SocketAddr,
+) -> Result<(checkpoint::ResumedLeg, CoreMsg), &'static str> {
+    let law = checkpoint::law_of(&a.media.codec).ok_or("its codec is unknown")?;
+    let addr = a
+        .dialog
+        .route_set
+        .first()
+        .and_then(|r| uri_addr(r))
+        .or_else(|| cluster.config.sip_via.as_deref().and_then(uri_addr))
+        .or_else(|| uri_addr(&a.dialog.remote_target))
+        .ok_or("no address for the agent's phone")?;
+    if addr.is_ipv4() != sip.is_ipv4() {
+        return Err("its proxy's address family differs");
+    }
+    let port = services.ports.allocate().ok_or("no free RTP port")?;
+    let mut dialog = checkpoint::dialog_of(&a.dialog);
+    dialog.local_cseq = dialog.local_cseq.saturating_add(CSEQ_STEP);
+    let peer = Peer {
+        proto: Proto::Udp,
+        addr,
+        conn: 0,
+    };
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let resume = ivr_sip::ua::Resume {
+        dialog,
+        peer,
+        port: port.port(),
+        codec: (law, a.media.pt, a.media.event_pt),
+    };
+    let pop = a
+        .pop
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<ScreenPop>(p).ok());
+    Ok((
+        checkpoint::ResumedLeg {
+            tag: a.dialog.local_tag.clone(),
+            key: a.key,
+            agent: a.agent.clone(),
+            queue: a.queue.clone(),
+            pop,
+            answered_at: a.answered_at,
+            port,
+            events: events_rx,
+        },
+        CoreMsg::ResumeLeg {
+            resume: Box::new(resume),
+            events: events_tx,
+        },
+    ))
 }
 
 /// Takes one claimed call over.
@@ -229,6 +292,20 @@ async fn take_over(services: Services, cluster: Arc<Cluster>, c: Checkpoint, sip
     let mut facts = c.dialog.clone();
     // The re-INVITE takes the next CSeq; a later takeover goes above it again.
     facts.local_cseq = dialog.local_cseq.saturating_add(1);
+    // A bridged call: its agent's leg is re-INVITEd too (else the caller queues again).
+    let (leg, leg_msg) = match c.agent_leg.as_ref().map(|a| prepare_leg(&services, &cluster, a, sip)) {
+        Some(Ok((leg, msg))) => (Some(leg), Some(msg)),
+        Some(Err(why)) => {
+            tracing::warn!(call = %c.call_id, why, "the agent's leg of a call taken over cannot be: the caller queues again");
+            if let Some(a) = &c.agent_leg {
+                let _ = services.acd.send(AcdMsg::ConversationOver(a.key));
+            }
+            (None, None)
+        }
+        None => (None, None),
+    };
+    let leg_end = leg.as_ref().map(|l| (l.tag.clone(), l.key));
+    let agent = leg.as_ref().map_or("-", |l| l.agent.as_str()).to_string();
     let info = info_of(&c);
     let variables = serde_json::from_str(&c.variables)
         .map(|j| decode_variables(&j))
@@ -255,8 +332,14 @@ async fn take_over(services: Services, cluster: Arc<Cluster>, c: Checkpoint, sip
             c.visit_seq,
             c.sip_call_id.clone(),
         );
+        let (core, acd) = (services.core.clone(), services.acd.clone());
         move |outcome: &'static str| {
             failed.fetch_add(1, Ordering::Relaxed);
+            // The caller is gone: the agent's leg is hung up and the agent wraps up.
+            if let Some((tag, key)) = leg_end {
+                let _ = core.send(CoreMsg::EndLeg { tag });
+                let _ = acd.send(AcdMsg::ConversationOver(key));
+            }
             if let Some(w) = writer {
                 CallRecorder::continued(w, flow, &info, started, answered, seq)
                     .unserved(outcome, local_now());
@@ -271,6 +354,7 @@ async fn take_over(services: Services, cluster: Arc<Cluster>, c: Checkpoint, sip
         node = %c.node,
         nodes = %nodes,
         from = %c.owner,
+        agent = %agent,
         "re-INVITE of a call taken over"
     );
     let incoming = call::Incoming {
@@ -306,6 +390,7 @@ async fn take_over(services: Services, cluster: Arc<Cluster>, c: Checkpoint, sip
                 started_at: c.started_at,
                 answered_at: c.answered_at,
                 visit_seq: c.visit_seq,
+                leg,
             }),
         })),
     };
@@ -324,6 +409,9 @@ async fn take_over(services: Services, cluster: Arc<Cluster>, c: Checkpoint, sip
         }),
         adopted,
     });
+    if let Some(m) = leg_msg {
+        let _ = services.core.send(m);
+    }
 }
 
 #[cfg(test)]

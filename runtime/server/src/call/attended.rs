@@ -141,6 +141,8 @@ impl Driver {
             console: false,
             _link: None,
             channel: trunk,
+            dialog: None,
+            answered_at: None,
         });
         self.leg_events = Some(events);
         self.leg_sock = Some(sock);

@@ -5,9 +5,17 @@
 //! when it ends, that it ended. A call taken over from a dead node starts from such a
 //! checkpoint ([`Resumed`]): its engine resumes at the node and its record is continued.
 
-use super::Driver;
+use super::{Driver, Leg, Transfer};
+use crate::acd_task::AcdMsg;
 use crate::cluster::checkpoint::Checkpoints;
-use ivr_data::checkpoints::{Checkpoint, DialogFacts, MediaFacts};
+use crate::screen_pop::ScreenPop;
+use crate::services::Services;
+use crate::sip_task::{CoreMsg, LegEvent};
+use ivr_acd::CallKey;
+use ivr_data::checkpoints::{AgentLegFacts, Checkpoint, DialogFacts, MediaFacts};
+use ivr_media::latch::Latch;
+use ivr_media::ports::RtpPort;
+use tokio::sync::mpsc;
 use ivr_engine::Millis;
 use ivr_engine::resume::{Saved, encode_variables};
 use ivr_media::audio::Law;
@@ -38,6 +46,53 @@ pub struct Resumed {
     pub answered_at: Option<Millis>,
     /// Node visits recorded so far.
     pub visit_seq: i64,
+    /// A bridged call: its agent's leg, re-INVITEd by the takeover.
+    pub leg: Option<ResumedLeg>,
+}
+
+/// The agent's leg of a bridged call taken over: re-INVITEd through the core
+/// ([`CoreMsg::ResumeLeg`]), its events coming here as for a leg the call placed.
+#[derive(Debug)]
+pub struct ResumedLeg {
+    /// The leg's tag (our From tag in its dialog).
+    pub tag: String,
+    /// The key the ACD knows the call by.
+    pub key: CallKey,
+    /// The agent.
+    pub agent: String,
+    /// The queue the call came through.
+    pub queue: String,
+    /// The screen pop the agent saw (none: made again from the transfer node).
+    pub pop: Option<ScreenPop>,
+    /// When the agent first answered (wall clock, ms).
+    pub answered_at: Millis,
+    /// The leg's RTP port (in the re-INVITE's offer).
+    pub port: RtpPort,
+    /// The leg's events from the core.
+    pub events: mpsc::UnboundedReceiver<LegEvent>,
+}
+
+/// What the driver keeps of a resumed agent until the leg answers its re-INVITE.
+#[derive(Debug)]
+pub(super) struct ResumedAgent {
+    agent: String,
+    queue: String,
+    answered_at: Millis,
+}
+
+/// A resumed leg whose call cannot go on: the leg is hung up (BYE once it answers) and the
+/// ACD's agent is free after its wrap-up.
+pub fn abandon_leg(services: &Services, leg: &ResumedLeg) {
+    let _ = services.core.send(CoreMsg::EndLeg {
+        tag: leg.tag.clone(),
+    });
+    let _ = services.acd.send(AcdMsg::ConversationOver(leg.key));
+}
+
+/// The screen pop kept in a checkpoint: its JSON when small enough.
+fn pop_json(pop: Option<&ScreenPop>) -> Option<String> {
+    let s = serde_json::to_string(pop?).ok()?;
+    (s.len() <= ivr_data::checkpoints::MAX_POP_JSON).then_some(s)
 }
 
 /// The dialog facts of an INVITE we answer as `tag` (as [`Dialog::from_invite`] has them).
@@ -144,7 +199,142 @@ impl Driver {
             started_at,
             answered_at,
             visit_seq,
+            agent_leg: self.agent_leg_facts(),
         });
+    }
+
+    /// The agent's leg while the caller is bridged to an agent (a queue's transfer over SIP),
+    /// for the checkpoint.
+    fn agent_leg_facts(&self) -> Option<AgentLegFacts> {
+        let l = self.leg.as_ref().filter(|l| l.connected && !l.console)?;
+        let key = self.transfer.as_ref().and_then(|t| t.key)?;
+        let agent = l.agent.clone()?;
+        let dialog = l.dialog.as_deref()?;
+        let side = l.side?;
+        let pop = self.last_pop.as_ref();
+        let queue = pop.map(|p| p.queue.clone()).filter(|q| !q.is_empty())?;
+        Some(AgentLegFacts {
+            key,
+            agent,
+            queue,
+            dialog: dialog_facts(dialog),
+            media: MediaFacts {
+                remote: l.remote.map(|a| a.to_string()),
+                codec: law_name(side.law).to_string(),
+                pt: side.pt,
+                event_pt: side.event_pt,
+            },
+            answered_at: l.answered_at.unwrap_or(self.arrived),
+            pop: pop_json(pop),
+        })
+    }
+
+    /// A bridged call taken over: the agent's leg (its re-INVITE on its way) becomes the
+    /// call's leg, and the call's transfer the ACD's call `key`; once the leg answers, the
+    /// bridge is made again and the ACD hears [`AcdMsg::Resumed`].
+    pub(super) fn adopt_resumed_leg(&mut self, mut r: ResumedLeg) {
+        let sock = r.port.take_socket().and_then(|s| {
+            s.set_nonblocking(true).ok()?;
+            tokio::net::UdpSocket::from_std(s).ok()
+        });
+        let Some(sock) = sock else {
+            tracing::warn!("no RTP socket for the agent's leg taken over");
+            abandon_leg(&self.services, &r);
+            return;
+        };
+        tracing::info!(agent = %r.agent, "re-INVITE of the agent's leg of a call taken over");
+        self.leg = Some(Leg {
+            tag: r.tag,
+            agent: Some(r.agent.clone()),
+            _port: r.port,
+            remote: None,
+            latch: Latch::new(None),
+            side: None,
+            connected: false,
+            console: false,
+            _link: None,
+            channel: None,
+            dialog: None,
+            answered_at: Some(r.answered_at),
+        });
+        self.leg_events = Some(r.events);
+        self.leg_sock = Some(sock);
+        self.transfer = Some(Transfer {
+            key: Some(r.key),
+            connected: false,
+            passed: false,
+        });
+        self.last_pop = r.pop;
+        self.resumed_agent = Some(ResumedAgent {
+            agent: r.agent,
+            queue: r.queue,
+            answered_at: r.answered_at,
+        });
+    }
+
+    /// Whether the call's transfer is a bridge taken over (the engine's transfer node,
+    /// entered again, asks the ACD nothing).
+    pub(super) fn resuming_bridge(&self) -> bool {
+        self.resumed_agent.is_some() && self.transfer.is_some()
+    }
+
+    /// The agent's leg taken over answered its re-INVITE: the ACD holds the agent as talking
+    /// with this call again, and the bridge is made. `false`: not such a leg.
+    pub(super) fn resumed_leg_answered(&mut self) -> bool {
+        let Some(r) = self.resumed_agent.take() else {
+            return false;
+        };
+        let Some(key) = self.transfer.as_ref().and_then(|t| t.key) else {
+            return false;
+        };
+        let pop = match &self.last_pop {
+            Some(p) => p.clone(),
+            None => ScreenPop {
+                call_id: self.call.info().id.clone(),
+                caller: self.call.info().caller.clone(),
+                called: self.call.info().called.clone(),
+                flow: self.call.flow().program.name.clone(),
+                queue: r.queue.clone(),
+                ..ScreenPop::default()
+            },
+        };
+        self.last_pop = Some(pop.clone());
+        if let Some(l) = &mut self.leg {
+            l.answered_at = Some(r.answered_at);
+        }
+        tracing::info!(agent = %r.agent, "the agent's leg of a call taken over answered: bridged again");
+        let _ = self.services.acd.send(AcdMsg::Resumed {
+            call: key,
+            queue: r.queue,
+            agent: r.agent,
+            pop: Box::new(pop),
+            to: self.queue_tx.clone(),
+        });
+        self.connect();
+        true
+    }
+
+    /// The agent's leg taken over refused its re-INVITE (or did not answer): the agent is
+    /// gone, so the call goes on as a bridge the agent dropped (the transfer node's `after`,
+    /// else the end with a BYE to the caller). `false`: not such a leg.
+    pub(super) fn resumed_leg_failed(&mut self, code: u16) -> bool {
+        let Some(r) = self.resumed_agent.take() else {
+            return false;
+        };
+        tracing::warn!(agent = %r.agent, code, "the agent's leg of a call taken over refused its re-INVITE: the bridge is dropped");
+        self.drop_leg();
+        if let Some(key) = self.transfer.take().and_then(|t| t.key) {
+            let _ = self.services.acd.send(AcdMsg::ConversationOver(key));
+        }
+        self.feed(ivr_engine::Event::Transfer(
+            ivr_engine::TransferUpdate::Answered {
+                agent: Some(r.agent),
+            },
+        ));
+        self.feed(ivr_engine::Event::Transfer(
+            ivr_engine::TransferUpdate::AgentHungUp,
+        ));
+        true
     }
 
     /// The call's media changed (a re-INVITE of the caller's): its checkpoint says so (the

@@ -180,6 +180,10 @@ struct Leg {
     _link: Option<TcpLink>,
     /// The trunk channel the leg holds (a number), given back when it ends.
     channel: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The leg's SIP dialog once answered (a cluster's checkpoint keeps it).
+    dialog: Option<Box<ivr_sip::dialog::Dialog>>,
+    /// When the callee answered (local wall-clock milliseconds).
+    answered_at: Option<Millis>,
 }
 
 /// An SRTP call's contexts (SDES keys): what the caller sends is unprotected before the
@@ -277,6 +281,9 @@ struct Driver {
     checkpoint: Option<checkpoint::Keeper>,
     /// When the call's task started.
     arrived: Millis,
+    /// A bridged call taken over from a dead node: its agent's leg is being re-INVITEd, and
+    /// the ACD hears [`AcdMsg::Resumed`] (not `Answered`) once it answers.
+    resumed_agent: Option<checkpoint::ResumedAgent>,
 }
 
 impl Driver {
@@ -789,7 +796,8 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
     // A call taken over resumes at its checkpoint's node; when the flow has it no more, the
     // call ends at once (BYE) and its record as failed.
     let mut cluster = cluster;
-    let resume = cluster.as_mut().and_then(|c| c.resume.take());
+    let mut resume = cluster.as_mut().and_then(|c| c.resume.take());
+    let resumed_leg = resume.as_mut().and_then(|r| r.leg.take());
     let resumed = match &resume {
         Some(r) => match Call::resume(Arc::clone(&flow), info.clone(), &r.saved) {
             Ok(call) => Some(call),
@@ -809,6 +817,9 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
                 }
                 if let (Some(c), Some(cl)) = (&services.cluster, &cluster) {
                     c.checkpoints.ended(&cl.sip_call_id);
+                }
+                if let Some(leg) = resumed_leg {
+                    checkpoint::abandon_leg(&services, &leg);
                 }
                 let _ = core.send(CoreMsg::Ended { tag, bye: true });
                 services.running.fetch_sub(1, Ordering::Relaxed);
@@ -951,7 +962,11 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
         supervisor: None,
         checkpoint,
         arrived,
+        resumed_agent: None,
     };
+    if let Some(leg) = resumed_leg {
+        d.adopt_resumed_leg(leg);
+    }
     let mut taps = services.taps.register(&d.call.info().id);
     d.start_call_recording(record_call::Why::Answer);
     d.feed(Event::Start);

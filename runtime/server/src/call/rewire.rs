@@ -93,6 +93,8 @@ impl Driver {
                 console,
                 _link: spec.link,
                 channel: None,
+                dialog: None,
+                answered_at: None,
             },
             events: rx,
             sock,

@@ -59,6 +59,13 @@ impl Driver {
         level: u8,
         attach: &[ivr_engine::value::Value],
     ) {
+        if self.resuming_bridge() {
+            // A bridged call taken over: its agent's leg is re-INVITEd already.
+            if self.last_pop.is_none() {
+                self.last_pop = Some(self.screen_pop(node, priority, attach));
+            }
+            return;
+        }
         let flow = Arc::clone(self.call.flow());
         let Some(Body::Transfer(t)) = flow.program.nodes.get(node as usize).map(|n| &n.body) else {
             return;
@@ -213,6 +220,8 @@ impl Driver {
             console,
             _link: link,
             channel: None,
+            dialog: None,
+            answered_at: None,
         });
         self.leg_events = Some(rx);
         self.leg_sock = Some(sock);
@@ -406,6 +415,12 @@ impl Driver {
                 if !answered {
                     return;
                 }
+                if self.resumed_leg_answered() {
+                    return;
+                }
+                if let Some(l) = &mut self.leg {
+                    l.answered_at = Some(crate::clock::local_now());
+                }
                 let agent = self.leg.as_ref().and_then(|l| l.agent.clone());
                 match (self.transfer.as_ref().and_then(|t| t.key), agent) {
                     // The ACD decides whether the answer counts (it may have moved on).
@@ -416,13 +431,26 @@ impl Driver {
                 }
             }
             LegEvent::Failed(code) => {
+                if self.resumed_leg_failed(code) {
+                    return;
+                }
                 tracing::info!(code, "the transfer's call failed");
                 self.leg_failed(code);
+            }
+            LegEvent::Dialog(d) => {
+                if let Some(l) = &mut self.leg {
+                    l.dialog = Some(d);
+                }
+                if self.bridged() {
+                    self.save_checkpoint();
+                }
             }
             LegEvent::Refer(refer) => self.on_refer(refer),
             LegEvent::Bye => {
                 tracing::info!("the agent hung up");
                 self.drop_leg();
+                // The checkpoint no longer holds the agent's leg.
+                self.save_checkpoint();
                 if let Some(t) = self.transfer.take()
                     && let Some(key) = t.key
                 {
@@ -451,6 +479,9 @@ impl Driver {
         self.start_call_recording(super::record_call::Why::AgentAnswer);
         self.recording_agent(agent.clone());
         self.feed(Event::Transfer(TransferUpdate::Answered { agent }));
+        // The checkpoint holds the agent's leg from now on (a cluster's takeover bridges it
+        // again).
+        self.save_checkpoint();
     }
 
     /// A supervisor asks for the bridge's tap: given while the call is bridged and no other

@@ -47,6 +47,14 @@ const REGISTRATION_QUEUE: usize = 4_096;
 
 type Origins = Arc<Mutex<HashMap<CallKey, String>>>;
 
+/// While leading: the calls talking with an agent, as of the last state written.
+type Talking = Arc<Mutex<std::collections::HashSet<CallKey>>>;
+
+/// How long the leader keeps a call talking with an agent after the call's node is shown
+/// down, so that the node taking the call over finds its agent still talking with it
+/// ([`AcdMsg::Resumed`]): the takeover's claim, then up to 32 s for the re-INVITEs.
+pub const TALKING_GRACE: Duration = Duration::from_secs(45);
+
 /// On a node that does not lead: the leader's snapshot as last read (none: read it when asked).
 type Cached = Arc<Mutex<Option<(std::time::Instant, AcdSnapshot)>>>;
 
@@ -73,6 +81,7 @@ pub fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let (changes, changes_rx) = watch::channel(0u64);
     let origins: Origins = Arc::default();
+    let talking: Talking = Arc::default();
     let cached: Cached = Arc::default();
     let (reread, reread_rx) = watch::channel(());
     tokio::spawn(read_snapshots(
@@ -90,6 +99,7 @@ pub fn start(
         local_changes,
         changes.clone(),
         Arc::clone(&origins),
+        Arc::clone(&talking),
     ));
     let front = Front {
         own: bus::node_channel(&node),
@@ -101,6 +111,8 @@ pub fn start(
         epoch: None,
         calls: HashMap::new(),
         origins,
+        talking,
+        held: HashMap::new(),
         cached,
         reread,
         registrations: reg_tx,
@@ -122,6 +134,11 @@ struct Front {
     calls: HashMap<CallKey, mpsc::UnboundedSender<QueueEvent>>,
     /// While leading: the node of each other node's call.
     origins: Origins,
+    /// While leading: the calls talking with an agent.
+    talking: Talking,
+    /// While leading: calls talking with an agent whose node is down, since when (kept
+    /// [`TALKING_GRACE`] for a takeover).
+    held: HashMap<CallKey, std::time::Instant>,
     /// Not leading: the leader's last snapshot, read again after each of its changes.
     cached: Cached,
     /// Asks for the snapshot to be read again.
@@ -228,9 +245,17 @@ impl Front {
         for c in export.calls {
             let to = if c.node == self.node {
                 self.calls.get(&c.key).cloned()
-            } else if c.node == state.node || c.node.is_empty() {
+            } else if c.node.is_empty() || (c.node == state.node && c.talking.is_none()) {
                 None
             } else {
+                // A call of the last leader's talking with an agent stays (held like any call
+                // of a node that is down): the node that takes it over says so.
+                if c.talking.is_some() {
+                    self.talking
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(c.key);
+                }
                 self.origins
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -261,14 +286,28 @@ impl Front {
             return;
         }
         let gone: Vec<CallKey> = {
+            // Origins first, then talking: the order `write_state` takes them in.
             let mut o = self.origins.lock().unwrap_or_else(|e| e.into_inner());
-            let gone: Vec<CallKey> = o
+            let talking = self.talking.lock().unwrap_or_else(|e| e.into_inner());
+            let down: Vec<CallKey> = o
                 .iter()
                 .filter(|(_, node)| self.cluster.node_up(node) == Some(false))
                 .map(|(k, _)| *k)
                 .collect();
-            for k in &gone {
-                o.remove(k);
+            self.held.retain(|k, _| down.contains(k));
+            let mut gone = Vec::with_capacity(down.len());
+            for k in down {
+                // A call talking with an agent may be taken over by another node: its agent
+                // stays with it a while.
+                if talking.contains(&k) {
+                    let since = *self.held.entry(k).or_insert_with(std::time::Instant::now);
+                    if since.elapsed() < TALKING_GRACE {
+                        continue;
+                    }
+                }
+                self.held.remove(&k);
+                o.remove(&k);
+                gone.push(k);
             }
             gone
         };
@@ -307,6 +346,7 @@ impl Front {
             | AcdMsg::PhoneConsult { call, to, .. }
             | AcdMsg::Redirect { call, to }
             | AcdMsg::KeepCallback { call, to }
+            | AcdMsg::Resumed { call, to, .. }
                 if !self.keep(*call, to) =>
             {
                 let _ = to.send(QueueEvent::NoAgents);
@@ -330,6 +370,14 @@ impl Front {
         }
         if let AcdMsg::Transfer { from, .. } = &m {
             self.calls.remove(from);
+        }
+        if let AcdMsg::Resumed { call, .. } = &m {
+            // Taken over by this node: no longer a call of a node that is down.
+            self.origins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(call);
+            self.held.remove(call);
         }
         match m {
             m @ (AcdMsg::Reconfigure(_) | AcdMsg::Export(_) | AcdMsg::Rebuild(_)) => {
@@ -417,6 +465,20 @@ impl Front {
             }
             AcdMsg::Redirect { call, .. } => {
                 send(Wire::Redirect { call });
+            }
+            AcdMsg::Resumed {
+                call,
+                queue,
+                agent,
+                pop,
+                ..
+            } => {
+                send(Wire::Resumed {
+                    call,
+                    queue,
+                    agent,
+                    pop,
+                });
             }
             AcdMsg::KeepCallback { call, .. } => {
                 send(Wire::KeepCallback { call });
@@ -699,6 +761,22 @@ impl Front {
                 call,
                 to: fwd(call),
             },
+            Wire::Resumed {
+                call,
+                queue,
+                agent,
+                pop,
+            } => {
+                // The call is this node's now: no longer one of a node that is down.
+                remember(call);
+                AcdMsg::Resumed {
+                    call,
+                    queue,
+                    agent,
+                    pop,
+                    to: fwd(call),
+                }
+            }
             Wire::KeepCallback { call } => AcdMsg::KeepCallback {
                 call,
                 to: fwd(call),
@@ -936,6 +1014,7 @@ async fn write_state(
     mut local_changes: AcdChanges,
     changes: watch::Sender<u64>,
     origins: Origins,
+    talking: Talking,
 ) {
     let node = cluster.config.node.clone();
     while local_changes.changed().await.is_ok() {
@@ -961,6 +1040,12 @@ async fn write_state(
             let live: std::collections::HashSet<CallKey> =
                 export.calls.iter().map(|c| c.key).collect();
             o.retain(|k, _| live.contains(k));
+            *talking.lock().unwrap_or_else(|e| e.into_inner()) = export
+                .calls
+                .iter()
+                .filter(|c| c.talking.is_some())
+                .map(|c| c.key)
+                .collect();
         }
         changes.send_modify(|n| *n = n.wrapping_add(1));
         let (Ok(s), Ok(e)) = (

@@ -79,6 +79,13 @@ pub enum Wire {
     Redirect {
         call: CallKey,
     },
+    /// A bridged call taken over by the sending node: talking with `agent` again.
+    Resumed {
+        call: CallKey,
+        queue: String,
+        agent: String,
+        pop: Box<ScreenPop>,
+    },
     Leave {
         call: CallKey,
         why: LeaveReason,
