@@ -104,8 +104,21 @@ fn invite_rings_is_answered_and_acknowledged_with_the_call_events_on_both_sides(
         branch(&invite),
         "the ACK of a 2xx is a transaction of its own"
     );
+    let mut uac = net.take(Side::Uac);
+    // The leg's dialog follows its answer (a cluster's checkpoint keeps it).
+    let dialog = match uac.pop() {
+        Some(Output::Leg {
+            event: LegEvent::Dialog(d),
+            ..
+        }) => d,
+        other => panic!("the leg's dialog after its answer: {other:?}"),
+    };
+    assert_eq!(dialog.local_tag, leg);
+    assert_eq!(dialog.remote_tag, tag);
+    assert_eq!(dialog.remote_target, "sip:ivr@127.0.0.2:5060");
+    assert_eq!(dialog.local_cseq, 1);
     assert_eq!(
-        net.take(Side::Uac),
+        uac,
         [Output::Leg {
             tag: leg.clone(),
             event: LegEvent::Answered(Negotiated {
