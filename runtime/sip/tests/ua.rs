@@ -1351,3 +1351,109 @@ fn a_refused_takeover_is_a_failed_call() {
         ]
     );
 }
+
+/// An agent's leg taken over from a node that died (we were its UAC): a new core at the
+/// node's address has the leg's dialog as the dead node was told it ([`LegEvent::Dialog`]).
+/// It re-INVITEs the agent (same Call-ID and tags, a CSeq above the old one, one codec),
+/// acknowledges the 200, tells the answer and the dialog, and the leg is then its own: the
+/// agent's BYE reaches it as for any leg. A refused re-INVITE fails the leg.
+#[test]
+fn an_agents_leg_taken_over_is_reinvited_and_goes_on() {
+    let mut net = Net::new(0);
+    let (leg, tag) = established(&mut net);
+    let dialog = net
+        .take(Side::Uac)
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Leg {
+                event: LegEvent::Dialog(d),
+                ..
+            } => Some(*d),
+            _ => None,
+        })
+        .expect("the leg's dialog");
+    net.take(Side::Uas);
+    let mut dialog = dialog;
+    dialog.local_cseq += 1_000;
+    // The UAC's node dies; another core takes the leg over at the same address.
+    net.uac = ivr_sip::ua::Core::new(harness::TestHost::default(), harness::options(UAC, 0));
+    net.command(
+        Side::Uac,
+        Command::ResumeLeg(Box::new(ivr_sip::ua::Resume {
+            dialog: dialog.clone(),
+            peer: harness::udp(UAS),
+            port: 42_000,
+            codec: (Law::Ulaw, 0, Some(101)),
+        })),
+    );
+    net.advance(10);
+    let reinvite = net
+        .sent(UAC, |p| p.is_request("INVITE"))
+        .last()
+        .expect("re-INVITE")
+        .text
+        .clone();
+    assert_eq!(header(&reinvite, "CSeq"), Some("1002 INVITE"));
+    assert_eq!(
+        header(&reinvite, "From").and_then(harness::tag),
+        Some(leg.as_str())
+    );
+    assert_eq!(
+        header(&reinvite, "To").and_then(harness::tag),
+        Some(tag.as_str())
+    );
+    assert!(body(&reinvite).contains("m=audio 42000 RTP/AVP 0 101"), "{reinvite}");
+    assert_eq!(net.sent(UAS, |p| p.is_response(200, "INVITE")).len(), 2);
+    let out = net.take(Side::Uac);
+    assert!(
+        matches!(out.as_slice(), [
+            Output::Leg { event: LegEvent::Answered(n), .. },
+            Output::Leg { event: LegEvent::Dialog(d), .. },
+        ] if n.law == Law::Ulaw && d.call_id == dialog.call_id),
+        "{out:#?}"
+    );
+    // The agent's side hangs up: the new core's leg hears it.
+    net.take(Side::Uas);
+    net.command(
+        Side::Uas,
+        Command::Ended {
+            tag: tag.clone(),
+            bye: true,
+        },
+    );
+    net.advance(10);
+    assert_eq!(net.sent(UAC, |p| p.is_response(200, "BYE")).len(), 1);
+    assert_eq!(
+        net.take(Side::Uac),
+        [
+            Output::Leg {
+                tag: leg.clone(),
+                event: LegEvent::Bye
+            },
+            Output::LegClosed { tag: leg.clone() }
+        ]
+    );
+    // Taken over again now: the agent's side knows the dialog no more (481).
+    net.uac = ivr_sip::ua::Core::new(harness::TestHost::default(), harness::options(UAC, 0));
+    net.command(
+        Side::Uac,
+        Command::ResumeLeg(Box::new(ivr_sip::ua::Resume {
+            dialog,
+            peer: harness::udp(UAS),
+            port: 42_000,
+            codec: (Law::Ulaw, 0, None),
+        })),
+    );
+    net.advance(10);
+    assert_eq!(net.sent(UAS, |p| p.is_response(481, "INVITE")).len(), 1);
+    assert_eq!(
+        net.take(Side::Uac),
+        [
+            Output::Leg {
+                tag: leg.clone(),
+                event: LegEvent::Failed(481)
+            },
+            Output::LegClosed { tag: leg }
+        ]
+    );
+}
