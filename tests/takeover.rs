@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{CALLER, config_head, http_get, repo, skip, temp_dir, tone};
+use common::{Act, CALLER, Endpoint, config_head, http_get, repo, skip, temp_dir, tone};
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -1014,6 +1014,632 @@ fn a_call_whose_node_is_gone_from_the_live_version_ends_cleanly() {
         on_a,
         "{summary}"
     );
+    drop(cluster);
+    drop(scratch);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A queue with agents: callers of the bridged-call test talk with one of them.
+const BRIDGE_FLOW: &str = r##"
+flow q {
+    title    "bridged takeover"
+    language zh-CN
+    entry    hello
+}
+
+step hello {
+    play short
+    goto queue
+}
+
+transfer queue {
+    queue     general
+    attach    caller
+    music     short
+    max_wait  60s -> sorry
+    no_agents -> sorry
+}
+
+step sorry {
+    play short
+    hangup
+}
+"##;
+
+/// 200: a short call that only hears a prompt (to move Kamailio's round-robin on).
+const SHORT_FLOW: &str = r##"
+flow s {
+    title    "short"
+    language zh-CN
+    entry    bye
+}
+
+step bye {
+    play short
+    hangup
+}
+"##;
+
+/// The agents of the bridged-call test (passwords `pwID`, realm `ivr`).
+const AGENTS: [(&str, &str); 3] = [
+    ("2001", "c77c65cb80b98f26c9ce22ff8c3ae0ca"),
+    ("2002", "cad561eaa6db436ad7848520ac0e9ba3"),
+    ("2003", "3055c33baac7b219655f18e98fddaba4"),
+];
+
+fn bridge_deployment(name: &str) -> PathBuf {
+    let dir = temp_dir(name);
+    fs::create_dir_all(dir.join("flows")).expect("flows");
+    fs::create_dir_all(dir.join("prompts/zh-CN")).expect("prompts");
+    fs::write(dir.join("flows/q.flow"), BRIDGE_FLOW).expect("flow q");
+    fs::write(dir.join("flows/s.flow"), SHORT_FLOW).expect("flow s");
+    ivr_media::audio::write_wav(&dir.join("prompts/zh-CN/short.wav"), &tone(500.0, 300))
+        .expect("wav");
+    fs::write(
+        dir.join("prompts/zh-CN/prompts.toml"),
+        "short = { text = \"short\" }\n",
+    )
+    .expect("catalog");
+    let mut agents = String::new();
+    for (id, ha1) in AGENTS {
+        agents.push_str(&format!(
+            "[agents.{id}]\nname = \"agent {id}\"\nha1 = \"{ha1}\"\n\n"
+        ));
+    }
+    fs::write(
+        dir.join("ivr.toml"),
+        format!(
+            "{}[queues.general]\nring_timeout = \"5s\"\nwrap_up = \"2s\"\n\n{agents}\
+             [routes]\n\"200\" = \"s\"\ndefault = \"q\"\n",
+            config_head(rtp_ports())
+        ),
+    )
+    .expect("config");
+    dir
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("port")
+        .port()
+}
+
+/// A SIPp in the background (its own folder, messages traced), killed when dropped.
+struct Sipp {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Sipp {
+    fn spawn(dir: &Path, proxy: SocketAddr, scenario: &str, args: &[&str]) -> Sipp {
+        let work = dir.join(format!(
+            "{}-{}",
+            scenario.trim_end_matches(".xml"),
+            free_udp_port()
+        ));
+        fs::create_dir_all(&work).expect("sipp dir");
+        let child = Command::new("sipp")
+            .current_dir(&work)
+            .arg("-sf")
+            .arg(repo().join("tests/sipp").join(scenario))
+            .arg(proxy.to_string())
+            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(["-mp", &free_udp_port().to_string()])
+            .args(["-nostdin", "-timeout", "90", "-timeout_error"])
+            .args(["-trace_err", "-trace_msg"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp");
+        Sipp { child, dir: work }
+    }
+
+    /// Waits for its end: whether it succeeded.
+    fn wait(&mut self, within: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    fn messages(&self) -> String {
+        let mut text = String::new();
+        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.ends_with("_messages.log") || n.ends_with("_errors.log") {
+                text.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        text
+    }
+
+    fn report(&self) -> String {
+        let m = self.messages();
+        let tail: Vec<&str> = m.lines().rev().take(40).collect();
+        format!(
+            "--- {} ---\n{}",
+            self.dir.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Node `node`'s view of the cluster's ACD: agent `id`'s state.
+fn agent_state(node: &Node, id: &str) -> String {
+    let (_, _, body) = http_get(node.http, "/agents");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == id))
+        .and_then(|x| x["state"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Callers waiting in `general`, as node `node` shows the cluster's ACD.
+fn waiting(node: &Node) -> u64 {
+    let (_, _, body) = http_get(node.http, "/agents");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["queues"]
+        .as_array()
+        .and_then(|q| q.iter().find(|x| x["name"] == "general"))
+        .and_then(|g| g["waiting"].as_u64())
+        .unwrap_or(0)
+}
+
+fn answered(node: &Node) -> u64 {
+    let (_, _, body) = http_get(node.http, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix("ivr_calls_answered_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool, why: impl Fn() -> String) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < within, "{what}: not in {within:?}\n{}", why());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Cluster {
+    /// Which node leads the ACD (within 15 s).
+    fn leader(&self) -> String {
+        let started = Instant::now();
+        loop {
+            for n in &self.nodes {
+                let (_, _, body) = http_get(n.http, "/status");
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let up = v["cluster"]["nodes"]
+                    .as_array()
+                    .map_or(0, |n| n.iter().filter(|n| n["up"] == true).count());
+                if up == self.nodes.len()
+                    && let Some(l) = v["cluster"]["acd"]["leader"].as_str()
+                {
+                    return l.to_string();
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "no leader\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Short calls through the proxy until the next one goes to node `to`.
+    fn next_call_to(&self, dir: &Path, to: &str) {
+        for _ in 0..3 {
+            let before: Vec<u64> = self.nodes.iter().map(answered).collect();
+            let mut short = Sipp::spawn(
+                dir,
+                self.proxy,
+                "flow_hangs_up.xml",
+                &[
+                    "-p",
+                    &free_udp_port().to_string(),
+                    "-m",
+                    "1",
+                    "-s",
+                    "200",
+                    "-key",
+                    "rtpport",
+                    &free_udp_port().to_string(),
+                ],
+            );
+            assert!(
+                short.wait(Duration::from_secs(20)),
+                "a short call:\n{}\n{}",
+                short.report(),
+                self.logs()
+            );
+            let after: Vec<u64> = self.nodes.iter().map(answered).collect();
+            let took = (0..self.nodes.len())
+                .find(|&i| after[i] > before[i])
+                .map(|i| self.nodes[i].name.clone())
+                .expect("a node answered");
+            if took != to {
+                return;
+            }
+        }
+        panic!("Kamailio's round-robin did not alternate\n{}", self.logs());
+    }
+
+    /// Registers agent `id` through the proxy for its phone on `port`; waits until every
+    /// node shows it logged in.
+    fn register(&self, dir: &Path, id: &str, port: u16) {
+        let mut reg = Sipp::spawn(
+            dir,
+            self.proxy,
+            "agent_register.xml",
+            &[
+                "-p",
+                &free_udp_port().to_string(),
+                "-m",
+                "1",
+                "-key",
+                "agent",
+                id,
+                "-key",
+                "contactport",
+                &port.to_string(),
+                "-au",
+                id,
+                "-ap",
+                &format!("pw{id}"),
+            ],
+        );
+        assert!(
+            reg.wait(Duration::from_secs(20)),
+            "agent {id} could not register:\n{}\n{}",
+            reg.report(),
+            self.logs()
+        );
+        for n in &self.nodes {
+            wait_for(
+                &format!("node {} shows {id} logged in", n.name),
+                Duration::from_secs(10),
+                || !matches!(agent_state(n, id).as_str(), "offline" | ""),
+                || self.logs(),
+            );
+        }
+    }
+}
+
+/// A bridged call survives its node (docs/cluster.md, "Calls taken over"): three SIPp
+/// callers through Kamailio talk with three SIPp agents' phones (registered through the
+/// proxy) on the node that does not lead the ACD, which is then killed (SIGKILL). The other
+/// node re-INVITEs both legs of each call through the proxy (the agent's in the dialog the dead
+/// node placed), bridges them again and tells the ACD, whose agents stay talking: a fourth
+/// caller waits meanwhile. RTP flows both ways after the takeover (counted at both ends); each
+/// caller's BYE ends its agent's leg; each call has one `calls` row with its agent; after its
+/// wrap-up an agent takes the fourth caller. Prints kill -> both legs re-INVITEd and bridged.
+#[test]
+fn bridged_calls_of_a_killed_node_are_bridged_again_on_the_other() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
+        if !have(cmd, arg) {
+            skip(&format!(
+                "{cmd} (Debian package {pkg}) is not installed: takeover test skipped"
+            ));
+            return;
+        }
+    }
+    if !have_postgres() {
+        skip("PostgreSQL (Debian package postgresql) is not installed: takeover test skipped");
+        return;
+    }
+    let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
+        .ok()
+        .map(|u| Scratch::new(&u, "bridged"));
+    let dir = bridge_deployment("takeover-bridged");
+    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), 100);
+    let db = cluster.database.clone();
+    let leader = cluster.leader();
+    // The callers go to the node that does not lead; it is the one killed.
+    let victim = if leader == "a" { "b" } else { "a" };
+    let survivor = cluster.node(&leader);
+    eprintln!("the ACD leads on {leader}; the callers go to {victim}, which is killed");
+
+    // Three agents' phones, each with its RTP endpoint (SSRC 100 + i).
+    let mut phones = Vec::new();
+    for (i, (id, _)) in AGENTS.iter().enumerate() {
+        let media = Endpoint::with(
+            ivr_media::audio::Law::Ulaw,
+            0,
+            100 + i as u32,
+            vec![(0, Act::Voice(40_000))],
+        );
+        let port = free_udp_port();
+        let phone = Sipp::spawn(
+            &dir,
+            cluster.proxy,
+            "cluster_agent_reinvited.xml",
+            &[
+                "-p",
+                &port.to_string(),
+                "-m",
+                "1",
+                "-key",
+                "agentrtp",
+                &media.port.to_string(),
+            ],
+        );
+        cluster.register(&dir, id, port);
+        phones.push((phone, media, port));
+    }
+    // Three callers on the victim, each bridged to an agent (SSRC 10 + i).
+    let mut callers = Vec::new();
+    for i in 0..3u32 {
+        cluster.next_call_to(&dir, victim);
+        let media = Endpoint::with(
+            ivr_media::audio::Law::Ulaw,
+            0,
+            10 + i,
+            vec![(0, Act::Voice(40_000))],
+        );
+        let caller = Sipp::spawn(
+            &dir,
+            cluster.proxy,
+            "takeover_bridged_caller.xml",
+            &[
+                "-p",
+                &free_udp_port().to_string(),
+                "-m",
+                "1",
+                "-s",
+                "10010",
+                "-d",
+                "6000",
+                "-key",
+                "caller",
+                &format!("1380000010{i}"),
+                "-key",
+                "rtpport",
+                &media.port.to_string(),
+            ],
+        );
+        callers.push((caller, media));
+        let want = i64::from(i) + 1;
+        wait_for(
+            &format!("{want} callers bridged to agents on {victim}"),
+            Duration::from_secs(20),
+            || {
+                db_i64(
+                    &db,
+                    &format!(
+                        "SELECT count(*) FROM call_checkpoints
+                          WHERE owner = '{victim}' AND agent_leg IS NOT NULL"
+                    ),
+                ) == want
+            },
+            || cluster.logs(),
+        );
+    }
+    // The checkpoints hold each agent's leg: its agent, queue and dialog.
+    let legs = db_texts(&db, "SELECT agent_leg FROM call_checkpoints");
+    for l in &legs {
+        let v: serde_json::Value = serde_json::from_str(l).expect("agent leg JSON");
+        assert_eq!(v["queue"], "general", "{l}");
+        assert!(v["agent"].as_str().is_some_and(|a| a.starts_with("200")), "{l}");
+        assert!(v["dialog"]["remote_tag"].as_str().is_some_and(|t| !t.is_empty()), "{l}");
+        assert!(!v["dialog"]["route_set"].as_array().is_none_or(Vec::is_empty), "{l}");
+    }
+    std::thread::sleep(Duration::from_millis(1_000));
+
+    // The victim dies.
+    let killed_ms = unix_ms();
+    let killed = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-9", &cluster.node(victim).pid.to_string()])
+        .status();
+    // Both legs of every call re-INVITEd and bridged again by the survivor.
+    let bridged_again = || {
+        cluster
+            .log(&leader)
+            .lines()
+            .filter(|l| l.contains("the agent's leg of a call taken over answered: bridged again"))
+            .filter_map(|l| {
+                let i = l.find("unix_ms=")? + "unix_ms=".len();
+                l[i..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .map(|t| t - killed_ms)
+            .collect::<Vec<i64>>()
+    };
+    wait_for(
+        "three calls bridged again",
+        Duration::from_secs(20),
+        || bridged_again().len() == 3,
+        || cluster.logs(),
+    );
+    let mut times = bridged_again();
+    times.sort_unstable();
+    let rebridged = killed + Duration::from_millis(times.last().copied().unwrap_or(0).max(0) as u64);
+    eprintln!(
+        "bridged takeover: kill -> both legs re-INVITEd and bridged again: {times:?} ms \
+         (min {}, max {})",
+        times.first().copied().unwrap_or(0),
+        times.last().copied().unwrap_or(0)
+    );
+    // The agents still talk (the leader held them for the takeover): a fourth caller waits.
+    for (id, _) in AGENTS {
+        assert_eq!(agent_state(survivor, id), "on_call", "{}", cluster.logs());
+    }
+    let fourth_media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        20,
+        vec![(0, Act::Voice(30_000))],
+    );
+    let mut fourth = Sipp::spawn(
+        &dir,
+        cluster.proxy,
+        "call_bye.xml",
+        &[
+            "-p",
+            &free_udp_port().to_string(),
+            "-m",
+            "1",
+            "-s",
+            "10010",
+            "-d",
+            "16000",
+            "-key",
+            "caller",
+            "13800000200",
+            "-key",
+            "rtpport",
+            &fourth_media.port.to_string(),
+        ],
+    );
+    wait_for(
+        "the fourth caller waits",
+        Duration::from_secs(10),
+        || waiting(survivor) == 1,
+        || cluster.logs(),
+    );
+    for (id, _) in AGENTS {
+        assert_eq!(
+            agent_state(survivor, id),
+            "on_call",
+            "an agent talking with a call taken over was offered another\n{}",
+            cluster.logs()
+        );
+    }
+    // The callers hang up (6 s after the re-INVITE): their BYE ends the agents' legs, and each
+    // phone, free again, answers whatever comes next on the same port.
+    let mut next_phones = Vec::new();
+    let mut heard = Vec::new();
+    for (i, ((mut caller, caller_media), (mut phone, agent_media, port))) in
+        callers.into_iter().zip(phones).enumerate()
+    {
+        let c = caller.wait(Duration::from_secs(30));
+        let p = phone.wait(Duration::from_secs(10));
+        assert!(
+            c && p,
+            "caller {i}: {c}, its agent's phone: {p}\n{}\n{}\n{}",
+            caller.report(),
+            phone.report(),
+            cluster.logs()
+        );
+        let next_media = Endpoint::with(
+            ivr_media::audio::Law::Ulaw,
+            0,
+            200 + i as u32,
+            vec![(0, Act::Voice(20_000))],
+        );
+        next_phones.push((
+            Sipp::spawn(
+                &dir,
+                cluster.proxy,
+                "cluster_answers_until_bye.xml",
+                &[
+                    "-p",
+                    &port.to_string(),
+                    "-m",
+                    "1",
+                    "-key",
+                    "agentrtp",
+                    &next_media.port.to_string(),
+                ],
+            ),
+            next_media,
+        ));
+        let (at_caller, _) = caller_media.finish();
+        let (at_agent, _) = agent_media.finish();
+        // After the takeover: the caller hears its agent, the agent its caller.
+        let after = |got: &[common::Pkt], ssrc: u32| {
+            got.iter()
+                .filter(|p| p.ssrc == ssrc && p.at > rebridged)
+                .count()
+        };
+        let (to_caller, to_agent) = (after(&at_caller, 100 + i as u32), after(&at_agent, 10 + i as u32));
+        heard.push((to_caller, to_agent));
+        // Whose agent is whose is the ACD's choice: any agent's SSRC counts for the caller.
+        let to_caller_any: usize = (0..3)
+            .map(|j| after(&at_caller, 100 + j))
+            .sum();
+        let to_agent_any: usize = (0..3).map(|j| after(&at_agent, 10 + j)).sum();
+        assert!(
+            to_caller_any >= 25 && to_agent_any >= 25,
+            "RTP after the takeover: caller {i} heard {to_caller_any} packets of an agent, \
+             its agent {to_agent_any} of a caller\n{}",
+            cluster.logs()
+        );
+    }
+    eprintln!("bridged takeover: RTP after the takeover (to caller, to agent): {heard:?}");
+    // The fourth caller is answered by an agent once its call (and wrap-up) is over.
+    let f = fourth.wait(Duration::from_secs(40));
+    let (at_fourth, _) = fourth_media.finish();
+    assert!(f, "the fourth caller\n{}\n{}", fourth.report(), cluster.logs());
+    let from_agent: usize = (0..3)
+        .map(|j| at_fourth.iter().filter(|p| p.ssrc == 200 + j).count())
+        .sum();
+    assert!(from_agent >= 25, "the fourth caller heard an agent: {from_agent}");
+    drop(next_phones);
+
+    // Records: one row per call, the bridged calls' with their agent.
+    wait_for(
+        "records written",
+        Duration::from_secs(15),
+        || db_i64(&db, "SELECT count(*) FROM calls_in_progress") == 0,
+        || cluster.logs(),
+    );
+    std::thread::sleep(Duration::from_millis(1_500));
+    let rows = db_texts(
+        &db,
+        "SELECT caller || ' ' || coalesce(outcome, '-') || ' ' || coalesce(agent, '-')
+           FROM calls WHERE flow = 'q' ORDER BY id",
+    );
+    let summary = format!("{rows:?}\n{}", cluster.logs());
+    assert_eq!(
+        db_i64(&db, "SELECT count(*) FROM calls"),
+        db_i64(&db, "SELECT count(DISTINCT call_id) FROM calls"),
+        "a record doubled: {summary}"
+    );
+    for i in 0..3 {
+        let mine: Vec<&String> = rows
+            .iter()
+            .filter(|r| r.starts_with(&format!("1380000010{i} ")))
+            .collect();
+        assert_eq!(mine.len(), 1, "caller {i}: {summary}");
+        assert!(
+            mine[0].contains(" transferred 200"),
+            "caller {i} with its agent: {summary}"
+        );
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("13800000200 transferred 200")),
+        "the fourth caller with an agent: {summary}"
+    );
+    assert_eq!(
+        db_i64(&db, "SELECT count(*) FROM call_checkpoints"),
+        0,
+        "{summary}"
+    );
+    assert!(times.iter().all(|t| *t < 10_000), "takeover times {times:?}: {summary}");
     drop(cluster);
     drop(scratch);
     let _ = fs::remove_dir_all(&dir);

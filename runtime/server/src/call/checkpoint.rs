@@ -72,6 +72,10 @@ pub struct ResumedLeg {
     pub events: mpsc::UnboundedReceiver<LegEvent>,
 }
 
+/// The playback sequence of the silence a bridge taken over sends the caller until the
+/// caller's RTP reaches this node (its end is not the engine's).
+pub(super) const PRIME_SEQ: u32 = u32::MAX - 2;
+
 /// What the driver keeps of a resumed agent until the leg answers its re-INVITE.
 #[derive(Debug)]
 pub(super) struct ResumedAgent {
@@ -302,7 +306,14 @@ impl Driver {
         if let Some(l) = &mut self.leg {
             l.answered_at = Some(r.answered_at);
         }
-        tracing::info!(agent = %r.agent, "the agent's leg of a call taken over answered: bridged again");
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        tracing::info!(
+            agent = %r.agent,
+            unix_ms,
+            "the agent's leg of a call taken over answered: bridged again"
+        );
         let _ = self.services.acd.send(AcdMsg::Resumed {
             call: key,
             queue: r.queue,
@@ -311,6 +322,13 @@ impl Driver {
             to: self.queue_tx.clone(),
         });
         self.connect();
+        // Silence to the caller (a second at most) until its RTP reaches this node: phones
+        // that send where they last heard from (symmetric RTP, behind NAT) learn this node's
+        // address; the caller's first packet relayed stops it.
+        self.channel.set_remote(self.remote);
+        self.channel
+            .push(vec![std::sync::Arc::clone(super::silence()); 50], PRIME_SEQ);
+        self.priming = true;
         true
     }
 

@@ -284,6 +284,8 @@ struct Driver {
     /// A bridged call taken over from a dead node: its agent's leg is being re-INVITEd, and
     /// the ACD hears [`AcdMsg::Resumed`] (not `Answered`) once it answers.
     resumed_agent: Option<checkpoint::ResumedAgent>,
+    /// A bridge taken over sends the caller silence until the caller's RTP arrives.
+    priming: bool,
 }
 
 impl Driver {
@@ -963,6 +965,7 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
         checkpoint,
         arrived,
         resumed_agent: None,
+        priming: false,
     };
     if let Some(leg) = resumed_leg {
         d.adopt_resumed_leg(leg);
@@ -1005,6 +1008,8 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
                         d.play_hold();
                     } else if seq == consult::CONSULT_HOLD_SEQ {
                         d.play_consult_hold();
+                    } else if seq == checkpoint::PRIME_SEQ {
+                        d.priming = false;
                     } else {
                         d.feed(Event::PlaybackDone { seq });
                     }

@@ -513,6 +513,11 @@ impl Driver {
     pub(super) fn relay_to_leg(&mut self, data: &[u8], out: &mut [u8]) {
         self.last_rtp = Instant::now();
         self.heard_rtp = true;
+        if std::mem::take(&mut self.priming) {
+            // The caller's RTP reached this node: the bridge alone speaks to it now.
+            self.channel.stop();
+            self.channel.set_remote(None);
+        }
         self.record_caller(data);
         let (Some(l), Some(sock)) = (&self.leg, &self.leg_sock) else {
             return;
