@@ -1213,7 +1213,11 @@ fn answered(node: &Node) -> u64 {
 fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool, why: impl Fn() -> String) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < within, "{what}: not in {within:?}\n{}", why());
+        assert!(
+            started.elapsed() < within,
+            "{what}: not in {within:?}\n{}",
+            why()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -1441,9 +1445,22 @@ fn bridged_calls_of_a_killed_node_are_bridged_again_on_the_other() {
     for l in &legs {
         let v: serde_json::Value = serde_json::from_str(l).expect("agent leg JSON");
         assert_eq!(v["queue"], "general", "{l}");
-        assert!(v["agent"].as_str().is_some_and(|a| a.starts_with("200")), "{l}");
-        assert!(v["dialog"]["remote_tag"].as_str().is_some_and(|t| !t.is_empty()), "{l}");
-        assert!(!v["dialog"]["route_set"].as_array().is_none_or(Vec::is_empty), "{l}");
+        assert!(
+            v["agent"].as_str().is_some_and(|a| a.starts_with("200")),
+            "{l}"
+        );
+        assert!(
+            v["dialog"]["remote_tag"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty()),
+            "{l}"
+        );
+        assert!(
+            !v["dialog"]["route_set"]
+                .as_array()
+                .is_none_or(Vec::is_empty),
+            "{l}"
+        );
     }
     std::thread::sleep(Duration::from_millis(1_000));
 
@@ -1478,7 +1495,8 @@ fn bridged_calls_of_a_killed_node_are_bridged_again_on_the_other() {
     );
     let mut times = bridged_again();
     times.sort_unstable();
-    let rebridged = killed + Duration::from_millis(times.last().copied().unwrap_or(0).max(0) as u64);
+    let rebridged =
+        killed + Duration::from_millis(times.last().copied().unwrap_or(0).max(0) as u64);
     eprintln!(
         "bridged takeover: kill -> both legs re-INVITEd and bridged again: {times:?} ms \
          (min {}, max {})",
@@ -1577,12 +1595,13 @@ fn bridged_calls_of_a_killed_node_are_bridged_again_on_the_other() {
                 .filter(|p| p.ssrc == ssrc && p.at > rebridged)
                 .count()
         };
-        let (to_caller, to_agent) = (after(&at_caller, 100 + i as u32), after(&at_agent, 10 + i as u32));
+        let (to_caller, to_agent) = (
+            after(&at_caller, 100 + i as u32),
+            after(&at_agent, 10 + i as u32),
+        );
         heard.push((to_caller, to_agent));
         // Whose agent is whose is the ACD's choice: any agent's SSRC counts for the caller.
-        let to_caller_any: usize = (0..3)
-            .map(|j| after(&at_caller, 100 + j))
-            .sum();
+        let to_caller_any: usize = (0..3).map(|j| after(&at_caller, 100 + j)).sum();
         let to_agent_any: usize = (0..3).map(|j| after(&at_agent, 10 + j)).sum();
         assert!(
             to_caller_any >= 25 && to_agent_any >= 25,
@@ -1595,11 +1614,19 @@ fn bridged_calls_of_a_killed_node_are_bridged_again_on_the_other() {
     // The fourth caller is answered by an agent once its call (and wrap-up) is over.
     let f = fourth.wait(Duration::from_secs(40));
     let (at_fourth, _) = fourth_media.finish();
-    assert!(f, "the fourth caller\n{}\n{}", fourth.report(), cluster.logs());
+    assert!(
+        f,
+        "the fourth caller\n{}\n{}",
+        fourth.report(),
+        cluster.logs()
+    );
     let from_agent: usize = (0..3)
         .map(|j| at_fourth.iter().filter(|p| p.ssrc == 200 + j).count())
         .sum();
-    assert!(from_agent >= 25, "the fourth caller heard an agent: {from_agent}");
+    assert!(
+        from_agent >= 25,
+        "the fourth caller heard an agent: {from_agent}"
+    );
     drop(next_phones);
 
     // Records: one row per call, the bridged calls' with their agent.
@@ -1642,7 +1669,10 @@ fn bridged_calls_of_a_killed_node_are_bridged_again_on_the_other() {
         0,
         "{summary}"
     );
-    assert!(times.iter().all(|t| *t < 10_000), "takeover times {times:?}: {summary}");
+    assert!(
+        times.iter().all(|t| *t < 10_000),
+        "takeover times {times:?}: {summary}"
+    );
     drop(cluster);
     drop(scratch);
     let _ = fs::remove_dir_all(&dir);

@@ -483,7 +483,10 @@ mod tests {
         big.pop = Some("x".repeat(MAX_POP_JSON + 1));
         let back = read_agent_leg(Some(&json(&big))).expect("leg");
         assert_eq!(back.pop, None);
-        assert_eq!(read_agent_leg(Some(&"x".repeat(MAX_FACTS_JSON + MAX_POP_JSON + 1))), None);
+        assert_eq!(
+            read_agent_leg(Some(&"x".repeat(MAX_FACTS_JSON + MAX_POP_JSON + 1))),
+            None
+        );
     }
 
     #[test]

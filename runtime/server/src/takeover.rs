@@ -13,14 +13,14 @@
 //! those calls are taken over like a dead node's.
 
 use crate::Adoption;
+use crate::acd_task::AcdMsg;
 use crate::call::{self, checkpoint};
 use crate::clock::local_now;
 use crate::cluster::Cluster;
+use crate::screen_pop::ScreenPop;
 use crate::services::Services;
 use crate::sip_task::{Adopted, CoreMsg};
 use crate::transport::{Peer, Proto};
-use crate::acd_task::AcdMsg;
-use crate::screen_pop::ScreenPop;
 use ivr_data::checkpoints::{self, AgentLegFacts, Checkpoint};
 use ivr_data::records::CallRecorder;
 use ivr_engine::resume::{Saved, decode_variables};
@@ -293,7 +293,11 @@ async fn take_over(services: Services, cluster: Arc<Cluster>, c: Checkpoint, sip
     // The re-INVITE takes the next CSeq; a later takeover goes above it again.
     facts.local_cseq = dialog.local_cseq.saturating_add(1);
     // A bridged call: its agent's leg is re-INVITEd too (else the caller queues again).
-    let (leg, leg_msg) = match c.agent_leg.as_ref().map(|a| prepare_leg(&services, &cluster, a, sip)) {
+    let (leg, leg_msg) = match c
+        .agent_leg
+        .as_ref()
+        .map(|a| prepare_leg(&services, &cluster, a, sip))
+    {
         Some(Ok((leg, msg))) => (Some(leg), Some(msg)),
         Some(Err(why)) => {
             tracing::warn!(call = %c.call_id, why, "the agent's leg of a call taken over cannot be: the caller queues again");

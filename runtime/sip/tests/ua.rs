@@ -1402,7 +1402,10 @@ fn an_agents_leg_taken_over_is_reinvited_and_goes_on() {
         header(&reinvite, "To").and_then(harness::tag),
         Some(tag.as_str())
     );
-    assert!(body(&reinvite).contains("m=audio 42000 RTP/AVP 0 101"), "{reinvite}");
+    assert!(
+        body(&reinvite).contains("m=audio 42000 RTP/AVP 0 101"),
+        "{reinvite}"
+    );
     assert_eq!(net.sent(UAS, |p| p.is_response(200, "INVITE")).len(), 2);
     let out = net.take(Side::Uac);
     assert!(

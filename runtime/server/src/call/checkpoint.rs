@@ -13,14 +13,14 @@ use crate::services::Services;
 use crate::sip_task::{CoreMsg, LegEvent};
 use ivr_acd::CallKey;
 use ivr_data::checkpoints::{AgentLegFacts, Checkpoint, DialogFacts, MediaFacts};
-use ivr_media::latch::Latch;
-use ivr_media::ports::RtpPort;
-use tokio::sync::mpsc;
 use ivr_engine::Millis;
 use ivr_engine::resume::{Saved, encode_variables};
 use ivr_media::audio::Law;
+use ivr_media::latch::Latch;
+use ivr_media::ports::RtpPort;
 use ivr_sip::dialog::Dialog;
 use ivr_sip::sdp::Negotiated;
+use tokio::sync::mpsc;
 
 /// What a call of a cluster node knows for its checkpoints.
 #[derive(Debug)]
