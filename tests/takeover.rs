@@ -1340,6 +1340,18 @@ impl Cluster {
 /// wrap-up an agent takes the fourth caller. Prints kill -> both legs re-INVITEd and bridged.
 #[test]
 fn bridged_calls_of_a_killed_node_are_bridged_again_on_the_other() {
+    bridged_takeover(false);
+}
+
+/// As above, the callers on the node that leads the ACD, which is killed: the other node
+/// leads, rebuilds the ACD with the agents talking (the dead leader's talking calls are kept
+/// for the takeover), and takes the calls over.
+#[test]
+fn bridged_calls_of_the_killed_leader_are_bridged_again_and_its_agents_stay_talking() {
+    bridged_takeover(true);
+}
+
+fn bridged_takeover(kill_leader: bool) {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
         if !have(cmd, arg) {
@@ -1355,14 +1367,24 @@ fn bridged_calls_of_a_killed_node_are_bridged_again_on_the_other() {
     }
     let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
         .ok()
-        .map(|u| Scratch::new(&u, "bridged"));
-    let dir = bridge_deployment("takeover-bridged");
-    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), 100);
+        .map(|u| Scratch::new(&u, if kill_leader { "bridged_l" } else { "bridged" }));
+    let dir = bridge_deployment(if kill_leader {
+        "takeover-bridged-leader"
+    } else {
+        "takeover-bridged"
+    });
+    let base = if kill_leader { 150 } else { 100 };
+    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), base);
     let db = cluster.database.clone();
     let leader = cluster.leader();
-    // The callers go to the node that does not lead; it is the one killed.
-    let victim = if leader == "a" { "b" } else { "a" };
-    let survivor = cluster.node(&leader);
+    let other = if leader == "a" { "b" } else { "a" };
+    // The callers go to the node that is killed.
+    let (victim, kept) = if kill_leader {
+        (leader.as_str(), other)
+    } else {
+        (other, leader.as_str())
+    };
+    let survivor = cluster.node(kept);
     eprintln!("the ACD leads on {leader}; the callers go to {victim}, which is killed");
 
     // Three agents' phones, each with its RTP endpoint (SSRC 100 + i).
@@ -1473,7 +1495,7 @@ fn bridged_calls_of_a_killed_node_are_bridged_again_on_the_other() {
     // Both legs of every call re-INVITEd and bridged again by the survivor.
     let bridged_again = || {
         cluster
-            .log(&leader)
+            .log(kept)
             .lines()
             .filter(|l| l.contains("the agent's leg of a call taken over answered: bridged again"))
             .filter_map(|l| {
@@ -1498,8 +1520,8 @@ fn bridged_calls_of_a_killed_node_are_bridged_again_on_the_other() {
     let rebridged =
         killed + Duration::from_millis(times.last().copied().unwrap_or(0).max(0) as u64);
     eprintln!(
-        "bridged takeover: kill -> both legs re-INVITEd and bridged again: {times:?} ms \
-         (min {}, max {})",
+        "bridged takeover (the leader killed: {kill_leader}): kill -> both legs re-INVITEd and \
+         bridged again: {times:?} ms (min {}, max {})",
         times.first().copied().unwrap_or(0),
         times.last().copied().unwrap_or(0)
     );
