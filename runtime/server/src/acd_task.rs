@@ -1551,6 +1551,58 @@ mod tests {
         assert_eq!(n.task.acd.agent_of(3), None);
     }
 
+    /// A bridged call taken over by another node ([`AcdMsg::Resumed`]): an ACD that no
+    /// longer had it holds its agent as talking again (a waiting caller is not offered to it
+    /// until the conversation is over) with its screen pop; one that still has it only sends
+    /// its events to the new place.
+    #[tokio::test]
+    async fn a_resumed_call_holds_its_agent_until_it_ends() {
+        let pool = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            pool,
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        let mut t = Task::new(writer);
+        let hour = Duration::from_secs(3600);
+        t.register(0, "2001", hour);
+        let pop = ScreenPop {
+            call_id: "A".into(),
+            queue: "general".into(),
+            ..ScreenPop::default()
+        };
+        let (to, mut rx) = mpsc::unbounded_channel();
+        let resumed = |to: mpsc::UnboundedSender<QueueEvent>| AcdMsg::Resumed {
+            call: 1,
+            queue: "general".into(),
+            agent: "2001".into(),
+            pop: Box::new(pop.clone()),
+            to,
+        };
+        t.at(S, resumed(to));
+        assert_eq!(t.task.acd.agent_of(1), Some("2001"));
+        // A caller waits: 2001 talks, so it is offered nothing.
+        t.enqueue(2 * S, 2, "B");
+        t.timers(5 * S);
+        assert_eq!(t.task.acd.agent_of(2), None);
+        let (tx, mut srx) = oneshot::channel();
+        t.at(5 * S, AcdMsg::Status(tx));
+        let snapshot = srx.try_recv().expect("status");
+        assert_eq!(
+            snapshot.screen_pops.get("2001").map(|p| p.call_id.as_str()),
+            Some("A")
+        );
+        // Announced again (another takeover): its events go to the newest place, nothing else.
+        let (to2, mut rx2) = mpsc::unbounded_channel();
+        t.at(6 * S, resumed(to2));
+        assert_eq!(t.task.acd.agent_of(1), Some("2001"));
+        // Over: 2001 wraps up (0 s here) and takes B.
+        t.at(7 * S, AcdMsg::ConversationOver(1));
+        t.timers(8 * S);
+        assert_eq!(t.task.acd.agent_of(2), Some("2001"));
+        assert!(rx.try_recv().is_err() && rx2.try_recv().is_err());
+    }
+
     /// Today's figures of a queue: one call answered within 20 s, one abandoned: a service
     /// level of 50 %.
     #[tokio::test]

@@ -7,7 +7,10 @@
 //! caller in its dialog through the proxy ([`CoreMsg::Resume`]), and once the caller answers,
 //! an ordinary call task whose engine resumes at the checkpoint's node with its variables
 //! ([`crate::call::checkpoint::Resumed`]), its record continued. A caller who refuses the
-//! re-INVITE (or never answers it) ends its record as failed.
+//! re-INVITE (or never answers it) ends its record as failed. A call bridged to an agent's
+//! SIP phone (its checkpoint holds the agent's leg) has that leg re-INVITEd too
+//! ([`CoreMsg::ResumeLeg`], in the dialog the dead node placed) and bridged again by the call
+//! task, which tells the ACD that the agent talks with it ([`AcdMsg::Resumed`]).
 //!
 //! A node starting gives up the checkpoints its earlier run left ([`checkpoints::release`]):
 //! those calls are taken over like a dead node's.

@@ -5,6 +5,13 @@
 //! becomes one of this core's answered dialogs (the caller's BYE, INFO and re-INVITEs reach
 //! it; our BYE goes out in it), and the application hears [`Output::Start`]; a refusal or no
 //! answer gives [`Output::Unserved`] (`failed`) and [`Output::DialogClosed`].
+//!
+//! An agent's leg of a bridged call ([`Command::ResumeLeg`](super::Command::ResumeLeg)), whose
+//! dialog the dead node placed as the UAC, is re-INVITEd the same way; once answered it
+//! becomes one of this core's answered legs ([`LegEvent::Answered`], then
+//! [`LegEvent::Dialog`](super::LegEvent::Dialog)); a refusal or no answer gives
+//! [`LegEvent::Failed`] and [`Output::LegClosed`]. A leg ended meanwhile is hung up (BYE)
+//! once it answers.
 
 use super::core::{Entry, Phase, TimerKey, TxKey};
 use super::legs::{Leg, ResumedParts};
