@@ -255,6 +255,7 @@ impl Driver {
     }
 
     pub(super) fn drop_leg(&mut self) {
+        let was_bridged = self.bridged();
         // A supervisor on the bridge hears that it is over.
         self.supervisor = None;
         self.leg = None;
@@ -262,6 +263,11 @@ impl Driver {
         self.leg_sock = None;
         // The pacer speaks to the caller again.
         self.channel.set_remote(self.remote);
+        if was_bridged {
+            // The checkpoint no longer holds the agent's leg (the agent hung up, passed the
+            // caller on); none once the call is over.
+            self.save_checkpoint();
+        }
     }
 
     /// Hangs up the leg, if any (CANCEL or BYE through the core).
@@ -449,8 +455,6 @@ impl Driver {
             LegEvent::Bye => {
                 tracing::info!("the agent hung up");
                 self.drop_leg();
-                // The checkpoint no longer holds the agent's leg.
-                self.save_checkpoint();
                 if let Some(t) = self.transfer.take()
                     && let Some(key) = t.key
                 {
