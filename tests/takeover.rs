@@ -1699,3 +1699,141 @@ fn bridged_takeover(kill_leader: bool) {
     drop(scratch);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A bridged call whose agent's phone refuses the re-INVITE of the node taking the call over
+/// (481: it forgot the call): the bridge is dropped as if the agent had hung up; the flow has
+/// no `after`, so the new node ends the caller's call with a BYE; the agent is free again
+/// (after its wrap-up), and the call's one record says `transferred` with the agent, ended by
+/// the agent.
+#[test]
+fn a_bridged_call_whose_agent_refuses_the_reinvite_ends_as_a_dropped_bridge() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
+        if !have(cmd, arg) {
+            skip(&format!(
+                "{cmd} (Debian package {pkg}) is not installed: takeover test skipped"
+            ));
+            return;
+        }
+    }
+    if !have_postgres() {
+        skip("PostgreSQL (Debian package postgresql) is not installed: takeover test skipped");
+        return;
+    }
+    let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
+        .ok()
+        .map(|u| Scratch::new(&u, "refused"));
+    let dir = bridge_deployment("takeover-refused");
+    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), 200);
+    let db = cluster.database.clone();
+    let leader = cluster.leader();
+    let victim = if leader == "a" { "b" } else { "a" };
+    let survivor = cluster.node(&leader);
+    let agent_media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        100,
+        vec![(0, Act::Voice(30_000))],
+    );
+    let port = free_udp_port();
+    let mut phone = Sipp::spawn(
+        &dir,
+        cluster.proxy,
+        "cluster_agent_refuses_reinvite.xml",
+        &[
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-key",
+            "agentrtp",
+            &agent_media.port.to_string(),
+        ],
+    );
+    cluster.register(&dir, "2001", port);
+    cluster.next_call_to(&dir, victim);
+    let caller_media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        10,
+        vec![(0, Act::Voice(30_000))],
+    );
+    let mut caller = Sipp::spawn(
+        &dir,
+        cluster.proxy,
+        "takeover_bridged_caller_dropped.xml",
+        &[
+            "-p",
+            &free_udp_port().to_string(),
+            "-m",
+            "1",
+            "-s",
+            "10010",
+            "-key",
+            "caller",
+            "13800000300",
+            "-key",
+            "rtpport",
+            &caller_media.port.to_string(),
+        ],
+    );
+    wait_for(
+        "the caller bridged to 2001",
+        Duration::from_secs(20),
+        || {
+            db_i64(
+                &db,
+                &format!(
+                    "SELECT count(*) FROM call_checkpoints
+                      WHERE owner = '{victim}' AND agent_leg IS NOT NULL"
+                ),
+            ) == 1
+        },
+        || cluster.logs(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .args(["-9", &cluster.node(victim).pid.to_string()])
+        .status();
+    let c = caller.wait(Duration::from_secs(30));
+    let p = phone.wait(Duration::from_secs(10));
+    let _ = (caller_media.finish(), agent_media.finish());
+    assert!(
+        c && p,
+        "caller {c}, phone {p}\n{}\n{}\n{}",
+        caller.report(),
+        phone.report(),
+        cluster.logs()
+    );
+    assert!(
+        cluster
+            .log(&leader)
+            .contains("refused its re-INVITE: the bridge is dropped"),
+        "{}",
+        cluster.logs()
+    );
+    // The agent is free again once its wrap-up is over.
+    wait_for(
+        "2001 available again",
+        Duration::from_secs(10),
+        || agent_state(survivor, "2001") == "available",
+        || cluster.logs(),
+    );
+    wait_for(
+        "records written",
+        Duration::from_secs(15),
+        || db_i64(&db, "SELECT count(*) FROM calls_in_progress") == 0,
+        || cluster.logs(),
+    );
+    std::thread::sleep(Duration::from_millis(1_000));
+    let rows = db_texts(
+        &db,
+        "SELECT coalesce(outcome, '-') || ' ' || coalesce(agent, '-') || ' ' || ended_by
+           FROM calls WHERE caller = '13800000300'",
+    );
+    assert_eq!(rows, ["transferred 2001 agent"], "{}", cluster.logs());
+    assert_eq!(db_i64(&db, "SELECT count(*) FROM call_checkpoints"), 0);
+    drop(cluster);
+    drop(scratch);
+    let _ = fs::remove_dir_all(&dir);
+}
