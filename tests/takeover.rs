@@ -1017,3 +1017,187 @@ fn a_call_whose_node_is_gone_from_the_live_version_ends_cleanly() {
     drop(scratch);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A node taken for dead that runs on (docs/cluster.md, "Fencing"): 10 callers at the long
+/// menu, the node holding some of them frozen (SIGSTOP) for 8 s, so that the other node takes
+/// them over (re-INVITE), then thawed (SIGCONT). The callers finish their flow with the node
+/// that took them (key 1, its BYE: SIPp fails a call on anything else in its flow); the
+/// thawed node stops those calls quietly (`taken over by node b`, counted in /metrics), with
+/// no BYE and no record: exactly one `calls` row per call, `calls_in_progress` and
+/// `call_checkpoints` empty. Without fencing the thawed node's calls run on until their RTP
+/// times out and write a second record each. The thawed node then serves new calls.
+#[test]
+fn a_frozen_node_stops_the_calls_taken_over_while_it_was_frozen() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
+        if !have(cmd, arg) {
+            skip(&format!(
+                "{cmd} (Debian package {pkg}) is not installed: takeover test skipped"
+            ));
+            return;
+        }
+    }
+    if !have_postgres() {
+        skip("PostgreSQL (Debian package postgresql) is not installed: takeover test skipped");
+        return;
+    }
+    let capture = Path::new("/usr/share/sip-tester/dtmf_2833_1.pcap");
+    if !capture.exists() {
+        skip(&format!(
+            "{} is missing: takeover test skipped",
+            capture.display()
+        ));
+        return;
+    }
+    const N: u32 = 10;
+    let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
+        .ok()
+        .map(|u| Scratch::new(&u, "frozen"));
+    let dir = deployment("takeover-frozen");
+    let calls_dir = dir.join("callers");
+    let late_dir = dir.join("late");
+    for d in [&calls_dir, &late_dir] {
+        fs::create_dir_all(d).expect("dir");
+        fs::copy(capture, d.join("dtmf.pcap")).expect("pcap");
+    }
+    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), 100);
+    let db = cluster.database.clone();
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let status = |n: &Node| -> serde_json::Value {
+        let (_, _, body) = http_get(n.http, "/status");
+        serde_json::from_str(&body).unwrap_or_default()
+    };
+    let start = Instant::now();
+    while status(a)["cluster"]["nodes"]
+        .as_array()
+        .map_or(0, |n| n.iter().filter(|n| n["up"] == true).count())
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let port = 40_000 + (std::process::id() % 200) as u16 * 8;
+    let callers = sipp(
+        &calls_dir,
+        cluster.proxy,
+        "takeover_caller.xml",
+        port,
+        port + 2,
+        &["-m", &N.to_string(), "-r", "10", "-l", &N.to_string()],
+    );
+    let start = Instant::now();
+    while db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE node = 'choose'",
+    ) < i64::from(N)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let on_a = db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE owner = 'a'",
+    );
+    assert!(on_a >= 2, "a holds {on_a} calls\n{}", cluster.logs());
+    // a freezes for 8 s: b takes its calls over (a is down 5 s after its last heartbeat).
+    let signal = |sig: &str| {
+        let _ = Command::new("kill")
+            .args([sig, &a.pid.to_string()])
+            .status();
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(8));
+    let owned_by_b_while_frozen = db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE owner = 'b'",
+    );
+    signal("-CONT");
+    let (ok, out) = finished(callers, &calls_dir);
+    // a's calls stop (quietly, or without fencing at their RTP timeout, 30 s after they began).
+    let start = Instant::now();
+    while in_progress(a).is_none_or(|n| n > 0) && start.elapsed() < Duration::from_secs(40) {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let start = Instant::now();
+    while (db_i64(&db, "SELECT count(*) FROM calls_in_progress") > 0
+        || db_i64(&db, "SELECT count(*) FROM call_checkpoints") > 0)
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    let rows = db_i64(&db, "SELECT count(*) FROM calls");
+    let distinct = db_i64(&db, "SELECT count(DISTINCT call_id) FROM calls");
+    let served = db_i64(
+        &db,
+        "SELECT count(*) FROM calls WHERE outcome = 'self_service'",
+    );
+    let a_log = cluster.log("a");
+    let stopped = a_log.matches("taken over by node b").count() as i64;
+    let summary = format!(
+        "on a {on_a}, owned by b while a was frozen {owned_by_b_while_frozen}, calls rows \
+         {rows} (distinct {distinct}), self_service {served}, stopped quietly on a {stopped}\n\
+         sipp ok {ok}:\n{out}\n{}",
+        cluster.logs()
+    );
+    assert!(owned_by_b_while_frozen >= on_a, "{summary}");
+    assert!(ok, "a caller did not finish its flow: {summary}");
+    assert_eq!(rows, distinct, "a call record doubled: {summary}");
+    assert_eq!(rows, i64::from(N), "{summary}");
+    assert_eq!(served, i64::from(N), "{summary}");
+    assert_eq!(
+        db_i64(&db, "SELECT count(*) FROM calls_in_progress"),
+        0,
+        "{summary}"
+    );
+    assert_eq!(
+        db_i64(&db, "SELECT count(*) FROM call_checkpoints"),
+        0,
+        "{summary}"
+    );
+    assert_eq!(stopped, on_a, "{summary}");
+    let (_, _, metrics) = http_get(a.http, "/metrics");
+    assert!(
+        metrics.contains(&format!("ivr_cluster_fenced_calls_total {on_a}\n")),
+        "{summary}\n{metrics}"
+    );
+    assert_eq!(
+        status(b)["cluster"]["checkpoints"]["taken_over"].as_i64(),
+        Some(on_a),
+        "{summary}"
+    );
+    // The thawed node serves new calls again (once the proxy has it back).
+    let answered = |log: &str| log.matches("call answered").count();
+    let before = answered(&a_log);
+    let start = Instant::now();
+    let mut tries = 0u16;
+    while answered(&cluster.log("a")) == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the thawed node takes no new call: {}",
+            cluster.logs()
+        );
+        tries += 1;
+        let late = sipp(
+            &late_dir,
+            cluster.proxy,
+            "call_bye.xml",
+            port + 4 + (tries % 2),
+            port + 6,
+            &["-m", "1", "-d", "200"],
+        );
+        let _ = finished(late, &late_dir);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(cluster);
+    drop(scratch);
+    let _ = fs::remove_dir_all(&dir);
+}
