@@ -301,7 +301,8 @@ impl Record {
         }
         match self {
             Record::OwnedCall(o) => sanitize_call(&mut o.call),
-            Record::Call(c) | Record::Started(c) => sanitize_call(c),            Record::Visit(v) => {
+            Record::Call(c) | Record::Started(c) => sanitize_call(c),
+            Record::Visit(v) => {
                 for s in [
                     &mut v.call_id,
                     &mut v.flow,
@@ -1071,12 +1072,11 @@ async fn insert_owned(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     o: &OwnedCall,
 ) -> Result<bool, DataError> {
-    let owner: Option<String> = sqlx::query_scalar(
-        "SELECT owner FROM call_checkpoints WHERE sip_call_id = $1 FOR UPDATE",
-    )
-    .bind(&o.sip_call_id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let owner: Option<String> =
+        sqlx::query_scalar("SELECT owner FROM call_checkpoints WHERE sip_call_id = $1 FOR UPDATE")
+            .bind(&o.sip_call_id)
+            .fetch_optional(&mut **tx)
+            .await?;
     match owner.as_deref() {
         Some(owner) if owner != o.node => {
             tracing::warn!(
@@ -1765,7 +1765,10 @@ mod tests {
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             format!("CREATE DATABASE {name}"),
         ] {
-            sqlx::query(&sql).execute(&server).await.expect("scratch db");
+            sqlx::query(&sql)
+                .execute(&server)
+                .await
+                .expect("scratch db");
         }
         let pool = connect::open(&Target::Postgres(format!("{prefix}/{name}")), 4)
             .await
@@ -1812,7 +1815,10 @@ mod tests {
         let st = writer.shutdown().await;
         assert_eq!((st.written, st.fenced), (3, 2), "{st:?}");
         let count = |sql: &'static str| async move {
-            sqlx::query_scalar::<_, i64>(sql).fetch_one(pg).await.expect(sql)
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(pg)
+                .await
+                .expect(sql)
         };
         assert_eq!(count("SELECT count(*) FROM calls").await, 3);
         assert_eq!(count("SELECT count(DISTINCT call_id) FROM calls").await, 3);

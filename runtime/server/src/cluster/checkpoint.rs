@@ -198,7 +198,9 @@ impl Checkpoints {
                     self.fence.taken(&sip, &owner);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "refused checkpoints: cannot read who has their calls"),
+            Err(e) => {
+                tracing::warn!(error = %e, "refused checkpoints: cannot read who has their calls")
+            }
         }
     }
 }

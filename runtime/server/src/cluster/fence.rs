@@ -121,7 +121,11 @@ impl Fence {
     /// A heartbeat sent at `sent` was written: after a gap of [`SUSPECT_AFTER`] or more since
     /// the last one, every call is checked.
     pub fn beat_written(&self, sent: Instant) {
-        let mut last = self.inner.last_beat.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self
+            .inner
+            .last_beat
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if last.is_some_and(|t| sent.saturating_duration_since(t) >= SUSPECT_AFTER) {
             self.inner
                 .checks_left
@@ -165,7 +169,9 @@ impl Fence {
                     |n| n.checked_sub(1),
                 );
             }
-            Err(e) => tracing::warn!(error = %e, "cannot check whether this node's calls were taken over"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check whether this node's calls were taken over")
+            }
         }
     }
 
@@ -192,7 +198,9 @@ impl Fence {
                 Ownership::Ours
             }
             Err(_) => {
-                tracing::warn!("the database did not say within 2 s whether the call was taken over: it ends as this node's");
+                tracing::warn!(
+                    "the database did not say within 2 s whether the call was taken over: it ends as this node's"
+                );
                 Ownership::Ours
             }
         }
