@@ -1164,6 +1164,15 @@ fn a_frozen_node_stops_the_calls_taken_over_while_it_was_frozen() {
         "{summary}"
     );
     assert_eq!(stopped, on_a, "{summary}");
+    // Every call of a was taken over: no flow ended there (a flow's end, or its media's
+    // timeout, is where the node's BYE would come from).
+    let ended_on_a = a_log
+        .lines()
+        .filter(|l| {
+            (l.contains("call ended") && l.contains("ended_by=")) || l.contains("no RTP for")
+        })
+        .count();
+    assert_eq!(ended_on_a, 0, "{summary}");
     let (_, _, metrics) = http_get(a.http, "/metrics");
     assert!(
         metrics.contains(&format!("ivr_cluster_fenced_calls_total {on_a}\n")),
