@@ -849,6 +849,88 @@ fn a_dead_nodes_calls_are_split_and_never_claimed_twice() {
     drop(scratch);
 }
 
+/// Fencing on the data layer (PostgreSQL of `IVR_TEST_POSTGRES_URL`): the old node's
+/// checkpoint write of a call another node claimed is refused and said so, as is one of a
+/// call whose record is written (it ended elsewhere: no row is made again); `taken_from`
+/// names who has each call (`""`: its record is written), and leaves the node's own calls
+/// and the calls not checkpointed yet out.
+#[test]
+fn the_old_nodes_writes_for_calls_taken_from_it_are_refused() {
+    use ivr_data::checkpoints::{self, claim, taken_from};
+    let Ok(url) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+        skip("IVR_TEST_POSTGRES_URL is not set: the fencing data test is skipped");
+        return;
+    };
+    let scratch = Scratch::new(&url, "fence");
+    common::block_on(async {
+        let pool = ivr_data::connect::open(&ivr_data::Target::Postgres(scratch.url.clone()), 4)
+            .await
+            .expect("open and migrate");
+        let ivr_data::Pool::Postgres(pool) = pool else {
+            panic!("not PostgreSQL")
+        };
+        for (name, age) in [("a", 10), ("b", 0)] {
+            sqlx::query(
+                "INSERT INTO cluster_nodes (name, sip, http, deployment, flow_versions,
+                     started_at, last_seen)
+                 VALUES ($1, '', '', '', '', now(), now() - make_interval(secs => $2))",
+            )
+            .bind(name)
+            .bind(f64::from(age))
+            .execute(&pool)
+            .await
+            .expect("node");
+        }
+        let calls: Vec<_> = (0..3).map(|i| checkpoint("a", &format!("f{i}"))).collect();
+        let refused = checkpoints::write(&pool, &calls).await.expect("write");
+        assert!(refused.is_empty(), "{refused:?}");
+        let (claimed, _) = claim(&pool, "b", 0, 1, 2).await.expect("claim");
+        assert_eq!(claimed.len(), 2);
+        let taken_id = claimed[0].sip_call_id.clone();
+        let ended_id = claimed[1].sip_call_id.clone();
+        let kept = calls
+            .iter()
+            .find(|c| c.sip_call_id != taken_id && c.sip_call_id != ended_id)
+            .expect("one left")
+            .clone();
+        // b ends one of them: its record written, its checkpoint gone.
+        sqlx::query(
+            "INSERT INTO calls (call_id, caller, called, flow, flow_version, channel, started_at)
+             VALUES ($1, '', '', 't', 'v1', 'sip', now())",
+        )
+        .bind(&ended_id)
+        .execute(&pool)
+        .await
+        .expect("record");
+        assert_eq!(
+            checkpoints::delete(&pool, "b", std::slice::from_ref(&ended_id))
+                .await
+                .expect("delete"),
+            1
+        );
+        // a runs on: its writes for both are refused, its own call's is taken.
+        let refused = checkpoints::write(&pool, &calls).await.expect("write");
+        let mut expected = vec![taken_id.clone(), ended_id.clone()];
+        expected.sort();
+        let mut got = refused.clone();
+        got.sort();
+        assert_eq!(got, expected);
+        assert_eq!(checkpoints::count(&pool).await.expect("count"), 2);
+        let mut asked: Vec<(String, String)> = calls
+            .iter()
+            .map(|c| (c.sip_call_id.clone(), c.call_id.clone()))
+            .collect();
+        asked.push(("new".into(), "new".into()));
+        let mut taken = taken_from(&pool, "a", &asked).await.expect("taken");
+        taken.sort();
+        let mut expected = vec![(taken_id, "b".to_string()), (ended_id, String::new())];
+        expected.sort();
+        assert_eq!(taken, expected, "{kept:?}");
+        pool.close().await;
+    });
+    drop(scratch);
+}
+
 /// The node taking over serves a newer version of the flow, which has no node of the name the
 /// calls were in: each caller is re-INVITEd, then the call ends at once (BYE) and its record
 /// as `failed` (ended by the system), one row per call, nothing left in progress. The other
