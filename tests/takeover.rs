@@ -893,15 +893,20 @@ fn the_old_nodes_writes_for_calls_taken_from_it_are_refused() {
             .find(|c| c.sip_call_id != taken_id && c.sip_call_id != ended_id)
             .expect("one left")
             .clone();
-        // b ends one of them: its record written, its checkpoint gone.
-        sqlx::query(
-            "INSERT INTO calls (call_id, caller, called, flow, flow_version, channel, started_at)
-             VALUES ($1, '', '', 't', 'v1', 'sip', now())",
-        )
-        .bind(&ended_id)
-        .execute(&pool)
-        .await
-        .expect("record");
+        // An earlier call that used the same Call-ID (another arrival) is another call.
+        for (id, started) in [(&kept.call_id, 5_000_i64), (&ended_id, 1_000)] {
+            // b ends one of them: its record written (its arrival as the checkpoint's),
+            // its checkpoint gone.
+            sqlx::query(
+                "INSERT INTO calls (call_id, caller, called, flow, flow_version, channel,
+                     started_at) VALUES ($1, '', '', 't', 'v1', 'sip', $2)",
+            )
+            .bind(id)
+            .bind(ivr_data::records::timestamp(started))
+            .execute(&pool)
+            .await
+            .expect("record");
+        }
         assert_eq!(
             checkpoints::delete(&pool, "b", std::slice::from_ref(&ended_id))
                 .await
@@ -916,11 +921,11 @@ fn the_old_nodes_writes_for_calls_taken_from_it_are_refused() {
         got.sort();
         assert_eq!(got, expected);
         assert_eq!(checkpoints::count(&pool).await.expect("count"), 2);
-        let mut asked: Vec<(String, String)> = calls
+        let mut asked: Vec<(String, String, i64)> = calls
             .iter()
-            .map(|c| (c.sip_call_id.clone(), c.call_id.clone()))
+            .map(|c| (c.sip_call_id.clone(), c.call_id.clone(), c.started_at))
             .collect();
-        asked.push(("new".into(), "new".into()));
+        asked.push(("new".into(), "new".into(), 1_000));
         let mut taken = taken_from(&pool, "a", &asked).await.expect("taken");
         taken.sort();
         let mut expected = vec![(taken_id, "b".to_string()), (ended_id, String::new())];

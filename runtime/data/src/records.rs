@@ -253,7 +253,7 @@ pub enum Record {
 /// cluster node's call; docs/cluster.md, "Fencing"). It is written, in one transaction,
 /// only when that node still owns the call: its checkpoint row is deleted only when its owner
 /// is `node`, and when the row names another owner (the call was taken over), or a `calls`
-/// row of the same call already exists, nothing is written (its `calls_in_progress` row
+/// row of the same call (its id and arrival) already exists, nothing is written (its `calls_in_progress` row
 /// stays for the node that has the call) and the writer counts it in
 /// [`WriterStats::fenced`]. So a node taken for dead that runs on, or its spool replayed
 /// later, never doubles a record.
@@ -1108,7 +1108,7 @@ async fn insert_owned(
              answered_at, ended_at, outcome, ended_by, queue, agent, queued_at,
              agent_answered_at, wait_ms)
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
-          WHERE NOT EXISTS (SELECT 1 FROM calls WHERE call_id = $1)",
+          WHERE NOT EXISTS (SELECT 1 FROM calls WHERE call_id = $1 AND started_at = $7)",
     )
     .bind(&c.call_id)
     .bind(&c.caller)

@@ -198,11 +198,14 @@ impl Driver {
                     c.pool().clone(),
                     k.clustered.sip_call_id.clone(),
                     self.call.info().id.clone(),
+                    self.recorder
+                        .as_ref()
+                        .map_or(self.arrived, |r| r.started_ms()),
                 )
             });
         async move {
-            let (fence, pool, sip_call_id, call_id) = asked?;
-            match fence.confirm(&pool, &sip_call_id, &call_id).await {
+            let (fence, pool, sip_call_id, call_id, started) = asked?;
+            match fence.confirm(&pool, &sip_call_id, &call_id, started).await {
                 crate::cluster::fence::Ownership::Ours => None,
                 crate::cluster::fence::Ownership::Taken(owner) => Some(owner),
             }

@@ -885,10 +885,11 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
         (Some(c), Some(clustered)) if n.srtp.is_none() => {
             // The call is this node's while its checkpoint says so: its final record too
             // (docs/cluster.md, "Fencing").
+            let started = recorder.as_ref().map_or(arrived, |r| r.started_ms());
             let taken = c
                 .checkpoints
                 .fence
-                .register(&clustered.sip_call_id, &info.id);
+                .register(&clustered.sip_call_id, &info.id, started);
             if let Some(r) = &mut recorder {
                 r.set_owner(&clustered.sip_call_id, c.checkpoints.node());
             }

@@ -187,10 +187,10 @@ impl Checkpoints {
     /// Checkpoints the database refused: their calls are another node's now (or ended
     /// there); each call's task is told who has it.
     async fn refused(&self, pool: &PgPool, rows: &[Checkpoint], refused: &[String]) {
-        let asked: Vec<(String, String)> = rows
+        let asked: Vec<(String, String, i64)> = rows
             .iter()
             .filter(|c| refused.contains(&c.sip_call_id))
-            .map(|c| (c.sip_call_id.clone(), c.call_id.clone()))
+            .map(|c| (c.sip_call_id.clone(), c.call_id.clone(), c.started_at))
             .collect();
         match checkpoints::taken_from(pool, &self.node, &asked).await {
             Ok(taken) => {

@@ -40,6 +40,7 @@ const CHECK_BATCH: usize = 5_000;
 #[derive(Debug)]
 struct Registered {
     call_id: String,
+    started_at: i64,
     tell: oneshot::Sender<String>,
 }
 
@@ -83,13 +84,20 @@ impl Fence {
         self.inner.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A call with a checkpoint starts: the receiver hears the node that took it over.
-    pub fn register(&self, sip_call_id: &str, call_id: &str) -> oneshot::Receiver<String> {
+    /// A call with a checkpoint starts (its record `call_id`, arrived at `started_at`, local
+    /// wall-clock milliseconds): the receiver hears the node that took it over.
+    pub fn register(
+        &self,
+        sip_call_id: &str,
+        call_id: &str,
+        started_at: i64,
+    ) -> oneshot::Receiver<String> {
         let (tell, rx) = oneshot::channel();
         self.calls().insert(
             sip_call_id.to_string(),
             Registered {
                 call_id: call_id.to_string(),
+                started_at,
                 tell,
             },
         );
@@ -152,11 +160,11 @@ impl Fence {
         if self.inner.checks_left.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let asked: Vec<(String, String)> = self
+        let asked: Vec<(String, String, i64)> = self
             .calls()
             .iter()
             .take(CHECK_BATCH)
-            .map(|(sip, r)| (sip.clone(), r.call_id.clone()))
+            .map(|(sip, r)| (sip.clone(), r.call_id.clone(), r.started_at))
             .collect();
         match checkpoints::taken_from(pool, &self.node, &asked).await {
             Ok(taken) => {
@@ -175,14 +183,20 @@ impl Fence {
         }
     }
 
-    /// Whether call `sip_call_id` (record `call_id`) is still this node's, asked of the
+    /// Whether call `sip_call_id` (record `call_id`, arrived at `started_at`) is still this node's, asked of the
     /// database when this node may have been taken for dead ([`Fence::suspect`]); `Ours` at
     /// once otherwise, or when the database does not answer within [`CONFIRM_WITHIN`].
-    pub async fn confirm(&self, pool: &PgPool, sip_call_id: &str, call_id: &str) -> Ownership {
+    pub async fn confirm(
+        &self,
+        pool: &PgPool,
+        sip_call_id: &str,
+        call_id: &str,
+        started_at: i64,
+    ) -> Ownership {
         if !self.suspect() {
             return Ownership::Ours;
         }
-        let asked = [(sip_call_id.to_string(), call_id.to_string())];
+        let asked = [(sip_call_id.to_string(), call_id.to_string(), started_at)];
         match tokio::time::timeout(
             CONFIRM_WITHIN,
             checkpoints::taken_from(pool, &self.node, &asked),
@@ -222,7 +236,7 @@ mod tests {
         f.beat_written(t0 + Duration::from_secs(9));
         assert!(f.suspect());
         // Told once; an unknown call is nobody's business.
-        let mut rx = f.register("x", "call-x");
+        let mut rx = f.register("x", "call-x", 0);
         f.taken("x", "b");
         f.taken("x", "c");
         f.taken("y", "b");
