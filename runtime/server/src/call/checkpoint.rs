@@ -217,15 +217,17 @@ impl Driver {
     /// are dropped), its checkpoint left to the new owner; the caller gets no BYE from here
     /// (the driver's end) and its media stops with the call.
     pub(super) fn stop_taken(&mut self, owner: &str) {
-        let by = if owner.is_empty() {
-            "another node (its record is written)"
+        if owner.is_empty() {
+            tracing::warn!(
+                "taken over by another node, which has written its record: the call stops \
+                 here quietly (no BYE, no record)"
+            );
         } else {
-            owner
-        };
-        tracing::warn!(
-            owner = %owner,
-            "taken over by node {by}: the call stops here quietly (no BYE, no record)"
-        );
+            tracing::warn!(
+                owner = %owner,
+                "taken over by node {owner}: the call stops here quietly (no BYE, no record)"
+            );
+        }
         self.recording = None;
         if let Some(r) = &mut self.recorder {
             r.abandon();
