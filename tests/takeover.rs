@@ -850,6 +850,93 @@ fn a_dead_nodes_calls_are_split_and_never_claimed_twice() {
     drop(scratch);
 }
 
+/// Fencing on the data layer (PostgreSQL of `IVR_TEST_POSTGRES_URL`): the old node's
+/// checkpoint write of a call another node claimed is refused and said so, as is one of a
+/// call whose record is written (it ended elsewhere: no row is made again); `taken_from`
+/// names who has each call (`""`: its record is written), and leaves the node's own calls
+/// and the calls not checkpointed yet out.
+#[test]
+fn the_old_nodes_writes_for_calls_taken_from_it_are_refused() {
+    use ivr_data::checkpoints::{self, claim, taken_from};
+    let Ok(url) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+        skip("IVR_TEST_POSTGRES_URL is not set: the fencing data test is skipped");
+        return;
+    };
+    let scratch = Scratch::new(&url, "fence");
+    common::block_on(async {
+        let pool = ivr_data::connect::open(&ivr_data::Target::Postgres(scratch.url.clone()), 4)
+            .await
+            .expect("open and migrate");
+        let ivr_data::Pool::Postgres(pool) = pool else {
+            panic!("not PostgreSQL")
+        };
+        for (name, age) in [("a", 10), ("b", 0)] {
+            sqlx::query(
+                "INSERT INTO cluster_nodes (name, sip, http, deployment, flow_versions,
+                     started_at, last_seen)
+                 VALUES ($1, '', '', '', '', now(), now() - make_interval(secs => $2))",
+            )
+            .bind(name)
+            .bind(f64::from(age))
+            .execute(&pool)
+            .await
+            .expect("node");
+        }
+        let calls: Vec<_> = (0..3).map(|i| checkpoint("a", &format!("f{i}"))).collect();
+        let refused = checkpoints::write(&pool, &calls).await.expect("write");
+        assert!(refused.is_empty(), "{refused:?}");
+        let (claimed, _) = claim(&pool, "b", 0, 1, 2).await.expect("claim");
+        assert_eq!(claimed.len(), 2);
+        let taken_id = claimed[0].sip_call_id.clone();
+        let ended_id = claimed[1].sip_call_id.clone();
+        let kept = calls
+            .iter()
+            .find(|c| c.sip_call_id != taken_id && c.sip_call_id != ended_id)
+            .expect("one left")
+            .clone();
+        // An earlier call that used the same Call-ID (another arrival) is another call.
+        for (id, started) in [(&kept.call_id, 5_000_i64), (&ended_id, 1_000)] {
+            // b ends one of them: its record written (its arrival as the checkpoint's),
+            // its checkpoint gone.
+            sqlx::query(
+                "INSERT INTO calls (call_id, caller, called, flow, flow_version, channel,
+                     started_at) VALUES ($1, '', '', 't', 'v1', 'sip', $2)",
+            )
+            .bind(id)
+            .bind(ivr_data::records::timestamp(started))
+            .execute(&pool)
+            .await
+            .expect("record");
+        }
+        assert_eq!(
+            checkpoints::delete(&pool, "b", std::slice::from_ref(&ended_id))
+                .await
+                .expect("delete"),
+            1
+        );
+        // a runs on: its writes for both are refused, its own call's is taken.
+        let refused = checkpoints::write(&pool, &calls).await.expect("write");
+        let mut expected = vec![taken_id.clone(), ended_id.clone()];
+        expected.sort();
+        let mut got = refused.clone();
+        got.sort();
+        assert_eq!(got, expected);
+        assert_eq!(checkpoints::count(&pool).await.expect("count"), 2);
+        let mut asked: Vec<(String, String, i64)> = calls
+            .iter()
+            .map(|c| (c.sip_call_id.clone(), c.call_id.clone(), c.started_at))
+            .collect();
+        asked.push(("new".into(), "new".into(), 1_000));
+        let mut taken = taken_from(&pool, "a", &asked).await.expect("taken");
+        taken.sort();
+        let mut expected = vec![(taken_id, "b".to_string()), (ended_id, String::new())];
+        expected.sort();
+        assert_eq!(taken, expected, "{kept:?}");
+        pool.close().await;
+    });
+    drop(scratch);
+}
+
 /// The node taking over serves a newer version of the flow, which has no node of the name the
 /// calls were in: each caller is re-INVITEd, then the call ends at once (BYE) and its record
 /// as `failed` (ended by the system), one row per call, nothing left in progress. The other
@@ -1833,6 +1920,199 @@ fn a_bridged_call_whose_agent_refuses_the_reinvite_ends_as_a_dropped_bridge() {
     );
     assert_eq!(rows, ["transferred 2001 agent"], "{}", cluster.logs());
     assert_eq!(db_i64(&db, "SELECT count(*) FROM call_checkpoints"), 0);
+    drop(cluster);
+    drop(scratch);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// A node taken for dead that runs on (docs/cluster.md, "Fencing"): 10 callers at the long
+/// menu, the node holding some of them frozen (SIGSTOP) for 8 s, so that the other node takes
+/// them over (re-INVITE), then thawed (SIGCONT). The callers finish their flow with the node
+/// that took them (key 1, its BYE: SIPp fails a call on anything else in its flow); the
+/// thawed node stops those calls quietly (`taken over by node b`, counted in /metrics), with
+/// no BYE and no record: exactly one `calls` row per call, `calls_in_progress` and
+/// `call_checkpoints` empty. Without fencing the thawed node's calls run on until their RTP
+/// times out and write a second record each. The thawed node then serves new calls.
+#[test]
+fn a_frozen_node_stops_the_calls_taken_over_while_it_was_frozen() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
+        if !have(cmd, arg) {
+            skip(&format!(
+                "{cmd} (Debian package {pkg}) is not installed: takeover test skipped"
+            ));
+            return;
+        }
+    }
+    if !have_postgres() {
+        skip("PostgreSQL (Debian package postgresql) is not installed: takeover test skipped");
+        return;
+    }
+    let capture = Path::new("/usr/share/sip-tester/dtmf_2833_1.pcap");
+    if !capture.exists() {
+        skip(&format!(
+            "{} is missing: takeover test skipped",
+            capture.display()
+        ));
+        return;
+    }
+    const N: u32 = 10;
+    let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
+        .ok()
+        .map(|u| Scratch::new(&u, "frozen"));
+    let dir = deployment("takeover-frozen");
+    let calls_dir = dir.join("callers");
+    let late_dir = dir.join("late");
+    for d in [&calls_dir, &late_dir] {
+        fs::create_dir_all(d).expect("dir");
+        fs::copy(capture, d.join("dtmf.pcap")).expect("pcap");
+    }
+    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), 100);
+    let db = cluster.database.clone();
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let status = |n: &Node| -> serde_json::Value {
+        let (_, _, body) = http_get(n.http, "/status");
+        serde_json::from_str(&body).unwrap_or_default()
+    };
+    let start = Instant::now();
+    while status(a)["cluster"]["nodes"]
+        .as_array()
+        .map_or(0, |n| n.iter().filter(|n| n["up"] == true).count())
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let port = 40_000 + (std::process::id() % 200) as u16 * 8;
+    let callers = sipp(
+        &calls_dir,
+        cluster.proxy,
+        "takeover_caller.xml",
+        port,
+        port + 2,
+        &["-m", &N.to_string(), "-r", "10", "-l", &N.to_string()],
+    );
+    let start = Instant::now();
+    while db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE node = 'choose'",
+    ) < i64::from(N)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let on_a = db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE owner = 'a'",
+    );
+    assert!(on_a >= 2, "a holds {on_a} calls\n{}", cluster.logs());
+    // a freezes for 8 s: b takes its calls over (a is down 5 s after its last heartbeat).
+    let signal = |sig: &str| {
+        let _ = Command::new("kill")
+            .args([sig, &a.pid.to_string()])
+            .status();
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(8));
+    let owned_by_b_while_frozen = db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE owner = 'b'",
+    );
+    signal("-CONT");
+    let (ok, out) = finished(callers, &calls_dir);
+    // a's calls stop (quietly, or without fencing at their RTP timeout, 30 s after they began).
+    let start = Instant::now();
+    while in_progress(a).is_none_or(|n| n > 0) && start.elapsed() < Duration::from_secs(40) {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let start = Instant::now();
+    while (db_i64(&db, "SELECT count(*) FROM calls_in_progress") > 0
+        || db_i64(&db, "SELECT count(*) FROM call_checkpoints") > 0)
+        && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    let rows = db_i64(&db, "SELECT count(*) FROM calls");
+    let distinct = db_i64(&db, "SELECT count(DISTINCT call_id) FROM calls");
+    let served = db_i64(
+        &db,
+        "SELECT count(*) FROM calls WHERE outcome = 'self_service'",
+    );
+    let a_log = cluster.log("a");
+    let stopped = a_log.matches("taken over by node b").count() as i64;
+    let summary = format!(
+        "on a {on_a}, owned by b while a was frozen {owned_by_b_while_frozen}, calls rows \
+         {rows} (distinct {distinct}), self_service {served}, stopped quietly on a {stopped}\n\
+         sipp ok {ok}:\n{out}\n{}",
+        cluster.logs()
+    );
+    assert!(owned_by_b_while_frozen >= on_a, "{summary}");
+    assert!(ok, "a caller did not finish its flow: {summary}");
+    assert_eq!(rows, distinct, "a call record doubled: {summary}");
+    assert_eq!(rows, i64::from(N), "{summary}");
+    assert_eq!(served, i64::from(N), "{summary}");
+    assert_eq!(
+        db_i64(&db, "SELECT count(*) FROM calls_in_progress"),
+        0,
+        "{summary}"
+    );
+    assert_eq!(
+        db_i64(&db, "SELECT count(*) FROM call_checkpoints"),
+        0,
+        "{summary}"
+    );
+    assert_eq!(stopped, on_a, "{summary}");
+    // Every call of a was taken over: no flow ended there (a flow's end, or its media's
+    // timeout, is where the node's BYE would come from).
+    let ended_on_a = a_log
+        .lines()
+        .filter(|l| {
+            (l.contains("call ended") && l.contains("ended_by=")) || l.contains("no RTP for")
+        })
+        .count();
+    assert_eq!(ended_on_a, 0, "{summary}");
+    let (_, _, metrics) = http_get(a.http, "/metrics");
+    assert!(
+        metrics.contains(&format!("ivr_cluster_fenced_calls_total {on_a}\n")),
+        "{summary}\n{metrics}"
+    );
+    assert_eq!(
+        status(b)["cluster"]["checkpoints"]["taken_over"].as_i64(),
+        Some(on_a),
+        "{summary}"
+    );
+    // The thawed node serves new calls again (once the proxy has it back).
+    let answered = |log: &str| log.matches("call answered").count();
+    let before = answered(&a_log);
+    let start = Instant::now();
+    let mut tries = 0u16;
+    while answered(&cluster.log("a")) == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the thawed node takes no new call: {}",
+            cluster.logs()
+        );
+        tries += 1;
+        let late = sipp(
+            &late_dir,
+            cluster.proxy,
+            "call_bye.xml",
+            port + 4 + (tries % 2),
+            port + 6,
+            &["-m", "1", "-d", "200"],
+        );
+        let _ = finished(late, &late_dir);
+        std::thread::sleep(Duration::from_millis(300));
+    }
     drop(cluster);
     drop(scratch);
     let _ = fs::remove_dir_all(&dir);

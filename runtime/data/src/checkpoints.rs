@@ -135,24 +135,31 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-/// Writes these checkpoints (each the latest of its call); a row another node has claimed
-/// meanwhile is left alone.
-pub async fn write(pool: &PgPool, rows: &[Checkpoint]) -> Result<(), DataError> {
+/// Writes these checkpoints (each the latest of its call). A row another node has claimed
+/// meanwhile is left alone, and no row is made again for a call whose record is already
+/// written (it ended on the node that took it over): the Call-IDs of those refused rows are
+/// returned (their calls are no longer this node's: docs/cluster.md, "Fencing"). A call is
+/// known by its Call-ID and its arrival, so that a caller that uses a Call-ID again is
+/// another call.
+pub async fn write(pool: &PgPool, rows: &[Checkpoint]) -> Result<Vec<String>, DataError> {
     let mut tx = pool.begin().await?;
+    let mut refused = Vec::new();
     for c in rows {
-        sqlx::query(
+        let written: Option<String> = sqlx::query_scalar(
             "INSERT INTO call_checkpoints (sip_call_id, call_id, owner, nodes, flow, flow_version,
                  node, language, variables, served, dialog, media, caller, called, channel,
                  started_at, answered_at, visit_seq, agent_leg, written_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                 $18, $19, now())
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                 $18, $19, now()
+              WHERE NOT EXISTS (SELECT 1 FROM calls WHERE call_id = $2 AND started_at = $20)
              ON CONFLICT (sip_call_id) DO UPDATE SET nodes = EXCLUDED.nodes, flow = EXCLUDED.flow,
                  flow_version = EXCLUDED.flow_version, node = EXCLUDED.node,
                  language = EXCLUDED.language, variables = EXCLUDED.variables,
                  served = EXCLUDED.served, dialog = EXCLUDED.dialog, media = EXCLUDED.media,
                  answered_at = EXCLUDED.answered_at, visit_seq = EXCLUDED.visit_seq,
                  agent_leg = EXCLUDED.agent_leg, written_at = now()
-             WHERE call_checkpoints.owner = EXCLUDED.owner",
+             WHERE call_checkpoints.owner = EXCLUDED.owner
+             RETURNING sip_call_id",
         )
         .bind(&c.sip_call_id)
         .bind(&c.call_id)
@@ -173,11 +180,50 @@ pub async fn write(pool: &PgPool, rows: &[Checkpoint]) -> Result<(), DataError> 
         .bind(c.answered_at)
         .bind(c.visit_seq)
         .bind(c.agent_leg.as_ref().map(json))
-        .execute(&mut *tx)
+        .bind(crate::records::timestamp(c.started_at))
+        .fetch_optional(&mut *tx)
         .await?;
+        if written.is_none() {
+            refused.push(c.sip_call_id.clone());
+        }
     }
     tx.commit().await?;
-    Ok(())
+    Ok(refused)
+}
+
+/// Who has these calls now (a node checking that its calls are still its own): for each
+/// `(sip_call_id, call_id, started_at)` asked whose checkpoint names another owner, that
+/// owner; whose checkpoint is gone while the call's record (its id and arrival) is written,
+/// `""` (ended elsewhere). Calls still this node's, or not checkpointed yet, are left out.
+pub async fn taken_from(
+    pool: &PgPool,
+    me: &str,
+    calls: &[(String, String, i64)],
+) -> Result<Vec<(String, String)>, DataError> {
+    if calls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sip: Vec<String> = calls.iter().map(|c| c.0.clone()).collect();
+    let ids: Vec<String> = calls.iter().map(|c| c.1.clone()).collect();
+    let started: Vec<chrono::NaiveDateTime> = calls
+        .iter()
+        .map(|c| crate::records::timestamp(c.2))
+        .collect();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT q.sip, COALESCE(c.owner, '')
+           FROM unnest($1::text[], $2::text[], $3::timestamp[]) AS q(sip, id, started)
+           LEFT JOIN call_checkpoints c ON c.sip_call_id = q.sip
+          WHERE (c.sip_call_id IS NOT NULL AND c.owner <> $4)
+             OR (c.sip_call_id IS NULL AND EXISTS (SELECT 1 FROM calls r
+                     WHERE r.call_id = q.id AND r.started_at = q.started))",
+    )
+    .bind(&sip)
+    .bind(&ids)
+    .bind(&started)
+    .bind(me)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
 }
 
 /// Deletes the checkpoints of these calls (ended) that `owner` holds.

@@ -236,6 +236,9 @@ pub enum Record {
     Started(CallRow),
     /// A call (written when it ends).
     Call(CallRow),
+    /// A cluster node's call, written when it ends only while this node still owns it
+    /// (PostgreSQL; see [`OwnedCall`]).
+    OwnedCall(Box<OwnedCall>),
     /// A node visit (written when the node is left).
     Visit(VisitRow),
     /// A survey answer.
@@ -244,6 +247,24 @@ pub enum Record {
     Recording(RecordingRow),
     /// A queue event of the ACD.
     QueueEvent(QueueEventRow),
+}
+
+/// The final record of a call whose node holds its checkpoint in `call_checkpoints` (a
+/// cluster node's call; docs/cluster.md, "Fencing"). It is written, in one transaction,
+/// only when that node still owns the call: its checkpoint row is deleted only when its owner
+/// is `node`, and when the row names another owner (the call was taken over), or a `calls`
+/// row of the same call (its id and arrival) already exists, nothing is written (its `calls_in_progress` row
+/// stays for the node that has the call) and the writer counts it in
+/// [`WriterStats::fenced`]. So a node taken for dead that runs on, or its spool replayed
+/// later, never doubles a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnedCall {
+    /// The call's row.
+    pub call: CallRow,
+    /// The SIP Call-ID (the checkpoint's key).
+    pub sip_call_id: String,
+    /// The node that writes it (the checkpoint's owner it must still be).
+    pub node: String,
 }
 
 /// Longest text kept in a record field (bytes, cut at a character boundary): what a peer
@@ -274,26 +295,13 @@ fn safe_opt(s: &mut Option<String>) {
 impl Record {
     /// Makes every text field safe for both databases (see [`MAX_FIELD`]).
     pub fn sanitize(&mut self) {
+        if let Record::OwnedCall(o) = self {
+            safe(&mut o.sip_call_id);
+            safe(&mut o.node);
+        }
         match self {
-            Record::Call(c) | Record::Started(c) => {
-                for s in [
-                    &mut c.call_id,
-                    &mut c.caller,
-                    &mut c.called,
-                    &mut c.flow,
-                    &mut c.flow_version,
-                    &mut c.channel,
-                ] {
-                    safe(s);
-                }
-                for s in [&mut c.outcome, &mut c.ended_by, &mut c.queue, &mut c.agent] {
-                    safe_opt(s);
-                }
-                c.served.truncate(ivr_engine::SERVED_MAX);
-                for s in &mut c.served {
-                    safe(s);
-                }
-            }
+            Record::OwnedCall(o) => sanitize_call(&mut o.call),
+            Record::Call(c) | Record::Started(c) => sanitize_call(c),
             Record::Visit(v) => {
                 for s in [
                     &mut v.call_id,
@@ -348,11 +356,32 @@ impl Record {
     pub fn call_id(&self) -> &str {
         match self {
             Record::Call(c) | Record::Started(c) => &c.call_id,
+            Record::OwnedCall(o) => &o.call.call_id,
             Record::Visit(v) => &v.call_id,
             Record::Survey(s) => &s.call_id,
             Record::Recording(r) => &r.call_id,
             Record::QueueEvent(e) => &e.call_id,
         }
+    }
+}
+
+fn sanitize_call(c: &mut CallRow) {
+    for s in [
+        &mut c.call_id,
+        &mut c.caller,
+        &mut c.called,
+        &mut c.flow,
+        &mut c.flow_version,
+        &mut c.channel,
+    ] {
+        safe(s);
+    }
+    for s in [&mut c.outcome, &mut c.ended_by, &mut c.queue, &mut c.agent] {
+        safe_opt(s);
+    }
+    c.served.truncate(ivr_engine::SERVED_MAX);
+    for s in &mut c.served {
+        safe(s);
     }
 }
 
@@ -403,6 +432,7 @@ pub struct Stats {
     batches: AtomicU64,
     spooled: AtomicU64,
     quarantined: AtomicU64,
+    fenced: AtomicU64,
 }
 
 /// A snapshot of a writer's counters.
@@ -423,6 +453,9 @@ pub struct WriterStats {
     pub spooled: u64,
     /// Records the database refused (kept in the spool's quarantine file, logged).
     pub quarantined: u64,
+    /// Final records of cluster calls not written because this node no longer owns the call
+    /// (another node took it over, or its record is already written; [`OwnedCall`]).
+    pub fenced: u64,
 }
 
 impl Stats {
@@ -435,6 +468,7 @@ impl Stats {
             batches: self.batches.load(Ordering::Relaxed),
             spooled: self.spooled.load(Ordering::Relaxed),
             quarantined: self.quarantined.load(Ordering::Relaxed),
+            fenced: self.fenced.load(Ordering::Relaxed),
         }
     }
 }
@@ -662,8 +696,9 @@ impl Writer {
                 tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
             }
             match insert(&self.pool, rows).await {
-                Ok(()) => {
-                    self.stats.written.fetch_add(n, Ordering::Relaxed);
+                Ok(fenced) => {
+                    self.stats.fenced.fetch_add(fenced, Ordering::Relaxed);
+                    self.stats.written.fetch_add(n - fenced, Ordering::Relaxed);
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
                     return rows.len();
                 }
@@ -687,8 +722,9 @@ impl Writer {
         // The batch was refused: find the rows the database refuses.
         for (i, r) in rows.iter().enumerate() {
             match insert(&self.pool, std::slice::from_ref(r)).await {
-                Ok(()) => {
-                    self.stats.written.fetch_add(1, Ordering::Relaxed);
+                Ok(fenced) => {
+                    self.stats.fenced.fetch_add(fenced, Ordering::Relaxed);
+                    self.stats.written.fetch_add(1 - fenced, Ordering::Relaxed);
                     self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) if unavailable(&e) => return i,
@@ -816,7 +852,7 @@ pub async fn close_interrupted(pool: &Pool, at: Millis) -> Result<u64, DataError
 const ROWS_PER_INSERT: usize = 500;
 
 macro_rules! insert_batch {
-    ($db:ty, $tx:expr, $buf:expr) => {{
+    ($db:ty, $tx:expr, $buf:expr, $owned_apart:expr) => {{
         let started: Vec<&CallRow> = $buf
             .iter()
             .filter_map(|r| match r {
@@ -843,6 +879,7 @@ macro_rules! insert_batch {
             .iter()
             .filter_map(|r| match r {
                 Record::Call(c) => Some(c),
+                Record::OwnedCall(o) if !$owned_apart => Some(&o.call),
                 _ => None,
             })
             .collect();
@@ -999,20 +1036,120 @@ macro_rules! insert_batch {
     }};
 }
 
-async fn insert(pool: &Pool, buf: &[Record]) -> Result<(), DataError> {
+/// Writes `buf` in one transaction; how many of its [`OwnedCall`]s were fenced (not
+/// written: the call is no longer this node's).
+async fn insert(pool: &Pool, buf: &[Record]) -> Result<u64, DataError> {
+    let mut fenced = 0;
     match pool {
         Pool::Sqlite(p) => {
+            // A single server's database: a cluster's calls are never written here, and an
+            // owned call is written as any other.
             let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-            insert_batch!(sqlx::Sqlite, tx, buf);
+            insert_batch!(sqlx::Sqlite, tx, buf, false);
             tx.commit().await?;
         }
         Pool::Postgres(p) => {
             let mut tx = p.begin().await?;
-            insert_batch!(sqlx::Postgres, tx, buf);
+            insert_batch!(sqlx::Postgres, tx, buf, true);
+            for r in buf {
+                if let Record::OwnedCall(o) = r
+                    && !insert_owned(&mut tx, o).await?
+                {
+                    fenced += 1;
+                }
+            }
             tx.commit().await?;
         }
     }
-    Ok(())
+    Ok(fenced)
+}
+
+/// Writes a cluster call's final record if node `o.node` still owns the call (see
+/// [`OwnedCall`]): its checkpoint row, locked first (a claim in progress is waited for), must
+/// be this node's or gone, and no `calls` row of the call may exist. A row of this node's is
+/// deleted in the same transaction. False: fenced, nothing written (logged).
+async fn insert_owned(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    o: &OwnedCall,
+) -> Result<bool, DataError> {
+    let owner: Option<String> =
+        sqlx::query_scalar("SELECT owner FROM call_checkpoints WHERE sip_call_id = $1 FOR UPDATE")
+            .bind(&o.sip_call_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    match owner.as_deref() {
+        Some(owner) if owner != o.node => {
+            tracing::warn!(
+                call = %o.call.call_id,
+                owner,
+                "call record not written: the call was taken over by node {owner}"
+            );
+            return Ok(false);
+        }
+        Some(_) => {
+            sqlx::query("DELETE FROM call_checkpoints WHERE sip_call_id = $1 AND owner = $2")
+                .bind(&o.sip_call_id)
+                .bind(&o.node)
+                .execute(&mut **tx)
+                .await?;
+        }
+        // No checkpoint row: two writers of the same call (no row to lock) take turns on
+        // the call's id, so that the check below sees the other's row.
+        None => {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1769370227))")
+                .bind(&o.call.call_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    let c = &o.call;
+    let done = sqlx::query(
+        "INSERT INTO calls (call_id, caller, called, flow, flow_version, channel, started_at,
+             answered_at, ended_at, outcome, ended_by, queue, agent, queued_at,
+             agent_answered_at, wait_ms)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
+          WHERE NOT EXISTS (SELECT 1 FROM calls WHERE call_id = $1 AND started_at = $7)",
+    )
+    .bind(&c.call_id)
+    .bind(&c.caller)
+    .bind(&c.called)
+    .bind(&c.flow)
+    .bind(&c.flow_version)
+    .bind(&c.channel)
+    .bind(c.started_at)
+    .bind(c.answered_at)
+    .bind(c.ended_at)
+    .bind(&c.outcome)
+    .bind(&c.ended_by)
+    .bind(&c.queue)
+    .bind(&c.agent)
+    .bind(c.queued_at)
+    .bind(c.agent_answered_at)
+    .bind(c.wait_ms)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        tracing::warn!(call = %c.call_id, "call record not written: the call's record is already there");
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM calls_in_progress WHERE call_id = $1")
+        .bind(&c.call_id)
+        .execute(&mut **tx)
+        .await?;
+    for task in &c.served {
+        sqlx::query(
+            "INSERT INTO served_tasks (call_id, flow, task, outcome, served_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&c.call_id)
+        .bind(&c.flow)
+        .bind(task)
+        .bind(&c.outcome)
+        .bind(c.ended_at.unwrap_or(c.started_at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(true)
 }
 
 /// The queue a message of a call that never reached a transfer belongs to: the queue of the
@@ -1087,6 +1224,9 @@ pub struct CallRecorder {
     started_ms: Millis,
     /// When its flow started (a call taken over keeps its first start).
     answered_ms: Option<Millis>,
+    /// A cluster node's call: its SIP Call-ID and this node (its final record is an
+    /// [`OwnedCall`]).
+    owner: Option<(String, String)>,
 }
 
 impl CallRecorder {
@@ -1131,7 +1271,21 @@ impl CallRecorder {
             file: None,
             started_ms: now,
             answered_ms: None,
+            owner: None,
         }
+    }
+
+    /// Makes the call's final record an [`OwnedCall`]: written only while node `node` owns
+    /// the checkpoint `sip_call_id` (a cluster node's call).
+    pub fn set_owner(&mut self, sip_call_id: &str, node: &str) {
+        self.owner = Some((sip_call_id.to_string(), node.to_string()));
+    }
+
+    /// Forgets the call without writing its final record (nor the visits still open): it is
+    /// another node's now (a cluster's fencing).
+    pub fn abandon(&mut self) {
+        self.done = true;
+        self.open.clear();
     }
 
     /// Continues the record of a call another node started (a cluster's takeover): its
@@ -1403,7 +1557,15 @@ impl CallRecorder {
             self.call.wait_ms = Some((until - q).max(0));
         }
         self.call.ended_at = Some(timestamp(now));
-        self.writer.send(Record::Call(self.call.clone()));
+        let record = match &self.owner {
+            Some((sip_call_id, node)) => Record::OwnedCall(Box::new(OwnedCall {
+                call: self.call.clone(),
+                sip_call_id: sip_call_id.clone(),
+                node: node.clone(),
+            })),
+            None => Record::Call(self.call.clone()),
+        };
+        self.writer.send(record);
     }
 }
 
@@ -1539,6 +1701,147 @@ mod tests {
             .await
             .expect("open");
         check_queue_events(&pool).await;
+        pool.close().await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&server)
+            .await;
+        server.close().await;
+    }
+
+    fn owned(id: &str, node: &str) -> Record {
+        let at = timestamp(1_795_000_000_000);
+        Record::OwnedCall(Box::new(OwnedCall {
+            call: CallRow {
+                call_id: id.into(),
+                caller: "13800000001".into(),
+                called: "10010".into(),
+                flow: "t".into(),
+                flow_version: "v1".into(),
+                channel: "sip".into(),
+                started_at: at,
+                answered_at: Some(at),
+                ended_at: Some(at),
+                outcome: Some("self_service".into()),
+                ended_by: Some("flow".into()),
+                served: vec!["takeover".into()],
+                queue: None,
+                agent: None,
+                queued_at: None,
+                agent_answered_at: None,
+                wait_ms: None,
+            },
+            sip_call_id: format!("sip-{id}"),
+            node: node.into(),
+        }))
+    }
+
+    /// A cluster call's final record is written only while its node owns the call: its
+    /// checkpoint row (deleted with it) is that node's, or gone with no record of the call
+    /// yet. A row of another node (taken over), or a record already there (also from the
+    /// spool's replay), writes nothing: fenced, counted. SQLite writes it as any record.
+    #[tokio::test]
+    async fn an_owned_call_is_written_only_by_its_owner() {
+        let sqlite = connect::open(&Target::SqliteMemory, 1).await.expect("open");
+        let writer = RecordWriter::start(
+            sqlite.clone(),
+            WriterOptions::default(),
+            &tokio::runtime::Handle::current(),
+        );
+        writer.send(owned("s1", "a"));
+        let st = writer.shutdown().await;
+        assert_eq!((st.written, st.fenced), (1, 0));
+        let Ok(admin) = std::env::var("IVR_TEST_POSTGRES_URL") else {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: IVR_TEST_POSTGRES_URL is not set; PostgreSQL test of owned records skipped"
+            );
+            return;
+        };
+        let name = format!("ivr_test_owned_{}", std::process::id());
+        let (prefix, _) = admin.rsplit_once('/').expect("a database url");
+        let server = sqlx::PgPool::connect(&admin).await.expect("connect");
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(&sql)
+                .execute(&server)
+                .await
+                .expect("scratch db");
+        }
+        let pool = connect::open(&Target::Postgres(format!("{prefix}/{name}")), 4)
+            .await
+            .expect("open");
+        let Pool::Postgres(pg) = &pool else {
+            unreachable!()
+        };
+        // c1 is a's, c2 was taken over by b, c3 has no checkpoint, c4 is recorded already.
+        for (id, owner) in [("c1", "a"), ("c2", "b")] {
+            sqlx::query(
+                "INSERT INTO call_checkpoints (sip_call_id, call_id, owner, nodes, flow,
+                     flow_version, node, language, variables, served, dialog, media, caller,
+                     called, channel, started_at, visit_seq)
+                 VALUES ($1, $2, $3, $3, 't', 'v1', 'choose', 'zh-CN', '{}', '[]', '{}', '{}',
+                     '', '', 'sip', 0, 0)",
+            )
+            .bind(format!("sip-{id}"))
+            .bind(id)
+            .bind(owner)
+            .execute(pg)
+            .await
+            .expect("checkpoint");
+        }
+        for id in ["c1", "c2", "c3", "c4"] {
+            sqlx::query(
+                "INSERT INTO calls_in_progress (call_id, caller, called, flow, flow_version,
+                     channel, started_at) VALUES ($1, '', '', 't', 'v1', 'sip', now())",
+            )
+            .bind(id)
+            .execute(pg)
+            .await
+            .expect("in progress");
+        }
+        let opts = || WriterOptions {
+            max_delay: Duration::from_millis(5),
+            ..WriterOptions::default()
+        };
+        let writer = RecordWriter::start(pool.clone(), opts(), &tokio::runtime::Handle::current());
+        writer.send(owned("c4", "b"));
+        writer.flush().await;
+        for (id, node) in [("c1", "a"), ("c2", "a"), ("c3", "a"), ("c4", "a")] {
+            writer.send(owned(id, node));
+        }
+        let st = writer.shutdown().await;
+        assert_eq!((st.written, st.fenced), (3, 2), "{st:?}");
+        let count = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(pg)
+                .await
+                .expect(sql)
+        };
+        assert_eq!(count("SELECT count(*) FROM calls").await, 3);
+        assert_eq!(count("SELECT count(DISTINCT call_id) FROM calls").await, 3);
+        assert_eq!(
+            count("SELECT count(*) FROM calls WHERE call_id = 'c2'").await,
+            0
+        );
+        // c2's checkpoint and calls_in_progress row stay for b; c1's went with its record.
+        assert_eq!(
+            count("SELECT count(*) FROM call_checkpoints WHERE owner = 'b'").await,
+            1
+        );
+        assert_eq!(count("SELECT count(*) FROM call_checkpoints").await, 1);
+        assert_eq!(count("SELECT count(*) FROM calls_in_progress").await, 1);
+        assert_eq!(count("SELECT count(*) FROM served_tasks").await, 3);
+        // The same records again (a spool replayed): nothing more.
+        let writer = RecordWriter::start(pool.clone(), opts(), &tokio::runtime::Handle::current());
+        for (id, node) in [("c1", "a"), ("c3", "a"), ("c4", "b")] {
+            writer.send(owned(id, node));
+        }
+        let st = writer.shutdown().await;
+        assert_eq!((st.written, st.fenced), (0, 3), "{st:?}");
+        assert_eq!(count("SELECT count(*) FROM calls").await, 3);
         pool.close().await;
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(&server)

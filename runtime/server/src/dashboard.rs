@@ -466,12 +466,16 @@ impl Dashboard {
                  # HELP ivr_records_quarantined_total Call records the database refused (kept in the spool's quarantine file).\n\
                  # TYPE ivr_records_quarantined_total counter\n\
                  ivr_records_quarantined_total {}\n\
+                 # HELP ivr_records_fenced_total Final records of cluster calls not written because another node had taken the call over (or its record was already written).\n\
+                 # TYPE ivr_records_fenced_total counter\n\
+                 ivr_records_fenced_total {}\n\
                  # HELP ivr_records_lost_total Call records lost: the database was down and the spool could not take them, or the writer's queue was full.\n\
                  # TYPE ivr_records_lost_total counter\n\
                  ivr_records_lost_total {}\n",
                 st.written,
                 st.spooled,
                 st.quarantined,
+                st.fenced,
                 st.failed.saturating_add(st.rejected),
             );
         }

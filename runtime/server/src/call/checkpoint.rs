@@ -166,6 +166,25 @@ pub(super) struct Keeper {
     pub(super) writer: Checkpoints,
     pub(super) clustered: Box<Clustered>,
     pub(super) media: MediaFacts,
+    /// Says which node took the call over, if one does ([`crate::cluster::fence`]).
+    pub(super) taken: Option<tokio::sync::oneshot::Receiver<String>>,
+}
+
+/// The node that took the call over, once this node hears of it (pending until then, and
+/// for calls without checkpoints).
+pub(super) async fn taken_by(keeper: &mut Option<Keeper>) -> String {
+    let Some(k) = keeper.as_mut() else {
+        return std::future::pending().await;
+    };
+    let Some(rx) = k.taken.as_mut() else {
+        return std::future::pending().await;
+    };
+    let heard = rx.await;
+    k.taken = None;
+    match heard {
+        Ok(owner) => owner,
+        Err(_) => std::future::pending().await,
+    }
 }
 
 impl Driver {
@@ -367,7 +386,63 @@ impl Driver {
     /// The call is over: its checkpoint goes.
     pub(super) fn checkpoint_ended(&self) {
         if let Some(k) = &self.checkpoint {
+            k.writer.fence.unregister(&k.clustered.sip_call_id);
             k.writer.ended(&k.clustered.sip_call_id);
+        }
+    }
+
+    /// Whether the call that ends is still this node's: asked of the database when this node
+    /// may have been taken for dead (docs/cluster.md, "Fencing"); the node that has it if not.
+    pub(super) fn still_ours(
+        &self,
+    ) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
+        let asked = self
+            .checkpoint
+            .as_ref()
+            .zip(self.services.cluster.as_ref())
+            .map(|(k, c)| {
+                (
+                    k.writer.fence.clone(),
+                    c.pool().clone(),
+                    k.clustered.sip_call_id.clone(),
+                    self.call.info().id.clone(),
+                    self.recorder
+                        .as_ref()
+                        .map_or(self.arrived, |r| r.started_ms()),
+                )
+            });
+        async move {
+            let (fence, pool, sip_call_id, call_id, started) = asked?;
+            match fence.confirm(&pool, &sip_call_id, &call_id, started).await {
+                crate::cluster::fence::Ownership::Ours => None,
+                crate::cluster::fence::Ownership::Taken(owner) => Some(owner),
+            }
+        }
+    }
+
+    /// Another node has the call now (it took this node for dead): the call stops here
+    /// quietly: no record (its final one, its open node visits and a message being recorded
+    /// are dropped), its checkpoint left to the new owner; the caller gets no BYE from here
+    /// (the driver's end) and its media stops with the call.
+    pub(super) fn stop_taken(&mut self, owner: &str) {
+        if owner.is_empty() {
+            tracing::warn!(
+                "taken over by another node, which has written its record: the call stops \
+                 here quietly (no BYE, no record)"
+            );
+        } else {
+            tracing::warn!(
+                owner = %owner,
+                "taken over by node {owner}: the call stops here quietly (no BYE, no record)"
+            );
+        }
+        self.recording = None;
+        if let Some(r) = &mut self.recorder {
+            r.abandon();
+        }
+        if let Some(k) = &self.checkpoint {
+            k.writer.fence.unregister(&k.clustered.sip_call_id);
+            k.writer.fence.stopped();
         }
     }
 }

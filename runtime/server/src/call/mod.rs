@@ -881,7 +881,7 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
     });
     let clock = Clock::new();
     let arrived = clock.now();
-    let recorder = services.writer.clone().map(|w| match &resume {
+    let mut recorder = services.writer.clone().map(|w| match &resume {
         Some(r) => CallRecorder::continued(
             w,
             Arc::clone(&flow),
@@ -895,11 +895,24 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
     // Checkpoints: a cluster node's SIP calls over plain RTP (an SRTP call's keys are not
     // written to the database: such a call is not taken over).
     let checkpoint = match (&services.cluster, cluster) {
-        (Some(c), Some(clustered)) if n.srtp.is_none() => Some(checkpoint::Keeper {
-            writer: c.checkpoints.clone(),
-            clustered,
-            media: checkpoint::media_facts(&n),
-        }),
+        (Some(c), Some(clustered)) if n.srtp.is_none() => {
+            // The call is this node's while its checkpoint says so: its final record too
+            // (docs/cluster.md, "Fencing").
+            let started = recorder.as_ref().map_or(arrived, |r| r.started_ms());
+            let taken = c
+                .checkpoints
+                .fence
+                .register(&clustered.sip_call_id, &info.id, started);
+            if let Some(r) = &mut recorder {
+                r.set_owner(&clustered.sip_call_id, c.checkpoints.node());
+            }
+            Some(checkpoint::Keeper {
+                writer: c.checkpoints.clone(),
+                clustered,
+                media: checkpoint::media_facts(&n),
+                taken: Some(taken),
+            })
+        }
         _ => None,
     };
     let (internal_tx, mut internal_rx) = mpsc::unbounded_channel();
@@ -981,12 +994,18 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
     let mut plain_buf: Vec<u8> = Vec::with_capacity(1500);
     // Why the loop ended: the caller hung up (no BYE from us), or we end it (BYE).
     let mut send_bye = true;
+    // Another node took the call over (this node was taken for dead): its name.
+    let mut taken: Option<String> = None;
     let sleep = tokio::time::sleep_until(d.deadline(rtp_timeout).into());
     tokio::pin!(sleep);
     while !d.call.is_ended() {
         sleep.as_mut().reset(d.deadline(rtp_timeout).into());
         let consult_at = d.consult_deadline();
         tokio::select! {
+            owner = checkpoint::taken_by(&mut d.checkpoint) => {
+                taken = Some(owner);
+                break;
+            }
             ev = events.recv() => match ev {
                 Some(DialogEvent::Key(k)) => d.feed(Event::Key(k)),
                 Some(DialogEvent::Media(n)) => d.on_media(n),
@@ -1104,7 +1123,16 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
             }
         }
     }
-    d.checkpoint_ended();
+    if taken.is_none() {
+        taken = d.still_ours().await;
+    }
+    match &taken {
+        Some(owner) => {
+            d.stop_taken(owner);
+            send_bye = false;
+        }
+        None => d.checkpoint_ended(),
+    }
     services.taps.unregister(&d.call.info().id, &taps);
     // A consultation, a queue place or a leg still open: give them up.
     d.end_consult();
@@ -1112,7 +1140,7 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
     if let Some(r) = &mut d.recorder {
         r.finish(d.clock.now());
     }
-    let recorder = d.recorder.take();
+    let recorder = d.recorder.take().filter(|_| taken.is_none());
     d.finish_call_recording(recorder.as_ref());
     tracing::debug!(
         seconds = started.elapsed().as_secs_f32(),

@@ -7,6 +7,7 @@
 //! call's end always finds room (it replaces the call's entry, or it is one of at most as
 //! many calls as are running).
 
+use super::fence::Fence;
 use ivr_data::checkpoints::{self, Checkpoint};
 use ivr_data::cluster::PgPool;
 use std::collections::HashMap;
@@ -41,6 +42,8 @@ pub struct Checkpoints {
     pub taken_over: Arc<AtomicU64>,
     /// Calls of dead nodes this node claimed but could not take over.
     pub not_taken_over: Arc<AtomicU64>,
+    /// Which of this node's calls another node has now ([`Fence`]).
+    pub fence: Fence,
 }
 
 impl Checkpoints {
@@ -54,6 +57,7 @@ impl Checkpoints {
             written: Arc::default(),
             taken_over: Arc::default(),
             not_taken_over: Arc::default(),
+            fence: Fence::new(node),
         }
     }
 
@@ -104,6 +108,7 @@ impl Checkpoints {
             "dropped": self.dropped(),
             "taken_over": self.taken_over.load(Ordering::Relaxed),
             "not_taken_over": self.not_taken_over.load(Ordering::Relaxed),
+            "fenced": self.fence.fenced(),
         })
     }
 
@@ -121,11 +126,15 @@ impl Checkpoints {
              # HELP ivr_cluster_takeovers_total Calls of dead nodes this node claimed, by result (taken_over: the caller answered the re-INVITE).\n\
              # TYPE ivr_cluster_takeovers_total counter\n\
              ivr_cluster_takeovers_total{{result=\"taken_over\"}} {}\n\
-             ivr_cluster_takeovers_total{{result=\"not_taken_over\"}} {}\n",
+             ivr_cluster_takeovers_total{{result=\"not_taken_over\"}} {}\n\
+             # HELP ivr_cluster_fenced_calls_total Calls this node stopped quietly because another node had taken them over (this node was taken for dead).\n\
+             # TYPE ivr_cluster_fenced_calls_total counter\n\
+             ivr_cluster_fenced_calls_total {}\n",
             self.written(),
             self.dropped(),
             self.taken_over.load(Ordering::Relaxed),
             self.not_taken_over.load(Ordering::Relaxed),
+            self.fence.fenced(),
         );
     }
 
@@ -153,8 +162,12 @@ impl Checkpoints {
             }
             if !rows.is_empty() {
                 match checkpoints::write(&pool, &rows).await {
-                    Ok(()) => {
-                        self.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    Ok(refused) => {
+                        let n = rows.len() - refused.len();
+                        self.written.fetch_add(n as u64, Ordering::Relaxed);
+                        if !refused.is_empty() {
+                            self.refused(&pool, &rows, &refused).await;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, rows = rows.len(), "checkpoints not written")
@@ -165,6 +178,28 @@ impl Checkpoints {
                 && let Err(e) = checkpoints::delete(&pool, &self.node, &gone).await
             {
                 tracing::warn!(error = %e, "ended calls' checkpoints not deleted");
+            }
+        }
+    }
+}
+
+impl Checkpoints {
+    /// Checkpoints the database refused: their calls are another node's now (or ended
+    /// there); each call's task is told who has it.
+    async fn refused(&self, pool: &PgPool, rows: &[Checkpoint], refused: &[String]) {
+        let asked: Vec<(String, String, i64)> = rows
+            .iter()
+            .filter(|c| refused.contains(&c.sip_call_id))
+            .map(|c| (c.sip_call_id.clone(), c.call_id.clone(), c.started_at))
+            .collect();
+        match checkpoints::taken_from(pool, &self.node, &asked).await {
+            Ok(taken) => {
+                for (sip, owner) in taken {
+                    self.fence.taken(&sip, &owner);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refused checkpoints: cannot read who has their calls")
             }
         }
     }

@@ -26,6 +26,7 @@ pub async fn run(cluster: Arc<Cluster>, mut facts: NodeFacts, live: Arc<Live>) {
         facts.flow_versions = deployment.flow_versions();
         drop(deployment);
         let pool = &cluster.pool;
+        let sent = std::time::Instant::now();
         let beat = async {
             if announced {
                 cluster::heartbeat(pool, &facts).await?;
@@ -44,6 +45,11 @@ pub async fn run(cluster: Arc<Cluster>, mut facts: NodeFacts, live: Arc<Live>) {
                 announced = true;
                 failing = false;
                 cluster.record(nodes, leader);
+                // After a gap the others may have taken this node for dead: its calls are
+                // checked (docs/cluster.md, "Fencing").
+                let fence = &cluster.checkpoints.fence;
+                fence.beat_written(sent);
+                let _ = tokio::time::timeout(TIMEOUT, fence.check(pool)).await;
             }
             Ok(Err(e)) => {
                 if !failing {

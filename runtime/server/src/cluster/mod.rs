@@ -8,6 +8,7 @@
 pub mod acd_front;
 pub mod bus;
 pub mod checkpoint;
+pub mod fence;
 pub mod heartbeat;
 pub mod leadership;
 
