@@ -96,6 +96,12 @@ pub enum CoreMsg {
         /// The leg's tag.
         tag: String,
     },
+    /// Let go of a leg another node has taken over: no BYE once answered
+    /// ([`ivr_sip::ua::Command::DropLeg`]).
+    DropLeg {
+        /// The leg's tag.
+        tag: String,
+    },
     /// The final NOTIFY of leg `tag`'s REFER, with the transfer's status.
     ReferDone {
         /// The leg's tag.
@@ -295,6 +301,7 @@ fn command(m: CoreMsg, legs: &mut HashMap<String, mpsc::UnboundedSender<LegEvent
             }))
         }
         CoreMsg::EndLeg { tag } => Command::EndLeg { tag },
+        CoreMsg::DropLeg { tag } => Command::DropLeg { tag },
         CoreMsg::ReferDone { tag, code } => Command::ReferDone { tag, code },
         CoreMsg::Ended { tag, bye } => Command::Ended { tag, bye },
         CoreMsg::Drain => Command::Drain,

@@ -258,6 +258,23 @@ fn a_bye_from_our_leg_ends_the_callers_dialog() {
     assert_eq!((net.uac.legs(), net.uas.active()), (0, 0));
 }
 
+/// A leg another node has taken over (this node was taken for dead, docs/cluster.md,
+/// "Fencing") is let go without a BYE: its callee talks with the other node now.
+#[test]
+fn a_leg_dropped_after_a_takeover_is_forgotten_without_a_bye() {
+    let mut net = Net::new(0);
+    let (leg, _tag) = established(&mut net);
+    net.take(Side::Uac);
+    net.take(Side::Uas);
+    net.command(Side::Uac, Command::DropLeg { tag: leg.clone() });
+    assert_eq!(net.take(Side::Uac), [Output::LegClosed { tag: leg }]);
+    net.advance(64 * T1);
+    assert!(net.sent(UAC, |p| p.is_request("BYE")).is_empty());
+    assert_eq!(net.uac.legs(), 0);
+    // The callee's side of the dialog is still up: nobody told it anything.
+    assert_eq!(net.uas.active(), 1);
+}
+
 #[test]
 fn a_bye_from_the_answering_side_ends_the_leg() {
     let mut net = Net::new(0);

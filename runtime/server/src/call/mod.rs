@@ -1136,7 +1136,11 @@ pub async fn run(services: Services, incoming: Incoming) -> Option<ivr_engine::O
     services.taps.unregister(&d.call.info().id, &taps);
     // A consultation, a queue place or a leg still open: give them up.
     d.end_consult();
-    d.end_transfer(LeaveReason::Hangup);
+    if taken.is_some() {
+        d.let_go_of_transfer();
+    } else {
+        d.end_transfer(LeaveReason::Hangup);
+    }
     if let Some(r) = &mut d.recorder {
         r.finish(d.clock.now());
     }

@@ -345,6 +345,32 @@ impl Driver {
         }
     }
 
+    /// Another node has taken the call over (this node was taken for dead): the agent's leg
+    /// is let go without a BYE (the other node re-INVITEd it and bridges it now) and the ACD
+    /// does not hear the conversation end (the other node told it the agent talks on); a
+    /// queue place is left, since the call queues anew where it is now.
+    pub(super) fn let_go_of_transfer(&mut self) {
+        if let Some(l) = self.leg.take() {
+            if l.console {
+                self.services.consoles.end_leg(&l.tag);
+            } else {
+                let _ = self.services.core.send(CoreMsg::DropLeg { tag: l.tag });
+            }
+        }
+        self.supervisor = None;
+        self.leg_events = None;
+        self.leg_sock = None;
+        if let Some(t) = self.transfer.take()
+            && let Some(key) = t.key
+            && !t.connected
+        {
+            let _ = self
+                .services
+                .acd
+                .send(AcdMsg::Leave(key, LeaveReason::Hangup));
+        }
+    }
+
     pub(super) fn on_queue_event(&mut self, ev: QueueEvent) {
         if self.transfer.is_none() {
             return;

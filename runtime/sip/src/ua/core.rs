@@ -708,6 +708,7 @@ impl<H: Host> Core<H> {
                     self.end_leg(&tag, now);
                 }
             }
+            Command::DropLeg { tag } => self.drop_leg(&tag, now),
             Command::ReferDone { tag, code } => self.refer_done(&tag, code, now),
             Command::Credentials { realm, credentials } => {
                 for agent in self.registrar.set_credentials(realm, credentials) {

@@ -286,6 +286,20 @@ impl<H: Host> Core<H> {
         }
     }
 
+    /// [`Command::DropLeg`](super::Command::DropLeg): an answered leg is forgotten (no BYE),
+    /// any other ended as by `EndLeg`.
+    pub(super) fn drop_leg(&mut self, tag: &str, now: Millis) {
+        if self
+            .legs
+            .get(tag)
+            .is_some_and(|l| l.state == LegState::Answered)
+        {
+            self.close_leg(tag);
+        } else if !self.cancel_resuming(tag) {
+            self.end_leg(tag, now);
+        }
+    }
+
     pub(super) fn on_leg_response(&mut self, tag: &str, resp: &rsip::Response, now: Millis) {
         let code = resp.status_code.code();
         let Some(l) = self.legs.get_mut(tag) else {

@@ -93,6 +93,13 @@ pub enum Command {
         /// The leg's tag.
         tag: String,
     },
+    /// Let go of a leg whose dialog another node has taken over (this node was taken for
+    /// dead): an answered leg is forgotten without a BYE (the other node re-INVITEd it, and
+    /// its CSeq is above ours); one still ringing is ended as by [`Command::EndLeg`].
+    DropLeg {
+        /// The leg's tag.
+        tag: String,
+    },
     /// The call of dialog `tag` is over; `bye` when we must send a BYE (the flow hung up,
     /// no media, shutdown).
     Ended {
