@@ -346,13 +346,16 @@ pub async fn claim(
     Ok((out, bad))
 }
 
-/// Whether the call record `call_id` is already written (its call ended: nothing to take
-/// over).
-pub async fn recorded(pool: &PgPool, call_id: &str) -> Result<bool, DataError> {
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM calls WHERE call_id = $1")
-        .bind(call_id)
-        .fetch_one(pool)
-        .await?;
+/// Whether the record of the call `call_id` that arrived at `started_at` is already written
+/// (its call ended: nothing to take over). A call is its id and its arrival, as for the
+/// record's own guard: a caller that uses a Call-ID again is another call.
+pub async fn recorded(pool: &PgPool, call_id: &str, started_at: i64) -> Result<bool, DataError> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM calls WHERE call_id = $1 AND started_at = $2")
+            .bind(call_id)
+            .bind(crate::records::timestamp(started_at))
+            .fetch_one(pool)
+            .await?;
     Ok(n > 0)
 }
 

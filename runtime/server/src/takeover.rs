@@ -235,7 +235,7 @@ fn prepare_leg(
 
 /// Takes one claimed call over.
 async fn take_over(services: Services, cluster: Arc<Cluster>, c: Checkpoint, sip: SocketAddr) {
-    if checkpoints::recorded(cluster.pool(), &c.call_id)
+    if checkpoints::recorded(cluster.pool(), &c.call_id, c.started_at)
         .await
         .unwrap_or(false)
     {
