@@ -151,7 +151,20 @@ pub fn register_agent(
     contact_port: u16,
     log: impl FnOnce() -> String,
 ) {
-    let (ok, out) = sipp(
+    let (ok, out) = try_register_agent(dir, registrar, id, password, contact_port);
+    assert!(ok, "agent {id} could not register:\n{out}\n{}", log());
+}
+
+/// [`register_agent`] that lets the caller judge: whether SIPp's REGISTER succeeded, and what
+/// it said.
+pub fn try_register_agent(
+    dir: &Path,
+    registrar: SocketAddr,
+    id: &str,
+    password: &str,
+    contact_port: u16,
+) -> (bool, String) {
+    sipp(
         dir,
         registrar,
         "agent_register.xml",
@@ -169,8 +182,7 @@ pub fn register_agent(
             "-ap",
             password,
         ],
-    );
-    assert!(ok, "agent {id} could not register:\n{out}\n{}", log());
+    )
 }
 
 /// An agent's phone: a UAS on a port of its own (`-p`) running `scenario` for `calls` calls
