@@ -6,6 +6,7 @@
 mod common;
 
 use common::agents::{
+    general_queue_toml, write_queue_prompts,
     self, Peer, agent_auth, agent_phone, agent_state_checked, free_udp_port, queue_waiting,
     register_agent, set_agent_state, sqlite_rows,
 };
@@ -162,42 +163,20 @@ fn deployment(name: &str, external: u16) -> PathBuf {
     fs::write(dir.join("flows/x.flow"), &text[at..]).expect("flow x");
     fs::write(dir.join("flows/e.flow"), ENGLISH_FLOW).expect("flow e");
     fs::write(dir.join("flows/p.flow"), PIN_FLOW).expect("flow p");
-    write_prompts(
-        &dir,
-        &[
-            ("hello", "hello", 400.0, 300),
-            ("hold", "hold", 500.0, 400),
-            ("rate_q", "rate_q", 600.0, 500),
-            ("sorry", "sorry", 700.0, 300),
-            ("bye", "bye", 800.0, 300),
-        ],
-    );
+    write_queue_prompts(&dir);
     let rtp = rtp_range(40);
     fs::write(
         dir.join("ivr.toml"),
         format!(
-            r#"{}[queues.general]
-skills       = ["mandarin"]
-ring_timeout = "2s"
-wrap_up      = "1s"
-
-[agents.2001]
-name   = "王芳"
-skills = ["mandarin"]
-ha1    = "c77c65cb80b98f26c9ce22ff8c3ae0ca"   # pw2001
-
-[agents.2002]
-name   = "李强"
-skills = ["mandarin", "english"]
-ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
-
+            r#"{}{}
 [routes]
 "95500" = "x"
 "10086" = "e"
 "10088" = "p"
 default = "q"
 "#,
-            config_head(rtp)
+            config_head(rtp),
+            general_queue_toml("2s")
         ),
     )
     .expect("config");
@@ -1641,26 +1620,11 @@ fn agent_post(server: &Server, id: &str, path: &str, body: &str) -> (u16, String
 /// A phone that answers and talks (its RTP an [`Endpoint`] sending a tone from `ssrc` once it
 /// hears anything) until it gets a BYE; registered as agent `id` unless `id` is empty.
 fn talking_phone(dir: &Path, server: &Server, id: &str, ssrc: u32) -> (Peer, Endpoint, u16) {
-    let media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        ssrc,
-        vec![(0, Act::Voice(20_000))],
-    );
-    let port = free_udp_port();
-    let phone = Peer::spawn(
+    let (phone, media, port) = agents::talking_phone(
         dir,
         server.addr,
-        "answers_until_bye.xml",
-        &[
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-key",
-            "agentrtp",
-            &media.port.to_string(),
-        ],
+        ("answers_until_bye.xml", 1, 40),
+        (ssrc, 20_000),
     );
     if !id.is_empty() {
         register_agent(dir, server.addr, id, &format!("pw{id}"), port, String::new);

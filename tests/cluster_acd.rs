@@ -7,8 +7,9 @@
 mod common;
 
 use common::agents::{
+    general_queue_toml, write_queue_prompts,
     Peer, agent_auth, agent_state, free_udp_port, queue_waiting, register_agent, set_agent_state,
-    wait_until,
+    talking_phone, wait_until,
 };
 use common::cluster::{Cluster, Node, Ports, cluster_status, cluster_tools};
 use common::postgres::{drop_database, scratch_database};
@@ -115,40 +116,18 @@ fn deployment(name: &str) -> PathBuf {
     fs::write(dir.join("flows/q.flow"), QUEUE_FLOW).expect("flow q");
     fs::write(dir.join("flows/e.flow"), ENGLISH_FLOW).expect("flow e");
     fs::write(dir.join("flows/s.flow"), SHORT_FLOW).expect("flow s");
-    write_prompts(
-        &dir,
-        &[
-            ("hello", "hello", 400.0, 300),
-            ("hold", "hold", 500.0, 400),
-            ("rate_q", "rate_q", 600.0, 500),
-            ("sorry", "sorry", 700.0, 300),
-            ("bye", "bye", 800.0, 300),
-        ],
-    );
+    write_queue_prompts(&dir);
     fs::write(
         dir.join("ivr.toml"),
         format!(
-            r#"{}[queues.general]
-skills       = ["mandarin"]
-ring_timeout = "4s"
-wrap_up      = "1s"
-
-[agents.2001]
-name   = "王芳"
-skills = ["mandarin"]
-ha1    = "c77c65cb80b98f26c9ce22ff8c3ae0ca"   # pw2001
-
-[agents.2002]
-name   = "李强"
-skills = ["mandarin", "english"]
-ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
-
+            r#"{}{}
 [routes]
 "100"   = "s"
 "10086" = "e"
 default = "q"
 "#,
-            config_head(rtp_range(40))
+            config_head(rtp_range(40)),
+            general_queue_toml("4s")
         ),
     )
     .expect("config");
@@ -318,26 +297,11 @@ fn a_caller_on_one_node_talks_with_an_agent_registered_via_the_other() {
     let dir = deployment("cacd-cross");
     let cluster = Cluster::up(2, &dir, PORTS);
     let leader = cluster.leader(Duration::from_secs(15));
-    let media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        42,
-        vec![(0, Act::Voice(20_000))],
-    );
-    let port = free_udp_port();
-    let mut phone = peer(
+    let (mut phone, media, port) = talking_phone(
         &dir,
         cluster.proxy,
-        "cluster_answers_until_bye.xml",
-        &[
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-key",
-            "agentrtp",
-            &media.port.to_string(),
-        ],
+        ("cluster_answers_until_bye.xml", 1, 60),
+        (42, 20_000),
     );
     register(&dir, &cluster, "2001", port);
     let mut id = "2001";
@@ -768,26 +732,11 @@ fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_w
     let leader = cluster.leader(Duration::from_secs(15));
     let survivor_name = if leader == "a" { "b" } else { "a" };
     let (dead, survivor) = (cluster.node(&leader), cluster.node(survivor_name));
-    let media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        42,
-        vec![(0, Act::Voice(30_000))],
-    );
-    let port = free_udp_port();
-    let mut phone = peer(
+    let (mut phone, media, port) = talking_phone(
         &dir,
         cluster.proxy,
-        "cluster_answers_until_bye.xml",
-        &[
-            "-p",
-            &port.to_string(),
-            "-m",
-            "2",
-            "-key",
-            "agentrtp",
-            &media.port.to_string(),
-        ],
+        ("cluster_answers_until_bye.xml", 2, 60),
+        (42, 30_000),
     );
     register(&dir, &cluster, "2002", port);
     let caller = |hold_ms: u32| {
@@ -884,26 +833,11 @@ fn an_agents_transfer_asked_on_a_node_that_does_not_lead_goes_through_the_leader
     let follower_name = if leader == "a" { "b" } else { "a" };
     let follower = cluster.node(follower_name);
     // 2002 (English) talks until the node hangs up its leg; 2001 takes the transferred call.
-    let port = free_udp_port();
-    let media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        42,
-        vec![(0, Act::Voice(30_000))],
-    );
-    let mut first = peer(
+    let (mut first, media, port) = talking_phone(
         &dir,
         cluster.proxy,
-        "cluster_answers_until_bye.xml",
-        &[
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-key",
-            "agentrtp",
-            &media.port.to_string(),
-        ],
+        ("cluster_answers_until_bye.xml", 1, 60),
+        (42, 30_000),
     );
     register(&dir, &cluster, "2002", port);
     let mut second = agent(&dir, &cluster, "2001", "cluster_agent_answers.xml", 1);

@@ -3,12 +3,50 @@
 //! states and queues of `GET /agents`, setting a state over HTTP, the callers a phone was
 //! offered, and rows of a deployment's SQLite database.
 
-use super::{http_get, http_request, repo, sipp};
+use super::{Act, Endpoint, http_get, http_request, repo, sipp};
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The `ivr.toml` part of the queue tests: `[queues.general]` (mandarin, ringing an agent
+/// for `ring_timeout`, 1 s of wrap-up), agent 2001 (王芳, mandarin, password pw2001) and agent
+/// 2002 (李强, mandarin and English, password pw2002).
+pub fn general_queue_toml(ring_timeout: &str) -> String {
+    format!(
+        r#"[queues.general]
+skills       = ["mandarin"]
+ring_timeout = "{ring_timeout}"
+wrap_up      = "1s"
+
+[agents.2001]
+name   = "王芳"
+skills = ["mandarin"]
+ha1    = "c77c65cb80b98f26c9ce22ff8c3ae0ca"   # pw2001
+
+[agents.2002]
+name   = "李强"
+skills = ["mandarin", "english"]
+ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
+"#
+    )
+}
+
+/// The prompts of the queue tests' flows under `dir` (see [`super::write_prompts`]): hello,
+/// hold (the music), rate_q (the survey's question), sorry and bye, each a tone of its own.
+pub fn write_queue_prompts(dir: &Path) {
+    super::write_prompts(
+        dir,
+        &[
+            ("hello", "hello", 400.0, 300),
+            ("hold", "hold", 500.0, 400),
+            ("rate_q", "rate_q", 600.0, 500),
+            ("sorry", "sorry", 700.0, 300),
+            ("bye", "bye", 800.0, 300),
+        ],
+    );
+}
 
 /// A UDP port that was free a moment ago on 127.0.0.1 (for SIPp's `-p`, `-mp`, RTP keys).
 pub fn free_udp_port() -> u16 {
@@ -203,6 +241,41 @@ pub fn agent_phone(
     let phone = Peer::spawn_for(dir, Some(registrar), scenario, timeout_s, &all);
     register_agent(dir, registrar, id, password, port, log);
     phone
+}
+
+/// A phone that answers and talks: a UAS on a port of its own running `scenario` (one with
+/// an `agentrtp` key, such as answers_until_bye.xml) for `calls` calls, its RTP an
+/// [`Endpoint`] sending PCMU voice from `ssrc` for `talk_ms` once it hears anything. Not
+/// registered: the phone, its media and its SIP port (for [`register_agent`]).
+pub fn talking_phone(
+    dir: &Path,
+    at: SocketAddr,
+    (scenario, calls, timeout_s): (&str, u32, u32),
+    (ssrc, talk_ms): (u32, u64),
+) -> (Peer, Endpoint, u16) {
+    let media = Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        ssrc,
+        vec![(0, Act::Voice(talk_ms))],
+    );
+    let port = free_udp_port();
+    let phone = Peer::spawn_for(
+        dir,
+        Some(at),
+        scenario,
+        timeout_s,
+        &[
+            "-p",
+            &port.to_string(),
+            "-m",
+            &calls.to_string(),
+            "-key",
+            "agentrtp",
+            &media.port.to_string(),
+        ],
+    );
+    (phone, media, port)
 }
 
 /// `GET /agents` of the server at `http`: its status code and body as JSON (`null` when it
