@@ -272,9 +272,7 @@ fn two_nodes_behind_kamailio_share_calls_and_survive_a_node() {
     // The leader dies (SIGKILL): the other node leads within 5 s.
     let (dead, survivor) = if first_leader == "a" { (a, b) } else { (b, a) };
     let killed = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-9", &dead.pid.to_string()])
-        .status();
+    dead.kill();
     let took = wait_for(survivor, Duration::from_secs(5), |s| {
         leader(s).as_deref() == Some(survivor.name.as_str()) && s["acd"]["this_node_leads"] == true
     });

@@ -17,7 +17,6 @@ use common::*;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const VIP: &str = "13900000009";
@@ -100,8 +99,22 @@ step bye {
 }
 "##;
 
-fn tools() -> bool {
-    cluster_tools("cluster ACD test")
+/// A two-node cluster serving a deployment of its own (folder `name`), once one of its
+/// nodes leads the ACD: the folder, the cluster and the leader's name. `None` (the test
+/// skipped, see [`cluster_tools`]) without Kamailio, SIPp or PostgreSQL.
+fn started(name: &str) -> Option<(PathBuf, Cluster, String)> {
+    if !cluster_tools("cluster ACD test") {
+        return None;
+    }
+    let dir = deployment(name);
+    let cluster = Cluster::up(2, &dir, PORTS);
+    let leader = cluster.leader(Duration::from_secs(15));
+    Some((dir, cluster, leader))
+}
+
+/// The name of the node of the two that is not `name`.
+fn other_node(name: &str) -> &'static str {
+    if name == "a" { "b" } else { "a" }
 }
 
 /// This file's cluster ports (see [`Ports`]).
@@ -291,12 +304,9 @@ fn heard(got: &[Pkt], ssrc: u32) -> usize {
 /// ways). Without the cluster-wide ACD the other node has no agent logged in.
 #[test]
 fn a_caller_on_one_node_talks_with_an_agent_registered_via_the_other() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-cross") else {
         return;
-    }
-    let dir = deployment("cacd-cross");
-    let cluster = Cluster::up(2, &dir, PORTS);
-    let leader = cluster.leader(Duration::from_secs(15));
+    };
     let (mut phone, media, port) = talking_phone(
         &dir,
         cluster.proxy,
@@ -318,7 +328,7 @@ fn a_caller_on_one_node_talks_with_an_agent_registered_via_the_other() {
             assert_eq!(set_state(cluster.node(&leader), "2002", "away"), 204);
         }
     }
-    let other = if via == "a" { "b" } else { "a" };
+    let other = other_node(&via);
     eprintln!(
         "{id} registered via node {via}; the ACD leads on {leader}; the caller goes to {other}"
     );
@@ -410,12 +420,9 @@ fn assert_records(
 /// per call.
 #[test]
 fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-vip") else {
         return;
-    }
-    let dir = deployment("cacd-vip");
-    let cluster = Cluster::up(2, &dir, PORTS);
-    let leader = cluster.leader(Duration::from_secs(15));
+    };
     let mut phone = agent(&dir, &cluster, "2001", "cluster_agent_answers.xml", 3);
     eprintln!(
         "2001 registered via node {}; the ACD leads on {leader}",
@@ -505,12 +512,9 @@ fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
 /// 2002, who speaks it, never to 2001 (idle longer, no English), wherever each registered.
 #[test]
 fn callers_on_both_nodes_who_need_a_skill_go_to_the_agent_who_has_it() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-skills") else {
         return;
-    }
-    let dir = deployment("cacd-skills");
-    let cluster = Cluster::up(2, &dir, PORTS);
-    let leader = cluster.leader(Duration::from_secs(15));
+    };
     let other = agent(&dir, &cluster, "2001", "cluster_agent_answers.xml", 1);
     std::thread::sleep(Duration::from_millis(200));
     let mut phone = agent(&dir, &cluster, "2002", "cluster_agent_answers.xml", 2);
@@ -555,13 +559,10 @@ fn callers_on_both_nodes_who_need_a_skill_go_to_the_agent_who_has_it() {
 /// call within 10 s of the kill. (d) one record per call, none lost or doubled.
 #[test]
 fn after_the_leader_is_killed_a_waiting_caller_still_reaches_the_agent() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-kill") else {
         return;
-    }
-    let dir = deployment("cacd-kill");
-    let cluster = Cluster::up(2, &dir, PORTS);
-    let leader = cluster.leader(Duration::from_secs(15));
-    let survivor_name = if leader == "a" { "b" } else { "a" };
+    };
+    let survivor_name = other_node(&leader);
     let (dead, survivor) = (cluster.node(&leader), cluster.node(survivor_name));
     let mut phone = agent(&dir, &cluster, "2002", "cluster_agent_answers.xml", 1);
     eprintln!(
@@ -595,9 +596,7 @@ fn after_the_leader_is_killed_a_waiting_caller_still_reaches_the_agent() {
     // The leader's state write follows its change within a few ms.
     std::thread::sleep(Duration::from_millis(300));
     let killed = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-9", &dead.pid.to_string()])
-        .status();
+    dead.kill();
     // The agent comes back as soon as the other node leads (its `/status` says so).
     while cluster_status(survivor).is_none_or(|s| s["acd"]["this_node_leads"] != true) {
         assert!(
@@ -724,13 +723,10 @@ fn a_deposed_leaders_late_state_write_is_refused() {
 /// waiting caller. (d) one record per call.
 #[test]
 fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_when_free() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-talking") else {
         return;
-    }
-    let dir = deployment("cacd-talking");
-    let cluster = Cluster::up(2, &dir, PORTS);
-    let leader = cluster.leader(Duration::from_secs(15));
-    let survivor_name = if leader == "a" { "b" } else { "a" };
+    };
+    let survivor_name = other_node(&leader);
     let (dead, survivor) = (cluster.node(&leader), cluster.node(survivor_name));
     let (mut phone, media, port) = talking_phone(
         &dir,
@@ -774,9 +770,7 @@ fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_w
     });
     std::thread::sleep(Duration::from_millis(300));
     let killed = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-9", &dead.pid.to_string()])
-        .status();
+    dead.kill();
     wait_until("the other node leads", Duration::from_secs(5), || {
         cluster_status(survivor).is_some_and(|s| s["acd"]["this_node_leads"] == true)
     });
@@ -824,13 +818,10 @@ fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_w
 /// phone registered wherever Kamailio put it) takes it.
 #[test]
 fn an_agents_transfer_asked_on_a_node_that_does_not_lead_goes_through_the_leader() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-transfer") else {
         return;
-    }
-    let dir = deployment("cacd-transfer");
-    let cluster = Cluster::up(2, &dir, PORTS);
-    let leader = cluster.leader(Duration::from_secs(15));
-    let follower_name = if leader == "a" { "b" } else { "a" };
+    };
+    let follower_name = other_node(&leader);
     let follower = cluster.node(follower_name);
     // 2002 (English) talks until the node hangs up its leg; 2001 takes the transferred call.
     let (mut first, media, port) = talking_phone(

@@ -52,6 +52,15 @@ pub struct Node {
     pub pid: u32,
 }
 
+impl Node {
+    /// Kills the node's process with SIGKILL (what a crash does: no goodbye to the cluster).
+    pub fn kill(&self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+    }
+}
+
 /// The ports a test file's clusters take: the proxy's SIP port is `sip + 4 * slot` and the
 /// nodes' HTTP ports start above `http + 4 * slot`, for a slot (0..200) of the process id.
 /// Each test file has bases of its own, so that files running at once do not meet.
