@@ -6,9 +6,8 @@
 mod common;
 
 use common::agents::{
-    general_queue_toml, write_queue_prompts,
-    self, Peer, agent_auth, agent_phone, agent_state_checked, free_udp_port, queue_waiting,
-    register_agent, set_agent_state, sqlite_rows,
+    self, Peer, agent_auth, agent_phone, agent_state_checked, free_udp_port, general_queue_toml,
+    queue_waiting, register_agent, set_agent_state, sqlite_rows, write_queue_prompts,
 };
 use common::*;
 use ivr_media::audio::G711;

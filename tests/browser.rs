@@ -1139,7 +1139,8 @@ fn an_agent_takes_a_queued_call_in_the_console_in_headless_chromium() {
     assert_eq!(agent.as_deref(), Some("2001"), "{outcome:?}");
     // The console closed with the browser: the agent is offline again.
     let started = Instant::now();
-    while agent_state_checked(http_addr, "2001") != "offline" && started.elapsed() < Duration::from_secs(5)
+    while agent_state_checked(http_addr, "2001") != "offline"
+        && started.elapsed() < Duration::from_secs(5)
     {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -7,9 +7,8 @@
 mod common;
 
 use common::agents::{
-    general_queue_toml, write_queue_prompts,
-    Peer, agent_auth, agent_state, free_udp_port, queue_waiting, register_agent, set_agent_state,
-    talking_phone, wait_until,
+    Peer, agent_auth, agent_state, free_udp_port, general_queue_toml, queue_waiting,
+    register_agent, set_agent_state, talking_phone, wait_until, write_queue_prompts,
 };
 use common::cluster::{Cluster, Node, Ports, cluster_status, cluster_tools};
 use common::postgres::{drop_database, scratch_database};
@@ -282,6 +281,20 @@ fn agent(dir: &Path, cluster: &Cluster, id: &str, scenario: &str, calls: u32) ->
 /// A SIPp of these tests in the background (60 s at most).
 fn peer(dir: &Path, proxy: SocketAddr, scenario: &str, args: &[&str]) -> Peer {
     Peer::spawn_for(dir, Some(proxy), scenario, 60, args)
+}
+
+/// A caller of 10086 (who needs an agent who speaks English) through the proxy, in the
+/// background; the flow hangs up after the agent.
+fn english_caller(dir: &Path, cluster: &Cluster) -> Peer {
+    let rtp = free_udp_port().to_string();
+    peer(
+        dir,
+        cluster.proxy,
+        "flow_hangs_up.xml",
+        &[
+            "-m", "1", "-s", "10086", "-key", "rtpport", &rtp, "-key", "caller", CALLER,
+        ],
+    )
 }
 
 /// The callers waiting in queue `general` of `node`.
@@ -574,15 +587,7 @@ fn after_the_leader_is_killed_a_waiting_caller_still_reaches_the_agent() {
         agent_state(survivor.http, "2002") == "away"
     });
     let short = cluster.next_call_to(&dir, survivor_name);
-    let rtp = free_udp_port().to_string();
-    let mut caller = peer(
-        &dir,
-        cluster.proxy,
-        "flow_hangs_up.xml",
-        &[
-            "-m", "1", "-s", "10086", "-key", "rtpport", &rtp, "-key", "caller", CALLER,
-        ],
-    );
+    let mut caller = english_caller(&dir, &cluster);
     let started = Instant::now();
     while waiting(survivor) != 1 {
         assert!(
@@ -839,15 +844,7 @@ fn an_agents_transfer_asked_on_a_node_that_does_not_lead_goes_through_the_leader
         cluster.registered_via("2001")
     );
     let short = cluster.next_call_to(&dir, follower_name);
-    let rtp = free_udp_port().to_string();
-    let mut caller = peer(
-        &dir,
-        cluster.proxy,
-        "flow_hangs_up.xml",
-        &[
-            "-m", "1", "-s", "10086", "-key", "rtpport", &rtp, "-key", "caller", CALLER,
-        ],
-    );
+    let mut caller = english_caller(&dir, &cluster);
     wait_until("2002 talks", Duration::from_secs(10), || {
         agent_state(follower.http, "2002") == "on_call"
     });

@@ -104,7 +104,12 @@ impl Peer {
         let child = cmd
             .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
             .args(["-mp", &free_udp_port().to_string()])
-            .args(["-nostdin", "-timeout", &timeout_s.to_string(), "-timeout_error"])
+            .args([
+                "-nostdin",
+                "-timeout",
+                &timeout_s.to_string(),
+                "-timeout_error",
+            ])
             .args(["-trace_err", "-trace_msg"])
             .args(args)
             .stdout(Stdio::null())
