@@ -7,7 +7,8 @@ mod common;
 
 use common::agents::{
     self, Peer, agent_auth, agent_phone, agent_state_checked, free_udp_port, general_queue_toml,
-    queue_waiting, register_agent, set_agent_state, sqlite_rows, write_queue_prompts,
+    queue_waiting, register_agent, set_agent_state, sqlite_rows, try_register_agent,
+    write_queue_prompts,
 };
 use common::*;
 use ivr_media::audio::G711;
@@ -666,25 +667,7 @@ fn the_conversation_is_relayed_both_ways_transcoded_with_dtmf_passed() {
             &agent_media.port.to_string(),
         ],
     );
-    let (ok, out) = sipp(
-        &dir,
-        server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            "2001",
-            "-key",
-            "contactport",
-            &port.to_string(),
-            "-au",
-            "2001",
-            "-ap",
-            "pw2001",
-        ],
-    );
+    let (ok, out) = try_register_agent(&dir, server.addr, "2001", "pw2001", port);
     assert!(ok, "{out}");
     // The bridge is up about 0.7 s in (hello, then 300 ms of ringing); the agent hangs up 3 s
     // after answering: the caller talks from 2.0 to 3.2 s and keys at 3.3 s.
@@ -857,25 +840,7 @@ fn a_transferred_call_is_recorded_caller_left_agent_right() {
             )
         })
     };
-    let (ok, out) = sipp(
-        &dir,
-        server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            "2001",
-            "-key",
-            "contactport",
-            &port.to_string(),
-            "-au",
-            "2001",
-            "-ap",
-            "pw2001",
-        ],
-    );
+    let (ok, out) = try_register_agent(&dir, server.addr, "2001", "pw2001", port);
     assert!(ok, "{out}");
     let (ok, out) = sipp(
         &dir,
@@ -1507,25 +1472,7 @@ fn a_refer_to_an_unknown_target_keeps_the_caller_with_the_agent() {
             "agent_refer_refused.xml",
             &["-p", &port.to_string(), "-m", "1", "-key", "target", target],
         );
-        let (ok, out) = sipp(
-            &dir,
-            server.addr,
-            "agent_register.xml",
-            &[
-                "-m",
-                "1",
-                "-key",
-                "agent",
-                "2001",
-                "-key",
-                "contactport",
-                &port.to_string(),
-                "-au",
-                "2001",
-                "-ap",
-                "pw2001",
-            ],
-        );
+        let (ok, out) = try_register_agent(&dir, server.addr, "2001", "pw2001", port);
         assert!(ok, "{out}");
         wait_until("2001 is available", || {
             agent_state(&server, "2001") == "available"

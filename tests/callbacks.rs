@@ -10,6 +10,7 @@ mod common;
 
 use common::agents::{
     self, Peer, agent_state_checked, free_udp_port, register_agent, set_agent_state,
+    try_register_agent,
 };
 use common::*;
 use std::fs;
@@ -536,25 +537,7 @@ fn a_caller_who_is_busy_is_dialled_again_after_the_retry_wait() {
             &talker.port.to_string(),
         ],
     );
-    let (ok, out) = sipp(
-        &dir,
-        server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            "2001",
-            "-key",
-            "contactport",
-            &port.to_string(),
-            "-au",
-            "2001",
-            "-ap",
-            "pw2001",
-        ],
-    );
+    let (ok, out) = try_register_agent(&dir, server.addr, "2001", "pw2001", port);
     assert!(ok, "{out}");
     wait_until("the registration reaches the ACD", || {
         agent_state(&server, "2001") != "offline"
