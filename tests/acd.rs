@@ -5,12 +5,16 @@
 
 mod common;
 
+use common::agents::{
+    self, Peer, agent_auth, agent_phone, agent_state_checked, free_udp_port, general_queue_toml,
+    queue_waiting, register_agent, set_agent_state, sqlite_rows, try_register_agent,
+    write_queue_prompts,
+};
 use common::*;
 use ivr_media::audio::G711;
 use std::fs;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const VIP: &str = "13900000009";
@@ -159,131 +163,24 @@ fn deployment(name: &str, external: u16) -> PathBuf {
     fs::write(dir.join("flows/x.flow"), &text[at..]).expect("flow x");
     fs::write(dir.join("flows/e.flow"), ENGLISH_FLOW).expect("flow e");
     fs::write(dir.join("flows/p.flow"), PIN_FLOW).expect("flow p");
-    write_prompts(
-        &dir,
-        &[
-            ("hello", "hello", 400.0, 300),
-            ("hold", "hold", 500.0, 400),
-            ("rate_q", "rate_q", 600.0, 500),
-            ("sorry", "sorry", 700.0, 300),
-            ("bye", "bye", 800.0, 300),
-        ],
-    );
+    write_queue_prompts(&dir);
     let rtp = rtp_range(40);
     fs::write(
         dir.join("ivr.toml"),
         format!(
-            r#"{}[queues.general]
-skills       = ["mandarin"]
-ring_timeout = "2s"
-wrap_up      = "1s"
-
-[agents.2001]
-name   = "王芳"
-skills = ["mandarin"]
-ha1    = "c77c65cb80b98f26c9ce22ff8c3ae0ca"   # pw2001
-
-[agents.2002]
-name   = "李强"
-skills = ["mandarin", "english"]
-ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
-
+            r#"{}{}
 [routes]
 "95500" = "x"
 "10086" = "e"
 "10088" = "p"
 default = "q"
 "#,
-            config_head(rtp)
+            config_head(rtp),
+            general_queue_toml("2s")
         ),
     )
     .expect("config");
     dir.join("ivr.toml")
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("port")
-        .port()
-}
-
-/// A SIPp running in the background (an agent's phone, a caller), killed when dropped.
-struct Peer {
-    child: Child,
-    name: String,
-    dir: PathBuf,
-}
-
-impl Peer {
-    /// SIPp with `scenario` against `server`; `-p port` when `port` is given (a UAS).
-    fn spawn(dir: &Path, server: SocketAddr, scenario: &str, args: &[&str]) -> Peer {
-        let name = format!("{}-{}", scenario.trim_end_matches(".xml"), free_udp_port());
-        let work = dir.join(&name);
-        fs::create_dir_all(&work).expect("peer dir");
-        let child = Command::new("sipp")
-            .current_dir(&work)
-            .arg("-sf")
-            .arg(repo().join("tests/sipp").join(scenario))
-            .arg(server.to_string())
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
-            .args(["-mp", &free_udp_port().to_string()])
-            .args(["-nostdin", "-timeout", "40", "-timeout_error"])
-            .args(["-trace_err", "-trace_msg"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp");
-        Peer {
-            child,
-            name,
-            dir: work,
-        }
-    }
-
-    /// Waits (bounded) for SIPp to end; whether all its calls succeeded.
-    fn wait(&mut self, within: Duration) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < within {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-
-    /// The messages SIPp traced.
-    fn messages(&self) -> String {
-        let mut text = String::new();
-        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let n = e.file_name().to_string_lossy().to_string();
-            if n.ends_with("_messages.log") || n.ends_with("_errors.log") {
-                text.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        text
-    }
-
-    fn report(&self) -> String {
-        let m = self.messages();
-        let tail: Vec<&str> = m.lines().rev().take(60).collect();
-        format!(
-            "--- {} ---\n{}",
-            self.name,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// An agent's phone: a UAS on a port of its own running `scenario` for `calls` calls, and
@@ -309,34 +206,13 @@ fn agent_with(
     calls: u32,
     extra: &[&str],
 ) -> Peer {
-    let port = free_udp_port();
-    let (port_text, calls_text) = (port.to_string(), calls.to_string());
-    let mut args = vec!["-p", &port_text, "-m", &calls_text];
-    args.extend_from_slice(extra);
-    let phone = Peer::spawn(dir, server.addr, scenario, &args);
-    let (ok, out) = sipp(
+    let phone = agent_phone(
         dir,
         server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            id,
-            "-key",
-            "contactport",
-            &port.to_string(),
-            "-au",
-            id,
-            "-ap",
-            password,
-        ],
-    );
-    assert!(
-        ok,
-        "agent {id} could not register:\n{out}\n{}",
-        server.log()
+        (id, password),
+        (scenario, calls, 40),
+        extra,
+        || server.log(),
     );
     // The 200 OK goes out before the ACD hears of the binding.
     wait_until("the registration reaches the ACD", || {
@@ -363,25 +239,11 @@ type Row = (
 
 /// The call rows once there are `n` (waits for the batching writer).
 fn calls(config: &Path, n: usize) -> Vec<Row> {
-    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
-    block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("db");
-        let started = Instant::now();
-        loop {
-            let rows: Vec<Row> = sqlx::query_as(
-                "SELECT call_id, outcome, queue, agent, caller FROM calls ORDER BY id",
-            )
-            .fetch_all(&pool)
-            .await
-            .unwrap_or_default();
-            if rows.len() >= n || started.elapsed() > Duration::from_secs(10) {
-                return rows;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+    sqlite_rows(
+        config,
+        "SELECT call_id, outcome, queue, agent, caller FROM calls ORDER BY id",
+        n,
+    )
 }
 
 /// question, answer, agent, queue.
@@ -389,16 +251,11 @@ type Answer = (String, Option<String>, Option<String>, Option<String>);
 
 /// The saved survey answers.
 fn surveys(config: &Path) -> Vec<Answer> {
-    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
-    block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("db");
-        sqlx::query_as("SELECT question, answer, agent, queue FROM survey_answers ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap_or_default()
-    })
+    sqlite_rows(
+        config,
+        "SELECT question, answer, agent, queue FROM survey_answers ORDER BY id",
+        0,
+    )
 }
 
 #[test]
@@ -476,16 +333,6 @@ fn visits(config: &Path, call_id: &str) -> Vec<(String, Option<String>)> {
     })
 }
 
-/// The callers (X-IVR-Caller) of the INVITEs an agent's phone received, in order.
-fn offered_callers(phone: &Peer) -> Vec<String> {
-    phone
-        .messages()
-        .lines()
-        .filter_map(|l| l.strip_prefix("X-IVR-Caller: "))
-        .map(|c| c.trim().to_string())
-        .collect()
-}
-
 #[test]
 fn a_vip_who_came_later_is_served_before_the_callers_waiting_ahead() {
     need_sipp!();
@@ -535,7 +382,7 @@ fn a_vip_who_came_later_is_served_before_the_callers_waiting_ahead() {
         server.log()
     );
     assert_eq!(
-        offered_callers(&phone),
+        phone.offered_callers(),
         vec![
             CALLER.to_string(),
             VIP.to_string(),
@@ -820,25 +667,7 @@ fn the_conversation_is_relayed_both_ways_transcoded_with_dtmf_passed() {
             &agent_media.port.to_string(),
         ],
     );
-    let (ok, out) = sipp(
-        &dir,
-        server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            "2001",
-            "-key",
-            "contactport",
-            &port.to_string(),
-            "-au",
-            "2001",
-            "-ap",
-            "pw2001",
-        ],
-    );
+    let (ok, out) = try_register_agent(&dir, server.addr, "2001", "pw2001", port);
     assert!(ok, "{out}");
     // The bridge is up about 0.7 s in (hello, then 300 ms of ringing); the agent hangs up 3 s
     // after answering: the caller talks from 2.0 to 3.2 s and keys at 3.3 s.
@@ -1011,25 +840,7 @@ fn a_transferred_call_is_recorded_caller_left_agent_right() {
             )
         })
     };
-    let (ok, out) = sipp(
-        &dir,
-        server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            "2001",
-            "-key",
-            "contactport",
-            &port.to_string(),
-            "-au",
-            "2001",
-            "-ap",
-            "pw2001",
-        ],
-    );
+    let (ok, out) = try_register_agent(&dir, server.addr, "2001", "pw2001", port);
     assert!(ok, "{out}");
     let (ok, out) = sipp(
         &dir,
@@ -1215,38 +1026,17 @@ fn a_kill_during_recording_leaves_a_playable_wav() {
 
 /// Callers waiting in queue `general` (`GET /agents`).
 fn waiting(server: &Server) -> u64 {
-    let (_, _, body) = http_get(server.http(), "/agents");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    v["queues"]
-        .as_array()
-        .and_then(|q| q.iter().find(|x| x["name"] == "general"))
-        .and_then(|g| g["waiting"].as_u64())
-        .unwrap_or(0)
+    queue_waiting(server.http(), "general")
 }
 
 /// Polls `done` until it holds (10 s at most, else the test fails naming `what`).
 fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{what}: not in 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    agents::wait_until(what, Duration::from_secs(10), done);
 }
 
 /// The state of agent `id` in `GET /agents`.
 fn agent_state(server: &Server, id: &str) -> String {
-    let (code, _, body) = http_get(server.http(), "/agents");
-    assert_eq!(code, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    v["agents"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["id"] == id))
-        .and_then(|x| x["state"].as_str())
-        .unwrap_or_default()
-        .to_string()
+    agent_state_checked(server.http(), id)
 }
 
 #[test]
@@ -1565,18 +1355,7 @@ fn best_level_rings_the_level_four_agent_first() {
 
 /// Sets agent `id` (password `pw{id}`) away or available over HTTP.
 fn set_state(server: &Server, id: &str, state: &str) {
-    use base64::Engine as _;
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:pw{id}"))
-    );
-    let (code, _, body) = http_request(
-        server.http(),
-        "POST",
-        &format!("/agents/{id}/state"),
-        &[("Authorization", &auth)],
-        state,
-    );
+    let (code, body) = set_agent_state(server.http(), id, state);
     assert_eq!(code, 204, "{body}");
 }
 
@@ -1649,7 +1428,7 @@ fn a_blind_refer_to_a_queue_puts_the_caller_first_with_the_screen_pop_and_transf
     assert!(refer.contains("message/sipfrag"), "{refer}");
     // 2002 got the transferred caller first, with the screen pop and who transferred it.
     assert_eq!(
-        offered_callers(&second_phone),
+        second_phone.offered_callers(),
         vec![CALLER.to_string(), VIP.to_string()]
     );
     let pops = second_phone.messages();
@@ -1693,25 +1472,7 @@ fn a_refer_to_an_unknown_target_keeps_the_caller_with_the_agent() {
             "agent_refer_refused.xml",
             &["-p", &port.to_string(), "-m", "1", "-key", "target", target],
         );
-        let (ok, out) = sipp(
-            &dir,
-            server.addr,
-            "agent_register.xml",
-            &[
-                "-m",
-                "1",
-                "-key",
-                "agent",
-                "2001",
-                "-key",
-                "contactport",
-                &port.to_string(),
-                "-au",
-                "2001",
-                "-ap",
-                "pw2001",
-            ],
-        );
+        let (ok, out) = try_register_agent(&dir, server.addr, "2001", "pw2001", port);
         assert!(ok, "{out}");
         wait_until("2001 is available", || {
             agent_state(&server, "2001") == "available"
@@ -1782,7 +1543,7 @@ fn a_blind_refer_to_an_agent_rings_that_agent_with_the_screen_pop() {
         second_phone.report(),
         server.log()
     );
-    assert_eq!(offered_callers(&second_phone), vec![CALLER.to_string()]);
+    assert_eq!(second_phone.offered_callers(), vec![CALLER.to_string()]);
     let pop = second_phone.messages();
     for h in ["X-IVR-Transferred-By: 2001", "X-IVR-Queue: general"] {
         assert!(pop.contains(h), "no `{h}` in:\n{pop}");
@@ -1791,11 +1552,7 @@ fn a_blind_refer_to_an_agent_rings_that_agent_with_the_screen_pop() {
 
 /// `POST /agents/ID/PATH` as agent `id` (password `pwID`) with `body`: the status and body.
 fn agent_post(server: &Server, id: &str, path: &str, body: &str) -> (u16, String) {
-    use base64::Engine as _;
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:pw{id}"))
-    );
+    let auth = agent_auth(id);
     let (code, _, body) = http_request(
         server.http(),
         "POST",
@@ -1809,48 +1566,14 @@ fn agent_post(server: &Server, id: &str, path: &str, body: &str) -> (u16, String
 /// A phone that answers and talks (its RTP an [`Endpoint`] sending a tone from `ssrc` once it
 /// hears anything) until it gets a BYE; registered as agent `id` unless `id` is empty.
 fn talking_phone(dir: &Path, server: &Server, id: &str, ssrc: u32) -> (Peer, Endpoint, u16) {
-    let media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        ssrc,
-        vec![(0, Act::Voice(20_000))],
-    );
-    let port = free_udp_port();
-    let phone = Peer::spawn(
+    let (phone, media, port) = agents::talking_phone(
         dir,
         server.addr,
-        "answers_until_bye.xml",
-        &[
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-key",
-            "agentrtp",
-            &media.port.to_string(),
-        ],
+        ("answers_until_bye.xml", 1, 40),
+        (ssrc, 20_000),
     );
     if !id.is_empty() {
-        let (ok, out) = sipp(
-            dir,
-            server.addr,
-            "agent_register.xml",
-            &[
-                "-m",
-                "1",
-                "-key",
-                "agent",
-                id,
-                "-key",
-                "contactport",
-                &port.to_string(),
-                "-au",
-                id,
-                "-ap",
-                &format!("pw{id}"),
-            ],
-        );
-        assert!(ok, "agent {id} could not register:\n{out}");
+        register_agent(dir, server.addr, id, &format!("pw{id}"), port, String::new);
         wait_until("the registration reaches the ACD", || {
             agent_state(server, id) != "offline"
         });

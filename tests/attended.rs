@@ -8,12 +8,12 @@
 
 mod common;
 
+use common::agents::{self, Peer, agent_phone, free_udp_port, sqlite_rows};
 use common::*;
 use std::fs;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A caller of the number test (any number but the gateway's).
 const VIP: &str = "13900000009";
@@ -102,143 +102,31 @@ default = "q"
     dir.join("ivr.toml")
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("port")
-        .port()
-}
-
-/// A SIPp in the background, killed when dropped.
-struct Peer {
-    child: Child,
-    name: String,
-    dir: PathBuf,
-}
-
-impl Peer {
-    fn spawn(dir: &Path, server: SocketAddr, scenario: &str, args: &[&str]) -> Peer {
-        let name = format!("{}-{}", scenario.trim_end_matches(".xml"), free_udp_port());
-        let work = dir.join(&name);
-        fs::create_dir_all(&work).expect("peer dir");
-        let child = Command::new("sipp")
-            .current_dir(&work)
-            .arg("-sf")
-            .arg(repo().join("tests/sipp").join(scenario))
-            .arg(server.to_string())
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
-            .args(["-mp", &free_udp_port().to_string()])
-            .args(["-nostdin", "-timeout", "30", "-timeout_error"])
-            .args(["-trace_err", "-trace_msg"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp");
-        Peer {
-            child,
-            name,
-            dir: work,
-        }
-    }
-
-    /// Waits (bounded) for SIPp to end; whether all its calls succeeded.
-    fn wait(&mut self, within: Duration) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < within {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-
-    fn messages(&self) -> String {
-        let mut text = String::new();
-        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let n = e.file_name().to_string_lossy().to_string();
-            if n.ends_with("_messages.log") || n.ends_with("_errors.log") {
-                text.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        text
-    }
-
-    fn report(&self) -> String {
-        let m = self.messages();
-        let tail: Vec<&str> = m.lines().rev().take(80).collect();
-        format!(
-            "--- {} ---\n{}",
-            self.name,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A SIPp of these tests in the background (30 s at most).
+fn peer(dir: &Path, server: SocketAddr, scenario: &str, args: &[&str]) -> Peer {
+    Peer::spawn_for(dir, Some(server), scenario, 30, args)
 }
 
 /// The state of agent `id` in `GET /agents`.
 fn agent_state(server: &Server, id: &str) -> String {
-    let (_, _, body) = http_get(server.http(), "/agents");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    v["agents"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["id"] == id))
-        .and_then(|x| x["state"].as_str())
-        .unwrap_or_default()
-        .to_string()
+    agents::agent_state(server.http(), id)
 }
 
+/// Polls `done` until it holds (10 s at most, else the test fails naming `what`).
 fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{what}: not in 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    agents::wait_until(what, Duration::from_secs(10), done);
 }
 
 /// Agent `id`'s phone (a SIPp UAS running `scenario` with `args`) and its registration.
 fn agent(dir: &Path, server: &Server, id: &str, scenario: &str, args: &[&str]) -> Peer {
-    let port = free_udp_port();
     let password = format!("pw{id}");
-    let port_text = port.to_string();
-    let mut all = vec!["-p", &port_text, "-m", "1"];
-    all.extend_from_slice(args);
-    let phone = Peer::spawn(dir, server.addr, scenario, &all);
-    let (ok, out) = sipp(
+    let phone = agent_phone(
         dir,
         server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            id,
-            "-key",
-            "contactport",
-            &port_text,
-            "-au",
-            id,
-            "-ap",
-            &password,
-        ],
-    );
-    assert!(
-        ok,
-        "agent {id} could not register:\n{out}\n{}",
-        server.log()
+        (id, &password),
+        (scenario, 1, 30),
+        args,
+        || server.log(),
     );
     wait_until("the registration reaches the ACD", || {
         agent_state(server, id) == "available"
@@ -251,24 +139,11 @@ type Row = (String, Option<String>, Option<String>);
 
 /// The call rows once there are `n` (waits for the batching writer).
 fn calls(config: &Path, n: usize) -> Vec<Row> {
-    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
-    block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("db");
-        let started = Instant::now();
-        loop {
-            let rows: Vec<Row> =
-                sqlx::query_as("SELECT call_id, outcome, agent FROM calls ORDER BY id")
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap_or_default();
-            if rows.len() >= n || started.elapsed() > Duration::from_secs(10) {
-                return rows;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+    sqlite_rows(
+        config,
+        "SELECT call_id, outcome, agent FROM calls ORDER BY id",
+        n,
+    )
 }
 
 /// Queue events of the call `call_id`: (event, agent).
@@ -356,7 +231,7 @@ fn attended_transfer_to(name: &str, target: &str) {
     // Only 2001 serves `general`: the caller reaches 2001.
     let caller_media = Endpoint::start(vec![(0, Act::Voice(7000))]);
     let rtp = caller_media.port.to_string();
-    let mut caller = Peer::spawn(
+    let mut caller = peer(
         &dir,
         server.addr,
         "flow_hangs_up.xml",
@@ -373,9 +248,9 @@ fn attended_transfer_to(name: &str, target: &str) {
     assert!(
         c && p1 && p2,
         "caller {c}, agents {p1} {p2}\n{}\n{}\n{}\n{}",
-        caller.report(),
-        first.report(),
-        second.report(),
+        caller.report_lines(80),
+        first.report_lines(80),
+        second.report_lines(80),
         server.log()
     );
     // 2001's phone checked 202, NOTIFY 100 Trying and 200 OK, and a BYE on each of its
@@ -448,7 +323,7 @@ fn a_replaces_naming_no_consultation_is_refused_and_the_caller_stays() {
     );
     let caller_media = Endpoint::start(vec![(0, Act::Voice(6000))]);
     let rtp = caller_media.port.to_string();
-    let mut caller = Peer::spawn(
+    let mut caller = peer(
         &dir,
         server.addr,
         "flow_hangs_up.xml",
@@ -463,8 +338,8 @@ fn a_replaces_naming_no_consultation_is_refused_and_the_caller_stays() {
     assert!(
         c && p1,
         "caller {c}, agent {p1}\n{}\n{}\n{}",
-        caller.report(),
-        first.report(),
+        caller.report_lines(80),
+        first.report_lines(80),
         server.log()
     );
     let m = first.messages();
@@ -503,7 +378,7 @@ fn an_attended_transfer_to_a_number_goes_through_the_default_trunk() {
         vec![(0, Act::Voice(2000))],
     );
     let far_rtp = far_media.port.to_string();
-    let mut gateway = Peer::spawn(
+    let mut gateway = peer(
         &dir,
         server.addr,
         "campaign_gateway.xml",
@@ -552,7 +427,7 @@ fn an_attended_transfer_to_a_number_goes_through_the_default_trunk() {
     let caller_media = Endpoint::start(vec![(0, Act::Voice(6000))]);
     let rtp = caller_media.port.to_string();
     // The caller hangs up 6 s in: the IVR ends the trunk's leg (BYE to the gateway).
-    let mut caller = Peer::spawn(
+    let mut caller = peer(
         &dir,
         server.addr,
         "call_bye.xml",
@@ -569,9 +444,9 @@ fn an_attended_transfer_to_a_number_goes_through_the_default_trunk() {
     assert!(
         c && p1 && g,
         "caller {c}, agent {p1}, gateway {g}\n{}\n{}\n{}\n{}",
-        caller.report(),
-        first.report(),
-        gateway.report(),
+        caller.report_lines(80),
+        first.report_lines(80),
+        gateway.report_lines(80),
         server.log()
     );
     let m = first.messages();
@@ -638,7 +513,7 @@ fn a_replaces_naming_a_consultation_still_ringing_is_refused_and_the_caller_stay
     let mut second = agent(&dir, &server, "2002", "agent_no_answer.xml", &[]);
     let caller_media = Endpoint::start(vec![(0, Act::Voice(6000))]);
     let rtp = caller_media.port.to_string();
-    let mut caller = Peer::spawn(
+    let mut caller = peer(
         &dir,
         server.addr,
         "flow_hangs_up.xml",
@@ -654,9 +529,9 @@ fn a_replaces_naming_a_consultation_still_ringing_is_refused_and_the_caller_stay
     assert!(
         c && p1 && p2,
         "caller {c}, agents {p1} {p2}\n{}\n{}\n{}\n{}",
-        caller.report(),
-        first.report(),
-        second.report(),
+        caller.report_lines(80),
+        first.report_lines(80),
+        second.report_lines(80),
         server.log()
     );
     let m = first.messages();
@@ -688,7 +563,7 @@ fn an_agents_call_to_a_number_needs_its_password_and_its_login() {
     let dir = config.parent().expect("dir").to_path_buf();
     let server = Server::start(&config, &[]);
     // A gateway that would answer the number: it must never hear of these calls.
-    let gateway = Peer::spawn(
+    let gateway = peer(
         &dir,
         server.addr,
         "campaign_gateway.xml",

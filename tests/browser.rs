@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::agents::{agent_state_checked, free_udp_port, sqlite_rows, try_register_agent};
 use common::*;
 use ivr_media::audio::G711;
 
@@ -164,24 +165,11 @@ fn transcript_until(addr: SocketAddr, location: &str, until: &str) -> Vec<String
 
 /// channel, caller, outcome of the calls recorded (waits for `n` rows, at most 10 s).
 fn calls(config: &Path, n: usize) -> Vec<(String, String, Option<String>)> {
-    let db = config.parent().expect("dir").join("ivr-data/ivr.db");
-    block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("db");
-        let started = Instant::now();
-        loop {
-            let rows: Vec<(String, String, Option<String>)> =
-                sqlx::query_as("SELECT channel, caller, outcome FROM calls ORDER BY id")
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap_or_default();
-            if rows.len() >= n || started.elapsed() > Duration::from_secs(10) {
-                return rows;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
+    sqlite_rows(
+        config,
+        "SELECT channel, caller, outcome FROM calls ORDER BY id",
+        n,
+    )
 }
 
 mod client {
@@ -628,11 +616,8 @@ fn a_browser_call_is_bridged_to_a_sip_agent() {
         42,
         vec![(100, Act::Voice(1000))],
     );
-    let contact = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("port")
-        .port()
-        .to_string();
+    let contact_port = free_udp_port();
+    let contact = contact_port.to_string();
     let mut phone = Command::new("sipp")
         .current_dir(&dir)
         .arg("-sf")
@@ -654,25 +639,7 @@ fn a_browser_call_is_bridged_to_a_sip_agent() {
         .stderr(Stdio::null())
         .spawn()
         .expect("sipp");
-    let (ok, out) = sipp(
-        &dir,
-        server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            "2001",
-            "-key",
-            "contactport",
-            &contact,
-            "-au",
-            "2001",
-            "-ap",
-            "pw2001",
-        ],
-    );
+    let (ok, out) = try_register_agent(&dir, server.addr, "2001", "pw2001", contact_port);
     assert!(ok, "the agent could not register:\n{out}\n{}", server.log());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -986,7 +953,7 @@ fn wait_child(
 fn wait_for_console(server: &Server, child: &mut std::process::Child, out: &Path, err: &Path) {
     let started = Instant::now();
     let ready = || fs::read_to_string(out).is_ok_and(|t| t.contains("\"ready\":true"));
-    while agent_state(server.http(), "2001") != "available" || !ready() {
+    while agent_state_checked(server.http(), "2001") != "available" || !ready() {
         if started.elapsed() > Duration::from_secs(40) || child.try_wait().ok().flatten().is_some()
         {
             let status = wait_child(child, Duration::from_secs(1));
@@ -1019,19 +986,6 @@ fn console_result(
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
         .expect("agent.mjs JSON")
-}
-
-/// The state of agent `id` in `GET /agents`.
-fn agent_state(http_addr: SocketAddr, id: &str) -> String {
-    let (code, _, body) = http(http_addr, "GET", "/agents", &[], "");
-    assert_eq!(code, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    v["agents"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["id"] == id))
-        .and_then(|x| x["state"].as_str())
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[test]
@@ -1083,7 +1037,7 @@ fn an_agent_takes_a_queued_call_in_the_console_in_headless_chromium() {
         "",
     );
     assert_eq!(code, 401);
-    assert_eq!(agent_state(http_addr, "2001"), "offline");
+    assert_eq!(agent_state_checked(http_addr, "2001"), "offline");
 
     let url = format!("http://{http_addr}/agent");
     let out_path = work.join("agent.out");
@@ -1185,11 +1139,12 @@ fn an_agent_takes_a_queued_call_in_the_console_in_headless_chromium() {
     assert_eq!(agent.as_deref(), Some("2001"), "{outcome:?}");
     // The console closed with the browser: the agent is offline again.
     let started = Instant::now();
-    while agent_state(http_addr, "2001") != "offline" && started.elapsed() < Duration::from_secs(5)
+    while agent_state_checked(http_addr, "2001") != "offline"
+        && started.elapsed() < Duration::from_secs(5)
     {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(agent_state(http_addr, "2001"), "offline");
+    assert_eq!(agent_state_checked(http_addr, "2001"), "offline");
 }
 
 mod console {
@@ -1378,7 +1333,7 @@ fn the_console_socket_rings_with_the_screen_pop_and_hears_the_caller_go() {
         let started = Instant::now();
         let mut s = String::new();
         while started.elapsed() < Duration::from_secs(5) {
-            s = blocking(Box::new(move || agent_state(http_addr, "2001"))).await;
+            s = blocking(Box::new(move || agent_state_checked(http_addr, "2001"))).await;
             if s == "offline" {
                 break;
             }
@@ -1396,30 +1351,7 @@ fn the_console_socket_rings_with_the_screen_pop_and_hears_the_caller_go() {
         next(&mut ws3, state("available")).await.expect("available");
         let (dir, sip) = (work.clone(), sip_addr);
         let (ok, out) = tokio::task::spawn_blocking(move || {
-            let contact = std::net::UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .expect("port")
-                .port()
-                .to_string();
-            sipp(
-                &dir,
-                sip,
-                "agent_register.xml",
-                &[
-                    "-m",
-                    "1",
-                    "-key",
-                    "agent",
-                    "2001",
-                    "-key",
-                    "contactport",
-                    &contact,
-                    "-au",
-                    "2001",
-                    "-ap",
-                    "pw2001",
-                ],
-            )
+            try_register_agent(&dir, sip, "2001", "pw2001", free_udp_port())
         })
         .await
         .expect("sipp");
@@ -1431,7 +1363,7 @@ fn the_console_socket_rings_with_the_screen_pop_and_hears_the_caller_go() {
             next(&mut ws3, |_| true).await.is_none(),
             "the console closes"
         );
-        let s = blocking(Box::new(move || agent_state(http_addr, "2001"))).await;
+        let s = blocking(Box::new(move || agent_state_checked(http_addr, "2001"))).await;
         assert_eq!(s, "available", "the phone's registration stays");
     });
 }
@@ -1744,10 +1676,7 @@ fn sip_phone(work: &Path, server: &Server, id: &str, ssrc: u32) -> (std::process
         ssrc,
         vec![(0, Act::Voice(30_000))],
     );
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("port")
-        .port();
+    let port = free_udp_port();
     let phone = Command::new("sipp")
         .current_dir(work)
         .arg("-sf")
@@ -1760,25 +1689,7 @@ fn sip_phone(work: &Path, server: &Server, id: &str, ssrc: u32) -> (std::process
         .stderr(Stdio::null())
         .spawn()
         .expect("sipp");
-    let (ok, out) = sipp(
-        work,
-        server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            id,
-            "-key",
-            "contactport",
-            &port.to_string(),
-            "-au",
-            id,
-            "-ap",
-            &format!("pw{id}"),
-        ],
-    );
+    let (ok, out) = try_register_agent(work, server.addr, id, &format!("pw{id}"), port);
     assert!(ok, "{id} could not register:\n{out}");
     (phone, media)
 }

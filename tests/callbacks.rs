@@ -8,11 +8,14 @@
 
 mod common;
 
+use common::agents::{
+    self, Peer, agent_state_checked, free_udp_port, register_agent, set_agent_state,
+    try_register_agent,
+};
 use common::*;
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -97,80 +100,9 @@ max_calls = 4
     dir.join("ivr.toml")
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A SIPp in the background, killed when dropped.
-struct Peer {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Peer {
-    /// SIPp with `scenario` (against `server` when given: a UAC or an agent's phone).
-    fn spawn(dir: &Path, server: Option<SocketAddr>, scenario: &str, args: &[&str]) -> Peer {
-        let work = dir.join(format!(
-            "{}-{}",
-            scenario.trim_end_matches(".xml"),
-            free_udp_port()
-        ));
-        fs::create_dir_all(&work).expect("peer dir");
-        let mut cmd = Command::new("sipp");
-        cmd.current_dir(&work)
-            .arg("-sf")
-            .arg(repo().join("tests/sipp").join(scenario));
-        if let Some(s) = server {
-            cmd.arg(s.to_string());
-        }
-        let child = cmd
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
-            .args(["-mp", &free_udp_port().to_string()])
-            .args(["-nostdin", "-timeout", "40", "-timeout_error"])
-            .args(["-trace_err", "-trace_msg"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp");
-        Peer { child, dir: work }
-    }
-
-    /// Waits (bounded) for SIPp to end; whether all its calls succeeded.
-    fn wait(&mut self, within: Duration) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < within {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-
-    /// The messages SIPp traced (and its errors).
-    fn messages(&self) -> String {
-        let mut text = String::new();
-        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let n = e.file_name().to_string_lossy().to_string();
-            if n.ends_with("_messages.log") || n.ends_with("_errors.log") {
-                text.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        text
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A SIPp of these tests in the background (40 s at most; against `server` when given).
+fn peer(dir: &Path, server: Option<SocketAddr>, scenario: &str, args: &[&str]) -> Peer {
+    Peer::spawn_for(dir, server, scenario, 40, args)
 }
 
 /// The agent's audio: sends 20 ms PCMA frames of a tone from SSRC [`TALKER_SSRC`] to the
@@ -270,7 +202,7 @@ fn offered_rtp(phone: &Peer) -> Option<SocketAddr> {
 /// Registers agent 2001 whose phone runs `agent_talks.xml` with its audio at `rtp`.
 fn agent_phone(dir: &Path, server: &Server, rtp: u16) -> Peer {
     let port = free_udp_port();
-    let phone = Peer::spawn(
+    let phone = peer(
         dir,
         Some(server.addr),
         "agent_talks.xml",
@@ -284,30 +216,7 @@ fn agent_phone(dir: &Path, server: &Server, rtp: u16) -> Peer {
             &rtp.to_string(),
         ],
     );
-    let (ok, out) = sipp(
-        dir,
-        server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            "2001",
-            "-key",
-            "contactport",
-            &port.to_string(),
-            "-au",
-            "2001",
-            "-ap",
-            "pw2001",
-        ],
-    );
-    assert!(
-        ok,
-        "agent 2001 could not register:\n{out}\n{}",
-        server.log()
-    );
+    register_agent(dir, server.addr, "2001", "pw2001", port, || server.log());
     wait_until("the registration reaches the ACD", || {
         agent_state(server, "2001") != "offline"
     });
@@ -315,44 +224,18 @@ fn agent_phone(dir: &Path, server: &Server, rtp: u16) -> Peer {
 }
 
 fn agent_state(server: &Server, id: &str) -> String {
-    let (code, _, body) = http_get(server.http(), "/agents");
-    assert_eq!(code, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    v["agents"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["id"] == id))
-        .and_then(|x| x["state"].as_str())
-        .unwrap_or_default()
-        .to_string()
+    agent_state_checked(server.http(), id)
 }
 
 /// Sets agent `id` (password `pw{id}`) away or available over HTTP.
 fn set_state(server: &Server, id: &str, state: &str) {
-    use base64::Engine as _;
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:pw{id}"))
-    );
-    let (code, _, body) = http_request(
-        server.http(),
-        "POST",
-        &format!("/agents/{id}/state"),
-        &[("Authorization", &auth)],
-        state,
-    );
+    let (code, body) = set_agent_state(server.http(), id, state);
     assert_eq!(code, 204, "{body}");
 }
 
 /// Polls `done` until it holds (20 s at most).
 fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{what}: not in 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    agents::wait_until(what, Duration::from_secs(20), done);
 }
 
 /// A `callbacks` row: phone, queue, attempts, agent, connected, result.
@@ -419,7 +302,7 @@ fn keep_a_callback(dir: &Path, server: &Server, config: &Path) {
     // The caller's audio: it presses 1 2.8 s after the first packet (hello 0.3 s, the wait of
     // 2 s, then the offer of 1 s plays).
     let media = Endpoint::start(vec![(2800, Act::Key('1'))]);
-    let mut caller = Peer::spawn(
+    let mut caller = peer(
         dir,
         Some(server.addr),
         "flow_hangs_up.xml",
@@ -468,7 +351,7 @@ fn a_kept_callback_rings_the_agent_then_dials_the_caller_and_bridges_them() {
         CALLER_SSRC,
         vec![(100, Act::Voice(1000))],
     );
-    let mut gateway = Peer::spawn(
+    let mut gateway = peer(
         &dir,
         None,
         "campaign_gateway.xml",
@@ -631,7 +514,7 @@ fn a_caller_who_is_busy_is_dialled_again_after_the_retry_wait() {
         vec![(100, Act::Voice(1000))],
     );
     // First the gateway finds the caller busy ...
-    let mut busy = Peer::spawn(
+    let mut busy = peer(
         &dir,
         None,
         "gateway_busy.xml",
@@ -640,7 +523,7 @@ fn a_caller_who_is_busy_is_dialled_again_after_the_retry_wait() {
     let talker = Talker::start();
     // The agent's phone takes two offers: one per dial of the caller.
     let port = free_udp_port();
-    let mut phone = Peer::spawn(
+    let mut phone = peer(
         &dir,
         Some(server.addr),
         "agent_talks.xml",
@@ -654,25 +537,7 @@ fn a_caller_who_is_busy_is_dialled_again_after_the_retry_wait() {
             &talker.port.to_string(),
         ],
     );
-    let (ok, out) = sipp(
-        &dir,
-        server.addr,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            "2001",
-            "-key",
-            "contactport",
-            &port.to_string(),
-            "-au",
-            "2001",
-            "-ap",
-            "pw2001",
-        ],
-    );
+    let (ok, out) = try_register_agent(&dir, server.addr, "2001", "pw2001", port);
     assert!(ok, "{out}");
     wait_until("the registration reaches the ACD", || {
         agent_state(&server, "2001") != "offline"
@@ -687,7 +552,7 @@ fn a_caller_who_is_busy_is_dialled_again_after_the_retry_wait() {
         server.log()
     );
     // ... then it answers: the retry comes 1 s later.
-    let mut gateway = Peer::spawn(
+    let mut gateway = peer(
         &dir,
         None,
         "campaign_gateway.xml",
@@ -783,7 +648,7 @@ fn a_pending_callback_survives_a_restart_of_the_server() {
         CALLER_SSRC,
         vec![(100, Act::Voice(1000))],
     );
-    let mut gateway = Peer::spawn(
+    let mut gateway = peer(
         &dir,
         None,
         "campaign_gateway.xml",

@@ -6,11 +6,15 @@
 
 mod common;
 
-use common::{config_head, http_get, repo, rtp_range, skip, temp_dir, tone};
+use common::cluster::{
+    Cluster, Node, Ports, answered, cluster_status, cluster_tools, metric, wait_for,
+};
+use common::postgres::{drop_database, scratch_database};
+use common::{config_head, have, http_get, rtp_range, skip, temp_dir, tone};
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A flow that keeps the line until the caller hangs up (or 20 s go by).
@@ -39,22 +43,6 @@ step bye {
 }
 "##;
 
-fn have(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
-fn have_postgres() -> bool {
-    fs::read_dir("/usr/lib/postgresql").is_ok_and(|d| {
-        d.flatten()
-            .any(|v| v.path().join("bin/initdb").exists() && v.path().join("bin/pg_ctl").exists())
-    })
-}
-
 /// The deployment every node serves: the flow above, one prompt, the embedded demo database.
 fn deployment(name: &str) -> PathBuf {
     let dir = temp_dir(name);
@@ -76,142 +64,11 @@ fn deployment(name: &str) -> PathBuf {
     dir
 }
 
-/// One part of the cluster as `up` printed it.
-#[derive(Debug)]
-struct Node {
-    name: String,
-    sip: SocketAddr,
-    http: SocketAddr,
-    pid: u32,
-}
-
-/// The cluster `up` started; `down` when dropped.
-struct Cluster {
-    run: PathBuf,
-    env: Vec<(String, String)>,
-    proxy: SocketAddr,
-    nodes: Vec<Node>,
-    stopped: bool,
-}
-
-fn script(env: &[(String, String)], args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new("bash");
-    cmd.arg(repo().join("scripts/cluster.sh")).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    // Bounded: `up` waits at most 60 s for a node and 10 s for Kamailio.
-    cmd.stdin(Stdio::null()).output().expect("cluster.sh")
-}
-
-fn addr(text: &str, scheme: &str) -> SocketAddr {
-    text.strip_prefix(scheme)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("`{text}` is not {scheme}HOST:PORT"))
-}
-
-impl Cluster {
-    /// `scripts/cluster.sh up n folder` on ports of this test process; the lines it printed
-    /// checked one by one.
-    fn up(n: usize, folder: &Path) -> Cluster {
-        let run = folder.join("run");
-        // Ports below Linux's ephemeral range and away from the tests' RTP ranges; another
-        // base when one is taken.
-        let pid = std::process::id();
-        let mut last = String::new();
-        for attempt in 0..5u32 {
-            let slot = (pid + attempt * 37) % 200;
-            let env = vec![
-                ("IVR_CLUSTER_DIR".to_string(), run.display().to_string()),
-                ("IVR_CLUSTER_SIP_PORT".into(), (6000 + slot * 4).to_string()),
-                (
-                    "IVR_CLUSTER_HTTP_PORT".into(),
-                    (7000 + slot * 4).to_string(),
-                ),
-                ("IVR_BIN".into(), env!("CARGO_BIN_EXE_ivr").to_string()),
-                ("IVR_LOG".into(), "info".into()),
-            ];
-            let out = script(&env, &["up", &n.to_string(), &folder.display().to_string()]);
-            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-            if !out.status.success() {
-                last = format!("{stdout}{stderr}");
-                if stderr.contains("is taken") {
-                    continue;
-                }
-                panic!("cluster.sh up {n} failed:\n{last}");
-            }
-            let lines: Vec<&str> = stdout.lines().collect();
-            assert_eq!(lines.len(), n + 1, "one line per part:\n{stdout}");
-            let proxy: Vec<&str> = lines[0].split(' ').collect();
-            assert_eq!(proxy.len(), 2, "{}", lines[0]);
-            assert_eq!(proxy[0], "proxy", "{}", lines[0]);
-            let proxy = addr(proxy[1], "sip:");
-            let mut nodes = Vec::new();
-            for (i, line) in lines[1..].iter().enumerate() {
-                let w: Vec<&str> = line.split(' ').collect();
-                assert_eq!(w.len(), 6, "node NAME sip:.. http://.. pid PID: {line}");
-                assert_eq!((w[0], w[4]), ("node", "pid"), "{line}");
-                assert_eq!(w[1], ["a", "b", "c"][i], "{line}");
-                nodes.push(Node {
-                    name: w[1].to_string(),
-                    sip: addr(w[2], "sip:"),
-                    http: addr(w[3], "http://"),
-                    pid: w[5].parse().expect("pid"),
-                });
-            }
-            return Cluster {
-                run,
-                env,
-                proxy,
-                nodes,
-                stopped: false,
-            };
-        }
-        panic!("no free ports for the cluster:\n{last}");
-    }
-
-    fn node(&self, name: &str) -> &Node {
-        self.nodes.iter().find(|n| n.name == name).expect("node")
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for f in ["node-a.log", "node-b.log", "kamailio.log"] {
-            let text = fs::read_to_string(self.run.join(f)).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            out.push_str(&format!("--- {f}\n"));
-            for l in tail.into_iter().rev() {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        out
-    }
-
-    fn down(&mut self) -> std::process::Output {
-        self.stopped = true;
-        script(&self.env, &["down"])
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if !self.stopped {
-            let _ = script(&self.env, &["down"]);
-        }
-    }
-}
-
-/// A node's `/status` `cluster` part (`None` when it does not answer).
-fn cluster_status(node: &Node) -> Option<serde_json::Value> {
-    let (code, _, body) = http_get(node.http, "/status");
-    if code != 200 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    v.get("cluster").cloned()
-}
+/// This file's cluster ports (see [`Ports`]).
+const PORTS: Ports = Ports {
+    sip: 6000,
+    http: 7000,
+};
 
 fn leader(status: &serde_json::Value) -> Option<String> {
     status["acd"]["leader"].as_str().map(str::to_string)
@@ -227,31 +84,6 @@ fn up_nodes(status: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Polls `node`'s status until `ok` holds (at most `within`); how long it took.
-fn wait_for(
-    node: &Node,
-    within: Duration,
-    ok: impl Fn(&serde_json::Value) -> bool,
-) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if cluster_status(node).is_some_and(|s| ok(&s)) {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
-
-/// Calls answered by a node since it started (`ivr_calls_answered_total` of `/metrics`).
-fn answered(node: &Node) -> u64 {
-    let (_, _, body) = http_get(node.http, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix("ivr_calls_answered_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// `calls` SIPp calls through the proxy (each held `hold_ms`, then BYE); whether all worked.
@@ -278,10 +110,7 @@ fn calls(dir: &Path, proxy: SocketAddr, calls: u32, hold_ms: u32) -> (bool, Stri
 
 /// Calls in progress on a node (`ivr_calls_in_progress` of `/metrics`).
 fn in_progress(node: &Node) -> Option<u64> {
-    let (_, _, body) = http_get(node.http, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix("ivr_calls_in_progress "))
-        .and_then(|v| v.trim().parse().ok())
+    metric(node, "ivr_calls_in_progress")
 }
 
 /// baresip (headless, a WAV file as its microphone) dials the proxy, talks 4 s and quits.
@@ -355,20 +184,11 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn two_nodes_behind_kamailio_share_calls_and_survive_a_node() {
-    if !have("kamailio", "-v") {
-        skip("kamailio (Debian package kamailio) is not installed: cluster test skipped");
-        return;
-    }
-    if !have("sipp", "-v") {
-        skip("sipp (Debian package sip-tester) is not installed: cluster test skipped");
-        return;
-    }
-    if !have_postgres() {
-        skip("PostgreSQL (Debian package postgresql) is not installed: cluster test skipped");
+    if !cluster_tools("cluster test") {
         return;
     }
     let dir = deployment("cluster");
-    let mut cluster = Cluster::up(2, &dir);
+    let mut cluster = Cluster::up(2, &dir, PORTS);
     let (a, b) = (cluster.node("a"), cluster.node("b"));
     let kamailio_pid: u32 = fs::read_to_string(cluster.run.join("kamailio.pid"))
         .ok()
@@ -452,9 +272,7 @@ fn two_nodes_behind_kamailio_share_calls_and_survive_a_node() {
     // The leader dies (SIGKILL): the other node leads within 5 s.
     let (dead, survivor) = if first_leader == "a" { (a, b) } else { (b, a) };
     let killed = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-9", &dead.pid.to_string()])
-        .status();
+    dead.kill();
     let took = wait_for(survivor, Duration::from_secs(5), |s| {
         leader(s).as_deref() == Some(survivor.name.as_str()) && s["acd"]["this_node_leads"] == true
     });
@@ -536,44 +354,6 @@ fn two_nodes_behind_kamailio_share_calls_and_survive_a_node() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// A scratch database on `IVR_TEST_POSTGRES_URL`'s server (dropped at the end), so that the
-/// leadership's rows and lock are this test's alone.
-async fn scratch_database(url: &str, name: &str) -> Option<(ivr_data::cluster::PgPool, String)> {
-    let admin = ivr_data::cluster::PgPool::connect(url)
-        .await
-        .expect("postgres");
-    let db = format!("ivr_cluster_{name}_{}", std::process::id());
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute(&admin)
-        .await;
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .expect("create database");
-    admin.close().await;
-    let (base, _) = url.rsplit_once('/').expect("url with a database");
-    let scratch = format!("{base}/{db}");
-    let pool = ivr_data::connect::open(&ivr_data::Target::Postgres(scratch.clone()), 4)
-        .await
-        .expect("open and migrate");
-    let ivr_data::Pool::Postgres(pg) = pool else {
-        return None;
-    };
-    Some((pg, scratch))
-}
-
-async fn drop_database(url: &str, pool: ivr_data::cluster::PgPool, scratch: &str) {
-    pool.close().await;
-    let admin = ivr_data::cluster::PgPool::connect(url)
-        .await
-        .expect("postgres");
-    let db = scratch.rsplit('/').next().unwrap_or_default();
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await;
-    admin.close().await;
-}
-
 #[test]
 fn leadership_moves_its_epoch_and_a_deposed_leader_notices() {
     use ivr_data::cluster::{self, Candidate, NodeFacts};
@@ -582,7 +362,7 @@ fn leadership_moves_its_epoch_and_a_deposed_leader_notices() {
         return;
     };
     common::block_on(async {
-        let Some((pool, scratch)) = scratch_database(&url, "lead").await else {
+        let Some((pool, scratch)) = scratch_database(&url, "cluster_lead").await else {
             panic!("not PostgreSQL");
         };
         // One leader at a time: a takes the lock (epoch 1), b cannot.

@@ -6,11 +6,16 @@
 
 mod common;
 
+use common::agents::{
+    Peer, agent_auth, agent_state, free_udp_port, general_queue_toml, queue_waiting,
+    register_agent, set_agent_state, talking_phone, wait_until, write_queue_prompts,
+};
+use common::cluster::{Cluster, Node, Ports, cluster_status, cluster_tools};
+use common::postgres::{drop_database, scratch_database};
 use common::*;
 use std::fs;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const VIP: &str = "13900000009";
@@ -93,37 +98,29 @@ step bye {
 }
 "##;
 
-fn have(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
+/// A two-node cluster serving a deployment of its own (folder `name`), once one of its
+/// nodes leads the ACD: the folder, the cluster and the leader's name. `None` (the test
+/// skipped, see [`cluster_tools`]) without Kamailio, SIPp or PostgreSQL.
+fn started(name: &str) -> Option<(PathBuf, Cluster, String)> {
+    if !cluster_tools("cluster ACD test") {
+        return None;
+    }
+    let dir = deployment(name);
+    let cluster = Cluster::up(2, &dir, PORTS);
+    let leader = cluster.leader(Duration::from_secs(15));
+    Some((dir, cluster, leader))
 }
 
-fn have_postgres() -> bool {
-    fs::read_dir("/usr/lib/postgresql").is_ok_and(|d| {
-        d.flatten()
-            .any(|v| v.path().join("bin/initdb").exists() && v.path().join("bin/pg_ctl").exists())
-    })
+/// The name of the node of the two that is not `name`.
+fn other_node(name: &str) -> &'static str {
+    if name == "a" { "b" } else { "a" }
 }
 
-fn tools() -> bool {
-    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
-        if !have(cmd, arg) {
-            skip(&format!(
-                "{cmd} (Debian package {pkg}) is not installed: cluster ACD test skipped"
-            ));
-            return false;
-        }
-    }
-    if !have_postgres() {
-        skip("PostgreSQL (Debian package postgresql) is not installed: cluster ACD test skipped");
-        return false;
-    }
-    true
-}
+/// This file's cluster ports (see [`Ports`]).
+const PORTS: Ports = Ports {
+    sip: 25060,
+    http: 28080,
+};
 
 fn deployment(name: &str) -> PathBuf {
     let dir = temp_dir(name);
@@ -131,166 +128,36 @@ fn deployment(name: &str) -> PathBuf {
     fs::write(dir.join("flows/q.flow"), QUEUE_FLOW).expect("flow q");
     fs::write(dir.join("flows/e.flow"), ENGLISH_FLOW).expect("flow e");
     fs::write(dir.join("flows/s.flow"), SHORT_FLOW).expect("flow s");
-    write_prompts(
-        &dir,
-        &[
-            ("hello", "hello", 400.0, 300),
-            ("hold", "hold", 500.0, 400),
-            ("rate_q", "rate_q", 600.0, 500),
-            ("sorry", "sorry", 700.0, 300),
-            ("bye", "bye", 800.0, 300),
-        ],
-    );
+    write_queue_prompts(&dir);
     fs::write(
         dir.join("ivr.toml"),
         format!(
-            r#"{}[queues.general]
-skills       = ["mandarin"]
-ring_timeout = "4s"
-wrap_up      = "1s"
-
-[agents.2001]
-name   = "王芳"
-skills = ["mandarin"]
-ha1    = "c77c65cb80b98f26c9ce22ff8c3ae0ca"   # pw2001
-
-[agents.2002]
-name   = "李强"
-skills = ["mandarin", "english"]
-ha1    = "cad561eaa6db436ad7848520ac0e9ba3"   # pw2002
-
+            r#"{}{}
 [routes]
 "100"   = "s"
 "10086" = "e"
 default = "q"
 "#,
-            config_head(rtp_range(40))
+            config_head(rtp_range(40)),
+            general_queue_toml("4s")
         ),
     )
     .expect("config");
     dir
 }
 
-#[derive(Debug)]
-struct Node {
-    name: String,
-    http: SocketAddr,
-    pid: u32,
+/// What these tests ask of a two-node cluster beyond [`Cluster`]'s own.
+trait ClusterAcd {
+    fn leader(&self, within: Duration) -> String;
+    /// Which node took agent `id`'s registration (from the shared table).
+    fn registered_via(&self, id: &str) -> String;
+    /// The call records: (call_id, outcome, agent, caller) once there are `n` (10 s at most).
+    fn calls(&self, n: usize) -> Vec<(String, Option<String>, Option<String>, String)>;
+    /// Sends short calls through the proxy until the next one goes to node `to`; how many.
+    fn next_call_to(&self, dir: &Path, to: &str) -> usize;
 }
 
-/// The cluster `up` started; `down` when dropped (also when a test fails).
-struct Cluster {
-    run: PathBuf,
-    env: Vec<(String, String)>,
-    proxy: SocketAddr,
-    nodes: Vec<Node>,
-    database: String,
-    /// One cluster at a time in this process (each starts its own PostgreSQL and Kamailio;
-    /// two at once race for ports and share 2 cores): released after `down`.
-    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
-}
-
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn script(env: &[(String, String)], args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new("bash");
-    cmd.arg(repo().join("scripts/cluster.sh")).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.stdin(Stdio::null()).output().expect("cluster.sh")
-}
-
-fn addr(text: &str, scheme: &str) -> SocketAddr {
-    text.strip_prefix(scheme)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("`{text}` is not {scheme}HOST:PORT"))
-}
-
-impl Cluster {
-    /// Two nodes on ports of this test (SIP 25060.., HTTP 28080..).
-    fn up(folder: &Path) -> Cluster {
-        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let run = folder.join("run");
-        let pid = std::process::id();
-        let mut last = String::new();
-        // Tests of this process run in parallel: each cluster takes its own ports.
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let mine = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        for attempt in 0..5u32 {
-            let slot = (pid + mine * 11 + attempt * 37) % 200;
-            let env = vec![
-                ("IVR_CLUSTER_DIR".to_string(), run.display().to_string()),
-                (
-                    "IVR_CLUSTER_SIP_PORT".into(),
-                    (25060 + slot * 4).to_string(),
-                ),
-                (
-                    "IVR_CLUSTER_HTTP_PORT".into(),
-                    (28080 + slot * 4).to_string(),
-                ),
-                ("IVR_BIN".into(), env!("CARGO_BIN_EXE_ivr").to_string()),
-                ("IVR_LOG".into(), "info".into()),
-            ];
-            let out = script(&env, &["up", "2", &folder.display().to_string()]);
-            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-            if !out.status.success() {
-                last = format!("{stdout}{stderr}");
-                if stderr.contains("is taken") {
-                    continue;
-                }
-                panic!("cluster.sh up 2 failed:\n{last}");
-            }
-            let lines: Vec<&str> = stdout.lines().collect();
-            assert_eq!(lines.len(), 3, "one line per part:\n{stdout}");
-            let proxy = addr(lines[0].split(' ').nth(1).expect("proxy"), "sip:");
-            let nodes = lines[1..]
-                .iter()
-                .map(|line| {
-                    let w: Vec<&str> = line.split(' ').collect();
-                    assert_eq!(w.len(), 6, "{line}");
-                    Node {
-                        name: w[1].to_string(),
-                        http: addr(w[3], "http://"),
-                        pid: w[5].parse().expect("pid"),
-                    }
-                })
-                .collect();
-            let database = fs::read_to_string(run.join("database"))
-                .expect("database")
-                .trim()
-                .to_string();
-            return Cluster {
-                run,
-                env,
-                proxy,
-                nodes,
-                database,
-                _one_at_a_time: guard,
-            };
-        }
-        panic!("no free ports for the cluster:\n{last}");
-    }
-
-    fn node(&self, name: &str) -> &Node {
-        self.nodes.iter().find(|n| n.name == name).expect("node")
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for f in ["node-a.log", "node-b.log", "kamailio.log"] {
-            let text = fs::read_to_string(self.run.join(f)).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            out.push_str(&format!("--- {f}\n"));
-            for l in tail.into_iter().rev() {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        out
-    }
-
+impl ClusterAcd for Cluster {
     /// Waits until both nodes are up and one leads; its name.
     fn leader(&self, within: Duration) -> String {
         let start = Instant::now();
@@ -314,9 +181,8 @@ impl Cluster {
         }
     }
 
-    /// Which node took agent `id`'s registration (from the shared table).
     fn registered_via(&self, id: &str) -> String {
-        let url = self.database.clone();
+        let url = self.database();
         let id = id.to_string();
         block_on(async move {
             let pool = sqlx::PgPool::connect(&url).await.expect("postgres");
@@ -333,9 +199,8 @@ impl Cluster {
         })
     }
 
-    /// The call records: (call_id, outcome, agent, caller) once there are `n` (10 s at most).
     fn calls(&self, n: usize) -> Vec<(String, Option<String>, Option<String>, String)> {
-        let url = self.database.clone();
+        let url = self.database();
         block_on(async move {
             let pool = sqlx::PgPool::connect(&url).await.expect("postgres");
             let started = Instant::now();
@@ -354,12 +219,6 @@ impl Cluster {
         })
     }
 
-    /// Calls the IVR answered, by node.
-    fn answered(&self) -> Vec<u64> {
-        self.nodes.iter().map(answered).collect()
-    }
-
-    /// Sends short calls through the proxy until the next one goes to node `to`; how many.
     fn next_call_to(&self, dir: &Path, to: &str) -> usize {
         for made in 1..=3 {
             let before = self.answered();
@@ -391,189 +250,17 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = script(&self.env, &["down"]);
-    }
-}
-
-fn cluster_status(node: &Node) -> Option<serde_json::Value> {
-    let (code, _, body) = http_get(node.http, "/status");
-    if code != 200 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    v.get("cluster").cloned()
-}
-
-fn answered(node: &Node) -> u64 {
-    let (_, _, body) = http_get(node.http, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix("ivr_calls_answered_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The state of agent `id` in node `node`'s `GET /agents` (empty when it does not answer).
-fn agent_state(node: &Node, id: &str) -> String {
-    let (_, _, body) = http_get(node.http, "/agents");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    v["agents"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["id"] == id))
-        .and_then(|x| x["state"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn waiting(node: &Node) -> u64 {
-    let (_, _, body) = http_get(node.http, "/agents");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    v["queues"]
-        .as_array()
-        .and_then(|q| q.iter().find(|x| x["name"] == "general"))
-        .and_then(|g| g["waiting"].as_u64())
-        .unwrap_or(0)
-}
-
-fn set_state(node: &Node, id: &str, state: &str) -> u16 {
-    use base64::Engine as _;
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:pw{id}"))
-    );
-    let (code, _, _) = http_request(
-        node.http,
-        "POST",
-        &format!("/agents/{id}/state"),
-        &[("Authorization", &auth)],
-        state,
-    );
-    code
-}
-
-fn wait_until(what: &str, within: Duration, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < within, "{what}: not in {within:?}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("port")
-        .port()
-}
-
-/// A SIPp in the background, killed when dropped.
-struct Peer {
-    child: Child,
-    name: String,
-    dir: PathBuf,
-}
-
-impl Peer {
-    fn spawn(dir: &Path, server: SocketAddr, scenario: &str, args: &[&str]) -> Peer {
-        let name = format!("{}-{}", scenario.trim_end_matches(".xml"), free_udp_port());
-        let work = dir.join(&name);
-        fs::create_dir_all(&work).expect("peer dir");
-        let child = Command::new("sipp")
-            .current_dir(&work)
-            .arg("-sf")
-            .arg(repo().join("tests/sipp").join(scenario))
-            .arg(server.to_string())
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
-            .args(["-mp", &free_udp_port().to_string()])
-            .args(["-nostdin", "-timeout", "60", "-timeout_error"])
-            .args(["-trace_err", "-trace_msg"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp");
-        Peer {
-            child,
-            name,
-            dir: work,
-        }
-    }
-
-    fn wait(&mut self, within: Duration) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < within {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-
-    fn messages(&self) -> String {
-        let mut text = String::new();
-        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let n = e.file_name().to_string_lossy().to_string();
-            if n.ends_with("_messages.log") || n.ends_with("_errors.log") {
-                text.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        text
-    }
-
-    fn report(&self) -> String {
-        let m = self.messages();
-        let tail: Vec<&str> = m.lines().rev().take(60).collect();
-        format!(
-            "--- {} ---\n{}",
-            self.name,
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Registers agent `id` (password `pwID`) through the proxy for its phone on `port`; waits
-/// until `node` shows it logged in.
+/// until every node shows it logged in.
 fn register(dir: &Path, cluster: &Cluster, id: &str, port: u16) {
-    let (ok, out) = sipp(
-        dir,
-        cluster.proxy,
-        "agent_register.xml",
-        &[
-            "-m",
-            "1",
-            "-key",
-            "agent",
-            id,
-            "-key",
-            "contactport",
-            &port.to_string(),
-            "-au",
-            id,
-            "-ap",
-            &format!("pw{id}"),
-        ],
-    );
-    assert!(
-        ok,
-        "agent {id} could not register:\n{out}\n{}",
+    register_agent(dir, cluster.proxy, id, &format!("pw{id}"), port, || {
         cluster.logs()
-    );
+    });
     for n in &cluster.nodes {
         wait_until(
             &format!("node {} shows {id} logged in", n.name),
             Duration::from_secs(10),
-            || !matches!(agent_state(n, id).as_str(), "offline" | ""),
+            || !matches!(agent_state(n.http, id).as_str(), "offline" | ""),
         );
     }
 }
@@ -581,7 +268,7 @@ fn register(dir: &Path, cluster: &Cluster, id: &str, port: u16) {
 /// An agent's phone running `scenario` for `calls` calls, registered through the proxy.
 fn agent(dir: &Path, cluster: &Cluster, id: &str, scenario: &str, calls: u32) -> Peer {
     let port = free_udp_port();
-    let phone = Peer::spawn(
+    let phone = peer(
         dir,
         cluster.proxy,
         scenario,
@@ -591,14 +278,33 @@ fn agent(dir: &Path, cluster: &Cluster, id: &str, scenario: &str, calls: u32) ->
     phone
 }
 
-/// The callers the phone was offered, in order (its INVITEs' `X-IVR-Caller`).
-fn offered_callers(phone: &Peer) -> Vec<String> {
-    phone
-        .messages()
-        .lines()
-        .filter_map(|l| l.strip_prefix("X-IVR-Caller: "))
-        .map(|s| s.trim().to_string())
-        .collect()
+/// A SIPp of these tests in the background (60 s at most).
+fn peer(dir: &Path, proxy: SocketAddr, scenario: &str, args: &[&str]) -> Peer {
+    Peer::spawn_for(dir, Some(proxy), scenario, 60, args)
+}
+
+/// A caller of 10086 (who needs an agent who speaks English) through the proxy, in the
+/// background; the flow hangs up after the agent.
+fn english_caller(dir: &Path, cluster: &Cluster) -> Peer {
+    let rtp = free_udp_port().to_string();
+    peer(
+        dir,
+        cluster.proxy,
+        "flow_hangs_up.xml",
+        &[
+            "-m", "1", "-s", "10086", "-key", "rtpport", &rtp, "-key", "caller", CALLER,
+        ],
+    )
+}
+
+/// The callers waiting in queue `general` of `node`.
+fn waiting(node: &Node) -> u64 {
+    queue_waiting(node.http, "general")
+}
+
+/// Sets agent `id` away or available on `node`; the status code.
+fn set_state(node: &Node, id: &str, state: &str) -> u16 {
+    set_agent_state(node.http, id, state).0
 }
 
 fn heard(got: &[Pkt], ssrc: u32) -> usize {
@@ -611,32 +317,14 @@ fn heard(got: &[Pkt], ssrc: u32) -> usize {
 /// ways). Without the cluster-wide ACD the other node has no agent logged in.
 #[test]
 fn a_caller_on_one_node_talks_with_an_agent_registered_via_the_other() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-cross") else {
         return;
-    }
-    let dir = deployment("cacd-cross");
-    let cluster = Cluster::up(&dir);
-    let leader = cluster.leader(Duration::from_secs(15));
-    let media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        42,
-        vec![(0, Act::Voice(20_000))],
-    );
-    let port = free_udp_port();
-    let mut phone = Peer::spawn(
+    };
+    let (mut phone, media, port) = talking_phone(
         &dir,
         cluster.proxy,
-        "cluster_answers_until_bye.xml",
-        &[
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-key",
-            "agentrtp",
-            &media.port.to_string(),
-        ],
+        ("cluster_answers_until_bye.xml", 1, 60),
+        (42, 20_000),
     );
     register(&dir, &cluster, "2001", port);
     let mut id = "2001";
@@ -653,14 +341,14 @@ fn a_caller_on_one_node_talks_with_an_agent_registered_via_the_other() {
             assert_eq!(set_state(cluster.node(&leader), "2002", "away"), 204);
         }
     }
-    let other = if via == "a" { "b" } else { "a" };
+    let other = other_node(&via);
     eprintln!(
         "{id} registered via node {via}; the ACD leads on {leader}; the caller goes to {other}"
     );
     let short = cluster.next_call_to(&dir, other);
     let before = cluster.answered();
     let caller_media = Endpoint::start(vec![(0, Act::Voice(4_000))]);
-    let mut caller = Peer::spawn(
+    let mut caller = peer(
         &dir,
         cluster.proxy,
         "call_bye.xml",
@@ -679,7 +367,7 @@ fn a_caller_on_one_node_talks_with_an_agent_registered_via_the_other() {
     );
     let n_other = cluster.node(other);
     wait_until("the agent talks", Duration::from_secs(15), || {
-        agent_state(n_other, id) == "on_call"
+        agent_state(n_other.http, id) == "on_call"
     });
     let c = caller.wait(Duration::from_secs(30));
     let p = phone.wait(Duration::from_secs(10));
@@ -745,12 +433,9 @@ fn assert_records(
 /// per call.
 #[test]
 fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-vip") else {
         return;
-    }
-    let dir = deployment("cacd-vip");
-    let cluster = Cluster::up(&dir);
-    let leader = cluster.leader(Duration::from_secs(15));
+    };
     let mut phone = agent(&dir, &cluster, "2001", "cluster_agent_answers.xml", 3);
     eprintln!(
         "2001 registered via node {}; the ACD leads on {leader}",
@@ -758,7 +443,7 @@ fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
     );
     let (a, b) = (cluster.node("a"), cluster.node("b"));
     let before = cluster.answered();
-    let mut first = Peer::spawn(
+    let mut first = peer(
         &dir,
         cluster.proxy,
         "caller_rates.xml",
@@ -769,9 +454,9 @@ fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
     wait_until(
         "the first caller reaches the agent",
         Duration::from_secs(10),
-        || agent_state(a, "2001") == "on_call",
+        || agent_state(a.http, "2001") == "on_call",
     );
-    let mut second = Peer::spawn(
+    let mut second = peer(
         &dir,
         cluster.proxy,
         "caller_rates.xml",
@@ -791,7 +476,7 @@ fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
     wait_until("the second caller waits", Duration::from_secs(10), || {
         waiting(b) == 1
     });
-    let mut vip = Peer::spawn(
+    let mut vip = peer(
         &dir,
         cluster.proxy,
         "caller_rates.xml",
@@ -821,7 +506,7 @@ fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
         "callers on both nodes: {spread:?}"
     );
     assert_eq!(
-        offered_callers(&phone),
+        phone.offered_callers(),
         vec![
             CALLER.to_string(),
             VIP.to_string(),
@@ -840,12 +525,9 @@ fn a_vip_on_one_node_goes_before_a_caller_waiting_on_the_other() {
 /// 2002, who speaks it, never to 2001 (idle longer, no English), wherever each registered.
 #[test]
 fn callers_on_both_nodes_who_need_a_skill_go_to_the_agent_who_has_it() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-skills") else {
         return;
-    }
-    let dir = deployment("cacd-skills");
-    let cluster = Cluster::up(&dir);
-    let leader = cluster.leader(Duration::from_secs(15));
+    };
     let other = agent(&dir, &cluster, "2001", "cluster_agent_answers.xml", 1);
     std::thread::sleep(Duration::from_millis(200));
     let mut phone = agent(&dir, &cluster, "2002", "cluster_agent_answers.xml", 2);
@@ -890,13 +572,10 @@ fn callers_on_both_nodes_who_need_a_skill_go_to_the_agent_who_has_it() {
 /// call within 10 s of the kill. (d) one record per call, none lost or doubled.
 #[test]
 fn after_the_leader_is_killed_a_waiting_caller_still_reaches_the_agent() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-kill") else {
         return;
-    }
-    let dir = deployment("cacd-kill");
-    let cluster = Cluster::up(&dir);
-    let leader = cluster.leader(Duration::from_secs(15));
-    let survivor_name = if leader == "a" { "b" } else { "a" };
+    };
+    let survivor_name = other_node(&leader);
     let (dead, survivor) = (cluster.node(&leader), cluster.node(survivor_name));
     let mut phone = agent(&dir, &cluster, "2002", "cluster_agent_answers.xml", 1);
     eprintln!(
@@ -905,18 +584,10 @@ fn after_the_leader_is_killed_a_waiting_caller_still_reaches_the_agent() {
     );
     assert_eq!(set_state(survivor, "2002", "away"), 204);
     wait_until("2002 is away", Duration::from_secs(5), || {
-        agent_state(survivor, "2002") == "away"
+        agent_state(survivor.http, "2002") == "away"
     });
     let short = cluster.next_call_to(&dir, survivor_name);
-    let rtp = free_udp_port().to_string();
-    let mut caller = Peer::spawn(
-        &dir,
-        cluster.proxy,
-        "flow_hangs_up.xml",
-        &[
-            "-m", "1", "-s", "10086", "-key", "rtpport", &rtp, "-key", "caller", CALLER,
-        ],
-    );
+    let mut caller = english_caller(&dir, &cluster);
     let started = Instant::now();
     while waiting(survivor) != 1 {
         assert!(
@@ -930,9 +601,7 @@ fn after_the_leader_is_killed_a_waiting_caller_still_reaches_the_agent() {
     // The leader's state write follows its change within a few ms.
     std::thread::sleep(Duration::from_millis(300));
     let killed = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-9", &dead.pid.to_string()])
-        .status();
+    dead.kill();
     // The agent comes back as soon as the other node leads (its `/status` says so).
     while cluster_status(survivor).is_none_or(|s| s["acd"]["this_node_leads"] != true) {
         assert!(
@@ -957,7 +626,7 @@ fn after_the_leader_is_killed_a_waiting_caller_still_reaches_the_agent() {
         Duration::from_secs(10).saturating_sub(back),
         || {
             matches!(
-                agent_state(survivor, "2002").as_str(),
+                agent_state(survivor.http, "2002").as_str(),
                 "ringing" | "on_call"
             )
         },
@@ -980,7 +649,7 @@ fn after_the_leader_is_killed_a_waiting_caller_still_reaches_the_agent() {
         phone.report(),
         cluster.logs()
     );
-    assert_eq!(offered_callers(&phone).len(), 1, "{}", phone.report());
+    assert_eq!(phone.offered_callers().len(), 1, "{}", phone.report());
     // The short calls that moved the round-robin on, and the caller.
     let rows = assert_records(&cluster, short + 1);
     assert!(
@@ -1001,21 +670,7 @@ fn a_deposed_leaders_late_state_write_is_refused() {
     block_on(async move {
         use ivr_data::cluster::Candidate;
         use ivr_data::cluster_acd::{read_state, write_state};
-        let admin = sqlx::PgPool::connect(&url).await.expect("postgres");
-        let db = format!("ivr_cacd_epoch_{}", std::process::id());
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
-            .execute(&admin)
-            .await;
-        sqlx::query(&format!("CREATE DATABASE {db}"))
-            .execute(&admin)
-            .await
-            .expect("create database");
-        let (base, _) = url.rsplit_once('/').expect("url with a database");
-        let scratch = format!("{base}/{db}");
-        let pool = ivr_data::connect::open(&ivr_data::Target::Postgres(scratch.clone()), 4)
-            .await
-            .expect("open and migrate");
-        let ivr_data::Pool::Postgres(pg) = pool else {
+        let Some((pg, scratch)) = scratch_database(&url, "cacd_epoch").await else {
             panic!("postgres");
         };
         let a = Candidate::connect(&scratch)
@@ -1063,10 +718,7 @@ fn a_deposed_leaders_late_state_write_is_refused() {
         let row = read_state(&pg).await.expect("read").expect("row");
         assert_eq!((row.epoch, row.node.as_str()), (b.epoch(), "b"));
         b.resign().await;
-        pg.close().await;
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&admin)
-            .await;
+        drop_database(&url, pg, &scratch).await;
     });
 }
 
@@ -1076,38 +728,20 @@ fn a_deposed_leaders_late_state_write_is_refused() {
 /// waiting caller. (d) one record per call.
 #[test]
 fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_when_free() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-talking") else {
         return;
-    }
-    let dir = deployment("cacd-talking");
-    let cluster = Cluster::up(&dir);
-    let leader = cluster.leader(Duration::from_secs(15));
-    let survivor_name = if leader == "a" { "b" } else { "a" };
+    };
+    let survivor_name = other_node(&leader);
     let (dead, survivor) = (cluster.node(&leader), cluster.node(survivor_name));
-    let media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        42,
-        vec![(0, Act::Voice(30_000))],
-    );
-    let port = free_udp_port();
-    let mut phone = Peer::spawn(
+    let (mut phone, media, port) = talking_phone(
         &dir,
         cluster.proxy,
-        "cluster_answers_until_bye.xml",
-        &[
-            "-p",
-            &port.to_string(),
-            "-m",
-            "2",
-            "-key",
-            "agentrtp",
-            &media.port.to_string(),
-        ],
+        ("cluster_answers_until_bye.xml", 2, 60),
+        (42, 30_000),
     );
     register(&dir, &cluster, "2002", port);
     let caller = |hold_ms: u32| {
-        Peer::spawn(
+        peer(
             &dir,
             cluster.proxy,
             "call_bye.xml",
@@ -1132,7 +766,7 @@ fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_w
     wait_until(
         "2002 talks with the first caller",
         Duration::from_secs(10),
-        || agent_state(survivor, "2002") == "on_call",
+        || agent_state(survivor.http, "2002") == "on_call",
     );
     short += cluster.next_call_to(&dir, survivor_name);
     let mut second = caller(20_000);
@@ -1141,9 +775,7 @@ fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_w
     });
     std::thread::sleep(Duration::from_millis(300));
     let killed = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-9", &dead.pid.to_string()])
-        .status();
+    dead.kill();
     wait_until("the other node leads", Duration::from_secs(5), || {
         cluster_status(survivor).is_some_and(|s| s["acd"]["this_node_leads"] == true)
     });
@@ -1154,7 +786,7 @@ fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_w
     // Rebuilt: 2002 on its call, the second caller waiting, until the first call ends.
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1500) {
-        assert_eq!(agent_state(survivor, "2002"), "on_call");
+        assert_eq!(agent_state(survivor.http, "2002"), "on_call");
         assert_eq!(waiting(survivor), 1, "the second caller waits");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -1162,7 +794,7 @@ fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_w
     wait_until(
         "2002 gets the second caller once free",
         Duration::from_secs(10),
-        || waiting(survivor) == 0 && agent_state(survivor, "2002") == "on_call",
+        || waiting(survivor) == 0 && agent_state(survivor.http, "2002") == "on_call",
     );
     let s = second.wait(Duration::from_secs(30));
     let p = phone.wait(Duration::from_secs(10));
@@ -1191,35 +823,17 @@ fn after_the_leader_is_killed_an_agent_talking_is_offered_the_next_caller_only_w
 /// phone registered wherever Kamailio put it) takes it.
 #[test]
 fn an_agents_transfer_asked_on_a_node_that_does_not_lead_goes_through_the_leader() {
-    if !tools() {
+    let Some((dir, cluster, leader)) = started("cacd-transfer") else {
         return;
-    }
-    let dir = deployment("cacd-transfer");
-    let cluster = Cluster::up(&dir);
-    let leader = cluster.leader(Duration::from_secs(15));
-    let follower_name = if leader == "a" { "b" } else { "a" };
+    };
+    let follower_name = other_node(&leader);
     let follower = cluster.node(follower_name);
     // 2002 (English) talks until the node hangs up its leg; 2001 takes the transferred call.
-    let port = free_udp_port();
-    let media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        42,
-        vec![(0, Act::Voice(30_000))],
-    );
-    let mut first = Peer::spawn(
+    let (mut first, media, port) = talking_phone(
         &dir,
         cluster.proxy,
-        "cluster_answers_until_bye.xml",
-        &[
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-key",
-            "agentrtp",
-            &media.port.to_string(),
-        ],
+        ("cluster_answers_until_bye.xml", 1, 60),
+        (42, 30_000),
     );
     register(&dir, &cluster, "2002", port);
     let mut second = agent(&dir, &cluster, "2001", "cluster_agent_answers.xml", 1);
@@ -1230,24 +844,12 @@ fn an_agents_transfer_asked_on_a_node_that_does_not_lead_goes_through_the_leader
         cluster.registered_via("2001")
     );
     let short = cluster.next_call_to(&dir, follower_name);
-    let rtp = free_udp_port().to_string();
-    let mut caller = Peer::spawn(
-        &dir,
-        cluster.proxy,
-        "flow_hangs_up.xml",
-        &[
-            "-m", "1", "-s", "10086", "-key", "rtpport", &rtp, "-key", "caller", CALLER,
-        ],
-    );
+    let mut caller = english_caller(&dir, &cluster);
     wait_until("2002 talks", Duration::from_secs(10), || {
-        agent_state(follower, "2002") == "on_call"
+        agent_state(follower.http, "2002") == "on_call"
     });
     assert_eq!(set_state(follower, "2001", "available"), 204);
-    use base64::Engine as _;
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode("2002:pw2002")
-    );
+    let auth = agent_auth("2002");
     let (code, _, body) = http_request(
         follower.http,
         "POST",

@@ -1,7 +1,15 @@
 //! What the end-to-end tests of `ivr serve` share: starting the server on loopback ports of
-//! its own, running SIPp (bounded), temporary folders, test tones.
+//! its own, running SIPp (bounded), temporary folders, test tones. Agents' phones and
+//! `GET /agents` are in [`agents`], a cluster on loopback in [`cluster`], scratch PostgreSQL
+//! databases in [`postgres`].
+//!
+//! Every test file includes this module and uses a part of it: unused helpers are allowed.
 
 #![allow(dead_code)]
+
+pub mod agents;
+pub mod cluster;
+pub mod postgres;
 
 use ivr_media::audio::{FRAME_SAMPLES, G711, Law};
 use ivr_media::{dtmf, rtp};
@@ -15,6 +23,16 @@ use std::time::{Duration, Instant};
 
 /// The calling number of SIPp's calls.
 pub const CALLER: &str = "13800000001";
+
+/// Whether `cmd arg` runs (the program is installed).
+pub fn have(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
 
 pub fn have_sipp() -> bool {
     Command::new("sipp")

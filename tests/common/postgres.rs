@@ -1,0 +1,38 @@
+//! Scratch PostgreSQL databases on the server of `IVR_TEST_POSTGRES_URL`: created (and
+//! migrated) for one test, so that its rows and locks are its own, and dropped at its end.
+
+/// A database of its own on the server of `url`, named `ivr_{name}_{pid}` (dropped first if a
+/// previous run left it), opened and migrated: its pool and its URL. `None` when the URL is
+/// not PostgreSQL's.
+pub async fn scratch_database(url: &str, name: &str) -> Option<(sqlx::PgPool, String)> {
+    let admin = sqlx::PgPool::connect(url).await.expect("postgres");
+    let db = format!("ivr_{name}_{}", std::process::id());
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute(&admin)
+        .await;
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    let (base, _) = url.rsplit_once('/').expect("url with a database");
+    let scratch = format!("{base}/{db}");
+    let pool = ivr_data::connect::open(&ivr_data::Target::Postgres(scratch.clone()), 4)
+        .await
+        .expect("open and migrate");
+    let ivr_data::Pool::Postgres(pg) = pool else {
+        return None;
+    };
+    Some((pg, scratch))
+}
+
+/// Closes `pool` and drops the scratch database at `scratch` (its connections ended).
+pub async fn drop_database(url: &str, pool: sqlx::PgPool, scratch: &str) {
+    pool.close().await;
+    let admin = sqlx::PgPool::connect(url).await.expect("postgres");
+    let db = scratch.rsplit('/').next().unwrap_or_default();
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await;
+    admin.close().await;
+}
