@@ -286,7 +286,7 @@ impl CampaignTask {
                                     done: done_tx.clone(),
                                 };
                                 tokio::spawn(async move {
-                                    a.run().await;
+                                    Box::pin(a.run()).await;
                                     drop(permit);
                                 });
                             }
