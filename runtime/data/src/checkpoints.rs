@@ -259,10 +259,10 @@ pub async fn release(pool: &PgPool, node: &str) -> Result<u64, DataError> {
     Ok(done.rows_affected())
 }
 
-/// The condition of a row whose owner is not a node that is up (heartbeat within
-/// [`crate::cluster::DOWN_AFTER`], 5 s; the test below keeps the two the same).
+/// The condition of a row whose owner's calls are to be taken over (no heartbeat within
+/// [`crate::cluster::TAKEOVER_AFTER`], 4 s; the test below keeps the two the same).
 const ORPHAN: &str = "NOT EXISTS (SELECT 1 FROM cluster_nodes n WHERE n.name = c.owner
-                          AND n.last_seen > now() - interval '5 seconds')";
+                          AND n.last_seen > now() - interval '4 seconds')";
 
 /// How many checkpoints have an owner that is down.
 pub async fn orphaned(pool: &PgPool) -> Result<i64, DataError> {
@@ -274,15 +274,18 @@ pub async fn orphaned(pool: &PgPool) -> Result<i64, DataError> {
     Ok(n)
 }
 
-/// The nodes that are up, by name (this one among them once its heartbeat is written).
+/// The query of [`live_nodes`].
+const LIVE_NODES: &str =
+    "SELECT name FROM cluster_nodes WHERE last_seen > now() - interval '4 seconds'
+                           ORDER BY name LIMIT $1";
+
+/// The nodes that share the calls taken over, by name (heartbeat within
+/// [`crate::cluster::TAKEOVER_AFTER`]; this one among them once its heartbeat is written).
 pub async fn live_nodes(pool: &PgPool) -> Result<Vec<String>, DataError> {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM cluster_nodes WHERE last_seen > now() - interval '5 seconds'
-          ORDER BY name LIMIT $1",
-    )
-    .bind(crate::cluster::MAX_NODES)
-    .fetch_all(pool)
-    .await?;
+    let names: Vec<String> = sqlx::query_scalar(LIVE_NODES)
+        .bind(crate::cluster::MAX_NODES)
+        .fetch_all(pool)
+        .await?;
     Ok(names)
 }
 
@@ -539,8 +542,9 @@ mod tests {
     }
 
     #[test]
-    fn down_is_the_heartbeats_down() {
-        let secs = crate::cluster::DOWN_AFTER.as_secs();
+    fn taken_over_after_the_heartbeats_takeover_age() {
+        let secs = crate::cluster::TAKEOVER_AFTER.as_secs();
         assert!(super::ORPHAN.contains(&format!("interval '{secs} seconds'")));
+        assert!(super::LIVE_NODES.contains(&format!("interval '{secs} seconds'")));
     }
 }

@@ -16,6 +16,12 @@ use std::time::Duration;
 /// A node whose heartbeat is older than this is down.
 pub const DOWN_AFTER: Duration = Duration::from_secs(5);
 
+/// The calls of a node whose heartbeat is older than this are taken over by the others
+/// (`call_checkpoints`): a second before it is shown down, so that a dead node's calls are
+/// taken over within 5 s of its death (heartbeats come every second, so the last one is up
+/// to a second older than the death).
+pub const TAKEOVER_AFTER: Duration = Duration::from_secs(4);
+
 /// The key of the ACD's advisory lock (any constant the platform does not use elsewhere).
 pub const ACD_LOCK_KEY: i64 = 0x0069_7672_5f61_6364; // "ivr_acd" in ASCII
 
