@@ -16,12 +16,12 @@
 mod common;
 
 use common::agents::{
-    Peer, agent_state, free_udp_port, queue_waiting, register_agent, talking_phone,
+    Peer, agent_state, free_udp_port, queue_waiting, register_agent, talking_media, talking_phone,
     talking_phone_on, wait_until_else,
 };
 use common::cluster::{Cluster, Node, Ports, Start, cluster_status, cluster_tools_for, metric};
 use common::postgres::Scratch;
-use common::{Act, CALLER, Endpoint, config_head, http_get, repo, skip, temp_dir, tone};
+use common::{CALLER, Endpoint, config_head, http_get, repo, skip, temp_dir, tone};
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -259,6 +259,51 @@ fn finished(child: std::process::Child, dir: &Path) -> (bool, String) {
         out.status.success(),
         tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
     )
+}
+
+/// A node's `/status` (`null` when it does not answer).
+fn status(node: &Node) -> serde_json::Value {
+    let (_, _, body) = http_get(node.http, "/status");
+    serde_json::from_str(&body).unwrap_or_default()
+}
+
+/// `n` callers through the proxy, 10 a second (takeover_caller.xml from `dir`, SIP port
+/// `port`, RTP `port + 2`), all waiting at the menu (20 s at most); their SIPp and how many
+/// of them node a holds (at least 2).
+fn callers_at_the_menu(
+    cluster: &Cluster,
+    dir: &Path,
+    port: u16,
+    n: u32,
+) -> (std::process::Child, i64) {
+    let db = cluster.database();
+    let callers = sipp(
+        dir,
+        cluster.proxy,
+        "takeover_caller.xml",
+        port,
+        port + 2,
+        &["-m", &n.to_string(), "-r", "10", "-l", &n.to_string()],
+    );
+    let start = Instant::now();
+    while db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE node = 'choose'",
+    ) < i64::from(n)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let on_a = db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE owner = 'a'",
+    );
+    assert!(on_a >= 2, "a holds {on_a} calls\n{}", cluster.logs());
+    (callers, on_a)
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -798,38 +843,9 @@ fn a_call_whose_node_is_gone_from_the_live_version_ends_cleanly() {
     let cluster = two_nodes(&dir, scratch.as_ref());
     let db = cluster.database();
     let (a, b) = (cluster.node("a"), cluster.node("b"));
-    let status = |n: &Node| -> serde_json::Value {
-        let (_, _, body) = http_get(n.http, "/status");
-        serde_json::from_str(&body).unwrap_or_default()
-    };
     both_up(&cluster, a);
     let port = 36_000 + (std::process::id() % 200) as u16 * 8 + 1_700;
-    let callers = sipp(
-        &calls_dir,
-        cluster.proxy,
-        "takeover_caller.xml",
-        port,
-        port + 2,
-        &["-m", &N.to_string(), "-r", "10", "-l", &N.to_string()],
-    );
-    let start = Instant::now();
-    while db_i64(
-        &db,
-        "SELECT count(*) FROM call_checkpoints WHERE node = 'choose'",
-    ) < i64::from(N)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let on_a = db_i64(
-        &db,
-        "SELECT count(*) FROM call_checkpoints WHERE owner = 'a'",
-    );
-    assert!(on_a >= 2, "a holds {on_a} calls");
+    let (callers, on_a) = callers_at_the_menu(&cluster, &calls_dir, port, N);
     // A new version without `choose` goes live on both nodes (they watch the same folder).
     let before = status(b)["version"]
         .as_str()
@@ -999,6 +1015,25 @@ fn peer(dir: &Path, proxy: SocketAddr, scenario: &str, args: &[&str]) -> Peer {
     Peer::spawn_for(dir, Some(proxy), scenario, 90, args)
 }
 
+/// A caller `caller` of 10010 through the proxy running `scenario` with the extra SIPp
+/// `args`, its RTP an [`Endpoint`] sending PCMU voice from `ssrc` for `talk_ms` once it
+/// hears anything: the caller and its media.
+fn talking_caller(
+    dir: &Path,
+    proxy: SocketAddr,
+    (scenario, args): (&str, &[&str]),
+    caller: &str,
+    (ssrc, talk_ms): (u32, u64),
+) -> (Peer, Endpoint) {
+    let media = talking_media(ssrc, talk_ms);
+    let (sip, rtp) = (free_udp_port().to_string(), media.port.to_string());
+    let mut all = vec![
+        "-p", &sip, "-m", "1", "-s", "10010", "-key", "caller", caller, "-key", "rtpport", &rtp,
+    ];
+    all.extend_from_slice(args);
+    (peer(dir, proxy, scenario, &all), media)
+}
+
 /// What a failing test shows of a peer: its last 40 lines.
 fn report(peer: &Peer) -> String {
     peer.report_lines(40)
@@ -1148,34 +1183,13 @@ fn bridged_takeover(kill_leader: bool) {
     let mut callers = Vec::new();
     for i in 0..3u32 {
         next_call_to(&cluster, &dir, victim);
-        let media = Endpoint::with(
-            ivr_media::audio::Law::Ulaw,
-            0,
-            10 + i,
-            vec![(0, Act::Voice(40_000))],
-        );
-        let caller = peer(
+        callers.push(talking_caller(
             &dir,
             cluster.proxy,
-            "takeover_bridged_caller.xml",
-            &[
-                "-p",
-                &free_udp_port().to_string(),
-                "-m",
-                "1",
-                "-s",
-                "10010",
-                "-d",
-                "6000",
-                "-key",
-                "caller",
-                &format!("1380000010{i}"),
-                "-key",
-                "rtpport",
-                &media.port.to_string(),
-            ],
-        );
-        callers.push((caller, media));
+            ("takeover_bridged_caller.xml", &["-d", "6000"]),
+            &format!("1380000010{i}"),
+            (10 + i, 40_000),
+        ));
         let want = i64::from(i) + 1;
         wait_until_else(
             &format!("{want} callers bridged to agents on {victim}"),
@@ -1262,32 +1276,12 @@ fn bridged_takeover(kill_leader: bool) {
             cluster.logs()
         );
     }
-    let fourth_media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        20,
-        vec![(0, Act::Voice(30_000))],
-    );
-    let mut fourth = peer(
+    let (mut fourth, fourth_media) = talking_caller(
         &dir,
         cluster.proxy,
-        "call_bye.xml",
-        &[
-            "-p",
-            &free_udp_port().to_string(),
-            "-m",
-            "1",
-            "-s",
-            "10010",
-            "-d",
-            "16000",
-            "-key",
-            "caller",
-            "13800000200",
-            "-key",
-            "rtpport",
-            &fourth_media.port.to_string(),
-        ],
+        ("call_bye.xml", &["-d", "16000"]),
+        "13800000200",
+        (20, 30_000),
     );
     wait_until_else(
         "the fourth caller waits",
@@ -1442,30 +1436,12 @@ fn a_bridged_call_whose_agent_refuses_the_reinvite_ends_as_a_dropped_bridge() {
     );
     register(&cluster, &dir, "2001", port);
     next_call_to(&cluster, &dir, victim);
-    let caller_media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        10,
-        vec![(0, Act::Voice(30_000))],
-    );
-    let mut caller = peer(
+    let (mut caller, caller_media) = talking_caller(
         &dir,
         cluster.proxy,
-        "takeover_bridged_caller_dropped.xml",
-        &[
-            "-p",
-            &free_udp_port().to_string(),
-            "-m",
-            "1",
-            "-s",
-            "10010",
-            "-key",
-            "caller",
-            "13800000300",
-            "-key",
-            "rtpport",
-            &caller_media.port.to_string(),
-        ],
+        ("takeover_bridged_caller_dropped.xml", &[]),
+        "13800000300",
+        (10, 30_000),
     );
     wait_until_else(
         "the caller bridged to 2001",
@@ -1554,38 +1530,9 @@ fn a_frozen_node_stops_the_calls_taken_over_while_it_was_frozen() {
     let cluster = two_nodes(&dir, scratch.as_ref());
     let db = cluster.database();
     let (a, b) = (cluster.node("a"), cluster.node("b"));
-    let status = |n: &Node| -> serde_json::Value {
-        let (_, _, body) = http_get(n.http, "/status");
-        serde_json::from_str(&body).unwrap_or_default()
-    };
     both_up(&cluster, a);
     let port = 40_000 + (std::process::id() % 200) as u16 * 8;
-    let callers = sipp(
-        &calls_dir,
-        cluster.proxy,
-        "takeover_caller.xml",
-        port,
-        port + 2,
-        &["-m", &N.to_string(), "-r", "10", "-l", &N.to_string()],
-    );
-    let start = Instant::now();
-    while db_i64(
-        &db,
-        "SELECT count(*) FROM call_checkpoints WHERE node = 'choose'",
-    ) < i64::from(N)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let on_a = db_i64(
-        &db,
-        "SELECT count(*) FROM call_checkpoints WHERE owner = 'a'",
-    );
-    assert!(on_a >= 2, "a holds {on_a} calls\n{}", cluster.logs());
+    let (callers, on_a) = callers_at_the_menu(&cluster, &calls_dir, port, N);
     // a freezes for 8 s: b takes its calls over (a is down 5 s after its last heartbeat).
     a.freeze();
     std::thread::sleep(Duration::from_secs(8));

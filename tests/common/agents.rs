@@ -245,6 +245,17 @@ pub fn try_register_agent(
     )
 }
 
+/// RTP that talks: an [`Endpoint`] sending PCMU voice from `ssrc` for `talk_ms` once it
+/// hears anything (a phone's or a caller's media).
+pub fn talking_media(ssrc: u32, talk_ms: u64) -> Endpoint {
+    Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        ssrc,
+        vec![(0, Act::Voice(talk_ms))],
+    )
+}
+
 /// An agent's phone: a UAS on a port of its own (`-p`) running `scenario` for `calls` calls
 /// with the extra SIPp `args`, then agent `id`'s registration of it at `registrar` (which
 /// must succeed, see [`register_agent`]). The caller waits for the ACD to see it.
@@ -290,12 +301,7 @@ pub fn talking_phone_on(
     (scenario, calls, timeout_s): (&str, u32, u32),
     (ssrc, talk_ms): (u32, u64),
 ) -> (Peer, Endpoint) {
-    let media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        ssrc,
-        vec![(0, Act::Voice(talk_ms))],
-    );
+    let media = talking_media(ssrc, talk_ms);
     let phone = Peer::spawn_for(
         dir,
         Some(at),
