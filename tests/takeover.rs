@@ -15,7 +15,13 @@
 
 mod common;
 
-use common::{Act, CALLER, Endpoint, config_head, http_get, repo, skip, temp_dir, tone};
+use common::agents::{
+    Peer, agent_state, free_udp_port, queue_waiting, register_agent, talking_media, talking_phone,
+    talking_phone_on, wait_until_else,
+};
+use common::cluster::{Cluster, Node, Ports, Start, cluster_status, cluster_tools_for, metric};
+use common::postgres::Scratch;
+use common::{CALLER, Endpoint, config_head, http_get, repo, skip, temp_dir, tone};
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,22 +75,71 @@ step missed {
 }
 "##;
 
-fn have(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
+/// The ports of this file's clusters (docs: takeover 35060.., 38080..).
+const PORTS: Ports = Ports {
+    sip: 35_060,
+    http: 38_080,
+};
+
+/// The PostgreSQL server of `IVR_TEST_POSTGRES_URL`, when it is set.
+fn postgres_url() -> Option<String> {
+    std::env::var("IVR_TEST_POSTGRES_URL").ok()
 }
 
-fn have_postgres() -> bool {
-    std::env::var("IVR_TEST_POSTGRES_URL").is_ok()
-        || fs::read_dir("/usr/lib/postgresql").is_ok_and(|d| {
-            d.flatten().any(|v| {
-                v.path().join("bin/initdb").exists() && v.path().join("bin/pg_ctl").exists()
-            })
-        })
+/// Whether the tools of a cluster test are installed (PostgreSQL's server programs only
+/// without `IVR_TEST_POSTGRES_URL`); when one is not, says so (see [`skip`]).
+fn cluster_tools() -> bool {
+    cluster_tools_for("takeover test", postgres_url().is_some())
+}
+
+/// SIPp's RTP capture of key 1 that the callers send (RFC 4733); `None` (said, see [`skip`])
+/// when it is missing.
+fn dtmf_capture() -> Option<&'static Path> {
+    let capture = Path::new("/usr/share/sip-tester/dtmf_2833_1.pcap");
+    if capture.exists() {
+        return Some(capture);
+    }
+    skip(&format!(
+        "{} is missing: takeover test skipped",
+        capture.display()
+    ));
+    None
+}
+
+/// A scratch database `takeover_TAG` on `IVR_TEST_POSTGRES_URL`'s server when it is set
+/// (else the cluster's throwaway server is used).
+fn scratch(tag: &str) -> Option<Scratch> {
+    postgres_url().map(|u| Scratch::new(&u, &format!("takeover_{tag}")))
+}
+
+/// Two nodes on the deployment `dir` (on `scratch` when there is one; a Kamailio still
+/// closing is tried again on other ports).
+fn two_nodes(dir: &Path, scratch: Option<&Scratch>) -> Cluster {
+    Cluster::up_with(
+        2,
+        dir,
+        PORTS,
+        Start {
+            database: scratch.map(|s| s.url.as_str()),
+            retry_unstarted: true,
+        },
+    )
+}
+
+/// Waits (15 s at most) until `node` shows both nodes up.
+fn both_up(cluster: &Cluster, node: &Node) {
+    let up = |s: &serde_json::Value| {
+        s["nodes"]
+            .as_array()
+            .map_or(0, |n| n.iter().filter(|n| n["up"] == true).count())
+    };
+    let seen = common::cluster::wait_for(node, Duration::from_secs(15), |s| up(s) >= 2);
+    assert!(
+        seen.is_some(),
+        "nodes not up: {:?}\n{}",
+        cluster_status(node),
+        cluster.logs()
+    );
 }
 
 /// RTP ports for both nodes (they share the folder): 200 of them, above the other tests'.
@@ -116,179 +171,6 @@ fn deployment(name: &str) -> PathBuf {
     )
     .expect("config");
     dir
-}
-
-#[derive(Debug)]
-struct Node {
-    name: String,
-    http: SocketAddr,
-    pid: u32,
-}
-
-/// The cluster `up` started; `down` (and the scratch database dropped) when dropped.
-struct Cluster {
-    run: PathBuf,
-    env: Vec<(String, String)>,
-    proxy: SocketAddr,
-    nodes: Vec<Node>,
-    database: String,
-}
-
-fn script(env: &[(String, String)], args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new("bash");
-    cmd.arg(repo().join("scripts/cluster.sh")).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.stdin(Stdio::null()).output().expect("cluster.sh")
-}
-
-fn addr(text: &str, scheme: &str) -> SocketAddr {
-    text.strip_prefix(scheme)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("`{text}` is not {scheme}HOST:PORT"))
-}
-
-impl Cluster {
-    /// `scripts/cluster.sh up n folder` on ports of this test (`base` apart from the other
-    /// test's, so that one's Kamailio still closing does not hold the other's port).
-    fn up(n: usize, folder: &Path, database: Option<&str>, base: u32) -> Cluster {
-        let run = folder.join("run");
-        let pid = std::process::id();
-        let mut last = String::new();
-        for attempt in 0..5u32 {
-            // Ports of this test alone (docs: takeover 35060.., 38080..).
-            let slot = base + (pid + attempt * 7) % 50;
-            let mut env = vec![
-                ("IVR_CLUSTER_DIR".to_string(), run.display().to_string()),
-                (
-                    "IVR_CLUSTER_SIP_PORT".into(),
-                    (35_060 + slot * 4).to_string(),
-                ),
-                (
-                    "IVR_CLUSTER_HTTP_PORT".into(),
-                    (38_080 + slot * 4).to_string(),
-                ),
-                ("IVR_BIN".into(), env!("CARGO_BIN_EXE_ivr").to_string()),
-                ("IVR_LOG".into(), "info".into()),
-            ];
-            if let Some(db) = database {
-                env.push(("IVR_CLUSTER_DATABASE".into(), db.to_string()));
-            }
-            let out = script(&env, &["up", &n.to_string(), &folder.display().to_string()]);
-            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-            if !out.status.success() {
-                last = format!("{stdout}{stderr}");
-                if stderr.contains("is taken") || stderr.contains("did not start") {
-                    std::thread::sleep(Duration::from_secs(1));
-                    continue;
-                }
-                panic!("cluster.sh up {n} failed:\n{last}");
-            }
-            let lines: Vec<&str> = stdout.lines().collect();
-            assert_eq!(lines.len(), n + 1, "one line per part:\n{stdout}");
-            let proxy = addr(lines[0].split(' ').nth(1).expect("proxy"), "sip:");
-            let nodes = lines[1..]
-                .iter()
-                .map(|line| {
-                    let w: Vec<&str> = line.split(' ').collect();
-                    assert_eq!(w.len(), 6, "{line}");
-                    Node {
-                        name: w[1].to_string(),
-                        http: addr(w[3], "http://"),
-                        pid: w[5].parse().expect("pid"),
-                    }
-                })
-                .collect();
-            let database = fs::read_to_string(run.join("database"))
-                .expect("the run folder names its database")
-                .trim()
-                .to_string();
-            return Cluster {
-                run,
-                env,
-                proxy,
-                nodes,
-                database,
-            };
-        }
-        panic!("no free ports for the cluster:\n{last}");
-    }
-
-    fn node(&self, name: &str) -> &Node {
-        self.nodes.iter().find(|n| n.name == name).expect("node")
-    }
-
-    fn log(&self, name: &str) -> String {
-        fs::read_to_string(self.run.join(format!("node-{name}.log"))).unwrap_or_default()
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for f in ["node-a.log", "node-b.log", "kamailio.log"] {
-            let text = fs::read_to_string(self.run.join(f)).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(25).collect();
-            out.push_str(&format!("--- {f}\n"));
-            for l in tail.into_iter().rev() {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = script(&self.env, &["down"]);
-    }
-}
-
-/// A scratch database on `url`'s server, dropped with the guard.
-struct Scratch {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Scratch {
-    fn new(url: &str, tag: &str) -> Scratch {
-        let name = format!("ivr_takeover_{tag}_{}", std::process::id());
-        common::block_on(async {
-            let admin = ivr_data::cluster::PgPool::connect(url)
-                .await
-                .expect("postgres");
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&admin)
-                .await;
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&admin)
-                .await
-                .expect("create database");
-            admin.close().await;
-        });
-        let (base, _) = url.rsplit_once('/').expect("url with a database");
-        Scratch {
-            admin: url.to_string(),
-            url: format!("{base}/{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        common::block_on(async move {
-            if let Ok(pool) = ivr_data::cluster::PgPool::connect(&admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&pool)
-                    .await;
-                pool.close().await;
-            }
-        });
-    }
 }
 
 /// A query's numbers from the cluster's database.
@@ -324,10 +206,7 @@ fn db_texts(url: &str, sql: &str) -> Vec<String> {
 
 /// Calls in progress on a node (`ivr_calls_in_progress` of `/metrics`).
 fn in_progress(node: &Node) -> Option<u64> {
-    let (_, _, body) = http_get(node.http, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix("ivr_calls_in_progress "))
-        .and_then(|v| v.trim().parse().ok())
+    metric(node, "ivr_calls_in_progress")
 }
 
 fn unix_ms() -> i64 {
@@ -382,8 +261,50 @@ fn finished(child: std::process::Child, dir: &Path) -> (bool, String) {
     )
 }
 
-/// The cluster tests run one at a time (ports, and two clusters on 2 cores).
-static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// A node's `/status` (`null` when it does not answer).
+fn status(node: &Node) -> serde_json::Value {
+    let (_, _, body) = http_get(node.http, "/status");
+    serde_json::from_str(&body).unwrap_or_default()
+}
+
+/// `n` callers through the proxy, 10 a second (takeover_caller.xml from `dir`, SIP port
+/// `port`, RTP `port + 2`), all waiting at the menu (20 s at most); their SIPp and how many
+/// of them node a holds (at least 2).
+fn callers_at_the_menu(
+    cluster: &Cluster,
+    dir: &Path,
+    port: u16,
+    n: u32,
+) -> (std::process::Child, i64) {
+    let db = cluster.database();
+    let callers = sipp(
+        dir,
+        cluster.proxy,
+        "takeover_caller.xml",
+        port,
+        port + 2,
+        &["-m", &n.to_string(), "-r", "10", "-l", &n.to_string()],
+    );
+    let start = Instant::now();
+    while db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE node = 'choose'",
+    ) < i64::from(n)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let on_a = db_i64(
+        &db,
+        "SELECT count(*) FROM call_checkpoints WHERE owner = 'a'",
+    );
+    assert!(on_a >= 2, "a holds {on_a} calls\n{}", cluster.logs());
+    (callers, on_a)
+}
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
@@ -395,30 +316,13 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 
 #[test]
 fn calls_of_a_killed_node_are_taken_over_and_finish_their_flow() {
-    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
-        if !have(cmd, arg) {
-            skip(&format!(
-                "{cmd} (Debian package {pkg}) is not installed: takeover test skipped"
-            ));
-            return;
-        }
-    }
-    if !have_postgres() {
-        skip("PostgreSQL (Debian package postgresql) is not installed: takeover test skipped");
+    if !cluster_tools() {
         return;
     }
-    let capture = Path::new("/usr/share/sip-tester/dtmf_2833_1.pcap");
-    if !capture.exists() {
-        skip(&format!(
-            "{} is missing: takeover test skipped",
-            capture.display()
-        ));
+    let Some(capture) = dtmf_capture() else {
         return;
-    }
-    let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
-        .ok()
-        .map(|u| Scratch::new(&u, "calls"));
+    };
+    let scratch = scratch("calls");
     let dir = deployment("takeover");
     let calls_dir = dir.join("callers");
     let late_dir = dir.join("late");
@@ -426,27 +330,10 @@ fn calls_of_a_killed_node_are_taken_over_and_finish_their_flow() {
         fs::create_dir_all(d).expect("dir");
         fs::copy(capture, d.join("dtmf.pcap")).expect("pcap");
     }
-    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), 0);
-    let db = cluster.database.clone();
+    let cluster = two_nodes(&dir, scratch.as_ref());
+    let db = cluster.database();
     let a = cluster.node("a");
-    // Both nodes up.
-    let start = Instant::now();
-    loop {
-        let (_, _, body) = http_get(a.http, "/status");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        let up = v["cluster"]["nodes"]
-            .as_array()
-            .map_or(0, |n| n.iter().filter(|n| n["up"] == true).count());
-        if up == 2 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "nodes not up: {body}\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    both_up(&cluster, a);
 
     // 50 callers through the proxy, 10 a second.
     let port = 36_000 + (std::process::id() % 200) as u16 * 8;
@@ -514,9 +401,7 @@ fn calls_of_a_killed_node_are_taken_over_and_finish_their_flow() {
     // a dies.
     let killed_ms = unix_ms();
     let killed = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-9", &a.pid.to_string()])
-        .status();
+    a.kill();
 
     // New calls through the proxy succeed within 5 s of the kill.
     let mut first_ok = None;
@@ -706,7 +591,7 @@ fn a_dead_nodes_calls_are_split_and_never_claimed_twice() {
         skip("IVR_TEST_POSTGRES_URL is not set: the claim test is skipped");
         return;
     };
-    let scratch = Scratch::new(&url, "claim");
+    let scratch = Scratch::new(&url, "takeover_claim");
     common::block_on(async {
         let pool = ivr_data::connect::open(&ivr_data::Target::Postgres(scratch.url.clone()), 8)
             .await
@@ -862,7 +747,7 @@ fn the_old_nodes_writes_for_calls_taken_from_it_are_refused() {
         skip("IVR_TEST_POSTGRES_URL is not set: the fencing data test is skipped");
         return;
     };
-    let scratch = Scratch::new(&url, "fence");
+    let scratch = Scratch::new(&url, "takeover_fence");
     common::block_on(async {
         let pool = ivr_data::connect::open(&ivr_data::Target::Postgres(scratch.url.clone()), 4)
             .await
@@ -943,82 +828,24 @@ fn the_old_nodes_writes_for_calls_taken_from_it_are_refused() {
 /// node's own calls go on in the version they started with.
 #[test]
 fn a_call_whose_node_is_gone_from_the_live_version_ends_cleanly() {
-    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
-        if !have(cmd, arg) {
-            skip(&format!(
-                "{cmd} (Debian package {pkg}) is not installed: takeover test skipped"
-            ));
-            return;
-        }
-    }
-    if !have_postgres() {
-        skip("PostgreSQL (Debian package postgresql) is not installed: takeover test skipped");
+    if !cluster_tools() {
         return;
     }
-    let capture = Path::new("/usr/share/sip-tester/dtmf_2833_1.pcap");
-    if !capture.exists() {
-        skip(&format!(
-            "{} is missing: takeover test skipped",
-            capture.display()
-        ));
+    let Some(capture) = dtmf_capture() else {
         return;
-    }
+    };
     const N: u32 = 10;
-    let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
-        .ok()
-        .map(|u| Scratch::new(&u, "gone"));
+    let scratch = scratch("gone");
     let dir = deployment("takeover-gone");
     let calls_dir = dir.join("callers");
     fs::create_dir_all(&calls_dir).expect("dir");
     fs::copy(capture, calls_dir.join("dtmf.pcap")).expect("pcap");
-    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), 50);
-    let db = cluster.database.clone();
+    let cluster = two_nodes(&dir, scratch.as_ref());
+    let db = cluster.database();
     let (a, b) = (cluster.node("a"), cluster.node("b"));
-    let status = |n: &Node| -> serde_json::Value {
-        let (_, _, body) = http_get(n.http, "/status");
-        serde_json::from_str(&body).unwrap_or_default()
-    };
-    let start = Instant::now();
-    while status(a)["cluster"]["nodes"]
-        .as_array()
-        .map_or(0, |n| n.iter().filter(|n| n["up"] == true).count())
-        < 2
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    both_up(&cluster, a);
     let port = 36_000 + (std::process::id() % 200) as u16 * 8 + 1_700;
-    let callers = sipp(
-        &calls_dir,
-        cluster.proxy,
-        "takeover_caller.xml",
-        port,
-        port + 2,
-        &["-m", &N.to_string(), "-r", "10", "-l", &N.to_string()],
-    );
-    let start = Instant::now();
-    while db_i64(
-        &db,
-        "SELECT count(*) FROM call_checkpoints WHERE node = 'choose'",
-    ) < i64::from(N)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let on_a = db_i64(
-        &db,
-        "SELECT count(*) FROM call_checkpoints WHERE owner = 'a'",
-    );
-    assert!(on_a >= 2, "a holds {on_a} calls");
+    let (callers, on_a) = callers_at_the_menu(&cluster, &calls_dir, port, N);
     // A new version without `choose` goes live on both nodes (they watch the same folder).
     let before = status(b)["version"]
         .as_str()
@@ -1043,9 +870,7 @@ fn a_call_whose_node_is_gone_from_the_live_version_ends_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = Command::new("kill")
-        .args(["-9", &a.pid.to_string()])
-        .status();
+    a.kill();
     // The dead node's calls end as failed; b's own finish their flow.
     let start = Instant::now();
     while db_i64(&db, "SELECT count(*) FROM calls_in_progress") > 0
@@ -1185,235 +1010,116 @@ fn bridge_deployment(name: &str) -> PathBuf {
     dir
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("port")
-        .port()
+/// A SIPp of these tests in the background against the proxy (90 s at most).
+fn peer(dir: &Path, proxy: SocketAddr, scenario: &str, args: &[&str]) -> Peer {
+    Peer::spawn_for(dir, Some(proxy), scenario, 90, args)
 }
 
-/// A SIPp in the background (its own folder, messages traced), killed when dropped.
-struct Sipp {
-    child: std::process::Child,
-    dir: PathBuf,
+/// A caller `caller` of 10010 through the proxy running `scenario` with the extra SIPp
+/// `args`, its RTP an [`Endpoint`] sending PCMU voice from `ssrc` for `talk_ms` once it
+/// hears anything: the caller and its media.
+fn talking_caller(
+    dir: &Path,
+    proxy: SocketAddr,
+    (scenario, args): (&str, &[&str]),
+    caller: &str,
+    (ssrc, talk_ms): (u32, u64),
+) -> (Peer, Endpoint) {
+    let media = talking_media(ssrc, talk_ms);
+    let (sip, rtp) = (free_udp_port().to_string(), media.port.to_string());
+    let mut all = vec![
+        "-p", &sip, "-m", "1", "-s", "10010", "-key", "caller", caller, "-key", "rtpport", &rtp,
+    ];
+    all.extend_from_slice(args);
+    (peer(dir, proxy, scenario, &all), media)
 }
 
-impl Sipp {
-    fn spawn(dir: &Path, proxy: SocketAddr, scenario: &str, args: &[&str]) -> Sipp {
-        let work = dir.join(format!(
-            "{}-{}",
-            scenario.trim_end_matches(".xml"),
-            free_udp_port()
-        ));
-        fs::create_dir_all(&work).expect("sipp dir");
-        let child = Command::new("sipp")
-            .current_dir(&work)
-            .arg("-sf")
-            .arg(repo().join("tests/sipp").join(scenario))
-            .arg(proxy.to_string())
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
-            .args(["-mp", &free_udp_port().to_string()])
-            .args(["-nostdin", "-timeout", "90", "-timeout_error"])
-            .args(["-trace_err", "-trace_msg"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp");
-        Sipp { child, dir: work }
-    }
-
-    /// Waits for its end: whether it succeeded.
-    fn wait(&mut self, within: Duration) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < within {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-
-    fn messages(&self) -> String {
-        let mut text = String::new();
-        for e in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let n = e.file_name().to_string_lossy().to_string();
-            if n.ends_with("_messages.log") || n.ends_with("_errors.log") {
-                text.push_str(&fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        text
-    }
-
-    fn report(&self) -> String {
-        let m = self.messages();
-        let tail: Vec<&str> = m.lines().rev().take(40).collect();
-        format!(
-            "--- {} ---\n{}",
-            self.dir.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )
-    }
+/// What a failing test shows of a peer: its last 40 lines.
+fn report(peer: &Peer) -> String {
+    peer.report_lines(40)
 }
 
-impl Drop for Sipp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Node `node`'s view of the cluster's ACD: agent `id`'s state.
-fn agent_state(node: &Node, id: &str) -> String {
-    let (_, _, body) = http_get(node.http, "/agents");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    v["agents"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["id"] == id))
-        .and_then(|x| x["state"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Callers waiting in `general`, as node `node` shows the cluster's ACD.
-fn waiting(node: &Node) -> u64 {
-    let (_, _, body) = http_get(node.http, "/agents");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    v["queues"]
-        .as_array()
-        .and_then(|q| q.iter().find(|x| x["name"] == "general"))
-        .and_then(|g| g["waiting"].as_u64())
-        .unwrap_or(0)
-}
-
-fn answered(node: &Node) -> u64 {
-    let (_, _, body) = http_get(node.http, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix("ivr_calls_answered_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool, why: impl Fn() -> String) {
+/// Which node leads the ACD once both are up (within 15 s).
+fn leader(cluster: &Cluster) -> String {
     let started = Instant::now();
-    while !done() {
+    loop {
+        for n in &cluster.nodes {
+            let v = cluster_status(n).unwrap_or_default();
+            let up = v["nodes"]
+                .as_array()
+                .map_or(0, |n| n.iter().filter(|n| n["up"] == true).count());
+            if up == cluster.nodes.len()
+                && let Some(l) = v["acd"]["leader"].as_str()
+            {
+                return l.to_string();
+            }
+        }
         assert!(
-            started.elapsed() < within,
-            "{what}: not in {within:?}\n{}",
-            why()
+            started.elapsed() < Duration::from_secs(15),
+            "no leader\n{}",
+            cluster.logs()
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-impl Cluster {
-    /// Which node leads the ACD (within 15 s).
-    fn leader(&self) -> String {
-        let started = Instant::now();
-        loop {
-            for n in &self.nodes {
-                let (_, _, body) = http_get(n.http, "/status");
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                let up = v["cluster"]["nodes"]
-                    .as_array()
-                    .map_or(0, |n| n.iter().filter(|n| n["up"] == true).count());
-                if up == self.nodes.len()
-                    && let Some(l) = v["cluster"]["acd"]["leader"].as_str()
-                {
-                    return l.to_string();
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "no leader\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Short calls through the proxy until the next one goes to node `to`.
-    fn next_call_to(&self, dir: &Path, to: &str) {
-        for _ in 0..3 {
-            let before: Vec<u64> = self.nodes.iter().map(answered).collect();
-            let mut short = Sipp::spawn(
-                dir,
-                self.proxy,
-                "flow_hangs_up.xml",
-                &[
-                    "-p",
-                    &free_udp_port().to_string(),
-                    "-m",
-                    "1",
-                    "-s",
-                    "200",
-                    "-key",
-                    "caller",
-                    "13800000999",
-                    "-key",
-                    "rtpport",
-                    &free_udp_port().to_string(),
-                ],
-            );
-            assert!(
-                short.wait(Duration::from_secs(20)),
-                "a short call:\n{}\n{}",
-                short.report(),
-                self.logs()
-            );
-            let after: Vec<u64> = self.nodes.iter().map(answered).collect();
-            let took = (0..self.nodes.len())
-                .find(|&i| after[i] > before[i])
-                .map(|i| self.nodes[i].name.clone())
-                .expect("a node answered");
-            if took != to {
-                return;
-            }
-        }
-        panic!("Kamailio's round-robin did not alternate\n{}", self.logs());
-    }
-
-    /// Registers agent `id` through the proxy for its phone on `port`; waits until every
-    /// node shows it logged in.
-    fn register(&self, dir: &Path, id: &str, port: u16) {
-        let mut reg = Sipp::spawn(
+/// Short calls through the proxy until the next one goes to node `to`.
+fn next_call_to(cluster: &Cluster, dir: &Path, to: &str) {
+    for _ in 0..3 {
+        let before = cluster.answered();
+        let mut short = peer(
             dir,
-            self.proxy,
-            "agent_register.xml",
+            cluster.proxy,
+            "flow_hangs_up.xml",
             &[
                 "-p",
                 &free_udp_port().to_string(),
                 "-m",
                 "1",
+                "-s",
+                "200",
                 "-key",
-                "agent",
-                id,
+                "caller",
+                "13800000999",
                 "-key",
-                "contactport",
-                &port.to_string(),
-                "-au",
-                id,
-                "-ap",
-                &format!("pw{id}"),
+                "rtpport",
+                &free_udp_port().to_string(),
             ],
         );
         assert!(
-            reg.wait(Duration::from_secs(20)),
-            "agent {id} could not register:\n{}\n{}",
-            reg.report(),
-            self.logs()
+            short.wait(Duration::from_secs(20)),
+            "a short call:\n{}\n{}",
+            report(&short),
+            cluster.logs()
         );
-        for n in &self.nodes {
-            wait_for(
-                &format!("node {} shows {id} logged in", n.name),
-                Duration::from_secs(10),
-                || !matches!(agent_state(n, id).as_str(), "offline" | ""),
-                || self.logs(),
-            );
+        let after = cluster.answered();
+        let took = (0..cluster.nodes.len())
+            .find(|&i| after[i] > before[i])
+            .map(|i| cluster.nodes[i].name.clone())
+            .expect("a node answered");
+        if took != to {
+            return;
         }
+    }
+    panic!(
+        "Kamailio's round-robin did not alternate\n{}",
+        cluster.logs()
+    );
+}
+
+/// Registers agent `id` (password `pwID`) through the proxy for its phone on `port`; waits
+/// until every node shows it logged in.
+fn register(cluster: &Cluster, dir: &Path, id: &str, port: u16) {
+    register_agent(dir, cluster.proxy, id, &format!("pw{id}"), port, || {
+        cluster.logs()
+    });
+    for n in &cluster.nodes {
+        wait_until_else(
+            &format!("node {} shows {id} logged in", n.name),
+            Duration::from_secs(10),
+            || !matches!(agent_state(n.http, id).as_str(), "offline" | ""),
+            || cluster.logs(),
+        );
     }
 }
 
@@ -1439,31 +1145,18 @@ fn bridged_calls_of_the_killed_leader_are_bridged_again_and_its_agents_stay_talk
 }
 
 fn bridged_takeover(kill_leader: bool) {
-    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
-        if !have(cmd, arg) {
-            skip(&format!(
-                "{cmd} (Debian package {pkg}) is not installed: takeover test skipped"
-            ));
-            return;
-        }
-    }
-    if !have_postgres() {
-        skip("PostgreSQL (Debian package postgresql) is not installed: takeover test skipped");
+    if !cluster_tools() {
         return;
     }
-    let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
-        .ok()
-        .map(|u| Scratch::new(&u, if kill_leader { "bridged_l" } else { "bridged" }));
+    let scratch = scratch(if kill_leader { "bridged_l" } else { "bridged" });
     let dir = bridge_deployment(if kill_leader {
         "takeover-bridged-leader"
     } else {
         "takeover-bridged"
     });
-    let base = if kill_leader { 150 } else { 100 };
-    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), base);
-    let db = cluster.database.clone();
-    let leader = cluster.leader();
+    let cluster = two_nodes(&dir, scratch.as_ref());
+    let db = cluster.database();
+    let leader = leader(&cluster);
     let other = if leader == "a" { "b" } else { "a" };
     // The callers go to the node that is killed.
     let (victim, kept) = if kill_leader {
@@ -1477,64 +1170,28 @@ fn bridged_takeover(kill_leader: bool) {
     // Three agents' phones, each with its RTP endpoint (SSRC 100 + i).
     let mut phones = Vec::new();
     for (i, (id, _)) in AGENTS.iter().enumerate() {
-        let media = Endpoint::with(
-            ivr_media::audio::Law::Ulaw,
-            0,
-            100 + i as u32,
-            vec![(0, Act::Voice(40_000))],
-        );
-        let port = free_udp_port();
-        let phone = Sipp::spawn(
+        let (phone, media, port) = talking_phone(
             &dir,
             cluster.proxy,
-            "cluster_agent_reinvited.xml",
-            &[
-                "-p",
-                &port.to_string(),
-                "-m",
-                "1",
-                "-key",
-                "agentrtp",
-                &media.port.to_string(),
-            ],
+            ("cluster_agent_reinvited.xml", 1, 90),
+            (100 + i as u32, 40_000),
         );
-        cluster.register(&dir, id, port);
+        register(&cluster, &dir, id, port);
         phones.push((phone, media, port));
     }
     // Three callers on the victim, each bridged to an agent (SSRC 10 + i).
     let mut callers = Vec::new();
     for i in 0..3u32 {
-        cluster.next_call_to(&dir, victim);
-        let media = Endpoint::with(
-            ivr_media::audio::Law::Ulaw,
-            0,
-            10 + i,
-            vec![(0, Act::Voice(40_000))],
-        );
-        let caller = Sipp::spawn(
+        next_call_to(&cluster, &dir, victim);
+        callers.push(talking_caller(
             &dir,
             cluster.proxy,
-            "takeover_bridged_caller.xml",
-            &[
-                "-p",
-                &free_udp_port().to_string(),
-                "-m",
-                "1",
-                "-s",
-                "10010",
-                "-d",
-                "6000",
-                "-key",
-                "caller",
-                &format!("1380000010{i}"),
-                "-key",
-                "rtpport",
-                &media.port.to_string(),
-            ],
-        );
-        callers.push((caller, media));
+            ("takeover_bridged_caller.xml", &["-d", "6000"]),
+            &format!("1380000010{i}"),
+            (10 + i, 40_000),
+        ));
         let want = i64::from(i) + 1;
-        wait_for(
+        wait_until_else(
             &format!("{want} callers bridged to agents on {victim}"),
             Duration::from_secs(20),
             || {
@@ -1576,9 +1233,7 @@ fn bridged_takeover(kill_leader: bool) {
     // The victim dies.
     let killed_ms = unix_ms();
     let killed = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-9", &cluster.node(victim).pid.to_string()])
-        .status();
+    cluster.node(victim).kill();
     // Both legs of every call re-INVITEd and bridged again by the survivor.
     let bridged_again = || {
         cluster
@@ -1596,7 +1251,7 @@ fn bridged_takeover(kill_leader: bool) {
             .map(|t| t - killed_ms)
             .collect::<Vec<i64>>()
     };
-    wait_for(
+    wait_until_else(
         "three calls bridged again",
         Duration::from_secs(20),
         || bridged_again().len() == 3,
@@ -1614,44 +1269,29 @@ fn bridged_takeover(kill_leader: bool) {
     );
     // The agents still talk (the leader held them for the takeover): a fourth caller waits.
     for (id, _) in AGENTS {
-        assert_eq!(agent_state(survivor, id), "on_call", "{}", cluster.logs());
+        assert_eq!(
+            agent_state(survivor.http, id),
+            "on_call",
+            "{}",
+            cluster.logs()
+        );
     }
-    let fourth_media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        20,
-        vec![(0, Act::Voice(30_000))],
-    );
-    let mut fourth = Sipp::spawn(
+    let (mut fourth, fourth_media) = talking_caller(
         &dir,
         cluster.proxy,
-        "call_bye.xml",
-        &[
-            "-p",
-            &free_udp_port().to_string(),
-            "-m",
-            "1",
-            "-s",
-            "10010",
-            "-d",
-            "16000",
-            "-key",
-            "caller",
-            "13800000200",
-            "-key",
-            "rtpport",
-            &fourth_media.port.to_string(),
-        ],
+        ("call_bye.xml", &["-d", "16000"]),
+        "13800000200",
+        (20, 30_000),
     );
-    wait_for(
+    wait_until_else(
         "the fourth caller waits",
         Duration::from_secs(10),
-        || waiting(survivor) == 1,
+        || queue_waiting(survivor.http, "general") == 1,
         || cluster.logs(),
     );
     for (id, _) in AGENTS {
         assert_eq!(
-            agent_state(survivor, id),
+            agent_state(survivor.http, id),
             "on_call",
             "an agent talking with a call taken over was offered another\n{}",
             cluster.logs()
@@ -1669,32 +1309,16 @@ fn bridged_takeover(kill_leader: bool) {
         assert!(
             c && p,
             "caller {i}: {c}, its agent's phone: {p}\n{}\n{}\n{}",
-            caller.report(),
-            phone.report(),
+            report(&caller),
+            report(&phone),
             cluster.logs()
         );
-        let next_media = Endpoint::with(
-            ivr_media::audio::Law::Ulaw,
-            0,
-            200 + i as u32,
-            vec![(0, Act::Voice(20_000))],
-        );
-        next_phones.push((
-            Sipp::spawn(
-                &dir,
-                cluster.proxy,
-                "cluster_answers_until_bye.xml",
-                &[
-                    "-p",
-                    &port.to_string(),
-                    "-m",
-                    "1",
-                    "-key",
-                    "agentrtp",
-                    &next_media.port.to_string(),
-                ],
-            ),
-            next_media,
+        next_phones.push(talking_phone_on(
+            &dir,
+            cluster.proxy,
+            port,
+            ("cluster_answers_until_bye.xml", 1, 90),
+            (200 + i as u32, 20_000),
         ));
         let (at_caller, _) = caller_media.finish();
         let (at_agent, _) = agent_media.finish();
@@ -1726,7 +1350,7 @@ fn bridged_takeover(kill_leader: bool) {
     assert!(
         f,
         "the fourth caller\n{}\n{}",
-        fourth.report(),
+        report(&fourth),
         cluster.logs()
     );
     let from_agent: usize = (0..3)
@@ -1739,7 +1363,7 @@ fn bridged_takeover(kill_leader: bool) {
     drop(next_phones);
 
     // Records: one row per call, the bridged calls' with their agent.
-    wait_for(
+    wait_until_else(
         "records written",
         Duration::from_secs(15),
         || db_i64(&db, "SELECT count(*) FROM calls_in_progress") == 0,
@@ -1794,77 +1418,32 @@ fn bridged_takeover(kill_leader: bool) {
 /// the agent.
 #[test]
 fn a_bridged_call_whose_agent_refuses_the_reinvite_ends_as_a_dropped_bridge() {
-    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
-        if !have(cmd, arg) {
-            skip(&format!(
-                "{cmd} (Debian package {pkg}) is not installed: takeover test skipped"
-            ));
-            return;
-        }
-    }
-    if !have_postgres() {
-        skip("PostgreSQL (Debian package postgresql) is not installed: takeover test skipped");
+    if !cluster_tools() {
         return;
     }
-    let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
-        .ok()
-        .map(|u| Scratch::new(&u, "refused"));
+    let scratch = scratch("refused");
     let dir = bridge_deployment("takeover-refused");
-    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), 200);
-    let db = cluster.database.clone();
-    let leader = cluster.leader();
+    let cluster = two_nodes(&dir, scratch.as_ref());
+    let db = cluster.database();
+    let leader = leader(&cluster);
     let victim = if leader == "a" { "b" } else { "a" };
     let survivor = cluster.node(&leader);
-    let agent_media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        100,
-        vec![(0, Act::Voice(30_000))],
-    );
-    let port = free_udp_port();
-    let mut phone = Sipp::spawn(
+    let (mut phone, agent_media, port) = talking_phone(
         &dir,
         cluster.proxy,
-        "cluster_agent_refuses_reinvite.xml",
-        &[
-            "-p",
-            &port.to_string(),
-            "-m",
-            "1",
-            "-key",
-            "agentrtp",
-            &agent_media.port.to_string(),
-        ],
+        ("cluster_agent_refuses_reinvite.xml", 1, 90),
+        (100, 30_000),
     );
-    cluster.register(&dir, "2001", port);
-    cluster.next_call_to(&dir, victim);
-    let caller_media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        10,
-        vec![(0, Act::Voice(30_000))],
-    );
-    let mut caller = Sipp::spawn(
+    register(&cluster, &dir, "2001", port);
+    next_call_to(&cluster, &dir, victim);
+    let (mut caller, caller_media) = talking_caller(
         &dir,
         cluster.proxy,
-        "takeover_bridged_caller_dropped.xml",
-        &[
-            "-p",
-            &free_udp_port().to_string(),
-            "-m",
-            "1",
-            "-s",
-            "10010",
-            "-key",
-            "caller",
-            "13800000300",
-            "-key",
-            "rtpport",
-            &caller_media.port.to_string(),
-        ],
+        ("takeover_bridged_caller_dropped.xml", &[]),
+        "13800000300",
+        (10, 30_000),
     );
-    wait_for(
+    wait_until_else(
         "the caller bridged to 2001",
         Duration::from_secs(20),
         || {
@@ -1879,17 +1458,15 @@ fn a_bridged_call_whose_agent_refuses_the_reinvite_ends_as_a_dropped_bridge() {
         || cluster.logs(),
     );
     std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill")
-        .args(["-9", &cluster.node(victim).pid.to_string()])
-        .status();
+    cluster.node(victim).kill();
     let c = caller.wait(Duration::from_secs(30));
     let p = phone.wait(Duration::from_secs(10));
     let _ = (caller_media.finish(), agent_media.finish());
     assert!(
         c && p,
         "caller {c}, phone {p}\n{}\n{}\n{}",
-        caller.report(),
-        phone.report(),
+        report(&caller),
+        report(&phone),
         cluster.logs()
     );
     assert!(
@@ -1900,13 +1477,13 @@ fn a_bridged_call_whose_agent_refuses_the_reinvite_ends_as_a_dropped_bridge() {
         cluster.logs()
     );
     // The agent is free again once its wrap-up is over.
-    wait_for(
+    wait_until_else(
         "2001 available again",
         Duration::from_secs(10),
-        || agent_state(survivor, "2001") == "available",
+        || agent_state(survivor.http, "2001") == "available",
         || cluster.logs(),
     );
-    wait_for(
+    wait_until_else(
         "records written",
         Duration::from_secs(15),
         || db_i64(&db, "SELECT count(*) FROM calls_in_progress") == 0,
@@ -1935,31 +1512,14 @@ fn a_bridged_call_whose_agent_refuses_the_reinvite_ends_as_a_dropped_bridge() {
 /// times out and write a second record each. The thawed node then serves new calls.
 #[test]
 fn a_frozen_node_stops_the_calls_taken_over_while_it_was_frozen() {
-    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
-        if !have(cmd, arg) {
-            skip(&format!(
-                "{cmd} (Debian package {pkg}) is not installed: takeover test skipped"
-            ));
-            return;
-        }
-    }
-    if !have_postgres() {
-        skip("PostgreSQL (Debian package postgresql) is not installed: takeover test skipped");
+    if !cluster_tools() {
         return;
     }
-    let capture = Path::new("/usr/share/sip-tester/dtmf_2833_1.pcap");
-    if !capture.exists() {
-        skip(&format!(
-            "{} is missing: takeover test skipped",
-            capture.display()
-        ));
+    let Some(capture) = dtmf_capture() else {
         return;
-    }
+    };
     const N: u32 = 10;
-    let scratch = std::env::var("IVR_TEST_POSTGRES_URL")
-        .ok()
-        .map(|u| Scratch::new(&u, "frozen"));
+    let scratch = scratch("frozen");
     let dir = deployment("takeover-frozen");
     let calls_dir = dir.join("callers");
     let late_dir = dir.join("late");
@@ -1967,66 +1527,20 @@ fn a_frozen_node_stops_the_calls_taken_over_while_it_was_frozen() {
         fs::create_dir_all(d).expect("dir");
         fs::copy(capture, d.join("dtmf.pcap")).expect("pcap");
     }
-    let cluster = Cluster::up(2, &dir, scratch.as_ref().map(|s| s.url.as_str()), 100);
-    let db = cluster.database.clone();
+    let cluster = two_nodes(&dir, scratch.as_ref());
+    let db = cluster.database();
     let (a, b) = (cluster.node("a"), cluster.node("b"));
-    let status = |n: &Node| -> serde_json::Value {
-        let (_, _, body) = http_get(n.http, "/status");
-        serde_json::from_str(&body).unwrap_or_default()
-    };
-    let start = Instant::now();
-    while status(a)["cluster"]["nodes"]
-        .as_array()
-        .map_or(0, |n| n.iter().filter(|n| n["up"] == true).count())
-        < 2
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    both_up(&cluster, a);
     let port = 40_000 + (std::process::id() % 200) as u16 * 8;
-    let callers = sipp(
-        &calls_dir,
-        cluster.proxy,
-        "takeover_caller.xml",
-        port,
-        port + 2,
-        &["-m", &N.to_string(), "-r", "10", "-l", &N.to_string()],
-    );
-    let start = Instant::now();
-    while db_i64(
-        &db,
-        "SELECT count(*) FROM call_checkpoints WHERE node = 'choose'",
-    ) < i64::from(N)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let on_a = db_i64(
-        &db,
-        "SELECT count(*) FROM call_checkpoints WHERE owner = 'a'",
-    );
-    assert!(on_a >= 2, "a holds {on_a} calls\n{}", cluster.logs());
+    let (callers, on_a) = callers_at_the_menu(&cluster, &calls_dir, port, N);
     // a freezes for 8 s: b takes its calls over (a is down 5 s after its last heartbeat).
-    let signal = |sig: &str| {
-        let _ = Command::new("kill")
-            .args([sig, &a.pid.to_string()])
-            .status();
-    };
-    signal("-STOP");
+    a.freeze();
     std::thread::sleep(Duration::from_secs(8));
     let owned_by_b_while_frozen = db_i64(
         &db,
         "SELECT count(*) FROM call_checkpoints WHERE owner = 'b'",
     );
-    signal("-CONT");
+    a.thaw();
     let (ok, out) = finished(callers, &calls_dir);
     // a's calls stop (quietly, or without fencing at their RTP timeout, 30 s after they began).
     let start = Instant::now();

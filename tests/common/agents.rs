@@ -58,9 +58,26 @@ pub fn free_udp_port() -> u16 {
 
 /// Polls `done` every 25 ms until it holds; fails the test naming `what` after `within`.
 pub fn wait_until(what: &str, within: Duration, done: impl Fn() -> bool) {
+    wait_until_else(what, within, done, String::new);
+}
+
+/// [`wait_until`] whose failure also says `why()` (a cluster's logs, a peer's messages) on
+/// the lines after `what`.
+pub fn wait_until_else(
+    what: &str,
+    within: Duration,
+    done: impl Fn() -> bool,
+    why: impl Fn() -> String,
+) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < within, "{what}: not in {within:?}");
+        if started.elapsed() >= within {
+            let why = why();
+            if why.is_empty() {
+                panic!("{what}: not in {within:?}");
+            }
+            panic!("{what}: not in {within:?}\n{why}");
+        }
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -228,6 +245,17 @@ pub fn try_register_agent(
     )
 }
 
+/// RTP that talks: an [`Endpoint`] sending PCMU voice from `ssrc` for `talk_ms` once it
+/// hears anything (a phone's or a caller's media).
+pub fn talking_media(ssrc: u32, talk_ms: u64) -> Endpoint {
+    Endpoint::with(
+        ivr_media::audio::Law::Ulaw,
+        0,
+        ssrc,
+        vec![(0, Act::Voice(talk_ms))],
+    )
+}
+
 /// An agent's phone: a UAS on a port of its own (`-p`) running `scenario` for `calls` calls
 /// with the extra SIPp `args`, then agent `id`'s registration of it at `registrar` (which
 /// must succeed, see [`register_agent`]). The caller waits for the ACD to see it.
@@ -258,13 +286,22 @@ pub fn talking_phone(
     (scenario, calls, timeout_s): (&str, u32, u32),
     (ssrc, talk_ms): (u32, u64),
 ) -> (Peer, Endpoint, u16) {
-    let media = Endpoint::with(
-        ivr_media::audio::Law::Ulaw,
-        0,
-        ssrc,
-        vec![(0, Act::Voice(talk_ms))],
-    );
     let port = free_udp_port();
+    let (phone, media) =
+        talking_phone_on(dir, at, port, (scenario, calls, timeout_s), (ssrc, talk_ms));
+    (phone, media, port)
+}
+
+/// [`talking_phone`] on SIP port `port` (a phone answering again where it was registered):
+/// the phone and its media.
+pub fn talking_phone_on(
+    dir: &Path,
+    at: SocketAddr,
+    port: u16,
+    (scenario, calls, timeout_s): (&str, u32, u32),
+    (ssrc, talk_ms): (u32, u64),
+) -> (Peer, Endpoint) {
+    let media = talking_media(ssrc, talk_ms);
     let phone = Peer::spawn_for(
         dir,
         Some(at),
@@ -280,7 +317,7 @@ pub fn talking_phone(
             &media.port.to_string(),
         ],
     );
-    (phone, media, port)
+    (phone, media)
 }
 
 /// `GET /agents` of the server at `http`: its status code and body as JSON (`null` when it

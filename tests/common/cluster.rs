@@ -22,6 +22,12 @@ pub fn have_postgres() -> bool {
 /// Whether Kamailio, SIPp and PostgreSQL are installed; when one is not, says so ("... is not
 /// installed: `what` skipped", see [`skip`]) and is false.
 pub fn cluster_tools(what: &str) -> bool {
+    cluster_tools_for(what, false)
+}
+
+/// [`cluster_tools`] for a cluster on a PostgreSQL of the test's own (`own_database`, see
+/// [`Start::database`]): then PostgreSQL's server programs need not be installed.
+pub fn cluster_tools_for(what: &str, own_database: bool) -> bool {
     for (cmd, arg, pkg) in [("kamailio", "-v", "kamailio"), ("sipp", "-v", "sip-tester")] {
         if !have(cmd, arg) {
             skip(&format!(
@@ -30,7 +36,7 @@ pub fn cluster_tools(what: &str) -> bool {
             return false;
         }
     }
-    if !have_postgres() {
+    if !own_database && !have_postgres() {
         skip(&format!(
             "PostgreSQL (Debian package postgresql) is not installed: {what} skipped"
         ));
@@ -59,6 +65,22 @@ impl Node {
             .args(["-9", &self.pid.to_string()])
             .status();
     }
+
+    /// Freezes the node's process with SIGSTOP (a node hung, or cut off by the network: it
+    /// neither answers nor beats, and the cluster takes it for dead); [`Node::thaw`] lets it
+    /// run on.
+    pub fn freeze(&self) {
+        let _ = Command::new("kill")
+            .args(["-STOP", &self.pid.to_string()])
+            .status();
+    }
+
+    /// Lets a node [`Node::freeze`] stopped run on with SIGCONT.
+    pub fn thaw(&self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.pid.to_string()])
+            .status();
+    }
 }
 
 /// The ports a test file's clusters take: the proxy's SIP port is `sip + 4 * slot` and the
@@ -70,6 +92,17 @@ pub struct Ports {
     pub sip: u32,
     /// The base of the nodes' HTTP ports.
     pub http: u32,
+}
+
+/// How [`Cluster::up_with`] starts a cluster beyond its ports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Start<'a> {
+    /// A PostgreSQL of the test's own for the nodes (`IVR_CLUSTER_DATABASE`, e.g. a scratch
+    /// database) instead of the throwaway server `up` starts.
+    pub database: Option<&'a str>,
+    /// Whether a part that did not start (a Kamailio of the previous cluster still closing on
+    /// its port) is tried again on other ports a second later, as a port taken is.
+    pub retry_unstarted: bool,
 }
 
 /// One cluster at a time in a test process (each starts its own PostgreSQL and Kamailio: two
@@ -111,6 +144,11 @@ impl Cluster {
     /// one is taken, 5 tries); the lines it printed checked one by one. Waits for any other
     /// cluster of this process to be down first.
     pub fn up(n: usize, folder: &Path, ports: Ports) -> Cluster {
+        Cluster::up_with(n, folder, ports, Start::default())
+    }
+
+    /// [`Cluster::up`] started as `start` says (its database, its retries).
+    pub fn up_with(n: usize, folder: &Path, ports: Ports, start: Start) -> Cluster {
         let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let run = folder.join("run");
         let pid = std::process::id();
@@ -121,7 +159,7 @@ impl Cluster {
         let mine = NEXT.fetch_add(1, Ordering::Relaxed);
         for attempt in 0..5u32 {
             let slot = (pid + mine * 11 + attempt * 37) % 200;
-            let env = vec![
+            let mut env = vec![
                 ("IVR_CLUSTER_DIR".to_string(), run.display().to_string()),
                 (
                     "IVR_CLUSTER_SIP_PORT".into(),
@@ -134,12 +172,19 @@ impl Cluster {
                 ("IVR_BIN".into(), env!("CARGO_BIN_EXE_ivr").to_string()),
                 ("IVR_LOG".into(), "info".into()),
             ];
+            if let Some(db) = start.database {
+                env.push(("IVR_CLUSTER_DATABASE".into(), db.to_string()));
+            }
             let out = script(&env, &["up", &n.to_string(), &folder.display().to_string()]);
             let stdout = String::from_utf8_lossy(&out.stdout).to_string();
             let stderr = String::from_utf8_lossy(&out.stderr).to_string();
             if !out.status.success() {
                 last = format!("{stdout}{stderr}");
                 if stderr.contains("is taken") {
+                    continue;
+                }
+                if start.retry_unstarted && stderr.contains("did not start") {
+                    std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
                 panic!("cluster.sh up {n} failed:\n{last}");
@@ -186,6 +231,11 @@ impl Cluster {
             .expect("database")
             .trim()
             .to_string()
+    }
+
+    /// Node `name`'s whole log (empty when it has none yet).
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.run.join(format!("node-{name}.log"))).unwrap_or_default()
     }
 
     /// The last 40 lines of each node's log and of Kamailio's.
