@@ -177,36 +177,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_callback_is_kept_dialled_connected_and_closed_postgres() {
-        let Ok(admin) = std::env::var("IVR_TEST_POSTGRES_URL") else {
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: IVR_TEST_POSTGRES_URL is not set; PostgreSQL test of callbacks skipped"
-            );
+        let Some(scratch) = crate::scratch::Scratch::new("callbacks", "callbacks", 2).await else {
             return;
         };
-        let name = format!("ivr_test_callbacks_{}", std::process::id());
-        let (prefix, _) = admin.rsplit_once('/').expect("a database url");
-        let server = sqlx::PgPool::connect(&admin).await.expect("connect");
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            sqlx::query(&sql)
-                .execute(&server)
-                .await
-                .expect("scratch db");
-        }
-        let pool = connect::open(&Target::Postgres(format!("{prefix}/{name}")), 2)
-            .await
-            .expect("open");
+        let pool = scratch.pool.clone();
         connect::migrate(&pool).await.expect("migrate");
         check_rows(&pool).await;
-        pool.close().await;
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&server)
-            .await;
-        server.close().await;
+        drop(pool);
+        scratch.drop().await;
     }
 
     async fn check_rows(pool: &Pool) {

@@ -35,6 +35,8 @@ pub mod query;
 pub mod recording_search;
 pub mod records;
 pub mod report;
+#[cfg(test)]
+mod scratch;
 pub mod snapshot;
 pub mod source;
 pub mod spool;

@@ -1677,35 +1677,14 @@ mod tests {
 
     #[tokio::test]
     async fn queue_events_are_written_in_batches_postgres() {
-        let Ok(admin) = std::env::var("IVR_TEST_POSTGRES_URL") else {
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: IVR_TEST_POSTGRES_URL is not set; PostgreSQL test of queue events skipped"
-            );
+        let Some(scratch) = crate::scratch::Scratch::new("queue events", "queue_events", 4).await
+        else {
             return;
         };
-        let name = format!("ivr_test_queue_events_{}", std::process::id());
-        let (prefix, _) = admin.rsplit_once('/').expect("a database url");
-        let server = sqlx::PgPool::connect(&admin).await.expect("connect");
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            sqlx::query(&sql)
-                .execute(&server)
-                .await
-                .expect("scratch db");
-        }
-        let pool = connect::open(&Target::Postgres(format!("{prefix}/{name}")), 4)
-            .await
-            .expect("open");
+        let pool = scratch.pool.clone();
         check_queue_events(&pool).await;
-        pool.close().await;
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&server)
-            .await;
-        server.close().await;
+        drop(pool);
+        scratch.drop().await;
     }
 
     fn owned(id: &str, node: &str) -> Record {
@@ -1750,29 +1729,10 @@ mod tests {
         writer.send(owned("s1", "a"));
         let st = writer.shutdown().await;
         assert_eq!((st.written, st.fenced), (1, 0));
-        let Ok(admin) = std::env::var("IVR_TEST_POSTGRES_URL") else {
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: IVR_TEST_POSTGRES_URL is not set; PostgreSQL test of owned records skipped"
-            );
+        let Some(scratch) = crate::scratch::Scratch::new("owned records", "owned", 4).await else {
             return;
         };
-        let name = format!("ivr_test_owned_{}", std::process::id());
-        let (prefix, _) = admin.rsplit_once('/').expect("a database url");
-        let server = sqlx::PgPool::connect(&admin).await.expect("connect");
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            sqlx::query(&sql)
-                .execute(&server)
-                .await
-                .expect("scratch db");
-        }
-        let pool = connect::open(&Target::Postgres(format!("{prefix}/{name}")), 4)
-            .await
-            .expect("open");
+        let pool = scratch.pool.clone();
         let Pool::Postgres(pg) = &pool else {
             unreachable!()
         };
@@ -1842,11 +1802,8 @@ mod tests {
         let st = writer.shutdown().await;
         assert_eq!((st.written, st.fenced), (0, 3), "{st:?}");
         assert_eq!(count("SELECT count(*) FROM calls").await, 3);
-        pool.close().await;
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&server)
-            .await;
-        server.close().await;
+        drop(pool);
+        scratch.drop().await;
     }
 
     /// A full queue refuses queue events (counted), never waits.
