@@ -598,20 +598,13 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             let _ = to.send(QueueEvent::Passed(Ok(call)));
             tracing::info!(queue = %queue, agent = %by, call = %pop.call_id, "transferred by an agent");
             on_msg(acd, book, AcdMsg::ConversationOver(from), now, out);
-            let priority = pop.priority;
-            let enqueue = AcdMsg::Enqueue {
-                call,
-                queue,
-                skills,
-                priority,
-                routing: ivr_acd::Routing {
-                    transferred: true,
-                    ..ivr_acd::Routing::default()
-                },
-                pop,
-                to,
-            };
-            on_msg(acd, book, enqueue, now, out);
+            on_msg(
+                acd,
+                book,
+                transferred(call, queue, skills, pop, to),
+                now,
+                out,
+            );
         }
         AcdMsg::Consult {
             call,
@@ -630,20 +623,13 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             pop.queue.clone_from(&queue);
             let _ = to.send(QueueEvent::Passed(Ok(call)));
             tracing::info!(queue = %queue, call = %pop.call_id, "consultation: ringing the target");
-            let priority = pop.priority;
-            let enqueue = AcdMsg::Enqueue {
-                call,
-                queue,
-                skills,
-                priority,
-                routing: ivr_acd::Routing {
-                    transferred: true,
-                    ..ivr_acd::Routing::default()
-                },
-                pop,
-                to,
-            };
-            on_msg(acd, book, enqueue, now, out);
+            on_msg(
+                acd,
+                book,
+                transferred(call, queue, skills, pop, to),
+                now,
+                out,
+            );
         }
         AcdMsg::Redirect { call, to } => {
             if let Some(w) = book.calls.get_mut(&call) {
@@ -719,14 +705,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
             to,
             reply,
         } => {
-            let status = acd.status(now);
-            let talking = status
-                .agents
-                .iter()
-                .find(|a| a.id == by && a.state == ivr_acd::AgentState::OnCall)
-                .and_then(|a| a.call);
-            let mut pop = talking
-                .and_then(|c| book.calls.get(&c))
+            let mut pop = agents_call(acd, book, &by, now)
                 .map(|w| w.pop.clone())
                 .unwrap_or_else(|| ScreenPop {
                     caller: by.clone(),
@@ -734,13 +713,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 });
             pop.transferred_by = Some(by.clone());
             pop.note = None;
-            let decided = match &target {
-                TransferTo::Queue(q) => acd.transfer_target(q).map(|()| (q.clone(), Vec::new())),
-                TransferTo::Agent(a) => acd
-                    .agent_transfer_target(a, &pop.queue)
-                    .map(|q| (q, vec![ivr_acd::agent_skill(a)])),
-            };
-            let (queue, skills) = match decided {
+            let (queue, skills) = match transfer_queue(acd, &target, &pop.queue) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::info!(target = ?target, agent = %by, error = %e, "consultation refused");
@@ -753,18 +726,7 @@ fn on_msg(acd: &mut Acd, book: &mut Book, m: AcdMsg, now: Millis, out: &mut Vec<
                 return;
             }
             tracing::info!(queue = %queue, agent = %by, "an agent's consultation call");
-            let enqueue = AcdMsg::Enqueue {
-                call,
-                queue,
-                skills,
-                priority: pop.priority,
-                routing: ivr_acd::Routing {
-                    transferred: true,
-                    ..ivr_acd::Routing::default()
-                },
-                pop: Box::new(pop),
-                to,
-            };
+            let enqueue = transferred(call, queue, skills, Box::new(pop), to);
             on_msg(acd, book, enqueue, now, out);
         }
         AcdMsg::AgentTransfer {
@@ -1079,6 +1041,29 @@ fn restored(c: ExportedCall, to: mpsc::UnboundedSender<QueueEvent>, answered: bo
 /// The queue (and skills) a call an agent passes on or consults about waits in: the queue
 /// named, or for an agent a queue of the call's (`prefer`) or the first it serves, with the
 /// agent's own skill.
+/// The enqueue of a call an agent passes on or consults about: first in line (ahead of every
+/// call that was not transferred), at its screen pop's priority.
+fn transferred(
+    call: CallKey,
+    queue: String,
+    skills: Vec<String>,
+    pop: Box<ScreenPop>,
+    to: mpsc::UnboundedSender<QueueEvent>,
+) -> AcdMsg {
+    AcdMsg::Enqueue {
+        call,
+        queue,
+        skills,
+        priority: pop.priority,
+        routing: ivr_acd::Routing {
+            transferred: true,
+            ..ivr_acd::Routing::default()
+        },
+        pop,
+        to,
+    }
+}
+
 fn transfer_queue(
     acd: &Acd,
     target: &TransferTo,
